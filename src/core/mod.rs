@@ -1,1 +1,44 @@
-//! (module being written)
+//! The lock engine: every rule of the lock, and nothing else.
+//!
+//! # Sans I/O
+//!
+//! The engine is a deterministic state machine in the style of str0m. It
+//! does no IO, spawns no tasks, never sleeps and never reads a clock: time
+//! comes in with every call as [`Now`] (a monotonic instant for timers, and
+//! the wall clock — possibly unknown — for validity windows and stamps).
+//! Hardware and services talk to it only through [`Input`]s and
+//! [`Action`]s, so every behaviour in `BEHAVIOUR.md` is a test that feeds
+//! inputs with a made-up `now` and asserts the actions, faster than real
+//! time.
+//!
+//! ```text
+//!   board tasks ─┐                       ┌─► persist (SQLite, one txn)
+//!   BLE / remote ├─► Input ─► Engine ─► Action ─► motor, keypad, voice,
+//!   timers ──────┘     ▲     (core/)        │       alarms, modules, app
+//!                      └── next_deadline ◄──┘
+//! ```
+//!
+//! # The run loop the daemon uses
+//!
+//! ```text
+//! let mut engine = Engine::new(config, store.load()?, now());
+//! apply(engine.handle(now(), Input::PowerUp { set_held }));
+//! loop {
+//!     let input = select! {
+//!         input = inputs.recv() => input,
+//!         _ = sleep_until(engine.next_deadline()) => Input::Tick,
+//!     };
+//!     apply(engine.handle(now(), input)); // persist first, then the rest, in order
+//! }
+//! ```
+pub mod action;
+pub mod event;
+pub mod input;
+pub mod time;
+pub mod types;
+
+pub use action::{Action, AppError, AppOk, AppResult, KeypadView, ModuleCmd, MotorCmd, Prompt};
+pub use event::{AlarmKind, Event, EventKind, LockHow};
+pub use input::{AppCommand, AppRequest, Channel, Input, ModuleReport, Principal};
+pub use time::{Instant, Now, Validity, WallTime};
+pub use types::{Change, Persisted};

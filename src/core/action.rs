@@ -1,0 +1,315 @@
+//! What the engine asks the world to do. The runtime performs a batch of
+//! actions strictly in order: a [`Action::Persist`] is committed (one
+//! SQLite transaction) before anything after it happens, so a success
+//! prompt is never heard for a change that was not stored (B-4.11).
+use core::time::Duration;
+use serde::{Deserialize, Serialize};
+
+use super::event::{AlarmKind, Event};
+use super::input::{BoltPosition, FaceFix, FacePose};
+use super::types::{
+    AppKeyId, Change, CredentialKind, Key, Modality, MotorDirection, TempPasscodeId, UserNumber,
+};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Action {
+    /// Commit these changes in one transaction, before any later action.
+    Persist(Vec<Change>),
+    /// Append to the event log (and the diagnostics/app streams).
+    Log(Event),
+    /// Speak a voice prompt (B-3, B-4). Prompts are also logged.
+    Prompt(Prompt),
+    /// What the keypad shows now.
+    Keypad(KeypadView),
+    Motor(MotorCmd),
+    Module(ModuleCmd),
+    Alarm(AlarmCmd),
+    /// Tell the owner's app (away-mode unlock, duress, doorbell, alarms).
+    Notify(Notice),
+    /// Take a camera snapshot and attach it to the event (B-3.5).
+    Snapshot(SnapshotReason),
+    /// Answer an [`super::AppRequest`].
+    Reply {
+        id: u64,
+        result: AppResult,
+    },
+}
+
+/// The keypad's whole visible state; the board renders it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct KeypadView {
+    /// Backlight on (woken) or asleep (B-3.2).
+    pub awake: bool,
+    /// Only the keys valid in the current step are lit (B-3.3).
+    pub lit: Vec<Key>,
+    /// Keys flashing (pairing mode flashes "0", B-5.1; mute confirmation
+    /// flashes twice, B-3.4).
+    pub flashing: Vec<Key>,
+    /// A user number or a wrong number shown digit by digit (B-1.4, B-4.9).
+    pub digits_shown: Vec<u8>,
+    /// B-10.1.
+    pub low_battery_led: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MotorCmd {
+    /// Drive the bolt to `target`, turning the way the door's handing
+    /// requires (B-2.1).
+    Drive {
+        target: BoltPosition,
+        direction: MotorDirection,
+    },
+    /// Stop and de-energise now.
+    Stop,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModuleCmd {
+    /// Begin enrolling into `slot`; progress arrives as module reports.
+    Enrol { modality: Modality, slot: u16 },
+    /// Abandon an enrolment; nothing is stored.
+    CancelEnrol { modality: Modality },
+    /// Remove one template.
+    Delete { modality: Modality, slot: u16 },
+    /// Remove every template (factory reset).
+    Wipe { modality: Modality },
+    /// Start one face recognition attempt (B-6.2; the IR light flashes).
+    RecogniseFace,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlarmCmd {
+    Sound { kind: AlarmKind, duration: Duration },
+    Silence { kind: AlarmKind },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Notice {
+    /// B-3.6: an unlock while away mode is armed.
+    AwayUnlock {
+        event: Event,
+    },
+    /// B-6.9: silent.
+    Duress {
+        user: UserNumber,
+    },
+    Doorbell,
+    Alarm(AlarmKind),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotReason {
+    Doorbell,
+    Alarm(AlarmKind),
+}
+
+/// The engine's answer to an app command.
+pub type AppResult = Result<AppOk, AppError>;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppOk {
+    Done,
+    UserAdded(UserNumber),
+    TempPasscodeAdded(TempPasscodeId),
+    AppKeyAdded(AppKeyId),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(rename_all = "snake_case")]
+pub enum AppError {
+    #[error("this key may not do that")]
+    Forbidden,
+    #[error("the key is outside its validity window, or the lock's clock is unknown")]
+    OutsideValidity,
+    #[error("remote unlock is turned off in the unlock settings")]
+    RemoteUnlockDisabled,
+    #[error("the lock is locked out after repeated failures")]
+    LockedOut,
+    #[error("no such user")]
+    NoSuchUser,
+    #[error("the last administrator cannot be deleted")]
+    LastAdmin,
+    #[error("passcode rejected: {0}")]
+    BadPasscode(String),
+    #[error("limit reached: {0:?}")]
+    Limit(CredentialKind),
+    #[error("no free user number")]
+    NoFreeUserNumber,
+    #[error("no such item")]
+    NotFound,
+    #[error("the lock is busy (menu or enrolment in progress)")]
+    Busy,
+    #[error("the bolt is jammed")]
+    Jammed,
+}
+
+/// Every voice prompt. The English text is [`Prompt::text`]; the WAV
+/// asset of the same name is [`Prompt::asset`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Prompt {
+    ChooseDirection,
+    DirectionSet,
+    CreateAdmin,
+    EnterPasscode,
+    RepeatPasscode,
+    PasscodeMismatch,
+    PasscodeTooSimple,
+    PasscodeTaken,
+    InputTooLong,
+    Success,
+    Failure,
+    /// B-1.4 (the digits are also lit one by one).
+    UserNumber(UserNumber),
+    MenuMain,
+    ChooseMethod,
+    FacePose(FacePose),
+    FaceFix(FaceFix),
+    PlacePalm,
+    PlaceFinger,
+    PresentAgain,
+    Remove,
+    AlreadyEnrolled,
+    LimitReached,
+    EnterUserNumber,
+    NoSuchUser,
+    CannotDeleteLastAdmin,
+    Deleted,
+    SystemInfo {
+        serial: String,
+        firmware: String,
+        verification_code: String,
+    },
+    VerifyAdmin,
+    Unlocked,
+    Locked,
+    VerifyFailed,
+    LockedOut,
+    UserNotValidNow,
+    TamperAlarm,
+    LowBattery,
+    PairingMode,
+    PairingEnded,
+    MuteOn,
+    AwayArmed,
+    AwayDisarmed,
+    Doorbell,
+    FactoryResetRelease,
+    FactoryResetConfirm,
+    FactoryResetDone,
+    Jammed,
+    ModuleFault,
+}
+
+impl Prompt {
+    /// The asset name of the recorded prompt (`assets/prompts/<name>.wav`).
+    /// Prompts with spoken values (user number, system information) are
+    /// made of several assets; see [`Prompt::text`] for what is said.
+    pub fn asset(&self) -> String {
+        let v = serde_json::to_value(self).unwrap_or_default();
+        match v {
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Object(m) => {
+                let (k, inner) = m.into_iter().next().unwrap_or_default();
+                match inner {
+                    serde_json::Value::String(s) => format!("{k}_{s}"),
+                    _ => k,
+                }
+            }
+            _ => "unknown".into(),
+        }
+    }
+
+    /// The English words of the prompt.
+    pub fn text(&self) -> String {
+        use Prompt::*;
+        match self {
+            ChooseDirection => "Choose the door direction. Press 1 for a right-hand door, 2 for a left-hand door.".into(),
+            DirectionSet => "Door direction set.".into(),
+            CreateAdmin => "Please create the administrator. Press confirm to start.".into(),
+            EnterPasscode => "Enter a passcode of six to ten digits, then press confirm.".into(),
+            RepeatPasscode => "Enter the passcode again, then press confirm.".into(),
+            PasscodeMismatch => "The passcodes do not match. Please start over.".into(),
+            PasscodeTooSimple => "This passcode is too simple. Do not use repeated or consecutive digits.".into(),
+            PasscodeTaken => "This passcode is already in use. Choose another.".into(),
+            InputTooLong => "Too many digits. Please start again.".into(),
+            Success => "Operation successful.".into(),
+            Failure => "Operation failed.".into(),
+            UserNumber(n) => {
+                let d = n.digits();
+                format!("User number {} {} {}.", d[0], d[1], d[2])
+            }
+            MenuMain => "Press 1 to add an administrator, 2 to add a user, 3 to delete a user, confirm for system information.".into(),
+            ChooseMethod => "Press 1 for face, 2 for palm vein, 3 for fingerprint, 4 for passcode.".into(),
+            FacePose(p) => match p {
+                super::input::FacePose::Straight => "Please look straight at the camera.".into(),
+                super::input::FacePose::Up => "Raise your head slightly.".into(),
+                super::input::FacePose::Down => "Lower your head slightly.".into(),
+                super::input::FacePose::Left => "Turn your head slightly to the left.".into(),
+                super::input::FacePose::Right => "Turn your head slightly to the right.".into(),
+            },
+            FaceFix(f) => match f {
+                super::input::FaceFix::NoFace => "No face found. Please face the camera.".into(),
+                super::input::FaceFix::SeveralFaces => "More than one face. Only one person, please.".into(),
+                super::input::FaceFix::TooFar => "Please come closer, about an arm's length away.".into(),
+                super::input::FaceFix::TooClose => "Please move back, about an arm's length away.".into(),
+                super::input::FaceFix::Blurry => "Please hold still.".into(),
+                super::input::FaceFix::Covered => "Your face is covered. Please uncover it.".into(),
+                super::input::FaceFix::WrongPose => "Please follow the instruction.".into(),
+            },
+            PlacePalm => "Place your palm centre over the red light, about twenty centimetres away, hand relaxed.".into(),
+            PlaceFinger => "Place your finger on the reader, fully covering it.".into(),
+            PresentAgain => "Again, please.".into(),
+            Remove => "Remove your hand.".into(),
+            AlreadyEnrolled => "This fingerprint is already enrolled.".into(),
+            LimitReached => "The limit has been reached. Nothing was added.".into(),
+            EnterUserNumber => "Enter the user number, then press confirm.".into(),
+            NoSuchUser => "No such user.".into(),
+            CannotDeleteLastAdmin => "The last administrator cannot be deleted.".into(),
+            Deleted => "Deleted.".into(),
+            SystemInfo { serial, firmware, verification_code } => format!(
+                "Serial number {serial}. Firmware version {firmware}. Verification code {verification_code}."
+            ),
+            VerifyAdmin => "Please verify an administrator.".into(),
+            Unlocked => "Unlocked.".into(),
+            Locked => "Locked.".into(),
+            VerifyFailed => "Verification failed.".into(),
+            LockedOut => "The system is locked. Please try again later.".into(),
+            UserNotValidNow => "This user is not valid at this time.".into(),
+            TamperAlarm => "Alarm. The lock has been tampered with.".into(),
+            LowBattery => "The battery is low. Please charge it.".into(),
+            PairingMode => "Pairing mode. Connect the app.".into(),
+            PairingEnded => "Pairing mode ended.".into(),
+            MuteOn => "Mute on.".into(),
+            AwayArmed => "Away mode armed.".into(),
+            AwayDisarmed => "Away mode off.".into(),
+            Doorbell => "Ding dong.".into(),
+            FactoryResetRelease => "Release the button.".into(),
+            FactoryResetConfirm => "Press confirm to restore factory settings.".into(),
+            FactoryResetDone => "Factory settings restored.".into(),
+            Jammed => "The bolt is jammed.".into(),
+            ModuleFault => "The module is not working.".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn asset_names_are_snake_case() {
+        assert_eq!(Prompt::Unlocked.asset(), "unlocked");
+        assert_eq!(Prompt::FacePose(FacePose::Up).asset(), "face_pose_up");
+        assert_eq!(
+            Prompt::UserNumber(UserNumber::new(7).unwrap()).asset(),
+            "user_number"
+        );
+    }
+}

@@ -1,0 +1,262 @@
+//! Everything that can happen to the lock, as the engine hears it.
+//!
+//! Board tasks turn edges, key codes and module replies into these; the
+//! BLE and remote services turn *already authenticated* app messages into
+//! [`Input::App`]. The engine trusts an `AppRequest`'s principal: checking
+//! the signature/AEAD is the channel's job, checking what that principal
+//! may do is the engine's.
+use serde::{Deserialize, Serialize};
+
+use super::time::Validity;
+use super::types::{
+    AppKey, AppKeyId, Key, Modality, Role, SettingChange, TempPasscodeId, UserNumber,
+};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Input {
+    /// A deadline from [`super::Engine::next_deadline`] has passed.
+    Tick,
+    /// The daemon has started and loaded the store: the engine announces
+    /// first-start prompts, resumes a persisted lockout, and so on.
+    PowerUp {
+        /// B-10.6: SET was held for 5 s while the battery went in.
+        set_held: bool,
+    },
+    /// A front-panel key was pressed (the board reports the press once).
+    Key(Key),
+    /// A key held until the keypad flashes (B-3.4 holds "0").
+    KeyHeld(Key),
+    /// The keypad or the proximity sensor was touched / approached (B-3.2,
+    /// B-6.2 manual face).
+    Touch,
+    /// The SET button on the back panel.
+    Set(SetPress),
+    /// The electronic lock button on the back panel (B-8.2).
+    LockButton,
+    /// The bolt's limit switches.
+    Bolt(BoltPosition),
+    /// The door sensor.
+    Door(DoorPosition),
+    /// The motor driver's report on the last [`super::MotorCmd`].
+    Motor(MotorReport),
+    /// The mechanical key was turned (B-6.5).
+    MechanicalKey,
+    /// The inside handle / thumb-turn retracted the bolt from inside (an
+    /// inside unlock: it disarms away mode, B-3.6, and arms the outside
+    /// lock key, B-8.1).
+    InsideHandle,
+    /// The front panel's tamper switch (B-10.4).
+    Tamper(TamperState),
+    /// Battery and USB-C emergency power (B-10.1, B-10.3).
+    Power(PowerReading),
+    /// A biometric module or the face pipeline reports.
+    Module(ModuleReport),
+    /// An authenticated command from the owner's or a guest's app.
+    App(AppRequest),
+    /// Wi-Fi link state (B-10.7).
+    Wifi(WifiStatus),
+    /// Whether an app is connected over BLE (B-9.1).
+    BleConnected(bool),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SetPress {
+    /// A short press: enter the menu (B-4.1) or confirm a factory reset.
+    Short,
+    /// Held ≥ 3 s: pairing mode (B-5.1).
+    Long,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BoltPosition {
+    Extended,
+    Retracted,
+    /// Neither limit switch closed.
+    Between,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DoorPosition {
+    Open,
+    Closed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TamperState {
+    Intact,
+    Opened,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MotorReport {
+    /// The move finished on its limit switch.
+    Done(BoltPosition),
+    /// Stalled twice (the driver already retried once): the bolt is stuck.
+    Jammed { at: BoltPosition },
+    /// The driver could not drive the motor at all.
+    Fault { detail: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PowerReading {
+    pub percent: u8,
+    pub millivolts: u32,
+    /// USB-C emergency power present.
+    pub external: bool,
+}
+
+/// Reports from the fingerprint module, the palm-vein module and the face
+/// pipeline. Slots are the module's (or the face store's) template slots.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ModuleReport {
+    /// A presented finger/palm/face matched the template in `slot`.
+    Recognised { modality: Modality, slot: u16 },
+    /// Something was presented and matched nothing: one failed verification.
+    NotRecognised { modality: Modality },
+    /// Enrolment moved on; the engine turns this into a prompt.
+    EnrolProgress { modality: Modality, step: EnrolStep },
+    /// Enrolment finished. Face templates come back as bytes for the store
+    /// to seal; module-held templates stay in the module.
+    Enrolled {
+        modality: Modality,
+        slot: u16,
+        template: Option<Vec<u8>>,
+    },
+    EnrolFailed {
+        modality: Modality,
+        reason: EnrolFailure,
+    },
+    /// The module is not answering or answers nonsense.
+    Fault { modality: Modality, detail: String },
+}
+
+/// What to tell the person during an enrolment (B-4.5–B-4.7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnrolStep {
+    /// Face: next pose wanted.
+    FacePose(FacePose),
+    /// Face: what is wrong with the current frame.
+    FaceFix(FaceFix),
+    /// Finger/palm: present again (touch `n` of `of`).
+    PresentAgain { n: u8, of: u8 },
+    /// Finger/palm: lift / withdraw before the next touch.
+    Remove,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FacePose {
+    Straight,
+    Up,
+    Down,
+    Left,
+    Right,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaceFix {
+    NoFace,
+    SeveralFaces,
+    TooFar,
+    TooClose,
+    Blurry,
+    Covered,
+    WrongPose,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnrolFailure {
+    /// B-1.3: this finger is already enrolled (in `slot`).
+    Duplicate { slot: u16 },
+    /// Nothing usable presented in time.
+    Timeout,
+    /// The captures did not merge into one template.
+    Quality,
+    /// The module failed; the detail says how.
+    Module(String),
+}
+
+/// An app command that has passed the channel's authentication.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppRequest {
+    /// Echoed in [`super::Action::Reply`] so the channel can answer.
+    pub id: u64,
+    pub via: Channel,
+    pub principal: Principal,
+    pub command: AppCommand,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    /// Nearby, over the BLE secure channel.
+    Ble,
+    /// Over Wi-Fi through the broker (B-6.7).
+    Remote,
+}
+
+/// Who sent an app command, as its key says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Principal {
+    /// A new app that proved it knows the lock's verification code while
+    /// pairing mode is active (B-5.1). It may only register its owner key.
+    Pairing,
+    Owner {
+        key: AppKeyId,
+        admin: UserNumber,
+    },
+    Guest {
+        key: AppKeyId,
+        validity: Validity,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppCommand {
+    Unlock,
+    Lock,
+    AddUser {
+        role: Role,
+        validity: Validity,
+    },
+    DeleteUser(UserNumber),
+    SetValidity(UserNumber, Validity),
+    /// B-6.10. `digits` follow the passcode rules (B-2.3).
+    AddTempPasscode {
+        digits: String,
+        validity: Validity,
+        one_time: bool,
+    },
+    RevokeTempPasscode(TempPasscodeId),
+    /// B-6.9: a duress passcode for an existing user, entered in the app.
+    SetDuressPasscode {
+        user: UserNumber,
+        digits: String,
+    },
+    /// Register an app key (a guest key redeemed from its pairing code, or
+    /// an owner key from pairing mode). The id is assigned by the engine.
+    AddAppKey(AppKey),
+    RevokeAppKey(AppKeyId),
+    Setting(SettingChange),
+    /// B-7.2: end an active lockout early.
+    ReleaseLockout,
+    /// B-3.6 from the app side.
+    SetAway(bool),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WifiStatus {
+    pub connected: bool,
+    /// dBm; meaningful only when connected.
+    pub rssi: i16,
+}

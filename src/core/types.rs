@@ -1,0 +1,394 @@
+//! The lock's domain values: users, credentials, settings and the records
+//! the store keeps. Types carry meaning and an invalid value cannot be
+//! built (a `UserNumber` is 1..=999, a `PasscodeMac` is a MAC, never digits).
+use core::fmt;
+use core::time::Duration;
+use serde::{Deserialize, Serialize};
+
+use super::time::Validity;
+
+/// A user's number, shown as three digits (B-1.4: "001").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "u16", into = "u16")]
+pub struct UserNumber(u16);
+
+impl UserNumber {
+    pub const MIN: u16 = 1;
+    pub const MAX: u16 = 999;
+
+    pub fn new(n: u16) -> Option<Self> {
+        (Self::MIN..=Self::MAX)
+            .contains(&n)
+            .then_some(UserNumber(n))
+    }
+
+    pub fn get(self) -> u16 {
+        self.0
+    }
+
+    /// The three digits lit one after another on the keypad (B-1.4).
+    pub fn digits(self) -> [u8; 3] {
+        [
+            (self.0 / 100) as u8,
+            (self.0 / 10 % 10) as u8,
+            (self.0 % 10) as u8,
+        ]
+    }
+}
+
+impl TryFrom<u16> for UserNumber {
+    type Error = String;
+    fn try_from(n: u16) -> Result<Self, String> {
+        UserNumber::new(n).ok_or_else(|| format!("user number {n} is outside 001..=999"))
+    }
+}
+
+impl From<UserNumber> for u16 {
+    fn from(u: UserNumber) -> u16 {
+        u.0
+    }
+}
+
+impl fmt::Display for UserNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:03}", self.0)
+    }
+}
+
+/// B-4.3: administrator = unlock + menu; user = unlock only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Admin,
+    User,
+}
+
+/// B-2.1: which way the door opens, which decides the motor direction
+/// that retracts the bolt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Handing {
+    /// Keypad "1".
+    RightHand,
+    /// Keypad "2".
+    LeftHand,
+}
+
+/// Motor shaft direction as the board wires it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MotorDirection {
+    Clockwise,
+    CounterClockwise,
+}
+
+/// A front-panel key (B-3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Key {
+    Digit(u8),
+    /// "↩": back / cancel / exit ("⏏" in the first-admin step).
+    Back,
+    /// "✓": confirm.
+    Confirm,
+    Away,
+    Doorbell,
+}
+
+impl Key {
+    /// Every key of the front panel, in display order.
+    pub const ALL: [Key; 14] = [
+        Key::Digit(1),
+        Key::Digit(2),
+        Key::Digit(3),
+        Key::Digit(4),
+        Key::Digit(5),
+        Key::Digit(6),
+        Key::Digit(7),
+        Key::Digit(8),
+        Key::Digit(9),
+        Key::Digit(0),
+        Key::Back,
+        Key::Confirm,
+        Key::Away,
+        Key::Doorbell,
+    ];
+}
+
+/// The biometric kinds a module or the camera recognises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Modality {
+    Face,
+    Palm,
+    Fingerprint,
+}
+
+/// How a door was opened or a verification attempted (B-6.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    Face,
+    Palm,
+    Fingerprint,
+    Passcode,
+    DuressPasscode,
+    TempPasscode,
+    MechanicalKey,
+    Ble,
+    Remote,
+    /// The inside handle / lock button side (an inside unlock).
+    Inside,
+}
+
+impl From<Modality> for Method {
+    fn from(m: Modality) -> Method {
+        match m {
+            Modality::Face => Method::Face,
+            Modality::Palm => Method::Palm,
+            Modality::Fingerprint => Method::Fingerprint,
+        }
+    }
+}
+
+/// The kinds of credential a user can hold (B-1.2, B-4.4, B-6.9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialKind {
+    Face,
+    Palm,
+    Fingerprint,
+    Passcode,
+    DuressPasscode,
+}
+
+impl From<Modality> for CredentialKind {
+    fn from(m: Modality) -> CredentialKind {
+        match m {
+            Modality::Face => CredentialKind::Face,
+            Modality::Palm => CredentialKind::Palm,
+            Modality::Fingerprint => CredentialKind::Fingerprint,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CredentialId(pub u32);
+
+/// A keyed MAC (HMAC-SHA256 under the device key) of a passcode's digits.
+/// The digits themselves are never stored (B-11.2).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PasscodeMac(pub [u8; 32]);
+
+impl fmt::Debug for PasscodeMac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PasscodeMac(..)")
+    }
+}
+
+/// What proves a credential. Module-held biometrics are a slot number in
+/// the module; face templates come from the face pipeline and are sealed
+/// by the store before they touch disk.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CredentialSecret {
+    /// Fingerprint or palm template living in the module's slot.
+    ModuleSlot(u16),
+    /// Face template bytes (an embedding, not an image: B-11.1).
+    FaceTemplate {
+        slot: u16,
+        template: Vec<u8>,
+    },
+    Passcode(PasscodeMac),
+}
+
+impl fmt::Debug for CredentialSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CredentialSecret::ModuleSlot(s) => write!(f, "ModuleSlot({s})"),
+            CredentialSecret::FaceTemplate { slot, template } => {
+                write!(
+                    f,
+                    "FaceTemplate {{ slot: {slot}, {} bytes }}",
+                    template.len()
+                )
+            }
+            CredentialSecret::Passcode(_) => f.write_str("Passcode(..)"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credential {
+    pub id: CredentialId,
+    pub user: UserNumber,
+    pub kind: CredentialKind,
+    pub secret: CredentialSecret,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub number: UserNumber,
+    pub role: Role,
+    /// B-9.4: outside this window the user cannot unlock.
+    pub validity: Validity,
+}
+
+/// App-adjustable settings (B-9.7). Defaults are what a lock sold to homes
+/// should ship with: protection on, remote unlock off until the owner
+/// turns it on, auto-lock off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    /// B-8.3: `None` = countdown lock disabled.
+    pub auto_lock: Option<Duration>,
+    /// B-7.3.
+    pub lockout_protection: bool,
+    /// B-6.7.
+    pub remote_unlock: bool,
+    /// B-9.7 / B-10.7: off saves battery; BLE still works.
+    pub wifi: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            auto_lock: None,
+            lockout_protection: true,
+            remote_unlock: false,
+            wifi: true,
+        }
+    }
+}
+
+/// One setting change, as the app sends it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SettingChange {
+    AutoLock(Option<Duration>),
+    LockoutProtection(bool),
+    RemoteUnlock(bool),
+    Wifi(bool),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TempPasscodeId(pub u32);
+
+/// B-6.10: a visitor passcode made in the app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TempPasscode {
+    pub id: TempPasscodeId,
+    pub mac: PasscodeMac,
+    pub validity: Validity,
+    /// Consumed by its first successful use.
+    pub one_time: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AppKeyId(pub u32);
+
+/// Who an app key speaks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppKeyRole {
+    /// Paired in pairing mode and bound to an administrator (B-5.1).
+    Owner { admin: UserNumber },
+    /// A visitor's BLE key (B-6.6): unlock/lock inside its window only.
+    Guest,
+}
+
+/// An app's long-term public key, registered through pairing (owner) or
+/// through a guest pairing code (guest).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppKey {
+    pub id: AppKeyId,
+    pub role: AppKeyRole,
+    pub public_key: [u8; 32],
+    pub validity: Validity,
+    pub label: String,
+}
+
+/// The lockout bookkeeping as it is persisted (B-7). Times are stored as
+/// *remaining* durations: monotonic time restarts with the daemon, and
+/// time spent powered off must never shorten a lockout.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LockoutRecord {
+    /// For each failure still inside the 5-minute window: how long until
+    /// it leaves the window.
+    pub failures_expire_in: Vec<Duration>,
+    /// Remaining time of an active lockout.
+    pub locked_for: Option<Duration>,
+}
+
+/// Everything the engine needs from the store at start-up.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Persisted {
+    /// `None` until the first start asked for it (B-2.1).
+    pub handing: Option<Handing>,
+    pub users: Vec<User>,
+    pub credentials: Vec<Credential>,
+    pub settings: Settings,
+    pub lockout: LockoutRecord,
+    pub temp_passcodes: Vec<TempPasscode>,
+    pub app_keys: Vec<AppKey>,
+}
+
+/// One change to persistent state. An [`super::Action::Persist`] carries
+/// a list of these that the runtime commits in one SQLite transaction
+/// before it performs any action that follows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Change {
+    SetHanding(Handing),
+    /// Insert or replace a user.
+    PutUser(User),
+    /// Delete a user and every credential and app key bound to it.
+    DeleteUser(UserNumber),
+    PutCredential(Credential),
+    DeleteCredential(CredentialId),
+    PutSettings(Settings),
+    PutLockout(LockoutRecord),
+    PutTempPasscode(TempPasscode),
+    DeleteTempPasscode(TempPasscodeId),
+    PutAppKey(AppKey),
+    DeleteAppKey(AppKeyId),
+    /// B-10.6 / B-1.5: erase users, credentials, temp passcodes, app keys,
+    /// settings, lockout and the door handing. The event log is kept.
+    FactoryReset,
+}
+
+/// Capacity limits (B-1.1, B-1.2).
+pub mod limits {
+    pub const FACES: usize = 50;
+    pub const PALMS: usize = 50;
+    pub const FINGERPRINTS: usize = 50;
+    pub const PASSCODES: usize = 50;
+    pub const FACES_PER_USER: usize = 3;
+    pub const PALMS_PER_USER: usize = 2;
+    pub const FINGERPRINTS_PER_USER: usize = 5;
+    pub const PASSCODES_PER_USER: usize = 1;
+    pub const DURESS_PER_USER: usize = 1;
+    /// Longest keypad input accepted before "input too long" (B-6.4's
+    /// anti-peep padding included).
+    pub const MAX_INPUT_DIGITS: usize = 32;
+    pub const PASSCODE_MIN: usize = 6;
+    pub const PASSCODE_MAX: usize = 10;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_numbers_are_three_digits() {
+        let u = UserNumber::new(1).unwrap();
+        assert_eq!(u.to_string(), "001");
+        assert_eq!(u.digits(), [0, 0, 1]);
+        assert_eq!(UserNumber::new(123).unwrap().digits(), [1, 2, 3]);
+        assert!(UserNumber::new(0).is_none());
+        assert!(UserNumber::new(1000).is_none());
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = CredentialSecret::Passcode(PasscodeMac([7; 32]));
+        assert!(!format!("{s:?}").contains('7'));
+    }
+}
