@@ -8,6 +8,7 @@
 pub mod biometrics;
 pub mod ble;
 pub mod board;
+pub mod cli;
 pub mod config;
 pub mod core;
 pub mod daemon;

@@ -1,1 +1,2 @@
 //! (module being written)
+pub mod notify;

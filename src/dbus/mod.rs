@@ -1,1 +1,327 @@
-//! (module being written)
+//! The technicians' diagnostics interface on D-Bus (`org.latchd.Diagnostics1`).
+//!
+//! A service technician (or a health-check script on the SoC) asks the lock
+//! how it is: firmware, battery, radios, motor wear, alarms, how full the
+//! credential store is, and can run a device self-test and pull a redacted
+//! diagnostics export. The interface is **read-only by construction**: there
+//! is no method that unlocks the door, reveals a secret, or changes users,
+//! credentials or settings, and the bus policy
+//! (`config/dbus/org.latchd.conf`) only lets root and the `latchd-tech`
+//! group talk to it at all.
+//!
+//! ```text
+//!   daemon runtime (daemon/)                      this module                     bus clients
+//!  ┌──────────────────────────┐  watch<Diagnostics>  ┌──────────────────────┐   ┌──────────────┐
+//!  │ engine task + devices    │─────────────────────▶│ updater task         │──▶│ PropertiesCh.│
+//!  │                          │  broadcast<Event>    │  diff → signals      │──▶│ EventLogged  │
+//!  │                          │─────────────────────▶│  new alarm → signal  │──▶│ AlarmRaised  │
+//!  │ impl DiagnosticsBackend  │◀─────────────────────│ object server        │◀──│ SelfTest ... │
+//!  └──────────────────────────┘  self_test/events/   │ /org/latchd/Lock     │   │ latchctl,    │
+//!                                export (async)      └──────────────────────┘   │ busctl       │
+//!                                                                                └──────────────┘
+//! ```
+//!
+//! The seam to the daemon is deliberately narrow so that the two can be
+//! built and tested apart:
+//!
+//! * [`Diagnostics`] — a plain snapshot the daemon publishes through a
+//!   `tokio::sync::watch::Sender<Diagnostics>` whenever something changes;
+//!   the service turns the difference into one `PropertiesChanged` signal,
+//!   and a newly present entry of `active_alarms` into `AlarmRaised`.
+//! * [`EventRecord`]s — sent on a `tokio::sync::broadcast` channel as the
+//!   daemon logs them; each becomes an `EventLogged` signal.
+//! * [`DiagnosticsBackend`] — the three things that need the daemon's help
+//!   to answer (self-test, event history, export).
+//!
+//! [`serve`] connects to the chosen bus ([`BusChoice`]: the system bus in
+//! production, the session bus or a private address in the simulator and
+//! tests), claims `org.latchd`, and returns a [`DbusHandle`]. The client
+//! side used by `latchctl` is in [`client`]. The wire reference (names,
+//! signatures, `busctl` examples) is `docs/dbus.md`.
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+pub mod client;
+mod properties;
+mod service;
+
+pub use properties::{PropertyError, PROPERTY_NAMES};
+pub use service::{serve, DbusHandle};
+
+/// The well-known bus name the daemon owns.
+pub const BUS_NAME: &str = "org.latchd";
+/// The one object the daemon exports.
+pub const OBJECT_PATH: &str = "/org/latchd/Lock";
+/// The diagnostics interface on [`OBJECT_PATH`].
+pub const INTERFACE: &str = "org.latchd.Diagnostics1";
+/// `RecentEvents(limit)` never returns more than this many records, however
+/// large the limit asked for: a reply stays well under the bus's message
+/// size limit and one caller cannot make the daemon walk the whole log.
+pub const MAX_RECENT_EVENTS: u32 = 1000;
+
+/// B-1.1: at most 50 of each credential kind in the lock.
+pub const LOCK_LIMIT_PER_KIND: u32 = 50;
+/// B-1.2: per user at most 3 faces.
+pub const FACES_PER_USER: u32 = 3;
+/// B-1.2: per user at most 2 palm veins.
+pub const PALMS_PER_USER: u32 = 2;
+/// B-1.2: per user at most 5 fingerprints.
+pub const FINGERPRINTS_PER_USER: u32 = 5;
+/// B-1.2: per user at most 1 passcode.
+pub const PASSCODES_PER_USER: u32 = 1;
+/// B-1.4: users are numbered 001..=999.
+pub const USERS_LIMIT: u32 = 999;
+
+/// How full one credential kind is, against its limits (B-1.1, B-1.2).
+/// On the bus this is the struct `(uuu)`: enrolled, lock limit, per user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capacity {
+    /// Credentials of this kind enrolled in the lock now.
+    pub enrolled: u32,
+    /// How many the lock holds at most (B-1.1).
+    pub limit: u32,
+    /// How many one user may hold at most (B-1.2).
+    pub per_user_limit: u32,
+}
+
+impl Capacity {
+    /// An empty store with the B-1 limits for a kind.
+    pub const fn empty(per_user_limit: u32) -> Self {
+        Capacity {
+            enrolled: 0,
+            limit: LOCK_LIMIT_PER_KIND,
+            per_user_limit,
+        }
+    }
+}
+
+/// The snapshot of the lock's health the daemon publishes.
+///
+/// Only values a technician may see are here: no passcode, key, template
+/// or user identity. Strings are short lower-case words the daemon chooses
+/// (`"locked"`, `"unlocked"`, `"moving"`, `"jammed"`, `"unknown"`, ...);
+/// `docs/dbus.md` lists the ones it uses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Diagnostics {
+    pub firmware_version: String,
+    pub serial_number: String,
+    /// Board backend in use: `"sim"`, `"linux"`, `"rpi"`.
+    pub board: String,
+    /// Seconds since the daemon started.
+    pub uptime_s: u64,
+    pub lock_state: String,
+    pub bolt_state: String,
+    pub door_state: String,
+    /// 0..=100.
+    pub battery_percent: u8,
+    pub battery_mv: u32,
+    /// Powered from the emergency USB-C port (B-10.3).
+    pub external_power: bool,
+    pub wifi_state: String,
+    /// dBm; 0 when not associated.
+    pub wifi_rssi: i16,
+    pub ble_state: String,
+    /// Bolt movements since manufacture (motor wear).
+    pub motor_cycles: u64,
+    /// Unix seconds of the last motor jam, 0 for never.
+    pub last_jam: i64,
+    /// Names of the alarms sounding or pending now (`"tamper"`, `"lockout"`, ...).
+    pub active_alarms: Vec<String>,
+    /// B-7.1 lockout in force.
+    pub lockout_active: bool,
+    pub lockout_remaining_s: u32,
+    pub users: u32,
+    pub users_limit: u32,
+    pub admins: u32,
+    pub faces: Capacity,
+    pub palms: Capacity,
+    pub fingerprints: Capacity,
+    pub passcodes: Capacity,
+    /// `"ok"`, or what is wrong with the store (`"degraded: ..."`).
+    pub storage_health: String,
+}
+
+impl Default for Diagnostics {
+    /// What the service shows before the daemon has published anything:
+    /// every state `"unknown"`, every count zero, the B-1 limits.
+    fn default() -> Self {
+        let unknown = || "unknown".to_string();
+        Diagnostics {
+            firmware_version: env!("CARGO_PKG_VERSION").to_string(),
+            serial_number: unknown(),
+            board: unknown(),
+            uptime_s: 0,
+            lock_state: unknown(),
+            bolt_state: unknown(),
+            door_state: unknown(),
+            battery_percent: 0,
+            battery_mv: 0,
+            external_power: false,
+            wifi_state: unknown(),
+            wifi_rssi: 0,
+            ble_state: unknown(),
+            motor_cycles: 0,
+            last_jam: 0,
+            active_alarms: Vec::new(),
+            lockout_active: false,
+            lockout_remaining_s: 0,
+            users: 0,
+            users_limit: USERS_LIMIT,
+            admins: 0,
+            faces: Capacity::empty(FACES_PER_USER),
+            palms: Capacity::empty(PALMS_PER_USER),
+            fingerprints: Capacity::empty(FINGERPRINTS_PER_USER),
+            passcodes: Capacity::empty(PASSCODES_PER_USER),
+            storage_health: unknown(),
+        }
+    }
+}
+
+/// One device's self-test result. On the bus: `(sbs)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceCheck {
+    /// Device name (`"motor"`, `"bolt_sensor"`, `"fingerprint"`, ...).
+    pub device: String,
+    pub ok: bool,
+    /// What was seen, or what is wrong and what to check.
+    pub detail: String,
+}
+
+/// One entry of the event log as technicians see it. On the bus: `(txss)`.
+///
+/// `detail` is written by the daemon for this audience: a user number may
+/// appear, a passcode or key never does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// Monotonic log sequence number; newer events have larger ids.
+    pub id: u64,
+    /// Unix seconds (UTC) when it happened.
+    pub time: i64,
+    /// Dotted kind, e.g. `"unlock.fingerprint"`, `"alarm.tamper"`.
+    pub kind: String,
+    pub detail: String,
+}
+
+/// Why the daemon could not answer a backend request. Its message goes to
+/// the caller as an `org.freedesktop.DBus.Error.Failed` reply, so it must
+/// say what failed without leaking secrets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BackendError(pub String);
+
+/// A boxed, sendable future: what [`DiagnosticsBackend`] methods return, so
+/// the trait stays object-safe without a proc-macro.
+pub type BackendFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, BackendError>> + Send + 'a>>;
+
+/// What the daemon answers on behalf of the D-Bus service.
+///
+/// Implementations must be cheap to call concurrently (the service takes
+/// them by `Arc`) and must never return secrets: `export` is redacted by
+/// the implementation, and the service only checks that it is JSON.
+pub trait DiagnosticsBackend: Send + Sync + 'static {
+    /// Exercise each device once and report. The service runs at most one
+    /// self-test at a time.
+    fn self_test(&self) -> BackendFuture<'_, Vec<DeviceCheck>>;
+    /// The newest `limit` events, newest last. `limit` is already capped at
+    /// [`MAX_RECENT_EVENTS`].
+    fn recent_events(&self, limit: u32) -> BackendFuture<'_, Vec<EventRecord>>;
+    /// A JSON document with everything a support engineer needs, redacted.
+    fn export(&self) -> BackendFuture<'_, String>;
+}
+
+/// Which bus to use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BusChoice {
+    /// The system bus: production, with the policy file installed.
+    System,
+    /// The caller's session bus: the simulator on a developer's machine.
+    Session,
+    /// A D-Bus address such as `unix:path=/tmp/bus`: tests and private buses.
+    Address(String),
+}
+
+impl fmt::Display for BusChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BusChoice::System => f.write_str("system bus"),
+            BusChoice::Session => f.write_str("session bus"),
+            BusChoice::Address(a) => write!(f, "bus at {a}"),
+        }
+    }
+}
+
+/// `system`, `session`, or a D-Bus address (`unix:path=...`, `unix:abstract=...`, `tcp:...`).
+impl FromStr for BusChoice {
+    type Err = BusChoiceError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "system" => Ok(BusChoice::System),
+            "session" => Ok(BusChoice::Session),
+            // A D-Bus address is `transport:key=value,...`; anything else is
+            // a typo we should not try to connect to.
+            a if a.contains(':') && a.contains('=') => Ok(BusChoice::Address(a.to_string())),
+            other => Err(BusChoiceError(other.to_string())),
+        }
+    }
+}
+
+/// A `--bus` value that is neither a bus name nor a D-Bus address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a bus: use `system`, `session` or a D-Bus address like `unix:path=/run/dbus/system_bus_socket`")]
+pub struct BusChoiceError(pub String);
+
+/// Why the diagnostics service could not start or stop.
+#[derive(Debug, thiserror::Error)]
+pub enum DbusError {
+    #[error(
+        "cannot connect to the {bus}: {source}; is dbus-daemon running and the address right?"
+    )]
+    Connect {
+        bus: BusChoice,
+        #[source]
+        source: zbus::Error,
+    },
+    #[error("cannot own `{BUS_NAME}` on the {bus}: {source}; is another latchd running, or is config/dbus/org.latchd.conf not installed in /usr/share/dbus-1/system.d/?")]
+    OwnName {
+        bus: BusChoice,
+        #[source]
+        source: zbus::Error,
+    },
+    #[error("cannot export {OBJECT_PATH}: {0}")]
+    Export(#[source] zbus::Error),
+    #[error("cannot emit a D-Bus signal: {0}")]
+    Signal(#[source] zbus::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bus_choice_parses_names_and_addresses() {
+        assert_eq!("system".parse::<BusChoice>(), Ok(BusChoice::System));
+        assert_eq!("session".parse::<BusChoice>(), Ok(BusChoice::Session));
+        assert_eq!(
+            "unix:path=/tmp/x".parse::<BusChoice>(),
+            Ok(BusChoice::Address("unix:path=/tmp/x".into()))
+        );
+        assert!("sytem".parse::<BusChoice>().is_err());
+        assert!("".parse::<BusChoice>().is_err());
+    }
+
+    #[test]
+    fn default_snapshot_has_b1_limits() {
+        let d = Diagnostics::default();
+        assert_eq!(d.faces.limit, 50);
+        assert_eq!(d.faces.per_user_limit, 3);
+        assert_eq!(d.palms.per_user_limit, 2);
+        assert_eq!(d.fingerprints.per_user_limit, 5);
+        assert_eq!(d.passcodes.per_user_limit, 1);
+        assert_eq!(d.lock_state, "unknown");
+    }
+}

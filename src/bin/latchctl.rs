@@ -1,0 +1,6 @@
+//! `latchctl` — command line for a running latchd over D-Bus. Everything
+//! lives in `latchd::cli` so that it can be unit-tested and extended with
+//! new command groups there.
+fn main() -> std::process::ExitCode {
+    latchd::cli::main()
+}

@@ -1,0 +1,458 @@
+//! The object server side: the `org.latchd.Diagnostics1` interface at
+//! `/org/latchd/Lock`, and the task that turns snapshots and events into
+//! signals.
+//!
+//! ```text
+//!  serve(): connect ─▶ export /org/latchd/Lock ─▶ RequestName(org.latchd, DoNotQueue)
+//!                                                   │ (object is callable as soon
+//!                                                   ▼  as the name is visible)
+//!  updater task: select! {
+//!      watch changed  ─▶ diff old/new ─▶ PropertiesChanged(changed, [])
+//!                                    └─▶ AlarmRaised(name) per newly active alarm
+//!      broadcast recv ─▶ EventLogged(id, time, kind, detail)
+//!      stop           ─▶ return
+//!  }
+//! ```
+//!
+//! Property getters read the watch channel directly, so a `Get` never
+//! returns an older value than the last signal announced.
+use std::sync::Arc;
+
+use tokio::sync::{broadcast, oneshot, watch, Mutex};
+use tokio::task::JoinHandle;
+use zbus::fdo::{self, RequestNameFlags, RequestNameReply};
+use zbus::interface;
+use zbus::names::InterfaceName;
+use zbus::object_server::SignalEmitter;
+use zbus::Connection;
+
+use super::properties;
+use super::{
+    BusChoice, DbusError, Diagnostics, DiagnosticsBackend, EventRecord, BUS_NAME, INTERFACE,
+    MAX_RECENT_EVENTS, OBJECT_PATH,
+};
+
+/// The exported object. It holds no state of its own beyond a receiver of
+/// the daemon's snapshot and the backend; all writes go through the daemon.
+struct DiagnosticsInterface {
+    /// Latest snapshot; the getters read it under its short read lock.
+    snapshot: watch::Receiver<Diagnostics>,
+    /// The daemon's answers to SelfTest/RecentEvents/ExportDiagnostics.
+    backend: Arc<dyn DiagnosticsBackend>,
+    /// Held while a self-test runs: exercising the motor twice at once would
+    /// fight over the bolt, so a second caller is told to come back later.
+    self_test_running: Mutex<()>,
+}
+
+fn failed(e: super::BackendError) -> fdo::Error {
+    fdo::Error::Failed(e.0)
+}
+
+/// Diagnostics of the latchd smart lock, for service technicians. Read-only:
+/// nothing here unlocks the door, reveals a secret or changes users.
+#[interface(name = "org.latchd.Diagnostics1")]
+impl DiagnosticsInterface {
+    /// Firmware (latchd) version, e.g. "0.1.0".
+    #[zbus(property, name = "FirmwareVersion")]
+    fn firmware_version(&self) -> String {
+        self.snapshot.borrow().firmware_version.clone()
+    }
+
+    /// The lock's serial number.
+    #[zbus(property, name = "SerialNumber")]
+    fn serial_number(&self) -> String {
+        self.snapshot.borrow().serial_number.clone()
+    }
+
+    /// Board backend in use: "sim", "linux" or "rpi".
+    #[zbus(property, name = "Board")]
+    fn board(&self) -> String {
+        self.snapshot.borrow().board.clone()
+    }
+
+    /// Seconds since the daemon started.
+    #[zbus(property, name = "UptimeSeconds")]
+    fn uptime_seconds(&self) -> u64 {
+        self.snapshot.borrow().uptime_s
+    }
+
+    /// "locked", "unlocked", "moving", "jammed" or "unknown".
+    #[zbus(property, name = "LockState")]
+    fn lock_state(&self) -> String {
+        self.snapshot.borrow().lock_state.clone()
+    }
+
+    /// Bolt sensor: "extended", "retracted" or "unknown".
+    #[zbus(property, name = "BoltState")]
+    fn bolt_state(&self) -> String {
+        self.snapshot.borrow().bolt_state.clone()
+    }
+
+    /// Door sensor: "open", "closed" or "unknown".
+    #[zbus(property, name = "DoorState")]
+    fn door_state(&self) -> String {
+        self.snapshot.borrow().door_state.clone()
+    }
+
+    /// Battery charge, 0..100 %.
+    #[zbus(property, name = "BatteryPercent")]
+    fn battery_percent(&self) -> u8 {
+        self.snapshot.borrow().battery_percent
+    }
+
+    /// Battery voltage in millivolts.
+    #[zbus(property, name = "BatteryMillivolts")]
+    fn battery_millivolts(&self) -> u32 {
+        self.snapshot.borrow().battery_mv
+    }
+
+    /// True while powered from the emergency USB-C port (B-10.3).
+    #[zbus(property, name = "ExternalPower")]
+    fn external_power(&self) -> bool {
+        self.snapshot.borrow().external_power
+    }
+
+    /// Wi-Fi: "off", "disconnected", "connecting", "connected" or "unknown".
+    #[zbus(property, name = "WifiState")]
+    fn wifi_state(&self) -> String {
+        self.snapshot.borrow().wifi_state.clone()
+    }
+
+    /// Wi-Fi signal in dBm; 0 when not associated.
+    #[zbus(property, name = "WifiRssi")]
+    fn wifi_rssi(&self) -> i16 {
+        self.snapshot.borrow().wifi_rssi
+    }
+
+    /// BLE: "off", "advertising", "pairing", "connected" or "unknown".
+    #[zbus(property, name = "BleState")]
+    fn ble_state(&self) -> String {
+        self.snapshot.borrow().ble_state.clone()
+    }
+
+    /// Bolt movements since manufacture (motor wear).
+    #[zbus(property, name = "MotorCycles")]
+    fn motor_cycles(&self) -> u64 {
+        self.snapshot.borrow().motor_cycles
+    }
+
+    /// Unix time (s) of the last motor jam; 0 if it never jammed.
+    #[zbus(property, name = "LastJam")]
+    fn last_jam(&self) -> i64 {
+        self.snapshot.borrow().last_jam
+    }
+
+    /// Alarms active now, e.g. ["tamper", "lockout", "low_battery"].
+    #[zbus(property, name = "ActiveAlarms")]
+    fn active_alarms(&self) -> Vec<String> {
+        self.snapshot.borrow().active_alarms.clone()
+    }
+
+    /// True while the B-7.1 lockout (5 failures in 5 minutes) is in force.
+    #[zbus(property, name = "LockoutActive")]
+    fn lockout_active(&self) -> bool {
+        self.snapshot.borrow().lockout_active
+    }
+
+    /// Seconds left of the lockout; 0 when none.
+    #[zbus(property, name = "LockoutRemainingSeconds")]
+    fn lockout_remaining_seconds(&self) -> u32 {
+        self.snapshot.borrow().lockout_remaining_s
+    }
+
+    /// Users (administrators included) enrolled.
+    #[zbus(property, name = "Users")]
+    fn users(&self) -> u32 {
+        self.snapshot.borrow().users
+    }
+
+    /// Most users the lock numbers (B-1.4: 001..999).
+    #[zbus(property, name = "UsersLimit")]
+    fn users_limit(&self) -> u32 {
+        self.snapshot.borrow().users_limit
+    }
+
+    /// Administrators enrolled.
+    #[zbus(property, name = "Admins")]
+    fn admins(&self) -> u32 {
+        self.snapshot.borrow().admins
+    }
+
+    /// Faces: (enrolled, lock limit, per-user limit); B-1: 50 and 3.
+    #[zbus(property, name = "Faces")]
+    fn faces(&self) -> (u32, u32, u32) {
+        let c = self.snapshot.borrow().faces;
+        (c.enrolled, c.limit, c.per_user_limit)
+    }
+
+    /// Palm veins: (enrolled, lock limit, per-user limit); B-1: 50 and 2.
+    #[zbus(property, name = "Palms")]
+    fn palms(&self) -> (u32, u32, u32) {
+        let c = self.snapshot.borrow().palms;
+        (c.enrolled, c.limit, c.per_user_limit)
+    }
+
+    /// Fingerprints: (enrolled, lock limit, per-user limit); B-1: 50 and 5.
+    #[zbus(property, name = "Fingerprints")]
+    fn fingerprints(&self) -> (u32, u32, u32) {
+        let c = self.snapshot.borrow().fingerprints;
+        (c.enrolled, c.limit, c.per_user_limit)
+    }
+
+    /// Passcodes: (enrolled, lock limit, per-user limit); B-1: 50 and 1.
+    #[zbus(property, name = "Passcodes")]
+    fn passcodes(&self) -> (u32, u32, u32) {
+        let c = self.snapshot.borrow().passcodes;
+        (c.enrolled, c.limit, c.per_user_limit)
+    }
+
+    /// Store health: "ok", or "degraded: <what is wrong>".
+    #[zbus(property, name = "StorageHealth")]
+    fn storage_health(&self) -> String {
+        self.snapshot.borrow().storage_health.clone()
+    }
+
+    /// Exercise every device once. Returns (device, ok, detail) per device.
+    /// Fails with LimitsExceeded while another self-test is running.
+    #[zbus(name = "SelfTest", out_args("checks"))]
+    async fn self_test(&self) -> fdo::Result<Vec<(String, bool, String)>> {
+        let _running = self.self_test_running.try_lock().map_err(|_| {
+            fdo::Error::LimitsExceeded(
+                "a self-test is already running; try again when it has finished".into(),
+            )
+        })?;
+        let checks = self.backend.self_test().await.map_err(failed)?;
+        Ok(checks
+            .into_iter()
+            .map(|c| (c.device, c.ok, c.detail))
+            .collect())
+    }
+
+    /// The newest `limit` events (at most 1000), oldest first, as
+    /// (id, unix time, kind, detail).
+    #[zbus(name = "RecentEvents", out_args("events"))]
+    async fn recent_events(&self, limit: u32) -> fdo::Result<Vec<(u64, i64, String, String)>> {
+        let limit = limit.min(MAX_RECENT_EVENTS);
+        let events = self.backend.recent_events(limit).await.map_err(failed)?;
+        // The cap is ours to keep, whatever the backend returned: keep the newest.
+        let skip = events.len().saturating_sub(limit as usize);
+        Ok(events
+            .into_iter()
+            .skip(skip)
+            .map(|e| (e.id, e.time, e.kind, e.detail))
+            .collect())
+    }
+
+    /// A JSON document describing the lock for support, with secrets and
+    /// personal data redacted.
+    #[zbus(name = "ExportDiagnostics", out_args("json"))]
+    async fn export_diagnostics(&self) -> fdo::Result<String> {
+        let json = self.backend.export().await.map_err(failed)?;
+        // The contract says JSON; a broken export would only confuse the
+        // support tooling that parses it, so refuse it here.
+        serde_json::from_str::<serde_json::Value>(&json).map_err(|e| {
+            fdo::Error::Failed(format!(
+                "the daemon produced an export that is not JSON: {e}"
+            ))
+        })?;
+        Ok(json)
+    }
+
+    /// An event was written to the lock's log: (id, unix time, kind, detail).
+    #[zbus(signal, name = "EventLogged")]
+    async fn event_logged(
+        emitter: &SignalEmitter<'_>,
+        id: u64,
+        time: i64,
+        kind: &str,
+        detail: &str,
+    ) -> zbus::Result<()>;
+
+    /// An alarm became active (it is also in ActiveAlarms until it ends).
+    #[zbus(signal, name = "AlarmRaised")]
+    async fn alarm_raised(emitter: &SignalEmitter<'_>, alarm: &str) -> zbus::Result<()>;
+}
+
+/// A running diagnostics service. Dropping it stops the signal task; call
+/// [`DbusHandle::shutdown`] to also give the name back before exiting.
+pub struct DbusHandle {
+    /// The bus connection; its object server answers calls.
+    connection: Connection,
+    /// Tells the updater task to return.
+    stop: Option<oneshot::Sender<()>>,
+    /// The updater task, awaited on shutdown.
+    task: Option<JoinHandle<()>>,
+}
+
+impl DbusHandle {
+    /// The connection the service runs on (e.g. to read its unique name).
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    /// Stop emitting signals, release `org.latchd` and close the connection.
+    pub async fn shutdown(mut self) -> Result<(), DbusError> {
+        if let Some(stop) = self.stop.take() {
+            // The task may already have ended; nothing to tell it then.
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            if let Err(e) = task.await {
+                tracing::warn!("D-Bus signal task ended abnormally: {e}");
+            }
+        }
+        self.connection
+            .release_name(BUS_NAME)
+            .await
+            .map_err(DbusError::Export)?;
+        Ok(())
+    }
+}
+
+impl Drop for DbusHandle {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+pub(crate) fn connection_builder(
+    bus: &BusChoice,
+) -> zbus::Result<zbus::connection::Builder<'static>> {
+    match bus {
+        BusChoice::System => zbus::connection::Builder::system(),
+        BusChoice::Session => zbus::connection::Builder::session(),
+        BusChoice::Address(a) => zbus::connection::Builder::address(a.as_str()),
+    }
+}
+
+/// Serve `org.latchd.Diagnostics1` on `bus` until the handle is dropped or
+/// shut down.
+///
+/// * `diag_rx` — the daemon's snapshot; every change becomes one
+///   `PropertiesChanged` (and `AlarmRaised` for each newly active alarm).
+/// * `backend` — answers the three methods.
+/// * `events_rx` — every event becomes `EventLogged`.
+///
+/// Fails if the bus cannot be reached or `org.latchd` is owned by someone
+/// else or forbidden to us by the bus policy; in that case nothing is left
+/// exported.
+pub async fn serve(
+    bus: BusChoice,
+    diag_rx: watch::Receiver<Diagnostics>,
+    backend: Arc<dyn DiagnosticsBackend>,
+    events_rx: broadcast::Receiver<EventRecord>,
+) -> Result<DbusHandle, DbusError> {
+    let iface = DiagnosticsInterface {
+        snapshot: diag_rx.clone(),
+        backend,
+        self_test_running: Mutex::new(()),
+    };
+    // Export the object before claiming the name, so that whoever sees the
+    // name appear can call it at once.
+    let connection = connection_builder(&bus)
+        .and_then(|b| b.serve_at(OBJECT_PATH, iface))
+        .map_err(|source| DbusError::Connect {
+            bus: bus.clone(),
+            source,
+        })?
+        .build()
+        .await
+        .map_err(|source| DbusError::Connect {
+            bus: bus.clone(),
+            source,
+        })?;
+
+    // DoNotQueue: a second latchd must fail loudly, not wait in line and
+    // silently take over later.
+    match connection
+        .request_name_with_flags(BUS_NAME, RequestNameFlags::DoNotQueue.into())
+        .await
+    {
+        Ok(RequestNameReply::PrimaryOwner) | Ok(RequestNameReply::AlreadyOwner) => {}
+        Ok(other) => {
+            return Err(DbusError::OwnName {
+                bus,
+                source: zbus::Error::Failure(format!("RequestName answered {other:?}")),
+            })
+        }
+        Err(source) => return Err(DbusError::OwnName { bus, source }),
+    }
+
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let emitter = SignalEmitter::new(&connection, OBJECT_PATH)
+        .map_err(DbusError::Export)?
+        .into_owned();
+    let task = tokio::spawn(run_updates(emitter, diag_rx, events_rx, stop_rx));
+    Ok(DbusHandle {
+        connection,
+        stop: Some(stop_tx),
+        task: Some(task),
+    })
+}
+
+/// Announce one snapshot change: properties first, then new alarms, so a
+/// client reacting to `AlarmRaised` already sees it in `ActiveAlarms`.
+async fn announce(
+    emitter: &SignalEmitter<'_>,
+    old: &Diagnostics,
+    new: &Diagnostics,
+) -> Result<(), DbusError> {
+    let changed = properties::changed(old, new);
+    if !changed.is_empty() {
+        let iface = InterfaceName::from_static_str_unchecked(INTERFACE);
+        fdo::Properties::properties_changed(emitter, iface, changed, (&[] as &[&str]).into())
+            .await
+            .map_err(DbusError::Signal)?;
+    }
+    for alarm in &new.active_alarms {
+        if !old.active_alarms.contains(alarm) {
+            DiagnosticsInterface::alarm_raised(emitter, alarm)
+                .await
+                .map_err(DbusError::Signal)?;
+        }
+    }
+    Ok(())
+}
+
+async fn run_updates(
+    emitter: SignalEmitter<'static>,
+    mut diag_rx: watch::Receiver<Diagnostics>,
+    mut events_rx: broadcast::Receiver<EventRecord>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let mut last = diag_rx.borrow_and_update().clone();
+    // A closed channel means the daemon is shutting down; keep serving the
+    // last values until we are stopped, but stop polling what is closed.
+    let mut diag_open = true;
+    let mut events_open = true;
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            changed = diag_rx.changed(), if diag_open => {
+                if changed.is_err() {
+                    diag_open = false;
+                    continue;
+                }
+                let new = diag_rx.borrow_and_update().clone();
+                if let Err(e) = announce(&emitter, &last, &new).await {
+                    tracing::warn!("{e}");
+                }
+                last = new;
+            }
+            event = events_rx.recv(), if events_open => match event {
+                Ok(e) => {
+                    if let Err(err) = DiagnosticsInterface::event_logged(&emitter, e.id, e.time, &e.kind, &e.detail).await {
+                        tracing::warn!("cannot emit EventLogged for event {}: {err}", e.id);
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    // Listeners can still read them with RecentEvents.
+                    tracing::warn!("{n} events were logged faster than D-Bus could signal them; not signalled");
+                }
+                Err(broadcast::error::RecvError::Closed) => events_open = false,
+            },
+        }
+    }
+}
