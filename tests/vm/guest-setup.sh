@@ -1,0 +1,111 @@
+#!/bin/bash
+# Runs inside the guest, chrooted into the host's root, as root.
+# Usage: guest-setup.sh RUN_DIR
+#
+# Brings up the devices/daemons chosen in RUN_DIR/options.sh, then runs
+# RUN_DIR/command.sh with stdout/stderr in RUN_DIR/{stdout,stderr} and its
+# exit status in RUN_DIR/status. A setup failure writes RUN_DIR/rig-error and
+# no status, so the host can tell "rig broken" from "command failed".
+set -uo pipefail
+RUN="$1"
+exec 2>>"$RUN/setup.log"
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+# shellcheck source=/dev/null # written by run-in-vm.sh for each run
+. "$RUN/options.sh"
+
+fail() {
+    echo "setup: $*" >&2
+    echo "$*" >"$RUN/rig-error"
+    exit 1
+}
+# wait_for SECONDS DESCRIPTION COMMAND...: poll until COMMAND succeeds.
+wait_for() {
+    local limit=$(($1 * 10)) what="$2" i
+    shift 2
+    for ((i = 0; i < limit; i++)); do
+        "$@" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    fail "timed out after ${limit}00 ms waiting for $what"
+}
+
+mkdir -p /dev/pts /dev/shm
+mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts || fail "mount devpts"
+mount -t tmpfs -o mode=1777 tmpfs /dev/shm || fail "mount /dev/shm"
+[ -e /dev/ptmx ] || ln -s pts/ptmx /dev/ptmx
+mount -t tmpfs -o mode=1777 tmpfs /var/tmp || fail "mount /var/tmp"
+mkdir -p /run/lock /run/user
+# A private, writable home: the host's /root is read-only here.
+mount -t tmpfs -o mode=0700 tmpfs /root || fail "tmpfs /root"
+mkdir -p "$RUN/out"
+export HOME=/root LATCHD_VM_GUEST=1 LATCHD_VM_RUN_DIR="$RUN" LATCHD_VM_OUT_DIR="$RUN/out"
+# `modprobe -d "$LATCHD_VM_MODPROBE_ROOT" MODULE` loads any module of the
+# guest kernel (the host has no /lib/modules to mount it on).
+if [ -r "$RUN/modprobe-root" ]; then
+    LATCHD_VM_MODPROBE_ROOT="$(sed -n 's/^LATCHD_VM_MODPROBE_ROOT=//p' "$RUN/modprobe-root")"
+    export LATCHD_VM_MODPROBE_ROOT
+fi
+# The host's /dev/fd symlinks are not in devtmpfs; bash process substitution
+# and some tools need them.
+[ -e /dev/fd ] || ln -s /proc/self/fd /dev/fd
+[ -e /dev/stdin ] || ln -s /proc/self/fd/0 /dev/stdin
+[ -e /dev/stdout ] || ln -s /proc/self/fd/1 /dev/stdout
+[ -e /dev/stderr ] || ln -s /proc/self/fd/2 /dev/stderr
+sed 's/ .*//; s/^/uptime_at_setup=/' /proc/uptime >"$RUN/guest-timing"
+
+if [ "$VIDEO" = 1 ]; then
+    wait_for 10 "/dev/video0 from vivid" test -c /dev/video0
+fi
+if [ "$SOUND" = 1 ]; then
+    wait_for 10 "/dev/snd/pcmC0D0p from snd-dummy" test -c /dev/snd/pcmC0D0p
+fi
+
+if [ "$BLE" = 1 ]; then
+    # bluetoothd keeps its controller database here; the host copy is ro.
+    mount -t tmpfs -o mode=0755 tmpfs /var/lib/bluetooth || fail "tmpfs /var/lib/bluetooth"
+    mkdir -p /run/dbus
+    dbus-daemon --system --fork --nopidfile --print-address=3 3>"$RUN/dbus.address" \
+        >>"$RUN/dbus.log" 2>&1 || fail "dbus-daemon --system failed, see dbus.log"
+    wait_for 10 "the system bus socket" test -S /run/dbus/system_bus_socket
+    # -l2: two controllers, each BR/EDR + LE, on one virtual air.
+    setsid btvirt -l2 >>"$RUN/btvirt.log" 2>&1 </dev/null &
+    wait_for 20 "hci0 and hci1 from btvirt" test -e /sys/class/bluetooth/hci1
+    # shellcheck disable=SC2086 # BLUETOOTHD_ARGS is a list of words
+    setsid /usr/libexec/bluetooth/bluetoothd -n $BLUETOOTHD_ARGS >>"$RUN/bluetoothd.log" 2>&1 </dev/null &
+    # shellcheck disable=SC2317 # called through wait_for
+    two_controllers() { [ "$(bluetoothctl list 2>/dev/null | grep -c '^Controller')" -ge 2 ]; }
+    wait_for 30 "bluetoothd to register hci0 and hci1 (bluetoothctl list)" two_controllers
+fi
+
+if [ "${#GPIO_NAMES[@]}" -gt 0 ]; then
+    [ -r "$GPIO_KO" ] || fail "gpio-sim module $GPIO_KO missing"
+    insmod "$GPIO_KO" || fail "insmod $GPIO_KO failed (see console.log for the kernel message)"
+    mountpoint -q /sys/kernel/config || mount -t configfs configfs /sys/kernel/config ||
+        fail "mount configfs"
+    chip=/sys/kernel/config/gpio-sim/latchd-sim
+    mkdir "$chip" "$chip/bank0" || fail "cannot create the gpio-sim chip in configfs"
+    echo "${#GPIO_NAMES[@]}" >"$chip/bank0/num_lines" || fail "gpio-sim num_lines"
+    echo latchd-sim >"$chip/bank0/label" || fail "gpio-sim label"
+    for i in "${!GPIO_NAMES[@]}"; do
+        if [ -n "${GPIO_NAMES[$i]}" ]; then
+            mkdir "$chip/bank0/line$i" && echo "${GPIO_NAMES[$i]}" >"$chip/bank0/line$i/name" ||
+                fail "gpio-sim line $i name"
+        fi
+    done
+    echo 1 >"$chip/live" || fail "gpio-sim: writing live=1 failed"
+    dev_name="$(cat "$chip/dev_name")" && chip_name="$(cat "$chip/bank0/chip_name")" ||
+        fail "gpio-sim: no dev_name/chip_name after going live"
+    wait_for 10 "/dev/$chip_name" test -c "/dev/$chip_name"
+    export LATCHD_VM_GPIO_CHIP="/dev/$chip_name"
+    export LATCHD_VM_GPIO_SIM="/sys/devices/platform/$dev_name/$chip_name"
+    [ -d "$LATCHD_VM_GPIO_SIM" ] || fail "gpio-sim sysfs dir $LATCHD_VM_GPIO_SIM missing"
+fi
+
+sed 's/ .*//; s/^/uptime_at_command=/' /proc/uptime >>"$RUN/guest-timing"
+cd "$CMD_CWD" || fail "cannot cd to $CMD_CWD in the guest"
+/bin/bash "$RUN/command.sh" >"$RUN/stdout" 2>"$RUN/stderr" </dev/null
+status=$?
+sed 's/ .*//; s/^/uptime_at_end=/' /proc/uptime >>"$RUN/guest-timing"
+# The status file is written last: its presence means "the command ran".
+echo "$status" >"$RUN/status.tmp" && mv "$RUN/status.tmp" "$RUN/status"
+exit 0

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# run-vm-tests.sh: the one command for the VM tests on a fresh Debian 12
+# machine (root, 2 cores are enough). Installs what is missing, fills the rig
+# cache (kernel, initramfs, gpio-sim.ko), then runs every tests/vm_*.rs with
+# LATCHD_VM_TESTS=1, one test at a time (each boots its own VM).
+#
+#   tests/vm/run-vm-tests.sh [extra cargo test args, e.g. --test vm_smoke]
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+
+# Build dependencies of the `board-linux` feature (alsa, dbus/bluer, v4l's
+# bindgen); the rig's own packages are installed by run-in-vm.sh itself.
+missing=()
+for p in pkg-config libasound2-dev libdbus-1-dev libclang-dev; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    [[ $EUID -eq 0 ]] || { echo "run-vm-tests: missing ${missing[*]}; run: sudo apt-get install -y ${missing[*]}" >&2; exit 1; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+# Every device option once, so all packages and cache entries exist before
+# the tests start their VMs (they would otherwise race to build them; the
+# script serialises that with a lock, but the first test would look slow).
+tests/vm/run-in-vm.sh --prepare --video --sound --ble --gpio 1
+
+targets=()
+if (($# == 0)); then
+    for f in tests/vm_*.rs; do
+        targets+=(--test "$(basename "$f" .rs)")
+    done
+fi
+export LATCHD_VM_TESTS=1
+exec cargo test --all-features "${targets[@]}" "$@" -- --test-threads=1
