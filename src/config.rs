@@ -1,1 +1,388 @@
-//! (module being written)
+//! latchd's configuration file (`config/latchd.toml` documents every key).
+//!
+//! ```text
+//!   built-in defaults ◄── TOML file (--config, optional) ◄── command line
+//!                          unknown key / bad value → ConfigError naming the key
+//! ```
+//!
+//! Every key is optional; a missing file section means the defaults. An
+//! unknown key is an error (`deny_unknown_fields`) rather than silently
+//! ignored: a misspelt `lockout_protection` must not leave a lock running
+//! on a default the installer did not choose.
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Which board drives the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BoardKind {
+    /// The simulated board (the default): a complete lock in memory.
+    Sim,
+    /// Real Linux backends (feature `board-linux`).
+    Linux,
+    /// A Raspberry Pi dev board (feature `board-rpi`).
+    Rpi,
+}
+
+impl BoardKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            BoardKind::Sim => "sim",
+            BoardKind::Linux => "linux",
+            BoardKind::Rpi => "rpi",
+        }
+    }
+}
+
+/// The whole file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub board: BoardKind,
+    /// Where the database and device key live; see [`default_state_dir`].
+    pub state_dir: Option<PathBuf>,
+    pub lock: LockConfig,
+    pub store: StoreConfig,
+    pub control: ControlConfig,
+    pub dbus: DbusConfig,
+    pub sim: SimSection,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LockConfig {
+    /// Spoken by system information (B-4.10). Empty: derived from the
+    /// device key, so every lock has its own.
+    pub serial: String,
+    /// The code a pairing app proves it knows (B-5.1), spoken by system
+    /// information. Empty: six digits derived from the device key.
+    pub verification_code: String,
+    /// B-10.1: the low-battery prompt and LED come on below this.
+    pub low_battery_percent: u8,
+    /// Trust the system clock for validity windows from the start. A board
+    /// without a battery-backed RTC says `false`: time-windowed credentials
+    /// are then refused until the clock is set.
+    pub trust_system_clock: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// The event log keeps this many newest events.
+    pub max_events: usize,
+    /// Cap on the database size in bytes; 0 = no cap but the filesystem.
+    pub max_db_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlConfig {
+    /// Serve the control socket (simulated inputs; sim board only).
+    pub enabled: bool,
+    /// Socket path; empty = `<state_dir>/control.sock`.
+    pub socket: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DbusConfig {
+    /// `off`, `session`, `system`, or a D-Bus address (`unix:path=...`).
+    pub bus: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimSection {
+    /// Time the simulated motor takes to throw or retract the bolt.
+    pub motor_travel_ms: u64,
+    /// Touches a simulated fingerprint enrolment takes.
+    pub finger_touches: u8,
+    /// Presentations a simulated palm enrolment takes.
+    pub palm_touches: u8,
+    /// Battery charge of the simulated lock at start.
+    pub battery_percent: u8,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter (`info`, `latchd=debug`); `RUST_LOG` wins.
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            board: BoardKind::Sim,
+            state_dir: None,
+            lock: LockConfig::default(),
+            store: StoreConfig::default(),
+            control: ControlConfig::default(),
+            dbus: DbusConfig::default(),
+            sim: SimSection::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for LockConfig {
+    fn default() -> Self {
+        LockConfig {
+            serial: String::new(),
+            verification_code: String::new(),
+            low_battery_percent: 20,
+            trust_system_clock: true,
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            max_events: 10_000,
+            max_db_bytes: 0,
+        }
+    }
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            enabled: true,
+            socket: String::new(),
+        }
+    }
+}
+
+impl Default for DbusConfig {
+    fn default() -> Self {
+        DbusConfig { bus: "off".into() }
+    }
+}
+
+impl Default for SimSection {
+    fn default() -> Self {
+        SimSection {
+            motor_travel_ms: 600,
+            finger_touches: 3,
+            palm_touches: 2,
+            battery_percent: 80,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+        }
+    }
+}
+
+/// Why the configuration was refused. The daemon exits non-zero with it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// TOML syntax, an unknown key or a value of the wrong type; toml's
+    /// message names the key and the line.
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config file {path}: `{key}` = {value}: {why}")]
+    Invalid {
+        path: PathBuf,
+        key: &'static str,
+        value: String,
+        why: &'static str,
+    },
+}
+
+impl Config {
+    /// Read and validate `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parse and validate TOML text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().replace('\n', " | "),
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Check every value's range; the first bad key is reported.
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let bad = |key, value: String, why| {
+            Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                key,
+                value,
+                why,
+            })
+        };
+        let l = &self.lock;
+        if l.serial.len() > 32
+            || !l
+                .serial
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            return bad(
+                "lock.serial",
+                format!("{:?}", l.serial),
+                "use up to 32 letters, digits and dashes (or leave it empty to derive one)",
+            );
+        }
+        if !l.verification_code.is_empty()
+            && (!(6..=10).contains(&l.verification_code.len())
+                || !l.verification_code.chars().all(|c| c.is_ascii_digit()))
+        {
+            return bad(
+                "lock.verification_code",
+                format!("{:?}", l.verification_code),
+                "use 6 to 10 digits (or leave it empty to derive one)",
+            );
+        }
+        if !(1..=99).contains(&l.low_battery_percent) {
+            return bad(
+                "lock.low_battery_percent",
+                l.low_battery_percent.to_string(),
+                "must be between 1 and 99",
+            );
+        }
+        if self.store.max_events < 100 {
+            return bad(
+                "store.max_events",
+                self.store.max_events.to_string(),
+                "keep at least 100 events",
+            );
+        }
+        if self.store.max_db_bytes != 0 && self.store.max_db_bytes < 1 << 20 {
+            return bad(
+                "store.max_db_bytes",
+                self.store.max_db_bytes.to_string(),
+                "use 0 (no cap) or at least 1048576 (1 MiB)",
+            );
+        }
+        if self.dbus.bus != "off" && self.dbus.bus.parse::<crate::dbus::BusChoice>().is_err() {
+            return bad(
+                "dbus.bus",
+                format!("{:?}", self.dbus.bus),
+                "use \"off\", \"session\", \"system\" or a D-Bus address like \"unix:path=/run/bus\"",
+            );
+        }
+        let s = &self.sim;
+        if !(1..=10_000).contains(&s.motor_travel_ms) {
+            return bad(
+                "sim.motor_travel_ms",
+                s.motor_travel_ms.to_string(),
+                "must be between 1 and 10000 milliseconds",
+            );
+        }
+        if !(1..=10).contains(&s.finger_touches) {
+            return bad(
+                "sim.finger_touches",
+                s.finger_touches.to_string(),
+                "must be between 1 and 10",
+            );
+        }
+        if !(1..=10).contains(&s.palm_touches) {
+            return bad(
+                "sim.palm_touches",
+                s.palm_touches.to_string(),
+                "must be between 1 and 10",
+            );
+        }
+        if s.battery_percent > 100 {
+            return bad(
+                "sim.battery_percent",
+                s.battery_percent.to_string(),
+                "must be between 0 and 100",
+            );
+        }
+        if self.log.level.trim().is_empty() {
+            return bad(
+                "log.level",
+                "\"\"".into(),
+                "give a tracing filter such as \"info\" or \"latchd=debug\"",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The state directory when neither `--state-dir` nor `state_dir` says:
+/// `$XDG_STATE_HOME/latchd` when that variable is set (a developer's
+/// session; systemd's `StateDirectory=` sets `STATE_DIRECTORY`, which wins),
+/// else `./.latchd-state` next to where latchd was started.
+pub fn default_state_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("STATE_DIRECTORY").filter(|d| !d.is_empty()) {
+        // systemd may pass several, colon-separated; the first is ours.
+        let first = d
+            .to_string_lossy()
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        if !first.is_empty() {
+            return PathBuf::from(first);
+        }
+    }
+    match std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        Some(d) => PathBuf::from(d).join("latchd"),
+        None => PathBuf::from(".latchd-state"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn empty_file_is_the_defaults() {
+        assert_eq!(parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn shipped_file_parses_to_the_defaults() {
+        let text = include_str!("../config/latchd.toml");
+        assert_eq!(parse(text).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = parse("[sim]\nmotr_travel_ms = 5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("motr_travel_ms"), "{e}");
+    }
+
+    #[test]
+    fn out_of_range_value_names_its_key() {
+        let e = parse("[lock]\nlow_battery_percent = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("lock.low_battery_percent"), "{e}");
+        let e = parse("[dbus]\nbus = \"sytem\"\n").unwrap_err().to_string();
+        assert!(e.contains("dbus.bus"), "{e}");
+        let e = parse("board = \"arduino\"\n").unwrap_err().to_string();
+        assert!(e.contains("arduino"), "{e}");
+    }
+}
