@@ -147,6 +147,18 @@ pub enum AppError {
     Busy,
     #[error("the bolt is jammed")]
     Jammed,
+    #[error("the door is open; close it before locking")]
+    DoorOpen,
+    #[error("no administrator exists yet; create one on the keypad first")]
+    NoAdmin,
+    #[error("the only remaining user cannot be deleted")]
+    OnlyUser,
+    #[error("the validity window ends before it begins")]
+    BadValidity,
+    #[error("setting rejected: {0}")]
+    BadSetting(String),
+    #[error("the door direction has not been set on the lock yet")]
+    NoHanding,
 }
 
 /// Every voice prompt. The English text is [`Prompt::text`]; the WAV

@@ -32,10 +32,23 @@
 //! }
 //! ```
 pub mod action;
+mod app;
+mod engine;
 pub mod event;
 pub mod input;
+pub mod lock;
+mod menu;
+pub mod passcode;
+pub mod policy;
 pub mod time;
 pub mod types;
+pub mod users;
+
+pub use engine::{
+    Engine, EngineConfig, Status, FACTORY_RESET_WINDOW, KEYPAD_SLEEP, PAIRING_WINDOW, TAMPER_ALARM,
+};
+pub use lock::LockState;
+pub use users::CredentialCounts;
 
 pub use action::{Action, AppError, AppOk, AppResult, KeypadView, ModuleCmd, MotorCmd, Prompt};
 pub use event::{AlarmKind, Event, EventKind, LockHow};

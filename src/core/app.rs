@@ -1,0 +1,378 @@
+//! Commands from the owner's and guests' apps (B-5, B-6.6, B-6.7, B-7.2,
+//! B-9), after the BLE or remote channel has authenticated them.
+//!
+//! ```text
+//!  AppRequest{principal, via, command}
+//!     │ authorise: Pairing  → only AddAppKey(Owner) while pairing mode runs
+//!     │            Owner    → key still registered, bound admin still an
+//!     │                       administrator and inside its validity
+//!     │            Guest    → key still registered, inside its validity;
+//!     │                       Unlock/Lock only
+//!     │ channel:   Remote unlock needs remote unlock on and Wi-Fi on (B-6.7)
+//!     ▼
+//!  command → Persist (if any) → Reply{id, Ok|Err}
+//! ```
+//!
+//! The engine trusts that the principal is who the channel says; it does
+//! not trust that the principal is still allowed: a revoked key, a deleted
+//! administrator or an expired guest window is refused here too.
+use core::time::Duration;
+
+use super::action::{Action, AppError, AppOk, AppResult, Prompt};
+use super::engine::{Engine, Mode, Out};
+use super::event::{AlarmKind, EventKind, LockHow};
+use super::input::{AppCommand, AppRequest, Channel, Principal};
+use super::passcode::{Passcode, PasscodeTarget};
+use super::time::Validity;
+use super::types::{
+    AppKey, AppKeyRole, Change, Credential, CredentialKind, CredentialSecret, Method,
+    SettingChange, TempPasscode, User, UserNumber,
+};
+use super::users::LimitError;
+
+/// Shortest and longest auto-lock countdown accepted (B-8.3).
+pub const AUTO_LOCK_MIN: Duration = Duration::from_secs(1);
+pub const AUTO_LOCK_MAX: Duration = Duration::from_secs(3600);
+
+/// Who a request speaks for, once checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Who {
+    Pairing,
+    Owner { admin: UserNumber },
+    Guest,
+}
+
+fn check_window(v: &Validity) -> Result<(), AppError> {
+    match (v.from, v.until) {
+        (Some(f), Some(u)) if u <= f => Err(AppError::BadValidity),
+        _ => Ok(()),
+    }
+}
+
+fn limit_error(e: LimitError) -> AppError {
+    match e {
+        LimitError::Lock(k) | LimitError::User(k) => AppError::Limit(k),
+    }
+}
+
+impl Engine {
+    pub(super) fn on_app(&mut self, out: &mut Out, req: AppRequest) {
+        let result = self
+            .authorise(&req.principal)
+            .and_then(|who| self.app_command(out, who, req.via, req.command));
+        out.push(Action::Reply { id: req.id, result });
+    }
+
+    fn authorise(&self, p: &Principal) -> Result<Who, AppError> {
+        let wall = self.now.wall;
+        match *p {
+            Principal::Pairing => Ok(Who::Pairing),
+            Principal::Owner { key, admin } => {
+                let k = self.dir.app_keys.get(&key).ok_or(AppError::Forbidden)?;
+                if k.role != (AppKeyRole::Owner { admin }) {
+                    return Err(AppError::Forbidden);
+                }
+                let u = self.dir.users.get(&admin).ok_or(AppError::Forbidden)?;
+                if u.role != super::types::Role::Admin {
+                    return Err(AppError::Forbidden);
+                }
+                if !k.validity.admits(wall) || !u.validity.admits(wall) {
+                    return Err(AppError::OutsideValidity);
+                }
+                Ok(Who::Owner { admin })
+            }
+            Principal::Guest { key, validity } => {
+                let k = self.dir.app_keys.get(&key).ok_or(AppError::Forbidden)?;
+                if k.role != AppKeyRole::Guest {
+                    return Err(AppError::Forbidden);
+                }
+                if !k.validity.admits(wall) || !validity.admits(wall) {
+                    return Err(AppError::OutsideValidity);
+                }
+                Ok(Who::Guest)
+            }
+        }
+    }
+
+    /// Changes to users and credentials wait while someone is in the
+    /// keypad menu, so the two cannot race (a user deleted mid-enrolment).
+    fn not_busy(&self) -> Result<(), AppError> {
+        match self.mode {
+            Mode::Idle => Ok(()),
+            _ => Err(AppError::Busy),
+        }
+    }
+
+    fn app_command(&mut self, out: &mut Out, who: Who, via: Channel, cmd: AppCommand) -> AppResult {
+        let admin = match (who, &cmd) {
+            (Who::Pairing, AppCommand::AddAppKey(_)) => None,
+            (Who::Pairing, _) => return Err(AppError::Forbidden),
+            (Who::Guest, AppCommand::Unlock | AppCommand::Lock) => None,
+            (Who::Guest, _) => return Err(AppError::Forbidden),
+            (Who::Owner { admin }, _) => Some(admin),
+        };
+        match cmd {
+            AppCommand::Unlock => self.app_unlock(out, via, admin),
+            AppCommand::Lock => {
+                if self.handing.is_none() {
+                    return Err(AppError::NoHanding);
+                }
+                if self.mech.door_open() {
+                    return Err(AppError::DoorOpen);
+                }
+                self.lock(out, LockHow::App);
+                Ok(AppOk::Done)
+            }
+            AppCommand::AddUser { role, validity } => {
+                // Decision: a user added from the app is stored at once
+                // (it holds no credential and opens nothing until one is
+                // enrolled on the lock, B-9.3); keypad-added users are
+                // stored only with their first credential (B-4.11).
+                self.not_busy()?;
+                check_window(&validity)?;
+                let number = self
+                    .dir
+                    .free_user_number()
+                    .ok_or(AppError::NoFreeUserNumber)?;
+                self.persist(
+                    out,
+                    vec![Change::PutUser(User {
+                        number,
+                        role,
+                        validity,
+                    })],
+                );
+                self.log(out, EventKind::UserAdded { user: number });
+                Ok(AppOk::UserAdded(number))
+            }
+            AppCommand::DeleteUser(user) => {
+                self.not_busy()?;
+                self.may_delete(user).map_err(|p| match p {
+                    Prompt::NoSuchUser => AppError::NoSuchUser,
+                    Prompt::CannotDeleteLastAdmin => AppError::LastAdmin,
+                    _ => AppError::OnlyUser,
+                })?;
+                self.delete_user(out, user);
+                Ok(AppOk::Done)
+            }
+            AppCommand::SetValidity(user, validity) => {
+                self.not_busy()?;
+                check_window(&validity)?;
+                let u = self.dir.users.get(&user).ok_or(AppError::NoSuchUser)?;
+                let changed = User {
+                    validity,
+                    ..u.clone()
+                };
+                self.persist(out, vec![Change::PutUser(changed)]);
+                Ok(AppOk::Done)
+            }
+            AppCommand::AddTempPasscode {
+                digits,
+                validity,
+                one_time,
+            } => {
+                self.not_busy()?;
+                let digits = zeroize::Zeroizing::new(digits);
+                check_window(&validity)?;
+                let code =
+                    Passcode::parse(&digits).map_err(|e| AppError::BadPasscode(e.to_string()))?;
+                if self.dir.passcode_total() >= super::types::limits::PASSCODES {
+                    return Err(AppError::Limit(CredentialKind::Passcode));
+                }
+                if self
+                    .dir
+                    .passcodes()
+                    .conflicts(&self.macer, code.digits(), |_| false)
+                {
+                    return Err(AppError::BadPasscode(
+                        "it equals or contains a passcode already in use; choose another".into(),
+                    ));
+                }
+                let id = self.dir.next_temp_id();
+                let t = TempPasscode {
+                    id,
+                    mac: self.macer.mac(code.digits()),
+                    validity,
+                    one_time,
+                };
+                self.persist(out, vec![Change::PutTempPasscode(t)]);
+                Ok(AppOk::TempPasscodeAdded(id))
+            }
+            AppCommand::RevokeTempPasscode(id) => {
+                if !self.dir.temp_passcodes.contains_key(&id) {
+                    return Err(AppError::NotFound);
+                }
+                self.persist(out, vec![Change::DeleteTempPasscode(id)]);
+                Ok(AppOk::Done)
+            }
+            AppCommand::SetDuressPasscode { user, digits } => {
+                self.not_busy()?;
+                let digits = zeroize::Zeroizing::new(digits);
+                if !self.dir.users.contains_key(&user) {
+                    return Err(AppError::NoSuchUser);
+                }
+                let code =
+                    Passcode::parse(&digits).map_err(|e| AppError::BadPasscode(e.to_string()))?;
+                // A user has one duress code (B-1.2 spirit); a new one replaces it.
+                let old = self
+                    .dir
+                    .credentials
+                    .values()
+                    .find(|c| c.user == user && c.kind == CredentialKind::DuressPasscode)
+                    .map(|c| c.id);
+                if old.is_none() {
+                    self.dir
+                        .check_limits(user, CredentialKind::DuressPasscode)
+                        .map_err(limit_error)?;
+                }
+                let replaced = |t: &PasscodeTarget| matches!(t, PasscodeTarget::User { credential, .. } if Some(*credential) == old);
+                if self
+                    .dir
+                    .passcodes()
+                    .conflicts(&self.macer, code.digits(), replaced)
+                {
+                    return Err(AppError::BadPasscode(
+                        "it equals or contains a passcode already in use; choose another".into(),
+                    ));
+                }
+                let mut changes: Vec<Change> =
+                    old.map(Change::DeleteCredential).into_iter().collect();
+                changes.push(Change::PutCredential(Credential {
+                    id: self.dir.next_credential_id(),
+                    user,
+                    kind: CredentialKind::DuressPasscode,
+                    secret: CredentialSecret::Passcode(self.macer.mac(code.digits())),
+                }));
+                self.persist(out, changes);
+                self.log(
+                    out,
+                    EventKind::CredentialAdded {
+                        user,
+                        kind: CredentialKind::DuressPasscode,
+                    },
+                );
+                Ok(AppOk::Done)
+            }
+            AppCommand::AddAppKey(key) => self.add_app_key(out, who, key),
+            AppCommand::RevokeAppKey(id) => {
+                if !self.dir.app_keys.contains_key(&id) {
+                    return Err(AppError::NotFound);
+                }
+                self.persist(out, vec![Change::DeleteAppKey(id)]);
+                Ok(AppOk::Done)
+            }
+            AppCommand::Setting(change) => self.change_setting(out, change),
+            AppCommand::ReleaseLockout => {
+                // B-7.2: the owner ends a lockout early.
+                if self.lockout.release(self.now.mono) {
+                    self.log(out, EventKind::LockoutEnded { early: true });
+                    self.clear_alarm(out, AlarmKind::Lockout, true);
+                }
+                self.persist_lockout(out);
+                Ok(AppOk::Done)
+            }
+            AppCommand::SetAway(armed) => {
+                if self.away != armed {
+                    self.away = armed;
+                    self.log(out, EventKind::AwayMode { armed });
+                }
+                Ok(AppOk::Done)
+            }
+        }
+    }
+
+    /// B-6.6/B-6.7: unlock from the app. A lockout stops BLE and remote
+    /// unlock too (the owner releases it first, B-7.2).
+    fn app_unlock(&mut self, out: &mut Out, via: Channel, admin: Option<UserNumber>) -> AppResult {
+        let method = match via {
+            Channel::Ble => Method::Ble,
+            Channel::Remote => {
+                if !(self.settings.remote_unlock && self.settings.wifi) {
+                    return Err(AppError::RemoteUnlockDisabled);
+                }
+                Method::Remote
+            }
+        };
+        if self.lockout.is_locked(self.now.mono) {
+            return Err(AppError::LockedOut);
+        }
+        if self.handing.is_none() {
+            return Err(AppError::NoHanding);
+        }
+        self.unlock(out, method, admin);
+        Ok(AppOk::Done)
+    }
+
+    /// B-5.1: pairing binds an owner key to the lowest-numbered
+    /// administrator, once per pairing window. An owner may add guest keys
+    /// and owner keys bound to an existing administrator.
+    fn add_app_key(&mut self, out: &mut Out, who: Who, key: AppKey) -> AppResult {
+        check_window(&key.validity)?;
+        let role = match who {
+            Who::Pairing => {
+                if self.pairing_until.is_none() {
+                    return Err(AppError::Forbidden);
+                }
+                if !matches!(key.role, AppKeyRole::Owner { .. }) {
+                    return Err(AppError::Forbidden);
+                }
+                let admin = self.dir.admins().next().ok_or(AppError::NoAdmin)?.number;
+                AppKeyRole::Owner { admin }
+            }
+            Who::Owner { .. } => match key.role {
+                AppKeyRole::Guest => AppKeyRole::Guest,
+                AppKeyRole::Owner { admin } => {
+                    let u = self.dir.users.get(&admin).ok_or(AppError::NoSuchUser)?;
+                    if u.role != super::types::Role::Admin {
+                        return Err(AppError::Forbidden);
+                    }
+                    AppKeyRole::Owner { admin }
+                }
+            },
+            Who::Guest => return Err(AppError::Forbidden),
+        };
+        let id = self.dir.next_app_key_id();
+        self.persist(out, vec![Change::PutAppKey(AppKey { id, role, ..key })]);
+        if who == Who::Pairing {
+            // Decision: one binding per pairing window.
+            self.pairing_until = None;
+            self.log(out, EventKind::PairingMode { active: false });
+            self.say(out, Prompt::PairingEnded);
+        }
+        Ok(AppOk::AppKeyAdded(id))
+    }
+
+    /// B-9.7 settings. Decision: turning lockout protection off stops
+    /// counting; a lockout already running still runs (release it, B-7.2).
+    fn change_setting(&mut self, out: &mut Out, change: SettingChange) -> AppResult {
+        let mut s = self.settings.clone();
+        match &change {
+            SettingChange::AutoLock(d) => {
+                if let Some(d) = d {
+                    if !(AUTO_LOCK_MIN..=AUTO_LOCK_MAX).contains(d) {
+                        return Err(AppError::BadSetting(format!(
+                            "the auto-lock countdown must be between {} s and {} s",
+                            AUTO_LOCK_MIN.as_secs(),
+                            AUTO_LOCK_MAX.as_secs()
+                        )));
+                    }
+                }
+                s.auto_lock = *d;
+            }
+            SettingChange::LockoutProtection(on) => s.lockout_protection = *on,
+            SettingChange::RemoteUnlock(on) => s.remote_unlock = *on,
+            SettingChange::Wifi(on) => s.wifi = *on,
+        }
+        self.persist(out, vec![Change::PutSettings(s)]);
+        self.log(
+            out,
+            EventKind::SettingChanged {
+                change: change.clone(),
+            },
+        );
+        if let SettingChange::AutoLock(_) = change {
+            self.start_auto_lock();
+        }
+        Ok(AppOk::Done)
+    }
+}

@@ -1,0 +1,1101 @@
+//! The engine value: state, the `handle` dispatch, deadlines and status.
+//!
+//! ```text
+//!  handle(now, input)
+//!    1. expire every deadline ≤ now   (lockout end, pairing end, auto-lock,
+//!                                      alarm end, keypad sleep, reset window)
+//!    2. dispatch the input            keypad/menu (menu.rs) · credentials ·
+//!                                      app (app.rs) · sensors · alarms
+//!    3. emit the keypad view if it changed
+//!  → Vec<Action>, persist before the prompt that reports success
+//! ```
+//!
+//! The rules that need a judgement the spec leaves open are decided where
+//! they are implemented, in a doc comment that starts with "Decision".
+use core::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, Zeroizing};
+
+use super::action::{
+    Action, AlarmCmd, KeypadView, ModuleCmd, MotorCmd, Notice, Prompt, SnapshotReason,
+};
+use super::event::{AlarmKind, Event, EventKind, LockHow};
+use super::input::{
+    BoltPosition, DoorPosition, Input, ModuleReport, MotorReport, PowerReading, SetPress,
+    TamperState, WifiStatus,
+};
+use super::lock::{self, LockMech, LockState, MotorState};
+use super::passcode::{Macer, PasscodeTarget};
+use super::policy::{FailureOutcome, Lockout, LOCKOUT};
+use super::time::{Instant, Now};
+use super::types::{Change, Handing, Key, Method, Modality, Persisted, Role, Settings, UserNumber};
+use super::users::{CredentialCounts, Directory};
+
+/// B-3.2: the keypad sleeps after this long without input.
+pub const KEYPAD_SLEEP: Duration = Duration::from_secs(20);
+/// B-5.2: pairing mode ends by itself.
+pub const PAIRING_WINDOW: Duration = Duration::from_secs(3 * 60);
+/// B-10.4: the tamper alarm sounds for about a minute.
+pub const TAMPER_ALARM: Duration = Duration::from_secs(60);
+/// A jam beeps briefly; the prompt says what happened.
+pub const JAM_ALARM: Duration = Duration::from_secs(5);
+/// B-10.6: how long the lock waits for "✓" after asking to confirm a
+/// factory reset. Decision: 30 s, then nothing is erased.
+pub const FACTORY_RESET_WINDOW: Duration = Duration::from_secs(30);
+/// How long the mute confirmation flash of "0" lasts (B-3.4, "flashes twice").
+pub const MUTE_FLASH: Duration = Duration::from_secs(1);
+
+/// What the engine is configured with at start-up.
+#[derive(Clone)]
+pub struct EngineConfig {
+    /// MAC key for passcodes, derived by the store from the device key.
+    pub passcode_key: [u8; 32],
+    pub serial: String,
+    pub firmware: String,
+    /// Spoken by system information (B-4.10) and proved by a pairing app.
+    pub verification_code: String,
+    /// B-10.1: below this the low-battery prompt and LED come on. Default 20.
+    pub low_battery_percent: u8,
+}
+
+impl core::fmt::Debug for EngineConfig {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("EngineConfig")
+            .field("serial", &self.serial)
+            .field("firmware", &self.firmware)
+            .field("low_battery_percent", &self.low_battery_percent)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EngineConfig {
+    pub const DEFAULT_LOW_BATTERY_PERCENT: u8 = 20;
+}
+
+/// A snapshot of the lock for diagnostics (D-Bus), the app's home page
+/// (B-9.1) and tests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub lock: LockState,
+    pub bolt: BoltPosition,
+    pub door: Option<DoorPosition>,
+    pub battery_percent: Option<u8>,
+    pub battery_millivolts: Option<u32>,
+    pub external_power: bool,
+    pub low_battery: bool,
+    /// Wi-Fi turned on in the settings.
+    pub wifi_enabled: bool,
+    pub wifi_connected: bool,
+    pub wifi_rssi: Option<i16>,
+    pub ble_connected: bool,
+    pub active_alarms: Vec<AlarmKind>,
+    pub lockout_active: bool,
+    pub lockout_remaining: Option<Duration>,
+    /// Failed verifications currently counted towards a lockout.
+    pub recent_failures: usize,
+    pub pairing_mode: bool,
+    pub away_armed: bool,
+    pub muted: bool,
+    pub keypad: KeypadView,
+    pub last_prompt: Option<Prompt>,
+    pub counts: CredentialCounts,
+    /// The keypad/menu step, e.g. `idle`, `menu`, `enrol.fingerprint`.
+    pub step: String,
+    pub handing: Option<Handing>,
+    pub motor_cycles: u64,
+    pub settings: Settings,
+}
+
+/// A target of an enrolment: the user being created or extended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Target {
+    pub user: UserNumber,
+    pub role: Role,
+    /// Not stored yet: the first credential stores it (B-4.11).
+    pub new: bool,
+}
+
+/// The keypad/menu state machine (B-2, B-4, B-10.6).
+#[derive(Debug)]
+pub(super) enum Mode {
+    /// Normal operation: passcode entry for unlocking, outside lock, away,
+    /// doorbell. With no administrator this is the *initial state* (B-2.4).
+    Idle,
+    /// B-2.1: `confirmed` once "✓" was pressed and "1"/"2" are lit.
+    ChooseDirection {
+        confirmed: bool,
+    },
+    /// B-4.1: SET was pressed; an administrator credential opens the menu.
+    VerifyAdmin,
+    Menu(Menu),
+    /// B-10.6: waiting for "✓" to erase everything.
+    FactoryReset {
+        until: Instant,
+    },
+}
+
+#[derive(Debug)]
+pub(super) enum Menu {
+    Main,
+    ChooseMethod(Target),
+    Enrol {
+        target: Target,
+        modality: Modality,
+        slot: u16,
+    },
+    Passcode {
+        target: Target,
+        /// The first entry, once given; the second must match it.
+        first: Option<Zeroizing<Vec<u8>>>,
+    },
+    Delete,
+}
+
+/// The keypad: awake or asleep, what was typed, what is shown.
+#[derive(Debug, Default)]
+pub(super) struct Keypad {
+    pub awake: bool,
+    pub sleep_at: Option<Instant>,
+    /// Digits typed in the current step. Wiped (zeroized) whenever cleared.
+    pub buffer: Zeroizing<Vec<u8>>,
+    pub digits_shown: Vec<u8>,
+    pub flash_until: Option<Instant>,
+    pub last_view: Option<KeypadView>,
+}
+
+impl Keypad {
+    pub fn clear(&mut self) {
+        self.buffer.zeroize();
+    }
+}
+
+/// The lock engine. See the module docs of [`crate::core`].
+pub struct Engine {
+    pub(super) config: EngineConfig,
+    pub(super) macer: Macer,
+    pub(super) handing: Option<Handing>,
+    pub(super) dir: Directory,
+    pub(super) settings: Settings,
+    pub(super) lockout: Lockout,
+    pub(super) mech: LockMech,
+    pub(super) mode: Mode,
+    pub(super) keypad: Keypad,
+    /// How the lock move in progress was asked for, logged when it ends.
+    pub(super) pending_lock: Option<LockHow>,
+    pub(super) auto_lock_at: Option<Instant>,
+    /// B-8.1: the door was opened from inside; "✓" outside locks.
+    pub(super) outside_lock_armed: bool,
+    /// The last unlock was from inside (arms B-8.1 when the door opens).
+    pub(super) inside_unlocked: bool,
+    pub(super) pairing_until: Option<Instant>,
+    pub(super) away: bool,
+    pub(super) muted: bool,
+    /// Active alarms and, for the timed ones, when they end.
+    pub(super) alarms: Vec<(AlarmKind, Option<Instant>)>,
+    pub(super) power: Option<PowerReading>,
+    pub(super) low_battery: bool,
+    pub(super) wifi: Option<WifiStatus>,
+    pub(super) ble: bool,
+    pub(super) last_prompt: Option<Prompt>,
+    /// The `now` of the call being handled.
+    pub(super) now: Now,
+}
+
+impl core::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Engine")
+            .field("mode", &self.step_name())
+            .field("handing", &self.handing)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(super) type Out = Vec<Action>;
+
+impl Engine {
+    /// Build the engine from what the store loaded. A persisted lockout
+    /// resumes relative to `now` (B-7 across restarts).
+    pub fn new(config: EngineConfig, persisted: Persisted, now: Now) -> Engine {
+        let macer = Macer::new(&config.passcode_key);
+        let dir = Directory::load(&persisted, &macer);
+        let lockout = Lockout::resume(&persisted.lockout, now.mono);
+        let mut alarms = Vec::new();
+        if let Some(t) = lockout.deadline().filter(|_| lockout.is_locked(now.mono)) {
+            alarms.push((AlarmKind::Lockout, Some(t)));
+        }
+        let mode = if persisted.handing.is_none() {
+            Mode::ChooseDirection { confirmed: false }
+        } else {
+            Mode::Idle
+        };
+        Engine {
+            config,
+            macer,
+            handing: persisted.handing,
+            dir,
+            settings: persisted.settings,
+            lockout,
+            mech: LockMech::default(),
+            mode,
+            keypad: Keypad::default(),
+            pending_lock: None,
+            auto_lock_at: None,
+            outside_lock_armed: false,
+            inside_unlocked: false,
+            pairing_until: None,
+            away: false,
+            muted: false,
+            alarms,
+            power: None,
+            low_battery: false,
+            wifi: None,
+            ble: false,
+            last_prompt: None,
+            now,
+        }
+    }
+
+    /// Feed one input; perform the returned actions in order.
+    pub fn handle(&mut self, now: Now, input: Input) -> Vec<Action> {
+        self.now = now;
+        let mut out = Vec::new();
+        self.expire(&mut out);
+        self.dispatch(&mut out, input);
+        self.emit_keypad(&mut out);
+        out
+    }
+
+    /// The earliest instant at which [`Input::Tick`] has work to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let keypad = if self.keypad.awake {
+            self.keypad.sleep_at
+        } else {
+            None
+        };
+        let reset = match self.mode {
+            Mode::FactoryReset { until } => Some(until),
+            _ => None,
+        };
+        [
+            keypad,
+            self.keypad.flash_until,
+            self.lockout.deadline(),
+            self.pairing_until,
+            self.auto_lock_at,
+            reset,
+        ]
+        .into_iter()
+        .chain(self.alarms.iter().map(|(_, t)| *t))
+        .flatten()
+        .min()
+    }
+
+    pub fn status(&self) -> Status {
+        let mono = self.now.mono;
+        Status {
+            lock: self.mech.state(),
+            bolt: self.mech.bolt,
+            door: self.mech.door,
+            battery_percent: self.power.map(|p| p.percent),
+            battery_millivolts: self.power.map(|p| p.millivolts),
+            external_power: self.power.is_some_and(|p| p.external),
+            low_battery: self.low_battery,
+            wifi_enabled: self.settings.wifi,
+            wifi_connected: self.settings.wifi && self.wifi.is_some_and(|w| w.connected),
+            wifi_rssi: self.wifi.filter(|w| w.connected).map(|w| w.rssi),
+            ble_connected: self.ble,
+            active_alarms: self.alarms.iter().map(|(k, _)| *k).collect(),
+            lockout_active: self.lockout.is_locked(mono),
+            lockout_remaining: self.lockout.remaining(mono),
+            recent_failures: self.lockout.failures(mono),
+            pairing_mode: self.pairing_until.is_some(),
+            away_armed: self.away,
+            muted: self.muted,
+            keypad: self.view(),
+            last_prompt: self.last_prompt.clone(),
+            counts: self.dir.counts(),
+            step: self.step_name().into(),
+            handing: self.handing,
+            motor_cycles: self.mech.cycles,
+            settings: self.settings.clone(),
+        }
+    }
+
+    pub(super) fn step_name(&self) -> &'static str {
+        match &self.mode {
+            Mode::Idle if self.handing.is_some() && !self.dir.has_admin() => "initial",
+            Mode::Idle => "idle",
+            Mode::ChooseDirection { confirmed: false } => "choose_direction",
+            Mode::ChooseDirection { confirmed: true } => "choose_direction.hand",
+            Mode::VerifyAdmin => "verify_admin",
+            Mode::FactoryReset { .. } => "factory_reset",
+            Mode::Menu(m) => match m {
+                Menu::Main => "menu",
+                Menu::ChooseMethod(_) => "menu.choose_method",
+                Menu::Enrol {
+                    modality: Modality::Face,
+                    ..
+                } => "enrol.face",
+                Menu::Enrol {
+                    modality: Modality::Palm,
+                    ..
+                } => "enrol.palm",
+                Menu::Enrol {
+                    modality: Modality::Fingerprint,
+                    ..
+                } => "enrol.fingerprint",
+                Menu::Passcode { first: None, .. } => "enrol.passcode",
+                Menu::Passcode { first: Some(_), .. } => "enrol.passcode.repeat",
+                Menu::Delete => "menu.delete",
+            },
+        }
+    }
+
+    // ----- small helpers shared by the other files -----
+
+    pub(super) fn event(&self, kind: EventKind) -> Event {
+        Event {
+            at: self.now.wall,
+            mono_ms: self.now.mono.as_millis(),
+            kind,
+        }
+    }
+
+    pub(super) fn log(&self, out: &mut Out, kind: EventKind) {
+        out.push(Action::Log(self.event(kind)));
+    }
+
+    /// Speak a prompt and log it. While muted (B-3.4) the prompt is only
+    /// logged. Decision: the log gets the prompt's words, except system
+    /// information, whose verification code is a pairing secret and is
+    /// logged by name only.
+    pub(super) fn say(&mut self, out: &mut Out, prompt: Prompt) {
+        let logged = match prompt {
+            Prompt::SystemInfo { .. } => prompt.asset(),
+            _ => prompt.text(),
+        };
+        if !self.muted {
+            out.push(Action::Prompt(prompt.clone()));
+        }
+        self.log(out, EventKind::Prompt { prompt: logged });
+        self.last_prompt = Some(prompt);
+    }
+
+    /// Record changes in memory and ask the store to commit them. Always
+    /// pushed before whatever reports their success.
+    pub(super) fn persist(&mut self, out: &mut Out, changes: Vec<Change>) {
+        if changes.is_empty() {
+            return;
+        }
+        for c in &changes {
+            match c {
+                Change::SetHanding(h) => self.handing = Some(*h),
+                Change::PutSettings(s) => self.settings = s.clone(),
+                Change::FactoryReset => {
+                    self.handing = None;
+                    self.settings = Settings::default();
+                    self.lockout.reset();
+                }
+                _ => {}
+            }
+        }
+        self.dir.apply(&changes, &self.macer);
+        out.push(Action::Persist(changes));
+    }
+
+    pub(super) fn persist_lockout(&mut self, out: &mut Out) {
+        let rec = self.lockout.record(self.now.mono);
+        out.push(Action::Persist(vec![Change::PutLockout(rec)]));
+    }
+
+    pub(super) fn wake(&mut self, out: &mut Out) {
+        let was_awake = self.keypad.awake;
+        self.keypad.awake = true;
+        self.keypad.sleep_at = Some(self.now.mono + KEYPAD_SLEEP);
+        // B-10.1: the low-battery prompt is spoken when the keypad wakes.
+        if !was_awake && self.low_battery {
+            self.say(out, Prompt::LowBattery);
+        }
+    }
+
+    pub(super) fn sleep(&mut self) {
+        self.keypad.awake = false;
+        self.keypad.sleep_at = None;
+        self.keypad.clear();
+        self.keypad.digits_shown.clear();
+    }
+
+    pub(super) fn alarm_active(&self, kind: AlarmKind) -> bool {
+        self.alarms.iter().any(|(k, _)| *k == kind)
+    }
+
+    /// Raise an alarm: log, sound (unless silent), notify, and snapshot
+    /// where the alarm calls for one.
+    pub(super) fn raise_alarm(&mut self, out: &mut Out, kind: AlarmKind, sound: Option<Duration>) {
+        self.log(out, EventKind::AlarmRaised { alarm: kind });
+        if let Some(duration) = sound {
+            out.push(Action::Alarm(AlarmCmd::Sound { kind, duration }));
+        }
+        out.push(Action::Notify(Notice::Alarm(kind)));
+        let until = match kind {
+            AlarmKind::Tamper => Some(self.now.mono + TAMPER_ALARM),
+            AlarmKind::Lockout => self.lockout.deadline(),
+            _ => None,
+        };
+        // Duress is an instant, not a state: it is logged and notified only.
+        if kind != AlarmKind::Duress {
+            self.alarms.retain(|(k, _)| *k != kind);
+            self.alarms.push((kind, until));
+        }
+    }
+
+    pub(super) fn clear_alarm(&mut self, out: &mut Out, kind: AlarmKind, silence: bool) {
+        if self.alarm_active(kind) {
+            self.alarms.retain(|(k, _)| *k != kind);
+            if silence {
+                out.push(Action::Alarm(AlarmCmd::Silence { kind }));
+            }
+            self.log(out, EventKind::AlarmCleared { alarm: kind });
+        }
+    }
+
+    /// B-3.5/B-10.2: a snapshot only where video is available (battery at
+    /// or above the low threshold, or external power).
+    pub(super) fn snapshot(&self, out: &mut Out, reason: SnapshotReason) {
+        let video = self
+            .power
+            .is_none_or(|p| p.external || p.percent >= self.config.low_battery_percent);
+        if video {
+            out.push(Action::Snapshot(reason));
+        }
+    }
+
+    // ----- deadlines -----
+
+    fn expire(&mut self, out: &mut Out) {
+        let now = self.now.mono;
+        if self.keypad.flash_until.is_some_and(|t| now >= t) {
+            self.keypad.flash_until = None;
+        }
+        if self.lockout.expire(now) {
+            self.log(out, EventKind::LockoutEnded { early: false });
+            self.clear_alarm(out, AlarmKind::Lockout, true);
+            self.persist_lockout(out);
+        }
+        if self.pairing_until.is_some_and(|t| now >= t) {
+            self.pairing_until = None;
+            self.log(out, EventKind::PairingMode { active: false });
+            self.say(out, Prompt::PairingEnded);
+        }
+        let ended: Vec<AlarmKind> = self
+            .alarms
+            .iter()
+            .filter(|(_, t)| t.is_some_and(|t| now >= t))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in ended {
+            // The board stops a timed alarm by itself; Silence makes sure.
+            self.clear_alarm(out, k, true);
+        }
+        if self.auto_lock_at.is_some_and(|t| now >= t) {
+            self.auto_lock_at = None;
+            // B-8.3: the countdown never locks an open door or a moving bolt.
+            if !self.mech.door_open()
+                && self.mech.bolt == BoltPosition::Retracted
+                && self.mech.motor == MotorState::Idle
+            {
+                self.lock(out, LockHow::Auto);
+            }
+        }
+        if let Mode::FactoryReset { until } = self.mode {
+            if now >= until {
+                // B-10.6: no "✓" in time: nothing is erased.
+                self.mode = Mode::Idle;
+                self.sleep();
+                self.start_normal(out);
+            }
+        }
+        if self.keypad.awake && self.keypad.sleep_at.is_some_and(|t| now >= t) {
+            self.on_keypad_sleep(out);
+        }
+    }
+
+    /// B-3.2: the keypad goes to sleep; a menu or an enrolment in progress
+    /// is abandoned (nothing half-stored, B-4.11).
+    fn on_keypad_sleep(&mut self, out: &mut Out) {
+        match &self.mode {
+            Mode::Menu(Menu::Enrol { modality, .. }) => {
+                out.push(Action::Module(ModuleCmd::CancelEnrol {
+                    modality: *modality,
+                }));
+                self.mode = Mode::Idle;
+            }
+            Mode::Menu(_) | Mode::VerifyAdmin => self.mode = Mode::Idle,
+            _ => {}
+        }
+        self.sleep();
+    }
+
+    // ----- dispatch -----
+
+    fn dispatch(&mut self, out: &mut Out, input: Input) {
+        match input {
+            Input::Tick => {}
+            Input::PowerUp { set_held } => self.power_up(out, set_held),
+            Input::Key(k) => self.on_key(out, k),
+            Input::KeyHeld(k) => self.on_key_held(out, k),
+            Input::Touch => self.on_touch(out),
+            Input::Set(p) => self.on_set(out, p),
+            Input::LockButton => self.on_lock_button(out),
+            Input::Bolt(b) => self.on_bolt(b),
+            Input::Door(d) => self.on_door(out, d),
+            Input::Motor(r) => self.on_motor(out, r),
+            Input::MechanicalKey => self.on_mechanical_key(out),
+            Input::InsideHandle => self.on_inside_handle(out),
+            Input::Tamper(t) => self.on_tamper(out, t),
+            Input::Power(p) => self.on_power(out, p),
+            Input::Module(r) => self.on_module(out, r),
+            Input::App(req) => self.on_app(out, req),
+            Input::Wifi(w) => self.wifi = Some(w),
+            Input::BleConnected(b) => self.ble = b,
+        }
+    }
+
+    fn power_up(&mut self, out: &mut Out, set_held: bool) {
+        if let Some(rest) = self.lockout.remaining(self.now.mono) {
+            // The siren stopped with the daemon; it sounds for what is left.
+            out.push(Action::Alarm(AlarmCmd::Sound {
+                kind: AlarmKind::Lockout,
+                duration: rest,
+            }));
+        }
+        if set_held {
+            // B-10.6: SET held while the battery went in.
+            self.mode = Mode::FactoryReset {
+                until: self.now.mono + FACTORY_RESET_WINDOW,
+            };
+            self.wake(out);
+            self.say(out, Prompt::FactoryResetRelease);
+            self.say(out, Prompt::FactoryResetConfirm);
+            return;
+        }
+        self.start_normal(out);
+    }
+
+    /// What a normal start asks for: the door direction (B-2.1), then the
+    /// first administrator (B-2.2).
+    pub(super) fn start_normal(&mut self, out: &mut Out) {
+        if self.handing.is_none() {
+            self.mode = Mode::ChooseDirection { confirmed: false };
+            self.wake(out);
+            self.say(out, Prompt::ChooseDirection);
+        } else if !self.dir.has_admin() {
+            self.mode = Mode::Idle;
+            self.wake(out);
+            self.say(out, Prompt::CreateAdmin);
+        } else {
+            self.mode = Mode::Idle;
+        }
+    }
+
+    fn on_touch(&mut self, out: &mut Out) {
+        let was_awake = self.keypad.awake;
+        self.wake(out);
+        if was_awake {
+            return;
+        }
+        match self.mode {
+            Mode::Idle if self.handing.is_some() && !self.dir.has_admin() => {
+                self.say(out, Prompt::CreateAdmin);
+            }
+            // B-6.2 manual face: touching starts one recognition.
+            Mode::Idle
+                if self.dir.count(super::types::CredentialKind::Face) > 0
+                    && !self.lockout.is_locked(self.now.mono) =>
+            {
+                out.push(Action::Module(ModuleCmd::RecogniseFace));
+            }
+            Mode::ChooseDirection { .. } => self.say(out, Prompt::ChooseDirection),
+            _ => {}
+        }
+    }
+
+    fn on_set(&mut self, out: &mut Out, press: SetPress) {
+        match press {
+            SetPress::Long => {
+                // B-5.1: pairing mode for 3 minutes, "0" flashes.
+                self.pairing_until = Some(self.now.mono + PAIRING_WINDOW);
+                self.log(out, EventKind::PairingMode { active: true });
+                self.say(out, Prompt::PairingMode);
+            }
+            SetPress::Short => match self.mode {
+                Mode::Idle if self.handing.is_some() => {
+                    self.wake(out);
+                    self.keypad.clear();
+                    if self.dir.has_admin() {
+                        self.mode = Mode::VerifyAdmin;
+                        self.say(out, Prompt::VerifyAdmin);
+                    } else {
+                        // Initial state: the keypad's "✓" starts the first
+                        // administrator (B-2.2, B-4.1).
+                        self.say(out, Prompt::CreateAdmin);
+                    }
+                }
+                _ => {}
+            },
+        }
+    }
+
+    // ----- the bolt, the door, the motor -----
+
+    fn on_bolt(&mut self, b: BoltPosition) {
+        self.mech.bolt = b;
+        // A bolt retracted by hand (key, thumb-turn) starts the countdown too.
+        if b == BoltPosition::Retracted && self.mech.motor == MotorState::Idle {
+            self.start_auto_lock();
+        }
+        if b == BoltPosition::Extended {
+            self.auto_lock_at = None;
+        }
+    }
+
+    /// B-8.3: the countdown runs while the bolt is retracted and the door
+    /// is closed; (re)started here.
+    pub(super) fn start_auto_lock(&mut self) {
+        self.auto_lock_at = match self.settings.auto_lock {
+            Some(d) if !self.mech.door_open() && self.mech.bolt == BoltPosition::Retracted => {
+                Some(self.now.mono + d)
+            }
+            _ => None,
+        };
+    }
+
+    fn on_door(&mut self, out: &mut Out, d: DoorPosition) {
+        let changed = self.mech.door != Some(d);
+        self.mech.door = Some(d);
+        match d {
+            DoorPosition::Open => {
+                self.auto_lock_at = None;
+                // Never throw the bolt into an open door: stop a lock move.
+                if let MotorState::Moving {
+                    target: BoltPosition::Extended,
+                } = self.mech.motor
+                {
+                    out.push(Action::Motor(MotorCmd::Stop));
+                    self.mech.motor = MotorState::Idle;
+                    self.pending_lock = None;
+                }
+                // B-8.1: opened from inside → "✓" outside will lock.
+                if self.inside_unlocked {
+                    self.outside_lock_armed = true;
+                }
+                if changed {
+                    self.log(out, EventKind::DoorOpened);
+                }
+            }
+            DoorPosition::Closed => {
+                if changed {
+                    self.log(out, EventKind::DoorClosed);
+                }
+                self.start_auto_lock();
+            }
+        }
+    }
+
+    fn on_motor(&mut self, out: &mut Out, r: MotorReport) {
+        match r {
+            MotorReport::Done(pos) => {
+                self.mech.bolt = pos;
+                self.mech.motor = MotorState::Idle;
+                self.mech.cycles = self.mech.cycles.saturating_add(1);
+                self.clear_alarm(out, AlarmKind::Jam, true);
+                match pos {
+                    BoltPosition::Extended => {
+                        self.auto_lock_at = None;
+                        if let Some(how) = self.pending_lock.take() {
+                            self.log(out, EventKind::Locked { how });
+                            self.say(out, Prompt::Locked);
+                        }
+                    }
+                    BoltPosition::Retracted => self.start_auto_lock(),
+                    BoltPosition::Between => {}
+                }
+            }
+            MotorReport::Jammed { at } => {
+                self.mech.bolt = at;
+                self.mech.motor = MotorState::Jammed;
+                self.pending_lock = None;
+                self.auto_lock_at = None;
+                self.log(out, EventKind::Jammed);
+                self.raise_alarm(out, AlarmKind::Jam, Some(JAM_ALARM));
+                self.say(out, Prompt::Jammed);
+            }
+            MotorReport::Fault { detail } => {
+                self.mech.motor = MotorState::Jammed;
+                self.pending_lock = None;
+                self.auto_lock_at = None;
+                self.log(
+                    out,
+                    EventKind::ModuleFault {
+                        detail: format!("motor: {detail}"),
+                    },
+                );
+                self.raise_alarm(out, AlarmKind::Jam, None);
+                self.say(out, Prompt::ModuleFault);
+            }
+        }
+    }
+
+    /// Drive the bolt out. Refused (returns `false`, with a failure prompt)
+    /// while the door is open or the handing is unknown.
+    ///
+    /// Decision: an unknown door position (no sensor report yet) does not
+    /// stop a lock: refusing would leave the door unlocked.
+    pub(super) fn lock(&mut self, out: &mut Out, how: LockHow) -> bool {
+        let Some(handing) = self.handing else {
+            self.say(out, Prompt::Failure);
+            return false;
+        };
+        if self.mech.door_open() {
+            self.say(out, Prompt::Failure);
+            return false;
+        }
+        self.outside_lock_armed = false;
+        self.inside_unlocked = false;
+        self.auto_lock_at = None;
+        if self.mech.bolt == BoltPosition::Extended && self.mech.motor == MotorState::Idle {
+            self.log(out, EventKind::Locked { how });
+            self.say(out, Prompt::Locked);
+            return true;
+        }
+        self.pending_lock = Some(how);
+        self.mech.motor = MotorState::Moving {
+            target: BoltPosition::Extended,
+        };
+        out.push(Action::Motor(MotorCmd::Drive {
+            target: BoltPosition::Extended,
+            direction: lock::direction(handing, BoltPosition::Extended),
+        }));
+        true
+    }
+
+    /// Open the door for an accepted credential or app key. The prompt and
+    /// the log entry come when access is granted; the bolt follows.
+    /// Decision: the unlock that ends one-time mute is itself still silent
+    /// (B-3.4: prompts are silent *until* that unlock).
+    pub(super) fn unlock(&mut self, out: &mut Out, method: Method, user: Option<UserNumber>) {
+        let Some(handing) = self.handing else {
+            self.say(out, Prompt::ChooseDirection);
+            return;
+        };
+        let event = self.event(EventKind::Unlocked { method, user });
+        out.push(Action::Log(event.clone()));
+        if self.away {
+            out.push(Action::Notify(Notice::AwayUnlock { event }));
+        }
+        self.say(out, Prompt::Unlocked);
+        let outside = matches!(
+            method,
+            Method::Face
+                | Method::Palm
+                | Method::Fingerprint
+                | Method::Passcode
+                | Method::DuressPasscode
+                | Method::TempPasscode
+        );
+        if outside {
+            self.muted = false;
+        }
+        self.outside_lock_armed = false;
+        self.inside_unlocked = false;
+        self.pending_lock = None;
+        self.auto_lock_at = None;
+        self.keypad.clear();
+        let settled =
+            self.mech.bolt == BoltPosition::Retracted && self.mech.motor == MotorState::Idle;
+        if settled {
+            self.start_auto_lock();
+        } else {
+            self.mech.motor = MotorState::Moving {
+                target: BoltPosition::Retracted,
+            };
+            out.push(Action::Motor(MotorCmd::Drive {
+                target: BoltPosition::Retracted,
+                direction: lock::direction(handing, BoltPosition::Retracted),
+            }));
+        }
+    }
+
+    /// B-8.2: the back panel's lock button.
+    fn on_lock_button(&mut self, out: &mut Out) {
+        self.lock(out, LockHow::Inside);
+    }
+
+    /// B-6.5: the key turned the cylinder. Mechanical: it works during a
+    /// lockout; the lock only senses and logs it (and tells an away owner).
+    fn on_mechanical_key(&mut self, out: &mut Out) {
+        let event = self.event(EventKind::Unlocked {
+            method: Method::MechanicalKey,
+            user: None,
+        });
+        out.push(Action::Log(event.clone()));
+        if self.away {
+            out.push(Action::Notify(Notice::AwayUnlock { event }));
+        }
+        self.outside_lock_armed = false;
+        self.inside_unlocked = false;
+    }
+
+    /// The inside handle retracted the bolt. Decision: it disarms away mode
+    /// (B-3.6) and is not reported as an away unlock — it is someone at
+    /// home — but it is logged. It works during a lockout (mechanical).
+    fn on_inside_handle(&mut self, out: &mut Out) {
+        if self.away {
+            self.away = false;
+            self.log(out, EventKind::AwayMode { armed: false });
+            self.say(out, Prompt::AwayDisarmed);
+        }
+        self.log(
+            out,
+            EventKind::Unlocked {
+                method: Method::Inside,
+                user: None,
+            },
+        );
+        self.inside_unlocked = true;
+        if self.mech.door_open() {
+            self.outside_lock_armed = true;
+        }
+    }
+
+    // ----- alarms and power -----
+
+    /// B-10.4: the front panel was forced off.
+    fn on_tamper(&mut self, out: &mut Out, t: TamperState) {
+        if t == TamperState::Opened && !self.alarm_active(AlarmKind::Tamper) {
+            self.raise_alarm(out, AlarmKind::Tamper, Some(TAMPER_ALARM));
+            self.snapshot(out, SnapshotReason::Alarm(AlarmKind::Tamper));
+            self.say(out, Prompt::TamperAlarm);
+        }
+    }
+
+    /// B-10.1: below the threshold (and not on USB-C power) the LED lights
+    /// and the app is told once; the prompt comes on the next wake.
+    fn on_power(&mut self, out: &mut Out, p: PowerReading) {
+        self.power = Some(p);
+        let low = !p.external && p.percent < self.config.low_battery_percent;
+        if low && !self.low_battery {
+            self.low_battery = true;
+            self.raise_alarm(out, AlarmKind::LowBattery, None);
+        } else if !low && self.low_battery {
+            self.low_battery = false;
+            self.clear_alarm(out, AlarmKind::LowBattery, false);
+        }
+    }
+
+    // ----- biometrics -----
+
+    fn on_module(&mut self, out: &mut Out, r: ModuleReport) {
+        if let Mode::Menu(Menu::Enrol { .. }) = self.mode {
+            self.enrol_report(out, r);
+            return;
+        }
+        match r {
+            ModuleReport::Recognised { modality, slot } => {
+                let holder = self.dir.by_slot(modality, slot).map(|c| c.user);
+                match holder {
+                    Some(user) => {
+                        self.credential_presented(out, modality.into(), Some(user), false)
+                    }
+                    None => {
+                        // A template the store does not know (e.g. an enrolment
+                        // cut off before its Persist): it opens nothing and is
+                        // removed from the module.
+                        out.push(Action::Module(ModuleCmd::Delete { modality, slot }));
+                        self.credential_presented(out, modality.into(), None, false);
+                    }
+                }
+            }
+            ModuleReport::NotRecognised { modality } => {
+                self.credential_presented(out, modality.into(), None, false);
+            }
+            ModuleReport::Fault { modality, detail } => {
+                self.log(
+                    out,
+                    EventKind::ModuleFault {
+                        detail: format!("{modality:?}: {detail}"),
+                    },
+                );
+                self.say(out, Prompt::ModuleFault);
+            }
+            // Enrolment reports with no enrolment running are stale.
+            ModuleReport::EnrolProgress { .. }
+            | ModuleReport::Enrolled { .. }
+            | ModuleReport::EnrolFailed { .. } => {}
+        }
+    }
+
+    /// One verification attempt with a credential (biometric or passcode).
+    /// `user` is the holder if it matched; `duress` marks a duress code.
+    /// In the menu's admin check this opens the menu instead of the door.
+    pub(super) fn credential_presented(
+        &mut self,
+        out: &mut Out,
+        method: Method,
+        user: Option<UserNumber>,
+        duress: bool,
+    ) {
+        self.keypad.clear();
+        match self.mode {
+            Mode::Idle | Mode::VerifyAdmin => {}
+            // Recognitions during the menu, the direction choice or a reset
+            // confirmation are not verifications.
+            _ => return,
+        }
+        if self.lockout.is_locked(self.now.mono) {
+            // B-7: during a lockout no credential opens; not counted again.
+            self.say(out, Prompt::LockedOut);
+            if matches!(self.mode, Mode::VerifyAdmin) {
+                self.mode = Mode::Idle;
+            }
+            return;
+        }
+        let Some(user) = user else {
+            self.verification_failed(out, method);
+            return;
+        };
+        let Some(u) = self.dir.users.get(&user).cloned() else {
+            self.verification_failed(out, method);
+            return;
+        };
+        // B-6.8/B-9.4. Decision: a genuine credential outside its window is
+        // refused with its own prompt and logged, but not counted towards a
+        // lockout: it is not a guess.
+        if !u.validity.admits(self.now.wall) {
+            self.log(out, EventKind::VerifyFailed { method });
+            self.say(out, Prompt::UserNotValidNow);
+            return;
+        }
+        if matches!(self.mode, Mode::VerifyAdmin) {
+            // Decision: a duress code or a non-administrator's credential
+            // does not open the menu; it is refused without counting (it is
+            // not a guess).
+            if u.role == Role::Admin && !duress {
+                self.log(out, EventKind::MenuEntered { user: Some(user) });
+                self.mode = Mode::Menu(Menu::Main);
+                self.wake(out);
+                self.say(out, Prompt::MenuMain);
+            } else {
+                self.say(out, Prompt::VerifyFailed);
+            }
+            return;
+        }
+        if duress {
+            // B-6.9: opens as usual, and silently tells the owner.
+            self.unlock(out, Method::DuressPasscode, Some(user));
+            self.raise_alarm(out, AlarmKind::Duress, None);
+            out.push(Action::Notify(Notice::Duress { user }));
+        } else {
+            self.unlock(out, method, Some(user));
+        }
+    }
+
+    /// Count a failed verification (B-7.1) and maybe start a lockout.
+    pub(super) fn verification_failed(&mut self, out: &mut Out, method: Method) {
+        self.log(out, EventKind::VerifyFailed { method });
+        match self
+            .lockout
+            .fail(self.now.mono, self.settings.lockout_protection)
+        {
+            FailureOutcome::Ignored => self.say(out, Prompt::VerifyFailed),
+            FailureOutcome::Counted => {
+                self.persist_lockout(out);
+                self.say(out, Prompt::VerifyFailed);
+            }
+            FailureOutcome::LockedOut => {
+                self.persist_lockout(out);
+                self.log(out, EventKind::LockoutStarted);
+                self.raise_alarm(out, AlarmKind::Lockout, Some(LOCKOUT));
+                self.say(out, Prompt::LockedOut);
+                if matches!(self.mode, Mode::VerifyAdmin) {
+                    self.mode = Mode::Idle;
+                }
+            }
+        }
+    }
+
+    /// A passcode typed on the keypad and confirmed (B-6.4, anti-peep).
+    pub(super) fn passcode_entered(&mut self, out: &mut Out) {
+        let input: Zeroizing<Vec<u8>> = Zeroizing::new(self.keypad.buffer.to_vec());
+        self.keypad.clear();
+        if self.lockout.is_locked(self.now.mono) {
+            self.say(out, Prompt::LockedOut);
+            return;
+        }
+        match self.dir.passcodes().find(&self.macer, &input) {
+            None => self.credential_presented(out, Method::Passcode, None, false),
+            Some(PasscodeTarget::User { user, duress, .. }) => {
+                self.credential_presented(out, Method::Passcode, Some(user), duress)
+            }
+            Some(PasscodeTarget::Temp(id)) => self.temp_passcode(out, id),
+        }
+    }
+
+    /// B-6.10: a visitor code opens inside its window; a one-time code is
+    /// removed (persisted) before the door opens, so it cannot open twice
+    /// even across a crash. Visitor codes never open the menu.
+    fn temp_passcode(&mut self, out: &mut Out, id: super::types::TempPasscodeId) {
+        let Some(t) = self.dir.temp_passcodes.get(&id).cloned() else {
+            self.verification_failed(out, Method::TempPasscode);
+            return;
+        };
+        if matches!(self.mode, Mode::VerifyAdmin) {
+            self.say(out, Prompt::VerifyFailed);
+            return;
+        }
+        if !t.validity.admits(self.now.wall) {
+            self.log(
+                out,
+                EventKind::VerifyFailed {
+                    method: Method::TempPasscode,
+                },
+            );
+            self.say(out, Prompt::UserNotValidNow);
+            return;
+        }
+        if t.one_time {
+            self.persist(out, vec![Change::DeleteTempPasscode(id)]);
+        }
+        self.unlock(out, Method::TempPasscode, None);
+    }
+
+    // ----- keypad view -----
+
+    pub(super) fn view(&self) -> KeypadView {
+        let mut flashing = Vec::new();
+        if self.pairing_until.is_some() || self.keypad.flash_until.is_some() {
+            flashing.push(Key::Digit(0));
+        }
+        let awake = self.keypad.awake || !flashing.is_empty();
+        KeypadView {
+            awake,
+            lit: if self.keypad.awake {
+                self.lit_keys()
+            } else {
+                Vec::new()
+            },
+            flashing,
+            digits_shown: self.keypad.digits_shown.clone(),
+            low_battery_led: self.low_battery,
+        }
+    }
+
+    fn emit_keypad(&mut self, out: &mut Out) {
+        let v = self.view();
+        if self.keypad.last_view.as_ref() != Some(&v) {
+            self.keypad.last_view = Some(v.clone());
+            out.push(Action::Keypad(v));
+        }
+    }
+}

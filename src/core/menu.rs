@@ -1,0 +1,688 @@
+//! The front keypad and the voice menu (B-2, B-3, B-4, B-8.1, B-10.6).
+//!
+//! ```text
+//!  first start:  ChooseDirection ─✓─► "1"/"2" ─► initial state ─✓─► first admin passcode
+//!  idle:         digits… ✓ (unlock, anti-peep) · ✓ alone (outside lock) · away · bell
+//!  SET short ─► VerifyAdmin ─admin credential─► Menu
+//!  Menu:  1 add admin ─┐                      ┌─ 1 face ─► module enrol ─┐
+//!         2 add user  ─┴► number shown ─► ChooseMethod ─ 2 palm ─► module enrol ─┼─► Persist ─► Success
+//!         3 delete ─► number ✓             └─ 3 finger / 4 passcode ✓ repeat ✓ ─┘
+//!         ✓ system information · ↩ back
+//! ```
+//!
+//! Only the keys valid in the current step are lit, and a key that is not
+//! lit does nothing (B-3.3). A new user is stored only together with its
+//! first credential, in one `Persist` (B-4.11): a user whose enrolment is
+//! cancelled or fails leaves nothing behind.
+use zeroize::Zeroizing;
+
+use super::action::{Action, ModuleCmd, Prompt};
+use super::engine::{Engine, Menu, Mode, Out, Target, MUTE_FLASH};
+use super::event::{EventKind, LockHow};
+use super::input::{EnrolFailure, EnrolStep, FacePose, ModuleReport};
+use super::passcode::{check_rules, PasscodeError};
+use super::time::Validity;
+use super::types::{
+    limits, Change, Credential, CredentialKind, CredentialSecret, Handing, Key, Modality, Role,
+    User, UserNumber,
+};
+
+const DIGITS: [Key; 10] = [
+    Key::Digit(1),
+    Key::Digit(2),
+    Key::Digit(3),
+    Key::Digit(4),
+    Key::Digit(5),
+    Key::Digit(6),
+    Key::Digit(7),
+    Key::Digit(8),
+    Key::Digit(9),
+    Key::Digit(0),
+];
+
+/// Longest user number typed in the delete step.
+const USER_NUMBER_DIGITS: usize = 3;
+
+impl Engine {
+    /// The keys lit in the current step (B-3.3).
+    pub(super) fn lit_keys(&self) -> Vec<Key> {
+        let buf = self.keypad.buffer.len();
+        let mut lit = Vec::new();
+        let confirm_if = |lit: &mut Vec<Key>, cond: bool| {
+            if cond {
+                lit.push(Key::Confirm);
+            }
+        };
+        match &self.mode {
+            Mode::ChooseDirection { confirmed: false } => lit.push(Key::Confirm),
+            Mode::ChooseDirection { confirmed: true } => {
+                lit.extend([Key::Digit(1), Key::Digit(2), Key::Back])
+            }
+            Mode::FactoryReset { .. } => lit.extend([Key::Back, Key::Confirm]),
+            // B-2.2: in the initial state "⏏" and "✓" light.
+            Mode::Idle if !self.dir.has_admin() => lit.extend([Key::Back, Key::Confirm]),
+            Mode::Idle => {
+                lit.extend(DIGITS);
+                lit.extend([Key::Back, Key::Away, Key::Doorbell]);
+                // "✓" confirms a passcode, or locks from outside (B-8.1).
+                confirm_if(
+                    &mut lit,
+                    buf >= limits::PASSCODE_MIN || (buf == 0 && self.outside_lock_armed),
+                );
+            }
+            Mode::VerifyAdmin => {
+                lit.extend(DIGITS);
+                lit.push(Key::Back);
+                confirm_if(&mut lit, buf >= limits::PASSCODE_MIN);
+            }
+            Mode::Menu(m) => match m {
+                Menu::Main => lit.extend([
+                    Key::Digit(1),
+                    Key::Digit(2),
+                    Key::Digit(3),
+                    Key::Confirm,
+                    Key::Back,
+                ]),
+                Menu::ChooseMethod(_) => lit.extend([
+                    Key::Digit(1),
+                    Key::Digit(2),
+                    Key::Digit(3),
+                    Key::Digit(4),
+                    Key::Back,
+                ]),
+                Menu::Enrol { .. } => lit.push(Key::Back),
+                Menu::Passcode { .. } => {
+                    lit.extend(DIGITS);
+                    lit.push(Key::Back);
+                    // B-4.8: "✓" lights once ≥ 6 digits.
+                    confirm_if(&mut lit, buf >= limits::PASSCODE_MIN);
+                }
+                Menu::Delete => {
+                    lit.extend(DIGITS);
+                    lit.push(Key::Back);
+                    confirm_if(&mut lit, buf >= 1);
+                }
+            },
+        }
+        lit
+    }
+
+    pub(super) fn on_key(&mut self, out: &mut Out, key: Key) {
+        let was_awake = self.keypad.awake;
+        self.wake(out);
+        if !was_awake {
+            // The press that wakes the keypad also counts, if its key is lit
+            // in the step it wakes into.
+            if let Mode::ChooseDirection { .. } = self.mode {
+                self.say(out, Prompt::ChooseDirection);
+            }
+        }
+        if !self.lit_keys().contains(&key) {
+            return;
+        }
+        self.keypad.digits_shown.clear();
+        match &self.mode {
+            Mode::ChooseDirection { confirmed } => {
+                let confirmed = *confirmed;
+                self.key_direction(out, key, confirmed)
+            }
+            Mode::FactoryReset { .. } => self.key_factory_reset(out, key),
+            Mode::Idle => self.key_idle(out, key),
+            Mode::VerifyAdmin => self.key_verify_admin(out, key),
+            Mode::Menu(_) => self.key_menu(out, key),
+        }
+    }
+
+    /// B-3.4: holding "0" until the keypad flashes twice mutes the prompts
+    /// until the next outside unlock.
+    pub(super) fn on_key_held(&mut self, out: &mut Out, key: Key) {
+        if key != Key::Digit(0) || !matches!(self.mode, Mode::Idle) {
+            return;
+        }
+        self.wake(out);
+        self.keypad.clear();
+        self.muted = true;
+        self.keypad.flash_until = Some(self.now.mono + MUTE_FLASH);
+        self.say(out, Prompt::MuteOn);
+    }
+
+    /// Append a digit, refusing input longer than `max`.
+    fn push_digit(&mut self, out: &mut Out, key: Key, max: usize) {
+        let Key::Digit(d) = key else { return };
+        if self.keypad.buffer.len() >= max {
+            self.keypad.clear();
+            self.say(out, Prompt::InputTooLong);
+            return;
+        }
+        self.keypad.buffer.push(d);
+    }
+
+    // ----- B-2.1 -----
+
+    fn key_direction(&mut self, out: &mut Out, key: Key, confirmed: bool) {
+        match (confirmed, key) {
+            (false, Key::Confirm) => self.mode = Mode::ChooseDirection { confirmed: true },
+            (true, Key::Back) => self.mode = Mode::ChooseDirection { confirmed: false },
+            (true, Key::Digit(d @ (1 | 2))) => {
+                let handing = if d == 1 {
+                    Handing::RightHand
+                } else {
+                    Handing::LeftHand
+                };
+                self.persist(out, vec![Change::SetHanding(handing)]);
+                self.log(out, EventKind::HandingSet { handing });
+                self.say(out, Prompt::DirectionSet);
+                self.start_normal(out);
+            }
+            _ => {}
+        }
+    }
+
+    // ----- B-10.6 -----
+
+    fn key_factory_reset(&mut self, out: &mut Out, key: Key) {
+        match key {
+            Key::Confirm => {
+                self.persist(out, vec![Change::FactoryReset]);
+                for modality in [Modality::Fingerprint, Modality::Palm, Modality::Face] {
+                    out.push(Action::Module(ModuleCmd::Wipe { modality }));
+                }
+                // Nothing of the old owner survives: modes and flags reset.
+                self.away = false;
+                self.muted = false;
+                self.pairing_until = None;
+                self.outside_lock_armed = false;
+                self.auto_lock_at = None;
+                self.alarms.retain(|(k, _)| {
+                    !matches!(
+                        k,
+                        super::event::AlarmKind::Lockout | super::event::AlarmKind::Duress
+                    )
+                });
+                self.log(out, EventKind::FactoryReset);
+                self.say(out, Prompt::FactoryResetDone);
+                self.mode = Mode::Idle;
+                // B-10.6: the door direction is asked again.
+                self.start_normal(out);
+            }
+            Key::Back => {
+                // Nothing is erased.
+                self.mode = Mode::Idle;
+                self.start_normal(out);
+            }
+            _ => {}
+        }
+    }
+
+    // ----- idle: unlock, outside lock, away, doorbell, first admin -----
+
+    fn key_idle(&mut self, out: &mut Out, key: Key) {
+        if !self.dir.has_admin() {
+            // Initial state (B-2.2/B-2.4): "✓" starts the first
+            // administrator; "⏏" leaves.
+            match key {
+                Key::Confirm => self.start_first_admin(out),
+                Key::Back => self.sleep(),
+                _ => {}
+            }
+            return;
+        }
+        match key {
+            Key::Digit(_) => self.push_digit(out, key, limits::MAX_INPUT_DIGITS),
+            Key::Back => self.keypad.clear(),
+            Key::Confirm if self.keypad.buffer.is_empty() => {
+                // B-8.1: lit only after the door was opened from inside.
+                self.lock(out, LockHow::Outside);
+            }
+            Key::Confirm => self.passcode_entered(out),
+            Key::Away => {
+                // B-3.6. Decision: the outside key only arms; disarming is
+                // an inside unlock or the app, so a passer-by cannot turn
+                // the owner's notifications off.
+                if !self.away {
+                    self.away = true;
+                    self.log(out, EventKind::AwayMode { armed: true });
+                }
+                self.say(out, Prompt::AwayArmed);
+            }
+            Key::Doorbell => {
+                // B-3.5.
+                self.log(out, EventKind::Doorbell);
+                self.say(out, Prompt::Doorbell);
+                out.push(Action::Notify(super::action::Notice::Doorbell));
+                self.snapshot(out, super::action::SnapshotReason::Doorbell);
+            }
+        }
+    }
+
+    /// B-2.2: the first administrator starts with a passcode.
+    fn start_first_admin(&mut self, out: &mut Out) {
+        let Some(user) = self.dir.free_user_number() else {
+            self.say(out, Prompt::LimitReached);
+            return;
+        };
+        let target = Target {
+            user,
+            role: Role::Admin,
+            new: true,
+        };
+        self.show_number(out, user);
+        self.start_method(out, target, 4);
+    }
+
+    fn key_verify_admin(&mut self, out: &mut Out, key: Key) {
+        match key {
+            Key::Digit(_) => self.push_digit(out, key, limits::MAX_INPUT_DIGITS),
+            Key::Back => {
+                self.mode = Mode::Idle;
+                self.keypad.clear();
+            }
+            Key::Confirm => self.passcode_entered(out),
+            _ => {}
+        }
+    }
+
+    // ----- the menu -----
+
+    fn key_menu(&mut self, out: &mut Out, key: Key) {
+        let Mode::Menu(menu) = &self.mode else {
+            return;
+        };
+        match menu {
+            Menu::Main => match key {
+                Key::Digit(1) => self.start_add(out, Role::Admin),
+                Key::Digit(2) => self.start_add(out, Role::User),
+                Key::Digit(3) => {
+                    self.mode = Mode::Menu(Menu::Delete);
+                    self.keypad.clear();
+                    self.say(out, Prompt::EnterUserNumber);
+                }
+                Key::Confirm => {
+                    // B-4.10; the announcement ends back in the menu.
+                    let p = Prompt::SystemInfo {
+                        serial: self.config.serial.clone(),
+                        firmware: self.config.firmware.clone(),
+                        verification_code: self.config.verification_code.clone(),
+                    };
+                    self.say(out, p);
+                }
+                Key::Back => {
+                    self.mode = Mode::Idle;
+                    self.sleep();
+                }
+                _ => {}
+            },
+            Menu::ChooseMethod(target) => {
+                let target = *target;
+                match key {
+                    Key::Digit(m @ 1..=4) => self.start_method(out, target, m),
+                    Key::Back => self.menu_back_to_main(out),
+                    _ => {}
+                }
+            }
+            Menu::Enrol {
+                target, modality, ..
+            } => {
+                let (target, modality) = (*target, *modality);
+                if key == Key::Back {
+                    out.push(Action::Module(ModuleCmd::CancelEnrol { modality }));
+                    self.back_to_methods(out, target);
+                }
+            }
+            Menu::Passcode { target, .. } => {
+                let target = *target;
+                match key {
+                    Key::Digit(_) => self.push_digit(out, key, limits::PASSCODE_MAX),
+                    Key::Back => {
+                        self.keypad.clear();
+                        self.back_to_methods(out, target);
+                    }
+                    Key::Confirm => self.passcode_step(out),
+                    _ => {}
+                }
+            }
+            Menu::Delete => match key {
+                Key::Digit(_) => self.push_digit(out, key, USER_NUMBER_DIGITS),
+                Key::Back => {
+                    self.keypad.clear();
+                    self.mode = Mode::Menu(Menu::Main);
+                    self.say(out, Prompt::MenuMain);
+                }
+                Key::Confirm => self.delete_step(out),
+                _ => {}
+            },
+        }
+    }
+
+    fn menu_back_to_main(&mut self, out: &mut Out) {
+        if self.dir.has_admin() {
+            self.mode = Mode::Menu(Menu::Main);
+            self.say(out, Prompt::MenuMain);
+        } else {
+            // Leaving the first-administrator flow: back to the initial state.
+            self.mode = Mode::Idle;
+            self.sleep();
+        }
+    }
+
+    /// Back to choosing a method for the same user. A user that was never
+    /// stored stays unstored; if it has no credential yet, the choice goes
+    /// on until one succeeds or "↩" leaves.
+    fn back_to_methods(&mut self, out: &mut Out, target: Target) {
+        self.mode = Mode::Menu(Menu::ChooseMethod(target));
+        self.say(out, Prompt::ChooseMethod);
+    }
+
+    fn show_number(&mut self, out: &mut Out, user: UserNumber) {
+        // B-1.4: the number's digits are lit one after the other.
+        self.keypad.digits_shown = user.digits().to_vec();
+        self.say(out, Prompt::UserNumber(user));
+    }
+
+    /// B-4.4: allocate the next free number and show it.
+    fn start_add(&mut self, out: &mut Out, role: Role) {
+        let Some(user) = self.dir.free_user_number() else {
+            self.say(out, Prompt::LimitReached);
+            return;
+        };
+        self.show_number(out, user);
+        self.back_to_methods(
+            out,
+            Target {
+                user,
+                role,
+                new: true,
+            },
+        );
+    }
+
+    /// B-4.4: 1 face, 2 palm, 3 fingerprint, 4 passcode. Limits (B-1.1,
+    /// B-1.2) are checked before anything starts.
+    fn start_method(&mut self, out: &mut Out, target: Target, method: u8) {
+        let (kind, modality) = match method {
+            1 => (CredentialKind::Face, Some(Modality::Face)),
+            2 => (CredentialKind::Palm, Some(Modality::Palm)),
+            3 => (CredentialKind::Fingerprint, Some(Modality::Fingerprint)),
+            _ => (CredentialKind::Passcode, None),
+        };
+        let slot = match modality {
+            Some(m) => self.dir.free_slot(m),
+            None => Some(0),
+        };
+        let (Ok(()), Some(slot)) = (self.dir.check_limits(target.user, kind), slot) else {
+            self.say(out, Prompt::LimitReached);
+            self.mode = Mode::Menu(Menu::ChooseMethod(target));
+            return;
+        };
+        match modality {
+            Some(modality) => {
+                self.mode = Mode::Menu(Menu::Enrol {
+                    target,
+                    modality,
+                    slot,
+                });
+                out.push(Action::Module(ModuleCmd::Enrol { modality, slot }));
+                let first = match modality {
+                    Modality::Face => Prompt::FacePose(FacePose::Straight),
+                    Modality::Palm => Prompt::PlacePalm,
+                    Modality::Fingerprint => Prompt::PlaceFinger,
+                };
+                self.say(out, first);
+            }
+            None => {
+                self.keypad.clear();
+                self.mode = Mode::Menu(Menu::Passcode {
+                    target,
+                    first: None,
+                });
+                self.say(out, Prompt::EnterPasscode);
+            }
+        }
+    }
+
+    /// Store a credential, with its user if the user is new (B-4.11), then
+    /// report success and go on choosing methods for the same user.
+    fn store_credential(
+        &mut self,
+        out: &mut Out,
+        target: Target,
+        kind: CredentialKind,
+        secret: CredentialSecret,
+    ) {
+        let cred = Credential {
+            id: self.dir.next_credential_id(),
+            user: target.user,
+            kind,
+            secret,
+        };
+        let mut changes = Vec::new();
+        if target.new {
+            changes.push(Change::PutUser(User {
+                number: target.user,
+                role: target.role,
+                validity: Validity::ALWAYS,
+            }));
+        }
+        changes.push(Change::PutCredential(cred));
+        self.persist(out, changes);
+        if target.new {
+            self.log(out, EventKind::UserAdded { user: target.user });
+        }
+        self.log(
+            out,
+            EventKind::CredentialAdded {
+                user: target.user,
+                kind,
+            },
+        );
+        self.say(out, Prompt::Success);
+        self.back_to_methods(
+            out,
+            Target {
+                new: false,
+                ..target
+            },
+        );
+    }
+
+    /// B-4.8: first entry, repeat, compare.
+    fn passcode_step(&mut self, out: &mut Out) {
+        let Mode::Menu(Menu::Passcode { target, first }) = &mut self.mode else {
+            return;
+        };
+        let target = *target;
+        let typed: Zeroizing<Vec<u8>> = Zeroizing::new(self.keypad.buffer.to_vec());
+        self.keypad.clear();
+        match first.take() {
+            None => {
+                if let Err(e) = check_rules(&typed) {
+                    let p = match e {
+                        PasscodeError::Length(_) | PasscodeError::NotDigits => Prompt::Failure,
+                        PasscodeError::AllSame | PasscodeError::Consecutive => {
+                            Prompt::PasscodeTooSimple
+                        }
+                    };
+                    self.say(out, p);
+                    return;
+                }
+                // Equal to, or containing, a stored code: refused so that
+                // anti-peep stays unambiguous (see passcode.rs).
+                if self
+                    .dir
+                    .passcodes()
+                    .conflicts(&self.macer, &typed, |_| false)
+                {
+                    self.say(out, Prompt::PasscodeTaken);
+                    return;
+                }
+                *first = Some(typed);
+                self.say(out, Prompt::RepeatPasscode);
+            }
+            Some(first_code) => {
+                if first_code.as_slice() != typed.as_slice() {
+                    // B-2.2: mismatch = failure prompt, start over.
+                    self.say(out, Prompt::PasscodeMismatch);
+                    self.say(out, Prompt::EnterPasscode);
+                    return;
+                }
+                // Limits again: an app command may have used the last
+                // passcode slot while this person was typing.
+                if self
+                    .dir
+                    .check_limits(target.user, CredentialKind::Passcode)
+                    .is_err()
+                {
+                    self.say(out, Prompt::LimitReached);
+                    self.back_to_methods(out, target);
+                    return;
+                }
+                let mac = self.macer.mac(&typed);
+                self.store_credential(
+                    out,
+                    target,
+                    CredentialKind::Passcode,
+                    CredentialSecret::Passcode(mac),
+                );
+            }
+        }
+    }
+
+    /// Reports from a module while an enrolment runs (B-4.5–B-4.7).
+    pub(super) fn enrol_report(&mut self, out: &mut Out, r: ModuleReport) {
+        let Mode::Menu(Menu::Enrol {
+            target,
+            modality,
+            slot,
+        }) = self.mode
+        else {
+            return;
+        };
+        match r {
+            ModuleReport::EnrolProgress { modality: m, step } if m == modality => {
+                // Progress keeps the keypad (and so the menu) awake.
+                self.wake(out);
+                let p = match step {
+                    EnrolStep::FacePose(p) => Prompt::FacePose(p),
+                    EnrolStep::FaceFix(f) => Prompt::FaceFix(f),
+                    EnrolStep::PresentAgain { .. } => Prompt::PresentAgain,
+                    EnrolStep::Remove => Prompt::Remove,
+                };
+                self.say(out, p);
+            }
+            ModuleReport::Enrolled {
+                modality: m,
+                slot: s,
+                template,
+            } if m == modality => {
+                self.wake(out);
+                let secret = match (modality, template) {
+                    (Modality::Face, Some(t)) if !t.is_empty() && s == slot => {
+                        Some(CredentialSecret::FaceTemplate { slot, template: t })
+                    }
+                    (Modality::Palm | Modality::Fingerprint, _) if s == slot => {
+                        Some(CredentialSecret::ModuleSlot(slot))
+                    }
+                    _ => None,
+                };
+                let Some(secret) = secret else {
+                    // Not what was asked for (another slot, a face without a
+                    // template): refuse it and drop whatever the module kept,
+                    // unless that slot belongs to someone.
+                    if self.dir.by_slot(modality, s).is_none() {
+                        out.push(Action::Module(ModuleCmd::Delete { modality, slot: s }));
+                    }
+                    self.say(out, Prompt::Failure);
+                    self.back_to_methods(out, target);
+                    return;
+                };
+                // B-1.3 belt and braces: the slot must still be free.
+                if self.dir.by_slot(modality, slot).is_some() {
+                    self.say(out, Prompt::Failure);
+                    self.back_to_methods(out, target);
+                    return;
+                }
+                self.store_credential(out, target, modality.into(), secret);
+            }
+            ModuleReport::EnrolFailed {
+                modality: m,
+                reason,
+            } if m == modality => {
+                let p = match reason {
+                    EnrolFailure::Duplicate { .. } => Prompt::AlreadyEnrolled,
+                    EnrolFailure::Timeout | EnrolFailure::Quality | EnrolFailure::Module(_) => {
+                        Prompt::Failure
+                    }
+                };
+                self.say(out, p);
+                self.back_to_methods(out, target);
+            }
+            ModuleReport::Fault {
+                modality: m,
+                detail,
+            } => {
+                self.log(
+                    out,
+                    EventKind::ModuleFault {
+                        detail: format!("{m:?}: {detail}"),
+                    },
+                );
+                self.say(out, Prompt::ModuleFault);
+                if m == modality {
+                    self.back_to_methods(out, target);
+                }
+            }
+            // Recognitions and reports of another modality do not belong to
+            // this enrolment.
+            _ => {}
+        }
+    }
+
+    /// B-4.9: delete a user by number.
+    fn delete_step(&mut self, out: &mut Out) {
+        let typed: Vec<u8> = self.keypad.buffer.to_vec();
+        self.keypad.clear();
+        let number = typed.iter().fold(0u16, |n, d| n * 10 + u16::from(*d));
+        let refuse = |e: &mut Engine, out: &mut Out, p: Prompt| {
+            // The wrong number's digits light one by one, with a failure
+            // prompt; "↩" goes back or another number may be typed.
+            e.keypad.digits_shown = typed.clone();
+            e.say(out, p);
+        };
+        let Some(user) = UserNumber::new(number).filter(|n| self.dir.users.contains_key(n)) else {
+            refuse(self, out, Prompt::NoSuchUser);
+            return;
+        };
+        if let Err(p) = self.may_delete(user) {
+            refuse(self, out, p);
+            return;
+        }
+        self.delete_user(out, user);
+        self.say(out, Prompt::Deleted);
+        self.mode = Mode::Menu(Menu::Main);
+    }
+
+    /// The last administrator and the only remaining user cannot be
+    /// deleted (B-4.9).
+    pub(super) fn may_delete(&self, user: UserNumber) -> Result<(), Prompt> {
+        let Some(u) = self.dir.users.get(&user) else {
+            return Err(Prompt::NoSuchUser);
+        };
+        if u.role == Role::Admin && self.dir.admins().count() <= 1 {
+            return Err(Prompt::CannotDeleteLastAdmin);
+        }
+        if self.dir.users.len() <= 1 {
+            return Err(Prompt::Failure);
+        }
+        Ok(())
+    }
+
+    /// Persist the deletion, then remove the module-held templates.
+    pub(super) fn delete_user(&mut self, out: &mut Out, user: UserNumber) {
+        let slots = self.dir.module_slots_of(user);
+        self.persist(out, vec![Change::DeleteUser(user)]);
+        for (modality, slot) in slots {
+            out.push(Action::Module(ModuleCmd::Delete { modality, slot }));
+        }
+        self.log(out, EventKind::UserDeleted { user });
+    }
+}
