@@ -1,0 +1,614 @@
+//! Improv Wi-Fi over BLE (<https://www.improv-wifi.com/ble/>), sans-IO: the
+//! open provisioning standard the app (or any Improv client, e.g. a browser)
+//! uses to give the lock its 2.4 GHz Wi-Fi credentials during pairing (B-5.1).
+//!
+//! GATT service `00467768-6228-2272-4663-277478268000`:
+//!
+//! | characteristic | UUID suffix | access | carries |
+//! |---|---|---|---|
+//! | current state  | …8001 | read, notify | one byte, [`State`] |
+//! | error state    | …8002 | read, notify | one byte, [`ErrorState`] |
+//! | RPC command    | …8003 | write        | `[cmd, len, data…, checksum]` |
+//! | RPC result     | …8004 | read, notify | `[cmd, len, strings…, checksum]` |
+//! | capabilities   | …8005 | read         | bit 0 = identify supported |
+//!
+//! `checksum` is the low byte of the sum of every preceding byte. A command
+//! may arrive split over several writes; bytes are buffered (at most
+//! 258 = 2 + 255 + 1) until `len + 3` bytes are there.
+//!
+//! ```text
+//!   AuthorizationRequired ──pairing mode on (physical presence: SET held)──► Authorized
+//!          ▲   pairing mode off                                                 │
+//!          └────────────────────────────────────────────────────────────────────┤
+//!                                                           send Wi-Fi settings │
+//!                                                                               ▼
+//!   Provisioned ◄──connect Ok (RPC result: redirect URL)── Provisioning ──► Output::ApplyCredentials
+//!                  connect Err → error 0x03, back to Authorized (or AuthorizationRequired)
+//! ```
+//!
+//! Authorisation is the lock's pairing mode, decided by the engine and
+//! passed in with [`Improv::set_authorized`]; Wi-Fi settings and scans are
+//! refused with error 0x04 without it. The caller applies the credentials
+//! (the `wifi` service) and reports back with [`Improv::on_connect_result`].
+
+use thiserror::Error;
+use zeroize::Zeroizing;
+
+/// Improv service UUID.
+pub const SERVICE_UUID: &str = "00467768-6228-2272-4663-277478268000";
+/// Current-state characteristic.
+pub const CURRENT_STATE_UUID: &str = "00467768-6228-2272-4663-277478268001";
+/// Error-state characteristic.
+pub const ERROR_STATE_UUID: &str = "00467768-6228-2272-4663-277478268002";
+/// RPC command characteristic.
+pub const RPC_COMMAND_UUID: &str = "00467768-6228-2272-4663-277478268003";
+/// RPC result characteristic.
+pub const RPC_RESULT_UUID: &str = "00467768-6228-2272-4663-277478268004";
+/// Capabilities characteristic.
+pub const CAPABILITIES_UUID: &str = "00467768-6228-2272-4663-277478268005";
+/// Capability bit: the device can identify itself (the lock plays a prompt).
+pub const CAPABILITY_IDENTIFY: u8 = 0x01;
+
+/// Largest buffered command: command + length + 255 data bytes + checksum.
+pub const MAX_RPC_PACKET: usize = 258;
+/// Longest SSID (IEEE 802.11).
+pub const MAX_SSID: usize = 32;
+/// Longest password: 63-character passphrase or 64 hex digits (WPA2-PSK).
+pub const MAX_PASSWORD: usize = 64;
+
+/// Provisioning state (current-state characteristic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum State {
+    /// Waiting for physical authorisation (pairing mode).
+    AuthorizationRequired = 0x01,
+    /// Ready to take credentials.
+    Authorized = 0x02,
+    /// Credentials received, connecting.
+    Provisioning = 0x03,
+    /// Connected.
+    Provisioned = 0x04,
+}
+
+/// Error state (error-state characteristic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ErrorState {
+    /// No error.
+    NoError = 0x00,
+    /// Malformed packet or bad checksum.
+    InvalidRpc = 0x01,
+    /// Unknown command.
+    UnknownRpc = 0x02,
+    /// The credentials did not connect.
+    UnableToConnect = 0x03,
+    /// Not authorised (lock not in pairing mode).
+    NotAuthorized = 0x04,
+    /// Anything else (e.g. a command while provisioning is under way).
+    Unknown = 0xFF,
+}
+
+/// RPC command ids.
+pub mod cmd {
+    /// Send Wi-Fi settings.
+    pub const WIFI_SETTINGS: u8 = 0x01;
+    /// Identify.
+    pub const IDENTIFY: u8 = 0x02;
+    /// Device info.
+    pub const DEVICE_INFO: u8 = 0x03;
+    /// Scan Wi-Fi networks.
+    pub const SCAN: u8 = 0x04;
+}
+
+/// An RPC packet was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RpcError {
+    #[error("RPC packet of {0} bytes is shorter than the 3-byte minimum")]
+    Truncated(usize),
+    #[error("RPC length field says {declared} data bytes but {actual} arrived")]
+    Length { declared: usize, actual: usize },
+    #[error("RPC checksum {got:#04x} does not match the computed {expected:#04x}")]
+    Checksum { got: u8, expected: u8 },
+    #[error("RPC command {0:#04x} is not supported")]
+    UnknownCommand(u8),
+    #[error("RPC data is invalid: {0}")]
+    BadData(&'static str),
+}
+
+impl RpcError {
+    /// The Improv error state this maps to.
+    pub fn error_state(&self) -> ErrorState {
+        match self {
+            RpcError::UnknownCommand(_) => ErrorState::UnknownRpc,
+            _ => ErrorState::InvalidRpc,
+        }
+    }
+}
+
+/// A parsed RPC command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Wi-Fi credentials.
+    WifiSettings {
+        /// SSID, 1–32 bytes (not necessarily UTF-8).
+        ssid: Vec<u8>,
+        /// Password, empty (open network) or 8–64 bytes.
+        password: Zeroizing<Vec<u8>>,
+    },
+    /// Identify.
+    Identify,
+    /// Device info.
+    DeviceInfo,
+    /// Scan.
+    Scan,
+}
+
+/// Low byte of the sum of `bytes`.
+pub fn checksum(bytes: &[u8]) -> u8 {
+    bytes.iter().fold(0u8, |a, &b| a.wrapping_add(b))
+}
+
+/// Parse one complete RPC command packet.
+pub fn parse_rpc(packet: &[u8]) -> Result<Command, RpcError> {
+    let [command, len, rest @ ..] = packet else {
+        return Err(RpcError::Truncated(packet.len()));
+    };
+    let Some((&sum, data)) = rest.split_last() else {
+        return Err(RpcError::Truncated(packet.len()));
+    };
+    if data.len() != *len as usize {
+        return Err(RpcError::Length {
+            declared: *len as usize,
+            actual: data.len(),
+        });
+    }
+    let expected = checksum(&packet[..packet.len() - 1]);
+    if sum != expected {
+        return Err(RpcError::Checksum { got: sum, expected });
+    }
+    let no_data = |c: Command| {
+        if data.is_empty() {
+            Ok(c)
+        } else {
+            Err(RpcError::BadData("this command takes no data"))
+        }
+    };
+    match *command {
+        cmd::WIFI_SETTINGS => {
+            let (ssid, rest) =
+                take_prefixed(data).ok_or(RpcError::BadData("SSID length exceeds the data"))?;
+            let (password, rest) =
+                take_prefixed(rest).ok_or(RpcError::BadData("password length exceeds the data"))?;
+            if !rest.is_empty() {
+                return Err(RpcError::BadData("trailing bytes after the password"));
+            }
+            if ssid.is_empty() || ssid.len() > MAX_SSID {
+                return Err(RpcError::BadData("SSID must be 1 to 32 bytes"));
+            }
+            if (1..8).contains(&password.len()) || password.len() > MAX_PASSWORD {
+                return Err(RpcError::BadData("password must be empty or 8 to 64 bytes"));
+            }
+            Ok(Command::WifiSettings {
+                ssid: ssid.to_vec(),
+                password: Zeroizing::new(password.to_vec()),
+            })
+        }
+        cmd::IDENTIFY => no_data(Command::Identify),
+        cmd::DEVICE_INFO => no_data(Command::DeviceInfo),
+        cmd::SCAN => no_data(Command::Scan),
+        other => Err(RpcError::UnknownCommand(other)),
+    }
+}
+
+fn take_prefixed(data: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (&n, rest) = data.split_first()?;
+    (rest.len() >= n as usize).then(|| rest.split_at(n as usize))
+}
+
+/// Encode an RPC packet (used for results, and by clients/tests for
+/// commands). Strings are length-prefixed; each is cut to fit the 255-byte
+/// data limit.
+pub fn encode_packet(command: u8, strings: &[&[u8]]) -> Vec<u8> {
+    let mut data = Vec::new();
+    for s in strings {
+        let room = 255usize.saturating_sub(data.len() + 1);
+        if room == 0 {
+            break;
+        }
+        let s = &s[..s.len().min(room).min(255)];
+        data.push(s.len() as u8);
+        data.extend_from_slice(s);
+    }
+    let mut out = Vec::with_capacity(data.len() + 3);
+    out.push(command);
+    out.push(data.len() as u8);
+    out.extend_from_slice(&data);
+    out.push(checksum(&out));
+    out
+}
+
+/// What the device-info command reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// Firmware name, e.g. "latchd".
+    pub firmware: String,
+    /// Firmware version.
+    pub version: String,
+    /// Hardware / chip.
+    pub hardware: String,
+    /// Device name.
+    pub device_name: String,
+}
+
+/// A network found by a scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScannedNetwork {
+    /// SSID.
+    pub ssid: Vec<u8>,
+    /// Signal in dBm.
+    pub rssi_dbm: i8,
+    /// Needs a password.
+    pub auth_required: bool,
+}
+
+/// What the caller must do after feeding an input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Write and notify the current-state characteristic.
+    State(State),
+    /// Write and notify the error-state characteristic.
+    Error(ErrorState),
+    /// Notify this packet on the RPC-result characteristic.
+    Result(Vec<u8>),
+    /// Try these credentials, then call [`Improv::on_connect_result`].
+    ApplyCredentials {
+        /// SSID.
+        ssid: Vec<u8>,
+        /// Password.
+        password: Zeroizing<Vec<u8>>,
+    },
+    /// Identify the lock (play a prompt / flash the keypad).
+    Identify,
+    /// Scan for networks, then call [`Improv::on_scan_result`].
+    Scan,
+}
+
+/// The Improv state machine for one lock.
+#[derive(Debug)]
+pub struct Improv {
+    state: State,
+    error: ErrorState,
+    authorized: bool,
+    buf: Vec<u8>,
+    info: DeviceInfo,
+}
+
+impl Improv {
+    /// A fresh service, waiting for authorisation.
+    pub fn new(info: DeviceInfo) -> Self {
+        Improv {
+            state: State::AuthorizationRequired,
+            error: ErrorState::NoError,
+            authorized: false,
+            buf: Vec::new(),
+            info,
+        }
+    }
+
+    /// Current state byte.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Current error byte.
+    pub fn error(&self) -> ErrorState {
+        self.error
+    }
+
+    /// Capabilities byte.
+    pub fn capabilities(&self) -> u8 {
+        CAPABILITY_IDENTIFY
+    }
+
+    /// Service data for the advertisement: `[state, capabilities, 0, 0, 0, 0]`.
+    pub fn service_data(&self) -> [u8; 6] {
+        [self.state as u8, self.capabilities(), 0, 0, 0, 0]
+    }
+
+    fn set_state(&mut self, s: State, out: &mut Vec<Output>) {
+        if self.state != s {
+            self.state = s;
+            out.push(Output::State(s));
+        }
+    }
+
+    fn set_error(&mut self, e: ErrorState, out: &mut Vec<Output>) {
+        if self.error != e {
+            self.error = e;
+            out.push(Output::Error(e));
+        }
+    }
+
+    /// The engine's pairing mode changed (physical presence at the lock).
+    pub fn set_authorized(&mut self, pairing_mode_active: bool) -> Vec<Output> {
+        let mut out = Vec::new();
+        self.authorized = pairing_mode_active;
+        match (pairing_mode_active, self.state) {
+            (true, State::AuthorizationRequired) => self.set_state(State::Authorized, &mut out),
+            (false, State::Authorized) => self.set_state(State::AuthorizationRequired, &mut out),
+            // A connection attempt under way finishes; a provisioned lock
+            // stays provisioned.
+            _ => {}
+        }
+        out
+    }
+
+    /// The client disconnected: drop any half-received packet.
+    pub fn on_disconnect(&mut self) {
+        self.buf.clear();
+    }
+
+    /// Bytes written to the RPC-command characteristic.
+    pub fn on_rpc_write(&mut self, bytes: &[u8]) -> Vec<Output> {
+        let mut out = Vec::new();
+        if self.buf.len() + bytes.len() > MAX_RPC_PACKET {
+            self.buf.clear();
+            self.set_error(ErrorState::InvalidRpc, &mut out);
+            return out;
+        }
+        self.buf.extend_from_slice(bytes);
+        let needed = match self.buf.get(1) {
+            Some(&len) => len as usize + 3,
+            None => return out,
+        };
+        if self.buf.len() < needed {
+            return out;
+        }
+        let packet = std::mem::take(&mut self.buf);
+        if packet.len() > needed {
+            self.set_error(ErrorState::InvalidRpc, &mut out);
+            return out;
+        }
+        match parse_rpc(&packet) {
+            Err(e) => self.set_error(e.error_state(), &mut out),
+            Ok(command) => self.run(command, &mut out),
+        }
+        out
+    }
+
+    fn run(&mut self, command: Command, out: &mut Vec<Output>) {
+        match command {
+            Command::Identify => {
+                self.set_error(ErrorState::NoError, out);
+                out.push(Output::Identify);
+            }
+            Command::DeviceInfo => {
+                self.set_error(ErrorState::NoError, out);
+                out.push(Output::Result(encode_packet(
+                    cmd::DEVICE_INFO,
+                    &[
+                        self.info.firmware.as_bytes(),
+                        self.info.version.as_bytes(),
+                        self.info.hardware.as_bytes(),
+                        self.info.device_name.as_bytes(),
+                    ],
+                )));
+            }
+            Command::Scan => {
+                if !self.authorized {
+                    self.set_error(ErrorState::NotAuthorized, out);
+                    return;
+                }
+                self.set_error(ErrorState::NoError, out);
+                out.push(Output::Scan);
+            }
+            Command::WifiSettings { ssid, password } => {
+                if !self.authorized {
+                    self.set_error(ErrorState::NotAuthorized, out);
+                    return;
+                }
+                if self.state == State::Provisioning {
+                    // One connection attempt at a time.
+                    self.set_error(ErrorState::Unknown, out);
+                    return;
+                }
+                self.set_error(ErrorState::NoError, out);
+                self.set_state(State::Provisioning, out);
+                out.push(Output::ApplyCredentials { ssid, password });
+            }
+        }
+    }
+
+    /// The outcome of [`Output::ApplyCredentials`]: `Ok(redirect_url)` when
+    /// connected (the URL the client may open; `None` for none).
+    pub fn on_connect_result(&mut self, result: Result<Option<String>, ()>) -> Vec<Output> {
+        let mut out = Vec::new();
+        if self.state != State::Provisioning {
+            return out;
+        }
+        match result {
+            Ok(url) => {
+                self.set_state(State::Provisioned, &mut out);
+                let strings: Vec<&[u8]> = url.iter().map(|u| u.as_bytes()).collect();
+                out.push(Output::Result(encode_packet(cmd::WIFI_SETTINGS, &strings)));
+            }
+            Err(()) => {
+                self.set_error(ErrorState::UnableToConnect, &mut out);
+                let back = if self.authorized {
+                    State::Authorized
+                } else {
+                    State::AuthorizationRequired
+                };
+                self.set_state(back, &mut out);
+            }
+        }
+        out
+    }
+
+    /// The outcome of [`Output::Scan`]: one result packet per network
+    /// (`[ssid, rssi, "YES"/"NO"]`), then an empty one that ends the list.
+    pub fn on_scan_result(&mut self, networks: &[ScannedNetwork]) -> Vec<Output> {
+        let mut out: Vec<Output> = networks
+            .iter()
+            .map(|n| {
+                let rssi = n.rssi_dbm.to_string();
+                let auth: &[u8] = if n.auth_required { b"YES" } else { b"NO" };
+                Output::Result(encode_packet(cmd::SCAN, &[&n.ssid, rssi.as_bytes(), auth]))
+            })
+            .collect();
+        out.push(Output::Result(encode_packet(cmd::SCAN, &[])));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> DeviceInfo {
+        DeviceInfo {
+            firmware: "latchd".into(),
+            version: "0.1.0".into(),
+            hardware: "sim".into(),
+            device_name: "Front door".into(),
+        }
+    }
+
+    fn wifi(ssid: &[u8], pw: &[u8]) -> Vec<u8> {
+        let mut data = vec![ssid.len() as u8];
+        data.extend_from_slice(ssid);
+        data.push(pw.len() as u8);
+        data.extend_from_slice(pw);
+        let mut p = vec![cmd::WIFI_SETTINGS, data.len() as u8];
+        p.extend_from_slice(&data);
+        p.push(checksum(&p));
+        p
+    }
+
+    #[test]
+    fn b_5_1_provisioning_needs_pairing_mode() {
+        let mut imp = Improv::new(info());
+        let out = imp.on_rpc_write(&wifi(b"home", b"password1"));
+        assert_eq!(out, vec![Output::Error(ErrorState::NotAuthorized)]);
+        assert_eq!(imp.state(), State::AuthorizationRequired);
+
+        assert_eq!(
+            imp.set_authorized(true),
+            vec![Output::State(State::Authorized)]
+        );
+        let out = imp.on_rpc_write(&wifi(b"home", b"password1"));
+        assert_eq!(
+            out,
+            vec![
+                Output::Error(ErrorState::NoError),
+                Output::State(State::Provisioning),
+                Output::ApplyCredentials {
+                    ssid: b"home".to_vec(),
+                    password: Zeroizing::new(b"password1".to_vec())
+                }
+            ]
+        );
+        let out = imp.on_connect_result(Ok(Some("https://lock.local/".into())));
+        assert_eq!(out[0], Output::State(State::Provisioned));
+        assert_eq!(
+            out[1],
+            Output::Result(encode_packet(cmd::WIFI_SETTINGS, &[b"https://lock.local/"]))
+        );
+    }
+
+    #[test]
+    fn failed_connect_reports_and_returns_to_authorized() {
+        let mut imp = Improv::new(info());
+        imp.set_authorized(true);
+        imp.on_rpc_write(&wifi(b"home", b""));
+        let out = imp.on_connect_result(Err(()));
+        assert_eq!(
+            out,
+            vec![
+                Output::Error(ErrorState::UnableToConnect),
+                Output::State(State::Authorized)
+            ]
+        );
+    }
+
+    #[test]
+    fn split_writes_are_reassembled() {
+        let mut imp = Improv::new(info());
+        imp.set_authorized(true);
+        let p = wifi(b"a-rather-long-ssid-name", b"a-rather-long-password");
+        let (a, b) = p.split_at(20);
+        assert!(imp.on_rpc_write(a).is_empty());
+        assert!(imp
+            .on_rpc_write(b)
+            .iter()
+            .any(|o| matches!(o, Output::ApplyCredentials { .. })));
+    }
+
+    #[test]
+    fn malformed_packets_get_the_right_error() {
+        let mut p = wifi(b"home", b"password1");
+        let last = p.len() - 1;
+        p[last] ^= 1;
+        assert!(matches!(parse_rpc(&p), Err(RpcError::Checksum { .. })));
+        assert_eq!(parse_rpc(&[0x09, 0, 9]), Err(RpcError::UnknownCommand(9)));
+        assert_eq!(
+            parse_rpc(&[0x02, 1, 0, 3]),
+            Err(RpcError::BadData("this command takes no data"))
+        );
+        assert!(matches!(
+            parse_rpc(&wifi(b"", b"")),
+            Err(RpcError::BadData(_))
+        ));
+        assert!(matches!(
+            parse_rpc(&wifi(b"x", b"short")),
+            Err(RpcError::BadData(_))
+        ));
+        assert_eq!(parse_rpc(&[1]), Err(RpcError::Truncated(1)));
+
+        let mut imp = Improv::new(info());
+        assert_eq!(
+            imp.on_rpc_write(&[0x09, 0, 9]),
+            vec![Output::Error(ErrorState::UnknownRpc)]
+        );
+        // A complete packet followed by extra bytes in one write.
+        assert_eq!(
+            imp.on_rpc_write(&[0x02, 0, 2, 7]),
+            vec![Output::Error(ErrorState::InvalidRpc)]
+        );
+        // The next good command clears the error.
+        assert_eq!(
+            imp.on_rpc_write(&[0x02, 0, 2]),
+            vec![Output::Error(ErrorState::NoError), Output::Identify]
+        );
+    }
+
+    #[test]
+    fn pairing_mode_end_revokes_authorisation() {
+        let mut imp = Improv::new(info());
+        imp.set_authorized(true);
+        assert_eq!(
+            imp.set_authorized(false),
+            vec![Output::State(State::AuthorizationRequired)]
+        );
+        assert_eq!(
+            imp.on_rpc_write(&[cmd::SCAN, 0, cmd::SCAN]),
+            vec![Output::Error(ErrorState::NotAuthorized)]
+        );
+    }
+
+    #[test]
+    fn scan_results_end_with_an_empty_packet() {
+        let mut imp = Improv::new(info());
+        let out = imp.on_scan_result(&[ScannedNetwork {
+            ssid: b"home".to_vec(),
+            rssi_dbm: -60,
+            auth_required: true,
+        }]);
+        assert_eq!(out.len(), 2);
+        assert_eq!(
+            out[0],
+            Output::Result(encode_packet(cmd::SCAN, &[b"home", b"-60", b"YES"]))
+        );
+        assert_eq!(out[1], Output::Result(vec![cmd::SCAN, 0, cmd::SCAN]));
+    }
+}
