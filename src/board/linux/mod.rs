@@ -10,6 +10,7 @@
 //!      keypad.rs ◄──┤ evdev key codes ──► Key / KeyHeld
 //!      voice.rs  ◄──┘ ALSA PCM ◄── WAV prompt assets
 //! ```
+pub mod board;
 pub mod config;
 pub mod gpio;
 pub mod keypad;
