@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The virtual-hardware tests: each boots a QEMU VM (TCG) with kernel
+# virtual devices — vivid (V4L2), snd-dummy (ALSA), hci_vhci + btvirt
+# (BLE), gpio-sim (GPIO) — and runs latchd's real Linux backends there.
+#
+#     scripts/test-vm.sh
+#
+# Installs what it needs on a fresh Debian machine (as root). Details and
+# figures: tests/vm/README.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+exec tests/vm/run-vm-tests.sh "$@"

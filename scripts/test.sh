@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The whole fast test suite, as a newcomer or CI runs it:
+#
+#     scripts/test.sh
+#
+# On a fresh Debian machine it first installs the system packages the
+# tests use (as root, or through sudo). The slow virtual-hardware tests in
+# a QEMU VM are a separate command: scripts/test-vm.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Build dependencies of the `board-linux` feature, and the real programs the
+# integration tests talk to: dbus-daemon and busctl (D-Bus), ALSA's file
+# plugin (voice prompts), mosquitto (remote access), ffmpeg (video client),
+# util-linux's setpriv (policy tests run a caller as another user).
+packages=(
+    pkg-config libdbus-1-dev libasound2-dev libclang-dev clang
+    dbus systemd alsa-utils libasound2-plugins util-linux
+    mosquitto mosquitto-clients ffmpeg espeak-ng sox
+)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing system packages: ${missing[*]}"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+export CARGO_TERM_COLOR=never
+echo "== format"
+cargo fmt --check
+echo "== clippy"
+cargo clippy --all-targets --all-features --locked -- -D warnings
+echo "== default build (sim board, no system packages needed)"
+cargo build --locked
+echo "== tests"
+cargo test --all-features --locked
