@@ -881,3 +881,112 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::DuplexStream;
+
+    fn driver(stream: DuplexStream) -> Fingerprint<DuplexStream> {
+        Fingerprint {
+            stream,
+            decoder: Decoder::new(),
+            config: FingerprintConfig::default(),
+            capacity: 200,
+            reset_seen: false,
+        }
+    }
+
+    /// Reads one command packet on the module side.
+    async fn read_command(module: &mut DuplexStream) -> Packet {
+        let mut d = Decoder::new();
+        let mut buf = [0u8; 64];
+        loop {
+            if let Some(p) = d.next_packet() {
+                return p.expect("driver sent a valid packet");
+            }
+            let n = module.read(&mut buf).await.expect("read");
+            assert!(n > 0, "driver closed the link");
+            d.push(&buf[..n]);
+        }
+    }
+
+    fn ack(address: u32, payload: &[u8]) -> Vec<u8> {
+        Packet::ack(address, payload.to_vec())
+            .encode()
+            .expect("encode")
+    }
+
+    #[tokio::test]
+    async fn a_late_reply_is_never_taken_for_the_next_one() {
+        let (drv, mut module) = tokio::io::duplex(1024);
+        let mut fp = driver(drv);
+        // An answer nobody asked for (say, to a request that timed out).
+        module
+            .write_all(&ack(DEFAULT_ADDRESS, &[0x00, 0x00, 0x07]))
+            .await
+            .expect("write");
+        let server = tokio::spawn(async move {
+            let cmd = read_command(&mut module).await;
+            assert_eq!(cmd.payload, vec![Command::TemplateNum as u8]);
+            // The real answer, after noise and split in two writes.
+            let bytes = ack(DEFAULT_ADDRESS, &[0x00, 0x00, 0x03]);
+            let (a, b) = bytes.split_at(5);
+            module.write_all(&[0x00, 0x13]).await.expect("write");
+            module.write_all(a).await.expect("write");
+            module.write_all(b).await.expect("write");
+            module
+        });
+        assert_eq!(fp.template_count().await.expect("count"), 3);
+        server.await.expect("server");
+    }
+
+    #[tokio::test]
+    async fn a_reply_from_another_address_or_without_results_is_refused() {
+        let (drv, mut module) = tokio::io::duplex(1024);
+        let mut fp = driver(drv);
+        let server = tokio::spawn(async move {
+            read_command(&mut module).await;
+            module
+                .write_all(&ack(0x1234_5678, &[0x00, 0x00, 0x01]))
+                .await
+                .expect("write");
+            read_command(&mut module).await;
+            module
+                .write_all(&ack(DEFAULT_ADDRESS, &[0x00]))
+                .await
+                .expect("write");
+            read_command(&mut module).await;
+            module
+                .write_all(&ack(DEFAULT_ADDRESS, &[0x0B]))
+                .await
+                .expect("write");
+            module
+        });
+        let e = fp.template_count().await.expect_err("wrong address");
+        assert!(matches!(e, FingerprintError::Protocol { .. }), "{e:?}");
+        let e = fp.template_count().await.expect_err("no count");
+        assert!(matches!(e, FingerprintError::Protocol { .. }), "{e:?}");
+        let e = fp.store(1, 7).await.expect_err("bad slot");
+        assert!(
+            matches!(
+                e,
+                FingerprintError::Module {
+                    command: Command::Store,
+                    code: ModuleCode::BadSlot
+                }
+            ),
+            "{e:?}"
+        );
+        server.await.expect("server");
+    }
+
+    #[test]
+    fn confirmation_codes_round_trip() {
+        for code in 1..=255u8 {
+            let c = ModuleCode::from_code(code).expect("non-zero is an error");
+            assert_eq!(c.code(), code);
+        }
+        assert_eq!(ModuleCode::from_code(0), None);
+    }
+}

@@ -199,7 +199,8 @@ impl SimFingerprint {
 
     /// Executes one command; the bytes to send back, if any.
     fn handle(&self, packet: &Packet) -> Option<Vec<u8>> {
-        // Like the hardware, ignore packets for another address or of the wrong kind.
+        // Packets for another address are for another module, and a module
+        // only ever receives commands: stay silent for anything else.
         if packet.address != self.config.address || packet.kind != PacketKind::Command {
             return None;
         }

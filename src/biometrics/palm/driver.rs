@@ -255,6 +255,10 @@ pub struct Palm<S> {
     config: PalmConfig,
     info: PalmInfo,
     seq: u8,
+    /// An Enroll/Identify was sent and its final reply never read (its
+    /// future was dropped, or it failed on a timeout or a bad frame): the
+    /// module may still be running it, so the next call aborts it first.
+    unfinished: bool,
 }
 
 const READ_CHUNK: usize = 128;
@@ -282,6 +286,7 @@ where
                 firmware: String::new(),
             },
             seq: 0,
+            unfinished: false,
         };
         me.info = me.get_info().await?;
         debug!(info = ?me.info, "palm module ready");
@@ -298,6 +303,7 @@ where
     }
 
     pub async fn get_info(&mut self) -> Result<PalmInfo, PalmError> {
+        self.settle().await?;
         let command = PalmCommand::GetInfo;
         let r = self.quick(command, vec![]).await?;
         let short = || PalmError::Protocol {
@@ -343,6 +349,7 @@ where
         progress: &mut (dyn FnMut(PalmEnrollStep) + Send),
     ) -> Result<(), PalmError> {
         self.check_id(id)?;
+        self.settle().await?;
         let captures = self.config.captures;
         let [hi, lo] = id.to_be_bytes();
         let payload = vec![hi, lo, captures, self.capture_secs()];
@@ -389,6 +396,7 @@ where
     /// Waits (up to the capture timeout) for a palm and matches it.
     /// `Ok(None)`: a palm was read and matches no enrolled id.
     pub async fn identify(&mut self) -> Result<Option<PalmMatch>, PalmError> {
+        self.settle().await?;
         let command = PalmCommand::Identify;
         let wait = self.config.capture_timeout + self.config.request_timeout;
         let payload = vec![self.capture_secs()];
@@ -416,16 +424,19 @@ where
 
     pub async fn delete(&mut self, id: u16) -> Result<(), PalmError> {
         self.check_id(id)?;
+        self.settle().await?;
         self.quick(PalmCommand::Delete, id.to_be_bytes().to_vec())
             .await
             .map(drop)
     }
 
     pub async fn delete_all(&mut self) -> Result<(), PalmError> {
+        self.settle().await?;
         self.quick(PalmCommand::DeleteAll, vec![]).await.map(drop)
     }
 
     pub async fn list_ids(&mut self) -> Result<BTreeSet<u16>, PalmError> {
+        self.settle().await?;
         let command = PalmCommand::ListIds;
         let r = self.quick(command, vec![]).await?;
         let bad = |detail: &str| PalmError::Protocol {
@@ -443,10 +454,22 @@ where
             .collect())
     }
 
-    /// Stops whatever the module is doing (an enrolment or identification
-    /// whose future was dropped keeps running on the module until aborted).
+    /// Stops whatever the module is doing. An enrolment or identification
+    /// whose future was dropped keeps running on the module until aborted;
+    /// the driver sends this itself before its next command, so calling it
+    /// is only needed to stop the module early.
     pub async fn abort(&mut self) -> Result<(), PalmError> {
-        self.quick(PalmCommand::Abort, vec![]).await.map(drop)
+        self.quick(PalmCommand::Abort, vec![]).await?;
+        self.unfinished = false;
+        Ok(())
+    }
+
+    async fn settle(&mut self) -> Result<(), PalmError> {
+        if self.unfinished {
+            debug!("aborting a palm operation whose result was never read");
+            self.abort().await?;
+        }
+        Ok(())
     }
 
     // ---- plumbing -------------------------------------------------------------
@@ -530,6 +553,10 @@ where
             .map_err(|source| PalmError::Frame { command, source })?;
         self.stream.write_all(&bytes).await?;
         self.stream.flush().await?;
+        let long = matches!(command, PalmCommand::Enroll | PalmCommand::Identify);
+        if long {
+            self.unfinished = true;
+        }
         loop {
             let frame = match tokio::time::timeout(wait, self.read_frame()).await {
                 Ok(r) => r?.map_err(|source| PalmError::Frame { command, source })?,
@@ -542,6 +569,8 @@ where
                 }
             };
             if frame.kind == Kind::Note && frame.cmd == NOTE_READY {
+                // A restarted module runs nothing: no abort needed.
+                self.unfinished = false;
                 return Err(PalmError::ModuleReset);
             }
             // A damaged request is answered with seq 0: the module could not
@@ -562,6 +591,9 @@ where
             if frame.kind == Kind::Note {
                 on_note(&frame)?;
                 continue;
+            }
+            if long {
+                self.unfinished = false;
             }
             let Some((&status, rest)) = frame.payload.split_first() else {
                 return Err(PalmError::Protocol {

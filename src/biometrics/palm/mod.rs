@@ -45,7 +45,8 @@
 //!
 //! The module refuses a palm already enrolled under any id and stores
 //! nothing unless the reply is Ok. A dropped `enroll`/`identify` future
-//! leaves the module working: call [`Palm::abort`] (or the trait's `abort`).
+//! leaves the module working; the driver remembers that and sends Abort
+//! before its next command ([`Palm::abort`] stops it earlier).
 
 pub mod driver;
 pub mod frame;

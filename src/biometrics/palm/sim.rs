@@ -264,6 +264,9 @@ impl SimPalm {
         }
         let mut bytes = Vec::new();
         for frame in frames {
+            // Payloads here are bounded well below the frame limit (the id
+            // list by `capacity`); should one ever exceed it, the module
+            // stays silent and the host times out, which is safe.
             let Ok(mut encoded) = frame.encode() else {
                 continue;
             };
