@@ -1,1 +1,616 @@
-//! (module being written)
+//! Persistent state: users, credentials, settings, the event log and
+//! service counters in one SQLite database, secrets sealed with the device
+//! key.
+//!
+//! # Files
+//!
+//! ```text
+//!   <state_dir>/            created 0700 on first start
+//!     device.key            32 random bytes, 0600 — the root secret (see key.rs)
+//!     latchd.db (+ -wal, -shm)   0600, SQLite in WAL mode
+//! ```
+//!
+//! # Start-up
+//!
+//! ```text
+//!   key?  db?
+//!    no    no   ─► first start: create key (fsync) → create db, schema,
+//!                  sealed key check (one transaction) → ready
+//!    yes   yes  ─► check key file (regular, 0600, 32 bytes) → open db →
+//!                  schema not newer → migrate → quick_check → key check
+//!                  opens with this key → ready
+//!    yes   no   ─► DatabaseMissing     ┐ typed errors naming the files;
+//!    no    yes  ─► KeyMissing          ┘ nothing is reset or recreated
+//! ```
+//!
+//! First start writes `first-start.incomplete` before anything else and
+//! removes it last, so a power cut half-way through the *first* start is
+//! finished on the next one instead of being mistaken for a lost file.
+//! Outside that window, a missing, truncated, too-open or foreign key, a
+//! garbage or damaged database, or one from a newer latchd stops the
+//! daemon with an error that says what to do: a lock that silently starts
+//! empty would accept the next person who enrols as its administrator.
+//!
+//! # Writes
+//!
+//! The runtime applies an engine `Action::Persist(changes)` with
+//! [`Store::apply`] before any action that follows it: one `IMMEDIATE`
+//! transaction, committed with `synchronous=FULL`, so a crash or power cut
+//! leaves either nothing or the whole batch (B-4.11). A refused change, a
+//! full disk (`SQLITE_FULL` → [`StoreError::Full`]) or an I/O error rolls
+//! the whole batch back. Events are appended the same way, in their own
+//! transactions, and pruned to `max_events`.
+//!
+//! # Secrets at rest (B-11.2)
+//!
+//! Face templates, passcode MACs (user and temporary) and app public keys
+//! are sealed with XChaCha20-Poly1305 under a subkey of the device key,
+//! bound to their row. Fingerprint and palm credentials are slot numbers
+//! in the module, which holds the template itself. What is *not* protected:
+//! the non-secret columns (roles, validity windows, labels, settings) can be
+//! changed by whoever can write the file; and whoever holds the key file
+//! can brute-force a 6-digit passcode from its MAC in seconds — on a
+//! product the key belongs in a secure element, TPM or TEE.
+mod error;
+mod events;
+mod key;
+mod schema;
+mod state;
+
+use std::fs::{self, DirBuilder, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+
+use crate::core::event::Event;
+use crate::core::types::{Change, Persisted};
+
+pub use error::StoreError;
+pub use events::{EventId, StoredEvent};
+pub use key::{DeviceKey, DEVICE_KEY_LEN};
+
+use error::SqlContext;
+use key::{sync_dir, Binding, Sealer};
+
+/// File name of the device key inside the state directory.
+pub const KEY_FILE: &str = "device.key";
+/// File name of the database inside the state directory.
+pub const DB_FILE: &str = "latchd.db";
+/// Present only while a first start is in progress.
+const FIRST_START_MARKER: &str = "first-start.incomplete";
+
+const KEY_CHECK_NAME: &str = "key_check";
+const KEY_CHECK_PLAINTEXT: &[u8] = b"latchd key check v1";
+const MAX_NAME_LEN: usize = 128;
+
+/// Tuning the daemon passes from its config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// The event log keeps this many newest events (at least 1).
+    pub max_events: usize,
+    /// Cap on the database file's size (SQLite `max_page_count`), so the
+    /// store cannot fill a partition it shares with the rest of the
+    /// system. A write that would pass it fails with
+    /// [`StoreError::Full`] and changes nothing. `None`: the filesystem
+    /// is the limit.
+    pub max_db_bytes: Option<u64>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_events: 10_000,
+            max_db_bytes: None,
+        }
+    }
+}
+
+/// What the diagnostics interface shows about storage.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StorageHealth {
+    /// The last SQLite check (quick_check at open, or a later
+    /// integrity_check) said "ok".
+    pub ok: bool,
+    /// That check's output, or the error that kept it from running.
+    pub detail: String,
+    /// Database plus write-ahead log, in bytes.
+    pub db_bytes: u64,
+    /// Events currently in the log.
+    pub events: u64,
+}
+
+/// The open database. One per process; the daemon owns it in the runtime
+/// task (or a blocking thread) and applies batches in order.
+pub struct Store {
+    conn: Connection,
+    sealer: Sealer,
+    opts: StoreOptions,
+    db_path: PathBuf,
+    /// Output of the last quick_check / integrity_check.
+    last_check: String,
+}
+
+impl core::fmt::Debug for Store {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Store")
+            .field("db_path", &self.db_path)
+            .field("opts", &self.opts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Open (or, on first start, create) the store in `state_dir`, and
+    /// return it with the device key the engine derives its passcode key
+    /// from. See the module doc for every way this refuses to start.
+    pub fn open(state_dir: &Path, opts: StoreOptions) -> Result<(Store, DeviceKey), StoreError> {
+        if opts.max_events == 0 {
+            return Err(StoreError::Invalid(
+                "max_events must be at least 1; set [store] max_events in latchd.toml".into(),
+            ));
+        }
+        ensure_state_dir(state_dir)?;
+        let key_path = state_dir.join(KEY_FILE);
+        let db_path = state_dir.join(DB_FILE);
+        let marker = state_dir.join(FIRST_START_MARKER);
+        let dir_err = |source| StoreError::StateDir {
+            path: state_dir.to_path_buf(),
+            source,
+        };
+        let key_exists = exists(&key_path).map_err(dir_err)?;
+        let db_exists = exists(&db_path).map_err(dir_err)?;
+        let resuming = exists(&marker).map_err(dir_err)?;
+
+        match (key_exists, db_exists, resuming) {
+            (_, _, true) | (false, false, false) => {
+                first_start(state_dir, &key_path, &db_path, &marker, opts)
+            }
+            (true, false, false) => Err(StoreError::DatabaseMissing {
+                key: key_path,
+                db: db_path,
+            }),
+            (false, true, false) => Err(StoreError::KeyMissing {
+                key: key_path,
+                db: db_path,
+            }),
+            (true, true, false) => {
+                let key = DeviceKey::read_file(&key_path)?;
+                let store = open_db(&db_path, &key_path, &key, opts, false)?;
+                Ok((store, key))
+            }
+        }
+    }
+
+    /// Everything the engine needs at start-up.
+    pub fn load(&self) -> Result<Persisted, StoreError> {
+        state::load(&self.conn, &self.sealer)
+    }
+
+    /// Apply a batch of changes in one transaction: all or nothing.
+    pub fn apply(&mut self, changes: &[Change]) -> Result<(), StoreError> {
+        state::apply(&mut self.conn, &self.sealer, changes)
+    }
+
+    /// Append events in one transaction and prune the log to
+    /// `max_events`. Returns the new ids, in order.
+    pub fn append_events(&mut self, events: &[Event]) -> Result<Vec<EventId>, StoreError> {
+        events::append(&mut self.conn, events, self.opts.max_events)
+    }
+
+    /// The newest `limit` events, newest first.
+    pub fn recent_events(&self, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        events::recent(&self.conn, limit)
+    }
+
+    /// A page of events older than `cursor` (or the newest, for `None`),
+    /// newest first. Pass the last id of a page to get the next one.
+    pub fn events_before(
+        &self,
+        cursor: Option<EventId>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        events::before(&self.conn, cursor, limit)
+    }
+
+    /// Events newer than `id`, oldest first — for replaying to a broker
+    /// after a reconnect. If the first id returned is not `id + 1`, the
+    /// events in between were pruned.
+    pub fn events_after(&self, id: EventId, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        events::after(&self.conn, id, limit)
+    }
+
+    /// Oldest and newest event id in the log, if any.
+    pub fn event_bounds(&self) -> Result<Option<(EventId, EventId)>, StoreError> {
+        events::bounds(&self.conn)
+    }
+
+    /// Store a service counter (e.g. a BLE or MQTT replay counter). It
+    /// survives restarts and factory resets: a counter that went back
+    /// would reopen a replay window.
+    pub fn put_counter(&mut self, name: &str, value: u64) -> Result<(), StoreError> {
+        check_name(name)?;
+        // Stored bit-for-bit in SQLite's signed 64-bit integer.
+        self.conn
+            .execute(
+                "INSERT INTO service_counters (name, value) VALUES (?1, ?2)
+                 ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                rusqlite::params![name, value as i64],
+            )
+            .ctx("storing a counter")?;
+        Ok(())
+    }
+
+    pub fn get_counter(&self, name: &str) -> Result<Option<u64>, StoreError> {
+        check_name(name)?;
+        self.conn
+            .query_row(
+                "SELECT value FROM service_counters WHERE name = ?1",
+                [name],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .ctx("reading a counter")
+            .map(|v| v.map(|v| v as u64))
+    }
+
+    /// Store a small service value (a cursor, a broker session id). Not
+    /// for secrets: these bytes are stored as given.
+    pub fn put_meta(&mut self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        check_name(name)?;
+        self.conn
+            .execute(
+                "INSERT INTO service_meta (name, value) VALUES (?1, ?2)
+                 ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                rusqlite::params![name, value],
+            )
+            .ctx("storing a service value")?;
+        Ok(())
+    }
+
+    pub fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        check_name(name)?;
+        self.conn
+            .query_row(
+                "SELECT value FROM service_meta WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()
+            .ctx("reading a service value")
+    }
+
+    /// A cheap summary for diagnostics. Never fails: a query error shows
+    /// up as `ok: false` with the error as detail.
+    pub fn health(&self) -> StorageHealth {
+        let sizes = || -> Result<(u64, u64), StoreError> {
+            let pages: i64 = self
+                .conn
+                .query_row("PRAGMA page_count", [], |r| r.get(0))
+                .ctx("reading the page count")?;
+            let page_size: i64 = self
+                .conn
+                .query_row("PRAGMA page_size", [], |r| r.get(0))
+                .ctx("reading the page size")?;
+            let mut wal = self.db_path.clone().into_os_string();
+            wal.push("-wal");
+            let wal_bytes = fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+            let events = events::count(&self.conn)?;
+            Ok(((pages * page_size) as u64 + wal_bytes, events))
+        };
+        match sizes() {
+            Ok((db_bytes, events)) => StorageHealth {
+                ok: self.last_check == "ok",
+                detail: self.last_check.clone(),
+                db_bytes,
+                events,
+            },
+            Err(e) => StorageHealth {
+                ok: false,
+                detail: e.to_string(),
+                db_bytes: 0,
+                events: 0,
+            },
+        }
+    }
+
+    /// Run SQLite's full `integrity_check` (reads every page: seconds on a
+    /// large database, so call it from a maintenance path, not per
+    /// request). Returns its output, "ok" when healthy, and remembers it
+    /// for [`Store::health`].
+    pub fn integrity_check(&mut self) -> Result<String, StoreError> {
+        let out = run_check(&self.conn, "integrity_check")?;
+        self.last_check = out.clone();
+        Ok(out)
+    }
+
+    /// Path of the database file.
+    pub fn db_path(&self) -> &Path {
+        &self.db_path
+    }
+}
+
+fn exists(p: &Path) -> std::io::Result<bool> {
+    match fs::symlink_metadata(p) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn ensure_state_dir(dir: &Path) -> Result<(), StoreError> {
+    let err = |source| StoreError::StateDir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    match fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(err(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            "exists and is not a directory",
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(err),
+        Err(e) => Err(err(e)),
+    }
+}
+
+fn check_name(name: &str) -> Result<(), StoreError> {
+    if name.is_empty() || name.len() > MAX_NAME_LEN || !name.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(StoreError::Invalid(format!(
+            "service value name {name:?} must be 1..={MAX_NAME_LEN} printable ASCII characters"
+        )));
+    }
+    Ok(())
+}
+
+/// First start (or finishing an interrupted one): marker → key → database
+/// → remove marker. Each step is fsynced before the next.
+fn first_start(
+    state_dir: &Path,
+    key_path: &Path,
+    db_path: &Path,
+    marker: &Path,
+    opts: StoreOptions,
+) -> Result<(Store, DeviceKey), StoreError> {
+    let dir_err = |source| StoreError::StateDir {
+        path: state_dir.to_path_buf(),
+        source,
+    };
+    if !exists(marker).map_err(dir_err)? {
+        let f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(marker)
+            .map_err(dir_err)?;
+        f.sync_all().map_err(dir_err)?;
+        sync_dir(state_dir).map_err(dir_err)?;
+    }
+    let key = if exists(key_path).map_err(dir_err)? {
+        DeviceKey::read_file(key_path)?
+    } else {
+        let key = DeviceKey::generate()?;
+        key.create_file(key_path)?;
+        key
+    };
+    if !exists(db_path).map_err(dir_err)? {
+        // Create the file ourselves so it is 0600 from the start; SQLite
+        // gives the -wal and -shm files the database file's mode. An empty
+        // file is a valid empty database.
+        let f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(db_path)
+            .map_err(dir_err)?;
+        f.sync_all().map_err(dir_err)?;
+        sync_dir(state_dir).map_err(dir_err)?;
+    }
+    let store = open_db(db_path, key_path, &key, opts, true)?;
+    fs::remove_file(marker).map_err(dir_err)?;
+    sync_dir(state_dir).map_err(dir_err)?;
+    tracing::info!(db = %db_path.display(), "first start: created device key and database");
+    Ok((store, key))
+}
+
+/// Open an existing database file and check it belongs to `key`.
+fn open_db(
+    db_path: &Path,
+    key_path: &Path,
+    key: &DeviceKey,
+    opts: StoreOptions,
+    first_start: bool,
+) -> Result<Store, StoreError> {
+    let at_open = |e: StoreError| classify_open_error(db_path, e);
+    // No SQLITE_OPEN_CREATE: a database that vanished is an error, never
+    // a fresh empty one.
+    let mut conn = Connection::open_with_flags(
+        db_path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .ctx("opening the database")
+    .map_err(at_open)?;
+    schema::configure(&conn).map_err(at_open)?;
+    if let Some(bytes) = opts.max_db_bytes {
+        let page_size: i64 = conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .ctx("reading the page size")
+            .map_err(at_open)?;
+        // SQLite never sets the cap below the current page count, so an
+        // already larger database keeps working but cannot grow.
+        let pages = (bytes / page_size.max(1) as u64).max(1);
+        let _set: i64 = conn
+            .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
+                r.get(0)
+            })
+            .ctx("setting the database size cap")
+            .map_err(at_open)?;
+    }
+    let version = schema::version(&conn).map_err(at_open)?;
+    if version > schema::LATEST {
+        return Err(StoreError::SchemaTooNew {
+            path: db_path.to_path_buf(),
+            found: version,
+            supported: schema::LATEST,
+        });
+    }
+    if version == 0 && !first_start {
+        return Err(StoreError::Corrupt {
+            path: db_path.to_path_buf(),
+            detail: "the database is empty (no schema) although the lock was set up before".into(),
+        });
+    }
+    schema::migrate(&mut conn).map_err(at_open)?;
+    let check = run_check(&conn, "quick_check").map_err(at_open)?;
+    if check != "ok" {
+        return Err(StoreError::Corrupt {
+            path: db_path.to_path_buf(),
+            detail: check,
+        });
+    }
+    let sealer = key.sealer();
+    verify_key(&conn, &sealer, db_path, key_path, first_start).map_err(at_open)?;
+    Ok(Store {
+        conn,
+        sealer,
+        opts,
+        db_path: db_path.to_path_buf(),
+        last_check: check,
+    })
+}
+
+/// The key check: a constant sealed under the device key when the
+/// database was created. If it does not open, this key did not seal this
+/// database, and no credential in it would open either.
+fn verify_key(
+    conn: &Connection,
+    sealer: &Sealer,
+    db_path: &Path,
+    key_path: &Path,
+    first_start: bool,
+) -> Result<(), StoreError> {
+    let bind = Binding {
+        table: "store_meta",
+        id: 0,
+        kind: KEY_CHECK_NAME,
+        owner: None,
+    };
+    let sealed: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT value FROM store_meta WHERE name = ?1",
+            [KEY_CHECK_NAME],
+            |r| r.get(0),
+        )
+        .optional()
+        .ctx("reading the key check")?;
+    match sealed {
+        Some(sealed) => match sealer.open(&bind, &sealed) {
+            Ok(p) if &p[..] == KEY_CHECK_PLAINTEXT => Ok(()),
+            _ => Err(StoreError::WrongKey {
+                key: key_path.to_path_buf(),
+                db: db_path.to_path_buf(),
+            }),
+        },
+        None if first_start => {
+            let sealed = sealer.seal(&bind, KEY_CHECK_PLAINTEXT)?;
+            conn.execute(
+                "INSERT INTO store_meta (name, value) VALUES (?1, ?2)",
+                rusqlite::params![KEY_CHECK_NAME, sealed],
+            )
+            .ctx("storing the key check")?;
+            Ok(())
+        }
+        None => Err(StoreError::Corrupt {
+            path: db_path.to_path_buf(),
+            detail: "the sealed key check row is missing".into(),
+        }),
+    }
+}
+
+/// Run `PRAGMA quick_check` / `integrity_check` and join its rows.
+fn run_check(conn: &Connection, pragma: &'static str) -> Result<String, StoreError> {
+    let mut stmt = conn
+        .prepare(&format!("PRAGMA {pragma}"))
+        .ctx("running an integrity check")?;
+    let rows = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .ctx("running an integrity check")?;
+    let mut lines = Vec::new();
+    for row in rows {
+        lines.push(row.ctx("running an integrity check")?);
+    }
+    Ok(lines.join("\n"))
+}
+
+/// Turn SQLite's "not a database" / "corrupt" codes met while opening
+/// into errors that name the file.
+fn classify_open_error(path: &Path, e: StoreError) -> StoreError {
+    if let StoreError::Sqlite {
+        source: rusqlite::Error::SqliteFailure(f, msg),
+        ..
+    } = &e
+    {
+        match f.code {
+            rusqlite::ErrorCode::NotADatabase => {
+                return StoreError::NotADatabase {
+                    path: path.to_path_buf(),
+                }
+            }
+            rusqlite::ErrorCode::DatabaseCorrupt => {
+                return StoreError::Corrupt {
+                    path: path.to_path_buf(),
+                    detail: msg.clone().unwrap_or_else(|| f.to_string()),
+                }
+            }
+            _ => {}
+        }
+    }
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        assert!(check_name("ble.counter").is_ok());
+        assert!(check_name("").is_err());
+        assert!(check_name("has space").is_err());
+        assert!(check_name(&"x".repeat(MAX_NAME_LEN + 1)).is_err());
+    }
+
+    #[test]
+    fn zero_max_events_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Store::open(
+            dir.path(),
+            StoreOptions {
+                max_events: 0,
+                ..StoreOptions::default()
+            },
+        );
+        assert!(matches!(r, Err(StoreError::Invalid(_))));
+        // Nothing was created for a refused option.
+        assert!(!dir.path().join(KEY_FILE).exists());
+    }
+
+    #[test]
+    fn interrupted_first_start_is_finished_not_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        // Simulate a power cut after the key was written, before the
+        // database: marker + key, no database.
+        fs::write(dir.path().join(FIRST_START_MARKER), b"").unwrap();
+        let key = DeviceKey::generate().unwrap();
+        key.create_file(&dir.path().join(KEY_FILE)).unwrap();
+        let (store, k2) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        assert_eq!(*k2.passcode_key(), *key.passcode_key());
+        assert!(!dir.path().join(FIRST_START_MARKER).exists());
+        drop(store);
+        Store::open(dir.path(), StoreOptions::default()).unwrap();
+    }
+}

@@ -1,0 +1,182 @@
+//! Connection settings and the versioned schema.
+//!
+//! The schema version lives in `PRAGMA user_version`. Each migration is
+//! applied in its own transaction together with the version bump, so a
+//! crash mid-upgrade leaves the previous version intact and the next start
+//! simply runs the step again. Migrations are append-only: a released step
+//! is never edited, a change is a new step.
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::error::{SqlContext, StoreError};
+
+/// One schema step: the SQL that takes the database from `version - 1` to
+/// `version`.
+struct Migration {
+    version: i64,
+    sql: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    sql: r#"
+-- Store-internal values (the sealed key check). Never touched by a reset.
+CREATE TABLE store_meta (
+    name  TEXT PRIMARY KEY NOT NULL,
+    value BLOB NOT NULL
+) WITHOUT ROWID;
+
+-- The lock's singleton state as JSON: handing, settings, lockout.
+-- A factory reset empties it; missing rows load as defaults.
+CREATE TABLE lock_state (
+    name  TEXT PRIMARY KEY NOT NULL CHECK (name IN ('handing', 'settings', 'lockout')),
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE users (
+    number      INTEGER PRIMARY KEY CHECK (number BETWEEN 1 AND 999),
+    role        TEXT NOT NULL CHECK (role IN ('admin', 'user')),
+    valid_from  INTEGER,
+    valid_until INTEGER
+);
+
+-- A module slot is only a number in the fingerprint/palm module, so it is
+-- kept plain; face templates and passcode MACs are sealed.
+CREATE TABLE credentials (
+    id          INTEGER PRIMARY KEY CHECK (id BETWEEN 0 AND 4294967295),
+    user        INTEGER NOT NULL REFERENCES users(number) ON DELETE CASCADE,
+    kind        TEXT NOT NULL CHECK (kind IN ('face', 'palm', 'fingerprint', 'passcode', 'duress_passcode')),
+    secret_kind TEXT NOT NULL CHECK (secret_kind IN ('module_slot', 'face_template', 'passcode')),
+    slot        INTEGER CHECK (slot BETWEEN 0 AND 65535),
+    sealed      BLOB,
+    CHECK ((secret_kind = 'module_slot'   AND slot IS NOT NULL AND sealed IS NULL)
+        OR (secret_kind = 'face_template' AND slot IS NOT NULL AND sealed IS NOT NULL)
+        OR (secret_kind = 'passcode'      AND slot IS NULL     AND sealed IS NOT NULL))
+);
+CREATE INDEX credentials_by_user ON credentials(user);
+
+CREATE TABLE temp_passcodes (
+    id          INTEGER PRIMARY KEY CHECK (id BETWEEN 0 AND 4294967295),
+    sealed_mac  BLOB NOT NULL,
+    valid_from  INTEGER,
+    valid_until INTEGER,
+    one_time    INTEGER NOT NULL CHECK (one_time IN (0, 1))
+);
+
+-- An owner key is bound to an administrator and goes with them.
+CREATE TABLE app_keys (
+    id                INTEGER PRIMARY KEY CHECK (id BETWEEN 0 AND 4294967295),
+    role              TEXT NOT NULL CHECK (role IN ('owner', 'guest')),
+    admin             INTEGER REFERENCES users(number) ON DELETE CASCADE,
+    sealed_public_key BLOB NOT NULL,
+    valid_from        INTEGER,
+    valid_until       INTEGER,
+    label             TEXT NOT NULL,
+    CHECK ((role = 'owner') = (admin IS NOT NULL))
+);
+CREATE INDEX app_keys_by_admin ON app_keys(admin);
+
+-- AUTOINCREMENT: ids are never reused, even after pruning or a reset,
+-- because other services de-duplicate events by id.
+CREATE TABLE events (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    wall      INTEGER,
+    mono_ms   INTEGER NOT NULL,
+    kind_name TEXT NOT NULL,
+    kind_json TEXT NOT NULL
+);
+CREATE INDEX events_by_wall ON events(wall);
+CREATE INDEX events_by_kind ON events(kind_name, id);
+
+-- Service state that must survive restarts (replay counters, cursors).
+CREATE TABLE service_counters (
+    name  TEXT PRIMARY KEY NOT NULL,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE service_meta (
+    name  TEXT PRIMARY KEY NOT NULL,
+    value BLOB NOT NULL
+) WITHOUT ROWID;
+"#,
+}];
+
+/// The newest schema version this build knows.
+pub(crate) const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
+
+/// Connection settings, applied on every open.
+///
+/// * WAL: readers never block the writer, and a commit is one sequential
+///   append — kind to flash.
+/// * `synchronous=FULL`: in WAL mode `NORMAL` may lose the last commits on
+///   a power cut (the WAL is synced only at checkpoints). The engine tells
+///   the user "saved" right after a commit (B-4.11), so every commit is
+///   synced to storage before `apply` returns.
+/// * `foreign_keys=ON`: SQLite's default is off; the cascades from users to
+///   credentials and owner app keys depend on it.
+/// * `secure_delete=ON`: freed pages are zeroed, so deleted (sealed) rows
+///   do not linger in free pages.
+/// * `busy_timeout`: a diagnostic reader (sqlite3 CLI) briefly holding a
+///   lock delays a write instead of failing it.
+pub(crate) fn configure(conn: &Connection) -> Result<(), StoreError> {
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .ctx("switching to WAL journal mode")?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Invalid(format!(
+            "the database refused WAL journal mode (got `{mode}`); the state directory must be on a \
+             local filesystem that supports shared memory"
+        )));
+    }
+    conn.execute_batch(
+        "PRAGMA synchronous=FULL;
+         PRAGMA foreign_keys=ON;
+         PRAGMA secure_delete=ON;
+         PRAGMA trusted_schema=OFF;",
+    )
+    .ctx("setting connection pragmas")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .ctx("setting the busy timeout")?;
+    Ok(())
+}
+
+/// The database's schema version.
+pub(crate) fn version(conn: &Connection) -> Result<i64, StoreError> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+        .ctx("reading the schema version")
+}
+
+/// Bring the schema up to [`LATEST`], one transaction per step.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let current = version(conn)?;
+    for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .ctx("starting a schema migration")?;
+        tx.execute_batch(m.sql).ctx("applying a schema migration")?;
+        // user_version is part of the database header, so it commits (or
+        // rolls back) together with the step.
+        tx.pragma_update(None, "user_version", m.version)
+            .ctx("recording the schema version")?;
+        tx.commit().ctx("committing a schema migration")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_ordered_and_contiguous() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version, i as i64 + 1);
+        }
+    }
+
+    #[test]
+    fn migrating_twice_is_a_no_op() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        migrate(&mut conn).unwrap();
+        assert_eq!(version(&conn).unwrap(), LATEST);
+    }
+}
