@@ -226,8 +226,10 @@ fn check_ble() {
         .filter(|l| l.starts_with("Controller "))
         .collect();
     assert_eq!(controllers.len(), 2, "bluetoothd sees:\n{list}");
+    let mut addrs = Vec::new();
     for c in controllers {
         let addr = c.split_whitespace().nth(1).unwrap_or_default();
+        addrs.push((addr.to_owned(), c.contains("[default]")));
         let show = tool(&["bluetoothctl", "show", addr]);
         // Both roles mean the controller does LE (btvirt -l2 is BR/EDR + LE).
         assert!(
@@ -235,6 +237,65 @@ fn check_ble() {
             "{addr} is not an LE controller:\n{show}"
         );
     }
+    // The default controller (hci0) advertises, the other one scans: both
+    // sit on btvirt's one virtual air, so a lock and a phone can meet.
+    let peripheral = addrs.iter().find(|(_, d)| *d).map(|(a, _)| a.clone());
+    let central = addrs.iter().find(|(_, d)| !*d).map(|(a, _)| a.clone());
+    let (Some(peripheral), Some(central)) = (peripheral, central) else {
+        panic!("no [default] controller in:\n{list}");
+    };
+    tool(&["bluetoothctl", "discoverable", "on"]);
+    le_scan_finds(&central, &peripheral);
+}
+
+/// Scans over LE from `central` (an interactive bluetoothctl: a discovery
+/// session lives as long as its D-Bus client) until `peripheral` is seen.
+fn le_scan_finds(central: &str, peripheral: &str) {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+
+    let mut ctl = Command::new("bluetoothctl")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn bluetoothctl");
+    let mut stdin = ctl.stdin.take().expect("piped stdin");
+    let stdout = ctl.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    writeln!(stdin, "select {central}\nscan le").expect("talk to bluetoothctl");
+    let wanted = format!("Device {peripheral}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    let mut found = false;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                found = line.contains(&wanted);
+                seen.push(line);
+                if found {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    let _ = writeln!(stdin, "scan off\nquit");
+    drop(stdin);
+    let _ = ctl.kill();
+    let _ = ctl.wait();
+    assert!(
+        found,
+        "{central} never saw {peripheral} advertising; bluetoothctl said:\n{}",
+        seen.join("\n")
+    );
+    println!("LE scan from {central} found {peripheral}");
 }
 
 fn check_gpio() {
