@@ -475,6 +475,10 @@ fn all_requests() -> Vec<Request> {
                 until: WallTime(2),
             },
         },
+        Request::SetDuressPasscode {
+            user: 2,
+            digits: PasscodeDigits::new("918273").expect("valid"),
+        },
         Request::ListPasscodes,
         Request::RevokePasscode { id: 9 },
         Request::CreateGuestKey {
@@ -491,6 +495,7 @@ fn all_requests() -> Vec<Request> {
         Request::SetSetting(Setting::AutoLock(Some(30))),
         Request::SetSetting(Setting::WifiEnabled(false)),
         Request::ReleaseLockout,
+        Request::SetAway(true),
         Request::TimeSync { now: WallTime(-1) },
     ]
 }
@@ -569,9 +574,11 @@ proptest! {
     /// same bytes (so no two encodings of one command exist).
     #[test]
     fn prop_command_codec_is_canonical(
-        op in prop::sample::select(vec![0x01u8, 0x02, 0x03, 0x10, 0x11, 0x12, 0x13, 0x20, 0x21, 0x22, 0x30, 0x31,
-                                        0x32, 0x40, 0x50, 0x51, 0x52, 0x60, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85,
-                                        0x86, 0x87, 0x88, 0x89, 0xFF]),
+        op in prop::sample::select(vec![
+            0x01u8, 0x02, 0x03, 0x10, 0x11, 0x12, 0x13, 0x20, 0x21, 0x22, 0x23, 0x30, 0x31, 0x32,
+            0x40, 0x50, 0x51, 0x52, 0x53, 0x60, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87,
+            0x88, 0x89, 0xFF,
+        ]),
         tail in proptest::collection::vec(any::<u8>(), 0..48),
     ) {
         let mut bytes = vec![1, op];

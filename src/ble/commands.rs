@@ -39,7 +39,9 @@ use thiserror::Error;
 use super::crypto::KeyId;
 use super::pairing::{GuestPairingCode, CODE_BYTES};
 use super::protocol::{ChannelError, ErrorCode, SecureSession, MAX_PLAINTEXT};
+use crate::core::input::{AppCommand, Principal as CorePrincipal};
 use crate::core::time::{Validity, WallTime};
+use crate::core::types::{self as core_types, AppKeyId};
 
 /// Version byte at the start of every command and response.
 pub const COMMAND_VERSION: u8 = 1;
@@ -298,6 +300,13 @@ pub enum Request {
         /// One-time or windowed.
         kind: TempPasscodeKind,
     },
+    /// Set a user's duress passcode (B-6.9).
+    SetDuressPasscode {
+        /// User number.
+        user: u16,
+        /// The digits.
+        digits: PasscodeDigits,
+    },
     /// List temporary passcodes.
     ListPasscodes,
     /// Revoke a temporary passcode.
@@ -333,6 +342,8 @@ pub enum Request {
     SetSetting(Setting),
     /// End an active lockout early (B-7.2).
     ReleaseLockout,
+    /// Arm or disarm away mode (B-3.6).
+    SetAway(bool),
     /// Set the lock's wall clock (owner only).
     TimeSync {
         /// Current UTC time.
@@ -352,6 +363,7 @@ impl Request {
             Request::DeleteUser { .. } => "delete user",
             Request::SetUserValidity { .. } => "set user validity",
             Request::CreatePasscode { .. } => "create passcode",
+            Request::SetDuressPasscode { .. } => "set duress passcode",
             Request::ListPasscodes => "list passcodes",
             Request::RevokePasscode { .. } => "revoke passcode",
             Request::CreateGuestKey { .. } => "create guest key",
@@ -361,6 +373,7 @@ impl Request {
             Request::GetSettings => "get settings",
             Request::SetSetting(_) => "set setting",
             Request::ReleaseLockout => "release lockout",
+            Request::SetAway(_) => "set away mode",
             Request::TimeSync { .. } => "time sync",
         }
     }
@@ -910,6 +923,7 @@ mod op {
     pub const CREATE_PASSCODE: u8 = 0x20;
     pub const LIST_PASSCODES: u8 = 0x21;
     pub const REVOKE_PASSCODE: u8 = 0x22;
+    pub const SET_DURESS_PASSCODE: u8 = 0x23;
     pub const CREATE_GUEST_KEY: u8 = 0x30;
     pub const LIST_GUEST_KEYS: u8 = 0x31;
     pub const REVOKE_GUEST_KEY: u8 = 0x32;
@@ -917,6 +931,7 @@ mod op {
     pub const GET_SETTINGS: u8 = 0x50;
     pub const SET_SETTING: u8 = 0x51;
     pub const RELEASE_LOCKOUT: u8 = 0x52;
+    pub const SET_AWAY: u8 = 0x53;
     pub const TIME_SYNC: u8 = 0x60;
 
     pub const R_OK: u8 = 0x80;
@@ -962,6 +977,12 @@ impl Request {
                 let mut w = Writer::new(op::CREATE_PASSCODE);
                 w.str(digits.as_str());
                 w.temp_kind(*kind);
+                w.0
+            }
+            Request::SetDuressPasscode { user, digits } => {
+                let mut w = Writer::new(op::SET_DURESS_PASSCODE);
+                w.u16(*user);
+                w.str(digits.as_str());
                 w.0
             }
             Request::ListPasscodes => simple(op::LIST_PASSCODES),
@@ -1015,6 +1036,11 @@ impl Request {
                 w.0
             }
             Request::ReleaseLockout => simple(op::RELEASE_LOCKOUT),
+            Request::SetAway(on) => {
+                let mut w = Writer::new(op::SET_AWAY);
+                w.bool(*on);
+                w.0
+            }
             Request::TimeSync { now } => {
                 let mut w = Writer::new(op::TIME_SYNC);
                 w.time(*now);
@@ -1047,6 +1073,14 @@ impl Request {
                 Request::CreatePasscode {
                     digits: PasscodeDigits::new(&s)?,
                     kind: r.temp_kind()?,
+                }
+            }
+            op::SET_DURESS_PASSCODE => {
+                let user = r.u16("user")?;
+                let s = r.str("passcode", 10)?;
+                Request::SetDuressPasscode {
+                    user,
+                    digits: PasscodeDigits::new(&s)?,
                 }
             }
             op::LIST_PASSCODES => Request::ListPasscodes,
@@ -1096,6 +1130,7 @@ impl Request {
                 }
             }),
             op::RELEASE_LOCKOUT => Request::ReleaseLockout,
+            op::SET_AWAY => Request::SetAway(r.bool("away")?),
             op::TIME_SYNC => Request::TimeSync {
                 now: r.time("now")?,
             },
@@ -1389,6 +1424,109 @@ impl Response {
     }
 }
 
+fn user_number(n: u16) -> Result<core_types::UserNumber, CommandError> {
+    core_types::UserNumber::new(n).ok_or(CommandError::BadValue {
+        field: "user",
+        why: "user numbers are 1 to 999",
+    })
+}
+
+impl Request {
+    /// The engine command this request becomes, for `Input::App`.
+    ///
+    /// `Ok(None)` for requests the daemon answers itself rather than the
+    /// engine: queries (`Status`, `ListUsers`, `ListPasscodes`, `Events`,
+    /// `GetSettings`, `ListGuestKeys`), guest invites (`CreateGuestKey`,
+    /// `RevokeGuestKey` — an invite lives in the store until redeemed; a
+    /// redeemed key is revoked with `AppCommand::RevokeAppKey`), and
+    /// `TimeSync` (the daemon's wall clock).
+    pub fn engine_command(&self) -> Result<Option<AppCommand>, CommandError> {
+        let role = |r: &Role| match r {
+            Role::Administrator => core_types::Role::Admin,
+            Role::User => core_types::Role::User,
+        };
+        Ok(Some(match self {
+            Request::Unlock => AppCommand::Unlock,
+            Request::Lock => AppCommand::Lock,
+            Request::AddUser { role: r, validity } => AppCommand::AddUser {
+                role: role(r),
+                validity: *validity,
+            },
+            Request::DeleteUser { user } => AppCommand::DeleteUser(user_number(*user)?),
+            Request::SetUserValidity { user, validity } => {
+                AppCommand::SetValidity(user_number(*user)?, *validity)
+            }
+            Request::CreatePasscode { digits, kind } => {
+                let (validity, one_time) = match kind {
+                    TempPasscodeKind::OneTime => (Validity::ALWAYS, true),
+                    TempPasscodeKind::Window { from, until } => (
+                        Validity {
+                            from: Some(*from),
+                            until: Some(*until),
+                        },
+                        false,
+                    ),
+                };
+                AppCommand::AddTempPasscode {
+                    digits: digits.as_str().to_owned(),
+                    validity,
+                    one_time,
+                }
+            }
+            Request::RevokePasscode { id } => {
+                AppCommand::RevokeTempPasscode(core_types::TempPasscodeId(u32::from(*id)))
+            }
+            Request::SetDuressPasscode { user, digits } => AppCommand::SetDuressPasscode {
+                user: user_number(*user)?,
+                digits: digits.as_str().to_owned(),
+            },
+            Request::SetSetting(s) => AppCommand::Setting(match *s {
+                Setting::AutoLock(secs) => core_types::SettingChange::AutoLock(
+                    secs.map(|v| std::time::Duration::from_secs(u64::from(v))),
+                ),
+                Setting::LockoutProtection(b) => core_types::SettingChange::LockoutProtection(b),
+                Setting::RemoteUnlock(b) => core_types::SettingChange::RemoteUnlock(b),
+                Setting::WifiEnabled(b) => core_types::SettingChange::Wifi(b),
+            }),
+            Request::ReleaseLockout => AppCommand::ReleaseLockout,
+            Request::SetAway(on) => AppCommand::SetAway(*on),
+            Request::Status
+            | Request::ListUsers
+            | Request::ListPasscodes
+            | Request::CreateGuestKey { .. }
+            | Request::ListGuestKeys
+            | Request::RevokeGuestKey { .. }
+            | Request::Events { .. }
+            | Request::GetSettings
+            | Request::TimeSync { .. } => return Ok(None),
+        }))
+    }
+}
+
+impl Principal {
+    /// The engine's principal for this key, given the id the engine
+    /// assigned to the stored key (`AppKey::id`).
+    pub fn to_core(&self, app_key: AppKeyId) -> Result<CorePrincipal, CommandError> {
+        Ok(match *self {
+            Principal::Owner { admin_user, .. } => CorePrincipal::Owner {
+                key: app_key,
+                admin: user_number(admin_user)?,
+            },
+            Principal::Guest {
+                valid_from,
+                valid_until,
+                ..
+            } => CorePrincipal::Guest {
+                key: app_key,
+                validity: Validity {
+                    from: Some(valid_from),
+                    until: Some(valid_until),
+                },
+            },
+        })
+    }
+}
+
 /// A request could not be accepted on the lock.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum RequestError {
@@ -1503,6 +1641,33 @@ mod tests {
             Ok(())
         );
         assert_eq!(authorize(&o, &Request::Unlock, None), Ok(()));
+    }
+
+    #[test]
+    fn requests_map_to_engine_commands() {
+        assert_eq!(
+            Request::Unlock.engine_command(),
+            Ok(Some(AppCommand::Unlock))
+        );
+        assert_eq!(Request::Status.engine_command(), Ok(None));
+        assert!(Request::DeleteUser { user: 0 }.engine_command().is_err());
+        assert_eq!(
+            Request::SetSetting(Setting::AutoLock(Some(30))).engine_command(),
+            Ok(Some(AppCommand::Setting(
+                core_types::SettingChange::AutoLock(Some(std::time::Duration::from_secs(30)))
+            )))
+        );
+        let g = guest(5, 10).to_core(AppKeyId(4)).expect("maps");
+        assert_eq!(
+            g,
+            CorePrincipal::Guest {
+                key: AppKeyId(4),
+                validity: Validity {
+                    from: Some(WallTime(5)),
+                    until: Some(WallTime(10))
+                }
+            }
+        );
     }
 
     #[test]
