@@ -674,3 +674,42 @@ async fn latchctl_explains_a_missing_daemon_and_a_missing_bus() {
     assert_eq!(out.code, Some(2), "{}", out.stderr);
     assert!(out.stderr.contains("is not a bus"), "{}", out.stderr);
 }
+
+/// The real daemon (simulated board) serving on a private bus, read by
+/// latchctl: the seam between daemon and D-Bus service, end to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latchd_binary_serves_diagnostics_to_latchctl() {
+    let bus = TestBus::start();
+    let state = tempfile::tempdir().expect("state dir");
+    let _daemon = tokio::process::Command::new(env!("CARGO_BIN_EXE_latchd"))
+        .arg("--headless")
+        .arg("--state-dir")
+        .arg(state.path())
+        .args(["--dbus", &bus.address])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn latchd");
+
+    // Until latchd owns the name latchctl says "not running" (3); then 0.
+    let deadline = tokio::time::Instant::now() + HANG_GUARD;
+    let out = loop {
+        let out = latchctl(&bus.address, &["--json", "status"]).await;
+        if out.code != Some(3) || tokio::time::Instant::now() > deadline {
+            break out;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let d: Diagnostics = serde_json::from_str(&out.stdout).expect("status --json");
+    assert_eq!(d.board, "sim");
+    assert_eq!(d.fingerprints.limit, 50);
+
+    let out = latchctl(&bus.address, &["self-test"]).await;
+    assert!(matches!(out.code, Some(0) | Some(6)), "{}", out.stderr);
+    assert!(out.stdout.contains("devices,"), "{}", out.stdout);
+    let out = latchctl(&bus.address, &["--json", "export"]).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    serde_json::from_str::<serde_json::Value>(&out.stdout).expect("export is JSON");
+}

@@ -171,3 +171,51 @@ fn a_watchdog_meant_for_another_process_is_ignored() {
         None
     );
 }
+
+/// The real daemon under a fake systemd: READY=1 once it serves, pings at
+/// about half of WATCHDOG_USEC, STOPPING=1 on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latchd_binary_speaks_the_notify_protocol() {
+    let systemd = NotifySocket::bind();
+    let state = tempfile::tempdir().expect("state dir");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_latchd"))
+        .arg("--headless")
+        .arg("--state-dir")
+        .arg(state.path())
+        .env("NOTIFY_SOCKET", &systemd.path)
+        .env("WATCHDOG_USEC", "200000")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn latchd");
+
+    // Pings may start before READY=1; wait for READY, however long start-up takes.
+    loop {
+        let msg = systemd.recv().await;
+        if msg.starts_with("READY=1") {
+            break;
+        }
+        assert_eq!(msg, "WATCHDOG=1", "unexpected notification before READY");
+    }
+    let pings = systemd.count_pings(Duration::from_secs(1)).await;
+    assert!(
+        (3..=15).contains(&pings),
+        "{pings} pings in 1 s from latchd, expected about 10"
+    );
+
+    let pid = nix::unistd::Pid::from_raw(child.id().expect("running") as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    loop {
+        let msg = systemd.recv().await;
+        if msg != "WATCHDOG=1" {
+            assert!(msg.starts_with("STOPPING=1"), "got {msg:?}");
+            break;
+        }
+    }
+    let status = tokio::time::timeout(HANG_GUARD, child.wait())
+        .await
+        .expect("latchd exits after SIGTERM")
+        .expect("wait");
+    assert!(status.success(), "latchd exited with {status}");
+}

@@ -201,7 +201,7 @@ pub struct EventRecord {
     pub id: u64,
     /// Unix seconds (UTC) when it happened.
     pub time: i64,
-    /// Dotted kind, e.g. `"unlock.fingerprint"`, `"alarm.tamper"`.
+    /// Short kind word chosen by the daemon, e.g. `"door_closed"`, `"unlock"`.
     pub kind: String,
     pub detail: String,
 }
