@@ -131,35 +131,35 @@ fn getent(db: &str, name: &str) -> Option<String> {
 }
 
 /// The accounts the policy names, as `systemd/latchd.sysusers` creates
-/// them. Must exist before dbus-daemon reads the policy.
+/// them. Must exist before dbus-daemon reads the policy. Created once per
+/// test process (the tests run in parallel threads and /etc/group is locked
+/// while groupadd writes it). Returns the gid of `latchd-tech`.
 fn ensure_accounts() -> u32 {
-    if getent("group", TECH_GROUP).is_none() {
-        // -f: a parallel test may have created it meanwhile.
-        run_ok("groupadd", &["-f", "--system", TECH_GROUP]);
-    }
-    if getent("passwd", SERVICE_USER).is_none() {
-        // Racing creation by a parallel test fails harmlessly; checked below.
-        let _ = Command::new("useradd")
-            .args([
-                "--system",
-                "--no-create-home",
-                "--shell",
-                "/usr/sbin/nologin",
-                "--user-group",
-                SERVICE_USER,
-            ])
-            .status();
-    }
-    assert!(
-        getent("passwd", SERVICE_USER).is_some(),
-        "cannot create user {SERVICE_USER}"
-    );
-    let group = getent("group", TECH_GROUP).expect("tech group exists");
-    group
-        .split(':')
-        .nth(2)
-        .and_then(|g| g.parse().ok())
-        .expect("numeric gid")
+    static TECH_GID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *TECH_GID.get_or_init(|| {
+        if getent("group", TECH_GROUP).is_none() {
+            run_ok("groupadd", &["-f", "--system", TECH_GROUP]);
+        }
+        if getent("passwd", SERVICE_USER).is_none() {
+            run_ok(
+                "useradd",
+                &[
+                    "--system",
+                    "--no-create-home",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    "--user-group",
+                    SERVICE_USER,
+                ],
+            );
+        }
+        let group = getent("group", TECH_GROUP).expect("tech group exists");
+        group
+            .split(':')
+            .nth(2)
+            .and_then(|g| g.trim().parse().ok())
+            .expect("numeric gid")
+    })
 }
 
 struct Output {
