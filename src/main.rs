@@ -1,1 +1,173 @@
-fn main() {}
+//! `latchd`: the daemon that runs the lock.
+//!
+//! ```text
+//!   latchd [--config FILE] [--state-dir DIR] [--headless]
+//!          [--control-socket PATH] [--dbus off|session|system|ADDRESS]
+//!      │ defaults ◄ config file ◄ command line
+//!      ▼
+//!   tracing (journald-friendly) → tokio runtime → daemon::run → exit code
+//! ```
+//!
+//! With no arguments it runs the simulated lock with the built-in defaults,
+//! its state in `$XDG_STATE_HOME/latchd` (or `./.latchd-state`), the front
+//! panel in the terminal and the control socket at
+//! `<state-dir>/control.sock`.
+//!
+//! Exit codes: 0 clean shutdown (SIGTERM/SIGINT/quit), 1 the lock could
+//! not start or failed, 2 bad command line or configuration.
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use latchd::config::{self, BoardKind, Config};
+use latchd::daemon::{self, Options};
+use latchd::dbus::BusChoice;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "latchd",
+    version,
+    about = "The daemon that runs a smart door lock"
+)]
+struct Cli {
+    /// Configuration file (TOML; see config/latchd.toml). Default: the
+    /// built-in defaults.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where the database and device key live. Default: `state_dir` from the
+    /// config, else $STATE_DIRECTORY, $XDG_STATE_HOME/latchd or ./.latchd-state.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// No terminal front panel (services, tests). The control socket is
+    /// always served in this mode on the sim board.
+    #[arg(long)]
+    headless: bool,
+    /// Control socket path (sim board). Default: <state-dir>/control.sock.
+    #[arg(long, value_name = "PATH")]
+    control_socket: Option<PathBuf>,
+    /// D-Bus diagnostics: `off`, `session`, `system` or a D-Bus address.
+    /// Default: `[dbus] bus` from the config (`off`).
+    #[arg(long, value_name = "BUS")]
+    dbus: Option<String>,
+    /// Simulate SET held while the battery goes in (B-10.6 factory reset).
+    #[arg(long)]
+    set_held: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match &cli.config {
+        Some(path) => match Config::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("latchd: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Config::default(),
+    };
+    let dbus_word = cli.dbus.clone().unwrap_or_else(|| config.dbus.bus.clone());
+    let dbus = if dbus_word == "off" {
+        None
+    } else {
+        match dbus_word.parse::<BusChoice>() {
+            Ok(b) => Some(b),
+            Err(e) => {
+                eprintln!("latchd: --dbus: {e}, or `off`");
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let state_dir = cli
+        .state_dir
+        .clone()
+        .or_else(|| config.state_dir.clone())
+        .unwrap_or_else(config::default_state_dir);
+    let sim = config.board == BoardKind::Sim;
+    let front_panel = sim && !cli.headless && std::io::stdout().is_terminal();
+    let control_socket = (sim && (cli.headless || config.control.enabled)).then(|| {
+        cli.control_socket.clone().unwrap_or_else(|| {
+            if config.control.socket.is_empty() {
+                state_dir.join("control.sock")
+            } else {
+                PathBuf::from(&config.control.socket)
+            }
+        })
+    });
+
+    if let Err(e) = daemon::create_state_dir(&state_dir) {
+        eprintln!("latchd: {e}");
+        return ExitCode::from(1);
+    }
+    if let Err(e) = init_tracing(&config, front_panel, &state_dir) {
+        eprintln!("latchd: cannot set up logging: {e}");
+        return ExitCode::from(1);
+    }
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("latchd: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let opts = Options {
+        config,
+        state_dir,
+        front_panel,
+        control_socket,
+        dbus,
+        set_held: cli.set_held,
+    };
+    match runtime.block_on(daemon::run(opts)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("latchd: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Logs for journald: no colours unless stderr is a terminal, no
+/// timestamps under systemd (`JOURNAL_STREAM` set; the journal stamps every
+/// line). With the front panel on the terminal, logs go to
+/// `<state-dir>/latchd.log` instead so they do not tear the screen.
+fn init_tracing(
+    config: &Config,
+    front_panel: bool,
+    state_dir: &std::path::Path,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(&config.log.level))?;
+    let under_journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if front_panel {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(state_dir.join("latchd.log"))?;
+        builder
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(file))
+            .try_init()?;
+    } else if under_journal {
+        builder
+            .with_ansi(false)
+            .without_time()
+            .with_writer(std::io::stderr)
+            .try_init()?;
+    } else {
+        builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(std::io::stderr)
+            .try_init()?;
+    }
+    Ok(())
+}

@@ -32,6 +32,7 @@ use crate::dbus::client::ClientError;
 use crate::dbus::BusChoice;
 
 pub mod diag;
+pub mod sim;
 
 /// Printed under `--help`.
 const EXIT_CODES: &str = "\
@@ -64,6 +65,8 @@ pub struct Cli {
 pub enum Command {
     #[command(flatten)]
     Diag(diag::DiagCommand),
+    /// Drive the simulated lock through its control socket (sim board only).
+    Sim(sim::SimArgs),
 }
 
 /// What every command needs besides its own arguments.
@@ -89,6 +92,8 @@ pub enum CliError {
     Json(#[from] serde_json::Error),
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] io::Error),
+    #[error(transparent)]
+    Sim(#[from] sim::SimCliError),
 }
 
 impl From<ClientError> for CliError {
@@ -109,6 +114,7 @@ impl CliError {
             },
             CliError::DaemonStopped => 3,
             CliError::SelfTestFailed { .. } => 6,
+            CliError::Sim(e) => e.exit_code(),
             _ => 1,
         }
     }
@@ -118,6 +124,7 @@ impl CliError {
 pub async fn run_command(ctx: &Context, command: Command) -> Result<(), CliError> {
     match command {
         Command::Diag(cmd) => diag::run(ctx, cmd).await,
+        Command::Sim(args) => Ok(sim::run(args, ctx.json, &mut io::stdout())?),
     }
 }
 
@@ -138,7 +145,8 @@ pub fn main() -> ExitCode {
         // `latchctl events --follow | head`: the reader left; not an error.
         Err(CliError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("latchctl: {e}");
+            // Error texts can carry the daemon's words: keep them one safe line.
+            eprintln!("latchctl: {}", diag::sanitize(&e.to_string()));
             ExitCode::from(e.exit_code())
         }
     }

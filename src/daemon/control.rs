@@ -1,0 +1,411 @@
+//! The control socket: simulated inputs for the sim board over a Unix
+//! stream socket, one JSON object per line each way
+//! (`docs/control-socket.md` is the reference).
+//!
+//! ```text
+//!   client (latchctl sim, tests, nc -U)            latchd
+//!   {"cmd":"press","keys":"123456✓"}\n ───────►  parse ─► SimControl::press
+//!                                                        ─► wait until the engine
+//!                                                           has handled those inputs
+//!   {"ok":true}\n ◄──────────────────────────────
+//!   {"cmd":"status"}\n ──────────────────────────► engine status + sim board state
+//!   {"ok":true,"engine":{..},"daemon":{..},"sim":{..}}\n ◄──
+//!   garbage\n ───────────────────────────────────► {"ok":false,"error":"..."}\n, nothing changes
+//! ```
+//!
+//! Only the simulated board has one: a real lock takes no simulated inputs.
+//! The socket is created mode 0600 (owner only); in the default place,
+//! `<state-dir>/control.sock`, the 0700 state directory protects it too.
+//! An input command is answered after the engine has handled it, so a
+//! client that asks `prompts` next sees what that input caused; motor
+//! moves take their travel time, which `settle` waits for.
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::watch;
+use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
+use tokio_util::sync::CancellationToken;
+
+use super::engine_task::Published;
+use super::status::event_record;
+use crate::board::sim::{parse_keys, SimControl, SimError};
+use crate::board::InputSender;
+use crate::core::input::SetPress;
+use crate::store::Store;
+
+/// Longest request line accepted; a longer one is refused and the
+/// connection closed (a client that sends megabytes is broken).
+pub const MAX_LINE: usize = 64 * 1024;
+/// Most events one `events` request returns.
+pub const MAX_EVENTS: usize = 1000;
+/// How long an input command waits for the engine before answering
+/// with an error.
+const ENGINE_WAIT: Duration = Duration::from_secs(10);
+/// Concurrent connections served; more wait in the accept queue.
+const MAX_CONNECTIONS: usize = 16;
+
+/// One request line. `cmd` names the command; other fields are its
+/// arguments. Unknown fields are refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Press keys: `0-9`, `✓`/`#`, `↩`/`*`, `a` away, `d` doorbell.
+    Press {
+        keys: String,
+    },
+    /// Touch the keypad (wakes it; manual face recognition).
+    Touch,
+    /// Hold one key until the keypad flashes (B-3.4 holds `0`).
+    Hold {
+        key: String,
+    },
+    /// The SET button; `long` = held (pairing mode).
+    Set {
+        #[serde(default)]
+        long: bool,
+    },
+    /// The back panel's electronic lock button.
+    LockButton,
+    /// Turn the inside handle (retracts the bolt from inside).
+    Handle,
+    /// Turn the mechanical key.
+    Key,
+    Door {
+        open: bool,
+    },
+    /// Open (`true`) or close the front panel: the tamper switch.
+    Tamper {
+        open: bool,
+    },
+    /// Set the battery charge and/or USB-C emergency power.
+    Battery {
+        #[serde(default)]
+        percent: Option<u8>,
+        #[serde(default)]
+        external: Option<bool>,
+    },
+    /// Person N puts a finger on the reader.
+    Finger {
+        person: u32,
+    },
+    /// Person N holds a palm over the window.
+    Palm {
+        person: u32,
+    },
+    /// Person N steps in front of the camera; `null` = they leave.
+    Face {
+        person: Option<u32>,
+    },
+    /// Make the next `moves` motor moves jam.
+    Jam {
+        moves: u32,
+    },
+    /// Wait until the motor is idle and the engine has handled everything.
+    Settle,
+    /// Engine status, daemon counters and the sim board's state.
+    Status,
+    /// The last `n` prompts (default 10).
+    Prompts {
+        #[serde(default)]
+        n: Option<usize>,
+    },
+    /// The last `n` logged events, oldest first (default 10, at most 1000).
+    Events {
+        #[serde(default)]
+        n: Option<usize>,
+    },
+}
+
+/// Why the control socket could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("control socket {path}: another latchd is already listening there; stop it or use --control-socket")]
+    InUse { path: PathBuf },
+    #[error("control socket {path} exists and is not a socket; remove it or choose another path")]
+    NotASocket { path: PathBuf },
+    #[error("control socket {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Bind `path` with mode 0600, replacing a stale socket left by a crash.
+pub fn bind(path: &Path) -> Result<UnixListener, ControlError> {
+    let io = |source| ControlError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(ControlError::InUse {
+                    path: path.to_owned(),
+                });
+            }
+            std::fs::remove_file(path).map_err(io)?;
+        }
+        Ok(_) => {
+            return Err(ControlError::NotASocket {
+                path: path.to_owned(),
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    let listener = UnixListener::bind(path).map_err(io)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    Ok(listener)
+}
+
+/// What a connection handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct ControlContext {
+    pub sim: SimControl,
+    /// The engine's status and counters, published after every input.
+    pub published: watch::Receiver<Published>,
+    /// For the count of inputs sent (the barrier's target).
+    pub inputs: InputSender,
+    pub store: Arc<Mutex<Store>>,
+}
+
+/// Serve connections until `shutdown`; then remove the socket file.
+pub async fn serve(
+    listener: UnixListener,
+    path: PathBuf,
+    ctx: ControlContext,
+    shutdown: CancellationToken,
+) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    break;
+                };
+                let ctx = ctx.clone();
+                let stop = shutdown.clone();
+                tasks.spawn(async move {
+                    tokio::select! {
+                        _ = stop.cancelled() => {}
+                        _ = connection(stream, ctx) => {}
+                    }
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off briefly
+                // instead of spinning on a failing accept.
+                tracing::warn!("control socket accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    tasks.shutdown().await;
+    let _ = std::fs::remove_file(&path);
+}
+
+async fn connection(stream: UnixStream, ctx: ControlContext) {
+    let (read, mut write) = stream.into_split();
+    let mut lines = FramedRead::new(read, LinesCodec::new_with_max_length(MAX_LINE));
+    while let Some(line) = lines.next().await {
+        let (mut reply, close) = match line {
+            Ok(line) if line.trim().is_empty() => continue,
+            Ok(line) => (handle_line(&line, &ctx).await, false),
+            Err(LinesCodecError::MaxLineLengthExceeded) => (
+                error_reply(format!("request longer than {MAX_LINE} bytes; closing")),
+                true,
+            ),
+            Err(LinesCodecError::Io(_)) => return,
+        };
+        reply.push('\n');
+        if write.write_all(reply.as_bytes()).await.is_err() || close {
+            return;
+        }
+    }
+}
+
+fn error_reply(error: impl std::fmt::Display) -> String {
+    json!({"ok": false, "error": error.to_string()}).to_string()
+}
+
+/// Handle one request line and return the reply line.
+pub async fn handle_line(line: &str, ctx: &ControlContext) -> String {
+    let request: Request = match serde_json::from_str(line) {
+        Ok(r) => r,
+        Err(e) => return error_reply(format!("bad request: {e}")),
+    };
+    match handle(request, ctx).await {
+        Ok(value) => value.to_string(),
+        Err(e) => error_reply(e),
+    }
+}
+
+async fn handle(request: Request, ctx: &ControlContext) -> Result<serde_json::Value, String> {
+    let sim = &ctx.sim;
+    let err = |e: SimError| e.to_string();
+    match request {
+        Request::Press { keys } => sim.press(&parse_keys(&keys).map_err(err)?).map_err(err)?,
+        Request::Touch => sim.touch().map_err(err)?,
+        Request::Hold { key } => {
+            let keys = parse_keys(&key).map_err(err)?;
+            let [k] = keys[..] else {
+                return Err(format!("hold takes one key, got {:?}", key));
+            };
+            sim.hold(k).map_err(err)?
+        }
+        Request::Set { long } => sim
+            .set(if long {
+                SetPress::Long
+            } else {
+                SetPress::Short
+            })
+            .map_err(err)?,
+        Request::LockButton => sim.lock_button().map_err(err)?,
+        Request::Handle => sim.inside_handle().map_err(err)?,
+        Request::Key => sim.mechanical_key().map_err(err)?,
+        Request::Door { open } => sim.door(open).map_err(err)?,
+        Request::Tamper { open } => sim.tamper(open).map_err(err)?,
+        Request::Battery { percent, external } => {
+            if percent.is_none() && external.is_none() {
+                return Err("battery needs `percent` and/or `external`".into());
+            }
+            sim.power(percent, external).map_err(err)?
+        }
+        Request::Finger { person } => sim.finger(person).map_err(err)?,
+        Request::Palm { person } => sim.palm(person).map_err(err)?,
+        Request::Face { person } => sim.face(person).map_err(err)?,
+        Request::Jam { moves } => sim.jam(moves),
+        Request::Settle => {
+            settle(ctx).await?;
+        }
+        Request::Status => {
+            let p = ctx.published.borrow().clone();
+            return Ok(json!({
+                "ok": true,
+                "engine": p.engine,
+                "daemon": p.daemon,
+                "sim": sim.snapshot(),
+            }));
+        }
+        Request::Prompts { n } => {
+            let n = n.unwrap_or(10).min(200);
+            return Ok(json!({"ok": true, "prompts": sim.prompts(n)}));
+        }
+        Request::Events { n } => {
+            let n = n.unwrap_or(10).min(MAX_EVENTS);
+            let stored = ctx
+                .store
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .recent_events(n)
+                .map_err(|e| e.to_string())?;
+            let records: Vec<_> = stored
+                .iter()
+                .rev()
+                .map(|s| {
+                    let mut r =
+                        serde_json::to_value(event_record(s.id.0, &s.event)).unwrap_or_default();
+                    r["event"] = serde_json::to_value(&s.event.kind).unwrap_or_default();
+                    r
+                })
+                .collect();
+            return Ok(json!({"ok": true, "events": records}));
+        }
+    }
+    // An input: answer once the engine has handled it.
+    wait_for_engine(ctx).await?;
+    Ok(json!({"ok": true}))
+}
+
+/// Wait until the engine has taken every input sent so far.
+async fn wait_for_engine(ctx: &ControlContext) -> Result<(), String> {
+    let target = ctx.inputs.sent();
+    let mut rx = ctx.published.clone();
+    let reached = tokio::time::timeout(ENGINE_WAIT, async {
+        loop {
+            if rx.borrow_and_update().daemon.processed >= target {
+                return true;
+            }
+            if rx.changed().await.is_err() {
+                return false;
+            }
+        }
+    })
+    .await;
+    match reached {
+        Ok(true) => Ok(()),
+        Ok(false) => Err("the engine has stopped; the daemon is shutting down".into()),
+        Err(_) => Err(format!(
+            "the engine did not handle the input within {ENGINE_WAIT:?}"
+        )),
+    }
+}
+
+/// Wait for the motor and the engine to be quiet together.
+async fn settle(ctx: &ControlContext) -> Result<(), String> {
+    // A handled input can start a move, and a move's end is an input:
+    // go round until both are quiet at once (bounded; a move is < 10 s).
+    for _ in 0..10 {
+        ctx.sim.motor_idle().await;
+        wait_for_engine(ctx).await?;
+        if ctx.sim.snapshot().motor == crate::board::sim::MotorState::Idle
+            && ctx.published.borrow().daemon.processed >= ctx.inputs.sent()
+        {
+            return Ok(());
+        }
+    }
+    Err("the lock did not settle (motor still moving after 10 rounds)".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_parse_and_unknown_fields_are_refused() {
+        let r: Request = serde_json::from_str(r#"{"cmd":"press","keys":"123456✓"}"#).unwrap();
+        assert_eq!(
+            r,
+            Request::Press {
+                keys: "123456✓".into()
+            }
+        );
+        let r: Request = serde_json::from_str(r#"{"cmd":"face","person":null}"#).unwrap();
+        assert_eq!(r, Request::Face { person: None });
+        let r: Request = serde_json::from_str(r#"{"cmd":"set"}"#).unwrap();
+        assert_eq!(r, Request::Set { long: false });
+        assert!(serde_json::from_str::<Request>(r#"{"cmd":"finger","person":3,"x":1}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"{"cmd":"finger","person":-3}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"{"cmd":"unlock"}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"{"keys":"1"}"#).is_err());
+    }
+
+    #[tokio::test]
+    async fn bind_refuses_a_regular_file_and_replaces_a_stale_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        assert!(matches!(bind(&file), Err(ControlError::NotASocket { .. })));
+        let sock = dir.path().join("s");
+        drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+        let l = bind(&sock).unwrap();
+        let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(matches!(bind(&sock), Err(ControlError::InUse { .. })));
+        drop(l);
+    }
+}

@@ -1,0 +1,368 @@
+//! The engine task: the only owner of the [`Engine`], the [`Board`] and
+//! (for writes) the [`Store`].
+//!
+//! ```text
+//!            ┌──────────── select! ────────────┐
+//!  inputs ──►│ next Input                       │
+//!  deadline ►│ sleep_until(next_deadline) → Tick│──► engine.handle(now, input)
+//!  watchdog ►│ probe → answer (no engine call)  │          │ Vec<Action>, in order:
+//!  selftest ►│ read every sensor                │          ▼
+//!  shutdown ►│ cancelled → return               │   Persist ─► store.apply (one txn)
+//!            └──────────────────────────────────┘     │ fails ─► drop the rest of the batch,
+//!                                                     │          say Failure, rebuild engine
+//!                                                     │          from store.load()
+//!                                                     ├ Log ───► store.append_events + broadcast
+//!                                                     ├ Reply/Notify ─► broadcast to services
+//!                                                     └ the rest ─► Board::perform
+//! ```
+//!
+//! No polling: with no input and no deadline the task sleeps in `select!`
+//! until something arrives; every wake-up is counted
+//! ([`DaemonCounters::wakeups`]) so tests and the bench can prove it.
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::time::Instant as TokioInstant;
+use tokio_util::sync::CancellationToken;
+
+use super::notify::ProbeResponder;
+use super::status;
+use crate::board::{Board, DeviceError};
+use crate::core::action::Notice;
+use crate::core::input::MotorReport;
+use crate::core::{Action, AppResult, Engine, EngineConfig, Event, Input, Now, Prompt, Status};
+use crate::dbus::{DeviceCheck, Diagnostics, EventRecord};
+use crate::store::Store;
+
+/// The daemon's two clocks, read once per engine call.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    /// Monotonic origin (tokio time, so paused tests control it).
+    pub origin: TokioInstant,
+    /// Whether the system clock is believed (config `lock.trust_system_clock`).
+    pub trust_wall: bool,
+}
+
+impl Clock {
+    pub fn new(trust_wall: bool) -> Self {
+        Clock {
+            origin: TokioInstant::now(),
+            trust_wall,
+        }
+    }
+
+    pub fn now(&self) -> Now {
+        let mono = TokioInstant::now().duration_since(self.origin).as_millis() as u64;
+        let wall = self
+            .trust_wall
+            .then(|| SystemTime::now().duration_since(UNIX_EPOCH).ok())
+            .flatten()
+            .map(|d| d.as_secs() as i64);
+        Now::new(mono, wall)
+    }
+
+    fn to_tokio(self, at: crate::core::Instant) -> TokioInstant {
+        self.origin + Duration::from_millis(at.as_millis())
+    }
+}
+
+/// Counters the engine task keeps, published with every status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct DaemonCounters {
+    /// Times the loop woke for an input or a deadline (not watchdog probes).
+    pub wakeups: u64,
+    /// Inputs taken from the channel and handled.
+    pub processed: u64,
+    /// Deadline wake-ups among `wakeups`.
+    pub ticks: u64,
+    /// Persist batches that failed and made the engine reload from the store.
+    pub persist_failures: u64,
+    /// Milliseconds until the engine's next deadline, when it has one.
+    pub next_deadline_in_ms: Option<u64>,
+}
+
+/// What the engine task publishes after every input.
+#[derive(Debug, Clone, Serialize)]
+pub struct Published {
+    pub engine: Status,
+    pub daemon: DaemonCounters,
+}
+
+/// A request for the engine task that is not an engine input.
+#[derive(Debug)]
+pub enum TaskRequest {
+    /// Read every device once (D-Bus `SelfTest`).
+    SelfTest(oneshot::Sender<Vec<DeviceCheck>>),
+}
+
+/// Everything the engine task owns or talks to. Built by `daemon::run`.
+pub struct EngineTask {
+    pub engine: Engine,
+    /// Kept to rebuild the engine after a failed persist.
+    pub engine_config: EngineConfig,
+    /// Shared with the control socket and D-Bus backend, which only read.
+    pub store: Arc<Mutex<Store>>,
+    pub board: Board,
+    pub clock: Clock,
+    /// The one queue every device and service task feeds.
+    pub inputs: mpsc::Receiver<Input>,
+    /// Inputs the task generated itself (a motor command that failed
+    /// becomes `MotorReport::Fault`); handled before the next queued one.
+    pub internal: VecDeque<Input>,
+    /// Status after every input: control socket, front panel.
+    pub published: watch::Sender<Published>,
+    /// The D-Bus diagnostics snapshot.
+    pub diagnostics: watch::Sender<Diagnostics>,
+    /// Each logged event, for D-Bus `EventLogged` and other subscribers.
+    pub events: broadcast::Sender<EventRecord>,
+    /// Answers to app requests, by request id (BLE/remote services).
+    pub replies: broadcast::Sender<(u64, AppResult)>,
+    /// Owner notifications (away unlock, duress, doorbell, alarms).
+    pub notices: broadcast::Sender<Notice>,
+    /// The watchdog's liveness probes.
+    pub probes: Option<ProbeResponder>,
+    pub requests: mpsc::Receiver<TaskRequest>,
+    pub shutdown: CancellationToken,
+    pub counters: DaemonCounters,
+    pub static_diag: status::StaticDiag,
+}
+
+impl std::fmt::Debug for EngineTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineTask")
+            .field("engine", &self.engine)
+            .field("counters", &self.counters)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock_store(store: &Mutex<Store>) -> MutexGuard<'_, Store> {
+    // A panic elsewhere while holding the store leaves the connection
+    // usable (SQLite rolled back the open transaction); keep going.
+    store.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl EngineTask {
+    /// Power-up: tell the engine where the sensors are, then `PowerUp`.
+    pub fn power_up(&mut self, set_held: bool) {
+        let (readings, errors) = self.board.initial_inputs();
+        for e in errors {
+            tracing::error!("cannot read a sensor at start-up: {e}");
+        }
+        for input in readings {
+            self.step(input);
+        }
+        self.step(Input::PowerUp { set_held });
+    }
+
+    /// Run until shutdown is requested, then finish the motor move in
+    /// progress and everything it reports. Returns the task itself so the
+    /// caller can drop the board and store in a known order.
+    pub async fn run(mut self) -> Self {
+        loop {
+            let deadline = self.engine.next_deadline().map(|d| self.clock.to_tokio(d));
+            let input = tokio::select! {
+                // Shutdown first, so a flood of inputs cannot delay it.
+                biased;
+                _ = self.shutdown.cancelled() => break,
+                input = self.inputs.recv() => match input {
+                    Some(input) => input,
+                    None => break,
+                },
+                _ = sleep_until_opt(deadline), if deadline.is_some() => {
+                    self.counters.ticks += 1;
+                    Input::Tick
+                },
+                Some(req) = self.requests.recv() => {
+                    self.answer(req);
+                    continue;
+                },
+                Some(probe) = recv_probe(&mut self.probes) => {
+                    probe.answer();
+                    continue;
+                },
+            };
+            self.counters.wakeups += 1;
+            if !matches!(input, Input::Tick) {
+                self.counters.processed += 1;
+            }
+            self.step(input);
+        }
+        self.finish().await;
+        self
+    }
+
+    /// Shutdown: a bolt is never left half-thrown and the reports of the
+    /// last move reach the engine (and so the store and log).
+    async fn finish(&mut self) {
+        for _ in 0..3 {
+            if tokio::time::timeout(Duration::from_secs(5), self.board.settle())
+                .await
+                .is_err()
+            {
+                tracing::error!("the motor did not finish its move within 5 s at shutdown");
+            }
+            // Take what the devices reported; stop once they are quiet.
+            while let Ok(Some(input)) =
+                tokio::time::timeout(Duration::from_millis(100), self.inputs.recv()).await
+            {
+                self.counters.processed += 1;
+                self.step(input);
+            }
+            if !self.board.motor.is_moving() {
+                break;
+            }
+        }
+    }
+
+    /// One input through the engine and its actions through the world.
+    pub fn step(&mut self, input: Input) {
+        self.internal.push_back(input);
+        while let Some(input) = self.internal.pop_front() {
+            let actions = self.engine.handle(self.clock.now(), input);
+            self.apply(actions);
+        }
+        self.publish();
+    }
+
+    fn apply(&mut self, actions: Vec<Action>) {
+        let mut events: Vec<Event> = Vec::new();
+        let mut persisted = false;
+        for action in actions {
+            match action {
+                Action::Persist(changes) => {
+                    // Events before the change go to the log first, in order.
+                    self.log_events(std::mem::take(&mut events));
+                    let result = lock_store(&self.store).apply(&changes);
+                    persisted = true;
+                    if let Err(e) = result {
+                        self.persist_failed(e);
+                        return;
+                    }
+                }
+                Action::Log(event) => events.push(event),
+                Action::Reply { id, result } => {
+                    // No subscriber = the requester gave up; nothing to do.
+                    let _ = self.replies.send((id, result));
+                }
+                Action::Notify(notice) => {
+                    tracing::info!(?notice, "owner notification");
+                    let _ = self.notices.send(notice);
+                }
+                hardware => {
+                    if let Err(e) = self.board.perform(&hardware) {
+                        self.device_failed(&hardware, e);
+                    }
+                }
+            }
+        }
+        let logged = !events.is_empty();
+        self.log_events(events);
+        if persisted || logged {
+            self.static_diag.refresh_storage(&lock_store(&self.store));
+        }
+    }
+
+    fn device_failed(&mut self, action: &Action, e: DeviceError) {
+        tracing::error!("{e}");
+        if let Action::Motor(_) = action {
+            // The engine must know the bolt did not move.
+            self.internal.push_back(Input::Motor(MotorReport::Fault {
+                detail: e.to_string(),
+            }));
+        }
+    }
+
+    /// A Persist failed: nothing after it in the batch happens, the person
+    /// hears "failed", and the engine is rebuilt from what is on disk so
+    /// memory matches the store (the failed change is simply not there).
+    fn persist_failed(&mut self, e: crate::store::StoreError) {
+        self.counters.persist_failures += 1;
+        tracing::error!("cannot store a change, so it was not made: {e}");
+        if let Err(e) = self.board.voice.say(&Prompt::Failure) {
+            tracing::error!("{e}");
+        }
+        let loaded = lock_store(&self.store).load();
+        match loaded {
+            Ok(persisted) => {
+                self.engine = Engine::new(self.engine_config.clone(), persisted, self.clock.now());
+                // The new engine knows nothing of the sensors yet; only the
+                // readings, not PowerUp, so first-start prompts do not replay.
+                let (readings, errors) = self.board.initial_inputs();
+                for e in errors {
+                    tracing::error!("{e}");
+                }
+                self.internal.extend(readings);
+            }
+            Err(e) => tracing::error!(
+                "cannot reload the store after a failed write ({e}); keeping the engine as it was"
+            ),
+        }
+        self.static_diag.refresh_storage(&lock_store(&self.store));
+    }
+
+    fn log_events(&mut self, events: Vec<Event>) {
+        if events.is_empty() {
+            return;
+        }
+        let ids = lock_store(&self.store).append_events(&events);
+        match ids {
+            Ok(ids) => {
+                for (id, event) in ids.iter().zip(&events) {
+                    let _ = self.events.send(status::event_record(id.0, event));
+                }
+            }
+            Err(e) => {
+                tracing::error!("cannot append {} events to the log: {e}", events.len());
+                for event in &events {
+                    tracing::warn!(?event, "event not stored");
+                }
+            }
+        }
+    }
+
+    fn publish(&mut self) {
+        let now = self.clock.now();
+        self.counters.next_deadline_in_ms = self
+            .engine
+            .next_deadline()
+            .map(|d| d.as_millis().saturating_sub(now.mono.as_millis()));
+        let engine = self.engine.status();
+        let diag = self.static_diag.diagnostics(&engine);
+        self.diagnostics.send_if_modified(|old| {
+            let changed = *old != diag;
+            *old = diag;
+            changed
+        });
+        let counters = self.counters;
+        self.published.send_modify(|p| {
+            p.engine = engine;
+            p.daemon = counters;
+        });
+    }
+
+    fn answer(&mut self, req: TaskRequest) {
+        match req {
+            TaskRequest::SelfTest(reply) => {
+                let _ = reply.send(status::self_test(&self.board));
+            }
+        }
+    }
+}
+
+async fn sleep_until_opt(at: Option<TokioInstant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn recv_probe(probes: &mut Option<ProbeResponder>) -> Option<super::notify::Probe> {
+    match probes {
+        Some(p) => p.recv().await,
+        None => std::future::pending().await,
+    }
+}
