@@ -29,7 +29,9 @@ use super::lock::{self, LockMech, LockState, MotorState};
 use super::passcode::{Macer, PasscodeTarget};
 use super::policy::{FailureOutcome, Lockout, LOCKOUT};
 use super::time::{Instant, Now};
-use super::types::{Change, Handing, Key, Method, Modality, Persisted, Role, Settings, UserNumber};
+use super::types::{
+    Change, Handing, Key, LockoutRecord, Method, Modality, Persisted, Role, Settings, UserNumber,
+};
 use super::users::{CredentialCounts, Directory};
 
 /// B-3.2: the keypad sleeps after this long without input.
@@ -289,6 +291,14 @@ impl Engine {
         .chain(self.alarms.iter().map(|(_, t)| *t))
         .flatten()
         .min()
+    }
+
+    /// The lockout bookkeeping as of `now`, for the runtime to persist on
+    /// an orderly shutdown. Without it a restart resumes the record last
+    /// persisted (at the last failure or lockout change), which can only
+    /// make a lockout longer, never shorter: time spent down does not count.
+    pub fn lockout_record(&self, now: Now) -> LockoutRecord {
+        self.lockout.record(now.mono)
     }
 
     pub fn status(&self) -> Status {

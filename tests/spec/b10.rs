@@ -1,0 +1,137 @@
+//! B-10 Power, alarms, maintenance.
+use latchd::core::action::{AlarmCmd, ModuleCmd, Notice, SnapshotReason};
+use latchd::core::event::AlarmKind;
+use latchd::core::input::{PowerReading, TamperState};
+use latchd::core::types::{Change, Key, Modality};
+use latchd::core::{Action, EventKind, Input, Prompt};
+
+use crate::harness::{secs, Sim, ADMIN_CODE};
+
+fn battery(percent: u8, external: bool) -> Input {
+    Input::Power(PowerReading {
+        percent,
+        millivolts: 6000 + u32::from(percent) * 30,
+        external,
+    })
+}
+
+#[test]
+fn b10_1_low_battery_prompts_on_wake_and_lights_the_led() {
+    let mut s = Sim::installed();
+    s.input(battery(19, false));
+    assert!(s.keypad().low_battery_led);
+    assert!(s.notices().contains(&Notice::Alarm(AlarmKind::LowBattery)));
+    s.input(Input::Touch);
+    s.expect_prompt(Prompt::LowBattery);
+    // Only on wake, not on every touch.
+    s.input(Input::Touch);
+    assert!(s.prompts().is_empty());
+    s.input(battery(80, false));
+    assert!(!s.keypad().low_battery_led);
+}
+
+#[test]
+fn b10_2_no_snapshot_below_twenty_percent() {
+    let mut s = Sim::installed();
+    s.input(battery(15, false));
+    s.input(Input::Touch);
+    s.press("b");
+    assert!(!s.last.iter().any(|a| matches!(a, Action::Snapshot(_))));
+    s.expect_prompt(Prompt::Doorbell);
+}
+
+#[test]
+fn b10_3_emergency_power_keeps_the_lock_working() {
+    let mut s = Sim::installed();
+    s.input(battery(0, true));
+    assert!(!s.keypad().low_battery_led);
+    s.input(Input::Touch);
+    s.press(&format!("{ADMIN_CODE}✓"));
+    assert!(s.unlocked());
+}
+
+#[test]
+fn b10_4_tamper_alarm_sounds_for_a_minute() {
+    let mut s = Sim::installed();
+    s.input(Input::Tamper(TamperState::Opened));
+    assert!(s.alarms().contains(&AlarmCmd::Sound {
+        kind: AlarmKind::Tamper,
+        duration: secs(60)
+    }));
+    s.expect_prompt(Prompt::TamperAlarm);
+    assert!(s.has_event(&EventKind::AlarmRaised {
+        alarm: AlarmKind::Tamper
+    }));
+    assert!(s.notices().contains(&Notice::Alarm(AlarmKind::Tamper)));
+    assert!(s
+        .last
+        .contains(&Action::Snapshot(SnapshotReason::Alarm(AlarmKind::Tamper))));
+    assert!(s.engine.status().active_alarms.contains(&AlarmKind::Tamper));
+    s.advance(60);
+    assert!(s.has_event(&EventKind::AlarmCleared {
+        alarm: AlarmKind::Tamper
+    }));
+    assert!(!s.engine.status().active_alarms.contains(&AlarmKind::Tamper));
+}
+
+#[test]
+fn b10_5_lockout_alarm() {
+    let mut s = Sim::installed();
+    for _ in 0..5 {
+        s.present_unknown(Modality::Palm);
+    }
+    assert!(s.alarms().contains(&AlarmCmd::Sound {
+        kind: AlarmKind::Lockout,
+        duration: secs(180)
+    }));
+    assert!(s
+        .engine
+        .status()
+        .active_alarms
+        .contains(&AlarmKind::Lockout));
+}
+
+#[test]
+fn b10_6_factory_reset_erases_and_asks_the_direction_again() {
+    let mut s = Sim::installed();
+    s.add_passcode_user("2", "802468");
+    s.input(Input::PowerUp { set_held: true });
+    s.expect_prompt(Prompt::FactoryResetRelease);
+    s.expect_prompt(Prompt::FactoryResetConfirm);
+    assert_eq!(s.lit(), vec![Key::Back, Key::Confirm]);
+    s.press("✓");
+    assert_eq!(s.expect_persist(), vec![Change::FactoryReset]);
+    for modality in [Modality::Fingerprint, Modality::Palm] {
+        assert!(s.module_cmds().contains(&ModuleCmd::Wipe { modality }));
+    }
+    s.expect_prompt(Prompt::FactoryResetDone);
+    s.expect_prompt(Prompt::ChooseDirection);
+    let persist = s.position(|a| matches!(a, Action::Persist(_)));
+    let done = s.position(|a| matches!(a, Action::Prompt(Prompt::FactoryResetDone)));
+    assert!(persist < done);
+    assert!(s.store.users.is_empty() && s.store.handing.is_none());
+    // The old codes are gone.
+    s.press("✓1");
+    s.press("✓");
+    s.expect_prompt(Prompt::UserNumber(crate::harness::n(1)));
+}
+
+#[test]
+fn b10_6_without_confirmation_nothing_is_erased() {
+    let mut s = Sim::installed();
+    s.input(Input::PowerUp { set_held: true });
+    s.advance(30);
+    assert!(s
+        .all
+        .iter()
+        .all(|a| !matches!(a, Action::Persist(c) if c.contains(&Change::FactoryReset))));
+    assert_eq!(s.store.users.len(), 1);
+    assert_eq!(s.engine.status().step, "idle");
+    // "↩" at the prompt also keeps everything.
+    s.input(Input::PowerUp { set_held: true });
+    s.press("↩");
+    assert_eq!(s.store.users.len(), 1);
+    s.input(Input::Touch);
+    s.press(&format!("{ADMIN_CODE}✓"));
+    assert!(s.unlocked());
+}

@@ -1,0 +1,373 @@
+//! B-6 Unlocking.
+use latchd::core::action::{AlarmCmd, ModuleCmd, MotorCmd, Notice};
+use latchd::core::event::AlarmKind;
+use latchd::core::input::BoltPosition;
+use latchd::core::types::{AppKey, AppKeyId, AppKeyRole, Method, Modality, SettingChange};
+use latchd::core::WallTime;
+use latchd::core::{
+    Action, AppCommand, AppError, AppOk, Channel, EventKind, Input, Principal, Prompt, Validity,
+};
+
+use crate::harness::{n, Sim, ADMIN_CODE, WALL0};
+
+fn unlocked_by(s: &Sim, method: Method) -> bool {
+    s.events()
+        .iter()
+        .any(|e| matches!(e.kind, EventKind::Unlocked { method: m, .. } if m == method))
+}
+
+#[test]
+fn b6_1_unlock_drives_the_bolt_back() {
+    let mut s = Sim::installed();
+    s.input(Input::Touch);
+    s.press(&format!("{ADMIN_CODE}✓"));
+    assert!(matches!(
+        s.drive(),
+        Some(MotorCmd::Drive {
+            target: BoltPosition::Retracted,
+            ..
+        })
+    ));
+    s.expect_prompt(Prompt::Unlocked);
+    s.finish_motor();
+    assert_eq!(s.engine.status().lock, latchd::core::LockState::Unlocked);
+    assert_eq!(s.engine.status().motor_cycles, 1);
+}
+
+#[test]
+fn b6_2_face_automatic_and_manual() {
+    let mut s = Sim::installed();
+    s.enter_menu();
+    s.press("11");
+    let slot = s.complete_enrolment(Modality::Face);
+    s.press("↩↩");
+    s.advance(30);
+    // Manual: touching starts one recognition.
+    s.input(Input::Touch);
+    assert!(s.module_cmds().contains(&ModuleCmd::RecogniseFace));
+    // Automatic: the pipeline reports a recognised face by itself.
+    s.present(Modality::Face, slot);
+    assert!(unlocked_by(&s, Method::Face));
+}
+
+#[test]
+fn b6_3_fingerprint_unlocks() {
+    let mut s = Sim::installed();
+    s.enter_menu();
+    s.press("23");
+    let slot = s.complete_enrolment(Modality::Fingerprint);
+    s.press("↩↩");
+    s.present_finger(slot);
+    assert!(s.events().iter().any(|e| e.kind
+        == EventKind::Unlocked {
+            method: Method::Fingerprint,
+            user: Some(n(2))
+        }));
+    // An unknown finger is a failure.
+    s.present_unknown(Modality::Fingerprint);
+    s.expect_prompt(Prompt::VerifyFailed);
+}
+
+#[test]
+fn b6_4_anti_peep_extra_digits_before_and_after() {
+    let mut s = Sim::installed();
+    s.input(Input::Touch);
+    s.press(&format!("99{ADMIN_CODE}0042✓"));
+    assert!(unlocked_by(&s, Method::Passcode));
+    s.press(&format!("{ADMIN_CODE}77777777✓"));
+    assert!(unlocked_by(&s, Method::Passcode));
+    // Digits of the code, but not in one run: no.
+    s.press("1357 90".replace(' ', "4").as_str());
+    s.press("✓");
+    assert!(!s.unlocked());
+}
+
+#[test]
+fn b6_4_input_longer_than_32_digits_is_refused() {
+    let mut s = Sim::installed();
+    s.input(Input::Touch);
+    s.press(&"8".repeat(32));
+    assert!(s.prompts().is_empty());
+    s.press("8");
+    s.expect_prompt(Prompt::InputTooLong);
+    // The buffer was cleared: the code alone now works.
+    s.press(&format!("{ADMIN_CODE}✓"));
+    assert!(s.unlocked());
+}
+
+#[test]
+fn b6_5_mechanical_key_is_sensed_and_logged() {
+    let mut s = Sim::installed();
+    s.input(Input::MechanicalKey);
+    assert!(unlocked_by(&s, Method::MechanicalKey));
+    assert!(s.drive().is_none());
+}
+
+#[test]
+fn b6_6_ble_unlock_and_lock_from_the_app() {
+    let mut s = Sim::installed();
+    let owner = s.owner();
+    assert_eq!(
+        s.app(Channel::Ble, owner, AppCommand::Unlock),
+        Ok(AppOk::Done)
+    );
+    assert!(unlocked_by(&s, Method::Ble));
+    s.finish_motor();
+    assert_eq!(
+        s.app(Channel::Ble, owner, AppCommand::Lock),
+        Ok(AppOk::Done)
+    );
+    s.finish_motor();
+    assert!(s.has_event(&EventKind::Locked {
+        how: latchd::core::LockHow::App
+    }));
+}
+
+#[test]
+fn b6_6_guest_ble_keys_unlock_inside_their_window_only() {
+    let mut s = Sim::installed();
+    let owner = s.owner();
+    let window = Validity {
+        from: Some(WallTime(WALL0)),
+        until: Some(WallTime(WALL0 + 3600)),
+    };
+    let r = s.app(
+        Channel::Ble,
+        owner,
+        AppCommand::AddAppKey(AppKey {
+            id: AppKeyId(0),
+            role: AppKeyRole::Guest,
+            public_key: [4; 32],
+            validity: window,
+            label: "visitor".into(),
+        }),
+    );
+    let Ok(AppOk::AppKeyAdded(key)) = r else {
+        panic!("{r:?}")
+    };
+    let guest = Principal::Guest {
+        key,
+        validity: window,
+    };
+    assert_eq!(
+        s.app(Channel::Ble, guest, AppCommand::Unlock),
+        Ok(AppOk::Done)
+    );
+    // Guests may do nothing else.
+    assert_eq!(
+        s.app(Channel::Ble, guest, AppCommand::ReleaseLockout),
+        Err(AppError::Forbidden)
+    );
+    assert_eq!(
+        s.app(
+            Channel::Ble,
+            guest,
+            AppCommand::Setting(SettingChange::RemoteUnlock(true))
+        ),
+        Err(AppError::Forbidden)
+    );
+    s.advance(3600);
+    assert_eq!(
+        s.app(Channel::Ble, guest, AppCommand::Unlock),
+        Err(AppError::OutsideValidity)
+    );
+    // A revoked key is refused even inside a window the principal claims.
+    assert_eq!(
+        s.app(Channel::Ble, owner, AppCommand::RevokeAppKey(key)),
+        Ok(AppOk::Done)
+    );
+    let claim = Principal::Guest {
+        key,
+        validity: Validity::ALWAYS,
+    };
+    assert_eq!(
+        s.app(Channel::Ble, claim, AppCommand::Unlock),
+        Err(AppError::Forbidden)
+    );
+}
+
+#[test]
+fn b6_7_remote_unlock_needs_the_setting_and_wifi() {
+    let mut s = Sim::installed();
+    let owner = s.owner();
+    assert_eq!(
+        s.app(Channel::Remote, owner, AppCommand::Unlock),
+        Err(AppError::RemoteUnlockDisabled)
+    );
+    assert!(s.drive().is_none());
+    s.app(
+        Channel::Ble,
+        owner,
+        AppCommand::Setting(SettingChange::RemoteUnlock(true)),
+    )
+    .expect("setting");
+    assert_eq!(
+        s.app(Channel::Remote, owner, AppCommand::Unlock),
+        Ok(AppOk::Done)
+    );
+    assert!(unlocked_by(&s, Method::Remote));
+    s.app(
+        Channel::Ble,
+        owner,
+        AppCommand::Setting(SettingChange::Wifi(false)),
+    )
+    .expect("setting");
+    assert_eq!(
+        s.app(Channel::Remote, owner, AppCommand::Unlock),
+        Err(AppError::RemoteUnlockDisabled)
+    );
+    // BLE still works with Wi-Fi off.
+    assert_eq!(
+        s.app(Channel::Ble, owner, AppCommand::Unlock),
+        Ok(AppOk::Done)
+    );
+}
+
+#[test]
+fn b6_8_a_user_outside_the_validity_period_cannot_unlock() {
+    let mut s = Sim::installed();
+    let u = s.add_passcode_user("2", "802468");
+    let owner = s.owner();
+    let later = Validity {
+        from: Some(WallTime(WALL0 + 86_400)),
+        until: None,
+    };
+    s.app(Channel::Ble, owner, AppCommand::SetValidity(u, later))
+        .expect("validity");
+    s.input(Input::Touch);
+    s.press("802468✓");
+    assert!(!s.unlocked());
+    s.expect_prompt(Prompt::UserNotValidNow);
+    s.advance(86_400);
+    s.input(Input::Touch);
+    s.press("802468✓");
+    assert!(s.unlocked());
+}
+
+#[test]
+fn b6_8_an_unknown_wall_clock_refuses_windowed_credentials() {
+    let mut s = Sim::installed();
+    let u = s.add_passcode_user("2", "802468");
+    let owner = s.owner();
+    let window = Validity {
+        from: Some(WallTime(WALL0 - 10)),
+        until: Some(WallTime(WALL0 + 86_400)),
+    };
+    s.app(Channel::Ble, owner, AppCommand::SetValidity(u, window))
+        .expect("validity");
+    s.wall = None;
+    s.input(Input::Touch);
+    s.press("802468✓");
+    assert!(!s.unlocked());
+    s.expect_prompt(Prompt::UserNotValidNow);
+    // An unbounded user (the administrator) still opens.
+    s.press(&format!("{ADMIN_CODE}✓"));
+    assert!(s.unlocked());
+}
+
+#[test]
+fn b6_9_duress_passcode_unlocks_and_silently_alarms() {
+    let mut s = Sim::installed();
+    let owner = s.owner();
+    s.app(
+        Channel::Ble,
+        owner,
+        AppCommand::SetDuressPasscode {
+            user: n(1),
+            digits: "975319".into(),
+        },
+    )
+    .expect("duress code");
+    s.input(Input::Touch);
+    s.press("975319✓");
+    assert!(unlocked_by(&s, Method::DuressPasscode));
+    assert!(s.drive().is_some());
+    assert!(s.notices().contains(&Notice::Duress { user: n(1) }));
+    assert!(s.has_event(&EventKind::AlarmRaised {
+        alarm: AlarmKind::Duress
+    }));
+    // Silent: no siren, and the same prompt as any unlock.
+    assert!(!s
+        .alarms()
+        .iter()
+        .any(|a| matches!(a, AlarmCmd::Sound { .. })));
+    assert_eq!(s.prompts(), vec![Prompt::Unlocked]);
+    // A duress code equal to another code is refused.
+    assert!(matches!(
+        s.app(
+            Channel::Ble,
+            owner,
+            AppCommand::SetDuressPasscode {
+                user: n(1),
+                digits: ADMIN_CODE.into()
+            }
+        ),
+        Err(AppError::BadPasscode(_))
+    ));
+}
+
+#[test]
+fn b6_10_temporary_passcodes_open_within_their_window_once() {
+    let mut s = Sim::installed();
+    let owner = s.owner();
+    let window = Validity {
+        from: Some(WallTime(WALL0 + 600)),
+        until: Some(WallTime(WALL0 + 7200)),
+    };
+    let r = s.app(
+        Channel::Ble,
+        owner,
+        AppCommand::AddTempPasscode {
+            digits: "470258".into(),
+            validity: window,
+            one_time: true,
+        },
+    );
+    let Ok(AppOk::TempPasscodeAdded(id)) = r else {
+        panic!("{r:?}")
+    };
+    s.input(Input::Touch);
+    s.press("470258✓");
+    assert!(!s.unlocked());
+    s.expect_prompt(Prompt::UserNotValidNow);
+    s.advance(600);
+    s.input(Input::Touch);
+    s.press("470258✓");
+    assert!(unlocked_by(&s, Method::TempPasscode));
+    // Consumed before the door opened.
+    let del = s.position(|a| matches!(a, Action::Persist(c) if c.contains(&latchd::core::types::Change::DeleteTempPasscode(id))));
+    let drive = s.position(|a| matches!(a, Action::Motor(_)));
+    assert!(del.is_some() && del < drive);
+    s.press("470258✓");
+    assert!(!s.unlocked());
+    assert!(s.store.temp_passcodes.is_empty());
+}
+
+#[test]
+fn b6_10_a_reusable_temporary_passcode_ends_with_its_window() {
+    let mut s = Sim::installed();
+    let owner = s.owner();
+    let window = Validity {
+        from: None,
+        until: Some(WallTime(WALL0 + 3600)),
+    };
+    s.app(
+        Channel::Ble,
+        owner,
+        AppCommand::AddTempPasscode {
+            digits: "470258".into(),
+            validity: window,
+            one_time: false,
+        },
+    )
+    .expect("temp code");
+    s.input(Input::Touch);
+    s.press("470258✓");
+    assert!(s.unlocked());
+    s.press("470258✓");
+    assert!(s.unlocked());
+    s.advance(3600);
+    s.input(Input::Touch);
+    s.press("470258✓");
+    assert!(!s.unlocked());
+}

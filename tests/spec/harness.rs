@@ -1,0 +1,483 @@
+//! The scenario harness: one engine, simulated time, and an in-memory
+//! store to which every `Action::Persist` is applied, so a restart test
+//! rebuilds the engine from exactly what it asked to store.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use latchd::core::action::{AlarmCmd, ModuleCmd, MotorCmd, Notice};
+use latchd::core::input::{
+    BoltPosition, DoorPosition, EnrolStep, ModuleReport, MotorReport, SetPress,
+};
+use latchd::core::types::{
+    AppKey, AppKeyId, AppKeyRole, Change, Key, Modality, Persisted, Settings, UserNumber,
+};
+use latchd::core::{
+    Action, AppCommand, AppRequest, AppResult, Channel, Engine, EngineConfig, Event, EventKind,
+    Input, KeypadView, Now, Principal, Prompt, Validity,
+};
+
+/// The first administrator's passcode in [`Sim::installed`].
+pub const ADMIN_CODE: &str = "135790";
+pub const KEY: [u8; 32] = [0x5a; 32];
+/// A wall clock that is known (2026-11-26 06:00 UTC).
+pub const WALL0: i64 = 1_795_500_000;
+
+pub fn config() -> EngineConfig {
+    EngineConfig {
+        passcode_key: KEY,
+        serial: "LD-0001".into(),
+        firmware: "0.1.0".into(),
+        verification_code: "482913".into(),
+        low_battery_percent: 20,
+    }
+}
+
+pub fn n(u: u16) -> UserNumber {
+    UserNumber::new(u).expect("valid user number")
+}
+
+/// Apply one change to a store image, the way the real store does.
+pub fn apply(store: &mut Persisted, c: &Change) {
+    match c {
+        Change::SetHanding(h) => store.handing = Some(*h),
+        Change::PutUser(u) => {
+            store.users.retain(|x| x.number != u.number);
+            store.users.push(u.clone());
+        }
+        Change::DeleteUser(n) => {
+            store.users.retain(|x| x.number != *n);
+            store.credentials.retain(|c| c.user != *n);
+            store
+                .app_keys
+                .retain(|k| k.role != AppKeyRole::Owner { admin: *n });
+        }
+        Change::PutCredential(cr) => {
+            store.credentials.retain(|x| x.id != cr.id);
+            store.credentials.push(cr.clone());
+        }
+        Change::DeleteCredential(id) => store.credentials.retain(|x| x.id != *id),
+        Change::PutSettings(s) => store.settings = s.clone(),
+        Change::PutLockout(l) => store.lockout = l.clone(),
+        Change::PutTempPasscode(t) => {
+            store.temp_passcodes.retain(|x| x.id != t.id);
+            store.temp_passcodes.push(t.clone());
+        }
+        Change::DeleteTempPasscode(id) => store.temp_passcodes.retain(|x| x.id != *id),
+        Change::PutAppKey(k) => {
+            store.app_keys.retain(|x| x.id != k.id);
+            store.app_keys.push(k.clone());
+        }
+        Change::DeleteAppKey(id) => store.app_keys.retain(|x| x.id != *id),
+        Change::FactoryReset => {
+            *store = Persisted {
+                settings: Settings::default(),
+                ..Persisted::default()
+            }
+        }
+    }
+}
+
+pub struct Sim {
+    pub engine: Engine,
+    /// Monotonic milliseconds.
+    pub mono: u64,
+    /// Wall clock in seconds; `None` = unknown.
+    pub wall: Option<i64>,
+    pub store: Persisted,
+    /// The actions of the last call (or of the last helper's calls).
+    pub last: Vec<Action>,
+    /// Every action since the start.
+    pub all: Vec<Action>,
+    next_req: u64,
+}
+
+impl Sim {
+    /// A lock fresh from the factory, powered up.
+    pub fn new() -> Sim {
+        Sim::with_store(Persisted::default())
+    }
+
+    /// An engine over a given store image, powered up, door closed and
+    /// bolt out.
+    pub fn with_store(store: Persisted) -> Sim {
+        let now = Now::new(1_000, Some(WALL0));
+        let engine = Engine::new(config(), store.clone(), now);
+        let mut s = Sim {
+            engine,
+            mono: 1_000,
+            wall: Some(WALL0),
+            store,
+            last: Vec::new(),
+            all: Vec::new(),
+            next_req: 1,
+        };
+        s.input(Input::PowerUp { set_held: false });
+        let first = std::mem::take(&mut s.last);
+        s.input(Input::Door(DoorPosition::Closed));
+        s.input(Input::Bolt(BoltPosition::Extended));
+        s.last = first;
+        s
+    }
+
+    /// A lock installed the way B-2 says: right-hand door, administrator
+    /// 001 with [`ADMIN_CODE`]; the keypad is asleep again.
+    pub fn installed() -> Sim {
+        let mut s = Sim::new();
+        s.press("✓1");
+        s.expect_prompt(Prompt::DirectionSet);
+        s.press("✓");
+        s.expect_prompt(Prompt::UserNumber(n(1)));
+        s.press(&format!("{ADMIN_CODE}✓"));
+        s.expect_prompt(Prompt::RepeatPasscode);
+        s.press(&format!("{ADMIN_CODE}✓"));
+        s.expect_prompt(Prompt::Success);
+        s.press("↩↩");
+        assert_eq!(s.engine.status().step, "idle");
+        s.advance(30);
+        s.last.clear();
+        s
+    }
+
+    pub fn now(&self) -> Now {
+        Now::new(self.mono, self.wall)
+    }
+
+    /// Feed one input; persists are applied to the store image.
+    pub fn input(&mut self, input: Input) -> Vec<Action> {
+        let actions = self.engine.handle(self.now(), input);
+        for a in &actions {
+            if let Action::Persist(changes) = a {
+                for c in changes {
+                    apply(&mut self.store, c);
+                }
+            }
+        }
+        self.last = actions.clone();
+        self.all.extend(actions.iter().cloned());
+        actions
+    }
+
+    /// Several inputs; `last` holds all their actions.
+    pub fn inputs(&mut self, inputs: impl IntoIterator<Item = Input>) {
+        let mut acc = Vec::new();
+        for i in inputs {
+            acc.extend(self.input(i));
+        }
+        self.last = acc;
+    }
+
+    /// Type on the front keypad: digits, "✓", "↩", "a" (away), "b" (bell).
+    pub fn press(&mut self, keys: &str) {
+        let keys: Vec<Key> = keys
+            .chars()
+            .map(|c| match c {
+                '0'..='9' => Key::Digit(c as u8 - b'0'),
+                '✓' => Key::Confirm,
+                '↩' => Key::Back,
+                'a' => Key::Away,
+                'b' => Key::Doorbell,
+                other => panic!("no key {other:?}"),
+            })
+            .collect();
+        self.inputs(keys.into_iter().map(Input::Key));
+    }
+
+    /// Let `secs` seconds pass, ticking at every deadline on the way.
+    pub fn advance(&mut self, secs: u64) {
+        self.advance_ms(secs * 1000);
+    }
+
+    pub fn advance_ms(&mut self, ms: u64) {
+        let target = self.mono + ms;
+        let mut acc = Vec::new();
+        while let Some(d) = self.engine.next_deadline() {
+            if d.as_millis() > target {
+                break;
+            }
+            self.mono = self.mono.max(d.as_millis());
+            if let Some(w) = self.wall.as_mut() {
+                *w = WALL0 + (self.mono / 1000) as i64;
+            }
+            acc.extend(self.input(Input::Tick));
+        }
+        self.mono = target;
+        if self.wall.is_some() {
+            self.wall = Some(WALL0 + (self.mono / 1000) as i64);
+        }
+        self.last = acc;
+    }
+
+    /// Rebuild the engine from the store image, as after a daemon restart
+    /// (the monotonic clock starts again from a small value).
+    pub fn restart(&mut self) {
+        self.mono = 500;
+        self.engine = Engine::new(config(), self.store.clone(), self.now());
+        self.input(Input::PowerUp { set_held: false });
+        let first = std::mem::take(&mut self.last);
+        self.input(Input::Door(DoorPosition::Closed));
+        self.input(Input::Bolt(BoltPosition::Extended));
+        self.last = first;
+    }
+
+    // ----- people at the door -----
+
+    pub fn present(&mut self, modality: Modality, slot: u16) {
+        self.input(Input::Module(ModuleReport::Recognised { modality, slot }));
+    }
+
+    pub fn present_finger(&mut self, slot: u16) {
+        self.present(Modality::Fingerprint, slot);
+    }
+
+    pub fn present_unknown(&mut self, modality: Modality) {
+        self.input(Input::Module(ModuleReport::NotRecognised { modality }));
+    }
+
+    /// The motor finishes whatever it was last asked to do.
+    pub fn finish_motor(&mut self) {
+        let target = self
+            .all
+            .iter()
+            .rev()
+            .find_map(|a| match a {
+                Action::Motor(MotorCmd::Drive { target, .. }) => Some(*target),
+                _ => None,
+            })
+            .expect("the motor was asked to move");
+        self.input(Input::Motor(MotorReport::Done(target)));
+    }
+
+    /// SET, then the administrator's passcode: the menu is open.
+    pub fn enter_menu(&mut self) {
+        self.input(Input::Set(SetPress::Short));
+        self.expect_prompt(Prompt::VerifyAdmin);
+        self.press(&format!("{ADMIN_CODE}✓"));
+        self.expect_prompt(Prompt::MenuMain);
+    }
+
+    /// In the menu: add a user (`role_key` "1" admin / "2" user) whose
+    /// first credential is `code`; leaves the menu. Returns the number.
+    pub fn add_passcode_user(&mut self, role_key: &str, code: &str) -> UserNumber {
+        self.enter_menu();
+        self.press(role_key);
+        let user = self.shown_user().expect("a user number is announced");
+        self.press("4");
+        self.expect_prompt(Prompt::EnterPasscode);
+        self.press(&format!("{code}✓"));
+        self.expect_prompt(Prompt::RepeatPasscode);
+        self.press(&format!("{code}✓"));
+        self.expect_prompt(Prompt::Success);
+        self.press("↩↩");
+        self.last.clear();
+        user
+    }
+
+    /// Drive a module enrolment to success after the engine asked for it.
+    pub fn complete_enrolment(&mut self, modality: Modality) -> u16 {
+        let slot = self.enrol_slot().expect("an enrolment was started");
+        for i in 1..=3u8 {
+            self.input(Input::Module(ModuleReport::EnrolProgress {
+                modality,
+                step: EnrolStep::PresentAgain { n: i, of: 3 },
+            }));
+        }
+        let template = (modality == Modality::Face).then(|| vec![1, 2, 3, 4]);
+        self.input(Input::Module(ModuleReport::Enrolled {
+            modality,
+            slot,
+            template,
+        }));
+        slot
+    }
+
+    pub fn app(&mut self, via: Channel, principal: Principal, command: AppCommand) -> AppResult {
+        let id = self.next_req;
+        self.next_req += 1;
+        let out = self.input(Input::App(AppRequest {
+            id,
+            via,
+            principal,
+            command,
+        }));
+        out.iter()
+            .find_map(|a| match a {
+                Action::Reply { id: rid, result } if *rid == id => Some(result.clone()),
+                _ => None,
+            })
+            .expect("every app request gets a reply")
+    }
+
+    /// Pair an owner app the way B-5.1 says (SET held, then the pairing
+    /// principal registers its key) and return the principal to use. The
+    /// batch of the pairing is left in `last`.
+    pub fn owner(&mut self) -> Principal {
+        self.input(Input::Set(SetPress::Long));
+        let r = self.app(
+            Channel::Ble,
+            Principal::Pairing,
+            AppCommand::AddAppKey(AppKey {
+                id: AppKeyId(0),
+                role: AppKeyRole::Owner { admin: n(1) },
+                public_key: [7; 32],
+                validity: Validity::ALWAYS,
+                label: "owner phone".into(),
+            }),
+        );
+        let Ok(latchd::core::AppOk::AppKeyAdded(key)) = r else {
+            panic!("pairing failed: {r:?}")
+        };
+        Principal::Owner { key, admin: n(1) }
+    }
+
+    // ----- what came out -----
+
+    /// Prompts spoken in the last batch.
+    pub fn prompts(&self) -> Vec<Prompt> {
+        self.last
+            .iter()
+            .filter_map(|a| match a {
+                Action::Prompt(p) => Some(p.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Prompts logged in the last batch (spoken or muted).
+    pub fn logged_prompts(&self) -> Vec<String> {
+        self.events()
+            .into_iter()
+            .filter_map(|e| match e.kind {
+                EventKind::Prompt { prompt } => Some(prompt),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn events(&self) -> Vec<Event> {
+        self.last
+            .iter()
+            .filter_map(|a| match a {
+                Action::Log(e) => Some(e.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn has_event(&self, kind: &EventKind) -> bool {
+        self.events().iter().any(|e| &e.kind == kind)
+    }
+
+    #[track_caller]
+    pub fn expect_prompt(&self, p: Prompt) {
+        assert!(
+            self.prompts().contains(&p),
+            "expected prompt {p:?}, got {:?}",
+            self.prompts()
+        );
+    }
+
+    #[track_caller]
+    pub fn expect_no_prompt(&self, p: Prompt) {
+        assert!(
+            !self.prompts().contains(&p),
+            "did not expect prompt {p:?} in {:?}",
+            self.prompts()
+        );
+    }
+
+    /// The changes persisted in the last batch (all `Persist` actions).
+    #[track_caller]
+    pub fn expect_persist(&self) -> Vec<Change> {
+        let v = self.persisted();
+        assert!(!v.is_empty(), "expected a Persist in {:?}", self.last);
+        v
+    }
+
+    pub fn persisted(&self) -> Vec<Change> {
+        self.last
+            .iter()
+            .filter_map(|a| match a {
+                Action::Persist(c) => Some(c.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    /// Position of the first action matching `f` in the last batch.
+    pub fn position(&self, f: impl Fn(&Action) -> bool) -> Option<usize> {
+        self.last.iter().position(f)
+    }
+
+    /// The motor move asked for in the last batch.
+    pub fn drive(&self) -> Option<MotorCmd> {
+        self.last.iter().find_map(|a| match a {
+            Action::Motor(m @ MotorCmd::Drive { .. }) => Some(*m),
+            _ => None,
+        })
+    }
+
+    pub fn unlocked(&self) -> bool {
+        self.events()
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::Unlocked { .. }))
+    }
+
+    pub fn notices(&self) -> Vec<Notice> {
+        self.last
+            .iter()
+            .filter_map(|a| match a {
+                Action::Notify(n) => Some(n.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn alarms(&self) -> Vec<AlarmCmd> {
+        self.last
+            .iter()
+            .filter_map(|a| match a {
+                Action::Alarm(c) => Some(*c),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn module_cmds(&self) -> Vec<ModuleCmd> {
+        self.last
+            .iter()
+            .filter_map(|a| match a {
+                Action::Module(c) => Some(*c),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn enrol_slot(&self) -> Option<u16> {
+        self.all.iter().rev().find_map(|a| match a {
+            Action::Module(ModuleCmd::Enrol { slot, .. }) => Some(*slot),
+            _ => None,
+        })
+    }
+
+    /// The user number announced in the last batch.
+    pub fn shown_user(&self) -> Option<UserNumber> {
+        self.prompts().into_iter().find_map(|p| match p {
+            Prompt::UserNumber(u) => Some(u),
+            _ => None,
+        })
+    }
+
+    pub fn keypad(&self) -> KeypadView {
+        self.engine.status().keypad
+    }
+
+    pub fn lit(&self) -> Vec<Key> {
+        self.keypad().lit
+    }
+}
+
+pub fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
