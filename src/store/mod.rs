@@ -163,14 +163,16 @@ impl Store {
         let resuming = exists(&marker).map_err(dir_err)?;
 
         match (key_exists, db_exists, resuming) {
+            // First start writes the key before the database, so even an
+            // interrupted one never leaves a database without its key.
+            (false, true, _) => Err(StoreError::KeyMissing {
+                key: key_path,
+                db: db_path,
+            }),
             (_, _, true) | (false, false, false) => {
                 first_start(state_dir, &key_path, &db_path, &marker, opts)
             }
             (true, false, false) => Err(StoreError::DatabaseMissing {
-                key: key_path,
-                db: db_path,
-            }),
-            (false, true, false) => Err(StoreError::KeyMissing {
                 key: key_path,
                 db: db_path,
             }),
@@ -612,5 +614,16 @@ mod tests {
         assert!(!dir.path().join(FIRST_START_MARKER).exists());
         drop(store);
         Store::open(dir.path(), StoreOptions::default()).unwrap();
+    }
+
+    #[test]
+    fn a_first_start_marker_never_makes_a_key_for_an_existing_database() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path(), StoreOptions::default()).unwrap());
+        fs::remove_file(dir.path().join(KEY_FILE)).unwrap();
+        fs::write(dir.path().join(FIRST_START_MARKER), b"").unwrap();
+        let r = Store::open(dir.path(), StoreOptions::default());
+        assert!(matches!(r, Err(StoreError::KeyMissing { .. })), "{r:?}");
+        assert!(!dir.path().join(KEY_FILE).exists());
     }
 }
