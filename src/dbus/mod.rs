@@ -296,6 +296,8 @@ pub enum DbusError {
     Export(#[source] zbus::Error),
     #[error("cannot emit a D-Bus signal: {0}")]
     Signal(#[source] zbus::Error),
+    #[error("cannot release `{BUS_NAME}` on shutdown: {0}")]
+    Release(#[source] zbus::Error),
 }
 
 #[cfg(test)]

@@ -304,7 +304,7 @@ impl DbusHandle {
         self.connection
             .release_name(BUS_NAME)
             .await
-            .map_err(DbusError::Export)?;
+            .map_err(DbusError::Release)?;
         Ok(())
     }
 }
