@@ -1,0 +1,73 @@
+//! Face pipeline cost per camera frame, one thread: detection (YuNet) +
+//! alignment + embedding (MobileFaceNet) on a 320×240 frame with one face,
+//! and the detector alone. Before the timings it prints the process's
+//! resident memory (VmRSS from /proc/self/status) before loading the
+//! models, after loading, and after the first inference (tract allocates
+//! its scratch buffers then).
+//!
+//! Run: `cargo bench --bench face` (needs the shared models and photos:
+//! `$LATCHD_SHARED`, else `../shared`).
+
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+
+use criterion::Criterion;
+use image::{imageops, RgbImage};
+use latchd::biometrics::face::{FaceRecognizer, DEFAULT_MATCH_THRESHOLD};
+
+fn shared_dir() -> PathBuf {
+    std::env::var_os("LATCHD_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"))
+}
+
+/// Resident set size in KiB, or 0 where /proc is unavailable.
+fn vm_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// A 320×240 frame: the centre 4:3 part of a shared photo, scaled down.
+fn frame() -> RgbImage {
+    let p = shared_dir().join("faces/kit_harington/1.jpg");
+    let img = image::open(&p)
+        .unwrap_or_else(|e| panic!("decoding {}: {e}", p.display()))
+        .to_rgb8();
+    let (w, h) = img.dimensions();
+    let cw = (h * 4 / 3).min(w);
+    let ch = cw * 3 / 4;
+    let crop = imageops::crop_imm(&img, (w - cw) / 2, (h - ch) / 2, cw, ch).to_image();
+    imageops::resize(&crop, 320, 240, imageops::FilterType::Triangle)
+}
+
+fn main() {
+    let frame = frame();
+    let before = vm_rss_kib();
+    let rec = FaceRecognizer::load(&shared_dir().join("models"), DEFAULT_MATCH_THRESHOLD)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let loaded = vm_rss_kib();
+    let faces = rec.observe(&frame).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(faces.len(), 1, "the bench frame must show one face");
+    let warmed = vm_rss_kib();
+    println!(
+        "VmRSS: {before} KiB before loading, {loaded} KiB with both models loaded (+{} KiB), \
+         {warmed} KiB after the first frame (+{} KiB total)",
+        loaded.saturating_sub(before),
+        warmed.saturating_sub(before)
+    );
+
+    let mut c = Criterion::default().configure_from_args();
+    c.bench_function("face/observe 320x240 (detect+align+embed)", |b| {
+        b.iter(|| rec.observe(black_box(&frame)))
+    });
+    c.bench_function("face/detect 320x240", |b| {
+        b.iter(|| rec.detector().detect(black_box(&frame)))
+    });
+    c.final_summary();
+}

@@ -1,0 +1,311 @@
+//! YuNet face detector (fixed 320×320 input): letterbox, inference, decode
+//! of the three stride heads, non-maximum suppression.
+//!
+//! What the model file was found to be (by loading and running it):
+//!
+//! * input `input`, 1×3×320×320 f32, NCHW, **BGR**, raw 0–255 (no mean, no
+//!   scale). The frame is resized keeping its aspect ratio and placed at
+//!   the top-left of a black 320×320 canvas, so mapping back is one divide.
+//! * 12 outputs, in this order: 3 × score (1,N,1), 3 × score (1,N,1),
+//!   3 × box (1,N,4), 3 × landmarks (1,N,10), each triple for strides
+//!   8/16/32 with N = 40², 20², 10² anchors (one per grid cell, row-major).
+//!   The two score heads are the classification and objectness sigmoids;
+//!   the face score is their geometric mean.
+//! * decode for the cell (row r, column c) of stride s:
+//!   `cx = (c + box0)·s`, `cy = (r + box1)·s`, `w = exp(box2)·s`,
+//!   `h = exp(box3)·s`, landmark k = `((c + kps[2k])·s, (r + kps[2k+1])·s)`.
+//!   Landmark order: eye on the image's left, eye on the image's right,
+//!   nose tip, mouth corner image-left, mouth corner image-right (the
+//!   ArcFace template order; checked on the test photos).
+
+use std::path::Path;
+
+use image::{imageops, RgbImage};
+use tract_onnx::prelude::*;
+
+use super::align::Point;
+use super::FaceError;
+
+/// Side of the detector's square input.
+pub const DETECTOR_INPUT: u32 = 320;
+const STRIDES: [usize; 3] = [8, 16, 32];
+/// Scores below this are not faces at all. Enrolment asks for more (see
+/// `QualityLimits::min_score`).
+pub const DEFAULT_SCORE_THRESHOLD: f32 = 0.6;
+/// Overlap above which the weaker of two boxes is dropped.
+pub const NMS_IOU: f32 = 0.3;
+/// The detector never reports more faces than this per frame: the lock
+/// only ever needs one, and a crowd must not cost unbounded embedder runs.
+pub const MAX_FACES: usize = 8;
+
+/// An axis-aligned box in pixels (top-left corner, width, height).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FaceBox {
+    pub x: f32,
+    pub y: f32,
+    pub w: f32,
+    pub h: f32,
+}
+
+impl FaceBox {
+    pub fn area(&self) -> f32 {
+        self.w.max(0.0) * self.h.max(0.0)
+    }
+
+    pub fn center(&self) -> Point {
+        Point::new(self.x + self.w / 2.0, self.y + self.h / 2.0)
+    }
+
+    /// Intersection over union, 0 for disjoint or empty boxes.
+    pub fn iou(&self, o: &FaceBox) -> f32 {
+        let ix = (self.x + self.w).min(o.x + o.w) - self.x.max(o.x);
+        let iy = (self.y + self.h).min(o.y + o.h) - self.y.max(o.y);
+        if ix <= 0.0 || iy <= 0.0 {
+            return 0.0;
+        }
+        let inter = ix * iy;
+        let union = self.area() + o.area() - inter;
+        if union <= 0.0 {
+            0.0
+        } else {
+            inter / union
+        }
+    }
+}
+
+/// One detected face, in the coordinates of the frame given to `detect`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detection {
+    pub bbox: FaceBox,
+    /// √(classification × objectness), in [0, 1].
+    pub score: f32,
+    /// See the module docs for the order.
+    pub landmarks: [Point; 5],
+}
+
+/// Greedy non-maximum suppression: keeps the best-scoring box of every
+/// group overlapping by more than `iou`, best first, at most `max` boxes.
+pub fn nms(mut dets: Vec<Detection>, iou: f32, max: usize) -> Vec<Detection> {
+    dets.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let mut keep: Vec<Detection> = Vec::new();
+    for d in dets {
+        if keep.len() >= max {
+            break;
+        }
+        if keep.iter().all(|k| k.bbox.iou(&d.bbox) <= iou) {
+            keep.push(d);
+        }
+    }
+    keep
+}
+
+type Plan = TypedSimplePlan<TypedModel>;
+
+/// The loaded detector.
+pub struct Detector {
+    plan: Plan,
+    score_threshold: f32,
+}
+
+impl std::fmt::Debug for Detector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Detector")
+            .field("score_threshold", &self.score_threshold)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Detector {
+    /// Loads and checks the YuNet model (see the module docs for the layout
+    /// it must have).
+    pub fn load(path: &Path) -> Result<Self, FaceError> {
+        let plan = super::load_plan(
+            path,
+            [1, 3, DETECTOR_INPUT as usize, DETECTOR_INPUT as usize],
+        )?;
+        let model = plan.model();
+        let outputs = model
+            .output_outlets()
+            .map_err(|e| FaceError::load(path, e))?;
+        let mut found = Vec::new();
+        for ix in 0..outputs.len() {
+            let fact = model
+                .output_fact(ix)
+                .map_err(|e| FaceError::load(path, e))?;
+            found.push(fact.shape.as_concrete().map(<[usize]>::to_vec));
+        }
+        let expected: Vec<Vec<usize>> = [1usize, 1, 4, 10]
+            .iter()
+            .flat_map(|&k| {
+                STRIDES.iter().map(move |&s| {
+                    let n = (DETECTOR_INPUT as usize / s).pow(2);
+                    vec![1, n, k]
+                })
+            })
+            .collect();
+        let ok = found.len() == expected.len()
+            && found
+                .iter()
+                .zip(&expected)
+                .all(|(f, e)| f.as_deref() == Some(e.as_slice()));
+        if !ok {
+            return Err(FaceError::ModelShape {
+                path: path.to_path_buf(),
+                expected: format!("YuNet 320×320: 12 outputs {expected:?}"),
+                found: format!("{} outputs {found:?}", found.len()),
+            });
+        }
+        Ok(Self {
+            plan,
+            score_threshold: DEFAULT_SCORE_THRESHOLD,
+        })
+    }
+
+    /// Detects faces in `frame` (any size). Returns at most [`MAX_FACES`],
+    /// best score first, in `frame` coordinates.
+    pub fn detect(&self, frame: &RgbImage) -> Result<Vec<Detection>, FaceError> {
+        let (w, h) = frame.dimensions();
+        if w == 0 || h == 0 {
+            return Ok(Vec::new());
+        }
+        let side = DETECTOR_INPUT as f32;
+        let scale = (side / w as f32).min(side / h as f32);
+        let (nw, nh) = (
+            ((w as f32 * scale).round() as u32).clamp(1, DETECTOR_INPUT),
+            ((h as f32 * scale).round() as u32).clamp(1, DETECTOR_INPUT),
+        );
+        let resized;
+        let src = if (nw, nh) == (w, h) {
+            frame
+        } else {
+            resized = imageops::resize(frame, nw, nh, imageops::FilterType::Triangle);
+            &resized
+        };
+        let plane = (DETECTOR_INPUT * DETECTOR_INPUT) as usize;
+        let mut data = vec![0.0f32; 3 * plane];
+        for (x, y, p) in src.enumerate_pixels() {
+            let i = (y * DETECTOR_INPUT + x) as usize;
+            // BGR planes.
+            data[i] = f32::from(p.0[2]);
+            data[plane + i] = f32::from(p.0[1]);
+            data[2 * plane + i] = f32::from(p.0[0]);
+        }
+        let input = Tensor::from_shape(
+            &[1, 3, DETECTOR_INPUT as usize, DETECTOR_INPUT as usize],
+            &data,
+        )
+        .map_err(FaceError::inference)?;
+        let out = self
+            .plan
+            .run(tvec!(input.into_tvalue()))
+            .map_err(FaceError::inference)?;
+        let view = |i: usize| -> Result<&[f32], FaceError> {
+            out.get(i)
+                .ok_or_else(|| FaceError::Inference {
+                    detail: format!("detector returned {} outputs, expected 12", out.len()),
+                })?
+                .as_slice::<f32>()
+                .map_err(FaceError::inference)
+        };
+        let mut dets = Vec::new();
+        for (si, &stride) in STRIDES.iter().enumerate() {
+            let (cls, obj, bbox, kps) = (view(si)?, view(3 + si)?, view(6 + si)?, view(9 + si)?);
+            let cols = DETECTOR_INPUT as usize / stride;
+            let n = cols * cols;
+            if cls.len() != n || obj.len() != n || bbox.len() != 4 * n || kps.len() != 10 * n {
+                return Err(FaceError::Inference {
+                    detail: format!("stride {stride} head has the wrong size"),
+                });
+            }
+            let s = stride as f32;
+            for idx in 0..n {
+                let score = (cls[idx].clamp(0.0, 1.0) * obj[idx].clamp(0.0, 1.0)).sqrt();
+                // `<` would let NaN through; NaN is never a face.
+                if score.is_nan() || score < self.score_threshold {
+                    continue;
+                }
+                let (r, c) = ((idx / cols) as f32, (idx % cols) as f32);
+                let b = &bbox[4 * idx..4 * idx + 4];
+                let (cx, cy) = ((c + b[0]) * s, (r + b[1]) * s);
+                let (bw, bh) = (b[2].exp() * s, b[3].exp() * s);
+                let k = &kps[10 * idx..10 * idx + 10];
+                let lm = |j: usize| {
+                    Point::new((c + k[2 * j]) * s / scale, (r + k[2 * j + 1]) * s / scale)
+                };
+                let det = Detection {
+                    bbox: FaceBox {
+                        x: (cx - bw / 2.0) / scale,
+                        y: (cy - bh / 2.0) / scale,
+                        w: bw / scale,
+                        h: bh / scale,
+                    },
+                    score,
+                    landmarks: [lm(0), lm(1), lm(2), lm(3), lm(4)],
+                };
+                let finite = [det.bbox.x, det.bbox.y, det.bbox.w, det.bbox.h]
+                    .iter()
+                    .chain(det.landmarks.iter().flat_map(|p| [&p.x, &p.y]))
+                    .all(|v| v.is_finite());
+                if finite {
+                    dets.push(det);
+                }
+            }
+        }
+        Ok(nms(dets, NMS_IOU, MAX_FACES))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn det(x: f32, y: f32, w: f32, score: f32) -> Detection {
+        Detection {
+            bbox: FaceBox { x, y, w, h: w },
+            score,
+            landmarks: [Point::new(0.0, 0.0); 5],
+        }
+    }
+
+    #[test]
+    fn iou_of_known_boxes() {
+        let a = FaceBox {
+            x: 0.0,
+            y: 0.0,
+            w: 10.0,
+            h: 10.0,
+        };
+        let b = FaceBox {
+            x: 5.0,
+            y: 0.0,
+            w: 10.0,
+            h: 10.0,
+        };
+        assert!((a.iou(&b) - 50.0 / 150.0).abs() < 1e-6);
+        assert_eq!(a.iou(&FaceBox { x: 20.0, ..a }), 0.0);
+        assert!((a.iou(&a) - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn nms_keeps_the_best_of_each_cluster() {
+        let dets = vec![
+            det(0.0, 0.0, 10.0, 0.7),
+            det(1.0, 1.0, 10.0, 0.9),   // best of cluster A
+            det(100.0, 0.0, 10.0, 0.8), // cluster B, alone
+            det(2.0, 0.0, 10.0, 0.85),
+        ];
+        let kept = nms(dets, NMS_IOU, MAX_FACES);
+        let scores: Vec<f32> = kept.iter().map(|d| d.score).collect();
+        assert_eq!(scores, vec![0.9, 0.8]);
+    }
+
+    #[test]
+    fn nms_respects_the_cap_and_keeps_touching_boxes() {
+        // Adjacent, non-overlapping boxes are separate faces.
+        let dets: Vec<Detection> = (0..20)
+            .map(|i| det(i as f32 * 10.0, 0.0, 10.0, 0.9))
+            .collect();
+        assert_eq!(nms(dets.clone(), NMS_IOU, MAX_FACES).len(), MAX_FACES);
+        assert_eq!(nms(dets, NMS_IOU, 100).len(), 20);
+    }
+}
