@@ -114,6 +114,8 @@ pub(crate) const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
 ///   credentials and owner app keys depend on it.
 /// * `secure_delete=ON`: freed pages are zeroed, so deleted (sealed) rows
 ///   do not linger in free pages.
+/// * `journal_size_limit`: after a checkpoint the WAL is truncated back
+///   to 1 MiB instead of keeping its high-water size on the flash.
 /// * `busy_timeout`: a diagnostic reader (sqlite3 CLI) briefly holding a
 ///   lock delays a write instead of failing it.
 pub(crate) fn configure(conn: &Connection) -> Result<(), StoreError> {
@@ -130,7 +132,8 @@ pub(crate) fn configure(conn: &Connection) -> Result<(), StoreError> {
         "PRAGMA synchronous=FULL;
          PRAGMA foreign_keys=ON;
          PRAGMA secure_delete=ON;
-         PRAGMA trusted_schema=OFF;",
+         PRAGMA trusted_schema=OFF;
+         PRAGMA journal_size_limit=1048576;",
     )
     .ctx("setting connection pragmas")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
