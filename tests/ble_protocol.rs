@@ -552,6 +552,29 @@ proptest! {
         prop_assert_eq!(l.open(T0, &f).expect("genuine frame"), msg);
     }
 
+    /// Tampering with any byte of the handshake frames makes the handshake
+    /// fail: the pairing confirm at the lock, the session accept at the app.
+    #[test]
+    fn prop_tampered_handshakes_fail(pos in any::<prop::sample::Index>(), flip in 1u8..=255) {
+        let lock = lock();
+        let app = StaticKeypair::generate(&mut OsRng);
+        let (p, init) = AppPairing::start(&app, PairingSecret::Owner(lock.code.clone()), &mut OsRng);
+        let req = PairRequest::parse(&init).expect("parses");
+        let (lp, reply) = LockPairing::respond_owner(&req, true, &lock.code, &lock.keys, &mut OsRng).expect("reply");
+        let (_, mut confirm) = p.on_reply(&app, &reply).expect("confirm");
+        let i = pos.index(confirm.len());
+        confirm[i] ^= flip;
+        prop_assert!(lp.finish_owner(&confirm, T0).is_err());
+
+        let (start, init) = AppSessionStart::new(&app, lock.keys.public(), &mut OsRng);
+        let init = SessionInit::parse(&init).expect("parses");
+        let (_, mut accept) =
+            accept_session(&lock.keys, &init, &app.public(), &mut OsRng, T0, DEFAULT_IDLE_TIMEOUT).expect("accept");
+        let i = pos.index(accept.len());
+        accept[i] ^= flip;
+        prop_assert!(start.finish(&app, &accept, T0, DEFAULT_IDLE_TIMEOUT).is_err());
+    }
+
     /// Replays of any earlier frame and any reordering are rejected.
     #[test]
     fn prop_replay_and_reorder_rejected(n in 2usize..8, pick in any::<prop::sample::Index>()) {

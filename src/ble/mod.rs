@@ -31,6 +31,9 @@
 //!
 //! Wire formats, diagrams and the threat table: `docs/ble-protocol.md`.
 
+// The BlueZ GATT glue (`gatt.rs`, bluer) is declared here, behind
+// `#[cfg(feature = "board-linux")]`, when it lands; it only moves bytes
+// between characteristics and the state machines below.
 pub mod client;
 pub mod commands;
 pub mod crypto;

@@ -305,9 +305,18 @@ impl<'a> Frame<'a> {
                 why: "length field does not match the frame size",
             });
         }
+        let counter = u64::from_be_bytes(ctr);
+        // Only sealed frames carry a counter; a handshake or error frame
+        // with one set was made by something other than this protocol.
+        if counter != 0 && !matches!(kind, FrameType::Data | FrameType::OneShot) {
+            return Err(ChannelError::Malformed {
+                got: bytes.len(),
+                why: "handshake frames must carry counter 0",
+            });
+        }
         Ok(Frame {
             kind,
-            counter: u64::from_be_bytes(ctr),
+            counter,
             header,
             body,
         })
