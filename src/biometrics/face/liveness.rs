@@ -104,6 +104,12 @@ impl LivenessCheck for IrLiveness {
         let LivenessFrame::Ir(ir) = frame else {
             return LivenessVerdict::Rejected(SpoofReason::UnsupportedFrame);
         };
+        if ![face.x, face.y, face.w, face.h]
+            .iter()
+            .all(|v| v.is_finite())
+        {
+            return LivenessVerdict::Rejected(SpoofReason::OutOfFrame);
+        }
         // The central 60 % of the box: skin and features, little background.
         let (fw, fh) = (ir.width() as f32, ir.height() as f32);
         let x0 = (face.x + 0.2 * face.w).max(0.0);
@@ -205,11 +211,18 @@ mod tests {
             LivenessVerdict::Rejected(SpoofReason::UnsupportedFrame)
         );
         let ir = frame(|_, _| 150);
-        let outside = FaceBox { x: 400.0, ..FACE };
-        assert_eq!(
-            c.check(&outside, LivenessFrame::Ir(&ir)),
-            LivenessVerdict::Rejected(SpoofReason::OutOfFrame)
-        );
+        for bad in [
+            FaceBox { x: 400.0, ..FACE },
+            FaceBox {
+                w: f32::NAN,
+                ..FACE
+            },
+        ] {
+            assert_eq!(
+                c.check(&bad, LivenessFrame::Ir(&ir)),
+                LivenessVerdict::Rejected(SpoofReason::OutOfFrame)
+            );
+        }
     }
 
     #[test]
