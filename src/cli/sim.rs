@@ -237,13 +237,18 @@ pub fn run(args: SimArgs, json: bool, out: &mut dyn Write) -> Result<(), SimCliE
             }
         }
         SimCommand::Status => {
-            let e = &reply["engine"];
-            let s = &reply["sim"];
+            // Strings without their JSON quotes; anything else as JSON.
+            let t = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+            let (e, s) = (&reply["engine"], &reply["sim"]);
             w(
                 out,
                 format!(
                     "lock {}  bolt {}  door {}  motor {}  step {}",
-                    e["lock"], s["bolt"], s["door"], s["motor"]["state"], e["step"]
+                    t(&e["lock"]),
+                    t(&s["bolt"]),
+                    t(&s["door"]),
+                    t(&s["motor"]["state"]),
+                    t(&e["step"])
                 ),
             )?;
             w(
@@ -265,8 +270,8 @@ pub fn run(args: SimArgs, json: bool, out: &mut dyn Write) -> Result<(), SimCliE
             w(
                 out,
                 format!(
-                    "keypad awake {} lit {}",
-                    s["keypad"]["awake"], s["keypad"]["lit"]
+                    "keypad awake {} lit {}  wake-ups {}",
+                    s["keypad"]["awake"], s["keypad"]["lit"], reply["daemon"]["wakeups"]
                 ),
             )?;
         }

@@ -222,7 +222,11 @@ impl EngineTask {
     pub fn step(&mut self, input: Input) {
         self.internal.push_back(input);
         while let Some(input) = self.internal.pop_front() {
-            let actions = self.engine.handle(self.clock.now(), input);
+            let now = self.clock.now();
+            if let Input::Motor(MotorReport::Jammed { .. }) = input {
+                self.static_diag.last_jam = now.wall.map(|w| w.0).unwrap_or(0);
+            }
+            let actions = self.engine.handle(now, input);
             self.apply(actions);
         }
         self.publish();

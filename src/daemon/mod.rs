@@ -309,6 +309,7 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
         board: board.name.into(),
         started: StdInstant::now(),
         storage_health: String::new(),
+        last_jam: 0,
     };
     static_diag.refresh_storage(&store);
     let store = Arc::new(Mutex::new(store));

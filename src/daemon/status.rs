@@ -18,6 +18,8 @@ pub struct StaticDiag {
     pub started: StdInstant,
     /// `"ok"` or `"degraded: ..."`, refreshed after every write.
     pub storage_health: String,
+    /// Unix seconds of the last motor jam this run, 0 for none.
+    pub last_jam: i64,
 }
 
 impl StaticDiag {
@@ -68,7 +70,7 @@ impl StaticDiag {
                 "advertising".into()
             },
             motor_cycles: s.motor_cycles,
-            last_jam: 0,
+            last_jam: self.last_jam,
             active_alarms: s
                 .active_alarms
                 .iter()
