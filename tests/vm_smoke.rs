@@ -147,7 +147,7 @@ fn all_devices_appear_in_guest() {
         video: true,
         sound: true,
         ble: true,
-        gpio_lines: GPIO_LINES.iter().map(|s| s.to_string()).collect(),
+        gpio_lines: GPIO_LINES.iter().map(ToString::to_string).collect(),
         ..Default::default()
     };
     let out = vm::run_test_in_guest(&opts, "guest_devices_present").expect("guest half passes");

@@ -413,9 +413,10 @@ fn cache_dir() -> PathBuf {
     if let Some(c) = std::env::var_os("LATCHD_VM_CACHE") {
         return PathBuf::from(c);
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("target"),
+        PathBuf::from,
+    );
     target.join("vm")
 }
 
