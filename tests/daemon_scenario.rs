@@ -100,6 +100,16 @@ fn first_start_enrol_unlock_lockout_and_restart() {
     }
     assert!(d.sigterm().success());
     assert_eq!(check_db(&state), (2, 3));
+    // Motor wear survives the restart: four bolt moves in the first run.
+    let db = rusqlite::Connection::open(state.join("latchd.db")).unwrap();
+    let cycles: i64 = db
+        .query_row(
+            "SELECT value FROM service_counters WHERE name = 'motor_cycles'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(cycles, 4);
 }
 
 /// SIGTERM in the middle of a motor move: the move finishes, the daemon

@@ -223,11 +223,15 @@ impl EngineTask {
         self.internal.push_back(input);
         while let Some(input) = self.internal.pop_front() {
             let now = self.clock.now();
+            let motor_report = matches!(input, Input::Motor(_));
             if let Input::Motor(MotorReport::Jammed { .. }) = input {
                 self.static_diag.last_jam = now.wall.map(|w| w.0).unwrap_or(0);
             }
             let actions = self.engine.handle(now, input);
             self.apply(actions);
+            if motor_report {
+                self.save_motor_cycles();
+            }
         }
         self.publish();
     }
@@ -267,6 +271,14 @@ impl EngineTask {
         self.log_events(events);
         if persisted || logged {
             self.static_diag.refresh_storage(&lock_store(&self.store));
+        }
+    }
+
+    /// Motor wear survives restarts: one small write per bolt move.
+    fn save_motor_cycles(&mut self) {
+        let total = self.static_diag.motor_cycles_before + self.engine.status().motor_cycles;
+        if let Err(e) = lock_store(&self.store).put_counter(status::MOTOR_CYCLES, total) {
+            tracing::warn!("cannot store the motor cycle count: {e}");
         }
     }
 

@@ -310,6 +310,7 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
         started: StdInstant::now(),
         storage_health: String::new(),
         last_jam: 0,
+        motor_cycles_before: store.get_counter(status::MOTOR_CYCLES)?.unwrap_or(0),
     };
     static_diag.refresh_storage(&store);
     let store = Arc::new(Mutex::new(store));

@@ -20,7 +20,13 @@ pub struct StaticDiag {
     pub storage_health: String,
     /// Unix seconds of the last motor jam this run, 0 for none.
     pub last_jam: i64,
+    /// Bolt moves of earlier runs (store counter [`MOTOR_CYCLES`]); the
+    /// engine counts this run's.
+    pub motor_cycles_before: u64,
 }
+
+/// The store counter that keeps bolt moves across restarts (motor wear).
+pub const MOTOR_CYCLES: &str = "motor_cycles";
 
 impl StaticDiag {
     pub fn refresh_storage(&mut self, store: &Store) {
@@ -69,7 +75,7 @@ impl StaticDiag {
             } else {
                 "advertising".into()
             },
-            motor_cycles: s.motor_cycles,
+            motor_cycles: self.motor_cycles_before + s.motor_cycles,
             last_jam: self.last_jam,
             active_alarms: s
                 .active_alarms
