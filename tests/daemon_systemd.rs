@@ -32,7 +32,7 @@ fn ready_watchdog_and_stopping_reach_systemd() {
     let sock = UnixDatagram::bind(&notify_path).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_latchd"))
+    let child = Command::new(env!("CARGO_BIN_EXE_latchd"))
         .arg("--headless")
         .arg("--state-dir")
         .arg(dir.path().join("state"))
