@@ -18,6 +18,21 @@
 //!                      └── next_deadline ◄──┘
 //! ```
 //!
+//! # Parts
+//!
+//! ```text
+//!   engine.rs   Engine: state, handle() dispatch, deadlines, status, unlock/lock,
+//!               credentials presented, alarms and power
+//!   menu.rs     front keypad and voice menu: first start, menu, enrolment,
+//!               delete, factory reset, mute, away, doorbell, outside lock
+//!   app.rs      app commands: who may do what (pairing/owner/guest), settings
+//!   users.rs    users, credentials, visitor codes, app keys + lookup indexes
+//!   passcode.rs B-2.3 rules, HMAC of codes, anti-peep window index
+//!   policy.rs   lockout counter (B-7), persisted as remaining durations
+//!   lock.rs     bolt/door/motor state, handing → motor direction
+//!   input.rs · action.rs · event.rs · types.rs · time.rs   the vocabulary
+//! ```
+//!
 //! # The run loop the daemon uses
 //!
 //! ```text
@@ -30,6 +45,8 @@
 //!     };
 //!     apply(engine.handle(now(), input)); // persist first, then the rest, in order
 //! }
+//! // on an orderly shutdown:
+//! store.put(Change::PutLockout(engine.lockout_record(now())));
 //! ```
 pub mod action;
 mod app;
