@@ -205,9 +205,7 @@ impl Player {
             .iter()
             .filter_map(|n| self.load(n).map(|p| (n.clone(), p)))
             .collect();
-        let Some((_, first)) = clips.first() else {
-            return None;
-        };
+        let (_, first) = clips.first()?;
         // Assets of one prompt share a format (one generator made them);
         // a clip in another format is resampled by ALSA's plug layer if the
         // PCM has one, else refused below and skipped.
@@ -259,7 +257,7 @@ impl Player {
                         Err(e) => {
                             // An underrun (EPIPE) is recoverable; anything
                             // else ends this prompt.
-                            if pcm.recover(e.errno() as i32, true).is_err() {
+                            if pcm.recover(e.errno(), true).is_err() {
                                 tracing::error!(error = %e, "voice playback failed");
                                 return None;
                             }
