@@ -61,6 +61,8 @@ use crate::core::{Action, AlarmKind, Input, KeypadView, ModuleCmd, MotorCmd, Pro
 pub mod drivers;
 #[cfg(feature = "board-linux")]
 pub mod linux;
+#[cfg(feature = "board-rpi")]
+pub mod rpi;
 pub mod sim;
 
 /// Why a device command or read failed.

@@ -94,10 +94,10 @@ pub async fn build(
     let o = &cfg.outputs;
     // Motor first: coasted the moment it is requested.
     let bridge = HBridge::new(
-        GpioOutput::request("outputs.motor_in1", &o.motor_in1)?,
-        GpioOutput::request("outputs.motor_in2", &o.motor_in2)?,
+        GpioOutput::request_with(cfg.gpio_provider, "outputs.motor_in1", &o.motor_in1)?,
+        GpioOutput::request_with(cfg.gpio_provider, "outputs.motor_in2", &o.motor_in2)?,
     );
-    let mut gpio = GpioInputs::request(&cfg.inputs)?;
+    let mut gpio = GpioInputs::request_with(cfg.gpio_provider, &cfg.inputs)?;
     let levels: Levels = Arc::new(Mutex::new(gpio.initial.clone()));
 
     let adc = open_adc(cfg)?;
@@ -188,15 +188,24 @@ pub async fn build(
         bolt: Box::new(LevelSensors(levels.clone())),
         door: Box::new(LevelSensors(levels.clone())),
         keypad: Box::new(LinuxKeypad {
-            backlight: GpioOutput::request("outputs.keypad_backlight", &o.keypad_backlight)?,
-            low_battery: GpioOutput::request("outputs.low_battery_led", &o.low_battery_led)?,
+            backlight: GpioOutput::request_with(
+                cfg.gpio_provider,
+                "outputs.keypad_backlight",
+                &o.keypad_backlight,
+            )?,
+            low_battery: GpioOutput::request_with(
+                cfg.gpio_provider,
+                "outputs.low_battery_led",
+                &o.low_battery_led,
+            )?,
             key_leds,
             awake,
         }),
         voice: Box::new(LinuxVoice(voice)),
         battery: Box::new(battery),
         tamper: Box::new(LevelSensors(levels)),
-        alarm: Box::new(Buzzer::new(GpioOutput::request(
+        alarm: Box::new(Buzzer::new(GpioOutput::request_with(
+            cfg.gpio_provider,
             "outputs.buzzer",
             &o.buzzer,
         )?)),

@@ -447,6 +447,20 @@ impl BoardConfig {
                 }
             }
         }
+        if self.gpio_provider == GpioProvider::Rppal {
+            for (key, line) in self.lines() {
+                let n = line
+                    .name
+                    .strip_prefix("GPIO")
+                    .and_then(|n| n.parse::<u8>().ok());
+                if n.is_none_or(|n| n > 53) {
+                    return Err(invalid(
+                        format!("{key}.name"),
+                        format!("is `{}`; with gpio_provider = \"rppal\" lines are named GPIO0..GPIO53 (BCM numbers)", line.name),
+                    ));
+                }
+            }
+        }
         let mut devices = vec![
             ("adc.spi_device", self.adc.spi_device.clone()),
             ("keypad.device", self.keypad.device.clone()),

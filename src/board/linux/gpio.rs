@@ -22,7 +22,7 @@ use gpiocdev::line::{EdgeDetection, EdgeKind, Value};
 use gpiocdev::request::Request;
 use tokio::sync::mpsc;
 
-use super::config::{Inputs, Line};
+use super::config::{GpioProvider, Inputs, Line};
 
 /// An input signal of the lock, as the board file names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -50,6 +50,14 @@ pub enum GpioError {
         chip: PathBuf,
         source: gpiocdev::Error,
     },
+    #[error("the board file asks for the rppal GPIO provider, but latchd was built without the `board-rpi` feature")]
+    ProviderNotBuilt,
+    #[error("gpio line `{line}` ({key}): {detail}")]
+    Rpi {
+        key: String,
+        line: String,
+        detail: String,
+    },
     #[error("gpio line `{line}`: {source}")]
     Io {
         line: String,
@@ -75,13 +83,35 @@ fn find(key: &str, line: &Line) -> Result<gpiocdev::FoundLine, GpioError> {
 /// One output line, usable wherever an `embedded_hal` `OutputPin` is.
 pub struct GpioOutput {
     name: String,
-    req: Request,
-    offset: u32,
+    line: OutputLine,
+}
+
+enum OutputLine {
+    Cdev {
+        req: Request,
+        offset: u32,
+    },
+    #[cfg(feature = "board-rpi")]
+    Rpi(crate::board::rpi::RpiOutput),
 }
 
 impl GpioOutput {
     /// Request `line` as an output, initially inactive (a motor input, an
-    /// LED or a buzzer starts off).
+    /// LED or a buzzer starts off), from the board file's GPIO provider.
+    pub fn request_with(provider: GpioProvider, key: &str, line: &Line) -> Result<Self, GpioError> {
+        match provider {
+            GpioProvider::Cdev => Self::request(key, line),
+            #[cfg(feature = "board-rpi")]
+            GpioProvider::Rppal => Ok(GpioOutput {
+                name: line.name.clone(),
+                line: OutputLine::Rpi(crate::board::rpi::RpiOutput::request(key, line)?),
+            }),
+            #[cfg(not(feature = "board-rpi"))]
+            GpioProvider::Rppal => Err(GpioError::ProviderNotBuilt),
+        }
+    }
+
+    /// Request `line` as an output on the GPIO character device.
     pub fn request(key: &str, line: &Line) -> Result<Self, GpioError> {
         let found = find(key, line)?;
         let mut b = Request::builder();
@@ -99,20 +129,30 @@ impl GpioOutput {
         })?;
         Ok(GpioOutput {
             name: line.name.clone(),
-            req,
-            offset: found.info.offset,
+            line: OutputLine::Cdev {
+                req,
+                offset: found.info.offset,
+            },
         })
     }
 
     pub fn set(&mut self, on: bool) -> Result<(), GpioError> {
-        let v = if on { Value::Active } else { Value::Inactive };
-        self.req
-            .set_value(self.offset, v)
-            .map(|_| ())
-            .map_err(|source| GpioError::Io {
-                line: self.name.clone(),
-                source,
-            })
+        match &mut self.line {
+            OutputLine::Cdev { req, offset } => {
+                let v = if on { Value::Active } else { Value::Inactive };
+                req.set_value(*offset, v)
+                    .map(|_| ())
+                    .map_err(|source| GpioError::Io {
+                        line: self.name.clone(),
+                        source,
+                    })
+            }
+            #[cfg(feature = "board-rpi")]
+            OutputLine::Rpi(pin) => {
+                pin.set(on);
+                Ok(())
+            }
+        }
     }
 }
 
@@ -136,6 +176,9 @@ pub struct GpioInputs {
     /// Levels at request time, for start-up state.
     pub initial: BTreeMap<Signal, bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Provider objects that must live as long as the events flow (rppal
+    /// pins with their interrupt threads).
+    _keep: Vec<Box<dyn std::any::Any + Send>>,
 }
 
 impl Drop for GpioInputs {
@@ -146,7 +189,7 @@ impl Drop for GpioInputs {
     }
 }
 
-fn signals(i: &Inputs) -> [(Signal, &'static str, &Line); 10] {
+pub(crate) fn signals(i: &Inputs) -> [(Signal, &'static str, &Line); 10] {
     [
         (
             Signal::BoltExtended,
@@ -182,6 +225,32 @@ fn signals(i: &Inputs) -> [(Signal, &'static str, &Line); 10] {
 }
 
 impl GpioInputs {
+    /// Inputs from another provider: its event channel, start levels, and
+    /// whatever must stay alive for events to keep flowing.
+    pub fn from_parts(
+        events: mpsc::Receiver<(Signal, bool)>,
+        initial: BTreeMap<Signal, bool>,
+        keep: Vec<Box<dyn std::any::Any + Send>>,
+    ) -> Self {
+        GpioInputs {
+            events,
+            initial,
+            tasks: Vec::new(),
+            _keep: keep,
+        }
+    }
+
+    /// Request every input line from the board file's GPIO provider.
+    pub fn request_with(provider: GpioProvider, inputs: &Inputs) -> Result<Self, GpioError> {
+        match provider {
+            GpioProvider::Cdev => Self::request(inputs),
+            #[cfg(feature = "board-rpi")]
+            GpioProvider::Rppal => crate::board::rpi::request_inputs(inputs),
+            #[cfg(not(feature = "board-rpi"))]
+            GpioProvider::Rppal => Err(GpioError::ProviderNotBuilt),
+        }
+    }
+
     /// Request every input line of the board file and start watching edges.
     /// Must be called inside a tokio runtime.
     pub fn request(inputs: &Inputs) -> Result<Self, GpioError> {
@@ -255,6 +324,7 @@ impl GpioInputs {
             events,
             initial,
             tasks,
+            _keep: Vec::new(),
         })
     }
 }
