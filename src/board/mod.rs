@@ -59,6 +59,8 @@ use crate::core::types::MotorDirection;
 use crate::core::{Action, AlarmKind, Input, KeypadView, ModuleCmd, MotorCmd, Prompt};
 
 pub mod drivers;
+#[cfg(feature = "face")]
+pub mod face_service;
 #[cfg(feature = "board-linux")]
 pub mod linux;
 #[cfg(feature = "board-rpi")]

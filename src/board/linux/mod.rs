@@ -11,6 +11,7 @@
 //!      voice.rs  ◄──┘ ALSA PCM ◄── WAV prompt assets
 //! ```
 pub mod board;
+pub mod camera;
 pub mod config;
 pub mod gpio;
 pub mod keypad;

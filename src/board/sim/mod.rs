@@ -43,6 +43,7 @@ use crate::core::types::{Key, Modality};
 use crate::core::{AlarmKind, Input, KeypadView};
 
 pub mod biometric;
+pub mod camera;
 mod devices;
 mod motor;
 

@@ -1,0 +1,510 @@
+//! Face recognition and enrolment on the real pipeline, over the camera's
+//! frame ring: the [`FaceSource`] of a board with a camera.
+//!
+//! ```text
+//!  engine ── ModuleCmd ──► FaceService::command (queue push, never blocks)
+//!                               │
+//!                               ▼ worker task (one command at a time)
+//!   RecogniseFace:  frames from the ring ──► spawn_blocking(observe + match)
+//!                   until a match or the time budget ends
+//!                   └─► exactly one report per attempt:
+//!                       Recognised{slot} | NotRecognised (a face was seen, none matched)
+//!                       nothing when no face was seen at all (nobody there: no
+//!                       failed verification counts towards a lockout, as on the sim board)
+//!   Enrol{slot}:    frames ──► observe ──► FaceEnrolment::offer
+//!                   NextPose ──► EnrolProgress(FacePose)   Retry(fix) ──► EnrolProgress(FaceFix)
+//!                   (a fix is reported when it changes, not per frame)
+//!                   Done ──► Enrolled{slot, template: Some(bytes)}
+//!                   CancelEnrol ──► stop, nothing stored; timeout ──► EnrolFailed(Timeout)
+//!  templates: watch::Receiver<FaceTemplates> the daemon updates after it
+//!             loads or persists the store's face credentials
+//! ```
+//!
+//! A model that cannot be loaded leaves the service running but answering
+//! every recognise/enrol with `ModuleReport::Fault` naming the file, so the
+//! lock keeps working with its other credentials. Templates are kept by
+//! the store (sealed), not here, so `Delete`/`Wipe` need no work.
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use image::RgbImage;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::{DeviceError, FaceSource, OrderedSender};
+use crate::biometrics::face::{
+    self, EnrolStep as FaceStep, FaceEnrolment, FaceError, FaceObservation, FaceRecognizer,
+    FaceTemplate, Fix, Pose,
+};
+use crate::core::input::{EnrolFailure, EnrolStep, FaceFix, FacePose, ModuleReport};
+use crate::core::types::Modality;
+use crate::core::{Input, ModuleCmd};
+use crate::video::{Frame, FrameRing};
+
+/// The templates recognition matches against: `(slot, template)`.
+pub type FaceTemplates = Arc<Vec<(u16, FaceTemplate)>>;
+
+/// Decode the store's face credentials (`CredentialSecret::FaceTemplate`
+/// slot and bytes). A template that does not decode is left out and
+/// logged: it cannot match anyone, and one bad record must not disable
+/// face unlock for everybody.
+pub fn decode_templates<'a>(creds: impl IntoIterator<Item = (u16, &'a [u8])>) -> FaceTemplates {
+    let mut out = Vec::new();
+    for (slot, bytes) in creds {
+        match FaceTemplate::from_bytes(bytes) {
+            Ok(t) => out.push((slot, t)),
+            Err(e) => tracing::error!(slot, "face template not usable: {e}"),
+        }
+    }
+    Arc::new(out)
+}
+
+/// What the service needs from the face pipeline. [`FaceRecognizer`] is
+/// the real one; a test may wrap it (e.g. to pose a head it has no photo of).
+pub trait FacePipeline: Send + Sync + 'static {
+    fn observe(&self, frame: &RgbImage) -> Result<Vec<FaceObservation>, FaceError>;
+    /// Cosine similarity a probe must reach to match.
+    fn threshold(&self) -> f32;
+}
+
+impl FacePipeline for FaceRecognizer {
+    fn observe(&self, frame: &RgbImage) -> Result<Vec<FaceObservation>, FaceError> {
+        FaceRecognizer::observe(self, frame)
+    }
+    fn threshold(&self) -> f32 {
+        FaceRecognizer::threshold(self)
+    }
+}
+
+/// Face service settings.
+#[derive(Debug, Clone)]
+pub struct FaceServiceConfig {
+    /// Where the ONNX models are (see `biometrics::face`).
+    pub models_dir: PathBuf,
+    pub threshold: f32,
+    /// How long one recognition attempt looks at frames (B-6.2).
+    pub attempt_budget: Duration,
+    /// How long an enrolment may go without finishing.
+    pub enrol_timeout: Duration,
+}
+
+impl FaceServiceConfig {
+    pub fn new(models_dir: PathBuf) -> Self {
+        FaceServiceConfig {
+            models_dir,
+            threshold: face::DEFAULT_MATCH_THRESHOLD,
+            attempt_budget: Duration::from_secs(3),
+            enrol_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The running service; dropping it stops the worker.
+pub struct FaceService {
+    cmds: mpsc::UnboundedSender<ModuleCmd>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for FaceService {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl std::fmt::Debug for FaceService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaceService").finish_non_exhaustive()
+    }
+}
+
+impl FaceService {
+    /// Load the models (on the blocking pool) and start the worker. A
+    /// load failure is logged and turned into `Fault` reports.
+    pub fn spawn(
+        cfg: FaceServiceConfig,
+        ring: FrameRing,
+        templates: watch::Receiver<FaceTemplates>,
+        reports: OrderedSender,
+    ) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            let dir = cfg.models_dir.clone();
+            let threshold = cfg.threshold;
+            let loaded = tokio::task::spawn_blocking(move || FaceRecognizer::load(&dir, threshold))
+                .await
+                .map_err(|e| format!("face model loader panicked: {e}"))
+                .and_then(|r| {
+                    r.map(|rec| Arc::new(rec) as Arc<dyn FacePipeline>)
+                        .map_err(|e| format!("face recognition unavailable: {e}"))
+                });
+            if let Err(e) = &loaded {
+                tracing::error!("{e}; the lock works without face unlock");
+            }
+            Worker::new(cfg, loaded, ring, templates, reports, rx)
+                .run()
+                .await;
+        });
+        FaceService { cmds: tx, task }
+    }
+
+    /// Start with a pipeline already built (tests, benches).
+    pub fn with_pipeline(
+        cfg: FaceServiceConfig,
+        pipeline: Arc<dyn FacePipeline>,
+        ring: FrameRing,
+        templates: watch::Receiver<FaceTemplates>,
+        reports: OrderedSender,
+    ) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            Worker::new(cfg, Ok(pipeline), ring, templates, reports, rx)
+                .run()
+                .await;
+        });
+        FaceService { cmds: tx, task }
+    }
+}
+
+impl FaceSource for FaceService {
+    fn command(&mut self, cmd: &ModuleCmd) -> Result<(), DeviceError> {
+        self.cmds
+            .send(*cmd)
+            .map_err(|_| DeviceError::Unavailable {
+                device: "face service",
+                detail: "its worker has stopped".into(),
+            })
+    }
+}
+
+struct Worker {
+    cfg: FaceServiceConfig,
+    pipeline: Result<Arc<dyn FacePipeline>, String>,
+    ring: FrameRing,
+    templates: watch::Receiver<FaceTemplates>,
+    reports: OrderedSender,
+    rx: mpsc::UnboundedReceiver<ModuleCmd>,
+}
+
+/// How an enrolment ended.
+enum EnrolEnd {
+    Finished,
+    /// A new command arrived that replaces the enrolment.
+    Interrupted(ModuleCmd),
+}
+
+impl Worker {
+    fn new(
+        cfg: FaceServiceConfig,
+        pipeline: Result<Arc<dyn FacePipeline>, String>,
+        ring: FrameRing,
+        templates: watch::Receiver<FaceTemplates>,
+        reports: OrderedSender,
+        rx: mpsc::UnboundedReceiver<ModuleCmd>,
+    ) -> Self {
+        Worker {
+            cfg,
+            pipeline,
+            ring,
+            templates,
+            reports,
+            rx,
+        }
+    }
+
+    fn report(&self, r: ModuleReport) {
+        if !self.reports.push(Input::Module(r)) {
+            tracing::debug!("face report dropped: the engine has stopped");
+        }
+    }
+
+    async fn run(mut self) {
+        let mut pending = None;
+        loop {
+            let cmd = match pending.take() {
+                Some(c) => c,
+                None => match self.rx.recv().await {
+                    Some(c) => c,
+                    None => return,
+                },
+            };
+            pending = self.handle(cmd).await;
+        }
+    }
+
+    /// Handle one command; returns a command that interrupted it.
+    async fn handle(&mut self, cmd: ModuleCmd) -> Option<ModuleCmd> {
+        let wants_pipeline = matches!(cmd, ModuleCmd::RecogniseFace | ModuleCmd::Enrol { .. });
+        if !wants_pipeline {
+            // Cancel with nothing running, Delete, Wipe: templates live in
+            // the store, nothing to do here.
+            return None;
+        }
+        let pipeline = match &self.pipeline {
+            Ok(p) => p.clone(),
+            Err(detail) => {
+                self.report(ModuleReport::Fault {
+                    modality: Modality::Face,
+                    detail: detail.clone(),
+                });
+                return None;
+            }
+        };
+        match cmd {
+            ModuleCmd::RecogniseFace => {
+                self.recognise(pipeline).await;
+                None
+            }
+            ModuleCmd::Enrol { slot, .. } => match self.enrol(pipeline, slot).await {
+                EnrolEnd::Finished => None,
+                EnrolEnd::Interrupted(c) => Some(c),
+            },
+            _ => None,
+        }
+    }
+
+    async fn recognise(&mut self, pipeline: Arc<dyn FacePipeline>) {
+        let deadline = Instant::now() + self.cfg.attempt_budget;
+        let mut frames = self.ring.subscribe();
+        let (mut saw_frame, mut saw_face) = (false, false);
+        loop {
+            let frame = match tokio::time::timeout_at(deadline, frames.next()).await {
+                Ok(Some(f)) => f,
+                Ok(None) | Err(_) => break,
+            };
+            saw_frame = true;
+            let templates = self.templates.borrow().clone();
+            match look(pipeline.clone(), frame, templates).await {
+                Ok(Look {
+                    faces,
+                    matched: Some(slot),
+                }) => {
+                    tracing::info!(slot, faces, "face recognised");
+                    self.report(ModuleReport::Recognised {
+                        modality: Modality::Face,
+                        slot,
+                    });
+                    return;
+                }
+                Ok(Look {
+                    faces,
+                    matched: None,
+                }) => saw_face |= faces > 0,
+                Err(e) => tracing::warn!("face frame skipped: {e}"),
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+        }
+        if saw_face {
+            self.report(ModuleReport::NotRecognised {
+                modality: Modality::Face,
+            });
+        } else if !saw_frame {
+            self.report(ModuleReport::Fault {
+                modality: Modality::Face,
+                detail: format!(
+                    "the camera delivered no frame in {:?}; check that it is connected",
+                    self.cfg.attempt_budget
+                ),
+            });
+        } else {
+            tracing::debug!("no face in view during the attempt: nothing counted");
+        }
+    }
+
+    async fn enrol(&mut self, pipeline: Arc<dyn FacePipeline>, slot: u16) -> EnrolEnd {
+        let deadline = Instant::now() + self.cfg.enrol_timeout;
+        let mut frames = self.ring.subscribe();
+        let mut enrolment = FaceEnrolment::new();
+        let mut last_fix: Option<FaceFix> = None;
+        loop {
+            let frame = tokio::select! {
+                cmd = self.rx.recv() => match cmd {
+                    Some(ModuleCmd::CancelEnrol { .. }) => {
+                        tracing::info!(slot, "face enrolment cancelled; nothing stored");
+                        return EnrolEnd::Finished;
+                    }
+                    Some(c @ ModuleCmd::Enrol { .. }) => return EnrolEnd::Interrupted(c),
+                    Some(other) => {
+                        tracing::warn!(?other, "ignored during a face enrolment");
+                        continue;
+                    }
+                    None => return EnrolEnd::Finished,
+                },
+                f = tokio::time::timeout_at(deadline, frames.next()) => match f {
+                    Ok(Some(f)) => f,
+                    Ok(None) | Err(_) => {
+                        self.report(ModuleReport::EnrolFailed {
+                            modality: Modality::Face,
+                            reason: EnrolFailure::Timeout,
+                        });
+                        return EnrolEnd::Finished;
+                    }
+                },
+            };
+            let p = pipeline.clone();
+            let observed = tokio::task::spawn_blocking(move || -> Result<_, String> {
+                let rgb = frame.to_rgb().map_err(|e| e.to_string())?;
+                p.observe(&rgb).map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r);
+            let faces = match observed {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::warn!("face frame skipped: {e}");
+                    continue;
+                }
+            };
+            match enrolment.offer(&faces) {
+                FaceStep::Hold(_) => {}
+                FaceStep::NextPose(pose) => {
+                    last_fix = None;
+                    self.report(ModuleReport::EnrolProgress {
+                        modality: Modality::Face,
+                        step: EnrolStep::FacePose(map_pose(pose)),
+                    });
+                }
+                FaceStep::Retry(fix) => {
+                    let fix = map_fix(fix);
+                    if last_fix != Some(fix) {
+                        last_fix = Some(fix);
+                        self.report(ModuleReport::EnrolProgress {
+                            modality: Modality::Face,
+                            step: EnrolStep::FaceFix(fix),
+                        });
+                    }
+                }
+                FaceStep::Done(template) => {
+                    tracing::info!(slot, "face enrolled");
+                    self.report(ModuleReport::Enrolled {
+                        modality: Modality::Face,
+                        slot,
+                        template: Some(template.to_bytes()),
+                    });
+                    return EnrolEnd::Finished;
+                }
+            }
+        }
+    }
+}
+
+struct Look {
+    faces: usize,
+    matched: Option<u16>,
+}
+
+/// Observe one frame and match every face in it (blocking pool).
+async fn look(
+    pipeline: Arc<dyn FacePipeline>,
+    frame: Arc<Frame>,
+    templates: FaceTemplates,
+) -> Result<Look, String> {
+    tokio::task::spawn_blocking(move || {
+        let rgb = frame.to_rgb().map_err(|e| e.to_string())?;
+        let faces = pipeline.observe(&rgb).map_err(|e| e.to_string())?;
+        let threshold = pipeline.threshold();
+        let matched = best_match(&faces, &templates, threshold);
+        Ok(Look {
+            faces: faces.len(),
+            matched,
+        })
+    })
+    .await
+    .map_err(|e| format!("face worker panicked: {e}"))?
+}
+
+/// The slot whose template scores highest at or above `threshold` against
+/// any face seen.
+pub fn best_match(
+    faces: &[FaceObservation],
+    templates: &[(u16, FaceTemplate)],
+    threshold: f32,
+) -> Option<u16> {
+    let mut best: Option<(u16, f32)> = None;
+    for f in faces {
+        for (slot, t) in templates {
+            let s = t.score(&f.embedding);
+            if s >= threshold && best.is_none_or(|(_, b)| s > b) {
+                best = Some((*slot, s));
+            }
+        }
+    }
+    best.map(|(slot, _)| slot)
+}
+
+/// The pipeline's pose names to the engine's prompts.
+pub fn map_pose(p: Pose) -> FacePose {
+    match p {
+        Pose::Front => FacePose::Straight,
+        Pose::Up => FacePose::Up,
+        Pose::Down => FacePose::Down,
+        Pose::Left => FacePose::Left,
+        Pose::Right => FacePose::Right,
+    }
+}
+
+/// The pipeline's fixes to the engine's prompts.
+pub fn map_fix(f: Fix) -> FaceFix {
+    match f {
+        Fix::NoFace => FaceFix::NoFace,
+        Fix::TwoFaces => FaceFix::SeveralFaces,
+        Fix::TooFar => FaceFix::TooFar,
+        Fix::TooClose => FaceFix::TooClose,
+        // Both are cured by holding still.
+        Fix::Blurry | Fix::Moving => FaceFix::Blurry,
+        Fix::Covered => FaceFix::Covered,
+        Fix::WrongPose { .. } => FaceFix::WrongPose,
+        // A different face took over mid-enrolment: the prompt closest in
+        // meaning is "only the person enrolling in view".
+        Fix::NotSamePerson => FaceFix::SeveralFaces,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_template_bytes_are_left_out() {
+        let t = decode_templates([(1u16, &b"garbage"[..])]);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn every_pose_and_fix_maps() {
+        assert_eq!(map_pose(Pose::Front), FacePose::Straight);
+        assert_eq!(map_fix(Fix::TwoFaces), FaceFix::SeveralFaces);
+        assert_eq!(
+            map_fix(Fix::WrongPose {
+                want: Pose::Up,
+                got: None
+            }),
+            FaceFix::WrongPose
+        );
+    }
+
+    #[tokio::test]
+    async fn missing_models_answer_with_a_fault() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let reports = OrderedSender::spawn(crate::board::InputSender::new(tx));
+        let (_t, templates) = watch::channel(FaceTemplates::default());
+        let mut svc = FaceService::spawn(
+            FaceServiceConfig::new(PathBuf::from("/nonexistent/models")),
+            FrameRing::new(),
+            templates,
+            reports,
+        );
+        svc.command(&ModuleCmd::RecogniseFace).expect("queued");
+        match rx.recv().await {
+            Some(Input::Module(ModuleReport::Fault { modality, detail })) => {
+                assert_eq!(modality, Modality::Face);
+                assert!(detail.contains("yunet"), "{detail}");
+            }
+            other => panic!("expected a fault, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,573 @@
+//! The live outdoor video: MJPEG over a small HTTP/1.1 server.
+//!
+//! ```text
+//!  client ── GET /stream.mjpg?token=… ──►  read head (≤ 8 KiB, 5 s)
+//!         (or Authorization: Bearer …)      │ parse request line + headers
+//!                                           │ token? ── no/wrong ──► 401
+//!                                           │ battery < 20 %? ─────► 503 (B-10.2)
+//!                                           │ too many viewers? ───► 503
+//!                                           ▼
+//!  ◄── 200 multipart/x-mixed-replace; boundary=latchdframe
+//!  ◄── --latchdframe / image/jpeg / Content-Length / JPEG   (per ring frame)
+//!       a client slower than the camera skips frames (see `ring`);
+//!       a client that stops reading for 10 s is dropped;
+//!       the stream ends when the battery falls below the limit.
+//!
+//!  GET /snapshot.jpg  ──► the newest frame as one JPEG (same checks)
+//! ```
+//!
+//! Why MJPEG and not RTSP: see `docs/video.md` (every browser and ffmpeg
+//! play it without a plug-in; no RTP/RTCP session state; one TCP port; the
+//! cost is bandwidth).
+//!
+//! The server answers `GET` only, one request per connection
+//! (`Connection: close`), and never echoes request data into a response.
+//! The token is compared in constant time (SHA-256 of both sides, then
+//! `subtle`), so neither its bytes nor its length leak through timing.
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use zeroize::Zeroizing;
+
+use super::ring::{Frame, FrameRing};
+
+/// Largest request head accepted (request line + headers).
+pub const MAX_HEAD: usize = 8 * 1024;
+/// Time a client has to send its request head.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time one frame may take to be written before the viewer is dropped.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Multipart boundary between frames.
+pub const BOUNDARY: &str = "latchdframe";
+/// Shortest token accepted in the configuration.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// The `[video]` settings.
+#[derive(Clone)]
+pub struct StreamConfig {
+    /// Where to listen; loopback by default (a reverse proxy or the app's
+    /// tunnel publishes it further).
+    pub bind: SocketAddr,
+    /// The bearer token a viewer must present.
+    pub token: Zeroizing<String>,
+    /// B-10.2: below this battery level video is refused.
+    pub min_battery_percent: u8,
+    /// Viewers served at once; more get 503.
+    pub max_viewers: usize,
+    /// Time `/snapshot.jpg` waits for a first frame.
+    pub frame_wait: Duration,
+}
+
+impl std::fmt::Debug for StreamConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamConfig")
+            .field("bind", &self.bind)
+            .field("token", &"<redacted>")
+            .field("min_battery_percent", &self.min_battery_percent)
+            .field("max_viewers", &self.max_viewers)
+            .finish()
+    }
+}
+
+impl StreamConfig {
+    /// Loopback port 8081, 20 % battery floor, 4 viewers.
+    pub fn new(token: impl Into<String>) -> Self {
+        StreamConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            token: Zeroizing::new(token.into()),
+            min_battery_percent: 20,
+            max_viewers: 4,
+            frame_wait: Duration::from_secs(2),
+        }
+    }
+
+    /// Refuse settings that would serve video to anyone.
+    pub fn validate(&self) -> Result<(), VideoError> {
+        let t = self.token.as_str();
+        if t.len() < MIN_TOKEN_LEN {
+            return Err(VideoError::Config(format!(
+                "video.token must be at least {MIN_TOKEN_LEN} characters (e.g. `openssl rand -hex 16`)"
+            )));
+        }
+        // URL-safe characters only, so `?token=` needs no percent-decoding.
+        if !t
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+        {
+            return Err(VideoError::Config(
+                "video.token may contain only A-Z a-z 0-9 - . _ ~".into(),
+            ));
+        }
+        if self.max_viewers == 0 {
+            return Err(VideoError::Config(
+                "video.max_viewers must be at least 1".into(),
+            ));
+        }
+        if self.min_battery_percent > 100 {
+            return Err(VideoError::Config(
+                "video.min_battery_percent must be 0-100".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VideoError {
+    #[error("video configuration: {0}")]
+    Config(String),
+    #[error("cannot listen for video on {addr}: {source}; check that the port is free")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A bound video server; [`VideoServer::run`] serves until dropped.
+pub struct VideoServer {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    token_hash: [u8; 32],
+    min_battery: u8,
+    frame_wait: Duration,
+    viewers: Semaphore,
+    ring: FrameRing,
+    battery: watch::Receiver<Option<u8>>,
+}
+
+impl VideoServer {
+    /// Check `cfg` and bind. `battery` is the lock's battery percent
+    /// (`None` until first read: video is refused until it is known).
+    pub async fn bind(
+        cfg: &StreamConfig,
+        ring: FrameRing,
+        battery: watch::Receiver<Option<u8>>,
+    ) -> Result<Self, VideoError> {
+        cfg.validate()?;
+        let listener = TcpListener::bind(cfg.bind)
+            .await
+            .map_err(|source| VideoError::Bind {
+                addr: cfg.bind,
+                source,
+            })?;
+        Ok(VideoServer {
+            listener,
+            shared: Arc::new(Shared {
+                token_hash: Sha256::digest(cfg.token.as_bytes()).into(),
+                min_battery: cfg.min_battery_percent,
+                frame_wait: cfg.frame_wait,
+                viewers: Semaphore::new(cfg.max_viewers),
+                ring,
+                battery,
+            }),
+        })
+    }
+
+    /// The address actually bound (port 0 picks one).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Accept and serve connections, each in its own task.
+    pub async fn run(self) {
+        loop {
+            match self.listener.accept().await {
+                Ok((sock, peer)) => {
+                    let shared = self.shared.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = serve(sock, &shared).await {
+                            tracing::debug!(%peer, "video connection ended: {e}");
+                        }
+                    });
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!("video accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+}
+
+/// What a request asks for, once parsed.
+#[derive(Debug, PartialEq, Eq)]
+struct Request<'a> {
+    method: &'a str,
+    path: &'a str,
+    query_token: Option<&'a str>,
+    bearer: Option<&'a str>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum HeadError {
+    TooLarge,
+    Malformed(&'static str),
+}
+
+/// Parse a request head (everything before the blank line).
+fn parse_head(head: &[u8]) -> Result<Request<'_>, HeadError> {
+    let text = std::str::from_utf8(head).map_err(|_| HeadError::Malformed("not UTF-8"))?;
+    let mut lines = text.split("\r\n");
+    let request_line = lines.next().ok_or(HeadError::Malformed("empty"))?;
+    let mut parts = request_line.split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(HeadError::Malformed("request line"));
+    };
+    if version != "HTTP/1.1" && version != "HTTP/1.0" {
+        return Err(HeadError::Malformed("HTTP version"));
+    }
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    let query_token = query.and_then(|q| {
+        q.split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == "token")
+            .map(|(_, v)| v)
+    });
+    let mut bearer = None;
+    for line in lines {
+        if line.is_empty() {
+            continue;
+        }
+        let (name, value) = line
+            .split_once(':')
+            .ok_or(HeadError::Malformed("header line"))?;
+        if name.eq_ignore_ascii_case("authorization") {
+            let value = value.trim();
+            if let Some((scheme, cred)) = value.split_once(' ') {
+                if scheme.eq_ignore_ascii_case("bearer") {
+                    bearer = Some(cred.trim());
+                }
+            }
+        }
+    }
+    Ok(Request {
+        method,
+        path,
+        query_token,
+        bearer,
+    })
+}
+
+/// Read until the blank line ending the head, at most [`MAX_HEAD`] bytes.
+async fn read_head(sock: &mut TcpStream) -> Result<Vec<u8>, HeadError> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        if let Some(end) = find_blank_line(&buf) {
+            buf.truncate(end);
+            return Ok(buf);
+        }
+        if buf.len() >= MAX_HEAD {
+            return Err(HeadError::TooLarge);
+        }
+        let want = chunk.len().min(MAX_HEAD - buf.len());
+        let n = sock
+            .read(&mut chunk[..want])
+            .await
+            .map_err(|_| HeadError::Malformed("read"))?;
+        if n == 0 {
+            return Err(HeadError::Malformed("closed before the end of the head"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn find_blank_line(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n")
+}
+
+async fn respond<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    status: &str,
+    extra: &str,
+    body: &str,
+) -> std::io::Result<()> {
+    let msg = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n{extra}\r\n{body}",
+        body.len()
+    );
+    tokio::time::timeout(WRITE_TIMEOUT, w.write_all(msg.as_bytes()))
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    w.shutdown().await
+}
+
+impl Shared {
+    fn authorised(&self, req: &Request<'_>) -> bool {
+        let Some(given) = req.bearer.or(req.query_token) else {
+            return false;
+        };
+        let h: [u8; 32] = Sha256::digest(given.as_bytes()).into();
+        h.ct_eq(&self.token_hash).into()
+    }
+
+    /// `Some(reason)` when B-10.2 forbids video now.
+    fn battery_refusal(&self) -> Option<String> {
+        match *self.battery.borrow() {
+            None => Some("video unavailable: battery level not known yet\n".into()),
+            Some(p) if p < self.min_battery => Some(format!(
+                "video unavailable: battery at {p} %, below {} %; charge the lock\n",
+                self.min_battery
+            )),
+            Some(_) => None,
+        }
+    }
+}
+
+async fn serve(mut sock: TcpStream, shared: &Shared) -> std::io::Result<()> {
+    let head = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut sock)).await {
+        Err(_) => {
+            return respond(
+                &mut sock,
+                "408 Request Timeout",
+                "",
+                "request head too slow\n",
+            )
+            .await
+        }
+        Ok(Err(HeadError::TooLarge)) => {
+            return respond(
+                &mut sock,
+                "431 Request Header Fields Too Large",
+                "",
+                "request head too large\n",
+            )
+            .await
+        }
+        Ok(Err(HeadError::Malformed(what))) => {
+            return respond(
+                &mut sock,
+                "400 Bad Request",
+                "",
+                &format!("bad request: {what}\n"),
+            )
+            .await
+        }
+        Ok(Ok(h)) => h,
+    };
+    let req = match parse_head(&head) {
+        Ok(r) => r,
+        Err(HeadError::Malformed(what)) => {
+            return respond(
+                &mut sock,
+                "400 Bad Request",
+                "",
+                &format!("bad request: {what}\n"),
+            )
+            .await
+        }
+        Err(HeadError::TooLarge) => {
+            return respond(&mut sock, "431 Request Header Fields Too Large", "", "").await
+        }
+    };
+    if req.method != "GET" {
+        return respond(
+            &mut sock,
+            "405 Method Not Allowed",
+            "Allow: GET\r\n",
+            "GET only\n",
+        )
+        .await;
+    }
+    let stream = match req.path {
+        "/stream.mjpg" | "/" => true,
+        "/snapshot.jpg" => false,
+        _ => {
+            return respond(
+                &mut sock,
+                "404 Not Found",
+                "",
+                "try /stream.mjpg or /snapshot.jpg\n",
+            )
+            .await
+        }
+    };
+    // Authentication before anything else, so the battery state is not
+    // told to strangers.
+    if !shared.authorised(&req) {
+        return respond(
+            &mut sock,
+            "401 Unauthorized",
+            "WWW-Authenticate: Bearer realm=\"latchd video\"\r\n",
+            "a valid token is needed (Authorization: Bearer … or ?token=…)\n",
+        )
+        .await;
+    }
+    if let Some(reason) = shared.battery_refusal() {
+        return respond(&mut sock, "503 Service Unavailable", "", &reason).await;
+    }
+    let Ok(_viewer) = shared.viewers.try_acquire() else {
+        return respond(
+            &mut sock,
+            "503 Service Unavailable",
+            "Retry-After: 10\r\n",
+            "too many viewers; try again later\n",
+        )
+        .await;
+    };
+    if stream {
+        serve_stream(sock, shared).await
+    } else {
+        serve_snapshot(sock, shared).await
+    }
+}
+
+/// The frame's JPEG, encoded on the blocking pool (it is cached in the
+/// frame, so later viewers of the same frame pay nothing).
+async fn jpeg_of(frame: &Arc<Frame>) -> Option<Arc<Frame>> {
+    let f = frame.clone();
+    let ok = tokio::task::spawn_blocking(move || match f.jpeg() {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!(seq = f.seq, "frame not served: {e}");
+            false
+        }
+    })
+    .await
+    .unwrap_or(false);
+    ok.then(|| frame.clone())
+}
+
+async fn write_timed(sock: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()> {
+    tokio::time::timeout(WRITE_TIMEOUT, sock.write_all(bytes))
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
+}
+
+async fn serve_snapshot(mut sock: TcpStream, shared: &Shared) -> std::io::Result<()> {
+    let mut frames = shared.ring.subscribe();
+    let frame = match shared.ring.latest() {
+        Some(f) => Some(f),
+        None => tokio::time::timeout(shared.frame_wait, frames.next())
+            .await
+            .ok()
+            .flatten(),
+    };
+    let Some(frame) = frame else {
+        return respond(
+            &mut sock,
+            "503 Service Unavailable",
+            "",
+            "the camera has no picture yet\n",
+        )
+        .await;
+    };
+    let Some(frame) = jpeg_of(&frame).await else {
+        return respond(
+            &mut sock,
+            "500 Internal Server Error",
+            "",
+            "the camera's frame could not be encoded\n",
+        )
+        .await;
+    };
+    let Ok(jpeg) = frame.jpeg() else {
+        return respond(
+            &mut sock,
+            "500 Internal Server Error",
+            "",
+            "encode failed\n",
+        )
+        .await;
+    };
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+        jpeg.len()
+    );
+    write_timed(&mut sock, head.as_bytes()).await?;
+    write_timed(&mut sock, &jpeg).await?;
+    sock.shutdown().await
+}
+
+async fn serve_stream(mut sock: TcpStream, shared: &Shared) -> std::io::Result<()> {
+    let mut frames = shared.ring.subscribe();
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary={BOUNDARY}\r\nCache-Control: no-store\r\nPragma: no-cache\r\nConnection: close\r\n\r\n"
+    );
+    write_timed(&mut sock, head.as_bytes()).await?;
+    // Start with the newest frame so a viewer sees a picture at once.
+    let mut next = shared.ring.latest();
+    loop {
+        let frame = match next.take() {
+            Some(f) => f,
+            None => match frames.next().await {
+                Some(f) => f,
+                None => break,
+            },
+        };
+        if shared.battery_refusal().is_some() {
+            tracing::info!("video stream ended: battery below the video limit");
+            break;
+        }
+        let Some(frame) = jpeg_of(&frame).await else {
+            continue;
+        };
+        let Ok(jpeg) = frame.jpeg() else { continue };
+        let part = format!(
+            "--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
+            jpeg.len()
+        );
+        write_timed(&mut sock, part.as_bytes()).await?;
+        write_timed(&mut sock, &jpeg).await?;
+        write_timed(&mut sock, b"\r\n").await?;
+    }
+    sock.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_query_and_bearer_tokens() {
+        let r = parse_head(b"GET /stream.mjpg?a=1&token=abc HTTP/1.1\r\nHost: x").expect("ok");
+        assert_eq!(r.path, "/stream.mjpg");
+        assert_eq!(r.query_token, Some("abc"));
+        assert_eq!(r.bearer, None);
+        let r = parse_head(b"GET /snapshot.jpg HTTP/1.1\r\nauthorization:  Bearer  xyz \r\n")
+            .expect("ok");
+        assert_eq!(r.bearer, Some("xyz"));
+    }
+
+    #[test]
+    fn refuses_malformed_heads() {
+        for bad in [
+            &b"GET /\r\n"[..],
+            b"GET / HTTP/2\r\n",
+            b"GET  / HTTP/1.1\r\n",
+            b"GET / HTTP/1.1\r\nno colon here",
+            b"GET / HTTP/1.1\r\n\xff: x",
+        ] {
+            assert!(
+                parse_head(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn config_refuses_weak_tokens() {
+        assert!(StreamConfig::new("short").validate().is_err());
+        assert!(StreamConfig::new("0123456789abcdef0123/")
+            .validate()
+            .is_err());
+        assert!(StreamConfig::new("0123456789abcdef").validate().is_ok());
+    }
+}

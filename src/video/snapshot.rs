@@ -1,0 +1,210 @@
+//! JPEG snapshots kept with doorbell and alarm events (B-1.5, B-3.5).
+//!
+//! ```text
+//!   engine ── Action::Snapshot(reason) ──► Board::perform ──► RingCamera::snapshot
+//!                                                                 │ newest frame of the ring
+//!                                                                 ▼ (blocking pool: encode + write)
+//!                         <state>/snapshots/<unix-ms>-<seq>-<reason>.jpg
+//!                         oldest files removed beyond `max_files`
+//! ```
+//!
+//! Files are written to a temporary name and renamed, so a reader never
+//! sees half a JPEG. The directory is created `0700`: snapshots are
+//! pictures of people at the door.
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::board::{Camera, DeviceError};
+use crate::core::action::SnapshotReason;
+use crate::core::AlarmKind;
+
+use super::ring::{Frame, FrameError, FrameRing};
+
+/// Snapshots kept by default before the oldest are removed.
+pub const DEFAULT_MAX_SNAPSHOTS: usize = 200;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("the camera has not delivered a frame yet; check that it is connected and streaming")]
+    NoFrame,
+    #[error("snapshot frame: {0}")]
+    Frame(#[from] FrameError),
+    #[error("writing snapshot {path}: {source}; check that the state directory is writable")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A directory of at most `max_files` snapshots.
+#[derive(Debug, Clone)]
+pub struct SnapshotStore {
+    dir: PathBuf,
+    max_files: usize,
+}
+
+/// The short name of a reason used in file names.
+pub fn reason_tag(reason: SnapshotReason) -> &'static str {
+    match reason {
+        SnapshotReason::Doorbell => "doorbell",
+        SnapshotReason::Alarm(AlarmKind::Tamper) => "alarm-tamper",
+        SnapshotReason::Alarm(AlarmKind::Lockout) => "alarm-lockout",
+        SnapshotReason::Alarm(AlarmKind::Duress) => "alarm-duress",
+        SnapshotReason::Alarm(AlarmKind::LowBattery) => "alarm-low-battery",
+        SnapshotReason::Alarm(AlarmKind::Jam) => "alarm-jam",
+    }
+}
+
+impl SnapshotStore {
+    /// Snapshots under `<state_dir>/snapshots`.
+    pub fn in_state_dir(state_dir: &Path, max_files: usize) -> Self {
+        SnapshotStore {
+            dir: state_dir.join("snapshots"),
+            max_files: max_files.max(1),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Write `frame` as a JPEG named after the time, the frame and the
+    /// reason, then prune the oldest files beyond the limit.
+    pub fn save(&self, frame: &Frame, reason: SnapshotReason) -> Result<PathBuf, SnapshotError> {
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| SnapshotError::Io { path, source }
+        };
+        create_private_dir(&self.dir).map_err(io(&self.dir))?;
+        let jpeg = frame.jpeg()?;
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        // Zero-padded so lexical order is time order (pruning relies on it).
+        let name = format!("{ms:015}-{:010}-{}.jpg", frame.seq, reason_tag(reason));
+        let path = self.dir.join(&name);
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, &jpeg).map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        self.prune().map_err(io(&self.dir))?;
+        Ok(path)
+    }
+
+    /// The snapshot files, oldest first.
+    pub fn list(&self) -> std::io::Result<Vec<PathBuf>> {
+        let mut files = Vec::new();
+        let rd = match std::fs::read_dir(&self.dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(files),
+            Err(e) => return Err(e),
+        };
+        for entry in rd {
+            let p = entry?.path();
+            let is_snapshot = p.extension().is_some_and(|e| e == "jpg")
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| !n.starts_with('.'));
+            if is_snapshot {
+                files.push(p);
+            }
+        }
+        files.sort();
+        Ok(files)
+    }
+
+    fn prune(&self) -> std::io::Result<()> {
+        let files = self.list()?;
+        let excess = files.len().saturating_sub(self.max_files);
+        for old in &files[..excess] {
+            std::fs::remove_file(old)?;
+        }
+        Ok(())
+    }
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// The board's [`Camera`] over a frame ring: takes the newest frame and
+/// stores it on the blocking pool, so `snapshot` returns at once. One
+/// snapshot is written at a time; one asked for while another is being
+/// written is skipped (and logged), bounding the work a burst of doorbell
+/// presses can cause.
+pub struct RingCamera {
+    ring: FrameRing,
+    store: SnapshotStore,
+    runtime: tokio::runtime::Handle,
+    busy: Arc<AtomicBool>,
+}
+
+impl RingCamera {
+    /// Must be called inside a tokio runtime (the daemon's).
+    pub fn new(ring: FrameRing, store: SnapshotStore) -> Self {
+        RingCamera {
+            ring,
+            store,
+            runtime: tokio::runtime::Handle::current(),
+            busy: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+impl Camera for RingCamera {
+    fn snapshot(&mut self, reason: SnapshotReason) -> Result<(), DeviceError> {
+        let frame = self.ring.latest().ok_or_else(|| DeviceError::Unavailable {
+            device: "camera",
+            detail: SnapshotError::NoFrame.to_string(),
+        })?;
+        if self.busy.swap(true, Ordering::SeqCst) {
+            tracing::warn!(
+                ?reason,
+                "snapshot skipped: the previous one is still being written"
+            );
+            return Ok(());
+        }
+        let store = self.store.clone();
+        let busy = self.busy.clone();
+        self.runtime.spawn_blocking(move || {
+            match store.save(&frame, reason) {
+                Ok(path) => tracing::info!(path = %path.display(), ?reason, "snapshot stored"),
+                Err(e) => tracing::error!(?reason, "snapshot not stored: {e}"),
+            }
+            busy.store(false, Ordering::SeqCst);
+        });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::video::ring::PixelFormat;
+
+    #[test]
+    fn store_writes_jpegs_and_keeps_at_most_max() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SnapshotStore::in_state_dir(dir.path(), 3);
+        let ring = FrameRing::new();
+        for _ in 0..5 {
+            ring.publish(4, 2, PixelFormat::Rgb, vec![90; 4 * 2 * 3]);
+            let f = ring.latest().expect("frame");
+            let p = store.save(&f, SnapshotReason::Doorbell).expect("saved");
+            let bytes = std::fs::read(&p).expect("read");
+            assert_eq!(&bytes[..2], &[0xFF, 0xD8], "a JPEG");
+        }
+        let files = store.list().expect("list");
+        assert_eq!(files.len(), 3);
+        // The newest three frames (seq 3, 4, 5) are the ones kept.
+        let last = files[2].file_name().and_then(|n| n.to_str()).expect("name");
+        assert!(last.contains("-0000000005-doorbell"), "{last}");
+    }
+}
