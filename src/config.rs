@@ -40,6 +40,8 @@ impl BoardKind {
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub board: BoardKind,
+    /// The board file (`board = "linux"`): how the hardware is wired.
+    pub board_file: Option<PathBuf>,
     /// Where the database and device key live; see [`default_state_dir`].
     pub state_dir: Option<PathBuf>,
     pub lock: LockConfig,
@@ -48,6 +50,10 @@ pub struct Config {
     pub dbus: DbusConfig,
     pub sim: SimSection,
     pub log: LogConfig,
+    /// `[wifi]`: which service joins Wi-Fi (see `docs/wifi.md`).
+    pub wifi: crate::wifi::WifiConfig,
+    /// `[remote]`: MQTT remote access (off by default, see `docs/remote.md`).
+    pub remote: crate::remote::RemoteConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -103,6 +109,9 @@ pub struct SimSection {
     pub palm_touches: u8,
     /// Battery charge of the simulated lock at start.
     pub battery_percent: u8,
+    /// `memory` (default) or `wire`: the real UART drivers against
+    /// wire-level module simulators.
+    pub modules: crate::board::sim::SimModuleKind,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -116,6 +125,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             board: BoardKind::Sim,
+            board_file: None,
             state_dir: None,
             lock: LockConfig::default(),
             store: StoreConfig::default(),
@@ -123,6 +133,8 @@ impl Default for Config {
             dbus: DbusConfig::default(),
             sim: SimSection::default(),
             log: LogConfig::default(),
+            wifi: crate::wifi::WifiConfig::default(),
+            remote: crate::remote::RemoteConfig::default(),
         }
     }
 }
@@ -169,6 +181,7 @@ impl Default for SimSection {
             finger_touches: 3,
             palm_touches: 2,
             battery_percent: 80,
+            modules: crate::board::sim::SimModuleKind::Memory,
         }
     }
 }

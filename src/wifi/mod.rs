@@ -1,1 +1,308 @@
-//! (module being written)
+//! Wi-Fi: joining the network the owner gave the lock (Improv Wi-Fi over
+//! BLE, B-5.1), reporting link state for the status report (B-9.1), and
+//! switching the radio with the Wi-Fi setting.
+//!
+//! The lock never drives the radio itself: the SoC image runs either
+//! `wpa_supplicant` or NetworkManager, and latchd talks to that over the
+//! **system D-Bus**. The board config picks which one:
+//!
+//! ```toml
+//! [wifi]
+//! backend = "wpa_supplicant"   # or "networkmanager", or "none" (default)
+//! interface = "wlan0"
+//! connect_timeout_secs = 30
+//! ```
+//!
+//! ```text
+//!  Improv "send Wi-Fi settings" ──► WifiBackend::apply(ssid, psk)
+//!                                        │
+//!       ┌────────────────────────────────┴──────────────────────────────┐
+//!       ▼ wpa_supplicant (fi.w1.wpa_supplicant1)        ▼ NetworkManager (org.freedesktop.NetworkManager)
+//!   GetInterface(ifname) / CreateInterface          GetDeviceByIpIface(ifname)
+//!   Interface.AddNetwork({ssid, psk, key_mgmt})     AddAndActivateConnection(settings, device, "/")
+//!   Interface.SelectNetwork(net)                    watch Connection.Active.State
+//!   watch Interface.State until "completed"         until ACTIVATED (2) or DEACTIVATED (4) + reason
+//!     4way_handshake → disconnected = wrong key
+//!       └──────────────────────────────┬────────────────────────────────┘
+//!                                      ▼
+//!                   Ok(WifiStatus) │ Err(WifiError::WrongPassword | Timeout | …)
+//! ```
+//!
+//! Both backends are tested against test doubles that speak the real
+//! interface names and signatures on a private `dbus-daemon`
+//! (`tests/wifi_backends.rs`). Flow and config keys: `docs/wifi.md`.
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+pub mod networkmanager;
+pub mod wpa_supplicant;
+
+/// How long `apply` waits for the link by default.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A boxed future, so backends can sit behind `dyn WifiBackend`.
+pub type WifiFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Link state as the lock reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WifiStatus {
+    /// The radio is on (NetworkManager's `WirelessEnabled`; wpa_supplicant:
+    /// the interface is not disabled).
+    pub enabled: bool,
+    /// Associated and, for wpa_supplicant, the key handshake completed.
+    pub connected: bool,
+    /// Signal strength, dBm, when connected. NetworkManager reports a
+    /// percentage only; it is converted back with NM's own mapping.
+    pub rssi_dbm: Option<i16>,
+}
+
+/// Why a Wi-Fi operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WifiError {
+    #[error("no Wi-Fi backend is configured (set [wifi] backend = \"wpa_supplicant\" or \"networkmanager\" in the board config)")]
+    NotConfigured,
+    #[error("Wi-Fi credentials refused before trying them: {0}")]
+    BadCredentials(&'static str),
+    /// Boxed: zbus errors are large and this travels up every call.
+    #[error("cannot reach the system D-Bus for Wi-Fi: {0}")]
+    Bus(#[source] Box<zbus::Error>),
+    #[error("{service} is not running on the bus; start it (systemctl start {unit}) or change [wifi] backend")]
+    ServiceMissing {
+        service: &'static str,
+        unit: &'static str,
+    },
+    #[error("Wi-Fi interface `{interface}` does not exist or is not managed by {service}; check [wifi] interface")]
+    InterfaceMissing {
+        interface: String,
+        service: &'static str,
+    },
+    #[error(
+        "the access point refused the password (reason {reason}); check the password and try again"
+    )]
+    WrongPassword { reason: i32 },
+    #[error("the network `{ssid}` could not be joined ({detail})")]
+    ConnectFailed { ssid: String, detail: String },
+    #[error("no link within {} s; check that the network is in range and on 2.4 GHz", .0.as_secs())]
+    Timeout(Duration),
+    #[error("{service} answered {call} unexpectedly: {source}")]
+    Call {
+        service: &'static str,
+        call: &'static str,
+        #[source]
+        source: Box<zbus::Error>,
+    },
+}
+
+/// A way of joining Wi-Fi. Implementations talk to a network service;
+/// they hold no credentials after `apply` returns.
+pub trait WifiBackend: Send + Sync {
+    /// Join `ssid` with `psk` (empty: open network; 8–63 characters: a
+    /// passphrase; 64 hex digits: the raw key). Waits for the link or a
+    /// definite failure, at most the configured time-out.
+    fn apply<'a>(
+        &'a self,
+        ssid: &'a [u8],
+        psk: &'a [u8],
+    ) -> WifiFuture<'a, Result<WifiStatus, WifiError>>;
+    /// The current link.
+    fn status(&self) -> WifiFuture<'_, Result<WifiStatus, WifiError>>;
+    /// Switch Wi-Fi on or off (the lock's Wi-Fi setting).
+    fn set_enabled(&self, on: bool) -> WifiFuture<'_, Result<(), WifiError>>;
+}
+
+/// What `apply` hands the backend: checked, and wiped on drop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Secret {
+    Open,
+    Passphrase(Zeroizing<String>),
+    RawKey(Zeroizing<[u8; 32]>),
+}
+
+/// Check credentials before anything is sent to the network service, so a
+/// bad value changes nothing there.
+pub fn check_credentials(ssid: &[u8], psk: &[u8]) -> Result<Secret, WifiError> {
+    if ssid.is_empty() || ssid.len() > 32 {
+        return Err(WifiError::BadCredentials("the SSID must be 1 to 32 bytes"));
+    }
+    match psk.len() {
+        0 => Ok(Secret::Open),
+        8..=63 => {
+            // WPA2 passphrases are printable ASCII (IEEE 802.11i H.4.1).
+            if !psk.iter().all(|b| (0x20..=0x7e).contains(b)) {
+                return Err(WifiError::BadCredentials(
+                    "a WPA passphrase must be printable ASCII",
+                ));
+            }
+            let s = String::from_utf8(psk.to_vec())
+                .map_err(|_| WifiError::BadCredentials("passphrase is not ASCII"))?;
+            Ok(Secret::Passphrase(Zeroizing::new(s)))
+        }
+        64 => {
+            let mut key = Zeroizing::new([0u8; 32]);
+            hex::decode_to_slice(psk, &mut key[..])
+                .map_err(|_| WifiError::BadCredentials("a 64-character key must be hexadecimal"))?;
+            Ok(Secret::RawKey(key))
+        }
+        _ => Err(WifiError::BadCredentials(
+            "the password must be empty (open network), 8 to 63 characters, or 64 hex digits",
+        )),
+    }
+}
+
+/// Which service runs Wi-Fi on this board.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// No Wi-Fi (the default: a lock without a radio must not pretend).
+    #[default]
+    None,
+    #[serde(rename = "wpa_supplicant")]
+    WpaSupplicant,
+    #[serde(rename = "networkmanager")]
+    NetworkManager,
+}
+
+/// The `[wifi]` table of the board config.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WifiConfig {
+    pub backend: BackendKind,
+    /// Network interface name, e.g. `wlan0`.
+    pub interface: String,
+    /// How long joining may take before it counts as failed.
+    pub connect_timeout_secs: u64,
+}
+
+impl Default for WifiConfig {
+    fn default() -> Self {
+        WifiConfig {
+            backend: BackendKind::None,
+            interface: "wlan0".into(),
+            connect_timeout_secs: DEFAULT_CONNECT_TIMEOUT.as_secs(),
+        }
+    }
+}
+
+/// The `none` backend: every change is refused with a clear error.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoWifi;
+
+impl WifiBackend for NoWifi {
+    fn apply<'a>(
+        &'a self,
+        _ssid: &'a [u8],
+        _psk: &'a [u8],
+    ) -> WifiFuture<'a, Result<WifiStatus, WifiError>> {
+        Box::pin(async { Err(WifiError::NotConfigured) })
+    }
+    fn status(&self) -> WifiFuture<'_, Result<WifiStatus, WifiError>> {
+        Box::pin(async { Ok(WifiStatus::default()) })
+    }
+    fn set_enabled(&self, _on: bool) -> WifiFuture<'_, Result<(), WifiError>> {
+        Box::pin(async { Err(WifiError::NotConfigured) })
+    }
+}
+
+/// Build the configured backend on `bus` (the system bus on a board).
+pub fn from_config(config: &WifiConfig, bus: zbus::Connection) -> Box<dyn WifiBackend> {
+    let timeout = Duration::from_secs(config.connect_timeout_secs.max(1));
+    match config.backend {
+        BackendKind::None => Box::new(NoWifi),
+        BackendKind::WpaSupplicant => Box::new(wpa_supplicant::WpaSupplicant::new(
+            bus,
+            &config.interface,
+            timeout,
+        )),
+        BackendKind::NetworkManager => Box::new(networkmanager::NetworkManager::new(
+            bus,
+            &config.interface,
+            timeout,
+        )),
+    }
+}
+
+/// SSIDs are bytes; show them lossily in messages.
+pub(crate) fn ssid_text(ssid: &[u8]) -> String {
+    String::from_utf8_lossy(ssid)
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// [`WifiError::Bus`] from a zbus error.
+pub(crate) fn bus_err(e: zbus::Error) -> WifiError {
+    WifiError::Bus(Box::new(e))
+}
+
+/// Is this zbus error "nobody owns that name"?
+pub(crate) fn is_service_unknown(e: &zbus::Error) -> bool {
+    match e {
+        zbus::Error::MethodError(name, _, _) => {
+            let n = name.as_str();
+            n == "org.freedesktop.DBus.Error.ServiceUnknown"
+                || n == "org.freedesktop.DBus.Error.NameHasNoOwner"
+        }
+        _ => false,
+    }
+}
+
+/// The D-Bus error name of a method error, if it is one.
+pub(crate) fn error_name(e: &zbus::Error) -> Option<&str> {
+    match e {
+        zbus::Error::MethodError(name, _, _) => Some(name.as_str()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_checked_before_use() {
+        assert!(matches!(check_credentials(b"home", b""), Ok(Secret::Open)));
+        assert!(matches!(
+            check_credentials(b"home", b"correct horse"),
+            Ok(Secret::Passphrase(_))
+        ));
+        let hex64 = [b'a'; 64];
+        assert!(matches!(
+            check_credentials(b"home", &hex64),
+            Ok(Secret::RawKey(k)) if k[0] == 0xaa
+        ));
+        for (ssid, psk) in [
+            (&b""[..], &b"password"[..]),
+            (&[b'x'; 33][..], &b"password"[..]),
+            (&b"home"[..], &b"short"[..]),
+            (&b"home"[..], &[b'z'; 64][..]),
+            (&b"home"[..], &b"pass\nword"[..]),
+            (&b"home"[..], &[b'a'; 65][..]),
+        ] {
+            assert!(
+                matches!(
+                    check_credentials(ssid, psk),
+                    Err(WifiError::BadCredentials(_))
+                ),
+                "{ssid:?} {psk:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn config_table_parses() {
+        let c: WifiConfig =
+            toml::from_str("backend = \"networkmanager\"\ninterface = \"wlp1s0\"").unwrap();
+        assert_eq!(c.backend, BackendKind::NetworkManager);
+        assert_eq!(c.interface, "wlp1s0");
+        assert_eq!(c.connect_timeout_secs, 30);
+        let c: WifiConfig = toml::from_str("backend = \"wpa_supplicant\"").unwrap();
+        assert_eq!(c.backend, BackendKind::WpaSupplicant);
+        assert!(toml::from_str::<WifiConfig>("backend = \"iwd\"").is_err());
+        assert!(toml::from_str::<WifiConfig>("bogus = 1").is_err());
+        assert_eq!(WifiConfig::default().backend, BackendKind::None);
+    }
+}

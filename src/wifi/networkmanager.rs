@@ -1,0 +1,338 @@
+//! Wi-Fi through NetworkManager's D-Bus API (`org.freedesktop.NetworkManager`).
+//!
+//! ```text
+//!  /org/freedesktop/NetworkManager   org.freedesktop.NetworkManager
+//!     GetDeviceByIpIface("wlan0") ──► <dev>       (UnknownDevice → InterfaceMissing)
+//!     AddAndActivateConnection(
+//!        {connection: {type: "802-11-wireless", id, autoconnect},
+//!         802-11-wireless: {ssid: ay, mode: "infrastructure"},
+//!         802-11-wireless-security: {key-mgmt: "wpa-psk", psk}},   (absent: open network)
+//!        <dev>, "/") ──► (<settings>, <active>)
+//!  <active>  org.freedesktop.NetworkManager.Connection.Active
+//!     StateChanged(state, reason): ACTIVATING(1) → ACTIVATED(2) ✔
+//!                                               └► DEACTIVATED(4), reason NO_SECRETS(9)/LOGIN_FAILED(10) = wrong key
+//!  status: Device.Wireless.ActiveAccessPoint → AccessPoint.Strength (%)
+//! ```
+//!
+//! A failed activation deletes the connection profile it created, so a bad
+//! password is not stored and retried by NetworkManager.
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use zbus::zvariant::{ObjectPath, OwnedObjectPath, Value};
+
+use super::{
+    bus_err, check_credentials, error_name, is_service_unknown, ssid_text, Secret, WifiBackend,
+    WifiError, WifiFuture, WifiStatus,
+};
+
+pub const SERVICE: &str = "org.freedesktop.NetworkManager";
+pub const ROOT_PATH: &str = "/org/freedesktop/NetworkManager";
+pub const DEVICE_IFACE: &str = "org.freedesktop.NetworkManager.Device";
+pub const WIRELESS_IFACE: &str = "org.freedesktop.NetworkManager.Device.Wireless";
+pub const ACTIVE_IFACE: &str = "org.freedesktop.NetworkManager.Connection.Active";
+pub const AP_IFACE: &str = "org.freedesktop.NetworkManager.AccessPoint";
+pub const SETTINGS_CONNECTION_IFACE: &str = "org.freedesktop.NetworkManager.Settings.Connection";
+const NAME: &str = "NetworkManager";
+
+/// `NMActiveConnectionState`.
+pub mod active_state {
+    pub const ACTIVATING: u32 = 1;
+    pub const ACTIVATED: u32 = 2;
+    pub const DEACTIVATING: u32 = 3;
+    pub const DEACTIVATED: u32 = 4;
+}
+/// `NMActiveConnectionStateReason` values that mean the key was wrong.
+pub const REASON_NO_SECRETS: u32 = 9;
+pub const REASON_LOGIN_FAILED: u32 = 10;
+/// `NMDeviceType` of a Wi-Fi device.
+pub const DEVICE_TYPE_WIFI: u32 = 2;
+
+/// NetworkManager over D-Bus.
+#[derive(Debug, Clone)]
+pub struct NetworkManager {
+    bus: zbus::Connection,
+    interface: String,
+    timeout: Duration,
+}
+
+fn call_err(call: &'static str) -> impl FnOnce(zbus::Error) -> WifiError {
+    move |source| {
+        if is_service_unknown(&source) {
+            WifiError::ServiceMissing {
+                service: NAME,
+                unit: "NetworkManager",
+            }
+        } else {
+            WifiError::Call {
+                service: NAME,
+                call,
+                source: Box::new(source),
+            }
+        }
+    }
+}
+
+/// NetworkManager's percentage back to dBm (inverse of its
+/// `nm_wifi_utils_level_to_quality`: −40 dBm = 100 %, −100 dBm = 0 %).
+pub fn strength_to_dbm(percent: u8) -> i16 {
+    let p = i16::from(percent.min(100));
+    -40 - (100 - p) * 60 / 100
+}
+
+impl NetworkManager {
+    pub fn new(bus: zbus::Connection, interface: &str, timeout: Duration) -> Self {
+        NetworkManager {
+            bus,
+            interface: interface.to_owned(),
+            timeout,
+        }
+    }
+
+    async fn proxy(
+        &self,
+        path: &str,
+        iface: &'static str,
+    ) -> Result<zbus::Proxy<'static>, WifiError> {
+        zbus::proxy::Builder::new(&self.bus)
+            .destination(SERVICE)
+            .and_then(|b| b.path(path.to_owned()))
+            .and_then(|b| b.interface(iface))
+            .map(|b| b.cache_properties(zbus::proxy::CacheProperties::No))
+            .map_err(bus_err)?
+            .build()
+            .await
+            .map_err(bus_err)
+    }
+
+    /// The Wi-Fi device object for the configured interface.
+    async fn device(&self) -> Result<OwnedObjectPath, WifiError> {
+        let nm = self.proxy(ROOT_PATH, SERVICE).await?;
+        let dev: OwnedObjectPath = nm
+            .call("GetDeviceByIpIface", &(self.interface.as_str(),))
+            .await
+            .map_err(|e| match error_name(&e) {
+                Some("org.freedesktop.NetworkManager.UnknownDevice") => {
+                    WifiError::InterfaceMissing {
+                        interface: self.interface.clone(),
+                        service: NAME,
+                    }
+                }
+                _ => call_err("GetDeviceByIpIface")(e),
+            })?;
+        let kind: u32 = self
+            .proxy(dev.as_str(), DEVICE_IFACE)
+            .await?
+            .get_property("DeviceType")
+            .await
+            .map_err(call_err("Get(DeviceType)"))?;
+        if kind != DEVICE_TYPE_WIFI {
+            return Err(WifiError::InterfaceMissing {
+                interface: self.interface.clone(),
+                service: NAME,
+            });
+        }
+        Ok(dev)
+    }
+
+    async fn link(&self, dev: &OwnedObjectPath) -> Result<WifiStatus, WifiError> {
+        let enabled: bool = self
+            .proxy(ROOT_PATH, SERVICE)
+            .await?
+            .get_property("WirelessEnabled")
+            .await
+            .map_err(call_err("Get(WirelessEnabled)"))?;
+        let ap: OwnedObjectPath = self
+            .proxy(dev.as_str(), WIRELESS_IFACE)
+            .await?
+            .get_property("ActiveAccessPoint")
+            .await
+            .map_err(call_err("Get(ActiveAccessPoint)"))?;
+        if ap.as_str() == "/" {
+            return Ok(WifiStatus {
+                enabled,
+                connected: false,
+                rssi_dbm: None,
+            });
+        }
+        let strength: u8 = self
+            .proxy(ap.as_str(), AP_IFACE)
+            .await?
+            .get_property("Strength")
+            .await
+            .map_err(call_err("Get(Strength)"))?;
+        Ok(WifiStatus {
+            enabled,
+            connected: true,
+            rssi_dbm: Some(strength_to_dbm(strength)),
+        })
+    }
+
+    async fn do_apply(&self, ssid: &[u8], psk: &[u8]) -> Result<WifiStatus, WifiError> {
+        let secret = check_credentials(ssid, psk)?;
+        let dev = self.device().await?;
+        let name = ssid_text(ssid);
+
+        let mut connection: HashMap<&str, Value<'_>> = HashMap::new();
+        connection.insert("type", Value::from("802-11-wireless"));
+        connection.insert("id", Value::from(format!("latchd {name}")));
+        connection.insert("autoconnect", Value::from(true));
+        let mut wireless: HashMap<&str, Value<'_>> = HashMap::new();
+        wireless.insert("ssid", Value::from(ssid));
+        wireless.insert("mode", Value::from("infrastructure"));
+        let hex_key;
+        let mut settings: HashMap<&str, HashMap<&str, Value<'_>>> = HashMap::new();
+        match &secret {
+            Secret::Open => {}
+            Secret::Passphrase(p) => {
+                let mut sec: HashMap<&str, Value<'_>> = HashMap::new();
+                sec.insert("key-mgmt", Value::from("wpa-psk"));
+                sec.insert("psk", Value::from(p.as_str()));
+                settings.insert("802-11-wireless-security", sec);
+            }
+            Secret::RawKey(k) => {
+                // NetworkManager takes a raw key as its 64 hex digits.
+                hex_key = zeroize::Zeroizing::new(hex::encode(&k[..]));
+                let mut sec: HashMap<&str, Value<'_>> = HashMap::new();
+                sec.insert("key-mgmt", Value::from("wpa-psk"));
+                sec.insert("psk", Value::from(hex_key.as_str()));
+                settings.insert("802-11-wireless-security", sec);
+            }
+        }
+        settings.insert("connection", connection);
+        settings.insert("802-11-wireless", wireless);
+
+        // Subscribe to every active connection's StateChanged before the
+        // call: the activation may finish before its path is known to us.
+        let rule = zbus::MatchRule::builder()
+            .msg_type(zbus::message::Type::Signal)
+            .sender(SERVICE)
+            .and_then(|b| b.interface(ACTIVE_IFACE))
+            .and_then(|b| b.member("StateChanged"))
+            .map_err(bus_err)?
+            .build();
+        let mut changes = zbus::MessageStream::for_match_rule(rule, &self.bus, Some(64))
+            .await
+            .map_err(bus_err)?;
+        let nm = self.proxy(ROOT_PATH, SERVICE).await?;
+        let specific = ObjectPath::from_static_str_unchecked("/");
+        let (profile, active): (OwnedObjectPath, OwnedObjectPath) = nm
+            .call(
+                "AddAndActivateConnection",
+                &(settings, dev.as_ref(), specific),
+            )
+            .await
+            .map_err(|e| match error_name(&e) {
+                Some(
+                    "org.freedesktop.NetworkManager.Settings.Connection.InvalidProperty"
+                    | "org.freedesktop.NetworkManager.Settings.Connection.InvalidSetting",
+                ) => WifiError::BadCredentials("NetworkManager refused the SSID or password"),
+                _ => call_err("AddAndActivateConnection")(e),
+            })?;
+
+        let active_proxy = self.proxy(active.as_str(), ACTIVE_IFACE).await?;
+        let watch = async {
+            // We subscribed before the call, so every StateChanged is in
+            // the stream; the property is read once only to catch an
+            // activation that completed instantly. A DEACTIVATED read here
+            // carries no reason, so that case waits for its signal.
+            let mut state: u32 = active_proxy
+                .get_property("State")
+                .await
+                .map_err(call_err("Get(State)"))?;
+            if state != active_state::ACTIVATED {
+                state = active_state::ACTIVATING;
+            }
+            let mut reason = 0u32;
+            loop {
+                match state {
+                    active_state::ACTIVATED => return self.link(&dev).await,
+                    active_state::DEACTIVATING | active_state::DEACTIVATED => {
+                        return Err(match reason {
+                            REASON_NO_SECRETS | REASON_LOGIN_FAILED => WifiError::WrongPassword {
+                                reason: reason as i32,
+                            },
+                            _ => WifiError::ConnectFailed {
+                                ssid: name.clone(),
+                                detail: format!("NetworkManager deactivated it, reason {reason}"),
+                            },
+                        });
+                    }
+                    _ => {}
+                }
+                let msg = match changes.next().await {
+                    Some(Ok(m)) => m,
+                    Some(Err(_)) => continue,
+                    None => {
+                        return Err(WifiError::ServiceMissing {
+                            service: NAME,
+                            unit: "NetworkManager",
+                        })
+                    }
+                };
+                if msg.header().path().map(|p| p.as_str()) != Some(active.as_str()) {
+                    continue;
+                }
+                if let Ok((s, r)) = msg.body().deserialize::<(u32, u32)>() {
+                    state = s;
+                    reason = r;
+                }
+            }
+        };
+        let result = match tokio::time::timeout(self.timeout, watch).await {
+            Ok(r) => r,
+            Err(_) => Err(WifiError::Timeout(self.timeout)),
+        };
+        if result.is_err() {
+            // Do not keep (and auto-retry) a profile that did not work.
+            if let Ok(p) = self
+                .proxy(profile.as_str(), SETTINGS_CONNECTION_IFACE)
+                .await
+            {
+                let _ = p.call::<_, _, ()>("Delete", &()).await;
+            }
+        }
+        result
+    }
+}
+
+impl WifiBackend for NetworkManager {
+    fn apply<'a>(
+        &'a self,
+        ssid: &'a [u8],
+        psk: &'a [u8],
+    ) -> WifiFuture<'a, Result<WifiStatus, WifiError>> {
+        Box::pin(self.do_apply(ssid, psk))
+    }
+
+    fn status(&self) -> WifiFuture<'_, Result<WifiStatus, WifiError>> {
+        Box::pin(async move {
+            let dev = self.device().await?;
+            self.link(&dev).await
+        })
+    }
+
+    fn set_enabled(&self, on: bool) -> WifiFuture<'_, Result<(), WifiError>> {
+        Box::pin(async move {
+            self.proxy(ROOT_PATH, SERVICE)
+                .await?
+                .set_property("WirelessEnabled", on)
+                .await
+                .map_err(|e| call_err("Set(WirelessEnabled)")(zbus::Error::from(e)))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strength_to_dbm;
+
+    #[test]
+    fn strength_maps_back_to_dbm() {
+        assert_eq!(strength_to_dbm(100), -40);
+        assert_eq!(strength_to_dbm(0), -100);
+        assert_eq!(strength_to_dbm(50), -70);
+        assert_eq!(strength_to_dbm(255), -40);
+    }
+}

@@ -1,0 +1,280 @@
+//! Wi-Fi through wpa_supplicant's D-Bus API (`fi.w1.wpa_supplicant1`,
+//! wpa_supplicant started with `-u`).
+//!
+//! ```text
+//!  /fi/w1/wpa_supplicant1  fi.w1.wpa_supplicant1
+//!     GetInterface("wlan0") ──► o   (InterfaceUnknown → CreateInterface({Ifname}))
+//!  <iface>  fi.w1.wpa_supplicant1.Interface
+//!     RemoveAllNetworks()                 the lock keeps exactly one network
+//!     AddNetwork({ssid: ay, psk, key_mgmt}) ──► <net>
+//!     SelectNetwork(<net>)
+//!     State (PropertiesChanged):  scanning → associating → 4way_handshake → completed ✔
+//!                                                          └─► disconnected  = wrong key
+//!     SignalPoll() ──► {rssi: i}
+//! ```
+//!
+//! The SSID goes as bytes (`ay`: any SSID, no quoting rules) and a 64-digit
+//! key as its 32 raw bytes (`ay`, which wpa_supplicant hex-encodes into the
+//! raw PSK); a passphrase goes as a string (wpa_supplicant quotes it).
+//! wpa_supplicant itself flags a wrong key when the link drops during the
+//! 4-way handshake (its `WRONG_KEY` heuristic); we apply the same rule.
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
+
+use super::{
+    bus_err, check_credentials, error_name, is_service_unknown, ssid_text, Secret, WifiBackend,
+    WifiError, WifiFuture, WifiStatus,
+};
+
+/// Bus name and root object of wpa_supplicant.
+pub const SERVICE: &str = "fi.w1.wpa_supplicant1";
+pub const ROOT_PATH: &str = "/fi/w1/wpa_supplicant1";
+pub const INTERFACE_IFACE: &str = "fi.w1.wpa_supplicant1.Interface";
+const NAME: &str = "wpa_supplicant";
+
+/// wpa_supplicant over D-Bus.
+#[derive(Debug, Clone)]
+pub struct WpaSupplicant {
+    bus: zbus::Connection,
+    interface: String,
+    timeout: Duration,
+}
+
+fn call_err(call: &'static str) -> impl FnOnce(zbus::Error) -> WifiError {
+    move |source| {
+        if is_service_unknown(&source) {
+            WifiError::ServiceMissing {
+                service: NAME,
+                unit: "wpa_supplicant",
+            }
+        } else {
+            WifiError::Call {
+                service: NAME,
+                call,
+                source: Box::new(source),
+            }
+        }
+    }
+}
+
+impl WpaSupplicant {
+    pub fn new(bus: zbus::Connection, interface: &str, timeout: Duration) -> Self {
+        WpaSupplicant {
+            bus,
+            interface: interface.to_owned(),
+            timeout,
+        }
+    }
+
+    async fn proxy(
+        &self,
+        path: &str,
+        iface: &'static str,
+    ) -> Result<zbus::Proxy<'static>, WifiError> {
+        zbus::proxy::Builder::new(&self.bus)
+            .destination(SERVICE)
+            .and_then(|b| b.path(path.to_owned()))
+            .and_then(|b| b.interface(iface))
+            .map(|b| b.cache_properties(zbus::proxy::CacheProperties::No))
+            .map_err(bus_err)?
+            .build()
+            .await
+            .map_err(bus_err)
+    }
+
+    /// The interface object, created in wpa_supplicant if it does not
+    /// manage the device yet.
+    async fn interface_path(&self) -> Result<OwnedObjectPath, WifiError> {
+        let root = self.proxy(ROOT_PATH, SERVICE).await?;
+        match root
+            .call::<_, _, OwnedObjectPath>("GetInterface", &(self.interface.as_str(),))
+            .await
+        {
+            Ok(p) => Ok(p),
+            Err(e) if error_name(&e) == Some("fi.w1.wpa_supplicant1.InterfaceUnknown") => {
+                let mut args: HashMap<&str, Value<'_>> = HashMap::new();
+                args.insert("Ifname", Value::from(self.interface.as_str()));
+                root.call::<_, _, OwnedObjectPath>("CreateInterface", &(args,))
+                    .await
+                    .map_err(|e| match error_name(&e) {
+                        // No such network device, or wpa_supplicant cannot drive it.
+                        Some(
+                            "fi.w1.wpa_supplicant1.UnknownError"
+                            | "fi.w1.wpa_supplicant1.InterfaceUnknown"
+                            | "fi.w1.wpa_supplicant1.InvalidArgs",
+                        ) => WifiError::InterfaceMissing {
+                            interface: self.interface.clone(),
+                            service: NAME,
+                        },
+                        _ => call_err("CreateInterface")(e),
+                    })
+            }
+            Err(e) => Err(call_err("GetInterface")(e)),
+        }
+    }
+
+    async fn link(&self, iface: &zbus::Proxy<'_>) -> Result<WifiStatus, WifiError> {
+        let state: String = iface
+            .get_property("State")
+            .await
+            .map_err(call_err("Get(State)"))?;
+        let connected = state == "completed";
+        let rssi_dbm = if connected {
+            let poll: HashMap<String, OwnedValue> = iface
+                .call("SignalPoll", &())
+                .await
+                .map_err(call_err("SignalPoll"))?;
+            poll.get("rssi")
+                .and_then(|v| i32::try_from(v).ok())
+                .and_then(|r| i16::try_from(r).ok())
+        } else {
+            None
+        };
+        Ok(WifiStatus {
+            enabled: state != "interface_disabled",
+            connected,
+            rssi_dbm,
+        })
+    }
+
+    async fn do_apply(&self, ssid: &[u8], psk: &[u8]) -> Result<WifiStatus, WifiError> {
+        let secret = check_credentials(ssid, psk)?;
+        let path = self.interface_path().await?;
+        let iface = self.proxy(path.as_str(), INTERFACE_IFACE).await?;
+        let props = zbus::fdo::PropertiesProxy::builder(&self.bus)
+            .destination(SERVICE)
+            .and_then(|b| b.path(path.clone()))
+            .map_err(bus_err)?
+            .build()
+            .await
+            .map_err(bus_err)?;
+        // Subscribe before selecting, so no state change can slip past.
+        let mut changes = props.receive_properties_changed().await.map_err(bus_err)?;
+
+        let mut net: HashMap<&str, Value<'_>> = HashMap::new();
+        net.insert("ssid", Value::from(ssid));
+        match &secret {
+            Secret::Open => {
+                net.insert("key_mgmt", Value::from("NONE"));
+            }
+            Secret::Passphrase(p) => {
+                net.insert("key_mgmt", Value::from("WPA-PSK"));
+                net.insert("psk", Value::from(p.as_str()));
+            }
+            Secret::RawKey(k) => {
+                net.insert("key_mgmt", Value::from("WPA-PSK"));
+                net.insert("psk", Value::from(&k[..]));
+            }
+        }
+        // One network only: an old, failing one must not be roamed back to.
+        iface
+            .call::<_, _, ()>("RemoveAllNetworks", &())
+            .await
+            .map_err(call_err("RemoveAllNetworks"))?;
+        let network: OwnedObjectPath =
+            iface
+                .call("AddNetwork", &(net,))
+                .await
+                .map_err(|e| match error_name(&e) {
+                    Some("fi.w1.wpa_supplicant1.InvalidArgs") => {
+                        WifiError::BadCredentials("wpa_supplicant refused the SSID or password")
+                    }
+                    _ => call_err("AddNetwork")(e),
+                })?;
+        iface
+            .call::<_, _, ()>("SelectNetwork", &(&network,))
+            .await
+            .map_err(call_err("SelectNetwork"))?;
+
+        let watch = async {
+            let mut in_handshake = false;
+            let mut state: String = iface
+                .get_property("State")
+                .await
+                .map_err(call_err("Get(State)"))?;
+            loop {
+                match state.as_str() {
+                    "completed" => return self.link(&iface).await,
+                    "4way_handshake" | "group_handshake" => in_handshake = true,
+                    "disconnected" | "inactive" | "scanning" if in_handshake => {
+                        let reason: i32 = iface.get_property("DisconnectReason").await.unwrap_or(0);
+                        return Err(WifiError::WrongPassword { reason });
+                    }
+                    "interface_disabled" => {
+                        return Err(WifiError::ConnectFailed {
+                            ssid: ssid_text(ssid),
+                            detail: "the interface is disabled (rfkill?)".into(),
+                        })
+                    }
+                    _ => {}
+                }
+                // Wait for the next State change.
+                loop {
+                    let Some(signal) = changes.next().await else {
+                        return Err(WifiError::ServiceMissing {
+                            service: NAME,
+                            unit: "wpa_supplicant",
+                        });
+                    };
+                    let Ok(args) = signal.args() else { continue };
+                    if args.interface_name().as_str() != INTERFACE_IFACE {
+                        continue;
+                    }
+                    if let Some(Value::Str(s)) = args.changed_properties().get("State") {
+                        state = s.as_str().to_owned();
+                        break;
+                    }
+                }
+            }
+        };
+        let result = match tokio::time::timeout(self.timeout, watch).await {
+            Ok(r) => r,
+            Err(_) => Err(WifiError::Timeout(self.timeout)),
+        };
+        if result.is_err() {
+            // Leave nothing half-configured behind: a failed network would
+            // otherwise keep retrying with the bad key.
+            let _ = iface.call::<_, _, ()>("RemoveNetwork", &(&network,)).await;
+        }
+        result
+    }
+}
+
+impl WifiBackend for WpaSupplicant {
+    fn apply<'a>(
+        &'a self,
+        ssid: &'a [u8],
+        psk: &'a [u8],
+    ) -> WifiFuture<'a, Result<WifiStatus, WifiError>> {
+        Box::pin(self.do_apply(ssid, psk))
+    }
+
+    fn status(&self) -> WifiFuture<'_, Result<WifiStatus, WifiError>> {
+        Box::pin(async move {
+            let path = self.interface_path().await?;
+            let iface = self.proxy(path.as_str(), INTERFACE_IFACE).await?;
+            self.link(&iface).await
+        })
+    }
+
+    /// wpa_supplicant has no radio switch: off = `Disconnect` (stays off
+    /// until told), on = `Reconnect`.
+    fn set_enabled(&self, on: bool) -> WifiFuture<'_, Result<(), WifiError>> {
+        Box::pin(async move {
+            let path = self.interface_path().await?;
+            let iface = self.proxy(path.as_str(), INTERFACE_IFACE).await?;
+            let (method, call) = if on {
+                ("Reconnect", "Reconnect")
+            } else {
+                ("Disconnect", "Disconnect")
+            };
+            iface
+                .call::<_, _, ()>(method, &())
+                .await
+                .map_err(call_err(call))
+        })
+    }
+}

@@ -1,0 +1,743 @@
+//! The Wi-Fi backends (`latchd::wifi`) against wpa_supplicant and
+//! NetworkManager test doubles on a private `dbus-daemon`.
+//!
+//! The doubles are served with zbus in this process under the real bus
+//! names, object paths, interface names, method signatures, property types
+//! and error names of `fi.w1.wpa_supplicant1` and
+//! `org.freedesktop.NetworkManager` — for the calls our backends make. They
+//! play the link scripted per password: the right one completes, a wrong
+//! one fails the way the real service reports it (wpa_supplicant: drop
+//! during the 4-way handshake; NetworkManager: DEACTIVATED with reason
+//! NO_SECRETS), a "silent" network never answers (time-out).
+//!
+//! Needs the Debian package `dbus-daemon`.
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use latchd::wifi::networkmanager::NetworkManager;
+use latchd::wifi::wpa_supplicant::WpaSupplicant;
+use latchd::wifi::{WifiBackend, WifiError, WifiStatus};
+use zbus::object_server::SignalEmitter;
+use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue};
+
+/// Only hit when something is broken; never a timing assertion.
+const HANG_GUARD: Duration = Duration::from_secs(20);
+const GOOD_PSK: &str = "correct horse battery";
+/// The doubles never answer for this SSID.
+const SILENT_SSID: &[u8] = b"out-of-range";
+
+/// A private `dbus-daemon`, killed on drop.
+struct TestBus {
+    child: Child,
+    address: String,
+    _dir: tempfile::TempDir,
+}
+
+impl TestBus {
+    fn start() -> TestBus {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("bus.conf");
+        std::fs::write(
+            &config,
+            format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:path={}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"#,
+                dir.path().join("bus").display()
+            ),
+        )
+        .expect("write bus config");
+        let mut child = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", config.display()))
+            .args(["--nofork", "--print-address=1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dbus-daemon must be installed (Debian package dbus-daemon)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read bus address");
+        assert!(line.starts_with("unix:"), "dbus-daemon printed {line:?}");
+        TestBus {
+            child,
+            address: line.trim().to_owned(),
+            _dir: dir,
+        }
+    }
+
+    async fn connect(&self) -> zbus::Connection {
+        zbus::connection::Builder::address(self.address.as_str())
+            .expect("address")
+            .build()
+            .await
+            .expect("connect to the test bus")
+    }
+}
+
+impl Drop for TestBus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn guarded<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(HANG_GUARD, f)
+        .await
+        .expect("the backend hung")
+}
+
+// ───────────────────────── wpa_supplicant double ─────────────────────────
+
+const WPA_IFACE_PATH: &str = "/fi/w1/wpa_supplicant1/Interfaces/0";
+
+#[derive(Debug, zbus::DBusError)]
+#[zbus(prefix = "fi.w1.wpa_supplicant1")]
+enum WpaError {
+    #[zbus(error)]
+    ZBus(zbus::Error),
+    InterfaceUnknown(String),
+    UnknownError(String),
+    InvalidArgs(String),
+}
+
+/// What the double was told, for the assertions.
+#[derive(Debug, Default)]
+struct WpaLog {
+    networks: Vec<HashMap<String, OwnedValue>>,
+    removed_all: u32,
+    removed: Vec<String>,
+    selected: Vec<String>,
+    disconnects: u32,
+    reconnects: u32,
+}
+
+struct WpaRoot {
+    /// Network devices that exist on the "machine".
+    devices: Vec<String>,
+    managed: Vec<String>,
+}
+
+#[zbus::interface(name = "fi.w1.wpa_supplicant1")]
+impl WpaRoot {
+    async fn get_interface(&self, ifname: String) -> Result<OwnedObjectPath, WpaError> {
+        if self.managed.contains(&ifname) {
+            Ok(OwnedObjectPath::try_from(WPA_IFACE_PATH).map_err(zbus::Error::from)?)
+        } else {
+            Err(WpaError::InterfaceUnknown(
+                "wpa_supplicant knows nothing about this interface.".into(),
+            ))
+        }
+    }
+
+    async fn create_interface(
+        &mut self,
+        args: HashMap<String, OwnedValue>,
+    ) -> Result<OwnedObjectPath, WpaError> {
+        let name = args
+            .get("Ifname")
+            .and_then(|v| String::try_from(v.clone()).ok())
+            .ok_or_else(|| WpaError::InvalidArgs("Ifname missing".into()))?;
+        if !self.devices.contains(&name) {
+            return Err(WpaError::UnknownError(
+                "wpa_supplicant couldn't grab this interface.".into(),
+            ));
+        }
+        self.managed.push(name);
+        Ok(OwnedObjectPath::try_from(WPA_IFACE_PATH).map_err(zbus::Error::from)?)
+    }
+}
+
+struct WpaInterface {
+    log: Arc<Mutex<WpaLog>>,
+    state: String,
+    disconnect_reason: i32,
+}
+
+impl WpaInterface {
+    async fn set_state(&mut self, state: &str, emitter: &SignalEmitter<'_>) {
+        self.state = state.into();
+        self.state_changed(emitter).await.expect("emit State");
+    }
+}
+
+/// Play the link for the selected network, as wpa_supplicant would.
+async fn wpa_play(conn: zbus::Connection, ssid: Vec<u8>, psk: Option<String>) {
+    let iface = conn
+        .object_server()
+        .interface::<_, WpaInterface>(WPA_IFACE_PATH)
+        .await
+        .expect("interface object");
+    let emitter = iface.signal_emitter().clone();
+    let mut i = iface.get_mut().await;
+    i.set_state("scanning", &emitter).await;
+    if ssid == SILENT_SSID {
+        return;
+    }
+    i.set_state("associating", &emitter).await;
+    i.set_state("associated", &emitter).await;
+    i.set_state("4way_handshake", &emitter).await;
+    if psk.as_deref() == Some(GOOD_PSK) {
+        i.set_state("group_handshake", &emitter).await;
+        i.set_state("completed", &emitter).await;
+    } else {
+        // WLAN_REASON_4WAY_HANDSHAKE_TIMEOUT, locally generated (negative).
+        i.disconnect_reason = -15;
+        i.disconnect_reason_changed(&emitter)
+            .await
+            .expect("emit DisconnectReason");
+        i.set_state("disconnected", &emitter).await;
+    }
+}
+
+#[zbus::interface(name = "fi.w1.wpa_supplicant1.Interface")]
+impl WpaInterface {
+    async fn add_network(
+        &mut self,
+        args: HashMap<String, OwnedValue>,
+    ) -> Result<OwnedObjectPath, WpaError> {
+        let mut log = self.log.lock().expect("log");
+        if !args.contains_key("ssid") {
+            return Err(WpaError::InvalidArgs("ssid missing".into()));
+        }
+        log.networks.push(args);
+        let path = format!("{WPA_IFACE_PATH}/Networks/{}", log.networks.len() - 1);
+        Ok(OwnedObjectPath::try_from(path).map_err(zbus::Error::from)?)
+    }
+
+    async fn remove_all_networks(&mut self) {
+        self.log.lock().expect("log").removed_all += 1;
+    }
+
+    async fn remove_network(&mut self, path: OwnedObjectPath) {
+        self.log
+            .lock()
+            .expect("log")
+            .removed
+            .push(path.as_str().to_owned());
+    }
+
+    async fn select_network(
+        &mut self,
+        path: OwnedObjectPath,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<(), WpaError> {
+        let (ssid, psk) = {
+            let mut log = self.log.lock().expect("log");
+            log.selected.push(path.as_str().to_owned());
+            let idx: usize = path
+                .as_str()
+                .rsplit('/')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| WpaError::InvalidArgs("not a network".into()))?;
+            let net = log
+                .networks
+                .get(idx)
+                .ok_or_else(|| WpaError::InvalidArgs("unknown network".into()))?;
+            let ssid = net
+                .get("ssid")
+                .and_then(|v| Vec::<u8>::try_from(v.clone()).ok())
+                .unwrap_or_default();
+            let psk = net
+                .get("psk")
+                .and_then(|v| String::try_from(v.clone()).ok());
+            (ssid, psk)
+        };
+        tokio::spawn(wpa_play(conn.clone(), ssid, psk));
+        Ok(())
+    }
+
+    async fn signal_poll(&self) -> HashMap<String, OwnedValue> {
+        let mut m = HashMap::new();
+        m.insert("rssi".to_owned(), OwnedValue::from(-52i32));
+        m.insert("linkspeed".to_owned(), OwnedValue::from(72i32));
+        m
+    }
+
+    async fn disconnect(&mut self) {
+        self.log.lock().expect("log").disconnects += 1;
+    }
+
+    async fn reconnect(&mut self) {
+        self.log.lock().expect("log").reconnects += 1;
+    }
+
+    #[zbus(property)]
+    async fn state(&self) -> String {
+        self.state.clone()
+    }
+
+    #[zbus(property)]
+    async fn disconnect_reason(&self) -> i32 {
+        self.disconnect_reason
+    }
+}
+
+/// Serve the wpa_supplicant double: `wlan0` exists on the machine but is
+/// not yet managed (so the backend must create it), `wlan9` does not exist.
+async fn serve_wpa(bus: &TestBus) -> (zbus::Connection, Arc<Mutex<WpaLog>>) {
+    let log = Arc::new(Mutex::new(WpaLog::default()));
+    let conn = zbus::connection::Builder::address(bus.address.as_str())
+        .expect("address")
+        .name("fi.w1.wpa_supplicant1")
+        .expect("name")
+        .serve_at(
+            "/fi/w1/wpa_supplicant1",
+            WpaRoot {
+                devices: vec!["wlan0".into()],
+                managed: vec![],
+            },
+        )
+        .expect("serve root")
+        .serve_at(
+            WPA_IFACE_PATH,
+            WpaInterface {
+                log: log.clone(),
+                state: "disconnected".into(),
+                disconnect_reason: 0,
+            },
+        )
+        .expect("serve interface")
+        .build()
+        .await
+        .expect("own fi.w1.wpa_supplicant1");
+    (conn, log)
+}
+
+#[tokio::test]
+async fn wpa_supplicant_joins_with_the_right_password() {
+    let bus = TestBus::start();
+    let (_srv, log) = serve_wpa(&bus).await;
+    let wifi = WpaSupplicant::new(bus.connect().await, "wlan0", HANG_GUARD);
+    let status = guarded(wifi.apply(b"home", GOOD_PSK.as_bytes()))
+        .await
+        .expect("join");
+    assert_eq!(
+        status,
+        WifiStatus {
+            enabled: true,
+            connected: true,
+            rssi_dbm: Some(-52)
+        }
+    );
+    let log = log.lock().unwrap();
+    assert_eq!(log.removed_all, 1, "old networks are dropped first");
+    let net = &log.networks[0];
+    assert_eq!(
+        Vec::<u8>::try_from(net["ssid"].clone()).unwrap(),
+        b"home".to_vec()
+    );
+    assert_eq!(
+        String::try_from(net["key_mgmt"].clone()).unwrap(),
+        "WPA-PSK"
+    );
+    assert_eq!(String::try_from(net["psk"].clone()).unwrap(), GOOD_PSK);
+    assert_eq!(log.selected, vec![format!("{WPA_IFACE_PATH}/Networks/0")]);
+    assert!(log.removed.is_empty());
+    drop(log);
+    assert!(guarded(wifi.status()).await.expect("status").connected);
+}
+
+#[tokio::test]
+async fn wpa_supplicant_wrong_password_is_typed_and_cleaned_up() {
+    let bus = TestBus::start();
+    let (_srv, log) = serve_wpa(&bus).await;
+    let wifi = WpaSupplicant::new(bus.connect().await, "wlan0", HANG_GUARD);
+    let err = guarded(wifi.apply(b"home", b"wrong password"))
+        .await
+        .expect_err("must fail");
+    assert!(
+        matches!(err, WifiError::WrongPassword { reason: -15 }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("check the password"), "{err}");
+    let log = log.lock().unwrap();
+    assert_eq!(
+        log.removed,
+        vec![format!("{WPA_IFACE_PATH}/Networks/0")],
+        "the failing network is removed so it is not retried"
+    );
+}
+
+#[tokio::test]
+async fn wpa_supplicant_times_out_when_nothing_answers() {
+    let bus = TestBus::start();
+    let (_srv, log) = serve_wpa(&bus).await;
+    let wifi = WpaSupplicant::new(bus.connect().await, "wlan0", Duration::from_millis(300));
+    let err = guarded(wifi.apply(SILENT_SSID, GOOD_PSK.as_bytes()))
+        .await
+        .expect_err("must time out");
+    assert!(matches!(err, WifiError::Timeout(_)), "{err}");
+    assert_eq!(log.lock().unwrap().removed.len(), 1);
+}
+
+#[tokio::test]
+async fn wpa_supplicant_missing_interface_and_missing_service() {
+    let bus = TestBus::start();
+    let (srv, log) = serve_wpa(&bus).await;
+    let wifi = WpaSupplicant::new(bus.connect().await, "wlan9", HANG_GUARD);
+    let err = guarded(wifi.apply(b"home", GOOD_PSK.as_bytes()))
+        .await
+        .expect_err("no such interface");
+    assert!(
+        matches!(&err, WifiError::InterfaceMissing { interface, .. } if interface == "wlan9"),
+        "{err}"
+    );
+    assert!(log.lock().unwrap().networks.is_empty(), "nothing was added");
+    // Bad credentials are refused before anything is sent.
+    let err = guarded(wifi.apply(b"home", b"short")).await.unwrap_err();
+    assert!(matches!(err, WifiError::BadCredentials(_)), "{err}");
+
+    drop(srv);
+    let wifi = WpaSupplicant::new(bus.connect().await, "wlan0", HANG_GUARD);
+    // The name goes away with the connection; the bus may take a moment.
+    let err = guarded(async {
+        loop {
+            match wifi.status().await {
+                Err(e @ WifiError::ServiceMissing { .. }) => break e,
+                _ => tokio::task::yield_now().await,
+            }
+        }
+    })
+    .await;
+    assert!(err.to_string().contains("wpa_supplicant"), "{err}");
+}
+
+#[tokio::test]
+async fn wpa_supplicant_switch_maps_to_disconnect_and_reconnect() {
+    let bus = TestBus::start();
+    let (_srv, log) = serve_wpa(&bus).await;
+    let wifi = WpaSupplicant::new(bus.connect().await, "wlan0", HANG_GUARD);
+    guarded(wifi.set_enabled(false)).await.expect("off");
+    guarded(wifi.set_enabled(true)).await.expect("on");
+    let log = log.lock().unwrap();
+    assert_eq!((log.disconnects, log.reconnects), (1, 1));
+}
+
+// ───────────────────────── NetworkManager double ─────────────────────────
+
+const NM_DEVICE: &str = "/org/freedesktop/NetworkManager/Devices/3";
+const NM_AP: &str = "/org/freedesktop/NetworkManager/AccessPoint/7";
+
+#[derive(Debug, zbus::DBusError)]
+#[zbus(prefix = "org.freedesktop.NetworkManager")]
+enum NmError {
+    #[zbus(error)]
+    ZBus(zbus::Error),
+    UnknownDevice(String),
+    UnknownConnection(String),
+}
+
+type Settings = HashMap<String, HashMap<String, OwnedValue>>;
+
+#[derive(Debug, Default)]
+struct NmLog {
+    added: Vec<Settings>,
+    deleted: Vec<String>,
+}
+
+struct NmRoot {
+    log: Arc<Mutex<NmLog>>,
+    wireless_enabled: bool,
+}
+
+#[zbus::interface(name = "org.freedesktop.NetworkManager")]
+impl NmRoot {
+    async fn get_device_by_ip_iface(&self, iface: String) -> Result<OwnedObjectPath, NmError> {
+        if iface == "wlan0" {
+            Ok(OwnedObjectPath::try_from(NM_DEVICE).map_err(zbus::Error::from)?)
+        } else {
+            Err(NmError::UnknownDevice(
+                "No device found for the requested iface.".into(),
+            ))
+        }
+    }
+
+    async fn add_and_activate_connection(
+        &mut self,
+        connection: Settings,
+        device: OwnedObjectPath,
+        _specific_object: OwnedObjectPath,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<(OwnedObjectPath, OwnedObjectPath), NmError> {
+        if device.as_str() != NM_DEVICE {
+            return Err(NmError::UnknownDevice("no such device".into()));
+        }
+        let n = {
+            let mut log = self.log.lock().expect("log");
+            log.added.push(connection.clone());
+            log.added.len()
+        };
+        let profile = format!("/org/freedesktop/NetworkManager/Settings/{n}");
+        let active = format!("/org/freedesktop/NetworkManager/ActiveConnection/{n}");
+        conn.object_server()
+            .at(
+                profile.as_str(),
+                NmProfile {
+                    log: self.log.clone(),
+                },
+            )
+            .await?;
+        conn.object_server()
+            .at(active.as_str(), NmActive { state: 1 })
+            .await?;
+        let ssid = connection
+            .get("802-11-wireless")
+            .and_then(|w| w.get("ssid"))
+            .and_then(|v| Vec::<u8>::try_from(v.clone()).ok())
+            .unwrap_or_default();
+        let psk = connection
+            .get("802-11-wireless-security")
+            .and_then(|s| s.get("psk"))
+            .and_then(|v| String::try_from(v.clone()).ok());
+        tokio::spawn(nm_play(conn.clone(), active.clone(), ssid, psk));
+        Ok((
+            OwnedObjectPath::try_from(profile).map_err(zbus::Error::from)?,
+            OwnedObjectPath::try_from(active).map_err(zbus::Error::from)?,
+        ))
+    }
+
+    #[zbus(property)]
+    async fn wireless_enabled(&self) -> bool {
+        self.wireless_enabled
+    }
+
+    #[zbus(property)]
+    async fn set_wireless_enabled(&mut self, on: bool) {
+        self.wireless_enabled = on;
+    }
+}
+
+/// Play the activation, as NetworkManager would: ACTIVATED, or
+/// DEACTIVATED with reason NO_SECRETS for a key the AP refused.
+async fn nm_play(conn: zbus::Connection, active: String, ssid: Vec<u8>, psk: Option<String>) {
+    if ssid == SILENT_SSID {
+        return;
+    }
+    let (state, reason) = if psk.as_deref() == Some(GOOD_PSK) {
+        (2u32, 1u32)
+    } else {
+        (4, 9)
+    };
+    if state == 2 {
+        let dev = conn
+            .object_server()
+            .interface::<_, NmWireless>(NM_DEVICE)
+            .await
+            .expect("device");
+        dev.get_mut().await.active_access_point = NM_AP.into();
+    }
+    let a = conn
+        .object_server()
+        .interface::<_, NmActive>(active.as_str())
+        .await
+        .expect("active connection");
+    a.get_mut().await.state = state;
+    NmActive::state_changed_signal(a.signal_emitter(), state, reason)
+        .await
+        .expect("emit StateChanged");
+}
+
+struct NmProfile {
+    log: Arc<Mutex<NmLog>>,
+}
+
+#[zbus::interface(name = "org.freedesktop.NetworkManager.Settings.Connection")]
+impl NmProfile {
+    async fn delete(&self, #[zbus(header)] header: zbus::message::Header<'_>) {
+        let path = header.path().map(|p| p.to_string()).unwrap_or_default();
+        self.log.lock().expect("log").deleted.push(path);
+    }
+}
+
+struct NmActive {
+    state: u32,
+}
+
+#[zbus::interface(name = "org.freedesktop.NetworkManager.Connection.Active")]
+impl NmActive {
+    #[zbus(property)]
+    async fn state(&self) -> u32 {
+        self.state
+    }
+
+    #[zbus(signal, name = "StateChanged")]
+    async fn state_changed_signal(
+        emitter: &SignalEmitter<'_>,
+        state: u32,
+        reason: u32,
+    ) -> zbus::Result<()>;
+}
+
+struct NmDevice;
+
+#[zbus::interface(name = "org.freedesktop.NetworkManager.Device")]
+impl NmDevice {
+    #[zbus(property)]
+    async fn device_type(&self) -> u32 {
+        2
+    }
+}
+
+struct NmWireless {
+    active_access_point: String,
+}
+
+#[zbus::interface(name = "org.freedesktop.NetworkManager.Device.Wireless")]
+impl NmWireless {
+    #[zbus(property)]
+    async fn active_access_point(&self) -> OwnedObjectPath {
+        OwnedObjectPath::try_from(self.active_access_point.as_str())
+            .unwrap_or_else(|_| ObjectPath::from_static_str_unchecked("/").into())
+    }
+}
+
+struct NmAccessPoint;
+
+#[zbus::interface(name = "org.freedesktop.NetworkManager.AccessPoint")]
+impl NmAccessPoint {
+    #[zbus(property)]
+    async fn strength(&self) -> u8 {
+        80
+    }
+}
+
+async fn serve_nm(bus: &TestBus) -> (zbus::Connection, Arc<Mutex<NmLog>>) {
+    let log = Arc::new(Mutex::new(NmLog::default()));
+    let conn = zbus::connection::Builder::address(bus.address.as_str())
+        .expect("address")
+        .name("org.freedesktop.NetworkManager")
+        .expect("name")
+        .serve_at(
+            "/org/freedesktop/NetworkManager",
+            NmRoot {
+                log: log.clone(),
+                wireless_enabled: true,
+            },
+        )
+        .expect("root")
+        .serve_at(NM_DEVICE, NmDevice)
+        .expect("device")
+        .serve_at(
+            NM_DEVICE,
+            NmWireless {
+                active_access_point: "/".into(),
+            },
+        )
+        .expect("wireless")
+        .serve_at(NM_AP, NmAccessPoint)
+        .expect("ap")
+        .build()
+        .await
+        .expect("own org.freedesktop.NetworkManager");
+    (conn, log)
+}
+
+#[tokio::test]
+async fn networkmanager_joins_with_the_right_password() {
+    let bus = TestBus::start();
+    let (_srv, log) = serve_nm(&bus).await;
+    let wifi = NetworkManager::new(bus.connect().await, "wlan0", HANG_GUARD);
+    assert!(!guarded(wifi.status()).await.expect("status").connected);
+    let status = guarded(wifi.apply(b"home", GOOD_PSK.as_bytes()))
+        .await
+        .expect("join");
+    // 80 % maps back to −52 dBm.
+    assert_eq!(
+        status,
+        WifiStatus {
+            enabled: true,
+            connected: true,
+            rssi_dbm: Some(-52)
+        }
+    );
+    let log = log.lock().unwrap();
+    let s = &log.added[0];
+    let text = |sec: &str, key: &str| String::try_from(s[sec][key].clone()).unwrap();
+    assert_eq!(text("connection", "type"), "802-11-wireless");
+    assert_eq!(text("802-11-wireless", "mode"), "infrastructure");
+    assert_eq!(
+        Vec::<u8>::try_from(s["802-11-wireless"]["ssid"].clone()).unwrap(),
+        b"home".to_vec()
+    );
+    assert_eq!(text("802-11-wireless-security", "key-mgmt"), "wpa-psk");
+    assert_eq!(text("802-11-wireless-security", "psk"), GOOD_PSK);
+    assert!(log.deleted.is_empty());
+}
+
+#[tokio::test]
+async fn networkmanager_wrong_password_deletes_the_profile() {
+    let bus = TestBus::start();
+    let (_srv, log) = serve_nm(&bus).await;
+    let wifi = NetworkManager::new(bus.connect().await, "wlan0", HANG_GUARD);
+    let err = guarded(wifi.apply(b"home", b"not the password"))
+        .await
+        .expect_err("must fail");
+    assert!(
+        matches!(err, WifiError::WrongPassword { reason: 9 }),
+        "{err}"
+    );
+    assert_eq!(
+        log.lock().unwrap().deleted,
+        vec!["/org/freedesktop/NetworkManager/Settings/1".to_owned()]
+    );
+}
+
+#[tokio::test]
+async fn networkmanager_open_network_timeout_and_missing_device() {
+    let bus = TestBus::start();
+    let (_srv, log) = serve_nm(&bus).await;
+    let wifi = NetworkManager::new(bus.connect().await, "wlan0", Duration::from_millis(300));
+    let err = guarded(wifi.apply(SILENT_SSID, b""))
+        .await
+        .expect_err("must time out");
+    assert!(matches!(err, WifiError::Timeout(_)), "{err}");
+    {
+        let log = log.lock().unwrap();
+        assert!(
+            !log.added[0].contains_key("802-11-wireless-security"),
+            "an open network carries no security section"
+        );
+        assert_eq!(log.deleted.len(), 1);
+    }
+    let wifi = NetworkManager::new(bus.connect().await, "eth0", HANG_GUARD);
+    let err = guarded(wifi.apply(b"home", GOOD_PSK.as_bytes()))
+        .await
+        .expect_err("no such device");
+    assert!(matches!(err, WifiError::InterfaceMissing { .. }), "{err}");
+    assert_eq!(log.lock().unwrap().added.len(), 1, "nothing new was added");
+}
+
+#[tokio::test]
+async fn networkmanager_switch_sets_wireless_enabled() {
+    let bus = TestBus::start();
+    let (_srv, _log) = serve_nm(&bus).await;
+    let wifi = NetworkManager::new(bus.connect().await, "wlan0", HANG_GUARD);
+    guarded(wifi.set_enabled(false)).await.expect("off");
+    assert!(!guarded(wifi.status()).await.expect("status").enabled);
+    guarded(wifi.set_enabled(true)).await.expect("on");
+    assert!(guarded(wifi.status()).await.expect("status").enabled);
+}
+
+#[tokio::test]
+async fn none_backend_refuses_clearly() {
+    let wifi = latchd::wifi::NoWifi;
+    let err = wifi.apply(b"home", GOOD_PSK.as_bytes()).await.unwrap_err();
+    assert!(err.to_string().contains("[wifi] backend"), "{err}");
+    assert!(!wifi.status().await.unwrap().enabled);
+}
