@@ -61,6 +61,19 @@ pub fn decode_templates<'a>(creds: impl IntoIterator<Item = (u16, &'a [u8])>) ->
     Arc::new(out)
 }
 
+/// The face templates among the engine's credentials (what the daemon
+/// sends on the templates `watch` after it loads or persists the store).
+pub fn templates_from_credentials<'a>(
+    creds: impl IntoIterator<Item = &'a crate::core::types::Credential>,
+) -> FaceTemplates {
+    decode_templates(creds.into_iter().filter_map(|c| match &c.secret {
+        crate::core::types::CredentialSecret::FaceTemplate { slot, template } => {
+            Some((*slot, template.as_slice()))
+        }
+        _ => None,
+    }))
+}
+
 /// What the service needs from the face pipeline. [`FaceRecognizer`] is
 /// the real one; a test may wrap it (e.g. to pose a head it has no photo of).
 pub trait FacePipeline: Send + Sync + 'static {
@@ -169,12 +182,10 @@ impl FaceService {
 
 impl FaceSource for FaceService {
     fn command(&mut self, cmd: &ModuleCmd) -> Result<(), DeviceError> {
-        self.cmds
-            .send(*cmd)
-            .map_err(|_| DeviceError::Unavailable {
-                device: "face service",
-                detail: "its worker has stopped".into(),
-            })
+        self.cmds.send(*cmd).map_err(|_| DeviceError::Unavailable {
+            device: "face service",
+            detail: "its worker has stopped".into(),
+        })
     }
 }
 

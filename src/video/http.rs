@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use zeroize::Zeroizing;
@@ -43,6 +43,10 @@ pub const MAX_HEAD: usize = 8 * 1024;
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time one frame may take to be written before the viewer is dropped.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for a refused client to stop sending before closing.
+pub const LINGER: Duration = Duration::from_secs(1);
+/// Most bytes read and dropped from a refused client.
+const LINGER_BYTES: usize = 64 * 1024;
 /// Multipart boundary between frames.
 pub const BOUNDARY: &str = "latchdframe";
 /// Shortest token accepted in the configuration.
@@ -292,8 +296,13 @@ fn find_blank_line(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n")
 }
 
-async fn respond<W: AsyncWrite + Unpin>(
-    w: &mut W,
+/// Send a short plain-text answer and close. After the FIN, whatever the
+/// client is still sending (the rest of an oversized head) is read and
+/// dropped for a moment, bounded in bytes and time: closing a socket with
+/// unread data makes the kernel send a reset, which can destroy the answer
+/// before the client reads it ("lingering close").
+async fn respond(
+    sock: &mut TcpStream,
     status: &str,
     extra: &str,
     body: &str,
@@ -302,10 +311,20 @@ async fn respond<W: AsyncWrite + Unpin>(
         "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n{extra}\r\n{body}",
         body.len()
     );
-    tokio::time::timeout(WRITE_TIMEOUT, w.write_all(msg.as_bytes()))
-        .await
-        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-    w.shutdown().await
+    write_timed(sock, msg.as_bytes()).await?;
+    sock.shutdown().await?;
+    let mut drained = 0usize;
+    let mut chunk = [0u8; 4096];
+    let _ = tokio::time::timeout(LINGER, async {
+        while drained < LINGER_BYTES {
+            match sock.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    })
+    .await;
+    Ok(())
 }
 
 impl Shared {
