@@ -63,6 +63,7 @@ pub mod drivers;
 pub mod face_service;
 #[cfg(feature = "board-linux")]
 pub mod linux;
+pub mod modules;
 #[cfg(feature = "board-rpi")]
 pub mod rpi;
 pub mod sim;

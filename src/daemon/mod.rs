@@ -85,6 +85,33 @@ pub enum DaemonError {
     Control(#[from] control::ControlError),
     #[error("the engine task failed: {0}")]
     EngineTask(String),
+    #[error("board = \"linux\" needs `board_file` in the config: the board file that says how the hardware is wired (see config/board-example.toml)")]
+    NoBoardFile,
+    #[error("Linux board: {0}")]
+    LinuxBoard(String),
+}
+
+/// The Linux board from its board file: UART modules through their
+/// adapters (reconciled against the database's credentials), then
+/// `board::linux::board::build`. Returns whether SET was held at power-up.
+#[cfg(feature = "board-linux")]
+async fn linux_board(
+    config: &Config,
+    store: &Store,
+    inputs: InputSender,
+) -> Result<(crate::board::Board, bool), DaemonError> {
+    use crate::board::linux::{board, config::BoardConfig};
+    use crate::board::modules;
+    let path = config.board_file.as_ref().ok_or(DaemonError::NoBoardFile)?;
+    let cfg = BoardConfig::load(path).map_err(|e| DaemonError::LinuxBoard(e.to_string()))?;
+    let persisted = store.load()?;
+    // Hook for the face pipeline: `linux_peripherals` answers face commands
+    // with a Fault until the camera's face service is wired in there.
+    let peripherals =
+        modules::linux_peripherals(&cfg, &persisted, modules::engine_sink(inputs.clone()));
+    board::build(&cfg, inputs, peripherals)
+        .await
+        .map_err(|e| DaemonError::LinuxBoard(e.to_string()))
 }
 
 /// Create the state directory (0700: it holds the device key).
@@ -280,6 +307,9 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
     // 2. The board, feeding the one input queue.
     let (input_tx, input_rx) = mpsc::channel(INPUT_QUEUE);
     let inputs = InputSender::new(input_tx);
+    // B-10.6: the command line's `--set-held`, or SET held on the board.
+    #[allow(unused_mut)] // only the Linux board sets it
+    let mut set_held = opts.set_held;
     let (board, sim_control): (_, Option<SimControl>) = match opts.config.board {
         BoardKind::Sim => {
             let s = &opts.config.sim;
@@ -291,10 +321,17 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
                     battery_percent: s.battery_percent,
                     modules_file: Some(opts.state_dir.join("sim-modules.json")),
                     prompt_log_len: 200,
+                    modules: s.modules,
                 },
                 inputs.clone(),
             )?;
             (board, Some(control))
+        }
+        #[cfg(feature = "board-linux")]
+        BoardKind::Linux => {
+            let (board, held) = linux_board(&opts.config, &store, inputs.clone()).await?;
+            set_held |= held;
+            (board, None)
         }
         other => return Err(DaemonError::BoardUnavailable(other.name())),
     };
@@ -366,7 +403,7 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
         counters: DaemonCounters::default(),
         static_diag,
     };
-    task.power_up(opts.set_held);
+    task.power_up(set_held);
     let engine = tokio::spawn(task.run());
 
     // 7. Edges: control socket, front panel, D-Bus.

@@ -46,6 +46,7 @@ pub mod biometric;
 pub mod camera;
 mod devices;
 mod motor;
+mod wire;
 
 pub use biometric::{ModuleSlots, SimModules};
 
@@ -65,6 +66,21 @@ pub struct SimConfig {
     pub modules_file: Option<PathBuf>,
     /// Prompts kept in the log.
     pub prompt_log_len: usize,
+    /// Which fingerprint/palm modules the lock has.
+    pub modules: SimModuleKind,
+}
+
+/// The simulated lock's fingerprint and palm modules.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SimModuleKind {
+    /// In-memory modules that report synchronously and keep their slots
+    /// in the modules file (the default; see [`biometric`]).
+    #[default]
+    Memory,
+    /// The real UART drivers and adapters talking to the wire-level
+    /// simulators over in-process pipes (see `wire.rs`).
+    Wire,
 }
 
 impl Default for SimConfig {
@@ -76,6 +92,7 @@ impl Default for SimConfig {
             battery_percent: 80,
             modules_file: None,
             prompt_log_len: 200,
+            modules: SimModuleKind::Memory,
         }
     }
 }
@@ -185,6 +202,8 @@ struct Shared {
     world: Arc<Mutex<World>>,
     out: OrderedSender,
     changed: Arc<watch::Sender<u64>>,
+    /// The wire-level module simulators (`modules = "wire"` only).
+    wire: Option<wire::WireModules>,
 }
 
 impl Shared {
@@ -255,11 +274,33 @@ pub fn build(config: SimConfig, inputs: InputSender) -> Result<(Board, SimContro
         modules,
     };
     let (changed, _) = watch::channel(0u64);
+    let (wire, driver_ends) = match config.modules {
+        SimModuleKind::Memory => (None, None),
+        SimModuleKind::Wire => {
+            let (w, ends) = wire::start_simulators(&config);
+            (Some(w), Some(ends))
+        }
+    };
     let shared = Shared {
         world: Arc::new(Mutex::new(world)),
         out: OrderedSender::spawn(inputs),
         changed: Arc::new(changed),
+        wire: wire.clone(),
     };
+    let (fingerprint, palm): (Box<dyn super::FingerprintModule>, Box<dyn super::PalmModule>) =
+        match (driver_ends, wire) {
+            (Some(ends), Some(w)) => {
+                let (f, p) = wire::start_adapters(ends, shared.clone(), w);
+                (Box::new(f), Box::new(p))
+            }
+            _ => (
+                Box::new(biometric::SimModule::new(
+                    shared.clone(),
+                    Modality::Fingerprint,
+                )),
+                Box::new(biometric::SimModule::new(shared.clone(), Modality::Palm)),
+            ),
+        };
     let board = Board {
         name: "sim",
         motor: Box::new(motor::SimMotor::new(shared.clone(), config.motor_travel)),
@@ -270,11 +311,8 @@ pub fn build(config: SimConfig, inputs: InputSender) -> Result<(Board, SimContro
         battery: Box::new(devices::Sensors(shared.clone())),
         tamper: Box::new(devices::Sensors(shared.clone())),
         alarm: Box::new(devices::Panel(shared.clone())),
-        fingerprint: Box::new(biometric::SimModule::new(
-            shared.clone(),
-            Modality::Fingerprint,
-        )),
-        palm: Box::new(biometric::SimModule::new(shared.clone(), Modality::Palm)),
+        fingerprint,
+        palm,
         face: Box::new(biometric::SimModule::new(shared.clone(), Modality::Face)),
         camera: Box::new(devices::Panel(shared.clone())),
     };
@@ -493,6 +531,13 @@ impl SimControl {
         if person == 0 {
             return Err(SimError::BadPerson);
         }
+        if let Some(wire) = &self.shared.wire {
+            // The module reads the finger/palm and reports by itself.
+            if wire.present(modality, person) {
+                self.shared.bump();
+                return Ok(());
+            }
+        }
         let reports = self.shared.world().modules.present(modality, person)?;
         self.shared.bump();
         self.shared
@@ -507,6 +552,7 @@ impl SimControl {
 
     /// Everything the lock shows now.
     pub fn snapshot(&self) -> SimSnapshot {
+        let wire_slots = self.shared.wire.as_ref().map(|w| w.slots());
         let w = self.shared.world();
         let now = TokioInstant::now();
         SimSnapshot {
@@ -530,7 +576,14 @@ impl SimControl {
                 .collect(),
             face_present: w.face_present,
             snapshots: w.snapshots,
-            modules: w.modules.slots(),
+            modules: {
+                let mut m = w.modules.slots();
+                if let Some((finger, palm)) = wire_slots {
+                    m.fingerprint = finger;
+                    m.palm = palm;
+                }
+                m
+            },
             enrolling: w.modules.enrolling(),
         }
     }

@@ -1,0 +1,185 @@
+//! `[sim] modules = "wire"`: the simulated lock's fingerprint and palm
+//! readers are the *real* drivers and adapter tasks
+//! ([`crate::board::modules`]), talking their UART protocols over
+//! `tokio::io::duplex` to the wire-level simulators.
+//!
+//! ```text
+//!  SimControl::finger(p) ──► SimFingerprintControl::place(p, 0)
+//!                                   │ (sensor state)
+//!  adapter task ── R30x frames ──► fingerprint::sim ◄┘
+//!       │ report (Recognised, NotRecognised, EnrolProgress, Enrolled...)
+//!       ▼
+//!  Hand ── lift() the finger once the module has read it ──► OrderedSender ──► engine
+//! ```
+//!
+//! The hand lifts the finger (withdraws the palm) as soon as the adapter
+//! reports what the module read, so one `finger(p)` is one touch, as with
+//! the in-memory modules. Unlike them, the reports arrive *after*
+//! `finger()` returns (the adapter polls the module), so a caller that
+//! needs the engine to have handled the touch must wait for the report.
+//! The simulators keep their libraries in memory only: templates enrolled
+//! in this mode are gone after a daemon restart.
+use std::sync::Arc;
+
+use tokio::io::DuplexStream;
+
+use super::{Shared, SimConfig};
+use crate::biometrics::fingerprint::sim::{SimFingerprintConfig, SimFingerprintControl};
+use crate::biometrics::fingerprint::{self as fp, Fingerprint, FingerprintConfig};
+use crate::biometrics::palm::sim::{SimPalmConfig, SimPalmControl};
+use crate::biometrics::palm::{self, Palm, PalmConfig};
+use crate::board::modules::{self, AdapterConfig, ModuleAdapter, ReportSink};
+use crate::core::input::{EnrolStep, ModuleReport};
+use crate::core::types::Modality;
+use crate::core::Input;
+
+/// The simulators' control handles, kept in the board's shared state.
+#[derive(Debug, Clone)]
+pub(super) struct WireModules {
+    pub(super) finger: SimFingerprintControl,
+    pub(super) palm: SimPalmControl,
+}
+
+/// The driver ends of the two links, until the adapters take them.
+pub(super) struct DriverEnds {
+    finger: DuplexStream,
+    palm: DuplexStream,
+    touches: u8,
+    captures: u8,
+}
+
+/// Start both simulators. Must run inside tokio.
+pub(super) fn start_simulators(config: &SimConfig) -> (WireModules, DriverEnds) {
+    // The R30x driver takes 2..=char_buffers touches; give the simulated
+    // module as many buffers as the configured touches.
+    let touches = config.finger_touches.max(2);
+    let captures = config.palm_touches.clamp(1, palm::driver::MAX_CAPTURES);
+    let (finger_host, finger_module) = tokio::io::duplex(1024);
+    let (palm_host, palm_module) = tokio::io::duplex(1024);
+    let (finger, _) = fp::sim::spawn(
+        finger_module,
+        SimFingerprintConfig {
+            char_buffers: touches,
+            ..SimFingerprintConfig::default()
+        },
+    );
+    let (palm, _) = palm::sim::spawn(palm_module, SimPalmConfig::default());
+    (
+        WireModules { finger, palm },
+        DriverEnds {
+            finger: finger_host,
+            palm: palm_host,
+            touches,
+            captures,
+        },
+    )
+}
+
+/// Start the two adapters; their reports go through the hand to the engine.
+pub(super) fn start_adapters(
+    ends: DriverEnds,
+    shared: Shared,
+    wire: WireModules,
+) -> (ModuleAdapter, ModuleAdapter) {
+    let sink: Arc<dyn ReportSink> = Arc::new(Hand { shared, wire });
+    let touches = ends.touches;
+    let finger_link = ends.finger;
+    let finger = modules::spawn_fingerprint_connecting(
+        Box::pin(async move {
+            let driver = Fingerprint::connect(
+                finger_link,
+                FingerprintConfig {
+                    char_buffers: touches,
+                    ..FingerprintConfig::default()
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            Ok(Box::new(driver) as Box<dyn fp::FingerprintModule>)
+        }),
+        AdapterConfig {
+            finger_touches: touches,
+            ..AdapterConfig::default()
+        },
+        sink.clone(),
+    );
+    let captures = ends.captures;
+    let palm_link = ends.palm;
+    let palm = modules::spawn_palm_connecting(
+        Box::pin(async move {
+            let driver = Palm::connect(
+                palm_link,
+                PalmConfig {
+                    captures,
+                    ..PalmConfig::default()
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            Ok(Box::new(driver) as Box<dyn palm::PalmModule>)
+        }),
+        AdapterConfig::default(),
+        sink,
+    );
+    (finger, palm)
+}
+
+impl WireModules {
+    /// `person` presents a finger or palm; `false` for the face (not a
+    /// UART module).
+    pub(super) fn present(&self, modality: Modality, person: u32) -> bool {
+        match modality {
+            Modality::Fingerprint => self.finger.place(person, 0),
+            Modality::Palm => self.palm.present(person),
+            Modality::Face => return false,
+        }
+        true
+    }
+
+    /// The simulators' libraries as slot → person, for `status`.
+    pub(super) fn slots(&self) -> (super::ModuleSlots, super::ModuleSlots) {
+        (
+            self.finger
+                .templates()
+                .into_iter()
+                .map(|(slot, f)| (slot, f.person))
+                .collect(),
+            self.palm.templates(),
+        )
+    }
+}
+
+/// Takes the finger off (the palm away) once the module has read it, then
+/// hands the report to the engine.
+struct Hand {
+    shared: Shared,
+    wire: WireModules,
+}
+
+impl ReportSink for Hand {
+    fn report(&self, report: ModuleReport) {
+        let (modality, read) = match &report {
+            ModuleReport::Recognised { modality, .. }
+            | ModuleReport::NotRecognised { modality }
+            | ModuleReport::Enrolled { modality, .. }
+            | ModuleReport::EnrolFailed { modality, .. }
+            | ModuleReport::EnrolProgress {
+                modality,
+                step: EnrolStep::Remove,
+            } => (*modality, true),
+            ModuleReport::EnrolProgress { modality, .. } | ModuleReport::Fault { modality, .. } => {
+                (*modality, false)
+            }
+        };
+        if read {
+            match modality {
+                Modality::Fingerprint => self.wire.finger.lift(),
+                Modality::Palm => self.wire.palm.withdraw(),
+                Modality::Face => {}
+            }
+        }
+        self.shared.bump();
+        // Fails only when the engine has stopped (shutdown).
+        let _ = self.shared.push(Input::Module(report));
+    }
+}

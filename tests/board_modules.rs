@@ -1,0 +1,590 @@
+// The board's module adapters (src/board/modules.rs) end to end: the real
+// fingerprint (R30x) and palm (LPV/1) drivers, behind the adapter task, talk
+// to the wire-level simulators over `tokio::io::duplex` and over a real PTY
+// pair (the driver opens the slave with tokio-serial as it opens /dev/ttyS*).
+//
+// What the engine sees is checked report by report: enrolment steps, then
+// Enrolled; a duplicate refused (B-1.3); a known finger/palm recognised, an
+// unknown one reported once; module silence reported once, then recovery;
+// a cancelled enrolment stores nothing; and reconciliation at start.
+//
+// No timed assertions: every wait is for a report or for the simulator to
+// have answered more commands; the outer limit only turns a hang into a
+// failure.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{Read as _, Write as _};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use latchd::biometrics::fingerprint::{
+    self,
+    sim::{FingerFault, SimFinger, SimFingerprintConfig, SimFingerprintControl},
+    Fingerprint, FingerprintConfig,
+};
+use latchd::biometrics::palm::{
+    self,
+    sim::{SimPalmConfig, SimPalmControl},
+    Palm, PalmConfig,
+};
+use latchd::board::modules::{self, AdapterConfig, ModuleAdapter};
+use latchd::core::input::{EnrolFailure, EnrolStep, ModuleReport};
+use latchd::core::types::Modality;
+use latchd::core::ModuleCmd;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+const FP: Modality = Modality::Fingerprint;
+const PALM: Modality = Modality::Palm;
+
+// ---- a real PTY pair (as in tests/uart_modules.rs) ---------------------------
+
+struct PtyMaster {
+    fd: AsyncFd<File>,
+}
+
+struct Pty {
+    master: PtyMaster,
+    slave_path: String,
+    _slave: OwnedFd,
+}
+
+fn open_pty() -> Pty {
+    let pair = nix::pty::openpty(None, None).expect("openpty");
+    let mut t = tcgetattr(&pair.slave).expect("tcgetattr");
+    cfmakeraw(&mut t);
+    tcsetattr(&pair.slave, SetArg::TCSANOW, &t).expect("tcsetattr raw");
+    let slave_path = nix::unistd::ttyname(&pair.slave)
+        .expect("ttyname")
+        .to_string_lossy()
+        .into_owned();
+    let raw = pair.master.as_raw_fd();
+    let flags = OFlag::from_bits_truncate(fcntl(raw, FcntlArg::F_GETFL).expect("getfl"));
+    fcntl(raw, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).expect("setfl");
+    // SAFETY: the `File` owns the master fd and keeps it open, unchanged,
+    // for as long as the `AsyncFd` that owns the `File` lives.
+    let fd = unsafe { AsyncFd::register(File::from(pair.master)) }.expect("register pty master");
+    Pty {
+        master: PtyMaster { fd },
+        slave_path,
+        _slave: pair.slave,
+    }
+}
+
+impl AsyncRead for PtyMaster {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        loop {
+            let mut guard = ready!(self.fd.poll_read_ready(cx))?;
+            let unfilled = buf.initialize_unfilled();
+            match guard.try_io(|f| f.get_ref().read(unfilled)) {
+                Ok(Ok(n)) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Ok(Err(e)) if e.raw_os_error() == Some(nix::libc::EIO) => {
+                    return Poll::Ready(Ok(()))
+                }
+                Ok(Err(e)) => return Poll::Ready(Err(e)),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+impl AsyncWrite for PtyMaster {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        loop {
+            let mut guard = ready!(self.fd.poll_write_ready(cx))?;
+            match guard.try_io(|f| f.get_ref().write(buf)) {
+                Ok(result) => return Poll::Ready(result),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for T {}
+
+// ---- helpers -------------------------------------------------------------------
+
+/// Next report; a hang becomes a failure naming what was awaited.
+async fn next(rx: &mut UnboundedReceiver<ModuleReport>, what: &str) -> ModuleReport {
+    tokio::time::timeout(Duration::from_secs(30), rx.recv())
+        .await
+        .unwrap_or_else(|_| panic!("no report while waiting for {what}"))
+        .expect("the adapter stopped")
+}
+
+fn adapter_config() -> AdapterConfig {
+    AdapterConfig {
+        idle_poll: Duration::from_millis(10),
+        fault_retry: Duration::from_millis(20),
+        palm_hold_off: Duration::from_millis(300),
+        finger_touches: 2,
+        cancel_settle: Duration::from_secs(1),
+        db_slots: None,
+    }
+}
+
+/// Wait until the fingerprint simulator has answered `n` more commands
+/// (so the adapter has seen what the sensor shows now).
+async fn fp_polled(ctl: &SimFingerprintControl, n: u64) {
+    let target = ctl.commands() + n;
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while ctl.commands() < target {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .expect("the adapter stopped polling");
+}
+
+async fn palm_polled(ctl: &SimPalmControl, n: u64) {
+    let target = ctl.requests() + n;
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while ctl.requests() < target {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .expect("the adapter stopped asking");
+}
+
+// ---- fingerprint -------------------------------------------------------------------
+
+async fn fp_rig(
+    driver_end: impl Stream,
+    module_end: impl Stream,
+    db_slots: Option<BTreeSet<u16>>,
+    preload: &[(u32, u16)],
+) -> (
+    ModuleAdapter,
+    SimFingerprintControl,
+    UnboundedReceiver<ModuleReport>,
+) {
+    let (ctl, _sim) = fingerprint::sim::spawn(module_end, SimFingerprintConfig::default());
+    let mut driver = Fingerprint::connect(
+        driver_end,
+        FingerprintConfig {
+            request_timeout: Duration::from_millis(300),
+            poll_interval: Duration::from_millis(5),
+            ..FingerprintConfig::default()
+        },
+    )
+    .await
+    .expect("connect");
+    // Templates already in the module's flash, enrolled over the wire.
+    for &(person, slot) in preload {
+        let c = ctl.clone();
+        let mut hand = move |s: fingerprint::EnrollStep| match s {
+            fingerprint::EnrollStep::PlaceFinger { .. } => c.place(person, 0),
+            fingerprint::EnrollStep::LiftFinger { .. } => c.lift(),
+            _ => {}
+        };
+        driver.enroll(slot, 2, &mut hand).await.expect("preload");
+        ctl.lift();
+    }
+    let (tx, rx) = unbounded_channel();
+    let adapter = modules::spawn_fingerprint(
+        Box::new(driver),
+        AdapterConfig {
+            db_slots,
+            ..adapter_config()
+        },
+        Arc::new(tx),
+    );
+    (adapter, ctl, rx)
+}
+
+/// Enrol `person` into `slot`, acting the touches from the reports; returns
+/// the steps seen and the final report.
+async fn fp_enrol(
+    adapter: &mut ModuleAdapter,
+    ctl: &SimFingerprintControl,
+    rx: &mut UnboundedReceiver<ModuleReport>,
+    person: u32,
+    slot: u16,
+) -> (Vec<EnrolStep>, ModuleReport) {
+    ctl.place(person, 0);
+    adapter
+        .command(&ModuleCmd::Enrol { modality: FP, slot })
+        .expect("queued");
+    let mut steps = Vec::new();
+    loop {
+        match next(rx, "an enrolment report").await {
+            ModuleReport::EnrolProgress { modality, step } => {
+                assert_eq!(modality, FP);
+                steps.push(step);
+                match step {
+                    EnrolStep::Remove => ctl.lift(),
+                    EnrolStep::PresentAgain { .. } => ctl.place(person, 0),
+                    other => panic!("unexpected step {other:?}"),
+                }
+            }
+            done => return (steps, done),
+        }
+    }
+}
+
+/// Lift the finger and wait until the adapter has seen the empty sensor:
+/// of any three commands answered after the lift, at most one belongs to
+/// the flow before (a cancelled enrolment's slot check), and one is an
+/// idle GenImg that read "no finger".
+async fn fp_lift(ctl: &SimFingerprintControl) {
+    ctl.lift();
+    fp_polled(ctl, 3).await;
+}
+
+async fn fingerprint_scenario(driver_end: impl Stream, module_end: impl Stream) {
+    let (mut adapter, ctl, mut rx) = fp_rig(driver_end, module_end, None, &[]).await;
+
+    // Enrol: "remove", "again 2/2", then Enrolled with no template bytes.
+    let (steps, done) = fp_enrol(&mut adapter, &ctl, &mut rx, 1, 3).await;
+    assert_eq!(
+        steps,
+        vec![EnrolStep::Remove, EnrolStep::PresentAgain { n: 2, of: 2 }]
+    );
+    assert_eq!(
+        done,
+        ModuleReport::Enrolled {
+            modality: FP,
+            slot: 3,
+            template: None
+        }
+    );
+    assert_eq!(
+        ctl.templates().into_iter().collect::<Vec<_>>(),
+        vec![(
+            3,
+            SimFinger {
+                person: 1,
+                finger: 0
+            }
+        )]
+    );
+    fp_lift(&ctl).await;
+
+    // B-1.3: the same finger into another slot is refused; nothing stored.
+    let (_, done) = fp_enrol(&mut adapter, &ctl, &mut rx, 1, 4).await;
+    assert_eq!(
+        done,
+        ModuleReport::EnrolFailed {
+            modality: FP,
+            reason: EnrolFailure::Duplicate { slot: 3 }
+        }
+    );
+    assert_eq!(ctl.templates().keys().copied().collect::<Vec<_>>(), vec![3]);
+    fp_lift(&ctl).await;
+
+    // Recognition while idle: person 1 → slot 3, once per touch.
+    ctl.place(1, 0);
+    assert_eq!(
+        next(&mut rx, "recognition").await,
+        ModuleReport::Recognised {
+            modality: FP,
+            slot: 3
+        }
+    );
+    fp_polled(&ctl, 6).await; // the finger rests: polled again, not reported
+    fp_lift(&ctl).await;
+
+    // An unknown finger: exactly one NotRecognised while it rests.
+    ctl.place(9, 0);
+    assert_eq!(
+        next(&mut rx, "an unknown finger").await,
+        ModuleReport::NotRecognised { modality: FP }
+    );
+    fp_polled(&ctl, 6).await;
+    fp_lift(&ctl).await;
+    assert!(rx.try_recv().is_err(), "one report per touch");
+
+    // Silence: one Fault for the outage, however many polls fail; then the
+    // module answers again and recognition works.
+    for _ in 0..3 {
+        ctl.inject(FingerFault::Silence);
+    }
+    match next(&mut rx, "the fault").await {
+        ModuleReport::Fault { modality, detail } => {
+            assert_eq!(modality, FP);
+            assert!(detail.contains("did not answer"), "{detail}");
+        }
+        other => panic!("expected a fault, got {other:?}"),
+    }
+    ctl.place(1, 0);
+    assert_eq!(
+        next(&mut rx, "recognition after the outage").await,
+        ModuleReport::Recognised {
+            modality: FP,
+            slot: 3
+        }
+    );
+    fp_lift(&ctl).await;
+
+    // Cancel mid-enrolment: after the first touch, nothing is stored.
+    ctl.place(2, 0);
+    adapter
+        .command(&ModuleCmd::Enrol {
+            modality: FP,
+            slot: 5,
+        })
+        .expect("queued");
+    assert_eq!(
+        next(&mut rx, "the first enrolment step").await,
+        ModuleReport::EnrolProgress {
+            modality: FP,
+            step: EnrolStep::Remove
+        }
+    );
+    adapter
+        .command(&ModuleCmd::CancelEnrol { modality: FP })
+        .expect("queued");
+    fp_lift(&ctl).await;
+    // Back to recognition: person 2 is unknown, and slot 5 is empty.
+    ctl.place(2, 0);
+    assert_eq!(
+        next(&mut rx, "recognition after the cancel").await,
+        ModuleReport::NotRecognised { modality: FP }
+    );
+    fp_lift(&ctl).await;
+    assert_eq!(ctl.templates().keys().copied().collect::<Vec<_>>(), vec![3]);
+
+    // Delete and wipe reach the module.
+    adapter
+        .command(&ModuleCmd::Delete {
+            modality: FP,
+            slot: 3,
+        })
+        .expect("queued");
+    ctl.place(1, 0);
+    assert_eq!(
+        next(&mut rx, "recognition after the delete").await,
+        ModuleReport::NotRecognised { modality: FP }
+    );
+    fp_lift(&ctl).await;
+    assert!(ctl.templates().is_empty());
+
+    // A command for another modality is refused, not queued.
+    assert!(adapter
+        .command(&ModuleCmd::Wipe { modality: PALM })
+        .is_err());
+}
+
+#[tokio::test]
+async fn fingerprint_over_duplex() {
+    let (a, b) = tokio::io::duplex(4096);
+    fingerprint_scenario(a, b).await;
+}
+
+#[tokio::test]
+async fn fingerprint_over_a_pty() {
+    let pty = open_pty();
+    let driver_end = fingerprint::open_serial(&pty.slave_path, 57_600).expect("open slave");
+    fingerprint_scenario(driver_end, pty.master).await;
+}
+
+#[tokio::test]
+async fn fingerprint_reconciles_slots_with_the_database_at_start() {
+    let (a, b) = tokio::io::duplex(4096);
+    // Module holds 1 (person 1) and 2 (person 2); the DB knows 1 and 7.
+    let db: BTreeSet<u16> = [1, 7].into();
+    let (_adapter, ctl, mut rx) = fp_rig(a, b, Some(db), &[(1, 1), (2, 2)]).await;
+    // Person 2's slot was unknown to the DB: cleared before recognition.
+    ctl.place(2, 0);
+    assert_eq!(
+        next(&mut rx, "recognition").await,
+        ModuleReport::NotRecognised { modality: FP }
+    );
+    assert_eq!(ctl.templates().keys().copied().collect::<Vec<_>>(), vec![1]);
+    fp_lift(&ctl).await;
+    ctl.place(1, 0);
+    assert_eq!(
+        next(&mut rx, "recognition").await,
+        ModuleReport::Recognised {
+            modality: FP,
+            slot: 1
+        }
+    );
+}
+
+// ---- palm -------------------------------------------------------------------------
+
+async fn palm_rig(
+    driver_end: impl Stream,
+    module_end: impl Stream,
+) -> (
+    ModuleAdapter,
+    SimPalmControl,
+    UnboundedReceiver<ModuleReport>,
+) {
+    let (ctl, _sim) = palm::sim::spawn(module_end, SimPalmConfig::default());
+    let driver = Palm::connect(
+        driver_end,
+        PalmConfig {
+            request_timeout: Duration::from_millis(500),
+            capture_timeout: Duration::from_secs(1),
+            captures: 2,
+        },
+    )
+    .await
+    .expect("connect");
+    let (tx, rx) = unbounded_channel();
+    let adapter = modules::spawn_palm(Box::new(driver), adapter_config(), Arc::new(tx));
+    (adapter, ctl, rx)
+}
+
+async fn palm_enrol(
+    adapter: &mut ModuleAdapter,
+    ctl: &SimPalmControl,
+    rx: &mut UnboundedReceiver<ModuleReport>,
+    person: u32,
+    slot: u16,
+) -> (Vec<EnrolStep>, ModuleReport) {
+    adapter
+        .command(&ModuleCmd::Enrol {
+            modality: PALM,
+            slot,
+        })
+        .expect("queued");
+    ctl.present(person);
+    let mut steps = Vec::new();
+    let done = loop {
+        match next(rx, "a palm enrolment report").await {
+            ModuleReport::EnrolProgress { modality, step } => {
+                assert_eq!(modality, PALM);
+                steps.push(step);
+                match step {
+                    EnrolStep::Remove => ctl.withdraw(),
+                    EnrolStep::PresentAgain { .. } => ctl.present(person),
+                    other => panic!("unexpected step {other:?}"),
+                }
+            }
+            done => break done,
+        }
+    };
+    ctl.withdraw();
+    (steps, done)
+}
+
+async fn palm_scenario(driver_end: impl Stream, module_end: impl Stream) {
+    let (mut adapter, ctl, mut rx) = palm_rig(driver_end, module_end).await;
+
+    let (steps, done) = palm_enrol(&mut adapter, &ctl, &mut rx, 5, 1).await;
+    assert_eq!(
+        steps,
+        vec![EnrolStep::Remove, EnrolStep::PresentAgain { n: 2, of: 2 }]
+    );
+    assert_eq!(
+        done,
+        ModuleReport::Enrolled {
+            modality: PALM,
+            slot: 1,
+            template: None
+        }
+    );
+    assert_eq!(
+        ctl.templates().into_iter().collect::<Vec<_>>(),
+        vec![(1, 5)]
+    );
+
+    let (_, done) = palm_enrol(&mut adapter, &ctl, &mut rx, 5, 2).await;
+    assert_eq!(
+        done,
+        ModuleReport::EnrolFailed {
+            modality: PALM,
+            reason: EnrolFailure::Duplicate { slot: 1 }
+        }
+    );
+    assert_eq!(ctl.templates().len(), 1);
+
+    // Recognition: the module waits for the palm; one report per palm.
+    ctl.present(5);
+    assert_eq!(
+        next(&mut rx, "palm recognition").await,
+        ModuleReport::Recognised {
+            modality: PALM,
+            slot: 1
+        }
+    );
+    ctl.withdraw();
+    ctl.present(6);
+    assert_eq!(
+        next(&mut rx, "an unknown palm").await,
+        ModuleReport::NotRecognised { modality: PALM }
+    );
+    ctl.withdraw();
+
+    // Cancel mid-enrolment: the module is aborted and stores nothing.
+    adapter
+        .command(&ModuleCmd::Enrol {
+            modality: PALM,
+            slot: 3,
+        })
+        .expect("queued");
+    ctl.present(7);
+    assert_eq!(
+        next(&mut rx, "the first palm step").await,
+        ModuleReport::EnrolProgress {
+            modality: PALM,
+            step: EnrolStep::Remove
+        }
+    );
+    adapter
+        .command(&ModuleCmd::CancelEnrol { modality: PALM })
+        .expect("queued");
+    // The adapter is back to recognition once it asks the module again;
+    // the palm is still there and unknown.
+    assert_eq!(
+        next(&mut rx, "recognition after the cancel").await,
+        ModuleReport::NotRecognised { modality: PALM }
+    );
+    ctl.withdraw();
+    assert_eq!(ctl.templates().keys().copied().collect::<Vec<_>>(), vec![1]);
+    palm_polled(&ctl, 1).await;
+
+    adapter
+        .command(&ModuleCmd::Wipe { modality: PALM })
+        .expect("queued");
+    ctl.present(5);
+    assert_eq!(
+        next(&mut rx, "recognition after the wipe").await,
+        ModuleReport::NotRecognised { modality: PALM }
+    );
+    assert!(ctl.templates().is_empty());
+}
+
+#[tokio::test]
+async fn palm_over_duplex() {
+    let (a, b) = tokio::io::duplex(4096);
+    palm_scenario(a, b).await;
+}
+
+#[tokio::test]
+async fn palm_over_a_pty() {
+    let pty = open_pty();
+    let driver_end = palm::open_serial(&pty.slave_path, 115_200).expect("open slave");
+    palm_scenario(driver_end, pty.master).await;
+}
