@@ -9,10 +9,12 @@
 //! ```
 //!
 //! See `docs/video.md` for the protocol choice and the operator's view.
+pub mod config;
 pub mod http;
 pub mod ring;
 pub mod snapshot;
 
+pub use config::{battery_bridge, VideoConfig};
 pub use http::{StreamConfig, VideoError, VideoServer};
 pub use ring::{Frame, FrameError, FrameRing, FrameStream, PixelFormat};
 pub use snapshot::{RingCamera, SnapshotError, SnapshotStore};
