@@ -335,21 +335,22 @@ async fn wpa_supplicant_joins_with_the_right_password() {
             rssi_dbm: Some(-52)
         }
     );
-    let log = log.lock().unwrap();
-    assert_eq!(log.removed_all, 1, "old networks are dropped first");
-    let net = &log.networks[0];
-    assert_eq!(
-        Vec::<u8>::try_from(net["ssid"].clone()).unwrap(),
-        b"home".to_vec()
-    );
-    assert_eq!(
-        String::try_from(net["key_mgmt"].clone()).unwrap(),
-        "WPA-PSK"
-    );
-    assert_eq!(String::try_from(net["psk"].clone()).unwrap(), GOOD_PSK);
-    assert_eq!(log.selected, vec![format!("{WPA_IFACE_PATH}/Networks/0")]);
-    assert!(log.removed.is_empty());
-    drop(log);
+    {
+        let log = log.lock().unwrap();
+        assert_eq!(log.removed_all, 1, "old networks are dropped first");
+        let net = &log.networks[0];
+        assert_eq!(
+            Vec::<u8>::try_from(net["ssid"].clone()).unwrap(),
+            b"home".to_vec()
+        );
+        assert_eq!(
+            String::try_from(net["key_mgmt"].clone()).unwrap(),
+            "WPA-PSK"
+        );
+        assert_eq!(String::try_from(net["psk"].clone()).unwrap(), GOOD_PSK);
+        assert_eq!(log.selected, vec![format!("{WPA_IFACE_PATH}/Networks/0")]);
+        assert!(log.removed.is_empty());
+    }
     assert!(guarded(wifi.status()).await.expect("status").connected);
 }
 

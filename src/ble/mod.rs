@@ -37,9 +37,14 @@
 pub mod client;
 pub mod commands;
 pub mod crypto;
+#[cfg(feature = "board-linux")]
+pub mod gatt;
+#[cfg(feature = "board-linux")]
+pub mod gatt_client;
 pub mod improv;
 pub mod pairing;
 pub mod protocol;
+pub mod service;
 
 /// The engine's clocks, re-exported: monotonic [`Instant`] (ms) for session
 /// time-outs, wall-clock [`WallTime`] (UTC seconds) for validity windows.

@@ -1,0 +1,463 @@
+//! The lock's GATT application on BlueZ (bluer): the latchd secure channel
+//! and Improv Wi-Fi, advertised as `latchd-XXXX`.
+//!
+//! ```text
+//!  bluetoothd (org.bluez, system bus)
+//!     ▲ RegisterApplication / RegisterAdvertisement     (again after every bluetoothd restart:
+//!     │                                                  NameOwnerChanged(org.bluez) is watched)
+//!  ┌──┴─────────────────────────────────────────────────────────────────────────────────┐
+//!  │ latchd service  6c61746368-…-0001                                                  │
+//!  │   rx  …0002  write / write-without-response ─► ChannelConn::on_write (service.rs)  │
+//!  │   tx  …0003  notify                         ◄─ fragments (pair reply, accept, …)   │
+//!  │ Improv service  00467768-6228-2272-4663-277478268000                               │
+//!  │   8001 state (read, notify) · 8002 error (read, notify) · 8003 RPC (write)         │
+//!  │   8004 RPC result (read, notify) · 8005 capabilities (read)                        │
+//!  │      RPC "Wi-Fi settings" ─► WifiBackend::apply ─► Improv::on_connect_result       │
+//!  └────────────────────────────────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! One app at a time: BlueZ sends a characteristic's notifications to every
+//! subscribed central, so a second concurrent channel would see the first
+//! one's frames. A write from another device is refused (`NotPermitted`)
+//! while the first is still connected; once it is gone, the next device
+//! starts from a fresh, closed channel.
+//!
+//! Authorisation for pairing and for Improv is the engine's pairing mode
+//! (physical presence, B-5.1), read at the moment of each request.
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bluer::adv::{Advertisement, Type as AdvType};
+use bluer::gatt::local::{
+    Application, Characteristic, CharacteristicNotifier, CharacteristicNotify,
+    CharacteristicNotifyMethod, CharacteristicRead, CharacteristicWrite, CharacteristicWriteMethod,
+    ReqError, Service,
+};
+use bluer::{Address, Uuid};
+use futures_util::{FutureExt, StreamExt};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use super::crypto::StaticKeypair;
+use super::improv::{self, DeviceInfo, Improv, Output};
+use super::pairing::VerificationCode;
+use super::service::{ChannelConn, LockLink};
+use crate::wifi::WifiBackend;
+
+/// The latchd secure-channel service.
+pub const CHANNEL_SERVICE_UUID: Uuid = Uuid::from_u128(0x6c617463_6864_4c42_8000_6c6174636801);
+/// App → lock frames (write, write without response).
+pub const CHANNEL_RX_UUID: Uuid = Uuid::from_u128(0x6c617463_6864_4c42_8000_6c6174636802);
+/// Lock → app frames (notify).
+pub const CHANNEL_TX_UUID: Uuid = Uuid::from_u128(0x6c617463_6864_4c42_8000_6c6174636803);
+
+/// How long to wait before registering again after bluetoothd went away.
+const RETRY: Duration = Duration::from_secs(2);
+
+/// Why the GATT application stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum GattError {
+    #[error(
+        "Bluetooth: {0}; check that bluetoothd runs and the adapter exists (bluetoothctl list)"
+    )]
+    Bluez(#[from] bluer::Error),
+    #[error("cannot watch bluetoothd on the system bus: {0}")]
+    Bus(#[from] zbus::Error),
+    #[error("invalid Improv UUID constant: {0}")]
+    Uuid(String),
+}
+
+/// What the application needs.
+#[derive(Clone)]
+pub struct GattDeps {
+    pub link: Arc<dyn LockLink>,
+    pub wifi: Arc<dyn WifiBackend>,
+    /// The lock's long-term key (`remote::lock_keypair` of the device secret).
+    pub lock_key: Arc<StaticKeypair>,
+    pub code: Arc<VerificationCode>,
+    pub device_info: DeviceInfo,
+}
+
+/// Where and as what to advertise.
+#[derive(Debug, Clone)]
+pub struct GattConfig {
+    /// `hci0`…; `None`: BlueZ's default adapter.
+    pub adapter: Option<String>,
+    /// Advertised name, `latchd-XXXX`.
+    pub local_name: String,
+}
+
+/// `latchd-` and the last four characters of the serial.
+pub fn local_name(serial: &str) -> String {
+    let tail: String = serial
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect::<Vec<_>>()
+        .iter()
+        .rev()
+        .take(4)
+        .rev()
+        .collect();
+    format!("latchd-{tail}")
+}
+
+/// The one connected app and its channel.
+#[derive(Default)]
+struct ChannelSlot {
+    peer: Option<(Address, ChannelConn)>,
+    notifier: Option<CharacteristicNotifier>,
+}
+
+#[derive(Default)]
+struct ImprovNotifiers {
+    state: Option<CharacteristicNotifier>,
+    error: Option<CharacteristicNotifier>,
+    result: Option<CharacteristicNotifier>,
+}
+
+/// State shared by the characteristic callbacks.
+pub struct Shared {
+    deps: GattDeps,
+    adapter: bluer::Adapter,
+    channel: Mutex<ChannelSlot>,
+    improv: Mutex<Improv>,
+    improv_notify: Mutex<ImprovNotifiers>,
+}
+
+async fn notify_all(n: &mut Option<CharacteristicNotifier>, values: Vec<Vec<u8>>) {
+    if let Some(notifier) = n {
+        for v in values {
+            if notifier.notify(v).await.is_err() {
+                // The central unsubscribed or left; forget it.
+                *n = None;
+                return;
+            }
+        }
+    }
+}
+
+impl Shared {
+    async fn channel_write(
+        self: Arc<Self>,
+        value: Vec<u8>,
+        peer: Address,
+        mtu: u16,
+    ) -> Result<(), ReqError> {
+        let mut slot = self.channel.lock().await;
+        let take_over = match &slot.peer {
+            Some((current, _)) if *current == peer => false,
+            Some((current, _)) => {
+                let still_there = match self.adapter.device(*current) {
+                    Ok(d) => d.is_connected().await.unwrap_or(false),
+                    Err(_) => false,
+                };
+                if still_there {
+                    return Err(ReqError::NotPermitted);
+                }
+                true
+            }
+            None => true,
+        };
+        if take_over {
+            slot.peer = Some((
+                peer,
+                ChannelConn::new(self.deps.lock_key.clone(), self.deps.code.clone(), mtu),
+            ));
+        }
+        let out = match &mut slot.peer {
+            Some((_, conn)) => conn.on_write(self.deps.link.as_ref(), &value).await,
+            None => return Err(ReqError::Failed),
+        };
+        notify_all(&mut slot.notifier, out).await;
+        Ok(())
+    }
+
+    /// Boxed with an explicit `Send`: it recurses (a join's result feeds
+    /// more outputs) from a spawned task.
+    fn improv_outputs(
+        self: &Arc<Self>,
+        outputs: Vec<Output>,
+    ) -> futures_util::future::BoxFuture<'_, ()> {
+        Box::pin(async move { self.improv_outputs_inner(outputs).await })
+    }
+
+    async fn improv_outputs_inner(self: &Arc<Self>, outputs: Vec<Output>) {
+        for o in outputs {
+            match o {
+                Output::State(s) => {
+                    notify_all(
+                        &mut self.improv_notify.lock().await.state,
+                        vec![vec![s as u8]],
+                    )
+                    .await
+                }
+                Output::Error(e) => {
+                    notify_all(
+                        &mut self.improv_notify.lock().await.error,
+                        vec![vec![e as u8]],
+                    )
+                    .await
+                }
+                Output::Result(r) => {
+                    notify_all(&mut self.improv_notify.lock().await.result, vec![r]).await
+                }
+                Output::ApplyCredentials { ssid, password } => {
+                    let me = self.clone();
+                    // Joining takes seconds; answer the write now.
+                    tokio::spawn(async move {
+                        let result = me.deps.wifi.apply(&ssid, &password).await;
+                        let outputs = match result {
+                            Ok(_) => me.improv.lock().await.on_connect_result(Ok(None)),
+                            Err(e) => {
+                                tracing::warn!("Improv: Wi-Fi not joined: {e}");
+                                me.improv.lock().await.on_connect_result(Err(()))
+                            }
+                        };
+                        me.improv_outputs(outputs).await;
+                    });
+                }
+                Output::Identify => {
+                    tracing::info!("Improv: identify requested");
+                }
+                Output::Scan => {
+                    // The Wi-Fi backends do not scan; answer an empty list
+                    // so the client falls back to manual entry.
+                    let outputs = self.improv.lock().await.on_scan_result(&[]);
+                    self.improv_outputs(outputs).await;
+                }
+            }
+        }
+    }
+
+    async fn refresh_authorization(self: &Arc<Self>) {
+        let active = self.deps.link.pairing_mode();
+        let outputs = self.improv.lock().await.set_authorized(active);
+        self.improv_outputs(outputs).await;
+    }
+}
+
+fn read_fun<F>(shared: &Arc<Shared>, f: F) -> CharacteristicRead
+where
+    F: Fn(Arc<Shared>) -> futures_util::future::BoxFuture<'static, Vec<u8>> + Send + Sync + 'static,
+{
+    let shared = shared.clone();
+    CharacteristicRead {
+        read: true,
+        fun: Box::new(move |_req| {
+            let s = shared.clone();
+            let fut = f(s);
+            async move { Ok(fut.await) }.boxed()
+        }),
+        ..Default::default()
+    }
+}
+
+fn notify_into(
+    shared: &Arc<Shared>,
+    pick: fn(&mut ImprovNotifiers) -> &mut Option<CharacteristicNotifier>,
+) -> CharacteristicNotify {
+    let shared = shared.clone();
+    CharacteristicNotify {
+        notify: true,
+        method: CharacteristicNotifyMethod::Fun(Box::new(move |n| {
+            let s = shared.clone();
+            async move {
+                *pick(&mut *s.improv_notify.lock().await) = Some(n);
+            }
+            .boxed()
+        })),
+        ..Default::default()
+    }
+}
+
+fn uuid(s: &str) -> Result<Uuid, GattError> {
+    Uuid::parse_str(s).map_err(|e| GattError::Uuid(format!("{s}: {e}")))
+}
+
+fn application(shared: &Arc<Shared>) -> Result<Application, GattError> {
+    let ch = shared.clone();
+    let rx = Characteristic {
+        uuid: CHANNEL_RX_UUID,
+        write: Some(CharacteristicWrite {
+            write: true,
+            write_without_response: true,
+            method: CharacteristicWriteMethod::Fun(Box::new(move |value, req| {
+                ch.clone()
+                    .channel_write(value, req.device_address, req.mtu)
+                    .boxed()
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let ch = shared.clone();
+    let tx = Characteristic {
+        uuid: CHANNEL_TX_UUID,
+        notify: Some(CharacteristicNotify {
+            notify: true,
+            method: CharacteristicNotifyMethod::Fun(Box::new(move |n| {
+                let s = ch.clone();
+                async move {
+                    s.channel.lock().await.notifier = Some(n);
+                }
+                .boxed()
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+
+    let state = Characteristic {
+        uuid: uuid(improv::CURRENT_STATE_UUID)?,
+        read: Some(read_fun(shared, |s| {
+            async move {
+                s.refresh_authorization().await;
+                vec![s.improv.lock().await.state() as u8]
+            }
+            .boxed()
+        })),
+        notify: Some(notify_into(shared, |n| &mut n.state)),
+        ..Default::default()
+    };
+    let error = Characteristic {
+        uuid: uuid(improv::ERROR_STATE_UUID)?,
+        read: Some(read_fun(shared, |s| {
+            async move { vec![s.improv.lock().await.error() as u8] }.boxed()
+        })),
+        notify: Some(notify_into(shared, |n| &mut n.error)),
+        ..Default::default()
+    };
+    let ch = shared.clone();
+    let rpc = Characteristic {
+        uuid: uuid(improv::RPC_COMMAND_UUID)?,
+        write: Some(CharacteristicWrite {
+            write: true,
+            write_without_response: true,
+            method: CharacteristicWriteMethod::Fun(Box::new(move |value, _req| {
+                let s = ch.clone();
+                async move {
+                    s.refresh_authorization().await;
+                    let outputs = s.improv.lock().await.on_rpc_write(&value);
+                    s.improv_outputs(outputs).await;
+                    Ok(())
+                }
+                .boxed()
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let result = Characteristic {
+        uuid: uuid(improv::RPC_RESULT_UUID)?,
+        read: Some(read_fun(shared, |_| async { Vec::new() }.boxed())),
+        notify: Some(notify_into(shared, |n| &mut n.result)),
+        ..Default::default()
+    };
+    let caps = Characteristic {
+        uuid: uuid(improv::CAPABILITIES_UUID)?,
+        read: Some(read_fun(shared, |s| {
+            async move { vec![s.improv.lock().await.capabilities()] }.boxed()
+        })),
+        ..Default::default()
+    };
+    Ok(Application {
+        services: vec![
+            Service {
+                uuid: CHANNEL_SERVICE_UUID,
+                primary: true,
+                characteristics: vec![rx, tx],
+                ..Default::default()
+            },
+            Service {
+                uuid: uuid(improv::SERVICE_UUID)?,
+                primary: true,
+                characteristics: vec![state, error, rpc, result, caps],
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    })
+}
+
+/// Register, advertise and serve until `shutdown`; register again each
+/// time bluetoothd restarts. Returns only on shutdown or if the system bus
+/// itself cannot be reached.
+pub async fn run(
+    config: GattConfig,
+    deps: GattDeps,
+    shutdown: CancellationToken,
+) -> Result<(), GattError> {
+    let system = zbus::Connection::system().await?;
+    let dbus = zbus::fdo::DBusProxy::new(&system).await?;
+    let mut owner_changes = dbus
+        .receive_name_owner_changed_with_args(&[(0, "org.bluez")])
+        .await?;
+    loop {
+        match serve_once(&config, &deps).await {
+            Ok(handles) => {
+                tracing::info!(name = %config.local_name, "BLE: GATT application registered");
+                // Serve until bluetoothd changes hands (restart) or we stop.
+                tokio::select! {
+                    _ = shutdown.cancelled() => {
+                        drop(handles);
+                        return Ok(());
+                    }
+                    _ = owner_changes.next() => {
+                        tracing::warn!("BLE: bluetoothd restarted or stopped; registering again");
+                        drop(handles);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("BLE: {e}; retrying in {} s", RETRY.as_secs()),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(RETRY) => {}
+        }
+    }
+}
+
+/// A live registration; dropping it unregisters.
+pub struct Handles {
+    _app: bluer::gatt::local::ApplicationHandle,
+    _adv: bluer::adv::AdvertisementHandle,
+    _shared: Arc<Shared>,
+    _session: bluer::Session,
+}
+
+/// Register the application and the advertisement once.
+pub async fn serve_once(config: &GattConfig, deps: &GattDeps) -> Result<Handles, GattError> {
+    let session = bluer::Session::new().await?;
+    let adapter = match &config.adapter {
+        Some(name) => session.adapter(name)?,
+        None => session.default_adapter().await?,
+    };
+    adapter.set_powered(true).await?;
+    let shared = Arc::new(Shared {
+        deps: deps.clone(),
+        adapter: adapter.clone(),
+        channel: Mutex::new(ChannelSlot::default()),
+        improv: Mutex::new(Improv::new(deps.device_info.clone())),
+        improv_notify: Mutex::new(ImprovNotifiers::default()),
+    });
+    let app = adapter
+        .serve_gatt_application(application(&shared)?)
+        .await?;
+    let adv = Advertisement {
+        advertisement_type: AdvType::Peripheral,
+        // Two 128-bit UUIDs do not fit a legacy advertisement next to the
+        // name; Improv clients filter on its UUID, our app on the name.
+        service_uuids: BTreeSet::from([uuid(improv::SERVICE_UUID)?]),
+        local_name: Some(config.local_name.clone()),
+        discoverable: Some(true),
+        ..Default::default()
+    };
+    let adv = adapter.advertise(adv).await?;
+    Ok(Handles {
+        _app: app,
+        _adv: adv,
+        _shared: shared,
+        _session: session,
+    })
+}

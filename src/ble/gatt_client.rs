@@ -1,0 +1,295 @@
+//! The central side over BlueZ (bluer): find a lock, pair, open a session,
+//! send commands, provision Wi-Fi with Improv. `latchctl ble` and the VM
+//! test use it; the protocol itself is `client.rs`.
+//!
+//! ```text
+//!  scan: discovery, keep devices named latchd-* or advertising Improv
+//!  connect ─► services resolved ─► rx (write) · tx (notify) · Improv chars
+//!  exchange(frame): fragment at the minimum ATT MTU (23, fits any link)
+//!                   ─► write rx … ◄─ tx notifications ─► Reassembler ─► frame
+//!  pair:    pair-init ⇄ pair-reply, pair-confirm ⇄ pair-done   → PairedLock
+//!  request: session-init ⇄ session-accept, then sealed request ⇄ response
+//!  Improv:  RPC write [0x01, len, ssid, psk, sum] ─► state notifications
+//!           until Provisioned (0x04) or an error state
+//! ```
+use std::collections::BTreeSet;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bluer::gatt::remote::Characteristic;
+use bluer::{Adapter, AdapterEvent, Address, Uuid};
+use futures_util::{Stream, StreamExt};
+use rand_core::OsRng;
+
+use super::client::{self, AppPairing, AppSessionStart, PairedLock, PairingSecret};
+use super::commands::{Request, Response};
+use super::crypto::{StaticKeypair, KEY_LEN};
+use super::gatt::{CHANNEL_RX_UUID, CHANNEL_SERVICE_UUID, CHANNEL_TX_UUID};
+use super::improv;
+use super::pairing::{PairingError, VerificationCode};
+use super::protocol::{
+    fragment, ChannelError, FragmentError, Reassembler, MAX_ATT_MTU, MIN_ATT_MTU,
+};
+use crate::core::time::Instant;
+
+/// How long one request/answer may take over the air.
+pub const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long Improv provisioning may take (the lock joins the network).
+pub const IMPROV_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Why a BLE client operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GattClientError {
+    #[error("Bluetooth: {0}; check the adapter (--adapter) and that bluetoothd runs")]
+    Bluez(#[from] bluer::Error),
+    #[error("no latchd lock found within {} s; is it powered and in range?", .0.as_secs())]
+    NotFound(Duration),
+    #[error("the device does not offer the {0} service; is it a latchd lock?")]
+    MissingService(&'static str),
+    #[error("no answer from the lock within {} s", .0.as_secs())]
+    Timeout(Duration),
+    #[error("the lock closed the notification stream (disconnected?)")]
+    Disconnected,
+    #[error(transparent)]
+    Pairing(#[from] PairingError),
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
+    #[error(transparent)]
+    Fragment(#[from] FragmentError),
+    #[error(transparent)]
+    Response(#[from] client::ClientError),
+    #[error("Improv: the lock is not in pairing mode; hold SET on the back panel, then retry")]
+    ImprovNotAuthorized,
+    #[error("Improv: the lock could not join the network (error state {0:#04x}); check SSID and password")]
+    ImprovFailed(u8),
+}
+
+/// A lock seen while scanning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub address: Address,
+    pub name: Option<String>,
+    pub rssi: Option<i16>,
+}
+
+fn improv_uuid(s: &str) -> Uuid {
+    // The constants in improv.rs are valid UUIDs (unit-tested there).
+    Uuid::parse_str(s).unwrap_or_default()
+}
+
+async fn is_lock(adapter: &Adapter, addr: Address) -> Result<Option<Found>, bluer::Error> {
+    let dev = adapter.device(addr)?;
+    let name = dev.name().await?;
+    let uuids = dev.uuids().await?.unwrap_or_default();
+    let named = name.as_deref().is_some_and(|n| n.starts_with("latchd-"));
+    if !named && !uuids.contains(&improv_uuid(improv::SERVICE_UUID)) {
+        return Ok(None);
+    }
+    Ok(Some(Found {
+        address: addr,
+        name,
+        rssi: dev.rssi().await?,
+    }))
+}
+
+/// Discover locks for `window` (or until `first_only` finds one).
+pub async fn scan(
+    adapter: &Adapter,
+    window: Duration,
+    first_only: bool,
+) -> Result<Vec<Found>, GattClientError> {
+    adapter.set_powered(true).await?;
+    let mut events = adapter.discover_devices().await?;
+    let mut seen = BTreeSet::new();
+    let mut found = Vec::new();
+    let deadline = tokio::time::sleep(window);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            _ = &mut deadline => break,
+            ev = events.next() => match ev {
+                Some(AdapterEvent::DeviceAdded(addr)) if seen.insert(addr) => {
+                    if let Some(f) = is_lock(adapter, addr).await? {
+                        found.push(f);
+                        if first_only {
+                            break;
+                        }
+                    }
+                }
+                Some(_) => {}
+                None => break,
+            }
+        }
+    }
+    Ok(found)
+}
+
+type Notifications = Pin<Box<dyn Stream<Item = Vec<u8>> + Send>>;
+
+/// A connected lock.
+pub struct LockClient {
+    pub address: Address,
+    rx: Characteristic,
+    tx: Notifications,
+    improv_state: Option<Characteristic>,
+    improv_error: Option<Characteristic>,
+    improv_rpc: Option<Characteristic>,
+    started: std::time::Instant,
+}
+
+impl std::fmt::Debug for LockClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockClient")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LockClient {
+    /// Connect and find the characteristics.
+    pub async fn connect(adapter: &Adapter, address: Address) -> Result<Self, GattClientError> {
+        let dev = adapter.device(address)?;
+        if !dev.is_connected().await? {
+            // BlueZ's connect can fail once on a busy controller; one retry.
+            if dev.connect().await.is_err() {
+                dev.connect().await?;
+            }
+        }
+        let mut rx = None;
+        let mut tx = None;
+        let (mut st, mut er, mut rpc) = (None, None, None);
+        for service in dev.services().await? {
+            let su = service.uuid().await?;
+            if su != CHANNEL_SERVICE_UUID && su != improv_uuid(improv::SERVICE_UUID) {
+                continue;
+            }
+            for c in service.characteristics().await? {
+                let u = c.uuid().await?;
+                if u == CHANNEL_RX_UUID {
+                    rx = Some(c);
+                } else if u == CHANNEL_TX_UUID {
+                    tx = Some(c);
+                } else if u == improv_uuid(improv::CURRENT_STATE_UUID) {
+                    st = Some(c);
+                } else if u == improv_uuid(improv::ERROR_STATE_UUID) {
+                    er = Some(c);
+                } else if u == improv_uuid(improv::RPC_COMMAND_UUID) {
+                    rpc = Some(c);
+                }
+            }
+        }
+        let rx = rx.ok_or(GattClientError::MissingService("latchd channel"))?;
+        let tx = tx.ok_or(GattClientError::MissingService("latchd channel"))?;
+        let tx: Notifications = Box::pin(tx.notify().await?);
+        Ok(LockClient {
+            address,
+            rx,
+            tx,
+            improv_state: st,
+            improv_error: er,
+            improv_rpc: rpc,
+            started: std::time::Instant::now(),
+        })
+    }
+
+    fn now(&self) -> Instant {
+        Instant::from_millis(self.started.elapsed().as_millis() as u64)
+    }
+
+    /// Send one frame and wait for one frame back.
+    pub async fn exchange(&mut self, frame: &[u8]) -> Result<Vec<u8>, GattClientError> {
+        let mut reasm = Reassembler::new(MAX_ATT_MTU)?;
+        for part in fragment(frame, MIN_ATT_MTU)? {
+            self.rx.write(&part).await?;
+        }
+        let wait = async {
+            loop {
+                let Some(part) = self.tx.next().await else {
+                    return Err(GattClientError::Disconnected);
+                };
+                if let Some(frame) = reasm.push(&part)? {
+                    return Ok(frame);
+                }
+            }
+        };
+        tokio::time::timeout(EXCHANGE_TIMEOUT, wait)
+            .await
+            .map_err(|_| GattClientError::Timeout(EXCHANGE_TIMEOUT))?
+    }
+
+    /// Owner pairing with the lock's verification code.
+    pub async fn pair(
+        &mut self,
+        app: &StaticKeypair,
+        code: VerificationCode,
+    ) -> Result<PairedLock, GattClientError> {
+        let (pairing, init) = AppPairing::start(app, PairingSecret::Owner(code), &mut OsRng);
+        let reply = self.exchange(&init).await?;
+        let (sent, confirm) = pairing.on_reply(app, &reply)?;
+        let done = self.exchange(&confirm).await?;
+        Ok(sent.on_done(&done)?)
+    }
+
+    /// Open a session and run one request.
+    pub async fn request(
+        &mut self,
+        app: &StaticKeypair,
+        lock_public: [u8; KEY_LEN],
+        request: &Request,
+    ) -> Result<Response, GattClientError> {
+        let (start, init) = AppSessionStart::new(app, lock_public, &mut OsRng);
+        let accept = self.exchange(&init).await?;
+        let mut session = start.finish(
+            app,
+            &accept,
+            self.now(),
+            super::protocol::DEFAULT_IDLE_TIMEOUT,
+        )?;
+        let sealed = client::seal_request(&mut session, self.now(), request)?;
+        let answer = self.exchange(&sealed).await?;
+        Ok(client::open_response(&mut session, self.now(), &answer)?)
+    }
+
+    /// Provision Wi-Fi with Improv; `Ok` once the lock reports Provisioned.
+    pub async fn improv_wifi(&mut self, ssid: &[u8], psk: &[u8]) -> Result<(), GattClientError> {
+        let (Some(state), Some(error), Some(rpc)) = (
+            self.improv_state.clone(),
+            self.improv_error.clone(),
+            self.improv_rpc.clone(),
+        ) else {
+            return Err(GattClientError::MissingService("Improv Wi-Fi"));
+        };
+        let mut states = Box::pin(state.notify().await?);
+        let mut errors = Box::pin(error.notify().await?);
+        if state.read().await?.first() == Some(&(improv::State::AuthorizationRequired as u8)) {
+            return Err(GattClientError::ImprovNotAuthorized);
+        }
+        rpc.write(&improv::encode_packet(
+            improv::cmd::WIFI_SETTINGS,
+            &[ssid, psk],
+        ))
+        .await?;
+        let wait = async {
+            loop {
+                tokio::select! {
+                    s = states.next() => match s.and_then(|v| v.first().copied()) {
+                        Some(s) if s == improv::State::Provisioned as u8 => return Ok(()),
+                        Some(_) => {}
+                        None => return Err(GattClientError::Disconnected),
+                    },
+                    e = errors.next() => match e.and_then(|v| v.first().copied()) {
+                        Some(0) => {}
+                        Some(e) if e == improv::ErrorState::NotAuthorized as u8 => {
+                            return Err(GattClientError::ImprovNotAuthorized)
+                        }
+                        Some(e) => return Err(GattClientError::ImprovFailed(e)),
+                        None => return Err(GattClientError::Disconnected),
+                    },
+                }
+            }
+        };
+        tokio::time::timeout(IMPROV_TIMEOUT, wait)
+            .await
+            .map_err(|_| GattClientError::Timeout(IMPROV_TIMEOUT))?
+    }
+}

@@ -1,0 +1,415 @@
+//! One BLE connection's secure channel, lock side: the glue between the
+//! GATT characteristics (bytes in, fragments out) and the engine. No BlueZ
+//! here — `gatt.rs` moves bytes; this decides what they mean, so it is
+//! tested with the real app-side client (`client.rs`) in unit tests.
+//!
+//! ```text
+//!  write fragments ─► Reassembler ─► frame
+//!     Idle ──PairInit──► LockPairing::respond_owner (pairing mode? code) ─► PairReply
+//!     Pairing ──PairConfirm──► finish_owner ─► engine AddAppKey (Principal::Pairing)
+//!                               engine Ok ─► PairDone        engine Err ─► Error frame
+//!     Idle ──SessionInit──► key id ∈ engine's app keys ─► accept_session ─► Open
+//!     Open ──Data──► open_request (role check) ─► engine command ─► sealed Response
+//!  any failure: Error frame, state back to Idle (nothing half-open survives)
+//! ```
+//!
+//! The engine is reached through [`LockLink`], so the same code serves the
+//! daemon ([`DaemonLink`]) and tests.
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand_core::OsRng;
+use tokio::sync::{broadcast, watch};
+
+use super::commands::{
+    open_request, BoltState, DoorState, LockState, Principal as BlePrincipal, Request,
+    RequestError, Response, StatusReport, WifiStatus as BleWifi,
+};
+use super::crypto::{KeyId, StaticKeypair};
+use super::pairing::{LockPairing, PairKind, PairRequest, VerificationCode};
+use super::protocol::{
+    accept_session, error_frame, fragment, ErrorCode, Frame, FrameType, Reassembler, SecureSession,
+    SessionInit, DEFAULT_IDLE_TIMEOUT,
+};
+use crate::core::action::{AppError, AppOk};
+use crate::core::time::{Instant, Validity, WallTime};
+use crate::core::types::{AppKey, AppKeyId, AppKeyRole, UserNumber};
+use crate::core::{AppCommand, AppRequest, AppResult, Channel, Input, Principal};
+
+/// Boxed future for [`LockLink`].
+pub type LinkFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The engine as the BLE service sees it.
+pub trait LockLink: Send + Sync + 'static {
+    /// Pairing mode, as the engine last published it (B-5.1).
+    fn pairing_mode(&self) -> bool;
+    /// The registered app keys (sessions are only accepted for these).
+    fn app_keys(&self) -> Vec<AppKey>;
+    /// The status report for the app (B-9.1).
+    fn status(&self) -> StatusReport;
+    /// Run an authenticated command; `None` if the engine has stopped.
+    fn submit(
+        &self,
+        principal: Principal,
+        command: AppCommand,
+    ) -> LinkFuture<'_, Option<AppResult>>;
+    /// Monotonic and wall-clock now, in the engine's terms.
+    fn now(&self) -> (Instant, Option<WallTime>);
+}
+
+/// The principal a stored key speaks for on the wire (role check).
+pub fn ble_principal(key: &AppKey) -> BlePrincipal {
+    match key.role {
+        AppKeyRole::Owner { admin } => BlePrincipal::Owner {
+            key_id: KeyId::of(&key.public_key),
+            admin_user: admin.get(),
+        },
+        AppKeyRole::Guest => BlePrincipal::Guest {
+            key_id: KeyId::of(&key.public_key),
+            valid_from: key.validity.from.unwrap_or(WallTime(i64::MIN)),
+            valid_until: key.validity.until.unwrap_or(WallTime(i64::MAX)),
+        },
+    }
+}
+
+/// The engine's principal for a stored key.
+pub fn engine_principal(key: &AppKey) -> Principal {
+    match key.role {
+        AppKeyRole::Owner { admin } => Principal::Owner { key: key.id, admin },
+        AppKeyRole::Guest => Principal::Guest {
+            key: key.id,
+            validity: key.validity,
+        },
+    }
+}
+
+/// The engine's answer as a wire response.
+pub fn response_of(result: &AppResult) -> Response {
+    match result {
+        Ok(AppOk::Done) | Ok(AppOk::AppKeyAdded(_)) => Response::Ok,
+        Ok(AppOk::UserAdded(n)) => Response::UserAdded { user: n.get() },
+        Ok(AppOk::TempPasscodeAdded(id)) => Response::PasscodeCreated {
+            id: u16::try_from(id.0).unwrap_or(u16::MAX),
+        },
+        Err(e) => {
+            let code = match e {
+                AppError::Forbidden => ErrorCode::Forbidden,
+                AppError::OutsideValidity => ErrorCode::OutsideValidity,
+                _ => ErrorCode::Refused,
+            };
+            Response::error(code, &e.to_string())
+        }
+    }
+}
+
+enum ConnState {
+    Idle,
+    Pairing(LockPairing),
+    Open {
+        session: Box<SecureSession>,
+        key: AppKey,
+    },
+}
+
+/// The secure channel of one connection.
+pub struct ChannelConn {
+    lock: Arc<StaticKeypair>,
+    code: Arc<VerificationCode>,
+    mtu: u16,
+    reasm: Reassembler,
+    state: ConnState,
+    idle_timeout: Duration,
+}
+
+impl std::fmt::Debug for ChannelConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelConn")
+            .field("mtu", &self.mtu)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChannelConn {
+    /// A fresh connection at ATT MTU `mtu` (clamped to the protocol's range).
+    pub fn new(lock: Arc<StaticKeypair>, code: Arc<VerificationCode>, mtu: u16) -> Self {
+        let mtu = mtu.clamp(super::protocol::MIN_ATT_MTU, super::protocol::MAX_ATT_MTU);
+        // MTU is clamped into the accepted range, so this cannot fail; fall
+        // back to the minimum rather than panic.
+        let reasm = Reassembler::new(mtu)
+            .or_else(|_| Reassembler::new(super::protocol::MIN_ATT_MTU))
+            .unwrap_or_else(|_| unreachable_reassembler());
+        ChannelConn {
+            lock,
+            code,
+            mtu,
+            reasm,
+            state: ConnState::Idle,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+        }
+    }
+
+    /// Is a session open?
+    pub fn is_open(&self) -> bool {
+        matches!(self.state, ConnState::Open { .. })
+    }
+
+    /// Feed one characteristic write; returns the notifications to send.
+    pub async fn on_write(&mut self, link: &dyn LockLink, bytes: &[u8]) -> Vec<Vec<u8>> {
+        let frame = match self.reasm.push(bytes) {
+            Ok(Some(f)) => f,
+            Ok(None) => return Vec::new(),
+            Err(e) => return self.fail(e.code()),
+        };
+        let out = match self.on_frame(link, &frame).await {
+            Ok(out) => out,
+            Err(code) => return self.fail(code),
+        };
+        self.fragments(&out)
+    }
+
+    fn fragments(&mut self, frame: &[u8]) -> Vec<Vec<u8>> {
+        match fragment(frame, self.mtu) {
+            Ok(f) => f,
+            Err(e) => self.fail(e.code()),
+        }
+    }
+
+    /// Any failure closes whatever was open and answers one error frame.
+    fn fail(&mut self, code: ErrorCode) -> Vec<Vec<u8>> {
+        if let ConnState::Open { session, .. } = &mut self.state {
+            session.close();
+        }
+        self.state = ConnState::Idle;
+        fragment(&error_frame(code), self.mtu).unwrap_or_default()
+    }
+
+    async fn on_frame(&mut self, link: &dyn LockLink, frame: &[u8]) -> Result<Vec<u8>, ErrorCode> {
+        let kind = Frame::parse(frame).map_err(|e| e.code())?.kind;
+        let (now, wall) = link.now();
+        match (std::mem::replace(&mut self.state, ConnState::Idle), kind) {
+            (ConnState::Idle, FrameType::PairInit) => {
+                let req = PairRequest::parse(frame).map_err(|e| e.code())?;
+                if req.kind != PairKind::Owner {
+                    // Guest codes are redeemed against invites the owner
+                    // created; this service has no invite store yet.
+                    return Err(ErrorCode::Refused);
+                }
+                let (pairing, reply) = LockPairing::respond_owner(
+                    &req,
+                    link.pairing_mode(),
+                    &self.code,
+                    &self.lock,
+                    &mut OsRng,
+                )
+                .map_err(|e| e.code())?;
+                self.state = ConnState::Pairing(pairing);
+                Ok(reply)
+            }
+            (ConnState::Pairing(pairing), FrameType::PairConfirm) => {
+                let (paired, done) = pairing.finish_owner(frame, now).map_err(|e| e.code())?;
+                // The engine binds the key to the first administrator and
+                // assigns its id; ours are placeholders it overwrites.
+                let key = AppKey {
+                    id: AppKeyId(0),
+                    role: AppKeyRole::Owner {
+                        admin: UserNumber::new(1).ok_or(ErrorCode::Refused)?,
+                    },
+                    public_key: paired.app_public,
+                    validity: Validity::ALWAYS,
+                    label: format!("app {}", hex::encode(&paired.key_id.0[..4])),
+                };
+                match link
+                    .submit(Principal::Pairing, AppCommand::AddAppKey(key))
+                    .await
+                {
+                    Some(Ok(_)) => Ok(done),
+                    Some(Err(AppError::Forbidden)) => Err(ErrorCode::Forbidden),
+                    _ => Err(ErrorCode::Refused),
+                }
+            }
+            (ConnState::Idle | ConnState::Open { .. }, FrameType::SessionInit) => {
+                let init = SessionInit::parse(frame).map_err(|e| e.code())?;
+                let key = link
+                    .app_keys()
+                    .into_iter()
+                    .find(|k| KeyId::of(&k.public_key) == init.key_id)
+                    .ok_or(ErrorCode::UnknownKey)?;
+                let (session, accept) = accept_session(
+                    &self.lock,
+                    &init,
+                    &key.public_key,
+                    &mut OsRng,
+                    now,
+                    self.idle_timeout,
+                )
+                .map_err(|e| e.code())?;
+                self.state = ConnState::Open {
+                    session: Box::new(session),
+                    key,
+                };
+                Ok(accept)
+            }
+            (ConnState::Open { mut session, key }, FrameType::Data) => {
+                let principal = ble_principal(&key);
+                let response = match open_request(&mut session, &principal, now, wall, frame) {
+                    Err(RequestError::Channel(e)) => return Err(e.code()),
+                    Err(RequestError::Command(e)) => Response::error(e.code(), &e.to_string()),
+                    Err(RequestError::Authz(e)) => Response::error(e.code(), &e.to_string()),
+                    Ok(request) => self.run(link, &key, &request).await,
+                };
+                let sealed = session
+                    .seal(now, &response.encode())
+                    .map_err(|e| e.code())?;
+                self.state = ConnState::Open { session, key };
+                Ok(sealed)
+            }
+            _ => Err(ErrorCode::UnexpectedFrame),
+        }
+    }
+
+    async fn run(&self, link: &dyn LockLink, key: &AppKey, request: &Request) -> Response {
+        match request.engine_command() {
+            Err(e) => Response::error(e.code(), &e.to_string()),
+            Ok(Some(cmd)) => match link.submit(engine_principal(key), cmd).await {
+                Some(result) => response_of(&result),
+                None => Response::error(ErrorCode::Refused, "the lock engine has stopped"),
+            },
+            Ok(None) => match request {
+                Request::Status => Response::Status(link.status()),
+                other => Response::error(
+                    ErrorCode::Refused,
+                    &format!(
+                        "`{}` is not served over BLE by this version of latchd",
+                        other.name()
+                    ),
+                ),
+            },
+        }
+    }
+}
+
+/// `Reassembler::new` only fails for an MTU outside 23..=517, which the
+/// constructor excludes; this keeps the code panic-free without `unwrap`.
+fn unreachable_reassembler() -> Reassembler {
+    // 23 is MIN_ATT_MTU: always accepted.
+    match Reassembler::new(23) {
+        Ok(r) => r,
+        Err(_) => std::process::abort(),
+    }
+}
+
+/// [`LockLink`] over the running daemon's channels: the engine's input
+/// queue, its replies broadcast, its published status and the store.
+pub struct DaemonLink {
+    pub inputs: crate::board::InputSender,
+    pub replies: broadcast::Sender<(u64, AppResult)>,
+    pub published: watch::Receiver<crate::daemon::Published>,
+    pub store: Arc<Mutex<crate::store::Store>>,
+    pub clock: crate::daemon::Clock,
+    /// Request ids: this service's own range, so replies are not confused
+    /// with other channels' (remote uses its own base).
+    pub next_id: AtomicU64,
+}
+
+/// First request id used by the BLE service.
+pub const BLE_ID_BASE: u64 = 1 << 48;
+
+impl LockLink for DaemonLink {
+    fn pairing_mode(&self) -> bool {
+        self.published.borrow().engine.pairing_mode
+    }
+
+    fn app_keys(&self) -> Vec<AppKey> {
+        let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        match store.load() {
+            Ok(p) => p.app_keys,
+            Err(e) => {
+                // Fail closed: no keys, no sessions.
+                tracing::error!("BLE: cannot read app keys: {e}");
+                Vec::new()
+            }
+        }
+    }
+
+    fn status(&self) -> StatusReport {
+        let s = &self.published.borrow().engine;
+        status_report(s)
+    }
+
+    fn submit(
+        &self,
+        principal: Principal,
+        command: AppCommand,
+    ) -> LinkFuture<'_, Option<AppResult>> {
+        Box::pin(async move {
+            let id = BLE_ID_BASE + self.next_id.fetch_add(1, Ordering::Relaxed);
+            // Subscribe before sending: the reply cannot overtake us.
+            let mut replies = self.replies.subscribe();
+            let req = AppRequest {
+                id,
+                via: Channel::Ble,
+                principal,
+                command,
+            };
+            if !self.inputs.send(Input::App(req)).await {
+                return None;
+            }
+            loop {
+                match replies.recv().await {
+                    Ok((rid, result)) if rid == id => return Some(result),
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })
+    }
+
+    fn now(&self) -> (Instant, Option<WallTime>) {
+        let n = self.clock.now();
+        (n.mono, n.wall)
+    }
+}
+
+/// The engine's status as the app's status report (B-9.1).
+pub fn status_report(s: &crate::core::Status) -> StatusReport {
+    use crate::core::input::{BoltPosition, DoorPosition};
+    use crate::core::{AlarmKind, LockState as Core};
+    let lock = match s.lock {
+        Core::Locked => LockState::Locked,
+        Core::Unlocked => LockState::Unlocked,
+        Core::Jammed => LockState::Jammed,
+        Core::Moving | Core::Unknown => LockState::Unknown,
+    };
+    let bolt = match (s.lock, s.bolt) {
+        (Core::Moving, _) => BoltState::Moving,
+        (_, BoltPosition::Extended) => BoltState::Extended,
+        (_, BoltPosition::Retracted) => BoltState::Retracted,
+        (_, BoltPosition::Between) => BoltState::Unknown,
+    };
+    let door = match s.door {
+        Some(DoorPosition::Open) => DoorState::Open,
+        Some(DoorPosition::Closed) => DoorState::Closed,
+        None => DoorState::Unknown,
+    };
+    let has = |k: AlarmKind| s.active_alarms.contains(&k);
+    StatusReport {
+        lock,
+        door,
+        bolt,
+        battery_percent: s.battery_percent.unwrap_or(0).min(100),
+        wifi: BleWifi {
+            enabled: s.wifi_enabled,
+            connected: s.wifi_connected,
+            rssi_dbm: s.wifi_rssi.and_then(|r| i8::try_from(r).ok()),
+        },
+        alarms: super::commands::Alarms {
+            tamper: has(AlarmKind::Tamper),
+            lockout: s.lockout_active,
+            duress: has(AlarmKind::Duress),
+            low_battery: s.low_battery,
+        },
+    }
+}
