@@ -13,6 +13,7 @@ pub mod config;
 pub mod core;
 pub mod daemon;
 pub mod dbus;
+pub mod remote;
 pub mod store;
 pub mod video;
 pub mod wifi;

@@ -89,6 +89,8 @@ pub enum DaemonError {
     NoBoardFile,
     #[error("Linux board: {0}")]
     LinuxBoard(String),
+    #[error(transparent)]
+    Remote(#[from] crate::remote::RemoteError),
 }
 
 /// The Linux board from its board file: UART modules through their
@@ -245,6 +247,10 @@ pub struct Running {
     /// The systemd notifier and watchdog pinger.
     notifier: Arc<notify::Notifier>,
     watchdog: Option<notify::WatchdogHandle>,
+    /// MQTT remote access (when `[remote]` names a broker).
+    remote: Option<JoinHandle<()>>,
+    /// Its counters (tests, diagnostics).
+    pub remote_stats: Option<Arc<crate::remote::RemoteStats>>,
 }
 
 impl std::fmt::Debug for Running {
@@ -296,6 +302,13 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
     let passcode_key: [u8; 32] = *key.passcode_key();
     drop(key);
     let (serial, verification_code) = identity(&opts.config, &passcode_key);
+    // Checked before anything runs: a bad [remote] table fails the start.
+    let remote_settings = opts.config.remote.resolve()?;
+    let remote_tls = match remote_settings.as_ref().and_then(|s| s.tls.as_ref()) {
+        Some(m) => Some(crate::remote::tls_config(m)?),
+        None => None,
+    };
+    let remote_serial = serial.clone();
     let engine_config = EngineConfig {
         passcode_key,
         serial: serial.clone(),
@@ -395,8 +408,8 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
         published: published_tx,
         diagnostics: diag_tx,
         events: events_tx.clone(),
-        replies: replies_tx,
-        notices: notices_tx,
+        replies: replies_tx.clone(),
+        notices: notices_tx.clone(),
         probes,
         requests: requests_rx,
         shutdown: shutdown.clone(),
@@ -455,6 +468,31 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
         None => None,
     };
 
+    let remote_stats = remote_settings
+        .as_ref()
+        .map(|_| Arc::new(crate::remote::RemoteStats::default()));
+    let remote = match (remote_settings, &remote_stats) {
+        (Some(settings), Some(stats)) => Some(crate::remote::spawn(
+            crate::remote::RemoteContext {
+                settings,
+                tls: remote_tls,
+                serial: remote_serial,
+                firmware: env!("CARGO_PKG_VERSION").into(),
+                lock_key: Arc::new(crate::remote::lock_keypair(&passcode_key)),
+                store: store.clone(),
+                inputs: inputs.clone(),
+                clock,
+                published: published_rx.clone(),
+                replies: replies_tx,
+                events: events_tx.subscribe(),
+                notices: notices_tx.subscribe(),
+                stats: stats.clone(),
+            },
+            shutdown.clone(),
+        )),
+        _ => None,
+    };
+
     if let Err(e) = notifier.ready("serving") {
         tracing::warn!("{e}");
     }
@@ -475,6 +513,8 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
         dbus,
         notifier,
         watchdog,
+        remote,
+        remote_stats,
     })
 }
 
@@ -499,6 +539,9 @@ async fn shutdown(r: Running) -> Result<(), DaemonError> {
     }
     if let Some(p) = r.panel {
         let _ = p.await;
+    }
+    if let Some(m) = r.remote {
+        let _ = m.await;
     }
     if let Some(d) = r.dbus {
         if let Err(e) = d.shutdown().await {

@@ -1,0 +1,170 @@
+//! Remote access over MQTT: end-to-end sealed commands, telemetry and
+//! Home Assistant discovery (B-6.7, B-10.7).
+//!
+//! ```text
+//!   owner's / guest's app                 broker (untrusted)                  lock
+//!   seal_oneshot(app key, lock key,  ──►  <prefix>/<serial>/cmd  ──────────►  gate: key id → stored app key,
+//!     AppToLock, counter, request)                                            open, counter > persisted one,
+//!                                                                             persist counter, role check
+//!                                                                             ──► Input::App{via: Remote}
+//!   open_oneshot(LockToApp, counter) ◄──  <prefix>/<serial>/reply  ◄────────  engine's Reply, sealed
+//!   dashboards / Home Assistant      ◄──  …/state (retained), …/events (QoS 1, every event once, by id),
+//!                                         …/alert, …/availability (online / will: offline)
+//! ```
+//!
+//! The broker carries bytes and can read the telemetry; it cannot unlock,
+//! replay or forge: commands use the BLE module's sealed one-shot messages
+//! (`ble::protocol::seal_oneshot`), keyed by the lock's static key and the
+//! app key the owner issued over Bluetooth. `docs/remote.md` has the topic
+//! layout, payloads and threat table.
+//!
+//! Everything is off unless `[remote] enabled = true` names a broker, and
+//! it pauses while the Wi-Fi setting is off. The engine still decides:
+//! remote unlock off (B-6.7), revoked keys and guest windows are refused
+//! there too.
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+
+use hkdf::Hkdf;
+use sha2::Sha256;
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::ble::crypto::StaticKeypair;
+use crate::board::InputSender;
+use crate::core::action::Notice;
+use crate::core::AppResult;
+use crate::daemon::{Clock, Published};
+use crate::dbus::EventRecord;
+use crate::store::Store;
+
+pub mod config;
+pub mod gate;
+mod service;
+pub mod telemetry;
+
+pub use config::{RemoteConfig, RemoteSettings};
+pub use service::{counter_name, run, EVENT_CURSOR, REMOTE_ID_BASE};
+pub use telemetry::Topics;
+
+/// Remote access could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    #[error("[remote] {key}: {why}")]
+    Config { key: &'static str, why: String },
+    #[error("[remote] TLS: {0}; check that ca_file, client_cert and client_key are PEM files that belong together")]
+    Tls(String),
+}
+
+/// The lock's long-term X25519 key for the remote path, derived from the
+/// device secret (HKDF-SHA256, own label) so it survives restarts without
+/// another stored secret. Its public half is what an app learns when it
+/// pairs; the BLE service must use this same function.
+pub fn lock_keypair(device_secret: &[u8; 32]) -> StaticKeypair {
+    let hk = Hkdf::<Sha256>::new(Some(b"latchd/lock-static-key/v1"), device_secret);
+    let mut okm = zeroize::Zeroizing::new([0u8; 32]);
+    // 32 bytes is far below HKDF's 255 × 32 limit; expand cannot fail.
+    if hk.expand(b"x25519", okm.as_mut()).is_err() {
+        okm.fill(0);
+    }
+    StaticKeypair::from_secret_bytes(*okm)
+}
+
+/// A rustls client config with the *ring* provider (builds without cmake),
+/// the broker's CA and, when given, a client certificate.
+pub fn tls_config(m: &config::TlsMaterial) -> Result<Arc<rustls::ClientConfig>, RemoteError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let tls = |e: &dyn std::fmt::Display| RemoteError::Tls(e.to_string());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&m.ca_pem) {
+        roots.add(cert.map_err(|e| tls(&e))?).map_err(|e| tls(&e))?;
+    }
+    if roots.is_empty() {
+        return Err(RemoteError::Tls("ca_file holds no certificate".into()));
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| tls(&e))?
+    .with_root_certificates(roots);
+    let config = match &m.client_auth {
+        Some((cert, key)) => {
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert)
+                .collect::<Result<_, _>>()
+                .map_err(|e| tls(&e))?;
+            let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| tls(&e))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| tls(&e))?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
+}
+
+/// Counters for tests, diagnostics and the bench.
+#[derive(Debug, Default)]
+pub struct RemoteStats {
+    /// Successful CONNACKs.
+    pub connects: AtomicU64,
+    /// Commands that verified (whatever the engine answered).
+    pub accepted: AtomicU64,
+    /// Frames refused (unknown key, bad seal, replay, store error).
+    pub refused: AtomicU64,
+    /// Event documents handed to the client (repeats after reconnect count).
+    pub events_published: AtomicU64,
+    /// Newest event id acknowledged by the broker with all before it (the
+    /// persisted cursor).
+    pub events_acked: AtomicU64,
+    /// Event documents published in this session and not yet acknowledged.
+    pub events_in_flight: AtomicU64,
+}
+
+/// What the remote service needs from the daemon.
+pub struct RemoteContext {
+    pub settings: RemoteSettings,
+    /// Built by [`tls_config`] when `settings.tls` is set.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// MQTT client id and second topic level.
+    pub serial: String,
+    pub firmware: String,
+    pub lock_key: Arc<StaticKeypair>,
+    pub store: Arc<Mutex<Store>>,
+    pub inputs: InputSender,
+    pub clock: Clock,
+    pub published: watch::Receiver<Published>,
+    pub replies: broadcast::Sender<(u64, AppResult)>,
+    pub events: broadcast::Receiver<EventRecord>,
+    pub notices: broadcast::Receiver<Notice>,
+    pub stats: Arc<RemoteStats>,
+}
+
+impl RemoteContext {
+    fn clone_handles(&self) -> service::Handles {
+        service::Handles {
+            inputs: self.inputs.clone(),
+            replies: self.replies.clone(),
+            lock_key: self.lock_key.clone(),
+        }
+    }
+}
+
+/// Start the service task (see [`run`]).
+pub fn spawn(ctx: RemoteContext, shutdown: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(run(ctx, shutdown))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_key_is_stable_and_separate_per_device() {
+        let a = lock_keypair(&[1; 32]);
+        assert_eq!(a.public(), lock_keypair(&[1; 32]).public());
+        assert_ne!(a.public(), lock_keypair(&[2; 32]).public());
+    }
+}

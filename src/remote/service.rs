@@ -1,0 +1,622 @@
+//! The MQTT session loop: connect, serve sealed commands, publish state,
+//! events and alerts, reconnect with back-off.
+//!
+//! ```text
+//!            ┌───────────────────────── run ─────────────────────────────┐
+//!            │ Wi-Fi off (setting)? ── wait for the setting ─────────────┤
+//!            │ session: fresh rumqttc EventLoop, clean_session = false,  │
+//!            │          will = "offline" (retained) on availability      │
+//!            │   select! ─ poll ─► ConnAck: subscribe cmd, "online",    │
+//!            │           │          discovery, state, events after cursor│
+//!            │           │        ► Publish on cmd: gate → engine → reply│
+//!            │           │        ► PubAck: advance the event cursor     │
+//!            │           ├ status changed ─► state (retained, if changed)│
+//!            │           ├ event logged ───► pump events                 │
+//!            │           ├ notice ─────────► alert (doorbell, alarms)    │
+//!            │           └ shutdown / Wi-Fi off ─► "offline", DISCONNECT │
+//!            │ lost: sleep back-off (min … ×2 … max), next session        │
+//!            └────────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! Every publish goes through this one loop, so the order of
+//! `Outgoing::Publish(pkid)` notifications matches the order of our
+//! requests; that is how an event's packet id is known and its PubAck
+//! moves the persisted cursor. Each session gets a fresh event loop (no
+//! retransmission queue inside rumqttc): after a reconnect, everything
+//! after the persisted cursor is published again, oldest first, so an
+//! event whose PubAck was lost may arrive twice (QoS 1 is at least once) —
+//! subscribers drop repeats by the event id in the payload.
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS,
+    Transport,
+};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::gate::{self, Outcome};
+use super::telemetry::{self, Topics};
+use super::RemoteContext;
+use crate::ble::commands::{Request, Response};
+use crate::ble::protocol::ErrorCode;
+use crate::core::action::Notice;
+use crate::core::types::AppKey;
+use crate::core::{AppRequest, AppResult, Channel, Input};
+use crate::daemon::Published;
+use crate::dbus::EventRecord;
+use crate::store::{EventId, Store};
+
+/// Persisted counter: id of the newest event the broker acknowledged.
+pub const EVENT_CURSOR: &str = "remote.events.acked";
+/// Events published and not yet acknowledged, at most.
+const EVENTS_IN_FLIGHT: usize = 16;
+/// Request ids of remote commands have the top bit set, so they never
+/// collide with the BLE service's ids.
+pub const REMOTE_ID_BASE: u64 = 1 << 63;
+/// How long a command waits for the engine's answer.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Queue between rumqttc's client handle and its event loop.
+const CLIENT_QUEUE: usize = 64;
+
+/// Persisted counter name of the last accepted command counter of a key.
+pub fn counter_name(key: &AppKey) -> String {
+    format!("remote.rx.{}", hex::encode(gate::key_id(key).0))
+}
+
+fn lock_store(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
+    store.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+enum End {
+    Shutdown,
+    WifiOff,
+    Lost { was_connected: bool },
+}
+
+/// A sealed reply ready to publish (from a command task).
+struct Outbound {
+    payload: Vec<u8>,
+}
+
+/// Which of our publishes got which packet id, and which events are out.
+#[derive(Default)]
+struct Tracker {
+    /// One entry per publish request, in order: `Some(event id)` for events.
+    requested: VecDeque<Option<u64>>,
+    by_pkid: HashMap<u16, u64>,
+    /// Event id → acknowledged.
+    outstanding: BTreeMap<u64, bool>,
+    /// Highest event id published in this session.
+    next_after: u64,
+}
+
+/// Run remote access until `shutdown`. Never returns an error: a broker
+/// that is down or refuses us is retried with back-off, and the lock keeps
+/// working without it.
+pub async fn run(ctx: RemoteContext, shutdown: CancellationToken) {
+    let mut svc = Service::new(ctx);
+    let mut backoff = svc.ctx.settings.reconnect_min;
+    loop {
+        if !svc.wifi_on() {
+            tracing::info!("remote access paused: Wi-Fi is off");
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    r = svc.published.changed() => if r.is_err() { return },
+                }
+                if svc.wifi_on() {
+                    break;
+                }
+            }
+        }
+        match svc.session(&shutdown).await {
+            End::Shutdown => return,
+            End::WifiOff => backoff = svc.ctx.settings.reconnect_min,
+            End::Lost { was_connected } => {
+                if was_connected {
+                    backoff = svc.ctx.settings.reconnect_min;
+                }
+                tracing::info!("reconnecting to the broker in {} ms", backoff.as_millis());
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(svc.ctx.settings.reconnect_max);
+            }
+        }
+    }
+}
+
+struct Service {
+    ctx: RemoteContext,
+    topics: Topics,
+    published: watch::Receiver<Published>,
+    events: broadcast::Receiver<EventRecord>,
+    notices: broadcast::Receiver<Notice>,
+    out_tx: mpsc::Sender<Outbound>,
+    out_rx: mpsc::Receiver<Outbound>,
+    next_request: u64,
+    last_state: Option<String>,
+}
+
+impl Service {
+    fn new(ctx: RemoteContext) -> Self {
+        let (out_tx, out_rx) = mpsc::channel(16);
+        Service {
+            topics: Topics::new(&ctx.settings.topic_prefix, &ctx.serial),
+            published: ctx.published.clone(),
+            events: ctx.events.resubscribe(),
+            notices: ctx.notices.resubscribe(),
+            out_tx,
+            out_rx,
+            next_request: 0,
+            last_state: None,
+            ctx,
+        }
+    }
+
+    fn wifi_on(&self) -> bool {
+        self.published.borrow().engine.wifi_enabled
+    }
+
+    fn options(&self) -> MqttOptions {
+        let s = &self.ctx.settings;
+        let mut o = MqttOptions::new(self.ctx.serial.clone(), s.host.clone(), s.port);
+        o.set_keep_alive(s.keep_alive);
+        o.set_clean_session(false);
+        o.set_last_will(LastWill::new(
+            self.topics.availability.clone(),
+            "offline",
+            QoS::AtLeastOnce,
+            true,
+        ));
+        o.set_inflight(EVENTS_IN_FLIGHT as u16 + 8);
+        o.set_max_packet_size(16 * 1024, 16 * 1024);
+        if let Some((u, p)) = &s.credentials {
+            o.set_credentials(u.clone(), p.clone());
+        }
+        if let Some(tls) = &self.ctx.tls {
+            o.set_transport(Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(tls.clone()),
+            ));
+        }
+        o
+    }
+
+    async fn session(&mut self, shutdown: &CancellationToken) -> End {
+        let (client, mut eventloop) = AsyncClient::new(self.options(), CLIENT_QUEUE);
+        let mut tracker = Tracker::default();
+        let mut connected = false;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    self.go_offline(&client, &mut eventloop, connected).await;
+                    return End::Shutdown;
+                }
+                ev = eventloop.poll() => match ev {
+                    Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                        connected = true;
+                        self.ctx.stats.connects.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        tracing::info!(session_present = ack.session_present, "connected to the broker");
+                        tracker = Tracker::default();
+                        self.ctx.stats.events_in_flight.store(0, std::sync::atomic::Ordering::Relaxed);
+                        self.on_connected(&client, &mut tracker);
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        if p.topic == self.topics.cmd {
+                            self.on_command(&client, &mut tracker, &p.payload);
+                        }
+                    }
+                    Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                        if let Some(Some(id)) = tracker.requested.pop_front() {
+                            tracker.by_pkid.insert(pkid, id);
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                        if let Some(id) = tracker.by_pkid.remove(&ack.pkid) {
+                            self.on_event_acked(&mut tracker, id);
+                            self.pump_events(&client, &mut tracker);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        log_lost(&e, connected);
+                        return End::Lost { was_connected: connected };
+                    }
+                },
+                changed = self.published.changed() => {
+                    if changed.is_err() {
+                        self.go_offline(&client, &mut eventloop, connected).await;
+                        return End::Shutdown;
+                    }
+                    if !self.wifi_on() {
+                        self.go_offline(&client, &mut eventloop, connected).await;
+                        return End::WifiOff;
+                    }
+                    if connected {
+                        self.publish_state(&client, &mut tracker, false);
+                    }
+                }
+                ev = self.events.recv() => {
+                    // Lagged is fine: the store, not the channel, is the source.
+                    if matches!(ev, Err(broadcast::error::RecvError::Closed)) {
+                        self.go_offline(&client, &mut eventloop, connected).await;
+                        return End::Shutdown;
+                    }
+                    if connected {
+                        self.pump_events(&client, &mut tracker);
+                    }
+                }
+                n = self.notices.recv() => {
+                    if let (Ok(n), true) = (n, connected) {
+                        if let Some(doc) = telemetry::alert_json(&n) {
+                            let topic = self.topics.alert.clone();
+                            publish(&client, &mut tracker, topic, QoS::AtLeastOnce, false, doc.to_string().into_bytes(), None);
+                        }
+                    }
+                }
+                Some(out) = self.out_rx.recv() => {
+                    // A reply for a command of an earlier session still goes
+                    // out: the app matches it by counter.
+                    let topic = self.topics.reply.clone();
+                    publish(&client, &mut tracker, topic, QoS::AtLeastOnce, false, out.payload, None);
+                }
+            }
+        }
+    }
+
+    fn on_connected(&mut self, client: &AsyncClient, tracker: &mut Tracker) {
+        if let Err(e) = client.try_subscribe(self.topics.cmd.clone(), QoS::AtLeastOnce) {
+            tracing::warn!("cannot subscribe to {}: {e}", self.topics.cmd);
+        }
+        let avail = self.topics.availability.clone();
+        publish(
+            client,
+            tracker,
+            avail,
+            QoS::AtLeastOnce,
+            true,
+            b"online".to_vec(),
+            None,
+        );
+        if let Some(prefix) = &self.ctx.settings.homeassistant {
+            for d in
+                telemetry::discovery(prefix, &self.ctx.serial, &self.topics, &self.ctx.firmware)
+            {
+                publish(
+                    client,
+                    tracker,
+                    d.topic,
+                    QoS::AtLeastOnce,
+                    true,
+                    d.payload.to_string().into_bytes(),
+                    None,
+                );
+            }
+        }
+        self.publish_state(client, tracker, true);
+        let cursor = lock_store(&self.ctx.store).get_counter(EVENT_CURSOR);
+        match cursor {
+            Ok(c) => {
+                tracker.next_after = c.unwrap_or(0);
+                self.pump_events(client, tracker);
+            }
+            Err(e) => tracing::error!("cannot read the event cursor; events wait: {e}"),
+        }
+    }
+
+    fn publish_state(&mut self, client: &AsyncClient, tracker: &mut Tracker, force: bool) {
+        let doc = telemetry::state_json(&self.published.borrow().engine).to_string();
+        if !force && self.last_state.as_deref() == Some(doc.as_str()) {
+            return;
+        }
+        let topic = self.topics.state.clone();
+        if publish(
+            client,
+            tracker,
+            topic,
+            QoS::AtLeastOnce,
+            true,
+            doc.clone().into_bytes(),
+            None,
+        ) {
+            self.last_state = Some(doc);
+        }
+    }
+
+    fn pump_events(&mut self, client: &AsyncClient, tracker: &mut Tracker) {
+        let room = EVENTS_IN_FLIGHT.saturating_sub(tracker.outstanding.len());
+        if room == 0 {
+            return;
+        }
+        let batch =
+            match lock_store(&self.ctx.store).events_after(EventId(tracker.next_after), room) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!("cannot read the event log for publishing: {e}");
+                    return;
+                }
+            };
+        for ev in batch {
+            let rec = crate::daemon::status::event_record(ev.id.0, &ev.event);
+            let doc = telemetry::event_json(&rec).to_string().into_bytes();
+            let topic = self.topics.events.clone();
+            if !publish(
+                client,
+                tracker,
+                topic,
+                QoS::AtLeastOnce,
+                false,
+                doc,
+                Some(ev.id.0),
+            ) {
+                return;
+            }
+            tracker.outstanding.insert(ev.id.0, false);
+            tracker.next_after = ev.id.0;
+            self.ctx.stats.events_in_flight.store(
+                tracker.outstanding.len() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            self.ctx
+                .stats
+                .events_published
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    fn on_event_acked(&mut self, tracker: &mut Tracker, id: u64) {
+        if let Some(acked) = tracker.outstanding.get_mut(&id) {
+            *acked = true;
+        }
+        let mut cursor = None;
+        while let Some((&first, &true)) = tracker.outstanding.first_key_value() {
+            tracker.outstanding.remove(&first);
+            cursor = Some(first);
+        }
+        self.ctx.stats.events_in_flight.store(
+            tracker.outstanding.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        if let Some(c) = cursor {
+            self.ctx
+                .stats
+                .events_acked
+                .store(c, std::sync::atomic::Ordering::Relaxed);
+            if let Err(e) = lock_store(&self.ctx.store).put_counter(EVENT_CURSOR, c) {
+                // Not fatal: those events go out again after a reconnect.
+                tracing::error!("cannot persist the event cursor: {e}");
+            }
+        }
+    }
+
+    /// Say `offline` ourselves (a clean DISCONNECT suppresses the will),
+    /// then disconnect; bounded so shutdown never hangs on a dead broker.
+    async fn go_offline(
+        &mut self,
+        client: &AsyncClient,
+        eventloop: &mut EventLoop,
+        connected: bool,
+    ) {
+        if !connected {
+            return;
+        }
+        let mut t = Tracker::default();
+        publish(
+            client,
+            &mut t,
+            self.topics.availability.clone(),
+            QoS::AtLeastOnce,
+            true,
+            b"offline".to_vec(),
+            None,
+        );
+        let _ = client.try_disconnect();
+        let drain = async {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+        tracing::info!("disconnected from the broker");
+    }
+
+    fn refuse(&mut self, client: &AsyncClient, tracker: &mut Tracker, why: &dyn std::fmt::Display) {
+        self.ctx
+            .stats
+            .refused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!("remote command refused: {why}");
+        let topic = self.topics.reply.clone();
+        publish(
+            client,
+            tracker,
+            topic,
+            QoS::AtMostOnce,
+            false,
+            gate::refusal_frame(),
+            None,
+        );
+    }
+
+    fn on_command(&mut self, client: &AsyncClient, tracker: &mut Tracker, frame: &[u8]) {
+        let loaded = lock_store(&self.ctx.store).load();
+        let keys = match loaded {
+            Ok(p) => p.app_keys,
+            Err(e) => {
+                return self.refuse(client, tracker, &format!("cannot read the app keys: {e}"))
+            }
+        };
+        let key = match gate::sender_key(frame, &keys) {
+            Ok(k) => k.clone(),
+            Err(e) => return self.refuse(client, tracker, &e),
+        };
+        let name = counter_name(&key);
+        let last = lock_store(&self.ctx.store).get_counter(&name);
+        let last = match last {
+            Ok(l) => l,
+            Err(e) => {
+                return self.refuse(
+                    client,
+                    tracker,
+                    &format!("cannot read the replay counter: {e}"),
+                )
+            }
+        };
+        let wall = self.ctx.clock.now().wall;
+        let verified = match gate::verify(&self.ctx.lock_key, &key, last, frame, wall) {
+            Ok(v) => v,
+            Err(e) => return self.refuse(client, tracker, &e),
+        };
+        // Persist first: a crash after acting must not let the same frame
+        // be accepted again.
+        let persisted = lock_store(&self.ctx.store).put_counter(&name, verified.counter);
+        if let Err(e) = persisted {
+            return self.refuse(
+                client,
+                tracker,
+                &format!("cannot persist the replay counter: {e}"),
+            );
+        }
+        self.ctx
+            .stats
+            .accepted
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let response = match verified.outcome {
+            Outcome::Answer(r) => Some(r),
+            Outcome::Run(Request::Status) => Some(Response::Status(telemetry::status_report(
+                &self.published.borrow().engine,
+            ))),
+            Outcome::Run(req) => match req.engine_command() {
+                Ok(Some(command)) => {
+                    self.next_request += 1;
+                    let id = REMOTE_ID_BASE | self.next_request;
+                    let request = AppRequest {
+                        id,
+                        via: Channel::Remote,
+                        principal: gate::core_principal(&key),
+                        command,
+                    };
+                    tokio::spawn(ask_engine(
+                        self.ctx.clone_handles(),
+                        request,
+                        key.clone(),
+                        verified.counter,
+                        self.out_tx.clone(),
+                    ));
+                    None
+                }
+                Ok(None) => Some(Response::error(
+                    ErrorCode::Refused,
+                    &format!("`{}` is served over Bluetooth only", req.name()),
+                )),
+                Err(e) => Some(Response::error(e.code(), &e.to_string())),
+            },
+        };
+        if let Some(r) = response {
+            self.send_reply(client, tracker, &key, verified.counter, &r);
+        }
+    }
+
+    fn send_reply(
+        &mut self,
+        client: &AsyncClient,
+        tracker: &mut Tracker,
+        key: &AppKey,
+        counter: u64,
+        r: &Response,
+    ) {
+        match gate::seal_reply(&self.ctx.lock_key, key, counter, r, &mut rand_core::OsRng) {
+            Ok(frame) => {
+                let topic = self.topics.reply.clone();
+                publish(client, tracker, topic, QoS::AtLeastOnce, false, frame, None);
+            }
+            Err(e) => tracing::error!("cannot seal a reply: {e}"),
+        }
+    }
+}
+
+/// What a command task needs.
+pub(crate) struct Handles {
+    pub inputs: crate::board::InputSender,
+    pub replies: broadcast::Sender<(u64, AppResult)>,
+    pub lock_key: Arc<crate::ble::crypto::StaticKeypair>,
+}
+
+async fn ask_engine(
+    h: Handles,
+    request: AppRequest,
+    key: AppKey,
+    counter: u64,
+    out: mpsc::Sender<Outbound>,
+) {
+    let id = request.id;
+    // Subscribe before sending, so the answer cannot slip past.
+    let mut rx = h.replies.subscribe();
+    let response = if !h.inputs.send(Input::App(request)).await {
+        Response::error(ErrorCode::Refused, "the lock is shutting down")
+    } else {
+        let wait = async {
+            loop {
+                match rx.recv().await {
+                    Ok((rid, result)) if rid == id => return Some(result),
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        };
+        match tokio::time::timeout(REPLY_TIMEOUT, wait).await {
+            Ok(Some(result)) => gate::response_of(&result),
+            Ok(None) => Response::error(ErrorCode::Refused, "the lock is shutting down"),
+            Err(_) => Response::error(
+                ErrorCode::Refused,
+                "the lock did not answer in time; check its status before retrying",
+            ),
+        }
+    };
+    match gate::seal_reply(&h.lock_key, &key, counter, &response, &mut rand_core::OsRng) {
+        Ok(payload) => {
+            let _ = out.send(Outbound { payload }).await;
+        }
+        Err(e) => tracing::error!("cannot seal a reply: {e}"),
+    }
+}
+
+/// Queue one publish; record which event (if any) it carries so its
+/// packet id can be matched. `false` when the client queue is full.
+fn publish(
+    client: &AsyncClient,
+    tracker: &mut Tracker,
+    topic: String,
+    qos: QoS,
+    retain: bool,
+    payload: Vec<u8>,
+    event: Option<u64>,
+) -> bool {
+    match client.try_publish(topic, qos, retain, payload) {
+        Ok(()) => {
+            tracker.requested.push_back(event);
+            true
+        }
+        Err(e) => {
+            tracing::warn!(
+                "cannot queue a publish (it is retried after reconnect if it was an event): {e}"
+            );
+            false
+        }
+    }
+}
+
+fn log_lost(e: &ConnectionError, connected: bool) {
+    if connected {
+        tracing::warn!("lost the broker connection: {e}");
+    } else {
+        tracing::warn!("cannot connect to the broker: {e}");
+    }
+}

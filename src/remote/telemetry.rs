@@ -1,0 +1,287 @@
+//! What the lock publishes: topic names, the retained state document, one
+//! document per logged event, and Home Assistant discovery configs. Pure
+//! functions of the engine's status and the event log; nothing secret
+//! (no user names, codes, keys or key ids) leaves through here.
+use serde_json::{json, Value};
+
+use crate::ble::commands::{
+    Alarms, BoltState, DoorState, LockState as WireLock, StatusReport, WifiStatus,
+};
+use crate::core::input::{BoltPosition, DoorPosition};
+use crate::core::{AlarmKind, LockState, Status};
+use crate::dbus::EventRecord;
+
+/// Every topic of one lock, under `<prefix>/<serial>/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    /// `online` / `offline`, retained (birth and last will, B-10.7).
+    pub availability: String,
+    /// Sealed commands in (the lock subscribes, QoS 1).
+    pub cmd: String,
+    /// Sealed replies out (QoS 1).
+    pub reply: String,
+    /// The retained state document.
+    pub state: String,
+    /// One document per event of the log (QoS 1, not retained).
+    pub events: String,
+    /// Doorbell and alarm notices for the HA event entity (QoS 1).
+    pub alert: String,
+}
+
+impl Topics {
+    pub fn new(prefix: &str, serial: &str) -> Self {
+        let t = |leaf: &str| format!("{prefix}/{serial}/{leaf}");
+        Topics {
+            availability: t("availability"),
+            cmd: t("cmd"),
+            reply: t("reply"),
+            state: t("state"),
+            events: t("events"),
+            alert: t("alert"),
+        }
+    }
+}
+
+fn lock_word(s: LockState) -> &'static str {
+    match s {
+        LockState::Locked => "locked",
+        LockState::Unlocked => "unlocked",
+        LockState::Moving => "moving",
+        LockState::Jammed => "jammed",
+        LockState::Unknown => "unknown",
+    }
+}
+
+fn alarm_word(a: AlarmKind) -> &'static str {
+    match a {
+        AlarmKind::Tamper => "tamper",
+        AlarmKind::Lockout => "lockout",
+        AlarmKind::Duress => "duress",
+        AlarmKind::LowBattery => "low_battery",
+        AlarmKind::Jam => "jam",
+    }
+}
+
+/// The retained state document. Duress is left out on purpose: B-6.9 says
+/// a duress unlock is silent at the door, and a state topic that a
+/// household dashboard shows is "at the door". It goes to the owner as a
+/// sealed notice only (not over this path).
+pub fn state_json(s: &Status) -> Value {
+    let alarms: Vec<&str> = s
+        .active_alarms
+        .iter()
+        .filter(|a| **a != AlarmKind::Duress)
+        .map(|a| alarm_word(*a))
+        .collect();
+    json!({
+        "lock": lock_word(s.lock),
+        "bolt": match s.bolt {
+            BoltPosition::Extended => "extended",
+            BoltPosition::Retracted => "retracted",
+            BoltPosition::Between => "between",
+        },
+        "door": match s.door {
+            Some(DoorPosition::Open) => "open",
+            Some(DoorPosition::Closed) => "closed",
+            None => "unknown",
+        },
+        "battery_percent": s.battery_percent,
+        "low_battery": s.low_battery,
+        "external_power": s.external_power,
+        "wifi_rssi": s.wifi_rssi,
+        "alarms": alarms,
+        "lockout": s.lockout_active,
+        "away": s.away_armed,
+    })
+}
+
+/// The status report for a sealed `Status` query.
+pub fn status_report(s: &Status) -> StatusReport {
+    StatusReport {
+        lock: match s.lock {
+            LockState::Locked => WireLock::Locked,
+            LockState::Unlocked => WireLock::Unlocked,
+            LockState::Jammed => WireLock::Jammed,
+            LockState::Moving | LockState::Unknown => WireLock::Unknown,
+        },
+        door: match s.door {
+            Some(DoorPosition::Open) => DoorState::Open,
+            Some(DoorPosition::Closed) => DoorState::Closed,
+            None => DoorState::Unknown,
+        },
+        bolt: match s.bolt {
+            BoltPosition::Extended => BoltState::Extended,
+            BoltPosition::Retracted => BoltState::Retracted,
+            BoltPosition::Between => BoltState::Moving,
+        },
+        battery_percent: s.battery_percent.unwrap_or(0).min(100),
+        wifi: WifiStatus {
+            enabled: s.wifi_enabled,
+            connected: s.wifi_connected,
+            rssi_dbm: s
+                .wifi_rssi
+                .map(|r| r.clamp(i8::MIN as i16, i8::MAX as i16) as i8),
+        },
+        alarms: Alarms {
+            tamper: s.active_alarms.contains(&AlarmKind::Tamper),
+            lockout: s.lockout_active,
+            duress: s.active_alarms.contains(&AlarmKind::Duress),
+            low_battery: s.low_battery,
+        },
+    }
+}
+
+/// One event document: `{"id", "time", "kind", "detail"}`. The id is the
+/// log's sequence number, so a subscriber drops a repeat (QoS 1 is
+/// at-least-once) by id.
+pub fn event_json(r: &EventRecord) -> Value {
+    json!({ "id": r.id, "time": r.time, "kind": r.kind, "detail": r.detail })
+}
+
+/// Event types the HA event entity announces (payload `{"event_type"}` on
+/// the alert topic).
+pub const ALERT_TYPES: [&str; 5] = ["doorbell", "tamper", "lockout", "low_battery", "jam"];
+
+/// The alert document for a notice, if it is one HA may see. Duress and
+/// away-unlock notices are for the owner's app only.
+pub fn alert_json(n: &crate::core::action::Notice) -> Option<Value> {
+    use crate::core::action::Notice;
+    let t = match n {
+        Notice::Doorbell => "doorbell",
+        Notice::Alarm(AlarmKind::Duress) => return None,
+        Notice::Alarm(a) => alarm_word(*a),
+        Notice::Duress { .. } | Notice::AwayUnlock { .. } => return None,
+    };
+    Some(json!({ "event_type": t }))
+}
+
+/// One Home Assistant discovery message: topic and retained payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Discovery {
+    pub topic: String,
+    pub payload: Value,
+}
+
+/// Home Assistant discovery configs for this lock.
+///
+/// Decision: the `lock` entity has **no command topic**. HA reads state;
+/// it cannot unlock, because an unlock must be sealed with an app key and
+/// HA holds none. An owner who wants HA to unlock issues it a key through
+/// the owner's app (a bridge that seals commands); until then a broker
+/// account that can reach HA's topics gains nothing at the door.
+pub fn discovery(prefix: &str, serial: &str, topics: &Topics, firmware: &str) -> Vec<Discovery> {
+    let device = json!({
+        "identifiers": [format!("latchd_{serial}")],
+        "name": format!("Lock {serial}"),
+        "manufacturer": "latchd",
+        "model": "latchd smart lock",
+        "serial_number": serial,
+        "sw_version": firmware,
+    });
+    let common = |name: &str, object: &str| {
+        json!({
+            "name": name,
+            "unique_id": format!("latchd_{serial}_{object}"),
+            "object_id": format!("latchd_{serial}_{object}"),
+            "availability_topic": topics.availability,
+            "payload_available": "online",
+            "payload_not_available": "offline",
+            "device": device,
+        })
+    };
+    let with = |mut base: Value, extra: Value| {
+        if let (Value::Object(b), Value::Object(e)) = (&mut base, extra) {
+            b.extend(e);
+        }
+        base
+    };
+    let topic =
+        |component: &str, object: &str| format!("{prefix}/{component}/{serial}/{object}/config");
+    vec![
+        Discovery {
+            topic: topic("lock", "lock"),
+            payload: with(
+                common("Lock", "lock"),
+                json!({
+                    "state_topic": topics.state,
+                    "value_template": "{{ value_json.lock }}",
+                    "state_locked": "locked",
+                    "state_unlocked": "unlocked",
+                    "state_jammed": "jammed",
+                    "optimistic": false,
+                }),
+            ),
+        },
+        Discovery {
+            topic: topic("sensor", "battery"),
+            payload: with(
+                common("Battery", "battery"),
+                json!({
+                    "state_topic": topics.state,
+                    "value_template": "{{ value_json.battery_percent }}",
+                    "device_class": "battery",
+                    "unit_of_measurement": "%",
+                    "state_class": "measurement",
+                }),
+            ),
+        },
+        Discovery {
+            topic: topic("sensor", "wifi_rssi"),
+            payload: with(
+                common("Wi-Fi signal", "wifi_rssi"),
+                json!({
+                    "state_topic": topics.state,
+                    "value_template": "{{ value_json.wifi_rssi }}",
+                    "device_class": "signal_strength",
+                    "unit_of_measurement": "dBm",
+                    "state_class": "measurement",
+                    "entity_category": "diagnostic",
+                }),
+            ),
+        },
+        Discovery {
+            topic: topic("binary_sensor", "door"),
+            payload: with(
+                common("Door", "door"),
+                json!({
+                    "state_topic": topics.state,
+                    "value_template": "{{ value_json.door }}",
+                    "payload_on": "open",
+                    "payload_off": "closed",
+                    "device_class": "door",
+                }),
+            ),
+        },
+        Discovery {
+            topic: topic("event", "alert"),
+            payload: with(
+                common("Doorbell and alarms", "alert"),
+                json!({
+                    "state_topic": topics.alert,
+                    "event_types": ALERT_TYPES,
+                    "device_class": "doorbell",
+                }),
+            ),
+        },
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovery_has_the_required_fields() {
+        let t = Topics::new("latchd", "LD-1");
+        let d = discovery("homeassistant", "LD-1", &t, "0.1.0");
+        assert_eq!(d.len(), 5);
+        for m in &d {
+            assert!(m.topic.starts_with("homeassistant/") && m.topic.ends_with("/config"));
+            assert!(m.payload["unique_id"].is_string() && m.payload["state_topic"].is_string());
+            assert!(
+                m.payload.get("command_topic").is_none(),
+                "HA must not command"
+            );
+        }
+    }
+}

@@ -1,0 +1,841 @@
+//! Remote access against a real Mosquitto broker (Debian `mosquitto`,
+//! `mosquitto-clients`, `openssl`): TLS with a CA generated here, password
+//! file and ACL, the daemon started in-process with `daemon::start` on the
+//! sim board, and a test "app" that seals commands with the BLE module's
+//! one-shot messages.
+//!
+//! Waits have generous limits that only turn a hang into a failure; no
+//! assertion depends on timing.
+use std::net::TcpListener as StdListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use latchd::ble::commands::{Request, Response, Setting};
+use latchd::ble::crypto::StaticKeypair;
+use latchd::ble::protocol::{error_frame, open_oneshot, seal_oneshot, ErrorCode, OneShotDirection};
+use latchd::config::{BoardKind, Config};
+use latchd::core::input::DoorPosition;
+use latchd::core::time::{Validity, WallTime};
+use latchd::core::types::{AppKey, AppKeyId, AppKeyRole, Change, Handing, Role, User, UserNumber};
+use latchd::core::{Input, LockState};
+use latchd::daemon::{self, Options, Running};
+use latchd::remote::config::TlsMaterial;
+use latchd::store::{Store, StoreOptions};
+use rand_core::OsRng;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, Transport};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+const SERIAL: &str = "LD-TEST1";
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().expect("command runs");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// CA, broker certificate (SAN 127.0.0.1), password file and ACL.
+struct BrokerFiles {
+    dir: PathBuf,
+    ca: PathBuf,
+}
+
+fn broker_files(dir: &Path) -> BrokerFiles {
+    let p = |n: &str| dir.join(n);
+    run(Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=latchd test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-keyout",
+        ])
+        .arg(p("ca.key"))
+        .arg("-out")
+        .arg(p("ca.pem")));
+    run(Command::new("openssl")
+        .args([
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+        ])
+        .arg(p("server.key"))
+        .arg("-out")
+        .arg(p("server.csr")));
+    std::fs::write(
+        p("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("write ext");
+    run(Command::new("openssl")
+        .args(["x509", "-req", "-days", "2", "-CAcreateserial", "-in"])
+        .arg(p("server.csr"))
+        .arg("-CA")
+        .arg(p("ca.pem"))
+        .arg("-CAkey")
+        .arg(p("ca.key"))
+        .arg("-out")
+        .arg(p("server.pem"))
+        .arg("-extfile")
+        .arg(p("ext.cnf")));
+    run(Command::new("mosquitto_passwd")
+        .args(["-b", "-c"])
+        .arg(p("passwd"))
+        .args(["lock", "lock-pw"]));
+    run(Command::new("mosquitto_passwd")
+        .arg("-b")
+        .arg(p("passwd"))
+        .args(["app", "app-pw"]));
+    // The lock may use its own subtree; an app may only write commands and
+    // read the rest.
+    std::fs::write(
+        p("acl"),
+        "user lock\ntopic readwrite latchd/#\ntopic readwrite homeassistant/#\n\n\
+         user app\ntopic write latchd/+/cmd\ntopic read latchd/#\ntopic read homeassistant/#\n",
+    )
+    .expect("write acl");
+    BrokerFiles {
+        dir: dir.to_owned(),
+        ca: p("ca.pem"),
+    }
+}
+
+/// A mosquitto process on `port`; killed on drop.
+struct Broker {
+    child: Child,
+}
+
+impl Broker {
+    fn start(files: &BrokerFiles, port: u16) -> Broker {
+        let d = &files.dir;
+        let conf = d.join("mosquitto.conf");
+        std::fs::create_dir_all(d.join("db")).expect("db dir");
+        std::fs::write(
+            &conf,
+            format!(
+                "user root\npersistence true\npersistence_location {db}/\n\
+                 listener {port} 127.0.0.1\ncafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n\
+                 allow_anonymous false\npassword_file {d}/passwd\nacl_file {d}/acl\n",
+                db = d.join("db").display(),
+                d = d.display()
+            ),
+        )
+        .expect("write conf");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(d.join(format!("mosquitto-{port}.log")))
+            .expect("log");
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("mosquitto starts (apt-get install mosquitto)");
+        let deadline = Instant::now() + LIMIT;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "mosquitto did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Broker { child }
+    }
+
+    /// SIGTERM: mosquitto saves its persistence file (sessions, retained).
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP relay between the lock and the broker; `cut` drops every
+/// connection (the broker then publishes the lock's will) and refuses new
+/// ones until `resume`.
+struct Relay {
+    port: u16,
+    target: u16,
+    tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Relay {
+    async fn start(target: u16) -> Relay {
+        let r = Relay {
+            port: free_port(),
+            target,
+            tasks: Arc::default(),
+        };
+        r.resume().await;
+        r
+    }
+
+    async fn resume(&self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .expect("relay binds");
+        let (target, tasks) = (self.target, self.tasks.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let conn = tokio::spawn(async move {
+                    if let Ok(mut out) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+                tasks.lock().expect("tasks").push(conn);
+            }
+        });
+        self.tasks.lock().expect("tasks").push(accept);
+    }
+
+    fn cut(&self) {
+        for t in self.tasks.lock().expect("tasks").drain(..) {
+            t.abort();
+        }
+    }
+}
+
+fn admin() -> UserNumber {
+    UserNumber::new(1).expect("user 1")
+}
+
+fn key(id: u32, role: AppKeyRole, app: &StaticKeypair, validity: Validity) -> AppKey {
+    AppKey {
+        id: AppKeyId(id),
+        role,
+        public_key: app.public(),
+        validity,
+        label: format!("key {id}"),
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The lock's store with an administrator, an owner key and a guest key
+/// whose window starts in an hour. Returns the lock's public key.
+fn seed(state: &Path, owner: &StaticKeypair, guest: &StaticKeypair) -> [u8; 32] {
+    daemon::create_state_dir(state).expect("state dir");
+    let (mut store, device) = Store::open(state, StoreOptions::default()).expect("store");
+    store
+        .apply(&[
+            Change::SetHanding(Handing::RightHand),
+            Change::PutUser(User {
+                number: admin(),
+                role: Role::Admin,
+                validity: Validity::ALWAYS,
+            }),
+            Change::PutAppKey(key(
+                1,
+                AppKeyRole::Owner { admin: admin() },
+                owner,
+                Validity::ALWAYS,
+            )),
+            Change::PutAppKey(key(
+                2,
+                AppKeyRole::Guest,
+                guest,
+                Validity {
+                    from: Some(WallTime(now() + 3600)),
+                    until: Some(WallTime(now() + 7200)),
+                },
+            )),
+        ])
+        .expect("seed");
+    latchd::remote::lock_keypair(&device.passcode_key()).public()
+}
+
+fn config(files: &BrokerFiles, port: u16) -> Config {
+    let mut c = Config {
+        board: BoardKind::Sim,
+        ..Default::default()
+    };
+    c.lock.serial = SERIAL.into();
+    c.sim.motor_travel_ms = 20;
+    let r = &mut c.remote;
+    r.enabled = true;
+    r.host = "127.0.0.1".into();
+    r.port = port;
+    r.ca_file = Some(files.ca.clone());
+    r.username = "lock".into();
+    r.password = "lock-pw".into();
+    r.reconnect_min_ms = 100;
+    r.reconnect_max_ms = 1000;
+    r.homeassistant = true;
+    c
+}
+
+async fn start_lock(state: &Path, config: Config) -> Running {
+    let opts = Options {
+        config,
+        state_dir: state.to_owned(),
+        front_panel: false,
+        control_socket: None,
+        dbus: None,
+        set_held: false,
+    };
+    daemon::start(opts, CancellationToken::new())
+        .await
+        .expect("daemon starts")
+}
+
+/// The test's MQTT client, logged in as `app`; every message it receives
+/// comes out of the channel as (topic, payload).
+async fn app_client(
+    files: &BrokerFiles,
+    port: u16,
+    id: &str,
+    topics: &[&str],
+) -> (AsyncClient, mpsc::UnboundedReceiver<(String, Vec<u8>)>) {
+    let ca = std::fs::read(&files.ca).expect("ca");
+    let tls = latchd::remote::tls_config(&TlsMaterial {
+        ca_pem: ca,
+        client_auth: None,
+    })
+    .expect("tls");
+    let mut o = MqttOptions::new(id, "127.0.0.1", port);
+    o.set_credentials("app", "app-pw");
+    o.set_clean_session(false);
+    o.set_transport(Transport::tls_with_config(
+        rumqttc::TlsConfiguration::Rustls(tls),
+    ));
+    let (client, mut el) = AsyncClient::new(o, 64);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let subs: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
+    let c2 = client.clone();
+    let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
+    let mut subscribed_tx = Some(subscribed_tx);
+    let mut acks = 0;
+    tokio::spawn(async move {
+        loop {
+            match el.poll().await {
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    acks += 1;
+                    if acks == subs.len() {
+                        if let Some(t) = subscribed_tx.take() {
+                            let _ = t.send(());
+                        }
+                    }
+                }
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    for t in &subs {
+                        let _ = c2.try_subscribe(t.clone(), QoS::AtLeastOnce);
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if tx.send((p.topic.clone(), p.payload.to_vec())).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    });
+    // Return once subscribed, so nothing published after this is missed.
+    tokio::time::timeout(LIMIT, subscribed)
+        .await
+        .expect("subscribed in time")
+        .expect("client task alive");
+    (client, rx)
+}
+
+async fn next_on(rx: &mut mpsc::UnboundedReceiver<(String, Vec<u8>)>, topic: &str) -> Vec<u8> {
+    let fut = async {
+        loop {
+            let (t, p) = rx.recv().await.expect("client task alive");
+            if t == topic {
+                return p;
+            }
+        }
+    };
+    tokio::time::timeout(LIMIT, fut)
+        .await
+        .unwrap_or_else(|_| panic!("nothing arrived on {topic}"))
+}
+
+async fn wait_for(
+    rx: &mut mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+    topic: &str,
+    payload: &[u8],
+) {
+    while next_on(rx, topic).await != payload {}
+}
+
+struct App {
+    me: StaticKeypair,
+    lock: [u8; 32],
+    counter: u64,
+}
+
+impl App {
+    fn seal(&mut self, r: &Request) -> Vec<u8> {
+        self.counter += 1;
+        seal_oneshot(
+            &self.me,
+            &self.lock,
+            OneShotDirection::AppToLock,
+            self.counter,
+            &r.encode(),
+            &mut OsRng,
+        )
+        .expect("seal")
+    }
+
+    fn open(&self, reply: &[u8]) -> Response {
+        let (ctr, pt) = open_oneshot(
+            &self.me,
+            &self.lock,
+            OneShotDirection::LockToApp,
+            None,
+            reply,
+        )
+        .unwrap_or_else(|e| panic!("reply does not open ({e}): {reply:02x?}"));
+        assert_eq!(ctr, self.counter, "the reply answers our request");
+        Response::decode(&pt).expect("reply decodes")
+    }
+}
+
+fn topic(leaf: &str) -> String {
+    format!("latchd/{SERIAL}/{leaf}")
+}
+
+async fn ask(
+    client: &AsyncClient,
+    rx: &mut mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+    frame: Vec<u8>,
+) -> Vec<u8> {
+    client
+        .publish(topic("cmd"), QoS::AtLeastOnce, false, frame)
+        .await
+        .expect("publish");
+    next_on(rx, &topic("reply")).await
+}
+
+fn error_code(r: &Response) -> Option<ErrorCode> {
+    match r {
+        Response::Error { code, .. } => Some(*code),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealed_commands_over_a_real_broker() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let files = broker_files(tmp.path());
+    let port = free_port();
+    let _broker = Broker::start(&files, port);
+    let owner = StaticKeypair::generate(&mut OsRng);
+    let guest = StaticKeypair::generate(&mut OsRng);
+    let state = tmp.path().join("state");
+    let lock_pub = seed(&state, &owner, &guest);
+    let mut running = start_lock(&state, config(&files, port)).await;
+
+    let (client, mut rx) = app_client(
+        &files,
+        port,
+        "app-1",
+        &[&topic("reply"), &topic("availability")],
+    )
+    .await;
+    wait_for(&mut rx, &topic("availability"), b"online").await;
+    let mut app = App {
+        me: owner,
+        lock: lock_pub,
+        counter: 100,
+    };
+
+    // B-6.7: remote unlock is off by default; the engine refuses.
+    let f = app.seal(&Request::Unlock);
+    let r = app.open(&ask(&client, &mut rx, f).await);
+    assert_eq!(error_code(&r), Some(ErrorCode::Refused), "{r:?}");
+
+    // The owner turns it on remotely, then unlocks.
+    let f = app.seal(&Request::SetSetting(Setting::RemoteUnlock(true)));
+    assert_eq!(app.open(&ask(&client, &mut rx, f).await), Response::Ok);
+    let unlock = app.seal(&Request::Unlock);
+    assert_eq!(
+        app.open(&ask(&client, &mut rx, unlock.clone()).await),
+        Response::Ok
+    );
+    while running.published.borrow_and_update().engine.lock != LockState::Unlocked {
+        tokio::time::timeout(LIMIT, running.published.changed())
+            .await
+            .expect("lock unlocks")
+            .expect("daemon alive");
+    }
+    let refusal = error_frame(ErrorCode::Unauthenticated);
+
+    // Replayed, modified and wrong-key frames: one bare error each.
+    assert_eq!(ask(&client, &mut rx, unlock).await, refusal, "replay");
+    let mut modified = app.seal(&Request::Unlock);
+    let last = modified.len() - 1;
+    modified[last] ^= 0x01;
+    assert_eq!(ask(&client, &mut rx, modified).await, refusal, "modified");
+    let mut stranger = App {
+        me: StaticKeypair::generate(&mut OsRng),
+        lock: lock_pub,
+        counter: 0,
+    };
+    let f = stranger.seal(&Request::Unlock);
+    assert_eq!(ask(&client, &mut rx, f).await, refusal, "unknown key");
+
+    // A guest key outside its window gets a sealed refusal.
+    let mut g = App {
+        me: guest,
+        lock: lock_pub,
+        counter: 0,
+    };
+    let f = g.seal(&Request::Unlock);
+    let r = g.open(&ask(&client, &mut rx, f).await);
+    assert_eq!(error_code(&r), Some(ErrorCode::OutsideValidity), "{r:?}");
+
+    // mosquitto_pub: garbage on the command topic is refused too.
+    let pubd = tokio::task::spawn_blocking({
+        let ca = files.ca.clone();
+        move || {
+            Command::new("mosquitto_pub")
+                .args(["-h", "127.0.0.1", "-p", &port.to_string(), "--cafile"])
+                .arg(ca)
+                .args([
+                    "-u",
+                    "app",
+                    "-P",
+                    "app-pw",
+                    "-q",
+                    "1",
+                    "-t",
+                    &topic("cmd"),
+                    "-m",
+                    "open sesame",
+                ])
+                .status()
+                .expect("mosquitto_pub runs")
+        }
+    });
+    assert!(pubd.await.expect("join").success());
+    assert_eq!(next_on(&mut rx, &topic("reply")).await, refusal, "garbage");
+    let stats = running.remote_stats.clone().expect("remote on");
+    assert_eq!(stats.refused.load(Ordering::Relaxed), 4);
+    assert_eq!(stats.accepted.load(Ordering::Relaxed), 4);
+
+    // mosquitto_sub: the retained state and the discovery configs.
+    let sub = |t: &str, n: usize| {
+        let out = Command::new("mosquitto_sub")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "--cafile"])
+            .arg(&files.ca)
+            .args([
+                "-u",
+                "app",
+                "-P",
+                "app-pw",
+                "-t",
+                t,
+                "-C",
+                &n.to_string(),
+                "-W",
+                "30",
+                "-v",
+            ])
+            .output()
+            .expect("mosquitto_sub runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let state_line = sub(&topic("state"), 1);
+    let (_, doc) = state_line.trim().split_once(' ').expect("topic payload");
+    let doc: Value = serde_json::from_str(doc).expect("state is JSON");
+    for field in [
+        "lock",
+        "door",
+        "bolt",
+        "battery_percent",
+        "wifi_rssi",
+        "alarms",
+    ] {
+        assert!(doc.get(field).is_some(), "state lacks {field}: {doc}");
+    }
+    let configs = sub("homeassistant/#", 5);
+    let mut seen = Vec::new();
+    for line in configs.lines() {
+        let (t, payload) = line.split_once(' ').expect("topic payload");
+        let v: Value = serde_json::from_str(payload).expect("config is JSON");
+        let component = t.split('/').nth(1).expect("component").to_owned();
+        let required: &[&str] = match component.as_str() {
+            "lock" => &[
+                "state_topic",
+                "unique_id",
+                "availability_topic",
+                "device",
+                "state_locked",
+                "state_unlocked",
+            ],
+            "sensor" => &[
+                "state_topic",
+                "unique_id",
+                "device_class",
+                "unit_of_measurement",
+                "value_template",
+            ],
+            "binary_sensor" => &[
+                "state_topic",
+                "unique_id",
+                "device_class",
+                "payload_on",
+                "payload_off",
+            ],
+            "event" => &["state_topic", "unique_id", "event_types"],
+            other => panic!("unexpected component {other}"),
+        };
+        for f in required {
+            assert!(v.get(*f).is_some(), "{t} lacks {f}: {v}");
+        }
+        assert!(
+            v.get("command_topic").is_none(),
+            "HA holds no key, so no command topic"
+        );
+        seen.push(component);
+    }
+    seen.sort();
+    assert_eq!(seen, ["binary_sensor", "event", "lock", "sensor", "sensor"]);
+
+    running.shutdown.cancel();
+    wait_for(&mut rx, &topic("availability"), b"offline").await;
+    running.stop().await.expect("clean stop");
+}
+
+/// Event documents received so far, by id, with repeats kept.
+fn event_ids(received: &[(String, Vec<u8>)]) -> Vec<u64> {
+    received
+        .iter()
+        .filter(|(t, _)| *t == topic("events"))
+        .map(|(_, p)| {
+            let v: Value = serde_json::from_slice(p).expect("event JSON");
+            v["id"].as_u64().expect("id")
+        })
+        .collect()
+}
+
+/// Distinct door events received so far.
+fn door_events(received: &[(String, Vec<u8>)]) -> usize {
+    let mut ids: Vec<u64> = received
+        .iter()
+        .filter(|(t, _)| *t == topic("events"))
+        .filter_map(|(_, p)| {
+            let v: Value = serde_json::from_slice(p).expect("event JSON");
+            let door = v["kind"].as_str().is_some_and(|k| k.starts_with("door_"));
+            door.then(|| v["id"].as_u64().expect("id"))
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids.len()
+}
+
+async fn doors(running: &Running, n: usize) {
+    for i in 0..n {
+        let pos = if i % 2 == 0 {
+            DoorPosition::Open
+        } else {
+            DoorPosition::Closed
+        };
+        assert!(running.inputs.send(Input::Door(pos)).await);
+    }
+}
+
+/// Wait until the broker acknowledged every event received so far, so a
+/// connection cut now cannot lose a PUBACK (which would make the lock
+/// publish that event again: QoS 1 is at least once).
+///
+/// Quiet means: nothing in flight and the cursor at the newest event
+/// received, twice in a row 50 ms apart (the pause only lets a lagging
+/// publish show itself; no assertion depends on it).
+async fn settle(
+    running: &mut Running,
+    stats: &latchd::remote::RemoteStats,
+    rx: &mut mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+    got: &mut Vec<(String, Vec<u8>)>,
+) {
+    running.barrier().await;
+    let deadline = Instant::now() + LIMIT;
+    let mut quiet_rounds = 0;
+    while quiet_rounds < 2 {
+        assert!(Instant::now() < deadline, "events never settled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        while let Ok(m) = rx.try_recv() {
+            got.push(m);
+        }
+        let newest = event_ids(got).into_iter().max().unwrap_or(0);
+        let quiet = stats.events_in_flight.load(Ordering::Relaxed) == 0
+            && stats.events_acked.load(Ordering::Relaxed) >= newest;
+        quiet_rounds = if quiet { quiet_rounds + 1 } else { 0 };
+    }
+}
+
+/// Receive until `want` distinct door events have arrived.
+async fn collect_events(
+    rx: &mut mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+    into: &mut Vec<(String, Vec<u8>)>,
+    want: usize,
+) {
+    let fut = async {
+        loop {
+            if door_events(into) >= want {
+                return;
+            }
+            let m = rx.recv().await.expect("client alive");
+            into.push(m);
+        }
+    };
+    tokio::time::timeout(LIMIT, fut)
+        .await
+        .expect("events arrive");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn will_reconnect_and_every_event_once() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let files = broker_files(tmp.path());
+    let port = free_port();
+    let broker = Broker::start(&files, port);
+    let relay = Relay::start(port).await;
+    let owner = StaticKeypair::generate(&mut OsRng);
+    let guest = StaticKeypair::generate(&mut OsRng);
+    let state = tmp.path().join("state");
+    seed(&state, &owner, &guest);
+    // The watcher is subscribed before the lock exists, so it sees every
+    // event from the first.
+    let (_watcher, mut rx) = app_client(
+        &files,
+        port,
+        "watcher",
+        &[&topic("availability"), &topic("events")],
+    )
+    .await;
+    let mut running = start_lock(&state, config(&files, relay.port)).await;
+    let stats = running.remote_stats.clone().expect("remote on");
+    let mut got = Vec::new();
+    wait_for(&mut rx, &topic("availability"), b"online").await;
+    let before = 0;
+
+    // 1. The lock's connection dies under it: the broker says its will.
+    settle(&mut running, &stats, &mut rx, &mut got).await;
+    relay.cut();
+    let fut = async {
+        loop {
+            let m = rx.recv().await.expect("alive");
+            let offline = m.0 == topic("availability") && m.1 == b"offline";
+            got.push(m);
+            if offline {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(LIMIT, fut)
+        .await
+        .expect("will published");
+    doors(&running, 20).await;
+    running.barrier().await;
+    let t_resume = Instant::now();
+    relay.resume().await;
+    collect_events(&mut rx, &mut got, before + 20).await;
+    let catch_up = t_resume.elapsed();
+
+    // 2. The broker itself goes away and comes back.
+    settle(&mut running, &stats, &mut rx, &mut got).await;
+    let connects = stats.connects.load(Ordering::Relaxed);
+    broker.stop();
+    doors(&running, 10).await;
+    running.barrier().await;
+    let broker = Broker::start(&files, port);
+    let t_up = Instant::now();
+    while stats.connects.load(Ordering::Relaxed) == connects {
+        assert!(t_up.elapsed() < LIMIT, "lock never reconnected");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let reconnect = t_up.elapsed();
+    collect_events(&mut rx, &mut got, before + 30).await;
+    // A marker after everything: events go out oldest first, so a repeat
+    // of an earlier one would have arrived before it.
+    doors(&running, 1).await;
+    collect_events(&mut rx, &mut got, before + 31).await;
+
+    let ids = event_ids(&got);
+    let mut sorted = ids.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(ids.len(), sorted.len(), "an event arrived twice: {ids:?}");
+    assert_eq!(ids, sorted, "events arrive oldest first");
+    assert!(
+        sorted.windows(2).all(|w| w[1] == w[0] + 1),
+        "no gaps: {sorted:?}"
+    );
+    let bytes: usize = got
+        .iter()
+        .filter(|(t, _)| *t == topic("events"))
+        .map(|(_, p)| p.len())
+        .sum();
+    eprintln!(
+        "figures: ids {:?}..={:?}; reconnect after broker restart {} ms; 20 queued events delivered in {} ms after the link returned ({:.0} events/s incl. reconnect); {} B/event payload",
+        sorted.first(),
+        sorted.last(),
+        reconnect.as_millis(),
+        catch_up.as_millis(),
+        20.0 / catch_up.as_secs_f64(),
+        bytes / ids.len().max(1)
+    );
+    running.stop().await.expect("clean stop");
+    drop(broker);
+}
