@@ -60,8 +60,12 @@ fn wait_for(
         let e = rx
             .recv_timeout(Duration::from_secs(20))
             .expect("playback thread went quiet");
+        eprintln!("playback event: {e:?}");
         if want(&e) {
             return e;
+        }
+        if let PlaybackEvent::Failed(why) = &e {
+            panic!("playback failed: {why}");
         }
     }
 }
@@ -107,11 +111,13 @@ fn prompts_play_through_alsa_and_a_newer_prompt_interrupts() {
     // Not silence: the prompt's audio is there.
     assert!(written.samples.iter().any(|s| s.unsigned_abs() > 1000));
 
-    // A long prompt cut short by a newer one.
+    // A long prompt cut short by a newer one. The `null` PCM does not pace
+    // playback (it takes frames as fast as they come), so the newer prompt
+    // is queued right behind the long one: the player finds it before the
+    // long prompt's first 20 ms chunk and switches.
     let (tx, rx) = mpsc::channel();
     let voice = AlsaVoice::start("tofile", assets(), 100, Some(tx)).unwrap();
     voice.say(&Prompt::MenuMain).unwrap();
-    wait_for(&rx, |e| matches!(e, PlaybackEvent::Started { .. }));
     voice.say(&Prompt::Unlocked).unwrap();
     wait_for(&rx, |e| *e == PlaybackEvent::Interrupted);
     match wait_for(&rx, |e| matches!(e, PlaybackEvent::Started { .. })) {

@@ -64,6 +64,8 @@ pub enum PlaybackEvent {
     /// A newer prompt cut this one short.
     Interrupted,
     Missing(String),
+    /// The PCM refused the prompt (logged too).
+    Failed(String),
 }
 
 /// A handle to the playback thread. Dropping it stops playback.
@@ -216,6 +218,7 @@ impl Player {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(error = %e, "voice prompt not played");
+                self.emit(PlaybackEvent::Failed(e.to_string()));
                 return None;
             }
         };
@@ -223,6 +226,7 @@ impl Player {
             Ok(io) => io,
             Err(e) => {
                 tracing::error!(error = %e, "voice prompt not played");
+                self.emit(PlaybackEvent::Failed(e.to_string()));
                 return None;
             }
         };
@@ -259,6 +263,7 @@ impl Player {
                             // else ends this prompt.
                             if pcm.recover(e.errno(), true).is_err() {
                                 tracing::error!(error = %e, "voice playback failed");
+                                self.emit(PlaybackEvent::Failed(e.to_string()));
                                 return None;
                             }
                         }
