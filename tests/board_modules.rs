@@ -588,3 +588,128 @@ async fn palm_over_a_pty() {
     let driver_end = palm::open_serial(&pty.slave_path, 115_200).expect("open slave");
     palm_scenario(driver_end, pty.master).await;
 }
+
+// ---- the sim board with `[sim] modules = "wire"` ------------------------------------
+
+/// The next module report the engine would get (other inputs skipped).
+async fn next_module(rx: &mut tokio::sync::mpsc::Receiver<latchd::core::Input>) -> ModuleReport {
+    loop {
+        let input = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+            .await
+            .expect("no module report")
+            .expect("the board stopped");
+        if let latchd::core::Input::Module(r) = input {
+            return r;
+        }
+    }
+}
+
+#[tokio::test]
+async fn sim_board_with_wire_modules_enrols_and_recognises_through_the_drivers() {
+    use latchd::board::sim::{self, SimConfig, SimModuleKind};
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let (mut board, control) = sim::build(
+        SimConfig {
+            modules: SimModuleKind::Wire,
+            finger_touches: 2,
+            palm_touches: 2,
+            ..SimConfig::default()
+        },
+        latchd::board::InputSender::new(tx),
+    )
+    .expect("sim board");
+    assert_eq!(board.name, "sim");
+
+    // Fingerprint: each `finger(p)` is one touch; the hand lifts it once
+    // the module has read it.
+    board
+        .fingerprint
+        .command(&ModuleCmd::Enrol {
+            modality: FP,
+            slot: 0,
+        })
+        .expect("queued");
+    control.finger(1).expect("touch");
+    assert_eq!(
+        next_module(&mut rx).await,
+        ModuleReport::EnrolProgress {
+            modality: FP,
+            step: EnrolStep::Remove
+        }
+    );
+    assert_eq!(
+        next_module(&mut rx).await,
+        ModuleReport::EnrolProgress {
+            modality: FP,
+            step: EnrolStep::PresentAgain { n: 2, of: 2 }
+        }
+    );
+    control.finger(1).expect("touch");
+    assert_eq!(
+        next_module(&mut rx).await,
+        ModuleReport::Enrolled {
+            modality: FP,
+            slot: 0,
+            template: None
+        }
+    );
+    control.finger(1).expect("touch");
+    assert_eq!(
+        next_module(&mut rx).await,
+        ModuleReport::Recognised {
+            modality: FP,
+            slot: 0
+        }
+    );
+    control.finger(2).expect("touch");
+    assert_eq!(
+        next_module(&mut rx).await,
+        ModuleReport::NotRecognised { modality: FP }
+    );
+    assert_eq!(
+        control.snapshot().modules.fingerprint,
+        [(0u16, 1u32)].into()
+    );
+
+    // Palm, the same way.
+    board
+        .palm
+        .command(&ModuleCmd::Enrol {
+            modality: PALM,
+            slot: 0,
+        })
+        .expect("queued");
+    control.palm(4).expect("palm");
+    assert_eq!(
+        next_module(&mut rx).await,
+        ModuleReport::EnrolProgress {
+            modality: PALM,
+            step: EnrolStep::Remove
+        }
+    );
+    assert_eq!(
+        next_module(&mut rx).await,
+        ModuleReport::EnrolProgress {
+            modality: PALM,
+            step: EnrolStep::PresentAgain { n: 2, of: 2 }
+        }
+    );
+    control.palm(4).expect("palm");
+    assert_eq!(
+        next_module(&mut rx).await,
+        ModuleReport::Enrolled {
+            modality: PALM,
+            slot: 0,
+            template: None
+        }
+    );
+    control.palm(4).expect("palm");
+    assert_eq!(
+        next_module(&mut rx).await,
+        ModuleReport::Recognised {
+            modality: PALM,
+            slot: 0
+        }
+    );
+    assert_eq!(control.snapshot().modules.palm, [(0u16, 4u32)].into());
+}

@@ -14,14 +14,21 @@
 //!
 //! The hand lifts the finger (withdraws the palm) as soon as the adapter
 //! reports what the module read, so one `finger(p)` is one touch, as with
-//! the in-memory modules. Unlike them, the reports arrive *after*
+//! the in-memory modules. A finger put down again right after a lift waits
+//! until the module has been polled three times since the lift (as a
+//! person's finger takes a moment to come back): otherwise the adapter
+//! would never see the sensor empty and would take the new touch for the
+//! old finger still resting there. Unlike them, the reports arrive *after*
 //! `finger()` returns (the adapter polls the module), so a caller that
 //! needs the engine to have handled the touch must wait for the report.
 //! The simulators keep their libraries in memory only: templates enrolled
 //! in this mode are gone after a daemon restart.
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::DuplexStream;
+use tokio::sync::mpsc;
 
 use super::{Shared, SimConfig};
 use crate::biometrics::fingerprint::sim::{SimFingerprintConfig, SimFingerprintControl};
@@ -38,6 +45,30 @@ use crate::core::Input;
 pub(super) struct WireModules {
     pub(super) finger: SimFingerprintControl,
     pub(super) palm: SimPalmControl,
+    /// The finger simulator's command count when the finger last left.
+    lifted_at: Arc<AtomicU64>,
+    /// Fingers to put down, in order (the hand task's queue).
+    touches: mpsc::UnboundedSender<u32>,
+}
+
+/// Module commands answered after a lift before the next touch goes down.
+const POLLS_AFTER_LIFT: u64 = 3;
+
+/// The person's hand: puts each queued finger down once the module has
+/// seen the sensor empty since the last lift.
+async fn hand_task(
+    finger: SimFingerprintControl,
+    lifted_at: Arc<AtomicU64>,
+    mut touches: mpsc::UnboundedReceiver<u32>,
+) {
+    while let Some(person) = touches.recv().await {
+        // The simulator has no event for "polled"; a person's reaction
+        // time is long against this 5 ms look.
+        while finger.commands() < lifted_at.load(Ordering::SeqCst) + POLLS_AFTER_LIFT {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        finger.place(person, 0);
+    }
 }
 
 /// The driver ends of the two links, until the adapters take them.
@@ -64,8 +95,16 @@ pub(super) fn start_simulators(config: &SimConfig) -> (WireModules, DriverEnds) 
         },
     );
     let (palm, _) = palm::sim::spawn(palm_module, SimPalmConfig::default());
+    let lifted_at = Arc::new(AtomicU64::new(0));
+    let (touch_tx, touch_rx) = mpsc::unbounded_channel();
+    tokio::spawn(hand_task(finger.clone(), lifted_at.clone(), touch_rx));
     (
-        WireModules { finger, palm },
+        WireModules {
+            finger,
+            palm,
+            lifted_at,
+            touches: touch_tx,
+        },
         DriverEnds {
             finger: finger_host,
             palm: palm_host,
@@ -129,7 +168,10 @@ impl WireModules {
     /// UART module).
     pub(super) fn present(&self, modality: Modality, person: u32) -> bool {
         match modality {
-            Modality::Fingerprint => self.finger.place(person, 0),
+            Modality::Fingerprint => {
+                // Fails only when the board is being dropped.
+                let _ = self.touches.send(person);
+            }
             Modality::Palm => self.palm.present(person),
             Modality::Face => return false,
         }
@@ -173,7 +215,12 @@ impl ReportSink for Hand {
         };
         if read {
             match modality {
-                Modality::Fingerprint => self.wire.finger.lift(),
+                Modality::Fingerprint => {
+                    self.wire.finger.lift();
+                    self.wire
+                        .lifted_at
+                        .store(self.wire.finger.commands(), Ordering::SeqCst);
+                }
                 Modality::Palm => self.wire.palm.withdraw(),
                 Modality::Face => {}
             }
