@@ -713,3 +713,42 @@ async fn sim_board_with_wire_modules_enrols_and_recognises_through_the_drivers()
     );
     assert_eq!(control.snapshot().modules.palm, [(0u16, 4u32)].into());
 }
+
+// ---- `board = "linux"` in the daemon --------------------------------------------------
+
+/// The daemon refuses to start a Linux board without a usable board file,
+/// with an error that says which key to fix (the rest of the Linux board
+/// needs real GPIO lines: `tests/vm_board_linux.rs`).
+#[cfg(feature = "board-linux")]
+#[tokio::test]
+async fn linux_board_needs_a_board_file() {
+    use latchd::config::{BoardKind, Config};
+    use latchd::daemon::{self, DaemonError, Options};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = |board_file: Option<std::path::PathBuf>| Options {
+        config: Config {
+            board: BoardKind::Linux,
+            board_file,
+            ..Config::default()
+        },
+        state_dir: dir.path().join("state"),
+        front_panel: false,
+        control_socket: None,
+        dbus: None,
+        set_held: false,
+    };
+    let token = tokio_util::sync::CancellationToken::new();
+    let e = daemon::start(opts(None), token.clone())
+        .await
+        .expect_err("no board file");
+    assert!(matches!(e, DaemonError::NoBoardFile), "{e}");
+    assert!(e.to_string().contains("board_file"), "{e}");
+    let missing = dir.path().join("no-such-board.toml");
+    let e = daemon::start(opts(Some(missing)), token)
+        .await
+        .expect_err("missing board file");
+    assert!(
+        e.to_string().contains("no-such-board.toml"),
+        "the error names the file: {e}"
+    );
+}

@@ -988,3 +988,85 @@ pub fn linux_peripherals(
         camera: Box::new(UnavailableCamera),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::board::{Camera as _, FaceSource as _};
+
+    fn sink() -> (Arc<dyn ReportSink>, mpsc::UnboundedReceiver<ModuleReport>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Arc::new(tx), rx)
+    }
+
+    #[tokio::test]
+    async fn a_failed_handshake_is_one_fault_then_commands_are_refused() {
+        let (sink, mut rx) = sink();
+        let mut adapter = spawn_fingerprint_connecting(
+            Box::pin(async { Err("no answer to VfyPwd".to_string()) }),
+            AdapterConfig::default(),
+            sink,
+        );
+        match rx.recv().await {
+            Some(ModuleReport::Fault { modality, detail }) => {
+                assert_eq!(modality, Modality::Fingerprint);
+                assert!(detail.contains("no answer to VfyPwd"), "{detail}");
+            }
+            other => panic!("expected a fault, got {other:?}"),
+        }
+        // The task ends right after its report.
+        while adapter.is_running() {
+            tokio::task::yield_now().await;
+        }
+        let e = adapter
+            .command(&ModuleCmd::Wipe {
+                modality: Modality::Fingerprint,
+            })
+            .expect_err("no adapter task");
+        assert!(matches!(e, DeviceError::Unavailable { .. }), "{e}");
+        assert!(rx.recv().await.is_none(), "no more reports");
+    }
+
+    #[tokio::test]
+    async fn commands_for_another_modality_are_refused() {
+        let (sink, _rx) = sink();
+        let mut adapter = spawn_palm_connecting(
+            Box::pin(std::future::pending()),
+            AdapterConfig::default(),
+            sink,
+        );
+        for cmd in [
+            ModuleCmd::RecogniseFace,
+            ModuleCmd::Delete {
+                modality: Modality::Fingerprint,
+                slot: 1,
+            },
+        ] {
+            let e = adapter.command(&cmd).expect_err("wrong module");
+            assert!(matches!(e, DeviceError::Unsupported { .. }), "{e}");
+        }
+        adapter
+            .command(&ModuleCmd::CancelEnrol {
+                modality: Modality::Palm,
+            })
+            .expect("queued while connecting");
+    }
+
+    #[tokio::test]
+    async fn without_a_face_service_face_commands_report_a_fault() {
+        let (sink, mut rx) = sink();
+        let mut face = UnavailableFace::new(sink);
+        face.command(&ModuleCmd::RecogniseFace).expect("answered");
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(ModuleReport::Fault {
+                modality: Modality::Face,
+                ..
+            })
+        ));
+        let e = UnavailableCamera
+            .snapshot(crate::core::action::SnapshotReason::Doorbell)
+            .expect_err("no camera");
+        assert!(matches!(e, DeviceError::Unavailable { .. }), "{e}");
+    }
+}

@@ -287,20 +287,22 @@ pub fn build(config: SimConfig, inputs: InputSender) -> Result<(Board, SimContro
         changed: Arc::new(changed),
         wire: wire.clone(),
     };
-    let (fingerprint, palm): (Box<dyn super::FingerprintModule>, Box<dyn super::PalmModule>) =
-        match (driver_ends, wire) {
-            (Some(ends), Some(w)) => {
-                let (f, p) = wire::start_adapters(ends, shared.clone(), w);
-                (Box::new(f), Box::new(p))
-            }
-            _ => (
-                Box::new(biometric::SimModule::new(
-                    shared.clone(),
-                    Modality::Fingerprint,
-                )),
-                Box::new(biometric::SimModule::new(shared.clone(), Modality::Palm)),
-            ),
-        };
+    let (fingerprint, palm): (
+        Box<dyn super::FingerprintModule>,
+        Box<dyn super::PalmModule>,
+    ) = match (driver_ends, wire) {
+        (Some(ends), Some(w)) => {
+            let (f, p) = wire::start_adapters(ends, shared.clone(), w);
+            (Box::new(f), Box::new(p))
+        }
+        _ => (
+            Box::new(biometric::SimModule::new(
+                shared.clone(),
+                Modality::Fingerprint,
+            )),
+            Box::new(biometric::SimModule::new(shared.clone(), Modality::Palm)),
+        ),
+    };
     let board = Board {
         name: "sim",
         motor: Box::new(motor::SimMotor::new(shared.clone(), config.motor_travel)),
