@@ -19,8 +19,9 @@ use latchd::ble::protocol::{error_frame, open_oneshot, seal_oneshot, ErrorCode, 
 use latchd::config::{BoardKind, Config};
 use latchd::core::input::DoorPosition;
 use latchd::core::time::{Validity, WallTime};
+use latchd::core::types::SettingChange;
 use latchd::core::types::{AppKey, AppKeyId, AppKeyRole, Change, Handing, Role, User, UserNumber};
-use latchd::core::{Input, LockState};
+use latchd::core::{AppCommand, AppRequest, Channel, Input, LockState, Principal};
 use latchd::daemon::{self, Options, Running};
 use latchd::remote::config::TlsMaterial;
 use latchd::store::{Store, StoreOptions};
@@ -647,9 +648,65 @@ async fn sealed_commands_over_a_real_broker() {
     seen.sort();
     assert_eq!(seen, ["binary_sensor", "event", "lock", "sensor", "sensor"]);
 
+    // Wi-Fi off (the owner's setting): the lock says offline and leaves
+    // the broker; the answer to that command waits for the next session.
+    let f = app.seal(&Request::SetSetting(Setting::WifiEnabled(false)));
+    client
+        .publish(topic("cmd"), QoS::AtLeastOnce, false, f)
+        .await
+        .expect("publish");
+    // The answer goes out before or after the pause, whichever the lock's
+    // loop sees first; it is sealed either way.
+    let mut reply = None;
+    until(&mut rx, &mut reply, b"offline").await;
+    let connects = stats.connects.load(Ordering::Relaxed);
+    // Back on from the keypad/BLE side (not remotely: the lock is gone).
+    assert!(
+        running
+            .inputs
+            .send(Input::App(AppRequest {
+                id: 7,
+                via: Channel::Ble,
+                principal: Principal::Owner {
+                    key: AppKeyId(1),
+                    admin: admin(),
+                },
+                command: AppCommand::Setting(SettingChange::Wifi(true)),
+            }))
+            .await
+    );
+    until(&mut rx, &mut reply, b"online").await;
+    assert_eq!(stats.connects.load(Ordering::Relaxed), connects + 1);
+    let reply = match reply {
+        Some(r) => r,
+        None => next_on(&mut rx, &topic("reply")).await,
+    };
+    assert_eq!(app.open(&reply), Response::Ok);
+
     running.shutdown.cancel();
     wait_for(&mut rx, &topic("availability"), b"offline").await;
     running.stop().await.expect("clean stop");
+}
+
+/// Receive until availability says `state`, keeping a reply seen meanwhile.
+async fn until(
+    rx: &mut mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+    reply: &mut Option<Vec<u8>>,
+    state: &[u8],
+) {
+    let fut = async {
+        loop {
+            let (t, p) = rx.recv().await.expect("client alive");
+            if t == topic("reply") {
+                *reply = Some(p);
+            } else if t == topic("availability") && p == state {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(LIMIT, fut)
+        .await
+        .unwrap_or_else(|_| panic!("availability never said {}", String::from_utf8_lossy(state)));
 }
 
 /// Event documents received so far, by id, with repeats kept.

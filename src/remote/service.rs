@@ -446,6 +446,11 @@ impl Service {
     }
 
     fn on_command(&mut self, client: &AsyncClient, tracker: &mut Tracker, frame: &[u8]) {
+        // Parse the header before touching the store, so a flood of junk
+        // costs no database reads.
+        if let Err(e) = crate::ble::protocol::oneshot_sender(frame) {
+            return self.refuse(client, tracker, &e);
+        }
         let loaded = lock_store(&self.ctx.store).load();
         let keys = match loaded {
             Ok(p) => p.app_keys,
