@@ -205,13 +205,29 @@ fn ble_end_to_end_in_vm() {
     if !vm::enabled_or_skip("ble_end_to_end_in_vm") {
         return;
     }
+    // The target dir is shared: a concurrent default-feature build may
+    // replace target/debug/latchctl at any time. Pin our build by copying
+    // it now (next to it: the guest sees the host's tree, not its /tmp).
+    let built = std::path::Path::new(env!("CARGO_BIN_EXE_latchctl"));
+    let pinned = built.with_file_name(format!("latchctl-vm-ble-{}", std::process::id()));
+    std::fs::copy(built, &pinned).expect("copy latchctl");
+    let probe = std::process::Command::new(&pinned)
+        .args(["ble", "--adapter", "none", "scan", "--seconds", "0"])
+        .output()
+        .expect("run latchctl");
+    assert!(
+        !String::from_utf8_lossy(&probe.stderr).contains("without Bluetooth support"),
+        "target/debug/latchctl was rebuilt without board-linux by a concurrent build; run again"
+    );
     let opts = vm::VmOptions {
         ble: true,
         timeout: Some(std::time::Duration::from_secs(400)),
+        env: vec![("LATCHCTL".into(), pinned.display().to_string())],
         ..Default::default()
     };
-    let out = vm::run_test_in_guest(&opts, "guest_ble_end_to_end").unwrap();
-    eprintln!("{}", out.stdout);
+    let result = vm::run_test_in_guest(&opts, "guest_ble_end_to_end");
+    let _ = std::fs::remove_file(&pinned);
+    eprintln!("{}", result.unwrap().stdout);
 }
 
 #[cfg(feature = "board-linux")]
@@ -319,5 +335,43 @@ mod guest {
             Response::Status(_) => {}
             other => panic!("expected status, got {other:?}"),
         }
+        drop(c);
+
+        // The same through `latchctl ble` (a separate process, its own
+        // BlueZ client), pairing a second owner key in a new window.
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("ble-key.json");
+        let latchctl = |args: &[&str]| {
+            let exe = std::env::var("LATCHCTL")
+                .unwrap_or_else(|_| env!("CARGO_BIN_EXE_latchctl").to_owned());
+            let mut cmd = tokio::process::Command::new(exe);
+            cmd.args(["ble", "--adapter", "hci1", "--key-file"])
+                .arg(&key_file)
+                .args(args);
+            let label = args.join(" ");
+            async move {
+                let out = cmd.output().await.expect("run latchctl");
+                let text = format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                println!("latchctl ble {label}: {text}");
+                (out.status.code(), text)
+            }
+        };
+        let display = code.display();
+        let (status, text) = latchctl(&["pair", "--code", display.as_str()]).await;
+        assert_eq!(status, Some(1), "outside pairing mode: {text}");
+        assert!(text.contains("pairing mode"), "{text}");
+        link.hold_set();
+        let (status, text) = latchctl(&["pair", "--code", display.as_str()]).await;
+        assert_eq!(status, Some(0), "{text}");
+        assert_eq!(link.app_keys().len(), 2);
+        let (status, text) = latchctl(&["unlock"]).await;
+        assert_eq!((status, text.trim()), (Some(0), "ok"));
+        let (status, text) = latchctl(&["status"]).await;
+        assert_eq!(status, Some(0), "{text}");
+        assert!(text.starts_with("lock "), "{text}");
     }
 }

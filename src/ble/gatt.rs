@@ -7,7 +7,7 @@
 //!     │                                                  NameOwnerChanged(org.bluez) is watched)
 //!  ┌──┴─────────────────────────────────────────────────────────────────────────────────┐
 //!  │ latchd service  6c61746368-…-0001                                                  │
-//!  │   rx  …0002  write / write-without-response ─► ChannelConn::on_write (service.rs)  │
+//!  │   rx  …0002  write (with response only)     ─► ChannelConn::on_write (service.rs)  │
 //!  │   tx  …0003  notify                         ◄─ fragments (pair reply, accept, …)   │
 //!  │ Improv service  00467768-6228-2272-4663-277478268000                               │
 //!  │   8001 state (read, notify) · 8002 error (read, notify) · 8003 RPC (write)         │
@@ -47,7 +47,7 @@ use crate::wifi::WifiBackend;
 
 /// The latchd secure-channel service.
 pub const CHANNEL_SERVICE_UUID: Uuid = Uuid::from_u128(0x6c617463_6864_4c42_8000_6c6174636801);
-/// App → lock frames (write, write without response).
+/// App → lock frames (write with response: keeps fragments in order).
 pub const CHANNEL_RX_UUID: Uuid = Uuid::from_u128(0x6c617463_6864_4c42_8000_6c6174636802);
 /// Lock → app frames (notify).
 pub const CHANNEL_TX_UUID: Uuid = Uuid::from_u128(0x6c617463_6864_4c42_8000_6c6174636803);
@@ -280,8 +280,10 @@ fn application(shared: &Arc<Shared>) -> Result<Application, GattError> {
     let rx = Characteristic {
         uuid: CHANNEL_RX_UUID,
         write: Some(CharacteristicWrite {
+            // With response only: BlueZ hands each write to its own
+            // callback, and only an acknowledged write keeps fragments in
+            // order.
             write: true,
-            write_without_response: true,
             method: CharacteristicWriteMethod::Fun(Box::new(move |value, req| {
                 ch.clone()
                     .channel_write(value, req.device_address, req.mtu)
@@ -332,8 +334,10 @@ fn application(shared: &Arc<Shared>) -> Result<Application, GattError> {
     let rpc = Characteristic {
         uuid: uuid(improv::RPC_COMMAND_UUID)?,
         write: Some(CharacteristicWrite {
+            // With response only: BlueZ hands each write to its own
+            // callback, and only an acknowledged write keeps fragments in
+            // order.
             write: true,
-            write_without_response: true,
             method: CharacteristicWriteMethod::Fun(Box::new(move |value, _req| {
                 let s = ch.clone();
                 async move {

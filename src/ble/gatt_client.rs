@@ -6,7 +6,7 @@
 //!  scan: discovery, keep devices named latchd-* or advertising Improv
 //!  connect ─► services resolved ─► rx (write) · tx (notify) · Improv chars
 //!  exchange(frame): fragment at the minimum ATT MTU (23, fits any link)
-//!                   ─► write rx … ◄─ tx notifications ─► Reassembler ─► frame
+//!                   ─► write requests to rx, in order … ◄─ tx notifications ─► Reassembler ─► frame
 //!  pair:    pair-init ⇄ pair-reply, pair-confirm ⇄ pair-done   → PairedLock
 //!  request: session-init ⇄ session-accept, then sealed request ⇄ response
 //!  Improv:  RPC write [0x01, len, ssid, psk, sum] ─► state notifications
@@ -16,7 +16,8 @@ use std::collections::BTreeSet;
 use std::pin::Pin;
 use std::time::Duration;
 
-use bluer::gatt::remote::Characteristic;
+use bluer::gatt::remote::{Characteristic, CharacteristicWriteRequest};
+use bluer::gatt::WriteOp;
 use bluer::{Adapter, AdapterEvent, Address, Uuid};
 use futures_util::{Stream, StreamExt};
 use rand_core::OsRng;
@@ -27,6 +28,7 @@ use super::crypto::{StaticKeypair, KEY_LEN};
 use super::gatt::{CHANNEL_RX_UUID, CHANNEL_SERVICE_UUID, CHANNEL_TX_UUID};
 use super::improv;
 use super::pairing::{PairingError, VerificationCode};
+use super::protocol::ErrorCode;
 use super::protocol::{
     fragment, ChannelError, FragmentError, Reassembler, MAX_ATT_MTU, MIN_ATT_MTU,
 };
@@ -199,8 +201,14 @@ impl LockClient {
     /// Send one frame and wait for one frame back.
     pub async fn exchange(&mut self, frame: &[u8]) -> Result<Vec<u8>, GattClientError> {
         let mut reasm = Reassembler::new(MAX_ATT_MTU)?;
+        // Write requests (acknowledged), one at a time: the lock must see
+        // the fragments in order.
+        let req = CharacteristicWriteRequest {
+            op_type: WriteOp::Request,
+            ..Default::default()
+        };
         for part in fragment(frame, MIN_ATT_MTU)? {
-            self.rx.write(&part).await?;
+            self.rx.write_ext(&part, &req).await?;
         }
         let wait = async {
             loop {
@@ -225,7 +233,13 @@ impl LockClient {
     ) -> Result<PairedLock, GattClientError> {
         let (pairing, init) = AppPairing::start(app, PairingSecret::Owner(code), &mut OsRng);
         let reply = self.exchange(&init).await?;
-        let (sent, confirm) = pairing.on_reply(app, &reply)?;
+        let (sent, confirm) = pairing.on_reply(app, &reply).map_err(|e| match e {
+            // Say what to do, not just the wire code.
+            PairingError::Channel(ChannelError::PeerError(ErrorCode::PairingModeInactive)) => {
+                PairingError::PairingModeInactive
+            }
+            other => other,
+        })?;
         let done = self.exchange(&confirm).await?;
         Ok(sent.on_done(&done)?)
     }

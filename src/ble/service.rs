@@ -8,6 +8,7 @@
 //!     Idle ──PairInit──► LockPairing::respond_owner (pairing mode? code) ─► PairReply
 //!     Pairing ──PairConfirm──► finish_owner ─► engine AddAppKey (Principal::Pairing)
 //!                               engine Ok ─► PairDone        engine Err ─► Error frame
+//!     any ──PairInit / SessionInit──► closes what was open, starts over
 //!     Idle ──SessionInit──► key id ∈ engine's app keys ─► accept_session ─► Open
 //!     Open ──Data──► open_request (role check) ─► engine command ─► sealed Response
 //!  any failure: Error frame, state back to Idle (nothing half-open survives)
@@ -189,7 +190,20 @@ impl ChannelConn {
     async fn on_frame(&mut self, link: &dyn LockLink, frame: &[u8]) -> Result<Vec<u8>, ErrorCode> {
         let kind = Frame::parse(frame).map_err(|e| e.code())?.kind;
         let (now, wall) = link.now();
-        match (std::mem::replace(&mut self.state, ConnState::Idle), kind) {
+        let previous = std::mem::replace(&mut self.state, ConnState::Idle);
+        // A handshake frame starts over: whatever was open is closed first
+        // (the same app reconnecting, or another process on its machine).
+        let previous = match (previous, kind) {
+            (ConnState::Open { mut session, .. }, FrameType::PairInit | FrameType::SessionInit) => {
+                session.close();
+                ConnState::Idle
+            }
+            (ConnState::Pairing(_), FrameType::PairInit | FrameType::SessionInit) => {
+                ConnState::Idle
+            }
+            (other, _) => other,
+        };
+        match (previous, kind) {
             (ConnState::Idle, FrameType::PairInit) => {
                 let req = PairRequest::parse(frame).map_err(|e| e.code())?;
                 if req.kind != PairKind::Owner {
@@ -230,7 +244,7 @@ impl ChannelConn {
                     _ => Err(ErrorCode::Refused),
                 }
             }
-            (ConnState::Idle | ConnState::Open { .. }, FrameType::SessionInit) => {
+            (ConnState::Idle, FrameType::SessionInit) => {
                 let init = SessionInit::parse(frame).map_err(|e| e.code())?;
                 let key = link
                     .app_keys()

@@ -31,6 +31,7 @@ use clap::{Parser, Subcommand};
 use crate::dbus::client::ClientError;
 use crate::dbus::BusChoice;
 
+pub mod ble;
 pub mod diag;
 pub mod sim;
 
@@ -67,6 +68,8 @@ pub enum Command {
     Diag(diag::DiagCommand),
     /// Drive the simulated lock through its control socket (sim board only).
     Sim(sim::SimArgs),
+    /// Talk to a lock over Bluetooth LE as the app would (BlueZ).
+    Ble(ble::BleArgs),
 }
 
 /// What every command needs besides its own arguments.
@@ -94,6 +97,8 @@ pub enum CliError {
     Runtime(#[source] io::Error),
     #[error(transparent)]
     Sim(#[from] sim::SimCliError),
+    #[error(transparent)]
+    Ble(#[from] ble::BleCliError),
 }
 
 impl From<ClientError> for CliError {
@@ -115,6 +120,7 @@ impl CliError {
             CliError::DaemonStopped => 3,
             CliError::SelfTestFailed { .. } => 6,
             CliError::Sim(e) => e.exit_code(),
+            CliError::Ble(e) => e.exit_code(),
             _ => 1,
         }
     }
@@ -125,6 +131,7 @@ pub async fn run_command(ctx: &Context, command: Command) -> Result<(), CliError
     match command {
         Command::Diag(cmd) => diag::run(ctx, cmd).await,
         Command::Sim(args) => Ok(sim::run(args, ctx.json, &mut io::stdout())?),
+        Command::Ble(args) => Ok(ble::run(args, ctx.json, &mut io::stdout()).await?),
     }
 }
 

@@ -1,0 +1,313 @@
+//! `latchctl ble`: talk to a lock over Bluetooth LE as the app would, from a
+//! Linux machine with BlueZ (a technician's laptop, the VM rig).
+//!
+//! ```text
+//!  latchctl ble [--adapter hci1] [--address AA:BB:..] [--key-file F] <cmd>
+//!     scan                      list nearby locks (latchd-*, Improv)
+//!     pair --code CODE          owner pairing (lock in pairing mode) → key file
+//!     unlock | status           session with the key file's app key
+//!     wifi --ssid X --psk Y     Improv Wi-Fi (lock in pairing mode)
+//!         │ bluer (ble::gatt_client) ─► lock's GATT application
+//! ```
+//!
+//! The key file (`$HOME/.config/latchctl/ble-key.json`, mode 0600) holds the
+//! app's private key and the paired lock's public key: it unlocks the door,
+//! guard it like one. Without `--address` the first lock found is used.
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+/// `latchctl ble …`
+#[derive(Debug, Args)]
+pub struct BleArgs {
+    /// Bluetooth adapter to use as the central.
+    #[arg(long, default_value = "hci0")]
+    pub adapter: String,
+    /// The lock's Bluetooth address; default: the first lock found.
+    #[arg(long)]
+    pub address: Option<String>,
+    /// Where the app key and the paired lock's key are kept.
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: BleCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BleCommand {
+    /// List nearby locks.
+    Scan {
+        /// How long to listen, seconds.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
+    /// Pair as the owner (hold SET on the lock first).
+    Pair {
+        /// The verification code from the lock's label (XXXX-XXXX-…).
+        #[arg(long)]
+        code: String,
+    },
+    /// Unlock.
+    Unlock,
+    /// Show the lock's status.
+    Status,
+    /// Give the lock Wi-Fi credentials with Improv (hold SET first).
+    Wifi {
+        #[arg(long)]
+        ssid: String,
+        /// Empty for an open network.
+        #[arg(long, default_value = "")]
+        psk: String,
+    },
+}
+
+/// Why `latchctl ble` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BleCliError {
+    #[error("latchctl was built without Bluetooth support; rebuild with --features board-linux")]
+    Unsupported,
+    #[error("bad argument: {0}")]
+    Usage(String),
+    #[error("key file {path}: {why}; pair first with `latchctl ble pair --code …`")]
+    KeyFile { path: String, why: String },
+    #[cfg(feature = "board-linux")]
+    #[error(transparent)]
+    Ble(#[from] crate::ble::gatt_client::GattClientError),
+    #[error("the lock refused: {0}")]
+    Refused(String),
+    #[error("cannot write output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+impl BleCliError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            BleCliError::Usage(_) => 2,
+            BleCliError::Unsupported => 5,
+            _ => 1,
+        }
+    }
+}
+
+/// Run one `latchctl ble` command.
+#[cfg(not(feature = "board-linux"))]
+pub async fn run(_args: BleArgs, _json: bool, _out: &mut impl Write) -> Result<(), BleCliError> {
+    Err(BleCliError::Unsupported)
+}
+
+/// Run one `latchctl ble` command.
+#[cfg(feature = "board-linux")]
+pub async fn run(args: BleArgs, json: bool, out: &mut impl Write) -> Result<(), BleCliError> {
+    imp::run(args, json, out).await
+}
+
+#[cfg(feature = "board-linux")]
+mod imp {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::path::{Path, PathBuf};
+    use std::time::Duration;
+
+    use rand_core::OsRng;
+    use serde::{Deserialize, Serialize};
+    use zeroize::Zeroizing;
+
+    use super::{BleArgs, BleCliError, BleCommand};
+    use crate::ble::commands::{Request, Response};
+    use crate::ble::crypto::StaticKeypair;
+    use crate::ble::gatt_client::{self, LockClient};
+    use crate::ble::pairing::VerificationCode;
+
+    #[derive(Serialize, Deserialize)]
+    struct KeyFile {
+        /// Hex of the app's X25519 secret.
+        app_secret: String,
+        /// Hex of the lock's public key.
+        lock_public: String,
+        /// The lock's Bluetooth address.
+        address: String,
+    }
+
+    fn key_path(args: &BleArgs) -> PathBuf {
+        args.key_file.clone().unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
+            PathBuf::from(home).join(".config/latchctl/ble-key.json")
+        })
+    }
+
+    fn key_err(path: &Path, why: impl std::fmt::Display) -> BleCliError {
+        BleCliError::KeyFile {
+            path: path.display().to_string(),
+            why: why.to_string(),
+        }
+    }
+
+    fn load(path: &Path) -> Result<(StaticKeypair, [u8; 32], String), BleCliError> {
+        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| key_err(path, e))?);
+        let k: KeyFile = serde_json::from_str(&text).map_err(|e| key_err(path, e))?;
+        let mut secret = Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(&k.app_secret, &mut secret[..]).map_err(|e| key_err(path, e))?;
+        let mut public = [0u8; 32];
+        hex::decode_to_slice(&k.lock_public, &mut public).map_err(|e| key_err(path, e))?;
+        Ok((StaticKeypair::from_secret_bytes(*secret), public, k.address))
+    }
+
+    fn save(path: &Path, k: &KeyFile) -> Result<(), BleCliError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| key_err(path, e))?;
+        }
+        let text = Zeroizing::new(serde_json::to_string_pretty(k).map_err(|e| key_err(path, e))?);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| key_err(path, e))?;
+        std::io::Write::write_all(&mut f, text.as_bytes()).map_err(|e| key_err(path, e))
+    }
+
+    fn parse_addr(s: &str) -> Result<bluer::Address, BleCliError> {
+        s.parse().map_err(|_| {
+            BleCliError::Usage(format!(
+                "`{s}` is not a Bluetooth address (AA:BB:CC:DD:EE:FF)"
+            ))
+        })
+    }
+
+    async fn connect(
+        adapter: &bluer::Adapter,
+        address: Option<&str>,
+    ) -> Result<LockClient, BleCliError> {
+        let addr = match address {
+            Some(a) => parse_addr(a)?,
+            None => {
+                let window = Duration::from_secs(10);
+                let found = gatt_client::scan(adapter, window, true).await?;
+                found
+                    .first()
+                    .ok_or(gatt_client::GattClientError::NotFound(window))?
+                    .address
+            }
+        };
+        Ok(LockClient::connect(adapter, addr).await?)
+    }
+
+    pub async fn run(
+        args: BleArgs,
+        json: bool,
+        out: &mut impl std::io::Write,
+    ) -> Result<(), BleCliError> {
+        let session = bluer::Session::new()
+            .await
+            .map_err(gatt_client::GattClientError::from)?;
+        let adapter = session
+            .adapter(&args.adapter)
+            .map_err(gatt_client::GattClientError::from)?;
+        let path = key_path(&args);
+        match &args.command {
+            BleCommand::Scan { seconds } => {
+                let found =
+                    gatt_client::scan(&adapter, Duration::from_secs(*seconds), false).await?;
+                if json {
+                    let list: Vec<_> = found
+                        .iter()
+                        .map(|f| {
+                            serde_json::json!({
+                                "address": f.address.to_string(),
+                                "name": f.name,
+                                "rssi": f.rssi,
+                            })
+                        })
+                        .collect();
+                    writeln!(out, "{}", serde_json::Value::Array(list))?;
+                } else {
+                    for f in &found {
+                        writeln!(
+                            out,
+                            "{}  {:<14} {}",
+                            f.address,
+                            f.name.as_deref().unwrap_or("?"),
+                            f.rssi.map(|r| format!("{r} dBm")).unwrap_or_default()
+                        )?;
+                    }
+                }
+            }
+            BleCommand::Pair { code } => {
+                let code = VerificationCode::parse(code)
+                    .map_err(|e| BleCliError::Usage(format!("verification code: {e}")))?;
+                let mut c = connect(&adapter, args.address.as_deref()).await?;
+                let app = StaticKeypair::generate(&mut OsRng);
+                let paired = c.pair(&app, code).await?;
+                save(
+                    &path,
+                    &KeyFile {
+                        app_secret: hex::encode(&app.secret_bytes()[..]),
+                        lock_public: hex::encode(paired.lock_public),
+                        address: c.address.to_string(),
+                    },
+                )?;
+                writeln!(
+                    out,
+                    "paired with {}; key saved to {}",
+                    c.address,
+                    path.display()
+                )?;
+            }
+            BleCommand::Unlock | BleCommand::Status => {
+                let (app, lock_public, saved) = load(&path)?;
+                let addr = args.address.clone().unwrap_or(saved);
+                let mut c = connect(&adapter, Some(&addr)).await?;
+                let req = if matches!(args.command, BleCommand::Unlock) {
+                    Request::Unlock
+                } else {
+                    Request::Status
+                };
+                match c.request(&app, lock_public, &req).await? {
+                    Response::Ok => writeln!(out, "ok")?,
+                    Response::Status(s) => {
+                        if json {
+                            writeln!(
+                                out,
+                                "{}",
+                                serde_json::json!({
+                                    "lock": format!("{:?}", s.lock).to_lowercase(),
+                                    "door": format!("{:?}", s.door).to_lowercase(),
+                                    "bolt": format!("{:?}", s.bolt).to_lowercase(),
+                                    "battery_percent": s.battery_percent,
+                                    "wifi_connected": s.wifi.connected,
+                                })
+                            )?;
+                        } else {
+                            writeln!(
+                                out,
+                                "lock {:?}, door {:?}, bolt {:?}, battery {} %, Wi-Fi {}",
+                                s.lock,
+                                s.door,
+                                s.bolt,
+                                s.battery_percent,
+                                if s.wifi.connected {
+                                    "connected"
+                                } else {
+                                    "not connected"
+                                }
+                            )?;
+                        }
+                    }
+                    Response::Error { code, detail } => {
+                        return Err(BleCliError::Refused(format!("{code:?}: {detail}")))
+                    }
+                    other => {
+                        return Err(BleCliError::Refused(format!("unexpected answer {other:?}")))
+                    }
+                }
+            }
+            BleCommand::Wifi { ssid, psk } => {
+                let mut c = connect(&adapter, args.address.as_deref()).await?;
+                c.improv_wifi(ssid.as_bytes(), psk.as_bytes()).await?;
+                writeln!(out, "the lock joined `{ssid}`")?;
+            }
+        }
+        Ok(())
+    }
+}
