@@ -6,9 +6,9 @@
 //!     ▲ RegisterApplication / RegisterAdvertisement     (again after every bluetoothd restart:
 //!     │                                                  NameOwnerChanged(org.bluez) is watched)
 //!  ┌──┴─────────────────────────────────────────────────────────────────────────────────┐
-//!  │ latchd service  6c61746368-…-0001                                                  │
-//!  │   rx  …0002  write (with response only)     ─► ChannelConn::on_write (service.rs)  │
-//!  │   tx  …0003  notify                         ◄─ fragments (pair reply, accept, …)   │
+//!  │ latchd service  6c617463-6864-4c42-8000-6c6174636801                               │
+//!  │   rx  …6802  write (with response only)     ─► ChannelConn::on_write (service.rs)  │
+//!  │   tx  …6803  notify                         ◄─ fragments (pair reply, accept, …)   │
 //!  │ Improv service  00467768-6228-2272-4663-277478268000                               │
 //!  │   8001 state (read, notify) · 8002 error (read, notify) · 8003 RPC (write)         │
 //!  │   8004 RPC result (read, notify) · 8005 capabilities (read)                        │
