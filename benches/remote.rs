@@ -1,0 +1,82 @@
+//! CPU and byte cost of the remote path.
+//!
+//! `cargo bench --bench remote` prints the sizes first (sealed unlock on
+//! the `cmd` topic, sealed `Ok` reply, the refusal frame, one event
+//! document, the state document), then criterion timings for the lock's
+//! side of one command (find the key among 50, open, decode, role check,
+//! seal the reply) and for building one event document.
+//! Network figures (reconnect time, events/s through a real broker) come
+//! from `cargo test --test remote_mqtt -- --nocapture` (line `figures:`).
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::Criterion;
+use latchd::ble::commands::{Request, Response};
+use latchd::ble::crypto::StaticKeypair;
+use latchd::ble::protocol::{seal_oneshot, OneShotDirection};
+use latchd::core::time::Validity;
+use latchd::core::types::{AppKey, AppKeyId, AppKeyRole, UserNumber};
+use latchd::dbus::EventRecord;
+use latchd::remote::{gate, telemetry};
+use rand_core::OsRng;
+
+fn keys(n: u32) -> (Vec<AppKey>, StaticKeypair) {
+    let admin = UserNumber::new(1).expect("user 1");
+    let mut out = Vec::new();
+    let mut last = None;
+    for id in 1..=n {
+        let app = StaticKeypair::generate(&mut OsRng);
+        out.push(AppKey {
+            id: AppKeyId(id),
+            role: AppKeyRole::Owner { admin },
+            public_key: app.public(),
+            validity: Validity::ALWAYS,
+            label: String::new(),
+        });
+        last = Some(app);
+    }
+    (out, last.expect("n > 0"))
+}
+
+fn main() {
+    let lock = StaticKeypair::generate(&mut OsRng);
+    let (keys, app) = keys(50);
+    let key = keys.last().expect("key").clone();
+    let cmd = seal_oneshot(
+        &app,
+        &lock.public(),
+        OneShotDirection::AppToLock,
+        1,
+        &Request::Unlock.encode(),
+        &mut OsRng,
+    )
+    .expect("seal");
+    let reply = gate::seal_reply(&lock, &key, 1, &Response::Ok, &mut OsRng).expect("seal");
+    let event = EventRecord {
+        id: 123_456,
+        time: 1_764_140_000,
+        kind: "unlocked".into(),
+        detail: "user=2 method=fingerprint".into(),
+    };
+    let event_doc = telemetry::event_json(&event).to_string();
+    println!("sealed unlock on cmd: {} B", cmd.len());
+    println!("sealed Ok reply: {} B", reply.len());
+    println!("refusal frame: {} B", gate::refusal_frame().len());
+    println!("event document (typical unlock): {} B", event_doc.len());
+
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args();
+    c.bench_function("lock side of one remote command (50 keys)", |b| {
+        b.iter(|| {
+            let k = gate::sender_key(black_box(&cmd), &keys).expect("known");
+            let v = gate::verify(&lock, k, Some(0), &cmd, None).expect("opens");
+            gate::seal_reply(&lock, k, v.counter, &Response::Ok, &mut OsRng).expect("seal")
+        })
+    });
+    c.bench_function("event document", |b| {
+        b.iter(|| telemetry::event_json(black_box(&event)).to_string())
+    });
+    c.final_summary();
+}
