@@ -11,12 +11,13 @@ cd "$(dirname "$0")/.."
 
 # Build dependencies of the `board-linux` feature, and the real programs the
 # integration tests talk to: dbus-daemon and busctl (D-Bus), ALSA's file
-# plugin (voice prompts), mosquitto (remote access), ffmpeg (video client),
+# plugin (voice prompts), mosquitto + openssl (remote access over TLS),
+# ffmpeg (video client),
 # util-linux's setpriv (policy tests run a caller as another user).
 packages=(
     pkg-config libdbus-1-dev libasound2-dev libclang-dev clang
     dbus systemd alsa-utils libasound2-plugins util-linux
-    mosquitto mosquitto-clients ffmpeg espeak-ng sox
+    mosquitto mosquitto-clients openssl ffmpeg espeak-ng sox
 )
 missing=()
 for p in "${packages[@]}"; do
