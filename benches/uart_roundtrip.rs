@@ -9,11 +9,6 @@
 // simulator, kernel tty layer, tokio wake-ups). On a real 57600-baud UART a
 // 12-byte command plus a 16-byte ack add ~4.9 ms of wire time per round trip.
 
-use std::fs::File;
-use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::pin::Pin;
-use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -21,82 +16,17 @@ use latchd::biometrics::fingerprint::{
     self, sim::SimFingerprintConfig, Fingerprint, FingerprintConfig,
 };
 use latchd::biometrics::palm::{self, sim::SimPalmConfig, Palm, PalmConfig, PalmEnrollStep};
-use nix::fcntl::{fcntl, FcntlArg, OFlag};
-use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
-use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::runtime::Runtime;
 
-struct PtyMaster {
-    fd: AsyncFd<File>,
-}
+#[path = "../tests/common/pty.rs"]
+mod pty;
 
-/// Opens a raw PTY; returns the master stream, the slave path and the slave
-/// fd (kept open so the master never sees a hangup). Must run inside the runtime.
-fn open_pty() -> (PtyMaster, String, OwnedFd) {
-    let pair = nix::pty::openpty(None, None).expect("openpty");
-    let mut t = tcgetattr(&pair.slave).expect("tcgetattr");
-    cfmakeraw(&mut t);
-    tcsetattr(&pair.slave, SetArg::TCSANOW, &t).expect("tcsetattr");
-    let path = nix::unistd::ttyname(&pair.slave)
-        .expect("ttyname")
-        .to_string_lossy()
-        .into_owned();
-    let raw = pair.master.as_raw_fd();
-    let flags = OFlag::from_bits_truncate(fcntl(raw, FcntlArg::F_GETFL).expect("getfl"));
-    fcntl(raw, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).expect("setfl");
-    // SAFETY: the `File` owns the master fd and keeps it open, unchanged,
-    // for as long as the `AsyncFd` that owns the `File` lives.
-    let fd = unsafe { AsyncFd::register(File::from(pair.master)) }.expect("register");
-    (PtyMaster { fd }, path, pair.slave)
-}
-
-impl AsyncRead for PtyMaster {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        loop {
-            let mut guard = ready!(self.fd.poll_read_ready(cx))?;
-            let unfilled = buf.initialize_unfilled();
-            match guard.try_io(|f| f.get_ref().read(unfilled)) {
-                Ok(Ok(n)) => {
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
-                Ok(Err(e)) if e.raw_os_error() == Some(nix::libc::EIO) => {
-                    return Poll::Ready(Ok(()))
-                }
-                Ok(Err(e)) => return Poll::Ready(Err(e)),
-                Err(_would_block) => continue,
-            }
-        }
-    }
-}
-
-impl AsyncWrite for PtyMaster {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        loop {
-            let mut guard = ready!(self.fd.poll_write_ready(cx))?;
-            match guard.try_io(|f| f.get_ref().write(buf)) {
-                Ok(result) => return Poll::Ready(result),
-                Err(_would_block) => continue,
-            }
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
+/// A raw PTY: the master stream, the slave path and the slave fd (kept open
+/// so the master never sees a hangup). Must run inside the runtime.
+fn open_pty() -> (pty::PtyMaster, String, std::os::fd::OwnedFd) {
+    let p = pty::open_pty();
+    (p.master, p.slave_path, p.slave)
 }
 
 fn fp_config() -> FingerprintConfig {

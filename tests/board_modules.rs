@@ -13,12 +13,7 @@
 // failure.
 
 use std::collections::BTreeSet;
-use std::fs::File;
-use std::io::{Read as _, Write as _};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use latchd::biometrics::fingerprint::{
@@ -35,10 +30,7 @@ use latchd::board::modules::{self, AdapterConfig, ModuleAdapter};
 use latchd::core::input::{EnrolFailure, EnrolStep, ModuleReport};
 use latchd::core::types::Modality;
 use latchd::core::ModuleCmd;
-use nix::fcntl::{fcntl, FcntlArg, OFlag};
-use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
-use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 const FP: Modality = Modality::Fingerprint;
@@ -46,85 +38,9 @@ const PALM: Modality = Modality::Palm;
 
 // ---- a real PTY pair (as in tests/uart_modules.rs) ---------------------------
 
-struct PtyMaster {
-    fd: AsyncFd<File>,
-}
-
-struct Pty {
-    master: PtyMaster,
-    slave_path: String,
-    _slave: OwnedFd,
-}
-
-fn open_pty() -> Pty {
-    let pair = nix::pty::openpty(None, None).expect("openpty");
-    let mut t = tcgetattr(&pair.slave).expect("tcgetattr");
-    cfmakeraw(&mut t);
-    tcsetattr(&pair.slave, SetArg::TCSANOW, &t).expect("tcsetattr raw");
-    let slave_path = nix::unistd::ttyname(&pair.slave)
-        .expect("ttyname")
-        .to_string_lossy()
-        .into_owned();
-    let raw = pair.master.as_raw_fd();
-    let flags = OFlag::from_bits_truncate(fcntl(raw, FcntlArg::F_GETFL).expect("getfl"));
-    fcntl(raw, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).expect("setfl");
-    // SAFETY: the `File` owns the master fd and keeps it open, unchanged,
-    // for as long as the `AsyncFd` that owns the `File` lives.
-    let fd = unsafe { AsyncFd::register(File::from(pair.master)) }.expect("register pty master");
-    Pty {
-        master: PtyMaster { fd },
-        slave_path,
-        _slave: pair.slave,
-    }
-}
-
-impl AsyncRead for PtyMaster {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        loop {
-            let mut guard = ready!(self.fd.poll_read_ready(cx))?;
-            let unfilled = buf.initialize_unfilled();
-            match guard.try_io(|f| f.get_ref().read(unfilled)) {
-                Ok(Ok(n)) => {
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
-                Ok(Err(e)) if e.raw_os_error() == Some(nix::libc::EIO) => {
-                    return Poll::Ready(Ok(()))
-                }
-                Ok(Err(e)) => return Poll::Ready(Err(e)),
-                Err(_would_block) => continue,
-            }
-        }
-    }
-}
-
-impl AsyncWrite for PtyMaster {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        loop {
-            let mut guard = ready!(self.fd.poll_write_ready(cx))?;
-            match guard.try_io(|f| f.get_ref().write(buf)) {
-                Ok(result) => return Poll::Ready(result),
-                Err(_would_block) => continue,
-            }
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-}
+#[path = "common/pty.rs"]
+mod pty;
+use pty::open_pty;
 
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for T {}
