@@ -5,8 +5,7 @@
 //! dir) and serves the interface with a small backend defined here — the
 //! `DiagnosticsBackend` seam is ours, the bus and its clients are real.
 //! Needs the Debian packages `dbus-daemon` and `systemd` (for busctl).
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,66 +23,13 @@ use zbus::zvariant::OwnedValue;
 /// when something is broken, never a timing assertion.
 const HANG_GUARD: Duration = Duration::from_secs(20);
 
-/// A private `dbus-daemon`, killed on drop.
-struct TestBus {
-    child: Child,
-    address: String,
-    _dir: tempfile::TempDir,
-}
+#[path = "common/bus.rs"]
+mod bus;
+use bus::TestBus;
 
 impl TestBus {
-    fn start() -> TestBus {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let socket = dir.path().join("bus");
-        let config = dir.path().join("bus.conf");
-        std::fs::write(
-            &config,
-            format!(
-                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:path={}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-"#,
-                socket.display()
-            ),
-        )
-        .expect("write bus config");
-        let mut child = Command::new("dbus-daemon")
-            .arg(format!("--config-file={}", config.display()))
-            .args(["--nofork", "--print-address=1"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dbus-daemon must be installed (Debian package dbus-daemon)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read bus address");
-        assert!(line.starts_with("unix:"), "dbus-daemon printed {line:?}");
-        TestBus {
-            child,
-            address: line.trim().to_string(),
-            _dir: dir,
-        }
-    }
-
     fn choice(&self) -> BusChoice {
         BusChoice::Address(self.address.clone())
-    }
-}
-
-impl Drop for TestBus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -12,8 +12,6 @@
 //!
 //! Needs the Debian package `dbus-daemon`.
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,69 +27,17 @@ const GOOD_PSK: &str = "correct horse battery";
 /// The doubles never answer for this SSID.
 const SILENT_SSID: &[u8] = b"out-of-range";
 
-/// A private `dbus-daemon`, killed on drop.
-struct TestBus {
-    child: Child,
-    address: String,
-    _dir: tempfile::TempDir,
-}
+#[path = "common/bus.rs"]
+mod bus;
+use bus::TestBus;
 
 impl TestBus {
-    fn start() -> TestBus {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = dir.path().join("bus.conf");
-        std::fs::write(
-            &config,
-            format!(
-                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:path={}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-"#,
-                dir.path().join("bus").display()
-            ),
-        )
-        .expect("write bus config");
-        let mut child = Command::new("dbus-daemon")
-            .arg(format!("--config-file={}", config.display()))
-            .args(["--nofork", "--print-address=1"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dbus-daemon must be installed (Debian package dbus-daemon)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read bus address");
-        assert!(line.starts_with("unix:"), "dbus-daemon printed {line:?}");
-        TestBus {
-            child,
-            address: line.trim().to_owned(),
-            _dir: dir,
-        }
-    }
-
     async fn connect(&self) -> zbus::Connection {
         zbus::connection::Builder::address(self.address.as_str())
             .expect("address")
             .build()
             .await
             .expect("connect to the test bus")
-    }
-}
-
-impl Drop for TestBus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
