@@ -54,6 +54,8 @@ pub struct Config {
     pub wifi: crate::wifi::WifiConfig,
     /// `[remote]`: MQTT remote access (off by default, see `docs/remote.md`).
     pub remote: crate::remote::RemoteConfig,
+    /// `[video]`: the live outdoor stream (off by default, see `docs/video.md`).
+    pub video: crate::video::VideoConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -135,6 +137,7 @@ impl Default for Config {
             log: LogConfig::default(),
             wifi: crate::wifi::WifiConfig::default(),
             remote: crate::remote::RemoteConfig::default(),
+            video: crate::video::VideoConfig::default(),
         }
     }
 }

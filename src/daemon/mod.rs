@@ -91,6 +91,8 @@ pub enum DaemonError {
     LinuxBoard(String),
     #[error(transparent)]
     Remote(#[from] crate::remote::RemoteError),
+    #[error("video stream: {0}")]
+    Video(String),
 }
 
 /// The Linux board from its board file: UART modules through their
@@ -251,6 +253,8 @@ pub struct Running {
     remote: Option<JoinHandle<()>>,
     /// Its counters (tests, diagnostics).
     pub remote_stats: Option<Arc<crate::remote::RemoteStats>>,
+    /// The live video stream and its camera (when `[video]` is enabled).
+    video: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Running {
@@ -493,6 +497,13 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
         _ => None,
     };
 
+    // The outdoor camera's live stream (B-9.2), when `[video]` enables it.
+    let video = if opts.config.video.enabled {
+        Some(start_video(&opts.config, published_rx.clone(), shutdown.clone()).await?)
+    } else {
+        None
+    };
+
     if let Err(e) = notifier.ready("serving") {
         tracing::warn!("{e}");
     }
@@ -515,7 +526,57 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
         watchdog,
         remote,
         remote_stats,
+        video,
     })
+}
+
+/// The camera feeding one frame ring, and the authenticated HTTP MJPEG
+/// server reading it (docs/video.md). Refused below the battery floor
+/// (B-10.2) by the server itself, from the engine's published battery.
+async fn start_video(
+    config: &Config,
+    published: watch::Receiver<Published>,
+    shutdown: CancellationToken,
+) -> Result<JoinHandle<()>, DaemonError> {
+    use crate::video::{battery_bridge, FrameRing, VideoServer};
+    let video_err = |e: &dyn std::fmt::Display| DaemonError::Video(e.to_string());
+    let stream = config.video.stream_config().map_err(|e| video_err(&e))?;
+    let ring = FrameRing::new();
+    // The capture source lives as long as the server task.
+    let camera: Box<dyn std::any::Any + Send> = match config.board {
+        BoardKind::Sim => {
+            let cfg = crate::board::sim::camera::SimCameraConfig::new(640, 480);
+            Box::new(
+                crate::board::sim::camera::SimCamera::start(&cfg, ring.clone())
+                    .map_err(|e| video_err(&e))?,
+            )
+        }
+        #[cfg(feature = "board-linux")]
+        BoardKind::Linux => {
+            let path = config.board_file.as_ref().ok_or(DaemonError::NoBoardFile)?;
+            let board =
+                crate::board::linux::config::BoardConfig::load(path).map_err(|e| video_err(&e))?;
+            Box::new(
+                crate::board::linux::camera::V4l2Camera::start(&board.camera, ring.clone())
+                    .map_err(|e| video_err(&e))?,
+            )
+        }
+        other => return Err(DaemonError::BoardUnavailable(other.name())),
+    };
+    let battery = battery_bridge(published, |p: &Published| p.engine.battery_percent);
+    let server = VideoServer::bind(&stream, ring, battery)
+        .await
+        .map_err(|e| video_err(&e))?;
+    if let Ok(addr) = server.local_addr() {
+        tracing::info!(%addr, "video stream serving /stream.mjpg and /snapshot.jpg");
+    }
+    Ok(tokio::spawn(async move {
+        let _camera = camera;
+        tokio::select! {
+            _ = server.run() => {}
+            _ = shutdown.cancelled() => {}
+        }
+    }))
 }
 
 /// Stop everything, top to bottom. The token has been cancelled.
@@ -542,6 +603,9 @@ async fn shutdown(r: Running) -> Result<(), DaemonError> {
     }
     if let Some(m) = r.remote {
         let _ = m.await;
+    }
+    if let Some(v) = r.video {
+        let _ = v.await;
     }
     if let Some(d) = r.dbus {
         if let Err(e) = d.shutdown().await {
