@@ -8,10 +8,12 @@
 //! same accounts `systemd/latchd.sysusers` creates on the device.
 //! Needs the Debian packages `dbus-daemon`, `dbus-bin` (dbus-send),
 //! `systemd` (busctl) and `util-linux` (setpriv).
-use std::io::{BufRead, BufReader};
+#[path = "common/bus.rs"]
+mod bus;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -76,23 +78,12 @@ impl SystemLikeBus {
             ),
         )
         .expect("write bus config");
-        let mut child = Command::new("dbus-daemon")
-            .arg(format!("--config-file={}", config.display()))
-            .args(["--nofork", "--print-address=1"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dbus-daemon must be installed (Debian package dbus-daemon)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read bus address");
-        assert!(line.starts_with("unix:"), "dbus-daemon printed {line:?}");
+        let (child, address) = bus::spawn_dbus_daemon(&config);
         std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666))
             .expect("chmod socket");
         SystemLikeBus {
             child,
-            address: line.trim().to_string(),
+            address,
             _dir: dir,
         }
     }

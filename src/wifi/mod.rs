@@ -234,6 +234,25 @@ pub(crate) fn ssid_text(ssid: &[u8]) -> String {
 }
 
 /// [`WifiError::Bus`] from a zbus error.
+/// A proxy on `service` that reads properties afresh on every call: the
+/// connection state changes under us and a cached value would be stale.
+pub(crate) async fn uncached_proxy(
+    bus: &zbus::Connection,
+    service: &'static str,
+    path: &str,
+    iface: &'static str,
+) -> Result<zbus::Proxy<'static>, WifiError> {
+    zbus::proxy::Builder::new(bus)
+        .destination(service)
+        .and_then(|b| b.path(path.to_owned()))
+        .and_then(|b| b.interface(iface))
+        .map(|b| b.cache_properties(zbus::proxy::CacheProperties::No))
+        .map_err(bus_err)?
+        .build()
+        .await
+        .map_err(bus_err)
+}
+
 pub(crate) fn bus_err(e: zbus::Error) -> WifiError {
     WifiError::Bus(Box::new(e))
 }

@@ -95,15 +95,7 @@ impl NetworkManager {
         path: &str,
         iface: &'static str,
     ) -> Result<zbus::Proxy<'static>, WifiError> {
-        zbus::proxy::Builder::new(&self.bus)
-            .destination(SERVICE)
-            .and_then(|b| b.path(path.to_owned()))
-            .and_then(|b| b.interface(iface))
-            .map(|b| b.cache_properties(zbus::proxy::CacheProperties::No))
-            .map_err(bus_err)?
-            .build()
-            .await
-            .map_err(bus_err)
+        super::uncached_proxy(&self.bus, SERVICE, path, iface).await
     }
 
     /// The Wi-Fi device object for the configured interface.

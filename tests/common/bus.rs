@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 /// A private `dbus-daemon`, killed on drop.
@@ -38,21 +39,10 @@ impl TestBus {
             ),
         )
         .expect("write bus config");
-        let mut child = Command::new("dbus-daemon")
-            .arg(format!("--config-file={}", config.display()))
-            .args(["--nofork", "--print-address=1"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dbus-daemon must be installed (Debian package dbus-daemon)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read bus address");
-        assert!(line.starts_with("unix:"), "dbus-daemon printed {line:?}");
+        let (child, address) = spawn_dbus_daemon(&config);
         TestBus {
             child,
-            address: line.trim().to_string(),
+            address,
             _dir: dir,
         }
     }
@@ -63,4 +53,22 @@ impl Drop for TestBus {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Start `dbus-daemon` with `config` and return it with the address it
+/// printed.
+pub fn spawn_dbus_daemon(config: &Path) -> (Child, String) {
+    let mut child = Command::new("dbus-daemon")
+        .arg(format!("--config-file={}", config.display()))
+        .args(["--nofork", "--print-address=1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("dbus-daemon must be installed (Debian package dbus-daemon)");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read bus address");
+    assert!(line.starts_with("unix:"), "dbus-daemon printed {line:?}");
+    (child, line.trim().to_string())
 }

@@ -573,6 +573,28 @@ mod tests {
         }
     }
 
+    /// Pins expecting: new → coast; drive → IN2 low, IN1 high; the move
+    /// ends early (error or cancellation) → coast; release → coast.
+    fn one_turn_then_coast() -> (Pin, Pin) {
+        let in1 = Pin::new(&[
+            T::set(State::Low),
+            T::set(State::High),
+            T::set(State::Low),
+            T::set(State::Low),
+        ]);
+        let in2 = Pin::new(&vec![T::set(State::Low); 4]);
+        (in1, in2)
+    }
+
+    /// Release the driver (coasting once more) and check every expected
+    /// pin transaction happened.
+    fn assert_pins_done<C: CurrentSense, L: LimitSwitches>(d: MotorDriver<Pin, Pin, C, L>) {
+        let (bridge, _, _) = d.release();
+        let (mut a, mut b) = bridge.release();
+        a.done();
+        b.done();
+    }
+
     #[tokio::test(start_paused = true)]
     async fn driver_turns_then_coasts_at_the_limit() {
         let in1 = Pin::new(&[
@@ -594,62 +616,29 @@ mod tests {
         let out = d.drive(RETRACTED, CW).await.unwrap();
         assert_eq!(out, Outcome::Reached(RETRACTED));
         assert_eq!(d.cycles, 1);
-        let (bridge, _, _) = d.release();
-        let (mut a, mut b) = bridge.release();
-        a.done();
-        b.done();
+        assert_pins_done(d);
     }
 
     #[tokio::test(start_paused = true)]
     async fn adc_failure_leaves_the_motor_coasting() {
-        // new: coast; drive: IN2 low, IN1 high; error: coast; release: coast.
-        let in1 = Pin::new(&[
-            T::set(State::Low),
-            T::set(State::High),
-            T::set(State::Low),
-            T::set(State::Low),
-        ]);
-        let in2 = Pin::new(&[
-            T::set(State::Low),
-            T::set(State::Low),
-            T::set(State::Low),
-            T::set(State::Low),
-        ]);
+        let (in1, in2) = one_turn_then_coast();
         let s = Script::new(vec![(0, BETWEEN)]);
         *s.1.borrow_mut() = true;
         let mut d = MotorDriver::new(HBridge::new(in1, in2), s.clone(), s, params());
         let err = d.drive(RETRACTED, CW).await.unwrap_err();
         assert!(matches!(err, MotorError::CurrentSense(_)), "{err}");
-        let (bridge, _, _) = d.release();
-        let (mut a, mut b) = bridge.release();
-        a.done();
-        b.done();
+        assert_pins_done(d);
     }
 
     #[tokio::test(start_paused = true)]
     async fn cancelled_move_coasts() {
-        // new: coast; drive: IN2 low, IN1 high; error: coast; release: coast.
-        let in1 = Pin::new(&[
-            T::set(State::Low),
-            T::set(State::High),
-            T::set(State::Low),
-            T::set(State::Low),
-        ]);
-        let in2 = Pin::new(&[
-            T::set(State::Low),
-            T::set(State::Low),
-            T::set(State::Low),
-            T::set(State::Low),
-        ]);
+        let (in1, in2) = one_turn_then_coast();
         let s = Script::new(vec![(100, BETWEEN)]);
         let mut d = MotorDriver::new(HBridge::new(in1, in2), s.clone(), s, params());
         // SIGTERM in the daemon drops the move's future like this timeout does.
         let r = tokio::time::timeout(Duration::from_millis(5), d.drive(RETRACTED, CW)).await;
         assert!(r.is_err());
-        let (bridge, _, _) = d.release();
-        let (mut a, mut b) = bridge.release();
-        a.done();
-        b.done();
+        assert_pins_done(d);
     }
 
     #[tokio::test(start_paused = true)]
