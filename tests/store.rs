@@ -10,8 +10,8 @@ use latchd::core::event::{Event, EventKind, LockHow};
 use latchd::core::time::{Validity, WallTime};
 use latchd::core::types::{
     AppKey, AppKeyId, AppKeyRole, Change, Credential, CredentialId, CredentialKind,
-    CredentialSecret, Handing, LockoutRecord, Method, PasscodeMac, Persisted, Role, Settings,
-    TempPasscode, TempPasscodeId, User, UserNumber,
+    CredentialSecret, GuestInvite, Handing, LockoutRecord, Method, PasscodeMac, Persisted, Role,
+    Settings, TempPasscode, TempPasscodeId, User, UserNumber,
 };
 use latchd::store::{EventId, Store, StoreError, StoreOptions, DB_FILE, KEY_FILE};
 
@@ -55,6 +55,7 @@ const DURESS_MAC: [u8; 32] = *b"DURESS-MAC-PLAINTEXT-01234567890";
 const TEMP_MAC: [u8; 32] = *b"TEMP-MAC-PLAINTEXT-0123456789012";
 const APP_PUB: [u8; 32] = *b"APP-PUBLIC-KEY-PLAINTEXT-0123456";
 const GUEST_PUB: [u8; 32] = *b"GUEST-PUBLIC-KEY-PLAINTEXT-01234";
+const INVITE_SECRET: [u8; 13] = *b"INVITE-SECRET";
 
 /// One of everything the engine can persist.
 fn everything() -> (Vec<Change>, Persisted) {
@@ -143,6 +144,17 @@ fn everything() -> (Vec<Change>, Persisted) {
         },
         label: "guest".into(),
     };
+    let invite = GuestInvite {
+        slot: AppKeyId(3),
+        code_id: 0x4242,
+        secret: INVITE_SECRET,
+        validity: Validity {
+            from: Some(WallTime(100)),
+            until: Some(WallTime(200)),
+        },
+        code_expires_at: WallTime(150),
+        attempts: 2,
+    };
     let mut changes = vec![
         Change::SetHanding(Handing::LeftHand),
         Change::PutUser(admin.clone()),
@@ -155,6 +167,7 @@ fn everything() -> (Vec<Change>, Persisted) {
         Change::PutTempPasscode(temp.clone()),
         Change::PutAppKey(owner_key.clone()),
         Change::PutAppKey(guest_key.clone()),
+        Change::PutGuestInvite(invite.clone()),
     ]);
     let persisted = Persisted {
         handing: Some(Handing::LeftHand),
@@ -164,6 +177,7 @@ fn everything() -> (Vec<Change>, Persisted) {
         lockout,
         temp_passcodes: vec![temp],
         app_keys: vec![owner_key, guest_key],
+        guest_invites: vec![invite],
     };
     (changes, persisted)
 }
@@ -416,6 +430,7 @@ fn secrets_are_sealed_at_rest_b_11_2() {
             &TEMP_MAC,
             &APP_PUB,
             &GUEST_PUB,
+            &INVITE_SECRET,
         ] {
             assert!(
                 !contains(&raw, secret),
@@ -434,6 +449,7 @@ fn secrets_are_sealed_at_rest_b_11_2() {
         &TEMP_MAC,
         &APP_PUB,
         &GUEST_PUB,
+        &INVITE_SECRET,
     ] {
         assert!(!contains(&raw, secret));
     }

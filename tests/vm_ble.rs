@@ -28,10 +28,12 @@ use latchd::ble::crypto::StaticKeypair;
 use latchd::ble::pairing::{PairingError, VerificationCode};
 use latchd::ble::protocol::{fragment, ErrorCode, Reassembler, DEFAULT_IDLE_TIMEOUT};
 use latchd::ble::service::{status_report, ChannelConn, LinkFuture, LockLink};
+use latchd::core::event::AppRefusal;
 use latchd::core::input::SetPress;
 use latchd::core::time::{Instant, WallTime};
-use latchd::core::types::AppKey;
+use latchd::core::types::Persisted;
 use latchd::core::{AppCommand, Channel, Input, Principal};
+use latchd::store::{EventId, StoredEvent};
 use rand_core::OsRng;
 
 /// The real engine behind the BLE service.
@@ -54,22 +56,41 @@ impl LockLink for SimLink {
     fn pairing_mode(&self) -> bool {
         self.sim.lock().unwrap().engine.status().pairing_mode
     }
-    fn app_keys(&self) -> Vec<AppKey> {
-        self.sim.lock().unwrap().store.app_keys.clone()
+    fn persisted(&self) -> Result<Persisted, String> {
+        Ok(self.sim.lock().unwrap().store.clone())
+    }
+    /// The harness keeps no event table: its log is numbered from 1 in
+    /// the order the engine logged it, as the store would.
+    fn events_before(&self, before: Option<u64>, limit: usize) -> Result<Vec<StoredEvent>, String> {
+        let events = self.sim.lock().unwrap().events();
+        Ok(events
+            .into_iter()
+            .enumerate()
+            .map(|(i, event)| StoredEvent {
+                id: EventId(i as u64 + 1),
+                event,
+            })
+            .rev()
+            .filter(|e| before.is_none_or(|b| e.id.0 < b))
+            .take(limit)
+            .collect())
+    }
+    fn refused(&self, via: Channel, reason: AppRefusal) {
+        self.sim
+            .lock()
+            .unwrap()
+            .input(Input::AppRefused { via, reason });
     }
     fn status(&self) -> StatusReport {
         status_report(&self.sim.lock().unwrap().engine.status())
     }
     fn submit(
         &self,
+        via: Channel,
         principal: Principal,
         command: AppCommand,
     ) -> LinkFuture<'_, Option<latchd::core::AppResult>> {
-        let r = self
-            .sim
-            .lock()
-            .unwrap()
-            .app(Channel::Ble, principal, command);
+        let r = self.sim.lock().unwrap().app(via, principal, command);
         Box::pin(async move { Some(r) })
     }
     fn now(&self) -> (Instant, Option<WallTime>) {

@@ -44,6 +44,7 @@ pub mod gatt_client;
 pub mod improv;
 pub mod pairing;
 pub mod protocol;
+pub mod dispatch;
 pub mod service;
 
 /// The engine's clocks, re-exported: monotonic [`Instant`] (ms) for session

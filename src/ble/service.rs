@@ -9,8 +9,11 @@
 //!     Pairing ──PairConfirm──► finish_owner ─► engine AddAppKey (Principal::Pairing)
 //!                               engine Ok ─► PairDone        engine Err ─► Error frame
 //!     any ──PairInit / SessionInit──► closes what was open, starts over
+//!     Idle ──PairInit(guest code id)──► engine GuestRedeemAttempt (counts, refuses spent)
+//!               ─► LockPairing::respond_guest (invite's sealed secret) ─► PairReply
+//!     GuestPairing ──PairConfirm──► finish_guest ─► engine RedeemGuestInvite ─► PairDone
 //!     Idle ──SessionInit──► key id ∈ engine's app keys ─► accept_session ─► Open
-//!     Open ──Data──► open_request (role check) ─► engine command ─► sealed Response
+//!     Open ──Data──► open_request (role check) ─► dispatch::answer ─► sealed Response
 //!  any failure: Error frame, state back to Idle (nothing half-open survives)
 //! ```
 //!
@@ -30,35 +33,68 @@ use super::commands::{
     RequestError, Response, StatusReport, WifiStatus as BleWifi,
 };
 use super::crypto::{KeyId, StaticKeypair};
-use super::pairing::{LockPairing, PairKind, PairRequest, VerificationCode};
+use super::pairing::{
+    GuestInvite as PairingInvite, LockPairing, PairKind, PairRequest, VerificationCode,
+};
 use super::protocol::{
     accept_session, error_frame, fragment, ErrorCode, Frame, FrameType, Reassembler, SecureSession,
     SessionInit, DEFAULT_IDLE_TIMEOUT,
 };
 use crate::core::action::{AppError, AppOk};
+use crate::core::event::AppRefusal;
 use crate::core::time::{Instant, Validity, WallTime};
-use crate::core::types::{AppKey, AppKeyId, AppKeyRole, UserNumber};
+use crate::core::types::{AppKey, AppKeyId, AppKeyRole, GuestInvite, Persisted, UserNumber};
 use crate::core::{AppCommand, AppRequest, AppResult, Channel, Input, Principal};
+use crate::store::StoredEvent;
 
 /// Boxed future for [`LockLink`].
 pub type LinkFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// The engine as the BLE service sees it.
+/// The engine and the store as an app channel sees them (BLE here, the
+/// broker in `src/remote`).
 pub trait LockLink: Send + Sync + 'static {
     /// Pairing mode, as the engine last published it (B-5.1).
     fn pairing_mode(&self) -> bool;
-    /// The registered app keys (sessions are only accepted for these).
-    fn app_keys(&self) -> Vec<AppKey>;
+    /// What the store holds (users, keys, invites, settings). An error
+    /// fails closed: no session, no listing.
+    fn persisted(&self) -> Result<Persisted, String>;
+    /// A page of the event log, newest first, older than `before`.
+    fn events_before(&self, before: Option<u64>, limit: usize) -> Result<Vec<StoredEvent>, String>;
     /// The status report for the app (B-9.1).
     fn status(&self) -> StatusReport;
     /// Run an authenticated command; `None` if the engine has stopped.
     fn submit(
         &self,
+        via: Channel,
         principal: Principal,
         command: AppCommand,
     ) -> LinkFuture<'_, Option<AppResult>>;
+    /// A frame refused before it became a command: into the event log.
+    fn refused(&self, via: Channel, reason: AppRefusal);
     /// Monotonic and wall-clock now, in the engine's terms.
     fn now(&self) -> (Instant, Option<WallTime>);
+
+    /// The registered app keys (sessions are only accepted for these).
+    fn app_keys(&self) -> Vec<AppKey> {
+        match self.persisted() {
+            Ok(p) => p.app_keys,
+            Err(e) => {
+                tracing::error!("cannot read app keys: {e}");
+                Vec::new()
+            }
+        }
+    }
+
+    /// The outstanding guest invite with this public code id.
+    fn guest_invite(&self, code_id: u16) -> Option<GuestInvite> {
+        match self.persisted() {
+            Ok(p) => p.guest_invites.into_iter().find(|i| i.code_id == code_id),
+            Err(e) => {
+                tracing::error!("cannot read guest invites: {e}");
+                None
+            }
+        }
+    }
 }
 
 /// The principal a stored key speaks for on the wire (role check).
@@ -90,7 +126,9 @@ pub fn engine_principal(key: &AppKey) -> Principal {
 /// The engine's answer as a wire response.
 pub fn response_of(result: &AppResult) -> Response {
     match result {
-        Ok(AppOk::Done) | Ok(AppOk::AppKeyAdded(_)) => Response::Ok,
+        Ok(AppOk::Done) | Ok(AppOk::AppKeyAdded(_)) | Ok(AppOk::GuestInviteCreated(_)) => {
+            Response::Ok
+        }
         Ok(AppOk::UserAdded(n)) => Response::UserAdded { user: n.get() },
         Ok(AppOk::TempPasscodeAdded(id)) => Response::PasscodeCreated {
             id: u16::try_from(id.0).unwrap_or(u16::MAX),
@@ -109,6 +147,10 @@ pub fn response_of(result: &AppResult) -> Response {
 enum ConnState {
     Idle,
     Pairing(LockPairing),
+    GuestPairing {
+        pairing: LockPairing,
+        invite: Box<PairingInvite>,
+    },
     Open {
         session: Box<SecureSession>,
         key: AppKey,
@@ -198,18 +240,17 @@ impl ChannelConn {
                 session.close();
                 ConnState::Idle
             }
-            (ConnState::Pairing(_), FrameType::PairInit | FrameType::SessionInit) => {
-                ConnState::Idle
-            }
+            (
+                ConnState::Pairing(_) | ConnState::GuestPairing { .. },
+                FrameType::PairInit | FrameType::SessionInit,
+            ) => ConnState::Idle,
             (other, _) => other,
         };
         match (previous, kind) {
             (ConnState::Idle, FrameType::PairInit) => {
                 let req = PairRequest::parse(frame).map_err(|e| e.code())?;
-                if req.kind != PairKind::Owner {
-                    // Guest codes are redeemed against invites the owner
-                    // created; this service has no invite store yet.
-                    return Err(ErrorCode::Refused);
+                if let PairKind::Guest { code_id } = req.kind {
+                    return self.guest_pair_init(link, &req, code_id, wall).await;
                 }
                 let (pairing, reply) = LockPairing::respond_owner(
                     &req,
@@ -236,7 +277,7 @@ impl ChannelConn {
                     label: format!("app {}", hex::encode(&paired.key_id.0[..4])),
                 };
                 match link
-                    .submit(Principal::Pairing, AppCommand::AddAppKey(key))
+                    .submit(Channel::Ble, Principal::Pairing, AppCommand::AddAppKey(key))
                     .await
                 {
                     Some(Ok(_)) => Ok(done),
@@ -244,13 +285,46 @@ impl ChannelConn {
                     _ => Err(ErrorCode::Refused),
                 }
             }
+            (
+                ConnState::GuestPairing {
+                    pairing,
+                    mut invite,
+                },
+                FrameType::PairConfirm,
+            ) => {
+                let code_id = invite.code_id;
+                let (paired, done) = match pairing.finish_guest(frame, &mut invite, now) {
+                    Ok(ok) => ok,
+                    Err(e) => {
+                        // A wrong code or a man in the middle: the attempt
+                        // was counted when it started; log the failure.
+                        link.refused(Channel::Ble, AppRefusal::InviteRefused);
+                        return Err(e.code());
+                    }
+                };
+                let cmd = AppCommand::RedeemGuestInvite {
+                    public_key: paired.app_public,
+                    label: format!("guest {}", hex::encode(&paired.key_id.0[..4])),
+                };
+                match link
+                    .submit(Channel::Ble, Principal::Invitee { code_id }, cmd)
+                    .await
+                {
+                    Some(Ok(_)) => Ok(done),
+                    Some(Err(AppError::InviteRefused)) => Err(ErrorCode::CodeExpired),
+                    _ => Err(ErrorCode::Refused),
+                }
+            }
             (ConnState::Idle, FrameType::SessionInit) => {
                 let init = SessionInit::parse(frame).map_err(|e| e.code())?;
-                let key = link
+                let Some(key) = link
                     .app_keys()
                     .into_iter()
                     .find(|k| KeyId::of(&k.public_key) == init.key_id)
-                    .ok_or(ErrorCode::UnknownKey)?;
+                else {
+                    link.refused(Channel::Ble, AppRefusal::UnknownKey);
+                    return Err(ErrorCode::UnknownKey);
+                };
                 let (session, accept) = accept_session(
                     &self.lock,
                     &init,
@@ -269,7 +343,14 @@ impl ChannelConn {
             (ConnState::Open { mut session, key }, FrameType::Data) => {
                 let principal = ble_principal(&key);
                 let response = match open_request(&mut session, &principal, now, wall, frame) {
-                    Err(RequestError::Channel(e)) => return Err(e.code()),
+                    Err(RequestError::Channel(e)) => {
+                        let reason = match e {
+                            super::protocol::ChannelError::Replay { .. } => AppRefusal::Replay,
+                            _ => AppRefusal::BadSeal,
+                        };
+                        link.refused(Channel::Ble, reason);
+                        return Err(e.code());
+                    }
                     Err(RequestError::Command(e)) => Response::error(e.code(), &e.to_string()),
                     Err(RequestError::Authz(e)) => Response::error(e.code(), &e.to_string()),
                     Ok(request) => self.run(link, &key, &request).await,
@@ -285,23 +366,52 @@ impl ChannelConn {
     }
 
     async fn run(&self, link: &dyn LockLink, key: &AppKey, request: &Request) -> Response {
-        match request.engine_command() {
-            Err(e) => Response::error(e.code(), &e.to_string()),
-            Ok(Some(cmd)) => match link.submit(engine_principal(key), cmd).await {
-                Some(result) => response_of(&result),
-                None => Response::error(ErrorCode::Refused, "the lock engine has stopped"),
-            },
-            Ok(None) => match request {
-                Request::Status => Response::Status(link.status()),
-                other => Response::error(
-                    ErrorCode::Refused,
-                    &format!(
-                        "`{}` is not served over BLE by this version of latchd",
-                        other.name()
-                    ),
-                ),
-            },
+        super::dispatch::answer(link, key, Channel::Ble, request, &mut OsRng).await
+    }
+
+    /// A guest's app starts redeeming its one-time code (B-6.6). The
+    /// engine counts the attempt (and refuses a spent, burned or expired
+    /// code) before the lock says anything, so each guess costs one.
+    async fn guest_pair_init(
+        &mut self,
+        link: &dyn LockLink,
+        req: &PairRequest,
+        code_id: u16,
+        wall: Option<WallTime>,
+    ) -> Result<Vec<u8>, ErrorCode> {
+        let invitee = Principal::Invitee { code_id };
+        match link
+            .submit(Channel::Ble, invitee, AppCommand::GuestRedeemAttempt)
+            .await
+        {
+            Some(Ok(_)) => {}
+            Some(Err(AppError::InviteRefused)) => return Err(ErrorCode::UnknownCode),
+            Some(Err(AppError::ClockUnknown)) => return Err(ErrorCode::ClockUnknown),
+            _ => return Err(ErrorCode::Refused),
         }
+        let stored = link.guest_invite(code_id).ok_or(ErrorCode::UnknownCode)?;
+        let (Some(from), Some(until)) = (stored.validity.from, stored.validity.until) else {
+            return Err(ErrorCode::Refused);
+        };
+        // The engine has counted this attempt; the pairing module's check
+        // wants the count before it (it adds this one itself).
+        let mut invite = PairingInvite::restore(
+            code_id,
+            stored.secret,
+            from,
+            until,
+            stored.code_expires_at,
+            stored.attempts.saturating_sub(1),
+            false,
+        );
+        let (pairing, reply) =
+            LockPairing::respond_guest(req, &mut invite, wall, &self.lock, &mut OsRng)
+                .map_err(|e| e.code())?;
+        self.state = ConnState::GuestPairing {
+            pairing,
+            invite: Box::new(invite),
+        };
+        Ok(reply)
     }
 }
 
@@ -316,36 +426,41 @@ fn unreachable_reassembler() -> Reassembler {
 }
 
 /// [`LockLink`] over the running daemon's channels: the engine's input
-/// queue, its replies broadcast, its published status and the store.
+/// queue, its replies broadcast, its published status and the store. One
+/// per channel; `id_base` keeps each channel's request ids apart so a
+/// reply is never taken by the wrong waiter.
 pub struct DaemonLink {
     pub inputs: crate::board::InputSender,
     pub replies: broadcast::Sender<(u64, AppResult)>,
     pub published: watch::Receiver<crate::daemon::Published>,
     pub store: Arc<Mutex<crate::store::Store>>,
     pub clock: crate::daemon::Clock,
-    /// Request ids: this service's own range, so replies are not confused
-    /// with other channels' (remote uses its own base).
+    pub id_base: u64,
     pub next_id: AtomicU64,
 }
 
 /// First request id used by the BLE service.
 pub const BLE_ID_BASE: u64 = 1 << 48;
 
+impl DaemonLink {
+    fn store(&self) -> std::sync::MutexGuard<'_, crate::store::Store> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 impl LockLink for DaemonLink {
     fn pairing_mode(&self) -> bool {
         self.published.borrow().engine.pairing_mode
     }
 
-    fn app_keys(&self) -> Vec<AppKey> {
-        let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
-        match store.load() {
-            Ok(p) => p.app_keys,
-            Err(e) => {
-                // Fail closed: no keys, no sessions.
-                tracing::error!("BLE: cannot read app keys: {e}");
-                Vec::new()
-            }
-        }
+    fn persisted(&self) -> Result<Persisted, String> {
+        self.store().load().map_err(|e| e.to_string())
+    }
+
+    fn events_before(&self, before: Option<u64>, limit: usize) -> Result<Vec<StoredEvent>, String> {
+        self.store()
+            .events_before(before.map(crate::store::EventId), limit)
+            .map_err(|e| e.to_string())
     }
 
     fn status(&self) -> StatusReport {
@@ -355,16 +470,17 @@ impl LockLink for DaemonLink {
 
     fn submit(
         &self,
+        via: Channel,
         principal: Principal,
         command: AppCommand,
     ) -> LinkFuture<'_, Option<AppResult>> {
         Box::pin(async move {
-            let id = BLE_ID_BASE + self.next_id.fetch_add(1, Ordering::Relaxed);
+            let id = self.id_base + self.next_id.fetch_add(1, Ordering::Relaxed);
             // Subscribe before sending: the reply cannot overtake us.
             let mut replies = self.replies.subscribe();
             let req = AppRequest {
                 id,
-                via: Channel::Ble,
+                via,
                 principal,
                 command,
             };
@@ -379,6 +495,18 @@ impl LockLink for DaemonLink {
                 }
             }
         })
+    }
+
+    fn refused(&self, via: Channel, reason: AppRefusal) {
+        // Never wait here: a flood of junk frames must not stall the
+        // channel on a full engine queue; the channel rate-limits first.
+        if !self.inputs.try_send(Input::AppRefused { via, reason }) {
+            tracing::warn!(
+                ?via,
+                ?reason,
+                "refused app frame not logged: engine queue full"
+            );
+        }
     }
 
     fn now(&self) -> (Instant, Option<WallTime>) {

@@ -297,7 +297,11 @@ impl Board {
             }
             Action::Alarm(AlarmCmd::Silence { kind }) => self.alarm.silence(*kind)?,
             Action::Snapshot(reason) => self.camera.snapshot(*reason)?,
-            Action::Persist(_) | Action::Log(_) | Action::Notify(_) | Action::Reply { .. } => {
+            Action::Persist(_)
+            | Action::Log(_)
+            | Action::Notify(_)
+            | Action::Reply { .. }
+            | Action::SetClock(_) => {
                 return Ok(Performed::NotHardware)
             }
         }

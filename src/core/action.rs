@@ -33,6 +33,9 @@ pub enum Action {
         id: u64,
         result: AppResult,
     },
+    /// An owner set the wall clock: the runtime's clock reads this time
+    /// now (the engine sees it from the next input on).
+    SetClock(super::time::WallTime),
 }
 
 /// The keypad's whole visible state; the board renders it.
@@ -118,6 +121,8 @@ pub enum AppOk {
     UserAdded(UserNumber),
     TempPasscodeAdded(TempPasscodeId),
     AppKeyAdded(AppKeyId),
+    /// A guest invite now holds this slot.
+    GuestInviteCreated(AppKeyId),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -159,6 +164,12 @@ pub enum AppError {
     BadSetting(String),
     #[error("the door direction has not been set on the lock yet")]
     NoHanding,
+    #[error("the guest pairing code is unknown, used, expired or burned after too many attempts; ask the owner for a new one")]
+    InviteRefused,
+    #[error("this app key is already registered")]
+    KeyExists,
+    #[error("the lock's clock is not set; sync the time from the owner's app first")]
+    ClockUnknown,
 }
 
 /// Every voice prompt. The English text is [`Prompt::text`]; the WAV

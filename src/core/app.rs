@@ -8,9 +8,12 @@
 //!     │                       administrator and inside its validity
 //!     │            Guest    → key still registered, inside its validity;
 //!     │                       Unlock/Lock only
+//!     │            Invitee  → the invite of its code id exists: count an
+//!     │                       attempt, or redeem it once (B-6.6)
 //!     │ channel:   Remote unlock needs remote unlock on and Wi-Fi on (B-6.7)
 //!     ▼
 //!  command → Persist (if any) → Reply{id, Ok|Err}
+//!  refused for who-may-do-what reasons → also EventKind::AppRefused
 //! ```
 //!
 //! The engine trusts that the principal is who the channel says; it does
@@ -20,13 +23,13 @@ use core::time::Duration;
 
 use super::action::{Action, AppError, AppOk, AppResult, Prompt};
 use super::engine::{Engine, Mode, Out};
-use super::event::{AlarmKind, EventKind, LockHow};
+use super::event::{AlarmKind, AppRefusal, EventKind, LockHow};
 use super::input::{AppCommand, AppRequest, Channel, Principal};
 use super::passcode::{Passcode, PasscodeTarget};
 use super::time::Validity;
 use super::types::{
-    AppKey, AppKeyRole, Change, Credential, CredentialKind, CredentialSecret, Method,
-    SettingChange, TempPasscode, User, UserNumber,
+    limits, AppKey, AppKeyId, AppKeyRole, Change, Credential, CredentialKind, CredentialSecret,
+    GuestInvite, Method, SettingChange, TempPasscode, User, UserNumber,
 };
 use super::users::LimitError;
 
@@ -40,6 +43,7 @@ enum Who {
     Pairing,
     Owner { admin: UserNumber },
     Guest,
+    Invitee { slot: AppKeyId },
 }
 
 fn check_window(v: &Validity) -> Result<(), AppError> {
@@ -60,7 +64,33 @@ impl Engine {
         let result = self
             .authorise(&req.principal)
             .and_then(|who| self.app_command(out, who, req.via, req.command));
+        if let Err(e) = &result {
+            // Who-may-do-what refusals are security events; a bad
+            // argument from an authorised key (a weak passcode) is not.
+            let reason = match e {
+                AppError::Forbidden => Some(AppRefusal::Forbidden),
+                AppError::OutsideValidity => Some(AppRefusal::OutsideValidity),
+                AppError::RemoteUnlockDisabled => Some(AppRefusal::RemoteUnlockDisabled),
+                AppError::LockedOut => Some(AppRefusal::LockedOut),
+                AppError::InviteRefused => Some(AppRefusal::InviteRefused),
+                _ => None,
+            };
+            if let Some(reason) = reason {
+                self.log(
+                    out,
+                    EventKind::AppRefused {
+                        via: req.via,
+                        reason,
+                    },
+                );
+            }
+        }
         out.push(Action::Reply { id: req.id, result });
+    }
+
+    /// A frame the channel refused before it became a command.
+    pub(super) fn on_app_refused(&mut self, out: &mut Out, via: Channel, reason: AppRefusal) {
+        self.log(out, EventKind::AppRefused { via, reason });
     }
 
     fn authorise(&self, p: &Principal) -> Result<Who, AppError> {
@@ -91,6 +121,13 @@ impl Engine {
                 }
                 Ok(Who::Guest)
             }
+            Principal::Invitee { code_id } => self
+                .dir
+                .guest_invites
+                .values()
+                .find(|i| i.code_id == code_id)
+                .map(|i| Who::Invitee { slot: i.slot })
+                .ok_or(AppError::InviteRefused),
         }
     }
 
@@ -109,6 +146,19 @@ impl Engine {
             (Who::Pairing, _) => return Err(AppError::Forbidden),
             (Who::Guest, AppCommand::Unlock | AppCommand::Lock) => None,
             (Who::Guest, _) => return Err(AppError::Forbidden),
+            (Who::Invitee { slot }, _) => {
+                return match cmd {
+                    AppCommand::GuestRedeemAttempt => self.count_redeem_attempt(out, slot),
+                    AppCommand::RedeemGuestInvite { public_key, label } => {
+                        self.redeem_invite(out, slot, public_key, label)
+                    }
+                    _ => Err(AppError::Forbidden),
+                }
+            }
+            (
+                Who::Owner { .. },
+                AppCommand::GuestRedeemAttempt | AppCommand::RedeemGuestInvite { .. },
+            ) => return Err(AppError::Forbidden),
             (Who::Owner { admin }, _) => Some(admin),
         };
         match cmd {
@@ -255,11 +305,26 @@ impl Engine {
             }
             AppCommand::AddAppKey(key) => self.add_app_key(out, who, key),
             AppCommand::RevokeAppKey(id) => {
-                if !self.dir.app_keys.contains_key(&id) {
+                let change = if self.dir.app_keys.contains_key(&id) {
+                    Change::DeleteAppKey(id)
+                } else if self.dir.guest_invites.contains_key(&id) {
+                    Change::DeleteGuestInvite(id)
+                } else {
                     return Err(AppError::NotFound);
-                }
-                self.persist(out, vec![Change::DeleteAppKey(id)]);
+                };
+                self.persist(out, vec![change]);
+                self.log(out, EventKind::AppKeyRevoked { slot: id.0 });
                 Ok(AppOk::Done)
+            }
+            AppCommand::CreateGuestInvite(invite) => self.create_invite(out, invite),
+            AppCommand::SetClock(to) => {
+                out.push(Action::SetClock(to));
+                self.log(out, EventKind::ClockSet { to });
+                Ok(AppOk::Done)
+            }
+            // Matched above: only an invitee reaches these.
+            AppCommand::GuestRedeemAttempt | AppCommand::RedeemGuestInvite { .. } => {
+                Err(AppError::Forbidden)
             }
             AppCommand::Setting(change) => self.change_setting(out, change),
             AppCommand::ReleaseLockout => {
@@ -329,10 +394,23 @@ impl Engine {
                     AppKeyRole::Owner { admin }
                 }
             },
-            Who::Guest => return Err(AppError::Forbidden),
+            Who::Guest | Who::Invitee { .. } => return Err(AppError::Forbidden),
         };
+        if self
+            .dir
+            .app_keys
+            .values()
+            .any(|k| k.public_key == key.public_key)
+        {
+            return Err(AppError::KeyExists);
+        }
+        if self.dir.app_keys.len() + self.dir.guest_invites.len() >= limits::APP_KEYS {
+            return Err(AppError::Limit(CredentialKind::Passcode));
+        }
         let id = self.dir.next_app_key_id();
+        let guest = role == AppKeyRole::Guest;
         self.persist(out, vec![Change::PutAppKey(AppKey { id, role, ..key })]);
+        self.log(out, EventKind::AppKeyAdded { slot: id.0, guest });
         if who == Who::Pairing {
             // Decision: one binding per pairing window.
             self.pairing_until = None;
@@ -340,6 +418,119 @@ impl Engine {
             self.say(out, Prompt::PairingEnded);
         }
         Ok(AppOk::AppKeyAdded(id))
+    }
+
+    /// B-6.6: an owner invites a guest. The window must be closed on both
+    /// ends (a guest key never works forever) and still open at its end.
+    fn create_invite(&mut self, out: &mut Out, invite: GuestInvite) -> AppResult {
+        let now = self.now.wall.ok_or(AppError::ClockUnknown)?;
+        let (Some(from), Some(until)) = (invite.validity.from, invite.validity.until) else {
+            return Err(AppError::BadValidity);
+        };
+        if until <= from || until <= now || invite.code_expires_at <= now {
+            return Err(AppError::BadValidity);
+        }
+        if self.dir.guest_invites.len() >= limits::GUEST_INVITES
+            || self.dir.app_keys.len() + self.dir.guest_invites.len() >= limits::APP_KEYS
+        {
+            return Err(AppError::Limit(CredentialKind::Passcode));
+        }
+        if self
+            .dir
+            .guest_invites
+            .values()
+            .any(|i| i.code_id == invite.code_id)
+        {
+            // The channel picks a fresh id and asks again.
+            return Err(AppError::KeyExists);
+        }
+        let slot = self.dir.next_app_key_id();
+        self.persist(
+            out,
+            vec![Change::PutGuestInvite(GuestInvite {
+                slot,
+                attempts: 0,
+                ..invite
+            })],
+        );
+        self.log(out, EventKind::GuestInviteCreated { slot: slot.0 });
+        Ok(AppOk::GuestInviteCreated(slot))
+    }
+
+    /// One redemption attempt of a guest code, counted before the lock
+    /// answers the handshake (so a guesser pays for each try, even one it
+    /// abandons). The code is burned after the last allowed attempt.
+    fn count_redeem_attempt(&mut self, out: &mut Out, slot: AppKeyId) -> AppResult {
+        let invite = self
+            .dir
+            .guest_invites
+            .get(&slot)
+            .ok_or(AppError::InviteRefused)?
+            .clone();
+        let now = self.now.wall.ok_or(AppError::ClockUnknown)?;
+        if now >= invite.code_expires_at || invite.attempts >= limits::GUEST_CODE_ATTEMPTS {
+            self.persist(out, vec![Change::DeleteGuestInvite(slot)]);
+            return Err(AppError::InviteRefused);
+        }
+        self.persist(
+            out,
+            vec![Change::PutGuestInvite(GuestInvite {
+                attempts: invite.attempts + 1,
+                ..invite
+            })],
+        );
+        Ok(AppOk::Done)
+    }
+
+    /// The guest's app proved the code: the invite becomes a guest key in
+    /// the same slot, with the window the owner chose.
+    fn redeem_invite(
+        &mut self,
+        out: &mut Out,
+        slot: AppKeyId,
+        public_key: [u8; 32],
+        label: String,
+    ) -> AppResult {
+        let invite = self
+            .dir
+            .guest_invites
+            .get(&slot)
+            .ok_or(AppError::InviteRefused)?
+            .clone();
+        let now = self.now.wall.ok_or(AppError::ClockUnknown)?;
+        if now >= invite.code_expires_at {
+            self.persist(out, vec![Change::DeleteGuestInvite(slot)]);
+            return Err(AppError::InviteRefused);
+        }
+        if self
+            .dir
+            .app_keys
+            .values()
+            .any(|k| k.public_key == public_key)
+        {
+            return Err(AppError::KeyExists);
+        }
+        self.persist(
+            out,
+            vec![
+                Change::DeleteGuestInvite(slot),
+                Change::PutAppKey(AppKey {
+                    id: slot,
+                    role: AppKeyRole::Guest,
+                    public_key,
+                    validity: invite.validity,
+                    label,
+                }),
+            ],
+        );
+        self.log(
+            out,
+            EventKind::AppKeyAdded {
+                slot: slot.0,
+                guest: true,
+            },
+        );
+        Ok(AppOk::AppKeyAdded(slot))
     }
 
     /// B-9.7 settings. Decision: turning lockout protection off stops

@@ -569,6 +569,7 @@ impl Engine {
             Input::App(req) => self.on_app(out, req),
             Input::Wifi(w) => self.wifi = Some(w),
             Input::BleConnected(b) => self.ble = b,
+            Input::AppRefused { via, reason } => self.on_app_refused(out, via, reason),
         }
     }
 

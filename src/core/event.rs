@@ -3,6 +3,7 @@
 //! "every prompt also goes to the event log").
 use serde::{Deserialize, Serialize};
 
+use super::input::Channel;
 use super::time::WallTime;
 use super::types::{CredentialKind, Handing, Method, SettingChange, UserNumber};
 
@@ -100,4 +101,56 @@ pub enum EventKind {
     Prompt {
         prompt: String,
     },
+    /// An app command over BLE or the broker was refused: the owner sees
+    /// every attempt, successful or not (B-9.6).
+    AppRefused {
+        via: Channel,
+        reason: AppRefusal,
+    },
+    /// An owner or guest app key was registered in slot `slot`.
+    AppKeyAdded {
+        slot: u32,
+        guest: bool,
+    },
+    /// An app key or a guest invite was revoked.
+    AppKeyRevoked {
+        slot: u32,
+    },
+    /// An owner created a guest invite (B-6.6).
+    GuestInviteCreated {
+        slot: u32,
+    },
+    /// An owner set the lock's clock.
+    ClockSet {
+        to: WallTime,
+    },
+}
+
+/// Why an app command was refused. The first five are decided at the
+/// channel's edge (the frame never reached the engine as a command); the
+/// rest by the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppRefusal {
+    /// It named a key the lock does not hold (revoked or never issued).
+    UnknownKey,
+    /// The seal did not verify: modified, forged, or the wrong key.
+    BadSeal,
+    /// A counter already used: a replay, or reordered.
+    Replay,
+    /// It verified but did not decode as a command.
+    Malformed,
+    /// Too many refused frames: dropped without being checked (the
+    /// count of dropped frames is in the refusal that ends the burst).
+    RateLimited,
+    /// The key's role may not do this.
+    Forbidden,
+    /// Outside the key's validity window, or the lock's clock is unknown.
+    OutsideValidity,
+    /// Remote unlock is turned off (B-6.7).
+    RemoteUnlockDisabled,
+    /// The lock is locked out (B-7).
+    LockedOut,
+    /// A guest pairing code that is unknown, spent, expired or mistyped.
+    InviteRefused,
 }

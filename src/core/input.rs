@@ -7,9 +7,9 @@
 //! may do is the engine's.
 use serde::{Deserialize, Serialize};
 
-use super::time::Validity;
+use super::time::{Validity, WallTime};
 use super::types::{
-    AppKey, AppKeyId, Key, Modality, Role, SettingChange, TempPasscodeId, UserNumber,
+    AppKey, AppKeyId, GuestInvite, Key, Modality, Role, SettingChange, TempPasscodeId, UserNumber,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +57,12 @@ pub enum Input {
     Wifi(WifiStatus),
     /// Whether an app is connected over BLE (B-9.1).
     BleConnected(bool),
+    /// A channel refused an app frame before it became a command (unknown
+    /// key, bad seal, replay...): logged, nothing else changes.
+    AppRefused {
+        via: Channel,
+        reason: super::event::AppRefusal,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -218,6 +224,13 @@ pub enum Principal {
         key: AppKeyId,
         validity: Validity,
     },
+    /// A guest's app that presented the public id of a guest pairing code
+    /// (B-6.6). It may only count an attempt at, and redeem, that invite;
+    /// the channel lets it redeem only after the handshake proved it holds
+    /// the code's secret.
+    Invitee {
+        code_id: u16,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -246,7 +259,21 @@ pub enum AppCommand {
     /// Register an app key (a guest key redeemed from its pairing code, or
     /// an owner key from pairing mode). The id is assigned by the engine.
     AddAppKey(AppKey),
+    /// Revoke an app key, or the guest invite holding that slot.
     RevokeAppKey(AppKeyId),
+    /// B-6.6: an owner invites a guest; the engine assigns the slot
+    /// (`invite.slot` is ignored) and checks the window.
+    CreateGuestInvite(GuestInvite),
+    /// An invitee starts a redemption: counts one attempt (before the lock
+    /// answers the handshake) and refuses a spent or expired code.
+    GuestRedeemAttempt,
+    /// An invitee finished the handshake: the invite becomes a guest key.
+    RedeemGuestInvite {
+        public_key: [u8; 32],
+        label: String,
+    },
+    /// Set the lock's wall clock (owner only).
+    SetClock(WallTime),
     Setting(SettingChange),
     /// B-7.2: end an active lockout early.
     ReleaseLockout,

@@ -306,6 +306,44 @@ pub struct AppKey {
     pub label: String,
 }
 
+/// Bytes of a guest invite's secret (the rest of the 15-byte guest
+/// pairing code is its public 2-byte id).
+pub const GUEST_INVITE_SECRET: usize = 13;
+
+/// An owner's invitation for a guest BLE key (B-6.6), waiting to be
+/// redeemed once by the guest's app with its one-time pairing code. It
+/// holds the key's slot from creation, so the owner revokes an invite and
+/// the key it becomes by the same number. The secret is made by the
+/// channel (the engine has no randomness) and sealed by the store.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestInvite {
+    /// The slot: the id the guest key gets when the invite is redeemed.
+    pub slot: AppKeyId,
+    /// Public id, the first two bytes of the pairing code.
+    pub code_id: u16,
+    /// The secret part of the pairing code.
+    pub secret: [u8; GUEST_INVITE_SECRET],
+    /// The guest key's validity window (both ends set).
+    pub validity: Validity,
+    /// The code cannot be redeemed at or after this time.
+    pub code_expires_at: super::time::WallTime,
+    /// Redemption attempts started; the code is burned at
+    /// [`limits::GUEST_CODE_ATTEMPTS`].
+    pub attempts: u8,
+}
+
+impl std::fmt::Debug for GuestInvite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuestInvite")
+            .field("slot", &self.slot)
+            .field("code_id", &self.code_id)
+            .field("validity", &self.validity)
+            .field("code_expires_at", &self.code_expires_at)
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The lockout bookkeeping as it is persisted (B-7). Times are stored as
 /// *remaining* durations: monotonic time restarts with the daemon, and
 /// time spent powered off must never shorten a lockout.
@@ -329,6 +367,7 @@ pub struct Persisted {
     pub lockout: LockoutRecord,
     pub temp_passcodes: Vec<TempPasscode>,
     pub app_keys: Vec<AppKey>,
+    pub guest_invites: Vec<GuestInvite>,
 }
 
 /// One change to persistent state. An [`super::Action::Persist`] carries
@@ -349,6 +388,10 @@ pub enum Change {
     DeleteTempPasscode(TempPasscodeId),
     PutAppKey(AppKey),
     DeleteAppKey(AppKeyId),
+    /// Insert or replace a guest invite (created, or an attempt counted).
+    PutGuestInvite(GuestInvite),
+    /// Remove a guest invite (redeemed, revoked or burned).
+    DeleteGuestInvite(AppKeyId),
     /// B-10.6 / B-1.5: erase users, credentials, temp passcodes, app keys,
     /// settings, lockout and the door handing. The event log is kept.
     FactoryReset,
@@ -370,6 +413,12 @@ pub mod limits {
     pub const MAX_INPUT_DIGITS: usize = 32;
     pub const PASSCODE_MIN: usize = 6;
     pub const PASSCODE_MAX: usize = 10;
+    /// Registered app keys and outstanding guest invites together.
+    pub const APP_KEYS: usize = 64;
+    /// Outstanding guest invites.
+    pub const GUEST_INVITES: usize = 16;
+    /// Redemption attempts a guest pairing code survives.
+    pub const GUEST_CODE_ATTEMPTS: u8 = 5;
 }
 
 #[cfg(test)]

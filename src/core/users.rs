@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use super::passcode::{Macer, PasscodeIndex, PasscodeTarget};
 use super::types::{
     limits, AppKey, AppKeyId, Change, Credential, CredentialId, CredentialKind, CredentialSecret,
-    Modality, Persisted, Role, TempPasscode, TempPasscodeId, User, UserNumber,
+    GuestInvite, Modality, Persisted, Role, TempPasscode, TempPasscodeId, User, UserNumber,
 };
 
 /// Why a credential cannot be added (B-1.1, B-1.2).
@@ -41,6 +41,7 @@ pub struct Directory {
     pub credentials: BTreeMap<CredentialId, Credential>,
     pub temp_passcodes: BTreeMap<TempPasscodeId, TempPasscode>,
     pub app_keys: BTreeMap<AppKeyId, AppKey>,
+    pub guest_invites: BTreeMap<AppKeyId, GuestInvite>,
     passcodes: PasscodeIndex,
     slots: HashMap<(Modality, u16), CredentialId>,
 }
@@ -98,6 +99,11 @@ impl Directory {
                 .collect(),
             temp_passcodes: p.temp_passcodes.iter().map(|t| (t.id, t.clone())).collect(),
             app_keys: p.app_keys.iter().map(|k| (k.id, k.clone())).collect(),
+            guest_invites: p
+                .guest_invites
+                .iter()
+                .map(|i| (i.slot, i.clone()))
+                .collect(),
             ..Directory::default()
         };
         d.reindex(macer);
@@ -163,11 +169,18 @@ impl Directory {
                 Change::DeleteAppKey(id) => {
                     self.app_keys.remove(id);
                 }
+                Change::PutGuestInvite(i) => {
+                    self.guest_invites.insert(i.slot, i.clone());
+                }
+                Change::DeleteGuestInvite(id) => {
+                    self.guest_invites.remove(id);
+                }
                 Change::FactoryReset => {
                     self.users.clear();
                     self.credentials.clear();
                     self.temp_passcodes.clear();
                     self.app_keys.clear();
+                    self.guest_invites.clear();
                 }
                 Change::SetHanding(_) | Change::PutSettings(_) | Change::PutLockout(_) => {}
             }
@@ -258,13 +271,15 @@ impl Directory {
         )
     }
 
+    /// Keys and invites share one slot space: an invite keeps its slot
+    /// when it becomes a key.
     pub fn next_app_key_id(&self) -> AppKeyId {
-        AppKeyId(
-            self.app_keys
-                .keys()
-                .next_back()
-                .map_or(1, |c| c.0.saturating_add(1)),
-        )
+        let last = self
+            .app_keys
+            .keys()
+            .next_back()
+            .max(self.guest_invites.keys().next_back());
+        AppKeyId(last.map_or(1, |c| c.0.saturating_add(1)))
     }
 
     pub fn counts(&self) -> CredentialCounts {

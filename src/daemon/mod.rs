@@ -406,7 +406,7 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
         engine_config,
         store: store.clone(),
         board,
-        clock,
+        clock: clock.clone(),
         inputs: input_rx,
         internal: Default::default(),
         published: published_tx,

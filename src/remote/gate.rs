@@ -140,7 +140,7 @@ pub fn verify(
 /// The engine's answer as a wire response.
 pub fn response_of(result: &AppResult) -> Response {
     match result {
-        Ok(AppOk::Done) | Ok(AppOk::AppKeyAdded(_)) => Response::Ok,
+        Ok(AppOk::Done) | Ok(AppOk::AppKeyAdded(_)) | Ok(AppOk::GuestInviteCreated(_)) => Response::Ok,
         Ok(AppOk::UserAdded(n)) => Response::UserAdded { user: n.get() },
         Ok(AppOk::TempPasscodeAdded(id)) => Response::PasscodeCreated {
             id: u16::try_from(id.0).unwrap_or(u16::MAX),

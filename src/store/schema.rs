@@ -16,9 +16,10 @@ struct Migration {
     sql: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sql: r#"
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: r#"
 -- Store-internal values (the sealed key check). Never touched by a reset.
 CREATE TABLE store_meta (
     name  TEXT PRIMARY KEY NOT NULL,
@@ -97,7 +98,24 @@ CREATE TABLE service_meta (
     value BLOB NOT NULL
 ) WITHOUT ROWID;
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        sql: r#"
+-- Guest invites (B-6.6): a slot reserved in the app-key space until the
+-- guest's app redeems the one-time code. The code's secret is sealed.
+CREATE TABLE guest_invites (
+    slot            INTEGER PRIMARY KEY CHECK (slot BETWEEN 0 AND 4294967295),
+    code_id         INTEGER NOT NULL UNIQUE CHECK (code_id BETWEEN 0 AND 65535),
+    sealed_secret   BLOB NOT NULL,
+    valid_from      INTEGER NOT NULL,
+    valid_until     INTEGER NOT NULL,
+    code_expires_at INTEGER NOT NULL,
+    attempts        INTEGER NOT NULL CHECK (attempts BETWEEN 0 AND 255)
+);
+"#,
+    },
+];
 
 /// The newest schema version this build knows.
 pub(crate) const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;

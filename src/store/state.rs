@@ -10,8 +10,8 @@ use serde::Serialize;
 use crate::core::time::{Validity, WallTime};
 use crate::core::types::{
     AppKey, AppKeyId, AppKeyRole, Change, Credential, CredentialId, CredentialKind,
-    CredentialSecret, Handing, LockoutRecord, PasscodeMac, Persisted, Role, Settings, TempPasscode,
-    TempPasscodeId, User, UserNumber,
+    CredentialSecret, GuestInvite, Handing, LockoutRecord, PasscodeMac, Persisted, Role, Settings,
+    TempPasscode, TempPasscodeId, User, UserNumber,
 };
 
 use super::error::{SqlContext, StoreError};
@@ -31,6 +31,7 @@ pub(crate) fn load(conn: &Connection, sealer: &Sealer) -> Result<Persisted, Stor
         lockout: get_state::<LockoutRecord>(conn, LOCKOUT)?.unwrap_or_default(),
         temp_passcodes: load_temp_passcodes(conn, sealer)?,
         app_keys: load_app_keys(conn, sealer)?,
+        guest_invites: load_guest_invites(conn, sealer)?,
     })
 }
 
@@ -65,6 +66,8 @@ fn change_name(c: &Change) -> &'static str {
         Change::DeleteTempPasscode(_) => "DeleteTempPasscode",
         Change::PutAppKey(_) => "PutAppKey",
         Change::DeleteAppKey(_) => "DeleteAppKey",
+        Change::PutGuestInvite(_) => "PutGuestInvite",
+        Change::DeleteGuestInvite(_) => "DeleteGuestInvite",
         Change::FactoryReset => "FactoryReset",
     }
 }
@@ -209,6 +212,39 @@ fn apply_one(
                 .ctx("deleting an app key")?;
             Ok(())
         }
+        Change::PutGuestInvite(i) => {
+            let (Some(from), Some(until)) = (i.validity.from, i.validity.until) else {
+                return Err(reject(
+                    "a guest invite needs both ends of its window".into(),
+                ));
+            };
+            let sealed = sealer.seal(&invite_binding(i.slot, i.code_id), &i.secret)?;
+            tx.execute(
+                "INSERT INTO guest_invites
+                   (slot, code_id, sealed_secret, valid_from, valid_until, code_expires_at, attempts)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT(slot) DO UPDATE SET
+                   code_id = excluded.code_id, sealed_secret = excluded.sealed_secret,
+                   valid_from = excluded.valid_from, valid_until = excluded.valid_until,
+                   code_expires_at = excluded.code_expires_at, attempts = excluded.attempts",
+                params![
+                    i.slot.0,
+                    i.code_id,
+                    sealed,
+                    from.0,
+                    until.0,
+                    i.code_expires_at.0,
+                    i.attempts
+                ],
+            )
+            .ctx("storing a guest invite")?;
+            Ok(())
+        }
+        Change::DeleteGuestInvite(slot) => {
+            tx.execute("DELETE FROM guest_invites WHERE slot = ?1", [slot.0])
+                .ctx("deleting a guest invite")?;
+            Ok(())
+        }
         Change::FactoryReset => {
             // Children first is not needed with the cascades, but explicit
             // deletes keep the reset complete even for guest keys and temp
@@ -217,6 +253,7 @@ fn apply_one(
             tx.execute_batch(
                 "DELETE FROM credentials;
                  DELETE FROM app_keys;
+                 DELETE FROM guest_invites;
                  DELETE FROM temp_passcodes;
                  DELETE FROM users;
                  DELETE FROM lock_state;",
@@ -449,6 +486,62 @@ fn load_app_keys(conn: &Connection, sealer: &Sealer) -> Result<Vec<AppKey>, Stor
         });
     }
     Ok(out)
+}
+
+fn load_guest_invites(conn: &Connection, sealer: &Sealer) -> Result<Vec<GuestInvite>, StoreError> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT slot, code_id, sealed_secret, valid_from, valid_until, code_expires_at, attempts
+             FROM guest_invites ORDER BY slot",
+        )
+        .ctx("reading guest invites")?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, u32>(0)?,
+                r.get::<_, u16>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, u8>(6)?,
+            ))
+        })
+        .ctx("reading guest invites")?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (slot, code_id, sealed, from, until, expires, attempts) =
+            row.ctx("reading guest invites")?;
+        let slot = AppKeyId(slot);
+        let plain = sealer.open(&invite_binding(slot, code_id), &sealed)?;
+        let secret = plain[..].try_into().map_err(|_| StoreError::Decode {
+            what: format!("guest invite {}", slot.0),
+            detail: "the secret has the wrong length".into(),
+        })?;
+        out.push(GuestInvite {
+            slot,
+            code_id,
+            secret,
+            validity: Validity {
+                from: Some(WallTime(from)),
+                until: Some(WallTime(until)),
+            },
+            code_expires_at: WallTime(expires),
+            attempts,
+        });
+    }
+    Ok(out)
+}
+
+/// The code id is bound too: a sealed secret moved to another invite's
+/// row (or its id edited) no longer opens.
+fn invite_binding(slot: AppKeyId, code_id: u16) -> Binding<'static> {
+    Binding {
+        table: "guest_invites",
+        id: i64::from(slot.0),
+        kind: "guest_code",
+        owner: Some(i64::from(code_id)),
+    }
 }
 
 fn temp_binding(id: TempPasscodeId) -> Binding<'static> {

@@ -1,11 +1,14 @@
 //! B-6 Unlocking.
 use latchd::core::action::{AlarmCmd, ModuleCmd, MotorCmd, Notice};
-use latchd::core::event::AlarmKind;
+use latchd::core::event::{AlarmKind, AppRefusal};
 use latchd::core::input::BoltPosition;
-use latchd::core::types::{AppKey, AppKeyId, AppKeyRole, Method, Modality, SettingChange};
+use latchd::core::types::{
+    AppKey, AppKeyId, AppKeyRole, GuestInvite, Method, Modality, SettingChange,
+};
 use latchd::core::WallTime;
 use latchd::core::{
-    Action, AppCommand, AppError, AppOk, Channel, EventKind, Input, Principal, Prompt, Validity,
+    Action, AppCommand, AppError, AppOk, AppRequest, Channel, EventKind, Input, Principal, Prompt,
+    Validity,
 };
 
 use crate::harness::{n, Sim, ADMIN_CODE, WALL0};
@@ -370,4 +373,240 @@ fn b6_10_a_reusable_temporary_passcode_ends_with_its_window() {
     s.input(Input::Touch);
     s.press("470258✓");
     assert!(!s.unlocked());
+}
+
+fn invite(code_id: u16, from: i64, until: i64, expires: i64) -> GuestInvite {
+    GuestInvite {
+        slot: AppKeyId(0),
+        code_id,
+        secret: [9; 13],
+        validity: Validity {
+            from: Some(WallTime(from)),
+            until: Some(WallTime(until)),
+        },
+        code_expires_at: WallTime(expires),
+        attempts: 0,
+    }
+}
+
+#[test]
+fn b6_6_a_guest_invite_becomes_a_guest_key_in_its_slot_once() {
+    let mut s = Sim::installed();
+    let owner = s.owner();
+    let r = s.app(
+        Channel::Ble,
+        owner,
+        AppCommand::CreateGuestInvite(invite(0x1234, WALL0, WALL0 + 7200, WALL0 + 3600)),
+    );
+    let Ok(AppOk::GuestInviteCreated(slot)) = r else {
+        panic!("{r:?}")
+    };
+    assert!(s.has_event(&EventKind::GuestInviteCreated { slot: slot.0 }));
+    assert_eq!(s.store.guest_invites.len(), 1);
+    // The invitee may not do anything but redeem.
+    let invitee = Principal::Invitee { code_id: 0x1234 };
+    assert_eq!(
+        s.app(Channel::Ble, invitee, AppCommand::Unlock),
+        Err(AppError::Forbidden)
+    );
+    // An owner may not redeem on a guest's behalf.
+    assert_eq!(
+        s.app(Channel::Ble, owner, AppCommand::GuestRedeemAttempt),
+        Err(AppError::Forbidden)
+    );
+    assert_eq!(
+        s.app(Channel::Ble, invitee, AppCommand::GuestRedeemAttempt),
+        Ok(AppOk::Done)
+    );
+    assert_eq!(s.store.guest_invites[0].attempts, 1);
+    let r = s.app(
+        Channel::Ble,
+        invitee,
+        AppCommand::RedeemGuestInvite {
+            public_key: [5; 32],
+            label: "guest phone".into(),
+        },
+    );
+    assert_eq!(r, Ok(AppOk::AppKeyAdded(slot)));
+    assert!(s.store.guest_invites.is_empty());
+    let key = s
+        .store
+        .app_keys
+        .iter()
+        .find(|k| k.id == slot)
+        .unwrap()
+        .clone();
+    assert_eq!(key.role, AppKeyRole::Guest);
+    assert_eq!(key.validity.until, Some(WallTime(WALL0 + 7200)));
+    // Spent: the same code cannot be redeemed again.
+    assert_eq!(
+        s.app(Channel::Ble, invitee, AppCommand::GuestRedeemAttempt),
+        Err(AppError::InviteRefused)
+    );
+    assert!(s.has_event(&EventKind::AppRefused {
+        via: Channel::Ble,
+        reason: AppRefusal::InviteRefused
+    }));
+    // The guest key works inside its window.
+    let guest = Principal::Guest {
+        key: slot,
+        validity: key.validity,
+    };
+    assert_eq!(
+        s.app(Channel::Ble, guest, AppCommand::Unlock),
+        Ok(AppOk::Done)
+    );
+}
+
+#[test]
+fn b6_6_a_guest_code_is_burned_after_five_attempts_and_expires() {
+    let mut s = Sim::installed();
+    let owner = s.owner();
+    s.app(
+        Channel::Ble,
+        owner,
+        AppCommand::CreateGuestInvite(invite(7, WALL0, WALL0 + 7200, WALL0 + 3600)),
+    )
+    .unwrap();
+    let invitee = Principal::Invitee { code_id: 7 };
+    for _ in 0..5 {
+        assert_eq!(
+            s.app(Channel::Ble, invitee, AppCommand::GuestRedeemAttempt),
+            Ok(AppOk::Done)
+        );
+    }
+    assert_eq!(
+        s.app(Channel::Ble, invitee, AppCommand::GuestRedeemAttempt),
+        Err(AppError::InviteRefused)
+    );
+    assert!(
+        s.store.guest_invites.is_empty(),
+        "burned invites are deleted"
+    );
+
+    // Another invite, left until its code expires.
+    s.app(
+        Channel::Ble,
+        owner,
+        AppCommand::CreateGuestInvite(invite(8, WALL0, WALL0 + 7200, WALL0 + 60)),
+    )
+    .unwrap();
+    s.advance(60);
+    let invitee = Principal::Invitee { code_id: 8 };
+    assert_eq!(
+        s.app(
+            Channel::Ble,
+            invitee,
+            AppCommand::RedeemGuestInvite {
+                public_key: [6; 32],
+                label: "late".into()
+            }
+        ),
+        Err(AppError::InviteRefused)
+    );
+    assert!(s.store.app_keys.iter().all(|k| k.public_key != [6; 32]));
+}
+
+#[test]
+fn b6_6_invites_need_a_closed_window_and_can_be_revoked_by_slot() {
+    let mut s = Sim::installed();
+    let owner = s.owner();
+    let mut open_ended = invite(1, WALL0, WALL0 + 1000, WALL0 + 1000);
+    open_ended.validity.until = None;
+    assert_eq!(
+        s.app(
+            Channel::Ble,
+            owner,
+            AppCommand::CreateGuestInvite(open_ended)
+        ),
+        Err(AppError::BadValidity)
+    );
+    assert_eq!(
+        s.app(
+            Channel::Ble,
+            owner,
+            AppCommand::CreateGuestInvite(invite(1, WALL0 - 100, WALL0 - 10, WALL0 - 10))
+        ),
+        Err(AppError::BadValidity),
+        "a window already over"
+    );
+    let Ok(AppOk::GuestInviteCreated(slot)) = s.app(
+        Channel::Ble,
+        owner,
+        AppCommand::CreateGuestInvite(invite(1, WALL0, WALL0 + 1000, WALL0 + 1000)),
+    ) else {
+        panic!()
+    };
+    assert_eq!(
+        s.app(
+            Channel::Ble,
+            owner,
+            AppCommand::CreateGuestInvite(invite(1, WALL0, WALL0 + 1000, WALL0 + 1000))
+        ),
+        Err(AppError::KeyExists),
+        "code ids are unique"
+    );
+    assert_eq!(
+        s.app(Channel::Ble, owner, AppCommand::RevokeAppKey(slot)),
+        Ok(AppOk::Done)
+    );
+    assert!(s.store.guest_invites.is_empty());
+    assert_eq!(
+        s.app(
+            Channel::Ble,
+            Principal::Invitee { code_id: 1 },
+            AppCommand::GuestRedeemAttempt
+        ),
+        Err(AppError::InviteRefused)
+    );
+}
+
+#[test]
+fn b9_refused_app_frames_and_commands_are_logged() {
+    let mut s = Sim::installed();
+    let owner = s.owner();
+    s.input(Input::AppRefused {
+        via: Channel::Remote,
+        reason: AppRefusal::Replay,
+    });
+    assert!(s.has_event(&EventKind::AppRefused {
+        via: Channel::Remote,
+        reason: AppRefusal::Replay
+    }));
+    assert_eq!(
+        s.app(Channel::Remote, owner, AppCommand::Unlock),
+        Err(AppError::RemoteUnlockDisabled)
+    );
+    assert!(s.has_event(&EventKind::AppRefused {
+        via: Channel::Remote,
+        reason: AppRefusal::RemoteUnlockDisabled
+    }));
+    assert!(s.drive().is_none());
+}
+
+#[test]
+fn only_an_owner_sets_the_clock() {
+    let mut s = Sim::installed();
+    let owner = s.owner();
+    let out = s.input(Input::App(AppRequest {
+        id: 99,
+        via: Channel::Ble,
+        principal: owner,
+        command: AppCommand::SetClock(WallTime(WALL0 + 500)),
+    }));
+    assert!(out.contains(&Action::SetClock(WallTime(WALL0 + 500))));
+    assert!(s.has_event(&EventKind::ClockSet {
+        to: WallTime(WALL0 + 500)
+    }));
+    let guest = Principal::Guest {
+        key: AppKeyId(42),
+        validity: Validity::ALWAYS,
+    };
+    let out = s.input(Input::App(AppRequest {
+        id: 100,
+        via: Channel::Ble,
+        principal: guest,
+        command: AppCommand::SetClock(WallTime(0)),
+    }));
+    assert!(!out.iter().any(|a| matches!(a, Action::SetClock(_))));
 }

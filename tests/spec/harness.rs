@@ -69,6 +69,11 @@ pub fn apply(store: &mut Persisted, c: &Change) {
             store.app_keys.push(k.clone());
         }
         Change::DeleteAppKey(id) => store.app_keys.retain(|x| x.id != *id),
+        Change::PutGuestInvite(i) => {
+            store.guest_invites.retain(|x| x.slot != i.slot);
+            store.guest_invites.push(i.clone());
+        }
+        Change::DeleteGuestInvite(id) => store.guest_invites.retain(|x| x.slot != *id),
         Change::FactoryReset => {
             *store = Persisted {
                 settings: Settings::default(),
