@@ -56,6 +56,10 @@ pub struct Config {
     pub remote: crate::remote::RemoteConfig,
     /// `[video]`: the live outdoor stream (off by default, see `docs/video.md`).
     pub video: crate::video::VideoConfig,
+    /// `[face]`: face unlock on the outdoor camera (off by default, see
+    /// `src/biometrics/face/config.rs`).
+    #[cfg(feature = "face")]
+    pub face: crate::biometrics::face::config::FaceConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -138,6 +142,8 @@ impl Default for Config {
             wifi: crate::wifi::WifiConfig::default(),
             remote: crate::remote::RemoteConfig::default(),
             video: crate::video::VideoConfig::default(),
+            #[cfg(feature = "face")]
+            face: crate::biometrics::face::config::FaceConfig::default(),
         }
     }
 }
@@ -328,6 +334,10 @@ impl Config {
                 s.battery_percent.to_string(),
                 "must be between 0 and 100",
             );
+        }
+        #[cfg(feature = "face")]
+        if let Err(e) = self.face.validate() {
+            return bad(e.key, e.value, e.why);
         }
         if self.log.level.trim().is_empty() {
             return bad(

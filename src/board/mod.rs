@@ -225,6 +225,19 @@ pub trait FaceSource: Send {
 /// The outdoor camera's still pictures (B-3.5).
 pub trait Camera: Send {
     fn snapshot(&mut self, reason: SnapshotReason) -> Result<(), DeviceError>;
+
+    /// A snapshot that belongs to the logged event `event` (its id in the
+    /// store's event log), so the picture can be found from the event.
+    /// The daemon calls this; a camera that keeps no files (a counter, an
+    /// absent camera) has nothing to name and takes a plain snapshot.
+    fn snapshot_for_event(
+        &mut self,
+        reason: SnapshotReason,
+        event: Option<u64>,
+    ) -> Result<(), DeviceError> {
+        let _ = event;
+        self.snapshot(reason)
+    }
 }
 
 /// Every device of one lock, as the daemon holds it.

@@ -161,6 +161,24 @@ pub struct EngineTask {
     pub shutdown: CancellationToken,
     pub counters: DaemonCounters,
     pub static_diag: status::StaticDiag,
+    /// Told the stored credentials after every committed change to them
+    /// (and after a reload): the face service's templates follow the store.
+    pub credentials_changed: Option<CredentialsHook>,
+}
+
+/// See [`EngineTask::credentials_changed`].
+pub type CredentialsHook = Box<dyn FnMut(&[crate::core::types::Credential]) + Send>;
+
+/// Changes after which the credential list must be handed on again.
+fn touches_credentials(c: &crate::core::types::Change) -> bool {
+    use crate::core::types::Change;
+    matches!(
+        c,
+        Change::PutCredential(_)
+            | Change::DeleteCredential(_)
+            | Change::DeleteUser(_)
+            | Change::FactoryReset
+    )
 }
 
 impl std::fmt::Debug for EngineTask {
@@ -272,16 +290,23 @@ impl EngineTask {
     fn apply(&mut self, actions: Vec<Action>) {
         let mut events: Vec<Event> = Vec::new();
         let mut persisted = false;
+        // The newest event stored in this batch, and whether one was.
+        let (mut last_event, mut logged_early) = (None, false);
         for action in actions {
             match action {
                 Action::Persist(changes) => {
                     // Events before the change go to the log first, in order.
-                    self.log_events(std::mem::take(&mut events));
+                    if let Some(id) = self.log_events(std::mem::take(&mut events)) {
+                        (last_event, logged_early) = (Some(id), true);
+                    }
                     let result = lock_store(&self.store).apply(&changes);
                     persisted = true;
                     if let Err(e) = result {
                         self.persist_failed(e);
                         return;
+                    }
+                    if changes.iter().any(touches_credentials) {
+                        self.hand_on_credentials();
                     }
                 }
                 Action::Log(event) => events.push(event),
@@ -297,6 +322,16 @@ impl EngineTask {
                     tracing::info!(?notice, "owner notification");
                     let _ = self.notices.send(notice);
                 }
+                Action::Snapshot(reason) => {
+                    // B-3.5: the picture is stored with its event (the
+                    // Log just before), so the event gets its id first.
+                    if let Some(id) = self.log_events(std::mem::take(&mut events)) {
+                        (last_event, logged_early) = (Some(id), true);
+                    }
+                    if let Err(e) = self.board.camera.snapshot_for_event(reason, last_event) {
+                        self.device_failed(&Action::Snapshot(reason), e);
+                    }
+                }
                 hardware => {
                     if let Err(e) = self.board.perform(&hardware) {
                         self.device_failed(&hardware, e);
@@ -304,7 +339,7 @@ impl EngineTask {
                 }
             }
         }
-        let logged = !events.is_empty();
+        let logged = logged_early || !events.is_empty();
         self.log_events(events);
         if persisted || logged {
             self.static_diag.refresh_storage(&lock_store(&self.store));
@@ -341,6 +376,9 @@ impl EngineTask {
         let loaded = lock_store(&self.store).load();
         match loaded {
             Ok(persisted) => {
+                if let Some(hook) = self.credentials_changed.as_mut() {
+                    hook(&persisted.credentials);
+                }
                 self.engine = Engine::new(self.engine_config.clone(), persisted, self.clock.now());
                 // The new engine knows nothing of the sensors yet; only the
                 // readings, not PowerUp, so first-start prompts do not replay.
@@ -357,9 +395,24 @@ impl EngineTask {
         self.static_diag.refresh_storage(&lock_store(&self.store));
     }
 
-    fn log_events(&mut self, events: Vec<Event>) {
-        if events.is_empty() {
+    /// Hand the stored credentials to [`Self::credentials_changed`].
+    fn hand_on_credentials(&mut self) {
+        let Some(hook) = self.credentials_changed.as_mut() else {
             return;
+        };
+        match lock_store(&self.store).load() {
+            Ok(p) => hook(&p.credentials),
+            Err(e) => tracing::error!(
+                "cannot re-read the credentials after a change ({e}); face templates are stale until the next change"
+            ),
+        }
+    }
+
+    /// Append `events`; returns the id of the last one stored that is not
+    /// a spoken prompt (the event a snapshot that follows belongs to).
+    fn log_events(&mut self, events: Vec<Event>) -> Option<u64> {
+        if events.is_empty() {
+            return None;
         }
         let ids = lock_store(&self.store).append_events(&events);
         match ids {
@@ -367,12 +420,18 @@ impl EngineTask {
                 for (id, event) in ids.iter().zip(&events) {
                     let _ = self.events.send(status::event_record(id.0, event));
                 }
+                ids.iter()
+                    .zip(&events)
+                    .rev()
+                    .find(|(_, e)| !matches!(e.kind, crate::core::event::EventKind::Prompt { .. }))
+                    .map(|(id, _)| id.0)
             }
             Err(e) => {
                 tracing::error!("cannot append {} events to the log: {e}", events.len());
                 for event in &events {
                     tracing::warn!(?event, "event not stored");
                 }
+                None
             }
         }
     }

@@ -38,6 +38,7 @@ use crate::dbus::{
 };
 use crate::store::{Store, StoreError, StoreOptions};
 
+pub mod camera;
 pub mod control;
 pub mod engine_task;
 pub mod notify;
@@ -253,7 +254,8 @@ pub struct Running {
     remote: Option<JoinHandle<()>>,
     /// Its counters (tests, diagnostics).
     pub remote_stats: Option<Arc<crate::remote::RemoteStats>>,
-    /// The live video stream and its camera (when `[video]` is enabled).
+    /// The camera, its live stream and motion trigger (daemon/camera.rs;
+    /// when `[video]` or `[face]` is enabled).
     video: Option<JoinHandle<()>>,
 }
 
@@ -327,7 +329,7 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
     // B-10.6: the command line's `--set-held`, or SET held on the board.
     #[allow(unused_mut)] // only the Linux board sets it
     let mut set_held = opts.set_held;
-    let (board, sim_control): (_, Option<SimControl>) = match opts.config.board {
+    let (mut board, sim_control): (_, Option<SimControl>) = match opts.config.board {
         BoardKind::Sim => {
             let s = &opts.config.sim;
             let (board, control) = sim::build(
@@ -352,6 +354,16 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
         }
         other => return Err(DaemonError::BoardUnavailable(other.name())),
     };
+    // The outdoor camera (when [video] or [face] wants it): its frames
+    // become the board's snapshots and, with [face], its face source.
+    let mut camera_rig = camera::start(
+        &opts.config,
+        &opts.state_dir,
+        &store,
+        &mut board,
+        sim_control.as_ref(),
+        &inputs,
+    )?;
 
     // 3. The engine, from what the store holds.
     let persisted = store.load()?;
@@ -419,6 +431,7 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
         shutdown: shutdown.clone(),
         counters: DaemonCounters::default(),
         static_diag,
+        credentials_changed: camera_rig.as_mut().and_then(|r| r.take_credentials_hook()),
     };
     task.power_up(set_held);
     let engine = tokio::spawn(task.run());
@@ -497,11 +510,18 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
         _ => None,
     };
 
-    // The outdoor camera's live stream (B-9.2), when `[video]` enables it.
-    let video = if opts.config.video.enabled {
-        Some(start_video(&opts.config, published_rx.clone(), shutdown.clone()).await?)
-    } else {
-        None
+    // The camera's live stream (B-9.2) and motion trigger, when configured.
+    let video = match camera_rig {
+        Some(rig) => Some(
+            rig.serve(
+                &opts.config,
+                published_rx.clone(),
+                inputs.clone(),
+                shutdown.clone(),
+            )
+            .await?,
+        ),
+        None => None,
     };
 
     if let Err(e) = notifier.ready("serving") {
@@ -528,55 +548,6 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
         remote_stats,
         video,
     })
-}
-
-/// The camera feeding one frame ring, and the authenticated HTTP MJPEG
-/// server reading it (docs/video.md). Refused below the battery floor
-/// (B-10.2) by the server itself, from the engine's published battery.
-async fn start_video(
-    config: &Config,
-    published: watch::Receiver<Published>,
-    shutdown: CancellationToken,
-) -> Result<JoinHandle<()>, DaemonError> {
-    use crate::video::{battery_bridge, FrameRing, VideoServer};
-    let video_err = |e: &dyn std::fmt::Display| DaemonError::Video(e.to_string());
-    let stream = config.video.stream_config().map_err(|e| video_err(&e))?;
-    let ring = FrameRing::new();
-    // The capture source lives as long as the server task.
-    let camera: Box<dyn std::any::Any + Send> = match config.board {
-        BoardKind::Sim => {
-            let cfg = crate::board::sim::camera::SimCameraConfig::new(640, 480);
-            Box::new(
-                crate::board::sim::camera::SimCamera::start(&cfg, ring.clone())
-                    .map_err(|e| video_err(&e))?,
-            )
-        }
-        #[cfg(feature = "board-linux")]
-        BoardKind::Linux => {
-            let path = config.board_file.as_ref().ok_or(DaemonError::NoBoardFile)?;
-            let board =
-                crate::board::linux::config::BoardConfig::load(path).map_err(|e| video_err(&e))?;
-            Box::new(
-                crate::board::linux::camera::V4l2Camera::start(&board.camera, ring.clone())
-                    .map_err(|e| video_err(&e))?,
-            )
-        }
-        other => return Err(DaemonError::BoardUnavailable(other.name())),
-    };
-    let battery = battery_bridge(published, |p: &Published| p.engine.battery_percent);
-    let server = VideoServer::bind(&stream, ring, battery)
-        .await
-        .map_err(|e| video_err(&e))?;
-    if let Ok(addr) = server.local_addr() {
-        tracing::info!(%addr, "video stream serving /stream.mjpg and /snapshot.jpg");
-    }
-    Ok(tokio::spawn(async move {
-        let _camera = camera;
-        tokio::select! {
-            _ = server.run() => {}
-            _ = shutdown.cancelled() => {}
-        }
-    }))
 }
 
 /// Stop everything, top to bottom. The token has been cancelled.

@@ -5,12 +5,16 @@
 //!  V4L2 camera (board/linux/camera.rs) ─┐
 //!  sim camera  (board/sim/camera.rs)   ─┴─► ring::FrameRing ─┬─► board::face_service (recognise, enrol)
 //!                                                            ├─► http::VideoServer (MJPEG, /snapshot.jpg)
-//!                                                            └─► snapshot::RingCamera (doorbell/alarm JPEGs)
+//!                                                            ├─► snapshot::RingCamera (doorbell/alarm JPEGs)
+//!                                                            └─► motion::MotionDetector (automatic face attempt)
 //! ```
+//!
+//! The daemon wires them together in `daemon/camera.rs`.
 //!
 //! See `docs/video.md` for the protocol choice and the operator's view.
 pub mod config;
 pub mod http;
+pub mod motion;
 pub mod ring;
 pub mod snapshot;
 

@@ -1,12 +1,17 @@
 //! JPEG snapshots kept with doorbell and alarm events (B-1.5, B-3.5).
 //!
 //! ```text
-//!   engine ── Action::Snapshot(reason) ──► Board::perform ──► RingCamera::snapshot
+//!   engine ── Log(event), Snapshot(reason) ──► engine task: event appended first (id N)
+//!                                               └─► Camera::snapshot_for_event(reason, Some(N))
 //!                                                                 │ newest frame of the ring
 //!                                                                 ▼ (blocking pool: encode + write)
-//!                         <state>/snapshots/<unix-ms>-<seq>-<reason>.jpg
+//!                         <state>/snapshots/<unix-ms>-ev<N>-<reason>.jpg   (with an event)
+//!                         <state>/snapshots/<unix-ms>-<seq>-<reason>.jpg   (without)
 //!                         oldest files removed beyond `max_files`
 //! ```
+//!
+//! The time comes first so that name order is age order (pruning relies
+//! on it); [`SnapshotStore::for_event`] finds the picture of event N.
 //!
 //! Files are written to a temporary name and renamed, so a reader never
 //! sees half a JPEG. The directory is created `0700`: snapshots are
@@ -71,9 +76,15 @@ impl SnapshotStore {
         &self.dir
     }
 
-    /// Write `frame` as a JPEG named after the time, the frame and the
-    /// reason, then prune the oldest files beyond the limit.
-    pub fn save(&self, frame: &Frame, reason: SnapshotReason) -> Result<PathBuf, SnapshotError> {
+    /// Write `frame` as a JPEG named after the time, the event it belongs
+    /// to (else the frame's sequence number) and the reason, then prune
+    /// the oldest files beyond the limit.
+    pub fn save(
+        &self,
+        frame: &Frame,
+        reason: SnapshotReason,
+        event: Option<u64>,
+    ) -> Result<PathBuf, SnapshotError> {
         let io = |path: &Path| {
             let path = path.to_owned();
             move |source| SnapshotError::Io { path, source }
@@ -85,7 +96,10 @@ impl SnapshotStore {
             .map(|d| d.as_millis())
             .unwrap_or(0);
         // Zero-padded so lexical order is time order (pruning relies on it).
-        let name = format!("{ms:015}-{:010}-{}.jpg", frame.seq, reason_tag(reason));
+        let name = match event {
+            Some(id) => format!("{ms:015}-ev{id:012}-{}.jpg", reason_tag(reason)),
+            None => format!("{ms:015}-{:010}-{}.jpg", frame.seq, reason_tag(reason)),
+        };
         let path = self.dir.join(&name);
         let tmp = self.dir.join(format!(".{name}.tmp"));
         std::fs::write(&tmp, &jpeg).map_err(io(&tmp))?;
@@ -114,6 +128,16 @@ impl SnapshotStore {
         }
         files.sort();
         Ok(files)
+    }
+
+    /// The snapshot stored with event `id`, if it is still kept.
+    pub fn for_event(&self, id: u64) -> std::io::Result<Option<PathBuf>> {
+        let tag = format!("-ev{id:012}-");
+        Ok(self.list()?.into_iter().find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.contains(&tag))
+        }))
     }
 
     fn prune(&self) -> std::io::Result<()> {
@@ -160,6 +184,14 @@ impl RingCamera {
 
 impl Camera for RingCamera {
     fn snapshot(&mut self, reason: SnapshotReason) -> Result<(), DeviceError> {
+        self.snapshot_for_event(reason, None)
+    }
+
+    fn snapshot_for_event(
+        &mut self,
+        reason: SnapshotReason,
+        event: Option<u64>,
+    ) -> Result<(), DeviceError> {
         let frame = self.ring.latest().ok_or_else(|| DeviceError::Unavailable {
             device: "camera",
             detail: SnapshotError::NoFrame.to_string(),
@@ -174,8 +206,10 @@ impl Camera for RingCamera {
         let store = self.store.clone();
         let busy = self.busy.clone();
         self.runtime.spawn_blocking(move || {
-            match store.save(&frame, reason) {
-                Ok(path) => tracing::info!(path = %path.display(), ?reason, "snapshot stored"),
+            match store.save(&frame, reason, event) {
+                Ok(path) => {
+                    tracing::info!(path = %path.display(), ?reason, ?event, "snapshot stored")
+                }
                 Err(e) => tracing::error!(?reason, "snapshot not stored: {e}"),
             }
             busy.store(false, Ordering::SeqCst);
@@ -197,7 +231,9 @@ mod tests {
         for _ in 0..5 {
             ring.publish(4, 2, PixelFormat::Rgb, vec![90; 4 * 2 * 3]);
             let f = ring.latest().expect("frame");
-            let p = store.save(&f, SnapshotReason::Doorbell).expect("saved");
+            let p = store
+                .save(&f, SnapshotReason::Doorbell, None)
+                .expect("saved");
             let bytes = std::fs::read(&p).expect("read");
             assert_eq!(&bytes[..2], &[0xFF, 0xD8], "a JPEG");
         }
@@ -206,5 +242,21 @@ mod tests {
         // The newest three frames (seq 3, 4, 5) are the ones kept.
         let last = files[2].file_name().and_then(|n| n.to_str()).expect("name");
         assert!(last.contains("-0000000005-doorbell"), "{last}");
+    }
+
+    #[test]
+    fn snapshot_carries_its_event_id() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SnapshotStore::in_state_dir(dir.path(), 10);
+        let ring = FrameRing::new();
+        ring.publish(4, 2, PixelFormat::Rgb, vec![90; 4 * 2 * 3]);
+        let f = ring.latest().expect("frame");
+        let p = store
+            .save(&f, SnapshotReason::Alarm(AlarmKind::Tamper), Some(42))
+            .expect("saved");
+        let name = p.file_name().and_then(|n| n.to_str()).expect("name");
+        assert!(name.ends_with("-ev000000000042-alarm-tamper.jpg"), "{name}");
+        assert_eq!(store.for_event(42).expect("list"), Some(p));
+        assert_eq!(store.for_event(4).expect("list"), None);
     }
 }

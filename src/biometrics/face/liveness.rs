@@ -31,8 +31,10 @@ use super::detect::FaceBox;
 #[serde(rename_all = "lowercase")]
 pub enum LivenessMode {
     /// No check: a photo may pass. The default, because the check needs an
-    /// IR camera the board may not have.
+    /// IR camera the board may not have. Written `"none"` in the config
+    /// (`"off"` is accepted too).
     #[default]
+    #[serde(rename = "none", alias = "off")]
     Off,
     /// [`IrLiveness`] on an IR frame captured with the IR LED on.
     Ir,

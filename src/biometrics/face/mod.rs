@@ -42,6 +42,7 @@
 //! template cannot be turned back into an image of the face.
 
 mod align;
+pub mod config;
 mod detect;
 mod embed;
 mod enrol;
@@ -52,10 +53,10 @@ mod template;
 use std::path::{Path, PathBuf};
 
 use image::RgbImage;
-use serde::Deserialize;
 use tract_onnx::prelude::*;
 
 pub use align::{align_face, Point, Similarity, ALIGNED_SIZE, ARCFACE_TEMPLATE};
+pub use config::{FaceConfig, FaceConfigError};
 pub use detect::{nms, Detection, Detector, FaceBox, DETECTOR_INPUT, MAX_FACES};
 pub use embed::Embedder;
 pub use enrol::{EnrolConfig, EnrolStep, FaceEnrolment, Fix, Pose, PoseLimits, ENROL_POSES};
@@ -148,29 +149,6 @@ fn load_plan(path: &Path, input: [usize; 4]) -> Result<TypedSimplePlan<TypedMode
             expected: format!("a graph taking f32 {input:?}"),
             found: format!("{e:#}"),
         })
-}
-
-/// Face settings (the `[face]` table of latchd.toml).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct FaceConfig {
-    /// Directory holding [`DETECTOR_FILE`] and [`EMBEDDER_FILE`].
-    pub models_dir: PathBuf,
-    /// Cosine similarity a probe must reach to match a template.
-    pub threshold: f32,
-    /// Liveness check on an IR frame; off by default, and without it a
-    /// photo of an enrolled user may unlock.
-    pub liveness: LivenessMode,
-}
-
-impl Default for FaceConfig {
-    fn default() -> Self {
-        Self {
-            models_dir: PathBuf::from("/usr/share/latchd/models"),
-            threshold: DEFAULT_MATCH_THRESHOLD,
-            liveness: LivenessMode::Off,
-        }
-    }
 }
 
 /// One face seen in a frame, with everything recognition and enrolment need.
@@ -321,13 +299,5 @@ mod tests {
                 Err(FaceError::BadThreshold(_))
             ));
         }
-    }
-
-    #[test]
-    fn config_defaults_are_safe() {
-        let c: FaceConfig = toml::from_str("").expect("empty table");
-        assert_eq!(c.liveness, LivenessMode::Off);
-        assert_eq!(c.threshold, DEFAULT_MATCH_THRESHOLD);
-        assert!(toml::from_str::<FaceConfig>("tresh = 0.2").is_err());
     }
 }

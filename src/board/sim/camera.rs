@@ -5,6 +5,7 @@
 //!   <dir>/1.jpg, 2.png, …  (person N)   ┐ decoded + letterboxed once
 //!   <dir>/empty.jpg (optional)          ┘ to width×height at start
 //!            │ show_person(Some(N)) / show_person(None) / show_image(img)
+//!            │ (also through a cloned SceneControl: the sim's `face(person)`)
 //!            ▼
 //!   tick every 1/fps (tokio time) ──► FrameRing::publish(Rgb)
 //! ```
@@ -13,7 +14,7 @@
 //! Without an `empty` picture the empty scene is a flat grey wall, on
 //! which the detector finds no face. The ticks run on tokio time, so a
 //! test under `tokio::time::pause()` is deterministic.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +25,7 @@ use tokio::task::JoinHandle;
 
 use crate::video::{FrameRing, PixelFormat};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SimCameraError {
     #[error("sim camera picture {path}: {detail}")]
     Picture { path: PathBuf, detail: String },
@@ -100,11 +101,33 @@ enum Scene {
     Picture(Arc<RgbImage>),
 }
 
+/// A cheap handle that switches what the camera shows (who stands at the
+/// door); the simulated board's `SimControl::face` holds one.
+#[derive(Debug, Clone)]
+pub struct SceneControl {
+    scene: Arc<watch::Sender<Scene>>,
+    people: Arc<BTreeSet<u32>>,
+}
+
+impl SceneControl {
+    /// Put person `n` in front of the camera, or nobody. A person with no
+    /// picture is an error and changes nothing.
+    pub fn show_person(&self, person: Option<u32>) -> Result<(), SimCameraError> {
+        let scene = match person {
+            None => Scene::Empty,
+            Some(n) if self.people.contains(&n) => Scene::Person(n),
+            Some(n) => return Err(SimCameraError::UnknownPerson(n)),
+        };
+        self.scene.send_replace(scene);
+        Ok(())
+    }
+}
+
 /// The running simulated camera; dropping it stops the frames.
 #[derive(Debug)]
 pub struct SimCamera {
     ring: FrameRing,
-    scene: watch::Sender<Scene>,
+    scene: SceneControl,
     people: BTreeMap<u32, Arc<RgbImage>>,
     width: u32,
     height: u32,
@@ -185,6 +208,10 @@ impl SimCamera {
                 task_ring.publish(w, h, PixelFormat::Rgb, img.as_raw().clone());
             }
         });
+        let scene = SceneControl {
+            scene: Arc::new(scene),
+            people: Arc::new(people.keys().copied().collect()),
+        };
         Ok(SimCamera {
             ring,
             scene,
@@ -197,13 +224,12 @@ impl SimCamera {
 
     /// Put person `n` in front of the camera, or nobody.
     pub fn show_person(&self, person: Option<u32>) -> Result<(), SimCameraError> {
-        let scene = match person {
-            None => Scene::Empty,
-            Some(n) if self.people.contains_key(&n) => Scene::Person(n),
-            Some(n) => return Err(SimCameraError::UnknownPerson(n)),
-        };
-        self.scene.send_replace(scene);
-        Ok(())
+        self.scene.show_person(person)
+    }
+
+    /// A handle that switches the scene while the camera runs.
+    pub fn control(&self) -> SceneControl {
+        self.scene.clone()
     }
 
     /// Show an arbitrary picture (letterboxed to the camera's size).
@@ -213,7 +239,9 @@ impl SimCamera {
         } else {
             letterbox(img, self.width, self.height)
         };
-        self.scene.send_replace(Scene::Picture(Arc::new(fitted)));
+        self.scene
+            .scene
+            .send_replace(Scene::Picture(Arc::new(fitted)));
     }
 
     /// The people this camera has pictures of.
@@ -254,6 +282,15 @@ mod tests {
             cam.show_person(Some(9)),
             Err(SimCameraError::UnknownPerson(9))
         ));
+        // A cloned handle switches the same camera.
+        let control = cam.control();
+        control.show_person(None).expect("empty");
+        let f = frames.next().await.expect("frame");
+        assert_eq!(
+            f.to_rgb().expect("rgb").get_pixel(16, 12).0,
+            [128, 128, 128]
+        );
+        assert!(control.show_person(Some(4)).is_err());
     }
 
     #[test]

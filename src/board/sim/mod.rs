@@ -106,6 +106,8 @@ pub enum SimError {
     NoKeys,
     #[error("person numbers start at 1; got 0")]
     BadPerson,
+    #[error(transparent)]
+    Camera(#[from] camera::SimCameraError),
     #[error("battery percent {0} is above 100")]
     BadPercent(u8),
     #[error("the door cannot close while the bolt is extended; retract it first (unlock, key or handle)")]
@@ -191,6 +193,10 @@ struct World {
     power: PowerReading,
     tamper: TamperState,
     face_present: Option<u32>,
+    /// The sim camera's scene, when the real face pipeline watches it:
+    /// `face(person)` then shows that person's picture instead of asking
+    /// the simulated face module.
+    camera: Option<camera::SceneControl>,
     snapshots: u64,
     modules: biometric::Modules,
 }
@@ -270,6 +276,7 @@ pub fn build(config: SimConfig, inputs: InputSender) -> Result<(Board, SimContro
         },
         tamper: TamperState::Intact,
         face_present: None,
+        camera: None,
         snapshots: 0,
         modules,
     };
@@ -513,6 +520,18 @@ impl SimControl {
     /// Person `person` steps in front of the camera (automatic face
     /// recognition, B-6.2); `None` = they walk away.
     pub fn face(&self, person: Option<u32>) -> Result<(), SimError> {
+        if person == Some(0) {
+            return Err(SimError::BadPerson);
+        }
+        let camera = self.shared.world().camera.clone();
+        if let Some(camera) = camera {
+            // The real pipeline sees the picture; recognition starts from
+            // the camera's motion trigger or a keypad touch, as on a lock.
+            camera.show_person(person)?;
+            self.shared.world().face_present = person;
+            self.shared.bump();
+            return Ok(());
+        }
         match person {
             None => {
                 self.shared.world().face_present = None;
@@ -544,6 +563,12 @@ impl SimControl {
         self.shared.bump();
         self.shared
             .push_all(reports.into_iter().map(Input::Module).collect())
+    }
+
+    /// Route `face(person)` to the sim camera's scene (the daemon does this
+    /// when the real face pipeline replaces the simulated face module).
+    pub fn attach_camera(&self, camera: camera::SceneControl) {
+        self.shared.world().camera = Some(camera);
     }
 
     /// Make the next `moves` motor moves jam between the limit switches.
