@@ -50,6 +50,8 @@ pub struct Config {
     pub dbus: DbusConfig,
     pub sim: SimSection,
     pub log: LogConfig,
+    /// `[ble]`: pairing, the app's secure channel and Improv Wi-Fi.
+    pub ble: crate::ble::config::BleConfig,
     /// `[wifi]`: which service joins Wi-Fi (see `docs/wifi.md`).
     pub wifi: crate::wifi::WifiConfig,
     /// `[remote]`: MQTT remote access (off by default, see `docs/remote.md`).
@@ -69,7 +71,8 @@ pub struct LockConfig {
     /// device key, so every lock has its own.
     pub serial: String,
     /// The code a pairing app proves it knows (B-5.1), spoken by system
-    /// information. Empty: six digits derived from the device key.
+    /// information: 24 base32 characters (120 bits). Empty: derived from
+    /// the device key.
     pub verification_code: String,
     /// B-10.1: the low-battery prompt and LED come on below this.
     pub low_battery_percent: u8,
@@ -139,6 +142,7 @@ impl Default for Config {
             dbus: DbusConfig::default(),
             sim: SimSection::default(),
             log: LogConfig::default(),
+            ble: crate::ble::config::BleConfig::default(),
             wifi: crate::wifi::WifiConfig::default(),
             remote: crate::remote::RemoteConfig::default(),
             video: crate::video::VideoConfig::default(),
@@ -268,14 +272,17 @@ impl Config {
                 "use up to 32 letters, digits and dashes (or leave it empty to derive one)",
             );
         }
+        if let Err(why) = self.ble.validate() {
+            return bad("ble.adapter", format!("{:?}", self.ble.adapter), why);
+        }
         if !l.verification_code.is_empty()
-            && (!(6..=10).contains(&l.verification_code.len())
-                || !l.verification_code.chars().all(|c| c.is_ascii_digit()))
+            && crate::ble::pairing::VerificationCode::parse(&l.verification_code).is_err()
         {
             return bad(
                 "lock.verification_code",
-                format!("{:?}", l.verification_code),
-                "use 6 to 10 digits (or leave it empty to derive one)",
+                "(not shown: it is a secret)".into(),
+                "use the 24-character base32 code (A-Z, 2-7) printed on the lock's label, \
+                 or leave it empty to derive one from the device key",
             );
         }
         if !(1..=99).contains(&l.low_battery_percent) {

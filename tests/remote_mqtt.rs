@@ -13,17 +13,20 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use latchd::ble::commands::{Request, Response, Setting};
+use latchd::ble::commands::{EventKind as WireEvent, Request, Response, Setting, UnlockMethod};
 use latchd::ble::crypto::StaticKeypair;
 use latchd::ble::protocol::{error_frame, open_oneshot, seal_oneshot, ErrorCode, OneShotDirection};
 use latchd::config::{BoardKind, Config};
+use latchd::core::event::{AppRefusal, Event as LogEvent, EventKind};
 use latchd::core::input::DoorPosition;
 use latchd::core::time::{Validity, WallTime};
+use latchd::core::types::Method;
 use latchd::core::types::SettingChange;
 use latchd::core::types::{AppKey, AppKeyId, AppKeyRole, Change, Handing, Role, User, UserNumber};
 use latchd::core::{AppCommand, AppRequest, Channel, Input, LockState, Principal};
 use latchd::daemon::{self, Options, Running};
 use latchd::remote::config::TlsMaterial;
+use latchd::remote::limit;
 use latchd::store::{Store, StoreOptions};
 use rand_core::OsRng;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, Transport};
@@ -50,10 +53,57 @@ fn run(cmd: &mut Command) {
     );
 }
 
-/// CA, broker certificate (SAN 127.0.0.1), password file and ACL.
+/// CA, broker certificate (SAN 127.0.0.1), client certificates for the
+/// lock and the app (CN = broker user name), password file and ACL.
 struct BrokerFiles {
     dir: PathBuf,
     ca: PathBuf,
+}
+
+impl BrokerFiles {
+    /// `(certificate, key)` PEM files of the client certificate for `cn`.
+    fn client(&self, cn: &str) -> (PathBuf, PathBuf) {
+        (
+            self.dir.join(format!("{cn}.pem")),
+            self.dir.join(format!("{cn}.key")),
+        )
+    }
+}
+
+/// A client certificate for `cn`, signed by the test CA.
+fn client_cert(dir: &Path, cn: &str) {
+    let p = |n: String| dir.join(n);
+    run(Command::new("openssl")
+        .args([
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            &format!("/CN={cn}"),
+            "-keyout",
+        ])
+        .arg(p(format!("{cn}.key")))
+        .arg("-out")
+        .arg(p(format!("{cn}.csr"))));
+    std::fs::write(
+        p(format!("{cn}.cnf")),
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
+    )
+    .expect("write ext");
+    run(Command::new("openssl")
+        .args(["x509", "-req", "-days", "2", "-CAcreateserial", "-in"])
+        .arg(p(format!("{cn}.csr")))
+        .arg("-CA")
+        .arg(p("ca.pem".into()))
+        .arg("-CAkey")
+        .arg(p("ca.key".into()))
+        .arg("-out")
+        .arg(p(format!("{cn}.pem")))
+        .arg("-extfile")
+        .arg(p(format!("{cn}.cnf"))));
 }
 
 fn broker_files(dir: &Path) -> BrokerFiles {
@@ -121,6 +171,8 @@ fn broker_files(dir: &Path) -> BrokerFiles {
         .args(["app", "app-pw"]));
     // The lock may use its own subtree; an app may only write commands and
     // read the rest.
+    client_cert(dir, "lock");
+    client_cert(dir, "app");
     std::fs::write(
         p("acl"),
         "user lock\ntopic readwrite latchd/#\ntopic readwrite homeassistant/#\n\n\
@@ -133,6 +185,16 @@ fn broker_files(dir: &Path) -> BrokerFiles {
     }
 }
 
+/// How clients log in to the test broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Login {
+    /// User name and password (password file).
+    Password,
+    /// A client certificate signed by the test CA; its CN is the user name
+    /// (`require_certificate`, `use_identity_as_username`).
+    Certificate,
+}
+
 /// A mosquitto process on `port`; killed on drop.
 struct Broker {
     child: Child,
@@ -140,15 +202,25 @@ struct Broker {
 
 impl Broker {
     fn start(files: &BrokerFiles, port: u16) -> Broker {
+        Broker::start_with(files, port, Login::Password)
+    }
+
+    fn start_with(files: &BrokerFiles, port: u16, login: Login) -> Broker {
         let d = &files.dir;
-        let conf = d.join("mosquitto.conf");
+        let conf = d.join(format!("mosquitto-{port}.conf"));
         std::fs::create_dir_all(d.join("db")).expect("db dir");
+        let auth = match login {
+            Login::Password => format!("password_file {}/passwd\n", d.display()),
+            Login::Certificate => {
+                "require_certificate true\nuse_identity_as_username true\n".into()
+            }
+        };
         std::fs::write(
             &conf,
             format!(
                 "user root\npersistence true\npersistence_location {db}/\n\
                  listener {port} 127.0.0.1\ncafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n\
-                 allow_anonymous false\npassword_file {d}/passwd\nacl_file {d}/acl\n",
+                 allow_anonymous false\n{auth}acl_file {d}/acl\n",
                 db = d.join("db").display(),
                 d = d.display()
             ),
@@ -260,6 +332,24 @@ fn now() -> i64 {
 /// The lock's store with an administrator, an owner key and a guest key
 /// whose window starts in an hour. Returns the lock's public key.
 fn seed(state: &Path, owner: &StaticKeypair, guest: &StaticKeypair) -> [u8; 32] {
+    seed_with(
+        state,
+        owner,
+        guest,
+        Validity {
+            from: Some(WallTime(now() + 3600)),
+            until: Some(WallTime(now() + 7200)),
+        },
+    )
+}
+
+/// [`seed`] with the guest key valid during `guest_window`.
+fn seed_with(
+    state: &Path,
+    owner: &StaticKeypair,
+    guest: &StaticKeypair,
+    guest_window: Validity,
+) -> [u8; 32] {
     daemon::create_state_dir(state).expect("state dir");
     let (mut store, device) = Store::open(state, StoreOptions::default()).expect("store");
     store
@@ -276,15 +366,7 @@ fn seed(state: &Path, owner: &StaticKeypair, guest: &StaticKeypair) -> [u8; 32] 
                 owner,
                 Validity::ALWAYS,
             )),
-            Change::PutAppKey(key(
-                2,
-                AppKeyRole::Guest,
-                guest,
-                Validity {
-                    from: Some(WallTime(now() + 3600)),
-                    until: Some(WallTime(now() + 7200)),
-                },
-            )),
+            Change::PutAppKey(key(2, AppKeyRole::Guest, guest, guest_window)),
         ])
         .expect("seed");
     latchd::remote::lock_keypair(&device.passcode_key()).public()
@@ -332,14 +414,34 @@ async fn app_client(
     id: &str,
     topics: &[&str],
 ) -> (AsyncClient, mpsc::UnboundedReceiver<(String, Vec<u8>)>) {
+    app_client_with(files, port, Login::Password, id, topics).await
+}
+
+/// [`app_client`] logging in with `login`.
+async fn app_client_with(
+    files: &BrokerFiles,
+    port: u16,
+    login: Login,
+    id: &str,
+    topics: &[&str],
+) -> (AsyncClient, mpsc::UnboundedReceiver<(String, Vec<u8>)>) {
     let ca = std::fs::read(&files.ca).expect("ca");
+    let client_auth = (login == Login::Certificate).then(|| {
+        let (cert, key) = files.client("app");
+        (
+            std::fs::read(cert).expect("app cert"),
+            std::fs::read(key).expect("app key"),
+        )
+    });
     let tls = latchd::remote::tls_config(&TlsMaterial {
         ca_pem: ca,
-        client_auth: None,
+        client_auth,
     })
     .expect("tls");
     let mut o = MqttOptions::new(id, "127.0.0.1", port);
-    o.set_credentials("app", "app-pw");
+    if login == Login::Password {
+        o.set_credentials("app", "app-pw");
+    }
     o.set_clean_session(false);
     o.set_transport(Transport::tls_with_config(
         rumqttc::TlsConfiguration::Rustls(tls),
@@ -895,4 +997,293 @@ async fn will_reconnect_and_every_event_once() {
     );
     running.stop().await.expect("clean stop");
     drop(broker);
+}
+
+/// `n` fingerprint unlocks in the log, each followed by a prompt (which is
+/// not an app event, so pages must skip it). Written before the daemon
+/// starts.
+fn seed_events(state: &Path, n: usize) {
+    let (mut store, _) = Store::open(state, StoreOptions::default()).expect("store");
+    let mut events = Vec::new();
+    for i in 0..n {
+        let at = Some(WallTime(now() - 1000 + i as i64));
+        events.push(LogEvent {
+            at,
+            mono_ms: i as u64,
+            kind: EventKind::Unlocked {
+                method: Method::Fingerprint,
+                user: Some(admin()),
+            },
+        });
+        events.push(LogEvent {
+            at,
+            mono_ms: i as u64,
+            kind: EventKind::Prompt {
+                prompt: "unlocked".into(),
+            },
+        });
+    }
+    store.append_events(&events).expect("append");
+}
+
+/// Receive until the lock publishes an `app_refused` event with `reason`
+/// (the engine logged it; the publisher read it back from the store).
+async fn wait_refusal(rx: &mut mpsc::UnboundedReceiver<(String, Vec<u8>)>, reason: &str) {
+    let want = format!("reason={reason}");
+    let fut = async {
+        loop {
+            let (t, p) = rx.recv().await.expect("client alive");
+            if t != topic("events") {
+                continue;
+            }
+            let v: Value = serde_json::from_slice(&p).expect("event JSON");
+            let detail = v["detail"].as_str().unwrap_or_default();
+            let has = |f: &str| detail.split(", ").any(|d| d == f);
+            if v["kind"] == "app_refused" && has(&want) && has("via=remote") {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(LIMIT, fut)
+        .await
+        .unwrap_or_else(|_| panic!("no app_refused event with {want}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_refusal_log_and_rate_limit() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let files = broker_files(tmp.path());
+    let port = free_port();
+    let _broker = Broker::start(&files, port);
+    let owner = StaticKeypair::generate(&mut OsRng);
+    let guest = StaticKeypair::generate(&mut OsRng);
+    let state = tmp.path().join("state");
+    let lock_pub = seed_with(
+        &state,
+        &owner,
+        &guest,
+        Validity {
+            from: Some(WallTime(now() - 60)),
+            until: Some(WallTime(now() + 3600)),
+        },
+    );
+    const UNLOCKS: usize = 23;
+    seed_events(&state, UNLOCKS);
+    let mut running = start_lock(&state, config(&files, port)).await;
+    let stats = running.remote_stats.clone().expect("remote on");
+    let (client, mut rx) = app_client(
+        &files,
+        port,
+        "app-q",
+        &[&topic("reply"), &topic("availability")],
+    )
+    .await;
+    // Events on a client of their own: `ask` skips everything but the
+    // reply, and an event may arrive before it.
+    let (_watcher, mut events) = app_client(&files, port, "watcher-q", &[&topic("events")]).await;
+    wait_for(&mut rx, &topic("availability"), b"online").await;
+    let mut app = App {
+        me: owner,
+        lock: lock_pub,
+        counter: 0,
+    };
+
+    // B-9: the owner's reads are served from the store over the broker.
+    let list_users = app.seal(&Request::ListUsers);
+    match app.open(&ask(&client, &mut rx, list_users.clone()).await) {
+        Response::Users(users) => {
+            assert_eq!(users.len(), 1, "{users:?}");
+            assert_eq!(users[0].user, 1);
+        }
+        other => panic!("ListUsers answered {other:?}"),
+    }
+    // Events, newest first, page by page with the cursor.
+    let mut before = None;
+    let mut pages = 0;
+    let mut entries = Vec::new();
+    loop {
+        let f = app.seal(&Request::Events { before, limit: 5 });
+        let Response::Events {
+            events,
+            next_cursor,
+        } = app.open(&ask(&client, &mut rx, f).await)
+        else {
+            panic!("Events not answered with a page");
+        };
+        assert!(events.len() <= 5);
+        pages += 1;
+        assert!(pages < 100, "paging never ends");
+        entries.extend(events);
+        match next_cursor {
+            Some(c) => before = Some(c),
+            None => break,
+        }
+    }
+    assert!(
+        entries.windows(2).all(|w| w[0].cursor > w[1].cursor),
+        "newest first, no repeats"
+    );
+    let unlocks = entries
+        .iter()
+        .filter(|e| e.kind == WireEvent::Unlocked(UnlockMethod::Fingerprint))
+        .count();
+    assert_eq!(unlocks, UNLOCKS, "every seeded unlock, none twice");
+    assert!(pages >= UNLOCKS / 5, "{pages} pages");
+
+    // A guest may not list users: refused sealed, and logged.
+    let mut g = App {
+        me: guest,
+        lock: lock_pub,
+        counter: 0,
+    };
+    let f = g.seal(&Request::ListUsers);
+    let r = g.open(&ask(&client, &mut rx, f).await);
+    assert_eq!(error_code(&r), Some(ErrorCode::Forbidden), "{r:?}");
+    wait_refusal(&mut events, "forbidden").await;
+
+    // A replayed and a tampered frame: the bare refusal, and logged.
+    let refusal = error_frame(ErrorCode::Unauthenticated);
+    assert_eq!(ask(&client, &mut rx, list_users).await, refusal);
+    wait_refusal(&mut events, "replay").await;
+    let mut tampered = app.seal(&Request::Status);
+    let last = tampered.len() - 1;
+    tampered[last] ^= 0x01;
+    assert_eq!(ask(&client, &mut rx, tampered).await, refusal);
+    wait_refusal(&mut events, "bad_seal").await;
+    // The guest's unlock still works meanwhile: the engine decides (remote
+    // unlock is off, B-6.7) and logs its own refusal.
+    let f = g.seal(&Request::Unlock);
+    let r = g.open(&ask(&client, &mut rx, f).await);
+    assert_eq!(error_code(&r), Some(ErrorCode::Refused), "{r:?}");
+    wait_refusal(&mut events, "remote_unlock_disabled").await;
+
+    // A flood of junk: checked up to the bucket, the rest dropped
+    // unanswered; one rate_limited entry for the whole burst.
+    const FLOOD: u64 = 500;
+    let seen_before =
+        stats.refused.load(Ordering::Relaxed) + stats.rate_limited.load(Ordering::Relaxed);
+    let t_flood = Instant::now();
+    for i in 0..FLOOD {
+        client
+            .publish(
+                topic("cmd"),
+                QoS::AtLeastOnce,
+                false,
+                format!("junk {i}").into_bytes(),
+            )
+            .await
+            .expect("publish");
+    }
+    let deadline = Instant::now() + LIMIT;
+    while stats.refused.load(Ordering::Relaxed) + stats.rate_limited.load(Ordering::Relaxed)
+        < seen_before + FLOOD
+    {
+        assert!(Instant::now() < deadline, "the flood was not all seen");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let flood_s = t_flood.elapsed().as_secs() + 1;
+    let dropped = stats.rate_limited.load(Ordering::Relaxed);
+    assert!(dropped > 0, "nothing was rate-limited");
+    wait_refusal(&mut events, "rate_limited").await;
+    running.barrier().await;
+    running.stop().await.expect("clean stop");
+
+    // The store's log: each refusal once, and a bounded number from the
+    // flood however long it was.
+    let (store, _) = Store::open(&state, StoreOptions::default()).expect("store");
+    let mut refusals = Vec::new();
+    let mut cursor = None;
+    loop {
+        let batch = store.events_before(cursor, 256).expect("events");
+        let Some(oldest) = batch.last() else { break };
+        cursor = Some(oldest.id);
+        for e in &batch {
+            if let EventKind::AppRefused {
+                via: Channel::Remote,
+                reason,
+            } = e.event.kind
+            {
+                refusals.push(reason);
+            }
+        }
+    }
+    let count = |r: AppRefusal| refusals.iter().filter(|&&x| x == r).count() as u64;
+    assert_eq!(count(AppRefusal::Forbidden), 1);
+    assert_eq!(count(AppRefusal::Replay), 1);
+    assert_eq!(count(AppRefusal::BadSeal), 1);
+    assert_eq!(count(AppRefusal::RemoteUnlockDisabled), 1);
+    // A burst ends only after CAPACITY / RATE seconds without frames.
+    assert!(
+        (1..=1 + flood_s / 2).contains(&count(AppRefusal::RateLimited)),
+        "{refusals:?}"
+    );
+    let junk_logged = count(AppRefusal::Malformed);
+    let bound = u64::from(limit::CAPACITY) + u64::from(limit::RATE_PER_S) * flood_s;
+    assert!(
+        (1..=bound).contains(&junk_logged),
+        "{junk_logged} junk refusals logged (bound {bound}), {dropped} dropped"
+    );
+    eprintln!(
+        "figures: flood of {FLOOD} junk frames: {dropped} dropped unanswered, {junk_logged} logged individually, {} rate_limited entries",
+        count(AppRefusal::RateLimited)
+    );
+}
+
+/// The lock logs in with its client certificate (`[remote] client_cert`,
+/// `client_key`) at a broker that requires one and takes the certificate's
+/// CN as the user name; without a certificate it is refused, even with a
+/// valid password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificate_login() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let files = broker_files(tmp.path());
+    let port = free_port();
+    let _broker = Broker::start_with(&files, port, Login::Certificate);
+    let owner = StaticKeypair::generate(&mut OsRng);
+    let guest = StaticKeypair::generate(&mut OsRng);
+
+    let state = tmp.path().join("state");
+    let lock_pub = seed(&state, &owner, &guest);
+    let mut with_cert = config(&files, port);
+    let (cert, key_file) = files.client("lock");
+    with_cert.remote.username.clear();
+    with_cert.remote.password.clear();
+    with_cert.remote.client_cert = Some(cert);
+    with_cert.remote.client_key = Some(key_file);
+    let running = start_lock(&state, with_cert).await;
+    let (client, mut rx) = app_client_with(
+        &files,
+        port,
+        Login::Certificate,
+        "app-cert",
+        &[&topic("reply"), &topic("availability")],
+    )
+    .await;
+    wait_for(&mut rx, &topic("availability"), b"online").await;
+    // The ACL applies to the certificate's CN: commands reach the lock.
+    let mut app = App {
+        me: owner,
+        lock: lock_pub,
+        counter: 0,
+    };
+    let f = app.seal(&Request::Status);
+    assert!(matches!(
+        app.open(&ask(&client, &mut rx, f).await),
+        Response::Status(_)
+    ));
+    running.stop().await.expect("clean stop");
+    wait_for(&mut rx, &topic("availability"), b"offline").await;
+
+    // No certificate: refused at every attempt, never connected.
+    let state = tmp.path().join("state-nocert");
+    seed(&state, &StaticKeypair::generate(&mut OsRng), &guest);
+    let running = start_lock(&state, config(&files, port)).await;
+    let stats = running.remote_stats.clone().expect("remote on");
+    let deadline = Instant::now() + LIMIT;
+    while stats.connect_failures.load(Ordering::Relaxed) < 3 {
+        assert!(Instant::now() < deadline, "the lock never tried");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(stats.connects.load(Ordering::Relaxed), 0);
+    running.stop().await.expect("clean stop");
 }

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use latchd::ble::client::{self, AppPairing, AppSessionStart, PairingSecret};
 use latchd::ble::commands::{LockState, Request, Response, StatusReport};
 use latchd::ble::crypto::StaticKeypair;
-use latchd::ble::pairing::{PairingError, VerificationCode};
+use latchd::ble::pairing::{GuestPairingCode, PairingError, VerificationCode};
 use latchd::ble::protocol::{fragment, ErrorCode, Reassembler, DEFAULT_IDLE_TIMEOUT};
 use latchd::ble::service::{status_report, ChannelConn, LinkFuture, LockLink};
 use latchd::core::event::AppRefusal;
@@ -62,7 +62,17 @@ impl LockLink for SimLink {
     /// The harness keeps no event table: its log is numbered from 1 in
     /// the order the engine logged it, as the store would.
     fn events_before(&self, before: Option<u64>, limit: usize) -> Result<Vec<StoredEvent>, String> {
-        let events = self.sim.lock().unwrap().events();
+        let events: Vec<_> = self
+            .sim
+            .lock()
+            .unwrap()
+            .all
+            .iter()
+            .filter_map(|a| match a {
+                latchd::core::Action::Log(e) => Some(e.clone()),
+                _ => None,
+            })
+            .collect();
         Ok(events
             .into_iter()
             .enumerate()
@@ -217,6 +227,185 @@ async fn channel_rejects_garbage_and_recovers() {
     link.hold_set();
     let app = StaticKeypair::generate(&mut OsRng);
     pair(&mut conn, &link, &app, &code).await.expect("pairs");
+}
+
+#[tokio::test]
+async fn channel_guest_key_from_invite_to_unlock_and_nothing_else() {
+    let link = SimLink::installed();
+    let lock = Arc::new(StaticKeypair::generate(&mut OsRng));
+    let code = Arc::new(VerificationCode::generate(&mut OsRng));
+    let mut conn = ChannelConn::new(lock.clone(), code.clone(), 185);
+    let owner = StaticKeypair::generate(&mut OsRng);
+    link.hold_set();
+    let paired = pair(&mut conn, &link, &owner, &code).await.expect("pairs");
+    let wall = link.now().1.unwrap();
+
+    // The owner invites a guest for the next two hours.
+    let r = request(
+        &mut conn,
+        &link,
+        &owner,
+        paired.lock_public,
+        &Request::CreateGuestKey {
+            valid_from: wall,
+            valid_until: WallTime(wall.0 + 7200),
+        },
+    )
+    .await
+    .unwrap();
+    let Response::GuestKeyCreated {
+        slot,
+        code: guest_code,
+        ..
+    } = r
+    else {
+        panic!("{r:?}")
+    };
+    let listed = request(
+        &mut conn,
+        &link,
+        &owner,
+        paired.lock_public,
+        &Request::ListGuestKeys,
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(&listed, Response::GuestKeys(g) if g.len() == 1 && g[0].slot == slot && !g[0].redeemed),
+        "{listed:?}"
+    );
+
+    // A wrong guest code with the right id: refused, and it costs an attempt.
+    let guest = StaticKeypair::generate(&mut OsRng);
+    let mut wrong = *guest_code.to_bytes();
+    wrong[14] ^= 1;
+    let (p, init) = AppPairing::start(
+        &guest,
+        PairingSecret::Guest(GuestPairingCode::from_bytes(wrong)),
+        &mut OsRng,
+    );
+    let reply = exchange(&mut conn, &link, &init).await;
+    let confirm = p.on_reply(&guest, &reply);
+    match confirm {
+        Err(_) => {}
+        Ok((_sent, confirm)) => {
+            let done = exchange(&mut conn, &link, &confirm).await;
+            assert!(latchd::ble::protocol::Frame::parse(&done).is_ok());
+        }
+    }
+    assert!(link
+        .app_keys()
+        .iter()
+        .all(|k| k.public_key != guest.public()));
+    assert_eq!(link.persisted().unwrap().guest_invites[0].attempts, 1);
+
+    // The right code: the guest key is registered in the invite's slot.
+    let (p, init) = AppPairing::start(&guest, PairingSecret::Guest(guest_code.clone()), &mut OsRng);
+    let reply = exchange(&mut conn, &link, &init).await;
+    let (sent, confirm) = p.on_reply(&guest, &reply).expect("lock's reply verifies");
+    let done = exchange(&mut conn, &link, &confirm).await;
+    let guest_paired = sent.on_done(&done).expect("redeemed");
+    let keys = link.app_keys();
+    let key = keys
+        .iter()
+        .find(|k| k.public_key == guest.public())
+        .unwrap();
+    assert_eq!(u32::from(slot), key.id.0);
+
+    // The guest may unlock, and nothing else.
+    let r = request(
+        &mut conn,
+        &link,
+        &guest,
+        guest_paired.lock_public,
+        &Request::Unlock,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r, Response::Ok);
+    let r = request(
+        &mut conn,
+        &link,
+        &guest,
+        guest_paired.lock_public,
+        &Request::ListUsers,
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(
+            r,
+            Response::Error {
+                code: ErrorCode::Forbidden,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+
+    // The code is spent.
+    let other = StaticKeypair::generate(&mut OsRng);
+    let (p, init) = AppPairing::start(&other, PairingSecret::Guest(guest_code), &mut OsRng);
+    let reply = exchange(&mut conn, &link, &init).await;
+    assert!(
+        p.on_reply(&other, &reply).is_err(),
+        "a spent code is refused"
+    );
+
+    // The owner reads the log page by page, newest first: the guest's
+    // unlock is there, the refused redemption too.
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let r = request(
+            &mut conn,
+            &link,
+            &owner,
+            paired.lock_public,
+            &Request::Events { before, limit: 2 },
+        )
+        .await
+        .unwrap();
+        let Response::Events {
+            events,
+            next_cursor,
+        } = r
+        else {
+            panic!("{r:?}")
+        };
+        assert!(events.windows(2).all(|w| w[0].cursor > w[1].cursor));
+        seen.extend(events);
+        match next_cursor {
+            Some(c) => before = Some(c),
+            None => break,
+        }
+    }
+    use latchd::ble::commands::{EventKind as WireEvent, UnlockMethod};
+    assert!(seen
+        .iter()
+        .any(|e| e.kind == WireEvent::Unlocked(UnlockMethod::Ble)));
+    assert!(seen.iter().any(|e| e.kind == WireEvent::VerificationFailed));
+
+    // Revoking the guest slot ends the guest's key.
+    let r = request(
+        &mut conn,
+        &link,
+        &owner,
+        paired.lock_public,
+        &Request::RevokeGuestKey { slot },
+    )
+    .await
+    .unwrap();
+    assert_eq!(r, Response::Ok);
+    assert!(request(
+        &mut conn,
+        &link,
+        &guest,
+        guest_paired.lock_public,
+        &Request::Unlock
+    )
+    .await
+    .is_err());
 }
 
 // ───────────────────────────── in the VM ─────────────────────────────

@@ -54,6 +54,8 @@ pub const CHANNEL_TX_UUID: Uuid = Uuid::from_u128(0x6c617463_6864_4c42_8000_6c61
 
 /// How long to wait before registering again after bluetoothd went away.
 const RETRY: Duration = Duration::from_secs(2);
+/// Retry period while bluetoothd or the adapter is missing.
+const IDLE_RETRY: Duration = Duration::from_secs(60);
 
 /// Why the GATT application stopped.
 #[derive(Debug, thiserror::Error)]
@@ -412,12 +414,28 @@ pub async fn run(
                         drop(handles);
                     }
                 }
+                // Let a restarting bluetoothd bring its adapters up.
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(RETRY) => {}
+                }
             }
-            Err(e) => tracing::warn!("BLE: {e}; retrying in {} s", RETRY.as_secs()),
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            _ = tokio::time::sleep(RETRY) => {}
+            Err(e) => {
+                // No bluetoothd or no adapter yet: wait for bluetoothd to
+                // (re)appear rather than poll, with a slow retry for an
+                // adapter that is plugged in later.
+                tracing::warn!(
+                    "BLE: {e}; waiting for bluetoothd (retry in {} s)",
+                    IDLE_RETRY.as_secs()
+                );
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = owner_changes.next() => {
+                        tokio::time::sleep(RETRY).await;
+                    }
+                    _ = tokio::time::sleep(IDLE_RETRY) => {}
+                }
+            }
         }
     }
 }

@@ -35,6 +35,7 @@
 // `#[cfg(feature = "board-linux")]`, when it lands; it only moves bytes
 // between characteristics and the state machines below.
 pub mod client;
+pub mod config;
 pub mod commands;
 pub mod crypto;
 #[cfg(feature = "board-linux")]

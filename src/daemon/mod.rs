@@ -44,6 +44,7 @@ pub mod engine_task;
 pub mod notify;
 pub mod panel;
 pub mod status;
+pub mod wireless;
 
 pub use engine_task::{Clock, DaemonCounters, EngineTask, Published, TaskRequest};
 
@@ -132,8 +133,15 @@ pub fn create_state_dir(path: &Path) -> Result<(), DaemonError> {
 }
 
 /// Serial and verification code: from the config, or derived from the
-/// device key so every lock has its own and they survive restarts.
-fn identity(config: &Config, passcode_key: &[u8; 32]) -> (String, String) {
+/// device key so every lock has its own and they survive restarts. The
+/// code is the one owner pairing is authenticated with (B-5.1), printed in
+/// the QR label and spoken by system information (B-4.10) — one code, 120
+/// bits, so a man in the middle cannot guess it during a pairing window.
+fn identity(
+    config: &Config,
+    passcode_key: &[u8; 32],
+) -> (String, crate::ble::pairing::VerificationCode) {
+    use crate::ble::pairing::{VerificationCode, CODE_BYTES};
     let derive = |label: &[u8]| -> [u8; 32] {
         // HMAC accepts any key length; this cannot fail for 32 bytes.
         let mut mac = match <Hmac<Sha256> as Mac>::new_from_slice(passcode_key) {
@@ -153,14 +161,18 @@ fn identity(config: &Config, passcode_key: &[u8; 32]) -> (String, String) {
     } else {
         config.lock.serial.clone()
     };
+    let derived = || {
+        let d = derive(b"latchd/verification-code/v2");
+        let mut b = [0u8; CODE_BYTES];
+        b.copy_from_slice(&d[..CODE_BYTES]);
+        VerificationCode::from_bytes(b)
+    };
+    // The config was validated at load; a code that still does not parse
+    // falls back to the derived one rather than to no code at all.
     let code = if config.lock.verification_code.is_empty() {
-        let d = derive(b"latchd/verification-code/v1");
-        format!(
-            "{:06}",
-            u32::from_be_bytes([d[0], d[1], d[2], d[3]]) % 1_000_000
-        )
+        derived()
     } else {
-        config.lock.verification_code.clone()
+        VerificationCode::parse(&config.lock.verification_code).unwrap_or_else(|_| derived())
     };
     (serial, code)
 }
@@ -257,6 +269,8 @@ pub struct Running {
     /// The camera, its live stream and motion trigger (daemon/camera.rs;
     /// when `[video]` or `[face]` is enabled).
     video: Option<JoinHandle<()>>,
+    /// The Wi-Fi monitor and the BLE service.
+    wireless: wireless::Wireless,
 }
 
 impl std::fmt::Debug for Running {
@@ -319,7 +333,7 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
         passcode_key,
         serial: serial.clone(),
         firmware: env!("CARGO_PKG_VERSION").into(),
-        verification_code,
+        verification_code: verification_code.display().to_string(),
         low_battery_percent: opts.config.lock.low_battery_percent,
     };
 
@@ -485,6 +499,25 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
         None => None,
     };
 
+    // One long-term key for the lock on both app channels: an app paired
+    // over BLE talks to the same key through the broker.
+    let lock_key = Arc::new(crate::remote::lock_keypair(&passcode_key));
+    let wireless = wireless::start(
+        &opts.config,
+        wireless::WirelessContext {
+            serial: remote_serial.clone(),
+            lock_key: lock_key.clone(),
+            code: Arc::new(verification_code),
+            inputs: inputs.clone(),
+            replies: replies_tx.clone(),
+            published: published_rx.clone(),
+            store: store.clone(),
+            clock: clock.clone(),
+        },
+        shutdown.clone(),
+    )
+    .await;
+
     let remote_stats = remote_settings
         .as_ref()
         .map(|_| Arc::new(crate::remote::RemoteStats::default()));
@@ -495,7 +528,7 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
                 tls: remote_tls,
                 serial: remote_serial,
                 firmware: env!("CARGO_PKG_VERSION").into(),
-                lock_key: Arc::new(crate::remote::lock_keypair(&passcode_key)),
+                lock_key,
                 store: store.clone(),
                 inputs: inputs.clone(),
                 clock,
@@ -547,6 +580,7 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
         remote,
         remote_stats,
         video,
+        wireless,
     })
 }
 
@@ -572,6 +606,7 @@ async fn shutdown(r: Running) -> Result<(), DaemonError> {
     if let Some(p) = r.panel {
         let _ = p.await;
     }
+    r.wireless.join().await;
     if let Some(m) = r.remote {
         let _ = m.await;
     }
@@ -631,9 +666,17 @@ mod tests {
         let config = Config::default();
         let (s1, c1) = identity(&config, &[7; 32]);
         let (s2, c2) = identity(&config, &[7; 32]);
-        assert_eq!((&s1, &c1), (&s2, &c2));
+        assert_eq!(s1, s2);
+        assert_eq!(*c1.display(), *c2.display());
         assert!(s1.starts_with("LD-") && s1.len() == 13, "{s1}");
-        assert!(c1.len() == 6 && c1.chars().all(|c| c.is_ascii_digit()));
-        assert_ne!(identity(&config, &[8; 32]).0, s1);
+        // 24 base32 characters in six groups of four.
+        let shown = c1.display();
+        assert_eq!(shown.len(), 29, "{}", *shown);
+        assert!(shown
+            .chars()
+            .all(|c| c == '-' || c.is_ascii_uppercase() || ('2'..='7').contains(&c)));
+        let (s3, c3) = identity(&config, &[8; 32]);
+        assert_ne!(s3, s1);
+        assert_ne!(*c3.display(), *shown);
     }
 }

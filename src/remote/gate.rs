@@ -8,26 +8,30 @@
 //!                                               │ yes
 //!            open_oneshot(lock, app key, AppToLock, last counter)  ─ fails ─► Refused::Channel
 //!                                               │ counter, plaintext
-//!            Request::decode ─ fails ─► Verified, answered with a sealed error
-//!            authorize(principal, request, wall clock) ─ fails ─► sealed error
+//!            Request::decode ─ fails ─► Verified, Refuse(Malformed, sealed error)
+//!            authorize(principal, request, wall clock) ─ fails ─► Refuse(Forbidden | OutsideValidity)
 //!                                               ▼
-//!            Verified { key, counter, outcome: Run(request) | Answer(error) }
+//!            Verified { key, counter, outcome: Run(request) | Refuse { reason, response } }
 //! ```
+//!
+//! Every refusal has an [`AppRefusal`] reason for the engine's event log
+//! ([`Refused::reason`], [`Outcome::Refuse`]).
 //!
 //! The reply is sealed `LockToApp` with the *request's* counter: the
 //! direction is part of the key, so the two never collide, and the app can
 //! match the reply to its request (it accepts only the counter it sent).
 use rand_core::CryptoRngCore;
 
-use crate::ble::commands::{authorize, Principal as BlePrincipal, Request, Response};
+use crate::ble::commands::{authorize, AuthzError, Request, Response};
 use crate::ble::crypto::{KeyId, StaticKeypair};
 use crate::ble::protocol::{
     error_frame, oneshot_sender, open_oneshot, seal_oneshot, ChannelError, ErrorCode,
     OneShotDirection,
 };
-use crate::core::time::{Validity, WallTime};
-use crate::core::types::{AppKey, AppKeyRole};
-use crate::core::{AppError, AppOk, AppResult};
+use crate::ble::service::ble_principal;
+use crate::core::event::AppRefusal;
+use crate::core::time::WallTime;
+use crate::core::types::AppKey;
 
 /// Why a frame was refused before anything could be answered sealed.
 /// The broker only ever sees [`refusal_frame`], the same bytes for each.
@@ -39,13 +43,38 @@ pub enum Refused {
     Channel(#[from] ChannelError),
 }
 
+impl Refused {
+    /// The reason the engine logs (`app_refused`).
+    pub fn reason(&self) -> AppRefusal {
+        match self {
+            Refused::UnknownKey(_) => AppRefusal::UnknownKey,
+            Refused::Channel(e) => match e {
+                // One-shot counters only move forward; anything not above
+                // the stored one is a replay.
+                ChannelError::Replay { .. } | ChannelError::OutOfOrder { .. } => AppRefusal::Replay,
+                ChannelError::Malformed { .. }
+                | ChannelError::UnsupportedVersion(_)
+                | ChannelError::UnexpectedFrame(_)
+                | ChannelError::TooLarge { .. } => AppRefusal::Malformed,
+                // Failed authentication, a weak key and anything else a
+                // well-formed frame can fail on: the seal did not hold.
+                _ => AppRefusal::BadSeal,
+            },
+        }
+    }
+}
+
 /// What to do with a command that verified.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    /// Hand it to the engine (or answer it from the status, for queries).
+    /// Answer it (`ble::dispatch::answer`: the engine, the store, status).
     Run(Request),
-    /// Verified but not acceptable (malformed, not allowed): answer this.
-    Answer(Response),
+    /// Verified but not acceptable (malformed, not allowed for this key):
+    /// log `reason`, answer `response` sealed.
+    Refuse {
+        reason: AppRefusal,
+        response: Response,
+    },
 }
 
 /// A command that opened with a stored key.
@@ -56,44 +85,12 @@ pub struct Verified {
     /// Its counter: persist it as the key's last accepted counter before
     /// acting; seal the reply with it.
     pub counter: u64,
-    /// The ble-level principal (for the role check already made).
-    pub principal: BlePrincipal,
     pub outcome: Outcome,
 }
 
 /// The key id of a stored app key.
 pub fn key_id(key: &AppKey) -> KeyId {
     KeyId::of(&key.public_key)
-}
-
-/// The principal a stored key speaks for (unbounded validity ends become
-/// the widest times, which the role check treats as always valid).
-pub fn principal_of(key: &AppKey) -> BlePrincipal {
-    match key.role {
-        AppKeyRole::Owner { admin } => BlePrincipal::Owner {
-            key_id: key_id(key),
-            admin_user: admin.get(),
-        },
-        AppKeyRole::Guest => BlePrincipal::Guest {
-            key_id: key_id(key),
-            valid_from: key.validity.from.unwrap_or(WallTime(i64::MIN)),
-            valid_until: key.validity.until.unwrap_or(WallTime(i64::MAX)),
-        },
-    }
-}
-
-/// The engine's principal for a stored key.
-pub fn core_principal(key: &AppKey) -> crate::core::input::Principal {
-    match key.role {
-        AppKeyRole::Owner { admin } => crate::core::input::Principal::Owner { key: key.id, admin },
-        AppKeyRole::Guest => crate::core::input::Principal::Guest {
-            key: key.id,
-            validity: Validity {
-                from: key.validity.from,
-                until: key.validity.until,
-            },
-        },
-    }
 }
 
 /// Find the sender's stored key. Only the key id is read before the AEAD
@@ -121,39 +118,31 @@ pub fn verify(
         last_counter,
         frame,
     )?;
-    let principal = principal_of(key);
     let outcome = match Request::decode(&plaintext) {
-        Err(e) => Outcome::Answer(Response::error(e.code(), &e.to_string())),
-        Ok(request) => match authorize(&principal, &request, wall) {
-            Err(e) => Outcome::Answer(Response::error(e.code(), &e.to_string())),
+        Err(e) => Outcome::Refuse {
+            reason: AppRefusal::Malformed,
+            response: Response::error(e.code(), &e.to_string()),
+        },
+        Ok(request) => match authorize(&ble_principal(key), &request, wall) {
+            Err(e) => Outcome::Refuse {
+                reason: match e {
+                    AuthzError::Forbidden(_) => AppRefusal::Forbidden,
+                    // An unknown clock refuses time-limited keys: to the
+                    // log it is the same as being outside the window.
+                    AuthzError::NotYetValid { .. }
+                    | AuthzError::Expired { .. }
+                    | AuthzError::ClockUnknown => AppRefusal::OutsideValidity,
+                },
+                response: Response::error(e.code(), &e.to_string()),
+            },
             Ok(()) => Outcome::Run(request),
         },
     };
     Ok(Verified {
         key: key.clone(),
         counter,
-        principal,
         outcome,
     })
-}
-
-/// The engine's answer as a wire response.
-pub fn response_of(result: &AppResult) -> Response {
-    match result {
-        Ok(AppOk::Done) | Ok(AppOk::AppKeyAdded(_)) | Ok(AppOk::GuestInviteCreated(_)) => Response::Ok,
-        Ok(AppOk::UserAdded(n)) => Response::UserAdded { user: n.get() },
-        Ok(AppOk::TempPasscodeAdded(id)) => Response::PasscodeCreated {
-            id: u16::try_from(id.0).unwrap_or(u16::MAX),
-        },
-        Err(e) => {
-            let code = match e {
-                AppError::Forbidden => ErrorCode::Forbidden,
-                AppError::OutsideValidity => ErrorCode::OutsideValidity,
-                _ => ErrorCode::Refused,
-            };
-            Response::error(code, &e.to_string())
-        }
-    }
 }
 
 /// Seal `response` for the key that sent request number `counter`.
@@ -184,7 +173,8 @@ pub fn refusal_frame() -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::types::{AppKeyId, UserNumber};
+    use crate::core::time::Validity;
+    use crate::core::types::{AppKeyId, AppKeyRole, UserNumber};
     use rand_core::OsRng;
 
     fn owner(app: &StaticKeypair) -> AppKey {
@@ -218,17 +208,30 @@ mod tests {
         let v = verify(&lock, k, Some(6), &f, None).expect("opens");
         assert_eq!(v.counter, 7);
         assert_eq!(v.outcome, Outcome::Run(Request::Unlock));
-        // Replay of the same counter.
-        assert!(matches!(
-            verify(&lock, k, Some(7), &f, None),
-            Err(Refused::Channel(ChannelError::Replay { .. }))
-        ));
+        // Replay of the same counter, and an older one.
+        for last in [7, 8] {
+            let e = verify(&lock, k, Some(last), &f, None).expect_err("replay");
+            assert_eq!(e.reason(), AppRefusal::Replay, "{e}");
+        }
         // Any flipped byte after the key id.
         for i in 20..f.len() {
             let mut t = f.clone();
             t[i] ^= 1;
-            assert!(verify(&lock, k, Some(6), &t, None).is_err(), "byte {i}");
+            let e = verify(&lock, k, Some(6), &t, None).expect_err("tampered");
+            assert!(
+                matches!(e.reason(), AppRefusal::BadSeal | AppRefusal::Malformed),
+                "byte {i}: {e}"
+            );
         }
+        // The AEAD tag (last byte) is the seal.
+        let mut t = f.clone();
+        let last = t.len() - 1;
+        t[last] ^= 1;
+        let e = verify(&lock, k, Some(6), &t, None).expect_err("tampered");
+        assert_eq!(e.reason(), AppRefusal::BadSeal);
+        // Junk that is not a frame at all.
+        let e = sender_key(b"open sesame", &keys).expect_err("junk");
+        assert_eq!(e.reason(), AppRefusal::Malformed);
         // Another app's key.
         let other = StaticKeypair::generate(&mut OsRng);
         let g = seal_oneshot(
@@ -240,7 +243,9 @@ mod tests {
             &mut OsRng,
         )
         .expect("seal");
-        assert!(matches!(sender_key(&g, &keys), Err(Refused::UnknownKey(_))));
+        let e = sender_key(&g, &keys).expect_err("unknown");
+        assert!(matches!(e, Refused::UnknownKey(_)));
+        assert_eq!(e.reason(), AppRefusal::UnknownKey);
         // The reply opens for the app with the request's counter only.
         let r = seal_reply(&lock, &key, 7, &Response::Ok, &mut OsRng).expect("seal");
         let (ctr, pt) = open_oneshot(
@@ -255,5 +260,77 @@ mod tests {
             (ctr, Response::decode(&pt).expect("decodes")),
             (7, Response::Ok)
         );
+    }
+
+    #[test]
+    fn guest_reads_and_windows_are_refused_with_a_reason() {
+        let lock = StaticKeypair::generate(&mut OsRng);
+        let app = StaticKeypair::generate(&mut OsRng);
+        let guest = AppKey {
+            id: AppKeyId(2),
+            role: AppKeyRole::Guest,
+            public_key: app.public(),
+            validity: Validity {
+                from: Some(WallTime(100)),
+                until: Some(WallTime(200)),
+            },
+            label: "guest".into(),
+        };
+        let sealed = |ctr: u64, r: &Request| {
+            seal_oneshot(
+                &app,
+                &lock.public(),
+                OneShotDirection::AppToLock,
+                ctr,
+                &r.encode(),
+                &mut OsRng,
+            )
+            .expect("seal")
+        };
+        let cases = [
+            (
+                1,
+                Request::ListUsers,
+                Some(WallTime(150)),
+                Some(AppRefusal::Forbidden),
+            ),
+            (
+                2,
+                Request::Unlock,
+                Some(WallTime(250)),
+                Some(AppRefusal::OutsideValidity),
+            ),
+            (3, Request::Unlock, None, Some(AppRefusal::OutsideValidity)),
+            (4, Request::Unlock, Some(WallTime(150)), None),
+        ];
+        for (ctr, req, wall, want) in cases {
+            let v = verify(&lock, &guest, Some(ctr - 1), &sealed(ctr, &req), wall).expect("opens");
+            match (&v.outcome, want) {
+                (Outcome::Refuse { reason, response }, Some(w)) => {
+                    assert_eq!(*reason, w, "{req:?}");
+                    assert!(matches!(response, Response::Error { .. }));
+                }
+                (Outcome::Run(r), None) => assert_eq!(r, &req),
+                (other, _) => panic!("{req:?} at {wall:?}: {other:?}"),
+            }
+        }
+        // A verified frame whose plaintext is not a command.
+        let f = seal_oneshot(
+            &app,
+            &lock.public(),
+            OneShotDirection::AppToLock,
+            9,
+            &[0xff, 0xff, 0xff],
+            &mut OsRng,
+        )
+        .expect("seal");
+        let v = verify(&lock, &guest, Some(8), &f, Some(WallTime(150))).expect("opens");
+        assert!(matches!(
+            v.outcome,
+            Outcome::Refuse {
+                reason: AppRefusal::Malformed,
+                ..
+            }
+        ));
     }
 }

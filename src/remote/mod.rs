@@ -6,8 +6,9 @@
 //!   seal_oneshot(app key, lock key,  ──►  <prefix>/<serial>/cmd  ──────────►  gate: key id → stored app key,
 //!     AppToLock, counter, request)                                            open, counter > persisted one,
 //!                                                                             persist counter, role check
-//!                                                                             ──► Input::App{via: Remote}
-//!   open_oneshot(LockToApp, counter) ◄──  <prefix>/<serial>/reply  ◄────────  engine's Reply, sealed
+//!                                                                             ──► ble::dispatch::answer
+//!                                                                                 (engine, store, status)
+//!   open_oneshot(LockToApp, counter) ◄──  <prefix>/<serial>/reply  ◄────────  the Response, sealed
 //!   dashboards / Home Assistant      ◄──  …/state (retained), …/events (QoS 1, every event once, by id),
 //!                                         …/alert, …/availability (online / will: offline)
 //! ```
@@ -17,6 +18,10 @@
 //! (`ble::protocol::seal_oneshot`), keyed by the lock's static key and the
 //! app key the owner issued over Bluetooth. `docs/remote.md` has the topic
 //! layout, payloads and threat table.
+//!
+//! Every refusal is logged in the engine's event log (`app_refused`, with
+//! its reason), and refusals are rate-limited (`limit.rs`) so a flood of
+//! junk costs neither the log nor the store.
 //!
 //! Everything is off unless `[remote] enabled = true` names a broker, and
 //! it pauses while the Wi-Fi setting is off. The engine still decides:
@@ -41,6 +46,7 @@ use crate::store::Store;
 
 pub mod config;
 pub mod gate;
+pub mod limit;
 mod service;
 pub mod telemetry;
 
@@ -110,10 +116,18 @@ pub fn tls_config(m: &config::TlsMaterial) -> Result<Arc<rustls::ClientConfig>, 
 pub struct RemoteStats {
     /// Successful CONNACKs.
     pub connects: AtomicU64,
-    /// Commands that verified (whatever the engine answered).
+    /// Attempts that ended before a CONNACK (broker down, TLS or login
+    /// refused).
+    pub connect_failures: AtomicU64,
+    /// Commands that verified (whatever the answer; a guest asking for
+    /// what only an owner may do is verified, then refused sealed).
     pub accepted: AtomicU64,
-    /// Frames refused (unknown key, bad seal, replay, store error).
+    /// Frames checked and refused with the bare error frame (junk, unknown
+    /// key, bad seal, replay, store error).
     pub refused: AtomicU64,
+    /// Frames dropped unanswered and unchecked because too many were
+    /// refused (`limit.rs`).
+    pub rate_limited: AtomicU64,
     /// Event documents handed to the client (repeats after reconnect count).
     pub events_published: AtomicU64,
     /// Newest event id acknowledged by the broker with all before it (the
@@ -140,16 +154,6 @@ pub struct RemoteContext {
     pub events: broadcast::Receiver<EventRecord>,
     pub notices: broadcast::Receiver<Notice>,
     pub stats: Arc<RemoteStats>,
-}
-
-impl RemoteContext {
-    fn clone_handles(&self) -> service::Handles {
-        service::Handles {
-            inputs: self.inputs.clone(),
-            replies: self.replies.clone(),
-            lock_key: self.lock_key.clone(),
-        }
-    }
 }
 
 /// Start the service task (see [`run`]).

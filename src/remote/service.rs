@@ -8,7 +8,7 @@
 //!            │          will = "offline" (retained) on availability      │
 //!            │   select! ─ poll ─► ConnAck: subscribe cmd, "online",    │
 //!            │           │          discovery, state, events after cursor│
-//!            │           │        ► Publish on cmd: gate → engine → reply│
+//!            │           │        ► Publish on cmd: limit → gate → dispatch│
 //!            │           │        ► PubAck: advance the event cursor     │
 //!            │           ├ status changed ─► state (retained, if changed)│
 //!            │           ├ event logged ───► pump events                 │
@@ -26,7 +26,21 @@
 //! after the persisted cursor is published again, oldest first, so an
 //! event whose PubAck was lost may arrive twice (QoS 1 is at least once) —
 //! subscribers drop repeats by the event id in the payload.
+//!
+//! A command frame:
+//!
+//! ```text
+//!  frame ─► RefusalLimiter::before ── bucket empty ─► dropped unanswered (RemoteStats::rate_limited;
+//!    │                                                 one app_refused/rate_limited per burst)
+//!    ▼ check
+//!  header ─► stored key (store read) ─► last counter ─► gate::verify ── refused ─► bare refusal frame,
+//!    │                                                                  app_refused(reason), bucket charged
+//!    ▼ verified: persist the counter first
+//!  Refuse { reason } ─► sealed error, app_refused(reason), bucket charged
+//!  Run(request)      ─► task: ble::dispatch::answer(DaemonLink, key, Remote) ─► sealed reply ─► out
+//! ```
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,13 +52,18 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::gate::{self, Outcome};
+use super::limit::{Decision, RefusalLimiter};
 use super::telemetry::{self, Topics};
 use super::RemoteContext;
 use crate::ble::commands::{Request, Response};
+use crate::ble::crypto::StaticKeypair;
+use crate::ble::dispatch;
 use crate::ble::protocol::ErrorCode;
+use crate::ble::service::{DaemonLink, LockLink};
 use crate::core::action::Notice;
+use crate::core::event::AppRefusal;
 use crate::core::types::AppKey;
-use crate::core::{AppRequest, AppResult, Channel, Input};
+use crate::core::Channel;
 use crate::daemon::Published;
 use crate::dbus::EventRecord;
 use crate::store::{EventId, Store};
@@ -54,9 +73,9 @@ pub const EVENT_CURSOR: &str = "remote.events.acked";
 /// Events published and not yet acknowledged, at most.
 const EVENTS_IN_FLIGHT: usize = 16;
 /// Request ids of remote commands have the top bit set, so they never
-/// collide with the BLE service's ids.
+/// collide with the BLE service's ids (`ble::service::BLE_ID_BASE`).
 pub const REMOTE_ID_BASE: u64 = 1 << 63;
-/// How long a command waits for the engine's answer.
+/// How long a command waits for its answer (the engine, the store).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Queue between rumqttc's client handle and its event loop.
 const CLIENT_QUEUE: usize = 64;
@@ -138,13 +157,25 @@ struct Service {
     notices: broadcast::Receiver<Notice>,
     out_tx: mpsc::Sender<Outbound>,
     out_rx: mpsc::Receiver<Outbound>,
-    next_request: u64,
+    /// The engine and the store as `ble::dispatch` needs them.
+    link: Arc<DaemonLink>,
+    limiter: RefusalLimiter,
     last_state: Option<String>,
 }
 
 impl Service {
     fn new(ctx: RemoteContext) -> Self {
         let (out_tx, out_rx) = mpsc::channel(16);
+        let link = Arc::new(DaemonLink {
+            inputs: ctx.inputs.clone(),
+            replies: ctx.replies.clone(),
+            published: ctx.published.clone(),
+            store: ctx.store.clone(),
+            clock: ctx.clock.clone(),
+            id_base: REMOTE_ID_BASE,
+            next_id: AtomicU64::new(1),
+        });
+        let limiter = RefusalLimiter::new(ctx.clock.now().mono);
         Service {
             topics: Topics::new(&ctx.settings.topic_prefix, &ctx.serial),
             published: ctx.published.clone(),
@@ -152,7 +183,8 @@ impl Service {
             notices: ctx.notices.resubscribe(),
             out_tx,
             out_rx,
-            next_request: 0,
+            link,
+            limiter,
             last_state: None,
             ctx,
         }
@@ -199,10 +231,10 @@ impl Service {
                 ev = eventloop.poll() => match ev {
                     Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                         connected = true;
-                        self.ctx.stats.connects.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        self.ctx.stats.connects.fetch_add(1, Ordering::Relaxed);
                         tracing::info!(session_present = ack.session_present, "connected to the broker");
                         tracker = Tracker::default();
-                        self.ctx.stats.events_in_flight.store(0, std::sync::atomic::Ordering::Relaxed);
+                        self.ctx.stats.events_in_flight.store(0, Ordering::Relaxed);
                         self.on_connected(&client, &mut tracker);
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
@@ -224,6 +256,9 @@ impl Service {
                     Ok(_) => {}
                     Err(e) => {
                         log_lost(&e, connected);
+                        if !connected {
+                            self.ctx.stats.connect_failures.fetch_add(1, Ordering::Relaxed);
+                        }
                         return End::Lost { was_connected: connected };
                     }
                 },
@@ -357,14 +392,14 @@ impl Service {
             }
             tracker.outstanding.insert(ev.id.0, false);
             tracker.next_after = ev.id.0;
-            self.ctx.stats.events_in_flight.store(
-                tracker.outstanding.len() as u64,
-                std::sync::atomic::Ordering::Relaxed,
-            );
+            self.ctx
+                .stats
+                .events_in_flight
+                .store(tracker.outstanding.len() as u64, Ordering::Relaxed);
             self.ctx
                 .stats
                 .events_published
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -377,15 +412,12 @@ impl Service {
             tracker.outstanding.remove(&first);
             cursor = Some(first);
         }
-        self.ctx.stats.events_in_flight.store(
-            tracker.outstanding.len() as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        self.ctx
+            .stats
+            .events_in_flight
+            .store(tracker.outstanding.len() as u64, Ordering::Relaxed);
         if let Some(c) = cursor {
-            self.ctx
-                .stats
-                .events_acked
-                .store(c, std::sync::atomic::Ordering::Relaxed);
+            self.ctx.stats.events_acked.store(c, Ordering::Relaxed);
             if let Err(e) = lock_store(&self.ctx.store).put_counter(EVENT_CURSOR, c) {
                 // Not fatal: those events go out again after a reconnect.
                 tracing::error!("cannot persist the event cursor: {e}");
@@ -427,12 +459,32 @@ impl Service {
         tracing::info!("disconnected from the broker");
     }
 
-    fn refuse(&mut self, client: &AsyncClient, tracker: &mut Tracker, why: &dyn std::fmt::Display) {
-        self.ctx
-            .stats
-            .refused
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tracing::warn!("remote command refused: {why}");
+    /// Count a refusal, charge the rate limit, log it in the engine's event
+    /// log (unless a burst's one `rate_limited` entry stands for it).
+    /// `reason: None` is our own failure (the store): not the sender's
+    /// doing, so neither logged as an app refusal nor charged.
+    fn note_refusal(&mut self, reason: Option<AppRefusal>, why: &dyn std::fmt::Display) {
+        let Some(reason) = reason else {
+            tracing::error!("remote command not served: {why}");
+            return;
+        };
+        tracing::warn!(?reason, "remote command refused: {why}");
+        if self.limiter.refused(self.ctx.clock.now().mono) {
+            self.link.refused(Channel::Remote, reason);
+        }
+    }
+
+    /// Refuse a frame that did not verify: one bare error frame, the same
+    /// for every reason.
+    fn refuse(
+        &mut self,
+        client: &AsyncClient,
+        tracker: &mut Tracker,
+        reason: Option<AppRefusal>,
+        why: &dyn std::fmt::Display,
+    ) {
+        self.ctx.stats.refused.fetch_add(1, Ordering::Relaxed);
+        self.note_refusal(reason, why);
         let topic = self.topics.reply.clone();
         publish(
             client,
@@ -446,21 +498,45 @@ impl Service {
     }
 
     fn on_command(&mut self, client: &AsyncClient, tracker: &mut Tracker, frame: &[u8]) {
-        // Parse the header before touching the store, so a flood of junk
-        // costs no database reads.
+        // The rate limit comes first: a dropped frame costs no parse, no
+        // store read, no engine input and no answer.
+        match self.limiter.before(self.ctx.clock.now().mono) {
+            Decision::Drop { first_of_burst } => {
+                self.ctx.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+                if first_of_burst {
+                    tracing::warn!(
+                        "too many refused remote commands: dropping frames unanswered until they stop"
+                    );
+                    self.link.refused(Channel::Remote, AppRefusal::RateLimited);
+                }
+                return;
+            }
+            Decision::Check {
+                ended_burst: Some(n),
+            } => tracing::warn!("remote command flood over: {n} frames were dropped unanswered"),
+            Decision::Check { ended_burst: None } => {}
+        }
+        // Parse the header before touching the store, so junk costs no
+        // database reads.
         if let Err(e) = crate::ble::protocol::oneshot_sender(frame) {
-            return self.refuse(client, tracker, &e);
+            let reason = gate::Refused::from(e.clone()).reason();
+            return self.refuse(client, tracker, Some(reason), &e);
         }
         let loaded = lock_store(&self.ctx.store).load();
         let keys = match loaded {
             Ok(p) => p.app_keys,
             Err(e) => {
-                return self.refuse(client, tracker, &format!("cannot read the app keys: {e}"))
+                return self.refuse(
+                    client,
+                    tracker,
+                    None,
+                    &format!("cannot read the app keys: {e}"),
+                )
             }
         };
         let key = match gate::sender_key(frame, &keys) {
             Ok(k) => k.clone(),
-            Err(e) => return self.refuse(client, tracker, &e),
+            Err(e) => return self.refuse(client, tracker, Some(e.reason()), &e),
         };
         let name = counter_name(&key);
         let last = lock_store(&self.ctx.store).get_counter(&name);
@@ -470,6 +546,7 @@ impl Service {
                 return self.refuse(
                     client,
                     tracker,
+                    None,
                     &format!("cannot read the replay counter: {e}"),
                 )
             }
@@ -477,7 +554,7 @@ impl Service {
         let wall = self.ctx.clock.now().wall;
         let verified = match gate::verify(&self.ctx.lock_key, &key, last, frame, wall) {
             Ok(v) => v,
-            Err(e) => return self.refuse(client, tracker, &e),
+            Err(e) => return self.refuse(client, tracker, Some(e.reason()), &e),
         };
         // Persist first: a crash after acting must not let the same frame
         // be accepted again.
@@ -486,46 +563,26 @@ impl Service {
             return self.refuse(
                 client,
                 tracker,
+                None,
                 &format!("cannot persist the replay counter: {e}"),
             );
         }
-        self.ctx
-            .stats
-            .accepted
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let response = match verified.outcome {
-            Outcome::Answer(r) => Some(r),
-            Outcome::Run(Request::Status) => Some(Response::Status(telemetry::status_report(
-                &self.published.borrow().engine,
-            ))),
-            Outcome::Run(req) => match req.engine_command() {
-                Ok(Some(command)) => {
-                    self.next_request += 1;
-                    let id = REMOTE_ID_BASE | self.next_request;
-                    let request = AppRequest {
-                        id,
-                        via: Channel::Remote,
-                        principal: gate::core_principal(&key),
-                        command,
-                    };
-                    tokio::spawn(ask_engine(
-                        self.ctx.clone_handles(),
-                        request,
-                        key.clone(),
-                        verified.counter,
-                        self.out_tx.clone(),
-                    ));
-                    None
-                }
-                Ok(None) => Some(Response::error(
-                    ErrorCode::Refused,
-                    &format!("`{}` is served over Bluetooth only", req.name()),
-                )),
-                Err(e) => Some(Response::error(e.code(), &e.to_string())),
-            },
-        };
-        if let Some(r) = response {
-            self.send_reply(client, tracker, &key, verified.counter, &r);
+        self.ctx.stats.accepted.fetch_add(1, Ordering::Relaxed);
+        match verified.outcome {
+            Outcome::Refuse { reason, response } => {
+                self.note_refusal(Some(reason), &format!("key {}", key.id.0));
+                self.send_reply(client, tracker, &key, verified.counter, &response);
+            }
+            Outcome::Run(request) => {
+                tokio::spawn(serve(
+                    self.link.clone(),
+                    self.ctx.lock_key.clone(),
+                    key,
+                    verified.counter,
+                    request,
+                    self.out_tx.clone(),
+                ));
+            }
         }
     }
 
@@ -547,46 +604,32 @@ impl Service {
     }
 }
 
-/// What a command task needs.
-pub(crate) struct Handles {
-    pub inputs: crate::board::InputSender,
-    pub replies: broadcast::Sender<(u64, AppResult)>,
-    pub lock_key: Arc<crate::ble::crypto::StaticKeypair>,
-}
-
-async fn ask_engine(
-    h: Handles,
-    request: AppRequest,
+/// Answer one verified request (the same handler as over BLE) and hand the
+/// sealed reply to the session loop. A task of its own, so a command that
+/// waits for the engine (an unlock drives the motor) does not hold up the
+/// loop, the keep-alive or other commands.
+async fn serve(
+    link: Arc<DaemonLink>,
+    lock_key: Arc<StaticKeypair>,
     key: AppKey,
     counter: u64,
+    request: Request,
     out: mpsc::Sender<Outbound>,
 ) {
-    let id = request.id;
-    // Subscribe before sending, so the answer cannot slip past.
-    let mut rx = h.replies.subscribe();
-    let response = if !h.inputs.send(Input::App(request)).await {
-        Response::error(ErrorCode::Refused, "the lock is shutting down")
-    } else {
-        let wait = async {
-            loop {
-                match rx.recv().await {
-                    Ok((rid, result)) if rid == id => return Some(result),
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                }
-            }
-        };
-        match tokio::time::timeout(REPLY_TIMEOUT, wait).await {
-            Ok(Some(result)) => gate::response_of(&result),
-            Ok(None) => Response::error(ErrorCode::Refused, "the lock is shutting down"),
-            Err(_) => Response::error(
-                ErrorCode::Refused,
-                "the lock did not answer in time; check its status before retrying",
-            ),
-        }
+    let answer = async {
+        let mut rng = rand_core::OsRng;
+        dispatch::answer(&*link, &key, Channel::Remote, &request, &mut rng).await
     };
-    match gate::seal_reply(&h.lock_key, &key, counter, &response, &mut rand_core::OsRng) {
+    let response = match tokio::time::timeout(REPLY_TIMEOUT, answer).await {
+        Ok(r) => r,
+        Err(_) => Response::error(
+            ErrorCode::Refused,
+            "the lock did not answer in time; check its status before retrying",
+        ),
+    };
+    match gate::seal_reply(&lock_key, &key, counter, &response, &mut rand_core::OsRng) {
         Ok(payload) => {
+            // Closed only when the service stopped; the app asks again.
             let _ = out.send(Outbound { payload }).await;
         }
         Err(e) => tracing::error!("cannot seal a reply: {e}"),

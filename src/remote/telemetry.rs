@@ -4,9 +4,6 @@
 //! (no user names, codes, keys or key ids) leaves through here.
 use serde_json::{json, Value};
 
-use crate::ble::commands::{
-    Alarms, BoltState, DoorState, LockState as WireLock, StatusReport, WifiStatus,
-};
 use crate::core::input::{BoltPosition, DoorPosition};
 use crate::core::{AlarmKind, LockState, Status};
 use crate::dbus::EventRecord;
@@ -93,42 +90,6 @@ pub fn state_json(s: &Status) -> Value {
         "lockout": s.lockout_active,
         "away": s.away_armed,
     })
-}
-
-/// The status report for a sealed `Status` query.
-pub fn status_report(s: &Status) -> StatusReport {
-    StatusReport {
-        lock: match s.lock {
-            LockState::Locked => WireLock::Locked,
-            LockState::Unlocked => WireLock::Unlocked,
-            LockState::Jammed => WireLock::Jammed,
-            LockState::Moving | LockState::Unknown => WireLock::Unknown,
-        },
-        door: match s.door {
-            Some(DoorPosition::Open) => DoorState::Open,
-            Some(DoorPosition::Closed) => DoorState::Closed,
-            None => DoorState::Unknown,
-        },
-        bolt: match s.bolt {
-            BoltPosition::Extended => BoltState::Extended,
-            BoltPosition::Retracted => BoltState::Retracted,
-            BoltPosition::Between => BoltState::Moving,
-        },
-        battery_percent: s.battery_percent.unwrap_or(0).min(100),
-        wifi: WifiStatus {
-            enabled: s.wifi_enabled,
-            connected: s.wifi_connected,
-            rssi_dbm: s
-                .wifi_rssi
-                .map(|r| r.clamp(i8::MIN as i16, i8::MAX as i16) as i8),
-        },
-        alarms: Alarms {
-            tamper: s.active_alarms.contains(&AlarmKind::Tamper),
-            lockout: s.lockout_active,
-            duress: s.active_alarms.contains(&AlarmKind::Duress),
-            low_battery: s.low_battery,
-        },
-    }
 }
 
 /// One event document: `{"id", "time", "kind", "detail"}`. The id is the

@@ -38,6 +38,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
+pub mod monitor;
 pub mod networkmanager;
 pub mod wpa_supplicant;
 

@@ -1,0 +1,259 @@
+//! Wi-Fi state into the engine, and the engine's Wi-Fi setting onto the
+//! radio (B-9.1, B-9.7, B-10.7).
+//!
+//! ```text
+//!   engine settings.wifi (published) ──changed──► backend.set_enabled(on)
+//!   every `period`, after a setting change,   ──► backend.status()
+//!   and after every Improv join (Reporting)        │ differs from the last sent?
+//!                                                   ▼
+//!                                          Input::Wifi{connected, rssi} ─► engine
+//!                                          (status report, D-Bus, MQTT, weak-signal)
+//! ```
+//!
+//! Only changes reach the engine, so a quiet link costs the engine no
+//! wake-ups; the poll itself is one D-Bus call per `period` to the network
+//! service (RSSI has no change signal in wpa_supplicant's API).
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::{WifiBackend, WifiError, WifiFuture, WifiStatus};
+use crate::board::InputSender;
+use crate::core::input::WifiStatus as CoreWifi;
+use crate::core::Input;
+
+/// How often the link is read by default.
+pub const DEFAULT_PERIOD: Duration = Duration::from_secs(60);
+
+/// The engine's view of a link reading.
+pub fn to_core(s: &WifiStatus) -> CoreWifi {
+    CoreWifi {
+        connected: s.enabled && s.connected,
+        rssi: s.rssi_dbm.unwrap_or(0),
+    }
+}
+
+/// Sends a reading to the engine only when it differs from the last one
+/// sent (shared between the monitor and [`Reporting`]).
+#[derive(Debug, Clone)]
+pub struct Reporter {
+    inputs: InputSender,
+    last: Arc<Mutex<Option<CoreWifi>>>,
+}
+
+impl Reporter {
+    pub fn new(inputs: InputSender) -> Self {
+        Reporter {
+            inputs,
+            last: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Report a reading; returns whether it was new.
+    pub async fn report(&self, s: &WifiStatus) -> bool {
+        let reading = to_core(s);
+        {
+            let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+            if *last == Some(reading) {
+                return false;
+            }
+            *last = Some(reading);
+        }
+        self.inputs.send(Input::Wifi(reading)).await
+    }
+}
+
+/// A backend whose successful joins are reported at once (Improv over
+/// BLE): the app sees "connected" in the next status without waiting for
+/// the monitor's poll.
+pub struct Reporting {
+    pub inner: Arc<dyn WifiBackend>,
+    pub reporter: Reporter,
+}
+
+impl WifiBackend for Reporting {
+    fn apply<'a>(
+        &'a self,
+        ssid: &'a [u8],
+        psk: &'a [u8],
+    ) -> WifiFuture<'a, Result<WifiStatus, WifiError>> {
+        Box::pin(async move {
+            let status = self.inner.apply(ssid, psk).await?;
+            self.reporter.report(&status).await;
+            Ok(status)
+        })
+    }
+    fn status(&self) -> WifiFuture<'_, Result<WifiStatus, WifiError>> {
+        self.inner.status()
+    }
+    fn set_enabled(&self, on: bool) -> WifiFuture<'_, Result<(), WifiError>> {
+        self.inner.set_enabled(on)
+    }
+}
+
+/// Run until `shutdown`: follow the Wi-Fi setting (`wanted` picks it
+/// out of what the engine publishes) and report the link. Publications
+/// that leave the setting as it was do not cost a poll.
+pub async fn run<T, F>(
+    backend: Arc<dyn WifiBackend>,
+    reporter: Reporter,
+    mut published: watch::Receiver<T>,
+    wanted: F,
+    period: Duration,
+    shutdown: CancellationToken,
+) where
+    T: Send + Sync + 'static,
+    F: Fn(&T) -> bool + Send + 'static,
+{
+    let mut applied: Option<bool> = None;
+    loop {
+        let on = wanted(&published.borrow_and_update());
+        if applied != Some(on) {
+            match backend.set_enabled(on).await {
+                Ok(()) => applied = Some(on),
+                // Tried again at the next poll.
+                Err(e) => tracing::warn!(on, "Wi-Fi: cannot apply the setting: {e}"),
+            }
+        }
+        match backend.status().await {
+            Ok(s) => {
+                reporter.report(&s).await;
+            }
+            Err(e) => tracing::warn!("Wi-Fi: cannot read the link state: {e}"),
+        }
+        let next_poll = tokio::time::Instant::now() + period;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                changed = published.changed() => {
+                    if changed.is_err() {
+                        return; // the engine has stopped
+                    }
+                    if Some(wanted(&published.borrow_and_update())) != applied {
+                        break;
+                    }
+                }
+                _ = tokio::time::sleep_until(next_poll) => break,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::sync::mpsc;
+
+    /// A network service whose link the test sets.
+    struct Link {
+        status: Mutex<WifiStatus>,
+        enabled: AtomicBool,
+    }
+
+    impl WifiBackend for Link {
+        fn apply<'a>(
+            &'a self,
+            _ssid: &'a [u8],
+            _psk: &'a [u8],
+        ) -> WifiFuture<'a, Result<WifiStatus, WifiError>> {
+            Box::pin(async move {
+                let mut s = self.status.lock().unwrap();
+                s.enabled = true;
+                s.connected = true;
+                s.rssi_dbm = Some(-48);
+                Ok(s.clone())
+            })
+        }
+        fn status(&self) -> WifiFuture<'_, Result<WifiStatus, WifiError>> {
+            Box::pin(async move {
+                let mut s = self.status.lock().unwrap().clone();
+                s.enabled = self.enabled.load(Ordering::SeqCst);
+                Ok(s)
+            })
+        }
+        fn set_enabled(&self, on: bool) -> WifiFuture<'_, Result<(), WifiError>> {
+            self.enabled.store(on, Ordering::SeqCst);
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    fn wifi(rx: &mut mpsc::Receiver<Input>) -> Option<CoreWifi> {
+        match rx.try_recv() {
+            Ok(Input::Wifi(w)) => Some(w),
+            _ => None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_changes_reach_the_engine_and_the_setting_drives_the_radio() {
+        let link = Arc::new(Link {
+            status: Mutex::new(WifiStatus {
+                enabled: true,
+                connected: true,
+                rssi_dbm: Some(-60),
+            }),
+            enabled: AtomicBool::new(false),
+        });
+        let (tx, mut rx) = mpsc::channel(16);
+        let reporter = Reporter::new(InputSender::new(tx));
+        let (setting_tx, setting) = watch::channel(true);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(run(
+            link.clone(),
+            reporter.clone(),
+            setting,
+            |on: &bool| *on,
+            Duration::from_secs(60),
+            stop.clone(),
+        ));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert!(link.enabled.load(Ordering::SeqCst), "setting on → radio on");
+        assert_eq!(
+            wifi(&mut rx),
+            Some(CoreWifi {
+                connected: true,
+                rssi: -60
+            })
+        );
+        // Same reading at the next poll: nothing sent.
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        assert_eq!(wifi(&mut rx), None);
+        // The signal weakens: sent.
+        link.status.lock().unwrap().rssi_dbm = Some(-85);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(wifi(&mut rx).map(|w| w.rssi), Some(-85));
+        // The owner turns Wi-Fi off: the radio follows at once and the
+        // engine hears "not connected".
+        setting_tx.send(false).unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert!(!link.enabled.load(Ordering::SeqCst));
+        assert_eq!(wifi(&mut rx).map(|w| w.connected), Some(false));
+        stop.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_join_over_improv_is_reported_at_once() {
+        let link = Arc::new(Link {
+            status: Mutex::new(WifiStatus::default()),
+            enabled: AtomicBool::new(true),
+        });
+        let (tx, mut rx) = mpsc::channel(16);
+        let reporting = Reporting {
+            inner: link,
+            reporter: Reporter::new(InputSender::new(tx)),
+        };
+        let s = reporting.apply(b"home", b"password1").await.unwrap();
+        assert!(s.connected);
+        assert_eq!(
+            wifi(&mut rx),
+            Some(CoreWifi {
+                connected: true,
+                rssi: -48
+            })
+        );
+    }
+}
