@@ -3,15 +3,22 @@
 //! * `channel_*` (runs everywhere, no radio): the lock side of the secure
 //!   channel (`ble::service::ChannelConn`) against the real app-side client
 //!   (`ble::client`), fragment by fragment at a small ATT MTU, with the real
-//!   engine (the spec harness: pure `Engine`, in-memory store) behind it.
+//!   engine (the spec harness: pure `Engine`, in-memory store) behind it —
+//!   owner pairing, sessions, guest invite → redemption → unlock only →
+//!   spent code → events paged → revocation.
 //! * `ble_end_to_end_in_vm` (`LATCHD_VM_TESTS=1`, QEMU guest with btvirt):
-//!   latchd's GATT application registered with bluetoothd on `hci0`, the
-//!   bluer client on `hci1`: discovery, pairing refused outside pairing
-//!   mode, pairing in pairing mode, unlock and status over the session,
-//!   Improv refused without pairing mode and reporting "unable to connect"
-//!   with no Wi-Fi backend. Provisioning against a fake wpa_supplicant in
-//!   the guest is NOT covered yet (the backends are tested against doubles
-//!   in `tests/wifi_backends.rs`).
+//!   the GATT application registered with bluetoothd on `hci0`, the bluer
+//!   client on `hci1` and `latchctl ble`: discovery, pairing refused outside
+//!   pairing mode, pairing in pairing mode, unlock and status, Improv
+//!   refused without pairing mode.
+//! * `daemon_ble_end_to_end_in_vm`: the real `latchd` binary (sim board,
+//!   `[ble]` on hci0, `[wifi] backend = "wpa_supplicant"`) with a
+//!   wpa_supplicant double on the guest's system bus: Improv and pairing
+//!   refused outside pairing mode; SET held over the control socket; Improv
+//!   joins Wi-Fi through the supplicant's D-Bus API and the status report
+//!   shows the link; owner pairs, unlocks, reads events; a guest redeems a
+//!   code over the air and is refused `ListUsers`; bluetoothd restarts and
+//!   the daemon registers again by itself.
 //!
 //! Run: `LATCHD_VM_TESTS=1 cargo test --all-features --test vm_ble -- --test-threads=1`
 #[path = "spec/harness.rs"]
@@ -583,5 +590,310 @@ mod guest {
         let (status, text) = latchctl(&["status"]).await;
         assert_eq!(status, Some(0), "{text}");
         assert!(text.starts_with("lock "), "{text}");
+    }
+}
+
+// ──────────────────── the real daemon, in the VM ────────────────────
+
+/// A copy of a freshly built binary next to it (the guest sees the host's
+/// tree, not its /tmp), so a concurrent default-feature build cannot swap
+/// it mid-test.
+fn pinned(built: &str, tag: &str) -> std::path::PathBuf {
+    let built = std::path::Path::new(built);
+    let pinned = built.with_file_name(format!(
+        "{}-{tag}-{}",
+        built.file_name().unwrap().to_string_lossy(),
+        std::process::id()
+    ));
+    std::fs::copy(built, &pinned).expect("copy the binary");
+    pinned
+}
+
+#[test]
+fn daemon_ble_end_to_end_in_vm() {
+    if !vm::enabled_or_skip("daemon_ble_end_to_end_in_vm") {
+        return;
+    }
+    let latchd = pinned(env!("CARGO_BIN_EXE_latchd"), "vm-ble");
+    let opts = vm::VmOptions {
+        ble: true,
+        timeout: Some(std::time::Duration::from_secs(480)),
+        env: vec![("LATCHD_BIN".into(), latchd.display().to_string())],
+        ..Default::default()
+    };
+    let result = vm::run_test_in_guest(&opts, "guest_daemon_ble_end_to_end");
+    let _ = std::fs::remove_file(&latchd);
+    eprintln!("{}", result.unwrap().stdout);
+}
+
+#[cfg(feature = "board-linux")]
+#[test]
+fn guest_daemon_ble_end_to_end() {
+    if !vm::in_guest_or_skip("guest_daemon_ble_end_to_end") {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(guest_daemon::run());
+}
+
+#[cfg(feature = "board-linux")]
+#[path = "daemon_common/mod.rs"]
+mod daemon_common;
+
+#[cfg(feature = "board-linux")]
+#[path = "common/wpa_double.rs"]
+mod wpa_double;
+
+#[cfg(feature = "board-linux")]
+mod guest_daemon {
+    use std::time::{Duration, Instant as StdInstant};
+
+    use latchd::ble::client::PairingSecret;
+    use latchd::ble::commands::{EventKind as WireEvent, UnlockMethod};
+    use latchd::ble::gatt_client::{self, GattClientError, LockClient};
+    use serde_json::json;
+
+    use super::daemon_common::{first_start, Daemon};
+    use super::wpa_double::{self, GOOD_PSK, RSSI_DBM};
+    use super::*;
+
+    const SERIAL: &str = "LD-00BE";
+
+    async fn find_lock(central: &bluer::Adapter) -> gatt_client::Found {
+        // bluetoothd may take a moment to (re)register the application;
+        // each scan is bounded, the loop only turns a hang into a failure.
+        for _ in 0..4 {
+            let found = gatt_client::scan(central, Duration::from_secs(20), true)
+                .await
+                .unwrap();
+            if let Some(f) = found
+                .into_iter()
+                .find(|f| f.name.as_deref() == Some("latchd-00BE"))
+            {
+                return f;
+            }
+        }
+        panic!("latchd-00BE is not advertising");
+    }
+
+    fn restart_bluetoothd() {
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+            if comm.trim() == "bluetoothd" {
+                let pid: i32 = entry.file_name().to_string_lossy().parse().unwrap();
+                nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGTERM,
+                )
+                .unwrap();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        // `setsid -f` forks: bluetoothd outlives the call, as at boot.
+        let started = std::process::Command::new("setsid")
+            .args(["-f", "/usr/libexec/bluetooth/bluetoothd", "-n"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("bluetoothd starts again");
+        assert!(started.success());
+    }
+
+    pub async fn run() {
+        // The network service the lock joins Wi-Fi through.
+        let (_wpa, wpa_log) =
+            wpa_double::serve_wpa_on(zbus::connection::Builder::system().unwrap()).await;
+
+        let code = VerificationCode::generate(&mut OsRng);
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let config = dir.path().join("latchd.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "board = \"sim\"\n\
+                 [lock]\nserial = \"{SERIAL}\"\nverification_code = \"{}\"\n\
+                 [sim]\nmotor_travel_ms = 100\n\
+                 [ble]\nenabled = true\nadapter = \"hci0\"\n\
+                 [wifi]\nbackend = \"wpa_supplicant\"\ninterface = \"wlan0\"\nconnect_timeout_secs = 20\n",
+                code.display().as_str()
+            ),
+        )
+        .unwrap();
+        let exe =
+            std::env::var("LATCHD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_latchd").to_owned());
+        let d = Daemon::start_exe(
+            std::path::Path::new(&exe),
+            &state,
+            &["--config", config.to_str().unwrap()],
+        );
+        first_start(&d);
+
+        let session = bluer::Session::new().await.unwrap();
+        let central = session.adapter("hci1").unwrap();
+        let t0 = StdInstant::now();
+        let lock_dev = find_lock(&central).await;
+        println!("daemon's GATT application found in {:?}", t0.elapsed());
+        let mut c = LockClient::connect(&central, lock_dev.address)
+            .await
+            .unwrap_or_else(|e| panic!("connect: {e}\n{}", d.log_text()));
+
+        // Outside pairing mode nobody may provision or pair.
+        let owner = StaticKeypair::generate(&mut OsRng);
+        let e = c
+            .improv_wifi(b"home", GOOD_PSK.as_bytes())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, GattClientError::ImprovNotAuthorized), "{e}");
+        let e = c.pair(&owner, code.clone()).await.unwrap_err();
+        assert!(
+            matches!(&e, GattClientError::Pairing(p) if p.code() == ErrorCode::PairingModeInactive),
+            "{e}"
+        );
+        assert_eq!(d.status()["engine"]["pairing_mode"], json!(false));
+
+        // SET held (B-5.1): Improv joins Wi-Fi through wpa_supplicant's API,
+        // then the owner's app pairs with the label's code.
+        d.ok(json!({"cmd": "set", "long": true}));
+        assert_eq!(d.status()["engine"]["pairing_mode"], json!(true));
+        c.improv_wifi(b"home", GOOD_PSK.as_bytes())
+            .await
+            .unwrap_or_else(|e| panic!("improv: {e}\n{}", d.log_text()));
+        assert_eq!(wpa_log.lock().unwrap().networks.len(), 1);
+        let paired = c
+            .pair(&owner, code.clone())
+            .await
+            .unwrap_or_else(|e| panic!("pair: {e}\n{}", d.log_text()));
+
+        // The status report carries the Wi-Fi link the join reported.
+        match c
+            .request(&owner, paired.lock_public, &Request::Status)
+            .await
+            .unwrap()
+        {
+            Response::Status(s) => {
+                assert!(s.wifi.connected, "{s:?}");
+                assert_eq!(s.wifi.rssi_dbm, Some(RSSI_DBM as i8));
+            }
+            other => panic!("{other:?}"),
+        }
+        let r = c
+            .request(&owner, paired.lock_public, &Request::Unlock)
+            .await
+            .unwrap();
+        assert_eq!(r, Response::Ok);
+        d.settle();
+        assert_eq!(d.status()["engine"]["lock"], json!("unlocked"));
+        let r = c
+            .request(
+                &owner,
+                paired.lock_public,
+                &Request::Events {
+                    before: None,
+                    limit: 10,
+                },
+            )
+            .await
+            .unwrap();
+        let Response::Events { events, .. } = r else {
+            panic!("{r:?}")
+        };
+        assert!(
+            events
+                .iter()
+                .any(|e| e.kind == WireEvent::Unlocked(UnlockMethod::Ble)),
+            "{events:?}"
+        );
+
+        // A guest key: the owner's app makes a code, the guest's app
+        // redeems it over the air and may unlock, nothing else.
+        let now = WallTime(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64,
+        );
+        let r = c
+            .request(
+                &owner,
+                paired.lock_public,
+                &Request::CreateGuestKey {
+                    valid_from: WallTime(now.0 - 60),
+                    valid_until: WallTime(now.0 + 3600),
+                },
+            )
+            .await
+            .unwrap();
+        let Response::GuestKeyCreated {
+            code: guest_code, ..
+        } = r
+        else {
+            panic!("{r:?}")
+        };
+        let guest = StaticKeypair::generate(&mut OsRng);
+        let g = c
+            .pair_with(&guest, PairingSecret::Guest(guest_code))
+            .await
+            .unwrap_or_else(|e| panic!("guest redemption: {e}\n{}", d.log_text()));
+        let r = c
+            .request(&guest, g.lock_public, &Request::ListUsers)
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                r,
+                Response::Error {
+                    code: ErrorCode::Forbidden,
+                    ..
+                }
+            ),
+            "{r:?}"
+        );
+        drop(c);
+
+        // bluetoothd restarts: the daemon registers again by itself.
+        restart_bluetoothd();
+        let t1 = StdInstant::now();
+        let central = central_after_restart().await;
+        let lock_dev = find_lock(&central).await;
+        println!(
+            "registered again {:?} after bluetoothd restarted",
+            t1.elapsed()
+        );
+        let mut c = LockClient::connect(&central, lock_dev.address)
+            .await
+            .unwrap_or_else(|e| panic!("connect after restart: {e}\n{}", d.log_text()));
+        let r = c
+            .request(&owner, paired.lock_public, &Request::Lock)
+            .await
+            .unwrap();
+        assert_eq!(r, Response::Ok);
+        assert!(
+            d.log_text().contains("registering again"),
+            "{}",
+            d.log_text()
+        );
+        let status = d.sigterm();
+        assert!(status.success(), "{status}");
+    }
+
+    /// A fresh BlueZ session on hci1 once the new bluetoothd has it back.
+    async fn central_after_restart() -> bluer::Adapter {
+        for _ in 0..50 {
+            if let Ok(session) = bluer::Session::new().await {
+                if let Ok(a) = session.adapter("hci1") {
+                    if a.set_powered(true).await.is_ok() {
+                        return a;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("hci1 did not come back after bluetoothd restarted");
     }
 }

@@ -231,7 +231,17 @@ impl LockClient {
         app: &StaticKeypair,
         code: VerificationCode,
     ) -> Result<PairedLock, GattClientError> {
-        let (pairing, init) = AppPairing::start(app, PairingSecret::Owner(code), &mut OsRng);
+        self.pair_with(app, PairingSecret::Owner(code)).await
+    }
+
+    /// Owner pairing (verification code) or a guest's redemption of a
+    /// one-time guest pairing code (B-6.6).
+    pub async fn pair_with(
+        &mut self,
+        app: &StaticKeypair,
+        secret: PairingSecret,
+    ) -> Result<PairedLock, GattClientError> {
+        let (pairing, init) = AppPairing::start(app, secret, &mut OsRng);
         let reply = self.exchange(&init).await?;
         let (sent, confirm) = pairing.on_reply(app, &reply).map_err(|e| match e {
             // Say what to do, not just the wire code.

@@ -30,6 +30,11 @@ impl Daemon {
     }
 
     pub fn start_with(state: &Path, extra: &[&str]) -> Daemon {
+        Self::start_exe(Path::new(env!("CARGO_BIN_EXE_latchd")), state, extra)
+    }
+
+    /// Start a given latchd binary (a pinned copy, in the VM tests).
+    pub fn start_exe(exe: &Path, state: &Path, extra: &[&str]) -> Daemon {
         let sock = state.with_extension("sock");
         let log = state.with_extension("log");
         let log_file = std::fs::OpenOptions::new()
@@ -37,7 +42,7 @@ impl Daemon {
             .append(true)
             .open(&log)
             .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_latchd"))
+        let child = Command::new(exe)
             .arg("--headless")
             .arg("--state-dir")
             .arg(state)

@@ -72,7 +72,21 @@ if [ "$BLE" = 1 ]; then
     # bluetoothd keeps its controller database here; the host copy is ro.
     mount -t tmpfs -o mode=0755 tmpfs /var/lib/bluetooth || fail "tmpfs /var/lib/bluetooth"
     mkdir -p /run/dbus
-    dbus-daemon --system --fork --nopidfile --print-address=3 3>"$RUN/dbus.address" \
+    # The system bus as installed, plus one rule: tests may serve a
+    # wpa_supplicant double (root owning fi.w1.wpa_supplicant1), which the
+    # real package's policy file would allow on a board.
+    cat >"$RUN/system-bus.conf" <<'CONF'
+<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <include>/usr/share/dbus-1/system.conf</include>
+  <policy user="root">
+    <allow own="fi.w1.wpa_supplicant1"/>
+    <allow send_destination="fi.w1.wpa_supplicant1"/>
+  </policy>
+</busconfig>
+CONF
+    dbus-daemon --config-file="$RUN/system-bus.conf" --fork --nopidfile --print-address=3 3>"$RUN/dbus.address" \
         >>"$RUN/dbus.log" 2>&1 || fail "dbus-daemon --system failed, see dbus.log"
     wait_for 10 "the system bus socket" test -S /run/dbus/system_bus_socket
     # shellcheck disable=SC2086 # BLUETOOTHD_ARGS is a list of words
