@@ -4,7 +4,8 @@
 //! the `cmd` topic, sealed `Ok` reply, the refusal frame, one event
 //! document, the state document), then criterion timings for the lock's
 //! side of one command (find the key among 50, open, decode, role check,
-//! seal the reply) and for building one event document.
+//! seal the reply), for building one event document, and for the rate
+//! limit's decision on a frame during a flood (what a dropped frame costs).
 //! Network figures (reconnect time, events/s through a real broker) come
 //! from `cargo test --test remote_mqtt -- --nocapture` (line `figures:`).
 use std::hint::black_box;
@@ -14,9 +15,11 @@ use criterion::Criterion;
 use latchd::ble::commands::{Request, Response};
 use latchd::ble::crypto::StaticKeypair;
 use latchd::ble::protocol::{seal_oneshot, OneShotDirection};
+use latchd::core::time::Instant;
 use latchd::core::time::Validity;
 use latchd::core::types::{AppKey, AppKeyId, AppKeyRole, UserNumber};
 use latchd::dbus::EventRecord;
+use latchd::remote::limit::{Decision, RefusalLimiter};
 use latchd::remote::{gate, telemetry};
 use rand_core::OsRng;
 
@@ -77,6 +80,18 @@ fn main() {
     });
     c.bench_function("event document", |b| {
         b.iter(|| telemetry::event_json(black_box(&event)).to_string())
+    });
+    c.bench_function("rate-limited frame (limiter decision, flood)", |b| {
+        let mut limiter = RefusalLimiter::new(Instant::from_millis(0));
+        // Empty the bucket: from here every frame at the same instant is
+        // dropped.
+        while let Decision::Check { .. } = limiter.before(Instant::from_millis(0)) {
+            limiter.refused(Instant::from_millis(0));
+        }
+        b.iter(|| limiter.before(black_box(Instant::from_millis(0))))
+    });
+    c.bench_function("junk frame refused at the header (no store read)", |b| {
+        b.iter(|| latchd::ble::protocol::oneshot_sender(black_box(b"junk 123")).is_err())
     });
     c.final_summary();
 }

@@ -8,7 +8,7 @@
 //!            │          will = "offline" (retained) on availability      │
 //!            │   select! ─ poll ─► ConnAck: subscribe cmd, "online",    │
 //!            │           │          discovery, state, events after cursor│
-//!            │           │        ► Publish on cmd: limit → gate → dispatch│
+//!            │           │        ► Publish on cmd: limit → gate → answer│
 //!            │           │        ► PubAck: advance the event cursor     │
 //!            │           ├ status changed ─► state (retained, if changed)│
 //!            │           ├ event logged ───► pump events                 │
