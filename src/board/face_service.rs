@@ -278,20 +278,22 @@ impl Worker {
     async fn recognise(&mut self, pipeline: Arc<dyn FacePipeline>) {
         let deadline = Instant::now() + self.cfg.attempt_budget;
         let mut frames = self.ring.subscribe();
-        let (mut saw_frame, mut saw_face) = (false, false);
+        // Frames looked at, and those with a face: one attempt reads many
+        // frames but ends in one report (B-7.1 counts attempts).
+        let (mut frames_seen, mut frames_with_face) = (0u32, 0u32);
         loop {
             let frame = match tokio::time::timeout_at(deadline, frames.next()).await {
                 Ok(Some(f)) => f,
                 Ok(None) | Err(_) => break,
             };
-            saw_frame = true;
+            frames_seen += 1;
             let templates = self.templates.borrow().clone();
             match look(pipeline.clone(), frame, templates).await {
                 Ok(Look {
                     faces,
                     matched: Some(slot),
                 }) => {
-                    tracing::info!(slot, faces, "face recognised");
+                    tracing::info!(slot, faces, frames = frames_seen, "face recognised");
                     self.report(ModuleReport::Recognised {
                         modality: Modality::Face,
                         slot,
@@ -301,18 +303,23 @@ impl Worker {
                 Ok(Look {
                     faces,
                     matched: None,
-                }) => saw_face |= faces > 0,
+                }) => frames_with_face += u32::from(faces > 0),
                 Err(e) => tracing::warn!("face frame skipped: {e}"),
             }
             if Instant::now() >= deadline {
                 break;
             }
         }
-        if saw_face {
+        if frames_with_face > 0 {
+            tracing::info!(
+                frames = frames_seen,
+                frames_with_face,
+                "face attempt ended: a face was seen, none matched (one failed verification)"
+            );
             self.report(ModuleReport::NotRecognised {
                 modality: Modality::Face,
             });
-        } else if !saw_frame {
+        } else if frames_seen == 0 {
             self.report(ModuleReport::Fault {
                 modality: Modality::Face,
                 detail: format!(

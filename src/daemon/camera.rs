@@ -244,14 +244,21 @@ impl CameraRig {
             None
         };
         let motion = self.motion_trigger.then(|| {
-            let detector = crate::video::motion::MotionDetector::new(Default::default());
-            tokio::spawn(detector.run(self.ring.clone(), move || {
-                // The same input as a keypad touch: the engine starts one
-                // recognition when it is idle and someone is enrolled.
-                if !inputs.try_send(Input::Touch) {
-                    tracing::warn!("motion trigger dropped: the engine's queue is full");
-                }
-            }))
+            let ring = self.ring.clone();
+            tokio::spawn(async move {
+                let detector = primed_detector(&ring).await;
+                tracing::info!("motion trigger watching the camera");
+                detector
+                    .run(ring, move || {
+                        // The same input as a keypad touch: the engine starts
+                        // one recognition when it is idle and someone is
+                        // enrolled.
+                        if !inputs.try_send(Input::Touch) {
+                            tracing::warn!("motion trigger dropped: the engine's queue is full");
+                        }
+                    })
+                    .await
+            })
         });
         let capture = self.capture;
         Ok(tokio::spawn(async move {
@@ -269,6 +276,33 @@ impl CameraRig {
             }
         }))
     }
+}
+
+/// A motion detector that has already seen the scene as it is now.
+///
+/// Why: the detector compares each sample with the previous one, so
+/// without a first sample someone who steps in front of the camera before
+/// it took one would be its *first* picture and never count as motion.
+/// Waiting for one frame here also makes "motion trigger watching the
+/// camera" in the log mean what it says.
+async fn primed_detector(ring: &FrameRing) -> crate::video::motion::MotionDetector {
+    use crate::video::motion::{thumbnail, MotionConfig, MotionDetector};
+    let cfg = MotionConfig::default();
+    let mut detector = MotionDetector::new(cfg);
+    let Some(frame) = ring.subscribe().next().await else {
+        return detector;
+    };
+    let (w, h) = cfg.grid;
+    match tokio::task::spawn_blocking(move || frame.to_rgb().map(|rgb| thumbnail(&rgb, w, h))).await
+    {
+        Ok(Ok(thumb)) => {
+            // The first sample never triggers: there is nothing to compare.
+            let _ = detector.offer(thumb);
+        }
+        Ok(Err(e)) => tracing::warn!("motion: first frame skipped: {e}"),
+        Err(e) => tracing::warn!("motion: worker failed: {e}"),
+    }
+    detector
 }
 
 /// Placeholder while the board's camera is being swapped.
