@@ -40,3 +40,5 @@ echo "== default build (sim board, no system packages needed)"
 cargo build --locked
 echo "== tests"
 cargo test --all-features --locked
+echo "== fuzz (bounded)"
+scripts/fuzz.sh

@@ -615,14 +615,19 @@ fn daemon_ble_end_to_end_in_vm() {
         return;
     }
     let latchd = pinned(env!("CARGO_BIN_EXE_latchd"), "vm-ble");
+    let latchctl = pinned(env!("CARGO_BIN_EXE_latchctl"), "vm-ble");
     let opts = vm::VmOptions {
         ble: true,
         timeout: Some(std::time::Duration::from_secs(480)),
-        env: vec![("LATCHD_BIN".into(), latchd.display().to_string())],
+        env: vec![
+            ("LATCHD_BIN".into(), latchd.display().to_string()),
+            ("LATCHCTL".into(), latchctl.display().to_string()),
+        ],
         ..Default::default()
     };
     let result = vm::run_test_in_guest(&opts, "guest_daemon_ble_end_to_end");
     let _ = std::fs::remove_file(&latchd);
+    let _ = std::fs::remove_file(&latchctl);
     eprintln!("{}", result.unwrap().stdout);
 }
 
@@ -663,21 +668,26 @@ mod guest_daemon {
 
     const SERIAL: &str = "LD-00BE";
 
-    async fn find_lock(central: &bluer::Adapter) -> gatt_client::Found {
-        // bluetoothd may take a moment to (re)register the application;
-        // each scan is bounded, the loop only turns a hang into a failure.
-        for _ in 0..4 {
-            let found = gatt_client::scan(central, Duration::from_secs(20), true)
-                .await
-                .unwrap();
-            if let Some(f) = found
-                .into_iter()
-                .find(|f| f.name.as_deref() == Some("latchd-00BE"))
-            {
-                return f;
+    async fn find_lock(central: &bluer::Adapter, d: &Daemon) -> gatt_client::Found {
+        // bluetoothd may take a moment to (re)register the application and
+        // a scan can end early (the adapter resetting); keep scanning. The
+        // deadline only turns a hang into a failure with the daemon's log.
+        let deadline = StdInstant::now() + Duration::from_secs(120);
+        while StdInstant::now() < deadline {
+            match gatt_client::scan(central, Duration::from_secs(10), true).await {
+                Ok(found) => {
+                    if let Some(f) = found
+                        .into_iter()
+                        .find(|f| f.name.as_deref() == Some("latchd-00BE"))
+                    {
+                        return f;
+                    }
+                }
+                Err(e) => println!("scan: {e}"),
             }
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        panic!("latchd-00BE is not advertising");
+        panic!("latchd-00BE is not advertising\n{}", d.log_text());
     }
 
     fn restart_bluetoothd() {
@@ -737,7 +747,7 @@ mod guest_daemon {
         let session = bluer::Session::new().await.unwrap();
         let central = session.adapter("hci1").unwrap();
         let t0 = StdInstant::now();
-        let lock_dev = find_lock(&central).await;
+        let lock_dev = find_lock(&central, &d).await;
         println!("daemon's GATT application found in {:?}", t0.elapsed());
         let mut c = LockClient::connect(&central, lock_dev.address)
             .await
@@ -854,13 +864,58 @@ mod guest_daemon {
             ),
             "{r:?}"
         );
+        // A second guest, the way a guest's laptop would: `latchctl ble
+        // redeem` with a code the owner's app made, then unlock; the owner
+        // reads the guest's unlock with `latchctl`'s request path too.
+        let r = c
+            .request(
+                &owner,
+                paired.lock_public,
+                &Request::CreateGuestKey {
+                    valid_from: WallTime(now.0 - 60),
+                    valid_until: WallTime(now.0 + 3600),
+                },
+            )
+            .await
+            .unwrap();
+        let Response::GuestKeyCreated { code: second, .. } = r else {
+            panic!("{r:?}")
+        };
         drop(c);
+        let key_file = dir.path().join("guest-key.json");
+        let latchctl = |args: &[&str]| {
+            let exe = std::env::var("LATCHCTL")
+                .unwrap_or_else(|_| env!("CARGO_BIN_EXE_latchctl").to_owned());
+            let out = std::process::Command::new(exe)
+                .args(["ble", "--adapter", "hci1", "--key-file"])
+                .arg(&key_file)
+                .args(args)
+                .output()
+                .expect("run latchctl");
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            println!("latchctl ble {}: {text}", args.join(" "));
+            (out.status.code(), text)
+        };
+        let display = second.display();
+        let (status, text) = latchctl(&["redeem", "--code", display.as_str()]);
+        assert_eq!(status, Some(0), "{text}");
+        let (status, text) = latchctl(&["lock"]);
+        assert_eq!((status, text.trim()), (Some(0), "ok"));
+        let (status, text) = latchctl(&["events"]);
+        assert_eq!(status, Some(1), "a guest may not read the log: {text}");
+        assert!(text.contains("Forbidden"), "{text}");
+        let (status, text) = latchctl(&["redeem", "--code", display.as_str()]);
+        assert_eq!(status, Some(1), "a spent code: {text}");
 
         // bluetoothd restarts: the daemon registers again by itself.
         restart_bluetoothd();
         let t1 = StdInstant::now();
-        let central = central_after_restart().await;
-        let lock_dev = find_lock(&central).await;
+        let (_session, central) = central_after_restart().await;
+        let lock_dev = find_lock(&central, &d).await;
         println!(
             "registered again {:?} after bluetoothd restarted",
             t1.elapsed()
@@ -869,7 +924,7 @@ mod guest_daemon {
             .await
             .unwrap_or_else(|e| panic!("connect after restart: {e}\n{}", d.log_text()));
         let r = c
-            .request(&owner, paired.lock_public, &Request::Lock)
+            .request(&owner, paired.lock_public, &Request::Unlock)
             .await
             .unwrap();
         assert_eq!(r, Response::Ok);
@@ -882,13 +937,14 @@ mod guest_daemon {
         assert!(status.success(), "{status}");
     }
 
-    /// A fresh BlueZ session on hci1 once the new bluetoothd has it back.
-    async fn central_after_restart() -> bluer::Adapter {
+    /// A fresh BlueZ session on hci1 once the new bluetoothd has it back
+    /// (the session is returned too: it must outlive the adapter's use).
+    async fn central_after_restart() -> (bluer::Session, bluer::Adapter) {
         for _ in 0..50 {
             if let Ok(session) = bluer::Session::new().await {
                 if let Ok(a) = session.adapter("hci1") {
                     if a.set_powered(true).await.is_ok() {
-                        return a;
+                        return (session, a);
                     }
                 }
             }

@@ -56,6 +56,8 @@ pub const CHANNEL_TX_UUID: Uuid = Uuid::from_u128(0x6c617463_6864_4c42_8000_6c61
 const RETRY: Duration = Duration::from_secs(2);
 /// Retry period while bluetoothd or the adapter is missing.
 const IDLE_RETRY: Duration = Duration::from_secs(60);
+/// Quick retries (every [`RETRY`]) after start-up or a bluetoothd restart.
+const QUICK_RETRIES: u32 = 10;
 
 /// Why the GATT application stopped.
 #[derive(Debug, thiserror::Error)]
@@ -399,6 +401,10 @@ pub async fn run(
     let mut owner_changes = dbus
         .receive_name_owner_changed_with_args(&[(0, "org.bluez")])
         .await?;
+    // Right after start-up or a bluetoothd restart the adapter may take a
+    // few seconds to come back: retry quickly a few times, then wait for
+    // bluetoothd to change hands (or a slow retry) instead of polling.
+    let mut quick = QUICK_RETRIES;
     loop {
         match serve_once(&config, &deps).await {
             Ok(handles) => {
@@ -414,16 +420,21 @@ pub async fn run(
                         drop(handles);
                     }
                 }
-                // Let a restarting bluetoothd bring its adapters up.
+                quick = QUICK_RETRIES;
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(RETRY) => {}
+                }
+            }
+            Err(e) if quick > 0 => {
+                quick -= 1;
+                tracing::warn!("BLE: {e}; retrying in {} s", RETRY.as_secs());
                 tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),
                     _ = tokio::time::sleep(RETRY) => {}
                 }
             }
             Err(e) => {
-                // No bluetoothd or no adapter yet: wait for bluetoothd to
-                // (re)appear rather than poll, with a slow retry for an
-                // adapter that is plugged in later.
                 tracing::warn!(
                     "BLE: {e}; waiting for bluetoothd (retry in {} s)",
                     IDLE_RETRY.as_secs()
@@ -431,6 +442,7 @@ pub async fn run(
                 tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),
                     _ = owner_changes.next() => {
+                        quick = QUICK_RETRIES;
                         tokio::time::sleep(RETRY).await;
                     }
                     _ = tokio::time::sleep(IDLE_RETRY) => {}

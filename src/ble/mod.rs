@@ -31,13 +31,14 @@
 //!
 //! Wire formats, diagrams and the threat table: `docs/ble-protocol.md`.
 
-// The BlueZ GATT glue (`gatt.rs`, bluer) is declared here, behind
-// `#[cfg(feature = "board-linux")]`, when it lands; it only moves bytes
-// between characteristics and the state machines below.
+// The BlueZ glue (`gatt.rs`, `gatt_client.rs`, bluer) is built only with
+// `board-linux`; it moves bytes between characteristics and the sans-IO
+// state machines, which every build has.
 pub mod client;
-pub mod config;
 pub mod commands;
+pub mod config;
 pub mod crypto;
+pub mod dispatch;
 #[cfg(feature = "board-linux")]
 pub mod gatt;
 #[cfg(feature = "board-linux")]
@@ -45,7 +46,6 @@ pub mod gatt_client;
 pub mod improv;
 pub mod pairing;
 pub mod protocol;
-pub mod dispatch;
 pub mod service;
 
 /// The engine's clocks, re-exported: monotonic [`Instant`] (ms) for session

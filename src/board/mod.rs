@@ -314,9 +314,7 @@ impl Board {
             | Action::Log(_)
             | Action::Notify(_)
             | Action::Reply { .. }
-            | Action::SetClock(_) => {
-                return Ok(Performed::NotHardware)
-            }
+            | Action::SetClock(_) => return Ok(Performed::NotHardware),
         }
         Ok(Performed::Done)
     }

@@ -5,7 +5,11 @@
 //!  latchctl ble [--adapter hci1] [--address AA:BB:..] [--key-file F] <cmd>
 //!     scan                      list nearby locks (latchd-*, Improv)
 //!     pair --code CODE          owner pairing (lock in pairing mode) → key file
-//!     unlock | status           session with the key file's app key
+//!     unlock | lock | status    session with the key file's app key
+//!     events [--limit N]        the newest events (owner key)
+//!     invite --hours H          a one-time guest code (owner key)
+//!     redeem --code CODE        pair as a guest with that code → key file
+//!     time-sync                 set the lock's clock from this machine's (owner)
 //!     wifi --ssid X --psk Y     Improv Wi-Fi (lock in pairing mode)
 //!         │ bluer (ble::gatt_client) ─► lock's GATT application
 //! ```
@@ -50,8 +54,30 @@ pub enum BleCommand {
     },
     /// Unlock.
     Unlock,
+    /// Lock.
+    Lock,
     /// Show the lock's status.
     Status,
+    /// Show the newest events (owner key).
+    Events {
+        /// How many, 1..=32.
+        #[arg(long, default_value_t = 10)]
+        limit: u8,
+    },
+    /// Make a one-time guest pairing code valid from now for H hours
+    /// (owner key); hand the printed code to the guest.
+    Invite {
+        #[arg(long, default_value_t = 24)]
+        hours: u32,
+    },
+    /// Pair as a guest with a code from the owner.
+    Redeem {
+        /// The guest pairing code (XXXX-XXXX-…).
+        #[arg(long)]
+        code: String,
+    },
+    /// Set the lock's clock from this machine's clock (owner key).
+    TimeSync,
     /// Give the lock Wi-Fi credentials with Improv (hold SET first).
     Wifi {
         #[arg(long)]
@@ -113,10 +139,12 @@ mod imp {
     use zeroize::Zeroizing;
 
     use super::{BleArgs, BleCliError, BleCommand};
+    use crate::ble::client::PairingSecret;
     use crate::ble::commands::{Request, Response};
     use crate::ble::crypto::StaticKeypair;
     use crate::ble::gatt_client::{self, LockClient};
-    use crate::ble::pairing::VerificationCode;
+    use crate::ble::pairing::{GuestPairingCode, VerificationCode};
+    use crate::core::time::WallTime;
 
     #[derive(Serialize, Deserialize)]
     struct KeyFile {
@@ -173,6 +201,33 @@ mod imp {
                 "`{s}` is not a Bluetooth address (AA:BB:CC:DD:EE:FF)"
             ))
         })
+    }
+
+    async fn pair_and_save(
+        adapter: &bluer::Adapter,
+        args: &BleArgs,
+        path: &Path,
+        secret: PairingSecret,
+        out: &mut impl std::io::Write,
+    ) -> Result<(), BleCliError> {
+        let mut c = connect(adapter, args.address.as_deref()).await?;
+        let app = StaticKeypair::generate(&mut OsRng);
+        let paired = c.pair_with(&app, secret).await?;
+        save(
+            path,
+            &KeyFile {
+                app_secret: hex::encode(&app.secret_bytes()[..]),
+                lock_public: hex::encode(paired.lock_public),
+                address: c.address.to_string(),
+            },
+        )?;
+        writeln!(
+            out,
+            "paired with {}; key saved to {}",
+            c.address,
+            path.display()
+        )?;
+        Ok(())
     }
 
     async fn connect(
@@ -236,23 +291,96 @@ mod imp {
             BleCommand::Pair { code } => {
                 let code = VerificationCode::parse(code)
                     .map_err(|e| BleCliError::Usage(format!("verification code: {e}")))?;
-                let mut c = connect(&adapter, args.address.as_deref()).await?;
-                let app = StaticKeypair::generate(&mut OsRng);
-                let paired = c.pair(&app, code).await?;
-                save(
-                    &path,
-                    &KeyFile {
-                        app_secret: hex::encode(&app.secret_bytes()[..]),
-                        lock_public: hex::encode(paired.lock_public),
-                        address: c.address.to_string(),
+                pair_and_save(&adapter, &args, &path, PairingSecret::Owner(code), out).await?;
+            }
+            BleCommand::Redeem { code } => {
+                let code = GuestPairingCode::parse(code)
+                    .map_err(|e| BleCliError::Usage(format!("guest code: {e}")))?;
+                pair_and_save(&adapter, &args, &path, PairingSecret::Guest(code), out).await?;
+            }
+            BleCommand::Lock
+            | BleCommand::Events { .. }
+            | BleCommand::Invite { .. }
+            | BleCommand::TimeSync => {
+                let (app, lock_public, saved) = load(&path)?;
+                let addr = args.address.clone().unwrap_or(saved);
+                let mut c = connect(&adapter, Some(&addr)).await?;
+                let now = WallTime(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs() as i64)
+                        .unwrap_or(0),
+                );
+                let req = match &args.command {
+                    BleCommand::Events { limit } => Request::Events {
+                        before: None,
+                        limit: (*limit).clamp(1, crate::ble::commands::MAX_EVENTS_PER_PAGE),
                     },
-                )?;
-                writeln!(
-                    out,
-                    "paired with {}; key saved to {}",
-                    c.address,
-                    path.display()
-                )?;
+                    BleCommand::Invite { hours } => Request::CreateGuestKey {
+                        valid_from: now,
+                        valid_until: WallTime(now.0 + i64::from(*hours).max(1) * 3600),
+                    },
+                    BleCommand::TimeSync => Request::TimeSync { now },
+                    _ => Request::Lock,
+                };
+                match c.request(&app, lock_public, &req).await? {
+                    Response::Ok => writeln!(out, "ok")?,
+                    Response::GuestKeyCreated {
+                        slot,
+                        code,
+                        code_expires_at,
+                    } => {
+                        if json {
+                            writeln!(
+                                out,
+                                "{}",
+                                serde_json::json!({
+                                    "slot": slot,
+                                    "code": code.display().as_str(),
+                                    "code_expires_at": code_expires_at.0,
+                                })
+                            )?;
+                        } else {
+                            writeln!(
+                                out,
+                                "guest slot {slot}: code {} (redeem before {})",
+                                code.display().as_str(),
+                                code_expires_at.0
+                            )?;
+                        }
+                    }
+                    Response::Events { events, .. } => {
+                        for e in events {
+                            let line = format!(
+                                "{} {} {:?}{}",
+                                e.cursor,
+                                e.at.map(|t| t.0.to_string()).unwrap_or_else(|| "-".into()),
+                                e.kind,
+                                e.user.map(|u| format!(" user {u:03}")).unwrap_or_default()
+                            );
+                            if json {
+                                writeln!(
+                                    out,
+                                    "{}",
+                                    serde_json::json!({
+                                        "cursor": e.cursor,
+                                        "at": e.at.map(|t| t.0),
+                                        "kind": format!("{:?}", e.kind),
+                                        "user": e.user,
+                                    })
+                                )?;
+                            } else {
+                                writeln!(out, "{line}")?;
+                            }
+                        }
+                    }
+                    Response::Error { code, detail } => {
+                        return Err(BleCliError::Refused(format!("{code:?}: {detail}")))
+                    }
+                    other => {
+                        return Err(BleCliError::Refused(format!("unexpected answer {other:?}")))
+                    }
+                }
             }
             BleCommand::Unlock | BleCommand::Status => {
                 let (app, lock_public, saved) = load(&path)?;

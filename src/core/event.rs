@@ -140,8 +140,9 @@ pub enum AppRefusal {
     Replay,
     /// It verified but did not decode as a command.
     Malformed,
-    /// Too many refused frames: dropped without being checked (the
-    /// count of dropped frames is in the refusal that ends the burst).
+    /// Too many refused frames: from here on frames are dropped without
+    /// being checked. Logged once when a burst starts; the channel counts
+    /// the dropped frames (`RemoteStats::rate_limited`).
     RateLimited,
     /// The key's role may not do this.
     Forbidden,
