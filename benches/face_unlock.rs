@@ -10,6 +10,23 @@
 //! Also reports frames/s the MJPEG server delivers to one local reader
 //! (camera at 30 frames/s, 640×480 RGB encoded to JPEG once per frame).
 //!
+//! First, the whole daemon (`latchd::daemon::start`, in this process, sim
+//! board, `[face] enabled`, motion trigger on): from
+//! `SimControl::face(Some(n))` (the enrolled person appears in front of
+//! the camera) to the engine's unlock action (the published lock state
+//! leaves `Locked`: the motor is driven). That adds the motion detector's
+//! sampling (every 200 ms), the `Touch` it sends, the engine's
+//! `RecogniseFace` and its handling of `Recognised`. Median and p95 over
+//! `FACE_UNLOCK_RUNS` runs (default 15), and the process's VmRSS before
+//! the daemon started and once face recognition has run (both models
+//! loaded and warmed).
+//!
+//! ```text
+//!  t0 face(Some(1)) ─► sim camera ─► FrameRing ─► motion (≤200 ms) ─► Touch ─► engine
+//!       ─► RecogniseFace ─► FaceService: next frame, YuNet + MobileFaceNet, match
+//!       ─► Recognised ─► engine: Unlocked, motor drive ─► published lock = moving  t1
+//! ```
+//!
 //! Run: `cargo bench --bench face_unlock` (needs the shared models and
 //! photos: `$LATCHD_SHARED`, else `../shared`).
 
@@ -161,7 +178,212 @@ fn bench_stream(c: &mut Criterion) {
     });
 }
 
+/// Resident set size in KiB, or 0 where /proc is unavailable.
+fn vm_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+const ADMIN_CODE: &str = "135792";
+
+/// The state a first start plus a face enrolment leave: door direction,
+/// administrator 001 (passcode), user 002 with a template made from
+/// `obama/1.jpg`. The camera then shows `obama/2.jpg`, a photo the
+/// template was not made from.
+fn seed_store(state: &Path, rec: &FaceRecognizer) {
+    use latchd::core::passcode::{Macer, Passcode};
+    use latchd::core::types::{
+        Credential, CredentialId, CredentialKind, CredentialSecret, Handing, Role, User, UserNumber,
+    };
+    use latchd::core::{Change, Validity};
+    let img = image::open(shared_dir().join("faces/obama/1.jpg"))
+        .expect("photo")
+        .to_rgb8();
+    let faces = rec.observe(&img).expect("inference");
+    let first = faces.first().expect("a face in the photo");
+    let template = FaceTemplate::new(vec![first.embedding.clone()])
+        .expect("template")
+        .to_bytes();
+    latchd::daemon::create_state_dir(state).expect("state dir");
+    let (mut store, key) =
+        latchd::store::Store::open(state, latchd::store::StoreOptions::default()).expect("store");
+    let mac =
+        Macer::new(&key.passcode_key()).mac(Passcode::parse(ADMIN_CODE).expect("code").digits());
+    let (admin, user) = (
+        UserNumber::new(1).expect("001"),
+        UserNumber::new(2).expect("002"),
+    );
+    store
+        .apply(&[
+            Change::SetHanding(Handing::RightHand),
+            Change::PutUser(User {
+                number: admin,
+                role: Role::Admin,
+                validity: Validity::ALWAYS,
+            }),
+            Change::PutCredential(Credential {
+                id: CredentialId(1),
+                user: admin,
+                kind: CredentialKind::Passcode,
+                secret: CredentialSecret::Passcode(mac),
+            }),
+            Change::PutUser(User {
+                number: user,
+                role: Role::User,
+                validity: Validity::ALWAYS,
+            }),
+            Change::PutCredential(Credential {
+                id: CredentialId(2),
+                user,
+                kind: CredentialKind::Face,
+                secret: CredentialSecret::FaceTemplate { slot: 0, template },
+            }),
+        ])
+        .expect("seed");
+}
+
+/// Wait until the published engine status satisfies `cond`.
+async fn published_until(
+    rx: &mut watch::Receiver<latchd::daemon::Published>,
+    what: &str,
+    cond: impl Fn(&latchd::core::Status) -> bool,
+) {
+    let wait = async {
+        loop {
+            if cond(&rx.borrow_and_update().engine) {
+                return;
+            }
+            rx.changed().await.expect("the daemon stopped");
+        }
+    };
+    // Only turns a hang into a message; nothing is asserted on time.
+    tokio::time::timeout(Duration::from_secs(60), wait)
+        .await
+        .unwrap_or_else(|_| panic!("never saw {what}"));
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    // Nearest rank: the smallest value with at least p of the runs at or below it.
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn bench_daemon_face_to_unlock() {
+    use latchd::board::sim::parse_keys;
+    use latchd::core::input::SetPress;
+    use latchd::core::LockState;
+    let runs: usize = std::env::var("FACE_UNLOCK_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(15);
+    let models = shared_dir().join("models");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let people = dir.path().join("people");
+    std::fs::create_dir_all(&people).expect("people dir");
+    std::fs::copy(shared_dir().join("faces/obama/2.jpg"), people.join("1.jpg")).expect("photo");
+    {
+        // A separate recognizer, dropped before the daemon's RSS is read.
+        let rec = FaceRecognizer::load(&models, DEFAULT_MATCH_THRESHOLD)
+            .unwrap_or_else(|e| panic!("loading models from {}: {e}", models.display()));
+        seed_store(&dir.path().join("state"), &rec);
+    }
+    let mut config = latchd::config::Config::default();
+    config.face.enabled = true;
+    config.face.models_dir = models;
+    config.face.sim_people_dir = Some(people);
+    config.face.motion_trigger = true;
+    config.sim.motor_travel_ms = 100;
+    let opts = latchd::daemon::Options {
+        config,
+        state_dir: dir.path().join("state"),
+        front_panel: false,
+        control_socket: None,
+        dbus: None,
+        set_held: false,
+    };
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let rss_before = vm_rss_kib();
+    let (times, rss_after) = rt.block_on(async {
+        let token = tokio_util::sync::CancellationToken::new();
+        let running = latchd::daemon::start(opts, token).await.expect("daemon");
+        let sim = running.sim.clone().expect("sim board");
+        let mut published = running.published.clone();
+        let menu_keys = parse_keys(&format!("{ADMIN_CODE}✓")).expect("keys");
+        let back = parse_keys("↩").expect("keys");
+        // The motion detector's first sample and the face models load.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let mut times = Vec::with_capacity(runs);
+        let mut rss_after = 0;
+        for run in 0..runs {
+            published_until(&mut published, "locked and asleep", |s| {
+                s.lock == LockState::Locked && !s.keypad.awake && s.step == "idle"
+            })
+            .await;
+            let t0 = Instant::now();
+            sim.face(Some(1)).expect("face");
+            published_until(&mut published, "the unlock action", |s| {
+                s.lock != LockState::Locked
+            })
+            .await;
+            let dt = t0.elapsed();
+            if run > 0 {
+                // The first run also waits for the models to finish loading.
+                times.push(dt);
+            }
+            rss_after = rss_after.max(vm_rss_kib());
+
+            // Back to the starting point: locked, nobody in view, the
+            // motion detector re-armed (one second of still scene), the
+            // keypad asleep so the next arrival's Touch starts an attempt.
+            published_until(&mut published, "unlocked", |s| {
+                s.lock == LockState::Unlocked
+            })
+            .await;
+            sim.lock_button().expect("lock button");
+            published_until(&mut published, "locked", |s| s.lock == LockState::Locked).await;
+            sim.face(None).expect("face");
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            sim.set(SetPress::Short).expect("set");
+            sim.press(&menu_keys).expect("code");
+            published_until(&mut published, "the menu", |s| s.step == "menu").await;
+            sim.press(&back).expect("back");
+        }
+        running.stop().await.expect("stop");
+        (times, rss_after)
+    });
+    let mut sorted = times.clone();
+    sorted.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "daemon face appears -> unlock action (motion trigger, sim camera 640x480, {} runs): \
+         median {:.0} ms, p95 {:.0} ms, min {:.0} ms, max {:.0} ms",
+        sorted.len(),
+        ms(percentile(&sorted, 0.5)),
+        ms(percentile(&sorted, 0.95)),
+        ms(sorted[0]),
+        ms(sorted[sorted.len() - 1]),
+    );
+    println!(
+        "daemon VmRSS: {rss_before} KiB before start, {rss_after} KiB with face recognition \
+         running (+{} KiB: both models, the camera ring, the daemon)",
+        rss_after.saturating_sub(rss_before)
+    );
+}
+
 fn main() {
+    bench_daemon_face_to_unlock();
     let mut c = Criterion::default().configure_from_args();
     bench_unlock(&mut c);
     bench_stream(&mut c);
