@@ -69,11 +69,23 @@ fn first_start_enrol_unlock_lockout_and_restart() {
     d.settle();
     assert_eq!(bolt(&d), "extended");
 
-    // Restart: the lockout is still in force, for the finger too.
+    // Restart: the lockout is still in force, for the finger too, and it
+    // resumes with the time that was left at shutdown (not the full three
+    // minutes persisted when it started).
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // The status shows the engine's time as of its last input: wake it.
+    d.press("1");
+    let remaining = |s: &serde_json::Value| {
+        let r = &s["engine"]["lockout_remaining"];
+        r["secs"].as_u64().unwrap() * 1000 + r["nanos"].as_u64().unwrap() / 1_000_000
+    };
+    let before = remaining(&d.status());
+    assert!(before < 179_000, "{before}");
     assert!(d.sigterm().success());
     let d = Daemon::start(&state);
     let s = d.status();
     assert_eq!(s["engine"]["lockout_active"], json!(true), "{s}");
+    assert!(remaining(&s) <= before, "{} > {before}", remaining(&s));
     d.finger(USER_PERSON);
     d.settle();
     assert_eq!(bolt(&d), "extended");

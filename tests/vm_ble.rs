@@ -92,6 +92,12 @@ impl LockLink for SimLink {
             .take(limit)
             .collect())
     }
+    fn ble_connected(&self, connected: bool) {
+        self.sim
+            .lock()
+            .unwrap()
+            .input(Input::BleConnected(connected));
+    }
     fn refused(&self, via: Channel, reason: AppRefusal) {
         self.sim
             .lock()
@@ -780,6 +786,7 @@ mod guest_daemon {
             .await
             .unwrap_or_else(|e| panic!("pair: {e}\n{}", d.log_text()));
 
+        assert_eq!(d.status()["engine"]["ble_connected"], json!(true));
         // The status report carries the Wi-Fi link the join reported.
         match c
             .request(&owner, paired.lock_public, &Request::Status)
@@ -881,7 +888,13 @@ mod guest_daemon {
         let Response::GuestKeyCreated { code: second, .. } = r else {
             panic!("{r:?}")
         };
-        drop(c);
+        c.disconnect().await;
+        // The engine hears that the app left (B-9.1 status).
+        let deadline = StdInstant::now() + Duration::from_secs(30);
+        while d.status()["engine"]["ble_connected"] != json!(false) {
+            assert!(StdInstant::now() < deadline, "{}", d.log_text());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let key_file = dir.path().join("guest-key.json");
         let latchctl = |args: &[&str]| {
             let exe = std::env::var("LATCHCTL")

@@ -34,7 +34,7 @@ use bluer::gatt::local::{
     CharacteristicNotifyMethod, CharacteristicRead, CharacteristicWrite, CharacteristicWriteMethod,
     ReqError, Service,
 };
-use bluer::{Address, Uuid};
+use bluer::{Address, DeviceEvent, DeviceProperty, Uuid};
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -168,6 +168,8 @@ impl Shared {
                 peer,
                 ChannelConn::new(self.deps.lock_key.clone(), self.deps.code.clone(), mtu),
             ));
+            self.deps.link.ble_connected(true);
+            self.clone().watch_disconnect(peer);
         }
         let out = match &mut slot.peer {
             Some((_, conn)) => conn.on_write(self.deps.link.as_ref(), &value).await,
@@ -175,6 +177,39 @@ impl Shared {
         };
         notify_all(&mut slot.notifier, out).await;
         Ok(())
+    }
+
+    /// When `peer` disconnects, free the channel (a half-open session
+    /// must not survive the link) and tell the engine (B-9.1 status).
+    fn watch_disconnect(self: Arc<Self>, peer: Address) {
+        tokio::spawn(async move {
+            let events = match self.adapter.device(peer) {
+                Ok(d) => d.events().await,
+                Err(e) => Err(e),
+            };
+            match events {
+                Ok(events) => {
+                    let mut events = Box::pin(events);
+                    while let Some(ev) = events.next().await {
+                        if let DeviceEvent::PropertyChanged(DeviceProperty::Connected(false)) = ev {
+                            break;
+                        }
+                    }
+                }
+                // Without events the slot is freed by the next device's
+                // write (it checks whether this one is still connected).
+                Err(e) => {
+                    tracing::warn!(%peer, "BLE: cannot watch the connection: {e}");
+                    return;
+                }
+            }
+            let mut slot = self.channel.lock().await;
+            if matches!(&slot.peer, Some((current, _)) if *current == peer) {
+                slot.peer = None;
+                self.deps.link.ble_connected(false);
+                tracing::info!(%peer, "BLE: app disconnected");
+            }
+        });
     }
 
     /// Boxed with an explicit `Send`: it recurses (a join's result feeds

@@ -131,6 +131,7 @@ type Notifications = Pin<Box<dyn Stream<Item = Vec<u8>> + Send>>;
 /// A connected lock.
 pub struct LockClient {
     pub address: Address,
+    device: bluer::Device,
     rx: Characteristic,
     tx: Notifications,
     improv_state: Option<Characteristic>,
@@ -185,6 +186,7 @@ impl LockClient {
         let tx: Notifications = Box::pin(tx.notify().await?);
         Ok(LockClient {
             address,
+            device: dev,
             rx,
             tx,
             improv_state: st,
@@ -196,6 +198,14 @@ impl LockClient {
 
     fn now(&self) -> Instant {
         Instant::from_millis(self.started.elapsed().as_millis() as u64)
+    }
+
+    /// Drop the link now (BlueZ otherwise keeps an idle connection for a
+    /// while after the last client is gone). Errors mean it is gone anyway.
+    pub async fn disconnect(self) {
+        if let Err(e) = self.device.disconnect().await {
+            tracing::debug!(address = %self.address, "disconnect: {e}");
+        }
     }
 
     /// Send one frame and wait for one frame back.

@@ -71,6 +71,8 @@ pub trait LockLink: Send + Sync + 'static {
     ) -> LinkFuture<'_, Option<AppResult>>;
     /// A frame refused before it became a command: into the event log.
     fn refused(&self, via: Channel, reason: AppRefusal);
+    /// An app connected over BLE, or the last one left (B-9.1 status).
+    fn ble_connected(&self, connected: bool);
     /// Monotonic and wall-clock now, in the engine's terms.
     fn now(&self) -> (Instant, Option<WallTime>);
 
@@ -437,6 +439,11 @@ pub struct DaemonLink {
     pub clock: crate::daemon::Clock,
     pub id_base: u64,
     pub next_id: AtomicU64,
+    /// Bounds what refused frames write to the event log (a radio-range
+    /// attacker reconnecting and sending junk must not push real history
+    /// out of the bounded log). `None` when the channel limits refusals
+    /// itself before they get here (the broker path does).
+    pub refusal_log_limit: Option<Mutex<crate::remote::limit::RefusalLimiter>>,
 }
 
 /// First request id used by the BLE service.
@@ -498,13 +505,44 @@ impl LockLink for DaemonLink {
     }
 
     fn refused(&self, via: Channel, reason: AppRefusal) {
+        use crate::remote::limit::Decision;
+        let reason = match &self.refusal_log_limit {
+            None => reason,
+            Some(limit) => {
+                let now = self.clock.now().mono;
+                let mut limit = limit.lock().unwrap_or_else(|p| p.into_inner());
+                match limit.before(now) {
+                    Decision::Check { .. } => {
+                        if !limit.refused(now) {
+                            return; // inside a burst: counted, not logged
+                        }
+                        reason
+                    }
+                    Decision::Drop {
+                        first_of_burst: true,
+                    } => AppRefusal::RateLimited,
+                    Decision::Drop {
+                        first_of_burst: false,
+                    } => return,
+                }
+            }
+        };
         // Never wait here: a flood of junk frames must not stall the
-        // channel on a full engine queue; the channel rate-limits first.
+        // channel on a full engine queue.
         if !self.inputs.try_send(Input::AppRefused { via, reason }) {
             tracing::warn!(
                 ?via,
                 ?reason,
                 "refused app frame not logged: engine queue full"
+            );
+        }
+    }
+
+    fn ble_connected(&self, connected: bool) {
+        if !self.inputs.try_send(Input::BleConnected(connected)) {
+            tracing::warn!(
+                connected,
+                "BLE connection state not reported: engine queue full"
             );
         }
     }
@@ -553,5 +591,71 @@ pub fn status_report(s: &crate::core::Status) -> StatusReport {
             duress: has(AlarmKind::Duress),
             low_battery: s.low_battery,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{Engine, EngineConfig, Now};
+    use crate::remote::limit::{RefusalLimiter, CAPACITY};
+    use crate::store::{Store, StoreOptions};
+    use tokio::sync::mpsc;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_of_refused_ble_frames_logs_one_burst_and_one_rate_limited() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _key) = Store::open(
+            dir.path(),
+            StoreOptions {
+                max_events: 100,
+                max_db_bytes: None,
+            },
+        )
+        .unwrap();
+        let engine = Engine::new(
+            EngineConfig {
+                passcode_key: [1; 32],
+                serial: "LD-TEST".into(),
+                firmware: "0".into(),
+                verification_code: "X".into(),
+                low_battery_percent: 20,
+            },
+            crate::core::Persisted::default(),
+            Now::new(0, None),
+        );
+        let (_published_tx, published) = watch::channel(crate::daemon::Published {
+            engine: engine.status(),
+            daemon: Default::default(),
+        });
+        let (tx, mut rx) = mpsc::channel(1024);
+        let clock = crate::daemon::Clock::new(false);
+        let link = DaemonLink {
+            inputs: crate::board::InputSender::new(tx),
+            replies: broadcast::channel(4).0,
+            published,
+            store: Arc::new(Mutex::new(store)),
+            id_base: BLE_ID_BASE,
+            next_id: AtomicU64::new(0),
+            refusal_log_limit: Some(Mutex::new(RefusalLimiter::new(clock.now().mono))),
+            clock,
+        };
+        for _ in 0..500 {
+            link.refused(Channel::Ble, AppRefusal::BadSeal);
+        }
+        let mut logged = Vec::new();
+        while let Ok(Input::AppRefused { reason, .. }) = rx.try_recv() {
+            logged.push(reason);
+        }
+        let bad_seals = logged.iter().filter(|r| **r == AppRefusal::BadSeal).count();
+        assert_eq!(bad_seals, CAPACITY as usize);
+        assert_eq!(
+            logged
+                .iter()
+                .filter(|r| **r == AppRefusal::RateLimited)
+                .count(),
+            1
+        );
+        assert_eq!(logged.len(), CAPACITY as usize + 1);
     }
 }

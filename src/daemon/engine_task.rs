@@ -34,7 +34,9 @@ use super::status;
 use crate::board::{Board, DeviceError};
 use crate::core::action::Notice;
 use crate::core::input::MotorReport;
-use crate::core::{Action, AppResult, Engine, EngineConfig, Event, Input, Now, Prompt, Status};
+use crate::core::{
+    Action, AppResult, Change, Engine, EngineConfig, Event, Input, Now, Prompt, Status,
+};
 use crate::dbus::{DeviceCheck, Diagnostics, EventRecord};
 use crate::store::Store;
 
@@ -266,6 +268,17 @@ impl EngineTask {
             if !self.board.motor.is_moving() {
                 break;
             }
+        }
+        self.save_lockout();
+    }
+
+    /// The lockout as it stands now (B-7): a restart resumes the time
+    /// that was left, not the time left at the last failure.
+    fn save_lockout(&mut self) {
+        let record = self.engine.lockout_record(self.clock.now());
+        if let Err(e) = lock_store(&self.store).apply(&[Change::PutLockout(record)]) {
+            // The last persisted record stays: it can only be longer.
+            tracing::warn!("cannot save the lockout at shutdown: {e}");
         }
     }
 

@@ -105,6 +105,7 @@ fn start_ble(
     use crate::ble::improv::DeviceInfo;
     use crate::ble::service::{DaemonLink, BLE_ID_BASE};
     let local_name = gatt::local_name(&ctx.serial);
+    let refusal_limit = crate::remote::limit::RefusalLimiter::new(ctx.clock.now().mono);
     let link = DaemonLink {
         inputs: ctx.inputs,
         replies: ctx.replies,
@@ -113,6 +114,7 @@ fn start_ble(
         clock: ctx.clock,
         id_base: BLE_ID_BASE,
         next_id: Default::default(),
+        refusal_log_limit: Some(std::sync::Mutex::new(refusal_limit)),
     };
     let deps = GattDeps {
         link: Arc::new(link),

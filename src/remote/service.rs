@@ -174,6 +174,8 @@ impl Service {
             clock: ctx.clock.clone(),
             id_base: REMOTE_ID_BASE,
             next_id: AtomicU64::new(1),
+            // The service's own limiter runs before anything is refused.
+            refusal_log_limit: None,
         });
         let limiter = RefusalLimiter::new(ctx.clock.now().mono);
         Service {
