@@ -380,6 +380,40 @@ mod tests {
         assert_eq!((both.1 .0, both.1 .1), (1, Some(7)));
     }
 
+    /// The first change after priming is motion; without priming the
+    /// same picture would only have been the detector's first sample.
+    #[tokio::test]
+    async fn primed_detector_sees_the_first_arrival_as_motion() {
+        use crate::video::motion::{thumbnail, MotionConfig};
+        use crate::video::PixelFormat;
+        use image::{Rgb, RgbImage};
+        let ring = FrameRing::new();
+        let (w, h) = (64u32, 48u32);
+        let empty = RgbImage::from_pixel(w, h, Rgb([200, 200, 200]));
+        let priming = tokio::spawn({
+            let ring = ring.clone();
+            async move { primed_detector(&ring).await }
+        });
+        // Publish until the detector has taken its frame (it subscribes
+        // after being spawned, so one publish may come too early).
+        let mut detector = loop {
+            ring.publish(w, h, PixelFormat::Rgb, empty.as_raw().clone());
+            tokio::task::yield_now().await;
+            if priming.is_finished() {
+                break priming.await.expect("priming task");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        };
+        let mut arrival = empty.clone();
+        for y in 8..40 {
+            for x in 16..48 {
+                arrival.put_pixel(x, y, Rgb([20, 20, 20]));
+            }
+        }
+        let (gw, gh) = MotionConfig::default().grid;
+        assert!(detector.offer(thumbnail(&arrival, gw, gh)));
+    }
+
     #[test]
     fn no_camera_is_wanted_by_default() {
         let dir = tempfile::tempdir().expect("tempdir");
