@@ -421,6 +421,63 @@ async fn channel_guest_key_from_invite_to_unlock_and_nothing_else() {
     .is_err());
 }
 
+#[tokio::test]
+async fn channel_an_open_session_dies_with_its_key() {
+    let link = SimLink::installed();
+    let lock = Arc::new(StaticKeypair::generate(&mut OsRng));
+    let code = Arc::new(VerificationCode::generate(&mut OsRng));
+    let mut owner_conn = ChannelConn::new(lock.clone(), code.clone(), 185);
+    let owner = StaticKeypair::generate(&mut OsRng);
+    link.hold_set();
+    let paired = pair(&mut owner_conn, &link, &owner, &code).await.unwrap();
+    let wall = link.now().1.unwrap();
+    let r = request(
+        &mut owner_conn,
+        &link,
+        &owner,
+        paired.lock_public,
+        &Request::CreateGuestKey {
+            valid_from: wall,
+            valid_until: WallTime(wall.0 + 3600),
+        },
+    )
+    .await
+    .unwrap();
+    let Response::GuestKeyCreated { slot, code: gc, .. } = r else {
+        panic!("{r:?}")
+    };
+    // The guest pairs and opens a session on its own connection.
+    let mut guest_conn = ChannelConn::new(lock.clone(), code.clone(), 185);
+    let guest = StaticKeypair::generate(&mut OsRng);
+    let (p, init) = AppPairing::start(&guest, PairingSecret::Guest(gc), &mut OsRng);
+    let reply = exchange(&mut guest_conn, &link, &init).await;
+    let (sent, confirm) = p.on_reply(&guest, &reply).unwrap();
+    let done = exchange(&mut guest_conn, &link, &confirm).await;
+    sent.on_done(&done).unwrap();
+    let now = link.now().0;
+    let (start, init) = AppSessionStart::new(&guest, paired.lock_public, &mut OsRng);
+    let accept = exchange(&mut guest_conn, &link, &init).await;
+    let mut session = start
+        .finish(&guest, &accept, now, DEFAULT_IDLE_TIMEOUT)
+        .unwrap();
+    // The owner revokes the guest while that session is open.
+    let r = request(
+        &mut owner_conn,
+        &link,
+        &owner,
+        paired.lock_public,
+        &Request::RevokeGuestKey { slot },
+    )
+    .await
+    .unwrap();
+    assert_eq!(r, Response::Ok);
+    let sealed = client::seal_request(&mut session, now, &Request::Unlock).unwrap();
+    let answer = exchange(&mut guest_conn, &link, &sealed).await;
+    let err = client::open_response(&mut session, now, &answer).unwrap_err();
+    assert!(err.to_string().to_lowercase().contains("key"), "{err}");
+    assert!(!guest_conn.is_open());
+}
+
 // ───────────────────────────── in the VM ─────────────────────────────
 
 #[test]

@@ -343,6 +343,18 @@ impl ChannelConn {
                 Ok(accept)
             }
             (ConnState::Open { mut session, key }, FrameType::Data) => {
+                // The key may have been revoked (and its slot reissued)
+                // while the session was open: the session speaks only for
+                // the very public key it was opened with.
+                let still_registered = link
+                    .app_keys()
+                    .iter()
+                    .any(|k| k.id == key.id && k.public_key == key.public_key);
+                if !still_registered {
+                    session.close();
+                    link.refused(Channel::Ble, AppRefusal::UnknownKey);
+                    return Err(ErrorCode::UnknownKey);
+                }
                 let principal = ble_principal(&key);
                 let response = match open_request(&mut session, &principal, now, wall, frame) {
                     Err(RequestError::Channel(e)) => {
