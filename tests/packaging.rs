@@ -231,3 +231,28 @@ fn yocto_layer_lints_clean_and_crates_are_current() {
     assert!(ok, "yocto-layer/lint.sh failed:\n{stdout}{stderr}");
     assert!(stdout.contains("meta-latchd clean"), "{stdout}");
 }
+
+/// The board file's prompt directory is what the image installs, and the
+/// recipe installs every prompt asset (a lock without them is mute).
+#[test]
+fn recipe_installs_the_voice_prompts_where_the_board_file_looks() {
+    let recipe = read("yocto-layer/meta-latchd/recipes-core/latchd/latchd_git.bb");
+    assert!(
+        recipe.contains("${S}/assets/prompts/*.wav ${D}${datadir}/latchd/prompts/"),
+        "the recipe must install assets/prompts"
+    );
+    let board = read("config/board-example.toml");
+    assert!(
+        board.contains(r#"assets = "/usr/share/latchd/prompts""#),
+        "board-example.toml's [voice] assets must be the installed directory"
+    );
+    let wavs = std::fs::read_dir(repo("assets/prompts"))
+        .expect("assets/prompts")
+        .filter(|e| {
+            e.as_ref()
+                .map(|e| e.path().extension().is_some_and(|x| x == "wav"))
+                .unwrap_or(false)
+        })
+        .count();
+    assert!(wavs > 50, "{wavs} prompt assets");
+}

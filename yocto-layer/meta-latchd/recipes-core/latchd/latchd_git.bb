@@ -81,6 +81,12 @@ do_install:append() {
     install -d ${D}${datadir}/dbus-1/system.d
     install -m 0644 ${S}/config/dbus/org.latchd.conf ${D}${datadir}/dbus-1/system.d/org.latchd.conf
 
+    # The voice prompts (board file `[voice] assets`); face models are not
+    # in the source tree: an image that enables `[face]` adds them to
+    # ${datadir}/latchd/models from its own layer.
+    install -d ${D}${datadir}/latchd/prompts
+    install -m 0644 ${S}/assets/prompts/*.wav ${D}${datadir}/latchd/prompts/
+
     install -d ${D}${docdir}/latchd
     install -m 0644 ${S}/docs/dbus.md ${D}${docdir}/latchd/dbus.md
 }
@@ -106,3 +112,6 @@ FILES:${PN} += "\
 CONFFILES:${PN} = "${sysconfdir}/latchd/latchd.toml ${sysconfdir}/latchd/board.toml"
 
 RDEPENDS:${PN} = "bluez5 dbus"
+# Wi-Fi provisioning talks to wpa_supplicant's D-Bus API (or NetworkManager's,
+# `[wifi] backend`); an image may choose either.
+RRECOMMENDS:${PN} = "wpa-supplicant"
