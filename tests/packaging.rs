@@ -256,3 +256,37 @@ fn recipe_installs_the_voice_prompts_where_the_board_file_looks() {
         .count();
     assert!(wavs > 50, "{wavs} prompt assets");
 }
+
+/// The image runs the real board: the recipe's edit of the shipped config
+/// matches lines that exist, and the result parses as `board = "linux"`.
+#[test]
+fn recipe_installs_a_config_for_the_real_board() {
+    let recipe = read("yocto-layer/meta-latchd/recipes-core/latchd/latchd_git.bb");
+    assert!(recipe.contains(r#"'s,^board = "sim"$,board = "linux",'"#));
+    let shipped = read("config/latchd.toml");
+    assert!(shipped.lines().any(|l| l == r#"board = "sim""#));
+    assert!(shipped
+        .lines()
+        .any(|l| l == r#"# board_file = "/etc/latchd/board.toml""#));
+    // What the sed makes of it.
+    let installed: String = shipped
+        .lines()
+        .map(|l| match l {
+            r#"board = "sim""# => r#"board = "linux""#.to_string(),
+            r#"# board_file = "/etc/latchd/board.toml""# => {
+                r#"board_file = "/etc/latchd/board.toml""#.to_string()
+            }
+            other => other.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("latchd.toml");
+    std::fs::write(&path, installed).unwrap();
+    let config = latchd::config::Config::load(&path).expect("the installed config parses");
+    assert_eq!(config.board, latchd::config::BoardKind::Linux);
+    assert_eq!(
+        config.board_file.as_deref(),
+        Some(std::path::Path::new("/etc/latchd/board.toml"))
+    );
+}

@@ -64,7 +64,12 @@ do_compile() {
 
 do_install:append() {
     install -d ${D}${sysconfdir}/latchd
-    install -m 0644 ${S}/config/latchd.toml ${D}${sysconfdir}/latchd/latchd.toml
+    # The documented defaults, but on the real board: board = "linux" with
+    # the installed board file (as shipped the file selects the sim board).
+    sed -e 's,^board = "sim"$,board = "linux",' \
+        -e 's,^# board_file = ".*/latchd/board.toml"$,board_file = "${sysconfdir}/latchd/board.toml",' \
+        ${S}/config/latchd.toml > ${D}${sysconfdir}/latchd/latchd.toml
+    chmod 0644 ${D}${sysconfdir}/latchd/latchd.toml
     install -m 0644 ${S}/config/board-${LATCHD_BOARD}.toml ${D}${sysconfdir}/latchd/board.toml
 
     install -d ${D}${systemd_system_unitdir}
