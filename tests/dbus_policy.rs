@@ -10,6 +10,8 @@
 //! `systemd` (busctl) and `util-linux` (setpriv).
 #[path = "common/bus.rs"]
 mod bus;
+#[path = "common/wpa_double.rs"]
+mod wpa_double;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -69,6 +71,18 @@ impl SystemLikeBus {
     <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
     <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
     <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
+  </policy>
+  <!-- wpa_supplicant's own policy file, as upstream ships it
+       (wpa_supplicant/dbus/dbus-wpa_supplicant.conf). -->
+  <policy user="root">
+    <allow own="fi.w1.wpa_supplicant1"/>
+    <allow send_destination="fi.w1.wpa_supplicant1"/>
+    <allow receive_sender="fi.w1.wpa_supplicant1" receive_type="signal"/>
+  </policy>
+  <policy context="default">
+    <deny own="fi.w1.wpa_supplicant1"/>
+    <deny send_destination="fi.w1.wpa_supplicant1"/>
+    <deny receive_sender="fi.w1.wpa_supplicant1" receive_type="signal"/>
   </policy>
   <include>{policy}</include>
 </busconfig>
@@ -325,4 +339,49 @@ async fn only_root_and_technicians_may_call() {
     .await;
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert_eq!(out.stdout.trim(), "{}");
+}
+
+/// The service user may talk to wpa_supplicant (Wi-Fi provisioning), which
+/// wpa_supplicant's own policy denies to everyone but root; others still
+/// may not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_user_may_call_wpa_supplicant_and_nobody_else() {
+    ensure_root();
+    ensure_accounts();
+    let bus = SystemLikeBus::start();
+    let (_wpa, _log) = wpa_double::serve_wpa_on(
+        zbus::connection::Builder::address(bus.address.as_str()).expect("address"),
+    )
+    .await;
+    let call = |user: &'static str| {
+        let address = format!("--bus={}", bus.address);
+        async move {
+            run_as(
+                user,
+                &[],
+                "dbus-send",
+                &[
+                    &address,
+                    "--print-reply",
+                    "--dest=fi.w1.wpa_supplicant1",
+                    "/fi/w1/wpa_supplicant1",
+                    "fi.w1.wpa_supplicant1.GetInterface",
+                    "string:wlan0",
+                ],
+            )
+            .await
+        }
+    };
+    // The call reaches the service: the double answers that it does not
+    // manage wlan0 yet (the backend would then create it).
+    let out = call(SERVICE_USER).await;
+    assert!(
+        out.stderr
+            .contains("fi.w1.wpa_supplicant1.InterfaceUnknown"),
+        "{}",
+        out.stderr
+    );
+    let out = call("nobody").await;
+    assert_ne!(out.code, Some(0));
+    assert!(out.stderr.contains("AccessDenied"), "{}", out.stderr);
 }
