@@ -239,6 +239,9 @@ fn every_change_round_trips_through_a_restart() {
     }
     let mut store = open(tmp.path());
     assert_eq!(store.load().unwrap(), expected);
+    // The narrow reads the channels use agree with the full load.
+    assert_eq!(store.app_keys().unwrap(), expected.app_keys);
+    assert_eq!(store.guest_invites().unwrap(), expected.guest_invites);
 
     // Deletes of each kind.
     store

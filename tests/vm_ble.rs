@@ -480,17 +480,37 @@ async fn channel_an_open_session_dies_with_its_key() {
 
 // ───────────────────────────── in the VM ─────────────────────────────
 
+/// The target dir is shared: a concurrent default-feature build may replace
+/// a binary at any time. Pin this build by copying it next to itself (the
+/// guest sees the host's tree, not its /tmp).
+fn pinned(built: &str, tag: &str) -> std::path::PathBuf {
+    let built = std::path::Path::new(built);
+    let pinned = built.with_file_name(format!(
+        "{}-{tag}-{}",
+        built.file_name().unwrap().to_string_lossy(),
+        std::process::id()
+    ));
+    std::fs::copy(built, &pinned).expect("copy the binary");
+    pinned
+}
+
+/// Run a guest test's async body on a small runtime.
+#[cfg(feature = "board-linux")]
+fn block_on(body: impl std::future::Future<Output = ()>) {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(body);
+}
+
 #[test]
 fn ble_end_to_end_in_vm() {
     if !vm::enabled_or_skip("ble_end_to_end_in_vm") {
         return;
     }
-    // The target dir is shared: a concurrent default-feature build may
-    // replace target/debug/latchctl at any time. Pin our build by copying
-    // it now (next to it: the guest sees the host's tree, not its /tmp).
-    let built = std::path::Path::new(env!("CARGO_BIN_EXE_latchctl"));
-    let pinned = built.with_file_name(format!("latchctl-vm-ble-{}", std::process::id()));
-    std::fs::copy(built, &pinned).expect("copy latchctl");
+    let pinned = pinned(env!("CARGO_BIN_EXE_latchctl"), "vm-ble");
     let probe = std::process::Command::new(&pinned)
         .args(["ble", "--adapter", "none", "scan", "--seconds", "0"])
         .output()
@@ -516,12 +536,7 @@ fn guest_ble_end_to_end() {
     if !vm::in_guest_or_skip("guest_ble_end_to_end") {
         return;
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(guest::run());
+    block_on(guest::run());
 }
 
 #[cfg(feature = "board-linux")]
@@ -658,27 +673,13 @@ mod guest {
 
 // ──────────────────── the real daemon, in the VM ────────────────────
 
-/// A copy of a freshly built binary next to it (the guest sees the host's
-/// tree, not its /tmp), so a concurrent default-feature build cannot swap
-/// it mid-test.
-fn pinned(built: &str, tag: &str) -> std::path::PathBuf {
-    let built = std::path::Path::new(built);
-    let pinned = built.with_file_name(format!(
-        "{}-{tag}-{}",
-        built.file_name().unwrap().to_string_lossy(),
-        std::process::id()
-    ));
-    std::fs::copy(built, &pinned).expect("copy the binary");
-    pinned
-}
-
 #[test]
 fn daemon_ble_end_to_end_in_vm() {
     if !vm::enabled_or_skip("daemon_ble_end_to_end_in_vm") {
         return;
     }
-    let latchd = pinned(env!("CARGO_BIN_EXE_latchd"), "vm-ble");
-    let latchctl = pinned(env!("CARGO_BIN_EXE_latchctl"), "vm-ble");
+    let latchd = pinned(env!("CARGO_BIN_EXE_latchd"), "vm-daemon-ble");
+    let latchctl = pinned(env!("CARGO_BIN_EXE_latchctl"), "vm-daemon-ble");
     let opts = vm::VmOptions {
         ble: true,
         timeout: Some(std::time::Duration::from_secs(480)),
@@ -700,12 +701,7 @@ fn guest_daemon_ble_end_to_end() {
     if !vm::in_guest_or_skip("guest_daemon_ble_end_to_end") {
         return;
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(guest_daemon::run());
+    block_on(guest_daemon::run());
 }
 
 #[cfg(feature = "board-linux")]

@@ -476,6 +476,24 @@ impl LockLink for DaemonLink {
         self.store().load().map_err(|e| e.to_string())
     }
 
+    fn app_keys(&self) -> Vec<AppKey> {
+        self.store().app_keys().unwrap_or_else(|e| {
+            // Fail closed: no keys, no sessions.
+            tracing::error!("cannot read app keys: {e}");
+            Vec::new()
+        })
+    }
+
+    fn guest_invite(&self, code_id: u16) -> Option<GuestInvite> {
+        match self.store().guest_invites() {
+            Ok(invites) => invites.into_iter().find(|i| i.code_id == code_id),
+            Err(e) => {
+                tracing::error!("cannot read guest invites: {e}");
+                None
+            }
+        }
+    }
+
     fn events_before(&self, before: Option<u64>, limit: usize) -> Result<Vec<StoredEvent>, String> {
         self.store()
             .events_before(before.map(crate::store::EventId), limit)

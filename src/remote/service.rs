@@ -524,9 +524,9 @@ impl Service {
             let reason = gate::Refused::from(e.clone()).reason();
             return self.refuse(client, tracker, Some(reason), &e);
         }
-        let loaded = lock_store(&self.ctx.store).load();
+        let loaded = lock_store(&self.ctx.store).app_keys();
         let keys = match loaded {
-            Ok(p) => p.app_keys,
+            Ok(keys) => keys,
             Err(e) => {
                 return self.refuse(
                     client,

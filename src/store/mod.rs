@@ -189,6 +189,18 @@ impl Store {
         state::load(&self.conn, &self.sealer)
     }
 
+    /// Only the registered app keys (what a channel checks on every
+    /// frame; cheaper than [`Store::load`], which opens every sealed
+    /// credential).
+    pub fn app_keys(&self) -> Result<Vec<crate::core::types::AppKey>, StoreError> {
+        state::load_app_keys(&self.conn, &self.sealer)
+    }
+
+    /// Only the outstanding guest invites.
+    pub fn guest_invites(&self) -> Result<Vec<crate::core::types::GuestInvite>, StoreError> {
+        state::load_guest_invites(&self.conn, &self.sealer)
+    }
+
     /// Apply a batch of changes in one transaction: all or nothing.
     pub fn apply(&mut self, changes: &[Change]) -> Result<(), StoreError> {
         state::apply(&mut self.conn, &self.sealer, changes)

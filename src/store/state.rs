@@ -431,7 +431,7 @@ fn load_temp_passcodes(
     Ok(out)
 }
 
-fn load_app_keys(conn: &Connection, sealer: &Sealer) -> Result<Vec<AppKey>, StoreError> {
+pub(crate) fn load_app_keys(conn: &Connection, sealer: &Sealer) -> Result<Vec<AppKey>, StoreError> {
     let mut stmt = conn
         .prepare(
             "SELECT id, role, admin, sealed_public_key, valid_from, valid_until, label
@@ -488,7 +488,10 @@ fn load_app_keys(conn: &Connection, sealer: &Sealer) -> Result<Vec<AppKey>, Stor
     Ok(out)
 }
 
-fn load_guest_invites(conn: &Connection, sealer: &Sealer) -> Result<Vec<GuestInvite>, StoreError> {
+pub(crate) fn load_guest_invites(
+    conn: &Connection,
+    sealer: &Sealer,
+) -> Result<Vec<GuestInvite>, StoreError> {
     let mut stmt = conn
         .prepare(
             "SELECT slot, code_id, sealed_secret, valid_from, valid_until, code_expires_at, attempts
