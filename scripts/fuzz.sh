@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Bounded fuzzing of the BLE channel's parsers (docs/ble-protocol.md,
 # "Fuzzing"): the frame parser/reassembler and the Improv RPC parser, each
-# for FUZZ_SECONDS (default 60). Called by scripts/test.sh.
+# for FUZZ_SECONDS (default 60). Called by scripts/test-vm.sh.
 #
 # cargo-fuzz is installed from crates.io when missing. The machine has one
 # (stable) toolchain, so libFuzzer's instrumentation flags are enabled with

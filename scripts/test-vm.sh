@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The virtual-hardware tests: each boots a QEMU VM (TCG) with kernel
-# virtual devices — vivid (V4L2), snd-dummy (ALSA), hci_vhci + btvirt
-# (BLE), gpio-sim (GPIO) — and runs latchd's real Linux backends there.
+# The slow suite. The virtual-hardware tests: each boots a QEMU VM (TCG)
+# with kernel virtual devices — vivid (V4L2), snd-dummy (ALSA), hci_vhci +
+# btvirt (BLE), gpio-sim (GPIO) — and runs latchd's real Linux backends
+# there. Then bounded fuzzing of the BLE parsers (scripts/fuzz.sh, 60 s per
+# target; FUZZ_SECONDS changes it).
 #
 #     scripts/test-vm.sh
 #
@@ -9,4 +11,5 @@
 # figures: tests/vm/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec tests/vm/run-vm-tests.sh "$@"
+tests/vm/run-vm-tests.sh "$@"
+scripts/fuzz.sh

@@ -40,5 +40,3 @@ echo "== default build (sim board, no system packages needed)"
 cargo build --locked
 echo "== tests"
 cargo test --all-features --locked
-echo "== fuzz (bounded)"
-scripts/fuzz.sh
