@@ -143,11 +143,48 @@ async fn pair(
     app: &StaticKeypair,
     code: &VerificationCode,
 ) -> Result<client::PairedLock, PairingError> {
-    let (p, init) = AppPairing::start(app, PairingSecret::Owner(code.clone()), &mut OsRng);
+    pair_with(conn, link, app, PairingSecret::Owner(code.clone())).await
+}
+
+/// Owner pairing or a guest's redemption, through the lock side.
+async fn pair_with(
+    conn: &mut ChannelConn,
+    link: &SimLink,
+    app: &StaticKeypair,
+    secret: PairingSecret,
+) -> Result<client::PairedLock, PairingError> {
+    let (p, init) = AppPairing::start(app, secret, &mut OsRng);
     let reply = exchange(conn, link, &init).await;
     let (sent, confirm) = p.on_reply(app, &reply)?;
     let done = exchange(conn, link, &confirm).await;
     sent.on_done(&done)
+}
+
+/// The owner asks for a guest code valid from now for `secs`: (slot, code).
+async fn invite(
+    conn: &mut ChannelConn,
+    link: &SimLink,
+    owner: &StaticKeypair,
+    lock_public: [u8; 32],
+    secs: i64,
+) -> (u16, GuestPairingCode) {
+    let wall = link.now().1.unwrap();
+    let r = request(
+        conn,
+        link,
+        owner,
+        lock_public,
+        &Request::CreateGuestKey {
+            valid_from: wall,
+            valid_until: WallTime(wall.0 + secs),
+        },
+    )
+    .await
+    .unwrap();
+    match r {
+        Response::GuestKeyCreated { slot, code, .. } => (slot, code),
+        other => panic!("{other:?}"),
+    }
 }
 
 async fn request(
@@ -251,29 +288,9 @@ async fn channel_guest_key_from_invite_to_unlock_and_nothing_else() {
     let owner = StaticKeypair::generate(&mut OsRng);
     link.hold_set();
     let paired = pair(&mut conn, &link, &owner, &code).await.expect("pairs");
-    let wall = link.now().1.unwrap();
 
     // The owner invites a guest for the next two hours.
-    let r = request(
-        &mut conn,
-        &link,
-        &owner,
-        paired.lock_public,
-        &Request::CreateGuestKey {
-            valid_from: wall,
-            valid_until: WallTime(wall.0 + 7200),
-        },
-    )
-    .await
-    .unwrap();
-    let Response::GuestKeyCreated {
-        slot,
-        code: guest_code,
-        ..
-    } = r
-    else {
-        panic!("{r:?}")
-    };
+    let (slot, guest_code) = invite(&mut conn, &link, &owner, paired.lock_public, 7200).await;
     let listed = request(
         &mut conn,
         &link,
@@ -313,11 +330,14 @@ async fn channel_guest_key_from_invite_to_unlock_and_nothing_else() {
     assert_eq!(link.persisted().unwrap().guest_invites[0].attempts, 1);
 
     // The right code: the guest key is registered in the invite's slot.
-    let (p, init) = AppPairing::start(&guest, PairingSecret::Guest(guest_code.clone()), &mut OsRng);
-    let reply = exchange(&mut conn, &link, &init).await;
-    let (sent, confirm) = p.on_reply(&guest, &reply).expect("lock's reply verifies");
-    let done = exchange(&mut conn, &link, &confirm).await;
-    let guest_paired = sent.on_done(&done).expect("redeemed");
+    let guest_paired = pair_with(
+        &mut conn,
+        &link,
+        &guest,
+        PairingSecret::Guest(guest_code.clone()),
+    )
+    .await
+    .expect("redeemed");
     let keys = link.app_keys();
     let key = keys
         .iter()
@@ -430,30 +450,13 @@ async fn channel_an_open_session_dies_with_its_key() {
     let owner = StaticKeypair::generate(&mut OsRng);
     link.hold_set();
     let paired = pair(&mut owner_conn, &link, &owner, &code).await.unwrap();
-    let wall = link.now().1.unwrap();
-    let r = request(
-        &mut owner_conn,
-        &link,
-        &owner,
-        paired.lock_public,
-        &Request::CreateGuestKey {
-            valid_from: wall,
-            valid_until: WallTime(wall.0 + 3600),
-        },
-    )
-    .await
-    .unwrap();
-    let Response::GuestKeyCreated { slot, code: gc, .. } = r else {
-        panic!("{r:?}")
-    };
+    let (slot, gc) = invite(&mut owner_conn, &link, &owner, paired.lock_public, 3600).await;
     // The guest pairs and opens a session on its own connection.
     let mut guest_conn = ChannelConn::new(lock.clone(), code.clone(), 185);
     let guest = StaticKeypair::generate(&mut OsRng);
-    let (p, init) = AppPairing::start(&guest, PairingSecret::Guest(gc), &mut OsRng);
-    let reply = exchange(&mut guest_conn, &link, &init).await;
-    let (sent, confirm) = p.on_reply(&guest, &reply).unwrap();
-    let done = exchange(&mut guest_conn, &link, &confirm).await;
-    sent.on_done(&done).unwrap();
+    pair_with(&mut guest_conn, &link, &guest, PairingSecret::Guest(gc))
+        .await
+        .unwrap();
     let now = link.now().0;
     let (start, init) = AppSessionStart::new(&guest, paired.lock_public, &mut OsRng);
     let accept = exchange(&mut guest_conn, &link, &init).await;

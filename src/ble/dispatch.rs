@@ -23,16 +23,13 @@ use super::commands::{
     Response, Role, Settings as WireSettings, TempPasscodeKind, UnlockMethod, UserEntry,
     MAX_EVENTS_PER_PAGE,
 };
-use super::pairing::{GuestPairingCode, CODE_BYTES, GUEST_CODE_TTL_SECS};
+use super::pairing::GuestInvite as PairingInvite;
 use super::protocol::ErrorCode;
 use super::service::{response_of, LockLink};
 use crate::core::action::{AppError, AppOk};
 use crate::core::event::{AlarmKind, Event, EventKind};
-use crate::core::time::{Validity, WallTime};
-use crate::core::types::{
-    AppKey, AppKeyId, AppKeyRole, CredentialKind, GuestInvite, Method, Persisted,
-    GUEST_INVITE_SECRET,
-};
+use crate::core::time::WallTime;
+use crate::core::types::{AppKey, AppKeyId, AppKeyRole, CredentialKind, Method, Persisted};
 use crate::core::{AppCommand, Channel};
 use crate::store::StoredEvent;
 
@@ -131,33 +128,19 @@ async fn create_guest_key(
     let Some(now) = link.now().1 else {
         return response_of(&Err(AppError::ClockUnknown));
     };
-    let code_expires_at = WallTime(
-        now.0
-            .saturating_add(GUEST_CODE_TTL_SECS as i64)
-            .min(valid_until.0),
-    );
     let principal = super::service::engine_principal(key);
+    let mut rng = rng;
     for _ in 0..CODE_ID_TRIES {
-        let mut code = [0u8; CODE_BYTES];
-        rng.fill_bytes(&mut code);
-        let code_id = u16::from_be_bytes([code[0], code[1]]);
-        let mut secret = [0u8; GUEST_INVITE_SECRET];
-        secret.copy_from_slice(&code[2..]);
-        let invite = GuestInvite {
-            slot: AppKeyId(0),
-            code_id,
-            secret,
-            validity: Validity {
-                from: Some(valid_from),
-                until: Some(valid_until),
-            },
-            code_expires_at,
-            attempts: 0,
-        };
+        let code_id = (rng.next_u32() & 0xFFFF) as u16;
+        let (invite, code) = PairingInvite::create(code_id, valid_from, valid_until, now, &mut rng);
+        let code_expires_at = invite.code_expires_at;
         let result = link
-            .submit(via, principal, AppCommand::CreateGuestInvite(invite))
+            .submit(
+                via,
+                principal,
+                AppCommand::CreateGuestInvite(invite.to_stored()),
+            )
             .await;
-        let code = GuestPairingCode::from_bytes(code);
         return match result {
             Some(Ok(AppOk::GuestInviteCreated(slot))) => match u16::try_from(slot.0) {
                 Ok(slot) => Response::GuestKeyCreated {
@@ -371,7 +354,11 @@ pub fn event_entry(stored: &StoredEvent) -> Option<EventEntry> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::types::{Credential, CredentialId, CredentialSecret, User, UserNumber};
+    use crate::core::time::Validity;
+    use crate::core::types::{
+        Credential, CredentialId, CredentialSecret, GuestInvite, User, UserNumber,
+        GUEST_INVITE_SECRET,
+    };
     use crate::store::EventId;
 
     fn n(u: u16) -> UserNumber {

@@ -356,6 +356,38 @@ impl GuestInvite {
         }
     }
 
+    /// The record the engine keeps (`CreateGuestInvite`; the engine
+    /// assigns the slot).
+    pub fn to_stored(&self) -> crate::core::types::GuestInvite {
+        crate::core::types::GuestInvite {
+            slot: crate::core::types::AppKeyId(0),
+            code_id: self.code_id,
+            secret: self.secret,
+            validity: crate::core::time::Validity {
+                from: Some(self.key_valid_from),
+                until: Some(self.key_valid_until),
+            },
+            code_expires_at: self.code_expires_at,
+            attempts: self.attempts,
+        }
+    }
+
+    /// Back from the engine's record for a redemption the engine has
+    /// already counted: this module's check wants the count *before* the
+    /// attempt (it adds the attempt itself). `None` for a record without
+    /// both ends of its window (the engine never stores one).
+    pub fn from_counted(stored: &crate::core::types::GuestInvite) -> Option<Self> {
+        Some(Self::restore(
+            stored.code_id,
+            stored.secret,
+            stored.validity.from?,
+            stored.validity.until?,
+            stored.code_expires_at,
+            stored.attempts.saturating_sub(1),
+            false,
+        ))
+    }
+
     /// The secret bytes, for sealed storage.
     pub fn secret_bytes(&self) -> Zeroizing<[u8; GUEST_SECRET_BYTES]> {
         Zeroizing::new(self.secret)

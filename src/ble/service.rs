@@ -404,20 +404,7 @@ impl ChannelConn {
             _ => return Err(ErrorCode::Refused),
         }
         let stored = link.guest_invite(code_id).ok_or(ErrorCode::UnknownCode)?;
-        let (Some(from), Some(until)) = (stored.validity.from, stored.validity.until) else {
-            return Err(ErrorCode::Refused);
-        };
-        // The engine has counted this attempt; the pairing module's check
-        // wants the count before it (it adds this one itself).
-        let mut invite = PairingInvite::restore(
-            code_id,
-            stored.secret,
-            from,
-            until,
-            stored.code_expires_at,
-            stored.attempts.saturating_sub(1),
-            false,
-        );
+        let mut invite = PairingInvite::from_counted(&stored).ok_or(ErrorCode::Refused)?;
         let (pairing, reply) =
             LockPairing::respond_guest(req, &mut invite, wall, &self.lock, &mut OsRng)
                 .map_err(|e| e.code())?;
