@@ -31,4 +31,5 @@ if (($# == 0)); then
     done
 fi
 export LATCHD_VM_TESTS=1
+export CARGO_INCREMENTAL=0  # same build as scripts/test.sh, reused
 exec cargo test --all-features "${targets[@]}" "$@" -- --test-threads=1
