@@ -604,11 +604,16 @@ mod guest {
             "{e}"
         );
 
+        let e = c.improv_scan().await.unwrap_err();
+        assert!(matches!(e, GattClientError::ImprovNotAuthorized), "{e}");
+
         // SET held: Improv is authorised; with no Wi-Fi backend the lock
-        // reports "unable to connect" (0x03).
+        // reports "unable to connect" (0x03), and a scan "unknown" (0xFF).
         link.hold_set();
         let e = c.improv_wifi(b"home", b"password123").await.unwrap_err();
         assert!(matches!(e, GattClientError::ImprovFailed(0x03)), "{e}");
+        let e = c.improv_scan().await.unwrap_err();
+        assert!(matches!(e, GattClientError::ImprovScanFailed(0xff)), "{e}");
 
         let t3 = StdInstant::now();
         let paired = c.pair(&app, (*code).clone()).await.expect("pairs");
@@ -822,6 +827,9 @@ mod guest_daemon {
             .await
             .unwrap_err();
         assert!(matches!(e, GattClientError::ImprovNotAuthorized), "{e}");
+        let e = c.improv_scan().await.unwrap_err();
+        assert!(matches!(e, GattClientError::ImprovNotAuthorized), "{e}");
+        assert!(wpa_log.lock().unwrap().scans.is_empty());
         let e = c.pair(&owner, code.clone()).await.unwrap_err();
         assert!(
             matches!(&e, GattClientError::Pairing(p) if p.code() == ErrorCode::PairingModeInactive),
@@ -833,6 +841,27 @@ mod guest_daemon {
         // then the owner's app pairs with the label's code.
         d.ok(json!({"cmd": "set", "long": true}));
         assert_eq!(d.status()["engine"]["pairing_mode"], json!(true));
+        // The installer picks the network from what the lock hears,
+        // through wpa_supplicant's scan (the double's airwaves).
+        let t_scan = StdInstant::now();
+        let heard: Vec<(Vec<u8>, i8, bool)> = c
+            .improv_scan()
+            .await
+            .unwrap_or_else(|e| panic!("improv scan: {e}\n{}", d.log_text()))
+            .into_iter()
+            .map(|n| (n.ssid, n.rssi_dbm, n.auth_required))
+            .collect();
+        println!("Improv scan answered in {:?}", t_scan.elapsed());
+        assert_eq!(
+            heard,
+            vec![
+                (b"home".to_vec(), -44, true),
+                (b"owe-net".to_vec(), -66, false),
+                (b"cafe".to_vec(), -70, false),
+                (b"attic".to_vec(), -85, true),
+            ]
+        );
+        assert_eq!(wpa_log.lock().unwrap().scans, vec!["active".to_owned()]);
         c.improv_wifi(b"home", GOOD_PSK.as_bytes())
             .await
             .unwrap_or_else(|e| panic!("improv: {e}\n{}", d.log_text()));
@@ -969,6 +998,28 @@ mod guest_daemon {
             println!("latchctl ble {}: {text}", args.join(" "));
             (out.status.code(), text)
         };
+        // The owner's pairing ended pairing mode: no scan without SET.
+        let (status, text) = latchctl(&["wifi-scan"]);
+        assert_eq!(status, Some(1), "{text}");
+        assert!(text.contains("hold SET"), "{text}");
+        d.ok(json!({"cmd": "set", "long": true}));
+        let (status, text) = latchctl(&["wifi-scan"]);
+        assert_eq!(status, Some(0), "{text}");
+        let rows: Vec<Vec<&str>> = text
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                vec!["home", "-44", "dBm", "password"],
+                vec!["owe-net", "-66", "dBm", "open"],
+                vec!["cafe", "-70", "dBm", "open"],
+                vec!["attic", "-85", "dBm", "password"],
+            ],
+            "{text}"
+        );
+        assert_eq!(wpa_log.lock().unwrap().scans.len(), 2);
         let display = second.display();
         let (status, text) = latchctl(&["redeem", "--code", display.as_str()]);
         assert_eq!(status, Some(0), "{text}");

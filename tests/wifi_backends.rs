@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use latchd::wifi::networkmanager::NetworkManager;
 use latchd::wifi::wpa_supplicant::WpaSupplicant;
-use latchd::wifi::{WifiBackend, WifiError, WifiStatus};
+use latchd::wifi::{ScannedNetwork, WifiBackend, WifiError, WifiStatus};
 use zbus::object_server::SignalEmitter;
 use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue};
 
@@ -170,6 +170,71 @@ async fn wpa_supplicant_switch_maps_to_disconnect_and_reconnect() {
 const NM_DEVICE: &str = "/org/freedesktop/NetworkManager/Devices/3";
 const NM_AP: &str = "/org/freedesktop/NetworkManager/AccessPoint/7";
 
+/// An access point NetworkManager's double hears: `(path, ssid,
+/// strength %, Flags, WpaFlags, RsnFlags)`.
+type NmAp = (&'static str, &'static [u8], u8, u32, u32, u32);
+
+/// What NetworkManager's double hears. NM_AP is the one joined.
+const NM_AIRWAVES: &[NmAp] = &[
+    (NM_AP, b"home", 80, 0x1, 0, 0x100 | 0x8),
+    (
+        "/org/freedesktop/NetworkManager/AccessPoint/8",
+        b"home",
+        40,
+        0x1,
+        0,
+        0x100,
+    ),
+    (
+        "/org/freedesktop/NetworkManager/AccessPoint/9",
+        b"cafe",
+        50,
+        0,
+        0,
+        0,
+    ),
+    (
+        "/org/freedesktop/NetworkManager/AccessPoint/10",
+        b"",
+        95,
+        0x1,
+        0,
+        0x100,
+    ),
+    (
+        "/org/freedesktop/NetworkManager/AccessPoint/11",
+        b"owe-net",
+        60,
+        0x1,
+        0,
+        0x800,
+    ),
+    (
+        "/org/freedesktop/NetworkManager/AccessPoint/12",
+        b"attic",
+        10,
+        0x1,
+        0,
+        0,
+    ),
+    (
+        "/org/freedesktop/NetworkManager/AccessPoint/13",
+        b"office",
+        45,
+        0x1,
+        0x200,
+        0x200,
+    ),
+];
+
+#[derive(Debug, zbus::DBusError)]
+#[zbus(prefix = "org.freedesktop.NetworkManager.Device")]
+enum NmDeviceError {
+    #[zbus(error)]
+    ZBus(zbus::Error),
+    NotAllowed(String),
+}
+
 #[derive(Debug, zbus::DBusError)]
 #[zbus(prefix = "org.freedesktop.NetworkManager")]
 enum NmError {
@@ -185,6 +250,9 @@ type Settings = HashMap<String, HashMap<String, OwnedValue>>;
 struct NmLog {
     added: Vec<Settings>,
     deleted: Vec<String>,
+    scans: u32,
+    /// Refuse RequestScan (NM rate-limits, or is scanning already).
+    scan_not_allowed: bool,
 }
 
 struct NmRoot {
@@ -332,10 +400,59 @@ impl NmDevice {
 
 struct NmWireless {
     active_access_point: String,
+    last_scan: i64,
+    log: Arc<Mutex<NmLog>>,
+}
+
+/// Finish a requested scan after a moment: LastScan moves on.
+async fn nm_scan_done(conn: zbus::Connection) {
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let w = conn
+        .object_server()
+        .interface::<_, NmWireless>(NM_DEVICE)
+        .await
+        .expect("device");
+    let mut wireless = w.get_mut().await;
+    wireless.last_scan += 1000;
+    wireless
+        .last_scan_changed(w.signal_emitter())
+        .await
+        .expect("emit LastScan");
 }
 
 #[zbus::interface(name = "org.freedesktop.NetworkManager.Device.Wireless")]
 impl NmWireless {
+    async fn request_scan(
+        &self,
+        _options: HashMap<String, OwnedValue>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<(), NmDeviceError> {
+        let refused = {
+            let mut log = self.log.lock().expect("log");
+            log.scans += 1;
+            log.scan_not_allowed
+        };
+        if refused {
+            return Err(NmDeviceError::NotAllowed(
+                "Scanning not allowed immediately following previous scan".into(),
+            ));
+        }
+        tokio::spawn(nm_scan_done(conn.clone()));
+        Ok(())
+    }
+
+    async fn get_all_access_points(&self) -> Vec<OwnedObjectPath> {
+        NM_AIRWAVES
+            .iter()
+            .map(|a| OwnedObjectPath::try_from(a.0).expect("path"))
+            .collect()
+    }
+
+    #[zbus(property)]
+    async fn last_scan(&self) -> i64 {
+        self.last_scan
+    }
+
     #[zbus(property)]
     async fn active_access_point(&self) -> OwnedObjectPath {
         OwnedObjectPath::try_from(self.active_access_point.as_str())
@@ -343,19 +460,35 @@ impl NmWireless {
     }
 }
 
-struct NmAccessPoint;
+struct NmAccessPoint(usize);
 
 #[zbus::interface(name = "org.freedesktop.NetworkManager.AccessPoint")]
 impl NmAccessPoint {
     #[zbus(property)]
+    async fn ssid(&self) -> Vec<u8> {
+        NM_AIRWAVES[self.0].1.to_vec()
+    }
+    #[zbus(property)]
     async fn strength(&self) -> u8 {
-        80
+        NM_AIRWAVES[self.0].2
+    }
+    #[zbus(property)]
+    async fn flags(&self) -> u32 {
+        NM_AIRWAVES[self.0].3
+    }
+    #[zbus(property)]
+    async fn wpa_flags(&self) -> u32 {
+        NM_AIRWAVES[self.0].4
+    }
+    #[zbus(property)]
+    async fn rsn_flags(&self) -> u32 {
+        NM_AIRWAVES[self.0].5
     }
 }
 
 async fn serve_nm(bus: &TestBus) -> (zbus::Connection, Arc<Mutex<NmLog>>) {
     let log = Arc::new(Mutex::new(NmLog::default()));
-    let conn = zbus::connection::Builder::address(bus.address.as_str())
+    let mut builder = zbus::connection::Builder::address(bus.address.as_str())
         .expect("address")
         .name("org.freedesktop.NetworkManager")
         .expect("name")
@@ -373,11 +506,15 @@ async fn serve_nm(bus: &TestBus) -> (zbus::Connection, Arc<Mutex<NmLog>>) {
             NM_DEVICE,
             NmWireless {
                 active_access_point: "/".into(),
+                last_scan: 5000,
+                log: log.clone(),
             },
         )
-        .expect("wireless")
-        .serve_at(NM_AP, NmAccessPoint)
-        .expect("ap")
+        .expect("wireless");
+    for (i, ap) in NM_AIRWAVES.iter().enumerate() {
+        builder = builder.serve_at(ap.0, NmAccessPoint(i)).expect("ap");
+    }
+    let conn = builder
         .build()
         .await
         .expect("own org.freedesktop.NetworkManager");
@@ -476,4 +613,101 @@ async fn none_backend_refuses_clearly() {
     let err = wifi.apply(b"home", GOOD_PSK.as_bytes()).await.unwrap_err();
     assert!(err.to_string().contains("[wifi] backend"), "{err}");
     assert!(!wifi.status().await.unwrap().enabled);
+    let err = wifi.scan().await.unwrap_err();
+    assert!(matches!(err, WifiError::NotConfigured), "{err}");
+}
+
+fn seen(networks: &[ScannedNetwork]) -> Vec<(String, i16, bool)> {
+    networks
+        .iter()
+        .map(|n| {
+            (
+                String::from_utf8_lossy(&n.ssid).into_owned(),
+                n.rssi_dbm,
+                n.secured,
+            )
+        })
+        .collect()
+}
+
+/// What the wpa_supplicant double's airwaves summarise to: `home` once
+/// (its stronger AP), strongest first, no hidden network, OWE open, the
+/// WEP-only one secured by its Privacy bit.
+fn wpa_expected() -> Vec<(String, i16, bool)> {
+    vec![
+        ("home".into(), -44, true),
+        ("owe-net".into(), -66, false),
+        ("cafe".into(), -70, false),
+        ("attic".into(), -85, true),
+    ]
+}
+
+#[tokio::test]
+async fn wpa_supplicant_scan_lists_networks_strongest_first() {
+    let bus = TestBus::start();
+    let (_srv, log) = serve_wpa(&bus).await;
+    let wifi = WpaSupplicant::new(bus.connect().await, "wlan0", HANG_GUARD);
+    let found = guarded(wifi.scan()).await.expect("scan");
+    assert_eq!(seen(&found), wpa_expected());
+    assert_eq!(log.lock().unwrap().scans, vec!["active".to_owned()]);
+}
+
+#[tokio::test]
+async fn wpa_supplicant_busy_scan_uses_the_current_list_and_a_failed_one_is_an_error() {
+    let bus = TestBus::start();
+    let (_srv, log) = serve_wpa(&bus).await;
+    let wifi = WpaSupplicant::new(bus.connect().await, "wlan0", HANG_GUARD);
+    log.lock().unwrap().scan_busy = true;
+    let found = guarded(wifi.scan())
+        .await
+        .expect("busy radio: current list");
+    assert_eq!(seen(&found), wpa_expected());
+    {
+        let mut log = log.lock().unwrap();
+        log.scan_busy = false;
+        log.scan_fails = true;
+    }
+    let err = guarded(wifi.scan()).await.expect_err("ScanDone(false)");
+    assert!(matches!(err, WifiError::ScanFailed(_)), "{err}");
+    assert_eq!(log.lock().unwrap().scans.len(), 2);
+    let err = guarded(WpaSupplicant::new(bus.connect().await, "wlan9", HANG_GUARD).scan())
+        .await
+        .expect_err("no such interface");
+    assert!(matches!(err, WifiError::InterfaceMissing { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn networkmanager_scan_lists_networks_strongest_first() {
+    let bus = TestBus::start();
+    let (_srv, log) = serve_nm(&bus).await;
+    let wifi = NetworkManager::new(bus.connect().await, "wlan0", HANG_GUARD);
+    let found = guarded(wifi.scan()).await.expect("scan");
+    // Strength % back to dBm with NM's mapping (80 % = −52 dBm); 802.1X
+    // (office) needs credentials; OWE is open.
+    let expected = vec![
+        ("home".to_owned(), -52, true),
+        ("owe-net".to_owned(), -64, false),
+        ("cafe".to_owned(), -70, false),
+        ("office".to_owned(), -73, true),
+        ("attic".to_owned(), -94, true),
+    ];
+    assert_eq!(seen(&found), expected);
+    assert_eq!(log.lock().unwrap().scans, 1);
+
+    log.lock().unwrap().scan_not_allowed = true;
+    let again = guarded(wifi.scan())
+        .await
+        .expect("rate-limited: current list");
+    assert_eq!(seen(&again), expected);
+    assert_eq!(log.lock().unwrap().scans, 2);
+
+    guarded(wifi.set_enabled(false)).await.expect("off");
+    let err = guarded(wifi.scan()).await.expect_err("radio off");
+    assert!(matches!(err, WifiError::ScanFailed(_)), "{err}");
+    assert!(err.to_string().contains("switched off"), "{err}");
+    assert_eq!(
+        log.lock().unwrap().scans,
+        2,
+        "no scan asked of a radio that is off"
+    );
 }

@@ -40,7 +40,7 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use super::crypto::StaticKeypair;
-use super::improv::{self, DeviceInfo, Improv, Output};
+use super::improv::{self, DeviceInfo, Improv, Output, ScannedNetwork};
 use super::pairing::VerificationCode;
 use super::service::{ChannelConn, LockLink};
 use crate::wifi::WifiBackend;
@@ -260,10 +260,29 @@ impl Shared {
                     tracing::info!("Improv: identify requested");
                 }
                 Output::Scan => {
-                    // The Wi-Fi backends do not scan; answer an empty list
-                    // so the client falls back to manual entry.
-                    let outputs = self.improv.lock().await.on_scan_result(&[]);
-                    self.improv_outputs(outputs).await;
+                    let me = self.clone();
+                    // A scan takes seconds; answer the write now.
+                    tokio::spawn(async move {
+                        let outputs = match me.deps.wifi.scan().await {
+                            Ok(found) => {
+                                tracing::info!(networks = found.len(), "Improv: Wi-Fi scan");
+                                let networks: Vec<ScannedNetwork> = found
+                                    .into_iter()
+                                    .map(|n| ScannedNetwork {
+                                        ssid: n.ssid,
+                                        rssi_dbm: n.rssi_dbm.clamp(-128, 0) as i8,
+                                        auth_required: n.secured,
+                                    })
+                                    .collect();
+                                me.improv.lock().await.on_scan_result(&networks)
+                            }
+                            Err(e) => {
+                                tracing::warn!("Improv: Wi-Fi scan failed: {e}");
+                                me.improv.lock().await.on_scan_failed()
+                            }
+                        };
+                        me.improv_outputs(outputs).await;
+                    });
                 }
             }
         }

@@ -64,6 +64,12 @@ pub enum GattClientError {
     ImprovNotAuthorized,
     #[error("Improv: the lock could not join the network (error state {0:#04x}); check SSID and password")]
     ImprovFailed(u8),
+    #[error(
+        "Improv: the lock could not scan (error state {0:#04x}); enter the network name instead"
+    )]
+    ImprovScanFailed(u8),
+    #[error("Improv: the lock sent a malformed scan result: {0}")]
+    ImprovResult(#[from] improv::RpcError),
 }
 
 /// A lock seen while scanning.
@@ -137,6 +143,7 @@ pub struct LockClient {
     improv_state: Option<Characteristic>,
     improv_error: Option<Characteristic>,
     improv_rpc: Option<Characteristic>,
+    improv_result: Option<Characteristic>,
     started: std::time::Instant,
 }
 
@@ -160,7 +167,7 @@ impl LockClient {
         }
         let mut rx = None;
         let mut tx = None;
-        let (mut st, mut er, mut rpc) = (None, None, None);
+        let (mut st, mut er, mut rpc, mut res) = (None, None, None, None);
         for service in dev.services().await? {
             let su = service.uuid().await?;
             if su != CHANNEL_SERVICE_UUID && su != improv_uuid(improv::SERVICE_UUID) {
@@ -178,6 +185,8 @@ impl LockClient {
                     er = Some(c);
                 } else if u == improv_uuid(improv::RPC_COMMAND_UUID) {
                     rpc = Some(c);
+                } else if u == improv_uuid(improv::RPC_RESULT_UUID) {
+                    res = Some(c);
                 }
             }
         }
@@ -192,6 +201,7 @@ impl LockClient {
             improv_state: st,
             improv_error: er,
             improv_rpc: rpc,
+            improv_result: res,
             started: std::time::Instant::now(),
         })
     }
@@ -282,6 +292,49 @@ impl LockClient {
         let sealed = client::seal_request(&mut session, self.now(), request)?;
         let answer = self.exchange(&sealed).await?;
         Ok(client::open_response(&mut session, self.now(), &answer)?)
+    }
+
+    /// The Wi-Fi networks the lock can see (Improv "request scanned
+    /// networks"; the lock must be in pairing mode), strongest first.
+    pub async fn improv_scan(&mut self) -> Result<Vec<improv::ScannedNetwork>, GattClientError> {
+        let (Some(error), Some(rpc), Some(result)) = (
+            self.improv_error.clone(),
+            self.improv_rpc.clone(),
+            self.improv_result.clone(),
+        ) else {
+            return Err(GattClientError::MissingService("Improv Wi-Fi"));
+        };
+        // Subscribe first: results are notifications, and the first may
+        // follow the write at once.
+        let mut results = Box::pin(result.notify().await?);
+        let mut errors = Box::pin(error.notify().await?);
+        rpc.write(&improv::encode_packet(improv::cmd::SCAN, &[]))
+            .await?;
+        let wait = async {
+            let mut found = Vec::new();
+            loop {
+                tokio::select! {
+                    r = results.next() => match r {
+                        Some(packet) => match improv::decode_scan_result(&packet)? {
+                            Some(n) => found.push(n),
+                            None => return Ok(found),
+                        },
+                        None => return Err(GattClientError::Disconnected),
+                    },
+                    e = errors.next() => match e.and_then(|v| v.first().copied()) {
+                        Some(0) => {}
+                        Some(e) if e == improv::ErrorState::NotAuthorized as u8 => {
+                            return Err(GattClientError::ImprovNotAuthorized)
+                        }
+                        Some(e) => return Err(GattClientError::ImprovScanFailed(e)),
+                        None => return Err(GattClientError::Disconnected),
+                    },
+                }
+            }
+        };
+        tokio::time::timeout(IMPROV_TIMEOUT, wait)
+            .await
+            .map_err(|_| GattClientError::Timeout(IMPROV_TIMEOUT))?
     }
 
     /// Provision Wi-Fi with Improv; `Ok` once the lock reports Provisioned.

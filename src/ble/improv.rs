@@ -227,6 +227,64 @@ pub fn encode_packet(command: u8, strings: &[&[u8]]) -> Vec<u8> {
     out
 }
 
+/// Decode an RPC result packet (what a client reads from the RPC-result
+/// characteristic): `(command, strings)`.
+pub fn decode_result(packet: &[u8]) -> Result<(u8, Vec<Vec<u8>>), RpcError> {
+    let [command, len, rest @ ..] = packet else {
+        return Err(RpcError::Truncated(packet.len()));
+    };
+    let Some((&sum, mut data)) = rest.split_last() else {
+        return Err(RpcError::Truncated(packet.len()));
+    };
+    if data.len() != *len as usize {
+        return Err(RpcError::Length {
+            declared: *len as usize,
+            actual: data.len(),
+        });
+    }
+    let expected = checksum(&packet[..packet.len() - 1]);
+    if sum != expected {
+        return Err(RpcError::Checksum { got: sum, expected });
+    }
+    let mut strings = Vec::new();
+    while !data.is_empty() {
+        let (s, rest) =
+            take_prefixed(data).ok_or(RpcError::BadData("string length exceeds the data"))?;
+        strings.push(s.to_vec());
+        data = rest;
+    }
+    Ok((*command, strings))
+}
+
+/// One scan result packet (`[ssid, rssi, "YES"/"NO"]`) as a network;
+/// `Ok(None)` for the empty packet that ends the list.
+pub fn decode_scan_result(packet: &[u8]) -> Result<Option<ScannedNetwork>, RpcError> {
+    let (command, strings) = decode_result(packet)?;
+    if command != cmd::SCAN {
+        return Err(RpcError::UnknownCommand(command));
+    }
+    match strings.as_slice() {
+        [] => Ok(None),
+        [ssid, rssi, auth] => {
+            let rssi_dbm = std::str::from_utf8(rssi)
+                .ok()
+                .and_then(|r| r.parse::<i8>().ok())
+                .ok_or(RpcError::BadData("RSSI is not a number of dBm"))?;
+            let auth_required = match auth.as_slice() {
+                b"YES" => true,
+                b"NO" => false,
+                _ => return Err(RpcError::BadData("auth-required is neither YES nor NO")),
+            };
+            Ok(Some(ScannedNetwork {
+                ssid: ssid.clone(),
+                rssi_dbm,
+                auth_required,
+            }))
+        }
+        _ => Err(RpcError::BadData("a scan result has three strings")),
+    }
+}
+
 /// What the device-info command reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceInfo {
@@ -459,6 +517,15 @@ impl Improv {
         out.push(Output::Result(encode_packet(cmd::SCAN, &[])));
         out
     }
+
+    /// [`Output::Scan`] could not be done (no Wi-Fi service, radio off):
+    /// the client sees Improv's "unknown error" and falls back to typing
+    /// the network name.
+    pub fn on_scan_failed(&mut self) -> Vec<Output> {
+        let mut out = Vec::new();
+        self.set_error(ErrorState::Unknown, &mut out);
+        out
+    }
 }
 
 #[cfg(test)]
@@ -610,5 +677,75 @@ mod tests {
             Output::Result(encode_packet(cmd::SCAN, &[b"home", b"-60", b"YES"]))
         );
         assert_eq!(out[1], Output::Result(vec![cmd::SCAN, 0, cmd::SCAN]));
+    }
+
+    #[test]
+    fn scan_results_decode_as_they_were_encoded() {
+        let mut imp = Improv::new(info());
+        let nets = [
+            ScannedNetwork {
+                ssid: b"home".to_vec(),
+                rssi_dbm: -45,
+                auth_required: true,
+            },
+            ScannedNetwork {
+                ssid: vec![0xe2, 0x98, 0x95, 0xff],
+                rssi_dbm: -90,
+                auth_required: false,
+            },
+        ];
+        let out = imp.on_scan_result(&nets);
+        let decoded: Vec<Option<ScannedNetwork>> = out
+            .iter()
+            .map(|o| match o {
+                Output::Result(p) => decode_scan_result(p).expect("decodes"),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            decoded,
+            vec![Some(nets[0].clone()), Some(nets[1].clone()), None]
+        );
+        let mut bad = encode_packet(cmd::SCAN, &[b"home", b"loud", b"YES"]);
+        assert!(matches!(
+            decode_scan_result(&bad),
+            Err(RpcError::BadData(_))
+        ));
+        let n = bad.len();
+        bad[n - 1] ^= 1;
+        assert!(matches!(
+            decode_scan_result(&bad),
+            Err(RpcError::Checksum { .. })
+        ));
+        assert!(matches!(
+            decode_scan_result(&encode_packet(cmd::DEVICE_INFO, &[])),
+            Err(RpcError::UnknownCommand(cmd::DEVICE_INFO))
+        ));
+        // A string length running past the data, checksum right.
+        let mut overrun = vec![cmd::SCAN, 2, 5, b'a'];
+        overrun.push(checksum(&overrun));
+        assert_eq!(
+            decode_result(&overrun),
+            Err(RpcError::BadData("string length exceeds the data"))
+        );
+        assert!(matches!(
+            decode_result(&[cmd::SCAN, 3, 5, b'a', 0]),
+            Err(RpcError::Length {
+                declared: 3,
+                actual: 2
+            })
+        ));
+    }
+
+    #[test]
+    fn a_failed_scan_is_an_unknown_error() {
+        let mut imp = Improv::new(info());
+        imp.set_authorized(true);
+        assert_eq!(
+            imp.on_scan_failed(),
+            vec![Output::Error(ErrorState::Unknown)]
+        );
+        assert_eq!(imp.error(), ErrorState::Unknown);
+        assert_eq!(imp.state(), State::Authorized, "the device stays usable");
     }
 }

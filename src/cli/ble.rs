@@ -11,6 +11,7 @@
 //!     redeem --code CODE        pair as a guest with that code → key file
 //!     time-sync                 set the lock's clock from this machine's (owner)
 //!     wifi --ssid X --psk Y     Improv Wi-Fi (lock in pairing mode)
+//!     wifi-scan                 networks the lock sees (lock in pairing mode)
 //!         │ bluer (ble::gatt_client) ─► lock's GATT application
 //! ```
 //!
@@ -78,6 +79,9 @@ pub enum BleCommand {
     },
     /// Set the lock's clock from this machine's clock (owner key).
     TimeSync,
+    /// List the Wi-Fi networks the lock can see, with Improv (hold SET
+    /// first).
+    WifiScan,
     /// Give the lock Wi-Fi credentials with Improv (hold SET first).
     Wifi {
         #[arg(long)]
@@ -428,6 +432,22 @@ mod imp {
                     other => {
                         return Err(BleCliError::Refused(format!("unexpected answer {other:?}")))
                     }
+                }
+            }
+            BleCommand::WifiScan => {
+                let mut c = connect(&adapter, args.address.as_deref()).await?;
+                let networks = c.improv_scan().await?;
+                if networks.is_empty() {
+                    writeln!(out, "the lock sees no Wi-Fi network")?;
+                }
+                for n in networks {
+                    writeln!(
+                        out,
+                        "{:<32} {:>4} dBm  {}",
+                        String::from_utf8_lossy(&n.ssid),
+                        n.rssi_dbm,
+                        if n.auth_required { "password" } else { "open" }
+                    )?;
                 }
             }
             BleCommand::Wifi { ssid, psk } => {

@@ -26,6 +26,14 @@
 //!       └──────────────────────────────┬────────────────────────────────┘
 //!                                      ▼
 //!                   Ok(WifiStatus) │ Err(WifiError::WrongPassword | Timeout | …)
+//!
+//!  Improv "request scanned networks" ──► WifiBackend::scan()
+//!   wpa_supplicant: Interface.Scan({Type: active}), wait ScanDone(success),
+//!                   Interface.BSSs → BSS.{SSID, Signal, Privacy, RSN, WPA}
+//!   NetworkManager: Device.Wireless.RequestScan({}), wait LastScan to change,
+//!                   GetAllAccessPoints → AccessPoint.{Ssid, Strength, Flags, WpaFlags, RsnFlags}
+//!   both: a refused scan (one already running, or too soon after the last)
+//!         falls back to the service's current list ──► summarise_scan
 //! ```
 //!
 //! Both backends are tested against test doubles that speak the real
@@ -44,6 +52,12 @@ pub mod wpa_supplicant;
 
 /// How long `apply` waits for the link by default.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a scan may take. A 2.4 + 5 GHz active scan takes 3–6 s on
+/// common chips; NetworkManager's own `nmcli --rescan` waits 15 s.
+pub const SCAN_TIMEOUT: Duration = Duration::from_secs(15);
+/// The most networks a scan reports: Improv sends one notification per
+/// network, and an installer picks from the strongest few.
+pub const MAX_SCAN_RESULTS: usize = 20;
 
 /// A boxed future, so backends can sit behind `dyn WifiBackend`.
 pub type WifiFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -59,6 +73,42 @@ pub struct WifiStatus {
     /// Signal strength, dBm, when connected. NetworkManager reports a
     /// percentage only; it is converted back with NM's own mapping.
     pub rssi_dbm: Option<i16>,
+}
+
+/// A network a scan found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScannedNetwork {
+    /// SSID bytes (not necessarily UTF-8).
+    pub ssid: Vec<u8>,
+    /// Signal strength, dBm.
+    pub rssi_dbm: i16,
+    /// Joining needs a password (WEP, WPA, WPA2 or WPA3).
+    pub secured: bool,
+}
+
+/// What a scan reports: one entry per SSID (its strongest access point, a
+/// network with several being one choice for the installer), hidden
+/// networks (empty SSID) left out, strongest first, at most
+/// [`MAX_SCAN_RESULTS`].
+pub fn summarise_scan(raw: Vec<ScannedNetwork>) -> Vec<ScannedNetwork> {
+    let mut best: Vec<ScannedNetwork> = Vec::new();
+    for n in raw {
+        if n.ssid.is_empty() || n.ssid.iter().all(|&b| b == 0) {
+            continue;
+        }
+        match best.iter_mut().find(|b| b.ssid == n.ssid) {
+            Some(b) if n.rssi_dbm > b.rssi_dbm => *b = n,
+            Some(_) => {}
+            None => best.push(n),
+        }
+    }
+    best.sort_by(|a, b| {
+        b.rssi_dbm
+            .cmp(&a.rssi_dbm)
+            .then_with(|| a.ssid.cmp(&b.ssid))
+    });
+    best.truncate(MAX_SCAN_RESULTS);
+    best
 }
 
 /// Why a Wi-Fi operation failed.
@@ -89,6 +139,8 @@ pub enum WifiError {
     ConnectFailed { ssid: String, detail: String },
     #[error("no link within {} s; check that the network is in range and on 2.4 GHz", .0.as_secs())]
     Timeout(Duration),
+    #[error("the Wi-Fi scan failed: {0}")]
+    ScanFailed(&'static str),
     #[error("{service} answered {call} unexpectedly: {source}")]
     Call {
         service: &'static str,
@@ -113,6 +165,9 @@ pub trait WifiBackend: Send + Sync {
     fn status(&self) -> WifiFuture<'_, Result<WifiStatus, WifiError>>;
     /// Switch Wi-Fi on or off (the lock's Wi-Fi setting).
     fn set_enabled(&self, on: bool) -> WifiFuture<'_, Result<(), WifiError>>;
+    /// Scan for networks in range, summarised by [`summarise_scan`].
+    /// Waits at most [`SCAN_TIMEOUT`] for the radio.
+    fn scan(&self) -> WifiFuture<'_, Result<Vec<ScannedNetwork>, WifiError>>;
 }
 
 /// What `apply` hands the backend: checked, and wiped on drop.
@@ -204,6 +259,9 @@ impl WifiBackend for NoWifi {
         Box::pin(async { Ok(WifiStatus::default()) })
     }
     fn set_enabled(&self, _on: bool) -> WifiFuture<'_, Result<(), WifiError>> {
+        Box::pin(async { Err(WifiError::NotConfigured) })
+    }
+    fn scan(&self) -> WifiFuture<'_, Result<Vec<ScannedNetwork>, WifiError>> {
         Box::pin(async { Err(WifiError::NotConfigured) })
     }
 }
@@ -310,6 +368,41 @@ mod tests {
                 "{ssid:?} {psk:?}"
             );
         }
+    }
+
+    fn net(ssid: &[u8], rssi_dbm: i16) -> ScannedNetwork {
+        ScannedNetwork {
+            ssid: ssid.to_vec(),
+            rssi_dbm,
+            secured: true,
+        }
+    }
+
+    #[test]
+    fn scan_summary_keeps_the_strongest_of_each_network() {
+        let raw = vec![
+            net(b"office", -70),
+            net(b"", -30),
+            net(b"home", -60),
+            net(&[0, 0, 0], -35),
+            net(b"home", -45),
+            net(b"cafe", -80),
+            net(b"home", -75),
+        ];
+        assert_eq!(
+            summarise_scan(raw),
+            vec![net(b"home", -45), net(b"office", -70), net(b"cafe", -80)]
+        );
+        let many: Vec<_> = (0..50)
+            .map(|i| net(format!("n{i}").as_bytes(), -40 - i))
+            .collect();
+        let out = summarise_scan(many);
+        assert_eq!(out.len(), MAX_SCAN_RESULTS);
+        assert_eq!(out[0].ssid, b"n0");
+        assert_eq!(
+            out[MAX_SCAN_RESULTS - 1].rssi_dbm,
+            -40 - (MAX_SCAN_RESULTS as i16 - 1)
+        );
     }
 
     #[test]

@@ -91,6 +91,9 @@ impl WifiBackend for Reporting {
     fn set_enabled(&self, on: bool) -> WifiFuture<'_, Result<(), WifiError>> {
         self.inner.set_enabled(on)
     }
+    fn scan(&self) -> WifiFuture<'_, Result<Vec<super::ScannedNetwork>, WifiError>> {
+        self.inner.scan()
+    }
 }
 
 /// Run until `shutdown`: follow the Wi-Fi setting (`wanted` picks it
@@ -177,6 +180,9 @@ mod tests {
         fn set_enabled(&self, on: bool) -> WifiFuture<'_, Result<(), WifiError>> {
             self.enabled.store(on, Ordering::SeqCst);
             Box::pin(async { Ok(()) })
+        }
+        fn scan(&self) -> WifiFuture<'_, Result<Vec<crate::wifi::ScannedNetwork>, WifiError>> {
+            Box::pin(async { Ok(Vec::new()) })
         }
     }
 

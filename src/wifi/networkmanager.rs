@@ -12,6 +12,9 @@
 //!     StateChanged(state, reason): ACTIVATING(1) → ACTIVATED(2) ✔
 //!                                               └► DEACTIVATED(4), reason NO_SECRETS(9)/LOGIN_FAILED(10) = wrong key
 //!  status: Device.Wireless.ActiveAccessPoint → AccessPoint.Strength (%)
+//!  scan:   Device.Wireless.RequestScan({}) … LastScan changes   (Device.NotAllowed: busy → current list)
+//!          Device.Wireless.GetAllAccessPoints() ──► [<ap>]
+//!          AccessPoint.{Ssid: ay, Strength: y, Flags, WpaFlags, RsnFlags: u}
 //! ```
 //!
 //! A failed activation deletes the connection profile it created, so a bad
@@ -23,8 +26,8 @@ use futures_util::StreamExt;
 use zbus::zvariant::{ObjectPath, OwnedObjectPath, Value};
 
 use super::{
-    bus_err, check_credentials, error_name, is_service_unknown, ssid_text, Secret, WifiBackend,
-    WifiError, WifiFuture, WifiStatus,
+    bus_err, check_credentials, error_name, is_service_unknown, ssid_text, summarise_scan,
+    ScannedNetwork, Secret, WifiBackend, WifiError, WifiFuture, WifiStatus, SCAN_TIMEOUT,
 };
 
 pub const SERVICE: &str = "org.freedesktop.NetworkManager";
@@ -48,6 +51,15 @@ pub const REASON_NO_SECRETS: u32 = 9;
 pub const REASON_LOGIN_FAILED: u32 = 10;
 /// `NMDeviceType` of a Wi-Fi device.
 pub const DEVICE_TYPE_WIFI: u32 = 2;
+/// `NM80211ApFlags`: the network is encrypted (WEP or better).
+pub const AP_FLAGS_PRIVACY: u32 = 0x1;
+/// `NM80211ApSecurityFlags` key managements that need a password or a
+/// certificate: PSK, 802.1X, SAE (WPA3), EAP Suite-B 192.
+pub const AP_SEC_KEY_MGMT_SECRET: u32 = 0x100 | 0x200 | 0x400 | 0x2000;
+/// … and OWE ("enhanced open", transition mode): encrypted, no password.
+pub const AP_SEC_KEY_MGMT_OWE: u32 = 0x800 | 0x1000;
+/// `RequestScan` refused: a scan is running or the last one was just now.
+const NOT_ALLOWED: &str = "org.freedesktop.NetworkManager.Device.NotAllowed";
 
 /// NetworkManager over D-Bus.
 #[derive(Debug, Clone)]
@@ -289,6 +301,121 @@ impl NetworkManager {
     }
 }
 
+impl NetworkManager {
+    async fn do_scan(&self) -> Result<Vec<ScannedNetwork>, WifiError> {
+        let enabled: bool = self
+            .proxy(ROOT_PATH, SERVICE)
+            .await?
+            .get_property("WirelessEnabled")
+            .await
+            .map_err(call_err("Get(WirelessEnabled)"))?;
+        if !enabled {
+            return Err(WifiError::ScanFailed("Wi-Fi is switched off"));
+        }
+        let dev = self.device().await?;
+        let wireless = self.proxy(dev.as_str(), WIRELESS_IFACE).await?;
+        let props = zbus::fdo::PropertiesProxy::builder(&self.bus)
+            .destination(SERVICE)
+            .and_then(|b| b.path(dev.clone()))
+            .map_err(bus_err)?
+            .build()
+            .await
+            .map_err(bus_err)?;
+        // Subscribe before asking: the scan may end before the call returns.
+        let mut changes = props.receive_properties_changed().await.map_err(bus_err)?;
+        let before: i64 = wireless
+            .get_property("LastScan")
+            .await
+            .map_err(call_err("Get(LastScan)"))?;
+        let options: HashMap<&str, Value<'_>> = HashMap::new();
+        match wireless.call::<_, _, ()>("RequestScan", &(options,)).await {
+            Ok(()) => {
+                let wait = async {
+                    loop {
+                        let now: i64 = wireless
+                            .get_property("LastScan")
+                            .await
+                            .map_err(call_err("Get(LastScan)"))?;
+                        if now != before {
+                            return Ok(());
+                        }
+                        // Wait for the device's next LastScan change.
+                        loop {
+                            let Some(signal) = changes.next().await else {
+                                return Err(WifiError::ServiceMissing {
+                                    service: NAME,
+                                    unit: "NetworkManager",
+                                });
+                            };
+                            let Ok(args) = signal.args() else { continue };
+                            if args.interface_name().as_str() == WIRELESS_IFACE
+                                && args.changed_properties().contains_key("LastScan")
+                            {
+                                break;
+                            }
+                        }
+                    }
+                };
+                match tokio::time::timeout(SCAN_TIMEOUT, wait).await {
+                    Ok(r) => r?,
+                    Err(_) => return Err(WifiError::ScanFailed("no result within 15 s")),
+                }
+            }
+            // NetworkManager scans by itself and rate-limits requests; its
+            // list is then as fresh as a new scan would make it.
+            Err(e) if error_name(&e) == Some(NOT_ALLOWED) => {
+                tracing::debug!("NetworkManager refused a new scan ({e}); using its current list");
+            }
+            Err(e) => return Err(call_err("RequestScan")(e)),
+        }
+        let aps: Vec<OwnedObjectPath> = wireless
+            .call("GetAllAccessPoints", &())
+            .await
+            .map_err(call_err("GetAllAccessPoints"))?;
+        let mut raw = Vec::with_capacity(aps.len());
+        for ap in aps {
+            let props = zbus::fdo::PropertiesProxy::builder(&self.bus)
+                .destination(SERVICE)
+                .and_then(|b| b.path(ap.clone()))
+                .map_err(bus_err)?
+                .cache_properties(zbus::proxy::CacheProperties::No)
+                .build()
+                .await
+                .map_err(bus_err)?;
+            let iface = zbus::names::InterfaceName::from_static_str_unchecked(AP_IFACE);
+            // An access point can vanish between the list and this read.
+            let Ok(all) = props.get_all(iface).await else {
+                continue;
+            };
+            if let Some(n) = ap_network(&all) {
+                raw.push(n);
+            }
+        }
+        Ok(summarise_scan(raw))
+    }
+}
+
+/// One access point's properties as a scanned network; `None` when the
+/// ones we need are missing or mistyped.
+fn ap_network(all: &HashMap<String, zbus::zvariant::OwnedValue>) -> Option<ScannedNetwork> {
+    let ssid = Vec::<u8>::try_from(all.get("Ssid")?.try_clone().ok()?).ok()?;
+    let strength = u8::try_from(all.get("Strength")?).ok()?;
+    let flag = |k: &str| all.get(k).and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
+    let security = flag("WpaFlags") | flag("RsnFlags");
+    let secured = if security & AP_SEC_KEY_MGMT_SECRET != 0 {
+        true
+    } else if security & AP_SEC_KEY_MGMT_OWE != 0 {
+        false
+    } else {
+        flag("Flags") & AP_FLAGS_PRIVACY != 0
+    };
+    Some(ScannedNetwork {
+        ssid,
+        rssi_dbm: strength_to_dbm(strength),
+        secured,
+    })
+}
+
 impl WifiBackend for NetworkManager {
     fn apply<'a>(
         &'a self,
@@ -313,6 +440,10 @@ impl WifiBackend for NetworkManager {
                 .await
                 .map_err(|e| call_err("Set(WirelessEnabled)")(zbus::Error::from(e)))
         })
+    }
+
+    fn scan(&self) -> WifiFuture<'_, Result<Vec<ScannedNetwork>, WifiError>> {
+        Box::pin(self.do_scan())
     }
 }
 

@@ -11,6 +11,10 @@
 //!     State (PropertiesChanged):  scanning → associating → 4way_handshake → completed ✔
 //!                                                          └─► disconnected  = wrong key
 //!     SignalPoll() ──► {rssi: i}
+//!     Scan({Type: "active"}) … ScanDone(success: b)   (Interface.ScanError: busy → current list)
+//!     BSSs ──► [<bss>]
+//!  <bss>  fi.w1.wpa_supplicant1.BSS
+//!     SSID: ay, Signal: n (dBm), Privacy: b, RSN/WPA: {KeyMgmt: as}
 //! ```
 //!
 //! The SSID goes as bytes (`ay`: any SSID, no quoting rules) and a 64-digit
@@ -25,14 +29,17 @@ use futures_util::StreamExt;
 use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
 
 use super::{
-    bus_err, check_credentials, error_name, is_service_unknown, ssid_text, Secret, WifiBackend,
-    WifiError, WifiFuture, WifiStatus,
+    bus_err, check_credentials, error_name, is_service_unknown, ssid_text, summarise_scan,
+    ScannedNetwork, Secret, WifiBackend, WifiError, WifiFuture, WifiStatus, SCAN_TIMEOUT,
 };
 
 /// Bus name and root object of wpa_supplicant.
 pub const SERVICE: &str = "fi.w1.wpa_supplicant1";
 pub const ROOT_PATH: &str = "/fi/w1/wpa_supplicant1";
 pub const INTERFACE_IFACE: &str = "fi.w1.wpa_supplicant1.Interface";
+pub const BSS_IFACE: &str = "fi.w1.wpa_supplicant1.BSS";
+/// Scan refused: one is already running, or the radio is busy.
+const SCAN_ERROR: &str = "fi.w1.wpa_supplicant1.Interface.ScanError";
 const NAME: &str = "wpa_supplicant";
 
 /// wpa_supplicant over D-Bus.
@@ -235,6 +242,97 @@ impl WpaSupplicant {
     }
 }
 
+impl WpaSupplicant {
+    async fn do_scan(&self) -> Result<Vec<ScannedNetwork>, WifiError> {
+        let path = self.interface_path().await?;
+        let iface = self.proxy(path.as_str(), INTERFACE_IFACE).await?;
+        // Subscribe before asking: a fast scan's ScanDone must not slip past.
+        let mut done = iface.receive_signal("ScanDone").await.map_err(bus_err)?;
+        let mut args: HashMap<&str, Value<'_>> = HashMap::new();
+        args.insert("Type", Value::from("active"));
+        match iface.call::<_, _, ()>("Scan", &(args,)).await {
+            Ok(()) => {
+                let wait = async {
+                    while let Some(msg) = done.next().await {
+                        if let Ok(success) = msg.body().deserialize::<bool>() {
+                            return Ok(success);
+                        }
+                    }
+                    Err(WifiError::ServiceMissing {
+                        service: NAME,
+                        unit: "wpa_supplicant",
+                    })
+                };
+                match tokio::time::timeout(SCAN_TIMEOUT, wait).await {
+                    Ok(Ok(true)) => {}
+                    Ok(Ok(false)) => {
+                        return Err(WifiError::ScanFailed("wpa_supplicant reported it failed"))
+                    }
+                    Ok(Err(e)) => return Err(e),
+                    Err(_) => return Err(WifiError::ScanFailed("no result within 15 s")),
+                }
+            }
+            // A scan already running (its own periodic one, say) ends in
+            // the same list a new one would give.
+            Err(e) if error_name(&e) == Some(SCAN_ERROR) => {
+                tracing::debug!("wpa_supplicant refused a new scan ({e}); using its current list");
+            }
+            Err(e) => return Err(call_err("Scan")(e)),
+        }
+        let bsss: Vec<OwnedObjectPath> = iface
+            .get_property("BSSs")
+            .await
+            .map_err(call_err("Get(BSSs)"))?;
+        let mut raw = Vec::with_capacity(bsss.len());
+        for bss in bsss {
+            let props = zbus::fdo::PropertiesProxy::builder(&self.bus)
+                .destination(SERVICE)
+                .and_then(|b| b.path(bss.clone()))
+                .map_err(bus_err)?
+                .cache_properties(zbus::proxy::CacheProperties::No)
+                .build()
+                .await
+                .map_err(bus_err)?;
+            let iface_name = zbus::names::InterfaceName::from_static_str_unchecked(BSS_IFACE);
+            // A BSS can expire between the list and this read: skip it.
+            let Ok(all) = props.get_all(iface_name).await else {
+                continue;
+            };
+            if let Some(n) = bss_network(&all) {
+                raw.push(n);
+            }
+        }
+        Ok(summarise_scan(raw))
+    }
+}
+
+/// One BSS's properties as a scanned network; `None` when the ones we
+/// need are missing or mistyped.
+fn bss_network(all: &HashMap<String, OwnedValue>) -> Option<ScannedNetwork> {
+    let ssid = Vec::<u8>::try_from(all.get("SSID")?.try_clone().ok()?).ok()?;
+    let rssi_dbm = i16::try_from(all.get("Signal")?).ok()?;
+    let privacy = all.get("Privacy").and_then(|v| bool::try_from(v).ok());
+    let key_mgmt: Vec<String> = ["RSN", "WPA"]
+        .iter()
+        .filter_map(|k| all.get(*k)?.try_clone().ok())
+        .filter_map(|v| HashMap::<String, OwnedValue>::try_from(v).ok())
+        .filter_map(|d| Vec::<String>::try_from(d.get("KeyMgmt")?.try_clone().ok()?).ok())
+        .flatten()
+        .collect();
+    // WPA/WPA2/WPA3 name their key management; OWE ("enhanced open")
+    // encrypts without a password; with neither, Privacy means WEP.
+    let secured = if key_mgmt.is_empty() {
+        privacy.unwrap_or(true)
+    } else {
+        key_mgmt.iter().any(|k| k != "owe")
+    };
+    Some(ScannedNetwork {
+        ssid,
+        rssi_dbm,
+        secured,
+    })
+}
+
 impl WifiBackend for WpaSupplicant {
     fn apply<'a>(
         &'a self,
@@ -268,5 +366,9 @@ impl WifiBackend for WpaSupplicant {
                 .await
                 .map_err(call_err(call))
         })
+    }
+
+    fn scan(&self) -> WifiFuture<'_, Result<Vec<ScannedNetwork>, WifiError>> {
+        Box::pin(self.do_scan())
     }
 }

@@ -2,7 +2,9 @@
 //! paths, interface names, method signatures, property types and error
 //! names, for the calls latchd's backend makes. It plays the link per
 //! password: [`GOOD_PSK`] completes, another drops during the 4-way
-//! handshake, [`SILENT_SSID`] never answers. Include with
+//! handshake, [`SILENT_SSID`] never answers. A scan finds [`AIRWAVES`]
+//! (ScanDone after a short delay; [`WpaLog::scan_busy`] refuses it with
+//! ScanError, [`WpaLog::scan_fails`] reports ScanDone(false)). Include with
 //! `#[path = "common/wpa_double.rs"] mod wpa_double;`.
 #![allow(dead_code)]
 
@@ -20,6 +22,64 @@ pub const SILENT_SSID: &[u8] = b"out-of-range";
 pub const RSSI_DBM: i32 = -52;
 
 pub const WPA_IFACE_PATH: &str = "/fi/w1/wpa_supplicant1/Interfaces/0";
+
+/// One BSS the radio hears.
+pub struct Bss {
+    pub ssid: &'static [u8],
+    pub signal: i16,
+    pub privacy: bool,
+    /// RSN KeyMgmt (empty: no RSN element).
+    pub rsn: &'static [&'static str],
+}
+
+/// What the double's radio hears: `home` from two access points, an open
+/// café, an OWE ("enhanced open") network, an old WEP one and a hidden one.
+pub const AIRWAVES: &[Bss] = &[
+    Bss {
+        ssid: b"home",
+        signal: -61,
+        privacy: true,
+        rsn: &["wpa-psk"],
+    },
+    Bss {
+        ssid: b"cafe",
+        signal: -70,
+        privacy: false,
+        rsn: &[],
+    },
+    Bss {
+        ssid: b"home",
+        signal: -44,
+        privacy: true,
+        rsn: &["wpa-psk", "sae"],
+    },
+    Bss {
+        ssid: b"",
+        signal: -30,
+        privacy: true,
+        rsn: &["wpa-psk"],
+    },
+    Bss {
+        ssid: b"owe-net",
+        signal: -66,
+        privacy: true,
+        rsn: &["owe"],
+    },
+    Bss {
+        ssid: b"attic",
+        signal: -85,
+        privacy: true,
+        rsn: &[],
+    },
+];
+
+#[derive(Debug, zbus::DBusError)]
+#[zbus(prefix = "fi.w1.wpa_supplicant1.Interface")]
+enum WpaIfaceError {
+    #[zbus(error)]
+    ZBus(zbus::Error),
+    ScanError(String),
+}
 
 #[derive(Debug, zbus::DBusError)]
 #[zbus(prefix = "fi.w1.wpa_supplicant1")]
@@ -40,6 +100,59 @@ pub struct WpaLog {
     pub selected: Vec<String>,
     pub disconnects: u32,
     pub reconnects: u32,
+    /// Scan requests, with their `Type`.
+    pub scans: Vec<String>,
+    /// Refuse scans as busy (a scan of its own is running).
+    pub scan_busy: bool,
+    /// Finish scans with ScanDone(false).
+    pub scan_fails: bool,
+}
+
+struct WpaBss(&'static Bss);
+
+#[zbus::interface(name = "fi.w1.wpa_supplicant1.BSS")]
+impl WpaBss {
+    #[zbus(property, name = "SSID")]
+    async fn ssid(&self) -> Vec<u8> {
+        self.0.ssid.to_vec()
+    }
+    #[zbus(property)]
+    async fn signal(&self) -> i16 {
+        self.0.signal
+    }
+    #[zbus(property)]
+    async fn privacy(&self) -> bool {
+        self.0.privacy
+    }
+    #[zbus(property, name = "RSN")]
+    async fn rsn(&self) -> HashMap<String, OwnedValue> {
+        let mut m = HashMap::new();
+        if !self.0.rsn.is_empty() {
+            let km: Vec<String> = self.0.rsn.iter().map(|s| s.to_string()).collect();
+            m.insert(
+                "KeyMgmt".to_owned(),
+                OwnedValue::try_from(zbus::zvariant::Value::from(km)).expect("as"),
+            );
+        }
+        m
+    }
+    #[zbus(property, name = "WPA")]
+    async fn wpa(&self) -> HashMap<String, OwnedValue> {
+        HashMap::new()
+    }
+}
+
+/// Finish a scan after a moment, as the radio would.
+async fn wpa_scan_done(conn: zbus::Connection, success: bool) {
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let iface = conn
+        .object_server()
+        .interface::<_, WpaInterface>(WPA_IFACE_PATH)
+        .await
+        .expect("interface object");
+    WpaInterface::scan_done(iface.signal_emitter(), success)
+        .await
+        .expect("emit ScanDone");
 }
 
 struct WpaRoot {
@@ -178,6 +291,37 @@ impl WpaInterface {
         Ok(())
     }
 
+    async fn scan(
+        &mut self,
+        args: HashMap<String, OwnedValue>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<(), WpaIfaceError> {
+        let kind = args
+            .get("Type")
+            .and_then(|v| String::try_from(v.clone()).ok())
+            .ok_or_else(|| WpaIfaceError::ScanError("Type missing".into()))?;
+        let (busy, fails) = {
+            let mut log = self.log.lock().expect("log");
+            log.scans.push(kind);
+            (log.scan_busy, log.scan_fails)
+        };
+        if busy {
+            return Err(WpaIfaceError::ScanError("Scan request rejected".into()));
+        }
+        tokio::spawn(wpa_scan_done(conn.clone(), !fails));
+        Ok(())
+    }
+
+    #[zbus(signal)]
+    async fn scan_done(emitter: &SignalEmitter<'_>, success: bool) -> zbus::Result<()>;
+
+    #[zbus(property, name = "BSSs")]
+    async fn bsss(&self) -> Vec<OwnedObjectPath> {
+        (0..AIRWAVES.len())
+            .map(|i| OwnedObjectPath::try_from(format!("{WPA_IFACE_PATH}/BSSs/{i}")).expect("path"))
+            .collect()
+    }
+
     async fn signal_poll(&self) -> HashMap<String, OwnedValue> {
         let mut m = HashMap::new();
         m.insert("rssi".to_owned(), OwnedValue::from(RSSI_DBM));
@@ -211,7 +355,7 @@ pub async fn serve_wpa_on(
     builder: zbus::connection::Builder<'_>,
 ) -> (zbus::Connection, Arc<Mutex<WpaLog>>) {
     let log = Arc::new(Mutex::new(WpaLog::default()));
-    let conn = builder
+    let mut builder = builder
         .name("fi.w1.wpa_supplicant1")
         .expect("name")
         .serve_at(
@@ -230,9 +374,12 @@ pub async fn serve_wpa_on(
                 disconnect_reason: 0,
             },
         )
-        .expect("serve interface")
-        .build()
-        .await
-        .expect("own fi.w1.wpa_supplicant1");
+        .expect("serve interface");
+    for (i, bss) in AIRWAVES.iter().enumerate() {
+        builder = builder
+            .serve_at(format!("{WPA_IFACE_PATH}/BSSs/{i}"), WpaBss(bss))
+            .expect("serve BSS");
+    }
+    let conn = builder.build().await.expect("own fi.w1.wpa_supplicant1");
     (conn, log)
 }
