@@ -343,7 +343,11 @@ impl Config {
             );
         }
         #[cfg(feature = "face")]
-        if let Err(e) = self.face.validate() {
+        if let Err(e) = self
+            .face
+            .validate()
+            .and_then(|()| self.face.check_board(self.board == BoardKind::Sim))
+        {
             return bad(e.key, e.value, e.why);
         }
         if self.log.level.trim().is_empty() {

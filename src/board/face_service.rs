@@ -7,8 +7,12 @@
 //!                               ▼ worker task (one command at a time)
 //!   RecogniseFace:  frames from the ring ──► spawn_blocking(observe + match)
 //!                   until a match or the time budget ends
+//!                   a match, with [face] liveness = "ir": IrSource::grab ──► IrLiveness
 //!                   └─► exactly one report per attempt:
-//!                       Recognised{slot} | NotRecognised (a face was seen, none matched)
+//!                       Recognised{slot} (liveness off, or the IR check said Live)
+//!                       | NotRecognised (a face was seen, none matched; or the
+//!                         match was refused as a spoof: one failed verification)
+//!                       | Fault (liveness on but no IR frame: fail closed)
 //!                       nothing when no face was seen at all (nobody there: no
 //!                       failed verification counts towards a lockout, as on the sim board)
 //!   Enrol{slot}:    frames ──► observe ──► FaceEnrolment::offer
@@ -22,21 +26,30 @@
 //!
 //! A model that cannot be loaded leaves the service running but answering
 //! every recognise/enrol with `ModuleReport::Fault` naming the file, so the
-//! lock keeps working with its other credentials. Templates are kept by
+//! lock keeps working with its other credentials. Likewise an IR camera
+//! that cannot be opened or read: a face that matches is then answered
+//! with a fault naming the IR camera, never let in unchecked.
+//!
+//! The IR frame is grabbed once per attempt, after the RGB frame matched
+//! (a few hundred milliseconds later on a board: the time to run the
+//! models), so a spoof swapped in within that window is judged on the IR
+//! frame, not on the RGB picture. A spoof ends the attempt: it is not
+//! retried on the next frame, so one presentation counts once (B-7.1). Templates are kept by
 //! the store (sealed), not here, so `Delete`/`Wipe` need no work.
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use image::RgbImage;
+use image::{GrayImage, RgbImage};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::{DeviceError, FaceSource, OrderedSender};
 use crate::biometrics::face::{
-    self, EnrolStep as FaceStep, FaceEnrolment, FaceError, FaceObservation, FaceRecognizer,
-    FaceTemplate, Fix, Pose,
+    self, register_box, EnrolStep as FaceStep, FaceBox, FaceEnrolment, FaceError, FaceObservation,
+    FaceRecognizer, FaceTemplate, Fix, LivenessCheck, LivenessFrame, LivenessVerdict, Pose,
+    SpoofReason,
 };
 use crate::core::input::{EnrolFailure, EnrolStep, FaceFix, FacePose, ModuleReport};
 use crate::core::types::Modality;
@@ -91,6 +104,74 @@ impl FacePipeline for FaceRecognizer {
     }
 }
 
+/// Why an IR source gave no frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no IR frame: {0}")]
+pub struct IrFrameError(pub String);
+
+/// A camera that sees the door in near-IR, beside the RGB camera with the
+/// same field of view (`biometrics::face::liveness` has the physics and the
+/// registration rule). `grab` blocks: it is called on the blocking pool,
+/// once per attempt whose face matched.
+pub trait IrSource: Send + Sync + 'static {
+    /// One IR frame showing the scene now, as luma.
+    fn grab(&self) -> Result<Arc<GrayImage>, IrFrameError>;
+}
+
+impl IrSource for crate::board::sim::camera::SimIrCamera {
+    fn grab(&self) -> Result<Arc<GrayImage>, IrFrameError> {
+        crate::board::sim::camera::SimIrCamera::grab(self).map_err(|e| IrFrameError(e.to_string()))
+    }
+}
+
+#[cfg(feature = "board-linux")]
+impl IrSource for crate::board::linux::ir_camera::V4l2IrCamera {
+    fn grab(&self) -> Result<Arc<GrayImage>, IrFrameError> {
+        crate::board::linux::ir_camera::V4l2IrCamera::grab(self)
+            .map(Arc::new)
+            .map_err(|e| IrFrameError(e.to_string()))
+    }
+}
+
+/// The liveness check a match must pass (`[face] liveness`).
+#[derive(Clone, Default)]
+pub enum LivenessSetup {
+    /// No check: **a photo of an enrolled face may unlock.**
+    #[default]
+    Off,
+    /// Every match is checked on a frame from `source`.
+    Ir {
+        source: Arc<dyn IrSource>,
+        check: Arc<dyn LivenessCheck>,
+        /// Where the frames come from, for the log.
+        name: String,
+    },
+    /// Liveness was asked for but its source could not be opened (the
+    /// reason): every match is answered with a fault, never let in.
+    Unavailable(String),
+}
+
+impl std::fmt::Debug for LivenessSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LivenessSetup::Off => f.write_str("Off"),
+            LivenessSetup::Ir { name, .. } => f.debug_struct("Ir").field("name", name).finish(),
+            LivenessSetup::Unavailable(why) => f.debug_tuple("Unavailable").field(why).finish(),
+        }
+    }
+}
+
+/// What the liveness check made of a match.
+#[derive(Debug, Clone, PartialEq)]
+enum Liveness {
+    /// Live, or no check configured.
+    Pass,
+    /// A spoof: one failed verification.
+    Spoof(SpoofReason),
+    /// No IR frame to judge: fail closed with a fault.
+    NoFrame(String),
+}
+
 /// Face service settings.
 #[derive(Debug, Clone)]
 pub struct FaceServiceConfig {
@@ -101,6 +182,8 @@ pub struct FaceServiceConfig {
     pub attempt_budget: Duration,
     /// How long an enrolment may go without finishing.
     pub enrol_timeout: Duration,
+    /// The check a matched face must pass before it counts as recognised.
+    pub liveness: LivenessSetup,
 }
 
 impl FaceServiceConfig {
@@ -110,6 +193,7 @@ impl FaceServiceConfig {
             threshold: face::DEFAULT_MATCH_THRESHOLD,
             attempt_budget: Duration::from_secs(3),
             enrol_timeout: Duration::from_secs(60),
+            liveness: LivenessSetup::Off,
         }
     }
 }
@@ -291,13 +375,42 @@ impl Worker {
             match look(pipeline.clone(), frame, templates).await {
                 Ok(Look {
                     faces,
-                    matched: Some(slot),
+                    matched: Some(m),
                 }) => {
-                    tracing::info!(slot, faces, frames = frames_seen, "face recognised");
-                    self.report(ModuleReport::Recognised {
-                        modality: Modality::Face,
-                        slot,
-                    });
+                    let slot = m.slot;
+                    let report = match self.liveness(m).await {
+                        Liveness::Pass => {
+                            tracing::info!(slot, faces, frames = frames_seen, "face recognised");
+                            ModuleReport::Recognised {
+                                modality: Modality::Face,
+                                slot,
+                            }
+                        }
+                        Liveness::Spoof(reason) => {
+                            tracing::warn!(
+                                slot,
+                                frames = frames_seen,
+                                %reason,
+                                "face attempt ended: the face matched but the IR liveness check refused it as a spoof (one failed verification)"
+                            );
+                            ModuleReport::NotRecognised {
+                                modality: Modality::Face,
+                            }
+                        }
+                        Liveness::NoFrame(detail) => {
+                            tracing::error!(
+                                slot,
+                                "face matched but liveness cannot be checked ({detail}); refused"
+                            );
+                            ModuleReport::Fault {
+                                modality: Modality::Face,
+                                detail: format!(
+                                    "IR liveness: {detail}; face unlock refuses every face until the IR camera works"
+                                ),
+                            }
+                        }
+                    };
+                    self.report(report);
                     return;
                 }
                 Ok(Look {
@@ -329,6 +442,28 @@ impl Worker {
             });
         } else {
             tracing::debug!("no face in view during the attempt: nothing counted");
+        }
+    }
+
+    /// The liveness check on the face that matched: one IR frame, the box
+    /// carried across to it, the configured check.
+    async fn liveness(&self, m: Matched) -> Liveness {
+        let (source, check) = match &self.cfg.liveness {
+            LivenessSetup::Off => return Liveness::Pass,
+            LivenessSetup::Unavailable(why) => return Liveness::NoFrame(why.clone()),
+            LivenessSetup::Ir { source, check, .. } => (source.clone(), check.clone()),
+        };
+        let judged = tokio::task::spawn_blocking(move || {
+            let ir = source.grab()?;
+            let face = register_box(&m.face, m.frame_size, ir.dimensions());
+            Ok::<_, IrFrameError>(check.check(&face, LivenessFrame::Ir(&ir)))
+        })
+        .await;
+        match judged {
+            Ok(Ok(LivenessVerdict::Live)) => Liveness::Pass,
+            Ok(Ok(LivenessVerdict::Rejected(reason))) => Liveness::Spoof(reason),
+            Ok(Err(e)) => Liveness::NoFrame(e.to_string()),
+            Err(e) => Liveness::NoFrame(format!("IR worker failed: {e}")),
         }
     }
 
@@ -412,7 +547,15 @@ impl Worker {
 
 struct Look {
     faces: usize,
-    matched: Option<u16>,
+    matched: Option<Matched>,
+}
+
+/// The face that matched, where it is, in a frame of which size.
+#[derive(Debug, Clone, Copy)]
+struct Matched {
+    slot: u16,
+    face: FaceBox,
+    frame_size: (u32, u32),
 }
 
 /// Observe one frame and match every face in it (blocking pool).
@@ -425,7 +568,11 @@ async fn look(
         let rgb = frame.to_rgb().map_err(|e| e.to_string())?;
         let faces = pipeline.observe(&rgb).map_err(|e| e.to_string())?;
         let threshold = pipeline.threshold();
-        let matched = best_match(&faces, &templates, threshold);
+        let matched = best_match_face(&faces, &templates, threshold).map(|(slot, i)| Matched {
+            slot,
+            face: faces[i].bbox,
+            frame_size: rgb.dimensions(),
+        });
         Ok(Look {
             faces: faces.len(),
             matched,
@@ -442,16 +589,26 @@ pub fn best_match(
     templates: &[(u16, FaceTemplate)],
     threshold: f32,
 ) -> Option<u16> {
-    let mut best: Option<(u16, f32)> = None;
-    for f in faces {
+    best_match_face(faces, templates, threshold).map(|(slot, _)| slot)
+}
+
+/// [`best_match`], with the index in `faces` of the face that matched
+/// (the one whose liveness is then checked).
+pub fn best_match_face(
+    faces: &[FaceObservation],
+    templates: &[(u16, FaceTemplate)],
+    threshold: f32,
+) -> Option<(u16, usize)> {
+    let mut best: Option<(u16, usize, f32)> = None;
+    for (i, f) in faces.iter().enumerate() {
         for (slot, t) in templates {
             let s = t.score(&f.embedding);
-            if s >= threshold && best.is_none_or(|(_, b)| s > b) {
-                best = Some((*slot, s));
+            if s >= threshold && best.is_none_or(|(_, _, b)| s > b) {
+                best = Some((*slot, i, s));
             }
         }
     }
-    best.map(|(slot, _)| slot)
+    best.map(|(slot, i, _)| (slot, i))
 }
 
 /// The pipeline's pose names to the engine's prompts.

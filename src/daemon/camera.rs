@@ -7,6 +7,9 @@
 //!      ├─► RingCamera ── Board.camera: doorbell/alarm JPEGs, <state>/snapshots/…-ev<N>-….jpg
 //!      ├─► FaceService ── Board.face ([face] enabled): recognise + enrol on the real pipeline
 //!      │       ▲ templates: watch, refreshed by the engine task after credential changes
+//!      │       ▲ [face] liveness = "ir": IR source grabbed per matched face
+//!      │         (sim: SimIrCamera, `sim_ir_dir`, follows the sim camera's scene;
+//!      │          linux: V4l2IrCamera, `ir_camera`, lights outputs.ir_illuminator)
 //!      ├─► MotionDetector ([face] motion_trigger) ── Input::Touch ──► engine ── RecogniseFace
 //!      └─► VideoServer ([video] enabled): HTTP MJPEG, token, battery floor
 //! ```
@@ -73,6 +76,112 @@ fn camera_err(e: &dyn std::fmt::Display) -> DaemonError {
     DaemonError::Video(format!("camera: {e}"))
 }
 
+/// The liveness check the face service gets (nothing without `face`).
+#[cfg(feature = "face")]
+type Liveness = crate::board::face_service::LivenessSetup;
+/// Without the face feature there is nothing to check.
+#[cfg(not(feature = "face"))]
+#[derive(Debug, Clone, Copy)]
+struct Liveness;
+
+/// `[face] liveness = "ir"` on an enabled face feature.
+#[cfg(feature = "face")]
+fn wants_ir(config: &Config) -> bool {
+    use crate::biometrics::face::LivenessMode;
+    config.face.enabled && config.face.liveness == LivenessMode::Ir
+}
+
+/// The sim board's IR pictures beside its camera. A bad IR directory
+/// stops the start, as a bad people directory does: it is a developer's
+/// setup error.
+#[cfg(feature = "face")]
+fn sim_liveness(
+    config: &Config,
+    camera: &crate::board::sim::camera::SimCamera,
+) -> Result<Liveness, DaemonError> {
+    use crate::biometrics::face::IrLiveness;
+    use crate::board::face_service::LivenessSetup;
+    use std::sync::Arc;
+    if !wants_ir(config) {
+        return Ok(LivenessSetup::Off);
+    }
+    // `Config::validate` has checked that the sim board has `sim_ir_dir`;
+    // should that change, refusing here keeps it closed.
+    let dir = config.face.sim_ir_dir.as_deref().ok_or_else(|| {
+        camera_err(&"`face.liveness` = \"ir\" needs `face.sim_ir_dir` on the sim board")
+    })?;
+    let ir = camera.ir_camera(dir).map_err(|e| camera_err(&e))?;
+    Ok(LivenessSetup::Ir {
+        source: Arc::new(ir),
+        check: Arc::new(IrLiveness::default()),
+        name: format!("sim IR pictures in {}", dir.display()),
+    })
+}
+
+#[cfg(not(feature = "face"))]
+fn sim_liveness(
+    _config: &Config,
+    _camera: &crate::board::sim::camera::SimCamera,
+) -> Result<Liveness, DaemonError> {
+    Ok(Liveness)
+}
+
+/// The V4L2 IR camera and the board's IR illuminator line. One that
+/// cannot be opened does not stop the lock: face unlock then refuses every
+/// matched face with a fault naming the problem (fail closed) and the
+/// other credentials keep working, as with a missing face model.
+#[cfg(all(feature = "face", feature = "board-linux"))]
+fn linux_liveness(
+    config: &Config,
+    board_cfg: &crate::board::linux::config::BoardConfig,
+) -> Liveness {
+    use crate::biometrics::face::IrLiveness;
+    use crate::board::face_service::LivenessSetup;
+    use crate::board::linux::gpio::GpioOutput;
+    use crate::board::linux::ir_camera::V4l2IrCamera;
+    use std::sync::Arc;
+    if !wants_ir(config) {
+        return LivenessSetup::Off;
+    }
+    let Some(path) = config.face.ir_camera.as_deref() else {
+        return LivenessSetup::Unavailable(
+            "`face.liveness` = \"ir\" needs `face.ir_camera` on this board".into(),
+        );
+    };
+    let opened = GpioOutput::request_with(
+        board_cfg.gpio_provider,
+        "outputs.ir_illuminator",
+        &board_cfg.outputs.ir_illuminator,
+    )
+    .map_err(|e| format!("IR illuminator: {e}"))
+    .and_then(|led| V4l2IrCamera::open(path, Some(led)).map_err(|e| e.to_string()));
+    match opened {
+        Ok(ir) => {
+            let (w, h, format) = ir.format();
+            let name = format!("{} ({w}x{h} {format:?})", path.display());
+            LivenessSetup::Ir {
+                source: Arc::new(ir),
+                check: Arc::new(IrLiveness::default()),
+                name,
+            }
+        }
+        Err(e) => {
+            tracing::error!(
+                "{e}; face unlock refuses every face until it works (the lock works without it)"
+            );
+            LivenessSetup::Unavailable(e)
+        }
+    }
+}
+
+#[cfg(all(not(feature = "face"), feature = "board-linux"))]
+fn linux_liveness(
+    _config: &Config,
+    _board_cfg: &crate::board::linux::config::BoardConfig,
+) -> Liveness {
+    Liveness
+}
+
 /// Open the camera when `[video]` or `[face]` needs it and install its
 /// consumers in `board`: snapshots always, the face service when `[face]`
 /// is enabled. `None` when no camera is wanted. Must run inside the
@@ -90,7 +199,7 @@ pub fn start(
         return Ok(None);
     }
     let ring = FrameRing::new();
-    let capture: Box<dyn std::any::Any + Send> = match config.board {
+    let (capture, liveness): (Box<dyn std::any::Any + Send>, Liveness) = match config.board {
         BoardKind::Sim => {
             use crate::board::sim::camera::{SimCamera, SimCameraConfig};
             let (w, h) = SIM_FRAME;
@@ -106,17 +215,18 @@ pub fn start(
                     sim.attach_camera(camera.control());
                 }
             }
-            Box::new(camera)
+            let liveness = sim_liveness(config, &camera)?;
+            (Box::new(camera), liveness)
         }
         #[cfg(feature = "board-linux")]
         BoardKind::Linux => {
             let path = config.board_file.as_ref().ok_or(DaemonError::NoBoardFile)?;
             let board_cfg =
                 crate::board::linux::config::BoardConfig::load(path).map_err(|e| camera_err(&e))?;
-            Box::new(
+            let camera =
                 crate::board::linux::camera::V4l2Camera::start(&board_cfg.camera, ring.clone())
-                    .map_err(|e| camera_err(&e))?,
-            )
+                    .map_err(|e| camera_err(&e))?;
+            (Box::new(camera), linux_liveness(config, &board_cfg))
         }
         other => return Err(DaemonError::BoardUnavailable(other.name())),
     };
@@ -134,7 +244,7 @@ pub fn start(
     };
 
     let (credentials_hook, motion_trigger) = if face {
-        install_face(config, store, board, &ring, inputs)?
+        install_face(config, store, board, &ring, inputs, liveness)?
     } else {
         (None, false)
     };
@@ -165,8 +275,11 @@ fn install_face(
     board: &mut Board,
     ring: &FrameRing,
     inputs: &InputSender,
+    liveness: Liveness,
 ) -> Result<(Option<CredentialsHook>, bool), DaemonError> {
-    use crate::board::face_service::{templates_from_credentials, FaceService, FaceServiceConfig};
+    use crate::board::face_service::{
+        templates_from_credentials, FaceService, FaceServiceConfig, LivenessSetup,
+    };
     use std::time::Duration;
     let f = &config.face;
     let persisted = store.load()?;
@@ -178,18 +291,34 @@ fn install_face(
             threshold: f.threshold,
             attempt_budget: Duration::from_millis(f.attempt_budget_ms),
             enrol_timeout: Duration::from_secs(f.enrol_timeout_s),
+            liveness: liveness.clone(),
         },
         ring.clone(),
         templates_rx,
         crate::board::OrderedSender::spawn(inputs.clone()),
     );
     board.face = Box::new(service);
-    tracing::info!(
-        models = %f.models_dir.display(),
-        threshold = f.threshold,
-        enrolled = templates.borrow().len(),
-        "face recognition on the camera (liveness: none, a photo may pass)"
-    );
+    let (models, enrolled) = (f.models_dir.display(), templates.borrow().len());
+    match &liveness {
+        LivenessSetup::Off => tracing::info!(
+            %models,
+            threshold = f.threshold,
+            enrolled,
+            "face recognition on the camera (liveness: none, a photo may pass)"
+        ),
+        LivenessSetup::Ir { name, .. } => tracing::info!(
+            %models,
+            threshold = f.threshold,
+            enrolled,
+            ir = %name,
+            "face recognition on the camera (liveness: ir, a screen or glossy print is refused; a matte print or mask may pass)"
+        ),
+        LivenessSetup::Unavailable(why) => tracing::error!(
+            %models,
+            enrolled,
+            "face recognition on the camera (liveness: ir, unavailable: {why}; every matched face is refused)"
+        ),
+    }
     let hook: CredentialsHook = Box::new(move |creds| {
         templates.send_replace(templates_from_credentials(creds));
     });
@@ -203,6 +332,7 @@ fn install_face(
     _board: &mut Board,
     _ring: &FrameRing,
     _inputs: &InputSender,
+    _liveness: Liveness,
 ) -> Result<(Option<CredentialsHook>, bool), DaemonError> {
     Ok((None, false))
 }

@@ -7,14 +7,23 @@
 //! threshold = 0.35                           # cosine similarity to match
 //! attempt_budget_ms = 3000                   # one recognition attempt (B-6.2)
 //! enrol_timeout_s = 60                       # one enrolment (B-4.5)
-//! liveness = "none"                          # "none" | "ir"
+//! liveness = "none"                          # "none" | "ir" (needs an IR source below)
 //! motion_trigger = true                      # frame motion starts an attempt
+//! # ir_camera = "/dev/video2"                # Linux board: the V4L2 IR camera (GREY or YUYV)
 //! # sim_people_dir = "/path/to/people"       # sim board: <N>.jpg = person N, empty.jpg
+//! # sim_ir_dir = "/path/to/ir"               # sim board: <N>.png|jpg = person N under IR
 //! ```
 //!
 //! Off by default so `cargo run` on a developer machine without the models
 //! still starts: the face feature is only loaded when asked for, and even
 //! then a missing model only turns face unlock off (the lock keeps working).
+//!
+//! Liveness fails closed at every step: `liveness = "ir"` without an IR
+//! source for the board is refused at start-up ([`FaceConfig::validate`]
+//! for the table, [`FaceConfig::check_board`] for the board), an IR source
+//! with `liveness = "none"` is refused too (it would look like protection
+//! that is not there), and at run time a missing IR frame refuses the
+//! face (see `biometrics::face::liveness`).
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -37,8 +46,9 @@ pub struct FaceConfig {
     /// How long an enrolment may take before it fails, seconds.
     pub enrol_timeout_s: u64,
     /// Liveness source. `none` (default): **a photo of an enrolled user
-    /// may unlock.** `ir`: the IR-reflectance check, which needs a board
-    /// that delivers IR frames; none does yet, so it is refused.
+    /// may unlock.** `ir`: the IR-reflectance check on a frame from
+    /// `ir_camera` (Linux board) or `sim_ir_dir` (sim board); refused
+    /// without one.
     pub liveness: LivenessMode,
     /// Start a recognition attempt when the camera sees motion (someone
     /// walking up), as well as on a keypad touch.
@@ -46,6 +56,14 @@ pub struct FaceConfig {
     /// Sim board only: `<N>.jpg|jpeg|png` is what the camera shows while
     /// simulated person N is at the door, `empty.*` the empty doorstep.
     pub sim_people_dir: Option<PathBuf>,
+    /// Linux board: the V4L2 node of the IR camera (`/dev/videoN`, GREY or
+    /// YUYV), beside the RGB camera with the same field of view; the board
+    /// file's `outputs.ir_illuminator` is lit while it grabs.
+    pub ir_camera: Option<PathBuf>,
+    /// Sim board only: `<N>.png|jpg|jpeg` is what the IR camera sees while
+    /// simulated person N is at the door (read as luma, same framing as
+    /// `sim_people_dir`'s `<N>.jpg`). A person without one is refused.
+    pub sim_ir_dir: Option<PathBuf>,
 }
 
 // `threshold` is an f32, but `validate` refuses NaN, so equality is
@@ -63,6 +81,8 @@ impl Default for FaceConfig {
             liveness: LivenessMode::Off,
             motion_trigger: true,
             sim_people_dir: None,
+            ir_camera: None,
+            sim_ir_dir: None,
         }
     }
 }
@@ -101,14 +121,41 @@ impl FaceConfig {
                 "must be between 10 and 600 seconds",
             );
         }
-        if self.enabled && self.liveness == LivenessMode::Ir {
-            // Failing closed: accepting "ir" with no IR frames would either
-            // refuse every face or silently skip the check.
-            return bad(
-                "face.liveness",
-                "\"ir\"".into(),
-                "no board in this build delivers IR frames yet; use \"none\" (a photo may pass)",
-            );
+        for (key, path) in [
+            ("face.ir_camera", &self.ir_camera),
+            ("face.sim_ir_dir", &self.sim_ir_dir),
+        ] {
+            if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                return bad(key, "\"\"".into(), "name a path, or leave the key out");
+            }
+        }
+        if self.enabled {
+            let has_ir = self.ir_camera.is_some() || self.sim_ir_dir.is_some();
+            match self.liveness {
+                // Failing closed: accepting "ir" with no IR frames would
+                // either refuse every face or silently skip the check.
+                LivenessMode::Ir if !has_ir => {
+                    return bad(
+                        "face.liveness",
+                        "\"ir\"".into(),
+                        "needs an IR source: set `face.ir_camera` (Linux board) or `face.sim_ir_dir` (sim board), or use \"none\" (a photo may pass)",
+                    )
+                }
+                LivenessMode::Off if has_ir => {
+                    let key = if self.ir_camera.is_some() {
+                        "face.ir_camera"
+                    } else {
+                        "face.sim_ir_dir"
+                    };
+                    let path = self.ir_camera.as_ref().or(self.sim_ir_dir.as_ref());
+                    return bad(
+                        key,
+                        format!("{:?}", path.map(|p| p.display().to_string()).unwrap_or_default()),
+                        "an IR source is set but `face.liveness` is \"none\", so it would not be used; set liveness = \"ir\" or remove the key",
+                    );
+                }
+                _ => {}
+            }
         }
         if self
             .models_dir
@@ -121,6 +168,54 @@ impl FaceConfig {
                 "\"\"".into(),
                 "name the directory holding the ONNX models",
             );
+        }
+        Ok(())
+    }
+
+    /// The board-specific half of the check (the daemon calls it when it
+    /// starts the camera): with `liveness = "ir"` the board must have its
+    /// kind of IR source, `ir_camera` on a real board, `sim_ir_dir` on the
+    /// sim board; the other board's key is refused, not ignored.
+    pub fn check_board(&self, sim_board: bool) -> Result<(), FaceConfigError> {
+        if !self.enabled || self.liveness != LivenessMode::Ir {
+            return Ok(());
+        }
+        let path_value = |p: &PathBuf| format!("{:?}", p.display().to_string());
+        let (wrong, wrong_key, why) = if sim_board {
+            (
+                &self.ir_camera,
+                "face.ir_camera",
+                "the sim board has no V4L2 IR camera; give it IR pictures with `face.sim_ir_dir`",
+            )
+        } else {
+            (
+                &self.sim_ir_dir,
+                "face.sim_ir_dir",
+                "only the sim board reads IR pictures; give a real board `face.ir_camera`",
+            )
+        };
+        if let Some(p) = wrong {
+            return Err(FaceConfigError {
+                key: wrong_key,
+                value: path_value(p),
+                why,
+            });
+        }
+        let present = if sim_board {
+            self.sim_ir_dir.is_some()
+        } else {
+            self.ir_camera.is_some()
+        };
+        if !present {
+            return Err(FaceConfigError {
+                key: "face.liveness",
+                value: "\"ir\"".into(),
+                why: if sim_board {
+                    "needs an IR source: set `face.sim_ir_dir` on the sim board"
+                } else {
+                    "needs an IR source: set `face.ir_camera` on this board"
+                },
+            });
         }
         Ok(())
     }
@@ -156,16 +251,73 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_key() {
-        let cases: [(&str, &str); 5] = [
+        let cases: [(&str, &str); 9] = [
             ("threshold = 1.5", "face.threshold"),
             ("threshold = nan", "face.threshold"),
             ("attempt_budget_ms = 10", "face.attempt_budget_ms"),
             ("enrol_timeout_s = 0", "face.enrol_timeout_s"),
             ("enabled = true\nliveness = \"ir\"", "face.liveness"),
+            ("ir_camera = \"\"", "face.ir_camera"),
+            ("sim_ir_dir = \"\"", "face.sim_ir_dir"),
+            (
+                "enabled = true\nir_camera = \"/dev/video2\"",
+                "face.ir_camera",
+            ),
+            (
+                "enabled = true\nsim_ir_dir = \"/tmp/ir\"",
+                "face.sim_ir_dir",
+            ),
         ];
         for (text, key) in cases {
             let c: FaceConfig = toml::from_str(text).expect(text);
             assert_eq!(c.validate().map_err(|e| e.key), Err(key), "{text}");
         }
+    }
+
+    #[test]
+    fn ir_liveness_is_accepted_with_an_ir_source() {
+        for text in [
+            "enabled = true\nliveness = \"ir\"\nir_camera = \"/dev/video2\"",
+            "enabled = true\nliveness = \"ir\"\nsim_ir_dir = \"/tmp/ir\"",
+            // Off: nothing is used, nothing to refuse.
+            "liveness = \"ir\"",
+        ] {
+            let c: FaceConfig = toml::from_str(text).expect(text);
+            assert_eq!(c.validate(), Ok(()), "{text}");
+        }
+    }
+
+    #[test]
+    fn each_board_needs_its_own_ir_source() {
+        let parse = |text: &str| -> FaceConfig { toml::from_str(text).expect(text) };
+        let linux = parse("enabled = true\nliveness = \"ir\"\nir_camera = \"/dev/video2\"");
+        let sim = parse("enabled = true\nliveness = \"ir\"\nsim_ir_dir = \"/tmp/ir\"");
+        assert_eq!(linux.check_board(false), Ok(()));
+        assert_eq!(sim.check_board(true), Ok(()));
+        let e = linux
+            .check_board(true)
+            .expect_err("IR camera on the sim board");
+        assert_eq!(e.key, "face.ir_camera");
+        assert!(e.to_string().contains("/dev/video2"), "{e}");
+        let e = sim
+            .check_board(false)
+            .expect_err("IR pictures on a real board");
+        assert_eq!(e.key, "face.sim_ir_dir");
+        // Without liveness (or with face off) the board has nothing to give.
+        assert_eq!(FaceConfig::default().check_board(false), Ok(()));
+        let off = parse("liveness = \"ir\"\nsim_ir_dir = \"/tmp/ir\"");
+        assert_eq!(off.check_board(false), Ok(()));
+        // Both keys set: the board's own one is used, the other refused.
+        let both = parse(
+            "enabled = true\nliveness = \"ir\"\nir_camera = \"/dev/video2\"\nsim_ir_dir = \"/tmp/ir\"",
+        );
+        assert_eq!(
+            both.check_board(true).map_err(|e| e.key),
+            Err("face.ir_camera")
+        );
+        assert_eq!(
+            both.check_board(false).map_err(|e| e.key),
+            Err("face.sim_ir_dir")
+        );
     }
 }

@@ -3,9 +3,16 @@
 //! printed photo or a phone showing an enrolled user's face can unlock.**
 //!
 //! ```text
-//!   850 nm IR LED flashes ──▶ IR camera frame (same field of view as RGB)
-//!        face box from the RGB detection ──▶ IrLiveness::check
-//!        centre of the box: mean, spread, saturation ──▶ Live | Rejected
+//!   RGB frame ──▶ detector + embedder ──▶ a template matches (slot, face box)
+//!                                              │ only then:
+//!   IR source grabs one frame ◄────────────────┘  (board::face_service::IrSource:
+//!        │                                          V4L2 `[face] ir_camera`, or the
+//!        │                                          sim's `[face] sim_ir_dir` picture)
+//!        ▼ register_box: face box scaled from RGB to IR pixels
+//!   IrLiveness::check: centre of the box: mean, spread, saturation
+//!        ├─ Live ──────────────▶ Recognised (the door may open)
+//!        ├─ Rejected(reason) ──▶ NotRecognised: one failed verification (B-7.1)
+//!        └─ no IR frame ───────▶ module fault: fail closed, never a pass
 //! ```
 //!
 //! The basic IR check relies on two physical facts: skin under active
@@ -14,12 +21,28 @@
 //! tablet screen emits nothing in near-IR and shows up dark and flat, and a
 //! glossy screen or photo under the flash shows a saturated glare patch.
 //!
+//! Registration: the IR frame is assumed to show the same field of view as
+//! the RGB frame (sensors side by side, same lens angle), so a face box
+//! maps across by scaling each axis by the ratio of the frame sizes
+//! ([`register_box`]); the parallax between two sensors a few centimetres
+//! apart is small against the 60 % centre of a face the check reads. A
+//! board whose IR lens sees a different angle needs a calibrated mapping
+//! instead.
+//!
+//! IR illumination: on a real board the board file's
+//! `outputs.ir_illuminator` line is lit for the grab only
+//! (`board::linux::ir_camera`); a UVC IR module lights its own LED while it
+//! streams. Without illumination every face reads as too dark and is
+//! refused (fail closed).
+//!
 //! Limits, plainly: a matte paper print reflects IR much as skin does and
-//! can pass this check; so can a mask. It stops screen replays, not a
-//! determined attacker. A depth frame (structured light / ToF) check —
-//! a real face is a ~3–5 cm relief, a print is flat — is the stronger
-//! check; the [`LivenessCheck`] trait takes a depth frame for such an
-//! implementation, and [`IrLiveness`] refuses one it cannot judge.
+//! can pass this check; so can a mask. It stops screen replays and glossy
+//! prints, not a determined attacker. The thresholds of
+//! [`IrLiveness::default`] are set on synthetic frames and must be tuned
+//! on the product's IR camera. A depth frame (structured light / ToF)
+//! check — a real face is a ~3–5 cm relief, a print is flat — is the
+//! stronger check; the [`LivenessCheck`] trait takes a depth frame for
+//! such an implementation, and [`IrLiveness`] refuses one it cannot judge.
 
 use image::{GrayImage, ImageBuffer, Luma};
 use serde::Deserialize;
@@ -40,9 +63,19 @@ pub enum LivenessMode {
     Ir,
 }
 
-/// A frame from the liveness sensor, registered to the RGB frame (the face
-/// box applies to it unchanged; the board's camera code is responsible for
-/// scaling when the sensors differ in resolution).
+impl LivenessMode {
+    /// The name written in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            LivenessMode::Off => "none",
+            LivenessMode::Ir => "ir",
+        }
+    }
+}
+
+/// A frame from the liveness sensor, registered to the RGB frame: the face
+/// box given with it is in this frame's pixels (see [`register_box`] for
+/// sensors of different resolutions).
 #[derive(Debug, Clone, Copy)]
 pub enum LivenessFrame<'a> {
     /// 8-bit near-IR intensity.
@@ -64,6 +97,42 @@ pub enum SpoofReason {
     OutOfFrame,
     /// This check cannot judge this kind of frame.
     UnsupportedFrame,
+}
+
+impl std::fmt::Display for SpoofReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SpoofReason::TooDark { mean } => write!(
+                f,
+                "too dark under IR (mean {mean:.0}): a screen or no IR light"
+            ),
+            SpoofReason::Flat { std_dev } => {
+                write!(f, "flat under IR (spread {std_dev:.1}): no facial relief")
+            }
+            SpoofReason::Glare { saturated_fraction } => write!(
+                f,
+                "IR glare on {:.0} % of the face: glass or a glossy print",
+                saturated_fraction * 100.0
+            ),
+            SpoofReason::OutOfFrame => f.write_str("the face is not inside the IR frame"),
+            SpoofReason::UnsupportedFrame => f.write_str("this check cannot judge that frame"),
+        }
+    }
+}
+
+/// The face box of an RGB frame of size `rgb` in the pixels of a liveness
+/// frame of size `ir` that sees the same field of view (see the module
+/// docs). A zero-sized RGB frame gives a non-finite box, which the check
+/// refuses as out of frame.
+pub fn register_box(face: &FaceBox, rgb: (u32, u32), ir: (u32, u32)) -> FaceBox {
+    let sx = ir.0 as f32 / rgb.0 as f32;
+    let sy = ir.1 as f32 / rgb.1 as f32;
+    FaceBox {
+        x: face.x * sx,
+        y: face.y * sy,
+        w: face.w * sx,
+        h: face.h * sy,
+    }
 }
 
 /// Verdict of a liveness check.
@@ -225,6 +294,54 @@ mod tests {
                 LivenessVerdict::Rejected(SpoofReason::OutOfFrame)
             );
         }
+    }
+
+    #[test]
+    fn a_box_maps_to_an_ir_frame_of_another_size() {
+        // A 640×480 RGB frame and a 320×240 IR frame of the same view.
+        let ir = register_box(&FACE, (640, 480), (320, 240));
+        assert_eq!(
+            ir,
+            FaceBox {
+                x: 50.0,
+                y: 30.0,
+                w: 50.0,
+                h: 60.0
+            }
+        );
+        assert_eq!(register_box(&FACE, (320, 240), (320, 240)), FACE);
+        // A degenerate RGB size cannot be mapped, and the check refuses it.
+        let bad = register_box(&FACE, (0, 0), (320, 240));
+        let lit = frame(|x, _| 120 + (x % 40) as u8);
+        assert_eq!(
+            IrLiveness::default().check(&bad, LivenessFrame::Ir(&lit)),
+            LivenessVerdict::Rejected(SpoofReason::OutOfFrame)
+        );
+        // The mapped box reads the face, not the background: a bright
+        // textured face in the IR frame's corner where the box lands.
+        let small = GrayImage::from_fn(320, 240, |x, y| {
+            let inside = (50..100).contains(&x) && (30..90).contains(&y);
+            Luma([if inside { 120 + (x % 9) as u8 * 6 } else { 5 }])
+        });
+        assert_eq!(
+            IrLiveness::default().check(&ir, LivenessFrame::Ir(&small)),
+            LivenessVerdict::Live
+        );
+        assert!(matches!(
+            IrLiveness::default().check(&FACE, LivenessFrame::Ir(&small)),
+            LivenessVerdict::Rejected(_)
+        ));
+    }
+
+    #[test]
+    fn reasons_read_as_sentences() {
+        let r = SpoofReason::TooDark { mean: 12.4 }.to_string();
+        assert!(r.contains("too dark") && r.contains("12"), "{r}");
+        let r = SpoofReason::Glare {
+            saturated_fraction: 0.42,
+        }
+        .to_string();
+        assert!(r.contains("42 %"), "{r}");
     }
 
     #[test]

@@ -17,7 +17,7 @@
 //!     ├──▶ quality.rs: yaw/pitch from landmarks, sharpness, size,
 //!     │                occlusion (feature-band contrast)
 //!     └──▶ enrol.rs: 5-pose enrolment state machine → FaceTemplate
-//!  liveness.rs: optional IR-frame check (off by default)
+//!  liveness.rs: optional IR-frame check on the matched face (off by default)
 //! ```
 //!
 //! The API is synchronous and CPU-bound: the daemon calls it from
@@ -61,7 +61,8 @@ pub use detect::{nms, Detection, Detector, FaceBox, DETECTOR_INPUT, MAX_FACES};
 pub use embed::Embedder;
 pub use enrol::{EnrolConfig, EnrolStep, FaceEnrolment, Fix, Pose, PoseLimits, ENROL_POSES};
 pub use liveness::{
-    IrLiveness, LivenessCheck, LivenessFrame, LivenessMode, LivenessVerdict, SpoofReason,
+    register_box, IrLiveness, LivenessCheck, LivenessFrame, LivenessMode, LivenessVerdict,
+    SpoofReason,
 };
 pub use quality::{
     estimate_pose, face_fraction, region_contrast, sharpness, synthetic_landmarks, HeadPose,

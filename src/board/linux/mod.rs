@@ -14,6 +14,7 @@ pub mod board;
 pub mod camera;
 pub mod config;
 pub mod gpio;
+pub mod ir_camera;
 pub mod keypad;
 pub mod signals;
 pub mod voice;

@@ -14,12 +14,21 @@
 //! Without an `empty` picture the empty scene is a flat grey wall, on
 //! which the detector finds no face. The ticks run on tokio time, so a
 //! test under `tokio::time::pause()` is deterministic.
+//!
+//! The simulated IR camera ([`SimIrCamera`], `[face] sim_ir_dir`) follows
+//! the same scene: `<ir dir>/N.png` is what it sees while person N is at
+//! the door, read as luma and letterboxed to the RGB frame size exactly as
+//! `N.jpg` is, so a face box of the RGB frame lies on the same face in
+//! the IR frame (the two pictures must have the same aspect ratio, which
+//! is checked at start). Nobody at the door, an arbitrary picture, or a
+//! person without an IR picture: no IR frame (the liveness check then
+//! refuses the face).
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use image::{imageops, Rgb, RgbImage};
+use image::{imageops, GrayImage, ImageBuffer, Luma, Pixel, Rgb, RgbImage};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -33,6 +42,15 @@ pub enum SimCameraError {
     UnknownPerson(u32),
     #[error("sim camera: {0}")]
     Config(String),
+    #[error("sim IR picture {ir} is {ir_size:?} but the camera picture {rgb} is {rgb_size:?}: the aspect ratios differ, so a face box cannot be carried across; give the IR picture the camera picture's framing")]
+    NotRegistered {
+        ir: PathBuf,
+        ir_size: (u32, u32),
+        rgb: PathBuf,
+        rgb_size: (u32, u32),
+    },
+    #[error("sim IR camera: {0}")]
+    NoIrFrame(String),
 }
 
 /// What the simulated camera is built from.
@@ -129,6 +147,9 @@ pub struct SimCamera {
     ring: FrameRing,
     scene: SceneControl,
     people: BTreeMap<u32, Arc<RgbImage>>,
+    /// Each person's picture file and its size before letterboxing (what
+    /// an IR picture must match to be registered).
+    sources: BTreeMap<u32, (PathBuf, (u32, u32))>,
     width: u32,
     height: u32,
     task: JoinHandle<()>,
@@ -143,12 +164,28 @@ impl Drop for SimCamera {
 /// Scale `img` to fit `w`×`h`, centred on grey (keeps the aspect ratio,
 /// as a camera's field of view would).
 pub fn letterbox(img: &RgbImage, w: u32, h: u32) -> RgbImage {
+    letterbox_on(img, w, h, Rgb([128, 128, 128]))
+}
+
+/// [`letterbox`] for an IR picture: the same geometry, so a picture of the
+/// same aspect ratio lands on the same pixels; the border is dark, as the
+/// background beyond an IR illuminator's reach is.
+pub fn letterbox_luma(img: &GrayImage, w: u32, h: u32) -> GrayImage {
+    letterbox_on(img, w, h, Luma([0]))
+}
+
+fn letterbox_on<P: Pixel<Subpixel = u8> + 'static>(
+    img: &ImageBuffer<P, Vec<u8>>,
+    w: u32,
+    h: u32,
+    fill: P,
+) -> ImageBuffer<P, Vec<u8>> {
     let (iw, ih) = img.dimensions();
     let scale = (w as f32 / iw.max(1) as f32).min(h as f32 / ih.max(1) as f32);
     let nw = ((iw as f32 * scale).round() as u32).clamp(1, w);
     let nh = ((ih as f32 * scale).round() as u32).clamp(1, h);
     let scaled = imageops::resize(img, nw, nh, imageops::FilterType::Triangle);
-    let mut out = RgbImage::from_pixel(w, h, Rgb([128, 128, 128]));
+    let mut out = ImageBuffer::from_pixel(w, h, fill);
     imageops::overlay(
         &mut out,
         &scaled,
@@ -158,12 +195,20 @@ pub fn letterbox(img: &RgbImage, w: u32, h: u32) -> RgbImage {
     out
 }
 
-fn load(path: &Path, w: u32, h: u32) -> Result<Arc<RgbImage>, SimCameraError> {
-    let img = image::open(path).map_err(|e| SimCameraError::Picture {
+fn open(path: &Path) -> Result<image::DynamicImage, SimCameraError> {
+    image::open(path).map_err(|e| SimCameraError::Picture {
         path: path.to_owned(),
         detail: e.to_string(),
-    })?;
-    Ok(Arc::new(letterbox(&img.to_rgb8(), w, h)))
+    })
+}
+
+fn load(path: &Path, w: u32, h: u32) -> Result<Arc<RgbImage>, SimCameraError> {
+    Ok(Arc::new(letterbox(&open(path)?.to_rgb8(), w, h)))
+}
+
+/// The pictures of a directory by person: `<N>.jpg|jpeg|png`.
+fn people_pictures(dir: &Path) -> Result<BTreeMap<u32, PathBuf>, SimCameraError> {
+    Ok(SimCameraConfig::from_dir(dir, 1, 1)?.people)
 }
 
 impl SimCamera {
@@ -180,8 +225,11 @@ impl SimCamera {
         }
         let (w, h) = (cfg.width, cfg.height);
         let mut people = BTreeMap::new();
+        let mut sources = BTreeMap::new();
         for (n, p) in &cfg.people {
-            people.insert(*n, load(p, w, h)?);
+            let img = open(p)?.to_rgb8();
+            sources.insert(*n, (p.clone(), img.dimensions()));
+            people.insert(*n, Arc::new(letterbox(&img, w, h)));
         }
         let empty = match &cfg.empty {
             Some(p) => load(p, w, h)?,
@@ -216,6 +264,7 @@ impl SimCamera {
             ring,
             scene,
             people,
+            sources,
             width: w,
             height: h,
             task,
@@ -251,6 +300,69 @@ impl SimCamera {
 
     pub fn ring(&self) -> &FrameRing {
         &self.ring
+    }
+
+    /// The simulated IR camera beside this one: `<dir>/<N>.png|jpg|jpeg`
+    /// is person N under IR. Every IR picture must belong to a person this
+    /// camera has a picture of, with the same aspect ratio (within 1 %),
+    /// so that the letterboxed frames are registered.
+    pub fn ir_camera(&self, dir: &Path) -> Result<SimIrCamera, SimCameraError> {
+        let mut pictures = BTreeMap::new();
+        for (n, path) in people_pictures(dir)? {
+            let ir = open(&path)?.to_luma8();
+            let Some((rgb, rgb_size)) = self.sources.get(&n) else {
+                return Err(SimCameraError::Config(format!(
+                    "IR picture {} is for person {n}, who has no camera picture",
+                    path.display()
+                )));
+            };
+            let aspect = |(w, h): (u32, u32)| w as f32 / h.max(1) as f32;
+            if (aspect(ir.dimensions()) / aspect(*rgb_size) - 1.0).abs() > 0.01 {
+                return Err(SimCameraError::NotRegistered {
+                    ir: path,
+                    ir_size: ir.dimensions(),
+                    rgb: rgb.clone(),
+                    rgb_size: *rgb_size,
+                });
+            }
+            pictures.insert(n, Arc::new(letterbox_luma(&ir, self.width, self.height)));
+        }
+        Ok(SimIrCamera {
+            pictures,
+            scene: self.scene.scene.subscribe(),
+        })
+    }
+}
+
+/// The simulated IR camera (see the module docs): what it "captures" is
+/// the IR picture of whoever the RGB camera shows at that moment.
+#[derive(Debug)]
+pub struct SimIrCamera {
+    pictures: BTreeMap<u32, Arc<GrayImage>>,
+    scene: watch::Receiver<Scene>,
+}
+
+impl SimIrCamera {
+    /// One IR frame of the current scene, registered to the RGB frame.
+    pub fn grab(&self) -> Result<Arc<GrayImage>, SimCameraError> {
+        match &*self.scene.borrow() {
+            Scene::Person(n) => self.pictures.get(n).cloned().ok_or_else(|| {
+                SimCameraError::NoIrFrame(format!(
+                    "no IR picture for person {n}; add <sim_ir_dir>/{n}.png"
+                ))
+            }),
+            Scene::Empty => Err(SimCameraError::NoIrFrame(
+                "nobody is at the door, there is no IR picture of the empty scene".into(),
+            )),
+            Scene::Picture(_) => Err(SimCameraError::NoIrFrame(
+                "the camera shows a picture with no IR counterpart".into(),
+            )),
+        }
+    }
+
+    /// The people with an IR picture.
+    pub fn people(&self) -> impl Iterator<Item = u32> + '_ {
+        self.pictures.keys().copied()
     }
 }
 
@@ -291,6 +403,59 @@ mod tests {
             [128, 128, 128]
         );
         assert!(control.show_person(Some(4)).is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ir_camera_follows_the_scene_and_refuses_what_it_cannot_see() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (rgb_dir, ir_dir) = (dir.path().join("rgb"), dir.path().join("ir"));
+        std::fs::create_dir_all(&rgb_dir).expect("mkdir");
+        std::fs::create_dir_all(&ir_dir).expect("mkdir");
+        for n in [1, 2] {
+            RgbImage::from_pixel(80, 40, Rgb([200, 10, 10]))
+                .save(rgb_dir.join(format!("{n}.jpg")))
+                .expect("save");
+        }
+        // Person 1's IR picture at half the resolution, same framing: a
+        // bright left half and a dark right half.
+        GrayImage::from_fn(40, 20, |x, _| Luma([if x < 20 { 200 } else { 10 }]))
+            .save(ir_dir.join("1.png"))
+            .expect("save");
+        let cfg = SimCameraConfig::from_dir(&rgb_dir, 64, 48).expect("dir");
+        let cam = SimCamera::start(&cfg, FrameRing::new()).expect("start");
+        let ir = cam.ir_camera(&ir_dir).expect("ir");
+        assert_eq!(ir.people().collect::<Vec<_>>(), vec![1]);
+        assert!(matches!(ir.grab(), Err(SimCameraError::NoIrFrame(_))));
+        cam.show_person(Some(1)).expect("person 1");
+        let frame = ir.grab().expect("IR frame of person 1");
+        // Letterboxed like the RGB picture: 64×32 centred, dark border.
+        assert_eq!(frame.dimensions(), (64, 48));
+        assert_eq!(frame.get_pixel(10, 24).0, [200]);
+        assert_eq!(frame.get_pixel(54, 24).0, [10]);
+        assert_eq!(frame.get_pixel(10, 4).0, [0]);
+        cam.show_person(Some(2)).expect("person 2");
+        let e = ir.grab().expect_err("person 2 has no IR picture");
+        assert!(e.to_string().contains("2.png"), "{e}");
+        cam.show_image(&RgbImage::new(64, 48));
+        assert!(ir.grab().is_err());
+
+        // A square IR picture for a 2:1 camera picture is not registered.
+        GrayImage::new(40, 40)
+            .save(ir_dir.join("2.png"))
+            .expect("save");
+        assert!(matches!(
+            cam.ir_camera(&ir_dir),
+            Err(SimCameraError::NotRegistered { .. })
+        ));
+        // An IR picture of someone the camera cannot show is a mistake.
+        std::fs::remove_file(ir_dir.join("2.png")).expect("rm");
+        GrayImage::new(40, 20)
+            .save(ir_dir.join("7.png"))
+            .expect("save");
+        assert!(matches!(
+            cam.ir_camera(&ir_dir),
+            Err(SimCameraError::Config(_))
+        ));
     }
 
     #[test]
