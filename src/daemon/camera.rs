@@ -165,12 +165,8 @@ fn linux_liveness(
                 name,
             }
         }
-        Err(e) => {
-            tracing::error!(
-                "{e}; face unlock refuses every face until it works (the lock works without it)"
-            );
-            LivenessSetup::Unavailable(e)
-        }
+        // `install_face` logs it with the face feature's start-up line.
+        Err(e) => LivenessSetup::Unavailable(e),
     }
 }
 

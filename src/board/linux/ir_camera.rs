@@ -66,6 +66,8 @@ pub enum IrCameraError {
         #[source]
         source: std::io::Error,
     },
+    #[error("IR camera {path} no longer takes the agreed format (it gives {now}); restart latchd")]
+    FormatChanged { path: PathBuf, now: String },
     #[error("IR illuminator: {0}")]
     Illuminator(#[from] GpioError),
     #[error("IR camera {path}: a {got}-byte frame is too short for {width}x{height} {format:?} (stride {stride})")]
@@ -104,6 +106,7 @@ pub struct V4l2IrCamera {
     inner: Mutex<Inner>,
     path: PathBuf,
     format: IrFormat,
+    fourcc: FourCC,
     width: u32,
     height: u32,
     stride: u32,
@@ -173,10 +176,38 @@ impl V4l2IrCamera {
             inner: Mutex::new(Inner { dev, illuminator }),
             path: path.to_owned(),
             format,
+            fourcc,
             width: got.width,
             height: got.height,
             stride: got.stride,
         })
+    }
+
+    /// Set the agreed format again before streaming: whoever opened the
+    /// node in between (`v4l2-ctl`, another program) may have changed it,
+    /// and a frame read with the wrong layout would be judged as garbage.
+    fn reassert_format(&self, dev: &Device) -> Result<(), IrCameraError> {
+        let ioctl = |what| {
+            let path = self.path.clone();
+            move |source| IrCameraError::Ioctl { path, what, source }
+        };
+        let mut fmt = dev.format().map_err(ioctl("VIDIOC_G_FMT"))?;
+        fmt.fourcc = self.fourcc;
+        fmt.width = self.width;
+        fmt.height = self.height;
+        let got = dev.set_format(&fmt).map_err(ioctl("VIDIOC_S_FMT"))?;
+        if (got.fourcc, got.width, got.height, got.stride)
+            != (self.fourcc, self.width, self.height, self.stride)
+        {
+            return Err(IrCameraError::FormatChanged {
+                path: self.path.clone(),
+                now: format!(
+                    "{}x{} {} stride {}",
+                    got.width, got.height, got.fourcc, got.stride
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// The agreed frame size and layout.
@@ -203,6 +234,7 @@ impl V4l2IrCamera {
     }
 
     fn capture(&self, dev: &Device) -> Result<GrayImage, IrCameraError> {
+        self.reassert_format(dev)?;
         let mut stream =
             MmapStream::with_buffers(dev, Type::VideoCapture, BUFFERS).map_err(|source| {
                 IrCameraError::Ioctl {
