@@ -17,7 +17,8 @@
 //! SIGKILL kills the process, not the machine: the kernel still writes the
 //! page cache back, so this proves SQLite's transaction atomicity under
 //! process death (and that we commit batches as one transaction), not the
-//! storage stack's behaviour under power loss.
+//! storage stack's behaviour under power loss: `tests/vm_power_cut.rs`
+//! cuts the power of a VM for that.
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::ExitStatusExt;
@@ -25,15 +26,13 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use latchd::core::event::{Event, EventKind};
-use latchd::core::time::{Validity, WallTime};
-use latchd::core::types::{
-    Change, Credential, CredentialId, CredentialKind, CredentialSecret, PasscodeMac, Role, User,
-    UserNumber,
-};
-use latchd::store::{EventId, Store, StoreOptions};
+use latchd::store::{EventId, Store};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+
+#[path = "common/crash_batches.rs"]
+mod crash_batches;
+use crash_batches::*;
 
 /// Set (to the state directory) in the child: run the writer loop.
 const WRITER_ENV: &str = "LATCHD_STORE_CRASH_WRITER_DIR";
@@ -42,99 +41,8 @@ const ROUND_ENV: &str = "LATCHD_STORE_CRASH_ROUND";
 const READY: &str = "LATCHD-STORE-CRASH-WRITER-READY";
 const TEST_NAME: &str = "kill_9_mid_write_leaves_only_whole_batches";
 const ROUNDS: u64 = 20;
-const COUNTER: &str = "crash.gen";
-/// Small enough that the writer prunes the log in most rounds.
-const MAX_EVENTS: usize = 40;
 /// Generations of round r are r * GEN_STRIDE + 1, + 2, ...
 const GEN_STRIDE: u64 = 1_000_000;
-
-fn opts() -> StoreOptions {
-    StoreOptions {
-        max_events: MAX_EVENTS,
-        ..StoreOptions::default()
-    }
-}
-
-fn user_for(gen: u64) -> UserNumber {
-    UserNumber::new((gen % 999 + 1) as u16).expect("1..=999")
-}
-
-fn role_for(gen: u64) -> Role {
-    if gen.is_multiple_of(7) {
-        Role::Admin
-    } else {
-        Role::User
-    }
-}
-
-/// The credentials batch `gen` gives its user: 1 to 5, of every kind,
-/// with secrets derived from `gen` so a mix-up between batches shows.
-fn credentials_for(gen: u64) -> Vec<Credential> {
-    let user = user_for(gen);
-    let bytes = |len: usize| -> Vec<u8> {
-        gen.to_le_bytes()
-            .iter()
-            .copied()
-            .cycle()
-            .take(len)
-            .collect()
-    };
-    let mac = || {
-        let mut m = [0u8; 32];
-        m.copy_from_slice(&bytes(32));
-        PasscodeMac(m)
-    };
-    (0..=(gen % 5) as u32)
-        .map(|j| {
-            let (kind, secret) = match j {
-                0 => (
-                    CredentialKind::Face,
-                    CredentialSecret::FaceTemplate {
-                        slot: (gen % 50) as u16,
-                        template: bytes(512),
-                    },
-                ),
-                1 => (
-                    CredentialKind::Fingerprint,
-                    CredentialSecret::ModuleSlot(gen as u16),
-                ),
-                2 => (CredentialKind::Passcode, CredentialSecret::Passcode(mac())),
-                3 => (
-                    CredentialKind::Palm,
-                    CredentialSecret::ModuleSlot((gen >> 3) as u16),
-                ),
-                _ => (
-                    CredentialKind::DuressPasscode,
-                    CredentialSecret::Passcode(mac()),
-                ),
-            };
-            Credential {
-                id: CredentialId(u32::from(user.get()) * 10 + j),
-                user,
-                kind,
-                secret,
-            }
-        })
-        .collect()
-}
-
-fn batch_for(gen: u64) -> Vec<Change> {
-    let number = user_for(gen);
-    let mut batch = vec![
-        // Re-enrolling a number replaces the old user and all it held.
-        Change::DeleteUser(number),
-        Change::PutUser(User {
-            number,
-            role: role_for(gen),
-            validity: Validity {
-                from: Some(WallTime(gen as i64)),
-                until: None,
-            },
-        }),
-    ];
-    batch.extend(credentials_for(gen).into_iter().map(Change::PutCredential));
-    batch
-}
 
 /// The child: write until killed.
 fn writer(dir: &Path, round: u64) -> ! {
@@ -144,21 +52,7 @@ fn writer(dir: &Path, round: u64) -> ! {
     let mut gen = round * GEN_STRIDE;
     loop {
         gen += 1;
-        store
-            .apply(&batch_for(gen))
-            .expect("writer applies a batch");
-        store
-            .append_events(&[Event {
-                at: None,
-                mono_ms: gen,
-                kind: EventKind::UserAdded {
-                    user: user_for(gen),
-                },
-            }])
-            .expect("writer appends an event");
-        store
-            .put_counter(COUNTER, gen)
-            .expect("writer stores its counter");
+        write_generation(&mut store, gen);
     }
 }
 
@@ -190,41 +84,10 @@ fn verify(dir: &Path, round: u64, seen: &mut Seen) {
     assert_eq!(store.integrity_check().unwrap(), "ok", "round {round}");
 
     let state = store.load().unwrap();
-    let mut this_round = 0;
-    for user in &state.users {
-        let gen = user.validity.from.expect("writer sets a from-time").0 as u64;
-        assert_eq!(
-            user_for(gen),
-            user.number,
-            "round {round}: user/gen mismatch"
-        );
-        assert_eq!(user.role, role_for(gen));
-        let held: Vec<Credential> = state
-            .credentials
-            .iter()
-            .filter(|c| c.user == user.number)
-            .cloned()
-            .collect();
-        assert_eq!(
-            held,
-            credentials_for(gen),
-            "round {round}: user {} (batch {gen}) is half-stored",
-            user.number
-        );
-        if gen / GEN_STRIDE == round {
-            this_round += 1;
-        }
-    }
-    let owned = state
-        .users
+    let this_round = assert_whole_batches(&state, &format!("round {round}"))
         .iter()
-        .map(|u| credentials_for(u.validity.from.map_or(0, |w| w.0 as u64)).len())
-        .sum::<usize>();
-    assert_eq!(
-        state.credentials.len(),
-        owned,
-        "round {round}: orphan credentials"
-    );
+        .filter(|gen| *gen / GEN_STRIDE == round)
+        .count();
     if this_round > 0 {
         seen.productive_rounds += 1;
     }

@@ -93,6 +93,9 @@ pub struct VmOptions {
     pub timeout: Option<Duration>,
     /// Guest memory in MiB; default 1024.
     pub mem_mib: Option<u32>,
+    /// A raw image file on the host as the guest's `/dev/vda` (virtio-blk;
+    /// load `virtio_blk` in the guest). Not under `/tmp` (the guest hides it).
+    pub disk: Option<PathBuf>,
 }
 
 /// What a finished guest command left behind.
@@ -378,6 +381,10 @@ pub fn option_args(opts: &VmOptions) -> Result<Vec<OsString>, VmError> {
         }
         a.push("--gpio".into());
         a.push(opts.gpio_lines.join(",").into());
+    }
+    if let Some(disk) = &opts.disk {
+        a.push("--disk".into());
+        a.push(disk.clone().into());
     }
     for (k, v) in &opts.env {
         let valid_name = k

@@ -60,6 +60,8 @@ devices:
   --ble              btvirt -l2 (hci0, hci1: BR/EDR+LE), system D-Bus, bluetoothd
   --gpio LINES       gpio-sim chip "latchd-sim" with named lines, LINES is a
                      comma list (e.g. lock,door,button) or a line count
+  --disk FILE        FILE (raw image on the host) as the guest's /dev/vda
+                     (virtio-blk): storage whose page cache dies with the VM
 guest:
   --env NAME=VALUE   set a variable for COMMAND (repeatable)
   --cwd DIR          working directory of COMMAND (default: current directory)
@@ -73,6 +75,11 @@ rig:
   --prepare          only fetch/build the cache (kernel, initramfs, gpio-sim)
   -v, --verbose      stream the guest console to stderr
   -h, --help         this text
+
+Power cuts: a command that cuts the guest's power (echo b >
+/proc/sysrq-trigger: reset, no sync) writes $LATCHD_VM_RUN_DIR/power-cut
+first; a run that ends without a status but with that file reports status 0
+and the output written so far.
 
 Inside the guest: LATCHD_VM_GUEST=1, LATCHD_VM_RUN_DIR (writable, shared
 with the host), and with --gpio LATCHD_VM_GPIO_CHIP (/dev/gpiochipN),
@@ -90,7 +97,7 @@ log() {
 }
 
 VIDEO=0 SOUND=0 BLE=0 GPIO_LINES="" TIMEOUT=300 MEM=1024 SMP="" RUN_DIR="" KEEP=0
-PREPARE=0 VERBOSE=0 CWD="$PWD" BLUETOOTHD_ARGS=""
+PREPARE=0 VERBOSE=0 CWD="$PWD" BLUETOOTHD_ARGS="" DISK=""
 ENVS=()
 while (($#)); do
     case "$1" in
@@ -106,6 +113,12 @@ while (($#)); do
         (($# >= 2)) || die "--env needs NAME=VALUE"
         [[ "$2" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || die "--env '$2' is not NAME=VALUE"
         ENVS+=("$2")
+        shift
+        ;;
+    --disk)
+        (($# >= 2)) || die "--disk needs an image file"
+        [[ -f "$2" && -w "$2" ]] || die "--disk $2: no such writable file"
+        DISK="$(cd "$(dirname "$2")" && pwd)/$(basename "$2")"
         shift
         ;;
     --cwd)
@@ -217,6 +230,7 @@ PKGS=(qemu-system-x86_64:qemu-system-x86 /bin/busybox:busybox-static cpio:cpio d
     v4l2-ctl:v4l-utils aplay:alsa-utils gpioinfo:gpiod)
 ((BLE)) && PKGS+=(btvirt:bluez-test-tools bluetoothctl:bluez btmgmt:bluez /usr/libexec/bluetooth/bluetoothd:bluez dbus-daemon:dbus)
 [[ -n "$GPIO_LINES" ]] && PKGS+=(gcc-12:gcc-12 make:make)
+[[ -n "$DISK" ]] && PKGS+=(/usr/sbin/mkfs.ext4:e2fsprogs)
 ensure_packages "${PKGS[@]}"
 # busybox (dynamic) and busybox-static both ship /bin/busybox; only a static
 # one runs in the initramfs, which has no libc.
@@ -462,6 +476,12 @@ QEMU=(qemu-system-x86_64 -accel tcg,thread=multi -cpu "${LATCHD_VM_CPU:-max}" -s
     -device virtio-rng-pci
     -virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"
     -virtfs "local,path=$RUN_DIR,mount_tag=latchdrun,security_model=none,multidevs=remap")
+if [[ -n "$DISK" ]]; then
+    # cache=writeback: the guest's flushes reach the host file; what the guest
+    # had not flushed is lost with the VM, as with a power cut.
+    QEMU+=(-drive "file=$DISK,format=raw,if=none,id=disk0,cache=writeback"
+        -device virtio-blk-pci,drive=disk0)
+fi
 
 log "booting: ${QEMU[*]}"
 t0="$(date +%s.%N)"
@@ -488,6 +508,10 @@ if ((qrc == 124 || qrc == 137)); then
     console_tail
     echo "run-in-vm: error: the VM did not finish within --timeout $TIMEOUT s and was killed" >&2
     exit 124
+fi
+if [[ ! -f "$RUN_DIR/status" && -f "$RUN_DIR/power-cut" ]]; then
+    log "the guest cut its power, as $RUN_DIR/power-cut announced"
+    echo 0 >"$RUN_DIR/status"
 fi
 if [[ ! -f "$RUN_DIR/status" ]]; then
     console_tail
