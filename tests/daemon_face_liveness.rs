@@ -334,6 +334,14 @@ fn ir_liveness_lets_a_live_face_in_and_refuses_a_screen_and_a_glossy_print() {
     let spoofs = log_lines(&d, "refused it as a spoof");
     assert_eq!(spoofs.len(), 1, "{spoofs:?}");
     assert!(spoofs[0].contains("too dark"), "{spoofs:?}");
+    // The event log tells the owner whose face was shown, and how.
+    let failed: Vec<serde_json::Value> = events(&d)
+        .into_iter()
+        .filter(|e| e["kind"] == json!("verify_failed.face"))
+        .collect();
+    assert_eq!(failed[0]["event"]["spoof"]["user"], json!(2), "{failed:?}");
+    let reason = failed[0]["event"]["spoof"]["reason"].as_str().unwrap_or("");
+    assert!(reason.contains("too dark"), "{failed:?}");
 
     // A glossy print: the glare gives it away.
     attempt(&d, GLOSSY, "the print's failed verification", |d| {

@@ -10,8 +10,10 @@
 //!                   a match, with [face] liveness = "ir": IrSource::grab ──► IrLiveness
 //!                   └─► exactly one report per attempt:
 //!                       Recognised{slot} (liveness off, or the IR check said Live)
-//!                       | NotRecognised (a face was seen, none matched; or the
-//!                         match was refused as a spoof: one failed verification)
+//!                       | NotRecognised (a face was seen, none matched)
+//!                       | SpoofRefused{slot, reason} (it matched, the IR check
+//!                         refused it: one failed verification, logged with
+//!                         the matched user and the reason)
 //!                       | Fault (liveness on but no IR frame: fail closed)
 //!                       nothing when no face was seen at all (nobody there: no
 //!                       failed verification counts towards a lockout, as on the sim board)
@@ -393,8 +395,10 @@ impl Worker {
                                 %reason,
                                 "face attempt ended: the face matched but the IR liveness check refused it as a spoof (one failed verification)"
                             );
-                            ModuleReport::NotRecognised {
+                            ModuleReport::SpoofRefused {
                                 modality: Modality::Face,
+                                slot,
+                                reason: reason.to_string(),
                             }
                         }
                         Liveness::NoFrame(detail) => {

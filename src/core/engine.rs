@@ -20,7 +20,7 @@ use zeroize::{Zeroize, Zeroizing};
 use super::action::{
     Action, AlarmCmd, KeypadView, ModuleCmd, MotorCmd, Notice, Prompt, SnapshotReason,
 };
-use super::event::{AlarmKind, Event, EventKind, LockHow};
+use super::event::{AlarmKind, Event, EventKind, LockHow, SpoofSeen};
 use super::input::{
     BoltPosition, DoorPosition, Input, ModuleReport, MotorReport, PowerReading, SetPress,
     TamperState, WifiStatus,
@@ -931,6 +931,20 @@ impl Engine {
             ModuleReport::NotRecognised { modality } => {
                 self.credential_presented(out, modality.into(), None, false);
             }
+            ModuleReport::SpoofRefused {
+                modality,
+                slot,
+                reason,
+            } => {
+                let user = self.dir.by_slot(modality, slot).map(|c| c.user);
+                if self.presentation_counts(out) {
+                    self.verification_failed_with(
+                        out,
+                        modality.into(),
+                        Some(SpoofSeen { user, reason }),
+                    );
+                }
+            }
             ModuleReport::Fault { modality, detail } => {
                 self.log(
                     out,
@@ -957,19 +971,7 @@ impl Engine {
         user: Option<UserNumber>,
         duress: bool,
     ) {
-        self.keypad.clear();
-        match self.mode {
-            Mode::Idle | Mode::VerifyAdmin => {}
-            // Recognitions during the menu, the direction choice or a reset
-            // confirmation are not verifications.
-            _ => return,
-        }
-        if self.lockout.is_locked(self.now.mono) {
-            // B-7: during a lockout no credential opens; not counted again.
-            self.say(out, Prompt::LockedOut);
-            if matches!(self.mode, Mode::VerifyAdmin) {
-                self.mode = Mode::Idle;
-            }
+        if !self.presentation_counts(out) {
             return;
         }
         let Some(user) = user else {
@@ -984,7 +986,13 @@ impl Engine {
         // refused with its own prompt and logged, but not counted towards a
         // lockout: it is not a guess.
         if !u.validity.admits(self.now.wall) {
-            self.log(out, EventKind::VerifyFailed { method });
+            self.log(
+                out,
+                EventKind::VerifyFailed {
+                    method,
+                    spoof: None,
+                },
+            );
             self.say(out, Prompt::UserNotValidNow);
             return;
         }
@@ -1012,9 +1020,40 @@ impl Engine {
         }
     }
 
+    /// Whether a credential presented now is a verification at all: not in
+    /// the menu, the direction choice or a reset confirmation, and not
+    /// during a lockout (B-7: nothing opens then, and nothing is counted
+    /// again; the person hears why).
+    fn presentation_counts(&mut self, out: &mut Out) -> bool {
+        self.keypad.clear();
+        match self.mode {
+            Mode::Idle | Mode::VerifyAdmin => {}
+            _ => return false,
+        }
+        if self.lockout.is_locked(self.now.mono) {
+            self.say(out, Prompt::LockedOut);
+            if matches!(self.mode, Mode::VerifyAdmin) {
+                self.mode = Mode::Idle;
+            }
+            return false;
+        }
+        true
+    }
+
     /// Count a failed verification (B-7.1) and maybe start a lockout.
     pub(super) fn verification_failed(&mut self, out: &mut Out, method: Method) {
-        self.log(out, EventKind::VerifyFailed { method });
+        self.verification_failed_with(out, method, None);
+    }
+
+    /// [`Self::verification_failed`], noting a presentation the liveness
+    /// check refused.
+    fn verification_failed_with(
+        &mut self,
+        out: &mut Out,
+        method: Method,
+        spoof: Option<SpoofSeen>,
+    ) {
+        self.log(out, EventKind::VerifyFailed { method, spoof });
         match self
             .lockout
             .fail(self.now.mono, self.settings.lockout_protection)
@@ -1070,6 +1109,7 @@ impl Engine {
                 out,
                 EventKind::VerifyFailed {
                     method: Method::TempPasscode,
+                    spoof: None,
                 },
             );
             self.say(out, Prompt::UserNotValidNow);

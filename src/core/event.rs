@@ -26,6 +26,16 @@ pub enum AlarmKind {
     Jam,
 }
 
+/// A presentation refused by the liveness check although it matched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpoofSeen {
+    /// Whose enrolled face it matched (`None`: a template the store does
+    /// not know).
+    pub user: Option<UserNumber>,
+    /// Why the check refused it, for the owner.
+    pub reason: String,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LockHow {
@@ -50,6 +60,10 @@ pub enum EventKind {
     },
     VerifyFailed {
         method: Method,
+        /// The presented biometric matched an enrolled template but the
+        /// liveness check refused it (a photo, a screen): what it showed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        spoof: Option<SpoofSeen>,
     },
     AlarmRaised {
         alarm: AlarmKind,

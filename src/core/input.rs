@@ -124,6 +124,14 @@ pub enum ModuleReport {
     Recognised { modality: Modality, slot: u16 },
     /// Something was presented and matched nothing: one failed verification.
     NotRecognised { modality: Modality },
+    /// What was presented matched `slot` but the liveness check refused
+    /// it (a photo, a screen): one failed verification, logged with the
+    /// matched user and `reason`.
+    SpoofRefused {
+        modality: Modality,
+        slot: u16,
+        reason: String,
+    },
     /// Enrolment moved on; the engine turns this into a prompt.
     EnrolProgress { modality: Modality, step: EnrolStep },
     /// Enrolment finished. Face templates come back as bytes for the store

@@ -122,9 +122,14 @@ pub fn event_record(id: u64, event: &Event) -> EventRecord {
                     kind.push_str(s);
                     qualified = true;
                 }
-                serde_json::Value::String(s) => detail.push(format!("{k}={s}")),
-                serde_json::Value::Null => {}
-                other => detail.push(format!("{k}={other}")),
+                // One level of nesting (a spoof's user and reason) as
+                // dotted keys, so no JSON lands in the detail text.
+                serde_json::Value::Object(inner) => {
+                    for (ik, iv) in inner {
+                        push_field(&mut detail, &format!("{k}.{ik}"), iv);
+                    }
+                }
+                other => push_field(&mut detail, k, other),
             }
         }
     }
@@ -133,6 +138,14 @@ pub fn event_record(id: u64, event: &Event) -> EventRecord {
         time: event.at.map(|w| w.0).unwrap_or(0),
         kind,
         detail: detail.join(", "),
+    }
+}
+
+fn push_field(detail: &mut Vec<String>, key: &str, value: &serde_json::Value) {
+    match value {
+        serde_json::Value::String(s) => detail.push(format!("{key}={s}")),
+        serde_json::Value::Null => {}
+        other => detail.push(format!("{key}={other}")),
     }
 }
 
@@ -191,5 +204,32 @@ mod tests {
         assert_eq!(r.time, 1_700_000_000);
         assert_eq!(r.kind, "unlocked.fingerprint");
         assert_eq!(r.detail, "user=3");
+    }
+
+    #[test]
+    fn a_spoof_shows_its_user_and_reason_as_dotted_fields() {
+        let e = Event {
+            at: None,
+            mono_ms: 5,
+            kind: EventKind::VerifyFailed {
+                method: Method::Face,
+                spoof: Some(crate::core::event::SpoofSeen {
+                    user: UserNumber::new(2),
+                    reason: "glare".into(),
+                }),
+            },
+        };
+        let r = event_record(1, &e);
+        assert_eq!(r.kind, "verify_failed.face");
+        assert_eq!(r.detail, "spoof.reason=glare, spoof.user=2");
+        let plain = Event {
+            at: None,
+            mono_ms: 5,
+            kind: EventKind::VerifyFailed {
+                method: Method::Passcode,
+                spoof: None,
+            },
+        };
+        assert_eq!(event_record(2, &plain).detail, "");
     }
 }

@@ -1,7 +1,7 @@
 //! B-6 Unlocking.
 use latchd::core::action::{AlarmCmd, ModuleCmd, MotorCmd, Notice};
-use latchd::core::event::{AlarmKind, AppRefusal};
-use latchd::core::input::BoltPosition;
+use latchd::core::event::{AlarmKind, AppRefusal, SpoofSeen};
+use latchd::core::input::{BoltPosition, ModuleReport};
 use latchd::core::types::{
     AppKey, AppKeyId, AppKeyRole, GuestInvite, Method, Modality, SettingChange,
 };
@@ -609,4 +609,80 @@ fn only_an_owner_sets_the_clock() {
         command: AppCommand::SetClock(WallTime(0)),
     }));
     assert!(!out.iter().any(|a| matches!(a, Action::SetClock(_))));
+}
+
+/// B-6.2 with liveness: a face that matches a template but that the
+/// liveness check refuses (a photo, a screen) does not open, counts as one
+/// failed verification towards the lockout (B-7.1), and the log says whose
+/// face it showed and why it was refused, so the owner sees the attempt.
+#[test]
+fn b6_2_a_spoofed_face_is_a_logged_failure_that_counts_towards_lockout() {
+    let mut s = Sim::installed();
+    s.enter_menu();
+    s.press("11");
+    let slot = s.complete_enrolment(Modality::Face);
+    s.press("↩↩");
+    s.advance(30);
+    let mut spoofs = Vec::new();
+    for i in 0..5 {
+        s.input(Input::Module(ModuleReport::SpoofRefused {
+            modality: Modality::Face,
+            slot,
+            reason: "dark under IR (mean 11.6): a screen".into(),
+        }));
+        assert!(!unlocked_by(&s, Method::Face), "attempt {i}");
+        spoofs.extend(
+            s.events()
+                .into_iter()
+                .map(|e| e.kind)
+                .filter(|k| matches!(k, EventKind::VerifyFailed { .. })),
+        );
+        s.advance(20);
+    }
+    assert_eq!(spoofs.len(), 5, "one failed verification per spoof");
+    assert_eq!(
+        spoofs[0],
+        EventKind::VerifyFailed {
+            method: Method::Face,
+            // Menu 1-1 enrolled user 002 with this face.
+            spoof: Some(SpoofSeen {
+                user: Some(n(2)),
+                reason: "dark under IR (mean 11.6): a screen".into(),
+            }),
+        }
+    );
+    assert!(s.engine.status().lockout_active, "five spoofs lock out");
+    // During the lockout a spoof is not counted or logged again, like any
+    // other credential.
+    s.input(Input::Module(ModuleReport::SpoofRefused {
+        modality: Modality::Face,
+        slot,
+        reason: "glare".into(),
+    }));
+    s.expect_prompt(Prompt::LockedOut);
+    assert!(!s
+        .events()
+        .iter()
+        .any(|e| matches!(e.kind, EventKind::VerifyFailed { .. })));
+}
+
+/// A spoof of a face the store does not know (a stale template) is still a
+/// failure, logged without a user.
+#[test]
+fn b6_2_a_spoof_of_an_unknown_template_has_no_user() {
+    let mut s = Sim::installed();
+    s.input(Input::Module(ModuleReport::SpoofRefused {
+        modality: Modality::Face,
+        slot: 42,
+        reason: "flat".into(),
+    }));
+    s.expect_prompt(Prompt::VerifyFailed);
+    assert!(s.has_event(&EventKind::VerifyFailed {
+        method: Method::Face,
+        spoof: Some(SpoofSeen {
+            user: None,
+            reason: "flat".into()
+        }),
+    }));
+    assert_eq!(s.engine.status().recent_failures, 1);
 }

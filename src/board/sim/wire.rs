@@ -203,6 +203,7 @@ impl ReportSink for Hand {
         let (modality, read) = match &report {
             ModuleReport::Recognised { modality, .. }
             | ModuleReport::NotRecognised { modality }
+            | ModuleReport::SpoofRefused { modality, .. }
             | ModuleReport::Enrolled { modality, .. }
             | ModuleReport::EnrolFailed { modality, .. }
             | ModuleReport::EnrolProgress {
