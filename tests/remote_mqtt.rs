@@ -439,6 +439,8 @@ async fn app_client_with(
     })
     .expect("tls");
     let mut o = MqttOptions::new(id, "127.0.0.1", port);
+    // Snapshots are JPEGs of tens of KB.
+    o.set_max_packet_size(1 << 20, 1 << 20);
     if login == Login::Password {
         o.set_credentials("app", "app-pw");
     }
@@ -1286,4 +1288,98 @@ async fn client_certificate_login() {
     }
     assert_eq!(stats.connects.load(Ordering::Relaxed), 0);
     running.stop().await.expect("clean stop");
+}
+
+/// Opt-in snapshots (issue 8, HA camera): each doorbell and tamper picture
+/// is published retained on `snapshot`, the discovery carries a `camera`
+/// entity reading it, and a real client that subscribes later gets the
+/// newest picture.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doorbell_and_tamper_snapshots_reach_the_camera_entity() {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let files = broker_files(tmp.path());
+    let port = free_port();
+    let _broker = Broker::start(&files, port);
+    let owner = StaticKeypair::generate(&mut OsRng);
+    let guest = StaticKeypair::generate(&mut OsRng);
+    let state = tmp.path().join("state");
+    seed(&state, &owner, &guest);
+    let token = tmp.path().join("video.token");
+    std::fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o600)
+        .open(&token)
+        .and_then(|mut f| f.write_all(b"viewer-token-0123456789\n"))
+        .expect("token file");
+    let mut c = config(&files, port);
+    c.remote.publish_snapshots = true;
+    c.video.enabled = true;
+    c.video.bind = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    c.video.token_file = Some(token);
+    let running = start_lock(&state, c).await;
+    let (_client, mut rx) = app_client(
+        &files,
+        port,
+        "app-snap",
+        &[&topic("snapshot"), &topic("availability")],
+    )
+    .await;
+    wait_for(&mut rx, &topic("availability"), b"online").await;
+    let sim = running.sim.clone().expect("sim board");
+
+    sim.press(&latchd::board::sim::parse_keys("d").expect("doorbell key"))
+        .expect("doorbell");
+    let jpeg = next_on(&mut rx, &topic("snapshot")).await;
+    assert_eq!(&jpeg[..2], &[0xFF, 0xD8], "a JPEG");
+    assert_eq!(&jpeg[jpeg.len() - 2..], &[0xFF, 0xD9], "a whole JPEG");
+    let picture = image::load_from_memory(&jpeg).expect("decodes");
+    assert_eq!((picture.width(), picture.height()), (640, 480));
+    println!("figures: doorbell snapshot on the wire {} B", jpeg.len());
+
+    sim.tamper(true).expect("tamper");
+    let second = next_on(&mut rx, &topic("snapshot")).await;
+    assert_eq!(&second[..2], &[0xFF, 0xD8]);
+    let stats = running.remote_stats.clone().expect("remote on");
+    assert_eq!(stats.snapshots_published.load(Ordering::Relaxed), 2);
+    let stored = std::fs::read_dir(state.join("snapshots"))
+        .expect("snapshot dir")
+        .count();
+    assert_eq!(stored, 2, "the same pictures are kept on the lock");
+
+    // mosquitto_sub, connecting afterwards, gets the retained newest one.
+    let out = Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "--cafile"])
+        .arg(&files.ca)
+        .args(["-u", "app", "-P", "app-pw", "-t", &topic("snapshot")])
+        .args(["-C", "1", "-W", "30", "-N"])
+        .output()
+        .expect("mosquitto_sub runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, second, "the retained picture is the newest");
+
+    // Discovery: HA's MQTT camera reads the raw JPEG on that topic.
+    let out = Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "--cafile"])
+        .arg(&files.ca)
+        .args(["-u", "app", "-P", "app-pw", "-t", "homeassistant/camera/#"])
+        .args(["-C", "1", "-W", "30"])
+        .output()
+        .expect("mosquitto_sub runs");
+    let cam: Value = serde_json::from_slice(&out.stdout).expect("camera config is JSON");
+    assert_eq!(cam["topic"], Value::from(topic("snapshot")));
+    for field in ["unique_id", "availability_topic", "device", "name"] {
+        assert!(
+            cam.get(field).is_some(),
+            "camera config lacks {field}: {cam}"
+        );
+    }
+    assert!(cam.get("command_topic").is_none());
+    running.stop().await.expect("stops");
 }

@@ -38,7 +38,7 @@ use crate::config::{BoardKind, Config};
 use crate::core::action::SnapshotReason;
 use crate::core::Input;
 use crate::store::Store;
-use crate::video::{FrameRing, RingCamera, SnapshotStore};
+use crate::video::{FrameRing, RingCamera, SnapshotSaved, SnapshotStore};
 
 /// Size of the simulated camera's frames (a V4L2 camera's come from the
 /// board file).
@@ -52,6 +52,8 @@ pub struct CameraRig {
     /// Taken by the daemon for the engine task.
     credentials_hook: Option<CredentialsHook>,
     motion_trigger: bool,
+    /// Every stored snapshot, for the MQTT camera entity.
+    saved: tokio::sync::broadcast::Sender<SnapshotSaved>,
 }
 
 impl std::fmt::Debug for CameraRig {
@@ -233,6 +235,7 @@ pub fn start(
         ring.clone(),
         SnapshotStore::in_state_dir(state_dir, config.video.max_snapshots),
     );
+    let saved = snapshots.saved_sender();
     let old = std::mem::replace(&mut board.camera, Box::new(NoCamera));
     board.camera = match config.board {
         BoardKind::Sim => Box::new(Both(old, snapshots)),
@@ -249,6 +252,7 @@ pub fn start(
         capture,
         credentials_hook,
         motion_trigger,
+        saved,
     }))
 }
 
@@ -338,6 +342,11 @@ impl CameraRig {
     /// each change to them (`None` without face recognition).
     pub fn take_credentials_hook(&mut self) -> Option<CredentialsHook> {
         self.credentials_hook.take()
+    }
+
+    /// Hears of every snapshot once it is stored.
+    pub fn snapshots_saved(&self) -> tokio::sync::broadcast::Receiver<SnapshotSaved> {
+        self.saved.subscribe()
     }
 
     /// The frames every consumer reads.

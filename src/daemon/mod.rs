@@ -521,6 +521,16 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
     let remote_stats = remote_settings
         .as_ref()
         .map(|_| Arc::new(crate::remote::RemoteStats::default()));
+    let remote_snapshots = match (&remote_settings, &camera_rig) {
+        (Some(s), Some(rig)) if s.snapshots => Some(rig.snapshots_saved()),
+        (Some(s), None) if s.snapshots => {
+            tracing::warn!(
+                "[remote] publish_snapshots is on but no camera runs ([video] or [face]): nothing to publish"
+            );
+            None
+        }
+        _ => None,
+    };
     let remote = match (remote_settings, &remote_stats) {
         (Some(settings), Some(stats)) => Some(crate::remote::spawn(
             crate::remote::RemoteContext {
@@ -536,6 +546,7 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
                 replies: replies_tx,
                 events: events_tx.subscribe(),
                 notices: notices_tx.subscribe(),
+                snapshots: remote_snapshots,
                 stats: stats.clone(),
             },
             shutdown.clone(),

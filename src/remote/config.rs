@@ -13,6 +13,7 @@
 //! username = ""                              # optional, with password
 //! password = ""
 //! homeassistant = false                      # publish HA discovery configs
+//! publish_snapshots = false                  # doorbell/alarm JPEGs for HA's camera
 //! ```
 use std::path::PathBuf;
 use std::time::Duration;
@@ -57,6 +58,11 @@ pub struct RemoteConfig {
     pub homeassistant: bool,
     /// Home Assistant's discovery prefix.
     pub discovery_prefix: String,
+    /// Publish each doorbell and alarm snapshot (JPEG, retained) for a
+    /// camera entity. Off by default: unlike the rest of the telemetry a
+    /// picture of the person at the door is personal data, and the broker
+    /// operator can see it. Duress snapshots are never published (B-6.9).
+    pub publish_snapshots: bool,
 }
 
 impl Default for RemoteConfig {
@@ -77,6 +83,7 @@ impl Default for RemoteConfig {
             reconnect_max_ms: 60_000,
             homeassistant: false,
             discovery_prefix: "homeassistant".into(),
+            publish_snapshots: false,
         }
     }
 }
@@ -110,6 +117,8 @@ pub struct RemoteSettings {
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
     pub homeassistant: Option<String>,
+    /// Publish doorbell and alarm snapshots.
+    pub snapshots: bool,
 }
 
 fn topic_level_ok(s: &str) -> bool {
@@ -207,6 +216,7 @@ impl RemoteConfig {
             reconnect_min: Duration::from_millis(self.reconnect_min_ms),
             reconnect_max: Duration::from_millis(self.reconnect_max_ms),
             homeassistant: self.homeassistant.then(|| self.discovery_prefix.clone()),
+            snapshots: self.publish_snapshots,
         }))
     }
 }

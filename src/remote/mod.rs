@@ -135,6 +135,8 @@ pub struct RemoteStats {
     pub events_acked: AtomicU64,
     /// Event documents published in this session and not yet acknowledged.
     pub events_in_flight: AtomicU64,
+    /// Snapshots handed to the client.
+    pub snapshots_published: AtomicU64,
 }
 
 /// What the remote service needs from the daemon.
@@ -153,6 +155,8 @@ pub struct RemoteContext {
     pub replies: broadcast::Sender<(u64, AppResult)>,
     pub events: broadcast::Receiver<EventRecord>,
     pub notices: broadcast::Receiver<Notice>,
+    /// Stored snapshots, when `[remote] publish_snapshots` and a camera.
+    pub snapshots: Option<broadcast::Receiver<crate::video::SnapshotSaved>>,
     pub stats: Arc<RemoteStats>,
 }
 

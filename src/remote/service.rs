@@ -13,6 +13,7 @@
 //!            │           ├ status changed ─► state (retained, if changed)│
 //!            │           ├ event logged ───► pump events                 │
 //!            │           ├ notice ─────────► alert (doorbell, alarms)    │
+//!            │           ├ snapshot stored ► JPEG, retained (opt-in)     │
 //!            │           └ shutdown / Wi-Fi off ─► "offline", DISCONNECT │
 //!            │ lost: sleep back-off (min … ×2 … max), next session        │
 //!            └────────────────────────────────────────────────────────────┘
@@ -60,13 +61,14 @@ use crate::ble::crypto::StaticKeypair;
 use crate::ble::dispatch;
 use crate::ble::protocol::ErrorCode;
 use crate::ble::service::{DaemonLink, LockLink};
-use crate::core::action::Notice;
-use crate::core::event::AppRefusal;
+use crate::core::action::{Notice, SnapshotReason};
+use crate::core::event::{AlarmKind, AppRefusal};
 use crate::core::types::AppKey;
 use crate::core::Channel;
 use crate::daemon::Published;
 use crate::dbus::EventRecord;
 use crate::store::{EventId, Store};
+use crate::video::SnapshotSaved;
 
 /// Persisted counter: id of the newest event the broker acknowledged.
 pub const EVENT_CURSOR: &str = "remote.events.acked";
@@ -79,6 +81,12 @@ pub const REMOTE_ID_BASE: u64 = 1 << 63;
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Queue between rumqttc's client handle and its event loop.
 const CLIENT_QUEUE: usize = 64;
+/// Largest MQTT packet either way without snapshots: commands, replies and
+/// documents are small, and a small limit bounds what a broker can make
+/// the lock buffer.
+const MAX_PACKET: usize = 16 * 1024;
+/// Largest snapshot published (a 640×480 JPEG is 30–80 KB).
+pub const MAX_SNAPSHOT_BYTES: usize = 512 * 1024;
 
 /// Persisted counter name of the last accepted command counter of a key.
 pub fn counter_name(key: &AppKey) -> String {
@@ -161,6 +169,9 @@ struct Service {
     link: Arc<DaemonLink>,
     limiter: RefusalLimiter,
     last_state: Option<String>,
+    snapshots: Option<broadcast::Receiver<SnapshotSaved>>,
+    /// The newest snapshot not yet handed to the client.
+    pending_snapshot: Option<std::path::PathBuf>,
 }
 
 impl Service {
@@ -188,6 +199,8 @@ impl Service {
             link,
             limiter,
             last_state: None,
+            snapshots: ctx.snapshots.as_ref().map(|r| r.resubscribe()),
+            pending_snapshot: None,
             ctx,
         }
     }
@@ -208,7 +221,12 @@ impl Service {
             true,
         ));
         o.set_inflight(EVENTS_IN_FLIGHT as u16 + 8);
-        o.set_max_packet_size(16 * 1024, 16 * 1024);
+        let outgoing = if self.snapshots.is_some() {
+            MAX_SNAPSHOT_BYTES + 1024
+        } else {
+            MAX_PACKET
+        };
+        o.set_max_packet_size(MAX_PACKET, outgoing);
         if let Some((u, p)) = &s.credentials {
             o.set_credentials(u.clone(), p.clone());
         }
@@ -295,6 +313,20 @@ impl Service {
                         }
                     }
                 }
+                saved = next_snapshot(&mut self.snapshots) => match saved {
+                    // B-6.9: a duress alarm is silent; its picture must not
+                    // reach a screen the person under duress may be shown.
+                    Ok(s) if s.reason == SnapshotReason::Alarm(AlarmKind::Duress) => {}
+                    Ok(s) => {
+                        self.pending_snapshot = Some(s.path);
+                        if connected {
+                            self.publish_snapshot(&client, &mut tracker);
+                        }
+                    }
+                    // A slow loop skipped some: the newest one comes next.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => self.snapshots = None,
+                },
                 Some(out) = self.out_rx.recv() => {
                     // A reply for a command of an earlier session still goes
                     // out: the app matches it by counter.
@@ -320,9 +352,14 @@ impl Service {
             None,
         );
         if let Some(prefix) = &self.ctx.settings.homeassistant {
-            for d in
-                telemetry::discovery(prefix, &self.ctx.serial, &self.topics, &self.ctx.firmware)
-            {
+            let camera = self.snapshots.is_some();
+            for d in telemetry::discovery(
+                prefix,
+                &self.ctx.serial,
+                &self.topics,
+                &self.ctx.firmware,
+                camera,
+            ) {
                 publish(
                     client,
                     tracker,
@@ -335,6 +372,7 @@ impl Service {
             }
         }
         self.publish_state(client, tracker, true);
+        self.publish_snapshot(client, tracker);
         let cursor = lock_store(&self.ctx.store).get_counter(EVENT_CURSOR);
         match cursor {
             Ok(c) => {
@@ -640,6 +678,52 @@ async fn serve(
 
 /// Queue one publish; record which event (if any) it carries so its
 /// packet id can be matched. `false` when the client queue is full.
+impl Service {
+    /// The newest stored snapshot, retained, so a camera entity shows it
+    /// whenever it connects. Kept for the next connection if it cannot be
+    /// queued now; dropped if it cannot be read or is too large.
+    fn publish_snapshot(&mut self, client: &AsyncClient, tracker: &mut Tracker) {
+        let Some(path) = self.pending_snapshot.take() else {
+            return;
+        };
+        // A local file of a few tens of KB: read in place.
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "snapshot not published: {e}");
+                return;
+            }
+        };
+        if bytes.len() > MAX_SNAPSHOT_BYTES {
+            tracing::warn!(
+                path = %path.display(),
+                bytes = bytes.len(),
+                "snapshot not published: larger than {MAX_SNAPSHOT_BYTES} bytes"
+            );
+            return;
+        }
+        let topic = self.topics.snapshot.clone();
+        if publish(client, tracker, topic, QoS::AtLeastOnce, true, bytes, None) {
+            self.ctx
+                .stats
+                .snapshots_published
+                .fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.pending_snapshot = Some(path);
+        }
+    }
+}
+
+/// The next stored snapshot; never, when snapshots are not published.
+async fn next_snapshot(
+    rx: &mut Option<broadcast::Receiver<SnapshotSaved>>,
+) -> Result<SnapshotSaved, broadcast::error::RecvError> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 fn publish(
     client: &AsyncClient,
     tracker: &mut Tracker,

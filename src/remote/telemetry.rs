@@ -23,6 +23,8 @@ pub struct Topics {
     pub events: String,
     /// Doorbell and alarm notices for the HA event entity (QoS 1).
     pub alert: String,
+    /// The newest doorbell/alarm snapshot, JPEG bytes (QoS 1, retained).
+    pub snapshot: String,
 }
 
 impl Topics {
@@ -35,6 +37,7 @@ impl Topics {
             state: t("state"),
             events: t("events"),
             alert: t("alert"),
+            snapshot: t("snapshot"),
         }
     }
 }
@@ -130,7 +133,15 @@ pub struct Discovery {
 /// HA holds none. An owner who wants HA to unlock issues it a key through
 /// the owner's app (a bridge that seals commands); until then a broker
 /// account that can reach HA's topics gains nothing at the door.
-pub fn discovery(prefix: &str, serial: &str, topics: &Topics, firmware: &str) -> Vec<Discovery> {
+///
+/// `camera`: snapshots are published, so a `camera` entity shows the newest.
+pub fn discovery(
+    prefix: &str,
+    serial: &str,
+    topics: &Topics,
+    firmware: &str,
+    camera: bool,
+) -> Vec<Discovery> {
     let device = json!({
         "identifiers": [format!("latchd_{serial}")],
         "name": format!("Lock {serial}"),
@@ -158,7 +169,7 @@ pub fn discovery(prefix: &str, serial: &str, topics: &Topics, firmware: &str) ->
     };
     let topic =
         |component: &str, object: &str| format!("{prefix}/{component}/{serial}/{object}/config");
-    vec![
+    let mut configs = vec![
         Discovery {
             topic: topic("lock", "lock"),
             payload: with(
@@ -224,7 +235,18 @@ pub fn discovery(prefix: &str, serial: &str, topics: &Topics, firmware: &str) ->
                 }),
             ),
         },
-    ]
+    ];
+    if camera {
+        configs.push(Discovery {
+            topic: topic("camera", "snapshot"),
+            payload: with(
+                common("Door camera snapshot", "snapshot"),
+                // Raw JPEG bytes on the topic (no `image_encoding`).
+                json!({ "topic": topics.snapshot }),
+            ),
+        });
+    }
+    configs
 }
 
 #[cfg(test)]
@@ -234,7 +256,7 @@ mod tests {
     #[test]
     fn discovery_has_the_required_fields() {
         let t = Topics::new("latchd", "LD-1");
-        let d = discovery("homeassistant", "LD-1", &t, "0.1.0");
+        let d = discovery("homeassistant", "LD-1", &t, "0.1.0", false);
         assert_eq!(d.len(), 5);
         for m in &d {
             assert!(m.topic.starts_with("homeassistant/") && m.topic.ends_with("/config"));
@@ -244,5 +266,15 @@ mod tests {
                 "HA must not command"
             );
         }
+        // With snapshots published, a camera entity reads them (HA's MQTT
+        // camera: `topic` required, raw image bytes).
+        let d = discovery("homeassistant", "LD-1", &t, "0.1.0", true);
+        assert_eq!(d.len(), 6);
+        let cam = d.last().unwrap();
+        assert_eq!(cam.topic, "homeassistant/camera/LD-1/snapshot/config");
+        assert_eq!(cam.payload["topic"], "latchd/LD-1/snapshot");
+        assert!(cam.payload["unique_id"].is_string());
+        assert!(cam.payload.get("image_encoding").is_none());
+        assert!(cam.payload.get("command_topic").is_none());
     }
 }

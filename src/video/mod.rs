@@ -21,4 +21,4 @@ pub mod snapshot;
 pub use config::{battery_bridge, VideoConfig};
 pub use http::{StreamConfig, VideoError, VideoServer};
 pub use ring::{Frame, FrameError, FrameRing, FrameStream, PixelFormat};
-pub use snapshot::{RingCamera, SnapshotError, SnapshotStore};
+pub use snapshot::{RingCamera, SnapshotError, SnapshotSaved, SnapshotStore};

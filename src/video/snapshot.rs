@@ -158,6 +158,15 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
         .create(dir)
 }
 
+/// A snapshot that is on disk now (for whoever publishes them, e.g. the
+/// MQTT camera entity).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnapshotSaved {
+    pub reason: SnapshotReason,
+    pub event: Option<u64>,
+    pub path: PathBuf,
+}
+
 /// The board's [`Camera`] over a frame ring: takes the newest frame and
 /// stores it on the blocking pool, so `snapshot` returns at once. One
 /// snapshot is written at a time; one asked for while another is being
@@ -168,6 +177,7 @@ pub struct RingCamera {
     store: SnapshotStore,
     runtime: tokio::runtime::Handle,
     busy: Arc<AtomicBool>,
+    saved: tokio::sync::broadcast::Sender<SnapshotSaved>,
 }
 
 impl RingCamera {
@@ -178,7 +188,20 @@ impl RingCamera {
             store,
             runtime: tokio::runtime::Handle::current(),
             busy: Arc::new(AtomicBool::new(false)),
+            // Subscribers want the newest picture; a slow one skips some.
+            saved: tokio::sync::broadcast::channel(4).0,
         }
+    }
+
+    /// Hears of every snapshot once it is stored.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<SnapshotSaved> {
+        self.saved.subscribe()
+    }
+
+    /// The sender behind [`Self::subscribe`], for owners that outlive the
+    /// camera's move into the board.
+    pub fn saved_sender(&self) -> tokio::sync::broadcast::Sender<SnapshotSaved> {
+        self.saved.clone()
     }
 }
 
@@ -205,10 +228,17 @@ impl Camera for RingCamera {
         }
         let store = self.store.clone();
         let busy = self.busy.clone();
+        let saved = self.saved.clone();
         self.runtime.spawn_blocking(move || {
             match store.save(&frame, reason, event) {
                 Ok(path) => {
-                    tracing::info!(path = %path.display(), ?reason, ?event, "snapshot stored")
+                    tracing::info!(path = %path.display(), ?reason, ?event, "snapshot stored");
+                    // No subscriber is fine: nobody publishes snapshots.
+                    let _ = saved.send(SnapshotSaved {
+                        reason,
+                        event,
+                        path,
+                    });
                 }
                 Err(e) => tracing::error!(?reason, "snapshot not stored: {e}"),
             }
