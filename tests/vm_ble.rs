@@ -39,7 +39,7 @@ use latchd::core::event::AppRefusal;
 use latchd::core::input::SetPress;
 use latchd::core::time::{Instant, WallTime};
 use latchd::core::types::Persisted;
-use latchd::core::{AppCommand, Channel, Input, Principal};
+use latchd::core::{AppCommand, Channel, Input, Principal, Prompt};
 use latchd::store::{EventId, StoredEvent};
 use rand_core::OsRng;
 
@@ -60,6 +60,9 @@ impl SimLink {
 }
 
 impl LockLink for SimLink {
+    fn identify(&self) {
+        self.sim.lock().unwrap().input(Input::Identify);
+    }
     fn pairing_mode(&self) -> bool {
         self.sim.lock().unwrap().engine.status().pairing_mode
     }
@@ -606,6 +609,16 @@ mod guest {
 
         let e = c.improv_scan().await.unwrap_err();
         assert!(matches!(e, GattClientError::ImprovNotAuthorized), "{e}");
+        // Identify needs no authorisation (Improv): the lock says so.
+        c.improv_identify().await.expect("identify");
+        assert!(
+            link.sim
+                .lock()
+                .unwrap()
+                .prompts()
+                .contains(&Prompt::Identify),
+            "the engine heard the identify request"
+        );
 
         // SET held: Improv is authorised; with no Wi-Fi backend the lock
         // reports "unable to connect" (0x03), and a scan "unknown" (0xFF).
@@ -830,6 +843,17 @@ mod guest_daemon {
         let e = c.improv_scan().await.unwrap_err();
         assert!(matches!(e, GattClientError::ImprovNotAuthorized), "{e}");
         assert!(wpa_log.lock().unwrap().scans.is_empty());
+        // The installer asks which lock this is: it tells them (twice in a
+        // row is once: a stranger cannot make it talk on demand).
+        c.improv_identify().await.expect("identify");
+        c.improv_identify().await.expect("identify again");
+        d.settle();
+        let said: Vec<String> = d
+            .last_prompts(5)
+            .into_iter()
+            .filter(|p| p.contains("setting up"))
+            .collect();
+        assert_eq!(said.len(), 1, "{said:?}");
         let e = c.pair(&owner, code.clone()).await.unwrap_err();
         assert!(
             matches!(&e, GattClientError::Pairing(p) if p.code() == ErrorCode::PairingModeInactive),

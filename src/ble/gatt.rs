@@ -256,9 +256,7 @@ impl Shared {
                         me.improv_outputs(outputs).await;
                     });
                 }
-                Output::Identify => {
-                    tracing::info!("Improv: identify requested");
-                }
+                Output::Identify => self.deps.link.identify(),
                 Output::Scan => {
                     let me = self.clone();
                     // A scan takes seconds; answer the write now.

@@ -294,6 +294,18 @@ impl LockClient {
         Ok(client::open_response(&mut session, self.now(), &answer)?)
     }
 
+    /// Ask the lock to identify itself (Improv; no pairing mode needed):
+    /// it speaks and flashes "0", at most once per 10 s. `Ok` once the
+    /// lock acknowledged the request.
+    pub async fn improv_identify(&mut self) -> Result<(), GattClientError> {
+        let Some(rpc) = self.improv_rpc.clone() else {
+            return Err(GattClientError::MissingService("Improv Wi-Fi"));
+        };
+        rpc.write(&improv::encode_packet(improv::cmd::IDENTIFY, &[]))
+            .await?;
+        Ok(())
+    }
+
     /// The Wi-Fi networks the lock can see (Improv "request scanned
     /// networks"; the lock must be in pairing mode), strongest first.
     pub async fn improv_scan(&mut self) -> Result<Vec<improv::ScannedNetwork>, GattClientError> {

@@ -73,6 +73,9 @@ pub trait LockLink: Send + Sync + 'static {
     fn refused(&self, via: Channel, reason: AppRefusal);
     /// An app connected over BLE, or the last one left (B-9.1 status).
     fn ble_connected(&self, connected: bool);
+    /// An Improv client asked the lock to identify itself; the engine
+    /// decides whether it does (it rate-limits the request).
+    fn identify(&self);
     /// Monotonic and wall-clock now, in the engine's terms.
     fn now(&self) -> (Instant, Option<WallTime>);
 
@@ -561,6 +564,12 @@ impl LockLink for DaemonLink {
                 connected,
                 "BLE connection state not reported: engine queue full"
             );
+        }
+    }
+
+    fn identify(&self) {
+        if !self.inputs.try_send(Input::Identify) {
+            tracing::warn!("Improv identify dropped: engine queue full");
         }
     }
 

@@ -12,6 +12,7 @@
 //!     time-sync                 set the lock's clock from this machine's (owner)
 //!     wifi --ssid X --psk Y     Improv Wi-Fi (lock in pairing mode)
 //!     wifi-scan                 networks the lock sees (lock in pairing mode)
+//!     identify                  the lock says so and flashes "0" (Improv)
 //!         │ bluer (ble::gatt_client) ─► lock's GATT application
 //! ```
 //!
@@ -82,6 +83,9 @@ pub enum BleCommand {
     /// List the Wi-Fi networks the lock can see, with Improv (hold SET
     /// first).
     WifiScan,
+    /// Ask the lock to identify itself: it speaks and flashes "0" (Improv;
+    /// at most once per 10 s).
+    Identify,
     /// Give the lock Wi-Fi credentials with Improv (hold SET first).
     Wifi {
         #[arg(long)]
@@ -433,6 +437,11 @@ mod imp {
                         return Err(BleCliError::Refused(format!("unexpected answer {other:?}")))
                     }
                 }
+            }
+            BleCommand::Identify => {
+                let mut c = connect(&adapter, args.address.as_deref()).await?;
+                c.improv_identify().await?;
+                writeln!(out, "asked the lock to identify itself")?;
             }
             BleCommand::WifiScan => {
                 let mut c = connect(&adapter, args.address.as_deref()).await?;

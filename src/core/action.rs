@@ -219,6 +219,8 @@ pub enum Prompt {
     LowBattery,
     PairingMode,
     PairingEnded,
+    /// Improv "identify" (B-5.1).
+    Identify,
     MuteOn,
     AwayArmed,
     AwayDisarmed,
@@ -309,6 +311,7 @@ impl Prompt {
             LowBattery => "The battery is low. Please charge it.".into(),
             PairingMode => "Pairing mode. Connect the app.".into(),
             PairingEnded => "Pairing mode ended.".into(),
+            Identify => "This is the lock you are setting up.".into(),
             MuteOn => "Mute on.".into(),
             AwayArmed => "Away mode armed.".into(),
             AwayDisarmed => "Away mode off.".into(),

@@ -47,6 +47,11 @@ pub const JAM_ALARM: Duration = Duration::from_secs(5);
 pub const FACTORY_RESET_WINDOW: Duration = Duration::from_secs(30);
 /// How long the mute confirmation flash of "0" lasts (B-3.4, "flashes twice").
 pub const MUTE_FLASH: Duration = Duration::from_secs(1);
+/// How long "0" flashes when the lock identifies itself (Improv).
+pub const IDENTIFY_FLASH: Duration = Duration::from_secs(3);
+/// Identify requests need no authorisation (Improv), so anyone in BLE
+/// range may send them: the lock answers at most one per this gap.
+pub const IDENTIFY_GAP: Duration = Duration::from_secs(10);
 
 /// What the engine is configured with at start-up.
 #[derive(Clone)]
@@ -191,6 +196,8 @@ pub struct Engine {
     /// The last unlock was from inside (arms B-8.1 when the door opens).
     pub(super) inside_unlocked: bool,
     pub(super) pairing_until: Option<Instant>,
+    /// When the lock last identified itself (Improv).
+    last_identify: Option<Instant>,
     pub(super) away: bool,
     pub(super) muted: bool,
     /// Active alarms and, for the timed ones, when they end.
@@ -246,6 +253,7 @@ impl Engine {
             outside_lock_armed: false,
             inside_unlocked: false,
             pairing_until: None,
+            last_identify: None,
             away: false,
             muted: false,
             alarms,
@@ -570,7 +578,23 @@ impl Engine {
             Input::Wifi(w) => self.wifi = Some(w),
             Input::BleConnected(b) => self.ble = b,
             Input::AppRefused { via, reason } => self.on_app_refused(out, via, reason),
+            Input::Identify => self.on_identify(out),
         }
+    }
+
+    /// Improv "identify": say so and flash "0", when idle and not asked
+    /// within the last [`IDENTIFY_GAP`] (a stranger must not be able to
+    /// make the lock talk on demand, nor talk over a menu).
+    fn on_identify(&mut self, out: &mut Out) {
+        let now = self.now.mono;
+        if !matches!(self.mode, Mode::Idle)
+            || self.last_identify.is_some_and(|t| now < t + IDENTIFY_GAP)
+        {
+            return;
+        }
+        self.last_identify = Some(now);
+        self.keypad.flash_until = Some(now + IDENTIFY_FLASH);
+        self.say(out, Prompt::Identify);
     }
 
     fn power_up(&mut self, out: &mut Out, set_held: bool) {

@@ -63,6 +63,9 @@ pub enum Input {
         via: Channel,
         reason: super::event::AppRefusal,
     },
+    /// An Improv client asked the lock to identify itself (B-5.1: the
+    /// installer checks which lock the phone is talking to).
+    Identify,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -62,7 +62,8 @@ pub mod types;
 pub mod users;
 
 pub use engine::{
-    Engine, EngineConfig, Status, FACTORY_RESET_WINDOW, KEYPAD_SLEEP, PAIRING_WINDOW, TAMPER_ALARM,
+    Engine, EngineConfig, Status, FACTORY_RESET_WINDOW, IDENTIFY_FLASH, IDENTIFY_GAP, KEYPAD_SLEEP,
+    PAIRING_WINDOW, TAMPER_ALARM,
 };
 pub use lock::LockState;
 pub use users::CredentialCounts;

@@ -106,3 +106,33 @@ fn b5_2_pairing_mode_ends_by_itself_after_three_minutes() {
     assert!(!s.engine.status().pairing_mode);
     assert!(s.keypad().flashing.is_empty());
 }
+
+/// B-5.1 with Improv's "identify": an installer's phone asks which lock it
+/// is talking to; the lock says so and flashes "0". The standard lets any
+/// client ask without authorisation, so a nearby stranger could make the
+/// lock talk: it answers at most once per `IDENTIFY_GAP`, and only when
+/// idle (never over a menu or an enrolment).
+#[test]
+fn b5_1_improv_identify_speaks_and_flashes_but_not_on_demand() {
+    use latchd::core::{IDENTIFY_FLASH, IDENTIFY_GAP};
+    let mut s = Sim::installed();
+    s.input(Input::Identify);
+    s.expect_prompt(Prompt::Identify);
+    assert_eq!(s.engine.status().keypad.flashing, vec![Key::Digit(0)]);
+    s.advance_ms(IDENTIFY_FLASH.as_millis() as u64);
+    assert!(s.engine.status().keypad.flashing.is_empty());
+
+    // Asked again at once: nothing.
+    s.input(Input::Identify);
+    assert!(s.prompts().is_empty(), "{:?}", s.prompts());
+    s.advance_ms(IDENTIFY_GAP.as_millis() as u64);
+    s.input(Input::Identify);
+    s.expect_prompt(Prompt::Identify);
+
+    // Not over the admin menu.
+    s.advance_ms(IDENTIFY_GAP.as_millis() as u64);
+    s.enter_menu();
+    s.input(Input::Identify);
+    assert!(s.prompts().is_empty(), "{:?}", s.prompts());
+    assert_eq!(s.engine.status().step, "menu");
+}

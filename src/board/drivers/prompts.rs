@@ -99,6 +99,7 @@ pub fn asset_texts() -> Vec<(String, String)> {
         Prompt::LowBattery,
         Prompt::PairingMode,
         Prompt::PairingEnded,
+        Prompt::Identify,
         Prompt::MuteOn,
         Prompt::AwayArmed,
         Prompt::AwayDisarmed,
