@@ -1383,3 +1383,90 @@ async fn doorbell_and_tamper_snapshots_reach_the_camera_entity() {
     assert!(cam.get("command_topic").is_none());
     running.stop().await.expect("stops");
 }
+
+/// B-6.9 over the broker: a duress unlock is silent at the door, and the
+/// broker, Home Assistant and anyone with topic access are "at the door".
+/// Nothing in clear on any topic may say duress: the unlock is published
+/// as an ordinary passcode unlock, the duress alarm not at all (the owner's
+/// app reads it from the sealed event log).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duress_unlock_is_an_ordinary_unlock_on_every_clear_topic() {
+    use latchd::core::types::{Credential, CredentialId, CredentialKind, CredentialSecret};
+    let tmp = tempfile::tempdir().expect("tmp");
+    let files = broker_files(tmp.path());
+    let port = free_port();
+    let _broker = Broker::start(&files, port);
+    let owner = StaticKeypair::generate(&mut OsRng);
+    let guest = StaticKeypair::generate(&mut OsRng);
+    let state = tmp.path().join("state");
+    seed(&state, &owner, &guest);
+    {
+        let (mut store, device) = Store::open(&state, StoreOptions::default()).expect("store");
+        let mac =
+            latchd::core::passcode::Macer::new(&device.passcode_key()).mac(&[9, 7, 5, 3, 1, 8]);
+        store
+            .apply(&[Change::PutCredential(Credential {
+                id: CredentialId(77),
+                user: admin(),
+                kind: CredentialKind::DuressPasscode,
+                secret: CredentialSecret::Passcode(mac),
+            })])
+            .expect("duress code");
+    }
+    let (_watcher, mut rx) =
+        app_client(&files, port, "watcher", &["latchd/#", "homeassistant/#"]).await;
+    let mut running = start_lock(&state, config(&files, port)).await;
+    wait_for(&mut rx, &topic("availability"), b"online").await;
+    let sim = running.sim.clone().expect("sim board");
+    sim.touch().expect("wake");
+    sim.press(&latchd::board::sim::parse_keys("975318✓").expect("keys"))
+        .expect("duress code");
+    running.barrier().await;
+    let lock = running.published.borrow().engine.lock;
+    assert!(
+        matches!(lock, LockState::Moving | LockState::Unlocked),
+        "the duress code opens as usual: {lock:?}"
+    );
+    // A marker after it: events go out oldest first.
+    doors(&running, 1).await;
+    let mut got = Vec::new();
+    let fut = async {
+        loop {
+            let m = rx.recv().await.expect("alive");
+            let done = m.0 == topic("events")
+                && serde_json::from_slice::<Value>(&m.1).is_ok_and(|v| v["kind"] == "door_opened");
+            got.push(m);
+            if done {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(LIMIT, fut)
+        .await
+        .expect("the marker event arrives");
+    for (t, p) in &got {
+        let text = String::from_utf8_lossy(p).to_lowercase();
+        assert!(!text.contains("duress"), "{t} says duress: {text}");
+    }
+    let kinds: Vec<String> = got
+        .iter()
+        .filter(|(t, _)| *t == topic("events"))
+        .filter_map(|(_, p)| serde_json::from_slice::<Value>(p).ok())
+        .map(|v| v["kind"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert!(
+        kinds.contains(&"unlocked.passcode".to_owned()),
+        "published as an ordinary passcode unlock: {kinds:?}"
+    );
+    // The lock's own log keeps the truth for the owner's sealed channel.
+    let (store, _) = Store::open(&state, StoreOptions::default()).expect("store");
+    let log = store.recent_events(100).expect("events");
+    assert!(log.iter().any(|e| matches!(
+        e.event.kind,
+        EventKind::AlarmRaised {
+            alarm: latchd::core::AlarmKind::Duress
+        }
+    )));
+    drop(store);
+    running.stop().await.expect("stops");
+}

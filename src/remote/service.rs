@@ -416,7 +416,15 @@ impl Service {
                 }
             };
         for ev in batch {
-            let rec = crate::daemon::status::event_record(ev.id.0, &ev.event);
+            let Some(public) = telemetry::public_event(&ev.event) else {
+                // Not for clear topics (B-6.9): as good as acknowledged,
+                // so the cursor moves past it with the events around it.
+                tracker.outstanding.insert(ev.id.0, false);
+                tracker.next_after = ev.id.0;
+                self.on_event_acked(tracker, ev.id.0);
+                continue;
+            };
+            let rec = crate::daemon::status::event_record(ev.id.0, &public);
             let doc = telemetry::event_json(&rec).to_string().into_bytes();
             let topic = self.topics.events.clone();
             if !publish(

@@ -4,7 +4,9 @@
 //! (no user names, codes, keys or key ids) leaves through here.
 use serde_json::{json, Value};
 
+use crate::core::event::{Event, EventKind};
 use crate::core::input::{BoltPosition, DoorPosition};
+use crate::core::types::Method;
 use crate::core::{AlarmKind, LockState, Status};
 use crate::dbus::EventRecord;
 
@@ -92,6 +94,33 @@ pub fn state_json(s: &Status) -> Value {
         "alarms": alarms,
         "lockout": s.lockout_active,
         "away": s.away_armed,
+    })
+}
+
+/// The form of a logged event that may travel in clear (B-6.9): a duress
+/// unlock reads as an ordinary passcode unlock, as it does on the keypad;
+/// the duress alarm is not published at all (the owner's app reads it from
+/// the sealed event log). Everything else passes unchanged.
+pub fn public_event(event: &Event) -> Option<Event> {
+    let kind = match &event.kind {
+        EventKind::AlarmRaised {
+            alarm: AlarmKind::Duress,
+        }
+        | EventKind::AlarmCleared {
+            alarm: AlarmKind::Duress,
+        } => return None,
+        EventKind::Unlocked {
+            method: Method::DuressPasscode,
+            user,
+        } => EventKind::Unlocked {
+            method: Method::Passcode,
+            user: *user,
+        },
+        other => other.clone(),
+    };
+    Some(Event {
+        kind,
+        ..event.clone()
     })
 }
 
@@ -252,6 +281,41 @@ pub fn discovery(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn duress_never_travels_in_clear() {
+        use crate::core::types::UserNumber;
+        let ev = |kind| Event {
+            at: None,
+            mono_ms: 1,
+            kind,
+        };
+        let user = UserNumber::new(3);
+        assert_eq!(
+            public_event(&ev(EventKind::Unlocked {
+                method: Method::DuressPasscode,
+                user,
+            })),
+            Some(ev(EventKind::Unlocked {
+                method: Method::Passcode,
+                user,
+            }))
+        );
+        for alarm in [
+            EventKind::AlarmRaised {
+                alarm: AlarmKind::Duress,
+            },
+            EventKind::AlarmCleared {
+                alarm: AlarmKind::Duress,
+            },
+        ] {
+            assert_eq!(public_event(&ev(alarm)), None);
+        }
+        let tamper = ev(EventKind::AlarmRaised {
+            alarm: AlarmKind::Tamper,
+        });
+        assert_eq!(public_event(&tamper), Some(tamper.clone()));
+    }
 
     #[test]
     fn discovery_has_the_required_fields() {
