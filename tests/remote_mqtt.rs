@@ -1399,7 +1399,7 @@ async fn a_duress_unlock_is_an_ordinary_unlock_on_every_clear_topic() {
     let owner = StaticKeypair::generate(&mut OsRng);
     let guest = StaticKeypair::generate(&mut OsRng);
     let state = tmp.path().join("state");
-    seed(&state, &owner, &guest);
+    let lock_pub = seed(&state, &owner, &guest);
     {
         let (mut store, device) = Store::open(&state, StoreOptions::default()).expect("store");
         let mac =
@@ -1458,6 +1458,85 @@ async fn a_duress_unlock_is_an_ordinary_unlock_on_every_clear_topic() {
         kinds.contains(&"unlocked.passcode".to_owned()),
         "published as an ordinary passcode unlock: {kinds:?}"
     );
+    // The owner's app is told, sealed to its key on `notify` (B-6.9).
+    // (The service serves its inputs in any order, so the notice may come
+    // after the marker event.)
+    if !got.iter().any(|(t, _)| *t == topic("notify")) {
+        let frame = next_on(&mut rx, &topic("notify")).await;
+        got.push((topic("notify"), frame));
+    }
+    let sealed: Vec<Vec<u8>> = got
+        .iter()
+        .filter(|(t, _)| *t == topic("notify"))
+        .map(|(_, p)| p.clone())
+        .collect();
+    assert_eq!(sealed.len(), 1, "one owner key, one notice");
+    let (c1, plain) = open_oneshot(
+        &owner,
+        &lock_pub,
+        OneShotDirection::LockToApp,
+        None,
+        &sealed[0],
+    )
+    .expect("the owner opens it");
+    let Response::Notice(n) = Response::decode(&plain).expect("a response") else {
+        panic!("not a notice")
+    };
+    assert_eq!(
+        n.kind,
+        WireEvent::Alarm(latchd::ble::commands::AlarmKind::Duress)
+    );
+    assert_eq!(n.user, Some(1));
+    assert!(n.cursor > 0, "it points into the log");
+    assert!(
+        open_oneshot(
+            &guest,
+            &lock_pub,
+            OneShotDirection::LockToApp,
+            None,
+            &sealed[0]
+        )
+        .is_err(),
+        "a guest key cannot read it"
+    );
+
+    // B-3.6: an unlock while away is pushed the same way; a replay of the
+    // first notice is refused by the app's counter.
+    sim.lock_button().expect("lock from inside");
+    sim.touch().expect("wake");
+    sim.press(&latchd::board::sim::parse_keys("a").expect("keys"))
+        .expect("arm away");
+    running.barrier().await;
+    assert!(running.published.borrow().engine.away_armed);
+    sim.mechanical_key().expect("key turned");
+    let away = next_on(&mut rx, &topic("notify")).await;
+    let (c2, plain) = open_oneshot(
+        &owner,
+        &lock_pub,
+        OneShotDirection::LockToApp,
+        Some(c1),
+        &away,
+    )
+    .expect("a newer notice");
+    assert!(c2 > c1);
+    assert!(matches!(
+        Response::decode(&plain),
+        Ok(Response::Notice(e)) if e.kind == WireEvent::Unlocked(UnlockMethod::MechanicalKey)
+    ));
+    assert!(
+        open_oneshot(
+            &owner,
+            &lock_pub,
+            OneShotDirection::LockToApp,
+            Some(c2),
+            &sealed[0]
+        )
+        .is_err(),
+        "a replayed notice is refused"
+    );
+    let stats = running.remote_stats.clone().expect("remote on");
+    assert_eq!(stats.notices_sealed.load(Ordering::Relaxed), 2);
+
     // The lock's own log keeps the truth for the owner's sealed channel.
     let (store, _) = Store::open(&state, StoreOptions::default()).expect("store");
     let log = store.recent_events(100).expect("events");

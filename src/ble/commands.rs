@@ -618,6 +618,11 @@ pub enum Response {
     },
     /// Settings.
     Settings(Settings),
+    /// Unsolicited, owner keys only, sealed over the broker: something the
+    /// app must be told of at once (B-6.9 duress, B-3.6 an unlock while
+    /// away). `cursor` is the newest logged event when it was sent (0:
+    /// none); the log around it has the details.
+    Notice(EventEntry),
     /// The request was refused.
     Error {
         /// Code.
@@ -944,6 +949,7 @@ mod op {
     pub const R_GUEST_KEYS: u8 = 0x87;
     pub const R_EVENTS: u8 = 0x88;
     pub const R_SETTINGS: u8 = 0x89;
+    pub const R_NOTICE: u8 = 0x8A;
     pub const R_ERROR: u8 = 0xFF;
 }
 
@@ -1287,6 +1293,11 @@ impl Response {
                 ]));
                 w.0
             }
+            Response::Notice(e) => {
+                let mut w = Writer::new(op::R_NOTICE);
+                write_event(&mut w, e);
+                w.0
+            }
             Response::Error { code, detail } => {
                 let mut w = Writer::new(op::R_ERROR);
                 w.u8(*code as u8);
@@ -1395,6 +1406,7 @@ impl Response {
                     next_cursor,
                 }
             }
+            op::R_NOTICE => Response::Notice(read_event(&mut r)?),
             op::R_SETTINGS => {
                 let auto_lock_secs = r.opt("auto lock", Reader::u16)?;
                 let [lockout_protection, remote_unlock, wifi_enabled] =
@@ -1668,6 +1680,23 @@ mod tests {
                 }
             }
         );
+    }
+
+    #[test]
+    fn a_notice_round_trips_and_refuses_trailing_bytes() {
+        let n = Response::Notice(EventEntry {
+            cursor: 41,
+            at: Some(WallTime(1_795_000_000)),
+            kind: EventKind::Alarm(AlarmKind::Duress),
+            user: Some(1),
+        });
+        let bytes = n.encode();
+        assert_eq!(bytes[1], op::R_NOTICE);
+        assert_eq!(Response::decode(&bytes).expect("decodes"), n);
+        let mut long = bytes.clone();
+        long.push(0);
+        assert!(Response::decode(&long).is_err());
+        assert!(Response::decode(&bytes[..bytes.len() - 1]).is_err());
     }
 
     #[test]

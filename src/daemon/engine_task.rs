@@ -133,6 +133,14 @@ pub enum TaskRequest {
     SelfTest(oneshot::Sender<Vec<DeviceCheck>>),
 }
 
+/// A notice for the owner (doorbell, alarms, duress, an unlock while away),
+/// with the newest event stored when it was sent (`None`: none this batch).
+#[derive(Debug, Clone)]
+pub struct OwnerNotice {
+    pub notice: Notice,
+    pub last_event: Option<u64>,
+}
+
 /// Everything the engine task owns or talks to. Built by `daemon::run`.
 pub struct EngineTask {
     pub engine: Engine,
@@ -156,7 +164,7 @@ pub struct EngineTask {
     /// Answers to app requests, by request id (BLE/remote services).
     pub replies: broadcast::Sender<(u64, AppResult)>,
     /// Owner notifications (away unlock, duress, doorbell, alarms).
-    pub notices: broadcast::Sender<Notice>,
+    pub notices: broadcast::Sender<OwnerNotice>,
     /// The watchdog's liveness probes.
     pub probes: Option<ProbeResponder>,
     pub requests: mpsc::Receiver<TaskRequest>,
@@ -332,8 +340,13 @@ impl EngineTask {
                     self.clock.set(to);
                 }
                 Action::Notify(notice) => {
+                    // The events before it are stored first, so the notice
+                    // can point into the log (the owner's app pages from it).
+                    if let Some(id) = self.log_events(std::mem::take(&mut events)) {
+                        (last_event, logged_early) = (Some(id), true);
+                    }
                     tracing::info!(?notice, "owner notification");
-                    let _ = self.notices.send(notice);
+                    let _ = self.notices.send(OwnerNotice { notice, last_event });
                 }
                 Action::Snapshot(reason) => {
                     // B-3.5: the picture is stored with its event (the

@@ -38,7 +38,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ble::crypto::StaticKeypair;
 use crate::board::InputSender;
-use crate::core::action::Notice;
 use crate::core::AppResult;
 use crate::daemon::{Clock, Published};
 use crate::dbus::EventRecord;
@@ -137,6 +136,8 @@ pub struct RemoteStats {
     pub events_in_flight: AtomicU64,
     /// Snapshots handed to the client.
     pub snapshots_published: AtomicU64,
+    /// Sealed notices handed to the client (one per owner key).
+    pub notices_sealed: AtomicU64,
 }
 
 /// What the remote service needs from the daemon.
@@ -154,7 +155,7 @@ pub struct RemoteContext {
     pub published: watch::Receiver<Published>,
     pub replies: broadcast::Sender<(u64, AppResult)>,
     pub events: broadcast::Receiver<EventRecord>,
-    pub notices: broadcast::Receiver<Notice>,
+    pub notices: broadcast::Receiver<crate::daemon::engine_task::OwnerNotice>,
     /// Stored snapshots, when `[remote] publish_snapshots` and a camera.
     pub snapshots: Option<broadcast::Receiver<crate::video::SnapshotSaved>>,
     pub stats: Arc<RemoteStats>,

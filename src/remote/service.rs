@@ -45,6 +45,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rand_core::OsRng;
 use rumqttc::{
     AsyncClient, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS,
     Transport,
@@ -56,22 +57,30 @@ use super::gate::{self, Outcome};
 use super::limit::{Decision, RefusalLimiter};
 use super::telemetry::{self, Topics};
 use super::RemoteContext;
-use crate::ble::commands::{Request, Response};
+use crate::ble::commands::{
+    AlarmKind as WireAlarm, EventEntry, EventKind as WireEvent, Request, Response,
+};
 use crate::ble::crypto::StaticKeypair;
 use crate::ble::dispatch;
-use crate::ble::protocol::ErrorCode;
+use crate::ble::protocol::{seal_oneshot, ErrorCode, OneShotDirection};
 use crate::ble::service::{DaemonLink, LockLink};
 use crate::core::action::{Notice, SnapshotReason};
 use crate::core::event::{AlarmKind, AppRefusal};
-use crate::core::types::AppKey;
+use crate::core::types::{AppKey, AppKeyRole};
 use crate::core::Channel;
+use crate::daemon::engine_task::OwnerNotice;
 use crate::daemon::Published;
 use crate::dbus::EventRecord;
-use crate::store::{EventId, Store};
+use crate::store::{EventId, Store, StoredEvent};
 use crate::video::SnapshotSaved;
 
 /// Persisted counter: id of the newest event the broker acknowledged.
 pub const EVENT_CURSOR: &str = "remote.events.acked";
+/// Persisted counter of sealed notices (lock → owner apps): an app refuses
+/// one at or below the last it accepted, so the broker cannot replay one.
+pub const PUSH_COUNTER: &str = "remote.push";
+/// Notices waiting for a connection, at most (the oldest dropped).
+const PENDING_NOTICES: usize = 16;
 /// Events published and not yet acknowledged, at most.
 const EVENTS_IN_FLIGHT: usize = 16;
 /// Request ids of remote commands have the top bit set, so they never
@@ -162,7 +171,7 @@ struct Service {
     topics: Topics,
     published: watch::Receiver<Published>,
     events: broadcast::Receiver<EventRecord>,
-    notices: broadcast::Receiver<Notice>,
+    notices: broadcast::Receiver<OwnerNotice>,
     out_tx: mpsc::Sender<Outbound>,
     out_rx: mpsc::Receiver<Outbound>,
     /// The engine and the store as `ble::dispatch` needs them.
@@ -172,6 +181,8 @@ struct Service {
     snapshots: Option<broadcast::Receiver<SnapshotSaved>>,
     /// The newest snapshot not yet handed to the client.
     pending_snapshot: Option<std::path::PathBuf>,
+    /// Owner notices waiting for a connection (the newest kept).
+    pending_notices: VecDeque<EventEntry>,
 }
 
 impl Service {
@@ -201,6 +212,7 @@ impl Service {
             last_state: None,
             snapshots: ctx.snapshots.as_ref().map(|r| r.resubscribe()),
             pending_snapshot: None,
+            pending_notices: VecDeque::new(),
             ctx,
         }
     }
@@ -306,10 +318,19 @@ impl Service {
                     }
                 }
                 n = self.notices.recv() => {
-                    if let (Ok(n), true) = (n, connected) {
-                        if let Some(doc) = telemetry::alert_json(&n) {
-                            let topic = self.topics.alert.clone();
-                            publish(&client, &mut tracker, topic, QoS::AtLeastOnce, false, doc.to_string().into_bytes(), None);
+                    if let Ok(n) = n {
+                        if let Some(entry) = owner_entry(&n, self.link.now().1) {
+                            if self.pending_notices.len() == PENDING_NOTICES {
+                                self.pending_notices.pop_front();
+                            }
+                            self.pending_notices.push_back(entry);
+                        }
+                        if connected {
+                            if let Some(doc) = telemetry::alert_json(&n.notice) {
+                                let topic = self.topics.alert.clone();
+                                publish(&client, &mut tracker, topic, QoS::AtLeastOnce, false, doc.to_string().into_bytes(), None);
+                            }
+                            self.flush_notices(&client, &mut tracker);
                         }
                     }
                 }
@@ -373,6 +394,7 @@ impl Service {
         }
         self.publish_state(client, tracker, true);
         self.publish_snapshot(client, tracker);
+        self.flush_notices(client, tracker);
         let cursor = lock_store(&self.ctx.store).get_counter(EVENT_CURSOR);
         match cursor {
             Ok(c) => {
@@ -719,6 +741,86 @@ impl Service {
         } else {
             self.pending_snapshot = Some(path);
         }
+    }
+}
+
+impl Service {
+    /// Seal each waiting notice to every owner key and publish it on
+    /// `notify`. The push counter is persisted before a frame leaves, so a
+    /// broker replaying an old notice is refused by the app.
+    fn flush_notices(&mut self, client: &AsyncClient, tracker: &mut Tracker) {
+        let wall = self.link.now().1;
+        while let Some(entry) = self.pending_notices.pop_front() {
+            let owners: Vec<AppKey> = self
+                .link
+                .app_keys()
+                .into_iter()
+                .filter(|k| matches!(k.role, AppKeyRole::Owner { .. }) && k.validity.admits(wall))
+                .collect();
+            if owners.is_empty() {
+                tracing::warn!(?entry, "notice not sent: no owner app key is registered");
+                continue;
+            }
+            let body = Response::Notice(entry).encode();
+            for key in owners {
+                let counter = match next_push_counter(&self.ctx.store) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // Fail closed: without a fresh counter the app
+                        // could not tell this from a replay.
+                        tracing::error!("notice not sent: cannot persist the push counter: {e}");
+                        return;
+                    }
+                };
+                match seal_oneshot(
+                    &self.ctx.lock_key,
+                    &key.public_key,
+                    OneShotDirection::LockToApp,
+                    counter,
+                    &body,
+                    &mut OsRng,
+                ) {
+                    Ok(frame) => {
+                        let topic = self.topics.notify.clone();
+                        if publish(client, tracker, topic, QoS::AtLeastOnce, false, frame, None) {
+                            self.ctx
+                                .stats
+                                .notices_sealed
+                                .fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Err(e) => tracing::error!(key = key.id.0, "notice not sealed: {e}"),
+                }
+            }
+        }
+    }
+}
+
+/// The next push counter, persisted before use.
+fn next_push_counter(store: &Mutex<Store>) -> Result<u64, crate::store::StoreError> {
+    let mut store = lock_store(store);
+    let next = store.get_counter(PUSH_COUNTER)?.unwrap_or(0) + 1;
+    store.put_counter(PUSH_COUNTER, next)?;
+    Ok(next)
+}
+
+/// What the owner's app is told of a notice, if it is one for owners only
+/// (B-6.9 duress, B-3.6 an unlock while away); doorbell and the other
+/// alarms go to the clear alert topic instead.
+fn owner_entry(n: &OwnerNotice, now: Option<crate::core::WallTime>) -> Option<EventEntry> {
+    let cursor = n.last_event.unwrap_or(0);
+    match &n.notice {
+        Notice::Duress { user } => Some(EventEntry {
+            cursor,
+            at: now,
+            kind: WireEvent::Alarm(WireAlarm::Duress),
+            user: Some(user.get()),
+        }),
+        Notice::AwayUnlock { event } => dispatch::event_entry(&StoredEvent {
+            id: EventId(cursor),
+            event: event.clone(),
+        }),
+        Notice::Doorbell | Notice::Alarm(_) => None,
     }
 }
 

@@ -27,6 +27,8 @@ pub struct Topics {
     pub alert: String,
     /// The newest doorbell/alarm snapshot, JPEG bytes (QoS 1, retained).
     pub snapshot: String,
+    /// Notices sealed to each owner key (duress, unlock while away; QoS 1).
+    pub notify: String,
 }
 
 impl Topics {
@@ -40,6 +42,7 @@ impl Topics {
             events: t("events"),
             alert: t("alert"),
             snapshot: t("snapshot"),
+            notify: t("notify"),
         }
     }
 }
