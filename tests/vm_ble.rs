@@ -611,14 +611,24 @@ mod guest {
         assert!(matches!(e, GattClientError::ImprovNotAuthorized), "{e}");
         // Identify needs no authorisation (Improv): the lock says so.
         c.improv_identify().await.expect("identify");
-        assert!(
+        // The write may return before the lock ran it: wait for the prompt
+        // in the engine's whole history.
+        let heard = || {
             link.sim
                 .lock()
                 .unwrap()
-                .prompts()
-                .contains(&Prompt::Identify),
-            "the engine heard the identify request"
-        );
+                .all
+                .iter()
+                .any(|a| matches!(a, latchd::core::Action::Prompt(Prompt::Identify)))
+        };
+        let deadline = StdInstant::now() + Duration::from_secs(10);
+        while !heard() {
+            assert!(
+                StdInstant::now() < deadline,
+                "the engine never heard the identify request"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
 
         // SET held: Improv is authorised; with no Wi-Fi backend the lock
         // reports "unable to connect" (0x03), and a scan "unknown" (0xFF).
@@ -847,13 +857,22 @@ mod guest_daemon {
         // row is once: a stranger cannot make it talk on demand).
         c.improv_identify().await.expect("identify");
         c.improv_identify().await.expect("identify again");
-        d.settle();
-        let said: Vec<String> = d
-            .last_prompts(5)
-            .into_iter()
-            .filter(|p| p.contains("setting up"))
-            .collect();
-        assert_eq!(said.len(), 1, "{said:?}");
+        let said = || -> Vec<String> {
+            d.settle();
+            d.last_prompts(5)
+                .into_iter()
+                .filter(|p| p.contains("setting up"))
+                .collect()
+        };
+        let deadline = StdInstant::now() + Duration::from_secs(10);
+        while said().is_empty() {
+            assert!(StdInstant::now() < deadline, "{}", d.log_text());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Give the second write time to arrive (it falls within
+        // IDENTIFY_GAP whenever it does; a late one only weakens the check).
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(said().len(), 1, "{:?}", said());
         let e = c.pair(&owner, code.clone()).await.unwrap_err();
         assert!(
             matches!(&e, GattClientError::Pairing(p) if p.code() == ErrorCode::PairingModeInactive),

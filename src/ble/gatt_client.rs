@@ -296,7 +296,7 @@ impl LockClient {
 
     /// Ask the lock to identify itself (Improv; no pairing mode needed):
     /// it speaks and flashes "0", at most once per 10 s. `Ok` once the
-    /// lock acknowledged the request.
+    /// request is written (the lock may act on it a moment later).
     pub async fn improv_identify(&mut self) -> Result<(), GattClientError> {
         let Some(rpc) = self.improv_rpc.clone() else {
             return Err(GattClientError::MissingService("Improv Wi-Fi"));
