@@ -30,6 +30,9 @@
 //! Run: `cargo bench --bench face_unlock` (needs the shared models and
 //! photos: `$LATCHD_SHARED`, else `../shared`).
 
+#[path = "../tests/common/face_seed.rs"]
+mod face_seed;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -197,11 +200,6 @@ const ADMIN_CODE: &str = "135792";
 /// `obama/1.jpg`. The camera then shows `obama/2.jpg`, a photo the
 /// template was not made from.
 fn seed_store(state: &Path, rec: &FaceRecognizer) {
-    use latchd::core::passcode::{Macer, Passcode};
-    use latchd::core::types::{
-        Credential, CredentialId, CredentialKind, CredentialSecret, Handing, Role, User, UserNumber,
-    };
-    use latchd::core::{Change, Validity};
     let img = image::open(shared_dir().join("faces/obama/1.jpg"))
         .expect("photo")
         .to_rgb8();
@@ -210,42 +208,7 @@ fn seed_store(state: &Path, rec: &FaceRecognizer) {
     let template = FaceTemplate::new(vec![first.embedding.clone()])
         .expect("template")
         .to_bytes();
-    latchd::daemon::create_state_dir(state).expect("state dir");
-    let (mut store, key) =
-        latchd::store::Store::open(state, latchd::store::StoreOptions::default()).expect("store");
-    let mac =
-        Macer::new(&key.passcode_key()).mac(Passcode::parse(ADMIN_CODE).expect("code").digits());
-    let (admin, user) = (
-        UserNumber::new(1).expect("001"),
-        UserNumber::new(2).expect("002"),
-    );
-    store
-        .apply(&[
-            Change::SetHanding(Handing::RightHand),
-            Change::PutUser(User {
-                number: admin,
-                role: Role::Admin,
-                validity: Validity::ALWAYS,
-            }),
-            Change::PutCredential(Credential {
-                id: CredentialId(1),
-                user: admin,
-                kind: CredentialKind::Passcode,
-                secret: CredentialSecret::Passcode(mac),
-            }),
-            Change::PutUser(User {
-                number: user,
-                role: Role::User,
-                validity: Validity::ALWAYS,
-            }),
-            Change::PutCredential(Credential {
-                id: CredentialId(2),
-                user,
-                kind: CredentialKind::Face,
-                secret: CredentialSecret::FaceTemplate { slot: 0, template },
-            }),
-        ])
-        .expect("seed");
+    face_seed::seed_face_user(state, ADMIN_CODE, template);
 }
 
 /// Wait until the published engine status satisfies `cond`.

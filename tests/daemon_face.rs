@@ -41,6 +41,8 @@
 //! or LATCHD_SHARED pointing at it).
 #![cfg(feature = "face")]
 mod daemon_common;
+#[path = "common/face_seed.rs"]
+mod face_seed;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -51,12 +53,6 @@ use latchd::biometrics::face::{
     EnrolConfig, EnrolStep, FaceEnrolment, FaceRecognizer, FaceTemplate, Point,
     DEFAULT_MATCH_THRESHOLD, ENROL_POSES,
 };
-use latchd::core::passcode::{Macer, Passcode};
-use latchd::core::types::{
-    Credential, CredentialId, CredentialKind, CredentialSecret, Handing, Role, User, UserNumber,
-};
-use latchd::core::{Change, Validity};
-use latchd::store::{Store, StoreOptions};
 use serde_json::{json, Value};
 
 /// Obama, two photos the template was not made from.
@@ -66,8 +62,6 @@ const OWNER_PHOTO_B: u32 = 2;
 const STRANGER: u32 = 3;
 /// Kit Harington, frontal: the enrolment's first pose.
 const FRONTAL: u32 = 4;
-/// The user whose face is enrolled.
-const FACE_USER: u16 = 2;
 
 fn shared_dir() -> PathBuf {
     std::env::var_os("LATCHD_SHARED")
@@ -131,40 +125,7 @@ fn seed_store(state: &Path) {
         .unwrap_or_else(|e| panic!("{e}"))
         .to_bytes();
 
-    latchd::daemon::create_state_dir(state).unwrap();
-    let (mut store, key) = Store::open(state, StoreOptions::default()).unwrap();
-    let macer = Macer::new(&key.passcode_key());
-    let code = Passcode::parse(ADMIN_CODE).unwrap();
-    let admin = UserNumber::new(1).unwrap();
-    let user = UserNumber::new(FACE_USER).unwrap();
-    store
-        .apply(&[
-            Change::SetHanding(Handing::RightHand),
-            Change::PutUser(User {
-                number: admin,
-                role: Role::Admin,
-                validity: Validity::ALWAYS,
-            }),
-            Change::PutCredential(Credential {
-                id: CredentialId(1),
-                user: admin,
-                kind: CredentialKind::Passcode,
-                secret: CredentialSecret::Passcode(macer.mac(code.digits())),
-            }),
-            Change::PutUser(User {
-                number: user,
-                role: Role::User,
-                validity: Validity::ALWAYS,
-            }),
-            Change::PutCredential(Credential {
-                id: CredentialId(2),
-                user,
-                kind: CredentialKind::Face,
-                // Slot 0: the lowest free face slot, as the menu would pick.
-                secret: CredentialSecret::FaceTemplate { slot: 0, template },
-            }),
-        ])
-        .unwrap();
+    face_seed::seed_face_user(state, ADMIN_CODE, template);
 }
 
 /// Poll `cond` on the daemon's published state. The bound only turns a
@@ -195,25 +156,6 @@ fn bolt(d: &Daemon) -> String {
 
 fn keypad_awake(d: &Daemon) -> bool {
     engine(d)["keypad"]["awake"] == json!(true)
-}
-
-fn face(d: &Daemon, person: Option<u32>) {
-    d.ok(json!({"cmd": "face", "person": person}));
-}
-
-/// Every logged event, oldest first.
-fn events(d: &Daemon) -> Vec<Value> {
-    d.ok(json!({"cmd": "events", "n": 1000}))["events"]
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
-fn count(d: &Daemon, kind: &str) -> usize {
-    events(d)
-        .iter()
-        .filter(|e| e["kind"] == json!(kind))
-        .count()
 }
 
 /// SET, administrator code, "↩": the menu's way out puts the keypad to
@@ -269,18 +211,19 @@ fn enrolled_face_unlocks_and_a_stranger_counts_once_per_attempt_until_lockout() 
     wait_for(&d, "the motion trigger", |d| {
         d.log_text().contains("motion trigger watching the camera")
     });
-    face(&d, Some(OWNER_PHOTO_A));
+    d.face(Some(OWNER_PHOTO_A));
     wait_for(&d, "the owner's face unlock", |d| {
-        count(d, "unlocked.face") == 1
+        d.count_events("unlocked.face") == 1
     });
     // He steps aside and his second photo takes his place while the door
     // is open (so no frame of the first is still in flight when the next
     // attempt starts). The motion this makes finds the keypad awake and
     // starts nothing.
-    face(&d, Some(OWNER_PHOTO_B));
+    d.face(Some(OWNER_PHOTO_B));
     d.settle();
     assert_eq!(bolt(&d), "retracted");
-    let unlock = events(&d)
+    let unlock = d
+        .events()
         .into_iter()
         .find(|e| e["kind"] == json!("unlocked.face"))
         .unwrap();
@@ -296,16 +239,16 @@ fn enrolled_face_unlocks_and_a_stranger_counts_once_per_attempt_until_lockout() 
     sleep_keypad(&d);
     d.ok(json!({"cmd": "touch"}));
     wait_for(&d, "the second photo's unlock", |d| {
-        count(d, "unlocked.face") == 2
+        d.count_events("unlocked.face") == 2
     });
     // The stranger takes his place, as above.
-    face(&d, Some(STRANGER));
+    d.face(Some(STRANGER));
     d.settle();
     assert_eq!(bolt(&d), "retracted");
     d.ok(json!({"cmd": "lock_button"}));
     d.settle();
     assert_eq!(bolt(&d), "extended");
-    assert_eq!(count(&d, "verify_failed.face"), 0);
+    assert_eq!(d.count_events("verify_failed.face"), 0);
 
     // The stranger: five attempts, each one failed verification.
     for attempt in 1..=5usize {
@@ -313,7 +256,7 @@ fn enrolled_face_unlocks_and_a_stranger_counts_once_per_attempt_until_lockout() 
         sleep_keypad(&d);
         d.ok(json!({"cmd": "touch"}));
         wait_for(&d, "the stranger's failed attempt", |d| {
-            count(d, "verify_failed.face") >= attempt
+            d.count_events("verify_failed.face") >= attempt
         });
         assert_eq!(bolt(&d), "extended", "attempt {attempt}");
     }
@@ -324,7 +267,8 @@ fn enrolled_face_unlocks_and_a_stranger_counts_once_per_attempt_until_lockout() 
         d.last_prompt(),
         "The system is locked. Please try again later."
     );
-    let kinds: Vec<String> = events(&d)
+    let kinds: Vec<String> = d
+        .events()
         .iter()
         .map(|e| e["kind"].as_str().unwrap().to_owned())
         .collect();
@@ -354,11 +298,11 @@ fn enrolled_face_unlocks_and_a_stranger_counts_once_per_attempt_until_lockout() 
 
     // During the lockout (B-7) neither the owner in view nor the right
     // code opens: a touch starts no recognition while locked out.
-    face(&d, Some(OWNER_PHOTO_A));
+    d.face(Some(OWNER_PHOTO_A));
     d.press(&format!("{ADMIN_CODE}✓"));
     d.settle();
     assert_eq!(bolt(&d), "extended");
-    assert_eq!(count(&d, "unlocked.face"), 2);
+    assert_eq!(d.count_events("unlocked.face"), 2);
     assert!(d.sigterm().success());
 }
 
@@ -415,12 +359,13 @@ fn missing_or_wrong_model_turns_face_off_and_the_lock_keeps_working() {
 
         // A face attempt: the module fault, nothing unlocked, nothing
         // counted towards a lockout.
-        face(&d, Some(OWNER_PHOTO_A));
+        d.face(Some(OWNER_PHOTO_A));
         d.ok(json!({"cmd": "touch"}));
         wait_for(&d, "the face module fault", |d| {
-            count(d, "module_fault") == 1
+            d.count_events("module_fault") == 1
         });
-        let fault = events(&d)
+        let fault = d
+            .events()
             .into_iter()
             .find(|e| e["kind"] == json!("module_fault"))
             .unwrap();
@@ -433,13 +378,13 @@ fn missing_or_wrong_model_turns_face_off_and_the_lock_keeps_working() {
             "{case}: {:?}",
             d.last_prompts(4)
         );
-        assert_eq!(count(&d, "verify_failed.face"), 0, "{case}");
+        assert_eq!(d.count_events("verify_failed.face"), 0, "{case}");
 
         // The keypad still opens the door.
         d.press(&format!("{ADMIN_CODE}✓"));
         d.settle();
         assert_eq!(bolt(&d), "retracted", "{case}");
-        assert_eq!(count(&d, "unlocked.passcode"), 1, "{case}");
+        assert_eq!(d.count_events("unlocked.passcode"), 1, "{case}");
         assert!(d.sigterm().success(), "{case}");
     }
 }
@@ -456,20 +401,21 @@ fn real_pipeline_takes_the_front_pose_and_doorbell_snapshot_carries_the_event_id
     // by the real pipeline, which then asks for the next pose.
     enter_menu(&d);
     d.press("2");
-    face(&d, Some(FRONTAL));
+    d.face(Some(FRONTAL));
     d.press("1");
     wait_for(&d, "the second pose asked for", |d| {
         prompted(d, "Raise your head slightly.")
     });
     // Cancelled: nothing stored (B-4.5).
     d.press("↩");
-    face(&d, None);
+    d.face(None);
     assert_eq!(engine(&d)["counts"]["faces"], json!(0));
     d.press("↩↩");
 
     // B-3.5: a doorbell press stores a snapshot named by its event.
     d.press("d");
-    let bell = events(&d)
+    let bell = d
+        .events()
         .into_iter()
         .rev()
         .find(|e| e["kind"] == json!("doorbell"))
@@ -734,11 +680,11 @@ fn five_pose_enrolment_through_the_menu_unlocks_and_a_cancelled_one_stores_nothi
     // Menu → add user (002) → face; he looks straight at the lock.
     enter_menu(&d);
     d.press("2");
-    face(&d, Some(POSE_FRONT));
+    d.face(Some(POSE_FRONT));
     d.press("1");
     for (prompt, picture) in POSE_PROMPTS {
         wait_for(&d, prompt, |d| times_prompted(d, prompt) == 1);
-        face(&d, Some(picture));
+        d.face(Some(picture));
     }
     wait_for(&d, "the enrolment's success", |d| {
         times_prompted(d, "Operation successful.") == successes + 1
@@ -746,17 +692,18 @@ fn five_pose_enrolment_through_the_menu_unlocks_and_a_cancelled_one_stores_nothi
     let s = engine(&d);
     assert_eq!(s["counts"]["faces"], json!(1), "{s}");
     assert_eq!(s["counts"]["users"], json!(2), "{s}");
-    face(&d, None);
+    d.face(None);
     back_to_idle(&d);
 
     // Another photo of him, one the enrolment never saw, opens the door.
     sleep_keypad(&d);
-    face(&d, Some(OWNER_PHOTO_B));
+    d.face(Some(OWNER_PHOTO_B));
     d.ok(json!({"cmd": "touch"}));
     wait_for(&d, "the enrolled face's unlock", |d| {
-        count(d, "unlocked.face") == 1
+        d.count_events("unlocked.face") == 1
     });
-    let unlock = events(&d)
+    let unlock = d
+        .events()
         .into_iter()
         .find(|e| e["kind"] == json!("unlocked.face"))
         .unwrap();
@@ -764,9 +711,9 @@ fn five_pose_enrolment_through_the_menu_unlocks_and_a_cancelled_one_stores_nothi
         unlock["detail"].as_str().unwrap().contains("user=2"),
         "{unlock}"
     );
-    assert_eq!(count(&d, "verify_failed.face"), 0);
+    assert_eq!(d.count_events("verify_failed.face"), 0);
     // He steps away while the door is open; then it is locked again.
-    face(&d, None);
+    d.face(None);
     d.settle();
     d.ok(json!({"cmd": "lock_button"}));
     d.settle();
@@ -775,12 +722,12 @@ fn five_pose_enrolment_through_the_menu_unlocks_and_a_cancelled_one_stores_nothi
     // A second enrolment (user 003), cancelled at the third pose.
     enter_menu(&d);
     d.press("2");
-    face(&d, Some(POSE_FRONT));
+    d.face(Some(POSE_FRONT));
     d.press("1");
     wait_for(&d, "the second enrolment's second pose", |d| {
         times_prompted(d, "Raise your head slightly.") == 2
     });
-    face(&d, Some(POSE_UP));
+    d.face(Some(POSE_UP));
     wait_for(&d, "the second enrolment's third pose", |d| {
         times_prompted(d, "Lower your head slightly.") == 2
     });
@@ -789,7 +736,7 @@ fn five_pose_enrolment_through_the_menu_unlocks_and_a_cancelled_one_stores_nothi
         d.log_text()
             .contains("face enrolment cancelled; nothing stored")
     });
-    face(&d, None);
+    d.face(None);
     d.settle();
     let s = engine(&d);
     assert_eq!(s["counts"]["faces"], json!(1), "{s}");

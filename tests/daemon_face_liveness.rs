@@ -30,6 +30,8 @@
 //! ../shared, or LATCHD_SHARED pointing at it).
 #![cfg(feature = "face")]
 mod daemon_common;
+#[path = "common/face_seed.rs"]
+mod face_seed;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -41,12 +43,6 @@ use latchd::biometrics::face::{
     FaceBox, FaceRecognizer, FaceTemplate, IrLiveness, LivenessCheck, LivenessFrame,
     LivenessVerdict, SpoofReason, DEFAULT_MATCH_THRESHOLD,
 };
-use latchd::core::passcode::{Macer, Passcode};
-use latchd::core::types::{
-    Credential, CredentialId, CredentialKind, CredentialSecret, Handing, Role, User, UserNumber,
-};
-use latchd::core::{Change, Validity};
-use latchd::store::{Store, StoreOptions};
 use serde_json::{json, Value};
 
 const LIVE: u32 = 1;
@@ -56,7 +52,6 @@ const NO_IR: u32 = 4;
 /// The photo every person shows; the template is made from another one.
 const OWNER_PHOTO: &str = "obama/2.jpg";
 const ENROLMENT_PHOTO: &str = "obama/1.jpg";
-const FACE_USER: u16 = 2;
 
 fn shared_dir() -> PathBuf {
     std::env::var_os("LATCHD_SHARED")
@@ -167,39 +162,7 @@ fn seed_store(state: &Path, rec: &FaceRecognizer) {
     let template = FaceTemplate::new(vec![faces[0].embedding.clone()])
         .unwrap_or_else(|e| panic!("{e}"))
         .to_bytes();
-    latchd::daemon::create_state_dir(state).unwrap();
-    let (mut store, key) = Store::open(state, StoreOptions::default()).unwrap();
-    let macer = Macer::new(&key.passcode_key());
-    let code = Passcode::parse(ADMIN_CODE).unwrap();
-    let admin = UserNumber::new(1).unwrap();
-    let user = UserNumber::new(FACE_USER).unwrap();
-    store
-        .apply(&[
-            Change::SetHanding(Handing::RightHand),
-            Change::PutUser(User {
-                number: admin,
-                role: Role::Admin,
-                validity: Validity::ALWAYS,
-            }),
-            Change::PutCredential(Credential {
-                id: CredentialId(1),
-                user: admin,
-                kind: CredentialKind::Passcode,
-                secret: CredentialSecret::Passcode(macer.mac(code.digits())),
-            }),
-            Change::PutUser(User {
-                number: user,
-                role: Role::User,
-                validity: Validity::ALWAYS,
-            }),
-            Change::PutCredential(Credential {
-                id: CredentialId(2),
-                user,
-                kind: CredentialKind::Face,
-                secret: CredentialSecret::FaceTemplate { slot: 0, template },
-            }),
-        ])
-        .unwrap();
+    face_seed::seed_face_user(state, ADMIN_CODE, template);
 }
 
 fn write_config(dir: &Path, face_extra: &str) -> PathBuf {
@@ -236,24 +199,6 @@ fn bolt(d: &Daemon) -> String {
     d.status()["sim"]["bolt"].as_str().unwrap().to_owned()
 }
 
-fn face(d: &Daemon, person: Option<u32>) {
-    d.ok(json!({"cmd": "face", "person": person}));
-}
-
-fn events(d: &Daemon) -> Vec<Value> {
-    d.ok(json!({"cmd": "events", "n": 1000}))["events"]
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
-fn count(d: &Daemon, kind: &str) -> usize {
-    events(d)
-        .iter()
-        .filter(|e| e["kind"] == json!(kind))
-        .count()
-}
-
 /// The menu's way out puts the keypad to sleep, so a touch starts a
 /// recognition (B-6.2); entering the menu is not a failed verification.
 fn sleep_keypad(d: &Daemon) {
@@ -267,7 +212,7 @@ fn sleep_keypad(d: &Daemon) {
 /// `cond` must hold.
 fn attempt(d: &Daemon, person: u32, what: &str, cond: impl FnMut(&Daemon) -> bool) {
     // Same RGB picture as before: no motion, nothing starts by itself.
-    face(d, Some(person));
+    d.face(Some(person));
     sleep_keypad(d);
     d.ok(json!({"cmd": "touch"}));
     wait_for(d, what, cond);
@@ -315,27 +260,28 @@ fn ir_liveness_lets_a_live_face_in_and_refuses_a_screen_and_a_glossy_print() {
     wait_for(&d, "the motion trigger", |d| {
         d.log_text().contains("motion trigger watching the camera")
     });
-    face(&d, Some(LIVE));
+    d.face(Some(LIVE));
     wait_for(&d, "the live face's unlock", |d| {
-        count(d, "unlocked.face") == 1
+        d.count_events("unlocked.face") == 1
     });
     d.settle();
     assert_eq!(bolt(&d), "retracted");
-    assert_eq!(count(&d, "verify_failed.face"), 0);
+    assert_eq!(d.count_events("verify_failed.face"), 0);
     d.ok(json!({"cmd": "lock_button"}));
     d.settle();
     assert_eq!(bolt(&d), "extended");
 
     // His face on a phone screen: matched, refused, counted once.
     attempt(&d, SCREEN, "the screen's failed verification", |d| {
-        count(d, "verify_failed.face") >= 1
+        d.count_events("verify_failed.face") >= 1
     });
     assert_eq!(bolt(&d), "extended");
     let spoofs = log_lines(&d, "refused it as a spoof");
     assert_eq!(spoofs.len(), 1, "{spoofs:?}");
     assert!(spoofs[0].contains("too dark"), "{spoofs:?}");
     // The event log tells the owner whose face was shown, and how.
-    let failed: Vec<serde_json::Value> = events(&d)
+    let failed: Vec<serde_json::Value> = d
+        .events()
         .into_iter()
         .filter(|e| e["kind"] == json!("verify_failed.face"))
         .collect();
@@ -345,7 +291,7 @@ fn ir_liveness_lets_a_live_face_in_and_refuses_a_screen_and_a_glossy_print() {
 
     // A glossy print: the glare gives it away.
     attempt(&d, GLOSSY, "the print's failed verification", |d| {
-        count(d, "verify_failed.face") >= 2
+        d.count_events("verify_failed.face") >= 2
     });
     assert_eq!(bolt(&d), "extended");
     let spoofs = log_lines(&d, "refused it as a spoof");
@@ -355,10 +301,11 @@ fn ir_liveness_lets_a_live_face_in_and_refuses_a_screen_and_a_glossy_print() {
     // No IR frame for this one: a module fault, not a pass and not a
     // failed verification.
     attempt(&d, NO_IR, "the missing IR frame's fault", |d| {
-        count(d, "module_fault") >= 1
+        d.count_events("module_fault") >= 1
     });
     assert_eq!(bolt(&d), "extended");
-    let fault = events(&d)
+    let fault = d
+        .events()
         .into_iter()
         .find(|e| e["kind"] == json!("module_fault"))
         .unwrap();
@@ -378,13 +325,14 @@ fn ir_liveness_lets_a_live_face_in_and_refuses_a_screen_and_a_glossy_print() {
 
     // Exactly one failed verification per spoof attempt, no lockout, and
     // the live owner still opens.
-    assert_eq!(count(&d, "verify_failed.face"), 2);
+    assert_eq!(d.count_events("verify_failed.face"), 2);
     assert_eq!(engine(&d)["lockout_active"], json!(false));
     attempt(&d, LIVE, "the live face's second unlock", |d| {
-        count(d, "unlocked.face") == 2
+        d.count_events("unlocked.face") == 2
     });
     assert_eq!(bolt(&d), "retracted");
-    let kinds: Vec<String> = events(&d)
+    let kinds: Vec<String> = d
+        .events()
         .iter()
         .map(|e| e["kind"].as_str().unwrap().to_owned())
         .collect();

@@ -1298,15 +1298,9 @@ async fn client_certificate_login() {
 async fn doorbell_and_tamper_snapshots_reach_the_camera_entity() {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt;
-    let tmp = tempfile::tempdir().expect("tmp");
-    let files = broker_files(tmp.path());
-    let port = free_port();
-    let _broker = Broker::start(&files, port);
-    let owner = StaticKeypair::generate(&mut OsRng);
-    let guest = StaticKeypair::generate(&mut OsRng);
-    let state = tmp.path().join("state");
-    seed(&state, &owner, &guest);
-    let token = tmp.path().join("video.token");
+    let w = World::new();
+    let (files, port, state) = (&w.files, w.port, &w.state);
+    let token = w.tmp.path().join("video.token");
     std::fs::OpenOptions::new()
         .create_new(true)
         .write(true)
@@ -1314,14 +1308,14 @@ async fn doorbell_and_tamper_snapshots_reach_the_camera_entity() {
         .open(&token)
         .and_then(|mut f| f.write_all(b"viewer-token-0123456789\n"))
         .expect("token file");
-    let mut c = config(&files, port);
+    let mut c = config(files, port);
     c.remote.publish_snapshots = true;
     c.video.enabled = true;
     c.video.bind = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
     c.video.token_file = Some(token);
-    let running = start_lock(&state, c).await;
+    let running = start_lock(state, c).await;
     let (_client, mut rx) = app_client(
-        &files,
+        files,
         port,
         "app-snap",
         &[&topic("snapshot"), &topic("availability")],
@@ -1344,35 +1338,18 @@ async fn doorbell_and_tamper_snapshots_reach_the_camera_entity() {
     assert_eq!(&second[..2], &[0xFF, 0xD8]);
     let stats = running.remote_stats.clone().expect("remote on");
     assert_eq!(stats.snapshots_published.load(Ordering::Relaxed), 2);
-    let stored = std::fs::read_dir(state.join("snapshots"))
+    let stored = std::fs::read_dir(w.state.join("snapshots"))
         .expect("snapshot dir")
         .count();
     assert_eq!(stored, 2, "the same pictures are kept on the lock");
 
     // mosquitto_sub, connecting afterwards, gets the retained newest one.
-    let out = Command::new("mosquitto_sub")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "--cafile"])
-        .arg(&files.ca)
-        .args(["-u", "app", "-P", "app-pw", "-t", &topic("snapshot")])
-        .args(["-C", "1", "-W", "30", "-N"])
-        .output()
-        .expect("mosquitto_sub runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.stdout, second, "the retained picture is the newest");
+    let retained = mosquitto_sub_one(files, port, &topic("snapshot"));
+    assert_eq!(retained, second, "the retained picture is the newest");
 
     // Discovery: HA's MQTT camera reads the raw JPEG on that topic.
-    let out = Command::new("mosquitto_sub")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "--cafile"])
-        .arg(&files.ca)
-        .args(["-u", "app", "-P", "app-pw", "-t", "homeassistant/camera/#"])
-        .args(["-C", "1", "-W", "30"])
-        .output()
-        .expect("mosquitto_sub runs");
-    let cam: Value = serde_json::from_slice(&out.stdout).expect("camera config is JSON");
+    let config_doc = mosquitto_sub_one(files, port, "homeassistant/camera/#");
+    let cam: Value = serde_json::from_slice(&config_doc).expect("camera config is JSON");
     assert_eq!(cam["topic"], Value::from(topic("snapshot")));
     for field in ["unique_id", "availability_topic", "device", "name"] {
         assert!(
@@ -1392,16 +1369,11 @@ async fn doorbell_and_tamper_snapshots_reach_the_camera_entity() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_duress_unlock_is_an_ordinary_unlock_on_every_clear_topic() {
     use latchd::core::types::{Credential, CredentialId, CredentialKind, CredentialSecret};
-    let tmp = tempfile::tempdir().expect("tmp");
-    let files = broker_files(tmp.path());
-    let port = free_port();
-    let _broker = Broker::start(&files, port);
-    let owner = StaticKeypair::generate(&mut OsRng);
-    let guest = StaticKeypair::generate(&mut OsRng);
-    let state = tmp.path().join("state");
-    let lock_pub = seed(&state, &owner, &guest);
+    let w = World::new();
+    let (files, port, state) = (&w.files, w.port, &w.state);
+    let (owner, guest, lock_pub) = (&w.owner, &w.guest, w.lock_pub);
     {
-        let (mut store, device) = Store::open(&state, StoreOptions::default()).expect("store");
+        let (mut store, device) = Store::open(state, StoreOptions::default()).expect("store");
         let mac =
             latchd::core::passcode::Macer::new(&device.passcode_key()).mac(&[9, 7, 5, 3, 1, 8]);
         store
@@ -1414,8 +1386,8 @@ async fn a_duress_unlock_is_an_ordinary_unlock_on_every_clear_topic() {
             .expect("duress code");
     }
     let (_watcher, mut rx) =
-        app_client(&files, port, "watcher", &["latchd/#", "homeassistant/#"]).await;
-    let mut running = start_lock(&state, config(&files, port)).await;
+        app_client(files, port, "watcher", &["latchd/#", "homeassistant/#"]).await;
+    let mut running = start_lock(state, config(files, port)).await;
     wait_for(&mut rx, &topic("availability"), b"online").await;
     let sim = running.sim.clone().expect("sim board");
     sim.touch().expect("wake");
@@ -1472,7 +1444,7 @@ async fn a_duress_unlock_is_an_ordinary_unlock_on_every_clear_topic() {
         .collect();
     assert_eq!(sealed.len(), 1, "one owner key, one notice");
     let (c1, plain) = open_oneshot(
-        &owner,
+        owner,
         &lock_pub,
         OneShotDirection::LockToApp,
         None,
@@ -1490,7 +1462,7 @@ async fn a_duress_unlock_is_an_ordinary_unlock_on_every_clear_topic() {
     assert!(n.cursor > 0, "it points into the log");
     assert!(
         open_oneshot(
-            &guest,
+            guest,
             &lock_pub,
             OneShotDirection::LockToApp,
             None,
@@ -1511,7 +1483,7 @@ async fn a_duress_unlock_is_an_ordinary_unlock_on_every_clear_topic() {
     sim.mechanical_key().expect("key turned");
     let away = next_on(&mut rx, &topic("notify")).await;
     let (c2, plain) = open_oneshot(
-        &owner,
+        owner,
         &lock_pub,
         OneShotDirection::LockToApp,
         Some(c1),
@@ -1525,7 +1497,7 @@ async fn a_duress_unlock_is_an_ordinary_unlock_on_every_clear_topic() {
     ));
     assert!(
         open_oneshot(
-            &owner,
+            owner,
             &lock_pub,
             OneShotDirection::LockToApp,
             Some(c2),
@@ -1538,7 +1510,7 @@ async fn a_duress_unlock_is_an_ordinary_unlock_on_every_clear_topic() {
     assert_eq!(stats.notices_sealed.load(Ordering::Relaxed), 2);
 
     // The lock's own log keeps the truth for the owner's sealed channel.
-    let (store, _) = Store::open(&state, StoreOptions::default()).expect("store");
+    let (store, _) = Store::open(state, StoreOptions::default()).expect("store");
     let log = store.recent_events(100).expect("events");
     assert!(log.iter().any(|e| matches!(
         e.event.kind,
@@ -1548,4 +1520,58 @@ async fn a_duress_unlock_is_an_ordinary_unlock_on_every_clear_topic() {
     )));
     drop(store);
     running.stop().await.expect("stops");
+}
+
+/// A broker on a free port, and a lock state seeded by [`seed`] with an
+/// owner and a guest key: where most tests start.
+struct World {
+    tmp: tempfile::TempDir,
+    files: BrokerFiles,
+    port: u16,
+    _broker: Broker,
+    owner: StaticKeypair,
+    guest: StaticKeypair,
+    state: PathBuf,
+    lock_pub: [u8; 32],
+}
+
+impl World {
+    fn new() -> World {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let files = broker_files(tmp.path());
+        let port = free_port();
+        let broker = Broker::start(&files, port);
+        let owner = StaticKeypair::generate(&mut OsRng);
+        let guest = StaticKeypair::generate(&mut OsRng);
+        let state = tmp.path().join("state");
+        let lock_pub = seed(&state, &owner, &guest);
+        World {
+            tmp,
+            files,
+            port,
+            _broker: broker,
+            owner,
+            guest,
+            state,
+            lock_pub,
+        }
+    }
+}
+
+/// One message's payload on `topic` (or a filter), as the real
+/// `mosquitto_sub` prints it with `-N` (no newline added).
+fn mosquitto_sub_one(files: &BrokerFiles, port: u16, topic: &str) -> Vec<u8> {
+    let out = Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "--cafile"])
+        .arg(&files.ca)
+        .args(["-u", "app", "-P", "app-pw", "-t", topic])
+        .args(["-C", "1", "-W", "30", "-N"])
+        .output()
+        .expect("mosquitto_sub runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
 }

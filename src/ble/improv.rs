@@ -150,22 +150,7 @@ pub fn checksum(bytes: &[u8]) -> u8 {
 
 /// Parse one complete RPC command packet.
 pub fn parse_rpc(packet: &[u8]) -> Result<Command, RpcError> {
-    let [command, len, rest @ ..] = packet else {
-        return Err(RpcError::Truncated(packet.len()));
-    };
-    let Some((&sum, data)) = rest.split_last() else {
-        return Err(RpcError::Truncated(packet.len()));
-    };
-    if data.len() != *len as usize {
-        return Err(RpcError::Length {
-            declared: *len as usize,
-            actual: data.len(),
-        });
-    }
-    let expected = checksum(&packet[..packet.len() - 1]);
-    if sum != expected {
-        return Err(RpcError::Checksum { got: sum, expected });
-    }
+    let (command, data) = split_packet(packet)?;
     let no_data = |c: Command| {
         if data.is_empty() {
             Ok(c)
@@ -173,7 +158,7 @@ pub fn parse_rpc(packet: &[u8]) -> Result<Command, RpcError> {
             Err(RpcError::BadData("this command takes no data"))
         }
     };
-    match *command {
+    match command {
         cmd::WIFI_SETTINGS => {
             let (ssid, rest) =
                 take_prefixed(data).ok_or(RpcError::BadData("SSID length exceeds the data"))?;
@@ -230,10 +215,23 @@ pub fn encode_packet(command: u8, strings: &[&[u8]]) -> Vec<u8> {
 /// Decode an RPC result packet (what a client reads from the RPC-result
 /// characteristic): `(command, strings)`.
 pub fn decode_result(packet: &[u8]) -> Result<(u8, Vec<Vec<u8>>), RpcError> {
+    let (command, mut data) = split_packet(packet)?;
+    let mut strings = Vec::new();
+    while !data.is_empty() {
+        let (s, rest) =
+            take_prefixed(data).ok_or(RpcError::BadData("string length exceeds the data"))?;
+        strings.push(s.to_vec());
+        data = rest;
+    }
+    Ok((command, strings))
+}
+
+/// `[command, len, data…, checksum]` checked: the command and the data.
+fn split_packet(packet: &[u8]) -> Result<(u8, &[u8]), RpcError> {
     let [command, len, rest @ ..] = packet else {
         return Err(RpcError::Truncated(packet.len()));
     };
-    let Some((&sum, mut data)) = rest.split_last() else {
+    let Some((&sum, data)) = rest.split_last() else {
         return Err(RpcError::Truncated(packet.len()));
     };
     if data.len() != *len as usize {
@@ -246,14 +244,7 @@ pub fn decode_result(packet: &[u8]) -> Result<(u8, Vec<Vec<u8>>), RpcError> {
     if sum != expected {
         return Err(RpcError::Checksum { got: sum, expected });
     }
-    let mut strings = Vec::new();
-    while !data.is_empty() {
-        let (s, rest) =
-            take_prefixed(data).ok_or(RpcError::BadData("string length exceeds the data"))?;
-        strings.push(s.to_vec());
-        data = rest;
-    }
-    Ok((*command, strings))
+    Ok((*command, data))
 }
 
 /// One scan result packet (`[ssid, rssi, "YES"/"NO"]`) as a network;

@@ -312,6 +312,43 @@ pub(crate) async fn uncached_proxy(
         .map_err(bus_err)
 }
 
+/// `org.freedesktop.DBus.Properties` of `path` on `service`, uncached:
+/// for watching changes and reading objects that come and go.
+pub(crate) async fn properties_proxy(
+    bus: &zbus::Connection,
+    service: &'static str,
+    path: &zbus::zvariant::OwnedObjectPath,
+) -> Result<zbus::fdo::PropertiesProxy<'static>, WifiError> {
+    zbus::fdo::PropertiesProxy::builder(bus)
+        .destination(service)
+        .and_then(|b| b.path(path.clone()))
+        .map_err(bus_err)?
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await
+        .map_err(bus_err)
+}
+
+/// Every property of `iface` on each object of `paths` (a scan's BSSs or
+/// access points). An object that vanished between the listing and this
+/// read is skipped.
+pub(crate) async fn properties_of_each(
+    bus: &zbus::Connection,
+    service: &'static str,
+    paths: &[zbus::zvariant::OwnedObjectPath],
+    iface: &'static str,
+) -> Result<Vec<std::collections::HashMap<String, zbus::zvariant::OwnedValue>>, WifiError> {
+    let mut out = Vec::with_capacity(paths.len());
+    for path in paths {
+        let props = properties_proxy(bus, service, path).await?;
+        let name = zbus::names::InterfaceName::from_static_str_unchecked(iface);
+        if let Ok(all) = props.get_all(name).await {
+            out.push(all);
+        }
+    }
+    Ok(out)
+}
+
 pub(crate) fn bus_err(e: zbus::Error) -> WifiError {
     WifiError::Bus(Box::new(e))
 }

@@ -26,8 +26,9 @@ use futures_util::StreamExt;
 use zbus::zvariant::{ObjectPath, OwnedObjectPath, Value};
 
 use super::{
-    bus_err, check_credentials, error_name, is_service_unknown, ssid_text, summarise_scan,
-    ScannedNetwork, Secret, WifiBackend, WifiError, WifiFuture, WifiStatus, SCAN_TIMEOUT,
+    bus_err, check_credentials, error_name, is_service_unknown, properties_of_each,
+    properties_proxy, ssid_text, summarise_scan, ScannedNetwork, Secret, WifiBackend, WifiError,
+    WifiFuture, WifiStatus, SCAN_TIMEOUT,
 };
 
 pub const SERVICE: &str = "org.freedesktop.NetworkManager";
@@ -314,13 +315,7 @@ impl NetworkManager {
         }
         let dev = self.device().await?;
         let wireless = self.proxy(dev.as_str(), WIRELESS_IFACE).await?;
-        let props = zbus::fdo::PropertiesProxy::builder(&self.bus)
-            .destination(SERVICE)
-            .and_then(|b| b.path(dev.clone()))
-            .map_err(bus_err)?
-            .build()
-            .await
-            .map_err(bus_err)?;
+        let props = properties_proxy(&self.bus, SERVICE, &dev).await?;
         // Subscribe before asking: the scan may end before the call returns.
         let mut changes = props.receive_properties_changed().await.map_err(bus_err)?;
         let before: i64 = wireless
@@ -372,25 +367,11 @@ impl NetworkManager {
             .call("GetAllAccessPoints", &())
             .await
             .map_err(call_err("GetAllAccessPoints"))?;
-        let mut raw = Vec::with_capacity(aps.len());
-        for ap in aps {
-            let props = zbus::fdo::PropertiesProxy::builder(&self.bus)
-                .destination(SERVICE)
-                .and_then(|b| b.path(ap.clone()))
-                .map_err(bus_err)?
-                .cache_properties(zbus::proxy::CacheProperties::No)
-                .build()
-                .await
-                .map_err(bus_err)?;
-            let iface = zbus::names::InterfaceName::from_static_str_unchecked(AP_IFACE);
-            // An access point can vanish between the list and this read.
-            let Ok(all) = props.get_all(iface).await else {
-                continue;
-            };
-            if let Some(n) = ap_network(&all) {
-                raw.push(n);
-            }
-        }
+        let raw = properties_of_each(&self.bus, SERVICE, &aps, AP_IFACE)
+            .await?
+            .iter()
+            .filter_map(ap_network)
+            .collect();
         Ok(summarise_scan(raw))
     }
 }

@@ -29,8 +29,9 @@ use futures_util::StreamExt;
 use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
 
 use super::{
-    bus_err, check_credentials, error_name, is_service_unknown, ssid_text, summarise_scan,
-    ScannedNetwork, Secret, WifiBackend, WifiError, WifiFuture, WifiStatus, SCAN_TIMEOUT,
+    bus_err, check_credentials, error_name, is_service_unknown, properties_of_each,
+    properties_proxy, ssid_text, summarise_scan, ScannedNetwork, Secret, WifiBackend, WifiError,
+    WifiFuture, WifiStatus, SCAN_TIMEOUT,
 };
 
 /// Bus name and root object of wpa_supplicant.
@@ -143,13 +144,7 @@ impl WpaSupplicant {
         let secret = check_credentials(ssid, psk)?;
         let path = self.interface_path().await?;
         let iface = self.proxy(path.as_str(), INTERFACE_IFACE).await?;
-        let props = zbus::fdo::PropertiesProxy::builder(&self.bus)
-            .destination(SERVICE)
-            .and_then(|b| b.path(path.clone()))
-            .map_err(bus_err)?
-            .build()
-            .await
-            .map_err(bus_err)?;
+        let props = properties_proxy(&self.bus, SERVICE, &path).await?;
         // Subscribe before selecting, so no state change can slip past.
         let mut changes = props.receive_properties_changed().await.map_err(bus_err)?;
 
@@ -283,25 +278,11 @@ impl WpaSupplicant {
             .get_property("BSSs")
             .await
             .map_err(call_err("Get(BSSs)"))?;
-        let mut raw = Vec::with_capacity(bsss.len());
-        for bss in bsss {
-            let props = zbus::fdo::PropertiesProxy::builder(&self.bus)
-                .destination(SERVICE)
-                .and_then(|b| b.path(bss.clone()))
-                .map_err(bus_err)?
-                .cache_properties(zbus::proxy::CacheProperties::No)
-                .build()
-                .await
-                .map_err(bus_err)?;
-            let iface_name = zbus::names::InterfaceName::from_static_str_unchecked(BSS_IFACE);
-            // A BSS can expire between the list and this read: skip it.
-            let Ok(all) = props.get_all(iface_name).await else {
-                continue;
-            };
-            if let Some(n) = bss_network(&all) {
-                raw.push(n);
-            }
-        }
+        let raw = properties_of_each(&self.bus, SERVICE, &bsss, BSS_IFACE)
+            .await?
+            .iter()
+            .filter_map(bss_network)
+            .collect();
         Ok(summarise_scan(raw))
     }
 }

@@ -120,6 +120,27 @@ impl Daemon {
         self.ok(json!({"cmd": "finger", "person": person}));
     }
 
+    /// The simulated camera shows `person` (`None`: nobody).
+    pub fn face(&self, person: Option<u32>) {
+        self.ok(json!({"cmd": "face", "person": person}));
+    }
+
+    /// Every logged event (up to 1000), oldest first.
+    pub fn events(&self) -> Vec<Value> {
+        self.ok(json!({"cmd": "events", "n": 1000}))["events"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    /// How many logged events have this dotted kind (`unlocked.face`).
+    pub fn count_events(&self, kind: &str) -> usize {
+        self.events()
+            .iter()
+            .filter(|e| e["kind"] == json!(kind))
+            .count()
+    }
+
     pub fn settle(&self) {
         self.ok(json!({"cmd": "settle"}));
     }

@@ -163,6 +163,25 @@ fn open_device(cfg: &config::Camera) -> Result<(Device, PathBuf, String), Camera
     Ok((dev, path, caps.card))
 }
 
+/// The first of `wanted` (in order of preference) that the device offers,
+/// or the list of what it offers, for the error.
+pub(super) fn first_offered<T: Copy>(
+    offered: &[v4l::format::Description],
+    wanted: &[([u8; 4], T)],
+) -> Result<(FourCC, T), String> {
+    wanted
+        .iter()
+        .map(|(cc, t)| (FourCC::new(cc), *t))
+        .find(|(cc, _)| offered.iter().any(|d| d.fourcc == *cc))
+        .ok_or_else(|| {
+            offered
+                .iter()
+                .map(|d| d.fourcc.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+}
+
 fn negotiate(
     dev: &Device,
     path: &Path,
@@ -174,22 +193,18 @@ fn negotiate(
         move |source| CameraError::Ioctl { path, what, source }
     };
     let offered = dev.enum_formats().map_err(ioctl("VIDIOC_ENUM_FMT"))?;
-    let has = |cc: &[u8; 4]| offered.iter().any(|d| d.fourcc == FourCC::new(cc));
     // MJPEG first: a tenth of the USB bandwidth and passed to viewers as is.
-    let (fourcc, format) = if has(b"MJPG") {
-        (FourCC::new(b"MJPG"), PixelFormat::Mjpeg)
-    } else if has(b"YUYV") {
-        (FourCC::new(b"YUYV"), PixelFormat::Yuyv)
-    } else {
-        return Err(CameraError::NoUsableFormat {
-            path: path.to_owned(),
-            offered: offered
-                .iter()
-                .map(|d| d.fourcc.to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-        });
-    };
+    let (fourcc, format) = first_offered(
+        &offered,
+        &[
+            (*b"MJPG", PixelFormat::Mjpeg),
+            (*b"YUYV", PixelFormat::Yuyv),
+        ],
+    )
+    .map_err(|offered| CameraError::NoUsableFormat {
+        path: path.to_owned(),
+        offered,
+    })?;
     let mut fmt = dev.format().map_err(ioctl("VIDIOC_G_FMT"))?;
     fmt.width = width;
     fmt.height = height;

@@ -148,21 +148,14 @@ impl V4l2IrCamera {
             });
         }
         let offered = dev.enum_formats().map_err(ioctl("VIDIOC_ENUM_FMT"))?;
-        let has = |cc: &[u8; 4]| offered.iter().any(|d| d.fourcc == FourCC::new(cc));
-        let (fourcc, format) = if has(b"GREY") {
-            (FourCC::new(b"GREY"), IrFormat::Grey)
-        } else if has(b"YUYV") {
-            (FourCC::new(b"YUYV"), IrFormat::Yuyv)
-        } else {
-            return Err(IrCameraError::NoUsableFormat {
-                path: path.to_owned(),
-                offered: offered
-                    .iter()
-                    .map(|d| d.fourcc.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            });
-        };
+        let (fourcc, format) = super::camera::first_offered(
+            &offered,
+            &[(*b"GREY", IrFormat::Grey), (*b"YUYV", IrFormat::Yuyv)],
+        )
+        .map_err(|offered| IrCameraError::NoUsableFormat {
+            path: path.to_owned(),
+            offered,
+        })?;
         let mut fmt = dev.format().map_err(ioctl("VIDIOC_G_FMT"))?;
         fmt.fourcc = fourcc;
         let got = dev.set_format(&fmt).map_err(ioctl("VIDIOC_S_FMT"))?;
