@@ -570,14 +570,16 @@ fn error_code(r: &Response) -> Option<ErrorCode> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sealed_commands_over_a_real_broker() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let files = broker_files(tmp.path());
-    let port = free_port();
-    let _broker = Broker::start(&files, port);
-    let owner = StaticKeypair::generate(&mut OsRng);
-    let guest = StaticKeypair::generate(&mut OsRng);
-    let state = tmp.path().join("state");
-    let lock_pub = seed(&state, &owner, &guest);
+    let World {
+        tmp: _tmp,
+        files,
+        port,
+        _broker,
+        owner,
+        guest,
+        state,
+        lock_pub,
+    } = World::new();
     let mut running = start_lock(&state, config(&files, port)).await;
 
     let (client, mut rx) = app_client(
