@@ -8,30 +8,15 @@
 //! Run: `cargo bench --bench face` (needs the shared models and photos:
 //! `$LATCHD_SHARED`, else `../shared`).
 
+#[path = "../tests/common/shared.rs"]
+mod shared;
+use shared::{shared_dir, vm_rss_kib};
+
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
 
 use criterion::Criterion;
 use image::{imageops, RgbImage};
 use latchd::biometrics::face::{FaceRecognizer, DEFAULT_MATCH_THRESHOLD};
-
-fn shared_dir() -> PathBuf {
-    std::env::var_os("LATCHD_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"))
-}
-
-/// Resident set size in KiB, or 0 where /proc is unavailable.
-fn vm_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 /// CPU time (user + system) this thread has used, in clock ticks
 /// (/proc/thread-self/stat fields 14 and 15), or 0 where unavailable.

@@ -33,7 +33,11 @@
 #[path = "../tests/common/face_seed.rs"]
 mod face_seed;
 
-use std::path::{Path, PathBuf};
+#[path = "../tests/common/shared.rs"]
+mod shared;
+use shared::{shared_dir, vm_rss_kib};
+
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,12 +51,6 @@ use latchd::core::{Input, ModuleCmd};
 use latchd::video::{FrameRing, StreamConfig, VideoServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
-
-fn shared_dir() -> PathBuf {
-    std::env::var_os("LATCHD_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"))
-}
 
 fn bench_unlock(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -179,18 +177,6 @@ fn bench_stream(c: &mut Criterion) {
     c.bench_function("jpeg_encode_640x480", |b| {
         b.iter(|| latchd::video::ring::encode_jpeg(&img).expect("encode"))
     });
-}
-
-/// Resident set size in KiB, or 0 where /proc is unavailable.
-fn vm_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 const ADMIN_CODE: &str = "135792";

@@ -44,6 +44,10 @@ mod daemon_common;
 #[path = "common/face_seed.rs"]
 mod face_seed;
 
+#[path = "common/shared.rs"]
+mod shared;
+use shared::{models_dir, photo};
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -62,23 +66,6 @@ const OWNER_PHOTO_B: u32 = 2;
 const STRANGER: u32 = 3;
 /// Kit Harington, frontal: the enrolment's first pose.
 const FRONTAL: u32 = 4;
-
-fn shared_dir() -> PathBuf {
-    std::env::var_os("LATCHD_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"))
-}
-
-fn models_dir() -> PathBuf {
-    shared_dir().join("models")
-}
-
-fn photo(rel: &str) -> RgbImage {
-    let p = shared_dir().join("faces").join(rel);
-    image::open(&p)
-        .unwrap_or_else(|e| panic!("decoding {}: {e}", p.display()))
-        .to_rgb8()
-}
 
 /// The sim camera's people directory (see the module docs).
 fn people_dir(dir: &Path) -> PathBuf {
@@ -222,11 +209,7 @@ fn enrolled_face_unlocks_and_a_stranger_counts_once_per_attempt_until_lockout() 
     d.face(Some(OWNER_PHOTO_B));
     d.settle();
     assert_eq!(bolt(&d), "retracted");
-    let unlock = d
-        .events()
-        .into_iter()
-        .find(|e| e["kind"] == json!("unlocked.face"))
-        .unwrap();
+    let unlock = d.first_event("unlocked.face").unwrap();
     assert!(
         unlock["detail"].as_str().unwrap().contains("user=2"),
         "{unlock}"
@@ -364,11 +347,7 @@ fn missing_or_wrong_model_turns_face_off_and_the_lock_keeps_working() {
         wait_for(&d, "the face module fault", |d| {
             d.count_events("module_fault") == 1
         });
-        let fault = d
-            .events()
-            .into_iter()
-            .find(|e| e["kind"] == json!("module_fault"))
-            .unwrap();
+        let fault = d.first_event("module_fault").unwrap();
         assert!(
             fault["detail"].as_str().unwrap().contains("Face"),
             "{case}: {fault}"
@@ -702,11 +681,7 @@ fn five_pose_enrolment_through_the_menu_unlocks_and_a_cancelled_one_stores_nothi
     wait_for(&d, "the enrolled face's unlock", |d| {
         d.count_events("unlocked.face") == 1
     });
-    let unlock = d
-        .events()
-        .into_iter()
-        .find(|e| e["kind"] == json!("unlocked.face"))
-        .unwrap();
+    let unlock = d.first_event("unlocked.face").unwrap();
     assert!(
         unlock["detail"].as_str().unwrap().contains("user=2"),
         "{unlock}"

@@ -33,6 +33,10 @@ mod daemon_common;
 #[path = "common/face_seed.rs"]
 mod face_seed;
 
+#[path = "common/shared.rs"]
+mod shared;
+use shared::{models_dir, photo};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -52,23 +56,6 @@ const NO_IR: u32 = 4;
 /// The photo every person shows; the template is made from another one.
 const OWNER_PHOTO: &str = "obama/2.jpg";
 const ENROLMENT_PHOTO: &str = "obama/1.jpg";
-
-fn shared_dir() -> PathBuf {
-    std::env::var_os("LATCHD_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"))
-}
-
-fn models_dir() -> PathBuf {
-    shared_dir().join("models")
-}
-
-fn photo(rel: &str) -> RgbImage {
-    let p = shared_dir().join("faces").join(rel);
-    image::open(&p)
-        .unwrap_or_else(|e| panic!("decoding {}: {e}", p.display()))
-        .to_rgb8()
-}
 
 fn recognizer() -> FaceRecognizer {
     FaceRecognizer::load(&models_dir(), DEFAULT_MATCH_THRESHOLD).unwrap_or_else(|e| panic!("{e}"))
@@ -304,11 +291,7 @@ fn ir_liveness_lets_a_live_face_in_and_refuses_a_screen_and_a_glossy_print() {
         d.count_events("module_fault") >= 1
     });
     assert_eq!(bolt(&d), "extended");
-    let fault = d
-        .events()
-        .into_iter()
-        .find(|e| e["kind"] == json!("module_fault"))
-        .unwrap();
+    let fault = d.first_event("module_fault").unwrap();
     let detail = fault["detail"].as_str().unwrap();
     assert!(
         detail.contains("Face") && detail.contains("IR liveness"),

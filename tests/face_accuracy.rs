@@ -7,18 +7,16 @@
 //! The shared directory is `$LATCHD_SHARED`, else `../shared` beside the
 //! crate. Run: `cargo test --test face_accuracy -- --nocapture`.
 
-use std::path::{Path, PathBuf};
+#[path = "common/shared.rs"]
+mod shared;
+use shared::shared_dir;
+
+use std::path::PathBuf;
 
 use image::RgbImage;
 use latchd::biometrics::face::{
     align_face, Embedding, FaceRecognizer, FaceTemplate, DEFAULT_MATCH_THRESHOLD,
 };
-
-fn shared_dir() -> PathBuf {
-    std::env::var_os("LATCHD_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"))
-}
 
 fn recognizer() -> FaceRecognizer {
     let models = shared_dir().join("models");

@@ -17,7 +17,9 @@
 //! The shared directory is `$LATCHD_SHARED`, else `../shared`.
 //! Run: `cargo test --test face_enrol -- --nocapture`.
 
-use std::path::{Path, PathBuf};
+#[path = "common/shared.rs"]
+mod shared;
+use shared::{photo, shared_dir};
 
 use image::{imageops, Rgb, RgbImage};
 use latchd::biometrics::face::{
@@ -25,23 +27,10 @@ use latchd::biometrics::face::{
     FaceTemplate, Fix, Point, Pose, DEFAULT_MATCH_THRESHOLD,
 };
 
-fn shared_dir() -> PathBuf {
-    std::env::var_os("LATCHD_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"))
-}
-
 fn recognizer() -> FaceRecognizer {
     let models = shared_dir().join("models");
     FaceRecognizer::load(&models, DEFAULT_MATCH_THRESHOLD)
         .unwrap_or_else(|e| panic!("loading models from {}: {e}", models.display()))
-}
-
-fn photo(rel: &str) -> RgbImage {
-    let p = shared_dir().join("faces").join(rel);
-    image::open(&p)
-        .unwrap_or_else(|e| panic!("decoding {}: {e}", p.display()))
-        .to_rgb8()
 }
 
 /// A photo scaled to `width` pixels (keeps the test fast; a lock camera

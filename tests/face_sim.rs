@@ -14,7 +14,10 @@
 //! Run: `cargo test --test face_sim -- --nocapture`.
 #![cfg(feature = "face")]
 
-use std::path::{Path, PathBuf};
+#[path = "common/shared.rs"]
+mod shared;
+use shared::{photo, shared_dir};
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,19 +36,6 @@ use latchd::core::types::Modality;
 use latchd::core::{Input, ModuleCmd};
 use latchd::video::FrameRing;
 use tokio::sync::{mpsc, watch};
-
-fn shared_dir() -> PathBuf {
-    std::env::var_os("LATCHD_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"))
-}
-
-fn photo(rel: &str) -> RgbImage {
-    let p = shared_dir().join("faces").join(rel);
-    image::open(&p)
-        .unwrap_or_else(|e| panic!("decoding {}: {e}", p.display()))
-        .to_rgb8()
-}
 
 /// The real recognizer; when `pitch` is set, each face's landmarks are
 /// replaced by a model face pitched by that many degrees.

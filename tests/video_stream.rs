@@ -9,8 +9,11 @@
 //! * `/snapshot.jpg` → one JPEG of the camera's size.
 //!
 //! Run: `cargo test --test video_stream -- --nocapture` (prints frames/s).
+#[path = "common/shared.rs"]
+mod shared;
+use shared::shared_dir;
+
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -23,12 +26,6 @@ use tokio::sync::watch;
 const TOKEN: &str = "0123456789abcdef-test-token";
 const W: u32 = 320;
 const H: u32 = 240;
-
-fn shared_dir() -> PathBuf {
-    std::env::var_os("LATCHD_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"))
-}
 
 struct Rig {
     addr: SocketAddr,

@@ -39,7 +39,7 @@ use latchd::core::event::AppRefusal;
 use latchd::core::input::SetPress;
 use latchd::core::time::{Instant, WallTime};
 use latchd::core::types::Persisted;
-use latchd::core::{AppCommand, Channel, Input, Principal, Prompt};
+use latchd::core::{AppCommand, Channel, Input, Principal};
 use latchd::store::{EventId, StoredEvent};
 use rand_core::OsRng;
 
@@ -614,12 +614,12 @@ mod guest {
         // The write may return before the lock ran it: wait for the prompt
         // in the engine's whole history.
         let heard = || {
-            link.sim
-                .lock()
-                .unwrap()
-                .all
-                .iter()
-                .any(|a| matches!(a, latchd::core::Action::Prompt(Prompt::Identify)))
+            link.sim.lock().unwrap().all.iter().any(|a| {
+                matches!(
+                    a,
+                    latchd::core::Action::Prompt(latchd::core::Prompt::Identify)
+                )
+            })
         };
         let deadline = StdInstant::now() + Duration::from_secs(10);
         while !heard() {

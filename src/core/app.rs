@@ -404,7 +404,7 @@ impl Engine {
         {
             return Err(AppError::KeyExists);
         }
-        if self.dir.app_keys.len() + self.dir.guest_invites.len() >= limits::APP_KEYS {
+        if self.dir.app_key_slots_full() {
             return Err(AppError::Limit(CredentialKind::Passcode));
         }
         let id = self.dir.next_app_key_id();
@@ -430,9 +430,7 @@ impl Engine {
         if until <= from || until <= now || invite.code_expires_at <= now {
             return Err(AppError::BadValidity);
         }
-        if self.dir.guest_invites.len() >= limits::GUEST_INVITES
-            || self.dir.app_keys.len() + self.dir.guest_invites.len() >= limits::APP_KEYS
-        {
+        if self.dir.guest_invites.len() >= limits::GUEST_INVITES || self.dir.app_key_slots_full() {
             return Err(AppError::Limit(CredentialKind::Passcode));
         }
         if self

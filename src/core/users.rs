@@ -282,6 +282,11 @@ impl Directory {
         AppKeyId(last.map_or(1, |c| c.0.saturating_add(1)))
     }
 
+    /// Every app-key slot is held by a key or an invite.
+    pub fn app_key_slots_full(&self) -> bool {
+        self.app_keys.len() + self.guest_invites.len() >= limits::APP_KEYS
+    }
+
     pub fn counts(&self) -> CredentialCounts {
         CredentialCounts {
             faces: self.count(CredentialKind::Face),

@@ -349,6 +349,27 @@ pub(crate) async fn properties_of_each(
     Ok(out)
 }
 
+/// The next value of `prop` on `iface` in a PropertiesChanged stream;
+/// `gone` when the stream ends (the service left the bus).
+pub(crate) async fn next_change(
+    changes: &mut (impl futures_util::Stream<Item = zbus::fdo::PropertiesChanged> + Unpin),
+    iface: &str,
+    prop: &str,
+    gone: WifiError,
+) -> Result<zbus::zvariant::OwnedValue, WifiError> {
+    use futures_util::StreamExt;
+    while let Some(signal) = changes.next().await {
+        let Ok(args) = signal.args() else { continue };
+        if args.interface_name().as_str() != iface {
+            continue;
+        }
+        if let Some(v) = args.changed_properties().get(prop) {
+            return v.try_to_owned().map_err(|e| bus_err(e.into()));
+        }
+    }
+    Err(gone)
+}
+
 pub(crate) fn bus_err(e: zbus::Error) -> WifiError {
     WifiError::Bus(Box::new(e))
 }

@@ -26,7 +26,7 @@ use futures_util::StreamExt;
 use zbus::zvariant::{ObjectPath, OwnedObjectPath, Value};
 
 use super::{
-    bus_err, check_credentials, error_name, is_service_unknown, properties_of_each,
+    bus_err, check_credentials, error_name, is_service_unknown, next_change, properties_of_each,
     properties_proxy, ssid_text, summarise_scan, ScannedNetwork, Secret, WifiBackend, WifiError,
     WifiFuture, WifiStatus, SCAN_TIMEOUT,
 };
@@ -141,13 +141,17 @@ impl NetworkManager {
         Ok(dev)
     }
 
-    async fn link(&self, dev: &OwnedObjectPath) -> Result<WifiStatus, WifiError> {
-        let enabled: bool = self
-            .proxy(ROOT_PATH, SERVICE)
+    /// NetworkManager's Wi-Fi switch.
+    async fn wireless_enabled(&self) -> Result<bool, WifiError> {
+        self.proxy(ROOT_PATH, SERVICE)
             .await?
             .get_property("WirelessEnabled")
             .await
-            .map_err(call_err("Get(WirelessEnabled)"))?;
+            .map_err(call_err("Get(WirelessEnabled)"))
+    }
+
+    async fn link(&self, dev: &OwnedObjectPath) -> Result<WifiStatus, WifiError> {
+        let enabled = self.wireless_enabled().await?;
         let ap: OwnedObjectPath = self
             .proxy(dev.as_str(), WIRELESS_IFACE)
             .await?
@@ -304,13 +308,7 @@ impl NetworkManager {
 
 impl NetworkManager {
     async fn do_scan(&self) -> Result<Vec<ScannedNetwork>, WifiError> {
-        let enabled: bool = self
-            .proxy(ROOT_PATH, SERVICE)
-            .await?
-            .get_property("WirelessEnabled")
-            .await
-            .map_err(call_err("Get(WirelessEnabled)"))?;
-        if !enabled {
+        if !self.wireless_enabled().await? {
             return Err(WifiError::ScanFailed("Wi-Fi is switched off"));
         }
         let dev = self.device().await?;
@@ -334,21 +332,11 @@ impl NetworkManager {
                         if now != before {
                             return Ok(());
                         }
-                        // Wait for the device's next LastScan change.
-                        loop {
-                            let Some(signal) = changes.next().await else {
-                                return Err(WifiError::ServiceMissing {
-                                    service: NAME,
-                                    unit: "NetworkManager",
-                                });
-                            };
-                            let Ok(args) = signal.args() else { continue };
-                            if args.interface_name().as_str() == WIRELESS_IFACE
-                                && args.changed_properties().contains_key("LastScan")
-                            {
-                                break;
-                            }
-                        }
+                        let gone = WifiError::ServiceMissing {
+                            service: NAME,
+                            unit: "NetworkManager",
+                        };
+                        next_change(&mut changes, WIRELESS_IFACE, "LastScan", gone).await?;
                     }
                 };
                 match tokio::time::timeout(SCAN_TIMEOUT, wait).await {

@@ -29,7 +29,7 @@ use futures_util::StreamExt;
 use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
 
 use super::{
-    bus_err, check_credentials, error_name, is_service_unknown, properties_of_each,
+    bus_err, check_credentials, error_name, is_service_unknown, next_change, properties_of_each,
     properties_proxy, ssid_text, summarise_scan, ScannedNetwork, Secret, WifiBackend, WifiError,
     WifiFuture, WifiStatus, SCAN_TIMEOUT,
 };
@@ -206,22 +206,16 @@ impl WpaSupplicant {
                     _ => {}
                 }
                 // Wait for the next State change.
-                loop {
-                    let Some(signal) = changes.next().await else {
-                        return Err(WifiError::ServiceMissing {
-                            service: NAME,
-                            unit: "wpa_supplicant",
-                        });
+                state = loop {
+                    let gone = WifiError::ServiceMissing {
+                        service: NAME,
+                        unit: "wpa_supplicant",
                     };
-                    let Ok(args) = signal.args() else { continue };
-                    if args.interface_name().as_str() != INTERFACE_IFACE {
-                        continue;
+                    let v = next_change(&mut changes, INTERFACE_IFACE, "State", gone).await?;
+                    if let Ok(s) = String::try_from(v) {
+                        break s;
                     }
-                    if let Some(Value::Str(s)) = args.changed_properties().get("State") {
-                        state = s.as_str().to_owned();
-                        break;
-                    }
-                }
+                };
             }
         };
         let result = match tokio::time::timeout(self.timeout, watch).await {

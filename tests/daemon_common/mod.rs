@@ -133,6 +133,11 @@ impl Daemon {
             .clone()
     }
 
+    /// The oldest logged event of this dotted kind.
+    pub fn first_event(&self, kind: &str) -> Option<Value> {
+        self.events().into_iter().find(|e| e["kind"] == json!(kind))
+    }
+
     /// How many logged events have this dotted kind (`unlocked.face`).
     pub fn count_events(&self, kind: &str) -> usize {
         self.events()
