@@ -44,11 +44,12 @@ use std::time::{Duration, Instant};
 use criterion::Criterion;
 use latchd::biometrics::face::{FaceRecognizer, FaceTemplate, DEFAULT_MATCH_THRESHOLD};
 use latchd::board::face_service::{decode_templates, FacePipeline, FaceService, FaceServiceConfig};
+use latchd::board::frames::FrameRing;
 use latchd::board::sim::camera::{SimCamera, SimCameraConfig};
 use latchd::board::{FaceSource, InputSender, OrderedSender};
 use latchd::core::input::ModuleReport;
 use latchd::core::{Input, ModuleCmd};
-use latchd::video::{FrameRing, StreamConfig, VideoServer};
+use latchd::video::{StreamConfig, VideoServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
@@ -175,7 +176,7 @@ fn bench_stream(c: &mut Criterion) {
         .to_rgb8();
     let img = latchd::board::sim::camera::letterbox(&img, 640, 480);
     c.bench_function("jpeg_encode_640x480", |b| {
-        b.iter(|| latchd::video::ring::encode_jpeg(&img).expect("encode"))
+        b.iter(|| latchd::board::frames::encode_jpeg(&img).expect("encode"))
     });
 }
 

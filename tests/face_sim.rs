@@ -29,12 +29,12 @@ use latchd::biometrics::face::{
 use latchd::board::face_service::{
     decode_templates, FacePipeline, FaceService, FaceServiceConfig, FaceTemplates,
 };
+use latchd::board::frames::FrameRing;
 use latchd::board::sim::camera::{SimCamera, SimCameraConfig};
 use latchd::board::{FaceSource, InputSender, OrderedSender};
 use latchd::core::input::{EnrolStep, FacePose, ModuleReport};
 use latchd::core::types::Modality;
 use latchd::core::{Input, ModuleCmd};
-use latchd::video::FrameRing;
 use tokio::sync::{mpsc, watch};
 
 /// The real recognizer; when `pitch` is set, each face's landmarks are

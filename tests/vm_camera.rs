@@ -14,9 +14,9 @@ mod vm;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use latchd::board::frames::{FrameRing, PixelFormat};
 use latchd::board::linux::camera::{find_by_card, CameraError, V4l2Camera};
 use latchd::board::linux::config::Camera;
-use latchd::video::{FrameRing, PixelFormat};
 
 #[test]
 fn v4l2_camera_on_vivid() {

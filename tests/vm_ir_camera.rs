@@ -27,11 +27,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use latchd::board::frames::FrameRing;
 use latchd::board::linux::camera::V4l2Camera;
 use latchd::board::linux::config::{Camera, Line};
 use latchd::board::linux::gpio::GpioOutput;
 use latchd::board::linux::ir_camera::{IrCameraError, IrFormat, V4l2IrCamera, WARMUP_FRAMES};
-use latchd::video::FrameRing;
 
 const LED: &str = "IR_LED";
 

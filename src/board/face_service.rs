@@ -53,10 +53,10 @@ use crate::biometrics::face::{
     FaceRecognizer, FaceTemplate, Fix, LivenessCheck, LivenessFrame, LivenessVerdict, Pose,
     SpoofReason,
 };
+use crate::board::frames::{Frame, FrameRing};
 use crate::core::input::{EnrolFailure, EnrolStep, FaceFix, FacePose, ModuleReport};
 use crate::core::types::Modality;
 use crate::core::{Input, ModuleCmd};
-use crate::video::{Frame, FrameRing};
 
 /// The templates recognition matches against: `(slot, template)`.
 pub type FaceTemplates = Arc<Vec<(u16, FaceTemplate)>>;

@@ -61,6 +61,7 @@ use crate::core::{Action, AlarmKind, Input, KeypadView, ModuleCmd, MotorCmd, Pro
 pub mod drivers;
 #[cfg(feature = "face")]
 pub mod face_service;
+pub mod frames;
 #[cfg(feature = "board-linux")]
 pub mod linux;
 pub mod modules;

@@ -32,13 +32,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::engine_task::{CredentialsHook, Published};
 use super::DaemonError;
+use crate::board::frames::FrameRing;
 use crate::board::sim::SimControl;
 use crate::board::{Board, Camera, DeviceError, InputSender};
 use crate::config::{BoardKind, Config};
 use crate::core::action::SnapshotReason;
 use crate::core::Input;
 use crate::store::Store;
-use crate::video::{FrameRing, RingCamera, SnapshotSaved, SnapshotStore};
+use crate::video::{RingCamera, SnapshotSaved, SnapshotStore};
 
 /// Size of the simulated camera's frames (a V4L2 camera's come from the
 /// board file).
@@ -519,8 +520,8 @@ mod tests {
     /// same picture would only have been the detector's first sample.
     #[tokio::test]
     async fn primed_detector_sees_the_first_arrival_as_motion() {
+        use crate::board::frames::PixelFormat;
         use crate::video::motion::{thumbnail, MotionConfig};
-        use crate::video::PixelFormat;
         use image::{Rgb, RgbImage};
         let ring = FrameRing::new();
         let (w, h) = (64u32, 48u32);

@@ -35,7 +35,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use zeroize::Zeroizing;
 
-use super::ring::{Frame, FrameRing};
+use crate::board::frames::{Frame, FrameRing};
 
 /// Largest request head accepted (request line + headers).
 pub const MAX_HEAD: usize = 8 * 1024;

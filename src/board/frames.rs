@@ -1,5 +1,9 @@
-//! The frame ring: one capture task publishes, any number of consumers
-//! (face service, video stream, snapshots) read the newest frame.
+//! The camera's frames: the ring the board's cameras fill (the V4L2
+//! camera in `board/linux/camera.rs`, the sim camera in
+//! `board/sim/camera.rs`) and everything else reads (the face worker in
+//! `biometrics::face::worker`, the live stream, snapshots and the motion
+//! trigger in `video`). It lives with the cameras because they own the
+//! capture; readers depend on the board, never the other way round.
 //!
 //! ```text
 //!   capture thread/task ──publish()──► watch slot: Option<Arc<Frame>> (seq n)
@@ -7,6 +11,10 @@
 //!                                     FrameStream  FrameStream  latest()
 //!                                     (face)       (HTTP client) (snapshot)
 //! ```
+//!
+//! Driven by the capture: each camera calls [`FrameRing::publish`] once per
+//! frame from its own thread or task; readers call [`FrameRing::subscribe`]
+//! or [`FrameRing::latest`].
 //!
 //! The slot holds exactly one frame. A consumer that is slower than the
 //! camera does not queue frames: [`FrameStream::next`] returns the newest
