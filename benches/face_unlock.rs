@@ -42,8 +42,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
+use latchd::biometrics::face::worker::{
+    decode_templates, FacePipeline, FaceService, FaceServiceConfig,
+};
 use latchd::biometrics::face::{FaceRecognizer, FaceTemplate, DEFAULT_MATCH_THRESHOLD};
-use latchd::board::face_service::{decode_templates, FacePipeline, FaceService, FaceServiceConfig};
 use latchd::board::frames::FrameRing;
 use latchd::board::sim::camera::{SimCamera, SimCameraConfig};
 use latchd::board::{FaceSource, InputSender, OrderedSender};

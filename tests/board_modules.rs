@@ -1,4 +1,5 @@
-// The board's module adapters (src/board/modules.rs) end to end: the real
+// The module adapters (src/biometrics/adapter.rs and the fingerprint/palm
+// readers beside their drivers) end to end: the real
 // fingerprint (R30x) and palm (LPV/1) drivers, behind the adapter task, talk
 // to the wire-level simulators over `tokio::io::duplex` and over a real PTY
 // pair (the driver opens the slave with tokio-serial as it opens /dev/ttyS*).
@@ -16,17 +17,19 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use latchd::biometrics::adapter::{AdapterConfig, ModuleAdapter};
+use latchd::biometrics::fingerprint::reader::spawn_fingerprint;
 use latchd::biometrics::fingerprint::{
     self,
     sim::{FingerFault, SimFinger, SimFingerprintConfig, SimFingerprintControl},
     Fingerprint, FingerprintConfig,
 };
+use latchd::biometrics::palm::reader::spawn_palm;
 use latchd::biometrics::palm::{
     self,
     sim::{SimPalmConfig, SimPalmControl},
     Palm, PalmConfig,
 };
-use latchd::board::modules::{self, AdapterConfig, ModuleAdapter};
 use latchd::core::input::{EnrolFailure, EnrolStep, ModuleReport};
 use latchd::core::types::Modality;
 use latchd::core::ModuleCmd;
@@ -125,7 +128,7 @@ async fn fp_rig(
         ctl.lift();
     }
     let (tx, rx) = unbounded_channel();
-    let adapter = modules::spawn_fingerprint(
+    let adapter = spawn_fingerprint(
         Box::new(driver),
         AdapterConfig {
             db_slots,
@@ -368,7 +371,7 @@ async fn palm_rig(
     .await
     .expect("connect");
     let (tx, rx) = unbounded_channel();
-    let adapter = modules::spawn_palm(Box::new(driver), adapter_config(), Arc::new(tx));
+    let adapter = spawn_palm(Box::new(driver), adapter_config(), Arc::new(tx));
     (adapter, ctl, rx)
 }
 

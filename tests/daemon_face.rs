@@ -154,7 +154,7 @@ fn sleep_keypad(d: &Daemon) {
     assert!(!keypad_awake(d), "{}", engine(d));
 }
 
-/// The daemon's "face attempt ended" lines (see `board::face_service`):
+/// The daemon's "face attempt ended" lines (see `biometrics::face::worker`):
 /// how many frames each failed attempt looked at.
 fn failed_attempt_frames(d: &Daemon) -> Vec<u32> {
     d.log_text()

@@ -22,12 +22,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use image::{imageops, RgbImage};
+use latchd::biometrics::face::worker::{
+    decode_templates, FacePipeline, FaceService, FaceServiceConfig, FaceTemplates,
+};
 use latchd::biometrics::face::{
     estimate_pose, synthetic_landmarks, FaceError, FaceObservation, FaceRecognizer, Point,
     DEFAULT_MATCH_THRESHOLD,
-};
-use latchd::board::face_service::{
-    decode_templates, FacePipeline, FaceService, FaceServiceConfig, FaceTemplates,
 };
 use latchd::board::frames::FrameRing;
 use latchd::board::sim::camera::{SimCamera, SimCameraConfig};

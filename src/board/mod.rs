@@ -58,13 +58,11 @@ use crate::core::input::{BoltPosition, DoorPosition, PowerReading, TamperState};
 use crate::core::types::MotorDirection;
 use crate::core::{Action, AlarmKind, Input, KeypadView, ModuleCmd, MotorCmd, Prompt};
 
+pub mod absent;
 pub mod drivers;
-#[cfg(feature = "face")]
-pub mod face_service;
 pub mod frames;
 #[cfg(feature = "board-linux")]
 pub mod linux;
-pub mod modules;
 #[cfg(feature = "board-rpi")]
 pub mod rpi;
 pub mod sim;

@@ -81,7 +81,7 @@ fn camera_err(e: &dyn std::fmt::Display) -> DaemonError {
 
 /// The liveness check the face service gets (nothing without `face`).
 #[cfg(feature = "face")]
-type Liveness = crate::board::face_service::LivenessSetup;
+type Liveness = crate::biometrics::face::worker::LivenessSetup;
 /// Without the face feature there is nothing to check.
 #[cfg(not(feature = "face"))]
 #[derive(Debug, Clone, Copy)]
@@ -102,8 +102,8 @@ fn sim_liveness(
     config: &Config,
     camera: &crate::board::sim::camera::SimCamera,
 ) -> Result<Liveness, DaemonError> {
+    use crate::biometrics::face::worker::LivenessSetup;
     use crate::biometrics::face::IrLiveness;
-    use crate::board::face_service::LivenessSetup;
     use std::sync::Arc;
     if !wants_ir(config) {
         return Ok(LivenessSetup::Off);
@@ -138,8 +138,8 @@ fn linux_liveness(
     config: &Config,
     board_cfg: &crate::board::linux::config::BoardConfig,
 ) -> Liveness {
+    use crate::biometrics::face::worker::LivenessSetup;
     use crate::biometrics::face::IrLiveness;
-    use crate::board::face_service::LivenessSetup;
     use crate::board::linux::gpio::GpioOutput;
     use crate::board::linux::ir_camera::V4l2IrCamera;
     use std::sync::Arc;
@@ -278,7 +278,7 @@ fn install_face(
     inputs: &InputSender,
     liveness: Liveness,
 ) -> Result<(Option<CredentialsHook>, bool), DaemonError> {
-    use crate::board::face_service::{
+    use crate::biometrics::face::worker::{
         templates_from_credentials, FaceService, FaceServiceConfig, LivenessSetup,
     };
     use std::time::Duration;

@@ -106,15 +106,23 @@ async fn linux_board(
     store: &Store,
     inputs: InputSender,
 ) -> Result<(crate::board::Board, bool), DaemonError> {
+    use crate::biometrics::{adapter::ReportSink, uart};
+    use crate::board::absent::{UnavailableCamera, UnavailableFace};
     use crate::board::linux::{board, config::BoardConfig};
-    use crate::board::modules;
     let path = config.board_file.as_ref().ok_or(DaemonError::NoBoardFile)?;
     let cfg = BoardConfig::load(path).map_err(|e| DaemonError::LinuxBoard(e.to_string()))?;
     let persisted = store.load()?;
-    // Hook for the face pipeline: `linux_peripherals` answers face commands
-    // with a Fault until the camera's face service is wired in there.
-    let peripherals =
-        modules::linux_peripherals(&cfg, &persisted, modules::engine_sink(inputs.clone()));
+    let reports = crate::board::OrderedSender::spawn(inputs.clone());
+    let sink: std::sync::Arc<dyn ReportSink> = std::sync::Arc::new(reports.clone());
+    let modules = uart::open(&cfg, &persisted, sink);
+    // Face and camera: `camera::start` replaces these when [face]/[video]
+    // ask for the camera.
+    let peripherals = board::Peripherals {
+        fingerprint: Box::new(modules.fingerprint),
+        palm: Box::new(modules.palm),
+        face: Box::new(UnavailableFace::new(reports)),
+        camera: Box::new(UnavailableCamera),
+    };
     board::build(&cfg, inputs, peripherals)
         .await
         .map_err(|e| DaemonError::LinuxBoard(e.to_string()))

@@ -49,6 +49,7 @@ mod enrol;
 mod liveness;
 mod quality;
 mod template;
+pub mod worker;
 
 use std::path::{Path, PathBuf};
 

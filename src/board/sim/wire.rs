@@ -1,6 +1,6 @@
 //! `[sim] modules = "wire"`: the simulated lock's fingerprint and palm
 //! readers are the *real* drivers and adapter tasks
-//! ([`crate::board::modules`]), talking their UART protocols over
+//! ([`crate::biometrics::adapter`]), talking their UART protocols over
 //! `tokio::io::duplex` to the wire-level simulators.
 //!
 //! ```text
@@ -31,11 +31,13 @@ use tokio::io::DuplexStream;
 use tokio::sync::mpsc;
 
 use super::{Shared, SimConfig};
+use crate::biometrics::adapter::{AdapterConfig, ModuleAdapter, ReportSink};
+use crate::biometrics::fingerprint::reader::spawn_fingerprint_connecting;
 use crate::biometrics::fingerprint::sim::{SimFingerprintConfig, SimFingerprintControl};
 use crate::biometrics::fingerprint::{self as fp, Fingerprint, FingerprintConfig};
+use crate::biometrics::palm::reader::spawn_palm_connecting;
 use crate::biometrics::palm::sim::{SimPalmConfig, SimPalmControl};
 use crate::biometrics::palm::{self, Palm, PalmConfig};
-use crate::board::modules::{self, AdapterConfig, ModuleAdapter, ReportSink};
 use crate::core::input::{EnrolStep, ModuleReport};
 use crate::core::types::Modality;
 use crate::core::Input;
@@ -123,7 +125,7 @@ pub(super) fn start_adapters(
     let sink: Arc<dyn ReportSink> = Arc::new(Hand { shared, wire });
     let touches = ends.touches;
     let finger_link = ends.finger;
-    let finger = modules::spawn_fingerprint_connecting(
+    let finger = spawn_fingerprint_connecting(
         Box::pin(async move {
             let driver = Fingerprint::connect(
                 finger_link,
@@ -144,7 +146,7 @@ pub(super) fn start_adapters(
     );
     let captures = ends.captures;
     let palm_link = ends.palm;
-    let palm = modules::spawn_palm_connecting(
+    let palm = spawn_palm_connecting(
         Box::pin(async move {
             let driver = Palm::connect(
                 palm_link,

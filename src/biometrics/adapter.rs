@@ -1,8 +1,16 @@
-//! The UART biometric modules behind the board traits: one adapter task
-//! per module, between the engine's [`ModuleCmd`]s and a driver from
-//! [`crate::biometrics`] (the R30x fingerprint reader, the LPV/1 palm-vein
-//! module), whatever byte stream the driver talks over (a UART opened with
+//! The adapter loop: the UART biometric modules behind the board's
+//! [`FingerprintModule`]/[`PalmModule`] traits. One adapter task per
+//! module owns its driver (the R30x fingerprint reader through
+//! `fingerprint/reader.rs`, the LPV/1 palm-vein module through
+//! `palm/reader.rs`) and sits between the engine's [`ModuleCmd`]s and the
+//! module, whatever byte stream the driver talks over (a UART opened with
 //! `tokio-serial`, a PTY, a `tokio::io::duplex` to a simulator).
+//!
+//! Owns: the task, its [`AdapterConfig`], the [`ModuleAdapter`] handle the
+//! board holds, and the [`ReportSink`] reports leave by. Driven by
+//! commands (`Board::perform` → [`ModuleAdapter::command`], a queue push)
+//! and, while idle, by its own recognition loop below. Each modality's
+//! reader (`Reader`) says how its driver enrols, reads and deletes.
 //!
 //! ```text
 //!  engine task ── Board::perform ── command() ──► mpsc<ModuleCmd> ──┐ (returns at once)
@@ -55,13 +63,10 @@ use futures_util::future::BoxFuture;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::{DeviceError, InputSender, OrderedSender};
-use crate::biometrics::fingerprint::{
-    self as fp, EnrollStep, FingerprintError, ModuleCode, Reconciliation,
-};
-use crate::biometrics::palm::{self, PalmEnrollStep, PalmError, PalmStatus};
+use crate::biometrics::fingerprint::Reconciliation;
+use crate::board::{DeviceError, FingerprintModule, OrderedSender, PalmModule};
 use crate::core::input::{EnrolFailure, EnrolStep, ModuleReport};
-use crate::core::types::Modality;
+use crate::core::types::{CredentialKind, CredentialSecret, Modality, Persisted};
 use crate::core::{Input, ModuleCmd};
 
 /// Where an adapter's reports go. The daemon's is an [`OrderedSender`]
@@ -176,19 +181,19 @@ impl Drop for ModuleAdapter {
     }
 }
 
-impl super::FingerprintModule for ModuleAdapter {
+impl FingerprintModule for ModuleAdapter {
     fn command(&mut self, cmd: &ModuleCmd) -> Result<(), DeviceError> {
         ModuleAdapter::command(self, cmd)
     }
 }
 
-impl super::PalmModule for ModuleAdapter {
+impl PalmModule for ModuleAdapter {
     fn command(&mut self, cmd: &ModuleCmd) -> Result<(), DeviceError> {
         ModuleAdapter::command(self, cmd)
     }
 }
 
-fn device_name(m: Modality) -> &'static str {
+pub(crate) fn device_name(m: Modality) -> &'static str {
     match m {
         Modality::Fingerprint => "fingerprint module",
         Modality::Palm => "palm-vein module",
@@ -206,82 +211,11 @@ fn cmd_modality(cmd: &ModuleCmd) -> Option<Modality> {
     }
 }
 
-/// Start the adapter for a fingerprint driver (already connected).
-/// Must run inside tokio.
-pub fn spawn_fingerprint(
-    module: Box<dyn fp::FingerprintModule>,
-    config: AdapterConfig,
-    sink: Arc<dyn ReportSink>,
-) -> ModuleAdapter {
-    let reader = FingerReader {
-        module,
-        touches: config.finger_touches,
-        settle: config.cancel_settle,
-    };
-    spawn(reader, config, sink)
-}
-
-/// Start the adapter for a palm driver (already connected).
-/// Must run inside tokio.
-pub fn spawn_palm(
-    module: Box<dyn palm::PalmModule>,
-    config: AdapterConfig,
-    sink: Arc<dyn ReportSink>,
-) -> ModuleAdapter {
-    spawn(PalmReader { module }, config, sink)
-}
-
 /// A driver still to be connected (the handshake runs in the adapter task,
 /// so a module that does not answer never holds up the lock's start).
 pub type Connecting<M> = BoxFuture<'static, Result<M, String>>;
 
-/// Like [`spawn_fingerprint`], connecting first in the task. A failed
-/// handshake is reported once as `ModuleReport::Fault`; the adapter then
-/// stops and its commands are refused as [`DeviceError::Unavailable`].
-pub fn spawn_fingerprint_connecting(
-    connect: Connecting<Box<dyn fp::FingerprintModule>>,
-    config: AdapterConfig,
-    sink: Arc<dyn ReportSink>,
-) -> ModuleAdapter {
-    let touches = config.finger_touches;
-    let settle = config.cancel_settle;
-    spawn_connecting(
-        Box::pin(async move {
-            let module = connect.await?;
-            Ok(FingerReader {
-                module,
-                touches,
-                settle,
-            })
-        }),
-        config,
-        sink,
-    )
-}
-
-/// Like [`spawn_palm`], connecting first in the task (see
-/// [`spawn_fingerprint_connecting`]).
-pub fn spawn_palm_connecting(
-    connect: Connecting<Box<dyn palm::PalmModule>>,
-    config: AdapterConfig,
-    sink: Arc<dyn ReportSink>,
-) -> ModuleAdapter {
-    spawn_connecting(
-        Box::pin(async move {
-            let module = connect.await?;
-            Ok(PalmReader { module })
-        }),
-        config,
-        sink,
-    )
-}
-
-/// The daemon's usual sink: the engine's input queue, in order.
-pub fn engine_sink(inputs: InputSender) -> Arc<dyn ReportSink> {
-    Arc::new(OrderedSender::spawn(inputs))
-}
-
-fn spawn<R: Reader + 'static>(
+pub(crate) fn spawn<R: Reader + 'static>(
     reader: R,
     config: AdapterConfig,
     sink: Arc<dyn ReportSink>,
@@ -289,7 +223,7 @@ fn spawn<R: Reader + 'static>(
     spawn_connecting(Box::pin(async move { Ok(reader) }), config, sink)
 }
 
-fn spawn_connecting<R: Reader + 'static>(
+pub(crate) fn spawn_connecting<R: Reader + 'static>(
     connect: Connecting<R>,
     config: AdapterConfig,
     sink: Arc<dyn ReportSink>,
@@ -328,10 +262,11 @@ fn spawn_connecting<R: Reader + 'static>(
 }
 
 // ---- one interface over both drivers ----------------------------------------
+// (fingerprint/reader.rs and palm/reader.rs implement it)
 
 /// What one recognition attempt found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Read {
+pub(crate) enum Read {
     /// Nothing on the sensor (fingerprint) / no palm within the module's
     /// capture timeout (palm).
     Nothing,
@@ -344,16 +279,16 @@ enum Read {
 
 /// A module error, sorted by what the adapter does with it.
 #[derive(Debug)]
-struct ReadError {
+pub(crate) struct ReadError {
     /// The module is not answering or answers nonsense: an outage.
-    link: bool,
-    detail: String,
+    pub(crate) link: bool,
+    pub(crate) detail: String,
 }
 
-type Steps<'a> = &'a mut (dyn FnMut(EnrolStep) + Send);
+pub(crate) type Steps<'a> = &'a mut (dyn FnMut(EnrolStep) + Send);
 
 /// The adapter's view of a driver.
-trait Reader: Send {
+pub(crate) trait Reader: Send {
     const MODALITY: Modality;
     /// Whether "nothing there" can be read without a timeout (fingerprint),
     /// so a resting finger is tracked rather than held off (palm).
@@ -377,247 +312,6 @@ trait Reader: Send {
         &'a mut self,
         db: &'a BTreeSet<u16>,
     ) -> BoxFuture<'a, Result<Reconciliation, String>>;
-}
-
-struct FingerReader {
-    module: Box<dyn fp::FingerprintModule>,
-    touches: u8,
-    settle: Duration,
-}
-
-fn finger_link_error(e: &FingerprintError) -> bool {
-    matches!(
-        e,
-        FingerprintError::Timeout { .. }
-            | FingerprintError::Io(_)
-            | FingerprintError::Closed
-            | FingerprintError::Open { .. }
-            | FingerprintError::Frame { .. }
-            | FingerprintError::Protocol { .. }
-            | FingerprintError::ModuleReset
-            | FingerprintError::Module {
-                code: ModuleCode::PacketError
-                    | ModuleCode::HardwareError
-                    | ModuleCode::SensorHardware
-                    | ModuleCode::WrongPassword
-                    | ModuleCode::PasswordRequired
-                    | ModuleCode::BadAddress
-                    | ModuleCode::PortFailed,
-                ..
-            }
-    )
-}
-
-/// Image-quality refusals: the finger was there but could not be used.
-fn finger_quality(e: &FingerprintError) -> bool {
-    matches!(
-        e,
-        FingerprintError::Module {
-            code: ModuleCode::ImageFailed
-                | ModuleCode::ImageMessy
-                | ModuleCode::TooFewFeatures
-                | ModuleCode::InvalidImage
-                | ModuleCode::MergeFailed
-                | ModuleCode::NoMatch,
-            ..
-        }
-    )
-}
-
-impl Reader for FingerReader {
-    const MODALITY: Modality = Modality::Fingerprint;
-    const TRACKS_PRESENCE: bool = true;
-    const INTERRUPTIBLE_READ: bool = false;
-
-    fn enrol<'a>(
-        &'a mut self,
-        slot: u16,
-        steps: Steps<'a>,
-    ) -> BoxFuture<'a, Result<(), EnrolFailure>> {
-        Box::pin(async move {
-            // The driver says "place touch k" before every touch; the
-            // engine is told "again" from the second on (the first prompt
-            // came with the enrolment itself) and "remove" between touches.
-            let mut progress = |s: EnrollStep| match s {
-                EnrollStep::PlaceFinger { touch, of } if touch > 1 => {
-                    steps(EnrolStep::PresentAgain { n: touch, of })
-                }
-                EnrollStep::LiftFinger { .. } => steps(EnrolStep::Remove),
-                _ => {}
-            };
-            match self.module.enroll(slot, self.touches, &mut progress).await {
-                Ok(()) => Ok(()),
-                Err(FingerprintError::Duplicate { slot }) => Err(EnrolFailure::Duplicate { slot }),
-                Err(FingerprintError::FingerTimeout(_) | FingerprintError::LiftTimeout(_)) => {
-                    Err(EnrolFailure::Timeout)
-                }
-                Err(e) if finger_quality(&e) => Err(EnrolFailure::Quality),
-                Err(e) => Err(EnrolFailure::Module(e.to_string())),
-            }
-        })
-    }
-
-    fn read(&mut self) -> BoxFuture<'_, Result<Read, ReadError>> {
-        Box::pin(async move {
-            match self.module.identify().await {
-                Ok(Some(m)) => Ok(Read::Match(m.slot)),
-                Ok(None) => Ok(Read::NoMatch),
-                Err(e) if e.is_no_finger() => Ok(Read::Nothing),
-                Err(e) if finger_quality(&e) => Ok(Read::Unreadable),
-                Err(e) => Err(ReadError {
-                    link: finger_link_error(&e),
-                    detail: e.to_string(),
-                }),
-            }
-        })
-    }
-
-    fn delete(&mut self, slot: u16) -> BoxFuture<'_, Result<(), String>> {
-        Box::pin(async move { self.module.delete(slot).await.map_err(|e| e.to_string()) })
-    }
-
-    fn wipe(&mut self) -> BoxFuture<'_, Result<(), String>> {
-        Box::pin(async move { self.module.empty().await.map_err(|e| e.to_string()) })
-    }
-
-    fn slots(&mut self) -> BoxFuture<'_, Result<BTreeSet<u16>, String>> {
-        Box::pin(async move { self.module.slots().await.map_err(|e| e.to_string()) })
-    }
-
-    fn abort(&mut self) -> BoxFuture<'_, Result<(), String>> {
-        // An R30x runs one instruction at a time and nothing in the
-        // background: a dropped enrolment leaves at most a late reply.
-        // Let it arrive, so the driver drains it before its next request
-        // instead of reading it as that request's answer.
-        let settle = self.settle;
-        Box::pin(async move {
-            tokio::time::sleep(settle).await;
-            Ok(())
-        })
-    }
-
-    fn reconcile<'a>(
-        &'a mut self,
-        db: &'a BTreeSet<u16>,
-    ) -> BoxFuture<'a, Result<Reconciliation, String>> {
-        Box::pin(async move {
-            fp::reconcile_module(&mut *self.module, db)
-                .await
-                .map_err(|e| e.to_string())
-        })
-    }
-}
-
-struct PalmReader {
-    module: Box<dyn palm::PalmModule>,
-}
-
-fn palm_link_error(e: &PalmError) -> bool {
-    matches!(
-        e,
-        PalmError::Timeout { .. }
-            | PalmError::Io(_)
-            | PalmError::Closed
-            | PalmError::Open { .. }
-            | PalmError::Frame { .. }
-            | PalmError::Protocol { .. }
-            | PalmError::ModuleReset
-            | PalmError::Status {
-                status: PalmStatus::BadFrame | PalmStatus::UnknownCommand | PalmStatus::Busy,
-                ..
-            }
-    )
-}
-
-impl Reader for PalmReader {
-    const MODALITY: Modality = Modality::Palm;
-    const TRACKS_PRESENCE: bool = false;
-    const INTERRUPTIBLE_READ: bool = true;
-
-    fn enrol<'a>(
-        &'a mut self,
-        slot: u16,
-        steps: Steps<'a>,
-    ) -> BoxFuture<'a, Result<(), EnrolFailure>> {
-        Box::pin(async move {
-            let mut progress = |s: PalmEnrollStep| match s {
-                PalmEnrollStep::PresentPalm { capture, of } if capture > 1 => {
-                    steps(EnrolStep::PresentAgain { n: capture, of })
-                }
-                PalmEnrollStep::WithdrawPalm { .. } => steps(EnrolStep::Remove),
-                _ => {}
-            };
-            match self.module.enroll(slot, &mut progress).await {
-                Ok(()) => Ok(()),
-                Err(PalmError::Duplicate { id }) => Err(EnrolFailure::Duplicate { slot: id }),
-                Err(PalmError::NoPalm(_)) => Err(EnrolFailure::Timeout),
-                Err(PalmError::Status {
-                    status: PalmStatus::Mismatch | PalmStatus::CaptureFailed,
-                    ..
-                }) => Err(EnrolFailure::Quality),
-                Err(e) => Err(EnrolFailure::Module(e.to_string())),
-            }
-        })
-    }
-
-    fn read(&mut self) -> BoxFuture<'_, Result<Read, ReadError>> {
-        Box::pin(async move {
-            match self.module.identify().await {
-                Ok(Some(m)) => Ok(Read::Match(m.id)),
-                Ok(None) => Ok(Read::NoMatch),
-                Err(PalmError::NoPalm(_)) => Ok(Read::Nothing),
-                Err(PalmError::Status {
-                    status: PalmStatus::CaptureFailed,
-                    ..
-                }) => Ok(Read::Unreadable),
-                Err(e) => Err(ReadError {
-                    link: palm_link_error(&e),
-                    detail: e.to_string(),
-                }),
-            }
-        })
-    }
-
-    fn delete(&mut self, slot: u16) -> BoxFuture<'_, Result<(), String>> {
-        Box::pin(async move {
-            match self.module.delete(slot).await {
-                // Already gone is what was wanted.
-                Ok(())
-                | Err(PalmError::Status {
-                    status: PalmStatus::NotFound,
-                    ..
-                }) => Ok(()),
-                Err(e) => Err(e.to_string()),
-            }
-        })
-    }
-
-    fn wipe(&mut self) -> BoxFuture<'_, Result<(), String>> {
-        Box::pin(async move { self.module.delete_all().await.map_err(|e| e.to_string()) })
-    }
-
-    fn slots(&mut self) -> BoxFuture<'_, Result<BTreeSet<u16>, String>> {
-        Box::pin(async move { self.module.ids().await.map_err(|e| e.to_string()) })
-    }
-
-    fn abort(&mut self) -> BoxFuture<'_, Result<(), String>> {
-        // A dropped Enroll keeps running on the module until aborted.
-        Box::pin(async move { self.module.abort().await.map_err(|e| e.to_string()) })
-    }
-
-    fn reconcile<'a>(
-        &'a mut self,
-        db: &'a BTreeSet<u16>,
-    ) -> BoxFuture<'a, Result<Reconciliation, String>> {
-        Box::pin(async move {
-            let found = fp::reconcile(db, &self.module.ids().await.map_err(|e| e.to_string())?);
-            for &id in &found.unknown_in_module {
-                tracing::warn!(id, "clearing palm id unknown to the database");
-                self.module.delete(id).await.map_err(|e| e.to_string())?;
-            }
-            Ok(found)
-        })
-    }
 }
 
 // ---- the task ------------------------------------------------------------------
@@ -874,125 +568,25 @@ async fn read_once<R: Reader>(reader: &mut R, wait: Option<Duration>) -> Result<
     reader.read().await
 }
 
-// ---- the Linux board's peripherals ---------------------------------------------
-
-/// A board with no face service: every face command is answered with a
-/// `Fault` report, so the engine tells the person and carries on (face
-/// recognition simply never succeeds). The real camera pipeline replaces
-/// this in [`linux_peripherals`] once it is wired in.
-pub struct UnavailableFace {
-    sink: Arc<dyn ReportSink>,
-}
-
-impl UnavailableFace {
-    pub fn new(sink: Arc<dyn ReportSink>) -> Self {
-        UnavailableFace { sink }
-    }
-}
-
-impl super::FaceSource for UnavailableFace {
-    fn command(&mut self, cmd: &ModuleCmd) -> Result<(), DeviceError> {
-        tracing::warn!(?cmd, "face command on a board without a face service");
-        self.sink.report(ModuleReport::Fault {
-            modality: Modality::Face,
-            detail: "this board has no face service; face recognition is not available".into(),
-        });
-        Ok(())
-    }
-}
-
-/// A board without a snapshot camera service: each snapshot is refused
-/// with a clear error (logged by the daemon); nothing else changes.
-pub struct UnavailableCamera;
-
-impl super::Camera for UnavailableCamera {
-    fn snapshot(
-        &mut self,
-        _reason: crate::core::action::SnapshotReason,
-    ) -> Result<(), DeviceError> {
-        Err(DeviceError::Unavailable {
-            device: "camera",
-            detail: "this board has no snapshot service yet".into(),
-        })
-    }
-}
-
-/// The module slots the database's credentials of `kind` use.
-pub fn db_slots(
-    persisted: &crate::core::types::Persisted,
-    kind: crate::core::types::CredentialKind,
-) -> BTreeSet<u16> {
+/// The module slots the database's credentials of `kind` use (for
+/// [`AdapterConfig::db_slots`]).
+pub fn db_slots(persisted: &Persisted, kind: CredentialKind) -> BTreeSet<u16> {
     persisted
         .credentials
         .iter()
         .filter(|c| c.kind == kind)
         .filter_map(|c| match c.secret {
-            crate::core::types::CredentialSecret::ModuleSlot(s) => Some(s),
+            CredentialSecret::ModuleSlot(s) => Some(s),
             _ => None,
         })
         .collect()
 }
 
-/// The UART modules and the face/camera of a Linux board, from its board
-/// file: each UART opened with `tokio-serial` and handed to an adapter
-/// (handshake and slot reconciliation against `persisted` run in the
-/// adapter task; a module that does not answer is reported as a `Fault`
-/// and does not stop the lock from starting).
-///
-/// Face and camera: [`UnavailableFace`] and [`UnavailableCamera`] until the
-/// camera pipeline (`board::face_service`) is wired in here.
-#[cfg(feature = "board-linux")]
-pub fn linux_peripherals(
-    cfg: &super::linux::config::BoardConfig,
-    persisted: &crate::core::types::Persisted,
-    sink: Arc<dyn ReportSink>,
-) -> super::linux::board::Peripherals {
-    use crate::core::types::CredentialKind;
-
-    let finger_uart = cfg.fingerprint.clone();
-    let fingerprint = spawn_fingerprint_connecting(
-        Box::pin(async move {
-            let path = finger_uart.path.display().to_string();
-            let stream = fp::open_serial(&path, finger_uart.baud).map_err(|e| e.to_string())?;
-            let driver = fp::Fingerprint::connect(stream, fp::FingerprintConfig::default())
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(Box::new(driver) as Box<dyn fp::FingerprintModule>)
-        }),
-        AdapterConfig {
-            db_slots: Some(db_slots(persisted, CredentialKind::Fingerprint)),
-            ..AdapterConfig::default()
-        },
-        sink.clone(),
-    );
-    let palm_uart = cfg.palm.clone();
-    let palm = spawn_palm_connecting(
-        Box::pin(async move {
-            let path = palm_uart.path.display().to_string();
-            let stream = palm::open_serial(&path, palm_uart.baud).map_err(|e| e.to_string())?;
-            let driver = palm::Palm::connect(stream, palm::PalmConfig::default())
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(Box::new(driver) as Box<dyn palm::PalmModule>)
-        }),
-        AdapterConfig {
-            db_slots: Some(db_slots(persisted, CredentialKind::Palm)),
-            ..AdapterConfig::default()
-        },
-        sink.clone(),
-    );
-    super::linux::board::Peripherals {
-        fingerprint: Box::new(fingerprint),
-        palm: Box::new(palm),
-        face: Box::new(UnavailableFace::new(sink)),
-        camera: Box::new(UnavailableCamera),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::board::{Camera as _, FaceSource as _};
+    use crate::biometrics::fingerprint::reader::spawn_fingerprint_connecting;
+    use crate::biometrics::palm::reader::spawn_palm_connecting;
 
     fn sink() -> (Arc<dyn ReportSink>, mpsc::UnboundedReceiver<ModuleReport>) {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -1050,23 +644,5 @@ mod tests {
                 modality: Modality::Palm,
             })
             .expect("queued while connecting");
-    }
-
-    #[tokio::test]
-    async fn without_a_face_service_face_commands_report_a_fault() {
-        let (sink, mut rx) = sink();
-        let mut face = UnavailableFace::new(sink);
-        face.command(&ModuleCmd::RecogniseFace).expect("answered");
-        assert!(matches!(
-            rx.try_recv(),
-            Ok(ModuleReport::Fault {
-                modality: Modality::Face,
-                ..
-            })
-        ));
-        let e = UnavailableCamera
-            .snapshot(crate::core::action::SnapshotReason::Doorbell)
-            .expect_err("no camera");
-        assert!(matches!(e, DeviceError::Unavailable { .. }), "{e}");
     }
 }

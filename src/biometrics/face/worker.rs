@@ -1,5 +1,11 @@
-//! Face recognition and enrolment on the real pipeline, over the camera's
-//! frame ring: the [`FaceSource`] of a board with a camera.
+//! The face worker: face recognition and enrolment on the real pipeline,
+//! over the camera's frame ring ([`crate::board::frames`]) — the
+//! [`FaceSource`] of a board with a camera.
+//!
+//! Owns one worker task, the loaded models and the liveness source.
+//! Driven by the engine's face commands ([`FaceService::command`] is a
+//! queue push), and by the frames the camera publishes while a command
+//! runs; reports go to the engine through an [`OrderedSender`].
 //!
 //! ```text
 //!  engine ── ModuleCmd ──► FaceService::command (queue push, never blocks)
@@ -47,13 +53,13 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::{DeviceError, FaceSource, OrderedSender};
 use crate::biometrics::face::{
     self, register_box, EnrolStep as FaceStep, FaceBox, FaceEnrolment, FaceError, FaceObservation,
     FaceRecognizer, FaceTemplate, Fix, LivenessCheck, LivenessFrame, LivenessVerdict, Pose,
     SpoofReason,
 };
 use crate::board::frames::{Frame, FrameRing};
+use crate::board::{DeviceError, FaceSource, OrderedSender};
 use crate::core::input::{EnrolFailure, EnrolStep, FaceFix, FacePose, ModuleReport};
 use crate::core::types::Modality;
 use crate::core::{Input, ModuleCmd};
