@@ -120,7 +120,20 @@ pub struct SimSection {
     pub battery_percent: u8,
     /// `memory` (default) or `wire`: the real UART drivers against
     /// wire-level module simulators.
-    pub modules: crate::board::sim::SimModuleKind,
+    pub modules: SimModuleKind,
+}
+
+/// The simulated lock's fingerprint and palm modules (`[sim] modules`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SimModuleKind {
+    /// In-memory modules that report synchronously and keep their slots
+    /// in the modules file (the default; `board::sim::biometric`).
+    #[default]
+    Memory,
+    /// The real UART drivers and adapters talking to the wire-level
+    /// simulators over in-process pipes (`biometrics::wire`).
+    Wire,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -194,7 +207,7 @@ impl Default for SimSection {
             finger_touches: 3,
             palm_touches: 2,
             battery_percent: 80,
-            modules: crate::board::sim::SimModuleKind::Memory,
+            modules: SimModuleKind::Memory,
         }
     }
 }

@@ -525,18 +525,19 @@ async fn next_module(rx: &mut tokio::sync::mpsc::Receiver<latchd::core::Input>) 
 
 #[tokio::test]
 async fn sim_board_with_wire_modules_enrols_and_recognises_through_the_drivers() {
-    use latchd::board::sim::{self, SimConfig, SimModuleKind};
+    use latchd::biometrics::wire::sim_modules;
+    use latchd::board::sim::{self, SimConfig, SimParts};
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-    let (mut board, control) = sim::build(
-        SimConfig {
-            modules: SimModuleKind::Wire,
-            finger_touches: 2,
-            palm_touches: 2,
-            ..SimConfig::default()
-        },
-        latchd::board::InputSender::new(tx),
-    )
-    .expect("sim board");
+    let config = SimConfig {
+        finger_touches: 2,
+        palm_touches: 2,
+        ..SimConfig::default()
+    };
+    let parts = SimParts {
+        modules: Some(sim_modules(&config)),
+    };
+    let (mut board, control) =
+        sim::build_with(config, latchd::board::InputSender::new(tx), parts).expect("sim board");
     assert_eq!(board.name, "sim");
 
     // Fingerprint: each `finger(p)` is one touch; the hand lifts it once

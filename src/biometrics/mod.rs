@@ -21,3 +21,4 @@ pub mod fingerprint;
 pub mod palm;
 #[cfg(feature = "board-linux")]
 pub mod uart;
+pub mod wire;

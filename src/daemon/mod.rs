@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::board::sim::{self, SimConfig, SimControl};
 use crate::board::InputSender;
-use crate::config::{BoardKind, Config};
+use crate::config::{BoardKind, Config, SimModuleKind};
 use crate::core::{Engine, EngineConfig};
 use crate::dbus::{
     BackendError, BackendFuture, BusChoice, DbusHandle, DeviceCheck, Diagnostics,
@@ -354,18 +354,21 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
     let (mut board, sim_control): (_, Option<SimControl>) = match opts.config.board {
         BoardKind::Sim => {
             let s = &opts.config.sim;
-            let (board, control) = sim::build(
-                SimConfig {
-                    motor_travel: std::time::Duration::from_millis(s.motor_travel_ms),
-                    finger_touches: s.finger_touches,
-                    palm_touches: s.palm_touches,
-                    battery_percent: s.battery_percent,
-                    modules_file: Some(opts.state_dir.join("sim-modules.json")),
-                    prompt_log_len: 200,
-                    modules: s.modules,
+            let sim_config = SimConfig {
+                motor_travel: std::time::Duration::from_millis(s.motor_travel_ms),
+                finger_touches: s.finger_touches,
+                palm_touches: s.palm_touches,
+                battery_percent: s.battery_percent,
+                modules_file: Some(opts.state_dir.join("sim-modules.json")),
+                prompt_log_len: 200,
+            };
+            let parts = sim::SimParts {
+                modules: match s.modules {
+                    SimModuleKind::Memory => None,
+                    SimModuleKind::Wire => Some(crate::biometrics::wire::sim_modules(&sim_config)),
                 },
-                inputs.clone(),
-            )?;
+            };
+            let (board, control) = sim::build_with(sim_config, inputs.clone(), parts)?;
             (board, Some(control))
         }
         #[cfg(feature = "board-linux")]

@@ -4,13 +4,19 @@
 //! `tokio::io::duplex` to the wire-level simulators.
 //!
 //! ```text
-//!  SimControl::finger(p) ──► SimFingerprintControl::place(p, 0)
-//!                                   │ (sensor state)
-//!  adapter task ── R30x frames ──► fingerprint::sim ◄┘
+//!  SimControl::finger(p) ──► WireModules (SimHands) ──► SimFingerprintControl::place(p, 0)
+//!                                                            │ (sensor state)
+//!  adapter task ── R30x frames ──────────────────────► fingerprint::sim ◄┘
 //!       │ report (Recognised, NotRecognised, EnrolProgress, Enrolled...)
 //!       ▼
-//!  Hand ── lift() the finger once the module has read it ──► OrderedSender ──► engine
+//!  Hand ── lift() the finger once the module has read it ──► SimReports ──► engine
 //! ```
+//!
+//! Owns the two simulators, the two adapters and the hand task. Driven by
+//! the sim board: [`sim_modules`] is handed to
+//! [`board::sim::build_with`](crate::board::sim::build_with), which calls
+//! it once with the board's [`SimReports`]; `SimControl::finger`/`palm`
+//! then go through [`SimHands`]. The board knows nothing of the drivers.
 //!
 //! The hand lifts the finger (withdraws the palm) as soon as the adapter
 //! reports what the module read, so one `finger(p)` is one touch, as with
@@ -30,7 +36,6 @@ use std::time::Duration;
 use tokio::io::DuplexStream;
 use tokio::sync::mpsc;
 
-use super::{Shared, SimConfig};
 use crate::biometrics::adapter::{AdapterConfig, ModuleAdapter, ReportSink};
 use crate::biometrics::fingerprint::reader::spawn_fingerprint_connecting;
 use crate::biometrics::fingerprint::sim::{SimFingerprintConfig, SimFingerprintControl};
@@ -38,15 +43,18 @@ use crate::biometrics::fingerprint::{self as fp, Fingerprint, FingerprintConfig}
 use crate::biometrics::palm::reader::spawn_palm_connecting;
 use crate::biometrics::palm::sim::{SimPalmConfig, SimPalmControl};
 use crate::biometrics::palm::{self, Palm, PalmConfig};
+use crate::board::sim::{
+    BuildModules, ModuleSlots, OutsideModules, SimConfig, SimHands, SimReports,
+};
 use crate::core::input::{EnrolStep, ModuleReport};
 use crate::core::types::Modality;
-use crate::core::Input;
 
-/// The simulators' control handles, kept in the board's shared state.
+/// The simulators' control handles: the hands the sim board presents
+/// fingers and palms with.
 #[derive(Debug, Clone)]
-pub(super) struct WireModules {
-    pub(super) finger: SimFingerprintControl,
-    pub(super) palm: SimPalmControl,
+struct WireModules {
+    finger: SimFingerprintControl,
+    palm: SimPalmControl,
     /// The finger simulator's command count when the finger last left.
     lifted_at: Arc<AtomicU64>,
     /// Fingers to put down, in order (the hand task's queue).
@@ -74,19 +82,34 @@ async fn hand_task(
 }
 
 /// The driver ends of the two links, until the adapters take them.
-pub(super) struct DriverEnds {
+struct DriverEnds {
     finger: DuplexStream,
     palm: DuplexStream,
     touches: u8,
     captures: u8,
 }
 
-/// Start both simulators. Must run inside tokio.
-pub(super) fn start_simulators(config: &SimConfig) -> (WireModules, DriverEnds) {
+/// The sim board's fingerprint and palm readers on the real drivers, for
+/// [`SimParts::modules`](crate::board::sim::SimParts::modules). The
+/// simulators and adapters start when the board calls it (inside tokio).
+pub fn sim_modules(config: &SimConfig) -> BuildModules {
     // The R30x driver takes 2..=char_buffers touches; give the simulated
     // module as many buffers as the configured touches.
     let touches = config.finger_touches.max(2);
     let captures = config.palm_touches.clamp(1, palm::driver::MAX_CAPTURES);
+    Box::new(move |reports| {
+        let (wire, ends) = start_simulators(touches, captures);
+        let (fingerprint, palm) = start_adapters(ends, reports, wire.clone());
+        OutsideModules {
+            fingerprint: Box::new(fingerprint),
+            palm: Box::new(palm),
+            hands: Arc::new(wire),
+        }
+    })
+}
+
+/// Start both simulators. Must run inside tokio.
+fn start_simulators(touches: u8, captures: u8) -> (WireModules, DriverEnds) {
     let (finger_host, finger_module) = tokio::io::duplex(1024);
     let (palm_host, palm_module) = tokio::io::duplex(1024);
     let (finger, _) = fp::sim::spawn(
@@ -117,12 +140,12 @@ pub(super) fn start_simulators(config: &SimConfig) -> (WireModules, DriverEnds) 
 }
 
 /// Start the two adapters; their reports go through the hand to the engine.
-pub(super) fn start_adapters(
+fn start_adapters(
     ends: DriverEnds,
-    shared: Shared,
+    reports: SimReports,
     wire: WireModules,
 ) -> (ModuleAdapter, ModuleAdapter) {
-    let sink: Arc<dyn ReportSink> = Arc::new(Hand { shared, wire });
+    let sink: Arc<dyn ReportSink> = Arc::new(Hand { reports, wire });
     let touches = ends.touches;
     let finger_link = ends.finger;
     let finger = spawn_fingerprint_connecting(
@@ -165,10 +188,10 @@ pub(super) fn start_adapters(
     (finger, palm)
 }
 
-impl WireModules {
+impl SimHands for WireModules {
     /// `person` presents a finger or palm; `false` for the face (not a
     /// UART module).
-    pub(super) fn present(&self, modality: Modality, person: u32) -> bool {
+    fn present(&self, modality: Modality, person: u32) -> bool {
         match modality {
             Modality::Fingerprint => {
                 // Fails only when the board is being dropped.
@@ -181,7 +204,7 @@ impl WireModules {
     }
 
     /// The simulators' libraries as slot → person, for `status`.
-    pub(super) fn slots(&self) -> (super::ModuleSlots, super::ModuleSlots) {
+    fn slots(&self) -> (ModuleSlots, ModuleSlots) {
         (
             self.finger
                 .templates()
@@ -196,7 +219,7 @@ impl WireModules {
 /// Takes the finger off (the palm away) once the module has read it, then
 /// hands the report to the engine.
 struct Hand {
-    shared: Shared,
+    reports: SimReports,
     wire: WireModules,
 }
 
@@ -228,8 +251,7 @@ impl ReportSink for Hand {
                 Modality::Face => {}
             }
         }
-        self.shared.bump();
         // Fails only when the engine has stopped (shutdown).
-        let _ = self.shared.push(Input::Module(report));
+        let _ = self.reports.report(report);
     }
 }
