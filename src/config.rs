@@ -19,10 +19,9 @@ use serde::Deserialize;
 pub enum BoardKind {
     /// The simulated board (the default): a complete lock in memory.
     Sim,
-    /// Real Linux backends (feature `board-linux`).
+    /// Real Linux backends (feature `board-linux`), a Raspberry Pi
+    /// included: its board file says `gpio_provider = "rppal"`.
     Linux,
-    /// A Raspberry Pi dev board (feature `board-rpi`).
-    Rpi,
 }
 
 impl BoardKind {
@@ -30,7 +29,6 @@ impl BoardKind {
         match self {
             BoardKind::Sim => "sim",
             BoardKind::Linux => "linux",
-            BoardKind::Rpi => "rpi",
         }
     }
 }

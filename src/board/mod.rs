@@ -63,8 +63,6 @@ pub mod drivers;
 pub mod frames;
 #[cfg(feature = "board-linux")]
 pub mod linux;
-#[cfg(feature = "board-rpi")]
-pub mod rpi;
 pub mod sim;
 
 /// Why a device command or read failed.
@@ -241,7 +239,7 @@ pub trait Camera: Send {
 
 /// Every device of one lock, as the daemon holds it.
 pub struct Board {
-    /// Backend name for diagnostics: `"sim"`, `"linux"`, `"rpi"`.
+    /// Backend name for diagnostics: `"sim"` or `"linux"`.
     pub name: &'static str,
     pub motor: Box<dyn Motor>,
     pub bolt: Box<dyn BoltSensor>,

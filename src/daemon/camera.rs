@@ -227,7 +227,8 @@ pub fn start(
                     .map_err(|e| camera_err(&e))?;
             (Box::new(camera), linux_liveness(config, &board_cfg))
         }
-        other => return Err(DaemonError::BoardUnavailable(other.name())),
+        #[cfg(not(feature = "board-linux"))]
+        BoardKind::Linux => return Err(DaemonError::BoardUnavailable(BoardKind::Linux.name())),
     };
 
     // Snapshots from the shared ring. The sim board also keeps counting

@@ -79,7 +79,7 @@ pub enum DaemonError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("board `{0}` is not available in this build: its backend is not wired in yet; use board = \"sim\"")]
+    #[error("board `{0}` is not in this build: rebuild latchd with --features board-{0}, or use board = \"sim\"")]
     BoardUnavailable(&'static str),
     #[error("simulated board: {0}")]
     Sim(#[from] sim::SimError),
@@ -377,7 +377,8 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
             set_held |= held;
             (board, None)
         }
-        other => return Err(DaemonError::BoardUnavailable(other.name())),
+        #[cfg(not(feature = "board-linux"))]
+        BoardKind::Linux => return Err(DaemonError::BoardUnavailable(BoardKind::Linux.name())),
     };
     // The outdoor camera (when [video] or [face] wants it): its frames
     // become the board's snapshots and, with [face], its face source.

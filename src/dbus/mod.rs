@@ -109,7 +109,7 @@ impl Capacity {
 pub struct Diagnostics {
     pub firmware_version: String,
     pub serial_number: String,
-    /// Board backend in use: `"sim"`, `"linux"`, `"rpi"`.
+    /// Board backend in use: `"sim"` or `"linux"`.
     pub board: String,
     /// Seconds since the daemon started.
     pub uptime_s: u64,

@@ -64,7 +64,7 @@ impl DiagnosticsInterface {
         self.snapshot.borrow().serial_number.clone()
     }
 
-    /// Board backend in use: "sim", "linux" or "rpi".
+    /// Board backend in use: "sim" or "linux".
     #[zbus(property, name = "Board")]
     fn board(&self) -> String {
         self.snapshot.borrow().board.clone()

@@ -1,6 +1,7 @@
-//! Raspberry Pi GPIO through `rppal`, the alternative GPIO provider a
-//! board file chooses with `gpio_provider = "rppal"` (build with the
-//! `board-rpi` feature).
+//! The GPIO provider for a Raspberry Pi: `rppal`, which a board file
+//! chooses with `gpio_provider = "rppal"` (build with the `board-rpi`
+//! feature). The Pi is otherwise the Linux board like any other: same
+//! board file, same devices, same `board = "linux"`.
 //!
 //! On a Pi the board file names lines `GPIO<BCM number>` (`GPIO17`), the
 //! numbering printed on every Pi pin-out; `chip` is ignored. Inputs get
@@ -8,20 +9,17 @@
 //! optional debounce), which we forward into the same `(Signal, asserted)`
 //! channel the character-device provider feeds, so everything above the
 //! GPIO layer is the same on a Pi and on any other SoC.
+//!
+//! Driven by rppal's interrupt thread (one per input pin); outputs are
+//! plain register writes.
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rppal::gpio::{Gpio, InputPin, Level, OutputPin, Trigger};
 use tokio::sync::mpsc;
 
-use crate::board::linux::config::{Inputs, Line};
-use crate::board::linux::gpio::{signals, GpioError, GpioInputs};
-
-/// The BCM number of a `GPIO<n>` line name (0–53 on the BCM283x/2711).
-pub fn bcm_number(name: &str) -> Option<u8> {
-    let n: u8 = name.strip_prefix("GPIO")?.parse().ok()?;
-    (n <= 53).then_some(n)
-}
+use super::{signals, GpioError, GpioInputs, OutputLine};
+use crate::board::linux::config::{bcm_number, Inputs, Line};
 
 fn rpi_err(key: &str, line: &Line, detail: impl ToString) -> GpioError {
     GpioError::Rpi {
@@ -40,13 +38,13 @@ fn pin(key: &str, line: &Line) -> Result<rppal::gpio::Pin, GpioError> {
 }
 
 /// One output pin; active-low lines are inverted here.
-pub struct RpiOutput {
+pub(super) struct RpiOutput {
     pin: OutputPin,
     active_low: bool,
 }
 
 impl RpiOutput {
-    pub fn request(key: &str, line: &Line) -> Result<Self, GpioError> {
+    pub(super) fn request(key: &str, line: &Line) -> Result<Self, GpioError> {
         // Inactive from the first instant: low, or high when active-low.
         let pin = if line.active_low {
             pin(key, line)?.into_output_high()
@@ -58,13 +56,16 @@ impl RpiOutput {
             active_low: line.active_low,
         })
     }
+}
 
-    pub fn set(&mut self, on: bool) {
+impl OutputLine for RpiOutput {
+    fn set(&mut self, on: bool) -> Result<(), GpioError> {
         if on != self.active_low {
             self.pin.set_high()
         } else {
             self.pin.set_low()
         }
+        Ok(())
     }
 }
 
@@ -75,10 +76,10 @@ fn asserted(level: Level, active_low: bool) -> bool {
 
 /// Request every input of the board file as rppal input pins with
 /// interrupts on both edges.
-pub fn request_inputs(inputs: &Inputs) -> Result<GpioInputs, GpioError> {
+pub(super) fn request_inputs(inputs: &Inputs) -> Result<GpioInputs, GpioError> {
     let (tx, events) = mpsc::channel(64);
     let mut initial = BTreeMap::new();
-    let mut keep: Vec<Box<dyn std::any::Any + Send>> = Vec::new();
+    let mut pins: Vec<InputPin> = Vec::new();
     for (signal, key, line) in signals(inputs) {
         let mut p: InputPin = pin(key, line)?.into_input();
         let active_low = line.active_low;
@@ -97,23 +98,19 @@ pub fn request_inputs(inputs: &Inputs) -> Result<GpioInputs, GpioError> {
             let _ = tx.blocking_send((signal, asserted(level, active_low)));
         })
         .map_err(|e| rpi_err(key, line, e))?;
-        keep.push(Box::new(p));
+        pins.push(p);
     }
-    Ok(GpioInputs::from_parts(events, initial, keep))
+    Ok(GpioInputs {
+        events,
+        initial,
+        // The pins keep their interrupt threads running.
+        _watchers: Box::new(pins),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn line_names_are_bcm_numbers() {
-        assert_eq!(bcm_number("GPIO17"), Some(17));
-        assert_eq!(bcm_number("GPIO0"), Some(0));
-        assert_eq!(bcm_number("GPIO54"), None);
-        assert_eq!(bcm_number("MOTOR_IN1"), None);
-        assert_eq!(bcm_number("GPIO"), None);
-    }
 
     #[test]
     fn active_low_inverts() {
