@@ -535,6 +535,7 @@ async fn sim_board_with_wire_modules_enrols_and_recognises_through_the_drivers()
     };
     let parts = SimParts {
         modules: Some(sim_modules(&config)),
+        ..SimParts::default()
     };
     let (mut board, control) =
         sim::build_with(config, latchd::board::InputSender::new(tx), parts).expect("sim board");

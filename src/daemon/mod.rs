@@ -14,7 +14,8 @@
 //! ```
 //!
 //! Start-up ([`run`]): open the store (creating the device key on first
-//! start) → build the board → build the engine from `store.load()` → feed
+//! start) → read it once → build the board complete (`hardware.rs`) →
+//! build the engine from the same read → feed
 //! it the sensors and `PowerUp` → `READY=1` → serve. Shutdown
 //! ([`shutdown`]) is one function, read top to bottom.
 use std::os::unix::fs::DirBuilderExt;
@@ -28,9 +29,9 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::board::sim::{self, SimConfig, SimControl};
+use crate::board::sim::{self, SimControl};
 use crate::board::InputSender;
-use crate::config::{BoardKind, Config, SimModuleKind};
+use crate::config::Config;
 use crate::core::{Engine, EngineConfig};
 use crate::dbus::{
     BackendError, BackendFuture, BusChoice, DbusHandle, DeviceCheck, Diagnostics,
@@ -41,6 +42,7 @@ use crate::store::{Store, StoreError, StoreOptions};
 pub mod camera;
 pub mod control;
 pub mod engine_task;
+pub mod hardware;
 pub mod notify;
 pub mod panel;
 pub mod status;
@@ -95,37 +97,6 @@ pub enum DaemonError {
     Remote(#[from] crate::remote::RemoteError),
     #[error("video stream: {0}")]
     Video(String),
-}
-
-/// The Linux board from its board file: UART modules through their
-/// adapters (reconciled against the database's credentials), then
-/// `board::linux::board::build`. Returns whether SET was held at power-up.
-#[cfg(feature = "board-linux")]
-async fn linux_board(
-    config: &Config,
-    store: &Store,
-    inputs: InputSender,
-) -> Result<(crate::board::Board, bool), DaemonError> {
-    use crate::biometrics::{adapter::ReportSink, uart};
-    use crate::board::absent::{UnavailableCamera, UnavailableFace};
-    use crate::board::linux::{board, config::BoardConfig};
-    let path = config.board_file.as_ref().ok_or(DaemonError::NoBoardFile)?;
-    let cfg = BoardConfig::load(path).map_err(|e| DaemonError::LinuxBoard(e.to_string()))?;
-    let persisted = store.load()?;
-    let reports = crate::board::OrderedSender::spawn(inputs.clone());
-    let sink: std::sync::Arc<dyn ReportSink> = std::sync::Arc::new(reports.clone());
-    let modules = uart::open(&cfg, &persisted, sink);
-    // Face and camera: `camera::start` replaces these when [face]/[video]
-    // ask for the camera.
-    let peripherals = board::Peripherals {
-        fingerprint: Box::new(modules.fingerprint),
-        palm: Box::new(modules.palm),
-        face: Box::new(UnavailableFace::new(reports)),
-        camera: Box::new(UnavailableCamera),
-    };
-    board::build(&cfg, inputs, peripherals)
-        .await
-        .map_err(|e| DaemonError::LinuxBoard(e.to_string()))
 }
 
 /// Create the state directory (0700: it holds the device key).
@@ -345,54 +316,21 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
         low_battery_percent: opts.config.lock.low_battery_percent,
     };
 
-    // 2. The board, feeding the one input queue.
+    // 2. The board, complete (camera, face, IR included), feeding the one
+    //    input queue; it and the engine start from one read of the store.
+    let persisted = store.load()?;
     let (input_tx, input_rx) = mpsc::channel(INPUT_QUEUE);
     let inputs = InputSender::new(input_tx);
+    let hardware::BuiltBoard {
+        board,
+        sim: sim_control,
+        set_held: held_on_board,
+        camera: mut camera_rig,
+    } = hardware::build_board(&opts.config, &opts.state_dir, &persisted, &inputs).await?;
     // B-10.6: the command line's `--set-held`, or SET held on the board.
-    #[allow(unused_mut)] // only the Linux board sets it
-    let mut set_held = opts.set_held;
-    let (mut board, sim_control): (_, Option<SimControl>) = match opts.config.board {
-        BoardKind::Sim => {
-            let s = &opts.config.sim;
-            let sim_config = SimConfig {
-                motor_travel: std::time::Duration::from_millis(s.motor_travel_ms),
-                finger_touches: s.finger_touches,
-                palm_touches: s.palm_touches,
-                battery_percent: s.battery_percent,
-                modules_file: Some(opts.state_dir.join("sim-modules.json")),
-                prompt_log_len: 200,
-            };
-            let parts = sim::SimParts {
-                modules: match s.modules {
-                    SimModuleKind::Memory => None,
-                    SimModuleKind::Wire => Some(crate::biometrics::wire::sim_modules(&sim_config)),
-                },
-            };
-            let (board, control) = sim::build_with(sim_config, inputs.clone(), parts)?;
-            (board, Some(control))
-        }
-        #[cfg(feature = "board-linux")]
-        BoardKind::Linux => {
-            let (board, held) = linux_board(&opts.config, &store, inputs.clone()).await?;
-            set_held |= held;
-            (board, None)
-        }
-        #[cfg(not(feature = "board-linux"))]
-        BoardKind::Linux => return Err(DaemonError::BoardUnavailable(BoardKind::Linux.name())),
-    };
-    // The outdoor camera (when [video] or [face] wants it): its frames
-    // become the board's snapshots and, with [face], its face source.
-    let mut camera_rig = camera::start(
-        &opts.config,
-        &opts.state_dir,
-        &store,
-        &mut board,
-        sim_control.as_ref(),
-        &inputs,
-    )?;
+    let set_held = opts.set_held || held_on_board;
 
     // 3. The engine, from what the store holds.
-    let persisted = store.load()?;
     let clock = Clock::new(opts.config.lock.trust_system_clock);
     let engine = Engine::new(engine_config.clone(), persisted, clock.now());
     let mut static_diag = status::StaticDiag {

@@ -10,7 +10,10 @@
 //!
 //! Start-up order matters for safety: the motor bridge is requested (and
 //! coasted) first, so whatever a previous process left energised stops
-//! before anything else happens.
+//! before anything else happens. That is a step of its own,
+//! [`coast_motor`], so the caller can build the peripherals (camera, face
+//! worker, UART modules) after it and hand them to [`build`], which
+//! returns the board complete.
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -83,20 +86,38 @@ fn bolt_of(levels: &Levels) -> BoltPosition {
     .bolt()
 }
 
-/// Build the board. Returns it with whether SET was held for the whole
-/// factory-reset window at power-up (B-10.6). Must run inside tokio.
+/// The motor's H-bridge, requested and coasted: the first step of
+/// bringing up the Linux board. Dropping it releases the lines coasted.
+pub struct MotorBridge(HBridge<GpioOutput, GpioOutput>);
+
+impl std::fmt::Debug for MotorBridge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MotorBridge").finish_non_exhaustive()
+    }
+}
+
+/// Check the board file against this machine, then request the motor
+/// bridge: coasted the moment it is requested.
+pub fn coast_motor(cfg: &BoardConfig) -> Result<MotorBridge, LinuxBoardError> {
+    cfg.check_system()?;
+    let o = &cfg.outputs;
+    Ok(MotorBridge(HBridge::new(
+        GpioOutput::request_with(cfg.gpio_provider, "outputs.motor_in1", &o.motor_in1)?,
+        GpioOutput::request_with(cfg.gpio_provider, "outputs.motor_in2", &o.motor_in2)?,
+    )))
+}
+
+/// Build the board around its coasted motor and the `peripherals`.
+/// Returns it with whether SET was held for the whole factory-reset
+/// window at power-up (B-10.6). Must run inside tokio.
 pub async fn build(
     cfg: &BoardConfig,
+    motor: MotorBridge,
     inputs: InputSender,
     peripherals: Peripherals,
 ) -> Result<(Board, bool), LinuxBoardError> {
-    cfg.check_system()?;
     let o = &cfg.outputs;
-    // Motor first: coasted the moment it is requested.
-    let bridge = HBridge::new(
-        GpioOutput::request_with(cfg.gpio_provider, "outputs.motor_in1", &o.motor_in1)?,
-        GpioOutput::request_with(cfg.gpio_provider, "outputs.motor_in2", &o.motor_in2)?,
-    );
+    let bridge = motor.0;
     let mut gpio = GpioInputs::request_with(cfg.gpio_provider, &cfg.inputs)?;
     let levels: Levels = Arc::new(Mutex::new(gpio.initial.clone()));
 

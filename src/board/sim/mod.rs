@@ -50,7 +50,7 @@ mod motor;
 pub mod parts;
 
 pub use biometric::{ModuleSlots, SimModules};
-pub use parts::{BuildModules, OutsideModules, SimHands, SimParts, SimReports};
+pub use parts::{BuildModules, OutsideModules, SimFace, SimHands, SimParts, SimReports};
 
 /// How the simulated lock is built.
 #[derive(Debug, Clone)]
@@ -273,7 +273,7 @@ pub fn build_with(
         },
         tamper: TamperState::Intact,
         face_present: None,
-        camera: None,
+        camera: parts.face.as_ref().map(|f| f.scene.clone()),
         snapshots: 0,
         modules,
     };
@@ -314,8 +314,17 @@ pub fn build_with(
         alarm: Box::new(devices::Panel(shared.clone())),
         fingerprint,
         palm,
-        face: Box::new(biometric::SimModule::new(shared.clone(), Modality::Face)),
-        camera: Box::new(devices::Panel(shared.clone())),
+        face: match parts.face {
+            Some(f) => f.source,
+            None => Box::new(biometric::SimModule::new(shared.clone(), Modality::Face)),
+        },
+        camera: match parts.camera {
+            Some(store) => Box::new(devices::StoredSnapshots {
+                counter: devices::Panel(shared.clone()),
+                store,
+            }),
+            None => Box::new(devices::Panel(shared.clone())),
+        },
     };
     Ok((board, SimControl { shared }))
 }
@@ -555,12 +564,6 @@ impl SimControl {
         self.shared.bump();
         self.shared
             .push_all(reports.into_iter().map(Input::Module).collect())
-    }
-
-    /// Route `face(person)` to the sim camera's scene (the daemon does this
-    /// when the real face pipeline replaces the simulated face module).
-    pub fn attach_camera(&self, camera: camera::SceneControl) {
-        self.shared.world().camera = Some(camera);
     }
 
     /// Make the next `moves` motor moves jam between the limit switches.

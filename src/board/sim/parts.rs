@@ -9,17 +9,25 @@
 //!  OutsideModules { fingerprint, palm }  ──► Board.fingerprint / Board.palm
 //!                 { hands }              ◄── SimControl::finger / palm, snapshot().modules
 //!  their reports ──► SimReports::report ──► panel redraw + OrderedSender ──► engine
+//!
+//!  SimParts.face:   SimFace { source ──► Board.face,
+//!                             scene  ◄── SimControl::face(person) shows their picture }
+//!  SimParts.camera: ──► Board.camera, after the sim's own snapshot counter
 //! ```
 //!
 //! The board itself knows nothing of what is behind them: with
-//! `[sim] modules = "wire"` it is the real UART drivers against the
-//! wire-level simulators (`biometrics::wire`).
+//! `[sim] modules = "wire"` the modules are the real UART drivers against
+//! the wire-level simulators (`biometrics::wire`); with `[face]` the face
+//! source is the real pipeline on the sim camera's frames
+//! (`biometrics::face::worker`); with `[video]` or `[face]` the camera
+//! stores JPEGs from the frame ring (`video::RingCamera`).
 use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use super::camera::SceneControl;
 use super::ModuleSlots;
-use crate::board::{FingerprintModule, OrderedSender, PalmModule};
+use crate::board::{Camera, FaceSource, FingerprintModule, OrderedSender, PalmModule};
 use crate::core::input::ModuleReport;
 use crate::core::types::Modality;
 use crate::core::Input;
@@ -30,14 +38,30 @@ pub struct SimParts {
     /// Fingerprint and palm readers, built once the board can take their
     /// reports.
     pub modules: Option<BuildModules>,
+    /// Face recognition on a camera instead of the simulated face module.
+    pub face: Option<SimFace>,
+    /// Where snapshots go besides the sim's own counter (which the front
+    /// panel and tests read); a failure here is the snapshot's failure.
+    pub camera: Option<Box<dyn Camera>>,
 }
 
 impl std::fmt::Debug for SimParts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SimParts")
             .field("modules", &self.modules.is_some())
+            .field("face", &self.face.is_some())
+            .field("camera", &self.camera.is_some())
             .finish()
     }
+}
+
+/// A face source that looks at the sim camera: "person N at the door" is
+/// then person N's picture in front of the camera, and recognition starts
+/// as on a lock (keypad touch or motion), not from the simulated module.
+pub struct SimFace {
+    pub source: Box<dyn FaceSource>,
+    /// The scene the camera shows.
+    pub scene: SceneControl,
 }
 
 /// Builds the outside modules, given where their reports go.
