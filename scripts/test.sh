@@ -37,6 +37,8 @@ export CARGO_TERM_COLOR=never
 export CARGO_INCREMENTAL=0
 echo "== format"
 cargo fmt --check
+echo "== hardware layering"
+scripts/check-hardware-layers.sh
 echo "== clippy"
 cargo clippy --all-targets --all-features --locked -- -D warnings
 echo "== default build (sim board, no system packages needed)"
