@@ -433,4 +433,16 @@ mod tests {
         let e = parse("board = \"arduino\"\n").unwrap_err().to_string();
         assert!(e.contains("arduino"), "{e}");
     }
+
+    /// A Raspberry Pi is `board = "linux"` with `gpio_provider = "rppal"`
+    /// in its board file; there is no separate `rpi` board to half-work.
+    #[test]
+    fn there_is_no_rpi_board_kind() {
+        let e = parse("board = \"rpi\"\n").unwrap_err().to_string();
+        assert!(e.contains("rpi") && e.contains("`linux`"), "{e}");
+        assert_eq!(
+            parse("board = \"linux\"\n").unwrap().board,
+            BoardKind::Linux
+        );
+    }
 }
