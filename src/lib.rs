@@ -5,14 +5,17 @@
 //! of the lock, and IO at the edges — [`board`] hardware, [`biometrics`]
 //! modules, [`ble`], [`wifi`], [`dbus`], [`video`] services — wired together
 //! by the [`daemon`] runtime, with state kept by [`store`].
+pub mod app;
 pub mod biometrics;
 pub mod ble;
 pub mod board;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod core;
 pub mod daemon;
 pub mod dbus;
+pub mod link;
 pub mod remote;
 pub mod store;
 pub mod video;

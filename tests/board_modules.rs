@@ -531,7 +531,7 @@ async fn sim_board_with_wire_modules_enrols_and_recognises_through_the_drivers()
             palm_touches: 2,
             ..SimConfig::default()
         },
-        latchd::board::InputSender::new(tx),
+        latchd::link::InputSender::new(tx),
     )
     .expect("sim board");
     assert_eq!(board.name, "sim");

@@ -30,10 +30,11 @@ use latchd::board::face_service::{
     decode_templates, FacePipeline, FaceService, FaceServiceConfig, FaceTemplates,
 };
 use latchd::board::sim::camera::{SimCamera, SimCameraConfig};
-use latchd::board::{FaceSource, InputSender, OrderedSender};
+use latchd::board::FaceSource;
 use latchd::core::input::{EnrolStep, FacePose, ModuleReport};
 use latchd::core::types::Modality;
 use latchd::core::{Input, ModuleCmd};
+use latchd::link::{InputSender, OrderedSender};
 use latchd::video::FrameRing;
 use tokio::sync::{mpsc, watch};
 

@@ -7,7 +7,7 @@
 //!     │                                                  NameOwnerChanged(org.bluez) is watched)
 //!  ┌──┴─────────────────────────────────────────────────────────────────────────────────┐
 //!  │ latchd service  6c617463-6864-4c42-8000-6c6174636801                               │
-//!  │   rx  …6802  write (with response only)     ─► ChannelConn::on_write (service.rs)  │
+//!  │   rx  …6802  write (with response only)     ─► ChannelConn::on_write (app/)     │
 //!  │   tx  …6803  notify                         ◄─ fragments (pair reply, accept, …)   │
 //!  │ Improv service  00467768-6228-2272-4663-277478268000                               │
 //!  │   8001 state (read, notify) · 8002 error (read, notify) · 8003 RPC (write)         │
@@ -39,10 +39,10 @@ use futures_util::{FutureExt, StreamExt};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use super::crypto::StaticKeypair;
 use super::improv::{self, DeviceInfo, Improv, Output, ScannedNetwork};
-use super::pairing::VerificationCode;
-use super::service::{ChannelConn, LockLink};
+use crate::app::crypto::StaticKeypair;
+use crate::app::pairing::VerificationCode;
+use crate::app::{ChannelConn, LockLink};
 use crate::wifi::WifiBackend;
 
 /// The latchd secure-channel service.

@@ -47,7 +47,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::{DeviceError, FaceSource, OrderedSender};
+use super::{DeviceError, FaceSource};
 use crate::biometrics::face::{
     self, register_box, EnrolStep as FaceStep, FaceBox, FaceEnrolment, FaceError, FaceObservation,
     FaceRecognizer, FaceTemplate, Fix, LivenessCheck, LivenessFrame, LivenessVerdict, Pose,
@@ -56,6 +56,7 @@ use crate::biometrics::face::{
 use crate::core::input::{EnrolFailure, EnrolStep, FaceFix, FacePose, ModuleReport};
 use crate::core::types::Modality;
 use crate::core::{Input, ModuleCmd};
+use crate::link::OrderedSender;
 use crate::video::{Frame, FrameRing};
 
 /// The templates recognition matches against: `(slot, template)`.
@@ -669,7 +670,7 @@ mod tests {
     #[tokio::test]
     async fn missing_models_answer_with_a_fault() {
         let (tx, mut rx) = mpsc::channel(8);
-        let reports = OrderedSender::spawn(crate::board::InputSender::new(tx));
+        let reports = OrderedSender::spawn(crate::link::InputSender::new(tx));
         let (_t, templates) = watch::channel(FaceTemplates::default());
         let mut svc = FaceService::spawn(
             FaceServiceConfig::new(PathBuf::from("/nonexistent/models")),

@@ -55,7 +55,7 @@ use futures_util::future::BoxFuture;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::{DeviceError, InputSender, OrderedSender};
+use super::DeviceError;
 use crate::biometrics::fingerprint::{
     self as fp, EnrollStep, FingerprintError, ModuleCode, Reconciliation,
 };
@@ -63,6 +63,7 @@ use crate::biometrics::palm::{self, PalmEnrollStep, PalmError, PalmStatus};
 use crate::core::input::{EnrolFailure, EnrolStep, ModuleReport};
 use crate::core::types::Modality;
 use crate::core::{Input, ModuleCmd};
+use crate::link::{InputSender, OrderedSender};
 
 /// Where an adapter's reports go. The daemon's is an [`OrderedSender`]
 /// (each report becomes `Input::Module`); tests and the sim board's hand

@@ -86,6 +86,88 @@ pub fn user_limit(kind: CredentialKind) -> usize {
     }
 }
 
+/// The app keys and outstanding guest invites: what an app channel checks
+/// a frame against before anything reaches the engine (which checks
+/// again). The runtime keeps one copy beside the store and publishes it
+/// after every commit that changes it, so an unauthenticated frame costs
+/// no store read; it follows the store through [`AppAccess::apply`], the
+/// same step [`Directory::apply`] takes for these two tables.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppAccess {
+    pub keys: BTreeMap<AppKeyId, AppKey>,
+    pub invites: BTreeMap<AppKeyId, GuestInvite>,
+}
+
+impl AppAccess {
+    /// The keys and invites the store loaded.
+    pub fn from_persisted(p: &Persisted) -> Self {
+        AppAccess {
+            keys: p.app_keys.iter().map(|k| (k.id, k.clone())).collect(),
+            invites: p
+                .guest_invites
+                .iter()
+                .map(|i| (i.slot, i.clone()))
+                .collect(),
+        }
+    }
+
+    /// Follow committed changes.
+    pub fn apply(&mut self, changes: &[Change]) {
+        for c in changes {
+            apply_app_change(&mut self.keys, &mut self.invites, c);
+        }
+    }
+
+    /// Whether a change can alter the keys or invites.
+    pub fn touched_by(c: &Change) -> bool {
+        matches!(
+            c,
+            Change::DeleteUser(_)
+                | Change::PutAppKey(_)
+                | Change::DeleteAppKey(_)
+                | Change::PutGuestInvite(_)
+                | Change::DeleteGuestInvite(_)
+                | Change::FactoryReset
+        )
+    }
+
+    /// The outstanding invite with this public code id.
+    pub fn invite(&self, code_id: u16) -> Option<&GuestInvite> {
+        self.invites.values().find(|i| i.code_id == code_id)
+    }
+}
+
+/// One change to the app keys and invites. An owner key is bound to its
+/// administrator and goes with them; a factory reset removes them all.
+fn apply_app_change(
+    keys: &mut BTreeMap<AppKeyId, AppKey>,
+    invites: &mut BTreeMap<AppKeyId, GuestInvite>,
+    c: &Change,
+) {
+    match c {
+        Change::DeleteUser(n) => {
+            keys.retain(|_, k| k.role != super::types::AppKeyRole::Owner { admin: *n });
+        }
+        Change::PutAppKey(k) => {
+            keys.insert(k.id, k.clone());
+        }
+        Change::DeleteAppKey(id) => {
+            keys.remove(id);
+        }
+        Change::PutGuestInvite(i) => {
+            invites.insert(i.slot, i.clone());
+        }
+        Change::DeleteGuestInvite(id) => {
+            invites.remove(id);
+        }
+        Change::FactoryReset => {
+            keys.clear();
+            invites.clear();
+        }
+        _ => {}
+    }
+}
+
 impl Directory {
     pub fn load(p: &Persisted, macer: &Macer) -> Directory {
         let mut d = Directory {
@@ -141,6 +223,7 @@ impl Directory {
     /// Apply persisted changes to memory (the same list the store commits).
     pub fn apply(&mut self, changes: &[Change], macer: &Macer) {
         for c in changes {
+            apply_app_change(&mut self.app_keys, &mut self.guest_invites, c);
             match c {
                 Change::PutUser(u) => {
                     self.users.insert(u.number, u.clone());
@@ -148,8 +231,6 @@ impl Directory {
                 Change::DeleteUser(n) => {
                     self.users.remove(n);
                     self.credentials.retain(|_, c| c.user != *n);
-                    self.app_keys
-                        .retain(|_, k| k.role != super::types::AppKeyRole::Owner { admin: *n });
                 }
                 Change::PutCredential(cr) => {
                     self.credentials.insert(cr.id, cr.clone());
@@ -163,26 +244,19 @@ impl Directory {
                 Change::DeleteTempPasscode(id) => {
                     self.temp_passcodes.remove(id);
                 }
-                Change::PutAppKey(k) => {
-                    self.app_keys.insert(k.id, k.clone());
-                }
-                Change::DeleteAppKey(id) => {
-                    self.app_keys.remove(id);
-                }
-                Change::PutGuestInvite(i) => {
-                    self.guest_invites.insert(i.slot, i.clone());
-                }
-                Change::DeleteGuestInvite(id) => {
-                    self.guest_invites.remove(id);
-                }
                 Change::FactoryReset => {
                     self.users.clear();
                     self.credentials.clear();
                     self.temp_passcodes.clear();
-                    self.app_keys.clear();
-                    self.guest_invites.clear();
                 }
-                Change::SetHanding(_) | Change::PutSettings(_) | Change::PutLockout(_) => {}
+                // App keys and invites: `apply_app_change` above.
+                Change::PutAppKey(_)
+                | Change::DeleteAppKey(_)
+                | Change::PutGuestInvite(_)
+                | Change::DeleteGuestInvite(_)
+                | Change::SetHanding(_)
+                | Change::PutSettings(_)
+                | Change::PutLockout(_) => {}
             }
         }
         self.reindex(macer);

@@ -15,11 +15,11 @@
 //! ```
 //!
 //! Bring-up is in two steps because the board is handed to the engine task
-//! before the stream can be served: [`start`] (right after the board is
-//! built) opens the camera and installs the board's camera and face source;
-//! [`CameraRig::serve`] (once the engine publishes its status) starts the
-//! motion trigger and the video server, and keeps the capture running
-//! until shutdown.
+//! before the stream can be served: [`start`] (part of building the board,
+//! `daemon/board.rs`, before the engine sees it) opens the camera and
+//! installs the board's camera and face source; [`CameraRig::serve`] (once
+//! the engine publishes its status) starts the motion trigger and the
+//! video server, and keeps the capture running until shutdown.
 //!
 //! The camera is only opened when `[video]` or `[face]` asks for it; without
 //! either, the board keeps its own camera (the sim board's snapshot counter,
@@ -30,14 +30,16 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::engine_task::{CredentialsHook, Published};
+use super::board::BoardFile;
+use super::engine_task::CredentialsHook;
 use super::DaemonError;
 use crate::board::sim::SimControl;
-use crate::board::{Board, Camera, DeviceError, InputSender};
+use crate::board::{Board, Camera, DeviceError};
 use crate::config::{BoardKind, Config};
 use crate::core::action::SnapshotReason;
+use crate::core::types::Persisted;
 use crate::core::Input;
-use crate::store::Store;
+use crate::link::{InputSender, Published};
 use crate::video::{FrameRing, RingCamera, SnapshotSaved, SnapshotStore};
 
 /// Size of the simulated camera's frames (a V4L2 camera's come from the
@@ -182,16 +184,19 @@ fn linux_liveness(
 
 /// Open the camera when `[video]` or `[face]` needs it and install its
 /// consumers in `board`: snapshots always, the face service when `[face]`
-/// is enabled. `None` when no camera is wanted. Must run inside the
-/// daemon's runtime.
+/// is enabled (its templates from `persisted`). `None` when no camera is
+/// wanted. Must run inside the daemon's runtime.
 pub fn start(
     config: &Config,
     state_dir: &Path,
-    store: &Store,
+    persisted: &Persisted,
     board: &mut Board,
     sim: Option<&SimControl>,
+    board_file: Option<&BoardFile>,
     inputs: &InputSender,
 ) -> Result<Option<CameraRig>, DaemonError> {
+    #[cfg(not(feature = "board-linux"))]
+    let _: Option<&BoardFile> = board_file;
     let face = face_enabled(config);
     if !(config.video.enabled || face) {
         return Ok(None);
@@ -218,13 +223,12 @@ pub fn start(
         }
         #[cfg(feature = "board-linux")]
         BoardKind::Linux => {
-            let path = config.board_file.as_ref().ok_or(DaemonError::NoBoardFile)?;
-            let board_cfg =
-                crate::board::linux::config::BoardConfig::load(path).map_err(|e| camera_err(&e))?;
+            // The board file `daemon/board.rs` loaded for the board itself.
+            let board_cfg = board_file.ok_or(DaemonError::NoBoardFile)?;
             let camera =
                 crate::board::linux::camera::V4l2Camera::start(&board_cfg.camera, ring.clone())
                     .map_err(|e| camera_err(&e))?;
-            (Box::new(camera), linux_liveness(config, &board_cfg))
+            (Box::new(camera), linux_liveness(config, board_cfg))
         }
         other => return Err(DaemonError::BoardUnavailable(other.name())),
     };
@@ -243,7 +247,7 @@ pub fn start(
     };
 
     let (credentials_hook, motion_trigger) = if face {
-        install_face(config, store, board, &ring, inputs, liveness)?
+        install_face(config, persisted, board, &ring, inputs, liveness)?
     } else {
         (None, false)
     };
@@ -271,7 +275,7 @@ fn sim_people_dir(_config: &Config) -> Option<&Path> {
 #[cfg(feature = "face")]
 fn install_face(
     config: &Config,
-    store: &Store,
+    persisted: &Persisted,
     board: &mut Board,
     ring: &FrameRing,
     inputs: &InputSender,
@@ -282,7 +286,6 @@ fn install_face(
     };
     use std::time::Duration;
     let f = &config.face;
-    let persisted = store.load()?;
     let (templates, templates_rx) =
         watch::channel(templates_from_credentials(&persisted.credentials));
     let service = FaceService::spawn(
@@ -295,7 +298,7 @@ fn install_face(
         },
         ring.clone(),
         templates_rx,
-        crate::board::OrderedSender::spawn(inputs.clone()),
+        crate::link::OrderedSender::spawn(inputs.clone()),
     );
     board.face = Box::new(service);
     let (models, enrolled) = (f.models_dir.display(), templates.borrow().len());
@@ -328,7 +331,7 @@ fn install_face(
 #[cfg(not(feature = "face"))]
 fn install_face(
     _config: &Config,
-    _store: &Store,
+    _persisted: &Persisted,
     _board: &mut Board,
     _ring: &FrameRing,
     _inputs: &InputSender,
@@ -562,12 +565,12 @@ mod tests {
             let (mut board, _control) =
                 crate::board::sim::build(crate::board::sim::SimConfig::default(), inputs.clone())
                     .expect("sim board");
-            let (store, _key) = Store::open(dir.path(), Default::default()).expect("store");
             let rig = start(
                 &Config::default(),
                 dir.path(),
-                &store,
+                &Persisted::default(),
                 &mut board,
+                None,
                 None,
                 &inputs,
             )

@@ -21,107 +21,25 @@
 //! moves take their travel time, which `settle` waits for.
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::watch;
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 use tokio_util::sync::CancellationToken;
 
-use super::engine_task::Published;
-use super::status::event_record;
 use crate::board::sim::{parse_keys, SimControl, SimError};
-use crate::board::InputSender;
+pub use crate::control::{Request, MAX_EVENTS, MAX_LINE};
 use crate::core::input::SetPress;
-use crate::store::Store;
-
-/// Longest request line accepted; a longer one is refused and the
-/// connection closed (a client that sends megabytes is broken).
-pub const MAX_LINE: usize = 64 * 1024;
-/// Most events one `events` request returns.
-pub const MAX_EVENTS: usize = 1000;
+use crate::link::{event_record, Link};
 /// How long an input command waits for the engine before answering
 /// with an error.
 const ENGINE_WAIT: Duration = Duration::from_secs(10);
 /// Concurrent connections served; more wait in the accept queue.
 const MAX_CONNECTIONS: usize = 16;
-
-/// One request line. `cmd` names the command; other fields are its
-/// arguments. Unknown fields are refused.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Request {
-    /// Press keys: `0-9`, `✓`/`#`, `↩`/`*`, `a` away, `d` doorbell.
-    Press {
-        keys: String,
-    },
-    /// Touch the keypad (wakes it; manual face recognition).
-    Touch,
-    /// Hold one key until the keypad flashes (B-3.4 holds `0`).
-    Hold {
-        key: String,
-    },
-    /// The SET button; `long` = held (pairing mode).
-    Set {
-        #[serde(default)]
-        long: bool,
-    },
-    /// The back panel's electronic lock button.
-    LockButton,
-    /// Turn the inside handle (retracts the bolt from inside).
-    Handle,
-    /// Turn the mechanical key.
-    Key,
-    Door {
-        open: bool,
-    },
-    /// Open (`true`) or close the front panel: the tamper switch.
-    Tamper {
-        open: bool,
-    },
-    /// Set the battery charge and/or USB-C emergency power.
-    Battery {
-        #[serde(default)]
-        percent: Option<u8>,
-        #[serde(default)]
-        external: Option<bool>,
-    },
-    /// Person N puts a finger on the reader.
-    Finger {
-        person: u32,
-    },
-    /// Person N holds a palm over the window.
-    Palm {
-        person: u32,
-    },
-    /// Person N steps in front of the camera; `null` = they leave.
-    Face {
-        person: Option<u32>,
-    },
-    /// Make the next `moves` motor moves jam.
-    Jam {
-        moves: u32,
-    },
-    /// Wait until the motor is idle and the engine has handled everything.
-    Settle,
-    /// Engine status, daemon counters and the sim board's state.
-    Status,
-    /// The last `n` prompts (default 10).
-    Prompts {
-        #[serde(default)]
-        n: Option<usize>,
-    },
-    /// The last `n` logged events, oldest first (default 10, at most 1000).
-    Events {
-        #[serde(default)]
-        n: Option<usize>,
-    },
-}
 
 /// Why the control socket could not start.
 #[derive(Debug, thiserror::Error)]
@@ -167,14 +85,13 @@ pub fn bind(path: &Path) -> Result<UnixListener, ControlError> {
 }
 
 /// What a connection handler needs; cheap to clone.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct ControlContext {
+    /// The simulated board's buttons and state.
     pub sim: SimControl,
-    /// The engine's status and counters, published after every input.
-    pub published: watch::Receiver<Published>,
-    /// For the count of inputs sent (the barrier's target).
-    pub inputs: InputSender,
-    pub store: Arc<Mutex<Store>>,
+    /// The running lock: published status, the inputs' barrier count and
+    /// the event log (read-only connection).
+    pub link: Link,
 }
 
 /// Serve connections until `shutdown`; then remove the socket file.
@@ -293,7 +210,7 @@ async fn handle(request: Request, ctx: &ControlContext) -> Result<serde_json::Va
             settle(ctx).await?;
         }
         Request::Status => {
-            let p = ctx.published.borrow().clone();
+            let p = ctx.link.published().borrow().clone();
             return Ok(json!({
                 "ok": true,
                 "engine": p.engine,
@@ -307,12 +224,7 @@ async fn handle(request: Request, ctx: &ControlContext) -> Result<serde_json::Va
         }
         Request::Events { n } => {
             let n = n.unwrap_or(10).min(MAX_EVENTS);
-            let stored = ctx
-                .store
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .recent_events(n)
-                .map_err(|e| e.to_string())?;
+            let stored = ctx.link.recent_events(n).await.map_err(|e| e.to_string())?;
             let records: Vec<_> = stored
                 .iter()
                 .rev()
@@ -333,8 +245,8 @@ async fn handle(request: Request, ctx: &ControlContext) -> Result<serde_json::Va
 
 /// Wait until the engine has taken every input sent so far.
 async fn wait_for_engine(ctx: &ControlContext) -> Result<(), String> {
-    let target = ctx.inputs.sent();
-    let mut rx = ctx.published.clone();
+    let target = ctx.link.inputs().sent();
+    let mut rx = ctx.link.published();
     let reached = tokio::time::timeout(ENGINE_WAIT, async {
         loop {
             if rx.borrow_and_update().daemon.processed >= target {
@@ -363,7 +275,7 @@ async fn settle(ctx: &ControlContext) -> Result<(), String> {
         ctx.sim.motor_idle().await;
         wait_for_engine(ctx).await?;
         if ctx.sim.snapshot().motor == crate::board::sim::MotorState::Idle
-            && ctx.published.borrow().daemon.processed >= ctx.inputs.sent()
+            && ctx.link.published().borrow().daemon.processed >= ctx.link.inputs().sent()
         {
             return Ok(());
         }
@@ -374,25 +286,6 @@ async fn settle(ctx: &ControlContext) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn requests_parse_and_unknown_fields_are_refused() {
-        let r: Request = serde_json::from_str(r#"{"cmd":"press","keys":"123456✓"}"#).unwrap();
-        assert_eq!(
-            r,
-            Request::Press {
-                keys: "123456✓".into()
-            }
-        );
-        let r: Request = serde_json::from_str(r#"{"cmd":"face","person":null}"#).unwrap();
-        assert_eq!(r, Request::Face { person: None });
-        let r: Request = serde_json::from_str(r#"{"cmd":"set"}"#).unwrap();
-        assert_eq!(r, Request::Set { long: false });
-        assert!(serde_json::from_str::<Request>(r#"{"cmd":"finger","person":3,"x":1}"#).is_err());
-        assert!(serde_json::from_str::<Request>(r#"{"cmd":"finger","person":-3}"#).is_err());
-        assert!(serde_json::from_str::<Request>(r#"{"cmd":"unlock"}"#).is_err());
-        assert!(serde_json::from_str::<Request>(r#"{"keys":"1"}"#).is_err());
-    }
 
     #[tokio::test]
     async fn bind_refuses_a_regular_file_and_replaces_a_stale_socket() {

@@ -23,11 +23,10 @@ use crossterm::{cursor, execute, queue};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::engine_task::Published;
 use crate::board::sim::{key_label, SimControl, SimSnapshot};
 use crate::core::input::{BoltPosition, DoorPosition, SetPress, TamperState};
 use crate::core::types::Key;
-use crate::dbus::EventRecord;
+use crate::link::{EventRecord, Published};
 
 const HELP: &[&str] = &[
     "keys 0-9 · Enter ✓ · Backspace/Esc ↩ · a away · b bell · t touch · H<key> hold (H0 mute)",

@@ -27,11 +27,12 @@ use crate::board::drivers::mcp3008::{count_to_millivolts, Mcp3008};
 use crate::board::drivers::motor::{CurrentSense, HBridge, LimitSwitches, MotorDriver, Outcome};
 use crate::board::{
     Alarm, Battery, Board, BoltSensor, Camera, DeviceError, DoorSensor, FaceSource,
-    FingerprintModule, InputSender, Keypad, Motor, PalmModule, Tamper, Voice,
+    FingerprintModule, Keypad, Motor, PalmModule, Tamper, Voice,
 };
 use crate::core::input::{BoltPosition, DoorPosition, MotorReport, PowerReading, TamperState};
 use crate::core::types::{Key, MotorDirection};
 use crate::core::{AlarmKind, Input, KeypadView, Prompt};
+use crate::link::InputSender;
 
 use super::config::BoardConfig;
 use super::gpio::{GpioError, GpioInputs, GpioOutput, Signal};

@@ -257,6 +257,21 @@ fn nonce(counter: u64) -> [u8; 12] {
     n
 }
 
+/// The lock's long-term X25519 key, derived from the device secret
+/// (HKDF-SHA256, own label) so it survives restarts without another stored
+/// secret. Its public half is what an app learns when it pairs; both app
+/// channels (BLE and the broker) use this one key, so an app paired over
+/// BLE talks to the same key through the broker.
+pub fn lock_keypair(device_secret: &[u8; 32]) -> StaticKeypair {
+    let hk = Hkdf::<Sha256>::new(Some(b"latchd/lock-static-key/v1"), device_secret);
+    let mut okm = zeroize::Zeroizing::new([0u8; 32]);
+    // 32 bytes is far below HKDF's 255 × 32 limit; expand cannot fail.
+    if hk.expand(b"x25519", okm.as_mut()).is_err() {
+        okm.fill(0);
+    }
+    StaticKeypair::from_secret_bytes(*okm)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,5 +319,12 @@ mod tests {
         assert!(confirm_verify(&[1; 32], b"m", &tag));
         assert!(!confirm_verify(&[2; 32], b"m", &tag));
         assert!(!confirm_verify(&[1; 32], b"n", &tag));
+    }
+
+    #[test]
+    fn lock_key_is_stable_and_separate_per_device() {
+        let a = lock_keypair(&[1; 32]);
+        assert_eq!(a.public(), lock_keypair(&[1; 32]).public());
+        assert_ne!(a.public(), lock_keypair(&[2; 32]).public());
     }
 }

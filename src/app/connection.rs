@@ -1,0 +1,330 @@
+//! One BLE connection's secure channel, lock side: the glue between the
+//! GATT characteristics (bytes in, fragments out) and the engine. No BlueZ
+//! here — `gatt.rs` moves bytes; this decides what they mean, so it is
+//! tested with the real app-side client (`client.rs`) in unit tests.
+//!
+//! ```text
+//!  write fragments ─► Reassembler ─► frame
+//!     Idle ──PairInit──► LockPairing::respond_owner (pairing mode? code) ─► PairReply
+//!     Pairing ──PairConfirm──► finish_owner ─► engine AddAppKey (Principal::Pairing)
+//!                               engine Ok ─► PairDone        engine Err ─► Error frame
+//!     any ──PairInit / SessionInit──► closes what was open, starts over
+//!     Idle ──PairInit(guest code id)──► engine GuestRedeemAttempt (counts, refuses spent)
+//!               ─► LockPairing::respond_guest (invite's sealed secret) ─► PairReply
+//!     GuestPairing ──PairConfirm──► finish_guest ─► engine RedeemGuestInvite ─► PairDone
+//!     Idle ──SessionInit──► key id ∈ engine's app keys ─► accept_session ─► Open
+//!     Open ──Data──► open_request (role check) ─► dispatch::answer ─► sealed Response
+//!  any failure: Error frame, state back to Idle (nothing half-open survives)
+//! ```
+//!
+//! The engine is reached through [`LockLink`], so the same code serves the
+//! daemon (`link::Link`) and tests.
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand_core::OsRng;
+
+use super::authz::{open_request, RequestError};
+use super::crypto::{KeyId, StaticKeypair};
+use super::lock_link::LockLink;
+use super::pairing::{self, LockPairing, PairKind, PairRequest, VerificationCode};
+use super::protocol::{
+    accept_session, error_frame, fragment, ErrorCode, Frame, FrameType, Reassembler, SecureSession,
+    SessionInit, DEFAULT_IDLE_TIMEOUT,
+};
+use super::request::Request;
+use super::response::Response;
+use super::wire;
+use crate::core::action::AppError;
+use crate::core::event::AppRefusal;
+use crate::core::time::{Validity, WallTime};
+use crate::core::types::{AppKey, AppKeyId, AppKeyRole, UserNumber};
+use crate::core::{AppCommand, Channel, Principal};
+
+enum ConnState {
+    Idle,
+    Pairing(LockPairing),
+    GuestPairing {
+        pairing: LockPairing,
+        invite: Box<pairing::GuestInvite>,
+    },
+    Open {
+        session: Box<SecureSession>,
+        key: AppKey,
+    },
+}
+
+/// The secure channel of one connection.
+pub struct ChannelConn {
+    lock: Arc<StaticKeypair>,
+    code: Arc<VerificationCode>,
+    mtu: u16,
+    reasm: Reassembler,
+    state: ConnState,
+    idle_timeout: Duration,
+}
+
+impl std::fmt::Debug for ChannelConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelConn")
+            .field("mtu", &self.mtu)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChannelConn {
+    /// A fresh connection at ATT MTU `mtu` (clamped to the protocol's range).
+    pub fn new(lock: Arc<StaticKeypair>, code: Arc<VerificationCode>, mtu: u16) -> Self {
+        let mtu = mtu.clamp(super::protocol::MIN_ATT_MTU, super::protocol::MAX_ATT_MTU);
+        // MTU is clamped into the accepted range, so this cannot fail; fall
+        // back to the minimum rather than panic.
+        let reasm = Reassembler::new(mtu)
+            .or_else(|_| Reassembler::new(super::protocol::MIN_ATT_MTU))
+            .unwrap_or_else(|_| unreachable_reassembler());
+        ChannelConn {
+            lock,
+            code,
+            mtu,
+            reasm,
+            state: ConnState::Idle,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+        }
+    }
+
+    /// Is a session open?
+    pub fn is_open(&self) -> bool {
+        matches!(self.state, ConnState::Open { .. })
+    }
+
+    /// Feed one characteristic write; returns the notifications to send.
+    pub async fn on_write(&mut self, link: &dyn LockLink, bytes: &[u8]) -> Vec<Vec<u8>> {
+        let frame = match self.reasm.push(bytes) {
+            Ok(Some(f)) => f,
+            Ok(None) => return Vec::new(),
+            Err(e) => return self.fail(e.code()),
+        };
+        let out = match self.on_frame(link, &frame).await {
+            Ok(out) => out,
+            Err(code) => return self.fail(code),
+        };
+        self.fragments(&out)
+    }
+
+    fn fragments(&mut self, frame: &[u8]) -> Vec<Vec<u8>> {
+        match fragment(frame, self.mtu) {
+            Ok(f) => f,
+            Err(e) => self.fail(e.code()),
+        }
+    }
+
+    /// Any failure closes whatever was open and answers one error frame.
+    fn fail(&mut self, code: ErrorCode) -> Vec<Vec<u8>> {
+        if let ConnState::Open { session, .. } = &mut self.state {
+            session.close();
+        }
+        self.state = ConnState::Idle;
+        fragment(&error_frame(code), self.mtu).unwrap_or_default()
+    }
+
+    async fn on_frame(&mut self, link: &dyn LockLink, frame: &[u8]) -> Result<Vec<u8>, ErrorCode> {
+        let kind = Frame::parse(frame).map_err(|e| e.code())?.kind;
+        let (now, wall) = link.now();
+        let previous = std::mem::replace(&mut self.state, ConnState::Idle);
+        // A handshake frame starts over: whatever was open is closed first
+        // (the same app reconnecting, or another process on its machine).
+        let previous = match (previous, kind) {
+            (ConnState::Open { mut session, .. }, FrameType::PairInit | FrameType::SessionInit) => {
+                session.close();
+                ConnState::Idle
+            }
+            (
+                ConnState::Pairing(_) | ConnState::GuestPairing { .. },
+                FrameType::PairInit | FrameType::SessionInit,
+            ) => ConnState::Idle,
+            (other, _) => other,
+        };
+        match (previous, kind) {
+            (ConnState::Idle, FrameType::PairInit) => {
+                let req = PairRequest::parse(frame).map_err(|e| e.code())?;
+                if let PairKind::Guest { code_id } = req.kind {
+                    return self.guest_pair_init(link, &req, code_id, wall).await;
+                }
+                let (pairing, reply) = LockPairing::respond_owner(
+                    &req,
+                    link.pairing_mode(),
+                    &self.code,
+                    &self.lock,
+                    &mut OsRng,
+                )
+                .map_err(|e| e.code())?;
+                self.state = ConnState::Pairing(pairing);
+                Ok(reply)
+            }
+            (ConnState::Pairing(pairing), FrameType::PairConfirm) => {
+                let (paired, done) = pairing.finish_owner(frame, now).map_err(|e| e.code())?;
+                // The engine binds the key to the first administrator and
+                // assigns its id; ours are placeholders it overwrites.
+                let key = AppKey {
+                    id: AppKeyId(0),
+                    role: AppKeyRole::Owner {
+                        admin: UserNumber::new(1).ok_or(ErrorCode::Refused)?,
+                    },
+                    public_key: paired.app_public,
+                    validity: Validity::ALWAYS,
+                    label: format!("app {}", hex::encode(&paired.key_id.0[..4])),
+                };
+                match link
+                    .submit(Channel::Ble, Principal::Pairing, AppCommand::AddAppKey(key))
+                    .await
+                {
+                    Some(Ok(_)) => Ok(done),
+                    Some(Err(AppError::Forbidden)) => Err(ErrorCode::Forbidden),
+                    _ => Err(ErrorCode::Refused),
+                }
+            }
+            (
+                ConnState::GuestPairing {
+                    pairing,
+                    mut invite,
+                },
+                FrameType::PairConfirm,
+            ) => {
+                let code_id = invite.code_id;
+                let (paired, done) = match pairing.finish_guest(frame, &mut invite, now) {
+                    Ok(ok) => ok,
+                    Err(e) => {
+                        // A wrong code or a man in the middle: the attempt
+                        // was counted when it started; log the failure.
+                        link.refused(Channel::Ble, AppRefusal::InviteRefused);
+                        return Err(e.code());
+                    }
+                };
+                let cmd = AppCommand::RedeemGuestInvite {
+                    public_key: paired.app_public,
+                    label: format!("guest {}", hex::encode(&paired.key_id.0[..4])),
+                };
+                match link
+                    .submit(Channel::Ble, Principal::Invitee { code_id }, cmd)
+                    .await
+                {
+                    Some(Ok(_)) => Ok(done),
+                    Some(Err(AppError::InviteRefused)) => Err(ErrorCode::CodeExpired),
+                    _ => Err(ErrorCode::Refused),
+                }
+            }
+            (ConnState::Idle, FrameType::SessionInit) => {
+                let init = SessionInit::parse(frame).map_err(|e| e.code())?;
+                // The published snapshot, not the store: a stranger's
+                // SessionInit costs one hash per registered key, no read.
+                let access = link.app_access();
+                let Some(key) = access
+                    .keys
+                    .values()
+                    .find(|k| KeyId::of(&k.public_key) == init.key_id)
+                    .cloned()
+                else {
+                    link.refused(Channel::Ble, AppRefusal::UnknownKey);
+                    return Err(ErrorCode::UnknownKey);
+                };
+                let (session, accept) = accept_session(
+                    &self.lock,
+                    &init,
+                    &key.public_key,
+                    &mut OsRng,
+                    now,
+                    self.idle_timeout,
+                )
+                .map_err(|e| e.code())?;
+                self.state = ConnState::Open {
+                    session: Box::new(session),
+                    key,
+                };
+                Ok(accept)
+            }
+            (ConnState::Open { mut session, key }, FrameType::Data) => {
+                // The key may have been revoked (and its slot reissued)
+                // while the session was open: the session speaks only for
+                // the very public key it was opened with.
+                let still_registered = link
+                    .app_access()
+                    .keys
+                    .get(&key.id)
+                    .is_some_and(|k| k.public_key == key.public_key);
+                if !still_registered {
+                    session.close();
+                    link.refused(Channel::Ble, AppRefusal::UnknownKey);
+                    return Err(ErrorCode::UnknownKey);
+                }
+                let principal = wire::principal(&key);
+                let response = match open_request(&mut session, &principal, now, wall, frame) {
+                    Err(RequestError::Channel(e)) => {
+                        let reason = match e {
+                            super::protocol::ChannelError::Replay { .. } => AppRefusal::Replay,
+                            _ => AppRefusal::BadSeal,
+                        };
+                        link.refused(Channel::Ble, reason);
+                        return Err(e.code());
+                    }
+                    Err(RequestError::Command(e)) => Response::error(e.code(), &e.to_string()),
+                    Err(RequestError::Authz(e)) => Response::error(e.code(), &e.to_string()),
+                    Ok(request) => self.run(link, &key, &request).await,
+                };
+                let sealed = session
+                    .seal(now, &response.encode())
+                    .map_err(|e| e.code())?;
+                self.state = ConnState::Open { session, key };
+                Ok(sealed)
+            }
+            _ => Err(ErrorCode::UnexpectedFrame),
+        }
+    }
+
+    async fn run(&self, link: &dyn LockLink, key: &AppKey, request: &Request) -> Response {
+        super::dispatch::answer(link, key, Channel::Ble, request, &mut OsRng).await
+    }
+
+    /// A guest's app starts redeeming its one-time code (B-6.6). The
+    /// engine counts the attempt (and refuses a spent, burned or expired
+    /// code) before the lock says anything, so each guess costs one.
+    async fn guest_pair_init(
+        &mut self,
+        link: &dyn LockLink,
+        req: &PairRequest,
+        code_id: u16,
+        wall: Option<WallTime>,
+    ) -> Result<Vec<u8>, ErrorCode> {
+        let invitee = Principal::Invitee { code_id };
+        match link
+            .submit(Channel::Ble, invitee, AppCommand::GuestRedeemAttempt)
+            .await
+        {
+            Some(Ok(_)) => {}
+            Some(Err(AppError::InviteRefused)) => return Err(ErrorCode::UnknownCode),
+            Some(Err(AppError::ClockUnknown)) => return Err(ErrorCode::ClockUnknown),
+            _ => return Err(ErrorCode::Refused),
+        }
+        // The engine has counted the attempt and committed it before its
+        // reply, so the published snapshot holds the counted invite.
+        let access = link.app_access();
+        let stored = access.invite(code_id).ok_or(ErrorCode::UnknownCode)?;
+        let mut invite = pairing::GuestInvite::from_counted(stored).ok_or(ErrorCode::Refused)?;
+        let (pairing, reply) =
+            LockPairing::respond_guest(req, &mut invite, wall, &self.lock, &mut OsRng)
+                .map_err(|e| e.code())?;
+        self.state = ConnState::GuestPairing {
+            pairing,
+            invite: Box::new(invite),
+        };
+        Ok(reply)
+    }
+}
+
+/// `Reassembler::new` only fails for an MTU outside 23..=517, which the
+/// constructor excludes; this keeps the code panic-free without `unwrap`.
+fn unreachable_reassembler() -> Reassembler {
+    // 23 is MIN_ATT_MTU: always accepted.
+    match Reassembler::new(23) {
+        Ok(r) => r,
+        Err(_) => std::process::abort(),
+    }
+}
