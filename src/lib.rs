@@ -5,6 +5,10 @@
 //! of the lock, and IO at the edges — [`board`] hardware, [`biometrics`]
 //! modules, [`ble`], [`wifi`], [`dbus`], [`video`] services — wired together
 //! by the [`daemon`] runtime, with state kept by [`store`].
+// Product-code lints (the ones every target obeys are in Cargo.toml).
+#![forbid(unsafe_code)]
+#![warn(clippy::unwrap_used, unused_qualifications)]
+
 pub mod app;
 pub mod biometrics;
 pub mod ble;

@@ -76,11 +76,7 @@ impl ChannelConn {
     /// A fresh connection at ATT MTU `mtu` (clamped to the protocol's range).
     pub fn new(lock: Arc<StaticKeypair>, code: Arc<VerificationCode>, mtu: u16) -> Self {
         let mtu = mtu.clamp(super::protocol::MIN_ATT_MTU, super::protocol::MAX_ATT_MTU);
-        // MTU is clamped into the accepted range, so this cannot fail; fall
-        // back to the minimum rather than panic.
-        let reasm = Reassembler::new(mtu)
-            .or_else(|_| Reassembler::new(super::protocol::MIN_ATT_MTU))
-            .unwrap_or_else(|_| unreachable_reassembler());
+        let reasm = Reassembler::new(mtu).expect("the MTU was clamped into the accepted range");
         ChannelConn {
             lock,
             code,
@@ -316,15 +312,5 @@ impl ChannelConn {
             invite: Box::new(invite),
         };
         Ok(reply)
-    }
-}
-
-/// `Reassembler::new` only fails for an MTU outside 23..=517, which the
-/// constructor excludes; this keeps the code panic-free without `unwrap`.
-fn unreachable_reassembler() -> Reassembler {
-    // 23 is MIN_ATT_MTU: always accepted.
-    match Reassembler::new(23) {
-        Ok(r) => r,
-        Err(_) => std::process::abort(),
     }
 }

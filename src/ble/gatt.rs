@@ -83,6 +83,14 @@ pub struct GattDeps {
     pub device_info: DeviceInfo,
 }
 
+impl std::fmt::Debug for GattDeps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GattDeps")
+            .field("device_info", &self.device_info)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Where and as what to advertise.
 #[derive(Debug, Clone)]
 pub struct GattConfig {
@@ -127,6 +135,12 @@ pub struct Shared {
     channel: Mutex<ChannelSlot>,
     improv: Mutex<Improv>,
     improv_notify: Mutex<ImprovNotifiers>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
 }
 
 async fn notify_all(n: &mut Option<CharacteristicNotifier>, values: Vec<Vec<u8>>) {
@@ -510,6 +524,12 @@ pub struct Handles {
     _adv: bluer::adv::AdvertisementHandle,
     _shared: Arc<Shared>,
     _session: bluer::Session,
+}
+
+impl std::fmt::Debug for Handles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handles").finish_non_exhaustive()
+    }
 }
 
 /// Register the application and the advertisement once.

@@ -76,10 +76,6 @@ fn face_enabled(config: &Config) -> bool {
     }
 }
 
-fn camera_err(e: &dyn std::fmt::Display) -> DaemonError {
-    DaemonError::Video(format!("camera: {e}"))
-}
-
 /// The liveness check the face service gets (nothing without `face`).
 #[cfg(feature = "face")]
 type Liveness = crate::board::face_service::LivenessSetup;
@@ -111,10 +107,12 @@ fn sim_liveness(
     }
     // `Config::validate` has checked that the sim board has `sim_ir_dir`;
     // should that change, refusing here keeps it closed.
-    let dir = config.face.sim_ir_dir.as_deref().ok_or_else(|| {
-        camera_err(&"`face.liveness` = \"ir\" needs `face.sim_ir_dir` on the sim board")
-    })?;
-    let ir = camera.ir_camera(dir).map_err(|e| camera_err(&e))?;
+    let dir = config
+        .face
+        .sim_ir_dir
+        .as_deref()
+        .ok_or(DaemonError::NoSimIrDir)?;
+    let ir = camera.ir_camera(dir)?;
     Ok(LivenessSetup::Ir {
         source: Arc::new(ir),
         check: Arc::new(IrLiveness::default()),
@@ -207,10 +205,10 @@ pub fn start(
             use crate::board::sim::camera::{SimCamera, SimCameraConfig};
             let (w, h) = SIM_FRAME;
             let cfg = match sim_people_dir(config) {
-                Some(dir) => SimCameraConfig::from_dir(dir, w, h).map_err(|e| camera_err(&e))?,
+                Some(dir) => SimCameraConfig::from_dir(dir, w, h)?,
                 None => SimCameraConfig::new(w, h),
             };
-            let camera = SimCamera::start(&cfg, ring.clone()).map_err(|e| camera_err(&e))?;
+            let camera = SimCamera::start(&cfg, ring.clone())?;
             if face {
                 // With the real pipeline, "person N at the door" is person
                 // N's picture in front of the camera, not a simulated module.
@@ -226,8 +224,7 @@ pub fn start(
             // The board file `daemon/board.rs` loaded for the board itself.
             let board_cfg = board_file.ok_or(DaemonError::NoBoardFile)?;
             let camera =
-                crate::board::linux::camera::V4l2Camera::start(&board_cfg.camera, ring.clone())
-                    .map_err(|e| camera_err(&e))?;
+                crate::board::linux::camera::V4l2Camera::start(&board_cfg.camera, ring.clone())?;
             (Box::new(camera), linux_liveness(config, board_cfg))
         }
         other => return Err(DaemonError::BoardUnavailable(other.name())),
@@ -368,12 +365,9 @@ impl CameraRig {
     ) -> Result<JoinHandle<()>, DaemonError> {
         use crate::video::{battery_bridge, VideoServer};
         let server = if config.video.enabled {
-            let video_err = |e: &dyn std::fmt::Display| DaemonError::Video(e.to_string());
-            let stream = config.video.stream_config().map_err(|e| video_err(&e))?;
+            let stream = config.video.stream_config()?;
             let battery = battery_bridge(published, |p: &Published| p.engine.battery_percent);
-            let server = VideoServer::bind(&stream, self.ring.clone(), battery)
-                .await
-                .map_err(|e| video_err(&e))?;
+            let server = VideoServer::bind(&stream, self.ring.clone(), battery).await?;
             if let Ok(addr) = server.local_addr() {
                 tracing::info!(%addr, "video stream serving /stream.mjpg and /snapshot.jpg");
             }

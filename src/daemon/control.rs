@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use crate::board::sim::{parse_keys, SimControl, SimError};
 pub use crate::control::{Request, MAX_EVENTS, MAX_LINE};
 use crate::core::input::SetPress;
-use crate::link::{event_record, Link};
+use crate::link::{event_record, Link, LinkError};
 /// How long an input command waits for the engine before answering
 /// with an error.
 const ENGINE_WAIT: Duration = Duration::from_secs(10);
@@ -171,43 +171,31 @@ pub async fn handle_line(line: &str, ctx: &ControlContext) -> String {
     }
 }
 
-async fn handle(request: Request, ctx: &ControlContext) -> Result<serde_json::Value, String> {
+/// Why a request was refused; the message is the reply's `error`.
+#[derive(Debug, thiserror::Error)]
+enum Refused {
+    #[error(transparent)]
+    Sim(#[from] SimError),
+    #[error("hold takes one key, got {0:?}")]
+    HoldOneKey(String),
+    #[error("battery needs `percent` and/or `external`")]
+    BatteryArgs,
+    #[error(transparent)]
+    Events(#[from] LinkError),
+    #[error("the engine has stopped; the daemon is shutting down")]
+    EngineStopped,
+    #[error("the engine did not handle the input within {0:?}")]
+    EngineSlow(Duration),
+    #[error("the lock did not settle (motor still moving after 10 rounds)")]
+    NotSettled,
+}
+
+async fn handle(request: Request, ctx: &ControlContext) -> Result<serde_json::Value, Refused> {
     let sim = &ctx.sim;
-    let err = |e: SimError| e.to_string();
     match request {
-        Request::Press { keys } => sim.press(&parse_keys(&keys).map_err(err)?).map_err(err)?,
-        Request::Touch => sim.touch().map_err(err)?,
-        Request::Hold { key } => {
-            let keys = parse_keys(&key).map_err(err)?;
-            let [k] = keys[..] else {
-                return Err(format!("hold takes one key, got {:?}", key));
-            };
-            sim.hold(k).map_err(err)?
-        }
-        Request::Set { long } => sim
-            .set(if long {
-                SetPress::Long
-            } else {
-                SetPress::Short
-            })
-            .map_err(err)?,
-        Request::LockButton => sim.lock_button().map_err(err)?,
-        Request::Handle => sim.inside_handle().map_err(err)?,
-        Request::Key => sim.mechanical_key().map_err(err)?,
-        Request::Door { open } => sim.door(open).map_err(err)?,
-        Request::Tamper { open } => sim.tamper(open).map_err(err)?,
-        Request::Battery { percent, external } => {
-            if percent.is_none() && external.is_none() {
-                return Err("battery needs `percent` and/or `external`".into());
-            }
-            sim.power(percent, external).map_err(err)?
-        }
-        Request::Finger { person } => sim.finger(person).map_err(err)?,
-        Request::Palm { person } => sim.palm(person).map_err(err)?,
-        Request::Face { person } => sim.face(person).map_err(err)?,
-        Request::Jam { moves } => sim.jam(moves),
         Request::Settle => {
             settle(ctx).await?;
+            wait_for_engine(ctx).await?;
         }
         Request::Status => {
             let p = ctx.link.published().borrow().clone();
@@ -222,29 +210,71 @@ async fn handle(request: Request, ctx: &ControlContext) -> Result<serde_json::Va
             let n = n.unwrap_or(10).min(200);
             return Ok(json!({"ok": true, "prompts": sim.prompts(n)}));
         }
-        Request::Events { n } => {
-            let n = n.unwrap_or(10).min(MAX_EVENTS);
-            let stored = ctx.link.recent_events(n).await.map_err(|e| e.to_string())?;
-            let records: Vec<_> = stored
-                .iter()
-                .rev()
-                .map(|s| {
-                    let mut r =
-                        serde_json::to_value(event_record(s.id.0, &s.event)).unwrap_or_default();
-                    r["event"] = serde_json::to_value(&s.event.kind).unwrap_or_default();
-                    r
-                })
-                .collect();
-            return Ok(json!({"ok": true, "events": records}));
+        Request::Events { n } => return events(ctx, n.unwrap_or(10).min(MAX_EVENTS)).await,
+        input => {
+            simulate(sim, input)?;
+            // An input: answer once the engine has handled it.
+            wait_for_engine(ctx).await?;
         }
     }
-    // An input: answer once the engine has handled it.
-    wait_for_engine(ctx).await?;
     Ok(json!({"ok": true}))
 }
 
+/// One simulated input on the sim board.
+fn simulate(sim: &SimControl, request: Request) -> Result<(), Refused> {
+    match request {
+        Request::Press { keys } => sim.press(&parse_keys(&keys)?)?,
+        Request::Touch => sim.touch()?,
+        Request::Hold { key } => {
+            let keys = parse_keys(&key)?;
+            let [k] = keys[..] else {
+                return Err(Refused::HoldOneKey(key));
+            };
+            sim.hold(k)?
+        }
+        Request::Set { long } => sim.set(if long {
+            SetPress::Long
+        } else {
+            SetPress::Short
+        })?,
+        Request::LockButton => sim.lock_button()?,
+        Request::Handle => sim.inside_handle()?,
+        Request::Key => sim.mechanical_key()?,
+        Request::Door { open } => sim.door(open)?,
+        Request::Tamper { open } => sim.tamper(open)?,
+        Request::Battery { percent, external } => {
+            if percent.is_none() && external.is_none() {
+                return Err(Refused::BatteryArgs);
+            }
+            sim.power(percent, external)?
+        }
+        Request::Finger { person } => sim.finger(person)?,
+        Request::Palm { person } => sim.palm(person)?,
+        Request::Face { person } => sim.face(person)?,
+        Request::Jam { moves } => sim.jam(moves),
+        // Queries are answered by `handle`.
+        Request::Settle | Request::Status | Request::Prompts { .. } | Request::Events { .. } => {}
+    }
+    Ok(())
+}
+
+/// The last `n` logged events, oldest first, each with its event as JSON.
+async fn events(ctx: &ControlContext, n: usize) -> Result<serde_json::Value, Refused> {
+    let stored = ctx.link.recent_events(n).await?;
+    let records: Vec<_> = stored
+        .iter()
+        .rev()
+        .map(|s| {
+            let mut r = serde_json::to_value(event_record(s.id.0, &s.event)).unwrap_or_default();
+            r["event"] = serde_json::to_value(&s.event.kind).unwrap_or_default();
+            r
+        })
+        .collect();
+    Ok(json!({"ok": true, "events": records}))
+}
+
 /// Wait until the engine has taken every input sent so far.
-async fn wait_for_engine(ctx: &ControlContext) -> Result<(), String> {
+async fn wait_for_engine(ctx: &ControlContext) -> Result<(), Refused> {
     let target = ctx.link.inputs().sent();
     let mut rx = ctx.link.published();
     let reached = tokio::time::timeout(ENGINE_WAIT, async {
@@ -260,15 +290,13 @@ async fn wait_for_engine(ctx: &ControlContext) -> Result<(), String> {
     .await;
     match reached {
         Ok(true) => Ok(()),
-        Ok(false) => Err("the engine has stopped; the daemon is shutting down".into()),
-        Err(_) => Err(format!(
-            "the engine did not handle the input within {ENGINE_WAIT:?}"
-        )),
+        Ok(false) => Err(Refused::EngineStopped),
+        Err(_) => Err(Refused::EngineSlow(ENGINE_WAIT)),
     }
 }
 
 /// Wait for the motor and the engine to be quiet together.
-async fn settle(ctx: &ControlContext) -> Result<(), String> {
+async fn settle(ctx: &ControlContext) -> Result<(), Refused> {
     // A handled input can start a move, and a move's end is an input:
     // go round until both are quiet at once (bounded; a move is < 10 s).
     for _ in 0..10 {
@@ -280,7 +308,7 @@ async fn settle(ctx: &ControlContext) -> Result<(), String> {
             return Ok(());
         }
     }
-    Err("the lock did not settle (motor still moving after 10 rounds)".into())
+    Err(Refused::NotSettled)
 }
 
 #[cfg(test)]

@@ -92,8 +92,7 @@ pub struct EngineTask {
 pub type CredentialsHook = Box<dyn FnMut(&[crate::core::types::Credential]) + Send>;
 
 /// Changes after which the credential list must be handed on again.
-fn touches_credentials(c: &crate::core::types::Change) -> bool {
-    use crate::core::types::Change;
+fn touches_credentials(c: &Change) -> bool {
     matches!(
         c,
         Change::PutCredential(_)

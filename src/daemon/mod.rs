@@ -103,8 +103,17 @@ pub enum DaemonError {
     LinuxBoard(#[from] crate::board::linux::board::LinuxBoardError),
     #[error(transparent)]
     Remote(#[from] crate::remote::RemoteError),
+    #[error("video stream: camera: {0}")]
+    SimCamera(#[from] sim::camera::SimCameraError),
+    #[cfg(feature = "board-linux")]
+    #[error("video stream: camera: {0}")]
+    Camera(#[from] crate::board::linux::camera::CameraError),
+    #[error(
+        "video stream: camera: `face.liveness` = \"ir\" needs `face.sim_ir_dir` on the sim board"
+    )]
+    NoSimIrDir,
     #[error("video stream: {0}")]
-    Video(String),
+    Video(#[from] crate::video::VideoError),
 }
 
 /// A started daemon: what tests and the front end may look at, and the

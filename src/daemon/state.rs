@@ -61,7 +61,7 @@ impl State {
     /// Open the store in the state directory and derive what follows from
     /// the device key; resolve `[remote]` before anything runs.
     pub fn open(opts: &Options) -> Result<(State, Storage), DaemonError> {
-        super::create_state_dir(&opts.state_dir)?;
+        create_state_dir(&opts.state_dir)?;
         let config = &opts.config;
         let (store, key) = Store::open(
             &opts.state_dir,
@@ -126,10 +126,8 @@ pub fn create_state_dir(path: &Path) -> Result<(), DaemonError> {
 /// bits, so a man in the middle cannot guess it during a pairing window.
 pub(super) fn identity(config: &Config, passcode_key: &[u8; 32]) -> (String, VerificationCode) {
     let derive = |label: &[u8]| -> [u8; 32] {
-        // HMAC-SHA256 takes a key of any length (`new_from_slice` only
-        // fails for MACs with a fixed key size), so this cannot fail.
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(passcode_key)
-            .expect("HMAC accepts a key of any length");
+            .expect("HMAC-SHA256 takes a key of any length");
         // Labels contain letters, so they never equal a digits-only
         // passcode MACed under the same key.
         mac.update(label);

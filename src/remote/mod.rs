@@ -58,7 +58,11 @@ pub enum RemoteError {
     #[error("[remote] {key}: {why}")]
     Config { key: &'static str, why: String },
     #[error("[remote] TLS: {0}; check that ca_file, client_cert and client_key are PEM files that belong together")]
-    Tls(String),
+    Pem(#[from] rustls::pki_types::pem::Error),
+    #[error("[remote] TLS: {0}; check that ca_file, client_cert and client_key are PEM files that belong together")]
+    Tls(#[from] rustls::Error),
+    #[error("[remote] TLS: ca_file holds no certificate; check that ca_file, client_cert and client_key are PEM files that belong together")]
+    NoCaCertificate,
 }
 
 /// A rustls client config with the *ring* provider (builds without cmake),
@@ -66,29 +70,24 @@ pub enum RemoteError {
 pub fn tls_config(m: &config::TlsMaterial) -> Result<Arc<rustls::ClientConfig>, RemoteError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let tls = |e: &dyn std::fmt::Display| RemoteError::Tls(e.to_string());
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(&m.ca_pem) {
-        roots.add(cert.map_err(|e| tls(&e))?).map_err(|e| tls(&e))?;
+        roots.add(cert?)?;
     }
     if roots.is_empty() {
-        return Err(RemoteError::Tls("ca_file holds no certificate".into()));
+        return Err(RemoteError::NoCaCertificate);
     }
     let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| tls(&e))?
+    .with_safe_default_protocol_versions()?
     .with_root_certificates(roots);
     let config = match &m.client_auth {
         Some((cert, key)) => {
-            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert)
-                .collect::<Result<_, _>>()
-                .map_err(|e| tls(&e))?;
-            let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| tls(&e))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| tls(&e))?
+            let chain: Vec<CertificateDer<'static>> =
+                CertificateDer::pem_slice_iter(cert).collect::<Result<_, _>>()?;
+            let key = PrivateKeyDer::from_pem_slice(key)?;
+            builder.with_client_auth_cert(chain, key)?
         }
         None => builder.with_no_client_auth(),
     };
@@ -110,7 +109,7 @@ pub struct RemoteStats {
     /// key, bad seal, replay, store error).
     pub refused: AtomicU64,
     /// Frames dropped unanswered and unchecked because too many were
-    /// refused (`limit.rs`).
+    /// refused (`link::limit`).
     pub rate_limited: AtomicU64,
     /// Event documents handed to the client (repeats after reconnect count).
     pub events_published: AtomicU64,
@@ -140,6 +139,14 @@ pub struct RemoteContext {
     /// Stored snapshots, when `[remote] publish_snapshots` and a camera.
     pub snapshots: Option<broadcast::Receiver<crate::video::SnapshotSaved>>,
     pub stats: Arc<RemoteStats>,
+}
+
+impl std::fmt::Debug for RemoteContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteContext")
+            .field("serial", &self.serial)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Start the service task (see [`run`]).

@@ -629,7 +629,7 @@ impl Service {
         counter: u64,
         r: &Response,
     ) {
-        match gate::seal_reply(&self.ctx.lock_key, key, counter, r, &mut rand_core::OsRng) {
+        match gate::seal_reply(&self.ctx.lock_key, key, counter, r, &mut OsRng) {
             Ok(frame) => {
                 let topic = self.topics.reply.clone();
                 publish(client, tracker, topic, QoS::AtLeastOnce, false, frame, None);
@@ -652,7 +652,7 @@ async fn serve(
     out: mpsc::Sender<Outbound>,
 ) {
     let answer = async {
-        let mut rng = rand_core::OsRng;
+        let mut rng = OsRng;
         dispatch::answer(&link, &key, Channel::Remote, &request, &mut rng).await
     };
     let response = match tokio::time::timeout(REPLY_TIMEOUT, answer).await {
@@ -662,7 +662,7 @@ async fn serve(
             "the lock did not answer in time; check its status before retrying",
         ),
     };
-    match gate::seal_reply(&lock_key, &key, counter, &response, &mut rand_core::OsRng) {
+    match gate::seal_reply(&lock_key, &key, counter, &response, &mut OsRng) {
         Ok(payload) => {
             // Closed only when the service stopped; the app asks again.
             let _ = out.send(Outbound { payload }).await;

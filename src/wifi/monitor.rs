@@ -73,6 +73,12 @@ pub struct Reporting {
     pub reporter: Reporter,
 }
 
+impl std::fmt::Debug for Reporting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reporting").finish_non_exhaustive()
+    }
+}
+
 impl WifiBackend for Reporting {
     fn apply<'a>(
         &'a self,
