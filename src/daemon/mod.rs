@@ -20,11 +20,11 @@
 //! 2. [`board`]: build the board complete — devices, modules, camera, face
 //!    recognition with its liveness check — before the engine sees it;
 //! 3. spawn the engine task ([`engine_task`]) with the store on its own
-//!    thread, and make the one [`Link`] every channel uses ([`channels`]);
+//!    thread, and make the one [`Link`](crate::link::Link) every channel uses ([`channels`]);
 //! 4. [`front`]: attach the front-ends (front panel, control socket);
 //! 5. [`services`]: attach D-Bus, Wi-Fi and BLE, MQTT, the video stream;
 //!
-//! then `READY=1` and serve until shutdown. [`shutdown`] is one function,
+//! then `READY=1` and serve until shutdown. `shutdown` is one function,
 //! read top to bottom.
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -117,7 +117,7 @@ pub enum DaemonError {
 }
 
 /// A started daemon: what tests and the front end may look at, and the
-/// parts [`shutdown`] stops, in the order it stops them.
+/// parts `shutdown` stops, in the order it stops them.
 pub struct Running {
     /// Cancelled once: by a signal, the front panel's quit key, or
     /// [`Running::stop`]. Every task selects on it.
@@ -177,7 +177,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     shutdown(running).await
 }
 
-/// Build every part and start serving; [`shutdown`] stops it all.
+/// Build every part and start serving; `shutdown` stops it all.
 pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running, DaemonError> {
     // 1. State, read once; the engine from what the store holds.
     let (state, storage) = state::State::open(&opts)?;

@@ -34,7 +34,7 @@ use crate::wifi::monitor::{self, Reporter, Reporting};
 use crate::wifi::{BackendKind, NoWifi, WifiBackend};
 
 /// The running services; each task ends when the shutdown token is
-/// cancelled ([`super::shutdown`] waits for them in this order).
+/// cancelled (`daemon::shutdown` waits for them in this order).
 #[derive(Debug, Default)]
 pub struct Services {
     /// The Wi-Fi monitor (when a `[wifi]` backend is configured).
