@@ -314,3 +314,153 @@ impl ChannelConn {
         Ok(reply)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::app::client::{self, AppSessionStart};
+    use crate::app::lock_link::{LinkFuture, LoggedEvent, StorageError};
+    use crate::app::pairing::CODE_BYTES;
+    use crate::app::wire::StatusReport;
+    use crate::core::time::Instant;
+    use crate::core::types::Persisted;
+    use crate::core::users::AppAccess;
+    use crate::core::{AppOk, AppResult};
+
+    const NOW: Instant = Instant(5_000);
+    const MTU: u16 = 185;
+
+    /// A lock with one owner key that counts what each frame cost.
+    struct CountingLink {
+        access: Arc<AppAccess>,
+        store_reads: AtomicUsize,
+        commands: AtomicUsize,
+        refusals: AtomicUsize,
+    }
+
+    impl CountingLink {
+        fn with_owner(app: &StaticKeypair) -> Self {
+            let owner = AppKey {
+                id: AppKeyId(1),
+                role: AppKeyRole::Owner {
+                    admin: UserNumber::new(1).expect("user 1"),
+                },
+                public_key: app.public(),
+                validity: Validity::ALWAYS,
+                label: "owner".into(),
+            };
+            CountingLink {
+                access: Arc::new(AppAccess::from_persisted(&Persisted {
+                    app_keys: vec![owner],
+                    ..Persisted::default()
+                })),
+                store_reads: AtomicUsize::new(0),
+                commands: AtomicUsize::new(0),
+                refusals: AtomicUsize::new(0),
+            }
+        }
+    }
+
+    impl LockLink for CountingLink {
+        fn pairing_mode(&self) -> bool {
+            false
+        }
+        fn status(&self) -> StatusReport {
+            panic!("no status was asked for")
+        }
+        fn app_access(&self) -> Arc<AppAccess> {
+            self.access.clone()
+        }
+        fn persisted(&self) -> LinkFuture<'_, Result<Persisted, StorageError>> {
+            self.store_reads.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async { Ok(Persisted::default()) })
+        }
+        fn events_before(
+            &self,
+            _before: Option<u64>,
+            _limit: usize,
+        ) -> LinkFuture<'_, Result<Vec<LoggedEvent>, StorageError>> {
+            self.store_reads.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async { Ok(Vec::new()) })
+        }
+        fn submit(
+            &self,
+            _via: Channel,
+            _principal: Principal,
+            _command: AppCommand,
+        ) -> LinkFuture<'_, Option<AppResult>> {
+            self.commands.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async { Some(Ok(AppOk::Done)) })
+        }
+        fn refused(&self, _via: Channel, _reason: AppRefusal) {
+            self.refusals.fetch_add(1, Ordering::SeqCst);
+        }
+        fn ble_connected(&self, _connected: bool) {}
+        fn identify(&self) {}
+        fn now(&self) -> (Instant, Option<WallTime>) {
+            (NOW, Some(WallTime(1_700_000_000)))
+        }
+    }
+
+    /// One frame through the lock side, fragmented both ways.
+    async fn exchange(conn: &mut ChannelConn, link: &CountingLink, frame: &[u8]) -> Vec<u8> {
+        let mut reasm = Reassembler::new(MTU).expect("mtu");
+        let mut answer = None;
+        for part in fragment(frame, MTU).expect("fragments") {
+            for out in conn.on_write(link, &part).await {
+                if let Some(f) = reasm.push(&out).expect("a well-formed answer") {
+                    answer = Some(f);
+                }
+            }
+        }
+        answer.expect("the lock answered")
+    }
+
+    fn conn(lock: &Arc<StaticKeypair>) -> ChannelConn {
+        let code = Arc::new(VerificationCode::from_bytes([3; CODE_BYTES]));
+        ChannelConn::new(lock.clone(), code, MTU)
+    }
+
+    /// Issue 14.3: a stranger's SessionInit is checked against the
+    /// published app keys; a flood of them costs no store read at all.
+    #[tokio::test]
+    async fn session_inits_from_strangers_cost_no_store_read() {
+        let lock = Arc::new(StaticKeypair::generate(&mut OsRng));
+        let owner = StaticKeypair::generate(&mut OsRng);
+        let link = CountingLink::with_owner(&owner);
+        let mut conn = conn(&lock);
+        for _ in 0..200 {
+            let stranger = StaticKeypair::generate(&mut OsRng);
+            let (_start, init) = AppSessionStart::new(&stranger, lock.public(), &mut OsRng);
+            let answer = exchange(&mut conn, &link, &init).await;
+            assert_eq!(answer, error_frame(ErrorCode::UnknownKey));
+        }
+        assert_eq!(link.store_reads.load(Ordering::SeqCst), 0);
+        assert_eq!(link.commands.load(Ordering::SeqCst), 0);
+        assert_eq!(link.refusals.load(Ordering::SeqCst), 200);
+    }
+
+    /// The owner's session opens from the snapshot too, and an unlock
+    /// reaches the engine without a store read.
+    #[tokio::test]
+    async fn the_owners_session_and_unlock_read_no_store() {
+        let lock = Arc::new(StaticKeypair::generate(&mut OsRng));
+        let owner = StaticKeypair::generate(&mut OsRng);
+        let link = CountingLink::with_owner(&owner);
+        let mut conn = conn(&lock);
+        let (start, init) = AppSessionStart::new(&owner, lock.public(), &mut OsRng);
+        let accept = exchange(&mut conn, &link, &init).await;
+        let mut session = start
+            .finish(&owner, &accept, NOW, DEFAULT_IDLE_TIMEOUT)
+            .expect("session opens");
+        assert!(conn.is_open());
+        let frame = client::seal_request(&mut session, NOW, &Request::Unlock).expect("seal");
+        let answer = exchange(&mut conn, &link, &frame).await;
+        let response = client::open_response(&mut session, NOW, &answer).expect("response");
+        assert_eq!(response, Response::Ok);
+        assert_eq!(link.commands.load(Ordering::SeqCst), 1);
+        assert_eq!(link.store_reads.load(Ordering::SeqCst), 0);
+    }
+}

@@ -422,4 +422,57 @@ mod tests {
         assert_eq!(d.free_slot(Modality::Fingerprint), Some(0));
         assert!(!d.has_admin());
     }
+
+    /// The channels' copy of the app keys follows the same changes as the
+    /// engine's directory: a deleted administrator takes its owner key,
+    /// a reset takes everything.
+    #[test]
+    fn app_access_follows_the_directory() {
+        let m = Macer::new(&[0; 32]);
+        let owner = |id: u32, admin: u16| AppKey {
+            id: AppKeyId(id),
+            role: super::super::types::AppKeyRole::Owner {
+                admin: UserNumber::new(admin).unwrap(),
+            },
+            public_key: [id as u8; 32],
+            validity: Validity::ALWAYS,
+            label: String::new(),
+        };
+        let invite = GuestInvite {
+            slot: AppKeyId(3),
+            code_id: 9,
+            secret: [0; super::super::types::GUEST_INVITE_SECRET],
+            validity: Validity::ALWAYS,
+            code_expires_at: crate::core::time::WallTime(10),
+            attempts: 1,
+        };
+        let batches = [
+            vec![
+                Change::PutUser(user(1, Role::Admin)),
+                Change::PutUser(user(2, Role::Admin)),
+                Change::PutAppKey(owner(1, 1)),
+                Change::PutAppKey(owner(2, 2)),
+                Change::PutGuestInvite(invite.clone()),
+            ],
+            vec![Change::DeleteUser(UserNumber::new(1).unwrap())],
+            vec![Change::DeleteGuestInvite(AppKeyId(3))],
+            vec![Change::FactoryReset],
+        ];
+        let mut d = Directory::default();
+        let mut access = AppAccess::default();
+        let mut seen = Vec::new();
+        for batch in &batches {
+            assert!(batch.iter().any(AppAccess::touched_by));
+            d.apply(batch, &m);
+            access.apply(batch);
+            assert_eq!(access.keys, d.app_keys);
+            assert_eq!(access.invites, d.guest_invites);
+            seen.push((access.keys.len(), access.invites.len()));
+        }
+        assert_eq!(seen, vec![(2, 1), (1, 1), (1, 0), (0, 0)]);
+        assert!(!AppAccess::touched_by(&Change::PutUser(user(
+            4,
+            Role::User
+        ))));
+    }
 }

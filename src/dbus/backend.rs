@@ -66,3 +66,64 @@ impl DiagnosticsBackend for LockBackend {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::event::{Event, EventKind};
+    use crate::core::WallTime;
+    use crate::link::TaskRequest;
+    use crate::store::{Store, StoreOptions};
+
+    fn doorbell(at: i64) -> Event {
+        Event {
+            at: Some(WallTime(at)),
+            mono_ms: 0,
+            kind: EventKind::Doorbell,
+        }
+    }
+
+    /// Issue 14.7: history and export come from the read-only connection
+    /// while the writer keeps committing; the self-test from the engine.
+    #[tokio::test]
+    async fn history_export_and_self_test_go_through_the_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _key) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        store
+            .append_events(&[doorbell(1), doorbell(2), doorbell(3)])
+            .unwrap();
+        let (link, mut ends) = crate::link::testing::link(store);
+        let (_diag_tx, diag) = watch::channel(Diagnostics::default());
+        let backend = LockBackend::new(link.clone(), diag);
+
+        let recent = backend.recent_events(2).await.unwrap();
+        assert_eq!(
+            recent.iter().map(|r| r.time).collect::<Vec<_>>(),
+            vec![2, 3],
+            "newest last"
+        );
+        // The writer thread serves a channel's counter between the reads.
+        link.put_counter("test.cursor", 7).await.unwrap();
+        let doc: serde_json::Value =
+            serde_json::from_str(&backend.export().await.unwrap()).unwrap();
+        assert_eq!(doc["events"].as_array().map(Vec::len), Some(3));
+        assert_eq!(doc["storage"]["events"], 3);
+        assert_eq!(link.counter("test.cursor").await.unwrap(), Some(7));
+
+        let engine = tokio::spawn(async move {
+            if let Some(TaskRequest::SelfTest(reply)) = ends.requests.recv().await {
+                let _ = reply.send(vec![DeviceCheck {
+                    device: "motor".into(),
+                    ok: true,
+                    detail: "idle".into(),
+                }]);
+            }
+            ends
+        });
+        let checks = backend.self_test().await.unwrap();
+        assert_eq!(checks.len(), 1);
+        let ends = engine.await.unwrap();
+        drop(ends.requests);
+        assert!(backend.self_test().await.is_err(), "engine gone: an error");
+    }
+}

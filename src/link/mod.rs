@@ -340,10 +340,80 @@ impl LockLink for Link {
     }
 }
 
+/// A [`Link`] over a real store and bare channels, for unit tests of the
+/// channels' glue.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+    use crate::core::{Engine, EngineConfig, Now};
+    use crate::store::{Store, StoreThread};
+
+    /// The other ends of a test link's channels, kept open while it lives.
+    pub(crate) struct Ends {
+        /// What the link sent the engine.
+        pub inputs: mpsc::Receiver<Input>,
+        /// The requests that are not inputs (self-test).
+        pub requests: mpsc::Receiver<TaskRequest>,
+        /// Answers to `Input::App`, as the engine would send them.
+        pub replies: broadcast::Sender<(u64, AppResult)>,
+        // Held only so the link's receivers stay open.
+        _published: watch::Sender<Published>,
+        _app_access: watch::Sender<Arc<AppAccess>>,
+        _store: StoreThread,
+    }
+
+    /// A link over `store` (moved to its writer thread), as the daemon
+    /// builds one, with a fresh engine's status published.
+    pub(crate) fn link(store: Store) -> (Link, Ends) {
+        let engine = Engine::new(
+            EngineConfig {
+                passcode_key: [1; 32],
+                serial: "LD-TEST".into(),
+                firmware: "0".into(),
+                verification_code: "X".into(),
+                low_battery_percent: 20,
+            },
+            Persisted::default(),
+            Now::new(0, None),
+        );
+        let published = watch::Sender::new(Published {
+            engine: engine.status(),
+            daemon: Default::default(),
+        });
+        let app_access = watch::Sender::new(Arc::new(AppAccess::default()));
+        let replies = broadcast::Sender::new(16);
+        let reads = StoreReads::new(store.reader().expect("reader"));
+        let (handle, thread) = StoreHandle::spawn(store).expect("store thread");
+        let (tx, inputs) = mpsc::channel(1024);
+        let (request_tx, requests) = mpsc::channel(4);
+        let link = Link::new(LinkParts {
+            inputs: InputSender::new(tx),
+            replies: replies.subscribe(),
+            published: published.subscribe(),
+            app_access: app_access.subscribe(),
+            notices: broadcast::channel(4).1,
+            events: broadcast::channel(4).1,
+            requests: request_tx,
+            clock: Clock::new(false),
+            store: handle,
+            reads,
+        });
+        let ends = Ends {
+            inputs,
+            requests,
+            replies,
+            _published: published,
+            _app_access: app_access,
+            _store: thread,
+        };
+        (link, ends)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::{Engine, EngineConfig, Now};
+    use crate::core::{AppError, AppOk};
     use crate::link::limit::CAPACITY;
     use crate::store::{Store, StoreOptions};
 
@@ -358,43 +428,13 @@ mod tests {
             },
         )
         .unwrap();
-        let engine = Engine::new(
-            EngineConfig {
-                passcode_key: [1; 32],
-                serial: "LD-TEST".into(),
-                firmware: "0".into(),
-                verification_code: "X".into(),
-                low_battery_percent: 20,
-            },
-            Persisted::default(),
-            Now::new(0, None),
-        );
-        let (_published_tx, published) = watch::channel(Published {
-            engine: engine.status(),
-            daemon: Default::default(),
-        });
-        let (_access_tx, app_access) = watch::channel(Arc::new(AppAccess::default()));
-        let reads = StoreReads::new(store.reader().unwrap());
-        let (handle, _thread) = StoreHandle::spawn(store).unwrap();
-        let (tx, mut rx) = mpsc::channel(1024);
-        let link = Link::new(LinkParts {
-            inputs: InputSender::new(tx),
-            replies: broadcast::channel(4).1,
-            published,
-            app_access,
-            notices: broadcast::channel(4).1,
-            events: broadcast::channel(4).1,
-            requests: mpsc::channel(1).0,
-            clock: Clock::new(false),
-            store: handle,
-            reads,
-        })
-        .with_refusal_limit();
+        let (link, mut ends) = testing::link(store);
+        let link = link.with_refusal_limit();
         for _ in 0..500 {
             link.refused(Channel::Ble, AppRefusal::BadSeal);
         }
         let mut logged = Vec::new();
-        while let Ok(Input::AppRefused { reason, .. }) = rx.try_recv() {
+        while let Ok(Input::AppRefused { reason, .. }) = ends.inputs.try_recv() {
             logged.push(reason);
         }
         let bad_seals = logged.iter().filter(|r| **r == AppRefusal::BadSeal).count();
@@ -407,5 +447,47 @@ mod tests {
             1
         );
         assert_eq!(logged.len(), CAPACITY as usize + 1);
+    }
+
+    /// Request ids come from one counter: two links (two channels) never
+    /// take each other's answers.
+    #[tokio::test]
+    async fn submit_waits_for_its_own_reply() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _key) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let (link, mut ends) = testing::link(store);
+        let other = link.with_refusal_limit();
+        let replies = ends.replies.clone();
+        let engine = tokio::spawn(async move {
+            // Answer in reverse order of arrival, each with its own id.
+            let mut ids = Vec::new();
+            for _ in 0..2 {
+                if let Some(Input::App(req)) = ends.inputs.recv().await {
+                    ids.push(req.id);
+                }
+            }
+            for id in ids.iter().rev() {
+                let result = if *id == ids[0] {
+                    Ok(AppOk::Done)
+                } else {
+                    Err(AppError::Forbidden)
+                };
+                replies.send((*id, result)).unwrap();
+            }
+            ends
+        });
+        let (a, b) = tokio::join!(
+            link.submit(Channel::Ble, Principal::Pairing, AppCommand::Unlock),
+            async {
+                // Second in line.
+                tokio::task::yield_now().await;
+                other
+                    .submit(Channel::Remote, Principal::Pairing, AppCommand::Lock)
+                    .await
+            }
+        );
+        let _ends = engine.await.unwrap();
+        assert_eq!(a, Some(Ok(AppOk::Done)));
+        assert_eq!(b, Some(Err(AppError::Forbidden)));
     }
 }
