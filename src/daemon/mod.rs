@@ -28,7 +28,6 @@
 //! read top to bottom.
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant as StdInstant;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -203,15 +202,7 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
     let diagnostics = channels.diagnostics.subscribe();
     let mut systemd = notify::Systemd::from_env();
     let start = engine_task::EngineStart {
-        static_diag: status::StaticDiag {
-            firmware: state.engine_config.firmware.clone(),
-            serial: state.engine_config.serial.clone(),
-            board: board.name.into(),
-            started: StdInstant::now(),
-            storage_health: String::new(),
-            last_jam: 0,
-            motor_cycles_before: state.motor_cycles_before,
-        },
+        static_diag: status::StaticDiag::at_start(&state, board.name),
         engine,
         engine_config: state.engine_config.clone(),
         board,

@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::core::types::Persisted;
 use crate::core::EngineConfig;
 use crate::remote::RemoteSettings;
-use crate::store::{Store, StoreOptions, StoreReader};
+use crate::store::{StorageHealth, Store, StoreOptions, StoreReader};
 
 /// The database's two connections, until the daemon hands them out.
 #[derive(Debug)]
@@ -45,6 +45,9 @@ pub struct State {
     pub lock_key: Arc<StaticKeypair>,
     /// Bolt moves of earlier runs.
     pub motor_cycles_before: u64,
+    /// The storage summary at start-up (the open's quick_check), shown
+    /// until the first write refreshes it.
+    pub storage_health: StorageHealth,
     /// `[remote]`, resolved (`None`: off), and its TLS configuration.
     pub remote: Option<(RemoteSettings, Option<Arc<rustls::ClientConfig>>)>,
 }
@@ -93,6 +96,7 @@ impl State {
         let state = State {
             persisted: store.load()?,
             motor_cycles_before: store.get_counter(status::MOTOR_CYCLES)?.unwrap_or(0),
+            storage_health: store.health(),
             engine_config,
             verification_code: Arc::new(verification_code),
             lock_key: Arc::new(lock_keypair(&passcode_key)),

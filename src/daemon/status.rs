@@ -4,6 +4,7 @@
 //! become `link::EventRecord`s in `link/views.rs`.)
 use std::time::Instant as StdInstant;
 
+use super::state::State;
 use crate::board::Board;
 use crate::core::types::CredentialKind;
 use crate::core::Status;
@@ -30,6 +31,22 @@ pub struct StaticDiag {
 pub const MOTOR_CYCLES: &str = "motor_cycles";
 
 impl StaticDiag {
+    /// At start-up: the lock's identity and storage as the state read
+    /// them, the board's name, the uptime counted from now.
+    pub fn at_start(state: &State, board: &str) -> Self {
+        let mut diag = StaticDiag {
+            firmware: state.engine_config.firmware.clone(),
+            serial: state.engine_config.serial.clone(),
+            board: board.into(),
+            started: StdInstant::now(),
+            storage_health: String::new(),
+            last_jam: 0,
+            motor_cycles_before: state.motor_cycles_before,
+        };
+        diag.set_storage_health(&state.storage_health);
+        diag
+    }
+
     pub fn set_storage_health(&mut self, h: &StorageHealth) {
         self.storage_health = if h.ok {
             "ok".into()
