@@ -92,6 +92,8 @@ pub enum DaemonError {
     Control(#[from] control::ControlError),
     #[error("the engine task failed: {0}")]
     EngineTask(#[source] tokio::task::JoinError),
+    #[error("opening the lock's state failed: {0}")]
+    StartTask(#[source] tokio::task::JoinError),
     #[error("board = \"linux\" needs `board_file` in the config: the board file that says how the hardware is wired (see config/board-example.toml)")]
     NoBoardFile,
     #[cfg(feature = "board-linux")]
@@ -179,7 +181,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
 /// Build every part and start serving; `shutdown` stops it all.
 pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running, DaemonError> {
     // 1. State, read once; the engine from what the store holds.
-    let (state, storage) = state::State::open(&opts)?;
+    let (state, storage) = state::State::open_off_runtime(&opts).await?;
     let clock = Clock::new(opts.config.lock.trust_system_clock);
     let engine = Engine::new(
         state.engine_config.clone(),

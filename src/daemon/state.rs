@@ -61,6 +61,16 @@ impl std::fmt::Debug for State {
 }
 
 impl State {
+    /// [`State::open`] on the blocking pool: opening checks the database
+    /// (quick_check) and loads every sealed value, which is disk work an
+    /// async worker must not wait on.
+    pub async fn open_off_runtime(opts: &Options) -> Result<(State, Storage), DaemonError> {
+        let opts = opts.clone();
+        tokio::task::spawn_blocking(move || State::open(&opts))
+            .await
+            .map_err(DaemonError::StartTask)?
+    }
+
     /// Open the store in the state directory and derive what follows from
     /// the device key; resolve `[remote]` before anything runs.
     pub fn open(opts: &Options) -> Result<(State, Storage), DaemonError> {
