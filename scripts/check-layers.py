@@ -87,6 +87,27 @@ def group_items(body):
     return items
 
 
+def inline_depths(text):
+    """For each position of `text`, how many inline `mod name { … }`
+    blocks enclose it (a `super::` there climbs out of those first)."""
+    depths = [0] * (len(text) + 1)
+    opens = {m.end() - 1 for m in re.finditer(r"\bmod\s+\w+\s*\{", text)}
+    stack, brace, inline = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch == "{":
+            brace += 1
+            if i in opens:
+                stack.append(brace)
+                inline += 1
+        elif ch == "}":
+            if stack and stack[-1] == brace:
+                stack.pop()
+                inline -= 1
+            brace -= 1
+        depths[i] = inline
+    return depths
+
+
 def referenced(text, root, module_depth):
     """Top-level modules `text` refers to through `root::` paths (`crate`
     inside the library, `latchd` in the binaries)."""
@@ -99,8 +120,9 @@ def referenced(text, root, module_depth):
     for m in re.finditer(r"\b" + root + r"::(\w+)", text):
         refs.add(m.group(1))
     if root == "crate":
+        depths = inline_depths(text)
         for m in re.finditer(r"\b((?:super::)+)(\w+)", text):
-            if m.group(1).count("super") >= module_depth:
+            if m.group(1).count("super") >= module_depth + depths[m.start()]:
                 refs.add(m.group(2))
     refs.discard("self")
     return refs

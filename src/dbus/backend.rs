@@ -73,7 +73,6 @@ mod tests {
     use crate::core::event::{Event, EventKind};
     use crate::core::WallTime;
     use crate::link::TaskRequest;
-    use crate::store::{Store, StoreOptions};
 
     fn doorbell(at: i64) -> Event {
         Event {
@@ -88,11 +87,8 @@ mod tests {
     #[tokio::test]
     async fn history_export_and_self_test_go_through_the_link() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut store, _key) = Store::open(dir.path(), StoreOptions::default()).unwrap();
-        store
-            .append_events(&[doorbell(1), doorbell(2), doorbell(3)])
-            .unwrap();
-        let (link, mut ends) = crate::link::testing::link(store);
+        let events = [doorbell(1), doorbell(2), doorbell(3)];
+        let (link, mut ends) = crate::link::testing::link(dir.path(), &events);
         let (_diag_tx, diag) = watch::channel(Diagnostics::default());
         let backend = LockBackend::new(link.clone(), diag);
 

@@ -346,7 +346,7 @@ impl LockLink for Link {
 pub(crate) mod testing {
     use super::*;
     use crate::core::{Engine, EngineConfig, Now};
-    use crate::store::{Store, StoreThread};
+    use crate::store::{Store, StoreOptions, StoreThread};
 
     /// The other ends of a test link's channels, kept open while it lives.
     pub(crate) struct Ends {
@@ -362,9 +362,12 @@ pub(crate) mod testing {
         _store: StoreThread,
     }
 
-    /// A link over `store` (moved to its writer thread), as the daemon
-    /// builds one, with a fresh engine's status published.
-    pub(crate) fn link(store: Store) -> (Link, Ends) {
+    /// A link over a fresh store in `dir` whose log already holds
+    /// `events`, built as the daemon builds one, with a fresh engine's
+    /// status published.
+    pub(crate) fn link(dir: &std::path::Path, events: &[crate::core::Event]) -> (Link, Ends) {
+        let (mut store, _key) = Store::open(dir, StoreOptions::default()).expect("store");
+        store.append_events(events).expect("events");
         let engine = Engine::new(
             EngineConfig {
                 passcode_key: [1; 32],
@@ -415,20 +418,11 @@ mod tests {
     use super::*;
     use crate::core::{AppError, AppOk};
     use crate::link::limit::CAPACITY;
-    use crate::store::{Store, StoreOptions};
 
     #[tokio::test(start_paused = true)]
     async fn a_flood_of_refused_ble_frames_logs_one_burst_and_one_rate_limited() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _key) = Store::open(
-            dir.path(),
-            StoreOptions {
-                max_events: 100,
-                max_db_bytes: None,
-            },
-        )
-        .unwrap();
-        let (link, mut ends) = testing::link(store);
+        let (link, mut ends) = testing::link(dir.path(), &[]);
         let link = link.with_refusal_limit();
         for _ in 0..500 {
             link.refused(Channel::Ble, AppRefusal::BadSeal);
@@ -454,8 +448,7 @@ mod tests {
     #[tokio::test]
     async fn submit_waits_for_its_own_reply() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _key) = Store::open(dir.path(), StoreOptions::default()).unwrap();
-        let (link, mut ends) = testing::link(store);
+        let (link, mut ends) = testing::link(dir.path(), &[]);
         let other = link.with_refusal_limit();
         let replies = ends.replies.clone();
         let engine = tokio::spawn(async move {
