@@ -1,6 +1,6 @@
 //! One BLE connection's secure channel, lock side: the glue between the
 //! GATT characteristics (bytes in, fragments out) and the engine. No BlueZ
-//! here — `gatt.rs` moves bytes; this decides what they mean, so it is
+//! here — `ble/gatt.rs` moves bytes; this decides what they mean, so it is
 //! tested with the real app-side client (`client.rs`) in unit tests.
 //!
 //! ```text

@@ -77,7 +77,7 @@ pub enum GattError {
 pub struct GattDeps {
     pub link: Arc<dyn LockLink>,
     pub wifi: Arc<dyn WifiBackend>,
-    /// The lock's long-term key (`remote::lock_keypair` of the device secret).
+    /// The lock's long-term key (`app::crypto::lock_keypair` of the device secret).
     pub lock_key: Arc<StaticKeypair>,
     pub code: Arc<VerificationCode>,
     pub device_info: DeviceInfo,
