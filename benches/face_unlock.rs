@@ -48,9 +48,10 @@ use latchd::biometrics::face::worker::{
 use latchd::biometrics::face::{FaceRecognizer, FaceTemplate, DEFAULT_MATCH_THRESHOLD};
 use latchd::board::frames::FrameRing;
 use latchd::board::sim::camera::{SimCamera, SimCameraConfig};
-use latchd::board::{FaceSource, InputSender, OrderedSender};
+use latchd::board::FaceSource;
 use latchd::core::input::ModuleReport;
 use latchd::core::{Input, ModuleCmd};
+use latchd::link::{InputSender, OrderedSender};
 use latchd::video::{StreamConfig, VideoServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
@@ -202,7 +203,7 @@ fn seed_store(state: &Path, rec: &FaceRecognizer) {
 
 /// Wait until the published engine status satisfies `cond`.
 async fn published_until(
-    rx: &mut watch::Receiver<latchd::daemon::Published>,
+    rx: &mut watch::Receiver<latchd::link::Published>,
     what: &str,
     cond: impl Fn(&latchd::core::Status) -> bool,
 ) {

@@ -13,11 +13,12 @@ cd "$(dirname "$0")/.."
 # integration tests talk to: dbus-daemon and busctl (D-Bus), ALSA's file
 # plugin (voice prompts), mosquitto + openssl (remote access over TLS),
 # ffmpeg (video client),
-# util-linux's setpriv (policy tests run a caller as another user).
+# util-linux's setpriv (policy tests run a caller as another user),
+# python3 (the layer check, scripts/check-layers.py).
 packages=(
     pkg-config libdbus-1-dev libasound2-dev libclang-dev clang
     dbus systemd alsa-utils libasound2-plugins util-linux
-    mosquitto mosquitto-clients openssl ffmpeg espeak-ng sox
+    mosquitto mosquitto-clients openssl ffmpeg espeak-ng sox python3
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -35,10 +36,10 @@ export CARGO_TERM_COLOR=never
 # A one-shot build gains nothing from incremental state, which costs gigabytes
 # across ~35 test crates.
 export CARGO_INCREMENTAL=0
+echo "== layers (scripts/check-layers.sh)"
+scripts/check-layers.sh
 echo "== format"
 cargo fmt --check
-echo "== hardware layering"
-scripts/check-hardware-layers.sh
 echo "== clippy"
 cargo clippy --all-targets --all-features --locked -- -D warnings
 echo "== default build (sim board, no system packages needed)"

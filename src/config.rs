@@ -287,7 +287,7 @@ impl Config {
             return bad("ble.adapter", format!("{:?}", self.ble.adapter), why);
         }
         if !l.verification_code.is_empty()
-            && crate::ble::pairing::VerificationCode::parse(&l.verification_code).is_err()
+            && crate::app::pairing::VerificationCode::parse(&l.verification_code).is_err()
         {
             return bad(
                 "lock.verification_code",

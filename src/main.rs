@@ -15,6 +15,8 @@
 //!
 //! Exit codes: 0 clean shutdown (SIGTERM/SIGINT/quit), 1 the lock could
 //! not start or failed, 2 bad command line or configuration.
+#![forbid(unsafe_code)]
+#![warn(clippy::unwrap_used, unused_qualifications)]
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;

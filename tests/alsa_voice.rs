@@ -150,9 +150,7 @@ fn a_missing_asset_is_reported_and_playback_goes_on() {
 #[test]
 fn a_wrong_pcm_name_is_a_clear_start_up_error() {
     let (_serial, _) = alsa_file_pcm();
-    let err = AlsaVoice::start("no_such_pcm", assets(), 80, None)
-        .err()
-        .expect("must fail");
+    let err = AlsaVoice::start("no_such_pcm", assets(), 80, None).expect_err("must fail");
     let msg = err.to_string();
     assert!(
         msg.contains("no_such_pcm") && msg.contains("voice.pcm"),

@@ -11,24 +11,24 @@
 
 use std::time::Duration;
 
-use latchd::ble::client::{
+use latchd::app::authz::{authorize, open_request, seal_response, AuthzError, RequestError};
+use latchd::app::client::{
     open_response, seal_request, AppPairing, AppSessionStart, PairingSecret,
 };
-use latchd::ble::commands::{
-    authorize, open_request, seal_response, AuthzError, Principal, Request, RequestError, Response,
-    Setting, TempPasscodeKind,
-};
-use latchd::ble::crypto::StaticKeypair;
-use latchd::ble::improv::{self, Improv};
-use latchd::ble::pairing::{
+use latchd::app::crypto::StaticKeypair;
+use latchd::app::pairing::{
     GuestInvite, LockPairing, PairKind, PairRequest, PairingError, VerificationCode,
-    MAX_GUEST_CODE_ATTEMPTS,
 };
-use latchd::ble::protocol::{
+use latchd::app::protocol::{
     accept_session, fragment, ChannelError, ErrorCode, Frame, Reassembler, SecureSession,
     SessionInit, DEFAULT_IDLE_TIMEOUT, MAX_ATT_MTU, MAX_PLAINTEXT, MIN_ATT_MTU,
 };
-use latchd::ble::{Instant, WallTime};
+use latchd::app::request::{Setting, TempPasscodeKind};
+use latchd::app::wire::Principal;
+use latchd::app::{Request, Response};
+use latchd::ble::improv::{self, Improv};
+use latchd::core::time::{Instant, WallTime};
+use latchd::core::types::limits::GUEST_CODE_ATTEMPTS;
 use proptest::prelude::*;
 use rand_core::OsRng;
 
@@ -157,7 +157,7 @@ fn b_5_pairing_outside_pairing_mode_is_refused() {
         .expect_err("refused");
     assert_eq!(err, PairingError::PairingModeInactive);
     // The lock answers with an error frame; the app stops with its code.
-    let refusal = latchd::ble::protocol::error_frame(err.code());
+    let refusal = latchd::app::protocol::error_frame(err.code());
     assert_eq!(
         p.on_reply(&app, &refusal).map(|_| ()),
         Err(PairingError::Channel(ChannelError::PeerError(
@@ -204,7 +204,7 @@ fn b_5_mitm_substituting_keys_fails_on_both_ends() {
     assert!(mitm_as_lock.finish_owner(&confirm_a, T0).is_err());
     // …so whatever "done" it forges, the app refuses. Try the lock's own
     // done from a parallel run and a replay of the app's confirm.
-    let forged = latchd::ble::protocol::error_frame(ErrorCode::Replay);
+    let forged = latchd::app::protocol::error_frame(ErrorCode::Replay);
     assert!(app_sent.on_done(&forged).is_err());
 
     // MITM (posing as the app) → lock.
@@ -241,7 +241,7 @@ fn b_5_mitm_replacing_only_the_ephemeral_key_fails() {
         Err(PairingError::ConfirmationFailed)
     );
     assert!(app_sent
-        .on_done(&latchd::ble::protocol::error_frame(
+        .on_done(&latchd::app::protocol::error_frame(
             ErrorCode::Unauthenticated
         ))
         .is_err());
@@ -399,11 +399,11 @@ fn guest_code_is_burned_after_the_attempt_limit() {
     let (mut invite, code) =
         GuestInvite::create(3, WallTime(0), WallTime(100_000), wall, &mut OsRng);
     let attacker = StaticKeypair::generate(&mut OsRng);
-    for _ in 0..MAX_GUEST_CODE_ATTEMPTS {
+    for _ in 0..GUEST_CODE_ATTEMPTS {
         // A guess with the right id but a wrong secret.
         let mut bytes = *code.to_bytes();
         bytes[14] ^= 0x55;
-        let guess = latchd::ble::pairing::GuestPairingCode::from_bytes(bytes);
+        let guess = latchd::app::pairing::GuestPairingCode::from_bytes(bytes);
         let (p, init) = AppPairing::start(&attacker, PairingSecret::Guest(guess), &mut OsRng);
         let req = PairRequest::parse(&init).expect("parses");
         let (lp, reply) =
@@ -448,8 +448,9 @@ fn improv_provisioning_follows_pairing_mode() {
 }
 
 fn all_requests() -> Vec<Request> {
-    use latchd::ble::commands::{PasscodeDigits, Role};
-    use latchd::ble::Validity;
+    use latchd::app::request::PasscodeDigits;
+    use latchd::app::wire::Role;
+    use latchd::core::time::Validity;
     let v = Validity {
         from: Some(WallTime(5)),
         until: Some(WallTime(10)),

@@ -538,7 +538,7 @@ async fn sim_board_with_wire_modules_enrols_and_recognises_through_the_drivers()
         ..SimParts::default()
     };
     let (mut board, control) =
-        sim::build_with(config, latchd::board::InputSender::new(tx), parts).expect("sim board");
+        sim::build_with(config, latchd::link::InputSender::new(tx), parts).expect("sim board");
     assert_eq!(board.name, "sim");
 
     // Fingerprint: each `finger(p)` is one touch; the hand lifts it once

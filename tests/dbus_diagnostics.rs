@@ -126,7 +126,11 @@ fn sample() -> Diagnostics {
             limit: 50,
             per_user_limit: 3,
         },
-        palms: Capacity::empty(2),
+        palms: Capacity {
+            enrolled: 0,
+            limit: 50,
+            per_user_limit: 2,
+        },
         fingerprints: Capacity {
             enrolled: 7,
             limit: 50,

@@ -31,10 +31,11 @@ use latchd::biometrics::face::{
 };
 use latchd::board::frames::FrameRing;
 use latchd::board::sim::camera::{SimCamera, SimCameraConfig};
-use latchd::board::{FaceSource, InputSender, OrderedSender};
+use latchd::board::FaceSource;
 use latchd::core::input::{EnrolStep, FacePose, ModuleReport};
 use latchd::core::types::Modality;
 use latchd::core::{Input, ModuleCmd};
+use latchd::link::{InputSender, OrderedSender};
 use tokio::sync::{mpsc, watch};
 
 /// The real recognizer; when `pitch` is set, each face's landmarks are

@@ -13,9 +13,11 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use latchd::ble::commands::{EventKind as WireEvent, Request, Response, Setting, UnlockMethod};
-use latchd::ble::crypto::StaticKeypair;
-use latchd::ble::protocol::{error_frame, open_oneshot, seal_oneshot, ErrorCode, OneShotDirection};
+use latchd::app::crypto::StaticKeypair;
+use latchd::app::protocol::{error_frame, open_oneshot, seal_oneshot, ErrorCode, OneShotDirection};
+use latchd::app::request::Setting;
+use latchd::app::wire::{self, UnlockMethod};
+use latchd::app::{Request, Response};
 use latchd::config::{BoardKind, Config};
 use latchd::core::event::{AppRefusal, Event as LogEvent, EventKind};
 use latchd::core::input::DoorPosition;
@@ -25,8 +27,8 @@ use latchd::core::types::SettingChange;
 use latchd::core::types::{AppKey, AppKeyId, AppKeyRole, Change, Handing, Role, User, UserNumber};
 use latchd::core::{AppCommand, AppRequest, Channel, Input, LockState, Principal};
 use latchd::daemon::{self, Options, Running};
+use latchd::link::limit;
 use latchd::remote::config::TlsMaterial;
-use latchd::remote::limit;
 use latchd::store::{Store, StoreOptions};
 use rand_core::OsRng;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, Transport};
@@ -369,7 +371,7 @@ fn seed_with(
             Change::PutAppKey(key(2, AppKeyRole::Guest, guest, guest_window)),
         ])
         .expect("seed");
-    latchd::remote::lock_keypair(&device.passcode_key()).public()
+    latchd::app::crypto::lock_keypair(&device.passcode_key()).public()
 }
 
 fn config(files: &BrokerFiles, port: u16) -> Config {
@@ -1129,7 +1131,7 @@ async fn queries_refusal_log_and_rate_limit() {
     );
     let unlocks = entries
         .iter()
-        .filter(|e| e.kind == WireEvent::Unlocked(UnlockMethod::Fingerprint))
+        .filter(|e| e.kind == wire::EventKind::Unlocked(UnlockMethod::Fingerprint))
         .count();
     assert_eq!(unlocks, UNLOCKS, "every seeded unlock, none twice");
     assert!(pages >= UNLOCKS / 5, "{pages} pages");
@@ -1456,10 +1458,7 @@ async fn a_duress_unlock_is_an_ordinary_unlock_on_every_clear_topic() {
     let Response::Notice(n) = Response::decode(&plain).expect("a response") else {
         panic!("not a notice")
     };
-    assert_eq!(
-        n.kind,
-        WireEvent::Alarm(latchd::ble::commands::AlarmKind::Duress)
-    );
+    assert_eq!(n.kind, wire::EventKind::Alarm(wire::AlarmKind::Duress));
     assert_eq!(n.user, Some(1));
     assert!(n.cursor > 0, "it points into the log");
     assert!(
@@ -1495,7 +1494,7 @@ async fn a_duress_unlock_is_an_ordinary_unlock_on_every_clear_topic() {
     assert!(c2 > c1);
     assert!(matches!(
         Response::decode(&plain),
-        Ok(Response::Notice(e)) if e.kind == WireEvent::Unlocked(UnlockMethod::MechanicalKey)
+        Ok(Response::Notice(e)) if e.kind == wire::EventKind::Unlocked(UnlockMethod::MechanicalKey)
     ));
     assert!(
         open_oneshot(

@@ -29,18 +29,20 @@ mod vm;
 
 use std::sync::{Arc, Mutex};
 
-use latchd::ble::client::{self, AppPairing, AppSessionStart, PairingSecret};
-use latchd::ble::commands::{LockState, Request, Response, StatusReport};
-use latchd::ble::crypto::StaticKeypair;
-use latchd::ble::pairing::{GuestPairingCode, PairingError, VerificationCode};
-use latchd::ble::protocol::{fragment, ErrorCode, Reassembler, DEFAULT_IDLE_TIMEOUT};
-use latchd::ble::service::{status_report, ChannelConn, LinkFuture, LockLink};
+use latchd::app::client::{self, AppPairing, AppSessionStart, PairingSecret};
+use latchd::app::crypto::StaticKeypair;
+use latchd::app::pairing::{GuestPairingCode, PairingError, VerificationCode};
+use latchd::app::protocol::{fragment, ErrorCode, Reassembler, DEFAULT_IDLE_TIMEOUT};
+use latchd::app::wire::{self, status_report, StatusReport};
+use latchd::app::{
+    ChannelConn, LinkFuture, LockLink, LoggedEvent, Request, Response, StorageError,
+};
 use latchd::core::event::AppRefusal;
 use latchd::core::input::SetPress;
 use latchd::core::time::{Instant, WallTime};
 use latchd::core::types::Persisted;
+use latchd::core::users::AppAccess;
 use latchd::core::{AppCommand, Channel, Input, Principal};
-use latchd::store::{EventId, StoredEvent};
 use rand_core::OsRng;
 
 /// The real engine behind the BLE service.
@@ -57,6 +59,14 @@ impl SimLink {
     fn hold_set(&self) {
         self.sim.lock().unwrap().input(Input::Set(SetPress::Long));
     }
+    /// What the harness's store holds.
+    fn stored(&self) -> Persisted {
+        self.sim.lock().unwrap().store.clone()
+    }
+    /// The registered app keys.
+    fn app_keys(&self) -> Vec<latchd::core::types::AppKey> {
+        self.stored().app_keys
+    }
 }
 
 impl LockLink for SimLink {
@@ -66,12 +76,20 @@ impl LockLink for SimLink {
     fn pairing_mode(&self) -> bool {
         self.sim.lock().unwrap().engine.status().pairing_mode
     }
-    fn persisted(&self) -> Result<Persisted, String> {
-        Ok(self.sim.lock().unwrap().store.clone())
+    fn app_access(&self) -> Arc<AppAccess> {
+        Arc::new(AppAccess::from_persisted(&self.sim.lock().unwrap().store))
+    }
+    fn persisted(&self) -> LinkFuture<'_, Result<Persisted, StorageError>> {
+        let p = self.sim.lock().unwrap().store.clone();
+        Box::pin(async move { Ok(p) })
     }
     /// The harness keeps no event table: its log is numbered from 1 in
     /// the order the engine logged it, as the store would.
-    fn events_before(&self, before: Option<u64>, limit: usize) -> Result<Vec<StoredEvent>, String> {
+    fn events_before(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+    ) -> LinkFuture<'_, Result<Vec<LoggedEvent>, StorageError>> {
         let events: Vec<_> = self
             .sim
             .lock()
@@ -83,17 +101,18 @@ impl LockLink for SimLink {
                 _ => None,
             })
             .collect();
-        Ok(events
+        let page = events
             .into_iter()
             .enumerate()
-            .map(|(i, event)| StoredEvent {
-                id: EventId(i as u64 + 1),
+            .map(|(i, event)| LoggedEvent {
+                id: i as u64 + 1,
                 event,
             })
             .rev()
-            .filter(|e| before.is_none_or(|b| e.id.0 < b))
+            .filter(|e| before.is_none_or(|b| e.id < b))
             .take(limit)
-            .collect())
+            .collect();
+        Box::pin(async move { Ok(page) })
     }
     fn ble_connected(&self, connected: bool) {
         self.sim
@@ -246,7 +265,7 @@ async fn channel_pairs_only_in_pairing_mode_then_unlocks() {
         .await
         .expect("status answered")
     {
-        Response::Status(s) => assert_ne!(s.lock, LockState::Jammed),
+        Response::Status(s) => assert_ne!(s.lock, wire::LockState::Jammed),
         other => panic!("expected a status report, got {other:?}"),
     }
 
@@ -323,14 +342,14 @@ async fn channel_guest_key_from_invite_to_unlock_and_nothing_else() {
         Err(_) => {}
         Ok((_sent, confirm)) => {
             let done = exchange(&mut conn, &link, &confirm).await;
-            assert!(latchd::ble::protocol::Frame::parse(&done).is_ok());
+            assert!(latchd::app::protocol::Frame::parse(&done).is_ok());
         }
     }
     assert!(link
         .app_keys()
         .iter()
         .all(|k| k.public_key != guest.public()));
-    assert_eq!(link.persisted().unwrap().guest_invites[0].attempts, 1);
+    assert_eq!(link.stored().guest_invites[0].attempts, 1);
 
     // The right code: the guest key is registered in the invite's slot.
     let guest_paired = pair_with(
@@ -416,11 +435,13 @@ async fn channel_guest_key_from_invite_to_unlock_and_nothing_else() {
             None => break,
         }
     }
-    use latchd::ble::commands::{EventKind as WireEvent, UnlockMethod};
+    use latchd::app::wire::UnlockMethod;
     assert!(seen
         .iter()
-        .any(|e| e.kind == WireEvent::Unlocked(UnlockMethod::Ble)));
-    assert!(seen.iter().any(|e| e.kind == WireEvent::VerificationFailed));
+        .any(|e| e.kind == wire::EventKind::Unlocked(UnlockMethod::Ble)));
+    assert!(seen
+        .iter()
+        .any(|e| e.kind == wire::EventKind::VerificationFailed));
 
     // Revoking the guest slot ends the guest's key.
     let r = request(
@@ -747,8 +768,8 @@ mod wpa_double;
 mod guest_daemon {
     use std::time::{Duration, Instant as StdInstant};
 
-    use latchd::ble::client::PairingSecret;
-    use latchd::ble::commands::{EventKind as WireEvent, UnlockMethod};
+    use latchd::app::client::PairingSecret;
+    use latchd::app::wire::UnlockMethod;
     use latchd::ble::gatt_client::{self, GattClientError, LockClient};
     use serde_json::json;
 
@@ -951,7 +972,7 @@ mod guest_daemon {
         assert!(
             events
                 .iter()
-                .any(|e| e.kind == WireEvent::Unlocked(UnlockMethod::Ble)),
+                .any(|e| e.kind == wire::EventKind::Unlocked(UnlockMethod::Ble)),
             "{events:?}"
         );
 

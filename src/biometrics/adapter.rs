@@ -64,10 +64,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::biometrics::fingerprint::Reconciliation;
-use crate::board::{DeviceError, FingerprintModule, OrderedSender, PalmModule};
+use crate::board::{DeviceError, FingerprintModule, PalmModule};
 use crate::core::input::{EnrolFailure, EnrolStep, ModuleReport};
 use crate::core::types::{CredentialKind, CredentialSecret, Modality, Persisted};
 use crate::core::{Input, ModuleCmd};
+use crate::link::OrderedSender;
 
 /// Where an adapter's reports go. The daemon's is an [`OrderedSender`]
 /// (each report becomes `Input::Module`); tests and the sim board's hand
@@ -212,8 +213,9 @@ fn cmd_modality(cmd: &ModuleCmd) -> Option<Modality> {
 }
 
 /// A driver still to be connected (the handshake runs in the adapter task,
-/// so a module that does not answer never holds up the lock's start).
-pub type Connecting<M> = BoxFuture<'static, Result<M, String>>;
+/// so a module that does not answer never holds up the lock's start); it
+/// fails with the driver's own error.
+pub type Connecting<M, E> = BoxFuture<'static, Result<M, E>>;
 
 pub(crate) fn spawn<R: Reader + 'static>(
     reader: R,
@@ -224,7 +226,7 @@ pub(crate) fn spawn<R: Reader + 'static>(
 }
 
 pub(crate) fn spawn_connecting<R: Reader + 'static>(
-    connect: Connecting<R>,
+    connect: Connecting<R, R::Error>,
     config: AdapterConfig,
     sink: Arc<dyn ReportSink>,
 ) -> ModuleAdapter {
@@ -233,11 +235,11 @@ pub(crate) fn spawn_connecting<R: Reader + 'static>(
     let task = tokio::spawn(async move {
         let reader = match connect.await {
             Ok(r) => r,
-            Err(detail) => {
-                tracing::error!(device = device_name(modality), %detail, "module not connected");
+            Err(e) => {
+                tracing::error!(device = device_name(modality), error = %e, "module not connected");
                 sink.report(ModuleReport::Fault {
                     modality,
-                    detail: format!("no handshake with the module: {detail}"),
+                    detail: format!("no handshake with the module: {e}"),
                 });
                 return;
             }
@@ -279,10 +281,10 @@ pub(crate) enum Read {
 
 /// A module error, sorted by what the adapter does with it.
 #[derive(Debug)]
-pub(crate) struct ReadError {
+pub(crate) struct ReadError<E> {
     /// The module is not answering or answers nonsense: an outage.
     pub(crate) link: bool,
-    pub(crate) detail: String,
+    pub(crate) error: E,
 }
 
 pub(crate) type Steps<'a> = &'a mut (dyn FnMut(EnrolStep) + Send);
@@ -297,21 +299,24 @@ pub(crate) trait Reader: Send {
     /// sequence-numbered replies (palm): an R30x reply to a dropped
     /// request would be taken for the next request's answer.
     const INTERRUPTIBLE_READ: bool;
+    /// The driver's error; the adapter turns it into the `Fault` report's
+    /// text only where the report is made.
+    type Error: std::error::Error + Send + 'static;
     fn enrol<'a>(
         &'a mut self,
         slot: u16,
         steps: Steps<'a>,
     ) -> BoxFuture<'a, Result<(), EnrolFailure>>;
-    fn read(&mut self) -> BoxFuture<'_, Result<Read, ReadError>>;
-    fn delete(&mut self, slot: u16) -> BoxFuture<'_, Result<(), String>>;
-    fn wipe(&mut self) -> BoxFuture<'_, Result<(), String>>;
-    fn slots(&mut self) -> BoxFuture<'_, Result<BTreeSet<u16>, String>>;
+    fn read(&mut self) -> BoxFuture<'_, Result<Read, ReadError<Self::Error>>>;
+    fn delete(&mut self, slot: u16) -> BoxFuture<'_, Result<(), Self::Error>>;
+    fn wipe(&mut self) -> BoxFuture<'_, Result<(), Self::Error>>;
+    fn slots(&mut self) -> BoxFuture<'_, Result<BTreeSet<u16>, Self::Error>>;
     /// Stop whatever the module is doing (after a dropped enrolment).
-    fn abort(&mut self) -> BoxFuture<'_, Result<(), String>>;
+    fn abort(&mut self) -> BoxFuture<'_, Result<(), Self::Error>>;
     fn reconcile<'a>(
         &'a mut self,
         db: &'a BTreeSet<u16>,
-    ) -> BoxFuture<'a, Result<Reconciliation, String>>;
+    ) -> BoxFuture<'a, Result<Reconciliation, Self::Error>>;
 }
 
 // ---- the task ------------------------------------------------------------------
@@ -347,7 +352,7 @@ impl<R: Reader> Adapter<R> {
                         );
                     }
                 }
-                Err(detail) => self.fault(format!("reconciling slots at start: {detail}")),
+                Err(e) => self.fault(format!("reconciling slots at start: {e}")),
             }
         }
         loop {
@@ -423,18 +428,18 @@ impl<R: Reader> Adapter<R> {
         }
     }
 
-    async fn after_read(&mut self, r: Result<Read, ReadError>) {
+    async fn after_read(&mut self, r: Result<Read, ReadError<R::Error>>) {
         let modality = self.modality();
         let read = match r {
             Ok(read) => {
                 self.answered();
                 read
             }
-            Err(e) if e.link => return self.fault(e.detail),
+            Err(e) if e.link => return self.fault(e.error.to_string()),
             Err(e) => {
                 // The module answered, but refused: not an outage.
                 self.answered();
-                tracing::warn!(device = device_name(modality), detail = %e.detail, "read refused");
+                tracing::warn!(device = device_name(modality), error = %e.error, "read refused");
                 return;
             }
         };
@@ -561,7 +566,10 @@ impl<R: Reader> Adapter<R> {
     }
 }
 
-async fn read_once<R: Reader>(reader: &mut R, wait: Option<Duration>) -> Result<Read, ReadError> {
+async fn read_once<R: Reader>(
+    reader: &mut R,
+    wait: Option<Duration>,
+) -> Result<Read, ReadError<R::Error>> {
     if let Some(w) = wait {
         tokio::time::sleep(w).await;
     }
@@ -597,14 +605,15 @@ mod tests {
     async fn a_failed_handshake_is_one_fault_then_commands_are_refused() {
         let (sink, mut rx) = sink();
         let mut adapter = spawn_fingerprint_connecting(
-            Box::pin(async { Err("no answer to VfyPwd".to_string()) }),
+            Box::pin(async { Err(crate::biometrics::fingerprint::FingerprintError::Closed) }),
             AdapterConfig::default(),
             sink,
         );
         match rx.recv().await {
             Some(ModuleReport::Fault { modality, detail }) => {
                 assert_eq!(modality, Modality::Fingerprint);
-                assert!(detail.contains("no answer to VfyPwd"), "{detail}");
+                let closed = crate::biometrics::fingerprint::FingerprintError::Closed.to_string();
+                assert!(detail.contains(&closed), "{detail}");
             }
             other => panic!("expected a fault, got {other:?}"),
         }

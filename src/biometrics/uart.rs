@@ -29,10 +29,8 @@ pub fn open(cfg: &BoardConfig, persisted: &Persisted, sink: Arc<dyn ReportSink>)
     let fingerprint = spawn_fingerprint_connecting(
         Box::pin(async move {
             let path = finger_uart.path.display().to_string();
-            let stream = fp::open_serial(&path, finger_uart.baud).map_err(|e| e.to_string())?;
-            let driver = fp::Fingerprint::connect(stream, fp::FingerprintConfig::default())
-                .await
-                .map_err(|e| e.to_string())?;
+            let stream = fp::open_serial(&path, finger_uart.baud)?;
+            let driver = fp::Fingerprint::connect(stream, fp::FingerprintConfig::default()).await?;
             Ok(Box::new(driver) as Box<dyn fp::FingerprintModule>)
         }),
         AdapterConfig {
@@ -45,10 +43,8 @@ pub fn open(cfg: &BoardConfig, persisted: &Persisted, sink: Arc<dyn ReportSink>)
     let palm = spawn_palm_connecting(
         Box::pin(async move {
             let path = palm_uart.path.display().to_string();
-            let stream = palm::open_serial(&path, palm_uart.baud).map_err(|e| e.to_string())?;
-            let driver = palm::Palm::connect(stream, palm::PalmConfig::default())
-                .await
-                .map_err(|e| e.to_string())?;
+            let stream = palm::open_serial(&path, palm_uart.baud)?;
+            let driver = palm::Palm::connect(stream, palm::PalmConfig::default()).await?;
             Ok(Box::new(driver) as Box<dyn palm::PalmModule>)
         }),
         AdapterConfig {

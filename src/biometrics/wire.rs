@@ -157,8 +157,7 @@ fn start_adapters(
                     ..FingerprintConfig::default()
                 },
             )
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
             Ok(Box::new(driver) as Box<dyn fp::FingerprintModule>)
         }),
         AdapterConfig {
@@ -178,8 +177,7 @@ fn start_adapters(
                     ..PalmConfig::default()
                 },
             )
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
             Ok(Box::new(driver) as Box<dyn palm::PalmModule>)
         }),
         AdapterConfig::default(),

@@ -5,15 +5,17 @@
 //!
 //! Driven like any device, by `Board::perform`; they own nothing but the
 //! way a report reaches the engine.
-use super::{Camera, DeviceError, FaceSource, OrderedSender};
+use super::{Camera, DeviceError, FaceSource};
 use crate::core::action::SnapshotReason;
 use crate::core::input::ModuleReport;
 use crate::core::types::Modality;
 use crate::core::{Input, ModuleCmd};
+use crate::link::OrderedSender;
 
 /// A board with no face service: every face command is answered with a
 /// `Fault` report, so the engine tells the person and carries on (face
 /// recognition simply never succeeds).
+#[derive(Debug)]
 pub struct UnavailableFace {
     reports: OrderedSender,
 }
@@ -38,6 +40,7 @@ impl FaceSource for UnavailableFace {
 
 /// A board without a snapshot camera: each snapshot is refused with a
 /// clear error; nothing else changes.
+#[derive(Debug)]
 pub struct UnavailableCamera;
 
 impl Camera for UnavailableCamera {
@@ -52,7 +55,7 @@ impl Camera for UnavailableCamera {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::board::InputSender;
+    use crate::link::InputSender;
 
     #[tokio::test]
     async fn without_a_face_service_face_commands_report_a_fault() {

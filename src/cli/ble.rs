@@ -147,11 +147,11 @@ mod imp {
     use zeroize::Zeroizing;
 
     use super::{BleArgs, BleCliError, BleCommand};
-    use crate::ble::client::PairingSecret;
-    use crate::ble::commands::{Request, Response};
-    use crate::ble::crypto::StaticKeypair;
+    use crate::app::client::PairingSecret;
+    use crate::app::crypto::StaticKeypair;
+    use crate::app::pairing::{GuestPairingCode, VerificationCode};
+    use crate::app::{Request, Response};
     use crate::ble::gatt_client::{self, LockClient};
-    use crate::ble::pairing::{GuestPairingCode, VerificationCode};
     use crate::core::time::WallTime;
 
     #[derive(Serialize, Deserialize)]
@@ -322,7 +322,7 @@ mod imp {
                 let req = match &args.command {
                     BleCommand::Events { limit } => Request::Events {
                         before: None,
-                        limit: (*limit).clamp(1, crate::ble::commands::MAX_EVENTS_PER_PAGE),
+                        limit: (*limit).clamp(1, crate::app::request::MAX_EVENTS_PER_PAGE),
                     },
                     BleCommand::Invite { hours } => Request::CreateGuestKey {
                         valid_from: now,

@@ -226,7 +226,7 @@ impl Engine {
                 check_window(&validity)?;
                 let code =
                     Passcode::parse(&digits).map_err(|e| AppError::BadPasscode(e.to_string()))?;
-                if self.dir.passcode_total() >= super::types::limits::PASSCODES {
+                if self.dir.passcode_total() >= limits::PASSCODES {
                     return Err(AppError::Limit(CredentialKind::Passcode));
                 }
                 if self

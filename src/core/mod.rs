@@ -66,7 +66,7 @@ pub use engine::{
     PAIRING_WINDOW, TAMPER_ALARM,
 };
 pub use lock::LockState;
-pub use users::CredentialCounts;
+pub use users::{AppAccess, CredentialCounts};
 
 pub use action::{Action, AppError, AppOk, AppResult, KeypadView, ModuleCmd, MotorCmd, Prompt};
 pub use event::{AlarmKind, Event, EventKind, LockHow};

@@ -123,9 +123,8 @@ pub struct Macer {
 
 impl Macer {
     pub fn new(key: &[u8; 32]) -> Macer {
-        // HMAC accepts keys of any length; a 32-byte key cannot fail.
         let keyed = <HmacSha256 as Mac>::new_from_slice(key)
-            .unwrap_or_else(|_| unreachable!("HMAC-SHA256 takes keys of any length"));
+            .expect("HMAC-SHA256 takes a key of any length");
         Macer { keyed }
     }
 

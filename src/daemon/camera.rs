@@ -32,14 +32,15 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::engine_task::{CredentialsHook, Published};
+use super::engine_task::CredentialsHook;
 use super::DaemonError;
 use crate::board::frames::FrameRing;
 use crate::board::sim::camera::SceneControl;
-use crate::board::{Camera, FaceSource, InputSender};
+use crate::board::{Camera, FaceSource};
 use crate::config::Config;
 use crate::core::types::Persisted;
 use crate::core::Input;
+use crate::link::{InputSender, Published};
 use crate::video::{RingCamera, SnapshotSaved, SnapshotStore};
 
 /// Size of the simulated camera's frames (a V4L2 camera's come from the
@@ -76,10 +77,6 @@ fn face_enabled(config: &Config) -> bool {
     }
 }
 
-fn camera_err(e: &dyn std::fmt::Display) -> DaemonError {
-    DaemonError::Video(format!("camera: {e}"))
-}
-
 /// The liveness check the face service gets (nothing without `face`).
 #[cfg(feature = "face")]
 type Liveness = crate::biometrics::face::worker::LivenessSetup;
@@ -111,10 +108,12 @@ fn sim_liveness(
     }
     // `Config::validate` has checked that the sim board has `sim_ir_dir`;
     // should that change, refusing here keeps it closed.
-    let dir = config.face.sim_ir_dir.as_deref().ok_or_else(|| {
-        camera_err(&"`face.liveness` = \"ir\" needs `face.sim_ir_dir` on the sim board")
-    })?;
-    let ir = camera.ir_camera(dir).map_err(|e| camera_err(&e))?;
+    let dir = config
+        .face
+        .sim_ir_dir
+        .as_deref()
+        .ok_or(DaemonError::NoSimIrDir)?;
+    let ir = camera.ir_camera(dir)?;
     Ok(LivenessSetup::Ir {
         source: Arc::new(ir),
         check: Arc::new(IrLiveness::default()),
@@ -225,10 +224,10 @@ pub fn open_sim(
     let ring = FrameRing::new();
     let (w, h) = SIM_FRAME;
     let cfg = match sim_people_dir(config) {
-        Some(dir) => SimCameraConfig::from_dir(dir, w, h).map_err(|e| camera_err(&e))?,
+        Some(dir) => SimCameraConfig::from_dir(dir, w, h)?,
         None => SimCameraConfig::new(w, h),
     };
-    let camera = SimCamera::start(&cfg, ring.clone()).map_err(|e| camera_err(&e))?;
+    let camera = SimCamera::start(&cfg, ring.clone())?;
     let liveness = sim_liveness(config, &camera)?;
     // With the real pipeline, "person N at the door" is person N's
     // picture in front of the camera, not a simulated module.
@@ -261,8 +260,7 @@ pub fn open_linux(
         return Ok(None);
     }
     let ring = FrameRing::new();
-    let camera = crate::board::linux::camera::V4l2Camera::start(&board_cfg.camera, ring.clone())
-        .map_err(|e| camera_err(&e))?;
+    let camera = crate::board::linux::camera::V4l2Camera::start(&board_cfg.camera, ring.clone())?;
     let liveness = linux_liveness(config, board_cfg);
     Ok(Some(with_readers(
         config,
@@ -357,7 +355,7 @@ fn face_worker(
         },
         ring.clone(),
         templates_rx,
-        crate::board::OrderedSender::spawn(inputs.clone()),
+        crate::link::OrderedSender::spawn(inputs.clone()),
     );
     let (models, enrolled) = (f.models_dir.display(), templates.borrow().len());
     match &liveness {
@@ -430,12 +428,9 @@ impl CameraRig {
     ) -> Result<JoinHandle<()>, DaemonError> {
         use crate::video::{battery_bridge, VideoServer};
         let server = if config.video.enabled {
-            let video_err = |e: &dyn std::fmt::Display| DaemonError::Video(e.to_string());
-            let stream = config.video.stream_config().map_err(|e| video_err(&e))?;
+            let stream = config.video.stream_config()?;
             let battery = battery_bridge(published, |p: &Published| p.engine.battery_percent);
-            let server = VideoServer::bind(&stream, self.ring.clone(), battery)
-                .await
-                .map_err(|e| video_err(&e))?;
+            let server = VideoServer::bind(&stream, self.ring.clone(), battery).await?;
             if let Ok(addr) = server.local_addr() {
                 tracing::info!(%addr, "video stream serving /stream.mjpg and /snapshot.jpg");
             }

@@ -23,9 +23,10 @@ use std::path::Path;
 use super::camera::{self, CameraRig};
 use super::DaemonError;
 use crate::board::sim::{self, SimConfig, SimControl, SimFace, SimParts};
-use crate::board::{Board, InputSender};
+use crate::board::Board;
 use crate::config::{BoardKind, Config, SimModuleKind};
 use crate::core::types::Persisted;
+use crate::link::InputSender;
 
 /// A board ready for the engine task.
 #[derive(Debug)]
@@ -109,14 +110,13 @@ async fn build_linux(
     use crate::biometrics::{adapter::ReportSink, uart};
     use crate::board::absent::{UnavailableCamera, UnavailableFace};
     use crate::board::linux::{board, config::BoardConfig};
-    use crate::board::OrderedSender;
+    use crate::link::OrderedSender;
     use std::sync::Arc;
-    let linux_err = |e: &dyn std::fmt::Display| DaemonError::LinuxBoard(e.to_string());
     let path = config.board_file.as_ref().ok_or(DaemonError::NoBoardFile)?;
-    let cfg = BoardConfig::load(path).map_err(|e| linux_err(&e))?;
+    let cfg = BoardConfig::load(path)?;
     // Safety first: whatever a previous process left energised stops
     // before the camera and modules are opened.
-    let motor = board::coast_motor(&cfg).map_err(|e| linux_err(&e))?;
+    let motor = board::coast_motor(&cfg)?;
     let camera = camera::open_linux(config, state_dir, &cfg, persisted, inputs)?;
     let reports = OrderedSender::spawn(inputs.clone());
     let sink: Arc<dyn ReportSink> = Arc::new(reports.clone());
@@ -131,9 +131,7 @@ async fn build_linux(
         face: face.unwrap_or_else(|| Box::new(UnavailableFace::new(reports))),
         camera: snapshots.unwrap_or_else(|| Box::new(UnavailableCamera)),
     };
-    let (board, set_held) = board::build(&cfg, motor, inputs.clone(), peripherals)
-        .await
-        .map_err(|e| linux_err(&e))?;
+    let (board, set_held) = board::build(&cfg, motor, inputs.clone(), peripherals).await?;
     Ok(BuiltBoard {
         board,
         sim: None,

@@ -284,6 +284,14 @@ pub struct DbusHandle {
     task: Option<JoinHandle<()>>,
 }
 
+impl std::fmt::Debug for DbusHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbusHandle")
+            .field("unique_name", &self.connection.unique_name())
+            .finish_non_exhaustive()
+    }
+}
+
 impl DbusHandle {
     /// The connection the service runs on (e.g. to read its unique name).
     pub fn connection(&self) -> &Connection {

@@ -8,7 +8,7 @@ use crate::core::event::{Event, EventKind};
 use crate::core::input::{BoltPosition, DoorPosition};
 use crate::core::types::Method;
 use crate::core::{AlarmKind, LockState, Status};
-use crate::dbus::EventRecord;
+use crate::link::EventRecord;
 
 /// Every topic of one lock, under `<prefix>/<serial>/`.
 #[derive(Debug, Clone, PartialEq, Eq)]

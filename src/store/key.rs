@@ -170,6 +170,7 @@ pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Seals and opens column values. The cipher wipes its key on drop.
+#[derive(Clone)]
 pub(crate) struct Sealer {
     cipher: XChaCha20Poly1305,
 }

@@ -43,6 +43,31 @@
 //! the whole batch back. Events are appended the same way, in their own
 //! transactions, and pruned to `max_events`.
 //!
+//! # Who writes, who reads
+//!
+//! ```text
+//!   engine task ──────────────┐ StoreHandle (thread.rs): jobs in order on the
+//!   channel-private counters ─┴► one thread that owns the writer `Store`
+//!   (MQTT replay counters, push counter, event cursor; motor cycles)
+//!
+//!   channels (event pages, listings), D-Bus (RecentEvents, Export),
+//!   control socket ──────────► StoreReads (reader.rs): a read-only
+//!                               connection, on the blocking pool
+//! ```
+//!
+//! There is exactly one writer connection and it lives on its own thread,
+//! so a commit's fsync never blocks an async worker and no lock on the
+//! store is ever held in async code. Lock state (users, credentials,
+//! settings, keys, the event log) is written only by the engine task. The
+//! channels' private values — the MQTT replay counter of each app key
+//! (`remote.rx.<key id>`), the sealed-notice counter (`remote.push`) and
+//! the broker's event cursor (`remote.events.acked`) — are rows of
+//! `service_counters`, a table of their own that no engine change touches;
+//! they go through the same writer thread, each counter owned by the one
+//! service that names it. Reads use a second, read-only connection: in WAL
+//! mode they never block the writer. The synchronous API of [`Store`]
+//! stays for start-up, tests and tools.
+//!
 //! # Secrets at rest (B-11.2)
 //!
 //! Face templates, passcode MACs (user and temporary) and app public keys
@@ -56,8 +81,10 @@
 mod error;
 mod events;
 mod key;
+mod reader;
 mod schema;
 mod state;
+mod thread;
 
 use std::fs::{self, DirBuilder, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -71,6 +98,8 @@ use crate::core::types::{Change, Persisted};
 pub use error::StoreError;
 pub use events::{EventId, StoredEvent};
 pub use key::{DeviceKey, DEVICE_KEY_LEN};
+pub use reader::{StoreReader, StoreReads};
+pub use thread::{StoreHandle, StoreThread};
 
 use error::SqlContext;
 use key::{sync_dir, Binding, Sealer};
@@ -122,8 +151,8 @@ pub struct StorageHealth {
     pub events: u64,
 }
 
-/// The open database. One per process; the daemon owns it in the runtime
-/// task (or a blocking thread) and applies batches in order.
+/// The open database. One writer per process: the daemon moves it onto the
+/// store thread ([`StoreHandle::spawn`]) and applies batches in order.
 pub struct Store {
     conn: Connection,
     sealer: Sealer,
@@ -338,6 +367,12 @@ impl Store {
         let out = run_check(&self.conn, "integrity_check")?;
         self.last_check = out.clone();
         Ok(out)
+    }
+
+    /// A read-only connection to this database for the channels' reads
+    /// (see [`StoreReads`]).
+    pub fn reader(&self) -> Result<StoreReader, StoreError> {
+        StoreReader::open(&self.db_path, self.sealer.clone())
     }
 
     /// Path of the database file.

@@ -180,6 +180,12 @@ pub struct RingCamera {
     saved: tokio::sync::broadcast::Sender<SnapshotSaved>,
 }
 
+impl std::fmt::Debug for RingCamera {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RingCamera").finish_non_exhaustive()
+    }
+}
+
 impl RingCamera {
     /// Must be called inside a tokio runtime (the daemon's).
     pub fn new(ring: FrameRing, store: SnapshotStore) -> Self {

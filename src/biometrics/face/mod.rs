@@ -126,7 +126,7 @@ fn load_plan(path: &Path, input: [usize; 4]) -> Result<TypedSimplePlan<TypedMode
             path: path.to_path_buf(),
         });
     }
-    let model = tract_onnx::onnx()
+    let model = onnx()
         .model_for_path(path)
         .map_err(|e| FaceError::load(path, e))?;
     let n_inputs = model

@@ -59,10 +59,11 @@ use crate::biometrics::face::{
     SpoofReason,
 };
 use crate::board::frames::{Frame, FrameRing};
-use crate::board::{DeviceError, FaceSource, OrderedSender};
+use crate::board::{DeviceError, FaceSource};
 use crate::core::input::{EnrolFailure, EnrolStep, FaceFix, FacePose, ModuleReport};
 use crate::core::types::Modality;
 use crate::core::{Input, ModuleCmd};
+use crate::link::OrderedSender;
 
 /// The templates recognition matches against: `(slot, template)`.
 pub type FaceTemplates = Arc<Vec<(u16, FaceTemplate)>>;
@@ -112,10 +113,10 @@ impl FacePipeline for FaceRecognizer {
     }
 }
 
-/// Why an IR source gave no frame.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why an IR source gave no frame: the source's own error.
+#[derive(Debug, thiserror::Error)]
 #[error("no IR frame: {0}")]
-pub struct IrFrameError(pub String);
+pub struct IrFrameError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
 
 /// A camera that sees the door in near-IR, beside the RGB camera with the
 /// same field of view (`biometrics::face::liveness` has the physics and the
@@ -128,7 +129,7 @@ pub trait IrSource: Send + Sync + 'static {
 
 impl IrSource for crate::board::sim::camera::SimIrCamera {
     fn grab(&self) -> Result<Arc<GrayImage>, IrFrameError> {
-        crate::board::sim::camera::SimIrCamera::grab(self).map_err(|e| IrFrameError(e.to_string()))
+        crate::board::sim::camera::SimIrCamera::grab(self).map_err(|e| IrFrameError(Box::new(e)))
     }
 }
 
@@ -137,7 +138,7 @@ impl IrSource for crate::board::linux::ir_camera::V4l2IrCamera {
     fn grab(&self) -> Result<Arc<GrayImage>, IrFrameError> {
         crate::board::linux::ir_camera::V4l2IrCamera::grab(self)
             .map(Arc::new)
-            .map_err(|e| IrFrameError(e.to_string()))
+            .map_err(|e| IrFrameError(Box::new(e)))
     }
 }
 
@@ -508,12 +509,12 @@ impl Worker {
                 },
             };
             let p = pipeline.clone();
-            let observed = tokio::task::spawn_blocking(move || -> Result<_, String> {
-                let rgb = frame.to_rgb().map_err(|e| e.to_string())?;
-                p.observe(&rgb).map_err(|e| e.to_string())
+            let observed = tokio::task::spawn_blocking(move || -> Result<_, FrameLookError> {
+                let rgb = frame.to_rgb()?;
+                Ok(p.observe(&rgb)?)
             })
             .await
-            .map_err(|e| e.to_string())
+            .map_err(FrameLookError::Worker)
             .and_then(|r| r);
             let faces = match observed {
                 Ok(f) => f,
@@ -560,6 +561,17 @@ struct Look {
     matched: Option<Matched>,
 }
 
+/// Why one camera frame gave no observation (the frame is skipped).
+#[derive(Debug, thiserror::Error)]
+enum FrameLookError {
+    #[error("{0}")]
+    Frame(#[from] crate::board::frames::FrameError),
+    #[error("{0}")]
+    Face(#[from] FaceError),
+    #[error("face worker failed: {0}")]
+    Worker(#[source] tokio::task::JoinError),
+}
+
 /// The face that matched, where it is, in a frame of which size.
 #[derive(Debug, Clone, Copy)]
 struct Matched {
@@ -573,10 +585,10 @@ async fn look(
     pipeline: Arc<dyn FacePipeline>,
     frame: Arc<Frame>,
     templates: FaceTemplates,
-) -> Result<Look, String> {
+) -> Result<Look, FrameLookError> {
     tokio::task::spawn_blocking(move || {
-        let rgb = frame.to_rgb().map_err(|e| e.to_string())?;
-        let faces = pipeline.observe(&rgb).map_err(|e| e.to_string())?;
+        let rgb = frame.to_rgb()?;
+        let faces = pipeline.observe(&rgb)?;
         let threshold = pipeline.threshold();
         let matched = best_match_face(&faces, &templates, threshold).map(|(slot, i)| Matched {
             slot,
@@ -589,7 +601,7 @@ async fn look(
         })
     })
     .await
-    .map_err(|e| format!("face worker panicked: {e}"))?
+    .map_err(FrameLookError::Worker)?
 }
 
 /// The slot whose template scores highest at or above `threshold` against
@@ -675,7 +687,7 @@ mod tests {
     #[tokio::test]
     async fn missing_models_answer_with_a_fault() {
         let (tx, mut rx) = mpsc::channel(8);
-        let reports = OrderedSender::spawn(crate::board::InputSender::new(tx));
+        let reports = OrderedSender::spawn(crate::link::InputSender::new(tx));
         let (_t, templates) = watch::channel(FaceTemplates::default());
         let mut svc = FaceService::spawn(
             FaceServiceConfig::new(PathBuf::from("/nonexistent/models")),

@@ -40,7 +40,7 @@ pub fn spawn_fingerprint(
 /// stops and its commands are refused as
 /// [`DeviceError::Unavailable`](crate::board::DeviceError::Unavailable).
 pub fn spawn_fingerprint_connecting(
-    connect: Connecting<Box<dyn fp::FingerprintModule>>,
+    connect: Connecting<Box<dyn fp::FingerprintModule>, FingerprintError>,
     config: AdapterConfig,
     sink: Arc<dyn ReportSink>,
 ) -> ModuleAdapter {
@@ -110,6 +110,7 @@ impl Reader for FingerReader {
     const MODALITY: Modality = Modality::Fingerprint;
     const TRACKS_PRESENCE: bool = true;
     const INTERRUPTIBLE_READ: bool = false;
+    type Error = FingerprintError;
 
     fn enrol<'a>(
         &'a mut self,
@@ -139,7 +140,7 @@ impl Reader for FingerReader {
         })
     }
 
-    fn read(&mut self) -> BoxFuture<'_, Result<Read, ReadError>> {
+    fn read(&mut self) -> BoxFuture<'_, Result<Read, ReadError<FingerprintError>>> {
         Box::pin(async move {
             match self.module.identify().await {
                 Ok(Some(m)) => Ok(Read::Match(m.slot)),
@@ -148,25 +149,25 @@ impl Reader for FingerReader {
                 Err(e) if finger_quality(&e) => Ok(Read::Unreadable),
                 Err(e) => Err(ReadError {
                     link: finger_link_error(&e),
-                    detail: e.to_string(),
+                    error: e,
                 }),
             }
         })
     }
 
-    fn delete(&mut self, slot: u16) -> BoxFuture<'_, Result<(), String>> {
-        Box::pin(async move { self.module.delete(slot).await.map_err(|e| e.to_string()) })
+    fn delete(&mut self, slot: u16) -> BoxFuture<'_, Result<(), FingerprintError>> {
+        Box::pin(async move { self.module.delete(slot).await })
     }
 
-    fn wipe(&mut self) -> BoxFuture<'_, Result<(), String>> {
-        Box::pin(async move { self.module.empty().await.map_err(|e| e.to_string()) })
+    fn wipe(&mut self) -> BoxFuture<'_, Result<(), FingerprintError>> {
+        Box::pin(async move { self.module.empty().await })
     }
 
-    fn slots(&mut self) -> BoxFuture<'_, Result<BTreeSet<u16>, String>> {
-        Box::pin(async move { self.module.slots().await.map_err(|e| e.to_string()) })
+    fn slots(&mut self) -> BoxFuture<'_, Result<BTreeSet<u16>, FingerprintError>> {
+        Box::pin(async move { self.module.slots().await })
     }
 
-    fn abort(&mut self) -> BoxFuture<'_, Result<(), String>> {
+    fn abort(&mut self) -> BoxFuture<'_, Result<(), FingerprintError>> {
         // An R30x runs one instruction at a time and nothing in the
         // background: a dropped enrolment leaves at most a late reply.
         // Let it arrive, so the driver drains it before its next request
@@ -181,11 +182,7 @@ impl Reader for FingerReader {
     fn reconcile<'a>(
         &'a mut self,
         db: &'a BTreeSet<u16>,
-    ) -> BoxFuture<'a, Result<Reconciliation, String>> {
-        Box::pin(async move {
-            fp::reconcile_module(&mut *self.module, db)
-                .await
-                .map_err(|e| e.to_string())
-        })
+    ) -> BoxFuture<'a, Result<Reconciliation, FingerprintError>> {
+        Box::pin(async move { fp::reconcile_module(&mut *self.module, db).await })
     }
 }

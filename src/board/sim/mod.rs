@@ -38,10 +38,11 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::Instant as TokioInstant;
 
-use super::{Board, InputSender, OrderedSender};
+use super::Board;
 use crate::core::input::{BoltPosition, DoorPosition, PowerReading, SetPress, TamperState};
 use crate::core::types::{Key, Modality};
 use crate::core::{AlarmKind, Input, KeypadView};
+use crate::link::{InputSender, OrderedSender};
 
 pub mod biometric;
 pub mod camera;

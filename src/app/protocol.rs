@@ -1080,7 +1080,7 @@ pub fn open_oneshot(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ble::client::AppSessionStart;
+    use crate::app::client::AppSessionStart;
     use rand_core::OsRng;
 
     fn pair() -> (StaticKeypair, StaticKeypair) {

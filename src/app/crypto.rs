@@ -180,10 +180,8 @@ impl Transcript {
 pub(crate) fn derive_key(salt: &[u8], ikm: &[u8], info: &[u8]) -> Zeroizing<[u8; KEY_LEN]> {
     let hk = Hkdf::<Sha256>::new(Some(salt), ikm);
     let mut okm = Zeroizing::new([0u8; KEY_LEN]);
-    // 32 bytes is far below HKDF's 255 × 32 limit, so expand cannot fail.
-    if hk.expand(info, okm.as_mut()).is_err() {
-        unreachable!("HKDF-SHA256 expand of 32 bytes is always valid");
-    }
+    hk.expand(info, okm.as_mut())
+        .expect("HKDF-SHA256 expands 32 bytes (its limit is 255 × 32)");
     okm
 }
 
@@ -202,11 +200,7 @@ pub(crate) fn confirm_verify(key: &[u8; KEY_LEN], message: &[u8], tag: &[u8]) ->
 }
 
 fn new_hmac(key: &[u8; KEY_LEN]) -> Hmac<Sha256> {
-    match <Hmac<Sha256> as Mac>::new_from_slice(key) {
-        Ok(mac) => mac,
-        // HMAC accepts keys of any length.
-        Err(_) => unreachable!("HMAC-SHA256 accepts a 32-byte key"),
-    }
+    <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC-SHA256 takes a key of any length")
 }
 
 /// One direction's AEAD key.
@@ -224,17 +218,15 @@ impl AeadKey {
     /// Seal `plaintext`; the result is `ciphertext ‖ tag`.
     pub(crate) fn seal(&self, counter: u64, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
         let nonce = nonce(counter);
-        match self.cipher().encrypt(
-            Nonce::from_slice(&nonce),
-            Payload {
-                msg: plaintext,
-                aad,
-            },
-        ) {
-            Ok(ct) => ct,
-            // Only fails for plaintexts beyond 256 GiB; frames are ≤ 4 KiB.
-            Err(_) => unreachable!("ChaCha20-Poly1305 seal of a bounded frame"),
-        }
+        self.cipher()
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
+            .expect("ChaCha20-Poly1305 seals up to 256 GiB; frames are at most 4 KiB")
     }
 
     /// Open `ciphertext ‖ tag`.
@@ -255,6 +247,19 @@ fn nonce(counter: u64) -> [u8; 12] {
     let mut n = [0u8; 12];
     n[4..].copy_from_slice(&counter.to_be_bytes());
     n
+}
+
+/// The lock's long-term X25519 key, derived from the device secret
+/// (HKDF-SHA256, own label) so it survives restarts without another stored
+/// secret. Its public half is what an app learns when it pairs; both app
+/// channels (BLE and the broker) use this one key, so an app paired over
+/// BLE talks to the same key through the broker.
+pub fn lock_keypair(device_secret: &[u8; 32]) -> StaticKeypair {
+    let hk = Hkdf::<Sha256>::new(Some(b"latchd/lock-static-key/v1"), device_secret);
+    let mut okm = Zeroizing::new([0u8; 32]);
+    hk.expand(b"x25519", okm.as_mut())
+        .expect("HKDF-SHA256 expands 32 bytes (its limit is 255 × 32)");
+    StaticKeypair::from_secret_bytes(*okm)
 }
 
 #[cfg(test)]
@@ -304,5 +309,12 @@ mod tests {
         assert!(confirm_verify(&[1; 32], b"m", &tag));
         assert!(!confirm_verify(&[2; 32], b"m", &tag));
         assert!(!confirm_verify(&[1; 32], b"n", &tag));
+    }
+
+    #[test]
+    fn lock_key_is_stable_and_separate_per_device() {
+        let a = lock_keypair(&[1; 32]);
+        assert_eq!(a.public(), lock_keypair(&[1; 32]).public());
+        assert_ne!(a.public(), lock_keypair(&[2; 32]).public());
     }
 }

@@ -6,32 +6,29 @@
 //! ```text
 //!  (stored key, Request) ── answer ──┬─ engine command ─► LockLink::submit ─► engine ─► Reply
 //!                                    ├─ Status          ─► published status
-//!                                    ├─ List*/Settings  ─► LockLink::persisted (store)
-//!                                    ├─ Events          ─► LockLink::events_before (store)
+//!                                    ├─ List*/Settings  ─► LockLink::persisted (store, async)
+//!                                    ├─ Events          ─► LockLink::events_before (store, async)
 //!                                    ├─ CreateGuestKey  ─► random code ─► CreateGuestInvite
-//!                                    ├─ RevokeGuestKey  ─► guest slot? ─► RevokeAppKey
+//!                                    ├─ RevokeGuestKey  ─► guest slot? (app keys snapshot)
+//!                                    │                     ─► RevokeAppKey
 //!                                    └─ TimeSync        ─► SetClock (owner only, engine-checked)
 //! ```
 //!
-//! The role check ([`super::commands::authorize`]) ran before this; the
+//! The role check ([`super::authz::authorize`]) ran before this; the
 //! engine checks again that the key is still registered and allowed, so a
 //! key revoked mid-session is refused there.
 use rand_core::CryptoRngCore;
 
-use super::commands::{
-    Credentials, EventEntry, EventKind as WireEvent, GuestKeyEntry, PasscodeEntry, Request,
-    Response, Role, Settings as WireSettings, TempPasscodeKind, UnlockMethod, UserEntry,
-    MAX_EVENTS_PER_PAGE,
-};
-use super::pairing::GuestInvite as PairingInvite;
+use super::lock_link::{LockLink, StorageError};
+use super::pairing;
 use super::protocol::ErrorCode;
-use super::service::{response_of, LockLink};
+use super::request::{Request, TempPasscodeKind, MAX_EVENTS_PER_PAGE};
+use super::response::{Credentials, GuestKeyEntry, PasscodeEntry, Response, UserEntry};
+use super::wire;
 use crate::core::action::{AppError, AppOk};
-use crate::core::event::{AlarmKind, Event, EventKind};
 use crate::core::time::WallTime;
-use crate::core::types::{AppKey, AppKeyId, AppKeyRole, CredentialKind, Method, Persisted};
-use crate::core::{AppCommand, Channel};
-use crate::store::StoredEvent;
+use crate::core::types::{AppKey, AppKeyId, AppKeyRole, CredentialKind, Persisted};
+use crate::core::{AppCommand, AppResult, Channel};
 
 /// Times a fresh random code id is tried when it collides with an
 /// outstanding invite's (16 invites among 65 536 ids: a second try is
@@ -46,7 +43,7 @@ pub async fn answer(
     request: &Request,
     rng: &mut (dyn CryptoRngCore + Send),
 ) -> Response {
-    let principal = super::service::engine_principal(key);
+    let principal = wire::engine_principal(key);
     match request.engine_command() {
         Err(e) => return Response::error(e.code(), &e.to_string()),
         Ok(Some(cmd)) => return submit(link, via, principal, cmd).await,
@@ -60,30 +57,27 @@ pub async fn answer(
             valid_until,
         } => create_guest_key(link, via, key, *valid_from, *valid_until, rng).await,
         Request::RevokeGuestKey { slot } => {
-            let persisted = match link.persisted() {
-                Ok(p) => p,
-                Err(e) => return store_error(&e),
-            };
+            let access = link.app_access();
             let id = AppKeyId(u32::from(*slot));
-            let is_guest = persisted
-                .app_keys
-                .iter()
-                .any(|k| k.id == id && k.role == AppKeyRole::Guest)
-                || persisted.guest_invites.iter().any(|i| i.slot == id);
+            let is_guest = access
+                .keys
+                .get(&id)
+                .is_some_and(|k| k.role == AppKeyRole::Guest)
+                || access.invites.contains_key(&id);
             if !is_guest {
                 // Owner keys are not revoked through the guest command.
                 return Response::error(ErrorCode::Refused, "no guest key or invite in that slot");
             }
             submit(link, via, principal, AppCommand::RevokeAppKey(id)).await
         }
-        Request::Events { before, limit } => match events_page(link, *before, *limit) {
+        Request::Events { before, limit } => match events_page(link, *before, *limit).await {
             Ok(r) => r,
             Err(e) => store_error(&e),
         },
         Request::ListUsers
         | Request::ListPasscodes
         | Request::ListGuestKeys
-        | Request::GetSettings => match link.persisted() {
+        | Request::GetSettings => match link.persisted().await {
             Ok(p) => read(request, &p),
             Err(e) => store_error(&e),
         },
@@ -97,7 +91,7 @@ pub async fn answer(
     }
 }
 
-fn store_error(e: &str) -> Response {
+fn store_error(e: &StorageError) -> Response {
     tracing::error!("app request: cannot read the store: {e}");
     Response::error(ErrorCode::Refused, "the lock cannot read its storage")
 }
@@ -111,6 +105,27 @@ async fn submit(
     match link.submit(via, principal, cmd).await {
         Some(result) => response_of(&result),
         None => Response::error(ErrorCode::Refused, "the lock engine has stopped"),
+    }
+}
+
+/// The engine's answer as a wire response.
+pub fn response_of(result: &AppResult) -> Response {
+    match result {
+        Ok(AppOk::Done) | Ok(AppOk::AppKeyAdded(_)) | Ok(AppOk::GuestInviteCreated(_)) => {
+            Response::Ok
+        }
+        Ok(AppOk::UserAdded(n)) => Response::UserAdded { user: n.get() },
+        Ok(AppOk::TempPasscodeAdded(id)) => Response::PasscodeCreated {
+            id: u16::try_from(id.0).unwrap_or(u16::MAX),
+        },
+        Err(e) => {
+            let code = match e {
+                AppError::Forbidden => ErrorCode::Forbidden,
+                AppError::OutsideValidity => ErrorCode::OutsideValidity,
+                _ => ErrorCode::Refused,
+            };
+            Response::error(code, &e.to_string())
+        }
     }
 }
 
@@ -128,11 +143,12 @@ async fn create_guest_key(
     let Some(now) = link.now().1 else {
         return response_of(&Err(AppError::ClockUnknown));
     };
-    let principal = super::service::engine_principal(key);
+    let principal = wire::engine_principal(key);
     let mut rng = rng;
     for _ in 0..CODE_ID_TRIES {
         let code_id = (rng.next_u32() & 0xFFFF) as u16;
-        let (invite, code) = PairingInvite::create(code_id, valid_from, valid_until, now, &mut rng);
+        let (invite, code) =
+            pairing::GuestInvite::create(code_id, valid_from, valid_until, now, &mut rng);
         let code_expires_at = invite.code_expires_at;
         let result = link
             .submit(
@@ -172,10 +188,7 @@ pub fn read(request: &Request, p: &Persisted) -> Response {
                     };
                     UserEntry {
                         user: u.number.get(),
-                        role: match u.role {
-                            crate::core::types::Role::Admin => Role::Administrator,
-                            crate::core::types::Role::User => Role::User,
-                        },
+                        role: wire::Role::from_core(u.role),
                         validity: u.validity,
                         credentials: Credentials {
                             face: has(CredentialKind::Face),
@@ -231,15 +244,7 @@ pub fn read(request: &Request, p: &Persisted) -> Response {
             all.sort_by_key(|e| e.slot);
             Response::GuestKeys(all)
         }
-        Request::GetSettings => Response::Settings(WireSettings {
-            auto_lock_secs: p
-                .settings
-                .auto_lock
-                .map(|d| u16::try_from(d.as_secs()).unwrap_or(u16::MAX)),
-            lockout_protection: p.settings.lockout_protection,
-            remote_unlock: p.settings.remote_unlock,
-            wifi_enabled: p.settings.wifi,
-        }),
+        Request::GetSettings => Response::Settings(wire::settings(&p.settings)),
         other => Response::error(
             ErrorCode::Refused,
             &format!("`{}` is not a read", other.name()),
@@ -256,18 +261,22 @@ const SCAN_LIMIT: usize = 1024;
 /// B-9.6: a page of app events, newest first, strictly older than
 /// `before`. Log entries that are not app events (prompts, menu steps)
 /// are skipped; `next_cursor` continues after the last entry looked at.
-fn events_page(link: &dyn LockLink, before: Option<u64>, limit: u8) -> Result<Response, String> {
+async fn events_page(
+    link: &dyn LockLink,
+    before: Option<u64>,
+    limit: u8,
+) -> Result<Response, StorageError> {
     let limit = usize::from(limit.clamp(1, MAX_EVENTS_PER_PAGE));
     let mut cursor = before;
     let mut scanned = 0;
     let mut events = Vec::with_capacity(limit);
     loop {
-        let batch = link.events_before(cursor, SCAN_BATCH)?;
+        let batch = link.events_before(cursor, SCAN_BATCH).await?;
         let exhausted = batch.len() < SCAN_BATCH;
         for stored in &batch {
             scanned += 1;
-            cursor = Some(stored.id.0);
-            if let Some(e) = event_entry(stored) {
+            cursor = Some(stored.id);
+            if let Some(e) = wire::event_entry(stored.id, &stored.event) {
                 events.push(e);
                 if events.len() == limit {
                     // More may follow: the app asks again from here.
@@ -293,64 +302,6 @@ fn events_page(link: &dyn LockLink, before: Option<u64>, limit: u8) -> Result<Re
     }
 }
 
-/// A logged event as the app sees it, if it is one the app shows.
-pub fn event_entry(stored: &StoredEvent) -> Option<EventEntry> {
-    let Event { at, kind, .. } = &stored.event;
-    let (kind, user) = match kind {
-        EventKind::Unlocked { method, user } => (
-            WireEvent::Unlocked(match method {
-                Method::Face => UnlockMethod::Face,
-                Method::Palm => UnlockMethod::Palm,
-                Method::Fingerprint => UnlockMethod::Fingerprint,
-                // A duress unlock looks like any passcode unlock to
-                // whoever holds the phone (B-6.9: the alarm is silent).
-                Method::Passcode | Method::DuressPasscode => UnlockMethod::Passcode,
-                Method::TempPasscode => UnlockMethod::TemporaryPasscode,
-                Method::MechanicalKey => UnlockMethod::MechanicalKey,
-                Method::Ble => UnlockMethod::Ble,
-                Method::Remote => UnlockMethod::Remote,
-                Method::Inside => UnlockMethod::Inside,
-            }),
-            user.map(|u| u.get()),
-        ),
-        EventKind::Locked { .. } => (WireEvent::Locked, None),
-        EventKind::VerifyFailed { .. } | EventKind::AppRefused { .. } => {
-            (WireEvent::VerificationFailed, None)
-        }
-        EventKind::AlarmRaised { alarm } => {
-            use super::commands::AlarmKind as Wire;
-            let a = match alarm {
-                AlarmKind::Tamper => Wire::Tamper,
-                AlarmKind::Lockout => Wire::Lockout,
-                AlarmKind::Duress => Wire::Duress,
-                AlarmKind::LowBattery => Wire::LowBattery,
-                // The wire has no jam alarm; a jam is reported as tamper
-                // would be wrong, so it is left to the status report.
-                AlarmKind::Jam => return None,
-            };
-            (WireEvent::Alarm(a), None)
-        }
-        EventKind::SettingChanged { .. } | EventKind::ClockSet { .. } => {
-            (WireEvent::SettingChanged, None)
-        }
-        EventKind::UserAdded { user }
-        | EventKind::UserDeleted { user }
-        | EventKind::CredentialAdded { user, .. }
-        | EventKind::CredentialRemoved { user, .. } => (WireEvent::UserChanged, Some(user.get())),
-        EventKind::AppKeyAdded { .. }
-        | EventKind::AppKeyRevoked { .. }
-        | EventKind::GuestInviteCreated { .. } => (WireEvent::UserChanged, None),
-        EventKind::Doorbell => (WireEvent::Doorbell, None),
-        _ => return None,
-    };
-    Some(EventEntry {
-        cursor: stored.id.0,
-        at: *at,
-        kind,
-        user,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,7 +310,6 @@ mod tests {
         Credential, CredentialId, CredentialSecret, GuestInvite, User, UserNumber,
         GUEST_INVITE_SECRET,
     };
-    use crate::store::EventId;
 
     fn n(u: u16) -> UserNumber {
         UserNumber::new(u).unwrap()
@@ -385,7 +335,7 @@ mod tests {
             panic!()
         };
         assert_eq!(users.len(), 1);
-        assert_eq!(users[0].role, Role::Administrator);
+        assert_eq!(users[0].role, wire::Role::Administrator);
         assert!(users[0].credentials.fingerprint && !users[0].credentials.passcode);
     }
 
@@ -430,28 +380,5 @@ mod tests {
             vec![(2, false), (4, true)],
             "owner keys are not listed"
         );
-    }
-
-    #[test]
-    fn prompts_are_not_app_events_but_unlocks_are() {
-        let ev = |kind| StoredEvent {
-            id: EventId(9),
-            event: Event {
-                at: Some(WallTime(5)),
-                mono_ms: 0,
-                kind,
-            },
-        };
-        assert!(event_entry(&ev(EventKind::Prompt {
-            prompt: "locked".into()
-        }))
-        .is_none());
-        let e = event_entry(&ev(EventKind::Unlocked {
-            method: Method::DuressPasscode,
-            user: Some(n(2)),
-        }))
-        .unwrap();
-        assert_eq!(e.kind, WireEvent::Unlocked(UnlockMethod::Passcode));
-        assert_eq!((e.cursor, e.user), (9, Some(2)));
     }
 }

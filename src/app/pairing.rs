@@ -38,6 +38,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 use super::crypto::{self, KeyId, StaticKeypair, Transcript, CONFIRM_LEN, KEY_LEN};
 use super::protocol::{encode_plain, ChannelError, ErrorCode, Frame, FrameType};
 use crate::core::time::WallTime;
+use crate::core::types::limits;
 
 /// Bytes of a code (verification code or guest code): 120 bits, 24 base32
 /// characters.
@@ -47,8 +48,6 @@ pub const CODE_CHARS: usize = 24;
 /// Secret bytes of a guest code (the other 2 bytes are its public id):
 /// 104 bits.
 pub const GUEST_SECRET_BYTES: usize = CODE_BYTES - 2;
-/// A guest code is burned after this many redemption attempts.
-pub const MAX_GUEST_CODE_ATTEMPTS: u8 = 5;
 /// A guest code expires this long after it was made (or at the end of the
 /// guest key's window, whichever is first).
 pub const GUEST_CODE_TTL_SECS: u64 = 24 * 3600;
@@ -406,7 +405,10 @@ impl GuestInvite {
         if self.redeemed {
             return Err(PairingError::CodeAlreadyRedeemed);
         }
-        if self.attempts >= MAX_GUEST_CODE_ATTEMPTS {
+        // The engine counts attempts and burns the code at the same limit
+        // (core/app.rs); this is the handshake's own check of the count
+        // the engine handed back.
+        if self.attempts >= limits::GUEST_CODE_ATTEMPTS {
             return Err(PairingError::CodeAttemptsExhausted);
         }
         if now >= self.code_expires_at {
@@ -797,7 +799,7 @@ mod tests {
             invite.check_redeemable(None),
             Err(PairingError::ClockUnknown)
         );
-        invite.attempts = MAX_GUEST_CODE_ATTEMPTS;
+        invite.attempts = limits::GUEST_CODE_ATTEMPTS;
         assert_eq!(
             invite.check_redeemable(Some(WallTime(1))),
             Err(PairingError::CodeAttemptsExhausted)

@@ -20,7 +20,7 @@ use crate::core::time::Instant;
 use rand_core::CryptoRngCore;
 use x25519_dalek::StaticSecret;
 
-use super::commands::{CommandError, Request, Response};
+use super::codec::CommandError;
 use super::crypto::{self, KeyId, StaticKeypair, KEY_LEN};
 use super::pairing::{
     guest_code_key, owner_code_key, pair_keys, verify_done, GuestPairingCode, PairKeys, PairKind,
@@ -29,6 +29,8 @@ use super::pairing::{
 use super::protocol::{
     self, encode_plain, ChannelError, Frame, FrameType, SecureSession, SessionInit,
 };
+use super::request::Request;
+use super::response::Response;
 
 /// The out-of-band secret the app pairs with.
 #[derive(Debug, Clone)]

@@ -10,16 +10,20 @@
 //!  burst ends when the bucket is full again (the flood stopped for CAPACITY / RATE seconds)
 //! ```
 //!
-//! Figures ([`RefusalLimiter::default`]): 10 refusals/s sustained, burst 20.
+//! Figures ([`CAPACITY`], [`RATE_PER_S`]): 10 refusals/s sustained, burst 20.
 //! An honest app produces a refusal now and then (a reinstalled app with a
 //! stale counter, a revoked key retrying, a guest outside its window) —
 //! far below 20 in a row. A flood from someone with write access to the
-//! command topic is held to 10 checks/s (each at most two store reads and
-//! one X25519), and to at most 20 individual `app_refused` entries plus
-//! one `rate_limited` per burst in the event log, however long it lasts,
-//! so it cannot push real history out of the log. While a burst lasts the
-//! bucket still admits 10 frames/s, so a genuine command sent during a
-//! flood gets through after a few tries instead of never.
+//! command topic is held to 10 checks/s (each at most one counter read
+//! and one X25519; the key lookup is the published snapshot, no store
+//! read), and to at most 20 individual `app_refused` entries plus one
+//! `rate_limited` per burst in the event log, however long it lasts, so it
+//! cannot push real history out of the log. While a burst lasts the bucket
+//! still admits 10 frames/s, so a genuine command sent during a flood gets
+//! through after a few tries instead of never. The MQTT service asks the
+//! bucket before it checks a frame; the BLE link
+//! ([`Link::with_refusal_limit`](super::Link::with_refusal_limit)) asks it
+//! before a refusal reaches the event log.
 use crate::core::time::Instant;
 
 /// Refusals allowed in a row before frames are dropped.
