@@ -329,6 +329,16 @@ impl EngineTask {
                     if changes.iter().any(touches_credentials) {
                         self.hand_on_credentials();
                     }
+                    if changes
+                        .iter()
+                        .any(|c| matches!(c, crate::core::types::Change::FactoryReset))
+                    {
+                        // The reset retired the device key (store::keystore):
+                        // the lock restarts to run under a new one, with a
+                        // new identity and verification code.
+                        tracing::info!("factory reset: restarting with a new device key");
+                        self.shutdown.cancel();
+                    }
                 }
                 Action::Log(event) => events.push(event),
                 Action::Reply { id, result } => {

@@ -95,6 +95,27 @@ pub enum DaemonError {
     Remote(#[from] crate::remote::RemoteError),
     #[error("video stream: {0}")]
     Video(String),
+    /// A factory reset retired the device key; the daemon stopped so that
+    /// it starts again under a new one (exit status 75).
+    #[error(
+        "factory reset: the device key was retired; start latchd again to run under a new one"
+    )]
+    KeyRotation,
+}
+
+impl DaemonError {
+    /// The process exit status for this error: 75 (restart for a new
+    /// key, `store::keystore::EXIT_ROTATE`) or 1.
+    pub fn exit_status(&self) -> u8 {
+        use crate::store::keystore::{KeystoreError, EXIT_ROTATE};
+        match self {
+            DaemonError::KeyRotation
+            | DaemonError::Store(StoreError::Keystore(KeystoreError::RestartToRotate)) => {
+                EXIT_ROTATE
+            }
+            _ => 1,
+        }
+    }
 }
 
 /// The Linux board from its board file: UART modules through their
@@ -302,17 +323,27 @@ impl Running {
 pub async fn run(opts: Options) -> Result<(), DaemonError> {
     let token = CancellationToken::new();
     spawn_signal_listener(token.clone());
+    let state_dir = opts.state_dir.clone();
     let running = start(opts, token.clone()).await?;
     token.cancelled().await;
-    shutdown(running).await
+    shutdown(running).await?;
+    if crate::store::keystore::rotation_requested(&state_dir) {
+        return Err(DaemonError::KeyRotation);
+    }
+    Ok(())
 }
 
 /// Build every part and start serving; `shutdown` stops it all.
 pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running, DaemonError> {
     // 1. State: the store and the device key (created on first start).
     create_state_dir(&opts.state_dir)?;
-    let (store, key) = Store::open(
+    let crate::store::keystore::OpenedStore {
+        store,
+        key,
+        storage: key_storage,
+    } = crate::store::keystore::open_store(
         &opts.state_dir,
+        &opts.config.key,
         StoreOptions {
             max_events: opts.config.store.max_events,
             max_db_bytes: (opts.config.store.max_db_bytes != 0)
@@ -389,6 +420,7 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
         board: board.name.into(),
         started: StdInstant::now(),
         storage_health: String::new(),
+        key_storage: key_storage.into(),
         last_jam: 0,
         motor_cycles_before: store.get_counter(status::MOTOR_CYCLES)?.unwrap_or(0),
     };

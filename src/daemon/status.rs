@@ -18,6 +18,8 @@ pub struct StaticDiag {
     pub started: StdInstant,
     /// `"ok"` or `"degraded: ..."`, refreshed after every write.
     pub storage_health: String,
+    /// Where the device key rests: `tpm2`, `host+tpm2`, `host`, `file`.
+    pub key_storage: String,
     /// Unix seconds of the last motor jam this run, 0 for none.
     pub last_jam: i64,
     /// Bolt moves of earlier runs (store counter [`MOTOR_CYCLES`]); the
@@ -95,6 +97,7 @@ impl StaticDiag {
             fingerprints: cap(counts.fingerprints, crate::dbus::FINGERPRINTS_PER_USER),
             passcodes: cap(counts.passcodes, crate::dbus::PASSCODES_PER_USER),
             storage_health: self.storage_health.clone(),
+            key_storage: self.key_storage.clone(),
         }
     }
 }

@@ -143,6 +143,9 @@ pub struct Diagnostics {
     pub passcodes: Capacity,
     /// `"ok"`, or what is wrong with the store (`"degraded: ..."`).
     pub storage_health: String,
+    /// Where the device key rests: `"tpm2"`, `"host+tpm2"`, `"host"` or
+    /// `"file"` (a plain file: development only).
+    pub key_storage: String,
 }
 
 impl Default for Diagnostics {
@@ -177,6 +180,7 @@ impl Default for Diagnostics {
             fingerprints: Capacity::empty(FINGERPRINTS_PER_USER),
             passcodes: Capacity::empty(PASSCODES_PER_USER),
             storage_health: unknown(),
+            key_storage: unknown(),
         }
     }
 }
