@@ -146,6 +146,10 @@ pub struct SystemdCreds {
     pub program: PathBuf,
     /// `--tpm2-pcrs=`; empty: systemd-creds' default (PCR 7).
     pub tpm2_pcrs: String,
+    /// Extra environment for systemd-creds, e.g. `SYSTEMD_TPM2_DEVICE`
+    /// (a TCTI such as `swtpm:path=…` in host tests) or
+    /// `SYSTEMD_CREDENTIAL_SECRET` (the host key's file).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for SystemdCreds {
@@ -153,6 +157,7 @@ impl Default for SystemdCreds {
         SystemdCreds {
             program: PathBuf::from("systemd-creds"),
             tpm2_pcrs: String::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -198,6 +203,7 @@ impl SystemdCreds {
         input: Option<&[u8]>,
     ) -> Result<Zeroizing<Vec<u8>>, CredsError> {
         let mut child = cmd
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -257,6 +257,11 @@ impl KeySlot for FileSlot {
         let key = DeviceKey::generate()?;
         files::replace(&self.path, key.as_bytes(), 0o600, &mut files::no_hook)
             .map_err(io_err(&self.path))?;
+        // Done with the request; the database adopts the key next.
+        if let Some(dir) = self.path.parent() {
+            let request = dir.join(ROTATE_REQUEST);
+            files::remove_durable(&request).map_err(io_err(&request))?;
+        }
         tracing::info!(key = %self.path.display(), "factory reset: a new device key replaced the old one");
         Ok(key)
     }
@@ -411,6 +416,20 @@ pub fn open_store(
     config: &KeyConfig,
     opts: StoreOptions,
 ) -> Result<OpenedStore, StoreError> {
+    let dir = std::env::var_os(CREDENTIALS_DIRECTORY)
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from);
+    open_store_from(state_dir, config, opts, dir.as_deref())
+}
+
+/// [`open_store`] with the credentials directory given rather than read
+/// from `$CREDENTIALS_DIRECTORY` (tests).
+pub fn open_store_from(
+    state_dir: &Path,
+    config: &KeyConfig,
+    opts: StoreOptions,
+    credentials_dir: Option<&Path>,
+) -> Result<OpenedStore, StoreError> {
     match config.storage {
         KeyStorage::File => {
             tracing::warn!(
@@ -427,10 +446,8 @@ pub fn open_store(
             })
         }
         policy => {
-            let dir = std::env::var_os(CREDENTIALS_DIRECTORY)
-                .filter(|d| !d.is_empty())
-                .map(PathBuf::from);
-            let slot = CredentialSlot::new(state_dir, policy, dir);
+            let slot =
+                CredentialSlot::new(state_dir, policy, credentials_dir.map(Path::to_path_buf));
             let (store, key) = Store::open_with(state_dir, opts, &slot)?;
             let storage = slot.seal()?.name();
             tracing::info!("device key: systemd credential sealed with the {storage} key");
