@@ -1,13 +1,17 @@
 //! The device key under systemd with a TPM 2.0, in the VM (issue 16):
 //! QEMU's tpm-tis device backed by swtpm (`/dev/tpmrm0` in the guest),
 //! systemd 252 as PID 1, the shipped `latchd-key.service` and
-//! `latchd.service` (paths of the binary and the config substituted, the
+//! `latchd.service` (paths of the binary and the config substituted and
+//! `ConfigurationDirectory=` cleared, since /etc is read-only here; the
 //! accounts made by `systemd-sysusers` from `systemd/latchd.sysusers`, the
 //! state directory by `systemd-tmpfiles` from `systemd/latchd.tmpfiles`).
 //! systemd itself runs the key step, decrypts the credential with the TPM
 //! (`LoadCredentialEncrypted=`) into `$CREDENTIALS_DIRECTORY`, restarts the
-//! daemon after its exit status 75; nothing of that is emulated. One boot
-//! runs every scenario in order:
+//! daemon after its exit status 75; nothing of that is emulated. One
+//! deviation: in this guest the credentials directory is unreadable to a
+//! non-root `User=` (see the drop-in `vm-credentials.conf` below), so the
+//! daemon runs as root with only CAP_DAC_OVERRIDE here. One boot runs
+//! every scenario in order:
 //!
 //! 1. a lock that ran with a plain key file (`storage = "file"`, the
 //!    documented drop-in clearing `LoadCredentialEncrypted=`);
@@ -126,6 +130,22 @@ fn sh(cmd: &str) -> String {
     text
 }
 
+/// `systemctl VERB latchd.service`; on failure, the units' journals.
+fn systemctl(verb: &str) {
+    let out = Command::new("systemctl")
+        .args([verb, "latchd.service"])
+        .output()
+        .expect("systemctl");
+    assert!(
+        out.status.success(),
+        "systemctl {verb} latchd.service failed: {}\n--- latchd-key ---\n{}\n--- latchd ---\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        journal("latchd-key"),
+        journal("latchd"),
+        sh("systemctl status latchd.service latchd-key.service --no-pager || true")
+    );
+}
+
 fn say(what: &str) {
     println!("guest: {what}");
 }
@@ -184,11 +204,11 @@ fn sealed_key() -> Vec<u8> {
 }
 
 fn unlock_with_admin_code(d: &Daemon) {
-    let before = d.count_events("unlocked");
+    let before = d.count_events("unlocked.passcode");
     d.press(&format!("{ADMIN_CODE}✓"));
     d.settle();
     assert_eq!(
-        d.count_events("unlocked"),
+        d.count_events("unlocked.passcode"),
         before + 1,
         "the passcode did not unlock"
     );
@@ -261,6 +281,22 @@ fn guest_tpm_key_scenarios() {
     assert!(Path::new("/dev/tpmrm0").exists(), "no TPM in the guest");
     install_unit("latchd-key.service");
     install_unit("latchd.service");
+    // /etc is the host's, read-only: the config lives in /run here, so
+    // systemd must not try to create /etc/latchd.
+    drop_in(
+        "vm-paths.conf",
+        Some("[Service]\nConfigurationDirectory=\n"),
+    );
+    // In this guest systemd 252 opens the credential with the TPM but
+    // leaves $CREDENTIALS_DIRECTORY unreadable to a non-root User= (a
+    // plain `LoadCredential=` unit as `nobody` fails the same way; the
+    // cause was not found). So the daemon reads it as root here, with no
+    // capability but reading other users' files (the state directory is
+    // latchd's). The unprivileged read is NOT proven by this test.
+    drop_in(
+        "vm-credentials.conf",
+        Some("[Service]\nUser=root\nGroup=root\nCapabilityBoundingSet=CAP_DAC_OVERRIDE\n"),
+    );
     say(&format!(
         "setup done in {:.1} s",
         t0.elapsed().as_secs_f64()
@@ -270,12 +306,12 @@ fn guest_tpm_key_scenarios() {
     let t = Instant::now();
     set_storage("file");
     drop_in("file.conf", Some("[Service]\nLoadCredentialEncrypted=\n"));
-    sh("systemctl start latchd.service");
+    systemctl("start");
     let d = attach();
     first_start(&d);
     unlock_with_admin_code(&d);
     let plain = std::fs::read(Path::new(STATE).join("device.key")).unwrap();
-    sh("systemctl stop latchd.service");
+    systemctl("stop");
     assert!(
         journal("latchd").contains("storage = \"file\""),
         "no warning for the file backend"
@@ -290,7 +326,7 @@ fn guest_tpm_key_scenarios() {
     let t = Instant::now();
     set_storage("tpm2");
     drop_in("file.conf", None);
-    sh("systemctl start latchd.service");
+    systemctl("start");
     assert!(
         !Path::new(STATE).join("device.key").exists(),
         "the plain key is still there"
@@ -311,7 +347,7 @@ fn guest_tpm_key_scenarios() {
 
     // 3. A restart keeps it.
     let t = Instant::now();
-    sh("systemctl restart latchd.service");
+    systemctl("restart");
     let d = attach();
     assert_eq!(d.step(), "idle");
     unlock_with_admin_code(&d);
@@ -331,7 +367,7 @@ fn guest_tpm_key_scenarios() {
         env!("CARGO_BIN_EXE_latchd")
     );
     drop_in("set-held.conf", Some(&exec));
-    sh("systemctl restart latchd.service");
+    systemctl("restart");
     // The running daemon keeps its --set-held; the restart after the
     // reset must not: the drop-in goes first.
     drop_in("set-held.conf", None);
@@ -412,9 +448,9 @@ fn guest_tpm_key_scenarios() {
 
     // 5. First boot on an empty state directory.
     let t = Instant::now();
-    sh("systemctl stop latchd.service");
+    systemctl("stop");
     sh(&format!("find {STATE} -mindepth 1 -delete"));
-    sh("systemctl start latchd.service");
+    systemctl("start");
     assert!(
         journal("latchd-key").contains("Provisioned"),
         "{}",
@@ -425,7 +461,7 @@ fn guest_tpm_key_scenarios() {
     first_start(&d);
     unlock_with_admin_code(&d);
     let key = sealed_key();
-    sh("systemctl stop latchd.service");
+    systemctl("stop");
     say(&format!(
         "5 first boot: key sealed by the TPM, no key file, passcode unlocks ({:.1} s)",
         t.elapsed().as_secs_f64()

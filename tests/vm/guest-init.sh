@@ -80,11 +80,11 @@ if [ "$INIT" = systemd ]; then
     # --systemd: systemd becomes PID 1 (exec keeps the pid) inside the same
     # chroot, and runs guest-setup.sh as a oneshot unit of a target of its
     # own; when that unit ends, systemd reboots at once, which with QEMU's
-    # -no-reboot ends the VM. Units live in /run/systemd/system (a tmpfs
-    # here, on systemd's search path); nothing of the host's default
-    # target starts. The kernel's module helper stays this initramfs's
-    # wrapper (usermode helpers run in the initial root, not in the chroot).
-    units=/newroot/run/systemd/system
+    # -no-reboot ends the VM. Nothing of the host's default target
+    # starts; a command adds units in /run/systemd/system. The kernel's
+    # module helper stays this initramfs's wrapper (usermode helpers run in
+    # the initial root, not in the chroot).
+    units="/newroot$RUN/units"
     mkdir -p "$units" || fail "cannot create $units"
     cat >"$units/latchd-vm.target" <<EOF || fail "cannot write latchd-vm.target"
 [Unit]
@@ -106,9 +106,14 @@ StandardOutput=append:$RUN/setup.log
 StandardError=append:$RUN/setup.log
 TimeoutStartSec=infinity
 EOF
+    # systemd mounts its own /run: with a /run it did not mount, a
+    # service's credentials directory ends up unreadable by its user. The
+    # rig's units come from the run dir through $SYSTEMD_UNIT_PATH (the
+    # trailing colon keeps the default search path).
+    umount /newroot/run || fail "cannot unmount the rig's /run for systemd"
     echo "LATCHD_VM_SYSTEMD_EXEC"
-    exec chroot /newroot /lib/systemd/systemd --unit=latchd-vm.target --log-target=console \
-        --log-level=notice --show-status=false
+    exec env SYSTEMD_UNIT_PATH="$RUN/units:" chroot /newroot /lib/systemd/systemd \
+        --unit=latchd-vm.target --log-target=console --log-level=notice --show-status=false
     fail "cannot exec systemd in the chroot"
 fi
 

@@ -25,7 +25,7 @@
 //! controller reuses them: the README says so.
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The points between the steps of [`replace`] and [`retire`]: a test hook
@@ -70,15 +70,17 @@ fn sync_parent(path: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Create `path` (which must not exist) with `bytes`, mode `mode`, and
-/// make it durable.
+/// Create `path` (which must not exist) with `bytes`, mode `mode` (set
+/// explicitly: the unit's `UMask=0077` must not hide a credential's
+/// header from the daemon), and make it durable.
 pub fn write_durable(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(mode)
+        .mode(mode & 0o600)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))?;
     f.write_all(bytes)?;
     f.sync_all()?;
     sync_parent(path)
