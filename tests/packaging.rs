@@ -48,6 +48,12 @@ fn unit_for_verification(dir: &Path) -> PathBuf {
     );
     let path = dir.join("latchd.service");
     std::fs::write(&path, unit).expect("write unit copy");
+    // latchd.service requires the key step's unit: verify loads it too.
+    let key_unit = read("systemd/latchd-key.service").replace(
+        "ExecStart=/usr/bin/latchd ",
+        &format!("ExecStart={} ", env!("CARGO_BIN_EXE_latchd")),
+    );
+    std::fs::write(dir.join("latchd-key.service"), key_unit).expect("write unit copy");
     path
 }
 
@@ -67,15 +73,10 @@ fn unit_passes_systemd_analyze_verify() {
 #[test]
 fn key_unit_passes_verify_and_matches_the_daemon_unit() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let unit = read("systemd/latchd-key.service");
-    let unit = unit.replace(
-        "ExecStart=/usr/bin/latchd ",
-        &format!("ExecStart={} ", env!("CARGO_BIN_EXE_latchd")),
-    );
-    let key_unit = dir.path().join("latchd-key.service");
-    std::fs::write(&key_unit, &unit).expect("write unit copy");
-    // verify loads the daemon's unit too (Requires=): give it the copy.
+    // Both units, as verify needs them (Before=/Requires=).
     unit_for_verification(dir.path());
+    let key_unit = dir.path().join("latchd-key.service");
+    let unit = std::fs::read_to_string(&key_unit).expect("key unit copy");
     let (ok, stdout, stderr) = run(
         "systemd-analyze",
         &["verify", key_unit.to_str().expect("utf-8 path")],

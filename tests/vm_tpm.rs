@@ -5,13 +5,14 @@
 //! `ConfigurationDirectory=` cleared, since /etc is read-only here; the
 //! accounts made by `systemd-sysusers` from `systemd/latchd.sysusers`, the
 //! state directory by `systemd-tmpfiles` from `systemd/latchd.tmpfiles`).
-//! systemd itself runs the key step, decrypts the credential with the TPM
-//! (`LoadCredentialEncrypted=`) into `$CREDENTIALS_DIRECTORY`, restarts the
-//! daemon after its exit status 75; nothing of that is emulated. One
-//! deviation: in this guest the credentials directory is unreadable to a
-//! non-root `User=` (see the drop-in `vm-credentials.conf` below), so the
-//! daemon runs as root with only CAP_DAC_OVERRIDE here. One boot runs
-//! every scenario in order:
+//! systemd itself runs the key step before every start, restarts the
+//! daemon after its exit status 75 and runs the key step again. One part
+//! is emulated: in this guest systemd decrypts the credential but the file
+//! never appears in the service's `$CREDENTIALS_DIRECTORY` (see the drop-in
+//! `vm-credentials.conf` below), so a privileged `ExecStartPre=+` does what
+//! `LoadCredentialEncrypted=` does, with the same `systemd-creds decrypt`
+//! and the same TPM, into a directory only user `latchd` can read. One
+//! boot runs every scenario in order:
 //!
 //! 1. a lock that ran with a plain key file (`storage = "file"`, the
 //!    documented drop-in clearing `LoadCredentialEncrypted=`);
@@ -287,15 +288,28 @@ fn guest_tpm_key_scenarios() {
         "vm-paths.conf",
         Some("[Service]\nConfigurationDirectory=\n"),
     );
-    // In this guest systemd 252 opens the credential with the TPM but
-    // leaves $CREDENTIALS_DIRECTORY unreadable to a non-root User= (a
-    // plain `LoadCredential=` unit as `nobody` fails the same way; the
-    // cause was not found). So the daemon reads it as root here, with no
-    // capability but reading other users' files (the state directory is
-    // latchd's). The unprivileged read is NOT proven by this test.
+    // In this guest, systemd 252 accepts and decrypts the credential with
+    // the TPM (the unit starts instead of failing with 243/CREDENTIALS),
+    // but the file never shows up in the service's $CREDENTIALS_DIRECTORY
+    // (empty; a plain `LoadCredential=` unit fails the same way; cause not
+    // found, likely the chrooted 9p root's mount propagation). So here the
+    // loading is done as LoadCredentialEncrypted= does it, by the same
+    // systemd-creds with the same TPM, in a privileged ExecStartPre into a
+    // directory only the daemon's user can read. DevicePolicy= also binds
+    // `+` commands (it is the cgroup's); systemd adds the same DeviceAllow
+    // implicitly for units with LoadCredentialEncrypted=.
     drop_in(
         "vm-credentials.conf",
-        Some("[Service]\nUser=root\nGroup=root\nCapabilityBoundingSet=CAP_DAC_OVERRIDE\n"),
+        Some(
+            "[Service]\nLoadCredentialEncrypted=\n\
+             DeviceAllow=/dev/tpmrm0 rw\n\
+             Environment=CREDENTIALS_DIRECTORY=/run/latchd-vm-credentials\n\
+             ExecStartPre=+/bin/sh -c 'rm -rf /run/latchd-vm-credentials; umask 077; \
+             mkdir /run/latchd-vm-credentials; [ ! -e /var/lib/latchd/device-key.cred ] || \
+             systemd-creds decrypt --name=device-key /var/lib/latchd/device-key.cred \
+             /run/latchd-vm-credentials/device-key; chown -R latchd:latchd /run/latchd-vm-credentials'\n\
+             ExecStopPost=+/bin/rm -rf /run/latchd-vm-credentials\n",
+        ),
     );
     say(&format!(
         "setup done in {:.1} s",

@@ -197,7 +197,7 @@ impl Store {
             (true, true, false) => {
                 let key = slot.read()?;
                 match open_db(&db_path, &key_path, &key, opts.clone(), false)? {
-                    Opened::Ready(store) => Ok((store, key)),
+                    Opened::Ready(store) => Ok((*store, key)),
                     // A factory reset asked for a new key and this is
                     // still the old one: rotate (or say who must), then
                     // open with the new key, which adopts the database.
@@ -205,7 +205,7 @@ impl Store {
                         drop(key);
                         let key = slot.rotate()?;
                         match open_db(&db_path, &key_path, &key, opts, false)? {
-                            Opened::Ready(store) => Ok((store, key)),
+                            Opened::Ready(store) => Ok((*store, key)),
                             Opened::OldKey => Err(StoreError::Invalid(format!(
                                 "the key in {} did not change although it was rotated",
                                 key_path.display()
@@ -471,7 +471,7 @@ fn first_start(
         sync_dir(state_dir).map_err(dir_err)?;
     }
     let store = match open_db(db_path, key_path, &key, opts, true)? {
-        Opened::Ready(store) => store,
+        Opened::Ready(store) => *store,
         // A first start has no factory reset behind it.
         Opened::OldKey => {
             return Err(StoreError::Corrupt {
@@ -488,7 +488,7 @@ fn first_start(
 
 /// What [`open_db`] found.
 enum Opened {
-    Ready(Store),
+    Ready(Box<Store>),
     /// A factory reset marked the key for rotation and `key` is still the
     /// old one.
     OldKey,
@@ -554,13 +554,13 @@ fn open_db(
         KeyCheck::Belongs => {}
         KeyCheck::Retired => return Ok(Opened::OldKey),
     }
-    Ok(Opened::Ready(Store {
+    Ok(Opened::Ready(Box::new(Store {
         conn,
         sealer,
         opts,
         db_path: db_path.to_path_buf(),
         last_check: check,
-    }))
+    })))
 }
 
 enum KeyCheck {
