@@ -188,6 +188,9 @@ impl Store {
                 db: db_path,
             }),
             (_, _, true) | (false, false, false) => {
+                if !key_exists {
+                    slot.can_create()?;
+                }
                 first_start(state_dir, slot, &db_path, &marker, opts)
             }
             (true, false, false) => Err(StoreError::DatabaseMissing {

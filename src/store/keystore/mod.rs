@@ -206,6 +206,11 @@ pub(crate) trait KeySlot {
     fn read(&self) -> Result<DeviceKey, StoreError>;
     /// First start: keep this new key (only a file can be made here).
     fn create(&self, key: &DeviceKey) -> Result<(), StoreError>;
+    /// Whether [`KeySlot::create`] can work, asked before a first start
+    /// writes anything.
+    fn can_create(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// A factory reset retired the key: make a new one, or say who must.
     fn rotate(&self) -> Result<DeviceKey, StoreError>;
 }
@@ -373,6 +378,10 @@ impl KeySlot for CredentialSlot {
     }
 
     fn create(&self, _key: &DeviceKey) -> Result<(), StoreError> {
+        self.can_create()
+    }
+
+    fn can_create(&self) -> Result<(), StoreError> {
         Err(KeystoreError::NotProvisioned {
             cred: self.cred.clone(),
         }
