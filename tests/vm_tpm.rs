@@ -375,7 +375,11 @@ fn guest_tpm_key_scenarios() {
     // 4. Factory reset: SET held at power-up, then ✓.
     let t = Instant::now();
     let old_key = sealed_key();
-    sh(&format!("cp {STATE}/latchd.db /run/pre-reset.db"));
+    // The database with its write-ahead log (the running daemon has not
+    // checkpointed it).
+    sh(&format!(
+        "mkdir -p /run/pre-reset && cp {STATE}/latchd.db* /run/pre-reset/"
+    ));
     let exec = format!(
         "[Service]\nExecStart=\nExecStart={} --config {CONFIG} --headless --dbus system --set-held\n",
         env!("CARGO_BIN_EXE_latchd")
@@ -457,7 +461,7 @@ fn guest_tpm_key_scenarios() {
     // with the old key (the control) and not with the new one.
     for (key, should_open) in [(&old_key, true), (&new_key, false)] {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::copy("/run/pre-reset.db", dir.path().join("latchd.db")).unwrap();
+        sh(&format!("cp /run/pre-reset/* {}/", dir.path().display()));
         std::fs::write(dir.path().join("device.key"), key).unwrap();
         sh(&format!("chmod 600 {}/device.key", dir.path().display()));
         let r = latchd::store::Store::open(dir.path(), Default::default());
