@@ -742,6 +742,54 @@ mod tests {
     }
 
     #[test]
+    fn factory_reset_rotates_the_file_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, old) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        store.apply(&[Change::FactoryReset]).unwrap();
+        drop(store);
+        assert!(keystore::rotation_requested(dir.path()));
+        let (store, new) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        assert_ne!(*new.passcode_key(), *old.passcode_key());
+        assert!(!keystore::rotation_requested(dir.path()));
+        drop(store);
+        // Opened again: no second rotation.
+        let (_store, again) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        assert_eq!(*again.passcode_key(), *new.passcode_key());
+    }
+
+    /// A power cut after the new key replaced the old one but before the
+    /// database adopted it: the next open adopts it; the old key no
+    /// longer opens the database.
+    #[test]
+    fn an_interrupted_file_rotation_is_adopted_and_the_old_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_path = dir.path().join(KEY_FILE);
+        let (mut store, old) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        store.apply(&[Change::FactoryReset]).unwrap();
+        drop(store);
+        let new = DeviceKey::generate().unwrap();
+        keystore::files::replace(
+            &key_path,
+            new.as_bytes(),
+            0o600,
+            &mut keystore::files::no_hook,
+        )
+        .unwrap();
+        let (store, opened) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        assert_eq!(*opened.passcode_key(), *new.passcode_key());
+        drop(store);
+        keystore::files::replace(
+            &key_path,
+            old.as_bytes(),
+            0o600,
+            &mut keystore::files::no_hook,
+        )
+        .unwrap();
+        let r = Store::open(dir.path(), StoreOptions::default());
+        assert!(matches!(r, Err(StoreError::WrongKey { .. })), "{r:?}");
+    }
+
+    #[test]
     fn a_first_start_marker_never_makes_a_key_for_an_existing_database() {
         let dir = tempfile::tempdir().unwrap();
         drop(Store::open(dir.path(), StoreOptions::default()).unwrap());
