@@ -14,11 +14,15 @@ cd "$(dirname "$0")/.."
 # plugin (voice prompts), mosquitto + openssl (remote access over TLS),
 # ffmpeg (video client),
 # util-linux's setpriv (policy tests run a caller as another user),
-# python3 (the layer check, scripts/check-layers.py).
+# python3 (the layer check, scripts/check-layers.py),
+# swtpm + the TSS2 libraries systemd-creds loads + tpm2-tools (the device
+# key sealed to a TPM 2.0, tests/keystore.rs).
 packages=(
     pkg-config libdbus-1-dev libasound2-dev libclang-dev clang
     dbus systemd alsa-utils libasound2-plugins util-linux
     mosquitto mosquitto-clients openssl ffmpeg espeak-ng sox python3
+    swtpm tpm2-tools libtss2-esys-3.0.2-0 libtss2-rc0 libtss2-mu0
+    libtss2-tcti-swtpm0 libtss2-tcti-device0
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -44,6 +44,8 @@ pub struct Config {
     pub state_dir: Option<PathBuf>,
     pub lock: LockConfig,
     pub store: StoreConfig,
+    /// `[key]`: where the device key rests (see `store::keystore`).
+    pub key: crate::store::keystore::KeyConfig,
     pub control: ControlConfig,
     pub dbus: DbusConfig,
     pub sim: SimSection,
@@ -149,6 +151,7 @@ impl Default for Config {
             state_dir: None,
             lock: LockConfig::default(),
             store: StoreConfig::default(),
+            key: crate::store::keystore::KeyConfig::default(),
             control: ControlConfig::default(),
             dbus: DbusConfig::default(),
             sim: SimSection::default(),
@@ -316,6 +319,9 @@ impl Config {
                 self.store.max_db_bytes.to_string(),
                 "use 0 (no cap) or at least 1048576 (1 MiB)",
             );
+        }
+        if let Err(why) = self.key.validate() {
+            return bad("key.tpm2_pcrs", format!("{:?}", self.key.tpm2_pcrs), why);
         }
         if self.dbus.bus != "off" && self.dbus.bus.parse::<crate::dbus::BusChoice>().is_err() {
             return bad(

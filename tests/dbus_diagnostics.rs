@@ -142,6 +142,7 @@ fn sample() -> Diagnostics {
             per_user_limit: 1,
         },
         storage_health: "ok".into(),
+        key_storage: "tpm2".into(),
     }
 }
 
@@ -289,6 +290,7 @@ async fn every_property_reads_back_with_busctl() {
         ("Fingerprints", "(uuu) 7 50 5"),
         ("Passcodes", "(uuu) 3 50 1"),
         ("StorageHealth", "s \"ok\""),
+        ("KeyStorage", "s \"tpm2\""),
     ];
     assert_eq!(expected.len(), PROPERTY_NAMES.len());
     for (name, value) in expected {
@@ -477,6 +479,7 @@ async fn latchctl_status_table_and_json() {
         "Wi-Fi            connected (-61 dBm)",
         "Active alarms    tamper",
         "Users            3 of 999 (1 administrators)",
+        "Device key       tpm2",
         "fingerprints          7     50         5",
     ] {
         assert!(

@@ -48,6 +48,12 @@ fn unit_for_verification(dir: &Path) -> PathBuf {
     );
     let path = dir.join("latchd.service");
     std::fs::write(&path, unit).expect("write unit copy");
+    // latchd.service requires the key step's unit: verify loads it too.
+    let key_unit = read("systemd/latchd-key.service").replace(
+        "ExecStart=/usr/bin/latchd ",
+        &format!("ExecStart={} ", env!("CARGO_BIN_EXE_latchd")),
+    );
+    std::fs::write(dir.join("latchd-key.service"), key_unit).expect("write unit copy");
     path
 }
 
@@ -60,6 +66,42 @@ fn unit_passes_systemd_analyze_verify() {
     assert!(ok, "systemd-analyze verify failed:\n{stdout}{stderr}");
     // verify also exits 0 on warnings such as unknown keys: none allowed.
     assert!(!stderr.contains("latchd.service"), "warnings:\n{stderr}");
+}
+
+/// The key step's unit: verify, and the two units agree on the
+/// credential's path, the state directory and the restart status.
+#[test]
+fn key_unit_passes_verify_and_matches_the_daemon_unit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Both units, as verify needs them (Before=/Requires=).
+    unit_for_verification(dir.path());
+    let key_unit = dir.path().join("latchd-key.service");
+    let unit = std::fs::read_to_string(&key_unit).expect("key unit copy");
+    let (ok, stdout, stderr) = run(
+        "systemd-analyze",
+        &["verify", key_unit.to_str().expect("utf-8 path")],
+    );
+    assert!(ok, "systemd-analyze verify failed:\n{stdout}{stderr}");
+    assert!(
+        !stderr.contains("latchd-key.service"),
+        "warnings:\n{stderr}"
+    );
+    assert!(unit.contains("--state-dir /var/lib/latchd --key-step"));
+
+    let daemon = read("systemd/latchd.service");
+    assert_eq!(
+        unit_value(&daemon, "LoadCredentialEncrypted"),
+        "device-key:/var/lib/latchd/device-key.cred"
+    );
+    assert_eq!(unit_value(&daemon, "RestartForceExitStatus"), "75");
+    assert_eq!(
+        latchd::store::keystore::EXIT_ROTATE.to_string(),
+        unit_value(&daemon, "RestartForceExitStatus")
+    );
+    assert!(daemon.contains("Requires=latchd-key.service"));
+    assert_eq!(latchd::store::keystore::CRED_FILE, "device-key.cred");
+    let tmpfiles = read("systemd/latchd.tmpfiles");
+    assert!(tmpfiles.contains("d /var/lib/latchd 0700 latchd latchd -"));
 }
 
 #[test]
@@ -263,6 +305,8 @@ fn recipe_installs_the_voice_prompts_where_the_board_file_looks() {
 fn recipe_installs_a_config_for_the_real_board() {
     let recipe = read("yocto-layer/meta-latchd/recipes-core/latchd/latchd_git.bb");
     assert!(recipe.contains(r#"'s,^board = "sim"$,board = "linux",'"#));
+    assert!(recipe.contains(r#"'s,^storage = "file"$,storage = "${LATCHD_KEY_STORAGE}",'"#));
+    assert!(recipe.contains(r#"LATCHD_KEY_STORAGE ??= "tpm2""#));
     let shipped = read("config/latchd.toml");
     assert!(shipped.lines().any(|l| l == r#"board = "sim""#));
     assert!(shipped
@@ -276,6 +320,7 @@ fn recipe_installs_a_config_for_the_real_board() {
             r#"# board_file = "/etc/latchd/board.toml""# => {
                 r#"board_file = "/etc/latchd/board.toml""#.to_string()
             }
+            r#"storage = "file""# => r#"storage = "tpm2""#.to_string(),
             other => other.to_string(),
         })
         .collect::<Vec<_>>()
@@ -285,6 +330,10 @@ fn recipe_installs_a_config_for_the_real_board() {
     std::fs::write(&path, installed).unwrap();
     let config = latchd::config::Config::load(&path).expect("the installed config parses");
     assert_eq!(config.board, latchd::config::BoardKind::Linux);
+    assert_eq!(
+        config.key.storage,
+        latchd::store::keystore::KeyStorage::Tpm2
+    );
     assert_eq!(
         config.board_file.as_deref(),
         Some(std::path::Path::new("/etc/latchd/board.toml"))

@@ -256,6 +256,7 @@ pub fn render_status(d: &Diagnostics) -> String {
         "Storage",
         vec![
             ("Health", d.storage_health.clone()),
+            ("Device key", d.key_storage.clone()),
             (
                 "Users",
                 format!(

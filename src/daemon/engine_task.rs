@@ -309,6 +309,13 @@ impl EngineTask {
                     if changes.iter().any(touches_credentials) {
                         self.hand_on_credentials().await;
                     }
+                    if changes.iter().any(|c| matches!(c, Change::FactoryReset)) {
+                        // The reset retired the device key (store::keystore):
+                        // the lock restarts to run under a new one, with a
+                        // new identity and verification code.
+                        tracing::info!("factory reset: restarting with a new device key");
+                        self.shutdown.cancel();
+                    }
                 }
                 Action::Log(event) => events.push(event),
                 Action::Reply { id, result } => {

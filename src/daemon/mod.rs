@@ -116,6 +116,27 @@ pub enum DaemonError {
     NoSimIrDir,
     #[error("video stream: {0}")]
     Video(#[from] crate::video::VideoError),
+    /// A factory reset retired the device key; the daemon stopped so that
+    /// it starts again under a new one (exit status 75).
+    #[error(
+        "factory reset: the device key was retired; start latchd again to run under a new one"
+    )]
+    KeyRotation,
+}
+
+impl DaemonError {
+    /// The process exit status for this error: 75 (restart for a new
+    /// key, `store::keystore::EXIT_ROTATE`) or 1.
+    pub fn exit_status(&self) -> u8 {
+        use crate::store::keystore::{KeystoreError, EXIT_ROTATE};
+        match self {
+            DaemonError::KeyRotation
+            | DaemonError::Store(StoreError::Keystore(KeystoreError::RestartToRotate)) => {
+                EXIT_ROTATE
+            }
+            _ => 1,
+        }
+    }
 }
 
 /// A started daemon: what tests and the front end may look at, and the
@@ -174,9 +195,14 @@ impl Running {
 pub async fn run(opts: Options) -> Result<(), DaemonError> {
     let token = CancellationToken::new();
     spawn_signal_listener(token.clone());
+    let state_dir = opts.state_dir.clone();
     let running = start(opts, token.clone()).await?;
     token.cancelled().await;
-    shutdown(running).await
+    shutdown(running).await?;
+    if crate::store::keystore::rotation_requested(&state_dir) {
+        return Err(DaemonError::KeyRotation);
+    }
+    Ok(())
 }
 
 /// Build every part and start serving; `shutdown` stops it all.

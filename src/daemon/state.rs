@@ -1,7 +1,8 @@
 //! Start-up step 1: the lock's state, read once.
 //!
 //! ```text
-//!   state dir (0700) ─► Store::open (device key created on first start)
+//!   state dir (0700) ─► keystore::open_store (device key from `[key] storage`:
+//!        │                 TPM-sealed credential or file; created on first start)
 //!        │                 ├─ load() ─────────► Persisted (engine, board modules, face templates)
 //!        │                 ├─ motor cycles ───► diagnostics
 //!        │                 └─ reader() ───────► read-only connection for the channels
@@ -22,6 +23,7 @@ use crate::config::Config;
 use crate::core::types::Persisted;
 use crate::core::EngineConfig;
 use crate::remote::RemoteSettings;
+use crate::store::keystore::{self, OpenedStore};
 use crate::store::{StorageHealth, Store, StoreOptions, StoreReader};
 
 /// The database's two connections, until the daemon hands them out.
@@ -48,6 +50,8 @@ pub struct State {
     /// The storage summary at start-up (the open's quick_check), shown
     /// until the first write refreshes it.
     pub storage_health: StorageHealth,
+    /// Where the device key rests (`tpm2`, `host+tpm2`, `host`, `file`).
+    pub key_storage: &'static str,
     /// `[remote]`, resolved (`None`: off), and its TLS configuration.
     pub remote: Option<(RemoteSettings, Option<Arc<rustls::ClientConfig>>)>,
 }
@@ -76,8 +80,13 @@ impl State {
     pub fn open(opts: &Options) -> Result<(State, Storage), DaemonError> {
         create_state_dir(&opts.state_dir)?;
         let config = &opts.config;
-        let (store, key) = Store::open(
+        let OpenedStore {
+            store,
+            key,
+            storage: key_storage,
+        } = keystore::open_store(
             &opts.state_dir,
+            &config.key,
             StoreOptions {
                 max_events: config.store.max_events,
                 max_db_bytes: (config.store.max_db_bytes != 0).then_some(config.store.max_db_bytes),
@@ -107,6 +116,7 @@ impl State {
             persisted: store.load()?,
             motor_cycles_before: store.get_counter(status::MOTOR_CYCLES)?.unwrap_or(0),
             storage_health: store.health(),
+            key_storage,
             engine_config,
             verification_code: Arc::new(verification_code),
             lock_key: Arc::new(lock_keypair(&passcode_key)),

@@ -20,6 +20,8 @@ pub struct StaticDiag {
     pub started: StdInstant,
     /// `"ok"` or `"degraded: ..."`, refreshed after every write.
     pub storage_health: String,
+    /// Where the device key rests: `tpm2`, `host+tpm2`, `host`, `file`.
+    pub key_storage: String,
     /// Unix seconds of the last motor jam this run, 0 for none.
     pub last_jam: i64,
     /// Bolt moves of earlier runs (store counter [`MOTOR_CYCLES`]); the
@@ -40,6 +42,7 @@ impl StaticDiag {
             board: board.into(),
             started: StdInstant::now(),
             storage_health: String::new(),
+            key_storage: state.key_storage.into(),
             last_jam: 0,
             motor_cycles_before: state.motor_cycles_before,
         };
@@ -108,6 +111,7 @@ impl StaticDiag {
             fingerprints: Capacity::of(CredentialKind::Fingerprint, counts.fingerprints),
             passcodes: Capacity::of(CredentialKind::Passcode, counts.passcodes),
             storage_health: self.storage_health.clone(),
+            key_storage: self.key_storage.clone(),
         }
     }
 }

@@ -149,6 +149,9 @@ pub struct Diagnostics {
     pub passcodes: Capacity,
     /// `"ok"`, or what is wrong with the store (`"degraded: ..."`).
     pub storage_health: String,
+    /// Where the device key rests: `"tpm2"`, `"host+tpm2"`, `"host"` or
+    /// `"file"` (a plain file: development only).
+    pub key_storage: String,
 }
 
 impl Default for Diagnostics {
@@ -183,6 +186,7 @@ impl Default for Diagnostics {
             fingerprints: Capacity::of(CredentialKind::Fingerprint, 0),
             passcodes: Capacity::of(CredentialKind::Passcode, 0),
             storage_health: unknown(),
+            key_storage: unknown(),
         }
     }
 }

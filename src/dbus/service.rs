@@ -212,6 +212,12 @@ impl DiagnosticsInterface {
         self.snapshot.borrow().storage_health.clone()
     }
 
+    /// Where the device key rests: "tpm2", "host+tpm2", "host" or "file".
+    #[zbus(property, name = "KeyStorage")]
+    fn key_storage(&self) -> String {
+        self.snapshot.borrow().key_storage.clone()
+    }
+
     /// Exercise every device once. Returns (device, ok, detail) per device.
     /// Fails with LimitsExceeded while another self-test is running.
     #[zbus(name = "SelfTest", out_args("checks"))]

@@ -151,6 +151,11 @@ pub enum StoreError {
         source: std::io::Error,
     },
 
+    /// The device key could not be had from where `[key] storage` says
+    /// it rests (see `store::keystore`).
+    #[error(transparent)]
+    Keystore(#[from] super::keystore::KeystoreError),
+
     /// Any other SQLite failure, with what the store was doing.
     #[error("database error while {context}: {source}")]
     Sqlite {

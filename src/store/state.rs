@@ -22,6 +22,12 @@ const SETTINGS: &str = "settings";
 const LOCKOUT: &str = "lockout";
 
 /// Everything the engine needs at start-up.
+/// Every table holding values sealed with the device key.
+pub(crate) const SEALED_TABLES_ERASE: &str = "DELETE FROM credentials;
+     DELETE FROM app_keys;
+     DELETE FROM guest_invites;
+     DELETE FROM temp_passcodes;";
+
 pub(crate) fn load(conn: &Connection, sealer: &Sealer) -> Result<Persisted, StoreError> {
     Ok(Persisted {
         handing: get_state::<Handing>(conn, HANDING)?,
@@ -248,15 +254,18 @@ fn apply_one(
         Change::FactoryReset => {
             // Children first is not needed with the cascades, but explicit
             // deletes keep the reset complete even for guest keys and temp
-            // passcodes, which belong to no user. Events, service counters
-            // and the key check stay (B-10.6).
+            // passcodes, which belong to no user. Events and service
+            // counters stay (B-10.6). The device key is marked for
+            // rotation in the same transaction (store/keystore): the next
+            // open runs with a new key, so whatever the old one sealed and
+            // SQLite's free pages still hold can never be opened again.
+            tx.execute_batch(SEALED_TABLES_ERASE)
+                .ctx("erasing users and settings (factory reset)")?;
             tx.execute_batch(
-                "DELETE FROM credentials;
-                 DELETE FROM app_keys;
-                 DELETE FROM guest_invites;
-                 DELETE FROM temp_passcodes;
-                 DELETE FROM users;
-                 DELETE FROM lock_state;",
+                "DELETE FROM users;
+                 DELETE FROM lock_state;
+                 INSERT INTO store_meta (name, value) VALUES ('key_rotation_pending', x'01')
+                   ON CONFLICT(name) DO UPDATE SET value = excluded.value;",
             )
             .ctx("erasing users and settings (factory reset)")?;
             Ok(())

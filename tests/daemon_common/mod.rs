@@ -33,6 +33,17 @@ impl Daemon {
         Self::start_exe(Path::new(env!("CARGO_BIN_EXE_latchd")), state, extra)
     }
 
+    /// Talk to a latchd someone else started (systemd, in the VM tests)
+    /// through its control socket; nothing is killed on drop.
+    pub fn attach(state: &Path, sock: &Path) -> Daemon {
+        Daemon {
+            child: None,
+            state: state.to_owned(),
+            sock: sock.to_owned(),
+            log: state.with_extension("log"),
+        }
+    }
+
     /// Start a given latchd binary (a pinned copy, in the VM tests).
     pub fn start_exe(exe: &Path, state: &Path, extra: &[&str]) -> Daemon {
         let sock = state.with_extension("sock");

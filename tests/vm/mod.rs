@@ -96,6 +96,11 @@ pub struct VmOptions {
     /// A raw image file on the host as the guest's `/dev/vda` (virtio-blk;
     /// load `virtio_blk` in the guest). Not under `/tmp` (the guest hides it).
     pub disk: Option<PathBuf>,
+    /// A TPM 2.0: QEMU's tpm-tis backed by a fresh `swtpm` (`/dev/tpmrm0`).
+    pub tpm: bool,
+    /// systemd as PID 1, the command a oneshot unit under it (`systemctl`
+    /// works; units go in `/run/systemd/system`).
+    pub systemd: bool,
 }
 
 /// What a finished guest command left behind.
@@ -381,6 +386,12 @@ pub fn option_args(opts: &VmOptions) -> Result<Vec<OsString>, VmError> {
         }
         a.push("--gpio".into());
         a.push(opts.gpio_lines.join(",").into());
+    }
+    if opts.tpm {
+        a.push("--tpm".into());
+    }
+    if opts.systemd {
+        a.push("--systemd".into());
     }
     if let Some(disk) = &opts.disk {
         a.push("--disk".into());

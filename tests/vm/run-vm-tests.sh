@@ -22,7 +22,7 @@ fi
 # Every device option once, so all packages and cache entries exist before
 # the tests start their VMs (they would otherwise race to build them; the
 # script serialises that with a lock, but the first test would look slow).
-tests/vm/run-in-vm.sh --prepare --video --sound --ble --gpio 1
+tests/vm/run-in-vm.sh --prepare --video --sound --ble --gpio 1 --tpm --systemd
 
 targets=()
 if (($# == 0)); then
