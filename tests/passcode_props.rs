@@ -45,8 +45,9 @@ fn engine_with_code(code: &[u8]) -> (Engine, u64) {
         passcode_key: KEY,
         serial: "S".into(),
         firmware: "F".into(),
-        verification_code: "V".into(),
+        pairing_codes: latchd::core::PairingCodes::new(|_| "V".into()),
         low_battery_percent: 20,
+        one_time_code_ttl: latchd::core::EngineConfig::DEFAULT_ONE_TIME_CODE_TTL,
     };
     let now = Now::new(0, None);
     let mut e = Engine::new(config, store, now);

@@ -563,7 +563,7 @@ mod guest {
             link: link.clone(),
             wifi: Arc::new(latchd::wifi::NoWifi),
             lock_key: lock.clone(),
-            code: code.clone(),
+            code: code.clone().into(),
             device_info: DeviceInfo {
                 firmware: "latchd".into(),
                 version: env!("CARGO_PKG_VERSION").into(),

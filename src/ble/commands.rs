@@ -51,6 +51,8 @@ pub const MAX_EVENTS_PER_PAGE: u8 = 32;
 pub const MAX_LIST: usize = 64;
 /// Longest detail string in an error response.
 pub const MAX_DETAIL: usize = 120;
+/// Longest key label in a listing (longer ones are cut).
+pub const MAX_LABEL: usize = 64;
 
 /// Who sent an authenticated request: the principal bound to the stored key
 /// the session was made from.
@@ -323,6 +325,13 @@ pub enum Request {
     },
     /// List guest keys and outstanding invites.
     ListGuestKeys,
+    /// List the owner keys (issue 13 item 6).
+    ListOwnerKeys,
+    /// Revoke one owner key (issue 13 item 6).
+    RevokeOwnerKey {
+        /// Its slot.
+        slot: u16,
+    },
     /// Revoke a guest key or invite.
     RevokeGuestKey {
         /// Its slot.
@@ -368,6 +377,8 @@ impl Request {
             Request::RevokePasscode { .. } => "revoke passcode",
             Request::CreateGuestKey { .. } => "create guest key",
             Request::ListGuestKeys => "list guest keys",
+            Request::ListOwnerKeys => "list owner keys",
+            Request::RevokeOwnerKey { .. } => "revoke owner key",
             Request::RevokeGuestKey { .. } => "revoke guest key",
             Request::Events { .. } => "events",
             Request::GetSettings => "get settings",
@@ -509,6 +520,17 @@ pub struct GuestKeyEntry {
     pub redeemed: bool,
 }
 
+/// An owner key in a listing (never the key itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerKeyEntry {
+    /// Slot.
+    pub slot: u16,
+    /// The administrator it speaks for.
+    pub admin: u16,
+    /// Its label.
+    pub label: String,
+}
+
 /// How a door was unlocked (B-6.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnlockMethod {
@@ -609,6 +631,8 @@ pub enum Response {
     },
     /// Guest keys.
     GuestKeys(Vec<GuestKeyEntry>),
+    /// Owner keys.
+    OwnerKeys(Vec<OwnerKeyEntry>),
     /// A page of events, newest first.
     Events {
         /// Events.
@@ -932,6 +956,8 @@ mod op {
     pub const CREATE_GUEST_KEY: u8 = 0x30;
     pub const LIST_GUEST_KEYS: u8 = 0x31;
     pub const REVOKE_GUEST_KEY: u8 = 0x32;
+    pub const LIST_OWNER_KEYS: u8 = 0x33;
+    pub const REVOKE_OWNER_KEY: u8 = 0x34;
     pub const EVENTS: u8 = 0x40;
     pub const GET_SETTINGS: u8 = 0x50;
     pub const SET_SETTING: u8 = 0x51;
@@ -950,6 +976,7 @@ mod op {
     pub const R_EVENTS: u8 = 0x88;
     pub const R_SETTINGS: u8 = 0x89;
     pub const R_NOTICE: u8 = 0x8A;
+    pub const R_OWNER_KEYS: u8 = 0x8B;
     pub const R_ERROR: u8 = 0xFF;
 }
 
@@ -1007,6 +1034,12 @@ impl Request {
                 w.0
             }
             Request::ListGuestKeys => simple(op::LIST_GUEST_KEYS),
+            Request::ListOwnerKeys => simple(op::LIST_OWNER_KEYS),
+            Request::RevokeOwnerKey { slot } => {
+                let mut w = Writer::new(op::REVOKE_OWNER_KEY);
+                w.u16(*slot);
+                w.0
+            }
             Request::RevokeGuestKey { slot } => {
                 let mut w = Writer::new(op::REVOKE_GUEST_KEY);
                 w.u16(*slot);
@@ -1099,6 +1132,10 @@ impl Request {
                 }
             }
             op::LIST_GUEST_KEYS => Request::ListGuestKeys,
+            op::LIST_OWNER_KEYS => Request::ListOwnerKeys,
+            op::REVOKE_OWNER_KEY => Request::RevokeOwnerKey {
+                slot: r.u16("slot")?,
+            },
             op::REVOKE_GUEST_KEY => Request::RevokeGuestKey {
                 slot: r.u16("slot")?,
             },
@@ -1264,6 +1301,19 @@ impl Response {
                 w.time(*code_expires_at);
                 w.0
             }
+            Response::OwnerKeys(list) => {
+                let mut w = Writer::new(op::R_OWNER_KEYS);
+                w.list(list, |w, k| {
+                    w.u16(k.slot);
+                    w.u16(k.admin);
+                    let mut end = k.label.len().min(MAX_LABEL);
+                    while !k.label.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    w.str(&k.label[..end]);
+                });
+                w.0
+            }
             Response::GuestKeys(list) => {
                 let mut w = Writer::new(op::R_GUEST_KEYS);
                 w.list(list, |w, g| {
@@ -1388,6 +1438,13 @@ impl Response {
                     code_expires_at: r.time("code expiry")?,
                 }
             }
+            op::R_OWNER_KEYS => Response::OwnerKeys(r.list("owner keys", MAX_LIST, |r| {
+                Ok(OwnerKeyEntry {
+                    slot: r.u16("slot")?,
+                    admin: r.u16("admin")?,
+                    label: r.str("label", MAX_LABEL)?,
+                })
+            })?),
             op::R_GUEST_KEYS => Response::GuestKeys(r.list("guest keys", MAX_LIST, |r| {
                 let slot = r.u16("slot")?;
                 let (valid_from, valid_until) = r.window("guest key window")?;
@@ -1501,6 +1558,10 @@ impl Request {
                 Setting::WifiEnabled(b) => core_types::SettingChange::Wifi(b),
             }),
             Request::ReleaseLockout => AppCommand::ReleaseLockout,
+            Request::ListOwnerKeys => AppCommand::ListOwnerKeys,
+            Request::RevokeOwnerKey { slot } => {
+                AppCommand::RevokeOwnerKey(AppKeyId(u32::from(*slot)))
+            }
             Request::SetAway(on) => AppCommand::SetAway(*on),
             Request::Status
             | Request::ListUsers

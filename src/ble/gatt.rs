@@ -41,7 +41,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::crypto::StaticKeypair;
 use super::improv::{self, DeviceInfo, Improv, Output, ScannedNetwork};
-use super::pairing::VerificationCode;
 use super::service::{ChannelConn, LockLink};
 use crate::wifi::WifiBackend;
 
@@ -79,7 +78,8 @@ pub struct GattDeps {
     pub wifi: Arc<dyn WifiBackend>,
     /// The lock's long-term key (`remote::lock_keypair` of the device secret).
     pub lock_key: Arc<StaticKeypair>,
-    pub code: Arc<VerificationCode>,
+    /// The verification code owner pairing accepts now (it rotates).
+    pub code: super::pairing::CurrentCode,
     pub device_info: DeviceInfo,
 }
 

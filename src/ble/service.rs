@@ -34,7 +34,7 @@ use super::commands::{
 };
 use super::crypto::{KeyId, StaticKeypair};
 use super::pairing::{
-    GuestInvite as PairingInvite, LockPairing, PairKind, PairRequest, VerificationCode,
+    CurrentCode, GuestInvite as PairingInvite, LockPairing, PairKind, PairRequest,
 };
 use super::protocol::{
     accept_session, error_frame, fragment, ErrorCode, Frame, FrameType, Reassembler, SecureSession,
@@ -138,6 +138,17 @@ pub fn response_of(result: &AppResult) -> Response {
         Ok(AppOk::TempPasscodeAdded(id)) => Response::PasscodeCreated {
             id: u16::try_from(id.0).unwrap_or(u16::MAX),
         },
+        Ok(AppOk::OwnerKeys(keys)) => Response::OwnerKeys(
+            keys.iter()
+                .filter_map(|k| {
+                    Some(super::commands::OwnerKeyEntry {
+                        slot: u16::try_from(k.slot.0).ok()?,
+                        admin: k.admin.get(),
+                        label: k.label.clone(),
+                    })
+                })
+                .collect(),
+        ),
         Err(e) => {
             let code = match e {
                 AppError::Forbidden => ErrorCode::Forbidden,
@@ -165,7 +176,7 @@ enum ConnState {
 /// The secure channel of one connection.
 pub struct ChannelConn {
     lock: Arc<StaticKeypair>,
-    code: Arc<VerificationCode>,
+    code: CurrentCode,
     mtu: u16,
     reasm: Reassembler,
     state: ConnState,
@@ -182,7 +193,8 @@ impl std::fmt::Debug for ChannelConn {
 
 impl ChannelConn {
     /// A fresh connection at ATT MTU `mtu` (clamped to the protocol's range).
-    pub fn new(lock: Arc<StaticKeypair>, code: Arc<VerificationCode>, mtu: u16) -> Self {
+    pub fn new(lock: Arc<StaticKeypair>, code: impl Into<CurrentCode>, mtu: u16) -> Self {
+        let code = code.into();
         let mtu = mtu.clamp(super::protocol::MIN_ATT_MTU, super::protocol::MAX_ATT_MTU);
         // MTU is clamped into the accepted range, so this cannot fail; fall
         // back to the minimum rather than panic.
@@ -260,7 +272,7 @@ impl ChannelConn {
                 let (pairing, reply) = LockPairing::respond_owner(
                     &req,
                     link.pairing_mode(),
-                    &self.code,
+                    &self.code.get(),
                     &self.lock,
                     &mut OsRng,
                 )
@@ -269,7 +281,16 @@ impl ChannelConn {
                 Ok(reply)
             }
             (ConnState::Pairing(pairing), FrameType::PairConfirm) => {
-                let (paired, done) = pairing.finish_owner(frame, now).map_err(|e| e.code())?;
+                let (paired, done) = match pairing.finish_owner(frame, now) {
+                    Ok(ok) => ok,
+                    Err(e) => {
+                        // Issue 13: an old code (the label's after the
+                        // first owner) or a man in the middle; the owner
+                        // sees every failed confirmation in the log.
+                        link.refused(Channel::Ble, AppRefusal::PairingFailed);
+                        return Err(e.code());
+                    }
+                };
                 // The engine binds the key to the first administrator and
                 // assigns its id; ours are placeholders it overwrites.
                 let key = AppKey {
@@ -644,8 +665,9 @@ mod tests {
                 passcode_key: [1; 32],
                 serial: "LD-TEST".into(),
                 firmware: "0".into(),
-                verification_code: "X".into(),
+                pairing_codes: crate::core::PairingCodes::new(|_| "X".into()),
                 low_battery_percent: 20,
+                one_time_code_ttl: crate::core::EngineConfig::DEFAULT_ONE_TIME_CODE_TTL,
             },
             crate::core::Persisted::default(),
             Now::new(0, None),

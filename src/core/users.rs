@@ -182,7 +182,12 @@ impl Directory {
                     self.app_keys.clear();
                     self.guest_invites.clear();
                 }
-                Change::SetHanding(_) | Change::PutSettings(_) | Change::PutLockout(_) => {}
+                Change::SetHanding(_)
+                | Change::PutSettings(_)
+                | Change::PutLockout(_)
+                | Change::PutAttempt(_)
+                | Change::PutTimeFloor(_)
+                | Change::SetPairingGeneration(_) => {}
             }
         }
         self.reindex(macer);

@@ -42,10 +42,14 @@ use crate::store::Store;
 
 /// The daemon's two clocks, read once per engine call.
 ///
-/// The wall clock is the system's when `lock.trust_system_clock` says it
-/// is right (NTP or an RTC); otherwise it is unknown until an owner syncs
-/// the time from the app (`Action::SetClock`), after which it is kept as
-/// an offset from the system clock. Clones share the offset.
+/// The wall clock is the system's when it comes from a trusted source:
+/// `lock.trust_system_clock` (an RTC nobody outside can reach), or systemd
+/// reporting it NTP-synchronised (`daemon::timedate`). Otherwise it is
+/// unknown until an owner syncs the time from the app (`Action::SetClock`),
+/// after which it is kept as an offset from the system clock (and
+/// remembered across a daemon restart in the same boot, `clock_sync`).
+/// The engine checks every reading against its trusted-time floor. Clones
+/// share the offset and the NTP flag.
 #[derive(Debug, Clone)]
 pub struct Clock {
     /// Monotonic origin (tokio time, so paused tests control it).
@@ -55,6 +59,8 @@ pub struct Clock {
     /// Seconds to add to the system clock since an owner set the time;
     /// [`CLOCK_NOT_SET`] until then.
     offset: Arc<AtomicI64>,
+    /// systemd says the system clock is NTP-synchronised.
+    ntp_synchronized: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Sentinel of [`Clock::offset`]: no owner has set the time.
@@ -66,7 +72,25 @@ impl Clock {
             origin: TokioInstant::now(),
             trust_wall,
             offset: Arc::new(AtomicI64::new(CLOCK_NOT_SET)),
+            ntp_synchronized: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
+    }
+
+    /// What `org.freedesktop.timedate1` says of NTP synchronisation.
+    pub fn set_ntp_synchronized(&self, synced: bool) {
+        self.ntp_synchronized.store(synced, Ordering::Relaxed);
+    }
+
+    /// Seconds an owner's time sync added to the system clock, if any.
+    pub fn owner_offset(&self) -> Option<i64> {
+        let o = self.offset.load(Ordering::Relaxed);
+        (o != CLOCK_NOT_SET).then_some(o)
+    }
+
+    /// Take back an offset remembered from earlier in this boot.
+    pub fn restore_owner_offset(&self, offset: i64) {
+        self.offset
+            .store(offset.max(CLOCK_NOT_SET + 1), Ordering::Relaxed);
     }
 
     pub fn now(&self) -> Now {
@@ -78,7 +102,7 @@ impl Clock {
         let offset = self.offset.load(Ordering::Relaxed);
         let wall = if offset != CLOCK_NOT_SET {
             system.map(|s| s.saturating_add(offset))
-        } else if self.trust_wall {
+        } else if self.trust_wall || self.ntp_synchronized.load(Ordering::Relaxed) {
             system
         } else {
             None
@@ -174,6 +198,9 @@ pub struct EngineTask {
     /// Told the stored credentials after every committed change to them
     /// (and after a reload): the face service's templates follow the store.
     pub credentials_changed: Option<CredentialsHook>,
+    /// Told the pairing generation after a committed owner pairing or
+    /// factory reset: the BLE service's verification code follows it.
+    pub pairing_generation_changed: Option<Box<dyn FnMut(u32) + Send>>,
 }
 
 /// See [`EngineTask::credentials_changed`].
@@ -281,10 +308,11 @@ impl EngineTask {
     }
 
     /// The lockout as it stands now (B-7): a restart resumes the time
-    /// that was left, not the time left at the last failure.
+    /// that was left, not the time left at the last failure; and the
+    /// trusted-time floor, if it rose since it was stored.
     fn save_lockout(&mut self) {
-        let record = self.engine.lockout_record(self.clock.now());
-        if let Err(e) = lock_store(&self.store).apply(&[Change::PutLockout(record)]) {
+        let changes = self.engine.shutdown_changes(self.clock.now());
+        if let Err(e) = lock_store(&self.store).apply(&changes) {
             // The last persisted record stays: it can only be longer.
             tracing::warn!("cannot save the lockout at shutdown: {e}");
         }
@@ -323,12 +351,13 @@ impl EngineTask {
                     let result = lock_store(&self.store).apply(&changes);
                     persisted = true;
                     if let Err(e) = result {
-                        self.persist_failed(e);
+                        self.persist_failed(e, &changes);
                         return;
                     }
                     if changes.iter().any(touches_credentials) {
                         self.hand_on_credentials();
                     }
+                    self.follow_pairing_generation(&changes);
                 }
                 Action::Log(event) => events.push(event),
                 Action::Reply { id, result } => {
@@ -338,6 +367,7 @@ impl EngineTask {
                 Action::SetClock(to) => {
                     tracing::info!(to = to.0, "wall clock set by an owner");
                     self.clock.set(to);
+                    super::clock_sync::remember(&self.store, &self.clock);
                 }
                 Action::Notify(notice) => {
                     // The events before it are stored first, so the notice
@@ -390,20 +420,34 @@ impl EngineTask {
         }
     }
 
-    /// A Persist failed: nothing after it in the batch happens, the person
-    /// hears "failed", and the engine is rebuilt from what is on disk so
-    /// memory matches the store (the failed change is simply not there).
-    fn persist_failed(&mut self, e: crate::store::StoreError) {
+    /// A Persist failed: nothing after it in the batch happens (nothing
+    /// opens), the person hears "failed", and the engine is rebuilt from
+    /// what is on disk so memory matches the store (the failed change is
+    /// simply not there) — except a verification attempt's record, which
+    /// stays counted in memory (issue 13: a failed commit never forgets an
+    /// attempt) and reaches the disk with the next lockout write.
+    fn persist_failed(&mut self, e: crate::store::StoreError, changes: &[Change]) {
         self.counters.persist_failures += 1;
         tracing::error!("cannot store a change, so it was not made: {e}");
         if let Err(e) = self.board.voice.say(&Prompt::Failure) {
             tracing::error!("{e}");
         }
         let loaded = lock_store(&self.store).load();
+        let attempt = changes.iter().rev().find_map(|c| match c {
+            Change::PutAttempt(record) => Some(record.clone()),
+            _ => None,
+        });
         match loaded {
-            Ok(persisted) => {
+            Ok(mut persisted) => {
+                if let Some(record) = attempt {
+                    tracing::warn!("the failed attempt stays counted in memory");
+                    persisted.lockout = record;
+                }
                 if let Some(hook) = self.credentials_changed.as_mut() {
                     hook(&persisted.credentials);
+                }
+                if let Some(hook) = self.pairing_generation_changed.as_mut() {
+                    hook(persisted.pairing_generation);
                 }
                 self.engine = Engine::new(self.engine_config.clone(), persisted, self.clock.now());
                 // The new engine knows nothing of the sensors yet; only the
@@ -419,6 +463,20 @@ impl EngineTask {
             ),
         }
         self.static_diag.refresh_storage(&lock_store(&self.store));
+    }
+
+    /// Tell [`Self::pairing_generation_changed`] of a committed generation.
+    fn follow_pairing_generation(&mut self, changes: &[Change]) {
+        let Some(hook) = self.pairing_generation_changed.as_mut() else {
+            return;
+        };
+        for c in changes {
+            match c {
+                Change::SetPairingGeneration(g) => hook(*g),
+                Change::FactoryReset => hook(0),
+                _ => {}
+            }
+        }
     }
 
     /// Hand the stored credentials to [`Self::credentials_changed`].

@@ -39,11 +39,14 @@ use crate::dbus::{
 use crate::store::{Store, StoreError, StoreOptions};
 
 pub mod camera;
+pub mod clock_sync;
 pub mod control;
 pub mod engine_task;
 pub mod notify;
+pub mod pairing_code;
 pub mod panel;
 pub mod status;
+pub mod timedate;
 pub mod wireless;
 
 pub use engine_task::{Clock, DaemonCounters, EngineTask, Published, TaskRequest};
@@ -271,6 +274,8 @@ pub struct Running {
     video: Option<JoinHandle<()>>,
     /// The Wi-Fi monitor and the BLE service.
     wireless: wireless::Wireless,
+    /// The NTP-synchronisation watcher (`[lock] timedate_bus`).
+    timedate: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Running {
@@ -321,7 +326,8 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
     )?;
     let passcode_key: [u8; 32] = *key.passcode_key();
     drop(key);
-    let (serial, verification_code) = identity(&opts.config, &passcode_key);
+    let (serial, _label_code) = identity(&opts.config, &passcode_key);
+    let pairing_codes = pairing_code::PairingCodes::new(&opts.config, &passcode_key);
     // Checked before anything runs: a bad [remote] table fails the start.
     let remote_settings = opts.config.remote.resolve()?;
     let remote_tls = match remote_settings.as_ref().and_then(|s| s.tls.as_ref()) {
@@ -333,8 +339,11 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
         passcode_key,
         serial: serial.clone(),
         firmware: env!("CARGO_PKG_VERSION").into(),
-        verification_code: verification_code.display().to_string(),
+        pairing_codes: pairing_codes.for_engine(),
         low_battery_percent: opts.config.lock.low_battery_percent,
+        one_time_code_ttl: std::time::Duration::from_secs(
+            u64::from(opts.config.lock.one_time_code_hours) * 3600,
+        ),
     };
 
     // 2. The board, feeding the one input queue.
@@ -381,7 +390,17 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
 
     // 3. The engine, from what the store holds.
     let persisted = store.load()?;
+    // Issue 13 item 6: owner pairing accepts the current generation's code.
+    let current_code =
+        crate::ble::pairing::CurrentCode::new(pairing_codes.code(persisted.pairing_generation));
     let clock = Clock::new(opts.config.lock.trust_system_clock);
+    // Issue 13 item 3: the trusted time sources the runtime has.
+    clock_sync::restore(&store, &clock);
+    let timedate = opts
+        .config
+        .lock
+        .timedate_bus()
+        .map(|bus| timedate::spawn(bus, clock.clone(), shutdown.clone()));
     let engine = Engine::new(engine_config.clone(), persisted, clock.now());
     let mut static_diag = status::StaticDiag {
         firmware: engine_config.firmware.clone(),
@@ -446,6 +465,7 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
         counters: DaemonCounters::default(),
         static_diag,
         credentials_changed: camera_rig.as_mut().and_then(|r| r.take_credentials_hook()),
+        pairing_generation_changed: Some(pairing_codes.follow(current_code.clone())),
     };
     task.power_up(set_held);
     let engine = tokio::spawn(task.run());
@@ -507,7 +527,7 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
         wireless::WirelessContext {
             serial: remote_serial.clone(),
             lock_key: lock_key.clone(),
-            code: Arc::new(verification_code),
+            code: current_code,
             inputs: inputs.clone(),
             replies: replies_tx.clone(),
             published: published_rx.clone(),
@@ -592,6 +612,7 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
         remote_stats,
         video,
         wireless,
+        timedate,
     })
 }
 
@@ -623,6 +644,9 @@ async fn shutdown(r: Running) -> Result<(), DaemonError> {
     }
     if let Some(v) = r.video {
         let _ = v.await;
+    }
+    if let Some(t) = r.timedate {
+        let _ = t.await;
     }
     if let Some(d) = r.dbus {
         if let Err(e) = d.shutdown().await {

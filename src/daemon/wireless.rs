@@ -20,7 +20,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Clock, Published};
 use crate::ble::crypto::StaticKeypair;
-use crate::ble::pairing::VerificationCode;
 use crate::board::InputSender;
 use crate::config::Config;
 use crate::core::AppResult;
@@ -32,7 +31,8 @@ use crate::wifi::{BackendKind, NoWifi, WifiBackend};
 pub struct WirelessContext {
     pub serial: String,
     pub lock_key: Arc<StaticKeypair>,
-    pub code: Arc<VerificationCode>,
+    /// The verification code owner pairing accepts now (it rotates).
+    pub code: crate::ble::pairing::CurrentCode,
     pub inputs: InputSender,
     pub replies: broadcast::Sender<(u64, AppResult)>,
     pub published: watch::Receiver<Published>,

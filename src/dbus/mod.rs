@@ -51,6 +51,7 @@ mod service;
 
 pub use properties::{PropertyError, PROPERTY_NAMES};
 pub use service::{serve, DbusHandle};
+pub(crate) use service::connection_builder;
 
 /// The well-known bus name the daemon owns.
 pub const BUS_NAME: &str = "org.latchd";

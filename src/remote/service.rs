@@ -820,7 +820,15 @@ fn owner_entry(n: &OwnerNotice, now: Option<crate::core::WallTime>) -> Option<Ev
             id: EventId(cursor),
             event: event.clone(),
         }),
-        Notice::Doorbell | Notice::Alarm(_) => None,
+        // Issue 13: the owner hears of every lockout level, the first
+        // included, sealed to the app; queued while the broker is away.
+        Notice::Lockout { .. } => Some(EventEntry {
+            cursor,
+            at: now,
+            kind: WireEvent::Alarm(WireAlarm::Lockout),
+            user: None,
+        }),
+        Notice::Doorbell | Notice::Alarm(_) | Notice::ClockBehind => None,
     }
 }
 

@@ -115,6 +115,22 @@ CREATE TABLE guest_invites (
 );
 "#,
     },
+    Migration {
+        version: 3,
+        sql: r#"
+-- Issue 13: the trusted-time floor and the pairing-code generation join
+-- the singleton state. SQLite cannot change a CHECK in place, so the
+-- table is rebuilt (in the migration's transaction).
+CREATE TABLE lock_state_v3 (
+    name  TEXT PRIMARY KEY NOT NULL CHECK (name IN
+            ('handing', 'settings', 'lockout', 'time_floor', 'pairing_generation')),
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+INSERT INTO lock_state_v3 (name, value) SELECT name, value FROM lock_state;
+DROP TABLE lock_state;
+ALTER TABLE lock_state_v3 RENAME TO lock_state;
+"#,
+    },
 ];
 
 /// The newest schema version this build knows.

@@ -1,0 +1,80 @@
+//! An owner's time sync survives a daemon restart (issue 13 item 3).
+//!
+//! The runtime keeps an owner's time sync as an offset from the system
+//! clock ([`Clock`]). That offset means something only while the system
+//! clock keeps running, i.e. within one boot: a restart of the daemon
+//! (crash, update) keeps it; a reboot (power cut, no RTC: the system clock
+//! starts from the build date) drops it, and the lock fails closed for
+//! time-windowed credentials until NTP or the owner sets the time again.
+//! The engine's trusted-time floor (persisted by the engine) is what
+//! survives a reboot: no reading behind it is believed either way.
+//!
+//! ```text
+//!  SetClock ─► clock.set ─► store meta "clock.owner_sync" = {boot_id, offset}
+//!  start    ─► same boot_id? ─► clock.restore_owner_offset(offset)
+//! ```
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use super::engine_task::Clock;
+use crate::store::Store;
+
+const META: &str = "clock.owner_sync";
+const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Remembered {
+    boot_id: String,
+    offset: i64,
+}
+
+fn boot_id() -> Option<String> {
+    std::fs::read_to_string(BOOT_ID)
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
+/// Store the clock's owner offset, tied to this boot.
+pub fn remember(store: &Mutex<Store>, clock: &Clock) {
+    let (Some(offset), Some(boot_id)) = (clock.owner_offset(), boot_id()) else {
+        return;
+    };
+    let value = match serde_json::to_vec(&Remembered { boot_id, offset }) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!("cannot encode the owner's time sync: {e}");
+            return;
+        }
+    };
+    let mut store = store.lock().unwrap_or_else(|p| p.into_inner());
+    if let Err(e) = store.put_meta(META, &value) {
+        // The time stays set until the daemon restarts.
+        tracing::warn!("cannot remember the owner's time sync: {e}");
+    }
+}
+
+/// Take back an owner's time sync made earlier in this boot.
+pub fn restore(store: &Store, clock: &Clock) {
+    let stored = match store.get_meta(META) {
+        Ok(Some(v)) => v,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!("cannot read the owner's time sync: {e}");
+            return;
+        }
+    };
+    let Ok(r) = serde_json::from_slice::<Remembered>(&stored) else {
+        tracing::warn!("the remembered owner's time sync is unreadable; ignored");
+        return;
+    };
+    if boot_id().as_deref() == Some(r.boot_id.as_str()) {
+        tracing::info!("the owner's time sync of this boot still holds");
+        clock.restore_owner_offset(r.offset);
+    } else {
+        tracing::info!(
+            "the owner's time sync was made before a reboot; the wall clock is unknown until NTP or the owner sets it"
+        );
+    }
+}
