@@ -451,8 +451,11 @@ pub mod limits {
     pub const PASSCODES_PER_USER: usize = 1;
     pub const DURESS_PER_USER: usize = 1;
     /// Longest keypad input accepted before "input too long" (B-6.4's
-    /// anti-peep padding included).
-    pub const MAX_INPUT_DIGITS: usize = 32;
+    /// anti-peep padding included). Issue 13: 16, not 32 — a code of up to
+    /// 10 digits with 6 or more of padding still hides it from a peeper,
+    /// and since a failed input pays one strike per 6-digit window
+    /// (`core::policy`), one mistyped padded entry costs at most 11.
+    pub const MAX_INPUT_DIGITS: usize = 16;
     pub const PASSCODE_MIN: usize = 6;
     pub const PASSCODE_MAX: usize = 10;
     /// Registered app keys and outstanding guest invites together.

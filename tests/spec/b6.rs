@@ -86,10 +86,10 @@ fn b6_4_anti_peep_extra_digits_before_and_after() {
 }
 
 #[test]
-fn b6_4_input_longer_than_32_digits_is_refused() {
+fn b6_4_input_longer_than_16_digits_is_refused() {
     let mut s = Sim::installed();
     s.input(Input::Touch);
-    s.press(&"8".repeat(32));
+    s.press(&"8".repeat(16));
     assert!(s.prompts().is_empty());
     s.press("8");
     s.expect_prompt(Prompt::InputTooLong);
