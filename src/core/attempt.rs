@@ -564,14 +564,18 @@ impl Engine {
     }
 
     /// B-6.2 automatic: the camera saw someone approach. Starts one
-    /// recognition when the lock is idle, someone has a face enrolled, no
-    /// lockout runs, the automatic budget allows it and none is in flight.
+    /// recognition when the lock is idle and locked (an open bolt needs no
+    /// face), someone has a face enrolled, no lockout runs, the automatic
+    /// budget allows it and none is in flight.
     pub(super) fn on_motion(&mut self, out: &mut Out) {
         let now = self.now.mono;
         let in_flight = self
             .face_attempt
             .is_some_and(|a| now < a.asked + FACE_ATTEMPT_STALE);
+        let open = self.mech.bolt == super::input::BoltPosition::Retracted
+            || self.mech.motor != super::lock::MotorState::Idle;
         if !matches!(self.mode, Mode::Idle)
+            || open
             || self.handing.is_none()
             || !self.dir.has_admin()
             || self.dir.count(CredentialKind::Face) == 0

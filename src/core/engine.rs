@@ -384,6 +384,17 @@ impl Engine {
         c
     }
 
+    /// Between inputs (the runtime's watchdog ping): the trusted-time
+    /// floor to store if it rose by an hour since it was last stored. Not
+    /// an input: nothing else changes and nothing is shown.
+    pub fn checkpoint(&mut self, now: Now) -> Vec<Change> {
+        self.trusted
+            .checkpoint(now.mono)
+            .map(Change::PutTimeFloor)
+            .into_iter()
+            .collect()
+    }
+
     /// The runtime's wall reading at `now`, checked against the trusted
     /// floor: a reading behind it is no reading (fail closed), logged once
     /// and told to the owner; a floor that rose by an hour is stored.

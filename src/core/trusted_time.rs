@@ -167,6 +167,14 @@ impl TrustedTime {
         Ok(best)
     }
 
+    /// While idle, the floor still rises with the monotonic clock: the
+    /// runtime asks at each watchdog ping whether it rose enough to store
+    /// (so a power cut after a quiet day does not leave it a day behind).
+    pub fn checkpoint(&mut self, mono: Instant) -> Option<WallTime> {
+        let floor = self.floor(mono)?;
+        self.take_persist(floor)
+    }
+
     /// The floor to persist at an orderly shutdown, if it rose at all.
     pub fn shutdown_record(&self, mono: Instant) -> Option<WallTime> {
         self.floor(mono).filter(|f| Some(*f) > self.persisted)

@@ -270,6 +270,7 @@ impl EngineTask {
                 },
                 Some(probe) = recv_probe(&mut self.probes) => {
                     probe.answer();
+                    self.checkpoint();
                     continue;
                 },
             };
@@ -315,6 +316,18 @@ impl EngineTask {
         if let Err(e) = lock_store(&self.store).apply(&changes) {
             // The last persisted record stays: it can only be longer.
             tracing::warn!("cannot save the lockout at shutdown: {e}");
+        }
+    }
+
+    /// At a watchdog ping: store the trusted-time floor if it rose by an
+    /// hour while the lock sat idle (issue 13 item 3).
+    fn checkpoint(&mut self) {
+        let changes = self.engine.checkpoint(self.clock.now());
+        if changes.is_empty() {
+            return;
+        }
+        if let Err(e) = lock_store(&self.store).apply(&changes) {
+            tracing::warn!("cannot store the trusted-time floor: {e}");
         }
     }
 
