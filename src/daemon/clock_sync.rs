@@ -78,3 +78,49 @@ pub fn restore(store: &Store, clock: &Clock) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::WallTime;
+    use crate::store::StoreOptions;
+
+    const T: i64 = 1_800_000_000;
+
+    #[test]
+    fn an_owner_sync_is_remembered_within_one_boot_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _key) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let store = Mutex::new(store);
+        let clock = Clock::new(false);
+        assert_eq!(clock.now().wall, None, "untrusted and unsynced: unknown");
+        clock.set(WallTime(T));
+        remember(&store, &clock);
+        // A daemon restart in the same boot: the time is still known.
+        let again = Clock::new(false);
+        restore(&store.lock().unwrap(), &again);
+        let wall = again.now().wall.expect("restored");
+        assert!((wall.0 - T).abs() < 5, "{wall:?}");
+        // The same record from another boot is not taken back.
+        let offset = clock.owner_offset().unwrap();
+        let other = serde_json::to_vec(&Remembered {
+            boot_id: "another-boot".into(),
+            offset,
+        })
+        .unwrap();
+        store.lock().unwrap().put_meta(META, &other).unwrap();
+        let after_reboot = Clock::new(false);
+        restore(&store.lock().unwrap(), &after_reboot);
+        assert_eq!(after_reboot.now().wall, None);
+    }
+
+    #[test]
+    fn an_ntp_synchronised_system_clock_is_a_trusted_source() {
+        let clock = Clock::new(false);
+        assert_eq!(clock.now().wall, None);
+        clock.set_ntp_synchronized(true);
+        assert!(clock.now().wall.is_some());
+        clock.set_ntp_synchronized(false);
+        assert_eq!(clock.now().wall, None);
+    }
+}
