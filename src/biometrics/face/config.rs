@@ -282,11 +282,11 @@ mod tests {
             ("ir_camera = \"\"", "face.ir_camera"),
             ("sim_ir_dir = \"\"", "face.sim_ir_dir"),
             (
-                "enabled = true\nir_camera = \"/dev/video2\"",
+                "enabled = true\nliveness = \"none\"\nallow_without_liveness = true\nir_camera = \"/dev/video2\"",
                 "face.ir_camera",
             ),
             (
-                "enabled = true\nsim_ir_dir = \"/tmp/ir\"",
+                "enabled = true\nliveness = \"none\"\nallow_without_liveness = true\nsim_ir_dir = \"/tmp/ir\"",
                 "face.sim_ir_dir",
             ),
         ];
