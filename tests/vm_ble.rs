@@ -892,6 +892,7 @@ mod guest_daemon {
             format!(
                 "board = \"sim\"\n\
                  [lock]\nserial = \"{SERIAL}\"\nverification_code = \"{}\"\n\
+                 trust_system_clock = true\ntimedate_bus = \"off\"\n\
                  [sim]\nmotor_travel_ms = 100\n\
                  [ble]\nenabled = true\nadapter = \"hci0\"\n\
                  [wifi]\nbackend = \"wpa_supplicant\"\ninterface = \"wlan0\"\nconnect_timeout_secs = 20\n",
