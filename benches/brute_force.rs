@@ -410,7 +410,11 @@ fn main() {
         );
     };
     let before = before_trace(&seq);
-    row("before", "32-digit chunks, sits out each 3-min lockout", &before);
+    row(
+        "before",
+        "32-digit chunks, sits out each 3-min lockout",
+        &before,
+    );
     let (greedy, opened) = attack(lock(&[]), &seq, Strategy::Greedy);
     assert!(!opened, "a lock without passcodes opened");
     row(

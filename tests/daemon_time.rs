@@ -87,7 +87,10 @@ fn without_a_time_source_the_wall_clock_is_unknown() {
         dir.path(),
         &format!("[lock]\ntimedate_bus = \"{}\"\n", bus.address),
     );
-    let d = Daemon::start_with(&dir.path().join("state"), &["--config", cfg.to_str().unwrap()]);
+    let d = Daemon::start_with(
+        &dir.path().join("state"),
+        &["--config", cfg.to_str().unwrap()],
+    );
     first_start(&d);
     assert_eq!(wall_time(&d), Value::Null);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -108,10 +111,13 @@ impl Drop for Timedated {
 }
 
 fn timedated_path() -> &'static str {
-    ["/lib/systemd/systemd-timedated", "/usr/lib/systemd/systemd-timedated"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .expect("systemd-timedated must be installed (Debian package systemd)")
+    [
+        "/lib/systemd/systemd-timedated",
+        "/usr/lib/systemd/systemd-timedated",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())
+    .expect("systemd-timedated must be installed (Debian package systemd)")
 }
 
 /// The real timedated on a private bus: what it says of NTP
@@ -163,7 +169,10 @@ fn the_daemon_trusts_the_clock_exactly_when_timedated_says_it_is_synchronised() 
         dir.path(),
         &format!("[lock]\ntimedate_bus = \"{}\"\n", bus.address),
     );
-    let d = Daemon::start_with(&dir.path().join("state"), &["--config", cfg.to_str().unwrap()]);
+    let d = Daemon::start_with(
+        &dir.path().join("state"),
+        &["--config", cfg.to_str().unwrap()],
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     while !d.log_text().contains("NTP synchronisation") {
         assert!(Instant::now() < deadline, "{}", d.log_text());
@@ -171,7 +180,11 @@ fn the_daemon_trusts_the_clock_exactly_when_timedated_says_it_is_synchronised() 
     }
     first_start(&d);
     let wall = wall_time(&d);
-    assert_eq!(wall.is_i64(), synced, "timedated said {said}, the engine has {wall}");
+    assert_eq!(
+        wall.is_i64(),
+        synced,
+        "timedated said {said}, the engine has {wall}"
+    );
     eprintln!("timedated: NTPSynchronized = {synced}; the engine's wall time: {wall}");
     let _ = json!(null);
     assert!(d.sigterm().success());

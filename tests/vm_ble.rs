@@ -292,18 +292,16 @@ async fn channel_the_label_code_pairs_the_first_owner_only() {
 
     let second = StaticKeypair::generate(&mut OsRng);
     link.hold_set();
-    assert!(pair(&mut conn, &link, &second, &codes.code(0)).await.is_err());
-    assert!(link
-        .sim
-        .lock()
-        .unwrap()
-        .all
-        .iter()
-        .any(|a| matches!(a, latchd::core::Action::Log(e) if e.kind
-            == latchd::core::EventKind::AppRefused {
-                via: Channel::Ble,
-                reason: AppRefusal::PairingFailed
-            })));
+    assert!(pair(&mut conn, &link, &second, &codes.code(0))
+        .await
+        .is_err());
+    assert!(link.sim.lock().unwrap().all.iter().any(
+        |a| matches!(a, latchd::core::Action::Log(e) if e.kind
+        == latchd::core::EventKind::AppRefused {
+            via: Channel::Ble,
+            reason: AppRefusal::PairingFailed
+        })
+    ));
     pair(&mut conn, &link, &second, &codes.code(1))
         .await
         .expect("the spoken code pairs the next owner");
@@ -333,9 +331,15 @@ async fn channel_the_label_code_pairs_the_first_owner_only() {
         .expect("answered"),
         Response::Ok
     );
-    assert!(request(&mut conn, &link, &second, paired.lock_public, &Request::Unlock)
-        .await
-        .is_err());
+    assert!(request(
+        &mut conn,
+        &link,
+        &second,
+        paired.lock_public,
+        &Request::Unlock
+    )
+    .await
+    .is_err());
 }
 
 #[tokio::test]

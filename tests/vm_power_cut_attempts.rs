@@ -98,7 +98,11 @@ fn power_cut_after_a_wrong_code_keeps_the_failure_in_vm() {
         out.assert_success();
         print!("{}", out.stdout);
         if last {
-            assert!(out.stdout.contains("checked after the last cut"), "{}", out.stdout);
+            assert!(
+                out.stdout.contains("checked after the last cut"),
+                "{}",
+                out.stdout
+            );
             break;
         }
         assert!(
@@ -127,7 +131,10 @@ fn power_cut_after_a_wrong_code_keeps_the_failure_in_vm() {
         answered >= 2,
         "the `answer` rounds must cut after the answer showed"
     );
-    println!("{} power cuts after ✓ of a wrong code, none lost a shown failure", MODES.len());
+    println!(
+        "{} power cuts after ✓ of a wrong code, none lost a shown failure",
+        MODES.len()
+    );
 }
 
 /// The guest half.
@@ -174,7 +181,12 @@ fn guest_attempt_cut_round() {
     std::fs::write(out_dir.join("strikes-before"), format!("{strikes}\n")).unwrap();
 
     let mut s = UnixStream::connect(&d.sock).unwrap();
-    writeln!(s, "{}", json!({"cmd": "press", "keys": format!("{WRONG}✓")})).unwrap();
+    writeln!(
+        s,
+        "{}",
+        json!({"cmd": "press", "keys": format!("{WRONG}✓")})
+    )
+    .unwrap();
     let sent = Instant::now();
     let seen = match mode.as_str() {
         "answer" => {
@@ -217,7 +229,10 @@ fn attach_disk() -> PathBuf {
     let dev = PathBuf::from("/dev/vda");
     let deadline = Instant::now() + Duration::from_secs(10);
     while !dev.exists() {
-        assert!(Instant::now() < deadline, "no /dev/vda after loading virtio_blk");
+        assert!(
+            Instant::now() < deadline,
+            "no /dev/vda after loading virtio_blk"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     dev

@@ -194,7 +194,9 @@ pub enum AppError {
     KeyExists,
     #[error("the lock's clock is not set; sync the time from the owner's app first")]
     ClockUnknown,
-    #[error("that time is earlier than the time the lock already trusted; check the phone's clock")]
+    #[error(
+        "that time is earlier than the time the lock already trusted; check the phone's clock"
+    )]
     ClockBehindTrusted,
     #[error("that time is out of range (before 2025, after 2200, or more than 400 days past the time the lock trusted)")]
     ClockOutOfRange,

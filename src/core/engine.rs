@@ -24,8 +24,7 @@ use super::attempt::FaceAttempt;
 use super::auto_face::AutoFace;
 use super::event::{AlarmKind, Event, EventKind, LockHow};
 use super::input::{
-    BoltPosition, DoorPosition, Input, MotorReport, PowerReading, SetPress, TamperState,
-    WifiStatus,
+    BoltPosition, DoorPosition, Input, MotorReport, PowerReading, SetPress, TamperState, WifiStatus,
 };
 use super::lock::{self, LockMech, LockState, MotorState};
 use super::passcode::Macer;
@@ -380,7 +379,11 @@ impl Engine {
     /// since it was last stored.
     pub fn shutdown_changes(&self, now: Now) -> Vec<Change> {
         let mut c = vec![Change::PutLockout(self.lockout.record(now.mono))];
-        c.extend(self.trusted.shutdown_record(now.mono).map(Change::PutTimeFloor));
+        c.extend(
+            self.trusted
+                .shutdown_record(now.mono)
+                .map(Change::PutTimeFloor),
+        );
         c
     }
 

@@ -70,8 +70,8 @@ pub mod types;
 pub mod users;
 
 pub use engine::{
-    Engine, EngineConfig, PairingCodes, Status, FACTORY_RESET_WINDOW, IDENTIFY_FLASH, IDENTIFY_GAP, KEYPAD_SLEEP,
-    PAIRING_WINDOW, TAMPER_ALARM,
+    Engine, EngineConfig, PairingCodes, Status, FACTORY_RESET_WINDOW, IDENTIFY_FLASH, IDENTIFY_GAP,
+    KEYPAD_SLEEP, PAIRING_WINDOW, TAMPER_ALARM,
 };
 pub use lock::LockState;
 pub use users::CredentialCounts;

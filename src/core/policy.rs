@@ -62,9 +62,7 @@ pub const FORGIVE_MAX: u32 = 5;
 /// How long the lockout of `level` (1-based) lasts.
 pub fn lockout_for(level: u32) -> Duration {
     let doublings = level.saturating_sub(1).min(16);
-    LOCKOUT
-        .saturating_mul(1u32 << doublings)
-        .min(LOCKOUT_CAP)
+    LOCKOUT.saturating_mul(1u32 << doublings).min(LOCKOUT_CAP)
 }
 
 /// What a failure did to the lockout state.
@@ -139,7 +137,8 @@ impl Lockout {
         Lockout {
             recent: recent.into(),
             strikes,
-            leak_at: (strikes > 0).then(|| now + record.leak_in.unwrap_or(LEAK_EVERY).min(LEAK_EVERY)),
+            leak_at: (strikes > 0)
+                .then(|| now + record.leak_in.unwrap_or(LEAK_EVERY).min(LEAK_EVERY)),
             locked_until: record.locked_for.map(|d| now + d.min(LOCKOUT_CAP)),
             keypad_disabled: record.keypad_disabled,
         }
@@ -316,7 +315,10 @@ mod tests {
     fn five_failures_lock_for_three_minutes() {
         let mut l = Lockout::default();
         for i in 0..4 {
-            assert_eq!(l.fail(Instant(i * MIN), 1, P, true), FailureOutcome::Counted);
+            assert_eq!(
+                l.fail(Instant(i * MIN), 1, P, true),
+                FailureOutcome::Counted
+            );
         }
         let t = Instant(4 * MIN + 59_000);
         assert_eq!(

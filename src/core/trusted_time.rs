@@ -96,9 +96,9 @@ impl TrustedTime {
 
     /// The latest time known for certain as of `mono`.
     pub fn floor(&self, mono: Instant) -> Option<WallTime> {
-        let carried = self.anchor.map(|(w, at)| {
-            WallTime(w.0.saturating_add(mono.since(at).as_secs() as i64))
-        });
+        let carried = self
+            .anchor
+            .map(|(w, at)| WallTime(w.0.saturating_add(mono.since(at).as_secs() as i64)));
         carried.max(self.persisted)
     }
 
@@ -236,7 +236,10 @@ mod tests {
             t.check(at(3600, Some(T + 3660))).persist,
             Some(WallTime(T + 3660))
         );
-        assert_eq!(t.shutdown_record(Instant(3600 * 1000 + 30_000)), Some(WallTime(T + 3690)));
+        assert_eq!(
+            t.shutdown_record(Instant(3600 * 1000 + 30_000)),
+            Some(WallTime(T + 3690))
+        );
     }
 
     #[test]
@@ -254,7 +257,10 @@ mod tests {
             t.owner_sync(Instant(0), WallTime(0)),
             Err(SyncRefused::OutOfRange)
         );
-        assert_eq!(t.owner_sync(Instant(0), WallTime(T + 30)), Ok(WallTime(T + 30)));
+        assert_eq!(
+            t.owner_sync(Instant(0), WallTime(T + 30)),
+            Ok(WallTime(T + 30))
+        );
         // A reading of 1970 (no RTC) is not believed either.
         let mut fresh = TrustedTime::new(None);
         assert_eq!(fresh.check(at(0, Some(86_400))).wall, None);

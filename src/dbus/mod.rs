@@ -50,8 +50,8 @@ mod properties;
 mod service;
 
 pub use properties::{PropertyError, PROPERTY_NAMES};
-pub use service::{serve, DbusHandle};
 pub(crate) use service::connection_builder;
+pub use service::{serve, DbusHandle};
 
 /// The well-known bus name the daemon owns.
 pub const BUS_NAME: &str = "org.latchd";

@@ -872,3 +872,39 @@ fn log_lost(e: &ConnectionError, connected: bool) {
         tracing::warn!("cannot connect to the broker: {e}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 13: the owner hears of a keypad lockout (the first included)
+    /// as a sealed notice; the clock falling behind goes to the clear
+    /// alert topic only.
+    #[test]
+    fn a_lockout_is_an_owner_notice() {
+        let n = |notice| OwnerNotice {
+            notice,
+            last_event: Some(42),
+        };
+        let entry = owner_entry(
+            &n(Notice::Lockout {
+                level: 1,
+                minutes: Some(3),
+                keypad_disabled: false,
+            }),
+            Some(crate::core::WallTime(7)),
+        )
+        .expect("an owner notice");
+        assert_eq!(entry.kind, WireEvent::Alarm(WireAlarm::Lockout));
+        assert_eq!(entry.cursor, 42);
+        assert!(owner_entry(&n(Notice::ClockBehind), None).is_none());
+        assert_eq!(
+            telemetry::alert_json(&Notice::Lockout {
+                level: 5,
+                minutes: Some(48),
+                keypad_disabled: true
+            }),
+            Some(serde_json::json!({"event_type": "keypad_disabled"}))
+        );
+    }
+}

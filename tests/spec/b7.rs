@@ -43,9 +43,10 @@ fn b7_1_five_failures_in_five_minutes_lock_for_three() {
     assert_eq!(s.engine.status().lockout_remaining, Some(secs(180)));
     // The lockout is persisted as a remaining duration (with the attempt
     // that started it, before its answer showed).
-    assert!(s.expect_persist().iter().any(
-        |c| matches!(c, Change::PutAttempt(r) if r.locked_for == Some(secs(180)))
-    ));
+    assert!(s
+        .expect_persist()
+        .iter()
+        .any(|c| matches!(c, Change::PutAttempt(r) if r.locked_for == Some(secs(180)))));
 }
 
 /// Decision (issue 13): failures no longer leave the count after five
