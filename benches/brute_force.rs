@@ -58,7 +58,7 @@ fn de_bruijn() -> Vec<u8> {
     const N: usize = 6;
     fn db(t: usize, p: usize, a: &mut [usize; 7], out: &mut Vec<u8>) {
         if t > N {
-            if N % p == 0 {
+            if N.is_multiple_of(p) {
                 out.extend(a[1..=p].iter().map(|&d| d as u8));
             }
         } else {
