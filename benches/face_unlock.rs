@@ -249,6 +249,8 @@ fn bench_daemon_face_to_unlock() {
     }
     let mut config = latchd::config::Config::default();
     config.face.enabled = true;
+    config.face.liveness = latchd::biometrics::face::LivenessMode::Off;
+    config.face.allow_without_liveness = true;
     config.face.models_dir = models;
     config.face.sim_people_dir = Some(people);
     config.face.motion_trigger = true;

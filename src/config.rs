@@ -76,10 +76,30 @@ pub struct LockConfig {
     pub verification_code: String,
     /// B-10.1: the low-battery prompt and LED come on below this.
     pub low_battery_percent: u8,
-    /// Trust the system clock for validity windows from the start. A board
-    /// without a battery-backed RTC says `false`: time-windowed credentials
-    /// are then refused until the clock is set.
+    /// Trust the system clock for validity windows from the start: only
+    /// on a board whose battery-backed RTC nobody outside can reach.
+    /// Default `false` (issue 13): the clock is trusted once systemd
+    /// reports it NTP-synchronised (`org.freedesktop.timedate1`) or an
+    /// owner synced it; until then time-windowed credentials are refused.
+    /// Either way no reading behind the trusted-time floor is believed.
     pub trust_system_clock: bool,
+    /// A one-time visitor code made without an end ends this many hours
+    /// after it was made (issue 13: every visitor code has an end).
+    pub one_time_code_hours: u32,
+    /// Where to ask systemd whether the clock is NTP-synchronised
+    /// (`org.freedesktop.timedate1`): `system` (default), `off`, or a
+    /// D-Bus address.
+    pub timedate_bus: String,
+}
+
+impl LockConfig {
+    /// The bus of `timedate_bus`, `None` when off.
+    pub fn timedate_bus(&self) -> Option<crate::dbus::BusChoice> {
+        match self.timedate_bus.as_str() {
+            "off" => None,
+            other => other.parse().ok(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -172,7 +192,9 @@ impl Default for LockConfig {
             serial: String::new(),
             verification_code: String::new(),
             low_battery_percent: 20,
-            trust_system_clock: true,
+            trust_system_clock: false,
+            one_time_code_hours: 24,
+            timedate_bus: "system".into(),
         }
     }
 }
@@ -297,6 +319,20 @@ impl Config {
                 "(not shown: it is a secret)".into(),
                 "use the 24-character base32 code (A-Z, 2-7) printed on the lock's label, \
                  or leave it empty to derive one from the device key",
+            );
+        }
+        if l.timedate_bus != "off" && l.timedate_bus.parse::<crate::dbus::BusChoice>().is_err() {
+            return bad(
+                "lock.timedate_bus",
+                format!("{:?}", l.timedate_bus),
+                "use \"system\", \"off\" or a D-Bus address such as \"unix:path=/run/dbus/system_bus_socket\"",
+            );
+        }
+        if !(1..=24 * 30).contains(&l.one_time_code_hours) {
+            return bad(
+                "lock.one_time_code_hours",
+                l.one_time_code_hours.to_string(),
+                "must be between 1 and 720 (30 days): every visitor code has an end",
             );
         }
         if !(1..=99).contains(&l.low_battery_percent) {

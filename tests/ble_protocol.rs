@@ -1,6 +1,6 @@
 //! The BLE secure channel end to end, sans-IO: the real app side
-//! (`ble::client`) against the real lock side (`ble::protocol`,
-//! `ble::pairing`, `ble::commands`), every frame fragmented over an ATT MTU
+//! (`app::client`) against the real lock side (`app::protocol`,
+//! `app::pairing`, `app::codec`), every frame fragmented over an ATT MTU
 //! and reassembled, as the GATT glue would move it.
 //!
 //! Covers B-5 (pairing only in pairing mode, authenticated by the
@@ -488,6 +488,8 @@ fn all_requests() -> Vec<Request> {
         },
         Request::ListGuestKeys,
         Request::RevokeGuestKey { slot: 4 },
+        Request::ListOwnerKeys,
+        Request::RevokeOwnerKey { slot: 2 },
         Request::Events {
             before: Some(77),
             limit: 32,
@@ -678,4 +680,30 @@ fn idle_session_is_closed_and_refuses_further_frames() {
     );
     assert_eq!(l.open(later, &f), Err(ChannelError::SessionClosed));
     assert!(authorize(&owner(&app), &Request::Unlock, None).is_ok());
+}
+
+/// Issue 13 item 6: the owner-key listing round-trips, and a label too
+/// long for the wire is cut on a character boundary.
+#[test]
+fn owner_key_listing_round_trips_and_cuts_long_labels() {
+    use latchd::app::response::{OwnerKeyEntry, MAX_LABEL};
+    let long = "é".repeat(40);
+    let r = Response::OwnerKeys(vec![
+        OwnerKeyEntry {
+            slot: 1,
+            admin: 1,
+            label: "owner phone".into(),
+        },
+        OwnerKeyEntry {
+            slot: 7,
+            admin: 3,
+            label: long.clone(),
+        },
+    ]);
+    let Ok(Response::OwnerKeys(keys)) = Response::decode(&r.encode()) else {
+        panic!("does not round-trip")
+    };
+    assert_eq!(keys[0].label, "owner phone");
+    assert_eq!((keys[1].slot, keys[1].admin), (7, 3));
+    assert!(keys[1].label.len() <= MAX_LABEL && long.starts_with(&keys[1].label));
 }

@@ -6,7 +6,7 @@
 //! ```text
 //!  test ── FaceRecognizer(obama/1.jpg) ──► template ──► Store::open(state) ──► PutUser/PutCredential
 //!  test ── latchd (real binary) ◄── control socket: face N, touch, press, set, events, status
-//!            sim camera shows <people>/<N>.jpg ──► FrameRing ──► motion ──► Touch ──► engine
+//!            sim camera shows <people>/<N>.jpg ──► FrameRing ──► motion ──► Motion ──► engine
 //!                                                        └──► FaceService ──► Recognised | NotRecognised
 //!  test ── menu 2 → 1, then on each pose prompt: face 11..15 ──► FaceService enrolment ──► Enrolled
 //! ```
@@ -87,7 +87,8 @@ fn write_config(dir: &Path, models: &Path, people: &Path) -> PathBuf {
     std::fs::write(
         &config,
         format!(
-            "[face]\nenabled = true\nmodels_dir = \"{}\"\nsim_people_dir = \"{}\"\n",
+            "[face]\nenabled = true\nmodels_dir = \"{}\"\nsim_people_dir = \"{}\"\n\
+             liveness = \"none\"\nallow_without_liveness = true\n",
             models.display(),
             people.display()
         ),

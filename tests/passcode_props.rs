@@ -45,8 +45,9 @@ fn engine_with_code(code: &[u8]) -> (Engine, u64) {
         passcode_key: KEY,
         serial: "S".into(),
         firmware: "F".into(),
-        verification_code: "V".into(),
+        pairing_codes: latchd::core::PairingCodes::new(|_| "V".into()),
         low_battery_percent: 20,
+        one_time_code_ttl: latchd::core::EngineConfig::DEFAULT_ONE_TIME_CODE_TTL,
     };
     let now = Now::new(0, None);
     let mut e = Engine::new(config, store, now);
@@ -139,9 +140,10 @@ proptest! {
     #[test]
     fn the_engine_opens_for_padded_codes_and_nothing_else(
         code in valid_code(),
-        pre in prop::collection::vec(0u8..10, 0..11),
-        post in prop::collection::vec(0u8..10, 0..11),
-        noise in prop::collection::vec(0u8..10, 6..=32),
+        // The keypad takes 16 digits (issue 13): up to 6 of padding.
+        pre in prop::collection::vec(0u8..10, 0..4),
+        post in prop::collection::vec(0u8..10, 0..4),
+        noise in prop::collection::vec(0u8..10, 6..=16),
     ) {
         let (mut e, mut t) = engine_with_code(&code);
         let padded: Vec<u8> = pre.iter().chain(&code).chain(&post).copied().collect();

@@ -380,6 +380,10 @@ fn config(files: &BrokerFiles, port: u16) -> Config {
         ..Default::default()
     };
     c.lock.serial = SERIAL.into();
+    // The host's clock stands for a trusted RTC (issue 13: the default
+    // trusts only NTP via timedate1 or an owner's time sync).
+    c.lock.trust_system_clock = true;
+    c.lock.timedate_bus = "off".into();
     c.sim.motor_travel_ms = 20;
     let r = &mut c.remote;
     r.enabled = true;

@@ -10,8 +10,8 @@ use latchd::core::event::{Event, EventKind, LockHow};
 use latchd::core::time::{Validity, WallTime};
 use latchd::core::types::{
     AppKey, AppKeyId, AppKeyRole, Change, Credential, CredentialId, CredentialKind,
-    CredentialSecret, GuestInvite, Handing, LockoutRecord, Method, PasscodeMac, Persisted, Role,
-    Settings, TempPasscode, TempPasscodeId, User, UserNumber,
+    CredentialSecret, GuestInvite, Handing, LockoutRecord, Method, PasscodeMac, Persisted,
+    RecentFailure, Role, Settings, TempPasscode, TempPasscodeId, User, UserNumber,
 };
 use latchd::store::{EventId, Store, StoreError, StoreOptions, DB_FILE, KEY_FILE};
 
@@ -115,8 +115,16 @@ fn everything() -> (Vec<Change>, Persisted) {
         wifi: false,
     };
     let lockout = LockoutRecord {
-        failures_expire_in: vec![Duration::from_millis(1500), Duration::from_secs(200)],
+        failures_expire_in: Vec::new(),
+        recent: vec![RecentFailure {
+            expires_in: Duration::from_millis(1500),
+            weight: 11,
+            method: Some(Method::Passcode),
+        }],
         locked_for: Some(Duration::from_secs(170)),
+        strikes: 23,
+        leak_in: Some(Duration::from_secs(3600)),
+        keypad_disabled: true,
     };
     let temp = TempPasscode {
         id: TempPasscodeId(9),
@@ -168,6 +176,8 @@ fn everything() -> (Vec<Change>, Persisted) {
         Change::PutAppKey(owner_key.clone()),
         Change::PutAppKey(guest_key.clone()),
         Change::PutGuestInvite(invite.clone()),
+        Change::PutTimeFloor(WallTime(1_790_000_000)),
+        Change::SetPairingGeneration(3),
     ]);
     let persisted = Persisted {
         handing: Some(Handing::LeftHand),
@@ -178,6 +188,8 @@ fn everything() -> (Vec<Change>, Persisted) {
         temp_passcodes: vec![temp],
         app_keys: vec![owner_key, guest_key],
         guest_invites: vec![invite],
+        time_floor: Some(WallTime(1_790_000_000)),
+        pairing_generation: 3,
     };
     (changes, persisted)
 }
@@ -293,7 +305,16 @@ fn factory_reset_erases_state_but_keeps_the_event_log() {
     drop(store);
 
     let mut store = open(tmp.path());
-    assert_eq!(store.load().unwrap(), Persisted::default());
+    // Issue 13: the trusted-time floor survives a reset (time does not run
+    // backwards for the next owner); the pairing generation goes back to
+    // the label's code.
+    assert_eq!(
+        store.load().unwrap(),
+        Persisted {
+            time_floor: Some(WallTime(1_790_000_000)),
+            ..Persisted::default()
+        }
+    );
     let events: Vec<_> = store.recent_events(10).unwrap();
     assert_eq!(
         events.iter().map(|e| e.id).collect::<Vec<_>>(),
@@ -305,6 +326,31 @@ fn factory_reset_erases_state_but_keeps_the_event_log() {
     assert!(next[0] > ids[1]);
     // The lock can be set up again.
     store.apply(&changes).unwrap();
+}
+
+/// Issue 13: the trusted-time floor is only ever raised in the store, and
+/// a pending attempt is the lockout row itself.
+#[test]
+fn the_time_floor_only_rises_and_an_attempt_is_the_lockout_row() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut store = open(tmp.path());
+    store
+        .apply(&[Change::PutTimeFloor(WallTime(1_800_000_000))])
+        .unwrap();
+    store
+        .apply(&[Change::PutTimeFloor(WallTime(1_700_000_000))])
+        .unwrap();
+    assert_eq!(
+        store.load().unwrap().time_floor,
+        Some(WallTime(1_800_000_000))
+    );
+    let attempt = LockoutRecord {
+        strikes: 1,
+        ..LockoutRecord::default()
+    };
+    store.apply(&[Change::PutAttempt(attempt.clone())]).unwrap();
+    drop(store);
+    assert_eq!(open(tmp.path()).load().unwrap().lockout, attempt);
 }
 
 #[test]

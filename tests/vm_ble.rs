@@ -1,8 +1,8 @@
 //! The BLE service end to end.
 //!
 //! * `channel_*` (runs everywhere, no radio): the lock side of the secure
-//!   channel (`ble::service::ChannelConn`) against the real app-side client
-//!   (`ble::client`), fragment by fragment at a small ATT MTU, with the real
+//!   channel (`app::ChannelConn`) against the real app-side client
+//!   (`app::client`), fragment by fragment at a small ATT MTU, with the real
 //!   engine (the spec harness: pure `Engine`, in-memory store) behind it —
 //!   owner pairing, sessions, guest invite → redemption → unlock only →
 //!   spent code → events paged → revocation.
@@ -281,6 +281,84 @@ async fn channel_pairs_only_in_pairing_mode_then_unlocks() {
     .await
     .unwrap_err();
     assert!(err.to_string().to_lowercase().contains("key"), "{err}");
+}
+
+/// Issue 13 item 6: the label's code pairs the first owner only; the
+/// next owner needs the code of the next generation (what system
+/// information speaks), a failed confirmation is logged, and owner keys
+/// are listed and revoked one by one over the channel.
+#[tokio::test]
+async fn channel_the_label_code_pairs_the_first_owner_only() {
+    use latchd::app::pairing::CurrentCode;
+    use latchd::app::response::OwnerKeyEntry;
+    use latchd::daemon::pairing_code::PairingCodes;
+
+    let link = SimLink::installed();
+    let lock = Arc::new(StaticKeypair::generate(&mut OsRng));
+    let codes = PairingCodes::new(&latchd::config::Config::default(), &[7; 32]);
+    let current = CurrentCode::new(codes.code(0));
+    // What the daemon's engine task calls after it committed a generation.
+    let mut follow = codes.follow(current.clone());
+    let mut conn = ChannelConn::new(lock.clone(), current.clone(), 185);
+    let first = StaticKeypair::generate(&mut OsRng);
+    link.hold_set();
+    let paired = pair(&mut conn, &link, &first, &codes.code(0))
+        .await
+        .expect("the label pairs the first owner");
+    let generation = link.persisted().await.unwrap().pairing_generation;
+    assert_eq!(generation, 1);
+    follow(generation);
+
+    let second = StaticKeypair::generate(&mut OsRng);
+    link.hold_set();
+    assert!(pair(&mut conn, &link, &second, &codes.code(0))
+        .await
+        .is_err());
+    assert!(link.sim.lock().unwrap().all.iter().any(
+        |a| matches!(a, latchd::core::Action::Log(e) if e.kind
+        == latchd::core::EventKind::AppRefused {
+            via: Channel::Ble,
+            reason: AppRefusal::PairingFailed
+        })
+    ));
+    pair(&mut conn, &link, &second, &codes.code(1))
+        .await
+        .expect("the spoken code pairs the next owner");
+
+    let Response::OwnerKeys(keys) = request(
+        &mut conn,
+        &link,
+        &first,
+        paired.lock_public,
+        &Request::ListOwnerKeys,
+    )
+    .await
+    .expect("listed") else {
+        panic!("no listing")
+    };
+    assert_eq!(keys.len(), 2);
+    let OwnerKeyEntry { slot, .. } = keys[1].clone();
+    assert_eq!(
+        request(
+            &mut conn,
+            &link,
+            &first,
+            paired.lock_public,
+            &Request::RevokeOwnerKey { slot },
+        )
+        .await
+        .expect("answered"),
+        Response::Ok
+    );
+    assert!(request(
+        &mut conn,
+        &link,
+        &second,
+        paired.lock_public,
+        &Request::Unlock
+    )
+    .await
+    .is_err());
 }
 
 #[tokio::test]
@@ -584,7 +662,7 @@ mod guest {
             link: link.clone(),
             wifi: Arc::new(latchd::wifi::NoWifi),
             lock_key: lock.clone(),
-            code: code.clone(),
+            code: code.clone().into(),
             device_info: DeviceInfo {
                 firmware: "latchd".into(),
                 version: env!("CARGO_PKG_VERSION").into(),
@@ -839,6 +917,7 @@ mod guest_daemon {
             format!(
                 "board = \"sim\"\n\
                  [lock]\nserial = \"{SERIAL}\"\nverification_code = \"{}\"\n\
+                 trust_system_clock = true\ntimedate_bus = \"off\"\n\
                  [sim]\nmotor_travel_ms = 100\n\
                  [ble]\nenabled = true\nadapter = \"hci0\"\n\
                  [wifi]\nbackend = \"wpa_supplicant\"\ninterface = \"wlan0\"\nconnect_timeout_secs = 20\n",

@@ -20,7 +20,10 @@ use thiserror::Error;
 use super::pairing::{GuestPairingCode, CODE_BYTES};
 use super::protocol::{ErrorCode, MAX_PLAINTEXT};
 use super::request::{PasscodeDigits, Request, Setting, TempPasscodeKind, MAX_EVENTS_PER_PAGE};
-use super::response::{Credentials, GuestKeyEntry, PasscodeEntry, Response, UserEntry, MAX_DETAIL};
+use super::response::{
+    Credentials, GuestKeyEntry, OwnerKeyEntry, PasscodeEntry, Response, UserEntry, MAX_DETAIL,
+    MAX_LABEL,
+};
 use super::wire::{
     AlarmKind, Alarms, BoltState, DoorState, EventEntry, EventKind, LockState, Role, Settings,
     StatusReport, UnlockMethod, WifiStatus,
@@ -349,6 +352,8 @@ mod op {
     pub const CREATE_GUEST_KEY: u8 = 0x30;
     pub const LIST_GUEST_KEYS: u8 = 0x31;
     pub const REVOKE_GUEST_KEY: u8 = 0x32;
+    pub const LIST_OWNER_KEYS: u8 = 0x33;
+    pub const REVOKE_OWNER_KEY: u8 = 0x34;
     pub const EVENTS: u8 = 0x40;
     pub const GET_SETTINGS: u8 = 0x50;
     pub const SET_SETTING: u8 = 0x51;
@@ -367,6 +372,7 @@ mod op {
     pub const R_EVENTS: u8 = 0x88;
     pub const R_SETTINGS: u8 = 0x89;
     pub const R_NOTICE: u8 = 0x8A;
+    pub const R_OWNER_KEYS: u8 = 0x8B;
     pub const R_ERROR: u8 = 0xFF;
 }
 
@@ -424,6 +430,12 @@ impl Request {
                 w.0
             }
             Request::ListGuestKeys => simple(op::LIST_GUEST_KEYS),
+            Request::ListOwnerKeys => simple(op::LIST_OWNER_KEYS),
+            Request::RevokeOwnerKey { slot } => {
+                let mut w = Writer::new(op::REVOKE_OWNER_KEY);
+                w.u16(*slot);
+                w.0
+            }
             Request::RevokeGuestKey { slot } => {
                 let mut w = Writer::new(op::REVOKE_GUEST_KEY);
                 w.u16(*slot);
@@ -516,6 +528,10 @@ impl Request {
                 }
             }
             op::LIST_GUEST_KEYS => Request::ListGuestKeys,
+            op::LIST_OWNER_KEYS => Request::ListOwnerKeys,
+            op::REVOKE_OWNER_KEY => Request::RevokeOwnerKey {
+                slot: r.u16("slot")?,
+            },
             op::REVOKE_GUEST_KEY => Request::RevokeGuestKey {
                 slot: r.u16("slot")?,
             },
@@ -681,6 +697,19 @@ impl Response {
                 w.time(*code_expires_at);
                 w.0
             }
+            Response::OwnerKeys(list) => {
+                let mut w = Writer::new(op::R_OWNER_KEYS);
+                w.list(list, |w, k| {
+                    w.u16(k.slot);
+                    w.u16(k.admin);
+                    let mut end = k.label.len().min(MAX_LABEL);
+                    while !k.label.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    w.str(&k.label[..end]);
+                });
+                w.0
+            }
             Response::GuestKeys(list) => {
                 let mut w = Writer::new(op::R_GUEST_KEYS);
                 w.list(list, |w, g| {
@@ -805,6 +834,13 @@ impl Response {
                     code_expires_at: r.time("code expiry")?,
                 }
             }
+            op::R_OWNER_KEYS => Response::OwnerKeys(r.list("owner keys", MAX_LIST, |r| {
+                Ok(OwnerKeyEntry {
+                    slot: r.u16("slot")?,
+                    admin: r.u16("admin")?,
+                    label: r.str("label", MAX_LABEL)?,
+                })
+            })?),
             op::R_GUEST_KEYS => Response::GuestKeys(r.list("guest keys", MAX_LIST, |r| {
                 let slot = r.u16("slot")?;
                 let (valid_from, valid_until) = r.window("guest key window")?;

@@ -27,7 +27,7 @@ use rand_core::OsRng;
 use super::authz::{open_request, RequestError};
 use super::crypto::{KeyId, StaticKeypair};
 use super::lock_link::LockLink;
-use super::pairing::{self, LockPairing, PairKind, PairRequest, VerificationCode};
+use super::pairing::{self, CurrentCode, LockPairing, PairKind, PairRequest};
 use super::protocol::{
     accept_session, error_frame, fragment, ErrorCode, Frame, FrameType, Reassembler, SecureSession,
     SessionInit, DEFAULT_IDLE_TIMEOUT,
@@ -57,7 +57,7 @@ enum ConnState {
 /// The secure channel of one connection.
 pub struct ChannelConn {
     lock: Arc<StaticKeypair>,
-    code: Arc<VerificationCode>,
+    code: CurrentCode,
     mtu: u16,
     reasm: Reassembler,
     state: ConnState,
@@ -74,7 +74,8 @@ impl std::fmt::Debug for ChannelConn {
 
 impl ChannelConn {
     /// A fresh connection at ATT MTU `mtu` (clamped to the protocol's range).
-    pub fn new(lock: Arc<StaticKeypair>, code: Arc<VerificationCode>, mtu: u16) -> Self {
+    pub fn new(lock: Arc<StaticKeypair>, code: impl Into<CurrentCode>, mtu: u16) -> Self {
+        let code = code.into();
         let mtu = mtu.clamp(super::protocol::MIN_ATT_MTU, super::protocol::MAX_ATT_MTU);
         let reasm = Reassembler::new(mtu).expect("the MTU was clamped into the accepted range");
         ChannelConn {
@@ -148,7 +149,7 @@ impl ChannelConn {
                 let (pairing, reply) = LockPairing::respond_owner(
                     &req,
                     link.pairing_mode(),
-                    &self.code,
+                    &self.code.get(),
                     &self.lock,
                     &mut OsRng,
                 )
@@ -157,7 +158,16 @@ impl ChannelConn {
                 Ok(reply)
             }
             (ConnState::Pairing(pairing), FrameType::PairConfirm) => {
-                let (paired, done) = pairing.finish_owner(frame, now).map_err(|e| e.code())?;
+                let (paired, done) = match pairing.finish_owner(frame, now) {
+                    Ok(ok) => ok,
+                    Err(e) => {
+                        // Issue 13: an old code (the label's after the
+                        // first owner) or a man in the middle; the owner
+                        // sees every failed confirmation in the log.
+                        link.refused(Channel::Ble, AppRefusal::PairingFailed);
+                        return Err(e.code());
+                    }
+                };
                 // The engine binds the key to the first administrator and
                 // assigns its id; ours are placeholders it overwrites.
                 let key = AppKey {
@@ -322,7 +332,7 @@ mod tests {
     use super::*;
     use crate::app::client::{self, AppSessionStart};
     use crate::app::lock_link::{LinkFuture, LoggedEvent, StorageError};
-    use crate::app::pairing::CODE_BYTES;
+    use crate::app::pairing::{VerificationCode, CODE_BYTES};
     use crate::app::wire::StatusReport;
     use crate::core::time::Instant;
     use crate::core::types::Persisted;

@@ -23,7 +23,9 @@ use super::lock_link::{LockLink, StorageError};
 use super::pairing;
 use super::protocol::ErrorCode;
 use super::request::{Request, TempPasscodeKind, MAX_EVENTS_PER_PAGE};
-use super::response::{Credentials, GuestKeyEntry, PasscodeEntry, Response, UserEntry};
+use super::response::{
+    Credentials, GuestKeyEntry, OwnerKeyEntry, PasscodeEntry, Response, UserEntry,
+};
 use super::wire;
 use crate::core::action::{AppError, AppOk};
 use crate::core::time::WallTime;
@@ -118,6 +120,17 @@ pub fn response_of(result: &AppResult) -> Response {
         Ok(AppOk::TempPasscodeAdded(id)) => Response::PasscodeCreated {
             id: u16::try_from(id.0).unwrap_or(u16::MAX),
         },
+        Ok(AppOk::OwnerKeys(keys)) => Response::OwnerKeys(
+            keys.iter()
+                .filter_map(|k| {
+                    Some(OwnerKeyEntry {
+                        slot: u16::try_from(k.slot.0).ok()?,
+                        admin: k.admin.get(),
+                        label: k.label.clone(),
+                    })
+                })
+                .collect(),
+        ),
         Err(e) => {
             let code = match e {
                 AppError::Forbidden => ErrorCode::Forbidden,

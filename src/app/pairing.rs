@@ -212,6 +212,47 @@ impl std::fmt::Debug for VerificationCode {
     }
 }
 
+/// The verification code owner pairing accepts *now*. Issue 13 item 6:
+/// the label's code pairs the first owner only; every owner pairing moves
+/// the lock to the next code, which system information speaks at the
+/// lock. The runtime sets it when the engine commits a new generation;
+/// clones share it.
+#[derive(Clone)]
+pub struct CurrentCode(std::sync::Arc<std::sync::RwLock<VerificationCode>>);
+
+impl CurrentCode {
+    pub fn new(code: VerificationCode) -> Self {
+        CurrentCode(std::sync::Arc::new(std::sync::RwLock::new(code)))
+    }
+
+    pub fn get(&self) -> VerificationCode {
+        // A poisoned lock still holds a whole code (the writer only swaps).
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set(&self, code: VerificationCode) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = code;
+    }
+}
+
+impl From<std::sync::Arc<VerificationCode>> for CurrentCode {
+    fn from(code: std::sync::Arc<VerificationCode>) -> Self {
+        CurrentCode::new((*code).clone())
+    }
+}
+
+impl From<VerificationCode> for CurrentCode {
+    fn from(code: VerificationCode) -> Self {
+        CurrentCode::new(code)
+    }
+}
+
+impl std::fmt::Debug for CurrentCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CurrentCode(..)")
+    }
+}
+
 /// A one-time guest pairing code: 2-byte public code id + 104 secret bits,
 /// shown as 24 base32 characters. The owner's app passes it to the guest.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]

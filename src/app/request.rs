@@ -138,6 +138,13 @@ pub enum Request {
     },
     /// List guest keys and outstanding invites.
     ListGuestKeys,
+    /// List the owner keys (issue 13 item 6).
+    ListOwnerKeys,
+    /// Revoke one owner key (issue 13 item 6).
+    RevokeOwnerKey {
+        /// Its slot.
+        slot: u16,
+    },
     /// Revoke a guest key or invite.
     RevokeGuestKey {
         /// Its slot.
@@ -183,6 +190,8 @@ impl Request {
             Request::RevokePasscode { .. } => "revoke passcode",
             Request::CreateGuestKey { .. } => "create guest key",
             Request::ListGuestKeys => "list guest keys",
+            Request::ListOwnerKeys => "list owner keys",
+            Request::RevokeOwnerKey { .. } => "revoke owner key",
             Request::RevokeGuestKey { .. } => "revoke guest key",
             Request::Events { .. } => "events",
             Request::GetSettings => "get settings",
@@ -256,6 +265,10 @@ impl Request {
                 Setting::WifiEnabled(b) => core_types::SettingChange::Wifi(b),
             }),
             Request::ReleaseLockout => AppCommand::ReleaseLockout,
+            Request::ListOwnerKeys => AppCommand::ListOwnerKeys,
+            Request::RevokeOwnerKey { slot } => {
+                AppCommand::RevokeOwnerKey(core_types::AppKeyId(u32::from(*slot)))
+            }
             Request::SetAway(on) => AppCommand::SetAway(*on),
             Request::Status
             | Request::ListUsers

@@ -10,6 +10,8 @@ use crate::core::time::{Validity, WallTime};
 
 /// Longest detail string in an error response.
 pub const MAX_DETAIL: usize = 120;
+/// Longest key label in a listing (longer ones are cut).
+pub const MAX_LABEL: usize = 64;
 
 /// Enrolled credential kinds of a user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -48,6 +50,17 @@ pub struct PasscodeEntry {
     pub kind: TempPasscodeKind,
     /// A one-time code already used.
     pub used: bool,
+}
+
+/// An owner key in a listing (never the key itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerKeyEntry {
+    /// Slot.
+    pub slot: u16,
+    /// The administrator it speaks for.
+    pub admin: u16,
+    /// Its label.
+    pub label: String,
 }
 
 /// A guest key or invite in a listing.
@@ -95,6 +108,8 @@ pub enum Response {
     },
     /// Guest keys.
     GuestKeys(Vec<GuestKeyEntry>),
+    /// Owner keys.
+    OwnerKeys(Vec<OwnerKeyEntry>),
     /// A page of events, newest first.
     Events {
         /// Events.

@@ -41,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::improv::{self, DeviceInfo, Improv, Output, ScannedNetwork};
 use crate::app::crypto::StaticKeypair;
-use crate::app::pairing::VerificationCode;
+use crate::app::pairing::CurrentCode;
 use crate::app::{ChannelConn, LockLink};
 use crate::wifi::WifiBackend;
 
@@ -79,7 +79,8 @@ pub struct GattDeps {
     pub wifi: Arc<dyn WifiBackend>,
     /// The lock's long-term key (`app::crypto::lock_keypair` of the device secret).
     pub lock_key: Arc<StaticKeypair>,
-    pub code: Arc<VerificationCode>,
+    /// The verification code owner pairing accepts now (it rotates).
+    pub code: CurrentCode,
     pub device_info: DeviceInfo,
 }
 

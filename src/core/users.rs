@@ -256,7 +256,10 @@ impl Directory {
                 | Change::DeleteGuestInvite(_)
                 | Change::SetHanding(_)
                 | Change::PutSettings(_)
-                | Change::PutLockout(_) => {}
+                | Change::PutLockout(_)
+                | Change::PutAttempt(_)
+                | Change::PutTimeFloor(_)
+                | Change::SetPairingGeneration(_) => {}
             }
         }
         self.reindex(macer);

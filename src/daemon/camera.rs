@@ -11,7 +11,7 @@
 //!      │       ▲ [face] liveness = "ir": IR source grabbed per matched face
 //!      │         (sim: SimIrCamera, `sim_ir_dir`, follows the sim camera's scene;
 //!      │          linux: V4l2IrCamera, `ir_camera`, lights outputs.ir_illuminator)
-//!      ├─► MotionDetector ([face] motion_trigger) ── Input::Touch ──► engine ── RecogniseFace
+//!      ├─► MotionDetector ([face] motion_trigger) ── Input::Motion ──► engine ── RecogniseFace
 //!      └─► VideoServer ([video] enabled): HTTP MJPEG, token, battery floor
 //! ```
 //!
@@ -359,11 +359,14 @@ fn face_worker(
     );
     let (models, enrolled) = (f.models_dir.display(), templates.borrow().len());
     match &liveness {
-        LivenessSetup::Off => tracing::info!(
+        // Issue 13 item 8: only with `allow_without_liveness = true`, and
+        // said loudly at every start.
+        LivenessSetup::Off => tracing::warn!(
             %models,
             threshold = f.threshold,
             enrolled,
-            "face recognition on the camera (liveness: none, a photo may pass)"
+            "FACE UNLOCK WITHOUT LIVENESS: a printed photo or a phone showing an enrolled person may open the door \
+             ([face] liveness = \"none\", allow_without_liveness = true)"
         ),
         LivenessSetup::Ir { name, .. } => tracing::info!(
             %models,
@@ -445,10 +448,10 @@ impl CameraRig {
                 tracing::info!("motion trigger watching the camera");
                 detector
                     .run(ring, move || {
-                        // The same input as a keypad touch: the engine starts
-                        // one recognition when it is idle and someone is
-                        // enrolled.
-                        if !inputs.try_send(Input::Touch) {
+                        // Someone approached: the engine starts one automatic
+                        // recognition (B-6.2), whose failures have their own
+                        // budget and never feed the keypad's lockout.
+                        if !inputs.try_send(Input::Motion) {
                             tracing::warn!("motion trigger dropped: the engine's queue is full");
                         }
                     })

@@ -86,7 +86,13 @@ pub struct EngineTask {
     /// Told the stored credentials after every committed change to them
     /// (and after a reload): the face service's templates follow the store.
     pub credentials_changed: Option<CredentialsHook>,
+    /// Told the pairing generation after a committed owner pairing or
+    /// factory reset: the BLE service's verification code follows it.
+    pub pairing_generation_changed: Option<PairingGenerationHook>,
 }
+
+/// See [`EngineTask::pairing_generation_changed`].
+pub type PairingGenerationHook = Box<dyn FnMut(u32) + Send>;
 
 /// See [`EngineTask::credentials_changed`].
 pub type CredentialsHook = Box<dyn FnMut(&[crate::core::types::Credential]) + Send>;
@@ -123,6 +129,8 @@ pub struct EngineStart {
     pub static_diag: status::StaticDiag,
     /// See [`EngineTask::credentials_changed`].
     pub credentials_changed: Option<CredentialsHook>,
+    /// See [`EngineTask::pairing_generation_changed`].
+    pub pairing_generation_changed: Option<PairingGenerationHook>,
     /// The watchdog's probes, when systemd runs one.
     pub probes: Option<ProbeResponder>,
 }
@@ -175,6 +183,7 @@ pub async fn spawn(
         counters: DaemonCounters::default(),
         static_diag: start.static_diag,
         credentials_changed: start.credentials_changed,
+        pairing_generation_changed: start.pairing_generation_changed,
     };
     task.power_up(start.set_held).await;
     tokio::spawn(task.run())
@@ -217,6 +226,7 @@ impl EngineTask {
                 },
                 Some(probe) = recv_probe(&mut self.probes) => {
                     probe.answer();
+                    self.checkpoint().await;
                     continue;
                 },
             };
@@ -255,12 +265,25 @@ impl EngineTask {
     }
 
     /// The lockout as it stands now (B-7): a restart resumes the time
-    /// that was left, not the time left at the last failure.
+    /// that was left, not the time left at the last failure; and the
+    /// trusted-time floor, if it rose since it was stored.
     async fn save_lockout(&mut self) {
-        let record = self.engine.lockout_record(self.clock.now());
-        if let Err(e) = self.store.apply(vec![Change::PutLockout(record)]).await {
+        let changes = self.engine.shutdown_changes(self.clock.now());
+        if let Err(e) = self.store.apply(changes).await {
             // The last persisted record stays: it can only be longer.
             tracing::warn!("cannot save the lockout at shutdown: {e}");
+        }
+    }
+
+    /// At a watchdog ping: store the trusted-time floor if it rose by an
+    /// hour while the lock sat idle (issue 13 item 3).
+    async fn checkpoint(&mut self) {
+        let changes = self.engine.checkpoint(self.clock.now());
+        if changes.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.apply(changes).await {
+            tracing::warn!("cannot store the trusted-time floor: {e}");
         }
     }
 
@@ -297,7 +320,7 @@ impl EngineTask {
                     let result = self.store.apply(changes.clone()).await;
                     persisted = true;
                     if let Err(e) = result {
-                        self.persist_failed(e).await;
+                        self.persist_failed(e, &changes).await;
                         return;
                     }
                     if changes.iter().any(AppAccess::touched_by) {
@@ -316,6 +339,7 @@ impl EngineTask {
                         tracing::info!("factory reset: restarting with a new device key");
                         self.shutdown.cancel();
                     }
+                    self.follow_pairing_generation(&changes);
                 }
                 Action::Log(event) => events.push(event),
                 Action::Reply { id, result } => {
@@ -325,6 +349,7 @@ impl EngineTask {
                 Action::SetClock(to) => {
                     tracing::info!(to = to.0, "wall clock set by an owner");
                     self.clock.set(to);
+                    super::clock_sync::remember(&self.store, &self.clock).await;
                 }
                 Action::Notify(notice) => {
                     // The events before it are stored first, so the notice
@@ -377,19 +402,33 @@ impl EngineTask {
         }
     }
 
-    /// A Persist failed: nothing after it in the batch happens, the person
-    /// hears "failed", and the engine is rebuilt from what is on disk so
-    /// memory matches the store (the failed change is simply not there).
-    async fn persist_failed(&mut self, e: StoreError) {
+    /// A Persist failed: nothing after it in the batch happens (nothing
+    /// opens), the person hears "failed", and the engine is rebuilt from
+    /// what is on disk so memory matches the store (the failed change is
+    /// simply not there) — except a verification attempt's record, which
+    /// stays counted in memory (issue 13: a failed commit never forgets an
+    /// attempt) and reaches the disk with the next lockout write.
+    async fn persist_failed(&mut self, e: StoreError, changes: &[Change]) {
         self.counters.persist_failures += 1;
         tracing::error!("cannot store a change, so it was not made: {e}");
         if let Err(e) = self.board.voice.say(&Prompt::Failure) {
             tracing::error!("{e}");
         }
+        let attempt = changes.iter().rev().find_map(|c| match c {
+            Change::PutAttempt(record) => Some(record.clone()),
+            _ => None,
+        });
         match self.store.load().await {
-            Ok(persisted) => {
+            Ok(mut persisted) => {
+                if let Some(record) = attempt {
+                    tracing::warn!("the failed attempt stays counted in memory");
+                    persisted.lockout = record;
+                }
                 if let Some(hook) = self.credentials_changed.as_mut() {
                     hook(&persisted.credentials);
+                }
+                if let Some(hook) = self.pairing_generation_changed.as_mut() {
+                    hook(persisted.pairing_generation);
                 }
                 self.republish_app_access(&persisted);
                 self.engine = Engine::new(self.engine_config.clone(), persisted, self.clock.now());
@@ -418,6 +457,20 @@ impl EngineTask {
     async fn refresh_storage(&mut self) {
         let health = self.store.health().await;
         self.static_diag.set_storage_health(&health);
+    }
+
+    /// Tell [`Self::pairing_generation_changed`] of a committed generation.
+    fn follow_pairing_generation(&mut self, changes: &[Change]) {
+        let Some(hook) = self.pairing_generation_changed.as_mut() else {
+            return;
+        };
+        for c in changes {
+            match c {
+                Change::SetPairingGeneration(g) => hook(*g),
+                Change::FactoryReset => hook(0),
+                _ => {}
+            }
+        }
     }
 
     /// Hand the stored credentials to [`Self::credentials_changed`].

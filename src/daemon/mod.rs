@@ -23,7 +23,8 @@
 //! 3. spawn the engine task ([`engine_task`]) with the store on its own
 //!    thread, and make the one [`Link`](crate::link::Link) every channel uses ([`channels`]);
 //! 4. [`front`]: attach the front-ends (front panel, control socket);
-//! 5. [`services`]: attach D-Bus, Wi-Fi and BLE, MQTT, the video stream;
+//! 5. [`services`]: attach D-Bus, Wi-Fi and BLE, MQTT, the video stream,
+//!    the NTP-synchronisation watcher ([`timedate`]);
 //!
 //! then `READY=1` and serve until shutdown. `shutdown` is one function,
 //! read top to bottom.
@@ -44,15 +45,18 @@ use crate::store::{StoreError, StoreHandle, StoreReads, StoreThread};
 
 pub mod camera;
 pub mod channels;
+pub mod clock_sync;
 pub mod control;
 pub mod engine_task;
 pub mod front;
 pub mod hardware;
 pub mod notify;
+pub mod pairing_code;
 pub mod panel;
 pub mod services;
 pub mod state;
 pub mod status;
+pub mod timedate;
 
 pub use channels::{Channels, INPUT_QUEUE};
 pub use engine_task::EngineTask;
@@ -210,6 +214,7 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
     // 1. State, read once; the engine from what the store holds.
     let (state, storage) = state::State::open_off_runtime(&opts).await?;
     let clock = Clock::new(opts.config.lock.trust_system_clock);
+    clock_sync::restore(state.owner_time_sync.as_ref(), &clock); // this boot's owner sync
     let engine = Engine::new(
         state.engine_config.clone(),
         state.persisted.clone(),
@@ -230,8 +235,7 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
         &channels.inputs,
     )
     .await?;
-    // B-10.6: the command line's `--set-held`, or SET held on the board.
-    let set_held = opts.set_held || held_on_board;
+    let set_held = opts.set_held || held_on_board; // B-10.6: `--set-held` or SET held
 
     // 3. The store on its thread, the link every channel gets, the engine.
     let (store, store_thread) = StoreHandle::spawn(storage.writer)?;
@@ -246,6 +250,7 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
         set_held,
         clock,
         credentials_changed: camera.as_mut().and_then(|c| c.take_credentials_hook()),
+        pairing_generation_changed: Some(state.pairing_codes.follow(state.current_code.clone())),
         probes: systemd.take_probes(),
     };
     let engine = engine_task::spawn(start, channels, store, shutdown.clone()).await;
@@ -256,6 +261,7 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
     let (wifi, ble) = services::radios(&opts.config, &state, &link, &shutdown).await;
     let (remote, remote_stats) = services::remote(&state, &link, camera.as_ref(), &shutdown);
     let video = services::video(&opts.config, camera, &link, &shutdown).await?;
+    let timedate = services::timedate(&opts.config, link.clock(), &shutdown);
 
     systemd.ready();
     tracing::info!(
@@ -279,6 +285,7 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
             remote_stats,
             video,
             dbus,
+            timedate,
         },
         systemd,
     })
@@ -300,7 +307,7 @@ async fn shutdown(mut r: Running) -> Result<(), DaemonError> {
     let s = r.services;
     for t in front
         .into_iter()
-        .chain([s.wifi, s.ble, s.remote, s.video])
+        .chain([s.wifi, s.ble, s.remote, s.video, s.timedate])
         .flatten()
     {
         let _ = t.await;

@@ -11,6 +11,7 @@
 //!                    (board-linux builds; re-registers after bluetoothd restarts)
 //!   [remote] ─► remote::run(Link, lock key, TLS)          (MQTT; pauses while Wi-Fi is off)
 //!   camera ──► CameraRig::serve: motion trigger, [video] stream
+//!   [lock] timedate_bus ─► timedate: NTPSynchronized ─► Clock (a trusted time source)
 //! ```
 //!
 //! None of them failing stops the lock: keypad, biometrics and the
@@ -28,7 +29,7 @@ use super::state::State;
 use super::DaemonError;
 use crate::config::Config;
 use crate::dbus::{BusChoice, DbusHandle, Diagnostics, LockBackend};
-use crate::link::{Link, Published};
+use crate::link::{Clock, Link, Published};
 use crate::remote::{RemoteContext, RemoteStats};
 use crate::wifi::monitor::{self, Reporter, Reporting};
 use crate::wifi::{BackendKind, NoWifi, WifiBackend};
@@ -49,6 +50,20 @@ pub struct Services {
     pub video: Option<JoinHandle<()>>,
     /// The D-Bus diagnostics service.
     pub dbus: Option<DbusHandle>,
+    /// The NTP-synchronisation watcher (`[lock] timedate_bus`).
+    pub timedate: Option<JoinHandle<()>>,
+}
+
+/// Issue 13 item 3: whether systemd says the system clock is
+/// NTP-synchronised (`org.freedesktop.timedate1`) feeds the clock, unless
+/// `[lock] timedate_bus = "off"`.
+pub fn timedate(
+    config: &Config,
+    clock: &Clock,
+    shutdown: &CancellationToken,
+) -> Option<JoinHandle<()>> {
+    let bus = config.lock.timedate_bus()?;
+    Some(super::timedate::spawn(bus, clock.clone(), shutdown.clone()))
 }
 
 /// D-Bus diagnostics on `bus`. A bus that cannot be reached is logged:
@@ -134,7 +149,7 @@ fn ble(
         link: Arc::new(link.with_refusal_limit()),
         wifi,
         lock_key: state.lock_key.clone(),
-        code: state.verification_code.clone(),
+        code: state.current_code.clone(),
         device_info: DeviceInfo {
             firmware: "latchd".into(),
             version: env!("CARGO_PKG_VERSION").into(),

@@ -6,7 +6,9 @@
 //!        │                 ├─ load() ─────────► Persisted (engine, board modules, face templates)
 //!        │                 ├─ motor cycles ───► diagnostics
 //!        │                 └─ reader() ───────► read-only connection for the channels
-//!        └─ device key ──► passcode key ─► serial, verification code, the lock's static key
+//!        │                 └─ meta ──────────► an owner's time sync of this boot (clock_sync)
+//!        └─ device key ──► passcode key ─► serial, the lock's static key, the
+//!                          verification code of each pairing generation (pairing_code)
 //!   [remote] table ──────► resolved and its TLS files read (a bad table fails the start)
 //! ```
 use std::path::Path;
@@ -16,9 +18,10 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-use super::{status, DaemonError, Options};
+use super::pairing_code::PairingCodes;
+use super::{clock_sync, status, DaemonError, Options};
 use crate::app::crypto::{lock_keypair, StaticKeypair};
-use crate::app::pairing::{VerificationCode, CODE_BYTES};
+use crate::app::pairing::{CurrentCode, VerificationCode, CODE_BYTES};
 use crate::config::Config;
 use crate::core::types::Persisted;
 use crate::core::EngineConfig;
@@ -41,8 +44,13 @@ pub struct State {
     pub persisted: Persisted,
     /// The engine's configuration (passcode key, serial, code, firmware).
     pub engine_config: EngineConfig,
-    /// The owner-pairing code (B-5.1), as the BLE service checks it.
-    pub verification_code: Arc<VerificationCode>,
+    /// The verification code of each pairing generation (issue 13 item 6).
+    pub pairing_codes: PairingCodes,
+    /// The code owner pairing accepts now (B-5.1): the stored generation's;
+    /// the engine task moves it on after each owner pairing or reset.
+    pub current_code: CurrentCode,
+    /// An owner's time sync remembered by the store (issue 13 item 3).
+    pub owner_time_sync: Option<clock_sync::Remembered>,
     /// The lock's long-term key on both app channels.
     pub lock_key: Arc<StaticKeypair>,
     /// Bolt moves of earlier runs.
@@ -94,7 +102,8 @@ impl State {
         )?;
         let passcode_key: Zeroizing<[u8; 32]> = key.passcode_key();
         drop(key);
-        let (serial, verification_code) = identity(config, &passcode_key);
+        let (serial, _label_code) = identity(config, &passcode_key);
+        let pairing_codes = PairingCodes::new(config, &passcode_key);
         let remote = match config.remote.resolve()? {
             Some(settings) => {
                 let tls = match &settings.tls {
@@ -109,16 +118,24 @@ impl State {
             passcode_key: *passcode_key,
             serial,
             firmware: env!("CARGO_PKG_VERSION").into(),
-            verification_code: verification_code.display().to_string(),
+            pairing_codes: pairing_codes.for_engine(),
             low_battery_percent: config.lock.low_battery_percent,
+            one_time_code_ttl: std::time::Duration::from_secs(
+                u64::from(config.lock.one_time_code_hours) * 3600,
+            ),
         };
+        let persisted = store.load()?;
+        // Issue 13 item 6: owner pairing accepts the current generation's code.
+        let current_code = CurrentCode::new(pairing_codes.code(persisted.pairing_generation));
         let state = State {
-            persisted: store.load()?,
+            persisted,
+            owner_time_sync: clock_sync::read(&store),
             motor_cycles_before: store.get_counter(status::MOTOR_CYCLES)?.unwrap_or(0),
             storage_health: store.health(),
             key_storage,
             engine_config,
-            verification_code: Arc::new(verification_code),
+            pairing_codes,
+            current_code,
             lock_key: Arc::new(lock_keypair(&passcode_key)),
             remote,
         };

@@ -57,6 +57,7 @@ mod service;
 pub use crate::link::{DeviceCheck, EventRecord};
 pub use backend::LockBackend;
 pub use properties::{PropertyError, PROPERTY_NAMES};
+pub(crate) use service::connection_builder;
 pub use service::{serve, DbusHandle};
 
 /// The well-known bus name the daemon owns.

@@ -776,7 +776,15 @@ fn owner_entry(n: &OwnerNotice, now: Option<crate::core::WallTime>) -> Option<Ev
             user: Some(user.get()),
         }),
         Notice::AwayUnlock { event } => wire::event_entry(cursor, event),
-        Notice::Doorbell | Notice::Alarm(_) => None,
+        // Issue 13: the owner hears of every lockout level, the first
+        // included, sealed to the app; queued while the broker is away.
+        Notice::Lockout { .. } => Some(EventEntry {
+            cursor,
+            at: now,
+            kind: wire::EventKind::Alarm(wire::AlarmKind::Lockout),
+            user: None,
+        }),
+        Notice::Doorbell | Notice::Alarm(_) | Notice::ClockBehind => None,
     }
 }
 
@@ -818,5 +826,41 @@ fn log_lost(e: &ConnectionError, connected: bool) {
         tracing::warn!("lost the broker connection: {e}");
     } else {
         tracing::warn!("cannot connect to the broker: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 13: the owner hears of a keypad lockout (the first included)
+    /// as a sealed notice; the clock falling behind goes to the clear
+    /// alert topic only.
+    #[test]
+    fn a_lockout_is_an_owner_notice() {
+        let n = |notice| OwnerNotice {
+            notice,
+            last_event: Some(42),
+        };
+        let entry = owner_entry(
+            &n(Notice::Lockout {
+                level: 1,
+                minutes: Some(3),
+                keypad_disabled: false,
+            }),
+            Some(crate::core::WallTime(7)),
+        )
+        .expect("an owner notice");
+        assert_eq!(entry.kind, wire::EventKind::Alarm(wire::AlarmKind::Lockout));
+        assert_eq!(entry.cursor, 42);
+        assert!(owner_entry(&n(Notice::ClockBehind), None).is_none());
+        assert_eq!(
+            telemetry::alert_json(&Notice::Lockout {
+                level: 5,
+                minutes: Some(48),
+                keypad_disabled: true
+            }),
+            Some(serde_json::json!({"event_type": "keypad_disabled"}))
+        );
     }
 }

@@ -146,7 +146,14 @@ pub fn alert_json(n: &crate::core::action::Notice) -> Option<Value> {
         Notice::Doorbell => "doorbell",
         Notice::Alarm(AlarmKind::Duress) => return None,
         Notice::Alarm(a) => alarm_word(*a),
-        Notice::Duress { .. } | Notice::AwayUnlock { .. } => return None,
+        // The alarm notice of a timed lockout already went out; a keypad
+        // that disabled itself is news for the household dashboard too.
+        Notice::Lockout {
+            keypad_disabled: true,
+            ..
+        } => "keypad_disabled",
+        Notice::ClockBehind => "clock_behind",
+        Notice::Duress { .. } | Notice::AwayUnlock { .. } | Notice::Lockout { .. } => return None,
     };
     Some(json!({ "event_type": t }))
 }

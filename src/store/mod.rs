@@ -776,6 +776,32 @@ mod tests {
         Store::open(dir.path(), StoreOptions::default()).unwrap();
     }
 
+    /// Issue 13 and issue 16 together: a factory reset keeps the
+    /// trusted-time floor, puts the pairing generation back to the label's
+    /// code, and rotates the key (in the same transaction); the next open
+    /// runs under the new key with the floor still there.
+    #[test]
+    fn factory_reset_keeps_the_time_floor_resets_pairing_and_rotates_the_key() {
+        use crate::core::time::WallTime;
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, old) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        store
+            .apply(&[
+                Change::PutTimeFloor(WallTime(1_800_000_000)),
+                Change::SetPairingGeneration(2),
+            ])
+            .unwrap();
+        store.apply(&[Change::FactoryReset]).unwrap();
+        drop(store);
+        assert!(keystore::rotation_requested(dir.path()));
+        let (store, new) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        assert_ne!(*new.passcode_key(), *old.passcode_key());
+        let persisted = store.load().unwrap();
+        assert_eq!(persisted.time_floor, Some(WallTime(1_800_000_000)));
+        assert_eq!(persisted.pairing_generation, 0);
+        assert_eq!(schema::version(&store.conn).unwrap(), schema::LATEST);
+    }
+
     #[test]
     fn factory_reset_rotates_the_file_key() {
         let dir = tempfile::tempdir().unwrap();
