@@ -3,7 +3,7 @@
 //! needed. The WAV is read back and compared with the prompt's assets.
 
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Mutex, MutexGuard, OnceLock};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use latchd::board::drivers::prompts::{parse_wav, prompt_assets};
@@ -15,29 +15,17 @@ fn assets() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/prompts")
 }
 
-/// ALSA reads its configuration once per process, so every test here
-/// shares one configuration with a `tofile` PCM, and one test at a time
-/// plays (each play rewrites the file). Returns the lock and the WAV path.
-fn alsa_file_pcm() -> (MutexGuard<'static, ()>, PathBuf) {
-    static SETUP: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    static SERIAL: Mutex<()> = Mutex::new(());
-    let guard = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let (_, out) = SETUP.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("out.wav");
-        let conf = dir.path().join("asound.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "</usr/share/alsa/alsa.conf>\npcm.tofile {{\n type file\n slave.pcm \"null\"\n file \"{}\"\n format \"wav\"\n}}\n",
-                out.display()
-            ),
-        )
-        .unwrap();
-        std::env::set_var("ALSA_CONFIG_PATH", &conf);
-        (dir, out)
-    });
-    (guard, out.clone())
+/// A `file` PCM over `null` writing to a WAV of this test's own: the stock
+/// ALSA configuration defines `pcm.file` with `FILE` and `FORMAT`
+/// arguments, so the PCM name carries the path. No process-wide
+/// `ALSA_CONFIG_PATH` (ALSA reads its configuration once per process, and
+/// the tests share one) and no lock between tests. Returns the directory
+/// (keep it alive), the WAV path and the PCM name.
+fn file_pcm() -> (tempfile::TempDir, PathBuf, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.wav");
+    let name = format!("file:FILE='{}',FORMAT=wav", out.display());
+    (dir, out, name)
 }
 
 fn expected_frames(prompt: &Prompt) -> (usize, u32) {
@@ -71,9 +59,9 @@ fn wait_for(
 
 #[test]
 fn prompts_play_through_alsa_and_a_newer_prompt_interrupts() {
-    let (_serial, out) = alsa_file_pcm();
+    let (_dir, out, pcm) = file_pcm();
     let (tx, rx) = mpsc::channel();
-    let voice = AlsaVoice::start("tofile", assets(), 100, Some(tx)).unwrap();
+    let voice = AlsaVoice::start(&pcm, assets(), 100, Some(tx)).unwrap();
 
     // A multi-asset prompt: "user number" + three digits.
     let prompt = Prompt::UserNumber(UserNumber::new(123).unwrap());
@@ -115,7 +103,7 @@ fn prompts_play_through_alsa_and_a_newer_prompt_interrupts() {
     // is queued right behind the long one: the player finds it before the
     // long prompt's first 20 ms chunk and switches.
     let (tx, rx) = mpsc::channel();
-    let voice = AlsaVoice::start("tofile", assets(), 100, Some(tx)).unwrap();
+    let voice = AlsaVoice::start(&pcm, assets(), 100, Some(tx)).unwrap();
     voice.say(&Prompt::MenuMain).unwrap();
     voice.say(&Prompt::Unlocked).unwrap();
     wait_for(&rx, |e| *e == PlaybackEvent::Interrupted);
@@ -128,14 +116,14 @@ fn prompts_play_through_alsa_and_a_newer_prompt_interrupts() {
 
 #[test]
 fn a_missing_asset_is_reported_and_playback_goes_on() {
-    let (_serial, _) = alsa_file_pcm();
+    let (_out_dir, _, pcm) = file_pcm();
     let dir = tempfile::tempdir().unwrap();
     // An assets directory with only one of the two assets of a prompt.
     let partial = dir.path().join("assets");
     std::fs::create_dir(&partial).unwrap();
     std::fs::copy(assets().join("digit_7.wav"), partial.join("digit_7.wav")).unwrap();
     let (tx, rx) = mpsc::channel();
-    let voice = AlsaVoice::start("tofile", partial, 100, Some(tx)).unwrap();
+    let voice = AlsaVoice::start(&pcm, partial, 100, Some(tx)).unwrap();
     voice
         .say(&Prompt::UserNumber(UserNumber::new(777).unwrap()))
         .unwrap();
@@ -148,7 +136,6 @@ fn a_missing_asset_is_reported_and_playback_goes_on() {
 
 #[test]
 fn a_wrong_pcm_name_is_a_clear_start_up_error() {
-    let (_serial, _) = alsa_file_pcm();
     let err = AlsaVoice::start("no_such_pcm", assets(), 80, None)
         .err()
         .expect("must fail");

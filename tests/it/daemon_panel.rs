@@ -3,10 +3,11 @@
 //! (alternate screen left, cursor shown).
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use crate::common::pty::pty_pair;
 
 fn wait_for(rx: &mpsc::Receiver<Vec<u8>>, seen: &mut Vec<u8>, needle: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -26,17 +27,12 @@ fn wait_for(rx: &mpsc::Receiver<Vec<u8>>, seen: &mut Vec<u8>, needle: &str) {
 #[test]
 fn front_panel_draws_takes_keys_and_restores_the_terminal() {
     let dir = tempfile::tempdir().unwrap();
-    let pty = nix::pty::openpty(
-        Some(&nix::pty::Winsize {
-            ws_row: 50,
-            ws_col: 120,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        }),
-        None,
-    )
-    .unwrap();
-    let slave: OwnedFd = pty.slave;
+    let (master, slave, _) = pty_pair(Some(nix::pty::Winsize {
+        ws_row: 50,
+        ws_col: 120,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    }));
     let mut child = Command::new(env!("CARGO_BIN_EXE_latchd"))
         .arg("--state-dir")
         .arg(dir.path().join("state"))
@@ -46,7 +42,7 @@ fn front_panel_draws_takes_keys_and_restores_the_terminal() {
         .env("TERM", "xterm-256color")
         .spawn()
         .unwrap();
-    let master = File::from(pty.master);
+    let master = File::from(master);
     let mut reader = master.try_clone().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {

@@ -4,21 +4,14 @@
 //! battery the stream is refused with a reason (B-10.2).
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::fs::OpenOptionsExt;
 use std::process::Command;
 
 use serde_json::json;
 
 use crate::common::daemon::Daemon;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::common::ports::free_port;
 
 fn get(port: u16, path: &str, token: Option<&str>) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");

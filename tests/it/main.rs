@@ -10,6 +10,16 @@
 //!
 //! The engine's spec tests are their own crate (`tests/spec`), and so are
 //! the VM tests (`tests/vm`, run by `tests/vm/run-vm-tests.sh`).
+//!
+//! Every test here shares one process with the others and runs on a thread
+//! of libtest's pool, in parallel. So no test may change process-wide
+//! state: no `std::env::set_var` (give a child its environment with
+//! `Command::env`), no `set_current_dir`, no signal handlers, no `umask`,
+//! no global `tracing` subscriber (see [`common::logs_from_env`]), no fixed
+//! ports or paths (temporary directories; [`common::ports::free_port`]), no
+//! inheritable file descriptors (`std` opens everything close-on-exec;
+//! [`common::pty::pty_pair`] for PTYs). A test that re-runs itself in a
+//! child process names itself with [`common::test_name`].
 
 mod common;
 

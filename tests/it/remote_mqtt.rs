@@ -6,7 +6,6 @@
 //!
 //! Waits have generous limits that only turn a hang into a failure; no
 //! assertion depends on timing.
-use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
@@ -34,15 +33,10 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::common::ports::free_port;
+
 const SERIAL: &str = "LD-TEST1";
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
 
 fn run(cmd: &mut Command) {
     let out = cmd.output().expect("command runs");
@@ -905,10 +899,7 @@ async fn collect_events(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn will_reconnect_and_every_event_once() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
+    crate::common::logs_from_env();
     let tmp = tempfile::tempdir().expect("tmp");
     let files = broker_files(tmp.path());
     let port = free_port();

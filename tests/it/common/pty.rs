@@ -6,11 +6,13 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt, Winsize};
 use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -29,25 +31,55 @@ pub struct Pty {
     pub slave: OwnedFd,
 }
 
+/// A PTY pair, both ends close-on-exec: `(master, slave, slave path)`,
+/// with the window size set when given.
+///
+/// `openpty(3)` leaves both fds inheritable, and the integration tests
+/// share one process: a child another test spawns at that moment (latchd,
+/// dbus-daemon, mosquitto) would inherit them and keep the slave open, so
+/// the master would never see the hangup that ends the stream. Opening
+/// `/dev/ptmx` with `O_CLOEXEC` and the slave through `std` (which always
+/// sets it) leaves no window for that.
+pub fn pty_pair(size: Option<Winsize>) -> (OwnedFd, OwnedFd, String) {
+    let master =
+        posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).expect("posix_openpt");
+    grantpt(&master).expect("grantpt");
+    unlockpt(&master).expect("unlockpt");
+    let slave_path = ptsname_r(&master).expect("ptsname");
+    // SAFETY: `into_raw_fd` hands over the fd `posix_openpt` opened; nothing
+    // else owns or closes it.
+    let master = unsafe { OwnedFd::from_raw_fd(master.into_raw_fd()) };
+    let slave: OwnedFd = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(OFlag::O_NOCTTY.bits())
+        .open(&slave_path)
+        .expect("open the pty slave")
+        .into();
+    if let Some(size) = size {
+        // SAFETY: TIOCSWINSZ reads one `winsize` through the pointer, which
+        // points at `size` for the duration of the call; the fd is open.
+        let rc = unsafe { nix::libc::ioctl(slave.as_raw_fd(), nix::libc::TIOCSWINSZ, &size) };
+        assert_eq!(rc, 0, "TIOCSWINSZ: {}", std::io::Error::last_os_error());
+    }
+    (master, slave, slave_path)
+}
+
 pub fn open_pty() -> Pty {
-    let pair = nix::pty::openpty(None, None).expect("openpty");
-    let mut t = tcgetattr(&pair.slave).expect("tcgetattr");
+    let (master, slave, slave_path) = pty_pair(None);
+    let mut t = tcgetattr(&slave).expect("tcgetattr");
     cfmakeraw(&mut t);
-    tcsetattr(&pair.slave, SetArg::TCSANOW, &t).expect("tcsetattr raw");
-    let slave_path = nix::unistd::ttyname(&pair.slave)
-        .expect("ttyname")
-        .to_string_lossy()
-        .into_owned();
-    let raw = pair.master.as_raw_fd();
+    tcsetattr(&slave, SetArg::TCSANOW, &t).expect("tcsetattr raw");
+    let raw = master.as_raw_fd();
     let flags = OFlag::from_bits_truncate(fcntl(raw, FcntlArg::F_GETFL).expect("getfl"));
     fcntl(raw, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).expect("setfl");
     // SAFETY: the `File` owns the master fd and keeps it open, unchanged,
     // for as long as the `AsyncFd` that owns the `File` lives.
-    let fd = unsafe { AsyncFd::register(File::from(pair.master)) }.expect("register pty master");
+    let fd = unsafe { AsyncFd::register(File::from(master)) }.expect("register pty master");
     Pty {
         master: PtyMaster { fd },
         slave_path,
-        slave: pair.slave,
+        slave,
     }
 }
 
