@@ -33,7 +33,7 @@ fi
 
 export CARGO_TERM_COLOR=never
 # A one-shot build gains nothing from incremental state, which costs gigabytes
-# across ~35 test crates.
+# across the test crates.
 export CARGO_INCREMENTAL=0
 echo "== format"
 cargo fmt --check
