@@ -30,10 +30,10 @@
 //! Run: `cargo bench --bench face_unlock` (needs the shared models and
 //! photos: `$LATCHD_SHARED`, else `../shared`).
 
-#[path = "../tests/common/face_seed.rs"]
+#[path = "../tests/it/common/face_seed.rs"]
 mod face_seed;
 
-#[path = "../tests/common/shared.rs"]
+#[path = "../tests/it/common/shared.rs"]
 mod shared;
 use shared::{shared_dir, vm_rss_kib};
 

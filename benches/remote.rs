@@ -7,7 +7,8 @@
 //! seal the reply), for building one event document, and for the rate
 //! limit's decision on a frame during a flood (what a dropped frame costs).
 //! Network figures (reconnect time, events/s through a real broker) come
-//! from `cargo test --test remote_mqtt -- --nocapture` (line `figures:`).
+//! from `cargo test --all-features --test it remote_mqtt:: -- --nocapture`
+//! (line `figures:`).
 use std::hint::black_box;
 use std::time::Duration;
 

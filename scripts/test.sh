@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 # util-linux's setpriv (policy tests run a caller as another user),
 # python3 (the layer check, scripts/check-layers.py),
 # swtpm + the TSS2 libraries systemd-creds loads + tpm2-tools (the device
-# key sealed to a TPM 2.0, tests/keystore.rs).
+# key sealed to a TPM 2.0, tests/it/keystore.rs).
 packages=(
     pkg-config libdbus-1-dev libasound2-dev libclang-dev clang
     dbus systemd alsa-utils libasound2-plugins util-linux
@@ -38,7 +38,7 @@ fi
 
 export CARGO_TERM_COLOR=never
 # A one-shot build gains nothing from incremental state, which costs gigabytes
-# across ~35 test crates.
+# across the test crates.
 export CARGO_INCREMENTAL=0
 echo "== layers (scripts/check-layers.sh)"
 scripts/check-layers.sh

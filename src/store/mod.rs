@@ -38,7 +38,7 @@
 //! transaction, committed with `synchronous=FULL`, so a crash or power cut
 //! leaves either nothing or the whole batch (B-4.11), and a batch whose
 //! `apply` returned is on the disk (proved with real power cuts in
-//! `tests/vm_power_cut.rs`; process kills in `tests/store_crash.rs`). A refused change, a
+//! `tests/vm/vm_power_cut.rs`; process kills in `tests/it/store_crash.rs`). A refused change, a
 //! full disk (`SQLITE_FULL` → [`StoreError::Full`]) or an I/O error rolls
 //! the whole batch back. Events are appended the same way, in their own
 //! transactions, and pruned to `max_events`.
