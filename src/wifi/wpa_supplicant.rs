@@ -357,7 +357,7 @@ impl WifiBackend for WpaSupplicant {
             let networks: Vec<OwnedObjectPath> = iface
                 .get_property("Networks")
                 .await
-                .map_err(|e| call_err("Get(Networks)")(zbus::Error::from(e)))?;
+                .map_err(call_err("Get(Networks)"))?;
             iface
                 .call::<_, _, ()>("RemoveAllNetworks", &())
                 .await
