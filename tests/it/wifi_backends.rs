@@ -818,3 +818,58 @@ async fn wpa_supplicant_forget_removes_the_network() {
     assert!(log.lock().unwrap().live.is_empty());
     assert_eq!(guarded(wifi.forget()).await.expect("forget"), 0);
 }
+
+/// The daemon end to end: a lock that joined "home" through NetworkManager
+/// (on a private system bus) is factory reset at its keypad (SET held at
+/// power-up, then ✓); it deletes its profile before it exits 75 to
+/// restart under a new key, and leaves the installer's profile alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_factory_reset_deletes_the_locks_networkmanager_profile() {
+    use crate::common::daemon::Daemon;
+    let bus = TestBus::start();
+    let (_srv, log) = serve_nm(&bus).await;
+    // The lock joined "home" earlier (Improv over BLE, the same backend).
+    NetworkManager::new(bus.connect().await, "wlan0", HANG_GUARD)
+        .apply(b"home", GOOD_PSK.as_bytes())
+        .await
+        .expect("join");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("latchd.toml");
+    std::fs::write(
+        &cfg,
+        "[wifi]\nbackend = \"networkmanager\"\ninterface = \"wlan0\"\n",
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let address = bus.address.clone();
+    let (status, text) = tokio::task::spawn_blocking(move || {
+        let d = Daemon::start_with_env(
+            &state,
+            &["--config", cfg.to_str().unwrap(), "--set-held"],
+            &[("DBUS_SYSTEM_BUS_ADDRESS", address.as_str())],
+        );
+        // The reset stops the daemon before it answers: write the press
+        // and read whatever comes (an answer or the socket closing).
+        {
+            use std::io::{BufRead, Write};
+            let mut s = std::os::unix::net::UnixStream::connect(&d.sock).expect("socket");
+            writeln!(s, r#"{{"cmd": "press", "keys": "✓"}}"#).unwrap();
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(&s).read_line(&mut line);
+        }
+        let text = d.log.clone();
+        (d.wait(), text)
+    })
+    .await
+    .unwrap();
+    let text = std::fs::read_to_string(text).unwrap_or_default();
+    assert_eq!(status.code(), Some(75), "{text}");
+    let log = log.lock().unwrap();
+    assert_eq!(
+        log.deleted,
+        vec!["/org/freedesktop/NetworkManager/Settings/1".to_owned()],
+        "{text}"
+    );
+    let left: Vec<&str> = log.profiles.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(left, vec![NM_HAND_MADE]);
+}
