@@ -242,12 +242,9 @@ fn after_a_reset_no_byte_of_the_household_is_left_in_the_state_directory() {
         .map(|i| sealed.remove(i))
         .expect("the key check is sealed");
     let mut needles = sealed;
-    for e in &events {
-        let EventKind::ModuleFault { detail } = &e.kind else {
-            unreachable!()
-        };
-        needles.push((format!("event {detail}"), detail.clone().into_bytes()));
-    }
+    // Every event's text starts so: one needle finds any of the 400
+    // (checked before the reset: the scan sees them).
+    needles.push(("an event".into(), b"HOUSEHOLD-EVENT-".to_vec()));
     for i in 0..3 {
         needles.push((format!("snapshot {i}"), picture(i)));
     }
