@@ -692,10 +692,16 @@ fn verify_key(
                 tx.commit().ctx("adopting the database with the new key")?;
                 // The old key check (and anything the reset's own scrub
                 // could not reach) must not stay in the files: no reader
-                // exists yet, so this truncation always completes.
-                erase::scrub(conn)?;
+                // exists yet, so the truncation completes. A failure (a
+                // full disk for VACUUM's copy) leaves only bytes no key
+                // opens any more: logged, and the lock still starts.
+                if let Err(e) = erase::scrub(conn) {
+                    tracing::error!("after the key rotation: scrubbing the database: {e}");
+                }
                 if let Some(dir) = db_path.parent() {
-                    erase::erase_snapshots(dir)?;
+                    if let Err(e) = erase::erase_snapshots(dir) {
+                        tracing::error!("after the key rotation: erasing the snapshots: {e}");
+                    }
                 }
                 tracing::info!(db = %db_path.display(), "the database now belongs to the new device key");
                 Ok(KeyCheck::Belongs)
