@@ -109,11 +109,10 @@ fn read_table(path: &Path) -> Result<toml::Table, CoastError> {
         path: path.to_owned(),
         source,
     })?;
-    text.parse::<toml::Table>()
-        .map_err(|e| CoastError::Syntax {
-            path: path.to_owned(),
-            message: e.message().to_string(),
-        })
+    text.parse::<toml::Table>().map_err(|e| CoastError::Syntax {
+        path: path.to_owned(),
+        message: e.message().to_string(),
+    })
 }
 
 #[cfg(feature = "board-linux")]
@@ -227,7 +226,10 @@ mod tests {
             &format!("board = \"linux\"\nboard_file = \"{}\"\n", b.display()),
         );
         let e = coast_from_files(Some(&c)).unwrap_err().to_string();
-        assert!(e.contains("outputs.motor_in2") && e.contains("missing"), "{e}");
+        assert!(
+            e.contains("outputs.motor_in2") && e.contains("missing"),
+            "{e}"
+        );
         // Both lines named (the rest of the file still wrong): the GPIO
         // request is what fails on this machine, naming the line.
         std::fs::write(

@@ -176,7 +176,10 @@ fn unit_has_the_required_service_settings() {
         words.next().unwrap_or_default().to_string()
     };
     let stop_post = unit_value(&unit, "ExecStopPost");
-    assert!(stop_post.starts_with("/usr/bin/latchd-coast "), "{stop_post}");
+    assert!(
+        stop_post.starts_with("/usr/bin/latchd-coast "),
+        "{stop_post}"
+    );
     assert_eq!(config(&stop_post), config(&unit_value(&unit, "ExecStart")));
     assert!(!config(&stop_post).is_empty());
 }

@@ -701,9 +701,7 @@ mod tests {
         let s = Script::new(vec![(0, BETWEEN)]);
         *s.1.borrow_mut() = true;
         let mut d = MotorDriver::new(HBridge::new(in1, in2), s.clone(), s, params());
-        let err = d
-            .drive(RETRACTED, CW, &mut VirtualPace::new())
-            .unwrap_err();
+        let err = d.drive(RETRACTED, CW, &mut VirtualPace::new()).unwrap_err();
         assert!(matches!(err, MotorError::CurrentSense(_)), "{err}");
         assert_pins_done(d);
     }
@@ -718,7 +716,10 @@ mod tests {
             now: 0,
             stop_at_ms: Some(5),
         };
-        assert_eq!(d.drive(RETRACTED, CW, &mut pace).unwrap(), Drive::Interrupted);
+        assert_eq!(
+            d.drive(RETRACTED, CW, &mut pace).unwrap(),
+            Drive::Interrupted
+        );
         assert_eq!(d.cycles, 0, "an interrupted move is not a cycle");
         assert_pins_done(d);
     }

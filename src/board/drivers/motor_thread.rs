@@ -357,7 +357,10 @@ mod tests {
         m.stop().unwrap();
         m.settle().await;
         assert!(!in1.0.load(Ordering::SeqCst), "stop coasted the bridge");
-        assert!(reports.try_recv().is_err(), "an interrupted move reports nothing");
+        assert!(
+            reports.try_recv().is_err(),
+            "an interrupted move reports nothing"
+        );
         m.drive(BoltPosition::Retracted, MotorDirection::Clockwise)
             .unwrap();
         while !in1.0.load(Ordering::SeqCst) {
