@@ -281,10 +281,12 @@ mod tests {
     }
 
     /// The bolt reaches its end `travel` after the first sample, on the
-    /// wall clock.
+    /// wall clock; with `stalled` it never moves and the motor draws stall
+    /// current.
     struct Bolt {
         since: Mutex<Option<Instant>>,
         travel: Duration,
+        stalled: bool,
     }
 
     #[derive(Clone)]
@@ -293,7 +295,7 @@ mod tests {
     impl CurrentSense for Sensors {
         type Error = std::convert::Infallible;
         fn milliamps(&mut self) -> Result<u32, Self::Error> {
-            Ok(200)
+            Ok(if self.0.stalled { 2000 } else { 200 })
         }
     }
 
@@ -302,7 +304,7 @@ mod tests {
         fn position(&mut self) -> Result<BoltPosition, Self::Error> {
             let mut since = self.0.since.lock().unwrap_or_else(|p| p.into_inner());
             let t0 = *since.get_or_insert_with(Instant::now);
-            Ok(if t0.elapsed() >= self.0.travel {
+            Ok(if !self.0.stalled && t0.elapsed() >= self.0.travel {
                 BoltPosition::Retracted
             } else {
                 BoltPosition::Between
@@ -310,11 +312,19 @@ mod tests {
         }
     }
 
-    fn thread(travel: Duration) -> (MotorThread, Pin, Pin, mpsc::Receiver<MotorReport>) {
+    /// A report, when the thread handed it over, and whether the bridge
+    /// was coasting at that moment.
+    type Seen = (Instant, bool, MotorReport);
+
+    fn thread_with(
+        travel: Duration,
+        stalled: bool,
+    ) -> (MotorThread, Pin, Pin, mpsc::Receiver<Seen>) {
         let (in1, in2) = (Pin::default(), Pin::default());
         let s = Sensors(Arc::new(Bolt {
             since: Mutex::new(None),
             travel,
+            stalled,
         }));
         let driver = MotorDriver::new(
             HBridge::new(in1.clone(), in2.clone()),
@@ -323,10 +333,58 @@ mod tests {
             MotorParams::default(),
         );
         let (tx, rx) = mpsc::channel();
+        let (p1, p2) = (in1.clone(), in2.clone());
         let report: ReportFn = Box::new(move |r| {
-            let _ = tx.send(r);
+            let coasting = !p1.0.load(Ordering::SeqCst) && !p2.0.load(Ordering::SeqCst);
+            let _ = tx.send((Instant::now(), coasting, r));
         });
         (MotorThread::spawn(driver, report).unwrap(), in1, in2, rx)
+    }
+
+    fn thread(travel: Duration) -> (MotorThread, Pin, Pin, mpsc::Receiver<MotorReport>) {
+        let (m, in1, in2, seen) = thread_with(travel, false);
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for (_, _, r) in seen {
+                let _ = tx.send(r);
+            }
+        });
+        (m, in1, in2, rx)
+    }
+
+    /// Issue 15: a store write that blocks the runtime's only worker for
+    /// 2 s (a commit waiting on a slow fsync, done in the worst place)
+    /// does not delay the stop at the limit switch nor at a stall: both
+    /// are reported, the bridge already coasting, while the worker is
+    /// still blocked. The old motor task slept on a tokio timer, which
+    /// cannot fire while the worker is blocked.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_blocked_runtime_does_not_delay_the_stop() {
+        const SLOW_FSYNC: Duration = Duration::from_secs(2);
+        for (stalled, want) in [
+            (false, MotorReport::Done(BoltPosition::Retracted)),
+            (
+                true,
+                MotorReport::Jammed {
+                    at: BoltPosition::Between,
+                },
+            ),
+        ] {
+            let (mut m, _in1, _in2, seen) = thread_with(Duration::from_millis(30), stalled);
+            m.drive(BoltPosition::Retracted, MotorDirection::Clockwise)
+                .unwrap();
+            // The slow write, synchronously on this runtime's one worker.
+            std::thread::sleep(SLOW_FSYNC);
+            let unblocked = Instant::now();
+            let (at, coasting, report) = seen.recv().unwrap();
+            assert_eq!(report, want);
+            assert!(coasting, "reported with the bridge still driven");
+            assert!(
+                at < unblocked,
+                "stalled={stalled}: the stop waited for the blocked runtime"
+            );
+            m.settle().await;
+        }
     }
 
     #[tokio::test]
