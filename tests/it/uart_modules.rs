@@ -576,3 +576,183 @@ async fn palm_faults_over_duplex() {
     let (a, b) = tokio::io::duplex(4096);
     palm_faults(a, b).await;
 }
+
+// ---- the module password (issue 13 item 7) -------------------------------------
+//
+// The lock's own random module password: set on a factory-fresh module at
+// first start, verified at every session, a module that does not know it
+// is refused before any identify, and an administrator's re-pair adopts a
+// factory-fresh replacement only. Over a real PTY, as the lock opens its UART.
+
+use latchd::biometrics::fingerprint::pairing::{self, Pairing};
+
+const LOCK_PASSWORD: u32 = 0x5EC0_4D17;
+
+/// A PTY with `ctl`'s module serving the master end; the driver end, opened
+/// as the lock opens /dev/ttyS*.
+fn fp_session(ctl: &fingerprint::sim::SimFingerprintControl) -> tokio_serial::SerialStream {
+    let pty = open_pty();
+    let driver_end = fingerprint::open_serial(&pty.slave_path, 57_600).expect("open slave");
+    ctl.spawn_session(pty.master, SimFingerprintConfig::default());
+    driver_end
+}
+
+/// A module from elsewhere on a PTY: password `password`, `person`'s
+/// finger 1 enrolled in slot 0.
+async fn foreign_module(password: u32, person: u32) -> fingerprint::sim::SimFingerprintControl {
+    let pty = open_pty();
+    let driver_end = fingerprint::open_serial(&pty.slave_path, 57_600).expect("open slave");
+    let (ctl, _sim) = fingerprint::sim::spawn(pty.master, SimFingerprintConfig::default());
+    let mut fp = Fingerprint::connect(driver_end, fp_config())
+        .await
+        .expect("factory");
+    fp.set_password(password).await.expect("SetPwd");
+    let (r, _) = fp_enroll(&mut fp, &ctl, 0, person, 1, None).await;
+    r.expect("enrolled elsewhere");
+    ctl
+}
+
+#[tokio::test]
+async fn fingerprint_a_fresh_module_gets_the_lock_password_at_first_start_and_keeps_it() {
+    let pty = open_pty();
+    let driver_end = fingerprint::open_serial(&pty.slave_path, 57_600).expect("open slave");
+    let (ctl, _sim) = fingerprint::sim::spawn(pty.master, SimFingerprintConfig::default());
+    assert_eq!(ctl.password(), pairing::FACTORY_PASSWORD);
+    let mut fp = pairing::connect(
+        driver_end,
+        fp_config(),
+        LOCK_PASSWORD,
+        Pairing::AdoptFactory,
+    )
+    .await
+    .expect("first start pairs the factory module");
+    assert_eq!(
+        ctl.password(),
+        LOCK_PASSWORD,
+        "the module holds the lock's password"
+    );
+    let (r, _) = fp_enroll(&mut fp, &ctl, 3, 1, 1, None).await;
+    r.expect("enrol");
+    drop(fp);
+
+    // The lock restarts: a new session, verified with the stored password
+    // only (no factory adoption any more), and the module works as before.
+    let mut fp = pairing::connect(
+        fp_session(&ctl),
+        fp_config(),
+        LOCK_PASSWORD,
+        Pairing::Verify,
+    )
+    .await
+    .expect("restart: the module knows the password");
+    ctl.place(1, 1);
+    assert_eq!(
+        fp.identify().await.expect("identify").map(|m| m.slot),
+        Some(3)
+    );
+    ctl.lift();
+    // A module restart (power dip) mid-session: it asks for the password
+    // again (0x21) and the driver verifies once more.
+    ctl.inject(FingerFault::Reset);
+    assert_eq!(fp.template_count().await.expect("count after restart"), 1);
+    assert_eq!(ctl.restarts(), 1);
+    assert_eq!(fp.template_count().await.expect("count"), 1);
+}
+
+#[tokio::test]
+async fn fingerprint_a_swapped_module_is_refused_before_any_identify() {
+    // Someone else's module (their password, their finger in slot 0).
+    let ctl = foreign_module(0x0BAD_0BAD, 66).await;
+    let before = ctl.commands();
+    ctl.place(66, 1);
+    let e = pairing::connect(
+        fp_session(&ctl),
+        fp_config(),
+        LOCK_PASSWORD,
+        Pairing::Verify,
+    )
+    .await
+    .expect_err("a module without the lock's password");
+    assert!(matches!(e, FingerprintError::ForeignModule), "{e:?}");
+    assert_eq!(ctl.commands() - before, 1, "one VfyPwd and nothing else");
+    // Not even an administrator's re-pair adopts it: it is not factory-fresh.
+    let before = ctl.commands();
+    let e = pairing::connect(
+        fp_session(&ctl),
+        fp_config(),
+        LOCK_PASSWORD,
+        Pairing::AdoptFactory,
+    )
+    .await
+    .expect_err("re-pair adopts factory modules only");
+    assert!(matches!(e, FingerprintError::ForeignModule), "{e:?}");
+    assert_eq!(
+        ctl.commands() - before,
+        2,
+        "VfyPwd(lock), VfyPwd(0), nothing else"
+    );
+    assert_eq!(ctl.password(), 0x0BAD_0BAD, "its password is untouched");
+
+    // A swapped module still at the factory password, with a finger the
+    // swapper enrolled, is refused as well once the lock is paired.
+    let ctl = foreign_module(pairing::FACTORY_PASSWORD, 67).await;
+    let before = ctl.commands();
+    let e = pairing::connect(
+        fp_session(&ctl),
+        fp_config(),
+        LOCK_PASSWORD,
+        Pairing::Verify,
+    )
+    .await
+    .expect_err("a factory module is not the paired one");
+    assert!(matches!(e, FingerprintError::ForeignModule), "{e:?}");
+    assert_eq!(ctl.commands() - before, 1);
+    assert_eq!(ctl.password(), pairing::FACTORY_PASSWORD);
+}
+
+#[tokio::test]
+async fn fingerprint_admin_re_pair_adopts_a_factory_replacement_which_then_works() {
+    let pty = open_pty();
+    let driver_end = fingerprint::open_serial(&pty.slave_path, 57_600).expect("open slave");
+    let (ctl, _sim) = fingerprint::sim::spawn(pty.master, SimFingerprintConfig::default());
+    // The replacement is refused until an administrator re-pairs it.
+    let e = pairing::connect(driver_end, fp_config(), LOCK_PASSWORD, Pairing::Verify)
+        .await
+        .expect_err("not paired yet");
+    assert!(matches!(e, FingerprintError::ForeignModule), "{e:?}");
+    let mut fp = pairing::connect(
+        fp_session(&ctl),
+        fp_config(),
+        LOCK_PASSWORD,
+        Pairing::AdoptFactory,
+    )
+    .await
+    .expect("re-pair");
+    assert_eq!(ctl.password(), LOCK_PASSWORD);
+    let (r, _) = fp_enroll(&mut fp, &ctl, 0, 2, 4, None).await;
+    r.expect("enrol on the new module");
+    drop(fp);
+    let mut fp = pairing::connect(
+        fp_session(&ctl),
+        fp_config(),
+        LOCK_PASSWORD,
+        Pairing::Verify,
+    )
+    .await
+    .expect("paired from now on");
+    ctl.place(2, 4);
+    assert_eq!(
+        fp.identify().await.expect("identify").map(|m| m.slot),
+        Some(0)
+    );
+    // The factory password is never a lock's password.
+    let e = pairing::connect(
+        fp_session(&ctl),
+        fp_config(),
+        pairing::FACTORY_PASSWORD,
+        Pairing::AdoptFactory,
+    )
+    .await
+    .expect_err("0 refused");
+    assert!(matches!(e, FingerprintError::FactoryPassword), "{e:?}");
+}
