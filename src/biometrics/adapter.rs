@@ -138,6 +138,9 @@ pub struct ModuleAdapter {
     modality: Modality,
     commands: mpsc::UnboundedSender<ModuleCmd>,
     task: JoinHandle<()>,
+    /// Wakes a connection that refused a module not the lock's own
+    /// ([`ModuleCmd::Pair`]; fingerprint, `fingerprint/reader.rs`).
+    repair: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl std::fmt::Debug for ModuleAdapter {
@@ -161,6 +164,12 @@ impl ModuleAdapter {
                 device: self.device(),
                 what: format!("{cmd:?}"),
             });
+        }
+        if let (ModuleCmd::Pair { .. }, Some(repair)) = (cmd, &self.repair) {
+            // Only a connection waiting now is woken: a re-pair asked while
+            // the module is fine leaves nothing behind that would adopt a
+            // module swapped in later.
+            repair.notify_waiters();
         }
         self.commands
             .send(*cmd)
@@ -207,7 +216,8 @@ fn cmd_modality(cmd: &ModuleCmd) -> Option<Modality> {
         ModuleCmd::Enrol { modality, .. }
         | ModuleCmd::CancelEnrol { modality }
         | ModuleCmd::Delete { modality, .. }
-        | ModuleCmd::Wipe { modality } => Some(*modality),
+        | ModuleCmd::Wipe { modality }
+        | ModuleCmd::Pair { modality } => Some(*modality),
         ModuleCmd::RecogniseFace => None,
     }
 }
@@ -260,6 +270,15 @@ pub(crate) fn spawn_connecting<R: Reader + 'static>(
         modality,
         commands: tx,
         task,
+        repair: None,
+    }
+}
+
+impl ModuleAdapter {
+    /// Route [`ModuleCmd::Pair`] to `repair` as well.
+    pub(crate) fn with_repair(mut self, repair: Arc<tokio::sync::Notify>) -> Self {
+        self.repair = Some(repair);
+        self
     }
 }
 
@@ -497,6 +516,11 @@ impl<R: Reader> Adapter<R> {
             },
             ModuleCmd::RecogniseFace => {
                 tracing::warn!(?modality, "face command sent to a UART module; ignored");
+            }
+            // Connected means the module passed its handshake: it is the
+            // lock's own, nothing to re-pair.
+            ModuleCmd::Pair { .. } => {
+                tracing::info!(?modality, "re-pair asked for a module already paired; nothing to do");
             }
         }
     }

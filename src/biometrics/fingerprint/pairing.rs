@@ -42,6 +42,23 @@ pub enum Pairing {
     AdoptFactory,
 }
 
+/// What the daemon hands the board at start: the lock's password and
+/// whether this start may adopt a factory-fresh module (the password was
+/// made just now, first start) or only verify.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ModuleLink {
+    pub password: u32,
+    pub pairing: Pairing,
+}
+
+impl std::fmt::Debug for ModuleLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModuleLink")
+            .field("pairing", &self.pairing)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A fresh random module password (never the factory 0).
 pub fn generate_password() -> Result<u32, getrandom::Error> {
     loop {
