@@ -520,7 +520,10 @@ impl<R: Reader> Adapter<R> {
             // Connected means the module passed its handshake: it is the
             // lock's own, nothing to re-pair.
             ModuleCmd::Pair { .. } => {
-                tracing::info!(?modality, "re-pair asked for a module already paired; nothing to do");
+                tracing::info!(
+                    ?modality,
+                    "re-pair asked for a module already paired; nothing to do"
+                );
             }
         }
     }

@@ -7,7 +7,7 @@
 //!  Menu:  1 add admin ─┐                      ┌─ 1 face ─► module enrol ─┐
 //!         2 add user  ─┴► number shown ─► ChooseMethod ─ 2 palm ─► module enrol ─┼─► Persist ─► Success
 //!         3 delete ─► number ✓             └─ 3 finger / 4 passcode ✓ repeat ✓ ─┘
-//!         4 re-pair the fingerprint module (issue 13 item 7)
+//!         4 re-pair the fingerprint module (lit only while one was refused, issue 13 item 7)
 //!         ✓ system information · ↩ back
 //! ```
 //!
@@ -77,14 +77,15 @@ impl Engine {
                 confirm_if(&mut lit, buf >= limits::PASSCODE_MIN);
             }
             Mode::Menu(m) => match m {
-                Menu::Main => lit.extend([
-                    Key::Digit(1),
-                    Key::Digit(2),
-                    Key::Digit(3),
-                    Key::Digit(4),
-                    Key::Confirm,
-                    Key::Back,
-                ]),
+                Menu::Main => {
+                    lit.extend([Key::Digit(1), Key::Digit(2), Key::Digit(3)]);
+                    // Issue 13 item 7: "4" (re-pair the fingerprint module)
+                    // lights only while a module was refused.
+                    if self.alarm_active(super::event::AlarmKind::ModuleSwap) {
+                        lit.push(Key::Digit(4));
+                    }
+                    lit.extend([Key::Confirm, Key::Back]);
+                }
                 Menu::ChooseMethod(_) => lit.extend([
                     Key::Digit(1),
                     Key::Digit(2),
@@ -299,7 +300,7 @@ impl Engine {
                     self.keypad.clear();
                     self.say(out, Prompt::EnterUserNumber);
                 }
-                Key::Digit(4) => {
+                Key::Digit(4) if self.alarm_active(super::event::AlarmKind::ModuleSwap) => {
                     // Issue 13 item 7: re-pair the fingerprint module after
                     // a replacement. Only a factory-fresh module is adopted
                     // (the adapter checks); the swap alarm ends here, and

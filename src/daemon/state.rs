@@ -164,7 +164,9 @@ fn fingerprint_link(store: &mut Store) -> Result<ModuleLink, DaemonError> {
     }
     let password = pairing::generate_password().map_err(crate::store::StoreError::Random)?;
     store.put_fingerprint_module_password(password)?;
-    tracing::info!("made the lock's fingerprint module password; a factory-fresh module is paired now");
+    tracing::info!(
+        "made the lock's fingerprint module password; a factory-fresh module is paired now"
+    );
     Ok(ModuleLink {
         password,
         pairing: Pairing::AdoptFactory,

@@ -756,3 +756,106 @@ async fn fingerprint_admin_re_pair_adopts_a_factory_replacement_which_then_works
     .expect_err("0 refused");
     assert!(matches!(e, FingerprintError::FactoryPassword), "{e:?}");
 }
+
+async fn next_report(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<latchd::core::input::ModuleReport>,
+) -> latchd::core::input::ModuleReport {
+    tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("a report in time")
+        .expect("the adapter is running")
+}
+
+/// Reports of an adapter, for a test to watch.
+struct Reports(tokio::sync::mpsc::UnboundedSender<latchd::core::input::ModuleReport>);
+
+impl latchd::biometrics::adapter::ReportSink for Reports {
+    fn report(&self, report: latchd::core::input::ModuleReport) {
+        let _ = self.0.send(report);
+    }
+}
+
+/// The whole path the Linux board takes (`biometrics/uart.rs`): the paired
+/// adapter over a PTY. A swapped module is reported Untrusted and never
+/// read, although a finger rests on it; the administrator's re-pair
+/// (`ModuleCmd::Pair`) reopens the UART, adopts the factory-fresh
+/// replacement, and recognition runs on it.
+#[tokio::test]
+async fn fingerprint_adapter_refuses_a_swapped_module_until_an_admin_re_pairs_a_factory_one() {
+    use latchd::biometrics::adapter::AdapterConfig;
+    use latchd::biometrics::fingerprint::reader::spawn_fingerprint_paired;
+    use latchd::core::input::ModuleReport;
+    use latchd::core::types::Modality;
+    use latchd::core::ModuleCmd;
+    use std::sync::{Arc, Mutex};
+
+    // What sits behind the panel: first a swapped-in module, then (after
+    // the administrator replaced it) a factory-fresh one.
+    let swapped = foreign_module(0x0BAD_0BAD, 66).await;
+    let replacement_pty = open_pty();
+    let replacement_end =
+        fingerprint::open_serial(&replacement_pty.slave_path, 57_600).expect("open slave");
+    let (replacement, _sim) =
+        fingerprint::sim::spawn(replacement_pty.master, SimFingerprintConfig::default());
+    let mut fp = Fingerprint::connect(replacement_end, fp_config())
+        .await
+        .expect("factory");
+    let (r, _) = fp_enroll(&mut fp, &replacement, 4, 2, 1, None).await;
+    r.expect("enrolled before it is fitted");
+    drop(fp);
+    let behind_panel = Arc::new(Mutex::new(vec![
+        fp_session(&replacement),
+        fp_session(&swapped),
+    ]));
+    let opened = Arc::new(Mutex::new(Vec::new()));
+
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (panel, seen) = (behind_panel.clone(), opened.clone());
+    let mut adapter = spawn_fingerprint_paired(
+        Box::new(move |pairing| {
+            seen.lock().unwrap().push(pairing);
+            let stream = panel.lock().unwrap().pop().expect("a module to open");
+            Box::pin(async move {
+                let driver = pairing::connect(stream, fp_config(), LOCK_PASSWORD, pairing).await?;
+                Ok(Box::new(driver) as Box<dyn FingerprintModule>)
+            })
+        }),
+        Pairing::Verify,
+        AdapterConfig {
+            idle_poll: Duration::from_millis(20),
+            ..AdapterConfig::default()
+        },
+        Arc::new(Reports(tx)),
+    );
+    swapped.place(66, 1);
+    let before = swapped.commands();
+    match next_report(&mut rx).await {
+        ModuleReport::Untrusted { modality, detail } => {
+            assert_eq!(modality, Modality::Fingerprint);
+            assert!(detail.contains("password"), "{detail}");
+        }
+        other => panic!("expected Untrusted, got {other:?}"),
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(rx.try_recv().is_err(), "no read of the swapped module");
+    assert_eq!(swapped.commands() - before, 1, "one VfyPwd, no GenImg");
+    assert_eq!(*opened.lock().unwrap(), vec![Pairing::Verify]);
+
+    adapter
+        .command(&ModuleCmd::Pair {
+            modality: Modality::Fingerprint,
+        })
+        .expect("re-pair");
+    replacement.place(2, 1);
+    match next_report(&mut rx).await {
+        ModuleReport::Recognised { modality, slot } => {
+            assert_eq!((modality, slot), (Modality::Fingerprint, 4));
+        }
+        other => panic!("expected a recognition on the replacement, got {other:?}"),
+    }
+    assert_eq!(replacement.password(), LOCK_PASSWORD);
+    assert_eq!(
+        *opened.lock().unwrap(),
+        vec![Pairing::Verify, Pairing::AdoptFactory]
+    );
+}

@@ -856,6 +856,14 @@ fn b6_2_automatic_failures_have_their_own_bounded_budget() {
 #[test]
 fn a_swapped_fingerprint_module_is_a_fault_an_alarm_and_a_notice_until_re_paired() {
     let mut s = Sim::installed();
+    s.enter_menu();
+    assert!(
+        !s.lit().contains(&Key::Digit(4)),
+        "no module refused: no re-pair"
+    );
+    s.press("4");
+    assert!(s.module_cmds().is_empty());
+    s.press("↩");
     let detail = "the fingerprint module does not know this lock's module password".to_string();
     s.input(Input::Module(ModuleReport::Untrusted {
         modality: Modality::Fingerprint,

@@ -98,7 +98,9 @@ pub fn spawn_fingerprint_paired(
                             detail: e.to_string(),
                         });
                         woken.await;
-                        tracing::info!("administrator re-pair: trying the fingerprint module again");
+                        tracing::info!(
+                            "administrator re-pair: trying the fingerprint module again"
+                        );
                         pairing = Pairing::AdoptFactory;
                     }
                     other => return other,
