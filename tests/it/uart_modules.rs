@@ -859,3 +859,37 @@ async fn fingerprint_adapter_refuses_a_swapped_module_until_an_admin_re_pairs_a_
         vec![Pairing::Verify, Pairing::AdoptFactory]
     );
 }
+
+/// A module swapped while the lock runs announces itself with its
+/// power-on byte; the driver verifies the password before the next
+/// instruction, and the newcomer (factory password, someone's finger) is
+/// refused on every instruction — never identified.
+#[tokio::test]
+async fn fingerprint_a_module_hot_swapped_at_run_time_is_refused_on_every_instruction() {
+    let pty = open_pty();
+    let driver_end = fingerprint::open_serial(&pty.slave_path, 57_600).expect("open slave");
+    let (ctl, _sim) = fingerprint::sim::spawn(pty.master, SimFingerprintConfig::default());
+    let mut fp = pairing::connect(
+        driver_end,
+        fp_config(),
+        LOCK_PASSWORD,
+        Pairing::AdoptFactory,
+    )
+    .await
+    .expect("paired");
+    assert_eq!(fp.template_count().await.expect("count"), 0);
+    // The swap: behind the same UART, a module at the factory password
+    // with the swapper's finger in slot 0, which powers up (0x55).
+    let swapper = foreign_module(pairing::FACTORY_PASSWORD, 9).await;
+    ctl.swap_in(&swapper);
+    ctl.place(9, 1);
+    for _ in 0..3 {
+        let e = fp.identify().await.expect_err("never identified");
+        assert!(matches!(e, FingerprintError::ForeignModule), "{e:?}");
+    }
+    assert_eq!(
+        ctl.password(),
+        pairing::FACTORY_PASSWORD,
+        "nothing set on it"
+    );
+}

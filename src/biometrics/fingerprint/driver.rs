@@ -431,6 +431,10 @@ pub struct Fingerprint<S> {
     capacity: u16,
     /// Set when a power-on marker was seen since the enrolment began.
     reset_seen: bool,
+    /// A power-on marker was seen and the password is not verified since:
+    /// the next instruction verifies first (the module may be another one,
+    /// plugged in while the lock ran).
+    session_lost: bool,
 }
 
 impl<S> std::fmt::Debug for Fingerprint<S> {
@@ -465,6 +469,7 @@ where
             config,
             capacity: 0,
             reset_seen: false,
+            session_lost: false,
         }
     }
 
@@ -846,6 +851,7 @@ where
     fn note_reset(&mut self) {
         warn!("fingerprint module sent its power-on byte: it restarted");
         self.reset_seen = true;
+        self.session_lost = true;
     }
 
     /// Sends one instruction and waits for its acknowledgement. Returns the
@@ -861,6 +867,23 @@ where
         payload: Vec<u8>,
         min_len: usize,
     ) -> Result<Vec<u8>, FingerprintError> {
+        if self.session_lost && self.config.password != 0 && command != Command::VfyPwd {
+            // A module that restarted, or one plugged in while the lock ran
+            // (its power-on byte): it must know the lock's password before
+            // anything else is asked of it. Until it does, every
+            // instruction fails this way.
+            match self
+                .transact_once(Command::VfyPwd, vfy_pwd(self.config.password), 0)
+                .await
+            {
+                Ok(_) => self.session_lost = false,
+                Err(FingerprintError::Module {
+                    code: ModuleCode::WrongPassword,
+                    ..
+                }) => return Err(FingerprintError::ForeignModule),
+                Err(e) => return Err(e),
+            }
+        }
         match self.transact_once(command, payload.clone(), min_len).await {
             Err(FingerprintError::Module {
                 code: ModuleCode::PasswordRequired,
@@ -973,6 +996,7 @@ mod tests {
             config: FingerprintConfig::default(),
             capacity: 200,
             reset_seen: false,
+            session_lost: false,
         }
     }
 

@@ -127,6 +127,7 @@ fn finger_link_error(e: &FingerprintError) -> bool {
             | FingerprintError::Frame { .. }
             | FingerprintError::Protocol { .. }
             | FingerprintError::ModuleReset
+            | FingerprintError::ForeignModule
             | FingerprintError::Module {
                 code: ModuleCode::PacketError
                     | ModuleCode::HardwareError

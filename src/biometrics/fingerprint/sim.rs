@@ -156,6 +156,20 @@ impl SimFingerprintControl {
         tokio::spawn(sim.serve(stream))
     }
 
+    /// Puts `other`'s module behind this link, as someone swapping the
+    /// module while the lock runs: its password and library from now on,
+    /// and it powers up (0x55 before the next answer).
+    pub fn swap_in(&self, other: &SimFingerprintControl) {
+        let (password, library) = {
+            let o = lock(&other.state);
+            (o.password, o.library.clone())
+        };
+        let mut state = lock(&self.state);
+        state.password = password;
+        state.library = library;
+        state.faults.push_back(FingerFault::Reset);
+    }
+
     /// The password the module holds now.
     pub fn password(&self) -> u32 {
         lock(&self.state).password
