@@ -893,3 +893,60 @@ async fn fingerprint_a_module_hot_swapped_at_run_time_is_refused_on_every_instru
         "nothing set on it"
     );
 }
+
+/// A re-pair asked while no module is refused (here: while the start's
+/// handshake is still under way) is not kept for later: the module refused
+/// after it is not adopted behind the administrator's back.
+#[tokio::test]
+async fn fingerprint_a_re_pair_asked_before_a_refusal_is_not_kept_for_a_later_module() {
+    use latchd::biometrics::adapter::AdapterConfig;
+    use latchd::biometrics::fingerprint::reader::spawn_fingerprint_paired;
+    use latchd::core::input::ModuleReport;
+    use latchd::core::types::Modality;
+    use latchd::core::ModuleCmd;
+    use std::sync::{Arc, Mutex};
+
+    // A factory-fresh module fitted while the lock was already paired.
+    let pty = open_pty();
+    let first_end = fingerprint::open_serial(&pty.slave_path, 57_600).expect("open slave");
+    let (module, _sim) = fingerprint::sim::spawn(pty.master, SimFingerprintConfig::default());
+    let ends = Arc::new(Mutex::new(vec![fp_session(&module), first_end]));
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let opened = Arc::new(Mutex::new(Vec::new()));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (panel, seen, go) = (ends.clone(), opened.clone(), gate.clone());
+    let mut adapter = spawn_fingerprint_paired(
+        Box::new(move |pairing| {
+            seen.lock().unwrap().push(pairing);
+            let stream = panel.lock().unwrap().pop().expect("a module to open");
+            let go = go.clone();
+            Box::pin(async move {
+                go.notified().await;
+                let driver = pairing::connect(stream, fp_config(), LOCK_PASSWORD, pairing).await?;
+                Ok(Box::new(driver) as Box<dyn FingerprintModule>)
+            })
+        }),
+        Pairing::Verify,
+        AdapterConfig::default(),
+        Arc::new(Reports(tx)),
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    adapter
+        .command(&ModuleCmd::Pair {
+            modality: Modality::Fingerprint,
+        })
+        .expect("accepted while connecting");
+    gate.notify_one();
+    match next_report(&mut rx).await {
+        ModuleReport::Untrusted { .. } => {}
+        other => panic!("expected Untrusted, got {other:?}"),
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        *opened.lock().unwrap(),
+        vec![Pairing::Verify],
+        "not tried again"
+    );
+    assert_eq!(module.password(), pairing::FACTORY_PASSWORD, "not adopted");
+    assert!(rx.try_recv().is_err());
+}
