@@ -321,6 +321,11 @@ pub(crate) trait Reader: Send {
     /// The driver's error; the adapter turns it into the `Fault` report's
     /// text only where the report is made.
     type Error: std::error::Error + Send + 'static;
+    /// Whether `e` says the module is not the lock's own (issue 13 item
+    /// 7): reported as `Untrusted` rather than `Fault`.
+    fn untrusted(_e: &Self::Error) -> bool {
+        false
+    }
     fn enrol<'a>(
         &'a mut self,
         slot: u16,
@@ -438,6 +443,20 @@ impl<R: Reader> Adapter<R> {
         });
     }
 
+    /// Like [`Self::fault`], for a module swapped while the lock ran: once
+    /// per outage, as `Untrusted` (the engine's swap alarm and notice).
+    fn untrusted(&mut self, detail: String) {
+        if self.faulted {
+            return;
+        }
+        self.faulted = true;
+        tracing::error!(device = device_name(self.modality()), %detail, "module not the lock's own");
+        self.report(ModuleReport::Untrusted {
+            modality: self.modality(),
+            detail,
+        });
+    }
+
     fn answered(&mut self) {
         if std::mem::take(&mut self.faulted) {
             tracing::info!(
@@ -453,6 +472,9 @@ impl<R: Reader> Adapter<R> {
             Ok(read) => {
                 self.answered();
                 read
+            }
+            Err(e) if e.link && R::untrusted(&e.error) => {
+                return self.untrusted(e.error.to_string())
             }
             Err(e) if e.link => return self.fault(e.error.to_string()),
             Err(e) => {

@@ -950,3 +950,60 @@ async fn fingerprint_a_re_pair_asked_before_a_refusal_is_not_kept_for_a_later_mo
     assert_eq!(module.password(), pairing::FACTORY_PASSWORD, "not adopted");
     assert!(rx.try_recv().is_err());
 }
+
+/// The adapter's view of a hot swap: the module behind the UART is
+/// replaced while the lock runs (it powers up, 0x55); the next read is
+/// refused and reported once as Untrusted (the engine's swap alarm and
+/// notice), and the swapper's finger is never recognised.
+#[tokio::test]
+async fn fingerprint_adapter_reports_a_hot_swapped_module_as_untrusted_and_never_reads_it() {
+    use latchd::biometrics::adapter::AdapterConfig;
+    use latchd::biometrics::fingerprint::reader::spawn_fingerprint_paired;
+    use latchd::core::input::ModuleReport;
+    use latchd::core::types::Modality;
+    use std::sync::{Arc, Mutex};
+
+    let pty = open_pty();
+    let end = fingerprint::open_serial(&pty.slave_path, 57_600).expect("open slave");
+    let (module, _sim) = fingerprint::sim::spawn(pty.master, SimFingerprintConfig::default());
+    let ends = Arc::new(Mutex::new(vec![end]));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let _adapter = spawn_fingerprint_paired(
+        Box::new(move |pairing| {
+            let stream = ends.lock().unwrap().pop().expect("opened once");
+            Box::pin(async move {
+                let driver = pairing::connect(stream, fp_config(), LOCK_PASSWORD, pairing).await?;
+                Ok(Box::new(driver) as Box<dyn FingerprintModule>)
+            })
+        }),
+        Pairing::AdoptFactory,
+        AdapterConfig {
+            idle_poll: Duration::from_millis(20),
+            fault_retry: Duration::from_millis(20),
+            ..AdapterConfig::default()
+        },
+        Arc::new(Reports(tx)),
+    );
+    // Paired and polling.
+    let polled = module.commands();
+    while module.commands() < polled + 5 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(module.password(), LOCK_PASSWORD);
+    let swapper = foreign_module(pairing::FACTORY_PASSWORD, 9).await;
+    module.swap_in(&swapper);
+    module.place(9, 1);
+    match next_report(&mut rx).await {
+        ModuleReport::Untrusted { modality, detail } => {
+            assert_eq!(modality, Modality::Fingerprint);
+            assert!(detail.contains("password"), "{detail}");
+        }
+        other => panic!("expected Untrusted, got {other:?}"),
+    }
+    // It keeps being asked (fault retry) and keeps being refused, silently.
+    let after = module.commands();
+    while module.commands() < after + 6 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(rx.try_recv().is_err(), "no recognition, no second report");
+}

@@ -163,6 +163,10 @@ impl Reader for FingerReader {
     const INTERRUPTIBLE_READ: bool = false;
     type Error = FingerprintError;
 
+    fn untrusted(e: &FingerprintError) -> bool {
+        matches!(e, FingerprintError::ForeignModule)
+    }
+
     fn enrol<'a>(
         &'a mut self,
         slot: u16,
