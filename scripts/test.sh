@@ -13,11 +13,13 @@ cd "$(dirname "$0")/.."
 # integration tests talk to: dbus-daemon and busctl (D-Bus), ALSA's file
 # plugin (voice prompts), mosquitto + openssl (remote access over TLS),
 # ffmpeg (video client),
-# util-linux's setpriv (policy tests run a caller as another user).
+# util-linux's setpriv (policy tests run a caller as another user), and
+# unshare/nsenter plus iproute2 for the Matter test's network namespace.
 packages=(
     pkg-config libdbus-1-dev libasound2-dev libclang-dev clang
     dbus systemd alsa-utils libasound2-plugins util-linux
     mosquitto mosquitto-clients openssl ffmpeg espeak-ng sox
+    iproute2
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -30,6 +32,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# Home Assistant's Matter controller (python-matter-server + the CHIP
+# wheel) for tests/matter_controller.rs: a venv under target/, reused.
+scripts/matter-env.sh
 
 export CARGO_TERM_COLOR=never
 # A one-shot build gains nothing from incremental state, which costs gigabytes

@@ -58,6 +58,9 @@ pub struct Config {
     pub remote: crate::remote::RemoteConfig,
     /// `[video]`: the live outdoor stream (off by default, see `docs/video.md`).
     pub video: crate::video::VideoConfig,
+    /// `[matter]`: the Matter node (builds with the `matter` feature; see
+    /// `docs/matter.md`).
+    pub matter: crate::matter::MatterConfig,
     /// `[face]`: face unlock on the outdoor camera (off by default, see
     /// `src/biometrics/face/config.rs`).
     #[cfg(feature = "face")]
@@ -146,6 +149,7 @@ impl Default for Config {
             wifi: crate::wifi::WifiConfig::default(),
             remote: crate::remote::RemoteConfig::default(),
             video: crate::video::VideoConfig::default(),
+            matter: crate::matter::MatterConfig::default(),
             #[cfg(feature = "face")]
             face: crate::biometrics::face::config::FaceConfig::default(),
         }
@@ -274,6 +278,9 @@ impl Config {
         }
         if let Err(why) = self.ble.validate() {
             return bad("ble.adapter", format!("{:?}", self.ble.adapter), why);
+        }
+        if let Err(why) = self.matter.validate() {
+            return bad("matter", format!("{:?}", self.matter.interface), why);
         }
         if !l.verification_code.is_empty()
             && crate::ble::pairing::VerificationCode::parse(&l.verification_code).is_err()

@@ -3,7 +3,7 @@
 //! The crate is laid out the way the lock is built (see README.md and
 //! `core/mod.rs`): a pure, deterministic engine in [`core`] with every rule
 //! of the lock, and IO at the edges — [`board`] hardware, [`biometrics`]
-//! modules, [`ble`], [`wifi`], [`dbus`], [`video`] services — wired together
+//! modules, [`ble`], [`matter`], [`wifi`], [`dbus`], [`video`] services — wired together
 //! by the [`daemon`] runtime, with state kept by [`store`].
 pub mod biometrics;
 pub mod ble;
@@ -13,6 +13,7 @@ pub mod config;
 pub mod core;
 pub mod daemon;
 pub mod dbus;
+pub mod matter;
 pub mod remote;
 pub mod store;
 pub mod video;

@@ -308,7 +308,9 @@ pub fn event_entry(stored: &StoredEvent) -> Option<EventEntry> {
                 Method::TempPasscode => UnlockMethod::TemporaryPasscode,
                 Method::MechanicalKey => UnlockMethod::MechanicalKey,
                 Method::Ble => UnlockMethod::Ble,
-                Method::Remote => UnlockMethod::Remote,
+                // A Matter controller is remote over Wi-Fi too; the app
+                // protocol has no word of its own for it.
+                Method::Remote | Method::Matter => UnlockMethod::Remote,
                 Method::Inside => UnlockMethod::Inside,
             }),
             user.map(|u| u.get()),

@@ -33,6 +33,8 @@ use crate::dbus::BusChoice;
 
 pub mod ble;
 pub mod diag;
+#[cfg(feature = "matter")]
+pub mod matter;
 pub mod sim;
 
 /// Printed under `--help`.
@@ -70,6 +72,9 @@ pub enum Command {
     Sim(sim::SimArgs),
     /// Talk to a lock over Bluetooth LE as the app would (BlueZ).
     Ble(ble::BleArgs),
+    /// The Matter node's onboarding codes, from the lock's store (`label`).
+    #[cfg(feature = "matter")]
+    Matter(matter::MatterArgs),
 }
 
 /// What every command needs besides its own arguments.
@@ -99,6 +104,9 @@ pub enum CliError {
     Sim(#[from] sim::SimCliError),
     #[error(transparent)]
     Ble(#[from] ble::BleCliError),
+    #[cfg(feature = "matter")]
+    #[error(transparent)]
+    Matter(#[from] matter::MatterCliError),
 }
 
 impl From<ClientError> for CliError {
@@ -132,6 +140,8 @@ pub async fn run_command(ctx: &Context, command: Command) -> Result<(), CliError
         Command::Diag(cmd) => diag::run(ctx, cmd).await,
         Command::Sim(args) => Ok(sim::run(args, ctx.json, &mut io::stdout())?),
         Command::Ble(args) => Ok(ble::run(args, ctx.json, &mut io::stdout()).await?),
+        #[cfg(feature = "matter")]
+        Command::Matter(args) => Ok(matter::run(args, ctx.json, &mut io::stdout())?),
     }
 }
 

@@ -170,6 +170,12 @@ pub enum AppError {
     KeyExists,
     #[error("the lock's clock is not set; sync the time from the owner's app first")]
     ClockUnknown,
+    #[error("wrong code (counted towards the lockout)")]
+    WrongCode,
+    #[error("a PIN is required to operate the lock remotely")]
+    CodeRequired,
+    #[error("that user number is taken")]
+    UserExists,
 }
 
 /// Every voice prompt. The English text is [`Prompt::text`]; the WAV

@@ -191,6 +191,9 @@ pub struct Engine {
     /// How the lock move in progress was asked for, logged when it ends.
     pub(super) pending_lock: Option<LockHow>,
     pub(super) auto_lock_at: Option<Instant>,
+    /// The next auto-lock countdown uses this instead of the setting (a
+    /// Matter `UnlockWithTimeout`); taken when the countdown starts.
+    pub(super) relock_once: Option<Duration>,
     /// B-8.1: the door was opened from inside; "✓" outside locks.
     pub(super) outside_lock_armed: bool,
     /// The last unlock was from inside (arms B-8.1 when the door opens).
@@ -250,6 +253,7 @@ impl Engine {
             keypad: Keypad::default(),
             pending_lock: None,
             auto_lock_at: None,
+            relock_once: None,
             outside_lock_armed: false,
             inside_unlocked: false,
             pairing_until: None,
@@ -698,12 +702,13 @@ impl Engine {
     /// B-8.3: the countdown runs while the bolt is retracted and the door
     /// is closed; (re)started here.
     pub(super) fn start_auto_lock(&mut self) {
-        self.auto_lock_at = match self.settings.auto_lock {
-            Some(d) if !self.mech.door_open() && self.mech.bolt == BoltPosition::Retracted => {
-                Some(self.now.mono + d)
-            }
-            _ => None,
+        let can_run = !self.mech.door_open() && self.mech.bolt == BoltPosition::Retracted;
+        let countdown = if can_run {
+            self.relock_once.take().or(self.settings.auto_lock)
+        } else {
+            None
         };
+        self.auto_lock_at = countdown.map(|d| self.now.mono + d);
     }
 
     fn on_door(&mut self, out: &mut Out, d: DoorPosition) {
@@ -799,6 +804,7 @@ impl Engine {
         self.outside_lock_armed = false;
         self.inside_unlocked = false;
         self.auto_lock_at = None;
+        self.relock_once = None;
         if self.mech.bolt == BoltPosition::Extended && self.mech.motor == MotorState::Idle {
             self.log(out, EventKind::Locked { how });
             self.say(out, Prompt::Locked);
@@ -820,6 +826,19 @@ impl Engine {
     /// Decision: the unlock that ends one-time mute is itself still silent
     /// (B-3.4: prompts are silent *until* that unlock).
     pub(super) fn unlock(&mut self, out: &mut Out, method: Method, user: Option<UserNumber>) {
+        self.unlock_relocking(out, method, user, None);
+    }
+
+    /// [`Self::unlock`], with the countdown that follows lasting
+    /// `relock_after` instead of the auto-lock setting (B-8.3 rules still
+    /// hold: it runs only while the door is closed).
+    pub(super) fn unlock_relocking(
+        &mut self,
+        out: &mut Out,
+        method: Method,
+        user: Option<UserNumber>,
+        relock_after: Option<Duration>,
+    ) {
         let Some(handing) = self.handing else {
             self.say(out, Prompt::ChooseDirection);
             return;
@@ -846,6 +865,7 @@ impl Engine {
         self.inside_unlocked = false;
         self.pending_lock = None;
         self.auto_lock_at = None;
+        self.relock_once = relock_after;
         self.keypad.clear();
         let settled =
             self.mech.bolt == BoltPosition::Retracted && self.mech.motor == MotorState::Idle;

@@ -46,6 +46,8 @@ pub enum LockHow {
     /// B-8.3: countdown.
     Auto,
     App,
+    /// A Matter controller's `LockDoor`.
+    Matter,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

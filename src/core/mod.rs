@@ -26,6 +26,7 @@
 //!   menu.rs     front keypad and voice menu: first start, menu, enrolment,
 //!               delete, factory reset, mute, away, doorbell, outside lock
 //!   app.rs      app commands: who may do what (pairing/owner/guest), settings
+//!   matter.rs   what a Matter fabric's administrator may do (Door Lock cluster)
 //!   users.rs    users, credentials, visitor codes, app keys + lookup indexes
 //!   passcode.rs B-2.3 rules, HMAC of codes, anti-peep window index
 //!   policy.rs   lockout counter (B-7), persisted as remaining durations
@@ -54,6 +55,7 @@ mod engine;
 pub mod event;
 pub mod input;
 pub mod lock;
+mod matter;
 mod menu;
 pub mod passcode;
 pub mod policy;

@@ -139,6 +139,8 @@ pub enum Method {
     Remote,
     /// The inside handle / lock button side (an inside unlock).
     Inside,
+    /// A Matter controller (the user is the PIN's holder when a PIN was given).
+    Matter,
 }
 
 impl From<Modality> for Method {
@@ -246,6 +248,10 @@ pub struct Settings {
     pub remote_unlock: bool,
     /// B-9.7 / B-10.7: off saves battery; BLE still works.
     pub wifi: bool,
+    /// Matter's `RequirePINforRemoteOperation`: an unlock over Matter must
+    /// carry a user's PIN. Off by default (remote unlock itself is off).
+    #[serde(default)]
+    pub require_pin_remote: bool,
 }
 
 impl Default for Settings {
@@ -255,6 +261,7 @@ impl Default for Settings {
             lockout_protection: true,
             remote_unlock: false,
             wifi: true,
+            require_pin_remote: false,
         }
     }
 }
@@ -267,6 +274,7 @@ pub enum SettingChange {
     LockoutProtection(bool),
     RemoteUnlock(bool),
     Wifi(bool),
+    RequirePinRemote(bool),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

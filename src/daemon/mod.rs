@@ -41,6 +41,7 @@ use crate::store::{Store, StoreError, StoreOptions};
 pub mod camera;
 pub mod control;
 pub mod engine_task;
+pub mod matter_port;
 pub mod notify;
 pub mod panel;
 pub mod status;
@@ -271,6 +272,8 @@ pub struct Running {
     video: Option<JoinHandle<()>>,
     /// The Wi-Fi monitor and the BLE service.
     wireless: wireless::Wireless,
+    /// The Matter node's thread (issue 18; `[matter]`, feature `matter`).
+    matter: matter_port::MatterNode,
 }
 
 impl std::fmt::Debug for Running {
@@ -329,6 +332,7 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
         None => None,
     };
     let remote_serial = serial.clone();
+    let matter_serial = serial.clone();
     let engine_config = EngineConfig {
         passcode_key,
         serial: serial.clone(),
@@ -518,6 +522,8 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
     )
     .await;
 
+    let matter_replies = replies_tx.clone();
+    let matter_clock = clock.clone();
     let remote_stats = remote_settings
         .as_ref()
         .map(|_| Arc::new(crate::remote::RemoteStats::default()));
@@ -553,6 +559,21 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
         )),
         _ => None,
     };
+
+    // The Matter node: a third app channel, through its own narrow port.
+    let matter = matter_port::MatterNode::start(
+        &opts.config,
+        matter_port::PortParts {
+            inputs: inputs.clone(),
+            replies: matter_replies,
+            published: published_rx.clone(),
+            records: events_tx.subscribe(),
+            store: store.clone(),
+            clock: matter_clock,
+            serial: matter_serial,
+        },
+        shutdown.clone(),
+    );
 
     // The camera's live stream (B-9.2) and motion trigger, when configured.
     let video = match camera_rig {
@@ -592,6 +613,7 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
         remote_stats,
         video,
         wireless,
+        matter,
     })
 }
 
@@ -618,6 +640,7 @@ async fn shutdown(r: Running) -> Result<(), DaemonError> {
         let _ = p.await;
     }
     r.wireless.join().await;
+    r.matter.join().await;
     if let Some(m) = r.remote {
         let _ = m.await;
     }

@@ -56,6 +56,7 @@
 mod error;
 mod events;
 mod key;
+mod matter;
 mod schema;
 mod state;
 
@@ -71,6 +72,7 @@ use crate::core::types::{Change, Persisted};
 pub use error::StoreError;
 pub use events::{EventId, StoredEvent};
 pub use key::{DeviceKey, DEVICE_KEY_LEN};
+pub use matter::MatterScope;
 
 use error::SqlContext;
 use key::{sync_dir, Binding, Sealer};

@@ -115,6 +115,21 @@ CREATE TABLE guest_invites (
 );
 "#,
     },
+    Migration {
+        version: 3,
+        sql: r#"
+-- The Matter node's own state, sealed (issue 18): `node` rows are
+-- rs-matter's fabrics, ACLs, CASE resumption and counters, erased by a
+-- factory reset; `label` rows are the onboarding secret printed on the
+-- lock's label, which a reset keeps.
+CREATE TABLE matter_blobs (
+    scope  TEXT NOT NULL CHECK (scope IN ('node', 'label')),
+    key    INTEGER NOT NULL CHECK (key BETWEEN 0 AND 65535),
+    sealed BLOB NOT NULL,
+    PRIMARY KEY (scope, key)
+) WITHOUT ROWID;
+"#,
+    },
 ];
 
 /// The newest schema version this build knows.

@@ -248,15 +248,17 @@ fn apply_one(
         Change::FactoryReset => {
             // Children first is not needed with the cascades, but explicit
             // deletes keep the reset complete even for guest keys and temp
-            // passcodes, which belong to no user. Events, service counters
-            // and the key check stay (B-10.6).
+            // passcodes, which belong to no user. Events, service counters,
+            // the key check and the Matter label secret stay (B-10.6); the
+            // Matter fabrics go.
             tx.execute_batch(
                 "DELETE FROM credentials;
                  DELETE FROM app_keys;
                  DELETE FROM guest_invites;
                  DELETE FROM temp_passcodes;
                  DELETE FROM users;
-                 DELETE FROM lock_state;",
+                 DELETE FROM lock_state;
+                 DELETE FROM matter_blobs WHERE scope = 'node';",
             )
             .ctx("erasing users and settings (factory reset)")?;
             Ok(())

@@ -33,8 +33,23 @@ impl Daemon {
         Self::start_exe(Path::new(env!("CARGO_BIN_EXE_latchd")), state, extra)
     }
 
+    /// Start latchd through a command prefix (`nsenter … --`: the Matter
+    /// test runs the lock in a network namespace of its own).
+    pub fn start_wrapped(wrapper: &[String], state: &Path, extra: &[&str]) -> Daemon {
+        Self::start_cmd(
+            wrapper,
+            Path::new(env!("CARGO_BIN_EXE_latchd")),
+            state,
+            extra,
+        )
+    }
+
     /// Start a given latchd binary (a pinned copy, in the VM tests).
     pub fn start_exe(exe: &Path, state: &Path, extra: &[&str]) -> Daemon {
+        Self::start_cmd(&[], exe, state, extra)
+    }
+
+    fn start_cmd(wrapper: &[String], exe: &Path, state: &Path, extra: &[&str]) -> Daemon {
         let sock = state.with_extension("sock");
         let log = state.with_extension("log");
         let log_file = std::fs::OpenOptions::new()
@@ -42,7 +57,15 @@ impl Daemon {
             .append(true)
             .open(&log)
             .expect("log file");
-        let child = Command::new(exe)
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        };
+        let child = cmd
             .arg("--headless")
             .arg("--state-dir")
             .arg(state)

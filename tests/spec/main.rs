@@ -14,4 +14,5 @@ mod b6;
 mod b7;
 mod b8;
 mod b9;
+mod matter;
 mod robustness;

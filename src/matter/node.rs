@@ -1,0 +1,337 @@
+//! The running node: rs-matter's stack on a thread of its own.
+//!
+//! ```text
+//!  thread "matter" (current-thread tokio runtime; rs-matter's futures are not Send)
+//!    Matter (fabrics, sessions; onboarding secret) ◄── startup(kv): sealed blobs
+//!    InteractionModel ── root endpoint 0 (Basic Information, General
+//!    │                    Commissioning, Operational Credentials, ACL, diagnostics…)
+//!    │                └─ endpoint 1: Descriptor, Identify, Door Lock (door_lock.rs)
+//!    ├ responder   ◄── UDP [::]:port            (PASE, CASE, IM exchanges)
+//!    ├ transport   ◄── the same socket
+//!    ├ mdns        ◄── 5353 on the chosen interface (_matterc._udp, _matter._tcp)
+//!    ├ window      pairing mode (B-5.1) rising ─► open a 3-minute commissioning
+//!    │             window; falling ─► close it
+//!    ├ reset       engine FactoryReset ─► forget fabrics in memory (the store
+//!    │             erased them in the reset's own transaction)
+//!    └ shutdown    CancellationToken ─► return
+//! ```
+use std::net::UdpSocket;
+use std::pin::pin;
+use std::sync::Arc;
+
+use embassy_futures::select::{select, select4, Either};
+use rs_matter::crypto::{default_crypto, Crypto};
+use rs_matter::dm::clusters::basic_info::{BasicInfoConfig, PairingHintFlags};
+use rs_matter::dm::clusters::decl::door_lock;
+use rs_matter::dm::clusters::desc::{self, ClusterHandler as _};
+use rs_matter::dm::clusters::identify::{
+    self, IdentifyAction, IdentifyHandler, IdentifyHooks, IdentifyTypeEnum,
+};
+use rs_matter::dm::devices::test::{DAC_PRIVKEY, TEST_DEV_ATT};
+use rs_matter::dm::endpoints;
+use rs_matter::dm::networks::eth::EthNetwork;
+use rs_matter::dm::networks::SysNetifs;
+use rs_matter::dm::{Async, Dataver, DeviceType, Endpoint, Node};
+use rs_matter::error::Error;
+use rs_matter::im::{EthInteractionModelState, InteractionModel};
+use rs_matter::respond::DefaultResponder;
+use rs_matter::transport::exchange::MatterBuffers;
+use rs_matter::transport::network::mdns::builtin::{BuiltinMdns, Host};
+use rs_matter::utils::select::Coalesce;
+use rs_matter::{clusters, devices, root_endpoint, Matter};
+use tokio_util::sync::CancellationToken;
+
+use super::attestation::FileAttestation;
+use super::config::MatterConfig;
+use super::door_lock::DoorLock;
+use super::kv::PortKv;
+use super::net::{self, Interface};
+use super::onboarding::Onboarding;
+use super::port::LockPort;
+use super::running::MatterError;
+use super::schedule::NoSchedules;
+use crate::core::event::EventKind;
+
+/// Door Lock device type (Matter Device Library: 0x000A, revision 3).
+const DEV_TYPE_DOOR_LOCK: DeviceType = DeviceType {
+    dtype: 0x000A,
+    drev: 3,
+};
+
+/// B-5.1: the window lasts as long as pairing mode (3 minutes).
+const WINDOW_SECS: u16 = crate::core::PAIRING_WINDOW.as_secs() as u16;
+
+/// The endpoint the lock is on.
+const LOCK_ENDPOINT: u16 = 1;
+
+const NODE: Node<'static> = Node {
+    endpoints: &[
+        root_endpoint!(eth),
+        Endpoint::new(
+            LOCK_ENDPOINT,
+            devices!(DEV_TYPE_DOOR_LOCK),
+            clusters!(
+                desc::DescHandler::CLUSTER,
+                identify::CLUSTER,
+                DoorLock::CLUSTER
+            ),
+        ),
+    ],
+};
+
+/// Identify: the lock says so and flashes "0" (the engine decides whether,
+/// as for Improv's identify).
+struct LockIdentify<'a>(&'a dyn LockPort);
+
+impl IdentifyHooks for LockIdentify<'_> {
+    fn identify_type(&self) -> IdentifyTypeEnum {
+        IdentifyTypeEnum::VisibleIndicator
+    }
+
+    fn identify(&self, action: IdentifyAction) {
+        if matches!(action, IdentifyAction::Time(t) if t > 0) {
+            self.0.identify();
+        }
+    }
+}
+
+/// What the node needs besides the lock: who it is.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub serial: String,
+    pub firmware: String,
+}
+
+/// Run the node until `shutdown`. Blocking: call it on its own thread.
+pub fn run(
+    config: MatterConfig,
+    identity: Identity,
+    port: Arc<dyn LockPort>,
+    shutdown: CancellationToken,
+) -> Result<(), MatterError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(MatterError::Runtime)?;
+    rt.block_on(serve(&config, &identity, &*port, shutdown))
+}
+
+async fn serve(
+    config: &MatterConfig,
+    identity: &Identity,
+    port: &dyn LockPort,
+    shutdown: CancellationToken,
+) -> Result<(), MatterError> {
+    let onboarding = Onboarding::load_or_create(port, &mut rand_core::OsRng)?;
+    let iface = Interface::pick(&config.interface)?;
+    let file_att = FileAttestation::load(config)?;
+    let firmware_number = firmware_number(&identity.firmware);
+    let dev_det = BasicInfoConfig {
+        vid: config.vendor_id,
+        pid: config.product_id,
+        hw_ver: 1,
+        hw_ver_str: "1",
+        sw_ver: firmware_number,
+        sw_ver_str: &identity.firmware,
+        serial_no: &identity.serial,
+        product_name: &config.product_name,
+        vendor_name: &config.vendor_name,
+        device_name: &config.product_name,
+        device_type: Some(DEV_TYPE_DOOR_LOCK.dtype),
+        // B-5.1: hold SET for 3 seconds.
+        pairing_hint: PairingHintFlags::PRESS_SETUP_BUTTON_FOR_N_SECONDS,
+        pairing_instruction: "3",
+        ..BasicInfoConfig::new()
+    };
+    let (dev_att, dac_key): (&dyn rs_matter::dm::clusters::dev_att::DeviceAttestation, _) =
+        match &file_att {
+            Some(f) => (f, f.secret_key()),
+            None => {
+                tracing::warn!(
+                    "Matter: development attestation (test DAC, VID 0xFFF1): only test controllers trust it; see docs/matter.md to install the product's own"
+                );
+                (&TEST_DEV_ATT, DAC_PRIVKEY)
+            }
+        };
+    let matter = Matter::new(&dev_det, onboarding.comm_data(), dev_att, config.port);
+    let kv = matter.kv(PortKv { port });
+    matter.startup(&kv).map_err(MatterError::Stack)?;
+    let buffers: Box<MatterBuffers> = Box::default();
+    let im_state: Box<EthInteractionModelState> =
+        Box::new(EthInteractionModelState::new(EthNetwork::new_default()));
+    let crypto = default_crypto(rand_matter::rng(), dac_key);
+    let mut rand = crypto.rand().map_err(MatterError::Stack)?;
+
+    let lock = DoorLock::new(
+        Dataver::new_rand(&mut rand),
+        LOCK_ENDPOINT,
+        port,
+        &NoSchedules,
+    );
+    let identify = IdentifyHandler::new_with(Dataver::new_rand(&mut rand), LockIdentify(port));
+    let handler = (
+        NODE,
+        endpoints::EthSysHandlerBuilder::new()
+            .netif_diag(&SysNetifs)
+            .build(&mut rand)
+            .chain(
+                |e, c| e == LOCK_ENDPOINT && c == desc::DescHandler::CLUSTER.id,
+                Async(desc::DescHandler::new(Dataver::new_rand(&mut rand)).adapt()),
+            )
+            .chain(
+                |e, c| e == LOCK_ENDPOINT && c == identify::CLUSTER.id,
+                Async(identify.adapt()),
+            )
+            .chain(
+                |e, c| e == LOCK_ENDPOINT && c == DoorLock::CLUSTER.id,
+                door_lock::HandlerAsyncAdaptor(&lock),
+            ),
+    );
+    let im = InteractionModel::new(&matter, &crypto, &*buffers, handler, &kv, &*im_state);
+    im.startup().await.map_err(MatterError::Stack)?;
+    if let Err(e) = matter.persist_reboot_count(&kv) {
+        tracing::warn!("Matter: cannot store the reboot count: {e:?}");
+    }
+
+    let socket = async_io::Async::<UdpSocket>::bind(std::net::SocketAddr::from((
+        std::net::Ipv6Addr::UNSPECIFIED,
+        config.port,
+    )))
+    .map_err(|source| MatterError::Bind {
+        port: config.port,
+        source,
+    })?;
+    let mdns_socket = net::mdns_socket(&iface)?;
+    let v6: Vec<_> = iface.ipv6.iter().map(|a| a.octets().into()).collect();
+    let host = Host {
+        hostname: &net::hostname(&identity.serial),
+        ip: iface.ipv4.octets().into(),
+        ipv6: &v6,
+    };
+    let mut mdns_responder = BuiltinMdns::new();
+    tracing::info!(
+        interface = %iface.name,
+        port = config.port,
+        fabrics = matter.has_fabrics(),
+        manual_code = %onboarding.manual_code_pretty(),
+        "Matter node running; hold SET for 3 s to open the commissioning window"
+    );
+
+    let responder = DefaultResponder::new(&im);
+    let mut respond = pin!(responder.run::<4, 4>());
+    let mut im_job = pin!(im.run());
+    let mut transport = pin!(matter.run(&crypto, &socket, &socket, &socket));
+    let mut mdns = pin!(mdns_responder.run(
+        &mdns_socket,
+        &mdns_socket,
+        &host,
+        (!iface.ipv4.is_unspecified()).then_some(iface.ipv4.octets().into()),
+        Some(iface.index),
+        &matter,
+        &crypto,
+    ));
+    let mut window = pin!(follow_pairing_mode(
+        port,
+        |secs| im.open_basic_comm_window(secs),
+        || im.close_comm_window(),
+    ));
+    let mut reset = pin!(follow_factory_reset(port, || async {
+        matter.factory_reset(&kv)?;
+        im.factory_reset().await
+    }));
+    let stack = select4(
+        &mut transport,
+        &mut mdns,
+        &mut respond,
+        select4(
+            &mut im_job,
+            &mut window,
+            &mut reset,
+            core::future::pending(),
+        )
+        .coalesce(),
+    )
+    .coalesce();
+    match select(stack, shutdown.cancelled()).await {
+        Either::First(r) => r.map_err(MatterError::Stack),
+        Either::Second(()) => {
+            tracing::info!("Matter node stopped");
+            Ok(())
+        }
+    }
+}
+
+/// B-5.1: pairing mode opens the commissioning window; its end closes it.
+async fn follow_pairing_mode(
+    port: &dyn LockPort,
+    open: impl Fn(u16) -> Result<(), Error>,
+    close: impl Fn() -> Result<bool, Error>,
+) -> Result<(), Error> {
+    let mut status = port.status();
+    let mut open_now = false;
+    loop {
+        let pairing = status.borrow_and_update().pairing_mode;
+        if pairing != open_now {
+            let result = if pairing {
+                open(WINDOW_SECS)
+            } else {
+                close().map(|_| ())
+            };
+            match result {
+                Ok(()) => tracing::info!(open = pairing, "Matter commissioning window"),
+                Err(e) => tracing::warn!("Matter: commissioning window not changed: {e:?}"),
+            }
+            open_now = pairing;
+        }
+        if status.changed().await.is_err() {
+            return core::future::pending().await;
+        }
+    }
+}
+
+/// B-10.6: a factory reset also forgets every fabric. The store erased
+/// their blobs in the reset's transaction; `forget` clears the stack's
+/// memory.
+async fn follow_factory_reset<F, Fut>(port: &dyn LockPort, forget: F) -> Result<(), Error>
+where
+    F: Fn() -> Fut,
+    Fut: core::future::Future<Output = Result<(), Error>>,
+{
+    let mut events = port.events();
+    loop {
+        match events.recv().await {
+            Ok(e) if e.kind == EventKind::FactoryReset => {
+                tracing::info!("Matter: factory reset, every fabric removed");
+                forget().await?;
+            }
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                return core::future::pending().await
+            }
+        }
+    }
+}
+
+/// Basic Information's numeric software version from "0.1.0": major,
+/// minor and patch in one u32 (0x00MMmmpp).
+fn firmware_number(version: &str) -> u32 {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor, patch) = (
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+    );
+    (major.min(255) << 16) | (minor.min(255) << 8) | patch.min(255)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn firmware_versions_become_numbers() {
+        assert_eq!(firmware_number("0.1.0"), 0x0000_0100);
+        assert_eq!(firmware_number("2.10.3"), 0x0002_0A03);
+        assert_eq!(firmware_number("x"), 0);
+    }
+}

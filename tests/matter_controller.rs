@@ -1,0 +1,291 @@
+//! The lock as a Matter Door Lock, proven with the controller Home
+//! Assistant uses (python-matter-server + home-assistant-chip-core, issue
+//! 18), in a network namespace the test makes (`tests/matter_common`).
+//!
+//! One scenario, in order, on one lock: commission with the label's manual
+//! code (pairing mode opens the window, B-5.1) → read the attributes → lock
+//! and unlock (remote unlock off refuses, B-6.7; OperatingMode Normal turns
+//! it on) with LockOperation events by subscription → SetUser + SetCredential
+//! a PIN, which then opens on the simulated keypad → a weak PIN refused
+//! (B-2.3) → wrong PINs over Matter count towards the lockout (B-7.1;
+//! DoorLockAlarm WrongCodeEntryLimit) → restart the lock, operate again
+//! without commissioning → remove the fabric (the lock forgets it).
+//!
+//! Needs `scripts/matter-env.sh` (scripts/test.sh runs it), util-linux
+//! `unshare`/`nsenter` and iproute2; the namespaces need no root (user
+//! namespaces). Run alone:
+//!     cargo test --features matter --test matter_controller -- --nocapture
+#![cfg(feature = "matter")]
+
+#[path = "daemon_common/mod.rs"]
+mod daemon_common;
+#[path = "matter_common/mod.rs"]
+mod matter_common;
+
+use serde_json::json;
+
+use daemon_common::{first_start, Daemon};
+use matter_common::{lock_config, manual_code, wait_until, Controller, NetNs};
+
+/// Door Lock events (cluster 257).
+const ALARM: u32 = 0;
+const LOCK_OPERATION: u32 = 2;
+const OPERATION_ERROR: u32 = 3;
+const USER_CHANGE: u32 = 4;
+
+/// The PIN the controller gives user 002.
+const PIN: &str = "246801";
+
+fn lock_state(d: &Daemon) -> String {
+    d.status()["engine"]["lock"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned()
+}
+
+fn start_lock(ns: &NetNs, state: &std::path::Path, config: &std::path::Path) -> Daemon {
+    let wrapper = ns.enter();
+    Daemon::start_wrapped(&wrapper, state, &["--config", config.to_str().unwrap()])
+}
+
+/// How many of rs-matter's fabric records (keys 0..=255 of the node
+/// scope) the lock's store holds.
+fn stored_fabrics(state: &std::path::Path) -> u32 {
+    let db = rusqlite::Connection::open_with_flags(
+        state.join("latchd.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    db.query_row(
+        "SELECT count(*) FROM matter_blobs WHERE scope = 'node' AND key < 256",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+#[test]
+fn home_assistants_controller_commissions_and_operates_the_lock() {
+    let ns = NetNs::new();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("lock");
+    let config = lock_config(dir.path());
+    let d = start_lock(&ns, &state, &config);
+    first_start(&d);
+    let code = manual_code(&state, &config);
+    assert_eq!(code.len(), 11, "{code}");
+
+    let mut c = Controller::start(&ns, &dir.path().join("controller"));
+    // Nothing to find until SET is held (B-5.1): the window is closed.
+    let refused = c.call("commission", json!({"code": code}));
+    assert!(
+        refused.is_err(),
+        "commissioned without pairing mode: {refused:?}"
+    );
+
+    d.ok(json!({"cmd": "set", "long": true}));
+    let done = c.ok("commission", json!({"code": code}));
+    let node = done["node_id"].as_u64().unwrap();
+    println!(
+        "FIGURE commissioning on the veth pair: {:.2} s (manual code → interviewed node)",
+        done["seconds"].as_f64().unwrap()
+    );
+    assert_eq!(
+        stored_fabrics(&state),
+        1,
+        "the fabric is in the sealed store"
+    );
+
+    // Attributes (the lock is unlocked after its first start: bolt retracted).
+    assert_eq!(c.read(node, "1/257/1"), json!(3), "LockType = Mortise");
+    assert_eq!(c.read(node, "1/257/2"), json!(true), "ActuatorEnabled");
+    assert_eq!(
+        c.read(node, "1/257/37"),
+        json!(3),
+        "OperatingMode = NoRemoteLockUnlock (B-6.7 default)"
+    );
+    assert_eq!(
+        c.read(node, "1/257/17"),
+        json!(999),
+        "NumberOfTotalUsersSupported (B-1.4)"
+    );
+    assert_eq!(
+        c.read(node, "1/257/18"),
+        json!(50),
+        "NumberOfPINUsersSupported (B-1.1)"
+    );
+    assert_eq!(
+        c.read(node, "1/257/24"),
+        json!(6),
+        "MinPINCodeLength (B-2.3)"
+    );
+    assert_eq!(
+        c.read(node, "1/257/23"),
+        json!(10),
+        "MaxPINCodeLength (B-2.3)"
+    );
+    assert_eq!(
+        c.read(node, "1/257/48"),
+        json!(5),
+        "WrongCodeEntryLimit (B-7.1)"
+    );
+    assert_eq!(
+        c.read(node, "1/257/49"),
+        json!(180),
+        "UserCodeTemporaryDisableTime (B-7.1)"
+    );
+    let serial = c.read(node, "0/40/15");
+    assert!(
+        serial.as_str().is_some_and(|s| s.starts_with("LD-")),
+        "SerialNumber: {serial}"
+    );
+    assert_eq!(
+        c.read(node, "0/40/2"),
+        json!(0xFFF1),
+        "VendorID (development attestation)"
+    );
+
+    // Lock over Matter; the subscription delivers LockOperation (source Remote = 7).
+    c.lock_cmd(node, "LockDoor", json!({})).unwrap();
+    d.settle();
+    assert_eq!(lock_state(&d), "locked");
+    c.event(
+        node,
+        LOCK_OPERATION,
+        json!({"lockOperationType": 0, "operationSource": 7}),
+    );
+    c.ok(
+        "wait_attribute",
+        json!({"node": node, "path": "1/257/0", "value": 1}),
+    );
+
+    // Unlock is refused while remote unlock is off (B-6.7)…
+    let refused = c.lock_cmd(node, "UnlockDoor", json!({}));
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(lock_state(&d), "locked");
+    c.event(node, OPERATION_ERROR, json!({"operationError": 3}));
+    // …OperatingMode Normal turns it on, and the door opens.
+    c.ok(
+        "write",
+        json!({"node": node, "path": "1/257/37", "value": 0}),
+    );
+    assert_eq!(
+        d.status()["engine"]["settings"]["remote_unlock"],
+        json!(true)
+    );
+    let unlocked = c.lock_cmd(node, "UnlockDoor", json!({})).unwrap();
+    println!(
+        "FIGURE UnlockDoor round trip (controller → engine → motor command → reply): {:.3} s",
+        unlocked["seconds"].as_f64().unwrap()
+    );
+    d.settle();
+    assert_eq!(lock_state(&d), "unlocked");
+    c.event(
+        node,
+        LOCK_OPERATION,
+        json!({"lockOperationType": 1, "operationSource": 7}),
+    );
+    assert!(d.count_events("unlocked.matter") >= 1);
+
+    // A user and a PIN from the controller (SetUser + SetCredential)…
+    c.lock_cmd(
+        node,
+        "SetUser",
+        json!({"operationType": 0, "userIndex": 2, "userName": "guest", "userUniqueID": 7,
+               "userStatus": 1, "userType": 0, "credentialRule": 0}),
+    )
+    .unwrap();
+    c.event(
+        node,
+        USER_CHANGE,
+        json!({"lockDataType": 2, "dataOperationType": 0, "userIndex": 2}),
+    );
+    let set = c
+        .lock_cmd(
+            node,
+            "SetCredential",
+            json!({"operationType": 0, "credential": {"credentialType": 1, "credentialIndex": 2},
+                   "credentialData": PIN, "userIndex": 2, "userStatus": null, "userType": null}),
+        )
+        .unwrap();
+    assert_eq!(set["result"]["status"], json!(0), "{set}");
+    c.event(
+        node,
+        USER_CHANGE,
+        json!({"lockDataType": 6, "dataOperationType": 0, "userIndex": 2}),
+    );
+    let user = c
+        .lock_cmd(node, "GetUser", json!({"userIndex": 2}))
+        .unwrap();
+    assert_eq!(user["result"]["userName"], json!("guest"), "{user}");
+    assert_eq!(
+        user["result"]["credentials"][0]["credentialType"],
+        json!(1),
+        "{user}"
+    );
+    // …which the engine holds like a keypad-made one: it opens on the keypad.
+    d.ok(json!({"cmd": "lock_button"}));
+    d.settle();
+    assert_eq!(lock_state(&d), "locked");
+    d.press(&format!("{PIN}✓"));
+    d.settle();
+    assert_eq!(lock_state(&d), "unlocked");
+    c.event(
+        node,
+        LOCK_OPERATION,
+        json!({"lockOperationType": 1, "operationSource": 3, "userIndex": 2}),
+    );
+
+    // B-2.3: a weak PIN gets the cluster's failure status and changes nothing.
+    let weak = c
+        .lock_cmd(
+            node,
+            "SetCredential",
+            json!({"operationType": 2, "credential": {"credentialType": 1, "credentialIndex": 2},
+                   "credentialData": "123456", "userIndex": 2, "userStatus": null, "userType": null}),
+        )
+        .unwrap();
+    assert_eq!(
+        weak["result"]["status"],
+        json!(0x85),
+        "InvalidField: {weak}"
+    );
+
+    // B-7.1: wrong PINs over Matter count like wrong codes on the keypad.
+    d.ok(json!({"cmd": "lock_button"}));
+    d.settle();
+    for i in 1..=5 {
+        let wrong = c.lock_cmd(node, "UnlockDoor", json!({"pinCode": "864209"}));
+        assert!(wrong.is_err(), "wrong PIN {i} unlocked: {wrong:?}");
+        c.event(node, OPERATION_ERROR, json!({"operationError": 1}));
+    }
+    c.event(node, ALARM, json!({"alarmCode": 4}));
+    let s = d.status();
+    assert_eq!(s["engine"]["lockout_active"], json!(true), "{s}");
+    assert_eq!(lock_state(&d), "locked");
+    // The right PIN does not open during the lockout either.
+    assert!(c
+        .lock_cmd(node, "UnlockDoor", json!({"pinCode": PIN}))
+        .is_err());
+
+    // A restart: the fabric and the controller's session come back.
+    let exit = d.sigterm();
+    assert!(exit.success(), "{exit}");
+    let d = start_lock(&ns, &state, &config);
+    wait_until("the controller to reach the restarted lock", || {
+        c.lock_cmd(node, "LockDoor", json!({})).is_ok()
+    });
+    c.event(
+        node,
+        LOCK_OPERATION,
+        json!({"lockOperationType": 0, "operationSource": 7}),
+    );
+
+    // Removing the node takes this fabric off the lock.
+    c.ok("remove", json!({"node": node}));
+    wait_until("the lock to forget the fabric", || {
+        stored_fabrics(&state) == 0
+    });
+    c.stop();
+    assert!(d.sigterm().success());
+}
