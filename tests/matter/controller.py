@@ -16,7 +16,7 @@ Commands:
     write {node, path, value}
     invoke {node, endpoint, command, args, timed_ms}
                                            a DoorLock command, e.g.
-                                           "UnlockDoor" with {"pinCode": "..."}
+                                           "UnlockDoor" with {"PINCode": "..."}
                                            (bytes as text, sent as UTF-8)
     wait_event {node, cluster, event, timeout, match}
                                            wait for (and consume) a node event
@@ -157,7 +157,7 @@ class Driver:
         fields = {}
         for k, v in (args or {}).items():
             # PINs and credential data are octet strings.
-            fields[k] = v.encode() if isinstance(v, str) and k in ("pinCode", "credentialData") else v
+            fields[k] = v.encode() if isinstance(v, str) and k in ("PINCode", "credentialData") else v
         if command == "SetCredential" and "credential" in fields:
             c = fields["credential"]
             fields["credential"] = Clusters.DoorLock.Structs.CredentialStruct(
