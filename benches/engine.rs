@@ -80,6 +80,7 @@ fn engine() -> Engine {
         firmware: "F".into(),
         verification_code: "V".into(),
         low_battery_percent: 20,
+        matter_code: None,
     };
     Engine::new(config, store, Now::new(0, Some(1_795_500_000)))
 }

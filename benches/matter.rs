@@ -8,8 +8,10 @@
 //! * memory: the daemon's resident set (VmRSS, VmHWM) with the node running
 //!   and commissioned, against the same lock with `[matter] enabled = false`.
 //!
-//!     scripts/matter-env.sh
-//!     cargo bench --features matter --bench matter
+//! ```text
+//! scripts/matter-env.sh
+//! cargo bench --features matter --bench matter
+//! ```
 //!
 //! Needs what tests/matter_controller.rs needs (user namespaces, iproute2).
 #[path = "../tests/daemon_common/mod.rs"]

@@ -2,8 +2,9 @@
 //! Assistant uses (python-matter-server + home-assistant-chip-core, issue
 //! 18), in a network namespace the test makes (`tests/matter_common`).
 //!
-//! One scenario, in order, on one lock: commission with the label's manual
-//! code (pairing mode opens the window, B-5.1) → read the attributes → lock
+//! One scenario, in order, on one lock: system information speaks the
+//! label's manual code (B-4.10); commission with it (pairing mode opens the
+//! window, B-5.1) → read the attributes → lock
 //! and unlock (remote unlock off refuses, B-6.7; OperatingMode Normal turns
 //! it on) with LockOperation events by subscription → SetUser + SetCredential
 //! a PIN, which then opens on the simulated keypad → a weak PIN refused
@@ -74,6 +75,16 @@ fn home_assistants_controller_commissions_and_operates_the_lock() {
     first_start(&d);
     let code = manual_code(&state, &config);
     assert_eq!(code.len(), 11, "{code}");
+    // B-4.10: system information speaks the label's Matter code too.
+    daemon_common::enter_menu(&d);
+    d.press("✓");
+    assert!(
+        d.last_prompt()
+            .ends_with(&format!("Matter setup code {code}.")),
+        "{}",
+        d.last_prompt()
+    );
+    d.press("↩");
 
     let mut c = Controller::start(&ns, &dir.path().join("controller"));
     // Nothing to find until SET is held (B-5.1): the window is closed.

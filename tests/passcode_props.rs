@@ -47,6 +47,7 @@ fn engine_with_code(code: &[u8]) -> (Engine, u64) {
         firmware: "F".into(),
         verification_code: "V".into(),
         low_battery_percent: 20,
+        matter_code: None,
     };
     let now = Now::new(0, None);
     let mut e = Engine::new(config, store, now);

@@ -646,6 +646,7 @@ mod tests {
                 firmware: "0".into(),
                 verification_code: "X".into(),
                 low_battery_percent: 20,
+                matter_code: None,
             },
             crate::core::Persisted::default(),
             Now::new(0, None),

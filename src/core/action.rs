@@ -214,6 +214,10 @@ pub enum Prompt {
         serial: String,
         firmware: String,
         verification_code: String,
+        /// The Matter manual pairing code (issue 18), when the lock has a
+        /// Matter node: the label's code, spoken for an owner without it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        matter_code: Option<String>,
     },
     VerifyAdmin,
     Unlocked,
@@ -304,9 +308,15 @@ impl Prompt {
             NoSuchUser => "No such user.".into(),
             CannotDeleteLastAdmin => "The last administrator cannot be deleted.".into(),
             Deleted => "Deleted.".into(),
-            SystemInfo { serial, firmware, verification_code } => format!(
-                "Serial number {serial}. Firmware version {firmware}. Verification code {verification_code}."
-            ),
+            SystemInfo { serial, firmware, verification_code, matter_code } => {
+                let matter = matter_code
+                    .as_ref()
+                    .map(|c| format!(" Matter setup code {c}."))
+                    .unwrap_or_default();
+                format!(
+                    "Serial number {serial}. Firmware version {firmware}. Verification code {verification_code}.{matter}"
+                )
+            }
             VerifyAdmin => "Please verify an administrator.".into(),
             Unlocked => "Unlocked.".into(),
             Locked => "Locked.".into(),
@@ -334,6 +344,25 @@ impl Prompt {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn system_information_says_the_matter_code_when_there_is_one() {
+        let mut p = Prompt::SystemInfo {
+            serial: "LD-1".into(),
+            firmware: "0.1.0".into(),
+            verification_code: "AB".into(),
+            matter_code: None,
+        };
+        assert!(!p.text().contains("Matter"));
+        if let Prompt::SystemInfo { matter_code, .. } = &mut p {
+            *matter_code = Some("34970112332".into());
+        }
+        assert!(
+            p.text().ends_with("Matter setup code 34970112332."),
+            "{}",
+            p.text()
+        );
+    }
 
     #[test]
     fn asset_names_are_snake_case() {

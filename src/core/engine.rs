@@ -64,6 +64,9 @@ pub struct EngineConfig {
     pub verification_code: String,
     /// B-10.1: below this the low-battery prompt and LED come on. Default 20.
     pub low_battery_percent: u8,
+    /// The Matter manual pairing code, spoken by system information (B-4.10)
+    /// when the lock runs a Matter node; `None` otherwise.
+    pub matter_code: Option<String>,
 }
 
 impl core::fmt::Debug for EngineConfig {

@@ -303,6 +303,7 @@ impl Engine {
                         serial: self.config.serial.clone(),
                         firmware: self.config.firmware.clone(),
                         verification_code: self.config.verification_code.clone(),
+                        matter_code: self.config.matter_code.clone(),
                     };
                     self.say(out, p);
                 }

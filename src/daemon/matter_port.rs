@@ -34,6 +34,46 @@ pub struct PortParts {
     pub serial: String,
 }
 
+/// The Matter manual code for system information (B-4.10), made with the
+/// onboarding secret at the first start of a lock with a Matter node. An
+/// unreadable secret is logged (the node then refuses to start) and not
+/// spoken.
+pub fn label_code(config: &Config, store: &mut Store) -> Option<String> {
+    if !config.matter.enabled {
+        return None;
+    }
+    #[cfg(feature = "matter")]
+    {
+        use crate::matter::onboarding::{Onboarding, ONBOARDING_KEY};
+        use crate::matter::BlobError;
+        use crate::store::MatterScope;
+        let loaded = store
+            .matter_blob(MatterScope::Label, ONBOARDING_KEY)
+            .map_err(|e| BlobError(e.to_string()));
+        let made = Onboarding::load_or_create_with(
+            move || loaded,
+            |b| {
+                store
+                    .put_matter_blob(MatterScope::Label, ONBOARDING_KEY, b)
+                    .map_err(|e| BlobError(e.to_string()))
+            },
+            &mut rand_core::OsRng,
+        );
+        match made {
+            Ok(o) => Some(o.manual_code()),
+            Err(e) => {
+                tracing::error!("{e}");
+                None
+            }
+        }
+    }
+    #[cfg(not(feature = "matter"))]
+    {
+        let _ = store;
+        None
+    }
+}
+
 /// The running Matter node, if this build and the config have one.
 #[derive(Default)]
 pub struct MatterNode {

@@ -314,7 +314,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
 pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running, DaemonError> {
     // 1. State: the store and the device key (created on first start).
     create_state_dir(&opts.state_dir)?;
-    let (store, key) = Store::open(
+    let (mut store, key) = Store::open(
         &opts.state_dir,
         StoreOptions {
             max_events: opts.config.store.max_events,
@@ -339,6 +339,7 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
         firmware: env!("CARGO_PKG_VERSION").into(),
         verification_code: verification_code.display().to_string(),
         low_battery_percent: opts.config.lock.low_battery_percent,
+        matter_code: matter_port::label_code(&opts.config, &mut store),
     };
 
     // 2. The board, feeding the one input queue.

@@ -239,8 +239,8 @@ impl<'a> DoorLock<'a> {
                 tracing::warn!("Matter: cannot drop the label of deleted user {user}: {e}");
             }
         }
-        // A refused Matter command was answered (and its error event
-        // emitted) by the command itself.
+        // A wrong PIN over Matter: its command left the LockOperationError
+        // to this, the engine's record of the counted failure.
         if let EventKind::VerifyFailed {
             method: crate::core::types::Method::Matter,
             ..
@@ -252,7 +252,7 @@ impl<'a> DoorLock<'a> {
                 user: None,
                 error: Some(door_lock::OperationErrorEnum::InvalidCredential),
             };
-            if let Err(e) = emit_operation(&ctx, self.endpoint, op, self.last_matter.get()) {
+            if let Err(e) = emit_operation(ctx, self.endpoint, op, self.last_matter.get()) {
                 tracing::warn!("Matter: cannot emit an event: {e:?}");
             }
             return;
@@ -263,16 +263,16 @@ impl<'a> DoorLock<'a> {
                     let source = (op.source == OperationSourceEnum::Remote)
                         .then(|| self.last_matter.get())
                         .flatten();
-                    emit_operation(&ctx, self.endpoint, op, source)
+                    emit_operation(ctx, self.endpoint, op, source)
                 }
                 MatterEvent::Alarm(code) => {
-                    DoorLockAlarm::emit_for(&ctx, self.endpoint, |b| b.alarm_code(code)?.end())
+                    DoorLockAlarm::emit_for(ctx, self.endpoint, |b| b.alarm_code(code)?.end())
                 }
                 MatterEvent::DoorState(state) => {
-                    DoorStateChange::emit_for(&ctx, self.endpoint, |b| b.door_state(state)?.end())
+                    DoorStateChange::emit_for(ctx, self.endpoint, |b| b.door_state(state)?.end())
                 }
                 MatterEvent::UserChange { data, op, user } => {
-                    LockUserChange::emit_for(&ctx, self.endpoint, |b| {
+                    LockUserChange::emit_for(ctx, self.endpoint, |b| {
                         b.lock_data_type(data)?
                             .data_operation_type(op)?
                             .operation_source(OperationSourceEnum::Unspecified)?

@@ -46,6 +46,8 @@ pub mod onboarding;
 #[cfg(feature = "matter")]
 pub mod port;
 #[cfg(feature = "matter")]
+pub mod power;
+#[cfg(feature = "matter")]
 pub mod schedule;
 
 #[cfg(feature = "matter")]

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use embassy_futures::select::{select, select4, Either};
 use rs_matter::crypto::{default_crypto, Crypto};
 use rs_matter::dm::clusters::basic_info::{BasicInfoConfig, PairingHintFlags};
-use rs_matter::dm::clusters::decl::door_lock;
+use rs_matter::dm::clusters::decl::{door_lock, power_source};
 use rs_matter::dm::clusters::desc::{self, ClusterHandler as _};
 use rs_matter::dm::clusters::identify::{
     self, IdentifyAction, IdentifyHandler, IdentifyHooks, IdentifyTypeEnum,
@@ -48,6 +48,7 @@ use super::kv::PortKv;
 use super::net::{self, Interface};
 use super::onboarding::Onboarding;
 use super::port::LockPort;
+use super::power;
 use super::running::MatterError;
 use super::schedule::NoSchedules;
 use crate::core::event::EventKind;
@@ -61,8 +62,16 @@ const DEV_TYPE_DOOR_LOCK: DeviceType = DeviceType {
 /// B-5.1: the window lasts as long as pairing mode (3 minutes).
 const WINDOW_SECS: u16 = crate::core::PAIRING_WINDOW.as_secs() as u16;
 
+/// Power Source device type (0x0011, revision 1): the USB-C input.
+const DEV_TYPE_POWER_SOURCE: DeviceType = DeviceType {
+    dtype: 0x0011,
+    drev: 1,
+};
+
 /// The endpoint the lock is on.
 const LOCK_ENDPOINT: u16 = 1;
+/// The USB-C emergency input's endpoint (B-10.3).
+const USB_C_ENDPOINT: u16 = 2;
 
 const NODE: Node<'static> = Node {
     endpoints: &[
@@ -73,8 +82,14 @@ const NODE: Node<'static> = Node {
             clusters!(
                 desc::DescHandler::CLUSTER,
                 identify::CLUSTER,
-                DoorLock::CLUSTER
+                DoorLock::CLUSTER,
+                power::Battery::CLUSTER
             ),
+        ),
+        Endpoint::new(
+            USB_C_ENDPOINT,
+            devices!(DEV_TYPE_POWER_SOURCE),
+            clusters!(desc::DescHandler::CLUSTER, power::UsbC::CLUSTER),
         ),
     ],
 };
@@ -169,6 +184,18 @@ async fn serve(
         &NoSchedules,
     );
     let identify = IdentifyHandler::new_with(Dataver::new_rand(&mut rand), LockIdentify(port));
+    let battery = power::Battery::new(
+        Dataver::new_rand(&mut rand),
+        LOCK_ENDPOINT,
+        LOCK_ENDPOINT,
+        port.status(),
+    );
+    let usb_c = power::UsbC::new(
+        Dataver::new_rand(&mut rand),
+        USB_C_ENDPOINT,
+        LOCK_ENDPOINT,
+        port.status(),
+    );
     let handler = (
         NODE,
         endpoints::EthSysHandlerBuilder::new()
@@ -185,6 +212,18 @@ async fn serve(
             .chain(
                 |e, c| e == LOCK_ENDPOINT && c == DoorLock::CLUSTER.id,
                 door_lock::HandlerAsyncAdaptor(&lock),
+            )
+            .chain(
+                |e, c| e == LOCK_ENDPOINT && c == power::Battery::CLUSTER.id,
+                Async(power_source::HandlerAdaptor(&battery)),
+            )
+            .chain(
+                |e, c| e == USB_C_ENDPOINT && c == desc::DescHandler::CLUSTER.id,
+                Async(desc::DescHandler::new(Dataver::new_rand(&mut rand)).adapt()),
+            )
+            .chain(
+                |e, c| e == USB_C_ENDPOINT && c == power::UsbC::CLUSTER.id,
+                Async(power_source::HandlerAdaptor(&usb_c)),
             ),
     );
     let im = InteractionModel::new(&matter, &crypto, &*buffers, handler, &kv, &*im_state);

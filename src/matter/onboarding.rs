@@ -114,11 +114,24 @@ impl Onboarding {
         port: &dyn LockPort,
         rng: &mut dyn RngCore,
     ) -> Result<Onboarding, OnboardingError> {
-        if let Some(bytes) = port.blob_load(BlobScope::Label, ONBOARDING_KEY)? {
+        Self::load_or_create_with(
+            || port.blob_load(BlobScope::Label, ONBOARDING_KEY),
+            |b| port.blob_store(BlobScope::Label, ONBOARDING_KEY, b),
+            rng,
+        )
+    }
+
+    /// [`Self::load_or_create`] over any storage of the one blob.
+    pub fn load_or_create_with(
+        load: impl FnOnce() -> Result<Option<Vec<u8>>, BlobError>,
+        store: impl FnOnce(&[u8]) -> Result<(), BlobError>,
+        rng: &mut dyn RngCore,
+    ) -> Result<Onboarding, OnboardingError> {
+        if let Some(bytes) = load()? {
             return Onboarding::from_bytes(&bytes);
         }
         let fresh = Onboarding::generate(rng);
-        port.blob_store(BlobScope::Label, ONBOARDING_KEY, &fresh.to_bytes())?;
+        store(&fresh.to_bytes())?;
         tracing::info!("Matter: made this lock's onboarding secret (first start)");
         Ok(fresh)
     }

@@ -30,6 +30,7 @@ pub fn config() -> EngineConfig {
         firmware: "0.1.0".into(),
         verification_code: "482913".into(),
         low_battery_percent: 20,
+        matter_code: None,
     }
 }
 
