@@ -9,8 +9,12 @@
 //! it on) with LockOperation events by subscription → SetUser + SetCredential
 //! a PIN, which then opens on the simulated keypad → a weak PIN refused
 //! (B-2.3) → wrong PINs over Matter count towards the lockout (B-7.1;
-//! DoorLockAlarm WrongCodeEntryLimit) → restart the lock, operate again
-//! without commissioning → remove the fabric (the lock forgets it).
+//! DoorLockAlarm WrongCodeEntryLimit) → a keypad-made user's palm shows as
+//! a FingerVein credential that Matter deletes → jam and tamper alarms →
+//! restart the lock, operate again without commissioning → remove the
+//! fabric (the lock forgets it). Around the lock: Basic Information from
+//! `[matter]`, Power Source (battery, USB-C) following the simulated
+//! battery, Identify speaking the identify prompt.
 //!
 //! Needs `scripts/matter-env.sh` (scripts/test.sh runs it), util-linux
 //! `unshare`/`nsenter` and iproute2; the namespaces need no root (user
@@ -155,6 +159,43 @@ fn home_assistants_controller_commissions_and_operates_the_lock() {
         json!(0xFFF1),
         "VendorID (development attestation)"
     );
+    assert_eq!(c.read(node, "0/40/1"), json!("latchd"), "VendorName");
+    assert_eq!(
+        c.read(node, "0/40/3"),
+        json!("latchd smart lock"),
+        "ProductName"
+    );
+    assert_eq!(
+        c.read(node, "0/40/10"),
+        json!(env!("CARGO_PKG_VERSION")),
+        "SoftwareVersionString = the firmware"
+    );
+
+    // Power Source: the battery on endpoint 1, USB-C on endpoint 2 (B-10.1, B-10.3).
+    d.ok(json!({"cmd": "battery", "percent": 80, "external": false}));
+    c.wait_attribute(node, "1/47/12", json!(160)); // BatPercentRemaining, half percent
+    c.wait_attribute(node, "1/47/14", json!(0)); // BatChargeLevel OK
+    let volts = c.read(node, "1/47/11");
+    assert!(
+        volts.as_u64().is_some_and(|mv| mv > 0),
+        "BatVoltage {volts}"
+    );
+    assert_eq!(c.read(node, "2/47/9"), json!(false), "USB-C WiredPresent");
+    d.ok(json!({"cmd": "battery", "percent": 10}));
+    c.wait_attribute(node, "1/47/14", json!(1)); // Warning: low battery
+    c.wait_attribute(node, "1/47/15", json!(true)); // BatReplacementNeeded
+    d.ok(json!({"cmd": "battery", "external": true}));
+    c.wait_attribute(node, "2/47/9", json!(true));
+    c.wait_attribute(node, "2/47/0", json!(1)); // Status Active
+    d.ok(json!({"cmd": "battery", "percent": 80, "external": false}));
+    c.wait_attribute(node, "2/47/9", json!(false));
+
+    // Identify: the lock says so (and flashes 0).
+    c.invoke(node, 1, "Identify", "Identify", json!({"identifyTime": 5}))
+        .unwrap();
+    wait_until("the identify prompt", || {
+        d.last_prompt() == "This is the lock you are setting up."
+    });
 
     // Lock over Matter; the subscription delivers LockOperation (source Remote = 7).
     c.lock_cmd(node, "LockDoor", json!({})).unwrap();
@@ -265,6 +306,68 @@ fn home_assistants_controller_commissions_and_operates_the_lock() {
         json!(0x85),
         "InvalidField: {weak}"
     );
+
+    // A user made on the keypad appears to Matter, with its palm shown as a
+    // FingerVein credential (Matter has no palm type) that Matter deletes
+    // but cannot create.
+    daemon_common::enter_menu(&d);
+    d.press("22"); // add a user (003), by palm vein
+    for _ in 0..10 {
+        if d.status()["engine"]["counts"]["palms"] == json!(1) {
+            break;
+        }
+        d.ok(json!({"cmd": "palm", "person": 7}));
+        d.settle();
+    }
+    assert_eq!(d.status()["engine"]["counts"]["palms"], json!(1));
+    for _ in 0..3 {
+        if d.step() == "idle" {
+            break;
+        }
+        d.press("↩");
+    }
+    assert_eq!(d.step(), "idle");
+    c.event(
+        node,
+        USER_CHANGE,
+        json!({"lockDataType": 9, "dataOperationType": 0, "userIndex": 3}),
+    );
+    let user = c
+        .lock_cmd(node, "GetUser", json!({"userIndex": 3}))
+        .unwrap();
+    let palm = &user["result"]["credentials"][0];
+    assert_eq!(palm["credentialType"], json!(4), "FingerVein: {user}");
+    let refused = c.lock_cmd(
+        node,
+        "SetCredential",
+        json!({"operationType": 0, "credential": {"credentialType": 4, "credentialIndex": 9},
+               "credentialData": "00", "userIndex": 3, "userStatus": null, "userType": null}),
+    );
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.contains("InvalidCommand")),
+        "{refused:?}"
+    );
+    c.lock_cmd(
+        node,
+        "ClearCredential",
+        json!({"credential": {"credentialType": 4, "credentialIndex": palm["credentialIndex"]}}),
+    )
+    .unwrap();
+    wait_until("the palm to be deleted", || {
+        d.status()["engine"]["counts"]["palms"] == json!(0)
+    });
+
+    // Alarms: a jam (the next move sticks) and the front panel removed.
+    d.ok(json!({"cmd": "jam", "moves": 1}));
+    d.ok(json!({"cmd": "lock_button"}));
+    d.settle();
+    c.event(node, ALARM, json!({"alarmCode": 0})); // LockJammed
+    d.ok(json!({"cmd": "tamper", "open": true}));
+    c.event(node, ALARM, json!({"alarmCode": 5})); // FrontEsceutcheonRemoved
+    d.ok(json!({"cmd": "tamper", "open": false}));
+    d.settle();
 
     // B-7.1: wrong PINs over Matter count like wrong codes on the keypad.
     d.ok(json!({"cmd": "lock_button"}));

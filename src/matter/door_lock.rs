@@ -12,9 +12,10 @@
 //! ```
 //!
 //! Every rule is the engine's: this file only translates. User and PIN
-//! indexes are user numbers (one PIN per user, B-1.2); fingerprint and
-//! face credentials are shown by their credential id and may be cleared
-//! but not created (the lock enrols them in front of its sensors).
+//! indexes are user numbers (one PIN per user, B-1.2); fingerprint, face
+//! and palm-vein (as FingerVein) credentials are shown by their credential
+//! id and may be cleared but not created (the lock enrols them in front of
+//! its sensors).
 use core::cell::{Cell, RefCell};
 use core::time::Duration;
 
@@ -55,10 +56,11 @@ const ALL: u16 = 0xFFFE;
 const TOTAL_USERS: u16 = UserNumber::MAX;
 /// B-1.1: 50 passcodes in the lock.
 const PIN_USERS: u16 = crate::core::types::limits::PASSCODES as u16;
-/// One PIN, up to 3 faces and 5 fingerprints per user (B-1.2) that Matter
-/// can name.
+/// One PIN, up to 3 faces, 2 palms and 5 fingerprints per user (B-1.2)
+/// that Matter can name (the duress code stays hidden, B-6.9).
 const CREDENTIALS_PER_USER: u8 = (crate::core::types::limits::PASSCODES_PER_USER
     + crate::core::types::limits::FACES_PER_USER
+    + crate::core::types::limits::PALMS_PER_USER
     + crate::core::types::limits::FINGERPRINTS_PER_USER) as u8;
 
 /// What one Door Lock endpoint needs.
@@ -759,12 +761,13 @@ impl door_lock::ClusterAsyncHandler for DoorLock<'_> {
         for c in dir.credentials.iter().filter(|c| c.user == user) {
             let (kind, idx) = match c.kind {
                 CredentialKind::Passcode => (CredentialTypeEnum::PIN, user.get()),
-                CredentialKind::Fingerprint => {
-                    (CredentialTypeEnum::Fingerprint, credential_index(c.id))
-                }
-                CredentialKind::Face => (CredentialTypeEnum::Face, credential_index(c.id)),
-                // Palm veins have no Matter type; duress codes stay silent (B-6.9).
-                CredentialKind::Palm | CredentialKind::DuressPasscode => continue,
+                // Duress codes stay silent (B-6.9).
+                CredentialKind::DuressPasscode => continue,
+                // Fingerprints, faces, palm veins (as FingerVein) by id.
+                biometric => match mapping::biometric_type(biometric) {
+                    Some(t) => (t, credential_index(c.id)),
+                    None => continue,
+                },
             };
             creds = creds
                 .push()?
@@ -857,12 +860,8 @@ impl door_lock::ClusterAsyncHandler for DoorLock<'_> {
                     .min();
                 (owner, next)
             }
-            t @ (CredentialTypeEnum::Fingerprint | CredentialTypeEnum::Face) => {
-                let kind = if t == CredentialTypeEnum::Face {
-                    CredentialKind::Face
-                } else {
-                    CredentialKind::Fingerprint
-                };
+            t => {
+                let kind = mapping::biometric_kind(t).ok_or(ErrorCode::InvalidCommand)?;
                 let owner = dir
                     .credentials
                     .iter()
@@ -876,7 +875,6 @@ impl door_lock::ClusterAsyncHandler for DoorLock<'_> {
                     .min();
                 (owner, next)
             }
-            _ => return Err(ErrorCode::InvalidCommand.into()),
         };
         response
             .credential_exists(owner.is_some())?
@@ -911,9 +909,10 @@ impl door_lock::ClusterAsyncHandler for DoorLock<'_> {
                     .find(|c| c.user == user && c.kind == CredentialKind::Passcode)
                     .map(|c| c.id)
             }
-            CredentialTypeEnum::Fingerprint => find_id(&dir, CredentialKind::Fingerprint, index),
-            CredentialTypeEnum::Face => find_id(&dir, CredentialKind::Face, index),
-            _ => return Err(ErrorCode::InvalidCommand.into()),
+            t => {
+                let kind = mapping::biometric_kind(t).ok_or(ErrorCode::InvalidCommand)?;
+                find_id(&dir, kind, index)
+            }
         };
         let id = id.ok_or(ErrorCode::NotFound)?;
         self.command(&ctx, AppCommand::DeleteCredential(id)).await?;

@@ -11,9 +11,9 @@
 use core::time::Duration;
 
 use rs_matter::dm::clusters::decl::door_lock::{
-    AlarmCodeEnum, DataOperationTypeEnum, DlLockState, DlStatus, DoorStateEnum, LockDataTypeEnum,
-    LockOperationTypeEnum, OperatingModeEnum, OperationErrorEnum, OperationSourceEnum,
-    UserTypeEnum,
+    AlarmCodeEnum, CredentialTypeEnum, DataOperationTypeEnum, DlLockState, DlStatus, DoorStateEnum,
+    LockDataTypeEnum, LockOperationTypeEnum, OperatingModeEnum, OperationErrorEnum,
+    OperationSourceEnum, UserTypeEnum,
 };
 use rs_matter::error::ErrorCode;
 use rs_matter::tlv::Nullable;
@@ -274,15 +274,44 @@ pub fn events_of(kind: &EventKind, locked: bool) -> Vec<MatterEvent> {
     out
 }
 
-/// The cluster's data type for a credential kind Matter can name. Palm
-/// veins have none (FingerVein is another thing); duress codes stay
-/// silent (B-6.9).
+/// The cluster's data type for a credential kind Matter can name. A palm
+/// vein is shown as a finger vein (see [`biometric_type`]); duress codes
+/// stay silent (B-6.9).
 pub fn credential_data(kind: CredentialKind) -> Option<LockDataTypeEnum> {
     match kind {
         CredentialKind::Passcode => Some(LockDataTypeEnum::PIN),
         CredentialKind::Fingerprint => Some(LockDataTypeEnum::Fingerprint),
+        CredentialKind::Palm => Some(LockDataTypeEnum::FingerVein),
         CredentialKind::Face => Some(LockDataTypeEnum::Face),
-        CredentialKind::Palm | CredentialKind::DuressPasscode => None,
+        CredentialKind::DuressPasscode => None,
+    }
+}
+
+/// The credential type a biometric is listed as (GetUser,
+/// GetCredentialStatus, ClearCredential), indexed by its credential id.
+///
+/// Decision: Matter 1.4 has no palm type. Its one vein biometric is
+/// FingerVein, under the same feature bit as fingerprints (FGP), so palm
+/// veins are listed as FingerVein: the owner's controller sees them and can
+/// delete them, with the wrong word for the body part. Hiding them would
+/// leave credentials that open the door invisible to the household's app.
+pub fn biometric_type(kind: CredentialKind) -> Option<CredentialTypeEnum> {
+    match kind {
+        CredentialKind::Fingerprint => Some(CredentialTypeEnum::Fingerprint),
+        CredentialKind::Palm => Some(CredentialTypeEnum::FingerVein),
+        CredentialKind::Face => Some(CredentialTypeEnum::Face),
+        CredentialKind::Passcode | CredentialKind::DuressPasscode => None,
+    }
+}
+
+/// The biometric a Matter credential type names ([`biometric_type`]
+/// backwards); `None` for PINs and the types this lock has not.
+pub fn biometric_kind(t: CredentialTypeEnum) -> Option<CredentialKind> {
+    match t {
+        CredentialTypeEnum::Fingerprint => Some(CredentialKind::Fingerprint),
+        CredentialTypeEnum::FingerVein => Some(CredentialKind::Palm),
+        CredentialTypeEnum::Face => Some(CredentialKind::Face),
+        _ => None,
     }
 }
 
@@ -437,5 +466,39 @@ mod tests {
             false
         )
         .is_empty());
+        assert_eq!(
+            events_of(
+                &EventKind::CredentialRemoved {
+                    user: u,
+                    kind: CredentialKind::Palm
+                },
+                false
+            ),
+            vec![MatterEvent::UserChange {
+                data: LockDataTypeEnum::FingerVein,
+                op: DataOperationTypeEnum::Clear,
+                user: u
+            }]
+        );
+    }
+
+    #[test]
+    fn biometrics_are_listed_under_their_matter_types() {
+        for kind in [
+            CredentialKind::Fingerprint,
+            CredentialKind::Palm,
+            CredentialKind::Face,
+        ] {
+            let t = biometric_type(kind).unwrap();
+            assert_eq!(biometric_kind(t), Some(kind));
+        }
+        assert_eq!(
+            biometric_type(CredentialKind::Palm),
+            Some(CredentialTypeEnum::FingerVein)
+        );
+        assert_eq!(biometric_type(CredentialKind::Passcode), None);
+        assert_eq!(biometric_type(CredentialKind::DuressPasscode), None);
+        assert_eq!(biometric_kind(CredentialTypeEnum::PIN), None);
+        assert_eq!(biometric_kind(CredentialTypeEnum::RFID), None);
     }
 }

@@ -10,14 +10,17 @@ JSON reply per stdout line:
     {"id": 1, "ok": {"node_id": 1, "seconds": 4.2}}
 
 Commands:
-    commission {code}                      commission on the network with a
-                                           manual or QR code
+    commission {code, ble}                 commission with a manual or QR code,
+                                           on the network, or also over BLE
+                                           (needs --bluetooth-adapter)
+    wifi {ssid, password}                  Wi-Fi credentials for BLE commissioning
     read {node, path}                      read "endpoint/cluster/attribute"
     write {node, path, value}
-    invoke {node, endpoint, command, args, timed_ms}
-                                           a DoorLock command, e.g.
-                                           "UnlockDoor" with {"PINCode": "..."}
-                                           (bytes as text, sent as UTF-8)
+    invoke {node, endpoint, command, args, timed_ms, cluster}
+                                           a command of `cluster` (default
+                                           DoorLock), e.g. "UnlockDoor" with
+                                           {"PINCode": "..."} (bytes as text,
+                                           sent as UTF-8)
     wait_event {node, cluster, event, timeout, match}
                                            wait for (and consume) a node event
                                            received by the subscription
@@ -98,10 +101,12 @@ class Driver:
         ]
         if self.args.primary_interface:
             cmd += ["--primary-interface", self.args.primary_interface]
+        if self.args.bluetooth_adapter is not None:
+            cmd += ["--bluetooth-adapter", str(self.args.bluetooth_adapter)]
         self.server = subprocess.Popen(cmd, stdout=log, stderr=log)
         self.session = aiohttp.ClientSession()
         url = f"ws://[::1]:{port}/ws"
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + self.args.start_timeout
         while True:
             if self.server.poll() is not None:
                 raise RuntimeError(
@@ -117,7 +122,7 @@ class Driver:
                 await asyncio.sleep(0.2)
         ready = asyncio.Event()
         self.listen_task = asyncio.create_task(self.client.start_listening(ready))
-        await asyncio.wait_for(ready.wait(), 60)
+        await asyncio.wait_for(ready.wait(), self.args.start_timeout)
         self.client.subscribe_events(self.on_event, EventType.NODE_EVENT)
 
     def on_event(self, _event, data):
@@ -140,10 +145,13 @@ class Driver:
 
     # ----- commands -----
 
-    async def cmd_commission(self, code):
+    async def cmd_commission(self, code, ble=False):
         started = time.monotonic()
-        node = await self.client.commission_with_code(code, network_only=True)
+        node = await self.client.commission_with_code(code, network_only=not ble)
         return {"node_id": node.node_id, "seconds": time.monotonic() - started}
+
+    async def cmd_wifi(self, ssid, password):
+        return await self.client.set_wifi_credentials(ssid, password)
 
     async def cmd_read(self, node, path):
         values = await self.client.read_attribute(node, path)
@@ -152,8 +160,8 @@ class Driver:
     async def cmd_write(self, node, path, value):
         return await self.client.write_attribute(node, path, value)
 
-    async def cmd_invoke(self, node, endpoint, command, args=None, timed_ms=None):
-        cls = getattr(Clusters.DoorLock.Commands, command)
+    async def cmd_invoke(self, node, endpoint, command, args=None, timed_ms=None, cluster="DoorLock"):
+        cls = getattr(getattr(Clusters, cluster).Commands, command)
         fields = {}
         for k, v in (args or {}).items():
             # PINs and credential data are octet strings.
@@ -242,6 +250,9 @@ async def main():
     p.add_argument("--paa", action="append", default=[])
     p.add_argument("--primary-interface")
     p.add_argument("--sdk-log", default="error")
+    p.add_argument("--bluetooth-adapter", type=int)
+    # Seconds the server may take to start (minutes in an emulated VM).
+    p.add_argument("--start-timeout", type=float, default=60)
     args = p.parse_args()
     driver = Driver(args)
     loop = asyncio.get_running_loop()

@@ -206,6 +206,29 @@ impl Controller {
         )
     }
 
+    /// A command of another cluster (by its name in the CHIP wheel).
+    pub fn invoke(
+        &mut self,
+        node: u64,
+        endpoint: u16,
+        cluster: &str,
+        command: &str,
+        args: Value,
+    ) -> Result<Value, String> {
+        self.call(
+            "invoke",
+            json!({"node": node, "endpoint": endpoint, "cluster": cluster, "command": command, "args": args}),
+        )
+    }
+
+    /// Wait until the subscription reports `path` with `value`.
+    pub fn wait_attribute(&mut self, node: u64, path: &str, value: Value) {
+        self.ok(
+            "wait_attribute",
+            json!({"node": node, "path": path, "value": value}),
+        );
+    }
+
     pub fn read(&mut self, node: u64, path: &str) -> Value {
         self.ok("read", json!({"node": node, "path": path}))
     }
