@@ -84,7 +84,12 @@ pub struct MatterNode {
 impl MatterNode {
     /// Start the node as `[matter]` says. A node that cannot start is
     /// logged; the lock runs on without it.
-    pub fn start(config: &Config, parts: PortParts, shutdown: CancellationToken) -> MatterNode {
+    pub fn start(
+        config: &Config,
+        parts: PortParts,
+        radios: crate::matter::Radios,
+        shutdown: CancellationToken,
+    ) -> MatterNode {
         if !config.matter.enabled {
             return MatterNode::default();
         }
@@ -95,7 +100,7 @@ impl MatterNode {
                 firmware: env!("CARGO_PKG_VERSION").into(),
             };
             let port = DaemonMatterPort::start(parts, shutdown.clone());
-            match crate::matter::spawn(config.matter.clone(), identity, port, shutdown) {
+            match crate::matter::spawn(config.matter.clone(), identity, radios, port, shutdown) {
                 Ok(handle) => MatterNode {
                     handle: Some(handle),
                 },
@@ -107,7 +112,7 @@ impl MatterNode {
         }
         #[cfg(not(feature = "matter"))]
         {
-            let _ = (parts, shutdown);
+            let _ = (parts, radios, shutdown);
             tracing::warn!(
                 "Matter: this build has no Matter node (built without the `matter` feature); [matter] is ignored"
             );

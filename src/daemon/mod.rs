@@ -573,6 +573,7 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
             clock: matter_clock,
             serial: matter_serial,
         },
+        crate::matter::Radios::default(),
         shutdown.clone(),
     );
 

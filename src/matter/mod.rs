@@ -18,6 +18,9 @@
 //! * `kv.rs`        — rs-matter's persistence on the lock's sealed store
 //! * `labels.rs`    — user names controllers set; `schedule.rs` — schedules (not yet)
 //! * `attestation.rs` — development or product DAC/PAI/CD; `net.rs` — interface, mDNS socket
+//! * `ble.rs`       — BLE commissioning (BTP over BlueZ) while pairing mode lasts
+//! * `wifi.rs`      — Wi-Fi network commissioning over the lock's Wi-Fi backend
+//! * `power.rs`     — Power Source: battery and USB-C
 //!
 //! Matter's PASE/CASE and access control lists decide who may send what;
 //! the engine then applies its own rules to a Matter administrator as to
@@ -26,9 +29,13 @@
 // `[matter]` parses in every build, so one config file serves them all.
 pub mod config;
 pub use config::MatterConfig;
+pub mod radios;
+pub use radios::Radios;
 
 #[cfg(feature = "matter")]
 pub mod attestation;
+#[cfg(feature = "matter")]
+pub mod ble;
 #[cfg(feature = "matter")]
 pub mod door_lock;
 #[cfg(feature = "matter")]
@@ -49,6 +56,8 @@ pub mod port;
 pub mod power;
 #[cfg(feature = "matter")]
 pub mod schedule;
+#[cfg(feature = "matter")]
+pub mod wifi;
 
 #[cfg(feature = "matter")]
 pub use node::Identity;

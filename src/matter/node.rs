@@ -9,6 +9,10 @@
 //!    ├ responder   ◄── UDP [::]:port            (PASE, CASE, IM exchanges)
 //!    ├ transport   ◄── the same socket
 //!    ├ mdns        ◄── 5353 on the chosen interface (_matterc._udp, _matter._tcp)
+//!    ├ ble         pairing mode ─► BTP on the BlueZ adapter (ble.rs), chained
+//!    │             with UDP in the transport
+//!    │  Network Commissioning: Wi-Fi over the lock's backend (wifi.rs) on a
+//!    │  Wi-Fi board, else Ethernet (the IP link as it is)
 //!    ├ window      pairing mode (B-5.1) rising ─► open a 3-minute commissioning
 //!    │             window; falling ─► close it
 //!    ├ reset       engine FactoryReset ─► forget fabrics in memory (the store
@@ -30,18 +34,22 @@ use rs_matter::dm::clusters::identify::{
 use rs_matter::dm::devices::test::{DAC_PRIVKEY, TEST_DEV_ATT};
 use rs_matter::dm::endpoints;
 use rs_matter::dm::networks::eth::EthNetwork;
+use rs_matter::dm::networks::wireless::{NetCtlState, NetCtlWithStatusImpl, WifiNetworks};
 use rs_matter::dm::networks::SysNetifs;
-use rs_matter::dm::{Async, Dataver, DeviceType, Endpoint, Node};
+use rs_matter::dm::{Async, AsyncHandler, ChainedHandler, Dataver, DeviceType, Endpoint, Node};
 use rs_matter::error::Error;
-use rs_matter::im::{EthInteractionModelState, InteractionModel};
+use rs_matter::im::{EthInteractionModelState, InteractionModel, WirelessInteractionModelState};
 use rs_matter::respond::DefaultResponder;
 use rs_matter::transport::exchange::MatterBuffers;
+use rs_matter::transport::network::btp::{AdvData, Btp};
 use rs_matter::transport::network::mdns::builtin::{BuiltinMdns, Host};
+use rs_matter::transport::network::{Address, ChainedNetwork};
 use rs_matter::utils::select::Coalesce;
 use rs_matter::{clusters, devices, root_endpoint, Matter};
 use tokio_util::sync::CancellationToken;
 
 use super::attestation::FileAttestation;
+use super::ble;
 use super::config::MatterConfig;
 use super::door_lock::DoorLock;
 use super::kv::PortKv;
@@ -51,6 +59,8 @@ use super::port::LockPort;
 use super::power;
 use super::running::MatterError;
 use super::schedule::NoSchedules;
+use super::wifi::LockWifi;
+use super::Radios;
 use crate::core::event::EventKind;
 
 /// Door Lock device type (Matter Device Library: 0x000A, revision 3).
@@ -73,26 +83,43 @@ const LOCK_ENDPOINT: u16 = 1;
 /// The USB-C emergency input's endpoint (B-10.3).
 const USB_C_ENDPOINT: u16 = 2;
 
-const NODE: Node<'static> = Node {
-    endpoints: &[
-        root_endpoint!(eth),
-        Endpoint::new(
-            LOCK_ENDPOINT,
-            devices!(DEV_TYPE_DOOR_LOCK),
-            clusters!(
-                desc::DescHandler::CLUSTER,
-                identify::CLUSTER,
-                DoorLock::CLUSTER,
-                power::Battery::CLUSTER
+/// The lock's endpoints after the root endpoint, whatever its network.
+macro_rules! lock_endpoints {
+    ($root:expr) => {
+        &[
+            $root,
+            Endpoint::new(
+                LOCK_ENDPOINT,
+                devices!(DEV_TYPE_DOOR_LOCK),
+                clusters!(
+                    desc::DescHandler::CLUSTER,
+                    identify::CLUSTER,
+                    DoorLock::CLUSTER,
+                    power::Battery::CLUSTER
+                ),
             ),
-        ),
-        Endpoint::new(
-            USB_C_ENDPOINT,
-            devices!(DEV_TYPE_POWER_SOURCE),
-            clusters!(desc::DescHandler::CLUSTER, power::UsbC::CLUSTER),
-        ),
-    ],
+            Endpoint::new(
+                USB_C_ENDPOINT,
+                devices!(DEV_TYPE_POWER_SOURCE),
+                clusters!(desc::DescHandler::CLUSTER, power::UsbC::CLUSTER),
+            ),
+        ]
+    };
+}
+
+/// On the lock's IP link as it is (Network Commissioning: Ethernet).
+const NODE_ETH: Node<'static> = Node {
+    endpoints: lock_endpoints!(root_endpoint!(eth)),
 };
+
+/// On a Wi-Fi board (Network Commissioning: Wi-Fi, Wi-Fi Diagnostics).
+const NODE_WIFI: Node<'static> = Node {
+    endpoints: lock_endpoints!(root_endpoint!(wifi)),
+};
+
+/// Wi-Fi networks a controller may store on the lock (one is what a home
+/// has; three leaves room for a controller that adds before it removes).
+const WIFI_NETWORKS: usize = 3;
 
 /// Identify: the lock says so and flashes "0" (the engine decides whether,
 /// as for Improv's identify).
@@ -121,6 +148,7 @@ pub struct Identity {
 pub fn run(
     config: MatterConfig,
     identity: Identity,
+    radios: Radios,
     port: Arc<dyn LockPort>,
     shutdown: CancellationToken,
 ) -> Result<(), MatterError> {
@@ -128,12 +156,13 @@ pub fn run(
         .enable_all()
         .build()
         .map_err(MatterError::Runtime)?;
-    rt.block_on(serve(&config, &identity, &*port, shutdown))
+    rt.block_on(serve(&config, &identity, &radios, &*port, shutdown))
 }
 
 async fn serve(
     config: &MatterConfig,
     identity: &Identity,
+    radios: &Radios,
     port: &dyn LockPort,
     shutdown: CancellationToken,
 ) -> Result<(), MatterError> {
@@ -172,8 +201,6 @@ async fn serve(
     let kv = matter.kv(PortKv { port });
     matter.startup(&kv).map_err(MatterError::Stack)?;
     let buffers: Box<MatterBuffers> = Box::default();
-    let im_state: Box<EthInteractionModelState> =
-        Box::new(EthInteractionModelState::new(EthNetwork::new_default()));
     let crypto = default_crypto(rand_matter::rng(), dac_key);
     let mut rand = crypto.rand().map_err(MatterError::Stack)?;
 
@@ -196,41 +223,12 @@ async fn serve(
         LOCK_ENDPOINT,
         port.status(),
     );
-    let handler = (
-        NODE,
-        endpoints::EthSysHandlerBuilder::new()
-            .netif_diag(&SysNetifs)
-            .build(&mut rand)
-            .chain(
-                |e, c| e == LOCK_ENDPOINT && c == desc::DescHandler::CLUSTER.id,
-                Async(desc::DescHandler::new(Dataver::new_rand(&mut rand)).adapt()),
-            )
-            .chain(
-                |e, c| e == LOCK_ENDPOINT && c == identify::CLUSTER.id,
-                Async(identify.adapt()),
-            )
-            .chain(
-                |e, c| e == LOCK_ENDPOINT && c == DoorLock::CLUSTER.id,
-                door_lock::HandlerAsyncAdaptor(&lock),
-            )
-            .chain(
-                |e, c| e == LOCK_ENDPOINT && c == power::Battery::CLUSTER.id,
-                Async(power_source::HandlerAdaptor(&battery)),
-            )
-            .chain(
-                |e, c| e == USB_C_ENDPOINT && c == desc::DescHandler::CLUSTER.id,
-                Async(desc::DescHandler::new(Dataver::new_rand(&mut rand)).adapt()),
-            )
-            .chain(
-                |e, c| e == USB_C_ENDPOINT && c == power::UsbC::CLUSTER.id,
-                Async(power_source::HandlerAdaptor(&usb_c)),
-            ),
-    );
-    let im = InteractionModel::new(&matter, &crypto, &*buffers, handler, &kv, &*im_state);
-    im.startup().await.map_err(MatterError::Stack)?;
-    if let Err(e) = matter.persist_reboot_count(&kv) {
-        tracing::warn!("Matter: cannot store the reboot count: {e:?}");
-    }
+    let app = AppClusters {
+        lock: &lock,
+        identify,
+        battery: &battery,
+        usb_c: &usb_c,
+    };
 
     let socket = async_io::Async::<UdpSocket>::bind(std::net::SocketAddr::from((
         std::net::Ipv6Addr::UNSPECIFIED,
@@ -242,61 +240,165 @@ async fn serve(
     })?;
     let mdns_socket = net::mdns_socket(&iface)?;
     let v6: Vec<_> = iface.ipv6.iter().map(|a| a.octets().into()).collect();
+    let hostname = net::hostname(&identity.serial);
     let host = Host {
-        hostname: &net::hostname(&identity.serial),
+        hostname: &hostname,
         ip: iface.ipv4.octets().into(),
         ipv6: &v6,
     };
-    let mut mdns_responder = BuiltinMdns::new();
-    tracing::info!(
-        interface = %iface.name,
-        port = config.port,
-        fabrics = matter.has_fabrics(),
-        manual_code = %onboarding.manual_code_pretty(),
-        "Matter node running; hold SET for 3 s to open the commissioning window"
-    );
-
-    let responder = DefaultResponder::new(&im);
-    let mut respond = pin!(responder.run::<4, 4>());
-    let mut im_job = pin!(im.run());
-    let mut transport = pin!(matter.run(&crypto, &socket, &socket, &socket));
-    let mut mdns = pin!(mdns_responder.run(
-        &mdns_socket,
-        &mdns_socket,
-        &host,
-        (!iface.ipv4.is_unspecified()).then_some(iface.ipv4.octets().into()),
-        Some(iface.index),
-        &matter,
-        &crypto,
-    ));
-    let mut window = pin!(follow_pairing_mode(
-        port,
-        |secs| im.open_basic_comm_window(secs),
-        || im.close_comm_window(),
-    ));
-    let mut reset = pin!(follow_factory_reset(port, || async {
-        matter.factory_reset(&kv)?;
-        im.factory_reset().await
-    }));
-    let stack = select4(
-        &mut transport,
-        &mut mdns,
-        &mut respond,
-        select4(
-            &mut im_job,
-            &mut window,
-            &mut reset,
-            core::future::pending(),
-        )
-        .coalesce(),
-    )
-    .coalesce();
-    match select(stack, shutdown.cancelled()).await {
-        Either::First(r) => r.map_err(MatterError::Stack),
-        Either::Second(()) => {
-            tracing::info!("Matter node stopped");
-            Ok(())
+    // BTP beside UDP: PASE and commissioning over BLE while pairing mode
+    // lasts, everything else on the network.
+    let btp = Btp::new();
+    // BlueZ reports a GATT MTU that does not match what the peer says.
+    btp.set_relaxed_mtu_nego(true);
+    let adv = AdvData::new(&dev_det, onboarding.discriminator());
+    let ble = async {
+        match &radios.ble_adapter {
+            Some(adapter) => ble::serve_while_pairing(port.status(), adapter, &adv, &btp).await,
+            None => core::future::pending().await,
         }
+    };
+
+    // The Interaction Model differs by the network it commissions onto
+    // (its state, Network Commissioning's controller); the rest is the
+    // same and runs in `run_node!`.
+    macro_rules! run_node {
+        ($im:expr) => {{
+            let im = $im;
+            im.startup().await.map_err(MatterError::Stack)?;
+            if let Err(e) = matter.persist_reboot_count(&kv) {
+                tracing::warn!("Matter: cannot store the reboot count: {e:?}");
+            }
+            let mut mdns_responder = BuiltinMdns::new();
+            tracing::info!(
+                interface = %iface.name,
+                port = config.port,
+                fabrics = matter.has_fabrics(),
+                wifi = radios.wifi.is_some(),
+                ble = radios.ble_adapter.as_deref().unwrap_or("off"),
+                manual_code = %onboarding.manual_code_pretty(),
+                "Matter node running; hold SET for 3 s to open the commissioning window"
+            );
+            let responder = DefaultResponder::new(&im);
+            let mut respond = pin!(responder.run::<4, 4>());
+            let mut im_job = pin!(im.run());
+            let is_btp = |a: &Address| a.is_btp();
+            let mut transport = pin!(matter.run(
+                &crypto,
+                ChainedNetwork::new(is_btp, &btp, &socket),
+                ChainedNetwork::new(is_btp, &btp, &socket),
+                &socket,
+            ));
+            let mut mdns = pin!(mdns_responder.run(
+                &mdns_socket,
+                &mdns_socket,
+                &host,
+                (!iface.ipv4.is_unspecified()).then_some(iface.ipv4.octets().into()),
+                Some(iface.index),
+                &matter,
+                &crypto,
+            ));
+            let mut window = pin!(follow_pairing_mode(
+                port,
+                |secs| im.open_basic_comm_window(secs),
+                || im.close_comm_window(),
+            ));
+            let mut reset = pin!(follow_factory_reset(port, || async {
+                matter.factory_reset(&kv)?;
+                im.factory_reset().await
+            }));
+            let mut ble = pin!(ble);
+            let stack = select4(
+                &mut transport,
+                &mut mdns,
+                &mut respond,
+                select4(&mut im_job, &mut window, &mut reset, &mut ble).coalesce(),
+            )
+            .coalesce();
+            match select(stack, shutdown.cancelled()).await {
+                Either::First(r) => r.map_err(MatterError::Stack),
+                Either::Second(()) => {
+                    tracing::info!("Matter node stopped");
+                    Ok(())
+                }
+            }
+        }};
+    }
+
+    match &radios.wifi {
+        // On the lock's existing IP link (the simulated lock, a wired
+        // board): Network Commissioning is the Ethernet variant.
+        None => {
+            let state: Box<EthInteractionModelState> =
+                Box::new(EthInteractionModelState::new(EthNetwork::new_default()));
+            let root = endpoints::EthSysHandlerBuilder::new()
+                .netif_diag(&SysNetifs)
+                .build(&mut rand);
+            let handler = (NODE_ETH, app.chain_after(root, &mut rand));
+            run_node!(InteractionModel::new(
+                &matter, &crypto, &*buffers, handler, &kv, &*state
+            ))
+        }
+        // A Wi-Fi board: Network Commissioning is Wi-Fi over the lock's
+        // backend, and rs-matter keeps the stored network joined.
+        Some(backend) => {
+            let wifi = LockWifi::new(backend.clone(), port.status());
+            let net_state = NetCtlState::new_with_mutex();
+            let net_ctl = NetCtlWithStatusImpl::new(&net_state, &wifi);
+            let state: Box<WirelessInteractionModelState<WifiNetworks<WIFI_NETWORKS>>> =
+                Box::new(WirelessInteractionModelState::new(WifiNetworks::new()));
+            let root = endpoints::WifiSysHandlerBuilder::new(&net_ctl, &wifi)
+                .netif_diag(&SysNetifs)
+                .build(&mut rand);
+            let handler = (NODE_WIFI, app.chain_after(root, &mut rand));
+            run_node!(InteractionModel::new_with_net_ctl(
+                &matter, &crypto, &*buffers, handler, &kv, &net_ctl, &*state
+            ))
+        }
+    }
+}
+
+/// The lock's own endpoints' handlers (1: Door Lock, Identify, battery;
+/// 2: USB-C), whatever the root endpoint is.
+struct AppClusters<'a, 'p> {
+    lock: &'a DoorLock<'p>,
+    identify: IdentifyHandler<LockIdentify<'p>>,
+    battery: &'a power::Battery,
+    usb_c: &'a power::UsbC,
+}
+
+impl<'a, 'p: 'a> AppClusters<'a, 'p> {
+    /// `root` (endpoint 0's handlers) with the lock's chained in front.
+    fn chain_after<R: AsyncHandler + 'a>(
+        self,
+        root: R,
+        rand: &mut impl rand_matter::Rng,
+    ) -> impl AsyncHandler + 'a {
+        ChainedHandler::new(
+            |e, c| e == LOCK_ENDPOINT && c == desc::DescHandler::CLUSTER.id,
+            Async(desc::DescHandler::new(Dataver::new_rand(&mut *rand)).adapt()),
+            root,
+        )
+        .chain(
+            |e, c| e == LOCK_ENDPOINT && c == identify::CLUSTER.id,
+            Async(self.identify.adapt()),
+        )
+        .chain(
+            |e, c| e == LOCK_ENDPOINT && c == DoorLock::CLUSTER.id,
+            door_lock::HandlerAsyncAdaptor(self.lock),
+        )
+        .chain(
+            |e, c| e == LOCK_ENDPOINT && c == power::Battery::CLUSTER.id,
+            Async(power_source::HandlerAdaptor(self.battery)),
+        )
+        .chain(
+            |e, c| e == USB_C_ENDPOINT && c == desc::DescHandler::CLUSTER.id,
+            Async(desc::DescHandler::new(Dataver::new_rand(&mut *rand)).adapt()),
+        )
+        .chain(
+            |e, c| e == USB_C_ENDPOINT && c == power::UsbC::CLUSTER.id,
+            Async(power_source::HandlerAdaptor(self.usb_c)),
+        )
     }
 }
 

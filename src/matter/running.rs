@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{attestation, node, onboarding, Identity, LockPort, MatterConfig};
+use super::{attestation, node, onboarding, Identity, LockPort, MatterConfig, Radios};
 
 /// Why the node could not run.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +53,7 @@ const THREAD_STACK: usize = 4 << 20;
 pub fn spawn(
     config: MatterConfig,
     identity: Identity,
+    radios: Radios,
     port: Arc<dyn LockPort>,
     shutdown: CancellationToken,
 ) -> std::io::Result<MatterHandle> {
@@ -60,7 +61,7 @@ pub fn spawn(
         .name("matter".into())
         .stack_size(THREAD_STACK)
         .spawn(move || {
-            if let Err(e) = node::run(config, identity, port, shutdown) {
+            if let Err(e) = node::run(config, identity, radios, port, shutdown) {
                 tracing::error!("{e}; the lock runs on without Matter");
             }
         })?;
