@@ -11,8 +11,9 @@
 //! (B-2.3) → wrong PINs over Matter count towards the lockout (B-7.1;
 //! DoorLockAlarm WrongCodeEntryLimit) → a keypad-made user's palm shows as
 //! a FingerVein credential that Matter deletes → jam and tamper alarms →
-//! restart the lock, operate again without commissioning → remove the
-//! fabric (the lock forgets it). Around the lock: Basic Information from
+//! restart the lock, operate again without commissioning → a second
+//! controller (a second fabric) after SET is held again → remove both
+//! fabrics (the lock forgets them). Around the lock: Basic Information from
 //! `[matter]`, Power Source (battery, USB-C) following the simulated
 //! battery, Identify speaking the identify prompt.
 //!
@@ -404,11 +405,29 @@ fn home_assistants_controller_commissions_and_operates_the_lock() {
         json!({"lockOperationType": 0, "operationSource": 7}),
     );
 
-    // Removing the node takes this fabric off the lock.
+    // A second home app (another fabric): the window closed when the first
+    // commissioning completed; holding SET again opens a fresh one.
+    let mut c2 = Controller::start(&ns, &dir.path().join("controller2"));
+    d.ok(json!({"cmd": "set", "long": true}));
+    let node2 = c2.ok("commission", json!({"code": code}))["node_id"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(stored_fabrics(&state), 2, "two fabrics in the sealed store");
+    let fabrics = c2.ok("fabrics", json!({"node": node2}));
+    assert_eq!(fabrics.as_array().map(Vec::len), Some(2), "{fabrics}");
+
+    // Removing the first node takes its fabric off the lock; the second
+    // home app still operates it.
     c.ok("remove", json!({"node": node}));
-    wait_until("the lock to forget the fabric", || {
+    wait_until("the lock to forget the first fabric", || {
+        stored_fabrics(&state) == 1
+    });
+    c2.lock_cmd(node2, "LockDoor", json!({})).unwrap();
+    c2.ok("remove", json!({"node": node2}));
+    wait_until("the lock to forget the second fabric", || {
         stored_fabrics(&state) == 0
     });
     c.stop();
+    c2.stop();
     assert!(d.sigterm().success());
 }

@@ -299,7 +299,8 @@ async fn serve(
                 &crypto,
             ));
             let mut window = pin!(follow_pairing_mode(
-                port,
+                port.status().borrow().pairing_mode,
+                port.events(),
                 |secs| im.open_basic_comm_window(secs),
                 || im.close_comm_window(),
             ));
@@ -402,30 +403,65 @@ impl<'a, 'p: 'a> AppClusters<'a, 'p> {
     }
 }
 
-/// B-5.1: pairing mode opens the commissioning window; its end closes it.
+/// What pairing mode asks of the commissioning window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Window {
+    /// Pairing mode began (or began again: SET held once more restarts
+    /// its 3 minutes, and the window's with it).
+    Open,
+    /// Pairing mode ended (time-out, an owner pairing, B-5.2).
+    Close,
+}
+
+/// The window change a logged event asks for, if any.
+fn window_change(kind: &EventKind) -> Option<Window> {
+    match kind {
+        EventKind::PairingMode { active: true } => Some(Window::Open),
+        EventKind::PairingMode { active: false } => Some(Window::Close),
+        _ => None,
+    }
+}
+
+/// B-5.1: pairing mode opens the commissioning window for its 3 minutes;
+/// its end closes it. Followed through the event log, so holding SET
+/// again while pairing mode lasts opens a fresh window (for the next
+/// controller after one has commissioned the lock).
 async fn follow_pairing_mode(
-    port: &dyn LockPort,
+    pairing_now: bool,
+    mut events: tokio::sync::broadcast::Receiver<crate::core::Event>,
     open: impl Fn(u16) -> Result<(), Error>,
     close: impl Fn() -> Result<bool, Error>,
 ) -> Result<(), Error> {
-    let mut status = port.status();
-    let mut open_now = false;
-    loop {
-        let pairing = status.borrow_and_update().pairing_mode;
-        if pairing != open_now {
-            let result = if pairing {
-                open(WINDOW_SECS)
-            } else {
-                close().map(|_| ())
-            };
-            match result {
-                Ok(()) => tracing::info!(open = pairing, "Matter commissioning window"),
-                Err(e) => tracing::warn!("Matter: commissioning window not changed: {e:?}"),
-            }
-            open_now = pairing;
+    let apply = |w: Window| {
+        // rs-matter refuses to open a window over an open one.
+        let closed = close();
+        let result = match w {
+            Window::Open => open(WINDOW_SECS),
+            Window::Close => closed.map(|_| ()),
+        };
+        match result {
+            Ok(()) => tracing::info!(open = (w == Window::Open), "Matter commissioning window"),
+            Err(e) => tracing::warn!("Matter: commissioning window not changed: {e:?}"),
         }
-        if status.changed().await.is_err() {
-            return core::future::pending().await;
+    };
+    if pairing_now {
+        apply(Window::Open);
+    }
+    loop {
+        match events.recv().await {
+            Ok(e) => {
+                if let Some(w) = window_change(&e.kind) {
+                    apply(w);
+                }
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(
+                    "Matter: {n} lock events missed; the commissioning window may lag pairing mode"
+                );
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                return core::future::pending().await
+            }
         }
     }
 }
@@ -468,6 +504,34 @@ fn firmware_number(version: &str) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pairing_mode_events_open_and_close_the_window() {
+        assert_eq!(
+            window_change(&EventKind::PairingMode { active: true }),
+            Some(Window::Open)
+        );
+        assert_eq!(
+            window_change(&EventKind::PairingMode { active: false }),
+            Some(Window::Close)
+        );
+        assert_eq!(window_change(&EventKind::FactoryReset), None);
+    }
+
+    #[test]
+    fn the_window_lasts_as_long_as_pairing_mode() {
+        assert_eq!(
+            u64::from(WINDOW_SECS),
+            crate::core::PAIRING_WINDOW.as_secs()
+        );
+    }
+
+    #[test]
+    fn five_fabrics_as_the_spec_asks() {
+        // Matter's minimum; a change of rs-matter's max-fabrics-N feature
+        // must be a decision, not an accident.
+        assert_eq!(rs_matter::fabric::MAX_FABRICS, 5);
+    }
 
     #[test]
     fn firmware_versions_become_numbers() {
