@@ -13,10 +13,10 @@
 //! cargo bench --features matter --bench matter
 //! ```
 //!
-//! Needs what tests/matter_controller.rs needs (user namespaces, iproute2).
-#[path = "../tests/daemon_common/mod.rs"]
+//! Needs what tests/it/matter_controller.rs needs (user namespaces, iproute2).
+#[path = "../tests/it/common/daemon.rs"]
 mod daemon_common;
-#[path = "../tests/matter_common/mod.rs"]
+#[path = "../tests/it/common/matter.rs"]
 mod matter_common;
 
 use std::time::Instant;

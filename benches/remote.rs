@@ -7,19 +7,20 @@
 //! seal the reply), for building one event document, and for the rate
 //! limit's decision on a frame during a flood (what a dropped frame costs).
 //! Network figures (reconnect time, events/s through a real broker) come
-//! from `cargo test --test remote_mqtt -- --nocapture` (line `figures:`).
+//! from `cargo test --all-features --test it remote_mqtt:: -- --nocapture`
+//! (line `figures:`).
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::Criterion;
-use latchd::ble::commands::{Request, Response};
-use latchd::ble::crypto::StaticKeypair;
-use latchd::ble::protocol::{seal_oneshot, OneShotDirection};
+use latchd::app::crypto::StaticKeypair;
+use latchd::app::protocol::{seal_oneshot, OneShotDirection};
+use latchd::app::{Request, Response};
 use latchd::core::time::Instant;
 use latchd::core::time::Validity;
 use latchd::core::types::{AppKey, AppKeyId, AppKeyRole, UserNumber};
 use latchd::dbus::EventRecord;
-use latchd::remote::limit::{Decision, RefusalLimiter};
+use latchd::link::limit::{Decision, RefusalLimiter};
 use latchd::remote::{gate, telemetry};
 use rand_core::OsRng;
 
@@ -91,7 +92,7 @@ fn main() {
         b.iter(|| limiter.before(black_box(Instant::from_millis(0))))
     });
     c.bench_function("junk frame refused at the header (no store read)", |b| {
-        b.iter(|| latchd::ble::protocol::oneshot_sender(black_box(b"junk 123")).is_err())
+        b.iter(|| latchd::app::protocol::oneshot_sender(black_box(b"junk 123")).is_err())
     });
     c.final_summary();
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Python venv with Home Assistant's Matter controller, for the Matter
-# tests and bench (tests/matter_controller.rs, benches/matter.rs):
+# tests and bench (tests/it/matter_controller.rs, benches/matter.rs):
 #
 #     scripts/matter-env.sh            # creates or reuses target/matter-venv
 #

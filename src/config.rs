@@ -19,10 +19,9 @@ use serde::Deserialize;
 pub enum BoardKind {
     /// The simulated board (the default): a complete lock in memory.
     Sim,
-    /// Real Linux backends (feature `board-linux`).
+    /// Real Linux backends (feature `board-linux`), a Raspberry Pi
+    /// included: its board file says `gpio_provider = "rppal"`.
     Linux,
-    /// A Raspberry Pi dev board (feature `board-rpi`).
-    Rpi,
 }
 
 impl BoardKind {
@@ -30,7 +29,6 @@ impl BoardKind {
         match self {
             BoardKind::Sim => "sim",
             BoardKind::Linux => "linux",
-            BoardKind::Rpi => "rpi",
         }
     }
 }
@@ -46,6 +44,8 @@ pub struct Config {
     pub state_dir: Option<PathBuf>,
     pub lock: LockConfig,
     pub store: StoreConfig,
+    /// `[key]`: where the device key rests (see `store::keystore`).
+    pub key: crate::store::keystore::KeyConfig,
     pub control: ControlConfig,
     pub dbus: DbusConfig,
     pub sim: SimSection,
@@ -79,10 +79,30 @@ pub struct LockConfig {
     pub verification_code: String,
     /// B-10.1: the low-battery prompt and LED come on below this.
     pub low_battery_percent: u8,
-    /// Trust the system clock for validity windows from the start. A board
-    /// without a battery-backed RTC says `false`: time-windowed credentials
-    /// are then refused until the clock is set.
+    /// Trust the system clock for validity windows from the start: only
+    /// on a board whose battery-backed RTC nobody outside can reach.
+    /// Default `false` (issue 13): the clock is trusted once systemd
+    /// reports it NTP-synchronised (`org.freedesktop.timedate1`) or an
+    /// owner synced it; until then time-windowed credentials are refused.
+    /// Either way no reading behind the trusted-time floor is believed.
     pub trust_system_clock: bool,
+    /// A one-time visitor code made without an end ends this many hours
+    /// after it was made (issue 13: every visitor code has an end).
+    pub one_time_code_hours: u32,
+    /// Where to ask systemd whether the clock is NTP-synchronised
+    /// (`org.freedesktop.timedate1`): `system` (default), `off`, or a
+    /// D-Bus address.
+    pub timedate_bus: String,
+}
+
+impl LockConfig {
+    /// The bus of `timedate_bus`, `None` when off.
+    pub fn timedate_bus(&self) -> Option<crate::dbus::BusChoice> {
+        match self.timedate_bus.as_str() {
+            "off" => None,
+            other => other.parse().ok(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -123,7 +143,20 @@ pub struct SimSection {
     pub battery_percent: u8,
     /// `memory` (default) or `wire`: the real UART drivers against
     /// wire-level module simulators.
-    pub modules: crate::board::sim::SimModuleKind,
+    pub modules: SimModuleKind,
+}
+
+/// The simulated lock's fingerprint and palm modules (`[sim] modules`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SimModuleKind {
+    /// In-memory modules that report synchronously and keep their slots
+    /// in the modules file (the default; `board::sim::biometric`).
+    #[default]
+    Memory,
+    /// The real UART drivers and adapters talking to the wire-level
+    /// simulators over in-process pipes (`biometrics::wire`).
+    Wire,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -141,6 +174,7 @@ impl Default for Config {
             state_dir: None,
             lock: LockConfig::default(),
             store: StoreConfig::default(),
+            key: crate::store::keystore::KeyConfig::default(),
             control: ControlConfig::default(),
             dbus: DbusConfig::default(),
             sim: SimSection::default(),
@@ -162,7 +196,9 @@ impl Default for LockConfig {
             serial: String::new(),
             verification_code: String::new(),
             low_battery_percent: 20,
-            trust_system_clock: true,
+            trust_system_clock: false,
+            one_time_code_hours: 24,
+            timedate_bus: "system".into(),
         }
     }
 }
@@ -198,7 +234,7 @@ impl Default for SimSection {
             finger_touches: 3,
             palm_touches: 2,
             battery_percent: 80,
-            modules: crate::board::sim::SimModuleKind::Memory,
+            modules: SimModuleKind::Memory,
         }
     }
 }
@@ -283,13 +319,27 @@ impl Config {
             return bad("matter", format!("{:?}", self.matter.interface), why);
         }
         if !l.verification_code.is_empty()
-            && crate::ble::pairing::VerificationCode::parse(&l.verification_code).is_err()
+            && crate::app::pairing::VerificationCode::parse(&l.verification_code).is_err()
         {
             return bad(
                 "lock.verification_code",
                 "(not shown: it is a secret)".into(),
                 "use the 24-character base32 code (A-Z, 2-7) printed on the lock's label, \
                  or leave it empty to derive one from the device key",
+            );
+        }
+        if l.timedate_bus != "off" && l.timedate_bus.parse::<crate::dbus::BusChoice>().is_err() {
+            return bad(
+                "lock.timedate_bus",
+                format!("{:?}", l.timedate_bus),
+                "use \"system\", \"off\" or a D-Bus address such as \"unix:path=/run/dbus/system_bus_socket\"",
+            );
+        }
+        if !(1..=24 * 30).contains(&l.one_time_code_hours) {
+            return bad(
+                "lock.one_time_code_hours",
+                l.one_time_code_hours.to_string(),
+                "must be between 1 and 720 (30 days): every visitor code has an end",
             );
         }
         if !(1..=99).contains(&l.low_battery_percent) {
@@ -312,6 +362,9 @@ impl Config {
                 self.store.max_db_bytes.to_string(),
                 "use 0 (no cap) or at least 1048576 (1 MiB)",
             );
+        }
+        if let Err(why) = self.key.validate() {
+            return bad("key.tpm2_pcrs", format!("{:?}", self.key.tpm2_pcrs), why);
         }
         if self.dbus.bus != "off" && self.dbus.bus.parse::<crate::dbus::BusChoice>().is_err() {
             return bad(
@@ -428,5 +481,17 @@ mod tests {
         assert!(e.contains("dbus.bus"), "{e}");
         let e = parse("board = \"arduino\"\n").unwrap_err().to_string();
         assert!(e.contains("arduino"), "{e}");
+    }
+
+    /// A Raspberry Pi is `board = "linux"` with `gpio_provider = "rppal"`
+    /// in its board file; there is no separate `rpi` board to half-work.
+    #[test]
+    fn there_is_no_rpi_board_kind() {
+        let e = parse("board = \"rpi\"\n").unwrap_err().to_string();
+        assert!(e.contains("rpi") && e.contains("`linux`"), "{e}");
+        assert_eq!(
+            parse("board = \"linux\"\n").unwrap().board,
+            BoardKind::Linux
+        );
     }
 }

@@ -14,7 +14,14 @@
 //! `<state-dir>/control.sock`.
 //!
 //! Exit codes: 0 clean shutdown (SIGTERM/SIGINT/quit), 1 the lock could
-//! not start or failed, 2 bad command line or configuration.
+//! not start or failed, 2 bad command line or configuration, 75 a factory
+//! reset retired the device key: start again to run under a new one
+//! (systemd does, `RestartForceExitStatus=75`).
+//!
+//! `latchd --key-step` (root, `latchd-key.service`) creates, migrates or
+//! rotates the TPM-sealed key credential and exits (`store::keystore`).
+#![forbid(unsafe_code)]
+#![warn(clippy::unwrap_used, unused_qualifications)]
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,6 +60,11 @@ struct Cli {
     /// Simulate SET held while the battery goes in (B-10.6 factory reset).
     #[arg(long)]
     set_held: bool,
+    /// Run the privileged key step and exit (latchd-key.service, as root):
+    /// create, migrate or rotate the TPM-sealed device key credential for
+    /// `[key] storage` = "tpm2" or "host" (see store::keystore).
+    #[arg(long)]
+    key_step: bool,
 }
 
 fn main() -> ExitCode {
@@ -96,6 +108,9 @@ fn main() -> ExitCode {
         })
     });
 
+    if cli.key_step {
+        return key_step(&config, &state_dir);
+    }
     if let Err(e) = daemon::create_state_dir(&state_dir) {
         eprintln!("latchd: {e}");
         return ExitCode::from(1);
@@ -129,6 +144,32 @@ fn main() -> ExitCode {
         Err(e) => {
             tracing::error!("{e}");
             eprintln!("latchd: {e}");
+            ExitCode::from(e.exit_status())
+        }
+    }
+}
+
+/// `latchd --key-step`: the one part of latchd that runs as root and
+/// talks to the TPM (through systemd-creds). Exit 0 when the credential
+/// is in place and opens, 1 otherwise.
+fn key_step(config: &Config, state_dir: &std::path::Path) -> ExitCode {
+    use latchd::store::keystore::{self, files, SystemdCreds};
+    let _ = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .without_time()
+        .with_writer(std::io::stderr)
+        .try_init();
+    let creds = SystemdCreds {
+        tpm2_pcrs: config.key.tpm2_pcrs.clone(),
+        ..SystemdCreds::default()
+    };
+    match keystore::key_step(state_dir, &config.key, &creds, &mut files::no_hook) {
+        Ok(done) => {
+            println!("latchd key step ({}): {done:?}", config.key.storage.name());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("latchd --key-step: {e}");
             ExitCode::from(1)
         }
     }

@@ -26,7 +26,8 @@
 //! Every device is *event-driven*: a backend turns what it senses (a GPIO
 //! edge, an evdev key, a UART frame, the end of a motor move) into a
 //! [`core::Input`](crate::core::Input) and sends it on the one
-//! [`InputSender`] the daemon gave it when the board was built. The traits
+//! [`InputSender`](crate::link::InputSender) the daemon gave it when the
+//! board was built. The traits
 //! below are only the *commands* the engine's [`Action`]s turn into, plus a
 //! `read` of each sensor for start-up. Commands return as soon as the
 //! device has accepted them: a motor move takes ~0.6 s and reports its end
@@ -42,30 +43,24 @@
 //!   engine has an input for it (a motor that cannot move reports
 //!   `MotorReport::Fault`).
 //! * Backends are constructed with everything they need (pins by line
-//!   name, UART path, an [`InputSender`]); the traits carry no setup.
+//!   name, UART path, an `InputSender`); the traits carry no setup.
 //!
 //! The simulated board ([`sim`]) implements every trait in memory with
 //! tokio time, so it is deterministic under `tokio::time::pause()`.
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use tokio::sync::mpsc;
 
 use crate::core::action::{AlarmCmd, SnapshotReason};
 use crate::core::input::{BoltPosition, DoorPosition, PowerReading, TamperState};
 use crate::core::types::MotorDirection;
 use crate::core::{Action, AlarmKind, Input, KeypadView, ModuleCmd, MotorCmd, Prompt};
 
+pub mod absent;
 pub mod drivers;
-#[cfg(feature = "face")]
-pub mod face_service;
+pub mod frames;
 #[cfg(feature = "board-linux")]
 pub mod linux;
-pub mod modules;
-#[cfg(feature = "board-rpi")]
-pub mod rpi;
 pub mod sim;
 
 /// Why a device command or read failed.
@@ -95,54 +90,6 @@ pub enum DeviceError {
     /// the fingerprint reader): a bug in the caller, reported not panicked.
     #[error("{device} cannot do {what}")]
     Unsupported { device: &'static str, what: String },
-}
-
-/// The one way device tasks hand inputs to the engine: an
-/// `mpsc::Sender<Input>` plus a count of inputs sent, so the control socket
-/// can wait until the engine has handled everything sent before it
-/// ("barrier"; see `daemon::EngineProgress`).
-#[derive(Debug, Clone)]
-pub struct InputSender {
-    tx: mpsc::Sender<Input>,
-    sent: Arc<AtomicU64>,
-}
-
-impl InputSender {
-    pub fn new(tx: mpsc::Sender<Input>) -> Self {
-        InputSender {
-            tx,
-            sent: Arc::new(AtomicU64::new(0)),
-        }
-    }
-
-    /// Queue `input` for the engine. Waits while the queue is full (back
-    /// pressure), and returns `false` only when the engine has stopped.
-    pub async fn send(&self, input: Input) -> bool {
-        // Counted before the send so a barrier never passes an input that
-        // is in flight.
-        self.sent.fetch_add(1, Ordering::SeqCst);
-        if self.tx.send(input).await.is_err() {
-            self.sent.fetch_sub(1, Ordering::SeqCst);
-            return false;
-        }
-        true
-    }
-
-    /// Queue an input from synchronous code; `false` when the queue is full
-    /// or the engine has stopped (the input is dropped and the caller logs).
-    pub fn try_send(&self, input: Input) -> bool {
-        self.sent.fetch_add(1, Ordering::SeqCst);
-        if self.tx.try_send(input).is_err() {
-            self.sent.fetch_sub(1, Ordering::SeqCst);
-            return false;
-        }
-        true
-    }
-
-    /// How many inputs have been queued so far, by every clone.
-    pub fn sent(&self) -> u64 {
-        self.sent.load(Ordering::SeqCst)
-    }
 }
 
 /// The motor that drives the bolt (H-bridge; two GPIO lines and a current
@@ -242,7 +189,7 @@ pub trait Camera: Send {
 
 /// Every device of one lock, as the daemon holds it.
 pub struct Board {
-    /// Backend name for diagnostics: `"sim"`, `"linux"`, `"rpi"`.
+    /// Backend name for diagnostics: `"sim"` or `"linux"`.
     pub name: &'static str,
     pub motor: Box<dyn Motor>,
     pub bolt: Box<dyn BoltSensor>,
@@ -346,47 +293,5 @@ impl std::fmt::Debug for Board {
         f.debug_struct("Board")
             .field("name", &self.name)
             .finish_non_exhaustive()
-    }
-}
-
-/// An unbounded, order-preserving queue in front of an [`InputSender`],
-/// for code that must hand over inputs without awaiting — a device
-/// command called from the engine task itself (which must never wait on
-/// its own queue), or a simulated button pressed from the front panel.
-///
-/// Inputs are counted on the shared [`InputSender::sent`] counter when they
-/// are pushed, not when they reach the engine, so a barrier never passes
-/// an input waiting here. One forwarding task keeps them in push order.
-#[derive(Debug, Clone)]
-pub struct OrderedSender {
-    tx: mpsc::UnboundedSender<Input>,
-    sent: Arc<AtomicU64>,
-}
-
-impl OrderedSender {
-    /// Start the forwarding task (it ends when every `OrderedSender` clone
-    /// is dropped or the engine has stopped).
-    pub fn spawn(inputs: InputSender) -> Self {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Input>();
-        let sent = inputs.sent.clone();
-        let engine = inputs.tx.clone();
-        tokio::spawn(async move {
-            while let Some(input) = rx.recv().await {
-                if engine.send(input).await.is_err() {
-                    break;
-                }
-            }
-        });
-        OrderedSender { tx, sent }
-    }
-
-    /// Queue `input`; `false` when the engine has stopped.
-    pub fn push(&self, input: Input) -> bool {
-        self.sent.fetch_add(1, Ordering::SeqCst);
-        if self.tx.send(input).is_err() {
-            self.sent.fetch_sub(1, Ordering::SeqCst);
-            return false;
-        }
-        true
     }
 }

@@ -9,7 +9,6 @@
 //! `events --follow` subscribes *before* reading the history and then
 //! drops signalled events it already printed (by id), so no event falls in
 //! the gap between the two.
-use std::fmt::Write as _;
 use std::io::Write;
 
 use clap::Subcommand;
@@ -257,6 +256,7 @@ pub fn render_status(d: &Diagnostics) -> String {
         "Storage",
         vec![
             ("Health", d.storage_health.clone()),
+            ("Device key", d.key_storage.clone()),
             (
                 "Users",
                 format!(
@@ -266,20 +266,18 @@ pub fn render_status(d: &Diagnostics) -> String {
             ),
         ],
     ));
-    // Writing to a String cannot fail, hence the ignored results below.
     let mut out = String::new();
     for (title, rows) in sections {
-        let _ = writeln!(out, "{title}");
+        out.push_str(&format!("{title}\n"));
         for (label, value) in rows {
-            let _ = writeln!(out, "  {label:<16} {}", sanitize(&value));
+            out.push_str(&format!("  {label:<16} {}\n", sanitize(&value)));
         }
     }
     out.push('\n');
-    let _ = writeln!(
-        out,
-        "{:<14} {:>8} {:>6} {:>9}",
+    out.push_str(&format!(
+        "{:<14} {:>8} {:>6} {:>9}\n",
         "CREDENTIAL", "ENROLLED", "LIMIT", "PER USER"
-    );
+    ));
     let caps: [(&str, &Capacity); 4] = [
         ("faces", &d.faces),
         ("palms", &d.palms),
@@ -287,11 +285,10 @@ pub fn render_status(d: &Diagnostics) -> String {
         ("passcodes", &d.passcodes),
     ];
     for (name, c) in caps {
-        let _ = writeln!(
-            out,
-            "{name:<14} {:>8} {:>6} {:>9}",
+        out.push_str(&format!(
+            "{name:<14} {:>8} {:>6} {:>9}\n",
             c.enrolled, c.limit, c.per_user_limit
-        );
+        ));
     }
     out
 }
@@ -329,16 +326,15 @@ pub fn render_events(events: &[EventRecord]) -> String {
 pub fn render_checks(checks: &[DeviceCheck]) -> String {
     let mut out = format!("{:<16} {:<6} {}\n", "DEVICE", "RESULT", "DETAIL");
     for c in checks {
-        let _ = writeln!(
-            out,
-            "{:<16} {:<6} {}",
+        out.push_str(&format!(
+            "{:<16} {:<6} {}\n",
             sanitize(&c.device),
             if c.ok { "ok" } else { "FAIL" },
             sanitize(&c.detail)
-        );
+        ));
     }
     let failed = checks.iter().filter(|c| !c.ok).count();
-    let _ = writeln!(out, "{} devices, {failed} failed", checks.len());
+    out.push_str(&format!("{} devices, {failed} failed\n", checks.len()));
     out
 }
 

@@ -102,6 +102,19 @@ pub enum Notice {
     },
     Doorbell,
     Alarm(AlarmKind),
+    /// Issue 13: failed attempts reached a new lockout level (the first
+    /// lockout included) or disabled the keypad. Sealed to the owner's app
+    /// over every channel, queued while offline.
+    Lockout {
+        level: u32,
+        /// The timed lockout started, in minutes (`None`: protection off).
+        minutes: Option<u32>,
+        /// The keypad is disabled until the owner releases it.
+        keypad_disabled: bool,
+    },
+    /// The wall clock reads earlier than the time the lock already
+    /// trusted: time-windowed credentials are refused until it is right.
+    ClockBehind,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,8 +134,19 @@ pub enum AppOk {
     UserAdded(UserNumber),
     TempPasscodeAdded(TempPasscodeId),
     AppKeyAdded(AppKeyId),
+    /// The owner keys, for the owner's app (issue 13 item 6).
+    OwnerKeys(Vec<OwnerKeyEntry>),
     /// A guest invite now holds this slot.
     GuestInviteCreated(AppKeyId),
+}
+
+/// One owner key in a listing: never the key itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnerKeyEntry {
+    pub slot: AppKeyId,
+    /// The administrator it speaks for.
+    pub admin: UserNumber,
+    pub label: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -176,6 +200,12 @@ pub enum AppError {
     CodeRequired,
     #[error("that user number is taken")]
     UserExists,
+    #[error(
+        "that time is earlier than the time the lock already trusted; check the phone's clock"
+    )]
+    ClockBehindTrusted,
+    #[error("that time is out of range (before 2025, after 2200, or more than 400 days past the time the lock trusted)")]
+    ClockOutOfRange,
 }
 
 /// Every voice prompt. The English text is [`Prompt::text`]; the WAV
@@ -224,6 +254,10 @@ pub enum Prompt {
     Locked,
     VerifyFailed,
     LockedOut,
+    /// Issue 13: the keypad disabled itself after repeated lockouts.
+    KeypadDisabled,
+    /// An administrator released the disabled keypad (menu).
+    KeypadReleased,
     UserNotValidNow,
     TamperAlarm,
     LowBattery,
@@ -322,6 +356,8 @@ impl Prompt {
             Locked => "Locked.".into(),
             VerifyFailed => "Verification failed.".into(),
             LockedOut => "The system is locked. Please try again later.".into(),
+            KeypadDisabled => "The keypad is disabled. The owner must release it.".into(),
+            KeypadReleased => "The keypad is enabled again.".into(),
             UserNotValidNow => "This user is not valid at this time.".into(),
             TamperAlarm => "Alarm. The lock has been tampered with.".into(),
             LowBattery => "The battery is low. Please charge it.".into(),

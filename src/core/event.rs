@@ -140,6 +140,75 @@ pub enum EventKind {
     ClockSet {
         to: WallTime,
     },
+    /// An owner's time sync was refused: earlier than the trusted floor
+    /// (`floor` set), or out of range.
+    ClockSyncRefused {
+        to: WallTime,
+        floor: Option<WallTime>,
+    },
+    /// The wall clock read earlier than the time the lock already trusted
+    /// (a rollback): time-windowed credentials are refused until it is
+    /// right again. Logged once per episode.
+    ClockBehind {
+        reading: WallTime,
+        floor: WallTime,
+    },
+    /// A lockout level was reached (issue 13: 3, 6, 12, 24 … minutes).
+    LockoutLevel {
+        level: u32,
+        minutes: u32,
+    },
+    /// Repeated lockouts disabled the keypad until a release.
+    KeypadDisabled {
+        strikes: u32,
+    },
+    /// The disabled keypad was released.
+    KeypadReleased {
+        by: ReleasedBy,
+    },
+    /// An owner key or an administrator's biometric opened the door
+    /// during a lockout (a stranger must not lock the owner out).
+    LockoutOverridden {
+        method: Method,
+        user: Option<UserNumber>,
+    },
+    /// A stored credential was presented outside its validity window. On
+    /// the keypad it was answered and counted like a wrong code; this
+    /// entry tells the owner why.
+    OutsideValidity {
+        method: Method,
+        user: Option<UserNumber>,
+    },
+    /// An automatic face recognition (the camera saw someone) matched
+    /// nobody who may open now, or a spoof. Not a failed verification of
+    /// the lock (B-7.1): automatic attempts have their own budget.
+    AutoFaceRefused {
+        user: Option<UserNumber>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        spoof: Option<SpoofSeen>,
+    },
+    /// Too many automatic failures: the camera stops starting
+    /// recognitions for this long (touching the keypad still does).
+    AutoFacePaused {
+        minutes: u32,
+    },
+    /// An owner listed the owner keys (issue 13 item 6).
+    OwnerKeysListed,
+    /// An owner pairing used up the current verification code; the next
+    /// one is spoken by system information.
+    PairingCodeRotated {
+        generation: u32,
+    },
+}
+
+/// Who released a disabled keypad.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleasedBy {
+    /// An owner key, over BLE or the broker.
+    Owner { via: Channel, admin: UserNumber },
+    /// An administrator verified at SET (the menu, inside).
+    Administrator { user: UserNumber },
 }
 
 /// Why an app command was refused. The first five are decided at the
@@ -170,4 +239,8 @@ pub enum AppRefusal {
     LockedOut,
     /// A guest pairing code that is unknown, spent, expired or mistyped.
     InviteRefused,
+    /// An owner pairing whose key confirmation failed: a wrong
+    /// verification code (an old one, the label's after the first owner)
+    /// or a man in the middle.
+    PairingFailed,
 }

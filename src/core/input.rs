@@ -26,9 +26,12 @@ pub enum Input {
     Key(Key),
     /// A key held until the keypad flashes (B-3.4 holds "0").
     KeyHeld(Key),
-    /// The keypad or the proximity sensor was touched / approached (B-3.2,
-    /// B-6.2 manual face).
+    /// The keypad was touched (B-3.2, B-6.2 manual face).
     Touch,
+    /// The camera saw someone approach (B-6.2 automatic face): starts a
+    /// recognition whose failures have their own budget and never feed
+    /// the keypad's lockout.
+    Motion,
     /// The SET button on the back panel.
     Set(SetPress),
     /// The electronic lock button on the back panel (B-8.2).
@@ -298,8 +301,14 @@ pub enum AppCommand {
     /// Set the lock's wall clock (owner only).
     SetClock(WallTime),
     Setting(SettingChange),
-    /// B-7.2: end an active lockout early.
+    /// B-7.2: end an active lockout early, re-enable a disabled keypad and
+    /// clear the strikes counted (issue 13).
     ReleaseLockout,
+    /// List the owner keys (issue 13 item 6); owners only, logged.
+    ListOwnerKeys,
+    /// Revoke one owner key (issue 13 item 6); owners only, logged. An
+    /// owner may revoke its own key; pairing mode pairs a new one.
+    RevokeOwnerKey(AppKeyId),
     /// B-3.6 from the app side.
     SetAway(bool),
     /// Unlock from a channel that may present a user's PIN (Matter's

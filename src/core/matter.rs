@@ -8,7 +8,9 @@
 //!     │            state takes no remote commands, B-2.4)
 //!     ▼
 //!  Unlock / UnlockWithCode  B-6.7 remote unlock on, not locked out; a PIN is
-//!                           checked exactly, a wrong one counts (B-7.1)
+//!                           checked exactly, a wrong one counts in the
+//!                           keypad's budget (B-7.1, committed before the
+//!                           answer; a disabled keypad takes no PIN)
 //!  Lock                     as the app's lock
 //!  AddUserAt / SetRole / DeleteUser / SetPasscode / DeleteCredential
 //!                           the menu's rules: one PIN per user (B-1.2),
@@ -141,34 +143,68 @@ impl Engine {
             self.unlock_relocking(out, Method::Matter, None, relock_after);
             return Ok(AppOk::Done);
         };
+        // Issue 13: a keypad the brute-force budget disabled takes no PIN
+        // from a controller either (only the owner's app releases it).
+        if self.lockout.keypad_disabled() {
+            return Err(AppError::LockedOut);
+        }
         // A code that breaks the B-2.3 rules can be no stored code: it is
-        // a wrong code like any other, and counted.
+        // a wrong code like any other, and counted. One code is one guess
+        // (no anti-peep windows over a remote channel).
         let target = Passcode::parse(&code)
             .ok()
             .and_then(|p| self.dir.passcodes().exact(&self.macer, p.digits()));
-        match target {
-            None => {
-                self.verification_failed(out, Method::Matter);
+        let wall = self.now.wall;
+        let verdict = match target {
+            None => MatterPin::Wrong,
+            Some(PasscodeTarget::User { user, duress, .. }) => match self.dir.users.get(&user) {
+                None => MatterPin::Wrong,
+                Some(u) if !u.validity.admits(wall) => MatterPin::OutsideValidity {
+                    method: if duress {
+                        Method::DuressPasscode
+                    } else {
+                        Method::Passcode
+                    },
+                    user: Some(user),
+                },
+                Some(_) => MatterPin::User { user, duress },
+            },
+            Some(PasscodeTarget::Temp(id)) => match self.dir.temp_passcodes.get(&id) {
+                None => MatterPin::Wrong,
+                // Every visitor code has an end (issue 13 item 3).
+                Some(t) if t.validity.until.is_none() || !t.validity.admits(wall) => {
+                    MatterPin::OutsideValidity {
+                        method: Method::TempPasscode,
+                        user: None,
+                    }
+                }
+                Some(t) => MatterPin::Temp {
+                    id,
+                    one_time: t.one_time,
+                },
+            },
+        };
+        // Issue 13: the attempt is committed, as if it failed, before any
+        // answer (attempt.rs); a one-time code is spent in that commit.
+        let extra = match verdict {
+            MatterPin::Temp { id, one_time: true } => vec![Change::DeleteTempPasscode(id)],
+            _ => Vec::new(),
+        };
+        let pending = self.begin_attempt(out, Method::Matter, 1, extra);
+        match verdict {
+            MatterPin::Wrong => {
+                self.attempt_failed(out, pending, Method::Matter, None);
                 Err(AppError::WrongCode)
             }
-            Some(PasscodeTarget::User { user, duress, .. }) => {
-                let admitted = self
-                    .dir
-                    .users
-                    .get(&user)
-                    .is_some_and(|u| u.validity.admits(self.now.wall));
-                if !admitted {
-                    // B-6.8: the genuine code of a user outside their window
-                    // is refused and logged, not counted (it is not a guess).
-                    self.log(
-                        out,
-                        EventKind::VerifyFailed {
-                            method: Method::Matter,
-                            spoof: None,
-                        },
-                    );
-                    return Err(AppError::OutsideValidity);
-                }
+            MatterPin::OutsideValidity { method, user } => {
+                // Issue 13 item 4: counted and answered like a wrong code,
+                // so a guesser cannot learn a code that works later; the
+                // owner's log says why.
+                self.log(out, EventKind::OutsideValidity { method, user });
+                self.attempt_failed(out, pending, Method::Matter, None);
+                Err(AppError::WrongCode)
+            }
+            MatterPin::User { user, duress } => {
                 if duress {
                     // B-6.9: opens as usual and silently tells the owner.
                     self.unlock_relocking(out, Method::DuressPasscode, Some(user), relock_after);
@@ -177,27 +213,12 @@ impl Engine {
                 } else {
                     self.unlock_relocking(out, Method::Matter, Some(user), relock_after);
                 }
+                self.attempt_resolved(out, pending, true);
                 Ok(AppOk::Done)
             }
-            Some(PasscodeTarget::Temp(id)) => {
-                let Some(t) = self.dir.temp_passcodes.get(&id).cloned() else {
-                    self.verification_failed(out, Method::Matter);
-                    return Err(AppError::WrongCode);
-                };
-                if !t.validity.admits(self.now.wall) {
-                    self.log(
-                        out,
-                        EventKind::VerifyFailed {
-                            method: Method::TempPasscode,
-                            spoof: None,
-                        },
-                    );
-                    return Err(AppError::OutsideValidity);
-                }
-                if t.one_time {
-                    self.persist(out, vec![Change::DeleteTempPasscode(id)]);
-                }
+            MatterPin::Temp { .. } => {
                 self.unlock_relocking(out, Method::TempPasscode, None, relock_after);
+                self.attempt_resolved(out, pending, true);
                 Ok(AppOk::Done)
             }
         }
@@ -287,4 +308,23 @@ impl Engine {
         );
         Ok(AppOk::Done)
     }
+}
+
+/// What a PIN sent with `UnlockDoor` amounts to, decided before anything
+/// is shown (the keypad's verdict, for one exact code).
+#[derive(Debug, Clone, Copy)]
+enum MatterPin {
+    Wrong,
+    OutsideValidity {
+        method: Method,
+        user: Option<UserNumber>,
+    },
+    User {
+        user: UserNumber,
+        duress: bool,
+    },
+    Temp {
+        id: super::types::TempPasscodeId,
+        one_time: bool,
+    },
 }

@@ -302,7 +302,7 @@ impl Engine {
                     let p = Prompt::SystemInfo {
                         serial: self.config.serial.clone(),
                         firmware: self.config.firmware.clone(),
-                        verification_code: self.config.verification_code.clone(),
+                        verification_code: self.config.pairing_codes.code(self.pairing_generation),
                         matter_code: self.config.matter_code.clone(),
                     };
                     self.say(out, p);

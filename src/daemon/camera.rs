@@ -6,17 +6,19 @@
 //!  linux: V4L2 (board file [camera])                                        ┴─► FrameRing
 //!      ├─► RingCamera ── Board.camera: doorbell/alarm JPEGs, <state>/snapshots/…-ev<N>-….jpg
 //!      ├─► FaceService ── Board.face ([face] enabled): recognise + enrol on the real pipeline
+//!      │       (biometrics::face::worker)
 //!      │       ▲ templates: watch, refreshed by the engine task after credential changes
 //!      │       ▲ [face] liveness = "ir": IR source grabbed per matched face
 //!      │         (sim: SimIrCamera, `sim_ir_dir`, follows the sim camera's scene;
 //!      │          linux: V4l2IrCamera, `ir_camera`, lights outputs.ir_illuminator)
-//!      ├─► MotionDetector ([face] motion_trigger) ── Input::Touch ──► engine ── RecogniseFace
+//!      ├─► MotionDetector ([face] motion_trigger) ── Input::Motion ──► engine ── RecogniseFace
 //!      └─► VideoServer ([video] enabled): HTTP MJPEG, token, battery floor
 //! ```
 //!
 //! Bring-up is in two steps because the board is handed to the engine task
-//! before the stream can be served: [`start`] (right after the board is
-//! built) opens the camera and installs the board's camera and face source;
+//! before the stream can be served: [`open_sim`]/`open_linux` (while the
+//! board is built, `daemon/hardware.rs`) open the camera and return the
+//! board's camera and face source, which go into the board as it is built;
 //! [`CameraRig::serve`] (once the engine publishes its status) starts the
 //! motion trigger and the video server, and keeps the capture running
 //! until shutdown.
@@ -30,21 +32,22 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::engine_task::{CredentialsHook, Published};
+use super::engine_task::CredentialsHook;
 use super::DaemonError;
-use crate::board::sim::SimControl;
-use crate::board::{Board, Camera, DeviceError, InputSender};
-use crate::config::{BoardKind, Config};
-use crate::core::action::SnapshotReason;
+use crate::board::frames::FrameRing;
+use crate::board::sim::camera::SceneControl;
+use crate::board::{Camera, FaceSource};
+use crate::config::Config;
+use crate::core::types::Persisted;
 use crate::core::Input;
-use crate::store::Store;
-use crate::video::{FrameRing, RingCamera, SnapshotSaved, SnapshotStore};
+use crate::link::{InputSender, Published};
+use crate::video::{RingCamera, SnapshotSaved, SnapshotStore};
 
 /// Size of the simulated camera's frames (a V4L2 camera's come from the
 /// board file).
 pub const SIM_FRAME: (u32, u32) = (640, 480);
 
-/// The running camera, between [`start`] and [`CameraRig::serve`].
+/// The running camera, from [`open_sim`]/`open_linux` to [`CameraRig::serve`].
 pub struct CameraRig {
     ring: FrameRing,
     /// The capture source; frames stop when it is dropped.
@@ -74,13 +77,9 @@ fn face_enabled(config: &Config) -> bool {
     }
 }
 
-fn camera_err(e: &dyn std::fmt::Display) -> DaemonError {
-    DaemonError::Video(format!("camera: {e}"))
-}
-
 /// The liveness check the face service gets (nothing without `face`).
 #[cfg(feature = "face")]
-type Liveness = crate::board::face_service::LivenessSetup;
+type Liveness = crate::biometrics::face::worker::LivenessSetup;
 /// Without the face feature there is nothing to check.
 #[cfg(not(feature = "face"))]
 #[derive(Debug, Clone, Copy)]
@@ -101,18 +100,20 @@ fn sim_liveness(
     config: &Config,
     camera: &crate::board::sim::camera::SimCamera,
 ) -> Result<Liveness, DaemonError> {
+    use crate::biometrics::face::worker::LivenessSetup;
     use crate::biometrics::face::IrLiveness;
-    use crate::board::face_service::LivenessSetup;
     use std::sync::Arc;
     if !wants_ir(config) {
         return Ok(LivenessSetup::Off);
     }
     // `Config::validate` has checked that the sim board has `sim_ir_dir`;
     // should that change, refusing here keeps it closed.
-    let dir = config.face.sim_ir_dir.as_deref().ok_or_else(|| {
-        camera_err(&"`face.liveness` = \"ir\" needs `face.sim_ir_dir` on the sim board")
-    })?;
-    let ir = camera.ir_camera(dir).map_err(|e| camera_err(&e))?;
+    let dir = config
+        .face
+        .sim_ir_dir
+        .as_deref()
+        .ok_or(DaemonError::NoSimIrDir)?;
+    let ir = camera.ir_camera(dir)?;
     Ok(LivenessSetup::Ir {
         source: Arc::new(ir),
         check: Arc::new(IrLiveness::default()),
@@ -137,8 +138,8 @@ fn linux_liveness(
     config: &Config,
     board_cfg: &crate::board::linux::config::BoardConfig,
 ) -> Liveness {
+    use crate::biometrics::face::worker::LivenessSetup;
     use crate::biometrics::face::IrLiveness;
-    use crate::board::face_service::LivenessSetup;
     use crate::board::linux::gpio::GpioOutput;
     use crate::board::linux::ir_camera::V4l2IrCamera;
     use std::sync::Arc;
@@ -167,7 +168,7 @@ fn linux_liveness(
                 name,
             }
         }
-        // `install_face` logs it with the face feature's start-up line.
+        // `face_worker` logs it with the face feature's start-up line.
         Err(e) => LivenessSetup::Unavailable(e),
     }
 }
@@ -180,80 +181,133 @@ fn linux_liveness(
     Liveness
 }
 
-/// Open the camera when `[video]` or `[face]` needs it and install its
-/// consumers in `board`: snapshots always, the face service when `[face]`
-/// is enabled. `None` when no camera is wanted. Must run inside the
-/// daemon's runtime.
-pub fn start(
+/// What the camera gives the board as it is built, and the rig that keeps
+/// the capture running.
+pub struct CameraParts {
+    pub rig: CameraRig,
+    /// The board's camera: snapshots stored as JPEGs from the ring.
+    pub snapshots: Box<dyn Camera>,
+    /// The board's face source, when `[face]` is enabled.
+    pub face: Option<Box<dyn FaceSource>>,
+    /// Sim board with `[face]`: the scene the camera shows, so "person N
+    /// at the door" is person N's picture in front of the camera.
+    pub scene: Option<SceneControl>,
+}
+
+impl std::fmt::Debug for CameraParts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CameraParts")
+            .field("rig", &self.rig)
+            .field("face", &self.face.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether `[video]` or `[face]` needs the camera.
+fn wanted(config: &Config) -> bool {
+    config.video.enabled || face_enabled(config)
+}
+
+/// The sim board's camera (still pictures of the people directory) and
+/// what reads it, when `[video]` or `[face]` wants it; `None` otherwise.
+/// Must run inside the daemon's runtime.
+pub fn open_sim(
     config: &Config,
     state_dir: &Path,
-    store: &Store,
-    board: &mut Board,
-    sim: Option<&SimControl>,
+    persisted: &Persisted,
     inputs: &InputSender,
-) -> Result<Option<CameraRig>, DaemonError> {
-    let face = face_enabled(config);
-    if !(config.video.enabled || face) {
+) -> Result<Option<CameraParts>, DaemonError> {
+    use crate::board::sim::camera::{SimCamera, SimCameraConfig};
+    if !wanted(config) {
         return Ok(None);
     }
     let ring = FrameRing::new();
-    let (capture, liveness): (Box<dyn std::any::Any + Send>, Liveness) = match config.board {
-        BoardKind::Sim => {
-            use crate::board::sim::camera::{SimCamera, SimCameraConfig};
-            let (w, h) = SIM_FRAME;
-            let cfg = match sim_people_dir(config) {
-                Some(dir) => SimCameraConfig::from_dir(dir, w, h).map_err(|e| camera_err(&e))?,
-                None => SimCameraConfig::new(w, h),
-            };
-            let camera = SimCamera::start(&cfg, ring.clone()).map_err(|e| camera_err(&e))?;
-            if face {
-                // With the real pipeline, "person N at the door" is person
-                // N's picture in front of the camera, not a simulated module.
-                if let Some(sim) = sim {
-                    sim.attach_camera(camera.control());
-                }
-            }
-            let liveness = sim_liveness(config, &camera)?;
-            (Box::new(camera), liveness)
-        }
-        #[cfg(feature = "board-linux")]
-        BoardKind::Linux => {
-            let path = config.board_file.as_ref().ok_or(DaemonError::NoBoardFile)?;
-            let board_cfg =
-                crate::board::linux::config::BoardConfig::load(path).map_err(|e| camera_err(&e))?;
-            let camera =
-                crate::board::linux::camera::V4l2Camera::start(&board_cfg.camera, ring.clone())
-                    .map_err(|e| camera_err(&e))?;
-            (Box::new(camera), linux_liveness(config, &board_cfg))
-        }
-        other => return Err(DaemonError::BoardUnavailable(other.name())),
+    let (w, h) = SIM_FRAME;
+    let cfg = match sim_people_dir(config) {
+        Some(dir) => SimCameraConfig::from_dir(dir, w, h)?,
+        None => SimCameraConfig::new(w, h),
     };
+    let camera = SimCamera::start(&cfg, ring.clone())?;
+    let liveness = sim_liveness(config, &camera)?;
+    // With the real pipeline, "person N at the door" is person N's
+    // picture in front of the camera, not a simulated module.
+    let scene = face_enabled(config).then(|| camera.control());
+    let mut parts = with_readers(
+        config,
+        state_dir,
+        persisted,
+        inputs,
+        ring,
+        Box::new(camera),
+        liveness,
+    );
+    parts.scene = scene;
+    Ok(Some(parts))
+}
 
-    // Snapshots from the shared ring. The sim board also keeps counting
-    // them for its front panel and tests.
+/// The Linux board's V4L2 camera (board file `[camera]`) and what reads
+/// it, when `[video]` or `[face]` wants it; `None` otherwise. Must run
+/// inside the daemon's runtime.
+#[cfg(feature = "board-linux")]
+pub fn open_linux(
+    config: &Config,
+    state_dir: &Path,
+    board_cfg: &crate::board::linux::config::BoardConfig,
+    persisted: &Persisted,
+    inputs: &InputSender,
+) -> Result<Option<CameraParts>, DaemonError> {
+    if !wanted(config) {
+        return Ok(None);
+    }
+    let ring = FrameRing::new();
+    let camera = crate::board::linux::camera::V4l2Camera::start(&board_cfg.camera, ring.clone())?;
+    let liveness = linux_liveness(config, board_cfg);
+    Ok(Some(with_readers(
+        config,
+        state_dir,
+        persisted,
+        inputs,
+        ring,
+        Box::new(camera),
+        liveness,
+    )))
+}
+
+/// The ring's readers the board holds: snapshots always, the face worker
+/// when `[face]` is enabled.
+fn with_readers(
+    config: &Config,
+    state_dir: &Path,
+    persisted: &Persisted,
+    inputs: &InputSender,
+    ring: FrameRing,
+    capture: Box<dyn std::any::Any + Send>,
+    liveness: Liveness,
+) -> CameraParts {
     let snapshots = RingCamera::new(
         ring.clone(),
         SnapshotStore::in_state_dir(state_dir, config.video.max_snapshots),
     );
     let saved = snapshots.saved_sender();
-    let old = std::mem::replace(&mut board.camera, Box::new(NoCamera));
-    board.camera = match config.board {
-        BoardKind::Sim => Box::new(Both(old, snapshots)),
-        _ => Box::new(snapshots),
+    let face = face_enabled(config)
+        .then(|| face_worker(config, persisted, &ring, inputs, liveness))
+        .flatten();
+    let (source, credentials_hook, motion_trigger) = match face {
+        Some(f) => (Some(f.source), Some(f.hook), f.motion_trigger),
+        None => (None, None, false),
     };
-
-    let (credentials_hook, motion_trigger) = if face {
-        install_face(config, store, board, &ring, inputs, liveness)?
-    } else {
-        (None, false)
-    };
-    Ok(Some(CameraRig {
-        ring,
-        capture,
-        credentials_hook,
-        motion_trigger,
-        saved,
-    }))
+    CameraParts {
+        rig: CameraRig {
+            ring,
+            capture,
+            credentials_hook,
+            motion_trigger,
+            saved,
+        },
+        snapshots: Box::new(snapshots),
+        face: source,
+        scene: None,
+    }
 }
 
 #[cfg(feature = "face")]
@@ -266,23 +320,29 @@ fn sim_people_dir(_config: &Config) -> Option<&Path> {
     None
 }
 
-/// The real face pipeline as the board's face source, its templates from
-/// the store now and from the engine task after every credential change.
+/// The face worker, its templates hook and whether motion starts an attempt.
+#[cfg_attr(not(feature = "face"), allow(dead_code))] // built by the face feature only
+struct FacePart {
+    source: Box<dyn FaceSource>,
+    hook: CredentialsHook,
+    motion_trigger: bool,
+}
+
+/// The real face pipeline on the ring, its templates from the store's
+/// credentials now and from the engine task after every credential change.
 #[cfg(feature = "face")]
-fn install_face(
+fn face_worker(
     config: &Config,
-    store: &Store,
-    board: &mut Board,
+    persisted: &Persisted,
     ring: &FrameRing,
     inputs: &InputSender,
     liveness: Liveness,
-) -> Result<(Option<CredentialsHook>, bool), DaemonError> {
-    use crate::board::face_service::{
+) -> Option<FacePart> {
+    use crate::biometrics::face::worker::{
         templates_from_credentials, FaceService, FaceServiceConfig, LivenessSetup,
     };
     use std::time::Duration;
     let f = &config.face;
-    let persisted = store.load()?;
     let (templates, templates_rx) =
         watch::channel(templates_from_credentials(&persisted.credentials));
     let service = FaceService::spawn(
@@ -295,16 +355,18 @@ fn install_face(
         },
         ring.clone(),
         templates_rx,
-        crate::board::OrderedSender::spawn(inputs.clone()),
+        crate::link::OrderedSender::spawn(inputs.clone()),
     );
-    board.face = Box::new(service);
     let (models, enrolled) = (f.models_dir.display(), templates.borrow().len());
     match &liveness {
-        LivenessSetup::Off => tracing::info!(
+        // Issue 13 item 8: only with `allow_without_liveness = true`, and
+        // said loudly at every start.
+        LivenessSetup::Off => tracing::warn!(
             %models,
             threshold = f.threshold,
             enrolled,
-            "face recognition on the camera (liveness: none, a photo may pass)"
+            "FACE UNLOCK WITHOUT LIVENESS: a printed photo or a phone showing an enrolled person may open the door \
+             ([face] liveness = \"none\", allow_without_liveness = true)"
         ),
         LivenessSetup::Ir { name, .. } => tracing::info!(
             %models,
@@ -322,19 +384,23 @@ fn install_face(
     let hook: CredentialsHook = Box::new(move |creds| {
         templates.send_replace(templates_from_credentials(creds));
     });
-    Ok((Some(hook), f.motion_trigger))
+    Some(FacePart {
+        source: Box::new(service),
+        hook,
+        motion_trigger: f.motion_trigger,
+    })
 }
 
+/// Without the face feature there is no face worker.
 #[cfg(not(feature = "face"))]
-fn install_face(
+fn face_worker(
     _config: &Config,
-    _store: &Store,
-    _board: &mut Board,
+    _persisted: &Persisted,
     _ring: &FrameRing,
     _inputs: &InputSender,
     _liveness: Liveness,
-) -> Result<(Option<CredentialsHook>, bool), DaemonError> {
-    Ok((None, false))
+) -> Option<FacePart> {
+    None
 }
 
 impl CameraRig {
@@ -365,12 +431,9 @@ impl CameraRig {
     ) -> Result<JoinHandle<()>, DaemonError> {
         use crate::video::{battery_bridge, VideoServer};
         let server = if config.video.enabled {
-            let video_err = |e: &dyn std::fmt::Display| DaemonError::Video(e.to_string());
-            let stream = config.video.stream_config().map_err(|e| video_err(&e))?;
+            let stream = config.video.stream_config()?;
             let battery = battery_bridge(published, |p: &Published| p.engine.battery_percent);
-            let server = VideoServer::bind(&stream, self.ring.clone(), battery)
-                .await
-                .map_err(|e| video_err(&e))?;
+            let server = VideoServer::bind(&stream, self.ring.clone(), battery).await?;
             if let Ok(addr) = server.local_addr() {
                 tracing::info!(%addr, "video stream serving /stream.mjpg and /snapshot.jpg");
             }
@@ -385,10 +448,10 @@ impl CameraRig {
                 tracing::info!("motion trigger watching the camera");
                 detector
                     .run(ring, move || {
-                        // The same input as a keypad touch: the engine starts
-                        // one recognition when it is idle and someone is
-                        // enrolled.
-                        if !inputs.try_send(Input::Touch) {
+                        // Someone approached: the engine starts one automatic
+                        // recognition (B-6.2), whose failures have their own
+                        // budget and never feed the keypad's lockout.
+                        if !inputs.try_send(Input::Motion) {
                             tracing::warn!("motion trigger dropped: the engine's queue is full");
                         }
                     })
@@ -440,87 +503,16 @@ async fn primed_detector(ring: &FrameRing) -> crate::video::motion::MotionDetect
     detector
 }
 
-/// Placeholder while the board's camera is being swapped.
-struct NoCamera;
-
-impl Camera for NoCamera {
-    fn snapshot(&mut self, _reason: SnapshotReason) -> Result<(), DeviceError> {
-        Err(DeviceError::Unavailable {
-            device: "camera",
-            detail: "not installed".into(),
-        })
-    }
-}
-
-/// Two cameras told the same thing (the sim's counter and the stored
-/// JPEGs); the first failure is returned after both were asked.
-struct Both<A, B>(A, B);
-
-impl<A: Camera, B: Camera> Camera for Both<A, B> {
-    fn snapshot(&mut self, reason: SnapshotReason) -> Result<(), DeviceError> {
-        self.snapshot_for_event(reason, None)
-    }
-
-    fn snapshot_for_event(
-        &mut self,
-        reason: SnapshotReason,
-        event: Option<u64>,
-    ) -> Result<(), DeviceError> {
-        let a = self.0.snapshot_for_event(reason, event);
-        let b = self.1.snapshot_for_event(reason, event);
-        a.and(b)
-    }
-}
-
-impl Camera for Box<dyn Camera> {
-    fn snapshot(&mut self, reason: SnapshotReason) -> Result<(), DeviceError> {
-        (**self).snapshot(reason)
-    }
-
-    fn snapshot_for_event(
-        &mut self,
-        reason: SnapshotReason,
-        event: Option<u64>,
-    ) -> Result<(), DeviceError> {
-        (**self).snapshot_for_event(reason, event)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct Count(u32, Option<u64>);
-    impl Camera for Count {
-        fn snapshot(&mut self, _r: SnapshotReason) -> Result<(), DeviceError> {
-            self.0 += 1;
-            Ok(())
-        }
-        fn snapshot_for_event(
-            &mut self,
-            r: SnapshotReason,
-            event: Option<u64>,
-        ) -> Result<(), DeviceError> {
-            self.1 = event;
-            self.snapshot(r)
-        }
-    }
-
-    #[test]
-    fn both_cameras_are_asked_even_when_the_first_fails() {
-        let mut both = Both(NoCamera, Count(0, None));
-        assert!(both
-            .snapshot_for_event(SnapshotReason::Doorbell, Some(7))
-            .is_err());
-        assert_eq!((both.1 .0, both.1 .1), (1, Some(7)));
-    }
 
     /// The first change after priming is motion; without priming the
     /// same picture would only have been the detector's first sample.
     #[tokio::test]
     async fn primed_detector_sees_the_first_arrival_as_motion() {
+        use crate::board::frames::PixelFormat;
         use crate::video::motion::{thumbnail, MotionConfig};
-        use crate::video::PixelFormat;
         use image::{Rgb, RgbImage};
         let ring = FrameRing::new();
         let (w, h) = (64u32, 48u32);
@@ -558,21 +550,14 @@ mod tests {
             .expect("runtime");
         rt.block_on(async {
             let (tx, _rx) = tokio::sync::mpsc::channel(8);
-            let inputs = InputSender::new(tx);
-            let (mut board, _control) =
-                crate::board::sim::build(crate::board::sim::SimConfig::default(), inputs.clone())
-                    .expect("sim board");
-            let (store, _key) = Store::open(dir.path(), Default::default()).expect("store");
-            let rig = start(
+            let parts = open_sim(
                 &Config::default(),
                 dir.path(),
-                &store,
-                &mut board,
-                None,
-                &inputs,
+                &Persisted::default(),
+                &InputSender::new(tx),
             )
-            .expect("start");
-            assert!(rig.is_none());
+            .expect("open");
+            assert!(parts.is_none());
         });
     }
 }

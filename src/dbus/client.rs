@@ -91,6 +91,14 @@ pub struct DiagnosticsClient {
     conn: Connection,
 }
 
+impl std::fmt::Debug for DiagnosticsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiagnosticsClient")
+            .field("bus", &self.bus)
+            .finish_non_exhaustive()
+    }
+}
+
 impl DiagnosticsClient {
     /// Connect to `bus`. This succeeds whether or not latchd runs; the
     /// first call tells.
@@ -207,6 +215,14 @@ pub struct EventSubscription {
     owner_changes: zbus::fdo::NameOwnerChangedStream,
     /// Unique name of the daemon we follow.
     owner: String,
+}
+
+impl std::fmt::Debug for EventSubscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventSubscription")
+            .field("owner", &self.owner)
+            .finish_non_exhaustive()
+    }
 }
 
 impl EventSubscription {

@@ -12,7 +12,7 @@ use zbus::zvariant::{OwnedValue, Structure, Value};
 use super::{Capacity, Diagnostics};
 
 /// Every property of `org.latchd.Diagnostics1`, in introspection order.
-pub const PROPERTY_NAMES: [&str; 26] = [
+pub const PROPERTY_NAMES: [&str; 27] = [
     "FirmwareVersion",
     "SerialNumber",
     "Board",
@@ -39,6 +39,7 @@ pub const PROPERTY_NAMES: [&str; 26] = [
     "Fingerprints",
     "Passcodes",
     "StorageHealth",
+    "KeyStorage",
 ];
 
 /// A `GetAll` reply that does not describe a [`Diagnostics`]: the daemon
@@ -60,7 +61,7 @@ fn capacity(c: &Capacity) -> Value<'static> {
 }
 
 /// The value of every property, in [`PROPERTY_NAMES`] order.
-pub(crate) fn to_values(d: &Diagnostics) -> [(&'static str, Value<'static>); 26] {
+pub(crate) fn to_values(d: &Diagnostics) -> [(&'static str, Value<'static>); 27] {
     [
         ("FirmwareVersion", Value::from(d.firmware_version.clone())),
         ("SerialNumber", Value::from(d.serial_number.clone())),
@@ -91,6 +92,7 @@ pub(crate) fn to_values(d: &Diagnostics) -> [(&'static str, Value<'static>); 26]
         ("Fingerprints", capacity(&d.fingerprints)),
         ("Passcodes", capacity(&d.passcodes)),
         ("StorageHealth", Value::from(d.storage_health.clone())),
+        ("KeyStorage", Value::from(d.key_storage.clone())),
     ]
 }
 
@@ -169,6 +171,7 @@ pub fn from_properties(map: &HashMap<String, OwnedValue>) -> Result<Diagnostics,
         fingerprints: get_capacity(map, "Fingerprints")?,
         passcodes: get_capacity(map, "Passcodes")?,
         storage_health: get(map, "StorageHealth")?,
+        key_storage: get(map, "KeyStorage")?,
     })
 }
 

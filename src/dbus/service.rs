@@ -64,7 +64,7 @@ impl DiagnosticsInterface {
         self.snapshot.borrow().serial_number.clone()
     }
 
-    /// Board backend in use: "sim", "linux" or "rpi".
+    /// Board backend in use: "sim" or "linux".
     #[zbus(property, name = "Board")]
     fn board(&self) -> String {
         self.snapshot.borrow().board.clone()
@@ -212,6 +212,12 @@ impl DiagnosticsInterface {
         self.snapshot.borrow().storage_health.clone()
     }
 
+    /// Where the device key rests: "tpm2", "host+tpm2", "host" or "file".
+    #[zbus(property, name = "KeyStorage")]
+    fn key_storage(&self) -> String {
+        self.snapshot.borrow().key_storage.clone()
+    }
+
     /// Exercise every device once. Returns (device, ok, detail) per device.
     /// Fails with LimitsExceeded while another self-test is running.
     #[zbus(name = "SelfTest", out_args("checks"))]
@@ -282,6 +288,14 @@ pub struct DbusHandle {
     stop: Option<oneshot::Sender<()>>,
     /// The updater task, awaited on shutdown.
     task: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for DbusHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbusHandle")
+            .field("unique_name", &self.connection.unique_name())
+            .finish_non_exhaustive()
+    }
 }
 
 impl DbusHandle {

@@ -63,6 +63,12 @@ const CREDENTIALS_PER_USER: u8 = (crate::core::types::limits::PASSCODES_PER_USER
     + crate::core::types::limits::PALMS_PER_USER
     + crate::core::types::limits::FINGERPRINTS_PER_USER) as u8;
 
+impl std::fmt::Debug for DoorLock<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DoorLock").finish_non_exhaustive()
+    }
+}
+
 /// What one Door Lock endpoint needs.
 pub struct DoorLock<'a> {
     dataver: Dataver,
@@ -541,7 +547,7 @@ impl door_lock::ClusterAsyncHandler for DoorLock<'_> {
     }
 
     async fn wrong_code_entry_limit(&self, _ctx: impl ReadContext) -> Result<u8, Error> {
-        Ok(crate::core::policy::FAILURES_TO_LOCK as u8)
+        Ok(crate::core::policy::STRIKES_PER_LEVEL as u8)
     }
 
     async fn set_wrong_code_entry_limit(
@@ -550,7 +556,7 @@ impl door_lock::ClusterAsyncHandler for DoorLock<'_> {
         value: u8,
     ) -> Result<(), Error> {
         // B-7.1 fixes the budget; writing the value it has is accepted.
-        if usize::from(value) == crate::core::policy::FAILURES_TO_LOCK {
+        if u32::from(value) == crate::core::policy::STRIKES_PER_LEVEL {
             Ok(())
         } else {
             Err(ErrorCode::ConstraintError.into())

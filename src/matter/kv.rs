@@ -9,6 +9,12 @@ use rs_matter::persist::KvBlobStore;
 
 use super::port::{BlobScope, LockPort};
 
+impl std::fmt::Debug for PortKv<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PortKv").finish_non_exhaustive()
+    }
+}
+
 /// [`KvBlobStore`] over a [`LockPort`].
 pub struct PortKv<'a> {
     pub port: &'a dyn LockPort,

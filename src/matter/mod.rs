@@ -10,7 +10,7 @@
 //!                                                      ▲ status, events, sealed blobs
 //! ```
 //!
-//! * `port.rs`      — the narrow interface to the lock (bound in `daemon/matter_port.rs`)
+//! * `port.rs`      — the narrow interface to the lock; `link_port.rs` binds it to the [`Link`](crate::link::Link)
 //! * `node.rs`      — rs-matter's stack: endpoints, transport, mDNS, the
 //!   commissioning window that pairing mode opens, factory reset
 //! * `door_lock.rs` — the Door Lock cluster; `mapping.rs` its words for the engine's
@@ -43,6 +43,8 @@ pub mod kv;
 #[cfg(feature = "matter")]
 pub mod labels;
 #[cfg(feature = "matter")]
+pub mod link_port;
+#[cfg(feature = "matter")]
 pub mod mapping;
 #[cfg(feature = "matter")]
 pub mod net;
@@ -59,6 +61,8 @@ pub mod schedule;
 #[cfg(feature = "matter")]
 pub mod wifi;
 
+#[cfg(feature = "matter")]
+pub use link_port::LinkPort;
 #[cfg(feature = "matter")]
 pub use node::Identity;
 #[cfg(feature = "matter")]

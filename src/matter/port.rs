@@ -4,8 +4,8 @@
 //! command as a Matter principal and awaits the engine's answer, reads the
 //! published status and the user table, follows the event log, asks the
 //! lock to identify itself, and keeps its own sealed blobs (fabrics, ACLs,
-//! session resumption, onboarding). `daemon/matter_port.rs` binds it to
-//! today's daemon; the same trait binds to `link/` when that lands.
+//! session resumption, onboarding). `link_port.rs` binds it to the
+//! [`Link`](crate::link::Link); tests may bind it to anything else.
 use std::future::Future;
 use std::pin::Pin;
 
@@ -59,6 +59,7 @@ pub enum BlobScope {
     /// resumption, event counters. A factory reset erases it.
     Node,
     /// The onboarding secret printed on the lock's label. A factory reset
-    /// keeps it, or the label would stop working.
+    /// rotates the device key (issue 16), which no longer opens it: the
+    /// lock then makes a new one (its serial changes too).
     Label,
 }

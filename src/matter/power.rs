@@ -26,6 +26,12 @@ pub enum Source {
     UsbC,
 }
 
+impl<const USB_C: bool> std::fmt::Debug for PowerSource<USB_C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PowerSource").finish_non_exhaustive()
+    }
+}
+
 /// One power source; `USB_C` picks the instance (each has its own
 /// attribute set, so each is its own type).
 pub struct PowerSource<const USB_C: bool> {

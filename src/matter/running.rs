@@ -27,6 +27,7 @@ pub enum MatterError {
 }
 
 /// The node's thread.
+#[derive(Debug)]
 pub struct MatterHandle {
     thread: std::thread::JoinHandle<()>,
 }

@@ -79,6 +79,7 @@ pub trait ScheduleRules {
 }
 
 /// Today's engine: no schedules.
+#[derive(Debug)]
 pub struct NoSchedules;
 
 impl ScheduleRules for NoSchedules {

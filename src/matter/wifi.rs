@@ -31,6 +31,12 @@ use tokio::sync::watch;
 use crate::core::Status;
 use crate::wifi::{WifiBackend, WifiError};
 
+impl std::fmt::Debug for LockWifi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockWifi").finish_non_exhaustive()
+    }
+}
+
 /// The lock's Wi-Fi as rs-matter's network controller and diagnostics.
 pub struct LockWifi {
     backend: Arc<dyn WifiBackend>,
@@ -89,7 +95,7 @@ impl NetCtl for LockWifi {
 
     async fn scan<F>(&self, network: Option<&[u8]>, mut f: F) -> Result<(), NetCtlError>
     where
-        F: FnMut(&NetworkScanInfo) -> Result<(), Error>,
+        F: FnMut(&NetworkScanInfo<'_>) -> Result<(), Error>,
     {
         let found = self.backend.scan().await.map_err(|e| {
             tracing::warn!("Matter: Wi-Fi scan failed: {e}");

@@ -22,13 +22,14 @@
 //! match the reply to its request (it accepts only the counter it sent).
 use rand_core::CryptoRngCore;
 
-use crate::ble::commands::{authorize, AuthzError, Request, Response};
-use crate::ble::crypto::{KeyId, StaticKeypair};
-use crate::ble::protocol::{
+use crate::app::authz::{authorize, AuthzError};
+use crate::app::crypto::{KeyId, StaticKeypair};
+use crate::app::protocol::{
     error_frame, oneshot_sender, open_oneshot, seal_oneshot, ChannelError, ErrorCode,
     OneShotDirection,
 };
-use crate::ble::service::ble_principal;
+use crate::app::wire;
+use crate::app::{Request, Response};
 use crate::core::event::AppRefusal;
 use crate::core::time::WallTime;
 use crate::core::types::AppKey;
@@ -67,7 +68,7 @@ impl Refused {
 /// What to do with a command that verified.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    /// Answer it (`ble::dispatch::answer`: the engine, the store, status).
+    /// Answer it (`app::dispatch::answer`: the engine, the store, status).
     Run(Request),
     /// Verified but not acceptable (malformed, not allowed for this key):
     /// log `reason`, answer `response` sealed.
@@ -95,9 +96,12 @@ pub fn key_id(key: &AppKey) -> KeyId {
 
 /// Find the sender's stored key. Only the key id is read before the AEAD
 /// check; nothing else of the frame is trusted yet.
-pub fn sender_key<'a>(frame: &[u8], keys: &'a [AppKey]) -> Result<&'a AppKey, Refused> {
+pub fn sender_key<'a>(
+    frame: &[u8],
+    keys: impl IntoIterator<Item = &'a AppKey>,
+) -> Result<&'a AppKey, Refused> {
     let id = oneshot_sender(frame)?;
-    keys.iter()
+    keys.into_iter()
         .find(|k| key_id(k) == id)
         .ok_or(Refused::UnknownKey(id))
 }
@@ -123,7 +127,7 @@ pub fn verify(
             reason: AppRefusal::Malformed,
             response: Response::error(e.code(), &e.to_string()),
         },
-        Ok(request) => match authorize(&ble_principal(key), &request, wall) {
+        Ok(request) => match authorize(&wire::principal(key), &request, wall) {
             Err(e) => Outcome::Refuse {
                 reason: match e {
                     AuthzError::Forbidden(_) => AppRefusal::Forbidden,

@@ -34,15 +34,15 @@
 //!  frame ─► RefusalLimiter::before ── bucket empty ─► dropped unanswered (RemoteStats::rate_limited;
 //!    │                                                 one app_refused/rate_limited per burst)
 //!    ▼ check
-//!  header ─► stored key (store read) ─► last counter ─► gate::verify ── refused ─► bare refusal frame,
+//!  header ─► stored key (published snapshot) ─► last counter (writer) ─► gate::verify ── refused ─► bare refusal frame,
 //!    │                                                                  app_refused(reason), bucket charged
-//!    ▼ verified: persist the counter first
+//!    ▼ verified: persist the counter first (store writer thread)
 //!  Refuse { reason } ─► sealed error, app_refused(reason), bucket charged
-//!  Run(request)      ─► task: ble::dispatch::answer(DaemonLink, key, Remote) ─► sealed reply ─► out
+//!  Run(request)      ─► task: app::dispatch::answer(Link, key, Remote) ─► sealed reply ─► out
 //! ```
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand_core::OsRng;
@@ -54,24 +54,19 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::gate::{self, Outcome};
-use super::limit::{Decision, RefusalLimiter};
 use super::telemetry::{self, Topics};
 use super::RemoteContext;
-use crate::ble::commands::{
-    AlarmKind as WireAlarm, EventEntry, EventKind as WireEvent, Request, Response,
-};
-use crate::ble::crypto::StaticKeypair;
-use crate::ble::dispatch;
-use crate::ble::protocol::{seal_oneshot, ErrorCode, OneShotDirection};
-use crate::ble::service::{DaemonLink, LockLink};
+use crate::app::crypto::StaticKeypair;
+use crate::app::dispatch;
+use crate::app::protocol::{seal_oneshot, ErrorCode, OneShotDirection};
+use crate::app::wire::{self, EventEntry};
+use crate::app::{LockLink, Request, Response};
 use crate::core::action::{Notice, SnapshotReason};
 use crate::core::event::{AlarmKind, AppRefusal};
 use crate::core::types::{AppKey, AppKeyRole};
 use crate::core::Channel;
-use crate::daemon::engine_task::OwnerNotice;
-use crate::daemon::Published;
-use crate::dbus::EventRecord;
-use crate::store::{EventId, Store, StoredEvent};
+use crate::link::limit::{Decision, RefusalLimiter};
+use crate::link::{event_record, EventId, EventRecord, Link, OwnerNotice, Published};
 use crate::video::SnapshotSaved;
 
 /// Persisted counter: id of the newest event the broker acknowledged.
@@ -83,9 +78,6 @@ pub const PUSH_COUNTER: &str = "remote.push";
 const PENDING_NOTICES: usize = 16;
 /// Events published and not yet acknowledged, at most.
 const EVENTS_IN_FLIGHT: usize = 16;
-/// Request ids of remote commands have the top bit set, so they never
-/// collide with the BLE service's ids (`ble::service::BLE_ID_BASE`).
-pub const REMOTE_ID_BASE: u64 = 1 << 63;
 /// How long a command waits for its answer (the engine, the store).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Queue between rumqttc's client handle and its event loop.
@@ -100,10 +92,6 @@ pub const MAX_SNAPSHOT_BYTES: usize = 512 * 1024;
 /// Persisted counter name of the last accepted command counter of a key.
 pub fn counter_name(key: &AppKey) -> String {
     format!("remote.rx.{}", hex::encode(gate::key_id(key).0))
-}
-
-fn lock_store(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
-    store.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 enum End {
@@ -174,8 +162,8 @@ struct Service {
     notices: broadcast::Receiver<OwnerNotice>,
     out_tx: mpsc::Sender<Outbound>,
     out_rx: mpsc::Receiver<Outbound>,
-    /// The engine and the store as `ble::dispatch` needs them.
-    link: Arc<DaemonLink>,
+    /// The running lock (`app::dispatch` takes it as its `LockLink`).
+    link: Link,
     limiter: RefusalLimiter,
     last_state: Option<String>,
     snapshots: Option<broadcast::Receiver<SnapshotSaved>>,
@@ -188,23 +176,15 @@ struct Service {
 impl Service {
     fn new(ctx: RemoteContext) -> Self {
         let (out_tx, out_rx) = mpsc::channel(16);
-        let link = Arc::new(DaemonLink {
-            inputs: ctx.inputs.clone(),
-            replies: ctx.replies.clone(),
-            published: ctx.published.clone(),
-            store: ctx.store.clone(),
-            clock: ctx.clock.clone(),
-            id_base: REMOTE_ID_BASE,
-            next_id: AtomicU64::new(1),
-            // The service's own limiter runs before anything is refused.
-            refusal_log_limit: None,
-        });
-        let limiter = RefusalLimiter::new(ctx.clock.now().mono);
+        // The service's own limiter runs before anything is refused, so
+        // the link passes refusals on unlimited.
+        let link = ctx.link.clone();
+        let limiter = RefusalLimiter::new(link.clock().now().mono);
         Service {
             topics: Topics::new(&ctx.settings.topic_prefix, &ctx.serial),
-            published: ctx.published.clone(),
-            events: ctx.events.resubscribe(),
-            notices: ctx.notices.resubscribe(),
+            published: link.published(),
+            events: link.events(),
+            notices: link.notices(),
             out_tx,
             out_rx,
             link,
@@ -267,11 +247,11 @@ impl Service {
                         tracing::info!(session_present = ack.session_present, "connected to the broker");
                         tracker = Tracker::default();
                         self.ctx.stats.events_in_flight.store(0, Ordering::Relaxed);
-                        self.on_connected(&client, &mut tracker);
+                        self.on_connected(&client, &mut tracker).await;
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         if p.topic == self.topics.cmd {
-                            self.on_command(&client, &mut tracker, &p.payload);
+                            self.on_command(&client, &mut tracker, &p.payload).await;
                         }
                     }
                     Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
@@ -281,8 +261,8 @@ impl Service {
                     }
                     Ok(Event::Incoming(Packet::PubAck(ack))) => {
                         if let Some(id) = tracker.by_pkid.remove(&ack.pkid) {
-                            self.on_event_acked(&mut tracker, id);
-                            self.pump_events(&client, &mut tracker);
+                            self.on_event_acked(&mut tracker, id).await;
+                            self.pump_events(&client, &mut tracker).await;
                         }
                     }
                     Ok(_) => {}
@@ -314,7 +294,7 @@ impl Service {
                         return End::Shutdown;
                     }
                     if connected {
-                        self.pump_events(&client, &mut tracker);
+                        self.pump_events(&client, &mut tracker).await;
                     }
                 }
                 n = self.notices.recv() => {
@@ -330,7 +310,7 @@ impl Service {
                                 let topic = self.topics.alert.clone();
                                 publish(&client, &mut tracker, topic, QoS::AtLeastOnce, false, doc.to_string().into_bytes(), None);
                             }
-                            self.flush_notices(&client, &mut tracker);
+                            self.flush_notices(&client, &mut tracker).await;
                         }
                     }
                 }
@@ -358,7 +338,7 @@ impl Service {
         }
     }
 
-    fn on_connected(&mut self, client: &AsyncClient, tracker: &mut Tracker) {
+    async fn on_connected(&mut self, client: &AsyncClient, tracker: &mut Tracker) {
         if let Err(e) = client.try_subscribe(self.topics.cmd.clone(), QoS::AtLeastOnce) {
             tracing::warn!("cannot subscribe to {}: {e}", self.topics.cmd);
         }
@@ -394,12 +374,11 @@ impl Service {
         }
         self.publish_state(client, tracker, true);
         self.publish_snapshot(client, tracker);
-        self.flush_notices(client, tracker);
-        let cursor = lock_store(&self.ctx.store).get_counter(EVENT_CURSOR);
-        match cursor {
+        self.flush_notices(client, tracker).await;
+        match self.link.counter(EVENT_CURSOR).await {
             Ok(c) => {
                 tracker.next_after = c.unwrap_or(0);
-                self.pump_events(client, tracker);
+                self.pump_events(client, tracker).await;
             }
             Err(e) => tracing::error!("cannot read the event cursor; events wait: {e}"),
         }
@@ -424,29 +403,32 @@ impl Service {
         }
     }
 
-    fn pump_events(&mut self, client: &AsyncClient, tracker: &mut Tracker) {
+    async fn pump_events(&mut self, client: &AsyncClient, tracker: &mut Tracker) {
         let room = EVENTS_IN_FLIGHT.saturating_sub(tracker.outstanding.len());
         if room == 0 {
             return;
         }
-        let batch =
-            match lock_store(&self.ctx.store).events_after(EventId(tracker.next_after), room) {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::error!("cannot read the event log for publishing: {e}");
-                    return;
-                }
-            };
+        let batch = match self
+            .link
+            .events_after(EventId(tracker.next_after), room)
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!("cannot read the event log for publishing: {e}");
+                return;
+            }
+        };
         for ev in batch {
             let Some(public) = telemetry::public_event(&ev.event) else {
                 // Not for clear topics (B-6.9): as good as acknowledged,
                 // so the cursor moves past it with the events around it.
                 tracker.outstanding.insert(ev.id.0, false);
                 tracker.next_after = ev.id.0;
-                self.on_event_acked(tracker, ev.id.0);
+                self.on_event_acked(tracker, ev.id.0).await;
                 continue;
             };
-            let rec = crate::daemon::status::event_record(ev.id.0, &public);
+            let rec = event_record(ev.id.0, &public);
             let doc = telemetry::event_json(&rec).to_string().into_bytes();
             let topic = self.topics.events.clone();
             if !publish(
@@ -473,7 +455,7 @@ impl Service {
         }
     }
 
-    fn on_event_acked(&mut self, tracker: &mut Tracker, id: u64) {
+    async fn on_event_acked(&mut self, tracker: &mut Tracker, id: u64) {
         if let Some(acked) = tracker.outstanding.get_mut(&id) {
             *acked = true;
         }
@@ -488,7 +470,7 @@ impl Service {
             .store(tracker.outstanding.len() as u64, Ordering::Relaxed);
         if let Some(c) = cursor {
             self.ctx.stats.events_acked.store(c, Ordering::Relaxed);
-            if let Err(e) = lock_store(&self.ctx.store).put_counter(EVENT_CURSOR, c) {
+            if let Err(e) = self.link.put_counter(EVENT_CURSOR, c).await {
                 // Not fatal: those events go out again after a reconnect.
                 tracing::error!("cannot persist the event cursor: {e}");
             }
@@ -539,7 +521,7 @@ impl Service {
             return;
         };
         tracing::warn!(?reason, "remote command refused: {why}");
-        if self.limiter.refused(self.ctx.clock.now().mono) {
+        if self.limiter.refused(self.link.clock().now().mono) {
             self.link.refused(Channel::Remote, reason);
         }
     }
@@ -567,10 +549,10 @@ impl Service {
         );
     }
 
-    fn on_command(&mut self, client: &AsyncClient, tracker: &mut Tracker, frame: &[u8]) {
+    async fn on_command(&mut self, client: &AsyncClient, tracker: &mut Tracker, frame: &[u8]) {
         // The rate limit comes first: a dropped frame costs no parse, no
         // store read, no engine input and no answer.
-        match self.limiter.before(self.ctx.clock.now().mono) {
+        match self.limiter.before(self.link.clock().now().mono) {
             Decision::Drop { first_of_burst } => {
                 self.ctx.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
                 if first_of_burst {
@@ -586,31 +568,15 @@ impl Service {
             } => tracing::warn!("remote command flood over: {n} frames were dropped unanswered"),
             Decision::Check { ended_burst: None } => {}
         }
-        // Parse the header before touching the store, so junk costs no
-        // database reads.
-        if let Err(e) = crate::ble::protocol::oneshot_sender(frame) {
-            let reason = gate::Refused::from(e.clone()).reason();
-            return self.refuse(client, tracker, Some(reason), &e);
-        }
-        let loaded = lock_store(&self.ctx.store).app_keys();
-        let keys = match loaded {
-            Ok(keys) => keys,
-            Err(e) => {
-                return self.refuse(
-                    client,
-                    tracker,
-                    None,
-                    &format!("cannot read the app keys: {e}"),
-                )
-            }
-        };
-        let key = match gate::sender_key(frame, &keys) {
+        // The sender's key from the snapshot the engine task publishes:
+        // junk and unknown keys cost no database read.
+        let access = self.link.app_access();
+        let key = match gate::sender_key(frame, access.keys.values()) {
             Ok(k) => k.clone(),
             Err(e) => return self.refuse(client, tracker, Some(e.reason()), &e),
         };
         let name = counter_name(&key);
-        let last = lock_store(&self.ctx.store).get_counter(&name);
-        let last = match last {
+        let last = match self.link.counter(&name).await {
             Ok(l) => l,
             Err(e) => {
                 return self.refuse(
@@ -621,15 +587,14 @@ impl Service {
                 )
             }
         };
-        let wall = self.ctx.clock.now().wall;
+        let wall = self.link.clock().now().wall;
         let verified = match gate::verify(&self.ctx.lock_key, &key, last, frame, wall) {
             Ok(v) => v,
             Err(e) => return self.refuse(client, tracker, Some(e.reason()), &e),
         };
         // Persist first: a crash after acting must not let the same frame
         // be accepted again.
-        let persisted = lock_store(&self.ctx.store).put_counter(&name, verified.counter);
-        if let Err(e) = persisted {
+        if let Err(e) = self.link.put_counter(&name, verified.counter).await {
             return self.refuse(
                 client,
                 tracker,
@@ -664,7 +629,7 @@ impl Service {
         counter: u64,
         r: &Response,
     ) {
-        match gate::seal_reply(&self.ctx.lock_key, key, counter, r, &mut rand_core::OsRng) {
+        match gate::seal_reply(&self.ctx.lock_key, key, counter, r, &mut OsRng) {
             Ok(frame) => {
                 let topic = self.topics.reply.clone();
                 publish(client, tracker, topic, QoS::AtLeastOnce, false, frame, None);
@@ -679,7 +644,7 @@ impl Service {
 /// waits for the engine (an unlock drives the motor) does not hold up the
 /// loop, the keep-alive or other commands.
 async fn serve(
-    link: Arc<DaemonLink>,
+    link: Link,
     lock_key: Arc<StaticKeypair>,
     key: AppKey,
     counter: u64,
@@ -687,8 +652,8 @@ async fn serve(
     out: mpsc::Sender<Outbound>,
 ) {
     let answer = async {
-        let mut rng = rand_core::OsRng;
-        dispatch::answer(&*link, &key, Channel::Remote, &request, &mut rng).await
+        let mut rng = OsRng;
+        dispatch::answer(&link, &key, Channel::Remote, &request, &mut rng).await
     };
     let response = match tokio::time::timeout(REPLY_TIMEOUT, answer).await {
         Ok(r) => r,
@@ -697,7 +662,7 @@ async fn serve(
             "the lock did not answer in time; check its status before retrying",
         ),
     };
-    match gate::seal_reply(&lock_key, &key, counter, &response, &mut rand_core::OsRng) {
+    match gate::seal_reply(&lock_key, &key, counter, &response, &mut OsRng) {
         Ok(payload) => {
             // Closed only when the service stopped; the app asks again.
             let _ = out.send(Outbound { payload }).await;
@@ -748,14 +713,16 @@ impl Service {
     /// Seal each waiting notice to every owner key and publish it on
     /// `notify`. The push counter is persisted before a frame leaves, so a
     /// broker replaying an old notice is refused by the app.
-    fn flush_notices(&mut self, client: &AsyncClient, tracker: &mut Tracker) {
+    async fn flush_notices(&mut self, client: &AsyncClient, tracker: &mut Tracker) {
         let wall = self.link.now().1;
         while let Some(entry) = self.pending_notices.pop_front() {
             let owners: Vec<AppKey> = self
                 .link
-                .app_keys()
-                .into_iter()
+                .app_access()
+                .keys
+                .values()
                 .filter(|k| matches!(k.role, AppKeyRole::Owner { .. }) && k.validity.admits(wall))
+                .cloned()
                 .collect();
             if owners.is_empty() {
                 tracing::warn!(?entry, "notice not sent: no owner app key is registered");
@@ -763,7 +730,7 @@ impl Service {
             }
             let body = Response::Notice(entry).encode();
             for key in owners {
-                let counter = match next_push_counter(&self.ctx.store) {
+                let counter = match self.link.next_counter(PUSH_COUNTER).await {
                     Ok(c) => c,
                     Err(e) => {
                         // Fail closed: without a fresh counter the app
@@ -796,14 +763,6 @@ impl Service {
     }
 }
 
-/// The next push counter, persisted before use.
-fn next_push_counter(store: &Mutex<Store>) -> Result<u64, crate::store::StoreError> {
-    let mut store = lock_store(store);
-    let next = store.get_counter(PUSH_COUNTER)?.unwrap_or(0) + 1;
-    store.put_counter(PUSH_COUNTER, next)?;
-    Ok(next)
-}
-
 /// What the owner's app is told of a notice, if it is one for owners only
 /// (B-6.9 duress, B-3.6 an unlock while away); doorbell and the other
 /// alarms go to the clear alert topic instead.
@@ -813,14 +772,19 @@ fn owner_entry(n: &OwnerNotice, now: Option<crate::core::WallTime>) -> Option<Ev
         Notice::Duress { user } => Some(EventEntry {
             cursor,
             at: now,
-            kind: WireEvent::Alarm(WireAlarm::Duress),
+            kind: wire::EventKind::Alarm(wire::AlarmKind::Duress),
             user: Some(user.get()),
         }),
-        Notice::AwayUnlock { event } => dispatch::event_entry(&StoredEvent {
-            id: EventId(cursor),
-            event: event.clone(),
+        Notice::AwayUnlock { event } => wire::event_entry(cursor, event),
+        // Issue 13: the owner hears of every lockout level, the first
+        // included, sealed to the app; queued while the broker is away.
+        Notice::Lockout { .. } => Some(EventEntry {
+            cursor,
+            at: now,
+            kind: wire::EventKind::Alarm(wire::AlarmKind::Lockout),
+            user: None,
         }),
-        Notice::Doorbell | Notice::Alarm(_) => None,
+        Notice::Doorbell | Notice::Alarm(_) | Notice::ClockBehind => None,
     }
 }
 
@@ -862,5 +826,41 @@ fn log_lost(e: &ConnectionError, connected: bool) {
         tracing::warn!("lost the broker connection: {e}");
     } else {
         tracing::warn!("cannot connect to the broker: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 13: the owner hears of a keypad lockout (the first included)
+    /// as a sealed notice; the clock falling behind goes to the clear
+    /// alert topic only.
+    #[test]
+    fn a_lockout_is_an_owner_notice() {
+        let n = |notice| OwnerNotice {
+            notice,
+            last_event: Some(42),
+        };
+        let entry = owner_entry(
+            &n(Notice::Lockout {
+                level: 1,
+                minutes: Some(3),
+                keypad_disabled: false,
+            }),
+            Some(crate::core::WallTime(7)),
+        )
+        .expect("an owner notice");
+        assert_eq!(entry.kind, wire::EventKind::Alarm(wire::AlarmKind::Lockout));
+        assert_eq!(entry.cursor, 42);
+        assert!(owner_entry(&n(Notice::ClockBehind), None).is_none());
+        assert_eq!(
+            telemetry::alert_json(&Notice::Lockout {
+                level: 5,
+                minutes: Some(48),
+                keypad_disabled: true
+            }),
+            Some(serde_json::json!({"event_type": "keypad_disabled"}))
+        );
     }
 }

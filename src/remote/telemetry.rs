@@ -8,7 +8,7 @@ use crate::core::event::{Event, EventKind};
 use crate::core::input::{BoltPosition, DoorPosition};
 use crate::core::types::Method;
 use crate::core::{AlarmKind, LockState, Status};
-use crate::dbus::EventRecord;
+use crate::link::EventRecord;
 
 /// Every topic of one lock, under `<prefix>/<serial>/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,7 +146,14 @@ pub fn alert_json(n: &crate::core::action::Notice) -> Option<Value> {
         Notice::Doorbell => "doorbell",
         Notice::Alarm(AlarmKind::Duress) => return None,
         Notice::Alarm(a) => alarm_word(*a),
-        Notice::Duress { .. } | Notice::AwayUnlock { .. } => return None,
+        // The alarm notice of a timed lockout already went out; a keypad
+        // that disabled itself is news for the household dashboard too.
+        Notice::Lockout {
+            keypad_disabled: true,
+            ..
+        } => "keypad_disabled",
+        Notice::ClockBehind => "clock_behind",
+        Notice::Duress { .. } | Notice::AwayUnlock { .. } | Notice::Lockout { .. } => return None,
     };
     Some(json!({ "event_type": t }))
 }

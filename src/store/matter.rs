@@ -1,11 +1,13 @@
-//! The Matter node's sealed blobs (`matter_blobs`, schema v3).
+//! The Matter node's sealed blobs (`matter_blobs`, schema v4).
 //!
 //! rs-matter persists its fabrics, access control lists, CASE resumption
 //! records and counters as opaque blobs under 16-bit keys; the node's
 //! onboarding secret is one more. Each is sealed like every other secret
 //! here, bound to its scope and key, so a blob copied to another key does
-//! not open. A factory reset erases the `node` scope with the users, in
-//! the same transaction (`state.rs`); the `label` scope stays.
+//! not open. A factory reset erases both scopes with the users, in the
+//! same transaction (`state.rs`): it rotates the device key (issue 16), so
+//! a kept label secret could not be opened again; the lock gets a new
+//! onboarding code with its new serial.
 use rusqlite::OptionalExtension;
 
 use super::error::{SqlContext, StoreError};

@@ -35,7 +35,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use zeroize::Zeroizing;
 
-use super::ring::{Frame, FrameRing};
+use crate::board::frames::{Frame, FrameRing};
 
 /// Largest request head accepted (request line + headers).
 pub const MAX_HEAD: usize = 8 * 1024;
@@ -138,6 +138,14 @@ pub enum VideoError {
 pub struct VideoServer {
     listener: TcpListener,
     shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for VideoServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VideoServer")
+            .field("listener", &self.listener)
+            .finish_non_exhaustive()
+    }
 }
 
 struct Shared {

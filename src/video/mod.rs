@@ -1,13 +1,16 @@
-//! Video: the outdoor camera's frames shared between the face service, the
-//! live stream and event snapshots.
+//! Video: what reads the outdoor camera's frames besides face
+//! recognition — the live stream, event snapshots and the motion trigger.
 //!
 //! ```text
 //!  V4L2 camera (board/linux/camera.rs) ─┐
-//!  sim camera  (board/sim/camera.rs)   ─┴─► ring::FrameRing ─┬─► board::face_service (recognise, enrol)
-//!                                                            ├─► http::VideoServer (MJPEG, /snapshot.jpg)
-//!                                                            ├─► snapshot::RingCamera (doorbell/alarm JPEGs)
-//!                                                            └─► motion::MotionDetector (automatic face attempt)
+//!  sim camera  (board/sim/camera.rs)   ─┴─► board::frames::FrameRing ─┬─► biometrics::face::worker (recognise, enrol)
+//!                                                                     ├─► http::VideoServer (MJPEG, /snapshot.jpg)
+//!                                                                     ├─► snapshot::RingCamera (doorbell/alarm JPEGs)
+//!                                                                     └─► motion::MotionDetector (automatic face attempt)
 //! ```
+//!
+//! The ring belongs to the cameras (`board::frames`): video reads the
+//! board, the board never reads video.
 //!
 //! The daemon wires them together in `daemon/camera.rs`.
 //!
@@ -15,10 +18,8 @@
 pub mod config;
 pub mod http;
 pub mod motion;
-pub mod ring;
 pub mod snapshot;
 
 pub use config::{battery_bridge, VideoConfig};
 pub use http::{StreamConfig, VideoError, VideoServer};
-pub use ring::{Frame, FrameError, FrameRing, FrameStream, PixelFormat};
 pub use snapshot::{RingCamera, SnapshotError, SnapshotSaved, SnapshotStore};

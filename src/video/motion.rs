@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use image::RgbImage;
 
-use super::ring::FrameRing;
+use crate::board::frames::FrameRing;
 
 /// Frames are analysed no more often than this.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(200);
@@ -274,7 +274,7 @@ mod tests {
             ring.publish(
                 img.width(),
                 img.height(),
-                crate::video::PixelFormat::Rgb,
+                crate::board::frames::PixelFormat::Rgb,
                 img.as_raw().clone(),
             )
         };

@@ -25,7 +25,7 @@ use crate::board::{Camera, DeviceError};
 use crate::core::action::SnapshotReason;
 use crate::core::AlarmKind;
 
-use super::ring::{Frame, FrameError, FrameRing};
+use crate::board::frames::{Frame, FrameError, FrameRing};
 
 /// Snapshots kept by default before the oldest are removed.
 pub const DEFAULT_MAX_SNAPSHOTS: usize = 200;
@@ -180,6 +180,12 @@ pub struct RingCamera {
     saved: tokio::sync::broadcast::Sender<SnapshotSaved>,
 }
 
+impl std::fmt::Debug for RingCamera {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RingCamera").finish_non_exhaustive()
+    }
+}
+
 impl RingCamera {
     /// Must be called inside a tokio runtime (the daemon's).
     pub fn new(ring: FrameRing, store: SnapshotStore) -> Self {
@@ -251,7 +257,7 @@ impl Camera for RingCamera {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::video::ring::PixelFormat;
+    use crate::board::frames::PixelFormat;
 
     #[test]
     fn store_writes_jpegs_and_keeps_at_most_max() {

@@ -38,7 +38,7 @@
 //!
 //! Both backends are tested against test doubles that speak the real
 //! interface names and signatures on a private `dbus-daemon`
-//! (`tests/wifi_backends.rs`). Flow and config keys: `docs/wifi.md`.
+//! (`tests/it/wifi_backends.rs`). Flow and config keys: `docs/wifi.md`.
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;

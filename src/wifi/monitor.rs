@@ -20,9 +20,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{WifiBackend, WifiError, WifiFuture, WifiStatus};
-use crate::board::InputSender;
 use crate::core::input::WifiStatus as CoreWifi;
 use crate::core::Input;
+use crate::link::InputSender;
 
 /// How often the link is read by default.
 pub const DEFAULT_PERIOD: Duration = Duration::from_secs(60);
@@ -71,6 +71,12 @@ impl Reporter {
 pub struct Reporting {
     pub inner: Arc<dyn WifiBackend>,
     pub reporter: Reporter,
+}
+
+impl std::fmt::Debug for Reporting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reporting").finish_non_exhaustive()
+    }
 }
 
 impl WifiBackend for Reporting {

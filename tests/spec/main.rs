@@ -3,6 +3,8 @@
 //! time through [`harness::Sim`]. `grep -rn "b7_1" tests/spec` finds them.
 mod harness;
 
+mod attacker;
+
 mod b1;
 mod b10;
 mod b11;

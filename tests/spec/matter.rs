@@ -2,9 +2,11 @@
 //! Lock cluster's commands under the same rules as the owner's app.
 use std::time::Duration;
 
-use latchd::core::action::{ModuleCmd, Notice};
+use latchd::core::action::{Action, ModuleCmd, Notice};
 use latchd::core::event::{AlarmKind, EventKind, LockHow};
-use latchd::core::types::{CredentialKind, Method, Modality, Role, SettingChange};
+use latchd::core::time::Validity;
+use latchd::core::types::{Change, CredentialKind, Method, Modality, Role, SettingChange};
+use latchd::core::WallTime;
 use latchd::core::{AppCommand, AppError, AppOk, Channel, Input, Principal};
 
 use super::harness::{n, Sim, ADMIN_CODE};
@@ -384,4 +386,120 @@ fn b7_2_a_matter_administrator_cannot_release_a_lockout_or_touch_app_keys() {
         ),
         Err(AppError::Forbidden)
     );
+}
+
+/// Issue 13 over Matter: a PIN sent with `UnlockDoor` is an attempt like
+/// one typed on the keypad. Its record is committed, as a failure, before
+/// anything of the answer shows (the reply included), for a wrong code and
+/// the right one alike; the right one then clears it after the motor.
+#[test]
+fn issue13_a_matter_pin_attempt_is_committed_before_its_answer() {
+    for code in ["864209", ADMIN_CODE] {
+        let mut s = Sim::installed();
+        remote_unlock_on(&mut s);
+        let result = matter(&mut s, unlock_with(Some(code)));
+        let first_persist = s
+            .position(|a| matches!(a, Action::Persist(_)))
+            .expect("a commit");
+        let answer = s
+            .position(|a| {
+                matches!(
+                    a,
+                    Action::Reply { .. } | Action::Prompt(_) | Action::Motor(_) | Action::Alarm(_)
+                )
+            })
+            .expect("an answer");
+        assert!(first_persist < answer, "{code}: {:?}", s.last);
+        let Action::Persist(first) = &s.last[first_persist] else {
+            unreachable!()
+        };
+        assert!(
+            matches!(&first[0], Change::PutAttempt(r) if r.strikes == 1),
+            "{code}: {first:?}"
+        );
+        if code == ADMIN_CODE {
+            assert_eq!(result, Ok(AppOk::Done));
+            let motor = s.position(|a| matches!(a, Action::Motor(_))).unwrap();
+            let cleared = s
+                .last
+                .iter()
+                .rposition(|a| matches!(a, Action::Persist(c) if c.iter().any(|c| matches!(c, Change::PutLockout(r) if r.strikes == 0))))
+                .expect("the attempt cleared");
+            assert!(motor < cleared, "{:?}", s.last);
+            assert_eq!(s.engine.status().strikes, 0);
+        } else {
+            assert_eq!(result, Err(AppError::WrongCode));
+            assert_eq!(s.engine.status().strikes, 1);
+        }
+    }
+}
+
+/// Issue 13: wrong PINs over Matter escalate the same budget as the
+/// keypad's up to the disabled keypad, which then takes no PIN from a
+/// controller either (not even the right one), counting nothing, until
+/// the owner's app releases it.
+#[test]
+fn issue13_a_disabled_keypad_takes_no_matter_pin() {
+    let mut s = Sim::installed();
+    remote_unlock_on(&mut s);
+    for _level in 1..=5 {
+        for _ in 0..5 {
+            assert_eq!(
+                matter(&mut s, unlock_with(Some("864209"))),
+                Err(AppError::WrongCode)
+            );
+        }
+        if let Some(left) = s.engine.status().lockout_remaining {
+            s.advance_ms(left.as_millis() as u64);
+        }
+    }
+    let st = s.engine.status();
+    assert!(st.keypad_disabled, "{st:?}");
+    assert!(!st.lockout_active);
+    assert_eq!(
+        matter(&mut s, unlock_with(Some(ADMIN_CODE))),
+        Err(AppError::LockedOut)
+    );
+    assert!(s.drive().is_none());
+    assert!(
+        !s.persisted()
+            .iter()
+            .any(|c| matches!(c, Change::PutAttempt(_) | Change::PutLockout(_))),
+        "nothing counted: {:?}",
+        s.last
+    );
+    // Typed on the keypad, the code is refused the same way.
+    s.input(Input::Touch);
+    s.press(&format!("{ADMIN_CODE}✓"));
+    assert!(!s.unlocked());
+}
+
+/// Issue 13 item 4 over Matter: the genuine PIN of a user outside their
+/// validity window is answered like a wrong one and counted, so a guesser
+/// cannot learn a code that works later.
+#[test]
+fn issue13_a_pin_outside_its_window_is_a_counted_wrong_code_over_matter() {
+    let mut s = Sim::installed();
+    remote_unlock_on(&mut s);
+    let user = s.add_passcode_user("2", "975310");
+    let from = s.now().wall.expect("the sim has wall time").0 + 7 * 86_400;
+    let later = Validity {
+        from: Some(WallTime(from)),
+        until: Some(WallTime(from + 86_400)),
+    };
+    let owner = s.owner();
+    assert_eq!(
+        s.app(Channel::Ble, owner, AppCommand::SetValidity(user, later)),
+        Ok(AppOk::Done)
+    );
+    assert_eq!(
+        matter(&mut s, unlock_with(Some("975310"))),
+        Err(AppError::WrongCode)
+    );
+    assert!(s.drive().is_none());
+    assert_eq!(s.engine.status().strikes, 1);
+    assert!(s.has_event(&EventKind::OutsideValidity {
+        method: Method::Passcode,
+        user: Some(user)
+    }));
 }

@@ -62,7 +62,14 @@ devices:
                      comma list (e.g. lock,door,button) or a line count
   --disk FILE        FILE (raw image on the host) as the guest's /dev/vda
                      (virtio-blk): storage whose page cache dies with the VM
+  --tpm              a TPM 2.0 (QEMU tpm-tis backed by swtpm, started and
+                     stopped here): /dev/tpm0 and /dev/tpmrm0 in the guest
+  --tpm-state DIR    keep swtpm's state in DIR (created if missing) so a later
+                     run sees the same TPM; default: a fresh TPM in the run dir
 guest:
+  --systemd          boot systemd as PID 1 (in the chroot) and run COMMAND as
+                     a oneshot unit under it, so units can be started with
+                     systemctl; default: a plain shell under busybox init
   --env NAME=VALUE   set a variable for COMMAND (repeatable)
   --cwd DIR          working directory of COMMAND (default: current directory)
   --bluetoothd-args ARGS  extra bluetoothd arguments (e.g. "-E")
@@ -97,7 +104,7 @@ log() {
 }
 
 VIDEO=0 SOUND=0 BLE=0 GPIO_LINES="" TIMEOUT=300 MEM=1024 SMP="" RUN_DIR="" KEEP=0
-PREPARE=0 VERBOSE=0 CWD="$PWD" BLUETOOTHD_ARGS="" DISK=""
+PREPARE=0 VERBOSE=0 CWD="$PWD" BLUETOOTHD_ARGS="" DISK="" TPM=0 TPM_STATE="" SYSTEMD=0
 ENVS=()
 while (($#)); do
     case "$1" in
@@ -121,6 +128,14 @@ while (($#)); do
         DISK="$(cd "$(dirname "$2")" && pwd)/$(basename "$2")"
         shift
         ;;
+    --tpm) TPM=1 ;;
+    --tpm-state)
+        (($# >= 2)) || die "--tpm-state needs a directory"
+        TPM=1
+        TPM_STATE="$2"
+        shift
+        ;;
+    --systemd) SYSTEMD=1 ;;
     --cwd)
         (($# >= 2)) || die "--cwd needs a directory"
         CWD="$2"
@@ -231,6 +246,14 @@ PKGS=(qemu-system-x86_64:qemu-system-x86 /bin/busybox:busybox-static cpio:cpio d
 ((BLE)) && PKGS+=(btvirt:bluez-test-tools bluetoothctl:bluez btmgmt:bluez /usr/libexec/bluetooth/bluetoothd:bluez dbus-daemon:dbus)
 [[ -n "$GPIO_LINES" ]] && PKGS+=(gcc-12:gcc-12 make:make)
 [[ -n "$DISK" ]] && PKGS+=(/usr/sbin/mkfs.ext4:e2fsprogs)
+# swtpm on the host; in the guest systemd-creds (systemd) dlopens the TSS2
+# libraries, and tpm2-tools is there for inspecting the TPM by hand.
+((TPM)) && PKGS+=(swtpm:swtpm swtpm_setup:swtpm-tools tpm2_getcap:tpm2-tools systemd-creds:systemd
+    /usr/lib/x86_64-linux-gnu/libtss2-esys.so.0:libtss2-esys-3.0.2-0
+    /usr/lib/x86_64-linux-gnu/libtss2-rc.so.0:libtss2-rc0
+    /usr/lib/x86_64-linux-gnu/libtss2-mu.so.0:libtss2-mu0
+    /usr/lib/x86_64-linux-gnu/libtss2-tcti-device.so.0:libtss2-tcti-device0)
+((SYSTEMD)) && PKGS+=(/lib/systemd/systemd:systemd)
 ensure_packages "${PKGS[@]}"
 # busybox (dynamic) and busybox-static both ship /bin/busybox; only a static
 # one runs in the initramfs, which has no libc.
@@ -413,9 +436,19 @@ done
 CWD="$(cd "$CWD" 2>/dev/null && pwd)" || die "--cwd: no such directory"
 hidden_in_guest "$CWD" && { log "cwd $CWD is hidden in the guest, using /"; CWD=/; }
 
+# swtpm exits by itself when QEMU closes the control channel; kill it if
+# QEMU never connected (or died early).
+stop_swtpm() {
+    if [[ -s "$RUN_DIR/swtpm.pid" ]]; then
+        kill "$(cat "$RUN_DIR/swtpm.pid")" 2>/dev/null || true
+        rm -f "$RUN_DIR/swtpm.pid"
+    fi
+}
+
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
     local rc=$?
+    stop_swtpm
     if [[ "$KEEP" == 0 && "$rc" -ne "$RIG_FAIL" && "$rc" -ne 124 ]]; then
         rm -rf "$RUN_DIR"
     elif [[ "$rc" -eq "$RIG_FAIL" || "$rc" -eq 124 ]]; then
@@ -431,6 +464,7 @@ trap cleanup EXIT
     echo "GPIO_NAMES=($(for n in "${GPIO_NAMES[@]}"; do printf '%q ' "$n"; done))"
     echo "CMD_CWD=$(q "$CWD")"
     echo "BLUETOOTHD_ARGS=$(q "$BLUETOOTHD_ARGS")"
+    echo "TPM=$TPM SYSTEMD=$SYSTEMD"
 } >"$RUN_DIR/options.sh"
 {
     for e in "${ENVS[@]}"; do printf 'export %s=%q\n' "${e%%=*}" "${e#*=}"; done
@@ -459,6 +493,7 @@ fi
 # go through the console anyway (it is written to the run dir over 9p).
 APPEND="console=ttyS0 quiet loglevel=4 panic=-1 rdinit=/init"
 APPEND+=" latchd.run=$RUN_DIR latchd.modules=${MODS// /,} latchd.modtree=$MODTREE/lib/modules/$KVER"
+((SYSTEMD)) && APPEND+=" latchd.init=systemd"
 # Debugging aid, e.g. LATCHD_VM_KERNEL_ARGS="loglevel=7" to see every boot message.
 APPEND+="${LATCHD_VM_KERNEL_ARGS:+ $LATCHD_VM_KERNEL_ARGS}"
 
@@ -483,6 +518,28 @@ if [[ -n "$DISK" ]]; then
         -device virtio-blk-pci,drive=disk0)
 fi
 
+if ((TPM)); then
+    # swtpm: one TPM 2.0 per run (or per --tpm-state dir), reached by QEMU
+    # over its control socket; QEMU's tpm-tis device is what the guest's
+    # built-in tpm_tis driver finds (/dev/tpm0, /dev/tpmrm0). The firmware
+    # (SeaBIOS) sends TPM2_Startup, as on a board.
+    if [[ -n "$TPM_STATE" ]]; then
+        [[ "$TPM_STATE" == /* ]] || TPM_STATE="$PWD/$TPM_STATE"
+    else
+        TPM_STATE="$RUN_DIR/tpm"
+    fi
+    mkdir -p "$TPM_STATE" || die "cannot create TPM state dir $TPM_STATE"
+    TPM_SOCK="$RUN_DIR/swtpm.sock"
+    [[ ${#TPM_SOCK} -lt 100 ]] || die "swtpm socket path $TPM_SOCK is too long for a Unix socket"
+    swtpm socket --tpm2 --tpmstate "dir=$TPM_STATE" --ctrl "type=unixio,path=$TPM_SOCK" \
+        --log "file=$RUN_DIR/swtpm.log,level=1" --pid "file=$RUN_DIR/swtpm.pid" --daemon ||
+        die "swtpm did not start (see $RUN_DIR/swtpm.log)"
+    for _ in $(seq 50); do [[ -S "$TPM_SOCK" ]] && break; sleep 0.1; done
+    [[ -S "$TPM_SOCK" ]] || die "swtpm did not create $TPM_SOCK"
+    # shellcheck disable=SC2054 # the commas are QEMU's sub-option syntax
+    QEMU+=(-chardev "socket,id=chrtpm,path=$TPM_SOCK" -tpmdev emulator,id=tpm0,chardev=chrtpm
+        -device tpm-tis,tpmdev=tpm0)
+fi
 log "booting: ${QEMU[*]}"
 t0="$(date +%s.%N)"
 set +e
@@ -493,6 +550,7 @@ else
 fi
 qrc=$?
 set -e
+((TPM)) && stop_swtpm
 t1="$(date +%s.%N)"
 WALL="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')"
 echo "wall_seconds=$WALL" >>"$RUN_DIR/timing"

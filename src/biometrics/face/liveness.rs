@@ -5,7 +5,7 @@
 //! ```text
 //!   RGB frame ──▶ detector + embedder ──▶ a template matches (slot, face box)
 //!                                              │ only then:
-//!   IR source grabs one frame ◄────────────────┘  (board::face_service::IrSource:
+//!   IR source grabs one frame ◄────────────────┘  (biometrics::face::worker::IrSource:
 //!        │                                          V4L2 `[face] ir_camera`, or the
 //!        │                                          sim's `[face] sim_ir_dir` picture)
 //!        ▼ register_box: face box scaled from RGB to IR pixels

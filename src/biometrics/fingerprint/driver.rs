@@ -423,6 +423,14 @@ pub struct Fingerprint<S> {
     reset_seen: bool,
 }
 
+impl<S> std::fmt::Debug for Fingerprint<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fingerprint")
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
 const READ_CHUNK: usize = 64;
 
 impl<S> Fingerprint<S>

@@ -50,6 +50,7 @@
 
 pub mod driver;
 pub mod frame;
+pub mod reader;
 pub mod sim;
 
 use std::collections::BTreeSet;

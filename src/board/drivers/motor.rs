@@ -281,6 +281,12 @@ pub struct HBridge<A: OutputPin, B: OutputPin> {
     pins: Option<(A, B)>,
 }
 
+impl<A: OutputPin, B: OutputPin> std::fmt::Debug for HBridge<A, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HBridge").finish_non_exhaustive()
+    }
+}
+
 impl<A: OutputPin, B: OutputPin> HBridge<A, B> {
     pub fn new(in1: A, in2: B) -> Self {
         HBridge {
@@ -359,6 +365,16 @@ pub struct MotorDriver<A: OutputPin, B: OutputPin, C: CurrentSense, L: LimitSwit
     params: MotorParams,
     /// Completed moves, for diagnostics.
     pub cycles: u64,
+}
+
+impl<A: OutputPin, B: OutputPin, C: CurrentSense, L: LimitSwitches> std::fmt::Debug
+    for MotorDriver<A, B, C, L>
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MotorDriver")
+            .field("cycles", &self.cycles)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<A, B, C, L> MotorDriver<A, B, C, L>

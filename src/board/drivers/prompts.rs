@@ -100,6 +100,8 @@ pub fn asset_texts() -> Vec<(String, String)> {
         Prompt::Locked,
         Prompt::VerifyFailed,
         Prompt::LockedOut,
+        Prompt::KeypadDisabled,
+        Prompt::KeypadReleased,
         Prompt::UserNotValidNow,
         Prompt::TamperAlarm,
         Prompt::LowBattery,

@@ -10,7 +10,10 @@
 //!
 //! Start-up order matters for safety: the motor bridge is requested (and
 //! coasted) first, so whatever a previous process left energised stops
-//! before anything else happens.
+//! before anything else happens. That is a step of its own,
+//! [`coast_motor`], so the caller can build the peripherals (camera, face
+//! worker, UART modules) after it and hand them to [`build`], which
+//! returns the board complete.
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,11 +30,12 @@ use crate::board::drivers::mcp3008::{count_to_millivolts, Mcp3008};
 use crate::board::drivers::motor::{CurrentSense, HBridge, LimitSwitches, MotorDriver, Outcome};
 use crate::board::{
     Alarm, Battery, Board, BoltSensor, Camera, DeviceError, DoorSensor, FaceSource,
-    FingerprintModule, InputSender, Keypad, Motor, PalmModule, Tamper, Voice,
+    FingerprintModule, Keypad, Motor, PalmModule, Tamper, Voice,
 };
 use crate::core::input::{BoltPosition, DoorPosition, MotorReport, PowerReading, TamperState};
 use crate::core::types::{Key, MotorDirection};
 use crate::core::{AlarmKind, Input, KeypadView, Prompt};
+use crate::link::InputSender;
 
 use super::config::BoardConfig;
 use super::gpio::{GpioError, GpioInputs, GpioOutput, Signal};
@@ -45,8 +49,20 @@ pub enum LinuxBoardError {
     Config(#[from] super::config::BoardConfigError),
     #[error(transparent)]
     Gpio(#[from] GpioError),
-    #[error("cannot open the ADC on {path}: {detail}; check `adc.spi_device`")]
-    Adc { path: String, detail: String },
+    #[error("cannot open the ADC on {path}: {source}; check `adc.spi_device`")]
+    Adc {
+        path: String,
+        #[source]
+        source: linux_embedded_hal::SPIError,
+    },
+    #[error(
+        "cannot configure the ADC on {path}: {source}; check `adc.spi_device` and `adc.spi_hz`"
+    )]
+    AdcConfig {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Keypad(#[from] keypad::KeypadError),
     #[error(transparent)]
@@ -60,6 +76,12 @@ pub struct Peripherals {
     pub palm: Box<dyn PalmModule>,
     pub face: Box<dyn FaceSource>,
     pub camera: Box<dyn Camera>,
+}
+
+impl std::fmt::Debug for Peripherals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peripherals").finish_non_exhaustive()
+    }
 }
 
 type Levels = Arc<Mutex<BTreeMap<Signal, bool>>>;
@@ -83,20 +105,38 @@ fn bolt_of(levels: &Levels) -> BoltPosition {
     .bolt()
 }
 
-/// Build the board. Returns it with whether SET was held for the whole
-/// factory-reset window at power-up (B-10.6). Must run inside tokio.
+/// The motor's H-bridge, requested and coasted: the first step of
+/// bringing up the Linux board. Dropping it releases the lines coasted.
+pub struct MotorBridge(HBridge<GpioOutput, GpioOutput>);
+
+impl std::fmt::Debug for MotorBridge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MotorBridge").finish_non_exhaustive()
+    }
+}
+
+/// Check the board file against this machine, then request the motor
+/// bridge: coasted the moment it is requested.
+pub fn coast_motor(cfg: &BoardConfig) -> Result<MotorBridge, LinuxBoardError> {
+    cfg.check_system()?;
+    let o = &cfg.outputs;
+    Ok(MotorBridge(HBridge::new(
+        GpioOutput::request_with(cfg.gpio_provider, "outputs.motor_in1", &o.motor_in1)?,
+        GpioOutput::request_with(cfg.gpio_provider, "outputs.motor_in2", &o.motor_in2)?,
+    )))
+}
+
+/// Build the board around its coasted motor and the `peripherals`.
+/// Returns it with whether SET was held for the whole factory-reset
+/// window at power-up (B-10.6). Must run inside tokio.
 pub async fn build(
     cfg: &BoardConfig,
+    motor: MotorBridge,
     inputs: InputSender,
     peripherals: Peripherals,
 ) -> Result<(Board, bool), LinuxBoardError> {
-    cfg.check_system()?;
     let o = &cfg.outputs;
-    // Motor first: coasted the moment it is requested.
-    let bridge = HBridge::new(
-        GpioOutput::request_with(cfg.gpio_provider, "outputs.motor_in1", &o.motor_in1)?,
-        GpioOutput::request_with(cfg.gpio_provider, "outputs.motor_in2", &o.motor_in2)?,
-    );
+    let bridge = motor.0;
     let mut gpio = GpioInputs::request_with(cfg.gpio_provider, &cfg.inputs)?;
     let levels: Levels = Arc::new(Mutex::new(gpio.initial.clone()));
 
@@ -218,17 +258,23 @@ pub async fn build(
 }
 
 fn open_adc(cfg: &BoardConfig) -> Result<SharedAdc, LinuxBoardError> {
-    let err = |detail: String| LinuxBoardError::Adc {
-        path: cfg.adc.spi_device.display().to_string(),
-        detail,
-    };
-    let mut dev = SpidevDevice::open(&cfg.adc.spi_device).map_err(|e| err(format!("{e:?}")))?;
+    let path = || cfg.adc.spi_device.display().to_string();
+    let mut dev =
+        SpidevDevice::open(&cfg.adc.spi_device).map_err(|source| LinuxBoardError::Adc {
+            path: path(),
+            source,
+        })?;
     let opts = SpidevOptions::new()
         .bits_per_word(8)
         .max_speed_hz(cfg.adc.spi_hz)
         .mode(SpiModeFlags::SPI_MODE_0)
         .build();
-    dev.0.configure(&opts).map_err(|e| err(e.to_string()))?;
+    dev.0
+        .configure(&opts)
+        .map_err(|source| LinuxBoardError::AdcConfig {
+            path: path(),
+            source,
+        })?;
     Ok(Arc::new(Mutex::new(Mcp3008::new(dev))))
 }
 
@@ -365,14 +411,13 @@ struct AdcCurrent {
 }
 
 impl CurrentSense for AdcCurrent {
-    type Error = String;
-    fn milliamps(&mut self) -> Result<u32, String> {
+    type Error = crate::board::drivers::mcp3008::Mcp3008Error<linux_embedded_hal::SPIError>;
+    fn milliamps(&mut self) -> Result<u32, Self::Error> {
         let count = self
             .adc
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .read(self.channel)
-            .map_err(|e| e.to_string())?;
+            .read(self.channel)?;
         let mv = count_to_millivolts(count, self.vref_mv);
         Ok((mv as f32 * self.ma_per_mv).round() as u32)
     }

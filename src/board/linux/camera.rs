@@ -29,7 +29,7 @@ use v4l::video::Capture;
 use v4l::FourCC;
 
 use super::config;
-use crate::video::{FrameRing, PixelFormat};
+use crate::board::frames::{FrameRing, PixelFormat};
 
 /// Longest single wait for a frame before re-checking the stop flag.
 pub const DQBUF_TIMEOUT: Duration = Duration::from_secs(2);

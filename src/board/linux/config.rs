@@ -220,6 +220,13 @@ pub struct BoardConfig {
     pub camera: Camera,
 }
 
+/// The BCM number of a Raspberry Pi line name, `GPIO<n>` (0–53 on the
+/// BCM283x/2711), the names the rppal provider takes.
+pub fn bcm_number(name: &str) -> Option<u8> {
+    let n: u8 = name.strip_prefix("GPIO")?.parse().ok()?;
+    (n <= 53).then_some(n)
+}
+
 fn default_provider() -> GpioProvider {
     GpioProvider::Cdev
 }
@@ -404,6 +411,22 @@ impl BoardConfig {
         if self.fingerprint.path == self.palm.path {
             return Err(invalid("palm.path", "is the same UART as fingerprint.path"));
         }
+        if self.gpio_provider == GpioProvider::Rppal {
+            if !cfg!(feature = "board-rpi") {
+                return Err(invalid(
+                    "gpio_provider",
+                    "is \"rppal\", but latchd was built without the `board-rpi` feature; rebuild with --features board-rpi, or use \"cdev\"",
+                ));
+            }
+            for (key, line) in self.lines() {
+                if bcm_number(&line.name).is_none() {
+                    return Err(invalid(
+                        format!("{key}.name"),
+                        format!("is `{}`; with gpio_provider = \"rppal\" lines are named GPIO0..GPIO53 (BCM numbers)", line.name),
+                    ));
+                }
+            }
+        }
         let c = &self.camera;
         if c.path.is_none() == c.card.is_none() {
             return Err(invalid("camera", "needs exactly one of `path` or `card`"));
@@ -444,20 +467,6 @@ impl BoardConfig {
                             },
                         });
                     }
-                }
-            }
-        }
-        if self.gpio_provider == GpioProvider::Rppal {
-            for (key, line) in self.lines() {
-                let n = line
-                    .name
-                    .strip_prefix("GPIO")
-                    .and_then(|n| n.parse::<u8>().ok());
-                if n.is_none_or(|n| n > 53) {
-                    return Err(invalid(
-                        format!("{key}.name"),
-                        format!("is `{}`; with gpio_provider = \"rppal\" lines are named GPIO0..GPIO53 (BCM numbers)", line.name),
-                    ));
                 }
             }
         }
@@ -621,6 +630,50 @@ mod tests {
             assert!(
                 msg.contains(want),
                 "{from:?} -> {to:?}: `{msg}` lacks `{want}`"
+            );
+        }
+    }
+
+    #[test]
+    fn line_names_are_bcm_numbers() {
+        assert_eq!(bcm_number("GPIO17"), Some(17));
+        assert_eq!(bcm_number("GPIO0"), Some(0));
+        assert_eq!(bcm_number("GPIO54"), None);
+        assert_eq!(bcm_number("MOTOR_IN1"), None);
+        assert_eq!(bcm_number("GPIO"), None);
+    }
+
+    /// A Raspberry Pi is the Linux board with the rppal provider: its
+    /// board file names BCM lines, and a build without `board-rpi` says
+    /// so at load, naming the key.
+    #[test]
+    fn the_rppal_provider_takes_bcm_line_names() {
+        let mut pi = EXAMPLE.replacen("gpio_provider = \"cdev\"", "gpio_provider = \"rppal\"", 1);
+        for (i, (_, line)) in parse(EXAMPLE).unwrap().lines().into_iter().enumerate() {
+            // BCM 2.. upwards: one Pi pin per line.
+            let bcm = i + 2;
+            pi = pi.replacen(
+                &format!("name = \"{}\"", line.name),
+                &format!("name = \"GPIO{bcm}\""),
+                1,
+            );
+        }
+        let parsed = parse(&pi);
+        if cfg!(feature = "board-rpi") {
+            let cfg = parsed.expect("a Pi board file");
+            assert_eq!(cfg.gpio_provider, GpioProvider::Rppal);
+            assert_eq!(cfg.inputs.bolt_extended.name, "GPIO2");
+            let bad = pi.replacen("name = \"GPIO2\"", "name = \"BOLT_EXT\"", 1);
+            let e = parse(&bad).expect_err("not a BCM name").to_string();
+            assert!(
+                e.contains("inputs.bolt_extended.name") && e.contains("GPIO0..GPIO53"),
+                "{e}"
+            );
+        } else {
+            let e = parsed.expect_err("rppal not built").to_string();
+            assert!(
+                e.contains("gpio_provider") && e.contains("board-rpi"),
+                "{e}"
             );
         }
     }

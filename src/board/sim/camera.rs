@@ -32,7 +32,7 @@ use image::{imageops, GrayImage, ImageBuffer, Luma, Pixel, Rgb, RgbImage};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::video::{FrameRing, PixelFormat};
+use crate::board::frames::{FrameRing, PixelFormat};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SimCameraError {

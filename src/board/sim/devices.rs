@@ -105,3 +105,27 @@ impl Camera for Panel {
         Ok(())
     }
 }
+
+/// The sim's snapshot counter, then a camera that stores the picture
+/// (`SimParts::camera`). Both are asked; the store's failure is the
+/// snapshot's failure (the counter cannot fail).
+pub(super) struct StoredSnapshots {
+    pub(super) counter: Panel,
+    pub(super) store: Box<dyn Camera>,
+}
+
+impl Camera for StoredSnapshots {
+    fn snapshot(&mut self, reason: SnapshotReason) -> Result<(), DeviceError> {
+        self.snapshot_for_event(reason, None)
+    }
+
+    fn snapshot_for_event(
+        &mut self,
+        reason: SnapshotReason,
+        event: Option<u64>,
+    ) -> Result<(), DeviceError> {
+        let counted = self.counter.snapshot(reason);
+        let stored = self.store.snapshot_for_event(reason, event);
+        counted.and(stored)
+    }
+}

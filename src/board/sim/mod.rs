@@ -24,7 +24,8 @@
 //! * **Fingerprint, palm, face**: modules that enrol and recognise
 //!   *simulated people* by number (see [`biometric`]); their template slots
 //!   are kept in `<state-dir>/sim-modules.json`, the way a real module keeps
-//!   its library in its own flash across daemon restarts.
+//!   its library in its own flash across daemon restarts. [`build_with`]
+//!   takes fingerprint and palm readers from outside instead ([`parts`]).
 //!
 //! Everything runs on tokio time, so tests that call
 //! `tokio::time::pause()` drive motor travel deterministically.
@@ -37,18 +38,20 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::Instant as TokioInstant;
 
-use super::{Board, InputSender, OrderedSender};
+use super::Board;
 use crate::core::input::{BoltPosition, DoorPosition, PowerReading, SetPress, TamperState};
 use crate::core::types::{Key, Modality};
 use crate::core::{AlarmKind, Input, KeypadView};
+use crate::link::{InputSender, OrderedSender};
 
 pub mod biometric;
 pub mod camera;
 mod devices;
 mod motor;
-mod wire;
+pub mod parts;
 
 pub use biometric::{ModuleSlots, SimModules};
+pub use parts::{BuildModules, OutsideModules, SimFace, SimHands, SimParts, SimReports};
 
 /// How the simulated lock is built.
 #[derive(Debug, Clone)]
@@ -66,21 +69,6 @@ pub struct SimConfig {
     pub modules_file: Option<PathBuf>,
     /// Prompts kept in the log.
     pub prompt_log_len: usize,
-    /// Which fingerprint/palm modules the lock has.
-    pub modules: SimModuleKind,
-}
-
-/// The simulated lock's fingerprint and palm modules.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SimModuleKind {
-    /// In-memory modules that report synchronously and keep their slots
-    /// in the modules file (the default; see [`biometric`]).
-    #[default]
-    Memory,
-    /// The real UART drivers and adapters talking to the wire-level
-    /// simulators over in-process pipes (see `wire.rs`).
-    Wire,
 }
 
 impl Default for SimConfig {
@@ -92,7 +80,6 @@ impl Default for SimConfig {
             battery_percent: 80,
             modules_file: None,
             prompt_log_len: 200,
-            modules: SimModuleKind::Memory,
         }
     }
 }
@@ -208,8 +195,8 @@ struct Shared {
     world: Arc<Mutex<World>>,
     out: OrderedSender,
     changed: Arc<watch::Sender<u64>>,
-    /// The wire-level module simulators (`modules = "wire"` only).
-    wire: Option<wire::WireModules>,
+    /// The hands of outside fingerprint/palm modules ([`SimParts`]).
+    hands: Option<Arc<dyn SimHands>>,
 }
 
 impl Shared {
@@ -244,10 +231,21 @@ fn millivolts(percent: u8) -> u32 {
     4400 + u32::from(percent) * 20
 }
 
-/// Build the simulated board. Returns the [`Board`] the daemon drives and
-/// the [`SimControl`] the front panel, control socket and tests press
-/// buttons with. Must run inside a tokio runtime.
+/// Build the simulated board, every device simulated. Returns the
+/// [`Board`] the daemon drives and the [`SimControl`] the front panel,
+/// control socket and tests press buttons with. Must run inside a tokio
+/// runtime.
 pub fn build(config: SimConfig, inputs: InputSender) -> Result<(Board, SimControl), SimError> {
+    build_with(config, inputs, SimParts::default())
+}
+
+/// [`build`], with the devices `parts` gives taking the place of the
+/// simulated ones.
+pub fn build_with(
+    config: SimConfig,
+    inputs: InputSender,
+    parts: SimParts,
+) -> Result<(Board, SimControl), SimError> {
     if config.battery_percent > 100 {
         return Err(SimError::BadPercent(config.battery_percent));
     }
@@ -276,33 +274,28 @@ pub fn build(config: SimConfig, inputs: InputSender) -> Result<(Board, SimContro
         },
         tamper: TamperState::Intact,
         face_present: None,
-        camera: None,
+        camera: parts.face.as_ref().map(|f| f.scene.clone()),
         snapshots: 0,
         modules,
     };
     let (changed, _) = watch::channel(0u64);
-    let (wire, driver_ends) = match config.modules {
-        SimModuleKind::Memory => (None, None),
-        SimModuleKind::Wire => {
-            let (w, ends) = wire::start_simulators(&config);
-            (Some(w), Some(ends))
-        }
-    };
-    let shared = Shared {
-        world: Arc::new(Mutex::new(world)),
+    let reports = SimReports {
         out: OrderedSender::spawn(inputs),
         changed: Arc::new(changed),
-        wire: wire.clone(),
+    };
+    let outside = parts.modules.map(|build| build(reports.clone()));
+    let shared = Shared {
+        world: Arc::new(Mutex::new(world)),
+        out: reports.out,
+        changed: reports.changed,
+        hands: outside.as_ref().map(|m| m.hands.clone()),
     };
     let (fingerprint, palm): (
         Box<dyn super::FingerprintModule>,
         Box<dyn super::PalmModule>,
-    ) = match (driver_ends, wire) {
-        (Some(ends), Some(w)) => {
-            let (f, p) = wire::start_adapters(ends, shared.clone(), w);
-            (Box::new(f), Box::new(p))
-        }
-        _ => (
+    ) = match outside {
+        Some(m) => (m.fingerprint, m.palm),
+        None => (
             Box::new(biometric::SimModule::new(
                 shared.clone(),
                 Modality::Fingerprint,
@@ -322,8 +315,17 @@ pub fn build(config: SimConfig, inputs: InputSender) -> Result<(Board, SimContro
         alarm: Box::new(devices::Panel(shared.clone())),
         fingerprint,
         palm,
-        face: Box::new(biometric::SimModule::new(shared.clone(), Modality::Face)),
-        camera: Box::new(devices::Panel(shared.clone())),
+        face: match parts.face {
+            Some(f) => f.source,
+            None => Box::new(biometric::SimModule::new(shared.clone(), Modality::Face)),
+        },
+        camera: match parts.camera {
+            Some(store) => Box::new(devices::StoredSnapshots {
+                counter: devices::Panel(shared.clone()),
+                store,
+            }),
+            None => Box::new(devices::Panel(shared.clone())),
+        },
     };
     Ok((board, SimControl { shared }))
 }
@@ -552,9 +554,9 @@ impl SimControl {
         if person == 0 {
             return Err(SimError::BadPerson);
         }
-        if let Some(wire) = &self.shared.wire {
+        if let Some(hands) = &self.shared.hands {
             // The module reads the finger/palm and reports by itself.
-            if wire.present(modality, person) {
+            if hands.present(modality, person) {
                 self.shared.bump();
                 return Ok(());
             }
@@ -565,12 +567,6 @@ impl SimControl {
             .push_all(reports.into_iter().map(Input::Module).collect())
     }
 
-    /// Route `face(person)` to the sim camera's scene (the daemon does this
-    /// when the real face pipeline replaces the simulated face module).
-    pub fn attach_camera(&self, camera: camera::SceneControl) {
-        self.shared.world().camera = Some(camera);
-    }
-
     /// Make the next `moves` motor moves jam between the limit switches.
     pub fn jam(&self, moves: u32) {
         self.shared.world().jams_pending = moves;
@@ -579,7 +575,7 @@ impl SimControl {
 
     /// Everything the lock shows now.
     pub fn snapshot(&self) -> SimSnapshot {
-        let wire_slots = self.shared.wire.as_ref().map(|w| w.slots());
+        let outside_slots = self.shared.hands.as_ref().map(|h| h.slots());
         let w = self.shared.world();
         let now = TokioInstant::now();
         SimSnapshot {
@@ -605,7 +601,7 @@ impl SimControl {
             snapshots: w.snapshots,
             modules: {
                 let mut m = w.modules.slots();
-                if let Some((finger, palm)) = wire_slots {
+                if let Some((finger, palm)) = outside_slots {
                     m.fingerprint = finger;
                     m.palm = palm;
                 }

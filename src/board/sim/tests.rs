@@ -242,3 +242,49 @@ fn key_strings_parse_all_or_nothing() {
     assert_eq!(parse_keys("12x"), Err(SimError::BadKey("x".into())));
     assert_eq!(parse_keys("  "), Err(SimError::NoKeys));
 }
+
+/// A camera from outside (`SimParts::camera`) is told every snapshot with
+/// its event, after the sim's own counter; its failure is the snapshot's.
+#[tokio::test]
+async fn an_outside_camera_gets_each_snapshot_and_the_counter_still_counts() {
+    use crate::board::{Camera, DeviceError};
+    use crate::core::action::SnapshotReason;
+    use std::sync::{Arc, Mutex};
+
+    struct Refusing(Arc<Mutex<Vec<Option<u64>>>>);
+    impl Camera for Refusing {
+        fn snapshot(&mut self, reason: SnapshotReason) -> Result<(), DeviceError> {
+            self.snapshot_for_event(reason, None)
+        }
+        fn snapshot_for_event(
+            &mut self,
+            _reason: SnapshotReason,
+            event: Option<u64>,
+        ) -> Result<(), DeviceError> {
+            self.0.lock().unwrap().push(event);
+            Err(DeviceError::Unavailable {
+                device: "camera",
+                detail: "disk full".into(),
+            })
+        }
+    }
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (tx, _rx) = mpsc::channel(64);
+    let (mut board, control) = build_with(
+        SimConfig::default(),
+        InputSender::new(tx),
+        SimParts {
+            camera: Some(Box::new(Refusing(seen.clone()))),
+            ..SimParts::default()
+        },
+    )
+    .expect("sim board builds");
+    let e = board
+        .camera
+        .snapshot_for_event(SnapshotReason::Doorbell, Some(7))
+        .expect_err("the store refused");
+    assert!(e.to_string().contains("disk full"), "{e}");
+    assert_eq!(*seen.lock().unwrap(), [Some(7)]);
+    assert_eq!(control.snapshot().snapshots, 1);
+}

@@ -46,6 +46,13 @@ PACKAGECONFIG[board-rpi] = "--features=board-rpi"
 # Board pin map installed as /etc/latchd/board.toml: config/board-${LATCHD_BOARD}.toml.
 LATCHD_BOARD ??= "example"
 
+# Where the device key rests ([key] storage in latchd.toml): "tpm2" (a
+# systemd credential only the board's TPM 2.0 opens; needs the TPM drivers,
+# MACHINE_FEATURES "tpm2", and systemd's tpm2 PACKAGECONFIG, both set by this
+# layer), "host" (systemd's host key: boards without a TPM) or "file"
+# (development only: a plain key file a flash dump reveals).
+LATCHD_KEY_STORAGE ??= "tpm2"
+
 # Cargo.toml says rust-version = "1.95": refuse early, with the way out,
 # rather than fail deep inside do_compile.
 # nooelint: oelint.task.noanonpython
@@ -69,14 +76,25 @@ do_install:append() {
     # the installed board file (as shipped the file selects the sim board).
     sed -e 's,^board = "sim"$,board = "linux",' \
         -e 's,^# board_file = ".*/latchd/board.toml"$,board_file = "${sysconfdir}/latchd/board.toml",' \
+        -e 's,^storage = "file"$,storage = "${LATCHD_KEY_STORAGE}",' \
         ${S}/config/latchd.toml > ${D}${sysconfdir}/latchd/latchd.toml
     chmod 0644 ${D}${sysconfdir}/latchd/latchd.toml
     install -m 0644 ${S}/config/board-${LATCHD_BOARD}.toml ${D}${sysconfdir}/latchd/board.toml
 
     install -d ${D}${systemd_system_unitdir}
-    sed -e 's,/usr/bin/,${bindir}/,g' ${S}/systemd/latchd.service \
-        > ${D}${systemd_system_unitdir}/latchd.service
-    chmod 0644 ${D}${systemd_system_unitdir}/latchd.service
+    for unit in latchd.service latchd-key.service; do
+        sed -e 's,/usr/bin/,${bindir}/,g' ${S}/systemd/$unit > ${D}${systemd_system_unitdir}/$unit
+        chmod 0644 ${D}${systemd_system_unitdir}/$unit
+    done
+    if [ "${LATCHD_KEY_STORAGE}" = "file" ]; then
+        # No credential to load: the daemon keeps its own key file.
+        install -d ${D}${systemd_system_unitdir}/latchd.service.d
+        printf '[Service]\nLoadCredentialEncrypted=\n' \
+            > ${D}${systemd_system_unitdir}/latchd.service.d/key-file.conf
+    fi
+
+    install -d ${D}${nonarch_libdir}/tmpfiles.d
+    install -m 0644 ${S}/systemd/latchd.tmpfiles ${D}${nonarch_libdir}/tmpfiles.d/latchd.conf
 
     install -d ${D}${nonarch_libdir}/sysusers.d
     install -m 0644 ${S}/systemd/latchd.sysusers ${D}${nonarch_libdir}/sysusers.d/latchd.conf
@@ -104,7 +122,7 @@ USERADD_PARAM:${PN} = "--system --home-dir ${localstatedir}/lib/latchd --no-crea
                        --shell ${base_sbindir}/nologin --user-group \
                        --groups gpio,spi,dialout,video,audio,input,bluetooth latchd"
 
-SYSTEMD_SERVICE:${PN} = "latchd.service"
+SYSTEMD_SERVICE:${PN} = "latchd.service latchd-key.service"
 SYSTEMD_AUTO_ENABLE:${PN} = "enable"
 
 # No BBCLASSEXTEND: a daemon for the target board only; a native or SDK
@@ -114,6 +132,8 @@ FILES:${PN} += "\
     ${datadir}/dbus-1/system.d/org.latchd.conf \
     ${nonarch_base_libdir}/udev/rules.d/60-latchd.rules \
     ${nonarch_libdir}/sysusers.d/latchd.conf \
+    ${nonarch_libdir}/tmpfiles.d/latchd.conf \
+    ${systemd_system_unitdir}/latchd.service.d \
 "
 CONFFILES:${PN} = "${sysconfdir}/latchd/latchd.toml ${sysconfdir}/latchd/board.toml"
 
