@@ -666,6 +666,11 @@ fn five_pose_enrolment_through_the_menu_unlocks_and_a_cancelled_one_stores_nothi
     wait_for(&d, "the enrolment's success", |d| {
         times_prompted(d, "Operation successful.") == successes + 1
     });
+    // The status snapshot follows the prompt once the step's writes are
+    // done (engine_task publishes at the end of a step).
+    wait_for(&d, "the stored face in the status", |d| {
+        engine(d)["counts"]["faces"] == json!(1)
+    });
     let s = engine(&d);
     let said = d.last_prompts(40);
     assert_eq!(s["counts"]["faces"], json!(1), "{s}\nprompts: {said:?}");
