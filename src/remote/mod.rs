@@ -44,6 +44,8 @@ use crate::app::crypto::StaticKeypair;
 use crate::link::Link;
 
 pub mod config;
+pub mod envelope;
+pub mod freshness;
 pub mod gate;
 mod service;
 pub mod telemetry;

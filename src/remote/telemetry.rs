@@ -17,6 +17,8 @@ pub struct Topics {
     pub availability: String,
     /// Sealed commands in (the lock subscribes, QoS 1).
     pub cmd: String,
+    /// The challenge commands must answer (hex, retained; `freshness.rs`).
+    pub challenge: String,
     /// Sealed replies out (QoS 1).
     pub reply: String,
     /// The retained state document.
@@ -37,6 +39,7 @@ impl Topics {
         Topics {
             availability: t("availability"),
             cmd: t("cmd"),
+            challenge: t("challenge"),
             reply: t("reply"),
             state: t("state"),
             events: t("events"),

@@ -28,6 +28,8 @@ use latchd::core::{AppCommand, AppRequest, Channel, Input, LockState, Principal}
 use latchd::daemon::{self, Options, Running};
 use latchd::link::limit;
 use latchd::remote::config::TlsMaterial;
+use latchd::remote::envelope;
+use latchd::remote::freshness::Challenge;
 use latchd::store::{Store, StoreOptions};
 use rand_core::OsRng;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, Transport};
@@ -515,17 +517,63 @@ struct App {
     me: StaticKeypair,
     lock: [u8; 32],
     counter: u64,
+    /// The broker's CA file and port: where the lock's retained challenge
+    /// is read before each command, as an app does.
+    /// With the app's client certificate and key for a broker that wants
+    /// one (else the password login).
+    broker: (PathBuf, u16, Option<(PathBuf, PathBuf)>),
 }
 
 impl App {
+    /// The lock's current challenge, read from its retained topic with the
+    /// real `mosquitto_sub`.
+    fn challenge(&self) -> Challenge {
+        let out = Command::new("mosquitto_sub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.broker.1.to_string(),
+                "--cafile",
+            ])
+            .arg(&self.broker.0)
+            .args(match &self.broker.2 {
+                Some((cert, key)) => vec![
+                    "--cert".to_owned(),
+                    cert.display().to_string(),
+                    "--key".to_owned(),
+                    key.display().to_string(),
+                ],
+                None => ["-u", "app", "-P", "app-pw"].map(String::from).to_vec(),
+            })
+            .args(["-t", &topic("challenge")])
+            .args(["-C", "1", "-W", "30", "-N"])
+            .output()
+            .expect("mosquitto_sub runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Challenge::from_hex(&out.stdout).expect("the challenge topic holds 32 hex digits")
+    }
+
+    /// `r` answering the lock's current challenge.
     fn seal(&mut self, r: &Request) -> Vec<u8> {
+        let c = self.challenge();
+        self.seal_plain(&envelope::encode(&c, r))
+    }
+
+    /// Seal any plaintext (a command answering a chosen challenge, or a
+    /// bare request from an app that predates freshness).
+    fn seal_plain(&mut self, plaintext: &[u8]) -> Vec<u8> {
         self.counter += 1;
         seal_oneshot(
             &self.me,
             &self.lock,
             OneShotDirection::AppToLock,
             self.counter,
-            &r.encode(),
+            plaintext,
             &mut OsRng,
         )
         .expect("seal")
@@ -594,6 +642,7 @@ async fn sealed_commands_over_a_real_broker() {
         me: owner,
         lock: lock_pub,
         counter: 100,
+        broker: (files.ca.clone(), port, None),
     };
 
     // B-6.7: remote unlock is off by default; the engine refuses.
@@ -627,6 +676,7 @@ async fn sealed_commands_over_a_real_broker() {
         me: StaticKeypair::generate(&mut OsRng),
         lock: lock_pub,
         counter: 0,
+        broker: (files.ca.clone(), port, None),
     };
     let f = stranger.seal(&Request::Unlock);
     assert_eq!(ask(&client, &mut rx, f).await, refusal, "unknown key");
@@ -636,6 +686,7 @@ async fn sealed_commands_over_a_real_broker() {
         me: guest,
         lock: lock_pub,
         counter: 0,
+        broker: (files.ca.clone(), port, None),
     };
     let f = g.seal(&Request::Unlock);
     let r = g.open(&ask(&client, &mut rx, f).await);
@@ -791,6 +842,121 @@ async fn sealed_commands_over_a_real_broker() {
 
     running.shutdown.cancel();
     wait_for(&mut rx, &topic("availability"), b"offline").await;
+    running.stop().await.expect("clean stop");
+}
+
+/// Issue 14 item 1: remote commands expire. The broker holds back an
+/// owner's `Unlock` while the lock is disconnected and hands it over when
+/// the lock is back (a retained message, delivered at subscription — what
+/// a malicious broker, or one replaying its queue after an outage, does):
+/// the lock refuses it sealed with `Stale` and the door stays locked. A
+/// command published while the lock is away without being retained is
+/// not queued for it at all (clean session). A command held 6 s while the
+/// lock stays connected (max age 5 s) is stale too, and so is a bare
+/// request without a challenge; a fresh one works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_back_commands_are_refused_as_stale() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let files = broker_files(tmp.path());
+    let port = free_port();
+    let _broker = Broker::start(&files, port);
+    let relay = Relay::start(port).await;
+    let owner = StaticKeypair::generate(&mut OsRng);
+    let guest = StaticKeypair::generate(&mut OsRng);
+    let state = tmp.path().join("state");
+    let lock_pub = seed(&state, &owner, &guest);
+    let mut cfg = config(&files, relay.port);
+    cfg.remote.command_max_age_s = 5;
+    let mut running = start_lock(&state, cfg).await;
+    let stats = running.remote_stats.clone().expect("remote on");
+    let (client, mut rx) = app_client(
+        &files,
+        port,
+        "app-stale",
+        &[&topic("reply"), &topic("availability"), &topic("events")],
+    )
+    .await;
+    wait_for(&mut rx, &topic("availability"), b"online").await;
+    let mut app = App {
+        me: owner,
+        lock: lock_pub,
+        counter: 0,
+        broker: (files.ca.clone(), port, None),
+    };
+    let f = app.seal(&Request::SetSetting(Setting::RemoteUnlock(true)));
+    assert_eq!(app.open(&ask(&client, &mut rx, f).await), Response::Ok);
+    let refusal = error_frame(ErrorCode::Unauthenticated);
+    let is_stale = |r: &Response| error_code(r) == Some(ErrorCode::Stale);
+
+    // The owner presses Unlock while the lock's link is down.
+    let before = app.challenge();
+    relay.cut();
+    wait_for(&mut rx, &topic("availability"), b"offline").await;
+    let unqueued = app.seal_plain(&envelope::encode(&before, &Request::Unlock));
+    client
+        .publish(topic("cmd"), QoS::AtLeastOnce, false, unqueued)
+        .await
+        .expect("publish");
+    let held = app.seal_plain(&envelope::encode(&before, &Request::Unlock));
+    client
+        .publish(topic("cmd"), QoS::AtLeastOnce, true, held)
+        .await
+        .expect("publish retained");
+    // Let the broker store it before the lock is back.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    relay.resume().await;
+    let r = app.open(&next_on(&mut rx, &topic("reply")).await);
+    assert!(is_stale(&r), "a held-back command: {r:?}");
+    wait_refusal(&mut rx, "stale").await;
+    assert_eq!(
+        running.published.borrow().engine.lock,
+        LockState::Locked,
+        "the held-back unlock did not open the door"
+    );
+    // Clear the retained command (the lock may see the empty message as junk).
+    client
+        .publish(topic("cmd"), QoS::AtLeastOnce, true, Vec::new())
+        .await
+        .expect("clear retained");
+
+    // Held 6 s while the lock stays connected: over the 5 s maximum age.
+    let old = app.challenge();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let late = app.seal_plain(&envelope::encode(&old, &Request::Unlock));
+    client
+        .publish(topic("cmd"), QoS::AtLeastOnce, false, late)
+        .await
+        .expect("publish");
+    // (A bare refusal of the empty clearing message may come first.)
+    let reply = loop {
+        let p = next_on(&mut rx, &topic("reply")).await;
+        if p != refusal {
+            break p;
+        }
+    };
+    let r = app.open(&reply);
+    assert!(is_stale(&r), "6 s old: {r:?}");
+
+    // An app that predates freshness: a bare request is refused stale.
+    let bare = app.seal_plain(&Request::Unlock.encode());
+    let r = app.open(&ask(&client, &mut rx, bare).await);
+    assert!(is_stale(&r), "no challenge: {r:?}");
+    assert_eq!(running.published.borrow().engine.lock, LockState::Locked);
+
+    // A fresh one works.
+    let f = app.seal(&Request::Unlock);
+    assert_eq!(app.open(&ask(&client, &mut rx, f).await), Response::Ok);
+    while running.published.borrow_and_update().engine.lock != LockState::Unlocked {
+        tokio::time::timeout(LIMIT, running.published.changed())
+            .await
+            .expect("lock unlocks")
+            .expect("daemon alive");
+    }
+    // The command published unretained while the lock was away was never
+    // delivered (clean session: nothing queued for the lock). Verified so
+    // far: the setting, the held one, the late one, the bare one, the fresh
+    // one.
+    assert_eq!(stats.accepted.load(Ordering::Relaxed), 5);
     running.stop().await.expect("clean stop");
 }
 
@@ -1087,6 +1253,7 @@ async fn queries_refusal_log_and_rate_limit() {
         me: owner,
         lock: lock_pub,
         counter: 0,
+        broker: (files.ca.clone(), port, None),
     };
 
     // B-9: the owner's reads are served from the store over the broker.
@@ -1136,6 +1303,7 @@ async fn queries_refusal_log_and_rate_limit() {
         me: guest,
         lock: lock_pub,
         counter: 0,
+        broker: (files.ca.clone(), port, None),
     };
     let f = g.seal(&Request::ListUsers);
     let r = g.open(&ask(&client, &mut rx, f).await);
@@ -1266,6 +1434,7 @@ async fn client_certificate_login() {
         me: owner,
         lock: lock_pub,
         counter: 0,
+        broker: (files.ca.clone(), port, Some(files.client("app"))),
     };
     let f = app.seal(&Request::Status);
     assert!(matches!(
