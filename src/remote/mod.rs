@@ -43,6 +43,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app::crypto::StaticKeypair;
 use crate::link::Link;
 
+pub mod client;
 pub mod config;
 pub mod envelope;
 pub mod freshness;

@@ -1740,3 +1740,236 @@ fn mosquitto_sub_one(files: &BrokerFiles, port: u16, topic: &str) -> Vec<u8> {
     );
     out.stdout
 }
+
+/// A key file as `latchctl ble pair` writes it (mode 0600).
+fn write_key_file(path: &Path, app: &StaticKeypair, lock_pub: &[u8; 32]) {
+    use std::os::unix::fs::PermissionsExt;
+    let doc = serde_json::json!({
+        "app_secret": hex::encode(*app.secret_bytes()),
+        "lock_public": hex::encode(lock_pub),
+        "address": "00:00:00:00:00:00",
+    });
+    std::fs::write(path, doc.to_string()).expect("key file");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+}
+
+/// `latchctl remote` with the broker flags, the built binary.
+fn latchctl_remote(
+    files: &BrokerFiles,
+    port: u16,
+    key_file: &Path,
+    args: &[&str],
+) -> tokio::process::Command {
+    latchctl_remote_ca(&files.ca, files, port, key_file, args)
+}
+
+/// [`latchctl_remote`] trusting `ca`.
+fn latchctl_remote_ca(
+    ca: &Path,
+    files: &BrokerFiles,
+    port: u16,
+    key_file: &Path,
+    args: &[&str],
+) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_latchctl"));
+    c.arg("remote")
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--serial", SERIAL, "--ca-file"])
+        .arg(ca)
+        .args(["--username", "app", "--password-file"])
+        .arg(files.dir.join("app.pw"))
+        .arg("--key-file")
+        .arg(key_file)
+        .args(["--timeout", "20"])
+        .args(args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    c
+}
+
+/// Run it to the end: (exit code, stdout, stderr).
+async fn latchctl_out(
+    files: &BrokerFiles,
+    port: u16,
+    key_file: &Path,
+    args: &[&str],
+) -> (i32, String, String) {
+    latchctl_out_ca(&files.ca, files, port, key_file, args).await
+}
+
+/// [`latchctl_out`] trusting `ca`.
+async fn latchctl_out_ca(
+    ca: &Path,
+    files: &BrokerFiles,
+    port: u16,
+    key_file: &Path,
+    args: &[&str],
+) -> (i32, String, String) {
+    let cmd = latchctl_remote_ca(ca, files, port, key_file, args).output();
+    let out = tokio::time::timeout(LIMIT, cmd)
+        .await
+        .expect("latchctl finishes")
+        .expect("latchctl runs");
+    (
+        out.status.code().expect("exit code"),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Issue 24: `latchctl remote` end to end through the built binary and the
+/// real Mosquitto, with key files as `latchctl ble` writes them: every
+/// subcommand as the owner; a guest key refused `users`; `events --follow`
+/// gets the sealed duress notice with the owner's key and nothing with the
+/// guest's; a TLS failure, an unreachable broker and the lock offline give
+/// their own exit codes, and with the lock offline nothing is published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latchctl_remote_end_to_end() {
+    use latchd::core::types::{Credential, CredentialId, CredentialKind, CredentialSecret};
+    use std::os::unix::fs::PermissionsExt;
+    let w = World::new();
+    let (files, port, state) = (&w.files, w.port, &w.state);
+    {
+        let (mut store, device) = Store::open(state, StoreOptions::default()).expect("store");
+        let mac =
+            latchd::core::passcode::Macer::new(&device.passcode_key()).mac(&[9, 7, 5, 3, 1, 8]);
+        store
+            .apply(&[Change::PutCredential(Credential {
+                id: CredentialId(77),
+                user: admin(),
+                kind: CredentialKind::DuressPasscode,
+                secret: CredentialSecret::Passcode(mac),
+            })])
+            .expect("duress code");
+    }
+    let pw = files.dir.join("app.pw");
+    std::fs::write(&pw, "app-pw\n").expect("pw");
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let owner_key = w.tmp.path().join("owner-key.json");
+    let guest_key = w.tmp.path().join("guest-key.json");
+    write_key_file(&owner_key, &w.owner, &w.lock_pub);
+    write_key_file(&guest_key, &w.guest, &w.lock_pub);
+    let (_watch, mut rx) = app_client(
+        files,
+        port,
+        "cli-watch",
+        &[&topic("availability"), &topic("cmd")],
+    )
+    .await;
+    let mut running = start_lock(state, config(files, port)).await;
+    wait_for(&mut rx, &topic("availability"), b"online").await;
+    let owner = |args: &'static [&'static str]| latchctl_out(files, port, &owner_key, args);
+
+    let (code, out, err) = owner(&["--json", "status"]).await;
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(out.trim()).expect("status JSON");
+    assert_eq!(v["lock"], "locked", "{v}");
+    for (args, want) in [
+        (&["set", "remote-unlock", "on"][..], "ok"),
+        (&["unlock"][..], "ok"),
+        (&["lock"][..], "ok"),
+        (&["users"][..], "user   1"),
+        (&["passcodes"][..], ""),
+        (&["settings"][..], "remote unlock true"),
+        (&["time-sync"][..], "ok"),
+        (&["invite", "--hours", "2"][..], "GuestKeyCreated"),
+        (&["events", "-n", "5"][..], "Unlocked"),
+    ] {
+        let (code, out, err) = latchctl_out(files, port, &owner_key, args).await;
+        assert_eq!(code, 0, "{args:?}: {err}");
+        assert!(out.contains(want), "{args:?}: {out}");
+    }
+    // No lockout to release: the engine's refusal, exit 1, said so.
+    let (code, _, err) = owner(&["release-lockout"]).await;
+    assert!(
+        code == 0 || (code == 1 && err.contains("refused")),
+        "{code}: {err}"
+    );
+    let (code, out, err) = owner(&["--json", "users"]).await;
+    assert_eq!(code, 0, "{err}");
+    let users: Value = serde_json::from_str(out.trim()).expect("users JSON");
+    assert_eq!(users[0]["user"], 1, "{users}");
+
+    // A guest key may not list the users.
+    let (code, _, err) = latchctl_out(files, port, &guest_key, &["users"]).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("Forbidden"), "{err}");
+
+    // events --follow: the owner's run opens the duress notice; the
+    // guest's (no history: -n 0) receives the frames and opens none.
+    let follow = |key: &Path| {
+        let mut c = latchctl_remote(files, port, key, &["events", "-n", "0", "--follow"]);
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.spawn().expect("latchctl follows")
+    };
+    let mut owner_follow = follow(&owner_key);
+    let mut guest_follow = follow(&guest_key);
+    // Both subscribed: the CLI connects within a second here; wait on the
+    // broker's side instead of guessing.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sim = running.sim.clone().expect("sim board");
+    sim.touch().expect("wake");
+    sim.press(&latchd::board::sim::parse_keys("975318✓").expect("keys"))
+        .expect("duress code");
+    running.barrier().await;
+    let mut lines = tokio::io::BufReader::new(owner_follow.stdout.take().expect("stdout"));
+    let got = tokio::time::timeout(LIMIT, async {
+        use tokio::io::AsyncBufReadExt;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if lines.read_line(&mut line).await.expect("read") == 0 {
+                panic!("latchctl --follow ended");
+            }
+            if line.starts_with("NOTICE") {
+                return line.clone();
+            }
+        }
+    })
+    .await
+    .expect("the owner's follow prints the notice");
+    assert!(got.contains("Duress"), "{got}");
+    // The guest's run got the same frames; let it print what it could.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    guest_follow.start_kill().expect("kill");
+    let guest_out = guest_follow.wait_with_output().await.expect("guest output");
+    let guest_text = String::from_utf8_lossy(&guest_out.stdout);
+    assert!(!guest_text.contains("NOTICE"), "{guest_text}");
+    owner_follow.start_kill().expect("kill");
+    let _ = owner_follow.wait().await;
+
+    // TLS failure (a CA that did not sign the broker's certificate) and an
+    // unreachable broker.
+    let (app_cert, _) = files.client("app");
+    let (code, _, err) = latchctl_out_ca(&app_cert, files, port, &owner_key, &["status"]).await;
+    assert_eq!(code, 7, "{err}");
+    assert!(err.contains("TLS"), "{err}");
+    let (code, _, err) = latchctl_out(files, free_port(), &owner_key, &["status"]).await;
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("cannot reach the broker"), "{err}");
+
+    // The lock goes offline: a clear message, exit 3, nothing published.
+    running.stop().await.expect("clean stop");
+    wait_for(&mut rx, &topic("availability"), b"offline").await;
+    // (The commands of the runs above, seen by the watcher, are drained.)
+    while rx.try_recv().is_ok() {}
+    let (code, _, err) = owner(&["unlock"]).await;
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("offline") && err.contains("nothing was sent"),
+        "{err}"
+    );
+    let quiet = tokio::time::timeout(Duration::from_secs(1), async {
+        loop {
+            let m = rx.recv().await.expect("alive");
+            if m.0 == topic("cmd") {
+                return m;
+            }
+        }
+    })
+    .await;
+    assert!(
+        quiet.is_err(),
+        "a command was published for the offline lock"
+    );
+}
