@@ -14,6 +14,7 @@
 //! password_file = "/etc/latchd/broker.pw"    # or password = "" in a 0600 latchd.toml
 //! command_max_age_s = 60                     # remote commands expire (freshness.rs)
 //! homeassistant = false                      # publish HA discovery configs
+//! clear_presence = false                     # lock/door/away in the clear state: the broker sees presence
 //! publish_snapshots = false                  # doorbell/alarm JPEGs for HA's camera
 //! ```
 //!
@@ -74,6 +75,11 @@ pub struct RemoteConfig {
     pub homeassistant: bool,
     /// Home Assistant's discovery prefix.
     pub discovery_prefix: String,
+    /// Opt-in: publish the lock, bolt and door state and away mode in the
+    /// clear state document (and HA's `lock` and door entities). Whoever
+    /// runs or can read the broker then sees when the door opens and
+    /// whether anyone is home. Off by default (issue 14 item 2).
+    pub clear_presence: bool,
     /// Publish each doorbell and alarm snapshot (JPEG, retained) for a
     /// camera entity. Off by default: unlike the rest of the telemetry a
     /// picture of the person at the door is personal data, and the broker
@@ -101,6 +107,7 @@ impl Default for RemoteConfig {
             reconnect_max_ms: 60_000,
             homeassistant: false,
             discovery_prefix: "homeassistant".into(),
+            clear_presence: false,
             publish_snapshots: false,
         }
     }
@@ -119,6 +126,7 @@ impl std::fmt::Debug for RemoteConfig {
             .field("password_set", &!self.password.is_empty())
             .field("password_file", &self.password_file)
             .field("homeassistant", &self.homeassistant)
+            .field("clear_presence", &self.clear_presence)
             .finish_non_exhaustive()
     }
 }
@@ -192,6 +200,8 @@ pub struct RemoteSettings {
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
     pub homeassistant: Option<String>,
+    /// The clear state document carries presence (lock, door, away).
+    pub clear_presence: bool,
     /// How long a command's challenge stays acceptable.
     pub command_max_age: Duration,
     /// Publish doorbell and alarm snapshots.
@@ -336,6 +346,7 @@ impl RemoteConfig {
             reconnect_min: Duration::from_millis(self.reconnect_min_ms),
             reconnect_max: Duration::from_millis(self.reconnect_max_ms),
             homeassistant: self.homeassistant.then(|| self.discovery_prefix.clone()),
+            clear_presence: self.clear_presence,
             command_max_age: Duration::from_secs(self.command_max_age_s),
             snapshots: self.publish_snapshots,
         }))

@@ -403,13 +403,37 @@ impl Service {
         );
         if let Some(prefix) = &self.ctx.settings.homeassistant {
             let camera = self.snapshots.is_some();
-            for d in telemetry::discovery(
-                prefix,
-                &self.ctx.serial,
-                &self.topics,
-                &self.ctx.firmware,
-                camera,
-            ) {
+            let presence = self.ctx.settings.clear_presence;
+            let configs = |presence| {
+                telemetry::discovery(
+                    prefix,
+                    &self.ctx.serial,
+                    &self.topics,
+                    &self.ctx.firmware,
+                    camera,
+                    presence,
+                )
+            };
+            let published = configs(presence);
+            // Without presence, remove the lock and door entities an
+            // earlier configuration may have left retained at the broker.
+            let stale: Vec<String> = configs(true)
+                .into_iter()
+                .map(|d| d.topic)
+                .filter(|t| !published.iter().any(|d| &d.topic == t))
+                .collect();
+            for topic in stale {
+                publish(
+                    client,
+                    tracker,
+                    topic,
+                    QoS::AtLeastOnce,
+                    true,
+                    Vec::new(),
+                    None,
+                );
+            }
+            for d in published {
                 publish(
                     client,
                     tracker,
@@ -434,7 +458,11 @@ impl Service {
     }
 
     fn publish_state(&mut self, client: &AsyncClient, tracker: &mut Tracker, force: bool) {
-        let doc = telemetry::state_json(&self.published.borrow().engine).to_string();
+        let doc = telemetry::state_json(
+            &self.published.borrow().engine,
+            self.ctx.settings.clear_presence,
+        )
+        .to_string();
         if !force && self.last_state.as_deref() == Some(doc.as_str()) {
             return;
         }

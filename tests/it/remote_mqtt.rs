@@ -391,6 +391,8 @@ fn config(files: &BrokerFiles, port: u16) -> Config {
     r.reconnect_min_ms = 100;
     r.reconnect_max_ms = 1000;
     r.homeassistant = true;
+    // The HA lock and door entities need the presence opt-in (issue 14).
+    r.clear_presence = true;
     c
 }
 
@@ -1856,8 +1858,32 @@ async fn latchctl_remote_end_to_end() {
         &[&topic("availability"), &topic("cmd")],
     )
     .await;
-    let mut running = start_lock(state, config(files, port)).await;
+    let mut private = config(files, port);
+    private.remote.clear_presence = false;
+    let mut running = start_lock(state, private).await;
     wait_for(&mut rx, &topic("availability"), b"online").await;
+    // Issue 14 item 2: without the opt-in the retained state says nothing
+    // of the lock, the door or away mode.
+    let doc = tokio::task::spawn_blocking({
+        let ca = files.ca.clone();
+        move || {
+            let out = Command::new("mosquitto_sub")
+                .args(["-h", "127.0.0.1", "-p", &port.to_string(), "--cafile"])
+                .arg(ca)
+                .args(["-u", "app", "-P", "app-pw", "-t", &topic("state")])
+                .args(["-C", "1", "-W", "30", "-N"])
+                .output()
+                .expect("mosquitto_sub runs");
+            out.stdout
+        }
+    })
+    .await
+    .expect("join");
+    let state_doc: Value = serde_json::from_slice(&doc).expect("state JSON");
+    for f in latchd::remote::telemetry::PRESENCE_FIELDS {
+        assert!(state_doc.get(f).is_none(), "{f} in clear: {state_doc}");
+    }
+    assert!(state_doc.get("battery_percent").is_some(), "{state_doc}");
     let owner = |args: &'static [&'static str]| latchctl_out(files, port, &owner_key, args);
 
     let (code, out, err) = owner(&["--json", "status"]).await;
