@@ -142,7 +142,9 @@ impl RemoteCliError {
         match self {
             RemoteCliError::Usage(_) => 2,
             RemoteCliError::Client(e) => match e {
-                RemoteClientError::LockOffline(_) | RemoteClientError::NoChallenge => 3,
+                RemoteClientError::LockOffline(_)
+                | RemoteClientError::WentOffline
+                | RemoteClientError::NoChallenge => 3,
                 RemoteClientError::Login(_) => 4,
                 RemoteClientError::Unreachable { .. } | RemoteClientError::Lost(_) => 5,
                 RemoteClientError::Tls(_) => 7,

@@ -100,6 +100,8 @@ pub enum RemoteClientError {
     Login(String),
     #[error("the lock is offline (its retained availability is `{0}`); nothing was sent")]
     LockOffline(String),
+    #[error("the lock went offline before answering; the command may or may not have run (check with `status`)")]
+    WentOffline,
     #[error("the lock has published no challenge; is it running a version with remote freshness?")]
     NoChallenge,
     #[error("no answer from the lock within {0:?}")]
@@ -369,7 +371,7 @@ impl RemoteClient {
                     Some(reply) => reply,
                     None => {
                         if self.availability.as_deref() == Some("offline") {
-                            return Err(RemoteClientError::LockOffline("offline".into()));
+                            return Err(RemoteClientError::WentOffline);
                         }
                         continue;
                     }
