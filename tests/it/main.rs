@@ -27,6 +27,7 @@ mod common;
 mod alsa_voice;
 mod ble_protocol;
 mod board_modules;
+mod crash_random;
 mod daemon_attempts;
 mod daemon_config;
 mod daemon_crash;
