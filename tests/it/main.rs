@@ -48,6 +48,7 @@ mod face_accuracy;
 mod face_enrol;
 #[cfg(feature = "face")]
 mod face_sim;
+mod factory_reset;
 mod keystore;
 #[cfg(feature = "matter")]
 mod matter_controller;
