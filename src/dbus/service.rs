@@ -37,6 +37,9 @@ use super::{
 struct DiagnosticsInterface {
     /// Latest snapshot; the getters read it under its short read lock.
     snapshot: watch::Receiver<Diagnostics>,
+    /// When the daemon started (from the first snapshot's uptime), so
+    /// `UptimeSeconds` is computed when read.
+    started: std::time::Instant,
     /// The daemon's answers to SelfTest/RecentEvents/ExportDiagnostics.
     backend: Arc<dyn DiagnosticsBackend>,
     /// Held while a self-test runs: exercising the motor twice at once would
@@ -70,10 +73,10 @@ impl DiagnosticsInterface {
         self.snapshot.borrow().board.clone()
     }
 
-    /// Seconds since the daemon started.
+    /// Seconds since the daemon started, computed when read.
     #[zbus(property, name = "UptimeSeconds")]
     fn uptime_seconds(&self) -> u64 {
-        self.snapshot.borrow().uptime_s
+        self.started.elapsed().as_secs()
     }
 
     /// "locked", "unlocked", "moving", "jammed" or "unknown".
@@ -94,16 +97,22 @@ impl DiagnosticsInterface {
         self.snapshot.borrow().door_state.clone()
     }
 
-    /// Battery charge, 0..100 %.
+    /// Battery charge, 0..100 %; 255 = unknown (no reading yet).
     #[zbus(property, name = "BatteryPercent")]
     fn battery_percent(&self) -> u8 {
-        self.snapshot.borrow().battery_percent
+        self.snapshot
+            .borrow()
+            .battery_percent
+            .unwrap_or(properties::UNKNOWN_BATTERY_PERCENT)
     }
 
-    /// Battery voltage in millivolts.
+    /// Battery voltage in millivolts; 0 = unknown (no reading yet).
     #[zbus(property, name = "BatteryMillivolts")]
     fn battery_millivolts(&self) -> u32 {
-        self.snapshot.borrow().battery_mv
+        self.snapshot
+            .borrow()
+            .battery_mv
+            .unwrap_or(properties::UNKNOWN_MILLIVOLTS)
     }
 
     /// True while powered from the emergency USB-C port (B-10.3).
@@ -118,10 +127,13 @@ impl DiagnosticsInterface {
         self.snapshot.borrow().wifi_state.clone()
     }
 
-    /// Wi-Fi signal in dBm; 0 when not associated.
+    /// Wi-Fi signal in dBm; 0 = unknown (not associated, or not reported).
     #[zbus(property, name = "WifiRssi")]
     fn wifi_rssi(&self) -> i16 {
-        self.snapshot.borrow().wifi_rssi
+        self.snapshot
+            .borrow()
+            .wifi_rssi
+            .unwrap_or(properties::UNKNOWN_RSSI)
     }
 
     /// BLE: "off", "advertising", "pairing", "connected" or "unknown".
@@ -216,6 +228,27 @@ impl DiagnosticsInterface {
     #[zbus(property, name = "KeyStorage")]
     fn key_storage(&self) -> String {
         self.snapshot.borrow().key_storage.clone()
+    }
+
+    /// The wall time the lock trusts now (Unix s); 0 = unknown (never set,
+    /// or behind the trusted-time floor: time-windowed credentials are
+    /// refused then).
+    #[zbus(property, name = "WallClock")]
+    fn wall_clock(&self) -> i64 {
+        self.snapshot
+            .borrow()
+            .wall_clock
+            .unwrap_or(properties::UNKNOWN_TIME)
+    }
+
+    /// The trusted-time floor (Unix s): the newest wall time the lock has
+    /// trusted; a clock behind it is not believed. 0 = none yet.
+    #[zbus(property, name = "TrustedTimeFloor")]
+    fn trusted_time_floor(&self) -> i64 {
+        self.snapshot
+            .borrow()
+            .time_floor
+            .unwrap_or(properties::UNKNOWN_TIME)
     }
 
     /// Exercise every device once. Returns (device, ok, detail) per device.
@@ -358,7 +391,10 @@ pub async fn serve(
     backend: Arc<dyn DiagnosticsBackend>,
     events_rx: broadcast::Receiver<EventRecord>,
 ) -> Result<DbusHandle, DbusError> {
+    let uptime = std::time::Duration::from_secs(diag_rx.borrow().uptime_s);
+    let now = std::time::Instant::now();
     let iface = DiagnosticsInterface {
+        started: now.checked_sub(uptime).unwrap_or(now),
         snapshot: diag_rx.clone(),
         backend,
         self_test_running: Mutex::new(()),
