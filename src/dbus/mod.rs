@@ -49,6 +49,7 @@ use crate::core::types::{CredentialKind, UserNumber};
 use crate::core::users;
 
 mod backend;
+mod caller;
 pub mod client;
 mod properties;
 mod service;
