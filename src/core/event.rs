@@ -6,7 +6,7 @@
 //! Each kind has a [`Retention`] class (issue 14 item 4): *records* —
 //! unlocks, locks, failures, lockouts, alarms, user, key and setting
 //! changes, resets — and *noise*, what anyone outside can cause at will
-//! (doorbell presses, refused app frames, the door swinging; see
+//! (doorbell presses, refused app frames, unknown faces; see
 //! `core::noise`). The store keeps the two in separate budgets, so no
 //! amount of noise pushes a record out of the log.
 use serde::{Deserialize, Serialize};
@@ -232,12 +232,10 @@ pub enum Retention {
 /// The serde names (`kind_name` column) of every [`Retention::Noise`]
 /// kind, for the store's pruning. `noise_names_match_the_kinds` keeps it
 /// in step with [`EventKind::retention`].
-pub const NOISE_KIND_NAMES: [&str; 8] = [
+pub const NOISE_KIND_NAMES: [&str; 6] = [
     "doorbell",
     "app_refused",
     "auto_face_refused",
-    "door_opened",
-    "door_closed",
     "module_fault",
     "events_suppressed",
     "prompt",
@@ -247,7 +245,11 @@ impl EventKind {
     /// Record or noise (see [`Retention`]).
     pub fn retention(&self) -> Retention {
         match self {
-            EventKind::Prompt { .. } | EventKind::EventsSuppressed { .. } => Retention::Noise,
+            // Every refusal, the channel's `rate_limited` summary too (it
+            // is exempt from the engine's budget, not from this class).
+            EventKind::Prompt { .. }
+            | EventKind::EventsSuppressed { .. }
+            | EventKind::AppRefused { .. } => Retention::Noise,
             k if NoiseKind::of(k).is_some() => Retention::Noise,
             _ => Retention::Record,
         }
@@ -321,8 +323,6 @@ mod tests {
                 user: None,
                 spoof: None,
             },
-            EventKind::DoorOpened,
-            EventKind::DoorClosed,
             EventKind::ModuleFault { detail: "x".into() },
             EventKind::EventsSuppressed {
                 noise: NoiseKind::Doorbell,
@@ -345,6 +345,7 @@ mod tests {
                 alarm: AlarmKind::Tamper,
             },
             EventKind::FactoryReset,
+            EventKind::DoorOpened,
             EventKind::AppKeyAdded {
                 slot: 1,
                 guest: false,

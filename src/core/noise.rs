@@ -1,7 +1,6 @@
 //! The event log's budget for noise (issue 14 item 4): events anyone
 //! outside can cause at will — a doorbell press, a refused app frame, a
-//! face the camera did not know, the door swinging, a module that keeps
-//! failing — are logged at a bounded rate, and what was not logged is
+//! face the camera did not know, a module that keeps failing — are logged at a bounded rate, and what was not logged is
 //! counted and logged as one summary.
 //!
 //! ```text
@@ -26,7 +25,6 @@
 //! | doorbell | 10 | 1 / 6 min | a visitor rings 1–3 times |
 //! | app_refused | 10 | 1 / 6 min | a stale app retries a few times |
 //! | auto_face_refused | 10 | 1 / 6 min | passers-by; recognition has its own pause |
-//! | door | 20 | 1 / 3 min | a household opens the door a few times an hour |
 //! | module_fault | 5 | 1 / 12 min | the adapter reports once per outage |
 //!
 //! Decision: a doorbell press beyond the budget still rings (the prompt
@@ -37,7 +35,7 @@ use core::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::event::EventKind;
+use super::event::{AppRefusal, EventKind};
 use super::time::Instant;
 
 /// A kind of event an outsider can cause at will.
@@ -47,8 +45,6 @@ pub enum NoiseKind {
     Doorbell,
     AppRefused,
     AutoFaceRefused,
-    /// The door opening or closing.
-    Door,
     ModuleFault,
 }
 
@@ -61,21 +57,28 @@ pub struct Budget {
 
 impl NoiseKind {
     /// Every noise kind, in the order the engine keeps their buckets.
-    pub const ALL: [NoiseKind; 5] = [
+    pub const ALL: [NoiseKind; 4] = [
         NoiseKind::Doorbell,
         NoiseKind::AppRefused,
         NoiseKind::AutoFaceRefused,
-        NoiseKind::Door,
         NoiseKind::ModuleFault,
     ];
 
-    /// The noise kind of a logged event; `None` for a record.
+    /// The budget a logged event counts against; `None` for a record, and
+    /// for a channel's `rate_limited` summary, which the channel's own
+    /// limiter already bounds to one per flood (`link::RefusalLimiter`) and
+    /// which must be told. Decision: the door opening and closing are
+    /// records, not noise — nobody outside moves a locked door at will, and
+    /// a forced entry must stay readable.
     pub fn of(kind: &EventKind) -> Option<NoiseKind> {
         Some(match kind {
             EventKind::Doorbell => NoiseKind::Doorbell,
+            EventKind::AppRefused {
+                reason: AppRefusal::RateLimited,
+                ..
+            } => return None,
             EventKind::AppRefused { .. } => NoiseKind::AppRefused,
             EventKind::AutoFaceRefused { .. } => NoiseKind::AutoFaceRefused,
-            EventKind::DoorOpened | EventKind::DoorClosed => NoiseKind::Door,
             EventKind::ModuleFault { .. } => NoiseKind::ModuleFault,
             _ => return None,
         })
@@ -85,10 +88,6 @@ impl NoiseKind {
     pub const fn budget(self) -> Budget {
         const MIN: u64 = 60;
         match self {
-            NoiseKind::Door => Budget {
-                burst: 20,
-                refill: Duration::from_secs(3 * MIN),
-            },
             NoiseKind::ModuleFault => Budget {
                 burst: 5,
                 refill: Duration::from_secs(12 * MIN),
@@ -105,8 +104,7 @@ impl NoiseKind {
             NoiseKind::Doorbell => 0,
             NoiseKind::AppRefused => 1,
             NoiseKind::AutoFaceRefused => 2,
-            NoiseKind::Door => 3,
-            NoiseKind::ModuleFault => 4,
+            NoiseKind::ModuleFault => 3,
         }
     }
 }
@@ -133,7 +131,7 @@ struct Bucket {
 /// The per-kind buckets. Pure: time comes in with every call.
 #[derive(Debug, Clone)]
 pub struct NoiseBudget {
-    buckets: [Bucket; 5],
+    buckets: [Bucket; 4],
 }
 
 impl NoiseBudget {
@@ -275,19 +273,19 @@ mod tests {
     #[test]
     fn a_quiet_hour_refills_the_burst() {
         let mut n = NoiseBudget::new(at(0));
-        for _ in 0..20 {
-            n.admit(NoiseKind::Door, at(0));
+        for _ in 0..10 {
+            n.admit(NoiseKind::Doorbell, at(0));
         }
-        assert_eq!(n.admit(NoiseKind::Door, at(0)), Admit::Drop);
+        assert_eq!(n.admit(NoiseKind::Doorbell, at(0)), Admit::Drop);
         let hour = 3_600_000;
         let _ = n.due(at(hour));
-        for _ in 0..20 {
+        for _ in 0..10 {
             assert!(matches!(
-                n.admit(NoiseKind::Door, at(hour)),
+                n.admit(NoiseKind::Doorbell, at(hour)),
                 Admit::Log { .. }
             ));
         }
-        assert_eq!(n.admit(NoiseKind::Door, at(hour)), Admit::Drop);
+        assert_eq!(n.admit(NoiseKind::Doorbell, at(hour)), Admit::Drop);
     }
 
     #[test]
@@ -301,7 +299,6 @@ mod tests {
 
     #[test]
     fn every_noise_kind_maps_back() {
-        use super::super::event::{AppRefusal, EventKind};
         use super::super::input::Channel;
         let kinds = [
             EventKind::Doorbell,
@@ -313,7 +310,6 @@ mod tests {
                 user: None,
                 spoof: None,
             },
-            EventKind::DoorOpened,
             EventKind::ModuleFault {
                 detail: String::new(),
             },
@@ -321,5 +317,13 @@ mod tests {
         let mapped: Vec<_> = kinds.iter().filter_map(NoiseKind::of).collect();
         assert_eq!(mapped, NoiseKind::ALL);
         assert_eq!(NoiseKind::of(&EventKind::LockoutStarted), None);
+        assert_eq!(NoiseKind::of(&EventKind::DoorOpened), None);
+        assert_eq!(
+            NoiseKind::of(&EventKind::AppRefused {
+                via: Channel::Remote,
+                reason: AppRefusal::RateLimited
+            }),
+            None
+        );
     }
 }
