@@ -57,6 +57,7 @@ use crate::core::types::MotorDirection;
 use crate::core::{Action, AlarmKind, Input, KeypadView, ModuleCmd, MotorCmd, Prompt};
 
 pub mod absent;
+pub mod coast;
 pub mod drivers;
 pub mod frames;
 #[cfg(feature = "board-linux")]

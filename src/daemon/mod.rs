@@ -200,10 +200,14 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     let token = CancellationToken::new();
     spawn_signal_listener(token.clone());
     let state_dir = opts.state_dir.clone();
+    let config = opts.config.clone();
     let running = start(opts, token.clone()).await?;
     token.cancelled().await;
     shutdown(running).await?;
     if crate::store::keystore::rotation_requested(&state_dir) {
+        // A factory reset: the Wi-Fi profiles the lock made go with the
+        // household (issue 13 item 5), before the restart under a new key.
+        services::forget_wifi(&config).await;
         return Err(DaemonError::KeyRotation);
     }
     Ok(())

@@ -115,6 +115,22 @@ pub async fn radios(
     (wifi, ble)
 }
 
+/// After a factory reset: delete the networks the lock configured
+/// (`WifiBackend::forget`). A failure is logged, not fatal: the reset
+/// itself is committed and the restart must not be held up by Wi-Fi.
+pub async fn forget_wifi(config: &Config) {
+    if config.wifi.backend == BackendKind::None {
+        return;
+    }
+    match wifi_backend(config).await.forget().await {
+        Ok(n) => tracing::info!(networks = n, "factory reset: Wi-Fi networks forgotten"),
+        Err(e) => tracing::error!(
+            "factory reset: cannot forget the Wi-Fi networks: {e}; delete the lock's \
+             profile (`latchd <ssid>`) by hand"
+        ),
+    }
+}
+
 /// The configured Wi-Fi backend on the system bus, or none.
 async fn wifi_backend(config: &Config) -> Arc<dyn WifiBackend> {
     if config.wifi.backend == BackendKind::None {

@@ -78,6 +78,7 @@
 //! changed by whoever can write the file; and whoever holds the key file
 //! can brute-force a 6-digit passcode from its MAC in seconds — on a
 //! product the key belongs in a secure element, TPM or TEE.
+mod erase;
 mod error;
 mod events;
 mod key;
@@ -278,6 +279,26 @@ impl Store {
         if changes.iter().any(|c| matches!(c, Change::FactoryReset)) {
             if let Some(dir) = self.db_path.parent() {
                 keystore::request_rotation(dir)?;
+                // The erase (store/erase.rs). The rows are already gone;
+                // a failure here leaves old bytes in the files until the
+                // next open scrubs again, so it is logged, not returned.
+                match erase::scrub(&self.conn) {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(
+                        "factory reset: a reader kept the write-ahead log from being truncated; \
+                         the restart scrubs it"
+                    ),
+                    Err(e) => tracing::error!("factory reset: scrubbing the database: {e}"),
+                }
+                // Likewise the snapshots: the adoption under the new key
+                // erases them again, so an error is not the batch's.
+                match erase::erase_snapshots(dir) {
+                    Ok(snapshots) => tracing::info!(
+                        snapshots,
+                        "factory reset: event log, snapshots and free pages erased"
+                    ),
+                    Err(e) => tracing::error!("factory reset: erasing the snapshots: {e}"),
+                }
             }
         }
         Ok(())
@@ -669,6 +690,19 @@ fn verify_key(
                 tx.execute("DELETE FROM store_meta WHERE name = ?1", [ROTATION_PENDING])
                     .ctx("clearing the key rotation mark")?;
                 tx.commit().ctx("adopting the database with the new key")?;
+                // The old key check (and anything the reset's own scrub
+                // could not reach) must not stay in the files: no reader
+                // exists yet, so the truncation completes. A failure (a
+                // full disk for VACUUM's copy) leaves only bytes no key
+                // opens any more: logged, and the lock still starts.
+                if let Err(e) = erase::scrub(conn) {
+                    tracing::error!("after the key rotation: scrubbing the database: {e}");
+                }
+                if let Some(dir) = db_path.parent() {
+                    if let Err(e) = erase::erase_snapshots(dir) {
+                        tracing::error!("after the key rotation: erasing the snapshots: {e}");
+                    }
+                }
                 tracing::info!(db = %db_path.display(), "the database now belongs to the new device key");
                 Ok(KeyCheck::Belongs)
             }

@@ -272,15 +272,18 @@ fn apply_one(
         Change::FactoryReset => {
             // Children first is not needed with the cascades, but explicit
             // deletes keep the reset complete even for guest keys and temp
-            // passcodes, which belong to no user. Events and service
-            // counters stay (B-10.6), and so does the trusted-time floor:
-            // time does not run backwards for the next owner either (issue
-            // 13). The device key is marked for rotation in the same
-            // transaction (store/keystore): the next open runs with a new
-            // key, so whatever the old one sealed and SQLite's free pages
-            // still hold can never be opened again.
+            // passcodes, which belong to no user. The event log goes too
+            // (issue 13: a buyer of a used lock must not page the previous
+            // household's history; the engine logs one "factory reset"
+            // event after this commit). Service counters stay, and so does
+            // the trusted-time floor: time does not run backwards for the
+            // next owner either. The device key is marked for rotation in
+            // the same transaction (store/keystore), and Store::apply then
+            // scrubs the files (store/erase.rs).
             tx.execute_batch(SEALED_TABLES_ERASE)
                 .ctx("erasing users and settings (factory reset)")?;
+            tx.execute_batch(super::erase::EVENTS_ERASE)
+                .ctx("erasing the event log (factory reset)")?;
             tx.execute_batch(
                 "DELETE FROM users;
                  DELETE FROM lock_state WHERE name <> 'time_floor';

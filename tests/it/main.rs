@@ -27,6 +27,7 @@ mod common;
 mod alsa_voice;
 mod ble_protocol;
 mod board_modules;
+mod crash_random;
 mod daemon_attempts;
 mod daemon_config;
 mod daemon_crash;
@@ -48,6 +49,7 @@ mod face_accuracy;
 mod face_enrol;
 #[cfg(feature = "face")]
 mod face_sim;
+mod factory_reset;
 mod keystore;
 mod packaging;
 mod passcode_props;

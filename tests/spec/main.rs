@@ -16,4 +16,5 @@ mod b6;
 mod b7;
 mod b8;
 mod b9;
+mod clock_jumps;
 mod robustness;

@@ -47,6 +47,16 @@ impl Daemon {
 
     /// Start a given latchd binary (a pinned copy, in the VM tests).
     pub fn start_exe(exe: &Path, state: &Path, extra: &[&str]) -> Daemon {
+        Self::start_exe_env(exe, state, extra, &[])
+    }
+
+    /// [`Daemon::start_with`] with extra environment (a private system
+    /// bus: `DBUS_SYSTEM_BUS_ADDRESS`).
+    pub fn start_with_env(state: &Path, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Self::start_exe_env(Path::new(env!("CARGO_BIN_EXE_latchd")), state, extra, env)
+    }
+
+    fn start_exe_env(exe: &Path, state: &Path, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
         let sock = state.with_extension("sock");
         let log = state.with_extension("log");
         let log_file = std::fs::OpenOptions::new()
@@ -62,6 +72,7 @@ impl Daemon {
             .arg(&sock)
             .args(extra)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .env_remove("NOTIFY_SOCKET")
             .env_remove("WATCHDOG_USEC")
             .stdin(Stdio::null())
@@ -195,6 +206,11 @@ impl Daemon {
         )
         .unwrap();
         child.wait().unwrap()
+    }
+
+    /// Wait for the daemon to exit on its own (a factory reset exits 75).
+    pub fn wait(mut self) -> ExitStatus {
+        self.child.take().unwrap().wait().unwrap()
     }
 
     /// SIGKILL: no chance to clean up, like a power cut for the process.

@@ -69,7 +69,11 @@ do_compile() {
     oe_cargo_build --no-default-features ${PACKAGECONFIG_CONFARGS}
 }
 
+# The cargo class's do_install puts every binary of the build in ${bindir}:
+# latchd, latchctl and latchd-coast (run by latchd.service's ExecStopPost=
+# so the motor coasts however the daemon ended; docs/motor-safety.md).
 do_install:append() {
+    test -x ${D}${bindir}/latchd-coast || bbfatal "latchd-coast is not installed: latchd.service's ExecStopPost= needs it"
     install -d ${D}${sysconfdir}/latchd
     # The documented defaults, but on the real board: board = "linux" with
     # the installed board file (as shipped the file selects the sim board).
