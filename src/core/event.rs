@@ -266,9 +266,9 @@ pub enum ReleasedBy {
     Administrator { user: UserNumber },
 }
 
-/// Why an app command was refused. The first five are decided at the
-/// channel's edge (the frame never reached the engine as a command); the
-/// rest by the engine.
+/// Why an app command was refused. The first five and `Stale` are decided
+/// at the channel's edge (the frame never reached the engine as a
+/// command); the rest by the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AppRefusal {
@@ -298,6 +298,10 @@ pub enum AppRefusal {
     /// verification code (an old one, the label's after the first owner)
     /// or a man in the middle.
     PairingFailed,
+    /// A remote command that verified but is not fresh: it answers a
+    /// challenge the lock no longer accepts (held back by the broker, or
+    /// sealed before the lock's current broker connection).
+    Stale,
 }
 
 #[cfg(test)]
