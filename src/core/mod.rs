@@ -62,6 +62,7 @@ pub mod event;
 pub mod input;
 pub mod lock;
 mod menu;
+pub mod noise;
 pub mod passcode;
 pub mod policy;
 pub mod time;
