@@ -17,8 +17,12 @@ pub enum Action {
     Persist(Vec<Change>),
     /// Append to the event log (and the diagnostics/app streams).
     Log(Event),
-    /// Speak a voice prompt (B-3, B-4). Prompts are also logged.
+    /// Speak a voice prompt (B-3, B-4). Every prompt is also traced
+    /// ([`Action::Trace`]), spoken or muted.
     Prompt(Prompt),
+    /// A line for the diagnostics stream (the journal): what was said.
+    /// Stored nowhere (issue 14 item 4: prompts are not log events).
+    Trace(Trace),
     /// What the keypad shows now.
     Keypad(KeypadView),
     Motor(MotorCmd),
@@ -36,6 +40,16 @@ pub enum Action {
     /// An owner set the wall clock: the runtime's clock reads this time
     /// now (the engine sees it from the next input on).
     SetClock(super::time::WallTime),
+}
+
+/// What [`Action::Trace`] tells the diagnostics stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trace {
+    /// A prompt's words (system information by name only: its
+    /// verification code is a pairing secret); `spoken: false` while
+    /// muted (B-3.4).
+    Prompt { text: String, spoken: bool },
 }
 
 /// The keypad's whole visible state; the board renders it.

@@ -296,12 +296,10 @@ impl Engine {
                     return Verdict::Wrong;
                 };
                 if !u.validity.admits(wall) {
+                    // A duress code is logged as a passcode too
+                    // (`Method::as_logged`, issue 14 item 5).
                     return Verdict::OutsideValidity {
-                        method: if duress {
-                            Method::DuressPasscode
-                        } else {
-                            Method::Passcode
-                        },
+                        method: Method::Passcode,
                         user: Some(user),
                     };
                 }

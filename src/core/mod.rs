@@ -64,6 +64,7 @@ pub mod input;
 pub mod lock;
 mod matter;
 mod menu;
+pub mod noise;
 pub mod passcode;
 pub mod policy;
 pub mod time;

@@ -143,6 +143,20 @@ pub enum Method {
     Matter,
 }
 
+impl Method {
+    /// The method as the event log records it. B-6.9 and issue 14 item 5:
+    /// a duress passcode is logged as a passcode, so the log — read by
+    /// technicians, the app and whoever holds the phone — cannot tell a
+    /// duress unlock from an ordinary one; only the owner's sealed notice
+    /// ([`Notice::Duress`](super::action::Notice::Duress)) says it.
+    pub fn as_logged(self) -> Method {
+        match self {
+            Method::DuressPasscode => Method::Passcode,
+            other => other,
+        }
+    }
+}
+
 impl From<Modality> for Method {
     fn from(m: Modality) -> Method {
         match m {

@@ -1676,13 +1676,18 @@ async fn a_duress_unlock_is_an_ordinary_unlock_on_every_clear_topic() {
     let stats = running.remote_stats.clone().expect("remote on");
     assert_eq!(stats.notices_sealed.load(Ordering::Relaxed), 2);
 
-    // The lock's own log keeps the truth for the owner's sealed channel.
+    // Issue 14 item 5: the lock's own log (read by technicians on D-Bus
+    // and by the app) shows an ordinary passcode unlock and no duress
+    // alarm; only the owner's sealed notice above tells it.
     let (store, _) = Store::open(state, StoreOptions::default()).expect("store");
     let log = store.recent_events(100).expect("events");
+    let text = serde_json::to_string(&log).expect("json");
+    assert!(!text.contains("duress"), "{text}");
     assert!(log.iter().any(|e| matches!(
         e.event.kind,
-        EventKind::AlarmRaised {
-            alarm: latchd::core::AlarmKind::Duress
+        EventKind::Unlocked {
+            method: Method::Passcode,
+            ..
         }
     )));
     drop(store);
