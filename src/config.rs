@@ -58,6 +58,9 @@ pub struct Config {
     pub remote: crate::remote::RemoteConfig,
     /// `[video]`: the live outdoor stream (off by default, see `docs/video.md`).
     pub video: crate::video::VideoConfig,
+    /// `[matter]`: the Matter node (builds with the `matter` feature; see
+    /// `docs/matter.md`).
+    pub matter: crate::matter::MatterConfig,
     /// `[face]`: face unlock on the outdoor camera (off by default, see
     /// `src/biometrics/face/config.rs`).
     #[cfg(feature = "face")]
@@ -180,6 +183,7 @@ impl Default for Config {
             wifi: crate::wifi::WifiConfig::default(),
             remote: crate::remote::RemoteConfig::default(),
             video: crate::video::VideoConfig::default(),
+            matter: crate::matter::MatterConfig::default(),
             #[cfg(feature = "face")]
             face: crate::biometrics::face::config::FaceConfig::default(),
         }
@@ -263,6 +267,14 @@ pub enum ConfigError {
         value: String,
         why: &'static str,
     },
+    /// Issue 14: a file holding a secret must be readable by its owner only.
+    #[error("config file {path} holds the secret `{key}` but its group or others may read it (mode {mode:o}); run chmod 600 on it, or {instead}")]
+    SecretExposed {
+        path: PathBuf,
+        key: &'static str,
+        mode: u32,
+        instead: &'static str,
+    },
 }
 
 impl Config {
@@ -272,7 +284,51 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        Config::parse(&text, path)
+        let config = Config::parse(&text, path)?;
+        config.check_secrets_private(path)?;
+        Ok(config)
+    }
+
+    /// The secrets this file holds inline, with where else they can go.
+    fn inline_secrets(&self) -> Vec<(&'static str, &'static str)> {
+        let mut out = Vec::new();
+        if !self.lock.verification_code.is_empty() {
+            out.push((
+                "lock.verification_code",
+                "leave it empty to derive it from the device key",
+            ));
+        }
+        if !self.remote.password.is_empty() {
+            out.push((
+                "remote.password",
+                "put it in remote.password_file (mode 0600)",
+            ));
+        }
+        out
+    }
+
+    /// A file that holds a secret inline is refused unless only its owner
+    /// may read it (like the video token file).
+    fn check_secrets_private(&self, path: &Path) -> Result<(), ConfigError> {
+        use std::os::unix::fs::MetadataExt;
+        let Some(&(key, instead)) = self.inline_secrets().first() else {
+            return Ok(());
+        };
+        let mode = std::fs::metadata(path)
+            .map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(ConfigError::SecretExposed {
+                path: path.to_owned(),
+                key,
+                mode: mode & 0o777,
+                instead,
+            });
+        }
+        Ok(())
     }
 
     /// Parse and validate TOML text; `path` is only used in messages.
@@ -310,6 +366,9 @@ impl Config {
         }
         if let Err(why) = self.ble.validate() {
             return bad("ble.adapter", format!("{:?}", self.ble.adapter), why);
+        }
+        if let Err(why) = self.matter.validate() {
+            return bad("matter", format!("{:?}", self.matter.interface), why);
         }
         if !l.verification_code.is_empty()
             && crate::app::pairing::VerificationCode::parse(&l.verification_code).is_err()
@@ -486,5 +545,40 @@ mod tests {
             parse("board = \"linux\"\n").unwrap().board,
             BoardKind::Linux
         );
+    }
+
+    /// Issue 14 item 2: a latchd.toml holding `remote.password` or
+    /// `lock.verification_code` inline is refused unless it is 0600; one
+    /// without secrets loads whatever its mode.
+    #[test]
+    fn a_file_with_inline_secrets_must_be_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("latchd.toml");
+        let chmod =
+            |m| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(m)).expect("chmod");
+        std::fs::write(&path, "[remote]\nusername = \"lock\"\n").expect("write");
+        chmod(0o644);
+        Config::load(&path).expect("no secret: any mode");
+        for (text, key) in [
+            (
+                "[remote]\nusername = \"lock\"\npassword = \"pw-123\"\n",
+                "remote.password",
+            ),
+            (
+                "[lock]\nverification_code = \"ABCDEFGHIJKLMNOPQRSTUVWX\"\n",
+                "lock.verification_code",
+            ),
+        ] {
+            std::fs::write(&path, text).expect("write");
+            chmod(0o644);
+            let e = Config::load(&path)
+                .expect_err("0644 with a secret")
+                .to_string();
+            assert!(e.contains(key) && e.contains("chmod 600"), "{e}");
+            assert!(!e.contains("pw-123") && !e.contains("ABCDEFGH"), "{e}");
+            chmod(0o600);
+            Config::load(&path).expect("0600");
+        }
     }
 }

@@ -359,7 +359,9 @@ pub fn unlock_method(m: Method) -> UnlockMethod {
         Method::TempPasscode => UnlockMethod::TemporaryPasscode,
         Method::MechanicalKey => UnlockMethod::MechanicalKey,
         Method::Ble => UnlockMethod::Ble,
-        Method::Remote => UnlockMethod::Remote,
+        // A Matter controller is remote over Wi-Fi too; the app protocol
+        // has no word of its own for it.
+        Method::Remote | Method::Matter => UnlockMethod::Remote,
         Method::Inside => UnlockMethod::Inside,
     }
 }

@@ -168,11 +168,23 @@ pub trait PalmModule: Send {
 /// `ModuleCmd::RecogniseFace`; results arrive as `Input::Module(..)`.
 pub trait FaceSource: Send {
     fn command(&mut self, cmd: &ModuleCmd) -> Result<(), DeviceError>;
+
+    /// Why this board has no face recognition, for the self-test; `None`
+    /// for a real one (the stand-in in `absent.rs` says why).
+    fn absent(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// The outdoor camera's still pictures (B-3.5).
 pub trait Camera: Send {
     fn snapshot(&mut self, reason: SnapshotReason) -> Result<(), DeviceError>;
+
+    /// Why this board has no camera, for the self-test; `None` for a real
+    /// one (the stand-in in `absent.rs` says why).
+    fn absent(&self) -> Option<&'static str> {
+        None
+    }
 
     /// A snapshot that belongs to the logged event `event` (its id in the
     /// store's event log), so the picture can be found from the event.
@@ -211,7 +223,7 @@ pub struct Board {
 pub enum Performed {
     /// A hardware action, done (or started).
     Done,
-    /// Not a hardware action (`Persist`, `Log`, `Notify`, `Reply`): the
+    /// Not a hardware action (`Persist`, `Log`, `Trace`, `Notify`, `Reply`): the
     /// daemon handles it.
     NotHardware,
 }
@@ -260,6 +272,7 @@ impl Board {
             Action::Snapshot(reason) => self.camera.snapshot(*reason)?,
             Action::Persist(_)
             | Action::Log(_)
+            | Action::Trace(_)
             | Action::Notify(_)
             | Action::Reply { .. }
             | Action::SetClock(_) => return Ok(Performed::NotHardware),

@@ -106,7 +106,7 @@ impl Engine {
 
     /// Commit the record as it stands if this attempt fails (with `extra`
     /// changes that must not wait, such as spending a one-time code).
-    fn begin_attempt(
+    pub(super) fn begin_attempt(
         &mut self,
         out: &mut Out,
         method: Method,
@@ -130,7 +130,7 @@ impl Engine {
     }
 
     /// The attempt failed: the committed record stands.
-    fn attempt_failed(
+    pub(super) fn attempt_failed(
         &mut self,
         out: &mut Out,
         p: Pending,
@@ -195,7 +195,7 @@ impl Engine {
     /// The attempt did not fail (it opened, or it was a valid credential
     /// refused without counting): put the record back as it was, with the
     /// typos a success forgives, and store that after what was shown.
-    fn attempt_resolved(&mut self, out: &mut Out, p: Pending, success: bool) {
+    pub(super) fn attempt_resolved(&mut self, out: &mut Out, p: Pending, success: bool) {
         self.lockout = p.before;
         if success {
             self.lockout.succeeded(self.now.mono, p.method);
@@ -296,12 +296,10 @@ impl Engine {
                     return Verdict::Wrong;
                 };
                 if !u.validity.admits(wall) {
+                    // A duress code is logged as a passcode too
+                    // (`Method::as_logged`, issue 14 item 5).
                     return Verdict::OutsideValidity {
-                        method: if duress {
-                            Method::DuressPasscode
-                        } else {
-                            Method::Passcode
-                        },
+                        method: Method::Passcode,
                         user: Some(user),
                     };
                 }

@@ -227,6 +227,9 @@ pub enum Channel {
     Ble,
     /// Over Wi-Fi through the broker (B-6.7).
     Remote,
+    /// Over IP from a Matter controller (Home Assistant, Apple Home, Google
+    /// Home...). Remote for B-6.7: unlocking needs remote unlock turned on.
+    Matter,
 }
 
 /// Who sent an app command, as its key says.
@@ -250,6 +253,15 @@ pub enum Principal {
     /// the code's secret.
     Invitee {
         code_id: u16,
+    },
+    /// An administrator of a Matter fabric: the node's CASE session and
+    /// access control list proved who it is; the engine gives it the owner's
+    /// rights over the Door Lock cluster's commands, under the lock's rules.
+    Matter {
+        /// The fabric's index on this node (1..=254).
+        fabric: u8,
+        /// The controller's operational node id on that fabric.
+        node: u64,
     },
 }
 
@@ -305,6 +317,35 @@ pub enum AppCommand {
     RevokeOwnerKey(AppKeyId),
     /// B-3.6 from the app side.
     SetAway(bool),
+    /// Unlock from a channel that may present a user's PIN (Matter's
+    /// `UnlockDoor`/`UnlockWithTimeout`). A wrong code counts towards the
+    /// lockout (B-7.1) like one typed on the keypad; without a code the
+    /// `require_pin_remote` setting decides. `relock_after` locks again
+    /// that long after the bolt is back (instead of the auto-lock countdown).
+    UnlockWithCode {
+        code: Option<String>,
+        relock_after: Option<core::time::Duration>,
+    },
+    /// Add a user under a number the caller chose (Matter `SetUser`);
+    /// refused if that number is taken.
+    AddUserAt {
+        user: UserNumber,
+        role: Role,
+    },
+    /// Change a user's role (Matter `SetUser` modify). The last
+    /// administrator stays one.
+    SetRole {
+        user: UserNumber,
+        role: Role,
+    },
+    /// Give a user a passcode, or replace theirs (B-1.2: one per user;
+    /// B-2.3 rules).
+    SetPasscode {
+        user: UserNumber,
+        digits: String,
+    },
+    /// Remove one credential (its template leaves the module too).
+    DeleteCredential(super::types::CredentialId),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

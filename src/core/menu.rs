@@ -249,11 +249,15 @@ impl Engine {
                 self.say(out, Prompt::AwayArmed);
             }
             Key::Doorbell => {
-                // B-3.5.
-                self.log(out, EventKind::Doorbell);
+                // B-3.5. It always rings; beyond the doorbell's noise
+                // budget (`core::noise`) it is counted instead of logged,
+                // and neither notifies nor takes a picture.
+                let logged = self.log(out, EventKind::Doorbell);
                 self.say(out, Prompt::Doorbell);
-                out.push(Action::Notify(super::action::Notice::Doorbell));
-                self.snapshot(out, super::action::SnapshotReason::Doorbell);
+                if logged {
+                    out.push(Action::Notify(super::action::Notice::Doorbell));
+                    self.snapshot(out, super::action::SnapshotReason::Doorbell);
+                }
             }
         }
     }
@@ -317,6 +321,7 @@ impl Engine {
                         serial: self.config.serial.clone(),
                         firmware: self.config.firmware.clone(),
                         verification_code: self.config.pairing_codes.code(self.pairing_generation),
+                        matter_code: self.config.matter_code.clone(),
                     };
                     self.say(out, p);
                 }

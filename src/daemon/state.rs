@@ -126,6 +126,7 @@ impl State {
             one_time_code_ttl: std::time::Duration::from_secs(
                 u64::from(config.lock.one_time_code_hours) * 3600,
             ),
+            matter_code: super::matter_port::label_code(config, &mut store),
         };
         let persisted = store.load()?;
         let fingerprint_link = fingerprint_link(&mut store)?;

@@ -83,6 +83,7 @@ mod error;
 mod events;
 mod key;
 pub mod keystore;
+mod matter;
 mod module_secret;
 mod reader;
 mod schema;
@@ -101,6 +102,7 @@ use crate::core::types::{Change, Persisted};
 pub use error::StoreError;
 pub use events::{EventId, StoredEvent};
 pub use key::{DeviceKey, DEVICE_KEY_LEN};
+pub use matter::MatterScope;
 pub use reader::{StoreReader, StoreReads};
 pub use thread::{StoreHandle, StoreThread};
 

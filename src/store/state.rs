@@ -28,7 +28,8 @@ const PAIRING_GENERATION: &str = "pairing_generation";
 pub(crate) const SEALED_TABLES_ERASE: &str = "DELETE FROM credentials;
      DELETE FROM app_keys;
      DELETE FROM guest_invites;
-     DELETE FROM temp_passcodes;";
+     DELETE FROM temp_passcodes;
+     DELETE FROM matter_blobs;";
 
 pub(crate) fn load(conn: &Connection, sealer: &Sealer) -> Result<Persisted, StoreError> {
     Ok(Persisted {

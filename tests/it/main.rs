@@ -44,12 +44,15 @@ mod daemon_time;
 mod daemon_video;
 mod dbus_diagnostics;
 mod dbus_policy;
+mod event_flood;
 mod face_accuracy;
 mod face_enrol;
 #[cfg(feature = "face")]
 mod face_sim;
 mod factory_reset;
 mod keystore;
+#[cfg(feature = "matter")]
+mod matter_controller;
 mod packaging;
 mod passcode_props;
 mod remote_mqtt;

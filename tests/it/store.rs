@@ -113,6 +113,7 @@ fn everything() -> (Vec<Change>, Persisted) {
         lockout_protection: false,
         remote_unlock: true,
         wifi: false,
+        require_pin_remote: true,
     };
     let lockout = LockoutRecord {
         failures_expire_in: Vec::new(),

@@ -690,6 +690,7 @@ fn b5_1_the_label_code_pairs_the_first_owner_only() {
         serial: "LD-0001".into(),
         firmware: "0.1.0".into(),
         verification_code: code_of(0),
+        matter_code: None,
     });
     s.press("↩");
     s.owner();
@@ -716,6 +717,7 @@ fn b5_1_the_label_code_pairs_the_first_owner_only() {
         serial: "LD-0001".into(),
         firmware: "0.1.0".into(),
         verification_code: code_of(1),
+        matter_code: None,
     });
     // A restart keeps the generation.
     s.press("↩↩");
@@ -910,4 +912,56 @@ fn a_swapped_fingerprint_module_is_a_fault_an_alarm_and_a_notice_until_re_paired
         .status()
         .active_alarms
         .contains(&AlarmKind::ModuleSwap));
+}
+
+// ----- issue 14 item 4: noise cannot flood the log -----
+
+/// B-3.5 + issue 14 item 4: a doorbell flood rings every time, but only
+/// the doorbell's burst is logged (and notified, and photographed); the
+/// rest is counted and told as one `EventsSuppressed` when the next token
+/// comes. A lockout logged before it is a record, not noise.
+#[test]
+fn a_doorbell_flood_is_counted_not_logged() {
+    let mut s = Sim::installed();
+    s.all.clear();
+    for _ in 0..1_000 {
+        s.input(Input::Touch);
+        s.press("b");
+        s.expect_prompt(Prompt::Doorbell);
+        s.advance_ms(100);
+    }
+    let logged = |s: &Sim| -> Vec<EventKind> {
+        s.all
+            .iter()
+            .filter_map(|a| match a {
+                Action::Log(e) => Some(e.kind.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let bells = logged(&s)
+        .iter()
+        .filter(|k| **k == EventKind::Doorbell)
+        .count();
+    assert_eq!(bells, 10, "the doorbell's burst");
+    let notices = s
+        .all
+        .iter()
+        .filter(|a| matches!(a, Action::Notify(Notice::Doorbell)))
+        .count();
+    assert_eq!(notices, 10, "no push per press beyond the burst");
+    // The next token comes 6 minutes after the burst: the count is told.
+    s.advance(6 * 60);
+    let suppressed: u64 = logged(&s)
+        .iter()
+        .filter_map(|k| match k {
+            EventKind::EventsSuppressed { count, .. } => Some(*count),
+            _ => None,
+        })
+        .sum();
+    assert_eq!(suppressed, 990);
+    assert_eq!(
+        EventKind::LockoutStarted.retention(),
+        latchd::core::event::Retention::Record
+    );
 }

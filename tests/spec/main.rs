@@ -17,4 +17,5 @@ mod b7;
 mod b8;
 mod b9;
 mod clock_jumps;
+mod matter;
 mod robustness;

@@ -33,7 +33,8 @@ inherit cargo cargo-update-recipe-crates pkgconfig systemd useradd features_chec
 REQUIRED_DISTRO_FEATURES = "systemd"
 
 # Cargo features. "face" = face recognition (tract, pure Rust);
-# "board-linux" = GPIO/SPI/evdev/ALSA/V4L2/BlueZ backends; "board-rpi" adds
+# "board-linux" = GPIO/SPI/evdev/ALSA/V4L2/BlueZ backends and the Matter
+# node (feature "matter", pure Rust); "board-rpi" adds
 # Raspberry Pi GPIO. Without board-linux the image runs the simulated board.
 # board-linux builds against ALSA and libdbus (BlueZ client) and needs clang
 # for the V4L2 bindings (clang-native comes from meta-clang).
