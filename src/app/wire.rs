@@ -375,6 +375,9 @@ pub fn alarm_kind(a: event::AlarmKind) -> Option<AlarmKind> {
         event::AlarmKind::Duress => Some(AlarmKind::Duress),
         event::AlarmKind::LowBattery => Some(AlarmKind::LowBattery),
         event::AlarmKind::Jam => None,
+        // A module swapped in from outside is tampering with the outside
+        // panel; the wire has no kind of its own for it.
+        event::AlarmKind::ModuleSwap => Some(AlarmKind::Tamper),
     }
 }
 

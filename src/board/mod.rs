@@ -286,7 +286,8 @@ impl Board {
             ModuleCmd::Enrol { modality, .. }
             | ModuleCmd::CancelEnrol { modality }
             | ModuleCmd::Delete { modality, .. }
-            | ModuleCmd::Wipe { modality } => *modality,
+            | ModuleCmd::Wipe { modality }
+            | ModuleCmd::Pair { modality } => *modality,
             ModuleCmd::RecogniseFace => Modality::Face,
         };
         match modality {

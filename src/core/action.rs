@@ -94,6 +94,10 @@ pub enum ModuleCmd {
     Wipe { modality: Modality },
     /// Start one face recognition attempt (B-6.2; the IR light flashes).
     RecogniseFace,
+    /// An administrator's re-pair after a module replacement (issue 13
+    /// item 7): a module the lock refused is tried again, and adopted only
+    /// if it is factory-fresh (it is given the lock's module password).
+    Pair { modality: Modality },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

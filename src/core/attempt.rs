@@ -393,11 +393,34 @@ impl Engine {
                 );
                 self.say(out, Prompt::ModuleFault);
             }
+            ModuleReport::Untrusted { modality, detail } => {
+                self.module_untrusted(out, modality, &detail);
+            }
             // Enrolment reports with no enrolment running are stale.
             ModuleReport::EnrolProgress { .. }
             | ModuleReport::Enrolled { .. }
             | ModuleReport::EnrolFailed { .. } => {}
         }
+    }
+
+    /// Issue 13 item 7: a module that is not the lock's own. A module
+    /// fault in the log, the module-swap alarm (sounded like tamper: the
+    /// outside panel was opened) and, with it, the owner's notice.
+    pub(super) fn module_untrusted(&mut self, out: &mut Out, modality: Modality, detail: &str) {
+        self.log(
+            out,
+            EventKind::ModuleFault {
+                detail: format!("{modality:?}: {detail}"),
+            },
+        );
+        if !self.alarm_active(AlarmKind::ModuleSwap) {
+            self.raise_alarm(
+                out,
+                AlarmKind::ModuleSwap,
+                Some(super::engine::TAMPER_ALARM),
+            );
+        }
+        self.say(out, Prompt::ModuleFault);
     }
 
     /// One biometric presentation: `holder` is whose template matched (if

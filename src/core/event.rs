@@ -33,6 +33,10 @@ pub enum AlarmKind {
     Duress,
     LowBattery,
     Jam,
+    /// Issue 13 item 7: the fingerprint module does not know the lock's
+    /// module password (swapped or replaced); it is not used until an
+    /// administrator re-pairs a factory-fresh module.
+    ModuleSwap,
 }
 
 /// A presentation refused by the liveness check although it matched.

@@ -153,6 +153,12 @@ pub enum ModuleReport {
     },
     /// The module is not answering or answers nonsense.
     Fault { modality: Modality, detail: String },
+    /// The module answered but is not the lock's own (it does not know the
+    /// lock's module password, issue 13 item 7): never used for identify
+    /// or enrol until an administrator re-pairs ([`ModuleCmd::Pair`]).
+    ///
+    /// [`ModuleCmd::Pair`]: crate::core::ModuleCmd::Pair
+    Untrusted { modality: Modality, detail: String },
 }
 
 /// What to tell the person during an enrolment (B-4.5–B-4.7).

@@ -7,6 +7,7 @@
 //!  Menu:  1 add admin ─┐                      ┌─ 1 face ─► module enrol ─┐
 //!         2 add user  ─┴► number shown ─► ChooseMethod ─ 2 palm ─► module enrol ─┼─► Persist ─► Success
 //!         3 delete ─► number ✓             └─ 3 finger / 4 passcode ✓ repeat ✓ ─┘
+//!         4 re-pair the fingerprint module (lit only while one was refused, issue 13 item 7)
 //!         ✓ system information · ↩ back
 //! ```
 //!
@@ -76,13 +77,15 @@ impl Engine {
                 confirm_if(&mut lit, buf >= limits::PASSCODE_MIN);
             }
             Mode::Menu(m) => match m {
-                Menu::Main => lit.extend([
-                    Key::Digit(1),
-                    Key::Digit(2),
-                    Key::Digit(3),
-                    Key::Confirm,
-                    Key::Back,
-                ]),
+                Menu::Main => {
+                    lit.extend([Key::Digit(1), Key::Digit(2), Key::Digit(3)]);
+                    // Issue 13 item 7: "4" (re-pair the fingerprint module)
+                    // lights only while a module was refused.
+                    if self.alarm_active(super::event::AlarmKind::ModuleSwap) {
+                        lit.push(Key::Digit(4));
+                    }
+                    lit.extend([Key::Confirm, Key::Back]);
+                }
                 Menu::ChooseMethod(_) => lit.extend([
                     Key::Digit(1),
                     Key::Digit(2),
@@ -300,6 +303,17 @@ impl Engine {
                     self.mode = Mode::Menu(Menu::Delete);
                     self.keypad.clear();
                     self.say(out, Prompt::EnterUserNumber);
+                }
+                Key::Digit(4) if self.alarm_active(super::event::AlarmKind::ModuleSwap) => {
+                    // Issue 13 item 7: re-pair the fingerprint module after
+                    // a replacement. Only a factory-fresh module is adopted
+                    // (the adapter checks); the swap alarm ends here, and
+                    // a module that is still not the lock's raises it again.
+                    out.push(Action::Module(ModuleCmd::Pair {
+                        modality: Modality::Fingerprint,
+                    }));
+                    self.clear_alarm(out, super::event::AlarmKind::ModuleSwap, true);
+                    self.say(out, Prompt::Success);
                 }
                 Key::Confirm => {
                     // B-4.10; the announcement ends back in the menu.
@@ -632,6 +646,15 @@ impl Engine {
                     },
                 );
                 self.say(out, Prompt::ModuleFault);
+                if m == modality {
+                    self.back_to_methods(out, target);
+                }
+            }
+            ModuleReport::Untrusted {
+                modality: m,
+                detail,
+            } => {
+                self.module_untrusted(out, m, &detail);
                 if m == modality {
                     self.back_to_methods(out, target);
                 }

@@ -239,6 +239,7 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
         &opts.config,
         &opts.state_dir,
         &state.persisted,
+        state.fingerprint_link,
         &channels.inputs,
     )
     .await?;

@@ -228,7 +228,11 @@ pub fn events_of(kind: &EventKind, locked: bool) -> Vec<MatterEvent> {
             let code = match alarm {
                 AlarmKind::Jam => Some(AlarmCodeEnum::LockJammed),
                 AlarmKind::Lockout => Some(AlarmCodeEnum::WrongCodeEntryLimit),
-                AlarmKind::Tamper => Some(AlarmCodeEnum::FrontEsceutcheonRemoved),
+                // A swapped fingerprint module means the outside panel was
+                // opened: the app shows it as tamper too.
+                AlarmKind::Tamper | AlarmKind::ModuleSwap => {
+                    Some(AlarmCodeEnum::FrontEsceutcheonRemoved)
+                }
                 // Duress is silent (B-6.9): it never leaves as a Matter
                 // event any household member's controller could show.
                 AlarmKind::Duress | AlarmKind::LowBattery => None,

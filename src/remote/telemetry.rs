@@ -67,6 +67,7 @@ fn alarm_word(a: AlarmKind) -> &'static str {
         AlarmKind::Duress => "duress",
         AlarmKind::LowBattery => "low_battery",
         AlarmKind::Jam => "jam",
+        AlarmKind::ModuleSwap => "module_swap",
     }
 }
 

@@ -84,6 +84,7 @@ mod events;
 mod key;
 pub mod keystore;
 mod matter;
+mod module_secret;
 mod reader;
 mod schema;
 mod state;
@@ -366,6 +367,18 @@ impl Store {
             .optional()
             .ctx("reading a counter")
             .map(|v| v.map(|v| v as u64))
+    }
+
+    /// The fingerprint module's password (issue 13 item 7), if the lock
+    /// made one; sealed at rest, carried across a factory reset.
+    pub fn fingerprint_module_password(&self) -> Result<Option<u32>, StoreError> {
+        module_secret::get(&self.conn, &self.sealer)
+    }
+
+    /// Stores the fingerprint module's password, sealed; committed when
+    /// this returns, so it is on disk before any module is given it.
+    pub fn put_fingerprint_module_password(&mut self, password: u32) -> Result<(), StoreError> {
+        module_secret::put(&self.conn, &self.sealer, password)
     }
 
     /// Store a small service value (a cursor, a broker session id). Not
@@ -684,6 +697,7 @@ fn verify_key(
                     .ctx("adopting the database with the new key")?;
                 tx.execute_batch(state::SEALED_TABLES_ERASE)
                     .ctx("erasing what the old key sealed")?;
+                module_secret::adopt_carried(&tx, sealer)?;
                 tx.execute(
                     "UPDATE store_meta SET value = ?2 WHERE name = ?1",
                     rusqlite::params![KEY_CHECK_NAME, sealed],
@@ -836,6 +850,52 @@ mod tests {
         assert_eq!(persisted.time_floor, Some(WallTime(1_800_000_000)));
         assert_eq!(persisted.pairing_generation, 0);
         assert_eq!(schema::version(&store.conn).unwrap(), schema::LATEST);
+    }
+
+    /// Issue 13 item 7: the fingerprint module's password is sealed at
+    /// rest and survives the factory reset's key rotation (the module
+    /// keeps it in its flash; losing it would strand the module).
+    #[test]
+    fn the_fingerprint_module_password_is_sealed_and_carried_across_a_factory_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, old) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        assert_eq!(store.fingerprint_module_password().unwrap(), None);
+        store.put_fingerprint_module_password(0x1234_5678).unwrap();
+        let raw: Vec<u8> = store
+            .conn
+            .query_row(
+                "SELECT value FROM store_meta WHERE name = 'fingerprint_module_password'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(
+            !raw.windows(4).any(|w| w == 0x1234_5678u32.to_be_bytes()),
+            "stored sealed, not as given"
+        );
+        store.apply(&[Change::FactoryReset]).unwrap();
+        drop(store);
+        let (store, new) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        assert_ne!(*new.passcode_key(), *old.passcode_key());
+        assert_eq!(
+            store.fingerprint_module_password().unwrap(),
+            Some(0x1234_5678)
+        );
+        let carry: i64 = store
+            .conn
+            .query_row(
+                "SELECT count(*) FROM store_meta WHERE name LIKE '%carry'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(carry, 0, "the plain carry row is gone after the adoption");
+        drop(store);
+        let (store, _) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        assert_eq!(
+            store.fingerprint_module_password().unwrap(),
+            Some(0x1234_5678)
+        );
     }
 
     #[test]

@@ -281,6 +281,9 @@ fn apply_one(
             // next owner either. The device key is marked for rotation in
             // the same transaction (store/keystore), and Store::apply then
             // scrubs the files (store/erase.rs).
+            // The fingerprint module keeps its password across the reset
+            // (store/module_secret.rs): carried past the key rotation.
+            super::module_secret::carry_for_reset(tx, sealer)?;
             tx.execute_batch(SEALED_TABLES_ERASE)
                 .ctx("erasing users and settings (factory reset)")?;
             tx.execute_batch(super::erase::EVENTS_ERASE)

@@ -7,7 +7,7 @@ use latchd::core::action::{AlarmCmd, ModuleCmd, Notice};
 use latchd::core::event::{AlarmKind, AppRefusal, ReleasedBy};
 use latchd::core::input::{ModuleReport, SetPress};
 use latchd::core::policy::{lockout_for, LOCKOUT_CAP};
-use latchd::core::types::{AppKey, AppKeyId, AppKeyRole, Change, Method, Modality};
+use latchd::core::types::{AppKey, AppKeyId, AppKeyRole, Change, Key, Method, Modality};
 use latchd::core::{
     Action, AppCommand, AppError, AppOk, Channel, EventKind, Input, Principal, Prompt, Validity,
     WallTime,
@@ -848,6 +848,70 @@ fn b6_2_automatic_failures_have_their_own_bounded_budget() {
     s.advance(10 * 60);
     s.input(Input::Motion);
     assert!(s.module_cmds().contains(&ModuleCmd::RecogniseFace));
+}
+
+/// Issue 13 item 7: a fingerprint module that does not know the lock's
+/// module password (swapped in from outside) is a module fault, the
+/// module-swap alarm (sounded) and an owner notice; an administrator's
+/// re-pair (menu key 4) asks the module side to adopt a factory-fresh
+/// module and ends the alarm.
+#[test]
+fn a_swapped_fingerprint_module_is_a_fault_an_alarm_and_a_notice_until_re_paired() {
+    let mut s = Sim::installed();
+    s.enter_menu();
+    assert!(
+        !s.lit().contains(&Key::Digit(4)),
+        "no module refused: no re-pair"
+    );
+    s.press("4");
+    assert!(s.module_cmds().is_empty());
+    s.press("↩");
+    let detail = "the fingerprint module does not know this lock's module password".to_string();
+    s.input(Input::Module(ModuleReport::Untrusted {
+        modality: Modality::Fingerprint,
+        detail: detail.clone(),
+    }));
+    assert!(s.has_event(&EventKind::ModuleFault {
+        detail: format!("Fingerprint: {detail}"),
+    }));
+    assert!(s.alarms().iter().any(|a| matches!(
+        a,
+        AlarmCmd::Sound {
+            kind: AlarmKind::ModuleSwap,
+            ..
+        }
+    )));
+    assert!(s.notices().contains(&Notice::Alarm(AlarmKind::ModuleSwap)));
+    assert!(s
+        .engine
+        .status()
+        .active_alarms
+        .contains(&AlarmKind::ModuleSwap));
+    s.expect_prompt(Prompt::ModuleFault);
+
+    s.enter_menu();
+    assert!(s.lit().contains(&Key::Digit(4)));
+    s.press("4");
+    assert!(s.module_cmds().contains(&ModuleCmd::Pair {
+        modality: Modality::Fingerprint
+    }));
+    assert!(!s
+        .engine
+        .status()
+        .active_alarms
+        .contains(&AlarmKind::ModuleSwap));
+    s.expect_prompt(Prompt::Success);
+
+    // Refused again (the replacement is not factory-fresh): raised again.
+    s.input(Input::Module(ModuleReport::Untrusted {
+        modality: Modality::Fingerprint,
+        detail,
+    }));
+    assert!(s
+        .engine
+        .status()
+        .active_alarms
+        .contains(&AlarmKind::ModuleSwap));
 }
 
 // ----- issue 14 item 4: noise cannot flood the log -----
