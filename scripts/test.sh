@@ -15,14 +15,15 @@ cd "$(dirname "$0")/.."
 # ffmpeg (video client),
 # util-linux's setpriv (policy tests run a caller as another user),
 # unshare/nsenter plus iproute2 for the Matter test's network namespace,
-# python3 (the layer check, scripts/check-layers.py),
+# python3 (the layer check, scripts/check-layers.py), libnl (the CHIP
+# wheel's controller library links libnl-3 and libnl-route-3),
 # swtpm + the TSS2 libraries systemd-creds loads + tpm2-tools (the device
 # key sealed to a TPM 2.0, tests/it/keystore.rs).
 packages=(
     pkg-config libdbus-1-dev libasound2-dev libclang-dev clang
     dbus systemd alsa-utils libasound2-plugins util-linux
     mosquitto mosquitto-clients openssl ffmpeg espeak-ng sox python3
-    iproute2
+    iproute2 libnl-3-200 libnl-route-3-200
     swtpm tpm2-tools libtss2-esys-3.0.2-0 libtss2-rc0 libtss2-mu0
     libtss2-tcti-swtpm0 libtss2-tcti-device0
 )
