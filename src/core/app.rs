@@ -232,7 +232,7 @@ impl Engine {
                 one_time,
             } => {
                 self.not_busy()?;
-                let digits = zeroize::Zeroizing::new(digits);
+                let digits = digits.into_inner();
                 check_window(&validity)?;
                 let validity = self.temp_code_window(validity, one_time)?;
                 let code =
@@ -268,7 +268,7 @@ impl Engine {
             }
             AppCommand::SetDuressPasscode { user, digits } => {
                 self.not_busy()?;
-                let digits = zeroize::Zeroizing::new(digits);
+                let digits = digits.into_inner();
                 if !self.dir.users.contains_key(&user) {
                     return Err(AppError::NoSuchUser);
                 }

@@ -15,7 +15,7 @@
 use core::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroize;
 
 use super::action::{
     Action, AlarmCmd, KeypadView, ModuleCmd, MotorCmd, Notice, Prompt, SnapshotReason, Trace,
@@ -30,6 +30,7 @@ use super::lock::{self, LockMech, LockState, MotorState};
 use super::noise::{Admit, NoiseBudget, NoiseKind};
 use super::passcode::Macer;
 use super::policy::Lockout;
+use super::redacted::Redacted;
 use super::time::{Instant, Now, WallTime};
 use super::trusted_time::TrustedTime;
 use super::types::{
@@ -205,7 +206,7 @@ pub(super) enum Menu {
     Passcode {
         target: Target,
         /// The first entry, once given; the second must match it.
-        first: Option<Zeroizing<Vec<u8>>>,
+        first: Option<Redacted<Vec<u8>>>,
     },
     Delete,
 }
@@ -216,7 +217,7 @@ pub(super) struct Keypad {
     pub awake: bool,
     pub sleep_at: Option<Instant>,
     /// Digits typed in the current step. Wiped (zeroized) whenever cleared.
-    pub buffer: Zeroizing<Vec<u8>>,
+    pub buffer: Redacted<Vec<u8>>,
     pub digits_shown: Vec<u8>,
     pub flash_until: Option<Instant>,
     pub last_view: Option<KeypadView>,

@@ -7,6 +7,7 @@
 //! may do is the engine's.
 use serde::{Deserialize, Serialize};
 
+use super::redacted::Redacted;
 use super::time::{Validity, WallTime};
 use super::types::{
     AppKey, AppKeyId, GuestInvite, Key, Modality, Role, SettingChange, TempPasscodeId, UserNumber,
@@ -278,7 +279,7 @@ pub enum AppCommand {
     SetValidity(UserNumber, Validity),
     /// B-6.10. `digits` follow the passcode rules (B-2.3).
     AddTempPasscode {
-        digits: String,
+        digits: Redacted<String>,
         validity: Validity,
         one_time: bool,
     },
@@ -286,7 +287,7 @@ pub enum AppCommand {
     /// B-6.9: a duress passcode for an existing user, entered in the app.
     SetDuressPasscode {
         user: UserNumber,
-        digits: String,
+        digits: Redacted<String>,
     },
     /// Register an app key (a guest key redeemed from its pairing code, or
     /// an owner key from pairing mode). The id is assigned by the engine.
@@ -323,7 +324,7 @@ pub enum AppCommand {
     /// `require_pin_remote` setting decides. `relock_after` locks again
     /// that long after the bolt is back (instead of the auto-lock countdown).
     UnlockWithCode {
-        code: Option<String>,
+        code: Option<Redacted<String>>,
         relock_after: Option<core::time::Duration>,
     },
     /// Add a user under a number the caller chose (Matter `SetUser`);
@@ -342,7 +343,7 @@ pub enum AppCommand {
     /// B-2.3 rules).
     SetPasscode {
         user: UserNumber,
-        digits: String,
+        digits: Redacted<String>,
     },
     /// Remove one credential (its template leaves the module too).
     DeleteCredential(super::types::CredentialId),

@@ -33,6 +33,7 @@ use super::engine::{Engine, Out};
 use super::event::{AlarmKind, EventKind, LockHow};
 use super::input::{AppCommand, Channel};
 use super::passcode::{Passcode, PasscodeTarget};
+use super::redacted::Redacted;
 use super::time::Validity;
 use super::types::{
     Change, Credential, CredentialId, CredentialKind, CredentialSecret, Method, Modality, Role,
@@ -60,7 +61,7 @@ impl Engine {
         match cmd {
             AppCommand::Unlock => self.matter_unlock(out, None, None),
             AppCommand::UnlockWithCode { code, relock_after } => {
-                self.matter_unlock(out, code.map(Zeroizing::new), relock_after)
+                self.matter_unlock(out, code.map(Redacted::into_inner), relock_after)
             }
             AppCommand::Lock => self.app_lock(out, LockHow::Matter),
             AppCommand::AddUserAt { user, role } => {
@@ -107,7 +108,7 @@ impl Engine {
                 Ok(AppOk::Done)
             }
             AppCommand::SetPasscode { user, digits } => {
-                self.set_passcode(out, user, Zeroizing::new(digits))
+                self.set_passcode(out, user, digits.into_inner())
             }
             AppCommand::DeleteCredential(id) => self.delete_credential(out, id),
             AppCommand::Setting(

@@ -15,7 +15,7 @@
 //! lit does nothing (B-3.3). A new user is stored only together with its
 //! first credential, in one `Persist` (B-4.11): a user whose enrolment is
 //! cancelled or fails leaves nothing behind.
-use zeroize::Zeroizing;
+use super::redacted::Redacted;
 
 use super::action::{Action, ModuleCmd, Prompt};
 use super::engine::{Engine, Menu, Mode, Out, Target, MUTE_FLASH};
@@ -510,7 +510,7 @@ impl Engine {
             return;
         };
         let target = *target;
-        let typed: Zeroizing<Vec<u8>> = Zeroizing::new(self.keypad.buffer.to_vec());
+        let typed: Redacted<Vec<u8>> = Redacted::new(self.keypad.buffer.to_vec());
         self.keypad.clear();
         match first.take() {
             None => {

@@ -67,6 +67,7 @@ mod menu;
 pub mod noise;
 pub mod passcode;
 pub mod policy;
+pub mod redacted;
 pub mod time;
 pub mod trusted_time;
 pub mod types;

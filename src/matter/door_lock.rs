@@ -354,7 +354,7 @@ impl<'a> DoorLock<'a> {
                 ctx,
                 AppCommand::SetPasscode {
                     user,
-                    digits: digits.to_string(),
+                    digits: digits.into(),
                 },
             )
             .await?;
@@ -629,7 +629,7 @@ impl door_lock::ClusterAsyncHandler for DoorLock<'_> {
             &ctx,
             LockOperationTypeEnum::Unlock,
             AppCommand::UnlockWithCode {
-                code,
+                code: code.map(Into::into),
                 relock_after: None,
             },
         )
@@ -654,7 +654,7 @@ impl door_lock::ClusterAsyncHandler for DoorLock<'_> {
             &ctx,
             LockOperationTypeEnum::Unlock,
             AppCommand::UnlockWithCode {
-                code,
+                code: code.map(Into::into),
                 relock_after: Some(Duration::from_secs(u64::from(timeout))),
             },
         )

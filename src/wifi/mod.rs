@@ -174,12 +174,23 @@ pub trait WifiBackend: Send + Sync {
     fn forget(&self) -> WifiFuture<'_, Result<usize, WifiError>>;
 }
 
-/// What `apply` hands the backend: checked, and wiped on drop.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What `apply` hands the backend: checked, wiped on drop, and never
+/// printed (`Debug` names the kind only: issue 14 item 5).
+#[derive(Clone, PartialEq, Eq)]
 pub enum Secret {
     Open,
     Passphrase(Zeroizing<String>),
     RawKey(Zeroizing<[u8; 32]>),
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Secret::Open => "Open",
+            Secret::Passphrase(_) => "Passphrase(‹redacted›)",
+            Secret::RawKey(_) => "RawKey(‹redacted›)",
+        })
+    }
 }
 
 /// Check credentials before anything is sent to the network service, so a
@@ -405,6 +416,15 @@ pub(crate) fn error_name(e: &zbus::Error) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_is_never_printed() {
+        let pass = check_credentials(b"home", b"correct horse").unwrap();
+        assert_eq!(format!("{pass:?}"), "Passphrase(‹redacted›)");
+        let raw = check_credentials(b"home", &[b'a'; 64]).unwrap();
+        let shown = format!("{raw:?}");
+        assert!(!shown.contains("170") && !shown.contains("aa"), "{shown}");
+    }
 
     #[test]
     fn credentials_are_checked_before_use() {

@@ -31,6 +31,7 @@ mod crash_random;
 mod daemon_attempts;
 mod daemon_config;
 mod daemon_crash;
+mod daemon_duress;
 #[cfg(feature = "face")]
 mod daemon_face;
 #[cfg(feature = "face")]

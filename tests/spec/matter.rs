@@ -29,7 +29,7 @@ fn remote_unlock_on(s: &mut Sim) {
 
 fn unlock_with(code: Option<&str>) -> AppCommand {
     AppCommand::UnlockWithCode {
-        code: code.map(str::to_string),
+        code: code.map(Into::into),
         relock_after: None,
     }
 }
