@@ -415,6 +415,9 @@ impl Config {
                 "use 0 (no cap) or at least 1048576 (1 MiB)",
             );
         }
+        if let Err((key, why)) = self.video.validate() {
+            return bad(key, self.video.bind.to_string(), why);
+        }
         if let Err(why) = self.key.validate() {
             return bad("key.tpm2_pcrs", format!("{:?}", self.key.tpm2_pcrs), why);
         }

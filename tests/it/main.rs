@@ -60,6 +60,7 @@ mod remote_mqtt;
 mod store;
 mod store_crash;
 mod uart_modules;
+mod video_attack;
 mod video_stream;
 mod watchdog;
 mod wifi_backends;
