@@ -5,7 +5,7 @@
 # control socket's JSON, latchd.toml and the board file, the store's row
 # decoders. Called by scripts/test-vm.sh.
 #
-#     scripts/fuzz.sh                        # every target, FUZZ_SECONDS each (default 20)
+#     scripts/fuzz.sh                        # every target, FUZZ_SECONDS each (default 10)
 #     FUZZ_RUNS=10000000 scripts/fuzz.sh     # every target for 10^7 executions (hours; not CI)
 #     scripts/fuzz.sh zfm_frame http_head    # only these
 #
@@ -19,7 +19,7 @@
 # target: executions, executions per second, corpus size, peak memory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seconds="${FUZZ_SECONDS:-20}"
+seconds="${FUZZ_SECONDS:-10}"
 runs="${FUZZ_RUNS:-}"
 all=(frame_parser improv_rpc remote_oneshot zfm_frame zfm_driver palm_frame palm_driver
      http_head control_json config_files store_rows)
