@@ -335,7 +335,7 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
-            message: e.to_string().trim_end().replace('\n', " | "),
+            message: describe_toml_error(text, &e),
         })?;
         config.validate(path)?;
         Ok(config)
@@ -476,6 +476,39 @@ impl Config {
     }
 }
 
+/// Keys whose values are secrets: never shown in a message.
+const SECRET_KEYS: [&str; 2] = ["password", "verification_code"];
+
+/// A TOML error as "line L, column C: what", without the source line that
+/// `toml` quotes: that line may hold a secret (`[remote] password`,
+/// `[lock] verification_code`), and the message goes to the journal. An
+/// error *on* a line that sets a secret says only which key is wrong
+/// (serde's "invalid type: integer `…`" would show the value). Found by
+/// the config_files fuzzer.
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let what = e.message().trim_end().replace('\n', " | ");
+    let Some(start) = e.span().map(|s| s.start) else {
+        return what;
+    };
+    // Spans are byte offsets on character boundaries; clamp in any case.
+    let before = text.get(..start).unwrap_or(text);
+    let line_no = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches(['"', '\'']))
+        .unwrap_or("");
+    match SECRET_KEYS.iter().find(|s| key.ends_with(*s)) {
+        Some(secret) => format!(
+            "line {line_no}: the value of `{secret}` is not valid TOML or not a string \
+             (not shown: it is a secret)"
+        ),
+        None => format!("line {line_no}, column {column}: {what}"),
+    }
+}
+
 /// The state directory when neither `--state-dir` nor `state_dir` says:
 /// `$XDG_STATE_HOME/latchd` when that variable is set (a developer's
 /// session; systemd's `StateDirectory=` sets `STATE_DIRECTORY`, which wins),
@@ -536,6 +569,34 @@ mod tests {
         assert!(e.contains("dbus.bus"), "{e}");
         let e = parse("board = \"arduino\"\n").unwrap_err().to_string();
         assert!(e.contains("arduino"), "{e}");
+    }
+
+    /// Found by fuzz/fuzz_targets/config_files.rs: a syntax error on the
+    /// line of a secret quoted that line, secret and all, into the error
+    /// (and so the journal). Errors name the line and the key only.
+    #[test]
+    fn a_parse_error_never_shows_a_secret() {
+        for (text, secret) in [
+            (
+                "[lock]\nverification_code = \x01 \"ABCDEFGHIJKLMNOPQRSTUVWX\"\n",
+                "ABCDEFGHIJKLMNOPQRSTUVWX",
+            ),
+            ("[remote]\npassword = \"hunter2hunter2\n", "hunter2hunter2"),
+            ("[remote]\npassword = 31415926535\n", "31415926535"),
+            (
+                "[remote]\npassword = \"hunter2hunter2\"\npassword = \"hunter2hunter2\"\n",
+                "hunter2hunter2",
+            ),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(!e.contains(secret), "{e}");
+            assert!(e.contains("line "), "{e}");
+        }
+        // Other errors still say what and where.
+        let e = parse("[sim]\nmotor_travel_ms = \"fast\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2") && e.contains("invalid type"), "{e}");
     }
 
     /// A Raspberry Pi is `board = "linux"` with `gpio_provider = "rppal"`

@@ -64,6 +64,18 @@ pub mod frames;
 pub mod linux;
 pub mod sim;
 
+/// The board file's parser on its own, for the fuzzer
+/// (`fuzz/fuzz_targets/config_files.rs`): it is pure Rust, while the rest
+/// of `linux` needs the system's GPIO, ALSA and BlueZ libraries, which the
+/// fuzz build leaves out. `cargo fuzz` sets `--cfg fuzzing`.
+#[cfg(all(fuzzing, not(feature = "board-linux")))]
+#[doc(hidden)]
+#[path = "linux/config.rs"]
+pub mod board_file;
+#[cfg(feature = "board-linux")]
+#[doc(hidden)]
+pub use linux::config as board_file;
+
 /// Why a device command or read failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {

@@ -81,6 +81,8 @@
 mod erase;
 mod error;
 mod events;
+#[doc(hidden)] // for the fuzzer only (fuzz/fuzz_targets/store_rows.rs)
+pub mod fuzzing;
 mod key;
 pub mod keystore;
 mod matter;

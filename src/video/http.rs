@@ -311,24 +311,35 @@ impl VideoServer {
     }
 }
 
-/// What a request asks for, once parsed.
+/// What a request asks for, once parsed. Every field borrows from the
+/// head; nothing is decoded or copied.
+#[doc(hidden)] // public only for the fuzzer (fuzz/fuzz_targets/http_head.rs)
 #[derive(Debug, PartialEq, Eq)]
-struct Request<'a> {
-    method: &'a str,
-    path: &'a str,
-    query_token: Option<&'a str>,
-    bearer: Option<&'a str>,
+pub struct Request<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query_token: Option<&'a str>,
+    pub bearer: Option<&'a str>,
 }
 
+#[doc(hidden)] // public only for the fuzzer
 #[derive(Debug, PartialEq, Eq)]
-enum HeadError {
+pub enum HeadError {
     TooLarge,
     Malformed(&'static str),
 }
 
 /// Parse a request head (everything before the blank line).
-fn parse_head(head: &[u8]) -> Result<Request<'_>, HeadError> {
+#[doc(hidden)] // public only for the fuzzer
+pub fn parse_head(head: &[u8]) -> Result<Request<'_>, HeadError> {
     let text = std::str::from_utf8(head).map_err(|_| HeadError::Malformed("not UTF-8"))?;
+    // RFC 9112 §2.2: a bare CR (or LF) makes the request invalid. Read
+    // leniently, a proxy in front and this server would split the same
+    // bytes into different headers (found by the http_head fuzzer: a
+    // bare CR let one header line run into the next). NUL is never valid.
+    if !well_terminated(head) {
+        return Err(HeadError::Malformed("bare CR or LF, or NUL"));
+    }
     let mut lines = text.split("\r\n");
     let request_line = lines.next().ok_or(HeadError::Malformed("empty"))?;
     let mut parts = request_line.split(' ');
@@ -399,7 +410,19 @@ async fn read_head<S: AsyncRead + Unpin>(sock: &mut S) -> Result<Vec<u8>, HeadEr
     }
 }
 
-fn find_blank_line(buf: &[u8]) -> Option<usize> {
+/// Every CR is followed by LF and every LF follows a CR; no NUL.
+fn well_terminated(head: &[u8]) -> bool {
+    head.iter().enumerate().all(|(i, &b)| match b {
+        b'\r' => head.get(i + 1) == Some(&b'\n'),
+        b'\n' => i > 0 && head[i - 1] == b'\r',
+        0 => false,
+        _ => true,
+    })
+}
+
+/// Where the head ends: the offset of the first `\r\n\r\n`.
+#[doc(hidden)] // public only for the fuzzer
+pub fn find_blank_line(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n")
 }
 
@@ -791,6 +814,12 @@ mod tests {
             b"GET  / HTTP/1.1\r\n",
             b"GET / HTTP/1.1\r\nno colon here",
             b"GET / HTTP/1.1\r\n\xff: x",
+            // Found by fuzz/fuzz_targets/http_head.rs: a bare CR (or LF)
+            // joined two header lines into one bearer token.
+            b"GET /snapshot.jpg HTTP/1.0\r\nAuthorization: Bearer 0123456789abcdef\r0User-Agent: x",
+            b"GET /snapshot.jpg HTTP/1.1\r\nHost: a\nAuthorization: Bearer 0123456789abcdef",
+            b"GET /snapshot.jpg HTTP/1.1\r\nHost: a\r\nX: \0",
+            b"GET / HTTP/1.1\r",
         ] {
             assert!(
                 parse_head(bad).is_err(),
