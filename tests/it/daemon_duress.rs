@@ -131,6 +131,16 @@ fn assert_silent(surface: &str, text: &str) {
     );
 }
 
+/// The control socket's status without the enrolment counts: those say
+/// that a duress code is set (the owner's app shows it), not that one was
+/// used, and are the same after either unlock.
+fn front_panel(d: &Daemon) -> String {
+    let mut status = d.status();
+    let counts = status["engine"]["counts"].take();
+    assert_eq!(counts["duress_passcodes"], json!(1), "{counts}");
+    status.to_string()
+}
+
 #[test]
 fn a_duress_unlock_leaves_nothing_a_technician_or_the_door_can_read() {
     let bus = TestBus::start();
@@ -158,18 +168,19 @@ fn a_duress_unlock_leaves_nothing_a_technician_or_the_door_can_read() {
     // The door opens as for any code (B-6.9), and the log says so.
     assert_eq!(d.status()["sim"]["bolt"], json!("retracted"));
     assert_eq!(d.count_events("unlocked.passcode"), 1);
-    let prompts = d.last_prompts(4);
+    let prompts = d.last_prompts(100);
 
     // The same unlock with the ordinary code, for the comparison below.
     d.ok(json!({"cmd": "lock_button"}));
     d.settle();
+    let said_before = d.last_prompts(100).len();
     d.ok(json!({"cmd": "touch"}));
     d.press(&format!("{ADMIN_CODE}✓"));
     d.settle();
     assert_eq!(d.count_events("unlocked.passcode"), 2);
     assert_eq!(
-        d.last_prompts(4),
-        prompts,
+        d.last_prompts(100)[said_before..],
+        prompts[..],
         "the door says the same for both codes"
     );
 
@@ -186,7 +197,7 @@ fn a_duress_unlock_leaves_nothing_a_technician_or_the_door_can_read() {
         ("latchctl events", events),
         ("latchctl export", export),
         ("the D-Bus traffic", monitor.text()),
-        ("the front panel", d.status().to_string()),
+        ("the front panel", front_panel(&d)),
         ("the voice prompts", format!("{prompts:?}")),
         (
             "the control socket's event list",
