@@ -99,7 +99,7 @@ pub fn nms(mut dets: Vec<Detection>, iou: f32, max: usize) -> Vec<Detection> {
     keep
 }
 
-type Plan = TypedSimplePlan<TypedModel>;
+type Plan = Arc<TypedRunnableModel>;
 
 /// The loaded detector.
 pub struct Detector {
@@ -204,7 +204,8 @@ impl Detector {
                 .ok_or_else(|| FaceError::Inference {
                     detail: format!("detector returned {} outputs, expected 12", out.len()),
                 })?
-                .as_slice::<f32>()
+                .try_as_plain_ram()
+                .and_then(|v| v.as_slice::<f32>())
                 .map_err(FaceError::inference)
         };
         let mut dets = Vec::new();

@@ -17,7 +17,7 @@ use super::align::ALIGNED_SIZE;
 use super::template::{Embedding, EMBEDDING_DIM};
 use super::FaceError;
 
-type Plan = TypedSimplePlan<TypedModel>;
+type Plan = Arc<TypedRunnableModel>;
 
 /// The loaded embedder.
 pub struct Embedder {
@@ -89,7 +89,8 @@ impl Embedder {
             .ok_or_else(|| FaceError::Inference {
                 detail: "embedder returned no output".into(),
             })?
-            .as_slice::<f32>()
+            .try_as_plain_ram()
+            .and_then(|v| v.as_slice::<f32>())
             .map_err(FaceError::inference)?;
         Embedding::from_raw(raw)
     }

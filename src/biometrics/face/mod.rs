@@ -120,7 +120,7 @@ impl FaceError {
 }
 
 /// Loads an ONNX file with a fixed f32 input shape and optimises it.
-fn load_plan(path: &Path, input: [usize; 4]) -> Result<TypedSimplePlan<TypedModel>, FaceError> {
+fn load_plan(path: &Path, input: [usize; 4]) -> Result<Arc<TypedRunnableModel>, FaceError> {
     if !path.is_file() {
         return Err(FaceError::ModelMissing {
             path: path.to_path_buf(),
