@@ -6,7 +6,11 @@
 //!  peers frame OUT.png      write the benchmark frame (320×240, one face)
 //!  peers crop OUT.png       write the aligned 112×112 crop of its face
 //!  peers face               detect + align + embed per frame
-//!  peers detect             the detector alone on the frame
+//!  peers face-still         the same frame again with nothing moved: the
+//!                           detections are reused (still check + align + embed)
+//!  peers detect             the detector alone on the frame (320×256 canvas)
+//!  peers detect-square      the detector alone on the frame letterboxed to
+//!                           320×320 by the bench (the canvas before issue 19)
 //!  peers embed              the embedder alone on the aligned crop
 //!  peers antipeep DIGITS    keyed-MAC index lookup, DIGITS-digit input, 50 codes
 //!  peers store-make DIR     a store with 50 users / 150 credentials in DIR
@@ -31,7 +35,8 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use latchd::biometrics::face::{align_face, FaceRecognizer, DEFAULT_MATCH_THRESHOLD};
+use image::RgbImage;
+use latchd::biometrics::face::{align_face, FaceRecognizer, SceneMemo, DEFAULT_MATCH_THRESHOLD};
 use latchd::core::passcode::{Macer, PasscodeIndex, PasscodeTarget};
 use latchd::core::types::{
     Change, Credential, CredentialId, CredentialKind, CredentialSecret, PasscodeMac, Role,
@@ -138,8 +143,8 @@ fn enrolment(gen: u32) -> Vec<Change> {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: peers frame OUT.png | crop OUT.png | face | detect | embed | \
-         antipeep DIGITS | store-make DIR | store-load DIR"
+        "usage: peers frame OUT.png | crop OUT.png | face | face-still | detect | \
+         detect-square | embed | antipeep DIGITS | store-make DIR | store-load DIR"
     );
     std::process::exit(2)
 }
@@ -176,10 +181,31 @@ fn main() {
             assert_eq!(faces.len(), 1, "the bench frame must show one face");
             measure("face", 60, || rec.observe(&frame).expect("observe"));
         }
+        "face-still" => {
+            let frame = bench_frame();
+            let rec = recognizer();
+            let mut memo = SceneMemo::default();
+            let faces = rec.observe_still(&frame, &mut memo).expect("observe");
+            assert_eq!(faces.len(), 1, "the bench frame must show one face");
+            measure("face_still", 60, || {
+                rec.observe_still(&frame, &mut memo).expect("observe")
+            });
+        }
+        "detect-square" => {
+            let frame = bench_frame();
+            let mut square = RgbImage::new(320, 320);
+            image::imageops::replace(&mut square, &frame, 0, 0);
+            let rec = recognizer();
+            measure("detect_square", 80, || {
+                rec.detector().detect(&square).expect("detect")
+            });
+        }
         "detect" => {
             let frame = bench_frame();
             let rec = recognizer();
-            measure("detect", 80, || rec.detector().detect(&frame).expect("detect"));
+            measure("detect", 80, || {
+                rec.detector().detect(&frame).expect("detect")
+            });
         }
         "embed" => {
             let frame = bench_frame();

@@ -55,6 +55,7 @@ RESULTS="$OUT/results.txt"
 # name | latchd's arguments | the peer's arguments
 FIGURES=(
     "face|face|face $OUT/frame.png"
+    "face_still|face-still|face $OUT/frame.png"
     "detect|detect|detect $OUT/frame.png"
     "detect_own|detect|detect-own $OUT/frame.png"
     "embed|embed|embed $OUT/crop.png"
@@ -101,8 +102,9 @@ cv = version("opencv-python-headless")
 a2 = version("argon2-cffi")
 LABELS = {
     "face": f"face per frame 320x240, detect+align+embed (tract {tract} | OpenCV {cv}: YuNet 320x320 letterbox)",
-    "detect": f"detector alone (OpenCV at 320x320 letterbox)",
-    "detect_own": f"detector alone (OpenCV at the frame's own 320x240)",
+    "face_still": "face per frame, nothing moved since the last detection (latchd reuses the detections | OpenCV: full pipeline)",
+    "detect": "detector alone (latchd 320x256 canvas | OpenCV 320x320 letterbox)",
+    "detect_own": "detector alone (latchd 320x256 canvas | OpenCV at the frame's own 320x240, padded to 320x256 inside)",
     "embed": "embedder alone, aligned 112x112 crop",
     "antipeep16": f"anti-peep, 16-digit input vs 50 codes (keyed MAC index | per-code Argon2id, argon2-cffi {a2} defaults)",
     "antipeep32": f"anti-peep, 32-digit input vs 50 codes (keyed MAC index | per-code Argon2id, argon2-cffi {a2} defaults)",
@@ -117,6 +119,10 @@ def fmt(ms):
     if ms >= 1:
         return f"{ms:.2f} ms"
     return f"{ms * 1000:.1f} µs"
+
+def ratio(r):
+    # Below 0.001 the ratio is clearer as "1 / N".
+    return f"{r:.3g}" if r >= 0.001 else f"1/{1 / r:.3g}"
 
 def table(col, title):
     print(f"\n{title}")
@@ -133,7 +139,7 @@ def table(col, title):
         lat = statistics.median(ours[i][col] for i in rounds)
         peer = statistics.median(theirs[i][col] for i in rounds)
         print(f"| {label} | {fmt(lat)} | {fmt(peer)}{' (extrapolated)' if extra else ''} "
-              f"| {statistics.median(ratios):.3g} ({min(ratios):.3g}–{max(ratios):.3g}) |")
+              f"| {ratio(statistics.median(ratios))} ({ratio(min(ratios))}–{ratio(max(ratios))}) |")
 
 n = len({r for v in rows.values() for s in v.values() for r in s})
 table(0, f"CPU time per operation, medians over {n} rounds (ratio = latchd / peer, below 1: latchd faster)")

@@ -1,14 +1,18 @@
-//! YuNet face detector (fixed 320×320 input): letterbox, inference, decode
-//! of the three stride heads, non-maximum suppression.
+//! YuNet face detector: the frame placed on a canvas, inference, decode of
+//! the three stride heads, non-maximum suppression.
 //!
 //! What the model file was found to be (by loading and running it):
 //!
-//! * input `input`, 1×3×320×320 f32, NCHW, **BGR**, raw 0–255 (no mean, no
-//!   scale). The frame is resized keeping its aspect ratio and placed at
-//!   the top-left of a black 320×320 canvas, so mapping back is one divide.
+//! * input `input`, 1×3×H×W f32, NCHW, **BGR**, raw 0–255 (no mean, no
+//!   scale). The file says 320×320, but the graph is fully convolutional
+//!   and takes any H, W that are multiples of 32: its neck upsamples the
+//!   stride-32 map ×2 (nearest) and adds it to the stride-16 map, and that
+//!   one to the stride-8 map, so each side must divide by 32. (OpenCV's
+//!   `FaceDetectorYN` pads its input to multiples of 32 for the same
+//!   reason.)
 //! * 12 outputs, in this order: 3 × score (1,N,1), 3 × score (1,N,1),
 //!   3 × box (1,N,4), 3 × landmarks (1,N,10), each triple for strides
-//!   8/16/32 with N = 40², 20², 10² anchors (one per grid cell, row-major).
+//!   8/16/32 with N = (H/s)·(W/s) anchors (one per grid cell, row-major).
 //!   The two score heads are the classification and objectness sigmoids;
 //!   the face score is their geometric mean.
 //! * decode for the cell (row r, column c) of stride s:
@@ -17,17 +21,43 @@
 //!   Landmark order: eye on the image's left, eye on the image's right,
 //!   nose tip, mouth corner image-left, mouth corner image-right (the
 //!   ArcFace template order; checked on the test photos).
+//!
+//! # The canvas
+//!
+//! ```text
+//!  frame w×h ──scale so the longest side is 320──► nw×nh ──top-left of──► canvas
+//!                                                    each side rounded up to a multiple of 32
+//!  320×240 camera frame: scale 1, canvas 320×256 (20 % fewer pixels than a 320×320 letterbox)
+//! ```
+//!
+//! The face keeps the size a 320×320 letterbox gave it; only the black
+//! padding shrinks (to 16 rows for a 4:3 frame). Each canvas size has its
+//! own fully typed plan, optimised for that concrete shape: the one for
+//! 320×240 frames is built at load, any other on the first frame that
+//! needs it (at most 19 sizes exist: one side is 320, the other a multiple
+//! of 32). A frame already at the detector's scale (the camera's 320×240)
+//! is written straight into the reused input tensor, BGR planes, with no
+//! allocation; a larger one is first scaled down with a triangle filter,
+//! which averages the pixels it drops (sampling bilinearly instead would
+//! alias, and change what the detector sees).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use image::{imageops, RgbImage};
 use tract_onnx::prelude::*;
 
 use super::align::Point;
+use super::session::Session;
 use super::FaceError;
 
-/// Side of the detector's square input.
+/// Longest side of the detector's canvas: a frame is scaled to it.
 pub const DETECTOR_INPUT: u32 = 320;
+/// Both sides of the canvas are multiples of this (the largest stride).
+pub const CANVAS_MULTIPLE: u32 = 32;
+/// The frame size the detector prepares its plan for at load: the
+/// cameras' 320×240 (the V4L2 camera's default and the sim camera's).
+pub const DEFAULT_FRAME: (u32, u32) = (320, 240);
 const STRIDES: [usize; 3] = [8, 16, 32];
 /// Scores below this are not faces at all. Enrolment asks for more (see
 /// `QualityLimits::min_score`).
@@ -99,17 +129,50 @@ pub fn nms(mut dets: Vec<Detection>, iou: f32, max: usize) -> Vec<Detection> {
     keep
 }
 
-type Plan = Arc<TypedRunnableModel>;
+/// Where a frame goes on the detector's canvas (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Placement {
+    /// Frame pixels → canvas pixels.
+    pub scale: f32,
+    /// The frame's size on the canvas (top-left corner at 0, 0).
+    pub scaled: (u32, u32),
+    /// The canvas: `scaled` rounded up to multiples of [`CANVAS_MULTIPLE`].
+    pub canvas: (u32, u32),
+}
+
+impl Placement {
+    /// The placement of a `w`×`h` frame (both non-zero).
+    pub fn for_frame(w: u32, h: u32) -> Placement {
+        let side = DETECTOR_INPUT as f32;
+        let scale = (side / w as f32).min(side / h as f32);
+        let scaled = (
+            ((w as f32 * scale).round() as u32).clamp(1, DETECTOR_INPUT),
+            ((h as f32 * scale).round() as u32).clamp(1, DETECTOR_INPUT),
+        );
+        let up = |v: u32| v.div_ceil(CANVAS_MULTIPLE) * CANVAS_MULTIPLE;
+        Placement {
+            scale,
+            scaled,
+            canvas: (up(scaled.0), up(scaled.1)),
+        }
+    }
+}
 
 /// The loaded detector.
 pub struct Detector {
-    plan: Plan,
+    /// The graph as parsed, input shape still open: each canvas size is
+    /// fixed on a copy of it and optimised for that shape.
+    source: InferenceModel,
+    path: PathBuf,
+    /// One session per canvas size seen, `(width, height)`.
+    sessions: Mutex<Vec<((u32, u32), Arc<Session>)>>,
     score_threshold: f32,
 }
 
 impl std::fmt::Debug for Detector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Detector")
+            .field("path", &self.path)
             .field("score_threshold", &self.score_threshold)
             .finish_non_exhaustive()
     }
@@ -117,48 +180,31 @@ impl std::fmt::Debug for Detector {
 
 impl Detector {
     /// Loads and checks the YuNet model (see the module docs for the layout
-    /// it must have).
+    /// it must have), and prepares the plan for [`DEFAULT_FRAME`]s.
     pub fn load(path: &Path) -> Result<Self, FaceError> {
-        let plan = super::load_plan(
-            path,
-            [1, 3, DETECTOR_INPUT as usize, DETECTOR_INPUT as usize],
-        )?;
-        let model = plan.model();
-        let outputs = model
-            .output_outlets()
-            .map_err(|e| FaceError::load(path, e))?;
-        let mut found = Vec::new();
-        for ix in 0..outputs.len() {
-            let fact = model
-                .output_fact(ix)
-                .map_err(|e| FaceError::load(path, e))?;
-            found.push(fact.shape.as_concrete().map(<[usize]>::to_vec));
-        }
-        let expected: Vec<Vec<usize>> = [1usize, 1, 4, 10]
-            .iter()
-            .flat_map(|&k| {
-                STRIDES.iter().map(move |&s| {
-                    let n = (DETECTOR_INPUT as usize / s).pow(2);
-                    vec![1, n, k]
-                })
-            })
-            .collect();
-        let ok = found.len() == expected.len()
-            && found
-                .iter()
-                .zip(&expected)
-                .all(|(f, e)| f.as_deref() == Some(e.as_slice()));
-        if !ok {
-            return Err(FaceError::ModelShape {
-                path: path.to_path_buf(),
-                expected: format!("YuNet 320×320: 12 outputs {expected:?}"),
-                found: format!("{} outputs {found:?}", found.len()),
-            });
-        }
-        Ok(Self {
-            plan,
+        let source = super::parse_model(path)?;
+        let det = Detector {
+            source,
+            path: path.to_path_buf(),
+            sessions: Mutex::new(Vec::new()),
             score_threshold: DEFAULT_SCORE_THRESHOLD,
-        })
+        };
+        det.session(Placement::for_frame(DEFAULT_FRAME.0, DEFAULT_FRAME.1).canvas)?;
+        Ok(det)
+    }
+
+    /// The session for a canvas, built (and its outputs checked) on first use.
+    fn session(&self, (w, h): (u32, u32)) -> Result<Arc<Session>, FaceError> {
+        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, s)) = sessions.iter().find(|(size, _)| *size == (w, h)) {
+            return Ok(s.clone());
+        }
+        let shape = [1, 3, h as usize, w as usize];
+        let plan = super::optimise(&self.path, self.source.clone(), shape)?;
+        check_outputs(&self.path, &plan, (w, h))?;
+        let session = Arc::new(Session::new(plan, shape));
+        sessions.push(((w, h), session.clone()));
+        Ok(session)
     }
 
     /// Detects faces in `frame` (any size). Returns at most [`MAX_FACES`],
@@ -168,37 +214,27 @@ impl Detector {
         if w == 0 || h == 0 {
             return Ok(Vec::new());
         }
-        let side = DETECTOR_INPUT as f32;
-        let scale = (side / w as f32).min(side / h as f32);
-        let (nw, nh) = (
-            ((w as f32 * scale).round() as u32).clamp(1, DETECTOR_INPUT),
-            ((h as f32 * scale).round() as u32).clamp(1, DETECTOR_INPUT),
-        );
+        let place = Placement::for_frame(w, h);
         let resized;
-        let src = if (nw, nh) == (w, h) {
+        let src = if place.scaled == (w, h) {
             frame
         } else {
-            resized = imageops::resize(frame, nw, nh, imageops::FilterType::Triangle);
+            resized = imageops::resize(
+                frame,
+                place.scaled.0,
+                place.scaled.1,
+                imageops::FilterType::Triangle,
+            );
             &resized
         };
-        let plane = (DETECTOR_INPUT * DETECTOR_INPUT) as usize;
-        let mut data = vec![0.0f32; 3 * plane];
-        for (x, y, p) in src.enumerate_pixels() {
-            let i = (y * DETECTOR_INPUT + x) as usize;
-            // BGR planes.
-            data[i] = f32::from(p.0[2]);
-            data[plane + i] = f32::from(p.0[1]);
-            data[2 * plane + i] = f32::from(p.0[0]);
-        }
-        let input = Tensor::from_shape(
-            &[1, 3, DETECTOR_INPUT as usize, DETECTOR_INPUT as usize],
-            &data,
+        let session = self.session(place.canvas)?;
+        session.run(
+            |input| write_bgr_planes(src, place.canvas, input),
+            |out| self.decode(out, place),
         )
-        .map_err(FaceError::inference)?;
-        let out = self
-            .plan
-            .run(tvec!(input.into_tvalue()))
-            .map_err(FaceError::inference)?;
+    }
+
+    fn decode(&self, out: &[TValue], place: Placement) -> Result<Vec<Detection>, FaceError> {
         let view = |i: usize| -> Result<&[f32], FaceError> {
             out.get(i)
                 .ok_or_else(|| FaceError::Inference {
@@ -208,11 +244,12 @@ impl Detector {
                 .and_then(|v| v.as_slice::<f32>())
                 .map_err(FaceError::inference)
         };
+        let scale = place.scale;
         let mut dets = Vec::new();
         for (si, &stride) in STRIDES.iter().enumerate() {
             let (cls, obj, bbox, kps) = (view(si)?, view(3 + si)?, view(6 + si)?, view(9 + si)?);
-            let cols = DETECTOR_INPUT as usize / stride;
-            let n = cols * cols;
+            let cols = place.canvas.0 as usize / stride;
+            let n = cols * (place.canvas.1 as usize / stride);
             if cls.len() != n || obj.len() != n || bbox.len() != 4 * n || kps.len() != 10 * n {
                 return Err(FaceError::Inference {
                     detail: format!("stride {stride} head has the wrong size"),
@@ -253,6 +290,76 @@ impl Detector {
             }
         }
         Ok(nms(dets, NMS_IOU, MAX_FACES))
+    }
+}
+
+/// Writes `src` into the top-left of a `canvas`-sized NCHW input as BGR
+/// planes of raw 0–255 values, and zeroes (black) the rest. Every element
+/// is written: the buffer holds the previous frame.
+fn write_bgr_planes(src: &RgbImage, (cw, ch): (u32, u32), input: &mut [f32]) {
+    let (cw, ch) = (cw as usize, ch as usize);
+    let plane = cw * ch;
+    let (sw, sh) = (src.width() as usize, src.height() as usize);
+    let raw = src.as_raw();
+    let (b, rest) = input.split_at_mut(plane);
+    let (g, r) = rest.split_at_mut(plane);
+    for y in 0..ch {
+        let row = y * cw..(y + 1) * cw;
+        let (b, g, r) = (&mut b[row.clone()], &mut g[row.clone()], &mut r[row]);
+        let width = if y < sh { sw.min(cw) } else { 0 };
+        if width > 0 {
+            let px = &raw[y * sw * 3..(y * sw + width) * 3];
+            for (x, p) in px.chunks_exact(3).enumerate() {
+                r[x] = f32::from(p[0]);
+                g[x] = f32::from(p[1]);
+                b[x] = f32::from(p[2]);
+            }
+        }
+        for plane in [&mut *b, &mut *g, &mut *r] {
+            plane[width..].fill(0.0);
+        }
+    }
+}
+
+/// The 12 heads must have the sizes the decoder reads for this canvas.
+fn check_outputs(
+    path: &Path,
+    plan: &Arc<TypedRunnableModel>,
+    (w, h): (u32, u32),
+) -> Result<(), FaceError> {
+    let model = plan.model();
+    let outputs = model
+        .output_outlets()
+        .map_err(|e| FaceError::load(path, e))?;
+    let mut found = Vec::new();
+    for ix in 0..outputs.len() {
+        let fact = model
+            .output_fact(ix)
+            .map_err(|e| FaceError::load(path, e))?;
+        found.push(fact.shape.as_concrete().map(<[usize]>::to_vec));
+    }
+    let expected: Vec<Vec<usize>> = [1usize, 1, 4, 10]
+        .iter()
+        .flat_map(|&k| {
+            STRIDES.iter().map(move |&s| {
+                let n = (w as usize / s) * (h as usize / s);
+                vec![1, n, k]
+            })
+        })
+        .collect();
+    let ok = found.len() == expected.len()
+        && found
+            .iter()
+            .zip(&expected)
+            .all(|(f, e)| f.as_deref() == Some(e.as_slice()));
+    if ok {
+        Ok(())
+    } else {
+        Err(FaceError::ModelShape {
+            path: path.to_path_buf(),
+            expected: format!("YuNet on a {w}×{h} canvas: 12 outputs {expected:?}"),
+            found: format!("{} outputs {found:?}", found.len()),
+        })
     }
 }
 
@@ -308,5 +415,31 @@ mod tests {
             .collect();
         assert_eq!(nms(dets.clone(), NMS_IOU, MAX_FACES).len(), MAX_FACES);
         assert_eq!(nms(dets, NMS_IOU, 100).len(), 20);
+    }
+    #[test]
+    fn a_camera_frame_keeps_its_scale_on_a_smaller_canvas() {
+        let p = Placement::for_frame(320, 240);
+        assert_eq!((p.scale, p.scaled, p.canvas), (1.0, (320, 240), (320, 256)));
+        let p = Placement::for_frame(640, 480);
+        assert_eq!((p.scale, p.scaled, p.canvas), (0.5, (320, 240), (320, 256)));
+        // Portrait and square frames: the longest side still becomes 320.
+        assert_eq!(Placement::for_frame(600, 800).canvas, (256, 320));
+        assert_eq!(Placement::for_frame(500, 500).canvas, (320, 320));
+        // A sliver still gets a canvas the model can take.
+        assert_eq!(Placement::for_frame(3200, 10).canvas, (320, 32));
+    }
+
+    #[test]
+    fn planes_are_bgr_and_the_padding_is_black() {
+        let mut src = RgbImage::new(2, 1);
+        src.put_pixel(0, 0, image::Rgb([1, 2, 3]));
+        src.put_pixel(1, 0, image::Rgb([4, 5, 6]));
+        // A buffer left dirty by a previous frame.
+        let mut input = vec![9.0f32; 3 * 4 * 2];
+        write_bgr_planes(&src, (4, 2), &mut input);
+        let plane = |c: usize| &input[c * 8..(c + 1) * 8];
+        assert_eq!(plane(0), &[3.0, 6.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        assert_eq!(plane(1), &[2.0, 5.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        assert_eq!(plane(2), &[1.0, 4.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
     }
 }
