@@ -9,14 +9,16 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::Criterion;
-use latchd::ble::client::{
+use latchd::app::authz::{open_request, seal_response};
+use latchd::app::client::{
     open_response, seal_request, AppPairing, AppSessionStart, PairingSecret,
 };
-use latchd::ble::commands::{open_request, seal_response, Principal, Request, Response};
-use latchd::ble::crypto::StaticKeypair;
-use latchd::ble::pairing::{LockPairing, PairRequest, VerificationCode};
-use latchd::ble::protocol::{accept_session, fragment, SessionInit, DEFAULT_IDLE_TIMEOUT};
-use latchd::ble::{Instant, WallTime};
+use latchd::app::crypto::StaticKeypair;
+use latchd::app::pairing::{LockPairing, PairRequest, VerificationCode};
+use latchd::app::protocol::{accept_session, fragment, SessionInit, DEFAULT_IDLE_TIMEOUT};
+use latchd::app::wire::Principal;
+use latchd::app::{Request, Response};
+use latchd::core::time::{Instant, WallTime};
 use rand_core::OsRng;
 
 const T0: Instant = Instant(1_000);
@@ -35,8 +37,8 @@ fn session(
     lock: &StaticKeypair,
     app: &StaticKeypair,
 ) -> (
-    latchd::ble::protocol::SecureSession,
-    latchd::ble::protocol::SecureSession,
+    latchd::app::protocol::SecureSession,
+    latchd::app::protocol::SecureSession,
 ) {
     let (start, init) = AppSessionStart::new(app, lock.public(), &mut OsRng);
     let init = SessionInit::parse(&init).expect("parses");

@@ -8,7 +8,7 @@
 //! Run: `cargo bench --bench face` (needs the shared models and photos:
 //! `$LATCHD_SHARED`, else `../shared`).
 
-#[path = "../tests/common/shared.rs"]
+#[path = "../tests/it/common/shared.rs"]
 mod shared;
 use shared::{bench_frame, shared_dir, vm_rss_kib};
 

@@ -30,10 +30,10 @@
 //! Run: `cargo bench --bench face_unlock` (needs the shared models and
 //! photos: `$LATCHD_SHARED`, else `../shared`).
 
-#[path = "../tests/common/face_seed.rs"]
+#[path = "../tests/it/common/face_seed.rs"]
 mod face_seed;
 
-#[path = "../tests/common/shared.rs"]
+#[path = "../tests/it/common/shared.rs"]
 mod shared;
 use shared::{shared_dir, vm_rss_kib};
 
@@ -48,9 +48,10 @@ use latchd::biometrics::face::worker::{
 use latchd::biometrics::face::{FaceRecognizer, FaceTemplate, DEFAULT_MATCH_THRESHOLD};
 use latchd::board::frames::FrameRing;
 use latchd::board::sim::camera::{SimCamera, SimCameraConfig};
-use latchd::board::{FaceSource, InputSender, OrderedSender};
+use latchd::board::FaceSource;
 use latchd::core::input::ModuleReport;
 use latchd::core::{Input, ModuleCmd};
+use latchd::link::{InputSender, OrderedSender};
 use latchd::video::{StreamConfig, VideoServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
@@ -202,7 +203,7 @@ fn seed_store(state: &Path, rec: &FaceRecognizer) {
 
 /// Wait until the published engine status satisfies `cond`.
 async fn published_until(
-    rx: &mut watch::Receiver<latchd::daemon::Published>,
+    rx: &mut watch::Receiver<latchd::link::Published>,
     what: &str,
     cond: impl Fn(&latchd::core::Status) -> bool,
 ) {
@@ -248,6 +249,8 @@ fn bench_daemon_face_to_unlock() {
     }
     let mut config = latchd::config::Config::default();
     config.face.enabled = true;
+    config.face.liveness = latchd::biometrics::face::LivenessMode::Off;
+    config.face.allow_without_liveness = true;
     config.face.models_dir = models;
     config.face.sim_people_dir = Some(people);
     config.face.motion_trigger = true;

@@ -19,7 +19,7 @@ use latchd::biometrics::palm::{self, sim::SimPalmConfig, Palm, PalmConfig, PalmE
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::runtime::Runtime;
 
-#[path = "../tests/common/pty.rs"]
+#[path = "../tests/it/common/pty.rs"]
 mod pty;
 
 /// A raw PTY: the master stream, the slave path and the slave fd (kept open

@@ -13,11 +13,18 @@ cd "$(dirname "$0")/.."
 # integration tests talk to: dbus-daemon and busctl (D-Bus), ALSA's file
 # plugin (voice prompts), mosquitto + openssl (remote access over TLS),
 # ffmpeg (video client),
-# util-linux's setpriv (policy tests run a caller as another user).
+# util-linux's setpriv (policy tests run a caller as another user),
+# unshare/nsenter plus iproute2 for the Matter test's network namespace,
+# python3 (the layer check, scripts/check-layers.py),
+# swtpm + the TSS2 libraries systemd-creds loads + tpm2-tools (the device
+# key sealed to a TPM 2.0, tests/it/keystore.rs).
 packages=(
     pkg-config libdbus-1-dev libasound2-dev libclang-dev clang
     dbus systemd alsa-utils libasound2-plugins util-linux
-    mosquitto mosquitto-clients openssl ffmpeg espeak-ng sox
+    mosquitto mosquitto-clients openssl ffmpeg espeak-ng sox python3
+    iproute2
+    swtpm tpm2-tools libtss2-esys-3.0.2-0 libtss2-rc0 libtss2-mu0
+    libtss2-tcti-swtpm0 libtss2-tcti-device0
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -31,14 +38,18 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# Home Assistant's Matter controller (python-matter-server + the CHIP
+# wheel) for tests/it/matter_controller.rs: a venv under target/, reused.
+scripts/matter-env.sh
+
 export CARGO_TERM_COLOR=never
 # A one-shot build gains nothing from incremental state, which costs gigabytes
-# across ~35 test crates.
+# across the test crates.
 export CARGO_INCREMENTAL=0
+echo "== layers (scripts/check-layers.sh)"
+scripts/check-layers.sh
 echo "== format"
 cargo fmt --check
-echo "== hardware layering"
-scripts/check-hardware-layers.sh
 echo "== clippy"
 cargo clippy --all-targets --all-features --locked -- -D warnings
 echo "== default build (sim board, no system packages needed)"

@@ -44,6 +44,8 @@ pub struct Config {
     pub state_dir: Option<PathBuf>,
     pub lock: LockConfig,
     pub store: StoreConfig,
+    /// `[key]`: where the device key rests (see `store::keystore`).
+    pub key: crate::store::keystore::KeyConfig,
     pub control: ControlConfig,
     pub dbus: DbusConfig,
     pub sim: SimSection,
@@ -56,6 +58,9 @@ pub struct Config {
     pub remote: crate::remote::RemoteConfig,
     /// `[video]`: the live outdoor stream (off by default, see `docs/video.md`).
     pub video: crate::video::VideoConfig,
+    /// `[matter]`: the Matter node (builds with the `matter` feature; see
+    /// `docs/matter.md`).
+    pub matter: crate::matter::MatterConfig,
     /// `[face]`: face unlock on the outdoor camera (off by default, see
     /// `src/biometrics/face/config.rs`).
     #[cfg(feature = "face")]
@@ -74,10 +79,30 @@ pub struct LockConfig {
     pub verification_code: String,
     /// B-10.1: the low-battery prompt and LED come on below this.
     pub low_battery_percent: u8,
-    /// Trust the system clock for validity windows from the start. A board
-    /// without a battery-backed RTC says `false`: time-windowed credentials
-    /// are then refused until the clock is set.
+    /// Trust the system clock for validity windows from the start: only
+    /// on a board whose battery-backed RTC nobody outside can reach.
+    /// Default `false` (issue 13): the clock is trusted once systemd
+    /// reports it NTP-synchronised (`org.freedesktop.timedate1`) or an
+    /// owner synced it; until then time-windowed credentials are refused.
+    /// Either way no reading behind the trusted-time floor is believed.
     pub trust_system_clock: bool,
+    /// A one-time visitor code made without an end ends this many hours
+    /// after it was made (issue 13: every visitor code has an end).
+    pub one_time_code_hours: u32,
+    /// Where to ask systemd whether the clock is NTP-synchronised
+    /// (`org.freedesktop.timedate1`): `system` (default), `off`, or a
+    /// D-Bus address.
+    pub timedate_bus: String,
+}
+
+impl LockConfig {
+    /// The bus of `timedate_bus`, `None` when off.
+    pub fn timedate_bus(&self) -> Option<crate::dbus::BusChoice> {
+        match self.timedate_bus.as_str() {
+            "off" => None,
+            other => other.parse().ok(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -149,6 +174,7 @@ impl Default for Config {
             state_dir: None,
             lock: LockConfig::default(),
             store: StoreConfig::default(),
+            key: crate::store::keystore::KeyConfig::default(),
             control: ControlConfig::default(),
             dbus: DbusConfig::default(),
             sim: SimSection::default(),
@@ -157,6 +183,7 @@ impl Default for Config {
             wifi: crate::wifi::WifiConfig::default(),
             remote: crate::remote::RemoteConfig::default(),
             video: crate::video::VideoConfig::default(),
+            matter: crate::matter::MatterConfig::default(),
             #[cfg(feature = "face")]
             face: crate::biometrics::face::config::FaceConfig::default(),
         }
@@ -169,7 +196,9 @@ impl Default for LockConfig {
             serial: String::new(),
             verification_code: String::new(),
             low_battery_percent: 20,
-            trust_system_clock: true,
+            trust_system_clock: false,
+            one_time_code_hours: 24,
+            timedate_bus: "system".into(),
         }
     }
 }
@@ -238,6 +267,14 @@ pub enum ConfigError {
         value: String,
         why: &'static str,
     },
+    /// Issue 14: a file holding a secret must be readable by its owner only.
+    #[error("config file {path} holds the secret `{key}` but its group or others may read it (mode {mode:o}); run chmod 600 on it, or {instead}")]
+    SecretExposed {
+        path: PathBuf,
+        key: &'static str,
+        mode: u32,
+        instead: &'static str,
+    },
 }
 
 impl Config {
@@ -247,7 +284,51 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        Config::parse(&text, path)
+        let config = Config::parse(&text, path)?;
+        config.check_secrets_private(path)?;
+        Ok(config)
+    }
+
+    /// The secrets this file holds inline, with where else they can go.
+    fn inline_secrets(&self) -> Vec<(&'static str, &'static str)> {
+        let mut out = Vec::new();
+        if !self.lock.verification_code.is_empty() {
+            out.push((
+                "lock.verification_code",
+                "leave it empty to derive it from the device key",
+            ));
+        }
+        if !self.remote.password.is_empty() {
+            out.push((
+                "remote.password",
+                "put it in remote.password_file (mode 0600)",
+            ));
+        }
+        out
+    }
+
+    /// A file that holds a secret inline is refused unless only its owner
+    /// may read it (like the video token file).
+    fn check_secrets_private(&self, path: &Path) -> Result<(), ConfigError> {
+        use std::os::unix::fs::MetadataExt;
+        let Some(&(key, instead)) = self.inline_secrets().first() else {
+            return Ok(());
+        };
+        let mode = std::fs::metadata(path)
+            .map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(ConfigError::SecretExposed {
+                path: path.to_owned(),
+                key,
+                mode: mode & 0o777,
+                instead,
+            });
+        }
+        Ok(())
     }
 
     /// Parse and validate TOML text; `path` is only used in messages.
@@ -286,14 +367,31 @@ impl Config {
         if let Err(why) = self.ble.validate() {
             return bad("ble.adapter", format!("{:?}", self.ble.adapter), why);
         }
+        if let Err(why) = self.matter.validate() {
+            return bad("matter", format!("{:?}", self.matter.interface), why);
+        }
         if !l.verification_code.is_empty()
-            && crate::ble::pairing::VerificationCode::parse(&l.verification_code).is_err()
+            && crate::app::pairing::VerificationCode::parse(&l.verification_code).is_err()
         {
             return bad(
                 "lock.verification_code",
                 "(not shown: it is a secret)".into(),
                 "use the 24-character base32 code (A-Z, 2-7) printed on the lock's label, \
                  or leave it empty to derive one from the device key",
+            );
+        }
+        if l.timedate_bus != "off" && l.timedate_bus.parse::<crate::dbus::BusChoice>().is_err() {
+            return bad(
+                "lock.timedate_bus",
+                format!("{:?}", l.timedate_bus),
+                "use \"system\", \"off\" or a D-Bus address such as \"unix:path=/run/dbus/system_bus_socket\"",
+            );
+        }
+        if !(1..=24 * 30).contains(&l.one_time_code_hours) {
+            return bad(
+                "lock.one_time_code_hours",
+                l.one_time_code_hours.to_string(),
+                "must be between 1 and 720 (30 days): every visitor code has an end",
             );
         }
         if !(1..=99).contains(&l.low_battery_percent) {
@@ -316,6 +414,9 @@ impl Config {
                 self.store.max_db_bytes.to_string(),
                 "use 0 (no cap) or at least 1048576 (1 MiB)",
             );
+        }
+        if let Err(why) = self.key.validate() {
+            return bad("key.tpm2_pcrs", format!("{:?}", self.key.tpm2_pcrs), why);
         }
         if self.dbus.bus != "off" && self.dbus.bus.parse::<crate::dbus::BusChoice>().is_err() {
             return bad(
@@ -444,5 +545,40 @@ mod tests {
             parse("board = \"linux\"\n").unwrap().board,
             BoardKind::Linux
         );
+    }
+
+    /// Issue 14 item 2: a latchd.toml holding `remote.password` or
+    /// `lock.verification_code` inline is refused unless it is 0600; one
+    /// without secrets loads whatever its mode.
+    #[test]
+    fn a_file_with_inline_secrets_must_be_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("latchd.toml");
+        let chmod =
+            |m| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(m)).expect("chmod");
+        std::fs::write(&path, "[remote]\nusername = \"lock\"\n").expect("write");
+        chmod(0o644);
+        Config::load(&path).expect("no secret: any mode");
+        for (text, key) in [
+            (
+                "[remote]\nusername = \"lock\"\npassword = \"pw-123\"\n",
+                "remote.password",
+            ),
+            (
+                "[lock]\nverification_code = \"ABCDEFGHIJKLMNOPQRSTUVWX\"\n",
+                "lock.verification_code",
+            ),
+        ] {
+            std::fs::write(&path, text).expect("write");
+            chmod(0o644);
+            let e = Config::load(&path)
+                .expect_err("0644 with a secret")
+                .to_string();
+            assert!(e.contains(key) && e.contains("chmod 600"), "{e}");
+            assert!(!e.contains("pw-123") && !e.contains("ABCDEFGH"), "{e}");
+            chmod(0o600);
+            Config::load(&path).expect("0600");
+        }
     }
 }

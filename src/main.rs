@@ -14,12 +14,20 @@
 //! `<state-dir>/control.sock`.
 //!
 //! Exit codes: 0 clean shutdown (SIGTERM/SIGINT/quit), 1 the lock could
-//! not start or failed, 2 bad command line or configuration.
+//! not start or failed, 2 bad command line or configuration, 75 a factory
+//! reset retired the device key: start again to run under a new one
+//! (systemd does, `RestartForceExitStatus=75`).
+//!
+//! `latchd --key-step` (root, `latchd-key.service`) creates, migrates or
+//! rotates the TPM-sealed key credential and exits (`store::keystore`).
+#![forbid(unsafe_code)]
+#![warn(clippy::unwrap_used, unused_qualifications)]
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use latchd::board::coast::{coast_from_files, CoastError, Coasted};
 use latchd::config::{self, BoardKind, Config};
 use latchd::daemon::{self, Options};
 use latchd::dbus::BusChoice;
@@ -53,9 +61,18 @@ struct Cli {
     /// Simulate SET held while the battery goes in (B-10.6 factory reset).
     #[arg(long)]
     set_held: bool,
+    /// Run the privileged key step and exit (latchd-key.service, as root):
+    /// create, migrate or rotate the TPM-sealed device key credential for
+    /// `[key] storage` = "tpm2" or "host" (see store::keystore).
+    #[arg(long)]
+    key_step: bool,
 }
 
 fn main() -> ExitCode {
+    // Safety first, before anything that can fail (the command line, the
+    // config, the store): a motor a killed predecessor left energised
+    // stops here (`board::coast`, docs/motor-safety.md).
+    let early_coast = coast_first();
     let cli = Cli::parse();
     let config = match &cli.config {
         Some(path) => match Config::load(path) {
@@ -96,6 +113,9 @@ fn main() -> ExitCode {
         })
     });
 
+    if cli.key_step {
+        return key_step(&config, &state_dir);
+    }
     if let Err(e) = daemon::create_state_dir(&state_dir) {
         eprintln!("latchd: {e}");
         return ExitCode::from(1);
@@ -103,6 +123,13 @@ fn main() -> ExitCode {
     if let Err(e) = init_tracing(&config, front_panel, &state_dir) {
         eprintln!("latchd: cannot set up logging: {e}");
         return ExitCode::from(1);
+    }
+    match early_coast {
+        Some(Ok(Coasted::Lines { in1, in2 })) => {
+            tracing::info!(%in1, %in2, "motor coasted at start")
+        }
+        Some(Ok(Coasted::NoMotor)) | None => {}
+        Some(Err(e)) => tracing::error!("the motor could not be coasted at start: {e}"),
     }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -129,6 +156,61 @@ fn main() -> ExitCode {
         Err(e) => {
             tracing::error!("{e}");
             eprintln!("latchd: {e}");
+            ExitCode::from(e.exit_status())
+        }
+    }
+}
+
+/// Coast the motor the config file names, reading nothing but argv's
+/// `--config FILE` (or `--config=FILE`), that file and the board file, so
+/// that a bad command line, config or database cannot stop it. `None` for
+/// `--key-step` (the key unit has no GPIO, and the daemon coasts anyway).
+fn coast_first() -> Option<Result<Coasted, CoastError>> {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if args.iter().any(|a| a == "--key-step") {
+        return None;
+    }
+    let mut config: Option<PathBuf> = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--" {
+            break;
+        }
+        if a == "--config" {
+            config = it.next().map(PathBuf::from);
+        } else if let Some(v) = a.to_str().and_then(|s| s.strip_prefix("--config=")) {
+            config = Some(PathBuf::from(v));
+        }
+    }
+    let result = coast_from_files(config.as_deref());
+    if let Err(e) = &result {
+        // Logging is not set up yet; it is logged again once it is.
+        eprintln!("latchd: the motor could not be coasted at start: {e}");
+    }
+    Some(result)
+}
+
+/// `latchd --key-step`: the one part of latchd that runs as root and
+/// talks to the TPM (through systemd-creds). Exit 0 when the credential
+/// is in place and opens, 1 otherwise.
+fn key_step(config: &Config, state_dir: &std::path::Path) -> ExitCode {
+    use latchd::store::keystore::{self, files, SystemdCreds};
+    let _ = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .without_time()
+        .with_writer(std::io::stderr)
+        .try_init();
+    let creds = SystemdCreds {
+        tpm2_pcrs: config.key.tpm2_pcrs.clone(),
+        ..SystemdCreds::default()
+    };
+    match keystore::key_step(state_dir, &config.key, &creds, &mut files::no_hook) {
+        Ok(done) => {
+            println!("latchd key step ({}): {done:?}", config.key.storage.name());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("latchd --key-step: {e}");
             ExitCode::from(1)
         }
     }

@@ -64,10 +64,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::biometrics::fingerprint::Reconciliation;
-use crate::board::{DeviceError, FingerprintModule, OrderedSender, PalmModule};
+use crate::board::{DeviceError, FingerprintModule, PalmModule};
 use crate::core::input::{EnrolFailure, EnrolStep, ModuleReport};
 use crate::core::types::{CredentialKind, CredentialSecret, Modality, Persisted};
 use crate::core::{Input, ModuleCmd};
+use crate::link::OrderedSender;
 
 /// Where an adapter's reports go. The daemon's is an [`OrderedSender`]
 /// (each report becomes `Input::Module`); tests and the sim board's hand
@@ -137,6 +138,9 @@ pub struct ModuleAdapter {
     modality: Modality,
     commands: mpsc::UnboundedSender<ModuleCmd>,
     task: JoinHandle<()>,
+    /// Wakes a connection that refused a module not the lock's own
+    /// ([`ModuleCmd::Pair`]; fingerprint, `fingerprint/reader.rs`).
+    repair: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl std::fmt::Debug for ModuleAdapter {
@@ -160,6 +164,12 @@ impl ModuleAdapter {
                 device: self.device(),
                 what: format!("{cmd:?}"),
             });
+        }
+        if let (ModuleCmd::Pair { .. }, Some(repair)) = (cmd, &self.repair) {
+            // Only a connection waiting now is woken: a re-pair asked while
+            // the module is fine leaves nothing behind that would adopt a
+            // module swapped in later.
+            repair.notify_waiters();
         }
         self.commands
             .send(*cmd)
@@ -206,14 +216,16 @@ fn cmd_modality(cmd: &ModuleCmd) -> Option<Modality> {
         ModuleCmd::Enrol { modality, .. }
         | ModuleCmd::CancelEnrol { modality }
         | ModuleCmd::Delete { modality, .. }
-        | ModuleCmd::Wipe { modality } => Some(*modality),
+        | ModuleCmd::Wipe { modality }
+        | ModuleCmd::Pair { modality } => Some(*modality),
         ModuleCmd::RecogniseFace => None,
     }
 }
 
 /// A driver still to be connected (the handshake runs in the adapter task,
-/// so a module that does not answer never holds up the lock's start).
-pub type Connecting<M> = BoxFuture<'static, Result<M, String>>;
+/// so a module that does not answer never holds up the lock's start); it
+/// fails with the driver's own error.
+pub type Connecting<M, E> = BoxFuture<'static, Result<M, E>>;
 
 pub(crate) fn spawn<R: Reader + 'static>(
     reader: R,
@@ -224,7 +236,7 @@ pub(crate) fn spawn<R: Reader + 'static>(
 }
 
 pub(crate) fn spawn_connecting<R: Reader + 'static>(
-    connect: Connecting<R>,
+    connect: Connecting<R, R::Error>,
     config: AdapterConfig,
     sink: Arc<dyn ReportSink>,
 ) -> ModuleAdapter {
@@ -233,11 +245,11 @@ pub(crate) fn spawn_connecting<R: Reader + 'static>(
     let task = tokio::spawn(async move {
         let reader = match connect.await {
             Ok(r) => r,
-            Err(detail) => {
-                tracing::error!(device = device_name(modality), %detail, "module not connected");
+            Err(e) => {
+                tracing::error!(device = device_name(modality), error = %e, "module not connected");
                 sink.report(ModuleReport::Fault {
                     modality,
-                    detail: format!("no handshake with the module: {detail}"),
+                    detail: format!("no handshake with the module: {e}"),
                 });
                 return;
             }
@@ -258,6 +270,15 @@ pub(crate) fn spawn_connecting<R: Reader + 'static>(
         modality,
         commands: tx,
         task,
+        repair: None,
+    }
+}
+
+impl ModuleAdapter {
+    /// Route [`ModuleCmd::Pair`] to `repair` as well.
+    pub(crate) fn with_repair(mut self, repair: Arc<tokio::sync::Notify>) -> Self {
+        self.repair = Some(repair);
+        self
     }
 }
 
@@ -279,10 +300,10 @@ pub(crate) enum Read {
 
 /// A module error, sorted by what the adapter does with it.
 #[derive(Debug)]
-pub(crate) struct ReadError {
+pub(crate) struct ReadError<E> {
     /// The module is not answering or answers nonsense: an outage.
     pub(crate) link: bool,
-    pub(crate) detail: String,
+    pub(crate) error: E,
 }
 
 pub(crate) type Steps<'a> = &'a mut (dyn FnMut(EnrolStep) + Send);
@@ -297,21 +318,29 @@ pub(crate) trait Reader: Send {
     /// sequence-numbered replies (palm): an R30x reply to a dropped
     /// request would be taken for the next request's answer.
     const INTERRUPTIBLE_READ: bool;
+    /// The driver's error; the adapter turns it into the `Fault` report's
+    /// text only where the report is made.
+    type Error: std::error::Error + Send + 'static;
+    /// Whether `e` says the module is not the lock's own (issue 13 item
+    /// 7): reported as `Untrusted` rather than `Fault`.
+    fn untrusted(_e: &Self::Error) -> bool {
+        false
+    }
     fn enrol<'a>(
         &'a mut self,
         slot: u16,
         steps: Steps<'a>,
     ) -> BoxFuture<'a, Result<(), EnrolFailure>>;
-    fn read(&mut self) -> BoxFuture<'_, Result<Read, ReadError>>;
-    fn delete(&mut self, slot: u16) -> BoxFuture<'_, Result<(), String>>;
-    fn wipe(&mut self) -> BoxFuture<'_, Result<(), String>>;
-    fn slots(&mut self) -> BoxFuture<'_, Result<BTreeSet<u16>, String>>;
+    fn read(&mut self) -> BoxFuture<'_, Result<Read, ReadError<Self::Error>>>;
+    fn delete(&mut self, slot: u16) -> BoxFuture<'_, Result<(), Self::Error>>;
+    fn wipe(&mut self) -> BoxFuture<'_, Result<(), Self::Error>>;
+    fn slots(&mut self) -> BoxFuture<'_, Result<BTreeSet<u16>, Self::Error>>;
     /// Stop whatever the module is doing (after a dropped enrolment).
-    fn abort(&mut self) -> BoxFuture<'_, Result<(), String>>;
+    fn abort(&mut self) -> BoxFuture<'_, Result<(), Self::Error>>;
     fn reconcile<'a>(
         &'a mut self,
         db: &'a BTreeSet<u16>,
-    ) -> BoxFuture<'a, Result<Reconciliation, String>>;
+    ) -> BoxFuture<'a, Result<Reconciliation, Self::Error>>;
 }
 
 // ---- the task ------------------------------------------------------------------
@@ -347,7 +376,7 @@ impl<R: Reader> Adapter<R> {
                         );
                     }
                 }
-                Err(detail) => self.fault(format!("reconciling slots at start: {detail}")),
+                Err(e) => self.fault(format!("reconciling slots at start: {e}")),
             }
         }
         loop {
@@ -414,6 +443,20 @@ impl<R: Reader> Adapter<R> {
         });
     }
 
+    /// Like [`Self::fault`], for a module swapped while the lock ran: once
+    /// per outage, as `Untrusted` (the engine's swap alarm and notice).
+    fn untrusted(&mut self, detail: String) {
+        if self.faulted {
+            return;
+        }
+        self.faulted = true;
+        tracing::error!(device = device_name(self.modality()), %detail, "module not the lock's own");
+        self.report(ModuleReport::Untrusted {
+            modality: self.modality(),
+            detail,
+        });
+    }
+
     fn answered(&mut self) {
         if std::mem::take(&mut self.faulted) {
             tracing::info!(
@@ -423,18 +466,21 @@ impl<R: Reader> Adapter<R> {
         }
     }
 
-    async fn after_read(&mut self, r: Result<Read, ReadError>) {
+    async fn after_read(&mut self, r: Result<Read, ReadError<R::Error>>) {
         let modality = self.modality();
         let read = match r {
             Ok(read) => {
                 self.answered();
                 read
             }
-            Err(e) if e.link => return self.fault(e.detail),
+            Err(e) if e.link && R::untrusted(&e.error) => {
+                return self.untrusted(e.error.to_string())
+            }
+            Err(e) if e.link => return self.fault(e.error.to_string()),
             Err(e) => {
                 // The module answered, but refused: not an outage.
                 self.answered();
-                tracing::warn!(device = device_name(modality), detail = %e.detail, "read refused");
+                tracing::warn!(device = device_name(modality), error = %e.error, "read refused");
                 return;
             }
         };
@@ -492,6 +538,14 @@ impl<R: Reader> Adapter<R> {
             },
             ModuleCmd::RecogniseFace => {
                 tracing::warn!(?modality, "face command sent to a UART module; ignored");
+            }
+            // Connected means the module passed its handshake: it is the
+            // lock's own, nothing to re-pair.
+            ModuleCmd::Pair { .. } => {
+                tracing::info!(
+                    ?modality,
+                    "re-pair asked for a module already paired; nothing to do"
+                );
             }
         }
     }
@@ -561,7 +615,10 @@ impl<R: Reader> Adapter<R> {
     }
 }
 
-async fn read_once<R: Reader>(reader: &mut R, wait: Option<Duration>) -> Result<Read, ReadError> {
+async fn read_once<R: Reader>(
+    reader: &mut R,
+    wait: Option<Duration>,
+) -> Result<Read, ReadError<R::Error>> {
     if let Some(w) = wait {
         tokio::time::sleep(w).await;
     }
@@ -597,14 +654,15 @@ mod tests {
     async fn a_failed_handshake_is_one_fault_then_commands_are_refused() {
         let (sink, mut rx) = sink();
         let mut adapter = spawn_fingerprint_connecting(
-            Box::pin(async { Err("no answer to VfyPwd".to_string()) }),
+            Box::pin(async { Err(crate::biometrics::fingerprint::FingerprintError::Closed) }),
             AdapterConfig::default(),
             sink,
         );
         match rx.recv().await {
             Some(ModuleReport::Fault { modality, detail }) => {
                 assert_eq!(modality, Modality::Fingerprint);
-                assert!(detail.contains("no answer to VfyPwd"), "{detail}");
+                let closed = crate::biometrics::fingerprint::FingerprintError::Closed.to_string();
+                assert!(detail.contains(&closed), "{detail}");
             }
             other => panic!("expected a fault, got {other:?}"),
         }

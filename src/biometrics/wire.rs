@@ -157,8 +157,7 @@ fn start_adapters(
                     ..FingerprintConfig::default()
                 },
             )
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
             Ok(Box::new(driver) as Box<dyn fp::FingerprintModule>)
         }),
         AdapterConfig {
@@ -178,8 +177,7 @@ fn start_adapters(
                     ..PalmConfig::default()
                 },
             )
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
             Ok(Box::new(driver) as Box<dyn palm::PalmModule>)
         }),
         AdapterConfig::default(),
@@ -235,9 +233,9 @@ impl ReportSink for Hand {
                 modality,
                 step: EnrolStep::Remove,
             } => (*modality, true),
-            ModuleReport::EnrolProgress { modality, .. } | ModuleReport::Fault { modality, .. } => {
-                (*modality, false)
-            }
+            ModuleReport::EnrolProgress { modality, .. }
+            | ModuleReport::Fault { modality, .. }
+            | ModuleReport::Untrusted { modality, .. } => (*modality, false),
         };
         if read {
             match modality {

@@ -7,7 +7,7 @@
 //!     │                                                  NameOwnerChanged(org.bluez) is watched)
 //!  ┌──┴─────────────────────────────────────────────────────────────────────────────────┐
 //!  │ latchd service  6c617463-6864-4c42-8000-6c6174636801                               │
-//!  │   rx  …6802  write (with response only)     ─► ChannelConn::on_write (service.rs)  │
+//!  │   rx  …6802  write (with response only)     ─► ChannelConn::on_write (app/)     │
 //!  │   tx  …6803  notify                         ◄─ fragments (pair reply, accept, …)   │
 //!  │ Improv service  00467768-6228-2272-4663-277478268000                               │
 //!  │   8001 state (read, notify) · 8002 error (read, notify) · 8003 RPC (write)         │
@@ -39,10 +39,10 @@ use futures_util::{FutureExt, StreamExt};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use super::crypto::StaticKeypair;
 use super::improv::{self, DeviceInfo, Improv, Output, ScannedNetwork};
-use super::pairing::VerificationCode;
-use super::service::{ChannelConn, LockLink};
+use crate::app::crypto::StaticKeypair;
+use crate::app::pairing::CurrentCode;
+use crate::app::{ChannelConn, LockLink};
 use crate::wifi::WifiBackend;
 
 /// The latchd secure-channel service.
@@ -77,10 +77,19 @@ pub enum GattError {
 pub struct GattDeps {
     pub link: Arc<dyn LockLink>,
     pub wifi: Arc<dyn WifiBackend>,
-    /// The lock's long-term key (`remote::lock_keypair` of the device secret).
+    /// The lock's long-term key (`app::crypto::lock_keypair` of the device secret).
     pub lock_key: Arc<StaticKeypair>,
-    pub code: Arc<VerificationCode>,
+    /// The verification code owner pairing accepts now (it rotates).
+    pub code: CurrentCode,
     pub device_info: DeviceInfo,
+}
+
+impl std::fmt::Debug for GattDeps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GattDeps")
+            .field("device_info", &self.device_info)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Where and as what to advertise.
@@ -127,6 +136,12 @@ pub struct Shared {
     channel: Mutex<ChannelSlot>,
     improv: Mutex<Improv>,
     improv_notify: Mutex<ImprovNotifiers>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
 }
 
 async fn notify_all(n: &mut Option<CharacteristicNotifier>, values: Vec<Vec<u8>>) {
@@ -510,6 +525,12 @@ pub struct Handles {
     _adv: bluer::adv::AdvertisementHandle,
     _shared: Arc<Shared>,
     _session: bluer::Session,
+}
+
+impl std::fmt::Debug for Handles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handles").finish_non_exhaustive()
+    }
 }
 
 /// Register the application and the advertisement once.

@@ -22,16 +22,16 @@ use bluer::{Adapter, AdapterEvent, Address, Uuid};
 use futures_util::{Stream, StreamExt};
 use rand_core::OsRng;
 
-use super::client::{self, AppPairing, AppSessionStart, PairedLock, PairingSecret};
-use super::commands::{Request, Response};
-use super::crypto::{StaticKeypair, KEY_LEN};
 use super::gatt::{CHANNEL_RX_UUID, CHANNEL_SERVICE_UUID, CHANNEL_TX_UUID};
 use super::improv;
-use super::pairing::{PairingError, VerificationCode};
-use super::protocol::ErrorCode;
-use super::protocol::{
+use crate::app::client::{self, AppPairing, AppSessionStart, PairedLock, PairingSecret};
+use crate::app::crypto::{StaticKeypair, KEY_LEN};
+use crate::app::pairing::{PairingError, VerificationCode};
+use crate::app::protocol::ErrorCode;
+use crate::app::protocol::{
     fragment, ChannelError, FragmentError, Reassembler, MAX_ATT_MTU, MIN_ATT_MTU,
 };
+use crate::app::{Request, Response};
 use crate::core::time::Instant;
 
 /// How long one request/answer may take over the air.
@@ -287,7 +287,7 @@ impl LockClient {
             app,
             &accept,
             self.now(),
-            super::protocol::DEFAULT_IDLE_TIMEOUT,
+            crate::app::protocol::DEFAULT_IDLE_TIMEOUT,
         )?;
         let sealed = client::seal_request(&mut session, self.now(), request)?;
         let answer = self.exchange(&sealed).await?;

@@ -64,9 +64,13 @@ pub enum FrameError {
     #[error("YUYV frame width {0} is odd; YUYV packs pixels in pairs")]
     OddWidth(u32),
     #[error("MJPEG frame does not decode: {0}; the camera sent a corrupt or truncated JPEG")]
-    Jpeg(String),
+    Jpeg(#[source] image::ImageError),
     #[error("encoding a JPEG failed: {0}")]
-    Encode(String),
+    Encode(#[source] image::ImageError),
+    /// The first conversion of this frame failed; every later one gives
+    /// the same error (the result is cached per frame).
+    #[error("{0}")]
+    Cached(#[source] Arc<FrameError>),
 }
 
 /// One captured picture. Shared as `Arc<Frame>`; never mutated after
@@ -79,7 +83,7 @@ pub struct Frame {
     pub height: u32,
     pub format: PixelFormat,
     pub bytes: Vec<u8>,
-    jpeg: OnceLock<Result<Vec<u8>, String>>,
+    jpeg: OnceLock<Result<Vec<u8>, Arc<FrameError>>>,
 }
 
 impl Frame {
@@ -107,7 +111,7 @@ impl Frame {
             PixelFormat::Yuyv => yuyv_to_rgb(self.width, self.height, &self.bytes),
             PixelFormat::Mjpeg => {
                 let img = image::load_from_memory_with_format(&self.bytes, ImageFormat::Jpeg)
-                    .map_err(|e| FrameError::Jpeg(e.to_string()))?;
+                    .map_err(FrameError::Jpeg)?;
                 Ok(img.to_rgb8())
             }
         }
@@ -120,12 +124,13 @@ impl Frame {
             return Ok(Cow::Borrowed(&self.bytes));
         }
         let cached = self.jpeg.get_or_init(|| {
-            let rgb = self.to_rgb().map_err(|e| e.to_string())?;
-            encode_jpeg(&rgb).map_err(|e| e.to_string())
+            self.to_rgb()
+                .and_then(|rgb| encode_jpeg(&rgb))
+                .map_err(Arc::new)
         });
         match cached {
             Ok(bytes) => Ok(Cow::Borrowed(bytes)),
-            Err(e) => Err(FrameError::Encode(e.clone())),
+            Err(e) => Err(FrameError::Cached(e.clone())),
         }
     }
 
@@ -157,7 +162,7 @@ pub fn encode_jpeg(rgb: &RgbImage) -> Result<Vec<u8>, FrameError> {
             rgb.height(),
             ExtendedColorType::Rgb8,
         )
-        .map_err(|e| FrameError::Encode(e.to_string()))?;
+        .map_err(FrameError::Encode)?;
     Ok(out)
 }
 

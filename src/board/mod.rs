@@ -26,7 +26,8 @@
 //! Every device is *event-driven*: a backend turns what it senses (a GPIO
 //! edge, an evdev key, a UART frame, the end of a motor move) into a
 //! [`core::Input`](crate::core::Input) and sends it on the one
-//! [`InputSender`] the daemon gave it when the board was built. The traits
+//! [`InputSender`](crate::link::InputSender) the daemon gave it when the
+//! board was built. The traits
 //! below are only the *commands* the engine's [`Action`]s turn into, plus a
 //! `read` of each sensor for start-up. Commands return as soon as the
 //! device has accepted them: a motor move takes ~0.6 s and reports its end
@@ -42,16 +43,13 @@
 //!   engine has an input for it (a motor that cannot move reports
 //!   `MotorReport::Fault`).
 //! * Backends are constructed with everything they need (pins by line
-//!   name, UART path, an [`InputSender`]); the traits carry no setup.
+//!   name, UART path, an `InputSender`); the traits carry no setup.
 //!
 //! The simulated board ([`sim`]) implements every trait in memory with
 //! tokio time, so it is deterministic under `tokio::time::pause()`.
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use tokio::sync::mpsc;
 
 use crate::core::action::{AlarmCmd, SnapshotReason};
 use crate::core::input::{BoltPosition, DoorPosition, PowerReading, TamperState};
@@ -59,6 +57,7 @@ use crate::core::types::MotorDirection;
 use crate::core::{Action, AlarmKind, Input, KeypadView, ModuleCmd, MotorCmd, Prompt};
 
 pub mod absent;
+pub mod coast;
 pub mod drivers;
 pub mod frames;
 #[cfg(feature = "board-linux")]
@@ -92,54 +91,6 @@ pub enum DeviceError {
     /// the fingerprint reader): a bug in the caller, reported not panicked.
     #[error("{device} cannot do {what}")]
     Unsupported { device: &'static str, what: String },
-}
-
-/// The one way device tasks hand inputs to the engine: an
-/// `mpsc::Sender<Input>` plus a count of inputs sent, so the control socket
-/// can wait until the engine has handled everything sent before it
-/// ("barrier"; see `daemon::EngineProgress`).
-#[derive(Debug, Clone)]
-pub struct InputSender {
-    tx: mpsc::Sender<Input>,
-    sent: Arc<AtomicU64>,
-}
-
-impl InputSender {
-    pub fn new(tx: mpsc::Sender<Input>) -> Self {
-        InputSender {
-            tx,
-            sent: Arc::new(AtomicU64::new(0)),
-        }
-    }
-
-    /// Queue `input` for the engine. Waits while the queue is full (back
-    /// pressure), and returns `false` only when the engine has stopped.
-    pub async fn send(&self, input: Input) -> bool {
-        // Counted before the send so a barrier never passes an input that
-        // is in flight.
-        self.sent.fetch_add(1, Ordering::SeqCst);
-        if self.tx.send(input).await.is_err() {
-            self.sent.fetch_sub(1, Ordering::SeqCst);
-            return false;
-        }
-        true
-    }
-
-    /// Queue an input from synchronous code; `false` when the queue is full
-    /// or the engine has stopped (the input is dropped and the caller logs).
-    pub fn try_send(&self, input: Input) -> bool {
-        self.sent.fetch_add(1, Ordering::SeqCst);
-        if self.tx.try_send(input).is_err() {
-            self.sent.fetch_sub(1, Ordering::SeqCst);
-            return false;
-        }
-        true
-    }
-
-    /// How many inputs have been queued so far, by every clone.
-    pub fn sent(&self) -> u64 {
-        self.sent.load(Ordering::SeqCst)
-    }
 }
 
 /// The motor that drives the bolt (H-bridge; two GPIO lines and a current
@@ -217,11 +168,23 @@ pub trait PalmModule: Send {
 /// `ModuleCmd::RecogniseFace`; results arrive as `Input::Module(..)`.
 pub trait FaceSource: Send {
     fn command(&mut self, cmd: &ModuleCmd) -> Result<(), DeviceError>;
+
+    /// Why this board has no face recognition, for the self-test; `None`
+    /// for a real one (the stand-in in `absent.rs` says why).
+    fn absent(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// The outdoor camera's still pictures (B-3.5).
 pub trait Camera: Send {
     fn snapshot(&mut self, reason: SnapshotReason) -> Result<(), DeviceError>;
+
+    /// Why this board has no camera, for the self-test; `None` for a real
+    /// one (the stand-in in `absent.rs` says why).
+    fn absent(&self) -> Option<&'static str> {
+        None
+    }
 
     /// A snapshot that belongs to the logged event `event` (its id in the
     /// store's event log), so the picture can be found from the event.
@@ -260,7 +223,7 @@ pub struct Board {
 pub enum Performed {
     /// A hardware action, done (or started).
     Done,
-    /// Not a hardware action (`Persist`, `Log`, `Notify`, `Reply`): the
+    /// Not a hardware action (`Persist`, `Log`, `Trace`, `Notify`, `Reply`): the
     /// daemon handles it.
     NotHardware,
 }
@@ -309,6 +272,7 @@ impl Board {
             Action::Snapshot(reason) => self.camera.snapshot(*reason)?,
             Action::Persist(_)
             | Action::Log(_)
+            | Action::Trace(_)
             | Action::Notify(_)
             | Action::Reply { .. }
             | Action::SetClock(_) => return Ok(Performed::NotHardware),
@@ -322,7 +286,8 @@ impl Board {
             ModuleCmd::Enrol { modality, .. }
             | ModuleCmd::CancelEnrol { modality }
             | ModuleCmd::Delete { modality, .. }
-            | ModuleCmd::Wipe { modality } => *modality,
+            | ModuleCmd::Wipe { modality }
+            | ModuleCmd::Pair { modality } => *modality,
             ModuleCmd::RecogniseFace => Modality::Face,
         };
         match modality {
@@ -343,47 +308,5 @@ impl std::fmt::Debug for Board {
         f.debug_struct("Board")
             .field("name", &self.name)
             .finish_non_exhaustive()
-    }
-}
-
-/// An unbounded, order-preserving queue in front of an [`InputSender`],
-/// for code that must hand over inputs without awaiting — a device
-/// command called from the engine task itself (which must never wait on
-/// its own queue), or a simulated button pressed from the front panel.
-///
-/// Inputs are counted on the shared [`InputSender::sent`] counter when they
-/// are pushed, not when they reach the engine, so a barrier never passes
-/// an input waiting here. One forwarding task keeps them in push order.
-#[derive(Debug, Clone)]
-pub struct OrderedSender {
-    tx: mpsc::UnboundedSender<Input>,
-    sent: Arc<AtomicU64>,
-}
-
-impl OrderedSender {
-    /// Start the forwarding task (it ends when every `OrderedSender` clone
-    /// is dropped or the engine has stopped).
-    pub fn spawn(inputs: InputSender) -> Self {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Input>();
-        let sent = inputs.sent.clone();
-        let engine = inputs.tx.clone();
-        tokio::spawn(async move {
-            while let Some(input) = rx.recv().await {
-                if engine.send(input).await.is_err() {
-                    break;
-                }
-            }
-        });
-        OrderedSender { tx, sent }
-    }
-
-    /// Queue `input`; `false` when the engine has stopped.
-    pub fn push(&self, input: Input) -> bool {
-        self.sent.fetch_add(1, Ordering::SeqCst);
-        if self.tx.send(input).is_err() {
-            self.sent.fetch_sub(1, Ordering::SeqCst);
-            return false;
-        }
-        true
     }
 }

@@ -10,6 +10,8 @@
 //!     invite --hours H          a one-time guest code (owner key)
 //!     redeem --code CODE        pair as a guest with that code → key file
 //!     time-sync                 set the lock's clock from this machine's (owner)
+//!     owner-keys                list the owner keys (owner)
+//!     revoke-owner-key --slot N revoke one owner key (owner)
 //!     wifi --ssid X --psk Y     Improv Wi-Fi (lock in pairing mode)
 //!     wifi-scan                 networks the lock sees (lock in pairing mode)
 //!     identify                  the lock says so and flashes "0" (Improv)
@@ -80,6 +82,13 @@ pub enum BleCommand {
     },
     /// Set the lock's clock from this machine's clock (owner key).
     TimeSync,
+    /// List the owner keys: slot, administrator, label (owner key).
+    OwnerKeys,
+    /// Revoke one owner key by its slot (owner key); logged on the lock.
+    RevokeOwnerKey {
+        #[arg(long)]
+        slot: u16,
+    },
     /// List the Wi-Fi networks the lock can see, with Improv (hold SET
     /// first).
     WifiScan,
@@ -147,11 +156,11 @@ mod imp {
     use zeroize::Zeroizing;
 
     use super::{BleArgs, BleCliError, BleCommand};
-    use crate::ble::client::PairingSecret;
-    use crate::ble::commands::{Request, Response};
-    use crate::ble::crypto::StaticKeypair;
+    use crate::app::client::PairingSecret;
+    use crate::app::crypto::StaticKeypair;
+    use crate::app::pairing::{GuestPairingCode, VerificationCode};
+    use crate::app::{Request, Response};
     use crate::ble::gatt_client::{self, LockClient};
-    use crate::ble::pairing::{GuestPairingCode, VerificationCode};
     use crate::core::time::WallTime;
 
     #[derive(Serialize, Deserialize)]
@@ -309,7 +318,9 @@ mod imp {
             BleCommand::Lock
             | BleCommand::Events { .. }
             | BleCommand::Invite { .. }
-            | BleCommand::TimeSync => {
+            | BleCommand::TimeSync
+            | BleCommand::OwnerKeys
+            | BleCommand::RevokeOwnerKey { .. } => {
                 let (app, lock_public, saved) = load(&path)?;
                 let addr = args.address.clone().unwrap_or(saved);
                 let mut c = connect(&adapter, Some(&addr)).await?;
@@ -322,13 +333,15 @@ mod imp {
                 let req = match &args.command {
                     BleCommand::Events { limit } => Request::Events {
                         before: None,
-                        limit: (*limit).clamp(1, crate::ble::commands::MAX_EVENTS_PER_PAGE),
+                        limit: (*limit).clamp(1, crate::app::request::MAX_EVENTS_PER_PAGE),
                     },
                     BleCommand::Invite { hours } => Request::CreateGuestKey {
                         valid_from: now,
                         valid_until: WallTime(now.0 + i64::from(*hours).max(1) * 3600),
                     },
                     BleCommand::TimeSync => Request::TimeSync { now },
+                    BleCommand::OwnerKeys => Request::ListOwnerKeys,
+                    BleCommand::RevokeOwnerKey { slot } => Request::RevokeOwnerKey { slot: *slot },
                     _ => Request::Lock,
                 };
                 match c.request(&app, lock_public, &req).await? {
@@ -355,6 +368,27 @@ mod imp {
                                 code.display().as_str(),
                                 code_expires_at.0
                             )?;
+                        }
+                    }
+                    Response::OwnerKeys(keys) => {
+                        for k in keys {
+                            if json {
+                                writeln!(
+                                    out,
+                                    "{}",
+                                    serde_json::json!({
+                                        "slot": k.slot,
+                                        "admin": k.admin,
+                                        "label": k.label,
+                                    })
+                                )?;
+                            } else {
+                                writeln!(
+                                    out,
+                                    "slot {}  administrator {:03}  {}",
+                                    k.slot, k.admin, k.label
+                                )?;
+                            }
                         }
                     }
                     Response::Events { events, .. } => {

@@ -9,7 +9,6 @@
 //! `events --follow` subscribes *before* reading the history and then
 //! drops signalled events it already printed (by id), so no event falls in
 //! the gap between the two.
-use std::fmt::Write as _;
 use std::io::Write;
 
 use clap::Subcommand;
@@ -194,6 +193,18 @@ pub fn render_status(d: &Diagnostics) -> String {
             ("Serial number", d.serial_number.clone()),
             ("Board", d.board.clone()),
             ("Uptime", format_duration(d.uptime_s)),
+            (
+                "Wall clock",
+                d.wall_clock
+                    .map(format_utc)
+                    .unwrap_or_else(|| "unknown (not set, or behind the trusted floor)".into()),
+            ),
+            (
+                "Time floor",
+                d.time_floor
+                    .map(format_utc)
+                    .unwrap_or_else(|| "none yet".into()),
+            ),
         ],
     ));
     sections.push((
@@ -234,7 +245,11 @@ pub fn render_status(d: &Diagnostics) -> String {
         vec![
             (
                 "Battery",
-                format!("{} % ({} mV)", d.battery_percent, d.battery_mv),
+                match (d.battery_percent, d.battery_mv) {
+                    (Some(p), Some(mv)) => format!("{p} % ({mv} mV)"),
+                    (Some(p), None) => format!("{p} %"),
+                    (None, _) => "unknown (no reading yet)".into(),
+                },
             ),
             ("External power", yes_no(d.external_power).into()),
         ],
@@ -244,10 +259,9 @@ pub fn render_status(d: &Diagnostics) -> String {
         vec![
             (
                 "Wi-Fi",
-                if d.wifi_rssi != 0 {
-                    format!("{} ({} dBm)", d.wifi_state, d.wifi_rssi)
-                } else {
-                    d.wifi_state.clone()
+                match d.wifi_rssi {
+                    Some(rssi) => format!("{} ({rssi} dBm)", d.wifi_state),
+                    None => format!("{} (signal unknown)", d.wifi_state),
                 },
             ),
             ("BLE", d.ble_state.clone()),
@@ -257,6 +271,7 @@ pub fn render_status(d: &Diagnostics) -> String {
         "Storage",
         vec![
             ("Health", d.storage_health.clone()),
+            ("Device key", d.key_storage.clone()),
             (
                 "Users",
                 format!(
@@ -266,20 +281,18 @@ pub fn render_status(d: &Diagnostics) -> String {
             ),
         ],
     ));
-    // Writing to a String cannot fail, hence the ignored results below.
     let mut out = String::new();
     for (title, rows) in sections {
-        let _ = writeln!(out, "{title}");
+        out.push_str(&format!("{title}\n"));
         for (label, value) in rows {
-            let _ = writeln!(out, "  {label:<16} {}", sanitize(&value));
+            out.push_str(&format!("  {label:<16} {}\n", sanitize(&value)));
         }
     }
     out.push('\n');
-    let _ = writeln!(
-        out,
-        "{:<14} {:>8} {:>6} {:>9}",
+    out.push_str(&format!(
+        "{:<14} {:>8} {:>6} {:>9}\n",
         "CREDENTIAL", "ENROLLED", "LIMIT", "PER USER"
-    );
+    ));
     let caps: [(&str, &Capacity); 4] = [
         ("faces", &d.faces),
         ("palms", &d.palms),
@@ -287,11 +300,10 @@ pub fn render_status(d: &Diagnostics) -> String {
         ("passcodes", &d.passcodes),
     ];
     for (name, c) in caps {
-        let _ = writeln!(
-            out,
-            "{name:<14} {:>8} {:>6} {:>9}",
+        out.push_str(&format!(
+            "{name:<14} {:>8} {:>6} {:>9}\n",
             c.enrolled, c.limit, c.per_user_limit
-        );
+        ));
     }
     out
 }
@@ -329,16 +341,15 @@ pub fn render_events(events: &[EventRecord]) -> String {
 pub fn render_checks(checks: &[DeviceCheck]) -> String {
     let mut out = format!("{:<16} {:<6} {}\n", "DEVICE", "RESULT", "DETAIL");
     for c in checks {
-        let _ = writeln!(
-            out,
-            "{:<16} {:<6} {}",
+        out.push_str(&format!(
+            "{:<16} {:<6} {}\n",
             sanitize(&c.device),
             if c.ok { "ok" } else { "FAIL" },
             sanitize(&c.detail)
-        );
+        ));
     }
     let failed = checks.iter().filter(|c| !c.ok).count();
-    let _ = writeln!(out, "{} devices, {failed} failed", checks.len());
+    out.push_str(&format!("{} devices, {failed} failed\n", checks.len()));
     out
 }
 

@@ -17,7 +17,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::Value;
 
-use crate::daemon::control::Request;
+use crate::control::Request;
 
 /// Arguments of `latchctl sim`.
 #[derive(Debug, Args)]

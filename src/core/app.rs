@@ -21,12 +21,13 @@
 //! administrator or an expired guest window is refused here too.
 use core::time::Duration;
 
-use super::action::{Action, AppError, AppOk, AppResult, Prompt};
+use super::action::{Action, AppError, AppOk, AppResult, OwnerKeyEntry, Prompt};
 use super::engine::{Engine, Mode, Out};
-use super::event::{AlarmKind, AppRefusal, EventKind, LockHow};
+use super::event::{AppRefusal, EventKind, LockHow, ReleasedBy};
 use super::input::{AppCommand, AppRequest, Channel, Principal};
 use super::passcode::{Passcode, PasscodeTarget};
-use super::time::Validity;
+use super::time::{Validity, WallTime};
+use super::trusted_time::SyncRefused;
 use super::types::{
     limits, AppKey, AppKeyId, AppKeyRole, Change, Credential, CredentialKind, CredentialSecret,
     GuestInvite, Method, SettingChange, TempPasscode, User, UserNumber,
@@ -41,19 +42,25 @@ pub const AUTO_LOCK_MAX: Duration = Duration::from_secs(3600);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Who {
     Pairing,
-    Owner { admin: UserNumber },
+    Owner {
+        admin: UserNumber,
+    },
     Guest,
-    Invitee { slot: AppKeyId },
+    Invitee {
+        slot: AppKeyId,
+    },
+    /// A Matter fabric's administrator (see `matter.rs`).
+    Matter,
 }
 
-fn check_window(v: &Validity) -> Result<(), AppError> {
+pub(super) fn check_window(v: &Validity) -> Result<(), AppError> {
     match (v.from, v.until) {
         (Some(f), Some(u)) if u <= f => Err(AppError::BadValidity),
         _ => Ok(()),
     }
 }
 
-fn limit_error(e: LimitError) -> AppError {
+pub(super) fn limit_error(e: LimitError) -> AppError {
     match e {
         LimitError::Lock(k) | LimitError::User(k) => AppError::Limit(k),
     }
@@ -128,12 +135,13 @@ impl Engine {
                 .find(|i| i.code_id == code_id)
                 .map(|i| Who::Invitee { slot: i.slot })
                 .ok_or(AppError::InviteRefused),
+            Principal::Matter { .. } => self.authorise_matter().map(|()| Who::Matter),
         }
     }
 
     /// Changes to users and credentials wait while someone is in the
     /// keypad menu, so the two cannot race (a user deleted mid-enrolment).
-    fn not_busy(&self) -> Result<(), AppError> {
+    pub(super) fn not_busy(&self) -> Result<(), AppError> {
         match self.mode {
             Mode::Idle => Ok(()),
             _ => Err(AppError::Busy),
@@ -142,6 +150,7 @@ impl Engine {
 
     fn app_command(&mut self, out: &mut Out, who: Who, via: Channel, cmd: AppCommand) -> AppResult {
         let admin = match (who, &cmd) {
+            (Who::Matter, _) => return self.matter_command(out, via, cmd),
             (Who::Pairing, AppCommand::AddAppKey(_)) => None,
             (Who::Pairing, _) => return Err(AppError::Forbidden),
             (Who::Guest, AppCommand::Unlock | AppCommand::Lock) => None,
@@ -159,20 +168,21 @@ impl Engine {
                 Who::Owner { .. },
                 AppCommand::GuestRedeemAttempt | AppCommand::RedeemGuestInvite { .. },
             ) => return Err(AppError::Forbidden),
+            // The Door Lock cluster's commands are Matter's (matter.rs);
+            // the owner's app has its own for the same needs.
+            (
+                Who::Owner { .. },
+                AppCommand::UnlockWithCode { .. }
+                | AppCommand::AddUserAt { .. }
+                | AppCommand::SetRole { .. }
+                | AppCommand::SetPasscode { .. }
+                | AppCommand::DeleteCredential(_),
+            ) => return Err(AppError::Forbidden),
             (Who::Owner { admin }, _) => Some(admin),
         };
         match cmd {
             AppCommand::Unlock => self.app_unlock(out, via, admin),
-            AppCommand::Lock => {
-                if self.handing.is_none() {
-                    return Err(AppError::NoHanding);
-                }
-                if self.mech.door_open() {
-                    return Err(AppError::DoorOpen);
-                }
-                self.lock(out, LockHow::App);
-                Ok(AppOk::Done)
-            }
+            AppCommand::Lock => self.app_lock(out, LockHow::App),
             AppCommand::AddUser { role, validity } => {
                 // Decision: a user added from the app is stored at once
                 // (it holds no credential and opens nothing until one is
@@ -224,9 +234,10 @@ impl Engine {
                 self.not_busy()?;
                 let digits = zeroize::Zeroizing::new(digits);
                 check_window(&validity)?;
+                let validity = self.temp_code_window(validity, one_time)?;
                 let code =
                     Passcode::parse(&digits).map_err(|e| AppError::BadPasscode(e.to_string()))?;
-                if self.dir.passcode_total() >= super::types::limits::PASSCODES {
+                if self.dir.passcode_total() >= limits::PASSCODES {
                     return Err(AppError::Limit(CredentialKind::Passcode));
                 }
                 if self
@@ -317,24 +328,50 @@ impl Engine {
                 Ok(AppOk::Done)
             }
             AppCommand::CreateGuestInvite(invite) => self.create_invite(out, invite),
-            AppCommand::SetClock(to) => {
-                out.push(Action::SetClock(to));
-                self.log(out, EventKind::ClockSet { to });
-                Ok(AppOk::Done)
-            }
+            AppCommand::SetClock(to) => self.owner_time_sync(out, to),
             // Matched above: only an invitee reaches these.
             AppCommand::GuestRedeemAttempt | AppCommand::RedeemGuestInvite { .. } => {
                 Err(AppError::Forbidden)
             }
             AppCommand::Setting(change) => self.change_setting(out, change),
             AppCommand::ReleaseLockout => {
-                // B-7.2: the owner ends a lockout early.
-                if self.lockout.release(self.now.mono) {
-                    self.log(out, EventKind::LockoutEnded { early: true });
-                    self.clear_alarm(out, AlarmKind::Lockout, true);
+                // B-7.2: the owner ends a lockout early; issue 13: and
+                // re-enables a disabled keypad, clearing every strike.
+                if let Some(admin) = admin {
+                    self.release_lockout(out, ReleasedBy::Owner { via, admin });
                 }
                 self.persist_lockout(out);
                 Ok(AppOk::Done)
+            }
+            AppCommand::RevokeOwnerKey(id) => {
+                let owner = self
+                    .dir
+                    .app_keys
+                    .get(&id)
+                    .is_some_and(|k| matches!(k.role, AppKeyRole::Owner { .. }));
+                if !owner {
+                    return Err(AppError::NotFound);
+                }
+                self.persist(out, vec![Change::DeleteAppKey(id)]);
+                self.log(out, EventKind::AppKeyRevoked { slot: id.0 });
+                Ok(AppOk::Done)
+            }
+            AppCommand::ListOwnerKeys => {
+                let keys = self
+                    .dir
+                    .app_keys
+                    .values()
+                    .filter_map(|k| match k.role {
+                        AppKeyRole::Owner { admin } => Some(OwnerKeyEntry {
+                            slot: k.id,
+                            admin,
+                            label: k.label.clone(),
+                        }),
+                        AppKeyRole::Guest => None,
+                    })
+                    .collect();
+                self.log(out, EventKind::OwnerKeysListed);
+                Ok(AppOk::OwnerKeys(keys))
             }
             AppCommand::SetAway(armed) => {
                 if self.away != armed {
@@ -343,7 +380,25 @@ impl Engine {
                 }
                 Ok(AppOk::Done)
             }
+            // Refused above for every principal that reaches this match.
+            AppCommand::UnlockWithCode { .. }
+            | AppCommand::AddUserAt { .. }
+            | AppCommand::SetRole { .. }
+            | AppCommand::SetPasscode { .. }
+            | AppCommand::DeleteCredential(_) => Err(AppError::Forbidden),
         }
+    }
+
+    /// Lock from an app or a Matter controller.
+    pub(super) fn app_lock(&mut self, out: &mut Out, how: LockHow) -> AppResult {
+        if self.handing.is_none() {
+            return Err(AppError::NoHanding);
+        }
+        if self.mech.door_open() {
+            return Err(AppError::DoorOpen);
+        }
+        self.lock(out, how);
+        Ok(AppOk::Done)
     }
 
     /// B-6.6/B-6.7: unlock from the app. A lockout stops BLE and remote
@@ -351,21 +406,81 @@ impl Engine {
     fn app_unlock(&mut self, out: &mut Out, via: Channel, admin: Option<UserNumber>) -> AppResult {
         let method = match via {
             Channel::Ble => Method::Ble,
-            Channel::Remote => {
+            Channel::Remote | Channel::Matter => {
                 if !(self.settings.remote_unlock && self.settings.wifi) {
                     return Err(AppError::RemoteUnlockDisabled);
                 }
-                Method::Remote
+                if via == Channel::Matter {
+                    Method::Matter
+                } else {
+                    Method::Remote
+                }
             }
         };
-        if self.lockout.is_locked(self.now.mono) {
-            return Err(AppError::LockedOut);
-        }
         if self.handing.is_none() {
             return Err(AppError::NoHanding);
         }
+        if self.lockout.is_locked(self.now.mono) {
+            // Issue 13: a stranger at the keypad must not lock the owner
+            // out of their home; an owner key still opens, and the log
+            // says so. Guest keys wait for the lockout to end (B-7).
+            let Some(admin) = admin else {
+                return Err(AppError::LockedOut);
+            };
+            self.log(
+                out,
+                EventKind::LockoutOverridden {
+                    method,
+                    user: Some(admin),
+                },
+            );
+        }
         self.unlock(out, method, admin);
         Ok(AppOk::Done)
+    }
+
+    /// Issue 13 item 3: every visitor code has an end. A one-time code
+    /// given none ends [`super::EngineConfig::one_time_code_ttl`] after it
+    /// was made (which needs the time); a reusable one must say its end.
+    fn temp_code_window(&self, v: Validity, one_time: bool) -> Result<Validity, AppError> {
+        if v.until.is_some() {
+            return Ok(v);
+        }
+        if !one_time {
+            return Err(AppError::BadValidity);
+        }
+        let now = self.now.wall.ok_or(AppError::ClockUnknown)?;
+        let ttl = self.config.one_time_code_ttl.as_secs() as i64;
+        let from = v.from.unwrap_or(now).max(now);
+        Ok(Validity {
+            from: v.from,
+            until: Some(WallTime(from.0.saturating_add(ttl))),
+        })
+    }
+
+    /// An owner sets the lock's clock: bounded by the trusted floor and
+    /// sane limits, logged either way, and the floor it sets is stored.
+    fn owner_time_sync(&mut self, out: &mut Out, to: WallTime) -> AppResult {
+        match self.trusted.owner_sync(self.now.mono, to) {
+            Ok(floor) => {
+                self.persist(out, vec![Change::PutTimeFloor(floor)]);
+                out.push(Action::SetClock(to));
+                self.now.wall = Some(to);
+                self.log(out, EventKind::ClockSet { to });
+                Ok(AppOk::Done)
+            }
+            Err(refused) => {
+                let floor = match refused {
+                    SyncRefused::BehindFloor { floor } => Some(floor),
+                    SyncRefused::OutOfRange => self.trusted.floor(self.now.mono),
+                };
+                self.log(out, EventKind::ClockSyncRefused { to, floor });
+                Err(match refused {
+                    SyncRefused::BehindFloor { .. } => AppError::ClockBehindTrusted,
+                    SyncRefused::OutOfRange => AppError::ClockOutOfRange,
+                })
+            }
+        }
     }
 
     /// B-5.1: pairing binds an owner key to the lowest-numbered
@@ -394,7 +509,7 @@ impl Engine {
                     AppKeyRole::Owner { admin }
                 }
             },
-            Who::Guest | Who::Invitee { .. } => return Err(AppError::Forbidden),
+            Who::Guest | Who::Invitee { .. } | Who::Matter => return Err(AppError::Forbidden),
         };
         if self
             .dir
@@ -409,8 +524,17 @@ impl Engine {
         }
         let id = self.dir.next_app_key_id();
         let guest = role == AppKeyRole::Guest;
-        self.persist(out, vec![Change::PutAppKey(AppKey { id, role, ..key })]);
+        let mut changes = vec![Change::PutAppKey(AppKey { id, role, ..key })];
+        // Issue 13 item 6: the code this pairing proved is used up (the
+        // label's pairs the first owner only); the next one is spoken by
+        // system information, at the lock. Same commit as the key.
+        let rotated = (who == Who::Pairing).then(|| self.pairing_generation.saturating_add(1));
+        changes.extend(rotated.map(Change::SetPairingGeneration));
+        self.persist(out, changes);
         self.log(out, EventKind::AppKeyAdded { slot: id.0, guest });
+        if let Some(generation) = rotated {
+            self.log(out, EventKind::PairingCodeRotated { generation });
+        }
         if who == Who::Pairing {
             // Decision: one binding per pairing window.
             self.pairing_until = None;
@@ -533,7 +657,7 @@ impl Engine {
 
     /// B-9.7 settings. Decision: turning lockout protection off stops
     /// counting; a lockout already running still runs (release it, B-7.2).
-    fn change_setting(&mut self, out: &mut Out, change: SettingChange) -> AppResult {
+    pub(super) fn change_setting(&mut self, out: &mut Out, change: SettingChange) -> AppResult {
         let mut s = self.settings.clone();
         match &change {
             SettingChange::AutoLock(d) => {
@@ -551,6 +675,7 @@ impl Engine {
             SettingChange::LockoutProtection(on) => s.lockout_protection = *on,
             SettingChange::RemoteUnlock(on) => s.remote_unlock = *on,
             SettingChange::Wifi(on) => s.wifi = *on,
+            SettingChange::RequirePinRemote(on) => s.require_pin_remote = *on,
         }
         self.persist(out, vec![Change::PutSettings(s)]);
         self.log(

@@ -18,17 +18,20 @@ use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
 
 use super::action::{
-    Action, AlarmCmd, KeypadView, ModuleCmd, MotorCmd, Notice, Prompt, SnapshotReason,
+    Action, AlarmCmd, KeypadView, ModuleCmd, MotorCmd, Notice, Prompt, SnapshotReason, Trace,
 };
-use super::event::{AlarmKind, Event, EventKind, LockHow, SpoofSeen};
+use super::attempt::FaceAttempt;
+use super::auto_face::AutoFace;
+use super::event::{AlarmKind, Event, EventKind, LockHow};
 use super::input::{
-    BoltPosition, DoorPosition, Input, ModuleReport, MotorReport, PowerReading, SetPress,
-    TamperState, WifiStatus,
+    BoltPosition, DoorPosition, Input, MotorReport, PowerReading, SetPress, TamperState, WifiStatus,
 };
 use super::lock::{self, LockMech, LockState, MotorState};
-use super::passcode::{Macer, PasscodeTarget};
-use super::policy::{FailureOutcome, Lockout, LOCKOUT};
-use super::time::{Instant, Now};
+use super::noise::{Admit, NoiseBudget, NoiseKind};
+use super::passcode::Macer;
+use super::policy::Lockout;
+use super::time::{Instant, Now, WallTime};
+use super::trusted_time::TrustedTime;
 use super::types::{
     Change, Handing, Key, LockoutRecord, Method, Modality, Persisted, Role, Settings, UserNumber,
 };
@@ -60,10 +63,17 @@ pub struct EngineConfig {
     pub passcode_key: [u8; 32],
     pub serial: String,
     pub firmware: String,
-    /// Spoken by system information (B-4.10) and proved by a pairing app.
-    pub verification_code: String,
+    /// The verification code of each pairing generation: spoken by system
+    /// information (B-4.10) and proved by a pairing app (B-5.1).
+    pub pairing_codes: PairingCodes,
     /// B-10.1: below this the low-battery prompt and LED come on. Default 20.
     pub low_battery_percent: u8,
+    /// The Matter manual pairing code, spoken by system information (B-4.10)
+    /// when the lock runs a Matter node; `None` otherwise.
+    pub matter_code: Option<String>,
+    /// Where the app gives a one-time visitor code no end, it ends this
+    /// long after it was made (issue 13: every visitor code has an end).
+    pub one_time_code_ttl: Duration,
 }
 
 impl core::fmt::Debug for EngineConfig {
@@ -72,12 +82,40 @@ impl core::fmt::Debug for EngineConfig {
             .field("serial", &self.serial)
             .field("firmware", &self.firmware)
             .field("low_battery_percent", &self.low_battery_percent)
+            .field("one_time_code_ttl", &self.one_time_code_ttl)
             .finish_non_exhaustive()
     }
 }
 
 impl EngineConfig {
     pub const DEFAULT_LOW_BATTERY_PERCENT: u8 = 20;
+    /// A one-time visitor code made without an end lasts a day.
+    pub const DEFAULT_ONE_TIME_CODE_TTL: Duration = Duration::from_secs(24 * 3600);
+}
+
+/// The verification code of each pairing generation (issue 13 item 6):
+/// generation 0 is the code printed on the label; every owner pairing
+/// moves the lock to the next, which only system information speaks (at
+/// the lock, B-4.10). The runtime derives them from the device key; the
+/// engine only needs to say the current one.
+#[derive(Clone)]
+pub struct PairingCodes(std::sync::Arc<dyn Fn(u32) -> String + Send + Sync>);
+
+impl PairingCodes {
+    pub fn new(f: impl Fn(u32) -> String + Send + Sync + 'static) -> Self {
+        PairingCodes(std::sync::Arc::new(f))
+    }
+
+    /// The code of `generation`.
+    pub fn code(&self, generation: u32) -> String {
+        (self.0)(generation)
+    }
+}
+
+impl core::fmt::Debug for PairingCodes {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("PairingCodes(..)")
+    }
 }
 
 /// A snapshot of the lock for diagnostics (D-Bus), the app's home page
@@ -99,8 +137,21 @@ pub struct Status {
     pub active_alarms: Vec<AlarmKind>,
     pub lockout_active: bool,
     pub lockout_remaining: Option<Duration>,
-    /// Failed verifications currently counted towards a lockout.
+    /// Failed verifications of the last five minutes (B-7.1).
     pub recent_failures: usize,
+    /// Guesses counted against the brute-force budget (see `core::policy`).
+    pub strikes: u32,
+    /// Lockout levels reached since the last release.
+    pub lockout_level: u32,
+    /// The keypad refuses passcodes until the owner releases it.
+    pub keypad_disabled: bool,
+    /// The wall time the engine uses now (`None`: unknown or behind the
+    /// trusted floor, so time-windowed credentials are refused).
+    pub wall_time: Option<WallTime>,
+    /// The high-water mark of trusted wall time.
+    pub time_floor: Option<WallTime>,
+    /// Owner pairings so far (the verification code's generation).
+    pub pairing_generation: u32,
     pub pairing_mode: bool,
     pub away_armed: bool,
     pub muted: bool,
@@ -185,12 +236,25 @@ pub struct Engine {
     pub(super) dir: Directory,
     pub(super) settings: Settings,
     pub(super) lockout: Lockout,
+    /// The trusted-time floor (issue 13 item 3).
+    pub(super) trusted: TrustedTime,
+    /// Automatic face recognition's own budget (B-6.2).
+    pub(super) auto_face: AutoFace,
+    /// The event log's budget for noise (issue 14 item 4, `core::noise`).
+    pub(super) noise: NoiseBudget,
+    /// The face recognition in flight, and who started it.
+    pub(super) face_attempt: Option<FaceAttempt>,
+    /// See [`PairingCodes`].
+    pub(super) pairing_generation: u32,
     pub(super) mech: LockMech,
     pub(super) mode: Mode,
     pub(super) keypad: Keypad,
     /// How the lock move in progress was asked for, logged when it ends.
     pub(super) pending_lock: Option<LockHow>,
     pub(super) auto_lock_at: Option<Instant>,
+    /// The next auto-lock countdown uses this instead of the setting (a
+    /// Matter `UnlockWithTimeout`); taken when the countdown starts.
+    pub(super) relock_once: Option<Duration>,
     /// B-8.1: the door was opened from inside; "✓" outside locks.
     pub(super) outside_lock_armed: bool,
     /// The last unlock was from inside (arms B-8.1 when the door opens).
@@ -232,6 +296,10 @@ impl Engine {
         let mut alarms = Vec::new();
         if let Some(t) = lockout.deadline().filter(|_| lockout.is_locked(now.mono)) {
             alarms.push((AlarmKind::Lockout, Some(t)));
+        } else if lockout.keypad_disabled() {
+            // A disabled keypad keeps the lockout alarm state (silent), so
+            // every channel's status shows it until a release.
+            alarms.push((AlarmKind::Lockout, None));
         }
         let mode = if persisted.handing.is_none() {
             Mode::ChooseDirection { confirmed: false }
@@ -245,11 +313,17 @@ impl Engine {
             dir,
             settings: persisted.settings,
             lockout,
+            trusted: TrustedTime::new(persisted.time_floor),
+            auto_face: AutoFace::default(),
+            noise: NoiseBudget::new(now.mono),
+            face_attempt: None,
+            pairing_generation: persisted.pairing_generation,
             mech: LockMech::default(),
             mode,
             keypad: Keypad::default(),
             pending_lock: None,
             auto_lock_at: None,
+            relock_once: None,
             outside_lock_armed: false,
             inside_unlocked: false,
             pairing_until: None,
@@ -270,6 +344,8 @@ impl Engine {
     pub fn handle(&mut self, now: Now, input: Input) -> Vec<Action> {
         self.now = now;
         let mut out = Vec::new();
+        self.check_clock(&mut out);
+        self.lockout.settle(now.mono);
         self.expire(&mut out);
         self.dispatch(&mut out, input);
         self.emit_keypad(&mut out);
@@ -294,6 +370,7 @@ impl Engine {
             self.pairing_until,
             self.auto_lock_at,
             reset,
+            self.noise.next_deadline(),
         ]
         .into_iter()
         .chain(self.alarms.iter().map(|(_, t)| *t))
@@ -307,6 +384,51 @@ impl Engine {
     /// make a lockout longer, never shorter: time spent down does not count.
     pub fn lockout_record(&self, now: Now) -> LockoutRecord {
         self.lockout.record(now.mono)
+    }
+
+    /// What an orderly shutdown stores: the lockout as it stands (see
+    /// [`Engine::lockout_record`]) and the trusted-time floor, if it rose
+    /// since it was last stored.
+    pub fn shutdown_changes(&self, now: Now) -> Vec<Change> {
+        let mut c = vec![Change::PutLockout(self.lockout.record(now.mono))];
+        c.extend(
+            self.trusted
+                .shutdown_record(now.mono)
+                .map(Change::PutTimeFloor),
+        );
+        c
+    }
+
+    /// Between inputs (the runtime's watchdog ping): the trusted-time
+    /// floor to store if it rose by an hour since it was last stored. Not
+    /// an input: nothing else changes and nothing is shown.
+    pub fn checkpoint(&mut self, now: Now) -> Vec<Change> {
+        self.trusted
+            .checkpoint(now.mono)
+            .map(Change::PutTimeFloor)
+            .into_iter()
+            .collect()
+    }
+
+    /// The runtime's wall reading at `now`, checked against the trusted
+    /// floor: a reading behind it is no reading (fail closed), logged once
+    /// and told to the owner; a floor that rose by an hour is stored.
+    fn check_clock(&mut self, out: &mut Out) {
+        let c = self.trusted.check(self.now);
+        self.now.wall = c.wall;
+        if let Some(f) = c.fell_behind {
+            self.log(
+                out,
+                EventKind::ClockBehind {
+                    reading: f.reading,
+                    floor: f.floor,
+                },
+            );
+            out.push(Action::Notify(Notice::ClockBehind));
+        }
+        if let Some(w) = c.persist {
+            out.push(Action::Persist(vec![Change::PutTimeFloor(w)]));
+        }
     }
 
     pub fn status(&self) -> Status {
@@ -327,6 +449,12 @@ impl Engine {
             lockout_active: self.lockout.is_locked(mono),
             lockout_remaining: self.lockout.remaining(mono),
             recent_failures: self.lockout.failures(mono),
+            strikes: self.lockout.strikes(),
+            lockout_level: self.lockout.level(),
+            keypad_disabled: self.lockout.keypad_disabled(),
+            wall_time: self.now.wall,
+            time_floor: self.trusted.floor(mono),
+            pairing_generation: self.pairing_generation,
             pairing_mode: self.pairing_until.is_some(),
             away_armed: self.away,
             muted: self.muted,
@@ -380,23 +508,56 @@ impl Engine {
         }
     }
 
-    pub(super) fn log(&self, out: &mut Out, kind: EventKind) {
+    /// Log an event; returns whether it was logged. A noise event
+    /// (`core::noise`) beyond its kind's budget is counted instead, and
+    /// the count is logged as one `EventsSuppressed` before the next
+    /// entry of that kind (or at its deadline, [`Self::flush_noise`]).
+    pub(super) fn log(&mut self, out: &mut Out, kind: EventKind) -> bool {
+        if let Some(noise) = NoiseKind::of(&kind) {
+            match self.noise.admit(noise, self.now.mono) {
+                Admit::Drop => return false,
+                Admit::Log {
+                    suppressed_before: Some(count),
+                } => out.push(Action::Log(
+                    self.event(EventKind::EventsSuppressed { noise, count }),
+                )),
+                Admit::Log {
+                    suppressed_before: None,
+                } => {}
+            }
+        }
         out.push(Action::Log(self.event(kind)));
+        true
     }
 
-    /// Speak a prompt and log it. While muted (B-3.4) the prompt is only
-    /// logged. Decision: the log gets the prompt's words, except system
-    /// information, whose verification code is a pairing secret and is
-    /// logged by name only.
+    /// Log the suppressed-event counts that are due (a flood that
+    /// stopped is still told).
+    fn flush_noise(&mut self, out: &mut Out) {
+        for (noise, count) in self.noise.due(self.now.mono) {
+            out.push(Action::Log(
+                self.event(EventKind::EventsSuppressed { noise, count }),
+            ));
+        }
+    }
+
+    /// Speak a prompt, and trace it for the diagnostics stream (BEHAVIOUR:
+    /// "every prompt also goes to the diagnostics stream"; the event log
+    /// records what happened, not what was said). While muted (B-3.4) the
+    /// prompt is only traced. Decision: the trace gets the prompt's words,
+    /// except system information, whose verification code is a pairing
+    /// secret and is traced by name only.
     pub(super) fn say(&mut self, out: &mut Out, prompt: Prompt) {
-        let logged = match prompt {
+        let text = match prompt {
             Prompt::SystemInfo { .. } => prompt.asset(),
             _ => prompt.text(),
         };
         if !self.muted {
             out.push(Action::Prompt(prompt.clone()));
         }
-        self.log(out, EventKind::Prompt { prompt: logged });
+        out.push(Action::Trace(Trace::Prompt {
+            text,
+            spoken: !self.muted,
+        }));
         self.last_prompt = Some(prompt);
     }
 
@@ -410,10 +571,12 @@ impl Engine {
             match c {
                 Change::SetHanding(h) => self.handing = Some(*h),
                 Change::PutSettings(s) => self.settings = s.clone(),
+                Change::SetPairingGeneration(g) => self.pairing_generation = *g,
                 Change::FactoryReset => {
                     self.handing = None;
                     self.settings = Settings::default();
                     self.lockout.reset();
+                    self.pairing_generation = 0;
                 }
                 _ => {}
             }
@@ -451,7 +614,13 @@ impl Engine {
     /// Raise an alarm: log, sound (unless silent), notify, and snapshot
     /// where the alarm calls for one.
     pub(super) fn raise_alarm(&mut self, out: &mut Out, kind: AlarmKind, sound: Option<Duration>) {
-        self.log(out, EventKind::AlarmRaised { alarm: kind });
+        // Issue 14 item 5: duress is told only in the owner's sealed
+        // notice. A log entry would show it to every reader of the log
+        // (technicians on D-Bus, anyone handed the phone), and the unlock
+        // before it is logged as a plain passcode unlock.
+        if kind != AlarmKind::Duress {
+            self.log(out, EventKind::AlarmRaised { alarm: kind });
+        }
         if let Some(duration) = sound {
             out.push(Action::Alarm(AlarmCmd::Sound { kind, duration }));
         }
@@ -493,12 +662,26 @@ impl Engine {
 
     fn expire(&mut self, out: &mut Out) {
         let now = self.now.mono;
+        self.flush_noise(out);
         if self.keypad.flash_until.is_some_and(|t| now >= t) {
             self.keypad.flash_until = None;
         }
         if self.lockout.expire(now) {
             self.log(out, EventKind::LockoutEnded { early: false });
-            self.clear_alarm(out, AlarmKind::Lockout, true);
+            if self.lockout.keypad_disabled() {
+                // The siren stops; the alarm state stays while the keypad
+                // is disabled (issue 13), until a release.
+                out.push(Action::Alarm(AlarmCmd::Silence {
+                    kind: AlarmKind::Lockout,
+                }));
+                for (k, until) in self.alarms.iter_mut() {
+                    if *k == AlarmKind::Lockout {
+                        *until = None;
+                    }
+                }
+            } else {
+                self.clear_alarm(out, AlarmKind::Lockout, true);
+            }
             self.persist_lockout(out);
         }
         if self.pairing_until.is_some_and(|t| now >= t) {
@@ -564,6 +747,7 @@ impl Engine {
             Input::Key(k) => self.on_key(out, k),
             Input::KeyHeld(k) => self.on_key_held(out, k),
             Input::Touch => self.on_touch(out),
+            Input::Motion => self.on_motion(out),
             Input::Set(p) => self.on_set(out, p),
             Input::LockButton => self.on_lock_button(out),
             Input::Bolt(b) => self.on_bolt(b),
@@ -645,12 +829,7 @@ impl Engine {
                 self.say(out, Prompt::CreateAdmin);
             }
             // B-6.2 manual face: touching starts one recognition.
-            Mode::Idle
-                if self.dir.count(super::types::CredentialKind::Face) > 0
-                    && !self.lockout.is_locked(self.now.mono) =>
-            {
-                out.push(Action::Module(ModuleCmd::RecogniseFace));
-            }
+            Mode::Idle => self.manual_face(out),
             Mode::ChooseDirection { .. } => self.say(out, Prompt::ChooseDirection),
             _ => {}
         }
@@ -698,12 +877,13 @@ impl Engine {
     /// B-8.3: the countdown runs while the bolt is retracted and the door
     /// is closed; (re)started here.
     pub(super) fn start_auto_lock(&mut self) {
-        self.auto_lock_at = match self.settings.auto_lock {
-            Some(d) if !self.mech.door_open() && self.mech.bolt == BoltPosition::Retracted => {
-                Some(self.now.mono + d)
-            }
-            _ => None,
+        let can_run = !self.mech.door_open() && self.mech.bolt == BoltPosition::Retracted;
+        let countdown = if can_run {
+            self.relock_once.take().or(self.settings.auto_lock)
+        } else {
+            None
         };
+        self.auto_lock_at = countdown.map(|d| self.now.mono + d);
     }
 
     fn on_door(&mut self, out: &mut Out, d: DoorPosition) {
@@ -799,6 +979,7 @@ impl Engine {
         self.outside_lock_armed = false;
         self.inside_unlocked = false;
         self.auto_lock_at = None;
+        self.relock_once = None;
         if self.mech.bolt == BoltPosition::Extended && self.mech.motor == MotorState::Idle {
             self.log(out, EventKind::Locked { how });
             self.say(out, Prompt::Locked);
@@ -820,15 +1001,28 @@ impl Engine {
     /// Decision: the unlock that ends one-time mute is itself still silent
     /// (B-3.4: prompts are silent *until* that unlock).
     pub(super) fn unlock(&mut self, out: &mut Out, method: Method, user: Option<UserNumber>) {
+        self.unlock_relocking(out, method, user, None);
+    }
+
+    /// [`Self::unlock`], with the countdown that follows lasting
+    /// `relock_after` instead of the auto-lock setting (B-8.3 rules still
+    /// hold: it runs only while the door is closed).
+    pub(super) fn unlock_relocking(
+        &mut self,
+        out: &mut Out,
+        method: Method,
+        user: Option<UserNumber>,
+        relock_after: Option<Duration>,
+    ) {
         let Some(handing) = self.handing else {
             self.say(out, Prompt::ChooseDirection);
             return;
         };
-        let event = self.event(EventKind::Unlocked { method, user });
+        let event = self.event(EventKind::Unlocked {
+            method: method.as_logged(),
+            user,
+        });
         out.push(Action::Log(event.clone()));
-        if self.away {
-            out.push(Action::Notify(Notice::AwayUnlock { event }));
-        }
         self.say(out, Prompt::Unlocked);
         let outside = matches!(
             method,
@@ -846,6 +1040,7 @@ impl Engine {
         self.inside_unlocked = false;
         self.pending_lock = None;
         self.auto_lock_at = None;
+        self.relock_once = relock_after;
         self.keypad.clear();
         let settled =
             self.mech.bolt == BoltPosition::Retracted && self.mech.motor == MotorState::Idle;
@@ -859,6 +1054,12 @@ impl Engine {
                 target: BoltPosition::Retracted,
                 direction: lock::direction(handing, BoltPosition::Retracted),
             }));
+        }
+        // After the motor: a notice makes the runtime store the log first,
+        // and nothing may stand between the answer and the bolt that a
+        // failure would not have (issue 13 item 2, same timing).
+        if self.away {
+            out.push(Action::Notify(Notice::AwayUnlock { event }));
         }
     }
 
@@ -927,222 +1128,6 @@ impl Engine {
             self.low_battery = false;
             self.clear_alarm(out, AlarmKind::LowBattery, false);
         }
-    }
-
-    // ----- biometrics -----
-
-    fn on_module(&mut self, out: &mut Out, r: ModuleReport) {
-        if let Mode::Menu(Menu::Enrol { .. }) = self.mode {
-            self.enrol_report(out, r);
-            return;
-        }
-        match r {
-            ModuleReport::Recognised { modality, slot } => {
-                let holder = self.dir.by_slot(modality, slot).map(|c| c.user);
-                match holder {
-                    Some(user) => {
-                        self.credential_presented(out, modality.into(), Some(user), false)
-                    }
-                    None => {
-                        // A template the store does not know (e.g. an enrolment
-                        // cut off before its Persist): it opens nothing and is
-                        // removed from the module.
-                        out.push(Action::Module(ModuleCmd::Delete { modality, slot }));
-                        self.credential_presented(out, modality.into(), None, false);
-                    }
-                }
-            }
-            ModuleReport::NotRecognised { modality } => {
-                self.credential_presented(out, modality.into(), None, false);
-            }
-            ModuleReport::SpoofRefused {
-                modality,
-                slot,
-                reason,
-            } => {
-                let user = self.dir.by_slot(modality, slot).map(|c| c.user);
-                if self.presentation_counts(out) {
-                    self.verification_failed_with(
-                        out,
-                        modality.into(),
-                        Some(SpoofSeen { user, reason }),
-                    );
-                }
-            }
-            ModuleReport::Fault { modality, detail } => {
-                self.log(
-                    out,
-                    EventKind::ModuleFault {
-                        detail: format!("{modality:?}: {detail}"),
-                    },
-                );
-                self.say(out, Prompt::ModuleFault);
-            }
-            // Enrolment reports with no enrolment running are stale.
-            ModuleReport::EnrolProgress { .. }
-            | ModuleReport::Enrolled { .. }
-            | ModuleReport::EnrolFailed { .. } => {}
-        }
-    }
-
-    /// One verification attempt with a credential (biometric or passcode).
-    /// `user` is the holder if it matched; `duress` marks a duress code.
-    /// In the menu's admin check this opens the menu instead of the door.
-    pub(super) fn credential_presented(
-        &mut self,
-        out: &mut Out,
-        method: Method,
-        user: Option<UserNumber>,
-        duress: bool,
-    ) {
-        if !self.presentation_counts(out) {
-            return;
-        }
-        let Some(user) = user else {
-            self.verification_failed(out, method);
-            return;
-        };
-        let Some(u) = self.dir.users.get(&user).cloned() else {
-            self.verification_failed(out, method);
-            return;
-        };
-        // B-6.8/B-9.4. Decision: a genuine credential outside its window is
-        // refused with its own prompt and logged, but not counted towards a
-        // lockout: it is not a guess.
-        if !u.validity.admits(self.now.wall) {
-            self.log(
-                out,
-                EventKind::VerifyFailed {
-                    method,
-                    spoof: None,
-                },
-            );
-            self.say(out, Prompt::UserNotValidNow);
-            return;
-        }
-        if matches!(self.mode, Mode::VerifyAdmin) {
-            // Decision: a duress code or a non-administrator's credential
-            // does not open the menu; it is refused without counting (it is
-            // not a guess).
-            if u.role == Role::Admin && !duress {
-                self.log(out, EventKind::MenuEntered { user: Some(user) });
-                self.mode = Mode::Menu(Menu::Main);
-                self.wake(out);
-                self.say(out, Prompt::MenuMain);
-            } else {
-                self.say(out, Prompt::VerifyFailed);
-            }
-            return;
-        }
-        if duress {
-            // B-6.9: opens as usual, and silently tells the owner.
-            self.unlock(out, Method::DuressPasscode, Some(user));
-            self.raise_alarm(out, AlarmKind::Duress, None);
-            out.push(Action::Notify(Notice::Duress { user }));
-        } else {
-            self.unlock(out, method, Some(user));
-        }
-    }
-
-    /// Whether a credential presented now is a verification at all: not in
-    /// the menu, the direction choice or a reset confirmation, and not
-    /// during a lockout (B-7: nothing opens then, and nothing is counted
-    /// again; the person hears why).
-    fn presentation_counts(&mut self, out: &mut Out) -> bool {
-        self.keypad.clear();
-        match self.mode {
-            Mode::Idle | Mode::VerifyAdmin => {}
-            _ => return false,
-        }
-        if self.lockout.is_locked(self.now.mono) {
-            self.say(out, Prompt::LockedOut);
-            if matches!(self.mode, Mode::VerifyAdmin) {
-                self.mode = Mode::Idle;
-            }
-            return false;
-        }
-        true
-    }
-
-    /// Count a failed verification (B-7.1) and maybe start a lockout.
-    pub(super) fn verification_failed(&mut self, out: &mut Out, method: Method) {
-        self.verification_failed_with(out, method, None);
-    }
-
-    /// [`Self::verification_failed`], noting a presentation the liveness
-    /// check refused.
-    fn verification_failed_with(
-        &mut self,
-        out: &mut Out,
-        method: Method,
-        spoof: Option<SpoofSeen>,
-    ) {
-        self.log(out, EventKind::VerifyFailed { method, spoof });
-        match self
-            .lockout
-            .fail(self.now.mono, self.settings.lockout_protection)
-        {
-            FailureOutcome::Ignored => self.say(out, Prompt::VerifyFailed),
-            FailureOutcome::Counted => {
-                self.persist_lockout(out);
-                self.say(out, Prompt::VerifyFailed);
-            }
-            FailureOutcome::LockedOut => {
-                self.persist_lockout(out);
-                self.log(out, EventKind::LockoutStarted);
-                self.raise_alarm(out, AlarmKind::Lockout, Some(LOCKOUT));
-                self.say(out, Prompt::LockedOut);
-                if matches!(self.mode, Mode::VerifyAdmin) {
-                    self.mode = Mode::Idle;
-                }
-            }
-        }
-    }
-
-    /// A passcode typed on the keypad and confirmed (B-6.4, anti-peep).
-    pub(super) fn passcode_entered(&mut self, out: &mut Out) {
-        let input: Zeroizing<Vec<u8>> = Zeroizing::new(self.keypad.buffer.to_vec());
-        self.keypad.clear();
-        if self.lockout.is_locked(self.now.mono) {
-            self.say(out, Prompt::LockedOut);
-            return;
-        }
-        match self.dir.passcodes().find(&self.macer, &input) {
-            None => self.credential_presented(out, Method::Passcode, None, false),
-            Some(PasscodeTarget::User { user, duress, .. }) => {
-                self.credential_presented(out, Method::Passcode, Some(user), duress)
-            }
-            Some(PasscodeTarget::Temp(id)) => self.temp_passcode(out, id),
-        }
-    }
-
-    /// B-6.10: a visitor code opens inside its window; a one-time code is
-    /// removed (persisted) before the door opens, so it cannot open twice
-    /// even across a crash. Visitor codes never open the menu.
-    fn temp_passcode(&mut self, out: &mut Out, id: super::types::TempPasscodeId) {
-        let Some(t) = self.dir.temp_passcodes.get(&id).cloned() else {
-            self.verification_failed(out, Method::TempPasscode);
-            return;
-        };
-        if matches!(self.mode, Mode::VerifyAdmin) {
-            self.say(out, Prompt::VerifyFailed);
-            return;
-        }
-        if !t.validity.admits(self.now.wall) {
-            self.log(
-                out,
-                EventKind::VerifyFailed {
-                    method: Method::TempPasscode,
-                    spoof: None,
-                },
-            );
-            self.say(out, Prompt::UserNotValidNow);
-            return;
-        }
-        if t.one_time {
-            self.persist(out, vec![Change::DeleteTempPasscode(id)]);
-        }
-        self.unlock(out, Method::TempPasscode, None);
     }
 
     // ----- keypad view -----

@@ -26,9 +26,12 @@ pub enum Input {
     Key(Key),
     /// A key held until the keypad flashes (B-3.4 holds "0").
     KeyHeld(Key),
-    /// The keypad or the proximity sensor was touched / approached (B-3.2,
-    /// B-6.2 manual face).
+    /// The keypad was touched (B-3.2, B-6.2 manual face).
     Touch,
+    /// The camera saw someone approach (B-6.2 automatic face): starts a
+    /// recognition whose failures have their own budget and never feed
+    /// the keypad's lockout.
+    Motion,
     /// The SET button on the back panel.
     Set(SetPress),
     /// The electronic lock button on the back panel (B-8.2).
@@ -150,6 +153,12 @@ pub enum ModuleReport {
     },
     /// The module is not answering or answers nonsense.
     Fault { modality: Modality, detail: String },
+    /// The module answered but is not the lock's own (it does not know the
+    /// lock's module password, issue 13 item 7): never used for identify
+    /// or enrol until an administrator re-pairs ([`ModuleCmd::Pair`]).
+    ///
+    /// [`ModuleCmd::Pair`]: crate::core::ModuleCmd::Pair
+    Untrusted { modality: Modality, detail: String },
 }
 
 /// What to tell the person during an enrolment (B-4.5–B-4.7).
@@ -218,6 +227,9 @@ pub enum Channel {
     Ble,
     /// Over Wi-Fi through the broker (B-6.7).
     Remote,
+    /// Over IP from a Matter controller (Home Assistant, Apple Home, Google
+    /// Home...). Remote for B-6.7: unlocking needs remote unlock turned on.
+    Matter,
 }
 
 /// Who sent an app command, as its key says.
@@ -241,6 +253,15 @@ pub enum Principal {
     /// the code's secret.
     Invitee {
         code_id: u16,
+    },
+    /// An administrator of a Matter fabric: the node's CASE session and
+    /// access control list proved who it is; the engine gives it the owner's
+    /// rights over the Door Lock cluster's commands, under the lock's rules.
+    Matter {
+        /// The fabric's index on this node (1..=254).
+        fabric: u8,
+        /// The controller's operational node id on that fabric.
+        node: u64,
     },
 }
 
@@ -286,10 +307,45 @@ pub enum AppCommand {
     /// Set the lock's wall clock (owner only).
     SetClock(WallTime),
     Setting(SettingChange),
-    /// B-7.2: end an active lockout early.
+    /// B-7.2: end an active lockout early, re-enable a disabled keypad and
+    /// clear the strikes counted (issue 13).
     ReleaseLockout,
+    /// List the owner keys (issue 13 item 6); owners only, logged.
+    ListOwnerKeys,
+    /// Revoke one owner key (issue 13 item 6); owners only, logged. An
+    /// owner may revoke its own key; pairing mode pairs a new one.
+    RevokeOwnerKey(AppKeyId),
     /// B-3.6 from the app side.
     SetAway(bool),
+    /// Unlock from a channel that may present a user's PIN (Matter's
+    /// `UnlockDoor`/`UnlockWithTimeout`). A wrong code counts towards the
+    /// lockout (B-7.1) like one typed on the keypad; without a code the
+    /// `require_pin_remote` setting decides. `relock_after` locks again
+    /// that long after the bolt is back (instead of the auto-lock countdown).
+    UnlockWithCode {
+        code: Option<String>,
+        relock_after: Option<core::time::Duration>,
+    },
+    /// Add a user under a number the caller chose (Matter `SetUser`);
+    /// refused if that number is taken.
+    AddUserAt {
+        user: UserNumber,
+        role: Role,
+    },
+    /// Change a user's role (Matter `SetUser` modify). The last
+    /// administrator stays one.
+    SetRole {
+        user: UserNumber,
+        role: Role,
+    },
+    /// Give a user a passcode, or replace theirs (B-1.2: one per user;
+    /// B-2.3 rules).
+    SetPasscode {
+        user: UserNumber,
+        digits: String,
+    },
+    /// Remove one credential (its template leaves the module too).
+    DeleteCredential(super::types::CredentialId),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -26,9 +26,15 @@
 //!   menu.rs     front keypad and voice menu: first start, menu, enrolment,
 //!               delete, factory reset, mute, away, doorbell, outside lock
 //!   app.rs      app commands: who may do what (pairing/owner/guest), settings
+//!   matter.rs   what a Matter fabric's administrator may do (Door Lock cluster)
+//!   attempt.rs  verification attempts: stored before they answer, lockout
+//!               outcomes, biometrics, manual and automatic face
 //!   users.rs    users, credentials, visitor codes, app keys + lookup indexes
 //!   passcode.rs B-2.3 rules, HMAC of codes, anti-peep window index
-//!   policy.rs   lockout counter (B-7), persisted as remaining durations
+//!   policy.rs   the brute-force budget (B-7): weighted strikes, escalating
+//!               lockouts, keypad disable; persisted as remaining durations
+//!   auto_face.rs  automatic face recognition's own budget (B-6.2)
+//!   trusted_time.rs  the trusted-time floor: no wall time behind it counts
 //!   lock.rs     bolt/door/motor state, handing → motor direction
 //!   input.rs · action.rs · event.rs · types.rs · time.rs   the vocabulary
 //! ```
@@ -46,27 +52,32 @@
 //!     apply(engine.handle(now(), input)); // persist first, then the rest, in order
 //! }
 //! // on an orderly shutdown:
-//! store.put(Change::PutLockout(engine.lockout_record(now())));
+//! store.apply(&engine.shutdown_changes(now()));
 //! ```
 pub mod action;
 mod app;
+pub mod attempt;
+pub mod auto_face;
 mod engine;
 pub mod event;
 pub mod input;
 pub mod lock;
+mod matter;
 mod menu;
+pub mod noise;
 pub mod passcode;
 pub mod policy;
 pub mod time;
+pub mod trusted_time;
 pub mod types;
 pub mod users;
 
 pub use engine::{
-    Engine, EngineConfig, Status, FACTORY_RESET_WINDOW, IDENTIFY_FLASH, IDENTIFY_GAP, KEYPAD_SLEEP,
-    PAIRING_WINDOW, TAMPER_ALARM,
+    Engine, EngineConfig, PairingCodes, Status, FACTORY_RESET_WINDOW, IDENTIFY_FLASH, IDENTIFY_GAP,
+    KEYPAD_SLEEP, PAIRING_WINDOW, TAMPER_ALARM,
 };
 pub use lock::LockState;
-pub use users::CredentialCounts;
+pub use users::{AppAccess, CredentialCounts};
 
 pub use action::{Action, AppError, AppOk, AppResult, KeypadView, ModuleCmd, MotorCmd, Prompt};
 pub use event::{AlarmKind, Event, EventKind, LockHow};

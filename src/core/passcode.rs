@@ -5,8 +5,8 @@
 //! # Anti-peep in constant work per input
 //!
 //! ```text
-//!  input (≤ 32 digits)   9 9 1 3 5 7 9 2 4 6 8 0 0
-//!  windows of 6..=10     └──6──┘ …  └────10────┘      ≤ 125 windows for 32 digits
+//!  input (≤ 16 digits)   9 9 1 3 5 7 9 2 4 6 8 0 0
+//!  windows of 6..=10     └──6──┘ …  └────10────┘      ≤ 45 windows for 16 digits
 //!        │ HMAC-SHA256(passcode_key, window) — once per window
 //!        ▼
 //!  HashMap<PasscodeMac, PasscodeTarget>              one lookup per window
@@ -123,9 +123,8 @@ pub struct Macer {
 
 impl Macer {
     pub fn new(key: &[u8; 32]) -> Macer {
-        // HMAC accepts keys of any length; a 32-byte key cannot fail.
         let keyed = <HmacSha256 as Mac>::new_from_slice(key)
-            .unwrap_or_else(|_| unreachable!("HMAC-SHA256 takes keys of any length"));
+            .expect("HMAC-SHA256 takes a key of any length");
         Macer { keyed }
     }
 
@@ -198,6 +197,12 @@ impl PasscodeIndex {
         windows(input.len()).find_map(|(s, l)| self.map.get(&macer.mac(&input[s..s + l])).copied())
     }
 
+    /// The stored code that is exactly `code` (no anti-peep windows: a
+    /// remote channel sends the code itself, and one attempt tests one code).
+    pub fn exact(&self, macer: &Macer, code: &[u8]) -> Option<PasscodeTarget> {
+        self.map.get(&macer.mac(code)).copied()
+    }
+
     /// Whether `code` equals or contains a stored code (other than the ones
     /// `ignore` accepts, e.g. the code being replaced).
     pub fn conflicts(
@@ -244,7 +249,8 @@ mod tests {
     }
 
     #[test]
-    fn window_count_for_32_digits_is_125() {
+    fn window_count_for_16_and_32_digits() {
+        assert_eq!(windows(16).count(), 45);
         assert_eq!(windows(32).count(), 125);
         assert_eq!(windows(5).count(), 0);
         assert_eq!(windows(6).count(), 1);

@@ -1,77 +1,167 @@
-//! Who may open the door, and when: the lockout counter (B-7) and the
-//! rules for app principals (B-5, B-6.6, B-6.7).
+//! The brute-force budget (B-7): how failed verifications turn into
+//! lockouts, escalate, and finally disable the keypad.
 //!
-//! # Lockout
+//! # The guess budget
 //!
 //! ```text
-//!  failure ─► window of the last 5 min ─► 5th failure ─► locked 3 min ─► free
-//!             (each failure expires          (alarm)        │   ▲
-//!              5 min after it happened)                      └───┴─ app ReleaseLockout
+//!  failed attempt ─► + weight strikes ─► level = strikes / 5 rose? ─► lockout of that level
+//!   keypad: one per 6-digit window       │                              3, 6, 12, 24 min …
+//!   (anti-peep padding pays per code)    │                              (cap 60 min)
+//!   biometric: 1                         └─ level ≥ 5 ─► keypad disabled (latched) until
+//!                                                        the owner's app or an administrator
+//!  success ─► forgives this method's failures            (menu, SET inside) releases it
+//!             of the last 10 min (≤ 5 strikes)
+//!  every 4 h of uptime ─► one strike leaks away
 //! ```
 //!
-//! One failed verification counts once, whatever its kind (face, palm,
-//! fingerprint, passcode). Failures are kept as the instant they *leave*
-//! the window, and persisted as remaining durations ([`LockoutRecord`]):
-//! the monotonic clock restarts with the daemon, and time spent powered off
-//! must never shorten a lockout, so a restart resumes exactly what was left.
+//! Anti-peep (B-6.4) lets one input test every 6–10-digit window it
+//! contains, so a robot typing overlapping chunks of a de Bruijn sequence
+//! tests many codes per ✓. Each failed input therefore costs as many
+//! strikes as the 6-digit windows it held (`len − 5`): a 6-digit code
+//! costs 1, a 16-digit padded input 11. Five strikes make a level; every
+//! level reached starts a lockout twice as long as the one before, and the
+//! fifth level disables the keypad until someone who owns the lock
+//! releases it. Strikes do not expire after 5 minutes (a patient attacker
+//! would spread his guesses): only a success of the same method forgives
+//! the few failures just before it (a typo), one strike leaks away every
+//! 4 hours the lock runs, and a release clears them all. The benchmark
+//! `benches/brute_force.rs` turns these numbers into days.
+//!
+//! # Persistence
+//!
+//! Times are persisted as *remaining* durations ([`LockoutRecord`]): the
+//! monotonic clock restarts with the daemon, and time spent powered off
+//! must never shorten a lockout or hurry the leak, so a restart resumes
+//! exactly what was left.
 use core::time::Duration;
 use std::collections::VecDeque;
 
 use super::time::Instant;
-use super::types::LockoutRecord;
+use super::types::{LockoutRecord, Method, RecentFailure};
 
-/// B-7.1: the window in which failures are counted.
+/// B-7.1: the window in which failures count as "recent" (status, and the
+/// failures a success may forgive is [`FORGIVE_WINDOW`]).
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(5 * 60);
-/// B-7.1: failures within the window that start a lockout.
-pub const FAILURES_TO_LOCK: usize = 5;
-/// B-7.1: how long a lockout lasts.
+/// B-7.1: five failed verifications make one lockout level.
+pub const STRIKES_PER_LEVEL: u32 = 5;
+/// B-7.1: how long the first lockout lasts; each further level doubles it.
 pub const LOCKOUT: Duration = Duration::from_secs(3 * 60);
+/// The longest timed lockout.
+pub const LOCKOUT_CAP: Duration = Duration::from_secs(60 * 60);
+/// The level at which the keypad disables itself until released.
+pub const DISABLE_LEVEL: u32 = 5;
+/// One strike is forgiven per this much uptime (time powered off does not
+/// count: the attacker cannot hurry it by cutting the power).
+pub const LEAK_EVERY: Duration = Duration::from_secs(4 * 3600);
+/// A success forgives failures of its own method this recent...
+pub const FORGIVE_WINDOW: Duration = Duration::from_secs(10 * 60);
+/// ...worth at most this many strikes (a person's typos, not a robot's
+/// padded inputs).
+pub const FORGIVE_MAX: u32 = 5;
+
+/// How long the lockout of `level` (1-based) lasts.
+pub fn lockout_for(level: u32) -> Duration {
+    let doublings = level.saturating_sub(1).min(16);
+    LOCKOUT.saturating_mul(1u32 << doublings).min(LOCKOUT_CAP)
+}
 
 /// What a failure did to the lockout state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureOutcome {
-    /// Counted; not (yet) locked.
+    /// Counted; no new level reached.
     Counted,
-    /// This failure started a lockout.
-    LockedOut,
-    /// Protection is off (B-7.3) or a lockout is already running: nothing
-    /// changed.
+    /// This failure reached a new level.
+    LockedOut {
+        /// The level reached (1 = the first lockout).
+        level: u32,
+        /// The timed lockout it started; `None` with protection off
+        /// (B-7.3), which turns timed lockouts and their alarm off.
+        duration: Option<Duration>,
+        /// This failure disabled the keypad.
+        keypad_disabled: bool,
+    },
+    /// A lockout is already running: nothing changed.
     Ignored,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Recent {
+    /// When it leaves the forgiveness window.
+    leaves: Instant,
+    /// When it leaves the B-7.1 window (status).
+    counts_until: Instant,
+    weight: u32,
+    method: Option<Method>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Lockout {
-    /// When each counted failure leaves the window, oldest first.
-    failures_expire: VecDeque<Instant>,
+    /// Failures still inside the forgiveness window, oldest first.
+    recent: VecDeque<Recent>,
+    /// Guesses counted since the last release, less what leaked.
+    strikes: u32,
+    /// When the next strike leaks away (while there are strikes).
+    leak_at: Option<Instant>,
     locked_until: Option<Instant>,
+    /// Latched at [`DISABLE_LEVEL`]; only a release clears it.
+    keypad_disabled: bool,
 }
 
 impl Lockout {
-    /// Resume a persisted record relative to `now`.
+    /// Resume a persisted record relative to `now`. A corrupt record cannot
+    /// stretch anything beyond its bound.
     pub fn resume(record: &LockoutRecord, now: Instant) -> Lockout {
-        let mut failures_expire: Vec<Instant> = record
-            .failures_expire_in
+        let mut recent: Vec<Recent> = record
+            .recent
             .iter()
-            // A corrupt record cannot stretch a failure beyond its window.
-            .map(|d| now + (*d).min(FAILURE_WINDOW))
+            .map(|r| {
+                let left = r.expires_in.min(FORGIVE_WINDOW);
+                Recent {
+                    leaves: now + left,
+                    counts_until: now + left.saturating_sub(FORGIVE_WINDOW - FAILURE_WINDOW),
+                    weight: r.weight.max(1),
+                    method: r.method,
+                }
+            })
             .collect();
-        failures_expire.sort();
+        // Records written before weights existed: one strike each, no method.
+        recent.extend(record.failures_expire_in.iter().map(|d| Recent {
+            leaves: now + (*d).min(FAILURE_WINDOW),
+            counts_until: now + (*d).min(FAILURE_WINDOW),
+            weight: 1,
+            method: None,
+        }));
+        recent.sort_by_key(|r| r.leaves);
+        let recent_strikes: u32 = recent.iter().map(|r| r.weight).sum();
+        let strikes = record.strikes.max(recent_strikes);
         Lockout {
-            failures_expire: failures_expire.into(),
-            locked_until: record.locked_for.map(|d| now + d.min(LOCKOUT)),
+            recent: recent.into(),
+            strikes,
+            leak_at: (strikes > 0)
+                .then(|| now + record.leak_in.unwrap_or(LEAK_EVERY).min(LEAK_EVERY)),
+            locked_until: record.locked_for.map(|d| now + d.min(LOCKOUT_CAP)),
+            keypad_disabled: record.keypad_disabled,
         }
     }
 
     /// The record to persist, as remaining durations from `now`.
     pub fn record(&self, now: Instant) -> LockoutRecord {
         LockoutRecord {
-            failures_expire_in: self
-                .failures_expire
+            failures_expire_in: Vec::new(),
+            recent: self
+                .recent
                 .iter()
-                .filter(|t| **t > now)
-                .map(|t| t.since(now))
+                .filter(|r| r.leaves > now)
+                .map(|r| RecentFailure {
+                    expires_in: r.leaves.since(now),
+                    weight: r.weight,
+                    method: r.method,
+                })
                 .collect(),
             locked_for: self.locked_until.filter(|t| *t > now).map(|t| t.since(now)),
+            strikes: self.strikes,
+            leak_in: self.leak_at.map(|t| t.since(now)),
+            keypad_disabled: self.keypad_disabled,
         }
     }
 
@@ -88,27 +178,106 @@ impl Lockout {
         self.locked_until
     }
 
-    /// Failures currently inside the window.
-    pub fn failures(&self, now: Instant) -> usize {
-        self.failures_expire.iter().filter(|t| **t > now).count()
+    /// The keypad refuses passcodes until a release.
+    pub fn keypad_disabled(&self) -> bool {
+        self.keypad_disabled
     }
 
-    /// Count one failed verification.
-    pub fn fail(&mut self, now: Instant, protection: bool) -> FailureOutcome {
-        if !protection || self.is_locked(now) {
+    /// Guesses counted against the budget.
+    pub fn strikes(&self) -> u32 {
+        self.strikes
+    }
+
+    /// Lockout levels reached (0 = none).
+    pub fn level(&self) -> u32 {
+        self.strikes / STRIKES_PER_LEVEL
+    }
+
+    /// Failures inside the B-7.1 window (for status).
+    pub fn failures(&self, now: Instant) -> usize {
+        self.recent.iter().filter(|r| r.counts_until > now).count()
+    }
+
+    /// Apply the leak and drop failures that left the window. Called at
+    /// every engine input; the leak needs no wake-up of its own.
+    pub fn settle(&mut self, now: Instant) {
+        while self.recent.front().is_some_and(|r| r.leaves <= now) {
+            self.recent.pop_front();
+        }
+        while let Some(t) = self.leak_at.filter(|t| *t <= now) {
+            self.strikes = self.strikes.saturating_sub(1);
+            self.leak_at = (self.strikes > 0).then(|| t + LEAK_EVERY);
+        }
+    }
+
+    /// Count one failed verification of `weight` guesses.
+    pub fn fail(
+        &mut self,
+        now: Instant,
+        weight: u32,
+        method: Method,
+        protection: bool,
+    ) -> FailureOutcome {
+        if self.is_locked(now) {
             return FailureOutcome::Ignored;
         }
-        while self.failures_expire.front().is_some_and(|t| *t <= now) {
-            self.failures_expire.pop_front();
+        self.settle(now);
+        let weight = weight.max(1);
+        let before = self.level();
+        self.strikes = self.strikes.saturating_add(weight);
+        if self.leak_at.is_none() {
+            self.leak_at = Some(now + LEAK_EVERY);
         }
-        self.failures_expire.push_back(now + FAILURE_WINDOW);
-        if self.failures_expire.len() >= FAILURES_TO_LOCK {
-            self.failures_expire.clear();
-            self.locked_until = Some(now + LOCKOUT);
-            FailureOutcome::LockedOut
-        } else {
-            FailureOutcome::Counted
+        self.recent.push_back(Recent {
+            leaves: now + FORGIVE_WINDOW,
+            counts_until: now + FAILURE_WINDOW,
+            weight,
+            method: Some(method),
+        });
+        let level = self.level();
+        if level <= before {
+            return FailureOutcome::Counted;
         }
+        let disables = level >= DISABLE_LEVEL && !self.keypad_disabled;
+        if disables {
+            self.keypad_disabled = true;
+        }
+        let duration = protection.then(|| lockout_for(level));
+        if let Some(d) = duration {
+            self.locked_until = Some(now + d);
+        }
+        if duration.is_none() && !disables {
+            return FailureOutcome::Counted;
+        }
+        FailureOutcome::LockedOut {
+            level,
+            duration,
+            keypad_disabled: disables,
+        }
+    }
+
+    /// A verification by `method` succeeded: the failures of the same
+    /// method in the last [`FORGIVE_WINDOW`] were the same person's typos;
+    /// up to [`FORGIVE_MAX`] strikes of them are forgiven. Returns whether
+    /// anything changed.
+    pub fn succeeded(&mut self, now: Instant, method: Method) -> bool {
+        self.settle(now);
+        let mut budget = FORGIVE_MAX;
+        let mut forgiven = 0;
+        self.recent.retain(|r| {
+            if r.method == Some(method) && r.weight <= budget {
+                budget -= r.weight;
+                forgiven += r.weight;
+                false
+            } else {
+                true
+            }
+        });
+        self.strikes = self.strikes.saturating_sub(forgiven);
+        if self.strikes == 0 {
+            self.leak_at = None;
+        }
+        forgiven > 0
     }
 
     /// If the lockout ran out by `now`, clear it and say so.
@@ -120,12 +289,12 @@ impl Lockout {
         false
     }
 
-    /// B-7.2: end a running lockout early (the app). Returns whether one
-    /// was running. The failure count is cleared too: the owner vouched.
+    /// B-7.2: the owner (app) or an administrator (menu) releases the lock:
+    /// the running lockout ends, the keypad works again and every strike is
+    /// cleared. Returns whether anything was in force.
     pub fn release(&mut self, now: Instant) -> bool {
-        let was = self.is_locked(now);
-        self.locked_until = None;
-        self.failures_expire.clear();
+        let was = self.is_locked(now) || self.keypad_disabled || self.strikes > 0;
+        *self = Lockout::default();
         was
     }
 
@@ -140,49 +309,152 @@ mod tests {
     use super::*;
 
     const MIN: u64 = 60_000;
+    const P: Method = Method::Passcode;
 
     #[test]
-    fn five_in_five_minutes_lock_for_three() {
+    fn five_failures_lock_for_three_minutes() {
         let mut l = Lockout::default();
         for i in 0..4 {
-            assert_eq!(l.fail(Instant(i * MIN), true), FailureOutcome::Counted);
+            assert_eq!(
+                l.fail(Instant(i * MIN), 1, P, true),
+                FailureOutcome::Counted
+            );
         }
-        assert_eq!(
-            l.fail(Instant(4 * MIN + 59_000), true),
-            FailureOutcome::LockedOut
-        );
         let t = Instant(4 * MIN + 59_000);
-        assert!(l.is_locked(t));
+        assert_eq!(
+            l.fail(t, 1, P, true),
+            FailureOutcome::LockedOut {
+                level: 1,
+                duration: Some(LOCKOUT),
+                keypad_disabled: false
+            }
+        );
         assert!(l.is_locked(t.after(LOCKOUT - Duration::from_millis(1))));
         assert!(!l.is_locked(t.after(LOCKOUT)));
     }
 
     #[test]
-    fn spread_over_six_minutes_does_not_lock() {
+    fn lockouts_double_up_to_the_cap_and_the_fifth_level_disables() {
+        assert_eq!(lockout_for(1), Duration::from_secs(180));
+        assert_eq!(lockout_for(2), Duration::from_secs(360));
+        assert_eq!(lockout_for(4), Duration::from_secs(24 * 60));
+        assert_eq!(lockout_for(5), Duration::from_secs(48 * 60));
+        assert_eq!(lockout_for(6), LOCKOUT_CAP);
+        assert_eq!(lockout_for(99), LOCKOUT_CAP);
         let mut l = Lockout::default();
-        for i in 0..5u64 {
-            assert_eq!(l.fail(Instant(i * 90_000), true), FailureOutcome::Counted);
+        let mut t = Instant(0);
+        let mut disabled_at = None;
+        for level in 1..=5 {
+            let mut last = FailureOutcome::Ignored;
+            for _ in 0..5 {
+                last = l.fail(t, 1, P, true);
+            }
+            assert!(matches!(last, FailureOutcome::LockedOut { level: lv, .. } if lv == level));
+            if let FailureOutcome::LockedOut {
+                keypad_disabled: true,
+                ..
+            } = last
+            {
+                disabled_at = Some(level);
+            }
+            t = t.after(lockout_for(level));
+            l.expire(t);
         }
-        assert!(!l.is_locked(Instant(6 * MIN)));
+        assert_eq!(disabled_at, Some(DISABLE_LEVEL));
+        assert!(l.keypad_disabled());
+        // Latched: the timed lockout ended, the keypad stays off.
+        assert!(!l.is_locked(t));
+        assert!(l.keypad_disabled());
+        assert!(l.release(t));
+        assert!(!l.keypad_disabled());
+        assert_eq!(l.strikes(), 0);
+    }
+
+    #[test]
+    fn a_padded_input_pays_for_every_window() {
+        let mut l = Lockout::default();
+        // 16 digits: 11 six-digit windows, two levels at once.
+        assert_eq!(
+            l.fail(Instant(0), 11, P, true),
+            FailureOutcome::LockedOut {
+                level: 2,
+                duration: Some(lockout_for(2)),
+                keypad_disabled: false
+            }
+        );
+        assert_eq!(l.strikes(), 11);
+    }
+
+    #[test]
+    fn failures_do_not_expire_after_five_minutes_but_leak_slowly() {
+        let mut l = Lockout::default();
+        for i in 0..4u64 {
+            l.fail(Instant(i * 10 * MIN), 1, P, true);
+        }
+        assert_eq!(l.failures(Instant(40 * MIN)), 0);
+        assert_eq!(l.strikes(), 4);
+        // The fifth, much later than five minutes: still a lockout.
+        assert!(matches!(
+            l.fail(Instant(50 * MIN), 1, P, true),
+            FailureOutcome::LockedOut { level: 1, .. }
+        ));
+        // Four hours after the first failure one strike has leaked.
+        let mut l = Lockout::default();
+        l.fail(Instant(0), 3, P, true);
+        l.settle(Instant(4 * 60 * MIN - 1));
+        assert_eq!(l.strikes(), 3);
+        l.settle(Instant(4 * 60 * MIN));
+        assert_eq!(l.strikes(), 2);
+        l.settle(Instant(12 * 60 * MIN));
+        assert_eq!(l.strikes(), 0);
+    }
+
+    #[test]
+    fn a_success_forgives_a_few_recent_failures_of_its_own_method() {
+        let mut l = Lockout::default();
+        l.fail(Instant(0), 1, Method::Fingerprint, true);
+        l.fail(Instant(1), 2, P, true);
+        l.fail(Instant(2), 11, P, true);
+        // A passcode success forgives the 2-strike typo, not the padded
+        // robot input (over the cap) nor the finger.
+        assert!(l.succeeded(Instant(3), P));
+        assert_eq!(l.strikes(), 12);
+        // Failures older than the window are not forgiven.
+        let mut l = Lockout::default();
+        l.fail(Instant(0), 1, P, true);
+        assert!(!l.succeeded(Instant(0).after(FORGIVE_WINDOW), P));
+        assert_eq!(l.strikes(), 1);
     }
 
     #[test]
     fn record_round_trips_across_a_restart() {
         let mut l = Lockout::default();
-        for i in 0..5u64 {
-            l.fail(Instant(1000 + i), true);
+        for i in 0..7u64 {
+            // The sixth and seventh fall in the lockout: not counted.
+            l.fail(Instant(1000 + i), 1, P, true);
         }
         let rec = l.record(Instant(61_004));
         let resumed = Lockout::resume(&rec, Instant(5));
         assert_eq!(resumed.remaining(Instant(5)), l.remaining(Instant(61_004)));
+        assert_eq!(resumed.strikes(), 5);
+        assert_eq!(resumed.record(Instant(5)), rec);
     }
 
     #[test]
-    fn protection_off_counts_nothing() {
+    fn protection_off_stops_timed_lockouts_but_not_the_budget() {
         let mut l = Lockout::default();
-        for i in 0..10u64 {
-            assert_eq!(l.fail(Instant(i), false), FailureOutcome::Ignored);
+        for i in 0..24u64 {
+            assert_eq!(l.fail(Instant(i), 1, P, false), FailureOutcome::Counted);
         }
-        assert_eq!(l.failures(Instant(10)), 0);
+        assert!(!l.is_locked(Instant(24)));
+        assert_eq!(
+            l.fail(Instant(25), 1, P, false),
+            FailureOutcome::LockedOut {
+                level: 5,
+                duration: None,
+                keypad_disabled: true
+            }
+        );
+        assert!(l.keypad_disabled());
     }
 }

@@ -5,7 +5,7 @@ use core::fmt;
 use core::time::Duration;
 use serde::{Deserialize, Serialize};
 
-use super::time::Validity;
+use super::time::{Validity, WallTime};
 
 /// A user's number, shown as three digits (B-1.4: "001").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -139,6 +139,22 @@ pub enum Method {
     Remote,
     /// The inside handle / lock button side (an inside unlock).
     Inside,
+    /// A Matter controller (the user is the PIN's holder when a PIN was given).
+    Matter,
+}
+
+impl Method {
+    /// The method as the event log records it. B-6.9 and issue 14 item 5:
+    /// a duress passcode is logged as a passcode, so the log — read by
+    /// technicians, the app and whoever holds the phone — cannot tell a
+    /// duress unlock from an ordinary one; only the owner's sealed notice
+    /// ([`Notice::Duress`](super::action::Notice::Duress)) says it.
+    pub fn as_logged(self) -> Method {
+        match self {
+            Method::DuressPasscode => Method::Passcode,
+            other => other,
+        }
+    }
 }
 
 impl From<Modality> for Method {
@@ -246,6 +262,10 @@ pub struct Settings {
     pub remote_unlock: bool,
     /// B-9.7 / B-10.7: off saves battery; BLE still works.
     pub wifi: bool,
+    /// Matter's `RequirePINforRemoteOperation`: an unlock over Matter must
+    /// carry a user's PIN. Off by default (remote unlock itself is off).
+    #[serde(default)]
+    pub require_pin_remote: bool,
 }
 
 impl Default for Settings {
@@ -255,6 +275,7 @@ impl Default for Settings {
             lockout_protection: true,
             remote_unlock: false,
             wifi: true,
+            require_pin_remote: false,
         }
     }
 }
@@ -267,6 +288,7 @@ pub enum SettingChange {
     LockoutProtection(bool),
     RemoteUnlock(bool),
     Wifi(bool),
+    RequirePinRemote(bool),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -326,7 +348,7 @@ pub struct GuestInvite {
     /// The guest key's validity window (both ends set).
     pub validity: Validity,
     /// The code cannot be redeemed at or after this time.
-    pub code_expires_at: super::time::WallTime,
+    pub code_expires_at: WallTime,
     /// Redemption attempts started; the code is burned at
     /// [`limits::GUEST_CODE_ATTEMPTS`].
     pub attempts: u8,
@@ -344,16 +366,39 @@ impl std::fmt::Debug for GuestInvite {
     }
 }
 
-/// The lockout bookkeeping as it is persisted (B-7). Times are stored as
-/// *remaining* durations: monotonic time restarts with the daemon, and
-/// time spent powered off must never shorten a lockout.
+/// The lockout bookkeeping as it is persisted (B-7, see
+/// [`super::policy`]). Times are stored as *remaining* durations:
+/// monotonic time restarts with the daemon, and time spent powered off
+/// must never shorten a lockout.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct LockoutRecord {
-    /// For each failure still inside the 5-minute window: how long until
-    /// it leaves the window.
+    /// Records written before failures had weights: for each failure still
+    /// inside the 5-minute window, how long until it leaves it. Read only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures_expire_in: Vec<Duration>,
+    /// Failures a success may still forgive.
+    #[serde(default)]
+    pub recent: Vec<RecentFailure>,
     /// Remaining time of an active lockout.
     pub locked_for: Option<Duration>,
+    /// Guesses counted against the budget since the last release.
+    #[serde(default)]
+    pub strikes: u32,
+    /// Time until the next strike leaks away.
+    #[serde(default)]
+    pub leak_in: Option<Duration>,
+    /// The keypad refuses passcodes until the owner releases it.
+    #[serde(default)]
+    pub keypad_disabled: bool,
+}
+
+/// One failed attempt still inside the forgiveness window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecentFailure {
+    pub expires_in: Duration,
+    /// Strikes it cost (the 6-digit windows of a keypad input).
+    pub weight: u32,
+    pub method: Option<Method>,
 }
 
 /// Everything the engine needs from the store at start-up.
@@ -368,6 +413,14 @@ pub struct Persisted {
     pub temp_passcodes: Vec<TempPasscode>,
     pub app_keys: Vec<AppKey>,
     pub guest_invites: Vec<GuestInvite>,
+    /// The high-water mark of trusted wall time (see `core::clock`):
+    /// the lock has known for sure that it was at least this late.
+    #[serde(default)]
+    pub time_floor: Option<WallTime>,
+    /// Owner pairings made so far: the verification code of generation
+    /// 0 is the label's; each owner pairing moves to the next (issue 13).
+    #[serde(default)]
+    pub pairing_generation: u32,
 }
 
 /// One change to persistent state. An [`super::Action::Persist`] carries
@@ -384,6 +437,17 @@ pub enum Change {
     DeleteCredential(CredentialId),
     PutSettings(Settings),
     PutLockout(LockoutRecord),
+    /// The lockout record as it stands if the attempt being verified
+    /// fails, committed before the attempt's result shows (the attempt is
+    /// counted even if the power goes before the answer). Stored like
+    /// [`Change::PutLockout`]; a runtime that cannot commit it keeps it
+    /// in memory rather than forget the attempt.
+    PutAttempt(LockoutRecord),
+    /// The high-water mark of trusted wall time rose to this.
+    PutTimeFloor(WallTime),
+    /// An owner pairing used the code of the current generation; the next
+    /// pairing needs the code of this one (spoken by system information).
+    SetPairingGeneration(u32),
     PutTempPasscode(TempPasscode),
     DeleteTempPasscode(TempPasscodeId),
     PutAppKey(AppKey),
@@ -409,8 +473,11 @@ pub mod limits {
     pub const PASSCODES_PER_USER: usize = 1;
     pub const DURESS_PER_USER: usize = 1;
     /// Longest keypad input accepted before "input too long" (B-6.4's
-    /// anti-peep padding included).
-    pub const MAX_INPUT_DIGITS: usize = 32;
+    /// anti-peep padding included). Issue 13: 16, not 32 — a code of up to
+    /// 10 digits with 6 or more of padding still hides it from a peeper,
+    /// and since a failed input pays one strike per 6-digit window
+    /// (`core::policy`), one mistyped padded entry costs at most 11.
+    pub const MAX_INPUT_DIGITS: usize = 16;
     pub const PASSCODE_MIN: usize = 6;
     pub const PASSCODE_MAX: usize = 10;
     /// Registered app keys and outstanding guest invites together.

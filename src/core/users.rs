@@ -86,6 +86,88 @@ pub fn user_limit(kind: CredentialKind) -> usize {
     }
 }
 
+/// The app keys and outstanding guest invites: what an app channel checks
+/// a frame against before anything reaches the engine (which checks
+/// again). The runtime keeps one copy beside the store and publishes it
+/// after every commit that changes it, so an unauthenticated frame costs
+/// no store read; it follows the store through [`AppAccess::apply`], the
+/// same step [`Directory::apply`] takes for these two tables.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppAccess {
+    pub keys: BTreeMap<AppKeyId, AppKey>,
+    pub invites: BTreeMap<AppKeyId, GuestInvite>,
+}
+
+impl AppAccess {
+    /// The keys and invites the store loaded.
+    pub fn from_persisted(p: &Persisted) -> Self {
+        AppAccess {
+            keys: p.app_keys.iter().map(|k| (k.id, k.clone())).collect(),
+            invites: p
+                .guest_invites
+                .iter()
+                .map(|i| (i.slot, i.clone()))
+                .collect(),
+        }
+    }
+
+    /// Follow committed changes.
+    pub fn apply(&mut self, changes: &[Change]) {
+        for c in changes {
+            apply_app_change(&mut self.keys, &mut self.invites, c);
+        }
+    }
+
+    /// Whether a change can alter the keys or invites.
+    pub fn touched_by(c: &Change) -> bool {
+        matches!(
+            c,
+            Change::DeleteUser(_)
+                | Change::PutAppKey(_)
+                | Change::DeleteAppKey(_)
+                | Change::PutGuestInvite(_)
+                | Change::DeleteGuestInvite(_)
+                | Change::FactoryReset
+        )
+    }
+
+    /// The outstanding invite with this public code id.
+    pub fn invite(&self, code_id: u16) -> Option<&GuestInvite> {
+        self.invites.values().find(|i| i.code_id == code_id)
+    }
+}
+
+/// One change to the app keys and invites. An owner key is bound to its
+/// administrator and goes with them; a factory reset removes them all.
+fn apply_app_change(
+    keys: &mut BTreeMap<AppKeyId, AppKey>,
+    invites: &mut BTreeMap<AppKeyId, GuestInvite>,
+    c: &Change,
+) {
+    match c {
+        Change::DeleteUser(n) => {
+            keys.retain(|_, k| k.role != super::types::AppKeyRole::Owner { admin: *n });
+        }
+        Change::PutAppKey(k) => {
+            keys.insert(k.id, k.clone());
+        }
+        Change::DeleteAppKey(id) => {
+            keys.remove(id);
+        }
+        Change::PutGuestInvite(i) => {
+            invites.insert(i.slot, i.clone());
+        }
+        Change::DeleteGuestInvite(id) => {
+            invites.remove(id);
+        }
+        Change::FactoryReset => {
+            keys.clear();
+            invites.clear();
+        }
+        _ => {}
+    }
+}
+
 impl Directory {
     pub fn load(p: &Persisted, macer: &Macer) -> Directory {
         let mut d = Directory {
@@ -141,6 +223,7 @@ impl Directory {
     /// Apply persisted changes to memory (the same list the store commits).
     pub fn apply(&mut self, changes: &[Change], macer: &Macer) {
         for c in changes {
+            apply_app_change(&mut self.app_keys, &mut self.guest_invites, c);
             match c {
                 Change::PutUser(u) => {
                     self.users.insert(u.number, u.clone());
@@ -148,8 +231,6 @@ impl Directory {
                 Change::DeleteUser(n) => {
                     self.users.remove(n);
                     self.credentials.retain(|_, c| c.user != *n);
-                    self.app_keys
-                        .retain(|_, k| k.role != super::types::AppKeyRole::Owner { admin: *n });
                 }
                 Change::PutCredential(cr) => {
                     self.credentials.insert(cr.id, cr.clone());
@@ -163,26 +244,22 @@ impl Directory {
                 Change::DeleteTempPasscode(id) => {
                     self.temp_passcodes.remove(id);
                 }
-                Change::PutAppKey(k) => {
-                    self.app_keys.insert(k.id, k.clone());
-                }
-                Change::DeleteAppKey(id) => {
-                    self.app_keys.remove(id);
-                }
-                Change::PutGuestInvite(i) => {
-                    self.guest_invites.insert(i.slot, i.clone());
-                }
-                Change::DeleteGuestInvite(id) => {
-                    self.guest_invites.remove(id);
-                }
                 Change::FactoryReset => {
                     self.users.clear();
                     self.credentials.clear();
                     self.temp_passcodes.clear();
-                    self.app_keys.clear();
-                    self.guest_invites.clear();
                 }
-                Change::SetHanding(_) | Change::PutSettings(_) | Change::PutLockout(_) => {}
+                // App keys and invites: `apply_app_change` above.
+                Change::PutAppKey(_)
+                | Change::DeleteAppKey(_)
+                | Change::PutGuestInvite(_)
+                | Change::DeleteGuestInvite(_)
+                | Change::SetHanding(_)
+                | Change::PutSettings(_)
+                | Change::PutLockout(_)
+                | Change::PutAttempt(_)
+                | Change::PutTimeFloor(_)
+                | Change::SetPairingGeneration(_) => {}
             }
         }
         self.reindex(macer);
@@ -347,5 +424,58 @@ mod tests {
         d.apply(&[Change::DeleteUser(UserNumber::new(1).unwrap())], &m);
         assert_eq!(d.free_slot(Modality::Fingerprint), Some(0));
         assert!(!d.has_admin());
+    }
+
+    /// The channels' copy of the app keys follows the same changes as the
+    /// engine's directory: a deleted administrator takes its owner key,
+    /// a reset takes everything.
+    #[test]
+    fn app_access_follows_the_directory() {
+        let m = Macer::new(&[0; 32]);
+        let owner = |id: u32, admin: u16| AppKey {
+            id: AppKeyId(id),
+            role: super::super::types::AppKeyRole::Owner {
+                admin: UserNumber::new(admin).unwrap(),
+            },
+            public_key: [id as u8; 32],
+            validity: Validity::ALWAYS,
+            label: String::new(),
+        };
+        let invite = GuestInvite {
+            slot: AppKeyId(3),
+            code_id: 9,
+            secret: [0; super::super::types::GUEST_INVITE_SECRET],
+            validity: Validity::ALWAYS,
+            code_expires_at: crate::core::time::WallTime(10),
+            attempts: 1,
+        };
+        let batches = [
+            vec![
+                Change::PutUser(user(1, Role::Admin)),
+                Change::PutUser(user(2, Role::Admin)),
+                Change::PutAppKey(owner(1, 1)),
+                Change::PutAppKey(owner(2, 2)),
+                Change::PutGuestInvite(invite.clone()),
+            ],
+            vec![Change::DeleteUser(UserNumber::new(1).unwrap())],
+            vec![Change::DeleteGuestInvite(AppKeyId(3))],
+            vec![Change::FactoryReset],
+        ];
+        let mut d = Directory::default();
+        let mut access = AppAccess::default();
+        let mut seen = Vec::new();
+        for batch in &batches {
+            assert!(batch.iter().any(AppAccess::touched_by));
+            d.apply(batch, &m);
+            access.apply(batch);
+            assert_eq!(access.keys, d.app_keys);
+            assert_eq!(access.invites, d.guest_invites);
+            seen.push((access.keys.len(), access.invites.len()));
+        }
+        assert_eq!(seen, vec![(2, 1), (1, 1), (1, 0), (0, 0)]);
+        assert!(!AppAccess::touched_by(&Change::PutUser(user(
+            4,
+            Role::User
+        ))));
     }
 }

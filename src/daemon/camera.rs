@@ -11,7 +11,7 @@
 //!      │       ▲ [face] liveness = "ir": IR source grabbed per matched face
 //!      │         (sim: SimIrCamera, `sim_ir_dir`, follows the sim camera's scene;
 //!      │          linux: V4l2IrCamera, `ir_camera`, lights outputs.ir_illuminator)
-//!      ├─► MotionDetector ([face] motion_trigger) ── Input::Touch ──► engine ── RecogniseFace
+//!      ├─► MotionDetector ([face] motion_trigger) ── Input::Motion ──► engine ── RecogniseFace
 //!      └─► VideoServer ([video] enabled): HTTP MJPEG, token, battery floor
 //! ```
 //!
@@ -32,14 +32,15 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::engine_task::{CredentialsHook, Published};
+use super::engine_task::CredentialsHook;
 use super::DaemonError;
 use crate::board::frames::FrameRing;
 use crate::board::sim::camera::SceneControl;
-use crate::board::{Camera, FaceSource, InputSender};
+use crate::board::{Camera, FaceSource};
 use crate::config::Config;
 use crate::core::types::Persisted;
 use crate::core::Input;
+use crate::link::{InputSender, Published};
 use crate::video::{RingCamera, SnapshotSaved, SnapshotStore};
 
 /// Size of the simulated camera's frames (a V4L2 camera's come from the
@@ -76,10 +77,6 @@ fn face_enabled(config: &Config) -> bool {
     }
 }
 
-fn camera_err(e: &dyn std::fmt::Display) -> DaemonError {
-    DaemonError::Video(format!("camera: {e}"))
-}
-
 /// The liveness check the face service gets (nothing without `face`).
 #[cfg(feature = "face")]
 type Liveness = crate::biometrics::face::worker::LivenessSetup;
@@ -111,10 +108,12 @@ fn sim_liveness(
     }
     // `Config::validate` has checked that the sim board has `sim_ir_dir`;
     // should that change, refusing here keeps it closed.
-    let dir = config.face.sim_ir_dir.as_deref().ok_or_else(|| {
-        camera_err(&"`face.liveness` = \"ir\" needs `face.sim_ir_dir` on the sim board")
-    })?;
-    let ir = camera.ir_camera(dir).map_err(|e| camera_err(&e))?;
+    let dir = config
+        .face
+        .sim_ir_dir
+        .as_deref()
+        .ok_or(DaemonError::NoSimIrDir)?;
+    let ir = camera.ir_camera(dir)?;
     Ok(LivenessSetup::Ir {
         source: Arc::new(ir),
         check: Arc::new(IrLiveness::default()),
@@ -225,10 +224,10 @@ pub fn open_sim(
     let ring = FrameRing::new();
     let (w, h) = SIM_FRAME;
     let cfg = match sim_people_dir(config) {
-        Some(dir) => SimCameraConfig::from_dir(dir, w, h).map_err(|e| camera_err(&e))?,
+        Some(dir) => SimCameraConfig::from_dir(dir, w, h)?,
         None => SimCameraConfig::new(w, h),
     };
-    let camera = SimCamera::start(&cfg, ring.clone()).map_err(|e| camera_err(&e))?;
+    let camera = SimCamera::start(&cfg, ring.clone())?;
     let liveness = sim_liveness(config, &camera)?;
     // With the real pipeline, "person N at the door" is person N's
     // picture in front of the camera, not a simulated module.
@@ -261,8 +260,7 @@ pub fn open_linux(
         return Ok(None);
     }
     let ring = FrameRing::new();
-    let camera = crate::board::linux::camera::V4l2Camera::start(&board_cfg.camera, ring.clone())
-        .map_err(|e| camera_err(&e))?;
+    let camera = crate::board::linux::camera::V4l2Camera::start(&board_cfg.camera, ring.clone())?;
     let liveness = linux_liveness(config, board_cfg);
     Ok(Some(with_readers(
         config,
@@ -357,15 +355,18 @@ fn face_worker(
         },
         ring.clone(),
         templates_rx,
-        crate::board::OrderedSender::spawn(inputs.clone()),
+        crate::link::OrderedSender::spawn(inputs.clone()),
     );
     let (models, enrolled) = (f.models_dir.display(), templates.borrow().len());
     match &liveness {
-        LivenessSetup::Off => tracing::info!(
+        // Issue 13 item 8: only with `allow_without_liveness = true`, and
+        // said loudly at every start.
+        LivenessSetup::Off => tracing::warn!(
             %models,
             threshold = f.threshold,
             enrolled,
-            "face recognition on the camera (liveness: none, a photo may pass)"
+            "FACE UNLOCK WITHOUT LIVENESS: a printed photo or a phone showing an enrolled person may open the door \
+             ([face] liveness = \"none\", allow_without_liveness = true)"
         ),
         LivenessSetup::Ir { name, .. } => tracing::info!(
             %models,
@@ -430,12 +431,9 @@ impl CameraRig {
     ) -> Result<JoinHandle<()>, DaemonError> {
         use crate::video::{battery_bridge, VideoServer};
         let server = if config.video.enabled {
-            let video_err = |e: &dyn std::fmt::Display| DaemonError::Video(e.to_string());
-            let stream = config.video.stream_config().map_err(|e| video_err(&e))?;
+            let stream = config.video.stream_config()?;
             let battery = battery_bridge(published, |p: &Published| p.engine.battery_percent);
-            let server = VideoServer::bind(&stream, self.ring.clone(), battery)
-                .await
-                .map_err(|e| video_err(&e))?;
+            let server = VideoServer::bind(&stream, self.ring.clone(), battery).await?;
             if let Ok(addr) = server.local_addr() {
                 tracing::info!(%addr, "video stream serving /stream.mjpg and /snapshot.jpg");
             }
@@ -450,10 +448,10 @@ impl CameraRig {
                 tracing::info!("motion trigger watching the camera");
                 detector
                     .run(ring, move || {
-                        // The same input as a keypad touch: the engine starts
-                        // one recognition when it is idle and someone is
-                        // enrolled.
-                        if !inputs.try_send(Input::Touch) {
+                        // Someone approached: the engine starts one automatic
+                        // recognition (B-6.2), whose failures have their own
+                        // budget and never feed the keypad's lockout.
+                        if !inputs.try_send(Input::Motion) {
                             tracing::warn!("motion trigger dropped: the engine's queue is full");
                         }
                     })

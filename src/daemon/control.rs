@@ -21,107 +21,25 @@
 //! moves take their travel time, which `settle` waits for.
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::watch;
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 use tokio_util::sync::CancellationToken;
 
-use super::engine_task::Published;
-use super::status::event_record;
 use crate::board::sim::{parse_keys, SimControl, SimError};
-use crate::board::InputSender;
+pub use crate::control::{Request, MAX_EVENTS, MAX_LINE};
 use crate::core::input::SetPress;
-use crate::store::Store;
-
-/// Longest request line accepted; a longer one is refused and the
-/// connection closed (a client that sends megabytes is broken).
-pub const MAX_LINE: usize = 64 * 1024;
-/// Most events one `events` request returns.
-pub const MAX_EVENTS: usize = 1000;
+use crate::link::{event_record, Link, LinkError};
 /// How long an input command waits for the engine before answering
 /// with an error.
 const ENGINE_WAIT: Duration = Duration::from_secs(10);
 /// Concurrent connections served; more wait in the accept queue.
 const MAX_CONNECTIONS: usize = 16;
-
-/// One request line. `cmd` names the command; other fields are its
-/// arguments. Unknown fields are refused.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Request {
-    /// Press keys: `0-9`, `✓`/`#`, `↩`/`*`, `a` away, `d` doorbell.
-    Press {
-        keys: String,
-    },
-    /// Touch the keypad (wakes it; manual face recognition).
-    Touch,
-    /// Hold one key until the keypad flashes (B-3.4 holds `0`).
-    Hold {
-        key: String,
-    },
-    /// The SET button; `long` = held (pairing mode).
-    Set {
-        #[serde(default)]
-        long: bool,
-    },
-    /// The back panel's electronic lock button.
-    LockButton,
-    /// Turn the inside handle (retracts the bolt from inside).
-    Handle,
-    /// Turn the mechanical key.
-    Key,
-    Door {
-        open: bool,
-    },
-    /// Open (`true`) or close the front panel: the tamper switch.
-    Tamper {
-        open: bool,
-    },
-    /// Set the battery charge and/or USB-C emergency power.
-    Battery {
-        #[serde(default)]
-        percent: Option<u8>,
-        #[serde(default)]
-        external: Option<bool>,
-    },
-    /// Person N puts a finger on the reader.
-    Finger {
-        person: u32,
-    },
-    /// Person N holds a palm over the window.
-    Palm {
-        person: u32,
-    },
-    /// Person N steps in front of the camera; `null` = they leave.
-    Face {
-        person: Option<u32>,
-    },
-    /// Make the next `moves` motor moves jam.
-    Jam {
-        moves: u32,
-    },
-    /// Wait until the motor is idle and the engine has handled everything.
-    Settle,
-    /// Engine status, daemon counters and the sim board's state.
-    Status,
-    /// The last `n` prompts (default 10).
-    Prompts {
-        #[serde(default)]
-        n: Option<usize>,
-    },
-    /// The last `n` logged events, oldest first (default 10, at most 1000).
-    Events {
-        #[serde(default)]
-        n: Option<usize>,
-    },
-}
 
 /// Why the control socket could not start.
 #[derive(Debug, thiserror::Error)]
@@ -167,14 +85,13 @@ pub fn bind(path: &Path) -> Result<UnixListener, ControlError> {
 }
 
 /// What a connection handler needs; cheap to clone.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct ControlContext {
+    /// The simulated board's buttons and state.
     pub sim: SimControl,
-    /// The engine's status and counters, published after every input.
-    pub published: watch::Receiver<Published>,
-    /// For the count of inputs sent (the barrier's target).
-    pub inputs: InputSender,
-    pub store: Arc<Mutex<Store>>,
+    /// The running lock: published status, the inputs' barrier count and
+    /// the event log (read-only connection).
+    pub link: Link,
 }
 
 /// Serve connections until `shutdown`; then remove the socket file.
@@ -254,46 +171,34 @@ pub async fn handle_line(line: &str, ctx: &ControlContext) -> String {
     }
 }
 
-async fn handle(request: Request, ctx: &ControlContext) -> Result<serde_json::Value, String> {
+/// Why a request was refused; the message is the reply's `error`.
+#[derive(Debug, thiserror::Error)]
+enum Refused {
+    #[error(transparent)]
+    Sim(#[from] SimError),
+    #[error("hold takes one key, got {0:?}")]
+    HoldOneKey(String),
+    #[error("battery needs `percent` and/or `external`")]
+    BatteryArgs,
+    #[error(transparent)]
+    Events(#[from] LinkError),
+    #[error("the engine has stopped; the daemon is shutting down")]
+    EngineStopped,
+    #[error("the engine did not handle the input within {0:?}")]
+    EngineSlow(Duration),
+    #[error("the lock did not settle (motor still moving after 10 rounds)")]
+    NotSettled,
+}
+
+async fn handle(request: Request, ctx: &ControlContext) -> Result<serde_json::Value, Refused> {
     let sim = &ctx.sim;
-    let err = |e: SimError| e.to_string();
     match request {
-        Request::Press { keys } => sim.press(&parse_keys(&keys).map_err(err)?).map_err(err)?,
-        Request::Touch => sim.touch().map_err(err)?,
-        Request::Hold { key } => {
-            let keys = parse_keys(&key).map_err(err)?;
-            let [k] = keys[..] else {
-                return Err(format!("hold takes one key, got {:?}", key));
-            };
-            sim.hold(k).map_err(err)?
-        }
-        Request::Set { long } => sim
-            .set(if long {
-                SetPress::Long
-            } else {
-                SetPress::Short
-            })
-            .map_err(err)?,
-        Request::LockButton => sim.lock_button().map_err(err)?,
-        Request::Handle => sim.inside_handle().map_err(err)?,
-        Request::Key => sim.mechanical_key().map_err(err)?,
-        Request::Door { open } => sim.door(open).map_err(err)?,
-        Request::Tamper { open } => sim.tamper(open).map_err(err)?,
-        Request::Battery { percent, external } => {
-            if percent.is_none() && external.is_none() {
-                return Err("battery needs `percent` and/or `external`".into());
-            }
-            sim.power(percent, external).map_err(err)?
-        }
-        Request::Finger { person } => sim.finger(person).map_err(err)?,
-        Request::Palm { person } => sim.palm(person).map_err(err)?,
-        Request::Face { person } => sim.face(person).map_err(err)?,
-        Request::Jam { moves } => sim.jam(moves),
         Request::Settle => {
             settle(ctx).await?;
+            wait_for_engine(ctx).await?;
         }
         Request::Status => {
-            let p = ctx.published.borrow().clone();
+            let p = ctx.link.published().borrow().clone();
             return Ok(json!({
                 "ok": true,
                 "engine": p.engine,
@@ -305,36 +210,73 @@ async fn handle(request: Request, ctx: &ControlContext) -> Result<serde_json::Va
             let n = n.unwrap_or(10).min(200);
             return Ok(json!({"ok": true, "prompts": sim.prompts(n)}));
         }
-        Request::Events { n } => {
-            let n = n.unwrap_or(10).min(MAX_EVENTS);
-            let stored = ctx
-                .store
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .recent_events(n)
-                .map_err(|e| e.to_string())?;
-            let records: Vec<_> = stored
-                .iter()
-                .rev()
-                .map(|s| {
-                    let mut r =
-                        serde_json::to_value(event_record(s.id.0, &s.event)).unwrap_or_default();
-                    r["event"] = serde_json::to_value(&s.event.kind).unwrap_or_default();
-                    r
-                })
-                .collect();
-            return Ok(json!({"ok": true, "events": records}));
+        Request::Events { n } => return events(ctx, n.unwrap_or(10).min(MAX_EVENTS)).await,
+        input => {
+            simulate(sim, input)?;
+            // An input: answer once the engine has handled it.
+            wait_for_engine(ctx).await?;
         }
     }
-    // An input: answer once the engine has handled it.
-    wait_for_engine(ctx).await?;
     Ok(json!({"ok": true}))
 }
 
+/// One simulated input on the sim board.
+fn simulate(sim: &SimControl, request: Request) -> Result<(), Refused> {
+    match request {
+        Request::Press { keys } => sim.press(&parse_keys(&keys)?)?,
+        Request::Touch => sim.touch()?,
+        Request::Hold { key } => {
+            let keys = parse_keys(&key)?;
+            let [k] = keys[..] else {
+                return Err(Refused::HoldOneKey(key));
+            };
+            sim.hold(k)?
+        }
+        Request::Set { long } => sim.set(if long {
+            SetPress::Long
+        } else {
+            SetPress::Short
+        })?,
+        Request::LockButton => sim.lock_button()?,
+        Request::Handle => sim.inside_handle()?,
+        Request::Key => sim.mechanical_key()?,
+        Request::Door { open } => sim.door(open)?,
+        Request::Tamper { open } => sim.tamper(open)?,
+        Request::Battery { percent, external } => {
+            if percent.is_none() && external.is_none() {
+                return Err(Refused::BatteryArgs);
+            }
+            sim.power(percent, external)?
+        }
+        Request::Finger { person } => sim.finger(person)?,
+        Request::Palm { person } => sim.palm(person)?,
+        Request::Face { person } => sim.face(person)?,
+        Request::Jam { moves } => sim.jam(moves),
+        // Queries are answered by `handle`.
+        Request::Settle | Request::Status | Request::Prompts { .. } | Request::Events { .. } => {}
+    }
+    Ok(())
+}
+
+/// The last `n` logged events, oldest first, each with its event as JSON.
+async fn events(ctx: &ControlContext, n: usize) -> Result<serde_json::Value, Refused> {
+    let stored = ctx.link.recent_events(n).await?;
+    let records: Vec<_> = stored
+        .iter()
+        .rev()
+        .map(|s| {
+            let mut r = serde_json::to_value(event_record(s.id.0, &s.event)).unwrap_or_default();
+            r["event"] = serde_json::to_value(&s.event.kind).unwrap_or_default();
+            r
+        })
+        .collect();
+    Ok(json!({"ok": true, "events": records}))
+}
+
 /// Wait until the engine has taken every input sent so far.
-async fn wait_for_engine(ctx: &ControlContext) -> Result<(), String> {
-    let target = ctx.inputs.sent();
-    let mut rx = ctx.published.clone();
+async fn wait_for_engine(ctx: &ControlContext) -> Result<(), Refused> {
+    let target = ctx.link.inputs().sent();
+    let mut rx = ctx.link.published();
     let reached = tokio::time::timeout(ENGINE_WAIT, async {
         loop {
             if rx.borrow_and_update().daemon.processed >= target {
@@ -348,51 +290,30 @@ async fn wait_for_engine(ctx: &ControlContext) -> Result<(), String> {
     .await;
     match reached {
         Ok(true) => Ok(()),
-        Ok(false) => Err("the engine has stopped; the daemon is shutting down".into()),
-        Err(_) => Err(format!(
-            "the engine did not handle the input within {ENGINE_WAIT:?}"
-        )),
+        Ok(false) => Err(Refused::EngineStopped),
+        Err(_) => Err(Refused::EngineSlow(ENGINE_WAIT)),
     }
 }
 
 /// Wait for the motor and the engine to be quiet together.
-async fn settle(ctx: &ControlContext) -> Result<(), String> {
+async fn settle(ctx: &ControlContext) -> Result<(), Refused> {
     // A handled input can start a move, and a move's end is an input:
     // go round until both are quiet at once (bounded; a move is < 10 s).
     for _ in 0..10 {
         ctx.sim.motor_idle().await;
         wait_for_engine(ctx).await?;
         if ctx.sim.snapshot().motor == crate::board::sim::MotorState::Idle
-            && ctx.published.borrow().daemon.processed >= ctx.inputs.sent()
+            && ctx.link.published().borrow().daemon.processed >= ctx.link.inputs().sent()
         {
             return Ok(());
         }
     }
-    Err("the lock did not settle (motor still moving after 10 rounds)".into())
+    Err(Refused::NotSettled)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn requests_parse_and_unknown_fields_are_refused() {
-        let r: Request = serde_json::from_str(r#"{"cmd":"press","keys":"123456✓"}"#).unwrap();
-        assert_eq!(
-            r,
-            Request::Press {
-                keys: "123456✓".into()
-            }
-        );
-        let r: Request = serde_json::from_str(r#"{"cmd":"face","person":null}"#).unwrap();
-        assert_eq!(r, Request::Face { person: None });
-        let r: Request = serde_json::from_str(r#"{"cmd":"set"}"#).unwrap();
-        assert_eq!(r, Request::Set { long: false });
-        assert!(serde_json::from_str::<Request>(r#"{"cmd":"finger","person":3,"x":1}"#).is_err());
-        assert!(serde_json::from_str::<Request>(r#"{"cmd":"finger","person":-3}"#).is_err());
-        assert!(serde_json::from_str::<Request>(r#"{"cmd":"unlock"}"#).is_err());
-        assert!(serde_json::from_str::<Request>(r#"{"keys":"1"}"#).is_err());
-    }
 
     #[tokio::test]
     async fn bind_refuses_a_regular_file_and_replaces_a_stale_socket() {

@@ -1,5 +1,5 @@
-//! The engine task: the only owner of the [`Engine`], the [`Board`] and
-//! (for writes) the [`Store`].
+//! The engine task: the only owner of the [`Engine`] and the [`Board`],
+//! and the only writer of lock state.
 //!
 //! ```text
 //!            ┌──────────── select! ────────────┐
@@ -7,147 +7,56 @@
 //!  deadline ►│ sleep_until(next_deadline) → Tick│──► engine.handle(now, input)
 //!  watchdog ►│ probe → answer (no engine call)  │          │ Vec<Action>, in order:
 //!  selftest ►│ read every sensor                │          ▼
-//!  shutdown ►│ cancelled → return               │   Persist ─► store.apply (one txn)
-//!            └──────────────────────────────────┘     │ fails ─► drop the rest of the batch,
+//!  shutdown ►│ cancelled → return               │   Persist ─► store thread: apply (one txn),
+//!            └──────────────────────────────────┘     │        awaited: committed before the next action
+//!                                                     │ ok ────► app keys changed? publish the snapshot
+//!                                                     │ fails ─► drop the rest of the batch,
 //!                                                     │          say Failure, rebuild engine
 //!                                                     │          from store.load()
-//!                                                     ├ Log ───► store.append_events + broadcast
+//!                                                     ├ Log ───► store thread: append_events + broadcast
 //!                                                     ├ Reply/Notify ─► broadcast to services
 //!                                                     └ the rest ─► Board::perform
 //! ```
+//!
+//! The store lives on its own thread (`store/thread.rs`): the task awaits
+//! each write there, so the order of actions is unchanged (a `Persist` is
+//! on disk before anything after it happens) while an fsync never blocks
+//! an async worker.
 //!
 //! No polling: with no input and no deadline the task sleeps in `select!`
 //! until something arrives; every wake-up is counted
 //! ([`DaemonCounters::wakeups`]) so tests and the bench can prove it.
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
-use serde::Serialize;
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
 use tokio::time::Instant as TokioInstant;
 use tokio_util::sync::CancellationToken;
 
+use super::channels::Channels;
 use super::notify::ProbeResponder;
 use super::status;
 use crate::board::{Board, DeviceError};
-use crate::core::action::Notice;
+use crate::core::action::Trace;
 use crate::core::input::MotorReport;
-use crate::core::{
-    Action, AppResult, Change, Engine, EngineConfig, Event, Input, Now, Prompt, Status,
+use crate::core::types::{Change, Persisted};
+use crate::core::users::AppAccess;
+use crate::core::{Action, AppResult, Engine, EngineConfig, Event, Input, Prompt};
+use crate::dbus::Diagnostics;
+use crate::link::{
+    event_record, Clock, DaemonCounters, EventRecord, OwnerNotice, Published, TaskRequest,
 };
-use crate::dbus::{DeviceCheck, Diagnostics, EventRecord};
-use crate::store::Store;
+use crate::store::{StoreError, StoreHandle};
 
-/// The daemon's two clocks, read once per engine call.
-///
-/// The wall clock is the system's when `lock.trust_system_clock` says it
-/// is right (NTP or an RTC); otherwise it is unknown until an owner syncs
-/// the time from the app (`Action::SetClock`), after which it is kept as
-/// an offset from the system clock. Clones share the offset.
-#[derive(Debug, Clone)]
-pub struct Clock {
-    /// Monotonic origin (tokio time, so paused tests control it).
-    pub origin: TokioInstant,
-    /// Whether the system clock is believed (config `lock.trust_system_clock`).
-    pub trust_wall: bool,
-    /// Seconds to add to the system clock since an owner set the time;
-    /// [`CLOCK_NOT_SET`] until then.
-    offset: Arc<AtomicI64>,
-}
-
-/// Sentinel of [`Clock::offset`]: no owner has set the time.
-const CLOCK_NOT_SET: i64 = i64::MIN;
-
-impl Clock {
-    pub fn new(trust_wall: bool) -> Self {
-        Clock {
-            origin: TokioInstant::now(),
-            trust_wall,
-            offset: Arc::new(AtomicI64::new(CLOCK_NOT_SET)),
-        }
-    }
-
-    pub fn now(&self) -> Now {
-        let mono = TokioInstant::now().duration_since(self.origin).as_millis() as u64;
-        let system = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .ok()
-            .map(|d| d.as_secs() as i64);
-        let offset = self.offset.load(Ordering::Relaxed);
-        let wall = if offset != CLOCK_NOT_SET {
-            system.map(|s| s.saturating_add(offset))
-        } else if self.trust_wall {
-            system
-        } else {
-            None
-        };
-        Now::new(mono, wall)
-    }
-
-    /// An owner set the time: from now on the wall clock reads `to` + the
-    /// time elapsed since.
-    pub fn set(&self, to: crate::core::WallTime) {
-        let system = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        let offset = to.0.saturating_sub(system);
-        // The sentinel is reserved; an offset of i64::MIN is nonsense anyway.
-        self.offset
-            .store(offset.max(CLOCK_NOT_SET + 1), Ordering::Relaxed);
-    }
-
-    fn to_tokio(&self, at: crate::core::Instant) -> TokioInstant {
-        self.origin + Duration::from_millis(at.as_millis())
-    }
-}
-
-/// Counters the engine task keeps, published with every status.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct DaemonCounters {
-    /// Times the loop woke for an input or a deadline (not watchdog probes).
-    pub wakeups: u64,
-    /// Inputs taken from the channel and handled.
-    pub processed: u64,
-    /// Deadline wake-ups among `wakeups`.
-    pub ticks: u64,
-    /// Persist batches that failed and made the engine reload from the store.
-    pub persist_failures: u64,
-    /// Milliseconds until the engine's next deadline, when it has one.
-    pub next_deadline_in_ms: Option<u64>,
-}
-
-/// What the engine task publishes after every input.
-#[derive(Debug, Clone, Serialize)]
-pub struct Published {
-    pub engine: Status,
-    pub daemon: DaemonCounters,
-}
-
-/// A request for the engine task that is not an engine input.
-#[derive(Debug)]
-pub enum TaskRequest {
-    /// Read every device once (D-Bus `SelfTest`).
-    SelfTest(oneshot::Sender<Vec<DeviceCheck>>),
-}
-
-/// A notice for the owner (doorbell, alarms, duress, an unlock while away),
-/// with the newest event stored when it was sent (`None`: none this batch).
-#[derive(Debug, Clone)]
-pub struct OwnerNotice {
-    pub notice: Notice,
-    pub last_event: Option<u64>,
-}
-
-/// Everything the engine task owns or talks to. Built by `daemon::run`.
+/// Everything the engine task owns or talks to. Built by `daemon::start`.
 pub struct EngineTask {
     pub engine: Engine,
     /// Kept to rebuild the engine after a failed persist.
     pub engine_config: EngineConfig,
-    /// Shared with the control socket and D-Bus backend, which only read.
-    pub store: Arc<Mutex<Store>>,
+    /// The store's writer thread; every write of lock state goes here.
+    pub store: StoreHandle,
     pub board: Board,
     pub clock: Clock,
     /// The one queue every device and service task feeds.
@@ -165,6 +74,10 @@ pub struct EngineTask {
     pub replies: broadcast::Sender<(u64, AppResult)>,
     /// Owner notifications (away unlock, duress, doorbell, alarms).
     pub notices: broadcast::Sender<OwnerNotice>,
+    /// The app keys and guest invites, republished after every commit
+    /// that changes them (and after a reload): what the app channels
+    /// check an unauthenticated frame against.
+    pub app_access: watch::Sender<Arc<AppAccess>>,
     /// The watchdog's liveness probes.
     pub probes: Option<ProbeResponder>,
     pub requests: mpsc::Receiver<TaskRequest>,
@@ -174,14 +87,19 @@ pub struct EngineTask {
     /// Told the stored credentials after every committed change to them
     /// (and after a reload): the face service's templates follow the store.
     pub credentials_changed: Option<CredentialsHook>,
+    /// Told the pairing generation after a committed owner pairing or
+    /// factory reset: the BLE service's verification code follows it.
+    pub pairing_generation_changed: Option<PairingGenerationHook>,
 }
+
+/// See [`EngineTask::pairing_generation_changed`].
+pub type PairingGenerationHook = Box<dyn FnMut(u32) + Send>;
 
 /// See [`EngineTask::credentials_changed`].
 pub type CredentialsHook = Box<dyn FnMut(&[crate::core::types::Credential]) + Send>;
 
 /// Changes after which the credential list must be handed on again.
-fn touches_credentials(c: &crate::core::types::Change) -> bool {
-    use crate::core::types::Change;
+fn touches_credentials(c: &Change) -> bool {
     matches!(
         c,
         Change::PutCredential(_)
@@ -200,23 +118,89 @@ impl std::fmt::Debug for EngineTask {
     }
 }
 
-fn lock_store(store: &Mutex<Store>) -> MutexGuard<'_, Store> {
-    // A panic elsewhere while holding the store leaves the connection
-    // usable (SQLite rolled back the open transaction); keep going.
-    store.lock().unwrap_or_else(|p| p.into_inner())
+/// What the engine task starts from, besides the daemon's channels.
+pub struct EngineStart {
+    pub engine: Engine,
+    pub engine_config: EngineConfig,
+    /// The board, complete.
+    pub board: Board,
+    /// B-10.6: SET held at power-up.
+    pub set_held: bool,
+    pub clock: Clock,
+    pub static_diag: status::StaticDiag,
+    /// See [`EngineTask::credentials_changed`].
+    pub credentials_changed: Option<CredentialsHook>,
+    /// See [`EngineTask::pairing_generation_changed`].
+    pub pairing_generation_changed: Option<PairingGenerationHook>,
+    /// The watchdog's probes, when systemd runs one.
+    pub probes: Option<ProbeResponder>,
+}
+
+impl std::fmt::Debug for EngineStart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineStart").finish_non_exhaustive()
+    }
+}
+
+/// Power the engine up (sensors, then `PowerUp`, so the first status and
+/// diagnostics are published before anyone subscribes) and run it on its
+/// own task until `shutdown`.
+pub async fn spawn(
+    start: EngineStart,
+    channels: Channels,
+    store: StoreHandle,
+    shutdown: CancellationToken,
+) -> JoinHandle<EngineTask> {
+    // The engine task holds the only publishing ends: when it returns,
+    // every subscriber sees the channel close.
+    let Channels {
+        input_rx,
+        published,
+        diagnostics,
+        app_access,
+        events,
+        replies,
+        notices,
+        request_rx,
+        ..
+    } = channels;
+    let mut task = EngineTask {
+        engine: start.engine,
+        engine_config: start.engine_config,
+        store,
+        board: start.board,
+        clock: start.clock,
+        inputs: input_rx,
+        internal: VecDeque::new(),
+        published,
+        diagnostics,
+        events,
+        replies,
+        notices,
+        app_access,
+        probes: start.probes,
+        requests: request_rx,
+        shutdown,
+        counters: DaemonCounters::default(),
+        static_diag: start.static_diag,
+        credentials_changed: start.credentials_changed,
+        pairing_generation_changed: start.pairing_generation_changed,
+    };
+    task.power_up(start.set_held).await;
+    tokio::spawn(task.run())
 }
 
 impl EngineTask {
     /// Power-up: tell the engine where the sensors are, then `PowerUp`.
-    pub fn power_up(&mut self, set_held: bool) {
+    pub async fn power_up(&mut self, set_held: bool) {
         let (readings, errors) = self.board.initial_inputs();
         for e in errors {
             tracing::error!("cannot read a sensor at start-up: {e}");
         }
         for input in readings {
-            self.step(input);
+            self.step(input).await;
         }
-        self.step(Input::PowerUp { set_held });
+        self.step(Input::PowerUp { set_held }).await;
     }
 
     /// Run until shutdown is requested, then finish the motor move in
@@ -243,6 +227,7 @@ impl EngineTask {
                 },
                 Some(probe) = recv_probe(&mut self.probes) => {
                     probe.answer();
+                    self.checkpoint().await;
                     continue;
                 },
             };
@@ -250,7 +235,7 @@ impl EngineTask {
             if !matches!(input, Input::Tick) {
                 self.counters.processed += 1;
             }
-            self.step(input);
+            self.step(input).await;
         }
         self.finish().await;
         self
@@ -271,27 +256,40 @@ impl EngineTask {
                 tokio::time::timeout(Duration::from_millis(100), self.inputs.recv()).await
             {
                 self.counters.processed += 1;
-                self.step(input);
+                self.step(input).await;
             }
             if !self.board.motor.is_moving() {
                 break;
             }
         }
-        self.save_lockout();
+        self.save_lockout().await;
     }
 
     /// The lockout as it stands now (B-7): a restart resumes the time
-    /// that was left, not the time left at the last failure.
-    fn save_lockout(&mut self) {
-        let record = self.engine.lockout_record(self.clock.now());
-        if let Err(e) = lock_store(&self.store).apply(&[Change::PutLockout(record)]) {
+    /// that was left, not the time left at the last failure; and the
+    /// trusted-time floor, if it rose since it was stored.
+    async fn save_lockout(&mut self) {
+        let changes = self.engine.shutdown_changes(self.clock.now());
+        if let Err(e) = self.store.apply(changes).await {
             // The last persisted record stays: it can only be longer.
             tracing::warn!("cannot save the lockout at shutdown: {e}");
         }
     }
 
+    /// At a watchdog ping: store the trusted-time floor if it rose by an
+    /// hour while the lock sat idle (issue 13 item 3).
+    async fn checkpoint(&mut self) {
+        let changes = self.engine.checkpoint(self.clock.now());
+        if changes.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.apply(changes).await {
+            tracing::warn!("cannot store the trusted-time floor: {e}");
+        }
+    }
+
     /// One input through the engine and its actions through the world.
-    pub fn step(&mut self, input: Input) {
+    pub async fn step(&mut self, input: Input) {
         self.internal.push_back(input);
         while let Some(input) = self.internal.pop_front() {
             let now = self.clock.now();
@@ -300,15 +298,15 @@ impl EngineTask {
                 self.static_diag.last_jam = now.wall.map(|w| w.0).unwrap_or(0);
             }
             let actions = self.engine.handle(now, input);
-            self.apply(actions);
+            self.apply(actions).await;
             if motor_report {
-                self.save_motor_cycles();
+                self.save_motor_cycles().await;
             }
         }
         self.publish();
     }
 
-    fn apply(&mut self, actions: Vec<Action>) {
+    async fn apply(&mut self, actions: Vec<Action>) {
         let mut events: Vec<Event> = Vec::new();
         let mut persisted = false;
         // The newest event stored in this batch, and whether one was.
@@ -317,20 +315,35 @@ impl EngineTask {
             match action {
                 Action::Persist(changes) => {
                     // Events before the change go to the log first, in order.
-                    if let Some(id) = self.log_events(std::mem::take(&mut events)) {
+                    if let Some(id) = self.log_events(std::mem::take(&mut events)).await {
                         (last_event, logged_early) = (Some(id), true);
                     }
-                    let result = lock_store(&self.store).apply(&changes);
+                    let result = self.store.apply(changes.clone()).await;
                     persisted = true;
                     if let Err(e) = result {
-                        self.persist_failed(e);
+                        self.persist_failed(e, &changes).await;
                         return;
                     }
-                    if changes.iter().any(touches_credentials) {
-                        self.hand_on_credentials();
+                    if changes.iter().any(AppAccess::touched_by) {
+                        // Before any Reply that follows: a channel that
+                        // hears the answer finds the key already there.
+                        self.app_access
+                            .send_modify(|a| Arc::make_mut(a).apply(&changes));
                     }
+                    if changes.iter().any(touches_credentials) {
+                        self.hand_on_credentials().await;
+                    }
+                    if changes.iter().any(|c| matches!(c, Change::FactoryReset)) {
+                        // The reset retired the device key (store::keystore):
+                        // the lock restarts to run under a new one, with a
+                        // new identity and verification code.
+                        tracing::info!("factory reset: restarting with a new device key");
+                        self.shutdown.cancel();
+                    }
+                    self.follow_pairing_generation(&changes);
                 }
                 Action::Log(event) => events.push(event),
+                Action::Trace(trace) => trace_line(&trace),
                 Action::Reply { id, result } => {
                     // No subscriber = the requester gave up; nothing to do.
                     let _ = self.replies.send((id, result));
@@ -338,20 +351,23 @@ impl EngineTask {
                 Action::SetClock(to) => {
                     tracing::info!(to = to.0, "wall clock set by an owner");
                     self.clock.set(to);
+                    super::clock_sync::remember(&self.store, &self.clock).await;
                 }
                 Action::Notify(notice) => {
                     // The events before it are stored first, so the notice
                     // can point into the log (the owner's app pages from it).
-                    if let Some(id) = self.log_events(std::mem::take(&mut events)) {
+                    if let Some(id) = self.log_events(std::mem::take(&mut events)).await {
                         (last_event, logged_early) = (Some(id), true);
                     }
-                    tracing::info!(?notice, "owner notification");
+                    // Not traced: the journal is a surface technicians
+                    // read, and a notice may be a duress alarm (issue 14
+                    // item 5); the channels that deliver it log delivery.
                     let _ = self.notices.send(OwnerNotice { notice, last_event });
                 }
                 Action::Snapshot(reason) => {
                     // B-3.5: the picture is stored with its event (the
                     // Log just before), so the event gets its id first.
-                    if let Some(id) = self.log_events(std::mem::take(&mut events)) {
+                    if let Some(id) = self.log_events(std::mem::take(&mut events)).await {
                         (last_event, logged_early) = (Some(id), true);
                     }
                     if let Err(e) = self.board.camera.snapshot_for_event(reason, last_event) {
@@ -366,16 +382,16 @@ impl EngineTask {
             }
         }
         let logged = logged_early || !events.is_empty();
-        self.log_events(events);
+        self.log_events(events).await;
         if persisted || logged {
-            self.static_diag.refresh_storage(&lock_store(&self.store));
+            self.refresh_storage().await;
         }
     }
 
     /// Motor wear survives restarts: one small write per bolt move.
-    fn save_motor_cycles(&mut self) {
+    async fn save_motor_cycles(&mut self) {
         let total = self.static_diag.motor_cycles_before + self.engine.status().motor_cycles;
-        if let Err(e) = lock_store(&self.store).put_counter(status::MOTOR_CYCLES, total) {
+        if let Err(e) = self.store.put_counter(status::MOTOR_CYCLES, total).await {
             tracing::warn!("cannot store the motor cycle count: {e}");
         }
     }
@@ -390,21 +406,35 @@ impl EngineTask {
         }
     }
 
-    /// A Persist failed: nothing after it in the batch happens, the person
-    /// hears "failed", and the engine is rebuilt from what is on disk so
-    /// memory matches the store (the failed change is simply not there).
-    fn persist_failed(&mut self, e: crate::store::StoreError) {
+    /// A Persist failed: nothing after it in the batch happens (nothing
+    /// opens), the person hears "failed", and the engine is rebuilt from
+    /// what is on disk so memory matches the store (the failed change is
+    /// simply not there) — except a verification attempt's record, which
+    /// stays counted in memory (issue 13: a failed commit never forgets an
+    /// attempt) and reaches the disk with the next lockout write.
+    async fn persist_failed(&mut self, e: StoreError, changes: &[Change]) {
         self.counters.persist_failures += 1;
         tracing::error!("cannot store a change, so it was not made: {e}");
         if let Err(e) = self.board.voice.say(&Prompt::Failure) {
             tracing::error!("{e}");
         }
-        let loaded = lock_store(&self.store).load();
-        match loaded {
-            Ok(persisted) => {
+        let attempt = changes.iter().rev().find_map(|c| match c {
+            Change::PutAttempt(record) => Some(record.clone()),
+            _ => None,
+        });
+        match self.store.load().await {
+            Ok(mut persisted) => {
+                if let Some(record) = attempt {
+                    tracing::warn!("the failed attempt stays counted in memory");
+                    persisted.lockout = record;
+                }
                 if let Some(hook) = self.credentials_changed.as_mut() {
                     hook(&persisted.credentials);
                 }
+                if let Some(hook) = self.pairing_generation_changed.as_mut() {
+                    hook(persisted.pairing_generation);
+                }
+                self.republish_app_access(&persisted);
                 self.engine = Engine::new(self.engine_config.clone(), persisted, self.clock.now());
                 // The new engine knows nothing of the sensors yet; only the
                 // readings, not PowerUp, so first-start prompts do not replay.
@@ -418,15 +448,45 @@ impl EngineTask {
                 "cannot reload the store after a failed write ({e}); keeping the engine as it was"
             ),
         }
-        self.static_diag.refresh_storage(&lock_store(&self.store));
+        self.refresh_storage().await;
+    }
+
+    /// After a reload: the snapshot follows what is on disk.
+    fn republish_app_access(&mut self, persisted: &Persisted) {
+        self.app_access
+            .send_replace(Arc::new(AppAccess::from_persisted(persisted)));
+    }
+
+    /// The storage line of the diagnostics, after a write.
+    async fn refresh_storage(&mut self) {
+        let health = self.store.health().await;
+        self.static_diag.set_storage_health(&health);
+    }
+
+    /// Tell [`Self::pairing_generation_changed`] of a committed generation.
+    fn follow_pairing_generation(&mut self, changes: &[Change]) {
+        let Some(hook) = self.pairing_generation_changed.as_mut() else {
+            return;
+        };
+        for c in changes {
+            match c {
+                Change::SetPairingGeneration(g) => hook(*g),
+                Change::FactoryReset => hook(0),
+                _ => {}
+            }
+        }
     }
 
     /// Hand the stored credentials to [`Self::credentials_changed`].
-    fn hand_on_credentials(&mut self) {
+    async fn hand_on_credentials(&mut self) {
+        if self.credentials_changed.is_none() {
+            return;
+        }
+        let loaded = self.store.load().await;
         let Some(hook) = self.credentials_changed.as_mut() else {
             return;
         };
-        match lock_store(&self.store).load() {
+        match loaded {
             Ok(p) => hook(&p.credentials),
             Err(e) => tracing::error!(
                 "cannot re-read the credentials after a change ({e}); face templates are stale until the next change"
@@ -434,28 +494,25 @@ impl EngineTask {
         }
     }
 
-    /// Append `events`; returns the id of the last one stored that is not
-    /// a spoken prompt (the event a snapshot that follows belongs to).
-    fn log_events(&mut self, events: Vec<Event>) -> Option<u64> {
+    /// Append `events`; returns the id of the last one stored (the event
+    /// a snapshot that follows belongs to).
+    async fn log_events(&mut self, events: Vec<Event>) -> Option<u64> {
         if events.is_empty() {
             return None;
         }
-        let ids = lock_store(&self.store).append_events(&events);
-        match ids {
+        match self.store.append_events(events.clone()).await {
             Ok(ids) => {
                 for (id, event) in ids.iter().zip(&events) {
-                    let _ = self.events.send(status::event_record(id.0, event));
+                    let _ = self.events.send(event_record(id.0, event));
                 }
-                ids.iter()
-                    .zip(&events)
-                    .rev()
-                    .find(|(_, e)| !matches!(e.kind, crate::core::event::EventKind::Prompt { .. }))
-                    .map(|(id, _)| id.0)
+                ids.last().map(|id| id.0)
             }
             Err(e) => {
                 tracing::error!("cannot append {} events to the log: {e}", events.len());
-                for event in &events {
-                    tracing::warn!(?event, "event not stored");
+                for (i, event) in events.iter().enumerate() {
+                    // The technicians' form (no secret, no duress), not Debug.
+                    let r = event_record(0, event);
+                    tracing::warn!(n = i, kind = %r.kind, detail = %r.detail, time = r.time, "event not stored");
                 }
                 None
             }
@@ -485,8 +542,21 @@ impl EngineTask {
     fn answer(&mut self, req: TaskRequest) {
         match req {
             TaskRequest::SelfTest(reply) => {
-                let _ = reply.send(status::self_test(&self.board));
+                let bolt = self.engine.status().bolt;
+                let _ = reply.send(status::self_test(&mut self.board, bolt));
             }
+        }
+    }
+}
+
+/// A [`Trace`] line into the diagnostics stream (the journal). Prompts
+/// are at `debug` under the target `latchd::prompt`, so a doorbell flood
+/// does not flood the journal either; follow them with
+/// `RUST_LOG=info,latchd::prompt=debug` (or `[log] level`).
+fn trace_line(trace: &Trace) {
+    match trace {
+        Trace::Prompt { text, spoken } => {
+            tracing::debug!(target: "latchd::prompt", spoken, "{text}");
         }
     }
 }

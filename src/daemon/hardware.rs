@@ -22,10 +22,12 @@ use std::path::Path;
 
 use super::camera::{self, CameraRig};
 use super::DaemonError;
+use crate::biometrics::fingerprint::pairing::ModuleLink;
 use crate::board::sim::{self, SimConfig, SimControl, SimFace, SimParts};
-use crate::board::{Board, InputSender};
+use crate::board::Board;
 use crate::config::{BoardKind, Config, SimModuleKind};
 use crate::core::types::Persisted;
+use crate::link::InputSender;
 
 /// A board ready for the engine task.
 #[derive(Debug)]
@@ -44,18 +46,26 @@ pub struct BuiltBoard {
 /// Build the configured board. `persisted` gives the credentials the
 /// modules and the face worker start from. Must run inside the daemon's
 /// runtime.
+///
+/// `finger_link` is the lock's fingerprint module password (issue 13 item
+/// 7), for the Linux board's UART module. The sim board's simulated module
+/// starts factory-fresh on every run and is not paired.
 pub async fn build_board(
     config: &Config,
     state_dir: &Path,
     persisted: &Persisted,
+    finger_link: ModuleLink,
     inputs: &InputSender,
 ) -> Result<BuiltBoard, DaemonError> {
     match config.board {
         BoardKind::Sim => build_sim(config, state_dir, persisted, inputs),
         #[cfg(feature = "board-linux")]
-        BoardKind::Linux => build_linux(config, state_dir, persisted, inputs).await,
+        BoardKind::Linux => build_linux(config, state_dir, persisted, finger_link, inputs).await,
         #[cfg(not(feature = "board-linux"))]
-        BoardKind::Linux => Err(DaemonError::BoardUnavailable(BoardKind::Linux.name())),
+        BoardKind::Linux => {
+            let _ = finger_link;
+            Err(DaemonError::BoardUnavailable(BoardKind::Linux.name()))
+        }
     }
 }
 
@@ -104,23 +114,23 @@ async fn build_linux(
     config: &Config,
     state_dir: &Path,
     persisted: &Persisted,
+    finger_link: ModuleLink,
     inputs: &InputSender,
 ) -> Result<BuiltBoard, DaemonError> {
     use crate::biometrics::{adapter::ReportSink, uart};
     use crate::board::absent::{UnavailableCamera, UnavailableFace};
     use crate::board::linux::{board, config::BoardConfig};
-    use crate::board::OrderedSender;
+    use crate::link::OrderedSender;
     use std::sync::Arc;
-    let linux_err = |e: &dyn std::fmt::Display| DaemonError::LinuxBoard(e.to_string());
     let path = config.board_file.as_ref().ok_or(DaemonError::NoBoardFile)?;
-    let cfg = BoardConfig::load(path).map_err(|e| linux_err(&e))?;
+    let cfg = BoardConfig::load(path)?;
     // Safety first: whatever a previous process left energised stops
     // before the camera and modules are opened.
-    let motor = board::coast_motor(&cfg).map_err(|e| linux_err(&e))?;
+    let motor = board::coast_motor(&cfg)?;
     let camera = camera::open_linux(config, state_dir, &cfg, persisted, inputs)?;
     let reports = OrderedSender::spawn(inputs.clone());
     let sink: Arc<dyn ReportSink> = Arc::new(reports.clone());
-    let modules = uart::open(&cfg, persisted, sink);
+    let modules = uart::open(&cfg, persisted, finger_link, sink);
     let (snapshots, face, rig) = match camera {
         Some(c) => (Some(c.snapshots), c.face, Some(c.rig)),
         None => (None, None, None),
@@ -131,9 +141,7 @@ async fn build_linux(
         face: face.unwrap_or_else(|| Box::new(UnavailableFace::new(reports))),
         camera: snapshots.unwrap_or_else(|| Box::new(UnavailableCamera)),
     };
-    let (board, set_held) = board::build(&cfg, motor, inputs.clone(), peripherals)
-        .await
-        .map_err(|e| linux_err(&e))?;
+    let (board, set_held) = board::build(&cfg, motor, inputs.clone(), peripherals).await?;
     Ok(BuiltBoard {
         board,
         sim: None,

@@ -437,6 +437,72 @@ pub fn spawn_watchdog<L: Liveness>(
     }
 }
 
+/// The daemon's systemd integration: the notifier, and — when the unit
+/// sets `WatchdogSec=` — the watchdog task with the probe the engine task
+/// answers. Neither being available stops the lock; each is logged.
+#[derive(Debug)]
+pub struct Systemd {
+    notifier: Arc<Notifier>,
+    watchdog: Option<WatchdogHandle>,
+    /// Taken by the engine task, which answers the watchdog's probes.
+    probes: Option<ProbeResponder>,
+}
+
+impl Systemd {
+    /// From `NOTIFY_SOCKET` and `WATCHDOG_USEC`; must run inside the runtime.
+    pub fn from_env() -> Self {
+        let notifier = Arc::new(Notifier::from_env().unwrap_or_else(|e| {
+            tracing::warn!("systemd notification disabled: {e}");
+            Notifier::disabled()
+        }));
+        let (watchdog, probes) = match watchdog_interval_from_env() {
+            Ok(Some(period)) => {
+                let (probe, responder) = probe_channel();
+                (
+                    Some(spawn_watchdog(notifier.clone(), period, probe)),
+                    Some(responder),
+                )
+            }
+            Ok(None) => (None, None),
+            Err(e) => {
+                tracing::warn!("watchdog disabled: {e}");
+                (None, None)
+            }
+        };
+        Systemd {
+            notifier,
+            watchdog,
+            probes,
+        }
+    }
+
+    /// The watchdog's probes, for the engine task (once).
+    pub fn take_probes(&mut self) -> Option<ProbeResponder> {
+        self.probes.take()
+    }
+
+    /// `READY=1`: the lock is serving.
+    pub fn ready(&self) {
+        if let Err(e) = self.notifier.ready("serving") {
+            tracing::warn!("{e}");
+        }
+    }
+
+    /// `STOPPING=1`: slowness from here on is not a hang.
+    pub fn stopping(&self) {
+        if let Err(e) = self.notifier.stopping() {
+            tracing::warn!("{e}");
+        }
+    }
+
+    /// No more pings: the daemon is exiting on purpose.
+    pub fn stop_watchdog(&mut self) {
+        if let Some(w) = self.watchdog.take() {
+            w.stop();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,11 +23,10 @@ use crossterm::{cursor, execute, queue};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::engine_task::Published;
 use crate::board::sim::{key_label, SimControl, SimSnapshot};
 use crate::core::input::{BoltPosition, DoorPosition, SetPress, TamperState};
 use crate::core::types::Key;
-use crate::dbus::EventRecord;
+use crate::link::{EventRecord, Published};
 
 const HELP: &[&str] = &[
     "keys 0-9 · Enter ✓ · Backspace/Esc ↩ · a away · b bell · t touch · H<key> hold (H0 mute)",
@@ -256,13 +255,40 @@ impl Panel {
     fn draw(&self, s: &SimSnapshot, p: &Published) -> io::Result<()> {
         let mut out = io::stdout().lock();
         queue!(out, terminal::Clear(ClearType::All), cursor::MoveTo(0, 0))?;
-        let mut lines: Vec<String> = Vec::new();
         let e = &p.engine;
-        lines.push(format!(
-            "latchd — simulated lock      lock: {:?}   step: {}",
-            e.lock, e.step
-        ));
+        let mut lines: Vec<String> = vec![
+            format!(
+                "latchd — simulated lock      lock: {:?}   step: {}",
+                e.lock, e.step
+            ),
+            String::new(),
+        ];
+        lines.extend(self.front_lines(s));
         lines.push(String::new());
+        lines.extend(back_lines(s, e));
+        lines.push(String::new());
+        lines.extend(self.log_lines(p));
+        for (i, line) in lines.iter().enumerate() {
+            queue!(out, cursor::MoveTo(0, i as u16), Print(line))?;
+        }
+        let (_, rows) = terminal::size().unwrap_or((80, 40));
+        let help_row = rows.saturating_sub(HELP.len() as u16 + 1);
+        if !self.message.is_empty() {
+            queue!(
+                out,
+                cursor::MoveTo(0, help_row.saturating_sub(1)),
+                Print(format!("> {}", self.message).bold())
+            )?;
+        }
+        for (i, h) in HELP.iter().enumerate() {
+            queue!(out, cursor::MoveTo(0, help_row + i as u16), Print(h.dim()))?;
+        }
+        out.flush()
+    }
+
+    /// The outside: keypad, digits shown, camera.
+    fn front_lines(&self, s: &SimSnapshot) -> Vec<String> {
+        let mut lines = Vec::new();
         lines.push(format!(
             "FRONT (outside)  keypad {}{}",
             if s.keypad.awake { "awake" } else { "asleep" },
@@ -302,68 +328,12 @@ impl Panel {
                 .unwrap_or_else(|| "nobody".into()),
             s.snapshots
         ));
-        lines.push(String::new());
-        lines.push(format!(
-            "BACK (inside)   bolt: {}   motor: {}   door: {}   tamper: {}",
-            bolt_word(s.bolt),
-            match s.motor {
-                crate::board::sim::MotorState::Idle => "idle".to_string(),
-                crate::board::sim::MotorState::Moving { target } =>
-                    format!("moving → {}", bolt_word(target)),
-            },
-            match s.door {
-                DoorPosition::Open => "open",
-                DoorPosition::Closed => "closed",
-            },
-            match s.tamper {
-                TamperState::Intact => "intact",
-                TamperState::Opened => "OPENED",
-            },
-        ));
-        lines.push(format!(
-            "   battery: {}% {} mV{}   motor cycles: {}   jams: {} (pending {})",
-            s.power.percent,
-            s.power.millivolts,
-            if s.power.external {
-                "  USB-C power"
-            } else {
-                ""
-            },
-            s.motor_cycles,
-            s.jams,
-            s.jams_pending
-        ));
-        let alarms: Vec<String> = s
-            .alarms
-            .iter()
-            .map(|a| format!("{:?} {}s", a.kind, a.remaining_ms / 1000))
-            .collect();
-        lines.push(format!(
-            "   alarms: {}   lockout: {}   pairing: {}   away: {}   mute: {}",
-            if alarms.is_empty() {
-                "none".into()
-            } else {
-                alarms.join(", ")
-            },
-            match (e.lockout_active, e.lockout_remaining) {
-                (true, Some(r)) => format!("{}s left", r.as_secs()),
-                (true, None) => "yes".into(),
-                _ => format!("no ({} recent failures)", e.recent_failures),
-            },
-            yes_no(e.pairing_mode),
-            yes_no(e.away_armed),
-            yes_no(e.muted),
-        ));
-        lines.push(format!(
-            "   users: {} (admins {})   fingerprints: {}   palms: {}   faces: {}   passcodes: {}",
-            e.counts.users,
-            e.counts.admins,
-            e.counts.fingerprints,
-            e.counts.palms,
-            e.counts.faces,
-            e.counts.passcodes
-        ));
-        lines.push(String::new());
+        lines
+    }
+
+    /// Prompts spoken, events logged, the daemon's counters.
+    fn log_lines(&self, p: &Published) -> Vec<String> {
+        let mut lines = Vec::new();
         lines.push("prompts:".into());
         for pr in self.sim.prompts(5) {
             lines.push(format!(
@@ -383,22 +353,7 @@ impl Panel {
             "daemon: wake-ups {}   inputs {}",
             p.daemon.wakeups, p.daemon.processed
         ));
-        for (i, line) in lines.iter().enumerate() {
-            queue!(out, cursor::MoveTo(0, i as u16), Print(line))?;
-        }
-        let (_, rows) = terminal::size().unwrap_or((80, 40));
-        let help_row = rows.saturating_sub(HELP.len() as u16 + 1);
-        if !self.message.is_empty() {
-            queue!(
-                out,
-                cursor::MoveTo(0, help_row.saturating_sub(1)),
-                Print(format!("> {}", self.message).bold())
-            )?;
-        }
-        for (i, h) in HELP.iter().enumerate() {
-            queue!(out, cursor::MoveTo(0, help_row + i as u16), Print(h.dim()))?;
-        }
-        out.flush()
+        lines
     }
 
     fn cell(&self, key: Key, s: &SimSnapshot) -> String {
@@ -424,6 +379,73 @@ fn code_key(code: KeyCode) -> Option<Key> {
         KeyCode::Char('b') => Some(Key::Doorbell),
         _ => None,
     }
+}
+
+/// The inside: bolt, motor, door, tamper, power, alarms, counts.
+fn back_lines(s: &SimSnapshot, e: &crate::core::Status) -> Vec<String> {
+    let mut lines = Vec::new();
+    lines.push(format!(
+        "BACK (inside)   bolt: {}   motor: {}   door: {}   tamper: {}",
+        bolt_word(s.bolt),
+        match s.motor {
+            crate::board::sim::MotorState::Idle => "idle".to_string(),
+            crate::board::sim::MotorState::Moving { target } =>
+                format!("moving → {}", bolt_word(target)),
+        },
+        match s.door {
+            DoorPosition::Open => "open",
+            DoorPosition::Closed => "closed",
+        },
+        match s.tamper {
+            TamperState::Intact => "intact",
+            TamperState::Opened => "OPENED",
+        },
+    ));
+    lines.push(format!(
+        "   battery: {}% {} mV{}   motor cycles: {}   jams: {} (pending {})",
+        s.power.percent,
+        s.power.millivolts,
+        if s.power.external {
+            "  USB-C power"
+        } else {
+            ""
+        },
+        s.motor_cycles,
+        s.jams,
+        s.jams_pending
+    ));
+    let alarms: Vec<String> = s
+        .alarms
+        .iter()
+        .map(|a| format!("{:?} {}s", a.kind, a.remaining_ms / 1000))
+        .collect();
+    lines.push(format!(
+        "   alarms: {}   lockout: {}   pairing: {}   away: {}   mute: {}",
+        if alarms.is_empty() {
+            "none".into()
+        } else {
+            alarms.join(", ")
+        },
+        match (e.lockout_active, e.lockout_remaining) {
+            (true, Some(r)) => format!("{}s left", r.as_secs()),
+            (true, None) => "yes".into(),
+            _ => format!("no ({} recent failures)", e.recent_failures),
+        },
+        yes_no(e.pairing_mode),
+        yes_no(e.away_armed),
+        yes_no(e.muted),
+    ));
+    lines.push(format!(
+        "   users: {} (admins {})   fingerprints: {}   palms: {}   faces: {}   passcodes: {}",
+        e.counts.users,
+        e.counts.admins,
+        e.counts.fingerprints,
+        e.counts.palms,
+        e.counts.faces,
+        e.counts.passcodes
+    ));
+    lines.push(String::new());
+    lines
 }
 
 fn bolt_word(b: BoltPosition) -> &'static str {

@@ -45,11 +45,20 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::core::types::{CredentialKind, UserNumber};
+use crate::core::users;
+
+mod backend;
+mod caller;
 pub mod client;
 mod properties;
 mod service;
 
+/// Self-test results and logged events, as the lock publishes them.
+pub use crate::link::{DeviceCheck, EventRecord};
+pub use backend::LockBackend;
 pub use properties::{PropertyError, PROPERTY_NAMES};
+pub(crate) use service::connection_builder;
 pub use service::{serve, DbusHandle};
 
 /// The well-known bus name the daemon owns.
@@ -63,18 +72,16 @@ pub const INTERFACE: &str = "org.latchd.Diagnostics1";
 /// size limit and one caller cannot make the daemon walk the whole log.
 pub const MAX_RECENT_EVENTS: u32 = 1000;
 
-/// B-1.1: at most 50 of each credential kind in the lock.
-pub const LOCK_LIMIT_PER_KIND: u32 = 50;
-/// B-1.2: per user at most 3 faces.
-pub const FACES_PER_USER: u32 = 3;
-/// B-1.2: per user at most 2 palm veins.
-pub const PALMS_PER_USER: u32 = 2;
-/// B-1.2: per user at most 5 fingerprints.
-pub const FINGERPRINTS_PER_USER: u32 = 5;
-/// B-1.2: per user at most 1 passcode.
-pub const PASSCODES_PER_USER: u32 = 1;
-/// B-1.4: users are numbered 001..=999.
-pub const USERS_LIMIT: u32 = 999;
+/// B-1.4: how many users the lock numbers (001..=999), from core.
+pub fn users_limit() -> u32 {
+    u32::from(UserNumber::MAX)
+}
+
+/// A count as the bus carries it (`u`): a limit or count beyond `u32`
+/// cannot occur in a lock, and would show as the largest value.
+fn bus_count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
 
 /// How full one credential kind is, against its limits (B-1.1, B-1.2).
 /// On the bus this is the struct `(uuu)`: enrolled, lock limit, per user.
@@ -89,12 +96,13 @@ pub struct Capacity {
 }
 
 impl Capacity {
-    /// An empty store with the B-1 limits for a kind.
-    pub const fn empty(per_user_limit: u32) -> Self {
+    /// `enrolled` credentials of `kind` against the lock's limits for it
+    /// (B-1.1, B-1.2), which live in `core` only.
+    pub fn of(kind: CredentialKind, enrolled: usize) -> Self {
         Capacity {
-            enrolled: 0,
-            limit: LOCK_LIMIT_PER_KIND,
-            per_user_limit,
+            enrolled: bus_count(enrolled),
+            limit: bus_count(users::lock_limit(kind)),
+            per_user_limit: bus_count(users::user_limit(kind)),
         }
     }
 }
@@ -111,19 +119,22 @@ pub struct Diagnostics {
     pub serial_number: String,
     /// Board backend in use: `"sim"` or `"linux"`.
     pub board: String,
-    /// Seconds since the daemon started.
+    /// Seconds since the daemon started. The service computes it when the
+    /// property is read (issue 22), so a quiet lock never shows a stale one.
     pub uptime_s: u64,
     pub lock_state: String,
     pub bolt_state: String,
     pub door_state: String,
-    /// 0..=100.
-    pub battery_percent: u8,
-    pub battery_mv: u32,
+    /// 0..=100; `None` before the first reading (on D-Bus: 255).
+    pub battery_percent: Option<u8>,
+    /// `None` before the first reading (on D-Bus: 0).
+    pub battery_mv: Option<u32>,
     /// Powered from the emergency USB-C port (B-10.3).
     pub external_power: bool,
     pub wifi_state: String,
-    /// dBm; 0 when not associated.
-    pub wifi_rssi: i16,
+    /// dBm; `None` when not associated or not reported (on D-Bus: 0, which
+    /// no real reading is).
+    pub wifi_rssi: Option<i16>,
     pub ble_state: String,
     /// Bolt movements since manufacture (motor wear).
     pub motor_cycles: u64,
@@ -143,6 +154,15 @@ pub struct Diagnostics {
     pub passcodes: Capacity,
     /// `"ok"`, or what is wrong with the store (`"degraded: ..."`).
     pub storage_health: String,
+    /// Where the device key rests: `"tpm2"`, `"host+tpm2"`, `"host"` or
+    /// `"file"` (a plain file: development only).
+    pub key_storage: String,
+    /// The wall time the lock trusts now, Unix seconds; `None` when it is
+    /// unknown or behind the trusted floor (on D-Bus: 0).
+    pub wall_clock: Option<i64>,
+    /// The trusted-time floor (the newest wall time the lock has trusted),
+    /// Unix seconds; `None` before the first (on D-Bus: 0).
+    pub time_floor: Option<i64>,
 }
 
 impl Default for Diagnostics {
@@ -158,11 +178,11 @@ impl Default for Diagnostics {
             lock_state: unknown(),
             bolt_state: unknown(),
             door_state: unknown(),
-            battery_percent: 0,
-            battery_mv: 0,
+            battery_percent: None,
+            battery_mv: None,
             external_power: false,
             wifi_state: unknown(),
-            wifi_rssi: 0,
+            wifi_rssi: None,
             ble_state: unknown(),
             motor_cycles: 0,
             last_jam: 0,
@@ -170,40 +190,18 @@ impl Default for Diagnostics {
             lockout_active: false,
             lockout_remaining_s: 0,
             users: 0,
-            users_limit: USERS_LIMIT,
+            users_limit: users_limit(),
             admins: 0,
-            faces: Capacity::empty(FACES_PER_USER),
-            palms: Capacity::empty(PALMS_PER_USER),
-            fingerprints: Capacity::empty(FINGERPRINTS_PER_USER),
-            passcodes: Capacity::empty(PASSCODES_PER_USER),
+            faces: Capacity::of(CredentialKind::Face, 0),
+            palms: Capacity::of(CredentialKind::Palm, 0),
+            fingerprints: Capacity::of(CredentialKind::Fingerprint, 0),
+            passcodes: Capacity::of(CredentialKind::Passcode, 0),
             storage_health: unknown(),
+            key_storage: unknown(),
+            wall_clock: None,
+            time_floor: None,
         }
     }
-}
-
-/// One device's self-test result. On the bus: `(sbs)`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeviceCheck {
-    /// Device name (`"motor"`, `"bolt_sensor"`, `"fingerprint"`, ...).
-    pub device: String,
-    pub ok: bool,
-    /// What was seen, or what is wrong and what to check.
-    pub detail: String,
-}
-
-/// One entry of the event log as technicians see it. On the bus: `(txss)`.
-///
-/// `detail` is written by the daemon for this audience: a user number may
-/// appear, a passcode or key never does.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EventRecord {
-    /// Monotonic log sequence number; newer events have larger ids.
-    pub id: u64,
-    /// Unix seconds (UTC) when it happened.
-    pub time: i64,
-    /// Short kind word chosen by the daemon, e.g. `"door_closed"`, `"unlock"`.
-    pub kind: String,
-    pub detail: String,
 }
 
 /// Why the daemon could not answer a backend request. Its message goes to

@@ -6,7 +6,7 @@
 //!   seal_oneshot(app key, lock key,  ──►  <prefix>/<serial>/cmd  ──────────►  gate: key id → stored app key,
 //!     AppToLock, counter, request)                                            open, counter > persisted one,
 //!                                                                             persist counter, role check
-//!                                                                             ──► ble::dispatch::answer
+//!                                                                             ──► app::dispatch::answer
 //!                                                                                 (engine, store, status)
 //!   open_oneshot(LockToApp, counter) ◄──  <prefix>/<serial>/reply  ◄────────  the Response, sealed
 //!   dashboards / Home Assistant      ◄──  …/state (retained), …/events (QoS 1, every event once, by id),
@@ -14,43 +14,45 @@
 //! ```
 //!
 //! The broker carries bytes and can read the telemetry; it cannot unlock,
-//! replay or forge: commands use the BLE module's sealed one-shot messages
-//! (`ble::protocol::seal_oneshot`), keyed by the lock's static key and the
+//! replay or forge: commands use the app protocol's sealed one-shot messages
+//! (`app::protocol::seal_oneshot`), keyed by the lock's static key and the
 //! app key the owner issued over Bluetooth. `docs/remote.md` has the topic
 //! layout, payloads and threat table.
 //!
 //! Every refusal is logged in the engine's event log (`app_refused`, with
-//! its reason), and refusals are rate-limited (`limit.rs`) so a flood of
+//! its reason), and refusals are rate-limited (`link::limit`) so a flood of
 //! junk costs neither the log nor the store.
+//!
+//! The lock is reached only through [`Link`]: commands go to the engine as
+//! `Input::App`, the app keys come from the snapshot the engine task
+//! publishes, and this service's own counters (each key's replay counter,
+//! the push counter, the event cursor) are written through the store's
+//! single writer thread.
 //!
 //! Everything is off unless `[remote] enabled = true` names a broker, and
 //! it pauses while the Wi-Fi setting is off. The engine still decides:
 //! remote unlock off (B-6.7), revoked keys and guest windows are refused
 //! there too.
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use hkdf::Hkdf;
-use sha2::Sha256;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::ble::crypto::StaticKeypair;
-use crate::board::InputSender;
-use crate::core::AppResult;
-use crate::daemon::{Clock, Published};
-use crate::dbus::EventRecord;
-use crate::store::Store;
+use crate::app::crypto::StaticKeypair;
+use crate::link::Link;
 
+pub mod client;
 pub mod config;
+pub mod envelope;
+pub mod freshness;
 pub mod gate;
-pub mod limit;
 mod service;
 pub mod telemetry;
 
 pub use config::{RemoteConfig, RemoteSettings};
-pub use service::{counter_name, run, EVENT_CURSOR, REMOTE_ID_BASE};
+pub use service::{counter_name, run, EVENT_CURSOR, PUSH_COUNTER};
 pub use telemetry::Topics;
 
 /// Remote access could not be set up.
@@ -59,21 +61,11 @@ pub enum RemoteError {
     #[error("[remote] {key}: {why}")]
     Config { key: &'static str, why: String },
     #[error("[remote] TLS: {0}; check that ca_file, client_cert and client_key are PEM files that belong together")]
-    Tls(String),
-}
-
-/// The lock's long-term X25519 key for the remote path, derived from the
-/// device secret (HKDF-SHA256, own label) so it survives restarts without
-/// another stored secret. Its public half is what an app learns when it
-/// pairs; the BLE service must use this same function.
-pub fn lock_keypair(device_secret: &[u8; 32]) -> StaticKeypair {
-    let hk = Hkdf::<Sha256>::new(Some(b"latchd/lock-static-key/v1"), device_secret);
-    let mut okm = zeroize::Zeroizing::new([0u8; 32]);
-    // 32 bytes is far below HKDF's 255 × 32 limit; expand cannot fail.
-    if hk.expand(b"x25519", okm.as_mut()).is_err() {
-        okm.fill(0);
-    }
-    StaticKeypair::from_secret_bytes(*okm)
+    Pem(#[from] rustls::pki_types::pem::Error),
+    #[error("[remote] TLS: {0}; check that ca_file, client_cert and client_key are PEM files that belong together")]
+    Tls(#[from] rustls::Error),
+    #[error("[remote] TLS: ca_file holds no certificate; check that ca_file, client_cert and client_key are PEM files that belong together")]
+    NoCaCertificate,
 }
 
 /// A rustls client config with the *ring* provider (builds without cmake),
@@ -81,29 +73,24 @@ pub fn lock_keypair(device_secret: &[u8; 32]) -> StaticKeypair {
 pub fn tls_config(m: &config::TlsMaterial) -> Result<Arc<rustls::ClientConfig>, RemoteError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let tls = |e: &dyn std::fmt::Display| RemoteError::Tls(e.to_string());
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(&m.ca_pem) {
-        roots.add(cert.map_err(|e| tls(&e))?).map_err(|e| tls(&e))?;
+        roots.add(cert?)?;
     }
     if roots.is_empty() {
-        return Err(RemoteError::Tls("ca_file holds no certificate".into()));
+        return Err(RemoteError::NoCaCertificate);
     }
     let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| tls(&e))?
+    .with_safe_default_protocol_versions()?
     .with_root_certificates(roots);
     let config = match &m.client_auth {
         Some((cert, key)) => {
-            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert)
-                .collect::<Result<_, _>>()
-                .map_err(|e| tls(&e))?;
-            let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| tls(&e))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| tls(&e))?
+            let chain: Vec<CertificateDer<'static>> =
+                CertificateDer::pem_slice_iter(cert).collect::<Result<_, _>>()?;
+            let key = PrivateKeyDer::from_pem_slice(key)?;
+            builder.with_client_auth_cert(chain, key)?
         }
         None => builder.with_no_client_auth(),
     };
@@ -125,7 +112,7 @@ pub struct RemoteStats {
     /// key, bad seal, replay, store error).
     pub refused: AtomicU64,
     /// Frames dropped unanswered and unchecked because too many were
-    /// refused (`limit.rs`).
+    /// refused (`link::limit`).
     pub rate_limited: AtomicU64,
     /// Event documents handed to the client (repeats after reconnect count).
     pub events_published: AtomicU64,
@@ -149,31 +136,23 @@ pub struct RemoteContext {
     pub serial: String,
     pub firmware: String,
     pub lock_key: Arc<StaticKeypair>,
-    pub store: Arc<Mutex<Store>>,
-    pub inputs: InputSender,
-    pub clock: Clock,
-    pub published: watch::Receiver<Published>,
-    pub replies: broadcast::Sender<(u64, AppResult)>,
-    pub events: broadcast::Receiver<EventRecord>,
-    pub notices: broadcast::Receiver<crate::daemon::engine_task::OwnerNotice>,
+    /// The running lock: engine, status, notices, events, store reads and
+    /// this service's counters.
+    pub link: Link,
     /// Stored snapshots, when `[remote] publish_snapshots` and a camera.
     pub snapshots: Option<broadcast::Receiver<crate::video::SnapshotSaved>>,
     pub stats: Arc<RemoteStats>,
 }
 
+impl std::fmt::Debug for RemoteContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteContext")
+            .field("serial", &self.serial)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Start the service task (see [`run`]).
 pub fn spawn(ctx: RemoteContext, shutdown: CancellationToken) -> JoinHandle<()> {
     tokio::spawn(run(ctx, shutdown))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lock_key_is_stable_and_separate_per_device() {
-        let a = lock_keypair(&[1; 32]);
-        assert_eq!(a.public(), lock_keypair(&[1; 32]).public());
-        assert_ne!(a.public(), lock_keypair(&[2; 32]).public());
-    }
 }

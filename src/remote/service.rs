@@ -4,12 +4,13 @@
 //! ```text
 //!            ┌───────────────────────── run ─────────────────────────────┐
 //!            │ Wi-Fi off (setting)? ── wait for the setting ─────────────┤
-//!            │ session: fresh rumqttc EventLoop, clean_session = false,  │
+//!            │ session: fresh rumqttc EventLoop, clean_session = true,   │
 //!            │          will = "offline" (retained) on availability      │
-//!            │   select! ─ poll ─► ConnAck: subscribe cmd, "online",    │
-//!            │           │          discovery, state, events after cursor│
+//!            │   select! ─ poll ─► ConnAck: new challenge, subscribe cmd,│
+//!            │           │          "online", discovery, state, events   │
 //!            │           │        ► Publish on cmd: limit → gate → answer│
 //!            │           │        ► PubAck: advance the event cursor     │
+//!            │           ├ rotation due ───► next challenge (retained)   │
 //!            │           ├ status changed ─► state (retained, if changed)│
 //!            │           ├ event logged ───► pump events                 │
 //!            │           ├ notice ─────────► alert (doorbell, alarms)    │
@@ -28,21 +29,31 @@
 //! event whose PubAck was lost may arrive twice (QoS 1 is at least once) —
 //! subscribers drop repeats by the event id in the payload.
 //!
+//! What the broker may queue for the lock (issue 14 item 1): nothing. The
+//! session is clean (`clean_session = true`), so while the lock is away
+//! the broker keeps no subscription and queues no command for it. A
+//! command that still reaches it late — held on purpose by the broker, or
+//! retained and delivered at subscription — answers a challenge of an
+//! earlier connection, or one past its age, and is refused `Stale`
+//! (`freshness.rs`). The lock's own publishes are tracked by the persisted
+//! event cursor, not by a broker session.
+//!
 //! A command frame:
 //!
 //! ```text
 //!  frame ─► RefusalLimiter::before ── bucket empty ─► dropped unanswered (RemoteStats::rate_limited;
 //!    │                                                 one app_refused/rate_limited per burst)
 //!    ▼ check
-//!  header ─► stored key (store read) ─► last counter ─► gate::verify ── refused ─► bare refusal frame,
+//!  header ─► stored key (published snapshot) ─► last counter (writer) ─► gate::verify ── refused ─► bare refusal frame,
+//!    │        (open, envelope, live challenge, decode, role check)
 //!    │                                                                  app_refused(reason), bucket charged
-//!    ▼ verified: persist the counter first
+//!    ▼ verified: persist the counter first (store writer thread)
 //!  Refuse { reason } ─► sealed error, app_refused(reason), bucket charged
-//!  Run(request)      ─► task: ble::dispatch::answer(DaemonLink, key, Remote) ─► sealed reply ─► out
+//!  Run(request)      ─► task: app::dispatch::answer(Link, key, Remote) ─► sealed reply ─► out
 //! ```
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand_core::OsRng;
@@ -53,25 +64,21 @@ use rumqttc::{
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::freshness::Challenges;
 use super::gate::{self, Outcome};
-use super::limit::{Decision, RefusalLimiter};
 use super::telemetry::{self, Topics};
 use super::RemoteContext;
-use crate::ble::commands::{
-    AlarmKind as WireAlarm, EventEntry, EventKind as WireEvent, Request, Response,
-};
-use crate::ble::crypto::StaticKeypair;
-use crate::ble::dispatch;
-use crate::ble::protocol::{seal_oneshot, ErrorCode, OneShotDirection};
-use crate::ble::service::{DaemonLink, LockLink};
+use crate::app::crypto::StaticKeypair;
+use crate::app::dispatch;
+use crate::app::protocol::{seal_oneshot, ErrorCode, OneShotDirection};
+use crate::app::wire::{self, EventEntry};
+use crate::app::{LockLink, Request, Response};
 use crate::core::action::{Notice, SnapshotReason};
 use crate::core::event::{AlarmKind, AppRefusal};
 use crate::core::types::{AppKey, AppKeyRole};
 use crate::core::Channel;
-use crate::daemon::engine_task::OwnerNotice;
-use crate::daemon::Published;
-use crate::dbus::EventRecord;
-use crate::store::{EventId, Store, StoredEvent};
+use crate::link::limit::{Decision, RefusalLimiter};
+use crate::link::{event_record, EventId, EventRecord, Link, OwnerNotice, Published};
 use crate::video::SnapshotSaved;
 
 /// Persisted counter: id of the newest event the broker acknowledged.
@@ -83,9 +90,6 @@ pub const PUSH_COUNTER: &str = "remote.push";
 const PENDING_NOTICES: usize = 16;
 /// Events published and not yet acknowledged, at most.
 const EVENTS_IN_FLIGHT: usize = 16;
-/// Request ids of remote commands have the top bit set, so they never
-/// collide with the BLE service's ids (`ble::service::BLE_ID_BASE`).
-pub const REMOTE_ID_BASE: u64 = 1 << 63;
 /// How long a command waits for its answer (the engine, the store).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Queue between rumqttc's client handle and its event loop.
@@ -100,10 +104,6 @@ pub const MAX_SNAPSHOT_BYTES: usize = 512 * 1024;
 /// Persisted counter name of the last accepted command counter of a key.
 pub fn counter_name(key: &AppKey) -> String {
     format!("remote.rx.{}", hex::encode(gate::key_id(key).0))
-}
-
-fn lock_store(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
-    store.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 enum End {
@@ -174,8 +174,8 @@ struct Service {
     notices: broadcast::Receiver<OwnerNotice>,
     out_tx: mpsc::Sender<Outbound>,
     out_rx: mpsc::Receiver<Outbound>,
-    /// The engine and the store as `ble::dispatch` needs them.
-    link: Arc<DaemonLink>,
+    /// The running lock (`app::dispatch` takes it as its `LockLink`).
+    link: Link,
     limiter: RefusalLimiter,
     last_state: Option<String>,
     snapshots: Option<broadcast::Receiver<SnapshotSaved>>,
@@ -183,28 +183,22 @@ struct Service {
     pending_snapshot: Option<std::path::PathBuf>,
     /// Owner notices waiting for a connection (the newest kept).
     pending_notices: VecDeque<EventEntry>,
+    /// The challenges of the current connection (`freshness.rs`).
+    challenges: Challenges,
 }
 
 impl Service {
     fn new(ctx: RemoteContext) -> Self {
         let (out_tx, out_rx) = mpsc::channel(16);
-        let link = Arc::new(DaemonLink {
-            inputs: ctx.inputs.clone(),
-            replies: ctx.replies.clone(),
-            published: ctx.published.clone(),
-            store: ctx.store.clone(),
-            clock: ctx.clock.clone(),
-            id_base: REMOTE_ID_BASE,
-            next_id: AtomicU64::new(1),
-            // The service's own limiter runs before anything is refused.
-            refusal_log_limit: None,
-        });
-        let limiter = RefusalLimiter::new(ctx.clock.now().mono);
+        // The service's own limiter runs before anything is refused, so
+        // the link passes refusals on unlimited.
+        let link = ctx.link.clone();
+        let limiter = RefusalLimiter::new(link.clock().now().mono);
         Service {
             topics: Topics::new(&ctx.settings.topic_prefix, &ctx.serial),
-            published: ctx.published.clone(),
-            events: ctx.events.resubscribe(),
-            notices: ctx.notices.resubscribe(),
+            published: link.published(),
+            events: link.events(),
+            notices: link.notices(),
             out_tx,
             out_rx,
             link,
@@ -213,7 +207,25 @@ impl Service {
             snapshots: ctx.snapshots.as_ref().map(|r| r.resubscribe()),
             pending_snapshot: None,
             pending_notices: VecDeque::new(),
+            challenges: Challenges::new(ctx.settings.command_max_age),
             ctx,
+        }
+    }
+
+    /// Publish the current challenge, retained.
+    fn publish_challenge(&mut self, client: &AsyncClient, tracker: &mut Tracker) {
+        if let Some(c) = self.challenges.current() {
+            let topic = self.topics.challenge.clone();
+            let payload = c.to_hex().into_bytes();
+            publish(
+                client,
+                tracker,
+                topic,
+                QoS::AtLeastOnce,
+                true,
+                payload,
+                None,
+            );
         }
     }
 
@@ -225,7 +237,9 @@ impl Service {
         let s = &self.ctx.settings;
         let mut o = MqttOptions::new(self.ctx.serial.clone(), s.host.clone(), s.port);
         o.set_keep_alive(s.keep_alive);
-        o.set_clean_session(false);
+        // Issue 14 item 1: the broker queues nothing for the lock while it
+        // is away (a late command would be stale anyway).
+        o.set_clean_session(true);
         o.set_last_will(LastWill::new(
             self.topics.availability.clone(),
             "offline",
@@ -240,7 +254,7 @@ impl Service {
         };
         o.set_max_packet_size(MAX_PACKET, outgoing);
         if let Some((u, p)) = &s.credentials {
-            o.set_credentials(u.clone(), p.clone());
+            o.set_credentials(u.clone(), p.as_str());
         }
         if let Some(tls) = &self.ctx.tls {
             o.set_transport(Transport::tls_with_config(
@@ -255,10 +269,18 @@ impl Service {
         let mut tracker = Tracker::default();
         let mut connected = false;
         loop {
+            let rotate_at = self
+                .challenges
+                .next_rotation()
+                .map(|at| self.link.clock().to_tokio(at));
             tokio::select! {
                 _ = shutdown.cancelled() => {
                     self.go_offline(&client, &mut eventloop, connected).await;
                     return End::Shutdown;
+                }
+                _ = sleep_until(rotate_at), if connected => {
+                    self.challenges.rotate(self.link.clock().now().mono, &mut OsRng);
+                    self.publish_challenge(&client, &mut tracker);
                 }
                 ev = eventloop.poll() => match ev {
                     Ok(Event::Incoming(Packet::ConnAck(ack))) => {
@@ -267,11 +289,11 @@ impl Service {
                         tracing::info!(session_present = ack.session_present, "connected to the broker");
                         tracker = Tracker::default();
                         self.ctx.stats.events_in_flight.store(0, Ordering::Relaxed);
-                        self.on_connected(&client, &mut tracker);
+                        self.on_connected(&client, &mut tracker).await;
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         if p.topic == self.topics.cmd {
-                            self.on_command(&client, &mut tracker, &p.payload);
+                            self.on_command(&client, &mut tracker, &p.payload).await;
                         }
                     }
                     Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
@@ -281,8 +303,8 @@ impl Service {
                     }
                     Ok(Event::Incoming(Packet::PubAck(ack))) => {
                         if let Some(id) = tracker.by_pkid.remove(&ack.pkid) {
-                            self.on_event_acked(&mut tracker, id);
-                            self.pump_events(&client, &mut tracker);
+                            self.on_event_acked(&mut tracker, id).await;
+                            self.pump_events(&client, &mut tracker).await;
                         }
                     }
                     Ok(_) => {}
@@ -314,7 +336,7 @@ impl Service {
                         return End::Shutdown;
                     }
                     if connected {
-                        self.pump_events(&client, &mut tracker);
+                        self.pump_events(&client, &mut tracker).await;
                     }
                 }
                 n = self.notices.recv() => {
@@ -330,7 +352,7 @@ impl Service {
                                 let topic = self.topics.alert.clone();
                                 publish(&client, &mut tracker, topic, QoS::AtLeastOnce, false, doc.to_string().into_bytes(), None);
                             }
-                            self.flush_notices(&client, &mut tracker);
+                            self.flush_notices(&client, &mut tracker).await;
                         }
                     }
                 }
@@ -358,7 +380,14 @@ impl Service {
         }
     }
 
-    fn on_connected(&mut self, client: &AsyncClient, tracker: &mut Tracker) {
+    async fn on_connected(&mut self, client: &AsyncClient, tracker: &mut Tracker) {
+        // A new connection forgets every earlier challenge: a command held
+        // back while the lock was away is stale, however soon it is back.
+        // The challenge goes out before "online", so an app that sees the
+        // lock online reads this one.
+        self.challenges
+            .reset(self.link.clock().now().mono, &mut OsRng);
+        self.publish_challenge(client, tracker);
         if let Err(e) = client.try_subscribe(self.topics.cmd.clone(), QoS::AtLeastOnce) {
             tracing::warn!("cannot subscribe to {}: {e}", self.topics.cmd);
         }
@@ -374,13 +403,37 @@ impl Service {
         );
         if let Some(prefix) = &self.ctx.settings.homeassistant {
             let camera = self.snapshots.is_some();
-            for d in telemetry::discovery(
-                prefix,
-                &self.ctx.serial,
-                &self.topics,
-                &self.ctx.firmware,
-                camera,
-            ) {
+            let presence = self.ctx.settings.clear_presence;
+            let configs = |presence| {
+                telemetry::discovery(
+                    prefix,
+                    &self.ctx.serial,
+                    &self.topics,
+                    &self.ctx.firmware,
+                    camera,
+                    presence,
+                )
+            };
+            let published = configs(presence);
+            // Without presence, remove the lock and door entities an
+            // earlier configuration may have left retained at the broker.
+            let stale: Vec<String> = configs(true)
+                .into_iter()
+                .map(|d| d.topic)
+                .filter(|t| !published.iter().any(|d| &d.topic == t))
+                .collect();
+            for topic in stale {
+                publish(
+                    client,
+                    tracker,
+                    topic,
+                    QoS::AtLeastOnce,
+                    true,
+                    Vec::new(),
+                    None,
+                );
+            }
+            for d in published {
                 publish(
                     client,
                     tracker,
@@ -394,19 +447,22 @@ impl Service {
         }
         self.publish_state(client, tracker, true);
         self.publish_snapshot(client, tracker);
-        self.flush_notices(client, tracker);
-        let cursor = lock_store(&self.ctx.store).get_counter(EVENT_CURSOR);
-        match cursor {
+        self.flush_notices(client, tracker).await;
+        match self.link.counter(EVENT_CURSOR).await {
             Ok(c) => {
                 tracker.next_after = c.unwrap_or(0);
-                self.pump_events(client, tracker);
+                self.pump_events(client, tracker).await;
             }
             Err(e) => tracing::error!("cannot read the event cursor; events wait: {e}"),
         }
     }
 
     fn publish_state(&mut self, client: &AsyncClient, tracker: &mut Tracker, force: bool) {
-        let doc = telemetry::state_json(&self.published.borrow().engine).to_string();
+        let doc = telemetry::state_json(
+            &self.published.borrow().engine,
+            self.ctx.settings.clear_presence,
+        )
+        .to_string();
         if !force && self.last_state.as_deref() == Some(doc.as_str()) {
             return;
         }
@@ -424,29 +480,32 @@ impl Service {
         }
     }
 
-    fn pump_events(&mut self, client: &AsyncClient, tracker: &mut Tracker) {
+    async fn pump_events(&mut self, client: &AsyncClient, tracker: &mut Tracker) {
         let room = EVENTS_IN_FLIGHT.saturating_sub(tracker.outstanding.len());
         if room == 0 {
             return;
         }
-        let batch =
-            match lock_store(&self.ctx.store).events_after(EventId(tracker.next_after), room) {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::error!("cannot read the event log for publishing: {e}");
-                    return;
-                }
-            };
+        let batch = match self
+            .link
+            .events_after(EventId(tracker.next_after), room)
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!("cannot read the event log for publishing: {e}");
+                return;
+            }
+        };
         for ev in batch {
             let Some(public) = telemetry::public_event(&ev.event) else {
                 // Not for clear topics (B-6.9): as good as acknowledged,
                 // so the cursor moves past it with the events around it.
                 tracker.outstanding.insert(ev.id.0, false);
                 tracker.next_after = ev.id.0;
-                self.on_event_acked(tracker, ev.id.0);
+                self.on_event_acked(tracker, ev.id.0).await;
                 continue;
             };
-            let rec = crate::daemon::status::event_record(ev.id.0, &public);
+            let rec = event_record(ev.id.0, &public);
             let doc = telemetry::event_json(&rec).to_string().into_bytes();
             let topic = self.topics.events.clone();
             if !publish(
@@ -473,7 +532,7 @@ impl Service {
         }
     }
 
-    fn on_event_acked(&mut self, tracker: &mut Tracker, id: u64) {
+    async fn on_event_acked(&mut self, tracker: &mut Tracker, id: u64) {
         if let Some(acked) = tracker.outstanding.get_mut(&id) {
             *acked = true;
         }
@@ -488,7 +547,7 @@ impl Service {
             .store(tracker.outstanding.len() as u64, Ordering::Relaxed);
         if let Some(c) = cursor {
             self.ctx.stats.events_acked.store(c, Ordering::Relaxed);
-            if let Err(e) = lock_store(&self.ctx.store).put_counter(EVENT_CURSOR, c) {
+            if let Err(e) = self.link.put_counter(EVENT_CURSOR, c).await {
                 // Not fatal: those events go out again after a reconnect.
                 tracing::error!("cannot persist the event cursor: {e}");
             }
@@ -539,7 +598,7 @@ impl Service {
             return;
         };
         tracing::warn!(?reason, "remote command refused: {why}");
-        if self.limiter.refused(self.ctx.clock.now().mono) {
+        if self.limiter.refused(self.link.clock().now().mono) {
             self.link.refused(Channel::Remote, reason);
         }
     }
@@ -567,10 +626,10 @@ impl Service {
         );
     }
 
-    fn on_command(&mut self, client: &AsyncClient, tracker: &mut Tracker, frame: &[u8]) {
+    async fn on_command(&mut self, client: &AsyncClient, tracker: &mut Tracker, frame: &[u8]) {
         // The rate limit comes first: a dropped frame costs no parse, no
         // store read, no engine input and no answer.
-        match self.limiter.before(self.ctx.clock.now().mono) {
+        match self.limiter.before(self.link.clock().now().mono) {
             Decision::Drop { first_of_burst } => {
                 self.ctx.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
                 if first_of_burst {
@@ -586,31 +645,15 @@ impl Service {
             } => tracing::warn!("remote command flood over: {n} frames were dropped unanswered"),
             Decision::Check { ended_burst: None } => {}
         }
-        // Parse the header before touching the store, so junk costs no
-        // database reads.
-        if let Err(e) = crate::ble::protocol::oneshot_sender(frame) {
-            let reason = gate::Refused::from(e.clone()).reason();
-            return self.refuse(client, tracker, Some(reason), &e);
-        }
-        let loaded = lock_store(&self.ctx.store).app_keys();
-        let keys = match loaded {
-            Ok(keys) => keys,
-            Err(e) => {
-                return self.refuse(
-                    client,
-                    tracker,
-                    None,
-                    &format!("cannot read the app keys: {e}"),
-                )
-            }
-        };
-        let key = match gate::sender_key(frame, &keys) {
+        // The sender's key from the snapshot the engine task publishes:
+        // junk and unknown keys cost no database read.
+        let access = self.link.app_access();
+        let key = match gate::sender_key(frame, access.keys.values()) {
             Ok(k) => k.clone(),
             Err(e) => return self.refuse(client, tracker, Some(e.reason()), &e),
         };
         let name = counter_name(&key);
-        let last = lock_store(&self.ctx.store).get_counter(&name);
-        let last = match last {
+        let last = match self.link.counter(&name).await {
             Ok(l) => l,
             Err(e) => {
                 return self.refuse(
@@ -621,15 +664,19 @@ impl Service {
                 )
             }
         };
-        let wall = self.ctx.clock.now().wall;
-        let verified = match gate::verify(&self.ctx.lock_key, &key, last, frame, wall) {
+        let now = self.link.clock().now();
+        let at = gate::At {
+            wall: now.wall,
+            mono: now.mono,
+            challenges: &self.challenges,
+        };
+        let verified = match gate::verify(&self.ctx.lock_key, &key, last, frame, at) {
             Ok(v) => v,
             Err(e) => return self.refuse(client, tracker, Some(e.reason()), &e),
         };
         // Persist first: a crash after acting must not let the same frame
         // be accepted again.
-        let persisted = lock_store(&self.ctx.store).put_counter(&name, verified.counter);
-        if let Err(e) = persisted {
+        if let Err(e) = self.link.put_counter(&name, verified.counter).await {
             return self.refuse(
                 client,
                 tracker,
@@ -664,7 +711,7 @@ impl Service {
         counter: u64,
         r: &Response,
     ) {
-        match gate::seal_reply(&self.ctx.lock_key, key, counter, r, &mut rand_core::OsRng) {
+        match gate::seal_reply(&self.ctx.lock_key, key, counter, r, &mut OsRng) {
             Ok(frame) => {
                 let topic = self.topics.reply.clone();
                 publish(client, tracker, topic, QoS::AtLeastOnce, false, frame, None);
@@ -679,7 +726,7 @@ impl Service {
 /// waits for the engine (an unlock drives the motor) does not hold up the
 /// loop, the keep-alive or other commands.
 async fn serve(
-    link: Arc<DaemonLink>,
+    link: Link,
     lock_key: Arc<StaticKeypair>,
     key: AppKey,
     counter: u64,
@@ -687,8 +734,8 @@ async fn serve(
     out: mpsc::Sender<Outbound>,
 ) {
     let answer = async {
-        let mut rng = rand_core::OsRng;
-        dispatch::answer(&*link, &key, Channel::Remote, &request, &mut rng).await
+        let mut rng = OsRng;
+        dispatch::answer(&link, &key, Channel::Remote, &request, &mut rng).await
     };
     let response = match tokio::time::timeout(REPLY_TIMEOUT, answer).await {
         Ok(r) => r,
@@ -697,7 +744,7 @@ async fn serve(
             "the lock did not answer in time; check its status before retrying",
         ),
     };
-    match gate::seal_reply(&lock_key, &key, counter, &response, &mut rand_core::OsRng) {
+    match gate::seal_reply(&lock_key, &key, counter, &response, &mut OsRng) {
         Ok(payload) => {
             // Closed only when the service stopped; the app asks again.
             let _ = out.send(Outbound { payload }).await;
@@ -748,14 +795,16 @@ impl Service {
     /// Seal each waiting notice to every owner key and publish it on
     /// `notify`. The push counter is persisted before a frame leaves, so a
     /// broker replaying an old notice is refused by the app.
-    fn flush_notices(&mut self, client: &AsyncClient, tracker: &mut Tracker) {
+    async fn flush_notices(&mut self, client: &AsyncClient, tracker: &mut Tracker) {
         let wall = self.link.now().1;
         while let Some(entry) = self.pending_notices.pop_front() {
             let owners: Vec<AppKey> = self
                 .link
-                .app_keys()
-                .into_iter()
+                .app_access()
+                .keys
+                .values()
                 .filter(|k| matches!(k.role, AppKeyRole::Owner { .. }) && k.validity.admits(wall))
+                .cloned()
                 .collect();
             if owners.is_empty() {
                 tracing::warn!(?entry, "notice not sent: no owner app key is registered");
@@ -763,7 +812,7 @@ impl Service {
             }
             let body = Response::Notice(entry).encode();
             for key in owners {
-                let counter = match next_push_counter(&self.ctx.store) {
+                let counter = match self.link.next_counter(PUSH_COUNTER).await {
                     Ok(c) => c,
                     Err(e) => {
                         // Fail closed: without a fresh counter the app
@@ -796,12 +845,12 @@ impl Service {
     }
 }
 
-/// The next push counter, persisted before use.
-fn next_push_counter(store: &Mutex<Store>) -> Result<u64, crate::store::StoreError> {
-    let mut store = lock_store(store);
-    let next = store.get_counter(PUSH_COUNTER)?.unwrap_or(0) + 1;
-    store.put_counter(PUSH_COUNTER, next)?;
-    Ok(next)
+/// Sleep until `at`; never, without one.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// What the owner's app is told of a notice, if it is one for owners only
@@ -813,14 +862,19 @@ fn owner_entry(n: &OwnerNotice, now: Option<crate::core::WallTime>) -> Option<Ev
         Notice::Duress { user } => Some(EventEntry {
             cursor,
             at: now,
-            kind: WireEvent::Alarm(WireAlarm::Duress),
+            kind: wire::EventKind::Alarm(wire::AlarmKind::Duress),
             user: Some(user.get()),
         }),
-        Notice::AwayUnlock { event } => dispatch::event_entry(&StoredEvent {
-            id: EventId(cursor),
-            event: event.clone(),
+        Notice::AwayUnlock { event } => wire::event_entry(cursor, event),
+        // Issue 13: the owner hears of every lockout level, the first
+        // included, sealed to the app; queued while the broker is away.
+        Notice::Lockout { .. } => Some(EventEntry {
+            cursor,
+            at: now,
+            kind: wire::EventKind::Alarm(wire::AlarmKind::Lockout),
+            user: None,
         }),
-        Notice::Doorbell | Notice::Alarm(_) => None,
+        Notice::Doorbell | Notice::Alarm(_) | Notice::ClockBehind => None,
     }
 }
 
@@ -862,5 +916,41 @@ fn log_lost(e: &ConnectionError, connected: bool) {
         tracing::warn!("lost the broker connection: {e}");
     } else {
         tracing::warn!("cannot connect to the broker: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 13: the owner hears of a keypad lockout (the first included)
+    /// as a sealed notice; the clock falling behind goes to the clear
+    /// alert topic only.
+    #[test]
+    fn a_lockout_is_an_owner_notice() {
+        let n = |notice| OwnerNotice {
+            notice,
+            last_event: Some(42),
+        };
+        let entry = owner_entry(
+            &n(Notice::Lockout {
+                level: 1,
+                minutes: Some(3),
+                keypad_disabled: false,
+            }),
+            Some(crate::core::WallTime(7)),
+        )
+        .expect("an owner notice");
+        assert_eq!(entry.kind, wire::EventKind::Alarm(wire::AlarmKind::Lockout));
+        assert_eq!(entry.cursor, 42);
+        assert!(owner_entry(&n(Notice::ClockBehind), None).is_none());
+        assert_eq!(
+            telemetry::alert_json(&Notice::Lockout {
+                level: 5,
+                minutes: Some(48),
+                keypad_disabled: true
+            }),
+            Some(serde_json::json!({"event_type": "keypad_disabled"}))
+        );
     }
 }

@@ -139,6 +139,23 @@ pub enum StoreError {
     )]
     Io { detail: String },
 
+    /// The store thread has stopped (the daemon is shutting down) or did
+    /// not finish a request; nothing of it is known to be stored.
+    #[error("the store is not available: {detail}")]
+    Stopped { detail: String },
+
+    /// The store thread could not be started.
+    #[error("cannot start the store thread: {source}")]
+    Thread {
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The device key could not be had from where `[key] storage` says
+    /// it rests (see `store::keystore`).
+    #[error(transparent)]
+    Keystore(#[from] super::keystore::KeystoreError),
+
     /// Any other SQLite failure, with what the store was doing.
     #[error("database error while {context}: {source}")]
     Sqlite {

@@ -14,14 +14,14 @@
 //! copied into another credential's row, or an owner's app key moved to a
 //! different administrator, no longer opens.
 //!
-//! # The honest limit
+//! # Where the key rests
 //!
 //! A passcode is 6–10 digits, so its MAC can be brute-forced in seconds by
 //! anyone who holds this key: the MAC only protects passcodes from someone
 //! who has the database and *not* the key. With the key in a file next to
-//! the database, a flash dump yields both. On a product the key belongs in
-//! a secure element, TPM or TEE that computes the MAC and the sealing
-//! without ever releasing the key; the file is the development default.
+//! the database (`key_storage = "file"`, the development default), a flash
+//! dump yields both. On a product the key is a systemd credential sealed to
+//! the TPM 2.0 and exists in clear only in RAM (`store::keystore`).
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -66,6 +66,17 @@ impl DeviceKey {
         };
         getrandom::getrandom(&mut key.bytes).map_err(StoreError::Random)?;
         Ok(key)
+    }
+
+    /// A key from its 32 bytes: what a credential or a backup holds. (The
+    /// flash-dump test also tries every 32 bytes it finds this way.)
+    pub fn from_bytes(bytes: [u8; DEVICE_KEY_LEN]) -> DeviceKey {
+        DeviceKey { bytes }
+    }
+
+    /// The raw bytes, for sealing into a credential. Never log or store them.
+    pub(crate) fn as_bytes(&self) -> &[u8; DEVICE_KEY_LEN] {
+        &self.bytes
     }
 
     /// The key the engine uses for HMAC-SHA256 of passcodes.
@@ -170,6 +181,7 @@ pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Seals and opens column values. The cipher wipes its key on drop.
+#[derive(Clone)]
 pub(crate) struct Sealer {
     cipher: XChaCha20Poly1305,
 }

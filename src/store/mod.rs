@@ -38,10 +38,35 @@
 //! transaction, committed with `synchronous=FULL`, so a crash or power cut
 //! leaves either nothing or the whole batch (B-4.11), and a batch whose
 //! `apply` returned is on the disk (proved with real power cuts in
-//! `tests/vm_power_cut.rs`; process kills in `tests/store_crash.rs`). A refused change, a
+//! `tests/vm/vm_power_cut.rs`; process kills in `tests/it/store_crash.rs`). A refused change, a
 //! full disk (`SQLITE_FULL` → [`StoreError::Full`]) or an I/O error rolls
 //! the whole batch back. Events are appended the same way, in their own
 //! transactions, and pruned to `max_events`.
+//!
+//! # Who writes, who reads
+//!
+//! ```text
+//!   engine task ──────────────┐ StoreHandle (thread.rs): jobs in order on the
+//!   channel-private counters ─┴► one thread that owns the writer `Store`
+//!   (MQTT replay counters, push counter, event cursor; motor cycles)
+//!
+//!   channels (event pages, listings), D-Bus (RecentEvents, Export),
+//!   control socket ──────────► StoreReads (reader.rs): a read-only
+//!                               connection, on the blocking pool
+//! ```
+//!
+//! There is exactly one writer connection and it lives on its own thread,
+//! so a commit's fsync never blocks an async worker and no lock on the
+//! store is ever held in async code. Lock state (users, credentials,
+//! settings, keys, the event log) is written only by the engine task. The
+//! channels' private values — the MQTT replay counter of each app key
+//! (`remote.rx.<key id>`), the sealed-notice counter (`remote.push`) and
+//! the broker's event cursor (`remote.events.acked`) — are rows of
+//! `service_counters`, a table of their own that no engine change touches;
+//! they go through the same writer thread, each counter owned by the one
+//! service that names it. Reads use a second, read-only connection: in WAL
+//! mode they never block the writer. The synchronous API of [`Store`]
+//! stays for start-up, tests and tools.
 //!
 //! # Secrets at rest (B-11.2)
 //!
@@ -53,11 +78,17 @@
 //! changed by whoever can write the file; and whoever holds the key file
 //! can brute-force a 6-digit passcode from its MAC in seconds — on a
 //! product the key belongs in a secure element, TPM or TEE.
+mod erase;
 mod error;
 mod events;
 mod key;
+pub mod keystore;
+mod matter;
+mod module_secret;
+mod reader;
 mod schema;
 mod state;
+mod thread;
 
 use std::fs::{self, DirBuilder, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -71,18 +102,25 @@ use crate::core::types::{Change, Persisted};
 pub use error::StoreError;
 pub use events::{EventId, StoredEvent};
 pub use key::{DeviceKey, DEVICE_KEY_LEN};
+pub use matter::MatterScope;
+pub use reader::{StoreReader, StoreReads};
+pub use thread::{StoreHandle, StoreThread};
 
 use error::SqlContext;
 use key::{sync_dir, Binding, Sealer};
+use keystore::{FileSlot, KeySlot};
 
 /// File name of the device key inside the state directory.
 pub const KEY_FILE: &str = "device.key";
 /// File name of the database inside the state directory.
 pub const DB_FILE: &str = "latchd.db";
 /// Present only while a first start is in progress.
-const FIRST_START_MARKER: &str = "first-start.incomplete";
+pub(crate) const FIRST_START_MARKER: &str = "first-start.incomplete";
 
 const KEY_CHECK_NAME: &str = "key_check";
+/// Set (in `store_meta`) by the factory reset's transaction; cleared by
+/// the first open with a new key. See [`keystore`].
+const ROTATION_PENDING: &str = "key_rotation_pending";
 const KEY_CHECK_PLAINTEXT: &[u8] = b"latchd key check v1";
 const MAX_NAME_LEN: usize = 128;
 
@@ -122,8 +160,8 @@ pub struct StorageHealth {
     pub events: u64,
 }
 
-/// The open database. One per process; the daemon owns it in the runtime
-/// task (or a blocking thread) and applies batches in order.
+/// The open database. One writer per process: the daemon moves it onto the
+/// store thread ([`StoreHandle::spawn`]) and applies batches in order.
 pub struct Store {
     conn: Connection,
     sealer: Sealer,
@@ -147,20 +185,31 @@ impl Store {
     /// return it with the device key the engine derives its passcode key
     /// from. See the module doc for every way this refuses to start.
     pub fn open(state_dir: &Path, opts: StoreOptions) -> Result<(Store, DeviceKey), StoreError> {
+        Store::open_with(state_dir, opts, &FileSlot::new(state_dir))
+    }
+
+    /// [`Store::open`] with the key from `slot` (a file, or a systemd
+    /// credential: see [`keystore`]).
+    pub(crate) fn open_with(
+        state_dir: &Path,
+        opts: StoreOptions,
+        slot: &dyn KeySlot,
+    ) -> Result<(Store, DeviceKey), StoreError> {
         if opts.max_events == 0 {
             return Err(StoreError::Invalid(
                 "max_events must be at least 1; set [store] max_events in latchd.toml".into(),
             ));
         }
         ensure_state_dir(state_dir)?;
-        let key_path = state_dir.join(KEY_FILE);
+        slot.recover()?;
+        let key_path = slot.location().to_path_buf();
         let db_path = state_dir.join(DB_FILE);
         let marker = state_dir.join(FIRST_START_MARKER);
         let dir_err = |source| StoreError::StateDir {
             path: state_dir.to_path_buf(),
             source,
         };
-        let key_exists = exists(&key_path).map_err(dir_err)?;
+        let key_exists = slot.exists()?;
         let db_exists = exists(&db_path).map_err(dir_err)?;
         let resuming = exists(&marker).map_err(dir_err)?;
 
@@ -172,16 +221,34 @@ impl Store {
                 db: db_path,
             }),
             (_, _, true) | (false, false, false) => {
-                first_start(state_dir, &key_path, &db_path, &marker, opts)
+                if !key_exists {
+                    slot.can_create()?;
+                }
+                first_start(state_dir, slot, &db_path, &marker, opts)
             }
             (true, false, false) => Err(StoreError::DatabaseMissing {
                 key: key_path,
                 db: db_path,
             }),
             (true, true, false) => {
-                let key = DeviceKey::read_file(&key_path)?;
-                let store = open_db(&db_path, &key_path, &key, opts, false)?;
-                Ok((store, key))
+                let key = slot.read()?;
+                match open_db(&db_path, &key_path, &key, opts.clone(), false)? {
+                    Opened::Ready(store) => Ok((*store, key)),
+                    // A factory reset asked for a new key and this is
+                    // still the old one: rotate (or say who must), then
+                    // open with the new key, which adopts the database.
+                    Opened::OldKey => {
+                        drop(key);
+                        let key = slot.rotate()?;
+                        match open_db(&db_path, &key_path, &key, opts, false)? {
+                            Opened::Ready(store) => Ok((*store, key)),
+                            Opened::OldKey => Err(StoreError::Invalid(format!(
+                                "the key in {} did not change although it was rotated",
+                                key_path.display()
+                            ))),
+                        }
+                    }
+                }
             }
         }
     }
@@ -204,8 +271,40 @@ impl Store {
     }
 
     /// Apply a batch of changes in one transaction: all or nothing.
+    ///
+    /// A batch with [`Change::FactoryReset`] also marks the device key for
+    /// rotation in the same transaction, then asks for it (the request file
+    /// of [`keystore`]): the next open runs with a new key, and nothing
+    /// sealed under the old one can be opened again. The daemon restarts
+    /// for that right away (see `keystore::rotation_requested`).
     pub fn apply(&mut self, changes: &[Change]) -> Result<(), StoreError> {
-        state::apply(&mut self.conn, &self.sealer, changes)
+        state::apply(&mut self.conn, &self.sealer, changes)?;
+        if changes.iter().any(|c| matches!(c, Change::FactoryReset)) {
+            if let Some(dir) = self.db_path.parent() {
+                keystore::request_rotation(dir)?;
+                // The erase (store/erase.rs). The rows are already gone;
+                // a failure here leaves old bytes in the files until the
+                // next open scrubs again, so it is logged, not returned.
+                match erase::scrub(&self.conn) {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(
+                        "factory reset: a reader kept the write-ahead log from being truncated; \
+                         the restart scrubs it"
+                    ),
+                    Err(e) => tracing::error!("factory reset: scrubbing the database: {e}"),
+                }
+                // Likewise the snapshots: the adoption under the new key
+                // erases them again, so an error is not the batch's.
+                match erase::erase_snapshots(dir) {
+                    Ok(snapshots) => tracing::info!(
+                        snapshots,
+                        "factory reset: event log, snapshots and free pages erased"
+                    ),
+                    Err(e) => tracing::error!("factory reset: erasing the snapshots: {e}"),
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Append events in one transaction and prune the log to
@@ -268,6 +367,18 @@ impl Store {
             .optional()
             .ctx("reading a counter")
             .map(|v| v.map(|v| v as u64))
+    }
+
+    /// The fingerprint module's password (issue 13 item 7), if the lock
+    /// made one; sealed at rest, carried across a factory reset.
+    pub fn fingerprint_module_password(&self) -> Result<Option<u32>, StoreError> {
+        module_secret::get(&self.conn, &self.sealer)
+    }
+
+    /// Stores the fingerprint module's password, sealed; committed when
+    /// this returns, so it is on disk before any module is given it.
+    pub fn put_fingerprint_module_password(&mut self, password: u32) -> Result<(), StoreError> {
+        module_secret::put(&self.conn, &self.sealer, password)
     }
 
     /// Store a small service value (a cursor, a broker session id). Not
@@ -340,6 +451,12 @@ impl Store {
         Ok(out)
     }
 
+    /// A read-only connection to this database for the channels' reads
+    /// (see [`StoreReads`]).
+    pub fn reader(&self) -> Result<StoreReader, StoreError> {
+        StoreReader::open(&self.db_path, self.sealer.clone())
+    }
+
     /// Path of the database file.
     pub fn db_path(&self) -> &Path {
         &self.db_path
@@ -387,11 +504,12 @@ fn check_name(name: &str) -> Result<(), StoreError> {
 /// → remove marker. Each step is fsynced before the next.
 fn first_start(
     state_dir: &Path,
-    key_path: &Path,
+    slot: &dyn KeySlot,
     db_path: &Path,
     marker: &Path,
     opts: StoreOptions,
 ) -> Result<(Store, DeviceKey), StoreError> {
+    let key_path = slot.location();
     let dir_err = |source| StoreError::StateDir {
         path: state_dir.to_path_buf(),
         source,
@@ -406,11 +524,11 @@ fn first_start(
         f.sync_all().map_err(dir_err)?;
         sync_dir(state_dir).map_err(dir_err)?;
     }
-    let key = if exists(key_path).map_err(dir_err)? {
-        DeviceKey::read_file(key_path)?
+    let key = if slot.exists()? {
+        slot.read()?
     } else {
         let key = DeviceKey::generate()?;
-        key.create_file(key_path)?;
+        slot.create(&key)?;
         key
     };
     if !exists(db_path).map_err(dir_err)? {
@@ -426,11 +544,28 @@ fn first_start(
         f.sync_all().map_err(dir_err)?;
         sync_dir(state_dir).map_err(dir_err)?;
     }
-    let store = open_db(db_path, key_path, &key, opts, true)?;
+    let store = match open_db(db_path, key_path, &key, opts, true)? {
+        Opened::Ready(store) => *store,
+        // A first start has no factory reset behind it.
+        Opened::OldKey => {
+            return Err(StoreError::Corrupt {
+                path: db_path.to_path_buf(),
+                detail: "a key rotation is pending in a database that is being created".into(),
+            })
+        }
+    };
     fs::remove_file(marker).map_err(dir_err)?;
     sync_dir(state_dir).map_err(dir_err)?;
     tracing::info!(db = %db_path.display(), "first start: created device key and database");
     Ok((store, key))
+}
+
+/// What [`open_db`] found.
+enum Opened {
+    Ready(Box<Store>),
+    /// A factory reset marked the key for rotation and `key` is still the
+    /// old one.
+    OldKey,
 }
 
 /// Open an existing database file and check it belongs to `key`.
@@ -440,7 +575,7 @@ fn open_db(
     key: &DeviceKey,
     opts: StoreOptions,
     first_start: bool,
-) -> Result<Store, StoreError> {
+) -> Result<Opened, StoreError> {
     let at_open = |e: StoreError| classify_open_error(db_path, e);
     // No SQLITE_OPEN_CREATE: a database that vanished is an error, never
     // a fresh empty one.
@@ -489,26 +624,42 @@ fn open_db(
         });
     }
     let sealer = key.sealer();
-    verify_key(&conn, &sealer, db_path, key_path, first_start).map_err(at_open)?;
-    Ok(Store {
+    match verify_key(&mut conn, &sealer, db_path, key_path, first_start).map_err(at_open)? {
+        KeyCheck::Belongs => {}
+        KeyCheck::Retired => return Ok(Opened::OldKey),
+    }
+    Ok(Opened::Ready(Box::new(Store {
         conn,
         sealer,
         opts,
         db_path: db_path.to_path_buf(),
         last_check: check,
-    })
+    })))
+}
+
+enum KeyCheck {
+    /// The database belongs to this key.
+    Belongs,
+    /// It does, but a factory reset retired this key.
+    Retired,
 }
 
 /// The key check: a constant sealed under the device key when the
 /// database was created. If it does not open, this key did not seal this
 /// database, and no credential in it would open either.
+///
+/// After a factory reset ([`ROTATION_PENDING`] set), the check still
+/// opening means the key was not rotated yet ([`KeyCheck::Retired`]); not
+/// opening means this is the new key: the database is adopted in one
+/// transaction (every sealed table emptied again, the check sealed anew,
+/// the mark cleared). A power cut before that commit repeats it.
 fn verify_key(
-    conn: &Connection,
+    conn: &mut Connection,
     sealer: &Sealer,
     db_path: &Path,
     key_path: &Path,
     first_start: bool,
-) -> Result<(), StoreError> {
+) -> Result<KeyCheck, StoreError> {
     let bind = Binding {
         table: "store_meta",
         id: 0,
@@ -523,9 +674,54 @@ fn verify_key(
         )
         .optional()
         .ctx("reading the key check")?;
+    let pending: bool = conn
+        .query_row(
+            "SELECT 1 FROM store_meta WHERE name = ?1",
+            [ROTATION_PENDING],
+            |_| Ok(()),
+        )
+        .optional()
+        .ctx("reading the key rotation mark")?
+        .is_some();
     match sealed {
         Some(sealed) => match sealer.open(&bind, &sealed) {
-            Ok(p) if &p[..] == KEY_CHECK_PLAINTEXT => Ok(()),
+            Ok(p) if &p[..] == KEY_CHECK_PLAINTEXT => Ok(if pending {
+                KeyCheck::Retired
+            } else {
+                KeyCheck::Belongs
+            }),
+            _ if pending => {
+                let sealed = sealer.seal(&bind, KEY_CHECK_PLAINTEXT)?;
+                let tx = conn
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                    .ctx("adopting the database with the new key")?;
+                tx.execute_batch(state::SEALED_TABLES_ERASE)
+                    .ctx("erasing what the old key sealed")?;
+                module_secret::adopt_carried(&tx, sealer)?;
+                tx.execute(
+                    "UPDATE store_meta SET value = ?2 WHERE name = ?1",
+                    rusqlite::params![KEY_CHECK_NAME, sealed],
+                )
+                .ctx("sealing the key check with the new key")?;
+                tx.execute("DELETE FROM store_meta WHERE name = ?1", [ROTATION_PENDING])
+                    .ctx("clearing the key rotation mark")?;
+                tx.commit().ctx("adopting the database with the new key")?;
+                // The old key check (and anything the reset's own scrub
+                // could not reach) must not stay in the files: no reader
+                // exists yet, so the truncation completes. A failure (a
+                // full disk for VACUUM's copy) leaves only bytes no key
+                // opens any more: logged, and the lock still starts.
+                if let Err(e) = erase::scrub(conn) {
+                    tracing::error!("after the key rotation: scrubbing the database: {e}");
+                }
+                if let Some(dir) = db_path.parent() {
+                    if let Err(e) = erase::erase_snapshots(dir) {
+                        tracing::error!("after the key rotation: erasing the snapshots: {e}");
+                    }
+                }
+                tracing::info!(db = %db_path.display(), "the database now belongs to the new device key");
+                Ok(KeyCheck::Belongs)
+            }
             _ => Err(StoreError::WrongKey {
                 key: key_path.to_path_buf(),
                 db: db_path.to_path_buf(),
@@ -538,7 +734,7 @@ fn verify_key(
                 rusqlite::params![KEY_CHECK_NAME, sealed],
             )
             .ctx("storing the key check")?;
-            Ok(())
+            Ok(KeyCheck::Belongs)
         }
         None => Err(StoreError::Corrupt {
             path: db_path.to_path_buf(),
@@ -628,6 +824,126 @@ mod tests {
         assert!(!dir.path().join(FIRST_START_MARKER).exists());
         drop(store);
         Store::open(dir.path(), StoreOptions::default()).unwrap();
+    }
+
+    /// Issue 13 and issue 16 together: a factory reset keeps the
+    /// trusted-time floor, puts the pairing generation back to the label's
+    /// code, and rotates the key (in the same transaction); the next open
+    /// runs under the new key with the floor still there.
+    #[test]
+    fn factory_reset_keeps_the_time_floor_resets_pairing_and_rotates_the_key() {
+        use crate::core::time::WallTime;
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, old) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        store
+            .apply(&[
+                Change::PutTimeFloor(WallTime(1_800_000_000)),
+                Change::SetPairingGeneration(2),
+            ])
+            .unwrap();
+        store.apply(&[Change::FactoryReset]).unwrap();
+        drop(store);
+        assert!(keystore::rotation_requested(dir.path()));
+        let (store, new) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        assert_ne!(*new.passcode_key(), *old.passcode_key());
+        let persisted = store.load().unwrap();
+        assert_eq!(persisted.time_floor, Some(WallTime(1_800_000_000)));
+        assert_eq!(persisted.pairing_generation, 0);
+        assert_eq!(schema::version(&store.conn).unwrap(), schema::LATEST);
+    }
+
+    /// Issue 13 item 7: the fingerprint module's password is sealed at
+    /// rest and survives the factory reset's key rotation (the module
+    /// keeps it in its flash; losing it would strand the module).
+    #[test]
+    fn the_fingerprint_module_password_is_sealed_and_carried_across_a_factory_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, old) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        assert_eq!(store.fingerprint_module_password().unwrap(), None);
+        store.put_fingerprint_module_password(0x1234_5678).unwrap();
+        let raw: Vec<u8> = store
+            .conn
+            .query_row(
+                "SELECT value FROM store_meta WHERE name = 'fingerprint_module_password'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(
+            !raw.windows(4).any(|w| w == 0x1234_5678u32.to_be_bytes()),
+            "stored sealed, not as given"
+        );
+        store.apply(&[Change::FactoryReset]).unwrap();
+        drop(store);
+        let (store, new) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        assert_ne!(*new.passcode_key(), *old.passcode_key());
+        assert_eq!(
+            store.fingerprint_module_password().unwrap(),
+            Some(0x1234_5678)
+        );
+        let carry: i64 = store
+            .conn
+            .query_row(
+                "SELECT count(*) FROM store_meta WHERE name LIKE '%carry'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(carry, 0, "the plain carry row is gone after the adoption");
+        drop(store);
+        let (store, _) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        assert_eq!(
+            store.fingerprint_module_password().unwrap(),
+            Some(0x1234_5678)
+        );
+    }
+
+    #[test]
+    fn factory_reset_rotates_the_file_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, old) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        store.apply(&[Change::FactoryReset]).unwrap();
+        drop(store);
+        assert!(keystore::rotation_requested(dir.path()));
+        let (store, new) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        assert_ne!(*new.passcode_key(), *old.passcode_key());
+        assert!(!keystore::rotation_requested(dir.path()));
+        drop(store);
+        // Opened again: no second rotation.
+        let (_store, again) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        assert_eq!(*again.passcode_key(), *new.passcode_key());
+    }
+
+    /// A power cut after the new key replaced the old one but before the
+    /// database adopted it: the next open adopts it; the old key no
+    /// longer opens the database.
+    #[test]
+    fn an_interrupted_file_rotation_is_adopted_and_the_old_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_path = dir.path().join(KEY_FILE);
+        let (mut store, old) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        store.apply(&[Change::FactoryReset]).unwrap();
+        drop(store);
+        let new = DeviceKey::generate().unwrap();
+        keystore::files::replace(
+            &key_path,
+            new.as_bytes(),
+            0o600,
+            &mut keystore::files::no_hook,
+        )
+        .unwrap();
+        let (store, opened) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        assert_eq!(*opened.passcode_key(), *new.passcode_key());
+        drop(store);
+        keystore::files::replace(
+            &key_path,
+            old.as_bytes(),
+            0o600,
+            &mut keystore::files::no_hook,
+        )
+        .unwrap();
+        let r = Store::open(dir.path(), StoreOptions::default());
+        assert!(matches!(r, Err(StoreError::WrongKey { .. })), "{r:?}");
     }
 
     #[test]

@@ -115,6 +115,38 @@ CREATE TABLE guest_invites (
 );
 "#,
     },
+    Migration {
+        version: 3,
+        sql: r#"
+-- Issue 13: the trusted-time floor and the pairing-code generation join
+-- the singleton state. SQLite cannot change a CHECK in place, so the
+-- table is rebuilt (in the migration's transaction).
+CREATE TABLE lock_state_v3 (
+    name  TEXT PRIMARY KEY NOT NULL CHECK (name IN
+            ('handing', 'settings', 'lockout', 'time_floor', 'pairing_generation')),
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+INSERT INTO lock_state_v3 (name, value) SELECT name, value FROM lock_state;
+DROP TABLE lock_state;
+ALTER TABLE lock_state_v3 RENAME TO lock_state;
+"#,
+    },
+    Migration {
+        version: 4,
+        sql: r#"
+-- The Matter node's own state, sealed (issue 18): `node` rows are
+-- rs-matter's fabrics, ACLs, CASE resumption and counters, erased by a
+-- factory reset; `label` rows are the onboarding secret printed on the
+-- lock's label. A factory reset erases both: it rotates the device key
+-- (issue 16), and nothing the old key sealed opens again.
+CREATE TABLE matter_blobs (
+    scope  TEXT NOT NULL CHECK (scope IN ('node', 'label')),
+    key    INTEGER NOT NULL CHECK (key BETWEEN 0 AND 65535),
+    sealed BLOB NOT NULL,
+    PRIMARY KEY (scope, key)
+) WITHOUT ROWID;
+"#,
+    },
 ];
 
 /// The newest schema version this build knows.
@@ -191,6 +223,65 @@ mod tests {
         for (i, m) in MIGRATIONS.iter().enumerate() {
             assert_eq!(m.version, i as i64 + 1);
         }
+    }
+
+    /// The schema as a build of that version left it.
+    fn at_version(conn: &mut Connection, version: i64) {
+        for m in MIGRATIONS.iter().filter(|m| m.version <= version) {
+            let tx = conn.transaction().unwrap();
+            tx.execute_batch(m.sql).unwrap();
+            tx.pragma_update(None, "user_version", m.version).unwrap();
+            tx.commit().unwrap();
+        }
+    }
+
+    /// One line of steps: 1 → 2 → 3 (issue 13's time floor and pairing
+    /// generation). The key rotation of issue 16 needs no step of its own:
+    /// its mark is a `store_meta` row, a table of step 1.
+    #[test]
+    fn a_version_2_database_keeps_its_state_through_step_3() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        at_version(&mut conn, 2);
+        conn.execute_batch(
+            "INSERT INTO lock_state (name, value) VALUES ('handing', '\"LeftHand\"');
+             INSERT INTO lock_state (name, value) VALUES ('lockout', '{}');",
+        )
+        .unwrap();
+        // Version 2 does not know the new rows.
+        assert!(conn
+            .execute(
+                "INSERT INTO lock_state (name, value) VALUES ('time_floor', '1')",
+                [],
+            )
+            .is_err());
+        migrate(&mut conn).unwrap();
+        assert_eq!(version(&conn).unwrap(), LATEST);
+        let rows: Vec<(String, String)> = conn
+            .prepare("SELECT name, value FROM lock_state ORDER BY name")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                ("handing".to_string(), "\"LeftHand\"".to_string()),
+                ("lockout".to_string(), "{}".to_string())
+            ]
+        );
+        conn.execute_batch(
+            "INSERT INTO lock_state (name, value) VALUES ('time_floor', '1800000000');
+             INSERT INTO lock_state (name, value) VALUES ('pairing_generation', '2');
+             INSERT INTO store_meta (name, value) VALUES ('key_rotation_pending', x'01');",
+        )
+        .unwrap();
+        assert!(conn
+            .execute(
+                "INSERT INTO lock_state (name, value) VALUES ('anything', '1')",
+                [],
+            )
+            .is_err());
     }
 
     #[test]

@@ -20,8 +20,17 @@ use super::key::{Binding, Sealer};
 const HANDING: &str = "handing";
 const SETTINGS: &str = "settings";
 const LOCKOUT: &str = "lockout";
+const TIME_FLOOR: &str = "time_floor";
+const PAIRING_GENERATION: &str = "pairing_generation";
 
 /// Everything the engine needs at start-up.
+/// Every table holding values sealed with the device key.
+pub(crate) const SEALED_TABLES_ERASE: &str = "DELETE FROM credentials;
+     DELETE FROM app_keys;
+     DELETE FROM guest_invites;
+     DELETE FROM temp_passcodes;
+     DELETE FROM matter_blobs;";
+
 pub(crate) fn load(conn: &Connection, sealer: &Sealer) -> Result<Persisted, StoreError> {
     Ok(Persisted {
         handing: get_state::<Handing>(conn, HANDING)?,
@@ -32,6 +41,8 @@ pub(crate) fn load(conn: &Connection, sealer: &Sealer) -> Result<Persisted, Stor
         temp_passcodes: load_temp_passcodes(conn, sealer)?,
         app_keys: load_app_keys(conn, sealer)?,
         guest_invites: load_guest_invites(conn, sealer)?,
+        time_floor: get_state::<WallTime>(conn, TIME_FLOOR)?,
+        pairing_generation: get_state::<u32>(conn, PAIRING_GENERATION)?.unwrap_or(0),
     })
 }
 
@@ -62,6 +73,9 @@ fn change_name(c: &Change) -> &'static str {
         Change::DeleteCredential(_) => "DeleteCredential",
         Change::PutSettings(_) => "PutSettings",
         Change::PutLockout(_) => "PutLockout",
+        Change::PutAttempt(_) => "PutAttempt",
+        Change::PutTimeFloor(_) => "PutTimeFloor",
+        Change::SetPairingGeneration(_) => "SetPairingGeneration",
         Change::PutTempPasscode(_) => "PutTempPasscode",
         Change::DeleteTempPasscode(_) => "DeleteTempPasscode",
         Change::PutAppKey(_) => "PutAppKey",
@@ -86,7 +100,18 @@ fn apply_one(
     match change {
         Change::SetHanding(h) => put_state(tx, HANDING, h),
         Change::PutSettings(s) => put_state(tx, SETTINGS, s),
-        Change::PutLockout(l) => put_state(tx, LOCKOUT, l),
+        // A pending attempt is the lockout record as it stands if the
+        // attempt fails: the same row, so a power cut leaves it counted.
+        Change::PutLockout(l) | Change::PutAttempt(l) => put_state(tx, LOCKOUT, l),
+        Change::PutTimeFloor(w) => {
+            // Only ever raised: a stale writer cannot lower the floor.
+            let current = tx_get_state::<WallTime>(tx, TIME_FLOOR)?;
+            if current.is_some_and(|c| c >= *w) {
+                return Ok(());
+            }
+            put_state(tx, TIME_FLOOR, w)
+        }
+        Change::SetPairingGeneration(g) => put_state(tx, PAIRING_GENERATION, g),
         Change::PutUser(u) => {
             let (from, until) = validity_cols(&u.validity);
             // An upsert, not INSERT OR REPLACE: REPLACE deletes the old row
@@ -248,15 +273,26 @@ fn apply_one(
         Change::FactoryReset => {
             // Children first is not needed with the cascades, but explicit
             // deletes keep the reset complete even for guest keys and temp
-            // passcodes, which belong to no user. Events, service counters
-            // and the key check stay (B-10.6).
+            // passcodes, which belong to no user. The event log goes too
+            // (issue 13: a buyer of a used lock must not page the previous
+            // household's history; the engine logs one "factory reset"
+            // event after this commit). Service counters stay, and so does
+            // the trusted-time floor: time does not run backwards for the
+            // next owner either. The device key is marked for rotation in
+            // the same transaction (store/keystore), and Store::apply then
+            // scrubs the files (store/erase.rs).
+            // The fingerprint module keeps its password across the reset
+            // (store/module_secret.rs): carried past the key rotation.
+            super::module_secret::carry_for_reset(tx, sealer)?;
+            tx.execute_batch(SEALED_TABLES_ERASE)
+                .ctx("erasing users and settings (factory reset)")?;
+            tx.execute_batch(super::erase::EVENTS_ERASE)
+                .ctx("erasing the event log (factory reset)")?;
             tx.execute_batch(
-                "DELETE FROM credentials;
-                 DELETE FROM app_keys;
-                 DELETE FROM guest_invites;
-                 DELETE FROM temp_passcodes;
-                 DELETE FROM users;
-                 DELETE FROM lock_state;",
+                "DELETE FROM users;
+                 DELETE FROM lock_state WHERE name <> 'time_floor';
+                 INSERT INTO store_meta (name, value) VALUES ('key_rotation_pending', x'01')
+                   ON CONFLICT(name) DO UPDATE SET value = excluded.value;",
             )
             .ctx("erasing users and settings (factory reset)")?;
             Ok(())
@@ -285,6 +321,13 @@ fn put_state<T: Serialize>(tx: &Transaction<'_>, name: &str, value: &T) -> Resul
     )
     .ctx("storing lock state")?;
     Ok(())
+}
+
+fn tx_get_state<T: DeserializeOwned>(
+    tx: &Transaction<'_>,
+    name: &str,
+) -> Result<Option<T>, StoreError> {
+    get_state(tx, name)
 }
 
 fn get_state<T: DeserializeOwned>(conn: &Connection, name: &str) -> Result<Option<T>, StoreError> {

@@ -140,6 +140,14 @@ pub struct VideoServer {
     shared: Arc<Shared>,
 }
 
+impl std::fmt::Debug for VideoServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VideoServer")
+            .field("listener", &self.listener)
+            .finish_non_exhaustive()
+    }
+}
+
 struct Shared {
     token_hash: [u8; 32],
     min_battery: u8,

@@ -60,6 +60,7 @@ pub fn reason_tag(reason: SnapshotReason) -> &'static str {
         SnapshotReason::Alarm(AlarmKind::Duress) => "alarm-duress",
         SnapshotReason::Alarm(AlarmKind::LowBattery) => "alarm-low-battery",
         SnapshotReason::Alarm(AlarmKind::Jam) => "alarm-jam",
+        SnapshotReason::Alarm(AlarmKind::ModuleSwap) => "alarm-module-swap",
     }
 }
 
@@ -178,6 +179,12 @@ pub struct RingCamera {
     runtime: tokio::runtime::Handle,
     busy: Arc<AtomicBool>,
     saved: tokio::sync::broadcast::Sender<SnapshotSaved>,
+}
+
+impl std::fmt::Debug for RingCamera {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RingCamera").finish_non_exhaustive()
+    }
 }
 
 impl RingCamera {

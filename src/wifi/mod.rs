@@ -38,7 +38,7 @@
 //!
 //! Both backends are tested against test doubles that speak the real
 //! interface names and signatures on a private `dbus-daemon`
-//! (`tests/wifi_backends.rs`). Flow and config keys: `docs/wifi.md`.
+//! (`tests/it/wifi_backends.rs`). Flow and config keys: `docs/wifi.md`.
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -168,6 +168,10 @@ pub trait WifiBackend: Send + Sync {
     /// Scan for networks in range, summarised by [`summarise_scan`].
     /// Waits at most [`SCAN_TIMEOUT`] for the radio.
     fn scan(&self) -> WifiFuture<'_, Result<Vec<ScannedNetwork>, WifiError>>;
+    /// Remove every network the lock configured (a factory reset: the next
+    /// household must not find the previous one's Wi-Fi password on the
+    /// lock, nor the lock still joining it). Returns how many went.
+    fn forget(&self) -> WifiFuture<'_, Result<usize, WifiError>>;
 }
 
 /// What `apply` hands the backend: checked, and wiped on drop.
@@ -263,6 +267,10 @@ impl WifiBackend for NoWifi {
     }
     fn scan(&self) -> WifiFuture<'_, Result<Vec<ScannedNetwork>, WifiError>> {
         Box::pin(async { Err(WifiError::NotConfigured) })
+    }
+    /// Without a backend the lock configured no network.
+    fn forget(&self) -> WifiFuture<'_, Result<usize, WifiError>> {
+        Box::pin(async { Ok(0) })
     }
 }
 

@@ -20,9 +20,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{WifiBackend, WifiError, WifiFuture, WifiStatus};
-use crate::board::InputSender;
 use crate::core::input::WifiStatus as CoreWifi;
 use crate::core::Input;
+use crate::link::InputSender;
 
 /// How often the link is read by default.
 pub const DEFAULT_PERIOD: Duration = Duration::from_secs(60);
@@ -73,6 +73,12 @@ pub struct Reporting {
     pub reporter: Reporter,
 }
 
+impl std::fmt::Debug for Reporting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reporting").finish_non_exhaustive()
+    }
+}
+
 impl WifiBackend for Reporting {
     fn apply<'a>(
         &'a self,
@@ -93,6 +99,9 @@ impl WifiBackend for Reporting {
     }
     fn scan(&self) -> WifiFuture<'_, Result<Vec<super::ScannedNetwork>, WifiError>> {
         self.inner.scan()
+    }
+    fn forget(&self) -> WifiFuture<'_, Result<usize, WifiError>> {
+        self.inner.forget()
     }
 }
 
@@ -183,6 +192,9 @@ mod tests {
         }
         fn scan(&self) -> WifiFuture<'_, Result<Vec<crate::wifi::ScannedNetwork>, WifiError>> {
             Box::pin(async { Ok(Vec::new()) })
+        }
+        fn forget(&self) -> WifiFuture<'_, Result<usize, WifiError>> {
+            Box::pin(async { Ok(0) })
         }
     }
 

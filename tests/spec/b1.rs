@@ -67,7 +67,7 @@ fn b1_1_fifty_passcodes_in_the_lock_at_most() {
             owner,
             latchd::core::AppCommand::AddTempPasscode {
                 digits: code.clone(),
-                validity: Validity::ALWAYS,
+                validity: crate::harness::a_day(),
                 one_time: false,
             },
         );

@@ -1,6 +1,6 @@
 //! B-11 Privacy.
 use latchd::core::types::{AppKeyRole, Change};
-use latchd::core::{Action, AppCommand, Channel, Validity};
+use latchd::core::{Action, AppCommand, Channel};
 
 use crate::harness::{Sim, ADMIN_CODE};
 
@@ -14,7 +14,7 @@ fn b11_2_passcodes_are_never_stored_or_logged_in_plain_text() {
         owner,
         AppCommand::AddTempPasscode {
             digits: "470258".into(),
-            validity: Validity::ALWAYS,
+            validity: crate::harness::a_day(),
             one_time: false,
         },
     )

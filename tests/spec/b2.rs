@@ -2,7 +2,7 @@
 use latchd::core::action::MotorCmd;
 use latchd::core::input::BoltPosition;
 use latchd::core::types::{Change, CredentialKind, Handing, Key, MotorDirection, Role};
-use latchd::core::{AppCommand, AppError, Channel, Input, Prompt, Validity};
+use latchd::core::{AppCommand, AppError, Channel, Input, Prompt};
 
 use crate::harness::{n, Sim, ADMIN_CODE};
 
@@ -114,7 +114,7 @@ fn b2_3_passcode_rules_for_app_made_codes() {
             owner,
             AppCommand::AddTempPasscode {
                 digits: bad.into(),
-                validity: Validity::ALWAYS,
+                validity: crate::harness::a_day(),
                 one_time: false,
             },
         );

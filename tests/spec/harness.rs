@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use latchd::core::action::{AlarmCmd, ModuleCmd, MotorCmd, Notice};
+use latchd::core::action::{AlarmCmd, ModuleCmd, MotorCmd, Notice, Trace};
 use latchd::core::input::{
     BoltPosition, DoorPosition, EnrolStep, ModuleReport, MotorReport, SetPress,
 };
@@ -14,7 +14,7 @@ use latchd::core::types::{
 };
 use latchd::core::{
     Action, AppCommand, AppRequest, AppResult, Channel, Engine, EngineConfig, Event, EventKind,
-    Input, KeypadView, Now, Principal, Prompt, Validity,
+    Input, KeypadView, Now, PairingCodes, Principal, Prompt, Validity,
 };
 
 /// The first administrator's passcode in [`Sim::installed`].
@@ -28,8 +28,20 @@ pub fn config() -> EngineConfig {
         passcode_key: KEY,
         serial: "LD-0001".into(),
         firmware: "0.1.0".into(),
-        verification_code: "482913".into(),
+        pairing_codes: PairingCodes::new(code_of),
         low_battery_percent: 20,
+        matter_code: None,
+        one_time_code_ttl: EngineConfig::DEFAULT_ONE_TIME_CODE_TTL,
+    }
+}
+
+/// The verification code of pairing generation `g` in these tests: the
+/// label's is "482913".
+pub fn code_of(g: u32) -> String {
+    if g == 0 {
+        "482913".into()
+    } else {
+        format!("482913-{g}")
     }
 }
 
@@ -58,7 +70,9 @@ pub fn apply(store: &mut Persisted, c: &Change) {
         }
         Change::DeleteCredential(id) => store.credentials.retain(|x| x.id != *id),
         Change::PutSettings(s) => store.settings = s.clone(),
-        Change::PutLockout(l) => store.lockout = l.clone(),
+        Change::PutLockout(l) | Change::PutAttempt(l) => store.lockout = l.clone(),
+        Change::PutTimeFloor(w) => store.time_floor = store.time_floor.max(Some(*w)),
+        Change::SetPairingGeneration(g) => store.pairing_generation = *g,
         Change::PutTempPasscode(t) => {
             store.temp_passcodes.retain(|x| x.id != t.id);
             store.temp_passcodes.push(t.clone());
@@ -77,6 +91,7 @@ pub fn apply(store: &mut Persisted, c: &Change) {
         Change::FactoryReset => {
             *store = Persisted {
                 settings: Settings::default(),
+                time_floor: store.time_floor,
                 ..Persisted::default()
             }
         }
@@ -89,6 +104,10 @@ pub struct Sim {
     pub mono: u64,
     /// Wall clock in seconds; `None` = unknown.
     pub wall: Option<i64>,
+    /// `wall = wall_origin + mono / 1000` while time flows (a restart
+    /// moves the origin so that the wall clock goes on, as the real one
+    /// does while the monotonic clock starts over).
+    pub wall_origin: i64,
     pub store: Persisted,
     /// The actions of the last call (or of the last helper's calls).
     pub last: Vec<Action>,
@@ -112,6 +131,7 @@ impl Sim {
             engine,
             mono: 1_000,
             wall: Some(WALL0),
+            wall_origin: WALL0,
             store,
             last: Vec::new(),
             all: Vec::new(),
@@ -202,13 +222,13 @@ impl Sim {
             }
             self.mono = self.mono.max(d.as_millis());
             if let Some(w) = self.wall.as_mut() {
-                *w = WALL0 + (self.mono / 1000) as i64;
+                *w = self.wall_origin + (self.mono / 1000) as i64;
             }
             acc.extend(self.input(Input::Tick));
         }
         self.mono = target;
         if self.wall.is_some() {
-            self.wall = Some(WALL0 + (self.mono / 1000) as i64);
+            self.wall = Some(self.wall_origin + (self.mono / 1000) as i64);
         }
         self.last = acc;
     }
@@ -216,6 +236,10 @@ impl Sim {
     /// Rebuild the engine from the store image, as after a daemon restart
     /// (the monotonic clock starts again from a small value).
     pub fn restart(&mut self) {
+        // The wall clock goes on where it was.
+        if let Some(w) = self.wall {
+            self.wall_origin = w;
+        }
         self.mono = 500;
         self.engine = Engine::new(config(), self.store.clone(), self.now());
         self.input(Input::PowerUp { set_held: false });
@@ -348,12 +372,13 @@ impl Sim {
             .collect()
     }
 
-    /// Prompts logged in the last batch (spoken or muted).
+    /// Prompts traced to the diagnostics stream in the last batch
+    /// (spoken or muted; issue 14 item 4: prompts are not log events).
     pub fn logged_prompts(&self) -> Vec<String> {
-        self.events()
-            .into_iter()
-            .filter_map(|e| match e.kind {
-                EventKind::Prompt { prompt } => Some(prompt),
+        self.last
+            .iter()
+            .filter_map(|a| match a {
+                Action::Trace(Trace::Prompt { text, .. }) => Some(text.clone()),
                 _ => None,
             })
             .collect()
@@ -480,6 +505,15 @@ impl Sim {
 
     pub fn lit(&self) -> Vec<Key> {
         self.keypad().lit
+    }
+}
+
+/// A visitor code's window: from now for a day (every visitor code has an
+/// end, issue 13).
+pub fn a_day() -> Validity {
+    Validity {
+        from: None,
+        until: Some(latchd::core::WallTime(WALL0 + 86_400)),
     }
 }
 

@@ -3,6 +3,8 @@
 //! time through [`harness::Sim`]. `grep -rn "b7_1" tests/spec` finds them.
 mod harness;
 
+mod attacker;
+
 mod b1;
 mod b10;
 mod b11;
@@ -14,4 +16,6 @@ mod b6;
 mod b7;
 mod b8;
 mod b9;
+mod clock_jumps;
+mod matter;
 mod robustness;

@@ -13,12 +13,13 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 
-RUN="" MODS="" MODTREE=""
+RUN="" MODS="" MODTREE="" INIT=""
 for w in $(cat /proc/cmdline); do
     case "$w" in
     latchd.run=*) RUN="${w#latchd.run=}" ;;
     latchd.modules=*) MODS="${w#latchd.modules=}" ;;
     latchd.modtree=*) MODTREE="${w#latchd.modtree=}" ;;
+    latchd.init=*) INIT="${w#latchd.init=}" ;;
     esac
 done
 
@@ -74,6 +75,47 @@ fi
 for m in $(echo "$MODS" | tr ',' ' '); do
     modprobe "$m" || fail "modprobe $m failed"
 done
+
+if [ "$INIT" = systemd ]; then
+    # --systemd: systemd becomes PID 1 (exec keeps the pid) inside the same
+    # chroot, and runs guest-setup.sh as a oneshot unit of a target of its
+    # own; when that unit ends, systemd reboots at once, which with QEMU's
+    # -no-reboot ends the VM. Nothing of the host's default target
+    # starts; a command adds units in /run/systemd/system. The kernel's
+    # module helper stays this initramfs's wrapper (usermode helpers run in
+    # the initial root, not in the chroot).
+    units="/newroot$RUN/units"
+    mkdir -p "$units" || fail "cannot create $units"
+    cat >"$units/latchd-vm.target" <<EOF || fail "cannot write latchd-vm.target"
+[Unit]
+Description=latchd VM rig: the command under systemd
+Requires=latchd-vm-command.service
+After=latchd-vm-command.service
+EOF
+    cat >"$units/latchd-vm-command.service" <<EOF || fail "cannot write latchd-vm-command.service"
+[Unit]
+Description=latchd VM rig command
+DefaultDependencies=no
+SuccessAction=reboot-immediate
+FailureAction=reboot-immediate
+
+[Service]
+Type=oneshot
+ExecStart=/bin/bash $RUN/guest-setup.sh $RUN
+StandardOutput=append:$RUN/setup.log
+StandardError=append:$RUN/setup.log
+TimeoutStartSec=infinity
+EOF
+    # systemd mounts its own /run: with a /run it did not mount, a
+    # service's credentials directory ends up unreadable by its user. The
+    # rig's units come from the run dir through $SYSTEMD_UNIT_PATH (the
+    # trailing colon keeps the default search path).
+    umount /newroot/run || fail "cannot unmount the rig's /run for systemd"
+    echo "LATCHD_VM_SYSTEMD_EXEC"
+    exec env SYSTEMD_UNIT_PATH="$RUN/units:" chroot /newroot /lib/systemd/systemd \
+        --unit=latchd-vm.target --log-target=console --log-level=notice --show-status=false
+    fail "cannot exec systemd in the chroot"
+fi
 
 chroot /newroot /bin/bash "$RUN/guest-setup.sh" "$RUN"
 echo "LATCHD_VM_SETUP_EXIT=$?"

@@ -60,9 +60,19 @@ devices:
   --ble              btvirt -l2 (hci0, hci1: BR/EDR+LE), system D-Bus, bluetoothd
   --gpio LINES       gpio-sim chip "latchd-sim" with named lines, LINES is a
                      comma list (e.g. lock,door,button) or a line count
+  --adc              a virtual SPI controller with an MCP3008-class ADC bound
+                     to spidev (latchd-adc-sim, built here): /dev/spidevB.0;
+                     channel values in LATCHD_VM_ADC_COUNTS (sysfs, writable)
   --disk FILE        FILE (raw image on the host) as the guest's /dev/vda
                      (virtio-blk): storage whose page cache dies with the VM
+  --tpm              a TPM 2.0 (QEMU tpm-tis backed by swtpm, started and
+                     stopped here): /dev/tpm0 and /dev/tpmrm0 in the guest
+  --tpm-state DIR    keep swtpm's state in DIR (created if missing) so a later
+                     run sees the same TPM; default: a fresh TPM in the run dir
 guest:
+  --systemd          boot systemd as PID 1 (in the chroot) and run COMMAND as
+                     a oneshot unit under it, so units can be started with
+                     systemctl; default: a plain shell under busybox init
   --env NAME=VALUE   set a variable for COMMAND (repeatable)
   --cwd DIR          working directory of COMMAND (default: current directory)
   --bluetoothd-args ARGS  extra bluetoothd arguments (e.g. "-E")
@@ -96,14 +106,15 @@ log() {
     return 0
 }
 
-VIDEO=0 SOUND=0 BLE=0 GPIO_LINES="" TIMEOUT=300 MEM=1024 SMP="" RUN_DIR="" KEEP=0
-PREPARE=0 VERBOSE=0 CWD="$PWD" BLUETOOTHD_ARGS="" DISK=""
+VIDEO=0 SOUND=0 BLE=0 ADC=0 GPIO_LINES="" TIMEOUT=300 MEM=1024 SMP="" RUN_DIR="" KEEP=0
+PREPARE=0 VERBOSE=0 CWD="$PWD" BLUETOOTHD_ARGS="" DISK="" TPM=0 TPM_STATE="" SYSTEMD=0
 ENVS=()
 while (($#)); do
     case "$1" in
     --video) VIDEO=1 ;;
     --sound) SOUND=1 ;;
     --ble) BLE=1 ;;
+    --adc) ADC=1 ;;
     --gpio)
         (($# >= 2)) || die "--gpio needs a value: a comma list of line names or a count"
         GPIO_LINES="$2"
@@ -121,6 +132,14 @@ while (($#)); do
         DISK="$(cd "$(dirname "$2")" && pwd)/$(basename "$2")"
         shift
         ;;
+    --tpm) TPM=1 ;;
+    --tpm-state)
+        (($# >= 2)) || die "--tpm-state needs a directory"
+        TPM=1
+        TPM_STATE="$2"
+        shift
+        ;;
+    --systemd) SYSTEMD=1 ;;
     --cwd)
         (($# >= 2)) || die "--cwd needs a directory"
         CWD="$2"
@@ -229,8 +248,16 @@ PKGS=(qemu-system-x86_64:qemu-system-x86 /bin/busybox:busybox-static cpio:cpio d
     dpkg-deb:dpkg timeout:coreutils flock:util-linux xz:xz-utils
     v4l2-ctl:v4l-utils aplay:alsa-utils gpioinfo:gpiod)
 ((BLE)) && PKGS+=(btvirt:bluez-test-tools bluetoothctl:bluez btmgmt:bluez /usr/libexec/bluetooth/bluetoothd:bluez dbus-daemon:dbus)
-[[ -n "$GPIO_LINES" ]] && PKGS+=(gcc-12:gcc-12 make:make)
+[[ -n "$GPIO_LINES" || "$ADC" == 1 ]] && PKGS+=(gcc-12:gcc-12 make:make)
 [[ -n "$DISK" ]] && PKGS+=(/usr/sbin/mkfs.ext4:e2fsprogs)
+# swtpm on the host; in the guest systemd-creds (systemd) dlopens the TSS2
+# libraries, and tpm2-tools is there for inspecting the TPM by hand.
+((TPM)) && PKGS+=(swtpm:swtpm swtpm_setup:swtpm-tools tpm2_getcap:tpm2-tools systemd-creds:systemd
+    /usr/lib/x86_64-linux-gnu/libtss2-esys.so.0:libtss2-esys-3.0.2-0
+    /usr/lib/x86_64-linux-gnu/libtss2-rc.so.0:libtss2-rc0
+    /usr/lib/x86_64-linux-gnu/libtss2-mu.so.0:libtss2-mu0
+    /usr/lib/x86_64-linux-gnu/libtss2-tcti-device.so.0:libtss2-tcti-device0)
+((SYSTEMD)) && PKGS+=(/lib/systemd/systemd:systemd)
 ensure_packages "${PKGS[@]}"
 # busybox (dynamic) and busybox-static both ship /bin/busybox; only a static
 # one runs in the initramfs, which has no libc.
@@ -338,7 +365,14 @@ fi
 
 # gpio-sim is not built in Debian's kernel: build it out of tree from the
 # matching linux-source (gpio-sim.c + irq_sim.c) against the matching headers.
+# Patched with one module parameter, keep_value_on_free (default off, the
+# upstream behaviour): when set, a released output line keeps the level it
+# was last driven to instead of returning to its pull, as the GPIO blocks
+# of most SoCs do. The motor fail-safe tests (vm_motor_failsafe) need that
+# to see what a killed daemon leaves behind. The stamp file names the
+# patches a cached module has; an older module is rebuilt.
 GPIO_KO="$KDIR/gpio-sim/gpio-sim.ko"
+GPIO_PATCHES="irq_to_desc keep_value_on_free"
 build_gpio_sim() {
     local t0=$SECONDS kcommon gdir hdir src
     kcommon="linux-headers-${KVER%-amd64}-common"
@@ -375,17 +409,52 @@ build_gpio_sim() {
     cp "$gdir/src/kernel/irq/irq_sim.c" "$b/"
     sed -i 's/handle_simple_irq(irq_to_desc(irqnum))/generic_handle_irq(irqnum)/; /^EXPORT_SYMBOL_GPL/d' "$b/irq_sim.c"
     grep -q 'generic_handle_irq(irqnum)' "$b/irq_sim.c" || die "irq_sim.c changed upstream: the irq_to_desc patch no longer applies"
+    # keep_value_on_free: the one line of gpio_sim_free() that restores the
+    # pull becomes conditional.
+    sed -i 's/^#include "gpiolib.h"$/&\n\nstatic bool keep_value_on_free;\nmodule_param(keep_value_on_free, bool, 0644);\nMODULE_PARM_DESC(keep_value_on_free, "a released line keeps its last level (as SoC GPIO blocks do)");/' "$b/gpio-sim-main.c"
+    sed -i 's/^\(\s*\)\(__assign_bit(offset, chip->value[a-z_]*, !!test_bit(offset, chip->pull[a-z_]*));\)$/\1if (!keep_value_on_free)\n\1\t\2/' "$b/gpio-sim-main.c"
+    [[ "$(grep -c 'keep_value_on_free' "$b/gpio-sim-main.c")" -ge 4 ]] ||
+        die "gpio-sim.c changed upstream: the keep_value_on_free patch no longer applies"
     printf 'obj-m := gpio-sim.o\ngpio-sim-y := gpio-sim-main.o irq_sim.o\n' >"$b/Kbuild"
     make -C "$hdir/usr/src/linux-headers-$KVER" M="$b" modules >"$gdir/build.log" 2>&1 ||
         die "building gpio-sim failed, see $gdir/build.log"
     strip --strip-debug -o "$GPIO_KO" "$b/gpio-sim.ko" || die "strip gpio-sim.ko failed"
+    echo "$GPIO_PATCHES" >"$gdir/patches"
     rm -rf "$hdir" "$gdir/src" "$b"
     # 139 MB we will not need again for this kernel.
     rm -f "$src"
     echo "run-in-vm: gpio-sim.ko built in $((SECONDS - t0)) s" >&2
 }
-if [[ -n "$GPIO_LINES" && ! -s "$GPIO_KO" ]]; then
+if [[ -n "$GPIO_LINES" ]] && [[ ! -s "$GPIO_KO" || "$(cat "$KDIR/gpio-sim/patches" 2>/dev/null)" != "$GPIO_PATCHES" ]]; then
     build_gpio_sim
+fi
+
+# latchd-adc-sim (tests/vm/adc-sim): our own small module, built against the
+# same private header unpack; rebuilt when its source changes.
+ADC_SRC="$SCRIPT_DIR/adc-sim/latchd-adc-sim.c"
+ADC_KEY="$( (echo "$KVER"; cat "$ADC_SRC") | sha256sum | cut -c1-16)"
+ADC_KO="$KDIR/adc-sim/latchd-adc-sim-$ADC_KEY.ko"
+build_adc_sim() {
+    local t0=$SECONDS adir hdir kcommon
+    kcommon="linux-headers-${KVER%-amd64}-common"
+    adir="$KDIR/adc-sim"
+    hdir="$adir/headers"
+    rm -rf "$adir" && mkdir -p "$hdir" "$adir/build"
+    for pkg in "linux-headers-$KVER" "$kcommon" linux-kbuild-6.1; do
+        dpkg -x "$(fetch_deb "$pkg")" "$hdir" || die "cannot unpack $pkg"
+    done
+    sed -i 's#^include /usr/src/#include $(dir $(lastword $(MAKEFILE_LIST)))../#' \
+        "$hdir/usr/src/linux-headers-$KVER/Makefile"
+    cp "$ADC_SRC" "$adir/build/"
+    printf 'obj-m := latchd-adc-sim.o\n' >"$adir/build/Kbuild"
+    make -C "$hdir/usr/src/linux-headers-$KVER" M="$adir/build" modules >"$adir/build.log" 2>&1 ||
+        die "building latchd-adc-sim failed, see $adir/build.log"
+    strip --strip-debug -o "$ADC_KO" "$adir/build/latchd-adc-sim.ko" || die "strip latchd-adc-sim.ko failed"
+    rm -rf "$hdir" "$adir/build"
+    echo "run-in-vm: latchd-adc-sim.ko built in $((SECONDS - t0)) s" >&2
+}
+if [[ "$ADC" == 1 && ! -s "$ADC_KO" ]]; then
+    build_adc_sim
 fi
 flock -u 9
 
@@ -413,9 +482,19 @@ done
 CWD="$(cd "$CWD" 2>/dev/null && pwd)" || die "--cwd: no such directory"
 hidden_in_guest "$CWD" && { log "cwd $CWD is hidden in the guest, using /"; CWD=/; }
 
+# swtpm exits by itself when QEMU closes the control channel; kill it if
+# QEMU never connected (or died early).
+stop_swtpm() {
+    if [[ -s "$RUN_DIR/swtpm.pid" ]]; then
+        kill "$(cat "$RUN_DIR/swtpm.pid")" 2>/dev/null || true
+        rm -f "$RUN_DIR/swtpm.pid"
+    fi
+}
+
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
     local rc=$?
+    stop_swtpm
     if [[ "$KEEP" == 0 && "$rc" -ne "$RIG_FAIL" && "$rc" -ne 124 ]]; then
         rm -rf "$RUN_DIR"
     elif [[ "$rc" -eq "$RIG_FAIL" || "$rc" -eq 124 ]]; then
@@ -428,9 +507,11 @@ trap cleanup EXIT
     q() { printf '%q' "$1"; }
     echo "VIDEO=$VIDEO SOUND=$SOUND BLE=$BLE"
     echo "GPIO_KO=$(q "$GPIO_KO")"
+    echo "ADC=$ADC ADC_KO=$(q "$ADC_KO")"
     echo "GPIO_NAMES=($(for n in "${GPIO_NAMES[@]}"; do printf '%q ' "$n"; done))"
     echo "CMD_CWD=$(q "$CWD")"
     echo "BLUETOOTHD_ARGS=$(q "$BLUETOOTHD_ARGS")"
+    echo "TPM=$TPM SYSTEMD=$SYSTEMD"
 } >"$RUN_DIR/options.sh"
 {
     for e in "${ENVS[@]}"; do printf 'export %s=%q\n' "${e%%=*}" "${e#*=}"; done
@@ -459,6 +540,7 @@ fi
 # go through the console anyway (it is written to the run dir over 9p).
 APPEND="console=ttyS0 quiet loglevel=4 panic=-1 rdinit=/init"
 APPEND+=" latchd.run=$RUN_DIR latchd.modules=${MODS// /,} latchd.modtree=$MODTREE/lib/modules/$KVER"
+((SYSTEMD)) && APPEND+=" latchd.init=systemd"
 # Debugging aid, e.g. LATCHD_VM_KERNEL_ARGS="loglevel=7" to see every boot message.
 APPEND+="${LATCHD_VM_KERNEL_ARGS:+ $LATCHD_VM_KERNEL_ARGS}"
 
@@ -483,6 +565,28 @@ if [[ -n "$DISK" ]]; then
         -device virtio-blk-pci,drive=disk0)
 fi
 
+if ((TPM)); then
+    # swtpm: one TPM 2.0 per run (or per --tpm-state dir), reached by QEMU
+    # over its control socket; QEMU's tpm-tis device is what the guest's
+    # built-in tpm_tis driver finds (/dev/tpm0, /dev/tpmrm0). The firmware
+    # (SeaBIOS) sends TPM2_Startup, as on a board.
+    if [[ -n "$TPM_STATE" ]]; then
+        [[ "$TPM_STATE" == /* ]] || TPM_STATE="$PWD/$TPM_STATE"
+    else
+        TPM_STATE="$RUN_DIR/tpm"
+    fi
+    mkdir -p "$TPM_STATE" || die "cannot create TPM state dir $TPM_STATE"
+    TPM_SOCK="$RUN_DIR/swtpm.sock"
+    [[ ${#TPM_SOCK} -lt 100 ]] || die "swtpm socket path $TPM_SOCK is too long for a Unix socket"
+    swtpm socket --tpm2 --tpmstate "dir=$TPM_STATE" --ctrl "type=unixio,path=$TPM_SOCK" \
+        --log "file=$RUN_DIR/swtpm.log,level=1" --pid "file=$RUN_DIR/swtpm.pid" --daemon ||
+        die "swtpm did not start (see $RUN_DIR/swtpm.log)"
+    for _ in $(seq 50); do [[ -S "$TPM_SOCK" ]] && break; sleep 0.1; done
+    [[ -S "$TPM_SOCK" ]] || die "swtpm did not create $TPM_SOCK"
+    # shellcheck disable=SC2054 # the commas are QEMU's sub-option syntax
+    QEMU+=(-chardev "socket,id=chrtpm,path=$TPM_SOCK" -tpmdev emulator,id=tpm0,chardev=chrtpm
+        -device tpm-tis,tpmdev=tpm0)
+fi
 log "booting: ${QEMU[*]}"
 t0="$(date +%s.%N)"
 set +e
@@ -493,6 +597,7 @@ else
 fi
 qrc=$?
 set -e
+((TPM)) && stop_swtpm
 t1="$(date +%s.%N)"
 WALL="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')"
 echo "wall_seconds=$WALL" >>"$RUN_DIR/timing"

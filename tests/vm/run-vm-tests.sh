@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # run-vm-tests.sh: the one command for the VM tests on a fresh Debian 12
 # machine (root, 2 cores are enough). Installs what is missing, fills the rig
-# cache (kernel, initramfs, gpio-sim.ko), then runs every tests/vm_*.rs with
-# LATCHD_VM_TESTS=1, one test at a time (each boots its own VM).
+# cache (kernel, initramfs, gpio-sim.ko), then runs the VM test crate
+# (tests/vm/main.rs) with LATCHD_VM_TESTS=1, one test at a time (each boots
+# its own VM).
 #
-#   tests/vm/run-vm-tests.sh [extra cargo test args, e.g. --test vm_smoke]
+#   tests/vm/run-vm-tests.sh [test filter, e.g. vm_smoke::] [-- libtest args, e.g. --nocapture]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
@@ -22,14 +23,11 @@ fi
 # Every device option once, so all packages and cache entries exist before
 # the tests start their VMs (they would otherwise race to build them; the
 # script serialises that with a lock, but the first test would look slow).
-tests/vm/run-in-vm.sh --prepare --video --sound --ble --gpio 1
+tests/vm/run-in-vm.sh --prepare --video --sound --ble --gpio 1 --adc --tpm --systemd
 
-targets=()
-if (($# == 0)); then
-    for f in tests/vm_*.rs; do
-        targets+=(--test "$(basename "$f" .rs)")
-    done
-fi
 export LATCHD_VM_TESTS=1
 export CARGO_INCREMENTAL=0  # same build as scripts/test.sh, reused
-exec cargo test --all-features "${targets[@]}" "$@" -- --test-threads=1
+# One VM at a time; set here rather than as `-- --test-threads=1` so the
+# caller's own `-- ...` libtest arguments still work.
+export RUST_TEST_THREADS=1
+exec cargo test --all-features --test vm "$@"

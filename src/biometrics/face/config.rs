@@ -7,7 +7,8 @@
 //! threshold = 0.35                           # cosine similarity to match
 //! attempt_budget_ms = 3000                   # one recognition attempt (B-6.2)
 //! enrol_timeout_s = 60                       # one enrolment (B-4.5)
-//! liveness = "none"                          # "none" | "ir" (needs an IR source below)
+//! liveness = "ir"                            # "ir" (needs an IR source below) | "none"
+//! # allow_without_liveness = false           # "none" needs this, knowingly: a photo may pass
 //! motion_trigger = true                      # frame motion starts an attempt
 //! # ir_camera = "/dev/video2"                # Linux board: the V4L2 IR camera (GREY or YUYV)
 //! # sim_people_dir = "/path/to/people"       # sim board: <N>.jpg = person N, empty.jpg
@@ -18,12 +19,16 @@
 //! still starts: the face feature is only loaded when asked for, and even
 //! then a missing model only turns face unlock off (the lock keeps working).
 //!
-//! Liveness fails closed at every step: `liveness = "ir"` without an IR
-//! source for the board is refused at start-up ([`FaceConfig::validate`]
-//! for the table, [`FaceConfig::check_board`] for the board), an IR source
-//! with `liveness = "none"` is refused too (it would look like protection
-//! that is not there), and at run time a missing IR frame refuses the
-//! face (see `biometrics::face::liveness`).
+//! Liveness fails closed at every step: face unlock never runs without a
+//! liveness check unless the table says so twice (`liveness = "none"` and
+//! `allow_without_liveness = true`, issue 13: a printed photo of an
+//! enrolled person would open the door), and the daemon then logs a
+//! warning at every start; `liveness = "ir"` without an IR source for the
+//! board is refused at start-up ([`FaceConfig::validate`] for the table,
+//! [`FaceConfig::check_board`] for the board), an IR source with
+//! `liveness = "none"` is refused too (it would look like protection that
+//! is not there), and at run time a missing IR frame refuses the face
+//! (see `biometrics::face::liveness`).
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -45,11 +50,14 @@ pub struct FaceConfig {
     pub attempt_budget_ms: u64,
     /// How long an enrolment may take before it fails, seconds.
     pub enrol_timeout_s: u64,
-    /// Liveness source. `none` (default): **a photo of an enrolled user
-    /// may unlock.** `ir`: the IR-reflectance check on a frame from
-    /// `ir_camera` (Linux board) or `sim_ir_dir` (sim board); refused
-    /// without one.
+    /// Liveness source. `ir` (default): the IR-reflectance check on a frame
+    /// from `ir_camera` (Linux board) or `sim_ir_dir` (sim board); refused
+    /// without one. `none`: **a photo of an enrolled user may unlock**;
+    /// accepted only with `allow_without_liveness = true`.
     pub liveness: LivenessMode,
+    /// The explicit, logged consent to run face unlock with
+    /// `liveness = "none"` (issue 13 item 8). Default `false`.
+    pub allow_without_liveness: bool,
     /// Start a recognition attempt when the camera sees motion (someone
     /// walking up), as well as on a keypad touch.
     pub motion_trigger: bool,
@@ -78,7 +86,8 @@ impl Default for FaceConfig {
             threshold: DEFAULT_MATCH_THRESHOLD,
             attempt_budget_ms: 3000,
             enrol_timeout_s: 60,
-            liveness: LivenessMode::Off,
+            liveness: LivenessMode::Ir,
+            allow_without_liveness: false,
             motion_trigger: true,
             sim_people_dir: None,
             ir_camera: None,
@@ -139,6 +148,15 @@ impl FaceConfig {
                         "face.liveness",
                         "\"ir\"".into(),
                         "needs an IR source: set `face.ir_camera` (Linux board) or `face.sim_ir_dir` (sim board), or use \"none\" (a photo may pass)",
+                    )
+                }
+                LivenessMode::Off if !has_ir && !self.allow_without_liveness => {
+                    return bad(
+                        "face.liveness",
+                        "\"none\"".into(),
+                        "face unlock without a liveness check lets a printed photo of an enrolled person open the door; \
+                         give the board an IR source and use \"ir\", or accept the risk knowingly with \
+                         `face.allow_without_liveness = true`",
                     )
                 }
                 LivenessMode::Off if has_ir => {
@@ -230,7 +248,8 @@ mod tests {
         let c: FaceConfig = toml::from_str("").expect("empty table");
         assert_eq!(c, FaceConfig::default());
         assert!(!c.enabled);
-        assert_eq!(c.liveness, LivenessMode::Off);
+        assert_eq!(c.liveness, LivenessMode::Ir);
+        assert!(!c.allow_without_liveness);
         assert_eq!(c.threshold, DEFAULT_MATCH_THRESHOLD);
         assert_eq!(c.validate(), Ok(()));
     }
@@ -251,7 +270,10 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_key() {
-        let cases: [(&str, &str); 9] = [
+        let cases: [(&str, &str); 11] = [
+            // Issue 13 item 8: never without a liveness check by default.
+            ("enabled = true", "face.liveness"),
+            ("enabled = true\nliveness = \"none\"", "face.liveness"),
             ("threshold = 1.5", "face.threshold"),
             ("threshold = nan", "face.threshold"),
             ("attempt_budget_ms = 10", "face.attempt_budget_ms"),
@@ -260,11 +282,11 @@ mod tests {
             ("ir_camera = \"\"", "face.ir_camera"),
             ("sim_ir_dir = \"\"", "face.sim_ir_dir"),
             (
-                "enabled = true\nir_camera = \"/dev/video2\"",
+                "enabled = true\nliveness = \"none\"\nallow_without_liveness = true\nir_camera = \"/dev/video2\"",
                 "face.ir_camera",
             ),
             (
-                "enabled = true\nsim_ir_dir = \"/tmp/ir\"",
+                "enabled = true\nliveness = \"none\"\nallow_without_liveness = true\nsim_ir_dir = \"/tmp/ir\"",
                 "face.sim_ir_dir",
             ),
         ];
@@ -272,6 +294,20 @@ mod tests {
             let c: FaceConfig = toml::from_str(text).expect(text);
             assert_eq!(c.validate().map_err(|e| e.key), Err(key), "{text}");
         }
+    }
+
+    #[test]
+    fn no_liveness_needs_the_explicit_consent() {
+        let c: FaceConfig =
+            toml::from_str("enabled = true\nliveness = \"none\"\nallow_without_liveness = true")
+                .expect("parses");
+        assert_eq!(c.validate(), Ok(()));
+        // The consent does not turn an IR source off silently.
+        let c: FaceConfig = toml::from_str(
+            "enabled = true\nliveness = \"none\"\nallow_without_liveness = true\nsim_ir_dir = \"/tmp/ir\"",
+        )
+        .expect("parses");
+        assert_eq!(c.validate().map_err(|e| e.key), Err("face.sim_ir_dir"));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! What the model file was found to be (by loading and running it): input
 //! `input`, 1×3×112×112 f32, NCHW, **RGB**, `(x − 127.5) / 127.5`; one
 //! output of 1×128 (not normalised). RGB order was checked against BGR on
-//! the shared photos (`tests/face_accuracy.rs` prints both): RGB gives a
+//! the shared photos (`tests/it/face_accuracy.rs` prints both): RGB gives a
 //! same-vs-different gap of 0.38, BGR 0.25, so RGB is what the model was
 //! trained on. `/127.5` vs `/128` differ by 0.4 % in scale, which the L2
 //! normalisation all but removes; it was not tested separately.

@@ -27,7 +27,7 @@
 //!
 //! # Threshold
 //!
-//! [`DEFAULT_MATCH_THRESHOLD`] comes from `tests/face_accuracy.rs` on the
+//! [`DEFAULT_MATCH_THRESHOLD`] comes from `tests/it/face_accuracy.rs` on the
 //! shared photos (5 people, 11 photos, 55 pairs): same-person pairs scored
 //! 0.52–0.76, different-person pairs −0.19–0.14 (that test prints the
 //! table). 0.35 sits in the gap: 0.174 below the worst same-person pair and
@@ -132,7 +132,7 @@ fn parse_model(path: &Path) -> Result<InferenceModel, FaceError> {
             path: path.to_path_buf(),
         });
     }
-    let model = tract_onnx::onnx()
+    let model = onnx()
         .model_for_path(path)
         .map_err(|e| FaceError::load(path, e))?;
     let n_inputs = model

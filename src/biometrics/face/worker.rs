@@ -60,10 +60,11 @@ use crate::biometrics::face::{
     SceneMemo, SpoofReason,
 };
 use crate::board::frames::{Frame, FrameRing};
-use crate::board::{DeviceError, FaceSource, OrderedSender};
+use crate::board::{DeviceError, FaceSource};
 use crate::core::input::{EnrolFailure, EnrolStep, FaceFix, FacePose, ModuleReport};
 use crate::core::types::Modality;
 use crate::core::{Input, ModuleCmd};
+use crate::link::OrderedSender;
 
 /// The templates recognition matches against: `(slot, template)`.
 pub type FaceTemplates = Arc<Vec<(u16, FaceTemplate)>>;
@@ -130,10 +131,10 @@ impl FacePipeline for FaceRecognizer {
     }
 }
 
-/// Why an IR source gave no frame.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why an IR source gave no frame: the source's own error.
+#[derive(Debug, thiserror::Error)]
 #[error("no IR frame: {0}")]
-pub struct IrFrameError(pub String);
+pub struct IrFrameError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
 
 /// A camera that sees the door in near-IR, beside the RGB camera with the
 /// same field of view (`biometrics::face::liveness` has the physics and the
@@ -146,7 +147,7 @@ pub trait IrSource: Send + Sync + 'static {
 
 impl IrSource for crate::board::sim::camera::SimIrCamera {
     fn grab(&self) -> Result<Arc<GrayImage>, IrFrameError> {
-        crate::board::sim::camera::SimIrCamera::grab(self).map_err(|e| IrFrameError(e.to_string()))
+        crate::board::sim::camera::SimIrCamera::grab(self).map_err(|e| IrFrameError(Box::new(e)))
     }
 }
 
@@ -155,7 +156,7 @@ impl IrSource for crate::board::linux::ir_camera::V4l2IrCamera {
     fn grab(&self) -> Result<Arc<GrayImage>, IrFrameError> {
         crate::board::linux::ir_camera::V4l2IrCamera::grab(self)
             .map(Arc::new)
-            .map_err(|e| IrFrameError(e.to_string()))
+            .map_err(|e| IrFrameError(Box::new(e)))
     }
 }
 
@@ -530,12 +531,12 @@ impl Worker {
                 },
             };
             let p = pipeline.clone();
-            let observed = tokio::task::spawn_blocking(move || -> Result<_, String> {
-                let rgb = frame.to_rgb().map_err(|e| e.to_string())?;
-                p.observe(&rgb).map_err(|e| e.to_string())
+            let observed = tokio::task::spawn_blocking(move || -> Result<_, FrameLookError> {
+                let rgb = frame.to_rgb()?;
+                Ok(p.observe(&rgb)?)
             })
             .await
-            .map_err(|e| e.to_string())
+            .map_err(FrameLookError::Worker)
             .and_then(|r| r);
             let faces = match observed {
                 Ok(f) => f,
@@ -582,6 +583,17 @@ struct Look {
     matched: Option<Matched>,
 }
 
+/// Why one camera frame gave no observation (the frame is skipped).
+#[derive(Debug, thiserror::Error)]
+enum FrameLookError {
+    #[error("{0}")]
+    Frame(#[from] crate::board::frames::FrameError),
+    #[error("{0}")]
+    Face(#[from] FaceError),
+    #[error("face worker failed: {0}")]
+    Worker(#[source] tokio::task::JoinError),
+}
+
 /// The face that matched, where it is, in a frame of which size.
 #[derive(Debug, Clone, Copy)]
 struct Matched {
@@ -598,13 +610,11 @@ async fn look(
     frame: Arc<Frame>,
     templates: FaceTemplates,
     mut memo: SceneMemo,
-) -> (Result<Look, String>, SceneMemo) {
+) -> (Result<Look, FrameLookError>, SceneMemo) {
     let joined = tokio::task::spawn_blocking(move || {
         let looked = (|| {
-            let rgb = frame.to_rgb().map_err(|e| e.to_string())?;
-            let faces = pipeline
-                .observe_still(&rgb, &mut memo)
-                .map_err(|e| e.to_string())?;
+            let rgb = frame.to_rgb()?;
+            let faces = pipeline.observe_still(&rgb, &mut memo)?;
             let threshold = pipeline.threshold();
             let matched = best_match_face(&faces, &templates, threshold).map(|(slot, i)| Matched {
                 slot,
@@ -621,10 +631,8 @@ async fn look(
     .await;
     match joined {
         Ok(r) => r,
-        Err(e) => (
-            Err(format!("face worker panicked: {e}")),
-            SceneMemo::default(),
-        ),
+        // The memo went down with the task: start the next frame afresh.
+        Err(e) => (Err(FrameLookError::Worker(e)), SceneMemo::default()),
     }
 }
 
@@ -711,7 +719,7 @@ mod tests {
     #[tokio::test]
     async fn missing_models_answer_with_a_fault() {
         let (tx, mut rx) = mpsc::channel(8);
-        let reports = OrderedSender::spawn(crate::board::InputSender::new(tx));
+        let reports = OrderedSender::spawn(crate::link::InputSender::new(tx));
         let (_t, templates) = watch::channel(FaceTemplates::default());
         let mut svc = FaceService::spawn(
             FaceServiceConfig::new(PathBuf::from("/nonexistent/models")),

@@ -12,12 +12,13 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
+use super::pairing::Pairing;
 use super::{self as fp, EnrollStep, FingerprintError, ModuleCode, Reconciliation};
 use crate::biometrics::adapter::{
     spawn, spawn_connecting, AdapterConfig, Connecting, ModuleAdapter, Read, ReadError, Reader,
     ReportSink, Steps,
 };
-use crate::core::input::{EnrolFailure, EnrolStep};
+use crate::core::input::{EnrolFailure, EnrolStep, ModuleReport};
 use crate::core::types::Modality;
 
 /// Start the adapter for a fingerprint driver (already connected).
@@ -40,7 +41,7 @@ pub fn spawn_fingerprint(
 /// stops and its commands are refused as
 /// [`DeviceError::Unavailable`](crate::board::DeviceError::Unavailable).
 pub fn spawn_fingerprint_connecting(
-    connect: Connecting<Box<dyn fp::FingerprintModule>>,
+    connect: Connecting<Box<dyn fp::FingerprintModule>, FingerprintError>,
     config: AdapterConfig,
     sink: Arc<dyn ReportSink>,
 ) -> ModuleAdapter {
@@ -60,6 +61,55 @@ pub fn spawn_fingerprint_connecting(
     )
 }
 
+/// Opens one session with the module under a [`Pairing`] (see
+/// `fingerprint/pairing.rs`): the board's UART, the sim's link.
+pub type PairedOpener =
+    Box<dyn FnMut(Pairing) -> Connecting<Box<dyn fp::FingerprintModule>, FingerprintError> + Send>;
+
+/// Like [`spawn_fingerprint_connecting`], with the lock's module password
+/// (issue 13 item 7). A module that does not know it is reported once as
+/// [`ModuleReport::Untrusted`] (the engine's module fault, swap alarm and
+/// owner notice) and is never read or enrolled: the connection waits, and
+/// only an administrator's [`ModuleCmd::Pair`](crate::core::ModuleCmd::Pair)
+/// tries again, adopting a factory-fresh module and nothing else.
+pub fn spawn_fingerprint_paired(
+    mut open: PairedOpener,
+    first: Pairing,
+    config: AdapterConfig,
+    sink: Arc<dyn ReportSink>,
+) -> ModuleAdapter {
+    let repair = Arc::new(tokio::sync::Notify::new());
+    let waiting = repair.clone();
+    let report = sink.clone();
+    let connect: Connecting<Box<dyn fp::FingerprintModule>, FingerprintError> =
+        Box::pin(async move {
+            let mut pairing = first;
+            loop {
+                match open(pairing).await {
+                    Err(e @ FingerprintError::ForeignModule) => {
+                        // Registered before the report, so a re-pair that
+                        // follows it at once is not missed.
+                        let woken = waiting.notified();
+                        tokio::pin!(woken);
+                        woken.as_mut().enable();
+                        tracing::error!(error = %e, "fingerprint module refused");
+                        report.report(ModuleReport::Untrusted {
+                            modality: Modality::Fingerprint,
+                            detail: e.to_string(),
+                        });
+                        woken.await;
+                        tracing::info!(
+                            "administrator re-pair: trying the fingerprint module again"
+                        );
+                        pairing = Pairing::AdoptFactory;
+                    }
+                    other => return other,
+                }
+            }
+        });
+    spawn_fingerprint_connecting(connect, config, sink).with_repair(repair)
+}
+
 /// The adapter's view of an R30x driver.
 struct FingerReader {
     module: Box<dyn fp::FingerprintModule>,
@@ -77,6 +127,7 @@ fn finger_link_error(e: &FingerprintError) -> bool {
             | FingerprintError::Frame { .. }
             | FingerprintError::Protocol { .. }
             | FingerprintError::ModuleReset
+            | FingerprintError::ForeignModule
             | FingerprintError::Module {
                 code: ModuleCode::PacketError
                     | ModuleCode::HardwareError
@@ -110,6 +161,11 @@ impl Reader for FingerReader {
     const MODALITY: Modality = Modality::Fingerprint;
     const TRACKS_PRESENCE: bool = true;
     const INTERRUPTIBLE_READ: bool = false;
+    type Error = FingerprintError;
+
+    fn untrusted(e: &FingerprintError) -> bool {
+        matches!(e, FingerprintError::ForeignModule)
+    }
 
     fn enrol<'a>(
         &'a mut self,
@@ -139,7 +195,7 @@ impl Reader for FingerReader {
         })
     }
 
-    fn read(&mut self) -> BoxFuture<'_, Result<Read, ReadError>> {
+    fn read(&mut self) -> BoxFuture<'_, Result<Read, ReadError<FingerprintError>>> {
         Box::pin(async move {
             match self.module.identify().await {
                 Ok(Some(m)) => Ok(Read::Match(m.slot)),
@@ -148,25 +204,25 @@ impl Reader for FingerReader {
                 Err(e) if finger_quality(&e) => Ok(Read::Unreadable),
                 Err(e) => Err(ReadError {
                     link: finger_link_error(&e),
-                    detail: e.to_string(),
+                    error: e,
                 }),
             }
         })
     }
 
-    fn delete(&mut self, slot: u16) -> BoxFuture<'_, Result<(), String>> {
-        Box::pin(async move { self.module.delete(slot).await.map_err(|e| e.to_string()) })
+    fn delete(&mut self, slot: u16) -> BoxFuture<'_, Result<(), FingerprintError>> {
+        Box::pin(async move { self.module.delete(slot).await })
     }
 
-    fn wipe(&mut self) -> BoxFuture<'_, Result<(), String>> {
-        Box::pin(async move { self.module.empty().await.map_err(|e| e.to_string()) })
+    fn wipe(&mut self) -> BoxFuture<'_, Result<(), FingerprintError>> {
+        Box::pin(async move { self.module.empty().await })
     }
 
-    fn slots(&mut self) -> BoxFuture<'_, Result<BTreeSet<u16>, String>> {
-        Box::pin(async move { self.module.slots().await.map_err(|e| e.to_string()) })
+    fn slots(&mut self) -> BoxFuture<'_, Result<BTreeSet<u16>, FingerprintError>> {
+        Box::pin(async move { self.module.slots().await })
     }
 
-    fn abort(&mut self) -> BoxFuture<'_, Result<(), String>> {
+    fn abort(&mut self) -> BoxFuture<'_, Result<(), FingerprintError>> {
         // An R30x runs one instruction at a time and nothing in the
         // background: a dropped enrolment leaves at most a late reply.
         // Let it arrive, so the driver drains it before its next request
@@ -181,11 +237,7 @@ impl Reader for FingerReader {
     fn reconcile<'a>(
         &'a mut self,
         db: &'a BTreeSet<u16>,
-    ) -> BoxFuture<'a, Result<Reconciliation, String>> {
-        Box::pin(async move {
-            fp::reconcile_module(&mut *self.module, db)
-                .await
-                .map_err(|e| e.to_string())
-        })
+    ) -> BoxFuture<'a, Result<Reconciliation, FingerprintError>> {
+        Box::pin(async move { fp::reconcile_module(&mut *self.module, db).await })
     }
 }

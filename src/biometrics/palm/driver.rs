@@ -261,6 +261,12 @@ pub struct Palm<S> {
     unfinished: bool,
 }
 
+impl<S> std::fmt::Debug for Palm<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Palm").finish_non_exhaustive()
+    }
+}
+
 const READ_CHUNK: usize = 128;
 
 impl<S> Palm<S>

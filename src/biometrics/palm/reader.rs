@@ -34,7 +34,7 @@ pub fn spawn_palm(
 /// Like [`spawn_palm`], connecting first in the task (see
 /// [`spawn_fingerprint_connecting`]).
 pub fn spawn_palm_connecting(
-    connect: Connecting<Box<dyn palm::PalmModule>>,
+    connect: Connecting<Box<dyn palm::PalmModule>, PalmError>,
     config: AdapterConfig,
     sink: Arc<dyn ReportSink>,
 ) -> ModuleAdapter {
@@ -74,6 +74,7 @@ impl Reader for PalmReader {
     const MODALITY: Modality = Modality::Palm;
     const TRACKS_PRESENCE: bool = false;
     const INTERRUPTIBLE_READ: bool = true;
+    type Error = PalmError;
 
     fn enrol<'a>(
         &'a mut self,
@@ -101,7 +102,7 @@ impl Reader for PalmReader {
         })
     }
 
-    fn read(&mut self) -> BoxFuture<'_, Result<Read, ReadError>> {
+    fn read(&mut self) -> BoxFuture<'_, Result<Read, ReadError<PalmError>>> {
         Box::pin(async move {
             match self.module.identify().await {
                 Ok(Some(m)) => Ok(Read::Match(m.id)),
@@ -113,13 +114,13 @@ impl Reader for PalmReader {
                 }) => Ok(Read::Unreadable),
                 Err(e) => Err(ReadError {
                     link: palm_link_error(&e),
-                    detail: e.to_string(),
+                    error: e,
                 }),
             }
         })
     }
 
-    fn delete(&mut self, slot: u16) -> BoxFuture<'_, Result<(), String>> {
+    fn delete(&mut self, slot: u16) -> BoxFuture<'_, Result<(), PalmError>> {
         Box::pin(async move {
             match self.module.delete(slot).await {
                 // Already gone is what was wanted.
@@ -128,33 +129,33 @@ impl Reader for PalmReader {
                     status: PalmStatus::NotFound,
                     ..
                 }) => Ok(()),
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(e),
             }
         })
     }
 
-    fn wipe(&mut self) -> BoxFuture<'_, Result<(), String>> {
-        Box::pin(async move { self.module.delete_all().await.map_err(|e| e.to_string()) })
+    fn wipe(&mut self) -> BoxFuture<'_, Result<(), PalmError>> {
+        Box::pin(async move { self.module.delete_all().await })
     }
 
-    fn slots(&mut self) -> BoxFuture<'_, Result<BTreeSet<u16>, String>> {
-        Box::pin(async move { self.module.ids().await.map_err(|e| e.to_string()) })
+    fn slots(&mut self) -> BoxFuture<'_, Result<BTreeSet<u16>, PalmError>> {
+        Box::pin(async move { self.module.ids().await })
     }
 
-    fn abort(&mut self) -> BoxFuture<'_, Result<(), String>> {
+    fn abort(&mut self) -> BoxFuture<'_, Result<(), PalmError>> {
         // A dropped Enroll keeps running on the module until aborted.
-        Box::pin(async move { self.module.abort().await.map_err(|e| e.to_string()) })
+        Box::pin(async move { self.module.abort().await })
     }
 
     fn reconcile<'a>(
         &'a mut self,
         db: &'a BTreeSet<u16>,
-    ) -> BoxFuture<'a, Result<Reconciliation, String>> {
+    ) -> BoxFuture<'a, Result<Reconciliation, PalmError>> {
         Box::pin(async move {
-            let found = fp::reconcile(db, &self.module.ids().await.map_err(|e| e.to_string())?);
+            let found = fp::reconcile(db, &self.module.ids().await?);
             for &id in &found.unknown_in_module {
                 tracing::warn!(id, "clearing palm id unknown to the database");
-                self.module.delete(id).await.map_err(|e| e.to_string())?;
+                self.module.delete(id).await?;
             }
             Ok(found)
         })

@@ -31,6 +31,12 @@ pub struct Mcp3008<SPI> {
     spi: SPI,
 }
 
+impl<SPI> std::fmt::Debug for Mcp3008<SPI> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mcp3008").finish_non_exhaustive()
+    }
+}
+
 impl<SPI: SpiDevice> Mcp3008<SPI> {
     pub fn new(spi: SPI) -> Self {
         Mcp3008 { spi }

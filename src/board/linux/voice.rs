@@ -42,6 +42,15 @@ pub enum VoiceError {
     Stopped,
 }
 
+/// Why a prompt's WAV asset could not be used (logged once per asset).
+#[derive(Debug, thiserror::Error)]
+enum AssetError {
+    #[error("cannot read it: {0}")]
+    Read(#[source] std::io::Error),
+    #[error("not a usable WAV file: {0}")]
+    Wav(#[source] crate::board::drivers::prompts::WavError),
+}
+
 enum Cmd {
     Say(Vec<String>, Instant),
     Stop,
@@ -72,6 +81,12 @@ pub enum PlaybackEvent {
 pub struct AlsaVoice {
     tx: mpsc::Sender<Cmd>,
     thread: Option<thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for AlsaVoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AlsaVoice").finish_non_exhaustive()
+    }
 }
 
 impl AlsaVoice {
@@ -160,8 +175,8 @@ impl Player {
         }
         let path = self.assets.join(format!("{name}.wav"));
         let loaded = std::fs::read(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|b| parse_wav(&b).map_err(|e| e.to_string()));
+            .map_err(AssetError::Read)
+            .and_then(|b| parse_wav(&b).map_err(AssetError::Wav));
         let pcm = match loaded {
             Ok(mut p) => {
                 apply_volume(&mut p.samples, self.volume);

@@ -27,10 +27,11 @@ use tokio::sync::watch;
 
 use super::camera::SceneControl;
 use super::ModuleSlots;
-use crate::board::{Camera, FaceSource, FingerprintModule, OrderedSender, PalmModule};
+use crate::board::{Camera, FaceSource, FingerprintModule, PalmModule};
 use crate::core::input::ModuleReport;
 use crate::core::types::Modality;
 use crate::core::Input;
+use crate::link::OrderedSender;
 
 /// What the sim board takes from outside; `Default` simulates everything.
 #[derive(Default)]
@@ -64,6 +65,12 @@ pub struct SimFace {
     pub scene: SceneControl,
 }
 
+impl std::fmt::Debug for SimFace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimFace").finish_non_exhaustive()
+    }
+}
+
 /// Builds the outside modules, given where their reports go.
 pub type BuildModules = Box<dyn FnOnce(SimReports) -> OutsideModules + Send>;
 
@@ -73,6 +80,12 @@ pub struct OutsideModules {
     pub fingerprint: Box<dyn FingerprintModule>,
     pub palm: Box<dyn PalmModule>,
     pub hands: Arc<dyn SimHands>,
+}
+
+impl std::fmt::Debug for OutsideModules {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutsideModules").finish_non_exhaustive()
+    }
 }
 
 /// The person at the simulated lock, as outside modules see them.

@@ -86,6 +86,12 @@ pub struct GpioOutput {
     line: Box<dyn OutputLine>,
 }
 
+impl std::fmt::Debug for GpioOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpioOutput").finish_non_exhaustive()
+    }
+}
+
 impl GpioOutput {
     /// Request `line` as an output, initially inactive (a motor input, an
     /// LED or a buzzer starts off), from the board file's GPIO provider.
@@ -133,6 +139,14 @@ pub struct GpioInputs {
     /// edge tasks, aborted on drop; rppal pins with their interrupt
     /// threads).
     _watchers: Box<dyn Send>,
+}
+
+impl std::fmt::Debug for GpioInputs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpioInputs")
+            .field("initial", &self.initial)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Every input signal with the board-file key and line that carry it.
@@ -210,14 +224,12 @@ mod tests {
     #[tokio::test]
     async fn each_provider_refuses_a_missing_line_naming_the_key() {
         let e = GpioOutput::request_with(GpioProvider::Cdev, "outputs.buzzer", &line("NO_LINE"))
-            .err()
-            .expect("no such line")
+            .expect_err("no such line")
             .to_string();
         assert!(e.contains("outputs.buzzer") && e.contains("NO_LINE"), "{e}");
 
         let e = GpioOutput::request_with(GpioProvider::Rppal, "outputs.buzzer", &line("GPIO17"))
-            .err()
-            .expect("not a Pi")
+            .expect_err("not a Pi")
             .to_string();
         #[cfg(feature = "board-rpi")]
         assert!(e.contains("outputs.buzzer") && e.contains("GPIO17"), "{e}");
@@ -238,8 +250,7 @@ mod tests {
             external_power: l,
         };
         let e = GpioInputs::request_with(GpioProvider::Rppal, &inputs)
-            .err()
-            .expect("not a Pi")
+            .expect_err("not a Pi")
             .to_string();
         #[cfg(feature = "board-rpi")]
         assert!(

@@ -33,7 +33,8 @@ inherit cargo cargo-update-recipe-crates pkgconfig systemd useradd features_chec
 REQUIRED_DISTRO_FEATURES = "systemd"
 
 # Cargo features. "face" = face recognition (tract, pure Rust);
-# "board-linux" = GPIO/SPI/evdev/ALSA/V4L2/BlueZ backends; "board-rpi" adds
+# "board-linux" = GPIO/SPI/evdev/ALSA/V4L2/BlueZ backends and the Matter
+# node (feature "matter", pure Rust); "board-rpi" adds
 # Raspberry Pi GPIO. Without board-linux the image runs the simulated board.
 # board-linux builds against ALSA and libdbus (BlueZ client) and needs clang
 # for the V4L2 bindings (clang-native comes from meta-clang).
@@ -44,6 +45,13 @@ PACKAGECONFIG[board-rpi] = "--features=board-rpi"
 
 # Board pin map installed as /etc/latchd/board.toml: config/board-${LATCHD_BOARD}.toml.
 LATCHD_BOARD ??= "example"
+
+# Where the device key rests ([key] storage in latchd.toml): "tpm2" (a
+# systemd credential only the board's TPM 2.0 opens; needs the TPM drivers,
+# MACHINE_FEATURES "tpm2", and systemd's tpm2 PACKAGECONFIG, both set by this
+# layer), "host" (systemd's host key: boards without a TPM) or "file"
+# (development only: a plain key file a flash dump reveals).
+LATCHD_KEY_STORAGE ??= "tpm2"
 
 # Cargo.toml says rust-version = "1.95": refuse early, with the way out,
 # rather than fail deep inside do_compile.
@@ -62,20 +70,35 @@ do_compile() {
     oe_cargo_build --no-default-features ${PACKAGECONFIG_CONFARGS}
 }
 
+# The cargo class's do_install puts every binary of the build in ${bindir}:
+# latchd, latchctl and latchd-coast (run by latchd.service's ExecStopPost=
+# so the motor coasts however the daemon ended; docs/motor-safety.md).
 do_install:append() {
+    test -x ${D}${bindir}/latchd-coast || bbfatal "latchd-coast is not installed: latchd.service's ExecStopPost= needs it"
     install -d ${D}${sysconfdir}/latchd
     # The documented defaults, but on the real board: board = "linux" with
     # the installed board file (as shipped the file selects the sim board).
     sed -e 's,^board = "sim"$,board = "linux",' \
         -e 's,^# board_file = ".*/latchd/board.toml"$,board_file = "${sysconfdir}/latchd/board.toml",' \
+        -e 's,^storage = "file"$,storage = "${LATCHD_KEY_STORAGE}",' \
         ${S}/config/latchd.toml > ${D}${sysconfdir}/latchd/latchd.toml
     chmod 0644 ${D}${sysconfdir}/latchd/latchd.toml
     install -m 0644 ${S}/config/board-${LATCHD_BOARD}.toml ${D}${sysconfdir}/latchd/board.toml
 
     install -d ${D}${systemd_system_unitdir}
-    sed -e 's,/usr/bin/,${bindir}/,g' ${S}/systemd/latchd.service \
-        > ${D}${systemd_system_unitdir}/latchd.service
-    chmod 0644 ${D}${systemd_system_unitdir}/latchd.service
+    for unit in latchd.service latchd-key.service; do
+        sed -e 's,/usr/bin/,${bindir}/,g' ${S}/systemd/$unit > ${D}${systemd_system_unitdir}/$unit
+        chmod 0644 ${D}${systemd_system_unitdir}/$unit
+    done
+    if [ "${LATCHD_KEY_STORAGE}" = "file" ]; then
+        # No credential to load: the daemon keeps its own key file.
+        install -d ${D}${systemd_system_unitdir}/latchd.service.d
+        printf '[Service]\nLoadCredentialEncrypted=\n' \
+            > ${D}${systemd_system_unitdir}/latchd.service.d/key-file.conf
+    fi
+
+    install -d ${D}${nonarch_libdir}/tmpfiles.d
+    install -m 0644 ${S}/systemd/latchd.tmpfiles ${D}${nonarch_libdir}/tmpfiles.d/latchd.conf
 
     install -d ${D}${nonarch_libdir}/sysusers.d
     install -m 0644 ${S}/systemd/latchd.sysusers ${D}${nonarch_libdir}/sysusers.d/latchd.conf
@@ -103,7 +126,7 @@ USERADD_PARAM:${PN} = "--system --home-dir ${localstatedir}/lib/latchd --no-crea
                        --shell ${base_sbindir}/nologin --user-group \
                        --groups gpio,spi,dialout,video,audio,input,bluetooth latchd"
 
-SYSTEMD_SERVICE:${PN} = "latchd.service"
+SYSTEMD_SERVICE:${PN} = "latchd.service latchd-key.service"
 SYSTEMD_AUTO_ENABLE:${PN} = "enable"
 
 # No BBCLASSEXTEND: a daemon for the target board only; a native or SDK
@@ -113,6 +136,8 @@ FILES:${PN} += "\
     ${datadir}/dbus-1/system.d/org.latchd.conf \
     ${nonarch_base_libdir}/udev/rules.d/60-latchd.rules \
     ${nonarch_libdir}/sysusers.d/latchd.conf \
+    ${nonarch_libdir}/tmpfiles.d/latchd.conf \
+    ${systemd_system_unitdir}/latchd.service.d \
 "
 CONFFILES:${PN} = "${sysconfdir}/latchd/latchd.toml ${sysconfdir}/latchd/board.toml"
 

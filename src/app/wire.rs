@@ -1,0 +1,453 @@
+//! The wire's mirror of the lock's own types: what the app sees of a
+//! core type, in one place, with the explicit conversions from core.
+//!
+//! ```text
+//!   core (src/core)                         wire (this module)            conversion
+//!   AppKey + AppKeyRole                 ─►  Principal                     principal(&AppKey)
+//!   Principal (engine)                  ◄─  AppKey                        engine_principal(&AppKey)
+//!   Role                                ◄►  Role                          Role::from_core / to_core
+//!   Settings                            ─►  Settings                      settings(&Settings)
+//!   Status (LockState, BoltPosition,    ─►  StatusReport (LockState,      status_report(&Status)
+//!     DoorPosition, WifiStatus, alarms)       BoltState, DoorState, WifiStatus, Alarms)
+//!   Method                              ─►  UnlockMethod                  unlock_method(Method)
+//!   AlarmKind                           ─►  AlarmKind (no jam)            alarm_kind(AlarmKind)
+//!   Event (EventKind)                   ─►  EventEntry (EventKind)        event_entry(id, &Event)
+//! ```
+//!
+//! The wire types are deliberately smaller than core's: the app needs no
+//! jam alarm in an event (the status report shows it), no prompt or menu
+//! event, and a duress unlock must look like any passcode unlock to
+//! whoever holds the phone (B-6.9). Importers write `wire::LockState`;
+//! the same names in `core` stay what the engine means.
+use super::crypto::KeyId;
+use crate::core::event::{self, Event};
+use crate::core::input::{BoltPosition, DoorPosition};
+use crate::core::lock;
+use crate::core::time::{Validity, WallTime};
+use crate::core::types::{self, AppKey, AppKeyRole, Method};
+use crate::core::Status;
+
+/// Who sent an authenticated request: the principal bound to the stored key
+/// the session was made from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Principal {
+    /// An owner key, bound to an administrator user (B-5).
+    Owner {
+        /// The app key.
+        key_id: KeyId,
+        /// The administrator the key acts as.
+        admin_user: u16,
+    },
+    /// A guest BLE key with a validity window (B-6.6).
+    Guest {
+        /// The guest key.
+        key_id: KeyId,
+        /// First second the key works (inclusive).
+        valid_from: WallTime,
+        /// First second the key no longer works (exclusive).
+        valid_until: WallTime,
+    },
+}
+
+impl Principal {
+    /// The key id.
+    pub fn key_id(&self) -> KeyId {
+        match self {
+            Principal::Owner { key_id, .. } | Principal::Guest { key_id, .. } => *key_id,
+        }
+    }
+}
+
+/// A user's role (B-4.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Unlock + menu.
+    Administrator,
+    /// Unlock only.
+    User,
+}
+
+/// All settings, as read back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// Auto-lock countdown in seconds; `None` = off.
+    pub auto_lock_secs: Option<u16>,
+    /// Lockout protection.
+    pub lockout_protection: bool,
+    /// Remote unlock.
+    pub remote_unlock: bool,
+    /// Wi-Fi.
+    pub wifi_enabled: bool,
+}
+
+/// Lock state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockState {
+    /// Locked.
+    Locked,
+    /// Unlocked.
+    Unlocked,
+    /// The motor could not complete a move.
+    Jammed,
+    /// Not known (just booted).
+    Unknown,
+}
+
+/// Door sensor state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DoorState {
+    /// Closed.
+    Closed,
+    /// Open.
+    Open,
+    /// Not known.
+    Unknown,
+}
+
+/// Bolt sensor state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BoltState {
+    /// Extended (thrown).
+    Extended,
+    /// Retracted.
+    Retracted,
+    /// Moving.
+    Moving,
+    /// Not known.
+    Unknown,
+}
+
+/// Active alarms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Alarms {
+    /// Tamper alarm (B-10.4).
+    pub tamper: bool,
+    /// Lockout (B-7.1).
+    pub lockout: bool,
+    /// Duress (B-6.9).
+    pub duress: bool,
+    /// Low battery (B-10.1).
+    pub low_battery: bool,
+}
+
+/// Wi-Fi state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WifiStatus {
+    /// Wi-Fi switched on.
+    pub enabled: bool,
+    /// Associated with an access point.
+    pub connected: bool,
+    /// Signal strength when connected.
+    pub rssi_dbm: Option<i8>,
+}
+
+/// The status report (B-9.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusReport {
+    /// Lock state.
+    pub lock: LockState,
+    /// Door state.
+    pub door: DoorState,
+    /// Bolt state.
+    pub bolt: BoltState,
+    /// Battery 0..=100 %.
+    pub battery_percent: u8,
+    /// Wi-Fi.
+    pub wifi: WifiStatus,
+    /// Alarms.
+    pub alarms: Alarms,
+}
+
+/// How a door was unlocked (B-6.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnlockMethod {
+    /// Face.
+    Face,
+    /// Palm vein.
+    Palm,
+    /// Fingerprint.
+    Fingerprint,
+    /// Passcode.
+    Passcode,
+    /// Temporary passcode.
+    TemporaryPasscode,
+    /// Mechanical key.
+    MechanicalKey,
+    /// BLE key.
+    Ble,
+    /// Remote over Wi-Fi.
+    Remote,
+    /// From inside (handle / button).
+    Inside,
+}
+
+/// Alarm kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlarmKind {
+    /// Tamper.
+    Tamper,
+    /// Lockout.
+    Lockout,
+    /// Duress.
+    Duress,
+    /// Low battery.
+    LowBattery,
+}
+
+/// Event kinds (B-9.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// Unlocked by a method.
+    Unlocked(UnlockMethod),
+    /// Locked.
+    Locked,
+    /// A failed verification.
+    VerificationFailed,
+    /// An alarm.
+    Alarm(AlarmKind),
+    /// A setting changed.
+    SettingChanged,
+    /// A user or credential changed.
+    UserChanged,
+    /// The doorbell rang.
+    Doorbell,
+}
+
+/// One event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventEntry {
+    /// Cursor of this event (monotonic per lock); pass as `before`.
+    pub cursor: u64,
+    /// Wall-clock time, if the clock was known.
+    pub at: Option<WallTime>,
+    /// What happened.
+    pub kind: EventKind,
+    /// The user, if any.
+    pub user: Option<u16>,
+}
+
+impl Role {
+    /// The engine's role.
+    pub fn to_core(self) -> types::Role {
+        match self {
+            Role::Administrator => types::Role::Admin,
+            Role::User => types::Role::User,
+        }
+    }
+
+    /// The wire role of an engine role.
+    pub fn from_core(role: types::Role) -> Self {
+        match role {
+            types::Role::Admin => Role::Administrator,
+            types::Role::User => Role::User,
+        }
+    }
+}
+
+impl Principal {
+    /// The engine's principal for this key, given the id the engine
+    /// assigned to the stored key (`AppKey::id`).
+    pub fn to_core(
+        &self,
+        app_key: types::AppKeyId,
+    ) -> Result<crate::core::Principal, super::codec::CommandError> {
+        Ok(match *self {
+            Principal::Owner { admin_user, .. } => crate::core::Principal::Owner {
+                key: app_key,
+                admin: super::request::user_number(admin_user)?,
+            },
+            Principal::Guest {
+                valid_from,
+                valid_until,
+                ..
+            } => crate::core::Principal::Guest {
+                key: app_key,
+                validity: Validity {
+                    from: Some(valid_from),
+                    until: Some(valid_until),
+                },
+            },
+        })
+    }
+}
+
+/// The principal a stored key speaks for on the wire (the role check).
+pub fn principal(key: &AppKey) -> Principal {
+    match key.role {
+        AppKeyRole::Owner { admin } => Principal::Owner {
+            key_id: KeyId::of(&key.public_key),
+            admin_user: admin.get(),
+        },
+        AppKeyRole::Guest => Principal::Guest {
+            key_id: KeyId::of(&key.public_key),
+            valid_from: key.validity.from.unwrap_or(WallTime(i64::MIN)),
+            valid_until: key.validity.until.unwrap_or(WallTime(i64::MAX)),
+        },
+    }
+}
+
+/// The engine's principal for a stored key.
+pub fn engine_principal(key: &AppKey) -> crate::core::Principal {
+    match key.role {
+        AppKeyRole::Owner { admin } => crate::core::Principal::Owner { key: key.id, admin },
+        AppKeyRole::Guest => crate::core::Principal::Guest {
+            key: key.id,
+            validity: key.validity,
+        },
+    }
+}
+
+/// The lock's settings as the app reads them back (B-9.7).
+pub fn settings(s: &types::Settings) -> Settings {
+    Settings {
+        auto_lock_secs: s
+            .auto_lock
+            .map(|d| u16::try_from(d.as_secs()).unwrap_or(u16::MAX)),
+        lockout_protection: s.lockout_protection,
+        remote_unlock: s.remote_unlock,
+        wifi_enabled: s.wifi,
+    }
+}
+
+/// The engine's status as the app's status report (B-9.1).
+pub fn status_report(s: &Status) -> StatusReport {
+    let lock = match s.lock {
+        lock::LockState::Locked => LockState::Locked,
+        lock::LockState::Unlocked => LockState::Unlocked,
+        lock::LockState::Jammed => LockState::Jammed,
+        lock::LockState::Moving | lock::LockState::Unknown => LockState::Unknown,
+    };
+    let bolt = match (s.lock, s.bolt) {
+        (lock::LockState::Moving, _) => BoltState::Moving,
+        (_, BoltPosition::Extended) => BoltState::Extended,
+        (_, BoltPosition::Retracted) => BoltState::Retracted,
+        (_, BoltPosition::Between) => BoltState::Unknown,
+    };
+    let door = match s.door {
+        Some(DoorPosition::Open) => DoorState::Open,
+        Some(DoorPosition::Closed) => DoorState::Closed,
+        None => DoorState::Unknown,
+    };
+    let has = |k: event::AlarmKind| s.active_alarms.contains(&k);
+    StatusReport {
+        lock,
+        door,
+        bolt,
+        battery_percent: s.battery_percent.unwrap_or(0).min(100),
+        wifi: WifiStatus {
+            enabled: s.wifi_enabled,
+            connected: s.wifi_connected,
+            rssi_dbm: s.wifi_rssi.and_then(|r| i8::try_from(r).ok()),
+        },
+        alarms: Alarms {
+            tamper: has(event::AlarmKind::Tamper),
+            lockout: s.lockout_active,
+            duress: has(event::AlarmKind::Duress),
+            low_battery: s.low_battery,
+        },
+    }
+}
+
+/// How the app names an unlock method. A duress unlock looks like any
+/// passcode unlock to whoever holds the phone (B-6.9: the alarm is silent).
+pub fn unlock_method(m: Method) -> UnlockMethod {
+    match m {
+        Method::Face => UnlockMethod::Face,
+        Method::Palm => UnlockMethod::Palm,
+        Method::Fingerprint => UnlockMethod::Fingerprint,
+        Method::Passcode | Method::DuressPasscode => UnlockMethod::Passcode,
+        Method::TempPasscode => UnlockMethod::TemporaryPasscode,
+        Method::MechanicalKey => UnlockMethod::MechanicalKey,
+        Method::Ble => UnlockMethod::Ble,
+        // A Matter controller is remote over Wi-Fi too; the app protocol
+        // has no word of its own for it.
+        Method::Remote | Method::Matter => UnlockMethod::Remote,
+        Method::Inside => UnlockMethod::Inside,
+    }
+}
+
+/// The app's alarm kind; `None` for a jam, which the wire has no event
+/// for (reporting it as tamper would be wrong; the status report shows it).
+pub fn alarm_kind(a: event::AlarmKind) -> Option<AlarmKind> {
+    match a {
+        event::AlarmKind::Tamper => Some(AlarmKind::Tamper),
+        event::AlarmKind::Lockout => Some(AlarmKind::Lockout),
+        event::AlarmKind::Duress => Some(AlarmKind::Duress),
+        event::AlarmKind::LowBattery => Some(AlarmKind::LowBattery),
+        event::AlarmKind::Jam => None,
+        // A module swapped in from outside is tampering with the outside
+        // panel; the wire has no kind of its own for it.
+        event::AlarmKind::ModuleSwap => Some(AlarmKind::Tamper),
+    }
+}
+
+/// A logged event (log id `cursor`) as the app sees it, if it is one the
+/// app shows: prompts, menu steps and the like are not.
+pub fn event_entry(cursor: u64, event: &Event) -> Option<EventEntry> {
+    let (kind, user) = match &event.kind {
+        event::EventKind::Unlocked { method, user } => (
+            EventKind::Unlocked(unlock_method(*method)),
+            user.map(|u| u.get()),
+        ),
+        event::EventKind::Locked { .. } => (EventKind::Locked, None),
+        event::EventKind::VerifyFailed { .. } | event::EventKind::AppRefused { .. } => {
+            (EventKind::VerificationFailed, None)
+        }
+        event::EventKind::AlarmRaised { alarm } => (EventKind::Alarm(alarm_kind(*alarm)?), None),
+        event::EventKind::SettingChanged { .. } | event::EventKind::ClockSet { .. } => {
+            (EventKind::SettingChanged, None)
+        }
+        event::EventKind::UserAdded { user }
+        | event::EventKind::UserDeleted { user }
+        | event::EventKind::CredentialAdded { user, .. }
+        | event::EventKind::CredentialRemoved { user, .. } => {
+            (EventKind::UserChanged, Some(user.get()))
+        }
+        event::EventKind::AppKeyAdded { .. }
+        | event::EventKind::AppKeyRevoked { .. }
+        | event::EventKind::GuestInviteCreated { .. } => (EventKind::UserChanged, None),
+        event::EventKind::Doorbell => (EventKind::Doorbell, None),
+        _ => return None,
+    };
+    Some(EventEntry {
+        cursor,
+        at: event.at,
+        kind,
+        user,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(u: u16) -> types::UserNumber {
+        types::UserNumber::new(u).unwrap()
+    }
+
+    #[test]
+    fn prompts_are_not_app_events_but_unlocks_are() {
+        let ev = |kind| Event {
+            at: Some(WallTime(5)),
+            mono_ms: 0,
+            kind,
+        };
+        assert!(event_entry(
+            9,
+            &ev(event::EventKind::Prompt {
+                prompt: "locked".into()
+            })
+        )
+        .is_none());
+        let e = event_entry(
+            9,
+            &ev(event::EventKind::Unlocked {
+                method: Method::DuressPasscode,
+                user: Some(n(2)),
+            }),
+        )
+        .unwrap();
+        assert_eq!(e.kind, EventKind::Unlocked(UnlockMethod::Passcode));
+        assert_eq!((e.cursor, e.user), (9, Some(2)));
+    }
+}

@@ -1,0 +1,290 @@
+//! Start-up step 5: the services, each reaching the lock only through the
+//! [`Link`].
+//!
+//! ```text
+//!   [dbus] / --dbus ─► dbus::serve(LockBackend(Link), diagnostics, events)   (technicians)
+//!   [wifi] backend ─► wpa_supplicant / NetworkManager on the system bus
+//!        │             (unreachable: logged, NoWifi — the lock works offline)
+//!        ├─► wifi::monitor::run   setting ⇄ radio, link → Input::Wifi
+//!        └─► Reporting wrapper    an Improv join is reported at once
+//!   [ble] enabled ─► ble::gatt::run(Link with a refusal limit, Wi-Fi, lock key, code)
+//!                    (board-linux builds; re-registers after bluetoothd restarts)
+//!   [remote] ─► remote::run(Link, lock key, TLS)          (MQTT; pauses while Wi-Fi is off)
+//!   camera ──► CameraRig::serve: motion trigger, [video] stream
+//!   [lock] timedate_bus ─► timedate: NTPSynchronized ─► Clock (a trusted time source)
+//!   [matter] enabled ─► matter::LinkPort(Link) ─► the node's thread (feature `matter`;
+//!                       Wi-Fi network commissioning over the [wifi] backend)
+//! ```
+//!
+//! None of them failing stops the lock: keypad, biometrics and the
+//! mechanical key need no radio, and diagnostics are for technicians.
+//! Only a bad `[video]` table fails the start (a stream that is not where
+//! the config says would be a silent surprise).
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::camera::CameraRig;
+use super::state::State;
+use super::DaemonError;
+use crate::config::Config;
+use crate::dbus::{BusChoice, DbusHandle, Diagnostics, LockBackend};
+use crate::link::{Clock, Link, Published};
+use crate::remote::{RemoteContext, RemoteStats};
+use crate::wifi::monitor::{self, Reporter, Reporting};
+use crate::wifi::{BackendKind, NoWifi, WifiBackend};
+
+/// The running services; each task ends when the shutdown token is
+/// cancelled (`daemon::shutdown` waits for them in this order).
+#[derive(Debug, Default)]
+pub struct Services {
+    /// The Wi-Fi monitor (when a `[wifi]` backend is configured).
+    pub wifi: Option<JoinHandle<()>>,
+    /// The BLE GATT application (board-linux builds, `[ble]` enabled).
+    pub ble: Option<JoinHandle<()>>,
+    /// MQTT remote access (when `[remote]` names a broker).
+    pub remote: Option<JoinHandle<()>>,
+    /// Its counters (tests, diagnostics).
+    pub remote_stats: Option<Arc<RemoteStats>>,
+    /// The camera's capture, motion trigger and video stream.
+    pub video: Option<JoinHandle<()>>,
+    /// The D-Bus diagnostics service.
+    pub dbus: Option<DbusHandle>,
+    /// The NTP-synchronisation watcher (`[lock] timedate_bus`).
+    pub timedate: Option<JoinHandle<()>>,
+}
+
+/// Issue 13 item 3: whether systemd says the system clock is
+/// NTP-synchronised (`org.freedesktop.timedate1`) feeds the clock, unless
+/// `[lock] timedate_bus = "off"`.
+pub fn timedate(
+    config: &Config,
+    clock: &Clock,
+    shutdown: &CancellationToken,
+) -> Option<JoinHandle<()>> {
+    let bus = config.lock.timedate_bus()?;
+    Some(super::timedate::spawn(bus, clock.clone(), shutdown.clone()))
+}
+
+/// D-Bus diagnostics on `bus`. A bus that cannot be reached is logged:
+/// a lock that refused to run without diagnostics would be worse.
+pub async fn dbus(
+    bus: Option<BusChoice>,
+    link: &Link,
+    diagnostics: watch::Receiver<Diagnostics>,
+) -> Option<DbusHandle> {
+    let bus = bus?;
+    let backend = Arc::new(LockBackend::new(link.clone(), diagnostics.clone()));
+    match crate::dbus::serve(bus, diagnostics, backend, link.events()).await {
+        Ok(h) => Some(h),
+        Err(e) => {
+            tracing::error!("D-Bus diagnostics not available: {e}");
+            None
+        }
+    }
+}
+
+/// The Wi-Fi monitor and the BLE service, as configured; and the Wi-Fi
+/// backend provisioning goes through (Improv, Matter's network
+/// commissioning) when a `[wifi]` backend is configured.
+pub async fn radios(
+    config: &Config,
+    state: &State,
+    link: &Link,
+    shutdown: &CancellationToken,
+) -> (
+    Option<JoinHandle<()>>,
+    Option<JoinHandle<()>>,
+    Option<Arc<dyn WifiBackend>>,
+) {
+    let reporter = Reporter::new(link.inputs().clone());
+    let backend = wifi_backend(config).await;
+    let wifi = (config.wifi.backend != BackendKind::None).then(|| {
+        tokio::spawn(monitor::run(
+            backend.clone(),
+            reporter.clone(),
+            link.published(),
+            |p: &Published| p.engine.wifi_enabled,
+            monitor::DEFAULT_PERIOD,
+            shutdown.clone(),
+        ))
+    });
+    let provisioning: Arc<dyn WifiBackend> = Arc::new(Reporting {
+        inner: backend,
+        reporter,
+    });
+    let ble = if config.ble.enabled {
+        ble(config, state, link, provisioning.clone(), shutdown.clone())
+    } else {
+        None
+    };
+    let provisioning = (config.wifi.backend != BackendKind::None).then_some(provisioning);
+    (wifi, ble, provisioning)
+}
+
+/// The Matter node (issue 18), when `[matter]` enables it: a third app
+/// channel beside BLE and MQTT, on the same [`Link`]. BLE commissioning
+/// needs an adapter handed over here; not wired yet (on-network
+/// commissioning only).
+pub fn matter(
+    config: &Config,
+    state: &State,
+    link: &Link,
+    wifi: Option<Arc<dyn WifiBackend>>,
+    shutdown: &CancellationToken,
+) -> super::matter_port::MatterNode {
+    super::matter_port::MatterNode::start(
+        config,
+        link,
+        &state.engine_config.serial,
+        crate::matter::Radios {
+            ble_adapter: None,
+            wifi,
+        },
+        shutdown.clone(),
+    )
+}
+
+/// After a factory reset: delete the networks the lock configured
+/// (`WifiBackend::forget`). A failure is logged, not fatal: the reset
+/// itself is committed and the restart must not be held up by Wi-Fi.
+pub async fn forget_wifi(config: &Config) {
+    if config.wifi.backend == BackendKind::None {
+        return;
+    }
+    match wifi_backend(config).await.forget().await {
+        Ok(n) => tracing::info!(networks = n, "factory reset: Wi-Fi networks forgotten"),
+        Err(e) => tracing::error!(
+            "factory reset: cannot forget the Wi-Fi networks: {e}; delete the lock's \
+             profile (`latchd <ssid>`) by hand"
+        ),
+    }
+}
+
+/// The configured Wi-Fi backend on the system bus, or none.
+async fn wifi_backend(config: &Config) -> Arc<dyn WifiBackend> {
+    if config.wifi.backend == BackendKind::None {
+        return Arc::new(NoWifi);
+    }
+    match zbus::Connection::system().await {
+        Ok(bus) => Arc::from(crate::wifi::from_config(&config.wifi, bus)),
+        Err(e) => {
+            tracing::error!(
+                "Wi-Fi: cannot reach the system bus for {:?}: {e}; Wi-Fi state and provisioning are off",
+                config.wifi.backend
+            );
+            Arc::new(NoWifi)
+        }
+    }
+}
+
+#[cfg(feature = "board-linux")]
+fn ble(
+    config: &Config,
+    state: &State,
+    link: &Link,
+    wifi: Arc<dyn WifiBackend>,
+    shutdown: CancellationToken,
+) -> Option<JoinHandle<()>> {
+    use crate::ble::gatt::{self, GattConfig, GattDeps};
+    use crate::ble::improv::DeviceInfo;
+    let local_name = gatt::local_name(&state.engine_config.serial);
+    let deps = GattDeps {
+        // Radio range is open to anyone: refusals are rate-limited before
+        // they reach the event log.
+        link: Arc::new(link.with_refusal_limit()),
+        wifi,
+        lock_key: state.lock_key.clone(),
+        code: state.current_code.clone(),
+        device_info: DeviceInfo {
+            firmware: "latchd".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            hardware: config.board.name().into(),
+            device_name: local_name.clone(),
+        },
+    };
+    let gatt_config = GattConfig {
+        adapter: config.ble.adapter().map(str::to_owned),
+        local_name,
+    };
+    Some(tokio::spawn(async move {
+        if let Err(e) = gatt::run(gatt_config, deps, shutdown).await {
+            tracing::error!("BLE service stopped: {e}");
+        }
+    }))
+}
+
+#[cfg(not(feature = "board-linux"))]
+fn ble(
+    _config: &Config,
+    _state: &State,
+    _link: &Link,
+    _wifi: Arc<dyn WifiBackend>,
+    _shutdown: CancellationToken,
+) -> Option<JoinHandle<()>> {
+    tracing::warn!(
+        "BLE: this build has no BlueZ client (built without the `board-linux` feature); \
+         app pairing and Improv Wi-Fi are not available"
+    );
+    None
+}
+
+/// MQTT remote access, when `[remote]` names a broker.
+pub fn remote(
+    state: &State,
+    link: &Link,
+    camera: Option<&CameraRig>,
+    shutdown: &CancellationToken,
+) -> (Option<JoinHandle<()>>, Option<Arc<RemoteStats>>) {
+    let Some((settings, tls)) = state.remote.clone() else {
+        return (None, None);
+    };
+    let snapshots = match camera {
+        Some(rig) if settings.snapshots => Some(rig.snapshots_saved()),
+        None if settings.snapshots => {
+            tracing::warn!(
+                "[remote] publish_snapshots is on but no camera runs ([video] or [face]): nothing to publish"
+            );
+            None
+        }
+        _ => None,
+    };
+    let stats = Arc::new(RemoteStats::default());
+    let task = crate::remote::spawn(
+        RemoteContext {
+            settings,
+            tls,
+            serial: state.engine_config.serial.clone(),
+            firmware: state.engine_config.firmware.clone(),
+            lock_key: state.lock_key.clone(),
+            link: link.clone(),
+            snapshots,
+            stats: stats.clone(),
+        },
+        shutdown.clone(),
+    );
+    (Some(task), Some(stats))
+}
+
+/// The camera's motion trigger and live stream (B-9.2), when configured.
+pub async fn video(
+    config: &Config,
+    camera: Option<CameraRig>,
+    link: &Link,
+    shutdown: &CancellationToken,
+) -> Result<Option<JoinHandle<()>>, DaemonError> {
+    let Some(rig) = camera else {
+        return Ok(None);
+    };
+    let task = rig
+        .serve(
+            config,
+            link.published(),
+            link.inputs().clone(),
+            shutdown.clone(),
+        )
+        .await?;
+    Ok(Some(task))
+}

@@ -1,0 +1,1222 @@
+//! The BLE service end to end.
+//!
+//! * `channel_*` (runs everywhere, no radio): the lock side of the secure
+//!   channel (`app::ChannelConn`) against the real app-side client
+//!   (`app::client`), fragment by fragment at a small ATT MTU, with the real
+//!   engine (the spec harness: pure `Engine`, in-memory store) behind it —
+//!   owner pairing, sessions, guest invite → redemption → unlock only →
+//!   spent code → events paged → revocation.
+//! * `ble_end_to_end_in_vm` (`LATCHD_VM_TESTS=1`, QEMU guest with btvirt):
+//!   the GATT application registered with bluetoothd on `hci0`, the bluer
+//!   client on `hci1` and `latchctl ble`: discovery, pairing refused outside
+//!   pairing mode, pairing in pairing mode, unlock and status, Improv
+//!   refused without pairing mode.
+//! * `daemon_ble_end_to_end_in_vm`: the real `latchd` binary (sim board,
+//!   `[ble]` on hci0, `[wifi] backend = "wpa_supplicant"`) with a
+//!   wpa_supplicant double on the guest's system bus: Improv and pairing
+//!   refused outside pairing mode; SET held over the control socket; Improv
+//!   joins Wi-Fi through the supplicant's D-Bus API and the status report
+//!   shows the link; owner pairs, unlocks, reads events; a guest redeems a
+//!   code over the air and is refused `ListUsers`; bluetoothd restarts and
+//!   the daemon registers again by itself.
+//!
+//! Run: `LATCHD_VM_TESTS=1 cargo test --all-features --test vm vm_ble:: -- --test-threads=1`
+#[path = "../spec/harness.rs"]
+#[allow(unused_imports)]
+mod harness;
+use crate::rig as vm;
+
+use std::sync::{Arc, Mutex};
+
+use latchd::app::client::{self, AppPairing, AppSessionStart, PairingSecret};
+use latchd::app::crypto::StaticKeypair;
+use latchd::app::pairing::{GuestPairingCode, PairingError, VerificationCode};
+use latchd::app::protocol::{fragment, ErrorCode, Reassembler, DEFAULT_IDLE_TIMEOUT};
+use latchd::app::wire::{self, status_report, StatusReport};
+use latchd::app::{
+    ChannelConn, LinkFuture, LockLink, LoggedEvent, Request, Response, StorageError,
+};
+use latchd::core::event::AppRefusal;
+use latchd::core::input::SetPress;
+use latchd::core::time::{Instant, WallTime};
+use latchd::core::types::Persisted;
+use latchd::core::users::AppAccess;
+use latchd::core::{AppCommand, Channel, Input, Principal};
+use rand_core::OsRng;
+
+/// The real engine behind the BLE service.
+struct SimLink {
+    sim: Mutex<harness::Sim>,
+}
+
+impl SimLink {
+    fn installed() -> Arc<SimLink> {
+        Arc::new(SimLink {
+            sim: Mutex::new(harness::Sim::installed()),
+        })
+    }
+    fn hold_set(&self) {
+        self.sim.lock().unwrap().input(Input::Set(SetPress::Long));
+    }
+    /// What the harness's store holds.
+    fn stored(&self) -> Persisted {
+        self.sim.lock().unwrap().store.clone()
+    }
+    /// The registered app keys.
+    fn app_keys(&self) -> Vec<latchd::core::types::AppKey> {
+        self.stored().app_keys
+    }
+}
+
+impl LockLink for SimLink {
+    fn identify(&self) {
+        self.sim.lock().unwrap().input(Input::Identify);
+    }
+    fn pairing_mode(&self) -> bool {
+        self.sim.lock().unwrap().engine.status().pairing_mode
+    }
+    fn app_access(&self) -> Arc<AppAccess> {
+        Arc::new(AppAccess::from_persisted(&self.sim.lock().unwrap().store))
+    }
+    fn persisted(&self) -> LinkFuture<'_, Result<Persisted, StorageError>> {
+        let p = self.sim.lock().unwrap().store.clone();
+        Box::pin(async move { Ok(p) })
+    }
+    /// The harness keeps no event table: its log is numbered from 1 in
+    /// the order the engine logged it, as the store would.
+    fn events_before(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+    ) -> LinkFuture<'_, Result<Vec<LoggedEvent>, StorageError>> {
+        let events: Vec<_> = self
+            .sim
+            .lock()
+            .unwrap()
+            .all
+            .iter()
+            .filter_map(|a| match a {
+                latchd::core::Action::Log(e) => Some(e.clone()),
+                _ => None,
+            })
+            .collect();
+        let page = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, event)| LoggedEvent {
+                id: i as u64 + 1,
+                event,
+            })
+            .rev()
+            .filter(|e| before.is_none_or(|b| e.id < b))
+            .take(limit)
+            .collect();
+        Box::pin(async move { Ok(page) })
+    }
+    fn ble_connected(&self, connected: bool) {
+        self.sim
+            .lock()
+            .unwrap()
+            .input(Input::BleConnected(connected));
+    }
+    fn refused(&self, via: Channel, reason: AppRefusal) {
+        self.sim
+            .lock()
+            .unwrap()
+            .input(Input::AppRefused { via, reason });
+    }
+    fn status(&self) -> StatusReport {
+        status_report(&self.sim.lock().unwrap().engine.status())
+    }
+    fn submit(
+        &self,
+        via: Channel,
+        principal: Principal,
+        command: AppCommand,
+    ) -> LinkFuture<'_, Option<latchd::core::AppResult>> {
+        let r = self.sim.lock().unwrap().app(via, principal, command);
+        Box::pin(async move { Some(r) })
+    }
+    fn now(&self) -> (Instant, Option<WallTime>) {
+        let n = self.sim.lock().unwrap().now();
+        (n.mono, n.wall)
+    }
+}
+
+/// One request/answer through the lock side, fragmented both ways.
+async fn exchange(conn: &mut ChannelConn, link: &SimLink, frame: &[u8]) -> Vec<u8> {
+    let mut reasm = Reassembler::new(185).unwrap();
+    let mut answer = None;
+    for part in fragment(frame, 23).unwrap() {
+        for out in conn.on_write(link, &part).await {
+            if let Some(f) = reasm.push(&out).unwrap() {
+                assert!(answer.is_none(), "one answer per request");
+                answer = Some(f);
+            }
+        }
+    }
+    answer.expect("the lock answered")
+}
+
+async fn pair(
+    conn: &mut ChannelConn,
+    link: &SimLink,
+    app: &StaticKeypair,
+    code: &VerificationCode,
+) -> Result<client::PairedLock, PairingError> {
+    pair_with(conn, link, app, PairingSecret::Owner(code.clone())).await
+}
+
+/// Owner pairing or a guest's redemption, through the lock side.
+async fn pair_with(
+    conn: &mut ChannelConn,
+    link: &SimLink,
+    app: &StaticKeypair,
+    secret: PairingSecret,
+) -> Result<client::PairedLock, PairingError> {
+    let (p, init) = AppPairing::start(app, secret, &mut OsRng);
+    let reply = exchange(conn, link, &init).await;
+    let (sent, confirm) = p.on_reply(app, &reply)?;
+    let done = exchange(conn, link, &confirm).await;
+    sent.on_done(&done)
+}
+
+/// The owner asks for a guest code valid from now for `secs`: (slot, code).
+async fn invite(
+    conn: &mut ChannelConn,
+    link: &SimLink,
+    owner: &StaticKeypair,
+    lock_public: [u8; 32],
+    secs: i64,
+) -> (u16, GuestPairingCode) {
+    let wall = link.now().1.unwrap();
+    let r = request(
+        conn,
+        link,
+        owner,
+        lock_public,
+        &Request::CreateGuestKey {
+            valid_from: wall,
+            valid_until: WallTime(wall.0 + secs),
+        },
+    )
+    .await
+    .unwrap();
+    match r {
+        Response::GuestKeyCreated { slot, code, .. } => (slot, code),
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn request(
+    conn: &mut ChannelConn,
+    link: &SimLink,
+    app: &StaticKeypair,
+    lock_public: [u8; 32],
+    req: &Request,
+) -> Result<Response, client::ClientError> {
+    let now = link.now().0;
+    let (start, init) = AppSessionStart::new(app, lock_public, &mut OsRng);
+    let accept = exchange(conn, link, &init).await;
+    let mut session = start.finish(app, &accept, now, DEFAULT_IDLE_TIMEOUT)?;
+    let sealed = client::seal_request(&mut session, now, req)?;
+    let answer = exchange(conn, link, &sealed).await;
+    client::open_response(&mut session, now, &answer)
+}
+
+#[tokio::test]
+async fn channel_pairs_only_in_pairing_mode_then_unlocks() {
+    let link = SimLink::installed();
+    let lock = Arc::new(StaticKeypair::generate(&mut OsRng));
+    let code = Arc::new(VerificationCode::generate(&mut OsRng));
+    let mut conn = ChannelConn::new(lock.clone(), code.clone(), 185);
+    let app = StaticKeypair::generate(&mut OsRng);
+
+    // Outside pairing mode: refused, nothing stored.
+    let err = pair(&mut conn, &link, &app, &code).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::PairingModeInactive, "{err}");
+    assert!(link.app_keys().is_empty());
+
+    // In pairing mode with the wrong code: the lock's confirmation fails.
+    link.hold_set();
+    let wrong = VerificationCode::generate(&mut OsRng);
+    assert!(pair(&mut conn, &link, &app, &wrong).await.is_err());
+    assert!(link.app_keys().is_empty());
+    assert!(
+        link.pairing_mode(),
+        "a failed attempt does not end the window"
+    );
+
+    // The right code: paired, the key stored by the engine, window closed.
+    let paired = pair(&mut conn, &link, &app, &code).await.expect("pairs");
+    assert_eq!(paired.lock_public, lock.public());
+    let keys = link.app_keys();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].public_key, app.public());
+    assert!(!link.pairing_mode());
+
+    // A session with the paired key: unlock, then status.
+    let r = request(&mut conn, &link, &app, paired.lock_public, &Request::Unlock)
+        .await
+        .expect("unlock answered");
+    assert_eq!(r, Response::Ok);
+    match request(&mut conn, &link, &app, paired.lock_public, &Request::Status)
+        .await
+        .expect("status answered")
+    {
+        Response::Status(s) => assert_ne!(s.lock, wire::LockState::Jammed),
+        other => panic!("expected a status report, got {other:?}"),
+    }
+
+    // An unknown app key gets no session.
+    let stranger = StaticKeypair::generate(&mut OsRng);
+    let err = request(
+        &mut conn,
+        &link,
+        &stranger,
+        paired.lock_public,
+        &Request::Unlock,
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().to_lowercase().contains("key"), "{err}");
+}
+
+/// Issue 13 item 6: the label's code pairs the first owner only; the
+/// next owner needs the code of the next generation (what system
+/// information speaks), a failed confirmation is logged, and owner keys
+/// are listed and revoked one by one over the channel.
+#[tokio::test]
+async fn channel_the_label_code_pairs_the_first_owner_only() {
+    use latchd::app::pairing::CurrentCode;
+    use latchd::app::response::OwnerKeyEntry;
+    use latchd::daemon::pairing_code::PairingCodes;
+
+    let link = SimLink::installed();
+    let lock = Arc::new(StaticKeypair::generate(&mut OsRng));
+    let codes = PairingCodes::new(&latchd::config::Config::default(), &[7; 32]);
+    let current = CurrentCode::new(codes.code(0));
+    // What the daemon's engine task calls after it committed a generation.
+    let mut follow = codes.follow(current.clone());
+    let mut conn = ChannelConn::new(lock.clone(), current.clone(), 185);
+    let first = StaticKeypair::generate(&mut OsRng);
+    link.hold_set();
+    let paired = pair(&mut conn, &link, &first, &codes.code(0))
+        .await
+        .expect("the label pairs the first owner");
+    let generation = link.persisted().await.unwrap().pairing_generation;
+    assert_eq!(generation, 1);
+    follow(generation);
+
+    let second = StaticKeypair::generate(&mut OsRng);
+    link.hold_set();
+    assert!(pair(&mut conn, &link, &second, &codes.code(0))
+        .await
+        .is_err());
+    assert!(link.sim.lock().unwrap().all.iter().any(
+        |a| matches!(a, latchd::core::Action::Log(e) if e.kind
+        == latchd::core::EventKind::AppRefused {
+            via: Channel::Ble,
+            reason: AppRefusal::PairingFailed
+        })
+    ));
+    pair(&mut conn, &link, &second, &codes.code(1))
+        .await
+        .expect("the spoken code pairs the next owner");
+
+    let Response::OwnerKeys(keys) = request(
+        &mut conn,
+        &link,
+        &first,
+        paired.lock_public,
+        &Request::ListOwnerKeys,
+    )
+    .await
+    .expect("listed") else {
+        panic!("no listing")
+    };
+    assert_eq!(keys.len(), 2);
+    let OwnerKeyEntry { slot, .. } = keys[1].clone();
+    assert_eq!(
+        request(
+            &mut conn,
+            &link,
+            &first,
+            paired.lock_public,
+            &Request::RevokeOwnerKey { slot },
+        )
+        .await
+        .expect("answered"),
+        Response::Ok
+    );
+    assert!(request(
+        &mut conn,
+        &link,
+        &second,
+        paired.lock_public,
+        &Request::Unlock
+    )
+    .await
+    .is_err());
+}
+
+#[tokio::test]
+async fn channel_rejects_garbage_and_recovers() {
+    let link = SimLink::installed();
+    let lock = Arc::new(StaticKeypair::generate(&mut OsRng));
+    let code = Arc::new(VerificationCode::generate(&mut OsRng));
+    let mut conn = ChannelConn::new(lock, code.clone(), 23);
+    // A data frame with no session, and random bytes: error frames only.
+    for junk in [vec![0xFFu8; 40], vec![0x00, 0x01, 0x02]] {
+        let out = conn.on_write(link.as_ref(), &junk).await;
+        assert!(!out.is_empty(), "an error frame is sent");
+        assert!(!conn.is_open());
+    }
+    // The channel still works afterwards.
+    link.hold_set();
+    let app = StaticKeypair::generate(&mut OsRng);
+    pair(&mut conn, &link, &app, &code).await.expect("pairs");
+}
+
+#[tokio::test]
+async fn channel_guest_key_from_invite_to_unlock_and_nothing_else() {
+    let link = SimLink::installed();
+    let lock = Arc::new(StaticKeypair::generate(&mut OsRng));
+    let code = Arc::new(VerificationCode::generate(&mut OsRng));
+    let mut conn = ChannelConn::new(lock.clone(), code.clone(), 185);
+    let owner = StaticKeypair::generate(&mut OsRng);
+    link.hold_set();
+    let paired = pair(&mut conn, &link, &owner, &code).await.expect("pairs");
+
+    // The owner invites a guest for the next two hours.
+    let (slot, guest_code) = invite(&mut conn, &link, &owner, paired.lock_public, 7200).await;
+    let listed = request(
+        &mut conn,
+        &link,
+        &owner,
+        paired.lock_public,
+        &Request::ListGuestKeys,
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(&listed, Response::GuestKeys(g) if g.len() == 1 && g[0].slot == slot && !g[0].redeemed),
+        "{listed:?}"
+    );
+
+    // A wrong guest code with the right id: refused, and it costs an attempt.
+    let guest = StaticKeypair::generate(&mut OsRng);
+    let mut wrong = *guest_code.to_bytes();
+    wrong[14] ^= 1;
+    let (p, init) = AppPairing::start(
+        &guest,
+        PairingSecret::Guest(GuestPairingCode::from_bytes(wrong)),
+        &mut OsRng,
+    );
+    let reply = exchange(&mut conn, &link, &init).await;
+    let confirm = p.on_reply(&guest, &reply);
+    match confirm {
+        Err(_) => {}
+        Ok((_sent, confirm)) => {
+            let done = exchange(&mut conn, &link, &confirm).await;
+            assert!(latchd::app::protocol::Frame::parse(&done).is_ok());
+        }
+    }
+    assert!(link
+        .app_keys()
+        .iter()
+        .all(|k| k.public_key != guest.public()));
+    assert_eq!(link.stored().guest_invites[0].attempts, 1);
+
+    // The right code: the guest key is registered in the invite's slot.
+    let guest_paired = pair_with(
+        &mut conn,
+        &link,
+        &guest,
+        PairingSecret::Guest(guest_code.clone()),
+    )
+    .await
+    .expect("redeemed");
+    let keys = link.app_keys();
+    let key = keys
+        .iter()
+        .find(|k| k.public_key == guest.public())
+        .unwrap();
+    assert_eq!(u32::from(slot), key.id.0);
+
+    // The guest may unlock, and nothing else.
+    let r = request(
+        &mut conn,
+        &link,
+        &guest,
+        guest_paired.lock_public,
+        &Request::Unlock,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r, Response::Ok);
+    let r = request(
+        &mut conn,
+        &link,
+        &guest,
+        guest_paired.lock_public,
+        &Request::ListUsers,
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(
+            r,
+            Response::Error {
+                code: ErrorCode::Forbidden,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+
+    // The code is spent.
+    let other = StaticKeypair::generate(&mut OsRng);
+    let (p, init) = AppPairing::start(&other, PairingSecret::Guest(guest_code), &mut OsRng);
+    let reply = exchange(&mut conn, &link, &init).await;
+    assert!(
+        p.on_reply(&other, &reply).is_err(),
+        "a spent code is refused"
+    );
+
+    // The owner reads the log page by page, newest first: the guest's
+    // unlock is there, the refused redemption too.
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let r = request(
+            &mut conn,
+            &link,
+            &owner,
+            paired.lock_public,
+            &Request::Events { before, limit: 2 },
+        )
+        .await
+        .unwrap();
+        let Response::Events {
+            events,
+            next_cursor,
+        } = r
+        else {
+            panic!("{r:?}")
+        };
+        assert!(events.windows(2).all(|w| w[0].cursor > w[1].cursor));
+        seen.extend(events);
+        match next_cursor {
+            Some(c) => before = Some(c),
+            None => break,
+        }
+    }
+    use latchd::app::wire::UnlockMethod;
+    assert!(seen
+        .iter()
+        .any(|e| e.kind == wire::EventKind::Unlocked(UnlockMethod::Ble)));
+    assert!(seen
+        .iter()
+        .any(|e| e.kind == wire::EventKind::VerificationFailed));
+
+    // Revoking the guest slot ends the guest's key.
+    let r = request(
+        &mut conn,
+        &link,
+        &owner,
+        paired.lock_public,
+        &Request::RevokeGuestKey { slot },
+    )
+    .await
+    .unwrap();
+    assert_eq!(r, Response::Ok);
+    assert!(request(
+        &mut conn,
+        &link,
+        &guest,
+        guest_paired.lock_public,
+        &Request::Unlock
+    )
+    .await
+    .is_err());
+}
+
+#[tokio::test]
+async fn channel_an_open_session_dies_with_its_key() {
+    let link = SimLink::installed();
+    let lock = Arc::new(StaticKeypair::generate(&mut OsRng));
+    let code = Arc::new(VerificationCode::generate(&mut OsRng));
+    let mut owner_conn = ChannelConn::new(lock.clone(), code.clone(), 185);
+    let owner = StaticKeypair::generate(&mut OsRng);
+    link.hold_set();
+    let paired = pair(&mut owner_conn, &link, &owner, &code).await.unwrap();
+    let (slot, gc) = invite(&mut owner_conn, &link, &owner, paired.lock_public, 3600).await;
+    // The guest pairs and opens a session on its own connection.
+    let mut guest_conn = ChannelConn::new(lock.clone(), code.clone(), 185);
+    let guest = StaticKeypair::generate(&mut OsRng);
+    pair_with(&mut guest_conn, &link, &guest, PairingSecret::Guest(gc))
+        .await
+        .unwrap();
+    let now = link.now().0;
+    let (start, init) = AppSessionStart::new(&guest, paired.lock_public, &mut OsRng);
+    let accept = exchange(&mut guest_conn, &link, &init).await;
+    let mut session = start
+        .finish(&guest, &accept, now, DEFAULT_IDLE_TIMEOUT)
+        .unwrap();
+    // The owner revokes the guest while that session is open.
+    let r = request(
+        &mut owner_conn,
+        &link,
+        &owner,
+        paired.lock_public,
+        &Request::RevokeGuestKey { slot },
+    )
+    .await
+    .unwrap();
+    assert_eq!(r, Response::Ok);
+    let sealed = client::seal_request(&mut session, now, &Request::Unlock).unwrap();
+    let answer = exchange(&mut guest_conn, &link, &sealed).await;
+    let err = client::open_response(&mut session, now, &answer).unwrap_err();
+    assert!(err.to_string().to_lowercase().contains("key"), "{err}");
+    assert!(!guest_conn.is_open());
+}
+
+// ───────────────────────────── in the VM ─────────────────────────────
+
+/// The target dir is shared: a concurrent default-feature build may replace
+/// a binary at any time. Pin this build by copying it next to itself (the
+/// guest sees the host's tree, not its /tmp).
+fn pinned(built: &str, tag: &str) -> std::path::PathBuf {
+    let built = std::path::Path::new(built);
+    let pinned = built.with_file_name(format!(
+        "{}-{tag}-{}",
+        built.file_name().unwrap().to_string_lossy(),
+        std::process::id()
+    ));
+    std::fs::copy(built, &pinned).expect("copy the binary");
+    pinned
+}
+
+/// Run a guest test's async body on a small runtime.
+#[cfg(feature = "board-linux")]
+fn block_on(body: impl std::future::Future<Output = ()>) {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(body);
+}
+
+#[test]
+fn ble_end_to_end_in_vm() {
+    if !vm::enabled_or_skip("ble_end_to_end_in_vm") {
+        return;
+    }
+    let pinned = pinned(env!("CARGO_BIN_EXE_latchctl"), "vm-ble");
+    let probe = std::process::Command::new(&pinned)
+        .args(["ble", "--adapter", "none", "scan", "--seconds", "0"])
+        .output()
+        .expect("run latchctl");
+    assert!(
+        !String::from_utf8_lossy(&probe.stderr).contains("without Bluetooth support"),
+        "target/debug/latchctl was rebuilt without board-linux by a concurrent build; run again"
+    );
+    let opts = vm::VmOptions {
+        ble: true,
+        timeout: Some(std::time::Duration::from_secs(400)),
+        env: vec![("LATCHCTL".into(), pinned.display().to_string())],
+        ..Default::default()
+    };
+    let result = vm::run_test_in_guest(&opts, module_path!(), "guest_ble_end_to_end");
+    let _ = std::fs::remove_file(&pinned);
+    eprintln!("{}", result.unwrap().stdout);
+}
+
+#[cfg(feature = "board-linux")]
+#[test]
+fn guest_ble_end_to_end() {
+    if !vm::in_guest_or_skip("guest_ble_end_to_end") {
+        return;
+    }
+    block_on(guest::run());
+}
+
+#[cfg(feature = "board-linux")]
+mod guest {
+    use std::time::{Duration, Instant as StdInstant};
+
+    use latchd::ble::gatt::{self, GattConfig, GattDeps};
+    use latchd::ble::gatt_client::{self, GattClientError, LockClient};
+    use latchd::ble::improv::DeviceInfo;
+
+    use super::*;
+
+    pub async fn run() {
+        let link = SimLink::installed();
+        let lock = Arc::new(StaticKeypair::generate(&mut OsRng));
+        let code = Arc::new(VerificationCode::generate(&mut OsRng));
+        let deps = GattDeps {
+            link: link.clone(),
+            wifi: Arc::new(latchd::wifi::NoWifi),
+            lock_key: lock.clone(),
+            code: code.clone().into(),
+            device_info: DeviceInfo {
+                firmware: "latchd".into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                hardware: "vm".into(),
+                device_name: "latchd-0001".into(),
+            },
+        };
+        let config = GattConfig {
+            adapter: Some("hci0".into()),
+            local_name: gatt::local_name("LD-0001"),
+        };
+        let t0 = StdInstant::now();
+        let _handles = gatt::serve_once(&config, &deps)
+            .await
+            .expect("GATT application registered on hci0");
+        println!("registered in {:?}", t0.elapsed());
+
+        let session = bluer::Session::new().await.unwrap();
+        let central = session.adapter("hci1").unwrap();
+        let t1 = StdInstant::now();
+        let found = gatt_client::scan(&central, Duration::from_secs(30), true)
+            .await
+            .unwrap();
+        let lock_dev = found.first().expect("the lock is discovered from hci1");
+        assert_eq!(lock_dev.name.as_deref(), Some("latchd-0001"));
+        println!("discovered {:?} in {:?}", lock_dev, t1.elapsed());
+
+        let t2 = StdInstant::now();
+        let mut c = LockClient::connect(&central, lock_dev.address)
+            .await
+            .expect("connect and discover the services");
+        println!("connected + services in {:?}", t2.elapsed());
+
+        let app = StaticKeypair::generate(&mut OsRng);
+        // Improv and pairing are refused outside pairing mode.
+        let e = c.improv_wifi(b"home", b"password123").await.unwrap_err();
+        assert!(matches!(e, GattClientError::ImprovNotAuthorized), "{e}");
+        let e = c.pair(&app, (*code).clone()).await.unwrap_err();
+        assert!(
+            matches!(&e, GattClientError::Pairing(p) if p.code() == ErrorCode::PairingModeInactive),
+            "{e}"
+        );
+
+        let e = c.improv_scan().await.unwrap_err();
+        assert!(matches!(e, GattClientError::ImprovNotAuthorized), "{e}");
+        // Identify needs no authorisation (Improv): the lock says so.
+        c.improv_identify().await.expect("identify");
+        // The write may return before the lock ran it: wait for the prompt
+        // in the engine's whole history.
+        let heard = || {
+            link.sim.lock().unwrap().all.iter().any(|a| {
+                matches!(
+                    a,
+                    latchd::core::Action::Prompt(latchd::core::Prompt::Identify)
+                )
+            })
+        };
+        let deadline = StdInstant::now() + Duration::from_secs(10);
+        while !heard() {
+            assert!(
+                StdInstant::now() < deadline,
+                "the engine never heard the identify request"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        // SET held: Improv is authorised; with no Wi-Fi backend the lock
+        // reports "unable to connect" (0x03), and a scan "unknown" (0xFF).
+        link.hold_set();
+        let e = c.improv_wifi(b"home", b"password123").await.unwrap_err();
+        assert!(matches!(e, GattClientError::ImprovFailed(0x03)), "{e}");
+        let e = c.improv_scan().await.unwrap_err();
+        assert!(matches!(e, GattClientError::ImprovScanFailed(0xff)), "{e}");
+
+        let t3 = StdInstant::now();
+        let paired = c.pair(&app, (*code).clone()).await.expect("pairs");
+        println!("paired in {:?}", t3.elapsed());
+        assert_eq!(paired.lock_public, lock.public());
+
+        let t4 = StdInstant::now();
+        let r = c
+            .request(&app, paired.lock_public, &Request::Unlock)
+            .await
+            .expect("unlock");
+        println!(
+            "unlock round trip (session + request) in {:?}",
+            t4.elapsed()
+        );
+        assert_eq!(r, Response::Ok);
+        match c
+            .request(&app, paired.lock_public, &Request::Status)
+            .await
+            .expect("status")
+        {
+            Response::Status(_) => {}
+            other => panic!("expected status, got {other:?}"),
+        }
+        drop(c);
+
+        // The same through `latchctl ble` (a separate process, its own
+        // BlueZ client), pairing a second owner key in a new window.
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("ble-key.json");
+        let latchctl = |args: &[&str]| {
+            let exe = std::env::var("LATCHCTL")
+                .unwrap_or_else(|_| env!("CARGO_BIN_EXE_latchctl").to_owned());
+            let mut cmd = tokio::process::Command::new(exe);
+            cmd.args(["ble", "--adapter", "hci1", "--key-file"])
+                .arg(&key_file)
+                .args(args);
+            let label = args.join(" ");
+            async move {
+                let out = cmd.output().await.expect("run latchctl");
+                let text = format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                println!("latchctl ble {label}: {text}");
+                (out.status.code(), text)
+            }
+        };
+        let display = code.display();
+        let (status, text) = latchctl(&["pair", "--code", display.as_str()]).await;
+        assert_eq!(status, Some(1), "outside pairing mode: {text}");
+        assert!(text.contains("pairing mode"), "{text}");
+        link.hold_set();
+        let (status, text) = latchctl(&["pair", "--code", display.as_str()]).await;
+        assert_eq!(status, Some(0), "{text}");
+        assert_eq!(link.app_keys().len(), 2);
+        let (status, text) = latchctl(&["unlock"]).await;
+        assert_eq!((status, text.trim()), (Some(0), "ok"));
+        let (status, text) = latchctl(&["status"]).await;
+        assert_eq!(status, Some(0), "{text}");
+        assert!(text.starts_with("lock "), "{text}");
+    }
+}
+
+// ──────────────────── the real daemon, in the VM ────────────────────
+
+#[test]
+fn daemon_ble_end_to_end_in_vm() {
+    if !vm::enabled_or_skip("daemon_ble_end_to_end_in_vm") {
+        return;
+    }
+    let latchd = pinned(env!("CARGO_BIN_EXE_latchd"), "vm-daemon-ble");
+    let latchctl = pinned(env!("CARGO_BIN_EXE_latchctl"), "vm-daemon-ble");
+    let opts = vm::VmOptions {
+        ble: true,
+        timeout: Some(std::time::Duration::from_secs(480)),
+        env: vec![
+            ("LATCHD_BIN".into(), latchd.display().to_string()),
+            ("LATCHCTL".into(), latchctl.display().to_string()),
+        ],
+        ..Default::default()
+    };
+    let result = vm::run_test_in_guest(&opts, module_path!(), "guest_daemon_ble_end_to_end");
+    let _ = std::fs::remove_file(&latchd);
+    let _ = std::fs::remove_file(&latchctl);
+    eprintln!("{}", result.unwrap().stdout);
+}
+
+#[cfg(feature = "board-linux")]
+#[test]
+fn guest_daemon_ble_end_to_end() {
+    if !vm::in_guest_or_skip("guest_daemon_ble_end_to_end") {
+        return;
+    }
+    block_on(guest_daemon::run());
+}
+
+#[cfg(feature = "board-linux")]
+use crate::daemon_common;
+
+#[cfg(feature = "board-linux")]
+#[path = "../it/common/wpa_double.rs"]
+mod wpa_double;
+
+#[cfg(feature = "board-linux")]
+mod guest_daemon {
+    use std::time::{Duration, Instant as StdInstant};
+
+    use latchd::app::client::PairingSecret;
+    use latchd::app::wire::UnlockMethod;
+    use latchd::ble::gatt_client::{self, GattClientError, LockClient};
+    use serde_json::json;
+
+    use super::daemon_common::{first_start, Daemon};
+    use super::wpa_double::{self, GOOD_PSK, RSSI_DBM};
+    use super::*;
+
+    const SERIAL: &str = "LD-00BE";
+
+    async fn find_lock(central: &bluer::Adapter, d: &Daemon) -> gatt_client::Found {
+        // bluetoothd may take a moment to (re)register the application and
+        // a scan can end early (the adapter resetting); keep scanning. The
+        // deadline only turns a hang into a failure with the daemon's log.
+        let deadline = StdInstant::now() + Duration::from_secs(120);
+        while StdInstant::now() < deadline {
+            match gatt_client::scan(central, Duration::from_secs(10), true).await {
+                Ok(found) => {
+                    if let Some(f) = found
+                        .into_iter()
+                        .find(|f| f.name.as_deref() == Some("latchd-00BE"))
+                    {
+                        return f;
+                    }
+                }
+                Err(e) => println!("scan: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        panic!("latchd-00BE is not advertising\n{}", d.log_text());
+    }
+
+    fn restart_bluetoothd() {
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+            if comm.trim() == "bluetoothd" {
+                let pid: i32 = entry.file_name().to_string_lossy().parse().unwrap();
+                nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGTERM,
+                )
+                .unwrap();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        // `setsid -f` forks: bluetoothd outlives the call, as at boot.
+        let started = std::process::Command::new("setsid")
+            .args(["-f", "/usr/libexec/bluetooth/bluetoothd", "-n"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("bluetoothd starts again");
+        assert!(started.success());
+    }
+
+    pub async fn run() {
+        // The network service the lock joins Wi-Fi through.
+        let (_wpa, wpa_log) =
+            wpa_double::serve_wpa_on(zbus::connection::Builder::system().unwrap()).await;
+
+        let code = VerificationCode::generate(&mut OsRng);
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let config = dir.path().join("latchd.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "board = \"sim\"\n\
+                 [lock]\nserial = \"{SERIAL}\"\nverification_code = \"{}\"\n\
+                 trust_system_clock = true\ntimedate_bus = \"off\"\n\
+                 [sim]\nmotor_travel_ms = 100\n\
+                 [ble]\nenabled = true\nadapter = \"hci0\"\n\
+                 [wifi]\nbackend = \"wpa_supplicant\"\ninterface = \"wlan0\"\nconnect_timeout_secs = 20\n",
+                code.display().as_str()
+            ),
+        )
+        .unwrap();
+        // It holds the verification code: latchd refuses it unless 0600.
+        std::fs::set_permissions(
+            &config,
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+        )
+        .unwrap();
+        let exe =
+            std::env::var("LATCHD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_latchd").to_owned());
+        let d = Daemon::start_exe(
+            std::path::Path::new(&exe),
+            &state,
+            &["--config", config.to_str().unwrap()],
+        );
+        first_start(&d);
+
+        let session = bluer::Session::new().await.unwrap();
+        let central = session.adapter("hci1").unwrap();
+        let t0 = StdInstant::now();
+        let lock_dev = find_lock(&central, &d).await;
+        println!("daemon's GATT application found in {:?}", t0.elapsed());
+        let mut c = LockClient::connect(&central, lock_dev.address)
+            .await
+            .unwrap_or_else(|e| panic!("connect: {e}\n{}", d.log_text()));
+
+        // Outside pairing mode nobody may provision or pair.
+        let owner = StaticKeypair::generate(&mut OsRng);
+        let e = c
+            .improv_wifi(b"home", GOOD_PSK.as_bytes())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, GattClientError::ImprovNotAuthorized), "{e}");
+        let e = c.improv_scan().await.unwrap_err();
+        assert!(matches!(e, GattClientError::ImprovNotAuthorized), "{e}");
+        assert!(wpa_log.lock().unwrap().scans.is_empty());
+        // The installer asks which lock this is: it tells them (twice in a
+        // row is once: a stranger cannot make it talk on demand).
+        c.improv_identify().await.expect("identify");
+        c.improv_identify().await.expect("identify again");
+        let said = || -> Vec<String> {
+            d.settle();
+            d.last_prompts(5)
+                .into_iter()
+                .filter(|p| p.contains("setting up"))
+                .collect()
+        };
+        let deadline = StdInstant::now() + Duration::from_secs(10);
+        while said().is_empty() {
+            assert!(StdInstant::now() < deadline, "{}", d.log_text());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Give the second write time to arrive (it falls within
+        // IDENTIFY_GAP whenever it does; a late one only weakens the check).
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(said().len(), 1, "{:?}", said());
+        let e = c.pair(&owner, code.clone()).await.unwrap_err();
+        assert!(
+            matches!(&e, GattClientError::Pairing(p) if p.code() == ErrorCode::PairingModeInactive),
+            "{e}"
+        );
+        assert_eq!(d.status()["engine"]["pairing_mode"], json!(false));
+
+        // SET held (B-5.1): Improv joins Wi-Fi through wpa_supplicant's API,
+        // then the owner's app pairs with the label's code.
+        d.ok(json!({"cmd": "set", "long": true}));
+        assert_eq!(d.status()["engine"]["pairing_mode"], json!(true));
+        // The installer picks the network from what the lock hears,
+        // through wpa_supplicant's scan (the double's airwaves).
+        let t_scan = StdInstant::now();
+        let heard: Vec<(Vec<u8>, i8, bool)> = c
+            .improv_scan()
+            .await
+            .unwrap_or_else(|e| panic!("improv scan: {e}\n{}", d.log_text()))
+            .into_iter()
+            .map(|n| (n.ssid, n.rssi_dbm, n.auth_required))
+            .collect();
+        println!("Improv scan answered in {:?}", t_scan.elapsed());
+        assert_eq!(
+            heard,
+            vec![
+                (b"home".to_vec(), -44, true),
+                (b"owe-net".to_vec(), -66, false),
+                (b"cafe".to_vec(), -70, false),
+                (b"attic".to_vec(), -85, true),
+            ]
+        );
+        assert_eq!(wpa_log.lock().unwrap().scans, vec!["active".to_owned()]);
+        c.improv_wifi(b"home", GOOD_PSK.as_bytes())
+            .await
+            .unwrap_or_else(|e| panic!("improv: {e}\n{}", d.log_text()));
+        assert_eq!(wpa_log.lock().unwrap().networks.len(), 1);
+        let paired = c
+            .pair(&owner, code.clone())
+            .await
+            .unwrap_or_else(|e| panic!("pair: {e}\n{}", d.log_text()));
+
+        assert_eq!(d.status()["engine"]["ble_connected"], json!(true));
+        // The status report carries the Wi-Fi link the join reported.
+        match c
+            .request(&owner, paired.lock_public, &Request::Status)
+            .await
+            .unwrap()
+        {
+            Response::Status(s) => {
+                assert!(s.wifi.connected, "{s:?}");
+                assert_eq!(s.wifi.rssi_dbm, Some(RSSI_DBM as i8));
+            }
+            other => panic!("{other:?}"),
+        }
+        let r = c
+            .request(&owner, paired.lock_public, &Request::Unlock)
+            .await
+            .unwrap();
+        assert_eq!(r, Response::Ok);
+        d.settle();
+        assert_eq!(d.status()["engine"]["lock"], json!("unlocked"));
+        let r = c
+            .request(
+                &owner,
+                paired.lock_public,
+                &Request::Events {
+                    before: None,
+                    limit: 10,
+                },
+            )
+            .await
+            .unwrap();
+        let Response::Events { events, .. } = r else {
+            panic!("{r:?}")
+        };
+        assert!(
+            events
+                .iter()
+                .any(|e| e.kind == wire::EventKind::Unlocked(UnlockMethod::Ble)),
+            "{events:?}"
+        );
+
+        // A guest key: the owner's app makes a code, the guest's app
+        // redeems it over the air and may unlock, nothing else.
+        let now = WallTime(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64,
+        );
+        let r = c
+            .request(
+                &owner,
+                paired.lock_public,
+                &Request::CreateGuestKey {
+                    valid_from: WallTime(now.0 - 60),
+                    valid_until: WallTime(now.0 + 3600),
+                },
+            )
+            .await
+            .unwrap();
+        let Response::GuestKeyCreated {
+            code: guest_code, ..
+        } = r
+        else {
+            panic!("{r:?}")
+        };
+        let guest = StaticKeypair::generate(&mut OsRng);
+        let g = c
+            .pair_with(&guest, PairingSecret::Guest(guest_code))
+            .await
+            .unwrap_or_else(|e| panic!("guest redemption: {e}\n{}", d.log_text()));
+        let r = c
+            .request(&guest, g.lock_public, &Request::ListUsers)
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                r,
+                Response::Error {
+                    code: ErrorCode::Forbidden,
+                    ..
+                }
+            ),
+            "{r:?}"
+        );
+        // A second guest, the way a guest's laptop would: `latchctl ble
+        // redeem` with a code the owner's app made, then unlock; the owner
+        // reads the guest's unlock with `latchctl`'s request path too.
+        let r = c
+            .request(
+                &owner,
+                paired.lock_public,
+                &Request::CreateGuestKey {
+                    valid_from: WallTime(now.0 - 60),
+                    valid_until: WallTime(now.0 + 3600),
+                },
+            )
+            .await
+            .unwrap();
+        let Response::GuestKeyCreated { code: second, .. } = r else {
+            panic!("{r:?}")
+        };
+        c.disconnect().await;
+        // The engine hears that the app left (B-9.1 status).
+        let deadline = StdInstant::now() + Duration::from_secs(30);
+        while d.status()["engine"]["ble_connected"] != json!(false) {
+            assert!(StdInstant::now() < deadline, "{}", d.log_text());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let key_file = dir.path().join("guest-key.json");
+        let latchctl = |args: &[&str]| {
+            let exe = std::env::var("LATCHCTL")
+                .unwrap_or_else(|_| env!("CARGO_BIN_EXE_latchctl").to_owned());
+            let out = std::process::Command::new(exe)
+                .args(["ble", "--adapter", "hci1", "--key-file"])
+                .arg(&key_file)
+                .args(args)
+                .output()
+                .expect("run latchctl");
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            println!("latchctl ble {}: {text}", args.join(" "));
+            (out.status.code(), text)
+        };
+        // The owner's pairing ended pairing mode: no scan without SET.
+        let (status, text) = latchctl(&["wifi-scan"]);
+        assert_eq!(status, Some(1), "{text}");
+        assert!(text.contains("hold SET"), "{text}");
+        d.ok(json!({"cmd": "set", "long": true}));
+        let (status, text) = latchctl(&["wifi-scan"]);
+        assert_eq!(status, Some(0), "{text}");
+        let rows: Vec<Vec<&str>> = text
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                vec!["home", "-44", "dBm", "password"],
+                vec!["owe-net", "-66", "dBm", "open"],
+                vec!["cafe", "-70", "dBm", "open"],
+                vec!["attic", "-85", "dBm", "password"],
+            ],
+            "{text}"
+        );
+        assert_eq!(wpa_log.lock().unwrap().scans.len(), 2);
+        let display = second.display();
+        let (status, text) = latchctl(&["redeem", "--code", display.as_str()]);
+        assert_eq!(status, Some(0), "{text}");
+        let (status, text) = latchctl(&["lock"]);
+        assert_eq!((status, text.trim()), (Some(0), "ok"));
+        let (status, text) = latchctl(&["events"]);
+        assert_eq!(status, Some(1), "a guest may not read the log: {text}");
+        assert!(text.contains("Forbidden"), "{text}");
+        let (status, text) = latchctl(&["redeem", "--code", display.as_str()]);
+        assert_eq!(status, Some(1), "a spent code: {text}");
+
+        // bluetoothd restarts: the daemon registers again by itself.
+        restart_bluetoothd();
+        let t1 = StdInstant::now();
+        let (_session, central) = central_after_restart().await;
+        let lock_dev = find_lock(&central, &d).await;
+        println!(
+            "registered again {:?} after bluetoothd restarted",
+            t1.elapsed()
+        );
+        let mut c = LockClient::connect(&central, lock_dev.address)
+            .await
+            .unwrap_or_else(|e| panic!("connect after restart: {e}\n{}", d.log_text()));
+        let r = c
+            .request(&owner, paired.lock_public, &Request::Unlock)
+            .await
+            .unwrap();
+        assert_eq!(r, Response::Ok);
+        assert!(
+            d.log_text().contains("registering again"),
+            "{}",
+            d.log_text()
+        );
+        let status = d.sigterm();
+        assert!(status.success(), "{status}");
+    }
+
+    /// A fresh BlueZ session on hci1 once the new bluetoothd has it back
+    /// (the session is returned too: it must outlive the adapter's use).
+    async fn central_after_restart() -> (bluer::Session, bluer::Adapter) {
+        for _ in 0..50 {
+            if let Ok(session) = bluer::Session::new().await {
+                if let Ok(a) = session.adapter("hci1") {
+                    if a.set_powered(true).await.is_ok() {
+                        return (session, a);
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("hci1 did not come back after bluetoothd restarted");
+    }
+}
