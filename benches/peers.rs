@@ -8,9 +8,7 @@
 //!  peers face               detect + align + embed per frame
 //!  peers face-still         the same frame again with nothing moved: the
 //!                           detections are reused (still check + align + embed)
-//!  peers detect             the detector alone on the frame (320×256 canvas)
-//!  peers detect-square      the detector alone on the frame letterboxed to
-//!                           320×320 by the bench (the canvas before issue 19)
+//!  peers detect             the detector alone on the frame (320×320 letterbox)
 //!  peers embed              the embedder alone on the aligned crop
 //!  peers antipeep DIGITS    keyed-MAC index lookup, DIGITS-digit input, 50 codes
 //!  peers store-make DIR     a store with 50 users / 150 credentials in DIR
@@ -27,7 +25,7 @@
 //! Run: `cargo bench --bench peers -- face` (the script runs the built
 //! binary directly).
 
-#[path = "../tests/common/shared.rs"]
+#[path = "../tests/it/common/shared.rs"]
 mod shared;
 use shared::{bench_frame, shared_dir};
 
@@ -35,7 +33,6 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use image::RgbImage;
 use latchd::biometrics::face::{align_face, FaceRecognizer, SceneMemo, DEFAULT_MATCH_THRESHOLD};
 use latchd::core::passcode::{Macer, PasscodeIndex, PasscodeTarget};
 use latchd::core::types::{
@@ -144,7 +141,7 @@ fn enrolment(gen: u32) -> Vec<Change> {
 fn usage() -> ! {
     eprintln!(
         "usage: peers frame OUT.png | crop OUT.png | face | face-still | detect | \
-         detect-square | embed | antipeep DIGITS | store-make DIR | store-load DIR"
+         embed | antipeep DIGITS | store-make DIR | store-load DIR"
     );
     std::process::exit(2)
 }
@@ -189,15 +186,6 @@ fn main() {
             assert_eq!(faces.len(), 1, "the bench frame must show one face");
             measure("face_still", 60, || {
                 rec.observe_still(&frame, &mut memo).expect("observe")
-            });
-        }
-        "detect-square" => {
-            let frame = bench_frame();
-            let mut square = RgbImage::new(320, 320);
-            image::imageops::replace(&mut square, &frame, 0, 0);
-            let rec = recognizer();
-            measure("detect_square", 80, || {
-                rec.detector().detect(&square).expect("detect")
             });
         }
         "detect" => {

@@ -103,8 +103,8 @@ a2 = version("argon2-cffi")
 LABELS = {
     "face": f"face per frame 320x240, detect+align+embed (tract {tract} | OpenCV {cv}: YuNet 320x320 letterbox)",
     "face_still": "face per frame, nothing moved since the last detection (latchd reuses the detections | OpenCV: full pipeline)",
-    "detect": "detector alone (latchd 320x256 canvas | OpenCV 320x320 letterbox)",
-    "detect_own": "detector alone (latchd 320x256 canvas | OpenCV at the frame's own 320x240, padded to 320x256 inside)",
+    "detect": "detector alone (320x320 letterbox both)",
+    "detect_own": "detector alone (latchd 320x320 letterbox | OpenCV at the frame's own 320x240, padded to 320x256 inside)",
     "embed": "embedder alone, aligned 112x112 crop",
     "antipeep16": f"anti-peep, 16-digit input vs 50 codes (keyed MAC index | per-code Argon2id, argon2-cffi {a2} defaults)",
     "antipeep32": f"anti-peep, 32-digit input vs 50 codes (keyed MAC index | per-code Argon2id, argon2-cffi {a2} defaults)",

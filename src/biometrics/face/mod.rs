@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!  RgbImage (any size, e.g. 320×240 from V4L2)
-//!     │ scale to 320 on the long side, pad to ×32, BGR   detect.rs
+//!     │ letterbox to 320×320, BGR 0–255                  detect.rs
 //!     ▼
 //!  YuNet ── decode strides 8/16/32 ── NMS ──▶ box, score, 5 landmarks
 //!     │ Umeyama similarity → ArcFace 112×112 template     align.rs
@@ -60,10 +60,7 @@ use tract_onnx::prelude::*;
 
 pub use align::{align_face, Point, Similarity, ALIGNED_SIZE, ARCFACE_TEMPLATE};
 pub use config::{FaceConfig, FaceConfigError};
-pub use detect::{
-    nms, Detection, Detector, FaceBox, Placement, CANVAS_MULTIPLE, DEFAULT_FRAME, DETECTOR_INPUT,
-    MAX_FACES,
-};
+pub use detect::{nms, Detection, Detector, FaceBox, Placement, DETECTOR_INPUT, MAX_FACES};
 pub use embed::Embedder;
 pub use enrol::{EnrolConfig, EnrolStep, FaceEnrolment, Fix, Pose, PoseLimits, ENROL_POSES};
 pub use liveness::{
@@ -132,7 +129,12 @@ fn parse_model(path: &Path) -> Result<InferenceModel, FaceError> {
             path: path.to_path_buf(),
         });
     }
+    // The file's shape hints (`value_info`, output shapes) were written
+    // for the size it was exported at (YuNet's say 320×320 all through):
+    // dropped, so the shapes come from the input given in `optimise`.
     let model = onnx()
+        .with_ignore_value_info(true)
+        .with_ignore_output_shapes(true)
         .model_for_path(path)
         .map_err(|e| FaceError::load(path, e))?;
     let n_inputs = model
