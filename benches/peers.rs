@@ -138,6 +138,10 @@ fn enrolment(gen: u32) -> Vec<Change> {
     ]
 }
 
+#[expect(
+    clippy::exit,
+    reason = "a command-line usage error ends the bench with status 2"
+)]
 fn usage() -> ! {
     eprintln!(
         "usage: peers frame OUT.png | crop OUT.png | face | face-still | detect | \

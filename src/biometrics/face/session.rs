@@ -72,11 +72,13 @@ impl Session {
             scratch.input =
                 Arc::new(Tensor::zero::<f32>(&self.shape).map_err(FaceError::inference)?);
         }
-        let input = Arc::get_mut(&mut scratch.input)
-            .unwrap_or_else(|| unreachable!("a fresh Arc is exclusive"));
-        let mut view = input.try_as_plain_ram_mut().map_err(FaceError::inference)?;
-        fill(view.as_slice_mut::<f32>().map_err(FaceError::inference)?);
-        drop(view);
+        {
+            // The view borrows the tensor: it ends before the run shares it.
+            let input = Arc::get_mut(&mut scratch.input)
+                .unwrap_or_else(|| unreachable!("a fresh Arc is exclusive"));
+            let mut view = input.try_as_plain_ram_mut().map_err(FaceError::inference)?;
+            fill(view.as_slice_mut::<f32>().map_err(FaceError::inference)?);
+        }
         let outputs = scratch
             .state
             .run(tvec!(TValue::from_const(scratch.input.clone())))
