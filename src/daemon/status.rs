@@ -380,6 +380,8 @@ mod tests {
         diag.set_storage_health(&StorageHealth {
             ok: false,
             detail: "disk full".into(),
+            db_bytes: 0,
+            events: 0,
         });
         let store = self_test(&mut board, &status, &diag);
         let store = device(&store, "store");
