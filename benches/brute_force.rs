@@ -138,6 +138,7 @@ fn config() -> EngineConfig {
         firmware: "bench".into(),
         pairing_codes: PairingCodes::new(|_| "V".into()),
         low_battery_percent: 20,
+        matter_code: None,
         one_time_code_ttl: EngineConfig::DEFAULT_ONE_TIME_CODE_TTL,
     }
 }

@@ -80,6 +80,7 @@ fn engine() -> Engine {
         firmware: "F".into(),
         pairing_codes: latchd::core::PairingCodes::new(|_| "V".into()),
         low_battery_percent: 20,
+        matter_code: None,
         one_time_code_ttl: latchd::core::EngineConfig::DEFAULT_ONE_TIME_CODE_TTL,
     };
     Engine::new(config, store, Now::new(0, Some(1_795_500_000)))

@@ -141,9 +141,12 @@ fn bench_stream(c: &mut Criterion) {
         let addr = server.local_addr().expect("addr");
         let task = tokio::spawn(server.run());
         let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        s.write_all(format!("GET /stream.mjpg?token={TOKEN} HTTP/1.1\r\n\r\n").as_bytes())
-            .await
-            .expect("write");
+        s.write_all(
+            format!("GET /stream.mjpg HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .expect("write");
         let mut buf = vec![0u8; 1 << 16];
         let mut seen = 0u32;
         let mut t0 = None;

@@ -3,7 +3,8 @@
 //! `cargo bench --bench remote` prints the sizes first (sealed unlock on
 //! the `cmd` topic, sealed `Ok` reply, the refusal frame, one event
 //! document, the state document), then criterion timings for the lock's
-//! side of one command (find the key among 50, open, decode, role check,
+//! side of one command (find the key among 50, open, check the challenge,
+//! decode, role check,
 //! seal the reply), for building one event document, and for the rate
 //! limit's decision on a frame during a flood (what a dropped frame costs).
 //! Network figures (reconnect time, events/s through a real broker) come
@@ -21,7 +22,8 @@ use latchd::core::time::Validity;
 use latchd::core::types::{AppKey, AppKeyId, AppKeyRole, UserNumber};
 use latchd::dbus::EventRecord;
 use latchd::link::limit::{Decision, RefusalLimiter};
-use latchd::remote::{gate, telemetry};
+use latchd::remote::freshness::{Challenges, DEFAULT_MAX_AGE};
+use latchd::remote::{envelope, gate, telemetry};
 use rand_core::OsRng;
 
 fn keys(n: u32) -> (Vec<AppKey>, StaticKeypair) {
@@ -46,12 +48,14 @@ fn main() {
     let lock = StaticKeypair::generate(&mut OsRng);
     let (keys, app) = keys(50);
     let key = keys.last().expect("key").clone();
+    let mut challenges = Challenges::new(DEFAULT_MAX_AGE);
+    let challenge = challenges.reset(Instant::from_millis(0), &mut OsRng);
     let cmd = seal_oneshot(
         &app,
         &lock.public(),
         OneShotDirection::AppToLock,
         1,
-        &Request::Unlock.encode(),
+        &envelope::encode(&challenge, &Request::Unlock),
         &mut OsRng,
     )
     .expect("seal");
@@ -75,7 +79,12 @@ fn main() {
     c.bench_function("lock side of one remote command (50 keys)", |b| {
         b.iter(|| {
             let k = gate::sender_key(black_box(&cmd), &keys).expect("known");
-            let v = gate::verify(&lock, k, Some(0), &cmd, None).expect("opens");
+            let at = gate::At {
+                wall: None,
+                mono: Instant::from_millis(1000),
+                challenges: &challenges,
+            };
+            let v = gate::verify(&lock, k, Some(0), &cmd, at).expect("opens");
             gate::seal_reply(&lock, k, v.counter, &Response::Ok, &mut OsRng).expect("seal")
         })
     });

@@ -2,8 +2,8 @@
 # The slow suite. The virtual-hardware tests: each boots a QEMU VM (TCG)
 # with kernel virtual devices — vivid (V4L2), snd-dummy (ALSA), hci_vhci +
 # btvirt (BLE), gpio-sim (GPIO) — and runs latchd's real Linux backends
-# there. Then bounded fuzzing of the BLE parsers (scripts/fuzz.sh, 60 s per
-# target; FUZZ_SECONDS changes it).
+# there. Then bounded fuzzing of every parser of outside bytes
+# (scripts/fuzz.sh, 10 s per target; FUZZ_SECONDS changes it; docs/fuzzing.md).
 #
 #     scripts/test-vm.sh
 #

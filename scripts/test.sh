@@ -14,13 +14,16 @@ cd "$(dirname "$0")/.."
 # plugin (voice prompts), mosquitto + openssl (remote access over TLS),
 # ffmpeg (video client),
 # util-linux's setpriv (policy tests run a caller as another user),
-# python3 (the layer check, scripts/check-layers.py),
+# unshare/nsenter plus iproute2 for the Matter test's network namespace,
+# python3 (the layer check, scripts/check-layers.py), libnl (the CHIP
+# wheel's controller library links libnl-3 and libnl-route-3),
 # swtpm + the TSS2 libraries systemd-creds loads + tpm2-tools (the device
 # key sealed to a TPM 2.0, tests/it/keystore.rs).
 packages=(
     pkg-config libdbus-1-dev libasound2-dev libclang-dev clang
     dbus systemd alsa-utils libasound2-plugins util-linux
     mosquitto mosquitto-clients openssl ffmpeg espeak-ng sox python3
+    iproute2 libnl-3-200 libnl-route-3-200
     swtpm tpm2-tools libtss2-esys-3.0.2-0 libtss2-rc0 libtss2-mu0
     libtss2-tcti-swtpm0 libtss2-tcti-device0
 )
@@ -35,6 +38,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# Home Assistant's Matter controller (python-matter-server + the CHIP
+# wheel) for tests/it/matter_controller.rs: a venv under target/, reused.
+scripts/matter-env.sh
 
 export CARGO_TERM_COLOR=never
 # A one-shot build gains nothing from incremental state, which costs gigabytes

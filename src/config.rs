@@ -58,6 +58,9 @@ pub struct Config {
     pub remote: crate::remote::RemoteConfig,
     /// `[video]`: the live outdoor stream (off by default, see `docs/video.md`).
     pub video: crate::video::VideoConfig,
+    /// `[matter]`: the Matter node (builds with the `matter` feature; see
+    /// `docs/matter.md`).
+    pub matter: crate::matter::MatterConfig,
     /// `[face]`: face unlock on the outdoor camera (off by default, see
     /// `src/biometrics/face/config.rs`).
     #[cfg(feature = "face")]
@@ -180,6 +183,7 @@ impl Default for Config {
             wifi: crate::wifi::WifiConfig::default(),
             remote: crate::remote::RemoteConfig::default(),
             video: crate::video::VideoConfig::default(),
+            matter: crate::matter::MatterConfig::default(),
             #[cfg(feature = "face")]
             face: crate::biometrics::face::config::FaceConfig::default(),
         }
@@ -263,6 +267,14 @@ pub enum ConfigError {
         value: String,
         why: &'static str,
     },
+    /// Issue 14: a file holding a secret must be readable by its owner only.
+    #[error("config file {path} holds the secret `{key}` but its group or others may read it (mode {mode:o}); run chmod 600 on it, or {instead}")]
+    SecretExposed {
+        path: PathBuf,
+        key: &'static str,
+        mode: u32,
+        instead: &'static str,
+    },
 }
 
 impl Config {
@@ -272,14 +284,58 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        Config::parse(&text, path)
+        let config = Config::parse(&text, path)?;
+        config.check_secrets_private(path)?;
+        Ok(config)
+    }
+
+    /// The secrets this file holds inline, with where else they can go.
+    fn inline_secrets(&self) -> Vec<(&'static str, &'static str)> {
+        let mut out = Vec::new();
+        if !self.lock.verification_code.is_empty() {
+            out.push((
+                "lock.verification_code",
+                "leave it empty to derive it from the device key",
+            ));
+        }
+        if !self.remote.password.is_empty() {
+            out.push((
+                "remote.password",
+                "put it in remote.password_file (mode 0600)",
+            ));
+        }
+        out
+    }
+
+    /// A file that holds a secret inline is refused unless only its owner
+    /// may read it (like the video token file).
+    fn check_secrets_private(&self, path: &Path) -> Result<(), ConfigError> {
+        use std::os::unix::fs::MetadataExt;
+        let Some(&(key, instead)) = self.inline_secrets().first() else {
+            return Ok(());
+        };
+        let mode = std::fs::metadata(path)
+            .map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(ConfigError::SecretExposed {
+                path: path.to_owned(),
+                key,
+                mode: mode & 0o777,
+                instead,
+            });
+        }
+        Ok(())
     }
 
     /// Parse and validate TOML text; `path` is only used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
-            message: e.to_string().trim_end().replace('\n', " | "),
+            message: describe_toml_error(text, &e),
         })?;
         config.validate(path)?;
         Ok(config)
@@ -310,6 +366,9 @@ impl Config {
         }
         if let Err(why) = self.ble.validate() {
             return bad("ble.adapter", format!("{:?}", self.ble.adapter), why);
+        }
+        if let Err(why) = self.matter.validate() {
+            return bad("matter", format!("{:?}", self.matter.interface), why);
         }
         if !l.verification_code.is_empty()
             && crate::app::pairing::VerificationCode::parse(&l.verification_code).is_err()
@@ -355,6 +414,9 @@ impl Config {
                 self.store.max_db_bytes.to_string(),
                 "use 0 (no cap) or at least 1048576 (1 MiB)",
             );
+        }
+        if let Err((key, why)) = self.video.validate() {
+            return bad(key, self.video.bind.to_string(), why);
         }
         if let Err(why) = self.key.validate() {
             return bad("key.tpm2_pcrs", format!("{:?}", self.key.tpm2_pcrs), why);
@@ -411,6 +473,54 @@ impl Config {
             );
         }
         Ok(())
+    }
+}
+
+/// Keys whose values are secrets: never shown in a message.
+const SECRET_KEYS: [&str; 2] = ["password", "verification_code"];
+
+/// A TOML error as "line L, column C: what", without the source line that
+/// `toml` quotes: that line may hold a secret (`[remote] password`,
+/// `[lock] verification_code`), and the message goes to the journal. An
+/// error *on* a line that sets a secret says only which key is wrong
+/// (serde's "invalid type: integer `…`" would show the value). Found by
+/// the config_files fuzzer.
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let what = e.message().trim_end().replace('\n', " | ");
+    let Some(start) = e.span().map(|s| s.start) else {
+        return what;
+    };
+    // Spans are byte offsets on character boundaries; clamp in any case.
+    let before = text.get(..start).unwrap_or(text);
+    let line_no = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches(['"', '\'']))
+        .unwrap_or("");
+    match SECRET_KEYS.iter().find(|s| key.ends_with(*s)) {
+        Some(secret) => format!(
+            "line {line_no}: the value of `{secret}` is not valid TOML or not a string \
+             (not shown: it is a secret)"
+        ),
+        // The line itself is not quoted, so name its key (with its table)
+        // for the reader to find it.
+        None if !key.is_empty() && !key.starts_with('[') => {
+            let table = before[..line_start]
+                .lines()
+                .rev()
+                .map(str::trim)
+                .find(|l| l.starts_with('['))
+                .map(|l| l.trim_matches(['[', ']', ' ']));
+            let key = match table {
+                Some(t) => format!("{t}.{key}"),
+                None => key.to_owned(),
+            };
+            format!("line {line_no}, column {column}, `{key}`: {what}")
+        }
+        None => format!("line {line_no}, column {column}: {what}"),
     }
 }
 
@@ -476,6 +586,35 @@ mod tests {
         assert!(e.contains("arduino"), "{e}");
     }
 
+    /// Found by fuzz/fuzz_targets/config_files.rs: a syntax error on the
+    /// line of a secret quoted that line, secret and all, into the error
+    /// (and so the journal). Errors name the line and the key only.
+    #[test]
+    fn a_parse_error_never_shows_a_secret() {
+        for (text, secret) in [
+            (
+                "[lock]\nverification_code = \x01 \"ABCDEFGHIJKLMNOPQRSTUVWX\"\n",
+                "ABCDEFGHIJKLMNOPQRSTUVWX",
+            ),
+            ("[remote]\npassword = \"hunter2hunter2\n", "hunter2hunter2"),
+            ("[remote]\npassword = 31415926535\n", "31415926535"),
+            (
+                "[remote]\npassword = \"hunter2hunter2\"\npassword = \"hunter2hunter2\"\n",
+                "hunter2hunter2",
+            ),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(!e.contains(secret), "{e}");
+            assert!(e.contains("line "), "{e}");
+        }
+        // Other errors still say what and where.
+        let e = parse("[sim]\nmotor_travel_ms = \"fast\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2") && e.contains("invalid type"), "{e}");
+        assert!(e.contains("`sim.motor_travel_ms`"), "{e}");
+    }
+
     /// A Raspberry Pi is `board = "linux"` with `gpio_provider = "rppal"`
     /// in its board file; there is no separate `rpi` board to half-work.
     #[test]
@@ -486,5 +625,40 @@ mod tests {
             parse("board = \"linux\"\n").unwrap().board,
             BoardKind::Linux
         );
+    }
+
+    /// Issue 14 item 2: a latchd.toml holding `remote.password` or
+    /// `lock.verification_code` inline is refused unless it is 0600; one
+    /// without secrets loads whatever its mode.
+    #[test]
+    fn a_file_with_inline_secrets_must_be_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("latchd.toml");
+        let chmod =
+            |m| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(m)).expect("chmod");
+        std::fs::write(&path, "[remote]\nusername = \"lock\"\n").expect("write");
+        chmod(0o644);
+        Config::load(&path).expect("no secret: any mode");
+        for (text, key) in [
+            (
+                "[remote]\nusername = \"lock\"\npassword = \"pw-123\"\n",
+                "remote.password",
+            ),
+            (
+                "[lock]\nverification_code = \"ABCDEFGHIJKLMNOPQRSTUVWX\"\n",
+                "lock.verification_code",
+            ),
+        ] {
+            std::fs::write(&path, text).expect("write");
+            chmod(0o644);
+            let e = Config::load(&path)
+                .expect_err("0644 with a secret")
+                .to_string();
+            assert!(e.contains(key) && e.contains("chmod 600"), "{e}");
+            assert!(!e.contains("pw-123") && !e.contains("ABCDEFGH"), "{e}");
+            chmod(0o600);
+            Config::load(&path).expect("0600");
+        }
     }
 }

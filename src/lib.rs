@@ -7,7 +7,7 @@
 //! ```text
 //!   daemon ─► channels and services ─► link ─► app ─► core
 //!             (ble, remote, dbus,        │              ▲
-//!              wifi, video)              └─► store ─────┤
+//!              wifi, video, matter)      └─► store ─────┤
 //!   board (hardware) ◄─ biometrics (drivers) ───────────┘
 //! ```
 //!
@@ -17,7 +17,7 @@
 //! * [`link`]: the one handle channels use to reach the running lock.
 //! * [`store`]: SQLite state — one writer thread, a read-only connection.
 //! * [`board`] hardware and [`biometrics`] modules; [`ble`], [`remote`],
-//!   [`dbus`], [`wifi`], [`video`] channels and services.
+//!   [`dbus`], [`wifi`], [`video`], [`matter`] channels and services.
 //! * [`daemon`]: builds the lock from its parts, runs it, shuts it down.
 //! * [`control`]: the control socket's protocol; [`config`]: `latchd.toml`;
 //!   [`cli`]: `latchctl`.
@@ -40,6 +40,7 @@ pub mod core;
 pub mod daemon;
 pub mod dbus;
 pub mod link;
+pub mod matter;
 pub mod remote;
 pub mod store;
 pub mod video;

@@ -27,6 +27,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use latchd::board::coast::{coast_from_files, CoastError, Coasted};
 use latchd::config::{self, BoardKind, Config};
 use latchd::daemon::{self, Options};
 use latchd::dbus::BusChoice;
@@ -68,6 +69,10 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    // Safety first, before anything that can fail (the command line, the
+    // config, the store): a motor a killed predecessor left energised
+    // stops here (`board::coast`, docs/motor-safety.md).
+    let early_coast = coast_first();
     let cli = Cli::parse();
     let config = match &cli.config {
         Some(path) => match Config::load(path) {
@@ -119,6 +124,13 @@ fn main() -> ExitCode {
         eprintln!("latchd: cannot set up logging: {e}");
         return ExitCode::from(1);
     }
+    match early_coast {
+        Some(Ok(Coasted::Lines { in1, in2 })) => {
+            tracing::info!(%in1, %in2, "motor coasted at start")
+        }
+        Some(Ok(Coasted::NoMotor)) | None => {}
+        Some(Err(e)) => tracing::error!("the motor could not be coasted at start: {e}"),
+    }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -147,6 +159,35 @@ fn main() -> ExitCode {
             ExitCode::from(e.exit_status())
         }
     }
+}
+
+/// Coast the motor the config file names, reading nothing but argv's
+/// `--config FILE` (or `--config=FILE`), that file and the board file, so
+/// that a bad command line, config or database cannot stop it. `None` for
+/// `--key-step` (the key unit has no GPIO, and the daemon coasts anyway).
+fn coast_first() -> Option<Result<Coasted, CoastError>> {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if args.iter().any(|a| a == "--key-step") {
+        return None;
+    }
+    let mut config: Option<PathBuf> = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--" {
+            break;
+        }
+        if a == "--config" {
+            config = it.next().map(PathBuf::from);
+        } else if let Some(v) = a.to_str().and_then(|s| s.strip_prefix("--config=")) {
+            config = Some(PathBuf::from(v));
+        }
+    }
+    let result = coast_from_files(config.as_deref());
+    if let Err(e) = &result {
+        // Logging is not set up yet; it is logged again once it is.
+        eprintln!("latchd: the motor could not be coasted at start: {e}");
+    }
+    Some(result)
 }
 
 /// `latchd --key-step`: the one part of latchd that runs as root and

@@ -9,11 +9,11 @@ use std::cell::RefCell;
 use latchd::app::client::AppSessionStart;
 use latchd::app::crypto::StaticKeypair;
 use latchd::app::pairing::PairRequest;
-use latchd::app::{Request, Response};
 use latchd::app::protocol::{
     accept_session, Frame, Reassembler, SecureSession, SessionInit, DEFAULT_IDLE_TIMEOUT,
     MAX_ATT_MTU, MIN_ATT_MTU,
 };
+use latchd::app::{Request, Response};
 use latchd::core::time::Instant;
 use libfuzzer_sys::fuzz_target;
 use rand_core::OsRng;

@@ -160,6 +160,11 @@ pub enum ErrorCode {
     UnsupportedCommandVersion = 0x24,
     /// Unknown command opcode.
     UnknownCommand = 0x25,
+    /// A remote command that is not fresh: it answers a challenge the lock
+    /// no longer accepts (older than the lock allows, sealed before the
+    /// lock's current broker connection, or carrying none). Read the
+    /// lock's current challenge and send the command again.
+    Stale = 0x26,
     /// The engine refused the command (detail in the response).
     Refused = 0x30,
 }
@@ -192,6 +197,7 @@ impl ErrorCode {
             0x23 => MalformedCommand,
             0x24 => UnsupportedCommandVersion,
             0x25 => UnknownCommand,
+            0x26 => Stale,
             0x30 => Refused,
             _ => return None,
         })

@@ -244,7 +244,7 @@ impl Request {
                     ),
                 };
                 AppCommand::AddTempPasscode {
-                    digits: digits.as_str().to_owned(),
+                    digits: digits.as_str().into(),
                     validity,
                     one_time,
                 }
@@ -254,7 +254,7 @@ impl Request {
             }
             Request::SetDuressPasscode { user, digits } => AppCommand::SetDuressPasscode {
                 user: user_number(*user)?,
-                digits: digits.as_str().to_owned(),
+                digits: digits.as_str().into(),
             },
             Request::SetSetting(s) => AppCommand::Setting(match *s {
                 Setting::AutoLock(secs) => core_types::SettingChange::AutoLock(

@@ -359,7 +359,9 @@ pub fn unlock_method(m: Method) -> UnlockMethod {
         Method::TempPasscode => UnlockMethod::TemporaryPasscode,
         Method::MechanicalKey => UnlockMethod::MechanicalKey,
         Method::Ble => UnlockMethod::Ble,
-        Method::Remote => UnlockMethod::Remote,
+        // A Matter controller is remote over Wi-Fi too; the app protocol
+        // has no word of its own for it.
+        Method::Remote | Method::Matter => UnlockMethod::Remote,
         Method::Inside => UnlockMethod::Inside,
     }
 }
@@ -373,6 +375,9 @@ pub fn alarm_kind(a: event::AlarmKind) -> Option<AlarmKind> {
         event::AlarmKind::Duress => Some(AlarmKind::Duress),
         event::AlarmKind::LowBattery => Some(AlarmKind::LowBattery),
         event::AlarmKind::Jam => None,
+        // A module swapped in from outside is tampering with the outside
+        // panel; the wire has no kind of its own for it.
+        event::AlarmKind::ModuleSwap => Some(AlarmKind::Tamper),
     }
 }
 

@@ -138,6 +138,9 @@ pub struct ModuleAdapter {
     modality: Modality,
     commands: mpsc::UnboundedSender<ModuleCmd>,
     task: JoinHandle<()>,
+    /// Wakes a connection that refused a module not the lock's own
+    /// ([`ModuleCmd::Pair`]; fingerprint, `fingerprint/reader.rs`).
+    repair: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl std::fmt::Debug for ModuleAdapter {
@@ -161,6 +164,12 @@ impl ModuleAdapter {
                 device: self.device(),
                 what: format!("{cmd:?}"),
             });
+        }
+        if let (ModuleCmd::Pair { .. }, Some(repair)) = (cmd, &self.repair) {
+            // Only a connection waiting now is woken: a re-pair asked while
+            // the module is fine leaves nothing behind that would adopt a
+            // module swapped in later.
+            repair.notify_waiters();
         }
         self.commands
             .send(*cmd)
@@ -207,7 +216,8 @@ fn cmd_modality(cmd: &ModuleCmd) -> Option<Modality> {
         ModuleCmd::Enrol { modality, .. }
         | ModuleCmd::CancelEnrol { modality }
         | ModuleCmd::Delete { modality, .. }
-        | ModuleCmd::Wipe { modality } => Some(*modality),
+        | ModuleCmd::Wipe { modality }
+        | ModuleCmd::Pair { modality } => Some(*modality),
         ModuleCmd::RecogniseFace => None,
     }
 }
@@ -260,6 +270,15 @@ pub(crate) fn spawn_connecting<R: Reader + 'static>(
         modality,
         commands: tx,
         task,
+        repair: None,
+    }
+}
+
+impl ModuleAdapter {
+    /// Route [`ModuleCmd::Pair`] to `repair` as well.
+    pub(crate) fn with_repair(mut self, repair: Arc<tokio::sync::Notify>) -> Self {
+        self.repair = Some(repair);
+        self
     }
 }
 
@@ -302,6 +321,11 @@ pub(crate) trait Reader: Send {
     /// The driver's error; the adapter turns it into the `Fault` report's
     /// text only where the report is made.
     type Error: std::error::Error + Send + 'static;
+    /// Whether `e` says the module is not the lock's own (issue 13 item
+    /// 7): reported as `Untrusted` rather than `Fault`.
+    fn untrusted(_e: &Self::Error) -> bool {
+        false
+    }
     fn enrol<'a>(
         &'a mut self,
         slot: u16,
@@ -419,6 +443,20 @@ impl<R: Reader> Adapter<R> {
         });
     }
 
+    /// Like [`Self::fault`], for a module swapped while the lock ran: once
+    /// per outage, as `Untrusted` (the engine's swap alarm and notice).
+    fn untrusted(&mut self, detail: String) {
+        if self.faulted {
+            return;
+        }
+        self.faulted = true;
+        tracing::error!(device = device_name(self.modality()), %detail, "module not the lock's own");
+        self.report(ModuleReport::Untrusted {
+            modality: self.modality(),
+            detail,
+        });
+    }
+
     fn answered(&mut self) {
         if std::mem::take(&mut self.faulted) {
             tracing::info!(
@@ -434,6 +472,9 @@ impl<R: Reader> Adapter<R> {
             Ok(read) => {
                 self.answered();
                 read
+            }
+            Err(e) if e.link && R::untrusted(&e.error) => {
+                return self.untrusted(e.error.to_string())
             }
             Err(e) if e.link => return self.fault(e.error.to_string()),
             Err(e) => {
@@ -497,6 +538,14 @@ impl<R: Reader> Adapter<R> {
             },
             ModuleCmd::RecogniseFace => {
                 tracing::warn!(?modality, "face command sent to a UART module; ignored");
+            }
+            // Connected means the module passed its handshake: it is the
+            // lock's own, nothing to re-pair.
+            ModuleCmd::Pair { .. } => {
+                tracing::info!(
+                    ?modality,
+                    "re-pair asked for a module already paired; nothing to do"
+                );
             }
         }
     }

@@ -10,7 +10,8 @@
 use std::sync::Arc;
 
 use crate::biometrics::adapter::{db_slots, AdapterConfig, ModuleAdapter, ReportSink};
-use crate::biometrics::fingerprint::{self as fp, reader::spawn_fingerprint_connecting};
+use crate::biometrics::fingerprint::pairing::{self, ModuleLink};
+use crate::biometrics::fingerprint::{self as fp, reader::spawn_fingerprint_paired};
 use crate::biometrics::palm::{self, reader::spawn_palm_connecting};
 use crate::board::linux::config::BoardConfig;
 use crate::core::types::{CredentialKind, Persisted};
@@ -23,16 +24,32 @@ pub struct UartModules {
 }
 
 /// Start both adapters on the board file's UARTs; `persisted` gives the
-/// slots each module should hold. Must run inside tokio.
-pub fn open(cfg: &BoardConfig, persisted: &Persisted, sink: Arc<dyn ReportSink>) -> UartModules {
+/// slots each module should hold, `finger_link` the lock's fingerprint
+/// module password (issue 13 item 7). Must run inside tokio.
+pub fn open(
+    cfg: &BoardConfig,
+    persisted: &Persisted,
+    finger_link: ModuleLink,
+    sink: Arc<dyn ReportSink>,
+) -> UartModules {
     let finger_uart = cfg.fingerprint.clone();
-    let fingerprint = spawn_fingerprint_connecting(
-        Box::pin(async move {
-            let path = finger_uart.path.display().to_string();
-            let stream = fp::open_serial(&path, finger_uart.baud)?;
-            let driver = fp::Fingerprint::connect(stream, fp::FingerprintConfig::default()).await?;
-            Ok(Box::new(driver) as Box<dyn fp::FingerprintModule>)
+    let fingerprint = spawn_fingerprint_paired(
+        Box::new(move |pairing| {
+            let uart = finger_uart.clone();
+            Box::pin(async move {
+                let path = uart.path.display().to_string();
+                let stream = fp::open_serial(&path, uart.baud)?;
+                let driver = pairing::connect(
+                    stream,
+                    fp::FingerprintConfig::default(),
+                    finger_link.password,
+                    pairing,
+                )
+                .await?;
+                Ok(Box::new(driver) as Box<dyn fp::FingerprintModule>)
+            })
         }),
+        finger_link.pairing,
         AdapterConfig {
             db_slots: Some(db_slots(persisted, CredentialKind::Fingerprint)),
             ..AdapterConfig::default()

@@ -233,9 +233,9 @@ impl ReportSink for Hand {
                 modality,
                 step: EnrolStep::Remove,
             } => (*modality, true),
-            ModuleReport::EnrolProgress { modality, .. } | ModuleReport::Fault { modality, .. } => {
-                (*modality, false)
-            }
+            ModuleReport::EnrolProgress { modality, .. }
+            | ModuleReport::Fault { modality, .. }
+            | ModuleReport::Untrusted { modality, .. } => (*modality, false),
         };
         if read {
             match modality {

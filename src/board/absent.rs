@@ -32,11 +32,18 @@ impl FaceSource for UnavailableFace {
         // `false` only when the engine has stopped (shutdown): nothing to do.
         let _ = self.reports.push(Input::Module(ModuleReport::Fault {
             modality: Modality::Face,
-            detail: "this board has no face service; face recognition is not available".into(),
+            detail: NO_FACE.into(),
         }));
         Ok(())
     }
+
+    fn absent(&self) -> Option<&'static str> {
+        Some(NO_FACE)
+    }
 }
+
+const NO_CAMERA: &str = "this board has no camera ([video] and [face] are off)";
+const NO_FACE: &str = "this board has no face service; face recognition is not available";
 
 /// A board without a snapshot camera: each snapshot is refused with a
 /// clear error; nothing else changes.
@@ -47,8 +54,12 @@ impl Camera for UnavailableCamera {
     fn snapshot(&mut self, _reason: SnapshotReason) -> Result<(), DeviceError> {
         Err(DeviceError::Unavailable {
             device: "camera",
-            detail: "this board has no camera ([video] and [face] are off)".into(),
+            detail: NO_CAMERA.into(),
         })
+    }
+
+    fn absent(&self) -> Option<&'static str> {
+        Some(NO_CAMERA)
     }
 }
 

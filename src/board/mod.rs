@@ -57,11 +57,24 @@ use crate::core::types::MotorDirection;
 use crate::core::{Action, AlarmKind, Input, KeypadView, ModuleCmd, MotorCmd, Prompt};
 
 pub mod absent;
+pub mod coast;
 pub mod drivers;
 pub mod frames;
 #[cfg(feature = "board-linux")]
 pub mod linux;
 pub mod sim;
+
+/// The board file's parser on its own, for the fuzzer
+/// (`fuzz/fuzz_targets/config_files.rs`): it is pure Rust, while the rest
+/// of `linux` needs the system's GPIO, ALSA and BlueZ libraries, which the
+/// fuzz build leaves out. `cargo fuzz` sets `--cfg fuzzing`.
+#[cfg(all(fuzzing, not(feature = "board-linux")))]
+#[doc(hidden)]
+#[path = "linux/config.rs"]
+pub mod board_file;
+#[cfg(feature = "board-linux")]
+#[doc(hidden)]
+pub use linux::config as board_file;
 
 /// Why a device command or read failed.
 #[derive(Debug, thiserror::Error)]
@@ -167,11 +180,23 @@ pub trait PalmModule: Send {
 /// `ModuleCmd::RecogniseFace`; results arrive as `Input::Module(..)`.
 pub trait FaceSource: Send {
     fn command(&mut self, cmd: &ModuleCmd) -> Result<(), DeviceError>;
+
+    /// Why this board has no face recognition, for the self-test; `None`
+    /// for a real one (the stand-in in `absent.rs` says why).
+    fn absent(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// The outdoor camera's still pictures (B-3.5).
 pub trait Camera: Send {
     fn snapshot(&mut self, reason: SnapshotReason) -> Result<(), DeviceError>;
+
+    /// Why this board has no camera, for the self-test; `None` for a real
+    /// one (the stand-in in `absent.rs` says why).
+    fn absent(&self) -> Option<&'static str> {
+        None
+    }
 
     /// A snapshot that belongs to the logged event `event` (its id in the
     /// store's event log), so the picture can be found from the event.
@@ -210,7 +235,7 @@ pub struct Board {
 pub enum Performed {
     /// A hardware action, done (or started).
     Done,
-    /// Not a hardware action (`Persist`, `Log`, `Notify`, `Reply`): the
+    /// Not a hardware action (`Persist`, `Log`, `Trace`, `Notify`, `Reply`): the
     /// daemon handles it.
     NotHardware,
 }
@@ -259,6 +284,7 @@ impl Board {
             Action::Snapshot(reason) => self.camera.snapshot(*reason)?,
             Action::Persist(_)
             | Action::Log(_)
+            | Action::Trace(_)
             | Action::Notify(_)
             | Action::Reply { .. }
             | Action::SetClock(_) => return Ok(Performed::NotHardware),
@@ -272,7 +298,8 @@ impl Board {
             ModuleCmd::Enrol { modality, .. }
             | ModuleCmd::CancelEnrol { modality }
             | ModuleCmd::Delete { modality, .. }
-            | ModuleCmd::Wipe { modality } => *modality,
+            | ModuleCmd::Wipe { modality }
+            | ModuleCmd::Pair { modality } => *modality,
             ModuleCmd::RecogniseFace => Modality::Face,
         };
         match modality {

@@ -193,6 +193,18 @@ pub fn render_status(d: &Diagnostics) -> String {
             ("Serial number", d.serial_number.clone()),
             ("Board", d.board.clone()),
             ("Uptime", format_duration(d.uptime_s)),
+            (
+                "Wall clock",
+                d.wall_clock
+                    .map(format_utc)
+                    .unwrap_or_else(|| "unknown (not set, or behind the trusted floor)".into()),
+            ),
+            (
+                "Time floor",
+                d.time_floor
+                    .map(format_utc)
+                    .unwrap_or_else(|| "none yet".into()),
+            ),
         ],
     ));
     sections.push((
@@ -233,7 +245,11 @@ pub fn render_status(d: &Diagnostics) -> String {
         vec![
             (
                 "Battery",
-                format!("{} % ({} mV)", d.battery_percent, d.battery_mv),
+                match (d.battery_percent, d.battery_mv) {
+                    (Some(p), Some(mv)) => format!("{p} % ({mv} mV)"),
+                    (Some(p), None) => format!("{p} %"),
+                    (None, _) => "unknown (no reading yet)".into(),
+                },
             ),
             ("External power", yes_no(d.external_power).into()),
         ],
@@ -243,10 +259,9 @@ pub fn render_status(d: &Diagnostics) -> String {
         vec![
             (
                 "Wi-Fi",
-                if d.wifi_rssi != 0 {
-                    format!("{} ({} dBm)", d.wifi_state, d.wifi_rssi)
-                } else {
-                    d.wifi_state.clone()
+                match d.wifi_rssi {
+                    Some(rssi) => format!("{} ({rssi} dBm)", d.wifi_state),
+                    None => format!("{} (signal unknown)", d.wifi_state),
                 },
             ),
             ("BLE", d.ble_state.clone()),

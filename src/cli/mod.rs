@@ -33,6 +33,9 @@ use crate::dbus::BusChoice;
 
 pub mod ble;
 pub mod diag;
+#[cfg(feature = "matter")]
+pub mod matter;
+pub mod remote;
 pub mod sim;
 
 /// Printed under `--help`.
@@ -44,7 +47,10 @@ Exit codes:
   3  latchd is not running (nobody owns org.latchd), or it stopped while following
   4  access denied by the D-Bus policy (run as root or as a member of latchd-tech)
   5  the D-Bus bus cannot be reached
-  6  self-test: at least one device failed";
+  6  self-test: at least one device failed
+  remote: 1 the lock refused (reason printed), 3 the lock is offline (nothing sent),
+          4 the broker refused the login, 5 the broker cannot be reached, 7 TLS failed,
+          8 no answer in time";
 
 /// Talk to a running latchd over D-Bus.
 #[derive(Debug, Parser)]
@@ -70,6 +76,11 @@ pub enum Command {
     Sim(sim::SimArgs),
     /// Talk to a lock over Bluetooth LE as the app would (BlueZ).
     Ble(ble::BleArgs),
+    /// The Matter node's onboarding codes, from the lock's store (`label`).
+    #[cfg(feature = "matter")]
+    Matter(matter::MatterArgs),
+    /// Talk to a lock through the MQTT broker with the `ble` key file.
+    Remote(remote::RemoteArgs),
 }
 
 /// What every command needs besides its own arguments.
@@ -99,6 +110,11 @@ pub enum CliError {
     Sim(#[from] sim::SimCliError),
     #[error(transparent)]
     Ble(#[from] ble::BleCliError),
+    #[cfg(feature = "matter")]
+    #[error(transparent)]
+    Matter(#[from] matter::MatterCliError),
+    #[error(transparent)]
+    Remote(#[from] remote::RemoteCliError),
 }
 
 impl From<ClientError> for CliError {
@@ -121,6 +137,7 @@ impl CliError {
             CliError::SelfTestFailed { .. } => 6,
             CliError::Sim(e) => e.exit_code(),
             CliError::Ble(e) => e.exit_code(),
+            CliError::Remote(e) => e.exit_code(),
             _ => 1,
         }
     }
@@ -132,6 +149,9 @@ pub async fn run_command(ctx: &Context, command: Command) -> Result<(), CliError
         Command::Diag(cmd) => diag::run(ctx, cmd).await,
         Command::Sim(args) => Ok(sim::run(args, ctx.json, &mut io::stdout())?),
         Command::Ble(args) => Ok(ble::run(args, ctx.json, &mut io::stdout()).await?),
+        #[cfg(feature = "matter")]
+        Command::Matter(args) => Ok(matter::run(args, ctx.json, &mut io::stdout())?),
+        Command::Remote(args) => Ok(remote::run(args, ctx.json, &mut io::stdout()).await?),
     }
 }
 

@@ -17,8 +17,12 @@ pub enum Action {
     Persist(Vec<Change>),
     /// Append to the event log (and the diagnostics/app streams).
     Log(Event),
-    /// Speak a voice prompt (B-3, B-4). Prompts are also logged.
+    /// Speak a voice prompt (B-3, B-4). Every prompt is also traced
+    /// ([`Action::Trace`]), spoken or muted.
     Prompt(Prompt),
+    /// A line for the diagnostics stream (the journal): what was said.
+    /// Stored nowhere (issue 14 item 4: prompts are not log events).
+    Trace(Trace),
     /// What the keypad shows now.
     Keypad(KeypadView),
     Motor(MotorCmd),
@@ -36,6 +40,16 @@ pub enum Action {
     /// An owner set the wall clock: the runtime's clock reads this time
     /// now (the engine sees it from the next input on).
     SetClock(super::time::WallTime),
+}
+
+/// What [`Action::Trace`] tells the diagnostics stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trace {
+    /// A prompt's words (system information by name only: its
+    /// verification code is a pairing secret); `spoken: false` while
+    /// muted (B-3.4).
+    Prompt { text: String, spoken: bool },
 }
 
 /// The keypad's whole visible state; the board renders it.
@@ -80,6 +94,10 @@ pub enum ModuleCmd {
     Wipe { modality: Modality },
     /// Start one face recognition attempt (B-6.2; the IR light flashes).
     RecogniseFace,
+    /// An administrator's re-pair after a module replacement (issue 13
+    /// item 7): a module the lock refused is tried again, and adopted only
+    /// if it is factory-fresh (it is given the lock's module password).
+    Pair { modality: Modality },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -194,6 +212,12 @@ pub enum AppError {
     KeyExists,
     #[error("the lock's clock is not set; sync the time from the owner's app first")]
     ClockUnknown,
+    #[error("wrong code (counted towards the lockout)")]
+    WrongCode,
+    #[error("a PIN is required to operate the lock remotely")]
+    CodeRequired,
+    #[error("that user number is taken")]
+    UserExists,
     #[error(
         "that time is earlier than the time the lock already trusted; check the phone's clock"
     )]
@@ -238,6 +262,10 @@ pub enum Prompt {
         serial: String,
         firmware: String,
         verification_code: String,
+        /// The Matter manual pairing code (issue 18), when the lock has a
+        /// Matter node: the label's code, spoken for an owner without it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        matter_code: Option<String>,
     },
     VerifyAdmin,
     Unlocked,
@@ -332,9 +360,15 @@ impl Prompt {
             NoSuchUser => "No such user.".into(),
             CannotDeleteLastAdmin => "The last administrator cannot be deleted.".into(),
             Deleted => "Deleted.".into(),
-            SystemInfo { serial, firmware, verification_code } => format!(
-                "Serial number {serial}. Firmware version {firmware}. Verification code {verification_code}."
-            ),
+            SystemInfo { serial, firmware, verification_code, matter_code } => {
+                let matter = matter_code
+                    .as_ref()
+                    .map(|c| format!(" Matter setup code {c}."))
+                    .unwrap_or_default();
+                format!(
+                    "Serial number {serial}. Firmware version {firmware}. Verification code {verification_code}.{matter}"
+                )
+            }
             VerifyAdmin => "Please verify an administrator.".into(),
             Unlocked => "Unlocked.".into(),
             Locked => "Locked.".into(),
@@ -364,6 +398,25 @@ impl Prompt {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn system_information_says_the_matter_code_when_there_is_one() {
+        let mut p = Prompt::SystemInfo {
+            serial: "LD-1".into(),
+            firmware: "0.1.0".into(),
+            verification_code: "AB".into(),
+            matter_code: None,
+        };
+        assert!(!p.text().contains("Matter"));
+        if let Prompt::SystemInfo { matter_code, .. } = &mut p {
+            *matter_code = Some("34970112332".into());
+        }
+        assert!(
+            p.text().ends_with("Matter setup code 34970112332."),
+            "{}",
+            p.text()
+        );
+    }
 
     #[test]
     fn asset_names_are_snake_case() {

@@ -42,19 +42,25 @@ pub const AUTO_LOCK_MAX: Duration = Duration::from_secs(3600);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Who {
     Pairing,
-    Owner { admin: UserNumber },
+    Owner {
+        admin: UserNumber,
+    },
     Guest,
-    Invitee { slot: AppKeyId },
+    Invitee {
+        slot: AppKeyId,
+    },
+    /// A Matter fabric's administrator (see `matter.rs`).
+    Matter,
 }
 
-fn check_window(v: &Validity) -> Result<(), AppError> {
+pub(super) fn check_window(v: &Validity) -> Result<(), AppError> {
     match (v.from, v.until) {
         (Some(f), Some(u)) if u <= f => Err(AppError::BadValidity),
         _ => Ok(()),
     }
 }
 
-fn limit_error(e: LimitError) -> AppError {
+pub(super) fn limit_error(e: LimitError) -> AppError {
     match e {
         LimitError::Lock(k) | LimitError::User(k) => AppError::Limit(k),
     }
@@ -129,12 +135,13 @@ impl Engine {
                 .find(|i| i.code_id == code_id)
                 .map(|i| Who::Invitee { slot: i.slot })
                 .ok_or(AppError::InviteRefused),
+            Principal::Matter { .. } => self.authorise_matter().map(|()| Who::Matter),
         }
     }
 
     /// Changes to users and credentials wait while someone is in the
     /// keypad menu, so the two cannot race (a user deleted mid-enrolment).
-    fn not_busy(&self) -> Result<(), AppError> {
+    pub(super) fn not_busy(&self) -> Result<(), AppError> {
         match self.mode {
             Mode::Idle => Ok(()),
             _ => Err(AppError::Busy),
@@ -143,6 +150,7 @@ impl Engine {
 
     fn app_command(&mut self, out: &mut Out, who: Who, via: Channel, cmd: AppCommand) -> AppResult {
         let admin = match (who, &cmd) {
+            (Who::Matter, _) => return self.matter_command(out, via, cmd),
             (Who::Pairing, AppCommand::AddAppKey(_)) => None,
             (Who::Pairing, _) => return Err(AppError::Forbidden),
             (Who::Guest, AppCommand::Unlock | AppCommand::Lock) => None,
@@ -160,20 +168,21 @@ impl Engine {
                 Who::Owner { .. },
                 AppCommand::GuestRedeemAttempt | AppCommand::RedeemGuestInvite { .. },
             ) => return Err(AppError::Forbidden),
+            // The Door Lock cluster's commands are Matter's (matter.rs);
+            // the owner's app has its own for the same needs.
+            (
+                Who::Owner { .. },
+                AppCommand::UnlockWithCode { .. }
+                | AppCommand::AddUserAt { .. }
+                | AppCommand::SetRole { .. }
+                | AppCommand::SetPasscode { .. }
+                | AppCommand::DeleteCredential(_),
+            ) => return Err(AppError::Forbidden),
             (Who::Owner { admin }, _) => Some(admin),
         };
         match cmd {
             AppCommand::Unlock => self.app_unlock(out, via, admin),
-            AppCommand::Lock => {
-                if self.handing.is_none() {
-                    return Err(AppError::NoHanding);
-                }
-                if self.mech.door_open() {
-                    return Err(AppError::DoorOpen);
-                }
-                self.lock(out, LockHow::App);
-                Ok(AppOk::Done)
-            }
+            AppCommand::Lock => self.app_lock(out, LockHow::App),
             AppCommand::AddUser { role, validity } => {
                 // Decision: a user added from the app is stored at once
                 // (it holds no credential and opens nothing until one is
@@ -223,7 +232,7 @@ impl Engine {
                 one_time,
             } => {
                 self.not_busy()?;
-                let digits = zeroize::Zeroizing::new(digits);
+                let digits = digits.into_inner();
                 check_window(&validity)?;
                 let validity = self.temp_code_window(validity, one_time)?;
                 let code =
@@ -259,7 +268,7 @@ impl Engine {
             }
             AppCommand::SetDuressPasscode { user, digits } => {
                 self.not_busy()?;
-                let digits = zeroize::Zeroizing::new(digits);
+                let digits = digits.into_inner();
                 if !self.dir.users.contains_key(&user) {
                     return Err(AppError::NoSuchUser);
                 }
@@ -371,7 +380,25 @@ impl Engine {
                 }
                 Ok(AppOk::Done)
             }
+            // Refused above for every principal that reaches this match.
+            AppCommand::UnlockWithCode { .. }
+            | AppCommand::AddUserAt { .. }
+            | AppCommand::SetRole { .. }
+            | AppCommand::SetPasscode { .. }
+            | AppCommand::DeleteCredential(_) => Err(AppError::Forbidden),
         }
+    }
+
+    /// Lock from an app or a Matter controller.
+    pub(super) fn app_lock(&mut self, out: &mut Out, how: LockHow) -> AppResult {
+        if self.handing.is_none() {
+            return Err(AppError::NoHanding);
+        }
+        if self.mech.door_open() {
+            return Err(AppError::DoorOpen);
+        }
+        self.lock(out, how);
+        Ok(AppOk::Done)
     }
 
     /// B-6.6/B-6.7: unlock from the app. A lockout stops BLE and remote
@@ -379,11 +406,15 @@ impl Engine {
     fn app_unlock(&mut self, out: &mut Out, via: Channel, admin: Option<UserNumber>) -> AppResult {
         let method = match via {
             Channel::Ble => Method::Ble,
-            Channel::Remote => {
+            Channel::Remote | Channel::Matter => {
                 if !(self.settings.remote_unlock && self.settings.wifi) {
                     return Err(AppError::RemoteUnlockDisabled);
                 }
-                Method::Remote
+                if via == Channel::Matter {
+                    Method::Matter
+                } else {
+                    Method::Remote
+                }
             }
         };
         if self.handing.is_none() {
@@ -478,7 +509,7 @@ impl Engine {
                     AppKeyRole::Owner { admin }
                 }
             },
-            Who::Guest | Who::Invitee { .. } => return Err(AppError::Forbidden),
+            Who::Guest | Who::Invitee { .. } | Who::Matter => return Err(AppError::Forbidden),
         };
         if self
             .dir
@@ -626,7 +657,7 @@ impl Engine {
 
     /// B-9.7 settings. Decision: turning lockout protection off stops
     /// counting; a lockout already running still runs (release it, B-7.2).
-    fn change_setting(&mut self, out: &mut Out, change: SettingChange) -> AppResult {
+    pub(super) fn change_setting(&mut self, out: &mut Out, change: SettingChange) -> AppResult {
         let mut s = self.settings.clone();
         match &change {
             SettingChange::AutoLock(d) => {
@@ -644,6 +675,7 @@ impl Engine {
             SettingChange::LockoutProtection(on) => s.lockout_protection = *on,
             SettingChange::RemoteUnlock(on) => s.remote_unlock = *on,
             SettingChange::Wifi(on) => s.wifi = *on,
+            SettingChange::RequirePinRemote(on) => s.require_pin_remote = *on,
         }
         self.persist(out, vec![Change::PutSettings(s)]);
         self.log(

@@ -106,7 +106,7 @@ impl Engine {
 
     /// Commit the record as it stands if this attempt fails (with `extra`
     /// changes that must not wait, such as spending a one-time code).
-    fn begin_attempt(
+    pub(super) fn begin_attempt(
         &mut self,
         out: &mut Out,
         method: Method,
@@ -130,7 +130,7 @@ impl Engine {
     }
 
     /// The attempt failed: the committed record stands.
-    fn attempt_failed(
+    pub(super) fn attempt_failed(
         &mut self,
         out: &mut Out,
         p: Pending,
@@ -195,7 +195,7 @@ impl Engine {
     /// The attempt did not fail (it opened, or it was a valid credential
     /// refused without counting): put the record back as it was, with the
     /// typos a success forgives, and store that after what was shown.
-    fn attempt_resolved(&mut self, out: &mut Out, p: Pending, success: bool) {
+    pub(super) fn attempt_resolved(&mut self, out: &mut Out, p: Pending, success: bool) {
         self.lockout = p.before;
         if success {
             self.lockout.succeeded(self.now.mono, p.method);
@@ -296,12 +296,10 @@ impl Engine {
                     return Verdict::Wrong;
                 };
                 if !u.validity.admits(wall) {
+                    // A duress code is logged as a passcode too
+                    // (`Method::as_logged`, issue 14 item 5).
                     return Verdict::OutsideValidity {
-                        method: if duress {
-                            Method::DuressPasscode
-                        } else {
-                            Method::Passcode
-                        },
+                        method: Method::Passcode,
                         user: Some(user),
                     };
                 }
@@ -395,11 +393,34 @@ impl Engine {
                 );
                 self.say(out, Prompt::ModuleFault);
             }
+            ModuleReport::Untrusted { modality, detail } => {
+                self.module_untrusted(out, modality, &detail);
+            }
             // Enrolment reports with no enrolment running are stale.
             ModuleReport::EnrolProgress { .. }
             | ModuleReport::Enrolled { .. }
             | ModuleReport::EnrolFailed { .. } => {}
         }
+    }
+
+    /// Issue 13 item 7: a module that is not the lock's own. A module
+    /// fault in the log, the module-swap alarm (sounded like tamper: the
+    /// outside panel was opened) and, with it, the owner's notice.
+    pub(super) fn module_untrusted(&mut self, out: &mut Out, modality: Modality, detail: &str) {
+        self.log(
+            out,
+            EventKind::ModuleFault {
+                detail: format!("{modality:?}: {detail}"),
+            },
+        );
+        if !self.alarm_active(AlarmKind::ModuleSwap) {
+            self.raise_alarm(
+                out,
+                AlarmKind::ModuleSwap,
+                Some(super::engine::TAMPER_ALARM),
+            );
+        }
+        self.say(out, Prompt::ModuleFault);
     }
 
     /// One biometric presentation: `holder` is whose template matched (if

@@ -15,10 +15,10 @@
 use core::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroize;
 
 use super::action::{
-    Action, AlarmCmd, KeypadView, ModuleCmd, MotorCmd, Notice, Prompt, SnapshotReason,
+    Action, AlarmCmd, KeypadView, ModuleCmd, MotorCmd, Notice, Prompt, SnapshotReason, Trace,
 };
 use super::attempt::FaceAttempt;
 use super::auto_face::AutoFace;
@@ -27,8 +27,10 @@ use super::input::{
     BoltPosition, DoorPosition, Input, MotorReport, PowerReading, SetPress, TamperState, WifiStatus,
 };
 use super::lock::{self, LockMech, LockState, MotorState};
+use super::noise::{Admit, NoiseBudget, NoiseKind};
 use super::passcode::Macer;
 use super::policy::Lockout;
+use super::redacted::Redacted;
 use super::time::{Instant, Now, WallTime};
 use super::trusted_time::TrustedTime;
 use super::types::{
@@ -67,6 +69,9 @@ pub struct EngineConfig {
     pub pairing_codes: PairingCodes,
     /// B-10.1: below this the low-battery prompt and LED come on. Default 20.
     pub low_battery_percent: u8,
+    /// The Matter manual pairing code, spoken by system information (B-4.10)
+    /// when the lock runs a Matter node; `None` otherwise.
+    pub matter_code: Option<String>,
     /// Where the app gives a one-time visitor code no end, it ends this
     /// long after it was made (issue 13: every visitor code has an end).
     pub one_time_code_ttl: Duration,
@@ -201,7 +206,7 @@ pub(super) enum Menu {
     Passcode {
         target: Target,
         /// The first entry, once given; the second must match it.
-        first: Option<Zeroizing<Vec<u8>>>,
+        first: Option<Redacted<Vec<u8>>>,
     },
     Delete,
 }
@@ -212,7 +217,7 @@ pub(super) struct Keypad {
     pub awake: bool,
     pub sleep_at: Option<Instant>,
     /// Digits typed in the current step. Wiped (zeroized) whenever cleared.
-    pub buffer: Zeroizing<Vec<u8>>,
+    pub buffer: Redacted<Vec<u8>>,
     pub digits_shown: Vec<u8>,
     pub flash_until: Option<Instant>,
     pub last_view: Option<KeypadView>,
@@ -236,6 +241,8 @@ pub struct Engine {
     pub(super) trusted: TrustedTime,
     /// Automatic face recognition's own budget (B-6.2).
     pub(super) auto_face: AutoFace,
+    /// The event log's budget for noise (issue 14 item 4, `core::noise`).
+    pub(super) noise: NoiseBudget,
     /// The face recognition in flight, and who started it.
     pub(super) face_attempt: Option<FaceAttempt>,
     /// See [`PairingCodes`].
@@ -246,6 +253,9 @@ pub struct Engine {
     /// How the lock move in progress was asked for, logged when it ends.
     pub(super) pending_lock: Option<LockHow>,
     pub(super) auto_lock_at: Option<Instant>,
+    /// The next auto-lock countdown uses this instead of the setting (a
+    /// Matter `UnlockWithTimeout`); taken when the countdown starts.
+    pub(super) relock_once: Option<Duration>,
     /// B-8.1: the door was opened from inside; "✓" outside locks.
     pub(super) outside_lock_armed: bool,
     /// The last unlock was from inside (arms B-8.1 when the door opens).
@@ -306,6 +316,7 @@ impl Engine {
             lockout,
             trusted: TrustedTime::new(persisted.time_floor),
             auto_face: AutoFace::default(),
+            noise: NoiseBudget::new(now.mono),
             face_attempt: None,
             pairing_generation: persisted.pairing_generation,
             mech: LockMech::default(),
@@ -313,6 +324,7 @@ impl Engine {
             keypad: Keypad::default(),
             pending_lock: None,
             auto_lock_at: None,
+            relock_once: None,
             outside_lock_armed: false,
             inside_unlocked: false,
             pairing_until: None,
@@ -359,6 +371,7 @@ impl Engine {
             self.pairing_until,
             self.auto_lock_at,
             reset,
+            self.noise.next_deadline(),
         ]
         .into_iter()
         .chain(self.alarms.iter().map(|(_, t)| *t))
@@ -496,23 +509,56 @@ impl Engine {
         }
     }
 
-    pub(super) fn log(&self, out: &mut Out, kind: EventKind) {
+    /// Log an event; returns whether it was logged. A noise event
+    /// (`core::noise`) beyond its kind's budget is counted instead, and
+    /// the count is logged as one `EventsSuppressed` before the next
+    /// entry of that kind (or at its deadline, [`Self::flush_noise`]).
+    pub(super) fn log(&mut self, out: &mut Out, kind: EventKind) -> bool {
+        if let Some(noise) = NoiseKind::of(&kind) {
+            match self.noise.admit(noise, self.now.mono) {
+                Admit::Drop => return false,
+                Admit::Log {
+                    suppressed_before: Some(count),
+                } => out.push(Action::Log(
+                    self.event(EventKind::EventsSuppressed { noise, count }),
+                )),
+                Admit::Log {
+                    suppressed_before: None,
+                } => {}
+            }
+        }
         out.push(Action::Log(self.event(kind)));
+        true
     }
 
-    /// Speak a prompt and log it. While muted (B-3.4) the prompt is only
-    /// logged. Decision: the log gets the prompt's words, except system
-    /// information, whose verification code is a pairing secret and is
-    /// logged by name only.
+    /// Log the suppressed-event counts that are due (a flood that
+    /// stopped is still told).
+    fn flush_noise(&mut self, out: &mut Out) {
+        for (noise, count) in self.noise.due(self.now.mono) {
+            out.push(Action::Log(
+                self.event(EventKind::EventsSuppressed { noise, count }),
+            ));
+        }
+    }
+
+    /// Speak a prompt, and trace it for the diagnostics stream (BEHAVIOUR:
+    /// "every prompt also goes to the diagnostics stream"; the event log
+    /// records what happened, not what was said). While muted (B-3.4) the
+    /// prompt is only traced. Decision: the trace gets the prompt's words,
+    /// except system information, whose verification code is a pairing
+    /// secret and is traced by name only.
     pub(super) fn say(&mut self, out: &mut Out, prompt: Prompt) {
-        let logged = match prompt {
+        let text = match prompt {
             Prompt::SystemInfo { .. } => prompt.asset(),
             _ => prompt.text(),
         };
         if !self.muted {
             out.push(Action::Prompt(prompt.clone()));
         }
-        self.log(out, EventKind::Prompt { prompt: logged });
+        out.push(Action::Trace(Trace::Prompt {
+            text,
+            spoken: !self.muted,
+        }));
         self.last_prompt = Some(prompt);
     }
 
@@ -569,7 +615,13 @@ impl Engine {
     /// Raise an alarm: log, sound (unless silent), notify, and snapshot
     /// where the alarm calls for one.
     pub(super) fn raise_alarm(&mut self, out: &mut Out, kind: AlarmKind, sound: Option<Duration>) {
-        self.log(out, EventKind::AlarmRaised { alarm: kind });
+        // Issue 14 item 5: duress is told only in the owner's sealed
+        // notice. A log entry would show it to every reader of the log
+        // (technicians on D-Bus, anyone handed the phone), and the unlock
+        // before it is logged as a plain passcode unlock.
+        if kind != AlarmKind::Duress {
+            self.log(out, EventKind::AlarmRaised { alarm: kind });
+        }
         if let Some(duration) = sound {
             out.push(Action::Alarm(AlarmCmd::Sound { kind, duration }));
         }
@@ -611,6 +663,7 @@ impl Engine {
 
     fn expire(&mut self, out: &mut Out) {
         let now = self.now.mono;
+        self.flush_noise(out);
         if self.keypad.flash_until.is_some_and(|t| now >= t) {
             self.keypad.flash_until = None;
         }
@@ -825,12 +878,13 @@ impl Engine {
     /// B-8.3: the countdown runs while the bolt is retracted and the door
     /// is closed; (re)started here.
     pub(super) fn start_auto_lock(&mut self) {
-        self.auto_lock_at = match self.settings.auto_lock {
-            Some(d) if !self.mech.door_open() && self.mech.bolt == BoltPosition::Retracted => {
-                Some(self.now.mono + d)
-            }
-            _ => None,
+        let can_run = !self.mech.door_open() && self.mech.bolt == BoltPosition::Retracted;
+        let countdown = if can_run {
+            self.relock_once.take().or(self.settings.auto_lock)
+        } else {
+            None
         };
+        self.auto_lock_at = countdown.map(|d| self.now.mono + d);
     }
 
     fn on_door(&mut self, out: &mut Out, d: DoorPosition) {
@@ -926,6 +980,7 @@ impl Engine {
         self.outside_lock_armed = false;
         self.inside_unlocked = false;
         self.auto_lock_at = None;
+        self.relock_once = None;
         if self.mech.bolt == BoltPosition::Extended && self.mech.motor == MotorState::Idle {
             self.log(out, EventKind::Locked { how });
             self.say(out, Prompt::Locked);
@@ -947,11 +1002,27 @@ impl Engine {
     /// Decision: the unlock that ends one-time mute is itself still silent
     /// (B-3.4: prompts are silent *until* that unlock).
     pub(super) fn unlock(&mut self, out: &mut Out, method: Method, user: Option<UserNumber>) {
+        self.unlock_relocking(out, method, user, None);
+    }
+
+    /// [`Self::unlock`], with the countdown that follows lasting
+    /// `relock_after` instead of the auto-lock setting (B-8.3 rules still
+    /// hold: it runs only while the door is closed).
+    pub(super) fn unlock_relocking(
+        &mut self,
+        out: &mut Out,
+        method: Method,
+        user: Option<UserNumber>,
+        relock_after: Option<Duration>,
+    ) {
         let Some(handing) = self.handing else {
             self.say(out, Prompt::ChooseDirection);
             return;
         };
-        let event = self.event(EventKind::Unlocked { method, user });
+        let event = self.event(EventKind::Unlocked {
+            method: method.as_logged(),
+            user,
+        });
         out.push(Action::Log(event.clone()));
         self.say(out, Prompt::Unlocked);
         let outside = matches!(
@@ -970,6 +1041,7 @@ impl Engine {
         self.inside_unlocked = false;
         self.pending_lock = None;
         self.auto_lock_at = None;
+        self.relock_once = relock_after;
         self.keypad.clear();
         let settled =
             self.mech.bolt == BoltPosition::Retracted && self.mech.motor == MotorState::Idle;

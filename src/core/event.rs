@@ -1,9 +1,18 @@
 //! The event log's entries (B-9.6): every unlock (method, user), lock,
-//! failure, alarm and setting change, and every prompt (BEHAVIOUR.md:
-//! "every prompt also goes to the event log").
+//! failure, alarm and setting change. Prompts are not events: they go to
+//! the diagnostics stream (`Action::Trace`; BEHAVIOUR.md: "the event log
+//! records what happened, not what was said").
+//!
+//! Each kind has a [`Retention`] class (issue 14 item 4): *records* —
+//! unlocks, locks, failures, lockouts, alarms, user, key and setting
+//! changes, resets — and *noise*, what anyone outside can cause at will
+//! (doorbell presses, refused app frames, unknown faces; see
+//! `core::noise`). The store keeps the two in separate budgets, so no
+//! amount of noise pushes a record out of the log.
 use serde::{Deserialize, Serialize};
 
 use super::input::Channel;
+use super::noise::NoiseKind;
 use super::time::WallTime;
 use super::types::{CredentialKind, Handing, Method, SettingChange, UserNumber};
 
@@ -24,6 +33,10 @@ pub enum AlarmKind {
     Duress,
     LowBattery,
     Jam,
+    /// Issue 13 item 7: the fingerprint module does not know the lock's
+    /// module password (swapped or replaced); it is not used until an
+    /// administrator re-pairs a factory-fresh module.
+    ModuleSwap,
 }
 
 /// A presentation refused by the liveness check although it matched.
@@ -46,6 +59,8 @@ pub enum LockHow {
     /// B-8.3: countdown.
     Auto,
     App,
+    /// A Matter controller's `LockDoor`.
+    Matter,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,8 +127,18 @@ pub enum EventKind {
     ModuleFault {
         detail: String,
     },
+    /// A spoken prompt. Written only by versions before issue 14 item 4
+    /// (prompts are traced now, not stored); kept so their rows still
+    /// read, and pruned as noise.
     Prompt {
         prompt: String,
+    },
+    /// Events of one noise kind that were not logged because a flood
+    /// used up that kind's budget (`core::noise`): how many since the
+    /// last entry or summary of that kind.
+    EventsSuppressed {
+        noise: NoiseKind,
+        count: u64,
     },
     /// An app command over BLE or the broker was refused: the owner sees
     /// every attempt, successful or not (B-9.6).
@@ -199,6 +224,44 @@ pub enum EventKind {
     },
 }
 
+/// Which budget of the bounded log an event counts against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retention {
+    /// What the lock did and what was tried against it: evicted only by
+    /// newer records.
+    Record,
+    /// What anyone outside can cause at will: rate-limited by the engine,
+    /// kept in its own smaller budget.
+    Noise,
+}
+
+/// The serde names (`kind_name` column) of every [`Retention::Noise`]
+/// kind, for the store's pruning. `noise_names_match_the_kinds` keeps it
+/// in step with [`EventKind::retention`].
+pub const NOISE_KIND_NAMES: [&str; 6] = [
+    "doorbell",
+    "app_refused",
+    "auto_face_refused",
+    "module_fault",
+    "events_suppressed",
+    "prompt",
+];
+
+impl EventKind {
+    /// Record or noise (see [`Retention`]).
+    pub fn retention(&self) -> Retention {
+        match self {
+            // Every refusal, the channel's `rate_limited` summary too (it
+            // is exempt from the engine's budget, not from this class).
+            EventKind::Prompt { .. }
+            | EventKind::EventsSuppressed { .. }
+            | EventKind::AppRefused { .. } => Retention::Noise,
+            k if NoiseKind::of(k).is_some() => Retention::Noise,
+            _ => Retention::Record,
+        }
+    }
+}
+
 /// Who released a disabled keypad.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -209,9 +272,9 @@ pub enum ReleasedBy {
     Administrator { user: UserNumber },
 }
 
-/// Why an app command was refused. The first five are decided at the
-/// channel's edge (the frame never reached the engine as a command); the
-/// rest by the engine.
+/// Why an app command was refused. The first five and `Stale` are decided
+/// at the channel's edge (the frame never reached the engine as a
+/// command); the rest by the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AppRefusal {
@@ -241,4 +304,65 @@ pub enum AppRefusal {
     /// verification code (an old one, the label's after the first owner)
     /// or a man in the middle.
     PairingFailed,
+    /// A remote command that verified but is not fresh: it answers a
+    /// challenge the lock no longer accepts (held back by the broker, or
+    /// sealed before the lock's current broker connection).
+    Stale,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(kind: &EventKind) -> String {
+        match serde_json::to_value(kind).unwrap() {
+            serde_json::Value::Object(m) => m["type"].as_str().unwrap().to_owned(),
+            other => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn noise_names_match_the_kinds() {
+        let noise = [
+            EventKind::Doorbell,
+            EventKind::AppRefused {
+                via: Channel::Remote,
+                reason: AppRefusal::BadSeal,
+            },
+            EventKind::AutoFaceRefused {
+                user: None,
+                spoof: None,
+            },
+            EventKind::ModuleFault { detail: "x".into() },
+            EventKind::EventsSuppressed {
+                noise: NoiseKind::Doorbell,
+                count: 3,
+            },
+            EventKind::Prompt {
+                prompt: "Ding dong.".into(),
+            },
+        ];
+        let names: Vec<String> = noise.iter().map(name).collect();
+        assert_eq!(names, NOISE_KIND_NAMES);
+        assert!(noise.iter().all(|k| k.retention() == Retention::Noise));
+        for record in [
+            EventKind::LockoutStarted,
+            EventKind::VerifyFailed {
+                method: Method::Passcode,
+                spoof: None,
+            },
+            EventKind::AlarmRaised {
+                alarm: AlarmKind::Tamper,
+            },
+            EventKind::FactoryReset,
+            EventKind::DoorOpened,
+            EventKind::AppKeyAdded {
+                slot: 1,
+                guest: false,
+            },
+        ] {
+            assert_eq!(record.retention(), Retention::Record, "{record:?}");
+            assert!(!NOISE_KIND_NAMES.contains(&name(&record).as_str()));
+        }
+    }
 }

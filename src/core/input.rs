@@ -7,6 +7,7 @@
 //! may do is the engine's.
 use serde::{Deserialize, Serialize};
 
+use super::redacted::Redacted;
 use super::time::{Validity, WallTime};
 use super::types::{
     AppKey, AppKeyId, GuestInvite, Key, Modality, Role, SettingChange, TempPasscodeId, UserNumber,
@@ -153,6 +154,12 @@ pub enum ModuleReport {
     },
     /// The module is not answering or answers nonsense.
     Fault { modality: Modality, detail: String },
+    /// The module answered but is not the lock's own (it does not know the
+    /// lock's module password, issue 13 item 7): never used for identify
+    /// or enrol until an administrator re-pairs ([`ModuleCmd::Pair`]).
+    ///
+    /// [`ModuleCmd::Pair`]: crate::core::ModuleCmd::Pair
+    Untrusted { modality: Modality, detail: String },
 }
 
 /// What to tell the person during an enrolment (B-4.5–B-4.7).
@@ -221,6 +228,9 @@ pub enum Channel {
     Ble,
     /// Over Wi-Fi through the broker (B-6.7).
     Remote,
+    /// Over IP from a Matter controller (Home Assistant, Apple Home, Google
+    /// Home...). Remote for B-6.7: unlocking needs remote unlock turned on.
+    Matter,
 }
 
 /// Who sent an app command, as its key says.
@@ -245,6 +255,15 @@ pub enum Principal {
     Invitee {
         code_id: u16,
     },
+    /// An administrator of a Matter fabric: the node's CASE session and
+    /// access control list proved who it is; the engine gives it the owner's
+    /// rights over the Door Lock cluster's commands, under the lock's rules.
+    Matter {
+        /// The fabric's index on this node (1..=254).
+        fabric: u8,
+        /// The controller's operational node id on that fabric.
+        node: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -260,7 +279,7 @@ pub enum AppCommand {
     SetValidity(UserNumber, Validity),
     /// B-6.10. `digits` follow the passcode rules (B-2.3).
     AddTempPasscode {
-        digits: String,
+        digits: Redacted<String>,
         validity: Validity,
         one_time: bool,
     },
@@ -268,7 +287,7 @@ pub enum AppCommand {
     /// B-6.9: a duress passcode for an existing user, entered in the app.
     SetDuressPasscode {
         user: UserNumber,
-        digits: String,
+        digits: Redacted<String>,
     },
     /// Register an app key (a guest key redeemed from its pairing code, or
     /// an owner key from pairing mode). The id is assigned by the engine.
@@ -299,6 +318,35 @@ pub enum AppCommand {
     RevokeOwnerKey(AppKeyId),
     /// B-3.6 from the app side.
     SetAway(bool),
+    /// Unlock from a channel that may present a user's PIN (Matter's
+    /// `UnlockDoor`/`UnlockWithTimeout`). A wrong code counts towards the
+    /// lockout (B-7.1) like one typed on the keypad; without a code the
+    /// `require_pin_remote` setting decides. `relock_after` locks again
+    /// that long after the bolt is back (instead of the auto-lock countdown).
+    UnlockWithCode {
+        code: Option<Redacted<String>>,
+        relock_after: Option<core::time::Duration>,
+    },
+    /// Add a user under a number the caller chose (Matter `SetUser`);
+    /// refused if that number is taken.
+    AddUserAt {
+        user: UserNumber,
+        role: Role,
+    },
+    /// Change a user's role (Matter `SetUser` modify). The last
+    /// administrator stays one.
+    SetRole {
+        user: UserNumber,
+        role: Role,
+    },
+    /// Give a user a passcode, or replace theirs (B-1.2: one per user;
+    /// B-2.3 rules).
+    SetPasscode {
+        user: UserNumber,
+        digits: Redacted<String>,
+    },
+    /// Remove one credential (its template leaves the module too).
+    DeleteCredential(super::types::CredentialId),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,6 +7,7 @@
 //!  Menu:  1 add admin ─┐                      ┌─ 1 face ─► module enrol ─┐
 //!         2 add user  ─┴► number shown ─► ChooseMethod ─ 2 palm ─► module enrol ─┼─► Persist ─► Success
 //!         3 delete ─► number ✓             └─ 3 finger / 4 passcode ✓ repeat ✓ ─┘
+//!         4 re-pair the fingerprint module (lit only while one was refused, issue 13 item 7)
 //!         ✓ system information · ↩ back
 //! ```
 //!
@@ -14,7 +15,7 @@
 //! lit does nothing (B-3.3). A new user is stored only together with its
 //! first credential, in one `Persist` (B-4.11): a user whose enrolment is
 //! cancelled or fails leaves nothing behind.
-use zeroize::Zeroizing;
+use super::redacted::Redacted;
 
 use super::action::{Action, ModuleCmd, Prompt};
 use super::engine::{Engine, Menu, Mode, Out, Target, MUTE_FLASH};
@@ -76,13 +77,15 @@ impl Engine {
                 confirm_if(&mut lit, buf >= limits::PASSCODE_MIN);
             }
             Mode::Menu(m) => match m {
-                Menu::Main => lit.extend([
-                    Key::Digit(1),
-                    Key::Digit(2),
-                    Key::Digit(3),
-                    Key::Confirm,
-                    Key::Back,
-                ]),
+                Menu::Main => {
+                    lit.extend([Key::Digit(1), Key::Digit(2), Key::Digit(3)]);
+                    // Issue 13 item 7: "4" (re-pair the fingerprint module)
+                    // lights only while a module was refused.
+                    if self.alarm_active(super::event::AlarmKind::ModuleSwap) {
+                        lit.push(Key::Digit(4));
+                    }
+                    lit.extend([Key::Confirm, Key::Back]);
+                }
                 Menu::ChooseMethod(_) => lit.extend([
                     Key::Digit(1),
                     Key::Digit(2),
@@ -246,11 +249,15 @@ impl Engine {
                 self.say(out, Prompt::AwayArmed);
             }
             Key::Doorbell => {
-                // B-3.5.
-                self.log(out, EventKind::Doorbell);
+                // B-3.5. It always rings; beyond the doorbell's noise
+                // budget (`core::noise`) it is counted instead of logged,
+                // and neither notifies nor takes a picture.
+                let logged = self.log(out, EventKind::Doorbell);
                 self.say(out, Prompt::Doorbell);
-                out.push(Action::Notify(super::action::Notice::Doorbell));
-                self.snapshot(out, super::action::SnapshotReason::Doorbell);
+                if logged {
+                    out.push(Action::Notify(super::action::Notice::Doorbell));
+                    self.snapshot(out, super::action::SnapshotReason::Doorbell);
+                }
             }
         }
     }
@@ -297,12 +304,24 @@ impl Engine {
                     self.keypad.clear();
                     self.say(out, Prompt::EnterUserNumber);
                 }
+                Key::Digit(4) if self.alarm_active(super::event::AlarmKind::ModuleSwap) => {
+                    // Issue 13 item 7: re-pair the fingerprint module after
+                    // a replacement. Only a factory-fresh module is adopted
+                    // (the adapter checks); the swap alarm ends here, and
+                    // a module that is still not the lock's raises it again.
+                    out.push(Action::Module(ModuleCmd::Pair {
+                        modality: Modality::Fingerprint,
+                    }));
+                    self.clear_alarm(out, super::event::AlarmKind::ModuleSwap, true);
+                    self.say(out, Prompt::Success);
+                }
                 Key::Confirm => {
                     // B-4.10; the announcement ends back in the menu.
                     let p = Prompt::SystemInfo {
                         serial: self.config.serial.clone(),
                         firmware: self.config.firmware.clone(),
                         verification_code: self.config.pairing_codes.code(self.pairing_generation),
+                        matter_code: self.config.matter_code.clone(),
                     };
                     self.say(out, p);
                 }
@@ -491,7 +510,7 @@ impl Engine {
             return;
         };
         let target = *target;
-        let typed: Zeroizing<Vec<u8>> = Zeroizing::new(self.keypad.buffer.to_vec());
+        let typed: Redacted<Vec<u8>> = Redacted::new(self.keypad.buffer.to_vec());
         self.keypad.clear();
         match first.take() {
             None => {
@@ -627,6 +646,15 @@ impl Engine {
                     },
                 );
                 self.say(out, Prompt::ModuleFault);
+                if m == modality {
+                    self.back_to_methods(out, target);
+                }
+            }
+            ModuleReport::Untrusted {
+                modality: m,
+                detail,
+            } => {
+                self.module_untrusted(out, m, &detail);
                 if m == modality {
                     self.back_to_methods(out, target);
                 }

@@ -26,6 +26,7 @@
 //!   menu.rs     front keypad and voice menu: first start, menu, enrolment,
 //!               delete, factory reset, mute, away, doorbell, outside lock
 //!   app.rs      app commands: who may do what (pairing/owner/guest), settings
+//!   matter.rs   what a Matter fabric's administrator may do (Door Lock cluster)
 //!   attempt.rs  verification attempts: stored before they answer, lockout
 //!               outcomes, biometrics, manual and automatic face
 //!   users.rs    users, credentials, visitor codes, app keys + lookup indexes
@@ -61,9 +62,12 @@ mod engine;
 pub mod event;
 pub mod input;
 pub mod lock;
+mod matter;
 mod menu;
+pub mod noise;
 pub mod passcode;
 pub mod policy;
+pub mod redacted;
 pub mod time;
 pub mod trusted_time;
 pub mod types;

@@ -197,6 +197,12 @@ impl PasscodeIndex {
         windows(input.len()).find_map(|(s, l)| self.map.get(&macer.mac(&input[s..s + l])).copied())
     }
 
+    /// The stored code that is exactly `code` (no anti-peep windows: a
+    /// remote channel sends the code itself, and one attempt tests one code).
+    pub fn exact(&self, macer: &Macer, code: &[u8]) -> Option<PasscodeTarget> {
+        self.map.get(&macer.mac(code)).copied()
+    }
+
     /// Whether `code` equals or contains a stored code (other than the ones
     /// `ignore` accepts, e.g. the code being replaced).
     pub fn conflicts(

@@ -139,6 +139,22 @@ pub enum Method {
     Remote,
     /// The inside handle / lock button side (an inside unlock).
     Inside,
+    /// A Matter controller (the user is the PIN's holder when a PIN was given).
+    Matter,
+}
+
+impl Method {
+    /// The method as the event log records it. B-6.9 and issue 14 item 5:
+    /// a duress passcode is logged as a passcode, so the log — read by
+    /// technicians, the app and whoever holds the phone — cannot tell a
+    /// duress unlock from an ordinary one; only the owner's sealed notice
+    /// ([`Notice::Duress`](super::action::Notice::Duress)) says it.
+    pub fn as_logged(self) -> Method {
+        match self {
+            Method::DuressPasscode => Method::Passcode,
+            other => other,
+        }
+    }
 }
 
 impl From<Modality> for Method {
@@ -246,6 +262,10 @@ pub struct Settings {
     pub remote_unlock: bool,
     /// B-9.7 / B-10.7: off saves battery; BLE still works.
     pub wifi: bool,
+    /// Matter's `RequirePINforRemoteOperation`: an unlock over Matter must
+    /// carry a user's PIN. Off by default (remote unlock itself is off).
+    #[serde(default)]
+    pub require_pin_remote: bool,
 }
 
 impl Default for Settings {
@@ -255,6 +275,7 @@ impl Default for Settings {
             lockout_protection: true,
             remote_unlock: false,
             wifi: true,
+            require_pin_remote: false,
         }
     }
 }
@@ -267,6 +288,7 @@ pub enum SettingChange {
     LockoutProtection(bool),
     RemoteUnlock(bool),
     Wifi(bool),
+    RequirePinRemote(bool),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -39,6 +39,7 @@ use super::channels::Channels;
 use super::notify::ProbeResponder;
 use super::status;
 use crate::board::{Board, DeviceError};
+use crate::core::action::Trace;
 use crate::core::input::MotorReport;
 use crate::core::types::{Change, Persisted};
 use crate::core::users::AppAccess;
@@ -342,6 +343,7 @@ impl EngineTask {
                     self.follow_pairing_generation(&changes);
                 }
                 Action::Log(event) => events.push(event),
+                Action::Trace(trace) => trace_line(&trace),
                 Action::Reply { id, result } => {
                     // No subscriber = the requester gave up; nothing to do.
                     let _ = self.replies.send((id, result));
@@ -357,7 +359,9 @@ impl EngineTask {
                     if let Some(id) = self.log_events(std::mem::take(&mut events)).await {
                         (last_event, logged_early) = (Some(id), true);
                     }
-                    tracing::info!(?notice, "owner notification");
+                    // Not traced: the journal is a surface technicians
+                    // read, and a notice may be a duress alarm (issue 14
+                    // item 5); the channels that deliver it log delivery.
                     let _ = self.notices.send(OwnerNotice { notice, last_event });
                 }
                 Action::Snapshot(reason) => {
@@ -490,8 +494,8 @@ impl EngineTask {
         }
     }
 
-    /// Append `events`; returns the id of the last one stored that is not
-    /// a spoken prompt (the event a snapshot that follows belongs to).
+    /// Append `events`; returns the id of the last one stored (the event
+    /// a snapshot that follows belongs to).
     async fn log_events(&mut self, events: Vec<Event>) -> Option<u64> {
         if events.is_empty() {
             return None;
@@ -501,16 +505,14 @@ impl EngineTask {
                 for (id, event) in ids.iter().zip(&events) {
                     let _ = self.events.send(event_record(id.0, event));
                 }
-                ids.iter()
-                    .zip(&events)
-                    .rev()
-                    .find(|(_, e)| !matches!(e.kind, crate::core::event::EventKind::Prompt { .. }))
-                    .map(|(id, _)| id.0)
+                ids.last().map(|id| id.0)
             }
             Err(e) => {
                 tracing::error!("cannot append {} events to the log: {e}", events.len());
-                for event in &events {
-                    tracing::warn!(?event, "event not stored");
+                for (i, event) in events.iter().enumerate() {
+                    // The technicians' form (no secret, no duress), not Debug.
+                    let r = event_record(0, event);
+                    tracing::warn!(n = i, kind = %r.kind, detail = %r.detail, time = r.time, "event not stored");
                 }
                 None
             }
@@ -540,8 +542,21 @@ impl EngineTask {
     fn answer(&mut self, req: TaskRequest) {
         match req {
             TaskRequest::SelfTest(reply) => {
-                let _ = reply.send(status::self_test(&self.board));
+                let bolt = self.engine.status().bolt;
+                let _ = reply.send(status::self_test(&mut self.board, bolt));
             }
+        }
+    }
+}
+
+/// A [`Trace`] line into the diagnostics stream (the journal). Prompts
+/// are at `debug` under the target `latchd::prompt`, so a doorbell flood
+/// does not flood the journal either; follow them with
+/// `RUST_LOG=info,latchd::prompt=debug` (or `[log] level`).
+fn trace_line(trace: &Trace) {
+    match trace {
+        Trace::Prompt { text, spoken } => {
+            tracing::debug!(target: "latchd::prompt", spoken, "{text}");
         }
     }
 }

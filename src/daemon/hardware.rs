@@ -22,6 +22,7 @@ use std::path::Path;
 
 use super::camera::{self, CameraRig};
 use super::DaemonError;
+use crate::biometrics::fingerprint::pairing::ModuleLink;
 use crate::board::sim::{self, SimConfig, SimControl, SimFace, SimParts};
 use crate::board::Board;
 use crate::config::{BoardKind, Config, SimModuleKind};
@@ -45,18 +46,26 @@ pub struct BuiltBoard {
 /// Build the configured board. `persisted` gives the credentials the
 /// modules and the face worker start from. Must run inside the daemon's
 /// runtime.
+///
+/// `finger_link` is the lock's fingerprint module password (issue 13 item
+/// 7), for the Linux board's UART module. The sim board's simulated module
+/// starts factory-fresh on every run and is not paired.
 pub async fn build_board(
     config: &Config,
     state_dir: &Path,
     persisted: &Persisted,
+    finger_link: ModuleLink,
     inputs: &InputSender,
 ) -> Result<BuiltBoard, DaemonError> {
     match config.board {
         BoardKind::Sim => build_sim(config, state_dir, persisted, inputs),
         #[cfg(feature = "board-linux")]
-        BoardKind::Linux => build_linux(config, state_dir, persisted, inputs).await,
+        BoardKind::Linux => build_linux(config, state_dir, persisted, finger_link, inputs).await,
         #[cfg(not(feature = "board-linux"))]
-        BoardKind::Linux => Err(DaemonError::BoardUnavailable(BoardKind::Linux.name())),
+        BoardKind::Linux => {
+            let _ = finger_link;
+            Err(DaemonError::BoardUnavailable(BoardKind::Linux.name()))
+        }
     }
 }
 
@@ -105,6 +114,7 @@ async fn build_linux(
     config: &Config,
     state_dir: &Path,
     persisted: &Persisted,
+    finger_link: ModuleLink,
     inputs: &InputSender,
 ) -> Result<BuiltBoard, DaemonError> {
     use crate::biometrics::{adapter::ReportSink, uart};
@@ -120,7 +130,7 @@ async fn build_linux(
     let camera = camera::open_linux(config, state_dir, &cfg, persisted, inputs)?;
     let reports = OrderedSender::spawn(inputs.clone());
     let sink: Arc<dyn ReportSink> = Arc::new(reports.clone());
-    let modules = uart::open(&cfg, persisted, sink);
+    let modules = uart::open(&cfg, persisted, finger_link, sink);
     let (snapshots, face, rig) = match camera {
         Some(c) => (Some(c.snapshots), c.face, Some(c.rig)),
         None => (None, None, None),

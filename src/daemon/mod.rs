@@ -50,6 +50,7 @@ pub mod control;
 pub mod engine_task;
 pub mod front;
 pub mod hardware;
+pub mod matter_port;
 pub mod notify;
 pub mod pairing_code;
 pub mod panel;
@@ -168,6 +169,8 @@ pub struct Running {
     services: services::Services,
     /// The systemd notifier and watchdog pinger.
     systemd: notify::Systemd,
+    /// The Matter node's thread (issue 18; `[matter]`, feature `matter`).
+    matter: matter_port::MatterNode,
 }
 
 impl std::fmt::Debug for Running {
@@ -200,10 +203,14 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     let token = CancellationToken::new();
     spawn_signal_listener(token.clone());
     let state_dir = opts.state_dir.clone();
+    let config = opts.config.clone();
     let running = start(opts, token.clone()).await?;
     token.cancelled().await;
     shutdown(running).await?;
     if crate::store::keystore::rotation_requested(&state_dir) {
+        // A factory reset: the Wi-Fi profiles the lock made go with the
+        // household (issue 13 item 5), before the restart under a new key.
+        services::forget_wifi(&config).await;
         return Err(DaemonError::KeyRotation);
     }
     Ok(())
@@ -232,6 +239,7 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
         &opts.config,
         &opts.state_dir,
         &state.persisted,
+        state.fingerprint_link,
         &channels.inputs,
     )
     .await?;
@@ -258,10 +266,11 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
     // 4. Front-ends; 5. services.
     let front = front::attach(&opts, sim.as_ref(), &link, &shutdown)?;
     let dbus = services::dbus(opts.dbus.clone(), &link, diagnostics).await;
-    let (wifi, ble) = services::radios(&opts.config, &state, &link, &shutdown).await;
+    let (wifi, ble, provisioning) = services::radios(&opts.config, &state, &link, &shutdown).await;
     let (remote, remote_stats) = services::remote(&state, &link, camera.as_ref(), &shutdown);
     let video = services::video(&opts.config, camera, &link, &shutdown).await?;
     let timedate = services::timedate(&opts.config, link.clock(), &shutdown);
+    let matter = services::matter(&opts.config, &state, &link, provisioning, &shutdown);
 
     systemd.ready();
     tracing::info!(
@@ -288,6 +297,7 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
             timedate,
         },
         systemd,
+        matter,
     })
 }
 
@@ -312,6 +322,7 @@ async fn shutdown(mut r: Running) -> Result<(), DaemonError> {
     {
         let _ = t.await;
     }
+    r.matter.join().await;
     if let Some(d) = s.dbus {
         if let Err(e) = d.shutdown().await {
             tracing::warn!("{e}");

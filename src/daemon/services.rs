@@ -12,6 +12,8 @@
 //!   [remote] ─► remote::run(Link, lock key, TLS)          (MQTT; pauses while Wi-Fi is off)
 //!   camera ──► CameraRig::serve: motion trigger, [video] stream
 //!   [lock] timedate_bus ─► timedate: NTPSynchronized ─► Clock (a trusted time source)
+//!   [matter] enabled ─► matter::LinkPort(Link) ─► the node's thread (feature `matter`;
+//!                       Wi-Fi network commissioning over the [wifi] backend)
 //! ```
 //!
 //! None of them failing stops the lock: keypad, biometrics and the
@@ -84,13 +86,19 @@ pub async fn dbus(
     }
 }
 
-/// The Wi-Fi monitor and the BLE service, as configured.
+/// The Wi-Fi monitor and the BLE service, as configured; and the Wi-Fi
+/// backend provisioning goes through (Improv, Matter's network
+/// commissioning) when a `[wifi]` backend is configured.
 pub async fn radios(
     config: &Config,
     state: &State,
     link: &Link,
     shutdown: &CancellationToken,
-) -> (Option<JoinHandle<()>>, Option<JoinHandle<()>>) {
+) -> (
+    Option<JoinHandle<()>>,
+    Option<JoinHandle<()>>,
+    Option<Arc<dyn WifiBackend>>,
+) {
     let reporter = Reporter::new(link.inputs().clone());
     let backend = wifi_backend(config).await;
     let wifi = (config.wifi.backend != BackendKind::None).then(|| {
@@ -108,11 +116,51 @@ pub async fn radios(
         reporter,
     });
     let ble = if config.ble.enabled {
-        ble(config, state, link, provisioning, shutdown.clone())
+        ble(config, state, link, provisioning.clone(), shutdown.clone())
     } else {
         None
     };
-    (wifi, ble)
+    let provisioning = (config.wifi.backend != BackendKind::None).then_some(provisioning);
+    (wifi, ble, provisioning)
+}
+
+/// The Matter node (issue 18), when `[matter]` enables it: a third app
+/// channel beside BLE and MQTT, on the same [`Link`]. BLE commissioning
+/// needs an adapter handed over here; not wired yet (on-network
+/// commissioning only).
+pub fn matter(
+    config: &Config,
+    state: &State,
+    link: &Link,
+    wifi: Option<Arc<dyn WifiBackend>>,
+    shutdown: &CancellationToken,
+) -> super::matter_port::MatterNode {
+    super::matter_port::MatterNode::start(
+        config,
+        link,
+        &state.engine_config.serial,
+        crate::matter::Radios {
+            ble_adapter: None,
+            wifi,
+        },
+        shutdown.clone(),
+    )
+}
+
+/// After a factory reset: delete the networks the lock configured
+/// (`WifiBackend::forget`). A failure is logged, not fatal: the reset
+/// itself is committed and the restart must not be held up by Wi-Fi.
+pub async fn forget_wifi(config: &Config) {
+    if config.wifi.backend == BackendKind::None {
+        return;
+    }
+    match wifi_backend(config).await.forget().await {
+        Ok(n) => tracing::info!(networks = n, "factory reset: Wi-Fi networks forgotten"),
+        Err(e) => tracing::error!(
+            "factory reset: cannot forget the Wi-Fi networks: {e}; delete the lock's \
+             profile (`latchd <ssid>`) by hand"
+        ),
+    }
 }
 
 /// The configured Wi-Fi backend on the system bus, or none.

@@ -22,6 +22,7 @@ use super::pairing_code::PairingCodes;
 use super::{clock_sync, status, DaemonError, Options};
 use crate::app::crypto::{lock_keypair, StaticKeypair};
 use crate::app::pairing::{CurrentCode, VerificationCode, CODE_BYTES};
+use crate::biometrics::fingerprint::pairing::{self, ModuleLink, Pairing};
 use crate::config::Config;
 use crate::core::types::Persisted;
 use crate::core::EngineConfig;
@@ -58,6 +59,8 @@ pub struct State {
     /// The storage summary at start-up (the open's quick_check), shown
     /// until the first write refreshes it.
     pub storage_health: StorageHealth,
+    /// The fingerprint module's password (issue 13 item 7).
+    pub fingerprint_link: ModuleLink,
     /// Where the device key rests (`tpm2`, `host+tpm2`, `host`, `file`).
     pub key_storage: &'static str,
     /// `[remote]`, resolved (`None`: off), and its TLS configuration.
@@ -89,7 +92,7 @@ impl State {
         create_state_dir(&opts.state_dir)?;
         let config = &opts.config;
         let OpenedStore {
-            store,
+            mut store,
             key,
             storage: key_storage,
         } = keystore::open_store(
@@ -123,8 +126,10 @@ impl State {
             one_time_code_ttl: std::time::Duration::from_secs(
                 u64::from(config.lock.one_time_code_hours) * 3600,
             ),
+            matter_code: super::matter_port::label_code(config, &mut store),
         };
         let persisted = store.load()?;
+        let fingerprint_link = fingerprint_link(&mut store)?;
         // Issue 13 item 6: owner pairing accepts the current generation's code.
         let current_code = CurrentCode::new(pairing_codes.code(persisted.pairing_generation));
         let state = State {
@@ -132,6 +137,7 @@ impl State {
             owner_time_sync: clock_sync::read(&store),
             motor_cycles_before: store.get_counter(status::MOTOR_CYCLES)?.unwrap_or(0),
             storage_health: store.health(),
+            fingerprint_link,
             key_storage,
             engine_config,
             pairing_codes,
@@ -145,6 +151,27 @@ impl State {
         };
         Ok((state, storage))
     }
+}
+
+/// Issue 13 item 7: the lock's fingerprint module password. Made at first
+/// start (and committed, sealed, before any module is given it), when this
+/// start may adopt a factory-fresh module; afterwards only verified.
+fn fingerprint_link(store: &mut Store) -> Result<ModuleLink, DaemonError> {
+    if let Some(password) = store.fingerprint_module_password()? {
+        return Ok(ModuleLink {
+            password,
+            pairing: Pairing::Verify,
+        });
+    }
+    let password = pairing::generate_password().map_err(crate::store::StoreError::Random)?;
+    store.put_fingerprint_module_password(password)?;
+    tracing::info!(
+        "made the lock's fingerprint module password; a factory-fresh module is paired now"
+    );
+    Ok(ModuleLink {
+        password,
+        pairing: Pairing::AdoptFactory,
+    })
 }
 
 /// Create the state directory (0700: it holds the device key).

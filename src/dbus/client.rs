@@ -42,7 +42,7 @@ pub enum ClientError {
     },
     #[error("latchd is not running: nobody owns `{BUS_NAME}` on the {0} (check `systemctl status latchd`)")]
     NotRunning(BusChoice),
-    #[error("access denied by the D-Bus policy: {0}; run as root or as a member of the `latchd-tech` group")]
+    #[error("access denied by the D-Bus policy or latchd: {0}; run as root or as a member of the `latchd-tech` group")]
     AccessDenied(String),
     #[error("latchd answered with an error: {name}: {message}")]
     Failed { name: String, message: String },
@@ -139,6 +139,14 @@ impl DiagnosticsClient {
             .await?;
         let map: HashMap<String, OwnedValue> =
             reply.body().deserialize().map_err(ClientError::Reply)?;
+        // The daemon refuses each property to a caller it does not allow
+        // (issue 14 item 7), and a GetAll leaves refused properties out:
+        // nothing at all means we were refused, not a version mismatch.
+        if map.is_empty() {
+            return Err(ClientError::AccessDenied(
+                "latchd reported no property to this caller".into(),
+            ));
+        }
         Ok(from_properties(&map)?)
     }
 

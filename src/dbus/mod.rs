@@ -49,6 +49,7 @@ use crate::core::types::{CredentialKind, UserNumber};
 use crate::core::users;
 
 mod backend;
+mod caller;
 pub mod client;
 mod properties;
 mod service;
@@ -118,19 +119,22 @@ pub struct Diagnostics {
     pub serial_number: String,
     /// Board backend in use: `"sim"` or `"linux"`.
     pub board: String,
-    /// Seconds since the daemon started.
+    /// Seconds since the daemon started. The service computes it when the
+    /// property is read (issue 22), so a quiet lock never shows a stale one.
     pub uptime_s: u64,
     pub lock_state: String,
     pub bolt_state: String,
     pub door_state: String,
-    /// 0..=100.
-    pub battery_percent: u8,
-    pub battery_mv: u32,
+    /// 0..=100; `None` before the first reading (on D-Bus: 255).
+    pub battery_percent: Option<u8>,
+    /// `None` before the first reading (on D-Bus: 0).
+    pub battery_mv: Option<u32>,
     /// Powered from the emergency USB-C port (B-10.3).
     pub external_power: bool,
     pub wifi_state: String,
-    /// dBm; 0 when not associated.
-    pub wifi_rssi: i16,
+    /// dBm; `None` when not associated or not reported (on D-Bus: 0, which
+    /// no real reading is).
+    pub wifi_rssi: Option<i16>,
     pub ble_state: String,
     /// Bolt movements since manufacture (motor wear).
     pub motor_cycles: u64,
@@ -153,6 +157,12 @@ pub struct Diagnostics {
     /// Where the device key rests: `"tpm2"`, `"host+tpm2"`, `"host"` or
     /// `"file"` (a plain file: development only).
     pub key_storage: String,
+    /// The wall time the lock trusts now, Unix seconds; `None` when it is
+    /// unknown or behind the trusted floor (on D-Bus: 0).
+    pub wall_clock: Option<i64>,
+    /// The trusted-time floor (the newest wall time the lock has trusted),
+    /// Unix seconds; `None` before the first (on D-Bus: 0).
+    pub time_floor: Option<i64>,
 }
 
 impl Default for Diagnostics {
@@ -168,11 +178,11 @@ impl Default for Diagnostics {
             lock_state: unknown(),
             bolt_state: unknown(),
             door_state: unknown(),
-            battery_percent: 0,
-            battery_mv: 0,
+            battery_percent: None,
+            battery_mv: None,
             external_power: false,
             wifi_state: unknown(),
-            wifi_rssi: 0,
+            wifi_rssi: None,
             ble_state: unknown(),
             motor_cycles: 0,
             last_jam: 0,
@@ -188,6 +198,8 @@ impl Default for Diagnostics {
             passcodes: Capacity::of(CredentialKind::Passcode, 0),
             storage_health: unknown(),
             key_storage: unknown(),
+            wall_clock: None,
+            time_floor: None,
         }
     }
 }

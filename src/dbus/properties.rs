@@ -12,7 +12,7 @@ use zbus::zvariant::{OwnedValue, Structure, Value};
 use super::{Capacity, Diagnostics};
 
 /// Every property of `org.latchd.Diagnostics1`, in introspection order.
-pub const PROPERTY_NAMES: [&str; 27] = [
+pub const PROPERTY_NAMES: [&str; 29] = [
     "FirmwareVersion",
     "SerialNumber",
     "Board",
@@ -40,7 +40,23 @@ pub const PROPERTY_NAMES: [&str; 27] = [
     "Passcodes",
     "StorageHealth",
     "KeyStorage",
+    "WallClock",
+    "TrustedTimeFloor",
 ];
+
+/// What an unknown reading looks like on the bus (issue 22: never a
+/// plausible value). `docs/dbus.md` lists them.
+pub const UNKNOWN_BATTERY_PERCENT: u8 = 255;
+/// No battery that runs the lock reads 0 mV.
+pub const UNKNOWN_MILLIVOLTS: u32 = 0;
+/// A received signal is always below 0 dBm.
+pub const UNKNOWN_RSSI: i16 = 0;
+/// 1970-01-01 is never a time the lock trusts.
+pub const UNKNOWN_TIME: i64 = 0;
+
+fn known<T: PartialEq>(v: T, unknown: T) -> Option<T> {
+    (v != unknown).then_some(v)
+}
 
 /// A `GetAll` reply that does not describe a [`Diagnostics`]: the daemon
 /// is a different version than this client, or something else owns the name.
@@ -61,7 +77,7 @@ fn capacity(c: &Capacity) -> Value<'static> {
 }
 
 /// The value of every property, in [`PROPERTY_NAMES`] order.
-pub(crate) fn to_values(d: &Diagnostics) -> [(&'static str, Value<'static>); 27] {
+pub(crate) fn to_values(d: &Diagnostics) -> [(&'static str, Value<'static>); 29] {
     [
         ("FirmwareVersion", Value::from(d.firmware_version.clone())),
         ("SerialNumber", Value::from(d.serial_number.clone())),
@@ -70,11 +86,17 @@ pub(crate) fn to_values(d: &Diagnostics) -> [(&'static str, Value<'static>); 27]
         ("LockState", Value::from(d.lock_state.clone())),
         ("BoltState", Value::from(d.bolt_state.clone())),
         ("DoorState", Value::from(d.door_state.clone())),
-        ("BatteryPercent", Value::from(d.battery_percent)),
-        ("BatteryMillivolts", Value::from(d.battery_mv)),
+        (
+            "BatteryPercent",
+            Value::from(d.battery_percent.unwrap_or(UNKNOWN_BATTERY_PERCENT)),
+        ),
+        (
+            "BatteryMillivolts",
+            Value::from(d.battery_mv.unwrap_or(UNKNOWN_MILLIVOLTS)),
+        ),
         ("ExternalPower", Value::from(d.external_power)),
         ("WifiState", Value::from(d.wifi_state.clone())),
-        ("WifiRssi", Value::from(d.wifi_rssi)),
+        ("WifiRssi", Value::from(d.wifi_rssi.unwrap_or(UNKNOWN_RSSI))),
         ("BleState", Value::from(d.ble_state.clone())),
         ("MotorCycles", Value::from(d.motor_cycles)),
         ("LastJam", Value::from(d.last_jam)),
@@ -93,6 +115,14 @@ pub(crate) fn to_values(d: &Diagnostics) -> [(&'static str, Value<'static>); 27]
         ("Passcodes", capacity(&d.passcodes)),
         ("StorageHealth", Value::from(d.storage_health.clone())),
         ("KeyStorage", Value::from(d.key_storage.clone())),
+        (
+            "WallClock",
+            Value::from(d.wall_clock.unwrap_or(UNKNOWN_TIME)),
+        ),
+        (
+            "TrustedTimeFloor",
+            Value::from(d.time_floor.unwrap_or(UNKNOWN_TIME)),
+        ),
     ]
 }
 
@@ -152,11 +182,11 @@ pub fn from_properties(map: &HashMap<String, OwnedValue>) -> Result<Diagnostics,
         lock_state: get(map, "LockState")?,
         bolt_state: get(map, "BoltState")?,
         door_state: get(map, "DoorState")?,
-        battery_percent: get(map, "BatteryPercent")?,
-        battery_mv: get(map, "BatteryMillivolts")?,
+        battery_percent: known(get(map, "BatteryPercent")?, UNKNOWN_BATTERY_PERCENT),
+        battery_mv: known(get(map, "BatteryMillivolts")?, UNKNOWN_MILLIVOLTS),
         external_power: get(map, "ExternalPower")?,
         wifi_state: get(map, "WifiState")?,
-        wifi_rssi: get(map, "WifiRssi")?,
+        wifi_rssi: known(get(map, "WifiRssi")?, UNKNOWN_RSSI),
         ble_state: get(map, "BleState")?,
         motor_cycles: get(map, "MotorCycles")?,
         last_jam: get(map, "LastJam")?,
@@ -172,6 +202,8 @@ pub fn from_properties(map: &HashMap<String, OwnedValue>) -> Result<Diagnostics,
         passcodes: get_capacity(map, "Passcodes")?,
         storage_health: get(map, "StorageHealth")?,
         key_storage: get(map, "KeyStorage")?,
+        wall_clock: known(get(map, "WallClock")?, UNKNOWN_TIME),
+        time_floor: known(get(map, "TrustedTimeFloor")?, UNKNOWN_TIME),
     })
 }
 
@@ -182,7 +214,9 @@ mod tests {
     fn sample() -> Diagnostics {
         Diagnostics {
             serial_number: "LD-0001".into(),
-            wifi_rssi: -61,
+            wifi_rssi: Some(-61),
+            battery_percent: Some(0),
+            time_floor: Some(1_700_000_000),
             last_jam: 1_700_000_000,
             active_alarms: vec!["tamper".into()],
             faces: Capacity {
@@ -211,6 +245,22 @@ mod tests {
     }
 
     #[test]
+    fn unknown_readings_round_trip_as_unknown() {
+        let d = Diagnostics::default();
+        let map: HashMap<String, OwnedValue> = to_values(&d)
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v.try_into_owned().expect("no fds")))
+            .collect();
+        assert_eq!(map["BatteryPercent"], OwnedValue::from(255u8));
+        let back = from_properties(&map).expect("decodes");
+        assert_eq!(back.battery_percent, None);
+        assert_eq!(back.battery_mv, None);
+        assert_eq!(back.wifi_rssi, None);
+        assert_eq!(back.wall_clock, None);
+        assert_eq!(back, d);
+    }
+
+    #[test]
     fn missing_property_is_named() {
         let mut map: HashMap<String, OwnedValue> = to_values(&sample())
             .into_iter()
@@ -225,7 +275,7 @@ mod tests {
     fn changed_lists_only_differences() {
         let old = sample();
         let mut new = old.clone();
-        new.battery_percent = 41;
+        new.battery_percent = Some(41);
         new.active_alarms.clear();
         let diff = changed(&old, &new);
         let mut names: Vec<_> = diff.keys().copied().collect();

@@ -22,10 +22,12 @@ use tokio::sync::{broadcast, oneshot, watch, Mutex};
 use tokio::task::JoinHandle;
 use zbus::fdo::{self, RequestNameFlags, RequestNameReply};
 use zbus::interface;
+use zbus::message::Header;
 use zbus::names::InterfaceName;
 use zbus::object_server::SignalEmitter;
 use zbus::Connection;
 
+use super::caller::CallerGate;
 use super::properties;
 use super::{
     BusChoice, DbusError, Diagnostics, DiagnosticsBackend, EventRecord, BUS_NAME, INTERFACE,
@@ -37,8 +39,13 @@ use super::{
 struct DiagnosticsInterface {
     /// Latest snapshot; the getters read it under its short read lock.
     snapshot: watch::Receiver<Diagnostics>,
+    /// When the daemon started (from the first snapshot's uptime), so
+    /// `UptimeSeconds` is computed when read.
+    started: std::time::Instant,
     /// The daemon's answers to SelfTest/RecentEvents/ExportDiagnostics.
     backend: Arc<dyn DiagnosticsBackend>,
+    /// The daemon's own check of its callers (issue 14 item 7).
+    gate: CallerGate,
     /// Held while a self-test runs: exercising the motor twice at once would
     /// fight over the bolt, so a second caller is told to come back later.
     self_test_running: Mutex<()>,
@@ -54,174 +61,372 @@ fn failed(e: super::BackendError) -> fdo::Error {
 impl DiagnosticsInterface {
     /// Firmware (latchd) version, e.g. "0.1.0".
     #[zbus(property, name = "FirmwareVersion")]
-    fn firmware_version(&self) -> String {
-        self.snapshot.borrow().firmware_version.clone()
+    async fn firmware_version(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+    ) -> fdo::Result<String> {
+        self.gate.check(conn, hdr.as_ref()).await?;
+        Ok(self.snapshot.borrow().firmware_version.clone())
     }
 
     /// The lock's serial number.
     #[zbus(property, name = "SerialNumber")]
-    fn serial_number(&self) -> String {
-        self.snapshot.borrow().serial_number.clone()
+    async fn serial_number(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+    ) -> fdo::Result<String> {
+        self.gate.check(conn, hdr.as_ref()).await?;
+        Ok(self.snapshot.borrow().serial_number.clone())
     }
 
     /// Board backend in use: "sim" or "linux".
     #[zbus(property, name = "Board")]
-    fn board(&self) -> String {
-        self.snapshot.borrow().board.clone()
+    async fn board(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+    ) -> fdo::Result<String> {
+        self.gate.check(conn, hdr.as_ref()).await?;
+        Ok(self.snapshot.borrow().board.clone())
     }
 
-    /// Seconds since the daemon started.
+    /// Seconds since the daemon started, computed when read.
     #[zbus(property, name = "UptimeSeconds")]
-    fn uptime_seconds(&self) -> u64 {
-        self.snapshot.borrow().uptime_s
+    async fn uptime_seconds(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+    ) -> fdo::Result<u64> {
+        self.gate.check(conn, hdr.as_ref()).await?;
+        Ok(self.started.elapsed().as_secs())
     }
 
     /// "locked", "unlocked", "moving", "jammed" or "unknown".
     #[zbus(property, name = "LockState")]
-    fn lock_state(&self) -> String {
-        self.snapshot.borrow().lock_state.clone()
+    async fn lock_state(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+    ) -> fdo::Result<String> {
+        self.gate.check(conn, hdr.as_ref()).await?;
+        Ok(self.snapshot.borrow().lock_state.clone())
     }
 
     /// Bolt sensor: "extended", "retracted" or "unknown".
     #[zbus(property, name = "BoltState")]
-    fn bolt_state(&self) -> String {
-        self.snapshot.borrow().bolt_state.clone()
+    async fn bolt_state(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+    ) -> fdo::Result<String> {
+        self.gate.check(conn, hdr.as_ref()).await?;
+        Ok(self.snapshot.borrow().bolt_state.clone())
     }
 
     /// Door sensor: "open", "closed" or "unknown".
     #[zbus(property, name = "DoorState")]
-    fn door_state(&self) -> String {
-        self.snapshot.borrow().door_state.clone()
+    async fn door_state(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+    ) -> fdo::Result<String> {
+        self.gate.check(conn, hdr.as_ref()).await?;
+        Ok(self.snapshot.borrow().door_state.clone())
     }
 
-    /// Battery charge, 0..100 %.
+    /// Battery charge, 0..100 %; 255 = unknown (no reading yet).
     #[zbus(property, name = "BatteryPercent")]
-    fn battery_percent(&self) -> u8 {
-        self.snapshot.borrow().battery_percent
+    async fn battery_percent(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+    ) -> fdo::Result<u8> {
+        self.gate.check(conn, hdr.as_ref()).await?;
+        Ok({
+            self.snapshot
+                .borrow()
+                .battery_percent
+                .unwrap_or(properties::UNKNOWN_BATTERY_PERCENT)
+        })
     }
 
-    /// Battery voltage in millivolts.
+    /// Battery voltage in millivolts; 0 = unknown (no reading yet).
     #[zbus(property, name = "BatteryMillivolts")]
-    fn battery_millivolts(&self) -> u32 {
-        self.snapshot.borrow().battery_mv
+    async fn battery_millivolts(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+    ) -> fdo::Result<u32> {
+        self.gate.check(conn, hdr.as_ref()).await?;
+        Ok({
+            self.snapshot
+                .borrow()
+                .battery_mv
+                .unwrap_or(properties::UNKNOWN_MILLIVOLTS)
+        })
     }
 
     /// True while powered from the emergency USB-C port (B-10.3).
     #[zbus(property, name = "ExternalPower")]
-    fn external_power(&self) -> bool {
-        self.snapshot.borrow().external_power
+    async fn external_power(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+    ) -> fdo::Result<bool> {
+        self.gate.check(conn, hdr.as_ref()).await?;
+        Ok(self.snapshot.borrow().external_power)
     }
 
     /// Wi-Fi: "off", "disconnected", "connecting", "connected" or "unknown".
     #[zbus(property, name = "WifiState")]
-    fn wifi_state(&self) -> String {
-        self.snapshot.borrow().wifi_state.clone()
+    async fn wifi_state(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+    ) -> fdo::Result<String> {
+        self.gate.check(conn, hdr.as_ref()).await?;
+        Ok(self.snapshot.borrow().wifi_state.clone())
     }
 
-    /// Wi-Fi signal in dBm; 0 when not associated.
+    /// Wi-Fi signal in dBm; 0 = unknown (not associated, or not reported).
     #[zbus(property, name = "WifiRssi")]
-    fn wifi_rssi(&self) -> i16 {
-        self.snapshot.borrow().wifi_rssi
+    async fn wifi_rssi(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+    ) -> fdo::Result<i16> {
+        self.gate.check(conn, hdr.as_ref()).await?;
+        Ok({
+            self.snapshot
+                .borrow()
+                .wifi_rssi
+                .unwrap_or(properties::UNKNOWN_RSSI)
+        })
     }
 
     /// BLE: "off", "advertising", "pairing", "connected" or "unknown".
     #[zbus(property, name = "BleState")]
-    fn ble_state(&self) -> String {
-        self.snapshot.borrow().ble_state.clone()
+    async fn ble_state(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+    ) -> fdo::Result<String> {
+        self.gate.check(conn, hdr.as_ref()).await?;
+        Ok(self.snapshot.borrow().ble_state.clone())
     }
 
     /// Bolt movements since manufacture (motor wear).
     #[zbus(property, name = "MotorCycles")]
-    fn motor_cycles(&self) -> u64 {
-        self.snapshot.borrow().motor_cycles
+    async fn motor_cycles(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+    ) -> fdo::Result<u64> {
+        self.gate.check(conn, hdr.as_ref()).await?;
+        Ok(self.snapshot.borrow().motor_cycles)
     }
 
     /// Unix time (s) of the last motor jam; 0 if it never jammed.
     #[zbus(property, name = "LastJam")]
-    fn last_jam(&self) -> i64 {
-        self.snapshot.borrow().last_jam
+    async fn last_jam(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+    ) -> fdo::Result<i64> {
+        self.gate.check(conn, hdr.as_ref()).await?;
+        Ok(self.snapshot.borrow().last_jam)
     }
 
     /// Alarms active now, e.g. ["tamper", "lockout", "low_battery"].
     #[zbus(property, name = "ActiveAlarms")]
-    fn active_alarms(&self) -> Vec<String> {
-        self.snapshot.borrow().active_alarms.clone()
+    async fn active_alarms(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+    ) -> fdo::Result<Vec<String>> {
+        self.gate.check(conn, hdr.as_ref()).await?;
+        Ok(self.snapshot.borrow().active_alarms.clone())
     }
 
     /// True while the B-7.1 lockout (5 failures in 5 minutes) is in force.
     #[zbus(property, name = "LockoutActive")]
-    fn lockout_active(&self) -> bool {
-        self.snapshot.borrow().lockout_active
+    async fn lockout_active(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+    ) -> fdo::Result<bool> {
+        self.gate.check(conn, hdr.as_ref()).await?;
+        Ok(self.snapshot.borrow().lockout_active)
     }
 
     /// Seconds left of the lockout; 0 when none.
     #[zbus(property, name = "LockoutRemainingSeconds")]
-    fn lockout_remaining_seconds(&self) -> u32 {
-        self.snapshot.borrow().lockout_remaining_s
+    async fn lockout_remaining_seconds(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+    ) -> fdo::Result<u32> {
+        self.gate.check(conn, hdr.as_ref()).await?;
+        Ok(self.snapshot.borrow().lockout_remaining_s)
     }
 
     /// Users (administrators included) enrolled.
     #[zbus(property, name = "Users")]
-    fn users(&self) -> u32 {
-        self.snapshot.borrow().users
+    async fn users(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+    ) -> fdo::Result<u32> {
+        self.gate.check(conn, hdr.as_ref()).await?;
+        Ok(self.snapshot.borrow().users)
     }
 
     /// Most users the lock numbers (B-1.4: 001..999).
     #[zbus(property, name = "UsersLimit")]
-    fn users_limit(&self) -> u32 {
-        self.snapshot.borrow().users_limit
+    async fn users_limit(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+    ) -> fdo::Result<u32> {
+        self.gate.check(conn, hdr.as_ref()).await?;
+        Ok(self.snapshot.borrow().users_limit)
     }
 
     /// Administrators enrolled.
     #[zbus(property, name = "Admins")]
-    fn admins(&self) -> u32 {
-        self.snapshot.borrow().admins
+    async fn admins(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+    ) -> fdo::Result<u32> {
+        self.gate.check(conn, hdr.as_ref()).await?;
+        Ok(self.snapshot.borrow().admins)
     }
 
     /// Faces: (enrolled, lock limit, per-user limit); B-1: 50 and 3.
     #[zbus(property, name = "Faces")]
-    fn faces(&self) -> (u32, u32, u32) {
-        let c = self.snapshot.borrow().faces;
-        (c.enrolled, c.limit, c.per_user_limit)
+    async fn faces(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+    ) -> fdo::Result<(u32, u32, u32)> {
+        self.gate.check(conn, hdr.as_ref()).await?;
+        Ok({
+            let c = self.snapshot.borrow().faces;
+            (c.enrolled, c.limit, c.per_user_limit)
+        })
     }
 
     /// Palm veins: (enrolled, lock limit, per-user limit); B-1: 50 and 2.
     #[zbus(property, name = "Palms")]
-    fn palms(&self) -> (u32, u32, u32) {
-        let c = self.snapshot.borrow().palms;
-        (c.enrolled, c.limit, c.per_user_limit)
+    async fn palms(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+    ) -> fdo::Result<(u32, u32, u32)> {
+        self.gate.check(conn, hdr.as_ref()).await?;
+        Ok({
+            let c = self.snapshot.borrow().palms;
+            (c.enrolled, c.limit, c.per_user_limit)
+        })
     }
 
     /// Fingerprints: (enrolled, lock limit, per-user limit); B-1: 50 and 5.
     #[zbus(property, name = "Fingerprints")]
-    fn fingerprints(&self) -> (u32, u32, u32) {
-        let c = self.snapshot.borrow().fingerprints;
-        (c.enrolled, c.limit, c.per_user_limit)
+    async fn fingerprints(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+    ) -> fdo::Result<(u32, u32, u32)> {
+        self.gate.check(conn, hdr.as_ref()).await?;
+        Ok({
+            let c = self.snapshot.borrow().fingerprints;
+            (c.enrolled, c.limit, c.per_user_limit)
+        })
     }
 
     /// Passcodes: (enrolled, lock limit, per-user limit); B-1: 50 and 1.
     #[zbus(property, name = "Passcodes")]
-    fn passcodes(&self) -> (u32, u32, u32) {
-        let c = self.snapshot.borrow().passcodes;
-        (c.enrolled, c.limit, c.per_user_limit)
+    async fn passcodes(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+    ) -> fdo::Result<(u32, u32, u32)> {
+        self.gate.check(conn, hdr.as_ref()).await?;
+        Ok({
+            let c = self.snapshot.borrow().passcodes;
+            (c.enrolled, c.limit, c.per_user_limit)
+        })
     }
 
     /// Store health: "ok", or "degraded: <what is wrong>".
     #[zbus(property, name = "StorageHealth")]
-    fn storage_health(&self) -> String {
-        self.snapshot.borrow().storage_health.clone()
+    async fn storage_health(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+    ) -> fdo::Result<String> {
+        self.gate.check(conn, hdr.as_ref()).await?;
+        Ok(self.snapshot.borrow().storage_health.clone())
     }
 
     /// Where the device key rests: "tpm2", "host+tpm2", "host" or "file".
     #[zbus(property, name = "KeyStorage")]
-    fn key_storage(&self) -> String {
-        self.snapshot.borrow().key_storage.clone()
+    async fn key_storage(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+    ) -> fdo::Result<String> {
+        self.gate.check(conn, hdr.as_ref()).await?;
+        Ok(self.snapshot.borrow().key_storage.clone())
+    }
+
+    /// The wall time the lock trusts now (Unix s); 0 = unknown (never set,
+    /// or behind the trusted-time floor: time-windowed credentials are
+    /// refused then).
+    #[zbus(property, name = "WallClock")]
+    async fn wall_clock(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+    ) -> fdo::Result<i64> {
+        self.gate.check(conn, hdr.as_ref()).await?;
+        Ok({
+            self.snapshot
+                .borrow()
+                .wall_clock
+                .unwrap_or(properties::UNKNOWN_TIME)
+        })
+    }
+
+    /// The trusted-time floor (Unix s): the newest wall time the lock has
+    /// trusted; a clock behind it is not believed. 0 = none yet.
+    #[zbus(property, name = "TrustedTimeFloor")]
+    async fn trusted_time_floor(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+    ) -> fdo::Result<i64> {
+        self.gate.check(conn, hdr.as_ref()).await?;
+        Ok({
+            self.snapshot
+                .borrow()
+                .time_floor
+                .unwrap_or(properties::UNKNOWN_TIME)
+        })
     }
 
     /// Exercise every device once. Returns (device, ok, detail) per device.
     /// Fails with LimitsExceeded while another self-test is running.
     #[zbus(name = "SelfTest", out_args("checks"))]
-    async fn self_test(&self) -> fdo::Result<Vec<(String, bool, String)>> {
+    async fn self_test(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> fdo::Result<Vec<(String, bool, String)>> {
+        self.gate.check(conn, Some(&hdr)).await?;
         let _running = self.self_test_running.try_lock().map_err(|_| {
             fdo::Error::LimitsExceeded(
                 "a self-test is already running; try again when it has finished".into(),
@@ -237,7 +442,13 @@ impl DiagnosticsInterface {
     /// The newest `limit` events (at most 1000), oldest first, as
     /// (id, unix time, kind, detail).
     #[zbus(name = "RecentEvents", out_args("events"))]
-    async fn recent_events(&self, limit: u32) -> fdo::Result<Vec<(u64, i64, String, String)>> {
+    async fn recent_events(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Header<'_>,
+        limit: u32,
+    ) -> fdo::Result<Vec<(u64, i64, String, String)>> {
+        self.gate.check(conn, Some(&hdr)).await?;
         let limit = limit.min(MAX_RECENT_EVENTS);
         let events = self.backend.recent_events(limit).await.map_err(failed)?;
         // The cap is ours to keep, whatever the backend returned: keep the newest.
@@ -252,7 +463,12 @@ impl DiagnosticsInterface {
     /// A JSON document describing the lock for support, with secrets and
     /// personal data redacted.
     #[zbus(name = "ExportDiagnostics", out_args("json"))]
-    async fn export_diagnostics(&self) -> fdo::Result<String> {
+    async fn export_diagnostics(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> fdo::Result<String> {
+        self.gate.check(conn, Some(&hdr)).await?;
         let json = self.backend.export().await.map_err(failed)?;
         // The contract says JSON; a broken export would only confuse the
         // support tooling that parses it, so refuse it here.
@@ -358,10 +574,14 @@ pub async fn serve(
     backend: Arc<dyn DiagnosticsBackend>,
     events_rx: broadcast::Receiver<EventRecord>,
 ) -> Result<DbusHandle, DbusError> {
+    let uptime = std::time::Duration::from_secs(diag_rx.borrow().uptime_s);
+    let now = std::time::Instant::now();
     let iface = DiagnosticsInterface {
+        started: now.checked_sub(uptime).unwrap_or(now),
         snapshot: diag_rx.clone(),
         backend,
         self_test_running: Mutex::new(()),
+        gate: CallerGate::new(),
     };
     // Export the object before claiming the name, so that whoever sees the
     // name appear can call it at once.

@@ -95,3 +95,32 @@ impl Clock {
         self.origin + Duration::from_millis(at.as_millis())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::WallTime;
+
+    /// Issue 15: stepping the wall clock a day either way (an owner's time
+    /// sync here; NTP or `date -s` move `SystemTime` the same way) leaves
+    /// the monotonic reading and the deadlines derived from it unchanged.
+    #[tokio::test(start_paused = true)]
+    async fn a_wall_clock_jump_does_not_move_the_monotonic_clock() {
+        let clock = Clock::new(true);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let before = clock.now();
+        let deadline = clock.to_tokio(before.mono.after(Duration::from_secs(180)));
+        let wall = before.wall.expect("trusted system clock").0;
+        for by in [86_400, -86_400] {
+            clock.set(WallTime(wall + by));
+            let after = clock.now();
+            assert_eq!(after.mono, before.mono, "jump {by}");
+            let w = after.wall.expect("set").0;
+            assert!((w - (wall + by)).abs() <= 1, "jump {by}: wall {w}");
+            assert_eq!(
+                clock.to_tokio(before.mono.after(Duration::from_secs(180))),
+                deadline
+            );
+        }
+    }
+}

@@ -48,6 +48,8 @@ pub mod limit;
 pub mod published;
 pub mod views;
 
+/// Which of the Matter node's sealed blobs (fabrics or the label secret).
+pub use crate::store::MatterScope;
 /// The event log's entries and the storage summary, as channels see them.
 pub use crate::store::{EventId, StorageHealth, StoredEvent};
 pub use clock::Clock;
@@ -197,6 +199,54 @@ impl Link {
     /// committed before it is returned.
     pub async fn next_counter(&self, name: &str) -> Result<u64, LinkError> {
         Ok(self.p().store.next_counter(name).await?)
+    }
+
+    /// The Matter node's sealed blob under `key`, opened (on the writer,
+    /// so it sees every write). Blocks the calling thread: for the node's
+    /// own thread, never for an async task of the daemon.
+    pub fn matter_blob_blocking(
+        &self,
+        scope: MatterScope,
+        key: u16,
+    ) -> Result<Option<Vec<u8>>, LinkError> {
+        Ok(self
+            .p()
+            .store
+            .call_blocking(move |s| s.matter_blob(scope, key))??)
+    }
+
+    /// Seal and store a Matter blob; committed when this returns `Ok`.
+    /// Blocks like [`Link::matter_blob_blocking`].
+    pub fn put_matter_blob_blocking(
+        &self,
+        scope: MatterScope,
+        key: u16,
+        value: Vec<u8>,
+    ) -> Result<(), LinkError> {
+        Ok(self
+            .p()
+            .store
+            .call_blocking(move |s| s.put_matter_blob(scope, key, &value))??)
+    }
+
+    /// Remove a Matter blob (absent is not an error). Blocks like
+    /// [`Link::matter_blob_blocking`].
+    pub fn delete_matter_blob_blocking(
+        &self,
+        scope: MatterScope,
+        key: u16,
+    ) -> Result<(), LinkError> {
+        Ok(self
+            .p()
+            .store
+            .call_blocking(move |s| s.delete_matter_blob(scope, key))??)
+    }
+
+    /// Users and credentials as committed so far (the writer's view, so a
+    /// command's change is seen by the next read). Blocks like
+    /// [`Link::matter_blob_blocking`].
+    pub fn persisted_blocking(&self) -> Result<Persisted, LinkError> {
+        Ok(self.p().store.call_blocking(|s| s.load())??)
     }
 
     /// Read every device once (answered by the engine task between inputs).
@@ -376,6 +426,7 @@ pub(crate) mod testing {
                 pairing_codes: crate::core::PairingCodes::new(|_| "X".into()),
                 low_battery_percent: 20,
                 one_time_code_ttl: EngineConfig::DEFAULT_ONE_TIME_CODE_TTL,
+                matter_code: None,
             },
             Persisted::default(),
             Now::new(0, None),

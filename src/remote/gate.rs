@@ -8,6 +8,9 @@
 //!                                               │ yes
 //!            open_oneshot(lock, app key, AppToLock, last counter)  ─ fails ─► Refused::Channel
 //!                                               │ counter, plaintext
+//!            envelope::split ─ no challenge ─► Verified, Refuse(Stale, sealed Stale error)
+//!                            ─ not an envelope ─► Verified, Refuse(Malformed, sealed error)
+//!            Challenges::check(challenge, now) ─ not live ─► Verified, Refuse(Stale, sealed Stale error)
 //!            Request::decode ─ fails ─► Verified, Refuse(Malformed, sealed error)
 //!            authorize(principal, request, wall clock) ─ fails ─► Refuse(Forbidden | OutsideValidity)
 //!                                               ▼
@@ -31,8 +34,11 @@ use crate::app::protocol::{
 use crate::app::wire;
 use crate::app::{Request, Response};
 use crate::core::event::AppRefusal;
-use crate::core::time::WallTime;
+use crate::core::time::{Instant, WallTime};
 use crate::core::types::AppKey;
+
+use super::envelope::{self, EnvelopeError};
+use super::freshness::{Challenges, Stale};
 
 /// Why a frame was refused before anything could be answered sealed.
 /// The broker only ever sees [`refusal_frame`], the same bytes for each.
@@ -106,14 +112,33 @@ pub fn sender_key<'a>(
         .ok_or(Refused::UnknownKey(id))
 }
 
+/// When a frame is checked: the lock's clocks and its live challenges.
+#[derive(Debug, Clone, Copy)]
+pub struct At<'a> {
+    /// Wall clock, for guest windows (`None`: unknown).
+    pub wall: Option<WallTime>,
+    /// Monotonic clock, for the challenge's age.
+    pub mono: Instant,
+    /// The challenges of this broker connection.
+    pub challenges: &'a Challenges,
+}
+
+fn stale(why: Stale) -> Outcome {
+    Outcome::Refuse {
+        reason: AppRefusal::Stale,
+        response: Response::error(ErrorCode::Stale, &why.to_string()),
+    }
+}
+
 /// Verify and open `frame` from `key`, whose last accepted counter is
-/// `last_counter`, and run the role check at `wall`.
+/// `last_counter`, check that it answers a live challenge, and run the
+/// role check.
 pub fn verify(
     lock: &StaticKeypair,
     key: &AppKey,
     last_counter: Option<u64>,
     frame: &[u8],
-    wall: Option<WallTime>,
+    at: At<'_>,
 ) -> Result<Verified, Refused> {
     let (counter, plaintext) = open_oneshot(
         lock,
@@ -122,7 +147,27 @@ pub fn verify(
         last_counter,
         frame,
     )?;
-    let outcome = match Request::decode(&plaintext) {
+    let outcome = match envelope::split(&plaintext) {
+        Err(EnvelopeError::NoChallenge) => stale(Stale::Missing),
+        Err(e) => Outcome::Refuse {
+            reason: AppRefusal::Malformed,
+            response: Response::error(ErrorCode::MalformedCommand, &e.to_string()),
+        },
+        Ok((challenge, request)) => match at.challenges.check(&challenge, at.mono) {
+            Err(why) => stale(why),
+            Ok(()) => decide(key, request, at.wall),
+        },
+    };
+    Ok(Verified {
+        key: key.clone(),
+        counter,
+        outcome,
+    })
+}
+
+/// Decode and role-check a fresh request.
+fn decide(key: &AppKey, request: &[u8], wall: Option<WallTime>) -> Outcome {
+    match Request::decode(request) {
         Err(e) => Outcome::Refuse {
             reason: AppRefusal::Malformed,
             response: Response::error(e.code(), &e.to_string()),
@@ -141,12 +186,7 @@ pub fn verify(
             },
             Ok(()) => Outcome::Run(request),
         },
-    };
-    Ok(Verified {
-        key: key.clone(),
-        counter,
-        outcome,
-    })
+    }
 }
 
 /// Seal `response` for the key that sent request number `counter`.
@@ -179,7 +219,23 @@ mod tests {
     use super::*;
     use crate::core::time::Validity;
     use crate::core::types::{AppKeyId, AppKeyRole, UserNumber};
+    use crate::remote::freshness::{Challenge, DEFAULT_MAX_AGE};
     use rand_core::OsRng;
+
+    /// Live challenges with one issued at 0 ms.
+    fn live() -> (Challenges, Challenge) {
+        let mut ch = Challenges::new(DEFAULT_MAX_AGE);
+        let c = ch.reset(Instant::from_millis(0), &mut OsRng);
+        (ch, c)
+    }
+
+    fn at(ch: &Challenges, wall: Option<WallTime>) -> At<'_> {
+        At {
+            wall,
+            mono: Instant::from_millis(1000),
+            challenges: ch,
+        }
+    }
 
     fn owner(app: &StaticKeypair) -> AppKey {
         AppKey {
@@ -199,29 +255,30 @@ mod tests {
         let app = StaticKeypair::generate(&mut OsRng);
         let key = owner(&app);
         let keys = vec![key.clone()];
+        let (ch, c) = live();
         let f = seal_oneshot(
             &app,
             &lock.public(),
             OneShotDirection::AppToLock,
             7,
-            &Request::Unlock.encode(),
+            &envelope::encode(&c, &Request::Unlock),
             &mut OsRng,
         )
         .expect("seal");
         let k = sender_key(&f, &keys).expect("known");
-        let v = verify(&lock, k, Some(6), &f, None).expect("opens");
+        let v = verify(&lock, k, Some(6), &f, at(&ch, None)).expect("opens");
         assert_eq!(v.counter, 7);
         assert_eq!(v.outcome, Outcome::Run(Request::Unlock));
         // Replay of the same counter, and an older one.
         for last in [7, 8] {
-            let e = verify(&lock, k, Some(last), &f, None).expect_err("replay");
+            let e = verify(&lock, k, Some(last), &f, at(&ch, None)).expect_err("replay");
             assert_eq!(e.reason(), AppRefusal::Replay, "{e}");
         }
         // Any flipped byte after the key id.
         for i in 20..f.len() {
             let mut t = f.clone();
             t[i] ^= 1;
-            let e = verify(&lock, k, Some(6), &t, None).expect_err("tampered");
+            let e = verify(&lock, k, Some(6), &t, at(&ch, None)).expect_err("tampered");
             assert!(
                 matches!(e.reason(), AppRefusal::BadSeal | AppRefusal::Malformed),
                 "byte {i}: {e}"
@@ -231,7 +288,7 @@ mod tests {
         let mut t = f.clone();
         let last = t.len() - 1;
         t[last] ^= 1;
-        let e = verify(&lock, k, Some(6), &t, None).expect_err("tampered");
+        let e = verify(&lock, k, Some(6), &t, at(&ch, None)).expect_err("tampered");
         assert_eq!(e.reason(), AppRefusal::BadSeal);
         // Junk that is not a frame at all.
         let e = sender_key(b"open sesame", &keys).expect_err("junk");
@@ -280,13 +337,14 @@ mod tests {
             },
             label: "guest".into(),
         };
+        let (ch, c) = live();
         let sealed = |ctr: u64, r: &Request| {
             seal_oneshot(
                 &app,
                 &lock.public(),
                 OneShotDirection::AppToLock,
                 ctr,
-                &r.encode(),
+                &envelope::encode(&c, r),
                 &mut OsRng,
             )
             .expect("seal")
@@ -308,7 +366,14 @@ mod tests {
             (4, Request::Unlock, Some(WallTime(150)), None),
         ];
         for (ctr, req, wall, want) in cases {
-            let v = verify(&lock, &guest, Some(ctr - 1), &sealed(ctr, &req), wall).expect("opens");
+            let v = verify(
+                &lock,
+                &guest,
+                Some(ctr - 1),
+                &sealed(ctr, &req),
+                at(&ch, wall),
+            )
+            .expect("opens");
             match (&v.outcome, want) {
                 (Outcome::Refuse { reason, response }, Some(w)) => {
                     assert_eq!(*reason, w, "{req:?}");
@@ -318,23 +383,111 @@ mod tests {
                 (other, _) => panic!("{req:?} at {wall:?}: {other:?}"),
             }
         }
-        // A verified frame whose plaintext is not a command.
-        let f = seal_oneshot(
-            &app,
-            &lock.public(),
-            OneShotDirection::AppToLock,
-            9,
-            &[0xff, 0xff, 0xff],
-            &mut OsRng,
-        )
-        .expect("seal");
-        let v = verify(&lock, &guest, Some(8), &f, Some(WallTime(150))).expect("opens");
-        assert!(matches!(
-            v.outcome,
-            Outcome::Refuse {
-                reason: AppRefusal::Malformed,
-                ..
-            }
-        ));
+        // A verified frame whose plaintext is not a command, or whose
+        // envelope holds no command.
+        for (ctr, plain) in [
+            (9, vec![0xff, 0xff, 0xff]),
+            (
+                10,
+                envelope::encode(&c, &Request::Unlock)[..envelope::HEADER_LEN].to_vec(),
+            ),
+        ] {
+            let f = seal_oneshot(
+                &app,
+                &lock.public(),
+                OneShotDirection::AppToLock,
+                ctr,
+                &plain,
+                &mut OsRng,
+            )
+            .expect("seal");
+            let v = verify(
+                &lock,
+                &guest,
+                Some(ctr - 1),
+                &f,
+                at(&ch, Some(WallTime(150))),
+            )
+            .expect("opens");
+            assert!(
+                matches!(
+                    v.outcome,
+                    Outcome::Refuse {
+                        reason: AppRefusal::Malformed,
+                        ..
+                    }
+                ),
+                "{plain:02x?}: {:?}",
+                v.outcome
+            );
+        }
+    }
+
+    /// Issue 14 item 1: a command that verifies but answers no live
+    /// challenge — none at all (an old app), one from before a reconnect,
+    /// or one past the maximum age — is refused sealed with `Stale`, and
+    /// the refusal is logged as `stale`. A fresh one runs.
+    #[test]
+    fn stale_commands_are_refused_sealed_with_their_own_code() {
+        let lock = StaticKeypair::generate(&mut OsRng);
+        let app = StaticKeypair::generate(&mut OsRng);
+        let key = owner(&app);
+        let mut ch = Challenges::new(DEFAULT_MAX_AGE);
+        let old = ch.reset(Instant::from_millis(0), &mut OsRng);
+        let seal = |ctr: u64, plain: &[u8]| {
+            seal_oneshot(
+                &app,
+                &lock.public(),
+                OneShotDirection::AppToLock,
+                ctr,
+                plain,
+                &mut OsRng,
+            )
+            .expect("seal")
+        };
+        let check = |ch: &Challenges, f: &[u8], ctr: u64, mono_s: u64| {
+            verify(
+                &lock,
+                &key,
+                Some(ctr - 1),
+                f,
+                At {
+                    wall: None,
+                    mono: Instant::from_millis(mono_s * 1000),
+                    challenges: ch,
+                },
+            )
+            .expect("opens")
+            .outcome
+        };
+        let is_stale = |o: &Outcome| {
+            matches!(
+                o,
+                Outcome::Refuse {
+                    reason: AppRefusal::Stale,
+                    response: Response::Error {
+                        code: ErrorCode::Stale,
+                        ..
+                    }
+                }
+            )
+        };
+        // No challenge: a bare request.
+        let bare = seal(1, &Request::Unlock.encode());
+        assert!(is_stale(&check(&ch, &bare, 1, 1)));
+        // Fresh.
+        let fresh = seal(2, &envelope::encode(&old, &Request::Unlock));
+        assert_eq!(check(&ch, &fresh, 2, 1), Outcome::Run(Request::Unlock));
+        // Past the maximum age.
+        let late = DEFAULT_MAX_AGE.as_secs() + 1;
+        let o = check(&ch, &fresh, 2, late);
+        assert!(is_stale(&o), "{o:?}");
+        // Held across a reconnect: refused however soon.
+        ch.reset(Instant::from_millis(1000), &mut OsRng);
+        let o = check(&ch, &fresh, 2, 1);
+        assert!(is_stale(&o), "{o:?}");
+        // A challenge the lock never issued.
+        let made_up = seal(3, &envelope::encode(&Challenge([7; 16]), &Request::Unlock));
+        assert!(is_stale(&check(&ch, &made_up, 3, 1)));
     }
 }

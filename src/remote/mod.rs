@@ -43,7 +43,10 @@ use tokio_util::sync::CancellationToken;
 use crate::app::crypto::StaticKeypair;
 use crate::link::Link;
 
+pub mod client;
 pub mod config;
+pub mod envelope;
+pub mod freshness;
 pub mod gate;
 mod service;
 pub mod telemetry;

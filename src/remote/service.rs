@@ -4,12 +4,13 @@
 //! ```text
 //!            ┌───────────────────────── run ─────────────────────────────┐
 //!            │ Wi-Fi off (setting)? ── wait for the setting ─────────────┤
-//!            │ session: fresh rumqttc EventLoop, clean_session = false,  │
+//!            │ session: fresh rumqttc EventLoop, clean_session = true,   │
 //!            │          will = "offline" (retained) on availability      │
-//!            │   select! ─ poll ─► ConnAck: subscribe cmd, "online",    │
-//!            │           │          discovery, state, events after cursor│
+//!            │   select! ─ poll ─► ConnAck: new challenge, subscribe cmd,│
+//!            │           │          "online", discovery, state, events   │
 //!            │           │        ► Publish on cmd: limit → gate → answer│
 //!            │           │        ► PubAck: advance the event cursor     │
+//!            │           ├ rotation due ───► next challenge (retained)   │
 //!            │           ├ status changed ─► state (retained, if changed)│
 //!            │           ├ event logged ───► pump events                 │
 //!            │           ├ notice ─────────► alert (doorbell, alarms)    │
@@ -28,6 +29,15 @@
 //! event whose PubAck was lost may arrive twice (QoS 1 is at least once) —
 //! subscribers drop repeats by the event id in the payload.
 //!
+//! What the broker may queue for the lock (issue 14 item 1): nothing. The
+//! session is clean (`clean_session = true`), so while the lock is away
+//! the broker keeps no subscription and queues no command for it. A
+//! command that still reaches it late — held on purpose by the broker, or
+//! retained and delivered at subscription — answers a challenge of an
+//! earlier connection, or one past its age, and is refused `Stale`
+//! (`freshness.rs`). The lock's own publishes are tracked by the persisted
+//! event cursor, not by a broker session.
+//!
 //! A command frame:
 //!
 //! ```text
@@ -35,6 +45,7 @@
 //!    │                                                 one app_refused/rate_limited per burst)
 //!    ▼ check
 //!  header ─► stored key (published snapshot) ─► last counter (writer) ─► gate::verify ── refused ─► bare refusal frame,
+//!    │        (open, envelope, live challenge, decode, role check)
 //!    │                                                                  app_refused(reason), bucket charged
 //!    ▼ verified: persist the counter first (store writer thread)
 //!  Refuse { reason } ─► sealed error, app_refused(reason), bucket charged
@@ -53,6 +64,7 @@ use rumqttc::{
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::freshness::Challenges;
 use super::gate::{self, Outcome};
 use super::telemetry::{self, Topics};
 use super::RemoteContext;
@@ -171,6 +183,8 @@ struct Service {
     pending_snapshot: Option<std::path::PathBuf>,
     /// Owner notices waiting for a connection (the newest kept).
     pending_notices: VecDeque<EventEntry>,
+    /// The challenges of the current connection (`freshness.rs`).
+    challenges: Challenges,
 }
 
 impl Service {
@@ -193,7 +207,25 @@ impl Service {
             snapshots: ctx.snapshots.as_ref().map(|r| r.resubscribe()),
             pending_snapshot: None,
             pending_notices: VecDeque::new(),
+            challenges: Challenges::new(ctx.settings.command_max_age),
             ctx,
+        }
+    }
+
+    /// Publish the current challenge, retained.
+    fn publish_challenge(&mut self, client: &AsyncClient, tracker: &mut Tracker) {
+        if let Some(c) = self.challenges.current() {
+            let topic = self.topics.challenge.clone();
+            let payload = c.to_hex().into_bytes();
+            publish(
+                client,
+                tracker,
+                topic,
+                QoS::AtLeastOnce,
+                true,
+                payload,
+                None,
+            );
         }
     }
 
@@ -205,7 +237,9 @@ impl Service {
         let s = &self.ctx.settings;
         let mut o = MqttOptions::new(self.ctx.serial.clone(), s.host.clone(), s.port);
         o.set_keep_alive(s.keep_alive);
-        o.set_clean_session(false);
+        // Issue 14 item 1: the broker queues nothing for the lock while it
+        // is away (a late command would be stale anyway).
+        o.set_clean_session(true);
         o.set_last_will(LastWill::new(
             self.topics.availability.clone(),
             "offline",
@@ -220,7 +254,7 @@ impl Service {
         };
         o.set_max_packet_size(MAX_PACKET, outgoing);
         if let Some((u, p)) = &s.credentials {
-            o.set_credentials(u.clone(), p.clone());
+            o.set_credentials(u.clone(), p.as_str());
         }
         if let Some(tls) = &self.ctx.tls {
             o.set_transport(Transport::tls_with_config(
@@ -235,10 +269,18 @@ impl Service {
         let mut tracker = Tracker::default();
         let mut connected = false;
         loop {
+            let rotate_at = self
+                .challenges
+                .next_rotation()
+                .map(|at| self.link.clock().to_tokio(at));
             tokio::select! {
                 _ = shutdown.cancelled() => {
                     self.go_offline(&client, &mut eventloop, connected).await;
                     return End::Shutdown;
+                }
+                _ = sleep_until(rotate_at), if connected => {
+                    self.challenges.rotate(self.link.clock().now().mono, &mut OsRng);
+                    self.publish_challenge(&client, &mut tracker);
                 }
                 ev = eventloop.poll() => match ev {
                     Ok(Event::Incoming(Packet::ConnAck(ack))) => {
@@ -339,6 +381,13 @@ impl Service {
     }
 
     async fn on_connected(&mut self, client: &AsyncClient, tracker: &mut Tracker) {
+        // A new connection forgets every earlier challenge: a command held
+        // back while the lock was away is stale, however soon it is back.
+        // The challenge goes out before "online", so an app that sees the
+        // lock online reads this one.
+        self.challenges
+            .reset(self.link.clock().now().mono, &mut OsRng);
+        self.publish_challenge(client, tracker);
         if let Err(e) = client.try_subscribe(self.topics.cmd.clone(), QoS::AtLeastOnce) {
             tracing::warn!("cannot subscribe to {}: {e}", self.topics.cmd);
         }
@@ -354,13 +403,37 @@ impl Service {
         );
         if let Some(prefix) = &self.ctx.settings.homeassistant {
             let camera = self.snapshots.is_some();
-            for d in telemetry::discovery(
-                prefix,
-                &self.ctx.serial,
-                &self.topics,
-                &self.ctx.firmware,
-                camera,
-            ) {
+            let presence = self.ctx.settings.clear_presence;
+            let configs = |presence| {
+                telemetry::discovery(
+                    prefix,
+                    &self.ctx.serial,
+                    &self.topics,
+                    &self.ctx.firmware,
+                    camera,
+                    presence,
+                )
+            };
+            let published = configs(presence);
+            // Without presence, remove the lock and door entities an
+            // earlier configuration may have left retained at the broker.
+            let stale: Vec<String> = configs(true)
+                .into_iter()
+                .map(|d| d.topic)
+                .filter(|t| !published.iter().any(|d| &d.topic == t))
+                .collect();
+            for topic in stale {
+                publish(
+                    client,
+                    tracker,
+                    topic,
+                    QoS::AtLeastOnce,
+                    true,
+                    Vec::new(),
+                    None,
+                );
+            }
+            for d in published {
                 publish(
                     client,
                     tracker,
@@ -385,7 +458,11 @@ impl Service {
     }
 
     fn publish_state(&mut self, client: &AsyncClient, tracker: &mut Tracker, force: bool) {
-        let doc = telemetry::state_json(&self.published.borrow().engine).to_string();
+        let doc = telemetry::state_json(
+            &self.published.borrow().engine,
+            self.ctx.settings.clear_presence,
+        )
+        .to_string();
         if !force && self.last_state.as_deref() == Some(doc.as_str()) {
             return;
         }
@@ -587,8 +664,13 @@ impl Service {
                 )
             }
         };
-        let wall = self.link.clock().now().wall;
-        let verified = match gate::verify(&self.ctx.lock_key, &key, last, frame, wall) {
+        let now = self.link.clock().now();
+        let at = gate::At {
+            wall: now.wall,
+            mono: now.mono,
+            challenges: &self.challenges,
+        };
+        let verified = match gate::verify(&self.ctx.lock_key, &key, last, frame, at) {
             Ok(v) => v,
             Err(e) => return self.refuse(client, tracker, Some(e.reason()), &e),
         };
@@ -760,6 +842,14 @@ impl Service {
                 }
             }
         }
+    }
+}
+
+/// Sleep until `at`; never, without one.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

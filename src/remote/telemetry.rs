@@ -17,6 +17,8 @@ pub struct Topics {
     pub availability: String,
     /// Sealed commands in (the lock subscribes, QoS 1).
     pub cmd: String,
+    /// The challenge commands must answer (hex, retained; `freshness.rs`).
+    pub challenge: String,
     /// Sealed replies out (QoS 1).
     pub reply: String,
     /// The retained state document.
@@ -37,6 +39,7 @@ impl Topics {
         Topics {
             availability: t("availability"),
             cmd: t("cmd"),
+            challenge: t("challenge"),
             reply: t("reply"),
             state: t("state"),
             events: t("events"),
@@ -64,40 +67,54 @@ fn alarm_word(a: AlarmKind) -> &'static str {
         AlarmKind::Duress => "duress",
         AlarmKind::LowBattery => "low_battery",
         AlarmKind::Jam => "jam",
+        AlarmKind::ModuleSwap => "module_swap",
     }
 }
 
-/// The retained state document. Duress is left out on purpose: B-6.9 says
-/// a duress unlock is silent at the door, and a state topic that a
-/// household dashboard shows is "at the door". It goes to the owner as a
-/// sealed notice only (not over this path).
-pub fn state_json(s: &Status) -> Value {
+/// Fields of the state document that tell whether anyone is home or the
+/// door is open: only with `[remote] clear_presence` (issue 14 item 2).
+pub const PRESENCE_FIELDS: [&str; 4] = ["lock", "bolt", "door", "away"];
+
+/// The retained state document. Without `presence` it holds the device's
+/// health — battery, power, Wi-Fi signal, alarms, lockout — and nothing
+/// that says whether the door is open or anyone is home. Duress is left
+/// out on purpose: B-6.9 says a duress unlock is silent at the door, and a
+/// state topic that a household dashboard shows is "at the door". It goes
+/// to the owner as a sealed notice only (not over this path).
+pub fn state_json(s: &Status, presence: bool) -> Value {
     let alarms: Vec<&str> = s
         .active_alarms
         .iter()
         .filter(|a| **a != AlarmKind::Duress)
         .map(|a| alarm_word(*a))
         .collect();
-    json!({
-        "lock": lock_word(s.lock),
-        "bolt": match s.bolt {
-            BoltPosition::Extended => "extended",
-            BoltPosition::Retracted => "retracted",
-            BoltPosition::Between => "between",
-        },
-        "door": match s.door {
-            Some(DoorPosition::Open) => "open",
-            Some(DoorPosition::Closed) => "closed",
-            None => "unknown",
-        },
+    let mut doc = json!({
         "battery_percent": s.battery_percent,
         "low_battery": s.low_battery,
         "external_power": s.external_power,
         "wifi_rssi": s.wifi_rssi,
         "alarms": alarms,
         "lockout": s.lockout_active,
-        "away": s.away_armed,
-    })
+    });
+    if presence {
+        if let Value::Object(m) = &mut doc {
+            m.insert("lock".into(), lock_word(s.lock).into());
+            let bolt = match s.bolt {
+                BoltPosition::Extended => "extended",
+                BoltPosition::Retracted => "retracted",
+                BoltPosition::Between => "between",
+            };
+            m.insert("bolt".into(), bolt.into());
+            let door = match s.door {
+                Some(DoorPosition::Open) => "open",
+                Some(DoorPosition::Closed) => "closed",
+                None => "unknown",
+            };
+            m.insert("door".into(), door.into());
+            m.insert("away".into(), s.away_armed.into());
+        }
+    }
+    doc
 }
 
 /// The form of a logged event that may travel in clear (B-6.9): a duress
@@ -174,12 +191,16 @@ pub struct Discovery {
 /// account that can reach HA's topics gains nothing at the door.
 ///
 /// `camera`: snapshots are published, so a `camera` entity shows the newest.
+/// `presence`: the state document carries the lock and door state
+/// (`clear_presence`), so the `lock` and door `binary_sensor` entities are
+/// announced; without it they are not (they would read absent fields).
 pub fn discovery(
     prefix: &str,
     serial: &str,
     topics: &Topics,
     firmware: &str,
     camera: bool,
+    presence: bool,
 ) -> Vec<Discovery> {
     let device = json!({
         "identifiers": [format!("latchd_{serial}")],
@@ -275,6 +296,14 @@ pub fn discovery(
             ),
         },
     ];
+    if !presence {
+        configs.retain(|d| {
+            let field = d.payload["value_template"].as_str().unwrap_or_default();
+            !PRESENCE_FIELDS
+                .iter()
+                .any(|f| field.contains(&format!("value_json.{f} ")))
+        });
+    }
     if camera {
         configs.push(Discovery {
             topic: topic("camera", "snapshot"),
@@ -330,7 +359,7 @@ mod tests {
     #[test]
     fn discovery_has_the_required_fields() {
         let t = Topics::new("latchd", "LD-1");
-        let d = discovery("homeassistant", "LD-1", &t, "0.1.0", false);
+        let d = discovery("homeassistant", "LD-1", &t, "0.1.0", false, true);
         assert_eq!(d.len(), 5);
         for m in &d {
             assert!(m.topic.starts_with("homeassistant/") && m.topic.ends_with("/config"));
@@ -342,7 +371,7 @@ mod tests {
         }
         // With snapshots published, a camera entity reads them (HA's MQTT
         // camera: `topic` required, raw image bytes).
-        let d = discovery("homeassistant", "LD-1", &t, "0.1.0", true);
+        let d = discovery("homeassistant", "LD-1", &t, "0.1.0", true, true);
         assert_eq!(d.len(), 6);
         let cam = d.last().unwrap();
         assert_eq!(cam.topic, "homeassistant/camera/LD-1/snapshot/config");
@@ -350,5 +379,54 @@ mod tests {
         assert!(cam.payload["unique_id"].is_string());
         assert!(cam.payload.get("image_encoding").is_none());
         assert!(cam.payload.get("command_topic").is_none());
+    }
+
+    /// Issue 14 item 2: without the presence opt-in the state document
+    /// says nothing of the lock, bolt, door or away mode, and HA is not
+    /// told of entities that would read them; health fields stay.
+    #[test]
+    fn presence_is_published_only_when_opted_in() {
+        use crate::core::{Engine, EngineConfig, Now, PairingCodes};
+        let engine = Engine::new(
+            EngineConfig {
+                passcode_key: [1; 32],
+                serial: "LD-1".into(),
+                firmware: "0".into(),
+                pairing_codes: PairingCodes::new(|_| "X".into()),
+                low_battery_percent: 20,
+                one_time_code_ttl: EngineConfig::DEFAULT_ONE_TIME_CODE_TTL,
+                matter_code: None,
+            },
+            crate::core::types::Persisted::default(),
+            Now::new(0, None),
+        );
+        let s = Status {
+            away_armed: true,
+            ..engine.status()
+        };
+        let private = state_json(&s, false);
+        for f in PRESENCE_FIELDS {
+            assert!(private.get(f).is_none(), "{f} in clear: {private}");
+        }
+        for f in ["battery_percent", "wifi_rssi", "alarms", "low_battery"] {
+            assert!(private.get(f).is_some(), "{f} missing: {private}");
+        }
+        let open = state_json(&s, true);
+        for f in PRESENCE_FIELDS {
+            assert!(open.get(f).is_some(), "{f} missing: {open}");
+        }
+        let t = Topics::new("latchd", "LD-1");
+        let objects = |presence| -> Vec<String> {
+            discovery("homeassistant", "LD-1", &t, "0.1.0", false, presence)
+                .iter()
+                .map(|d| d.topic.clone())
+                .collect()
+        };
+        let without = objects(false);
+        assert_eq!(without.len(), 3, "{without:?}");
+        assert!(without
+            .iter()
+            .all(|t| !t.contains("/lock/") && !t.contains("/door/")));
+        assert_eq!(objects(true).len(), 5);
     }
 }

@@ -5,6 +5,12 @@
 //!        └─ pruned ─┘ └───── newest max_events kept ─────┘
 //! ```
 //!
+//! Two retention classes (`EventKind::retention`, issue 14 item 4) are
+//! pruned apart: the newest `max_events` *records* (unlocks, failures,
+//! lockouts, alarms, key and setting changes…) and, on top, the newest
+//! `max_events / 5` *noise* entries (doorbell presses, refused app frames,
+//! the door swinging…). Noise can only evict older noise.
+//!
 //! Ids come from an `AUTOINCREMENT` key, so they only ever grow — across
 //! restarts, pruning and factory resets — and a broker or app that has
 //! seen id N can ask for everything after N. Each row keeps the event
@@ -13,7 +19,7 @@
 use rusqlite::{params, Connection, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
-use crate::core::event::{Event, EventKind};
+use crate::core::event::{Event, EventKind, NOISE_KIND_NAMES};
 use crate::core::time::WallTime;
 
 use super::error::{SqlContext, StoreError};
@@ -29,8 +35,24 @@ pub struct StoredEvent {
     pub event: Event,
 }
 
+/// How many noise entries ([`crate::core::event::Retention::Noise`]) the log keeps on top of
+/// its `max_events` records: a fifth as many (at least one).
+pub(crate) fn noise_budget(max_events: usize) -> usize {
+    (max_events / 5).max(1)
+}
+
+/// `'doorbell', 'app_refused', …`: the noise kinds as an SQL list. Built
+/// from a constant of the code, never from input.
+fn noise_names_sql() -> String {
+    NOISE_KIND_NAMES
+        .iter()
+        .map(|n| format!("'{n}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Append `events` in one transaction and prune the oldest beyond
-/// `max_events`.
+/// `max_events` records and [`noise_budget`] noise entries.
 pub(crate) fn append(
     conn: &mut Connection,
     events: &[Event],
@@ -65,14 +87,26 @@ pub(crate) fn append(
             ids.push(EventId(tx.last_insert_rowid() as u64));
         }
     }
-    // Keep the newest `max_events`: find the id of the max_events-th
-    // newest row and delete everything older (walks the primary key; no
+    // Keep the newest `max_events` records and the newest
+    // `noise_budget(max_events)` noise entries (two classes, so no flood
+    // of noise pushes a record out; issue 14 item 4). Each statement finds
+    // the id of the n-th newest row of its class and deletes that class's
+    // older rows (walks the primary key or the `events_by_kind` index; no
     // full scan). With fewer rows the subquery is NULL and nothing goes.
-    tx.execute(
-        "DELETE FROM events WHERE id < (SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?1)",
-        [max_events as i64 - 1],
-    )
-    .ctx("pruning old events")?;
+    let noise = noise_names_sql();
+    for (class, keep) in [
+        (format!("kind_name NOT IN ({noise})"), max_events),
+        (format!("kind_name IN ({noise})"), noise_budget(max_events)),
+    ] {
+        tx.execute(
+            &format!(
+                "DELETE FROM events WHERE {class} AND id < \
+                 (SELECT id FROM events WHERE {class} ORDER BY id DESC LIMIT 1 OFFSET ?1)"
+            ),
+            [keep as i64 - 1],
+        )
+        .ctx("pruning old events")?;
+    }
     tx.commit().ctx("committing an event append")?;
     Ok(ids)
 }

@@ -78,10 +78,15 @@
 //! changed by whoever can write the file; and whoever holds the key file
 //! can brute-force a 6-digit passcode from its MAC in seconds — on a
 //! product the key belongs in a secure element, TPM or TEE.
+mod erase;
 mod error;
 mod events;
+#[doc(hidden)] // for the fuzzer only (fuzz/fuzz_targets/store_rows.rs)
+pub mod fuzzing;
 mod key;
 pub mod keystore;
+mod matter;
+mod module_secret;
 mod reader;
 mod schema;
 mod state;
@@ -99,6 +104,7 @@ use crate::core::types::{Change, Persisted};
 pub use error::StoreError;
 pub use events::{EventId, StoredEvent};
 pub use key::{DeviceKey, DEVICE_KEY_LEN};
+pub use matter::MatterScope;
 pub use reader::{StoreReader, StoreReads};
 pub use thread::{StoreHandle, StoreThread};
 
@@ -278,6 +284,26 @@ impl Store {
         if changes.iter().any(|c| matches!(c, Change::FactoryReset)) {
             if let Some(dir) = self.db_path.parent() {
                 keystore::request_rotation(dir)?;
+                // The erase (store/erase.rs). The rows are already gone;
+                // a failure here leaves old bytes in the files until the
+                // next open scrubs again, so it is logged, not returned.
+                match erase::scrub(&self.conn) {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(
+                        "factory reset: a reader kept the write-ahead log from being truncated; \
+                         the restart scrubs it"
+                    ),
+                    Err(e) => tracing::error!("factory reset: scrubbing the database: {e}"),
+                }
+                // Likewise the snapshots: the adoption under the new key
+                // erases them again, so an error is not the batch's.
+                match erase::erase_snapshots(dir) {
+                    Ok(snapshots) => tracing::info!(
+                        snapshots,
+                        "factory reset: event log, snapshots and free pages erased"
+                    ),
+                    Err(e) => tracing::error!("factory reset: erasing the snapshots: {e}"),
+                }
             }
         }
         Ok(())
@@ -343,6 +369,18 @@ impl Store {
             .optional()
             .ctx("reading a counter")
             .map(|v| v.map(|v| v as u64))
+    }
+
+    /// The fingerprint module's password (issue 13 item 7), if the lock
+    /// made one; sealed at rest, carried across a factory reset.
+    pub fn fingerprint_module_password(&self) -> Result<Option<u32>, StoreError> {
+        module_secret::get(&self.conn, &self.sealer)
+    }
+
+    /// Stores the fingerprint module's password, sealed; committed when
+    /// this returns, so it is on disk before any module is given it.
+    pub fn put_fingerprint_module_password(&mut self, password: u32) -> Result<(), StoreError> {
+        module_secret::put(&self.conn, &self.sealer, password)
     }
 
     /// Store a small service value (a cursor, a broker session id). Not
@@ -661,6 +699,7 @@ fn verify_key(
                     .ctx("adopting the database with the new key")?;
                 tx.execute_batch(state::SEALED_TABLES_ERASE)
                     .ctx("erasing what the old key sealed")?;
+                module_secret::adopt_carried(&tx, sealer)?;
                 tx.execute(
                     "UPDATE store_meta SET value = ?2 WHERE name = ?1",
                     rusqlite::params![KEY_CHECK_NAME, sealed],
@@ -669,6 +708,19 @@ fn verify_key(
                 tx.execute("DELETE FROM store_meta WHERE name = ?1", [ROTATION_PENDING])
                     .ctx("clearing the key rotation mark")?;
                 tx.commit().ctx("adopting the database with the new key")?;
+                // The old key check (and anything the reset's own scrub
+                // could not reach) must not stay in the files: no reader
+                // exists yet, so the truncation completes. A failure (a
+                // full disk for VACUUM's copy) leaves only bytes no key
+                // opens any more: logged, and the lock still starts.
+                if let Err(e) = erase::scrub(conn) {
+                    tracing::error!("after the key rotation: scrubbing the database: {e}");
+                }
+                if let Some(dir) = db_path.parent() {
+                    if let Err(e) = erase::erase_snapshots(dir) {
+                        tracing::error!("after the key rotation: erasing the snapshots: {e}");
+                    }
+                }
                 tracing::info!(db = %db_path.display(), "the database now belongs to the new device key");
                 Ok(KeyCheck::Belongs)
             }
@@ -800,6 +852,52 @@ mod tests {
         assert_eq!(persisted.time_floor, Some(WallTime(1_800_000_000)));
         assert_eq!(persisted.pairing_generation, 0);
         assert_eq!(schema::version(&store.conn).unwrap(), schema::LATEST);
+    }
+
+    /// Issue 13 item 7: the fingerprint module's password is sealed at
+    /// rest and survives the factory reset's key rotation (the module
+    /// keeps it in its flash; losing it would strand the module).
+    #[test]
+    fn the_fingerprint_module_password_is_sealed_and_carried_across_a_factory_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, old) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        assert_eq!(store.fingerprint_module_password().unwrap(), None);
+        store.put_fingerprint_module_password(0x1234_5678).unwrap();
+        let raw: Vec<u8> = store
+            .conn
+            .query_row(
+                "SELECT value FROM store_meta WHERE name = 'fingerprint_module_password'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(
+            !raw.windows(4).any(|w| w == 0x1234_5678u32.to_be_bytes()),
+            "stored sealed, not as given"
+        );
+        store.apply(&[Change::FactoryReset]).unwrap();
+        drop(store);
+        let (store, new) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        assert_ne!(*new.passcode_key(), *old.passcode_key());
+        assert_eq!(
+            store.fingerprint_module_password().unwrap(),
+            Some(0x1234_5678)
+        );
+        let carry: i64 = store
+            .conn
+            .query_row(
+                "SELECT count(*) FROM store_meta WHERE name LIKE '%carry'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(carry, 0, "the plain carry row is gone after the adoption");
+        drop(store);
+        let (store, _) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        assert_eq!(
+            store.fingerprint_module_password().unwrap(),
+            Some(0x1234_5678)
+        );
     }
 
     #[test]

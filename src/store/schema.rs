@@ -131,6 +131,22 @@ DROP TABLE lock_state;
 ALTER TABLE lock_state_v3 RENAME TO lock_state;
 "#,
     },
+    Migration {
+        version: 4,
+        sql: r#"
+-- The Matter node's own state, sealed (issue 18): `node` rows are
+-- rs-matter's fabrics, ACLs, CASE resumption and counters, erased by a
+-- factory reset; `label` rows are the onboarding secret printed on the
+-- lock's label. A factory reset erases both: it rotates the device key
+-- (issue 16), and nothing the old key sealed opens again.
+CREATE TABLE matter_blobs (
+    scope  TEXT NOT NULL CHECK (scope IN ('node', 'label')),
+    key    INTEGER NOT NULL CHECK (key BETWEEN 0 AND 65535),
+    sealed BLOB NOT NULL,
+    PRIMARY KEY (scope, key)
+) WITHOUT ROWID;
+"#,
+    },
 ];
 
 /// The newest schema version this build knows.
@@ -239,7 +255,7 @@ mod tests {
             )
             .is_err());
         migrate(&mut conn).unwrap();
-        assert_eq!(version(&conn).unwrap(), 3);
+        assert_eq!(version(&conn).unwrap(), LATEST);
         let rows: Vec<(String, String)> = conn
             .prepare("SELECT name, value FROM lock_state ORDER BY name")
             .unwrap()

@@ -28,7 +28,8 @@ const PAIRING_GENERATION: &str = "pairing_generation";
 pub(crate) const SEALED_TABLES_ERASE: &str = "DELETE FROM credentials;
      DELETE FROM app_keys;
      DELETE FROM guest_invites;
-     DELETE FROM temp_passcodes;";
+     DELETE FROM temp_passcodes;
+     DELETE FROM matter_blobs;";
 
 pub(crate) fn load(conn: &Connection, sealer: &Sealer) -> Result<Persisted, StoreError> {
     Ok(Persisted {
@@ -272,15 +273,21 @@ fn apply_one(
         Change::FactoryReset => {
             // Children first is not needed with the cascades, but explicit
             // deletes keep the reset complete even for guest keys and temp
-            // passcodes, which belong to no user. Events and service
-            // counters stay (B-10.6), and so does the trusted-time floor:
-            // time does not run backwards for the next owner either (issue
-            // 13). The device key is marked for rotation in the same
-            // transaction (store/keystore): the next open runs with a new
-            // key, so whatever the old one sealed and SQLite's free pages
-            // still hold can never be opened again.
+            // passcodes, which belong to no user. The event log goes too
+            // (issue 13: a buyer of a used lock must not page the previous
+            // household's history; the engine logs one "factory reset"
+            // event after this commit). Service counters stay, and so does
+            // the trusted-time floor: time does not run backwards for the
+            // next owner either. The device key is marked for rotation in
+            // the same transaction (store/keystore), and Store::apply then
+            // scrubs the files (store/erase.rs).
+            // The fingerprint module keeps its password across the reset
+            // (store/module_secret.rs): carried past the key rotation.
+            super::module_secret::carry_for_reset(tx, sealer)?;
             tx.execute_batch(SEALED_TABLES_ERASE)
                 .ctx("erasing users and settings (factory reset)")?;
+            tx.execute_batch(super::erase::EVENTS_ERASE)
+                .ctx("erasing the event log (factory reset)")?;
             tx.execute_batch(
                 "DELETE FROM users;
                  DELETE FROM lock_state WHERE name <> 'time_floor';

@@ -82,6 +82,30 @@ impl StoreHandle {
         })
     }
 
+    /// [`StoreHandle::call`] for a caller that is not async: the Matter
+    /// node's persistence and its Door Lock reads are synchronous calls on
+    /// the node's own thread. That thread waits for the job; the daemon's
+    /// runtime does not. The reply comes over a std channel, as tokio's
+    /// blocking receive may not run inside the node's runtime.
+    pub fn call_blocking<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&mut Store) -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let (reply, result) = mpsc::sync_channel(1);
+        let job: Job = Box::new(move |store| {
+            let _ = reply.send(f(store));
+        });
+        self.tx
+            .send(Message::Run(job))
+            .map_err(|_| StoreError::Stopped {
+                detail: "the store thread has stopped".into(),
+            })?;
+        result.recv().map_err(|_| StoreError::Stopped {
+            detail: "the store thread dropped the request (it stopped or the job panicked)".into(),
+        })
+    }
+
     /// [`Store::apply`] on the writer: committed (fsynced) when this returns `Ok`.
     pub async fn apply(&self, changes: Vec<Change>) -> Result<(), StoreError> {
         self.call(move |s| s.apply(&changes)).await?

@@ -7,14 +7,21 @@
 //! enabled = true
 //! bind = "127.0.0.1:8081"
 //! token_file = "/etc/latchd/video-token"   # 0600, one line, ≥ 16 URL-safe chars
+//! # tls_cert_file = "/etc/latchd/video.crt"  # both required beyond loopback
+//! # tls_key_file = "/etc/latchd/video.key"   # 0600
 //! min_battery_percent = 20                  # B-10.2
 //! max_viewers = 4
+//! max_connections = 64
+//! max_pending = 32
+//! max_pending_per_peer = 4
 //! max_snapshots = 200
 //! ```
 //!
 //! The token lives in its own file, not in latchd.toml, so the config can
 //! be world-readable and shown in diagnostics while the secret is not; a
-//! token file that group or others can read is refused.
+//! token file (or TLS key file) that group or others can read is refused.
+//! A non-loopback `bind` without both TLS files is refused when the file
+//! is loaded ([`VideoConfig::validate`]), before anything listens.
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -22,7 +29,8 @@ use serde::Deserialize;
 use tokio::sync::watch;
 use zeroize::Zeroizing;
 
-use super::http::{StreamConfig, VideoError};
+use super::admission::Caps;
+use super::http::{check_plain_bind, StreamConfig, VideoError};
 use super::snapshot::DEFAULT_MAX_SNAPSHOTS;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -32,8 +40,18 @@ pub struct VideoConfig {
     pub enabled: bool,
     pub bind: SocketAddr,
     pub token_file: Option<PathBuf>,
+    /// PEM certificate chain for HTTPS; with `tls_key_file`.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key (mode 0600); with `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
     pub min_battery_percent: u8,
     pub max_viewers: usize,
+    /// Connections held at once (pending, viewers, refusals being sent).
+    pub max_connections: usize,
+    /// Connections not yet authenticated; the oldest is closed for a new one.
+    pub max_pending: usize,
+    /// Connections not yet authenticated from one address (IPv6: a /64).
+    pub max_pending_per_peer: usize,
     /// Snapshots kept under `<state>/snapshots`.
     pub max_snapshots: usize,
 }
@@ -44,15 +62,39 @@ impl Default for VideoConfig {
             enabled: false,
             bind: SocketAddr::from(([127, 0, 0, 1], 8081)),
             token_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
             min_battery_percent: 20,
             max_viewers: 4,
+            max_connections: Caps::default().max_connections,
+            max_pending: Caps::default().max_pending,
+            max_pending_per_peer: Caps::default().max_pending_per_peer,
             max_snapshots: DEFAULT_MAX_SNAPSHOTS,
         }
     }
 }
 
 impl VideoConfig {
-    /// The server settings, with the token read from `token_file`.
+    /// What can be checked without reading files, at config load:
+    /// `Err((key, why))`. Only an enabled stream is checked.
+    pub fn validate(&self) -> Result<(), (&'static str, &'static str)> {
+        if !self.enabled {
+            return Ok(());
+        }
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(_), None) | (None, Some(_)) => {
+                return Err((
+                    "video.tls_cert_file",
+                    "set both video.tls_cert_file and video.tls_key_file, or neither",
+                ))
+            }
+            _ => {}
+        }
+        check_plain_bind(self.bind, self.tls_cert_file.is_some()).map_err(|why| ("video.bind", why))
+    }
+
+    /// The server settings, with the token read from `token_file` and the
+    /// TLS certificate and key from theirs.
     pub fn stream_config(&self) -> Result<StreamConfig, VideoError> {
         let path = self.token_file.as_deref().ok_or_else(|| {
             VideoError::Config(
@@ -62,8 +104,22 @@ impl VideoConfig {
         })?;
         let mut cfg = StreamConfig::new(read_token(path)?.as_str());
         cfg.bind = self.bind;
+        cfg.tls = match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(cert), Some(key)) => Some(super::tls::load(cert, key)?),
+            (None, None) => None,
+            _ => {
+                return Err(VideoError::Config(
+                    "set both video.tls_cert_file and video.tls_key_file, or neither".into(),
+                ))
+            }
+        };
         cfg.min_battery_percent = self.min_battery_percent;
         cfg.max_viewers = self.max_viewers;
+        cfg.caps = Caps {
+            max_connections: self.max_connections,
+            max_pending: self.max_pending,
+            max_pending_per_peer: self.max_pending_per_peer,
+        };
         cfg.validate()?;
         Ok(cfg)
     }
@@ -162,6 +218,7 @@ mod tests {
         assert!(cfg.enabled);
         assert_eq!(cfg.bind.port(), 9000);
         assert_eq!(cfg.min_battery_percent, 20);
+        assert_eq!(cfg.max_pending_per_peer, 4);
         assert!(toml::from_str::<VideoConfig>("tokn_file = \"x\"").is_err());
     }
 

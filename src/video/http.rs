@@ -1,12 +1,21 @@
-//! The live outdoor video: MJPEG over a small HTTP/1.1 server.
+//! The live outdoor video: MJPEG over a small HTTP/1.1 server, in HTTPS
+//! (rustls) whenever it listens beyond loopback.
 //!
 //! ```text
-//!  client ── GET /stream.mjpg?token=… ──►  read head (≤ 8 KiB, 5 s)
-//!         (or Authorization: Bearer …)      │ parse request line + headers
-//!                                           │ token? ── no/wrong ──► 401
-//!                                           │ battery < 20 %? ─────► 503 (B-10.2)
-//!                                           │ too many viewers? ───► 503
-//!                                           ▼
+//!  accept ─► admission (admission.rs): too many connections, or too many
+//!         │  not yet authenticated from this peer ─► closed at once, no task;
+//!         │  too many not yet authenticated overall ─► the oldest is evicted
+//!         ▼
+//!  [TLS handshake] + request head (≤ 8 KiB) within 5 s, else 408 / closed
+//!         │ parse request line + headers
+//!         │ ?token= in the URL ────────────────────────► 401 (never accepted)
+//!         │ no Authorization: Bearer ──────────────────► 401
+//!         │ too many wrong tokens (limit.rs) ──────────► 429 + Retry-After (not compared)
+//!         │ wrong token (constant time) ───────────────► 401, counted
+//!         │ ── authenticated: no longer "pending" ──
+//!         │ battery < 20 %? ───────────────────────────► 503 (B-10.2)
+//!         │ too many viewers? ─────────────────────────► 503
+//!         ▼
 //!  ◄── 200 multipart/x-mixed-replace; boundary=latchdframe
 //!  ◄── --latchdframe / image/jpeg / Content-Length / JPEG   (per ring frame)
 //!       a client slower than the camera skips frames (see `ring`);
@@ -16,30 +25,33 @@
 //!  GET /snapshot.jpg  ──► the newest frame as one JPEG (same checks)
 //! ```
 //!
-//! Why MJPEG and not RTSP: see `docs/video.md` (every browser and ffmpeg
-//! play it without a plug-in; no RTP/RTCP session state; one TCP port; the
-//! cost is bandwidth).
+//! Why MJPEG and not RTSP, and why `?token=` is refused: see
+//! `docs/video.md`.
 //!
 //! The server answers `GET` only, one request per connection
 //! (`Connection: close`), and never echoes request data into a response.
 //! The token is compared in constant time (SHA-256 of both sides, then
 //! `subtle`), so neither its bytes nor its length leak through timing.
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
+use tokio::time::Instant;
 use zeroize::Zeroizing;
 
+use super::admission::{Admission, Caps, Refused, Ticket};
+use super::limit::{FailureLimiter, FailureLimits};
 use crate::board::frames::{Frame, FrameRing};
 
 /// Largest request head accepted (request line + headers).
 pub const MAX_HEAD: usize = 8 * 1024;
-/// Time a client has to send its request head.
+/// Time a client has to finish the TLS handshake and send its request
+/// head.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time one frame may take to be written before the viewer is dropped.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,9 +67,11 @@ pub const MIN_TOKEN_LEN: usize = 16;
 /// The `[video]` settings.
 #[derive(Clone)]
 pub struct StreamConfig {
-    /// Where to listen; loopback by default (a reverse proxy or the app's
-    /// tunnel publishes it further).
+    /// Where to listen; loopback by default. Beyond loopback `tls` is
+    /// required.
     pub bind: SocketAddr,
+    /// HTTPS: required on a non-loopback `bind`, optional on loopback.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// The bearer token a viewer must present.
     pub token: Zeroizing<String>,
     /// B-10.2: below this battery level video is refused.
@@ -66,28 +80,39 @@ pub struct StreamConfig {
     pub max_viewers: usize,
     /// Time `/snapshot.jpg` waits for a first frame.
     pub frame_wait: Duration,
+    /// Connections held at once, and not yet authenticated.
+    pub caps: Caps,
+    /// Wrong tokens allowed per peer and overall before 429.
+    pub failure_limits: FailureLimits,
 }
 
 impl std::fmt::Debug for StreamConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StreamConfig")
             .field("bind", &self.bind)
+            .field("tls", &self.tls.is_some())
             .field("token", &"<redacted>")
             .field("min_battery_percent", &self.min_battery_percent)
             .field("max_viewers", &self.max_viewers)
+            .field("caps", &self.caps)
+            .field("failure_limits", &self.failure_limits)
             .finish()
     }
 }
 
 impl StreamConfig {
-    /// Loopback port 8081, 20 % battery floor, 4 viewers.
+    /// Loopback port 8081 in plain HTTP, 20 % battery floor, 4 viewers,
+    /// the default caps and failure limits.
     pub fn new(token: impl Into<String>) -> Self {
         StreamConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            tls: None,
             token: Zeroizing::new(token.into()),
             min_battery_percent: 20,
             max_viewers: 4,
             frame_wait: Duration::from_secs(2),
+            caps: Caps::default(),
+            failure_limits: FailureLimits::default(),
         }
     }
 
@@ -118,7 +143,40 @@ impl StreamConfig {
                 "video.min_battery_percent must be 0-100".into(),
             ));
         }
+        if let Err(why) = check_plain_bind(self.bind, self.tls.is_some()) {
+            return Err(VideoError::Config(why.into()));
+        }
+        let c = self.caps;
+        if c.max_pending == 0 || c.max_pending_per_peer == 0 {
+            return Err(VideoError::Config(
+                "video.max_pending and video.max_pending_per_peer must be at least 1".into(),
+            ));
+        }
+        if c.max_connections < c.max_pending + self.max_viewers {
+            return Err(VideoError::Config(format!(
+                "video.max_connections ({}) must be at least max_pending + max_viewers ({}), \
+                 so viewers keep room while strangers wait",
+                c.max_connections,
+                c.max_pending + self.max_viewers
+            )));
+        }
         Ok(())
+    }
+}
+
+/// Plain HTTP only on loopback: anywhere else the token and the picture
+/// would cross a network in clear.
+pub fn check_plain_bind(bind: SocketAddr, tls: bool) -> Result<(), &'static str> {
+    // An IPv4-mapped IPv6 loopback (::ffff:127.0.0.1) is not `is_loopback`
+    // and so needs TLS: strict, never loose.
+    if tls || bind.ip().is_loopback() {
+        Ok(())
+    } else {
+        Err(
+            "plain HTTP is refused beyond loopback: set video.tls_cert_file and \
+             video.tls_key_file (HTTPS), or bind 127.0.0.1 and publish the stream \
+             through a TLS proxy or the app's tunnel",
+        )
     }
 }
 
@@ -150,9 +208,17 @@ impl std::fmt::Debug for VideoServer {
 
 struct Shared {
     token_hash: [u8; 32],
+    /// `Some`: every connection is HTTPS.
+    tls: Option<tokio_rustls::TlsAcceptor>,
     min_battery: u8,
     frame_wait: Duration,
     viewers: Semaphore,
+    /// Connections held and not yet authenticated (the caps).
+    admission: Arc<Admission>,
+    /// Wrong tokens per peer and overall.
+    failures: Mutex<FailureLimiter>,
+    /// Zero of the limiter's monotonic clock.
+    started: Instant,
     ring: FrameRing,
     battery: watch::Receiver<Option<u8>>,
 }
@@ -172,13 +238,21 @@ impl VideoServer {
                 addr: cfg.bind,
                 source,
             })?;
+        let started = Instant::now();
         Ok(VideoServer {
             listener,
             shared: Arc::new(Shared {
                 token_hash: Sha256::digest(cfg.token.as_bytes()).into(),
+                tls: cfg.tls.clone().map(tokio_rustls::TlsAcceptor::from),
                 min_battery: cfg.min_battery_percent,
                 frame_wait: cfg.frame_wait,
                 viewers: Semaphore::new(cfg.max_viewers),
+                admission: Admission::new(cfg.caps),
+                failures: Mutex::new(FailureLimiter::new(
+                    cfg.failure_limits,
+                    crate::core::time::Instant::from_millis(0),
+                )),
+                started,
                 ring,
                 battery,
             }),
@@ -190,14 +264,39 @@ impl VideoServer {
         self.listener.local_addr()
     }
 
-    /// Accept and serve connections, each in its own task.
+    /// Accept and serve connections. A socket the caps do not admit is
+    /// closed here, at once, without a task; an admitted one gets a task
+    /// that holds its place until it ends.
     pub async fn run(self) {
+        let mut refused = 0u64;
         loop {
             match self.listener.accept().await {
                 Ok((sock, peer)) => {
+                    let ticket = match self.shared.admission.admit(peer.ip()) {
+                        Ok(t) => t,
+                        Err(why) => {
+                            // Dropping the socket closes it. Counted, and
+                            // logged once per 1,000 so a flood cannot fill
+                            // the journal.
+                            refused += 1;
+                            if refused % 1000 == 1 {
+                                tracing::warn!(
+                                    %peer,
+                                    refused,
+                                    "video connection closed at once: {}",
+                                    match why {
+                                        Refused::Full => "too many connections",
+                                        Refused::PeerPending =>
+                                            "too many unauthenticated connections from this address",
+                                    }
+                                );
+                            }
+                            continue;
+                        }
+                    };
                     let shared = self.shared.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = serve(sock, &shared).await {
+                        if let Err(e) = serve(sock, peer.ip(), &shared, ticket).await {
                             tracing::debug!(%peer, "video connection ended: {e}");
                         }
                     });
@@ -212,24 +311,35 @@ impl VideoServer {
     }
 }
 
-/// What a request asks for, once parsed.
+/// What a request asks for, once parsed. Every field borrows from the
+/// head; nothing is decoded or copied.
+#[doc(hidden)] // public only for the fuzzer (fuzz/fuzz_targets/http_head.rs)
 #[derive(Debug, PartialEq, Eq)]
-struct Request<'a> {
-    method: &'a str,
-    path: &'a str,
-    query_token: Option<&'a str>,
-    bearer: Option<&'a str>,
+pub struct Request<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query_token: Option<&'a str>,
+    pub bearer: Option<&'a str>,
 }
 
+#[doc(hidden)] // public only for the fuzzer
 #[derive(Debug, PartialEq, Eq)]
-enum HeadError {
+pub enum HeadError {
     TooLarge,
     Malformed(&'static str),
 }
 
 /// Parse a request head (everything before the blank line).
-fn parse_head(head: &[u8]) -> Result<Request<'_>, HeadError> {
+#[doc(hidden)] // public only for the fuzzer
+pub fn parse_head(head: &[u8]) -> Result<Request<'_>, HeadError> {
     let text = std::str::from_utf8(head).map_err(|_| HeadError::Malformed("not UTF-8"))?;
+    // RFC 9112 §2.2: a bare CR (or LF) makes the request invalid. Read
+    // leniently, a proxy in front and this server would split the same
+    // bytes into different headers (found by the http_head fuzzer: a
+    // bare CR let one header line run into the next). NUL is never valid.
+    if !well_terminated(head) {
+        return Err(HeadError::Malformed("bare CR or LF, or NUL"));
+    }
     let mut lines = text.split("\r\n");
     let request_line = lines.next().ok_or(HeadError::Malformed("empty"))?;
     let mut parts = request_line.split(' ');
@@ -277,7 +387,7 @@ fn parse_head(head: &[u8]) -> Result<Request<'_>, HeadError> {
 }
 
 /// Read until the blank line ending the head, at most [`MAX_HEAD`] bytes.
-async fn read_head(sock: &mut TcpStream) -> Result<Vec<u8>, HeadError> {
+async fn read_head<S: AsyncRead + Unpin>(sock: &mut S) -> Result<Vec<u8>, HeadError> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
@@ -300,7 +410,19 @@ async fn read_head(sock: &mut TcpStream) -> Result<Vec<u8>, HeadError> {
     }
 }
 
-fn find_blank_line(buf: &[u8]) -> Option<usize> {
+/// Every CR is followed by LF and every LF follows a CR; no NUL.
+fn well_terminated(head: &[u8]) -> bool {
+    head.iter().enumerate().all(|(i, &b)| match b {
+        b'\r' => head.get(i + 1) == Some(&b'\n'),
+        b'\n' => i > 0 && head[i - 1] == b'\r',
+        0 => false,
+        _ => true,
+    })
+}
+
+/// Where the head ends: the offset of the first `\r\n\r\n`.
+#[doc(hidden)] // public only for the fuzzer
+pub fn find_blank_line(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n")
 }
 
@@ -309,8 +431,8 @@ fn find_blank_line(buf: &[u8]) -> Option<usize> {
 /// dropped for a moment, bounded in bytes and time: closing a socket with
 /// unread data makes the kernel send a reset, which can destroy the answer
 /// before the client reads it ("lingering close").
-async fn respond(
-    sock: &mut TcpStream,
+async fn respond<S: AsyncRead + AsyncWrite + Unpin>(
+    sock: &mut S,
     status: &str,
     extra: &str,
     body: &str,
@@ -335,13 +457,46 @@ async fn respond(
     Ok(())
 }
 
+/// The outcome of the token check.
+#[derive(Debug, PartialEq, Eq)]
+enum Auth {
+    Ok,
+    /// No `Authorization: Bearer`.
+    Missing,
+    /// `?token=` in the URL: refused whatever its value (docs/video.md).
+    InUrl,
+    /// Too many wrong tokens: not compared; retry after this long.
+    Limited(Duration),
+    Wrong,
+}
+
 impl Shared {
-    fn authorised(&self, req: &Request<'_>) -> bool {
-        let Some(given) = req.bearer.or(req.query_token) else {
-            return false;
+    fn now(&self) -> crate::core::time::Instant {
+        crate::core::time::Instant::from_millis(self.started.elapsed().as_millis() as u64)
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, FailureLimiter> {
+        self.failures.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn authorise(&self, req: &Request<'_>, peer: IpAddr) -> Auth {
+        if req.query_token.is_some() {
+            return Auth::InUrl;
+        }
+        let Some(given) = req.bearer else {
+            return Auth::Missing;
         };
+        let now = self.now();
+        if let Err(wait) = self.failures().before(peer, now) {
+            return Auth::Limited(wait);
+        }
         let h: [u8; 32] = Sha256::digest(given.as_bytes()).into();
-        h.ct_eq(&self.token_hash).into()
+        if bool::from(h.ct_eq(&self.token_hash)) {
+            Auth::Ok
+        } else {
+            self.failures().failed(peer, now);
+            Auth::Wrong
+        }
     }
 
     /// `Some(reason)` when B-10.2 forbids video now.
@@ -357,85 +512,52 @@ impl Shared {
     }
 }
 
-async fn serve(mut sock: TcpStream, shared: &Shared) -> std::io::Result<()> {
-    let head = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut sock)).await {
-        Err(_) => {
-            return respond(
-                &mut sock,
-                "408 Request Timeout",
-                "",
-                "request head too slow\n",
-            )
-            .await
-        }
-        Ok(Err(HeadError::TooLarge)) => {
-            return respond(
-                &mut sock,
-                "431 Request Header Fields Too Large",
-                "",
-                "request head too large\n",
-            )
-            .await
-        }
-        Ok(Err(HeadError::Malformed(what))) => {
-            return respond(
-                &mut sock,
-                "400 Bad Request",
-                "",
-                &format!("bad request: {what}\n"),
-            )
-            .await
-        }
-        Ok(Ok(h)) => h,
+/// One admitted connection: the TLS handshake (when configured) and the
+/// request head share one [`HEAD_TIMEOUT`]; until the token is right the
+/// connection may be evicted by a newer one (admission.rs).
+async fn serve(
+    sock: TcpStream,
+    peer: IpAddr,
+    shared: &Shared,
+    ticket: Ticket,
+) -> std::io::Result<()> {
+    let deadline = Instant::now() + HEAD_TIMEOUT;
+    let Some(acceptor) = &shared.tls else {
+        return serve_on(sock, peer, shared, ticket, deadline).await;
     };
-    let req = match parse_head(&head) {
-        Ok(r) => r,
-        Err(HeadError::Malformed(what)) => {
-            return respond(
-                &mut sock,
-                "400 Bad Request",
-                "",
-                &format!("bad request: {what}\n"),
-            )
-            .await
-        }
-        Err(HeadError::TooLarge) => {
-            return respond(&mut sock, "431 Request Header Fields Too Large", "", "").await
-        }
+    let tls = tokio::select! {
+        biased;
+        _ = ticket.evicted() => return Ok(()),
+        r = tokio::time::timeout_at(deadline, acceptor.accept(sock)) => match r {
+            // No TLS session, so no HTTP answer is possible: just close.
+            Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
+            Ok(r) => r?,
+        },
     };
-    if req.method != "GET" {
-        return respond(
-            &mut sock,
-            "405 Method Not Allowed",
-            "Allow: GET\r\n",
-            "GET only\n",
-        )
-        .await;
-    }
-    let stream = match req.path {
-        "/stream.mjpg" | "/" => true,
-        "/snapshot.jpg" => false,
-        _ => {
-            return respond(
-                &mut sock,
-                "404 Not Found",
-                "",
-                "try /stream.mjpg or /snapshot.jpg\n",
-            )
-            .await
-        }
+    serve_on(tls, peer, shared, ticket, deadline).await
+}
+
+/// What an authenticated request asks for.
+enum Wants {
+    Stream,
+    Snapshot,
+}
+
+async fn serve_on<S: AsyncRead + AsyncWrite + Unpin>(
+    mut sock: S,
+    peer: IpAddr,
+    shared: &Shared,
+    mut ticket: Ticket,
+    deadline: Instant,
+) -> std::io::Result<()> {
+    let wants = tokio::select! {
+        biased;
+        _ = ticket.evicted() => return Ok(()),
+        r = authenticate(&mut sock, peer, shared, deadline) => r?,
     };
-    // Authentication before anything else, so the battery state is not
-    // told to strangers.
-    if !shared.authorised(&req) {
-        return respond(
-            &mut sock,
-            "401 Unauthorized",
-            "WWW-Authenticate: Bearer realm=\"latchd video\"\r\n",
-            "a valid token is needed (Authorization: Bearer … or ?token=…)\n",
-        )
-        .await;
-    }
+    // Refused and answered.
+    let Some(wants) = wants else { return Ok(()) };
+    ticket.authenticated();
     if let Some(reason) = shared.battery_refusal() {
         return respond(&mut sock, "503 Service Unavailable", "", &reason).await;
     }
@@ -448,11 +570,120 @@ async fn serve(mut sock: TcpStream, shared: &Shared) -> std::io::Result<()> {
         )
         .await;
     };
-    if stream {
-        serve_stream(sock, shared).await
-    } else {
-        serve_snapshot(sock, shared).await
+    match wants {
+        Wants::Stream => serve_stream(sock, shared).await,
+        Wants::Snapshot => serve_snapshot(sock, shared).await,
     }
+}
+
+/// Read and check the request up to the token. `None`: refused (the
+/// answer is sent).
+async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
+    sock: &mut S,
+    peer: IpAddr,
+    shared: &Shared,
+    deadline: Instant,
+) -> std::io::Result<Option<Wants>> {
+    let head = match tokio::time::timeout_at(deadline, read_head(sock)).await {
+        Err(_) => {
+            return respond(sock, "408 Request Timeout", "", "request head too slow\n")
+                .await
+                .map(|()| None)
+        }
+        Ok(Err(HeadError::TooLarge)) => {
+            return respond(
+                sock,
+                "431 Request Header Fields Too Large",
+                "",
+                "request head too large\n",
+            )
+            .await
+            .map(|()| None)
+        }
+        Ok(Err(HeadError::Malformed(what))) => {
+            return respond(
+                sock,
+                "400 Bad Request",
+                "",
+                &format!("bad request: {what}\n"),
+            )
+            .await
+            .map(|()| None)
+        }
+        Ok(Ok(h)) => h,
+    };
+    let req = match parse_head(&head) {
+        Ok(r) => r,
+        Err(HeadError::Malformed(what)) => {
+            return respond(
+                sock,
+                "400 Bad Request",
+                "",
+                &format!("bad request: {what}\n"),
+            )
+            .await
+            .map(|()| None)
+        }
+        Err(HeadError::TooLarge) => {
+            return respond(sock, "431 Request Header Fields Too Large", "", "")
+                .await
+                .map(|()| None)
+        }
+    };
+    if req.method != "GET" {
+        return respond(
+            sock,
+            "405 Method Not Allowed",
+            "Allow: GET\r\n",
+            "GET only\n",
+        )
+        .await
+        .map(|()| None);
+    }
+    let wants = match req.path {
+        "/stream.mjpg" | "/" => Wants::Stream,
+        "/snapshot.jpg" => Wants::Snapshot,
+        _ => {
+            return respond(
+                sock,
+                "404 Not Found",
+                "",
+                "try /stream.mjpg or /snapshot.jpg\n",
+            )
+            .await
+            .map(|()| None)
+        }
+    };
+    // Authentication before anything else, so the battery state is not
+    // told to strangers.
+    const CHALLENGE: &str = "WWW-Authenticate: Bearer realm=\"latchd video\"\r\n";
+    let refusal = match shared.authorise(&req, peer) {
+        Auth::Ok => return Ok(Some(wants)),
+        Auth::Missing | Auth::Wrong => (
+            "401 Unauthorized",
+            CHALLENGE.to_owned(),
+            "a valid token is needed: Authorization: Bearer <token>\n",
+        ),
+        Auth::InUrl => (
+            "401 Unauthorized",
+            CHALLENGE.to_owned(),
+            "?token= is not accepted (URLs end up in proxy and browser logs); \
+             send Authorization: Bearer <token>\n",
+        ),
+        Auth::Limited(wait) => {
+            tracing::debug!(%peer, "video token check refused: too many wrong tokens");
+            (
+                "429 Too Many Requests",
+                format!(
+                    "Retry-After: {}\r\n",
+                    wait.as_millis().div_ceil(1000).max(1)
+                ),
+                "too many wrong tokens; try again later\n",
+            )
+        }
+    };
+    let (status, extra, body) = refusal;
+    respond(sock, status, &extra, body).await.map(|()| None)
 }
 
 /// The frame's JPEG, encoded on the blocking pool (it is cached in the
@@ -471,13 +702,16 @@ async fn jpeg_of(frame: &Arc<Frame>) -> Option<Arc<Frame>> {
     ok.then(|| frame.clone())
 }
 
-async fn write_timed(sock: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()> {
+async fn write_timed<S: AsyncWrite + Unpin>(sock: &mut S, bytes: &[u8]) -> std::io::Result<()> {
     tokio::time::timeout(WRITE_TIMEOUT, sock.write_all(bytes))
         .await
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
 }
 
-async fn serve_snapshot(mut sock: TcpStream, shared: &Shared) -> std::io::Result<()> {
+async fn serve_snapshot<S: AsyncRead + AsyncWrite + Unpin>(
+    mut sock: S,
+    shared: &Shared,
+) -> std::io::Result<()> {
     let mut frames = shared.ring.subscribe();
     let frame = match shared.ring.latest() {
         Some(f) => Some(f),
@@ -522,7 +756,7 @@ async fn serve_snapshot(mut sock: TcpStream, shared: &Shared) -> std::io::Result
     sock.shutdown().await
 }
 
-async fn serve_stream(mut sock: TcpStream, shared: &Shared) -> std::io::Result<()> {
+async fn serve_stream<S: AsyncWrite + Unpin>(mut sock: S, shared: &Shared) -> std::io::Result<()> {
     let mut frames = shared.ring.subscribe();
     let head = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary={BOUNDARY}\r\nCache-Control: no-store\r\nPragma: no-cache\r\nConnection: close\r\n\r\n"
@@ -580,6 +814,12 @@ mod tests {
             b"GET  / HTTP/1.1\r\n",
             b"GET / HTTP/1.1\r\nno colon here",
             b"GET / HTTP/1.1\r\n\xff: x",
+            // Found by fuzz/fuzz_targets/http_head.rs: a bare CR (or LF)
+            // joined two header lines into one bearer token.
+            b"GET /snapshot.jpg HTTP/1.0\r\nAuthorization: Bearer 0123456789abcdef\r0User-Agent: x",
+            b"GET /snapshot.jpg HTTP/1.1\r\nHost: a\nAuthorization: Bearer 0123456789abcdef",
+            b"GET /snapshot.jpg HTTP/1.1\r\nHost: a\r\nX: \0",
+            b"GET / HTTP/1.1\r",
         ] {
             assert!(
                 parse_head(bad).is_err(),

@@ -15,11 +15,16 @@
 //! The daemon wires them together in `daemon/camera.rs`.
 //!
 //! See `docs/video.md` for the protocol choice and the operator's view.
+pub mod admission;
 pub mod config;
 pub mod http;
+pub mod limit;
 pub mod motion;
 pub mod snapshot;
+pub mod tls;
 
+pub use admission::Caps;
 pub use config::{battery_bridge, VideoConfig};
 pub use http::{StreamConfig, VideoError, VideoServer};
+pub use limit::FailureLimits;
 pub use snapshot::{RingCamera, SnapshotError, SnapshotSaved, SnapshotStore};

@@ -60,6 +60,7 @@ pub fn reason_tag(reason: SnapshotReason) -> &'static str {
         SnapshotReason::Alarm(AlarmKind::Duress) => "alarm-duress",
         SnapshotReason::Alarm(AlarmKind::LowBattery) => "alarm-low-battery",
         SnapshotReason::Alarm(AlarmKind::Jam) => "alarm-jam",
+        SnapshotReason::Alarm(AlarmKind::ModuleSwap) => "alarm-module-swap",
     }
 }
 

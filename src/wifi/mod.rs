@@ -168,14 +168,29 @@ pub trait WifiBackend: Send + Sync {
     /// Scan for networks in range, summarised by [`summarise_scan`].
     /// Waits at most [`SCAN_TIMEOUT`] for the radio.
     fn scan(&self) -> WifiFuture<'_, Result<Vec<ScannedNetwork>, WifiError>>;
+    /// Remove every network the lock configured (a factory reset: the next
+    /// household must not find the previous one's Wi-Fi password on the
+    /// lock, nor the lock still joining it). Returns how many went.
+    fn forget(&self) -> WifiFuture<'_, Result<usize, WifiError>>;
 }
 
-/// What `apply` hands the backend: checked, and wiped on drop.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What `apply` hands the backend: checked, wiped on drop, and never
+/// printed (`Debug` names the kind only: issue 14 item 5).
+#[derive(Clone, PartialEq, Eq)]
 pub enum Secret {
     Open,
     Passphrase(Zeroizing<String>),
     RawKey(Zeroizing<[u8; 32]>),
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Secret::Open => "Open",
+            Secret::Passphrase(_) => "Passphrase(‹redacted›)",
+            Secret::RawKey(_) => "RawKey(‹redacted›)",
+        })
+    }
 }
 
 /// Check credentials before anything is sent to the network service, so a
@@ -263,6 +278,10 @@ impl WifiBackend for NoWifi {
     }
     fn scan(&self) -> WifiFuture<'_, Result<Vec<ScannedNetwork>, WifiError>> {
         Box::pin(async { Err(WifiError::NotConfigured) })
+    }
+    /// Without a backend the lock configured no network.
+    fn forget(&self) -> WifiFuture<'_, Result<usize, WifiError>> {
+        Box::pin(async { Ok(0) })
     }
 }
 
@@ -397,6 +416,15 @@ pub(crate) fn error_name(e: &zbus::Error) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_is_never_printed() {
+        let pass = check_credentials(b"home", b"correct horse").unwrap();
+        assert_eq!(format!("{pass:?}"), "Passphrase(‹redacted›)");
+        let raw = check_credentials(b"home", &[b'a'; 64]).unwrap();
+        let shown = format!("{raw:?}");
+        assert!(!shown.contains("170") && !shown.contains("aa"), "{shown}");
+    }
 
     #[test]
     fn credentials_are_checked_before_use() {

@@ -100,6 +100,9 @@ impl WifiBackend for Reporting {
     fn scan(&self) -> WifiFuture<'_, Result<Vec<super::ScannedNetwork>, WifiError>> {
         self.inner.scan()
     }
+    fn forget(&self) -> WifiFuture<'_, Result<usize, WifiError>> {
+        self.inner.forget()
+    }
 }
 
 /// Run until `shutdown`: follow the Wi-Fi setting (`wanted` picks it
@@ -189,6 +192,9 @@ mod tests {
         }
         fn scan(&self) -> WifiFuture<'_, Result<Vec<crate::wifi::ScannedNetwork>, WifiError>> {
             Box::pin(async { Ok(Vec::new()) })
+        }
+        fn forget(&self) -> WifiFuture<'_, Result<usize, WifiError>> {
+            Box::pin(async { Ok(0) })
         }
     }
 

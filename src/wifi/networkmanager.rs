@@ -39,6 +39,11 @@ pub const ACTIVE_IFACE: &str = "org.freedesktop.NetworkManager.Connection.Active
 pub const AP_IFACE: &str = "org.freedesktop.NetworkManager.AccessPoint";
 pub const SETTINGS_CONNECTION_IFACE: &str = "org.freedesktop.NetworkManager.Settings.Connection";
 const NAME: &str = "NetworkManager";
+pub const SETTINGS_PATH: &str = "/org/freedesktop/NetworkManager/Settings";
+pub const SETTINGS_IFACE: &str = "org.freedesktop.NetworkManager.Settings";
+/// Every profile the lock creates is named `latchd <ssid>`; a factory
+/// reset deletes exactly those (not the ones an installer made by hand).
+pub const PROFILE_PREFIX: &str = "latchd ";
 
 /// `NMActiveConnectionState`.
 pub mod active_state {
@@ -185,7 +190,7 @@ impl NetworkManager {
 
         let mut connection: HashMap<&str, Value<'_>> = HashMap::new();
         connection.insert("type", Value::from("802-11-wireless"));
-        connection.insert("id", Value::from(format!("latchd {name}")));
+        connection.insert("id", Value::from(format!("{PROFILE_PREFIX}{name}")));
         connection.insert("autoconnect", Value::from(true));
         let mut wireless: HashMap<&str, Value<'_>> = HashMap::new();
         wireless.insert("ssid", Value::from(ssid));
@@ -413,6 +418,44 @@ impl WifiBackend for NetworkManager {
 
     fn scan(&self) -> WifiFuture<'_, Result<Vec<ScannedNetwork>, WifiError>> {
         Box::pin(self.do_scan())
+    }
+
+    fn forget(&self) -> WifiFuture<'_, Result<usize, WifiError>> {
+        Box::pin(self.do_forget())
+    }
+}
+
+impl NetworkManager {
+    /// Delete the saved profiles the lock created (`PROFILE_PREFIX`):
+    /// NetworkManager keeps them, password included, in
+    /// `/etc/NetworkManager/system-connections` and rejoins at boot.
+    async fn do_forget(&self) -> Result<usize, WifiError> {
+        let settings = self.proxy(SETTINGS_PATH, SETTINGS_IFACE).await?;
+        let profiles: Vec<OwnedObjectPath> = settings
+            .call("ListConnections", &())
+            .await
+            .map_err(call_err("ListConnections"))?;
+        let mut deleted = 0;
+        for path in profiles {
+            let profile = self.proxy(path.as_str(), SETTINGS_CONNECTION_IFACE).await?;
+            let all: HashMap<String, HashMap<String, zbus::zvariant::OwnedValue>> = profile
+                .call("GetSettings", &())
+                .await
+                .map_err(call_err("GetSettings"))?;
+            let ours = all
+                .get("connection")
+                .and_then(|c| c.get("id"))
+                .and_then(|v| String::try_from(v.clone()).ok())
+                .is_some_and(|id| id.starts_with(PROFILE_PREFIX));
+            if ours {
+                profile
+                    .call::<_, _, ()>("Delete", &())
+                    .await
+                    .map_err(call_err("Delete"))?;
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
     }
 }
 

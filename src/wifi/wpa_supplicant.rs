@@ -346,4 +346,23 @@ impl WifiBackend for WpaSupplicant {
     fn scan(&self) -> WifiFuture<'_, Result<Vec<ScannedNetwork>, WifiError>> {
         Box::pin(self.do_scan())
     }
+
+    /// The lock keeps exactly one network (`apply` removes all others
+    /// first), so every configured network is the lock's: `Networks`
+    /// counts them, `RemoveAllNetworks` drops them and disconnects.
+    fn forget(&self) -> WifiFuture<'_, Result<usize, WifiError>> {
+        Box::pin(async move {
+            let path = self.interface_path().await?;
+            let iface = self.proxy(path.as_str(), INTERFACE_IFACE).await?;
+            let networks: Vec<OwnedObjectPath> = iface
+                .get_property("Networks")
+                .await
+                .map_err(call_err("Get(Networks)"))?;
+            iface
+                .call::<_, _, ()>("RemoveAllNetworks", &())
+                .await
+                .map_err(call_err("RemoveAllNetworks"))?;
+            Ok(networks.len())
+        })
+    }
 }

@@ -337,12 +337,14 @@ fn missing_or_wrong_model_turns_face_off_and_the_lock_keeps_working() {
         assert!(line.contains("the lock works without face unlock"));
 
         // A face attempt: the module fault, nothing unlocked, nothing
-        // counted towards a lockout.
+        // counted towards a lockout. The touch and the motion the new
+        // picture makes may each start an attempt, so one or two faults.
         d.face(Some(OWNER_PHOTO_A));
         d.ok(json!({"cmd": "touch"}));
         wait_for(&d, "the face module fault", |d| {
-            d.count_events("module_fault") == 1
+            d.count_events("module_fault") >= 1
         });
+        assert!(d.count_events("module_fault") <= 2, "{case}");
         let fault = d.first_event("module_fault").unwrap();
         assert!(
             fault["detail"].as_str().unwrap().contains("Face"),
@@ -663,6 +665,11 @@ fn five_pose_enrolment_through_the_menu_unlocks_and_a_cancelled_one_stores_nothi
     }
     wait_for(&d, "the enrolment's success", |d| {
         times_prompted(d, "Operation successful.") == successes + 1
+    });
+    // The status snapshot follows the prompt once the step's writes are
+    // done (engine_task publishes at the end of a step).
+    wait_for(&d, "the stored face in the status", |d| {
+        engine(d)["counts"]["faces"] == json!(1)
     });
     let s = engine(&d);
     let said = d.last_prompts(40);

@@ -54,9 +54,10 @@ fn b9_2_live_video_from_the_daemon_and_b10_2_refused_below_20_percent() {
     let d = Daemon::start_with(&state, &["--config", config.to_str().unwrap()]);
 
     // A real client reads frames with the token.
-    let url = format!("http://127.0.0.1:{port}/stream.mjpg?token=s3cret-viewer-token");
+    let url = format!("http://127.0.0.1:{port}/stream.mjpg");
     let out = Command::new("ffprobe")
         .args(["-v", "error", "-f", "mjpeg", "-select_streams", "v:0"])
+        .args(["-headers", "Authorization: Bearer s3cret-viewer-token\r\n"])
         .args([
             "-show_entries",
             "stream=codec_name,width,height",

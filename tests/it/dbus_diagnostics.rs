@@ -105,11 +105,11 @@ fn sample() -> Diagnostics {
         lock_state: "locked".into(),
         bolt_state: "extended".into(),
         door_state: "closed".into(),
-        battery_percent: 87,
-        battery_mv: 3912,
+        battery_percent: Some(87),
+        battery_mv: Some(3912),
         external_power: false,
         wifi_state: "connected".into(),
-        wifi_rssi: -61,
+        wifi_rssi: Some(-61),
         ble_state: "advertising".into(),
         motor_cycles: 1234,
         last_jam: 1_700_000_000,
@@ -141,6 +141,8 @@ fn sample() -> Diagnostics {
         },
         storage_health: "ok".into(),
         key_storage: "tpm2".into(),
+        wall_clock: Some(1_795_664_344),
+        time_floor: Some(1_795_600_000),
     }
 }
 
@@ -154,8 +156,12 @@ struct Served {
 }
 
 async fn serve_sample(export: &str) -> Served {
+    serve_diag(export, sample()).await
+}
+
+async fn serve_diag(export: &str, diag: Diagnostics) -> Served {
     let bus = TestBus::start();
-    let (diag_tx, diag_rx) = watch::channel(sample());
+    let (diag_tx, diag_rx) = watch::channel(diag);
     let (events_tx, events_rx) = broadcast::channel(16);
     let backend = backend(export);
     let handle = serve(bus.choice(), diag_rx, backend.clone(), events_rx)
@@ -289,6 +295,8 @@ async fn every_property_reads_back_with_busctl() {
         ("Passcodes", "(uuu) 3 50 1"),
         ("StorageHealth", "s \"ok\""),
         ("KeyStorage", "s \"tpm2\""),
+        ("WallClock", "x 1795664344"),
+        ("TrustedTimeFloor", "x 1795600000"),
     ];
     assert_eq!(expected.len(), PROPERTY_NAMES.len());
     for (name, value) in expected {
@@ -297,6 +305,13 @@ async fn every_property_reads_back_with_busctl() {
             &["get-property", BUS_NAME, OBJECT_PATH, INTERFACE, name],
         )
         .await;
+        if name == "UptimeSeconds" {
+            // Computed when read (issue 22): the sample's, plus the
+            // seconds this test has taken so far.
+            let up: u64 = out.stdout.trim()[2..].parse().expect("t N");
+            assert!((93_784..93_784 + 60).contains(&up), "{up}");
+            continue;
+        }
         assert_eq!(out.stdout.trim(), value, "property {name}");
     }
 }
@@ -432,7 +447,7 @@ async fn events_and_changes_are_signalled() {
     );
 
     s.diag_tx.send_modify(|d| {
-        d.battery_percent = 41;
+        d.battery_percent = Some(41);
         d.active_alarms.push("lockout".into());
     });
     let msg = tokio::time::timeout(HANG_GUARD, changed.next())
@@ -471,7 +486,7 @@ async fn latchctl_status_table_and_json() {
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     for needle in [
         "Serial number    LD-0001",
-        "Uptime           1d 02:03:04",
+        "Uptime           1d 02:0",
         "Last jam         2023-11-14 22:13:20 UTC",
         "Battery          87 % (3912 mV)",
         "Wi-Fi            connected (-61 dBm)",
@@ -489,8 +504,87 @@ async fn latchctl_status_table_and_json() {
 
     let out = latchctl(&s.bus.address, &["status", "--json"]).await;
     assert_eq!(out.code, Some(0), "{}", out.stderr);
-    let d: Diagnostics = serde_json::from_str(&out.stdout).expect("status --json is a Diagnostics");
+    let mut d: Diagnostics =
+        serde_json::from_str(&out.stdout).expect("status --json is a Diagnostics");
+    assert!(d.uptime_s >= 93_784, "{}", d.uptime_s);
+    d.uptime_s = 93_784;
     assert_eq!(d, sample());
+}
+
+/// Issue 22 item 1: a quiet lock's uptime still counts — the snapshot
+/// never changes here, yet two reads a second apart differ.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uptime_is_computed_when_read() {
+    let s = serve_sample("{}").await;
+    let read = || async {
+        let out = busctl(
+            &s.bus,
+            &[
+                "get-property",
+                BUS_NAME,
+                OBJECT_PATH,
+                INTERFACE,
+                "UptimeSeconds",
+            ],
+        )
+        .await;
+        out.stdout.trim()[2..].parse::<u64>().expect("t N")
+    };
+    let first = read().await;
+    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+    let second = read().await;
+    assert!(second >= first + 2, "{first} then {second}");
+    s.handle.shutdown().await.expect("clean shutdown");
+}
+
+/// Issue 22 item 2: readings the lock does not have are shown as unknown —
+/// the documented sentinel on the bus, "unknown" in `latchctl status`,
+/// `null` in `--json` — never as a plausible 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_readings_say_unknown_everywhere() {
+    let s = serve_diag("{}", Diagnostics::default()).await;
+    for (name, value) in [
+        ("BatteryPercent", "y 255"),
+        ("BatteryMillivolts", "u 0"),
+        ("WifiRssi", "n 0"),
+        ("DoorState", "s \"unknown\""),
+        ("WallClock", "x 0"),
+        ("TrustedTimeFloor", "x 0"),
+    ] {
+        let out = busctl(
+            &s.bus,
+            &["get-property", BUS_NAME, OBJECT_PATH, INTERFACE, name],
+        )
+        .await;
+        assert_eq!(out.stdout.trim(), value, "property {name}");
+    }
+    let out = latchctl(&s.bus.address, &["status"]).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    for needle in [
+        "Battery          unknown (no reading yet)",
+        "Wi-Fi            unknown (signal unknown)",
+        "Door             unknown",
+        "Wall clock       unknown",
+        "Time floor       none yet",
+    ] {
+        assert!(
+            out.stdout.contains(needle),
+            "missing {needle:?} in\n{}",
+            out.stdout
+        );
+    }
+    let out = latchctl(&s.bus.address, &["status", "--json"]).await;
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+    for key in [
+        "battery_percent",
+        "battery_mv",
+        "wifi_rssi",
+        "wall_clock",
+        "time_floor",
+    ] {
+        assert!(v[key].is_null(), "{key}: {}", v[key]);
+    }
+    s.handle.shutdown().await.expect("clean shutdown");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

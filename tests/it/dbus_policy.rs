@@ -101,6 +101,48 @@ impl SystemLikeBus {
     }
 }
 
+impl SystemLikeBus {
+    /// A system bus that lets everyone own any name and call anything: our
+    /// policy file missing and the bus left open (issue 14 item 7: the
+    /// daemon must still refuse callers on its own).
+    fn open_without_policy() -> SystemLikeBus {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let socket = dir.path().join("system_bus_socket");
+        let config = dir.path().join("system.conf");
+        std::fs::write(
+            &config,
+            format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <auth>EXTERNAL</auth>
+  <listen>unix:path={socket}</listen>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+  </policy>
+</busconfig>
+"#,
+                socket = socket.display(),
+            ),
+        )
+        .expect("write bus config");
+        let (child, address) = bus::spawn_dbus_daemon(&config);
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666))
+            .expect("chmod socket");
+        SystemLikeBus {
+            child,
+            address,
+            _dir: dir,
+        }
+    }
+}
+
 impl Drop for SystemLikeBus {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -382,4 +424,88 @@ async fn the_service_user_may_call_wpa_supplicant_and_nobody_else() {
     let out = call("nobody").await;
     assert_ne!(out.code, Some(0));
     assert!(out.stderr.contains("AccessDenied"), "{}", out.stderr);
+}
+
+/// Issue 14 item 7: with no policy file on an open bus, the daemon itself
+/// refuses an unprivileged caller — methods, `Get` and `GetAll` alike —
+/// and still serves a technician (`latchd-tech` in the caller's groups)
+/// and root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_policy_file_the_daemon_refuses_unprivileged_callers() {
+    ensure_root();
+    let tech_gid = ensure_accounts();
+    let bus = SystemLikeBus::open_without_policy();
+    let (_tx, rx) = watch::channel(Diagnostics::default());
+    let (_etx, erx) = broadcast::channel(1);
+    let _handle = serve(
+        BusChoice::Address(bus.address.clone()),
+        rx,
+        Arc::new(NoBackend),
+        erx,
+    )
+    .await
+    .expect("serve as root");
+    let latchctl = env!("CARGO_BIN_EXE_latchctl");
+
+    let out = run_as("nobody", &[], latchctl, &["--bus", &bus.address, "status"]).await;
+    assert_eq!(
+        out.code,
+        Some(4),
+        "stdout: {} stderr: {}",
+        out.stdout,
+        out.stderr
+    );
+    // dbus-send prints the error's name and message: the message is the
+    // daemon's own, so the bus did not refuse these (it lets all through).
+    let bus_arg = format!("--bus={}", bus.address);
+    let dest = format!("--dest={BUS_NAME}");
+    let method = |m: &str| format!("{INTERFACE}.{m}");
+    let iface_arg = format!("string:{INTERFACE}");
+    for args in [
+        vec![method("SelfTest")],
+        vec![method("ExportDiagnostics")],
+        vec![method("RecentEvents"), "uint32:5".into()],
+        vec![
+            "org.freedesktop.DBus.Properties.Get".into(),
+            iface_arg.clone(),
+            "string:SerialNumber".into(),
+        ],
+    ] {
+        let mut full: Vec<&str> = vec![&bus_arg, "--print-reply", &dest, OBJECT_PATH];
+        full.extend(args.iter().map(String::as_str));
+        let out = run_as("nobody", &[], "dbus-send", &full).await;
+        assert_ne!(out.code, Some(0), "nobody ran {args:?}: {}", out.stdout);
+        assert!(
+            out.stderr.contains("AccessDenied") && out.stderr.contains("latchd-tech"),
+            "{args:?} was not refused by the daemon: {}",
+            out.stderr
+        );
+    }
+    // GetAll leaves every refused property out: an empty dictionary.
+    let out = run_as(
+        "nobody",
+        &[],
+        "dbus-send",
+        &[
+            &bus_arg,
+            "--print-reply",
+            &dest,
+            OBJECT_PATH,
+            "org.freedesktop.DBus.Properties.GetAll",
+            &iface_arg,
+        ],
+    )
+    .await;
+    assert!(!out.stdout.contains("SerialNumber"), "{}", out.stdout);
+
+    let out = run_as(
+        "nobody",
+        &[tech_gid],
+        latchctl,
+        &["--bus", &bus.address, "status"],
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "technician denied: {}", out.stderr);
+    let out = run_as("root", &[], latchctl, &["--bus", &bus.address, "self-test"]).await;
+    assert_eq!(out.code, Some(0), "root denied: {}", out.stderr);
 }

@@ -27,9 +27,11 @@ mod common;
 mod alsa_voice;
 mod ble_protocol;
 mod board_modules;
+mod crash_random;
 mod daemon_attempts;
 mod daemon_config;
 mod daemon_crash;
+mod daemon_duress;
 #[cfg(feature = "face")]
 mod daemon_face;
 #[cfg(feature = "face")]
@@ -43,17 +45,22 @@ mod daemon_time;
 mod daemon_video;
 mod dbus_diagnostics;
 mod dbus_policy;
+mod event_flood;
 mod face_accuracy;
 mod face_enrol;
 #[cfg(feature = "face")]
 mod face_sim;
+mod factory_reset;
 mod keystore;
+#[cfg(feature = "matter")]
+mod matter_controller;
 mod packaging;
 mod passcode_props;
 mod remote_mqtt;
 mod store;
 mod store_crash;
 mod uart_modules;
+mod video_attack;
 mod video_stream;
 mod watchdog;
 mod wifi_backends;

@@ -42,10 +42,19 @@ fn unit_for_verification(dir: &Path) -> PathBuf {
         unit.contains("ExecStart=/usr/bin/latchd "),
         "ExecStart moved; update this test"
     );
-    let unit = unit.replace(
-        "ExecStart=/usr/bin/latchd ",
-        &format!("ExecStart={} ", env!("CARGO_BIN_EXE_latchd")),
+    assert!(
+        unit.contains("ExecStopPost=/usr/bin/latchd-coast "),
+        "ExecStopPost moved; update this test"
     );
+    let unit = unit
+        .replace(
+            "ExecStart=/usr/bin/latchd ",
+            &format!("ExecStart={} ", env!("CARGO_BIN_EXE_latchd")),
+        )
+        .replace(
+            "ExecStopPost=/usr/bin/latchd-coast ",
+            &format!("ExecStopPost={} ", env!("CARGO_BIN_EXE_latchd-coast")),
+        );
     let path = dir.join("latchd.service");
     std::fs::write(&path, unit).expect("write unit copy");
     // latchd.service requires the key step's unit: verify loads it too.
@@ -159,6 +168,20 @@ fn unit_has_the_required_service_settings() {
         assert_eq!(unit_value(&unit, key), value, "{key}=");
     }
     assert!(unit_value(&unit, "WatchdogSec").ends_with('s'));
+    // Issue 15: every end of the daemon coasts the motor, reading the same
+    // config the daemon was started with.
+    let config = |cmd: &str| -> String {
+        let mut words = cmd.split_whitespace();
+        words.find(|w| *w == "--config");
+        words.next().unwrap_or_default().to_string()
+    };
+    let stop_post = unit_value(&unit, "ExecStopPost");
+    assert!(
+        stop_post.starts_with("/usr/bin/latchd-coast "),
+        "{stop_post}"
+    );
+    assert_eq!(config(&stop_post), config(&unit_value(&unit, "ExecStart")));
+    assert!(!config(&stop_post).is_empty());
 }
 
 #[test]

@@ -47,6 +47,7 @@ fn engine_with_code(code: &[u8]) -> (Engine, u64) {
         firmware: "F".into(),
         pairing_codes: latchd::core::PairingCodes::new(|_| "V".into()),
         low_battery_percent: 20,
+        matter_code: None,
         one_time_code_ttl: latchd::core::EngineConfig::DEFAULT_ONE_TIME_CODE_TTL,
     };
     let now = Now::new(0, None);

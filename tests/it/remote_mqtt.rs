@@ -28,6 +28,8 @@ use latchd::core::{AppCommand, AppRequest, Channel, Input, LockState, Principal}
 use latchd::daemon::{self, Options, Running};
 use latchd::link::limit;
 use latchd::remote::config::TlsMaterial;
+use latchd::remote::envelope;
+use latchd::remote::freshness::Challenge;
 use latchd::store::{Store, StoreOptions};
 use rand_core::OsRng;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, Transport};
@@ -389,6 +391,8 @@ fn config(files: &BrokerFiles, port: u16) -> Config {
     r.reconnect_min_ms = 100;
     r.reconnect_max_ms = 1000;
     r.homeassistant = true;
+    // The HA lock and door entities need the presence opt-in (issue 14).
+    r.clear_presence = true;
     c
 }
 
@@ -515,17 +519,63 @@ struct App {
     me: StaticKeypair,
     lock: [u8; 32],
     counter: u64,
+    /// The broker's CA file and port: where the lock's retained challenge
+    /// is read before each command, as an app does.
+    /// With the app's client certificate and key for a broker that wants
+    /// one (else the password login).
+    broker: (PathBuf, u16, Option<(PathBuf, PathBuf)>),
 }
 
 impl App {
+    /// The lock's current challenge, read from its retained topic with the
+    /// real `mosquitto_sub`.
+    fn challenge(&self) -> Challenge {
+        let out = Command::new("mosquitto_sub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.broker.1.to_string(),
+                "--cafile",
+            ])
+            .arg(&self.broker.0)
+            .args(match &self.broker.2 {
+                Some((cert, key)) => vec![
+                    "--cert".to_owned(),
+                    cert.display().to_string(),
+                    "--key".to_owned(),
+                    key.display().to_string(),
+                ],
+                None => ["-u", "app", "-P", "app-pw"].map(String::from).to_vec(),
+            })
+            .args(["-t", &topic("challenge")])
+            .args(["-C", "1", "-W", "30", "-N"])
+            .output()
+            .expect("mosquitto_sub runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Challenge::from_hex(&out.stdout).expect("the challenge topic holds 32 hex digits")
+    }
+
+    /// `r` answering the lock's current challenge.
     fn seal(&mut self, r: &Request) -> Vec<u8> {
+        let c = self.challenge();
+        self.seal_plain(&envelope::encode(&c, r))
+    }
+
+    /// Seal any plaintext (a command answering a chosen challenge, or a
+    /// bare request from an app that predates freshness).
+    fn seal_plain(&mut self, plaintext: &[u8]) -> Vec<u8> {
         self.counter += 1;
         seal_oneshot(
             &self.me,
             &self.lock,
             OneShotDirection::AppToLock,
             self.counter,
-            &r.encode(),
+            plaintext,
             &mut OsRng,
         )
         .expect("seal")
@@ -594,6 +644,7 @@ async fn sealed_commands_over_a_real_broker() {
         me: owner,
         lock: lock_pub,
         counter: 100,
+        broker: (files.ca.clone(), port, None),
     };
 
     // B-6.7: remote unlock is off by default; the engine refuses.
@@ -627,6 +678,7 @@ async fn sealed_commands_over_a_real_broker() {
         me: StaticKeypair::generate(&mut OsRng),
         lock: lock_pub,
         counter: 0,
+        broker: (files.ca.clone(), port, None),
     };
     let f = stranger.seal(&Request::Unlock);
     assert_eq!(ask(&client, &mut rx, f).await, refusal, "unknown key");
@@ -636,6 +688,7 @@ async fn sealed_commands_over_a_real_broker() {
         me: guest,
         lock: lock_pub,
         counter: 0,
+        broker: (files.ca.clone(), port, None),
     };
     let f = g.seal(&Request::Unlock);
     let r = g.open(&ask(&client, &mut rx, f).await);
@@ -791,6 +844,121 @@ async fn sealed_commands_over_a_real_broker() {
 
     running.shutdown.cancel();
     wait_for(&mut rx, &topic("availability"), b"offline").await;
+    running.stop().await.expect("clean stop");
+}
+
+/// Issue 14 item 1: remote commands expire. The broker holds back an
+/// owner's `Unlock` while the lock is disconnected and hands it over when
+/// the lock is back (a retained message, delivered at subscription — what
+/// a malicious broker, or one replaying its queue after an outage, does):
+/// the lock refuses it sealed with `Stale` and the door stays locked. A
+/// command published while the lock is away without being retained is
+/// not queued for it at all (clean session). A command held 6 s while the
+/// lock stays connected (max age 5 s) is stale too, and so is a bare
+/// request without a challenge; a fresh one works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_back_commands_are_refused_as_stale() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let files = broker_files(tmp.path());
+    let port = free_port();
+    let _broker = Broker::start(&files, port);
+    let relay = Relay::start(port).await;
+    let owner = StaticKeypair::generate(&mut OsRng);
+    let guest = StaticKeypair::generate(&mut OsRng);
+    let state = tmp.path().join("state");
+    let lock_pub = seed(&state, &owner, &guest);
+    let mut cfg = config(&files, relay.port);
+    cfg.remote.command_max_age_s = 5;
+    let mut running = start_lock(&state, cfg).await;
+    let stats = running.remote_stats.clone().expect("remote on");
+    let (client, mut rx) = app_client(
+        &files,
+        port,
+        "app-stale",
+        &[&topic("reply"), &topic("availability"), &topic("events")],
+    )
+    .await;
+    wait_for(&mut rx, &topic("availability"), b"online").await;
+    let mut app = App {
+        me: owner,
+        lock: lock_pub,
+        counter: 0,
+        broker: (files.ca.clone(), port, None),
+    };
+    let f = app.seal(&Request::SetSetting(Setting::RemoteUnlock(true)));
+    assert_eq!(app.open(&ask(&client, &mut rx, f).await), Response::Ok);
+    let refusal = error_frame(ErrorCode::Unauthenticated);
+    let is_stale = |r: &Response| error_code(r) == Some(ErrorCode::Stale);
+
+    // The owner presses Unlock while the lock's link is down.
+    let before = app.challenge();
+    relay.cut();
+    wait_for(&mut rx, &topic("availability"), b"offline").await;
+    let unqueued = app.seal_plain(&envelope::encode(&before, &Request::Unlock));
+    client
+        .publish(topic("cmd"), QoS::AtLeastOnce, false, unqueued)
+        .await
+        .expect("publish");
+    let held = app.seal_plain(&envelope::encode(&before, &Request::Unlock));
+    client
+        .publish(topic("cmd"), QoS::AtLeastOnce, true, held)
+        .await
+        .expect("publish retained");
+    // Let the broker store it before the lock is back.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    relay.resume().await;
+    let r = app.open(&next_on(&mut rx, &topic("reply")).await);
+    assert!(is_stale(&r), "a held-back command: {r:?}");
+    wait_refusal(&mut rx, "stale").await;
+    assert_eq!(
+        running.published.borrow().engine.lock,
+        LockState::Locked,
+        "the held-back unlock did not open the door"
+    );
+    // Clear the retained command (the lock may see the empty message as junk).
+    client
+        .publish(topic("cmd"), QoS::AtLeastOnce, true, Vec::new())
+        .await
+        .expect("clear retained");
+
+    // Held 6 s while the lock stays connected: over the 5 s maximum age.
+    let old = app.challenge();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let late = app.seal_plain(&envelope::encode(&old, &Request::Unlock));
+    client
+        .publish(topic("cmd"), QoS::AtLeastOnce, false, late)
+        .await
+        .expect("publish");
+    // (A bare refusal of the empty clearing message may come first.)
+    let reply = loop {
+        let p = next_on(&mut rx, &topic("reply")).await;
+        if p != refusal {
+            break p;
+        }
+    };
+    let r = app.open(&reply);
+    assert!(is_stale(&r), "6 s old: {r:?}");
+
+    // An app that predates freshness: a bare request is refused stale.
+    let bare = app.seal_plain(&Request::Unlock.encode());
+    let r = app.open(&ask(&client, &mut rx, bare).await);
+    assert!(is_stale(&r), "no challenge: {r:?}");
+    assert_eq!(running.published.borrow().engine.lock, LockState::Locked);
+
+    // A fresh one works.
+    let f = app.seal(&Request::Unlock);
+    assert_eq!(app.open(&ask(&client, &mut rx, f).await), Response::Ok);
+    while running.published.borrow_and_update().engine.lock != LockState::Unlocked {
+        tokio::time::timeout(LIMIT, running.published.changed())
+            .await
+            .expect("lock unlocks")
+            .expect("daemon alive");
+    }
+    // The command published unretained while the lock was away was never
+    // delivered (clean session: nothing queued for the lock). Verified so
+    // far: the setting, the held one, the late one, the bare one, the fresh
+    // one.
+    assert_eq!(stats.accepted.load(Ordering::Relaxed), 5);
     running.stop().await.expect("clean stop");
 }
 
@@ -1087,6 +1255,7 @@ async fn queries_refusal_log_and_rate_limit() {
         me: owner,
         lock: lock_pub,
         counter: 0,
+        broker: (files.ca.clone(), port, None),
     };
 
     // B-9: the owner's reads are served from the store over the broker.
@@ -1136,6 +1305,7 @@ async fn queries_refusal_log_and_rate_limit() {
         me: guest,
         lock: lock_pub,
         counter: 0,
+        broker: (files.ca.clone(), port, None),
     };
     let f = g.seal(&Request::ListUsers);
     let r = g.open(&ask(&client, &mut rx, f).await);
@@ -1266,6 +1436,7 @@ async fn client_certificate_login() {
         me: owner,
         lock: lock_pub,
         counter: 0,
+        broker: (files.ca.clone(), port, Some(files.client("app"))),
     };
     let f = app.seal(&Request::Status);
     assert!(matches!(
@@ -1505,13 +1676,18 @@ async fn a_duress_unlock_is_an_ordinary_unlock_on_every_clear_topic() {
     let stats = running.remote_stats.clone().expect("remote on");
     assert_eq!(stats.notices_sealed.load(Ordering::Relaxed), 2);
 
-    // The lock's own log keeps the truth for the owner's sealed channel.
+    // Issue 14 item 5: the lock's own log (read by technicians on D-Bus
+    // and by the app) shows an ordinary passcode unlock and no duress
+    // alarm; only the owner's sealed notice above tells it.
     let (store, _) = Store::open(state, StoreOptions::default()).expect("store");
     let log = store.recent_events(100).expect("events");
+    let text = serde_json::to_string(&log).expect("json");
+    assert!(!text.contains("duress"), "{text}");
     assert!(log.iter().any(|e| matches!(
         e.event.kind,
-        EventKind::AlarmRaised {
-            alarm: latchd::core::AlarmKind::Duress
+        EventKind::Unlocked {
+            method: Method::Passcode,
+            ..
         }
     )));
     drop(store);
@@ -1570,4 +1746,261 @@ fn mosquitto_sub_one(files: &BrokerFiles, port: u16, topic: &str) -> Vec<u8> {
         String::from_utf8_lossy(&out.stderr)
     );
     out.stdout
+}
+
+/// A key file as `latchctl ble pair` writes it (mode 0600).
+fn write_key_file(path: &Path, app: &StaticKeypair, lock_pub: &[u8; 32]) {
+    use std::os::unix::fs::PermissionsExt;
+    let doc = serde_json::json!({
+        "app_secret": hex::encode(*app.secret_bytes()),
+        "lock_public": hex::encode(lock_pub),
+        "address": "00:00:00:00:00:00",
+    });
+    std::fs::write(path, doc.to_string()).expect("key file");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+}
+
+/// `latchctl remote` with the broker flags, the built binary.
+fn latchctl_remote(
+    files: &BrokerFiles,
+    port: u16,
+    key_file: &Path,
+    args: &[&str],
+) -> tokio::process::Command {
+    latchctl_remote_ca(&files.ca, files, port, key_file, args)
+}
+
+/// [`latchctl_remote`] trusting `ca`.
+fn latchctl_remote_ca(
+    ca: &Path,
+    files: &BrokerFiles,
+    port: u16,
+    key_file: &Path,
+    args: &[&str],
+) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_latchctl"));
+    c.arg("remote")
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--serial", SERIAL, "--ca-file"])
+        .arg(ca)
+        .args(["--username", "app", "--password-file"])
+        .arg(files.dir.join("app.pw"))
+        .arg("--key-file")
+        .arg(key_file)
+        .args(["--timeout", "20"])
+        .args(args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    c
+}
+
+/// Run it to the end: (exit code, stdout, stderr).
+async fn latchctl_out(
+    files: &BrokerFiles,
+    port: u16,
+    key_file: &Path,
+    args: &[&str],
+) -> (i32, String, String) {
+    latchctl_out_ca(&files.ca, files, port, key_file, args).await
+}
+
+/// [`latchctl_out`] trusting `ca`.
+async fn latchctl_out_ca(
+    ca: &Path,
+    files: &BrokerFiles,
+    port: u16,
+    key_file: &Path,
+    args: &[&str],
+) -> (i32, String, String) {
+    let cmd = latchctl_remote_ca(ca, files, port, key_file, args).output();
+    let out = tokio::time::timeout(LIMIT, cmd)
+        .await
+        .expect("latchctl finishes")
+        .expect("latchctl runs");
+    (
+        out.status.code().expect("exit code"),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Issue 24: `latchctl remote` end to end through the built binary and the
+/// real Mosquitto, with key files as `latchctl ble` writes them: every
+/// subcommand as the owner; a guest key refused `users`; `events --follow`
+/// gets the sealed duress notice with the owner's key and nothing with the
+/// guest's; a TLS failure, an unreachable broker and the lock offline give
+/// their own exit codes, and with the lock offline nothing is published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latchctl_remote_end_to_end() {
+    use latchd::core::types::{Credential, CredentialId, CredentialKind, CredentialSecret};
+    use std::os::unix::fs::PermissionsExt;
+    let w = World::new();
+    let (files, port, state) = (&w.files, w.port, &w.state);
+    {
+        let (mut store, device) = Store::open(state, StoreOptions::default()).expect("store");
+        let mac =
+            latchd::core::passcode::Macer::new(&device.passcode_key()).mac(&[9, 7, 5, 3, 1, 8]);
+        store
+            .apply(&[Change::PutCredential(Credential {
+                id: CredentialId(77),
+                user: admin(),
+                kind: CredentialKind::DuressPasscode,
+                secret: CredentialSecret::Passcode(mac),
+            })])
+            .expect("duress code");
+    }
+    let pw = files.dir.join("app.pw");
+    std::fs::write(&pw, "app-pw\n").expect("pw");
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let owner_key = w.tmp.path().join("owner-key.json");
+    let guest_key = w.tmp.path().join("guest-key.json");
+    write_key_file(&owner_key, &w.owner, &w.lock_pub);
+    write_key_file(&guest_key, &w.guest, &w.lock_pub);
+    let (_watch, mut rx) = app_client(
+        files,
+        port,
+        "cli-watch",
+        &[&topic("availability"), &topic("cmd")],
+    )
+    .await;
+    let mut private = config(files, port);
+    private.remote.clear_presence = false;
+    let mut running = start_lock(state, private).await;
+    wait_for(&mut rx, &topic("availability"), b"online").await;
+    // Issue 14 item 2: without the opt-in the retained state says nothing
+    // of the lock, the door or away mode.
+    let doc = tokio::task::spawn_blocking({
+        let ca = files.ca.clone();
+        move || {
+            let out = Command::new("mosquitto_sub")
+                .args(["-h", "127.0.0.1", "-p", &port.to_string(), "--cafile"])
+                .arg(ca)
+                .args(["-u", "app", "-P", "app-pw", "-t", &topic("state")])
+                .args(["-C", "1", "-W", "30", "-N"])
+                .output()
+                .expect("mosquitto_sub runs");
+            out.stdout
+        }
+    })
+    .await
+    .expect("join");
+    let state_doc: Value = serde_json::from_slice(&doc).expect("state JSON");
+    for f in latchd::remote::telemetry::PRESENCE_FIELDS {
+        assert!(state_doc.get(f).is_none(), "{f} in clear: {state_doc}");
+    }
+    assert!(state_doc.get("battery_percent").is_some(), "{state_doc}");
+    let owner = |args: &'static [&'static str]| latchctl_out(files, port, &owner_key, args);
+
+    let (code, out, err) = owner(&["--json", "status"]).await;
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(out.trim()).expect("status JSON");
+    assert_eq!(v["lock"], "locked", "{v}");
+    for (args, want) in [
+        (&["set", "remote-unlock", "on"][..], "ok"),
+        (&["unlock"][..], "ok"),
+        (&["lock"][..], "ok"),
+        (&["users"][..], "user   1"),
+        (&["passcodes"][..], ""),
+        (&["settings"][..], "remote unlock true"),
+        (&["time-sync"][..], "ok"),
+        (&["invite", "--hours", "2"][..], "GuestKeyCreated"),
+        (&["events", "-n", "5"][..], "Unlocked"),
+    ] {
+        let (code, out, err) = latchctl_out(files, port, &owner_key, args).await;
+        assert_eq!(code, 0, "{args:?}: {err}");
+        assert!(out.contains(want), "{args:?}: {out}");
+    }
+    // No lockout to release: the engine's refusal, exit 1, said so.
+    let (code, _, err) = owner(&["release-lockout"]).await;
+    assert!(
+        code == 0 || (code == 1 && err.contains("refused")),
+        "{code}: {err}"
+    );
+    let (code, out, err) = owner(&["--json", "users"]).await;
+    assert_eq!(code, 0, "{err}");
+    let users: Value = serde_json::from_str(out.trim()).expect("users JSON");
+    assert_eq!(users[0]["user"], 1, "{users}");
+
+    // A guest key may not list the users.
+    let (code, _, err) = latchctl_out(files, port, &guest_key, &["users"]).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("Forbidden"), "{err}");
+
+    // events --follow: the owner's run opens the duress notice; the
+    // guest's (no history: -n 0) receives the frames and opens none.
+    let follow = |key: &Path| {
+        let mut c = latchctl_remote(files, port, key, &["events", "-n", "0", "--follow"]);
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.spawn().expect("latchctl follows")
+    };
+    let mut owner_follow = follow(&owner_key);
+    let mut guest_follow = follow(&guest_key);
+    // Both subscribed: the CLI connects within a second here; wait on the
+    // broker's side instead of guessing.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sim = running.sim.clone().expect("sim board");
+    sim.touch().expect("wake");
+    sim.press(&latchd::board::sim::parse_keys("975318✓").expect("keys"))
+        .expect("duress code");
+    running.barrier().await;
+    let mut lines = tokio::io::BufReader::new(owner_follow.stdout.take().expect("stdout"));
+    let got = tokio::time::timeout(LIMIT, async {
+        use tokio::io::AsyncBufReadExt;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if lines.read_line(&mut line).await.expect("read") == 0 {
+                panic!("latchctl --follow ended");
+            }
+            if line.starts_with("NOTICE") {
+                return line.clone();
+            }
+        }
+    })
+    .await
+    .expect("the owner's follow prints the notice");
+    assert!(got.contains("Duress"), "{got}");
+    // The guest's run got the same frames; let it print what it could.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    guest_follow.start_kill().expect("kill");
+    let guest_out = guest_follow.wait_with_output().await.expect("guest output");
+    let guest_text = String::from_utf8_lossy(&guest_out.stdout);
+    assert!(!guest_text.contains("NOTICE"), "{guest_text}");
+    owner_follow.start_kill().expect("kill");
+    let _ = owner_follow.wait().await;
+
+    // TLS failure (a CA that did not sign the broker's certificate) and an
+    // unreachable broker.
+    let (app_cert, _) = files.client("app");
+    let (code, _, err) = latchctl_out_ca(&app_cert, files, port, &owner_key, &["status"]).await;
+    assert_eq!(code, 7, "{err}");
+    assert!(err.contains("TLS"), "{err}");
+    let (code, _, err) = latchctl_out(files, free_port(), &owner_key, &["status"]).await;
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("cannot reach the broker"), "{err}");
+
+    // The lock goes offline: a clear message, exit 3, nothing published.
+    running.stop().await.expect("clean stop");
+    wait_for(&mut rx, &topic("availability"), b"offline").await;
+    // (The commands of the runs above, seen by the watcher, are drained.)
+    while rx.try_recv().is_ok() {}
+    let (code, _, err) = owner(&["unlock"]).await;
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("offline") && err.contains("nothing was sent"),
+        "{err}"
+    );
+    let quiet = tokio::time::timeout(Duration::from_secs(1), async {
+        loop {
+            let m = rx.recv().await.expect("alive");
+            if m.0 == topic("cmd") {
+                return m;
+            }
+        }
+    })
+    .await;
+    assert!(
+        quiet.is_err(),
+        "a command was published for the offline lock"
+    );
 }

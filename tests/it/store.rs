@@ -113,6 +113,7 @@ fn everything() -> (Vec<Change>, Persisted) {
         lockout_protection: false,
         remote_unlock: true,
         wifi: false,
+        require_pin_remote: true,
     };
     let lockout = LockoutRecord {
         failures_expire_in: Vec::new(),
@@ -294,7 +295,7 @@ fn putting_a_user_again_updates_it_and_keeps_its_credentials() {
 }
 
 #[test]
-fn factory_reset_erases_state_but_keeps_the_event_log() {
+fn factory_reset_erases_state_and_the_event_log() {
     let tmp = tempfile::tempdir().unwrap();
     let mut store = open(tmp.path());
     let (changes, _) = everything();
@@ -315,11 +316,10 @@ fn factory_reset_erases_state_but_keeps_the_event_log() {
             ..Persisted::default()
         }
     );
-    let events: Vec<_> = store.recent_events(10).unwrap();
-    assert_eq!(
-        events.iter().map(|e| e.id).collect::<Vec<_>>(),
-        vec![ids[1], ids[0]]
-    );
+    // Issue 13 item 5: the household's history goes with it (the engine
+    // logs one "factory reset" event after the commit; see
+    // tests/it/factory_reset.rs); service counters stay.
+    assert_eq!(store.recent_events(10).unwrap(), Vec::new());
     assert_eq!(store.get_counter("ble.rx").unwrap(), Some(77));
     // Ids keep growing after a reset.
     let next = store.append_events(&[event(3)]).unwrap();

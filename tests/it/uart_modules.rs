@@ -576,3 +576,434 @@ async fn palm_faults_over_duplex() {
     let (a, b) = tokio::io::duplex(4096);
     palm_faults(a, b).await;
 }
+
+// ---- the module password (issue 13 item 7) -------------------------------------
+//
+// The lock's own random module password: set on a factory-fresh module at
+// first start, verified at every session, a module that does not know it
+// is refused before any identify, and an administrator's re-pair adopts a
+// factory-fresh replacement only. Over a real PTY, as the lock opens its UART.
+
+use latchd::biometrics::fingerprint::pairing::{self, Pairing};
+
+const LOCK_PASSWORD: u32 = 0x5EC0_4D17;
+
+/// A PTY with `ctl`'s module serving the master end; the driver end, opened
+/// as the lock opens /dev/ttyS*.
+fn fp_session(ctl: &fingerprint::sim::SimFingerprintControl) -> tokio_serial::SerialStream {
+    let pty = open_pty();
+    let driver_end = fingerprint::open_serial(&pty.slave_path, 57_600).expect("open slave");
+    ctl.spawn_session(pty.master, SimFingerprintConfig::default());
+    driver_end
+}
+
+/// A module from elsewhere on a PTY: password `password`, `person`'s
+/// finger 1 enrolled in slot 0.
+async fn foreign_module(password: u32, person: u32) -> fingerprint::sim::SimFingerprintControl {
+    let pty = open_pty();
+    let driver_end = fingerprint::open_serial(&pty.slave_path, 57_600).expect("open slave");
+    let (ctl, _sim) = fingerprint::sim::spawn(pty.master, SimFingerprintConfig::default());
+    let mut fp = Fingerprint::connect(driver_end, fp_config())
+        .await
+        .expect("factory");
+    fp.set_password(password).await.expect("SetPwd");
+    let (r, _) = fp_enroll(&mut fp, &ctl, 0, person, 1, None).await;
+    r.expect("enrolled elsewhere");
+    ctl
+}
+
+#[tokio::test]
+async fn fingerprint_a_fresh_module_gets_the_lock_password_at_first_start_and_keeps_it() {
+    let pty = open_pty();
+    let driver_end = fingerprint::open_serial(&pty.slave_path, 57_600).expect("open slave");
+    let (ctl, _sim) = fingerprint::sim::spawn(pty.master, SimFingerprintConfig::default());
+    assert_eq!(ctl.password(), pairing::FACTORY_PASSWORD);
+    let mut fp = pairing::connect(
+        driver_end,
+        fp_config(),
+        LOCK_PASSWORD,
+        Pairing::AdoptFactory,
+    )
+    .await
+    .expect("first start pairs the factory module");
+    assert_eq!(
+        ctl.password(),
+        LOCK_PASSWORD,
+        "the module holds the lock's password"
+    );
+    let (r, _) = fp_enroll(&mut fp, &ctl, 3, 1, 1, None).await;
+    r.expect("enrol");
+    drop(fp);
+
+    // The lock restarts: a new session, verified with the stored password
+    // only (no factory adoption any more), and the module works as before.
+    let mut fp = pairing::connect(
+        fp_session(&ctl),
+        fp_config(),
+        LOCK_PASSWORD,
+        Pairing::Verify,
+    )
+    .await
+    .expect("restart: the module knows the password");
+    ctl.place(1, 1);
+    assert_eq!(
+        fp.identify().await.expect("identify").map(|m| m.slot),
+        Some(3)
+    );
+    ctl.lift();
+    // A module restart (power dip) mid-session: it asks for the password
+    // again (0x21) and the driver verifies once more.
+    ctl.inject(FingerFault::Reset);
+    assert_eq!(fp.template_count().await.expect("count after restart"), 1);
+    assert_eq!(ctl.restarts(), 1);
+    assert_eq!(fp.template_count().await.expect("count"), 1);
+}
+
+#[tokio::test]
+async fn fingerprint_a_swapped_module_is_refused_before_any_identify() {
+    // Someone else's module (their password, their finger in slot 0).
+    let ctl = foreign_module(0x0BAD_0BAD, 66).await;
+    let before = ctl.commands();
+    ctl.place(66, 1);
+    let e = pairing::connect(
+        fp_session(&ctl),
+        fp_config(),
+        LOCK_PASSWORD,
+        Pairing::Verify,
+    )
+    .await
+    .expect_err("a module without the lock's password");
+    assert!(matches!(e, FingerprintError::ForeignModule), "{e:?}");
+    assert_eq!(ctl.commands() - before, 1, "one VfyPwd and nothing else");
+    // Not even an administrator's re-pair adopts it: it is not factory-fresh.
+    let before = ctl.commands();
+    let e = pairing::connect(
+        fp_session(&ctl),
+        fp_config(),
+        LOCK_PASSWORD,
+        Pairing::AdoptFactory,
+    )
+    .await
+    .expect_err("re-pair adopts factory modules only");
+    assert!(matches!(e, FingerprintError::ForeignModule), "{e:?}");
+    assert_eq!(
+        ctl.commands() - before,
+        2,
+        "VfyPwd(lock), VfyPwd(0), nothing else"
+    );
+    assert_eq!(ctl.password(), 0x0BAD_0BAD, "its password is untouched");
+
+    // A swapped module still at the factory password, with a finger the
+    // swapper enrolled, is refused as well once the lock is paired.
+    let ctl = foreign_module(pairing::FACTORY_PASSWORD, 67).await;
+    let before = ctl.commands();
+    let e = pairing::connect(
+        fp_session(&ctl),
+        fp_config(),
+        LOCK_PASSWORD,
+        Pairing::Verify,
+    )
+    .await
+    .expect_err("a factory module is not the paired one");
+    assert!(matches!(e, FingerprintError::ForeignModule), "{e:?}");
+    assert_eq!(ctl.commands() - before, 1);
+    assert_eq!(ctl.password(), pairing::FACTORY_PASSWORD);
+}
+
+#[tokio::test]
+async fn fingerprint_admin_re_pair_adopts_a_factory_replacement_which_then_works() {
+    let pty = open_pty();
+    let driver_end = fingerprint::open_serial(&pty.slave_path, 57_600).expect("open slave");
+    let (ctl, _sim) = fingerprint::sim::spawn(pty.master, SimFingerprintConfig::default());
+    // The replacement is refused until an administrator re-pairs it.
+    let e = pairing::connect(driver_end, fp_config(), LOCK_PASSWORD, Pairing::Verify)
+        .await
+        .expect_err("not paired yet");
+    assert!(matches!(e, FingerprintError::ForeignModule), "{e:?}");
+    let mut fp = pairing::connect(
+        fp_session(&ctl),
+        fp_config(),
+        LOCK_PASSWORD,
+        Pairing::AdoptFactory,
+    )
+    .await
+    .expect("re-pair");
+    assert_eq!(ctl.password(), LOCK_PASSWORD);
+    let (r, _) = fp_enroll(&mut fp, &ctl, 0, 2, 4, None).await;
+    r.expect("enrol on the new module");
+    drop(fp);
+    let mut fp = pairing::connect(
+        fp_session(&ctl),
+        fp_config(),
+        LOCK_PASSWORD,
+        Pairing::Verify,
+    )
+    .await
+    .expect("paired from now on");
+    ctl.place(2, 4);
+    assert_eq!(
+        fp.identify().await.expect("identify").map(|m| m.slot),
+        Some(0)
+    );
+    // The factory password is never a lock's password.
+    let e = pairing::connect(
+        fp_session(&ctl),
+        fp_config(),
+        pairing::FACTORY_PASSWORD,
+        Pairing::AdoptFactory,
+    )
+    .await
+    .expect_err("0 refused");
+    assert!(matches!(e, FingerprintError::FactoryPassword), "{e:?}");
+}
+
+async fn next_report(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<latchd::core::input::ModuleReport>,
+) -> latchd::core::input::ModuleReport {
+    tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("a report in time")
+        .expect("the adapter is running")
+}
+
+/// Reports of an adapter, for a test to watch.
+struct Reports(tokio::sync::mpsc::UnboundedSender<latchd::core::input::ModuleReport>);
+
+impl latchd::biometrics::adapter::ReportSink for Reports {
+    fn report(&self, report: latchd::core::input::ModuleReport) {
+        let _ = self.0.send(report);
+    }
+}
+
+/// The whole path the Linux board takes (`biometrics/uart.rs`): the paired
+/// adapter over a PTY. A swapped module is reported Untrusted and never
+/// read, although a finger rests on it; the administrator's re-pair
+/// (`ModuleCmd::Pair`) reopens the UART, adopts the factory-fresh
+/// replacement, and recognition runs on it.
+#[tokio::test]
+async fn fingerprint_adapter_refuses_a_swapped_module_until_an_admin_re_pairs_a_factory_one() {
+    use latchd::biometrics::adapter::AdapterConfig;
+    use latchd::biometrics::fingerprint::reader::spawn_fingerprint_paired;
+    use latchd::core::input::ModuleReport;
+    use latchd::core::types::Modality;
+    use latchd::core::ModuleCmd;
+    use std::sync::{Arc, Mutex};
+
+    // What sits behind the panel: first a swapped-in module, then (after
+    // the administrator replaced it) a factory-fresh one.
+    let swapped = foreign_module(0x0BAD_0BAD, 66).await;
+    let replacement_pty = open_pty();
+    let replacement_end =
+        fingerprint::open_serial(&replacement_pty.slave_path, 57_600).expect("open slave");
+    let (replacement, _sim) =
+        fingerprint::sim::spawn(replacement_pty.master, SimFingerprintConfig::default());
+    let mut fp = Fingerprint::connect(replacement_end, fp_config())
+        .await
+        .expect("factory");
+    let (r, _) = fp_enroll(&mut fp, &replacement, 4, 2, 1, None).await;
+    r.expect("enrolled before it is fitted");
+    drop(fp);
+    let behind_panel = Arc::new(Mutex::new(vec![
+        fp_session(&replacement),
+        fp_session(&swapped),
+    ]));
+    let opened = Arc::new(Mutex::new(Vec::new()));
+
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (panel, seen) = (behind_panel.clone(), opened.clone());
+    let mut adapter = spawn_fingerprint_paired(
+        Box::new(move |pairing| {
+            seen.lock().unwrap().push(pairing);
+            let stream = panel.lock().unwrap().pop().expect("a module to open");
+            Box::pin(async move {
+                let driver = pairing::connect(stream, fp_config(), LOCK_PASSWORD, pairing).await?;
+                Ok(Box::new(driver) as Box<dyn FingerprintModule>)
+            })
+        }),
+        Pairing::Verify,
+        AdapterConfig {
+            idle_poll: Duration::from_millis(20),
+            ..AdapterConfig::default()
+        },
+        Arc::new(Reports(tx)),
+    );
+    swapped.place(66, 1);
+    let before = swapped.commands();
+    match next_report(&mut rx).await {
+        ModuleReport::Untrusted { modality, detail } => {
+            assert_eq!(modality, Modality::Fingerprint);
+            assert!(detail.contains("password"), "{detail}");
+        }
+        other => panic!("expected Untrusted, got {other:?}"),
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(rx.try_recv().is_err(), "no read of the swapped module");
+    assert_eq!(swapped.commands() - before, 1, "one VfyPwd, no GenImg");
+    assert_eq!(*opened.lock().unwrap(), vec![Pairing::Verify]);
+
+    adapter
+        .command(&ModuleCmd::Pair {
+            modality: Modality::Fingerprint,
+        })
+        .expect("re-pair");
+    replacement.place(2, 1);
+    match next_report(&mut rx).await {
+        ModuleReport::Recognised { modality, slot } => {
+            assert_eq!((modality, slot), (Modality::Fingerprint, 4));
+        }
+        other => panic!("expected a recognition on the replacement, got {other:?}"),
+    }
+    assert_eq!(replacement.password(), LOCK_PASSWORD);
+    assert_eq!(
+        *opened.lock().unwrap(),
+        vec![Pairing::Verify, Pairing::AdoptFactory]
+    );
+}
+
+/// A module swapped while the lock runs announces itself with its
+/// power-on byte; the driver verifies the password before the next
+/// instruction, and the newcomer (factory password, someone's finger) is
+/// refused on every instruction — never identified.
+#[tokio::test]
+async fn fingerprint_a_module_hot_swapped_at_run_time_is_refused_on_every_instruction() {
+    let pty = open_pty();
+    let driver_end = fingerprint::open_serial(&pty.slave_path, 57_600).expect("open slave");
+    let (ctl, _sim) = fingerprint::sim::spawn(pty.master, SimFingerprintConfig::default());
+    let mut fp = pairing::connect(
+        driver_end,
+        fp_config(),
+        LOCK_PASSWORD,
+        Pairing::AdoptFactory,
+    )
+    .await
+    .expect("paired");
+    assert_eq!(fp.template_count().await.expect("count"), 0);
+    // The swap: behind the same UART, a module at the factory password
+    // with the swapper's finger in slot 0, which powers up (0x55).
+    let swapper = foreign_module(pairing::FACTORY_PASSWORD, 9).await;
+    ctl.swap_in(&swapper);
+    ctl.place(9, 1);
+    for _ in 0..3 {
+        let e = fp.identify().await.expect_err("never identified");
+        assert!(matches!(e, FingerprintError::ForeignModule), "{e:?}");
+    }
+    assert_eq!(
+        ctl.password(),
+        pairing::FACTORY_PASSWORD,
+        "nothing set on it"
+    );
+}
+
+/// A re-pair asked while no module is refused (here: while the start's
+/// handshake is still under way) is not kept for later: the module refused
+/// after it is not adopted behind the administrator's back.
+#[tokio::test]
+async fn fingerprint_a_re_pair_asked_before_a_refusal_is_not_kept_for_a_later_module() {
+    use latchd::biometrics::adapter::AdapterConfig;
+    use latchd::biometrics::fingerprint::reader::spawn_fingerprint_paired;
+    use latchd::core::input::ModuleReport;
+    use latchd::core::types::Modality;
+    use latchd::core::ModuleCmd;
+    use std::sync::{Arc, Mutex};
+
+    // A factory-fresh module fitted while the lock was already paired.
+    let pty = open_pty();
+    let first_end = fingerprint::open_serial(&pty.slave_path, 57_600).expect("open slave");
+    let (module, _sim) = fingerprint::sim::spawn(pty.master, SimFingerprintConfig::default());
+    let ends = Arc::new(Mutex::new(vec![fp_session(&module), first_end]));
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let opened = Arc::new(Mutex::new(Vec::new()));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (panel, seen, go) = (ends.clone(), opened.clone(), gate.clone());
+    let mut adapter = spawn_fingerprint_paired(
+        Box::new(move |pairing| {
+            seen.lock().unwrap().push(pairing);
+            let stream = panel.lock().unwrap().pop().expect("a module to open");
+            let go = go.clone();
+            Box::pin(async move {
+                go.notified().await;
+                let driver = pairing::connect(stream, fp_config(), LOCK_PASSWORD, pairing).await?;
+                Ok(Box::new(driver) as Box<dyn FingerprintModule>)
+            })
+        }),
+        Pairing::Verify,
+        AdapterConfig::default(),
+        Arc::new(Reports(tx)),
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    adapter
+        .command(&ModuleCmd::Pair {
+            modality: Modality::Fingerprint,
+        })
+        .expect("accepted while connecting");
+    gate.notify_one();
+    match next_report(&mut rx).await {
+        ModuleReport::Untrusted { .. } => {}
+        other => panic!("expected Untrusted, got {other:?}"),
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        *opened.lock().unwrap(),
+        vec![Pairing::Verify],
+        "not tried again"
+    );
+    assert_eq!(module.password(), pairing::FACTORY_PASSWORD, "not adopted");
+    assert!(rx.try_recv().is_err());
+}
+
+/// The adapter's view of a hot swap: the module behind the UART is
+/// replaced while the lock runs (it powers up, 0x55); the next read is
+/// refused and reported once as Untrusted (the engine's swap alarm and
+/// notice), and the swapper's finger is never recognised.
+#[tokio::test]
+async fn fingerprint_adapter_reports_a_hot_swapped_module_as_untrusted_and_never_reads_it() {
+    use latchd::biometrics::adapter::AdapterConfig;
+    use latchd::biometrics::fingerprint::reader::spawn_fingerprint_paired;
+    use latchd::core::input::ModuleReport;
+    use latchd::core::types::Modality;
+    use std::sync::{Arc, Mutex};
+
+    let pty = open_pty();
+    let end = fingerprint::open_serial(&pty.slave_path, 57_600).expect("open slave");
+    let (module, _sim) = fingerprint::sim::spawn(pty.master, SimFingerprintConfig::default());
+    let ends = Arc::new(Mutex::new(vec![end]));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let _adapter = spawn_fingerprint_paired(
+        Box::new(move |pairing| {
+            let stream = ends.lock().unwrap().pop().expect("opened once");
+            Box::pin(async move {
+                let driver = pairing::connect(stream, fp_config(), LOCK_PASSWORD, pairing).await?;
+                Ok(Box::new(driver) as Box<dyn FingerprintModule>)
+            })
+        }),
+        Pairing::AdoptFactory,
+        AdapterConfig {
+            idle_poll: Duration::from_millis(20),
+            fault_retry: Duration::from_millis(20),
+            ..AdapterConfig::default()
+        },
+        Arc::new(Reports(tx)),
+    );
+    // Paired and polling.
+    let polled = module.commands();
+    while module.commands() < polled + 5 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(module.password(), LOCK_PASSWORD);
+    let swapper = foreign_module(pairing::FACTORY_PASSWORD, 9).await;
+    module.swap_in(&swapper);
+    module.place(9, 1);
+    match next_report(&mut rx).await {
+        ModuleReport::Untrusted { modality, detail } => {
+            assert_eq!(modality, Modality::Fingerprint);
+            assert!(detail.contains("password"), "{detail}");
+        }
+        other => panic!("expected Untrusted, got {other:?}"),
+    }
+    // It keeps being asked (fault retry) and keeps being refused, silently.
+    let after = module.commands();
+    while module.commands() < after + 6 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(rx.try_recv().is_err(), "no recognition, no second report");
+}

@@ -2,9 +2,9 @@
 //! into the frame ring, the MJPEG server serves it on loopback, and the
 //! real `ffprobe`/`ffmpeg` (Debian package `ffmpeg`) read it.
 //!
-//! * right token (query or bearer header) → ffprobe sees an MJPEG stream of
+//! * right token (bearer header) → ffprobe sees an MJPEG stream of
 //!   the camera's size, ffmpeg decodes 10 frames of it;
-//! * wrong or missing token → 401;
+//! * wrong or missing token, or a token in the URL → 401;
 //! * battery below 20 % → 503 with the reason (B-10.2);
 //! * `/snapshot.jpg` → one JPEG of the camera's size.
 //!
@@ -107,11 +107,13 @@ async fn run(cmd: &mut Command) -> std::process::Output {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ffmpeg_reads_the_stream_with_the_token() {
     let rig = rig(15).await;
-    let url = format!("http://{}/stream.mjpg?token={TOKEN}", rig.addr);
+    let url = format!("http://{}/stream.mjpg", rig.addr);
 
     let probe = run(Command::new("ffprobe").args([
         "-v",
         "error",
+        "-headers",
+        &format!("Authorization: Bearer {TOKEN}\r\n"),
         "-show_entries",
         "stream=codec_name,width,height",
         "-of",

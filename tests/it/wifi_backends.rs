@@ -19,7 +19,7 @@ use latchd::wifi::networkmanager::NetworkManager;
 use latchd::wifi::wpa_supplicant::WpaSupplicant;
 use latchd::wifi::{ScannedNetwork, WifiBackend, WifiError, WifiStatus};
 use zbus::object_server::SignalEmitter;
-use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue};
+use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue, Value};
 
 use crate::common::bus::TestBus;
 use crate::common::wpa_double::{serve_wpa_on, WpaLog, GOOD_PSK, SILENT_SSID, WPA_IFACE_PATH};
@@ -244,6 +244,8 @@ type Settings = HashMap<String, HashMap<String, OwnedValue>>;
 struct NmLog {
     added: Vec<Settings>,
     deleted: Vec<String>,
+    /// Saved profiles now (`Settings.ListConnections`), with their settings.
+    profiles: Vec<(String, Settings)>,
     scans: u32,
     /// Refuse RequestScan (NM rate-limits, or is scanning already).
     scan_not_allowed: bool,
@@ -282,6 +284,11 @@ impl NmRoot {
             log.added.len()
         };
         let profile = format!("/org/freedesktop/NetworkManager/Settings/{n}");
+        self.log
+            .lock()
+            .expect("log")
+            .profiles
+            .push((profile.clone(), connection.clone()));
         let active = format!("/org/freedesktop/NetworkManager/ActiveConnection/{n}");
         conn.object_server()
             .at(
@@ -359,9 +366,49 @@ struct NmProfile {
 impl NmProfile {
     async fn delete(&self, #[zbus(header)] header: zbus::message::Header<'_>) {
         let path = header.path().map(|p| p.to_string()).unwrap_or_default();
-        self.log.lock().expect("log").deleted.push(path);
+        let mut log = self.log.lock().expect("log");
+        log.profiles.retain(|(p, _)| *p != path);
+        log.deleted.push(path);
+    }
+
+    /// As NetworkManager answers it: the settings without secrets.
+    async fn get_settings(
+        &self,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+    ) -> Result<Settings, NmError> {
+        let path = header.path().map(|p| p.to_string()).unwrap_or_default();
+        let log = self.log.lock().expect("log");
+        let (_, settings) = log
+            .profiles
+            .iter()
+            .find(|(p, _)| *p == path)
+            .ok_or_else(|| NmError::UnknownConnection("deleted".into()))?;
+        let mut settings = settings.clone();
+        if let Some(sec) = settings.get_mut("802-11-wireless-security") {
+            sec.remove("psk");
+        }
+        Ok(settings)
     }
 }
+
+/// `/org/freedesktop/NetworkManager/Settings`.
+struct NmSettings {
+    log: Arc<Mutex<NmLog>>,
+}
+
+#[zbus::interface(name = "org.freedesktop.NetworkManager.Settings")]
+impl NmSettings {
+    async fn list_connections(&self) -> Vec<OwnedObjectPath> {
+        let log = self.log.lock().expect("log");
+        log.profiles
+            .iter()
+            .map(|(p, _)| OwnedObjectPath::try_from(p.as_str()).expect("path"))
+            .collect()
+    }
+}
+
+/// A profile an installer made by hand (not the lock's), at `path`.
+const NM_HAND_MADE: &str = "/org/freedesktop/NetworkManager/Settings/100";
 
 struct NmActive {
     state: u32,
@@ -482,6 +529,19 @@ impl NmAccessPoint {
 
 async fn serve_nm(bus: &TestBus) -> (zbus::Connection, Arc<Mutex<NmLog>>) {
     let log = Arc::new(Mutex::new(NmLog::default()));
+    {
+        let mut connection: HashMap<String, OwnedValue> = HashMap::new();
+        connection.insert(
+            "id".into(),
+            OwnedValue::try_from(Value::from("office-wifi")).expect("v"),
+        );
+        let mut hand_made = Settings::new();
+        hand_made.insert("connection".into(), connection);
+        log.lock()
+            .expect("log")
+            .profiles
+            .push((NM_HAND_MADE.into(), hand_made));
+    }
     let mut builder = zbus::connection::Builder::address(bus.address.as_str())
         .expect("address")
         .name("org.freedesktop.NetworkManager")
@@ -496,6 +556,13 @@ async fn serve_nm(bus: &TestBus) -> (zbus::Connection, Arc<Mutex<NmLog>>) {
         .expect("root")
         .serve_at(NM_DEVICE, NmDevice)
         .expect("device")
+        .serve_at(
+            "/org/freedesktop/NetworkManager/Settings",
+            NmSettings { log: log.clone() },
+        )
+        .expect("settings")
+        .serve_at(NM_HAND_MADE, NmProfile { log: log.clone() })
+        .expect("hand-made profile")
         .serve_at(
             NM_DEVICE,
             NmWireless {
@@ -704,4 +771,105 @@ async fn networkmanager_scan_lists_networks_strongest_first() {
         2,
         "no scan asked of a radio that is off"
     );
+}
+
+/// Issue 13 item 5: a factory reset forgets the lock's network. NetworkManager
+/// keeps a saved profile (password included) and rejoins at boot: `forget`
+/// deletes the profiles the lock made (`latchd <ssid>`) and only those.
+#[tokio::test]
+async fn networkmanager_forget_deletes_only_the_locks_profiles() {
+    let bus = TestBus::start();
+    let (_srv, log) = serve_nm(&bus).await;
+    let wifi = NetworkManager::new(bus.connect().await, "wlan0", HANG_GUARD);
+    guarded(wifi.apply(b"home", GOOD_PSK.as_bytes()))
+        .await
+        .expect("join");
+    assert_eq!(
+        log.lock().unwrap().profiles.len(),
+        2,
+        "the lock's and the hand-made one"
+    );
+    assert_eq!(guarded(wifi.forget()).await.expect("forget"), 1);
+    {
+        let log = log.lock().unwrap();
+        assert_eq!(
+            log.deleted,
+            vec!["/org/freedesktop/NetworkManager/Settings/1".to_owned()]
+        );
+        let left: Vec<&str> = log.profiles.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(left, vec![NM_HAND_MADE], "an installer's profile stays");
+    }
+    // Nothing of the lock's left: a second reset deletes nothing.
+    assert_eq!(guarded(wifi.forget()).await.expect("forget"), 0);
+}
+
+/// wpa_supplicant keeps the lock's one network in memory (and in its
+/// config if it saves it): `forget` removes every configured network.
+#[tokio::test]
+async fn wpa_supplicant_forget_removes_the_network() {
+    let bus = TestBus::start();
+    let (_srv, log) = serve_wpa(&bus).await;
+    let wifi = WpaSupplicant::new(bus.connect().await, "wlan0", HANG_GUARD);
+    guarded(wifi.apply(b"home", GOOD_PSK.as_bytes()))
+        .await
+        .expect("join");
+    assert_eq!(log.lock().unwrap().live.len(), 1);
+    assert_eq!(guarded(wifi.forget()).await.expect("forget"), 1);
+    assert!(log.lock().unwrap().live.is_empty());
+    assert_eq!(guarded(wifi.forget()).await.expect("forget"), 0);
+}
+
+/// The daemon end to end: a lock that joined "home" through NetworkManager
+/// (on a private system bus) is factory reset at its keypad (SET held at
+/// power-up, then ✓); it deletes its profile before it exits 75 to
+/// restart under a new key, and leaves the installer's profile alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_factory_reset_deletes_the_locks_networkmanager_profile() {
+    use crate::common::daemon::Daemon;
+    let bus = TestBus::start();
+    let (_srv, log) = serve_nm(&bus).await;
+    // The lock joined "home" earlier (Improv over BLE, the same backend).
+    NetworkManager::new(bus.connect().await, "wlan0", HANG_GUARD)
+        .apply(b"home", GOOD_PSK.as_bytes())
+        .await
+        .expect("join");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("latchd.toml");
+    std::fs::write(
+        &cfg,
+        "[wifi]\nbackend = \"networkmanager\"\ninterface = \"wlan0\"\n",
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let address = bus.address.clone();
+    let (status, text) = tokio::task::spawn_blocking(move || {
+        let d = Daemon::start_with_env(
+            &state,
+            &["--config", cfg.to_str().unwrap(), "--set-held"],
+            &[("DBUS_SYSTEM_BUS_ADDRESS", address.as_str())],
+        );
+        // The reset stops the daemon before it answers: write the press
+        // and read whatever comes (an answer or the socket closing).
+        {
+            use std::io::{BufRead, Write};
+            let mut s = std::os::unix::net::UnixStream::connect(&d.sock).expect("socket");
+            writeln!(s, r#"{{"cmd": "press", "keys": "✓"}}"#).unwrap();
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(&s).read_line(&mut line);
+        }
+        let text = d.log.clone();
+        (d.wait(), text)
+    })
+    .await
+    .unwrap();
+    let text = std::fs::read_to_string(text).unwrap_or_default();
+    assert_eq!(status.code(), Some(75), "{text}");
+    let log = log.lock().unwrap();
+    assert_eq!(
+        log.deleted,
+        vec!["/org/freedesktop/NetworkManager/Settings/1".to_owned()],
+        "{text}"
+    );
+    let left: Vec<&str> = log.profiles.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(left, vec![NM_HAND_MADE]);
 }

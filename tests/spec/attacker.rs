@@ -7,7 +7,7 @@ use latchd::core::action::{AlarmCmd, ModuleCmd, Notice};
 use latchd::core::event::{AlarmKind, AppRefusal, ReleasedBy};
 use latchd::core::input::{ModuleReport, SetPress};
 use latchd::core::policy::{lockout_for, LOCKOUT_CAP};
-use latchd::core::types::{AppKey, AppKeyId, AppKeyRole, Change, Method, Modality};
+use latchd::core::types::{AppKey, AppKeyId, AppKeyRole, Change, Key, Method, Modality};
 use latchd::core::{
     Action, AppCommand, AppError, AppOk, Channel, EventKind, Input, Principal, Prompt, Validity,
     WallTime,
@@ -690,6 +690,7 @@ fn b5_1_the_label_code_pairs_the_first_owner_only() {
         serial: "LD-0001".into(),
         firmware: "0.1.0".into(),
         verification_code: code_of(0),
+        matter_code: None,
     });
     s.press("↩");
     s.owner();
@@ -716,6 +717,7 @@ fn b5_1_the_label_code_pairs_the_first_owner_only() {
         serial: "LD-0001".into(),
         firmware: "0.1.0".into(),
         verification_code: code_of(1),
+        matter_code: None,
     });
     // A restart keeps the generation.
     s.press("↩↩");
@@ -846,4 +848,120 @@ fn b6_2_automatic_failures_have_their_own_bounded_budget() {
     s.advance(10 * 60);
     s.input(Input::Motion);
     assert!(s.module_cmds().contains(&ModuleCmd::RecogniseFace));
+}
+
+/// Issue 13 item 7: a fingerprint module that does not know the lock's
+/// module password (swapped in from outside) is a module fault, the
+/// module-swap alarm (sounded) and an owner notice; an administrator's
+/// re-pair (menu key 4) asks the module side to adopt a factory-fresh
+/// module and ends the alarm.
+#[test]
+fn a_swapped_fingerprint_module_is_a_fault_an_alarm_and_a_notice_until_re_paired() {
+    let mut s = Sim::installed();
+    s.enter_menu();
+    assert!(
+        !s.lit().contains(&Key::Digit(4)),
+        "no module refused: no re-pair"
+    );
+    s.press("4");
+    assert!(s.module_cmds().is_empty());
+    s.press("↩");
+    let detail = "the fingerprint module does not know this lock's module password".to_string();
+    s.input(Input::Module(ModuleReport::Untrusted {
+        modality: Modality::Fingerprint,
+        detail: detail.clone(),
+    }));
+    assert!(s.has_event(&EventKind::ModuleFault {
+        detail: format!("Fingerprint: {detail}"),
+    }));
+    assert!(s.alarms().iter().any(|a| matches!(
+        a,
+        AlarmCmd::Sound {
+            kind: AlarmKind::ModuleSwap,
+            ..
+        }
+    )));
+    assert!(s.notices().contains(&Notice::Alarm(AlarmKind::ModuleSwap)));
+    assert!(s
+        .engine
+        .status()
+        .active_alarms
+        .contains(&AlarmKind::ModuleSwap));
+    s.expect_prompt(Prompt::ModuleFault);
+
+    s.enter_menu();
+    assert!(s.lit().contains(&Key::Digit(4)));
+    s.press("4");
+    assert!(s.module_cmds().contains(&ModuleCmd::Pair {
+        modality: Modality::Fingerprint
+    }));
+    assert!(!s
+        .engine
+        .status()
+        .active_alarms
+        .contains(&AlarmKind::ModuleSwap));
+    s.expect_prompt(Prompt::Success);
+
+    // Refused again (the replacement is not factory-fresh): raised again.
+    s.input(Input::Module(ModuleReport::Untrusted {
+        modality: Modality::Fingerprint,
+        detail,
+    }));
+    assert!(s
+        .engine
+        .status()
+        .active_alarms
+        .contains(&AlarmKind::ModuleSwap));
+}
+
+// ----- issue 14 item 4: noise cannot flood the log -----
+
+/// B-3.5 + issue 14 item 4: a doorbell flood rings every time, but only
+/// the doorbell's burst is logged (and notified, and photographed); the
+/// rest is counted and told as one `EventsSuppressed` when the next token
+/// comes. A lockout logged before it is a record, not noise.
+#[test]
+fn a_doorbell_flood_is_counted_not_logged() {
+    let mut s = Sim::installed();
+    s.all.clear();
+    for _ in 0..1_000 {
+        s.input(Input::Touch);
+        s.press("b");
+        s.expect_prompt(Prompt::Doorbell);
+        s.advance_ms(100);
+    }
+    let logged = |s: &Sim| -> Vec<EventKind> {
+        s.all
+            .iter()
+            .filter_map(|a| match a {
+                Action::Log(e) => Some(e.kind.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let bells = logged(&s)
+        .iter()
+        .filter(|k| **k == EventKind::Doorbell)
+        .count();
+    assert_eq!(bells, 10, "the doorbell's burst");
+    let notices = s
+        .all
+        .iter()
+        .filter(|a| matches!(a, Action::Notify(Notice::Doorbell)))
+        .count();
+    assert_eq!(notices, 10, "no push per press beyond the burst");
+    // The next token comes 6 minutes after the burst: the count is told.
+    s.advance(6 * 60);
+    let suppressed: u64 = logged(&s)
+        .iter()
+        .filter_map(|k| match k {
+            EventKind::EventsSuppressed { count, .. } => Some(*count),
+            _ => None,
+        })
+        .sum();
+    assert_eq!(suppressed, 990);
+    assert_eq!(
+        EventKind::LockoutStarted.retention(),
+        latchd::core::event::Retention::Record
+    );
 }

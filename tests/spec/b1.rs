@@ -66,7 +66,7 @@ fn b1_1_fifty_passcodes_in_the_lock_at_most() {
             latchd::core::Channel::Ble,
             owner,
             latchd::core::AppCommand::AddTempPasscode {
-                digits: code.clone(),
+                digits: code.clone().into(),
                 validity: crate::harness::a_day(),
                 one_time: false,
             },

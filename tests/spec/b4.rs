@@ -278,6 +278,7 @@ fn b4_10_system_information_speaks_serial_firmware_and_code() {
         serial: "LD-0001".into(),
         firmware: "0.1.0".into(),
         verification_code: "482913".into(),
+        matter_code: None,
     });
     // The verification code is not written to the event log.
     assert!(s.logged_prompts().iter().all(|p| !p.contains("482913")));

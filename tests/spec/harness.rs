@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use latchd::core::action::{AlarmCmd, ModuleCmd, MotorCmd, Notice};
+use latchd::core::action::{AlarmCmd, ModuleCmd, MotorCmd, Notice, Trace};
 use latchd::core::input::{
     BoltPosition, DoorPosition, EnrolStep, ModuleReport, MotorReport, SetPress,
 };
@@ -30,6 +30,7 @@ pub fn config() -> EngineConfig {
         firmware: "0.1.0".into(),
         pairing_codes: PairingCodes::new(code_of),
         low_battery_percent: 20,
+        matter_code: None,
         one_time_code_ttl: EngineConfig::DEFAULT_ONE_TIME_CODE_TTL,
     }
 }
@@ -371,12 +372,13 @@ impl Sim {
             .collect()
     }
 
-    /// Prompts logged in the last batch (spoken or muted).
+    /// Prompts traced to the diagnostics stream in the last batch
+    /// (spoken or muted; issue 14 item 4: prompts are not log events).
     pub fn logged_prompts(&self) -> Vec<String> {
-        self.events()
-            .into_iter()
-            .filter_map(|e| match e.kind {
-                EventKind::Prompt { prompt } => Some(prompt),
+        self.last
+            .iter()
+            .filter_map(|a| match a {
+                Action::Trace(Trace::Prompt { text, .. }) => Some(text.clone()),
                 _ => None,
             })
             .collect()

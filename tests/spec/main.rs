@@ -16,4 +16,6 @@ mod b6;
 mod b7;
 mod b8;
 mod b9;
+mod clock_jumps;
+mod matter;
 mod robustness;

@@ -157,6 +157,18 @@ if [ "${#GPIO_NAMES[@]}" -gt 0 ]; then
     [ -d "$LATCHD_VM_GPIO_SIM" ] || fail "gpio-sim sysfs dir $LATCHD_VM_GPIO_SIM missing"
 fi
 
+if [ "$ADC" = 1 ]; then
+    [ -r "$ADC_KO" ] || fail "latchd-adc-sim module $ADC_KO missing"
+    insmod "$ADC_KO" || fail "insmod $ADC_KO failed (see console.log for the kernel message)"
+    # shellcheck disable=SC2317 # called through poll
+    spidev_up() { compgen -G '/sys/module/latchd_adc_sim' >/dev/null && ls /sys/bus/spi/drivers/spidev/ | grep -q '^spi'; }
+    wait_for 10 "spidev bound to the virtual ADC" spidev_up
+    spi="$(basename "$(ls -d /sys/bus/spi/drivers/spidev/spi* | head -n1)")"
+    wait_for 10 "/dev/spidev${spi#spi}" test -c "/dev/spidev${spi#spi}"
+    export LATCHD_VM_SPIDEV="/dev/spidev${spi#spi}"
+    export LATCHD_VM_ADC_COUNTS=/sys/module/latchd_adc_sim/parameters/counts
+fi
+
 sed 's/ .*//; s/^/uptime_at_command=/' /proc/uptime >>"$RUN/guest-timing"
 cd "$CMD_CWD" || fail "cannot cd to $CMD_CWD in the guest"
 /bin/bash "$RUN/command.sh" >"$RUN/stdout" 2>"$RUN/stderr" </dev/null

@@ -31,6 +31,8 @@ mod vm_board_linux;
 mod vm_camera;
 #[cfg(feature = "board-linux")]
 mod vm_ir_camera;
+#[cfg(feature = "board-linux")]
+mod vm_motor_failsafe;
 mod vm_power_cut;
 mod vm_power_cut_attempts;
 mod vm_smoke;

@@ -84,6 +84,11 @@ pub struct VmOptions {
     /// chip). In the guest `LATCHD_VM_GPIO_CHIP` is its `/dev/gpiochipN` and
     /// `LATCHD_VM_GPIO_SIM` the sysfs dir with `sim_gpioN/{pull,value}`.
     pub gpio_lines: Vec<String>,
+    /// `latchd-adc-sim`: a virtual SPI controller with an MCP3008-class ADC
+    /// bound to spidev. In the guest `LATCHD_VM_SPIDEV` is its
+    /// `/dev/spidevB.0` and `LATCHD_VM_ADC_COUNTS` the writable sysfs file
+    /// of the eight channels' readings (`"c0,c1,...,c7"`, 0-1023).
+    pub adc: bool,
     /// Extra environment for the command.
     pub env: Vec<(String, String)>,
     /// Extra `bluetoothd` arguments, e.g. `-E` for experimental interfaces.
@@ -380,6 +385,9 @@ pub fn option_args(opts: &VmOptions) -> Result<Vec<OsString>, VmError> {
     }
     if opts.ble {
         a.push("--ble".into());
+    }
+    if opts.adc {
+        a.push("--adc".into());
     }
     if !opts.gpio_lines.is_empty() {
         if opts.gpio_lines.len() > MAX_GPIO_LINES {

@@ -60,6 +60,9 @@ devices:
   --ble              btvirt -l2 (hci0, hci1: BR/EDR+LE), system D-Bus, bluetoothd
   --gpio LINES       gpio-sim chip "latchd-sim" with named lines, LINES is a
                      comma list (e.g. lock,door,button) or a line count
+  --adc              a virtual SPI controller with an MCP3008-class ADC bound
+                     to spidev (latchd-adc-sim, built here): /dev/spidevB.0;
+                     channel values in LATCHD_VM_ADC_COUNTS (sysfs, writable)
   --disk FILE        FILE (raw image on the host) as the guest's /dev/vda
                      (virtio-blk): storage whose page cache dies with the VM
   --tpm              a TPM 2.0 (QEMU tpm-tis backed by swtpm, started and
@@ -103,7 +106,7 @@ log() {
     return 0
 }
 
-VIDEO=0 SOUND=0 BLE=0 GPIO_LINES="" TIMEOUT=300 MEM=1024 SMP="" RUN_DIR="" KEEP=0
+VIDEO=0 SOUND=0 BLE=0 ADC=0 GPIO_LINES="" TIMEOUT=300 MEM=1024 SMP="" RUN_DIR="" KEEP=0
 PREPARE=0 VERBOSE=0 CWD="$PWD" BLUETOOTHD_ARGS="" DISK="" TPM=0 TPM_STATE="" SYSTEMD=0
 ENVS=()
 while (($#)); do
@@ -111,6 +114,7 @@ while (($#)); do
     --video) VIDEO=1 ;;
     --sound) SOUND=1 ;;
     --ble) BLE=1 ;;
+    --adc) ADC=1 ;;
     --gpio)
         (($# >= 2)) || die "--gpio needs a value: a comma list of line names or a count"
         GPIO_LINES="$2"
@@ -244,7 +248,7 @@ PKGS=(qemu-system-x86_64:qemu-system-x86 /bin/busybox:busybox-static cpio:cpio d
     dpkg-deb:dpkg timeout:coreutils flock:util-linux xz:xz-utils
     v4l2-ctl:v4l-utils aplay:alsa-utils gpioinfo:gpiod)
 ((BLE)) && PKGS+=(btvirt:bluez-test-tools bluetoothctl:bluez btmgmt:bluez /usr/libexec/bluetooth/bluetoothd:bluez dbus-daemon:dbus)
-[[ -n "$GPIO_LINES" ]] && PKGS+=(gcc-12:gcc-12 make:make)
+[[ -n "$GPIO_LINES" || "$ADC" == 1 ]] && PKGS+=(gcc-12:gcc-12 make:make)
 [[ -n "$DISK" ]] && PKGS+=(/usr/sbin/mkfs.ext4:e2fsprogs)
 # swtpm on the host; in the guest systemd-creds (systemd) dlopens the TSS2
 # libraries, and tpm2-tools is there for inspecting the TPM by hand.
@@ -361,7 +365,14 @@ fi
 
 # gpio-sim is not built in Debian's kernel: build it out of tree from the
 # matching linux-source (gpio-sim.c + irq_sim.c) against the matching headers.
+# Patched with one module parameter, keep_value_on_free (default off, the
+# upstream behaviour): when set, a released output line keeps the level it
+# was last driven to instead of returning to its pull, as the GPIO blocks
+# of most SoCs do. The motor fail-safe tests (vm_motor_failsafe) need that
+# to see what a killed daemon leaves behind. The stamp file names the
+# patches a cached module has; an older module is rebuilt.
 GPIO_KO="$KDIR/gpio-sim/gpio-sim.ko"
+GPIO_PATCHES="irq_to_desc keep_value_on_free"
 build_gpio_sim() {
     local t0=$SECONDS kcommon gdir hdir src
     kcommon="linux-headers-${KVER%-amd64}-common"
@@ -398,17 +409,52 @@ build_gpio_sim() {
     cp "$gdir/src/kernel/irq/irq_sim.c" "$b/"
     sed -i 's/handle_simple_irq(irq_to_desc(irqnum))/generic_handle_irq(irqnum)/; /^EXPORT_SYMBOL_GPL/d' "$b/irq_sim.c"
     grep -q 'generic_handle_irq(irqnum)' "$b/irq_sim.c" || die "irq_sim.c changed upstream: the irq_to_desc patch no longer applies"
+    # keep_value_on_free: the one line of gpio_sim_free() that restores the
+    # pull becomes conditional.
+    sed -i 's/^#include "gpiolib.h"$/&\n\nstatic bool keep_value_on_free;\nmodule_param(keep_value_on_free, bool, 0644);\nMODULE_PARM_DESC(keep_value_on_free, "a released line keeps its last level (as SoC GPIO blocks do)");/' "$b/gpio-sim-main.c"
+    sed -i 's/^\(\s*\)\(__assign_bit(offset, chip->value[a-z_]*, !!test_bit(offset, chip->pull[a-z_]*));\)$/\1if (!keep_value_on_free)\n\1\t\2/' "$b/gpio-sim-main.c"
+    [[ "$(grep -c 'keep_value_on_free' "$b/gpio-sim-main.c")" -ge 4 ]] ||
+        die "gpio-sim.c changed upstream: the keep_value_on_free patch no longer applies"
     printf 'obj-m := gpio-sim.o\ngpio-sim-y := gpio-sim-main.o irq_sim.o\n' >"$b/Kbuild"
     make -C "$hdir/usr/src/linux-headers-$KVER" M="$b" modules >"$gdir/build.log" 2>&1 ||
         die "building gpio-sim failed, see $gdir/build.log"
     strip --strip-debug -o "$GPIO_KO" "$b/gpio-sim.ko" || die "strip gpio-sim.ko failed"
+    echo "$GPIO_PATCHES" >"$gdir/patches"
     rm -rf "$hdir" "$gdir/src" "$b"
     # 139 MB we will not need again for this kernel.
     rm -f "$src"
     echo "run-in-vm: gpio-sim.ko built in $((SECONDS - t0)) s" >&2
 }
-if [[ -n "$GPIO_LINES" && ! -s "$GPIO_KO" ]]; then
+if [[ -n "$GPIO_LINES" ]] && [[ ! -s "$GPIO_KO" || "$(cat "$KDIR/gpio-sim/patches" 2>/dev/null)" != "$GPIO_PATCHES" ]]; then
     build_gpio_sim
+fi
+
+# latchd-adc-sim (tests/vm/adc-sim): our own small module, built against the
+# same private header unpack; rebuilt when its source changes.
+ADC_SRC="$SCRIPT_DIR/adc-sim/latchd-adc-sim.c"
+ADC_KEY="$( (echo "$KVER"; cat "$ADC_SRC") | sha256sum | cut -c1-16)"
+ADC_KO="$KDIR/adc-sim/latchd-adc-sim-$ADC_KEY.ko"
+build_adc_sim() {
+    local t0=$SECONDS adir hdir kcommon
+    kcommon="linux-headers-${KVER%-amd64}-common"
+    adir="$KDIR/adc-sim"
+    hdir="$adir/headers"
+    rm -rf "$adir" && mkdir -p "$hdir" "$adir/build"
+    for pkg in "linux-headers-$KVER" "$kcommon" linux-kbuild-6.1; do
+        dpkg -x "$(fetch_deb "$pkg")" "$hdir" || die "cannot unpack $pkg"
+    done
+    sed -i 's#^include /usr/src/#include $(dir $(lastword $(MAKEFILE_LIST)))../#' \
+        "$hdir/usr/src/linux-headers-$KVER/Makefile"
+    cp "$ADC_SRC" "$adir/build/"
+    printf 'obj-m := latchd-adc-sim.o\n' >"$adir/build/Kbuild"
+    make -C "$hdir/usr/src/linux-headers-$KVER" M="$adir/build" modules >"$adir/build.log" 2>&1 ||
+        die "building latchd-adc-sim failed, see $adir/build.log"
+    strip --strip-debug -o "$ADC_KO" "$adir/build/latchd-adc-sim.ko" || die "strip latchd-adc-sim.ko failed"
+    rm -rf "$hdir" "$adir/build"
+    echo "run-in-vm: latchd-adc-sim.ko built in $((SECONDS - t0)) s" >&2
+}
+if [[ "$ADC" == 1 && ! -s "$ADC_KO" ]]; then
+    build_adc_sim
 fi
 flock -u 9
 
@@ -461,6 +507,7 @@ trap cleanup EXIT
     q() { printf '%q' "$1"; }
     echo "VIDEO=$VIDEO SOUND=$SOUND BLE=$BLE"
     echo "GPIO_KO=$(q "$GPIO_KO")"
+    echo "ADC=$ADC ADC_KO=$(q "$ADC_KO")"
     echo "GPIO_NAMES=($(for n in "${GPIO_NAMES[@]}"; do printf '%q ' "$n"; done))"
     echo "CMD_CWD=$(q "$CWD")"
     echo "BLUETOOTHD_ARGS=$(q "$BLUETOOTHD_ARGS")"

@@ -23,7 +23,7 @@ fi
 # Every device option once, so all packages and cache entries exist before
 # the tests start their VMs (they would otherwise race to build them; the
 # script serialises that with a lock, but the first test would look slow).
-tests/vm/run-in-vm.sh --prepare --video --sound --ble --gpio 1 --tpm --systemd
+tests/vm/run-in-vm.sh --prepare --video --sound --ble --gpio 1 --adc --tpm --systemd
 
 export LATCHD_VM_TESTS=1
 export CARGO_INCREMENTAL=0  # same build as scripts/test.sh, reused

@@ -923,6 +923,12 @@ mod guest_daemon {
             ),
         )
         .unwrap();
+        // It holds the verification code: latchd refuses it unless 0600.
+        std::fs::set_permissions(
+            &config,
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+        )
+        .unwrap();
         let exe =
             std::env::var("LATCHD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_latchd").to_owned());
         let d = Daemon::start_exe(

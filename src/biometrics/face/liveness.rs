@@ -53,9 +53,10 @@ use super::detect::FaceBox;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LivenessMode {
-    /// No check: a photo may pass. The default, because the check needs an
-    /// IR camera the board may not have. Written `"none"` in the config
-    /// (`"off"` is accepted too).
+    /// No check: a photo may pass. Accepted in the config only with
+    /// `allow_without_liveness = true` (the config's default is `Ir`,
+    /// `FaceConfig::default`). Written `"none"` in the config (`"off"` is
+    /// accepted too).
     #[default]
     #[serde(rename = "none", alias = "off")]
     Off,

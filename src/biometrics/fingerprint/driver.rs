@@ -24,6 +24,7 @@ pub enum Command {
     DeleteChar = 0x0C,
     Empty = 0x0D,
     ReadSysPara = 0x0F,
+    SetPwd = 0x12,
     VfyPwd = 0x13,
     TemplateNum = 0x1D,
     ReadIndexTable = 0x1F,
@@ -42,6 +43,7 @@ impl Command {
             0x0C => Self::DeleteChar,
             0x0D => Self::Empty,
             0x0F => Self::ReadSysPara,
+            0x12 => Self::SetPwd,
             0x13 => Self::VfyPwd,
             0x1D => Self::TemplateNum,
             0x1F => Self::ReadIndexTable,
@@ -259,6 +261,14 @@ pub enum FingerprintError {
     #[error("the finger was not lifted within {0:?}")]
     LiftTimeout(Duration),
     #[error(
+        "the fingerprint module does not know this lock's module password: it was replaced \
+         or swapped and is not used; an administrator can pair a factory-fresh module from the \
+         menu (fingerprint module re-pair)"
+    )]
+    ForeignModule,
+    #[error("the lock's fingerprint module password must not be the factory password 0")]
+    FactoryPassword,
+    #[error(
         "the fingerprint module restarted during enrolment and lost the touches taken so far; \
          nothing was stored — start the enrolment again"
     )]
@@ -421,6 +431,10 @@ pub struct Fingerprint<S> {
     capacity: u16,
     /// Set when a power-on marker was seen since the enrolment began.
     reset_seen: bool,
+    /// A power-on marker was seen and the password is not verified since:
+    /// the next instruction verifies first (the module may be another one,
+    /// plugged in while the lock ran).
+    session_lost: bool,
 }
 
 impl<S> std::fmt::Debug for Fingerprint<S> {
@@ -440,18 +454,31 @@ where
     /// Takes over the stream, verifies the password and reads the library
     /// size. Fails if the module does not answer as a ZFM module should.
     pub async fn connect(stream: S, config: FingerprintConfig) -> Result<Self, FingerprintError> {
-        let mut me = Self {
+        let mut me = Self::attach(stream, config);
+        me.verify_password().await?;
+        me.read_capacity().await?;
+        Ok(me)
+    }
+
+    /// Takes over the stream without a word on it: the caller runs the
+    /// handshake (see `pairing.rs`), then [`Fingerprint::read_capacity`].
+    pub(crate) fn attach(stream: S, config: FingerprintConfig) -> Self {
+        Self {
             stream,
             decoder: Decoder::new(),
             config,
             capacity: 0,
             reset_seen: false,
-        };
-        me.verify_password().await?;
-        let params = me.read_system_parameters().await?;
-        me.capacity = params.capacity;
+            session_lost: false,
+        }
+    }
+
+    /// ReadSysPara once, keeping the library size every slot is checked against.
+    pub(crate) async fn read_capacity(&mut self) -> Result<(), FingerprintError> {
+        let params = self.read_system_parameters().await?;
+        self.capacity = params.capacity;
         debug!(capacity = params.capacity, "fingerprint module ready");
-        Ok(me)
+        Ok(())
     }
 
     pub fn config(&self) -> &FingerprintConfig {
@@ -472,9 +499,27 @@ where
 
     /// VfyPwd: proves we know the module password; doubles as the handshake.
     pub async fn verify_password(&mut self) -> Result<(), FingerprintError> {
-        let mut cmd = vec![Command::VfyPwd as u8];
-        cmd.extend_from_slice(&self.config.password.to_be_bytes());
-        self.transact(Command::VfyPwd, cmd, 0).await.map(drop)
+        self.verify(self.config.password).await
+    }
+
+    /// VfyPwd with `password` rather than the configured one (the factory
+    /// 0 while pairing a new module).
+    pub(crate) async fn verify(&mut self, password: u32) -> Result<(), FingerprintError> {
+        self.transact(Command::VfyPwd, vfy_pwd(password), 0)
+            .await
+            .map(drop)
+    }
+
+    /// SetPwd: the module stores `password` in its flash; from its next
+    /// session on it answers nothing but VfyPwd until that password is
+    /// verified. The session must already be verified. The driver uses
+    /// the new password from now on.
+    pub async fn set_password(&mut self, password: u32) -> Result<(), FingerprintError> {
+        let mut cmd = vec![Command::SetPwd as u8];
+        cmd.extend_from_slice(&password.to_be_bytes());
+        self.transact(Command::SetPwd, cmd, 0).await?;
+        self.config.password = password;
+        Ok(())
     }
 
     pub async fn read_system_parameters(&mut self) -> Result<SystemParameters, FingerprintError> {
@@ -806,12 +851,54 @@ where
     fn note_reset(&mut self) {
         warn!("fingerprint module sent its power-on byte: it restarted");
         self.reset_seen = true;
+        self.session_lost = true;
     }
 
     /// Sends one instruction and waits for its acknowledgement. Returns the
     /// bytes after the confirmation code (at least `min_len` of them) when
     /// the code is 0x00, a typed error otherwise.
+    ///
+    /// A module with a password that restarted (power dip, 0x55) begins a
+    /// new session and answers 0x21 until the password is verified again:
+    /// the driver verifies once more and repeats the instruction once.
     async fn transact(
+        &mut self,
+        command: Command,
+        payload: Vec<u8>,
+        min_len: usize,
+    ) -> Result<Vec<u8>, FingerprintError> {
+        if self.session_lost && self.config.password != 0 && command != Command::VfyPwd {
+            // A module that restarted, or one plugged in while the lock ran
+            // (its power-on byte): it must know the lock's password before
+            // anything else is asked of it. Until it does, every
+            // instruction fails this way.
+            match self
+                .transact_once(Command::VfyPwd, vfy_pwd(self.config.password), 0)
+                .await
+            {
+                Ok(_) => self.session_lost = false,
+                Err(FingerprintError::Module {
+                    code: ModuleCode::WrongPassword,
+                    ..
+                }) => return Err(FingerprintError::ForeignModule),
+                Err(e) => return Err(e),
+            }
+        }
+        match self.transact_once(command, payload.clone(), min_len).await {
+            Err(FingerprintError::Module {
+                code: ModuleCode::PasswordRequired,
+                ..
+            }) if command != Command::VfyPwd && self.config.password != 0 => {
+                warn!(%command, "fingerprint module asks for its password again (new session)");
+                self.transact_once(Command::VfyPwd, vfy_pwd(self.config.password), 0)
+                    .await?;
+                self.transact_once(command, payload, min_len).await
+            }
+            other => other,
+        }
+    }
+
+    async fn transact_once(
         &mut self,
         command: Command,
         payload: Vec<u8>,
@@ -890,6 +977,13 @@ where
     }
 }
 
+/// The VfyPwd instruction for `password`.
+fn vfy_pwd(password: u32) -> Vec<u8> {
+    let mut cmd = vec![Command::VfyPwd as u8];
+    cmd.extend_from_slice(&password.to_be_bytes());
+    cmd
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -902,6 +996,7 @@ mod tests {
             config: FingerprintConfig::default(),
             capacity: 200,
             reset_seen: false,
+            session_lost: false,
         }
     }
 

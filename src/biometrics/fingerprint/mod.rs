@@ -51,6 +51,7 @@
 
 pub mod driver;
 pub mod frame;
+pub mod pairing;
 pub mod reader;
 pub mod sim;
 

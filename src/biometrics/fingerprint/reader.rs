@@ -12,12 +12,13 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
+use super::pairing::Pairing;
 use super::{self as fp, EnrollStep, FingerprintError, ModuleCode, Reconciliation};
 use crate::biometrics::adapter::{
     spawn, spawn_connecting, AdapterConfig, Connecting, ModuleAdapter, Read, ReadError, Reader,
     ReportSink, Steps,
 };
-use crate::core::input::{EnrolFailure, EnrolStep};
+use crate::core::input::{EnrolFailure, EnrolStep, ModuleReport};
 use crate::core::types::Modality;
 
 /// Start the adapter for a fingerprint driver (already connected).
@@ -60,6 +61,55 @@ pub fn spawn_fingerprint_connecting(
     )
 }
 
+/// Opens one session with the module under a [`Pairing`] (see
+/// `fingerprint/pairing.rs`): the board's UART, the sim's link.
+pub type PairedOpener =
+    Box<dyn FnMut(Pairing) -> Connecting<Box<dyn fp::FingerprintModule>, FingerprintError> + Send>;
+
+/// Like [`spawn_fingerprint_connecting`], with the lock's module password
+/// (issue 13 item 7). A module that does not know it is reported once as
+/// [`ModuleReport::Untrusted`] (the engine's module fault, swap alarm and
+/// owner notice) and is never read or enrolled: the connection waits, and
+/// only an administrator's [`ModuleCmd::Pair`](crate::core::ModuleCmd::Pair)
+/// tries again, adopting a factory-fresh module and nothing else.
+pub fn spawn_fingerprint_paired(
+    mut open: PairedOpener,
+    first: Pairing,
+    config: AdapterConfig,
+    sink: Arc<dyn ReportSink>,
+) -> ModuleAdapter {
+    let repair = Arc::new(tokio::sync::Notify::new());
+    let waiting = repair.clone();
+    let report = sink.clone();
+    let connect: Connecting<Box<dyn fp::FingerprintModule>, FingerprintError> =
+        Box::pin(async move {
+            let mut pairing = first;
+            loop {
+                match open(pairing).await {
+                    Err(e @ FingerprintError::ForeignModule) => {
+                        // Registered before the report, so a re-pair that
+                        // follows it at once is not missed.
+                        let woken = waiting.notified();
+                        tokio::pin!(woken);
+                        woken.as_mut().enable();
+                        tracing::error!(error = %e, "fingerprint module refused");
+                        report.report(ModuleReport::Untrusted {
+                            modality: Modality::Fingerprint,
+                            detail: e.to_string(),
+                        });
+                        woken.await;
+                        tracing::info!(
+                            "administrator re-pair: trying the fingerprint module again"
+                        );
+                        pairing = Pairing::AdoptFactory;
+                    }
+                    other => return other,
+                }
+            }
+        });
+    spawn_fingerprint_connecting(connect, config, sink).with_repair(repair)
+}
+
 /// The adapter's view of an R30x driver.
 struct FingerReader {
     module: Box<dyn fp::FingerprintModule>,
@@ -77,6 +127,7 @@ fn finger_link_error(e: &FingerprintError) -> bool {
             | FingerprintError::Frame { .. }
             | FingerprintError::Protocol { .. }
             | FingerprintError::ModuleReset
+            | FingerprintError::ForeignModule
             | FingerprintError::Module {
                 code: ModuleCode::PacketError
                     | ModuleCode::HardwareError
@@ -111,6 +162,10 @@ impl Reader for FingerReader {
     const TRACKS_PRESENCE: bool = true;
     const INTERRUPTIBLE_READ: bool = false;
     type Error = FingerprintError;
+
+    fn untrusted(e: &FingerprintError) -> bool {
+        matches!(e, FingerprintError::ForeignModule)
+    }
 
     fn enrol<'a>(
         &'a mut self,

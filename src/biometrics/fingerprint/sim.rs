@@ -82,6 +82,10 @@ struct State {
     led: Option<Led>,
     commands: u64,
     restarts: u64,
+    /// The module password in "flash" (SetPwd changes it).
+    password: u32,
+    /// VfyPwd succeeded in this session (a restart ends the session).
+    verified: bool,
 }
 
 /// Cloneable handle a test or the sim board uses to act on the module.
@@ -132,6 +136,44 @@ impl SimFingerprintControl {
     pub fn restarts(&self) -> u64 {
         lock(&self.state).restarts
     }
+
+    /// Serves another session of the same module (same library, same
+    /// password) on `stream`: the lock restarted and opened its UART again.
+    /// The new session starts unverified.
+    pub fn spawn_session<S>(
+        &self,
+        stream: S,
+        config: SimFingerprintConfig,
+    ) -> JoinHandle<std::io::Result<()>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        lock(&self.state).verified = false;
+        let sim = SimFingerprint {
+            config,
+            state: self.state.clone(),
+        };
+        tokio::spawn(sim.serve(stream))
+    }
+
+    /// Puts `other`'s module behind this link, as someone swapping the
+    /// module while the lock runs: its password and library from now on,
+    /// and it powers up (0x55 before the next answer).
+    pub fn swap_in(&self, other: &SimFingerprintControl) {
+        let (password, library) = {
+            let o = lock(&other.state);
+            (o.password, o.library.clone())
+        };
+        let mut state = lock(&self.state);
+        state.password = password;
+        state.library = library;
+        state.faults.push_back(FingerFault::Reset);
+    }
+
+    /// The password the module holds now.
+    pub fn password(&self) -> u32 {
+        lock(&self.state).password
+    }
 }
 
 /// The simulated module. Build with [`SimFingerprint::new`], run with
@@ -158,6 +200,7 @@ impl SimFingerprint {
     pub fn new(config: SimFingerprintConfig) -> (Self, SimFingerprintControl) {
         let state = Arc::new(Mutex::new(State {
             buffers: vec![None; usize::from(config.char_buffers.max(2))],
+            password: config.password,
             ..State::default()
         }));
         let control = SimFingerprintControl {
@@ -215,6 +258,7 @@ impl SimFingerprint {
                 state.image = None;
                 state.buffers.iter_mut().for_each(|b| *b = None);
                 state.led = None;
+                state.verified = false;
                 state.restarts += 1;
                 prefix.push(POWER_ON_MARKER);
             }
@@ -254,10 +298,30 @@ impl SimFingerprint {
         let u16_at = |i: usize| -> Option<u16> {
             Some(u16::from_be_bytes([*args.get(i)?, *args.get(i + 1)?]))
         };
+        // As on a ZFM module: with a password other than the factory 0,
+        // nothing but VfyPwd runs until it was verified in this session.
+        if command != Command::VfyPwd && state.password != 0 && !state.verified {
+            return vec![0x21];
+        }
         match command {
             Command::VfyPwd => match args.get(..4) {
-                Some(p) if p == self.config.password.to_be_bytes() => vec![OK],
-                Some(_) => vec![0x13],
+                Some(p) if p == state.password.to_be_bytes() => {
+                    state.verified = true;
+                    vec![OK]
+                }
+                Some(_) => {
+                    state.verified = false;
+                    vec![0x13]
+                }
+                None => vec![PACKET_ERROR],
+            },
+            Command::SetPwd => match args.get(..4) {
+                // With the factory 0 the session needs no VfyPwd, so a
+                // fresh module takes a password from whoever talks first.
+                Some(p) => {
+                    state.password = u32::from_be_bytes([p[0], p[1], p[2], p[3]]);
+                    vec![OK]
+                }
                 None => vec![PACKET_ERROR],
             },
             Command::ReadSysPara => {
@@ -479,5 +543,25 @@ mod tests {
         assert_eq!(run(&sim, &[0x02, 9]), vec![0x01], "no buffer 9");
         assert_eq!(run(&sim, &[0x99]), vec![0xFC]);
         assert_eq!(run(&sim, &[]), vec![0x01]);
+    }
+
+    #[test]
+    fn a_set_password_locks_every_instruction_until_verified() {
+        let (sim, ctl) = sim();
+        assert_eq!(run(&sim, &[0x12, 0xDE, 0xAD, 0xBE, 0xEF]), vec![0x00]);
+        assert_eq!(ctl.password(), 0xDEAD_BEEF);
+        assert_eq!(
+            run(&sim, &[0x13, 0, 0, 0, 0]),
+            vec![0x13],
+            "factory 0 no longer"
+        );
+        assert_eq!(run(&sim, &[0x1D]), vec![0x21], "not verified");
+        assert_eq!(
+            run(&sim, &[0x12, 0, 0, 0, 0]),
+            vec![0x21],
+            "no SetPwd either"
+        );
+        assert_eq!(run(&sim, &[0x13, 0xDE, 0xAD, 0xBE, 0xEF]), vec![0x00]);
+        assert_eq!(run(&sim, &[0x1D]), vec![0x00, 0, 0]);
     }
 }

@@ -8,4 +8,5 @@ pub mod battery;
 pub mod buttons;
 pub mod mcp3008;
 pub mod motor;
+pub mod motor_thread;
 pub mod prompts;

@@ -37,13 +37,19 @@
 //! draws stall-level current for a few milliseconds. [`MotorControl`] is
 //! the law as a pure state machine (time comes in); [`MotorDriver`] runs it
 //! on real pins, sampling only while the motor moves — an idle lock
-//! samples nothing.
+//! samples nothing. It is synchronous: the time between samples comes from
+//! a [`Pace`] — a thread of its own in the daemon
+//! ([`motor_thread`](super::motor_thread)), so that no async worker, lock
+//! or fsync stands between a limit switch and the coast; virtual time in
+//! tests.
 //!
 //! # Never left energised
 //!
 //! The bridge is set to coast when a move ends, when any pin or ADC access
-//! fails, when the move's future is dropped (SIGTERM cancels it), during a
-//! panic's unwinding, and when the driver is dropped.
+//! fails, when the move is interrupted (a new command, SIGTERM), during a
+//! panic's unwinding, and when the driver is dropped. Deaths that run no
+//! code at all (SIGKILL) are covered outside the process: `board::coast`
+//! and the unit's `ExecStopPost=` (docs/motor-safety.md).
 use core::time::Duration;
 
 use embedded_hal::digital::OutputPin;
@@ -253,6 +259,25 @@ impl MotorControl {
     }
 }
 
+/// How a move waits between samples, and what time it is: the driver's
+/// only contact with the outside while the motor turns.
+pub trait Pace {
+    /// Milliseconds since any fixed origin, monotonic.
+    fn now_ms(&mut self) -> u64;
+    /// Wait `period` (one sample period). `false` interrupts the move: the
+    /// bridge coasts and [`MotorDriver::drive`] returns
+    /// [`Drive::Interrupted`].
+    fn wait(&mut self, period: Duration) -> bool;
+}
+
+/// How [`MotorDriver::drive`] ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drive {
+    Finished(Outcome),
+    /// [`Pace::wait`] asked to stop; the bridge is coasting.
+    Interrupted,
+}
+
 /// Reads the motor current.
 pub trait CurrentSense {
     type Error: core::fmt::Debug;
@@ -348,7 +373,7 @@ fn pin_err(pin: &'static str, e: impl core::fmt::Debug) -> MotorError {
 }
 
 /// Coasts the bridge when a move ends in any way: return, error, `?`,
-/// cancellation of the future, or a panic unwinding through it.
+/// interruption, or a panic unwinding through it.
 struct CoastGuard<'a, A: OutputPin, B: OutputPin>(&'a mut HBridge<A, B>);
 
 impl<A: OutputPin, B: OutputPin> Drop for CoastGuard<'_, A, B> {
@@ -398,31 +423,35 @@ where
         }
     }
 
-    /// Drive the bolt to `target`. Returns when it got there or jammed.
-    pub async fn drive(
+    /// Drive the bolt to `target`, sampling every `sample_period` as
+    /// `pace` waits. Returns when it got there, jammed, or `pace`
+    /// interrupted the move; the bridge coasts in every case.
+    pub fn drive(
         &mut self,
         target: BoltPosition,
         direction: MotorDirection,
-    ) -> Result<Outcome, MotorError> {
-        let origin = tokio::time::Instant::now();
-        let now_ms = || origin.elapsed().as_millis() as u64;
+        pace: &mut dyn Pace,
+    ) -> Result<Drive, MotorError> {
         let mut law = MotorControl::new(self.params);
         let position = self
             .limits
             .position()
             .map_err(|e| MotorError::LimitSwitches(format!("{e:?}")))?;
         let guard = CoastGuard(&mut self.bridge);
-        let mut step = law.start(now_ms(), target, direction, position);
+        let mut step = law.start(pace.now_ms(), target, direction, position);
         loop {
             match step {
                 Step::Finished(outcome) => {
                     drop(guard);
                     self.cycles += 1;
-                    return Ok(outcome);
+                    return Ok(Drive::Finished(outcome));
                 }
                 Step::Set(bridge) => guard.0.set(bridge)?,
             }
-            tokio::time::sleep(self.params.sample_period).await;
+            if !pace.wait(self.params.sample_period) {
+                law.abort();
+                return Ok(Drive::Interrupted);
+            }
             let ma = self
                 .sense
                 .milliamps()
@@ -431,8 +460,13 @@ where
                 .limits
                 .position()
                 .map_err(|e| MotorError::LimitSwitches(format!("{e:?}")))?;
-            step = law.sample(now_ms(), ma, pos);
+            step = law.sample(pace.now_ms(), ma, pos);
         }
+    }
+
+    /// Set the bridge to coast now (an idle driver asked to stop).
+    pub fn coast(&mut self) -> Result<(), MotorError> {
+        self.bridge.coast()
     }
 
     /// Take everything back (the bridge coasts).
@@ -611,8 +645,34 @@ mod tests {
         b.done();
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn driver_turns_then_coasts_at_the_limit() {
+    /// Virtual time: each wait advances the clock by the period; the move
+    /// is interrupted once the clock reaches `stop_at_ms`.
+    struct VirtualPace {
+        now: u64,
+        stop_at_ms: Option<u64>,
+    }
+
+    impl VirtualPace {
+        fn new() -> Self {
+            VirtualPace {
+                now: 0,
+                stop_at_ms: None,
+            }
+        }
+    }
+
+    impl Pace for VirtualPace {
+        fn now_ms(&mut self) -> u64 {
+            self.now
+        }
+        fn wait(&mut self, period: Duration) -> bool {
+            self.now += period.as_millis() as u64;
+            self.stop_at_ms.is_none_or(|s| self.now < s)
+        }
+    }
+
+    #[test]
+    fn driver_turns_then_coasts_at_the_limit() {
         let in1 = Pin::new(&[
             T::set(State::Low), // new(): coast
             T::set(State::High),
@@ -629,47 +689,78 @@ mod tests {
         ]);
         let s = Script::new(vec![(0, BETWEEN), (300, BETWEEN), (300, RETRACTED)]);
         let mut d = MotorDriver::new(HBridge::new(in1, in2), s.clone(), s, params());
-        let out = d.drive(RETRACTED, CW).await.unwrap();
-        assert_eq!(out, Outcome::Reached(RETRACTED));
+        let out = d.drive(RETRACTED, CW, &mut VirtualPace::new()).unwrap();
+        assert_eq!(out, Drive::Finished(Outcome::Reached(RETRACTED)));
         assert_eq!(d.cycles, 1);
         assert_pins_done(d);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn adc_failure_leaves_the_motor_coasting() {
+    #[test]
+    fn adc_failure_leaves_the_motor_coasting() {
         let (in1, in2) = one_turn_then_coast();
         let s = Script::new(vec![(0, BETWEEN)]);
         *s.1.borrow_mut() = true;
         let mut d = MotorDriver::new(HBridge::new(in1, in2), s.clone(), s, params());
-        let err = d.drive(RETRACTED, CW).await.unwrap_err();
+        let err = d.drive(RETRACTED, CW, &mut VirtualPace::new()).unwrap_err();
         assert!(matches!(err, MotorError::CurrentSense(_)), "{err}");
         assert_pins_done(d);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn cancelled_move_coasts() {
+    #[test]
+    fn interrupted_move_coasts() {
         let (in1, in2) = one_turn_then_coast();
         let s = Script::new(vec![(100, BETWEEN)]);
         let mut d = MotorDriver::new(HBridge::new(in1, in2), s.clone(), s, params());
-        // SIGTERM in the daemon drops the move's future like this timeout does.
-        let r = tokio::time::timeout(Duration::from_millis(5), d.drive(RETRACTED, CW)).await;
-        assert!(r.is_err());
+        // A new command (or SIGTERM) interrupts the move at its first wait.
+        let mut pace = VirtualPace {
+            now: 0,
+            stop_at_ms: Some(5),
+        };
+        assert_eq!(
+            d.drive(RETRACTED, CW, &mut pace).unwrap(),
+            Drive::Interrupted
+        );
+        assert_eq!(d.cycles, 0, "an interrupted move is not a cycle");
         assert_pins_done(d);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn jam_is_reported_after_one_retry_and_the_bridge_coasts() {
+    #[test]
+    fn a_panic_mid_move_coasts() {
+        let rec = Recorder::default();
+        let s = Script::new(vec![(100, BETWEEN)]);
+        let mut d = MotorDriver::new(HBridge::new(rec.pin(0), rec.pin(1)), s.clone(), s, params());
+        struct Panics(u32);
+        impl Pace for Panics {
+            fn now_ms(&mut self) -> u64 {
+                0
+            }
+            fn wait(&mut self, _: Duration) -> bool {
+                self.0 += 1;
+                assert!(self.0 < 3, "boom");
+                true
+            }
+        }
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = d.drive(RETRACTED, CW, &mut Panics(0));
+        }));
+        assert!(r.is_err());
+        assert_eq!(rec.energised_runs(), 1);
+        assert_eq!(rec.levels(), [false, false], "unwinding coasted the bridge");
+    }
+
+    #[test]
+    fn jam_is_reported_after_one_retry_and_the_bridge_coasts() {
         // Current stays at stall level, bolt never moves.
         let s = Script::new(vec![(900, BETWEEN)]);
         let rec = Recorder::default();
         let mut d = MotorDriver::new(HBridge::new(rec.pin(0), rec.pin(1)), s.clone(), s, params());
-        let out = d.drive(RETRACTED, CW).await.unwrap();
+        let out = d.drive(RETRACTED, CW, &mut VirtualPace::new()).unwrap();
         assert_eq!(
             out,
-            Outcome::Jammed {
+            Drive::Finished(Outcome::Jammed {
                 at: BETWEEN,
                 reason: JamReason::OverCurrent
-            }
+            })
         );
         assert_eq!(rec.levels(), [false, false], "bridge left energised");
         assert_eq!(rec.energised_runs(), 2, "one try and one retry");

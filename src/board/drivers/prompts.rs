@@ -6,8 +6,9 @@
 //! the lock can say is covered by a finite, pre-recorded set:
 //! `user_number` + three `digit_N`; system information as
 //! `serial_number` + characters + `firmware_version` + characters +
-//! `verification_code` + characters, each character `digit_N`,
-//! `letter_X` or `point`.
+//! `verification_code` + characters (+ `matter_setup_code` + digits on a
+//! lock with a Matter node), each character `digit_N`, `letter_X` or
+//! `point`.
 //!
 //! The English set in `assets/prompts/` is generated from
 //! [`asset_texts`] by `scripts/gen-prompts.sh` (espeak-ng), so the words
@@ -26,6 +27,7 @@ pub fn prompt_assets(prompt: &Prompt) -> Vec<String> {
             serial,
             firmware,
             verification_code,
+            matter_code,
         } => {
             let mut v = vec!["serial_number".to_string()];
             v.extend(spell(serial));
@@ -33,6 +35,10 @@ pub fn prompt_assets(prompt: &Prompt) -> Vec<String> {
             v.extend(spell(firmware));
             v.push("verification_code".into());
             v.extend(spell(verification_code));
+            if let Some(code) = matter_code {
+                v.push("matter_setup_code".into());
+                v.extend(spell(code));
+            }
             v
         }
         other => vec![other.asset()],
@@ -117,6 +123,7 @@ pub fn asset_texts() -> Vec<(String, String)> {
     v.push(("serial_number".into(), "Serial number".into()));
     v.push(("firmware_version".into(), "Firmware version".into()));
     v.push(("verification_code".into(), "Verification code".into()));
+    v.push(("matter_setup_code".into(), "Matter setup code".into()));
     v.push(("point".into(), "point".into()));
     for d in 0..=9 {
         v.push((format!("digit_{d}"), d.to_string()));
@@ -293,6 +300,7 @@ mod tests {
             serial: "LD-7A".into(),
             firmware: "0.1".into(),
             verification_code: "K9".into(),
+            matter_code: None,
         };
         assert_eq!(
             prompt_assets(&p),

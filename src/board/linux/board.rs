@@ -5,8 +5,13 @@
 //!  GpioInputs edges ──► levels (shared) ──► SignalState ──► Input ──┐
 //!  evdev keypad ──► Key / Touch / KeyHeld ──────────────────────────┤
 //!  battery timer (sample_period_s) + USB-C edge ──► Input::Power ───┼─► engine
-//!  motor task: MotorDriver::drive ──► Input::Motor(..) ─────────────┘
+//!  motor thread ("latchd-motor"): MotorDriver::drive ──► Input::Motor ┘
 //! ```
+//!
+//! The motor runs on a thread of its own (`drivers::motor_thread`): its
+//! samples of the limit switches and the motor current never wait for an
+//! async worker, so a slow commit or a busy runtime cannot delay the stop
+//! at the end of travel or at a stall.
 //!
 //! Start-up order matters for safety: the motor bridge is requested (and
 //! coasted) first, so whatever a previous process left energised stops
@@ -27,15 +32,16 @@ use tokio::task::JoinHandle;
 use crate::board::drivers::battery::pack_millivolts;
 use crate::board::drivers::buttons::{HoldDetector, FACTORY_RESET_HOLD};
 use crate::board::drivers::mcp3008::{count_to_millivolts, Mcp3008};
-use crate::board::drivers::motor::{CurrentSense, HBridge, LimitSwitches, MotorDriver, Outcome};
+use crate::board::drivers::motor::{CurrentSense, HBridge, LimitSwitches, MotorDriver};
+use crate::board::drivers::motor_thread::{MotorThread, MotorThreadError};
 use crate::board::{
     Alarm, Battery, Board, BoltSensor, Camera, DeviceError, DoorSensor, FaceSource,
     FingerprintModule, Keypad, Motor, PalmModule, Tamper, Voice,
 };
-use crate::core::input::{BoltPosition, DoorPosition, MotorReport, PowerReading, TamperState};
+use crate::core::input::{BoltPosition, DoorPosition, PowerReading, TamperState};
 use crate::core::types::{Key, MotorDirection};
 use crate::core::{AlarmKind, Input, KeypadView, Prompt};
-use crate::link::InputSender;
+use crate::link::{InputSender, OrderedSender};
 
 use super::config::BoardConfig;
 use super::gpio::{GpioError, GpioInputs, GpioOutput, Signal};
@@ -67,6 +73,8 @@ pub enum LinuxBoardError {
     Keypad(#[from] keypad::KeypadError),
     #[error(transparent)]
     Voice(#[from] super::voice::VoiceError),
+    #[error(transparent)]
+    MotorThread(#[from] MotorThreadError),
 }
 
 /// Devices that are not GPIO/SPI/evdev/ALSA: the UART biometric modules
@@ -216,13 +224,20 @@ pub async fn build(
         None,
     )?;
 
+    // Motor reports go through an order-preserving queue: the thread never
+    // waits on the engine's input queue.
+    let reports = OrderedSender::spawn(inputs.clone());
+    let motor = MotorThread::spawn(
+        motor_driver,
+        Box::new(move |r| {
+            // `false` only when the engine has stopped (shutdown).
+            let _ = reports.push(Input::Motor(r));
+        }),
+    )?;
     let board = Board {
         name: "linux",
         motor: Box::new(LinuxMotor {
-            driver: Arc::new(tokio::sync::Mutex::new(motor_driver)),
-            task: None,
-            moving: Arc::new(AtomicBool::new(false)),
-            inputs: inputs.clone(),
+            thread: motor,
             _tasks: Tasks(tasks),
         }),
         bolt: Box::new(LevelSensors(levels.clone())),
@@ -490,15 +505,18 @@ impl Tamper for LevelSensors {
     }
 }
 
-type Driver = MotorDriver<GpioOutput, GpioOutput, AdcCurrent, GpioLimits>;
-
 struct LinuxMotor {
-    driver: Arc<tokio::sync::Mutex<Driver>>,
-    task: Option<JoinHandle<()>>,
-    moving: Arc<AtomicBool>,
-    inputs: InputSender,
+    /// Declared first: dropped (joined, bridge coasted) before the tasks.
+    thread: MotorThread,
     /// The board's event tasks live as long as the motor (the board).
     _tasks: Tasks,
+}
+
+fn motor_gone(e: MotorThreadError) -> DeviceError {
+    DeviceError::Unavailable {
+        device: "motor",
+        detail: e.to_string(),
+    }
 }
 
 impl Motor for LinuxMotor {
@@ -507,52 +525,21 @@ impl Motor for LinuxMotor {
         target: BoltPosition,
         direction: MotorDirection,
     ) -> Result<(), DeviceError> {
-        // A new move replaces one in progress; aborting its future coasts
-        // the bridge (the driver's guard) before the new move starts.
-        if let Some(t) = self.task.take() {
-            t.abort();
-        }
-        let driver = self.driver.clone();
-        let moving = self.moving.clone();
-        let inputs = self.inputs.clone();
-        moving.store(true, Ordering::SeqCst);
-        self.task = Some(tokio::spawn(async move {
-            let result = driver.lock().await.drive(target, direction).await;
-            moving.store(false, Ordering::SeqCst);
-            let report = match result {
-                Ok(Outcome::Reached(p)) => MotorReport::Done(p),
-                Ok(Outcome::Jammed { at, reason }) => {
-                    tracing::warn!(?reason, "bolt jammed after one retry");
-                    MotorReport::Jammed { at }
-                }
-                Err(e) => MotorReport::Fault {
-                    detail: e.to_string(),
-                },
-            };
-            inputs.send(Input::Motor(report)).await;
-        }));
-        Ok(())
+        // A new move replaces one in progress: the thread coasts the
+        // bridge before the new move starts.
+        self.thread.drive(target, direction).map_err(motor_gone)
     }
 
     fn stop(&mut self) -> Result<(), DeviceError> {
-        if let Some(t) = self.task.take() {
-            t.abort();
-        }
-        self.moving.store(false, Ordering::SeqCst);
-        Ok(())
+        self.thread.stop().map_err(motor_gone)
     }
 
     fn is_moving(&self) -> bool {
-        self.moving.load(Ordering::SeqCst)
+        self.thread.is_moving()
     }
 
     fn settle(&mut self) -> BoxFuture<'_, ()> {
-        let task = self.task.take();
-        Box::pin(async move {
-            if let Some(t) = task {
-                let _ = t.await;
-            }
-        })
+        Box::pin(self.thread.settle())
     }
 }
 

@@ -263,6 +263,8 @@ impl Modules {
                 }
                 Ok(Vec::new())
             }
+            // The in-memory modules have no module password to pair.
+            ModuleCmd::Pair { .. } => Ok(Vec::new()),
             ModuleCmd::RecogniseFace => {
                 if modality != Modality::Face {
                     return Err(DeviceError::Unsupported {

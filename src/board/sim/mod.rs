@@ -169,6 +169,9 @@ struct World {
     motor_cycles: u64,
     jams: u64,
     jams_pending: u32,
+    /// A driver fault scripted by [`SimControl::motor_fault`]: the motor
+    /// refuses every command with it.
+    motor_fault: Option<String>,
     keypad: KeypadView,
     /// A `Touch` was sent since the keypad last went to sleep, so the next
     /// key does not need another.
@@ -262,6 +265,7 @@ pub fn build_with(
         motor_cycles: 0,
         jams: 0,
         jams_pending: 0,
+        motor_fault: None,
         keypad: KeypadView::default(),
         touch_sent: false,
         prompts: VecDeque::new(),
@@ -570,6 +574,13 @@ impl SimControl {
     /// Make the next `moves` motor moves jam between the limit switches.
     pub fn jam(&self, moves: u32) {
         self.shared.world().jams_pending = moves;
+        self.shared.bump();
+    }
+
+    /// Make the motor driver refuse every command with `fault` (a burnt
+    /// H-bridge, a driver that lost power), or heal it with `None`.
+    pub fn motor_fault(&self, fault: Option<String>) {
+        self.shared.world().motor_fault = fault;
         self.shared.bump();
     }
 

@@ -36,6 +36,17 @@ impl SimMotor {
         }
     }
 
+    /// The scripted driver fault, if any ([`super::SimControl::motor_fault`]).
+    fn fault(&self) -> Result<(), DeviceError> {
+        match &self.shared.world().motor_fault {
+            Some(detail) => Err(DeviceError::Fault {
+                device: "motor",
+                detail: detail.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
     fn abort_move(&mut self) {
         if let Some(t) = self.task.take() {
             t.abort();
@@ -50,6 +61,7 @@ impl Motor for SimMotor {
         target: BoltPosition,
         _direction: MotorDirection,
     ) -> Result<(), DeviceError> {
+        self.fault()?;
         if target == BoltPosition::Between {
             return Err(DeviceError::Unsupported {
                 device: "motor",
@@ -99,6 +111,7 @@ impl Motor for SimMotor {
     }
 
     fn stop(&mut self) -> Result<(), DeviceError> {
+        self.fault()?;
         self.abort_move();
         self.shared.bump();
         Ok(())

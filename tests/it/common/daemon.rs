@@ -34,6 +34,18 @@ impl Daemon {
         Self::start_exe(Path::new(env!("CARGO_BIN_EXE_latchd")), state, extra)
     }
 
+    /// Start latchd through a command prefix (`nsenter … --`: the Matter
+    /// test runs the lock in a network namespace of its own).
+    pub fn start_wrapped(wrapper: &[String], state: &Path, extra: &[&str]) -> Daemon {
+        Self::start_cmd(
+            wrapper,
+            Path::new(env!("CARGO_BIN_EXE_latchd")),
+            state,
+            extra,
+            &[],
+        )
+    }
+
     /// Talk to a latchd someone else started (systemd, in the VM tests)
     /// through its control socket; nothing is killed on drop.
     pub fn attach(state: &Path, sock: &Path) -> Daemon {
@@ -47,6 +59,28 @@ impl Daemon {
 
     /// Start a given latchd binary (a pinned copy, in the VM tests).
     pub fn start_exe(exe: &Path, state: &Path, extra: &[&str]) -> Daemon {
+        Self::start_cmd(&[], exe, state, extra, &[])
+    }
+
+    /// [`Daemon::start_with`] with extra environment (a private system
+    /// bus: `DBUS_SYSTEM_BUS_ADDRESS`).
+    pub fn start_with_env(state: &Path, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Self::start_cmd(
+            &[],
+            Path::new(env!("CARGO_BIN_EXE_latchd")),
+            state,
+            extra,
+            env,
+        )
+    }
+
+    fn start_cmd(
+        wrapper: &[String],
+        exe: &Path,
+        state: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let sock = state.with_extension("sock");
         let log = state.with_extension("log");
         let log_file = std::fs::OpenOptions::new()
@@ -54,7 +88,15 @@ impl Daemon {
             .append(true)
             .open(&log)
             .expect("log file");
-        let child = Command::new(exe)
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        };
+        let child = cmd
             .arg("--headless")
             .arg("--state-dir")
             .arg(state)
@@ -62,6 +104,7 @@ impl Daemon {
             .arg(&sock)
             .args(extra)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .env_remove("NOTIFY_SOCKET")
             .env_remove("WATCHDOG_USEC")
             .stdin(Stdio::null())
@@ -195,6 +238,11 @@ impl Daemon {
         )
         .unwrap();
         child.wait().unwrap()
+    }
+
+    /// Wait for the daemon to exit on its own (a factory reset exits 75).
+    pub fn wait(mut self) -> ExitStatus {
+        self.child.take().unwrap().wait().unwrap()
     }
 
     /// SIGKILL: no chance to clean up, like a power cut for the process.

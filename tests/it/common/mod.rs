@@ -6,6 +6,8 @@ pub mod bus;
 pub mod crash_batches;
 pub mod daemon;
 pub mod face_seed;
+#[cfg(feature = "matter")]
+pub mod matter;
 pub mod ports;
 pub mod pty;
 pub mod shared;

@@ -96,6 +96,8 @@ enum WpaError {
 pub struct WpaLog {
     pub networks: Vec<HashMap<String, OwnedValue>>,
     pub removed_all: u32,
+    /// The configured networks now (the `Networks` property).
+    pub live: Vec<String>,
     pub removed: Vec<String>,
     pub selected: Vec<String>,
     pub disconnects: u32,
@@ -245,11 +247,23 @@ impl WpaInterface {
         }
         log.networks.push(args);
         let path = format!("{WPA_IFACE_PATH}/Networks/{}", log.networks.len() - 1);
+        log.live.push(path.clone());
         Ok(OwnedObjectPath::try_from(path).map_err(zbus::Error::from)?)
     }
 
     async fn remove_all_networks(&mut self) {
-        self.log.lock().expect("log").removed_all += 1;
+        let mut log = self.log.lock().expect("log");
+        log.removed_all += 1;
+        log.live.clear();
+    }
+
+    #[zbus(property)]
+    async fn networks(&self) -> Vec<OwnedObjectPath> {
+        let log = self.log.lock().expect("log");
+        log.live
+            .iter()
+            .map(|p| OwnedObjectPath::try_from(p.as_str()).expect("path"))
+            .collect()
     }
 
     async fn remove_network(&mut self, path: OwnedObjectPath) {

@@ -33,7 +33,8 @@ inherit cargo cargo-update-recipe-crates pkgconfig systemd useradd features_chec
 REQUIRED_DISTRO_FEATURES = "systemd"
 
 # Cargo features. "face" = face recognition (tract, pure Rust);
-# "board-linux" = GPIO/SPI/evdev/ALSA/V4L2/BlueZ backends; "board-rpi" adds
+# "board-linux" = GPIO/SPI/evdev/ALSA/V4L2/BlueZ backends and the Matter
+# node (feature "matter", pure Rust); "board-rpi" adds
 # Raspberry Pi GPIO. Without board-linux the image runs the simulated board.
 # board-linux builds against ALSA and libdbus (BlueZ client) and needs clang
 # for the V4L2 bindings (clang-native comes from meta-clang).
@@ -69,7 +70,11 @@ do_compile() {
     oe_cargo_build --no-default-features ${PACKAGECONFIG_CONFARGS}
 }
 
+# The cargo class's do_install puts every binary of the build in ${bindir}:
+# latchd, latchctl and latchd-coast (run by latchd.service's ExecStopPost=
+# so the motor coasts however the daemon ended; docs/motor-safety.md).
 do_install:append() {
+    test -x ${D}${bindir}/latchd-coast || bbfatal "latchd-coast is not installed: latchd.service's ExecStopPost= needs it"
     install -d ${D}${sysconfdir}/latchd
     # The documented defaults, but on the real board: board = "linux" with
     # the installed board file (as shipped the file selects the sim board).
