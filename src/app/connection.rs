@@ -323,13 +323,6 @@ impl ChannelConn {
         code_id: u16,
         wall: Option<WallTime>,
     ) -> Result<Vec<u8>, ErrorCode> {
-        // Issue 14.3: a code id no invite has is refused from the published
-        // snapshot, as the engine would refuse it, without an engine round
-        // trip or a store write per frame (the answer is the same).
-        if link.app_access().invite(code_id).is_none() {
-            link.refused(Channel::Ble, AppRefusal::InviteRefused);
-            return Err(ErrorCode::UnknownCode);
-        }
         let invitee = Principal::Invitee { code_id };
         match link
             .submit(Channel::Ble, invitee, AppCommand::GuestRedeemAttempt)

@@ -129,6 +129,27 @@ struct Peer {
     evicted_at: Option<Instant>,
 }
 
+/// `p`'s entry, made on first sight unless the table is full.
+fn entry<'a, P: Eq + Hash>(
+    peers: &'a mut HashMap<P, Peer>,
+    limits: &Limits,
+    p: P,
+    now: Instant,
+) -> Option<&'a mut Peer> {
+    if !peers.contains_key(&p) && peers.len() >= limits.max_peers {
+        return None;
+    }
+    Some(peers.entry(p).or_insert_with(|| Peer {
+        since: now,
+        last_write: now,
+        standing: Standing::Stranger,
+        provisioning: false,
+        bucket: TokenBucket::new(limits.peer_burst, limits.peer_per_s, now),
+        strikes: 0,
+        evicted_at: None,
+    }))
+}
+
 /// The policy's state: one entry per connected peer.
 #[derive(Debug)]
 pub struct Guard<P> {
@@ -152,24 +173,7 @@ impl<P: Copy + Eq + Hash> Guard<P> {
     }
 
     fn entry(&mut self, p: P, now: Instant) -> Option<&mut Peer> {
-        if !self.peers.contains_key(&p) {
-            if self.peers.len() >= self.limits.max_peers {
-                return None;
-            }
-            self.peers.insert(
-                p,
-                Peer {
-                    since: now,
-                    last_write: now,
-                    standing: Standing::Stranger,
-                    provisioning: false,
-                    bucket: TokenBucket::new(self.limits.peer_burst, self.limits.peer_per_s, now),
-                    strikes: 0,
-                    evicted_at: None,
-                },
-            );
-        }
-        self.peers.get_mut(&p)
+        entry(&mut self.peers, &self.limits, p, now)
     }
 
     /// `p` is connected (the sentry's poll, or its first write): its grace
@@ -199,7 +203,7 @@ impl<P: Copy + Eq + Hash> Guard<P> {
     /// its own bucket and one of the shared one.
     pub fn admit_write(&mut self, p: P, now: Instant) -> Admit {
         let strikes = self.limits.strikes;
-        let Some(peer) = self.entry(p, now) else {
+        let Some(peer) = entry(&mut self.peers, &self.limits, p, now) else {
             return Admit::Evict;
         };
         peer.last_write = now;
