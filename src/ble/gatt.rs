@@ -153,6 +153,9 @@ pub struct Shared {
     channel: Mutex<ChannelState>,
     improv: Mutex<Improv>,
     improv_notify: Mutex<ImprovNotifiers>,
+    /// The guard's clock: real time since registration (the radio's
+    /// connections age in real time whatever the engine's clock says).
+    started: std::time::Instant,
 }
 
 impl std::fmt::Debug for Shared {
@@ -174,6 +177,10 @@ async fn notify_all(n: &mut Option<CharacteristicNotifier>, values: Vec<Vec<u8>>
 }
 
 impl Shared {
+    fn now(&self) -> crate::core::time::Instant {
+        crate::core::time::Instant::from_millis(self.started.elapsed().as_millis() as u64)
+    }
+
     async fn channel_write(
         self: Arc<Self>,
         value: Vec<u8>,
@@ -181,7 +188,7 @@ impl Shared {
         mtu: u16,
     ) -> Result<(), ReqError> {
         let link = self.deps.link.clone();
-        let now = link.now().0;
+        let now = self.now();
         let mut ch = self.channel.lock().await;
         if let Err(e) = self.admit(&mut ch, peer, now).await {
             return Err(e);
@@ -289,7 +296,7 @@ impl Shared {
                     continue;
                 }
             }
-            let (now, _) = self.deps.link.now();
+            let now = self.now();
             let pairing_mode = self.deps.link.pairing_mode();
             let cut = {
                 let mut ch = self.channel.lock().await;
@@ -352,7 +359,7 @@ impl Shared {
                     // The client waits for the join's result: not evicted
                     // until it is known.
                     if let Some(p) = peer {
-                        let now = self.deps.link.now().0;
+                        let now = self.now();
                         self.channel.lock().await.guard.provisioning(p, true, now);
                     }
                     // Joining takes seconds; answer the write now.
@@ -366,7 +373,7 @@ impl Shared {
                             }
                         };
                         if let Some(p) = peer {
-                            let now = me.deps.link.now().0;
+                            let now = me.now();
                             me.channel.lock().await.guard.provisioning(p, false, now);
                         }
                         me.improv_outputs(outputs, peer).await;
@@ -514,7 +521,7 @@ fn application(shared: &Arc<Shared>) -> Result<Application, GattError> {
                 let s = ch.clone();
                 let peer = req.device_address;
                 async move {
-                    let now = s.deps.link.now().0;
+                    let now = s.now();
                     {
                         let mut ch = s.channel.lock().await;
                         s.admit(&mut ch, peer, now).await?;
@@ -660,11 +667,15 @@ pub async fn serve_once(config: &GattConfig, deps: &GattDeps) -> Result<Handles,
         adapter: adapter.clone(),
         channel: Mutex::new(ChannelState {
             slot: Slot::new(deps.lock_key.clone(), deps.code.clone()),
-            guard: Guard::new(Limits::default(), deps.link.now().0),
+            guard: Guard::new(
+                Limits::default(),
+                crate::core::time::Instant::from_millis(0),
+            ),
             notifier: None,
         }),
         improv: Mutex::new(Improv::new(deps.device_info.clone())),
         improv_notify: Mutex::new(ImprovNotifiers::default()),
+        started: std::time::Instant::now(),
     });
     let app = adapter
         .serve_gatt_application(application(&shared)?)
