@@ -190,9 +190,7 @@ impl Shared {
         let link = self.deps.link.clone();
         let now = self.now();
         let mut ch = self.channel.lock().await;
-        if let Err(e) = self.admit(&mut ch, peer, now).await {
-            return Err(e);
-        }
+        self.admit(&mut ch, peer, now).await?;
         // A holder that left before the sentry noticed frees the slot now,
         // so the next app does not wait for the sentry's tick.
         if let Some(holder) = ch.slot.holder() {

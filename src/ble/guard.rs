@@ -167,11 +167,6 @@ impl<P: Copy + Eq + Hash> Guard<P> {
         }
     }
 
-    /// The limits in force.
-    pub fn limits(&self) -> &Limits {
-        &self.limits
-    }
-
     fn entry(&mut self, p: P, now: Instant) -> Option<&mut Peer> {
         entry(&mut self.peers, &self.limits, p, now)
     }
@@ -186,11 +181,6 @@ impl<P: Copy + Eq + Hash> Guard<P> {
     /// `p` disconnected.
     pub fn gone(&mut self, p: P) {
         self.peers.remove(&p);
-    }
-
-    /// Is `p` tracked as connected?
-    pub fn is_connected(&self, p: P) -> bool {
-        self.peers.contains_key(&p)
     }
 
     /// Connected peers.
