@@ -101,6 +101,13 @@ async fn is_lock(adapter: &Adapter, addr: Address) -> Result<Option<Found>, blue
 }
 
 /// Discover locks for `window` (or until `first_only` finds one).
+///
+/// A device is often added before its name or service UUIDs are known
+/// (the advertisement and the scan response arrive apart, and BlueZ fills
+/// the properties in as they come), so a device that does not look like a
+/// lock yet is looked at again every [`RECHECK`] until the window ends,
+/// rather than dismissed on first sight (`latchctl ble scan` missed a lock
+/// that way on a slow host).
 pub async fn scan(
     adapter: &Adapter,
     window: Duration,
@@ -108,29 +115,51 @@ pub async fn scan(
 ) -> Result<Vec<Found>, GattClientError> {
     adapter.set_powered(true).await?;
     let mut events = adapter.discover_devices().await?;
-    let mut seen = BTreeSet::new();
-    let mut found = Vec::new();
+    let mut undecided = BTreeSet::new();
+    let mut found: Vec<Found> = Vec::new();
     let deadline = tokio::time::sleep(window);
     tokio::pin!(deadline);
+    let mut recheck = tokio::time::interval(RECHECK);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
+        let candidates: Vec<Address> = tokio::select! {
             _ = &mut deadline => break,
+            _ = recheck.tick() => undecided.iter().copied().collect(),
             ev = events.next() => match ev {
-                Some(AdapterEvent::DeviceAdded(addr)) if seen.insert(addr) => {
-                    if let Some(f) = is_lock(adapter, addr).await? {
-                        found.push(f);
-                        if first_only {
-                            break;
-                        }
+                Some(AdapterEvent::DeviceAdded(addr)) => vec![addr],
+                Some(_) => continue,
+                None => break,
+            }
+        };
+        for addr in candidates {
+            if found.iter().any(|f| f.address == addr) {
+                continue;
+            }
+            match is_lock(adapter, addr).await {
+                Ok(Some(f)) => {
+                    undecided.remove(&addr);
+                    found.push(f);
+                    if first_only {
+                        return Ok(found);
                     }
                 }
-                Some(_) => {}
-                None => break,
+                Ok(None) => {
+                    undecided.insert(addr);
+                }
+                // Gone again between the event and the look.
+                Err(e) if e.kind == bluer::ErrorKind::NotFound => {
+                    undecided.remove(&addr);
+                }
+                Err(e) => return Err(e.into()),
             }
         }
     }
     Ok(found)
 }
+
+/// How often devices that did not look like a lock are looked at again
+/// during a scan.
+const RECHECK: Duration = Duration::from_millis(250);
 
 type Notifications = Pin<Box<dyn Stream<Item = Vec<u8>> + Send>>;
 
