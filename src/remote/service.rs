@@ -13,6 +13,7 @@
 //!            │           ├ rotation due ───► next challenge (retained)   │
 //!            │           ├ status changed ─► state (retained, if changed)│
 //!            │           ├ event logged ───► pump events, sealed/owner   │
+//!            │           ├ app keys changed ► pump events (owner paired) │
 //!            │           ├ notice ─────────► alert (doorbell, alarms)    │
 //!            │           ├ snapshot stored ► JPEG, retained (opt-in)     │
 //!            │           └ shutdown / Wi-Fi off ─► "offline", DISCONNECT │
@@ -176,6 +177,9 @@ struct Service {
     topics: Topics,
     published: watch::Receiver<Published>,
     events: broadcast::Receiver<EventRecord>,
+    /// Changes of the app keys: events waiting for an owner key go out
+    /// when one appears.
+    access: watch::Receiver<Arc<crate::core::users::AppAccess>>,
     notices: broadcast::Receiver<OwnerNotice>,
     out_tx: mpsc::Sender<Outbound>,
     out_rx: mpsc::Receiver<Outbound>,
@@ -205,6 +209,7 @@ impl Service {
             topics: Topics::new(&ctx.settings.topic_prefix, &ctx.serial),
             published: link.published(),
             events: link.events(),
+            access: link.app_access_watch(),
             notices: link.notices(),
             out_tx,
             out_rx,
@@ -343,6 +348,15 @@ impl Service {
                 ev = self.events.recv() => {
                     // Lagged is fine: the store, not the channel, is the source.
                     if matches!(ev, Err(broadcast::error::RecvError::Closed)) {
+                        self.go_offline(&client, &mut eventloop, connected).await;
+                        return End::Shutdown;
+                    }
+                    if connected {
+                        self.pump_events(&client, &mut tracker).await;
+                    }
+                }
+                changed = self.access.changed() => {
+                    if changed.is_err() {
                         self.go_offline(&client, &mut eventloop, connected).await;
                         return End::Shutdown;
                     }
