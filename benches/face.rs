@@ -10,12 +10,11 @@
 
 #[path = "../tests/it/common/shared.rs"]
 mod shared;
-use shared::{shared_dir, vm_rss_kib};
+use shared::{bench_frame, shared_dir, vm_rss_kib};
 
 use std::hint::black_box;
 
 use criterion::Criterion;
-use image::{imageops, RgbImage};
 use latchd::biometrics::face::{FaceRecognizer, DEFAULT_MATCH_THRESHOLD};
 
 /// CPU time (user + system) this thread has used, in clock ticks
@@ -33,21 +32,8 @@ fn thread_cpu_ticks() -> u64 {
         .unwrap_or(0)
 }
 
-/// A 320×240 frame: the centre 4:3 part of a shared photo, scaled down.
-fn frame() -> RgbImage {
-    let p = shared_dir().join("faces/kit_harington/1.jpg");
-    let img = image::open(&p)
-        .unwrap_or_else(|e| panic!("decoding {}: {e}", p.display()))
-        .to_rgb8();
-    let (w, h) = img.dimensions();
-    let cw = (h * 4 / 3).min(w);
-    let ch = cw * 3 / 4;
-    let crop = imageops::crop_imm(&img, (w - cw) / 2, (h - ch) / 2, cw, ch).to_image();
-    imageops::resize(&crop, 320, 240, imageops::FilterType::Triangle)
-}
-
 fn main() {
-    let frame = frame();
+    let frame = bench_frame();
     let before = vm_rss_kib();
     let rec = FaceRecognizer::load(&shared_dir().join("models"), DEFAULT_MATCH_THRESHOLD)
         .unwrap_or_else(|e| panic!("{e}"));

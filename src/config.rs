@@ -505,6 +505,21 @@ fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
             "line {line_no}: the value of `{secret}` is not valid TOML or not a string \
              (not shown: it is a secret)"
         ),
+        // The line itself is not quoted, so name its key (with its table)
+        // for the reader to find it.
+        None if !key.is_empty() && !key.starts_with('[') => {
+            let table = before[..line_start]
+                .lines()
+                .rev()
+                .map(str::trim)
+                .find(|l| l.starts_with('['))
+                .map(|l| l.trim_matches(['[', ']', ' ']));
+            let key = match table {
+                Some(t) => format!("{t}.{key}"),
+                None => key.to_owned(),
+            };
+            format!("line {line_no}, column {column}, `{key}`: {what}")
+        }
         None => format!("line {line_no}, column {column}: {what}"),
     }
 }
@@ -597,6 +612,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("line 2") && e.contains("invalid type"), "{e}");
+        assert!(e.contains("`sim.motor_travel_ms`"), "{e}");
     }
 
     /// A Raspberry Pi is `board = "linux"` with `gpio_provider = "rppal"`

@@ -11,7 +11,11 @@ pub const MAX_LINE: usize = 64 * 1024;
 pub const MAX_EVENTS: usize = 1000;
 
 /// One request line. `cmd` names the command; other fields are its
-/// arguments. Unknown fields are refused.
+/// arguments. Unknown fields are refused. Commands without arguments are
+/// empty struct variants (`Touch {}`), not unit variants: serde ignores
+/// `deny_unknown_fields` for the unit variants of an internally tagged
+/// enum, so `{"cmd":"key","x":1}` parsed (found by the control_json
+/// fuzzer).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
@@ -20,7 +24,7 @@ pub enum Request {
         keys: String,
     },
     /// Touch the keypad (wakes it; manual face recognition).
-    Touch,
+    Touch {},
     /// Hold one key until the keypad flashes (B-3.4 holds `0`).
     Hold {
         key: String,
@@ -31,11 +35,11 @@ pub enum Request {
         long: bool,
     },
     /// The back panel's electronic lock button.
-    LockButton,
+    LockButton {},
     /// Turn the inside handle (retracts the bolt from inside).
-    Handle,
+    Handle {},
     /// Turn the mechanical key.
-    Key,
+    Key {},
     Door {
         open: bool,
     },
@@ -67,9 +71,9 @@ pub enum Request {
         moves: u32,
     },
     /// Wait until the motor is idle and the engine has handled everything.
-    Settle,
+    Settle {},
     /// Engine status, daemon counters and the sim board's state.
-    Status,
+    Status {},
     /// The last `n` prompts (default 10).
     Prompts {
         #[serde(default)]
@@ -102,6 +106,13 @@ mod tests {
         assert!(serde_json::from_str::<Request>(r#"{"cmd":"finger","person":3,"x":1}"#).is_err());
         assert!(serde_json::from_str::<Request>(r#"{"cmd":"finger","person":-3}"#).is_err());
         assert!(serde_json::from_str::<Request>(r#"{"cmd":"unlock"}"#).is_err());
+        for cmd in ["touch", "lock_button", "handle", "key", "settle", "status"] {
+            let line = format!(r#"{{"cmd":"{cmd}"}}"#);
+            let r: Request = serde_json::from_str(&line).unwrap();
+            assert_eq!(serde_json::to_string(&r).unwrap(), line);
+            let extra = format!(r#"{{"cmd":"{cmd}","x":1}}"#);
+            assert!(serde_json::from_str::<Request>(&extra).is_err(), "{extra}");
+        }
         assert!(serde_json::from_str::<Request>(r#"{"keys":"1"}"#).is_err());
     }
 }

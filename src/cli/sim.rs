@@ -99,12 +99,12 @@ impl SimCommand {
     pub fn request(&self) -> Request {
         match self {
             SimCommand::Press { keys } => Request::Press { keys: keys.clone() },
-            SimCommand::Touch => Request::Touch,
+            SimCommand::Touch => Request::Touch {},
             SimCommand::Hold { key } => Request::Hold { key: key.clone() },
             SimCommand::Set { long } => Request::Set { long: *long },
-            SimCommand::LockButton => Request::LockButton,
-            SimCommand::Handle => Request::Handle,
-            SimCommand::Key => Request::Key,
+            SimCommand::LockButton => Request::LockButton {},
+            SimCommand::Handle => Request::Handle {},
+            SimCommand::Key => Request::Key {},
             SimCommand::Door { state } => Request::Door {
                 open: *state == OpenClose::Open,
             },
@@ -119,8 +119,8 @@ impl SimCommand {
             SimCommand::Palm { person } => Request::Palm { person: *person },
             SimCommand::Face { person } => Request::Face { person: *person },
             SimCommand::Jam { moves } => Request::Jam { moves: *moves },
-            SimCommand::Settle => Request::Settle,
-            SimCommand::Status => Request::Status,
+            SimCommand::Settle => Request::Settle {},
+            SimCommand::Status => Request::Status {},
             SimCommand::Prompts { n } => Request::Prompts { n: Some(*n) },
             SimCommand::Events { n } => Request::Events { n: Some(*n) },
         }
@@ -311,7 +311,7 @@ mod tests {
     fn no_socket_is_a_connect_error() {
         let e = call(
             std::path::Path::new("/nonexistent/control.sock"),
-            &Request::Status,
+            &Request::Status {},
         )
         .unwrap_err();
         assert_eq!(e.exit_code(), 3);

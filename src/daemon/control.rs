@@ -193,11 +193,11 @@ enum Refused {
 async fn handle(request: Request, ctx: &ControlContext) -> Result<serde_json::Value, Refused> {
     let sim = &ctx.sim;
     match request {
-        Request::Settle => {
+        Request::Settle {} => {
             settle(ctx).await?;
             wait_for_engine(ctx).await?;
         }
-        Request::Status => {
+        Request::Status {} => {
             let p = ctx.link.published().borrow().clone();
             return Ok(json!({
                 "ok": true,
@@ -224,7 +224,7 @@ async fn handle(request: Request, ctx: &ControlContext) -> Result<serde_json::Va
 fn simulate(sim: &SimControl, request: Request) -> Result<(), Refused> {
     match request {
         Request::Press { keys } => sim.press(&parse_keys(&keys)?)?,
-        Request::Touch => sim.touch()?,
+        Request::Touch {} => sim.touch()?,
         Request::Hold { key } => {
             let keys = parse_keys(&key)?;
             let [k] = keys[..] else {
@@ -237,9 +237,9 @@ fn simulate(sim: &SimControl, request: Request) -> Result<(), Refused> {
         } else {
             SetPress::Short
         })?,
-        Request::LockButton => sim.lock_button()?,
-        Request::Handle => sim.inside_handle()?,
-        Request::Key => sim.mechanical_key()?,
+        Request::LockButton {} => sim.lock_button()?,
+        Request::Handle {} => sim.inside_handle()?,
+        Request::Key {} => sim.mechanical_key()?,
         Request::Door { open } => sim.door(open)?,
         Request::Tamper { open } => sim.tamper(open)?,
         Request::Battery { percent, external } => {
@@ -253,7 +253,10 @@ fn simulate(sim: &SimControl, request: Request) -> Result<(), Refused> {
         Request::Face { person } => sim.face(person)?,
         Request::Jam { moves } => sim.jam(moves),
         // Queries are answered by `handle`.
-        Request::Settle | Request::Status | Request::Prompts { .. } | Request::Events { .. } => {}
+        Request::Settle {}
+        | Request::Status {}
+        | Request::Prompts { .. }
+        | Request::Events { .. } => {}
     }
     Ok(())
 }

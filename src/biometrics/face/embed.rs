@@ -11,17 +11,16 @@
 use std::path::Path;
 
 use image::RgbImage;
-use tract_onnx::prelude::*;
 
 use super::align::ALIGNED_SIZE;
+use super::session::Session;
 use super::template::{Embedding, EMBEDDING_DIM};
 use super::FaceError;
 
-type Plan = TypedSimplePlan<TypedModel>;
-
-/// The loaded embedder.
+/// The loaded embedder: its plan, optimised for 1×3×112×112, and the
+/// scratch its runs reuse.
 pub struct Embedder {
-    plan: Plan,
+    session: Session,
 }
 
 impl std::fmt::Debug for Embedder {
@@ -34,13 +33,14 @@ impl Embedder {
     /// Loads and checks the MobileFaceNet model.
     pub fn load(path: &Path) -> Result<Self, FaceError> {
         let side = ALIGNED_SIZE as usize;
-        let plan = super::load_plan(path, [1, 3, side, side])?;
+        let shape = [1, 3, side, side];
+        let plan = super::optimise(path, super::parse_model(path)?, shape)?;
         let model = plan.model();
         let n_out = model
             .output_outlets()
             .map_err(|e| FaceError::load(path, e))?
             .len();
-        let shape = if n_out == 1 {
+        let out_shape = if n_out == 1 {
             model
                 .output_fact(0)
                 .map_err(|e| FaceError::load(path, e))?
@@ -50,14 +50,16 @@ impl Embedder {
         } else {
             None
         };
-        if n_out != 1 || shape.as_deref() != Some(&[1, EMBEDDING_DIM][..]) {
+        if n_out != 1 || out_shape.as_deref() != Some(&[1, EMBEDDING_DIM][..]) {
             return Err(FaceError::ModelShape {
                 path: path.to_path_buf(),
                 expected: format!("embedder: 1 output of [1, {EMBEDDING_DIM}]"),
-                found: format!("{n_out} outputs, first {shape:?}"),
+                found: format!("{n_out} outputs, first {out_shape:?}"),
             });
         }
-        Ok(Self { plan })
+        Ok(Self {
+            session: Session::new(plan, shape),
+        })
     }
 
     /// Embeds an aligned 112×112 crop.
@@ -70,27 +72,32 @@ impl Embedder {
                 ),
             });
         }
-        let plane = (ALIGNED_SIZE * ALIGNED_SIZE) as usize;
-        let mut data = vec![0.0f32; 3 * plane];
-        for (x, y, p) in crop.enumerate_pixels() {
-            let i = (y * ALIGNED_SIZE + x) as usize;
-            for c in 0..3 {
-                data[c * plane + i] = (f32::from(p.0[c]) - 127.5) / 127.5;
-            }
-        }
-        let side = ALIGNED_SIZE as usize;
-        let input = Tensor::from_shape(&[1, 3, side, side], &data).map_err(FaceError::inference)?;
-        let out = self
-            .plan
-            .run(tvec!(input.into_tvalue()))
-            .map_err(FaceError::inference)?;
-        let raw = out
-            .first()
-            .ok_or_else(|| FaceError::Inference {
-                detail: "embedder returned no output".into(),
-            })?
-            .as_slice::<f32>()
-            .map_err(FaceError::inference)?;
-        Embedding::from_raw(raw)
+        self.session.run(
+            |input| write_normalised_rgb_planes(crop, input),
+            |out| {
+                let raw = out
+                    .first()
+                    .ok_or_else(|| FaceError::Inference {
+                        detail: "embedder returned no output".into(),
+                    })?
+                    .try_as_plain_ram()
+                    .and_then(|v| v.as_slice::<f32>())
+                    .map_err(FaceError::inference)?;
+                Embedding::from_raw(raw)
+            },
+        )
+    }
+}
+
+/// Writes `crop` as NCHW RGB planes of `(x − 127.5) / 127.5`, straight
+/// into the reused input tensor.
+fn write_normalised_rgb_planes(crop: &RgbImage, input: &mut [f32]) {
+    let plane = (crop.width() * crop.height()) as usize;
+    let (r, rest) = input.split_at_mut(plane);
+    let (g, b) = rest.split_at_mut(plane);
+    for (i, p) in crop.as_raw().chunks_exact(3).enumerate() {
+        r[i] = (f32::from(p[0]) - 127.5) / 127.5;
+        g[i] = (f32::from(p[1]) - 127.5) / 127.5;
+        b[i] = (f32::from(p[2]) - 127.5) / 127.5;
     }
 }

@@ -48,6 +48,8 @@ mod embed;
 mod enrol;
 mod liveness;
 mod quality;
+mod session;
+mod still;
 mod template;
 pub mod worker;
 
@@ -58,7 +60,7 @@ use tract_onnx::prelude::*;
 
 pub use align::{align_face, Point, Similarity, ALIGNED_SIZE, ARCFACE_TEMPLATE};
 pub use config::{FaceConfig, FaceConfigError};
-pub use detect::{nms, Detection, Detector, FaceBox, DETECTOR_INPUT, MAX_FACES};
+pub use detect::{nms, Detection, Detector, FaceBox, Placement, DETECTOR_INPUT, MAX_FACES};
 pub use embed::Embedder;
 pub use enrol::{EnrolConfig, EnrolStep, FaceEnrolment, Fix, Pose, PoseLimits, ENROL_POSES};
 pub use liveness::{
@@ -68,6 +70,7 @@ pub use liveness::{
 pub use quality::{
     estimate_pose, face_fraction, region_contrast, sharpness, synthetic_landmarks, HeadPose,
 };
+pub use still::{grey_thumbnail, SceneMemo, STILL_DELTA, STILL_GRID};
 pub use template::{
     Embedding, FaceTemplate, EMBEDDING_DIM, MAX_TEMPLATE_EMBEDDINGS, TEMPLATE_VERSION,
 };
@@ -119,14 +122,19 @@ impl FaceError {
     }
 }
 
-/// Loads an ONNX file with a fixed f32 input shape and optimises it.
-fn load_plan(path: &Path, input: [usize; 4]) -> Result<TypedSimplePlan<TypedModel>, FaceError> {
+/// Parses an ONNX file with one input (shape not fixed yet).
+fn parse_model(path: &Path) -> Result<InferenceModel, FaceError> {
     if !path.is_file() {
         return Err(FaceError::ModelMissing {
             path: path.to_path_buf(),
         });
     }
+    // The file's shape hints (`value_info`, output shapes) were written
+    // for the size it was exported at (YuNet's say 320×320 all through):
+    // dropped, so the shapes come from the input given in `optimise`.
     let model = onnx()
+        .with_ignore_value_info(true)
+        .with_ignore_output_shapes(true)
         .model_for_path(path)
         .map_err(|e| FaceError::load(path, e))?;
     let n_inputs = model
@@ -136,10 +144,21 @@ fn load_plan(path: &Path, input: [usize; 4]) -> Result<TypedSimplePlan<TypedMode
     if n_inputs != 1 {
         return Err(FaceError::ModelShape {
             path: path.to_path_buf(),
-            expected: format!("one input of {input:?}"),
+            expected: "one input".into(),
             found: format!("{n_inputs} inputs"),
         });
     }
+    Ok(model)
+}
+
+/// Fixes the input to f32 `input` and optimises for that concrete shape:
+/// every fact in the plan is then known, so a run resolves no symbol and
+/// tract picks its kernels once, here.
+fn optimise(
+    path: &Path,
+    model: InferenceModel,
+    input: [usize; 4],
+) -> Result<Arc<TypedRunnableModel>, FaceError> {
     // A model whose graph cannot take this input shape fails here: that is
     // a layout error (wrong model), not an IO error.
     model
@@ -222,8 +241,38 @@ impl FaceRecognizer {
     /// score first, at most [`MAX_FACES`]). Faces whose landmarks are
     /// degenerate are left out: they cannot be aligned or posed.
     pub fn observe(&self, frame: &RgbImage) -> Result<Vec<FaceObservation>, FaceError> {
+        let dets = self.detector.detect(frame)?;
+        self.observe_detections(frame, dets)
+    }
+
+    /// [`FaceRecognizer::observe`] for a stream of frames: when nothing
+    /// moved since the frame the detector last ran on (`memo`), its faces
+    /// are reused and only aligned and embedded on this frame (see
+    /// `still.rs`).
+    pub fn observe_still(
+        &self,
+        frame: &RgbImage,
+        memo: &mut SceneMemo,
+    ) -> Result<Vec<FaceObservation>, FaceError> {
+        let dets = match memo.recall(frame) {
+            (Some(dets), _) => dets,
+            (None, thumb) => {
+                let dets = self.detector.detect(frame)?;
+                memo.remember(frame.dimensions(), thumb, &dets);
+                dets
+            }
+        };
+        self.observe_detections(frame, dets)
+    }
+
+    /// Aligns and embeds the faces `dets` found in `frame`.
+    fn observe_detections(
+        &self,
+        frame: &RgbImage,
+        dets: Vec<Detection>,
+    ) -> Result<Vec<FaceObservation>, FaceError> {
         let mut out = Vec::new();
-        for det in self.detector.detect(frame)? {
+        for det in dets {
             let (Some(crop), Some(pose)) = (
                 align_face(frame, &det.landmarks),
                 estimate_pose(&det.landmarks),

@@ -12,7 +12,8 @@
 //!                               │
 //!                               ▼ worker task (one command at a time)
 //!   RecogniseFace:  frames from the ring ──► spawn_blocking(observe + match)
-//!                   until a match or the time budget ends
+//!                   until a match or the time budget ends (the detector is
+//!                   skipped on a frame where nothing moved: face::SceneMemo)
 //!                   a match, with [face] liveness = "ir": IrSource::grab ──► IrLiveness
 //!                   └─► exactly one report per attempt:
 //!                       Recognised{slot} (liveness off, or the IR check said Live)
@@ -56,7 +57,7 @@ use tokio::time::Instant;
 use crate::biometrics::face::{
     self, register_box, EnrolStep as FaceStep, FaceBox, FaceEnrolment, FaceError, FaceObservation,
     FaceRecognizer, FaceTemplate, Fix, LivenessCheck, LivenessFrame, LivenessVerdict, Pose,
-    SpoofReason,
+    SceneMemo, SpoofReason,
 };
 use crate::board::frames::{Frame, FrameRing};
 use crate::board::{DeviceError, FaceSource};
@@ -100,6 +101,16 @@ pub fn templates_from_credentials<'a>(
 /// the real one; a test may wrap it (e.g. to pose a head it has no photo of).
 pub trait FacePipeline: Send + Sync + 'static {
     fn observe(&self, frame: &RgbImage) -> Result<Vec<FaceObservation>, FaceError>;
+    /// `observe` on the next frame of a stream; may reuse the detections
+    /// of an earlier frame when nothing moved (see `face::SceneMemo`). By
+    /// default it does not.
+    fn observe_still(
+        &self,
+        frame: &RgbImage,
+        _memo: &mut SceneMemo,
+    ) -> Result<Vec<FaceObservation>, FaceError> {
+        self.observe(frame)
+    }
     /// Cosine similarity a probe must reach to match.
     fn threshold(&self) -> f32;
 }
@@ -107,6 +118,13 @@ pub trait FacePipeline: Send + Sync + 'static {
 impl FacePipeline for FaceRecognizer {
     fn observe(&self, frame: &RgbImage) -> Result<Vec<FaceObservation>, FaceError> {
         FaceRecognizer::observe(self, frame)
+    }
+    fn observe_still(
+        &self,
+        frame: &RgbImage,
+        memo: &mut SceneMemo,
+    ) -> Result<Vec<FaceObservation>, FaceError> {
+        FaceRecognizer::observe_still(self, frame, memo)
     }
     fn threshold(&self) -> f32 {
         FaceRecognizer::threshold(self)
@@ -374,6 +392,8 @@ impl Worker {
         // Frames looked at, and those with a face: one attempt reads many
         // frames but ends in one report (B-7.1 counts attempts).
         let (mut frames_seen, mut frames_with_face) = (0u32, 0u32);
+        // Detections carried from frame to frame while nothing moves.
+        let mut memo = SceneMemo::default();
         loop {
             let frame = match tokio::time::timeout_at(deadline, frames.next()).await {
                 Ok(Some(f)) => f,
@@ -381,7 +401,9 @@ impl Worker {
             };
             frames_seen += 1;
             let templates = self.templates.borrow().clone();
-            match look(pipeline.clone(), frame, templates).await {
+            let (looked, kept) = look(pipeline.clone(), frame, templates, memo).await;
+            memo = kept;
+            match looked {
                 Ok(Look {
                     faces,
                     matched: Some(m),
@@ -580,28 +602,38 @@ struct Matched {
     frame_size: (u32, u32),
 }
 
-/// Observe one frame and match every face in it (blocking pool).
+/// Observe one frame of the attempt and match every face in it (blocking
+/// pool). `memo` goes in and comes back out (a fresh one if the worker
+/// panicked).
 async fn look(
     pipeline: Arc<dyn FacePipeline>,
     frame: Arc<Frame>,
     templates: FaceTemplates,
-) -> Result<Look, FrameLookError> {
-    tokio::task::spawn_blocking(move || {
-        let rgb = frame.to_rgb()?;
-        let faces = pipeline.observe(&rgb)?;
-        let threshold = pipeline.threshold();
-        let matched = best_match_face(&faces, &templates, threshold).map(|(slot, i)| Matched {
-            slot,
-            face: faces[i].bbox,
-            frame_size: rgb.dimensions(),
-        });
-        Ok(Look {
-            faces: faces.len(),
-            matched,
-        })
+    mut memo: SceneMemo,
+) -> (Result<Look, FrameLookError>, SceneMemo) {
+    let joined = tokio::task::spawn_blocking(move || {
+        let looked = (|| {
+            let rgb = frame.to_rgb()?;
+            let faces = pipeline.observe_still(&rgb, &mut memo)?;
+            let threshold = pipeline.threshold();
+            let matched = best_match_face(&faces, &templates, threshold).map(|(slot, i)| Matched {
+                slot,
+                face: faces[i].bbox,
+                frame_size: rgb.dimensions(),
+            });
+            Ok(Look {
+                faces: faces.len(),
+                matched,
+            })
+        })();
+        (looked, memo)
     })
-    .await
-    .map_err(FrameLookError::Worker)?
+    .await;
+    match joined {
+        Ok(r) => r,
+        // The memo went down with the task: start the next frame afresh.
+        Err(e) => (Err(FrameLookError::Worker(e)), SceneMemo::default()),
+    }
 }
 
 /// The slot whose template scores highest at or above `threshold` against

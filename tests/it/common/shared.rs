@@ -36,3 +36,16 @@ pub fn vm_rss_kib() -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// The benchmark frame: 320×240, the centre 4:3 part of
+/// `faces/kit_harington/1.jpg` scaled down (one face, as a door camera
+/// would see it). `benches/face.rs` and `benches/peers.rs` time it; the
+/// peer scripts read the PNG `benches/peers.rs frame` writes.
+pub fn bench_frame() -> RgbImage {
+    let img = photo("kit_harington/1.jpg");
+    let (w, h) = img.dimensions();
+    let cw = (h * 4 / 3).min(w);
+    let ch = cw * 3 / 4;
+    let crop = image::imageops::crop_imm(&img, (w - cw) / 2, (h - ch) / 2, cw, ch).to_image();
+    image::imageops::resize(&crop, 320, 240, image::imageops::FilterType::Triangle)
+}
