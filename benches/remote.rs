@@ -2,10 +2,10 @@
 //!
 //! `cargo bench --bench remote` prints the sizes first (sealed unlock on
 //! the `cmd` topic, sealed `Ok` reply, the refusal frame, one event
-//! document, the state document), then criterion timings for the lock's
-//! side of one command (find the key among 50, open, check the challenge,
-//! decode, role check,
-//! seal the reply), for building one event document, and for the rate
+//! document and its sealed frame per owner key), then criterion timings for
+//! the lock's side of one command (find the key among 50, open, check the
+//! challenge, decode, role check, seal the reply), for building one event
+//! document, for sealing one event to one owner key, and for the rate
 //! limit's decision on a frame during a flood (what a dropped frame costs).
 //! Network figures (reconnect time, events/s through a real broker) come
 //! from `cargo test --all-features --test it remote_mqtt:: -- --nocapture`
@@ -17,12 +17,15 @@ use criterion::Criterion;
 use latchd::app::crypto::StaticKeypair;
 use latchd::app::protocol::{seal_oneshot, OneShotDirection};
 use latchd::app::{Request, Response};
+use latchd::core::event::{Event, EventKind};
 use latchd::core::time::Instant;
 use latchd::core::time::Validity;
+use latchd::core::types::Method;
 use latchd::core::types::{AppKey, AppKeyId, AppKeyRole, UserNumber};
 use latchd::dbus::EventRecord;
 use latchd::link::limit::{Decision, RefusalLimiter};
 use latchd::remote::freshness::{Challenges, DEFAULT_MAX_AGE};
+use latchd::remote::owner_events::{self, Sealed};
 use latchd::remote::{envelope, gate, telemetry};
 use rand_core::OsRng;
 
@@ -71,6 +74,22 @@ fn main() {
     println!("sealed Ok reply: {} B", reply.len());
     println!("refusal frame: {} B", gate::refusal_frame().len());
     println!("event document (typical unlock): {} B", event_doc.len());
+    let unlock = Event {
+        at: Some(latchd::core::time::WallTime(1_764_140_000)),
+        mono_ms: 0,
+        kind: EventKind::Unlocked {
+            method: Method::Face,
+            user: UserNumber::new(2),
+        },
+    };
+    let seal_one = || match owner_events::seal(&lock, &keys[..1], 123_456, &unlock, &mut OsRng) {
+        Sealed::Frames(f) => f,
+        other => panic!("{other:?}"),
+    };
+    println!(
+        "sealed event frame (any kind, per owner key): {} B",
+        seal_one()[0].len()
+    );
 
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
@@ -91,6 +110,7 @@ fn main() {
     c.bench_function("event document", |b| {
         b.iter(|| telemetry::event_json(black_box(&event)).to_string())
     });
+    c.bench_function("seal one event to one owner key", |b| b.iter(seal_one));
     c.bench_function("rate-limited frame (limiter decision, flood)", |b| {
         let mut limiter = RefusalLimiter::new(Instant::from_millis(0));
         // Empty the bucket: from here every frame at the same instant is

@@ -10,6 +10,7 @@
 //!     set <auto-lock|lockout-protection|remote-unlock|wifi> <value>
 //!     invite [--hours H] | release-lockout | time-sync
 //!     events [-n N] [--follow]          newest N; then live events and owner notices
+//!                                       (sealed to the owner keys, opened with this key)
 //! ```
 //!
 //! Exit codes (on top of `latchctl`'s): 1 the lock refused (the reason is
@@ -108,10 +109,11 @@ pub enum RemoteCommand {
     ReleaseLockout,
     /// Set the lock's clock from this machine's (owner key).
     TimeSync,
-    /// The newest events (owner key); with --follow, then live events and
-    /// the owner notices sealed to this key (duress, unlock while away,
-    /// lockout) until interrupted. `-n 0 --follow`: no history (a guest
-    /// key may follow; it can open no owner notice).
+    /// The newest events (owner key); with --follow, then the live events
+    /// and owner notices (duress, unlock while away, lockout), both sealed
+    /// to each owner key and opened with this one, until interrupted.
+    /// `-n 0 --follow`: no history (a guest key may follow; it opens
+    /// nothing).
     Events {
         #[arg(short = 'n', long, default_value_t = 10)]
         limit: u8,

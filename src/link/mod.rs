@@ -155,6 +155,12 @@ impl Link {
         self.p().published.clone()
     }
 
+    /// App keys and guest invites, told of every commit that changes them
+    /// (a channel that acts when an owner key appears waits on it).
+    pub fn app_access_watch(&self) -> watch::Receiver<Arc<AppAccess>> {
+        self.p().app_access.clone()
+    }
+
     /// Owner notices from now on.
     pub fn notices(&self) -> broadcast::Receiver<OwnerNotice> {
         self.p().notices.resubscribe()

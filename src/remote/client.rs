@@ -12,8 +12,10 @@
 //!      ▼ reply with our counter within the timeout, else Timeout
 //!  Response (a sealed Error is the lock's refusal: Stale, Forbidden, …)
 //!
-//!  next_push() ── events (clear JSON) | notify (sealed to owner keys: opened
-//!                 with ours, refused if its counter is not above the last)
+//!  next_push() ── events | notify: both sealed to each owner key, opened with
+//!                 ours; an event is refused if its id (the frame counter) is
+//!                 not above the last one opened, a notice likewise by the
+//!                 push counter; other keys' frames do not open and are skipped
 //! ```
 //!
 //! The session is clean (nothing queued by the broker for this client)
@@ -33,6 +35,7 @@ use zeroize::Zeroizing;
 
 use super::envelope;
 use super::freshness::Challenge;
+use super::owner_events;
 use super::telemetry::Topics;
 use crate::app::crypto::StaticKeypair;
 use crate::app::protocol::{
@@ -117,7 +120,8 @@ pub enum RemoteClientError {
 /// Something the lock published unasked.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Push {
-    /// One event document from the clear `events` topic.
+    /// One logged event, opened from the sealed `events` topic
+    /// (`owner_events`): `{"id", "time", "kind", "detail"}`.
     Event(serde_json::Value),
     /// An owner notice sealed to this key (duress, unlock while away,
     /// lockout).
@@ -142,6 +146,8 @@ pub struct RemoteClient {
     availability: Option<String>,
     challenge: Option<Challenge>,
     last_notice: Option<u64>,
+    /// The newest event id opened: an older or repeated one is dropped.
+    last_event: Option<u64>,
     pushes: std::collections::VecDeque<Push>,
     follow: bool,
 }
@@ -231,6 +237,7 @@ impl RemoteClient {
             availability: None,
             challenge: None,
             last_notice: None,
+            last_event: None,
             pushes: Default::default(),
             follow,
         };
@@ -313,8 +320,14 @@ impl RemoteClient {
         } else if topic == self.topics.reply {
             return Some(payload);
         } else if self.follow && topic == self.topics.events {
-            if let Ok(v) = serde_json::from_slice(&payload) {
-                self.pushes.push_back(Push::Event(v));
+            // Sealed to each owner key (issue 14 item 2): frames for other
+            // keys, for none of ours (a guest key gets none), repeats after
+            // the lock reconnected and replays do not open and are skipped.
+            if let Ok((id, doc)) =
+                owner_events::open(&self.id.me, &self.id.lock_public, self.last_event, &payload)
+            {
+                self.last_event = Some(id);
+                self.pushes.push_back(Push::Event(doc));
             }
         } else if self.follow && topic == self.topics.notify {
             // Sealed to each owner key: frames for other keys (or for a

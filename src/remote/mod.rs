@@ -9,12 +9,15 @@
 //!                                                                             ──► app::dispatch::answer
 //!                                                                                 (engine, store, status)
 //!   open_oneshot(LockToApp, counter) ◄──  <prefix>/<serial>/reply  ◄────────  the Response, sealed
-//!   dashboards / Home Assistant      ◄──  …/state (retained), …/events (QoS 1, every event once, by id),
-//!                                         …/alert, …/availability (online / will: offline)
+//!   owner apps (open with their key) ◄──  …/events (QoS 1, every event once per owner key, sealed),
+//!                                         …/notify (owner notices, sealed)
+//!   dashboards / Home Assistant      ◄──  …/state (retained), …/alert, …/availability (online / will: offline)
 //! ```
 //!
-//! The broker carries bytes and can read the telemetry; it cannot unlock,
-//! replay or forge: commands use the app protocol's sealed one-shot messages
+//! The broker carries bytes and can read the clear telemetry (device
+//! health, HA's alerts; presence only by opt-in); who unlocked and when
+//! reaches only the owners (`owner_events`). It cannot unlock, replay or
+//! forge: commands use the app protocol's sealed one-shot messages
 //! (`app::protocol::seal_oneshot`), keyed by the lock's static key and the
 //! app key the owner issued over Bluetooth. `docs/remote.md` has the topic
 //! layout, payloads and threat table.
@@ -48,6 +51,8 @@ pub mod config;
 pub mod envelope;
 pub mod freshness;
 pub mod gate;
+pub mod outbox;
+pub mod owner_events;
 mod service;
 pub mod telemetry;
 
@@ -114,12 +119,14 @@ pub struct RemoteStats {
     /// Frames dropped unanswered and unchecked because too many were
     /// refused (`link::limit`).
     pub rate_limited: AtomicU64,
-    /// Event documents handed to the client (repeats after reconnect count).
+    /// Sealed event frames handed to the client, one per event and owner
+    /// key (repeats after reconnect count).
     pub events_published: AtomicU64,
     /// Newest event id acknowledged by the broker with all before it (the
     /// persisted cursor).
     pub events_acked: AtomicU64,
-    /// Event documents published in this session and not yet acknowledged.
+    /// Sealed event frames published in this session and not yet
+    /// acknowledged.
     pub events_in_flight: AtomicU64,
     /// Snapshots handed to the client.
     pub snapshots_published: AtomicU64,

@@ -12,7 +12,8 @@
 //!            │           │        ► PubAck: advance the event cursor     │
 //!            │           ├ rotation due ───► next challenge (retained)   │
 //!            │           ├ status changed ─► state (retained, if changed)│
-//!            │           ├ event logged ───► pump events                 │
+//!            │           ├ event logged ───► pump events, sealed/owner   │
+//!            │           ├ app keys changed ► pump events (owner paired) │
 //!            │           ├ notice ─────────► alert (doorbell, alarms)    │
 //!            │           ├ snapshot stored ► JPEG, retained (opt-in)     │
 //!            │           └ shutdown / Wi-Fi off ─► "offline", DISCONNECT │
@@ -27,7 +28,12 @@
 //! retransmission queue inside rumqttc): after a reconnect, everything
 //! after the persisted cursor is published again, oldest first, so an
 //! event whose PubAck was lost may arrive twice (QoS 1 is at least once) —
-//! subscribers drop repeats by the event id in the payload.
+//! apps drop repeats by the frame's counter, which is the event id.
+//!
+//! Events leave only sealed to each owner key (`owner_events.rs`, issue 14
+//! item 2), one frame per key; the cursor moves over an event once every
+//! frame of it was acknowledged (`outbox.rs`). With no owner key nothing
+//! is published and the cursor stays: the events wait for an owner.
 //!
 //! What the broker may queue for the lock (issue 14 item 1): nothing. The
 //! session is clean (`clean_session = true`), so while the lock is away
@@ -51,7 +57,7 @@
 //!  Refuse { reason } ─► sealed error, app_refused(reason), bucket charged
 //!  Run(request)      ─► task: app::dispatch::answer(Link, key, Remote) ─► sealed reply ─► out
 //! ```
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,6 +72,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::freshness::Challenges;
 use super::gate::{self, Outcome};
+use super::outbox::{EventOutbox, FRAMES_IN_FLIGHT};
+use super::owner_events::{self, Sealed};
 use super::telemetry::{self, Topics};
 use super::RemoteContext;
 use crate::app::crypto::StaticKeypair;
@@ -78,7 +86,7 @@ use crate::core::event::{AlarmKind, AppRefusal};
 use crate::core::types::{AppKey, AppKeyRole};
 use crate::core::Channel;
 use crate::link::limit::{Decision, RefusalLimiter};
-use crate::link::{event_record, EventId, EventRecord, Link, OwnerNotice, Published};
+use crate::link::{EventId, EventRecord, Link, OwnerNotice, Published};
 use crate::video::SnapshotSaved;
 
 /// Persisted counter: id of the newest event the broker acknowledged.
@@ -88,8 +96,6 @@ pub const EVENT_CURSOR: &str = "remote.events.acked";
 pub const PUSH_COUNTER: &str = "remote.push";
 /// Notices waiting for a connection, at most (the oldest dropped).
 const PENDING_NOTICES: usize = 16;
-/// Events published and not yet acknowledged, at most.
-const EVENTS_IN_FLIGHT: usize = 16;
 /// How long a command waits for its answer (the engine, the store).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Queue between rumqttc's client handle and its event loop.
@@ -120,13 +126,13 @@ struct Outbound {
 /// Which of our publishes got which packet id, and which events are out.
 #[derive(Default)]
 struct Tracker {
-    /// One entry per publish request, in order: `Some(event id)` for events.
+    /// One entry per publish request, in order: `Some(event id)` for the
+    /// sealed frames of an event.
     requested: VecDeque<Option<u64>>,
     by_pkid: HashMap<u16, u64>,
-    /// Event id → acknowledged.
-    outstanding: BTreeMap<u64, bool>,
-    /// Highest event id published in this session.
-    next_after: u64,
+    /// The session's events; `None` until the persisted cursor was read
+    /// (no event goes out before it is known).
+    events: Option<EventOutbox>,
 }
 
 /// Run remote access until `shutdown`. Never returns an error: a broker
@@ -171,6 +177,9 @@ struct Service {
     topics: Topics,
     published: watch::Receiver<Published>,
     events: broadcast::Receiver<EventRecord>,
+    /// Changes of the app keys: events waiting for an owner key go out
+    /// when one appears.
+    access: watch::Receiver<Arc<crate::core::users::AppAccess>>,
     notices: broadcast::Receiver<OwnerNotice>,
     out_tx: mpsc::Sender<Outbound>,
     out_rx: mpsc::Receiver<Outbound>,
@@ -185,6 +194,8 @@ struct Service {
     pending_notices: VecDeque<EventEntry>,
     /// The challenges of the current connection (`freshness.rs`).
     challenges: Challenges,
+    /// "No owner key, events wait" was logged in this session.
+    no_owner_warned: bool,
 }
 
 impl Service {
@@ -198,6 +209,7 @@ impl Service {
             topics: Topics::new(&ctx.settings.topic_prefix, &ctx.serial),
             published: link.published(),
             events: link.events(),
+            access: link.app_access_watch(),
             notices: link.notices(),
             out_tx,
             out_rx,
@@ -208,6 +220,7 @@ impl Service {
             pending_snapshot: None,
             pending_notices: VecDeque::new(),
             challenges: Challenges::new(ctx.settings.command_max_age),
+            no_owner_warned: false,
             ctx,
         }
     }
@@ -246,7 +259,7 @@ impl Service {
             QoS::AtLeastOnce,
             true,
         ));
-        o.set_inflight(EVENTS_IN_FLIGHT as u16 + 8);
+        o.set_inflight(FRAMES_IN_FLIGHT as u16 + 8);
         let outgoing = if self.snapshots.is_some() {
             MAX_SNAPSHOT_BYTES + 1024
         } else {
@@ -303,7 +316,10 @@ impl Service {
                     }
                     Ok(Event::Incoming(Packet::PubAck(ack))) => {
                         if let Some(id) = tracker.by_pkid.remove(&ack.pkid) {
-                            self.on_event_acked(&mut tracker, id).await;
+                            if let Some(o) = tracker.events.as_mut() {
+                                o.acked(id);
+                            }
+                            self.advance_cursor(&mut tracker).await;
                             self.pump_events(&client, &mut tracker).await;
                         }
                     }
@@ -332,6 +348,15 @@ impl Service {
                 ev = self.events.recv() => {
                     // Lagged is fine: the store, not the channel, is the source.
                     if matches!(ev, Err(broadcast::error::RecvError::Closed)) {
+                        self.go_offline(&client, &mut eventloop, connected).await;
+                        return End::Shutdown;
+                    }
+                    if connected {
+                        self.pump_events(&client, &mut tracker).await;
+                    }
+                }
+                changed = self.access.changed() => {
+                    if changed.is_err() {
                         self.go_offline(&client, &mut eventloop, connected).await;
                         return End::Shutdown;
                     }
@@ -450,7 +475,8 @@ impl Service {
         self.flush_notices(client, tracker).await;
         match self.link.counter(EVENT_CURSOR).await {
             Ok(c) => {
-                tracker.next_after = c.unwrap_or(0);
+                tracker.events = Some(EventOutbox::new(c.unwrap_or(0)));
+                self.no_owner_warned = false;
                 self.pump_events(client, tracker).await;
             }
             Err(e) => tracing::error!("cannot read the event cursor; events wait: {e}"),
@@ -480,14 +506,44 @@ impl Service {
         }
     }
 
+    /// The owner keys valid now: who events and notices are sealed to.
+    fn owner_keys(&self) -> Vec<AppKey> {
+        let wall = self.link.now().1;
+        self.link
+            .app_access()
+            .keys
+            .values()
+            .filter(|k| matches!(k.role, AppKeyRole::Owner { .. }) && k.validity.admits(wall))
+            .cloned()
+            .collect()
+    }
+
+    /// Publish the logged events after the cursor, each sealed to every
+    /// owner key (`owner_events`; issue 14 item 2: who unlocked and when
+    /// is for the owners, not the broker). Without an owner key nothing
+    /// goes out and the cursor stays: the events wait for one.
     async fn pump_events(&mut self, client: &AsyncClient, tracker: &mut Tracker) {
-        let room = EVENTS_IN_FLIGHT.saturating_sub(tracker.outstanding.len());
+        let Some(outbox) = tracker.events.as_ref() else {
+            return;
+        };
+        let owners = self.owner_keys();
+        if owners.is_empty() {
+            if !self.no_owner_warned {
+                self.no_owner_warned = true;
+                tracing::warn!(
+                    "events are not published: no owner app key to seal them to (they wait for one)"
+                );
+            }
+            return;
+        }
+        self.no_owner_warned = false;
+        let room = outbox.room(owners.len());
         if room == 0 {
             return;
         }
         let batch = match self
             .link
-            .events_after(EventId(tracker.next_after), room)
+            .events_after(EventId(outbox.next_after()), room)
             .await
         {
             Ok(b) => b,
@@ -496,55 +552,56 @@ impl Service {
                 return;
             }
         };
-        for ev in batch {
-            let Some(public) = telemetry::public_event(&ev.event) else {
-                // Not for clear topics (B-6.9): as good as acknowledged,
-                // so the cursor moves past it with the events around it.
-                tracker.outstanding.insert(ev.id.0, false);
-                tracker.next_after = ev.id.0;
-                self.on_event_acked(tracker, ev.id.0).await;
-                continue;
-            };
-            let rec = event_record(ev.id.0, &public);
-            let doc = telemetry::event_json(&rec).to_string().into_bytes();
-            let topic = self.topics.events.clone();
-            if !publish(
-                client,
-                tracker,
-                topic,
-                QoS::AtLeastOnce,
-                false,
-                doc,
-                Some(ev.id.0),
-            ) {
-                return;
+        'events: for ev in batch {
+            let id = ev.id.0;
+            match owner_events::seal(&self.ctx.lock_key, &owners, id, &ev.event, &mut OsRng) {
+                // Not with a key list that was just checked; stop as if.
+                Sealed::Wait => break,
+                Sealed::Skip => {}
+                Sealed::Frames(frames) => {
+                    for frame in frames {
+                        let topic = self.topics.events.clone();
+                        if !publish(
+                            client,
+                            tracker,
+                            topic,
+                            QoS::AtLeastOnce,
+                            false,
+                            frame,
+                            Some(id),
+                        ) {
+                            // The client queue is full: this event is read
+                            // and sealed again, whole, at the next pump.
+                            break 'events;
+                        }
+                        if let Some(o) = tracker.events.as_mut() {
+                            o.sent(id);
+                        }
+                        self.ctx
+                            .stats
+                            .events_published
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                }
             }
-            tracker.outstanding.insert(ev.id.0, false);
-            tracker.next_after = ev.id.0;
-            self.ctx
-                .stats
-                .events_in_flight
-                .store(tracker.outstanding.len() as u64, Ordering::Relaxed);
-            self.ctx
-                .stats
-                .events_published
-                .fetch_add(1, Ordering::Relaxed);
+            if let Some(o) = tracker.events.as_mut() {
+                o.done(id);
+            }
         }
+        self.advance_cursor(tracker).await;
     }
 
-    async fn on_event_acked(&mut self, tracker: &mut Tracker, id: u64) {
-        if let Some(acked) = tracker.outstanding.get_mut(&id) {
-            *acked = true;
-        }
-        let mut cursor = None;
-        while let Some((&first, &true)) = tracker.outstanding.first_key_value() {
-            tracker.outstanding.remove(&first);
-            cursor = Some(first);
-        }
+    /// Persist the newest event whose frames, and those of every event
+    /// before it, the broker acknowledged.
+    async fn advance_cursor(&mut self, tracker: &mut Tracker) {
+        let Some(outbox) = tracker.events.as_mut() else {
+            return;
+        };
+        let cursor = outbox.advance();
         self.ctx
             .stats
             .events_in_flight
-            .store(tracker.outstanding.len() as u64, Ordering::Relaxed);
+            .store(outbox.frames_out() as u64, Ordering::Relaxed);
         if let Some(c) = cursor {
             self.ctx.stats.events_acked.store(c, Ordering::Relaxed);
             if let Err(e) = self.link.put_counter(EVENT_CURSOR, c).await {
@@ -796,16 +853,8 @@ impl Service {
     /// `notify`. The push counter is persisted before a frame leaves, so a
     /// broker replaying an old notice is refused by the app.
     async fn flush_notices(&mut self, client: &AsyncClient, tracker: &mut Tracker) {
-        let wall = self.link.now().1;
         while let Some(entry) = self.pending_notices.pop_front() {
-            let owners: Vec<AppKey> = self
-                .link
-                .app_access()
-                .keys
-                .values()
-                .filter(|k| matches!(k.role, AppKeyRole::Owner { .. }) && k.validity.admits(wall))
-                .cloned()
-                .collect();
+            let owners = self.owner_keys();
             if owners.is_empty() {
                 tracing::warn!(?entry, "notice not sent: no owner app key is registered");
                 continue;

@@ -1,7 +1,8 @@
-//! What the lock publishes: topic names, the retained state document, one
-//! document per logged event, and Home Assistant discovery configs. Pure
-//! functions of the engine's status and the event log; nothing secret
-//! (no user names, codes, keys or key ids) leaves through here.
+//! What the lock publishes: topic names, the retained state document, the
+//! document of a logged event (which leaves only sealed to the owner keys,
+//! `owner_events`), and Home Assistant discovery configs. Pure functions
+//! of the engine's status and the event log; nothing secret (no user
+//! names, codes, keys or key ids) leaves through here in clear.
 use serde_json::{json, Value};
 
 use crate::core::event::{Event, EventKind};
@@ -23,7 +24,8 @@ pub struct Topics {
     pub reply: String,
     /// The retained state document.
     pub state: String,
-    /// One document per event of the log (QoS 1, not retained).
+    /// Each event of the log, sealed to every owner key (QoS 1, not
+    /// retained; `owner_events`).
     pub events: String,
     /// Doorbell and alarm notices for the HA event entity (QoS 1).
     pub alert: String,
@@ -117,10 +119,12 @@ pub fn state_json(s: &Status, presence: bool) -> Value {
     doc
 }
 
-/// The form of a logged event that may travel in clear (B-6.9): a duress
+/// The form of a logged event that may be published (B-6.9): a duress
 /// unlock reads as an ordinary passcode unlock, as it does on the keypad;
-/// the duress alarm is not published at all (the owner's app reads it from
-/// the sealed event log). Everything else passes unchanged.
+/// the duress alarm is not published at all (the owner hears of duress
+/// only by the sealed notice). Everything else passes unchanged. Events
+/// leave sealed to the owners (`owner_events`), and this holds there too:
+/// the owner's phone may be shown to the person under duress.
 pub fn public_event(event: &Event) -> Option<Event> {
     let kind = match &event.kind {
         EventKind::AlarmRaised {
@@ -144,9 +148,10 @@ pub fn public_event(event: &Event) -> Option<Event> {
     })
 }
 
-/// One event document: `{"id", "time", "kind", "detail"}`. The id is the
-/// log's sequence number, so a subscriber drops a repeat (QoS 1 is
-/// at-least-once) by id.
+/// One event document: `{"id", "time", "kind", "detail"}`, the plaintext
+/// of a sealed event. The id is the log's sequence number (and the sealed
+/// frame's counter), so an app drops a repeat (QoS 1 is at-least-once)
+/// by id.
 pub fn event_json(r: &EventRecord) -> Value {
     json!({ "id": r.id, "time": r.time, "kind": r.kind, "detail": r.detail })
 }

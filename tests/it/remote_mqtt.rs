@@ -30,6 +30,7 @@ use latchd::link::limit;
 use latchd::remote::config::TlsMaterial;
 use latchd::remote::envelope;
 use latchd::remote::freshness::Challenge;
+use latchd::remote::owner_events;
 use latchd::store::{Store, StoreOptions};
 use rand_core::OsRng;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, Transport};
@@ -909,7 +910,7 @@ async fn held_back_commands_are_refused_as_stale() {
     relay.resume().await;
     let r = app.open(&next_on(&mut rx, &topic("reply")).await);
     assert!(is_stale(&r), "a held-back command: {r:?}");
-    wait_refusal(&mut rx, "stale").await;
+    wait_refusal(&mut rx, "stale", &Owner::of(&app.me, &lock_pub)).await;
     assert_eq!(
         running.published.borrow().engine.lock,
         LockState::Locked,
@@ -983,25 +984,53 @@ async fn until(
         .unwrap_or_else(|_| panic!("availability never said {}", String::from_utf8_lossy(state)));
 }
 
-/// Event documents received so far, by id, with repeats kept.
-fn event_ids(received: &[(String, Vec<u8>)]) -> Vec<u64> {
+/// The owner's key and the lock's public key: what opens the events the
+/// lock seals to its owners (issue 14 item 2).
+struct Owner {
+    me: StaticKeypair,
+    lock: [u8; 32],
+}
+
+impl Owner {
+    fn of(me: &StaticKeypair, lock: &[u8; 32]) -> Self {
+        Owner {
+            me: StaticKeypair::from_secret_bytes(*me.secret_bytes()),
+            lock: *lock,
+        }
+    }
+
+    /// Open one frame of the `events` topic with the owner's key (no
+    /// replay check here: the tests count repeats themselves).
+    fn open(&self, frame: &[u8]) -> Value {
+        owner_events::open(&self.me, &self.lock, None, frame)
+            .unwrap_or_else(|e| panic!("an event frame does not open with the owner's key: {e}"))
+            .1
+    }
+}
+
+/// Event documents received so far, opened with the owner's key, in
+/// order, repeats kept.
+fn event_docs(o: &Owner, received: &[(String, Vec<u8>)]) -> Vec<Value> {
     received
         .iter()
         .filter(|(t, _)| *t == topic("events"))
-        .map(|(_, p)| {
-            let v: Value = serde_json::from_slice(p).expect("event JSON");
-            v["id"].as_u64().expect("id")
-        })
+        .map(|(_, p)| o.open(p))
+        .collect()
+}
+
+/// Event ids received so far, with repeats kept.
+fn event_ids(o: &Owner, received: &[(String, Vec<u8>)]) -> Vec<u64> {
+    event_docs(o, received)
+        .iter()
+        .map(|v| v["id"].as_u64().expect("id"))
         .collect()
 }
 
 /// Distinct door events received so far.
-fn door_events(received: &[(String, Vec<u8>)]) -> usize {
-    let mut ids: Vec<u64> = received
+fn door_events(o: &Owner, received: &[(String, Vec<u8>)]) -> usize {
+    let mut ids: Vec<u64> = event_docs(o, received)
         .iter()
-        .filter(|(t, _)| *t == topic("events"))
-        .filter_map(|(_, p)| {
-            let v: Value = serde_json::from_slice(p).expect("event JSON");
+        .filter_map(|v| {
             let door = v["kind"].as_str().is_some_and(|k| k.starts_with("door_"));
             door.then(|| v["id"].as_u64().expect("id"))
         })
@@ -1030,6 +1059,7 @@ async fn doors(running: &Running, n: usize) {
 /// received, twice in a row 50 ms apart (the pause only lets a lagging
 /// publish show itself; no assertion depends on it).
 async fn settle(
+    o: &Owner,
     running: &mut Running,
     stats: &latchd::remote::RemoteStats,
     rx: &mut mpsc::UnboundedReceiver<(String, Vec<u8>)>,
@@ -1044,7 +1074,7 @@ async fn settle(
         while let Ok(m) = rx.try_recv() {
             got.push(m);
         }
-        let newest = event_ids(got).into_iter().max().unwrap_or(0);
+        let newest = event_ids(o, got).into_iter().max().unwrap_or(0);
         let quiet = stats.events_in_flight.load(Ordering::Relaxed) == 0
             && stats.events_acked.load(Ordering::Relaxed) >= newest;
         quiet_rounds = if quiet { quiet_rounds + 1 } else { 0 };
@@ -1053,13 +1083,14 @@ async fn settle(
 
 /// Receive until `want` distinct door events have arrived.
 async fn collect_events(
+    o: &Owner,
     rx: &mut mpsc::UnboundedReceiver<(String, Vec<u8>)>,
     into: &mut Vec<(String, Vec<u8>)>,
     want: usize,
 ) {
     let fut = async {
         loop {
-            if door_events(into) >= want {
+            if door_events(o, into) >= want {
                 return;
             }
             let m = rx.recv().await.expect("client alive");
@@ -1082,7 +1113,8 @@ async fn will_reconnect_and_every_event_once() {
     let owner = StaticKeypair::generate(&mut OsRng);
     let guest = StaticKeypair::generate(&mut OsRng);
     let state = tmp.path().join("state");
-    seed(&state, &owner, &guest);
+    let lock_pub = seed(&state, &owner, &guest);
+    let o = Owner::of(&owner, &lock_pub);
     // The watcher is subscribed before the lock exists, so it sees every
     // event from the first.
     let (_watcher, mut rx) = app_client(
@@ -1099,7 +1131,7 @@ async fn will_reconnect_and_every_event_once() {
     let before = 0;
 
     // 1. The lock's connection dies under it: the broker says its will.
-    settle(&mut running, &stats, &mut rx, &mut got).await;
+    settle(&o, &mut running, &stats, &mut rx, &mut got).await;
     relay.cut();
     let fut = async {
         loop {
@@ -1118,11 +1150,11 @@ async fn will_reconnect_and_every_event_once() {
     running.barrier().await;
     let t_resume = Instant::now();
     relay.resume().await;
-    collect_events(&mut rx, &mut got, before + 20).await;
+    collect_events(&o, &mut rx, &mut got, before + 20).await;
     let catch_up = t_resume.elapsed();
 
     // 2. The broker itself goes away and comes back.
-    settle(&mut running, &stats, &mut rx, &mut got).await;
+    settle(&o, &mut running, &stats, &mut rx, &mut got).await;
     let connects = stats.connects.load(Ordering::Relaxed);
     broker.stop();
     doors(&running, 10).await;
@@ -1134,13 +1166,13 @@ async fn will_reconnect_and_every_event_once() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let reconnect = t_up.elapsed();
-    collect_events(&mut rx, &mut got, before + 30).await;
+    collect_events(&o, &mut rx, &mut got, before + 30).await;
     // A marker after everything: events go out oldest first, so a repeat
     // of an earlier one would have arrived before it.
     doors(&running, 1).await;
-    collect_events(&mut rx, &mut got, before + 31).await;
+    collect_events(&o, &mut rx, &mut got, before + 31).await;
 
-    let ids = event_ids(&got);
+    let ids = event_ids(&o, &got);
     let mut sorted = ids.clone();
     sorted.sort();
     sorted.dedup();
@@ -1197,7 +1229,11 @@ fn seed_events(state: &Path, n: usize) {
 
 /// Receive until the lock publishes an `app_refused` event with `reason`
 /// (the engine logged it; the publisher read it back from the store).
-async fn wait_refusal(rx: &mut mpsc::UnboundedReceiver<(String, Vec<u8>)>, reason: &str) {
+async fn wait_refusal(
+    rx: &mut mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+    reason: &str,
+    o: &Owner,
+) {
     let want = format!("reason={reason}");
     let fut = async {
         loop {
@@ -1205,7 +1241,7 @@ async fn wait_refusal(rx: &mut mpsc::UnboundedReceiver<(String, Vec<u8>)>, reaso
             if t != topic("events") {
                 continue;
             }
-            let v: Value = serde_json::from_slice(&p).expect("event JSON");
+            let v = o.open(&p);
             let detail = v["detail"].as_str().unwrap_or_default();
             let has = |f: &str| detail.split(", ").any(|d| d == f);
             if v["kind"] == "app_refused" && has(&want) && has("via=remote") {
@@ -1236,6 +1272,7 @@ async fn queries_refusal_log_and_rate_limit() {
             until: Some(WallTime(now() + 3600)),
         },
     );
+    let o = Owner::of(&owner, &lock_pub);
     const UNLOCKS: usize = 23;
     seed_events(&state, UNLOCKS);
     let mut running = start_lock(&state, config(&files, port)).await;
@@ -1310,23 +1347,23 @@ async fn queries_refusal_log_and_rate_limit() {
     let f = g.seal(&Request::ListUsers);
     let r = g.open(&ask(&client, &mut rx, f).await);
     assert_eq!(error_code(&r), Some(ErrorCode::Forbidden), "{r:?}");
-    wait_refusal(&mut events, "forbidden").await;
+    wait_refusal(&mut events, "forbidden", &o).await;
 
     // A replayed and a tampered frame: the bare refusal, and logged.
     let refusal = error_frame(ErrorCode::Unauthenticated);
     assert_eq!(ask(&client, &mut rx, list_users).await, refusal);
-    wait_refusal(&mut events, "replay").await;
+    wait_refusal(&mut events, "replay", &o).await;
     let mut tampered = app.seal(&Request::Status);
     let last = tampered.len() - 1;
     tampered[last] ^= 0x01;
     assert_eq!(ask(&client, &mut rx, tampered).await, refusal);
-    wait_refusal(&mut events, "bad_seal").await;
+    wait_refusal(&mut events, "bad_seal", &o).await;
     // The guest's unlock still works meanwhile: the engine decides (remote
     // unlock is off, B-6.7) and logs its own refusal.
     let f = g.seal(&Request::Unlock);
     let r = g.open(&ask(&client, &mut rx, f).await);
     assert_eq!(error_code(&r), Some(ErrorCode::Refused), "{r:?}");
-    wait_refusal(&mut events, "remote_unlock_disabled").await;
+    wait_refusal(&mut events, "remote_unlock_disabled", &o).await;
 
     // A flood of junk: checked up to the bucket, the rest dropped
     // unanswered; one rate_limited entry for the whole burst.
@@ -1355,7 +1392,7 @@ async fn queries_refusal_log_and_rate_limit() {
     let flood_s = t_flood.elapsed().as_secs() + 1;
     let dropped = stats.rate_limited.load(Ordering::Relaxed);
     assert!(dropped > 0, "nothing was rate-limited");
-    wait_refusal(&mut events, "rate_limited").await;
+    wait_refusal(&mut events, "rate_limited", &o).await;
     running.barrier().await;
     running.stop().await.expect("clean stop");
 
@@ -1542,6 +1579,7 @@ async fn a_duress_unlock_is_an_ordinary_unlock_on_every_clear_topic() {
     let w = World::new();
     let (files, port, state) = (&w.files, w.port, &w.state);
     let (owner, guest, lock_pub) = (&w.owner, &w.guest, w.lock_pub);
+    let o = Owner::of(owner, &lock_pub);
     {
         let (mut store, device) = Store::open(state, StoreOptions::default()).expect("store");
         let mac =
@@ -1575,8 +1613,7 @@ async fn a_duress_unlock_is_an_ordinary_unlock_on_every_clear_topic() {
     let fut = async {
         loop {
             let m = rx.recv().await.expect("alive");
-            let done = m.0 == topic("events")
-                && serde_json::from_slice::<Value>(&m.1).is_ok_and(|v| v["kind"] == "door_opened");
+            let done = m.0 == topic("events") && o.open(&m.1)["kind"] == "door_opened";
             got.push(m);
             if done {
                 return;
@@ -1590,16 +1627,17 @@ async fn a_duress_unlock_is_an_ordinary_unlock_on_every_clear_topic() {
         let text = String::from_utf8_lossy(p).to_lowercase();
         assert!(!text.contains("duress"), "{t} says duress: {text}");
     }
-    let kinds: Vec<String> = got
+    // The owner's sealed events say the same (the phone may be shown to
+    // the person under duress).
+    let kinds: Vec<String> = event_docs(&o, &got)
         .iter()
-        .filter(|(t, _)| *t == topic("events"))
-        .filter_map(|(_, p)| serde_json::from_slice::<Value>(p).ok())
         .map(|v| v["kind"].as_str().unwrap_or("").to_owned())
         .collect();
     assert!(
         kinds.contains(&"unlocked.passcode".to_owned()),
         "published as an ordinary passcode unlock: {kinds:?}"
     );
+    assert!(!kinds.iter().any(|k| k.contains("duress")), "{kinds:?}");
     // The owner's app is told, sealed to its key on `notify` (B-6.9).
     // (The service serves its inputs in any order, so the notice may come
     // after the marker event.)
@@ -1692,6 +1730,242 @@ async fn a_duress_unlock_is_an_ordinary_unlock_on_every_clear_topic() {
     )));
     drop(store);
     running.stop().await.expect("stops");
+}
+
+/// Issue 14 item 2: the broker no longer learns who unlocked and when. A
+/// subscriber to `#` (the broker's view: every topic the ACL lets it
+/// read) sees, for a face unlock and a passcode unlock of user 7, no
+/// unlock kind, no user number and no event document in clear; the
+/// owner's key opens both sealed events with the user number, a guest key
+/// opens none. The passcode unlock happens while the broker is down and
+/// arrives after it returns (the persisted event cursor).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_never_learns_who_unlocked() {
+    use latchd::core::input::ModuleReport;
+    use latchd::core::types::{
+        Credential, CredentialId, CredentialKind, CredentialSecret, Modality,
+    };
+    let w = World::new();
+    let (files, port, state) = (&w.files, w.port, &w.state);
+    let o = Owner::of(&w.owner, &w.lock_pub);
+    let user = UserNumber::new(7).expect("user 7");
+    {
+        let (mut store, device) = Store::open(state, StoreOptions::default()).expect("store");
+        let mac =
+            latchd::core::passcode::Macer::new(&device.passcode_key()).mac(&[2, 4, 6, 8, 1, 3]);
+        store
+            .apply(&[
+                Change::PutUser(User {
+                    number: user,
+                    role: Role::User,
+                    validity: Validity::ALWAYS,
+                }),
+                Change::PutCredential(Credential {
+                    id: CredentialId(70),
+                    user,
+                    kind: CredentialKind::Face,
+                    secret: CredentialSecret::FaceTemplate {
+                        slot: 5,
+                        template: vec![7; 64],
+                    },
+                }),
+                Change::PutCredential(Credential {
+                    id: CredentialId(71),
+                    user,
+                    kind: CredentialKind::Passcode,
+                    secret: CredentialSecret::Passcode(mac),
+                }),
+            ])
+            .expect("user 7 with a face and a passcode");
+    }
+    // The broker's view. A persistent session: what the lock publishes
+    // while this client is away is queued for it.
+    let (_watcher, mut rx) = app_client(files, port, "broker-view", &["#"]).await;
+    let mut private = config(files, port);
+    private.remote.clear_presence = false;
+    let mut running = start_lock(state, private).await;
+    let stats = running.remote_stats.clone().expect("remote on");
+    wait_for(&mut rx, &topic("availability"), b"online").await;
+    let sim = running.sim.clone().expect("sim board");
+    let mut got: Vec<(String, Vec<u8>)> = Vec::new();
+    // Nothing the broker carries says who unlocked or how, in clear.
+    fn assert_not_clear(t: &str, p: &[u8]) {
+        let text = String::from_utf8_lossy(p).to_lowercase();
+        for word in ["unlock", "face", "passcode", "user", "\"kind\""] {
+            assert!(!text.contains(word), "{t} says {word} in clear: {text}");
+        }
+    }
+    // Receive until the owner has opened an event of `kind` for user 7;
+    // its id.
+    async fn until_opened(
+        o: &Owner,
+        rx: &mut mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+        got: &mut Vec<(String, Vec<u8>)>,
+        kind: &str,
+    ) -> u64 {
+        let fut = async {
+            loop {
+                let m = rx.recv().await.expect("client alive");
+                assert_not_clear(&m.0, &m.1);
+                let found = (m.0 == topic("events"))
+                    .then(|| o.open(&m.1))
+                    .filter(|v| v["kind"] == kind && v["detail"] == "user=7")
+                    .map(|v| v["id"].as_u64().expect("id"));
+                got.push(m);
+                if let Some(id) = found {
+                    return id;
+                }
+            }
+        };
+        tokio::time::timeout(LIMIT, fut)
+            .await
+            .unwrap_or_else(|_| panic!("the owner never opened {kind} of user 7"))
+    }
+
+    // A face unlock, live.
+    assert!(
+        running
+            .inputs
+            .send(Input::Module(ModuleReport::Recognised {
+                modality: Modality::Face,
+                slot: 5,
+            }))
+            .await
+    );
+    until_opened(&o, &mut rx, &mut got, "unlocked.face").await;
+    sim.lock_button().expect("lock from inside");
+    running.barrier().await;
+
+    // The broker goes away; user 7 types the passcode meanwhile.
+    let broker = w._broker;
+    let connects = stats.connects.load(Ordering::Relaxed);
+    broker.stop();
+    sim.touch().expect("wake");
+    sim.press(&latchd::board::sim::parse_keys("246813✓").expect("keys"))
+        .expect("passcode");
+    running.barrier().await;
+    let acked_while_down = stats.events_acked.load(Ordering::Relaxed);
+    let _broker = Broker::start(files, port);
+    let id = until_opened(&o, &mut rx, &mut got, "unlocked.passcode").await;
+    assert!(
+        id > acked_while_down,
+        "logged after the last delivered event"
+    );
+    assert!(stats.connects.load(Ordering::Relaxed) > connects);
+    // The cursor moves past it once the broker acknowledged it.
+    let deadline = Instant::now() + LIMIT;
+    while stats.events_acked.load(Ordering::Relaxed) < id {
+        assert!(Instant::now() < deadline, "the cursor never reached {id}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    running.barrier().await;
+    while let Ok(m) = rx.try_recv() {
+        got.push(m);
+    }
+
+    // What the broker saw.
+    let events: Vec<&Vec<u8>> = got
+        .iter()
+        .filter(|(t, _)| *t == topic("events"))
+        .map(|(_, p)| p)
+        .collect();
+    assert!(events.len() >= 2, "{} event frames", events.len());
+    for (t, p) in &got {
+        assert_not_clear(t, p);
+    }
+    for frame in &events {
+        assert!(
+            serde_json::from_slice::<Value>(frame).is_err(),
+            "an event in clear"
+        );
+        assert!(
+            owner_events::open(&w.guest, &w.lock_pub, None, frame).is_err(),
+            "a guest key opens no event"
+        );
+    }
+    let sizes: std::collections::BTreeSet<usize> = events.iter().map(|f| f.len()).collect();
+    eprintln!(
+        "figures: {} sealed event frames seen by the broker, sizes {sizes:?} B (unlocks and other events alike)",
+        events.len()
+    );
+    running.stop().await.expect("clean stop");
+}
+
+/// Issue 14 item 2: with no owner key the events wait. A lock with only
+/// a guest key logs door events and publishes none of them, in clear or
+/// sealed, and its cursor does not move; once an owner key is registered
+/// (here: in the store between two runs) the next connection delivers
+/// them, sealed to the owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_wait_for_an_owner_key() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let files = broker_files(tmp.path());
+    let port = free_port();
+    let _broker = Broker::start(&files, port);
+    let owner = StaticKeypair::generate(&mut OsRng);
+    let guest = StaticKeypair::generate(&mut OsRng);
+    let state = tmp.path().join("state");
+    daemon::create_state_dir(&state).expect("state dir");
+    let lock_pub = {
+        let (mut store, device) = Store::open(&state, StoreOptions::default()).expect("store");
+        store
+            .apply(&[
+                Change::SetHanding(Handing::RightHand),
+                Change::PutUser(User {
+                    number: admin(),
+                    role: Role::Admin,
+                    validity: Validity::ALWAYS,
+                }),
+                Change::PutAppKey(key(2, AppKeyRole::Guest, &guest, Validity::ALWAYS)),
+            ])
+            .expect("seed without an owner key");
+        latchd::app::crypto::lock_keypair(&device.passcode_key()).public()
+    };
+    let o = Owner::of(&owner, &lock_pub);
+    let (_watcher, mut rx) = app_client(&files, port, "broker-view", &["#"]).await;
+    let mut private = config(&files, port);
+    private.remote.clear_presence = false;
+
+    let mut running = start_lock(&state, private.clone()).await;
+    let stats = running.remote_stats.clone().expect("remote on");
+    wait_for(&mut rx, &topic("availability"), b"online").await;
+    doors(&running, 4).await;
+    running.barrier().await;
+    running.stop().await.expect("clean stop");
+    assert_eq!(stats.events_published.load(Ordering::Relaxed), 0);
+    assert_eq!(stats.events_acked.load(Ordering::Relaxed), 0);
+    let mut got = Vec::new();
+    while let Ok(m) = rx.try_recv() {
+        got.push(m);
+    }
+    {
+        let (mut store, _) = Store::open(&state, StoreOptions::default()).expect("store");
+        assert_eq!(
+            store
+                .get_counter(latchd::remote::EVENT_CURSOR)
+                .expect("counter"),
+            None,
+            "the cursor did not move"
+        );
+        store
+            .apply(&[Change::PutAppKey(key(
+                1,
+                AppKeyRole::Owner { admin: admin() },
+                &owner,
+                Validity::ALWAYS,
+            ))])
+            .expect("an owner pairs");
+    }
+    let running = start_lock(&state, private).await;
+    collect_events(&o, &mut rx, &mut got, 4).await;
+    for (t, p) in &got {
+        let text = String::from_utf8_lossy(p);
+        assert!(
+            !text.contains("door_"),
+            "{t} carries an event in clear: {text}"
+        );
+    }
+    running.stop().await.expect("clean stop");
 }
 
 /// A broker on a free port, and a lock state seeded by [`seed`] with an
@@ -1827,8 +2101,8 @@ async fn latchctl_out_ca(
 /// Issue 24: `latchctl remote` end to end through the built binary and the
 /// real Mosquitto, with key files as `latchctl ble` writes them: every
 /// subcommand as the owner; a guest key refused `users`; `events --follow`
-/// gets the sealed duress notice with the owner's key and nothing with the
-/// guest's; a TLS failure, an unreachable broker and the lock offline give
+/// gets the sealed duress notice and the sealed unlock event (with its
+/// user number) with the owner's key and nothing with the guest's; a TLS failure, an unreachable broker and the lock offline give
 /// their own exit codes, and with the lock offline nothing is published.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latchctl_remote_end_to_end() {
@@ -1944,28 +2218,42 @@ async fn latchctl_remote_end_to_end() {
         .expect("duress code");
     running.barrier().await;
     let mut lines = tokio::io::BufReader::new(owner_follow.stdout.take().expect("stdout"));
-    let got = tokio::time::timeout(LIMIT, async {
+    // Issue 14 item 2: the unlock itself comes as a sealed event that
+    // only an owner key opens, with its user number.
+    let (notice, event) = tokio::time::timeout(LIMIT, async {
         use tokio::io::AsyncBufReadExt;
+        let (mut notice, mut event) = (None, None);
         let mut line = String::new();
-        loop {
+        while notice.is_none() || event.is_none() {
             line.clear();
             if lines.read_line(&mut line).await.expect("read") == 0 {
                 panic!("latchctl --follow ended");
             }
             if line.starts_with("NOTICE") {
-                return line.clone();
+                notice = Some(line.clone());
+            } else if line.starts_with("event") && line.contains("unlocked.") {
+                event = Some(line.clone());
             }
         }
+        (notice.unwrap_or_default(), event.unwrap_or_default())
     })
     .await
-    .expect("the owner's follow prints the notice");
-    assert!(got.contains("Duress"), "{got}");
+    .expect("the owner's follow prints the notice and the unlock event");
+    assert!(notice.contains("Duress"), "{notice}");
+    assert!(
+        event.contains("unlocked.passcode") && event.contains("user=1"),
+        "{event}"
+    );
     // The guest's run got the same frames; let it print what it could.
     tokio::time::sleep(Duration::from_millis(500)).await;
     guest_follow.start_kill().expect("kill");
     let guest_out = guest_follow.wait_with_output().await.expect("guest output");
     let guest_text = String::from_utf8_lossy(&guest_out.stdout);
     assert!(!guest_text.contains("NOTICE"), "{guest_text}");
+    assert!(
+        !guest_text.contains("event"),
+        "a guest key opens no event: {guest_text}"
+    );
     owner_follow.start_kill().expect("kill");
     let _ = owner_follow.wait().await;
 
