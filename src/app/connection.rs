@@ -62,6 +62,10 @@ pub struct ChannelConn {
     reasm: Reassembler,
     state: ConnState,
     idle_timeout: Duration,
+    /// A second device asking for the BLE slot (`ble/slot.rs`): only a
+    /// session with a registered key may displace the current one, so
+    /// nothing else is even parsed.
+    session_init_only: bool,
 }
 
 impl std::fmt::Debug for ChannelConn {
@@ -85,12 +89,29 @@ impl ChannelConn {
             reasm,
             state: ConnState::Idle,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            session_init_only: false,
         }
+    }
+
+    /// A connection that accepts nothing but a `SessionInit` (any other
+    /// frame is refused before it costs anything): a device contending
+    /// for the BLE slot while another holds it.
+    pub fn session_init_only(mut self) -> Self {
+        self.session_init_only = true;
+        self
     }
 
     /// Is a session open?
     pub fn is_open(&self) -> bool {
         matches!(self.state, ConnState::Open { .. })
+    }
+
+    /// The role of the key whose session is open, if one is.
+    pub fn session_role(&self) -> Option<&AppKeyRole> {
+        match &self.state {
+            ConnState::Open { key, .. } => Some(&key.role),
+            _ => None,
+        }
     }
 
     /// Feed one characteristic write; returns the notifications to send.
@@ -125,6 +146,9 @@ impl ChannelConn {
 
     async fn on_frame(&mut self, link: &dyn LockLink, frame: &[u8]) -> Result<Vec<u8>, ErrorCode> {
         let kind = Frame::parse(frame).map_err(|e| e.code())?.kind;
+        if self.session_init_only && kind != FrameType::SessionInit {
+            return Err(ErrorCode::UnexpectedFrame);
+        }
         let (now, wall) = link.now();
         let previous = std::mem::replace(&mut self.state, ConnState::Idle);
         // A handshake frame starts over: whatever was open is closed first

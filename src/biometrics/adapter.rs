@@ -64,7 +64,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::biometrics::fingerprint::Reconciliation;
-use crate::board::{DeviceError, FingerprintModule, PalmModule};
+use crate::board::{DeviceError, FingerprintModule, ModuleHealth, PalmModule};
 use crate::core::input::{EnrolFailure, EnrolStep, ModuleReport};
 use crate::core::types::{CredentialKind, CredentialSecret, Modality, Persisted};
 use crate::core::{Input, ModuleCmd};
@@ -141,7 +141,12 @@ pub struct ModuleAdapter {
     /// Wakes a connection that refused a module not the lock's own
     /// ([`ModuleCmd::Pair`]; fingerprint, `fingerprint/reader.rs`).
     repair: Option<Arc<tokio::sync::Notify>>,
+    /// What the task saw last, for the self-test.
+    health: SharedHealth,
 }
+
+/// The adapter task's last word on its module, read by the self-test.
+pub(crate) type SharedHealth = Arc<std::sync::Mutex<ModuleHealth>>;
 
 impl std::fmt::Debug for ModuleAdapter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -183,6 +188,23 @@ impl ModuleAdapter {
     pub fn is_running(&self) -> bool {
         !self.task.is_finished()
     }
+
+    /// What the module did last: answered, failing since …, not the
+    /// lock's own, or the task has stopped.
+    pub fn health(&self) -> ModuleHealth {
+        let last = self
+            .health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if !self.task.is_finished() {
+            return last;
+        }
+        ModuleHealth::Stopped(match last {
+            ModuleHealth::Failing(why) | ModuleHealth::Untrusted(why) => why,
+            _ => "see the log for why".into(),
+        })
+    }
 }
 
 impl Drop for ModuleAdapter {
@@ -195,11 +217,17 @@ impl FingerprintModule for ModuleAdapter {
     fn command(&mut self, cmd: &ModuleCmd) -> Result<(), DeviceError> {
         ModuleAdapter::command(self, cmd)
     }
+    fn health(&self) -> ModuleHealth {
+        ModuleAdapter::health(self)
+    }
 }
 
 impl PalmModule for ModuleAdapter {
     fn command(&mut self, cmd: &ModuleCmd) -> Result<(), DeviceError> {
         ModuleAdapter::command(self, cmd)
+    }
+    fn health(&self) -> ModuleHealth {
+        ModuleAdapter::health(self)
     }
 }
 
@@ -242,18 +270,20 @@ pub(crate) fn spawn_connecting<R: Reader + 'static>(
 ) -> ModuleAdapter {
     let (tx, rx) = mpsc::unbounded_channel();
     let modality = R::MODALITY;
+    let health: SharedHealth = Arc::new(std::sync::Mutex::new(ModuleHealth::Starting));
+    let task_health = health.clone();
     let task = tokio::spawn(async move {
         let reader = match connect.await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(device = device_name(modality), error = %e, "module not connected");
-                sink.report(ModuleReport::Fault {
-                    modality,
-                    detail: format!("no handshake with the module: {e}"),
-                });
+                let detail = format!("no handshake with the module: {e}");
+                set_health(&task_health, ModuleHealth::Failing(detail.clone()));
+                sink.report(ModuleReport::Fault { modality, detail });
                 return;
             }
         };
+        set_health(&task_health, ModuleHealth::Answering);
         Adapter {
             reader,
             config,
@@ -262,6 +292,7 @@ pub(crate) fn spawn_connecting<R: Reader + 'static>(
             deferred: VecDeque::new(),
             faulted: false,
             present: false,
+            health: task_health,
         }
         .run()
         .await
@@ -271,6 +302,7 @@ pub(crate) fn spawn_connecting<R: Reader + 'static>(
         commands: tx,
         task,
         repair: None,
+        health,
     }
 }
 
@@ -356,6 +388,12 @@ struct Adapter<R> {
     faulted: bool,
     /// The presentation on the sensor has been reported already.
     present: bool,
+    /// Shared with the board's handle, for the self-test.
+    health: SharedHealth,
+}
+
+fn set_health(shared: &SharedHealth, health: ModuleHealth) {
+    *shared.lock().unwrap_or_else(|p| p.into_inner()) = health;
 }
 
 impl<R: Reader> Adapter<R> {
@@ -435,6 +473,7 @@ impl<R: Reader> Adapter<R> {
             tracing::debug!(device = device_name(self.modality()), %detail, "still failing");
             return;
         }
+        set_health(&self.health, ModuleHealth::Failing(detail.clone()));
         self.faulted = true;
         tracing::error!(device = device_name(self.modality()), %detail, "module fault");
         self.report(ModuleReport::Fault {
@@ -449,6 +488,7 @@ impl<R: Reader> Adapter<R> {
         if self.faulted {
             return;
         }
+        set_health(&self.health, ModuleHealth::Untrusted(detail.clone()));
         self.faulted = true;
         tracing::error!(device = device_name(self.modality()), %detail, "module not the lock's own");
         self.report(ModuleReport::Untrusted {
@@ -459,6 +499,7 @@ impl<R: Reader> Adapter<R> {
 
     fn answered(&mut self) {
         if std::mem::take(&mut self.faulted) {
+            set_health(&self.health, ModuleHealth::Answering);
             tracing::info!(
                 device = device_name(self.modality()),
                 "module answers again"
@@ -666,10 +707,15 @@ mod tests {
             }
             other => panic!("expected a fault, got {other:?}"),
         }
-        // The task ends right after its report.
+        // The task ends right after its report; the self-test says why.
         while adapter.is_running() {
             tokio::task::yield_now().await;
         }
+        assert!(
+            matches!(adapter.health(), ModuleHealth::Stopped(d) if d.contains("no handshake")),
+            "{:?}",
+            adapter.health()
+        );
         let e = adapter
             .command(&ModuleCmd::Wipe {
                 modality: Modality::Fingerprint,

@@ -18,9 +18,20 @@
 //!
 //! One app at a time: BlueZ sends a characteristic's notifications to every
 //! subscribed central, so a second concurrent channel would see the first
-//! one's frames. A write from another device is refused (`NotPermitted`)
-//! while the first is still connected; once it is gone, the next device
-//! starts from a fresh, closed channel.
+//! one's frames. Who holds that one slot, and who may take it from whom, is
+//! `slot.rs`; who may stay connected at all and how much a stranger may
+//! write is `guard.rs` (issue 14.3). This file applies their verdicts:
+//!
+//! ```text
+//!  write (rx or Improv RPC) ─► Guard::admit_write ─refused─► write fails (NotPermitted),
+//!                               │                             repeatedly: Device1.Disconnect
+//!                               ▼ admitted
+//!                 rx: Slot::on_write ─► displaced holder: Device1.Disconnect, then notify
+//!                 RPC: Improv::on_rpc_write
+//!  sentry, every guard::TICK: the adapter's connected devices ─► Guard::tick
+//!                               ─► Device1.Disconnect (strangers past their grace,
+//!                                  sessions idle past SESSION_IDLE); gone ─► slot freed
+//! ```
 //!
 //! Authorisation for pairing and for Improv is the engine's pairing mode
 //! (physical presence, B-5.1), read at the moment of each request.
@@ -34,15 +45,17 @@ use bluer::gatt::local::{
     CharacteristicNotifyMethod, CharacteristicRead, CharacteristicWrite, CharacteristicWriteMethod,
     ReqError, Service,
 };
-use bluer::{Address, DeviceEvent, DeviceProperty, Uuid};
+use bluer::{Address, Uuid};
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
+use super::guard::{self, Admit, Guard, Limits};
 use super::improv::{self, DeviceInfo, Improv, Output, ScannedNetwork};
+use super::slot::Slot;
 use crate::app::crypto::StaticKeypair;
 use crate::app::pairing::CurrentCode;
-use crate::app::{ChannelConn, LockLink};
+use crate::app::LockLink;
 use crate::wifi::WifiBackend;
 
 /// The latchd secure-channel service.
@@ -58,6 +71,9 @@ const RETRY: Duration = Duration::from_secs(2);
 const IDLE_RETRY: Duration = Duration::from_secs(60);
 /// Quick retries (every [`RETRY`]) after start-up or a bluetoothd restart.
 const QUICK_RETRIES: u32 = 10;
+/// How long a disconnection request to bluetoothd may take before the
+/// caller goes on (the sentry asks again later if it did not take).
+const DISCONNECT_WAIT: Duration = Duration::from_secs(3);
 
 /// Why the GATT application stopped.
 #[derive(Debug, thiserror::Error)]
@@ -115,10 +131,11 @@ pub fn local_name(serial: &str) -> String {
     format!("latchd-{tail}")
 }
 
-/// The one connected app and its channel.
-#[derive(Default)]
-struct ChannelSlot {
-    peer: Option<(Address, ChannelConn)>,
+/// The channel slot, the availability policy over every connected
+/// device, and where the channel's notifications go.
+struct ChannelState {
+    slot: Slot<Address>,
+    guard: Guard<Address>,
     notifier: Option<CharacteristicNotifier>,
 }
 
@@ -133,9 +150,12 @@ struct ImprovNotifiers {
 pub struct Shared {
     deps: GattDeps,
     adapter: bluer::Adapter,
-    channel: Mutex<ChannelSlot>,
+    channel: Mutex<ChannelState>,
     improv: Mutex<Improv>,
     improv_notify: Mutex<ImprovNotifiers>,
+    /// The guard's clock: real time since registration (the radio's
+    /// connections age in real time whatever the engine's clock says).
+    started: std::time::Instant,
 }
 
 impl std::fmt::Debug for Shared {
@@ -157,86 +177,162 @@ async fn notify_all(n: &mut Option<CharacteristicNotifier>, values: Vec<Vec<u8>>
 }
 
 impl Shared {
+    fn now(&self) -> crate::core::time::Instant {
+        crate::core::time::Instant::from_millis(self.started.elapsed().as_millis() as u64)
+    }
+
     async fn channel_write(
         self: Arc<Self>,
         value: Vec<u8>,
         peer: Address,
         mtu: u16,
     ) -> Result<(), ReqError> {
-        let mut slot = self.channel.lock().await;
-        let take_over = match &slot.peer {
-            Some((current, _)) if *current == peer => false,
-            Some((current, _)) => {
-                let still_there = match self.adapter.device(*current) {
-                    Ok(d) => d.is_connected().await.unwrap_or(false),
-                    Err(_) => false,
-                };
-                if still_there {
-                    return Err(ReqError::NotPermitted);
-                }
-                true
+        let link = self.deps.link.clone();
+        let now = self.now();
+        let mut ch = self.channel.lock().await;
+        self.admit(&mut ch, peer, now).await?;
+        // A holder that left before the sentry noticed frees the slot now,
+        // so the next app does not wait for the sentry's tick.
+        if let Some(holder) = ch.slot.holder() {
+            if holder != peer && !self.is_connected(holder).await {
+                self.forget(&mut ch, holder);
             }
-            None => true,
-        };
-        if take_over {
-            slot.peer = Some((
-                peer,
-                ChannelConn::new(self.deps.lock_key.clone(), self.deps.code.clone(), mtu),
-            ));
-            self.deps.link.ble_connected(true);
-            self.clone().watch_disconnect(peer);
         }
-        let out = match &mut slot.peer {
-            Some((_, conn)) => conn.on_write(self.deps.link.as_ref(), &value).await,
-            None => return Err(ReqError::Failed),
-        };
-        notify_all(&mut slot.notifier, out).await;
+        let ChannelState {
+            slot,
+            guard,
+            notifier,
+        } = &mut *ch;
+        let out = slot
+            .on_write(link.as_ref(), guard, peer, &value, mtu, now)
+            .await;
+        if out.took_slot {
+            link.ble_connected(true);
+        }
+        if let Some(displaced) = out.evict {
+            // Before the new holder's answer is notified: the displaced
+            // device must not see the new session's frames.
+            self.disconnect(displaced).await;
+        }
+        notify_all(notifier, out.notify).await;
+        if out.refused {
+            return Err(ReqError::NotPermitted);
+        }
         Ok(())
     }
 
-    /// When `peer` disconnects, free the channel (a half-open session
-    /// must not survive the link) and tell the engine (B-9.1 status).
-    fn watch_disconnect(self: Arc<Self>, peer: Address) {
-        tokio::spawn(async move {
-            let events = match self.adapter.device(peer) {
-                Ok(d) => d.events().await,
-                Err(e) => Err(e),
-            };
-            match events {
-                Ok(events) => {
-                    let mut events = Box::pin(events);
-                    while let Some(ev) = events.next().await {
-                        if let DeviceEvent::PropertyChanged(DeviceProperty::Connected(false)) = ev {
-                            break;
+    /// The guard's verdict on one write from `peer`; a peer it evicts is
+    /// disconnected here.
+    async fn admit(
+        &self,
+        ch: &mut ChannelState,
+        peer: Address,
+        now: crate::core::time::Instant,
+    ) -> Result<(), ReqError> {
+        match ch.guard.admit_write(peer, now) {
+            Admit::Yes => Ok(()),
+            Admit::Refuse => Err(ReqError::NotPermitted),
+            Admit::Evict => {
+                tracing::warn!(%peer, "BLE: disconnecting a device that keeps writing past its budget");
+                self.disconnect(peer).await;
+                Err(ReqError::NotPermitted)
+            }
+        }
+    }
+
+    async fn is_connected(&self, peer: Address) -> bool {
+        match self.adapter.device(peer) {
+            Ok(d) => d.is_connected().await.unwrap_or(false),
+            Err(_) => false,
+        }
+    }
+
+    /// Ask bluetoothd to end `peer`'s connection (org.bluez.Device1.Disconnect).
+    async fn disconnect(&self, peer: Address) {
+        let result = match self.adapter.device(peer) {
+            Ok(d) => tokio::time::timeout(DISCONNECT_WAIT, d.disconnect())
+                .await
+                .unwrap_or(Ok(())),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => tracing::info!(%peer, "BLE: disconnected a device"),
+            Err(e) => tracing::warn!(%peer, "BLE: cannot disconnect a device: {e}"),
+        }
+    }
+
+    /// `peer` is gone: its channel (a half-open session must not survive
+    /// the link) and its place in the guard end; the engine hears when the
+    /// app holding the channel left (B-9.1 status).
+    fn forget(&self, ch: &mut ChannelState, peer: Address) {
+        ch.guard.gone(peer);
+        if ch.slot.release(peer) {
+            self.deps.link.ble_connected(false);
+            tracing::info!(%peer, "BLE: app disconnected");
+        }
+    }
+
+    /// Every [`guard::TICK`]: track who is connected, free what left, and
+    /// disconnect whom the guard says (the idle limits hold even when no
+    /// frame arrives).
+    async fn sentry(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(guard::TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let mut connected = Vec::new();
+            match self.adapter.device_addresses().await {
+                Ok(all) => {
+                    for a in all {
+                        if self.is_connected(a).await {
+                            connected.push(a);
                         }
                     }
                 }
-                // Without events the slot is freed by the next device's
-                // write (it checks whether this one is still connected).
                 Err(e) => {
-                    tracing::warn!(%peer, "BLE: cannot watch the connection: {e}");
-                    return;
+                    tracing::warn!("BLE: cannot list devices: {e}");
+                    continue;
                 }
             }
-            let mut slot = self.channel.lock().await;
-            if matches!(&slot.peer, Some((current, _)) if *current == peer) {
-                slot.peer = None;
-                self.deps.link.ble_connected(false);
-                tracing::info!(%peer, "BLE: app disconnected");
+            let now = self.now();
+            let pairing_mode = self.deps.link.pairing_mode();
+            let cut = {
+                let mut ch = self.channel.lock().await;
+                let left: Vec<Address> = ch
+                    .guard
+                    .peers()
+                    .filter(|p| !connected.contains(p))
+                    .collect();
+                for p in left {
+                    self.forget(&mut ch, p);
+                }
+                let mut cut: Vec<Address> = connected
+                    .iter()
+                    .copied()
+                    .filter(|p| !ch.guard.seen_connected(*p, now))
+                    .collect();
+                cut.extend(ch.guard.tick(now, pairing_mode));
+                cut
+            };
+            for p in cut {
+                tracing::info!(%p, "BLE: ending an idle or unauthenticated connection");
+                self.disconnect(p).await;
             }
-        });
+        }
     }
 
     /// Boxed with an explicit `Send`: it recurses (a join's result feeds
     /// more outputs) from a spawned task.
+    /// `peer`: who wrote the RPC these outputs answer, if anyone.
     fn improv_outputs(
         self: &Arc<Self>,
         outputs: Vec<Output>,
+        peer: Option<Address>,
     ) -> futures_util::future::BoxFuture<'_, ()> {
-        Box::pin(async move { self.improv_outputs_inner(outputs).await })
+        Box::pin(async move { self.improv_outputs_inner(outputs, peer).await })
     }
 
-    async fn improv_outputs_inner(self: &Arc<Self>, outputs: Vec<Output>) {
+    async fn improv_outputs_inner(self: &Arc<Self>, outputs: Vec<Output>, peer: Option<Address>) {
         for o in outputs {
             match o {
                 Output::State(s) => {
@@ -258,6 +354,12 @@ impl Shared {
                 }
                 Output::ApplyCredentials { ssid, password } => {
                     let me = self.clone();
+                    // The client waits for the join's result: not evicted
+                    // until it is known.
+                    if let Some(p) = peer {
+                        let now = self.now();
+                        self.channel.lock().await.guard.provisioning(p, true, now);
+                    }
                     // Joining takes seconds; answer the write now.
                     tokio::spawn(async move {
                         let result = me.deps.wifi.apply(&ssid, &password).await;
@@ -268,7 +370,11 @@ impl Shared {
                                 me.improv.lock().await.on_connect_result(Err(()))
                             }
                         };
-                        me.improv_outputs(outputs).await;
+                        if let Some(p) = peer {
+                            let now = me.now();
+                            me.channel.lock().await.guard.provisioning(p, false, now);
+                        }
+                        me.improv_outputs(outputs, peer).await;
                     });
                 }
                 Output::Identify => self.deps.link.identify(),
@@ -294,7 +400,7 @@ impl Shared {
                                 me.improv.lock().await.on_scan_failed()
                             }
                         };
-                        me.improv_outputs(outputs).await;
+                        me.improv_outputs(outputs, peer).await;
                     });
                 }
             }
@@ -304,7 +410,7 @@ impl Shared {
     async fn refresh_authorization(self: &Arc<Self>) {
         let active = self.deps.link.pairing_mode();
         let outputs = self.improv.lock().await.set_authorized(active);
-        self.improv_outputs(outputs).await;
+        self.improv_outputs(outputs, None).await;
     }
 }
 
@@ -409,12 +515,18 @@ fn application(shared: &Arc<Shared>) -> Result<Application, GattError> {
             // callback, and only an acknowledged write keeps fragments in
             // order.
             write: true,
-            method: CharacteristicWriteMethod::Fun(Box::new(move |value, _req| {
+            method: CharacteristicWriteMethod::Fun(Box::new(move |value, req| {
                 let s = ch.clone();
+                let peer = req.device_address;
                 async move {
+                    let now = s.now();
+                    {
+                        let mut ch = s.channel.lock().await;
+                        s.admit(&mut ch, peer, now).await?;
+                    }
                     s.refresh_authorization().await;
                     let outputs = s.improv.lock().await.on_rpc_write(&value);
-                    s.improv_outputs(outputs).await;
+                    s.improv_outputs(outputs, Some(peer)).await;
                     Ok(())
                 }
                 .boxed()
@@ -519,12 +631,19 @@ pub async fn run(
     }
 }
 
-/// A live registration; dropping it unregisters.
+/// A live registration; dropping it unregisters (and stops the sentry).
 pub struct Handles {
     _app: bluer::gatt::local::ApplicationHandle,
     _adv: bluer::adv::AdvertisementHandle,
     _shared: Arc<Shared>,
     _session: bluer::Session,
+    sentry: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Handles {
+    fn drop(&mut self) {
+        self.sentry.abort();
+    }
 }
 
 impl std::fmt::Debug for Handles {
@@ -544,9 +663,17 @@ pub async fn serve_once(config: &GattConfig, deps: &GattDeps) -> Result<Handles,
     let shared = Arc::new(Shared {
         deps: deps.clone(),
         adapter: adapter.clone(),
-        channel: Mutex::new(ChannelSlot::default()),
+        channel: Mutex::new(ChannelState {
+            slot: Slot::new(deps.lock_key.clone(), deps.code.clone()),
+            guard: Guard::new(
+                Limits::default(),
+                crate::core::time::Instant::from_millis(0),
+            ),
+            notifier: None,
+        }),
         improv: Mutex::new(Improv::new(deps.device_info.clone())),
         improv_notify: Mutex::new(ImprovNotifiers::default()),
+        started: std::time::Instant::now(),
     });
     let app = adapter
         .serve_gatt_application(application(&shared)?)
@@ -561,7 +688,9 @@ pub async fn serve_once(config: &GattConfig, deps: &GattDeps) -> Result<Handles,
         ..Default::default()
     };
     let adv = adapter.advertise(adv).await?;
+    let sentry = tokio::spawn(shared.clone().sentry());
     Ok(Handles {
+        sentry,
         _app: app,
         _adv: adv,
         _shared: shared,

@@ -14,6 +14,8 @@
 //! ```
 //!
 //! * [`improv`]: Improv Wi-Fi over BLE (sans-IO).
+//! * [`guard`], [`slot`]: who may stay connected and who holds the one
+//!   channel (issue 14.3, sans-IO).
 //! * [`config`]: the `[ble]` table.
 //! * `gatt` / `gatt_client` (behind `board-linux`): the BlueZ glue, lock
 //!   side and app side. They only move bytes between characteristics and
@@ -25,4 +27,6 @@ pub mod config;
 pub mod gatt;
 #[cfg(feature = "board-linux")]
 pub mod gatt_client;
+pub mod guard;
 pub mod improv;
+pub mod slot;

@@ -168,11 +168,37 @@ pub trait Alarm: Send {
 /// enrolment steps arrive as `Input::Module(..)`.
 pub trait FingerprintModule: Send {
     fn command(&mut self, cmd: &ModuleCmd) -> Result<(), DeviceError>;
+
+    /// How the module answered last, for the self-test (issue 22 item 3).
+    fn health(&self) -> ModuleHealth {
+        ModuleHealth::Answering
+    }
 }
 
 /// The palm-vein module (UART). Same contract as [`FingerprintModule`].
 pub trait PalmModule: Send {
     fn command(&mut self, cmd: &ModuleCmd) -> Result<(), DeviceError>;
+
+    /// How the module answered last, for the self-test.
+    fn health(&self) -> ModuleHealth {
+        ModuleHealth::Answering
+    }
+}
+
+/// What the self-test reports for a UART biometric module: what its
+/// adapter saw last, never a guess.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModuleHealth {
+    /// Connected, no answer yet (start-up, or the UART is being opened).
+    Starting,
+    /// The last exchange was answered.
+    Answering,
+    /// Not answering since `detail` (timeout, bad frame, closed link).
+    Failing(String),
+    /// Answers, but is not the lock's own module (swapped: issue 13 item 7).
+    Untrusted(String),
+    /// The adapter task has stopped: why, as far as it said.
+    Stopped(String),
 }
 
 /// Face recognition: camera frames through the detector/embedder/matcher

@@ -542,8 +542,12 @@ impl EngineTask {
     fn answer(&mut self, req: TaskRequest) {
         match req {
             TaskRequest::SelfTest(reply) => {
-                let bolt = self.engine.status().bolt;
-                let _ = reply.send(status::self_test(&mut self.board, bolt));
+                let engine = self.engine.status();
+                let _ = reply.send(status::self_test(
+                    &mut self.board,
+                    &engine,
+                    &self.static_diag,
+                ));
             }
         }
     }

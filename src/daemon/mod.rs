@@ -251,7 +251,8 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
     let diagnostics = channels.diagnostics.subscribe();
     let mut systemd = notify::Systemd::from_env();
     let start = engine_task::EngineStart {
-        static_diag: status::StaticDiag::at_start(&state, board.name),
+        static_diag: status::StaticDiag::at_start(&state, board.name)
+            .with_wifi(opts.config.wifi.backend),
         engine,
         engine_config: state.engine_config.clone(),
         board,

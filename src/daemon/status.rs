@@ -5,7 +5,7 @@
 use std::time::Instant as StdInstant;
 
 use super::state::State;
-use crate::board::Board;
+use crate::board::{Board, ModuleHealth};
 use crate::core::input::BoltPosition;
 use crate::core::types::CredentialKind;
 use crate::core::Status;
@@ -28,7 +28,15 @@ pub struct StaticDiag {
     /// Bolt moves of earlier runs (store counter [`MOTOR_CYCLES`]); the
     /// engine counts this run's.
     pub motor_cycles_before: u64,
+    /// The `[wifi]` backend (`wpa_supplicant`, `networkmanager`), `None`
+    /// when the board has none: `WifiState` is then `none`, not a
+    /// "disconnected" that suggests a radio.
+    pub wifi_backend: Option<&'static str>,
 }
+
+/// Below this signal (dBm) a connected link is reported `weak`: about
+/// where Wi-Fi starts to drop packets and an MQTT session to time out.
+pub const WEAK_RSSI_DBM: i16 = -75;
 
 /// The store counter that keeps bolt moves across restarts (motor wear).
 pub const MOTOR_CYCLES: &str = "motor_cycles";
@@ -46,9 +54,21 @@ impl StaticDiag {
             key_storage: state.key_storage.into(),
             last_jam: 0,
             motor_cycles_before: state.motor_cycles_before,
+            wifi_backend: None,
         };
         diag.set_storage_health(&state.storage_health);
         diag
+    }
+
+    /// The board's `[wifi]` backend, if any.
+    pub fn with_wifi(mut self, backend: crate::wifi::BackendKind) -> Self {
+        use crate::wifi::BackendKind;
+        self.wifi_backend = match backend {
+            BackendKind::None => None,
+            BackendKind::WpaSupplicant => Some("wpa_supplicant"),
+            BackendKind::NetworkManager => Some("networkmanager"),
+        };
+        self
     }
 
     pub fn set_storage_health(&mut self, h: &StorageHealth) {
@@ -57,6 +77,24 @@ impl StaticDiag {
         } else {
             format!("degraded: {}", h.detail)
         };
+    }
+
+    /// `none` (no backend), `off` (the B-9.7 setting), `disconnected`,
+    /// `weak` (connected below [`WEAK_RSSI_DBM`]) or `connected`.
+    /// (`connecting` is not told apart: the backends report a link only
+    /// once it is up.)
+    pub fn wifi_state(&self, s: &Status) -> &'static str {
+        if self.wifi_backend.is_none() {
+            "none"
+        } else if !s.wifi_enabled {
+            "off"
+        } else if !s.wifi_connected {
+            "disconnected"
+        } else if s.wifi_rssi.is_some_and(|r| r < WEAK_RSSI_DBM) {
+            "weak"
+        } else {
+            "connected"
+        }
     }
 
     pub fn diagnostics(&self, s: &Status) -> Diagnostics {
@@ -79,13 +117,7 @@ impl StaticDiag {
             battery_percent: s.battery_percent,
             battery_mv: s.battery_millivolts,
             external_power: s.external_power,
-            wifi_state: if !s.wifi_enabled {
-                "off".into()
-            } else if s.wifi_connected {
-                "connected".into()
-            } else {
-                "disconnected".into()
-            },
+            wifi_state: self.wifi_state(s).into(),
             // A reading only means something while associated.
             wifi_rssi: s.wifi_rssi.filter(|_| s.wifi_connected),
             ble_state: if s.ble_connected {
@@ -122,8 +154,9 @@ impl StaticDiag {
 
 /// Check every device this board has, once, and name those it has not
 /// (issue 22 item 3: a missing part is reported as missing, never "ok").
-/// `believed` is where the engine last saw the bolt.
-pub fn self_test(board: &mut Board, believed: BoltPosition) -> Vec<DeviceCheck> {
+/// `status` is the engine's (where it last saw the bolt, the Wi-Fi link);
+/// `diag` says what the board has beside its devices (store, Wi-Fi).
+pub fn self_test(board: &mut Board, status: &Status, diag: &StaticDiag) -> Vec<DeviceCheck> {
     fn check<T: std::fmt::Debug>(
         device: &str,
         r: Result<T, crate::board::DeviceError>,
@@ -152,14 +185,60 @@ pub fn self_test(board: &mut Board, believed: BoltPosition) -> Vec<DeviceCheck> 
         }
     }
     vec![
-        motor_check(board, believed),
+        motor_check(board, status.bolt),
         check("bolt_sensor", board.bolt.read()),
         check("door_sensor", board.door.read()),
         check("battery", board.battery.read().map(|p| p.percent)),
         check("tamper", board.tamper.read()),
+        module_check("fingerprint", board.fingerprint.health()),
+        module_check("palm", board.palm.health()),
         presence("face", board.face.absent()),
         presence("camera", board.camera.absent()),
+        DeviceCheck {
+            device: "store".into(),
+            ok: diag.storage_health == "ok",
+            detail: diag.storage_health.clone(),
+        },
+        wifi_check(status, diag),
     ]
+}
+
+/// A UART module as its adapter saw it last.
+fn module_check(device: &str, health: ModuleHealth) -> DeviceCheck {
+    let (ok, detail) = match health {
+        ModuleHealth::Answering => (true, "answering".to_string()),
+        ModuleHealth::Starting => (false, "no answer yet (starting)".to_string()),
+        ModuleHealth::Failing(why) => (false, format!("not answering: {why}")),
+        ModuleHealth::Untrusted(why) => (false, format!("not the lock's own module: {why}")),
+        ModuleHealth::Stopped(why) => (false, format!("stopped: {why}")),
+    };
+    DeviceCheck {
+        device: device.into(),
+        ok,
+        detail,
+    }
+}
+
+/// The Wi-Fi link as the backend last reported it.
+fn wifi_check(status: &Status, diag: &StaticDiag) -> DeviceCheck {
+    let state = diag.wifi_state(status);
+    let (ok, detail) = match (state, diag.wifi_backend) {
+        ("none", _) | (_, None) => (false, "absent: no [wifi] backend on this board".into()),
+        ("off", _) => (true, "radio off (the lock's Wi-Fi setting)".into()),
+        ("disconnected", Some(b)) => (false, format!("{b}: not connected to a network")),
+        (state, Some(b)) => (
+            true,
+            match status.wifi_rssi {
+                Some(dbm) => format!("{b}: {state}, {dbm} dBm"),
+                None => format!("{b}: {state}"),
+            },
+        ),
+    };
+    DeviceCheck {
+        device: "wifi".into(),
+        ok,
+        detail,
+    }
 }
 
 /// The motor, for real (issue 23 item 2): the driver must accept a coast
@@ -236,10 +315,121 @@ mod tests {
         checks.iter().find(|c| c.device == "motor").expect("motor")
     }
 
+    fn device<'a>(checks: &'a [DeviceCheck], name: &str) -> &'a DeviceCheck {
+        checks.iter().find(|c| c.device == name).expect(name)
+    }
+
+    /// A fresh engine's status with the bolt where the lock last saw it.
+    fn engine_status(bolt: BoltPosition) -> Status {
+        use crate::core::{Engine, EngineConfig, Now, PairingCodes};
+        let engine = Engine::new(
+            EngineConfig {
+                passcode_key: [1; 32],
+                serial: "LD-1".into(),
+                firmware: "0".into(),
+                pairing_codes: PairingCodes::new(|_| "X".into()),
+                low_battery_percent: 20,
+                one_time_code_ttl: EngineConfig::DEFAULT_ONE_TIME_CODE_TTL,
+                matter_code: None,
+            },
+            crate::core::types::Persisted::default(),
+            Now::new(0, None),
+        );
+        Status {
+            bolt,
+            ..engine.status()
+        }
+    }
+
+    fn static_diag() -> StaticDiag {
+        StaticDiag {
+            firmware: "0".into(),
+            serial: "LD-1".into(),
+            board: "sim".into(),
+            started: StdInstant::now(),
+            storage_health: "ok".into(),
+            key_storage: "file".into(),
+            last_jam: 0,
+            motor_cycles_before: 0,
+            wifi_backend: None,
+        }
+    }
+
+    fn run(board: &mut Board, bolt: BoltPosition) -> Vec<DeviceCheck> {
+        self_test(board, &engine_status(bolt), &static_diag())
+    }
+
+    /// Issue 22 items 1 and 3: the store, the modules and Wi-Fi are in
+    /// the self-test as they are, and `WifiState` tells "no radio" from
+    /// "not connected" and a weak link from a good one.
+    #[tokio::test(start_paused = true)]
+    async fn the_self_test_names_the_store_modules_and_wifi_as_they_are() {
+        let (mut board, _control, _rx) = sim(SimConfig::default());
+        let mut diag = static_diag();
+        let mut status = engine_status(BoltPosition::Extended);
+        let c = self_test(&mut board, &status, &diag);
+        for module in ["fingerprint", "palm"] {
+            let m = device(&c, module);
+            assert!(m.ok && m.detail == "answering", "{m:?}");
+        }
+        assert!(device(&c, "store").ok, "{c:?}");
+        let wifi = device(&c, "wifi");
+        assert!(!wifi.ok && wifi.detail.starts_with("absent: "), "{wifi:?}");
+        assert_eq!(diag.wifi_state(&status), "none");
+
+        diag.set_storage_health(&StorageHealth {
+            ok: false,
+            detail: "disk full".into(),
+            db_bytes: 0,
+            events: 0,
+        });
+        let store = self_test(&mut board, &status, &diag);
+        let store = device(&store, "store");
+        assert!(!store.ok && store.detail.contains("disk full"), "{store:?}");
+
+        let diag = static_diag().with_wifi(crate::wifi::BackendKind::WpaSupplicant);
+        status.wifi_enabled = true;
+        status.wifi_connected = false;
+        status.wifi_rssi = None;
+        assert_eq!(diag.wifi_state(&status), "disconnected");
+        assert!(!device(&self_test(&mut board, &status, &diag), "wifi").ok);
+        status.wifi_connected = true;
+        status.wifi_rssi = Some(-60);
+        assert_eq!(diag.wifi_state(&status), "connected");
+        let wifi = self_test(&mut board, &status, &diag);
+        let wifi = device(&wifi, "wifi");
+        assert!(
+            wifi.ok && wifi.detail == "wpa_supplicant: connected, -60 dBm",
+            "{wifi:?}"
+        );
+        status.wifi_rssi = Some(WEAK_RSSI_DBM - 1);
+        assert_eq!(diag.wifi_state(&status), "weak");
+        assert_eq!(diag.diagnostics(&status).wifi_state, "weak");
+        status.wifi_enabled = false;
+        status.wifi_connected = false;
+        assert_eq!(diag.wifi_state(&status), "off");
+    }
+
+    #[test]
+    fn module_health_is_reported_as_seen() {
+        let failing = module_check("palm", ModuleHealth::Failing("timed out".into()));
+        assert!(
+            !failing.ok && failing.detail == "not answering: timed out",
+            "{failing:?}"
+        );
+        assert!(!module_check("fingerprint", ModuleHealth::Starting).ok);
+        let swapped = module_check(
+            "fingerprint",
+            ModuleHealth::Untrusted("wrong password".into()),
+        );
+        assert!(!swapped.ok && swapped.detail.contains("not the lock's own"));
+        assert!(!module_check("palm", ModuleHealth::Stopped("gone".into())).ok);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_motor_check_passes_on_a_healthy_sim_and_fails_on_injected_faults() {
         let (mut board, control, _rx) = sim(SimConfig::default());
-        let healthy = self_test(&mut board, BoltPosition::Extended);
+        let healthy = run(&mut board, BoltPosition::Extended);
         assert!(motor(&healthy).ok, "{:?}", motor(&healthy));
         assert!(motor(&healthy).detail.contains("coast accepted"));
         // The sim simulates a face service and a camera; a board without
@@ -249,7 +439,7 @@ mod tests {
             assert!(c.ok && c.detail == "present", "{c:?}");
         }
         let sim_camera = std::mem::replace(&mut board.camera, Box::new(UnavailableCamera));
-        let c = self_test(&mut board, BoltPosition::Extended);
+        let c = run(&mut board, BoltPosition::Extended);
         let camera = c.iter().find(|c| c.device == "camera").unwrap();
         assert!(
             !camera.ok && camera.detail.starts_with("absent: "),
@@ -259,13 +449,13 @@ mod tests {
 
         // A driver that refuses commands.
         control.motor_fault(Some("H-bridge over-current".into()));
-        let c = self_test(&mut board, BoltPosition::Extended);
+        let c = run(&mut board, BoltPosition::Extended);
         assert!(!motor(&c).ok);
         assert!(motor(&c).detail.contains("H-bridge"), "{:?}", motor(&c));
         control.motor_fault(None);
 
         // A sensor that disagrees with what the lock saw.
-        let c = self_test(&mut board, BoltPosition::Retracted);
+        let c = run(&mut board, BoltPosition::Retracted);
         assert!(!motor(&c).ok, "{:?}", motor(&c));
 
         // A jam leaves the bolt between its switches with the motor idle.
@@ -275,7 +465,7 @@ mod tests {
             .drive(BoltPosition::Retracted, MotorDirection::Clockwise)
             .unwrap();
         tokio::time::sleep(SimConfig::default().motor_travel * 2).await;
-        let c = self_test(&mut board, BoltPosition::Between);
+        let c = run(&mut board, BoltPosition::Between);
         assert!(!motor(&c).ok, "{:?}", motor(&c));
         assert!(motor(&c).detail.contains("between"));
     }

@@ -179,7 +179,7 @@ impl DiagnosticsInterface {
         Ok(self.snapshot.borrow().external_power)
     }
 
-    /// Wi-Fi: "off", "disconnected", "connecting", "connected" or "unknown".
+    /// Wi-Fi: "none", "off", "disconnected", "weak", "connected" or "unknown".
     #[zbus(property, name = "WifiState")]
     async fn wifi_state(
         &self,

@@ -30,6 +30,7 @@ use latchd::biometrics::palm::{
     sim::{SimPalmConfig, SimPalmControl},
     Palm, PalmConfig,
 };
+use latchd::board::ModuleHealth;
 use latchd::core::input::{EnrolFailure, EnrolStep, ModuleReport};
 use latchd::core::types::Modality;
 use latchd::core::ModuleCmd;
@@ -251,6 +252,12 @@ async fn fingerprint_scenario(driver_end: impl Stream, module_end: impl Stream) 
         }
         other => panic!("expected a fault, got {other:?}"),
     }
+    // The self-test reads the same outage (issue 22 item 3).
+    assert!(
+        matches!(adapter.health(), ModuleHealth::Failing(d) if d.contains("did not answer")),
+        "{:?}",
+        adapter.health()
+    );
     ctl.place(1, 0);
     assert_eq!(
         next(&mut rx, "recognition after the outage").await,
@@ -259,6 +266,7 @@ async fn fingerprint_scenario(driver_end: impl Stream, module_end: impl Stream) 
             slot: 3
         }
     );
+    assert_eq!(adapter.health(), ModuleHealth::Answering);
     fp_lift(&ctl).await;
 
     // Cancel mid-enrolment: after the first touch, nothing is stored.

@@ -92,12 +92,12 @@ CONF
     # shellcheck disable=SC2086 # BLUETOOTHD_ARGS is a list of words
     setsid /usr/libexec/bluetooth/bluetoothd -n $BLUETOOTHD_ARGS >>"$RUN/bluetoothd.log" 2>&1 </dev/null &
     # shellcheck disable=SC2317 # called through poll
-    two_controllers() {
-        [ "$(timeout 10 bluetoothctl list 2>/dev/null | grep -c '^Controller')" -ge 2 ]
+    all_controllers() {
+        [ "$(timeout 10 bluetoothctl list 2>/dev/null | grep -c '^Controller')" -ge "$BLE_CONTROLLERS" ]
     }
     # shellcheck disable=SC2317 # called through poll
     ble_settled() { # sets ble_state to ready, or broken when a reset failed
-        if two_controllers; then
+        if all_controllers; then
             ble_state=ready
         elif dmesg 2>/dev/null | grep -q 'hci[0-9]*: Opcode 0x0c03 failed'; then
             ble_state=broken
@@ -105,7 +105,8 @@ CONF
             return 1
         fi
     }
-    # -l2: two controllers, each BR/EDR + LE, on one virtual air. On a
+    # -l2 (or -lN, --ble-controllers): controllers, each BR/EDR + LE, on
+    # one virtual air. On a
     # starved host the kernel can time out btvirt's answer to HCI Reset
     # ("hci0: Opcode 0x0c03 failed: -110") and the controller stays down;
     # a fresh btvirt then usually comes up, so try up to three times.
@@ -116,11 +117,11 @@ CONF
     btvirt --version >/dev/null 2>&1
     ble_ok=0
     for attempt in 1 2 3; do
-        setsid btvirt -l2 >>"$RUN/btvirt.log" 2>&1 </dev/null &
+        setsid btvirt -l"$BLE_CONTROLLERS" >>"$RUN/btvirt.log" 2>&1 </dev/null &
         btvirt_pid=$!
         dmesg -C 2>/dev/null
         ble_state=""
-        if poll 20 test -e /sys/class/bluetooth/hci1 && poll 40 ble_settled && [ "$ble_state" = ready ]; then
+        if poll 20 test -e "/sys/class/bluetooth/hci$((BLE_CONTROLLERS - 1))" && poll 40 ble_settled && [ "$ble_state" = ready ]; then
             ble_ok=1
             break
         fi
@@ -130,7 +131,7 @@ CONF
         poll 10 test ! -e /sys/class/bluetooth/hci0 || true
     done
     [ "$ble_ok" = 1 ] ||
-        fail "btvirt -l2 + bluetoothd did not give two controllers (see btvirt.log, bluetoothd.log, console.log)"
+        fail "btvirt -l$BLE_CONTROLLERS + bluetoothd did not give $BLE_CONTROLLERS controllers (see btvirt.log, bluetoothd.log, console.log)"
 fi
 
 if [ "${#GPIO_NAMES[@]}" -gt 0 ]; then

@@ -80,6 +80,9 @@ pub struct VmOptions {
     /// `btvirt -l2` (hci0 + hci1, BR/EDR + LE, same virtual air), a system
     /// D-Bus and `bluetoothd`, both controllers registered before the command.
     pub ble: bool,
+    /// With `ble`: this many controllers (`btvirt -lN`, 2..=4: hci0 …);
+    /// `None` is two.
+    pub ble_controllers: Option<u8>,
     /// Named lines of a `gpio-sim` chip labelled `latchd-sim` (empty: no
     /// chip). In the guest `LATCHD_VM_GPIO_CHIP` is its `/dev/gpiochipN` and
     /// `LATCHD_VM_GPIO_SIM` the sysfs dir with `sim_gpioN/{pull,value}`.
@@ -385,6 +388,15 @@ pub fn option_args(opts: &VmOptions) -> Result<Vec<OsString>, VmError> {
     }
     if opts.ble {
         a.push("--ble".into());
+        if let Some(n) = opts.ble_controllers {
+            if !(2..=4).contains(&n) {
+                return Err(VmError::BadOption(format!(
+                    "{n} BLE controllers requested; the rig makes 2 to 4"
+                )));
+            }
+            a.push("--ble-controllers".into());
+            a.push(n.to_string().into());
+        }
     }
     if opts.adc {
         a.push("--adc".into());

@@ -58,6 +58,8 @@ devices:
   --video            load vivid: /dev/video0.. (V4L2 test pattern camera)
   --sound            load snd-dummy: card 0, /dev/snd/pcmC0D0p
   --ble              btvirt -l2 (hci0, hci1: BR/EDR+LE), system D-Bus, bluetoothd
+  --ble-controllers N  with --ble: N controllers (2..4) on the one virtual air
+                     (btvirt -lN: hci0 … hci{N-1})
   --gpio LINES       gpio-sim chip "latchd-sim" with named lines, LINES is a
                      comma list (e.g. lock,door,button) or a line count
   --adc              a virtual SPI controller with an MCP3008-class ADC bound
@@ -107,13 +109,19 @@ log() {
 }
 
 VIDEO=0 SOUND=0 BLE=0 ADC=0 GPIO_LINES="" TIMEOUT=300 MEM=1024 SMP="" RUN_DIR="" KEEP=0
-PREPARE=0 VERBOSE=0 CWD="$PWD" BLUETOOTHD_ARGS="" DISK="" TPM=0 TPM_STATE="" SYSTEMD=0
+PREPARE=0 VERBOSE=0 CWD="$PWD" BLUETOOTHD_ARGS="" BLE_CONTROLLERS=2 DISK="" TPM=0 TPM_STATE="" SYSTEMD=0
 ENVS=()
 while (($#)); do
     case "$1" in
     --video) VIDEO=1 ;;
     --sound) SOUND=1 ;;
     --ble) BLE=1 ;;
+    --ble-controllers)
+        (($# >= 2)) || die "--ble-controllers needs a count"
+        [[ "$2" =~ ^[2-4]$ ]] || die "--ble-controllers $2: 2, 3 or 4"
+        BLE_CONTROLLERS="$2"
+        shift
+        ;;
     --adc) ADC=1 ;;
     --gpio)
         (($# >= 2)) || die "--gpio needs a value: a comma list of line names or a count"
@@ -511,6 +519,7 @@ trap cleanup EXIT
     echo "GPIO_NAMES=($(for n in "${GPIO_NAMES[@]}"; do printf '%q ' "$n"; done))"
     echo "CMD_CWD=$(q "$CWD")"
     echo "BLUETOOTHD_ARGS=$(q "$BLUETOOTHD_ARGS")"
+    echo "BLE_CONTROLLERS=$BLE_CONTROLLERS"
     echo "TPM=$TPM SYSTEMD=$SYSTEMD"
 } >"$RUN_DIR/options.sh"
 {

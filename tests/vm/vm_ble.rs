@@ -36,6 +36,8 @@ use latchd::app::wire::{self, status_report, StatusReport};
 use latchd::app::{
     ChannelConn, LinkFuture, LockLink, LoggedEvent, Request, Response, StorageError,
 };
+use latchd::ble::guard::{Admit, Guard, Limits, Standing};
+use latchd::ble::slot::{Outcome as SlotOutcome, Slot, MAX_CONTENDERS};
 use latchd::core::event::AppRefusal;
 use latchd::core::input::SetPress;
 use latchd::core::time::{Instant, WallTime};
@@ -582,6 +584,143 @@ async fn channel_an_open_session_dies_with_its_key() {
     assert!(!guest_conn.is_open());
 }
 
+/// Feed `frame` from device `p` into the slot as `gatt.rs` does (the
+/// guard's admission first, fragments at ATT MTU 23); the outcome of the
+/// last fragment, the earlier ones having said nothing.
+async fn to_slot(
+    slot: &mut Slot<u8>,
+    guard: &mut Guard<u8>,
+    link: &SimLink,
+    p: u8,
+    frame: &[u8],
+    now: Instant,
+) -> SlotOutcome<u8> {
+    let parts = fragment(frame, 23).unwrap();
+    let n = parts.len();
+    let mut last = None;
+    for (i, part) in parts.into_iter().enumerate() {
+        assert_eq!(guard.admit_write(p, now), Admit::Yes);
+        let out = slot.on_write(link, guard, p, &part, 23, now).await;
+        if i + 1 < n {
+            assert!(
+                out.notify.is_empty() && out.evict.is_none() && !out.refused,
+                "{out:?}"
+            );
+        }
+        last = Some(out);
+    }
+    last.unwrap()
+}
+
+/// Issue 14.3: the one channel slot. A stranger holding it (one byte
+/// written) is displaced by a registered key's session, a guest's by an
+/// owner's, an owner's by another owner session only once idle; what else
+/// a second device sends is refused unread.
+#[tokio::test]
+async fn channel_slot_sessions_of_registered_keys_preempt_by_rank() {
+    let link = SimLink::installed();
+    let lock = Arc::new(StaticKeypair::generate(&mut OsRng));
+    let code = Arc::new(VerificationCode::generate(&mut OsRng));
+    let owner = StaticKeypair::generate(&mut OsRng);
+    let guest = StaticKeypair::generate(&mut OsRng);
+    link.hold_set();
+    let mut c = ChannelConn::new(lock.clone(), code.clone(), 185);
+    pair(&mut c, &link, &owner, &code)
+        .await
+        .expect("owner pairs");
+    let (_, guest_code) = invite(&mut c, &link, &owner, lock.public(), 3600).await;
+    let mut g = ChannelConn::new(lock.clone(), code.clone(), 185);
+    pair_with(&mut g, &link, &guest, PairingSecret::Guest(guest_code))
+        .await
+        .expect("guest redeems");
+
+    let t = Instant::from_millis;
+    let mut slot = Slot::<u8>::new(lock.clone(), code.clone().into());
+    let mut guard = Guard::new(Limits::default(), t(0));
+    // 1 squats: one byte, the slot is its.
+    let out = to_slot(&mut slot, &mut guard, &link, 1, &[0x00], t(0)).await;
+    assert!(out.took_slot, "{out:?}");
+    assert_eq!(slot.holder(), Some(1));
+    // 2, a stranger too, may not pair nor open a session of an unknown key.
+    let stranger = StaticKeypair::generate(&mut OsRng);
+    let (_, init) = AppPairing::start(&stranger, PairingSecret::Owner((*code).clone()), &mut OsRng);
+    let out = to_slot(&mut slot, &mut guard, &link, 2, &init, t(100)).await;
+    assert!(
+        out.refused && out.evict.is_none() && out.notify.is_empty(),
+        "{out:?}"
+    );
+    let (_, init) = AppSessionStart::new(&stranger, lock.public(), &mut OsRng);
+    let out = to_slot(&mut slot, &mut guard, &link, 2, &init, t(200)).await;
+    assert!(out.refused && out.evict.is_none(), "{out:?}");
+    assert_eq!(slot.holder(), Some(1));
+    // 3, the guest's phone: its session displaces the squatter.
+    let (_, init) = AppSessionStart::new(&guest, lock.public(), &mut OsRng);
+    let out = to_slot(&mut slot, &mut guard, &link, 3, &init, t(300)).await;
+    assert_eq!(out.evict, Some(1), "{out:?}");
+    assert!(!out.notify.is_empty() && !out.refused);
+    assert_eq!(
+        (slot.holder(), guard.standing(3)),
+        (Some(3), Standing::Guest)
+    );
+    slot.release(1);
+    guard.gone(1);
+    // 4, the owner's phone: displaces the guest at once.
+    let (_, init) = AppSessionStart::new(&owner, lock.public(), &mut OsRng);
+    let out = to_slot(&mut slot, &mut guard, &link, 4, &init, t(400)).await;
+    assert_eq!(out.evict, Some(3), "{out:?}");
+    assert_eq!(
+        (slot.holder(), guard.standing(4)),
+        (Some(4), Standing::Owner)
+    );
+    slot.release(3);
+    guard.gone(3);
+    // 5, the owner's laptop: not while the phone's session is in use…
+    let (_, init) = AppSessionStart::new(&owner, lock.public(), &mut OsRng);
+    let out = to_slot(&mut slot, &mut guard, &link, 5, &init, t(1_000)).await;
+    assert!(out.refused && out.evict.is_none(), "{out:?}");
+    // …and a guest never.
+    let (_, init) = AppSessionStart::new(&guest, lock.public(), &mut OsRng);
+    let out = to_slot(&mut slot, &mut guard, &link, 6, &init, t(60_000)).await;
+    assert!(out.refused && out.evict.is_none(), "{out:?}");
+    // Once the phone has been idle PREEMPT_IDLE, the laptop may.
+    let (_, init) = AppSessionStart::new(&owner, lock.public(), &mut OsRng);
+    let out = to_slot(&mut slot, &mut guard, &link, 5, &init, t(60_000)).await;
+    assert_eq!(out.evict, Some(4), "{out:?}");
+    assert_eq!(slot.holder(), Some(5));
+}
+
+/// Contenders are bounded: while one holds the slot, at most
+/// MAX_CONTENDERS devices may be half-way through a frame.
+#[tokio::test]
+async fn channel_slot_contenders_are_bounded() {
+    let link = SimLink::installed();
+    let lock = Arc::new(StaticKeypair::generate(&mut OsRng));
+    let code = Arc::new(VerificationCode::generate(&mut OsRng));
+    let t = Instant::from_millis;
+    let mut slot = Slot::<u8>::new(lock.clone(), code.into());
+    let mut guard = Guard::new(Limits::default(), t(0));
+    let out = slot
+        .on_write(&*link, &mut guard, 0, &[0x00], 23, t(0))
+        .await;
+    assert!(out.took_slot);
+    let stranger = StaticKeypair::generate(&mut OsRng);
+    let (_, init) = AppSessionStart::new(&stranger, lock.public(), &mut OsRng);
+    let first = fragment(&init, 23).unwrap().remove(0);
+    for p in 1..=MAX_CONTENDERS as u8 {
+        let out = slot.on_write(&*link, &mut guard, p, &first, 23, t(1)).await;
+        assert!(!out.refused, "contender {p}: {out:?}");
+    }
+    let out = slot
+        .on_write(&*link, &mut guard, 99, &first, 23, t(1))
+        .await;
+    assert!(out.refused, "{out:?}");
+    slot.release(1);
+    let out = slot
+        .on_write(&*link, &mut guard, 99, &first, 23, t(2))
+        .await;
+    assert!(!out.refused, "a place was freed: {out:?}");
+}
+
 // ───────────────────────────── in the VM ─────────────────────────────
 
 /// The target dir is shared: a concurrent default-feature build may replace
@@ -797,6 +936,195 @@ mod guest {
         let (status, text) = latchctl(&["status"]).await;
         assert_eq!(status, Some(0), "{text}");
         assert!(text.starts_with("lock "), "{text}");
+    }
+}
+
+// ──────────────── a squatter on the one channel slot ────────────────
+
+/// Issue 14.3 in the VM: three controllers on one air — the lock's GATT
+/// application on hci0, a squatter on hci1 (connects, writes one byte,
+/// stays), the owner's `latchctl ble` on hci2.
+#[test]
+fn ble_squatter_in_vm() {
+    if !vm::enabled_or_skip("ble_squatter_in_vm") {
+        return;
+    }
+    let pinned = pinned(env!("CARGO_BIN_EXE_latchctl"), "vm-ble-squat");
+    let opts = vm::VmOptions {
+        ble: true,
+        ble_controllers: Some(3),
+        timeout: Some(std::time::Duration::from_secs(400)),
+        env: vec![("LATCHCTL".into(), pinned.display().to_string())],
+        ..Default::default()
+    };
+    let result = vm::run_test_in_guest(&opts, module_path!(), "guest_ble_squatter");
+    let _ = std::fs::remove_file(&pinned);
+    eprintln!("{}", result.unwrap().stdout);
+}
+
+#[cfg(feature = "board-linux")]
+#[test]
+fn guest_ble_squatter() {
+    if !vm::in_guest_or_skip("guest_ble_squatter") {
+        return;
+    }
+    block_on(squatter::run());
+}
+
+#[cfg(feature = "board-linux")]
+mod squatter {
+    use std::time::{Duration, Instant as StdInstant};
+
+    use latchd::ble::gatt::{self, GattConfig, GattDeps, CHANNEL_RX_UUID, CHANNEL_SERVICE_UUID};
+    use latchd::ble::gatt_client;
+    use latchd::ble::guard::{TICK, UNAUTH_GRACE};
+    use latchd::ble::improv::DeviceInfo;
+
+    use super::*;
+
+    /// Only turns a hang into a failure; the figures are printed.
+    const HANG: Duration = Duration::from_secs(120);
+
+    /// Connect from `central`, write one byte to the channel, stay.
+    async fn squat(central: &bluer::Adapter, lock: bluer::Address) -> bluer::Device {
+        let dev = central.device(lock).unwrap();
+        if !dev.is_connected().await.unwrap() && dev.connect().await.is_err() {
+            dev.connect().await.expect("the squatter connects");
+        }
+        for service in dev.services().await.unwrap() {
+            if service.uuid().await.unwrap() != CHANNEL_SERVICE_UUID {
+                continue;
+            }
+            for c in service.characteristics().await.unwrap() {
+                if c.uuid().await.unwrap() == CHANNEL_RX_UUID {
+                    c.write(&[0x00]).await.expect("the lock takes one byte");
+                    return dev;
+                }
+            }
+        }
+        panic!("no latchd channel on the lock");
+    }
+
+    async fn wait_disconnected(dev: &bluer::Device, what: &str) -> Duration {
+        let t = StdInstant::now();
+        while dev.is_connected().await.unwrap_or(false) {
+            assert!(t.elapsed() < HANG, "{what}: still connected after {HANG:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        t.elapsed()
+    }
+
+    pub async fn run() {
+        // The lock side's log (evictions, pre-emption) in the test output.
+        let _ = tracing_subscriber::fmt()
+            .with_writer(std::io::stdout)
+            .with_ansi(false)
+            .with_env_filter("latchd=info")
+            .try_init();
+        let link = SimLink::installed();
+        let lock = Arc::new(StaticKeypair::generate(&mut OsRng));
+        let code = Arc::new(VerificationCode::generate(&mut OsRng));
+        let deps = GattDeps {
+            link: link.clone(),
+            wifi: Arc::new(latchd::wifi::NoWifi),
+            lock_key: lock.clone(),
+            code: code.clone().into(),
+            device_info: DeviceInfo {
+                firmware: "latchd".into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                hardware: "vm".into(),
+                device_name: "latchd-0001".into(),
+            },
+        };
+        let config = GattConfig {
+            adapter: Some("hci0".into()),
+            local_name: gatt::local_name("LD-0001"),
+        };
+        let _handles = gatt::serve_once(&config, &deps)
+            .await
+            .expect("GATT application registered on hci0");
+
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("owner-key.json");
+        let latchctl = |args: &[&str]| {
+            let exe = std::env::var("LATCHCTL")
+                .unwrap_or_else(|_| env!("CARGO_BIN_EXE_latchctl").to_owned());
+            let mut cmd = tokio::process::Command::new(exe);
+            cmd.args(["ble", "--adapter", "hci2", "--key-file"])
+                .arg(&key_file)
+                .args(args);
+            let label = args.join(" ");
+            async move {
+                let out = cmd.output().await.expect("run latchctl");
+                let text = format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                println!("latchctl ble {label}: {text}");
+                (out.status.code(), text)
+            }
+        };
+        let session = bluer::Session::new().await.unwrap();
+        // bluetoothd on each central has to have seen the lock advertise
+        // (it forgets unconnected devices after a while: scan again later).
+        let discover = |name: &'static str| {
+            let adapter = session.adapter(name).unwrap();
+            async move {
+                let t = StdInstant::now();
+                let found = gatt_client::scan(&adapter, Duration::from_secs(30), true)
+                    .await
+                    .unwrap();
+                let lock = found
+                    .first()
+                    .unwrap_or_else(|| panic!("the lock is not discovered from {name}"))
+                    .address;
+                println!("{name} discovered the lock in {:?}", t.elapsed());
+                (adapter, lock)
+            }
+        };
+        // Both centrals see the lock advertise while nobody is connected.
+        let (owner_central, lock_addr) = discover("hci2").await;
+        let (central, _) = discover("hci1").await;
+        // The owner pairs from hci2 (SET held), before anyone squats.
+        let addr = lock_addr.to_string();
+        link.hold_set();
+        let display = code.display();
+        let (status, text) = latchctl(&[
+            "--address",
+            addr.as_str(),
+            "pair",
+            "--code",
+            display.as_str(),
+        ])
+        .await;
+        assert_eq!(status, Some(0), "{text}");
+        // BlueZ keeps the owner's idle link a while: end it.
+        let _ = owner_central.device(lock_addr).unwrap().disconnect().await;
+
+        // 1. Nobody else wants the lock: the squatter is cut off by the
+        //    sentry after the grace, without writing anything more.
+        let dev = squat(&central, lock_addr).await;
+        let held = wait_disconnected(&dev, "a squatter nobody contends with").await;
+        println!(
+            "squatter disconnected by the lock {held:?} after its one-byte write \
+             (grace {UNAUTH_GRACE:?}, tick {TICK:?})"
+        );
+
+        // 2. It squats again; the owner's unlock from the other controller
+        //    takes the slot from it.
+        let dev = squat(&central, lock_addr).await;
+        let t = StdInstant::now();
+        let (status, text) = latchctl(&["--address", addr.as_str(), "unlock"]).await;
+        let took = t.elapsed();
+        assert_eq!((status, text.trim()), (Some(0), "ok"), "{text}");
+        println!("owner's `latchctl ble unlock` with a squatter connected: {took:?}");
+        assert!(took < HANG, "{took:?}");
+        wait_disconnected(&dev, "the squatter after the owner's unlock").await;
+        let unlocked = link.sim.lock().unwrap().all.iter().any(|a| {
+            matches!(a, latchd::core::Action::Log(e) if matches!(e.kind, latchd::core::event::EventKind::Unlocked { .. }))
+        });
+        assert!(unlocked, "the engine logged the owner's unlock");
     }
 }
 
