@@ -256,6 +256,7 @@ impl FaceService {
         let task = tokio::spawn(async move {
             let dir = cfg.models_dir.clone();
             let threshold = cfg.threshold;
+            let started = std::time::Instant::now();
             let loaded = tokio::task::spawn_blocking(move || FaceRecognizer::load(&dir, threshold))
                 .await
                 .map_err(|e| format!("face model loader panicked: {e}"))
@@ -263,8 +264,14 @@ impl FaceService {
                     r.map(|rec| Arc::new(rec) as Arc<dyn FacePipeline>)
                         .map_err(|e| format!("face recognition unavailable: {e}"))
                 });
-            if let Err(e) = &loaded {
-                tracing::error!("{e}; the lock works without face unlock");
+            match &loaded {
+                // READY=1 does not wait for the models; this line says
+                // when face unlock could first answer (benches/startup.rs).
+                Ok(_) => tracing::info!(
+                    ms = started.elapsed().as_millis() as u64,
+                    "face models loaded"
+                ),
+                Err(e) => tracing::error!("{e}; the lock works without face unlock"),
             }
             Worker::new(cfg, loaded, ring, templates, reports, rx)
                 .run()
