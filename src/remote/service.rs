@@ -322,6 +322,9 @@ impl Service {
                             self.advance_cursor(&mut tracker).await;
                             self.pump_events(&client, &mut tracker).await;
                         }
+                        // A snapshot the full queue refused goes out as soon
+                        // as there is room, not at the next connection.
+                        self.publish_snapshot(&client, &mut tracker);
                     }
                     Ok(_) => {}
                     Err(e) => {

@@ -17,8 +17,7 @@
 //! sees half a JPEG. The directory is created `0700`: snapshots are
 //! pictures of people at the door.
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::board::{Camera, DeviceError};
@@ -170,15 +169,53 @@ pub struct SnapshotSaved {
 
 /// The board's [`Camera`] over a frame ring: takes the newest frame and
 /// stores it on the blocking pool, so `snapshot` returns at once. One
-/// snapshot is written at a time; one asked for while another is being
-/// written is skipped (and logged), bounding the work a burst of doorbell
-/// presses can cause.
+/// snapshot is written at a time, and at most one more waits behind it
+/// (taken from the newest frame once the first is stored), which bounds
+/// the work a burst of doorbell presses can cause without losing the
+/// picture of an alarm that follows a doorbell press (a tamper alarm's
+/// picture used to be dropped while the doorbell's was being written).
+/// A waiting alarm picture is never replaced by a doorbell one.
 pub struct RingCamera {
     ring: FrameRing,
     store: SnapshotStore,
     runtime: tokio::runtime::Handle,
-    busy: Arc<AtomicBool>,
+    writer: Arc<Mutex<Writer>>,
     saved: tokio::sync::broadcast::Sender<SnapshotSaved>,
+}
+
+/// Whether a snapshot is being written, and the one asked for meanwhile.
+#[derive(Debug, Default)]
+struct Writer {
+    busy: bool,
+    next: Option<(SnapshotReason, Option<u64>)>,
+}
+
+impl Writer {
+    /// Ask for a snapshot: `true` when the caller is to write it now,
+    /// `false` when it waits behind the one being written.
+    fn ask(&mut self, reason: SnapshotReason, event: Option<u64>) -> bool {
+        if !self.busy {
+            self.busy = true;
+            return true;
+        }
+        let keeps_alarm = matches!(self.next, Some((SnapshotReason::Alarm(_), _)))
+            && !matches!(reason, SnapshotReason::Alarm(_));
+        if !keeps_alarm {
+            if let Some((dropped, _)) = self.next.replace((reason, event)) {
+                tracing::warn!(?dropped, "snapshot skipped: a newer one was asked for");
+            }
+        } else {
+            tracing::warn!(?reason, "snapshot skipped: an alarm picture is waiting");
+        }
+        false
+    }
+
+    /// One written: the next to write, or none (and the writer is free).
+    fn done(&mut self) -> Option<(SnapshotReason, Option<u64>)> {
+        let next = self.next.take();
+        self.busy = next.is_some();
+        next
+    }
 }
 
 impl std::fmt::Debug for RingCamera {
@@ -194,7 +231,7 @@ impl RingCamera {
             ring,
             store,
             runtime: tokio::runtime::Handle::current(),
-            busy: Arc::new(AtomicBool::new(false)),
+            writer: Arc::new(Mutex::new(Writer::default())),
             // Subscribers want the newest picture; a slow one skips some.
             saved: tokio::sync::broadcast::channel(4).0,
         }
@@ -226,39 +263,89 @@ impl Camera for RingCamera {
             device: "camera",
             detail: SnapshotError::NoFrame.to_string(),
         })?;
-        if self.busy.swap(true, Ordering::SeqCst) {
-            tracing::warn!(
-                ?reason,
-                "snapshot skipped: the previous one is still being written"
-            );
+        if !lock(&self.writer).ask(reason, event) {
             return Ok(());
         }
         let store = self.store.clone();
-        let busy = self.busy.clone();
+        let ring = self.ring.clone();
+        let writer = self.writer.clone();
         let saved = self.saved.clone();
         self.runtime.spawn_blocking(move || {
-            match store.save(&frame, reason, event) {
-                Ok(path) => {
-                    tracing::info!(path = %path.display(), ?reason, ?event, "snapshot stored");
-                    // No subscriber is fine: nobody publishes snapshots.
-                    let _ = saved.send(SnapshotSaved {
-                        reason,
-                        event,
-                        path,
-                    });
+            let mut job = Some((frame, reason, event));
+            while let Some((frame, reason, event)) = job.take() {
+                match store.save(&frame, reason, event) {
+                    Ok(path) => {
+                        tracing::info!(path = %path.display(), ?reason, ?event, "snapshot stored");
+                        // No subscriber is fine: nobody publishes snapshots.
+                        let _ = saved.send(SnapshotSaved {
+                            reason,
+                            event,
+                            path,
+                        });
+                    }
+                    Err(e) => tracing::error!(?reason, "snapshot not stored: {e}"),
                 }
-                Err(e) => tracing::error!(?reason, "snapshot not stored: {e}"),
+                // The ring always has a frame once it had one.
+                job = lock(&writer)
+                    .done()
+                    .and_then(|(r, e)| ring.latest().map(|f| (f, r, e)));
             }
-            busy.store(false, Ordering::SeqCst);
         });
         Ok(())
     }
+}
+
+fn lock(writer: &Mutex<Writer>) -> std::sync::MutexGuard<'_, Writer> {
+    writer.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::board::frames::PixelFormat;
+
+    /// A picture asked for while another is written waits and is written
+    /// next (it used to be dropped: a tamper alarm right after a doorbell
+    /// press had no picture); a burst keeps one waiting, an alarm's.
+    #[test]
+    fn one_picture_waits_behind_the_one_being_written() {
+        let tamper = SnapshotReason::Alarm(AlarmKind::Tamper);
+        let mut w = Writer::default();
+        assert!(w.ask(SnapshotReason::Doorbell, None), "free: write now");
+        assert!(!w.ask(tamper, Some(7)), "busy: waits");
+        assert!(!w.ask(SnapshotReason::Doorbell, None), "busy");
+        assert_eq!(w.done(), Some((tamper, Some(7))), "the alarm is kept");
+        assert!(
+            !w.ask(SnapshotReason::Doorbell, Some(8)),
+            "still busy with it"
+        );
+        assert!(!w.ask(SnapshotReason::Doorbell, Some(9)), "newest replaces");
+        assert_eq!(w.done(), Some((SnapshotReason::Doorbell, Some(9))));
+        assert_eq!(w.done(), None);
+        assert!(w.ask(SnapshotReason::Doorbell, None), "free again");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_alarm_right_after_a_doorbell_gets_its_picture() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SnapshotStore::in_state_dir(dir.path(), 10);
+        let ring = FrameRing::new();
+        ring.publish(64, 48, PixelFormat::Rgb, vec![90; 64 * 48 * 3]);
+        let mut camera = RingCamera::new(ring, store.clone());
+        let mut saved = camera.subscribe();
+        camera
+            .snapshot_for_event(SnapshotReason::Doorbell, Some(1))
+            .expect("doorbell");
+        camera
+            .snapshot_for_event(SnapshotReason::Alarm(AlarmKind::Tamper), Some(2))
+            .expect("tamper");
+        let mut events = Vec::new();
+        for _ in 0..2 {
+            events.push(saved.recv().await.expect("a stored picture").event);
+        }
+        assert_eq!(events, [Some(1), Some(2)]);
+        assert!(store.for_event(2).expect("list").is_some());
+    }
 
     #[test]
     fn store_writes_jpegs_and_keeps_at_most_max() {
