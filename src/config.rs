@@ -506,14 +506,17 @@ fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
              (not shown: it is a secret)"
         ),
         // The line itself is not quoted, so name its key (with its table)
-        // for the reader to find it.
-        None if !key.is_empty() && !key.starts_with('[') => {
+        // for the reader to find it — only when it is a plain key name: on
+        // a broken line the text before `=` may be a value, a secret among
+        // them (the config_files fuzzer found one).
+        None if is_plain_key(key) => {
             let table = before[..line_start]
                 .lines()
                 .rev()
                 .map(str::trim)
                 .find(|l| l.starts_with('['))
-                .map(|l| l.trim_matches(['[', ']', ' ']));
+                .map(|l| l.trim_matches(['[', ']', ' ']))
+                .filter(|t| is_plain_key(t));
             let key = match table {
                 Some(t) => format!("{t}.{key}"),
                 None => key.to_owned(),
@@ -522,6 +525,16 @@ fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
         }
         None => format!("line {line_no}, column {column}: {what}"),
     }
+}
+
+/// A dotted key of the names latchd.toml uses (`[a-z0-9_-]`, at most 64
+/// characters): safe to show, since it cannot be a value.
+fn is_plain_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 64
+        && key.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.')
+        })
 }
 
 /// The state directory when neither `--state-dir` nor `state_dir` says:
@@ -598,6 +611,12 @@ mod tests {
             ),
             ("[remote]\npassword = \"hunter2hunter2\n", "hunter2hunter2"),
             ("[remote]\npassword = 31415926535\n", "31415926535"),
+            // Found by the fuzzer after keys were named: a broken line
+            // whose "key" is a value.
+            (
+                "\"ABCDEFGHIJKLMNOPQRSTUVWX\u{1}\u{1} enabled = true\n",
+                "ABCDEFGHIJKLMNOPQRSTUVWX",
+            ),
             (
                 "[remote]\npassword = \"hunter2hunter2\"\npassword = \"hunter2hunter2\"\n",
                 "hunter2hunter2",

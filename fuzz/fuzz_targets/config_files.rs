@@ -27,8 +27,10 @@ fn secrets(text: &str) -> Vec<&str> {
             continue;
         }
         let value = value.trim().trim_matches(['"', '\'']);
-        // Short values would be found in any message by chance.
-        if value.len() >= 8 {
+        // Short values would be found in any message by chance, and a
+        // value that is part of its key's name (`ification_co`) in any
+        // message naming the key.
+        if value.len() >= 8 && !key.contains(value) {
             out.push(value);
         }
     }

@@ -6,7 +6,7 @@
 //! Invariants (beyond "no panic"): everything the driver sends is a
 //! well-formed instruction to the configured address; the first one is
 //! `VfyPwd` with the lock's password; a module refused as foreign was sent
-//! nothing but `VfyPwd`; `SetPwd` carries the lock's password, is sent in
+//! nothing but passwords (`VfyPwd`, and `SetPwd` under the rule below); `SetPwd` carries the lock's password, is sent in
 //! `AdoptFactory` only and right after a `VfyPwd` (0 or the lock's); slots read back are
 //! inside the library; an enrolment stores (`Store`, right after a
 //! `Search`) only into its own slot, never when it reports a duplicate,
@@ -107,8 +107,16 @@ fuzz_target!(|data: &[u8]| {
             }
             let mut fp = match connected {
                 Err(FingerprintError::ForeignModule) => {
+                    // Nothing but passwords: `VfyPwd`, and the adoption's
+                    // `SetPwd` (checked above: only after the module took
+                    // the factory or the lock's password) when a module
+                    // that took the factory password then refuses the
+                    // lock's own (found by this target: the invariant had
+                    // allowed `VfyPwd` alone).
                     assert!(
-                        handshake.iter().all(|(c, _)| *c == Command::VfyPwd),
+                        handshake
+                            .iter()
+                            .all(|(c, _)| matches!(c, Command::VfyPwd | Command::SetPwd)),
                         "a foreign module was sent {handshake:?}"
                     );
                     return;
