@@ -3,7 +3,8 @@
 # with kernel virtual devices — vivid (V4L2), snd-dummy (ALSA), hci_vhci +
 # btvirt (BLE), gpio-sim (GPIO) — and runs latchd's real Linux backends
 # there. Then bounded fuzzing of every parser of outside bytes
-# (scripts/fuzz.sh, 10 s per target; FUZZ_SECONDS changes it; docs/fuzzing.md).
+# (scripts/fuzz.sh, 10 s per target with a fixed seed; FUZZ_SECONDS and
+# FUZZ_SEED change them; docs/fuzzing.md).
 #
 #     scripts/test-vm.sh
 #
@@ -12,4 +13,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tests/vm/run-vm-tests.sh "$@"
-scripts/fuzz.sh
+FUZZ_SEED="${FUZZ_SEED:-1}" scripts/fuzz.sh

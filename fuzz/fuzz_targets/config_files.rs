@@ -27,10 +27,8 @@ fn secrets(text: &str) -> Vec<&str> {
             continue;
         }
         let value = value.trim().trim_matches(['"', '\'']);
-        // Short values would be found in any message by chance, and a
-        // value that is part of its key's name (`ification_co`) in any
-        // message naming the key.
-        if value.len() >= 8 && !key.contains(value) {
+        // Short values would be found in any message by chance.
+        if value.len() >= 8 {
             out.push(value);
         }
     }
@@ -56,8 +54,12 @@ fuzz_target!(|data: &[u8]| {
             (Err(e), Err(f)) => {
                 let msg = e.to_string();
                 assert_eq!(msg, f.to_string(), "parsing is not deterministic");
+                // The names of the secret keys may be in the message (it
+                // says which key is wrong); a value made of part of such a
+                // name is not shown by that.
+                let shown = msg.replace("verification_code", "").replace("password", "");
                 for s in secrets(text) {
-                    assert!(!msg.contains(s), "the error shows a secret: {msg}");
+                    assert!(!shown.contains(s), "the error shows a secret: {msg}");
                 }
             }
             _ => panic!("parsing is not deterministic"),
