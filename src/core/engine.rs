@@ -94,6 +94,23 @@ impl EngineConfig {
     pub const DEFAULT_ONE_TIME_CODE_TTL: Duration = Duration::from_secs(24 * 3600);
 }
 
+#[cfg(test)]
+impl EngineConfig {
+    /// A lock for the unit tests of the layers around the engine: a fixed
+    /// passcode key, this serial, every other setting at its default.
+    pub(crate) fn for_tests(serial: &str) -> Self {
+        EngineConfig {
+            passcode_key: [1; 32],
+            serial: serial.into(),
+            firmware: "0".into(),
+            pairing_codes: PairingCodes::new(|_| "X".into()),
+            low_battery_percent: 20,
+            one_time_code_ttl: EngineConfig::DEFAULT_ONE_TIME_CODE_TTL,
+            matter_code: None,
+        }
+    }
+}
+
 /// The verification code of each pairing generation (issue 13 item 6):
 /// generation 0 is the code printed on the label; every owner pairing
 /// moves the lock to the next, which only system information speaks (at

@@ -321,17 +321,9 @@ mod tests {
 
     /// A fresh engine's status with the bolt where the lock last saw it.
     fn engine_status(bolt: BoltPosition) -> Status {
-        use crate::core::{Engine, EngineConfig, Now, PairingCodes};
+        use crate::core::{Engine, EngineConfig, Now};
         let engine = Engine::new(
-            EngineConfig {
-                passcode_key: [1; 32],
-                serial: "LD-1".into(),
-                firmware: "0".into(),
-                pairing_codes: PairingCodes::new(|_| "X".into()),
-                low_battery_percent: 20,
-                one_time_code_ttl: EngineConfig::DEFAULT_ONE_TIME_CODE_TTL,
-                matter_code: None,
-            },
+            EngineConfig::for_tests("LD-1"),
             crate::core::types::Persisted::default(),
             Now::new(0, None),
         );

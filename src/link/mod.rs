@@ -425,15 +425,7 @@ pub(crate) mod testing {
         let (mut store, _key) = Store::open(dir, StoreOptions::default()).expect("store");
         store.append_events(events).expect("events");
         let engine = Engine::new(
-            EngineConfig {
-                passcode_key: [1; 32],
-                serial: "LD-TEST".into(),
-                firmware: "0".into(),
-                pairing_codes: crate::core::PairingCodes::new(|_| "X".into()),
-                low_battery_percent: 20,
-                one_time_code_ttl: EngineConfig::DEFAULT_ONE_TIME_CODE_TTL,
-                matter_code: None,
-            },
+            EngineConfig::for_tests("LD-TEST"),
             Persisted::default(),
             Now::new(0, None),
         );
