@@ -486,6 +486,35 @@ const SECRET_KEYS: [&str; 2] = ["password", "verification_code"];
 /// (serde's "invalid type: integer `…`" would show the value). Found by
 /// the config_files fuzzer.
 fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+    without_secrets(text, locate_toml_error(text, e))
+}
+
+/// The secret values of `text` taken out of `message`, whatever put them
+/// there. The rules of [`locate_toml_error`] keep secrets out by shape;
+/// this is the backstop for what the shape rules cannot see: a key name
+/// or an unknown field (which serde names) that contains a secret of the
+/// same file, typed or pasted in the wrong place (the config_files fuzzer
+/// found `verification_c…<password>… = …` named as the key).
+fn without_secrets(text: &str, mut message: String) -> String {
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let key = key.trim().trim_matches(['"', '\'']);
+        if !SECRET_KEYS.iter().any(|s| key.ends_with(s)) {
+            continue;
+        }
+        // Textually, so that a line TOML cannot parse still counts; the
+        // shortest values are left: they would match ordinary words.
+        let value = value.trim().trim_matches(['"', '\'']).trim();
+        if value.chars().count() >= 4 && message.contains(value) {
+            message = message.replace(value, "[secret]");
+        }
+    }
+    message
+}
+
+fn locate_toml_error(text: &str, e: &toml::de::Error) -> String {
     let what = e.message().trim_end().replace('\n', " | ");
     let Some(start) = e.span().map(|s| s.start) else {
         return what;
@@ -620,6 +649,17 @@ mod tests {
             (
                 "[remote]\npassword = \"hunter2hunter2\"\npassword = \"hunter2hunter2\"\n",
                 "hunter2hunter2",
+            ),
+            // Found by the fuzzer in CI's run: a plain key name that holds
+            // the password of another line.
+            (
+                "[lock]\nverification_cwocorrect-horse-battrd = \"x\n[remote]\npassword = \"correct-\n",
+                "correct-",
+            ),
+            // serde names an unknown field: not when it is the password.
+            (
+                "[remote]\npassword = \"correct-horse\"\ncorrect-horse = 1\n",
+                "correct-horse",
             ),
         ] {
             let e = parse(text).unwrap_err().to_string();

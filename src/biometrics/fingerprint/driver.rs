@@ -53,6 +53,17 @@ impl Command {
     }
 }
 
+impl Command {
+    /// Whether the instruction works on what the module holds in RAM (the
+    /// image buffer, the feature buffers), which a restart empties.
+    pub fn reads_module_buffers(self) -> bool {
+        matches!(
+            self,
+            Self::Img2Tz | Self::RegModel | Self::Store | Self::Search
+        )
+    }
+}
+
 impl std::fmt::Display for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{self:?} ({:#04x})", *self as u8)
@@ -889,9 +900,21 @@ where
                 code: ModuleCode::PasswordRequired,
                 ..
             }) if command != Command::VfyPwd && self.config.password != 0 => {
+                // A new session means the module restarted without its
+                // power-on byte reaching us: its image and feature buffers
+                // are gone. Verify again so the next operation can run, but
+                // repeat only an instruction that does not read them: a
+                // Store repeated now would write an empty buffer into the
+                // library (found by the zfm_driver fuzz target).
                 warn!(%command, "fingerprint module asks for its password again (new session)");
+                self.reset_seen = true;
+                self.session_lost = true;
                 self.transact_once(Command::VfyPwd, vfy_pwd(self.config.password), 0)
                     .await?;
+                self.session_lost = false;
+                if command.reads_module_buffers() {
+                    return Err(FingerprintError::ModuleReset);
+                }
                 self.transact_once(command, payload, min_len).await
             }
             other => other,
@@ -1018,6 +1041,54 @@ mod tests {
         Packet::ack(address, payload.to_vec())
             .encode()
             .expect("encode")
+    }
+
+    #[tokio::test]
+    async fn a_new_session_repeats_only_what_does_not_need_the_lost_buffers() {
+        let (drv, mut module) = tokio::io::duplex(1024);
+        let mut fp = driver(drv);
+        fp.config.password = 0x1234_5678;
+        let server = tokio::spawn(async move {
+            // Store answered "password first": the module restarted and its
+            // feature buffers are empty.
+            let cmd = read_command(&mut module).await;
+            assert_eq!(cmd.payload[0], Command::Store as u8);
+            module
+                .write_all(&ack(DEFAULT_ADDRESS, &[0x21]))
+                .await
+                .expect("write");
+            let cmd = read_command(&mut module).await;
+            assert_eq!(cmd.payload, vfy_pwd(0x1234_5678));
+            module
+                .write_all(&ack(DEFAULT_ADDRESS, &[0x00]))
+                .await
+                .expect("write");
+            // The next instruction is the count, not a second Store.
+            let cmd = read_command(&mut module).await;
+            assert_eq!(cmd.payload, vec![Command::TemplateNum as u8]);
+            module
+                .write_all(&ack(DEFAULT_ADDRESS, &[0x21]))
+                .await
+                .expect("write");
+            let cmd = read_command(&mut module).await;
+            assert_eq!(cmd.payload, vfy_pwd(0x1234_5678));
+            module
+                .write_all(&ack(DEFAULT_ADDRESS, &[0x00]))
+                .await
+                .expect("write");
+            // A count needs no buffer: repeated once.
+            let cmd = read_command(&mut module).await;
+            assert_eq!(cmd.payload, vec![Command::TemplateNum as u8]);
+            module
+                .write_all(&ack(DEFAULT_ADDRESS, &[0x00, 0x00, 0x04]))
+                .await
+                .expect("write");
+            module
+        });
+        let e = fp.store(1, 7).await.expect_err("the buffer is gone");
+        assert!(matches!(e, FingerprintError::ModuleReset), "{e:?}");
+        assert_eq!(fp.template_count().await.expect("count"), 4);
+        server.await.expect("server");
     }
 
     #[tokio::test]
