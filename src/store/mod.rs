@@ -978,7 +978,11 @@ mod tests {
             let (store, _key) = Store::open(dir.path(), StoreOptions::default()).unwrap();
             // SQLite's numbering: 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA.
             assert_eq!(pragma(&store, "synchronous"), 2, "synchronous on {start}");
-            assert_eq!(pragma(&store, "secure_delete"), 1, "secure_delete on {start}");
+            assert_eq!(
+                pragma(&store, "secure_delete"),
+                1,
+                "secure_delete on {start}"
+            );
             assert_eq!(pragma(&store, "foreign_keys"), 1, "foreign_keys on {start}");
             let mode: String = store
                 .conn

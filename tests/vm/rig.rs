@@ -22,7 +22,13 @@
 //! [`VmOutput::files`].
 //!
 //! VM tests run only when `LATCHD_VM_TESTS=1`; otherwise they print a
-//! "skipped" line and pass, so the default `cargo test` needs no QEMU.
+//! visible "skipped" line (past libtest's capture) and pass, so the default
+//! `cargo test` needs no QEMU. `LATCHD_VM_REQUIRED=1` (set by
+//! `tests/vm/run-vm-tests.sh`, hence by CI's `scripts/test-vm.sh`) turns
+//! such a skip into a failure: the slow suite cannot go green by running
+//! nothing. A guest half prints [`GUEST_RAN`] when it really ran, and
+//! [`run_test_in_guest`] requires that line, so a guest half that skipped
+//! inside the guest (its "1 passed" alone) fails the host half too.
 //! The usual shape runs one test of the same binary inside the guest:
 //!
 //! ```ignore
@@ -60,6 +66,12 @@ use std::time::{Duration, Instant};
 pub const ENABLE_VAR: &str = "LATCHD_VM_TESTS";
 /// Set (to `1`) by the rig inside the guest.
 pub const GUEST_VAR: &str = "LATCHD_VM_GUEST";
+/// Set to `1` when the VM tests were asked to run: a host-side VM test
+/// that would skip fails instead (issue 23 item 2).
+pub const REQUIRE_VAR: &str = "LATCHD_VM_REQUIRED";
+/// Printed by [`in_guest_or_skip`] (followed by the test's name) when a
+/// guest half runs; [`run_test_in_guest`] requires it.
+pub const GUEST_RAN: &str = "vm-guest-half-ran: ";
 /// Set to `1` to keep every run dir (console log, daemon logs) for debugging.
 pub const KEEP_VAR: &str = "LATCHD_VM_KEEP";
 
@@ -165,6 +177,15 @@ pub enum VmError {
          is it spelled right and not #[ignore]d?):\n{stdout}"
     )]
     TestNotRun { name: String, stdout: String },
+    #[error(
+        "test `{name}` passed in the guest without running its body (no \"{GUEST_RAN}{test}\" \
+         line: it skipped; is {GUEST_VAR}=1 set inside the guest?):\n{stdout}"
+    )]
+    GuestSkipped {
+        name: String,
+        test: String,
+        stdout: String,
+    },
     #[error("test `{name}` failed in the guest (status {status}):\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}")]
     TestFailed {
         name: String,
@@ -179,19 +200,58 @@ pub fn enabled() -> bool {
     std::env::var(ENABLE_VAR).is_ok_and(|v| v == "1")
 }
 
+/// True when the VM tests were asked to run (`LATCHD_VM_REQUIRED=1`).
+pub fn required() -> bool {
+    std::env::var(REQUIRE_VAR).is_ok_and(|v| v == "1")
+}
+
+/// What the host half of a VM test does.
+#[derive(Debug, PartialEq, Eq)]
+enum HostRun {
+    Run,
+    /// Pass without running, with a line saying why.
+    Skip(String),
+    /// Fail: it was asked to run and would have skipped.
+    Refuse(String),
+}
+
+fn host_run(test: &str, in_guest: bool, enabled: bool, required: bool) -> HostRun {
+    let why = if in_guest {
+        // Inside the guest the host-side test must not start a nested VM.
+        format!("{test} runs on the host, not inside the VM")
+    } else if !enabled {
+        format!("{test} needs the QEMU rig; set {ENABLE_VAR}=1 (see tests/vm/README.md)")
+    } else {
+        return HostRun::Run;
+    };
+    if required {
+        HostRun::Refuse(format!("{REQUIRE_VAR}=1 asked for the VM tests, but {why}"))
+    } else {
+        HostRun::Skip(why)
+    }
+}
+
 /// For the host half of a VM test: true when it should run; otherwise prints
-/// why it is skipped and returns false (the caller returns, the test passes).
+/// why it is skipped and returns false (the caller returns, the test passes),
+/// or, under `LATCHD_VM_REQUIRED=1`, panics: a skip is then a failure.
 pub fn enabled_or_skip(test: &str) -> bool {
-    // Inside the guest the host-side test must not start a nested VM.
-    if in_guest() {
-        println!("skipped: {test} runs on the host, not inside the VM");
-        return false;
+    match host_run(test, in_guest(), enabled(), required()) {
+        HostRun::Run => true,
+        HostRun::Skip(why) => {
+            visible_line(&format!("skipped: {why}"));
+            false
+        }
+        HostRun::Refuse(why) => panic!("{why}"),
     }
-    if !enabled() {
-        println!("skipped: {test} needs the QEMU rig; set {ENABLE_VAR}=1 (see tests/vm/README.md)");
-        return false;
-    }
-    true
+}
+
+/// Writes `line` to stderr directly: libtest captures `println!` and
+/// `eprintln!` of a passing test, and a skip must show in the suite's
+/// output, not read as an `ok` like any other.
+fn visible_line(line: &str) {
+    use std::io::Write;
+    // Best effort: a closed stderr must not fail the test.
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// True inside the rig's guest.
@@ -203,6 +263,7 @@ pub fn in_guest() -> bool {
 /// prints a "skipped" line and returns false.
 pub fn in_guest_or_skip(test: &str) -> bool {
     if in_guest() {
+        println!("{GUEST_RAN}{test}");
         return true;
     }
     println!("skipped: {test} runs only inside the VM (started by its host-side test)");
@@ -365,7 +426,23 @@ pub fn run_test_in_guest(
             stdout: out.stdout,
         });
     }
+    guest_half_ran(name, test, &out.stdout)?;
     Ok(out)
+}
+
+/// Fails unless the guest half's output has its [`GUEST_RAN`] line.
+fn guest_half_ran(name: &str, test: &str, stdout: &str) -> Result<(), VmError> {
+    let marker = format!("{GUEST_RAN}{test}");
+    // With --nocapture on one thread libtest prints "test <name> ... "
+    // before the body runs, so the marker may end that line.
+    if stdout.lines().any(|l| l.trim_end().ends_with(&marker)) {
+        return Ok(());
+    }
+    Err(VmError::GuestSkipped {
+        name: name.to_owned(),
+        test: test.to_owned(),
+        stdout: stdout.to_owned(),
+    })
 }
 
 /// Quotes `s` for a bash command line given to [`run`].
@@ -507,4 +584,58 @@ fn collect_files(
         }
     }
     Ok(())
+}
+
+/// The rig's own rules, checked without a VM (so in the default suite).
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 23 item 2: asked to run (`LATCHD_VM_REQUIRED=1`), a host half
+    /// that would skip fails; not asked, it skips with a reason.
+    #[test]
+    fn a_vm_test_asked_to_run_fails_instead_of_skipping() {
+        assert_eq!(host_run("t", false, true, true), HostRun::Run);
+        assert_eq!(host_run("t", false, true, false), HostRun::Run);
+        match host_run("t", false, false, true) {
+            HostRun::Refuse(why) => {
+                assert!(
+                    why.contains(REQUIRE_VAR) && why.contains(ENABLE_VAR),
+                    "{why}"
+                )
+            }
+            other => panic!("a required VM test without the rig must fail, got {other:?}"),
+        }
+        assert!(matches!(
+            host_run("t", true, true, true),
+            HostRun::Refuse(_)
+        ));
+        match host_run("t", false, false, false) {
+            HostRun::Skip(why) => assert!(why.contains(ENABLE_VAR), "{why}"),
+            other => panic!("without the rig a VM test skips, got {other:?}"),
+        }
+        assert!(matches!(
+            host_run("t", true, false, false),
+            HostRun::Skip(_)
+        ));
+    }
+
+    /// A guest half that skipped inside the guest still says "1 passed";
+    /// only its marker line proves it ran.
+    #[test]
+    fn a_guest_half_that_skipped_in_the_guest_fails_the_host_half() {
+        let skipped = "running 1 test\nskipped: guest_x runs only inside the VM\n\
+                       test m::guest_x ... ok\n\ntest result: ok. 1 passed; 0 failed\n";
+        let r = guest_half_ran("m::guest_x", "guest_x", skipped);
+        assert!(matches!(r, Err(VmError::GuestSkipped { .. })), "{r:?}");
+        let ran = format!(
+            "running 1 test\n{GUEST_RAN}guest_x\ntest m::guest_x ... ok\n\ntest result: ok. 1 passed\n"
+        );
+        guest_half_ran("m::guest_x", "guest_x", &ran).unwrap();
+        let same_line = format!("test m::guest_x ... {GUEST_RAN}guest_x\nok\n");
+        guest_half_ran("m::guest_x", "guest_x", &same_line).unwrap();
+        // Another half's marker is not this one's.
+        let other = format!("{GUEST_RAN}guest_xy\ntest result: ok. 1 passed\n");
+        assert!(guest_half_ran("m::guest_x", "guest_x", &other).is_err());
+    }
 }

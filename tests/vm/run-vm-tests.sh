@@ -26,6 +26,9 @@ fi
 tests/vm/run-in-vm.sh --prepare --video --sound --ble --gpio 1 --adc --tpm --systemd
 
 export LATCHD_VM_TESTS=1
+# Asked to run: a VM test that would skip fails instead (tests/vm/rig.rs),
+# so this suite (and CI's scripts/test-vm.sh) cannot pass by running nothing.
+export LATCHD_VM_REQUIRED=1
 export CARGO_INCREMENTAL=0  # same build as scripts/test.sh, reused
 # One VM at a time; set here rather than as `-- --test-threads=1` so the
 # caller's own `-- ...` libtest arguments still work.
