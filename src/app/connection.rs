@@ -497,4 +497,84 @@ mod tests {
         assert_eq!(link.commands.load(Ordering::SeqCst), 1);
         assert_eq!(link.store_reads.load(Ordering::SeqCst), 0);
     }
+
+    /// Opens the owner's session on `conn` and runs one unlock; returns
+    /// the frames the app sent (init, unlock) and the lock's (accept,
+    /// response).
+    async fn recorded_unlock(
+        conn: &mut ChannelConn,
+        link: &CountingLink,
+        owner: &StaticKeypair,
+        lock: &StaticKeypair,
+    ) -> ([Vec<u8>; 2], [Vec<u8>; 2]) {
+        let (start, init) = AppSessionStart::new(owner, lock.public(), &mut OsRng);
+        let accept = exchange(conn, link, &init).await;
+        let mut session = start
+            .finish(owner, &accept, NOW, DEFAULT_IDLE_TIMEOUT)
+            .expect("session opens");
+        let unlock = client::seal_request(&mut session, NOW, &Request::Unlock).expect("seal");
+        let answer = exchange(conn, link, &unlock).await;
+        let response = client::open_response(&mut session, NOW, &answer).expect("response");
+        assert_eq!(response, Response::Ok);
+        ([init, unlock], [accept, answer])
+    }
+
+    /// Issue 23 item 2: a recorded session replayed whole (its SessionInit
+    /// and then its sealed unlock) on a new connection, or again on the
+    /// same one, unlocks nothing: the lock answers the init with a fresh
+    /// ephemeral key, so the recorded unlock was sealed under keys no
+    /// longer in use. Fails if the lock's session keys repeat.
+    #[tokio::test]
+    async fn a_whole_recorded_session_replayed_unlocks_nothing() {
+        let lock = Arc::new(StaticKeypair::generate(&mut OsRng));
+        let owner = StaticKeypair::generate(&mut OsRng);
+        let link = CountingLink::with_owner(&owner);
+        let mut first = conn(&lock);
+        let ([init, unlock], [accept, _]) = recorded_unlock(&mut first, &link, &owner, &lock).await;
+        assert_eq!(link.commands.load(Ordering::SeqCst), 1);
+
+        let mut again = conn(&lock);
+        for conn in [&mut again, &mut first] {
+            let replayed_accept = exchange(conn, &link, &init).await;
+            assert_eq!(
+                Frame::parse(&replayed_accept).expect("a frame").kind,
+                FrameType::SessionAccept,
+                "a known key's init is answered"
+            );
+            assert_ne!(replayed_accept, accept, "the lock's ephemeral key is fresh");
+            let answer = exchange(conn, &link, &unlock).await;
+            assert_eq!(answer, error_frame(ErrorCode::Unauthenticated));
+            assert!(!conn.is_open(), "a refused frame leaves nothing open");
+        }
+        assert_eq!(link.commands.load(Ordering::SeqCst), 1, "no second unlock");
+        assert_eq!(link.refusals.load(Ordering::SeqCst), 2);
+    }
+
+    /// Issue 23 item 2, reflection: the lock's own frames written back to
+    /// it (its sealed response, its session accept) are refused and reach
+    /// no engine command. (That a lock→app frame never opens as app→lock
+    /// even at a matching counter is checked on the session itself,
+    /// `protocol::tests::the_locks_own_frame_never_opens_on_the_lock`.)
+    #[tokio::test]
+    async fn the_locks_own_frames_reflected_back_are_refused() {
+        let lock = Arc::new(StaticKeypair::generate(&mut OsRng));
+        let owner = StaticKeypair::generate(&mut OsRng);
+        let link = CountingLink::with_owner(&owner);
+        let mut conn = conn(&lock);
+        let (_, [accept, response]) = recorded_unlock(&mut conn, &link, &owner, &lock).await;
+        let answer = exchange(&mut conn, &link, &response).await;
+        assert_eq!(
+            Frame::parse(&answer).expect("a frame").kind,
+            FrameType::Error,
+            "the reflected response: {answer:?}"
+        );
+        assert!(!conn.is_open());
+        let (_, [accept2, _]) = recorded_unlock(&mut conn, &link, &owner, &lock).await;
+        assert_ne!(accept, accept2);
+        let answer = exchange(&mut conn, &link, &accept2).await;
+        assert_eq!(answer, error_frame(ErrorCode::UnexpectedFrame));
+        assert!(!conn.is_open());
+        // Only the two genuine unlocks reached the engine.
+        assert_eq!(link.commands.load(Ordering::SeqCst), 2);
+    }
 }

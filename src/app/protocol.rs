@@ -1128,6 +1128,22 @@ mod tests {
         assert_eq!(app.open(now, &f2), Err(ChannelError::Unauthenticated));
     }
 
+    /// Issue 23 item 2, reflection: a frame the lock sealed, sent back to
+    /// it at exactly the counter it expects, does not open: each direction
+    /// has its own key. Fails if the two directions share a key.
+    #[test]
+    fn the_locks_own_frame_never_opens_on_the_lock() {
+        let now = Instant::from_millis(1_000);
+        let (mut lock, mut app) = sessions(now);
+        let own = lock.seal(now, b"ok").expect("seal");
+        assert_eq!(lock.recv_counter(), 0);
+        assert_eq!(lock.open(now, &own), Err(ChannelError::Unauthenticated));
+        assert_eq!(lock.recv_counter(), 0, "a refused frame changes nothing");
+        // The app's genuine frame at that counter still opens.
+        let f = app.seal(now, b"unlock").expect("seal");
+        assert_eq!(lock.open(now, &f).expect("open"), b"unlock");
+    }
+
     #[test]
     fn replay_and_reorder_are_rejected_without_state_change() {
         let now = Instant::from_millis(1_000);
