@@ -361,6 +361,119 @@ mod tests {
         assert_eq!(public_event(&tamper), Some(tamper.clone()));
     }
 
+    /// Every notice the engine can raise, each alarm kind once. The match
+    /// makes a new variant a compile error here until it is listed.
+    fn every_notice() -> Vec<crate::core::action::Notice> {
+        use crate::core::action::Notice;
+        use crate::core::types::UserNumber;
+        let alarms = [
+            AlarmKind::Tamper,
+            AlarmKind::Lockout,
+            AlarmKind::Duress,
+            AlarmKind::LowBattery,
+            AlarmKind::Jam,
+            AlarmKind::ModuleSwap,
+        ];
+        for a in alarms {
+            match a {
+                AlarmKind::Tamper
+                | AlarmKind::Lockout
+                | AlarmKind::Duress
+                | AlarmKind::LowBattery
+                | AlarmKind::Jam
+                | AlarmKind::ModuleSwap => {}
+            }
+        }
+        let user = UserNumber::new(3).expect("user 3");
+        let duress_unlock = Event {
+            at: None,
+            mono_ms: 1,
+            kind: EventKind::Unlocked {
+                method: Method::DuressPasscode,
+                user: Some(user),
+            },
+        };
+        let mut all = vec![
+            Notice::AwayUnlock {
+                event: duress_unlock,
+            },
+            Notice::Duress { user },
+            Notice::Doorbell,
+            Notice::Lockout {
+                level: 1,
+                minutes: Some(3),
+                keypad_disabled: false,
+            },
+            Notice::Lockout {
+                level: 5,
+                minutes: None,
+                keypad_disabled: true,
+            },
+            Notice::ClockBehind,
+        ];
+        all.extend(alarms.map(Notice::Alarm));
+        for n in &all {
+            match n {
+                Notice::AwayUnlock { .. }
+                | Notice::Duress { .. }
+                | Notice::Doorbell
+                | Notice::Alarm(_)
+                | Notice::Lockout { .. }
+                | Notice::ClockBehind => {}
+            }
+        }
+        all
+    }
+
+    /// Issue 23 item 2, B-6.9: the clear alert topic (what a household
+    /// dashboard shows, maybe to the person under duress) never carries
+    /// duress: neither the duress notice nor the duress alarm becomes an
+    /// alert, and no alert document says "duress". Other alarms still do.
+    #[test]
+    fn duress_never_becomes_a_clear_alert() {
+        use crate::core::action::Notice;
+        let mut published = Vec::new();
+        for n in every_notice() {
+            let doc = alert_json(&n);
+            match &n {
+                Notice::Duress { .. } | Notice::Alarm(AlarmKind::Duress) => {
+                    assert_eq!(doc, None, "{n:?} became a clear alert")
+                }
+                Notice::Alarm(a) => {
+                    assert_eq!(doc, Some(json!({ "event_type": alarm_word(*a) })), "{n:?}")
+                }
+                _ => {}
+            }
+            if let Some(doc) = doc {
+                assert!(!doc.to_string().contains("duress"), "{n:?}: {doc}");
+                published.push(doc["event_type"].as_str().unwrap().to_owned());
+            }
+        }
+        assert!(published.contains(&"doorbell".to_owned()), "{published:?}");
+        assert!(published.contains(&"tamper".to_owned()), "{published:?}");
+    }
+
+    /// The retained state document's alarm list leaves an active duress
+    /// alarm out, with or without the presence opt-in.
+    #[test]
+    fn an_active_duress_alarm_is_not_in_the_state_document() {
+        use crate::core::{Engine, EngineConfig, Now};
+        let engine = Engine::new(
+            EngineConfig::for_tests("LD-1"),
+            crate::core::types::Persisted::default(),
+            Now::new(0, None),
+        );
+        let s = Status {
+            active_alarms: vec![AlarmKind::Duress, AlarmKind::Tamper],
+            ..engine.status()
+        };
+        for presence in [false, true] {
+            let doc = state_json(&s, presence);
+            assert_eq!(doc["alarms"], json!(["tamper"]), "{doc}");
+            assert!(!doc.to_string().contains("duress"), "{doc}");
+        }
+    }
+
     #[test]
     fn discovery_has_the_required_fields() {
         let t = Topics::new("latchd", "LD-1");
