@@ -434,10 +434,29 @@ mod tests {
             l.fail(Instant(1000 + i), 1, P, true);
         }
         let rec = l.record(Instant(61_004));
-        let resumed = Lockout::resume(&rec, Instant(5));
+        // Across a restart the record goes through the store's encoding.
+        let stored: crate::core::types::LockoutRecord =
+            serde_json::from_str(&serde_json::to_string(&rec).unwrap()).unwrap();
+        assert_eq!(stored, rec);
+        let mut resumed = Lockout::resume(&stored, Instant(5));
         assert_eq!(resumed.remaining(Instant(5)), l.remaining(Instant(61_004)));
         assert_eq!(resumed.strikes(), 5);
+        assert_eq!(resumed.level(), l.level());
+        assert_eq!(resumed.keypad_disabled(), l.keypad_disabled());
         assert_eq!(resumed.record(Instant(5)), rec);
+        // And it goes on as the original would have: the same instant of
+        // release, then the same escalation for the next failures.
+        let left = l.remaining(Instant(61_004)).expect("still locked");
+        let (orig_end, res_end) = (Instant(61_004) + left, Instant(5) + left);
+        assert!(resumed.is_locked(Instant(res_end.0 - 1)));
+        assert!(!resumed.is_locked(res_end));
+        for k in 0..6u64 {
+            let a = l.fail(Instant(orig_end.0 + k), 1, P, true);
+            let b = resumed.fail(Instant(res_end.0 + k), 1, P, true);
+            assert_eq!(a, b, "failure {k} after the lockout");
+        }
+        assert_eq!(resumed.level(), l.level());
+        assert_eq!(resumed.strikes(), l.strikes());
     }
 
     #[test]
