@@ -124,8 +124,12 @@ fn first_start_enrol_unlock_lockout_and_restart() {
     assert_eq!(cycles, 4);
 }
 
-/// SIGTERM in the middle of a motor move: the move finishes, the daemon
+/// SIGTERM in the middle of a motor move: the move finishes (its `Done`
+/// report reaches the engine and the store during shutdown), the daemon
 /// exits 0, the socket is removed, and the state is there on restart.
+/// (That the bridge is coasted when the board is dropped is checked where
+/// it is observable: `board::drivers::motor_thread::tests::stop_and_drop_coast_without_a_report` and, after SIGKILL too,
+/// `tests/vm/vm_motor_failsafe.rs`.)
 #[test]
 fn sigterm_mid_move_exits_zero_with_state_intact() {
     let dir = tempfile::tempdir().unwrap();
@@ -138,13 +142,31 @@ fn sigterm_mid_move_exits_zero_with_state_intact() {
     let status = d.sigterm();
     assert!(status.success(), "{status}");
     assert!(!sock.exists(), "control socket left behind");
+    // The move finished: the engine counts a bolt cycle only on the
+    // motor's `Done`, and stores the count at once. A shutdown that cut the
+    // move short would leave none.
+    let db = rusqlite::Connection::open(state.join("latchd.db")).unwrap();
+    let cycles: i64 = db
+        .query_row(
+            "SELECT value FROM service_counters WHERE name = 'motor_cycles'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("the finished move's cycle was stored");
+    assert_eq!(cycles, 1);
+    drop(db);
 
     let d = Daemon::start(&state);
     assert_eq!(d.step(), "idle", "first start must not repeat");
     assert_eq!(d.status()["engine"]["counts"]["admins"], json!(1));
     let events = d.ok(json!({"cmd": "events", "n": 50}));
     assert!(events.to_string().contains("unlocked.passcode"), "{events}");
-    assert!(d.log_text().contains("stopped cleanly"));
+    let log = d.log_text();
+    assert!(log.contains("stopped cleanly"));
+    assert!(
+        !log.contains("did not finish its move"),
+        "the move was cut short: {log}"
+    );
     assert!(d.sigterm().success());
     check_db(&state);
 }

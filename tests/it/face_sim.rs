@@ -223,8 +223,13 @@ async fn enrol_then_recognise_on_the_sim_camera() {
     );
 }
 
+/// A cancelled enrolment hands the daemon no template: the service's next
+/// report after the cancel is the answer to the next command, never an
+/// `Enrolled`. (The name said "stores nothing"; the store is the
+/// daemon's, and that nothing reaches it is checked there:
+/// `daemon_face::five_pose_enrolment_through_the_menu_unlocks_and_a_cancelled_one_stores_nothing`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancelled_enrolment_stores_nothing() {
+async fn cancelled_enrolment_reports_no_template() {
     let mut rig = rig();
     rig.camera.show_person(Some(2)).expect("person 2");
     rig.send(ModuleCmd::Enrol {
