@@ -435,7 +435,7 @@ mod tests {
         }
         let rec = l.record(Instant(61_004));
         // Across a restart the record goes through the store's encoding.
-        let stored: crate::core::types::LockoutRecord =
+        let stored: LockoutRecord =
             serde_json::from_str(&serde_json::to_string(&rec).unwrap()).unwrap();
         assert_eq!(stored, rec);
         let mut resumed = Lockout::resume(&stored, Instant(5));
