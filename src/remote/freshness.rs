@@ -254,4 +254,18 @@ mod tests {
         assert_eq!(Challenge::from_hex(b"0011"), None);
         assert_eq!(Challenge::from_hex(&[0xff, 0xfe]), None);
     }
+
+    /// Found by mutation testing (docs/mutants.md): the configured maximum
+    /// age is what the lock reports, never below one second, and the
+    /// rotation period is half of it.
+    #[test]
+    fn the_maximum_age_is_kept_and_never_below_one_second() {
+        let c = Challenges::new(Duration::from_secs(60));
+        assert_eq!(c.max_age(), Duration::from_secs(60));
+        assert_eq!(c.period(), Duration::from_secs(30));
+        assert_eq!(
+            Challenges::new(Duration::ZERO).max_age(),
+            Duration::from_secs(1)
+        );
+    }
 }
