@@ -31,7 +31,7 @@ use super::state::State;
 use super::DaemonError;
 use crate::config::Config;
 use crate::dbus::{BusChoice, DbusHandle, Diagnostics, LockBackend};
-use crate::link::{Clock, Link, Published};
+use crate::link::{BleHealth, Clock, Link, Published};
 use crate::remote::{RemoteContext, RemoteStats};
 use crate::wifi::monitor::{self, Reporter, Reporting};
 use crate::wifi::{BackendKind, NoWifi, WifiBackend};
@@ -99,7 +99,7 @@ pub async fn radios(
     Option<JoinHandle<()>>,
     Option<Arc<dyn WifiBackend>>,
 ) {
-    let reporter = Reporter::new(link.inputs().clone());
+    let reporter = Reporter::new(link.inputs().clone()).with_health(link.health().clone());
     let backend = wifi_backend(config).await;
     let wifi = (config.wifi.backend != BackendKind::None).then(|| {
         tokio::spawn(monitor::run(
@@ -118,6 +118,7 @@ pub async fn radios(
     let ble = if config.ble.enabled {
         ble(config, state, link, provisioning.clone(), shutdown.clone())
     } else {
+        link.health().set_ble(BleHealth::Off);
         None
     };
     let provisioning = (config.wifi.backend != BackendKind::None).then_some(provisioning);
@@ -198,6 +199,7 @@ fn ble(
         wifi,
         lock_key: state.lock_key.clone(),
         code: state.current_code.clone(),
+        health: link.health().clone(),
         device_info: DeviceInfo {
             firmware: "latchd".into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -209,9 +211,11 @@ fn ble(
         adapter: config.ble.adapter().map(str::to_owned),
         local_name,
     };
+    let health = link.health().clone();
     Some(tokio::spawn(async move {
         if let Err(e) = gatt::run(gatt_config, deps, shutdown).await {
             tracing::error!("BLE service stopped: {e}");
+            health.set_ble(BleHealth::Failed(format!("the BLE service stopped: {e}")));
         }
     }))
 }
@@ -220,16 +224,22 @@ fn ble(
 fn ble(
     _config: &Config,
     _state: &State,
-    _link: &Link,
+    link: &Link,
     _wifi: Arc<dyn WifiBackend>,
     _shutdown: CancellationToken,
 ) -> Option<JoinHandle<()>> {
+    link.health()
+        .set_ble(BleHealth::Unavailable(NO_BLUEZ.into()));
     tracing::warn!(
         "BLE: this build has no BlueZ client (built without the `board-linux` feature); \
          app pairing and Improv Wi-Fi are not available"
     );
     None
 }
+
+/// Why a build without `board-linux` has no BLE (`SelfTest`'s `ble` entry).
+#[cfg(not(feature = "board-linux"))]
+const NO_BLUEZ: &str = "this build has no BlueZ client (built without the `board-linux` feature)";
 
 /// MQTT remote access, when `[remote]` names a broker.
 pub fn remote(

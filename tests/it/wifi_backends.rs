@@ -61,6 +61,7 @@ async fn wpa_supplicant_joins_with_the_right_password() {
         WifiStatus {
             enabled: true,
             connected: true,
+            connecting: false,
             rssi_dbm: Some(-52)
         }
     );
@@ -437,6 +438,12 @@ impl NmDevice {
     async fn device_type(&self) -> u32 {
         2
     }
+    /// NM_DEVICE_STATE_DISCONNECTED: read only while no access point is
+    /// active.
+    #[zbus(property)]
+    async fn state(&self) -> u32 {
+        30
+    }
 }
 
 struct NmWireless {
@@ -597,6 +604,7 @@ async fn networkmanager_joins_with_the_right_password() {
         WifiStatus {
             enabled: true,
             connected: true,
+            connecting: false,
             rssi_dbm: Some(-52)
         }
     );
