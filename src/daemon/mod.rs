@@ -228,6 +228,9 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
         clock.now(),
     );
     let channels = Channels::new(engine.status(), AppAccess::from_persisted(&state.persisted));
+    channels
+        .health
+        .set_ble(services::ble_at_start(&opts.config));
 
     // 2. The board, complete, feeding the one input queue.
     let hardware::BuiltBoard {

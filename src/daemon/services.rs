@@ -118,7 +118,6 @@ pub async fn radios(
     let ble = if config.ble.enabled {
         ble(config, state, link, provisioning.clone(), shutdown.clone())
     } else {
-        link.health().set_ble(BleHealth::Off);
         None
     };
     let provisioning = (config.wifi.backend != BackendKind::None).then_some(provisioning);
@@ -224,12 +223,10 @@ fn ble(
 fn ble(
     _config: &Config,
     _state: &State,
-    link: &Link,
+    _link: &Link,
     _wifi: Arc<dyn WifiBackend>,
     _shutdown: CancellationToken,
 ) -> Option<JoinHandle<()>> {
-    link.health()
-        .set_ble(BleHealth::Unavailable(NO_BLUEZ.into()));
     tracing::warn!(
         "BLE: this build has no BlueZ client (built without the `board-linux` feature); \
          app pairing and Improv Wi-Fi are not available"
@@ -237,9 +234,21 @@ fn ble(
     None
 }
 
-/// Why a build without `board-linux` has no BLE (`SelfTest`'s `ble` entry).
-#[cfg(not(feature = "board-linux"))]
-const NO_BLUEZ: &str = "this build has no BlueZ client (built without the `board-linux` feature)";
+/// What `BleState` says from the first snapshot on, before the BLE service
+/// reports anything itself: off by the config, unavailable in a build
+/// without the BlueZ client, else waiting for bluetoothd (the service's
+/// first step).
+pub fn ble_at_start(config: &Config) -> BleHealth {
+    if !config.ble.enabled {
+        BleHealth::Off
+    } else if cfg!(feature = "board-linux") {
+        BleHealth::WaitingForBluetoothd("the BLE service is starting".into())
+    } else {
+        BleHealth::Unavailable(
+            "this build has no BlueZ client (built without the `board-linux` feature)".into(),
+        )
+    }
+}
 
 /// MQTT remote access, when `[remote]` names a broker.
 pub fn remote(
