@@ -434,3 +434,72 @@ async fn every_property_tells_the_truth_in_each_situation() {
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+/// The engine task republishes the snapshot when a radio reports a new
+/// state or the time source changes, with no input to the engine: a quiet
+/// lock's `BleState` and `TimeSource` follow the services (issue 22).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_lock_follows_its_radios_and_time_source() {
+    use latchd::daemon::{start, Options};
+    use tokio_util::sync::CancellationToken;
+
+    let bus = TestBus::start();
+    let dir = tempfile::tempdir().expect("state dir");
+    let mut config = latchd::config::Config::default();
+    config.lock.timedate_bus = "off".into();
+    config.ble.enabled = false;
+    let d = start(
+        Options {
+            config,
+            state_dir: dir.path().join("state"),
+            front_panel: false,
+            control_socket: None,
+            dbus: Some(BusChoice::Address(bus.address.clone())),
+            set_held: false,
+        },
+        CancellationToken::new(),
+    )
+    .await
+    .expect("daemon starts");
+    let until = |name: &'static str, want: &'static str| {
+        let address = bus.address.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + HANG_GUARD;
+            loop {
+                let got = get_property(&address, name).await;
+                if got.as_deref() == Some(want) {
+                    return;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{name} stayed {got:?}, expected {want}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    until("BleState", "s \"off\"").await;
+    until("TimeSource", "s \"none\"").await;
+    let processed = d.published.borrow().daemon.processed;
+
+    // What the BLE service reports as it registers and an app takes the
+    // channel; what timedate reports when NTP synchronises.
+    d.health.set_ble(BleHealth::Registered {
+        app_connected: false,
+    });
+    until("BleState", "s \"advertising\"").await;
+    d.health.set_ble_app(true);
+    until("BleState", "s \"connected\"").await;
+    d.clock.set_ntp_synchronized(true);
+    until("TimeSource", "s \"ntp\"").await;
+    d.health.set_ble(BleHealth::WaitingForBluetoothd(
+        "bluetoothd restarted".into(),
+    ));
+    until("BleState", "s \"waiting-for-bluetoothd\"").await;
+    assert_eq!(
+        d.published.borrow().daemon.processed,
+        processed,
+        "no input reached the engine"
+    );
+    d.stop().await.expect("clean stop");
+}
