@@ -304,11 +304,13 @@ const METHODS: [UnlockMethod; 9] = [
     UnlockMethod::Remote,
     UnlockMethod::Inside,
 ];
-const ALARM_KINDS: [AlarmKind; 4] = [
+const ALARM_KINDS: [AlarmKind; 6] = [
     AlarmKind::Tamper,
     AlarmKind::Lockout,
     AlarmKind::Duress,
     AlarmKind::LowBattery,
+    AlarmKind::DoorAjar,
+    AlarmKind::DoorForcedOpen,
 ];
 
 fn index_of<T: PartialEq>(table: &[T], v: &T) -> u8 {
@@ -467,6 +469,10 @@ impl Request {
                         w.u8(3);
                         w.bool(*b);
                     }
+                    Setting::DoorAjar(v) => {
+                        w.u8(4);
+                        w.opt(*v, Writer::u16);
+                    }
                 }
                 w.0
             }
@@ -561,6 +567,16 @@ impl Request {
                 1 => Setting::LockoutProtection(r.bool("lockout protection")?),
                 2 => Setting::RemoteUnlock(r.bool("remote unlock")?),
                 3 => Setting::WifiEnabled(r.bool("wifi")?),
+                4 => {
+                    let v = r.opt("door ajar", Reader::u16)?;
+                    if v == Some(0) {
+                        return Err(CommandError::BadValue {
+                            field: "door ajar",
+                            why: "0 seconds; send None to turn the door-ajar alarm off",
+                        });
+                    }
+                    Setting::DoorAjar(v)
+                }
                 _ => {
                     return Err(CommandError::BadValue {
                         field: "setting",
@@ -737,6 +753,7 @@ impl Response {
                     s.remote_unlock,
                     s.wifi_enabled,
                 ]));
+                w.opt(s.door_ajar_secs, Writer::u16);
                 w.0
             }
             Response::Notice(e) => {
@@ -864,11 +881,13 @@ impl Response {
                 let auto_lock_secs = r.opt("auto lock", Reader::u16)?;
                 let [lockout_protection, remote_unlock, wifi_enabled] =
                     unbits::<3>(&mut r, "settings flags")?;
+                let door_ajar_secs = r.opt("door ajar", Reader::u16)?;
                 Response::Settings(Settings {
                     auto_lock_secs,
                     lockout_protection,
                     remote_unlock,
                     wifi_enabled,
+                    door_ajar_secs,
                 })
             }
             op::R_ERROR => {
@@ -908,6 +927,38 @@ mod tests {
         long.push(0);
         assert!(Response::decode(&long).is_err());
         assert!(Response::decode(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn door_alarm_settings_and_events_round_trip() {
+        for r in [
+            Request::SetSetting(Setting::DoorAjar(Some(60))),
+            Request::SetSetting(Setting::DoorAjar(None)),
+        ] {
+            assert_eq!(Request::decode(&r.encode()), Ok(r));
+        }
+        // "0 s" has one spelling only (off), as for auto-lock.
+        let mut w = Writer::new(op::SET_SETTING);
+        w.u8(4);
+        w.opt(Some(0), Writer::u16);
+        assert!(Request::decode(&w.0).is_err());
+        let s = Response::Settings(Settings {
+            auto_lock_secs: None,
+            lockout_protection: true,
+            remote_unlock: false,
+            wifi_enabled: true,
+            door_ajar_secs: Some(60),
+        });
+        assert_eq!(Response::decode(&s.encode()).expect("decodes"), s);
+        for a in [AlarmKind::DoorAjar, AlarmKind::DoorForcedOpen] {
+            let n = Response::Notice(EventEntry {
+                cursor: 1,
+                at: None,
+                kind: EventKind::Alarm(a),
+                user: None,
+            });
+            assert_eq!(Response::decode(&n.encode()).expect("decodes"), n);
+        }
     }
 
     #[test]

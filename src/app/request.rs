@@ -76,6 +76,8 @@ pub enum Setting {
     RemoteUnlock(bool),
     /// Wi-Fi on/off (B-10.7).
     WifiEnabled(bool),
+    /// Door-ajar alarm delay in seconds; `None` = off (issue 17 item 3).
+    DoorAjar(Option<u16>),
 }
 
 /// A request from the app.
@@ -263,6 +265,9 @@ impl Request {
                 Setting::LockoutProtection(b) => core_types::SettingChange::LockoutProtection(b),
                 Setting::RemoteUnlock(b) => core_types::SettingChange::RemoteUnlock(b),
                 Setting::WifiEnabled(b) => core_types::SettingChange::Wifi(b),
+                Setting::DoorAjar(secs) => core_types::SettingChange::DoorAjar(
+                    secs.map(|v| std::time::Duration::from_secs(u64::from(v))),
+                ),
             }),
             Request::ReleaseLockout => AppCommand::ReleaseLockout,
             Request::ListOwnerKeys => AppCommand::ListOwnerKeys,

@@ -676,6 +676,20 @@ impl Engine {
             SettingChange::RemoteUnlock(on) => s.remote_unlock = *on,
             SettingChange::Wifi(on) => s.wifi = *on,
             SettingChange::RequirePinRemote(on) => s.require_pin_remote = *on,
+            SettingChange::DoorAjar(d) => {
+                if let Some(d) = d {
+                    if !(super::door::DOOR_AJAR_MIN..=super::types::Settings::MAX_DOOR_AJAR)
+                        .contains(d)
+                    {
+                        return Err(AppError::BadSetting(format!(
+                            "the door-ajar delay must be between {} s and {} s (or off)",
+                            super::door::DOOR_AJAR_MIN.as_secs(),
+                            super::types::Settings::MAX_DOOR_AJAR.as_secs()
+                        )));
+                    }
+                }
+                s.door_ajar = *d;
+            }
         }
         self.persist(out, vec![Change::PutSettings(s)]);
         self.log(

@@ -196,10 +196,14 @@ impl Engine {
                 self.pairing_until = None;
                 self.outside_lock_armed = false;
                 self.auto_lock_at = None;
+                self.door_watch.reset();
                 self.alarms.retain(|(k, _)| {
                     !matches!(
                         k,
-                        super::event::AlarmKind::Lockout | super::event::AlarmKind::Duress
+                        super::event::AlarmKind::Lockout
+                            | super::event::AlarmKind::Duress
+                            | super::event::AlarmKind::DoorAjar
+                            | super::event::AlarmKind::DoorForcedOpen
                     )
                 });
                 self.log(out, EventKind::FactoryReset);

@@ -497,6 +497,8 @@ fn all_requests() -> Vec<Request> {
         Request::GetSettings,
         Request::SetSetting(Setting::AutoLock(Some(30))),
         Request::SetSetting(Setting::WifiEnabled(false)),
+        Request::SetSetting(Setting::DoorAjar(Some(90))),
+        Request::SetSetting(Setting::DoorAjar(None)),
         Request::ReleaseLockout,
         Request::SetAway(true),
         Request::TimeSync { now: WallTime(-1) },

@@ -17,5 +17,6 @@ mod b7;
 mod b8;
 mod b9;
 mod clock_jumps;
+mod door;
 mod matter;
 mod robustness;
