@@ -19,7 +19,9 @@ use thiserror::Error;
 
 use super::pairing::{GuestPairingCode, CODE_BYTES};
 use super::protocol::{ErrorCode, MAX_PLAINTEXT};
-use super::request::{PasscodeDigits, Request, Setting, TempPasscodeKind, MAX_EVENTS_PER_PAGE};
+use super::request::{
+    CredentialMethod, PasscodeDigits, Request, Setting, TempPasscodeKind, MAX_EVENTS_PER_PAGE,
+};
 use super::response::{
     Credentials, GuestKeyEntry, OwnerKeyEntry, PasscodeEntry, Response, UserEntry, MAX_DETAIL,
     MAX_LABEL,
@@ -280,6 +282,12 @@ fn header<'a>(bytes: &'a [u8]) -> Result<(u8, Reader<'a>), CommandError> {
 }
 
 const ROLES: [Role; 2] = [Role::Administrator, Role::User];
+const CREDENTIAL_METHODS: [CredentialMethod; 4] = [
+    CredentialMethod::Face,
+    CredentialMethod::Palm,
+    CredentialMethod::Fingerprint,
+    CredentialMethod::Passcode,
+];
 const LOCK_STATES: [LockState; 4] = [
     LockState::Locked,
     LockState::Unlocked,
@@ -347,6 +355,8 @@ mod op {
     pub const ADD_USER: u8 = 0x11;
     pub const DELETE_USER: u8 = 0x12;
     pub const SET_USER_VALIDITY: u8 = 0x13;
+    pub const ENROL_CREDENTIAL: u8 = 0x14;
+    pub const DELETE_CREDENTIAL: u8 = 0x15;
     pub const CREATE_PASSCODE: u8 = 0x20;
     pub const LIST_PASSCODES: u8 = 0x21;
     pub const REVOKE_PASSCODE: u8 = 0x22;
@@ -396,6 +406,18 @@ impl Request {
             Request::DeleteUser { user } => {
                 let mut w = Writer::new(op::DELETE_USER);
                 w.u16(*user);
+                w.0
+            }
+            Request::EnrolCredential { user, method }
+            | Request::DeleteCredential { user, method } => {
+                let code = if matches!(self, Request::EnrolCredential { .. }) {
+                    op::ENROL_CREDENTIAL
+                } else {
+                    op::DELETE_CREDENTIAL
+                };
+                let mut w = Writer::new(code);
+                w.u16(*user);
+                w.u8(index_of(&CREDENTIAL_METHODS, method));
                 w.0
             }
             Request::SetUserValidity { user, validity } => {
@@ -504,6 +526,14 @@ impl Request {
             },
             op::DELETE_USER => Request::DeleteUser {
                 user: r.u16("user")?,
+            },
+            op::ENROL_CREDENTIAL => Request::EnrolCredential {
+                user: r.u16("user")?,
+                method: r.enum_u8("method", &CREDENTIAL_METHODS)?,
+            },
+            op::DELETE_CREDENTIAL => Request::DeleteCredential {
+                user: r.u16("user")?,
+                method: r.enum_u8("method", &CREDENTIAL_METHODS)?,
             },
             op::SET_USER_VALIDITY => Request::SetUserValidity {
                 user: r.u16("user")?,

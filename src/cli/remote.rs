@@ -9,6 +9,8 @@
 //!     status | unlock | lock | users | passcodes | settings
 //!     set <auto-lock|lockout-protection|remote-unlock|wifi|door-ajar> <value>
 //!     invite [--hours H] | release-lockout | time-sync
+//!     enrol --user N --method <face|palm|fingerprint|passcode>   (the person enrols at the lock)
+//!     delete-credential --user N --method <…>                    (the user's newest of that kind)
 //!     events [-n N] [--follow]          newest N; then live events and owner notices
 //!                                       (sealed to the owner keys, opened with this key)
 //! ```
@@ -85,8 +87,43 @@ pub enum SettingName {
     DoorAjar,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum MethodName {
+    Face,
+    Palm,
+    Fingerprint,
+    Passcode,
+}
+
+impl MethodName {
+    fn method(self) -> crate::app::request::CredentialMethod {
+        use crate::app::request::CredentialMethod as M;
+        match self {
+            MethodName::Face => M::Face,
+            MethodName::Palm => M::Palm,
+            MethodName::Fingerprint => M::Fingerprint,
+            MethodName::Passcode => M::Passcode,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum RemoteCommand {
+    /// Put the lock into enrolment for existing user N (owner key); the
+    /// person then enrols at the lock within 2 minutes ("↩" cancels).
+    Enrol {
+        #[arg(long)]
+        user: u16,
+        #[arg(long)]
+        method: MethodName,
+    },
+    /// Delete user N's newest credential of one kind (owner key).
+    DeleteCredential {
+        #[arg(long)]
+        user: u16,
+        #[arg(long)]
+        method: MethodName,
+    },
     /// The lock's status (owner key).
     Status,
     /// Unlock (needs remote unlock on; a guest inside its window).
@@ -306,6 +343,14 @@ fn request_of(cmd: &RemoteCommand) -> Result<Option<Request>, RemoteCliError> {
             }
         }
         RemoteCommand::ReleaseLockout => Request::ReleaseLockout,
+        RemoteCommand::Enrol { user, method } => Request::EnrolCredential {
+            user: *user,
+            method: method.method(),
+        },
+        RemoteCommand::DeleteCredential { user, method } => Request::DeleteCredential {
+            user: *user,
+            method: method.method(),
+        },
         RemoteCommand::TimeSync => Request::TimeSync { now: now() },
         RemoteCommand::Events {
             limit: 0,

@@ -191,6 +191,9 @@ pub(super) struct Target {
     pub role: Role,
     /// Not stored yet: the first credential stores it (B-4.11).
     pub new: bool,
+    /// Started by the owner's app (issue 17 item 1): the person at the
+    /// lock enrols one credential and is never shown the menu.
+    pub remote: bool,
 }
 
 /// The keypad/menu state machine (B-2, B-4, B-10.6).
@@ -216,6 +219,8 @@ pub(super) enum Mode {
 pub(super) enum Menu {
     Main,
     ChooseMethod(Target),
+    /// Issue 17 item 1: the number of the user to add a credential to.
+    Modify,
     Enrol {
         target: Target,
         modality: Modality,
@@ -517,6 +522,7 @@ impl Engine {
                 Menu::Passcode { first: None, .. } => "enrol.passcode",
                 Menu::Passcode { first: Some(_), .. } => "enrol.passcode.repeat",
                 Menu::Delete => "menu.delete",
+                Menu::Modify => "menu.modify",
             },
         }
     }
