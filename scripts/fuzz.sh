@@ -31,7 +31,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked --quiet
 fi
 # FUZZ_SEED alone (the slow suite sets 1) is the regression run: libFuzzer's
-# seed fixed, a fixed number of executions per target (≈ 10–30 s each on
+# seed fixed, a fixed number of executions per target (≈ 5–15 s each on
 # these machines) from a fresh corpus of the committed seeds only, so every
 # machine does the same amount of search whatever its speed. A time bound
 # did not: CI's faster cores reached execution 247,618 of zfm_driver in
@@ -41,10 +41,10 @@ fi
 # fuzz/artifacts, not from the seed. Exploring is the long runs' job
 # (FUZZ_SECONDS or FUZZ_RUNS, corpus kept).
 declare -A regression_runs=(
-    [frame_parser]=5000000 [improv_rpc]=1000000 [remote_oneshot]=10000
-    [zfm_frame]=1000000 [zfm_driver]=1000000 [palm_frame]=1000000
-    [palm_driver]=1000000 [http_head]=3000000 [control_json]=3000000
-    [config_files]=300000 [store_rows]=300000
+    [frame_parser]=2000000 [improv_rpc]=400000 [remote_oneshot]=5000
+    [zfm_frame]=400000 [zfm_driver]=500000 [palm_frame]=400000
+    [palm_driver]=500000 [http_head]=1500000 [control_json]=1500000
+    [config_files]=150000 [store_rows]=150000
 )
 regression=""
 if [ -n "${FUZZ_SEED:-}" ] && [ -z "$runs" ] && [ -z "${FUZZ_SECONDS:-}" ]; then

@@ -4,7 +4,7 @@
 # btvirt (BLE), gpio-sim (GPIO) — and runs latchd's real Linux backends
 # there. Then bounded fuzzing of every parser of outside bytes
 # (scripts/fuzz.sh: a fixed seed and a fixed number of executions per
-# target from the committed seeds, ≈ 3.5 min in all; FUZZ_SECONDS and
+# target from the committed seeds, ≈ 2 min in all; FUZZ_SECONDS and
 # FUZZ_SEED change them; docs/fuzzing.md).
 #
 #     scripts/test-vm.sh

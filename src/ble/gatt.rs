@@ -56,6 +56,7 @@ use super::slot::Slot;
 use crate::app::crypto::StaticKeypair;
 use crate::app::pairing::CurrentCode;
 use crate::app::LockLink;
+use crate::link::{BleHealth, HealthBoard};
 use crate::wifi::WifiBackend;
 
 /// The latchd secure-channel service.
@@ -97,6 +98,8 @@ pub struct GattDeps {
     pub lock_key: Arc<StaticKeypair>,
     /// The verification code owner pairing accepts now (it rotates).
     pub code: CurrentCode,
+    /// Where the service reports its own state (`BleState`, issue 22).
+    pub health: HealthBoard,
     pub device_info: DeviceInfo,
 }
 
@@ -208,6 +211,7 @@ impl Shared {
             .await;
         if out.took_slot {
             link.ble_connected(true);
+            self.deps.health.set_ble_app(true);
         }
         if let Some(displaced) = out.evict {
             // Before the new holder's answer is notified: the displaced
@@ -268,6 +272,7 @@ impl Shared {
         ch.guard.gone(peer);
         if ch.slot.release(peer) {
             self.deps.link.ble_connected(false);
+            self.deps.health.set_ble_app(false);
             tracing::info!(%peer, "BLE: app disconnected");
         }
     }
@@ -597,6 +602,9 @@ pub async fn run(
                     _ = owner_changes.next() => {
                         tracing::warn!("BLE: bluetoothd restarted or stopped; registering again");
                         drop(handles);
+                        deps.health.set_ble(BleHealth::WaitingForBluetoothd(
+                            "bluetoothd restarted or stopped; registering again".into(),
+                        ));
                     }
                 }
                 quick = QUICK_RETRIES;
@@ -606,6 +614,7 @@ pub async fn run(
                 }
             }
             Err(e) if quick > 0 => {
+                deps.health.set_ble(verdict(&dbus, &e).await);
                 quick -= 1;
                 tracing::warn!("BLE: {e}; retrying in {} s", RETRY.as_secs());
                 tokio::select! {
@@ -614,6 +623,7 @@ pub async fn run(
                 }
             }
             Err(e) => {
+                deps.health.set_ble(verdict(&dbus, &e).await);
                 tracing::warn!(
                     "BLE: {e}; waiting for bluetoothd (retry in {} s)",
                     IDLE_RETRY.as_secs()
@@ -628,6 +638,26 @@ pub async fn run(
                 }
             }
         }
+    }
+}
+
+/// What a failed registration means for `BleState`: bluetoothd absent
+/// from the bus (waiting for it), no adapter (unavailable), or a failure
+/// with bluetoothd there.
+async fn verdict(dbus: &zbus::fdo::DBusProxy<'_>, e: &GattError) -> BleHealth {
+    let bluez = zbus::names::BusName::try_from("org.bluez").ok();
+    let running = match bluez {
+        Some(name) => dbus.name_has_owner(name).await.unwrap_or(false),
+        None => false,
+    };
+    match e {
+        _ if !running => {
+            BleHealth::WaitingForBluetoothd("org.bluez is not on the system bus".into())
+        }
+        GattError::Bluez(b) if b.kind == bluer::ErrorKind::NotFound => {
+            BleHealth::Unavailable(format!("no Bluetooth adapter ({b})"))
+        }
+        e => BleHealth::Failed(e.to_string()),
     }
 }
 
@@ -689,6 +719,9 @@ pub async fn serve_once(config: &GattConfig, deps: &GattDeps) -> Result<Handles,
     };
     let adv = adapter.advertise(adv).await?;
     let sentry = tokio::spawn(shared.clone().sentry());
+    deps.health.set_ble(BleHealth::Registered {
+        app_connected: false,
+    });
     Ok(Handles {
         sentry,
         _app: app,

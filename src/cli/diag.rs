@@ -205,6 +205,12 @@ pub fn render_status(d: &Diagnostics) -> String {
                     .map(format_utc)
                     .unwrap_or_else(|| "none yet".into()),
             ),
+            (
+                "Time source",
+                d.time_source
+                    .clone()
+                    .unwrap_or_else(|| "none (no trusted source: the wall time is unknown)".into()),
+            ),
         ],
     ));
     sections.push((

@@ -10,6 +10,7 @@
 //!               ── events ─────► D-Bus EventLogged, MQTT events, front panel log
 //!               ── replies ────► the channel awaiting an `Input::App`
 //!               ── notices ────► MQTT (sealed owner notices, alerts)
+//!   BLE service, Wi-Fi monitor ── health ──► engine task (republishes the diagnostics)
 //! ```
 use std::sync::Arc;
 
@@ -19,7 +20,8 @@ use crate::core::users::AppAccess;
 use crate::core::{AppResult, Input, Status};
 use crate::dbus::Diagnostics;
 use crate::link::{
-    DaemonCounters, EventRecord, InputSender, Link, LinkParts, OwnerNotice, Published, TaskRequest,
+    DaemonCounters, EventRecord, HealthBoard, InputSender, Link, LinkParts, OwnerNotice, Published,
+    TaskRequest,
 };
 use crate::store::{StoreHandle, StoreReads};
 
@@ -66,6 +68,9 @@ pub struct Channels {
     pub requests: mpsc::Sender<TaskRequest>,
     /// Receiving end: the engine task answers between inputs.
     pub request_rx: mpsc::Receiver<TaskRequest>,
+    /// The radio services' own reports (BLE, Wi-Fi): the engine task
+    /// republishes the diagnostics when they change.
+    pub health: HealthBoard,
 }
 
 impl Channels {
@@ -89,6 +94,7 @@ impl Channels {
             notices: broadcast::Sender::new(NOTICE_BACKLOG),
             requests,
             request_rx,
+            health: HealthBoard::new(),
         }
     }
 
@@ -103,6 +109,7 @@ impl Channels {
             events: self.events.subscribe(),
             requests: self.requests.clone(),
             clock: clock.clone(),
+            health: self.health.clone(),
             store,
             reads,
         })

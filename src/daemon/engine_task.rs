@@ -7,6 +7,7 @@
 //!  deadline ►│ sleep_until(next_deadline) → Tick│──► engine.handle(now, input)
 //!  watchdog ►│ probe → answer (no engine call)  │          │ Vec<Action>, in order:
 //!  selftest ►│ read every sensor                │          ▼
+//!  health ──►│ radio, time source → publish     │
 //!  shutdown ►│ cancelled → return               │   Persist ─► store thread: apply (one txn),
 //!            └──────────────────────────────────┘     │        awaited: committed before the next action
 //!                                                     │ ok ────► app keys changed? publish the snapshot
@@ -46,7 +47,8 @@ use crate::core::users::AppAccess;
 use crate::core::{Action, AppResult, Engine, EngineConfig, Event, Input, Prompt};
 use crate::dbus::Diagnostics;
 use crate::link::{
-    event_record, Clock, DaemonCounters, EventRecord, OwnerNotice, Published, TaskRequest,
+    event_record, Clock, DaemonCounters, EventRecord, OwnerNotice, Published, ServiceHealth,
+    TaskRequest,
 };
 use crate::store::{StoreError, StoreHandle};
 
@@ -84,6 +86,11 @@ pub struct EngineTask {
     pub shutdown: CancellationToken,
     pub counters: DaemonCounters,
     pub static_diag: status::StaticDiag,
+    /// The radio services' own reports (BLE, Wi-Fi connecting): a change
+    /// republishes the diagnostics, so `BleState` follows the service.
+    pub health: watch::Receiver<ServiceHealth>,
+    /// The NTP flag: a change of time source republishes too.
+    pub ntp: watch::Receiver<bool>,
     /// Told the stored credentials after every committed change to them
     /// (and after a reload): the face service's templates follow the store.
     pub credentials_changed: Option<CredentialsHook>,
@@ -162,6 +169,7 @@ pub async fn spawn(
         replies,
         notices,
         request_rx,
+        health,
         ..
     } = channels;
     let mut task = EngineTask {
@@ -169,7 +177,7 @@ pub async fn spawn(
         engine_config: start.engine_config,
         store,
         board: start.board,
-        clock: start.clock,
+        clock: start.clock.clone(),
         inputs: input_rx,
         internal: VecDeque::new(),
         published,
@@ -183,6 +191,8 @@ pub async fn spawn(
         shutdown,
         counters: DaemonCounters::default(),
         static_diag: start.static_diag,
+        health: health.subscribe(),
+        ntp: start.clock.ntp_changes(),
         credentials_changed: start.credentials_changed,
         pairing_generation_changed: start.pairing_generation_changed,
     };
@@ -223,6 +233,16 @@ impl EngineTask {
                 },
                 Some(req) = self.requests.recv() => {
                     self.answer(req);
+                    continue;
+                },
+                // A radio or the time source changed on its own: the
+                // diagnostics follow (no engine call, not an input).
+                Ok(()) = self.health.changed() => {
+                    self.publish();
+                    continue;
+                },
+                Ok(()) = self.ntp.changed() => {
+                    self.publish();
                     continue;
                 },
                 Some(probe) = recv_probe(&mut self.probes) => {
@@ -526,7 +546,11 @@ impl EngineTask {
             .next_deadline()
             .map(|d| d.as_millis().saturating_sub(now.mono.as_millis()));
         let engine = self.engine.status();
-        let diag = self.static_diag.diagnostics(&engine);
+        let health = self.health.borrow_and_update().clone();
+        self.ntp.borrow_and_update();
+        let diag = self
+            .static_diag
+            .diagnostics(&engine, &health, self.clock.source());
         self.diagnostics.send_if_modified(|old| {
             let changed = *old != diag;
             *old = diag;
@@ -543,10 +567,12 @@ impl EngineTask {
         match req {
             TaskRequest::SelfTest(reply) => {
                 let engine = self.engine.status();
+                let health = self.health.borrow().clone();
                 let _ = reply.send(status::self_test(
                     &mut self.board,
                     &engine,
                     &self.static_diag,
+                    &health,
                 ));
             }
         }

@@ -158,6 +158,10 @@ pub struct Running {
     pub inputs: InputSender,
     /// MQTT counters (tests, diagnostics), when `[remote]` is on.
     pub remote_stats: Option<Arc<crate::remote::RemoteStats>>,
+    /// Where the radio services report themselves (tests play a service).
+    pub health: crate::link::HealthBoard,
+    /// The daemon's clock (tests play timedate's NTP flag).
+    pub clock: Clock,
     /// The engine task; returns itself after finishing the motor move and
     /// draining what the devices reported.
     engine: JoinHandle<EngineTask>,
@@ -228,6 +232,9 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
         clock.now(),
     );
     let channels = Channels::new(engine.status(), AppAccess::from_persisted(&state.persisted));
+    channels
+        .health
+        .set_ble(services::ble_at_start(&opts.config));
 
     // 2. The board, complete, feeding the one input queue.
     let hardware::BuiltBoard {
@@ -285,6 +292,8 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
         published: link.published(),
         inputs: link.inputs().clone(),
         remote_stats: remote_stats.clone(),
+        health: link.health().clone(),
+        clock: link.clock().clone(),
         engine,
         store: store_thread,
         front,

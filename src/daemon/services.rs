@@ -31,7 +31,7 @@ use super::state::State;
 use super::DaemonError;
 use crate::config::Config;
 use crate::dbus::{BusChoice, DbusHandle, Diagnostics, LockBackend};
-use crate::link::{Clock, Link, Published};
+use crate::link::{BleHealth, Clock, Link, Published};
 use crate::remote::{RemoteContext, RemoteStats};
 use crate::wifi::monitor::{self, Reporter, Reporting};
 use crate::wifi::{BackendKind, NoWifi, WifiBackend};
@@ -99,7 +99,7 @@ pub async fn radios(
     Option<JoinHandle<()>>,
     Option<Arc<dyn WifiBackend>>,
 ) {
-    let reporter = Reporter::new(link.inputs().clone());
+    let reporter = Reporter::new(link.inputs().clone()).with_health(link.health().clone());
     let backend = wifi_backend(config).await;
     let wifi = (config.wifi.backend != BackendKind::None).then(|| {
         tokio::spawn(monitor::run(
@@ -198,6 +198,7 @@ fn ble(
         wifi,
         lock_key: state.lock_key.clone(),
         code: state.current_code.clone(),
+        health: link.health().clone(),
         device_info: DeviceInfo {
             firmware: "latchd".into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -209,9 +210,11 @@ fn ble(
         adapter: config.ble.adapter().map(str::to_owned),
         local_name,
     };
+    let health = link.health().clone();
     Some(tokio::spawn(async move {
         if let Err(e) = gatt::run(gatt_config, deps, shutdown).await {
             tracing::error!("BLE service stopped: {e}");
+            health.set_ble(BleHealth::Failed(format!("the BLE service stopped: {e}")));
         }
     }))
 }
@@ -229,6 +232,22 @@ fn ble(
          app pairing and Improv Wi-Fi are not available"
     );
     None
+}
+
+/// What `BleState` says from the first snapshot on, before the BLE service
+/// reports anything itself: off by the config, unavailable in a build
+/// without the BlueZ client, else waiting for bluetoothd (the service's
+/// first step).
+pub fn ble_at_start(config: &Config) -> BleHealth {
+    if !config.ble.enabled {
+        BleHealth::Off
+    } else if cfg!(feature = "board-linux") {
+        BleHealth::WaitingForBluetoothd("the BLE service is starting".into())
+    } else {
+        BleHealth::Unavailable(
+            "this build has no BlueZ client (built without the `board-linux` feature)".into(),
+        )
+    }
 }
 
 /// MQTT remote access, when `[remote]` names a broker.

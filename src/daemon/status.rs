@@ -10,7 +10,7 @@ use crate::core::input::BoltPosition;
 use crate::core::types::CredentialKind;
 use crate::core::Status;
 use crate::dbus::{Capacity, Diagnostics};
-use crate::link::{DeviceCheck, StorageHealth};
+use crate::link::{BleHealth, DeviceCheck, ServiceHealth, StorageHealth, TimeSource};
 
 /// The parts of the diagnostics snapshot that do not come from the engine.
 #[derive(Debug, Clone)]
@@ -80,14 +80,15 @@ impl StaticDiag {
     }
 
     /// `none` (no backend), `off` (the B-9.7 setting), `disconnected`,
-    /// `weak` (connected below [`WEAK_RSSI_DBM`]) or `connected`.
-    /// (`connecting` is not told apart: the backends report a link only
-    /// once it is up.)
-    pub fn wifi_state(&self, s: &Status) -> &'static str {
+    /// `connecting` (the backend is joining a network), `weak` (connected
+    /// below [`WEAK_RSSI_DBM`]) or `connected`.
+    pub fn wifi_state(&self, s: &Status, h: &ServiceHealth) -> &'static str {
         if self.wifi_backend.is_none() {
             "none"
         } else if !s.wifi_enabled {
             "off"
+        } else if !s.wifi_connected && h.wifi_connecting {
+            "connecting"
         } else if !s.wifi_connected {
             "disconnected"
         } else if s.wifi_rssi.is_some_and(|r| r < WEAK_RSSI_DBM) {
@@ -97,7 +98,9 @@ impl StaticDiag {
         }
     }
 
-    pub fn diagnostics(&self, s: &Status) -> Diagnostics {
+    /// The snapshot: the engine's status, the radios' own reports and the
+    /// clock's source.
+    pub fn diagnostics(&self, s: &Status, h: &ServiceHealth, time: TimeSource) -> Diagnostics {
         let word = |v: serde_json::Value| match v {
             serde_json::Value::String(s) => s,
             _ => "unknown".into(),
@@ -117,14 +120,10 @@ impl StaticDiag {
             battery_percent: s.battery_percent,
             battery_mv: s.battery_millivolts,
             external_power: s.external_power,
-            wifi_state: self.wifi_state(s).into(),
+            wifi_state: self.wifi_state(s, h).into(),
             // A reading only means something while associated.
             wifi_rssi: s.wifi_rssi.filter(|_| s.wifi_connected),
-            ble_state: if s.ble_connected {
-                "connected".into()
-            } else {
-                "advertising".into()
-            },
+            ble_state: ble_state(&h.ble, s.pairing_mode),
             motor_cycles: self.motor_cycles_before + s.motor_cycles,
             last_jam: self.last_jam,
             active_alarms: s
@@ -148,15 +147,40 @@ impl StaticDiag {
             key_storage: self.key_storage.clone(),
             wall_clock: s.wall_time.map(|w| w.0),
             time_floor: s.time_floor.map(|w| w.0),
+            time_source: (time != TimeSource::None).then(|| time.word().into()),
         }
+    }
+}
+
+/// `BleState` from what the BLE service says of itself: `off`,
+/// `unavailable`, `waiting-for-bluetoothd`, `failed: <why>`; once
+/// registered, `connected` (an app holds the channel), `pairing` (the lock
+/// is in pairing mode, B-5.1: an owner may pair now) or `advertising`.
+pub fn ble_state(ble: &BleHealth, pairing_mode: bool) -> String {
+    match ble {
+        BleHealth::Off => "off".into(),
+        BleHealth::Unavailable(_) => "unavailable".into(),
+        BleHealth::WaitingForBluetoothd(_) => "waiting-for-bluetoothd".into(),
+        BleHealth::Failed(why) => format!("failed: {why}"),
+        BleHealth::Registered {
+            app_connected: true,
+        } => "connected".into(),
+        BleHealth::Registered { .. } if pairing_mode => "pairing".into(),
+        BleHealth::Registered { .. } => "advertising".into(),
     }
 }
 
 /// Check every device this board has, once, and name those it has not
 /// (issue 22 item 3: a missing part is reported as missing, never "ok").
 /// `status` is the engine's (where it last saw the bolt, the Wi-Fi link);
-/// `diag` says what the board has beside its devices (store, Wi-Fi).
-pub fn self_test(board: &mut Board, status: &Status, diag: &StaticDiag) -> Vec<DeviceCheck> {
+/// `diag` says what the board has beside its devices (store, Wi-Fi);
+/// `health` what the radio services report of themselves.
+pub fn self_test(
+    board: &mut Board,
+    status: &Status,
+    diag: &StaticDiag,
+    health: &ServiceHealth,
+) -> Vec<DeviceCheck> {
     fn check<T: std::fmt::Debug>(
         device: &str,
         r: Result<T, crate::board::DeviceError>,
@@ -199,8 +223,28 @@ pub fn self_test(board: &mut Board, status: &Status, diag: &StaticDiag) -> Vec<D
             ok: diag.storage_health == "ok",
             detail: diag.storage_health.clone(),
         },
-        wifi_check(status, diag),
+        wifi_check(status, diag, health),
+        ble_check(&health.ble, status.pairing_mode),
     ]
+}
+
+/// The BLE service as it reported itself.
+fn ble_check(ble: &BleHealth, pairing_mode: bool) -> DeviceCheck {
+    let (ok, detail) = match ble {
+        BleHealth::Off => (
+            false,
+            "absent: off by the config ([ble] enabled = false)".into(),
+        ),
+        BleHealth::Unavailable(why) => (false, format!("absent: {why}")),
+        BleHealth::WaitingForBluetoothd(why) => (false, format!("waiting for bluetoothd: {why}")),
+        BleHealth::Failed(why) => (false, format!("failed: {why}")),
+        BleHealth::Registered { .. } => (true, ble_state(ble, pairing_mode)),
+    };
+    DeviceCheck {
+        device: "ble".into(),
+        ok,
+        detail,
+    }
 }
 
 /// A UART module as its adapter saw it last.
@@ -220,12 +264,13 @@ fn module_check(device: &str, health: ModuleHealth) -> DeviceCheck {
 }
 
 /// The Wi-Fi link as the backend last reported it.
-fn wifi_check(status: &Status, diag: &StaticDiag) -> DeviceCheck {
-    let state = diag.wifi_state(status);
+fn wifi_check(status: &Status, diag: &StaticDiag, health: &ServiceHealth) -> DeviceCheck {
+    let state = diag.wifi_state(status, health);
     let (ok, detail) = match (state, diag.wifi_backend) {
         ("none", _) | (_, None) => (false, "absent: no [wifi] backend on this board".into()),
         ("off", _) => (true, "radio off (the lock's Wi-Fi setting)".into()),
         ("disconnected", Some(b)) => (false, format!("{b}: not connected to a network")),
+        ("connecting", Some(b)) => (false, format!("{b}: joining a network, not connected yet")),
         (state, Some(b)) => (
             true,
             match status.wifi_rssi {
@@ -348,7 +393,12 @@ mod tests {
     }
 
     fn run(board: &mut Board, bolt: BoltPosition) -> Vec<DeviceCheck> {
-        self_test(board, &engine_status(bolt), &static_diag())
+        self_test(
+            board,
+            &engine_status(bolt),
+            &static_diag(),
+            &ServiceHealth::default(),
+        )
     }
 
     /// Issue 22 items 1 and 3: the store, the modules and Wi-Fi are in
@@ -357,9 +407,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_self_test_names_the_store_modules_and_wifi_as_they_are() {
         let (mut board, _control, _rx) = sim(SimConfig::default());
+        let mut h = ServiceHealth::default();
         let mut diag = static_diag();
         let mut status = engine_status(BoltPosition::Extended);
-        let c = self_test(&mut board, &status, &diag);
+        let c = self_test(&mut board, &status, &diag, &h);
         for module in ["fingerprint", "palm"] {
             let m = device(&c, module);
             assert!(m.ok && m.detail == "answering", "{m:?}");
@@ -367,7 +418,7 @@ mod tests {
         assert!(device(&c, "store").ok, "{c:?}");
         let wifi = device(&c, "wifi");
         assert!(!wifi.ok && wifi.detail.starts_with("absent: "), "{wifi:?}");
-        assert_eq!(diag.wifi_state(&status), "none");
+        assert_eq!(diag.wifi_state(&status, &h), "none");
 
         diag.set_storage_health(&StorageHealth {
             ok: false,
@@ -375,7 +426,7 @@ mod tests {
             db_bytes: 0,
             events: 0,
         });
-        let store = self_test(&mut board, &status, &diag);
+        let store = self_test(&mut board, &status, &diag, &h);
         let store = device(&store, "store");
         assert!(!store.ok && store.detail.contains("disk full"), "{store:?}");
 
@@ -383,23 +434,84 @@ mod tests {
         status.wifi_enabled = true;
         status.wifi_connected = false;
         status.wifi_rssi = None;
-        assert_eq!(diag.wifi_state(&status), "disconnected");
-        assert!(!device(&self_test(&mut board, &status, &diag), "wifi").ok);
+        assert_eq!(diag.wifi_state(&status, &h), "disconnected");
+        assert!(!device(&self_test(&mut board, &status, &diag, &h), "wifi").ok);
+        // The backend says it is joining a network.
+        h.wifi_connecting = true;
+        assert_eq!(diag.wifi_state(&status, &h), "connecting");
+        let joining = self_test(&mut board, &status, &diag, &h);
+        let joining = device(&joining, "wifi");
+        assert!(
+            !joining.ok && joining.detail.contains("joining"),
+            "{joining:?}"
+        );
+        h.wifi_connecting = false;
         status.wifi_connected = true;
         status.wifi_rssi = Some(-60);
-        assert_eq!(diag.wifi_state(&status), "connected");
-        let wifi = self_test(&mut board, &status, &diag);
+        assert_eq!(diag.wifi_state(&status, &h), "connected");
+        let wifi = self_test(&mut board, &status, &diag, &h);
         let wifi = device(&wifi, "wifi");
         assert!(
             wifi.ok && wifi.detail == "wpa_supplicant: connected, -60 dBm",
             "{wifi:?}"
         );
         status.wifi_rssi = Some(WEAK_RSSI_DBM - 1);
-        assert_eq!(diag.wifi_state(&status), "weak");
-        assert_eq!(diag.diagnostics(&status).wifi_state, "weak");
+        assert_eq!(diag.wifi_state(&status, &h), "weak");
+        assert_eq!(
+            diag.diagnostics(&status, &h, TimeSource::None).wifi_state,
+            "weak"
+        );
         status.wifi_enabled = false;
         status.wifi_connected = false;
-        assert_eq!(diag.wifi_state(&status), "off");
+        assert_eq!(diag.wifi_state(&status, &h), "off");
+    }
+
+    /// Issue 22 item 1: `BleState` and the self-test's `ble` entry say
+    /// what the BLE service reported, never "advertising" for a service
+    /// that is not registered.
+    #[test]
+    fn ble_state_is_what_the_service_reports() {
+        let registered = |app_connected| BleHealth::Registered { app_connected };
+        let cases: [(BleHealth, bool, &str, bool); 8] = [
+            (BleHealth::Off, false, "off", false),
+            (
+                BleHealth::Unavailable("no BlueZ".into()),
+                false,
+                "unavailable",
+                false,
+            ),
+            (
+                BleHealth::WaitingForBluetoothd("gone".into()),
+                true,
+                "waiting-for-bluetoothd",
+                false,
+            ),
+            (
+                BleHealth::Failed("busy".into()),
+                false,
+                "failed: busy",
+                false,
+            ),
+            (registered(false), false, "advertising", true),
+            (registered(false), true, "pairing", true),
+            (registered(true), false, "connected", true),
+            (registered(true), true, "connected", true),
+        ];
+        for (ble, pairing, word, ok) in cases {
+            assert_eq!(ble_state(&ble, pairing), word, "{ble:?}");
+            let check = ble_check(&ble, pairing);
+            assert_eq!(check.ok, ok, "{check:?}");
+            if !ok {
+                assert!(
+                    !check.detail.is_empty() && check.detail != "ok",
+                    "{check:?}"
+                );
+            }
+        }
+        assert_eq!(
+            ble_check(&BleHealth::Unavailable("no BlueZ".into()), false).detail,
+            "absent: no BlueZ"
+        );
     }
 
     #[test]

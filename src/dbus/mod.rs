@@ -163,6 +163,10 @@ pub struct Diagnostics {
     /// The trusted-time floor (the newest wall time the lock has trusted),
     /// Unix seconds; `None` before the first (on D-Bus: 0).
     pub time_floor: Option<i64>,
+    /// Where the trusted wall time comes from now: `"ntp"`,
+    /// `"owner-sync"`, `"rtc-trusted"`; `None` when no source is trusted
+    /// (the wall time is unknown; on D-Bus: `"none"`).
+    pub time_source: Option<String>,
 }
 
 impl Default for Diagnostics {
@@ -200,6 +204,7 @@ impl Default for Diagnostics {
             key_storage: unknown(),
             wall_clock: None,
             time_floor: None,
+            time_source: None,
         }
     }
 }

@@ -12,7 +12,7 @@ use zbus::zvariant::{OwnedValue, Structure, Value};
 use super::{Capacity, Diagnostics};
 
 /// Every property of `org.latchd.Diagnostics1`, in introspection order.
-pub const PROPERTY_NAMES: [&str; 29] = [
+pub const PROPERTY_NAMES: [&str; 30] = [
     "FirmwareVersion",
     "SerialNumber",
     "Board",
@@ -42,6 +42,7 @@ pub const PROPERTY_NAMES: [&str; 29] = [
     "KeyStorage",
     "WallClock",
     "TrustedTimeFloor",
+    "TimeSource",
 ];
 
 /// What an unknown reading looks like on the bus (issue 22: never a
@@ -53,6 +54,8 @@ pub const UNKNOWN_MILLIVOLTS: u32 = 0;
 pub const UNKNOWN_RSSI: i16 = 0;
 /// 1970-01-01 is never a time the lock trusts.
 pub const UNKNOWN_TIME: i64 = 0;
+/// No trusted time source: the wall time is unknown.
+pub const UNKNOWN_TIME_SOURCE: &str = "none";
 
 fn known<T: PartialEq>(v: T, unknown: T) -> Option<T> {
     (v != unknown).then_some(v)
@@ -77,7 +80,7 @@ fn capacity(c: &Capacity) -> Value<'static> {
 }
 
 /// The value of every property, in [`PROPERTY_NAMES`] order.
-pub(crate) fn to_values(d: &Diagnostics) -> [(&'static str, Value<'static>); 29] {
+pub(crate) fn to_values(d: &Diagnostics) -> [(&'static str, Value<'static>); 30] {
     [
         ("FirmwareVersion", Value::from(d.firmware_version.clone())),
         ("SerialNumber", Value::from(d.serial_number.clone())),
@@ -122,6 +125,14 @@ pub(crate) fn to_values(d: &Diagnostics) -> [(&'static str, Value<'static>); 29]
         (
             "TrustedTimeFloor",
             Value::from(d.time_floor.unwrap_or(UNKNOWN_TIME)),
+        ),
+        (
+            "TimeSource",
+            Value::from(
+                d.time_source
+                    .clone()
+                    .unwrap_or_else(|| UNKNOWN_TIME_SOURCE.into()),
+            ),
         ),
     ]
 }
@@ -204,6 +215,7 @@ pub fn from_properties(map: &HashMap<String, OwnedValue>) -> Result<Diagnostics,
         key_storage: get(map, "KeyStorage")?,
         wall_clock: known(get(map, "WallClock")?, UNKNOWN_TIME),
         time_floor: known(get(map, "TrustedTimeFloor")?, UNKNOWN_TIME),
+        time_source: known(get(map, "TimeSource")?, UNKNOWN_TIME_SOURCE.to_string()),
     })
 }
 
@@ -217,6 +229,7 @@ mod tests {
             wifi_rssi: Some(-61),
             battery_percent: Some(0),
             time_floor: Some(1_700_000_000),
+            time_source: Some("ntp".into()),
             last_jam: 1_700_000_000,
             active_alarms: vec!["tamper".into()],
             faces: Capacity {
@@ -257,6 +270,11 @@ mod tests {
         assert_eq!(back.battery_mv, None);
         assert_eq!(back.wifi_rssi, None);
         assert_eq!(back.wall_clock, None);
+        assert_eq!(
+            map["TimeSource"],
+            OwnedValue::from(zbus::zvariant::Str::from("none"))
+        );
+        assert_eq!(back.time_source, None);
         assert_eq!(back, d);
     }
 

@@ -179,7 +179,8 @@ impl DiagnosticsInterface {
         Ok(self.snapshot.borrow().external_power)
     }
 
-    /// Wi-Fi: "none", "off", "disconnected", "weak", "connected" or "unknown".
+    /// Wi-Fi: "none", "off", "disconnected", "connecting", "weak",
+    /// "connected" or "unknown".
     #[zbus(property, name = "WifiState")]
     async fn wifi_state(
         &self,
@@ -206,7 +207,9 @@ impl DiagnosticsInterface {
         })
     }
 
-    /// BLE: "off", "advertising", "pairing", "connected" or "unknown".
+    /// BLE, as the BLE service reports itself: "off", "unavailable",
+    /// "waiting-for-bluetoothd", "advertising", "pairing", "connected",
+    /// "failed: <why>" or "unknown".
     #[zbus(property, name = "BleState")]
     async fn ble_state(
         &self,
@@ -416,6 +419,23 @@ impl DiagnosticsInterface {
                 .time_floor
                 .unwrap_or(properties::UNKNOWN_TIME)
         })
+    }
+
+    /// Where the trusted wall time comes from now: "ntp", "owner-sync",
+    /// "rtc-trusted"; "none" = no trusted source (the wall time is unknown).
+    #[zbus(property, name = "TimeSource")]
+    async fn time_source(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+    ) -> fdo::Result<String> {
+        self.gate.check(conn, hdr.as_ref()).await?;
+        Ok(self
+            .snapshot
+            .borrow()
+            .time_source
+            .clone()
+            .unwrap_or_else(|| properties::UNKNOWN_TIME_SOURCE.into()))
     }
 
     /// Exercise every device once. Returns (device, ok, detail) per device.

@@ -1,8 +1,9 @@
 //! The daemon's clocks, shared by the engine task and every channel.
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tokio::sync::watch;
 use tokio::time::Instant as TokioInstant;
 
 use crate::core::Now;
@@ -26,8 +27,35 @@ pub struct Clock {
     /// Seconds to add to the system clock since an owner set the time;
     /// [`CLOCK_NOT_SET`] until then.
     offset: Arc<AtomicI64>,
-    /// systemd says the system clock is NTP-synchronised.
-    ntp_synchronized: Arc<AtomicBool>,
+    /// systemd says the system clock is NTP-synchronised (a watch, so the
+    /// diagnostics follow a change of time source, issue 22).
+    ntp_synchronized: Arc<watch::Sender<bool>>,
+}
+
+/// Where the wall time the lock trusts comes from now (issue 22:
+/// `TimeSource`), in the order [`Clock::now`] prefers them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeSource {
+    /// An owner synced the time from the app (this boot).
+    OwnerSync,
+    /// systemd reports the system clock NTP-synchronised.
+    Ntp,
+    /// `lock.trust_system_clock`: an RTC nobody outside can reach.
+    RtcTrusted,
+    /// No trusted source: the wall time is unknown.
+    None,
+}
+
+impl TimeSource {
+    /// The word on D-Bus and in `latchctl status`.
+    pub fn word(self) -> &'static str {
+        match self {
+            TimeSource::OwnerSync => "owner-sync",
+            TimeSource::Ntp => "ntp",
+            TimeSource::RtcTrusted => "rtc-trusted",
+            TimeSource::None => "none",
+        }
+    }
 }
 
 /// Sentinel of [`Clock::offset`]: no owner has set the time.
@@ -39,13 +67,36 @@ impl Clock {
             origin: TokioInstant::now(),
             trust_wall,
             offset: Arc::new(AtomicI64::new(CLOCK_NOT_SET)),
-            ntp_synchronized: Arc::new(AtomicBool::new(false)),
+            ntp_synchronized: Arc::new(watch::Sender::new(false)),
         }
     }
 
     /// What `org.freedesktop.timedate1` says of NTP synchronisation.
     pub fn set_ntp_synchronized(&self, synced: bool) {
-        self.ntp_synchronized.store(synced, Ordering::Relaxed);
+        self.ntp_synchronized.send_if_modified(|s| {
+            let changed = *s != synced;
+            *s = synced;
+            changed
+        });
+    }
+
+    /// Wakes when the NTP flag changes (the engine task republishes the
+    /// diagnostics then).
+    pub fn ntp_changes(&self) -> watch::Receiver<bool> {
+        self.ntp_synchronized.subscribe()
+    }
+
+    /// The source [`Clock::now`] takes the wall time from now.
+    pub fn source(&self) -> TimeSource {
+        if self.owner_offset().is_some() {
+            TimeSource::OwnerSync
+        } else if *self.ntp_synchronized.borrow() {
+            TimeSource::Ntp
+        } else if self.trust_wall {
+            TimeSource::RtcTrusted
+        } else {
+            TimeSource::None
+        }
     }
 
     /// Seconds an owner's time sync added to the system clock, if any.
@@ -69,7 +120,7 @@ impl Clock {
         let offset = self.offset.load(Ordering::Relaxed);
         let wall = if offset != CLOCK_NOT_SET {
             system.map(|s| s.saturating_add(offset))
-        } else if self.trust_wall || self.ntp_synchronized.load(Ordering::Relaxed) {
+        } else if self.trust_wall || *self.ntp_synchronized.borrow() {
             system
         } else {
             None
@@ -122,5 +173,42 @@ mod tests {
                 deadline
             );
         }
+    }
+
+    /// Issue 22: `TimeSource` names the source `now()` takes the wall time
+    /// from, in its order of preference, and "none" when it has none (the
+    /// wall time is then unknown); a change of the NTP flag wakes the
+    /// diagnostics.
+    #[tokio::test(start_paused = true)]
+    async fn the_time_source_is_the_one_now_uses() {
+        let clock = Clock::new(false);
+        let mut changes = clock.ntp_changes();
+        assert_eq!(clock.source(), TimeSource::None);
+        assert_eq!(clock.now().wall, None);
+        clock.set_ntp_synchronized(true);
+        assert!(changes.has_changed().unwrap());
+        changes.borrow_and_update();
+        assert_eq!(clock.source(), TimeSource::Ntp);
+        assert!(clock.now().wall.is_some());
+        clock.set_ntp_synchronized(true); // no change, no wake-up
+        assert!(!changes.has_changed().unwrap());
+        clock.set(WallTime(1_800_000_000));
+        assert_eq!(clock.source(), TimeSource::OwnerSync);
+        clock.set_ntp_synchronized(false);
+        assert_eq!(clock.source(), TimeSource::OwnerSync);
+
+        let rtc = Clock::new(true);
+        assert_eq!(rtc.source(), TimeSource::RtcTrusted);
+        rtc.set_ntp_synchronized(true);
+        assert_eq!(rtc.source(), TimeSource::Ntp);
+        let words: Vec<_> = [
+            TimeSource::Ntp,
+            TimeSource::OwnerSync,
+            TimeSource::RtcTrusted,
+            TimeSource::None,
+        ]
+        .map(TimeSource::word)
+        .into();
+        assert_eq!(words, ["ntp", "owner-sync", "rtc-trusted", "none"]);
     }
 }

@@ -43,6 +43,7 @@ use crate::core::{AppCommand, AppRequest, AppResult, Channel, Input, Principal};
 use crate::store::{StoreError, StoreHandle, StoreReads};
 
 pub mod clock;
+pub mod health;
 pub mod input;
 pub mod limit;
 pub mod published;
@@ -52,7 +53,8 @@ pub mod views;
 pub use crate::store::MatterScope;
 /// The event log's entries and the storage summary, as channels see them.
 pub use crate::store::{EventId, StorageHealth, StoredEvent};
-pub use clock::Clock;
+pub use clock::{Clock, TimeSource};
+pub use health::{BleHealth, HealthBoard, ServiceHealth};
 pub use input::{InputSender, OrderedSender};
 pub use limit::RefusalLimiter;
 pub use published::{DaemonCounters, OwnerNotice, Published, TaskRequest};
@@ -88,6 +90,8 @@ pub struct LinkParts {
     pub requests: mpsc::Sender<TaskRequest>,
     /// The daemon's clocks.
     pub clock: Clock,
+    /// Where the radio services report their own state (issue 22).
+    pub health: HealthBoard,
     /// The one writer (channel-private counters).
     pub store: StoreHandle,
     /// The read-only connection (event pages, listings, exports).
@@ -148,6 +152,11 @@ impl Link {
     /// The daemon's clocks.
     pub fn clock(&self) -> &Clock {
         &self.p().clock
+    }
+
+    /// Where the radio services report their own state (issue 22).
+    pub fn health(&self) -> &HealthBoard {
+        &self.p().health
     }
 
     /// Engine status and daemon counters, as last published.
@@ -448,6 +457,7 @@ pub(crate) mod testing {
             events: broadcast::channel(4).1,
             requests: request_tx,
             clock: Clock::new(false),
+            health: HealthBoard::new(),
             store: handle,
             reads,
         });

@@ -70,6 +70,11 @@ pub struct WifiStatus {
     pub enabled: bool,
     /// Associated and, for wpa_supplicant, the key handshake completed.
     pub connected: bool,
+    /// Joining a network, not connected yet: wpa_supplicant between
+    /// `authenticating` and the group handshake; NetworkManager's device
+    /// between `prepare` and `secondaries` (issue 22: `WifiState`
+    /// `connecting`).
+    pub connecting: bool,
     /// Signal strength, dBm, when connected. NetworkManager reports a
     /// percentage only; it is converted back with NM's own mapping.
     pub rssi_dbm: Option<i16>,

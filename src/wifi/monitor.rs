@@ -8,6 +8,8 @@
 //!                                                   ▼
 //!                                          Input::Wifi{connected, rssi} ─► engine
 //!                                          (status report, D-Bus, MQTT, weak-signal)
+//!   a join under way (backend state, or an Improv join in progress)
+//!                                      ──► HealthBoard: WifiState `connecting`
 //! ```
 //!
 //! Only changes reach the engine, so a quiet link costs the engine no
@@ -22,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::{WifiBackend, WifiError, WifiFuture, WifiStatus};
 use crate::core::input::WifiStatus as CoreWifi;
 use crate::core::Input;
-use crate::link::InputSender;
+use crate::link::{HealthBoard, InputSender};
 
 /// How often the link is read by default.
 pub const DEFAULT_PERIOD: Duration = Duration::from_secs(60);
@@ -41,6 +43,9 @@ pub fn to_core(s: &WifiStatus) -> CoreWifi {
 pub struct Reporter {
     inputs: InputSender,
     last: Arc<Mutex<Option<CoreWifi>>>,
+    /// Where a join under way is told (`WifiState` `connecting`, issue
+    /// 22); the engine has no use for it.
+    health: Option<HealthBoard>,
 }
 
 impl Reporter {
@@ -48,11 +53,35 @@ impl Reporter {
         Reporter {
             inputs,
             last: Arc::new(Mutex::new(None)),
+            health: None,
         }
     }
 
-    /// Report a reading; returns whether it was new.
+    /// Also tell `health` whether the backend is joining a network.
+    pub fn with_health(mut self, health: HealthBoard) -> Self {
+        self.health = Some(health);
+        self
+    }
+
+    /// A join was asked for (Improv): `connecting` until its result.
+    pub fn joining(&self) {
+        if let Some(h) = &self.health {
+            h.set_wifi_connecting(true);
+        }
+    }
+
+    /// The join asked for ended in a failure.
+    pub fn joined_or_failed(&self) {
+        if let Some(h) = &self.health {
+            h.set_wifi_connecting(false);
+        }
+    }
+
+    /// Report a reading; returns whether it was new to the engine.
     pub async fn report(&self, s: &WifiStatus) -> bool {
+        if let Some(h) = &self.health {
+            h.set_wifi_connecting(s.enabled && !s.connected && s.connecting);
+        }
         let reading = to_core(s);
         {
             let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
@@ -86,7 +115,16 @@ impl WifiBackend for Reporting {
         psk: &'a [u8],
     ) -> WifiFuture<'a, Result<WifiStatus, WifiError>> {
         Box::pin(async move {
-            let status = self.inner.apply(ssid, psk).await?;
+            self.reporter.joining();
+            let status = match self.inner.apply(ssid, psk).await {
+                Ok(s) => s,
+                Err(e) => {
+                    // Not joining any more; the monitor's next poll tells
+                    // what the link is.
+                    self.reporter.joined_or_failed();
+                    return Err(e);
+                }
+            };
             self.reporter.report(&status).await;
             Ok(status)
         })
@@ -211,6 +249,7 @@ mod tests {
             status: Mutex::new(WifiStatus {
                 enabled: true,
                 connected: true,
+                connecting: false,
                 rssi_dbm: Some(-60),
             }),
             enabled: AtomicBool::new(false),

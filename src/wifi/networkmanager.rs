@@ -53,6 +53,14 @@ pub mod active_state {
     pub const DEACTIVATED: u32 = 4;
 }
 /// `NMActiveConnectionStateReason` values that mean the key was wrong.
+/// `NMDeviceState`.
+pub mod device_state {
+    pub const DISCONNECTED: u32 = 30;
+    /// PREPARE (40) to SECONDARIES (90): an activation under way.
+    pub const JOINING: std::ops::RangeInclusive<u32> = 40..=90;
+    pub const ACTIVATED: u32 = 100;
+}
+
 pub const REASON_NO_SECRETS: u32 = 9;
 pub const REASON_LOGIN_FAILED: u32 = 10;
 /// `NMDeviceType` of a Wi-Fi device.
@@ -164,9 +172,16 @@ impl NetworkManager {
             .await
             .map_err(call_err("Get(ActiveAccessPoint)"))?;
         if ap.as_str() == "/" {
+            let state: u32 = self
+                .proxy(dev.as_str(), DEVICE_IFACE)
+                .await?
+                .get_property("State")
+                .await
+                .map_err(call_err("Get(State)"))?;
             return Ok(WifiStatus {
                 enabled,
                 connected: false,
+                connecting: device_state::JOINING.contains(&state),
                 rssi_dbm: None,
             });
         }
@@ -179,6 +194,7 @@ impl NetworkManager {
         Ok(WifiStatus {
             enabled,
             connected: true,
+            connecting: false,
             rssi_dbm: Some(strength_to_dbm(strength)),
         })
     }

@@ -42,6 +42,15 @@ pub const BSS_IFACE: &str = "fi.w1.wpa_supplicant1.BSS";
 /// Scan refused: one is already running, or the radio is busy.
 const SCAN_ERROR: &str = "fi.w1.wpa_supplicant1.Interface.ScanError";
 const NAME: &str = "wpa_supplicant";
+/// The `State` values between "not joined" and "completed": a join under
+/// way (wpa_supplicant's `wpa_states`).
+const JOINING: [&str; 5] = [
+    "authenticating",
+    "associating",
+    "associated",
+    "4way_handshake",
+    "group_handshake",
+];
 
 /// wpa_supplicant over D-Bus.
 #[derive(Debug, Clone)]
@@ -136,6 +145,7 @@ impl WpaSupplicant {
         Ok(WifiStatus {
             enabled: state != "interface_disabled",
             connected,
+            connecting: JOINING.contains(&state.as_str()),
             rssi_dbm,
         })
     }

@@ -143,6 +143,7 @@ fn sample() -> Diagnostics {
         key_storage: "tpm2".into(),
         wall_clock: Some(1_795_664_344),
         time_floor: Some(1_795_600_000),
+        time_source: Some("ntp".into()),
     }
 }
 
@@ -297,6 +298,7 @@ async fn every_property_reads_back_with_busctl() {
         ("KeyStorage", "s \"tpm2\""),
         ("WallClock", "x 1795664344"),
         ("TrustedTimeFloor", "x 1795600000"),
+        ("TimeSource", "s \"ntp\""),
     ];
     assert_eq!(expected.len(), PROPERTY_NAMES.len());
     for (name, value) in expected {
@@ -550,6 +552,7 @@ async fn unknown_readings_say_unknown_everywhere() {
         ("DoorState", "s \"unknown\""),
         ("WallClock", "x 0"),
         ("TrustedTimeFloor", "x 0"),
+        ("TimeSource", "s \"none\""),
     ] {
         let out = busctl(
             &s.bus,
@@ -566,6 +569,7 @@ async fn unknown_readings_say_unknown_everywhere() {
         "Door             unknown",
         "Wall clock       unknown",
         "Time floor       none yet",
+        "Time source      none (no trusted source",
     ] {
         assert!(
             out.stdout.contains(needle),
@@ -581,6 +585,7 @@ async fn unknown_readings_say_unknown_everywhere() {
         "wifi_rssi",
         "wall_clock",
         "time_floor",
+        "time_source",
     ] {
         assert!(v[key].is_null(), "{key}: {}", v[key]);
     }

@@ -45,6 +45,7 @@ mod daemon_time;
 mod daemon_video;
 mod dbus_diagnostics;
 mod dbus_policy;
+mod dbus_situations;
 mod event_flood;
 mod face_accuracy;
 mod face_enrol;

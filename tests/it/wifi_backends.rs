@@ -22,7 +22,9 @@ use zbus::object_server::SignalEmitter;
 use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue, Value};
 
 use crate::common::bus::TestBus;
-use crate::common::wpa_double::{serve_wpa_on, WpaLog, GOOD_PSK, SILENT_SSID, WPA_IFACE_PATH};
+use crate::common::wpa_double::{
+    serve_wpa_on, WpaLog, GOOD_PSK, SILENT_SSID, STALLING_SSID, WPA_IFACE_PATH,
+};
 
 /// Only hit when something is broken; never a timing assertion.
 const HANG_GUARD: Duration = Duration::from_secs(20);
@@ -61,6 +63,7 @@ async fn wpa_supplicant_joins_with_the_right_password() {
         WifiStatus {
             enabled: true,
             connected: true,
+            connecting: false,
             rssi_dbm: Some(-52)
         }
     );
@@ -114,6 +117,42 @@ async fn wpa_supplicant_times_out_when_nothing_answers() {
         .expect_err("must time out");
     assert!(matches!(err, WifiError::Timeout(_)), "{err}");
     assert_eq!(log.lock().unwrap().removed.len(), 1);
+}
+
+/// Issue 22: while wpa_supplicant is between "not joined" and
+/// "completed", the backend reports a join under way (`WifiState`
+/// `connecting`), neither connected nor a plain "disconnected".
+#[tokio::test]
+async fn wpa_supplicant_reports_a_join_under_way_as_connecting() {
+    let bus = TestBus::start();
+    let (_srv, _log) = serve_wpa(&bus).await;
+    let wifi = Arc::new(WpaSupplicant::new(
+        bus.connect().await,
+        "wlan0",
+        Duration::from_secs(3),
+    ));
+    let idle = guarded(wifi.status()).await.expect("status");
+    assert!(!idle.connecting && !idle.connected, "{idle:?}");
+    let join = {
+        let wifi = wifi.clone();
+        tokio::spawn(async move { wifi.apply(STALLING_SSID, GOOD_PSK.as_bytes()).await })
+    };
+    let seen = guarded(async {
+        loop {
+            let s = wifi.status().await.expect("status");
+            if s.connecting {
+                break s;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(!seen.connected && seen.rssi_dbm.is_none(), "{seen:?}");
+    let err = guarded(join)
+        .await
+        .expect("join task")
+        .expect_err("the association never completes");
+    assert!(matches!(err, WifiError::Timeout(_)), "{err}");
 }
 
 #[tokio::test]
@@ -437,6 +476,12 @@ impl NmDevice {
     async fn device_type(&self) -> u32 {
         2
     }
+    /// NM_DEVICE_STATE_DISCONNECTED: read only while no access point is
+    /// active.
+    #[zbus(property)]
+    async fn state(&self) -> u32 {
+        30
+    }
 }
 
 struct NmWireless {
@@ -597,6 +642,7 @@ async fn networkmanager_joins_with_the_right_password() {
         WifiStatus {
             enabled: true,
             connected: true,
+            connecting: false,
             rssi_dbm: Some(-52)
         }
     );

@@ -789,6 +789,8 @@ mod guest {
     use latchd::ble::gatt::{self, GattConfig, GattDeps};
     use latchd::ble::gatt_client::{self, GattClientError, LockClient};
     use latchd::ble::improv::DeviceInfo;
+    use latchd::daemon::status::ble_state;
+    use latchd::link::{BleHealth, HealthBoard};
 
     use super::*;
 
@@ -801,6 +803,7 @@ mod guest {
             wifi: Arc::new(latchd::wifi::NoWifi),
             lock_key: lock.clone(),
             code: code.clone().into(),
+            health: HealthBoard::new(),
             device_info: DeviceInfo {
                 firmware: "latchd".into(),
                 version: env!("CARGO_PKG_VERSION").into(),
@@ -817,6 +820,10 @@ mod guest {
             .await
             .expect("GATT application registered on hci0");
         println!("registered in {:?}", t0.elapsed());
+        // Issue 22: the service reports itself registered, no app yet.
+        let registered = |app_connected| BleHealth::Registered { app_connected };
+        assert_eq!(deps.health.get().ble, registered(false));
+        assert_eq!(ble_state(&deps.health.get().ble, false), "advertising");
 
         let session = bluer::Session::new().await.unwrap();
         let central = session.adapter("hci1").unwrap();
@@ -881,6 +888,9 @@ mod guest {
         let paired = c.pair(&app, (*code).clone()).await.expect("pairs");
         println!("paired in {:?}", t3.elapsed());
         assert_eq!(paired.lock_public, lock.public());
+        // Issue 22: the app holds the channel, and the service says so.
+        assert_eq!(deps.health.get().ble, registered(true));
+        assert_eq!(ble_state(&deps.health.get().ble, true), "connected");
 
         let t4 = StdInstant::now();
         let r = c
@@ -981,6 +991,7 @@ mod squatter {
     use latchd::ble::gatt_client;
     use latchd::ble::guard::{TICK, UNAUTH_GRACE};
     use latchd::ble::improv::DeviceInfo;
+    use latchd::link::HealthBoard;
 
     use super::*;
 
@@ -1031,6 +1042,7 @@ mod squatter {
             wifi: Arc::new(latchd::wifi::NoWifi),
             lock_key: lock.clone(),
             code: code.clone().into(),
+            health: HealthBoard::new(),
             device_info: DeviceInfo {
                 firmware: "latchd".into(),
                 version: env!("CARGO_PKG_VERSION").into(),

@@ -18,6 +18,9 @@ use zbus::zvariant::{OwnedObjectPath, OwnedValue};
 pub const GOOD_PSK: &str = "correct horse battery";
 /// The double never answers for this SSID.
 pub const SILENT_SSID: &[u8] = b"out-of-range";
+/// A network whose association never completes: the interface stays
+/// `associating` (a join under way) until the client gives up.
+pub const STALLING_SSID: &[u8] = b"far-away";
 /// RSSI the double reports once connected.
 pub const RSSI_DBM: i32 = -52;
 
@@ -220,6 +223,9 @@ async fn wpa_play(conn: zbus::Connection, ssid: Vec<u8>, psk: Option<String>) {
         return;
     }
     i.set_state("associating", &emitter).await;
+    if ssid == STALLING_SSID {
+        return;
+    }
     i.set_state("associated", &emitter).await;
     i.set_state("4way_handshake", &emitter).await;
     if psk.as_deref() == Some(GOOD_PSK) {

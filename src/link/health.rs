@@ -1,0 +1,132 @@
+//! What the radio services say of themselves (issue 22 item 1): the BLE
+//! service its registration and whether an app holds its channel, the
+//! Wi-Fi backend whether a join is under way. Each service writes its own
+//! part; the engine task reads the whole when it builds the diagnostics
+//! snapshot, and publishes a new snapshot when it changes (so
+//! `PropertiesChanged` follows a radio that changes on its own).
+//!
+//! ```text
+//!  ble::gatt::run ──set_ble──┐
+//!  wifi::monitor  ──set_wifi_connecting──┤ watch<ServiceHealth> ─► engine task ─► Diagnostics
+//!  daemon::services (no BLE build / [ble] off) ─┘                                (BleState, WifiState)
+//! ```
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+/// The BLE service as it sees itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BleHealth {
+    /// `[ble] enabled = false`: the lock has no BLE by configuration.
+    Off,
+    /// No Bluetooth here: a build without the BlueZ client, no adapter.
+    Unavailable(String),
+    /// bluetoothd is not on the system bus (yet); the service waits for it.
+    WaitingForBluetoothd(String),
+    /// The GATT application and the advertisement are registered;
+    /// `app_connected`: an app holds the secure channel.
+    Registered { app_connected: bool },
+    /// bluetoothd is there but the registration failed, or the service
+    /// stopped.
+    Failed(String),
+}
+
+/// Every radio's own report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceHealth {
+    pub ble: BleHealth,
+    /// The Wi-Fi backend is joining a network (associating, key handshake,
+    /// getting an address): not connected yet, not failed either.
+    pub wifi_connecting: bool,
+}
+
+impl Default for ServiceHealth {
+    fn default() -> Self {
+        ServiceHealth {
+            ble: BleHealth::Unavailable("the BLE service has not started".into()),
+            wifi_connecting: false,
+        }
+    }
+}
+
+/// The shared object: every clone writes the same [`ServiceHealth`].
+#[derive(Debug, Clone, Default)]
+pub struct HealthBoard {
+    tx: Arc<watch::Sender<ServiceHealth>>,
+}
+
+impl HealthBoard {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The BLE service's state now; a repeat of the same is not a change.
+    pub fn set_ble(&self, ble: BleHealth) {
+        self.tx.send_if_modified(|h| {
+            let changed = h.ble != ble;
+            h.ble = ble;
+            changed
+        });
+    }
+
+    /// The app holding the BLE channel came or went (only while registered).
+    pub fn set_ble_app(&self, connected: bool) {
+        self.tx.send_if_modified(|h| match &mut h.ble {
+            BleHealth::Registered { app_connected } if *app_connected != connected => {
+                *app_connected = connected;
+                true
+            }
+            _ => false,
+        });
+    }
+
+    /// The Wi-Fi backend is (or is no longer) joining a network.
+    pub fn set_wifi_connecting(&self, connecting: bool) {
+        self.tx.send_if_modified(|h| {
+            let changed = h.wifi_connecting != connecting;
+            h.wifi_connecting = connecting;
+            changed
+        });
+    }
+
+    pub fn get(&self) -> ServiceHealth {
+        self.tx.borrow().clone()
+    }
+
+    /// For the engine task: wakes when any service's report changes.
+    pub fn subscribe(&self) -> watch::Receiver<ServiceHealth> {
+        self.tx.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_real_changes_wake_the_reader() {
+        let board = HealthBoard::new();
+        let mut rx = board.subscribe();
+        rx.borrow_and_update();
+        board.set_ble_app(true); // not registered: nothing to say
+        assert!(!rx.has_changed().unwrap());
+        board.set_ble(BleHealth::Registered {
+            app_connected: false,
+        });
+        assert!(rx.has_changed().unwrap());
+        rx.borrow_and_update();
+        board.set_ble(BleHealth::Registered {
+            app_connected: false,
+        });
+        assert!(!rx.has_changed().unwrap());
+        board.set_ble_app(true);
+        assert_eq!(
+            rx.borrow_and_update().ble,
+            BleHealth::Registered {
+                app_connected: true
+            }
+        );
+        board.set_wifi_connecting(true);
+        assert!(rx.borrow_and_update().wifi_connecting);
+    }
+}
