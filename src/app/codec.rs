@@ -19,7 +19,9 @@ use thiserror::Error;
 
 use super::pairing::{GuestPairingCode, CODE_BYTES};
 use super::protocol::{ErrorCode, MAX_PLAINTEXT};
-use super::request::{PasscodeDigits, Request, Setting, TempPasscodeKind, MAX_EVENTS_PER_PAGE};
+use super::request::{
+    CredentialMethod, PasscodeDigits, Request, Setting, TempPasscodeKind, MAX_EVENTS_PER_PAGE,
+};
 use super::response::{
     Credentials, GuestKeyEntry, OwnerKeyEntry, PasscodeEntry, Response, UserEntry, MAX_DETAIL,
     MAX_LABEL,
@@ -280,6 +282,12 @@ fn header<'a>(bytes: &'a [u8]) -> Result<(u8, Reader<'a>), CommandError> {
 }
 
 const ROLES: [Role; 2] = [Role::Administrator, Role::User];
+const CREDENTIAL_METHODS: [CredentialMethod; 4] = [
+    CredentialMethod::Face,
+    CredentialMethod::Palm,
+    CredentialMethod::Fingerprint,
+    CredentialMethod::Passcode,
+];
 const LOCK_STATES: [LockState; 4] = [
     LockState::Locked,
     LockState::Unlocked,
@@ -304,11 +312,13 @@ const METHODS: [UnlockMethod; 9] = [
     UnlockMethod::Remote,
     UnlockMethod::Inside,
 ];
-const ALARM_KINDS: [AlarmKind; 4] = [
+const ALARM_KINDS: [AlarmKind; 6] = [
     AlarmKind::Tamper,
     AlarmKind::Lockout,
     AlarmKind::Duress,
     AlarmKind::LowBattery,
+    AlarmKind::DoorAjar,
+    AlarmKind::DoorForcedOpen,
 ];
 
 fn index_of<T: PartialEq>(table: &[T], v: &T) -> u8 {
@@ -345,6 +355,8 @@ mod op {
     pub const ADD_USER: u8 = 0x11;
     pub const DELETE_USER: u8 = 0x12;
     pub const SET_USER_VALIDITY: u8 = 0x13;
+    pub const ENROL_CREDENTIAL: u8 = 0x14;
+    pub const DELETE_CREDENTIAL: u8 = 0x15;
     pub const CREATE_PASSCODE: u8 = 0x20;
     pub const LIST_PASSCODES: u8 = 0x21;
     pub const REVOKE_PASSCODE: u8 = 0x22;
@@ -394,6 +406,18 @@ impl Request {
             Request::DeleteUser { user } => {
                 let mut w = Writer::new(op::DELETE_USER);
                 w.u16(*user);
+                w.0
+            }
+            Request::EnrolCredential { user, method }
+            | Request::DeleteCredential { user, method } => {
+                let code = if matches!(self, Request::EnrolCredential { .. }) {
+                    op::ENROL_CREDENTIAL
+                } else {
+                    op::DELETE_CREDENTIAL
+                };
+                let mut w = Writer::new(code);
+                w.u16(*user);
+                w.u8(index_of(&CREDENTIAL_METHODS, method));
                 w.0
             }
             Request::SetUserValidity { user, validity } => {
@@ -467,6 +491,10 @@ impl Request {
                         w.u8(3);
                         w.bool(*b);
                     }
+                    Setting::DoorAjar(v) => {
+                        w.u8(4);
+                        w.opt(*v, Writer::u16);
+                    }
                 }
                 w.0
             }
@@ -498,6 +526,14 @@ impl Request {
             },
             op::DELETE_USER => Request::DeleteUser {
                 user: r.u16("user")?,
+            },
+            op::ENROL_CREDENTIAL => Request::EnrolCredential {
+                user: r.u16("user")?,
+                method: r.enum_u8("method", &CREDENTIAL_METHODS)?,
+            },
+            op::DELETE_CREDENTIAL => Request::DeleteCredential {
+                user: r.u16("user")?,
+                method: r.enum_u8("method", &CREDENTIAL_METHODS)?,
             },
             op::SET_USER_VALIDITY => Request::SetUserValidity {
                 user: r.u16("user")?,
@@ -561,6 +597,16 @@ impl Request {
                 1 => Setting::LockoutProtection(r.bool("lockout protection")?),
                 2 => Setting::RemoteUnlock(r.bool("remote unlock")?),
                 3 => Setting::WifiEnabled(r.bool("wifi")?),
+                4 => {
+                    let v = r.opt("door ajar", Reader::u16)?;
+                    if v == Some(0) {
+                        return Err(CommandError::BadValue {
+                            field: "door ajar",
+                            why: "0 seconds; send None to turn the door-ajar alarm off",
+                        });
+                    }
+                    Setting::DoorAjar(v)
+                }
                 _ => {
                     return Err(CommandError::BadValue {
                         field: "setting",
@@ -737,6 +783,7 @@ impl Response {
                     s.remote_unlock,
                     s.wifi_enabled,
                 ]));
+                w.opt(s.door_ajar_secs, Writer::u16);
                 w.0
             }
             Response::Notice(e) => {
@@ -864,11 +911,13 @@ impl Response {
                 let auto_lock_secs = r.opt("auto lock", Reader::u16)?;
                 let [lockout_protection, remote_unlock, wifi_enabled] =
                     unbits::<3>(&mut r, "settings flags")?;
+                let door_ajar_secs = r.opt("door ajar", Reader::u16)?;
                 Response::Settings(Settings {
                     auto_lock_secs,
                     lockout_protection,
                     remote_unlock,
                     wifi_enabled,
+                    door_ajar_secs,
                 })
             }
             op::R_ERROR => {
@@ -908,6 +957,38 @@ mod tests {
         long.push(0);
         assert!(Response::decode(&long).is_err());
         assert!(Response::decode(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn door_alarm_settings_and_events_round_trip() {
+        for r in [
+            Request::SetSetting(Setting::DoorAjar(Some(60))),
+            Request::SetSetting(Setting::DoorAjar(None)),
+        ] {
+            assert_eq!(Request::decode(&r.encode()), Ok(r));
+        }
+        // "0 s" has one spelling only (off), as for auto-lock.
+        let mut w = Writer::new(op::SET_SETTING);
+        w.u8(4);
+        w.opt(Some(0), Writer::u16);
+        assert!(Request::decode(&w.0).is_err());
+        let s = Response::Settings(Settings {
+            auto_lock_secs: None,
+            lockout_protection: true,
+            remote_unlock: false,
+            wifi_enabled: true,
+            door_ajar_secs: Some(60),
+        });
+        assert_eq!(Response::decode(&s.encode()).expect("decodes"), s);
+        for a in [AlarmKind::DoorAjar, AlarmKind::DoorForcedOpen] {
+            let n = Response::Notice(EventEntry {
+                cursor: 1,
+                at: None,
+                kind: EventKind::Alarm(a),
+                user: None,
+            });
+            assert_eq!(Response::decode(&n.encode()).expect("decodes"), n);
+        }
     }
 
     #[test]

@@ -76,6 +76,32 @@ pub enum Setting {
     RemoteUnlock(bool),
     /// Wi-Fi on/off (B-10.7).
     WifiEnabled(bool),
+    /// Door-ajar alarm delay in seconds; `None` = off (issue 17 item 3).
+    DoorAjar(Option<u16>),
+}
+
+/// A credential enrolled at the lock (issue 17 item 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialMethod {
+    /// Face.
+    Face,
+    /// Palm vein.
+    Palm,
+    /// Fingerprint.
+    Fingerprint,
+    /// Passcode.
+    Passcode,
+}
+
+impl CredentialMethod {
+    fn to_core(self) -> core_types::CredentialKind {
+        match self {
+            CredentialMethod::Face => core_types::CredentialKind::Face,
+            CredentialMethod::Palm => core_types::CredentialKind::Palm,
+            CredentialMethod::Fingerprint => core_types::CredentialKind::Fingerprint,
+            CredentialMethod::Passcode => core_types::CredentialKind::Passcode,
+        }
+    }
 }
 
 /// A request from the app.
@@ -100,6 +126,21 @@ pub enum Request {
     DeleteUser {
         /// User number.
         user: u16,
+    },
+    /// Put the lock into enrolment of `method` for existing user `user`;
+    /// the person enrols at the lock (issue 17 item 1, B-9.3).
+    EnrolCredential {
+        /// User number.
+        user: u16,
+        /// What to enrol.
+        method: CredentialMethod,
+    },
+    /// Delete the user's newest credential of `method` (issue 17 item 1).
+    DeleteCredential {
+        /// User number.
+        user: u16,
+        /// Which kind.
+        method: CredentialMethod,
     },
     /// Change a user's validity period (B-9.4).
     SetUserValidity {
@@ -184,6 +225,8 @@ impl Request {
             Request::AddUser { .. } => "add user",
             Request::DeleteUser { .. } => "delete user",
             Request::SetUserValidity { .. } => "set user validity",
+            Request::EnrolCredential { .. } => "enrol credential",
+            Request::DeleteCredential { .. } => "delete credential",
             Request::CreatePasscode { .. } => "create passcode",
             Request::SetDuressPasscode { .. } => "set duress passcode",
             Request::ListPasscodes => "list passcodes",
@@ -232,6 +275,14 @@ impl Request {
             Request::SetUserValidity { user, validity } => {
                 AppCommand::SetValidity(user_number(*user)?, *validity)
             }
+            Request::EnrolCredential { user, method } => AppCommand::EnrolFor {
+                user: user_number(*user)?,
+                kind: method.to_core(),
+            },
+            Request::DeleteCredential { user, method } => AppCommand::DeleteCredentialOf {
+                user: user_number(*user)?,
+                kind: method.to_core(),
+            },
             Request::CreatePasscode { digits, kind } => {
                 let (validity, one_time) = match kind {
                     TempPasscodeKind::OneTime => (Validity::ALWAYS, true),
@@ -263,6 +314,9 @@ impl Request {
                 Setting::LockoutProtection(b) => core_types::SettingChange::LockoutProtection(b),
                 Setting::RemoteUnlock(b) => core_types::SettingChange::RemoteUnlock(b),
                 Setting::WifiEnabled(b) => core_types::SettingChange::Wifi(b),
+                Setting::DoorAjar(secs) => core_types::SettingChange::DoorAjar(
+                    secs.map(|v| std::time::Duration::from_secs(u64::from(v))),
+                ),
             }),
             Request::ReleaseLockout => AppCommand::ReleaseLockout,
             Request::ListOwnerKeys => AppCommand::ListOwnerKeys,

@@ -78,6 +78,8 @@ pub struct Settings {
     pub remote_unlock: bool,
     /// Wi-Fi.
     pub wifi_enabled: bool,
+    /// Door-ajar alarm delay in seconds; `None` = off.
+    pub door_ajar_secs: Option<u16>,
 }
 
 /// Lock state.
@@ -192,6 +194,10 @@ pub enum AlarmKind {
     Duress,
     /// Low battery.
     LowBattery,
+    /// The door was left open (Matter `DoorAjar`, issue 17 item 3).
+    DoorAjar,
+    /// The door was forced open (Matter `DoorForcedOpen`).
+    DoorForcedOpen,
 }
 
 /// Event kinds (B-9.6).
@@ -306,6 +312,9 @@ pub fn settings(s: &types::Settings) -> Settings {
         lockout_protection: s.lockout_protection,
         remote_unlock: s.remote_unlock,
         wifi_enabled: s.wifi,
+        door_ajar_secs: s
+            .door_ajar
+            .map(|d| u16::try_from(d.as_secs()).unwrap_or(u16::MAX)),
     }
 }
 
@@ -378,6 +387,8 @@ pub fn alarm_kind(a: event::AlarmKind) -> Option<AlarmKind> {
         // A module swapped in from outside is tampering with the outside
         // panel; the wire has no kind of its own for it.
         event::AlarmKind::ModuleSwap => Some(AlarmKind::Tamper),
+        event::AlarmKind::DoorAjar => Some(AlarmKind::DoorAjar),
+        event::AlarmKind::DoorForcedOpen => Some(AlarmKind::DoorForcedOpen),
     }
 }
 

@@ -7,8 +7,10 @@
 //!  latchctl remote --host H [--port P] --serial S [--ca-file F [--cert C --key K]]
 //!                  [--username U --password-file PW] [--plain] [--key-file F] <cmd>
 //!     status | unlock | lock | users | passcodes | settings
-//!     set <auto-lock|lockout-protection|remote-unlock|wifi> <value>
+//!     set <auto-lock|lockout-protection|remote-unlock|wifi|door-ajar> <value>
 //!     invite [--hours H] | release-lockout | time-sync
+//!     enrol --user N --method <face|palm|fingerprint|passcode>   (the person enrols at the lock)
+//!     delete-credential --user N --method <…>                    (the user's newest of that kind)
 //!     events [-n N] [--follow]          newest N; then live events and owner notices
 //!                                       (sealed to the owner keys, opened with this key)
 //! ```
@@ -81,10 +83,47 @@ pub enum SettingName {
     LockoutProtection,
     RemoteUnlock,
     Wifi,
+    /// Seconds a door may stand open before the door-ajar alarm; 0 = off.
+    DoorAjar,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum MethodName {
+    Face,
+    Palm,
+    Fingerprint,
+    Passcode,
+}
+
+impl MethodName {
+    fn method(self) -> crate::app::request::CredentialMethod {
+        use crate::app::request::CredentialMethod as M;
+        match self {
+            MethodName::Face => M::Face,
+            MethodName::Palm => M::Palm,
+            MethodName::Fingerprint => M::Fingerprint,
+            MethodName::Passcode => M::Passcode,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
 pub enum RemoteCommand {
+    /// Put the lock into enrolment for existing user N (owner key); the
+    /// person then enrols at the lock within 2 minutes ("↩" cancels).
+    Enrol {
+        #[arg(long)]
+        user: u16,
+        #[arg(long)]
+        method: MethodName,
+    },
+    /// Delete user N's newest credential of one kind (owner key).
+    DeleteCredential {
+        #[arg(long)]
+        user: u16,
+        #[arg(long)]
+        method: MethodName,
+    },
     /// The lock's status (owner key).
     Status,
     /// Unlock (needs remote unlock on; a guest inside its window).
@@ -98,7 +137,7 @@ pub enum RemoteCommand {
     /// Show the settings (owner key).
     Settings,
     /// Change one setting (owner key): on/off, or seconds (0 = off) for
-    /// auto-lock.
+    /// auto-lock and door-ajar.
     Set { name: SettingName, value: String },
     /// A one-time guest pairing code valid from now for H hours (owner).
     Invite {
@@ -289,6 +328,12 @@ fn request_of(cmd: &RemoteCommand) -> Result<Option<Request>, RemoteCliError> {
             SettingName::LockoutProtection => Setting::LockoutProtection(on_off(value)?),
             SettingName::RemoteUnlock => Setting::RemoteUnlock(on_off(value)?),
             SettingName::Wifi => Setting::WifiEnabled(on_off(value)?),
+            SettingName::DoorAjar => {
+                let s: u16 = value.parse().map_err(|_| {
+                    RemoteCliError::Usage(format!("door-ajar `{value}`: seconds, 0 = off"))
+                })?;
+                Setting::DoorAjar((s > 0).then_some(s))
+            }
         }),
         RemoteCommand::Invite { hours } => {
             let from = now();
@@ -298,6 +343,14 @@ fn request_of(cmd: &RemoteCommand) -> Result<Option<Request>, RemoteCliError> {
             }
         }
         RemoteCommand::ReleaseLockout => Request::ReleaseLockout,
+        RemoteCommand::Enrol { user, method } => Request::EnrolCredential {
+            user: *user,
+            method: method.method(),
+        },
+        RemoteCommand::DeleteCredential { user, method } => Request::DeleteCredential {
+            user: *user,
+            method: method.method(),
+        },
         RemoteCommand::TimeSync => Request::TimeSync { now: now() },
         RemoteCommand::Events {
             limit: 0,
@@ -380,17 +433,19 @@ fn print(r: &Response, json: bool, out: &mut impl Write) -> Result<(), RemoteCli
         ),
         Response::Settings(s) => (
             format!(
-                "auto-lock {}, lockout protection {}, remote unlock {}, Wi-Fi {}",
+                "auto-lock {}, lockout protection {}, remote unlock {}, Wi-Fi {}, door-ajar alarm {}",
                 s.auto_lock_secs.map_or("off".into(), |v| format!("{v} s")),
                 s.lockout_protection,
                 s.remote_unlock,
-                s.wifi_enabled
+                s.wifi_enabled,
+                s.door_ajar_secs.map_or("off".into(), |v| format!("{v} s")),
             ),
             json!({
                 "auto_lock_secs": s.auto_lock_secs,
                 "lockout_protection": s.lockout_protection,
                 "remote_unlock": s.remote_unlock,
                 "wifi_enabled": s.wifi_enabled,
+                "door_ajar_secs": s.door_ajar_secs,
             }),
         ),
         Response::GuestKeyCreated { .. } => (format!("{r:?}"), json!({"result": format!("{r:?}")})),

@@ -292,6 +292,10 @@ pub enum Prompt {
     FactoryResetDone,
     Jammed,
     ModuleFault,
+    /// Issue 17 item 3: the door was left open.
+    DoorAjar,
+    /// Issue 17 item 3: the door was forced open.
+    DoorForcedOpen,
 }
 
 impl Prompt {
@@ -391,6 +395,8 @@ impl Prompt {
             FactoryResetDone => "Factory settings restored.".into(),
             Jammed => "The bolt is jammed.".into(),
             ModuleFault => "The module is not working.".into(),
+            DoorAjar => "The door is open. Please close it.".into(),
+            DoorForcedOpen => "Alarm. The door has been forced open.".into(),
         }
     }
 }

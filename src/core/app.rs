@@ -380,6 +380,13 @@ impl Engine {
                 }
                 Ok(AppOk::Done)
             }
+            AppCommand::EnrolFor { user, kind } => {
+                self.enrol_for(out, user, kind)?;
+                Ok(AppOk::Done)
+            }
+            AppCommand::DeleteCredentialOf { user, kind } => {
+                self.delete_credential_of(out, user, kind)
+            }
             // Refused above for every principal that reaches this match.
             AppCommand::UnlockWithCode { .. }
             | AppCommand::AddUserAt { .. }
@@ -387,6 +394,41 @@ impl Engine {
             | AppCommand::SetPasscode { .. }
             | AppCommand::DeleteCredential(_) => Err(AppError::Forbidden),
         }
+    }
+
+    /// Issue 17 item 1: remove `user`'s newest credential of `kind`.
+    /// Refused when it is the last credential any administrator holds:
+    /// the menu (B-4.1) would be out of everyone's reach, as deleting the
+    /// last administrator is refused (B-4.9).
+    fn delete_credential_of(
+        &mut self,
+        out: &mut Out,
+        user: UserNumber,
+        kind: CredentialKind,
+    ) -> AppResult {
+        self.not_busy()?;
+        if !self.dir.users.contains_key(&user) {
+            return Err(AppError::NoSuchUser);
+        }
+        let id = self
+            .dir
+            .credentials
+            .values()
+            .filter(|c| c.user == user && c.kind == kind)
+            .map(|c| c.id)
+            .max()
+            .ok_or(AppError::NotFound)?;
+        let admins: Vec<_> = self.dir.admins().map(|u| u.number).collect();
+        let admin_credentials = self
+            .dir
+            .credentials
+            .values()
+            .filter(|c| admins.contains(&c.user))
+            .count();
+        if admins.contains(&user) && admin_credentials <= 1 {
+            return Err(AppError::LastAdmin);
+        }
+        self.delete_credential(out, id)
     }
 
     /// Lock from an app or a Matter controller.
@@ -676,6 +718,20 @@ impl Engine {
             SettingChange::RemoteUnlock(on) => s.remote_unlock = *on,
             SettingChange::Wifi(on) => s.wifi = *on,
             SettingChange::RequirePinRemote(on) => s.require_pin_remote = *on,
+            SettingChange::DoorAjar(d) => {
+                if let Some(d) = d {
+                    if !(super::door::DOOR_AJAR_MIN..=super::types::Settings::MAX_DOOR_AJAR)
+                        .contains(d)
+                    {
+                        return Err(AppError::BadSetting(format!(
+                            "the door-ajar delay must be between {} s and {} s (or off)",
+                            super::door::DOOR_AJAR_MIN.as_secs(),
+                            super::types::Settings::MAX_DOOR_AJAR.as_secs()
+                        )));
+                    }
+                }
+                s.door_ajar = *d;
+            }
         }
         self.persist(out, vec![Change::PutSettings(s)]);
         self.log(

@@ -22,6 +22,7 @@ use super::action::{
 };
 use super::attempt::FaceAttempt;
 use super::auto_face::AutoFace;
+use super::door::DoorWatch;
 use super::event::{AlarmKind, Event, EventKind, LockHow};
 use super::input::{
     BoltPosition, DoorPosition, Input, MotorReport, PowerReading, SetPress, TamperState, WifiStatus,
@@ -190,6 +191,9 @@ pub(super) struct Target {
     pub role: Role,
     /// Not stored yet: the first credential stores it (B-4.11).
     pub new: bool,
+    /// Started by the owner's app (issue 17 item 1): the person at the
+    /// lock enrols one credential and is never shown the menu.
+    pub remote: bool,
 }
 
 /// The keypad/menu state machine (B-2, B-4, B-10.6).
@@ -215,6 +219,8 @@ pub(super) enum Mode {
 pub(super) enum Menu {
     Main,
     ChooseMethod(Target),
+    /// Issue 17 item 1: the number of the user to add a credential to.
+    Modify,
     Enrol {
         target: Target,
         modality: Modality,
@@ -265,6 +271,8 @@ pub struct Engine {
     /// See [`PairingCodes`].
     pub(super) pairing_generation: u32,
     pub(super) mech: LockMech,
+    /// The door alarms' timers (issue 17 item 3, `core::door`).
+    pub(super) door_watch: DoorWatch,
     pub(super) mode: Mode,
     pub(super) keypad: Keypad,
     /// How the lock move in progress was asked for, logged when it ends.
@@ -337,6 +345,7 @@ impl Engine {
             face_attempt: None,
             pairing_generation: persisted.pairing_generation,
             mech: LockMech::default(),
+            door_watch: DoorWatch::default(),
             mode,
             keypad: Keypad::default(),
             pending_lock: None,
@@ -389,6 +398,7 @@ impl Engine {
             self.auto_lock_at,
             reset,
             self.noise.next_deadline(),
+            self.door_watch.next_deadline(),
         ]
         .into_iter()
         .chain(self.alarms.iter().map(|(_, t)| *t))
@@ -512,6 +522,7 @@ impl Engine {
                 Menu::Passcode { first: None, .. } => "enrol.passcode",
                 Menu::Passcode { first: Some(_), .. } => "enrol.passcode.repeat",
                 Menu::Delete => "menu.delete",
+                Menu::Modify => "menu.modify",
             },
         }
     }
@@ -717,6 +728,7 @@ impl Engine {
             // The board stops a timed alarm by itself; Silence makes sure.
             self.clear_alarm(out, k, true);
         }
+        self.expire_door(out);
         if self.auto_lock_at.is_some_and(|t| now >= t) {
             self.auto_lock_at = None;
             // B-8.3: the countdown never locks an open door or a moving bolt.
@@ -905,7 +917,8 @@ impl Engine {
     }
 
     fn on_door(&mut self, out: &mut Out, d: DoorPosition) {
-        let changed = self.mech.door != Some(d);
+        let was = self.mech.door;
+        let changed = was != Some(d);
         self.mech.door = Some(d);
         match d {
             DoorPosition::Open => {
@@ -926,11 +939,13 @@ impl Engine {
                 if changed {
                     self.log(out, EventKind::DoorOpened);
                 }
+                self.door_alarms(out, was);
             }
             DoorPosition::Closed => {
                 if changed {
                     self.log(out, EventKind::DoorClosed);
                 }
+                self.door_alarms(out, was);
                 self.start_auto_lock();
             }
         }
@@ -1089,6 +1104,7 @@ impl Engine {
     /// B-6.5: the key turned the cylinder. Mechanical: it works during a
     /// lockout; the lock only senses and logs it (and tells an away owner).
     fn on_mechanical_key(&mut self, out: &mut Out) {
+        self.door_watch.manual(self.now.mono);
         let event = self.event(EventKind::Unlocked {
             method: Method::MechanicalKey,
             user: None,
@@ -1105,6 +1121,7 @@ impl Engine {
     /// (B-3.6) and is not reported as an away unlock — it is someone at
     /// home — but it is logged. It works during a lockout (mechanical).
     fn on_inside_handle(&mut self, out: &mut Out) {
+        self.door_watch.manual(self.now.mono);
         if self.away {
             self.away = false;
             self.log(out, EventKind::AwayMode { armed: false });

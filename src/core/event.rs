@@ -37,6 +37,12 @@ pub enum AlarmKind {
     /// module password (swapped or replaced); it is not used until an
     /// administrator re-pairs a factory-fresh module.
     ModuleSwap,
+    /// Issue 17 item 3 (Matter `DoorAjar`): the door stayed open longer
+    /// than the `door_ajar` setting. A prompt and an owner notice, no siren.
+    DoorAjar,
+    /// Issue 17 item 3 (Matter `DoorForcedOpen`): the door opened while the
+    /// bolt was out and no unlock was in progress. Siren, snapshot, notice.
+    DoorForcedOpen,
 }
 
 /// A presentation refused by the liveness check although it matched.

@@ -347,6 +347,18 @@ pub enum AppCommand {
     },
     /// Remove one credential (its template leaves the module too).
     DeleteCredential(super::types::CredentialId),
+    /// Issue 17 item 1: put the lock into enrolment for an existing user;
+    /// the person then enrols at the lock (B-9.3). Ends after one
+    /// credential, on "↩" or when the keypad sleeps.
+    EnrolFor {
+        user: UserNumber,
+        kind: super::types::CredentialKind,
+    },
+    /// Issue 17 item 1: remove a user's newest credential of `kind`.
+    DeleteCredentialOf {
+        user: UserNumber,
+        kind: super::types::CredentialKind,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

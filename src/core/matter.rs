@@ -277,7 +277,7 @@ impl Engine {
     }
 
     /// Remove one credential; a module-held template leaves the module.
-    fn delete_credential(&mut self, out: &mut Out, id: CredentialId) -> AppResult {
+    pub(super) fn delete_credential(&mut self, out: &mut Out, id: CredentialId) -> AppResult {
         self.not_busy()?;
         let c = self
             .dir

@@ -44,6 +44,11 @@ const DIGITS: [Key; 10] = [
 /// Longest user number typed in the delete step.
 const USER_NUMBER_DIGITS: usize = 3;
 
+/// Issue 17 item 1: how long an enrolment the owner's app started waits
+/// for the person to begin at the lock (each step then keeps it awake
+/// for the keypad's 20 s).
+pub const APP_ENROL_WINDOW: core::time::Duration = core::time::Duration::from_secs(120);
+
 impl Engine {
     /// The keys lit in the current step (B-3.3).
     pub(super) fn lit_keys(&self) -> Vec<Key> {
@@ -79,6 +84,8 @@ impl Engine {
             Mode::Menu(m) => match m {
                 Menu::Main => {
                     lit.extend([Key::Digit(1), Key::Digit(2), Key::Digit(3)]);
+                    // Issue 17 item 1: "5" adds a credential to a user.
+                    lit.push(Key::Digit(5));
                     // Issue 13 item 7: "4" (re-pair the fingerprint module)
                     // lights only while a module was refused.
                     if self.alarm_active(super::event::AlarmKind::ModuleSwap) {
@@ -100,7 +107,7 @@ impl Engine {
                     // B-4.8: "✓" lights once ≥ 6 digits.
                     confirm_if(&mut lit, buf >= limits::PASSCODE_MIN);
                 }
-                Menu::Delete => {
+                Menu::Delete | Menu::Modify => {
                     lit.extend(DIGITS);
                     lit.push(Key::Back);
                     confirm_if(&mut lit, buf >= 1);
@@ -196,10 +203,14 @@ impl Engine {
                 self.pairing_until = None;
                 self.outside_lock_armed = false;
                 self.auto_lock_at = None;
+                self.door_watch.reset();
                 self.alarms.retain(|(k, _)| {
                     !matches!(
                         k,
-                        super::event::AlarmKind::Lockout | super::event::AlarmKind::Duress
+                        super::event::AlarmKind::Lockout
+                            | super::event::AlarmKind::Duress
+                            | super::event::AlarmKind::DoorAjar
+                            | super::event::AlarmKind::DoorForcedOpen
                     )
                 });
                 self.log(out, EventKind::FactoryReset);
@@ -272,6 +283,7 @@ impl Engine {
             user,
             role: Role::Admin,
             new: true,
+            remote: false,
         };
         self.show_number(out, user);
         self.start_method(out, target, 4);
@@ -301,6 +313,11 @@ impl Engine {
                 Key::Digit(2) => self.start_add(out, Role::User),
                 Key::Digit(3) => {
                     self.mode = Mode::Menu(Menu::Delete);
+                    self.keypad.clear();
+                    self.say(out, Prompt::EnterUserNumber);
+                }
+                Key::Digit(5) => {
+                    self.mode = Mode::Menu(Menu::Modify);
                     self.keypad.clear();
                     self.say(out, Prompt::EnterUserNumber);
                 }
@@ -360,14 +377,15 @@ impl Engine {
                     _ => {}
                 }
             }
-            Menu::Delete => match key {
+            Menu::Delete | Menu::Modify => match key {
                 Key::Digit(_) => self.push_digit(out, key, USER_NUMBER_DIGITS),
                 Key::Back => {
                     self.keypad.clear();
                     self.mode = Mode::Menu(Menu::Main);
                     self.say(out, Prompt::MenuMain);
                 }
-                Key::Confirm => self.delete_step(out),
+                Key::Confirm if matches!(menu, Menu::Delete) => self.delete_step(out),
+                Key::Confirm => self.modify_step(out),
                 _ => {}
             },
         }
@@ -388,6 +406,13 @@ impl Engine {
     /// stored stays unstored; if it has no credential yet, the choice goes
     /// on until one succeeds or "↩" leaves.
     fn back_to_methods(&mut self, out: &mut Out, target: Target) {
+        if target.remote {
+            // An enrolment the app started ends here, stored or not: the
+            // person at the lock never reaches the menu.
+            self.mode = Mode::Idle;
+            self.sleep();
+            return;
+        }
         self.mode = Mode::Menu(Menu::ChooseMethod(target));
         self.say(out, Prompt::ChooseMethod);
     }
@@ -411,8 +436,82 @@ impl Engine {
                 user,
                 role,
                 new: true,
+                remote: false,
             },
         );
+    }
+
+    /// Issue 17 item 1: "5", a user number, "✓": add credentials to that
+    /// existing user (B-9.3), with the per-user limits of B-1.2. A wrong
+    /// number is refused as in the delete step.
+    fn modify_step(&mut self, out: &mut Out) {
+        let typed: Vec<u8> = self.keypad.buffer.to_vec();
+        self.keypad.clear();
+        let number = typed.iter().fold(0u16, |n, d| n * 10 + u16::from(*d));
+        let Some(u) = UserNumber::new(number).and_then(|n| self.dir.users.get(&n)) else {
+            self.keypad.digits_shown = typed;
+            self.say(out, Prompt::NoSuchUser);
+            return;
+        };
+        let target = Target {
+            user: u.number,
+            role: u.role,
+            new: false,
+            remote: false,
+        };
+        self.show_number(out, target.user);
+        self.back_to_methods(out, target);
+    }
+
+    /// Issue 17 item 1: the owner's app puts the lock into enrolment of
+    /// `kind` for an existing user. Refused while the keypad is in use, for
+    /// a user that does not exist, or over a B-1 limit; it lasts
+    /// [`APP_ENROL_WINDOW`] (then as long as the person keeps going) and
+    /// ends on "↩", on the keypad's sleep, or after one credential.
+    pub(super) fn enrol_for(
+        &mut self,
+        out: &mut Out,
+        user: UserNumber,
+        kind: CredentialKind,
+    ) -> Result<(), super::action::AppError> {
+        use super::action::AppError;
+        self.not_busy()?;
+        let u = self.dir.users.get(&user).ok_or(AppError::NoSuchUser)?;
+        let method = match kind {
+            CredentialKind::Face => 1,
+            CredentialKind::Palm => 2,
+            CredentialKind::Fingerprint => 3,
+            CredentialKind::Passcode => 4,
+            _ => {
+                return Err(AppError::BadSetting(
+                    "only face, palm, fingerprint or passcode is enrolled at the lock".into(),
+                ))
+            }
+        };
+        self.dir
+            .check_limits(user, kind)
+            .map_err(|_| AppError::Limit(kind))?;
+        let target = Target {
+            user,
+            role: u.role,
+            new: false,
+            remote: true,
+        };
+        self.wake(out);
+        self.keypad.clear();
+        self.show_number(out, user);
+        self.start_method(out, target, method);
+        if !matches!(
+            self.mode,
+            Mode::Menu(Menu::Enrol { .. } | Menu::Passcode { .. })
+        ) {
+            // No free module slot: nothing started.
+            self.mode = Mode::Idle;
+            self.sleep();
+            return Err(AppError::Limit(kind));
+        }
+        self.keypad.sleep_at = Some(self.now.mono + APP_ENROL_WINDOW);
+        Ok(())
     }
 
     /// B-4.4: 1 face, 2 palm, 3 fingerprint, 4 passcode. Limits (B-1.1,

@@ -36,6 +36,8 @@
 //!   auto_face.rs  automatic face recognition's own budget (B-6.2)
 //!   trusted_time.rs  the trusted-time floor: no wall time behind it counts
 //!   lock.rs     bolt/door/motor state, handing → motor direction
+//!   door.rs     door alarms: door left open (DoorAjar), forced entry
+//!               (DoorForcedOpen), one alarm per episode
 //!   input.rs · action.rs · event.rs · types.rs · time.rs   the vocabulary
 //! ```
 //!
@@ -58,6 +60,7 @@ pub mod action;
 mod app;
 pub mod attempt;
 pub mod auto_face;
+pub mod door;
 mod engine;
 pub mod event;
 pub mod input;

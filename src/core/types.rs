@@ -266,6 +266,22 @@ pub struct Settings {
     /// carry a user's PIN. Off by default (remote unlock itself is off).
     #[serde(default)]
     pub require_pin_remote: bool,
+    /// Issue 17 item 3: a door open this long raises the door-ajar alarm
+    /// (prompt + owner notice). `None` = off. Settings stored before this
+    /// field read as the default, 60 s.
+    #[serde(default = "Settings::default_door_ajar")]
+    pub door_ajar: Option<Duration>,
+}
+
+impl Settings {
+    /// The door-ajar alarm's default delay.
+    pub const DEFAULT_DOOR_AJAR: Duration = Duration::from_secs(60);
+    /// Longest door-ajar delay an app may set (one hour).
+    pub const MAX_DOOR_AJAR: Duration = Duration::from_secs(3600);
+
+    fn default_door_ajar() -> Option<Duration> {
+        Some(Self::DEFAULT_DOOR_AJAR)
+    }
 }
 
 impl Default for Settings {
@@ -276,6 +292,7 @@ impl Default for Settings {
             remote_unlock: false,
             wifi: true,
             require_pin_remote: false,
+            door_ajar: Some(Settings::DEFAULT_DOOR_AJAR),
         }
     }
 }
@@ -289,6 +306,8 @@ pub enum SettingChange {
     RemoteUnlock(bool),
     Wifi(bool),
     RequirePinRemote(bool),
+    /// Issue 17 item 3: the door-ajar delay; `None` = off.
+    DoorAjar(Option<Duration>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

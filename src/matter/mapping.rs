@@ -236,13 +236,17 @@ pub fn events_of(kind: &EventKind, locked: bool) -> Vec<MatterEvent> {
                 // Duress is silent (B-6.9): it never leaves as a Matter
                 // event any household member's controller could show.
                 AlarmKind::Duress | AlarmKind::LowBattery => None,
+                AlarmKind::DoorForcedOpen => Some(AlarmCodeEnum::DoorForcedOpen),
+                AlarmKind::DoorAjar => Some(AlarmCodeEnum::DoorAjar),
             };
             out.extend(code.map(MatterEvent::Alarm));
         }
         EventKind::FactoryReset => out.push(MatterEvent::Alarm(AlarmCodeEnum::LockFactoryReset)),
         EventKind::DoorOpened => {
+            // The DoorForcedOpen alarm event comes from the engine's
+            // alarm (`AlarmRaised`, once per episode, core::door); the
+            // door state says how this opening looked.
             if locked {
-                out.push(MatterEvent::Alarm(AlarmCodeEnum::DoorForcedOpen));
                 out.push(MatterEvent::DoorState(DoorStateEnum::DoorForcedOpen));
             } else {
                 out.push(MatterEvent::DoorState(DoorStateEnum::DoorOpen));
@@ -443,10 +447,25 @@ mod tests {
         .is_empty());
         assert_eq!(
             events_of(&EventKind::DoorOpened, true),
-            vec![
-                MatterEvent::Alarm(AlarmCodeEnum::DoorForcedOpen),
-                MatterEvent::DoorState(DoorStateEnum::DoorForcedOpen)
-            ]
+            vec![MatterEvent::DoorState(DoorStateEnum::DoorForcedOpen)]
+        );
+        assert_eq!(
+            events_of(
+                &EventKind::AlarmRaised {
+                    alarm: AlarmKind::DoorForcedOpen
+                },
+                true
+            ),
+            vec![MatterEvent::Alarm(AlarmCodeEnum::DoorForcedOpen)]
+        );
+        assert_eq!(
+            events_of(
+                &EventKind::AlarmRaised {
+                    alarm: AlarmKind::DoorAjar
+                },
+                false
+            ),
+            vec![MatterEvent::Alarm(AlarmCodeEnum::DoorAjar)]
         );
         assert_eq!(
             events_of(

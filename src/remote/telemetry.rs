@@ -70,6 +70,8 @@ fn alarm_word(a: AlarmKind) -> &'static str {
         AlarmKind::LowBattery => "low_battery",
         AlarmKind::Jam => "jam",
         AlarmKind::ModuleSwap => "module_swap",
+        AlarmKind::DoorAjar => "door_ajar",
+        AlarmKind::DoorForcedOpen => "door_forced_open",
     }
 }
 
@@ -158,7 +160,15 @@ pub fn event_json(r: &EventRecord) -> Value {
 
 /// Event types the HA event entity announces (payload `{"event_type"}` on
 /// the alert topic).
-pub const ALERT_TYPES: [&str; 5] = ["doorbell", "tamper", "lockout", "low_battery", "jam"];
+pub const ALERT_TYPES: [&str; 7] = [
+    "doorbell",
+    "tamper",
+    "lockout",
+    "low_battery",
+    "jam",
+    "door_ajar",
+    "door_forced_open",
+];
 
 /// The alert document for a notice, if it is one HA may see. Duress and
 /// away-unlock notices are for the owner's app only.

@@ -60,6 +60,8 @@ pub fn reason_tag(reason: SnapshotReason) -> &'static str {
         SnapshotReason::Alarm(AlarmKind::LowBattery) => "alarm-low-battery",
         SnapshotReason::Alarm(AlarmKind::Jam) => "alarm-jam",
         SnapshotReason::Alarm(AlarmKind::ModuleSwap) => "alarm-module-swap",
+        SnapshotReason::Alarm(AlarmKind::DoorAjar) => "alarm-door-ajar",
+        SnapshotReason::Alarm(AlarmKind::DoorForcedOpen) => "alarm-door-forced-open",
     }
 }
 

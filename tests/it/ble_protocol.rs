@@ -497,6 +497,16 @@ fn all_requests() -> Vec<Request> {
         Request::GetSettings,
         Request::SetSetting(Setting::AutoLock(Some(30))),
         Request::SetSetting(Setting::WifiEnabled(false)),
+        Request::SetSetting(Setting::DoorAjar(Some(90))),
+        Request::SetSetting(Setting::DoorAjar(None)),
+        Request::EnrolCredential {
+            user: 3,
+            method: latchd::app::request::CredentialMethod::Fingerprint,
+        },
+        Request::DeleteCredential {
+            user: 3,
+            method: latchd::app::request::CredentialMethod::Face,
+        },
         Request::ReleaseLockout,
         Request::SetAway(true),
         Request::TimeSync { now: WallTime(-1) },

@@ -114,6 +114,7 @@ fn everything() -> (Vec<Change>, Persisted) {
         remote_unlock: true,
         wifi: false,
         require_pin_remote: true,
+        door_ajar: Some(Duration::from_secs(120)),
     };
     let lockout = LockoutRecord {
         failures_expire_in: Vec::new(),
@@ -784,4 +785,38 @@ fn health_reports_size_events_and_checks() {
     assert_eq!(h.events, 1);
     assert!(h.db_bytes >= 4096);
     assert_eq!(store.integrity_check().unwrap(), "ok");
+}
+
+/// Issue 17 item 3: the door alarms are stored like every alarm, are
+/// records (not noise a flood could push out) and read back after a restart.
+#[test]
+fn door_alarm_events_are_stored_as_records_and_survive_a_restart() {
+    use latchd::core::event::{AlarmKind, Retention};
+    let tmp = tempfile::tempdir().unwrap();
+    let batch: Vec<Event> = [
+        EventKind::AlarmRaised {
+            alarm: AlarmKind::DoorForcedOpen,
+        },
+        EventKind::AlarmRaised {
+            alarm: AlarmKind::DoorAjar,
+        },
+        EventKind::AlarmCleared {
+            alarm: AlarmKind::DoorForcedOpen,
+        },
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, kind)| Event {
+        at: Some(WallTime(1_700_000_000 + i as i64)),
+        mono_ms: i as u64,
+        kind,
+    })
+    .collect();
+    assert!(batch
+        .iter()
+        .all(|e| e.kind.retention() == Retention::Record));
+    open(tmp.path()).append_events(&batch).unwrap();
+    let page = open(tmp.path()).events_before(None, 10).unwrap();
+    let read: Vec<Event> = page.into_iter().rev().map(|e| e.event).collect();
+    assert_eq!(read, batch);
 }

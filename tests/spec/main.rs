@@ -17,5 +17,7 @@ mod b7;
 mod b8;
 mod b9;
 mod clock_jumps;
+mod credentials;
+mod door;
 mod matter;
 mod robustness;

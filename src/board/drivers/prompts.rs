@@ -117,6 +117,8 @@ pub fn asset_texts() -> Vec<(String, String)> {
         Prompt::FactoryResetDone,
         Prompt::Jammed,
         Prompt::ModuleFault,
+        Prompt::DoorAjar,
+        Prompt::DoorForcedOpen,
     ];
     let mut v: Vec<(String, String)> = fixed.iter().map(|p| (p.asset(), p.text())).collect();
     v.push(("user_number".into(), "User number".into()));
