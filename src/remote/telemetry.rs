@@ -383,6 +383,8 @@ mod tests {
             AlarmKind::LowBattery,
             AlarmKind::Jam,
             AlarmKind::ModuleSwap,
+            AlarmKind::DoorAjar,
+            AlarmKind::DoorForcedOpen,
         ];
         for a in alarms {
             match a {
@@ -391,7 +393,9 @@ mod tests {
                 | AlarmKind::Duress
                 | AlarmKind::LowBattery
                 | AlarmKind::Jam
-                | AlarmKind::ModuleSwap => {}
+                | AlarmKind::ModuleSwap
+                | AlarmKind::DoorAjar
+                | AlarmKind::DoorForcedOpen => {}
             }
         }
         let user = UserNumber::new(3).expect("user 3");
