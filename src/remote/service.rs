@@ -376,7 +376,7 @@ impl Service {
                             self.pending_notices.push_back(entry);
                         }
                         if connected {
-                            if let Some(doc) = telemetry::alert_json(&n.notice) {
+                            if let Some(doc) = telemetry::alert_json(&n.notice, self.ctx.settings.clear_presence) {
                                 let topic = self.topics.alert.clone();
                                 publish(&client, &mut tracker, topic, QoS::AtLeastOnce, false, doc.to_string().into_bytes(), None);
                             }
@@ -997,11 +997,14 @@ mod tests {
         assert_eq!(entry.cursor, 42);
         assert!(owner_entry(&n(Notice::ClockBehind), None).is_none());
         assert_eq!(
-            telemetry::alert_json(&Notice::Lockout {
-                level: 5,
-                minutes: Some(48),
-                keypad_disabled: true
-            }),
+            telemetry::alert_json(
+                &Notice::Lockout {
+                    level: 5,
+                    minutes: Some(48),
+                    keypad_disabled: true
+                },
+                false
+            ),
             Some(serde_json::json!({"event_type": "keypad_disabled"}))
         );
     }

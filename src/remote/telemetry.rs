@@ -89,7 +89,7 @@ pub fn state_json(s: &Status, presence: bool) -> Value {
     let alarms: Vec<&str> = s
         .active_alarms
         .iter()
-        .filter(|a| **a != AlarmKind::Duress)
+        .filter(|a| **a != AlarmKind::Duress && (presence || **a != AlarmKind::DoorAjar))
         .map(|a| alarm_word(*a))
         .collect();
     let mut doc = json!({
@@ -171,12 +171,16 @@ pub const ALERT_TYPES: [&str; 7] = [
 ];
 
 /// The alert document for a notice, if it is one HA may see. Duress and
-/// away-unlock notices are for the owner's app only.
-pub fn alert_json(n: &crate::core::action::Notice) -> Option<Value> {
+/// away-unlock notices are for the owner's app only. A door left open says
+/// the door stands open (someone just came or went): presence, so it is
+/// published only with `clear_presence`, like the door state. A door
+/// forced open is an alarm like tamper and always is.
+pub fn alert_json(n: &crate::core::action::Notice, presence: bool) -> Option<Value> {
     use crate::core::action::Notice;
     let t = match n {
         Notice::Doorbell => "doorbell",
         Notice::Alarm(AlarmKind::Duress) => return None,
+        Notice::Alarm(AlarmKind::DoorAjar) if !presence => return None,
         Notice::Alarm(a) => alarm_word(*a),
         // The alarm notice of a timed lockout already went out; a keypad
         // that disabled itself is news for the household dashboard too.
@@ -305,7 +309,10 @@ pub fn discovery(
                 common("Doorbell and alarms", "alert"),
                 json!({
                     "state_topic": topics.alert,
-                    "event_types": ALERT_TYPES,
+                    "event_types": ALERT_TYPES
+                        .iter()
+                        .filter(|t| presence || **t != "door_ajar")
+                        .collect::<Vec<_>>(),
                     "device_class": "doorbell",
                 }),
             ),
@@ -448,7 +455,7 @@ mod tests {
         use crate::core::action::Notice;
         let mut published = Vec::new();
         for n in every_notice() {
-            let doc = alert_json(&n);
+            let doc = alert_json(&n, true);
             match &n {
                 Notice::Duress { .. } | Notice::Alarm(AlarmKind::Duress) => {
                     assert_eq!(doc, None, "{n:?} became a clear alert")
@@ -516,6 +523,53 @@ mod tests {
     /// Issue 14 item 2: without the presence opt-in the state document
     /// says nothing of the lock, bolt, door or away mode, and HA is not
     /// told of entities that would read them; health fields stay.
+    /// A door left open tells the broker the door stands open (presence):
+    /// only with `clear_presence`, on the state document, the alert topic
+    /// and in the event types announced. A door forced open is an alarm
+    /// like tamper: always.
+    #[test]
+    fn a_door_left_open_is_presence_a_forced_door_is_an_alarm() {
+        use crate::core::action::Notice;
+        use crate::core::{Engine, EngineConfig, Now};
+        let engine = Engine::new(
+            EngineConfig::for_tests("LD-1"),
+            crate::core::types::Persisted::default(),
+            Now::new(0, None),
+        );
+        let s = Status {
+            active_alarms: vec![AlarmKind::DoorAjar, AlarmKind::DoorForcedOpen],
+            ..engine.status()
+        };
+        assert_eq!(state_json(&s, false)["alarms"], json!(["door_forced_open"]));
+        assert_eq!(
+            state_json(&s, true)["alarms"],
+            json!(["door_ajar", "door_forced_open"])
+        );
+        let ajar = Notice::Alarm(AlarmKind::DoorAjar);
+        let forced = Notice::Alarm(AlarmKind::DoorForcedOpen);
+        assert_eq!(alert_json(&ajar, false), None);
+        assert_eq!(
+            alert_json(&ajar, true),
+            Some(json!({"event_type": "door_ajar"}))
+        );
+        assert_eq!(
+            alert_json(&forced, false),
+            Some(json!({"event_type": "door_forced_open"}))
+        );
+        let t = Topics::new("latchd", "LD-1");
+        let types = |presence| {
+            discovery("homeassistant", "LD-1", &t, "0.1.0", false, presence)
+                .into_iter()
+                .find(|d| d.topic.ends_with("/alert/config"))
+                .expect("the alert entity")
+                .payload["event_types"]
+                .clone()
+        };
+        assert!(!types(false).to_string().contains("door_ajar"));
+        assert!(types(true).to_string().contains("door_ajar"));
+        assert!(types(false).to_string().contains("door_forced_open"));
+    }
+
     #[test]
     fn presence_is_published_only_when_opted_in() {
         use crate::core::{Engine, EngineConfig, Now};

@@ -1959,9 +1959,15 @@ async fn events_wait_for_an_owner_key() {
     let running = start_lock(&state, private).await;
     collect_events(&o, &mut rx, &mut got, 4).await;
     for (t, p) in &got {
-        let text = String::from_utf8_lossy(p);
+        // The doors above open a locked door: a forced entry, an alarm that
+        // is published in clear like tamper (the event itself is not). A
+        // discovery config names the alarm types Home Assistant may see; it
+        // carries no event.
+        let text = String::from_utf8_lossy(p).replace("door_forced_open", "");
+        let discovery = t.starts_with("homeassistant/") && t.ends_with("/config");
         assert!(
-            !text.contains("door_"),
+            !(text.contains("door_opened") || text.contains("door_closed"))
+                && (discovery || !text.contains("door_")),
             "{t} carries an event in clear: {text}"
         );
     }
