@@ -89,7 +89,7 @@ pub fn state_json(s: &Status, presence: bool) -> Value {
     let alarms: Vec<&str> = s
         .active_alarms
         .iter()
-        .filter(|a| **a != AlarmKind::Duress && (presence || **a != AlarmKind::DoorAjar))
+        .filter(|a| in_clear(**a, presence))
         .map(|a| alarm_word(*a))
         .collect();
     let mut doc = json!({
@@ -170,6 +170,17 @@ pub const ALERT_TYPES: [&str; 7] = [
     "door_forced_open",
 ];
 
+/// Whether an alarm may be shown on the clear topics: never duress
+/// (B-6.9, silent at the door); a door left open (the door stands open)
+/// only with `clear_presence`, like the door state.
+fn in_clear(a: AlarmKind, presence: bool) -> bool {
+    match a {
+        AlarmKind::Duress => false,
+        AlarmKind::DoorAjar => presence,
+        _ => true,
+    }
+}
+
 /// The alert document for a notice, if it is one HA may see. Duress and
 /// away-unlock notices are for the owner's app only. A door left open says
 /// the door stands open (someone just came or went): presence, so it is
@@ -179,8 +190,7 @@ pub fn alert_json(n: &crate::core::action::Notice, presence: bool) -> Option<Val
     use crate::core::action::Notice;
     let t = match n {
         Notice::Doorbell => "doorbell",
-        Notice::Alarm(AlarmKind::Duress) => return None,
-        Notice::Alarm(AlarmKind::DoorAjar) if !presence => return None,
+        Notice::Alarm(a) if !in_clear(*a, presence) => return None,
         Notice::Alarm(a) => alarm_word(*a),
         // The alarm notice of a timed lockout already went out; a keypad
         // that disabled itself is news for the household dashboard too.
@@ -311,7 +321,7 @@ pub fn discovery(
                     "state_topic": topics.alert,
                     "event_types": ALERT_TYPES
                         .iter()
-                        .filter(|t| presence || **t != "door_ajar")
+                        .filter(|t| presence || **t != alarm_word(AlarmKind::DoorAjar))
                         .collect::<Vec<_>>(),
                     "device_class": "doorbell",
                 }),
