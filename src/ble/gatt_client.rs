@@ -46,6 +46,8 @@ pub enum GattClientError {
     Bluez(#[from] bluer::Error),
     #[error("no latchd lock found within {} s; is it powered and in range?", .0.as_secs())]
     NotFound(Duration),
+    #[error("the lock {address} was not seen advertising within {} s; is it powered and in range?", window.as_secs())]
+    NotInRange { address: Address, window: Duration },
     #[error("the device does not offer the {0} service; is it a latchd lock?")]
     MissingService(&'static str),
     #[error("no answer from the lock within {} s", .0.as_secs())]
@@ -184,9 +186,42 @@ impl std::fmt::Debug for LockClient {
     }
 }
 
+/// How long a connect by saved address scans for a lock bluetoothd forgot.
+const SEE_AGAIN_WINDOW: Duration = Duration::from_secs(30);
+
+/// bluetoothd drops a device it only saw advertising some time after the
+/// scan that found it (`TemporaryTimeout`, 30 s by default), so connecting
+/// to a saved address fails with "not present" although the lock is right
+/// there. Scan until it is seen again, as a phone app does.
+pub async fn see_again(
+    adapter: &Adapter,
+    address: Address,
+    window: Duration,
+) -> Result<(), GattClientError> {
+    if adapter.device_addresses().await?.contains(&address) {
+        return Ok(());
+    }
+    adapter.set_powered(true).await?;
+    let mut events = adapter.discover_devices().await?;
+    let deadline = tokio::time::sleep(window);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            _ = &mut deadline => return Err(GattClientError::NotInRange { address, window }),
+            ev = events.next() => match ev {
+                Some(AdapterEvent::DeviceAdded(a)) if a == address => return Ok(()),
+                Some(_) => {}
+                None => return Err(GattClientError::NotInRange { address, window }),
+            }
+        }
+    }
+}
+
 impl LockClient {
-    /// Connect and find the characteristics.
+    /// Connect (seeing the lock again first if bluetoothd forgot it) and
+    /// find the characteristics.
     pub async fn connect(adapter: &Adapter, address: Address) -> Result<Self, GattClientError> {
+        see_again(adapter, address, SEE_AGAIN_WINDOW).await?;
         let dev = adapter.device(address)?;
         if !dev.is_connected().await? {
             // BlueZ's connect can fail once on a busy controller; one retry.

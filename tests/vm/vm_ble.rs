@@ -1000,6 +1000,10 @@ mod squatter {
 
     /// Connect from `central`, write one byte to the channel, stay.
     async fn squat(central: &bluer::Adapter, lock: bluer::Address) -> bluer::Device {
+        // bluetoothd forgets an unconnected device ~30 s after the scan.
+        gatt_client::see_again(central, lock, HANG)
+            .await
+            .expect("the squatter sees the lock again");
         let dev = central.device(lock).unwrap();
         if !dev.is_connected().await.unwrap() && dev.connect().await.is_err() {
             dev.connect().await.expect("the squatter connects");
