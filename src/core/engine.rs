@@ -232,6 +232,10 @@ pub(super) enum Menu {
         first: Option<Redacted<Vec<u8>>>,
     },
     Delete,
+    /// B-4.10: the system information is being spoken. The menu's keys
+    /// work as in `Main` (the announcement's end is the menu again); "↩"
+    /// interrupts it and stays in the menu instead of leaving it.
+    SystemInfo,
 }
 
 /// The keypad: awake or asleep, what was typed, what is shown.
@@ -506,6 +510,7 @@ impl Engine {
             Mode::FactoryReset { .. } => "factory_reset",
             Mode::Menu(m) => match m {
                 Menu::Main => "menu",
+                Menu::SystemInfo => "menu.system_info",
                 Menu::ChooseMethod(_) => "menu.choose_method",
                 Menu::Enrol {
                     modality: Modality::Face,

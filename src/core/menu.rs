@@ -8,7 +8,7 @@
 //!         2 add user  ─┴► number shown ─► ChooseMethod ─ 2 palm ─► module enrol ─┼─► Persist ─► Success
 //!         3 delete ─► number ✓             └─ 3 finger / 4 passcode ✓ repeat ✓ ─┘
 //!         4 re-pair the fingerprint module (lit only while one was refused, issue 13 item 7)
-//!         ✓ system information · ↩ back
+//!         ✓ system information (↩ during it: back to the menu) · ↩ back
 //! ```
 //!
 //! Only the keys valid in the current step are lit, and a key that is not
@@ -82,7 +82,7 @@ impl Engine {
                 confirm_if(&mut lit, buf >= limits::PASSCODE_MIN);
             }
             Mode::Menu(m) => match m {
-                Menu::Main => {
+                Menu::Main | Menu::SystemInfo => {
                     lit.extend([Key::Digit(1), Key::Digit(2), Key::Digit(3)]);
                     // Issue 17 item 1: "5" adds a credential to a user.
                     lit.push(Key::Digit(5));
@@ -341,6 +341,7 @@ impl Engine {
                         matter_code: self.config.matter_code.clone(),
                     };
                     self.say(out, p);
+                    self.mode = Mode::Menu(Menu::SystemInfo);
                 }
                 Key::Back => {
                     self.mode = Mode::Idle;
@@ -348,6 +349,16 @@ impl Engine {
                 }
                 _ => {}
             },
+            Menu::SystemInfo => {
+                self.mode = Mode::Menu(Menu::Main);
+                if key == Key::Back {
+                    // B-4.10: "↩" returns to the menu; the menu prompt
+                    // interrupts the announcement (the newest prompt wins).
+                    self.say(out, Prompt::MenuMain);
+                } else {
+                    self.key_menu(out, key);
+                }
+            }
             Menu::ChooseMethod(target) => {
                 let target = *target;
                 match key {
