@@ -228,6 +228,8 @@ pub(super) enum Menu {
     },
     Passcode {
         target: Target,
+        /// `Passcode`, or `DuressPasscode` (method 5, B-6.9 set at the lock).
+        kind: super::types::CredentialKind,
         /// The first entry, once given; the second must match it.
         first: Option<Redacted<Vec<u8>>>,
     },
