@@ -394,6 +394,13 @@ impl Config {
                 "must be between 1 and 720 (30 days): every visitor code has an end",
             );
         }
+        if !(-100..=-30).contains(&self.wifi.weak_signal_dbm) {
+            return bad(
+                "wifi.weak_signal_dbm",
+                self.wifi.weak_signal_dbm.to_string(),
+                "must be between -100 and -30 (dBm)",
+            );
+        }
         if !(1..=99).contains(&l.low_battery_percent) {
             return bad(
                 "lock.low_battery_percent",
@@ -614,6 +621,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("motr_travel_ms"), "{e}");
+    }
+
+    #[test]
+    fn a_weak_signal_line_out_of_range_is_named() {
+        let e = parse("[wifi]\nweak_signal_dbm = -20\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("wifi.weak_signal_dbm"), "{e}");
+        assert!(parse("[wifi]\nweak_signal_dbm = -70\n").is_ok());
     }
 
     #[test]

@@ -677,6 +677,10 @@ fn write_event(w: &mut Writer, e: &EventEntry) {
             w.u8(16);
             w.bool(created);
         }
+        EventKind::WifiWeak(weak) => {
+            w.u8(18);
+            w.bool(weak);
+        }
     }
     w.opt(e.user, Writer::u16);
 }
@@ -702,6 +706,7 @@ fn read_event(r: &mut Reader<'_>) -> Result<EventEntry, CommandError> {
         14 => EventKind::HandingSet,
         15 => EventKind::ValidityChanged,
         16 => EventKind::TempPasscode(r.bool("visitor passcode made")?),
+        18 => EventKind::WifiWeak(r.bool("wifi weak")?),
         _ => {
             return Err(CommandError::BadValue {
                 field: "event kind",
@@ -730,7 +735,7 @@ impl Response {
                 w.u8(index_of(&DOOR_STATES, &s.door));
                 w.u8(index_of(&BOLT_STATES, &s.bolt));
                 w.u8(s.battery_percent.min(100));
-                w.u8(bits(&[s.wifi.enabled, s.wifi.connected]));
+                w.u8(bits(&[s.wifi.enabled, s.wifi.connected, s.wifi.weak]));
                 w.opt(s.wifi.rssi_dbm, |w, v| w.u8(v as u8));
                 w.u8(bits(&[
                     s.alarms.tamper,
@@ -868,7 +873,7 @@ impl Response {
                         why: "above 100 %",
                     });
                 }
-                let [enabled, connected] = unbits::<2>(&mut r, "wifi flags")?;
+                let [enabled, connected, weak] = unbits::<3>(&mut r, "wifi flags")?;
                 let rssi_dbm = r.opt("rssi", |r, f| r.u8(f).map(|b| b as i8))?;
                 let [tamper, lockout, duress, low_battery, jam, door_ajar, door_forced_open, module_swap] =
                     unbits::<8>(&mut r, "alarms")?;
@@ -881,6 +886,7 @@ impl Response {
                         enabled,
                         connected,
                         rssi_dbm,
+                        weak,
                     },
                     alarms: Alarms {
                         tamper,
@@ -1066,6 +1072,7 @@ mod tests {
                 EventKind::Away(b),
                 EventKind::Door(b),
                 EventKind::TempPasscode(b),
+                EventKind::WifiWeak(b),
             ]);
         }
         for a in ALARM_KINDS {
@@ -1091,7 +1098,7 @@ mod tests {
             assert_eq!(Response::decode(&r.encode()).expect("decodes"), r);
         }
         // Unknown kind byte, and an out-of-range lockout change.
-        for (kind, sub) in [(17u8, None), (8, Some(5u8))] {
+        for (kind, sub) in [(19u8, None), (8, Some(5u8)), (18, Some(2))] {
             let mut w = Writer::new(op::R_NOTICE);
             w.u64(1);
             w.opt(None::<WallTime>, Writer::time);

@@ -170,10 +170,10 @@ impl StatusReport {
             self.door,
             self.bolt,
             self.battery_percent,
-            if self.wifi.connected {
-                "connected"
-            } else {
-                "not connected"
+            match (self.wifi.connected, self.wifi.weak) {
+                (true, false) => "connected",
+                (true, true) => "connected (weak signal)",
+                (false, _) => "not connected",
             },
             if alarms.is_empty() {
                 "none".to_string()
@@ -191,6 +191,7 @@ impl StatusReport {
             "bolt": format!("{:?}", self.bolt).to_lowercase(),
             "battery_percent": self.battery_percent,
             "wifi_connected": self.wifi.connected,
+            "wifi_weak": self.wifi.weak,
             "alarms": self.alarms.names(),
         })
     }
@@ -205,6 +206,8 @@ pub struct WifiStatus {
     pub connected: bool,
     /// Signal strength when connected.
     pub rssi_dbm: Option<i8>,
+    /// Connected, but the signal stayed weak (B-10.7).
+    pub weak: bool,
 }
 
 /// The status report (B-9.1).
@@ -320,6 +323,8 @@ pub enum EventKind {
     ValidityChanged,
     /// A visitor passcode was made (`true`) or revoked (B-6.10).
     TempPasscode(bool),
+    /// The Wi-Fi signal became weak (`true`) or recovered (B-10.7).
+    WifiWeak(bool),
 }
 
 impl EventKind {
@@ -354,6 +359,8 @@ impl EventKind {
             EventKind::ValidityChanged => "validity_changed".into(),
             EventKind::TempPasscode(true) => "visitor_passcode_created".into(),
             EventKind::TempPasscode(false) => "visitor_passcode_revoked".into(),
+            EventKind::WifiWeak(true) => "wifi_weak".into(),
+            EventKind::WifiWeak(false) => "wifi_recovered".into(),
         }
     }
 }
@@ -486,6 +493,7 @@ pub fn status_report(s: &Status) -> StatusReport {
             enabled: s.wifi_enabled,
             connected: s.wifi_connected,
             rssi_dbm: s.wifi_rssi.and_then(|r| i8::try_from(r).ok()),
+            weak: s.wifi_weak,
         },
         alarms: Alarms {
             tamper: has(event::AlarmKind::Tamper),
@@ -566,6 +574,8 @@ pub fn event_entry(cursor: u64, event: &Event) -> Option<EventEntry> {
         E::ValidityChanged { user, .. } => (EventKind::ValidityChanged, Some(user.get())),
         E::TempPasscodeCreated { .. } => (EventKind::TempPasscode(true), None),
         E::TempPasscodeRevoked { .. } => (EventKind::TempPasscode(false), None),
+        E::WifiWeak { .. } => (EventKind::WifiWeak(true), None),
+        E::WifiRecovered { .. } => (EventKind::WifiWeak(false), None),
         event::EventKind::SettingChanged { .. } | event::EventKind::ClockSet { .. } => {
             (EventKind::SettingChanged, None)
         }

@@ -133,6 +133,10 @@ pub enum Notice {
     /// The wall clock reads earlier than the time the lock already
     /// trusted: time-windowed credentials are refused until it is right.
     ClockBehind,
+    /// B-10.7: the Wi-Fi signal stayed weak (dBm).
+    WifiWeak {
+        rssi: i16,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

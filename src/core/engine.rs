@@ -76,6 +76,8 @@ pub struct EngineConfig {
     /// Where the app gives a one-time visitor code no end, it ends this
     /// long after it was made (issue 13: every visitor code has an end).
     pub one_time_code_ttl: Duration,
+    /// B-10.7: a connected signal below this (dBm) for a while is weak.
+    pub weak_wifi_dbm: i16,
 }
 
 impl core::fmt::Debug for EngineConfig {
@@ -108,6 +110,7 @@ impl EngineConfig {
             low_battery_percent: 20,
             one_time_code_ttl: EngineConfig::DEFAULT_ONE_TIME_CODE_TTL,
             matter_code: None,
+            weak_wifi_dbm: super::wifi_signal::DEFAULT_WEAK_DBM,
         }
     }
 }
@@ -152,6 +155,8 @@ pub struct Status {
     pub wifi_enabled: bool,
     pub wifi_connected: bool,
     pub wifi_rssi: Option<i16>,
+    /// B-10.7: connected, but the signal stayed below the weak line.
+    pub wifi_weak: bool,
     pub ble_connected: bool,
     pub active_alarms: Vec<AlarmKind>,
     pub lockout_active: bool,
@@ -279,6 +284,8 @@ pub struct Engine {
     pub(super) mech: LockMech,
     /// The door alarms' timers (issue 17 item 3, `core::door`).
     pub(super) door_watch: DoorWatch,
+    /// B-10.7: the weak-signal state.
+    pub(super) signal: super::wifi_signal::SignalWatch,
     pub(super) mode: Mode,
     pub(super) keypad: Keypad,
     /// How the lock move in progress was asked for, logged when it ends.
@@ -352,6 +359,7 @@ impl Engine {
             pairing_generation: persisted.pairing_generation,
             mech: LockMech::default(),
             door_watch: DoorWatch::default(),
+            signal: Default::default(),
             mode,
             keypad: Keypad::default(),
             pending_lock: None,
@@ -405,6 +413,7 @@ impl Engine {
             reset,
             self.noise.next_deadline(),
             self.door_watch.next_deadline(),
+            self.signal.next_deadline(),
         ]
         .into_iter()
         .chain(self.alarms.iter().map(|(_, t)| *t))
@@ -478,6 +487,7 @@ impl Engine {
             wifi_enabled: self.settings.wifi,
             wifi_connected: self.settings.wifi && self.wifi.is_some_and(|w| w.connected),
             wifi_rssi: self.wifi.filter(|w| w.connected).map(|w| w.rssi),
+            wifi_weak: self.signal.weak,
             ble_connected: self.ble,
             active_alarms: self.alarms.iter().map(|(k, _)| *k).collect(),
             lockout_active: self.lockout.is_locked(mono),
@@ -736,6 +746,7 @@ impl Engine {
             self.clear_alarm(out, k, true);
         }
         self.expire_door(out);
+        self.expire_signal(out);
         if self.auto_lock_at.is_some_and(|t| now >= t) {
             self.auto_lock_at = None;
             // B-8.3: the countdown never locks an open door or a moving bolt.
@@ -796,7 +807,7 @@ impl Engine {
             Input::Power(p) => self.on_power(out, p),
             Input::Module(r) => self.on_module(out, r),
             Input::App(req) => self.on_app(out, req),
-            Input::Wifi(w) => self.wifi = Some(w),
+            Input::Wifi(w) => self.on_wifi(w),
             Input::BleConnected(b) => self.ble = b,
             Input::AppRefused { via, reason } => self.on_app_refused(out, via, reason),
             Input::Identify => self.on_identify(out),

@@ -239,6 +239,14 @@ pub enum EventKind {
     TempPasscodeRevoked {
         id: u32,
     },
+    /// B-10.7: the Wi-Fi signal stayed below the weak line (dBm).
+    WifiWeak {
+        rssi: i16,
+    },
+    /// The weak signal came back above the line.
+    WifiRecovered {
+        rssi: i16,
+    },
     /// An owner pairing used up the current verification code; the next
     /// one is spoken by system information.
     PairingCodeRotated {

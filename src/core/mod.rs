@@ -75,6 +75,7 @@ pub mod time;
 pub mod trusted_time;
 pub mod types;
 pub mod users;
+pub mod wifi_signal;
 
 pub use engine::{
     Engine, EngineConfig, PairingCodes, Status, FACTORY_RESET_WINDOW, IDENTIFY_FLASH, IDENTIFY_GAP,

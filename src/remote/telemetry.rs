@@ -97,6 +97,7 @@ pub fn state_json(s: &Status, presence: bool) -> Value {
         "low_battery": s.low_battery,
         "external_power": s.external_power,
         "wifi_rssi": s.wifi_rssi,
+        "wifi_weak": s.wifi_weak,
         "alarms": alarms,
         "lockout": s.lockout_active,
     });
@@ -160,7 +161,7 @@ pub fn event_json(r: &EventRecord) -> Value {
 
 /// Event types the HA event entity announces (payload `{"event_type"}` on
 /// the alert topic).
-pub const ALERT_TYPES: [&str; 7] = [
+pub const ALERT_TYPES: [&str; 11] = [
     "doorbell",
     "tamper",
     "lockout",
@@ -168,6 +169,10 @@ pub const ALERT_TYPES: [&str; 7] = [
     "jam",
     "door_ajar",
     "door_forced_open",
+    "module_swap",
+    "keypad_disabled",
+    "clock_behind",
+    "wifi_weak",
 ];
 
 /// Whether an alarm may be shown on the clear topics: never duress
@@ -199,6 +204,8 @@ pub fn alert_json(n: &crate::core::action::Notice, presence: bool) -> Option<Val
             ..
         } => "keypad_disabled",
         Notice::ClockBehind => "clock_behind",
+        // B-10.7: "the device reports when Wi-Fi is weak"; no secret in it.
+        Notice::WifiWeak { .. } => "wifi_weak",
         Notice::Duress { .. } | Notice::AwayUnlock { .. } | Notice::Lockout { .. } => return None,
     };
     Some(json!({ "event_type": t }))
@@ -390,6 +397,22 @@ mod tests {
 
     /// Every notice the engine can raise, each alarm kind once. The match
     /// makes a new variant a compile error here until it is listed.
+    /// The `event_types` the alert entity declares to Home Assistant.
+    fn discovery_event_types(presence: bool) -> Vec<String> {
+        let t = Topics::new("latchd", "LD-1");
+        let d = discovery("homeassistant", "LD-1", &t, "0.1.0", false, presence);
+        let alert = d
+            .iter()
+            .find(|m| m.topic.contains("/event/"))
+            .expect("the alert entity");
+        alert.payload["event_types"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect()
+    }
+
     fn every_notice() -> Vec<crate::core::action::Notice> {
         use crate::core::action::Notice;
         use crate::core::types::UserNumber;
@@ -441,6 +464,7 @@ mod tests {
                 keypad_disabled: true,
             },
             Notice::ClockBehind,
+            Notice::WifiWeak { rssi: -80 },
         ];
         all.extend(alarms.map(Notice::Alarm));
         for n in &all {
@@ -450,10 +474,31 @@ mod tests {
                 | Notice::Doorbell
                 | Notice::Alarm(_)
                 | Notice::Lockout { .. }
-                | Notice::ClockBehind => {}
+                | Notice::ClockBehind
+                | Notice::WifiWeak { .. } => {}
             }
         }
         all
+    }
+
+    /// Home Assistant's MQTT event entity drops an event whose type is not
+    /// in its `event_types`: every alert the lock publishes is listed
+    /// (module swap, a disabled keypad, a clock behind and weak Wi-Fi
+    /// were published but never shown).
+    #[test]
+    fn every_published_alert_type_is_declared_to_home_assistant() {
+        for presence in [false, true] {
+            let declared = discovery_event_types(presence);
+            for n in every_notice() {
+                if let Some(doc) = alert_json(&n, presence) {
+                    let t = doc["event_type"].as_str().unwrap().to_owned();
+                    assert!(
+                        declared.contains(&t),
+                        "{t} (presence {presence}) not in {declared:?}"
+                    );
+                }
+            }
+        }
     }
 
     /// Issue 23 item 2, B-6.9: the clear alert topic (what a household

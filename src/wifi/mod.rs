@@ -251,6 +251,9 @@ pub struct WifiConfig {
     pub interface: String,
     /// How long joining may take before it counts as failed.
     pub connect_timeout_secs: u64,
+    /// B-10.7: a connected signal below this (dBm) for 5 minutes is
+    /// reported weak (event, owner notice, status). -100 to -30.
+    pub weak_signal_dbm: i16,
 }
 
 impl Default for WifiConfig {
@@ -259,6 +262,7 @@ impl Default for WifiConfig {
             backend: BackendKind::None,
             interface: "wlan0".into(),
             connect_timeout_secs: DEFAULT_CONNECT_TIMEOUT.as_secs(),
+            weak_signal_dbm: crate::core::wifi_signal::DEFAULT_WEAK_DBM,
         }
     }
 }

@@ -94,6 +94,7 @@ impl Rig {
             pairing_codes: PairingCodes::new(|g| format!("482913-{g}")),
             low_battery_percent: 20,
             one_time_code_ttl: EngineConfig::DEFAULT_ONE_TIME_CODE_TTL,
+            weak_wifi_dbm: latchd::core::wifi_signal::DEFAULT_WEAK_DBM,
             matter_code: None,
         };
         let persisted = store.load().expect("load");

@@ -135,3 +135,108 @@ fn b10_6_without_confirmation_nothing_is_erased() {
     s.press(&format!("{ADMIN_CODE}✓"));
     assert!(s.unlocked());
 }
+
+// ----- B-10.7: weak Wi-Fi is a state, with an event and an owner notice -----
+
+fn signal(s: &mut Sim, rssi: i16) {
+    s.input(Input::Wifi(latchd::core::input::WifiStatus {
+        connected: true,
+        rssi,
+    }));
+}
+
+/// Weak and recovered events logged since the start.
+fn wifi_events(s: &Sim) -> (usize, usize) {
+    let n = |want: fn(&EventKind) -> bool| {
+        s.all
+            .iter()
+            .filter(|a| matches!(a, Action::Log(e) if want(&e.kind)))
+            .count()
+    };
+    (
+        n(|k| matches!(k, EventKind::WifiWeak { .. })),
+        n(|k| matches!(k, EventKind::WifiRecovered { .. })),
+    )
+}
+
+fn weak_notices(s: &Sim) -> usize {
+    s.all
+        .iter()
+        .filter(|a| matches!(a, Action::Notify(Notice::WifiWeak { .. })))
+        .count()
+}
+
+#[test]
+fn b10_7_a_signal_that_stays_weak_is_reported_once() {
+    let mut s = Sim::installed();
+    signal(&mut s, -60);
+    signal(&mut s, -82);
+    s.advance(299);
+    assert!(!s.engine.status().wifi_weak, "not before the hold");
+    s.advance(1);
+    assert!(s.engine.status().wifi_weak);
+    assert!(s.has_event(&EventKind::WifiWeak { rssi: -82 }));
+    assert!(s.notices().contains(&Notice::WifiWeak { rssi: -82 }));
+    // It stays weak: nothing more is said.
+    s.advance(3600);
+    signal(&mut s, -84);
+    s.advance(3600);
+    assert_eq!(wifi_events(&s), (1, 0));
+    assert_eq!(weak_notices(&s), 1);
+}
+
+#[test]
+fn b10_7_a_wavering_signal_does_not_flap() {
+    let mut s = Sim::installed();
+    for _ in 0..30 {
+        signal(&mut s, -80);
+        s.advance(120);
+        signal(&mut s, -73);
+        s.advance(120);
+    }
+    assert!(!s.engine.status().wifi_weak);
+    assert_eq!(wifi_events(&s), (0, 0));
+}
+
+#[test]
+fn b10_7_recovery_needs_the_margin_and_the_owner_is_not_nagged() {
+    let mut s = Sim::installed();
+    signal(&mut s, -80);
+    s.advance(300);
+    assert!(s.engine.status().wifi_weak);
+    // Just above the line is not enough (5 dB of hysteresis).
+    signal(&mut s, -72);
+    s.advance(900);
+    assert!(s.engine.status().wifi_weak);
+    signal(&mut s, -65);
+    s.advance(300);
+    assert!(!s.engine.status().wifi_weak);
+    assert_eq!(wifi_events(&s), (1, 1));
+    // Weak again within six hours: logged, but one notice is enough.
+    signal(&mut s, -81);
+    s.advance(300);
+    assert_eq!(wifi_events(&s), (2, 1));
+    assert_eq!(weak_notices(&s), 1);
+    // After the gap the owner hears again.
+    signal(&mut s, -60);
+    s.advance(300);
+    s.advance(6 * 3600);
+    signal(&mut s, -85);
+    s.advance(300);
+    assert_eq!(weak_notices(&s), 2);
+}
+
+#[test]
+fn b10_7_going_offline_ends_the_weak_state_without_a_recovery() {
+    let mut s = Sim::installed();
+    signal(&mut s, -80);
+    s.advance(300);
+    assert!(s.engine.status().wifi_weak);
+    s.input(Input::Wifi(latchd::core::input::WifiStatus {
+        connected: false,
+        rssi: 0,
+    }));
+    assert!(!s.engine.status().wifi_weak);
+    s.advance(600);
+    assert_eq!(wifi_events(&s), (1, 0));
+}
