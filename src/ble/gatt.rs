@@ -449,7 +449,10 @@ impl Shared {
         }
         // Unregister first: a controller may hold one advertising set only.
         *adv = None;
-        let handle = self.adapter.advertise(advertisement(&self.local_name, data)?).await?;
+        let handle = self
+            .adapter
+            .advertise(advertisement(&self.local_name, data)?)
+            .await?;
         *adv = Some((handle, data));
         Ok(())
     }

@@ -785,7 +785,10 @@ mod tests {
     #[test]
     fn scan_results_decode_as_they_were_encoded() {
         let mut imp = Improv::new(info());
-        let nets = [net(b"home", -45, true), net(&[0xe2, 0x98, 0x95, 0xff], -90, false)];
+        let nets = [
+            net(b"home", -45, true),
+            net(&[0xe2, 0x98, 0x95, 0xff], -90, false),
+        ];
         let out = imp.on_scan_result(&nets);
         assert_eq!(
             decode_scan_results(only_result(&out)).expect("decodes"),
@@ -835,8 +838,7 @@ mod tests {
     #[test]
     fn service_data_and_capabilities_follow_the_spec_layout() {
         assert_eq!(
-            SERVICE_DATA_UUID,
-            "00004677-0000-1000-8000-00805f9b34fb",
+            SERVICE_DATA_UUID, "00004677-0000-1000-8000-00805f9b34fb",
             "the 16-bit UUID 0x4677 on the Bluetooth base UUID"
         );
         let mut imp = Improv::new(info());

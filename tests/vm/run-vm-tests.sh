@@ -24,6 +24,9 @@ fi
 # the tests start their VMs (they would otherwise race to build them; the
 # script serialises that with a lock, but the first test would look slow).
 tests/vm/run-in-vm.sh --prepare --video --sound --ble --gpio 1 --adc --tpm --systemd
+# Home Assistant's Improv client for vm_ble::daemon_improv_client_in_vm
+# (python3-venv from Debian if missing, the libraries from PyPI; cached).
+tests/vm/improv-venv.sh >/dev/null
 
 export LATCHD_VM_TESTS=1
 # Asked to run: a VM test that would skip fails instead (tests/vm/rig.rs),

@@ -19,6 +19,12 @@
 //!   shows the link; owner pairs, unlocks, reads events; a guest redeems a
 //!   code over the air and is refused `ListUsers`; bluetoothd restarts and
 //!   the daemon registers again by itself.
+//! * `daemon_improv_client_in_vm`: the same daemon against Home Assistant's
+//!   Improv client (`py-improv-ble-client` on `bleak`, venv from
+//!   `tests/vm/improv-venv.sh`) run by `tests/vm/improv_client.py` on hci1:
+//!   found by the library's `device_filter`, the advertised service data
+//!   following authorization required → authorized → provisioned,
+//!   `need_authorization`, device info, identify, scan, provision.
 //!
 //! Run: `LATCHD_VM_TESTS=1 cargo test --all-features --test vm vm_ble:: -- --test-threads=1`
 #[path = "../spec/harness.rs"]
@@ -1679,7 +1685,10 @@ mod guest_improv {
         let (tx, rx) = std::sync::mpsc::channel::<String>();
         let stdout = child.stdout.take().unwrap();
         std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
                 if tx.send(line).is_err() {
                     break;
                 }
