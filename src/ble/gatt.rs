@@ -658,13 +658,14 @@ pub async fn run(
         match serve_once(&config, &deps).await {
             Ok(handles) => {
                 tracing::info!(name = %config.local_name, "BLE: GATT application registered");
+                let registered_with = bluez_owner(&dbus).await;
                 // Serve until bluetoothd changes hands (restart) or we stop.
                 tokio::select! {
                     _ = shutdown.cancelled() => {
                         drop(handles);
                         return Ok(());
                     }
-                    _ = owner_changes.next() => {
+                    _ = next_restart(&mut owner_changes, registered_with.as_deref()) => {
                         tracing::warn!("BLE: bluetoothd restarted or stopped; registering again");
                         drop(handles);
                         deps.health.set_ble(BleHealth::WaitingForBluetoothd(
@@ -702,6 +703,33 @@ pub async fn run(
                     _ = tokio::time::sleep(IDLE_RETRY) => {}
                 }
             }
+        }
+    }
+}
+
+/// The unique name owning `org.bluez` now, if any.
+async fn bluez_owner(dbus: &zbus::fdo::DBusProxy<'_>) -> Option<String> {
+    let name = zbus::names::BusName::try_from("org.bluez").ok()?;
+    dbus.get_name_owner(name).await.ok().map(|o| o.to_string())
+}
+
+/// The next change of `org.bluez`'s owner that is not the bluetoothd this
+/// registration was made with taking the name. That event is often queued
+/// from before the registration (the old bluetoothd left and the new one
+/// came up during the retry pause); acting on it dropped a working
+/// registration and left a window in which the lock was found but had no
+/// services. Returns when the stream ends too (treated as a restart).
+async fn next_restart(
+    changes: &mut zbus::fdo::NameOwnerChangedStream,
+    registered_with: Option<&str>,
+) {
+    while let Some(change) = changes.next().await {
+        let ours = change.args().ok().is_some_and(|a| {
+            a.new_owner().as_ref().map(|o| o.as_str()) == registered_with
+                && registered_with.is_some()
+        });
+        if !ours {
+            return;
         }
     }
 }

@@ -732,7 +732,7 @@ async fn channel_slot_contenders_are_bounded() {
 /// The target dir is shared: a concurrent default-feature build may replace
 /// a binary at any time. Pin this build by copying it next to itself (the
 /// guest sees the host's tree, not its /tmp).
-fn pinned(built: &str, tag: &str) -> std::path::PathBuf {
+pub(crate) fn pinned(built: &str, tag: &str) -> std::path::PathBuf {
     let built = std::path::Path::new(built);
     let pinned = built.with_file_name(format!(
         "{}-{tag}-{}",
@@ -745,7 +745,7 @@ fn pinned(built: &str, tag: &str) -> std::path::PathBuf {
 
 /// Run a guest test's async body on a small runtime.
 #[cfg(feature = "board-linux")]
-fn block_on(body: impl std::future::Future<Output = ()>) {
+pub(crate) fn block_on(body: impl std::future::Future<Output = ()>) {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -1205,7 +1205,7 @@ use crate::daemon_common;
 mod wpa_double;
 
 #[cfg(feature = "board-linux")]
-mod guest_daemon {
+pub(crate) mod guest_daemon {
     use std::time::{Duration, Instant as StdInstant};
 
     use latchd::app::client::PairingSecret;
@@ -1219,7 +1219,7 @@ mod guest_daemon {
 
     pub(super) const SERIAL: &str = "LD-00BE";
 
-    async fn find_lock(central: &bluer::Adapter, d: &Daemon) -> gatt_client::Found {
+    pub(crate) async fn find_lock(central: &bluer::Adapter, d: &Daemon) -> gatt_client::Found {
         // bluetoothd may take a moment to (re)register the application and
         // a scan can end early (the adapter resetting); keep scanning. The
         // deadline only turns a hang into a failure with the daemon's log.
@@ -1266,8 +1266,12 @@ mod guest_daemon {
     }
 
     /// The real `latchd` (sim board, `[ble]` on hci0, wpa_supplicant
-    /// backend on the guest's system bus), past its first start.
-    pub(super) fn start_daemon(dir: &std::path::Path) -> (Daemon, VerificationCode) {
+    /// backend on the guest's system bus for `wifi_iface`), past its first
+    /// start.
+    pub(crate) fn start_daemon(
+        dir: &std::path::Path,
+        wifi_iface: &str,
+    ) -> (Daemon, VerificationCode) {
         let code = VerificationCode::generate(&mut OsRng);
         let state = dir.join("state");
         let config = dir.join("latchd.toml");
@@ -1279,7 +1283,7 @@ mod guest_daemon {
                  trust_system_clock = true\ntimedate_bus = \"off\"\n\
                  [sim]\nmotor_travel_ms = 100\n\
                  [ble]\nenabled = true\nadapter = \"hci0\"\n\
-                 [wifi]\nbackend = \"wpa_supplicant\"\ninterface = \"wlan0\"\nconnect_timeout_secs = 20\n",
+                 [wifi]\nbackend = \"wpa_supplicant\"\ninterface = \"{wifi_iface}\"\nconnect_timeout_secs = 20\n",
                 code.display().as_str()
             ),
         )
@@ -1306,7 +1310,7 @@ mod guest_daemon {
         let (_wpa, wpa_log) =
             wpa_double::serve_wpa_on(zbus::connection::Builder::system().unwrap()).await;
         let dir = tempfile::tempdir().unwrap();
-        let (d, code) = start_daemon(dir.path());
+        let (d, code) = start_daemon(dir.path(), "wlan0");
 
         let session = bluer::Session::new().await.unwrap();
         let central = session.adapter("hci1").unwrap();
@@ -1659,7 +1663,7 @@ mod guest_improv {
         let (_wpa, wpa_log) =
             wpa_double::serve_wpa_on(zbus::connection::Builder::system().unwrap()).await;
         let dir = tempfile::tempdir().unwrap();
-        let (d, _code) = start_daemon(dir.path());
+        let (d, _code) = start_daemon(dir.path(), "wlan0");
 
         let python = std::env::var("IMPROV_PYTHON").expect("IMPROV_PYTHON: the venv's python");
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vm/improv_client.py");
