@@ -693,6 +693,10 @@ impl Response {
                     s.alarms.lockout,
                     s.alarms.duress,
                     s.alarms.low_battery,
+                    s.alarms.jam,
+                    s.alarms.door_ajar,
+                    s.alarms.door_forced_open,
+                    s.alarms.module_swap,
                 ]));
                 w.0
             }
@@ -822,7 +826,8 @@ impl Response {
                 }
                 let [enabled, connected] = unbits::<2>(&mut r, "wifi flags")?;
                 let rssi_dbm = r.opt("rssi", |r, f| r.u8(f).map(|b| b as i8))?;
-                let [tamper, lockout, duress, low_battery] = unbits::<4>(&mut r, "alarms")?;
+                let [tamper, lockout, duress, low_battery, jam, door_ajar, door_forced_open, module_swap] =
+                    unbits::<8>(&mut r, "alarms")?;
                 Response::Status(StatusReport {
                     lock,
                     door,
@@ -838,6 +843,10 @@ impl Response {
                         lockout,
                         duress,
                         low_battery,
+                        jam,
+                        door_ajar,
+                        door_forced_open,
+                        module_swap,
                     },
                 })
             }

@@ -130,6 +130,70 @@ pub struct Alarms {
     pub duress: bool,
     /// Low battery (B-10.1).
     pub low_battery: bool,
+    /// The motor jammed (B-8.6).
+    pub jam: bool,
+    /// The door stayed open past the `door_ajar` setting (Matter `DoorAjar`).
+    pub door_ajar: bool,
+    /// The door opened with the bolt out (Matter `DoorForcedOpen`).
+    pub door_forced_open: bool,
+    /// The fingerprint module is not the lock's (issue 13 item 7).
+    pub module_swap: bool,
+}
+
+impl Alarms {
+    /// The active alarms by name, in the order of the wire bits.
+    pub fn names(&self) -> Vec<&'static str> {
+        [
+            (self.tamper, "tamper"),
+            (self.lockout, "lockout"),
+            (self.duress, "duress"),
+            (self.low_battery, "low_battery"),
+            (self.jam, "jam"),
+            (self.door_ajar, "door_ajar"),
+            (self.door_forced_open, "door_forced_open"),
+            (self.module_swap, "module_swap"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect()
+    }
+}
+
+impl StatusReport {
+    /// One line for a person, e.g. `lock Locked, door Closed, bolt
+    /// Extended, battery 80 %, Wi-Fi connected, alarms: jam`.
+    pub fn text(&self) -> String {
+        let alarms = self.alarms.names();
+        format!(
+            "lock {:?}, door {:?}, bolt {:?}, battery {} %, Wi-Fi {}, alarms: {}",
+            self.lock,
+            self.door,
+            self.bolt,
+            self.battery_percent,
+            if self.wifi.connected {
+                "connected"
+            } else {
+                "not connected"
+            },
+            if alarms.is_empty() {
+                "none".to_string()
+            } else {
+                alarms.join(", ")
+            }
+        )
+    }
+
+    /// The same for a program (`--json`).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "lock": format!("{:?}", self.lock).to_lowercase(),
+            "door": format!("{:?}", self.door).to_lowercase(),
+            "bolt": format!("{:?}", self.bolt).to_lowercase(),
+            "battery_percent": self.battery_percent,
+            "wifi_connected": self.wifi.connected,
+            "alarms": self.alarms.names(),
+        })
+    }
 }
 
 /// Wi-Fi state.
@@ -353,6 +417,10 @@ pub fn status_report(s: &Status) -> StatusReport {
             lockout: s.lockout_active,
             duress: has(event::AlarmKind::Duress),
             low_battery: s.low_battery,
+            jam: has(event::AlarmKind::Jam),
+            door_ajar: has(event::AlarmKind::DoorAjar),
+            door_forced_open: has(event::AlarmKind::DoorForcedOpen),
+            module_swap: has(event::AlarmKind::ModuleSwap),
         },
     }
 }

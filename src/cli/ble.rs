@@ -437,31 +437,9 @@ mod imp {
                     Response::Ok => writeln!(out, "ok")?,
                     Response::Status(s) => {
                         if json {
-                            writeln!(
-                                out,
-                                "{}",
-                                serde_json::json!({
-                                    "lock": format!("{:?}", s.lock).to_lowercase(),
-                                    "door": format!("{:?}", s.door).to_lowercase(),
-                                    "bolt": format!("{:?}", s.bolt).to_lowercase(),
-                                    "battery_percent": s.battery_percent,
-                                    "wifi_connected": s.wifi.connected,
-                                })
-                            )?;
+                            writeln!(out, "{}", s.json())?;
                         } else {
-                            writeln!(
-                                out,
-                                "lock {:?}, door {:?}, bolt {:?}, battery {} %, Wi-Fi {}",
-                                s.lock,
-                                s.door,
-                                s.bolt,
-                                s.battery_percent,
-                                if s.wifi.connected {
-                                    "connected"
-                                } else {
-                                    "not connected"
-                                }
-                            )?;
+                            writeln!(out, "{}", s.text())?;
                         }
                     }
                     Response::Error { code, detail } => {

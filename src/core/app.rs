@@ -275,12 +275,7 @@ impl Engine {
                 let code =
                     Passcode::parse(&digits).map_err(|e| AppError::BadPasscode(e.to_string()))?;
                 // A user has one duress code (B-1.2 spirit); a new one replaces it.
-                let old = self
-                    .dir
-                    .credentials
-                    .values()
-                    .find(|c| c.user == user && c.kind == CredentialKind::DuressPasscode)
-                    .map(|c| c.id);
+                let old = self.duress_credential(user);
                 if old.is_none() {
                     self.dir
                         .check_limits(user, CredentialKind::DuressPasscode)
