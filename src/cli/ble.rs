@@ -394,10 +394,10 @@ mod imp {
                     Response::Events { events, .. } => {
                         for e in events {
                             let line = format!(
-                                "{} {} {:?}{}",
+                                "{} {} {}{}",
                                 e.cursor,
                                 e.at.map(|t| t.0.to_string()).unwrap_or_else(|| "-".into()),
-                                e.kind,
+                                e.kind.name(),
                                 e.user.map(|u| format!(" user {u:03}")).unwrap_or_default()
                             );
                             if json {
@@ -407,7 +407,7 @@ mod imp {
                                     serde_json::json!({
                                         "cursor": e.cursor,
                                         "at": e.at.map(|t| t.0),
-                                        "kind": format!("{:?}", e.kind),
+                                        "kind": e.kind.name(),
                                         "user": e.user,
                                     })
                                 )?;

@@ -434,10 +434,10 @@ fn print(r: &Response, json: bool, out: &mut impl Write) -> Result<(), RemoteCli
                 .iter()
                 .map(|e| {
                     format!(
-                        "#{:<6} {:?}  {:?} user {:?}",
+                        "#{:<6} {:?}  {} user {:?}",
                         e.cursor,
                         e.at.map(|t| t.0),
-                        e.kind,
+                        e.kind.name(),
                         e.user
                     )
                 })
@@ -448,7 +448,7 @@ fn print(r: &Response, json: bool, out: &mut impl Write) -> Result<(), RemoteCli
                 .map(|e| json!({
                     "cursor": e.cursor,
                     "at": e.at.map(|t| t.0),
-                    "kind": format!("{:?}", e.kind),
+                    "kind": e.kind.name(),
                     "user": e.user,
                 }))
                 .collect::<Vec<_>>()),

@@ -224,6 +224,7 @@ impl Engine {
                     ..u.clone()
                 };
                 self.persist(out, vec![Change::PutUser(changed)]);
+                self.log(out, EventKind::ValidityChanged { user, validity });
                 Ok(AppOk::Done)
             }
             AppCommand::AddTempPasscode {
@@ -257,6 +258,14 @@ impl Engine {
                     one_time,
                 };
                 self.persist(out, vec![Change::PutTempPasscode(t)]);
+                self.log(
+                    out,
+                    EventKind::TempPasscodeCreated {
+                        id: id.0,
+                        validity,
+                        one_time,
+                    },
+                );
                 Ok(AppOk::TempPasscodeAdded(id))
             }
             AppCommand::RevokeTempPasscode(id) => {
@@ -264,6 +273,7 @@ impl Engine {
                     return Err(AppError::NotFound);
                 }
                 self.persist(out, vec![Change::DeleteTempPasscode(id)]);
+                self.log(out, EventKind::TempPasscodeRevoked { id: id.0 });
                 Ok(AppOk::Done)
             }
             AppCommand::SetDuressPasscode { user, digits } => {
