@@ -1567,7 +1567,7 @@ pub(crate) mod guest_daemon {
         let r = c
             .request(&owner, paired.lock_public, &Request::Unlock)
             .await
-            .unwrap();
+            .unwrap_or_else(|e| panic!("unlock after restart: {e}\n{}", d.log_text()));
         assert_eq!(r, Response::Ok);
         assert!(
             d.log_text().contains("registering again"),
