@@ -10,7 +10,7 @@
 //!  │   rx  …6802  write (with response only)     ─► ChannelConn::on_write (app/)     │
 //!  │   tx  …6803  notify                         ◄─ fragments (pair reply, accept, …)   │
 //!  │ Improv service  00467768-6228-2272-4663-277478268000                               │
-//!  │   8001 state (read, notify) · 8002 error (read, notify) · 8003 RPC (write)         │
+//!  │   8001 state (read, notify) · 8002 error (read, notify) · 8003 RPC (write, w/o rsp)│
 //!  │   8004 RPC result (read, notify) · 8005 capabilities (read)                        │
 //!  │      RPC "Wi-Fi settings" ─► WifiBackend::apply ─► Improv::on_connect_result       │
 //!  └────────────────────────────────────────────────────────────────────────────────────┘
@@ -34,12 +34,23 @@
 //! ```
 //!
 //! Authorisation for pairing and for Improv is the engine's pairing mode
-//! (physical presence, B-5.1), read at the moment of each request.
+//! (physical presence, B-5.1), read at the moment of each request and by
+//! the sentry every tick.
+//!
+//! The advertisement (legacy, 31 bytes: flags 3 + the Improv 128-bit UUID
+//! 18 + Improv service data under 0x4677, 2 + 2 + 6 = 31; bluetoothd puts
+//! the name in the scan response) is registered again whenever the Improv
+//! state changes, so a scanning client sees the state without connecting:
+//!
+//! ```text
+//!  Improv Output::State ─► Shared::advertise ─► service data changed? ─► drop the
+//!                                                 old advertisement, register the new
+//! ```
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bluer::adv::{Advertisement, Type as AdvType};
+use bluer::adv::{Advertisement, AdvertisementHandle, Type as AdvType};
 use bluer::gatt::local::{
     Application, Characteristic, CharacteristicNotifier, CharacteristicNotify,
     CharacteristicNotifyMethod, CharacteristicRead, CharacteristicWrite, CharacteristicWriteMethod,
@@ -156,6 +167,11 @@ pub struct Shared {
     channel: Mutex<ChannelState>,
     improv: Mutex<Improv>,
     improv_notify: Mutex<ImprovNotifiers>,
+    /// The registered advertisement and the Improv service data it
+    /// carries; replaced when that data changes.
+    adv: Mutex<Option<(AdvertisementHandle, [u8; 6])>>,
+    /// Advertised name, `latchd-XXXX`.
+    local_name: String,
     /// The guard's clock: real time since registration (the radio's
     /// connections age in real time whatever the engine's clock says).
     started: std::time::Instant,
@@ -323,6 +339,12 @@ impl Shared {
                 tracing::info!(%p, "BLE: ending an idle or unauthenticated connection");
                 self.disconnect(p).await;
             }
+            // Pairing mode starting or ending shows in the advertised
+            // Improv state within a tick, with nobody connected.
+            self.refresh_authorization().await;
+            if let Err(e) = self.advertise().await {
+                tracing::warn!("BLE: cannot advertise: {e}");
+            }
         }
     }
 
@@ -345,7 +367,12 @@ impl Shared {
                         &mut self.improv_notify.lock().await.state,
                         vec![vec![s as u8]],
                     )
-                    .await
+                    .await;
+                    if let Err(e) = self.advertise().await {
+                        // The old advertisement is gone; the sentry tries
+                        // again every tick.
+                        tracing::warn!("BLE: cannot advertise Improv state {s:?}: {e}");
+                    }
                 }
                 Output::Error(e) => {
                     notify_all(
@@ -410,6 +437,24 @@ impl Shared {
                 }
             }
         }
+    }
+
+    /// Advertise the Improv service data as it is now; a no-op when the
+    /// registered advertisement already carries it.
+    async fn advertise(&self) -> Result<(), GattError> {
+        let mut adv = self.adv.lock().await;
+        let data = self.improv.lock().await.service_data();
+        if matches!(&*adv, Some((_, d)) if *d == data) {
+            return Ok(());
+        }
+        // Unregister first: a controller may hold one advertising set only.
+        *adv = None;
+        let handle = self
+            .adapter
+            .advertise(advertisement(&self.local_name, data)?)
+            .await?;
+        *adv = Some((handle, data));
+        Ok(())
     }
 
     async fn refresh_authorization(self: &Arc<Self>) {
@@ -516,10 +561,12 @@ fn application(shared: &Arc<Shared>) -> Result<Application, GattError> {
     let rpc = Characteristic {
         uuid: uuid(improv::RPC_COMMAND_UUID)?,
         write: Some(CharacteristicWrite {
-            // With response only: BlueZ hands each write to its own
-            // callback, and only an acknowledged write keeps fragments in
-            // order.
+            // Improv allows both. A client writing a split command without
+            // response gets no ordering guarantee from BlueZ's per-write
+            // callbacks; fragments out of order fail the checksum (error
+            // "invalid RPC"), never run.
             write: true,
+            write_without_response: true,
             method: CharacteristicWriteMethod::Fun(Box::new(move |value, req| {
                 let s = ch.clone();
                 let peer = req.device_address;
@@ -542,7 +589,9 @@ fn application(shared: &Arc<Shared>) -> Result<Application, GattError> {
     };
     let result = Characteristic {
         uuid: uuid(improv::RPC_RESULT_UUID)?,
-        read: Some(read_fun(shared, |_| async { Vec::new() }.boxed())),
+        read: Some(read_fun(shared, |s| {
+            async move { s.improv.lock().await.last_result().to_vec() }.boxed()
+        })),
         notify: Some(notify_into(shared, |n| &mut n.result)),
         ..Default::default()
     };
@@ -572,6 +621,22 @@ fn application(shared: &Arc<Shared>) -> Result<Application, GattError> {
     })
 }
 
+/// The advertisement: the Improv service UUID and its service data
+/// (`[state, capabilities, 0, 0, 0, 0]` under 0x4677), which is what Improv
+/// clients (Home Assistant's filter) look for, and the name, which our app
+/// looks for and bluetoothd sends in the scan response (31 bytes hold the
+/// flags, the UUID and the service data, nothing more).
+fn advertisement(local_name: &str, service_data: [u8; 6]) -> Result<Advertisement, GattError> {
+    Ok(Advertisement {
+        advertisement_type: AdvType::Peripheral,
+        service_uuids: BTreeSet::from([uuid(improv::SERVICE_UUID)?]),
+        service_data: [(uuid(improv::SERVICE_DATA_UUID)?, service_data.to_vec())].into(),
+        local_name: Some(local_name.to_owned()),
+        discoverable: Some(true),
+        ..Default::default()
+    })
+}
+
 /// Register, advertise and serve until `shutdown`; register again each
 /// time bluetoothd restarts. Returns only on shutdown or if the system bus
 /// itself cannot be reached.
@@ -593,13 +658,14 @@ pub async fn run(
         match serve_once(&config, &deps).await {
             Ok(handles) => {
                 tracing::info!(name = %config.local_name, "BLE: GATT application registered");
+                let registered_with = bluez_owner(&dbus).await;
                 // Serve until bluetoothd changes hands (restart) or we stop.
                 tokio::select! {
                     _ = shutdown.cancelled() => {
                         drop(handles);
                         return Ok(());
                     }
-                    _ = owner_changes.next() => {
+                    _ = next_restart(&mut owner_changes, registered_with.as_deref()) => {
                         tracing::warn!("BLE: bluetoothd restarted or stopped; registering again");
                         drop(handles);
                         deps.health.set_ble(BleHealth::WaitingForBluetoothd(
@@ -641,6 +707,33 @@ pub async fn run(
     }
 }
 
+/// The unique name owning `org.bluez` now, if any.
+async fn bluez_owner(dbus: &zbus::fdo::DBusProxy<'_>) -> Option<String> {
+    let name = zbus::names::BusName::try_from("org.bluez").ok()?;
+    dbus.get_name_owner(name).await.ok().map(|o| o.to_string())
+}
+
+/// The next change of `org.bluez`'s owner that is not the bluetoothd this
+/// registration was made with taking the name. That event is often queued
+/// from before the registration (the old bluetoothd left and the new one
+/// came up during the retry pause); acting on it dropped a working
+/// registration and left a window in which the lock was found but had no
+/// services. Returns when the stream ends too (treated as a restart).
+async fn next_restart(
+    changes: &mut zbus::fdo::NameOwnerChangedStream,
+    registered_with: Option<&str>,
+) {
+    while let Some(change) = changes.next().await {
+        let ours = change.args().ok().is_some_and(|a| {
+            a.new_owner().as_ref().map(|o| o.as_str()) == registered_with
+                && registered_with.is_some()
+        });
+        if !ours {
+            return;
+        }
+    }
+}
+
 /// What a failed registration means for `BleState`: bluetoothd absent
 /// from the bus (waiting for it), no adapter (unavailable), or a failure
 /// with bluetoothd there.
@@ -664,8 +757,7 @@ async fn verdict(dbus: &zbus::fdo::DBusProxy<'_>, e: &GattError) -> BleHealth {
 /// A live registration; dropping it unregisters (and stops the sentry).
 pub struct Handles {
     _app: bluer::gatt::local::ApplicationHandle,
-    _adv: bluer::adv::AdvertisementHandle,
-    _shared: Arc<Shared>,
+    shared: Arc<Shared>,
     _session: bluer::Session,
     sentry: tokio::task::JoinHandle<()>,
 }
@@ -673,6 +765,11 @@ pub struct Handles {
 impl Drop for Handles {
     fn drop(&mut self) {
         self.sentry.abort();
+        // Characteristic callbacks hold `shared` too: end the advertisement
+        // here, not when the last of them goes.
+        if let Ok(mut adv) = self.shared.adv.try_lock() {
+            adv.take();
+        }
     }
 }
 
@@ -703,21 +800,14 @@ pub async fn serve_once(config: &GattConfig, deps: &GattDeps) -> Result<Handles,
         }),
         improv: Mutex::new(Improv::new(deps.device_info.clone())),
         improv_notify: Mutex::new(ImprovNotifiers::default()),
+        adv: Mutex::new(None),
+        local_name: config.local_name.clone(),
         started: std::time::Instant::now(),
     });
     let app = adapter
         .serve_gatt_application(application(&shared)?)
         .await?;
-    let adv = Advertisement {
-        advertisement_type: AdvType::Peripheral,
-        // Two 128-bit UUIDs do not fit a legacy advertisement next to the
-        // name; Improv clients filter on its UUID, our app on the name.
-        service_uuids: BTreeSet::from([uuid(improv::SERVICE_UUID)?]),
-        local_name: Some(config.local_name.clone()),
-        discoverable: Some(true),
-        ..Default::default()
-    };
-    let adv = adapter.advertise(adv).await?;
+    shared.advertise().await?;
     let sentry = tokio::spawn(shared.clone().sentry());
     deps.health.set_ble(BleHealth::Registered {
         app_connected: false,
@@ -725,8 +815,7 @@ pub async fn serve_once(config: &GattConfig, deps: &GattDeps) -> Result<Handles,
     Ok(Handles {
         sentry,
         _app: app,
-        _adv: adv,
-        _shared: shared,
+        shared,
         _session: session,
     })
 }

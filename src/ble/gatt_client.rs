@@ -387,14 +387,11 @@ impl LockClient {
         rpc.write(&improv::encode_packet(improv::cmd::SCAN, &[]))
             .await?;
         let wait = async {
-            let mut found = Vec::new();
             loop {
                 tokio::select! {
+                    // Improv 2.2: the whole list in one result.
                     r = results.next() => match r {
-                        Some(packet) => match improv::decode_scan_result(&packet)? {
-                            Some(n) => found.push(n),
-                            None => return Ok(found),
-                        },
+                        Some(packet) => return Ok(improv::decode_scan_results(&packet)?),
                         None => return Err(GattClientError::Disconnected),
                     },
                     e = errors.next() => match e.and_then(|v| v.first().copied()) {

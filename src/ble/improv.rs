@@ -1,6 +1,7 @@
-//! Improv Wi-Fi over BLE (<https://www.improv-wifi.com/ble/>), sans-IO: the
-//! open provisioning standard the app (or any Improv client, e.g. a browser)
-//! uses to give the lock its 2.4 GHz Wi-Fi credentials during pairing (B-5.1).
+//! Improv Wi-Fi over BLE (<https://www.improv-wifi.com/ble/>, revision 2.2),
+//! sans-IO: the open provisioning standard Home Assistant
+//! (`py-improv-ble-client`), browsers and the app use to give the lock its
+//! 2.4 GHz Wi-Fi credentials during pairing (B-5.1).
 //!
 //! GATT service `00467768-6228-2272-4663-277478268000`:
 //!
@@ -8,28 +9,43 @@
 //! |---|---|---|---|
 //! | current state  | …8001 | read, notify | one byte, [`State`] |
 //! | error state    | …8002 | read, notify | one byte, [`ErrorState`] |
-//! | RPC command    | …8003 | write        | `[cmd, len, data…, checksum]` |
-//! | RPC result     | …8004 | read, notify | `[cmd, len, strings…, checksum]` |
-//! | capabilities   | …8005 | read         | bit 0 = identify supported |
+//! | RPC command    | …8003 | write, write without response | `[cmd, len, data…, checksum]` |
+//! | RPC result     | …8004 | read, notify | `[cmd, len, strings…, checksum]` (read: the last result) |
+//! | capabilities   | …8005 | read         | [`CAPABILITY_IDENTIFY`] \| [`CAPABILITY_DEVICE_INFO`] \| [`CAPABILITY_SCAN`] |
+//!
+//! The advertisement carries the service UUID and, under the 16-bit UUID
+//! `0x4677` ([`SERVICE_DATA_UUID`]), the service data
+//! [`Improv::service_data`] `[state, capabilities, 0, 0, 0, 0]` (Improv
+//! 2.0), renewed on every state change: Home Assistant's discovery filter
+//! (`improv_ble_client.device_filter`) needs both, and offers the device
+//! only while the state is not provisioning or provisioned.
 //!
 //! `checksum` is the low byte of the sum of every preceding byte. A command
 //! may arrive split over several writes; bytes are buffered (at most
-//! 258 = 2 + 255 + 1) until `len + 3` bytes are there.
+//! 258 = 2 + 255 + 1) until `len + 3` bytes are there. Every RPC answers
+//! with one result packet: device info four strings (firmware, version,
+//! hardware, device name), a scan `ssid, rssi, auth` triples (auth `YES` /
+//! `NO`, as many as fit 255 data bytes, in the backend's order: strongest
+//! first), Wi-Fi settings the redirect URL or no string.
 //!
 //! ```text
 //!   AuthorizationRequired ──pairing mode on (physical presence: SET held)──► Authorized
-//!          ▲   pairing mode off                                                 │
-//!          └────────────────────────────────────────────────────────────────────┤
-//!                                                           send Wi-Fi settings │
-//!                                                                               ▼
+//!          ▲   pairing mode off                                                 │ ▲
+//!          └────────────────────────────────────────────────────────────────────┤ │ pairing mode on
+//!                                                           send Wi-Fi settings │ │ (set up again)
+//!                                                                               ▼ │
 //!   Provisioned ◄──connect Ok (RPC result: redirect URL)── Provisioning ──► Output::ApplyCredentials
 //!                  connect Err → error 0x03, back to Authorized (or AuthorizationRequired)
 //! ```
 //!
 //! Authorisation is the lock's pairing mode, decided by the engine and
 //! passed in with [`Improv::set_authorized`]; Wi-Fi settings and scans are
-//! refused with error 0x04 without it. The caller applies the credentials
-//! (the `wifi` service) and reports back with [`Improv::on_connect_result`].
+//! refused with error 0x04 without it. Identify and device info need none
+//! (the spec's rule; the engine rate-limits identify). The caller applies
+//! the credentials (the `wifi` service) and reports back with
+//! [`Improv::on_connect_result`]. Hostname and device name (RPC 0x05,
+//! 0x06: revisions 2.3, 2.4) are not offered: their capability bit is clear
+//! and the commands answer "unknown RPC".
 
 use thiserror::Error;
 use zeroize::Zeroizing;
@@ -46,8 +62,15 @@ pub const RPC_COMMAND_UUID: &str = "00467768-6228-2272-4663-277478268003";
 pub const RPC_RESULT_UUID: &str = "00467768-6228-2272-4663-277478268004";
 /// Capabilities characteristic.
 pub const CAPABILITIES_UUID: &str = "00467768-6228-2272-4663-277478268005";
-/// Capability bit: the device can identify itself (the lock plays a prompt).
+/// The 16-bit UUID `0x4677` the advertisement's service data is filed
+/// under, in its 128-bit form (as bluer and bleak spell it).
+pub const SERVICE_DATA_UUID: &str = "00004677-0000-1000-8000-00805f9b34fb";
+/// Capability bit 0: identify (the lock plays a prompt).
 pub const CAPABILITY_IDENTIFY: u8 = 0x01;
+/// Capability bit 1: device info (RPC 0x03, Improv 2.1).
+pub const CAPABILITY_DEVICE_INFO: u8 = 0x02;
+/// Capability bit 2: Wi-Fi scan (RPC 0x04, Improv 2.2).
+pub const CAPABILITY_SCAN: u8 = 0x04;
 
 /// Largest buffered command: command + length + 255 data bytes + checksum.
 pub const MAX_RPC_PACKET: usize = 258;
@@ -247,33 +270,37 @@ fn split_packet(packet: &[u8]) -> Result<(u8, &[u8]), RpcError> {
     Ok((*command, data))
 }
 
-/// One scan result packet (`[ssid, rssi, "YES"/"NO"]`) as a network;
-/// `Ok(None)` for the empty packet that ends the list.
-pub fn decode_scan_result(packet: &[u8]) -> Result<Option<ScannedNetwork>, RpcError> {
+/// The scan result packet (`ssid, rssi, YES/NO` triples) as networks, in
+/// the order the lock sent them; empty when it heard none.
+pub fn decode_scan_results(packet: &[u8]) -> Result<Vec<ScannedNetwork>, RpcError> {
     let (command, strings) = decode_result(packet)?;
     if command != cmd::SCAN {
         return Err(RpcError::UnknownCommand(command));
     }
-    match strings.as_slice() {
-        [] => Ok(None),
-        [ssid, rssi, auth] => {
-            let rssi_dbm = std::str::from_utf8(rssi)
+    if strings.len() % 3 != 0 {
+        return Err(RpcError::BadData(
+            "a scan result holds ssid, rssi, auth triples",
+        ));
+    }
+    strings
+        .chunks(3)
+        .map(|t| {
+            let rssi_dbm = std::str::from_utf8(&t[1])
                 .ok()
                 .and_then(|r| r.parse::<i8>().ok())
                 .ok_or(RpcError::BadData("RSSI is not a number of dBm"))?;
-            let auth_required = match auth.as_slice() {
+            let auth_required = match t[2].as_slice() {
                 b"YES" => true,
                 b"NO" => false,
                 _ => return Err(RpcError::BadData("auth-required is neither YES nor NO")),
             };
-            Ok(Some(ScannedNetwork {
-                ssid: ssid.clone(),
+            Ok(ScannedNetwork {
+                ssid: t[0].clone(),
                 rssi_dbm,
                 auth_required,
-            }))
-        }
-        _ => Err(RpcError::BadData("a scan result has three strings")),
-    }
+            })
+        })
+        .collect()
 }
 
 /// What the device-info command reports.
@@ -329,6 +356,9 @@ pub struct Improv {
     error: ErrorState,
     authorized: bool,
     buf: Vec<u8>,
+    /// The last RPC result, for a client that reads the characteristic
+    /// instead of (or after) the notification.
+    last_result: Vec<u8>,
     info: DeviceInfo,
 }
 
@@ -340,6 +370,7 @@ impl Improv {
             error: ErrorState::NoError,
             authorized: false,
             buf: Vec::new(),
+            last_result: Vec::new(),
             info,
         }
     }
@@ -354,14 +385,27 @@ impl Improv {
         self.error
     }
 
-    /// Capabilities byte.
+    /// Capabilities byte: every command this service answers (a client
+    /// refuses to send one whose bit is clear).
     pub fn capabilities(&self) -> u8 {
-        CAPABILITY_IDENTIFY
+        CAPABILITY_IDENTIFY | CAPABILITY_DEVICE_INFO | CAPABILITY_SCAN
     }
 
-    /// Service data for the advertisement: `[state, capabilities, 0, 0, 0, 0]`.
+    /// Service data for the advertisement: `[state, capabilities, 0, 0, 0,
+    /// 0]` (Improv 2.0: six bytes, the last four reserved).
     pub fn service_data(&self) -> [u8; 6] {
         [self.state as u8, self.capabilities(), 0, 0, 0, 0]
+    }
+
+    /// The last RPC result (empty before the first, and after a
+    /// disconnection).
+    pub fn last_result(&self) -> &[u8] {
+        &self.last_result
+    }
+
+    fn result(&mut self, packet: Vec<u8>, out: &mut Vec<Output>) {
+        self.last_result.clone_from(&packet);
+        out.push(Output::Result(packet));
     }
 
     fn set_state(&mut self, s: State, out: &mut Vec<Output>) {
@@ -378,23 +422,31 @@ impl Improv {
         }
     }
 
-    /// The engine's pairing mode changed (physical presence at the lock).
+    /// The engine's pairing mode, read now (physical presence at the
+    /// lock). Only a change moves the state: pairing mode starting makes
+    /// even a provisioned lock Authorized (the owner is setting it up again,
+    /// and Home Assistant offers only a lock that is not provisioned);
+    /// ending it returns an Authorized lock to AuthorizationRequired.
     pub fn set_authorized(&mut self, pairing_mode_active: bool) -> Vec<Output> {
         let mut out = Vec::new();
-        self.authorized = pairing_mode_active;
-        match (pairing_mode_active, self.state) {
-            (true, State::AuthorizationRequired) => self.set_state(State::Authorized, &mut out),
-            (false, State::Authorized) => self.set_state(State::AuthorizationRequired, &mut out),
-            // A connection attempt under way finishes; a provisioned lock
-            // stays provisioned.
+        let was = std::mem::replace(&mut self.authorized, pairing_mode_active);
+        match (was, pairing_mode_active, self.state) {
+            // A connection attempt under way finishes first.
+            (_, _, State::Provisioning) => {}
+            (false, true, _) => self.set_state(State::Authorized, &mut out),
+            (true, false, State::Authorized) => {
+                self.set_state(State::AuthorizationRequired, &mut out)
+            }
             _ => {}
         }
         out
     }
 
-    /// The client disconnected: drop any half-received packet.
+    /// The client disconnected: drop any half-received packet and the
+    /// last result (the next client starts clean).
     pub fn on_disconnect(&mut self) {
         self.buf.clear();
+        self.last_result.clear();
     }
 
     /// Bytes written to the RPC-command characteristic.
@@ -433,7 +485,7 @@ impl Improv {
             }
             Command::DeviceInfo => {
                 self.set_error(ErrorState::NoError, out);
-                out.push(Output::Result(encode_packet(
+                let packet = encode_packet(
                     cmd::DEVICE_INFO,
                     &[
                         self.info.firmware.as_bytes(),
@@ -441,7 +493,8 @@ impl Improv {
                         self.info.hardware.as_bytes(),
                         self.info.device_name.as_bytes(),
                     ],
-                )));
+                );
+                self.result(packet, out);
             }
             Command::Scan => {
                 if !self.authorized {
@@ -479,7 +532,8 @@ impl Improv {
             Ok(url) => {
                 self.set_state(State::Provisioned, &mut out);
                 let strings: Vec<&[u8]> = url.iter().map(|u| u.as_bytes()).collect();
-                out.push(Output::Result(encode_packet(cmd::WIFI_SETTINGS, &strings)));
+                let packet = encode_packet(cmd::WIFI_SETTINGS, &strings);
+                self.result(packet, &mut out);
             }
             Err(()) => {
                 self.set_error(ErrorState::UnableToConnect, &mut out);
@@ -494,18 +548,31 @@ impl Improv {
         out
     }
 
-    /// The outcome of [`Output::Scan`]: one result packet per network
-    /// (`[ssid, rssi, "YES"/"NO"]`), then an empty one that ends the list.
+    /// The outcome of [`Output::Scan`]: one result packet of `ssid, rssi,
+    /// YES/NO` triples in the order given (strongest first), as many whole
+    /// triples as fit the 255 data bytes (a client reads one result per
+    /// command); none heard is a packet with no strings.
     pub fn on_scan_result(&mut self, networks: &[ScannedNetwork]) -> Vec<Output> {
-        let mut out: Vec<Output> = networks
+        let mut out = Vec::new();
+        let mut room = 255usize;
+        let mut rows: Vec<(&[u8], String, &[u8])> = Vec::new();
+        for n in networks {
+            let rssi = n.rssi_dbm.to_string();
+            let auth: &[u8] = if n.auth_required { b"YES" } else { b"NO" };
+            let len = 3 + n.ssid.len() + rssi.len() + auth.len();
+            if len > room {
+                // What does not fit is the weakest.
+                break;
+            }
+            room -= len;
+            rows.push((n.ssid.as_slice(), rssi, auth));
+        }
+        let strings: Vec<&[u8]> = rows
             .iter()
-            .map(|n| {
-                let rssi = n.rssi_dbm.to_string();
-                let auth: &[u8] = if n.auth_required { b"YES" } else { b"NO" };
-                Output::Result(encode_packet(cmd::SCAN, &[&n.ssid, rssi.as_bytes(), auth]))
-            })
+            .flat_map(|(s, r, a)| [*s, r.as_bytes(), *a])
             .collect();
-        out.push(Output::Result(encode_packet(cmd::SCAN, &[])));
+        let packet = encode_packet(cmd::SCAN, &strings);
+        self.result(packet, &mut out);
         out
     }
 
@@ -654,62 +721,98 @@ mod tests {
         );
     }
 
+    fn net(ssid: &[u8], rssi_dbm: i8, auth_required: bool) -> ScannedNetwork {
+        ScannedNetwork {
+            ssid: ssid.to_vec(),
+            rssi_dbm,
+            auth_required,
+        }
+    }
+
+    fn only_result(out: &[Output]) -> &[u8] {
+        match out {
+            [Output::Result(p)] => p,
+            other => panic!("expected one result, got {other:?}"),
+        }
+    }
+
+    /// Improv 2.2, "Request scanned Wi-Fi networks": one RPC result whose
+    /// strings are `ssid, rssi, auth` triples (py-improv-ble-client's
+    /// `ScanWifiRes` reads exactly one result per command).
     #[test]
-    fn scan_results_end_with_an_empty_packet() {
+    fn scan_results_are_one_packet_of_triples() {
         let mut imp = Improv::new(info());
-        let out = imp.on_scan_result(&[ScannedNetwork {
-            ssid: b"home".to_vec(),
-            rssi_dbm: -60,
-            auth_required: true,
-        }]);
-        assert_eq!(out.len(), 2);
-        assert_eq!(
-            out[0],
-            Output::Result(encode_packet(cmd::SCAN, &[b"home", b"-60", b"YES"]))
-        );
-        assert_eq!(out[1], Output::Result(vec![cmd::SCAN, 0, cmd::SCAN]));
+        let out = imp.on_scan_result(&[net(b"home", -60, true), net(b"cafe", -71, false)]);
+        let expected = [
+            &[cmd::SCAN, 25][..],
+            &[4],
+            b"home",
+            &[3],
+            b"-60",
+            &[3],
+            b"YES",
+            &[4],
+            b"cafe",
+            &[3],
+            b"-71",
+            &[2],
+            b"NO",
+        ]
+        .concat();
+        let mut expected = expected;
+        expected.push(checksum(&expected));
+        assert_eq!(only_result(&out), expected.as_slice());
+        assert_eq!(imp.last_result(), expected.as_slice());
+        // None heard: a result with no strings, not silence.
+        let out = imp.on_scan_result(&[]);
+        assert_eq!(only_result(&out), &[cmd::SCAN, 0, cmd::SCAN]);
+    }
+
+    #[test]
+    fn scan_results_keep_the_strongest_that_fit_255_bytes() {
+        let mut imp = Improv::new(info());
+        // 32-byte SSIDs: 3 + 32 + 3 + 3 = 41 bytes a triple, 6 fit in 255.
+        let nets: Vec<ScannedNetwork> = (0..10u8)
+            .map(|i| net(&[b'a' + i; 32], -40 - i as i8, true))
+            .collect();
+        let out = imp.on_scan_result(&nets);
+        let packet = only_result(&out);
+        assert!(packet.len() <= MAX_RPC_PACKET);
+        let decoded = decode_scan_results(packet).expect("decodes");
+        assert_eq!(decoded, nets[..6].to_vec());
     }
 
     #[test]
     fn scan_results_decode_as_they_were_encoded() {
         let mut imp = Improv::new(info());
         let nets = [
-            ScannedNetwork {
-                ssid: b"home".to_vec(),
-                rssi_dbm: -45,
-                auth_required: true,
-            },
-            ScannedNetwork {
-                ssid: vec![0xe2, 0x98, 0x95, 0xff],
-                rssi_dbm: -90,
-                auth_required: false,
-            },
+            net(b"home", -45, true),
+            net(&[0xe2, 0x98, 0x95, 0xff], -90, false),
         ];
         let out = imp.on_scan_result(&nets);
-        let decoded: Vec<Option<ScannedNetwork>> = out
-            .iter()
-            .map(|o| match o {
-                Output::Result(p) => decode_scan_result(p).expect("decodes"),
-                other => panic!("{other:?}"),
-            })
-            .collect();
         assert_eq!(
-            decoded,
-            vec![Some(nets[0].clone()), Some(nets[1].clone()), None]
+            decode_scan_results(only_result(&out)).expect("decodes"),
+            nets.to_vec()
         );
         let mut bad = encode_packet(cmd::SCAN, &[b"home", b"loud", b"YES"]);
         assert!(matches!(
-            decode_scan_result(&bad),
+            decode_scan_results(&bad),
             Err(RpcError::BadData(_))
         ));
+        assert_eq!(
+            decode_scan_results(&encode_packet(cmd::SCAN, &[b"home", b"-1"])),
+            Err(RpcError::BadData(
+                "a scan result holds ssid, rssi, auth triples"
+            ))
+        );
         let n = bad.len();
         bad[n - 1] ^= 1;
         assert!(matches!(
-            decode_scan_result(&bad),
+            decode_scan_results(&bad),
             Err(RpcError::Checksum { .. })
         ));
         assert!(matches!(
-            decode_scan_result(&encode_packet(cmd::DEVICE_INFO, &[])),
+            decode_scan_results(&encode_packet(cmd::DEVICE_INFO, &[])),
             Err(RpcError::UnknownCommand(cmd::DEVICE_INFO))
         ));
         // A string length running past the data, checksum right.
@@ -726,6 +829,105 @@ mod tests {
                 actual: 2
             })
         ));
+    }
+
+    /// Improv BLE spec, "Service data" (2.0): 16-bit UUID 4677, six bytes:
+    /// current state, capabilities, four reserved zero bytes. Capabilities
+    /// (characteristic 8005): bit 0 identify, bit 1 device info (2.1),
+    /// bit 2 Wi-Fi scan (2.2), bit 3 hostname (2.3, not offered).
+    #[test]
+    fn service_data_and_capabilities_follow_the_spec_layout() {
+        assert_eq!(
+            SERVICE_DATA_UUID, "00004677-0000-1000-8000-00805f9b34fb",
+            "the 16-bit UUID 0x4677 on the Bluetooth base UUID"
+        );
+        let mut imp = Improv::new(info());
+        assert_eq!(imp.capabilities(), 0b0000_0111);
+        assert_eq!(imp.service_data(), [0x01, 0x07, 0, 0, 0, 0]);
+        imp.set_authorized(true);
+        assert_eq!(imp.service_data(), [0x02, 0x07, 0, 0, 0, 0]);
+        imp.on_rpc_write(&wifi(b"home", b"password1"));
+        assert_eq!(imp.service_data(), [0x03, 0x07, 0, 0, 0, 0]);
+        imp.on_connect_result(Ok(None));
+        assert_eq!(imp.service_data(), [0x04, 0x07, 0, 0, 0, 0]);
+    }
+
+    /// Every state change is an [`Output::State`] (the caller renews the
+    /// advertisement on it): required → authorized → provisioning →
+    /// provisioned, and pairing mode again after provisioning → authorized
+    /// (set up again), its end → authorization required.
+    #[test]
+    fn every_state_change_is_reported() {
+        let mut imp = Improv::new(info());
+        assert_eq!(
+            imp.set_authorized(true),
+            vec![Output::State(State::Authorized)]
+        );
+        assert!(imp.set_authorized(true).is_empty(), "no change, no output");
+        let out = imp.on_rpc_write(&wifi(b"home", b"password1"));
+        assert!(out.contains(&Output::State(State::Provisioning)), "{out:?}");
+        // Pairing mode ending mid-join: the join finishes first.
+        assert!(imp.set_authorized(false).is_empty());
+        let out = imp.on_connect_result(Ok(None));
+        assert_eq!(out[0], Output::State(State::Provisioned));
+        assert!(imp.set_authorized(false).is_empty(), "stays provisioned");
+        assert_eq!(
+            imp.set_authorized(true),
+            vec![Output::State(State::Authorized)]
+        );
+        assert_eq!(
+            imp.set_authorized(false),
+            vec![Output::State(State::AuthorizationRequired)]
+        );
+    }
+
+    /// Improv 2.1 device info: one result, four strings in the order
+    /// firmware name, firmware version, hardware, device name; no
+    /// authorisation needed.
+    #[test]
+    fn device_info_is_four_strings_without_authorisation() {
+        let mut imp = Improv::new(DeviceInfo {
+            firmware: "latchd".into(),
+            version: "1.2.3".into(),
+            hardware: "rpi".into(),
+            device_name: "latchd-00BE".into(),
+        });
+        let out = imp.on_rpc_write(&[cmd::DEVICE_INFO, 0, cmd::DEVICE_INFO]);
+        let expected = [
+            &[cmd::DEVICE_INFO, 29, 6][..],
+            b"latchd",
+            &[5],
+            b"1.2.3",
+            &[3],
+            b"rpi",
+            &[11],
+            b"latchd-00BE",
+        ]
+        .concat();
+        let mut expected = expected;
+        expected.push(checksum(&expected));
+        assert_eq!(out, vec![Output::Result(expected.clone())]);
+        assert_eq!(imp.last_result(), expected.as_slice());
+        assert_eq!(imp.state(), State::AuthorizationRequired);
+        imp.on_disconnect();
+        assert!(imp.last_result().is_empty(), "the next client starts clean");
+    }
+
+    /// Wi-Fi settings result: the redirect URL as the one string, or no
+    /// string at all (py-improv-ble-client reads `redirect_url = None`).
+    #[test]
+    fn wifi_settings_result_carries_the_url_or_nothing() {
+        let mut imp = Improv::new(info());
+        imp.set_authorized(true);
+        imp.on_rpc_write(&wifi(b"home", b"password1"));
+        let out = imp.on_connect_result(Ok(None));
+        assert_eq!(
+            out,
+            vec![
+                Output::State(State::Provisioned),
+                Output::Result(vec![cmd::WIFI_SETTINGS, 0, cmd::WIFI_SETTINGS])
+            ]
+        );
     }
 
     #[test]

@@ -132,13 +132,17 @@ impl WpaSupplicant {
             .map_err(call_err("Get(State)"))?;
         let connected = state == "completed";
         let rssi_dbm = if connected {
-            let poll: HashMap<String, OwnedValue> = iface
-                .call("SignalPoll", &())
-                .await
-                .map_err(call_err("SignalPoll"))?;
-            poll.get("rssi")
-                .and_then(|v| i32::try_from(v).ok())
-                .and_then(|r| i16::try_from(r).ok())
+            // A joined link stays joined if its signal cannot be read.
+            match signal_poll(iface).await {
+                Ok(poll) => poll
+                    .get("rssi")
+                    .and_then(|v| i32::try_from(v).ok())
+                    .and_then(|r| i16::try_from(r).ok()),
+                Err(e) => {
+                    tracing::warn!("wpa_supplicant: no signal reading: {e}");
+                    None
+                }
+            }
         } else {
             None
         };
@@ -239,6 +243,25 @@ impl WpaSupplicant {
         }
         result
     }
+}
+
+/// `Interface.SignalPoll`. The real wpa_supplicant (2.10) answers a
+/// variant holding the `a{sv}` (reply signature `v`), not the `a{sv}` its
+/// documentation shows; both are read (the join in the VM with the real
+/// supplicant failed on exactly this).
+async fn signal_poll(iface: &zbus::Proxy<'_>) -> Result<HashMap<String, OwnedValue>, WifiError> {
+    let reply = iface
+        .call_method("SignalPoll", &())
+        .await
+        .map_err(call_err("SignalPoll"))?;
+    let body = reply.body();
+    let parsed = if body.signature().to_string() == "v" {
+        body.deserialize::<OwnedValue>()
+            .and_then(|v| HashMap::<String, OwnedValue>::try_from(v).map_err(zbus::Error::Variant))
+    } else {
+        body.deserialize::<HashMap<String, OwnedValue>>()
+    };
+    parsed.map_err(call_err("SignalPoll"))
 }
 
 impl WpaSupplicant {

@@ -37,3 +37,4 @@ mod vm_power_cut;
 mod vm_power_cut_attempts;
 mod vm_smoke;
 mod vm_tpm;
+mod vm_wifi;

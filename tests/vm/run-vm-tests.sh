@@ -10,9 +10,12 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
 # Build dependencies of the `board-linux` feature (alsa, dbus/bluer, v4l's
-# bindgen); the rig's own packages are installed by run-in-vm.sh itself.
+# bindgen) and the Wi-Fi tools; the rig's own packages are installed by
+# run-in-vm.sh itself.
 missing=()
-for p in pkg-config libasound2-dev libdbus-1-dev libclang-dev; do
+# hostapd and wpasupplicant: the real Wi-Fi network of vm_wifi (the guest
+# runs the host's binaries on mac80211_hwsim radios).
+for p in pkg-config libasound2-dev libdbus-1-dev libclang-dev hostapd wpasupplicant; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
 if ((${#missing[@]})); then
@@ -24,6 +27,9 @@ fi
 # the tests start their VMs (they would otherwise race to build them; the
 # script serialises that with a lock, but the first test would look slow).
 tests/vm/run-in-vm.sh --prepare --video --sound --ble --gpio 1 --adc --tpm --systemd
+# Home Assistant's Improv client for vm_ble::daemon_improv_client_in_vm
+# (python3-venv from Debian if missing, the libraries from PyPI; cached).
+tests/vm/improv-venv.sh >/dev/null
 
 export LATCHD_VM_TESTS=1
 # Asked to run: a VM test that would skip fails instead (tests/vm/rig.rs),

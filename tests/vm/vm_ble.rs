@@ -19,6 +19,12 @@
 //!   shows the link; owner pairs, unlocks, reads events; a guest redeems a
 //!   code over the air and is refused `ListUsers`; bluetoothd restarts and
 //!   the daemon registers again by itself.
+//! * `daemon_improv_client_in_vm`: the same daemon against Home Assistant's
+//!   Improv client (`py-improv-ble-client` on `bleak`, venv from
+//!   `tests/vm/improv-venv.sh`) run by `tests/vm/improv_client.py` on hci1:
+//!   found by the library's `device_filter`, the advertised service data
+//!   following authorization required → authorized → provisioned,
+//!   `need_authorization`, device info, identify, scan, provision.
 //!
 //! Run: `LATCHD_VM_TESTS=1 cargo test --all-features --test vm vm_ble:: -- --test-threads=1`
 #[path = "../spec/harness.rs"]
@@ -726,7 +732,7 @@ async fn channel_slot_contenders_are_bounded() {
 /// The target dir is shared: a concurrent default-feature build may replace
 /// a binary at any time. Pin this build by copying it next to itself (the
 /// guest sees the host's tree, not its /tmp).
-fn pinned(built: &str, tag: &str) -> std::path::PathBuf {
+pub(crate) fn pinned(built: &str, tag: &str) -> std::path::PathBuf {
     let built = std::path::Path::new(built);
     let pinned = built.with_file_name(format!(
         "{}-{tag}-{}",
@@ -739,7 +745,7 @@ fn pinned(built: &str, tag: &str) -> std::path::PathBuf {
 
 /// Run a guest test's async body on a small runtime.
 #[cfg(feature = "board-linux")]
-fn block_on(body: impl std::future::Future<Output = ()>) {
+pub(crate) fn block_on(body: impl std::future::Future<Output = ()>) {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -1199,7 +1205,7 @@ use crate::daemon_common;
 mod wpa_double;
 
 #[cfg(feature = "board-linux")]
-mod guest_daemon {
+pub(crate) mod guest_daemon {
     use std::time::{Duration, Instant as StdInstant};
 
     use latchd::app::client::PairingSecret;
@@ -1211,9 +1217,9 @@ mod guest_daemon {
     use super::wpa_double::{self, GOOD_PSK, RSSI_DBM};
     use super::*;
 
-    const SERIAL: &str = "LD-00BE";
+    pub(super) const SERIAL: &str = "LD-00BE";
 
-    async fn find_lock(central: &bluer::Adapter, d: &Daemon) -> gatt_client::Found {
+    pub(crate) async fn find_lock(central: &bluer::Adapter, d: &Daemon) -> gatt_client::Found {
         // bluetoothd may take a moment to (re)register the application and
         // a scan can end early (the adapter resetting); keep scanning. The
         // deadline only turns a hang into a failure with the daemon's log.
@@ -1259,15 +1265,16 @@ mod guest_daemon {
         assert!(started.success());
     }
 
-    pub async fn run() {
-        // The network service the lock joins Wi-Fi through.
-        let (_wpa, wpa_log) =
-            wpa_double::serve_wpa_on(zbus::connection::Builder::system().unwrap()).await;
-
+    /// The real `latchd` (sim board, `[ble]` on hci0, wpa_supplicant
+    /// backend on the guest's system bus for `wifi_iface`), past its first
+    /// start.
+    pub(crate) fn start_daemon(
+        dir: &std::path::Path,
+        wifi_iface: &str,
+    ) -> (Daemon, VerificationCode) {
         let code = VerificationCode::generate(&mut OsRng);
-        let dir = tempfile::tempdir().unwrap();
-        let state = dir.path().join("state");
-        let config = dir.path().join("latchd.toml");
+        let state = dir.join("state");
+        let config = dir.join("latchd.toml");
         std::fs::write(
             &config,
             format!(
@@ -1276,7 +1283,7 @@ mod guest_daemon {
                  trust_system_clock = true\ntimedate_bus = \"off\"\n\
                  [sim]\nmotor_travel_ms = 100\n\
                  [ble]\nenabled = true\nadapter = \"hci0\"\n\
-                 [wifi]\nbackend = \"wpa_supplicant\"\ninterface = \"wlan0\"\nconnect_timeout_secs = 20\n",
+                 [wifi]\nbackend = \"wpa_supplicant\"\ninterface = \"{wifi_iface}\"\nconnect_timeout_secs = 20\n",
                 code.display().as_str()
             ),
         )
@@ -1295,6 +1302,15 @@ mod guest_daemon {
             &["--config", config.to_str().unwrap()],
         );
         first_start(&d);
+        (d, code)
+    }
+
+    pub async fn run() {
+        // The network service the lock joins Wi-Fi through.
+        let (_wpa, wpa_log) =
+            wpa_double::serve_wpa_on(zbus::connection::Builder::system().unwrap()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let (d, code) = start_daemon(dir.path(), "wlan0");
 
         let session = bluer::Session::new().await.unwrap();
         let central = session.adapter("hci1").unwrap();
@@ -1551,7 +1567,7 @@ mod guest_daemon {
         let r = c
             .request(&owner, paired.lock_public, &Request::Unlock)
             .await
-            .unwrap();
+            .unwrap_or_else(|e| panic!("unlock after restart: {e}\n{}", d.log_text()));
         assert_eq!(r, Response::Ok);
         assert!(
             d.log_text().contains("registering again"),
@@ -1576,5 +1592,212 @@ mod guest_daemon {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         panic!("hci1 did not come back after bluetoothd restarted");
+    }
+}
+
+// ──────────── Home Assistant's Improv client against the real daemon ────────────
+
+/// The venv with `py-improv-ble-client` and `bleak` (built once by
+/// `tests/vm/improv-venv.sh`, cached in the rig cache the guest sees).
+fn improv_venv() -> std::path::PathBuf {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vm/improv-venv.sh");
+    let out = std::process::Command::new(script)
+        .output()
+        .expect("run tests/vm/improv-venv.sh");
+    assert!(
+        out.status.success(),
+        "improv-venv.sh failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+#[test]
+fn daemon_improv_client_in_vm() {
+    if !vm::enabled_or_skip("daemon_improv_client_in_vm") {
+        return;
+    }
+    let venv = improv_venv();
+    let latchd = pinned(env!("CARGO_BIN_EXE_latchd"), "vm-improv");
+    let opts = vm::VmOptions {
+        ble: true,
+        timeout: Some(std::time::Duration::from_secs(480)),
+        env: vec![
+            ("LATCHD_BIN".into(), latchd.display().to_string()),
+            (
+                "IMPROV_PYTHON".into(),
+                venv.join("bin/python").display().to_string(),
+            ),
+        ],
+        ..Default::default()
+    };
+    let result = vm::run_test_in_guest(&opts, module_path!(), "guest_daemon_improv_client");
+    let _ = std::fs::remove_file(&latchd);
+    eprintln!("{}", result.unwrap().stdout);
+}
+
+#[cfg(feature = "board-linux")]
+#[test]
+fn guest_daemon_improv_client() {
+    if !vm::in_guest_or_skip("guest_daemon_improv_client") {
+        return;
+    }
+    block_on(guest_improv::run());
+}
+
+#[cfg(feature = "board-linux")]
+mod guest_improv {
+    use std::io::{BufRead, Write};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant as StdInstant};
+
+    use serde_json::json;
+
+    use super::guest_daemon::start_daemon;
+    use super::wpa_double::{self, GOOD_PSK};
+
+    /// Only turns a hung client into a failure with its output.
+    const DEADLINE: Duration = Duration::from_secs(360);
+
+    pub async fn run() {
+        let (_wpa, wpa_log) =
+            wpa_double::serve_wpa_on(zbus::connection::Builder::system().unwrap()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let (d, _code) = start_daemon(dir.path(), "wlan0");
+
+        let python = std::env::var("IMPROV_PYTHON").expect("IMPROV_PYTHON: the venv's python");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vm/improv_client.py");
+        let stderr_path = dir.path().join("improv_client.stderr");
+        let mut child = Command::new(python)
+            .args([
+                script,
+                "--adapter",
+                "hci1",
+                "--name",
+                "latchd-00BE",
+                "--ssid",
+                "home",
+                "--psk",
+                GOOD_PSK,
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr_path).unwrap())
+            .spawn()
+            .expect("start improv_client.py");
+        let mut stdin = child.stdin.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut lines: Vec<String> = Vec::new();
+        let report = |lines: &[String]| {
+            format!(
+                "client said:\n{}\nclient stderr:\n{}\ndaemon:\n{}",
+                lines.join("\n"),
+                std::fs::read_to_string(&stderr_path).unwrap_or_default(),
+                d.log_text()
+            )
+        };
+        let deadline = StdInstant::now() + DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(StdInstant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    println!("client: {line}");
+                    let wait_set = line == "WAIT_SET";
+                    lines.push(line);
+                    if wait_set {
+                        // The owner holds SET (B-5.1): pairing mode.
+                        assert_eq!(d.status()["engine"]["pairing_mode"], json!(false));
+                        d.ok(json!({"cmd": "set", "long": true}));
+                        assert_eq!(d.status()["engine"]["pairing_mode"], json!(true));
+                        writeln!(stdin, "go").unwrap();
+                        stdin.flush().unwrap();
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    let _ = child.kill();
+                    panic!("improv_client.py hung\n{}", report(&lines));
+                }
+            }
+        }
+        let status = child.wait().unwrap();
+        assert!(status.success(), "{status}\n{}", report(&lines));
+        let has = |want: &str| lines.iter().any(|l| l == want);
+        let starts = |p: &str| lines.iter().any(|l| l.starts_with(p));
+        let check = |ok: bool, what: &str| assert!(ok, "{what}\n{}", report(&lines));
+
+        // Discovered through HA's own filter, state by state in the
+        // advertisement: authorization required, authorized, provisioned
+        // (and then no longer offered).
+        check(
+            starts("ADV AUTHORIZATION_REQUIRED 7 filter=True raw=010700000000"),
+            "advertised: authorization required, capabilities 7",
+        );
+        check(
+            starts("ADV AUTHORIZED 7 filter=True raw=020700000000"),
+            "advertised: authorized once SET was held",
+        );
+        check(
+            starts("ADV PROVISIONED 7 filter=False raw=040700000000"),
+            "advertised: provisioned, and HA's filter drops it",
+        );
+        check(starts("AFTER filter=False"), "not offered once provisioned");
+        // need_authorization: true outside pairing mode, false in it.
+        let auth: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.starts_with("NEED_AUTHORIZATION"))
+            .collect();
+        check(
+            auth == ["NEED_AUTHORIZATION True", "NEED_AUTHORIZATION False"],
+            "need_authorization",
+        );
+        check(
+            has("CAPABILITIES 7"),
+            "identify, device info, scan; no hostname",
+        );
+        check(
+            has(&format!(
+                "DEVICE_INFO latchd|{}|sim|latchd-00BE",
+                env!("CARGO_PKG_VERSION")
+            )),
+            "device info",
+        );
+        // Identify reached the engine: the lock said so.
+        check(has("IDENTIFY sent"), "identify");
+        d.settle();
+        check(
+            d.last_prompts(20).iter().any(|p| p.contains("setting up")),
+            "the lock identified itself",
+        );
+        // The scan: the supplicant's networks, one result of triples.
+        check(
+            has("SCAN home|-44|YES owe-net|-66|NO cafe|-70|NO attic|-85|YES"),
+            "scan",
+        );
+        // Provisioning: state notifications, then the result (no URL), and
+        // the network is in wpa_supplicant.
+        let states: Vec<&String> = lines.iter().filter(|l| l.starts_with("STATE")).collect();
+        check(
+            states == ["STATE PROVISIONING", "STATE PROVISIONED"],
+            "state notifications",
+        );
+        check(has("PROVISIONED redirect=None"), "provisioned");
+        assert_eq!(wpa_log.lock().unwrap().networks.len(), 1);
+        if let Some(f) = lines.iter().find(|l| l.starts_with("FIGURE")) {
+            println!("{f}");
+        }
+        let status = d.sigterm();
+        assert!(status.success(), "{status}");
     }
 }

@@ -342,11 +342,13 @@ impl WpaInterface {
             .collect()
     }
 
-    async fn signal_poll(&self) -> HashMap<String, OwnedValue> {
-        let mut m = HashMap::new();
+    /// As the real wpa_supplicant 2.10 answers: the `a{sv}` inside a
+    /// variant (reply signature `v`; seen in the VM with the real one).
+    async fn signal_poll(&self) -> OwnedValue {
+        let mut m: HashMap<String, OwnedValue> = HashMap::new();
         m.insert("rssi".to_owned(), OwnedValue::from(RSSI_DBM));
         m.insert("linkspeed".to_owned(), OwnedValue::from(72i32));
-        m
+        OwnedValue::try_from(zbus::zvariant::Value::from(m)).expect("a dict is a value")
     }
 
     async fn disconnect(&mut self) {
