@@ -140,6 +140,7 @@ fn config() -> EngineConfig {
         low_battery_percent: 20,
         matter_code: None,
         one_time_code_ttl: EngineConfig::DEFAULT_ONE_TIME_CODE_TTL,
+        update: latchd::core::update::UpdatePolicy::default(),
     }
 }
 

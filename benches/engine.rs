@@ -82,6 +82,7 @@ fn engine() -> Engine {
         low_battery_percent: 20,
         matter_code: None,
         one_time_code_ttl: latchd::core::EngineConfig::DEFAULT_ONE_TIME_CODE_TTL,
+        update: latchd::core::update::UpdatePolicy::default(),
     };
     Engine::new(config, store, Now::new(0, Some(1_795_500_000)))
 }

@@ -61,6 +61,9 @@ pub struct Config {
     /// `[matter]`: the Matter node (builds with the `matter` feature; see
     /// `docs/matter.md`).
     pub matter: crate::matter::MatterConfig,
+    /// `[update]`: software updates through RAUC (off by default, see
+    /// `docs/updates.md`).
+    pub update: crate::update::UpdateConfig,
     /// `[face]`: face unlock on the outdoor camera (off by default, see
     /// `src/biometrics/face/config.rs`).
     #[cfg(feature = "face")]
@@ -184,6 +187,7 @@ impl Default for Config {
             remote: crate::remote::RemoteConfig::default(),
             video: crate::video::VideoConfig::default(),
             matter: crate::matter::MatterConfig::default(),
+            update: crate::update::UpdateConfig::default(),
             #[cfg(feature = "face")]
             face: crate::biometrics::face::config::FaceConfig::default(),
         }
@@ -414,6 +418,9 @@ impl Config {
                 self.store.max_db_bytes.to_string(),
                 "use 0 (no cap) or at least 1048576 (1 MiB)",
             );
+        }
+        if let Err((key, value, why)) = self.update.validate() {
+            return bad(key, value, why);
         }
         if let Err((key, why)) = self.video.validate() {
             return bad(key, self.video.bind.to_string(), why);

@@ -76,6 +76,8 @@ pub struct EngineConfig {
     /// Where the app gives a one-time visitor code no end, it ends this
     /// long after it was made (issue 13: every visitor code has an end).
     pub one_time_code_ttl: Duration,
+    /// When updates may install (issue 20, `core::update`).
+    pub update: super::update::UpdatePolicy,
 }
 
 impl core::fmt::Debug for EngineConfig {
@@ -108,6 +110,7 @@ impl EngineConfig {
             low_battery_percent: 20,
             one_time_code_ttl: EngineConfig::DEFAULT_ONE_TIME_CODE_TTL,
             matter_code: None,
+            update: super::update::UpdatePolicy::default(),
         }
     }
 }
@@ -182,6 +185,8 @@ pub struct Status {
     pub handing: Option<Handing>,
     pub motor_cycles: u64,
     pub settings: Settings,
+    /// The software update in progress (issue 20), if any.
+    pub update: Option<super::update::UpdateStatus>,
 }
 
 /// A target of an enrolment: the user being created or extended.
@@ -297,6 +302,9 @@ pub struct Engine {
     pub(super) wifi: Option<WifiStatus>,
     pub(super) ble: bool,
     pub(super) last_prompt: Option<Prompt>,
+    /// The software update in progress (memory only: a restart forgets
+    /// it, see `core::update`).
+    pub(super) update: Option<super::update::Job>,
     /// The `now` of the call being handled.
     pub(super) now: Now,
 }
@@ -363,6 +371,7 @@ impl Engine {
             wifi: None,
             ble: false,
             last_prompt: None,
+            update: None,
             now,
         }
     }
@@ -375,6 +384,7 @@ impl Engine {
         self.lockout.settle(now.mono);
         self.expire(&mut out);
         self.dispatch(&mut out, input);
+        self.drive_update(&mut out);
         self.emit_keypad(&mut out);
         out
     }
@@ -399,6 +409,7 @@ impl Engine {
             reset,
             self.noise.next_deadline(),
             self.door_watch.next_deadline(),
+            self.update_deadline(),
         ]
         .into_iter()
         .chain(self.alarms.iter().map(|(_, t)| *t))
@@ -493,6 +504,7 @@ impl Engine {
             handing: self.handing,
             motor_cycles: self.mech.cycles,
             settings: self.settings.clone(),
+            update: self.update.as_ref().map(|j| j.status()),
         }
     }
 
@@ -793,6 +805,7 @@ impl Engine {
             Input::BleConnected(b) => self.ble = b,
             Input::AppRefused { via, reason } => self.on_app_refused(out, via, reason),
             Input::Identify => self.on_identify(out),
+            Input::Update(r) => self.on_update(out, r),
         }
     }
 

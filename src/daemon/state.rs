@@ -127,6 +127,7 @@ impl State {
                 u64::from(config.lock.one_time_code_hours) * 3600,
             ),
             matter_code: super::matter_port::label_code(config, &mut store),
+            update: config.update.policy(),
         };
         let persisted = store.load()?;
         let fingerprint_link = fingerprint_link(&mut store)?;

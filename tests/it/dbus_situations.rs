@@ -301,6 +301,7 @@ fn snapshot(
         pairing_codes: PairingCodes::new(|g| format!("482913-{g}")),
         low_battery_percent: 20,
         one_time_code_ttl: EngineConfig::DEFAULT_ONE_TIME_CODE_TTL,
+        update: latchd::core::update::UpdatePolicy::default(),
         matter_code: None,
     };
     let now = Now::new(1_000, Some(WALL0));
