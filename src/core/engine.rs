@@ -187,6 +187,9 @@ pub struct Status {
     pub settings: Settings,
     /// The software update in progress (issue 20), if any.
     pub update: Option<super::update::UpdateStatus>,
+    /// How the last update ended, or what the start-up check said of the
+    /// booted slot (an `Update…` event kind; memory only).
+    pub last_update: Option<EventKind>,
 }
 
 /// A target of an enrolment: the user being created or extended.
@@ -305,6 +308,8 @@ pub struct Engine {
     /// The software update in progress (memory only: a restart forgets
     /// it, see `core::update`).
     pub(super) update: Option<super::update::Job>,
+    /// See [`Status::last_update`].
+    pub(super) last_update: Option<EventKind>,
     /// The `now` of the call being handled.
     pub(super) now: Now,
 }
@@ -372,6 +377,7 @@ impl Engine {
             ble: false,
             last_prompt: None,
             update: None,
+            last_update: None,
             now,
         }
     }
@@ -505,6 +511,7 @@ impl Engine {
             motor_cycles: self.mech.cycles,
             settings: self.settings.clone(),
             update: self.update.as_ref().map(|j| j.status()),
+            last_update: self.last_update.clone(),
         }
     }
 

@@ -386,7 +386,10 @@ pub enum AppCommand {
     /// Issue 20: install the RAUC bundle at `source` (an http(s) URL) when
     /// it is safe; owner keys only. `allow_older` lets a bundle that is
     /// not newer than the running version install (a deliberate downgrade).
-    StartUpdate { source: String, allow_older: bool },
+    StartUpdate {
+        source: String,
+        allow_older: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

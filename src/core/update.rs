@@ -146,7 +146,10 @@ pub fn blockers(policy: &UpdatePolicy, c: &Conditions<'_>) -> Vec<Blocker> {
     // The lockout alarm is the lockout (above) and a low battery is the
     // battery rule: each blocker is said once.
     for &alarm in c.alarms {
-        if !matches!(alarm, AlarmKind::Lockout | AlarmKind::LowBattery | AlarmKind::Duress) {
+        if !matches!(
+            alarm,
+            AlarmKind::Lockout | AlarmKind::LowBattery | AlarmKind::Duress
+        ) {
             b.push(Blocker::Alarm { alarm });
         }
     }
@@ -292,7 +295,11 @@ impl Version {
 /// The downgrade rule: a bundle must be newer than what runs, unless the
 /// owner allowed an older one. A version that does not parse is refused
 /// either way (nothing is installed on a guess).
-pub fn version_rule(installed: &str, offered: &str, allow_older: bool) -> Result<(), UpdateRefusal> {
+pub fn version_rule(
+    installed: &str,
+    offered: &str,
+    allow_older: bool,
+) -> Result<(), UpdateRefusal> {
     let new = Version::parse(offered)?;
     if allow_older {
         return Ok(());
@@ -332,7 +339,14 @@ impl Engine {
             return Err(AppError::UpdateInProgress);
         }
         check_source(&source).map_err(AppError::UpdateRefused)?;
-        self.log(out, EventKind::UpdateRequested { by, via, allow_older });
+        self.log(
+            out,
+            EventKind::UpdateRequested {
+                by,
+                via,
+                allow_older,
+            },
+        );
         out.push(Action::Update(UpdateCmd::Inspect {
             source: source.clone(),
         }));
@@ -355,11 +369,11 @@ impl Engine {
         // After a restart into a new slot: the daemon's verdict on itself.
         match r {
             UpdateReport::MarkedGood { slot, version } => {
-                self.log(out, EventKind::UpdateMarkedGood { slot, version });
+                self.end_update(out, EventKind::UpdateMarkedGood { slot, version });
                 return;
             }
             UpdateReport::NotMarked { reason } => {
-                self.log(out, EventKind::UpdateNotMarked { reason });
+                self.end_update(out, EventKind::UpdateNotMarked { reason });
                 return;
             }
             _ => {}
@@ -376,7 +390,7 @@ impl Engine {
                     Ok(()) => self.wait_for_safe(out, Phase::WaitingToInstall),
                     Err(refusal) => {
                         self.update = None;
-                        self.log(out, EventKind::UpdateRefused { refusal });
+                        self.end_update(out, EventKind::UpdateRefused { refusal });
                     }
                 }
             }
@@ -392,13 +406,16 @@ impl Engine {
             (Phase::Installing, UpdateReport::Installed) => {
                 job.progress = 100;
                 let version = job.version.clone().unwrap_or_default();
-                self.log(out, EventKind::UpdateInstalled { version });
+                self.end_update(out, EventKind::UpdateInstalled { version });
                 self.wait_for_safe(out, Phase::WaitingToRestart);
             }
-            (Phase::Inspecting | Phase::Installing, UpdateReport::Failed { error }) => {
+            (
+                Phase::Inspecting | Phase::Installing | Phase::Restarting,
+                UpdateReport::Failed { error },
+            ) => {
                 let phase = job.phase;
                 self.update = None;
-                self.log(out, EventKind::UpdateFailed { phase, error });
+                self.end_update(out, EventKind::UpdateFailed { phase, error });
             }
             // Anything else (a late progress line, a report for a phase
             // already left) changes nothing.
@@ -446,10 +463,17 @@ impl Engine {
                 // the new one at an unsafe moment either.
                 out.push(Action::Update(UpdateCmd::Abandon));
             }
-            self.log(out, EventKind::UpdateAbandoned { phase, blocked_by });
+            self.end_update(out, EventKind::UpdateAbandoned { phase, blocked_by });
         } else if let Some(job) = self.update.as_mut() {
             job.blocked_by = blocked_by;
         }
+    }
+
+    /// Log how an update ended (or the verdict on a booted slot) and keep
+    /// it for the status.
+    fn end_update(&mut self, out: &mut Out, kind: EventKind) {
+        self.last_update = Some(kind.clone());
+        self.log(out, kind);
     }
 
     fn proceed_update(&mut self, out: &mut Out) {
@@ -485,8 +509,7 @@ impl Engine {
                 motor: self.mech.motor,
                 menu_idle: matches!(self.mode, Mode::Idle),
                 power: self.power,
-                locked_out: self.lockout.is_locked(self.now.mono)
-                    || self.lockout.keypad_disabled(),
+                locked_out: self.lockout.is_locked(self.now.mono) || self.lockout.keypad_disabled(),
                 alarms: &alarms,
             },
         )
@@ -518,7 +541,10 @@ mod tests {
         assert!(version_rule("1.2.3", "1.0.0", true).is_ok());
         for bad in ["", "1.2", "1.2.3.4", "v1.2.3", "1.2.x", "1.2.3-", "1..3"] {
             assert!(
-                matches!(version_rule("1.2.3", bad, true), Err(UpdateRefusal::BadVersion { .. })),
+                matches!(
+                    version_rule("1.2.3", bad, true),
+                    Err(UpdateRefusal::BadVersion { .. })
+                ),
                 "{bad:?}"
             );
         }

@@ -22,8 +22,11 @@ pub struct UpdateConfig {
     pub max_wait_minutes: u32,
     /// After a restart into a new slot, how long the self-test may take
     /// to pass before the lock gives up marking the slot good (the boot
-    /// counter then falls back to the old slot). 10..=3600.
+    /// counter then falls back to the old slot). 1..=3600.
     pub health_timeout_s: u64,
+    /// The self-test checks (`latchctl self-test` names) that must pass
+    /// before a newly booted slot is marked good.
+    pub health_checks: Vec<String>,
 }
 
 impl Default for UpdateConfig {
@@ -33,6 +36,16 @@ impl Default for UpdateConfig {
             min_battery_percent: UpdatePolicy::DEFAULT_MIN_BATTERY_PERCENT,
             max_wait_minutes: 30,
             health_timeout_s: 120,
+            health_checks: [
+                "motor",
+                "bolt_sensor",
+                "door_sensor",
+                "battery",
+                "tamper",
+                "store",
+            ]
+            .map(String::from)
+            .to_vec(),
         }
     }
 }
@@ -78,11 +91,18 @@ impl UpdateConfig {
                 "must be between 1 and 1440 (a day)",
             ));
         }
-        if !(10..=3600).contains(&self.health_timeout_s) {
+        if !(1..=3600).contains(&self.health_timeout_s) {
             return Err((
                 "update.health_timeout_s",
                 self.health_timeout_s.to_string(),
-                "must be between 10 and 3600",
+                "must be between 1 and 3600",
+            ));
+        }
+        if self.health_checks.is_empty() {
+            return Err((
+                "update.health_checks",
+                "[]".into(),
+                "name at least one self-test check (e.g. \"store\"): an unchecked slot is never marked good",
             ));
         }
         Ok(())

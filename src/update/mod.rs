@@ -16,7 +16,10 @@
 //!   self-test (bounded), then Mark("good", "booted"); otherwise leave it to
 //!   the boot counter
 //! ```
+mod boot;
 mod config;
+mod flow;
 pub mod rauc;
 
 pub use config::UpdateConfig;
+pub use flow::spawn;

@@ -9,9 +9,7 @@ use latchd::core::input::{BoltPosition, DoorPosition, PowerReading, TamperState,
 use latchd::core::time::Validity;
 use latchd::core::types::{AppKey, AppKeyId, AppKeyRole};
 use latchd::core::update::{Blocker, Phase, UpdatePolicy, UpdateRefusal};
-use latchd::core::{
-    Action, AppCommand, AppError, AppOk, Channel, EventKind, Input, Principal,
-};
+use latchd::core::{Action, AppCommand, AppError, AppOk, Channel, EventKind, Input, Principal};
 
 use crate::harness::{n, Sim};
 
@@ -94,18 +92,24 @@ fn inspect_cmd() -> UpdateCmd {
 fn an_owner_update_on_a_safe_lock_inspects_installs_and_restarts() {
     let (mut s, owner) = lock_with_owner();
     start(&mut s, owner);
-    assert!(ever_logged(&s, &EventKind::UpdateRequested {
-        by: n(1),
-        via: Channel::Ble,
-        allow_older: false
-    }));
+    assert!(ever_logged(
+        &s,
+        &EventKind::UpdateRequested {
+            by: n(1),
+            via: Channel::Ble,
+            allow_older: false
+        }
+    ));
     // RAUC checks the bundle before anything waits or installs.
     assert_eq!(update_cmds(&s), vec![inspect_cmd()]);
     report(&mut s, inspect("0.2.0"));
     assert_eq!(update_cmds(&s), vec![inspect_cmd(), install_cmd()]);
-    assert!(ever_logged(&s, &EventKind::UpdateInstalling {
-        version: "0.2.0".into()
-    }));
+    assert!(ever_logged(
+        &s,
+        &EventKind::UpdateInstalling {
+            version: "0.2.0".into()
+        }
+    ));
     for p in [10, 30, 40, 60, 99] {
         report(&mut s, UpdateReport::Progress { percent: p });
     }
@@ -119,13 +123,19 @@ fn an_owner_update_on_a_safe_lock_inspects_installs_and_restarts() {
     assert_eq!(steps, vec![25, 50, 75], "progress is logged in steps");
     assert_eq!(s.engine.status().update.expect("in progress").progress, 99);
     report(&mut s, UpdateReport::Installed);
-    assert!(ever_logged(&s, &EventKind::UpdateInstalled {
-        version: "0.2.0".into()
-    }));
+    assert!(ever_logged(
+        &s,
+        &EventKind::UpdateInstalled {
+            version: "0.2.0".into()
+        }
+    ));
     assert_eq!(update_cmds(&s).last(), Some(&UpdateCmd::Restart));
-    assert!(ever_logged(&s, &EventKind::UpdateRestarting {
-        version: "0.2.0".into()
-    }));
+    assert!(ever_logged(
+        &s,
+        &EventKind::UpdateRestarting {
+            version: "0.2.0".into()
+        }
+    ));
     assert_eq!(
         s.engine.status().update.map(|u| u.phase),
         Some(Phase::Restarting)
@@ -145,10 +155,13 @@ fn an_update_waits_while_the_door_is_open_and_installs_once_it_is_closed_and_loc
     report(&mut s, inspect("0.2.0"));
     // Nothing installs; the log says why.
     assert_eq!(update_cmds(&s), vec![inspect_cmd()]);
-    assert!(ever_logged(&s, &EventKind::UpdateWaiting {
-        phase: Phase::WaitingToInstall,
-        blocked_by: vec![Blocker::DoorOpen, Blocker::BoltNotExtended],
-    }));
+    assert!(ever_logged(
+        &s,
+        &EventKind::UpdateWaiting {
+            phase: Phase::WaitingToInstall,
+            blocked_by: vec![Blocker::DoorOpen, Blocker::BoltNotExtended],
+        }
+    ));
     let status = s.engine.status().update.expect("waiting");
     assert_eq!(status.phase, Phase::WaitingToInstall);
     // Closed but not locked: still waiting, now only for the bolt.
@@ -159,7 +172,10 @@ fn an_update_waits_while_the_door_is_open_and_installs_once_it_is_closed_and_loc
         vec![Blocker::BoltNotExtended]
     );
     // Locking: while the motor moves it still waits; when it is done, go.
-    assert_eq!(s.app(Channel::Ble, owner, AppCommand::Lock), Ok(AppOk::Done));
+    assert_eq!(
+        s.app(Channel::Ble, owner, AppCommand::Lock),
+        Ok(AppOk::Done)
+    );
     assert_eq!(
         s.engine.status().update.expect("waiting").blocked_by,
         vec![Blocker::BoltNotExtended, Blocker::MotorBusy]
@@ -234,17 +250,23 @@ fn an_install_that_never_becomes_safe_is_abandoned_after_the_configured_wait() {
     start(&mut s, owner);
     report(&mut s, inspect("0.2.0"));
     let need = UpdatePolicy::DEFAULT_MIN_BATTERY_PERCENT;
-    assert!(ever_logged(&s, &EventKind::UpdateWaiting {
-        phase: Phase::WaitingToInstall,
-        blocked_by: vec![Blocker::BatteryLow { percent: 15, need }],
-    }));
+    assert!(ever_logged(
+        &s,
+        &EventKind::UpdateWaiting {
+            phase: Phase::WaitingToInstall,
+            blocked_by: vec![Blocker::BatteryLow { percent: 15, need }],
+        }
+    ));
     s.advance(UpdatePolicy::DEFAULT_MAX_WAIT.as_secs() - 1);
     assert!(s.engine.status().update.is_some());
     s.advance(1);
-    assert!(ever_logged(&s, &EventKind::UpdateAbandoned {
-        phase: Phase::WaitingToInstall,
-        blocked_by: vec![Blocker::BatteryLow { percent: 15, need }],
-    }));
+    assert!(ever_logged(
+        &s,
+        &EventKind::UpdateAbandoned {
+            phase: Phase::WaitingToInstall,
+            blocked_by: vec![Blocker::BatteryLow { percent: 15, need }],
+        }
+    ));
     assert_eq!(update_cmds(&s), vec![inspect_cmd()], "nothing installed");
     // A new request may start afresh.
     start(&mut s, owner);
@@ -298,12 +320,15 @@ fn an_older_bundle_is_refused_unless_the_owner_allows_it() {
     start(&mut s, owner);
     // The harness runs 0.1.0; the bundle says 0.0.9.
     report(&mut s, inspect("0.0.9"));
-    assert!(ever_logged(&s, &EventKind::UpdateRefused {
-        refusal: UpdateRefusal::NotNewer {
-            installed: "0.1.0".into(),
-            offered: "0.0.9".into()
+    assert!(ever_logged(
+        &s,
+        &EventKind::UpdateRefused {
+            refusal: UpdateRefusal::NotNewer {
+                installed: "0.1.0".into(),
+                offered: "0.0.9".into()
+            }
         }
-    }));
+    ));
     assert_eq!(update_cmds(&s), vec![inspect_cmd()], "nothing installed");
     assert_eq!(s.engine.status().update, None);
     // The same version is not newer either.
@@ -323,11 +348,14 @@ fn an_older_bundle_is_refused_unless_the_owner_allows_it() {
         Ok(AppOk::Done)
     );
     report(&mut s, inspect("latest"));
-    assert!(ever_logged(&s, &EventKind::UpdateRefused {
-        refusal: UpdateRefusal::BadVersion {
-            version: "latest".into()
+    assert!(ever_logged(
+        &s,
+        &EventKind::UpdateRefused {
+            refusal: UpdateRefusal::BadVersion {
+                version: "latest".into()
+            }
         }
-    }));
+    ));
     // Explicitly allowed: the downgrade installs.
     assert_eq!(
         s.app(
@@ -370,10 +398,13 @@ fn guests_pairing_apps_and_matter_fabrics_cannot_start_an_update() {
         allow_older: true,
     };
     assert_eq!(s.app(Channel::Ble, guest, cmd()), Err(AppError::Forbidden));
-    assert!(ever_logged(&s, &EventKind::AppRefused {
-        via: Channel::Ble,
-        reason: latchd::core::event::AppRefusal::Forbidden
-    }));
+    assert!(ever_logged(
+        &s,
+        &EventKind::AppRefused {
+            via: Channel::Ble,
+            reason: latchd::core::event::AppRefusal::Forbidden
+        }
+    ));
     assert_eq!(
         s.app(Channel::Ble, Principal::Pairing, cmd()),
         Err(AppError::Forbidden)
@@ -421,18 +452,29 @@ fn rauc_refusing_the_bundle_is_reported_and_a_new_request_may_follow() {
             error: error.clone(),
         },
     );
-    assert!(ever_logged(&s, &EventKind::UpdateFailed {
-        phase: Phase::Inspecting,
-        error
-    }));
+    assert!(ever_logged(
+        &s,
+        &EventKind::UpdateFailed {
+            phase: Phase::Inspecting,
+            error
+        }
+    ));
     assert_eq!(s.engine.status().update, None);
     start(&mut s, owner);
     report(&mut s, inspect("0.2.0"));
-    report(&mut s, UpdateReport::Failed { error: "no space".into() });
-    assert!(ever_logged(&s, &EventKind::UpdateFailed {
-        phase: Phase::Installing,
-        error: "no space".into()
-    }));
+    report(
+        &mut s,
+        UpdateReport::Failed {
+            error: "no space".into(),
+        },
+    );
+    assert!(ever_logged(
+        &s,
+        &EventKind::UpdateFailed {
+            phase: Phase::Installing,
+            error: "no space".into()
+        }
+    ));
     assert!(!update_cmds(&s).contains(&UpdateCmd::Restart));
 }
 
@@ -449,7 +491,10 @@ fn a_source_that_is_not_an_http_url_is_refused_before_rauc_sees_it() {
             },
         );
         assert!(
-            matches!(r, Err(AppError::UpdateRefused(UpdateRefusal::BadSource { .. }))),
+            matches!(
+                r,
+                Err(AppError::UpdateRefused(UpdateRefusal::BadSource { .. }))
+            ),
             "{source}: {r:?}"
         );
     }
