@@ -36,6 +36,8 @@ use crate::core::time::{Validity, WallTime};
 pub const COMMAND_VERSION: u8 = 1;
 /// Longest list in any response (B-1.1: 50 users / passcodes).
 pub const MAX_LIST: usize = 64;
+/// Longest update URL on the wire (the engine's bound, `core::update`).
+pub const MAX_UPDATE_URL: usize = crate::core::update::MAX_SOURCE;
 
 /// A command could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -372,6 +374,7 @@ mod op {
     pub const RELEASE_LOCKOUT: u8 = 0x52;
     pub const SET_AWAY: u8 = 0x53;
     pub const TIME_SYNC: u8 = 0x60;
+    pub const START_UPDATE: u8 = 0x70;
 
     pub const R_OK: u8 = 0x80;
     pub const R_STATUS: u8 = 0x81;
@@ -509,6 +512,16 @@ impl Request {
                 w.time(*now);
                 w.0
             }
+            Request::StartUpdate { url, allow_older } => {
+                let mut w = Writer::new(op::START_UPDATE);
+                w.bool(*allow_older);
+                // A URL may be longer than the one-byte-length strings:
+                // two bytes of length, bounded by the decoder.
+                let url = &url.as_bytes()[..url.len().min(MAX_UPDATE_URL)];
+                w.u16(url.len() as u16);
+                w.0.extend_from_slice(url);
+                w.0
+            }
         }
     }
 
@@ -619,6 +632,23 @@ impl Request {
             op::TIME_SYNC => Request::TimeSync {
                 now: r.time("now")?,
             },
+            op::START_UPDATE => {
+                let allow_older = r.bool("allow_older")?;
+                let n = usize::from(r.u16("url length")?);
+                if n > MAX_UPDATE_URL {
+                    return Err(CommandError::BadValue {
+                        field: "url",
+                        why: "longer than 1024 bytes",
+                    });
+                }
+                let url = String::from_utf8(r.take(n, "url")?.to_vec()).map_err(|_| {
+                    CommandError::BadValue {
+                        field: "url",
+                        why: "not UTF-8",
+                    }
+                })?;
+                Request::StartUpdate { url, allow_older }
+            }
             other => return Err(CommandError::UnknownOpcode(other)),
         };
         r.finish()?;
@@ -941,6 +971,26 @@ impl Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_update_url_round_trips_up_to_its_bound_and_no_further() {
+        let at = |n: usize| Request::StartUpdate {
+            url: format!("https://{}", "a".repeat(n - 8)),
+            allow_older: false,
+        };
+        let ok = at(MAX_UPDATE_URL);
+        let bytes = ok.encode();
+        assert_eq!(Request::decode(&bytes), Ok(ok));
+        // A frame claiming a longer URL is refused, not cut: the length
+        // follows the version, opcode and flag bytes.
+        let mut long = bytes.clone();
+        long[3..5].copy_from_slice(&((MAX_UPDATE_URL + 1) as u16).to_be_bytes());
+        long.push(b'a');
+        assert!(matches!(
+            Request::decode(&long),
+            Err(CommandError::BadValue { field: "url", .. })
+        ));
+    }
 
     #[test]
     fn a_notice_round_trips_and_refuses_trailing_bytes() {

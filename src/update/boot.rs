@@ -75,6 +75,7 @@ async fn check(
         tokio::time::sleep(RETRY).await;
     }
     if !failing.is_empty() {
+        super::flow::publish_slots(&rauc, link).await;
         return Ok(Some(UpdateReport::NotMarked {
             reason: format!(
                 "the self-test did not pass within {} s ({}); the slot is not marked good",
@@ -84,6 +85,7 @@ async fn check(
         }));
     }
     let (slot, _message) = rauc.mark("good", "booted").await?;
+    super::flow::publish_slots(&rauc, link).await;
     if !first_boot {
         return Ok(None);
     }

@@ -45,6 +45,36 @@ pub fn spawn(
     })
 }
 
+/// Read RAUC's slots for the diagnostics (`UpdateSlots`): one line each,
+/// `rootfs.1 (B) inactive good 0.2.0`. A failure leaves the last reading.
+pub(super) async fn publish_slots(rauc: &Rauc, link: &Link) {
+    match rauc.slots().await {
+        Ok(slots) => link.health().set_update_slots(
+            slots
+                .iter()
+                .map(|s| {
+                    let field = |v: &str| {
+                        if v.is_empty() {
+                            "-".to_string()
+                        } else {
+                            v.to_string()
+                        }
+                    };
+                    format!(
+                        "{} ({}) {} {} {}",
+                        s.name,
+                        field(&s.bootname),
+                        field(&s.state),
+                        field(&s.boot_status),
+                        field(&s.version)
+                    )
+                })
+                .collect(),
+        ),
+        Err(e) => tracing::warn!("update: cannot read RAUC's slots: {e}"),
+    }
+}
+
 async fn serve(bus: &BusChoice, link: &Link, mut cmds: mpsc::UnboundedReceiver<UpdateCmd>) {
     while let Some(cmd) = cmds.recv().await {
         let report = match perform(bus, link, &cmd).await {
@@ -57,6 +87,11 @@ async fn serve(bus: &BusChoice, link: &Link, mut cmds: mpsc::UnboundedReceiver<U
                 }
             }
         };
+        if matches!(cmd, UpdateCmd::Install { .. } | UpdateCmd::Abandon) {
+            if let Ok(rauc) = Rauc::connect(bus).await {
+                publish_slots(&rauc, link).await;
+            }
+        }
         if !link.inputs().send(Input::Update(report)).await {
             return;
         }

@@ -213,6 +213,10 @@ fn daemon_baseline() -> BTreeMap<&'static str, Expect> {
         ("WallClock", Is("x 0")),
         ("TrustedTimeFloor", Is("x 0")),
         ("TimeSource", Is("s \"none\"")),
+        // No [update] bus: RAUC is not configured.
+        ("UpdateState", Is("s \"off\"")),
+        ("UpdateSlots", Is("as 0")),
+        ("LastUpdate", Is("s \"\"")),
     ])
 }
 
@@ -251,6 +255,9 @@ fn snapshot_baseline() -> BTreeMap<&'static str, Expect> {
         ("WallClock", Owned(format!("x {WALL0}"))),
         ("TrustedTimeFloor", Owned(format!("x {WALL0}"))),
         ("TimeSource", Is("s \"ntp\"")),
+        ("UpdateState", Is("s \"off\"")),
+        ("UpdateSlots", Is("as 0")),
+        ("LastUpdate", Is("s \"\"")),
     ])
 }
 
@@ -345,6 +352,7 @@ fn snapshot(
         last_jam: 0,
         motor_cycles_before: 0,
         wifi_backend: None,
+        updates: false,
     }
     .with_wifi(BackendKind::WpaSupplicant);
     diag.diagnostics(&engine.status(), &health.get(), TimeSource::Ntp)

@@ -364,12 +364,15 @@ fn config(rig: &Rig) -> Config {
 }
 
 async fn start_lock(state: &Path, config: Config) -> Running {
+    // The diagnostics interface on the same bus as RAUC: what a
+    // technician reads there is checked below.
+    let dbus = Some(latchd::dbus::BusChoice::Address(config.update.bus.clone()));
     let opts = Options {
         config,
         state_dir: state.to_owned(),
         front_panel: false,
         control_socket: None,
-        dbus: None,
+        dbus,
         set_held: false,
     };
     daemon::start(opts, CancellationToken::new())
