@@ -616,6 +616,22 @@ mod tests {
     }
 
     #[test]
+    fn update_values_out_of_range_name_their_key() {
+        for (text, key) in [
+            ("[update]\nmin_battery_percent = 5\n", "update.min_battery_percent"),
+            ("[update]\nmax_wait_minutes = 0\n", "update.max_wait_minutes"),
+            ("[update]\nhealth_checks = []\n", "update.health_checks"),
+            ("[update]\nbus = \"nowhere\"\n", "update.bus"),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+        let on = parse("[update]\nbus = \"system\"\n").unwrap();
+        assert!(on.update.policy().enabled);
+        assert!(!Config::default().update.policy().enabled);
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let e = parse("[sim]\nmotr_travel_ms = 5\n")
             .unwrap_err()
