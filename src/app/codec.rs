@@ -27,8 +27,8 @@ use super::response::{
     MAX_LABEL,
 };
 use super::wire::{
-    AlarmKind, Alarms, BoltState, DoorState, EventEntry, EventKind, LockState, Role, Settings,
-    StatusReport, UnlockMethod, WifiStatus,
+    AlarmKind, Alarms, BoltState, DoorState, EventEntry, EventKind, LockState, LockoutChange, Role,
+    Settings, StatusReport, UnlockMethod, WifiStatus,
 };
 use crate::core::time::{Validity, WallTime};
 
@@ -314,13 +314,22 @@ const METHODS: [UnlockMethod; 9] = [
     UnlockMethod::Remote,
     UnlockMethod::Inside,
 ];
-const ALARM_KINDS: [AlarmKind; 6] = [
+const ALARM_KINDS: [AlarmKind; 8] = [
     AlarmKind::Tamper,
     AlarmKind::Lockout,
     AlarmKind::Duress,
     AlarmKind::LowBattery,
     AlarmKind::DoorAjar,
     AlarmKind::DoorForcedOpen,
+    AlarmKind::Jam,
+    AlarmKind::ModuleSwap,
+];
+const LOCKOUT_CHANGES: [LockoutChange; 5] = [
+    LockoutChange::Started,
+    LockoutChange::Ended,
+    LockoutChange::EndedEarly,
+    LockoutChange::KeypadDisabled,
+    LockoutChange::KeypadReleased,
 ];
 
 fn index_of<T: PartialEq>(table: &[T], v: &T) -> u8 {
@@ -673,6 +682,31 @@ fn write_event(w: &mut Writer, e: &EventEntry) {
         EventKind::SettingChanged => w.u8(4),
         EventKind::UserChanged => w.u8(5),
         EventKind::Doorbell => w.u8(6),
+        EventKind::AlarmCleared(a) => {
+            w.u8(7);
+            w.u8(index_of(&ALARM_KINDS, &a));
+        }
+        EventKind::Lockout(c) => {
+            w.u8(8);
+            w.u8(index_of(&LOCKOUT_CHANGES, &c));
+        }
+        EventKind::Away(armed) => {
+            w.u8(9);
+            w.bool(armed);
+        }
+        EventKind::Door(open) => {
+            w.u8(10);
+            w.bool(open);
+        }
+        EventKind::Jammed => w.u8(11),
+        EventKind::ModuleFault => w.u8(12),
+        EventKind::FactoryReset => w.u8(13),
+        EventKind::HandingSet => w.u8(14),
+        EventKind::ValidityChanged => w.u8(15),
+        EventKind::TempPasscode(created) => {
+            w.u8(16);
+            w.bool(created);
+        }
     }
     w.opt(e.user, Writer::u16);
 }
@@ -688,6 +722,16 @@ fn read_event(r: &mut Reader<'_>) -> Result<EventEntry, CommandError> {
         4 => EventKind::SettingChanged,
         5 => EventKind::UserChanged,
         6 => EventKind::Doorbell,
+        7 => EventKind::AlarmCleared(r.enum_u8("alarm kind", &ALARM_KINDS)?),
+        8 => EventKind::Lockout(r.enum_u8("lockout change", &LOCKOUT_CHANGES)?),
+        9 => EventKind::Away(r.bool("away armed")?),
+        10 => EventKind::Door(r.bool("door open")?),
+        11 => EventKind::Jammed,
+        12 => EventKind::ModuleFault,
+        13 => EventKind::FactoryReset,
+        14 => EventKind::HandingSet,
+        15 => EventKind::ValidityChanged,
+        16 => EventKind::TempPasscode(r.bool("visitor passcode made")?),
         _ => {
             return Err(CommandError::BadValue {
                 field: "event kind",
@@ -723,6 +767,10 @@ impl Response {
                     s.alarms.lockout,
                     s.alarms.duress,
                     s.alarms.low_battery,
+                    s.alarms.jam,
+                    s.alarms.door_ajar,
+                    s.alarms.door_forced_open,
+                    s.alarms.module_swap,
                 ]));
                 w.0
             }
@@ -852,7 +900,8 @@ impl Response {
                 }
                 let [enabled, connected] = unbits::<2>(&mut r, "wifi flags")?;
                 let rssi_dbm = r.opt("rssi", |r, f| r.u8(f).map(|b| b as i8))?;
-                let [tamper, lockout, duress, low_battery] = unbits::<4>(&mut r, "alarms")?;
+                let [tamper, lockout, duress, low_battery, jam, door_ajar, door_forced_open, module_swap] =
+                    unbits::<8>(&mut r, "alarms")?;
                 Response::Status(StatusReport {
                     lock,
                     door,
@@ -868,6 +917,10 @@ impl Response {
                         lockout,
                         duress,
                         low_battery,
+                        jam,
+                        door_ajar,
+                        door_forced_open,
+                        module_swap,
                     },
                 })
             }
@@ -1038,6 +1091,66 @@ mod tests {
                 user: None,
             });
             assert_eq!(Response::decode(&n.encode()).expect("decodes"), n);
+        }
+    }
+
+    /// Issue 17 item 7: every event kind the app lists round-trips, and a
+    /// kind byte or sub-byte the lock does not know is refused.
+    #[test]
+    fn every_app_event_kind_round_trips() {
+        let mut kinds = vec![
+            EventKind::Unlocked(UnlockMethod::Ble),
+            EventKind::Locked,
+            EventKind::VerificationFailed,
+            EventKind::SettingChanged,
+            EventKind::UserChanged,
+            EventKind::Doorbell,
+            EventKind::Jammed,
+            EventKind::ModuleFault,
+            EventKind::FactoryReset,
+            EventKind::HandingSet,
+            EventKind::ValidityChanged,
+        ];
+        for b in [true, false] {
+            kinds.extend([
+                EventKind::Away(b),
+                EventKind::Door(b),
+                EventKind::TempPasscode(b),
+            ]);
+        }
+        for a in ALARM_KINDS {
+            kinds.extend([EventKind::Alarm(a), EventKind::AlarmCleared(a)]);
+        }
+        kinds.extend(LOCKOUT_CHANGES.map(EventKind::Lockout));
+        let names: std::collections::BTreeSet<String> = kinds.iter().map(|k| k.name()).collect();
+        assert_eq!(names.len(), kinds.len(), "two kinds share a name");
+        for page in kinds.chunks(MAX_EVENTS_PER_PAGE as usize) {
+            let r = Response::Events {
+                events: page
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &kind)| EventEntry {
+                        cursor: i as u64,
+                        at: None,
+                        kind,
+                        user: Some(3),
+                    })
+                    .collect(),
+                next_cursor: None,
+            };
+            assert_eq!(Response::decode(&r.encode()).expect("decodes"), r);
+        }
+        // Unknown kind byte, and an out-of-range lockout change.
+        for (kind, sub) in [(17u8, None), (8, Some(5u8))] {
+            let mut w = Writer::new(op::R_NOTICE);
+            w.u64(1);
+            w.opt(None::<WallTime>, Writer::time);
+            w.u8(kind);
+            if let Some(b) = sub {
+                w.u8(b);
+            }
+            w.opt(None::<u16>, Writer::u16);
+            assert!(Response::decode(&w.0).is_err(), "kind {kind} {sub:?}");
         }
     }
 

@@ -10,7 +10,7 @@
 //!   Status (LockState, BoltPosition,    ─►  StatusReport (LockState,      status_report(&Status)
 //!     DoorPosition, WifiStatus, alarms)       BoltState, DoorState, WifiStatus, Alarms)
 //!   Method                              ─►  UnlockMethod                  unlock_method(Method)
-//!   AlarmKind                           ─►  AlarmKind (no jam)            alarm_kind(AlarmKind)
+//!   AlarmKind                           ─►  AlarmKind                     alarm_kind(AlarmKind)
 //!   Event (EventKind)                   ─►  EventEntry (EventKind)        event_entry(id, &Event)
 //! ```
 //!
@@ -130,6 +130,70 @@ pub struct Alarms {
     pub duress: bool,
     /// Low battery (B-10.1).
     pub low_battery: bool,
+    /// The motor jammed (B-8.6).
+    pub jam: bool,
+    /// The door stayed open past the `door_ajar` setting (Matter `DoorAjar`).
+    pub door_ajar: bool,
+    /// The door opened with the bolt out (Matter `DoorForcedOpen`).
+    pub door_forced_open: bool,
+    /// The fingerprint module is not the lock's (issue 13 item 7).
+    pub module_swap: bool,
+}
+
+impl Alarms {
+    /// The active alarms by name, in the order of the wire bits.
+    pub fn names(&self) -> Vec<&'static str> {
+        [
+            (self.tamper, "tamper"),
+            (self.lockout, "lockout"),
+            (self.duress, "duress"),
+            (self.low_battery, "low_battery"),
+            (self.jam, "jam"),
+            (self.door_ajar, "door_ajar"),
+            (self.door_forced_open, "door_forced_open"),
+            (self.module_swap, "module_swap"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect()
+    }
+}
+
+impl StatusReport {
+    /// One line for a person, e.g. `lock Locked, door Closed, bolt
+    /// Extended, battery 80 %, Wi-Fi connected, alarms: jam`.
+    pub fn text(&self) -> String {
+        let alarms = self.alarms.names();
+        format!(
+            "lock {:?}, door {:?}, bolt {:?}, battery {} %, Wi-Fi {}, alarms: {}",
+            self.lock,
+            self.door,
+            self.bolt,
+            self.battery_percent,
+            if self.wifi.connected {
+                "connected"
+            } else {
+                "not connected"
+            },
+            if alarms.is_empty() {
+                "none".to_string()
+            } else {
+                alarms.join(", ")
+            }
+        )
+    }
+
+    /// The same for a program (`--json`).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "lock": format!("{:?}", self.lock).to_lowercase(),
+            "door": format!("{:?}", self.door).to_lowercase(),
+            "bolt": format!("{:?}", self.bolt).to_lowercase(),
+            "battery_percent": self.battery_percent,
+            "wifi_connected": self.wifi.connected,
+            "alarms": self.alarms.names(),
+        })
+    }
 }
 
 /// Wi-Fi state.
@@ -198,6 +262,25 @@ pub enum AlarmKind {
     DoorAjar,
     /// The door was forced open (Matter `DoorForcedOpen`).
     DoorForcedOpen,
+    /// The motor jammed (B-8.6).
+    Jam,
+    /// The fingerprint module is not the lock's (issue 13 item 7).
+    ModuleSwap,
+}
+
+/// What happened to the lockout and the keypad's brute-force budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockoutChange {
+    /// A lockout started (B-7.1).
+    Started,
+    /// It ended by itself.
+    Ended,
+    /// An owner released it early (B-7.2).
+    EndedEarly,
+    /// Repeated lockouts disabled the keypad until a release.
+    KeypadDisabled,
+    /// The disabled keypad was released.
+    KeypadReleased,
 }
 
 /// Event kinds (B-9.6).
@@ -217,6 +300,62 @@ pub enum EventKind {
     UserChanged,
     /// The doorbell rang.
     Doorbell,
+    /// An alarm ended.
+    AlarmCleared(AlarmKind),
+    /// The lockout or the keypad's budget changed.
+    Lockout(LockoutChange),
+    /// Away mode armed (`true`) or disarmed (B-3.6).
+    Away(bool),
+    /// The door opened (`true`) or closed.
+    Door(bool),
+    /// The motor jammed.
+    Jammed,
+    /// A biometric module failed or stopped answering.
+    ModuleFault,
+    /// The lock was reset to factory settings.
+    FactoryReset,
+    /// The door direction was set.
+    HandingSet,
+    /// A user's validity window changed (B-9.4).
+    ValidityChanged,
+    /// A visitor passcode was made (`true`) or revoked (B-6.10).
+    TempPasscode(bool),
+}
+
+impl EventKind {
+    /// A stable name for programs (`--json`), e.g. `door_opened`.
+    pub fn name(&self) -> String {
+        let alarm = |a: &AlarmKind| format!("{a:?}").to_lowercase();
+        match self {
+            EventKind::Unlocked(m) => format!("unlocked.{}", format!("{m:?}").to_lowercase()),
+            EventKind::Locked => "locked".into(),
+            EventKind::VerificationFailed => "verification_failed".into(),
+            EventKind::Alarm(a) => format!("alarm.{}", alarm(a)),
+            EventKind::AlarmCleared(a) => format!("alarm_cleared.{}", alarm(a)),
+            EventKind::SettingChanged => "setting_changed".into(),
+            EventKind::UserChanged => "user_changed".into(),
+            EventKind::Doorbell => "doorbell".into(),
+            EventKind::Lockout(c) => match c {
+                LockoutChange::Started => "lockout_started",
+                LockoutChange::Ended => "lockout_ended",
+                LockoutChange::EndedEarly => "lockout_released",
+                LockoutChange::KeypadDisabled => "keypad_disabled",
+                LockoutChange::KeypadReleased => "keypad_released",
+            }
+            .into(),
+            EventKind::Away(true) => "away_armed".into(),
+            EventKind::Away(false) => "away_disarmed".into(),
+            EventKind::Door(true) => "door_opened".into(),
+            EventKind::Door(false) => "door_closed".into(),
+            EventKind::Jammed => "jammed".into(),
+            EventKind::ModuleFault => "module_fault".into(),
+            EventKind::FactoryReset => "factory_reset".into(),
+            EventKind::HandingSet => "handing_set".into(),
+            EventKind::ValidityChanged => "validity_changed".into(),
+            EventKind::TempPasscode(true) => "visitor_passcode_created".into(),
+            EventKind::TempPasscode(false) => "visitor_passcode_revoked".into(),
+        }
+    }
 }
 
 /// One event.
@@ -353,6 +492,10 @@ pub fn status_report(s: &Status) -> StatusReport {
             lockout: s.lockout_active,
             duress: has(event::AlarmKind::Duress),
             low_battery: s.low_battery,
+            jam: has(event::AlarmKind::Jam),
+            door_ajar: has(event::AlarmKind::DoorAjar),
+            door_forced_open: has(event::AlarmKind::DoorForcedOpen),
+            module_swap: has(event::AlarmKind::ModuleSwap),
         },
     }
 }
@@ -377,24 +520,24 @@ pub fn unlock_method(m: Method) -> UnlockMethod {
 
 /// The app's alarm kind; `None` for a jam, which the wire has no event
 /// for (reporting it as tamper would be wrong; the status report shows it).
-pub fn alarm_kind(a: event::AlarmKind) -> Option<AlarmKind> {
+pub fn alarm_kind(a: event::AlarmKind) -> AlarmKind {
     match a {
-        event::AlarmKind::Tamper => Some(AlarmKind::Tamper),
-        event::AlarmKind::Lockout => Some(AlarmKind::Lockout),
-        event::AlarmKind::Duress => Some(AlarmKind::Duress),
-        event::AlarmKind::LowBattery => Some(AlarmKind::LowBattery),
-        event::AlarmKind::Jam => None,
-        // A module swapped in from outside is tampering with the outside
-        // panel; the wire has no kind of its own for it.
-        event::AlarmKind::ModuleSwap => Some(AlarmKind::Tamper),
-        event::AlarmKind::DoorAjar => Some(AlarmKind::DoorAjar),
-        event::AlarmKind::DoorForcedOpen => Some(AlarmKind::DoorForcedOpen),
+        event::AlarmKind::Tamper => AlarmKind::Tamper,
+        event::AlarmKind::Lockout => AlarmKind::Lockout,
+        event::AlarmKind::Duress => AlarmKind::Duress,
+        event::AlarmKind::LowBattery => AlarmKind::LowBattery,
+        event::AlarmKind::Jam => AlarmKind::Jam,
+        event::AlarmKind::ModuleSwap => AlarmKind::ModuleSwap,
+        event::AlarmKind::DoorAjar => AlarmKind::DoorAjar,
+        event::AlarmKind::DoorForcedOpen => AlarmKind::DoorForcedOpen,
     }
 }
 
 /// A logged event (log id `cursor`) as the app sees it, if it is one the
 /// app shows: prompts, menu steps and the like are not.
 pub fn event_entry(cursor: u64, event: &Event) -> Option<EventEntry> {
+    use event::EventKind as E;
+    // Every kind is named (no `_` arm): a new kind must be decided here.
     let (kind, user) = match &event.kind {
         event::EventKind::Unlocked { method, user } => (
             EventKind::Unlocked(unlock_method(*method)),
@@ -404,7 +547,25 @@ pub fn event_entry(cursor: u64, event: &Event) -> Option<EventEntry> {
         event::EventKind::VerifyFailed { .. } | event::EventKind::AppRefused { .. } => {
             (EventKind::VerificationFailed, None)
         }
-        event::EventKind::AlarmRaised { alarm } => (EventKind::Alarm(alarm_kind(*alarm)?), None),
+        // Answered like a wrong credential at the door; the owner sees whose.
+        E::OutsideValidity { user, .. } => (EventKind::VerificationFailed, user.map(|u| u.get())),
+        event::EventKind::AlarmRaised { alarm } => (EventKind::Alarm(alarm_kind(*alarm)), None),
+        E::AlarmCleared { alarm } => (EventKind::AlarmCleared(alarm_kind(*alarm)), None),
+        E::LockoutStarted => (EventKind::Lockout(LockoutChange::Started), None),
+        E::LockoutEnded { early: false } => (EventKind::Lockout(LockoutChange::Ended), None),
+        E::LockoutEnded { early: true } => (EventKind::Lockout(LockoutChange::EndedEarly), None),
+        E::KeypadDisabled { .. } => (EventKind::Lockout(LockoutChange::KeypadDisabled), None),
+        E::KeypadReleased { .. } => (EventKind::Lockout(LockoutChange::KeypadReleased), None),
+        E::AwayMode { armed } => (EventKind::Away(*armed), None),
+        E::DoorOpened => (EventKind::Door(true), None),
+        E::DoorClosed => (EventKind::Door(false), None),
+        E::Jammed => (EventKind::Jammed, None),
+        E::ModuleFault { .. } => (EventKind::ModuleFault, None),
+        E::FactoryReset => (EventKind::FactoryReset, None),
+        E::HandingSet { .. } => (EventKind::HandingSet, None),
+        E::ValidityChanged { user, .. } => (EventKind::ValidityChanged, Some(user.get())),
+        E::TempPasscodeCreated { .. } => (EventKind::TempPasscode(true), None),
+        E::TempPasscodeRevoked { .. } => (EventKind::TempPasscode(false), None),
         event::EventKind::SettingChanged { .. } | event::EventKind::ClockSet { .. } => {
             (EventKind::SettingChanged, None)
         }
@@ -418,7 +579,20 @@ pub fn event_entry(cursor: u64, event: &Event) -> Option<EventEntry> {
         | event::EventKind::AppKeyRevoked { .. }
         | event::EventKind::GuestInviteCreated { .. } => (EventKind::UserChanged, None),
         event::EventKind::Doorbell => (EventKind::Doorbell, None),
-        _ => return None,
+        // The lock's own bookkeeping, not something that happened at the
+        // door: shown to technicians (D-Bus, export), not in the app's list.
+        E::Prompt { .. }
+        | E::EventsSuppressed { .. }
+        | E::PairingMode { .. }
+        | E::MenuEntered { .. }
+        | E::ClockSyncRefused { .. }
+        | E::ClockBehind { .. }
+        | E::LockoutLevel { .. }
+        | E::LockoutOverridden { .. }
+        | E::AutoFaceRefused { .. }
+        | E::AutoFacePaused { .. }
+        | E::OwnerKeysListed
+        | E::PairingCodeRotated { .. } => return None,
     };
     Some(EventEntry {
         cursor,
@@ -434,6 +608,87 @@ mod tests {
 
     fn n(u: u16) -> types::UserNumber {
         types::UserNumber::new(u).unwrap()
+    }
+
+    /// Issue 17 item 7: what happened at the door reaches the owner's
+    /// list (it dropped jam, lockout end, away, door, module faults,
+    /// factory reset, handing, validity edits and visitor codes).
+    #[test]
+    fn the_owners_list_shows_what_happened_at_the_door() {
+        use event::EventKind as E;
+        let always = Validity::ALWAYS;
+        let cases = [
+            (E::Jammed, EventKind::Jammed, None),
+            (
+                E::LockoutEnded { early: false },
+                EventKind::Lockout(LockoutChange::Ended),
+                None,
+            ),
+            (
+                E::LockoutEnded { early: true },
+                EventKind::Lockout(LockoutChange::EndedEarly),
+                None,
+            ),
+            (E::AwayMode { armed: true }, EventKind::Away(true), None),
+            (E::DoorOpened, EventKind::Door(true), None),
+            (E::DoorClosed, EventKind::Door(false), None),
+            (
+                E::ModuleFault {
+                    detail: "fingerprint: timeout".into(),
+                },
+                EventKind::ModuleFault,
+                None,
+            ),
+            (E::FactoryReset, EventKind::FactoryReset, None),
+            (
+                E::HandingSet {
+                    handing: types::Handing::LeftHand,
+                },
+                EventKind::HandingSet,
+                None,
+            ),
+            (
+                E::ValidityChanged {
+                    user: n(4),
+                    validity: always,
+                },
+                EventKind::ValidityChanged,
+                Some(4),
+            ),
+            (
+                E::TempPasscodeCreated {
+                    id: 2,
+                    validity: always,
+                    one_time: true,
+                },
+                EventKind::TempPasscode(true),
+                None,
+            ),
+            (
+                E::TempPasscodeRevoked { id: 2 },
+                EventKind::TempPasscode(false),
+                None,
+            ),
+            (
+                E::AlarmCleared {
+                    alarm: event::AlarmKind::Jam,
+                },
+                EventKind::AlarmCleared(AlarmKind::Jam),
+                None,
+            ),
+        ];
+        for (kind, want, user) in cases {
+            let e = event_entry(
+                1,
+                &Event {
+                    at: None,
+                    mono_ms: 0,
+                    kind: kind.clone(),
+                },
+            )
+            .unwrap_or_else(|| panic!("{kind:?} is not in the owner's list"));
+            assert_eq!((e.kind, e.user), (want, user), "{kind:?}");
+        }
     }
 
     #[test]

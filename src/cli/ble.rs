@@ -408,10 +408,10 @@ mod imp {
                     Response::Events { events, .. } => {
                         for e in events {
                             let line = format!(
-                                "{} {} {:?}{}",
+                                "{} {} {}{}",
                                 e.cursor,
                                 e.at.map(|t| t.0.to_string()).unwrap_or_else(|| "-".into()),
-                                e.kind,
+                                e.kind.name(),
                                 e.user.map(|u| format!(" user {u:03}")).unwrap_or_default()
                             );
                             if json {
@@ -421,7 +421,7 @@ mod imp {
                                     serde_json::json!({
                                         "cursor": e.cursor,
                                         "at": e.at.map(|t| t.0),
-                                        "kind": format!("{:?}", e.kind),
+                                        "kind": e.kind.name(),
                                         "user": e.user,
                                     })
                                 )?;
@@ -451,31 +451,9 @@ mod imp {
                     Response::Ok => writeln!(out, "ok")?,
                     Response::Status(s) => {
                         if json {
-                            writeln!(
-                                out,
-                                "{}",
-                                serde_json::json!({
-                                    "lock": format!("{:?}", s.lock).to_lowercase(),
-                                    "door": format!("{:?}", s.door).to_lowercase(),
-                                    "bolt": format!("{:?}", s.bolt).to_lowercase(),
-                                    "battery_percent": s.battery_percent,
-                                    "wifi_connected": s.wifi.connected,
-                                })
-                            )?;
+                            writeln!(out, "{}", s.json())?;
                         } else {
-                            writeln!(
-                                out,
-                                "lock {:?}, door {:?}, bolt {:?}, battery {} %, Wi-Fi {}",
-                                s.lock,
-                                s.door,
-                                s.bolt,
-                                s.battery_percent,
-                                if s.wifi.connected {
-                                    "connected"
-                                } else {
-                                    "not connected"
-                                }
-                            )?;
+                            writeln!(out, "{}", s.text())?;
                         }
                     }
                     Response::Error { code, detail } => {

@@ -1,4 +1,4 @@
-//! `latchctl status | events [-n N] [--follow] | self-test | export`: the
+//! `latchctl status | events [-n N] [--follow] | self-test | export | audit`: the
 //! diagnostics commands, over `org.latchd.Diagnostics1`.
 //!
 //! Everything printed comes from the daemon, and a table goes to a
@@ -35,6 +35,12 @@ pub enum DiagCommand {
     SelfTest,
     /// Print the redacted diagnostics export (JSON) for support.
     Export,
+    /// Print the whole event log, oldest first, for the owner's records.
+    Audit {
+        /// `json` (one array) or `csv` (spreadsheet-safe).
+        #[arg(long, value_enum, default_value_t = super::audit::AuditFormat::Json)]
+        format: super::audit::AuditFormat,
+    },
 }
 
 /// Run one diagnostics command against the daemon.
@@ -75,6 +81,10 @@ pub async fn run(ctx: &Context, cmd: DiagCommand) -> Result<(), CliError> {
                     total: checks.len(),
                 });
             }
+        }
+        DiagCommand::Audit { format } => {
+            let events = super::audit::read_all(&client).await?;
+            super::audit::write(&events, format, &mut out)?;
         }
         DiagCommand::Export => {
             let json = client.export().await?;

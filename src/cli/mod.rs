@@ -31,6 +31,7 @@ use clap::{Parser, Subcommand};
 use crate::dbus::client::ClientError;
 use crate::dbus::BusChoice;
 
+pub mod audit;
 pub mod ble;
 pub mod diag;
 #[cfg(feature = "matter")]
@@ -115,6 +116,8 @@ pub enum CliError {
     Matter(#[from] matter::MatterCliError),
     #[error(transparent)]
     Remote(#[from] remote::RemoteCliError),
+    #[error(transparent)]
+    Audit(#[from] audit::AuditError),
 }
 
 impl From<ClientError> for CliError {

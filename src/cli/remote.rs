@@ -393,27 +393,7 @@ fn print(r: &Response, json: bool, out: &mut impl Write) -> Result<(), RemoteCli
     use serde_json::json;
     let (text, doc): (String, serde_json::Value) = match r {
         Response::Ok => ("ok".into(), json!({"result": "ok"})),
-        Response::Status(s) => (
-            format!(
-                "lock {:?}, door {:?}, bolt {:?}, battery {} %, Wi-Fi {}",
-                s.lock,
-                s.door,
-                s.bolt,
-                s.battery_percent,
-                if s.wifi.connected {
-                    "connected"
-                } else {
-                    "not connected"
-                }
-            ),
-            json!({
-                "lock": format!("{:?}", s.lock).to_lowercase(),
-                "door": format!("{:?}", s.door).to_lowercase(),
-                "bolt": format!("{:?}", s.bolt).to_lowercase(),
-                "battery_percent": s.battery_percent,
-                "wifi_connected": s.wifi.connected,
-            }),
-        ),
+        Response::Status(s) => (s.text(), s.json()),
         Response::Users(us) => (
             us.iter()
                 .map(|u| format!("user {:>3}  {:?}  {:?}", u.user, u.role, u.credentials))
@@ -469,10 +449,10 @@ fn print(r: &Response, json: bool, out: &mut impl Write) -> Result<(), RemoteCli
                 .iter()
                 .map(|e| {
                     format!(
-                        "#{:<6} {:?}  {:?} user {:?}",
+                        "#{:<6} {:?}  {} user {:?}",
                         e.cursor,
                         e.at.map(|t| t.0),
-                        e.kind,
+                        e.kind.name(),
                         e.user
                     )
                 })
@@ -483,7 +463,7 @@ fn print(r: &Response, json: bool, out: &mut impl Write) -> Result<(), RemoteCli
                 .map(|e| json!({
                     "cursor": e.cursor,
                     "at": e.at.map(|t| t.0),
-                    "kind": format!("{:?}", e.kind),
+                    "kind": e.kind.name(),
                     "user": e.user,
                 }))
                 .collect::<Vec<_>>()),

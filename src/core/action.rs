@@ -272,6 +272,8 @@ pub enum Prompt {
     UserNumber(UserNumber),
     MenuMain,
     ChooseMethod,
+    /// `ChooseMethod` for a stored user: "5" also sets a duress passcode.
+    ChooseMethodOrDuress,
     FacePose(FacePose),
     FaceFix(FaceFix),
     PlacePalm,
@@ -362,8 +364,9 @@ impl Prompt {
                 let d = n.digits();
                 format!("User number {} {} {}.", d[0], d[1], d[2])
             }
-            MenuMain => "Press 1 to add an administrator, 2 to add a user, 3 to delete a user, confirm for system information.".into(),
+            MenuMain => "Press 1 to add an administrator, 2 to add a user, 3 to delete a user, 5 to add to a user, confirm for system information.".into(),
             ChooseMethod => "Press 1 for face, 2 for palm vein, 3 for fingerprint, 4 for passcode.".into(),
+            ChooseMethodOrDuress => "Press 1 for face, 2 for palm vein, 3 for fingerprint, 4 for passcode, 5 for a duress passcode.".into(),
             FacePose(p) => match p {
                 super::input::FacePose::Straight => "Please look straight at the camera.".into(),
                 super::input::FacePose::Up => "Raise your head slightly.".into(),

@@ -224,6 +224,7 @@ impl Engine {
                     ..u.clone()
                 };
                 self.persist(out, vec![Change::PutUser(changed)]);
+                self.log(out, EventKind::ValidityChanged { user, validity });
                 Ok(AppOk::Done)
             }
             AppCommand::AddTempPasscode {
@@ -257,6 +258,14 @@ impl Engine {
                     one_time,
                 };
                 self.persist(out, vec![Change::PutTempPasscode(t)]);
+                self.log(
+                    out,
+                    EventKind::TempPasscodeCreated {
+                        id: id.0,
+                        validity,
+                        one_time,
+                    },
+                );
                 Ok(AppOk::TempPasscodeAdded(id))
             }
             AppCommand::RevokeTempPasscode(id) => {
@@ -264,6 +273,7 @@ impl Engine {
                     return Err(AppError::NotFound);
                 }
                 self.persist(out, vec![Change::DeleteTempPasscode(id)]);
+                self.log(out, EventKind::TempPasscodeRevoked { id: id.0 });
                 Ok(AppOk::Done)
             }
             AppCommand::SetDuressPasscode { user, digits } => {
@@ -275,12 +285,7 @@ impl Engine {
                 let code =
                     Passcode::parse(&digits).map_err(|e| AppError::BadPasscode(e.to_string()))?;
                 // A user has one duress code (B-1.2 spirit); a new one replaces it.
-                let old = self
-                    .dir
-                    .credentials
-                    .values()
-                    .find(|c| c.user == user && c.kind == CredentialKind::DuressPasscode)
-                    .map(|c| c.id);
+                let old = self.duress_credential(user);
                 if old.is_none() {
                     self.dir
                         .check_limits(user, CredentialKind::DuressPasscode)

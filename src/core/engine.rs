@@ -236,10 +236,16 @@ pub(super) enum Menu {
     },
     Passcode {
         target: Target,
+        /// `Passcode`, or `DuressPasscode` (method 5, B-6.9 set at the lock).
+        kind: super::types::CredentialKind,
         /// The first entry, once given; the second must match it.
         first: Option<Redacted<Vec<u8>>>,
     },
     Delete,
+    /// B-4.10: the system information is being spoken. The menu's keys
+    /// work as in `Main` (the announcement's end is the menu again); "↩"
+    /// interrupts it and stays in the menu instead of leaving it.
+    SystemInfo,
 }
 
 /// The keypad: awake or asleep, what was typed, what is shown.
@@ -525,6 +531,7 @@ impl Engine {
             Mode::FactoryReset { .. } => "factory_reset",
             Mode::Menu(m) => match m {
                 Menu::Main => "menu",
+                Menu::SystemInfo => "menu.system_info",
                 Menu::ChooseMethod(_) => "menu.choose_method",
                 Menu::Enrol {
                     modality: Modality::Face,

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::input::Channel;
 use super::noise::NoiseKind;
-use super::time::WallTime;
+use super::time::{Validity, WallTime};
 use super::types::{CredentialKind, Handing, Method, SettingChange, UserNumber};
 use super::update::{Blocker, Phase, UpdateRefusal};
 
@@ -224,6 +224,22 @@ pub enum EventKind {
     },
     /// An owner listed the owner keys (issue 13 item 6).
     OwnerKeysListed,
+    /// An owner changed a user's validity window (B-9.4, issue 17 item 7).
+    ValidityChanged {
+        user: UserNumber,
+        validity: Validity,
+    },
+    /// An owner made a visitor passcode (B-6.10): its id and window, never
+    /// its digits.
+    TempPasscodeCreated {
+        id: u32,
+        validity: Validity,
+        one_time: bool,
+    },
+    /// An owner revoked a visitor passcode.
+    TempPasscodeRevoked {
+        id: u32,
+    },
     /// An owner pairing used up the current verification code; the next
     /// one is spoken by system information.
     PairingCodeRotated {

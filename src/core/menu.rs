@@ -6,9 +6,10 @@
 //!  SET short ─► VerifyAdmin ─admin credential─► Menu
 //!  Menu:  1 add admin ─┐                      ┌─ 1 face ─► module enrol ─┐
 //!         2 add user  ─┴► number shown ─► ChooseMethod ─ 2 palm ─► module enrol ─┼─► Persist ─► Success
-//!         3 delete ─► number ✓             └─ 3 finger / 4 passcode ✓ repeat ✓ ─┘
+//!         3 delete ─► number ✓             ├─ 3 finger / 4 passcode ✓ repeat ✓ ─┘
+//!         5 add to user N ─► number ✓ ─► ChooseMethod (also 5 duress passcode, B-6.9)
 //!         4 re-pair the fingerprint module (lit only while one was refused, issue 13 item 7)
-//!         ✓ system information · ↩ back
+//!         ✓ system information (↩ during it: back to the menu) · ↩ back
 //! ```
 //!
 //! Only the keys valid in the current step are lit, and a key that is not
@@ -21,11 +22,11 @@ use super::action::{Action, ModuleCmd, Prompt};
 use super::engine::{Engine, Menu, Mode, Out, Target, MUTE_FLASH};
 use super::event::{EventKind, LockHow};
 use super::input::{EnrolFailure, EnrolStep, FacePose, ModuleReport};
-use super::passcode::{check_rules, PasscodeError};
+use super::passcode::{check_rules, PasscodeError, PasscodeTarget};
 use super::time::Validity;
 use super::types::{
-    limits, Change, Credential, CredentialKind, CredentialSecret, Handing, Key, Modality, Role,
-    User, UserNumber,
+    limits, Change, Credential, CredentialId, CredentialKind, CredentialSecret, Handing, Key,
+    Modality, Role, User, UserNumber,
 };
 
 const DIGITS: [Key; 10] = [
@@ -40,6 +41,15 @@ const DIGITS: [Key; 10] = [
     Key::Digit(9),
     Key::Digit(0),
 ];
+
+/// What the method choice says: "5" (duress) is offered to stored users.
+fn choose_method_prompt(target: Target) -> Prompt {
+    if target.new {
+        Prompt::ChooseMethod
+    } else {
+        Prompt::ChooseMethodOrDuress
+    }
+}
 
 /// Longest user number typed in the delete step.
 const USER_NUMBER_DIGITS: usize = 3;
@@ -82,7 +92,7 @@ impl Engine {
                 confirm_if(&mut lit, buf >= limits::PASSCODE_MIN);
             }
             Mode::Menu(m) => match m {
-                Menu::Main => {
+                Menu::Main | Menu::SystemInfo => {
                     lit.extend([Key::Digit(1), Key::Digit(2), Key::Digit(3)]);
                     // Issue 17 item 1: "5" adds a credential to a user.
                     lit.push(Key::Digit(5));
@@ -93,13 +103,15 @@ impl Engine {
                     }
                     lit.extend([Key::Confirm, Key::Back]);
                 }
-                Menu::ChooseMethod(_) => lit.extend([
-                    Key::Digit(1),
-                    Key::Digit(2),
-                    Key::Digit(3),
-                    Key::Digit(4),
-                    Key::Back,
-                ]),
+                Menu::ChooseMethod(target) => {
+                    lit.extend([Key::Digit(1), Key::Digit(2), Key::Digit(3), Key::Digit(4)]);
+                    // "5" (a duress passcode, B-6.9) only for a stored user:
+                    // a duress code is never anyone's only credential.
+                    if !target.new {
+                        lit.push(Key::Digit(5));
+                    }
+                    lit.push(Key::Back);
+                }
                 Menu::Enrol { .. } => lit.push(Key::Back),
                 Menu::Passcode { .. } => {
                     lit.extend(DIGITS);
@@ -341,6 +353,7 @@ impl Engine {
                         matter_code: self.config.matter_code.clone(),
                     };
                     self.say(out, p);
+                    self.mode = Mode::Menu(Menu::SystemInfo);
                 }
                 Key::Back => {
                     self.mode = Mode::Idle;
@@ -348,10 +361,21 @@ impl Engine {
                 }
                 _ => {}
             },
+            Menu::SystemInfo => {
+                self.mode = Mode::Menu(Menu::Main);
+                if key == Key::Back {
+                    // B-4.10: "↩" returns to the menu; the menu prompt
+                    // interrupts the announcement (the newest prompt wins).
+                    self.say(out, Prompt::MenuMain);
+                } else {
+                    self.key_menu(out, key);
+                }
+            }
             Menu::ChooseMethod(target) => {
                 let target = *target;
                 match key {
                     Key::Digit(m @ 1..=4) => self.start_method(out, target, m),
+                    Key::Digit(5) if !target.new => self.start_method(out, target, 5),
                     Key::Back => self.menu_back_to_main(out),
                     _ => {}
                 }
@@ -414,7 +438,7 @@ impl Engine {
             return;
         }
         self.mode = Mode::Menu(Menu::ChooseMethod(target));
-        self.say(out, Prompt::ChooseMethod);
+        self.say(out, choose_method_prompt(target));
     }
 
     fn show_number(&mut self, out: &mut Out, user: UserNumber) {
@@ -521,13 +545,22 @@ impl Engine {
             1 => (CredentialKind::Face, Some(Modality::Face)),
             2 => (CredentialKind::Palm, Some(Modality::Palm)),
             3 => (CredentialKind::Fingerprint, Some(Modality::Fingerprint)),
+            5 => (CredentialKind::DuressPasscode, None),
             _ => (CredentialKind::Passcode, None),
         };
         let slot = match modality {
             Some(m) => self.dir.free_slot(m),
             None => Some(0),
         };
-        let (Ok(()), Some(slot)) = (self.dir.check_limits(target.user, kind), slot) else {
+        // A new duress code replaces the user's old one (as from the app).
+        let replacing =
+            self.duress_credential(target.user).is_some() && kind == CredentialKind::DuressPasscode;
+        let limits = if replacing {
+            Ok(())
+        } else {
+            self.dir.check_limits(target.user, kind)
+        };
+        let (Ok(()), Some(slot)) = (limits, slot) else {
             self.say(out, Prompt::LimitReached);
             self.mode = Mode::Menu(Menu::ChooseMethod(target));
             return;
@@ -551,6 +584,7 @@ impl Engine {
                 self.keypad.clear();
                 self.mode = Mode::Menu(Menu::Passcode {
                     target,
+                    kind,
                     first: None,
                 });
                 self.say(out, Prompt::EnterPasscode);
@@ -574,6 +608,14 @@ impl Engine {
             secret,
         };
         let mut changes = Vec::new();
+        if kind == CredentialKind::DuressPasscode {
+            // One duress code per user: the new one replaces the old in
+            // the same commit.
+            changes.extend(
+                self.duress_credential(target.user)
+                    .map(Change::DeleteCredential),
+            );
+        }
         if target.new {
             changes.push(Change::PutUser(User {
                 number: target.user,
@@ -603,15 +645,33 @@ impl Engine {
         );
     }
 
+    /// The user's duress passcode, if one is stored (at most one).
+    pub(super) fn duress_credential(&self, user: UserNumber) -> Option<CredentialId> {
+        self.dir
+            .credentials
+            .values()
+            .find(|c| c.user == user && c.kind == CredentialKind::DuressPasscode)
+            .map(|c| c.id)
+    }
+
     /// B-4.8: first entry, repeat, compare.
     fn passcode_step(&mut self, out: &mut Out) {
-        let Mode::Menu(Menu::Passcode { target, first }) = &mut self.mode else {
+        let Mode::Menu(Menu::Passcode {
+            target,
+            kind,
+            first,
+        }) = &mut self.mode
+        else {
             return;
         };
-        let target = *target;
+        let (target, kind, first_code) = (*target, *kind, first.take());
+        let replaced = match kind {
+            CredentialKind::DuressPasscode => self.duress_credential(target.user),
+            _ => None,
+        };
         let typed: Redacted<Vec<u8>> = Redacted::new(self.keypad.buffer.to_vec());
         self.keypad.clear();
-        match first.take() {
+        match first_code {
             None => {
                 if let Err(e) = check_rules(&typed) {
                     let p = match e {
@@ -625,15 +685,18 @@ impl Engine {
                 }
                 // Equal to, or containing, a stored code: refused so that
                 // anti-peep stays unambiguous (see passcode.rs).
+                let replaced_by_this = |t: &PasscodeTarget| matches!(t, PasscodeTarget::User { credential, .. } if Some(*credential) == replaced);
                 if self
                     .dir
                     .passcodes()
-                    .conflicts(&self.macer, &typed, |_| false)
+                    .conflicts(&self.macer, &typed, replaced_by_this)
                 {
                     self.say(out, Prompt::PasscodeTaken);
                     return;
                 }
-                *first = Some(typed);
+                if let Mode::Menu(Menu::Passcode { first, .. }) = &mut self.mode {
+                    *first = Some(typed);
+                }
                 self.say(out, Prompt::RepeatPasscode);
             }
             Some(first_code) => {
@@ -645,22 +708,13 @@ impl Engine {
                 }
                 // Limits again: an app command may have used the last
                 // passcode slot while this person was typing.
-                if self
-                    .dir
-                    .check_limits(target.user, CredentialKind::Passcode)
-                    .is_err()
-                {
+                if replaced.is_none() && self.dir.check_limits(target.user, kind).is_err() {
                     self.say(out, Prompt::LimitReached);
                     self.back_to_methods(out, target);
                     return;
                 }
                 let mac = self.macer.mac(&typed);
-                self.store_credential(
-                    out,
-                    target,
-                    CredentialKind::Passcode,
-                    CredentialSecret::Passcode(mac),
-                );
+                self.store_credential(out, target, kind, CredentialSecret::Passcode(mac));
             }
         }
     }

@@ -5,7 +5,7 @@
 use tokio::sync::watch;
 
 use super::{BackendError, BackendFuture, DeviceCheck, Diagnostics, DiagnosticsBackend};
-use crate::link::{event_record, EventRecord, Link, LinkError, StoredEvent};
+use crate::link::{event_record, EventId, EventRecord, Link, LinkError, StoredEvent};
 
 /// Events the export carries (newest last).
 const EXPORT_EVENTS: usize = 200;
@@ -49,6 +49,22 @@ impl DiagnosticsBackend for LockBackend {
         })
     }
 
+    fn events_before(
+        &self,
+        before: Option<u64>,
+        limit: u32,
+    ) -> BackendFuture<'_, Vec<EventRecord>> {
+        Box::pin(async move {
+            let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+            let stored = self
+                .link
+                .events_before(before.map(EventId), limit)
+                .await
+                .map_err(failed)?;
+            Ok(records(&stored))
+        })
+    }
+
     fn export(&self) -> BackendFuture<'_, String> {
         Box::pin(async move {
             let health = self.link.storage_health().await;
@@ -80,6 +96,34 @@ mod tests {
             mono_ms: 0,
             kind: EventKind::Doorbell,
         }
+    }
+
+    /// Issue 17 item 7: the audit export pages back through the whole
+    /// log (more than one page), each page strictly older, oldest first.
+    #[tokio::test]
+    async fn events_before_pages_through_the_whole_log() {
+        let dir = tempfile::tempdir().unwrap();
+        // Records (a door opening), not noise: noise has a smaller budget.
+        let events: Vec<Event> = (1..=2_500)
+            .map(|t| Event {
+                kind: EventKind::DoorOpened,
+                ..doorbell(t)
+            })
+            .collect();
+        let (link, _ends) = crate::link::testing::link(dir.path(), &events);
+        let (_diag_tx, diag) = watch::channel(Diagnostics::default());
+        let backend = LockBackend::new(link, diag);
+        let mut before = None;
+        let mut seen = Vec::new();
+        loop {
+            let page = backend.events_before(before, 1000).await.unwrap();
+            let Some(first) = page.first() else { break };
+            assert!(page.len() <= 1000);
+            assert!(page.windows(2).all(|w| w[0].id < w[1].id), "newest last");
+            before = Some(first.id);
+            seen.splice(0..0, page.iter().map(|r| r.time));
+        }
+        assert_eq!(seen, (1..=2_500).collect::<Vec<i64>>());
     }
 
     /// Issue 14.7: history and export come from the read-only connection

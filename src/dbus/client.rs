@@ -177,6 +177,28 @@ impl DiagnosticsClient {
             .collect())
     }
 
+    /// `EventsBefore(before, limit)`: oldest first; `before` 0 = newest.
+    pub async fn events_before(
+        &self,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<EventRecord>, ClientError> {
+        let reply = self
+            .call(INTERFACE, "EventsBefore", &(before.unwrap_or(0), limit))
+            .await?;
+        let events: Vec<(u64, i64, String, String)> =
+            reply.body().deserialize().map_err(ClientError::Reply)?;
+        Ok(events
+            .into_iter()
+            .map(|(id, time, kind, detail)| EventRecord {
+                id,
+                time,
+                kind,
+                detail,
+            })
+            .collect())
+    }
+
     /// `ExportDiagnostics()`: a JSON document.
     pub async fn export(&self) -> Result<String, ClientError> {
         let reply = self.call(INTERFACE, "ExportDiagnostics", &()).await?;

@@ -245,6 +245,11 @@ pub trait DiagnosticsBackend: Send + Sync + 'static {
     /// The newest `limit` events, newest last. `limit` is already capped at
     /// [`MAX_RECENT_EVENTS`].
     fn recent_events(&self, limit: u32) -> BackendFuture<'_, Vec<EventRecord>>;
+    /// Up to `limit` events older than event `before` (the newest if
+    /// `None`), newest last: one page of the full audit export. `limit` is
+    /// already capped at [`MAX_RECENT_EVENTS`].
+    fn events_before(&self, before: Option<u64>, limit: u32)
+        -> BackendFuture<'_, Vec<EventRecord>>;
     /// A JSON document with everything a support engineer needs, redacted.
     fn export(&self) -> BackendFuture<'_, String>;
 }

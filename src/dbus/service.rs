@@ -514,6 +514,43 @@ impl DiagnosticsInterface {
             .collect())
     }
 
+    /// Up to `limit` events (at most 1000) older than event `before` (0:
+    /// from the newest), oldest first, as in `RecentEvents`: page with the
+    /// first id of each reply to read the whole log (`latchctl audit`).
+    #[zbus(name = "EventsBefore", out_args("events"))]
+    async fn events_before(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Header<'_>,
+        before: u64,
+        limit: u32,
+    ) -> fdo::Result<Vec<(u64, i64, String, String)>> {
+        self.gate.check(conn, Some(&hdr)).await?;
+        let limit = limit.min(MAX_RECENT_EVENTS);
+        let before = (before != 0).then_some(before);
+        let events = self
+            .backend
+            .events_before(before, limit)
+            .await
+            .map_err(failed)?;
+        // A page that does not go back in time would make an export loop
+        // or silently stop short: an error the caller sees, never a
+        // quietly filtered page.
+        if let Some(b) = before {
+            if events.iter().any(|e| e.id >= b) {
+                return Err(fdo::Error::Failed(format!(
+                    "the event log returned events not older than {b}; the export is incomplete, run it again"
+                )));
+            }
+        }
+        let skip = events.len().saturating_sub(limit as usize);
+        Ok(events
+            .into_iter()
+            .skip(skip)
+            .map(|e| (e.id, e.time, e.kind, e.detail))
+            .collect())
+    }
+
     /// A JSON document describing the lock for support, with secrets and
     /// personal data redacted.
     #[zbus(name = "ExportDiagnostics", out_args("json"))]

@@ -185,6 +185,16 @@ impl Link {
         Ok(self.p().reads.recent_events(limit).await?)
     }
 
+    /// Up to `limit` events older than `before` (the newest if `None`),
+    /// newest first (read-only connection).
+    pub async fn events_before(
+        &self,
+        before: Option<EventId>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, LinkError> {
+        Ok(self.p().reads.events_before(before, limit).await?)
+    }
+
     /// Events newer than `id`, oldest first (read-only connection).
     pub async fn events_after(
         &self,

@@ -188,7 +188,14 @@ fn a_duress_unlock_leaves_nothing_a_technician_or_the_door_can_read() {
     let status = latchctl(&bus.address, &["--json", "status"]);
     let events = latchctl(&bus.address, &["--json", "events", "-n", "1000"]);
     let export = latchctl(&bus.address, &["export"]);
+    // Issue 17 item 7: the owner's full audit export, as a spreadsheet.
+    let audit = latchctl(&bus.address, &["audit", "--format", "csv"]);
     assert!(events.contains("unlocked.passcode"), "{events}");
+    assert_eq!(
+        audit.matches(",unlocked.passcode,").count(),
+        2,
+        "both unlocks in the audit: {audit}"
+    );
     wait_until("the events signalled on the bus", || {
         monitor.text().matches("unlocked.passcode").count() >= 2
     });
@@ -196,6 +203,7 @@ fn a_duress_unlock_leaves_nothing_a_technician_or_the_door_can_read() {
         ("latchctl status", status),
         ("latchctl events", events),
         ("latchctl export", export),
+        ("latchctl audit", audit),
         ("the D-Bus traffic", monitor.text()),
         ("the front panel", front_panel(&d)),
         ("the voice prompts", format!("{prompts:?}")),

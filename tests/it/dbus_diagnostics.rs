@@ -37,6 +37,8 @@ struct TestBackend {
     checks: Vec<DeviceCheck>,
     export: String,
     last_limit: AtomicU32,
+    /// A broken daemon: `EventsBefore` ignores `before`.
+    stuck_pages: bool,
 }
 
 impl DiagnosticsBackend for TestBackend {
@@ -49,6 +51,24 @@ impl DiagnosticsBackend for TestBackend {
         Box::pin(async move {
             let skip = self.events.len().saturating_sub(limit as usize);
             Ok(self.events[skip..].to_vec())
+        })
+    }
+
+    fn events_before(
+        &self,
+        before: Option<u64>,
+        limit: u32,
+    ) -> BackendFuture<'_, Vec<EventRecord>> {
+        let before = if self.stuck_pages { None } else { before };
+        Box::pin(async move {
+            let older: Vec<_> = self
+                .events
+                .iter()
+                .filter(|e| before.is_none_or(|b| e.id < b))
+                .cloned()
+                .collect();
+            let skip = older.len().saturating_sub(limit as usize);
+            Ok(older[skip..].to_vec())
         })
     }
 
@@ -93,6 +113,7 @@ fn backend(export: &str) -> Arc<TestBackend> {
         ],
         export: export.into(),
         last_limit: AtomicU32::new(0),
+        stuck_pages: false,
     })
 }
 
@@ -164,10 +185,13 @@ async fn serve_sample(export: &str) -> Served {
 }
 
 async fn serve_diag(export: &str, diag: Diagnostics) -> Served {
+    serve_backend(backend(export), diag).await
+}
+
+async fn serve_backend(backend: Arc<TestBackend>, diag: Diagnostics) -> Served {
     let bus = TestBus::start();
     let (diag_tx, diag_rx) = watch::channel(diag);
     let (events_tx, events_rx) = broadcast::channel(16);
-    let backend = backend(export);
     let handle = serve(bus.choice(), diag_rx, backend.clone(), events_rx)
         .await
         .expect("serve on the private bus");
@@ -238,7 +262,15 @@ async fn introspection_shows_only_the_read_only_interface() {
         }
     }
     // Nothing that unlocks, reveals a secret or changes users.
-    assert_eq!(methods, ["ExportDiagnostics", "RecentEvents", "SelfTest"]);
+    assert_eq!(
+        methods,
+        [
+            "EventsBefore",
+            "ExportDiagnostics",
+            "RecentEvents",
+            "SelfTest"
+        ]
+    );
     assert_eq!(signals, ["AlarmRaised", "EventLogged"]);
     let mut expected = PROPERTY_NAMES.to_vec();
     expected.sort_unstable();
@@ -662,6 +694,73 @@ async fn latchctl_events_self_test_and_export() {
     );
     let out = latchctl(&s.bus.address, &["export", "--json"]).await;
     assert_eq!(out.stdout, "{\"b\":[1,2],\"a\":\"x\"}\n");
+}
+
+/// Issue 17 item 7: `latchctl audit` reads the whole log over several
+/// `EventsBefore` pages, oldest first, as JSON or spreadsheet-safe CSV,
+/// and refuses a daemon whose pages do not go back in time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latchctl_audit_exports_the_whole_log() {
+    const N: u64 = 2_345;
+    let events: Vec<EventRecord> = (1..=N)
+        .map(|i| match i {
+            7 => event(i, "wifi.joined", "ssid==HYPERLINK(\"http://x\")"),
+            8 => event(i, "unlocked.ble", "=cmd|' /C calc'!A0"),
+            _ => event(i, "door_opened", ""),
+        })
+        .collect();
+    let mut b = Arc::try_unwrap(backend("{}")).ok().expect("fresh");
+    b.events = events;
+    let s = serve_backend(Arc::new(b), sample()).await;
+
+    let out = latchctl(&s.bus.address, &["audit", "--format", "csv"]).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let rows: Vec<&str> = out.stdout.split("\r\n").filter(|r| !r.is_empty()).collect();
+    assert_eq!(rows[0], "id,time,utc,kind,detail");
+    assert_eq!(rows.len() as u64, N + 1, "every event, one row each");
+    let ids: Vec<u64> = rows[1..]
+        .iter()
+        .map(|r| r.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(ids, (1..=N).collect::<Vec<_>>(), "oldest first, none twice");
+    // A cell that a spreadsheet would run as a formula is defused.
+    assert!(
+        rows[8].ends_with(",unlocked.ble,'=cmd|' /C calc'!A0"),
+        "{}",
+        rows[8]
+    );
+    assert!(
+        rows[7].ends_with(",\"ssid==HYPERLINK(\"\"http://x\"\")\""),
+        "{}",
+        rows[7]
+    );
+    // More than one page was asked for, each at most the cap.
+    assert_eq!(
+        s.backend.last_limit.load(Ordering::SeqCst),
+        0,
+        "RecentEvents not used"
+    );
+
+    let out = latchctl(&s.bus.address, &["audit"]).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let doc: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).expect("json");
+    assert_eq!(doc.len() as u64, N);
+    assert_eq!(doc[0]["id"], 1);
+    assert_eq!(doc[0]["utc"], "2026-11-26 03:39:01");
+
+    // A daemon that answers every page with the newest events.
+    let mut b = Arc::try_unwrap(backend("{}")).ok().expect("fresh");
+    b.events = (1..=1_500).map(|i| event(i, "door_opened", "")).collect();
+    b.stuck_pages = true;
+    let stuck = serve_backend(Arc::new(b), sample()).await;
+    let out = latchctl(&stuck.bus.address, &["audit", "--format", "csv"]).await;
+    assert_eq!(out.code, Some(1), "{}", out.stdout);
+    assert!(out.stderr.contains("run it again"), "{}", out.stderr);
+    assert!(
+        out.stdout.is_empty(),
+        "nothing half-written: {}",
+        out.stdout
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

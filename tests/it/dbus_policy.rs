@@ -268,6 +268,9 @@ impl DiagnosticsBackend for NoBackend {
     fn recent_events(&self, _limit: u32) -> BackendFuture<'_, Vec<EventRecord>> {
         Box::pin(async { Ok(vec![]) })
     }
+    fn events_before(&self, _: Option<u64>, _: u32) -> BackendFuture<'_, Vec<EventRecord>> {
+        Box::pin(async { Ok(vec![]) })
+    }
     fn export(&self) -> BackendFuture<'_, String> {
         Box::pin(async { Ok("{}".to_string()) })
     }
@@ -465,6 +468,7 @@ async fn without_the_policy_file_the_daemon_refuses_unprivileged_callers() {
         vec![method("SelfTest")],
         vec![method("ExportDiagnostics")],
         vec![method("RecentEvents"), "uint32:5".into()],
+        vec![method("EventsBefore"), "uint64:0".into(), "uint32:5".into()],
         vec![
             "org.freedesktop.DBus.Properties.Get".into(),
             iface_arg.clone(),

@@ -272,6 +272,9 @@ impl DiagnosticsBackend for PropertiesOnly {
     fn recent_events(&self, _limit: u32) -> BackendFuture<'_, Vec<EventRecord>> {
         Box::pin(async { Err(BackendError("not part of this test".into())) })
     }
+    fn events_before(&self, _: Option<u64>, _: u32) -> BackendFuture<'_, Vec<EventRecord>> {
+        Box::pin(async { Err(BackendError("not part of this test".into())) })
+    }
     fn export(&self) -> BackendFuture<'_, String> {
         Box::pin(async { Err(BackendError("not part of this test".into())) })
     }

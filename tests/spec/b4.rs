@@ -282,7 +282,30 @@ fn b4_10_system_information_speaks_serial_firmware_and_code() {
     });
     // The verification code is not written to the event log.
     assert!(s.logged_prompts().iter().all(|p| !p.contains("482913")));
+    assert_eq!(s.engine.status().step, "menu.system_info");
+}
+
+#[test]
+fn b4_10_back_during_system_information_returns_to_the_menu() {
+    let mut s = Sim::installed();
+    s.enter_menu();
+    s.press("✓");
+    s.press("↩");
+    s.expect_prompt(Prompt::MenuMain);
     assert_eq!(s.engine.status().step, "menu");
+    // A second "↩" leaves the menu as usual.
+    s.press("↩");
+    assert_eq!(s.engine.status().step, "idle");
+}
+
+#[test]
+fn b4_10_after_system_information_the_menu_keys_work() {
+    let mut s = Sim::installed();
+    s.enter_menu();
+    s.press("✓");
+    // The announcement ended: the menu is where the administrator is.
+    s.press("2");
+    assert_eq!(s.engine.status().step, "menu.choose_method");
 }
 
 #[test]

@@ -3,7 +3,7 @@ use latchd::core::types::{Change, Role, SettingChange};
 use latchd::core::WallTime;
 use latchd::core::{AppCommand, AppError, AppOk, Channel, EventKind, Input, Validity};
 
-use crate::harness::{n, secs, Sim};
+use crate::harness::{n, secs, Sim, WALL0};
 
 #[test]
 fn b9_1_status_shows_battery_wifi_and_ble() {
@@ -131,4 +131,45 @@ fn b9_app_changes_wait_while_the_menu_is_open() {
         s.app(Channel::Ble, owner, AppCommand::DeleteUser(n(1))),
         Err(AppError::Busy)
     );
+}
+
+/// B-9.6 / issue 17 item 7: an owner's validity edits and visitor codes
+/// are in the log (they were not logged at all); the digits never are.
+#[test]
+fn b9_6_validity_edits_and_visitor_codes_are_logged() {
+    let mut s = Sim::installed();
+    let owner = s.owner();
+    let window = Validity {
+        from: Some(WallTime(WALL0 + 600)),
+        until: Some(WallTime(WALL0 + 7200)),
+    };
+    let user = s.add_passcode_user("2", "802469");
+    s.app(Channel::Ble, owner, AppCommand::SetValidity(user, window))
+        .expect("validity");
+    assert!(s.has_event(&EventKind::ValidityChanged {
+        user,
+        validity: window
+    }));
+    let r = s.app(
+        Channel::Ble,
+        owner,
+        AppCommand::AddTempPasscode {
+            digits: "470258".into(),
+            validity: window,
+            one_time: true,
+        },
+    );
+    let Ok(AppOk::TempPasscodeAdded(id)) = r else {
+        panic!("{r:?}")
+    };
+    assert!(s.has_event(&EventKind::TempPasscodeCreated {
+        id: id.0,
+        validity: window,
+        one_time: true
+    }));
+    s.app(Channel::Ble, owner, AppCommand::RevokeTempPasscode(id))
+        .expect("revoke");
+    assert!(s.has_event(&EventKind::TempPasscodeRevoked { id: id.0 }));
+    let logged = serde_json::to_string(&s.events()).unwrap();
+    assert!(!logged.contains("470258"), "{logged}");
 }

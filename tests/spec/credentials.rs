@@ -17,7 +17,7 @@ fn b9_3_the_menu_adds_a_credential_to_an_existing_user() {
     s.press("9✓");
     s.expect_prompt(Prompt::NoSuchUser);
     s.press(&format!("{}✓", user.get()));
-    s.expect_prompt(Prompt::ChooseMethod);
+    s.expect_prompt(Prompt::ChooseMethodOrDuress);
     s.press("3");
     s.complete_enrolment(Modality::Fingerprint);
     s.expect_prompt(Prompt::Success);
@@ -235,4 +235,85 @@ fn the_app_deletes_one_credential_of_a_user_but_not_the_last_admins_last() {
         ),
         Err(AppError::NotFound)
     );
+}
+
+/// Issue 17 item 8: an administrator sets a user's duress passcode at the
+/// lock (menu 5 → user → 5), B-6.9; it replaces the user's old one.
+#[test]
+fn b6_9_an_administrator_sets_a_duress_passcode_at_the_lock() {
+    use latchd::core::action::Notice;
+    let mut s = Sim::installed();
+    let user = s.add_passcode_user("2", "802469");
+    let set_duress = |s: &mut Sim, code: &str| {
+        s.enter_menu();
+        s.press("5");
+        s.press(&format!("{}✓", user.get()));
+        s.expect_prompt(Prompt::ChooseMethodOrDuress);
+        s.press("5");
+        s.expect_prompt(Prompt::EnterPasscode);
+        s.press(&format!("{code}✓{code}✓"));
+        s.expect_prompt(Prompt::Success);
+        s.press("↩↩");
+    };
+    let duress_codes = |s: &Sim| {
+        s.store
+            .credentials
+            .iter()
+            .filter(|c| c.user == user && c.kind == CredentialKind::DuressPasscode)
+            .count()
+    };
+    set_duress(&mut s, "975319");
+    assert_eq!(duress_codes(&s), 1);
+    // Entered at the door: an ordinary unlock, and the owner is told.
+    s.input(latchd::core::Input::Touch);
+    s.press("975319✓");
+    assert!(s.drive().is_some());
+    assert!(s.notices().contains(&Notice::Duress { user }));
+    s.finish_motor();
+
+    // A second one replaces the first (one duress code per user, B-1.2
+    // spirit, as from the app): the old code no longer opens anything.
+    set_duress(&mut s, "864208");
+    assert_eq!(duress_codes(&s), 1);
+    s.advance(200);
+    let before = s.notices().len();
+    s.input(latchd::core::Input::Touch);
+    s.press("975319✓");
+    s.expect_prompt(Prompt::VerifyFailed);
+    assert_eq!(s.notices().len(), before);
+}
+
+#[test]
+fn b6_9_a_new_user_is_not_offered_a_duress_code_first() {
+    let mut s = Sim::installed();
+    s.enter_menu();
+    s.press("2");
+    s.expect_prompt(Prompt::ChooseMethod);
+    assert!(!s
+        .engine
+        .status()
+        .keypad
+        .lit
+        .contains(&latchd::core::types::Key::Digit(5)));
+    // Unlit, "5" does nothing (B-3.3): no passcode entry starts.
+    s.press("5");
+    assert_eq!(s.engine.status().step, "menu.choose_method");
+}
+
+#[test]
+fn b6_9_a_duress_code_at_the_lock_must_differ_from_every_code() {
+    let mut s = Sim::installed();
+    let user = s.add_passcode_user("2", "802469");
+    s.enter_menu();
+    s.press("5");
+    s.press(&format!("{}✓", user.get()));
+    s.press("5");
+    // The user's own passcode: refused (anti-peep must stay unambiguous).
+    s.press("802469✓");
+    s.expect_prompt(Prompt::PasscodeTaken);
+    assert!(s
+        .store
+        .credentials
+        .iter()
+        .all(|c| c.kind != CredentialKind::DuressPasscode));
 }

@@ -326,3 +326,40 @@ fn a_factory_reset_ends_the_door_alarms() {
     assert!(!active(&s, AlarmKind::DoorForcedOpen));
     never_retracted(&s);
 }
+
+/// Issue 17 item 8: the app's status report names every alarm the lock
+/// shows at the lock (door alarms and the jam were missing).
+#[test]
+fn the_apps_status_report_shows_door_alarms_and_the_jam() {
+    use latchd::app::wire::status_report;
+    use latchd::app::Response;
+    use latchd::core::input::MotorReport;
+
+    let mut s = Sim::installed();
+    let report = |s: &Sim| {
+        // Through the wire, as the app reads it.
+        let r = Response::Status(status_report(&s.engine.status()));
+        match Response::decode(&r.encode()).expect("decodes") {
+            Response::Status(st) => st.alarms,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert!(report(&s).names().is_empty());
+    open(&mut s);
+    assert_eq!(report(&s).names(), ["door_forced_open"]);
+    // The episode ends once the siren is over and the door is closed.
+    s.advance(60);
+    close(&mut s);
+    s.advance(10);
+    assert!(report(&s).names().is_empty(), "{:?}", report(&s).names());
+
+    // Unlock at the keypad, then the bolt jams on the way out.
+    s.input(Input::Touch);
+    s.press(&format!("{ADMIN_CODE}✓"));
+    s.finish_motor();
+    s.input(Input::LockButton);
+    s.input(Input::Motor(MotorReport::Jammed {
+        at: BoltPosition::Between,
+    }));
+    assert!(report(&s).jam, "{:?}", report(&s));
+}

@@ -73,6 +73,7 @@ pub fn asset_texts() -> Vec<(String, String)> {
         Prompt::Failure,
         Prompt::MenuMain,
         Prompt::ChooseMethod,
+        Prompt::ChooseMethodOrDuress,
         Prompt::FacePose(FacePose::Straight),
         Prompt::FacePose(FacePose::Up),
         Prompt::FacePose(FacePose::Down),
