@@ -618,8 +618,14 @@ mod tests {
     #[test]
     fn update_values_out_of_range_name_their_key() {
         for (text, key) in [
-            ("[update]\nmin_battery_percent = 5\n", "update.min_battery_percent"),
-            ("[update]\nmax_wait_minutes = 0\n", "update.max_wait_minutes"),
+            (
+                "[update]\nmin_battery_percent = 5\n",
+                "update.min_battery_percent",
+            ),
+            (
+                "[update]\nmax_wait_minutes = 0\n",
+                "update.max_wait_minutes",
+            ),
             ("[update]\nhealth_checks = []\n", "update.health_checks"),
             ("[update]\nbus = \"nowhere\"\n", "update.bus"),
         ] {
