@@ -28,7 +28,7 @@ use super::response::{
 };
 use super::wire::{
     AlarmKind, Alarms, BoltState, DoorState, EventEntry, EventKind, LockState, LockoutChange, Role,
-    Settings, StatusReport, UnlockMethod, WifiStatus,
+    Settings, StatusReport, UnlockMethod, UpdateStep, WifiStatus,
 };
 use crate::core::time::{Validity, WallTime};
 
@@ -323,6 +323,18 @@ const ALARM_KINDS: [AlarmKind; 8] = [
     AlarmKind::DoorForcedOpen,
     AlarmKind::Jam,
     AlarmKind::ModuleSwap,
+];
+const UPDATE_STEPS: [UpdateStep; 10] = [
+    UpdateStep::Requested,
+    UpdateStep::Waiting,
+    UpdateStep::Installing,
+    UpdateStep::Installed,
+    UpdateStep::Restarting,
+    UpdateStep::Refused,
+    UpdateStep::Failed,
+    UpdateStep::Abandoned,
+    UpdateStep::MarkedGood,
+    UpdateStep::NotMarked,
 ];
 const LOCKOUT_CHANGES: [LockoutChange; 5] = [
     LockoutChange::Started,
@@ -707,6 +719,10 @@ fn write_event(w: &mut Writer, e: &EventEntry) {
             w.u8(16);
             w.bool(created);
         }
+        EventKind::Update(step) => {
+            w.u8(17);
+            w.u8(index_of(&UPDATE_STEPS, &step));
+        }
     }
     w.opt(e.user, Writer::u16);
 }
@@ -732,6 +748,7 @@ fn read_event(r: &mut Reader<'_>) -> Result<EventEntry, CommandError> {
         14 => EventKind::HandingSet,
         15 => EventKind::ValidityChanged,
         16 => EventKind::TempPasscode(r.bool("visitor passcode made")?),
+        17 => EventKind::Update(r.enum_u8("update step", &UPDATE_STEPS)?),
         _ => {
             return Err(CommandError::BadValue {
                 field: "event kind",
@@ -1122,6 +1139,7 @@ mod tests {
             kinds.extend([EventKind::Alarm(a), EventKind::AlarmCleared(a)]);
         }
         kinds.extend(LOCKOUT_CHANGES.map(EventKind::Lockout));
+        kinds.extend(UPDATE_STEPS.map(EventKind::Update));
         let names: std::collections::BTreeSet<String> = kinds.iter().map(|k| k.name()).collect();
         assert_eq!(names.len(), kinds.len(), "two kinds share a name");
         for page in kinds.chunks(MAX_EVENTS_PER_PAGE as usize) {
