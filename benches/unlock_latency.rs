@@ -237,6 +237,7 @@ fn engine_with_codes() -> Engine {
         matter_code: None,
         one_time_code_ttl: EngineConfig::DEFAULT_ONE_TIME_CODE_TTL,
         weak_wifi_dbm: latchd::core::wifi_signal::DEFAULT_WEAK_DBM,
+        update: latchd::core::update::UpdatePolicy::default(),
     };
     Engine::new(config, store, Now::new(0, Some(1_795_500_000)))
 }

@@ -20,7 +20,7 @@ import sys
 from collections import defaultdict
 
 # Channels and services: they reach the lock only through `link`.
-CHANNELS = {"ble", "remote", "dbus", "wifi", "video", "matter"}
+CHANNELS = {"ble", "remote", "dbus", "wifi", "video", "matter", "update"}
 
 RULES_TEXT = """\
 rules:

@@ -61,6 +61,9 @@ pub struct Config {
     /// `[matter]`: the Matter node (builds with the `matter` feature; see
     /// `docs/matter.md`).
     pub matter: crate::matter::MatterConfig,
+    /// `[update]`: software updates through RAUC (off by default, see
+    /// `docs/updates.md`).
+    pub update: crate::update::UpdateConfig,
     /// `[face]`: face unlock on the outdoor camera (off by default, see
     /// `src/biometrics/face/config.rs`).
     #[cfg(feature = "face")]
@@ -184,6 +187,7 @@ impl Default for Config {
             remote: crate::remote::RemoteConfig::default(),
             video: crate::video::VideoConfig::default(),
             matter: crate::matter::MatterConfig::default(),
+            update: crate::update::UpdateConfig::default(),
             #[cfg(feature = "face")]
             face: crate::biometrics::face::config::FaceConfig::default(),
         }
@@ -422,6 +426,9 @@ impl Config {
                 "use 0 (no cap) or at least 1048576 (1 MiB)",
             );
         }
+        if let Err((key, value, why)) = self.update.validate() {
+            return bad(key, value, why);
+        }
         if let Err((key, why)) = self.video.validate() {
             return bad(key, self.video.bind.to_string(), why);
         }
@@ -613,6 +620,28 @@ mod tests {
     fn shipped_file_parses_to_the_defaults() {
         let text = include_str!("../config/latchd.toml");
         assert_eq!(parse(text).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn update_values_out_of_range_name_their_key() {
+        for (text, key) in [
+            (
+                "[update]\nmin_battery_percent = 5\n",
+                "update.min_battery_percent",
+            ),
+            (
+                "[update]\nmax_wait_minutes = 0\n",
+                "update.max_wait_minutes",
+            ),
+            ("[update]\nhealth_checks = []\n", "update.health_checks"),
+            ("[update]\nbus = \"nowhere\"\n", "update.bus"),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+        let on = parse("[update]\nbus = \"system\"\n").unwrap();
+        assert!(on.update.policy().enabled);
+        assert!(!Config::default().update.policy().enabled);
     }
 
     #[test]

@@ -17,7 +17,8 @@
 //! * [`link`]: the one handle channels use to reach the running lock.
 //! * [`store`]: SQLite state — one writer thread, a read-only connection.
 //! * [`board`] hardware and [`biometrics`] modules; [`ble`], [`remote`],
-//!   [`dbus`], [`wifi`], [`video`], [`matter`] channels and services.
+//!   [`dbus`], [`wifi`], [`video`], [`matter`] channels and services;
+//!   [`update`] installs RAUC bundles when the engine says it is safe.
 //! * [`daemon`]: builds the lock from its parts, runs it, shuts it down.
 //! * [`control`]: the control socket's protocol; [`config`]: `latchd.toml`;
 //!   [`cli`]: `latchctl`.
@@ -43,5 +44,6 @@ pub mod link;
 pub mod matter;
 pub mod remote;
 pub mod store;
+pub mod update;
 pub mod video;
 pub mod wifi;

@@ -181,6 +181,10 @@ mod tests {
                 valid_from: WallTime(0),
                 valid_until: WallTime(1),
             },
+            Request::StartUpdate {
+                url: "https://x/b.raucb".into(),
+                allow_older: false,
+            },
         ] {
             assert_eq!(
                 authorize(&g, &req, Some(WallTime(1))).map_err(|e| e.code()),

@@ -28,7 +28,7 @@ use super::response::{
 };
 use super::wire::{
     AlarmKind, Alarms, BoltState, DoorState, EventEntry, EventKind, LockState, LockoutChange, Role,
-    Settings, StatusReport, UnlockMethod, WifiStatus,
+    Settings, StatusReport, UnlockMethod, UpdateStep, WifiStatus,
 };
 use crate::core::time::{Validity, WallTime};
 
@@ -36,6 +36,8 @@ use crate::core::time::{Validity, WallTime};
 pub const COMMAND_VERSION: u8 = 1;
 /// Longest list in any response (B-1.1: 50 users / passcodes).
 pub const MAX_LIST: usize = 64;
+/// Longest update URL on the wire (the engine's bound, `core::update`).
+pub const MAX_UPDATE_URL: usize = crate::core::update::MAX_SOURCE;
 
 /// A command could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -322,6 +324,18 @@ const ALARM_KINDS: [AlarmKind; 8] = [
     AlarmKind::Jam,
     AlarmKind::ModuleSwap,
 ];
+const UPDATE_STEPS: [UpdateStep; 10] = [
+    UpdateStep::Requested,
+    UpdateStep::Waiting,
+    UpdateStep::Installing,
+    UpdateStep::Installed,
+    UpdateStep::Restarting,
+    UpdateStep::Refused,
+    UpdateStep::Failed,
+    UpdateStep::Abandoned,
+    UpdateStep::MarkedGood,
+    UpdateStep::NotMarked,
+];
 const LOCKOUT_CHANGES: [LockoutChange; 5] = [
     LockoutChange::Started,
     LockoutChange::Ended,
@@ -381,6 +395,7 @@ mod op {
     pub const RELEASE_LOCKOUT: u8 = 0x52;
     pub const SET_AWAY: u8 = 0x53;
     pub const TIME_SYNC: u8 = 0x60;
+    pub const START_UPDATE: u8 = 0x70;
 
     pub const R_OK: u8 = 0x80;
     pub const R_STATUS: u8 = 0x81;
@@ -518,6 +533,16 @@ impl Request {
                 w.time(*now);
                 w.0
             }
+            Request::StartUpdate { url, allow_older } => {
+                let mut w = Writer::new(op::START_UPDATE);
+                w.bool(*allow_older);
+                // A URL may be longer than the one-byte-length strings:
+                // two bytes of length, bounded by the decoder.
+                let url = &url.as_bytes()[..url.len().min(MAX_UPDATE_URL)];
+                w.u16(url.len() as u16);
+                w.0.extend_from_slice(url);
+                w.0
+            }
         }
     }
 
@@ -628,6 +653,23 @@ impl Request {
             op::TIME_SYNC => Request::TimeSync {
                 now: r.time("now")?,
             },
+            op::START_UPDATE => {
+                let allow_older = r.bool("allow_older")?;
+                let n = usize::from(r.u16("url length")?);
+                if n > MAX_UPDATE_URL {
+                    return Err(CommandError::BadValue {
+                        field: "url",
+                        why: "longer than 1024 bytes",
+                    });
+                }
+                let url = String::from_utf8(r.take(n, "url")?.to_vec()).map_err(|_| {
+                    CommandError::BadValue {
+                        field: "url",
+                        why: "not UTF-8",
+                    }
+                })?;
+                Request::StartUpdate { url, allow_older }
+            }
             other => return Err(CommandError::UnknownOpcode(other)),
         };
         r.finish()?;
@@ -681,6 +723,10 @@ fn write_event(w: &mut Writer, e: &EventEntry) {
             w.u8(18);
             w.bool(weak);
         }
+        EventKind::Update(step) => {
+            w.u8(17);
+            w.u8(index_of(&UPDATE_STEPS, &step));
+        }
     }
     w.opt(e.user, Writer::u16);
 }
@@ -707,6 +753,7 @@ fn read_event(r: &mut Reader<'_>) -> Result<EventEntry, CommandError> {
         15 => EventKind::ValidityChanged,
         16 => EventKind::TempPasscode(r.bool("visitor passcode made")?),
         18 => EventKind::WifiWeak(r.bool("wifi weak")?),
+        17 => EventKind::Update(r.enum_u8("update step", &UPDATE_STEPS)?),
         _ => {
             return Err(CommandError::BadValue {
                 field: "event kind",
@@ -1002,6 +1049,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_update_url_round_trips_up_to_its_bound_and_no_further() {
+        let at = |n: usize| Request::StartUpdate {
+            url: format!("https://{}", "a".repeat(n - 8)),
+            allow_older: false,
+        };
+        let ok = at(MAX_UPDATE_URL);
+        let bytes = ok.encode();
+        assert_eq!(Request::decode(&bytes), Ok(ok));
+        // A frame claiming a longer URL is refused, not cut: the length
+        // follows the version, opcode and flag bytes.
+        let mut long = bytes.clone();
+        long[3..5].copy_from_slice(&((MAX_UPDATE_URL + 1) as u16).to_be_bytes());
+        long.push(b'a');
+        assert!(matches!(
+            Request::decode(&long),
+            Err(CommandError::BadValue { field: "url", .. })
+        ));
+    }
+
+    #[test]
     fn a_notice_round_trips_and_refuses_trailing_bytes() {
         let n = Response::Notice(EventEntry {
             cursor: 41,
@@ -1079,6 +1146,7 @@ mod tests {
             kinds.extend([EventKind::Alarm(a), EventKind::AlarmCleared(a)]);
         }
         kinds.extend(LOCKOUT_CHANGES.map(EventKind::Lockout));
+        kinds.extend(UPDATE_STEPS.map(EventKind::Update));
         let names: std::collections::BTreeSet<String> = kinds.iter().map(|k| k.name()).collect();
         assert_eq!(names.len(), kinds.len(), "two kinds share a name");
         for page in kinds.chunks(MAX_EVENTS_PER_PAGE as usize) {

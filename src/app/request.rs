@@ -212,6 +212,15 @@ pub enum Request {
         /// Current UTC time.
         now: WallTime,
     },
+    /// Install the RAUC bundle at `url` when it is safe (issue 20; owner
+    /// only). The answer only says the lock took the request: progress
+    /// and the result are in the event log.
+    StartUpdate {
+        /// An `http://` or `https://` URL the lock can reach.
+        url: String,
+        /// Let a bundle that is not newer than the running version install.
+        allow_older: bool,
+    },
 }
 
 impl Request {
@@ -242,6 +251,7 @@ impl Request {
             Request::ReleaseLockout => "release lockout",
             Request::SetAway(_) => "set away mode",
             Request::TimeSync { .. } => "time sync",
+            Request::StartUpdate { .. } => "start update",
         }
     }
 }
@@ -275,6 +285,10 @@ impl Request {
             Request::SetUserValidity { user, validity } => {
                 AppCommand::SetValidity(user_number(*user)?, *validity)
             }
+            Request::StartUpdate { url, allow_older } => AppCommand::StartUpdate {
+                source: url.clone(),
+                allow_older: *allow_older,
+            },
             Request::EnrolCredential { user, method } => AppCommand::EnrolFor {
                 user: user_number(*user)?,
                 kind: method.to_core(),

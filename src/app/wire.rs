@@ -286,6 +286,51 @@ pub enum LockoutChange {
     KeypadReleased,
 }
 
+/// A step of a software update (issue 20, `docs/updates.md`); the
+/// details (version, what blocks it, RAUC's error) are in the event log
+/// on D-Bus and in the sealed MQTT event documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateStep {
+    /// An owner asked for one.
+    Requested,
+    /// It waits for a safe moment (door, bolt, battery, …).
+    Waiting,
+    /// RAUC is writing the other slot.
+    Installing,
+    /// RAUC finished writing; the restart follows when safe.
+    Installed,
+    /// The lock asked to restart into the new slot.
+    Restarting,
+    /// The lock refused the bundle (not newer, bad version).
+    Refused,
+    /// RAUC refused or failed (signature, space, …).
+    Failed,
+    /// Never safe within the wait: nothing changed.
+    Abandoned,
+    /// The new slot passed the self-test and was kept.
+    MarkedGood,
+    /// The new slot failed the self-test: the old one comes back.
+    NotMarked,
+}
+
+impl UpdateStep {
+    /// A stable name for programs.
+    pub fn name(self) -> &'static str {
+        match self {
+            UpdateStep::Requested => "requested",
+            UpdateStep::Waiting => "waiting",
+            UpdateStep::Installing => "installing",
+            UpdateStep::Installed => "installed",
+            UpdateStep::Restarting => "restarting",
+            UpdateStep::Refused => "refused",
+            UpdateStep::Failed => "failed",
+            UpdateStep::Abandoned => "abandoned",
+            UpdateStep::MarkedGood => "marked_good",
+            UpdateStep::NotMarked => "not_marked",
+        }
+    }
+}
+
 /// Event kinds (B-9.6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
@@ -325,6 +370,8 @@ pub enum EventKind {
     TempPasscode(bool),
     /// The Wi-Fi signal became weak (`true`) or recovered (B-10.7).
     WifiWeak(bool),
+    /// A software update moved on (issue 20).
+    Update(UpdateStep),
 }
 
 impl EventKind {
@@ -361,6 +408,7 @@ impl EventKind {
             EventKind::TempPasscode(false) => "visitor_passcode_revoked".into(),
             EventKind::WifiWeak(true) => "wifi_weak".into(),
             EventKind::WifiWeak(false) => "wifi_recovered".into(),
+            EventKind::Update(step) => format!("update.{}", step.name()),
         }
     }
 }
@@ -603,6 +651,19 @@ pub fn event_entry(cursor: u64, event: &Event) -> Option<EventEntry> {
         | E::AutoFacePaused { .. }
         | E::OwnerKeysListed
         | E::PairingCodeRotated { .. } => return None,
+        // Software updates (issue 20): each step; the progress steps
+        // (25/50/75 %) only on D-Bus and MQTT, where their number is.
+        E::UpdateRequested { by, .. } => (EventKind::Update(UpdateStep::Requested), Some(by.get())),
+        E::UpdateWaiting { .. } => (EventKind::Update(UpdateStep::Waiting), None),
+        E::UpdateInstalling { .. } => (EventKind::Update(UpdateStep::Installing), None),
+        E::UpdateInstalled { .. } => (EventKind::Update(UpdateStep::Installed), None),
+        E::UpdateRestarting { .. } => (EventKind::Update(UpdateStep::Restarting), None),
+        E::UpdateRefused { .. } => (EventKind::Update(UpdateStep::Refused), None),
+        E::UpdateFailed { .. } => (EventKind::Update(UpdateStep::Failed), None),
+        E::UpdateAbandoned { .. } => (EventKind::Update(UpdateStep::Abandoned), None),
+        E::UpdateMarkedGood { .. } => (EventKind::Update(UpdateStep::MarkedGood), None),
+        E::UpdateNotMarked { .. } => (EventKind::Update(UpdateStep::NotMarked), None),
+        E::UpdateProgress { .. } => return None,
     };
     Some(EventEntry {
         cursor,
@@ -618,6 +679,40 @@ mod tests {
 
     fn n(u: u16) -> types::UserNumber {
         types::UserNumber::new(u).unwrap()
+    }
+
+    /// Issue 20: the owner's list shows each update step and who asked;
+    /// progress steps stay on D-Bus and MQTT.
+    #[test]
+    fn update_steps_reach_the_owners_list() {
+        use event::EventKind as E;
+        let ev = |kind| Event {
+            at: None,
+            mono_ms: 0,
+            kind,
+        };
+        let e = event_entry(
+            3,
+            &ev(E::UpdateRequested {
+                by: n(1),
+                via: crate::core::Channel::Ble,
+                allow_older: false,
+            }),
+        )
+        .unwrap();
+        assert_eq!(
+            (e.kind, e.user),
+            (EventKind::Update(UpdateStep::Requested), Some(1))
+        );
+        let e = event_entry(
+            4,
+            &ev(E::UpdateNotMarked {
+                reason: "motor".into(),
+            }),
+        )
+        .unwrap();
+        assert_eq!(e.kind, EventKind::Update(UpdateStep::NotMarked));
+        assert!(event_entry(5, &ev(E::UpdateProgress { percent: 50 })).is_none());
     }
 
     /// Issue 17 item 7: what happened at the door reaches the owner's
@@ -677,6 +772,12 @@ mod tests {
             (
                 E::TempPasscodeRevoked { id: 2 },
                 EventKind::TempPasscode(false),
+                None,
+            ),
+            (E::WifiWeak { rssi: -80 }, EventKind::WifiWeak(true), None),
+            (
+                E::WifiRecovered { rssi: -60 },
+                EventKind::WifiWeak(false),
                 None,
             ),
             (

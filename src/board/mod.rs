@@ -313,7 +313,8 @@ impl Board {
             | Action::Trace(_)
             | Action::Notify(_)
             | Action::Reply { .. }
-            | Action::SetClock(_) => return Ok(Performed::NotHardware),
+            | Action::SetClock(_)
+            | Action::Update(_) => return Ok(Performed::NotHardware),
         }
         Ok(Performed::Done)
     }

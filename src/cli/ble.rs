@@ -82,6 +82,15 @@ pub enum BleCommand {
     },
     /// Set the lock's clock from this machine's clock (owner key).
     TimeSync,
+    /// Install the RAUC bundle at URL when the lock is safe (owner key);
+    /// progress and the result are in the event log. Not newer than the
+    /// running version: refused unless --allow-older.
+    Update {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        allow_older: bool,
+    },
     /// List the owner keys: slot, administrator, label (owner key).
     OwnerKeys,
     /// Revoke one owner key by its slot (owner key); logged on the lock.
@@ -319,6 +328,7 @@ mod imp {
             | BleCommand::Events { .. }
             | BleCommand::Invite { .. }
             | BleCommand::TimeSync
+            | BleCommand::Update { .. }
             | BleCommand::OwnerKeys
             | BleCommand::RevokeOwnerKey { .. } => {
                 let (app, lock_public, saved) = load(&path)?;
@@ -340,6 +350,10 @@ mod imp {
                         valid_until: WallTime(now.0 + i64::from(*hours).max(1) * 3600),
                     },
                     BleCommand::TimeSync => Request::TimeSync { now },
+                    BleCommand::Update { url, allow_older } => Request::StartUpdate {
+                        url: url.clone(),
+                        allow_older: *allow_older,
+                    },
                     BleCommand::OwnerKeys => Request::ListOwnerKeys,
                     BleCommand::RevokeOwnerKey { slot } => Request::RevokeOwnerKey { slot: *slot },
                     _ => Request::Lock,

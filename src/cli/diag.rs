@@ -297,6 +297,19 @@ pub fn render_status(d: &Diagnostics) -> String {
             ),
         ],
     ));
+    let mut update = vec![
+        ("State", d.update_state.clone()),
+        (
+            "Last result",
+            if d.last_update.is_empty() {
+                "none since the start".into()
+            } else {
+                d.last_update.clone()
+            },
+        ),
+    ];
+    update.extend(d.update_slots.iter().map(|s| ("Slot", s.clone())));
+    sections.push(("Update", update));
     let mut out = String::new();
     for (title, rows) in sections {
         out.push_str(&format!("{title}\n"));

@@ -148,6 +148,17 @@ pub enum RemoteCommand {
     ReleaseLockout,
     /// Set the lock's clock from this machine's (owner key).
     TimeSync,
+    /// Install the RAUC bundle at URL when the lock is safe (owner key):
+    /// door closed, bolt out, battery; progress and the result are in the
+    /// event log (`events --follow`). Not newer than the running version:
+    /// refused unless --allow-older.
+    Update {
+        /// An http:// or https:// URL the lock can reach.
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        allow_older: bool,
+    },
     /// The newest events (owner key); with --follow, then the live events
     /// and owner notices (duress, unlock while away, lockout), both sealed
     /// to each owner key and opened with this one, until interrupted.
@@ -352,6 +363,10 @@ fn request_of(cmd: &RemoteCommand) -> Result<Option<Request>, RemoteCliError> {
             method: method.method(),
         },
         RemoteCommand::TimeSync => Request::TimeSync { now: now() },
+        RemoteCommand::Update { url, allow_older } => Request::StartUpdate {
+            url: url.clone(),
+            allow_older: *allow_older,
+        },
         RemoteCommand::Events {
             limit: 0,
             follow: true,

@@ -40,6 +40,26 @@ pub enum Action {
     /// An owner set the wall clock: the runtime's clock reads this time
     /// now (the engine sees it from the next input on).
     SetClock(super::time::WallTime),
+    /// Software updates (issue 20, `core::update`): the update task does
+    /// this through RAUC and reports back with [`super::Input::Update`].
+    Update(UpdateCmd),
+}
+
+/// What the update task is asked to do (`core::update`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpdateCmd {
+    /// Have RAUC check the bundle's signature and read its version
+    /// (`InspectBundle`); nothing is written.
+    Inspect { source: String },
+    /// Install the bundle into the other slot (`InstallBundle`); RAUC
+    /// checks the signature again and makes that slot primary.
+    Install { source: String },
+    /// Restart into the new slot (logind `Reboot`).
+    Restart,
+    /// An installed update whose restart was never safe: make the booted
+    /// slot primary again (`Mark("active", "booted")`).
+    Abandon,
 }
 
 /// What [`Action::Trace`] tells the diagnostics stream.
@@ -228,6 +248,12 @@ pub enum AppError {
     ClockBehindTrusted,
     #[error("that time is out of range (before 2025, after 2200, or more than 400 days past the time the lock trusted)")]
     ClockOutOfRange,
+    #[error("this lock has no software updates configured ([update] bus = \"off\")")]
+    UpdatesOff,
+    #[error("an update is already in progress")]
+    UpdateInProgress,
+    #[error("update refused: {0}")]
+    UpdateRefused(super::update::UpdateRefusal),
 }
 
 /// Every voice prompt. The English text is [`Prompt::text`]; the WAV

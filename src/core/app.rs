@@ -385,6 +385,15 @@ impl Engine {
                 }
                 Ok(AppOk::Done)
             }
+            AppCommand::StartUpdate {
+                source,
+                allow_older,
+            } => {
+                // Only an owner key gets here (guests, pairing apps,
+                // invitees and Matter fabrics are refused above).
+                let by = admin.ok_or(AppError::Forbidden)?;
+                self.start_update(out, by, via, source, allow_older)
+            }
             AppCommand::EnrolFor { user, kind } => {
                 self.enrol_for(out, user, kind)?;
                 Ok(AppOk::Done)

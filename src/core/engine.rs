@@ -78,6 +78,8 @@ pub struct EngineConfig {
     pub one_time_code_ttl: Duration,
     /// B-10.7: a connected signal below this (dBm) for a while is weak.
     pub weak_wifi_dbm: i16,
+    /// When updates may install (issue 20, `core::update`).
+    pub update: super::update::UpdatePolicy,
 }
 
 impl core::fmt::Debug for EngineConfig {
@@ -111,6 +113,7 @@ impl EngineConfig {
             one_time_code_ttl: EngineConfig::DEFAULT_ONE_TIME_CODE_TTL,
             matter_code: None,
             weak_wifi_dbm: super::wifi_signal::DEFAULT_WEAK_DBM,
+            update: super::update::UpdatePolicy::default(),
         }
     }
 }
@@ -187,6 +190,11 @@ pub struct Status {
     pub handing: Option<Handing>,
     pub motor_cycles: u64,
     pub settings: Settings,
+    /// The software update in progress (issue 20), if any.
+    pub update: Option<super::update::UpdateStatus>,
+    /// How the last update ended, or what the start-up check said of the
+    /// booted slot (an `Update…` event kind; memory only).
+    pub last_update: Option<EventKind>,
 }
 
 /// A target of an enrolment: the user being created or extended.
@@ -310,6 +318,11 @@ pub struct Engine {
     pub(super) wifi: Option<WifiStatus>,
     pub(super) ble: bool,
     pub(super) last_prompt: Option<Prompt>,
+    /// The software update in progress (memory only: a restart forgets
+    /// it, see `core::update`).
+    pub(super) update: Option<super::update::Job>,
+    /// See [`Status::last_update`].
+    pub(super) last_update: Option<EventKind>,
     /// The `now` of the call being handled.
     pub(super) now: Now,
 }
@@ -377,6 +390,8 @@ impl Engine {
             wifi: None,
             ble: false,
             last_prompt: None,
+            update: None,
+            last_update: None,
             now,
         }
     }
@@ -389,6 +404,7 @@ impl Engine {
         self.lockout.settle(now.mono);
         self.expire(&mut out);
         self.dispatch(&mut out, input);
+        self.drive_update(&mut out);
         self.emit_keypad(&mut out);
         out
     }
@@ -414,6 +430,7 @@ impl Engine {
             self.noise.next_deadline(),
             self.door_watch.next_deadline(),
             self.signal.next_deadline(),
+            self.update_deadline(),
         ]
         .into_iter()
         .chain(self.alarms.iter().map(|(_, t)| *t))
@@ -509,6 +526,8 @@ impl Engine {
             handing: self.handing,
             motor_cycles: self.mech.cycles,
             settings: self.settings.clone(),
+            update: self.update.as_ref().map(|j| j.status()),
+            last_update: self.last_update.clone(),
         }
     }
 
@@ -811,6 +830,7 @@ impl Engine {
             Input::BleConnected(b) => self.ble = b,
             Input::AppRefused { via, reason } => self.on_app_refused(out, via, reason),
             Input::Identify => self.on_identify(out),
+            Input::Update(r) => self.on_update(out, r),
         }
     }
 

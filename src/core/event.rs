@@ -15,6 +15,7 @@ use super::input::Channel;
 use super::noise::NoiseKind;
 use super::time::{Validity, WallTime};
 use super::types::{CredentialKind, Handing, Method, SettingChange, UserNumber};
+use super::update::{Blocker, Phase, UpdateRefusal};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
@@ -251,6 +252,52 @@ pub enum EventKind {
     /// one is spoken by system information.
     PairingCodeRotated {
         generation: u32,
+    },
+    /// Issue 20: an owner asked for a software update.
+    UpdateRequested {
+        by: UserNumber,
+        via: Channel,
+        allow_older: bool,
+    },
+    /// The update waits for a safe moment: what blocks it.
+    UpdateWaiting {
+        phase: Phase,
+        blocked_by: Vec<Blocker>,
+    },
+    UpdateInstalling {
+        version: String,
+    },
+    UpdateProgress {
+        percent: u8,
+    },
+    UpdateInstalled {
+        version: String,
+    },
+    UpdateRestarting {
+        version: String,
+    },
+    /// The lock refused the bundle (downgrade, bad version).
+    UpdateRefused {
+        refusal: UpdateRefusal,
+    },
+    /// RAUC refused or failed: its error.
+    UpdateFailed {
+        phase: Phase,
+        error: String,
+    },
+    /// It was never safe within the wait: nothing changed.
+    UpdateAbandoned {
+        phase: Phase,
+        blocked_by: Vec<Blocker>,
+    },
+    /// The new slot passed the self-test and was marked good.
+    UpdateMarkedGood {
+        slot: String,
+        version: String,
+    },
+    /// The new slot was not marked good: the boot counter falls back.
+    UpdateNotMarked {
+        reason: String,
     },
 }
 

@@ -70,6 +70,30 @@ pub enum Input {
     /// An Improv client asked the lock to identify itself (B-5.1: the
     /// installer checks which lock the phone is talking to).
     Identify,
+    /// The update task's report on an [`super::action::UpdateCmd`], or on
+    /// the slot this daemon booted from.
+    Update(UpdateReport),
+}
+
+/// What the update task reports (`core::update`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpdateReport {
+    /// RAUC verified the bundle and read this version from its manifest.
+    Inspected { version: String },
+    /// RAUC's install progress, 0–100.
+    Progress { percent: u8 },
+    /// RAUC finished writing the other slot and made it primary.
+    Installed,
+    /// RAUC refused or failed (its `LastError`, or the D-Bus error).
+    Failed { error: String },
+    /// After a restart into a new slot the self-test passed and the slot
+    /// was marked good.
+    MarkedGood { slot: String, version: String },
+    /// After a restart into a new slot the self-test did not pass in
+    /// time (or marking failed): the slot was not marked good, and the
+    /// boot counter falls back to the old one.
+    NotMarked { reason: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -358,6 +382,13 @@ pub enum AppCommand {
     DeleteCredentialOf {
         user: UserNumber,
         kind: super::types::CredentialKind,
+    },
+    /// Issue 20: install the RAUC bundle at `source` (an http(s) URL) when
+    /// it is safe; owner keys only. `allow_older` lets a bundle that is
+    /// not newer than the running version install (a deliberate downgrade).
+    StartUpdate {
+        source: String,
+        allow_older: bool,
     },
 }
 

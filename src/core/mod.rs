@@ -38,6 +38,8 @@
 //!   lock.rs     bolt/door/motor state, handing → motor direction
 //!   door.rs     door alarms: door left open (DoorAjar), forced entry
 //!               (DoorForcedOpen), one alarm per episode
+//!   update.rs   software updates: who starts one, when it may install and
+//!               restart (the safety rule), which versions it accepts
 //!   input.rs · action.rs · event.rs · types.rs · time.rs   the vocabulary
 //! ```
 //!
@@ -74,6 +76,7 @@ pub mod redacted;
 pub mod time;
 pub mod trusted_time;
 pub mod types;
+pub mod update;
 pub mod users;
 pub mod wifi_signal;
 

@@ -10,12 +10,14 @@
 //!               ── events ─────► D-Bus EventLogged, MQTT events, front panel log
 //!               ── replies ────► the channel awaiting an `Input::App`
 //!               ── notices ────► MQTT (sealed owner notices, alerts)
+//!               ── update_cmds ► the update task (RAUC), which answers with inputs
 //!   BLE service, Wi-Fi monitor ── health ──► engine task (republishes the diagnostics)
 //! ```
 use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc, watch};
 
+use crate::core::action::UpdateCmd;
 use crate::core::users::AppAccess;
 use crate::core::{AppResult, Input, Status};
 use crate::dbus::Diagnostics;
@@ -71,6 +73,12 @@ pub struct Channels {
     /// The radio services' own reports (BLE, Wi-Fi): the engine task
     /// republishes the diagnostics when they change.
     pub health: HealthBoard,
+    /// What the engine asks of the update task (issue 20). Unbounded: the
+    /// engine holds one update and asks at most one command per phase.
+    pub update_cmds: mpsc::UnboundedSender<UpdateCmd>,
+    /// Receiving end: taken by the update task (`[update]` on); dropped
+    /// otherwise, so a command finds no one and fails at once.
+    pub update_rx: Option<mpsc::UnboundedReceiver<UpdateCmd>>,
 }
 
 impl Channels {
@@ -79,6 +87,7 @@ impl Channels {
     pub fn new(status: Status, app_access: AppAccess) -> Self {
         let (input_tx, input_rx) = mpsc::channel(INPUT_QUEUE);
         let (requests, request_rx) = mpsc::channel(REQUEST_QUEUE);
+        let (update_cmds, update_rx) = mpsc::unbounded_channel();
         Channels {
             inputs: InputSender::new(input_tx),
             input_rx,
@@ -95,6 +104,8 @@ impl Channels {
             requests,
             request_rx,
             health: HealthBoard::new(),
+            update_cmds,
+            update_rx: Some(update_rx),
         }
     }
 

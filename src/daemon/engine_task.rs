@@ -40,7 +40,7 @@ use super::channels::Channels;
 use super::notify::ProbeResponder;
 use super::status;
 use crate::board::{Board, DeviceError};
-use crate::core::action::Trace;
+use crate::core::action::{Trace, UpdateCmd};
 use crate::core::input::MotorReport;
 use crate::core::types::{Change, Persisted};
 use crate::core::users::AppAccess;
@@ -97,6 +97,8 @@ pub struct EngineTask {
     /// Told the pairing generation after a committed owner pairing or
     /// factory reset: the BLE service's verification code follows it.
     pub pairing_generation_changed: Option<PairingGenerationHook>,
+    /// Commands for the update task (issue 20, `update::flow`).
+    pub update_cmds: mpsc::UnboundedSender<UpdateCmd>,
 }
 
 /// See [`EngineTask::pairing_generation_changed`].
@@ -170,6 +172,7 @@ pub async fn spawn(
         notices,
         request_rx,
         health,
+        update_cmds,
         ..
     } = channels;
     let mut task = EngineTask {
@@ -195,6 +198,7 @@ pub async fn spawn(
         ntp: start.clock.ntp_changes(),
         credentials_changed: start.credentials_changed,
         pairing_generation_changed: start.pairing_generation_changed,
+        update_cmds,
     };
     task.power_up(start.set_held).await;
     tokio::spawn(task.run())
@@ -383,6 +387,18 @@ impl EngineTask {
                     // read, and a notice may be a duress alarm (issue 14
                     // item 5); the channels that deliver it log delivery.
                     let _ = self.notices.send(OwnerNotice { notice, last_event });
+                }
+                Action::Update(cmd) => {
+                    if let Err(e) = self.update_cmds.send(cmd) {
+                        // No update task runs: the engine hears so at once
+                        // rather than wait for an answer that cannot come.
+                        tracing::warn!(cmd = ?e.0, "no update task runs");
+                        self.internal.push_back(Input::Update(
+                            crate::core::input::UpdateReport::Failed {
+                                error: "the update service is not running".into(),
+                            },
+                        ));
+                    }
                 }
                 Action::Snapshot(reason) => {
                     // B-3.5: the picture is stored with its event (the

@@ -231,7 +231,8 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
         state.persisted.clone(),
         clock.now(),
     );
-    let channels = Channels::new(engine.status(), AppAccess::from_persisted(&state.persisted));
+    let mut channels = Channels::new(engine.status(), AppAccess::from_persisted(&state.persisted));
+    let update_rx = channels.update_rx.take();
     channels
         .health
         .set_ble(services::ble_at_start(&opts.config));
@@ -279,6 +280,7 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
     let video = services::video(&opts.config, camera, &link, &shutdown).await?;
     let timedate = services::timedate(&opts.config, link.clock(), &shutdown);
     let matter = services::matter(&opts.config, &state, &link, provisioning, &shutdown);
+    let update = services::update(&opts.config, &link, update_rx, &shutdown);
 
     systemd.ready();
     tracing::info!(
@@ -305,6 +307,7 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
             video,
             dbus,
             timedate,
+            update,
         },
         systemd,
         matter,
@@ -327,7 +330,7 @@ async fn shutdown(mut r: Running) -> Result<(), DaemonError> {
     let s = r.services;
     for t in front
         .into_iter()
-        .chain([s.wifi, s.ble, s.remote, s.video, s.timedate])
+        .chain([s.wifi, s.ble, s.remote, s.video, s.timedate, s.update])
         .flatten()
     {
         let _ = t.await;

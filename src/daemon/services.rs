@@ -54,6 +54,26 @@ pub struct Services {
     pub dbus: Option<DbusHandle>,
     /// The NTP-synchronisation watcher (`[lock] timedate_bus`).
     pub timedate: Option<JoinHandle<()>>,
+    /// The update task (RAUC, `[update] bus`).
+    pub update: Option<JoinHandle<()>>,
+}
+
+/// Issue 20: the update task, when `[update] bus` names RAUC's bus.
+pub fn update(
+    config: &Config,
+    link: &Link,
+    cmds: Option<tokio::sync::mpsc::UnboundedReceiver<crate::core::action::UpdateCmd>>,
+    shutdown: &CancellationToken,
+) -> Option<JoinHandle<()>> {
+    let bus = config.update.bus()?;
+    let cmds = cmds?;
+    Some(crate::update::spawn(
+        config.update.clone(),
+        bus,
+        link.clone(),
+        cmds,
+        shutdown.clone(),
+    ))
 }
 
 /// Issue 13 item 3: whether systemd says the system clock is

@@ -32,6 +32,8 @@ pub struct StaticDiag {
     /// when the board has none: `WifiState` is then `none`, not a
     /// "disconnected" that suggests a radio.
     pub wifi_backend: Option<&'static str>,
+    /// `[update] bus` names RAUC (issue 20); `UpdateState` is `off` if not.
+    pub updates: bool,
 }
 
 /// Below this signal (dBm) a connected link is reported `weak`: about
@@ -55,6 +57,7 @@ impl StaticDiag {
             last_jam: 0,
             motor_cycles_before: state.motor_cycles_before,
             wifi_backend: None,
+            updates: state.engine_config.update.enabled,
         };
         diag.set_storage_health(&state.storage_health);
         diag
@@ -148,6 +151,47 @@ impl StaticDiag {
             wall_clock: s.wall_time.map(|w| w.0),
             time_floor: s.time_floor.map(|w| w.0),
             time_source: (time != TimeSource::None).then(|| time.word().into()),
+            update_state: self.update_state(s),
+            update_slots: h.update_slots.clone(),
+            last_update: s
+                .last_update
+                .as_ref()
+                .and_then(|k| serde_json::to_string(k).ok())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// `UpdateState`: `off`, `idle`, or the phase, what blocks a wait and
+    /// the install's progress.
+    pub fn update_state(&self, s: &Status) -> String {
+        use crate::core::update::Phase;
+        let name = |v: serde_json::Value| match v {
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Object(m) => m
+                .get("blocker")
+                .and_then(|b| b.as_str())
+                .unwrap_or("unknown")
+                .to_string(),
+            _ => "unknown".into(),
+        };
+        match &s.update {
+            None if !self.updates => "off".into(),
+            None => "idle".into(),
+            Some(u) => {
+                let phase = name(serde_json::to_value(u.phase).unwrap_or_default());
+                match u.phase {
+                    Phase::Installing => format!("{phase} {}%", u.progress),
+                    Phase::WaitingToInstall | Phase::WaitingToRestart => {
+                        let blocked: Vec<String> = u
+                            .blocked_by
+                            .iter()
+                            .map(|b| name(serde_json::to_value(b).unwrap_or_default()))
+                            .collect();
+                        format!("{phase}: {}", blocked.join(", "))
+                    }
+                    _ => phase,
+                }
+            }
         }
     }
 }
@@ -389,6 +433,7 @@ mod tests {
             last_jam: 0,
             motor_cycles_before: 0,
             wifi_backend: None,
+            updates: false,
         }
     }
 

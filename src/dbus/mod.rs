@@ -167,6 +167,16 @@ pub struct Diagnostics {
     /// `"owner-sync"`, `"rtc-trusted"`; `None` when no source is trusted
     /// (the wall time is unknown; on D-Bus: `"none"`).
     pub time_source: Option<String>,
+    /// Issue 20: the software update in progress — `idle`, `off` (no
+    /// RAUC configured), or its phase (`waiting_to_install: door_open, …`,
+    /// `installing 40%`, …).
+    pub update_state: String,
+    /// RAUC's slots as the update task last read them, one line each:
+    /// `rootfs.0 (A) booted good 0.1.0`; empty without RAUC.
+    pub update_slots: Vec<String>,
+    /// How the last update ended (or the verdict on the booted slot), as
+    /// its event kind in JSON; empty when none since the start.
+    pub last_update: String,
 }
 
 impl Default for Diagnostics {
@@ -205,6 +215,9 @@ impl Default for Diagnostics {
             wall_clock: None,
             time_floor: None,
             time_source: None,
+            update_state: unknown(),
+            update_slots: Vec::new(),
+            last_update: String::new(),
         }
     }
 }

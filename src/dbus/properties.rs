@@ -12,7 +12,7 @@ use zbus::zvariant::{OwnedValue, Structure, Value};
 use super::{Capacity, Diagnostics};
 
 /// Every property of `org.latchd.Diagnostics1`, in introspection order.
-pub const PROPERTY_NAMES: [&str; 30] = [
+pub const PROPERTY_NAMES: [&str; 33] = [
     "FirmwareVersion",
     "SerialNumber",
     "Board",
@@ -43,6 +43,9 @@ pub const PROPERTY_NAMES: [&str; 30] = [
     "WallClock",
     "TrustedTimeFloor",
     "TimeSource",
+    "UpdateState",
+    "UpdateSlots",
+    "LastUpdate",
 ];
 
 /// What an unknown reading looks like on the bus (issue 22: never a
@@ -80,7 +83,7 @@ fn capacity(c: &Capacity) -> Value<'static> {
 }
 
 /// The value of every property, in [`PROPERTY_NAMES`] order.
-pub(crate) fn to_values(d: &Diagnostics) -> [(&'static str, Value<'static>); 30] {
+pub(crate) fn to_values(d: &Diagnostics) -> [(&'static str, Value<'static>); 33] {
     [
         ("FirmwareVersion", Value::from(d.firmware_version.clone())),
         ("SerialNumber", Value::from(d.serial_number.clone())),
@@ -134,6 +137,9 @@ pub(crate) fn to_values(d: &Diagnostics) -> [(&'static str, Value<'static>); 30]
                     .unwrap_or_else(|| UNKNOWN_TIME_SOURCE.into()),
             ),
         ),
+        ("UpdateState", Value::from(d.update_state.clone())),
+        ("UpdateSlots", Value::from(d.update_slots.clone())),
+        ("LastUpdate", Value::from(d.last_update.clone())),
     ]
 }
 
@@ -216,6 +222,9 @@ pub fn from_properties(map: &HashMap<String, OwnedValue>) -> Result<Diagnostics,
         wall_clock: known(get(map, "WallClock")?, UNKNOWN_TIME),
         time_floor: known(get(map, "TrustedTimeFloor")?, UNKNOWN_TIME),
         time_source: known(get(map, "TimeSource")?, UNKNOWN_TIME_SOURCE.to_string()),
+        update_state: get(map, "UpdateState")?,
+        update_slots: get(map, "UpdateSlots")?,
+        last_update: get(map, "LastUpdate")?,
     })
 }
 

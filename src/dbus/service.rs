@@ -438,6 +438,40 @@ impl DiagnosticsInterface {
             .unwrap_or_else(|| properties::UNKNOWN_TIME_SOURCE.into()))
     }
 
+    /// The software update in progress: `idle`, `off`, or its phase
+    /// (issue 20). Read-only: nothing on this interface starts one.
+    #[zbus(property, name = "UpdateState")]
+    async fn update_state(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+    ) -> fdo::Result<String> {
+        self.gate.check(conn, hdr.as_ref()).await?;
+        Ok(self.snapshot.borrow().update_state.clone())
+    }
+
+    /// RAUC's slots: name, bootname, state, boot status, bundle version.
+    #[zbus(property, name = "UpdateSlots")]
+    async fn update_slots(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+    ) -> fdo::Result<Vec<String>> {
+        self.gate.check(conn, hdr.as_ref()).await?;
+        Ok(self.snapshot.borrow().update_slots.clone())
+    }
+
+    /// How the last update ended, as its event kind in JSON; empty: none.
+    #[zbus(property, name = "LastUpdate")]
+    async fn last_update(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+    ) -> fdo::Result<String> {
+        self.gate.check(conn, hdr.as_ref()).await?;
+        Ok(self.snapshot.borrow().last_update.clone())
+    }
+
     /// Exercise every device once. Returns (device, ok, detail) per device.
     /// Fails with LimitsExceeded while another self-test is running.
     #[zbus(name = "SelfTest", out_args("checks"))]

@@ -38,6 +38,9 @@ pub struct ServiceHealth {
     /// The Wi-Fi backend is joining a network (associating, key handshake,
     /// getting an address): not connected yet, not failed either.
     pub wifi_connecting: bool,
+    /// RAUC's slots as the update task last read them (issue 20), one
+    /// line each; empty without RAUC.
+    pub update_slots: Vec<String>,
 }
 
 impl Default for ServiceHealth {
@@ -45,6 +48,7 @@ impl Default for ServiceHealth {
         ServiceHealth {
             ble: BleHealth::Unavailable("the BLE service has not started".into()),
             wifi_connecting: false,
+            update_slots: Vec::new(),
         }
     }
 }
@@ -85,6 +89,15 @@ impl HealthBoard {
         self.tx.send_if_modified(|h| {
             let changed = h.wifi_connecting != connecting;
             h.wifi_connecting = connecting;
+            changed
+        });
+    }
+
+    /// The update task read RAUC's slots.
+    pub fn set_update_slots(&self, slots: Vec<String>) {
+        self.tx.send_if_modified(|h| {
+            let changed = h.update_slots != slots;
+            h.update_slots = slots;
             changed
         });
     }

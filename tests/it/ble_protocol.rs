@@ -510,6 +510,10 @@ fn all_requests() -> Vec<Request> {
         Request::ReleaseLockout,
         Request::SetAway(true),
         Request::TimeSync { now: WallTime(-1) },
+        Request::StartUpdate {
+            url: "https://updates.example.net/lock-0.2.0.raucb".into(),
+            allow_older: true,
+        },
     ]
 }
 

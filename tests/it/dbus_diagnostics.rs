@@ -165,6 +165,9 @@ fn sample() -> Diagnostics {
         wall_clock: Some(1_795_664_344),
         time_floor: Some(1_795_600_000),
         time_source: Some("ntp".into()),
+        update_state: "waiting_to_install: door_open".into(),
+        update_slots: vec!["rootfs.0 (A) booted good 0.1.0".into()],
+        last_update: String::new(),
     }
 }
 
@@ -331,6 +334,9 @@ async fn every_property_reads_back_with_busctl() {
         ("WallClock", "x 1795664344"),
         ("TrustedTimeFloor", "x 1795600000"),
         ("TimeSource", "s \"ntp\""),
+        ("UpdateState", "s \"waiting_to_install: door_open\""),
+        ("UpdateSlots", "as 1 \"rootfs.0 (A) booted good 0.1.0\""),
+        ("LastUpdate", "s \"\""),
     ];
     assert_eq!(expected.len(), PROPERTY_NAMES.len());
     for (name, value) in expected {

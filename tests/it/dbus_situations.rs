@@ -213,6 +213,10 @@ fn daemon_baseline() -> BTreeMap<&'static str, Expect> {
         ("WallClock", Is("x 0")),
         ("TrustedTimeFloor", Is("x 0")),
         ("TimeSource", Is("s \"none\"")),
+        // No [update] bus: RAUC is not configured.
+        ("UpdateState", Is("s \"off\"")),
+        ("UpdateSlots", Is("as 0")),
+        ("LastUpdate", Is("s \"\"")),
     ])
 }
 
@@ -251,6 +255,9 @@ fn snapshot_baseline() -> BTreeMap<&'static str, Expect> {
         ("WallClock", Owned(format!("x {WALL0}"))),
         ("TrustedTimeFloor", Owned(format!("x {WALL0}"))),
         ("TimeSource", Is("s \"ntp\"")),
+        ("UpdateState", Is("s \"off\"")),
+        ("UpdateSlots", Is("as 0")),
+        ("LastUpdate", Is("s \"\"")),
     ])
 }
 
@@ -305,6 +312,7 @@ fn snapshot(
         low_battery_percent: 20,
         one_time_code_ttl: EngineConfig::DEFAULT_ONE_TIME_CODE_TTL,
         weak_wifi_dbm: latchd::core::wifi_signal::DEFAULT_WEAK_DBM,
+        update: latchd::core::update::UpdatePolicy::default(),
         matter_code: None,
     };
     let now = Now::new(1_000, Some(WALL0));
@@ -348,6 +356,7 @@ fn snapshot(
         last_jam: 0,
         motor_cycles_before: 0,
         wifi_backend: None,
+        updates: false,
     }
     .with_wifi(BackendKind::WpaSupplicant);
     diag.diagnostics(&engine.status(), &health.get(), TimeSource::Ntp)

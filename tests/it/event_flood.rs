@@ -95,6 +95,7 @@ impl Rig {
             low_battery_percent: 20,
             one_time_code_ttl: EngineConfig::DEFAULT_ONE_TIME_CODE_TTL,
             weak_wifi_dbm: latchd::core::wifi_signal::DEFAULT_WEAK_DBM,
+            update: latchd::core::update::UpdatePolicy::default(),
             matter_code: None,
         };
         let persisted = store.load().expect("load");

@@ -61,6 +61,7 @@ mod remote_mqtt;
 mod store;
 mod store_crash;
 mod uart_modules;
+mod update_rauc;
 mod video_attack;
 mod video_stream;
 mod watchdog;

@@ -33,6 +33,7 @@ pub fn config() -> EngineConfig {
         matter_code: None,
         one_time_code_ttl: EngineConfig::DEFAULT_ONE_TIME_CODE_TTL,
         weak_wifi_dbm: latchd::core::wifi_signal::DEFAULT_WEAK_DBM,
+        update: latchd::core::update::UpdatePolicy::default(),
     }
 }
 

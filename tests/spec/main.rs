@@ -21,3 +21,4 @@ mod credentials;
 mod door;
 mod matter;
 mod robustness;
+mod update;
