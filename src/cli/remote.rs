@@ -449,11 +449,12 @@ fn print(r: &Response, json: bool, out: &mut impl Write) -> Result<(), RemoteCli
                 .iter()
                 .map(|e| {
                     format!(
-                        "#{:<6} {:?}  {} user {:?}",
+                        "#{:<6} {}  {}{}",
                         e.cursor,
-                        e.at.map(|t| t.0),
+                        e.at.map(|t| t.0.to_string())
+                            .unwrap_or_else(|| "-".into()),
                         e.kind.name(),
-                        e.user
+                        e.user.map(|u| format!(" user {u:03}")).unwrap_or_default()
                     )
                 })
                 .collect::<Vec<_>>()

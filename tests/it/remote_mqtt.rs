@@ -2184,7 +2184,7 @@ async fn latchctl_remote_end_to_end() {
         (&["settings"][..], "remote unlock true"),
         (&["time-sync"][..], "ok"),
         (&["invite", "--hours", "2"][..], "GuestKeyCreated"),
-        (&["events", "-n", "5"][..], "Unlocked"),
+        (&["events", "-n", "5"][..], "unlocked.remote user 001"),
     ] {
         let (code, out, err) = latchctl_out(files, port, &owner_key, args).await;
         assert_eq!(code, 0, "{args:?}: {err}");
