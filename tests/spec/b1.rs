@@ -12,26 +12,37 @@ use crate::harness::{n, Sim, ADMIN_CODE};
 /// An installed lock whose store already holds `per_user` fingerprints for
 /// each of `users` extra users (numbers 2..).
 fn lock_with_fingerprints(users: u16, per_user: u16) -> Sim {
+    lock_with(CredentialKind::Fingerprint, users * per_user, per_user)
+}
+
+/// An installed lock whose store already holds `total` credentials of
+/// `kind` (faces, palms or fingerprints, each in its own module slot),
+/// `per_user` per extra user (numbers 2..).
+fn lock_with(kind: CredentialKind, total: u16, per_user: u16) -> Sim {
     let base = Sim::installed();
     let mut store: Persisted = base.store.clone();
-    let mut id = 100;
-    let mut slot = 0;
-    for u in 2..2 + users {
-        store.users.push(User {
-            number: n(u),
-            role: Role::User,
-            validity: Validity::ALWAYS,
-        });
-        for _ in 0..per_user {
-            store.credentials.push(Credential {
-                id: CredentialId(id),
-                user: n(u),
-                kind: CredentialKind::Fingerprint,
-                secret: CredentialSecret::ModuleSlot(slot),
+    for slot in 0..total {
+        let user = n(2 + slot / per_user);
+        if slot % per_user == 0 {
+            store.users.push(User {
+                number: user,
+                role: Role::User,
+                validity: Validity::ALWAYS,
             });
-            id += 1;
-            slot += 1;
         }
+        let secret = match kind {
+            CredentialKind::Face => CredentialSecret::FaceTemplate {
+                slot,
+                template: vec![slot as u8; 128],
+            },
+            _ => CredentialSecret::ModuleSlot(slot),
+        };
+        store.credentials.push(Credential {
+            id: CredentialId(100 + u32::from(slot)),
+            user,
+            kind,
+            secret,
+        });
     }
     Sim::with_store(store)
 }
@@ -53,6 +64,48 @@ fn b1_1_fifty_first_fingerprint_is_refused_and_nothing_stored() {
     s.press("↩↩");
     assert!(s.persisted().is_empty());
     assert_eq!(s.engine.status().counts.users, 11);
+}
+
+/// B-1.1: 50 faces and 50 palm veins in the lock at most (issue 17 item
+/// 8: only the fingerprint cap was tested). The 51st is refused before
+/// any module is asked to enrol, from the menu and from the app.
+#[test]
+fn b1_1_fifty_faces_and_fifty_palms_at_most() {
+    use latchd::core::{AppCommand, AppError, Channel};
+    for (kind, key, per_user) in [
+        (CredentialKind::Face, "1", 3u16),
+        (CredentialKind::Palm, "2", 2),
+    ] {
+        let mut s = lock_with(kind, 50, per_user);
+        let counts = s.engine.status().counts;
+        let have = match kind {
+            CredentialKind::Face => counts.faces,
+            _ => counts.palms,
+        };
+        assert_eq!(have, 50, "{kind:?}");
+        s.enter_menu();
+        s.press("2");
+        s.press(key);
+        s.expect_prompt(Prompt::LimitReached);
+        assert!(s.persisted().is_empty(), "{kind:?}");
+        assert!(!s
+            .module_cmds()
+            .iter()
+            .any(|c| matches!(c, ModuleCmd::Enrol { .. })));
+        s.press("↩↩");
+        // The owner's app cannot start one either, for the administrator
+        // who has none of that kind (so only the lock's cap refuses it).
+        let owner = s.owner();
+        let r = s.app(
+            Channel::Ble,
+            owner,
+            AppCommand::EnrolFor { user: n(1), kind },
+        );
+        assert!(
+            matches!(r, Err(AppError::Limit(k)) if k == kind),
+            "{kind:?}: {r:?}"
+        );
+    }
 }
 
 #[test]
