@@ -780,6 +780,9 @@ impl std::fmt::Debug for Handles {
 }
 
 /// Register the application and the advertisement once.
+/// How long registration waits for the Wi-Fi backend's status.
+const WIFI_STATUS_WAIT: Duration = Duration::from_secs(2);
+
 pub async fn serve_once(config: &GattConfig, deps: &GattDeps) -> Result<Handles, GattError> {
     let session = bluer::Session::new().await?;
     let adapter = match &config.adapter {
@@ -787,6 +790,19 @@ pub async fn serve_once(config: &GattConfig, deps: &GattDeps) -> Result<Handles,
         None => session.default_adapter().await?,
     };
     adapter.set_powered(true).await?;
+    // On a network already (or joining the one it has): Improv starts
+    // Provisioned. A backend that does not answer in time counts as not
+    // provisioned: the lock is then offered for setup, which only works
+    // with SET held.
+    let on_a_network = matches!(
+        tokio::time::timeout(WIFI_STATUS_WAIT, deps.wifi.status()).await,
+        Ok(Ok(s)) if s.connected || s.connecting
+    );
+    let improv = if on_a_network {
+        Improv::already_provisioned(deps.device_info.clone())
+    } else {
+        Improv::new(deps.device_info.clone())
+    };
     let shared = Arc::new(Shared {
         deps: deps.clone(),
         adapter: adapter.clone(),
@@ -798,7 +814,7 @@ pub async fn serve_once(config: &GattConfig, deps: &GattDeps) -> Result<Handles,
             ),
             notifier: None,
         }),
-        improv: Mutex::new(Improv::new(deps.device_info.clone())),
+        improv: Mutex::new(improv),
         improv_notify: Mutex::new(ImprovNotifiers::default()),
         adv: Mutex::new(None),
         local_name: config.local_name.clone(),

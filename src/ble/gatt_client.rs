@@ -188,6 +188,8 @@ impl std::fmt::Debug for LockClient {
 
 /// How long a connect by saved address scans for a lock bluetoothd forgot.
 const SEE_AGAIN_WINDOW: Duration = Duration::from_secs(30);
+/// How long a refresh waits for a failed link to go down.
+const LINK_DOWN_WAIT: Duration = Duration::from_secs(30);
 
 /// bluetoothd drops a device it only saw advertising some time after the
 /// scan that found it (`TemporaryTimeout`, 30 s by default), so connecting
@@ -217,11 +219,56 @@ pub async fn see_again(
     }
 }
 
+impl GattClientError {
+    /// An error a stale cached attribute table explains (see
+    /// [`LockClient::connect`]).
+    fn stale_attributes(&self) -> bool {
+        match self {
+            GattClientError::Bluez(e) => matches!(
+                e.kind,
+                bluer::ErrorKind::NotPermitted | bluer::ErrorKind::NotSupported
+            ),
+            GattClientError::MissingService(_) => true,
+            _ => false,
+        }
+    }
+}
+
 impl LockClient {
-    /// Connect (seeing the lock again first if bluetoothd forgot it) and
-    /// find the characteristics.
+    /// Connect (seeing the lock again first if bluetoothd forgot it, and
+    /// refreshing a stale attribute cache once) and find the
+    /// characteristics.
     pub async fn connect(adapter: &Adapter, address: Address) -> Result<Self, GattClientError> {
         see_again(adapter, address, SEE_AGAIN_WINDOW).await?;
+        match Self::connect_once(adapter, address).await {
+            Err(e) if e.stale_attributes() => {
+                // bluetoothd caches the attribute table it discovered on a
+                // lock (on disk, across its own restarts) and reuses it.
+                // After the lock's Bluetooth stack restarted, or an update
+                // changed its services, a cached handle can point at
+                // another attribute: the first write is "not permitted".
+                // Refresh as a phone does, once: wait for the failed link
+                // to go (the lock advertises again only then), forget the
+                // device and its cache, see it again, discover afresh.
+                tracing::debug!(%address, error = %e, "stale attribute cache; discovering again");
+                if let Ok(dev) = adapter.device(address) {
+                    let _ = dev.disconnect().await;
+                    let deadline = std::time::Instant::now() + LINK_DOWN_WAIT;
+                    while dev.is_connected().await.unwrap_or(false)
+                        && std::time::Instant::now() < deadline
+                    {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+                let _ = adapter.remove_device(address).await;
+                see_again(adapter, address, SEE_AGAIN_WINDOW).await?;
+                Self::connect_once(adapter, address).await
+            }
+            r => r,
+        }
+    }
+
+    async fn connect_once(adapter: &Adapter, address: Address) -> Result<Self, GattClientError> {
         let dev = adapter.device(address)?;
         if !dev.is_connected().await? {
             // BlueZ's connect can fail once on a busy controller; one retry.

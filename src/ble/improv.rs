@@ -375,6 +375,17 @@ impl Improv {
         }
     }
 
+    /// A service for a lock that is already on a network (it joined
+    /// before this start): Provisioned, so Home Assistant does not offer
+    /// it for setup again after every restart. Pairing mode (SET held)
+    /// still makes it Authorized for a new setup.
+    pub fn already_provisioned(info: DeviceInfo) -> Self {
+        Improv {
+            state: State::Provisioned,
+            ..Improv::new(info)
+        }
+    }
+
     /// Current state byte.
     pub fn state(&self) -> State {
         self.state
@@ -835,6 +846,20 @@ mod tests {
     /// current state, capabilities, four reserved zero bytes. Capabilities
     /// (characteristic 8005): bit 0 identify, bit 1 device info (2.1),
     /// bit 2 Wi-Fi scan (2.2), bit 3 hostname (2.3, not offered).
+    /// A lock that restarts while on its network advertises Provisioned
+    /// (Home Assistant would offer it for setup after every restart), and
+    /// SET held still opens a new setup.
+    #[test]
+    fn a_lock_already_on_a_network_starts_provisioned() {
+        let mut imp = Improv::already_provisioned(info());
+        assert_eq!(imp.state(), State::Provisioned);
+        assert_eq!(imp.service_data()[0], State::Provisioned as u8);
+        assert_eq!(
+            imp.set_authorized(true),
+            vec![Output::State(State::Authorized)]
+        );
+    }
+
     #[test]
     fn service_data_and_capabilities_follow_the_spec_layout() {
         assert_eq!(
