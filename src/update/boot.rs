@@ -22,8 +22,32 @@ use crate::core::Input;
 use crate::dbus::BusChoice;
 use crate::link::Link;
 
-/// How often the self-test is run again while it fails.
+/// How often the self-test (or a busy RAUC) is asked again.
 const RETRY: Duration = Duration::from_secs(2);
+/// How long a busy RAUC is asked again at least (`GetSlotStatus`), and
+/// the extra time for `Mark` once the checks passed.
+const MARK_GRACE: Duration = Duration::from_secs(10);
+
+/// `call` until it succeeds or `deadline` passes (the last error then).
+async fn until_deadline<T, F, Fut>(
+    deadline: tokio::time::Instant,
+    mut call: F,
+) -> Result<T, RaucError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, RaucError>>,
+{
+    loop {
+        match call().await {
+            Ok(v) => return Ok(v),
+            Err(e) if tokio::time::Instant::now() + RETRY < deadline => {
+                tracing::debug!(error = %e, "update: RAUC did not answer; asking again");
+                tokio::time::sleep(RETRY).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
 
 /// See the module docs. Errors are reported to the engine (logged).
 pub async fn confirm(config: &UpdateConfig, bus: &BusChoice, link: &Link) {
@@ -44,14 +68,16 @@ async fn check(
     bus: &BusChoice,
     link: &Link,
 ) -> Result<Option<UpdateReport>, RaucError> {
-    let rauc = Rauc::connect(bus).await?;
-    let booted = rauc
-        .slots()
-        .await?
-        .into_iter()
-        .find(|s| s.state == "booted");
-    let first_boot = booted.as_ref().is_none_or(|s| s.boot_status != "good");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(config.health_timeout_s);
+    let rauc = Rauc::connect(bus).await?;
+    // RAUC answers "already processing a different method" while it is
+    // busy (just started, or serving another client): transient, so it is
+    // asked again for a while (at least `MARK_GRACE`) — giving up at once
+    // would leave a good slot unmarked and roll a working update back.
+    let ask_until = deadline.max(tokio::time::Instant::now() + MARK_GRACE);
+    let slots = until_deadline(ask_until, || rauc.slots()).await?;
+    let booted = slots.into_iter().find(|s| s.state == "booted");
+    let first_boot = booted.as_ref().is_none_or(|s| s.boot_status != "good");
     let mut failing: Vec<String>;
     loop {
         failing = match link.self_test().await {
@@ -84,7 +110,10 @@ async fn check(
             ),
         }));
     }
-    let (slot, _message) = rauc.mark("good", "booted").await?;
+    // The mark gets the same patience, with a little time past the health
+    // bound: the checks passed, only RAUC was busy.
+    let mark_deadline = tokio::time::Instant::now().max(deadline) + MARK_GRACE;
+    let (slot, _message) = until_deadline(mark_deadline, || rauc.mark("good", "booted")).await?;
     super::flow::publish_slots(&rauc, link).await;
     if !first_boot {
         return Ok(None);
