@@ -164,17 +164,7 @@ impl DiagnosticsClient {
     /// `RecentEvents(limit)`: oldest first.
     pub async fn recent_events(&self, limit: u32) -> Result<Vec<EventRecord>, ClientError> {
         let reply = self.call(INTERFACE, "RecentEvents", &(limit,)).await?;
-        let events: Vec<(u64, i64, String, String)> =
-            reply.body().deserialize().map_err(ClientError::Reply)?;
-        Ok(events
-            .into_iter()
-            .map(|(id, time, kind, detail)| EventRecord {
-                id,
-                time,
-                kind,
-                detail,
-            })
-            .collect())
+        event_records(&reply).map_err(ClientError::Reply)
     }
 
     /// `EventsBefore(before, limit)`: oldest first; `before` 0 = newest.
@@ -186,17 +176,7 @@ impl DiagnosticsClient {
         let reply = self
             .call(INTERFACE, "EventsBefore", &(before.unwrap_or(0), limit))
             .await?;
-        let events: Vec<(u64, i64, String, String)> =
-            reply.body().deserialize().map_err(ClientError::Reply)?;
-        Ok(events
-            .into_iter()
-            .map(|(id, time, kind, detail)| EventRecord {
-                id,
-                time,
-                kind,
-                detail,
-            })
-            .collect())
+        event_records(&reply).map_err(ClientError::Reply)
     }
 
     /// `ExportDiagnostics()`: a JSON document.
@@ -278,4 +258,18 @@ impl EventSubscription {
             }
         }
     }
+}
+
+/// The `a(txss)` events of a `RecentEvents` / `EventsBefore` reply.
+fn event_records(reply: &zbus::Message) -> zbus::Result<Vec<EventRecord>> {
+    let events: Vec<(u64, i64, String, String)> = reply.body().deserialize()?;
+    Ok(events
+        .into_iter()
+        .map(|(id, time, kind, detail)| EventRecord {
+            id,
+            time,
+            kind,
+            detail,
+        })
+        .collect())
 }

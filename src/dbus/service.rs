@@ -505,13 +505,7 @@ impl DiagnosticsInterface {
         self.gate.check(conn, Some(&hdr)).await?;
         let limit = limit.min(MAX_RECENT_EVENTS);
         let events = self.backend.recent_events(limit).await.map_err(failed)?;
-        // The cap is ours to keep, whatever the backend returned: keep the newest.
-        let skip = events.len().saturating_sub(limit as usize);
-        Ok(events
-            .into_iter()
-            .skip(skip)
-            .map(|e| (e.id, e.time, e.kind, e.detail))
-            .collect())
+        Ok(newest_on_the_wire(events, limit))
     }
 
     /// Up to `limit` events (at most 1000) older than event `before` (0:
@@ -543,12 +537,7 @@ impl DiagnosticsInterface {
                 )));
             }
         }
-        let skip = events.len().saturating_sub(limit as usize);
-        Ok(events
-            .into_iter()
-            .skip(skip)
-            .map(|e| (e.id, e.time, e.kind, e.detail))
-            .collect())
+        Ok(newest_on_the_wire(events, limit))
     }
 
     /// A JSON document describing the lock for support, with secrets and
@@ -780,4 +769,15 @@ async fn run_updates(
             },
         }
     }
+}
+/// Events as the interface sends them, (id, unix time, kind, detail),
+/// capped at `limit`: the cap is ours to keep, whatever the backend
+/// returned, and the newest are kept.
+fn newest_on_the_wire(events: Vec<EventRecord>, limit: u32) -> Vec<(u64, i64, String, String)> {
+    let skip = events.len().saturating_sub(limit as usize);
+    events
+        .into_iter()
+        .skip(skip)
+        .map(|e| (e.id, e.time, e.kind, e.detail))
+        .collect()
 }
