@@ -363,6 +363,16 @@ fn config(rig: &Rig) -> Config {
     c
 }
 
+/// A seeded lock in a fresh state directory (kept alive by the returned
+/// `TempDir`), running with `rig`'s RAUC.
+async fn fresh_lock(rig: &Rig) -> (tempfile::TempDir, PathBuf, Running) {
+    let state_dir = tempfile::tempdir().expect("state");
+    let state = state_dir.path().join("lock");
+    seed(&state);
+    let running = start_lock(&state, config(rig)).await;
+    (state_dir, state, running)
+}
+
 async fn start_lock(state: &Path, config: Config) -> Running {
     // The diagnostics interface on the same bus as RAUC: what a
     // technician reads there is checked below.
@@ -439,10 +449,7 @@ fn logged(state: &Path) -> Vec<EventKind> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_owner_update_installs_with_progress_restarts_and_is_marked_good() {
     let mut rig = Rig::start();
-    let state_dir = tempfile::tempdir().expect("state");
-    let state = state_dir.path().join("lock");
-    seed(&state);
-    let mut running = start_lock(&state, config(&rig)).await;
+    let (_state_dir, state, mut running) = fresh_lock(&rig).await;
     start_update(&running, &rig, "new").await;
     until(&mut running, "the restart", |s| {
         s.update.is_none()
@@ -509,10 +516,7 @@ async fn an_owner_update_installs_with_progress_restarts_and_is_marked_good() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bundle_signed_by_another_ca_is_refused_by_rauc_with_its_error() {
     let rig = Rig::start();
-    let state_dir = tempfile::tempdir().expect("state");
-    let state = state_dir.path().join("lock");
-    seed(&state);
-    let mut running = start_lock(&state, config(&rig)).await;
+    let (_state_dir, state, mut running) = fresh_lock(&rig).await;
     start_update(&running, &rig, "forged").await;
     until(&mut running, "the refusal", |s| s.update.is_none()).await;
     running.stop().await.expect("stops");
@@ -544,10 +548,7 @@ async fn a_bundle_signed_by_another_ca_is_refused_by_rauc_with_its_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_older_signed_bundle_is_refused_as_a_downgrade() {
     let rig = Rig::start();
-    let state_dir = tempfile::tempdir().expect("state");
-    let state = state_dir.path().join("lock");
-    seed(&state);
-    let mut running = start_lock(&state, config(&rig)).await;
+    let (_state_dir, state, mut running) = fresh_lock(&rig).await;
     start_update(&running, &rig, "old").await;
     until(&mut running, "the refusal", |s| s.update.is_none()).await;
     running.stop().await.expect("stops");
@@ -568,10 +569,7 @@ async fn an_older_signed_bundle_is_refused_as_a_downgrade() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_update_waits_while_the_door_is_open_and_installs_after_it_is_closed_and_locked() {
     let rig = Rig::start();
-    let state_dir = tempfile::tempdir().expect("state");
-    let state = state_dir.path().join("lock");
-    seed(&state);
-    let mut running = start_lock(&state, config(&rig)).await;
+    let (_state_dir, state, mut running) = fresh_lock(&rig).await;
     let sim = running.sim.clone().expect("sim board");
     ask(&running, owner(), AppCommand::Unlock).await;
     until(&mut running, "the bolt retracted", |s| {
@@ -627,10 +625,7 @@ async fn an_update_waits_while_the_door_is_open_and_installs_after_it_is_closed_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guest_key_cannot_start_an_update() {
     let rig = Rig::start();
-    let state_dir = tempfile::tempdir().expect("state");
-    let state = state_dir.path().join("lock");
-    seed(&state);
-    let mut running = start_lock(&state, config(&rig)).await;
+    let (_state_dir, state, mut running) = fresh_lock(&rig).await;
     ask(
         &running,
         Principal::Guest {
@@ -669,10 +664,7 @@ async fn a_guest_key_cannot_start_an_update() {
 async fn a_new_version_that_fails_its_health_check_is_not_marked_good() {
     crate::common::logs_from_env();
     let mut rig = Rig::start();
-    let state_dir = tempfile::tempdir().expect("state");
-    let state = state_dir.path().join("lock");
-    seed(&state);
-    let mut running = start_lock(&state, config(&rig)).await;
+    let (_state_dir, state, mut running) = fresh_lock(&rig).await;
     start_update(&running, &rig, "new").await;
     until(&mut running, "the end of the update", |s| {
         s.update.is_none()
