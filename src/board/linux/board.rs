@@ -559,8 +559,22 @@ impl Keypad for LinuxKeypad {
         self.awake.store(view.awake, Ordering::SeqCst);
         self.backlight.set(view.awake).map_err(gpio)?;
         self.low_battery.set(view.low_battery_led).map_err(gpio)?;
+        // B-1.4: a number being shown lights its digits one by one.
+        let digits = if view.awake {
+            keypad::digit_patterns(&view.digits_shown)
+        } else {
+            Default::default()
+        };
         for (key, led) in &self.key_leds {
-            let r = if view.awake && view.flashing.contains(key) {
+            let r = if let Some(p) = match key {
+                Key::Digit(d) => digits.get(d),
+                _ => None,
+            } {
+                led.pattern(p)
+            } else if !digits.is_empty() {
+                // Only the number's keys, so it reads clearly.
+                led.set(false)
+            } else if view.awake && view.flashing.contains(key) {
                 led.blink(250, 250)
             } else {
                 led.set(view.awake && view.lit.contains(key))

@@ -128,7 +128,46 @@ impl ClassLed {
         self.write("delay_on", &on_ms.to_string())?;
         self.write("delay_off", &off_ms.to_string())
     }
+
+    /// Play `pattern` (the kernel's pattern trigger: `brightness duration`
+    /// pairs, repeated until the trigger changes; no wake-ups in latchd).
+    pub fn pattern(&self, pattern: &str) -> Result<(), KeypadError> {
+        self.write("trigger", "pattern")?;
+        self.write("repeat", "-1")?;
+        self.write("pattern", pattern)
+    }
 }
+
+/// B-1.4: a user number is shown by lighting its digits' keys one after
+/// the other, then a pause, over and over while the number is shown.
+/// One slot per digit: its key on for [`DIGIT_ON_MS`], then all off for
+/// [`DIGIT_GAP_MS`] (so "0 0 3" lights 0 twice, visibly), then
+/// [`NUMBER_PAUSE_MS`] dark. Each key gets the whole cycle, so the keys
+/// started together stay in step. A step needs a zero-length pair after
+/// each level (the kernel fades between consecutive pairs otherwise).
+pub fn digit_patterns(digits: &[u8]) -> BTreeMap<u8, String> {
+    let mut patterns = BTreeMap::new();
+    for &d in digits {
+        patterns.entry(d).or_insert_with(|| {
+            let mut p = Vec::new();
+            for &shown in digits {
+                let level = u8::from(shown == d);
+                p.push(format!("{level} {DIGIT_ON_MS} {level} 0"));
+                p.push(format!("0 {DIGIT_GAP_MS} 0 0"));
+            }
+            p.push(format!("0 {NUMBER_PAUSE_MS} 0 0"));
+            p.join(" ")
+        });
+    }
+    patterns
+}
+
+/// How long each digit of a shown number stays lit.
+pub const DIGIT_ON_MS: u32 = 600;
+/// Dark between two digits.
+pub const DIGIT_GAP_MS: u32 = 300;
+/// Dark after the last digit, before the number starts again.
+pub const NUMBER_PAUSE_MS: u32 = 1500;
 
 #[cfg(test)]
 mod tests {
@@ -189,5 +228,40 @@ mod tests {
             std::fs::read_to_string(dir.path().join("delay_off")).unwrap(),
             "200"
         );
+        led.pattern("1 600 1 0").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("trigger")).unwrap(),
+            "pattern"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("pattern")).unwrap(),
+            "1 600 1 0"
+        );
+    }
+
+    #[test]
+    fn a_user_number_lights_its_digits_one_after_the_other() {
+        // User 003: key 0 in the first two slots, key 3 in the third.
+        let p = digit_patterns(&[0, 0, 3]);
+        assert_eq!(p.len(), 2);
+        let on = format!("1 {DIGIT_ON_MS} 1 0");
+        let off = format!("0 {DIGIT_ON_MS} 0 0");
+        let gap = format!("0 {DIGIT_GAP_MS} 0 0");
+        let pause = format!("0 {NUMBER_PAUSE_MS} 0 0");
+        assert_eq!(p[&0], [&*on, &gap, &on, &gap, &off, &gap, &pause].join(" "));
+        assert_eq!(
+            p[&3],
+            [&*off, &gap, &off, &gap, &on, &gap, &pause].join(" ")
+        );
+        // Every key's cycle is as long as the others', so they stay in step.
+        let total = |s: &str| -> u32 {
+            s.split(' ')
+                .collect::<Vec<_>>()
+                .chunks(2)
+                .map(|c| c[1].parse::<u32>().unwrap())
+                .sum()
+        };
+        assert_eq!(total(&p[&0]), total(&p[&3]));
+        assert!(digit_patterns(&[]).is_empty());
     }
 }
