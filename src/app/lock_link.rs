@@ -23,7 +23,7 @@ use crate::core::event::{AppRefusal, Event};
 use crate::core::time::{Instant, WallTime};
 use crate::core::types::Persisted;
 use crate::core::users::AppAccess;
-use crate::core::{AppCommand, AppResult, Channel, Principal};
+use crate::core::{AppCommand, AppResult, Channel, Language, Principal};
 
 /// Boxed future for [`LockLink`] (object-safe without a proc-macro).
 pub type LinkFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -50,6 +50,10 @@ pub trait LockLink: Send + Sync + 'static {
     fn pairing_mode(&self) -> bool;
     /// The status report for the app (B-9.1), from the published status.
     fn status(&self) -> StatusReport;
+    /// The prompt language in force (issue 17 item 4: the setting, else
+    /// the config's default), as the engine last published it. The store
+    /// holds only a chosen language; `GetSettings` shows this one.
+    fn language(&self) -> Language;
     /// The registered app keys and outstanding guest invites, as of the
     /// last commit (sessions are only accepted for these keys).
     fn app_access(&self) -> Arc<AppAccess>;

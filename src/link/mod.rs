@@ -320,6 +320,10 @@ impl LockLink for Link {
         wire::status_report(&self.p().published.borrow().engine)
     }
 
+    fn language(&self) -> crate::core::Language {
+        self.p().published.borrow().engine.language
+    }
+
     fn app_access(&self) -> Arc<AppAccess> {
         self.p().app_access.borrow().clone()
     }

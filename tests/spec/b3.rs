@@ -63,7 +63,7 @@ fn b3_3_only_the_valid_keys_are_lit_and_others_do_nothing() {
     );
     // "7" is not lit in the menu: nothing happens.
     s.press("7");
-    assert!(s.last.iter().all(|a| !matches!(a, Action::Prompt(_))));
+    assert!(s.last.iter().all(|a| !matches!(a, Action::Prompt(_, _))));
     assert_eq!(s.engine.status().step, "menu");
 }
 
@@ -78,7 +78,9 @@ fn b3_4_holding_zero_mutes_until_the_next_outside_unlock() {
     // A failure is silent but still logged.
     s.press("802468✓");
     assert!(s.prompts().is_empty());
-    assert!(s.logged_prompts().contains(&Prompt::VerifyFailed.text()));
+    assert!(s
+        .logged_prompts()
+        .contains(&Prompt::VerifyFailed.text(latchd::core::Language::En)));
     // The mechanical key is not one of the four outside methods: still muted.
     s.input(Input::MechanicalKey);
     assert!(s.engine.status().muted);

@@ -34,6 +34,7 @@ pub fn config() -> EngineConfig {
         one_time_code_ttl: EngineConfig::DEFAULT_ONE_TIME_CODE_TTL,
         weak_wifi_dbm: latchd::core::wifi_signal::DEFAULT_WEAK_DBM,
         update: latchd::core::update::UpdatePolicy::default(),
+        default_language: latchd::core::Language::En,
     }
 }
 
@@ -368,7 +369,7 @@ impl Sim {
         self.last
             .iter()
             .filter_map(|a| match a {
-                Action::Prompt(p) => Some(p.clone()),
+                Action::Prompt(p, _) => Some(p.clone()),
                 _ => None,
             })
             .collect()

@@ -136,6 +136,9 @@ impl LockLink for SimLink {
     fn status(&self) -> StatusReport {
         status_report(&self.sim.lock().unwrap().engine.status())
     }
+    fn language(&self) -> latchd::core::Language {
+        self.sim.lock().unwrap().engine.language()
+    }
     fn submit(
         &self,
         via: Channel,
@@ -869,7 +872,7 @@ mod guest {
             link.sim.lock().unwrap().all.iter().any(|a| {
                 matches!(
                     a,
-                    latchd::core::Action::Prompt(latchd::core::Prompt::Identify)
+                    latchd::core::Action::Prompt(latchd::core::Prompt::Identify, _)
                 )
             })
         };
