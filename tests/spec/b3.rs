@@ -48,8 +48,9 @@ fn b3_3_only_the_valid_keys_are_lit_and_others_do_nothing() {
     assert!(s.lit().contains(&Key::Confirm));
     s.press("↩");
     s.enter_menu();
-    // 1–3 of B-4.x and 5 ("modify user N", issue 17 item 1); 4 is lit
-    // only while a fingerprint module was refused.
+    // 1–3 of B-4.x, 5 ("modify user N", issue 17 item 1) and 6 (the
+    // prompt language, item 4); 4 is lit only while a fingerprint module
+    // was refused.
     assert_eq!(
         s.lit(),
         vec![
@@ -57,6 +58,7 @@ fn b3_3_only_the_valid_keys_are_lit_and_others_do_nothing() {
             Key::Digit(2),
             Key::Digit(3),
             Key::Digit(5),
+            Key::Digit(6),
             Key::Confirm,
             Key::Back
         ]
