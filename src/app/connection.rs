@@ -404,7 +404,7 @@ mod tests {
         fn status(&self) -> StatusReport {
             panic!("no status was asked for")
         }
-        fn language(&self) -> crate::core::Language {
+        fn default_language(&self) -> crate::core::Language {
             panic!("no settings were asked for")
         }
         fn app_access(&self) -> Arc<AppAccess> {

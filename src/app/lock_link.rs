@@ -50,10 +50,11 @@ pub trait LockLink: Send + Sync + 'static {
     fn pairing_mode(&self) -> bool;
     /// The status report for the app (B-9.1), from the published status.
     fn status(&self) -> StatusReport;
-    /// The prompt language in force (issue 17 item 4: the setting, else
-    /// the config's default), as the engine last published it. The store
-    /// holds only a chosen language; `GetSettings` shows this one.
-    fn language(&self) -> Language;
+    /// The config's `[prompts] language` (issue 17 item 4): the prompt
+    /// language while the store holds no choice. `GetSettings` shows the
+    /// stored choice, else this — both read after the commit that answered
+    /// a `SetSetting`, never an older published status.
+    fn default_language(&self) -> Language;
     /// The registered app keys and outstanding guest invites, as of the
     /// last commit (sessions are only accepted for these keys).
     fn app_access(&self) -> Arc<AppAccess>;

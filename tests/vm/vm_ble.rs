@@ -136,8 +136,8 @@ impl LockLink for SimLink {
     fn status(&self) -> StatusReport {
         status_report(&self.sim.lock().unwrap().engine.status())
     }
-    fn language(&self) -> latchd::core::Language {
-        self.sim.lock().unwrap().engine.language()
+    fn default_language(&self) -> latchd::core::Language {
+        latchd::core::Language::En
     }
     fn submit(
         &self,
