@@ -914,23 +914,38 @@ async fn the_owner_sets_the_prompt_language_over_the_broker() {
     let running = start_lock(&w.state, conf.clone()).await;
     wait_for(&mut rx, &topic("availability"), b"online").await;
     let sim = running.sim.clone().expect("sim board");
-    assert_eq!(language_setting(&client, &mut rx, &mut app).await, Language::ZhTw);
+    assert_eq!(
+        language_setting(&client, &mut rx, &mut app).await,
+        Language::ZhTw
+    );
     let said = doorbell_prompt(&sim, 1).await;
-    assert_eq!((said.language, said.text.as_str()), (Language::ZhTw, "叮咚。"));
+    assert_eq!(
+        (said.language, said.text.as_str()),
+        (Language::ZhTw, "叮咚。")
+    );
 
     let f = app.seal(&Request::SetSetting(Setting::Language(Language::En)));
     assert_eq!(app.open(&ask(&client, &mut rx, f).await), Response::Ok);
     // Read right after the answer: the stored choice, not an older status.
-    assert_eq!(language_setting(&client, &mut rx, &mut app).await, Language::En);
+    assert_eq!(
+        language_setting(&client, &mut rx, &mut app).await,
+        Language::En
+    );
     let said = doorbell_prompt(&sim, 2).await;
-    assert_eq!((said.language, said.text.as_str()), (Language::En, "Ding dong."));
+    assert_eq!(
+        (said.language, said.text.as_str()),
+        (Language::En, "Ding dong.")
+    );
     running.stop().await.expect("clean stop");
     wait_for(&mut rx, &topic("availability"), b"offline").await;
 
     // The config still says zh-TW; the owner's choice is kept.
     let running = start_lock(&w.state, conf).await;
     wait_for(&mut rx, &topic("availability"), b"online").await;
-    assert_eq!(language_setting(&client, &mut rx, &mut app).await, Language::En);
+    assert_eq!(
+        language_setting(&client, &mut rx, &mut app).await,
+        Language::En
+    );
     assert_eq!(
         running.published.borrow().engine.language,
         Language::En,
@@ -2276,11 +2291,19 @@ async fn latchctl_remote_end_to_end() {
         (&["time-sync"][..], "ok"),
         (&["invite", "--hours", "2"][..], "GuestKeyCreated"),
         (&["events", "-n", "5"][..], "unlocked.remote user 001"),
+        // Issue 17 item 4: the prompt language, set and read back.
+        (&["set", "language", "zh-TW"][..], "ok"),
+        (&["settings"][..], "language zh-TW"),
+        (&["set", "language", "en"][..], "ok"),
     ] {
         let (code, out, err) = latchctl_out(files, port, &owner_key, args).await;
         assert_eq!(code, 0, "{args:?}: {err}");
         assert!(out.contains(want), "{args:?}: {out}");
     }
+    // A language latchd has no prompts for: a usage error naming the two.
+    let (code, _, err) = owner(&["set", "language", "fr"]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("zh-TW"), "{err}");
     // No lockout to release: the engine's refusal, exit 1, said so.
     let (code, _, err) = owner(&["release-lockout"]).await;
     assert!(
