@@ -274,8 +274,15 @@ pub struct Settings {
     /// Issue 17 item 4: the prompt language an administrator (menu "6")
     /// or the owner's app chose. `None`: the config's `[prompts]
     /// language`, which is also where a factory reset returns. Settings
-    /// stored before this field read as `None`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// stored before this field read as `None`. Decision: a tag this
+    /// build does not know (stored by a newer version, then rolled back
+    /// to this one) reads as `None` too — the lock speaks its configured
+    /// language rather than refuse to load its settings and not start.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::lang::known_or_none"
+    )]
     pub language: Option<super::lang::Language>,
 }
 

@@ -118,6 +118,15 @@ impl fmt::Display for Language {
     }
 }
 
+/// A stored language tag, or `None` for one this build has no prompts
+/// for (see `Settings::language`).
+pub(crate) fn known_or_none<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Language>, D::Error> {
+    let tag = Option::<String>::deserialize(d)?;
+    Ok(tag.and_then(|t| t.parse().ok()))
+}
+
 /// A language tag latchd has no prompts for.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown prompt language `{0}`; latchd speaks \"en\" (English) and \"zh-TW\" (Mandarin, Traditional Chinese)")]
@@ -377,6 +386,37 @@ mod tests {
         let e = "fr".parse::<Language>().unwrap_err();
         assert!(e.to_string().contains("\"zh-TW\""), "{e}");
         assert_eq!(Language::from_code(2), None);
+    }
+
+    #[test]
+    fn stored_settings_without_a_known_language_follow_the_config() {
+        use crate::core::types::Settings;
+        let read = |v: serde_json::Value| serde_json::from_value::<Settings>(v).unwrap();
+        let mut row = serde_json::json!({
+            "auto_lock": null,
+            "lockout_protection": true,
+            "remote_unlock": false,
+            "wifi": true,
+        });
+        // Stored before there was a choice.
+        assert_eq!(read(row.clone()).language, None);
+        row["language"] = "zh-TW".into();
+        assert_eq!(read(row.clone()).language, Some(Language::ZhTw));
+        // Stored by a newer version with a language this one lacks (an
+        // update rolled back): the settings still load.
+        row["language"] = "yue".into();
+        let s = read(row.clone());
+        assert_eq!(s.language, None);
+        assert_eq!(
+            (s.lockout_protection, s.wifi),
+            (true, true),
+            "the rest as stored"
+        );
+        // A choice is written as its tag; none is not written at all.
+        let mut s = Settings::default();
+        assert!(serde_json::to_value(&s).unwrap().get("language").is_none());
+        s.language = Some(Language::ZhTw);
+        assert_eq!(serde_json::to_value(&s).unwrap()["language"], "zh-TW");
     }
 
     #[test]
