@@ -630,8 +630,16 @@ impl Engine {
     /// batch that changes the language says what came before in the old
     /// one and what follows in the new one; the trace is in that language
     /// too (it is what was said).
+    ///
+    /// Decision (B-4.10 says it): system information is spoken in English
+    /// whatever the language — the manual, written in Chinese, says so; its
+    /// serial, version and codes are Latin letters and digits read out to
+    /// support.
     pub(super) fn say(&mut self, out: &mut Out, prompt: Prompt) {
-        let lang = self.language();
+        let lang = match prompt {
+            Prompt::SystemInfo { .. } => Language::En,
+            _ => self.language(),
+        };
         let text = match prompt {
             Prompt::SystemInfo { .. } => prompt.asset(),
             _ => prompt.text(lang),

@@ -174,3 +174,21 @@ fn muted_prompts_are_traced_in_the_chosen_language() {
     assert!(said(&s).is_empty());
     assert_eq!(traced(&s), ["驗證失敗。"]);
 }
+
+/// B-4.10: "the lock speaks, in English, its serial number, firmware
+/// version and verification code" — in English whatever the language.
+#[test]
+fn b4_10_system_information_stays_english_in_mandarin() {
+    let mut s = Sim::installed();
+    s.enter_menu();
+    s.press("62");
+    s.press("✓");
+    let info = said(&s);
+    assert!(
+        matches!(info.as_slice(), [(Prompt::SystemInfo { .. }, Language::En)]),
+        "{info:?}"
+    );
+    // ↩ back to the menu, whose prompt is Mandarin again.
+    s.press("↩");
+    assert_eq!(said(&s), [(Prompt::MenuMain, Language::ZhTw)]);
+}
