@@ -15,6 +15,10 @@
 # `git diff --stat assets/prompts`. Only for regeneration: CI checks that
 # every prompt has an asset in every language, not the audio bytes.
 #
+# Each folder also gets texts.tsv (name<TAB>text, what each recording says):
+# the tests compare it with the tables, so a text changed without
+# regenerating its recording fails CI.
+#
 # A Mandarin text whose characters espeak-ng does not know is refused
 # rather than recorded wrong: espeak-ng then switches to English ("(en)" in
 # its phoneme output), which a text without Latin letters never needs.
@@ -37,6 +41,7 @@ cut -f1 "$tmp/list.tsv" | sort -u >"$tmp/langs"
 while read -r lang; do
     rm -rf "${out:?}/$lang"
     mkdir -p "$out/$lang"
+    awk -F'\t' -v l="$lang" '$1 == l { print $3 "\t" $4 }' "$tmp/list.tsv" >"$out/$lang/texts.tsv"
 done <"$tmp/langs"
 n=0
 while IFS=$'\t' read -r lang voice name text; do

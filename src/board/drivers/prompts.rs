@@ -310,7 +310,9 @@ mod tests {
     /// Issue 17 item 4: every prompt has its recording in every language,
     /// and no language folder holds a recording no prompt uses (a renamed
     /// prompt leaves none behind). The committed WAVs are checked, not
-    /// regenerated: CI has no espeak-ng.
+    /// regenerated: CI has no espeak-ng. Each folder's `texts.tsv`, written
+    /// with the recordings, must be the table's texts: a prompt whose words
+    /// changed without `scripts/gen-prompts.sh` fails here.
     #[test]
     fn every_prompt_has_an_asset_in_every_language_and_none_is_orphaned() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/prompts");
@@ -354,9 +356,19 @@ mod tests {
                 assert!(pcm.frames() > 0, "{} is empty", f.display());
                 assert_eq!((pcm.rate, pcm.channels), (16_000, 1), "{}", f.display());
             }
+            let recorded = std::fs::read_to_string(dir.join("texts.tsv")).unwrap();
+            let table: String = texts.iter().map(|(n, t)| format!("{n}\t{t}\n")).collect();
+            for (want, got) in table.lines().zip(recorded.lines()) {
+                assert_eq!(
+                    want, got,
+                    "{lang}: the recording says something else; run scripts/gen-prompts.sh"
+                );
+            }
+            assert_eq!(table.lines().count(), recorded.lines().count(), "{lang}");
             let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
                 .unwrap()
                 .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|f| f != "texts.tsv")
                 .collect();
             on_disk.sort();
             let expected: Vec<String> = names.iter().map(|n| format!("{n}.wav")).collect();
