@@ -142,6 +142,7 @@ fn config() -> EngineConfig {
         one_time_code_ttl: EngineConfig::DEFAULT_ONE_TIME_CODE_TTL,
         weak_wifi_dbm: latchd::core::wifi_signal::DEFAULT_WEAK_DBM,
         update: latchd::core::update::UpdatePolicy::default(),
+        default_language: latchd::core::Language::En,
     }
 }
 

@@ -238,6 +238,7 @@ fn engine_with_codes() -> Engine {
         one_time_code_ttl: EngineConfig::DEFAULT_ONE_TIME_CODE_TTL,
         weak_wifi_dbm: latchd::core::wifi_signal::DEFAULT_WEAK_DBM,
         update: latchd::core::update::UpdatePolicy::default(),
+        default_language: latchd::core::Language::En,
     };
     Engine::new(config, store, Now::new(0, Some(1_795_500_000)))
 }

@@ -28,7 +28,9 @@ fn main() {
     let voice = AlsaVoice::start("tofile", assets, 80, Some(tx)).expect("ALSA file PCM");
     let mut lat = Vec::new();
     for _ in 0..50 {
-        voice.say(&Prompt::Unlocked).expect("say");
+        voice
+            .say(&Prompt::Unlocked, latchd::core::Language::En)
+            .expect("say");
         loop {
             match rx
                 .recv_timeout(Duration::from_secs(10))

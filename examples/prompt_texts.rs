@@ -1,7 +1,12 @@
-//! Prints every voice prompt asset as `name<TAB>English text`, one a line.
-//! `scripts/gen-prompts.sh` records them with espeak-ng.
+//! Prints every voice prompt asset of every language as
+//! `language<TAB>espeak-ng voice<TAB>name<TAB>text`, one a line, from the
+//! tables in `core::lang`. `scripts/gen-prompts.sh` records them.
+use latchd::core::Language;
+
 fn main() {
-    for (name, text) in latchd::board::drivers::prompts::asset_texts() {
-        println!("{name}\t{text}");
+    for lang in Language::ALL {
+        for (name, text) in latchd::board::drivers::prompts::asset_texts(lang) {
+            println!("{}\t{}\t{name}\t{text}", lang.tag(), lang.espeak_voice());
+        }
     }
 }

@@ -43,6 +43,8 @@ pub struct Config {
     /// Where the database and device key live; see [`default_state_dir`].
     pub state_dir: Option<PathBuf>,
     pub lock: LockConfig,
+    /// `[prompts]`: the voice prompts' language (issue 17 item 4).
+    pub prompts: PromptsConfig,
     pub store: StoreConfig,
     /// `[key]`: where the device key rests (see `store::keystore`).
     pub key: crate::store::keystore::KeyConfig,
@@ -162,6 +164,16 @@ pub enum SimModuleKind {
     Wire,
 }
 
+/// `[prompts]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PromptsConfig {
+    /// The language prompts are said and shown in until an administrator
+    /// (menu "6") or the owner's app chooses one, and again after a
+    /// factory reset: `"en"` (the default) or `"zh-TW"`.
+    pub language: crate::core::Language,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
@@ -176,6 +188,7 @@ impl Default for Config {
             board_file: None,
             state_dir: None,
             lock: LockConfig::default(),
+            prompts: PromptsConfig::default(),
             store: StoreConfig::default(),
             key: crate::store::keystore::KeyConfig::default(),
             control: ControlConfig::default(),
@@ -614,6 +627,20 @@ mod tests {
     #[test]
     fn empty_file_is_the_defaults() {
         assert_eq!(parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn the_prompt_language_is_a_known_tag() {
+        assert_eq!(
+            parse("").unwrap().prompts.language,
+            crate::core::Language::En
+        );
+        let c = parse("[prompts]\nlanguage = \"zh-TW\"\n").unwrap();
+        assert_eq!(c.prompts.language, crate::core::Language::ZhTw);
+        let e = parse("[prompts]\nlanguage = \"fr\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("fr") && e.contains("zh-TW"), "{e}");
     }
 
     #[test]

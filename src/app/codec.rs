@@ -356,6 +356,15 @@ fn bits(flags: &[bool]) -> u8 {
         .fold(0, |acc, (i, &f)| acc | ((f as u8) << i))
 }
 
+/// A prompt language by its byte (`Language::code`); an unknown byte is
+/// refused, never read as a default.
+fn read_language(r: &mut Reader<'_>) -> Result<crate::core::Language, CommandError> {
+    crate::core::Language::from_code(r.u8("language")?).ok_or(CommandError::BadValue {
+        field: "language",
+        why: "unknown language (0 = English, 1 = Mandarin zh-TW)",
+    })
+}
+
 fn unbits<const N: usize>(
     r: &mut Reader<'_>,
     field: &'static str,
@@ -519,6 +528,10 @@ impl Request {
                         w.u8(4);
                         w.opt(*v, Writer::u16);
                     }
+                    Setting::Language(l) => {
+                        w.u8(5);
+                        w.u8(l.code());
+                    }
                 }
                 w.0
             }
@@ -641,6 +654,7 @@ impl Request {
                     }
                     Setting::DoorAjar(v)
                 }
+                5 => Setting::Language(read_language(&mut r)?),
                 _ => {
                     return Err(CommandError::BadValue {
                         field: "setting",
@@ -886,6 +900,7 @@ impl Response {
                     s.wifi_enabled,
                 ]));
                 w.opt(s.door_ajar_secs, Writer::u16);
+                w.u8(s.language.code());
                 w.0
             }
             Response::Notice(e) => {
@@ -1020,12 +1035,14 @@ impl Response {
                 let [lockout_protection, remote_unlock, wifi_enabled] =
                     unbits::<3>(&mut r, "settings flags")?;
                 let door_ajar_secs = r.opt("door ajar", Reader::u16)?;
+                let language = read_language(&mut r)?;
                 Response::Settings(Settings {
                     auto_lock_secs,
                     lockout_protection,
                     remote_unlock,
                     wifi_enabled,
                     door_ajar_secs,
+                    language,
                 })
             }
             op::R_ERROR => {
@@ -1106,6 +1123,7 @@ mod tests {
             remote_unlock: false,
             wifi_enabled: true,
             door_ajar_secs: Some(60),
+            language: crate::core::Language::En,
         });
         assert_eq!(Response::decode(&s.encode()).expect("decodes"), s);
         for a in [AlarmKind::DoorAjar, AlarmKind::DoorForcedOpen] {
@@ -1117,6 +1135,40 @@ mod tests {
             });
             assert_eq!(Response::decode(&n.encode()).expect("decodes"), n);
         }
+    }
+
+    /// Issue 17 item 4: the prompt language is set (SetSetting tag 5) and
+    /// read back (the settings reply's last byte) by its code; a code the
+    /// lock does not know is refused, in either direction, rather than
+    /// read as a default.
+    #[test]
+    fn the_language_setting_round_trips_and_unknown_codes_are_refused() {
+        use crate::core::Language;
+        for l in Language::ALL {
+            let r = Request::SetSetting(Setting::Language(l));
+            let bytes = r.encode();
+            assert_eq!(bytes[bytes.len() - 2..], [5, l.code()]);
+            assert_eq!(Request::decode(&bytes), Ok(r));
+            let s = Response::Settings(Settings {
+                auto_lock_secs: Some(30),
+                lockout_protection: false,
+                remote_unlock: true,
+                wifi_enabled: false,
+                door_ajar_secs: None,
+                language: l,
+            });
+            let bytes = s.encode();
+            assert_eq!(bytes[bytes.len() - 1], l.code());
+            assert_eq!(Response::decode(&bytes).expect("decodes"), s);
+            let mut unknown = bytes.clone();
+            *unknown.last_mut().unwrap() = 9;
+            assert!(Response::decode(&unknown).is_err());
+        }
+        let mut w = Writer::new(op::SET_SETTING);
+        w.u8(5);
+        w.u8(2);
+        let e = Request::decode(&w.0).unwrap_err();
+        assert!(e.to_string().contains("language"), "{e}");
     }
 
     /// Issue 17 item 7: every event kind the app lists round-trips, and a

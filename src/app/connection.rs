@@ -404,6 +404,9 @@ mod tests {
         fn status(&self) -> StatusReport {
             panic!("no status was asked for")
         }
+        fn default_language(&self) -> crate::core::Language {
+            panic!("no settings were asked for")
+        }
         fn app_access(&self) -> Arc<AppAccess> {
             self.access.clone()
         }

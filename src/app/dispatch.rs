@@ -30,7 +30,7 @@ use super::wire;
 use crate::core::action::{AppError, AppOk};
 use crate::core::time::WallTime;
 use crate::core::types::{AppKey, AppKeyId, AppKeyRole, CredentialKind, Persisted};
-use crate::core::{AppCommand, AppResult, Channel};
+use crate::core::{AppCommand, AppResult, Channel, Language};
 
 /// Times a fresh random code id is tried when it collides with an
 /// outstanding invite's (16 invites among 65 536 ids: a second try is
@@ -80,7 +80,7 @@ pub async fn answer(
         | Request::ListPasscodes
         | Request::ListGuestKeys
         | Request::GetSettings => match link.persisted().await {
-            Ok(p) => read(request, &p),
+            Ok(p) => read(request, &p, link.default_language()),
             Err(e) => store_error(&e),
         },
         other => Response::error(
@@ -188,7 +188,8 @@ async fn create_guest_key(
 }
 
 /// The read-only requests, answered from what the store holds.
-pub fn read(request: &Request, p: &Persisted) -> Response {
+/// `default_language`: the config's, for a store that holds no choice.
+pub fn read(request: &Request, p: &Persisted, default_language: Language) -> Response {
     match request {
         Request::ListUsers => Response::Users(
             p.users
@@ -257,7 +258,10 @@ pub fn read(request: &Request, p: &Persisted) -> Response {
             all.sort_by_key(|e| e.slot);
             Response::GuestKeys(all)
         }
-        Request::GetSettings => Response::Settings(wire::settings(&p.settings)),
+        Request::GetSettings => Response::Settings(wire::settings(
+            &p.settings,
+            p.settings.language.unwrap_or(default_language),
+        )),
         other => Response::error(
             ErrorCode::Refused,
             &format!("`{}` is not a read", other.name()),
@@ -344,7 +348,7 @@ mod tests {
             }],
             ..Persisted::default()
         };
-        let Response::Users(users) = read(&Request::ListUsers, &p) else {
+        let Response::Users(users) = read(&Request::ListUsers, &p, Language::En) else {
             panic!()
         };
         assert_eq!(users.len(), 1);
@@ -385,7 +389,7 @@ mod tests {
             }],
             ..Persisted::default()
         };
-        let Response::GuestKeys(g) = read(&Request::ListGuestKeys, &p) else {
+        let Response::GuestKeys(g) = read(&Request::ListGuestKeys, &p, Language::En) else {
             panic!()
         };
         assert_eq!(
@@ -393,5 +397,21 @@ mod tests {
             vec![(2, false), (4, true)],
             "owner keys are not listed"
         );
+    }
+
+    /// Issue 17 item 4: the settings reply names the language the lock
+    /// speaks — the stored choice, else the config's default (which the
+    /// store does not hold, so a factory reset returns to it).
+    #[test]
+    fn settings_show_the_chosen_language_else_the_configured_one() {
+        let mut p = Persisted::default();
+        let lang = |p: &Persisted, default| match read(&Request::GetSettings, p, default) {
+            Response::Settings(s) => s.language,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(lang(&p, Language::ZhTw), Language::ZhTw);
+        assert_eq!(lang(&p, Language::En), Language::En);
+        p.settings.language = Some(Language::En);
+        assert_eq!(lang(&p, Language::ZhTw), Language::En);
     }
 }

@@ -23,7 +23,7 @@ use crate::core::event::{AppRefusal, Event};
 use crate::core::time::{Instant, WallTime};
 use crate::core::types::Persisted;
 use crate::core::users::AppAccess;
-use crate::core::{AppCommand, AppResult, Channel, Principal};
+use crate::core::{AppCommand, AppResult, Channel, Language, Principal};
 
 /// Boxed future for [`LockLink`] (object-safe without a proc-macro).
 pub type LinkFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -50,6 +50,11 @@ pub trait LockLink: Send + Sync + 'static {
     fn pairing_mode(&self) -> bool;
     /// The status report for the app (B-9.1), from the published status.
     fn status(&self) -> StatusReport;
+    /// The config's `[prompts] language` (issue 17 item 4): the prompt
+    /// language while the store holds no choice. `GetSettings` shows the
+    /// stored choice, else this — both read after the commit that answered
+    /// a `SetSetting`, never an older published status.
+    fn default_language(&self) -> Language;
     /// The registered app keys and outstanding guest invites, as of the
     /// last commit (sessions are only accepted for these keys).
     fn app_access(&self) -> Arc<AppAccess>;

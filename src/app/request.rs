@@ -78,6 +78,8 @@ pub enum Setting {
     WifiEnabled(bool),
     /// Door-ajar alarm delay in seconds; `None` = off (issue 17 item 3).
     DoorAjar(Option<u16>),
+    /// The prompt language (issue 17 item 4).
+    Language(crate::core::Language),
 }
 
 /// A credential enrolled at the lock (issue 17 item 1).
@@ -331,6 +333,7 @@ impl Request {
                 Setting::DoorAjar(secs) => core_types::SettingChange::DoorAjar(
                     secs.map(|v| std::time::Duration::from_secs(u64::from(v))),
                 ),
+                Setting::Language(l) => core_types::SettingChange::Language(l),
             }),
             Request::ReleaseLockout => AppCommand::ReleaseLockout,
             Request::ListOwnerKeys => AppCommand::ListOwnerKeys,

@@ -80,6 +80,8 @@ pub struct Settings {
     pub wifi_enabled: bool,
     /// Door-ajar alarm delay in seconds; `None` = off.
     pub door_ajar_secs: Option<u16>,
+    /// The prompt language in force (issue 17 item 4).
+    pub language: crate::core::Language,
 }
 
 /// Lock state.
@@ -500,8 +502,10 @@ pub fn engine_principal(key: &AppKey) -> crate::core::Principal {
     }
 }
 
-/// The lock's settings as the app reads them back (B-9.7).
-pub fn settings(s: &types::Settings) -> Settings {
+/// The lock's settings as the app reads them back (B-9.7), with the
+/// prompt language in force (`language`: the stored choice, else the
+/// config's default, which the store does not hold).
+pub fn settings(s: &types::Settings, language: crate::core::Language) -> Settings {
     Settings {
         auto_lock_secs: s
             .auto_lock
@@ -512,6 +516,7 @@ pub fn settings(s: &types::Settings) -> Settings {
         door_ajar_secs: s
             .door_ajar
             .map(|d| u16::try_from(d.as_secs()).unwrap_or(u16::MAX)),
+        language,
     }
 }
 

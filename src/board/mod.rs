@@ -54,7 +54,7 @@ use futures_util::future::BoxFuture;
 use crate::core::action::{AlarmCmd, SnapshotReason};
 use crate::core::input::{BoltPosition, DoorPosition, PowerReading, TamperState};
 use crate::core::types::MotorDirection;
-use crate::core::{Action, AlarmKind, Input, KeypadView, ModuleCmd, MotorCmd, Prompt};
+use crate::core::{Action, AlarmKind, Input, KeypadView, Language, ModuleCmd, MotorCmd, Prompt};
 
 pub mod absent;
 pub mod coast;
@@ -140,10 +140,11 @@ pub trait Keypad: Send {
     fn show(&mut self, view: &KeypadView) -> Result<(), DeviceError>;
 }
 
-/// The speaker: plays a recorded prompt (`assets/prompts/<asset>.wav`),
-/// or on the sim board writes its text to the prompt log.
+/// The speaker: plays a recorded prompt in `lang`
+/// (`assets/prompts/<lang>/<asset>.wav`), or on the sim board writes its
+/// text in `lang` to the prompt log the front panel shows.
 pub trait Voice: Send {
-    fn say(&mut self, prompt: &Prompt) -> Result<(), DeviceError>;
+    fn say(&mut self, prompt: &Prompt, lang: Language) -> Result<(), DeviceError>;
 }
 
 /// Battery gauge and USB-C emergency power sense. Changes arrive as
@@ -296,7 +297,7 @@ impl Board {
     /// Perform one hardware action.
     pub fn perform(&mut self, action: &Action) -> Result<Performed, DeviceError> {
         match action {
-            Action::Prompt(p) => self.voice.say(p)?,
+            Action::Prompt(p, lang) => self.voice.say(p, *lang)?,
             Action::Keypad(view) => self.keypad.show(view)?,
             Action::Motor(MotorCmd::Drive { target, direction }) => {
                 self.motor.drive(*target, *direction)?

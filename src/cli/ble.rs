@@ -10,6 +10,8 @@
 //!     invite --hours H          a one-time guest code (owner key)
 //!     redeem --code CODE        pair as a guest with that code → key file
 //!     time-sync                 set the lock's clock from this machine's (owner)
+//!     settings                  the lock's settings (owner)
+//!     language en|zh-TW         the prompt language (owner)
 //!     owner-keys                list the owner keys (owner)
 //!     revoke-owner-key --slot N revoke one owner key (owner)
 //!     wifi --ssid X --psk Y     Improv Wi-Fi (lock in pairing mode)
@@ -90,6 +92,13 @@ pub enum BleCommand {
         url: String,
         #[arg(long)]
         allow_older: bool,
+    },
+    /// Show the settings, the prompt language included (owner key).
+    Settings,
+    /// Set the prompt language: `en` or `zh-TW` (owner key).
+    Language {
+        /// `en` (English) or `zh-TW` (Mandarin, Traditional Chinese).
+        tag: String,
     },
     /// List the owner keys: slot, administrator, label (owner key).
     OwnerKeys,
@@ -330,16 +339,16 @@ mod imp {
             | BleCommand::TimeSync
             | BleCommand::Update { .. }
             | BleCommand::OwnerKeys
+            | BleCommand::Settings
+            | BleCommand::Language { .. }
             | BleCommand::RevokeOwnerKey { .. } => {
-                let (app, lock_public, saved) = load(&path)?;
-                let addr = args.address.clone().unwrap_or(saved);
-                let mut c = connect(&adapter, Some(&addr)).await?;
                 let now = WallTime(
                     std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
                         .map(|d| d.as_secs() as i64)
                         .unwrap_or(0),
                 );
+                // Built first: a bad argument is refused before any radio work.
                 let req = match &args.command {
                     BleCommand::Events { limit } => Request::Events {
                         before: None,
@@ -356,8 +365,19 @@ mod imp {
                     },
                     BleCommand::OwnerKeys => Request::ListOwnerKeys,
                     BleCommand::RevokeOwnerKey { slot } => Request::RevokeOwnerKey { slot: *slot },
+                    BleCommand::Settings => Request::GetSettings,
+                    BleCommand::Language { tag } => Request::SetSetting(
+                        crate::app::request::Setting::Language(tag.parse().map_err(
+                            |e: crate::core::lang::UnknownLanguage| {
+                                BleCliError::Usage(e.to_string())
+                            },
+                        )?),
+                    ),
                     _ => Request::Lock,
                 };
+                let (app, lock_public, saved) = load(&path)?;
+                let addr = args.address.clone().unwrap_or(saved);
+                let mut c = connect(&adapter, Some(&addr)).await?;
                 match c.request(&app, lock_public, &req).await? {
                     Response::Ok => writeln!(out, "ok")?,
                     Response::GuestKeyCreated {
@@ -382,6 +402,14 @@ mod imp {
                                 code.display().as_str(),
                                 code_expires_at.0
                             )?;
+                        }
+                    }
+                    Response::Settings(s) => {
+                        let (text, value) = crate::cli::remote::settings_text_json(&s);
+                        if json {
+                            writeln!(out, "{value}")?;
+                        } else {
+                            writeln!(out, "{text}")?;
                         }
                     }
                     Response::OwnerKeys(keys) => {

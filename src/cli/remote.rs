@@ -85,6 +85,8 @@ pub enum SettingName {
     Wifi,
     /// Seconds a door may stand open before the door-ajar alarm; 0 = off.
     DoorAjar,
+    /// The prompt language: `en` or `zh-TW` (issue 17 item 4).
+    Language,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -136,8 +138,8 @@ pub enum RemoteCommand {
     Passcodes,
     /// Show the settings (owner key).
     Settings,
-    /// Change one setting (owner key): on/off, or seconds (0 = off) for
-    /// auto-lock and door-ajar.
+    /// Change one setting (owner key): on/off, seconds (0 = off) for
+    /// auto-lock and door-ajar, `en` or `zh-TW` for language.
     Set { name: SettingName, value: String },
     /// A one-time guest pairing code valid from now for H hours (owner).
     Invite {
@@ -345,6 +347,9 @@ fn request_of(cmd: &RemoteCommand) -> Result<Option<Request>, RemoteCliError> {
                 })?;
                 Setting::DoorAjar((s > 0).then_some(s))
             }
+            SettingName::Language => Setting::Language(value.parse().map_err(
+                |e: crate::core::lang::UnknownLanguage| RemoteCliError::Usage(e.to_string()),
+            )?),
         }),
         RemoteCommand::Invite { hours } => {
             let from = now();
@@ -389,6 +394,30 @@ fn validity_json(v: &Validity) -> serde_json::Value {
     serde_json::json!({ "from": v.from.map(|t| t.0), "until": v.until.map(|t| t.0) })
 }
 
+/// The settings reply as a line and as JSON (`latchctl remote settings`,
+/// `latchctl ble settings`).
+pub(crate) fn settings_text_json(s: &crate::app::wire::Settings) -> (String, serde_json::Value) {
+    (
+        format!(
+            "auto-lock {}, lockout protection {}, remote unlock {}, Wi-Fi {}, door-ajar alarm {}, language {}",
+            s.auto_lock_secs.map_or("off".into(), |v| format!("{v} s")),
+            s.lockout_protection,
+            s.remote_unlock,
+            s.wifi_enabled,
+            s.door_ajar_secs.map_or("off".into(), |v| format!("{v} s")),
+            s.language,
+        ),
+        serde_json::json!({
+            "auto_lock_secs": s.auto_lock_secs,
+            "lockout_protection": s.lockout_protection,
+            "remote_unlock": s.remote_unlock,
+            "wifi_enabled": s.wifi_enabled,
+            "door_ajar_secs": s.door_ajar_secs,
+            "language": s.language.tag(),
+        }),
+    )
+}
+
 fn print(r: &Response, json: bool, out: &mut impl Write) -> Result<(), RemoteCliError> {
     use serde_json::json;
     let (text, doc): (String, serde_json::Value) = match r {
@@ -426,23 +455,7 @@ fn print(r: &Response, json: bool, out: &mut impl Write) -> Result<(), RemoteCli
                 .map(|p| json!({"id": p.id, "kind": format!("{:?}", p.kind), "used": p.used}))
                 .collect::<Vec<_>>()),
         ),
-        Response::Settings(s) => (
-            format!(
-                "auto-lock {}, lockout protection {}, remote unlock {}, Wi-Fi {}, door-ajar alarm {}",
-                s.auto_lock_secs.map_or("off".into(), |v| format!("{v} s")),
-                s.lockout_protection,
-                s.remote_unlock,
-                s.wifi_enabled,
-                s.door_ajar_secs.map_or("off".into(), |v| format!("{v} s")),
-            ),
-            json!({
-                "auto_lock_secs": s.auto_lock_secs,
-                "lockout_protection": s.lockout_protection,
-                "remote_unlock": s.remote_unlock,
-                "wifi_enabled": s.wifi_enabled,
-                "door_ajar_secs": s.door_ajar_secs,
-            }),
-        ),
+        Response::Settings(s) => settings_text_json(s),
         Response::GuestKeyCreated { .. } => (format!("{r:?}"), json!({"result": format!("{r:?}")})),
         Response::Events { events, .. } => (
             events
@@ -451,8 +464,7 @@ fn print(r: &Response, json: bool, out: &mut impl Write) -> Result<(), RemoteCli
                     format!(
                         "#{:<6} {}  {}{}",
                         e.cursor,
-                        e.at.map(|t| t.0.to_string())
-                            .unwrap_or_else(|| "-".into()),
+                        e.at.map(|t| t.0.to_string()).unwrap_or_else(|| "-".into()),
                         e.kind.name(),
                         e.user.map(|u| format!(" user {u:03}")).unwrap_or_default()
                     )

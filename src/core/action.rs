@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::event::{AlarmKind, Event};
 use super::input::{BoltPosition, FaceFix, FacePose};
+use super::lang::Language;
 use super::types::{
     AppKeyId, Change, CredentialKind, Key, Modality, MotorDirection, TempPasscodeId, UserNumber,
 };
@@ -17,9 +18,11 @@ pub enum Action {
     Persist(Vec<Change>),
     /// Append to the event log (and the diagnostics/app streams).
     Log(Event),
-    /// Speak a voice prompt (B-3, B-4). Every prompt is also traced
-    /// ([`Action::Trace`]), spoken or muted.
-    Prompt(Prompt),
+    /// Speak a voice prompt (B-3, B-4) in this language (the `language`
+    /// setting when it was said): the board plays that language's assets
+    /// and shows its text. Every prompt is also traced ([`Action::Trace`]),
+    /// spoken or muted.
+    Prompt(Prompt, Language),
     /// A line for the diagnostics stream (the journal): what was said.
     /// Stored nowhere (issue 14 item 4: prompts are not log events).
     Trace(Trace),
@@ -261,8 +264,9 @@ pub enum AppError {
     UpdateRefused(super::update::UpdateRefusal),
 }
 
-/// Every voice prompt. The English text is [`Prompt::text`]; the WAV
-/// asset of the same name is [`Prompt::asset`].
+/// Every voice prompt, as an id: its words in each language are
+/// [`Prompt::text`] (the tables in `core::lang`); the WAV asset of the
+/// same name in each language's folder is [`Prompt::asset`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Prompt {
@@ -333,12 +337,18 @@ pub enum Prompt {
     DoorAjar,
     /// Issue 17 item 3: the door was forced open.
     DoorForcedOpen,
+    /// Issue 17 item 4: the language menu (menu "6"), every language's
+    /// line in its own words.
+    ChooseLanguage,
+    /// The prompt language changed (said in the new language).
+    LanguageSet,
 }
 
 impl Prompt {
-    /// The asset name of the recorded prompt (`assets/prompts/<name>.wav`).
-    /// Prompts with spoken values (user number, system information) are
-    /// made of several assets; see [`Prompt::text`] for what is said.
+    /// The asset name of the recorded prompt
+    /// (`assets/prompts/<language>/<name>.wav`). Prompts with spoken values
+    /// (user number, system information) are made of several assets; see
+    /// [`Prompt::text`] for what is said.
     pub fn asset(&self) -> String {
         let v = serde_json::to_value(self).unwrap_or_default();
         match v {
@@ -351,90 +361,6 @@ impl Prompt {
                 }
             }
             _ => "unknown".into(),
-        }
-    }
-
-    /// The English words of the prompt.
-    pub fn text(&self) -> String {
-        use Prompt::*;
-        match self {
-            ChooseDirection => "Choose the door direction. Press 1 for a right-hand door, 2 for a left-hand door.".into(),
-            DirectionSet => "Door direction set.".into(),
-            CreateAdmin => "Please create the administrator. Press confirm to start.".into(),
-            EnterPasscode => "Enter a passcode of six to ten digits, then press confirm.".into(),
-            RepeatPasscode => "Enter the passcode again, then press confirm.".into(),
-            PasscodeMismatch => "The passcodes do not match. Please start over.".into(),
-            PasscodeTooSimple => "This passcode is too simple. Do not use repeated or consecutive digits.".into(),
-            PasscodeTaken => "This passcode is already in use. Choose another.".into(),
-            InputTooLong => "Too many digits. Please start again.".into(),
-            Success => "Operation successful.".into(),
-            Failure => "Operation failed.".into(),
-            UserNumber(n) => {
-                let d = n.digits();
-                format!("User number {} {} {}.", d[0], d[1], d[2])
-            }
-            MenuMain => "Press 1 to add an administrator, 2 to add a user, 3 to delete a user, 5 to add to a user, confirm for system information.".into(),
-            ChooseMethod => "Press 1 for face, 2 for palm vein, 3 for fingerprint, 4 for passcode.".into(),
-            ChooseMethodOrDuress => "Press 1 for face, 2 for palm vein, 3 for fingerprint, 4 for passcode, 5 for a duress passcode.".into(),
-            FacePose(p) => match p {
-                super::input::FacePose::Straight => "Please look straight at the camera.".into(),
-                super::input::FacePose::Up => "Raise your head slightly.".into(),
-                super::input::FacePose::Down => "Lower your head slightly.".into(),
-                super::input::FacePose::Left => "Turn your head slightly to the left.".into(),
-                super::input::FacePose::Right => "Turn your head slightly to the right.".into(),
-            },
-            FaceFix(f) => match f {
-                super::input::FaceFix::NoFace => "No face found. Please face the camera.".into(),
-                super::input::FaceFix::SeveralFaces => "More than one face. Only one person, please.".into(),
-                super::input::FaceFix::TooFar => "Please come closer, about an arm's length away.".into(),
-                super::input::FaceFix::TooClose => "Please move back, about an arm's length away.".into(),
-                super::input::FaceFix::Blurry => "Please hold still.".into(),
-                super::input::FaceFix::Covered => "Your face is covered. Please uncover it.".into(),
-                super::input::FaceFix::WrongPose => "Please follow the instruction.".into(),
-            },
-            PlacePalm => "Place your palm centre over the red light, about twenty centimetres away, hand relaxed.".into(),
-            PlaceFinger => "Place your finger on the reader, fully covering it.".into(),
-            PresentAgain => "Again, please.".into(),
-            Remove => "Remove your hand.".into(),
-            AlreadyEnrolled => "This fingerprint is already enrolled.".into(),
-            LimitReached => "The limit has been reached. Nothing was added.".into(),
-            EnterUserNumber => "Enter the user number, then press confirm.".into(),
-            NoSuchUser => "No such user.".into(),
-            CannotDeleteLastAdmin => "The last administrator cannot be deleted.".into(),
-            Deleted => "Deleted.".into(),
-            SystemInfo { serial, firmware, verification_code, matter_code } => {
-                let matter = matter_code
-                    .as_ref()
-                    .map(|c| format!(" Matter setup code {c}."))
-                    .unwrap_or_default();
-                format!(
-                    "Serial number {serial}. Firmware version {firmware}. Verification code {verification_code}.{matter}"
-                )
-            }
-            VerifyAdmin => "Please verify an administrator.".into(),
-            Unlocked => "Unlocked.".into(),
-            Locked => "Locked.".into(),
-            VerifyFailed => "Verification failed.".into(),
-            LockedOut => "The system is locked. Please try again later.".into(),
-            KeypadDisabled => "The keypad is disabled. The owner must release it.".into(),
-            KeypadReleased => "The keypad is enabled again.".into(),
-            UserNotValidNow => "This user is not valid at this time.".into(),
-            TamperAlarm => "Alarm. The lock has been tampered with.".into(),
-            LowBattery => "The battery is low. Please charge it.".into(),
-            PairingMode => "Pairing mode. Connect the app.".into(),
-            PairingEnded => "Pairing mode ended.".into(),
-            Identify => "This is the lock you are setting up.".into(),
-            MuteOn => "Mute on.".into(),
-            AwayArmed => "Away mode armed.".into(),
-            AwayDisarmed => "Away mode off.".into(),
-            Doorbell => "Ding dong.".into(),
-            FactoryResetRelease => "Release the button.".into(),
-            FactoryResetConfirm => "Press confirm to restore factory settings.".into(),
-            FactoryResetDone => "Factory settings restored.".into(),
-            Jammed => "The bolt is jammed.".into(),
-            ModuleFault => "The module is not working.".into(),
-            DoorAjar => "The door is open. Please close it.".into(),
-            DoorForcedOpen => "Alarm. The door has been forced open.".into(),
         }
     }
 }
@@ -451,14 +377,16 @@ mod tests {
             verification_code: "AB".into(),
             matter_code: None,
         };
-        assert!(!p.text().contains("Matter"));
+        assert!(!p.text(Language::En).contains("Matter"));
         if let Prompt::SystemInfo { matter_code, .. } = &mut p {
             *matter_code = Some("34970112332".into());
         }
+        let en = p.text(Language::En);
+        assert!(en.ends_with("Matter setup code 34970112332."), "{en}");
+        let zh = p.text(Language::ZhTw);
         assert!(
-            p.text().ends_with("Matter setup code 34970112332."),
-            "{}",
-            p.text()
+            zh.ends_with("Matter 設定碼 三 四 九 七 零 一 一 二 三 三 二。"),
+            "{zh}"
         );
     }
 

@@ -746,6 +746,10 @@ impl Engine {
                 }
                 s.door_ajar = *d;
             }
+            // Issue 17 item 4: stored as chosen, even when it equals the
+            // config's default, so a later change of the default does not
+            // re-language a lock whose owner chose.
+            SettingChange::Language(l) => s.language = Some(*l),
         }
         self.persist(out, vec![Change::PutSettings(s)]);
         self.log(

@@ -27,6 +27,7 @@ use super::event::{AlarmKind, Event, EventKind, LockHow};
 use super::input::{
     BoltPosition, DoorPosition, Input, MotorReport, PowerReading, SetPress, TamperState, WifiStatus,
 };
+use super::lang::Language;
 use super::lock::{self, LockMech, LockState, MotorState};
 use super::noise::{Admit, NoiseBudget, NoiseKind};
 use super::passcode::Macer;
@@ -80,6 +81,10 @@ pub struct EngineConfig {
     pub weak_wifi_dbm: i16,
     /// When updates may install (issue 20, `core::update`).
     pub update: super::update::UpdatePolicy,
+    /// The prompt language until an administrator or the owner chooses
+    /// one (`[prompts] language`; issue 17 item 4), and again after a
+    /// factory reset.
+    pub default_language: Language,
 }
 
 impl core::fmt::Debug for EngineConfig {
@@ -114,6 +119,7 @@ impl EngineConfig {
             matter_code: None,
             weak_wifi_dbm: super::wifi_signal::DEFAULT_WEAK_DBM,
             update: super::update::UpdatePolicy::default(),
+            default_language: Language::En,
         }
     }
 }
@@ -190,6 +196,9 @@ pub struct Status {
     pub handing: Option<Handing>,
     pub motor_cycles: u64,
     pub settings: Settings,
+    /// The language prompts are said in now: the setting, else the
+    /// config's default (issue 17 item 4).
+    pub language: Language,
     /// The software update in progress (issue 20), if any.
     pub update: Option<super::update::UpdateStatus>,
     /// How the last update ended, or what the start-up check said of the
@@ -247,6 +256,9 @@ pub(super) enum Menu {
         first: Option<Redacted<Vec<u8>>>,
     },
     Delete,
+    /// Issue 17 item 4 (menu "6"): choosing the prompt language, one key
+    /// per language (`Language::menu_key`).
+    Language,
     /// B-4.10: the system information is being spoken. The menu's keys
     /// work as in `Main` (the announcement's end is the menu again); "↩"
     /// interrupts it and stays in the menu instead of leaving it.
@@ -526,6 +538,7 @@ impl Engine {
             handing: self.handing,
             motor_cycles: self.mech.cycles,
             settings: self.settings.clone(),
+            language: self.language(),
             update: self.update.as_ref().map(|j| j.status()),
             last_update: self.last_update.clone(),
         }
@@ -559,6 +572,7 @@ impl Engine {
                 Menu::Passcode { first: Some(_), .. } => "enrol.passcode.repeat",
                 Menu::Delete => "menu.delete",
                 Menu::Modify => "menu.modify",
+                Menu::Language => "menu.language",
             },
         }
     }
@@ -611,19 +625,41 @@ impl Engine {
     /// prompt is only traced. Decision: the trace gets the prompt's words,
     /// except system information, whose verification code is a pairing
     /// secret and is traced by name only.
+    ///
+    /// The prompt carries the language in force when it is said, so a
+    /// batch that changes the language says what came before in the old
+    /// one and what follows in the new one; the trace is in that language
+    /// too (it is what was said).
+    ///
+    /// Decision (B-4.10 says it): system information is spoken in English
+    /// whatever the language — the manual, written in Chinese, says so; its
+    /// serial, version and codes are Latin letters and digits read out to
+    /// support.
     pub(super) fn say(&mut self, out: &mut Out, prompt: Prompt) {
+        let lang = match prompt {
+            Prompt::SystemInfo { .. } => Language::En,
+            _ => self.language(),
+        };
         let text = match prompt {
             Prompt::SystemInfo { .. } => prompt.asset(),
-            _ => prompt.text(),
+            _ => prompt.text(lang),
         };
         if !self.muted {
-            out.push(Action::Prompt(prompt.clone()));
+            out.push(Action::Prompt(prompt.clone(), lang));
         }
         out.push(Action::Trace(Trace::Prompt {
             text,
             spoken: !self.muted,
         }));
         self.last_prompt = Some(prompt);
+    }
+
+    /// The prompt language: the setting an administrator or the owner
+    /// chose, else the configured default (issue 17 item 4).
+    pub fn language(&self) -> Language {
+        self.settings
+            .language
+            .unwrap_or(self.config.default_language)
     }
 
     /// Record changes in memory and ask the store to commit them. Always

@@ -8,6 +8,7 @@
 //!         2 add user  ─┴► number shown ─► ChooseMethod ─ 2 palm ─► module enrol ─┼─► Persist ─► Success
 //!         3 delete ─► number ✓             ├─ 3 finger / 4 passcode ✓ repeat ✓ ─┘
 //!         5 add to user N ─► number ✓ ─► ChooseMethod (also 5 duress passcode, B-6.9)
+//!         6 language ─► 1 English · 2 中文 ─► LanguageSet (in the new language) ─► Menu
 //!         4 re-pair the fingerprint module (lit only while one was refused, issue 13 item 7)
 //!         ✓ system information (↩ during it: back to the menu) · ↩ back
 //! ```
@@ -22,11 +23,12 @@ use super::action::{Action, ModuleCmd, Prompt};
 use super::engine::{Engine, Menu, Mode, Out, Target, MUTE_FLASH};
 use super::event::{EventKind, LockHow};
 use super::input::{EnrolFailure, EnrolStep, FacePose, ModuleReport};
+use super::lang::Language;
 use super::passcode::{check_rules, PasscodeError, PasscodeTarget};
 use super::time::Validity;
 use super::types::{
     limits, Change, Credential, CredentialId, CredentialKind, CredentialSecret, Handing, Key,
-    Modality, Role, User, UserNumber,
+    Modality, Role, SettingChange, User, UserNumber,
 };
 
 const DIGITS: [Key; 10] = [
@@ -94,8 +96,9 @@ impl Engine {
             Mode::Menu(m) => match m {
                 Menu::Main | Menu::SystemInfo => {
                     lit.extend([Key::Digit(1), Key::Digit(2), Key::Digit(3)]);
-                    // Issue 17 item 1: "5" adds a credential to a user.
-                    lit.push(Key::Digit(5));
+                    // Issue 17 item 1: "5" adds a credential to a user;
+                    // item 4: "6" chooses the prompt language.
+                    lit.extend([Key::Digit(5), Key::Digit(6)]);
                     // Issue 13 item 7: "4" (re-pair the fingerprint module)
                     // lights only while a module was refused.
                     if self.alarm_active(super::event::AlarmKind::ModuleSwap) {
@@ -118,6 +121,10 @@ impl Engine {
                     lit.push(Key::Back);
                     // B-4.8: "✓" lights once ≥ 6 digits.
                     confirm_if(&mut lit, buf >= limits::PASSCODE_MIN);
+                }
+                Menu::Language => {
+                    lit.extend(Language::ALL.map(|l| Key::Digit(l.menu_key())));
+                    lit.push(Key::Back);
                 }
                 Menu::Delete | Menu::Modify => {
                     lit.extend(DIGITS);
@@ -333,6 +340,10 @@ impl Engine {
                     self.keypad.clear();
                     self.say(out, Prompt::EnterUserNumber);
                 }
+                Key::Digit(6) => {
+                    self.mode = Mode::Menu(Menu::Language);
+                    self.say(out, Prompt::ChooseLanguage);
+                }
                 Key::Digit(4) if self.alarm_active(super::event::AlarmKind::ModuleSwap) => {
                     // Issue 13 item 7: re-pair the fingerprint module after
                     // a replacement. Only a factory-fresh module is adopted
@@ -401,6 +412,18 @@ impl Engine {
                     _ => {}
                 }
             }
+            Menu::Language => match key {
+                Key::Digit(k) => {
+                    if let Some(lang) = Language::from_menu_key(k) {
+                        self.set_language(out, lang);
+                    }
+                }
+                Key::Back => {
+                    self.mode = Mode::Menu(Menu::Main);
+                    self.say(out, Prompt::MenuMain);
+                }
+                _ => {}
+            },
             Menu::Delete | Menu::Modify => match key {
                 Key::Digit(_) => self.push_digit(out, key, USER_NUMBER_DIGITS),
                 Key::Back => {
@@ -413,6 +436,19 @@ impl Engine {
                 _ => {}
             },
         }
+    }
+
+    /// Issue 17 item 4: an administrator chose `lang` in the language
+    /// menu. Stored like the app's setting (and logged as a setting
+    /// change), confirmed in the new language, then back to the menu.
+    fn set_language(&mut self, out: &mut Out, lang: Language) {
+        let change = SettingChange::Language(lang);
+        let mut settings = self.settings.clone();
+        settings.language = Some(lang);
+        self.persist(out, vec![Change::PutSettings(settings)]);
+        self.log(out, EventKind::SettingChanged { change });
+        self.say(out, Prompt::LanguageSet);
+        self.mode = Mode::Menu(Menu::Main);
     }
 
     fn menu_back_to_main(&mut self, out: &mut Out) {

@@ -40,6 +40,7 @@
 //!               (DoorForcedOpen), one alarm per episode
 //!   update.rs   software updates: who starts one, when it may install and
 //!               restart (the safety rule), which versions it accepts
+//!   lang/       the prompt languages: one table of texts per language
 //!   input.rs · action.rs · event.rs · types.rs · time.rs   the vocabulary
 //! ```
 //!
@@ -66,6 +67,7 @@ pub mod door;
 mod engine;
 pub mod event;
 pub mod input;
+pub mod lang;
 pub mod lock;
 mod matter;
 mod menu;
@@ -90,5 +92,6 @@ pub use users::{AppAccess, CredentialCounts};
 pub use action::{Action, AppError, AppOk, AppResult, KeypadView, ModuleCmd, MotorCmd, Prompt};
 pub use event::{AlarmKind, Event, EventKind, LockHow};
 pub use input::{AppCommand, AppRequest, Channel, Input, ModuleReport, Principal};
+pub use lang::Language;
 pub use time::{Instant, Now, Validity, WallTime};
 pub use types::{Change, Persisted};

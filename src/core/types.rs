@@ -271,6 +271,19 @@ pub struct Settings {
     /// field read as the default, 60 s.
     #[serde(default = "Settings::default_door_ajar")]
     pub door_ajar: Option<Duration>,
+    /// Issue 17 item 4: the prompt language an administrator (menu "6")
+    /// or the owner's app chose. `None`: the config's `[prompts]
+    /// language`, which is also where a factory reset returns. Settings
+    /// stored before this field read as `None`. Decision: a tag this
+    /// build does not know (stored by a newer version, then rolled back
+    /// to this one) reads as `None` too — the lock speaks its configured
+    /// language rather than refuse to load its settings and not start.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::lang::known_or_none"
+    )]
+    pub language: Option<super::lang::Language>,
 }
 
 impl Settings {
@@ -293,6 +306,7 @@ impl Default for Settings {
             wifi: true,
             require_pin_remote: false,
             door_ajar: Some(Settings::DEFAULT_DOOR_AJAR),
+            language: None,
         }
     }
 }
@@ -308,6 +322,8 @@ pub enum SettingChange {
     RequirePinRemote(bool),
     /// Issue 17 item 3: the door-ajar delay; `None` = off.
     DoorAjar(Option<Duration>),
+    /// Issue 17 item 4: the prompt language.
+    Language(super::lang::Language),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -110,7 +110,13 @@ impl Channels {
     }
 
     /// The one handle the channels get to the running lock.
-    pub fn link(&self, clock: &crate::link::Clock, store: StoreHandle, reads: StoreReads) -> Link {
+    pub fn link(
+        &self,
+        clock: &crate::link::Clock,
+        store: StoreHandle,
+        reads: StoreReads,
+        default_language: crate::core::Language,
+    ) -> Link {
         Link::new(LinkParts {
             inputs: self.inputs.clone(),
             replies: self.replies.subscribe(),
@@ -123,6 +129,7 @@ impl Channels {
             health: self.health.clone(),
             store,
             reads,
+            default_language,
         })
     }
 }

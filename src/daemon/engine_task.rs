@@ -451,7 +451,11 @@ impl EngineTask {
     async fn persist_failed(&mut self, e: StoreError, changes: &[Change]) {
         self.counters.persist_failures += 1;
         tracing::error!("cannot store a change, so it was not made: {e}");
-        if let Err(e) = self.board.voice.say(&Prompt::Failure) {
+        if let Err(e) = self
+            .board
+            .voice
+            .say(&Prompt::Failure, self.engine.language())
+        {
             tracing::error!("{e}");
         }
         let attempt = changes.iter().rev().find_map(|c| match c {

@@ -255,7 +255,12 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
 
     // 3. The store on its thread, the link every channel gets, the engine.
     let (store, store_thread) = StoreHandle::spawn(storage.writer)?;
-    let link = channels.link(&clock, store.clone(), StoreReads::new(storage.reader));
+    let link = channels.link(
+        &clock,
+        store.clone(),
+        StoreReads::new(storage.reader),
+        opts.config.prompts.language,
+    );
     let diagnostics = channels.diagnostics.subscribe();
     let mut systemd = notify::Systemd::from_env();
     let start = engine_task::EngineStart {

@@ -331,17 +331,10 @@ impl Panel {
         lines
     }
 
-    /// Prompts spoken, events logged, the daemon's counters.
+    /// Prompts spoken (their text in the language each was said in, issue
+    /// 17 item 4), events logged, the daemon's counters.
     fn log_lines(&self, p: &Published) -> Vec<String> {
-        let mut lines = Vec::new();
-        lines.push("prompts:".into());
-        for pr in self.sim.prompts(5) {
-            lines.push(format!(
-                "   {:>8.1}s  {}",
-                pr.at_ms as f64 / 1000.0,
-                pr.text
-            ));
-        }
+        let mut lines = prompt_lines(p.engine.language, &self.sim.prompts(5));
         if !self.events.is_empty() {
             lines.push("events:".into());
             for ev in &self.events {
@@ -382,6 +375,23 @@ fn code_key(code: KeyCode) -> Option<Key> {
 }
 
 /// The inside: bolt, motor, door, tamper, power, alarms, counts.
+/// The prompts block of the panel: the language in force, then each
+/// prompt's words as it was said.
+fn prompt_lines(
+    lang: crate::core::Language,
+    prompts: &[crate::board::sim::PromptRecord],
+) -> Vec<String> {
+    let mut lines = vec![format!("prompts ({lang}):")];
+    for pr in prompts {
+        lines.push(format!(
+            "   {:>8.1}s  {}",
+            pr.at_ms as f64 / 1000.0,
+            pr.text
+        ));
+    }
+    lines
+}
+
 fn back_lines(s: &SimSnapshot, e: &crate::core::Status) -> Vec<String> {
     let mut lines = Vec::new();
     lines.push(format!(
@@ -461,5 +471,39 @@ fn yes_no(b: bool) -> &'static str {
         "yes"
     } else {
         "no"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::board::sim::PromptRecord;
+    use crate::core::{Language, Prompt};
+
+    /// Issue 17 item 4: the panel shows what the sim's voice logged, in the
+    /// language it was said in, under the language in force.
+    #[test]
+    fn the_panel_shows_prompts_in_their_language() {
+        let said = |p: Prompt, lang: Language, at_ms| PromptRecord {
+            at_ms,
+            asset: p.asset(),
+            language: lang,
+            text: p.text(lang),
+        };
+        let lines = prompt_lines(
+            Language::ZhTw,
+            &[
+                said(Prompt::LanguageSet, Language::ZhTw, 1500),
+                said(Prompt::Unlocked, Language::ZhTw, 2000),
+            ],
+        );
+        assert_eq!(
+            lines,
+            [
+                "prompts (zh-TW):",
+                "        1.5s  已切換為中文。",
+                "        2.0s  已開鎖。"
+            ]
+        );
     }
 }

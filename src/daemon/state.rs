@@ -130,6 +130,7 @@ impl State {
             matter_code: super::matter_port::label_code(config, &mut store),
             weak_wifi_dbm: config.wifi.weak_signal_dbm,
             update: config.update.policy(),
+            default_language: config.prompts.language,
         };
         let persisted = store.load()?;
         let fingerprint_link = fingerprint_link(&mut store)?;

@@ -96,6 +96,9 @@ pub struct LinkParts {
     pub store: StoreHandle,
     /// The read-only connection (event pages, listings, exports).
     pub reads: StoreReads,
+    /// `[prompts] language`: the prompt language while the store holds no
+    /// choice (issue 17 item 4).
+    pub default_language: crate::core::Language,
 }
 
 /// The running lock as a channel sees it. Cheap to clone; every clone
@@ -320,6 +323,10 @@ impl LockLink for Link {
         wire::status_report(&self.p().published.borrow().engine)
     }
 
+    fn default_language(&self) -> crate::core::Language {
+        self.p().default_language
+    }
+
     fn app_access(&self) -> Arc<AppAccess> {
         self.p().app_access.borrow().clone()
     }
@@ -470,6 +477,7 @@ pub(crate) mod testing {
             health: HealthBoard::new(),
             store: handle,
             reads,
+            default_language: crate::core::Language::En,
         });
         let ends = Ends {
             inputs,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use latchd::board::drivers::prompts::{parse_wav, prompt_assets};
 use latchd::board::linux::voice::{AlsaVoice, PlaybackEvent};
 use latchd::core::types::UserNumber;
-use latchd::core::Prompt;
+use latchd::core::{Language, Prompt};
 
 fn assets() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/prompts")
@@ -28,10 +28,10 @@ fn file_pcm() -> (tempfile::TempDir, PathBuf, String) {
     (dir, out, name)
 }
 
-fn expected_frames(prompt: &Prompt) -> (usize, u32) {
+fn expected_frames(prompt: &Prompt, lang: Language) -> (usize, u32) {
     let mut frames = 0;
     let mut rate = 0;
-    for a in prompt_assets(prompt) {
+    for a in prompt_assets(prompt, lang) {
         let pcm = parse_wav(&std::fs::read(assets().join(format!("{a}.wav"))).unwrap()).unwrap();
         frames += pcm.frames();
         rate = pcm.rate;
@@ -63,12 +63,13 @@ fn prompts_play_through_alsa_and_a_newer_prompt_interrupts() {
     let (tx, rx) = mpsc::channel();
     let voice = AlsaVoice::start(&pcm, assets(), 100, Some(tx)).unwrap();
 
-    // A multi-asset prompt: "user number" + three digits.
+    // A multi-asset prompt: "user number" + three digits, in Mandarin
+    // (issue 17 item 4: the chosen language's recordings are played).
     let prompt = Prompt::UserNumber(UserNumber::new(123).unwrap());
-    voice.say(&prompt).unwrap();
+    voice.say(&prompt, Language::ZhTw).unwrap();
     match wait_for(&rx, |e| matches!(e, PlaybackEvent::Started { .. })) {
         PlaybackEvent::Started { first, latency } => {
-            assert_eq!(first, "user_number");
+            assert_eq!(first, "zh-TW/user_number");
             eprintln!("prompt latency (say → first frames written): {latency:?}");
         }
         e => panic!("{e:?}"),
@@ -78,7 +79,12 @@ fn prompts_play_through_alsa_and_a_newer_prompt_interrupts() {
     else {
         unreachable!()
     };
-    let (want_frames, want_rate) = expected_frames(&prompt);
+    let (want_frames, want_rate) = expected_frames(&prompt, Language::ZhTw);
+    assert_ne!(
+        want_frames,
+        expected_frames(&prompt, Language::En).0,
+        "the two languages' recordings differ in length, so the count tells them apart"
+    );
     assert_eq!(
         frames, want_frames,
         "every frame of every asset was written"
@@ -104,11 +110,11 @@ fn prompts_play_through_alsa_and_a_newer_prompt_interrupts() {
     // long prompt's first 20 ms chunk and switches.
     let (tx, rx) = mpsc::channel();
     let voice = AlsaVoice::start(&pcm, assets(), 100, Some(tx)).unwrap();
-    voice.say(&Prompt::MenuMain).unwrap();
-    voice.say(&Prompt::Unlocked).unwrap();
+    voice.say(&Prompt::MenuMain, Language::En).unwrap();
+    voice.say(&Prompt::Unlocked, Language::En).unwrap();
     wait_for(&rx, |e| *e == PlaybackEvent::Interrupted);
     match wait_for(&rx, |e| matches!(e, PlaybackEvent::Started { .. })) {
-        PlaybackEvent::Started { first, .. } => assert_eq!(first, "unlocked"),
+        PlaybackEvent::Started { first, .. } => assert_eq!(first, "en/unlocked"),
         e => panic!("{e:?}"),
     }
     wait_for(&rx, |e| matches!(e, PlaybackEvent::Finished { .. }));
@@ -120,16 +126,25 @@ fn a_missing_asset_is_reported_and_playback_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     // An assets directory with only one of the two assets of a prompt.
     let partial = dir.path().join("assets");
-    std::fs::create_dir(&partial).unwrap();
-    std::fs::copy(assets().join("digit_7.wav"), partial.join("digit_7.wav")).unwrap();
+    for lang in Language::ALL {
+        std::fs::create_dir_all(partial.join(lang.tag())).unwrap();
+    }
+    std::fs::copy(
+        assets().join("en/digit_7.wav"),
+        partial.join("en/digit_7.wav"),
+    )
+    .unwrap();
     let (tx, rx) = mpsc::channel();
     let voice = AlsaVoice::start(&pcm, partial, 100, Some(tx)).unwrap();
     voice
-        .say(&Prompt::UserNumber(UserNumber::new(777).unwrap()))
+        .say(
+            &Prompt::UserNumber(UserNumber::new(777).unwrap()),
+            Language::En,
+        )
         .unwrap();
     assert_eq!(
         wait_for(&rx, |e| matches!(e, PlaybackEvent::Missing(_))),
-        PlaybackEvent::Missing("user_number".into())
+        PlaybackEvent::Missing("en/user_number".into())
     );
     wait_for(&rx, |e| matches!(e, PlaybackEvent::Finished { .. }));
 }

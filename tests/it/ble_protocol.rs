@@ -499,6 +499,7 @@ fn all_requests() -> Vec<Request> {
         Request::SetSetting(Setting::WifiEnabled(false)),
         Request::SetSetting(Setting::DoorAjar(Some(90))),
         Request::SetSetting(Setting::DoorAjar(None)),
+        Request::SetSetting(Setting::Language(latchd::core::Language::ZhTw)),
         Request::EnrolCredential {
             user: 3,
             method: latchd::app::request::CredentialMethod::Fingerprint,

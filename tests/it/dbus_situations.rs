@@ -391,6 +391,7 @@ fn snapshot(
         weak_wifi_dbm: latchd::core::wifi_signal::DEFAULT_WEAK_DBM,
         update: latchd::core::update::UpdatePolicy::default(),
         matter_code: None,
+        default_language: latchd::core::Language::En,
     };
     let now = Now::new(1_000, Some(WALL0));
     let mut engine = Engine::new(config, Persisted::default(), now);

@@ -97,6 +97,7 @@ impl Rig {
             weak_wifi_dbm: latchd::core::wifi_signal::DEFAULT_WEAK_DBM,
             update: latchd::core::update::UpdatePolicy::default(),
             matter_code: None,
+            default_language: latchd::core::Language::En,
         };
         let persisted = store.load().expect("load");
         let mono = 1_000;

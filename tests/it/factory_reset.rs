@@ -318,6 +318,9 @@ impl LockLink for StoreLink {
     fn status(&self) -> StatusReport {
         panic!("a handshake asks for no status")
     }
+    fn default_language(&self) -> latchd::core::Language {
+        panic!("a handshake asks for no settings")
+    }
     fn app_access(&self) -> Arc<AppAccess> {
         self.access.clone()
     }

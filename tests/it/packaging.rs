@@ -298,28 +298,37 @@ fn yocto_layer_lints_clean_and_crates_are_current() {
 }
 
 /// The board file's prompt directory is what the image installs, and the
-/// recipe installs every prompt asset (a lock without them is mute).
+/// recipe installs every prompt asset of every language (a lock without
+/// them is mute; issue 17 item 4: the language changes at run time).
 #[test]
 fn recipe_installs_the_voice_prompts_where_the_board_file_looks() {
     let recipe = read("yocto-layer/meta-latchd/recipes-core/latchd/latchd_git.bb");
-    assert!(
-        recipe.contains("${S}/assets/prompts/*.wav ${D}${datadir}/latchd/prompts/"),
-        "the recipe must install assets/prompts"
-    );
+    for lang in latchd::core::Language::ALL {
+        let tag = lang.tag();
+        assert!(
+            recipe.contains(&format!(
+                "${{S}}/assets/prompts/{tag}/*.wav ${{D}}${{datadir}}/latchd/prompts/{tag}/"
+            )),
+            "the recipe must install assets/prompts/{tag}"
+        );
+    }
     let board = read("config/board-example.toml");
     assert!(
         board.contains(r#"assets = "/usr/share/latchd/prompts""#),
         "board-example.toml's [voice] assets must be the installed directory"
     );
-    let wavs = std::fs::read_dir(repo("assets/prompts"))
-        .expect("assets/prompts")
-        .filter(|e| {
-            e.as_ref()
-                .map(|e| e.path().extension().is_some_and(|x| x == "wav"))
-                .unwrap_or(false)
-        })
-        .count();
-    assert!(wavs > 50, "{wavs} prompt assets");
+    for lang in latchd::core::Language::ALL {
+        let dir = format!("assets/prompts/{}", lang.tag());
+        let wavs = std::fs::read_dir(repo(&dir))
+            .expect("a prompt folder per language")
+            .filter(|e| {
+                e.as_ref()
+                    .map(|e| e.path().extension().is_some_and(|x| x == "wav"))
+                    .unwrap_or(false)
+            })
+            .count();
+        assert!(wavs > 50, "{wavs} prompt assets in {dir}");
+    }
 }
 
 /// The image runs the real board: the recipe's edit of the shipped config

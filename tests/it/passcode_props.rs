@@ -51,6 +51,7 @@ fn engine_with_code(code: &[u8]) -> (Engine, u64) {
         one_time_code_ttl: latchd::core::EngineConfig::DEFAULT_ONE_TIME_CODE_TTL,
         weak_wifi_dbm: latchd::core::wifi_signal::DEFAULT_WEAK_DBM,
         update: latchd::core::update::UpdatePolicy::default(),
+        default_language: latchd::core::Language::En,
     };
     let now = Now::new(0, None);
     let mut e = Engine::new(config, store, now);

@@ -848,6 +848,112 @@ async fn sealed_commands_over_a_real_broker() {
     running.stop().await.expect("clean stop");
 }
 
+/// The prompt language the owner's settings reply names.
+async fn language_setting(
+    client: &AsyncClient,
+    rx: &mut mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+    app: &mut App,
+) -> latchd::core::Language {
+    let f = app.seal(&Request::GetSettings);
+    match app.open(&ask(client, rx, f).await) {
+        Response::Settings(s) => s.language,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Ring the sim's doorbell and return the `n`th doorbell prompt its voice
+/// logged (what the front panel shows).
+async fn doorbell_prompt(
+    sim: &latchd::board::sim::SimControl,
+    n: usize,
+) -> latchd::board::sim::PromptRecord {
+    let mut changes = sim.subscribe();
+    sim.press(&latchd::board::sim::parse_keys("d").expect("doorbell key"))
+        .expect("doorbell");
+    loop {
+        let bells: Vec<_> = sim
+            .prompts(200)
+            .into_iter()
+            .filter(|p| p.asset == "doorbell")
+            .collect();
+        if bells.len() >= n {
+            return bells[n - 1].clone();
+        }
+        tokio::time::timeout(LIMIT, changes.changed())
+            .await
+            .expect("the doorbell prompt is said")
+            .expect("sim alive");
+    }
+}
+
+/// Issue 17 item 4 over the real broker: the owner's settings reply names
+/// the language the lock speaks (the config's `[prompts] language` while
+/// nothing was chosen), `SetSetting` language changes it, the sim board's
+/// front panel then shows (and its voice logs) the next prompt in that
+/// language, and the choice survives a restart of the daemon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owner_sets_the_prompt_language_over_the_broker() {
+    use latchd::core::Language;
+    let w = World::new();
+    let mut conf = config(&w.files, w.port);
+    conf.prompts.language = Language::ZhTw;
+    let (client, mut rx) = app_client(
+        &w.files,
+        w.port,
+        "app-lang",
+        &[&topic("reply"), &topic("availability")],
+    )
+    .await;
+    let mut app = App {
+        me: w.owner,
+        lock: w.lock_pub,
+        counter: 100,
+        broker: (w.files.ca.clone(), w.port, None),
+    };
+
+    let running = start_lock(&w.state, conf.clone()).await;
+    wait_for(&mut rx, &topic("availability"), b"online").await;
+    let sim = running.sim.clone().expect("sim board");
+    assert_eq!(
+        language_setting(&client, &mut rx, &mut app).await,
+        Language::ZhTw
+    );
+    let said = doorbell_prompt(&sim, 1).await;
+    assert_eq!(
+        (said.language, said.text.as_str()),
+        (Language::ZhTw, "叮咚。")
+    );
+
+    let f = app.seal(&Request::SetSetting(Setting::Language(Language::En)));
+    assert_eq!(app.open(&ask(&client, &mut rx, f).await), Response::Ok);
+    // Read right after the answer: the stored choice, not an older status.
+    assert_eq!(
+        language_setting(&client, &mut rx, &mut app).await,
+        Language::En
+    );
+    let said = doorbell_prompt(&sim, 2).await;
+    assert_eq!(
+        (said.language, said.text.as_str()),
+        (Language::En, "Ding dong.")
+    );
+    running.stop().await.expect("clean stop");
+    wait_for(&mut rx, &topic("availability"), b"offline").await;
+
+    // The config still says zh-TW; the owner's choice is kept.
+    let running = start_lock(&w.state, conf).await;
+    wait_for(&mut rx, &topic("availability"), b"online").await;
+    assert_eq!(
+        language_setting(&client, &mut rx, &mut app).await,
+        Language::En
+    );
+    assert_eq!(
+        running.published.borrow().engine.language,
+        Language::En,
+        "the engine speaks what the store holds"
+    );
+    running.stop().await.expect("clean stop");
+}
+
 /// Issue 14 item 1: remote commands expire. The broker holds back an
 /// owner's `Unlock` while the lock is disconnected and hands it over when
 /// the lock is back (a retained message, delivered at subscription — what
@@ -2181,11 +2287,19 @@ async fn latchctl_remote_end_to_end() {
         (&["time-sync"][..], "ok"),
         (&["invite", "--hours", "2"][..], "GuestKeyCreated"),
         (&["events", "-n", "5"][..], "unlocked.remote user 001"),
+        // Issue 17 item 4: the prompt language, set and read back.
+        (&["set", "language", "zh-TW"][..], "ok"),
+        (&["settings"][..], "language zh-TW"),
+        (&["set", "language", "en"][..], "ok"),
     ] {
         let (code, out, err) = latchctl_out(files, port, &owner_key, args).await;
         assert_eq!(code, 0, "{args:?}: {err}");
         assert!(out.contains(want), "{args:?}: {out}");
     }
+    // A language latchd has no prompts for: a usage error naming the two.
+    let (code, _, err) = owner(&["set", "language", "fr"]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("zh-TW"), "{err}");
     // No lockout to release: the engine's refusal, exit 1, said so.
     let (code, _, err) = owner(&["release-lockout"]).await;
     assert!(

@@ -115,6 +115,7 @@ fn everything() -> (Vec<Change>, Persisted) {
         wifi: false,
         require_pin_remote: true,
         door_ajar: Some(Duration::from_secs(120)),
+        language: Some(latchd::core::Language::ZhTw),
     };
     let lockout = LockoutRecord {
         failures_expire_in: Vec::new(),

@@ -37,7 +37,7 @@ fn first_index(s: &Sim, f: impl Fn(&Action) -> bool) -> usize {
 fn visible(a: &Action) -> bool {
     matches!(
         a,
-        Action::Prompt(_) | Action::Motor(_) | Action::Alarm(_) | Action::Keypad(_)
+        Action::Prompt(_, _) | Action::Motor(_) | Action::Alarm(_) | Action::Keypad(_)
     )
 }
 

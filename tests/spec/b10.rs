@@ -107,7 +107,7 @@ fn b10_6_factory_reset_erases_and_asks_the_direction_again() {
     s.expect_prompt(Prompt::FactoryResetDone);
     s.expect_prompt(Prompt::ChooseDirection);
     let persist = s.position(|a| matches!(a, Action::Persist(_)));
-    let done = s.position(|a| matches!(a, Action::Prompt(Prompt::FactoryResetDone)));
+    let done = s.position(|a| matches!(a, Action::Prompt(Prompt::FactoryResetDone, _)));
     assert!(persist < done);
     assert!(s.store.users.is_empty() && s.store.handing.is_none());
     // The old codes are gone.

@@ -64,7 +64,7 @@ fn b2_2_first_administrator_by_passcode_entered_twice() {
     assert!(matches!(&changes[0], Change::PutUser(u) if u.number == n(1) && u.role == Role::Admin));
     assert!(matches!(&changes[1], Change::PutCredential(c) if c.kind == CredentialKind::Passcode));
     let persist = s.position(|a| matches!(a, latchd::core::Action::Persist(_)));
-    let success = s.position(|a| matches!(a, latchd::core::Action::Prompt(Prompt::Success)));
+    let success = s.position(|a| matches!(a, latchd::core::Action::Prompt(Prompt::Success, _)));
     assert!(persist < success);
 }
 

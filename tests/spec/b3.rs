@@ -48,8 +48,9 @@ fn b3_3_only_the_valid_keys_are_lit_and_others_do_nothing() {
     assert!(s.lit().contains(&Key::Confirm));
     s.press("↩");
     s.enter_menu();
-    // 1–3 of B-4.x and 5 ("modify user N", issue 17 item 1); 4 is lit
-    // only while a fingerprint module was refused.
+    // 1–3 of B-4.x, 5 ("modify user N", issue 17 item 1) and 6 (the
+    // prompt language, item 4); 4 is lit only while a fingerprint module
+    // was refused.
     assert_eq!(
         s.lit(),
         vec![
@@ -57,13 +58,14 @@ fn b3_3_only_the_valid_keys_are_lit_and_others_do_nothing() {
             Key::Digit(2),
             Key::Digit(3),
             Key::Digit(5),
+            Key::Digit(6),
             Key::Confirm,
             Key::Back
         ]
     );
     // "7" is not lit in the menu: nothing happens.
     s.press("7");
-    assert!(s.last.iter().all(|a| !matches!(a, Action::Prompt(_))));
+    assert!(s.last.iter().all(|a| !matches!(a, Action::Prompt(_, _))));
     assert_eq!(s.engine.status().step, "menu");
 }
 
@@ -78,7 +80,9 @@ fn b3_4_holding_zero_mutes_until_the_next_outside_unlock() {
     // A failure is silent but still logged.
     s.press("802468✓");
     assert!(s.prompts().is_empty());
-    assert!(s.logged_prompts().contains(&Prompt::VerifyFailed.text()));
+    assert!(s
+        .logged_prompts()
+        .contains(&Prompt::VerifyFailed.text(latchd::core::Language::En)));
     // The mechanical key is not one of the four outside methods: still muted.
     s.input(Input::MechanicalKey);
     assert!(s.engine.status().muted);

@@ -135,7 +135,7 @@ fn b4_5_face_enrolment_follows_the_prompts() {
         if c.kind == CredentialKind::Face
         && c.secret == CredentialSecret::FaceTemplate { slot: 0, template: vec![9; 128] }));
     let persist = s.position(|a| matches!(a, Action::Persist(_)));
-    let success = s.position(|a| matches!(a, Action::Prompt(Prompt::Success)));
+    let success = s.position(|a| matches!(a, Action::Prompt(Prompt::Success, _)));
     assert!(persist.is_some() && persist < success);
 }
 

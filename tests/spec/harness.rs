@@ -14,7 +14,7 @@ use latchd::core::types::{
 };
 use latchd::core::{
     Action, AppCommand, AppRequest, AppResult, Channel, Engine, EngineConfig, Event, EventKind,
-    Input, KeypadView, Now, PairingCodes, Principal, Prompt, Validity,
+    Input, KeypadView, Language, Now, PairingCodes, Principal, Prompt, Validity,
 };
 
 /// The first administrator's passcode in [`Sim::installed`].
@@ -34,6 +34,7 @@ pub fn config() -> EngineConfig {
         one_time_code_ttl: EngineConfig::DEFAULT_ONE_TIME_CODE_TTL,
         weak_wifi_dbm: latchd::core::wifi_signal::DEFAULT_WEAK_DBM,
         update: latchd::core::update::UpdatePolicy::default(),
+        default_language: latchd::core::Language::En,
     }
 }
 
@@ -111,6 +112,8 @@ pub struct Sim {
     /// does while the monotonic clock starts over).
     pub wall_origin: i64,
     pub store: Persisted,
+    /// `[prompts] language` of the config the engine is (re)built with.
+    pub default_language: Language,
     /// The actions of the last call (or of the last helper's calls).
     pub last: Vec<Action>,
     /// Every action since the start.
@@ -135,6 +138,7 @@ impl Sim {
             wall: Some(WALL0),
             wall_origin: WALL0,
             store,
+            default_language: Language::En,
             last: Vec::new(),
             all: Vec::new(),
             next_req: 1,
@@ -243,12 +247,20 @@ impl Sim {
             self.wall_origin = w;
         }
         self.mono = 500;
-        self.engine = Engine::new(config(), self.store.clone(), self.now());
+        let mut config = config();
+        config.default_language = self.default_language;
+        self.engine = Engine::new(config, self.store.clone(), self.now());
         self.input(Input::PowerUp { set_held: false });
         let first = std::mem::take(&mut self.last);
         self.input(Input::Door(DoorPosition::Closed));
         self.input(Input::Bolt(BoltPosition::Extended));
         self.last = first;
+    }
+
+    /// A restart with `[prompts] language = lang` in the config.
+    pub fn restart_with_default_language(&mut self, lang: Language) {
+        self.default_language = lang;
+        self.restart();
     }
 
     // ----- people at the door -----
@@ -368,7 +380,7 @@ impl Sim {
         self.last
             .iter()
             .filter_map(|a| match a {
-                Action::Prompt(p) => Some(p.clone()),
+                Action::Prompt(p, _) => Some(p.clone()),
                 _ => None,
             })
             .collect()

@@ -19,6 +19,7 @@ mod b9;
 mod clock_jumps;
 mod credentials;
 mod door;
+mod lang;
 mod matter;
 mod robustness;
 mod update;

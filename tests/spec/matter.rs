@@ -405,7 +405,10 @@ fn issue13_a_matter_pin_attempt_is_committed_before_its_answer() {
             .position(|a| {
                 matches!(
                     a,
-                    Action::Reply { .. } | Action::Prompt(_) | Action::Motor(_) | Action::Alarm(_)
+                    Action::Reply { .. }
+                        | Action::Prompt(_, _)
+                        | Action::Motor(_)
+                        | Action::Alarm(_)
                 )
             })
             .expect("an answer");

@@ -136,6 +136,9 @@ impl LockLink for SimLink {
     fn status(&self) -> StatusReport {
         status_report(&self.sim.lock().unwrap().engine.status())
     }
+    fn default_language(&self) -> latchd::core::Language {
+        latchd::core::Language::En
+    }
     fn submit(
         &self,
         via: Channel,
@@ -869,7 +872,7 @@ mod guest {
             link.sim.lock().unwrap().all.iter().any(|a| {
                 matches!(
                     a,
-                    latchd::core::Action::Prompt(latchd::core::Prompt::Identify)
+                    latchd::core::Action::Prompt(latchd::core::Prompt::Identify, _)
                 )
             })
         };

@@ -239,7 +239,9 @@ fn guest_voice_on_the_dummy_sound_card() {
     let (tx, rx) = std::sync::mpsc::channel();
     // plughw converts the 16 kHz mono assets to what the dummy card takes.
     let voice = AlsaVoice::start("plughw:0,0", assets, 80, Some(tx)).unwrap();
-    voice.say(&Prompt::Unlocked).unwrap();
+    voice
+        .say(&Prompt::Unlocked, latchd::core::Language::En)
+        .unwrap();
     let mut started = false;
     loop {
         match rx

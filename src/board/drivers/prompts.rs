@@ -1,6 +1,12 @@
 //! Which recorded assets make up a voice prompt, and the WAV format they
 //! are stored in.
 //!
+//! Each language has its own set, `assets/prompts/<tag>/<name>.wav`
+//! (`en/unlocked.wav`, `zh-TW/unlocked.wav`; tags from
+//! [`Language::tag`]), recorded from that language's table in
+//! `core::lang` by `scripts/gen-prompts.sh` (espeak-ng), so the words and
+//! the recordings cannot drift apart. Every language has every asset.
+//!
 //! Most prompts are one asset named by [`Prompt::asset`]. Prompts that
 //! speak values are spelled from a fixed vocabulary so that every sentence
 //! the lock can say is covered by a finite, pre-recorded set:
@@ -8,19 +14,19 @@
 //! `serial_number` + characters + `firmware_version` + characters +
 //! `verification_code` + characters (+ `matter_setup_code` + digits on a
 //! lock with a Matter node), each character `digit_N`, `letter_X` or
-//! `point`.
-//!
-//! The English set in `assets/prompts/` is generated from
-//! [`asset_texts`] by `scripts/gen-prompts.sh` (espeak-ng), so the words
-//! and the recordings cannot drift apart.
-use crate::core::Prompt;
+//! `point` — the same words, in the same order, as the prompt's text.
+//! The language menu is every language's own `choose_language` asset.
+use crate::core::lang::catalogue;
+use crate::core::{Language, Prompt};
 
-/// Assets to play, in order, for one prompt.
-pub fn prompt_assets(prompt: &Prompt) -> Vec<String> {
+/// Assets to play, in order, for one prompt said in `lang`: paths below
+/// the assets directory without `.wav` (`zh-TW/digit_1`).
+pub fn prompt_assets(prompt: &Prompt, lang: Language) -> Vec<String> {
+    let in_lang = |name: &str| format!("{}/{name}", lang.tag());
     match prompt {
         Prompt::UserNumber(n) => {
-            let mut v = vec!["user_number".to_string()];
-            v.extend(n.digits().iter().map(|d| format!("digit_{d}")));
+            let mut v = vec![in_lang("user_number")];
+            v.extend(n.digits().iter().map(|d| in_lang(&format!("digit_{d}"))));
             v
         }
         Prompt::SystemInfo {
@@ -29,19 +35,23 @@ pub fn prompt_assets(prompt: &Prompt) -> Vec<String> {
             verification_code,
             matter_code,
         } => {
-            let mut v = vec!["serial_number".to_string()];
-            v.extend(spell(serial));
-            v.push("firmware_version".into());
-            v.extend(spell(firmware));
-            v.push("verification_code".into());
-            v.extend(spell(verification_code));
+            let mut v = vec![in_lang("serial_number")];
+            v.extend(spell(serial).map(|a| in_lang(&a)));
+            v.push(in_lang("firmware_version"));
+            v.extend(spell(firmware).map(|a| in_lang(&a)));
+            v.push(in_lang("verification_code"));
+            v.extend(spell(verification_code).map(|a| in_lang(&a)));
             if let Some(code) = matter_code {
-                v.push("matter_setup_code".into());
-                v.extend(spell(code));
+                v.push(in_lang("matter_setup_code"));
+                v.extend(spell(code).map(|a| in_lang(&a)));
             }
             v
         }
-        other => vec![other.asset()],
+        other => other
+            .spoken_in(lang)
+            .into_iter()
+            .map(|l| format!("{}/{}", l.tag(), other.asset()))
+            .collect(),
     }
 }
 
@@ -56,80 +66,26 @@ fn spell(s: &str) -> impl Iterator<Item = String> + '_ {
     })
 }
 
-/// Every asset name with the English text it is recorded from.
-pub fn asset_texts() -> Vec<(String, String)> {
-    use crate::core::input::{FaceFix, FacePose};
-    let fixed = [
-        Prompt::ChooseDirection,
-        Prompt::DirectionSet,
-        Prompt::CreateAdmin,
-        Prompt::EnterPasscode,
-        Prompt::RepeatPasscode,
-        Prompt::PasscodeMismatch,
-        Prompt::PasscodeTooSimple,
-        Prompt::PasscodeTaken,
-        Prompt::InputTooLong,
-        Prompt::Success,
-        Prompt::Failure,
-        Prompt::MenuMain,
-        Prompt::ChooseMethod,
-        Prompt::ChooseMethodOrDuress,
-        Prompt::FacePose(FacePose::Straight),
-        Prompt::FacePose(FacePose::Up),
-        Prompt::FacePose(FacePose::Down),
-        Prompt::FacePose(FacePose::Left),
-        Prompt::FacePose(FacePose::Right),
-        Prompt::FaceFix(FaceFix::NoFace),
-        Prompt::FaceFix(FaceFix::SeveralFaces),
-        Prompt::FaceFix(FaceFix::TooFar),
-        Prompt::FaceFix(FaceFix::TooClose),
-        Prompt::FaceFix(FaceFix::Blurry),
-        Prompt::FaceFix(FaceFix::Covered),
-        Prompt::FaceFix(FaceFix::WrongPose),
-        Prompt::PlacePalm,
-        Prompt::PlaceFinger,
-        Prompt::PresentAgain,
-        Prompt::Remove,
-        Prompt::AlreadyEnrolled,
-        Prompt::LimitReached,
-        Prompt::EnterUserNumber,
-        Prompt::NoSuchUser,
-        Prompt::CannotDeleteLastAdmin,
-        Prompt::Deleted,
-        Prompt::VerifyAdmin,
-        Prompt::Unlocked,
-        Prompt::Locked,
-        Prompt::VerifyFailed,
-        Prompt::LockedOut,
-        Prompt::KeypadDisabled,
-        Prompt::KeypadReleased,
-        Prompt::UserNotValidNow,
-        Prompt::TamperAlarm,
-        Prompt::LowBattery,
-        Prompt::PairingMode,
-        Prompt::PairingEnded,
-        Prompt::Identify,
-        Prompt::MuteOn,
-        Prompt::AwayArmed,
-        Prompt::AwayDisarmed,
-        Prompt::Doorbell,
-        Prompt::FactoryResetRelease,
-        Prompt::FactoryResetConfirm,
-        Prompt::FactoryResetDone,
-        Prompt::Jammed,
-        Prompt::ModuleFault,
-        Prompt::DoorAjar,
-        Prompt::DoorForcedOpen,
-    ];
-    let mut v: Vec<(String, String)> = fixed.iter().map(|p| (p.asset(), p.text())).collect();
-    v.push(("user_number".into(), "User number".into()));
-    v.push(("serial_number".into(), "Serial number".into()));
-    v.push(("firmware_version".into(), "Firmware version".into()));
-    v.push(("verification_code".into(), "Verification code".into()));
-    v.push(("matter_setup_code".into(), "Matter setup code".into()));
-    v.push(("point".into(), "point".into()));
-    for d in 0..=9 {
-        v.push((format!("digit_{d}"), d.to_string()));
+/// Every asset name of `lang`'s set with the text it is recorded from.
+pub fn asset_texts(lang: Language) -> Vec<(String, String)> {
+    let w = lang.words();
+    let mut v: Vec<(String, String)> = catalogue()
+        .iter()
+        .filter(|p| !matches!(p, Prompt::UserNumber(_) | Prompt::SystemInfo { .. }))
+        .map(|p| (p.asset(), p.recorded_text(lang)))
+        .collect();
+    for (name, text) in [
+        ("user_number", w.user_number),
+        ("serial_number", w.serial_number),
+        ("firmware_version", w.firmware_version),
+        ("verification_code", w.verification_code),
+        ("matter_setup_code", w.matter_setup_code),
+        ("point", w.point),
+    ] {
+        v.push((name.into(), text.into()));
+    }
+    for (d, word) in w.digits.iter().enumerate() {
+        v.push((format!("digit_{d}"), (*word).into()));
     }
     for c in 'a'..='z' {
         v.push((format!("letter_{c}"), c.to_ascii_uppercase().to_string()));
@@ -289,11 +245,34 @@ mod tests {
     }
 
     #[test]
-    fn user_numbers_are_spoken_digit_by_digit() {
+    fn user_numbers_are_spoken_digit_by_digit_in_the_chosen_language() {
         let p = Prompt::UserNumber(UserNumber::new(42).unwrap());
         assert_eq!(
-            prompt_assets(&p),
-            ["user_number", "digit_0", "digit_4", "digit_2"]
+            prompt_assets(&p, Language::En),
+            ["en/user_number", "en/digit_0", "en/digit_4", "en/digit_2"]
+        );
+        assert_eq!(
+            prompt_assets(&p, Language::ZhTw),
+            [
+                "zh-TW/user_number",
+                "zh-TW/digit_0",
+                "zh-TW/digit_4",
+                "zh-TW/digit_2"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_language_menu_plays_each_language_in_its_own_voice() {
+        for lang in Language::ALL {
+            assert_eq!(
+                prompt_assets(&Prompt::ChooseLanguage, lang),
+                ["en/choose_language", "zh-TW/choose_language"]
+            );
+        }
+        assert_eq!(
+            prompt_assets(&Prompt::Unlocked, Language::ZhTw),
+            ["zh-TW/unlocked"]
         );
     }
 
@@ -305,8 +284,12 @@ mod tests {
             verification_code: "K9".into(),
             matter_code: None,
         };
+        let names: Vec<String> = prompt_assets(&p, Language::En)
+            .into_iter()
+            .map(|a| a.strip_prefix("en/").unwrap().to_owned())
+            .collect();
         assert_eq!(
-            prompt_assets(&p),
+            names,
             [
                 "serial_number",
                 "letter_l",
@@ -324,19 +307,76 @@ mod tests {
         );
     }
 
+    /// Issue 17 item 4: every prompt has its recording in every language,
+    /// and no language folder holds a recording no prompt uses (a renamed
+    /// prompt leaves none behind). The committed WAVs are checked, not
+    /// regenerated: CI has no espeak-ng. Each folder's `texts.tsv`, written
+    /// with the recordings, must be the table's texts: a prompt whose words
+    /// changed without `scripts/gen-prompts.sh` fails here.
     #[test]
-    fn every_asset_name_is_unique_and_recorded() {
-        let all = asset_texts();
-        let mut names: Vec<_> = all.iter().map(|(n, _)| n.clone()).collect();
-        names.sort();
-        names.dedup();
-        assert_eq!(names.len(), all.len());
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/prompts");
-        for n in names {
-            let f = dir.join(format!("{n}.wav"));
-            let bytes = std::fs::read(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
-            let pcm = parse_wav(&bytes).unwrap();
-            assert!(pcm.frames() > 0, "{n} is empty");
+    fn every_prompt_has_an_asset_in_every_language_and_none_is_orphaned() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/prompts");
+        let mut dirs: Vec<String> = std::fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_type().unwrap().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        dirs.sort();
+        let mut tags: Vec<String> = Language::ALL.iter().map(|l| l.tag().to_owned()).collect();
+        tags.sort();
+        assert_eq!(dirs, tags, "one folder per language in {}", root.display());
+        let loose: Vec<_> = std::fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_file())
+            .collect();
+        assert!(
+            loose.is_empty(),
+            "recordings outside a language folder: {loose:?}"
+        );
+        for lang in Language::ALL {
+            let texts = asset_texts(lang);
+            let mut names: Vec<String> = texts.iter().map(|(n, _)| n.clone()).collect();
+            names.sort();
+            names.dedup();
+            assert_eq!(names.len(), texts.len(), "{lang}: an asset name twice");
+            // Every asset a prompt of the catalogue plays is in the list.
+            for p in catalogue() {
+                for a in prompt_assets(&p, lang) {
+                    let (_, name) = a.split_once('/').unwrap();
+                    assert!(names.iter().any(|n| n == name), "{lang}: {a} not recorded");
+                }
+            }
+            let dir = root.join(lang.tag());
+            for n in &names {
+                let f = dir.join(format!("{n}.wav"));
+                let bytes = std::fs::read(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+                let pcm = parse_wav(&bytes).unwrap();
+                assert!(pcm.frames() > 0, "{} is empty", f.display());
+                assert_eq!((pcm.rate, pcm.channels), (16_000, 1), "{}", f.display());
+            }
+            let recorded = std::fs::read_to_string(dir.join("texts.tsv")).unwrap();
+            let table: String = texts.iter().map(|(n, t)| format!("{n}\t{t}\n")).collect();
+            for (want, got) in table.lines().zip(recorded.lines()) {
+                assert_eq!(
+                    want, got,
+                    "{lang}: the recording says something else; run scripts/gen-prompts.sh"
+                );
+            }
+            assert_eq!(table.lines().count(), recorded.lines().count(), "{lang}");
+            let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|f| f != "texts.tsv")
+                .collect();
+            on_disk.sort();
+            let expected: Vec<String> = names.iter().map(|n| format!("{n}.wav")).collect();
+            let orphans: Vec<_> = on_disk.iter().filter(|f| !expected.contains(f)).collect();
+            assert!(
+                orphans.is_empty(),
+                "{lang}: recordings of no prompt: {orphans:?}"
+            );
         }
     }
 

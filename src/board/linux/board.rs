@@ -40,7 +40,7 @@ use crate::board::{
 };
 use crate::core::input::{BoltPosition, DoorPosition, PowerReading, TamperState};
 use crate::core::types::{Key, MotorDirection};
-use crate::core::{AlarmKind, Input, KeypadView, Prompt};
+use crate::core::{AlarmKind, Input, KeypadView, Language, Prompt};
 use crate::link::{InputSender, OrderedSender};
 
 use super::config::BoardConfig;
@@ -591,11 +591,13 @@ impl Keypad for LinuxKeypad {
 struct LinuxVoice(AlsaVoice);
 
 impl Voice for LinuxVoice {
-    fn say(&mut self, prompt: &Prompt) -> Result<(), DeviceError> {
-        self.0.say(prompt).map_err(|e| DeviceError::Unavailable {
-            device: "speaker",
-            detail: e.to_string(),
-        })
+    fn say(&mut self, prompt: &Prompt, lang: Language) -> Result<(), DeviceError> {
+        self.0
+            .say(prompt, lang)
+            .map_err(|e| DeviceError::Unavailable {
+                device: "speaker",
+                detail: e.to_string(),
+            })
     }
 }
 

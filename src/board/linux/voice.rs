@@ -24,7 +24,7 @@ use alsa::pcm::{Access, Format, HwParams, PCM};
 use alsa::{Direction, ValueOr};
 
 use crate::board::drivers::prompts::{apply_volume, parse_wav, prompt_assets, Pcm16};
-use crate::core::Prompt;
+use crate::core::{Language, Prompt};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VoiceError {
@@ -36,7 +36,7 @@ pub enum VoiceError {
         what: &'static str,
         source: alsa::Error,
     },
-    #[error("prompt assets directory {0} does not exist; check `voice.assets`")]
+    #[error("prompt assets directory {0} does not exist; check `voice.assets` (it holds one folder per language: en, zh-TW)")]
     Assets(PathBuf),
     #[error("the playback thread has stopped")]
     Stopped,
@@ -98,8 +98,14 @@ impl AlsaVoice {
         volume: u8,
         events: Option<mpsc::Sender<PlaybackEvent>>,
     ) -> Result<Self, VoiceError> {
-        if !assets.is_dir() {
-            return Err(VoiceError::Assets(assets));
+        // Every language's folder, checked at start: the language can
+        // change at any time (menu, app), and a lock that cannot say a
+        // language it offers should say so now, not at the first prompt.
+        for lang in Language::ALL {
+            let dir = assets.join(lang.tag());
+            if !dir.is_dir() {
+                return Err(VoiceError::Assets(dir));
+            }
         }
         // Fail at start-up, with the PCM's name, rather than at the first prompt.
         drop(open(pcm)?);
@@ -122,10 +128,10 @@ impl AlsaVoice {
         })
     }
 
-    /// Queue a prompt; a prompt still playing is cut short.
-    pub fn say(&self, prompt: &Prompt) -> Result<(), VoiceError> {
+    /// Queue a prompt in `lang`; a prompt still playing is cut short.
+    pub fn say(&self, prompt: &Prompt, lang: Language) -> Result<(), VoiceError> {
         self.tx
-            .send(Cmd::Say(prompt_assets(prompt), Instant::now()))
+            .send(Cmd::Say(prompt_assets(prompt, lang), Instant::now()))
             .map_err(|_| VoiceError::Stopped)
     }
 

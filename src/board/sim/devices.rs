@@ -10,7 +10,7 @@ use crate::board::{
 };
 use crate::core::action::SnapshotReason;
 use crate::core::input::{BoltPosition, DoorPosition, PowerReading, TamperState};
-use crate::core::{AlarmKind, KeypadView, Prompt};
+use crate::core::{AlarmKind, KeypadView, Language, Prompt};
 
 /// Bolt limit switches, door sensor, battery gauge and tamper switch.
 pub(super) struct Sensors(pub(super) Shared);
@@ -58,14 +58,15 @@ impl Keypad for Panel {
 }
 
 impl Voice for Panel {
-    fn say(&mut self, prompt: &Prompt) -> Result<(), DeviceError> {
+    fn say(&mut self, prompt: &Prompt, lang: Language) -> Result<(), DeviceError> {
         {
             let mut w = self.0.world();
             let at_ms = TokioInstant::now().duration_since(w.started).as_millis() as u64;
             let record = PromptRecord {
                 at_ms,
                 asset: prompt.asset(),
-                text: prompt.text(),
+                language: lang,
+                text: prompt.text(lang),
             };
             tracing::info!(target: "latchd::voice", prompt = %record.text);
             if w.prompts.len() >= w.prompt_log_len {

@@ -41,7 +41,7 @@ use tokio::time::Instant as TokioInstant;
 use super::Board;
 use crate::core::input::{BoltPosition, DoorPosition, PowerReading, SetPress, TamperState};
 use crate::core::types::{Key, Modality};
-use crate::core::{AlarmKind, Input, KeypadView};
+use crate::core::{AlarmKind, Input, KeypadView, Language};
 use crate::link::{InputSender, OrderedSender};
 
 pub mod biometric;
@@ -124,6 +124,9 @@ pub struct PromptRecord {
     pub at_ms: u64,
     /// The prompt's asset name (`unlocked`, `face_pose_up`...).
     pub asset: String,
+    /// The language it was said in (issue 17 item 4).
+    pub language: Language,
+    /// Its words in that language, as the front panel shows them.
     pub text: String,
 }
 

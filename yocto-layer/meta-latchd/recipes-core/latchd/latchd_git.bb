@@ -109,11 +109,14 @@ do_install:append() {
     install -d ${D}${datadir}/dbus-1/system.d
     install -m 0644 ${S}/config/dbus/org.latchd.conf ${D}${datadir}/dbus-1/system.d/org.latchd.conf
 
-    # The voice prompts (board file `[voice] assets`); face models are not
-    # in the source tree: an image that enables `[face]` adds them to
-    # ${datadir}/latchd/models from its own layer.
-    install -d ${D}${datadir}/latchd/prompts
-    install -m 0644 ${S}/assets/prompts/*.wav ${D}${datadir}/latchd/prompts/
+    # The voice prompts (board file `[voice] assets`), one folder per
+    # language: the language can be changed on the lock and from the app,
+    # so every set is installed. Face models are not in the source tree:
+    # an image that enables `[face]` adds them to ${datadir}/latchd/models
+    # from its own layer.
+    install -d ${D}${datadir}/latchd/prompts/en ${D}${datadir}/latchd/prompts/zh-TW
+    install -m 0644 ${S}/assets/prompts/en/*.wav ${D}${datadir}/latchd/prompts/en/
+    install -m 0644 ${S}/assets/prompts/zh-TW/*.wav ${D}${datadir}/latchd/prompts/zh-TW/
 
     install -d ${D}${docdir}/latchd
     install -m 0644 ${S}/docs/dbus.md ${D}${docdir}/latchd/dbus.md
