@@ -60,6 +60,12 @@ pub(crate) fn apply(
     for (index, change) in changes.iter().enumerate() {
         apply_one(&tx, sealer, index, change)?;
     }
+    // A change the pre-update copy would undo (a revoked key, a deleted
+    // user) makes that copy unsafe to restore, in the same transaction.
+    if !changes.iter().all(super::fallback::is_carried) {
+        tx.execute_batch(super::fallback::FORGET_COPY)
+            .ctx("forgetting the pre-update copy")?;
+    }
     // Dropping `tx` on any `?` above rolls the batch back.
     tx.commit().ctx("committing a change batch")
 }
