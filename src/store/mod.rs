@@ -8,6 +8,8 @@
 //!   <state_dir>/            created 0700 on first start
 //!     device.key            32 random bytes, 0600 — the root secret (see key.rs)
 //!     latchd.db (+ -wal, -shm)   0600, SQLite in WAL mode
+//!     latchd.db.schema-<v>  0600, the pre-migration copy (fallback.rs), while
+//!                           nothing it would undo has changed
 //! ```
 //!
 //! # Start-up
@@ -17,8 +19,11 @@
 //!    no    no   ─► first start: create key (fsync) → create db, schema,
 //!                  sealed key check (one transaction) → ready
 //!    yes   yes  ─► check key file (regular, 0600, 32 bytes) → open db →
-//!                  schema not newer → migrate → quick_check → key check
-//!                  opens with this key → ready
+//!                  schema newer? (a fall-back: open it if its floor allows,
+//!                  else restore the pre-update copy or refuse; fallback.rs)
+//!                  → copy before a step the running version cannot read
+//!                  back → migrate → quick_check → key check opens with
+//!                  this key → ready
 //!    yes   no   ─► DatabaseMissing     ┐ typed errors naming the files;
 //!    no    yes  ─► KeyMissing          ┘ nothing is reset or recreated
 //! ```

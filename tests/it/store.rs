@@ -600,14 +600,22 @@ fn readable_key_is_refused() {
 fn database_from_a_newer_schema_is_refused() {
     let tmp = set_up_lock();
     {
+        // A newer latchd that this one cannot read back records so
+        // (issue 20: `min_reader`), and left no pre-update copy.
         let conn = rusqlite::Connection::open(tmp.path().join(DB_FILE)).unwrap();
         conn.pragma_update(None, "user_version", 99).unwrap();
+        conn.execute(
+            "UPDATE store_meta SET value = 99 WHERE name = 'min_reader'",
+            [],
+        )
+        .unwrap();
     }
     let e = open_err(tmp.path());
     assert!(
         matches!(e, StoreError::SchemaTooNew { found: 99, .. }),
         "{e}"
     );
+    assert!(e.to_string().contains("no pre-update copy"), "{e}");
 }
 
 #[test]
