@@ -318,9 +318,13 @@ pub struct Engine {
     pub(super) wifi: Option<WifiStatus>,
     pub(super) ble: bool,
     pub(super) last_prompt: Option<Prompt>,
-    /// The software update in progress (memory only: a restart forgets
-    /// it, see `core::update`).
+    /// The software update in progress; while it waits, the store keeps
+    /// it too (`core::update::PendingUpdate`).
     pub(super) update: Option<super::update::Job>,
+    /// The waiting update as the store holds it now.
+    pub(super) pending_saved: Option<super::update::PendingUpdate>,
+    /// A waiting update loaded at start, taken up by the first call.
+    pub(super) resume: Option<super::update::PendingUpdate>,
     /// See [`Status::last_update`].
     pub(super) last_update: Option<EventKind>,
     /// The `now` of the call being handled.
@@ -391,6 +395,8 @@ impl Engine {
             ble: false,
             last_prompt: None,
             update: None,
+            pending_saved: persisted.pending_update.clone(),
+            resume: persisted.pending_update,
             last_update: None,
             now,
         }
@@ -405,6 +411,7 @@ impl Engine {
         self.expire(&mut out);
         self.dispatch(&mut out, input);
         self.drive_update(&mut out);
+        self.persist_pending_update(&mut out);
         self.emit_keypad(&mut out);
         out
     }
@@ -642,6 +649,8 @@ impl Engine {
                     self.settings = Settings::default();
                     self.lockout.reset();
                     self.pairing_generation = 0;
+                    // The reset's transaction drops a waiting update's row.
+                    self.pending_saved = None;
                 }
                 _ => {}
             }

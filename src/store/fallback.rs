@@ -100,6 +100,9 @@ pub(crate) fn is_carried(change: &Change) -> bool {
             | Change::PutAttempt(_)
             | Change::PutTimeFloor(_)
             | Change::SetPairingGeneration(_)
+            // A service_meta row, carried; its `running` version makes the
+            // older daemon drop it.
+            | Change::PutPendingUpdate(_)
     )
 }
 

@@ -165,6 +165,14 @@ fn everything() -> (Vec<Change>, Persisted) {
         code_expires_at: WallTime(150),
         attempts: 2,
     };
+    let pending = latchd::core::update::PendingUpdate {
+        source: "https://updates.example.net/lock-0.2.0.raucb".into(),
+        allow_older: false,
+        by: n(1),
+        phase: latchd::core::update::Phase::WaitingToRestart,
+        version: Some("0.2.0".into()),
+        running: "0.1.0".into(),
+    };
     let mut changes = vec![
         Change::SetHanding(Handing::LeftHand),
         Change::PutUser(admin.clone()),
@@ -180,6 +188,7 @@ fn everything() -> (Vec<Change>, Persisted) {
         Change::PutGuestInvite(invite.clone()),
         Change::PutTimeFloor(WallTime(1_790_000_000)),
         Change::SetPairingGeneration(3),
+        Change::PutPendingUpdate(Some(pending.clone())),
     ]);
     let persisted = Persisted {
         handing: Some(Handing::LeftHand),
@@ -192,6 +201,7 @@ fn everything() -> (Vec<Change>, Persisted) {
         guest_invites: vec![invite],
         time_floor: Some(WallTime(1_790_000_000)),
         pairing_generation: 3,
+        pending_update: Some(pending),
     };
     (changes, persisted)
 }
