@@ -190,6 +190,9 @@ pub struct Status {
     pub handing: Option<Handing>,
     pub motor_cycles: u64,
     pub settings: Settings,
+    /// The running software version (`EngineConfig::firmware`).
+    #[serde(default)]
+    pub firmware: String,
     /// The software update in progress (issue 20), if any.
     pub update: Option<super::update::UpdateStatus>,
     /// How the last update ended, or what the start-up check said of the
@@ -533,6 +536,7 @@ impl Engine {
             handing: self.handing,
             motor_cycles: self.mech.cycles,
             settings: self.settings.clone(),
+            firmware: self.config.firmware.clone(),
             update: self.update.as_ref().map(|j| j.status()),
             last_update: self.last_update.clone(),
         }
