@@ -987,7 +987,9 @@ impl Response {
                             }
                             Ok((step, progress))
                         })?,
-                        last: r.opt("last update", |r, _| r.enum_u8("last update", &UPDATE_STEPS))?,
+                        last: r.opt("last update", |r, _| {
+                            r.enum_u8("last update", &UPDATE_STEPS)
+                        })?,
                     })
                 };
                 Response::Status(StatusReport {
@@ -1282,10 +1284,24 @@ mod tests {
         let plain = Response::Status(a_status(None)).encode();
         assert_eq!(
             plain,
-            vec![COMMAND_VERSION, op::R_STATUS, 0, 0, 0, 80, 0b011, 1, (-60i8) as u8, 0],
+            vec![
+                COMMAND_VERSION,
+                op::R_STATUS,
+                0,
+                0,
+                0,
+                80,
+                0b011,
+                1,
+                (-60i8) as u8,
+                0
+            ],
             "the plain reply is the pre-issue-20 encoding"
         );
-        assert_eq!(Response::decode(&plain), Ok(Response::Status(a_status(None))));
+        assert_eq!(
+            Response::decode(&plain),
+            Ok(Response::Status(a_status(None)))
+        );
         for update in [
             UpdateSummary {
                 installed: "0.2.0".into(),

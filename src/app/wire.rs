@@ -256,7 +256,11 @@ impl UpdateSummary {
             Some(o) => format!(
                 "other slot {} {}{}",
                 o.bootname,
-                if o.version.is_empty() { "-" } else { &o.version },
+                if o.version.is_empty() {
+                    "-"
+                } else {
+                    &o.version
+                },
                 match o.good {
                     Some(true) => " (good)",
                     Some(false) => " (bad)",
