@@ -746,6 +746,7 @@ fn write_event(w: &mut Writer, e: &EventEntry) {
             w.u8(17);
             w.u8(index_of(&UPDATE_STEPS, &step));
         }
+        EventKind::ModuleRecovered => w.u8(19),
     }
     w.opt(e.user, Writer::u16);
 }
@@ -773,6 +774,7 @@ fn read_event(r: &mut Reader<'_>) -> Result<EventEntry, CommandError> {
         16 => EventKind::TempPasscode(r.bool("visitor passcode made")?),
         18 => EventKind::WifiWeak(r.bool("wifi weak")?),
         17 => EventKind::Update(r.enum_u8("update step", &UPDATE_STEPS)?),
+        19 => EventKind::ModuleRecovered,
         _ => {
             return Err(CommandError::BadValue {
                 field: "event kind",
@@ -1199,6 +1201,7 @@ mod tests {
             EventKind::Doorbell,
             EventKind::Jammed,
             EventKind::ModuleFault,
+            EventKind::ModuleRecovered,
             EventKind::FactoryReset,
             EventKind::HandingSet,
             EventKind::ValidityChanged,
@@ -1235,7 +1238,7 @@ mod tests {
             assert_eq!(Response::decode(&r.encode()).expect("decodes"), r);
         }
         // Unknown kind byte, and an out-of-range lockout change.
-        for (kind, sub) in [(19u8, None), (8, Some(5u8)), (18, Some(2))] {
+        for (kind, sub) in [(20u8, None), (8, Some(5u8)), (18, Some(2))] {
             let mut w = Writer::new(op::R_NOTICE);
             w.u64(1);
             w.opt(None::<WallTime>, Writer::time);

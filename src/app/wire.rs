@@ -448,6 +448,8 @@ pub enum EventKind {
     Jammed,
     /// A biometric module failed or stopped answering.
     ModuleFault,
+    /// It answers again (issue 15 item 5).
+    ModuleRecovered,
     /// The lock was reset to factory settings.
     FactoryReset,
     /// The door direction was set.
@@ -489,6 +491,7 @@ impl EventKind {
             EventKind::Door(false) => "door_closed".into(),
             EventKind::Jammed => "jammed".into(),
             EventKind::ModuleFault => "module_fault".into(),
+            EventKind::ModuleRecovered => "module_recovered".into(),
             EventKind::FactoryReset => "factory_reset".into(),
             EventKind::HandingSet => "handing_set".into(),
             EventKind::ValidityChanged => "validity_changed".into(),
@@ -754,6 +757,7 @@ pub fn event_entry(cursor: u64, event: &Event) -> Option<EventEntry> {
         E::DoorClosed => (EventKind::Door(false), None),
         E::Jammed => (EventKind::Jammed, None),
         E::ModuleFault { .. } => (EventKind::ModuleFault, None),
+        E::ModuleRecovered { .. } => (EventKind::ModuleRecovered, None),
         E::FactoryReset => (EventKind::FactoryReset, None),
         E::HandingSet { .. } => (EventKind::HandingSet, None),
         E::ValidityChanged { user, .. } => (EventKind::ValidityChanged, Some(user.get())),
@@ -879,6 +883,13 @@ mod tests {
                     detail: "fingerprint: timeout".into(),
                 },
                 EventKind::ModuleFault,
+                None,
+            ),
+            (
+                E::ModuleRecovered {
+                    detail: "Fingerprint".into(),
+                },
+                EventKind::ModuleRecovered,
                 None,
             ),
             (E::FactoryReset, EventKind::FactoryReset, None),

@@ -53,7 +53,8 @@
 //!
 //! A module that stops answering (timeout, bad frame, closed link) is
 //! reported once as `ModuleReport::Fault` when the outage begins, not on
-//! every poll; the next good answer ends the outage (logged). While out,
+//! every poll; the next good answer ends the outage (`ModuleReport::Recovered`:
+//! logged, in the owner's event list; no restart). While out,
 //! the loop retries every [`AdapterConfig::fault_retry`].
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -504,6 +505,9 @@ impl<R: Reader> Adapter<R> {
                 device = device_name(self.modality()),
                 "module answers again"
             );
+            self.report(ModuleReport::Recovered {
+                modality: self.modality(),
+            });
         }
     }
 

@@ -235,6 +235,7 @@ impl ReportSink for Hand {
             } => (*modality, true),
             ModuleReport::EnrolProgress { modality, .. }
             | ModuleReport::Fault { modality, .. }
+            | ModuleReport::Recovered { modality }
             | ModuleReport::Untrusted { modality, .. } => (*modality, false),
         };
         if read {

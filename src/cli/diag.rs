@@ -281,6 +281,13 @@ pub fn render_status(d: &Diagnostics) -> String {
                 },
             ),
             ("BLE", d.ble_state.clone()),
+            (
+                "Matter",
+                match d.matter_fabrics {
+                    Some(n) => format!("{} ({n} fabrics)", d.matter_state),
+                    None => format!("{} (fabrics unknown)", d.matter_state),
+                },
+            ),
         ],
     ));
     sections.push((

@@ -157,6 +157,11 @@ pub enum Notice {
     WifiWeak {
         rssi: i16,
     },
+    /// A fingerprint or palm module (or the face camera) stopped answering
+    /// (issue 15 item 5): once per outage.
+    ModuleFault {
+        modality: Modality,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -385,14 +385,9 @@ impl Engine {
                 if modality == Modality::Face {
                     self.face_attempt = None;
                 }
-                self.log(
-                    out,
-                    EventKind::ModuleFault {
-                        detail: format!("{modality:?}: {detail}"),
-                    },
-                );
-                self.say(out, Prompt::ModuleFault);
+                self.module_fault(out, modality, &detail);
             }
+            ModuleReport::Recovered { modality } => self.module_recovered(out, modality),
             ModuleReport::Untrusted { modality, detail } => {
                 self.module_untrusted(out, modality, &detail);
             }
@@ -401,6 +396,34 @@ impl Engine {
             | ModuleReport::Enrolled { .. }
             | ModuleReport::EnrolFailed { .. } => {}
         }
+    }
+
+    /// A module stopped answering (once per outage): logged, said, and the
+    /// owner told (issue 15 item 5: a dead reader is news before the next
+    /// person at the door finds it) — within the fault's noise budget, so a
+    /// loose connector does not ring the owner's phone every few seconds.
+    pub(super) fn module_fault(&mut self, out: &mut Out, modality: Modality, detail: &str) {
+        let logged = self.log(
+            out,
+            EventKind::ModuleFault {
+                detail: format!("{modality:?}: {detail}"),
+            },
+        );
+        self.say(out, Prompt::ModuleFault);
+        if logged {
+            out.push(Action::Notify(Notice::ModuleFault { modality }));
+        }
+    }
+
+    /// The outage ended: logged (the owner's event list shows the reader
+    /// came back), nothing said.
+    pub(super) fn module_recovered(&mut self, out: &mut Out, modality: Modality) {
+        self.log(
+            out,
+            EventKind::ModuleRecovered {
+                detail: format!("{modality:?}"),
+            },
+        );
     }
 
     /// Issue 13 item 7: a module that is not the lock's own. A module

@@ -134,6 +134,10 @@ pub enum EventKind {
     ModuleFault {
         detail: String,
     },
+    /// A module that had a fault answers again (issue 15 item 5).
+    ModuleRecovered {
+        detail: String,
+    },
     /// A spoken prompt. Written only by versions before issue 14 item 4
     /// (prompts are traced now, not stored); kept so their rows still
     /// read, and pruned as noise.
@@ -315,11 +319,12 @@ pub enum Retention {
 /// The serde names (`kind_name` column) of every [`Retention::Noise`]
 /// kind, for the store's pruning. `noise_names_match_the_kinds` keeps it
 /// in step with [`EventKind::retention`].
-pub const NOISE_KIND_NAMES: [&str; 6] = [
+pub const NOISE_KIND_NAMES: [&str; 7] = [
     "doorbell",
     "app_refused",
     "auto_face_refused",
     "module_fault",
+    "module_recovered",
     "events_suppressed",
     "prompt",
 ];
@@ -411,6 +416,7 @@ mod tests {
                 spoof: None,
             },
             EventKind::ModuleFault { detail: "x".into() },
+            EventKind::ModuleRecovered { detail: "x".into() },
             EventKind::EventsSuppressed {
                 noise: NoiseKind::Doorbell,
                 count: 3,

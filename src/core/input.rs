@@ -176,8 +176,12 @@ pub enum ModuleReport {
         modality: Modality,
         reason: EnrolFailure,
     },
-    /// The module is not answering or answers nonsense.
+    /// The module is not answering or answers nonsense. Reported once per
+    /// outage, however many polls fail.
     Fault { modality: Modality, detail: String },
+    /// The outage a [`ModuleReport::Fault`] began has ended: the module
+    /// answers again (no restart needed, issue 15 item 5).
+    Recovered { modality: Modality },
     /// The module answered but is not the lock's own (it does not know the
     /// lock's module password, issue 13 item 7): never used for identify
     /// or enrol until an administrator re-pairs ([`ModuleCmd::Pair`]).

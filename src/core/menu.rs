@@ -792,17 +792,12 @@ impl Engine {
                 modality: m,
                 detail,
             } => {
-                self.log(
-                    out,
-                    EventKind::ModuleFault {
-                        detail: format!("{m:?}: {detail}"),
-                    },
-                );
-                self.say(out, Prompt::ModuleFault);
+                self.module_fault(out, m, &detail);
                 if m == modality {
                     self.back_to_methods(out, target);
                 }
             }
+            ModuleReport::Recovered { modality: m } => self.module_recovered(out, m),
             ModuleReport::Untrusted {
                 modality: m,
                 detail,

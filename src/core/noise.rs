@@ -25,7 +25,7 @@
 //! | doorbell | 10 | 1 / 6 min | a visitor rings 1–3 times |
 //! | app_refused | 10 | 1 / 6 min | a stale app retries a few times |
 //! | auto_face_refused | 10 | 1 / 6 min | passers-by; recognition has its own pause |
-//! | module_fault | 5 | 1 / 12 min | the adapter reports once per outage |
+//! | module_fault (and module_recovered) | 5 | 1 / 12 min | the adapter reports once per outage, and its end; the owner notice follows the budget |
 //!
 //! Decision: a doorbell press beyond the budget still rings (the prompt
 //! plays: the visitor must hear it), but sends no owner notice and takes
@@ -79,7 +79,11 @@ impl NoiseKind {
             } => return None,
             EventKind::AppRefused { .. } => NoiseKind::AppRefused,
             EventKind::AutoFaceRefused { .. } => NoiseKind::AutoFaceRefused,
-            EventKind::ModuleFault { .. } => NoiseKind::ModuleFault,
+            // An outage's end shares its budget: a loose connector makes
+            // both, as often as the other.
+            EventKind::ModuleFault { .. } | EventKind::ModuleRecovered { .. } => {
+                NoiseKind::ModuleFault
+            }
             _ => return None,
         })
     }

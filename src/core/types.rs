@@ -487,6 +487,39 @@ pub enum Change {
     FactoryReset,
 }
 
+impl Change {
+    /// A change that counts an attempt, holds a lockout or the time floor,
+    /// or takes access away (a spent one-time code, a revoked key, a deleted
+    /// user or credential, a reset). The store keeps room on a full
+    /// partition for these only (`store::reserve`): a full disk must never
+    /// stop the lock from counting a guess, opening for its family, or
+    /// losing a stolen phone's key.
+    pub fn is_protective(&self) -> bool {
+        match self {
+            Change::PutAttempt(_)
+            | Change::PutLockout(_)
+            | Change::PutTimeFloor(_)
+            | Change::SetPairingGeneration(_)
+            | Change::DeleteUser(_)
+            | Change::DeleteCredential(_)
+            | Change::DeleteTempPasscode(_)
+            | Change::DeleteAppKey(_)
+            | Change::PutGuestInvite(_)
+            | Change::DeleteGuestInvite(_)
+            | Change::FactoryReset => true,
+            Change::SetHanding(_)
+            | Change::PutUser(_)
+            | Change::PutCredential(_)
+            | Change::PutSettings(_)
+            | Change::PutTempPasscode(_)
+            | Change::PutAppKey(_)
+            // Bookkeeping of a waiting update: on a full partition it waits
+            // for room like an addition (the engine puts it last in a batch).
+            | Change::PutPendingUpdate(_) => false,
+        }
+    }
+}
+
 /// Capacity limits (B-1.1, B-1.2).
 pub mod limits {
     pub const FACES: usize = 50;

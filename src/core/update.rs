@@ -528,8 +528,12 @@ impl Engine {
     }
 
     /// Keep the store's copy of a waiting update in step with the job:
-    /// written when a wait begins, removed when it ends. Put first, so it
-    /// is committed before whatever the same call does next.
+    /// written when a wait begins, removed when it ends. Put last: a write
+    /// that fails (a full partition) stops only itself, never an attempt's
+    /// record or a revocation of the same call; a crash before it leaves the
+    /// previous copy, which the next start judges again (a wait repeated, an
+    /// install inspected again, or a copy of a version no longer running
+    /// forgotten).
     pub(super) fn persist_pending_update(&mut self, out: &mut Out) {
         if let Some(p) = self.resume.take() {
             self.resume_update(out, p);
@@ -547,10 +551,9 @@ impl Engine {
             })
         });
         if want != self.pending_saved {
-            out.insert(
-                0,
-                Action::Persist(vec![super::types::Change::PutPendingUpdate(want.clone())]),
-            );
+            out.push(Action::Persist(vec![
+                super::types::Change::PutPendingUpdate(want.clone()),
+            ]));
             self.pending_saved = want;
         }
     }

@@ -5,7 +5,7 @@
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::link::Link;
+use crate::link::{Link, MatterHealth};
 use crate::store::Store;
 
 /// The Matter manual code for system information (B-4.10), made with the
@@ -66,6 +66,7 @@ impl MatterNode {
         shutdown: CancellationToken,
     ) -> MatterNode {
         if !config.matter.enabled {
+            link.health().set_matter(MatterHealth::Off);
             return MatterNode::default();
         }
         #[cfg(feature = "matter")]
@@ -81,13 +82,19 @@ impl MatterNode {
                 },
                 Err(e) => {
                     tracing::error!("Matter: cannot start the node's thread: {e}");
+                    link.health().set_matter(MatterHealth::Failed(format!(
+                        "cannot start the node's thread: {e}"
+                    )));
                     MatterNode::default()
                 }
             }
         }
         #[cfg(not(feature = "matter"))]
         {
-            let _ = (link, serial, radios, shutdown);
+            let _ = (serial, radios, shutdown);
+            link.health().set_matter(MatterHealth::Unavailable(
+                "this build has no Matter node (built without the `matter` feature)".into(),
+            ));
             tracing::warn!(
                 "Matter: this build has no Matter node (built without the `matter` feature); [matter] is ignored"
             );

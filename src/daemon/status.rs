@@ -10,7 +10,7 @@ use crate::core::input::BoltPosition;
 use crate::core::types::CredentialKind;
 use crate::core::Status;
 use crate::dbus::{Capacity, Diagnostics};
-use crate::link::{BleHealth, DeviceCheck, ServiceHealth, StorageHealth, TimeSource};
+use crate::link::{BleHealth, DeviceCheck, MatterHealth, ServiceHealth, StorageHealth, TimeSource};
 
 /// The parts of the diagnostics snapshot that do not come from the engine.
 #[derive(Debug, Clone)]
@@ -127,6 +127,11 @@ impl StaticDiag {
             // A reading only means something while associated.
             wifi_rssi: s.wifi_rssi.filter(|_| s.wifi_connected),
             ble_state: ble_state(&h.ble, s.pairing_mode),
+            matter_state: matter_state(&h.matter),
+            matter_fabrics: match h.matter {
+                MatterHealth::Running { fabrics, .. } => Some(fabrics),
+                _ => None,
+            },
             motor_cycles: self.motor_cycles_before + s.motor_cycles,
             last_jam: self.last_jam,
             active_alarms: s
@@ -214,6 +219,20 @@ pub fn ble_state(ble: &BleHealth, pairing_mode: bool) -> String {
     }
 }
 
+/// `MatterState` from what the node says of itself (issue 22 item 4).
+pub fn matter_state(matter: &MatterHealth) -> String {
+    match matter {
+        MatterHealth::Off => "off".into(),
+        MatterHealth::Unavailable(_) => "unavailable".into(),
+        MatterHealth::Starting => "starting".into(),
+        MatterHealth::Failed(why) => format!("failed: {why}"),
+        MatterHealth::Running {
+            window_open: true, ..
+        } => "commissioning".into(),
+        MatterHealth::Running { .. } => "running".into(),
+    }
+}
+
 /// Check every device this board has, once, and name those it has not
 /// (issue 22 item 3: a missing part is reported as missing, never "ok").
 /// `status` is the engine's (where it last saw the bolt, the Wi-Fi link);
@@ -269,7 +288,30 @@ pub fn self_test(
         },
         wifi_check(status, diag, health),
         ble_check(&health.ble, status.pairing_mode),
+        matter_check(&health.matter),
     ]
+}
+
+/// The Matter node as it reported itself.
+fn matter_check(matter: &MatterHealth) -> DeviceCheck {
+    let (ok, detail) = match matter {
+        MatterHealth::Off => (
+            false,
+            "absent: off by the config ([matter] enabled = false)".into(),
+        ),
+        MatterHealth::Unavailable(why) => (false, format!("absent: {why}")),
+        MatterHealth::Starting => (false, "starting".into()),
+        MatterHealth::Failed(why) => (false, format!("failed: {why}")),
+        MatterHealth::Running { fabrics, .. } => (
+            true,
+            format!("{} ({fabrics} fabrics)", matter_state(matter)),
+        ),
+    };
+    DeviceCheck {
+        device: "matter".into(),
+        ok,
+        detail,
+    }
 }
 
 /// The BLE service as it reported itself.
@@ -557,6 +599,47 @@ mod tests {
             ble_check(&BleHealth::Unavailable("no BlueZ".into()), false).detail,
             "absent: no BlueZ"
         );
+    }
+
+    #[test]
+    fn matter_state_and_its_check_are_what_the_node_reports() {
+        let running = |fabrics, window_open| MatterHealth::Running {
+            fabrics,
+            window_open,
+        };
+        let cases = [
+            (
+                MatterHealth::Off,
+                "off",
+                "absent: off by the config ([matter] enabled = false)",
+                false,
+            ),
+            (
+                MatterHealth::Unavailable("no node in this build".into()),
+                "unavailable",
+                "absent: no node in this build",
+                false,
+            ),
+            (MatterHealth::Starting, "starting", "starting", false),
+            (
+                MatterHealth::Failed("port in use".into()),
+                "failed: port in use",
+                "failed: port in use",
+                false,
+            ),
+            (running(0, false), "running", "running (0 fabrics)", true),
+            (
+                running(2, true),
+                "commissioning",
+                "commissioning (2 fabrics)",
+                true,
+            ),
+        ];
+        for (matter, word, detail, ok) in cases {
+            assert_eq!(matter_state(&matter), word, "{matter:?}");
+            let check = matter_check(&matter);
+            assert_eq!((check.ok, check.detail.as_str()), (ok, detail));
+        }
     }
 
     #[test]

@@ -136,6 +136,13 @@ pub struct Diagnostics {
     /// no real reading is).
     pub wifi_rssi: Option<i16>,
     pub ble_state: String,
+    /// The Matter node as it reports itself: `off`, `unavailable`,
+    /// `starting`, `running`, `commissioning` (a window is open),
+    /// `failed: <why>` (issue 22).
+    pub matter_state: String,
+    /// Fabrics (home apps) that commissioned the lock; `None` while the
+    /// node is not running (on D-Bus: 255).
+    pub matter_fabrics: Option<u8>,
     /// Bolt movements since manufacture (motor wear).
     pub motor_cycles: u64,
     /// Unix seconds of the last motor jam, 0 for never.
@@ -198,6 +205,8 @@ impl Default for Diagnostics {
             wifi_state: unknown(),
             wifi_rssi: None,
             ble_state: unknown(),
+            matter_state: unknown(),
+            matter_fabrics: None,
             motor_cycles: 0,
             last_jam: 0,
             active_alarms: Vec::new(),

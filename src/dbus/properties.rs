@@ -12,7 +12,7 @@ use zbus::zvariant::{OwnedValue, Structure, Value};
 use super::{Capacity, Diagnostics};
 
 /// Every property of `org.latchd.Diagnostics1`, in introspection order.
-pub const PROPERTY_NAMES: [&str; 33] = [
+pub const PROPERTY_NAMES: [&str; 35] = [
     "FirmwareVersion",
     "SerialNumber",
     "Board",
@@ -26,6 +26,8 @@ pub const PROPERTY_NAMES: [&str; 33] = [
     "WifiState",
     "WifiRssi",
     "BleState",
+    "MatterState",
+    "MatterFabrics",
     "MotorCycles",
     "LastJam",
     "ActiveAlarms",
@@ -57,6 +59,8 @@ pub const UNKNOWN_MILLIVOLTS: u32 = 0;
 pub const UNKNOWN_RSSI: i16 = 0;
 /// 1970-01-01 is never a time the lock trusts.
 pub const UNKNOWN_TIME: i64 = 0;
+/// Matter allows at most 5 fabrics (rs-matter here: 5), never 255.
+pub const UNKNOWN_FABRICS: u8 = 255;
 /// No trusted time source: the wall time is unknown.
 pub const UNKNOWN_TIME_SOURCE: &str = "none";
 
@@ -83,7 +87,7 @@ fn capacity(c: &Capacity) -> Value<'static> {
 }
 
 /// The value of every property, in [`PROPERTY_NAMES`] order.
-pub(crate) fn to_values(d: &Diagnostics) -> [(&'static str, Value<'static>); 33] {
+pub(crate) fn to_values(d: &Diagnostics) -> [(&'static str, Value<'static>); 35] {
     [
         ("FirmwareVersion", Value::from(d.firmware_version.clone())),
         ("SerialNumber", Value::from(d.serial_number.clone())),
@@ -104,6 +108,11 @@ pub(crate) fn to_values(d: &Diagnostics) -> [(&'static str, Value<'static>); 33]
         ("WifiState", Value::from(d.wifi_state.clone())),
         ("WifiRssi", Value::from(d.wifi_rssi.unwrap_or(UNKNOWN_RSSI))),
         ("BleState", Value::from(d.ble_state.clone())),
+        ("MatterState", Value::from(d.matter_state.clone())),
+        (
+            "MatterFabrics",
+            Value::from(d.matter_fabrics.unwrap_or(UNKNOWN_FABRICS)),
+        ),
         ("MotorCycles", Value::from(d.motor_cycles)),
         ("LastJam", Value::from(d.last_jam)),
         ("ActiveAlarms", Value::from(d.active_alarms.clone())),
@@ -205,6 +214,8 @@ pub fn from_properties(map: &HashMap<String, OwnedValue>) -> Result<Diagnostics,
         wifi_state: get(map, "WifiState")?,
         wifi_rssi: known(get(map, "WifiRssi")?, UNKNOWN_RSSI),
         ble_state: get(map, "BleState")?,
+        matter_state: get(map, "MatterState")?,
+        matter_fabrics: known(get(map, "MatterFabrics")?, UNKNOWN_FABRICS),
         motor_cycles: get(map, "MotorCycles")?,
         last_jam: get(map, "LastJam")?,
         active_alarms: get(map, "ActiveAlarms")?,
@@ -284,6 +295,8 @@ mod tests {
             OwnedValue::from(zbus::zvariant::Str::from("none"))
         );
         assert_eq!(back.time_source, None);
+        assert_eq!(map["MatterFabrics"], OwnedValue::from(255u8));
+        assert_eq!(back.matter_fabrics, None);
         assert_eq!(back, d);
     }
 

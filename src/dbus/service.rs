@@ -438,6 +438,34 @@ impl DiagnosticsInterface {
             .unwrap_or_else(|| properties::UNKNOWN_TIME_SOURCE.into()))
     }
 
+    /// The Matter node: `off`, `unavailable`, `starting`, `running`,
+    /// `commissioning`, `failed: <why>` (issue 22).
+    #[zbus(property, name = "MatterState")]
+    async fn matter_state(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+    ) -> fdo::Result<String> {
+        self.gate.check(conn, hdr.as_ref()).await?;
+        Ok(self.snapshot.borrow().matter_state.clone())
+    }
+
+    /// Fabrics that commissioned the lock; 255 while the node is not
+    /// running (unknown).
+    #[zbus(property, name = "MatterFabrics")]
+    async fn matter_fabrics(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+    ) -> fdo::Result<u8> {
+        self.gate.check(conn, hdr.as_ref()).await?;
+        Ok(self
+            .snapshot
+            .borrow()
+            .matter_fabrics
+            .unwrap_or(properties::UNKNOWN_FABRICS))
+    }
+
     /// The software update in progress: `idle`, `off`, or its phase
     /// (issue 20). Read-only: nothing on this interface starts one.
     #[zbus(property, name = "UpdateState")]

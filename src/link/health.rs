@@ -8,7 +8,8 @@
 //! ```text
 //!  ble::gatt::run ──set_ble──┐
 //!  wifi::monitor  ──set_wifi_connecting──┤ watch<ServiceHealth> ─► engine task ─► Diagnostics
-//!  daemon::services (no BLE build / [ble] off) ─┘                                (BleState, WifiState)
+//!  daemon::services (no BLE build / [ble] off) ─┤                                (BleState, WifiState,
+//!  matter::node (fabrics, window) ──set_matter──┘                                MatterState, MatterFabrics)
 //! ```
 use std::sync::Arc;
 
@@ -31,6 +32,23 @@ pub enum BleHealth {
     Failed(String),
 }
 
+/// The Matter node as it sees itself (issue 22 item 4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MatterHealth {
+    /// `[matter] enabled = false`.
+    Off,
+    /// This build has no Matter node (built without the `matter` feature).
+    Unavailable(String),
+    /// The node's thread is loading its fabrics and binding its sockets.
+    Starting,
+    /// The node answers controllers. `fabrics`: the fabrics it holds now
+    /// (each one a home app that commissioned the lock); `window_open`: a
+    /// commissioning window is open (pairing mode, B-5.1).
+    Running { fabrics: u8, window_open: bool },
+    /// The node stopped or could not start; the lock runs on without it.
+    Failed(String),
+}
+
 /// Every radio's own report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceHealth {
@@ -43,6 +61,7 @@ pub struct ServiceHealth {
     pub update_slots: Vec<String>,
     /// Of those, the slot not booted (for the app's status).
     pub other_slot: Option<crate::app::wire::SlotSummary>,
+    pub matter: MatterHealth,
 }
 
 impl Default for ServiceHealth {
@@ -52,6 +71,7 @@ impl Default for ServiceHealth {
             wifi_connecting: false,
             update_slots: Vec::new(),
             other_slot: None,
+            matter: MatterHealth::Off,
         }
     }
 }
@@ -110,6 +130,15 @@ impl HealthBoard {
         });
     }
 
+    /// The Matter node's state now; a repeat of the same is not a change.
+    pub fn set_matter(&self, matter: MatterHealth) {
+        self.tx.send_if_modified(|h| {
+            let changed = h.matter != matter;
+            h.matter = matter;
+            changed
+        });
+    }
+
     pub fn get(&self) -> ServiceHealth {
         self.tx.borrow().clone()
     }
@@ -149,5 +178,13 @@ mod tests {
         );
         board.set_wifi_connecting(true);
         assert!(rx.borrow_and_update().wifi_connecting);
+        let running = MatterHealth::Running {
+            fabrics: 1,
+            window_open: false,
+        };
+        board.set_matter(running.clone());
+        assert_eq!(rx.borrow_and_update().matter, running);
+        board.set_matter(running);
+        assert!(!rx.has_changed().unwrap());
     }
 }

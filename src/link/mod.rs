@@ -54,7 +54,7 @@ pub use crate::store::MatterScope;
 /// The event log's entries and the storage summary, as channels see them.
 pub use crate::store::{EventId, StorageHealth, StoredEvent};
 pub use clock::{Clock, TimeSource};
-pub use health::{BleHealth, HealthBoard, ServiceHealth};
+pub use health::{BleHealth, HealthBoard, MatterHealth, ServiceHealth};
 pub use input::{InputSender, OrderedSender};
 pub use limit::RefusalLimiter;
 pub use published::{DaemonCounters, OwnerNotice, Published, TaskRequest};

@@ -18,6 +18,15 @@ impl std::fmt::Debug for PortKv<'_> {
 /// [`KvBlobStore`] over a [`LockPort`].
 pub struct PortKv<'a> {
     pub port: &'a dyn LockPort,
+    /// Woken after a fabric was stored or removed, so the node reports
+    /// its fabric count when it changes (not by polling).
+    pub changed: &'a tokio::sync::Notify,
+}
+
+/// rs-matter keeps fabric N under key N (`FABRIC_KEYS_START` + index,
+/// below its singleton keys at 256).
+fn is_fabric_key(key: u16) -> bool {
+    key < rs_matter::persist::BASIC_INFO_KEY
 }
 
 fn io_error(what: &str, e: impl core::fmt::Display) -> Error {
@@ -50,12 +59,20 @@ impl KvBlobStore for PortKv<'_> {
     fn store(&mut self, key: u16, data: &[u8], _buf: &mut [u8]) -> Result<(), Error> {
         self.port
             .blob_store(BlobScope::Node, key, data)
-            .map_err(|e| io_error("store its state", e))
+            .map_err(|e| io_error("store its state", e))?;
+        if is_fabric_key(key) {
+            self.changed.notify_one();
+        }
+        Ok(())
     }
 
     fn remove(&mut self, key: u16, _buf: &mut [u8]) -> Result<(), Error> {
         self.port
             .blob_remove(BlobScope::Node, key)
-            .map_err(|e| io_error("remove stored state", e))
+            .map_err(|e| io_error("remove stored state", e))?;
+        if is_fabric_key(key) {
+            self.changed.notify_one();
+        }
+        Ok(())
     }
 }

@@ -21,7 +21,7 @@ use super::{BlobError, BlobScope, LockPort, PortFuture};
 use crate::app::lock_link::LockLink;
 use crate::core::types::Persisted;
 use crate::core::{AppCommand, AppResult, Channel, Event, Principal, Status};
-use crate::link::{EventId, Link, MatterScope};
+use crate::link::{EventId, Link, MatterHealth, MatterScope};
 
 /// Events kept for a slow node before it is told it lagged.
 const EVENT_QUEUE: usize = 256;
@@ -156,5 +156,9 @@ impl LockPort for LinkPort {
         self.link
             .delete_matter_blob_blocking(blob_scope(scope), key)
             .map_err(|e| BlobError(e.to_string()))
+    }
+
+    fn report(&self, health: MatterHealth) {
+        self.link.health().set_matter(health);
     }
 }

@@ -62,6 +62,7 @@ use super::schedule::NoSchedules;
 use super::wifi::LockWifi;
 use super::Radios;
 use crate::core::event::EventKind;
+use crate::link::MatterHealth;
 
 /// Door Lock device type (Matter Device Library: 0x000A, revision 3).
 const DEV_TYPE_DOOR_LOCK: DeviceType = DeviceType {
@@ -166,6 +167,7 @@ async fn serve(
     port: &dyn LockPort,
     shutdown: CancellationToken,
 ) -> Result<(), MatterError> {
+    port.report(MatterHealth::Starting);
     let onboarding = Onboarding::load_or_create(port, &mut rand_core::OsRng)?;
     let iface = Interface::pick(&config.interface)?;
     let file_att = FileAttestation::load(config)?;
@@ -198,7 +200,13 @@ async fn serve(
             }
         };
     let matter = Matter::new(&dev_det, onboarding.comm_data(), dev_att, config.port);
-    let kv = matter.kv(PortKv { port });
+    // Woken when what the technician sees of the node may have changed:
+    // a fabric stored or removed, the window opened or closed, a reset.
+    let changed = tokio::sync::Notify::new();
+    let kv = matter.kv(PortKv {
+        port,
+        changed: &changed,
+    });
     matter.startup(&kv).map_err(MatterError::Stack)?;
     let buffers: Box<MatterBuffers> = Box::default();
     let crypto = default_crypto(rand_matter::rng(), dac_key);
@@ -279,6 +287,7 @@ async fn serve(
                 manual_code = %onboarding.manual_code_pretty(),
                 "Matter node running; hold SET for 3 s to open the commissioning window"
             );
+            let mut reports = pin!(report_changes(&changed, || port.report(health(&matter))));
             let responder = DefaultResponder::new(&im);
             let mut respond = pin!(responder.run::<4, 4>());
             let mut im_job = pin!(im.run());
@@ -301,19 +310,33 @@ async fn serve(
             let mut window = pin!(follow_pairing_mode(
                 port.status().borrow().pairing_mode,
                 port.events(),
-                |secs| im.open_basic_comm_window(secs),
-                || im.close_comm_window(),
+                |secs| {
+                    let opened = im.open_basic_comm_window(secs);
+                    changed.notify_one();
+                    opened
+                },
+                || {
+                    let closed = im.close_comm_window();
+                    changed.notify_one();
+                    closed
+                },
             ));
             let mut reset = pin!(follow_factory_reset(port, || async {
                 matter.factory_reset(&kv)?;
-                im.factory_reset().await
+                let forgotten = im.factory_reset().await;
+                changed.notify_one();
+                forgotten
             }));
             let mut ble = pin!(ble);
             let stack = select4(
                 &mut transport,
                 &mut mdns,
                 &mut respond,
-                select4(&mut im_job, &mut window, &mut reset, &mut ble).coalesce(),
+                select(
+                    select4(&mut im_job, &mut window, &mut reset, &mut ble).coalesce(),
+                    &mut reports,
+                )
+                .coalesce(),
             )
             .coalesce();
             match select(stack, shutdown.cancelled()).await {
@@ -463,6 +486,25 @@ async fn follow_pairing_mode(
                 return core::future::pending().await
             }
         }
+    }
+}
+
+/// What the node reports of itself now (issue 22): its fabrics and
+/// whether a commissioning window is open.
+fn health(matter: &Matter<'_>) -> MatterHealth {
+    let fabrics = matter.with_state(|s| s.fabrics.iter().count());
+    MatterHealth::Running {
+        fabrics: u8::try_from(fabrics).unwrap_or(u8::MAX),
+        window_open: matter.comm_window_state().is_open(),
+    }
+}
+
+/// Report the node's state now, then again each time `changed` wakes.
+async fn report_changes(changed: &tokio::sync::Notify, report: impl Fn()) -> Result<(), Error> {
+    report();
+    loop {
+        changed.notified().await;
+        report();
     }
 }
 

@@ -13,6 +13,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::core::types::Persisted;
 use crate::core::{AppCommand, AppResult, Event, Principal, Status};
+use crate::link::MatterHealth;
 
 /// Boxed future for [`LockPort`].
 pub type PortFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -50,6 +51,10 @@ pub trait LockPort: Send + Sync + 'static {
     fn blob_load(&self, scope: BlobScope, key: u16) -> Result<Option<Vec<u8>>, BlobError>;
     fn blob_store(&self, scope: BlobScope, key: u16, value: &[u8]) -> Result<(), BlobError>;
     fn blob_remove(&self, scope: BlobScope, key: u16) -> Result<(), BlobError>;
+
+    /// The node's own state for the technician (D-Bus `MatterState`,
+    /// `MatterFabrics`): reported when it changes, never polled.
+    fn report(&self, health: MatterHealth);
 }
 
 /// Which of the node's blobs a key names.

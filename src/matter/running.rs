@@ -3,6 +3,8 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::link::MatterHealth;
+
 use super::{attestation, node, onboarding, Identity, LockPort, MatterConfig, Radios};
 
 /// Why the node could not run.
@@ -62,8 +64,10 @@ pub fn spawn(
         .name("matter".into())
         .stack_size(THREAD_STACK)
         .spawn(move || {
+            let reporter = port.clone();
             if let Err(e) = node::run(config, identity, radios, port, shutdown) {
                 tracing::error!("{e}; the lock runs on without Matter");
+                reporter.report(MatterHealth::Failed(e.to_string()));
             }
         })?;
     Ok(MatterHandle { thread })

@@ -926,7 +926,11 @@ fn owner_entry(n: &OwnerNotice, now: Option<crate::core::WallTime>) -> Option<Ev
             kind: wire::EventKind::Alarm(wire::AlarmKind::Lockout),
             user: None,
         }),
-        Notice::Doorbell | Notice::Alarm(_) | Notice::ClockBehind | Notice::WifiWeak { .. } => None,
+        Notice::Doorbell
+        | Notice::Alarm(_)
+        | Notice::ClockBehind
+        | Notice::WifiWeak { .. }
+        | Notice::ModuleFault { .. } => None,
     }
 }
 

@@ -161,7 +161,7 @@ pub fn event_json(r: &EventRecord) -> Value {
 
 /// Event types the HA event entity announces (payload `{"event_type"}` on
 /// the alert topic).
-pub const ALERT_TYPES: [&str; 11] = [
+pub const ALERT_TYPES: [&str; 12] = [
     "doorbell",
     "tamper",
     "lockout",
@@ -173,6 +173,7 @@ pub const ALERT_TYPES: [&str; 11] = [
     "keypad_disabled",
     "clock_behind",
     "wifi_weak",
+    "module_fault",
 ];
 
 /// Whether an alarm may be shown on the clear topics: never duress
@@ -206,6 +207,9 @@ pub fn alert_json(n: &crate::core::action::Notice, presence: bool) -> Option<Val
         Notice::ClockBehind => "clock_behind",
         // B-10.7: "the device reports when Wi-Fi is weak"; no secret in it.
         Notice::WifiWeak { .. } => "wifi_weak",
+        // A reader that stopped answering: the household should know
+        // before someone stands at the door; no presence in it.
+        Notice::ModuleFault { .. } => "module_fault",
         Notice::Duress { .. } | Notice::AwayUnlock { .. } | Notice::Lockout { .. } => return None,
     };
     Some(json!({ "event_type": t }))
@@ -465,6 +469,9 @@ mod tests {
             },
             Notice::ClockBehind,
             Notice::WifiWeak { rssi: -80 },
+            Notice::ModuleFault {
+                modality: crate::core::types::Modality::Palm,
+            },
         ];
         all.extend(alarms.map(Notice::Alarm));
         for n in &all {
@@ -475,7 +482,8 @@ mod tests {
                 | Notice::Alarm(_)
                 | Notice::Lockout { .. }
                 | Notice::ClockBehind
-                | Notice::WifiWeak { .. } => {}
+                | Notice::WifiWeak { .. }
+                | Notice::ModuleFault { .. } => {}
             }
         }
         all

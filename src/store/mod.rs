@@ -94,6 +94,7 @@ pub mod keystore;
 mod matter;
 mod module_secret;
 mod reader;
+mod reserve;
 mod schema;
 mod state;
 mod thread;
@@ -143,6 +144,9 @@ pub struct StoreOptions {
     /// [`StoreError::Full`] and changes nothing. `None`: the filesystem
     /// is the limit.
     pub max_db_bytes: Option<u64>,
+    /// Room kept back on the partition for protective writes (attempts,
+    /// lockouts, revocations) when it fills up: `store::reserve`. 0: none.
+    pub reserve_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -150,6 +154,7 @@ impl Default for StoreOptions {
         StoreOptions {
             max_events: 10_000,
             max_db_bytes: None,
+            reserve_bytes: reserve::DEFAULT_RESERVE_BYTES,
         }
     }
 }
@@ -180,6 +185,8 @@ pub struct Store {
     /// A pre-migration copy may still be restored by an older version
     /// (`fallback.rs`); the first change it cannot carry wipes it.
     copy_live: bool,
+    /// Room kept for protective writes on a full partition.
+    reserve: reserve::Reserve,
 }
 
 impl core::fmt::Debug for Store {
@@ -305,7 +312,9 @@ impl Store {
     /// sealed under the old one can be opened again. The daemon restarts
     /// for that right away (see `keystore::rotation_requested`).
     pub fn apply(&mut self, changes: &[Change]) -> Result<(), StoreError> {
-        state::apply(&mut self.conn, &self.sealer, changes)?;
+        self.write(reserve::is_protective(changes), |s| {
+            state::apply(&mut s.conn, &s.sealer, changes)
+        })?;
         if !changes.iter().all(fallback::is_carried) {
             self.copy_made_unsafe();
         }
@@ -340,7 +349,50 @@ impl Store {
     /// Append events in one transaction and prune the log to
     /// `max_events`. Returns the new ids, in order.
     pub fn append_events(&mut self, events: &[Event]) -> Result<Vec<EventId>, StoreError> {
-        events::append(&mut self.conn, events, self.opts.max_events)
+        let max = self.opts.max_events;
+        self.write(false, |s| events::append(&mut s.conn, events, max))
+    }
+
+    /// One write: refused while the reserve is spent unless `protective`;
+    /// a protective write that finds the partition full spends the reserve
+    /// and is tried once more.
+    fn write<T>(
+        &mut self,
+        protective: bool,
+        mut f: impl FnMut(&mut Self) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.room_for(protective)?;
+        let done = match f(self) {
+            Err(StoreError::Full { .. }) if protective && self.reserve.release() => f(self),
+            r => r,
+        }?;
+        self.after_write();
+        Ok(done)
+    }
+
+    /// While the reserve is spent only protective writes are taken (and
+    /// any write once the partition has room again: the reserve is
+    /// written back first).
+    fn room_for(&mut self, protective: bool) -> Result<(), StoreError> {
+        if protective || self.reserve.restore_if_room() {
+            return Ok(());
+        }
+        Err(StoreError::Full {
+            detail: "the state partition is full; its reserve is kept for unlocking, \
+                     lockouts and revocations"
+                .into(),
+        })
+    }
+
+    /// After a commit on a spent reserve: checkpoint, so the write-ahead
+    /// log wraps over its own blocks instead of growing (a busy reader
+    /// only delays that to the next commit).
+    fn after_write(&mut self) {
+        if self.reserve.spent() {
+            if let Err(e) = self.conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
+                tracing::warn!("checkpoint on a full partition: {e}");
+            }
+        }
     }
 
     /// The newest `limit` events, newest first.
@@ -375,15 +427,18 @@ impl Store {
     /// would reopen a replay window.
     pub fn put_counter(&mut self, name: &str, value: u64) -> Result<(), StoreError> {
         check_name(name)?;
-        // Stored bit-for-bit in SQLite's signed 64-bit integer.
-        self.conn
-            .execute(
-                "INSERT INTO service_counters (name, value) VALUES (?1, ?2)
-                 ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-                rusqlite::params![name, value as i64],
-            )
-            .ctx("storing a counter")?;
-        Ok(())
+        // Protective: the channels' replay counters must never go back.
+        self.write(true, |s| {
+            // Stored bit-for-bit in SQLite's signed 64-bit integer.
+            s.conn
+                .execute(
+                    "INSERT INTO service_counters (name, value) VALUES (?1, ?2)
+                     ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                    rusqlite::params![name, value as i64],
+                )
+                .ctx("storing a counter")?;
+            Ok(())
+        })
     }
 
     pub fn get_counter(&self, name: &str) -> Result<Option<u64>, StoreError> {
@@ -458,6 +513,14 @@ impl Store {
             Ok(((pages * page_size) as u64 + wal_bytes, events))
         };
         match sizes() {
+            Ok((db_bytes, events)) if self.reserve.spent() => StorageHealth {
+                ok: false,
+                detail: "the state partition is full: only unlocking, lockouts and revocations \
+                         are stored until there is room"
+                    .into(),
+                db_bytes,
+                events,
+            },
             Ok((db_bytes, events)) => StorageHealth {
                 ok: self.last_check == "ok",
                 detail: self.last_check.clone(),
@@ -750,6 +813,10 @@ fn open_db(
         KeyCheck::Belongs => {}
         KeyCheck::Retired => return Ok(Opened::OldKey),
     }
+    let reserve = reserve::Reserve::keep(
+        db_path.parent().unwrap_or(Path::new(".")),
+        opts.reserve_bytes,
+    );
     Ok(Opened::Ready(Box::new(Store {
         conn,
         sealer,
@@ -757,6 +824,7 @@ fn open_db(
         db_path: db_path.to_path_buf(),
         last_check: check,
         copy_live,
+        reserve,
     })))
 }
 

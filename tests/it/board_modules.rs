@@ -259,6 +259,11 @@ async fn fingerprint_scenario(driver_end: impl Stream, module_end: impl Stream) 
         adapter.health()
     );
     ctl.place(1, 0);
+    // The outage's end is reported once (issue 15 item 5), then the read.
+    assert_eq!(
+        next(&mut rx, "the module answers again").await,
+        ModuleReport::Recovered { modality: FP }
+    );
     assert_eq!(
         next(&mut rx, "recognition after the outage").await,
         ModuleReport::Recognised {

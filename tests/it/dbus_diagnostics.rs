@@ -132,6 +132,8 @@ fn sample() -> Diagnostics {
         wifi_state: "connected".into(),
         wifi_rssi: Some(-61),
         ble_state: "advertising".into(),
+        matter_state: "running".into(),
+        matter_fabrics: Some(2),
         motor_cycles: 1234,
         last_jam: 1_700_000_000,
         active_alarms: vec!["tamper".into()],
@@ -317,6 +319,8 @@ async fn every_property_reads_back_with_busctl() {
         ("WifiState", "s \"connected\""),
         ("WifiRssi", "n -61"),
         ("BleState", "s \"advertising\""),
+        ("MatterState", "s \"running\""),
+        ("MatterFabrics", "y 2"),
         ("MotorCycles", "t 1234"),
         ("LastJam", "x 1700000000"),
         ("ActiveAlarms", "as 1 \"tamper\""),
@@ -591,6 +595,7 @@ async fn unknown_readings_say_unknown_everywhere() {
         ("WallClock", "x 0"),
         ("TrustedTimeFloor", "x 0"),
         ("TimeSource", "s \"none\""),
+        ("MatterFabrics", "y 255"),
     ] {
         let out = busctl(
             &s.bus,
@@ -608,6 +613,7 @@ async fn unknown_readings_say_unknown_everywhere() {
         "Wall clock       unknown",
         "Time floor       none yet",
         "Time source      none (no trusted source",
+        "Matter           unknown (fabrics unknown)",
     ] {
         assert!(
             out.stdout.contains(needle),
@@ -624,6 +630,7 @@ async fn unknown_readings_say_unknown_everywhere() {
         "wall_clock",
         "time_floor",
         "time_source",
+        "matter_fabrics",
     ] {
         assert!(v[key].is_null(), "{key}: {}", v[key]);
     }

@@ -30,7 +30,7 @@ use latchd::dbus::{
     serve, BackendError, BackendFuture, BusChoice, DeviceCheck, DiagnosticsBackend, EventRecord,
     BUS_NAME, INTERFACE, OBJECT_PATH, PROPERTY_NAMES,
 };
-use latchd::link::{BleHealth, HealthBoard, TimeSource};
+use latchd::link::{BleHealth, HealthBoard, MatterHealth, TimeSource};
 use latchd::wifi::BackendKind;
 use tokio::sync::{broadcast, watch};
 
@@ -54,6 +54,7 @@ enum Setup {
         ble: BleHealth,
         pairing: bool,
         wifi_joining: bool,
+        matter: MatterHealth,
     },
 }
 
@@ -85,23 +86,51 @@ fn no_bluetooth() -> &'static str {
     }
 }
 
+/// `[matter] enabled` in a build without the node says so; with it, the
+/// node runs (no fabric: nobody commissioned it).
+fn matter_on() -> &'static str {
+    if cfg!(feature = "matter") {
+        "s \"running\""
+    } else {
+        "s \"unavailable\""
+    }
+}
+
 fn situations() -> Vec<Situation> {
     use Expect::*;
     let registered = |app_connected| BleHealth::Registered { app_connected };
+    let running = |fabrics| MatterHealth::Running {
+        fabrics,
+        window_open: false,
+    };
     vec![
         Situation {
             name: "no Bluetooth (no-BlueZ build, or no bluetoothd), no Wi-Fi backend",
             setup: Setup::Daemon {
-                config: "[lock]\ntimedate_bus = \"off\"\n",
+                config: "[lock]\ntimedate_bus = \"off\"\n[matter]\nenabled = false\n",
             },
             differs: vec![("BleState", Is(no_bluetooth()))],
         },
         Situation {
             name: "no Wi-Fi backend, BLE off in the config",
             setup: Setup::Daemon {
-                config: "[lock]\ntimedate_bus = \"off\"\n[ble]\nenabled = false\n",
+                config: "[lock]\ntimedate_bus = \"off\"\n[ble]\nenabled = false\n[matter]\nenabled = false\n",
             },
             differs: vec![("BleState", Is("s \"off\""))],
+        },
+        Situation {
+            name: "Matter node on (a build with it), no home app yet",
+            setup: Setup::Daemon {
+                config: "[lock]\ntimedate_bus = \"off\"\n[ble]\nenabled = false\n[matter]\nport = 55417\n",
+            },
+            differs: vec![
+                ("BleState", Is("s \"off\"")),
+                ("MatterState", Is(matter_on())),
+                (
+                    "MatterFabrics",
+                    Is(if cfg!(feature = "matter") { "y 0" } else { "y 255" }),
+                ),
+            ],
         },
         Situation {
             name: "BLE registered (VM only: the service's report given here)",
@@ -110,6 +139,7 @@ fn situations() -> Vec<Situation> {
                 ble: registered(false),
                 pairing: false,
                 wifi_joining: false,
+                matter: running(1),
             },
             differs: vec![],
         },
@@ -120,6 +150,7 @@ fn situations() -> Vec<Situation> {
                 ble: registered(true),
                 pairing: false,
                 wifi_joining: false,
+                matter: running(1),
             },
             differs: vec![("BleState", Is("s \"connected\""))],
         },
@@ -130,6 +161,7 @@ fn situations() -> Vec<Situation> {
                 ble: registered(false),
                 pairing: true,
                 wifi_joining: false,
+                matter: running(1),
             },
             differs: vec![("BleState", Is("s \"pairing\""))],
         },
@@ -140,6 +172,7 @@ fn situations() -> Vec<Situation> {
                 ble: registered(false),
                 pairing: false,
                 wifi_joining: false,
+                matter: running(1),
             },
             differs: vec![
                 ("BatteryPercent", Is("y 255")),
@@ -153,6 +186,7 @@ fn situations() -> Vec<Situation> {
                 ble: registered(false),
                 pairing: false,
                 wifi_joining: true,
+                matter: running(1),
             },
             differs: vec![
                 ("WifiState", Is("s \"connecting\"")),
@@ -166,11 +200,49 @@ fn situations() -> Vec<Situation> {
                 ble: BleHealth::Failed("org.bluez.Error.Failed: advertisement slots full".into()),
                 pairing: false,
                 wifi_joining: false,
+                matter: running(1),
             },
             differs: vec![(
                 "BleState",
                 Is("s \"failed: org.bluez.Error.Failed: advertisement slots full\""),
             )],
+        },
+        Situation {
+            name: "pairing mode: the Matter window open, two home apps already",
+            setup: Setup::Snapshot {
+                battery: true,
+                ble: registered(false),
+                pairing: true,
+                wifi_joining: false,
+                matter: MatterHealth::Running {
+                    fabrics: 2,
+                    window_open: true,
+                },
+            },
+            differs: vec![
+                ("BleState", Is("s \"pairing\"")),
+                ("MatterState", Is("s \"commissioning\"")),
+                ("MatterFabrics", Is("y 2")),
+            ],
+        },
+        Situation {
+            name: "the Matter node could not start",
+            setup: Setup::Snapshot {
+                battery: true,
+                ble: registered(false),
+                pairing: false,
+                wifi_joining: false,
+                matter: MatterHealth::Failed(
+                    "Matter: cannot bind UDP port 5540: Address in use".into(),
+                ),
+            },
+            differs: vec![
+                (
+                    "MatterState",
+                    Is("s \"failed: Matter: cannot bind UDP port 5540: Address in use\""),
+                ),
+                ("MatterFabrics", Is("y 255")),
+            ],
         },
     ]
 }
@@ -196,6 +268,8 @@ fn daemon_baseline() -> BTreeMap<&'static str, Expect> {
         ("WifiState", Is("s \"none\"")),
         ("WifiRssi", Is("n 0")),
         ("BleState", Is("s \"off\"")),
+        ("MatterState", Is("s \"off\"")),
+        ("MatterFabrics", Is("y 255")),
         ("MotorCycles", Is("t 0")),
         ("LastJam", Is("x 0")),
         ("ActiveAlarms", Is("as 0")),
@@ -238,6 +312,8 @@ fn snapshot_baseline() -> BTreeMap<&'static str, Expect> {
         ("WifiState", Is("s \"connected\"")),
         ("WifiRssi", Is("n -60")),
         ("BleState", Is("s \"advertising\"")),
+        ("MatterState", Is("s \"running\"")),
+        ("MatterFabrics", Is("y 1")),
         ("MotorCycles", Is("t 0")),
         ("LastJam", Is("x 0")),
         ("ActiveAlarms", Is("as 0")),
@@ -303,6 +379,7 @@ fn snapshot(
     ble: &BleHealth,
     pairing: bool,
     wifi_joining: bool,
+    matter: &MatterHealth,
 ) -> latchd::dbus::Diagnostics {
     let config = EngineConfig {
         passcode_key: [0x5a; 32],
@@ -346,6 +423,7 @@ fn snapshot(
     let health = HealthBoard::new();
     health.set_ble(ble.clone());
     health.set_wifi_connecting(wifi_joining);
+    health.set_matter(matter.clone());
     let diag = StaticDiag {
         firmware: "0.1.0".into(),
         serial: "LD-0001".into(),
@@ -372,7 +450,14 @@ async fn read_all(address: &str) -> BTreeMap<&'static str, String> {
                 read.insert(name, v);
             }
         }
-        if read.len() == PROPERTY_NAMES.len() || tokio::time::Instant::now() > deadline {
+        // The Matter node reports itself once it has loaded its fabrics
+        // and bound its sockets; read its settled state, not the start.
+        let settled = !matches!(
+            read.get("MatterState").map(String::as_str),
+            Some("s \"starting\"" | "s \"unknown\"")
+        );
+        let all = read.len() == PROPERTY_NAMES.len();
+        if (all && settled) || tokio::time::Instant::now() > deadline {
             return read;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -412,8 +497,10 @@ async fn every_property_tells_the_truth_in_each_situation() {
                 ble,
                 pairing,
                 wifi_joining,
+                matter,
             } => {
-                let (_tx, rx) = watch::channel(snapshot(*battery, ble, *pairing, *wifi_joining));
+                let (_tx, rx) =
+                    watch::channel(snapshot(*battery, ble, *pairing, *wifi_joining, matter));
                 let (_events_tx, events) = broadcast::channel(4);
                 let handle = serve(
                     BusChoice::Address(bus.address.clone()),

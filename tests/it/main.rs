@@ -58,6 +58,7 @@ mod matter_controller;
 mod packaging;
 mod passcode_props;
 mod remote_mqtt;
+mod storage_faults;
 mod store;
 mod store_crash;
 mod uart_modules;

@@ -24,6 +24,7 @@
 //!     cargo test --all-features --test it matter_controller:: -- --nocapture
 use serde_json::json;
 
+use crate::common::bus::TestBus;
 use crate::common::daemon::{self as daemon_common, first_start, Daemon};
 use crate::common::matter::{lock_config, manual_code, wait_until, Controller, NetNs};
 
@@ -43,9 +44,47 @@ fn lock_state(d: &Daemon) -> String {
         .to_owned()
 }
 
-fn start_lock(ns: &NetNs, state: &std::path::Path, config: &std::path::Path) -> Daemon {
+fn start_lock(
+    ns: &NetNs,
+    bus: &TestBus,
+    state: &std::path::Path,
+    config: &std::path::Path,
+) -> Daemon {
     let wrapper = ns.enter();
-    Daemon::start_wrapped(&wrapper, state, &["--config", config.to_str().unwrap()])
+    Daemon::start_wrapped(
+        &wrapper,
+        state,
+        &["--config", config.to_str().unwrap(), "--dbus", &bus.address],
+    )
+}
+
+/// What a technician reads of the node (issue 22): `MatterState` and
+/// `MatterFabrics` with busctl, waited for (the node reports changes as
+/// they happen, from its own thread).
+fn wait_for_diagnostics(bus: &TestBus, state: &str, fabrics: u8) {
+    let read = |name: &str| {
+        let out = std::process::Command::new("busctl")
+            .arg(format!("--address={}", bus.address))
+            .args(["--no-pager", "get-property", "org.latchd"])
+            .args(["/org/latchd/Lock", "org.latchd.Diagnostics1", name])
+            .output()
+            .expect("busctl (Debian package systemd)");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let want = (format!("s \"{state}\""), format!("y {fabrics}"));
+    // Only hit when something is broken; never a timing assertion.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let got = (read("MatterState"), read("MatterFabrics"));
+        if got == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited 30 s for {want:?}; D-Bus still reads {got:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 /// How many of rs-matter's fabric records (keys 0..=255 of the node
@@ -70,8 +109,10 @@ fn home_assistants_controller_commissions_and_operates_the_lock() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("lock");
     let config = lock_config(dir.path());
-    let d = start_lock(&ns, &state, &config);
+    let bus = TestBus::start();
+    let d = start_lock(&ns, &bus, &state, &config);
     first_start(&d);
+    wait_for_diagnostics(&bus, "running", 0);
     let code = manual_code(&state, &config);
     assert_eq!(code.len(), 11, "{code}");
     // B-4.10: system information speaks the label's Matter code too.
@@ -94,6 +135,7 @@ fn home_assistants_controller_commissions_and_operates_the_lock() {
     );
 
     d.ok(json!({"cmd": "set", "long": true}));
+    wait_for_diagnostics(&bus, "commissioning", 0);
     let done = c.ok("commission", json!({"code": code}));
     let node = done["node_id"].as_u64().unwrap();
     println!(
@@ -105,6 +147,7 @@ fn home_assistants_controller_commissions_and_operates_the_lock() {
         1,
         "the fabric is in the sealed store"
     );
+    wait_for_diagnostics(&bus, "running", 1);
 
     // Attributes (the lock is unlocked after its first start: bolt retracted).
     assert_eq!(c.read(node, "1/257/1"), json!(3), "LockType = Mortise");
@@ -396,7 +439,7 @@ fn home_assistants_controller_commissions_and_operates_the_lock() {
     // A restart: the fabric and the controller's session come back.
     let exit = d.sigterm();
     assert!(exit.success(), "{exit}");
-    let d = start_lock(&ns, &state, &config);
+    let d = start_lock(&ns, &bus, &state, &config);
     wait_until("the controller to reach the restarted lock", || {
         c.lock_cmd(node, "LockDoor", json!({})).is_ok()
     });
@@ -414,6 +457,7 @@ fn home_assistants_controller_commissions_and_operates_the_lock() {
         .as_u64()
         .unwrap();
     assert_eq!(stored_fabrics(&state), 2, "two fabrics in the sealed store");
+    wait_for_diagnostics(&bus, "running", 2);
     let fabrics = c2.ok("fabrics", json!({"node": node2}));
     assert_eq!(fabrics.as_array().map(Vec::len), Some(2), "{fabrics}");
 
@@ -423,11 +467,13 @@ fn home_assistants_controller_commissions_and_operates_the_lock() {
     wait_until("the lock to forget the first fabric", || {
         stored_fabrics(&state) == 1
     });
+    wait_for_diagnostics(&bus, "running", 1);
     c2.lock_cmd(node2, "LockDoor", json!({})).unwrap();
     c2.ok("remove", json!({"node": node2}));
     wait_until("the lock to forget the second fabric", || {
         stored_fabrics(&state) == 0
     });
+    wait_for_diagnostics(&bus, "running", 0);
     c.stop();
     c2.stop();
     assert!(d.sigterm().success());

@@ -240,3 +240,92 @@ fn b10_7_going_offline_ends_the_weak_state_without_a_recovery() {
     s.advance(600);
     assert_eq!(wifi_events(&s), (1, 0));
 }
+
+/// Issue 15 item 5 (the manual is silent; a lock sold to homes tells the
+/// owner): a module outage is logged, said and told to the owner once; its
+/// end is logged; a reader that flaps (a loose connector) stops ringing the
+/// owner's phone once the outage budget is spent, and is told again after
+/// the budget refills.
+#[test]
+fn module_outages_are_told_once_each_and_their_end_logged_within_a_budget() {
+    use latchd::core::input::ModuleReport;
+    let mut s = Sim::installed();
+    let fault = |detail: &str| {
+        Input::Module(ModuleReport::Fault {
+            modality: Modality::Palm,
+            detail: detail.into(),
+        })
+    };
+    let recovered = Input::Module(ModuleReport::Recovered {
+        modality: Modality::Palm,
+    });
+    s.input(fault("no answer"));
+    assert_eq!(
+        s.notices(),
+        vec![Notice::ModuleFault {
+            modality: Modality::Palm
+        }]
+    );
+    s.expect_prompt(Prompt::ModuleFault);
+    assert!(s.has_event(&EventKind::ModuleFault {
+        detail: "Palm: no answer".into()
+    }));
+    s.advance(5);
+    s.input(recovered.clone());
+    assert!(s.has_event(&EventKind::ModuleRecovered {
+        detail: "Palm".into()
+    }));
+    assert!(s.notices().is_empty(), "the end is logged, not rung");
+    assert!(s.prompts().is_empty(), "and not said");
+
+    // Flapping: outages and ends share one budget (5, then 1 per 12 min).
+    let mut told = 1;
+    for _ in 0..10 {
+        s.input(fault("no answer"));
+        told += s.notices().len();
+        s.input(recovered.clone());
+    }
+    // The budget's five: fault, end, fault, end, fault — three told.
+    assert_eq!(told, 3, "the budget held back the rest");
+    s.advance(12 * 60);
+    s.input(fault("no answer"));
+    assert_eq!(s.notices().len(), 1, "told again after a refill");
+}
+
+/// Issue 15 item 5: the palm module dies half-way through an enrolment:
+/// the enrolment ends at the method menu with nothing stored, the owner is
+/// told; once the module answers again the same enrolment works, with no
+/// restart.
+#[test]
+fn a_module_lost_mid_enrolment_stores_nothing_and_works_again_after() {
+    use latchd::core::input::{EnrolStep, ModuleReport};
+    let mut s = Sim::installed();
+    s.enter_menu();
+    s.press("22");
+    s.input(Input::Module(ModuleReport::EnrolProgress {
+        modality: Modality::Palm,
+        step: EnrolStep::PresentAgain { n: 1, of: 3 },
+    }));
+    let before = s.store.credentials.len();
+    s.input(Input::Module(ModuleReport::Fault {
+        modality: Modality::Palm,
+        detail: "link closed".into(),
+    }));
+    assert_eq!(
+        s.notices(),
+        vec![Notice::ModuleFault {
+            modality: Modality::Palm
+        }]
+    );
+    s.expect_prompt(Prompt::ChooseMethod);
+    assert_eq!(s.store.credentials.len(), before, "nothing half-stored");
+    s.input(Input::Module(ModuleReport::Recovered {
+        modality: Modality::Palm,
+    }));
+    assert!(s.has_event(&EventKind::ModuleRecovered {
+        detail: "Palm".into()
+    }));
+    s.press("2");
+    s.complete_enrolment(Modality::Palm);
+    assert_eq!(s.store.credentials.len(), before + 1);
+}
