@@ -9,6 +9,7 @@
 //! ```text
 //! cargo bench --bench idle_wakeups
 //! ```
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -23,24 +24,36 @@ fn call(sock: &Path, request: &str) -> serde_json::Value {
     serde_json::from_str(&line).expect("json reply")
 }
 
-/// Voluntary and involuntary context switches summed over all threads.
-fn ctxt_switches(pid: u32) -> (u64, u64) {
-    let mut total = (0, 0);
+/// Voluntary and involuntary context switches of every thread, by thread
+/// id, with the thread's name.
+fn per_thread(pid: u32) -> BTreeMap<String, (String, u64, u64)> {
+    let mut threads = BTreeMap::new();
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return total;
+        return threads;
     };
     for task in tasks.flatten() {
         let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let mut counts = (0, 0);
         for line in status.lines() {
             let value = |l: &str| l.split_whitespace().nth(1).and_then(|v| v.parse().ok());
             if line.starts_with("voluntary_ctxt_switches") {
-                total.0 += value(line).unwrap_or(0);
+                counts.0 = value(line).unwrap_or(0);
             } else if line.starts_with("nonvoluntary_ctxt_switches") {
-                total.1 += value(line).unwrap_or(0);
+                counts.1 = value(line).unwrap_or(0);
             }
         }
+        let id = task.file_name().to_string_lossy().into_owned();
+        threads.insert(id, (name.trim().to_owned(), counts.0, counts.1));
     }
-    total
+    threads
+}
+
+/// Voluntary and involuntary context switches summed over all threads.
+fn ctxt_switches(pid: u32) -> (u64, u64) {
+    per_thread(pid)
+        .values()
+        .fold((0, 0), |(v, n), (_, tv, tn)| (v + tv, n + tn))
 }
 
 fn main() {
@@ -86,8 +99,10 @@ fn main() {
         .as_u64()
         .unwrap_or(0);
     let (v0, n0) = ctxt_switches(child.id());
+    let threads0 = per_thread(child.id());
     std::thread::sleep(Duration::from_secs(secs));
     let (v1, n1) = ctxt_switches(child.id());
+    let threads1 = per_thread(child.id());
     let after = call(&sock, r#"{"cmd":"status"}"#)["daemon"]["wakeups"]
         .as_u64()
         .unwrap_or(0);
@@ -98,6 +113,16 @@ fn main() {
         v1 - v0,
         n1 - n0
     );
+    // By thread name: which part of the daemon wakes (a Matter build shows
+    // rs-matter's own timers here).
+    let mut by_name: BTreeMap<String, u64> = BTreeMap::new();
+    for (id, (name, v, _)) in &threads1 {
+        let before = threads0.get(id).map_or(0, |t| t.1);
+        *by_name.entry(name.clone()).or_default() += v.saturating_sub(before);
+    }
+    for (name, v) in by_name {
+        println!("    {name}: {v} voluntary");
+    }
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
