@@ -28,7 +28,8 @@ use super::response::{
 };
 use super::wire::{
     AlarmKind, Alarms, BoltState, DoorState, EventEntry, EventKind, LockState, LockoutChange, Role,
-    Settings, StatusReport, UnlockMethod, UpdateStep, WifiStatus,
+    Settings, SlotSummary, StatusReport, UnlockMethod, UpdateStep, UpdateSummary, WifiStatus,
+    MAX_VERSION,
 };
 use crate::core::time::{Validity, WallTime};
 
@@ -379,6 +380,9 @@ fn unbits<const N: usize>(
     Ok(std::array::from_fn(|i| b & (1 << i) != 0))
 }
 
+/// The status request's flag byte asking for the software section.
+const STATUS_WITH_UPDATE: u8 = 0x01;
+
 mod op {
     pub const STATUS: u8 = 0x01;
     pub const UNLOCK: u8 = 0x02;
@@ -427,6 +431,11 @@ impl Request {
         let simple = |o| Writer::new(o).0;
         match self {
             Request::Status => simple(op::STATUS),
+            Request::StatusWithUpdate => {
+                let mut w = Writer::new(op::STATUS);
+                w.u8(STATUS_WITH_UPDATE);
+                w.0
+            }
             Request::Unlock => simple(op::UNLOCK),
             Request::Lock => simple(op::LOCK),
             Request::ListUsers => simple(op::LIST_USERS),
@@ -563,7 +572,17 @@ impl Request {
     pub fn decode(bytes: &[u8]) -> Result<Self, CommandError> {
         let (opcode, mut r) = header(bytes)?;
         let req = match opcode {
-            op::STATUS => Request::Status,
+            // A flag byte asks for the software section (issue 20).
+            op::STATUS if r.buf.is_empty() => Request::Status,
+            op::STATUS => match r.u8("status flags")? {
+                STATUS_WITH_UPDATE => Request::StatusWithUpdate,
+                _ => {
+                    return Err(CommandError::BadValue {
+                        field: "status flags",
+                        why: "unknown flag",
+                    })
+                }
+            },
             op::UNLOCK => Request::Unlock,
             op::LOCK => Request::Lock,
             op::LIST_USERS => Request::ListUsers,
@@ -810,6 +829,20 @@ impl Response {
                     s.alarms.door_forced_open,
                     s.alarms.module_swap,
                 ]));
+                // Only in the reply to StatusWithUpdate (see `dispatch`).
+                if let Some(u) = &s.update {
+                    w.str(super::wire::cut(&u.installed, MAX_VERSION));
+                    w.opt(u.other_slot.as_ref(), |w, o| {
+                        w.str(super::wire::cut(&o.bootname, MAX_VERSION));
+                        w.str(super::wire::cut(&o.version, MAX_VERSION));
+                        w.opt(o.good, |w, g| w.u8(u8::from(g)));
+                    });
+                    w.opt(u.in_progress, |w, (step, progress)| {
+                        w.u8(index_of(&UPDATE_STEPS, &step));
+                        w.u8(progress.min(100));
+                    });
+                    w.opt(u.last, |w, step| w.u8(index_of(&UPDATE_STEPS, &step)));
+                }
                 w.0
             }
             Response::Users(users) => {
@@ -941,6 +974,41 @@ impl Response {
                 let rssi_dbm = r.opt("rssi", |r, f| r.u8(f).map(|b| b as i8))?;
                 let [tamper, lockout, duress, low_battery, jam, door_ajar, door_forced_open, module_swap] =
                     unbits::<8>(&mut r, "alarms")?;
+                let update = if r.buf.is_empty() {
+                    None
+                } else {
+                    Some(UpdateSummary {
+                        installed: r.str("installed version", MAX_VERSION)?,
+                        other_slot: r.opt("other slot", |r, _| {
+                            Ok(SlotSummary {
+                                bootname: r.str("slot name", MAX_VERSION)?,
+                                version: r.str("slot version", MAX_VERSION)?,
+                                good: r.opt("slot verdict", |r, f| match r.u8(f)? {
+                                    0 => Ok(false),
+                                    1 => Ok(true),
+                                    _ => Err(CommandError::BadValue {
+                                        field: "slot verdict",
+                                        why: "not 0 or 1",
+                                    }),
+                                })?,
+                            })
+                        })?,
+                        in_progress: r.opt("update in progress", |r, _| {
+                            let step = r.enum_u8("update step", &UPDATE_STEPS)?;
+                            let progress = r.u8("update progress")?;
+                            if progress > 100 {
+                                return Err(CommandError::BadValue {
+                                    field: "update progress",
+                                    why: "above 100 %",
+                                });
+                            }
+                            Ok((step, progress))
+                        })?,
+                        last: r.opt("last update", |r, _| {
+                            r.enum_u8("last update", &UPDATE_STEPS)
+                        })?,
+                    })
+                };
                 Response::Status(StatusReport {
                     lock,
                     door,
@@ -962,6 +1030,7 @@ impl Response {
                         door_forced_open,
                         module_swap,
                     },
+                    update,
                 })
             }
             op::R_USERS => Response::Users(r.list("users", MAX_LIST, |r| {
@@ -1232,6 +1301,106 @@ mod tests {
             w.opt(None::<u16>, Writer::u16);
             assert!(Response::decode(&w.0).is_err(), "kind {kind} {sub:?}");
         }
+    }
+
+    fn a_status(update: Option<UpdateSummary>) -> StatusReport {
+        StatusReport {
+            lock: LockState::Locked,
+            door: DoorState::Closed,
+            bolt: BoltState::Extended,
+            battery_percent: 80,
+            wifi: WifiStatus {
+                enabled: true,
+                connected: true,
+                rssi_dbm: Some(-60),
+                weak: false,
+            },
+            alarms: Alarms::default(),
+            update,
+        }
+    }
+
+    /// Issue 20: the software section goes only to an app that asks with
+    /// the flag byte; the plain status request and reply keep the bytes an
+    /// app from before knows (an older decoder refuses trailing bytes).
+    #[test]
+    fn the_software_section_is_asked_for_and_the_plain_status_is_unchanged() {
+        assert_eq!(Request::Status.encode(), vec![COMMAND_VERSION, op::STATUS]);
+        assert_eq!(
+            Request::StatusWithUpdate.encode(),
+            vec![COMMAND_VERSION, op::STATUS, STATUS_WITH_UPDATE]
+        );
+        for r in [Request::Status, Request::StatusWithUpdate] {
+            assert_eq!(Request::decode(&r.encode()), Ok(r));
+        }
+        assert!(Request::decode(&[COMMAND_VERSION, op::STATUS, 2]).is_err());
+        assert!(Request::decode(&[COMMAND_VERSION, op::STATUS, 1, 1]).is_err());
+
+        let plain = Response::Status(a_status(None)).encode();
+        assert_eq!(
+            plain,
+            vec![
+                COMMAND_VERSION,
+                op::R_STATUS,
+                0,
+                0,
+                0,
+                80,
+                0b011,
+                1,
+                (-60i8) as u8,
+                0
+            ],
+            "the plain reply is the pre-issue-20 encoding"
+        );
+        assert_eq!(
+            Response::decode(&plain),
+            Ok(Response::Status(a_status(None)))
+        );
+        for update in [
+            UpdateSummary {
+                installed: "0.2.0".into(),
+                other_slot: Some(SlotSummary {
+                    bootname: "A".into(),
+                    version: "0.1.0".into(),
+                    good: Some(true),
+                }),
+                in_progress: None,
+                last: Some(UpdateStep::MarkedGood),
+            },
+            UpdateSummary {
+                installed: "0.1.0".into(),
+                other_slot: None,
+                in_progress: Some((UpdateStep::Installing, 42)),
+                last: None,
+            },
+        ] {
+            let r = Response::Status(a_status(Some(update)));
+            assert_eq!(Response::decode(&r.encode()), Ok(r));
+        }
+        // A version longer than the bound is cut, never refused by the lock.
+        let long = a_status(Some(UpdateSummary {
+            installed: "9".repeat(300),
+            other_slot: None,
+            in_progress: None,
+            last: None,
+        }));
+        match Response::decode(&Response::Status(long).encode()) {
+            Ok(Response::Status(StatusReport {
+                update: Some(u), ..
+            })) => assert_eq!(u.installed.len(), MAX_VERSION),
+            other => panic!("{other:?}"),
+        }
+        let mut bad = Response::Status(a_status(Some(UpdateSummary {
+            installed: "1".into(),
+            other_slot: None,
+            in_progress: Some((UpdateStep::Installing, 42)),
+            last: None,
+        })))
+        .encode();
+        let at = bad.len() - 2;
+        bad[at] = 101; // progress above 100 %
+        assert!(Response::decode(&bad).is_err());
     }
 
     #[test]

@@ -52,7 +52,13 @@ pub async fn answer(
         Ok(None) => {}
     }
     match request {
-        Request::Status => Response::Status(link.status()),
+        // The plain status stays what it always was on the wire: apps that
+        // predate issue 20 refuse trailing bytes.
+        Request::Status => Response::Status(wire::StatusReport {
+            update: None,
+            ..link.status()
+        }),
+        Request::StatusWithUpdate => Response::Status(link.status()),
         Request::TimeSync { now } => submit(link, via, principal, AppCommand::SetClock(*now)).await,
         Request::CreateGuestKey {
             valid_from,

@@ -111,6 +111,11 @@ impl CredentialMethod {
 pub enum Request {
     /// Lock/door/bolt state, battery, Wi-Fi, alarms (B-9.1).
     Status,
+    /// [`Request::Status`] plus the software versions and A/B slots
+    /// (issue 20): the status opcode with a flag byte, so a lock that
+    /// predates it refuses it (trailing bytes) and the app asks again
+    /// without the flag.
+    StatusWithUpdate,
     /// Unlock (B-6.6).
     Unlock,
     /// Lock.
@@ -230,6 +235,7 @@ impl Request {
     pub fn name(&self) -> &'static str {
         match self {
             Request::Status => "status",
+            Request::StatusWithUpdate => "status_with_update",
             Request::Unlock => "unlock",
             Request::Lock => "lock",
             Request::ListUsers => "list users",
@@ -342,6 +348,7 @@ impl Request {
             }
             Request::SetAway(on) => AppCommand::SetAway(*on),
             Request::Status
+            | Request::StatusWithUpdate
             | Request::ListUsers
             | Request::ListPasscodes
             | Request::CreateGuestKey { .. }

@@ -166,7 +166,7 @@ impl StatusReport {
     /// Extended, battery 80 %, Wi-Fi connected, alarms: jam`.
     pub fn text(&self) -> String {
         let alarms = self.alarms.names();
-        format!(
+        let line = format!(
             "lock {:?}, door {:?}, bolt {:?}, battery {} %, Wi-Fi {}, alarms: {}",
             self.lock,
             self.door,
@@ -182,12 +182,16 @@ impl StatusReport {
             } else {
                 alarms.join(", ")
             }
-        )
+        );
+        match &self.update {
+            Some(u) => format!("{line}\nsoftware: {}", u.text()),
+            None => line,
+        }
     }
 
     /// The same for a program (`--json`).
     pub fn json(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut doc = serde_json::json!({
             "lock": format!("{:?}", self.lock).to_lowercase(),
             "door": format!("{:?}", self.door).to_lowercase(),
             "bolt": format!("{:?}", self.bolt).to_lowercase(),
@@ -195,7 +199,11 @@ impl StatusReport {
             "wifi_connected": self.wifi.connected,
             "wifi_weak": self.wifi.weak,
             "alarms": self.alarms.names(),
-        })
+        });
+        if let (Some(u), serde_json::Value::Object(m)) = (&self.update, &mut doc) {
+            m.insert("software".into(), u.json());
+        }
+        doc
     }
 }
 
@@ -212,8 +220,86 @@ pub struct WifiStatus {
     pub weak: bool,
 }
 
+/// The software update part of a status report (issue 20): only in the
+/// reply to [`crate::app::Request::StatusWithUpdate`], so an app that
+/// asks for the plain status gets the same bytes as before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateSummary {
+    /// The version running now (at most [`MAX_VERSION`] bytes).
+    pub installed: String,
+    /// The slot not booted, as RAUC last reported it; `None` without RAUC
+    /// or before its first reading.
+    pub other_slot: Option<SlotSummary>,
+    /// The update under way: its step and install progress (%).
+    pub in_progress: Option<(UpdateStep, u8)>,
+    /// How the last update ended, or what the start-up check said of the
+    /// booted slot (since the daemon started).
+    pub last: Option<UpdateStep>,
+}
+
+/// Longest version or slot name in an [`UpdateSummary`] on the wire.
+pub const MAX_VERSION: usize = 64;
+
+/// The other A/B slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotSummary {
+    /// The bootloader's name for it (`A`, `B`).
+    pub bootname: String,
+    /// The version of the bundle last installed into it (empty: unknown).
+    pub version: String,
+    /// The bootloader's verdict: good, bad, or not known.
+    pub good: Option<bool>,
+}
+
+impl UpdateSummary {
+    /// `installed 0.2.0, other slot A 0.1.0 (good), last update marked_good`.
+    pub fn text(&self) -> String {
+        let other = match &self.other_slot {
+            Some(o) => format!(
+                "other slot {} {}{}",
+                o.bootname,
+                if o.version.is_empty() {
+                    "-"
+                } else {
+                    &o.version
+                },
+                match o.good {
+                    Some(true) => " (good)",
+                    Some(false) => " (bad)",
+                    None => "",
+                }
+            ),
+            None => "other slot unknown".into(),
+        };
+        let mut line = format!("installed {}, {other}", self.installed);
+        if let Some((step, progress)) = self.in_progress {
+            line.push_str(&format!(", update {} {progress} %", step.name()));
+        }
+        if let Some(last) = self.last {
+            line.push_str(&format!(", last update {}", last.name()));
+        }
+        line
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "installed": self.installed,
+            "other_slot": self.other_slot.as_ref().map(|o| serde_json::json!({
+                "bootname": o.bootname,
+                "version": o.version,
+                "good": o.good,
+            })),
+            "in_progress": self.in_progress.map(|(step, progress)| serde_json::json!({
+                "step": step.name(),
+                "progress": progress,
+            })),
+            "last": self.last.map(UpdateStep::name),
+        })
+    }
+}
+
 /// The status report (B-9.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusReport {
     /// Lock state.
     pub lock: LockState,
@@ -227,6 +313,8 @@ pub struct StatusReport {
     pub wifi: WifiStatus,
     /// Alarms.
     pub alarms: Alarms,
+    /// Versions and slots, when the app asked for them (issue 20).
+    pub update: Option<UpdateSummary>,
 }
 
 /// How a door was unlocked (B-6.1).
@@ -561,7 +649,56 @@ pub fn status_report(s: &Status) -> StatusReport {
             door_forced_open: has(event::AlarmKind::DoorForcedOpen),
             module_swap: has(event::AlarmKind::ModuleSwap),
         },
+        update: Some(update_summary(s)),
     }
+}
+
+/// The engine's side of [`UpdateSummary`]; the other slot comes from RAUC
+/// (the link fills it in).
+fn update_summary(s: &Status) -> UpdateSummary {
+    use crate::core::update::Phase;
+    UpdateSummary {
+        installed: cut(&s.firmware, MAX_VERSION).into(),
+        other_slot: None,
+        in_progress: s.update.as_ref().map(|u| {
+            let step = match u.phase {
+                Phase::Inspecting => UpdateStep::Requested,
+                Phase::WaitingToInstall => UpdateStep::Waiting,
+                Phase::Installing => UpdateStep::Installing,
+                Phase::WaitingToRestart => UpdateStep::Installed,
+                Phase::Restarting => UpdateStep::Restarting,
+            };
+            (step, u.progress.min(100))
+        }),
+        last: s.last_update.as_ref().and_then(update_step),
+    }
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary.
+pub fn cut(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// The app's step for an update event.
+fn update_step(kind: &event::EventKind) -> Option<UpdateStep> {
+    use event::EventKind as E;
+    Some(match kind {
+        E::UpdateRequested { .. } => UpdateStep::Requested,
+        E::UpdateWaiting { .. } => UpdateStep::Waiting,
+        E::UpdateInstalling { .. } => UpdateStep::Installing,
+        E::UpdateInstalled { .. } => UpdateStep::Installed,
+        E::UpdateRestarting { .. } => UpdateStep::Restarting,
+        E::UpdateRefused { .. } => UpdateStep::Refused,
+        E::UpdateFailed { .. } => UpdateStep::Failed,
+        E::UpdateAbandoned { .. } => UpdateStep::Abandoned,
+        E::UpdateMarkedGood { .. } => UpdateStep::MarkedGood,
+        E::UpdateNotMarked { .. } => UpdateStep::NotMarked,
+        _ => return None,
+    })
 }
 
 /// How the app names an unlock method. A duress unlock looks like any
@@ -663,15 +800,15 @@ pub fn event_entry(cursor: u64, event: &Event) -> Option<EventEntry> {
         // Software updates (issue 20): each step; the progress steps
         // (25/50/75 %) only on D-Bus and MQTT, where their number is.
         E::UpdateRequested { by, .. } => (EventKind::Update(UpdateStep::Requested), Some(by.get())),
-        E::UpdateWaiting { .. } => (EventKind::Update(UpdateStep::Waiting), None),
-        E::UpdateInstalling { .. } => (EventKind::Update(UpdateStep::Installing), None),
-        E::UpdateInstalled { .. } => (EventKind::Update(UpdateStep::Installed), None),
-        E::UpdateRestarting { .. } => (EventKind::Update(UpdateStep::Restarting), None),
-        E::UpdateRefused { .. } => (EventKind::Update(UpdateStep::Refused), None),
-        E::UpdateFailed { .. } => (EventKind::Update(UpdateStep::Failed), None),
-        E::UpdateAbandoned { .. } => (EventKind::Update(UpdateStep::Abandoned), None),
-        E::UpdateMarkedGood { .. } => (EventKind::Update(UpdateStep::MarkedGood), None),
-        E::UpdateNotMarked { .. } => (EventKind::Update(UpdateStep::NotMarked), None),
+        E::UpdateWaiting { .. }
+        | E::UpdateInstalling { .. }
+        | E::UpdateInstalled { .. }
+        | E::UpdateRestarting { .. }
+        | E::UpdateRefused { .. }
+        | E::UpdateFailed { .. }
+        | E::UpdateAbandoned { .. }
+        | E::UpdateMarkedGood { .. }
+        | E::UpdateNotMarked { .. } => (EventKind::Update(update_step(&event.kind)?), None),
         E::UpdateProgress { .. } => return None,
     };
     Some(EventEntry {

@@ -473,9 +473,22 @@ mod imp {
                 let req = if matches!(args.command, BleCommand::Unlock) {
                     Request::Unlock
                 } else {
-                    Request::Status
+                    Request::StatusWithUpdate
                 };
-                match c.request(&app, lock_public, &req).await? {
+                let mut answer = c.request(&app, lock_public, &req).await?;
+                if req == Request::StatusWithUpdate
+                    && matches!(
+                        answer,
+                        Response::Error {
+                            code: crate::app::protocol::ErrorCode::MalformedCommand,
+                            ..
+                        }
+                    )
+                {
+                    // A lock from before issue 20: the plain status.
+                    answer = c.request(&app, lock_public, &Request::Status).await?;
+                }
+                match answer {
                     Response::Ok => writeln!(out, "ok")?,
                     Response::Status(s) => {
                         if json {

@@ -325,7 +325,9 @@ fn request_of(cmd: &RemoteCommand) -> Result<Option<Request>, RemoteCliError> {
         )
     };
     Ok(Some(match cmd {
-        RemoteCommand::Status => Request::Status,
+        // With the software versions and slots (issue 20); a lock from
+        // before that answers `MalformedCommand`.
+        RemoteCommand::Status => Request::StatusWithUpdate,
         RemoteCommand::Unlock => Request::Unlock,
         RemoteCommand::Lock => Request::Lock,
         RemoteCommand::Users => Request::ListUsers,

@@ -199,6 +199,9 @@ pub struct Status {
     /// The language prompts are said in now: the setting, else the
     /// config's default (issue 17 item 4).
     pub language: Language,
+    /// The running software version (`EngineConfig::firmware`).
+    #[serde(default)]
+    pub firmware: String,
     /// The software update in progress (issue 20), if any.
     pub update: Option<super::update::UpdateStatus>,
     /// How the last update ended, or what the start-up check said of the
@@ -330,9 +333,13 @@ pub struct Engine {
     pub(super) wifi: Option<WifiStatus>,
     pub(super) ble: bool,
     pub(super) last_prompt: Option<Prompt>,
-    /// The software update in progress (memory only: a restart forgets
-    /// it, see `core::update`).
+    /// The software update in progress; while it waits, the store keeps
+    /// it too (`core::update::PendingUpdate`).
     pub(super) update: Option<super::update::Job>,
+    /// The waiting update as the store holds it now.
+    pub(super) pending_saved: Option<super::update::PendingUpdate>,
+    /// A waiting update loaded at start, taken up by the first call.
+    pub(super) resume: Option<super::update::PendingUpdate>,
     /// See [`Status::last_update`].
     pub(super) last_update: Option<EventKind>,
     /// The `now` of the call being handled.
@@ -403,6 +410,8 @@ impl Engine {
             ble: false,
             last_prompt: None,
             update: None,
+            pending_saved: persisted.pending_update.clone(),
+            resume: persisted.pending_update,
             last_update: None,
             now,
         }
@@ -417,6 +426,7 @@ impl Engine {
         self.expire(&mut out);
         self.dispatch(&mut out, input);
         self.drive_update(&mut out);
+        self.persist_pending_update(&mut out);
         self.emit_keypad(&mut out);
         out
     }
@@ -539,6 +549,7 @@ impl Engine {
             motor_cycles: self.mech.cycles,
             settings: self.settings.clone(),
             language: self.language(),
+            firmware: self.config.firmware.clone(),
             update: self.update.as_ref().map(|j| j.status()),
             last_update: self.last_update.clone(),
         }
@@ -678,6 +689,8 @@ impl Engine {
                     self.settings = Settings::default();
                     self.lockout.reset();
                     self.pairing_generation = 0;
+                    // The reset's transaction drops a waiting update's row.
+                    self.pending_saved = None;
                 }
                 _ => {}
             }

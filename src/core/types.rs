@@ -456,6 +456,10 @@ pub struct Persisted {
     /// 0 is the label's; each owner pairing moves to the next (issue 13).
     #[serde(default)]
     pub pairing_generation: u32,
+    /// An update waiting for a safe moment (issue 20), taken up again at
+    /// the next start.
+    #[serde(default)]
+    pub pending_update: Option<super::update::PendingUpdate>,
 }
 
 /// One change to persistent state. An [`super::Action::Persist`] carries
@@ -491,6 +495,9 @@ pub enum Change {
     PutGuestInvite(GuestInvite),
     /// Remove a guest invite (redeemed, revoked or burned).
     DeleteGuestInvite(AppKeyId),
+    /// An update began (`Some`) or stopped (`None`) waiting for a safe
+    /// moment (see `core::update::PendingUpdate`).
+    PutPendingUpdate(Option<super::update::PendingUpdate>),
     /// B-10.6 / B-1.5: erase users, credentials, temp passcodes, app keys,
     /// settings, lockout and the door handing. The event log is kept.
     FactoryReset,
@@ -521,7 +528,10 @@ impl Change {
             | Change::PutCredential(_)
             | Change::PutSettings(_)
             | Change::PutTempPasscode(_)
-            | Change::PutAppKey(_) => false,
+            | Change::PutAppKey(_)
+            // Bookkeeping of a waiting update: on a full partition it waits
+            // for room like an addition (the engine puts it last in a batch).
+            | Change::PutPendingUpdate(_) => false,
         }
     }
 }

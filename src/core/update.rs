@@ -14,6 +14,9 @@
 //!                       blocked past max_wait: Abandon (the booted slot is made primary again)
 //! ```
 //!
+//! A waiting update is kept in the store across a daemon restart and taken
+//! up again ([`PendingUpdate`]).
+//!
 //! "Safe" ([`blockers`]): the door closed, the bolt out, the motor idle,
 //! nobody in the menu or an enrolment, the battery at or above the
 //! configured level or on external power, no lockout and no alarm. An
@@ -187,6 +190,30 @@ pub struct Job {
     /// The last progress step logged (every [`PROGRESS_STEP`] %).
     pub logged_progress: u8,
     pub progress: u8,
+}
+
+/// An update waiting for a safe moment, as the store keeps it across a
+/// daemon restart (committed before the actions of the call that began
+/// the wait). Only the waiting phases are kept: inspecting and installing
+/// are RAUC's operations, and restarting ends in the next boot.
+///
+/// On the next start ([`Engine::resume_update`]):
+/// * `running` is not the version running now: the update is over (the
+///   board restarted into it, or the image changed): forgotten.
+/// * waiting to install: RAUC inspects the bundle again before anything
+///   waits — what the URL serves may have changed while the lock was down,
+///   and the version rule is applied to what will be installed.
+/// * waiting to restart: the other slot is written and primary; the wait
+///   for a safe moment starts again (a new `max_wait`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingUpdate {
+    pub source: String,
+    pub allow_older: bool,
+    pub by: UserNumber,
+    pub phase: Phase,
+    pub version: Option<String>,
+    /// The version that was running when it began to wait.
+    pub running: String,
 }
 
 /// Install progress is logged every this many percent (the log is bounded).
@@ -471,6 +498,66 @@ impl Engine {
 
     /// Log how an update ended (or the verdict on a booted slot) and keep
     /// it for the status.
+    /// The update the store kept across a restart (see [`PendingUpdate`]),
+    /// taken up on the first call after the start.
+    fn resume_update(&mut self, out: &mut Out, p: PendingUpdate) {
+        if p.running != self.config.firmware || self.update.is_some() || !self.config.update.enabled
+        {
+            return;
+        }
+        self.update = Some(Job {
+            source: p.source.clone(),
+            allow_older: p.allow_older,
+            by: p.by,
+            phase: Phase::Inspecting,
+            version: p.version,
+            wait_until: None,
+            blocked_by: Vec::new(),
+            logged_progress: 0,
+            progress: 0,
+        });
+        match p.phase {
+            Phase::WaitingToRestart => {
+                if let Some(job) = self.update.as_mut() {
+                    job.progress = 100;
+                }
+                self.wait_for_safe(out, Phase::WaitingToRestart);
+            }
+            _ => out.push(Action::Update(UpdateCmd::Inspect { source: p.source })),
+        }
+    }
+
+    /// Keep the store's copy of a waiting update in step with the job:
+    /// written when a wait begins, removed when it ends. Put last: a write
+    /// that fails (a full partition) stops only itself, never an attempt's
+    /// record or a revocation of the same call; a crash before it leaves the
+    /// previous copy, which the next start judges again (a wait repeated, an
+    /// install inspected again, or a copy of a version no longer running
+    /// forgotten).
+    pub(super) fn persist_pending_update(&mut self, out: &mut Out) {
+        if let Some(p) = self.resume.take() {
+            self.resume_update(out, p);
+        }
+        let want = self.update.as_ref().and_then(|j| {
+            matches!(j.phase, Phase::WaitingToInstall | Phase::WaitingToRestart).then(|| {
+                PendingUpdate {
+                    source: j.source.clone(),
+                    allow_older: j.allow_older,
+                    by: j.by,
+                    phase: j.phase,
+                    version: j.version.clone(),
+                    running: self.config.firmware.clone(),
+                }
+            })
+        });
+        if want != self.pending_saved {
+            out.push(Action::Persist(vec![
+                super::types::Change::PutPendingUpdate(want.clone()),
+            ]));
+            self.pending_saved = want;
+        }
+    }
+
     fn end_update(&mut self, out: &mut Out, kind: EventKind) {
         self.last_update = Some(kind.clone());
         self.log(out, kind);

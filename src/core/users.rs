@@ -259,7 +259,8 @@ impl Directory {
                 | Change::PutLockout(_)
                 | Change::PutAttempt(_)
                 | Change::PutTimeFloor(_)
-                | Change::SetPairingGeneration(_) => {}
+                | Change::SetPairingGeneration(_)
+                | Change::PutPendingUpdate(_) => {}
             }
         }
         self.reindex(macer);

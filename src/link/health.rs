@@ -59,6 +59,8 @@ pub struct ServiceHealth {
     /// RAUC's slots as the update task last read them (issue 20), one
     /// line each; empty without RAUC.
     pub update_slots: Vec<String>,
+    /// Of those, the slot not booted (for the app's status).
+    pub other_slot: Option<crate::app::wire::SlotSummary>,
     pub matter: MatterHealth,
 }
 
@@ -68,6 +70,7 @@ impl Default for ServiceHealth {
             ble: BleHealth::Unavailable("the BLE service has not started".into()),
             wifi_connecting: false,
             update_slots: Vec::new(),
+            other_slot: None,
             matter: MatterHealth::Off,
         }
     }
@@ -114,10 +117,15 @@ impl HealthBoard {
     }
 
     /// The update task read RAUC's slots.
-    pub fn set_update_slots(&self, slots: Vec<String>) {
+    pub fn set_update_slots(
+        &self,
+        slots: Vec<String>,
+        other: Option<crate::app::wire::SlotSummary>,
+    ) {
         self.tx.send_if_modified(|h| {
-            let changed = h.update_slots != slots;
+            let changed = h.update_slots != slots || h.other_slot != other;
             h.update_slots = slots;
+            h.other_slot = other;
             changed
         });
     }

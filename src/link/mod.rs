@@ -320,7 +320,11 @@ impl LockLink for Link {
     }
 
     fn status(&self) -> StatusReport {
-        wire::status_report(&self.p().published.borrow().engine)
+        let mut report = wire::status_report(&self.p().published.borrow().engine);
+        if let Some(u) = report.update.as_mut() {
+            u.other_slot = self.health().get().other_slot;
+        }
+        report
     }
 
     fn default_language(&self) -> crate::core::Language {

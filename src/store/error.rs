@@ -96,12 +96,16 @@ pub enum StoreError {
     /// A newer latchd wrote this database.
     #[error(
         "database {path} has schema version {found}, this latchd knows up to {supported}: it was \
-         written by a newer latchd. Install that version again (downgrades are not supported)"
+         written by a newer latchd that this version cannot read, and {why}. Install the newer \
+         version again (the app's update, or `rauc install` of its bundle); until then the \
+         mechanical key opens the door"
     )]
     SchemaTooNew {
         path: PathBuf,
         found: i64,
         supported: i64,
+        /// Why the pre-update copy was not restored (issue 20).
+        why: String,
     },
 
     /// A sealed value did not open: the row was altered or moved.

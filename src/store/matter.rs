@@ -65,25 +65,23 @@ impl Store {
         value: &[u8],
     ) -> Result<(), StoreError> {
         let sealed = self.sealer.seal(&scope.binding(key), value)?;
-        self.conn
-            .execute(
-                "INSERT INTO matter_blobs (scope, key, sealed) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(scope, key) DO UPDATE SET sealed = excluded.sealed",
-                rusqlite::params![scope.name(), key, sealed],
-            )
-            .ctx("storing a Matter blob")?;
-        Ok(())
+        // A fabric removed after an update must not come back with the
+        // pre-update copy (store/fallback.rs).
+        self.execute_uncarried(
+            "INSERT INTO matter_blobs (scope, key, sealed) VALUES (?1, ?2, ?3)
+             ON CONFLICT(scope, key) DO UPDATE SET sealed = excluded.sealed",
+            rusqlite::params![scope.name(), key, sealed],
+            "storing a Matter blob",
+        )
     }
 
     /// Remove a Matter blob; removing one that is not there is not an error.
     pub fn delete_matter_blob(&mut self, scope: MatterScope, key: u16) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "DELETE FROM matter_blobs WHERE scope = ?1 AND key = ?2",
-                rusqlite::params![scope.name(), key],
-            )
-            .ctx("removing a Matter blob")?;
-        Ok(())
+        self.execute_uncarried(
+            "DELETE FROM matter_blobs WHERE scope = ?1 AND key = ?2",
+            rusqlite::params![scope.name(), key],
+            "removing a Matter blob",
+        )
     }
 }
 

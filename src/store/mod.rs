@@ -8,6 +8,8 @@
 //!   <state_dir>/            created 0700 on first start
 //!     device.key            32 random bytes, 0600 — the root secret (see key.rs)
 //!     latchd.db (+ -wal, -shm)   0600, SQLite in WAL mode
+//!     latchd.db.schema-<v>  0600, the pre-migration copy (fallback.rs), while
+//!                           nothing it would undo has changed
 //! ```
 //!
 //! # Start-up
@@ -17,8 +19,11 @@
 //!    no    no   ─► first start: create key (fsync) → create db, schema,
 //!                  sealed key check (one transaction) → ready
 //!    yes   yes  ─► check key file (regular, 0600, 32 bytes) → open db →
-//!                  schema not newer → migrate → quick_check → key check
-//!                  opens with this key → ready
+//!                  schema newer? (a fall-back: open it if its floor allows,
+//!                  else restore the pre-update copy or refuse; fallback.rs)
+//!                  → copy before a step the running version cannot read
+//!                  back → migrate → quick_check → key check opens with
+//!                  this key → ready
 //!    yes   no   ─► DatabaseMissing     ┐ typed errors naming the files;
 //!    no    yes  ─► KeyMissing          ┘ nothing is reset or recreated
 //! ```
@@ -81,6 +86,7 @@
 mod erase;
 mod error;
 mod events;
+mod fallback;
 #[doc(hidden)] // for the fuzzer only (fuzz/fuzz_targets/store_rows.rs)
 pub mod fuzzing;
 mod key;
@@ -176,6 +182,9 @@ pub struct Store {
     db_path: PathBuf,
     /// Output of the last quick_check / integrity_check.
     last_check: String,
+    /// A pre-migration copy may still be restored by an older version
+    /// (`fallback.rs`); the first change it cannot carry wipes it.
+    copy_live: bool,
     /// Room kept for protective writes on a full partition.
     reserve: reserve::Reserve,
 }
@@ -204,6 +213,21 @@ impl Store {
         opts: StoreOptions,
         slot: &dyn KeySlot,
     ) -> Result<(Store, DeviceKey), StoreError> {
+        let mut hook = fallback::no_hook;
+        Store::open_schema(state_dir, opts, slot, schema::STEPS, &mut hook)
+    }
+
+    /// [`Store::open_with`] with the schema `steps` (a test brings a
+    /// future version's) and a hook between the steps of the fall-back
+    /// copy and restore (a test stops there).
+    pub(crate) fn open_schema(
+        state_dir: &Path,
+        opts: StoreOptions,
+        slot: &dyn KeySlot,
+        steps: &[schema::Migration],
+        hook: fallback::Hook<'_>,
+    ) -> Result<(Store, DeviceKey), StoreError> {
+        let schema = Schema { steps, hook };
         if opts.max_events == 0 {
             return Err(StoreError::Invalid(
                 "max_events must be at least 1; set [store] max_events in latchd.toml".into(),
@@ -233,7 +257,7 @@ impl Store {
                 if !key_exists {
                     slot.can_create()?;
                 }
-                first_start(state_dir, slot, &db_path, &marker, opts)
+                first_start(state_dir, slot, &db_path, &marker, opts, schema)
             }
             (true, false, false) => Err(StoreError::DatabaseMissing {
                 key: key_path,
@@ -241,7 +265,8 @@ impl Store {
             }),
             (true, true, false) => {
                 let key = slot.read()?;
-                match open_db(&db_path, &key_path, &key, opts.clone(), false)? {
+                let mut schema = schema;
+                match open_db(&db_path, &key_path, &key, opts.clone(), false, &mut schema)? {
                     Opened::Ready(store) => Ok((*store, key)),
                     // A factory reset asked for a new key and this is
                     // still the old one: rotate (or say who must), then
@@ -249,7 +274,7 @@ impl Store {
                     Opened::OldKey => {
                         drop(key);
                         let key = slot.rotate()?;
-                        match open_db(&db_path, &key_path, &key, opts, false)? {
+                        match open_db(&db_path, &key_path, &key, opts, false, &mut schema)? {
                             Opened::Ready(store) => Ok((*store, key)),
                             Opened::OldKey => Err(StoreError::Invalid(format!(
                                 "the key in {} did not change although it was rotated",
@@ -290,6 +315,9 @@ impl Store {
         self.write(reserve::is_protective(changes), |s| {
             state::apply(&mut s.conn, &s.sealer, changes)
         })?;
+        if !changes.iter().all(fallback::is_carried) {
+            self.copy_made_unsafe();
+        }
         if changes.iter().any(|c| matches!(c, Change::FactoryReset)) {
             if let Some(dir) = self.db_path.parent() {
                 keystore::request_rotation(dir)?;
@@ -435,6 +463,8 @@ impl Store {
     /// Stores the fingerprint module's password, sealed; committed when
     /// this returns, so it is on disk before any module is given it.
     pub fn put_fingerprint_module_password(&mut self, password: u32) -> Result<(), StoreError> {
+        // The pre-update copy would lose it and strand the module.
+        self.forget_copy()?;
         module_secret::put(&self.conn, &self.sealer, password)
     }
 
@@ -526,6 +556,56 @@ impl Store {
     pub fn db_path(&self) -> &Path {
         &self.db_path
     }
+
+    /// A change the pre-migration copy cannot carry was committed (its
+    /// transaction deleted the copy's row): the copy is never restored now,
+    /// so its file goes. A failure leaves it for the next open to wipe.
+    fn copy_made_unsafe(&mut self) {
+        if !std::mem::take(&mut self.copy_live) {
+            return;
+        }
+        if let Some(dir) = self.db_path.parent() {
+            match fallback::wipe_copies(dir) {
+                Ok(_) => tracing::info!(
+                    "the lock changed since the update: its pre-update database copy is erased"
+                ),
+                Err(e) => tracing::warn!("erasing the pre-update database copy: {e}"),
+            }
+        }
+    }
+
+    /// Run `sql` (one statement that changes a table the copy cannot
+    /// carry) after forgetting the copy, each committed on its own: a crash
+    /// between the two leaves the copy forgotten, never a change it would
+    /// undo.
+    fn execute_uncarried(
+        &mut self,
+        sql: &str,
+        args: impl rusqlite::Params,
+        what: &'static str,
+    ) -> Result<(), StoreError> {
+        self.forget_copy()?;
+        self.conn.execute(sql, args).ctx(what)?;
+        Ok(())
+    }
+
+    /// Commit that the pre-update copy may not be restored, and erase it.
+    fn forget_copy(&mut self) -> Result<(), StoreError> {
+        if self.copy_live {
+            self.conn
+                .execute(fallback::FORGET_COPY, [])
+                .ctx("forgetting the pre-update copy")?;
+            self.copy_made_unsafe();
+        }
+        Ok(())
+    }
+}
+
+/// The schema steps an open brings the database to, and the test hook of
+/// the fall-back copy and restore.
+struct Schema<'a, 'h> {
+    steps: &'a [schema::Migration],
+    hook: fallback::Hook<'h>,
 }
 
 fn exists(p: &Path) -> std::io::Result<bool> {
@@ -573,6 +653,7 @@ fn first_start(
     db_path: &Path,
     marker: &Path,
     opts: StoreOptions,
+    mut schema: Schema<'_, '_>,
 ) -> Result<(Store, DeviceKey), StoreError> {
     let key_path = slot.location();
     let dir_err = |source| StoreError::StateDir {
@@ -609,7 +690,7 @@ fn first_start(
         f.sync_all().map_err(dir_err)?;
         sync_dir(state_dir).map_err(dir_err)?;
     }
-    let store = match open_db(db_path, key_path, &key, opts, true)? {
+    let store = match open_db(db_path, key_path, &key, opts, true, &mut schema)? {
         Opened::Ready(store) => *store,
         // A first start has no factory reset behind it.
         Opened::OldKey => {
@@ -640,6 +721,7 @@ fn open_db(
     key: &DeviceKey,
     opts: StoreOptions,
     first_start: bool,
+    schema: &mut Schema<'_, '_>,
 ) -> Result<Opened, StoreError> {
     let at_open = |e: StoreError| classify_open_error(db_path, e);
     // No SQLITE_OPEN_CREATE: a database that vanished is an error, never
@@ -667,12 +749,31 @@ fn open_db(
             .map_err(at_open)?;
     }
     let version = schema::version(&conn).map_err(at_open)?;
-    if version > schema::LATEST {
-        return Err(StoreError::SchemaTooNew {
-            path: db_path.to_path_buf(),
-            found: version,
-            supported: schema::LATEST,
-        });
+    let latest = schema::latest(schema.steps);
+    let state_dir = db_path.parent().unwrap_or(Path::new("."));
+    if version > latest {
+        // A fall-back to this older version (issue 20; schema.rs, fallback.rs).
+        let floor = schema::declared_floor(&conn, version).map_err(at_open)?;
+        if floor > latest {
+            match fallback::restore(conn, db_path, latest, &mut *schema.hook)? {
+                fallback::Restore::Done => {
+                    return open_db(db_path, key_path, key, opts, first_start, schema)
+                }
+                fallback::Restore::Refused(why) => {
+                    return Err(StoreError::SchemaTooNew {
+                        path: db_path.to_path_buf(),
+                        found: version,
+                        supported: latest,
+                        why,
+                    })
+                }
+            }
+        }
+        tracing::warn!(
+            found = version,
+            supported = latest,
+            "the database was migrated by a newer latchd whose additions this version ignores"
+        );
     }
     if version == 0 && !first_start {
         return Err(StoreError::Corrupt {
@@ -680,7 +781,26 @@ fn open_db(
             detail: "the database is empty (no schema) although the lock was set up before".into(),
         });
     }
-    schema::migrate(&mut conn).map_err(at_open)?;
+    // Before a step this version could not read back, keep the way back
+    // (unless the copy of an interrupted migration is still valid).
+    let mut copy_of = None;
+    if version > 0 && version < latest && schema::floor(schema.steps, latest) > version {
+        let kept = match fallback::recorded_copy(&conn).map_err(at_open)? {
+            Some(v) => fallback::copy_exists(state_dir, v)?,
+            None => false,
+        };
+        if !kept {
+            fallback::make_copy(&conn, state_dir, version, &mut *schema.hook)?;
+            copy_of = Some(version);
+        }
+    }
+    schema::migrate_steps(&mut conn, schema.steps, copy_of).map_err(at_open)?;
+    let copy_live = fallback::recorded_copy(&conn).map_err(at_open)?.is_some();
+    if !copy_live && !first_start {
+        // A change (or a restore) made the copies useless and a crash came
+        // before they were erased.
+        fallback::wipe_copies(state_dir)?;
+    }
     let check = run_check(&conn, "quick_check").map_err(at_open)?;
     if check != "ok" {
         return Err(StoreError::Corrupt {
@@ -703,6 +823,7 @@ fn open_db(
         opts,
         db_path: db_path.to_path_buf(),
         last_check: check,
+        copy_live,
         reserve,
     })))
 }
@@ -787,6 +908,9 @@ fn verify_key(
                 if let Some(dir) = db_path.parent() {
                     if let Err(e) = erase::erase_snapshots(dir) {
                         tracing::error!("after the key rotation: erasing the snapshots: {e}");
+                    }
+                    if let Err(e) = fallback::wipe_copies(dir) {
+                        tracing::error!("after the key rotation: erasing database copies: {e}");
                     }
                 }
                 tracing::info!(db = %db_path.display(), "the database now belongs to the new device key");

@@ -5,20 +5,53 @@
 //! crash mid-upgrade leaves the previous version intact and the next start
 //! simply runs the step again. Migrations are append-only: a released step
 //! is never edited, a change is a new step.
-use rusqlite::{Connection, TransactionBehavior};
+//!
+//! # Going back one version (issue 20)
+//!
+//! A RAUC fall-back boots the previous version of latchd on a database the
+//! new version has already migrated. Each step says whether the previous
+//! schema's code can still read *and write* its result
+//! ([`Migration::additive`]); the oldest schema that can is recorded as
+//! `store_meta.min_reader` in the step's own transaction, next to
+//! `user_version`. An older daemon opens a newer database when its own
+//! schema is at least that floor (it ignores the tables and columns it does
+//! not know); otherwise the pre-migration copy of `fallback.rs` is its only
+//! way back.
+//!
+//! A step is additive only if all of these hold: it adds tables or columns
+//! with defaults and changes no existing one; the older code's writes leave
+//! the new rows consistent; and nothing it adds is sealed or must be erased
+//! by a factory reset (the older code's reset does not know the new table).
+//! When in doubt, it is not additive: the older daemon then restores the
+//! copy or refuses, and never runs on a database it half understands.
+//!
+//! `store_meta`, `service_counters`, `service_meta`, `events` and the
+//! `time_floor`, `pairing_generation` and `lockout` rows of `lock_state`
+//! keep their shape in every version: the restore carries them forward
+//! from a newer database it cannot otherwise read.
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use super::error::{SqlContext, StoreError};
 
+/// Name (in `store_meta`) of the oldest schema version whose code can read
+/// and write this database. Absent (databases written before issue 20):
+/// the database's own version.
+pub(crate) const MIN_READER: &str = "min_reader";
+
 /// One schema step: the SQL that takes the database from `version - 1` to
 /// `version`.
-struct Migration {
-    version: i64,
-    sql: &'static str,
+pub(crate) struct Migration {
+    pub(crate) version: i64,
+    pub(crate) sql: &'static str,
+    /// The code of schema `version - 1` can still read and write the
+    /// result (see the module doc for what that takes).
+    pub(crate) additive: bool,
 }
 
 const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
+        additive: false,
         sql: r#"
 -- Store-internal values (the sealed key check). Never touched by a reset.
 CREATE TABLE store_meta (
@@ -101,6 +134,8 @@ CREATE TABLE service_meta (
     },
     Migration {
         version: 2,
+        // The invites are sealed: a version-1 reset would not erase them.
+        additive: false,
         sql: r#"
 -- Guest invites (B-6.6): a slot reserved in the app-key space until the
 -- guest's app redeems the one-time code. The code's secret is sealed.
@@ -117,6 +152,8 @@ CREATE TABLE guest_invites (
     },
     Migration {
         version: 3,
+        // Rebuilds `lock_state` (a new CHECK).
+        additive: false,
         sql: r#"
 -- Issue 13: the trusted-time floor and the pairing-code generation join
 -- the singleton state. SQLite cannot change a CHECK in place, so the
@@ -133,6 +170,8 @@ ALTER TABLE lock_state_v3 RENAME TO lock_state;
     },
     Migration {
         version: 4,
+        // Sealed and erased by a reset: a version-3 reset would not know it.
+        additive: false,
         sql: r#"
 -- The Matter node's own state, sealed (issue 18): `node` rows are
 -- rs-matter's fabrics, ACLs, CASE resumption and counters, erased by a
@@ -149,8 +188,43 @@ CREATE TABLE matter_blobs (
     },
 ];
 
+/// This build's schema steps.
+pub(crate) const STEPS: &[Migration] = MIGRATIONS;
+
 /// The newest schema version this build knows.
+#[cfg(test)]
 pub(crate) const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
+
+/// The newest version in `steps`.
+pub(crate) fn latest(steps: &[Migration]) -> i64 {
+    steps.last().map_or(0, |m| m.version)
+}
+
+/// The oldest schema whose code can read and write a database at
+/// `version`: each additive step keeps the floor of the step before it.
+pub(crate) fn floor(steps: &[Migration], version: i64) -> i64 {
+    let mut floor = 0;
+    for m in steps.iter().filter(|m| m.version <= version) {
+        if !m.additive {
+            floor = m.version;
+        }
+    }
+    floor
+}
+
+/// The floor a (possibly newer) database declares: `min_reader`, or its
+/// own version when it predates the row.
+pub(crate) fn declared_floor(conn: &Connection, version: i64) -> Result<i64, StoreError> {
+    let row: Option<i64> = conn
+        .query_row(
+            "SELECT value FROM store_meta WHERE name = ?1",
+            [MIN_READER],
+            |r| r.get(0),
+        )
+        .optional()
+        .ctx("reading the oldest schema that can read the database")?;
+    Ok(row.unwrap_or(version))
+}
 
 /// Connection settings, applied on every open.
 ///
@@ -199,16 +273,36 @@ pub(crate) fn version(conn: &Connection) -> Result<i64, StoreError> {
 
 /// Bring the schema up to [`LATEST`], one transaction per step.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    migrate_steps(conn, STEPS, None)
+}
+
+/// Bring the schema up to the last of `steps`, one transaction per step.
+/// `copy_of`: the version of the pre-migration copy `fallback.rs` just
+/// made, recorded (as `fallback_copy`) in the first step's transaction.
+pub(crate) fn migrate_steps(
+    conn: &mut Connection,
+    steps: &[Migration],
+    mut copy_of: Option<i64>,
+) -> Result<(), StoreError> {
     let current = version(conn)?;
-    for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+    for m in steps.iter().filter(|m| m.version > current) {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .ctx("starting a schema migration")?;
         tx.execute_batch(m.sql).ctx("applying a schema migration")?;
         // user_version is part of the database header, so it commits (or
-        // rolls back) together with the step.
+        // rolls back) together with the step, and so does its floor.
         tx.pragma_update(None, "user_version", m.version)
             .ctx("recording the schema version")?;
+        tx.execute(
+            "INSERT INTO store_meta (name, value) VALUES (?1, ?2)
+             ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+            rusqlite::params![MIN_READER, floor(steps, m.version)],
+        )
+        .ctx("recording the oldest schema that can read the database")?;
+        if let Some(v) = copy_of.take() {
+            super::fallback::record_copy(&tx, v)?;
+        }
         tx.commit().ctx("committing a schema migration")?;
     }
     Ok(())
@@ -282,6 +376,40 @@ mod tests {
                 [],
             )
             .is_err());
+    }
+
+    /// Every released step is declared not additive (each adds sealed
+    /// rows or rebuilds a table), so today's floor is today's version.
+    #[test]
+    fn floors_follow_the_additive_steps() {
+        assert_eq!(floor(STEPS, LATEST), LATEST);
+        let steps = [
+            Migration {
+                version: 1,
+                sql: "",
+                additive: false,
+            },
+            Migration {
+                version: 2,
+                sql: "",
+                additive: true,
+            },
+            Migration {
+                version: 3,
+                sql: "",
+                additive: true,
+            },
+            Migration {
+                version: 4,
+                sql: "",
+                additive: false,
+            },
+        ];
+        assert_eq!(floor(&steps, 3), 1);
+        assert_eq!(floor(&steps, 4), 4);
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        assert_eq!(declared_floor(&conn, LATEST).unwrap(), LATEST);
     }
 
     #[test]

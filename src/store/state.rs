@@ -22,6 +22,10 @@ const SETTINGS: &str = "settings";
 const LOCKOUT: &str = "lockout";
 const TIME_FLOOR: &str = "time_floor";
 const PAIRING_GENERATION: &str = "pairing_generation";
+/// A waiting update (issue 20), JSON, in `service_meta`: `lock_state`'s
+/// CHECK names its rows, and a new name there would take a table rebuild —
+/// a step the previous version could not read back (schema.rs).
+const PENDING_UPDATE: &str = "engine.pending_update";
 
 /// Everything the engine needs at start-up.
 /// Every table holding values sealed with the device key.
@@ -43,7 +47,29 @@ pub(crate) fn load(conn: &Connection, sealer: &Sealer) -> Result<Persisted, Stor
         guest_invites: load_guest_invites(conn, sealer)?,
         time_floor: get_state::<WallTime>(conn, TIME_FLOOR)?,
         pairing_generation: get_state::<u32>(conn, PAIRING_GENERATION)?.unwrap_or(0),
+        pending_update: load_pending_update(conn)?,
     })
+}
+
+/// The waiting update, if one was kept.
+fn load_pending_update(
+    conn: &Connection,
+) -> Result<Option<crate::core::update::PendingUpdate>, StoreError> {
+    let raw: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT value FROM service_meta WHERE name = ?1",
+            [PENDING_UPDATE],
+            |r| r.get(0),
+        )
+        .optional()
+        .ctx("reading the waiting update")?;
+    raw.map(|b| {
+        serde_json::from_slice(&b).map_err(|e| StoreError::Decode {
+            what: "the waiting update".into(),
+            detail: e.to_string(),
+        })
+    })
+    .transpose()
 }
 
 /// Apply a batch in one transaction; on any error nothing is stored.
@@ -59,6 +85,12 @@ pub(crate) fn apply(
         .ctx("starting a change batch")?;
     for (index, change) in changes.iter().enumerate() {
         apply_one(&tx, sealer, index, change)?;
+    }
+    // A change the pre-update copy would undo (a revoked key, a deleted
+    // user) makes that copy unsafe to restore, in the same transaction.
+    if !changes.iter().all(super::fallback::is_carried) {
+        tx.execute_batch(super::fallback::FORGET_COPY)
+            .ctx("forgetting the pre-update copy")?;
     }
     // Dropping `tx` on any `?` above rolls the batch back.
     tx.commit().ctx("committing a change batch")
@@ -82,6 +114,7 @@ fn change_name(c: &Change) -> &'static str {
         Change::DeleteAppKey(_) => "DeleteAppKey",
         Change::PutGuestInvite(_) => "PutGuestInvite",
         Change::DeleteGuestInvite(_) => "DeleteGuestInvite",
+        Change::PutPendingUpdate(_) => "PutPendingUpdate",
         Change::FactoryReset => "FactoryReset",
     }
 }
@@ -112,6 +145,21 @@ fn apply_one(
             put_state(tx, TIME_FLOOR, w)
         }
         Change::SetPairingGeneration(g) => put_state(tx, PAIRING_GENERATION, g),
+        Change::PutPendingUpdate(None) => {
+            tx.execute("DELETE FROM service_meta WHERE name = ?1", [PENDING_UPDATE])
+                .ctx("forgetting the waiting update")?;
+            Ok(())
+        }
+        Change::PutPendingUpdate(Some(p)) => {
+            let json = serde_json::to_vec(p).map_err(|e| reject(e.to_string()))?;
+            tx.execute(
+                "INSERT INTO service_meta (name, value) VALUES (?1, ?2)
+                 ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                params![PENDING_UPDATE, json],
+            )
+            .ctx("storing the waiting update")?;
+            Ok(())
+        }
         Change::PutUser(u) => {
             let (from, until) = validity_cols(&u.validity);
             // An upsert, not INSERT OR REPLACE: REPLACE deletes the old row
@@ -291,6 +339,7 @@ fn apply_one(
             tx.execute_batch(
                 "DELETE FROM users;
                  DELETE FROM lock_state WHERE name <> 'time_floor';
+                 DELETE FROM service_meta WHERE name = 'engine.pending_update';
                  INSERT INTO store_meta (name, value) VALUES ('key_rotation_pending', x'01')
                    ON CONFLICT(name) DO UPDATE SET value = excluded.value;",
             )

@@ -45,6 +45,24 @@ pub fn spawn(
     })
 }
 
+/// The slot not booted (the A/B partner), for the app's status. With more
+/// than two slots (e.g. a rescue slot) the first one not booted that has
+/// a boot name.
+fn other_slot(slots: &[super::rauc::Slot]) -> Option<crate::app::wire::SlotSummary> {
+    slots
+        .iter()
+        .find(|s| s.state != "booted" && !s.bootname.is_empty())
+        .map(|s| crate::app::wire::SlotSummary {
+            bootname: s.bootname.clone(),
+            version: s.version.clone(),
+            good: match s.boot_status.as_str() {
+                "good" => Some(true),
+                "bad" => Some(false),
+                _ => None,
+            },
+        })
+}
+
 /// Read RAUC's slots for the diagnostics (`UpdateSlots`): one line each,
 /// `rootfs.1 (B) inactive good 0.2.0`. A failure leaves the last reading.
 pub(super) async fn publish_slots(rauc: &Rauc, link: &Link) {
@@ -70,6 +88,7 @@ pub(super) async fn publish_slots(rauc: &Rauc, link: &Link) {
                     )
                 })
                 .collect(),
+            other_slot(&slots),
         ),
         Err(e) => tracing::warn!("update: cannot read RAUC's slots: {e}"),
     }

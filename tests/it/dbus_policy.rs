@@ -36,6 +36,12 @@ struct SystemLikeBus {
 
 impl SystemLikeBus {
     fn start() -> SystemLikeBus {
+        SystemLikeBus::start_with("")
+    }
+
+    /// [`SystemLikeBus::start`] with more policy read before ours (another
+    /// package's file in `system.d`).
+    fn start_with(more_policy: &str) -> SystemLikeBus {
         let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/dbus/org.latchd.conf");
         assert!(policy.is_file(), "{} is missing", policy.display());
         let dir = tempfile::tempdir().expect("tempdir");
@@ -82,6 +88,7 @@ impl SystemLikeBus {
     <deny send_destination="fi.w1.wpa_supplicant1"/>
     <deny receive_sender="fi.w1.wpa_supplicant1" receive_type="signal"/>
   </policy>
+  {more_policy}
   <include>{policy}</include>
 </busconfig>
 "#,
@@ -512,4 +519,92 @@ async fn without_the_policy_file_the_daemon_refuses_unprivileged_callers() {
     assert_eq!(out.code, Some(0), "technician denied: {}", out.stderr);
     let out = run_as("root", &[], latchctl, &["--bus", &bus.address, "self-test"]).await;
     assert_eq!(out.code, Some(0), "root denied: {}", out.stderr);
+}
+
+/// Issue 20 (c): RAUC's own policy file lets anyone call the installer; the
+/// image's `latchd-rauc.conf` (read after it, as `system.d` sorts them)
+/// leaves it to root and the service user. The real `rauc service` owns
+/// its name on the bus.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_root_and_the_service_user_may_call_rauc() {
+    ensure_root();
+    ensure_accounts();
+    let ours = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/dbus/latchd-rauc.conf");
+    assert!(ours.is_file(), "{} is missing", ours.display());
+    let bus = SystemLikeBus::start_with(&format!(
+        r#"<!-- RAUC's policy file, as upstream ships it (data/de.pengutronix.rauc.conf). -->
+  <policy context="default">
+    <allow send_destination="de.pengutronix.rauc"/>
+  </policy>
+  <policy user="root">
+    <allow own="de.pengutronix.rauc"/>
+  </policy>
+  <include>{}</include>"#,
+        ours.display()
+    ));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let slot = dir.path().join("slot0.img");
+    std::fs::write(&slot, vec![0u8; 4096]).expect("slot");
+    let conf = dir.path().join("system.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[system]\ncompatible=latchd-test\nbootloader=noop\nmountprefix={d}\n\n\
+             [keyring]\npath=/dev/null\n\n[slot.rootfs.0]\ndevice={slot}\ntype=raw\nbootname=A\n",
+            d = dir.path().display(),
+            slot = slot.display()
+        ),
+    )
+    .expect("system.conf");
+    let log = std::fs::File::create(dir.path().join("rauc.log")).expect("log");
+    let mut rauc = std::process::Command::new("rauc")
+        .arg(format!("--conf={}", conf.display()))
+        .arg("--override-boot-slot=A")
+        .arg("service")
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("rauc (Debian package rauc) must be installed");
+    let call = |user: &'static str, method: &'static [&'static str]| {
+        let address = format!("--bus={}", bus.address);
+        async move {
+            let mut args = vec![
+                address.as_str(),
+                "--print-reply",
+                "--dest=de.pengutronix.rauc",
+                "/",
+            ];
+            args.extend_from_slice(method);
+            run_as(user, &[], "dbus-send", &args).await
+        }
+    };
+    const SLOTS: &[&str] = &["de.pengutronix.rauc.Installer.GetSlotStatus"];
+    const OPERATION: &[&str] = &[
+        "org.freedesktop.DBus.Properties.Get",
+        "string:de.pengutronix.rauc.Installer",
+        "string:Operation",
+    ];
+    // Waiting for the service to own its name is not a timed assertion:
+    // the bound only turns a hang into a failure with RAUC's log.
+    let deadline = std::time::Instant::now() + HANG_GUARD;
+    let mut out = call(SERVICE_USER, SLOTS).await;
+    while out.code != Some(0) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        out = call(SERVICE_USER, SLOTS).await;
+    }
+    let rauc_log = || std::fs::read_to_string(dir.path().join("rauc.log")).unwrap_or_default();
+    assert_eq!(out.code, Some(0), "{} / rauc: {}", out.stderr, rauc_log());
+    assert!(out.stdout.contains("rootfs.0"), "{}", out.stdout);
+    let out = call(SERVICE_USER, OPERATION).await;
+    assert!(out.stdout.contains("idle"), "{} {}", out.stdout, out.stderr);
+    for method in [SLOTS, OPERATION] {
+        let out = call("nobody", method).await;
+        assert_ne!(out.code, Some(0), "{}", out.stdout);
+        assert!(out.stderr.contains("AccessDenied"), "{}", out.stderr);
+    }
+    let out = call("root", SLOTS).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let _ = rauc.kill();
+    let _ = rauc.wait();
 }

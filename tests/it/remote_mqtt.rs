@@ -1582,9 +1582,16 @@ async fn client_certificate_login() {
         broker: (files.ca.clone(), port, Some(files.client("app"))),
     };
     let f = app.seal(&Request::Status);
+    // The plain status keeps its pre-issue-20 form (older apps refuse
+    // trailing bytes); the software section only when asked for.
     assert!(matches!(
         app.open(&ask(&client, &mut rx, f).await),
-        Response::Status(_)
+        Response::Status(s) if s.update.is_none()
+    ));
+    let f = app.seal(&Request::StatusWithUpdate);
+    assert!(matches!(
+        app.open(&ask(&client, &mut rx, f).await),
+        Response::Status(s) if s.update.as_ref().is_some_and(|u| u.installed == env!("CARGO_PKG_VERSION"))
     ));
     running.stop().await.expect("clean stop");
     wait_for(&mut rx, &topic("availability"), b"offline").await;
@@ -2277,6 +2284,10 @@ async fn latchctl_remote_end_to_end() {
     assert_eq!(code, 0, "{err}");
     let v: Value = serde_json::from_str(out.trim()).expect("status JSON");
     assert_eq!(v["lock"], "locked", "{v}");
+    // Issue 20: the software section, sealed to the owner (the state
+    // topic carries no update fields; the version is in HA discovery).
+    assert_eq!(v["software"]["installed"], env!("CARGO_PKG_VERSION"), "{v}");
+    assert!(state_doc.get("software").is_none(), "{state_doc}");
     for (args, want) in [
         (&["set", "remote-unlock", "on"][..], "ok"),
         (&["unlock"][..], "ok"),

@@ -166,6 +166,14 @@ fn everything() -> (Vec<Change>, Persisted) {
         code_expires_at: WallTime(150),
         attempts: 2,
     };
+    let pending = latchd::core::update::PendingUpdate {
+        source: "https://updates.example.net/lock-0.2.0.raucb".into(),
+        allow_older: false,
+        by: n(1),
+        phase: latchd::core::update::Phase::WaitingToRestart,
+        version: Some("0.2.0".into()),
+        running: "0.1.0".into(),
+    };
     let mut changes = vec![
         Change::SetHanding(Handing::LeftHand),
         Change::PutUser(admin.clone()),
@@ -181,6 +189,7 @@ fn everything() -> (Vec<Change>, Persisted) {
         Change::PutGuestInvite(invite.clone()),
         Change::PutTimeFloor(WallTime(1_790_000_000)),
         Change::SetPairingGeneration(3),
+        Change::PutPendingUpdate(Some(pending.clone())),
     ]);
     let persisted = Persisted {
         handing: Some(Handing::LeftHand),
@@ -193,6 +202,7 @@ fn everything() -> (Vec<Change>, Persisted) {
         guest_invites: vec![invite],
         time_floor: Some(WallTime(1_790_000_000)),
         pairing_generation: 3,
+        pending_update: Some(pending),
     };
     (changes, persisted)
 }
@@ -601,14 +611,22 @@ fn readable_key_is_refused() {
 fn database_from_a_newer_schema_is_refused() {
     let tmp = set_up_lock();
     {
+        // A newer latchd that this one cannot read back records so
+        // (issue 20: `min_reader`), and left no pre-update copy.
         let conn = rusqlite::Connection::open(tmp.path().join(DB_FILE)).unwrap();
         conn.pragma_update(None, "user_version", 99).unwrap();
+        conn.execute(
+            "UPDATE store_meta SET value = 99 WHERE name = 'min_reader'",
+            [],
+        )
+        .unwrap();
     }
     let e = open_err(tmp.path());
     assert!(
         matches!(e, StoreError::SchemaTooNew { found: 99, .. }),
         "{e}"
     );
+    assert!(e.to_string().contains("no pre-update copy"), "{e}");
 }
 
 #[test]

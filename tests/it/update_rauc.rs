@@ -504,6 +504,26 @@ async fn an_owner_update_installs_with_progress_restarts_and_is_marked_good() {
         rig.boot_calls()
     );
     running.barrier().await;
+    // The app's status section (issue 20): the other slot as RAUC reports
+    // it, and how the update ended. Waiting for RAUC's reading is not a
+    // timed assertion: the bound only turns a hang into a failure.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while running.health.get().other_slot.is_none() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let other = running.health.get().other_slot.expect("RAUC's other slot");
+    assert_eq!(
+        (other.bootname.as_str(), other.good),
+        ("A", Some(true)),
+        "{other:?}"
+    );
+    let summary = latchd::app::wire::status_report(&running.published.borrow().engine)
+        .update
+        .expect("the engine's side of the section");
+    assert_eq!(
+        summary.last,
+        Some(latchd::app::wire::UpdateStep::MarkedGood)
+    );
     running.stop().await.expect("stops");
     let log = logged(&state);
     assert!(

@@ -91,6 +91,7 @@ pub fn apply(store: &mut Persisted, c: &Change) {
             store.guest_invites.push(i.clone());
         }
         Change::DeleteGuestInvite(id) => store.guest_invites.retain(|x| x.slot != *id),
+        Change::PutPendingUpdate(p) => store.pending_update = p.clone(),
         Change::FactoryReset => {
             *store = Persisted {
                 settings: Settings::default(),

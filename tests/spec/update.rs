@@ -523,3 +523,98 @@ fn a_lock_without_rauc_refuses_update_requests() {
         Err(AppError::UpdatesOff)
     );
 }
+
+/// Issue 20: an update waiting for a safe moment to install survives a
+/// daemon restart: the store keeps it, and the next start has RAUC inspect
+/// the bundle again (what the URL serves may have changed meanwhile), then
+/// waits and installs as before.
+#[test]
+fn a_waiting_install_survives_a_restart_and_the_bundle_is_inspected_again() {
+    let (mut s, owner) = lock_with_owner();
+    s.input(Input::Door(DoorPosition::Open));
+    start(&mut s, owner);
+    report(&mut s, inspect("0.2.0"));
+    assert_eq!(
+        s.store.pending_update.as_ref().map(|p| p.phase),
+        Some(Phase::WaitingToInstall)
+    );
+    s.restart();
+    assert_eq!(
+        s.engine.status().update.map(|u| u.phase),
+        Some(Phase::Inspecting)
+    );
+    assert_eq!(update_cmds(&s), vec![inspect_cmd(), inspect_cmd()]);
+    report(&mut s, inspect("0.2.0"));
+    // After a restart the battery has not reported yet: it waits.
+    assert!(!update_cmds(&s).contains(&install_cmd()));
+    s.input(power(80, false));
+    assert_eq!(update_cmds(&s).last(), Some(&install_cmd()));
+    assert_eq!(s.store.pending_update, None, "no longer waiting");
+}
+
+/// The bundle behind the URL became an older one while the lock was down:
+/// the version rule refuses it on the second inspection.
+#[test]
+fn a_resumed_update_applies_the_version_rule_to_what_the_url_serves_now() {
+    let (mut s, owner) = lock_with_owner();
+    s.input(Input::Door(DoorPosition::Open));
+    start(&mut s, owner);
+    report(&mut s, inspect("0.2.0"));
+    s.restart();
+    report(&mut s, inspect("0.0.9"));
+    s.input(power(80, false));
+    assert!(!update_cmds(&s).contains(&install_cmd()));
+    assert!(all_events(&s).iter().any(|e| matches!(
+        e.kind,
+        EventKind::UpdateRefused {
+            refusal: UpdateRefusal::NotNewer { .. }
+        }
+    )));
+    assert_eq!(s.store.pending_update, None);
+}
+
+/// Installed, waiting to restart (door open), then the daemon restarts:
+/// the lock waits for a safe moment again and then restarts into the new
+/// slot, instead of forgetting the update with the other slot primary.
+#[test]
+fn a_waiting_restart_survives_a_restart_and_waits_for_a_safe_moment_again() {
+    let (mut s, owner) = lock_with_owner();
+    start(&mut s, owner);
+    report(&mut s, inspect("0.2.0"));
+    s.input(Input::Door(DoorPosition::Open));
+    report(&mut s, UpdateReport::Installed);
+    assert_eq!(
+        s.store.pending_update.as_ref().map(|p| p.phase),
+        Some(Phase::WaitingToRestart)
+    );
+    s.restart();
+    assert!(!update_cmds(&s).contains(&UpdateCmd::Restart));
+    assert_eq!(
+        s.engine.status().update.map(|u| u.phase),
+        Some(Phase::WaitingToRestart)
+    );
+    s.input(power(80, false));
+    assert_eq!(update_cmds(&s).last(), Some(&UpdateCmd::Restart));
+    assert_eq!(s.store.pending_update, None);
+}
+
+/// A kept update from another running version is over (the board
+/// restarted into the new slot, or the image changed): forgotten, and
+/// nothing is asked of RAUC.
+#[test]
+fn a_kept_update_of_another_running_version_is_forgotten() {
+    let (mut s, owner) = lock_with_owner();
+    start(&mut s, owner);
+    report(&mut s, inspect("0.2.0"));
+    s.input(Input::Door(DoorPosition::Open));
+    report(&mut s, UpdateReport::Installed);
+    let before = update_cmds(&s).len();
+    if let Some(p) = s.store.pending_update.as_mut() {
+        p.running = "0.0.1".into();
+    }
+    s.restart();
+    s.input(power(80, false));
+    assert_eq!(update_cmds(&s).len(), before);
+    assert_eq!(s.engine.status().update, None);
+    assert_eq!(s.store.pending_update, None);
+}
