@@ -262,6 +262,12 @@ pub enum AppError {
     UpdateInProgress,
     #[error("update refused: {0}")]
     UpdateRefused(super::update::UpdateRefusal),
+    #[error("the lock is in vacation mode: only an administrator may open it")]
+    VacationMode,
+    #[error("the lock is in privacy mode: nothing opens from outside, and only someone inside (the handle, or an administrator at SET) ends it")]
+    PrivacyMode,
+    #[error("privacy mode needs the door locked first")]
+    NotLocked,
 }
 
 /// Every voice prompt, as an id: its words in each language are

@@ -473,6 +473,8 @@ impl Engine {
                 }
             }
         };
+        // Issue 18: Vacation takes owner keys only, Privacy nothing.
+        self.mode_admits_app(admin.is_some())?;
         if self.handing.is_none() {
             return Err(AppError::NoHanding);
         }
@@ -750,6 +752,10 @@ impl Engine {
             // config's default, so a later change of the default does not
             // re-language a lock whose owner chose.
             SettingChange::Language(l) => s.language = Some(*l),
+            SettingChange::OperatingMode(m) => {
+                self.may_set_mode(*m)?;
+                s = s.with_operating_mode(*m);
+            }
         }
         self.persist(out, vec![Change::PutSettings(s)]);
         self.log(
@@ -758,7 +764,8 @@ impl Engine {
                 change: change.clone(),
             },
         );
-        if let SettingChange::AutoLock(_) = change {
+        // Passage entered or left changes whether the countdown runs.
+        if let SettingChange::AutoLock(_) | SettingChange::OperatingMode(_) = change {
             self.start_auto_lock();
         }
         Ok(AppOk::Done)

@@ -148,6 +148,8 @@ impl Engine {
             self.say(out, Prompt::VerifyFailed);
             return;
         };
+        // Issue 18: a lockout suspends Passage (`core::modes`).
+        self.passage_lockout(out);
         if let Some(d) = duration {
             self.log(out, EventKind::LockoutStarted);
             self.log(
@@ -308,6 +310,15 @@ impl Engine {
                 if admin_check && (u.role != Role::Admin || duress) {
                     return Verdict::NotHere;
                 }
+                // Issue 18: a code the operating mode refuses (Vacation,
+                // Privacy) is answered and counted like one outside its
+                // window. At SET (inside) the mode does not apply.
+                if !admin_check && !self.mode_admits_user(u.role) {
+                    return Verdict::OutsideValidity {
+                        method: Method::Passcode,
+                        user: Some(user),
+                    };
+                }
                 Verdict::User { user, duress }
             }
             Some(PasscodeTarget::Temp(id)) => {
@@ -326,6 +337,12 @@ impl Engine {
                 if admin_check {
                     return Verdict::NotHere;
                 }
+                if !self.mode_admits_visitor() {
+                    return Verdict::OutsideValidity {
+                        method: Method::TempPasscode,
+                        user: None,
+                    };
+                }
                 Verdict::Temp {
                     id,
                     one_time: t.one_time,
@@ -337,6 +354,8 @@ impl Engine {
     /// B-4.1: an administrator verified at SET: the menu opens.
     fn open_menu(&mut self, out: &mut Out, user: UserNumber) {
         self.log(out, EventKind::MenuEntered { user: Some(user) });
+        // Issue 18: an administrator inside ends Privacy (`core::modes`).
+        self.privacy_ended_inside(out);
         self.mode = Mode::Menu(Menu::Main);
         self.wake(out);
         self.say(out, Prompt::MenuMain);
@@ -472,7 +491,12 @@ impl Engine {
         }
         let wall = self.now.wall;
         let user = holder.and_then(|u| self.dir.users.get(&u)).cloned();
-        let valid = user.as_ref().filter(|u| u.validity.admits(wall));
+        // Issue 18: a user the operating mode refuses at the door is
+        // treated as outside their window; at SET the mode does not apply.
+        let at_set = matches!(self.mode, Mode::VerifyAdmin);
+        let valid = user
+            .as_ref()
+            .filter(|u| u.validity.admits(wall) && (at_set || self.mode_admits_user(u.role)));
         let admin = valid
             .filter(|u| u.role == Role::Admin && spoof.is_none())
             .map(|u| u.number);

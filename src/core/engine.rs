@@ -996,7 +996,14 @@ impl Engine {
     pub(super) fn start_auto_lock(&mut self) {
         let can_run = !self.mech.door_open() && self.mech.bolt == BoltPosition::Retracted;
         let countdown = if can_run {
-            self.relock_once.take().or(self.settings.auto_lock)
+            // Issue 18: Passage holds the bolt open; an explicit relock
+            // (`UnlockWithTimeout`) still runs.
+            let auto = if self.passage_holds() {
+                None
+            } else {
+                self.settings.auto_lock
+            };
+            self.relock_once.take().or(auto)
         } else {
             None
         };
@@ -1192,6 +1199,8 @@ impl Engine {
     /// lockout; the lock only senses and logs it (and tells an away owner).
     fn on_mechanical_key(&mut self, out: &mut Out) {
         self.door_watch.manual(self.now.mono);
+        // Issue 18: manual unlocking ends Privacy (Matter's wording).
+        self.privacy_ended_inside(out);
         let event = self.event(EventKind::Unlocked {
             method: Method::MechanicalKey,
             user: None,
@@ -1209,6 +1218,8 @@ impl Engine {
     /// home — but it is logged. It works during a lockout (mechanical).
     fn on_inside_handle(&mut self, out: &mut Out) {
         self.door_watch.manual(self.now.mono);
+        // Issue 18: manual unlocking ends Privacy (Matter's wording).
+        self.privacy_ended_inside(out);
         if self.away {
             self.away = false;
             self.log(out, EventKind::AwayMode { armed: false });

@@ -114,7 +114,8 @@ impl Engine {
             AppCommand::Setting(
                 change @ (SettingChange::AutoLock(_)
                 | SettingChange::RemoteUnlock(_)
-                | SettingChange::RequirePinRemote(_)),
+                | SettingChange::RequirePinRemote(_)
+                | SettingChange::OperatingMode(_)),
             ) => self.change_setting(out, change),
             _ => Err(AppError::Forbidden),
         }
@@ -131,6 +132,9 @@ impl Engine {
         if !(self.settings.remote_unlock && self.settings.wifi) {
             return Err(AppError::RemoteUnlockDisabled);
         }
+        // Issue 18: Privacy refuses before any PIN is looked at (nothing
+        // counted); in Vacation a PIN must be an administrator's, below.
+        self.mode_admits_app(true)?;
         if self.lockout.is_locked(self.now.mono) {
             return Err(AppError::LockedOut);
         }
@@ -168,6 +172,11 @@ impl Engine {
                     },
                     user: Some(user),
                 },
+                // Issue 18: refused by the mode like outside its window.
+                Some(u) if !self.mode_admits_user(u.role) => MatterPin::OutsideValidity {
+                    method: Method::Passcode,
+                    user: Some(user),
+                },
                 Some(_) => MatterPin::User { user, duress },
             },
             Some(PasscodeTarget::Temp(id)) => match self.dir.temp_passcodes.get(&id) {
@@ -179,6 +188,10 @@ impl Engine {
                         user: None,
                     }
                 }
+                Some(_) if !self.mode_admits_visitor() => MatterPin::OutsideValidity {
+                    method: Method::TempPasscode,
+                    user: None,
+                },
                 Some(t) => MatterPin::Temp {
                     id,
                     one_time: t.one_time,

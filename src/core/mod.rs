@@ -71,6 +71,7 @@ pub mod lang;
 pub mod lock;
 mod matter;
 mod menu;
+mod modes;
 pub mod noise;
 pub mod passcode;
 pub mod policy;

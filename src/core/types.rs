@@ -284,6 +284,12 @@ pub struct Settings {
         deserialize_with = "super::lang::known_or_none"
     )]
     pub language: Option<super::lang::Language>,
+    /// Issue 18 item 2: the door's operating mode ([`DoorMode`]). Settings
+    /// stored before this field read as Normal (no migration: serde's
+    /// default). Remote unlock stays `remote_unlock` alone; the five
+    /// Matter modes are the pair, [`Settings::operating_mode`].
+    #[serde(default)]
+    pub mode: DoorMode,
 }
 
 impl Settings {
@@ -307,7 +313,70 @@ impl Default for Settings {
             require_pin_remote: false,
             door_ajar: Some(Settings::DEFAULT_DOOR_AJAR),
             language: None,
+            mode: DoorMode::Normal,
         }
+    }
+}
+
+/// Issue 18 item 2: the rules the door follows besides remote unlock. The
+/// rules themselves live where they act (`core::modes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DoorMode {
+    #[default]
+    Normal,
+    /// Only administrators' credentials open from outside.
+    Vacation,
+    /// Nothing opens from outside; only someone inside ends it.
+    Privacy,
+    /// The bolt stays retracted after an unlock (no auto-lock).
+    Passage,
+}
+
+/// The operating mode as Matter's `OperatingModeEnum` and the app see it:
+/// one value for the pair (`mode`, `remote_unlock`). Decision: remote
+/// unlock keeps its one source of truth, `Settings::remote_unlock` (B-6.7):
+/// `NoRemoteLockUnlock` *is* Normal with remote unlock off, and `Normal`
+/// is Normal with it on (what Matter's Normal, "all interfaces enabled",
+/// says). Vacation, Privacy and Passage leave remote unlock as it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperatingMode {
+    Normal,
+    Vacation,
+    Privacy,
+    Passage,
+    NoRemoteLockUnlock,
+}
+
+impl Settings {
+    /// The pair (`mode`, `remote_unlock`) as one operating mode.
+    pub fn operating_mode(&self) -> OperatingMode {
+        match self.mode {
+            DoorMode::Normal if self.remote_unlock => OperatingMode::Normal,
+            DoorMode::Normal => OperatingMode::NoRemoteLockUnlock,
+            DoorMode::Vacation => OperatingMode::Vacation,
+            DoorMode::Privacy => OperatingMode::Privacy,
+            DoorMode::Passage => OperatingMode::Passage,
+        }
+    }
+
+    /// `self` with the operating mode `m` (see [`OperatingMode`]).
+    pub fn with_operating_mode(mut self, m: OperatingMode) -> Settings {
+        match m {
+            OperatingMode::Normal => {
+                self.mode = DoorMode::Normal;
+                self.remote_unlock = true;
+            }
+            OperatingMode::NoRemoteLockUnlock => {
+                self.mode = DoorMode::Normal;
+                self.remote_unlock = false;
+            }
+            OperatingMode::Vacation => self.mode = DoorMode::Vacation,
+            OperatingMode::Privacy => self.mode = DoorMode::Privacy,
+            OperatingMode::Passage => self.mode = DoorMode::Passage,
+        }
+        self
     }
 }
 
@@ -324,6 +393,8 @@ pub enum SettingChange {
     DoorAjar(Option<Duration>),
     /// Issue 17 item 4: the prompt language.
     Language(super::lang::Language),
+    /// Issue 18 item 2: the operating mode (`core::modes`).
+    OperatingMode(OperatingMode),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
