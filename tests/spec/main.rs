@@ -21,5 +21,6 @@ mod credentials;
 mod door;
 mod lang;
 mod matter;
+mod modes;
 mod robustness;
 mod update;
