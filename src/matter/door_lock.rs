@@ -529,7 +529,7 @@ impl door_lock::ClusterAsyncHandler for DoorLock<'_> {
         ctx: impl WriteContext,
         value: OperatingModeEnum,
     ) -> Result<(), Error> {
-        let change = mapping::operating_mode_change(value)?;
+        let change = mapping::operating_mode_change(value);
         self.submit(&ctx, AppCommand::Setting(change))
             .await?
             .map_err(|e| Error::from(mapping::command_error(&e)))?;

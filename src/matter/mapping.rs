@@ -20,13 +20,19 @@ use rs_matter::tlv::Nullable;
 
 use crate::core::event::{AlarmKind, EventKind, LockHow};
 use crate::core::input::DoorPosition;
-use crate::core::types::{CredentialKind, Method, Role, SettingChange, Settings, UserNumber};
+use crate::core::types::{
+    CredentialKind, Method, OperatingMode, Role, SettingChange, Settings, UserNumber,
+};
 use crate::core::{AppError, LockState};
 
 /// `SupportedOperatingModes`: the spec's inverted bitmap, a 0 bit is a
-/// supported mode. Normal (bit 0) and NoRemoteLockUnlock (bit 3) only.
+/// supported mode. All five are engine rules (issue 18 item 2,
+/// `core::modes`): bits 0–4 clear, the reserved bits set.
 pub const SUPPORTED_OPERATING_MODES: u16 = !((1 << OperatingModeEnum::Normal as u16)
-    | (1 << OperatingModeEnum::NoRemoteLockUnlock as u16));
+    | (1 << OperatingModeEnum::Vacation as u16)
+    | (1 << OperatingModeEnum::Privacy as u16)
+    | (1 << OperatingModeEnum::NoRemoteLockUnlock as u16)
+    | (1 << OperatingModeEnum::Passage as u16));
 
 /// `LockState` from the engine's lock state.
 pub fn lock_state(s: LockState) -> Nullable<DlLockState> {
@@ -49,27 +55,28 @@ pub fn door_state(d: Option<DoorPosition>) -> Nullable<DoorStateEnum> {
     }
 }
 
-/// `OperatingMode`: remote unlock on (B-6.7) is Normal, off is
-/// NoRemoteLockUnlock.
+/// `OperatingMode`: the engine's operating mode, one to one (Normal and
+/// NoRemoteLockUnlock are Normal with remote unlock on / off, B-6.7).
 pub fn operating_mode(s: &Settings) -> OperatingModeEnum {
-    if s.remote_unlock {
-        OperatingModeEnum::Normal
-    } else {
-        OperatingModeEnum::NoRemoteLockUnlock
+    match s.operating_mode() {
+        OperatingMode::Normal => OperatingModeEnum::Normal,
+        OperatingMode::Vacation => OperatingModeEnum::Vacation,
+        OperatingMode::Privacy => OperatingModeEnum::Privacy,
+        OperatingMode::NoRemoteLockUnlock => OperatingModeEnum::NoRemoteLockUnlock,
+        OperatingMode::Passage => OperatingModeEnum::Passage,
     }
 }
 
-/// A write of `OperatingMode`: the setting it changes, or why not.
-pub fn operating_mode_change(m: OperatingModeEnum) -> Result<SettingChange, ErrorCode> {
-    match m {
-        OperatingModeEnum::Normal => Ok(SettingChange::RemoteUnlock(true)),
-        OperatingModeEnum::NoRemoteLockUnlock => Ok(SettingChange::RemoteUnlock(false)),
-        // The engine has no vacation, privacy or passage rules; the bit
-        // says so in SupportedOperatingModes.
-        OperatingModeEnum::Vacation | OperatingModeEnum::Privacy | OperatingModeEnum::Passage => {
-            Err(ErrorCode::ConstraintError)
-        }
-    }
+/// A write of `OperatingMode`: the setting change it asks for (the engine
+/// may still refuse it: [`command_error`] gives the status).
+pub fn operating_mode_change(m: OperatingModeEnum) -> SettingChange {
+    SettingChange::OperatingMode(match m {
+        OperatingModeEnum::Normal => OperatingMode::Normal,
+        OperatingModeEnum::Vacation => OperatingMode::Vacation,
+        OperatingModeEnum::Privacy => OperatingMode::Privacy,
+        OperatingModeEnum::NoRemoteLockUnlock => OperatingMode::NoRemoteLockUnlock,
+        OperatingModeEnum::Passage => OperatingMode::Passage,
+    })
 }
 
 /// `AutoRelockTime` in seconds: the B-8.3 countdown, 0 when it is off.
@@ -111,7 +118,12 @@ pub fn user_number(index: u16) -> Option<UserNumber> {
 /// The IM status a refused command answers with.
 pub fn command_error(e: &AppError) -> ErrorCode {
     match e {
-        AppError::Forbidden | AppError::RemoteUnlockDisabled => ErrorCode::UnsupportedAccess,
+        // Issue 18: Privacy is left only from inside, and refuses every
+        // unlock from outside; Vacation refuses a non-administrator.
+        AppError::Forbidden
+        | AppError::RemoteUnlockDisabled
+        | AppError::PrivacyMode
+        | AppError::VacationMode => ErrorCode::UnsupportedAccess,
         AppError::Busy => ErrorCode::Busy,
         AppError::NoSuchUser | AppError::NotFound => ErrorCode::NotFound,
         AppError::UserExists => ErrorCode::AlreadyExists,
@@ -146,9 +158,11 @@ pub fn operation_error(e: &AppError) -> OperationErrorEnum {
     match e {
         AppError::WrongCode | AppError::CodeRequired => OperationErrorEnum::InvalidCredential,
         AppError::OutsideValidity => OperationErrorEnum::DisabledUserDenied,
-        AppError::LockedOut | AppError::RemoteUnlockDisabled | AppError::Forbidden => {
-            OperationErrorEnum::Restricted
-        }
+        AppError::LockedOut
+        | AppError::RemoteUnlockDisabled
+        | AppError::Forbidden
+        | AppError::PrivacyMode
+        | AppError::VacationMode => OperationErrorEnum::Restricted,
         _ => OperationErrorEnum::Unspecified,
     }
 }
@@ -354,21 +368,29 @@ mod tests {
     }
 
     #[test]
-    fn operating_modes_follow_remote_unlock() {
-        let mut s = Settings::default();
+    fn operating_modes_map_one_to_one() {
+        let s = Settings::default();
         assert_eq!(operating_mode(&s), OperatingModeEnum::NoRemoteLockUnlock);
-        s.remote_unlock = true;
-        assert_eq!(operating_mode(&s), OperatingModeEnum::Normal);
+        // Every mode written reads back as itself.
+        for m in [
+            OperatingModeEnum::Normal,
+            OperatingModeEnum::Vacation,
+            OperatingModeEnum::Privacy,
+            OperatingModeEnum::NoRemoteLockUnlock,
+            OperatingModeEnum::Passage,
+        ] {
+            let SettingChange::OperatingMode(om) = operating_mode_change(m) else {
+                panic!("not a mode change")
+            };
+            assert_eq!(operating_mode(&s.clone().with_operating_mode(om)), m);
+        }
+        // All five supported: a CLEARED bit means supported.
+        assert_eq!(SUPPORTED_OPERATING_MODES & 0b1_1111, 0);
+        assert_eq!(SUPPORTED_OPERATING_MODES, 0xFFE0);
         assert_eq!(
-            operating_mode_change(OperatingModeEnum::Normal),
-            Ok(SettingChange::RemoteUnlock(true))
+            command_error(&AppError::PrivacyMode),
+            ErrorCode::UnsupportedAccess
         );
-        assert_eq!(
-            operating_mode_change(OperatingModeEnum::Privacy),
-            Err(ErrorCode::ConstraintError)
-        );
-        // Normal and NoRemoteLockUnlock supported (0 bits), the rest not.
-        assert_eq!(SUPPORTED_OPERATING_MODES & 0b1_1111, 0b1_0110);
     }
 
     #[test]
