@@ -366,6 +366,17 @@ fn read_language(r: &mut Reader<'_>) -> Result<crate::core::Language, CommandErr
     })
 }
 
+/// An operating mode by its byte (Matter's `OperatingModeEnum` value); an
+/// unknown byte is refused, never read as Normal.
+fn read_mode(r: &mut Reader<'_>) -> Result<crate::core::types::OperatingMode, CommandError> {
+    crate::core::types::OperatingMode::from_code(r.u8("operating mode")?).ok_or(
+        CommandError::BadValue {
+            field: "operating mode",
+            why: "unknown operating mode (0 normal, 1 vacation, 2 privacy, 3 no remote, 4 passage)",
+        },
+    )
+}
+
 fn unbits<const N: usize>(
     r: &mut Reader<'_>,
     field: &'static str,
@@ -541,6 +552,10 @@ impl Request {
                         w.u8(5);
                         w.u8(l.code());
                     }
+                    Setting::OperatingMode(m) => {
+                        w.u8(6);
+                        w.u8(m.code());
+                    }
                 }
                 w.0
             }
@@ -674,6 +689,7 @@ impl Request {
                     Setting::DoorAjar(v)
                 }
                 5 => Setting::Language(read_language(&mut r)?),
+                6 => Setting::OperatingMode(read_mode(&mut r)?),
                 _ => {
                     return Err(CommandError::BadValue {
                         field: "setting",
@@ -934,6 +950,7 @@ impl Response {
                 ]));
                 w.opt(s.door_ajar_secs, Writer::u16);
                 w.u8(s.language.code());
+                w.u8(s.operating_mode.code());
                 w.0
             }
             Response::Notice(e) => {
@@ -1105,6 +1122,7 @@ impl Response {
                     unbits::<3>(&mut r, "settings flags")?;
                 let door_ajar_secs = r.opt("door ajar", Reader::u16)?;
                 let language = read_language(&mut r)?;
+                let operating_mode = read_mode(&mut r)?;
                 Response::Settings(Settings {
                     auto_lock_secs,
                     lockout_protection,
@@ -1112,6 +1130,7 @@ impl Response {
                     wifi_enabled,
                     door_ajar_secs,
                     language,
+                    operating_mode,
                 })
             }
             op::R_ERROR => {
@@ -1193,6 +1212,7 @@ mod tests {
             wifi_enabled: true,
             door_ajar_secs: Some(60),
             language: crate::core::Language::En,
+            operating_mode: crate::core::types::OperatingMode::Passage,
         });
         assert_eq!(Response::decode(&s.encode()).expect("decodes"), s);
         for a in [AlarmKind::DoorAjar, AlarmKind::DoorForcedOpen] {
@@ -1225,12 +1245,14 @@ mod tests {
                 wifi_enabled: false,
                 door_ajar_secs: None,
                 language: l,
+                operating_mode: crate::core::types::OperatingMode::Normal,
             });
             let bytes = s.encode();
-            assert_eq!(bytes[bytes.len() - 1], l.code());
+            assert_eq!(bytes[bytes.len() - 2], l.code());
             assert_eq!(Response::decode(&bytes).expect("decodes"), s);
             let mut unknown = bytes.clone();
-            *unknown.last_mut().unwrap() = 9;
+            let at = unknown.len() - 2;
+            unknown[at] = 9;
             assert!(Response::decode(&unknown).is_err());
         }
         let mut w = Writer::new(op::SET_SETTING);
@@ -1238,6 +1260,41 @@ mod tests {
         w.u8(2);
         let e = Request::decode(&w.0).unwrap_err();
         assert!(e.to_string().contains("language"), "{e}");
+    }
+
+    /// Issue 18 item 2: the operating mode is set (SetSetting tag 6, the
+    /// byte is Matter's `OperatingModeEnum` value) and read back (the
+    /// settings reply's last byte); an unknown byte is refused both ways.
+    #[test]
+    fn the_operating_mode_setting_round_trips_and_unknown_codes_are_refused() {
+        use crate::core::types::OperatingMode;
+        for m in OperatingMode::ALL {
+            let r = Request::SetSetting(Setting::OperatingMode(m));
+            let bytes = r.encode();
+            assert_eq!(bytes[bytes.len() - 2..], [6, m.code()]);
+            assert_eq!(Request::decode(&bytes), Ok(r));
+            let s = Response::Settings(Settings {
+                auto_lock_secs: None,
+                lockout_protection: true,
+                remote_unlock: false,
+                wifi_enabled: true,
+                door_ajar_secs: Some(60),
+                language: crate::core::Language::En,
+                operating_mode: m,
+            });
+            let bytes = s.encode();
+            assert_eq!(bytes[bytes.len() - 1], m.code());
+            assert_eq!(Response::decode(&bytes).expect("decodes"), s);
+            let mut unknown = bytes.clone();
+            *unknown.last_mut().unwrap() = 5;
+            assert!(Response::decode(&unknown).is_err());
+            assert_eq!(m.tag().parse::<OperatingMode>(), Ok(m));
+        }
+        let mut w = Writer::new(op::SET_SETTING);
+        w.u8(6);
+        w.u8(5);
+        let e = Request::decode(&w.0).unwrap_err();
+        assert!(e.to_string().contains("operating mode"), "{e}");
     }
 
     /// Issue 17 item 7: every event kind the app lists round-trips, and a

@@ -80,6 +80,8 @@ pub enum Setting {
     DoorAjar(Option<u16>),
     /// The prompt language (issue 17 item 4).
     Language(crate::core::Language),
+    /// The operating mode (issue 18 item 2).
+    OperatingMode(crate::core::types::OperatingMode),
 }
 
 /// A credential enrolled at the lock (issue 17 item 1).
@@ -340,6 +342,7 @@ impl Request {
                     secs.map(|v| std::time::Duration::from_secs(u64::from(v))),
                 ),
                 Setting::Language(l) => core_types::SettingChange::Language(l),
+                Setting::OperatingMode(m) => core_types::SettingChange::OperatingMode(m),
             }),
             Request::ReleaseLockout => AppCommand::ReleaseLockout,
             Request::ListOwnerKeys => AppCommand::ListOwnerKeys,

@@ -82,6 +82,8 @@ pub struct Settings {
     pub door_ajar_secs: Option<u16>,
     /// The prompt language in force (issue 17 item 4).
     pub language: crate::core::Language,
+    /// The operating mode (issue 18 item 2).
+    pub operating_mode: types::OperatingMode,
 }
 
 /// Lock state.
@@ -605,6 +607,7 @@ pub fn settings(s: &types::Settings, language: crate::core::Language) -> Setting
             .door_ajar
             .map(|d| u16::try_from(d.as_secs()).unwrap_or(u16::MAX)),
         language,
+        operating_mode: s.operating_mode(),
     }
 }
 

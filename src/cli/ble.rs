@@ -100,6 +100,13 @@ pub enum BleCommand {
         /// `en` (English) or `zh-TW` (Mandarin, Traditional Chinese).
         tag: String,
     },
+    /// Set the operating mode (owner key; issue 18 item 2): normal,
+    /// vacation, privacy, no-remote or passage. Privacy needs the door
+    /// locked and is ended only from inside (handle, key, SET).
+    Mode {
+        /// normal, vacation, privacy, no-remote or passage.
+        name: String,
+    },
     /// List the owner keys: slot, administrator, label (owner key).
     OwnerKeys,
     /// Revoke one owner key by its slot (owner key); logged on the lock.
@@ -341,6 +348,7 @@ mod imp {
             | BleCommand::OwnerKeys
             | BleCommand::Settings
             | BleCommand::Language { .. }
+            | BleCommand::Mode { .. }
             | BleCommand::RevokeOwnerKey { .. } => {
                 let now = WallTime(
                     std::time::SystemTime::now()
@@ -366,6 +374,11 @@ mod imp {
                     BleCommand::OwnerKeys => Request::ListOwnerKeys,
                     BleCommand::RevokeOwnerKey { slot } => Request::RevokeOwnerKey { slot: *slot },
                     BleCommand::Settings => Request::GetSettings,
+                    BleCommand::Mode { name } => {
+                        Request::SetSetting(crate::app::request::Setting::OperatingMode(
+                            name.parse().map_err(BleCliError::Usage)?,
+                        ))
+                    }
                     BleCommand::Language { tag } => Request::SetSetting(
                         crate::app::request::Setting::Language(tag.parse().map_err(
                             |e: crate::core::lang::UnknownLanguage| {

@@ -7,7 +7,7 @@
 //!  latchctl remote --host H [--port P] --serial S [--ca-file F [--cert C --key K]]
 //!                  [--username U --password-file PW] [--plain] [--key-file F] <cmd>
 //!     status | unlock | lock | users | passcodes | settings
-//!     set <auto-lock|lockout-protection|remote-unlock|wifi|door-ajar> <value>
+//!     set <auto-lock|lockout-protection|remote-unlock|wifi|door-ajar|language|mode> <value>
 //!     invite [--hours H] | release-lockout | time-sync
 //!     enrol --user N --method <face|palm|fingerprint|passcode>   (the person enrols at the lock)
 //!     delete-credential --user N --method <…>                    (the user's newest of that kind)
@@ -87,6 +87,9 @@ pub enum SettingName {
     DoorAjar,
     /// The prompt language: `en` or `zh-TW` (issue 17 item 4).
     Language,
+    /// The operating mode: normal, vacation, privacy, no-remote, passage
+    /// (issue 18 item 2).
+    Mode,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -139,7 +142,8 @@ pub enum RemoteCommand {
     /// Show the settings (owner key).
     Settings,
     /// Change one setting (owner key): on/off, seconds (0 = off) for
-    /// auto-lock and door-ajar, `en` or `zh-TW` for language.
+    /// auto-lock and door-ajar, `en` or `zh-TW` for language, normal,
+    /// vacation, privacy, no-remote or passage for mode.
     Set { name: SettingName, value: String },
     /// A one-time guest pairing code valid from now for H hours (owner).
     Invite {
@@ -352,6 +356,9 @@ fn request_of(cmd: &RemoteCommand) -> Result<Option<Request>, RemoteCliError> {
             SettingName::Language => Setting::Language(value.parse().map_err(
                 |e: crate::core::lang::UnknownLanguage| RemoteCliError::Usage(e.to_string()),
             )?),
+            SettingName::Mode => {
+                Setting::OperatingMode(value.parse().map_err(RemoteCliError::Usage)?)
+            }
         }),
         RemoteCommand::Invite { hours } => {
             let from = now();
@@ -401,13 +408,14 @@ fn validity_json(v: &Validity) -> serde_json::Value {
 pub(crate) fn settings_text_json(s: &crate::app::wire::Settings) -> (String, serde_json::Value) {
     (
         format!(
-            "auto-lock {}, lockout protection {}, remote unlock {}, Wi-Fi {}, door-ajar alarm {}, language {}",
+            "auto-lock {}, lockout protection {}, remote unlock {}, Wi-Fi {}, door-ajar alarm {}, language {}, mode {}",
             s.auto_lock_secs.map_or("off".into(), |v| format!("{v} s")),
             s.lockout_protection,
             s.remote_unlock,
             s.wifi_enabled,
             s.door_ajar_secs.map_or("off".into(), |v| format!("{v} s")),
             s.language,
+            s.operating_mode.tag(),
         ),
         serde_json::json!({
             "auto_lock_secs": s.auto_lock_secs,
@@ -416,6 +424,7 @@ pub(crate) fn settings_text_json(s: &crate::app::wire::Settings) -> (String, ser
             "wifi_enabled": s.wifi_enabled,
             "door_ajar_secs": s.door_ajar_secs,
             "language": s.language.tag(),
+            "mode": s.operating_mode.tag(),
         }),
     )
 }

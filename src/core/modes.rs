@@ -107,8 +107,8 @@ impl Engine {
         }
         match to {
             OperatingMode::Privacy if from != OperatingMode::Privacy => {
-                let locked = self.mech.bolt == BoltPosition::Extended
-                    && self.mech.motor == MotorState::Idle;
+                let locked =
+                    self.mech.bolt == BoltPosition::Extended && self.mech.motor == MotorState::Idle;
                 if !locked {
                     return Err(AppError::NotLocked);
                 }

@@ -349,6 +349,55 @@ pub enum OperatingMode {
     NoRemoteLockUnlock,
 }
 
+impl OperatingMode {
+    pub const ALL: [OperatingMode; 5] = [
+        OperatingMode::Normal,
+        OperatingMode::Vacation,
+        OperatingMode::Privacy,
+        OperatingMode::NoRemoteLockUnlock,
+        OperatingMode::Passage,
+    ];
+
+    /// Its byte on the app's wire: Matter's `OperatingModeEnum` value.
+    pub fn code(self) -> u8 {
+        match self {
+            OperatingMode::Normal => 0,
+            OperatingMode::Vacation => 1,
+            OperatingMode::Privacy => 2,
+            OperatingMode::NoRemoteLockUnlock => 3,
+            OperatingMode::Passage => 4,
+        }
+    }
+
+    pub fn from_code(b: u8) -> Option<OperatingMode> {
+        OperatingMode::ALL.into_iter().find(|m| m.code() == b)
+    }
+
+    /// Its name for `latchctl`: normal, vacation, privacy, no-remote, passage.
+    pub fn tag(self) -> &'static str {
+        match self {
+            OperatingMode::Normal => "normal",
+            OperatingMode::Vacation => "vacation",
+            OperatingMode::Privacy => "privacy",
+            OperatingMode::NoRemoteLockUnlock => "no-remote",
+            OperatingMode::Passage => "passage",
+        }
+    }
+}
+
+impl core::str::FromStr for OperatingMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        OperatingMode::ALL
+            .into_iter()
+            .find(|m| m.tag().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                format!("unknown mode `{s}`: normal, vacation, privacy, no-remote or passage")
+            })
+    }
+}
+
 impl Settings {
     /// The pair (`mode`, `remote_unlock`) as one operating mode.
     pub fn operating_mode(&self) -> OperatingMode {

@@ -334,21 +334,39 @@ fn home_assistants_controller_commissions_and_operates_the_lock() {
     // bits 0-4 clear). Privacy refuses the user's PIN on the keypad; a
     // controller cannot end it (it is the outside Privacy shuts out); the
     // inside handle does, and the PIN opens again.
-    assert_eq!(c.read(node, "1/257/38"), json!(0xFFE0), "SupportedOperatingModes");
+    assert_eq!(
+        c.read(node, "1/257/38"),
+        json!(0xFFE0),
+        "SupportedOperatingModes"
+    );
     d.ok(json!({"cmd": "lock_button"}));
     d.settle();
-    c.ok("write", json!({"node": node, "path": "1/257/37", "value": 2}));
+    c.ok(
+        "write",
+        json!({"node": node, "path": "1/257/37", "value": 2}),
+    );
     let mode = |d: &Daemon| d.status()["engine"]["settings"]["mode"].clone();
     wait_until("privacy mode", || mode(&d) == json!("privacy"));
     d.press(&format!("{PIN}✓"));
     d.settle();
     assert_eq!(lock_state(&d), "locked", "Privacy refused the PIN");
-    let refused = c.call("write", json!({"node": node, "path": "1/257/37", "value": 0}));
+    let refused = c.call(
+        "write",
+        json!({"node": node, "path": "1/257/37", "value": 0}),
+    );
     d.settle();
-    assert_eq!(mode(&d), json!("privacy"), "not left from outside: {refused:?}");
+    assert_eq!(
+        mode(&d),
+        json!("privacy"),
+        "not left from outside: {refused:?}"
+    );
     d.ok(json!({"cmd": "handle"}));
     d.settle();
-    assert_eq!(c.read(node, "1/257/37"), json!(0), "the handle ended Privacy");
+    assert_eq!(
+        c.read(node, "1/257/37"),
+        json!(0),
+        "the handle ended Privacy"
+    );
     d.ok(json!({"cmd": "lock_button"}));
     d.settle();
     d.press(&format!("{PIN}✓"));

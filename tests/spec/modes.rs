@@ -16,8 +16,17 @@ const MATTER: Principal = Principal::Matter {
     node: 112233,
 };
 
-fn set_mode(s: &mut Sim, via: Channel, who: Principal, m: OperatingMode) -> Result<AppOk, AppError> {
-    s.app(via, who, AppCommand::Setting(SettingChange::OperatingMode(m)))
+fn set_mode(
+    s: &mut Sim,
+    via: Channel,
+    who: Principal,
+    m: OperatingMode,
+) -> Result<AppOk, AppError> {
+    s.app(
+        via,
+        who,
+        AppCommand::Setting(SettingChange::OperatingMode(m)),
+    )
 }
 
 /// A lock with an owner app (remote unlock on) and a keypad user.
@@ -49,8 +58,17 @@ fn relock(s: &mut Sim) {
 #[test]
 fn modes_normal_and_no_remote_are_the_remote_unlock_setting() {
     let (mut s, owner) = household();
-    assert_eq!(s.engine.status().settings.operating_mode(), OperatingMode::Normal);
-    set_mode(&mut s, Channel::Ble, owner, OperatingMode::NoRemoteLockUnlock).unwrap();
+    assert_eq!(
+        s.engine.status().settings.operating_mode(),
+        OperatingMode::Normal
+    );
+    set_mode(
+        &mut s,
+        Channel::Ble,
+        owner,
+        OperatingMode::NoRemoteLockUnlock,
+    )
+    .unwrap();
     let st = s.engine.status().settings;
     assert!(!st.remote_unlock);
     assert_eq!(st.mode, DoorMode::Normal);
@@ -103,7 +121,10 @@ fn modes_vacation_only_administrators_open_from_outside() {
     at_door(&mut s, ADMIN_CODE);
     assert!(s.unlocked());
     relock(&mut s);
-    assert_eq!(s.app(Channel::Ble, owner, AppCommand::Unlock), Ok(AppOk::Done));
+    assert_eq!(
+        s.app(Channel::Ble, owner, AppCommand::Unlock),
+        Ok(AppOk::Done)
+    );
     assert!(s.unlocked());
     relock(&mut s);
     // Back to Normal: the user's code opens again.
@@ -167,7 +188,9 @@ fn modes_privacy_nothing_opens_from_outside_and_it_is_not_left_from_outside() {
     assert!(!s.unlocked());
     // The lock button still locks; the inside handle ends the mode.
     s.input(Input::LockButton);
-    assert!(s.has_event(&EventKind::Locked { how: LockHow::Inside }));
+    assert!(s.has_event(&EventKind::Locked {
+        how: LockHow::Inside
+    }));
     s.input(Input::InsideHandle);
     assert_eq!(s.engine.status().settings.mode, DoorMode::Normal);
     assert!(s.persisted().iter().any(|c| matches!(
