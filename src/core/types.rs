@@ -287,8 +287,11 @@ pub struct Settings {
     /// Issue 18 item 2: the door's operating mode ([`DoorMode`]). Settings
     /// stored before this field read as Normal (no migration: serde's
     /// default). Remote unlock stays `remote_unlock` alone; the five
-    /// Matter modes are the pair, [`Settings::operating_mode`].
-    #[serde(default)]
+    /// Matter modes are the pair, [`Settings::operating_mode`]. Decision:
+    /// a mode this build does not know (stored by a newer version, then
+    /// rolled back) reads as Vacation — the settings load and the lock
+    /// starts, administrators still open, and nothing fails open.
+    #[serde(default, deserialize_with = "DoorMode::known_or_vacation")]
     pub mode: DoorMode,
 }
 
@@ -331,6 +334,18 @@ pub enum DoorMode {
     Privacy,
     /// The bolt stays retracted after an unlock (no auto-lock).
     Passage,
+}
+
+impl DoorMode {
+    fn known_or_vacation<'de, D: serde::Deserializer<'de>>(d: D) -> Result<DoorMode, D::Error> {
+        Ok(match String::deserialize(d)?.as_str() {
+            "normal" => DoorMode::Normal,
+            "vacation" => DoorMode::Vacation,
+            "privacy" => DoorMode::Privacy,
+            "passage" => DoorMode::Passage,
+            _ => DoorMode::Vacation,
+        })
+    }
 }
 
 /// The operating mode as Matter's `OperatingModeEnum` and the app see it:
@@ -686,6 +701,31 @@ pub mod limits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 18 item 2: the mode is a field with a default (no migration);
+    /// a mode this build does not know loads as Vacation, not Normal.
+    #[test]
+    fn stored_settings_read_their_mode_and_an_unknown_one_fails_closed() {
+        let read = |v: serde_json::Value| serde_json::from_value::<Settings>(v).unwrap();
+        let mut row = serde_json::json!({
+            "auto_lock": null,
+            "lockout_protection": true,
+            "remote_unlock": true,
+            "wifi": true,
+        });
+        // Stored before there were modes.
+        assert_eq!(read(row.clone()).mode, DoorMode::Normal);
+        assert_eq!(read(row.clone()).operating_mode(), OperatingMode::Normal);
+        for m in [DoorMode::Privacy, DoorMode::Passage, DoorMode::Normal] {
+            let s = Settings {
+                mode: m,
+                ..Settings::default()
+            };
+            assert_eq!(read(serde_json::to_value(&s).unwrap()).mode, m);
+        }
+        row["mode"] = "curfew".into();
+        assert_eq!(read(row).mode, DoorMode::Vacation);
+    }
 
     #[test]
     fn user_numbers_are_three_digits() {

@@ -116,6 +116,7 @@ fn everything() -> (Vec<Change>, Persisted) {
         require_pin_remote: true,
         door_ajar: Some(Duration::from_secs(120)),
         language: Some(latchd::core::Language::ZhTw),
+        mode: latchd::core::types::DoorMode::Privacy,
     };
     let lockout = LockoutRecord {
         failures_expire_in: Vec::new(),
