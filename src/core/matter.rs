@@ -15,7 +15,9 @@
 //!  AddUserAt / SetRole / DeleteUser / SetPasscode / DeleteCredential
 //!                           the menu's rules: one PIN per user (B-1.2),
 //!                           B-2.3 passcode rules, the last administrator stays
-//!  Setting(auto-lock, remote unlock, require PIN)
+//!  Setting(auto-lock, remote unlock, require PIN, operating mode)
+//!                           the app's rules (`core::modes`: Privacy is not
+//!                           left from here)
 //!  anything else            Forbidden (keys, invites, clock, lockout release)
 //! ```
 //!

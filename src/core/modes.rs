@@ -105,21 +105,15 @@ impl Engine {
         if from == OperatingMode::Privacy && to != OperatingMode::Privacy {
             return Err(AppError::PrivacyMode);
         }
+        let locked =
+            self.mech.bolt == BoltPosition::Extended && self.mech.motor == MotorState::Idle;
+        let lockout = self.lockout.is_locked(self.now.mono) || self.lockout.keypad_disabled();
         match to {
-            OperatingMode::Privacy if from != OperatingMode::Privacy => {
-                let locked =
-                    self.mech.bolt == BoltPosition::Extended && self.mech.motor == MotorState::Idle;
-                if !locked {
-                    return Err(AppError::NotLocked);
-                }
+            OperatingMode::Privacy if from != OperatingMode::Privacy && !locked => {
+                Err(AppError::NotLocked)
             }
-            OperatingMode::Passage => {
-                if self.lockout.is_locked(self.now.mono) || self.lockout.keypad_disabled() {
-                    return Err(AppError::LockedOut);
-                }
-            }
-            _ => {}
+            OperatingMode::Passage if lockout => Err(AppError::LockedOut),
+            _ => Ok(()),
         }
-        Ok(())
     }
 }

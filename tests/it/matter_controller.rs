@@ -7,7 +7,9 @@
 //! window, B-5.1) → read the attributes → lock
 //! and unlock (remote unlock off refuses, B-6.7; OperatingMode Normal turns
 //! it on) with LockOperation events by subscription → SetUser + SetCredential
-//! a PIN, which then opens on the simulated keypad → a weak PIN refused
+//! a PIN, which then opens on the simulated keypad → OperatingMode Privacy
+//! refuses it, a controller cannot end Privacy, the inside handle does
+//! (issue 18 item 2) → a weak PIN refused
 //! (B-2.3) → wrong PINs over Matter count towards the keypad's lockout
 //! (B-7.1, issue 13's shared budget; DoorLockAlarm WrongCodeEntryLimit)
 //! → a keypad-made user's palm shows as
