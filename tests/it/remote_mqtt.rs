@@ -2302,6 +2302,12 @@ async fn latchctl_remote_end_to_end() {
         (&["set", "language", "zh-TW"][..], "ok"),
         (&["settings"][..], "language zh-TW"),
         (&["set", "language", "en"][..], "ok"),
+        // Issue 18 item 2: the operating mode, set and read back (Normal
+        // keeps remote unlock on, as it was).
+        (&["set", "mode", "vacation"][..], "ok"),
+        (&["settings"][..], "mode vacation"),
+        (&["set", "mode", "normal"][..], "ok"),
+        (&["settings"][..], "remote unlock true"),
     ] {
         let (code, out, err) = latchctl_out(files, port, &owner_key, args).await;
         assert_eq!(code, 0, "{args:?}: {err}");
@@ -2311,6 +2317,9 @@ async fn latchctl_remote_end_to_end() {
     let (code, _, err) = owner(&["set", "language", "fr"]).await;
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("zh-TW"), "{err}");
+    let (code, _, err) = owner(&["set", "mode", "curfew"]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("passage"), "{err}");
     // No lockout to release: the engine's refusal, exit 1, said so.
     let (code, _, err) = owner(&["release-lockout"]).await;
     assert!(
