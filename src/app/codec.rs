@@ -1198,6 +1198,57 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_bundle_stream_requests_round_trip_and_a_chunk_is_bounded() {
+        for req in [
+            Request::UpdateBegin {
+                size: 256 << 20,
+                sha256: [0xAB; 32],
+            },
+            Request::UpdateChunk {
+                offset: 12_000,
+                bytes: vec![7; MAX_UPDATE_CHUNK],
+            },
+            Request::UpdateCommit { allow_older: true },
+            Request::UpdateAbort,
+        ] {
+            let bytes = req.encode();
+            assert!(bytes.len() <= super::super::protocol::MAX_PLAINTEXT);
+            assert_eq!(Request::decode(&bytes), Ok(req));
+        }
+        let offset = Response::UpdateOffset { offset: 1 << 33 };
+        assert_eq!(Response::decode(&offset.encode()), Ok(offset));
+        // A frame claiming more than a chunk, or an empty one, is refused.
+        let mut long = Request::UpdateChunk {
+            offset: 0,
+            bytes: vec![7; MAX_UPDATE_CHUNK],
+        }
+        .encode();
+        long[10..12].copy_from_slice(&((MAX_UPDATE_CHUNK + 1) as u16).to_be_bytes());
+        long.push(7);
+        assert!(matches!(
+            Request::decode(&long),
+            Err(CommandError::BadValue { field: "chunk", .. })
+        ));
+        let empty = Request::UpdateChunk {
+            offset: 0,
+            bytes: Vec::new(),
+        }
+        .encode();
+        assert!(matches!(
+            Request::decode(&empty),
+            Err(CommandError::BadValue { field: "chunk", .. })
+        ));
+        // A short digest is malformed, not zero-padded.
+        let mut begin = Request::UpdateBegin {
+            size: 1,
+            sha256: [1; 32],
+        }
+        .encode();
+        begin.pop();
+        assert!(Request::decode(&begin).is_err());
+    }
+
+    #[test]
     fn an_update_url_round_trips_up_to_its_bound_and_no_further() {
         let at = |n: usize| Request::StartUpdate {
             url: format!("https://{}", "a".repeat(n - 8)),
