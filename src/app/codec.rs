@@ -1212,7 +1212,7 @@ mod tests {
             Request::UpdateAbort,
         ] {
             let bytes = req.encode();
-            assert!(bytes.len() <= super::super::protocol::MAX_PLAINTEXT);
+            assert!(bytes.len() <= MAX_PLAINTEXT);
             assert_eq!(Request::decode(&bytes), Ok(req));
         }
         let offset = Response::UpdateOffset { offset: 1 << 33 };
