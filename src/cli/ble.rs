@@ -342,7 +342,8 @@ mod imp {
                 allow_older,
                 ..
             } => {
-                // Read first: a missing file is refused before any radio work.
+                // Read before connecting to the lock: a missing file costs no
+                // connection.
                 let bytes = std::fs::read(file)
                     .map_err(|e| BleCliError::Usage(format!("{}: {e}", file.display())))?;
                 let total = bytes.len() as u64;

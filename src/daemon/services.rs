@@ -103,14 +103,10 @@ pub fn bundle_stream(
     }
 }
 
-/// Factory reset: the streamed bundles go with the household.
+/// Factory reset: the streamed bundles go with the household (only the
+/// stream's own files: the directory may be a shared one).
 pub fn forget_streamed_bundles(config: &Config, state_dir: &std::path::Path) {
-    let dir = config.update.stream_dir(state_dir);
-    if let Err(e) = std::fs::remove_dir_all(&dir) {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            tracing::warn!(dir = %dir.display(), "factory reset: cannot remove streamed bundles: {e}");
-        }
-    }
+    crate::update::stream::BundleStream::remove_files(&config.update.stream_dir(state_dir));
 }
 
 /// Issue 13 item 3: whether systemd says the system clock is

@@ -56,14 +56,18 @@ impl std::fmt::Debug for BundleStream {
 }
 
 impl BundleStream {
-    /// The stream directory (created 0700), emptied of what an earlier
+    /// The stream directory (created 0700 if missing), emptied of what an earlier
     /// run left: a partial file cannot be resumed without its hash state,
     /// and a kept bundle is only kept for the update that asked for it
     /// (a waiting one after a restart inspects it again: see
     /// [`BundleStream::keep_only`]).
     pub fn open(dir: &Path, max_bytes: u64, reserve_bytes: u64) -> std::io::Result<BundleStream> {
-        fs::create_dir_all(dir)?;
-        fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+        // Made 0700 when latchd makes it; an existing one (a shared
+        // `stream_dir`) keeps its mode: the files are 0600 either way.
+        if !dir.is_dir() {
+            std::os::unix::fs::DirBuilderExt::mode(fs::DirBuilder::new().recursive(true), 0o700)
+                .create(dir)?;
+        }
         let _ = fs::remove_file(dir.join(PARTIAL));
         Ok(BundleStream {
             dir: dir.to_path_buf(),
@@ -80,13 +84,21 @@ impl BundleStream {
         ok.then(|| dir.join(format!("bundle-{hex}.raucb")))
     }
 
-    /// Remove every streamed file (factory reset; a finished or failed
-    /// update).
+    /// Remove every streamed file of this stream.
     pub fn clear(&self) {
         *self.lock() = None;
-        if let Ok(entries) = fs::read_dir(&self.dir) {
+        BundleStream::remove_files(&self.dir);
+    }
+
+    /// Remove the streamed files in `dir` (factory reset): the partial
+    /// file and kept bundles only — a `stream_dir` set to a shared
+    /// directory loses nothing else.
+    pub fn remove_files(dir: &Path) {
+        if let Ok(entries) = fs::read_dir(dir) {
             for e in entries.flatten() {
-                let _ = fs::remove_file(e.path());
+                if is_ours(&e.file_name().to_string_lossy()) {
+                    let _ = fs::remove_file(e.path());
+                }
             }
         }
     }
@@ -105,6 +117,11 @@ impl BundleStream {
         let _ = fs::remove_file(self.partial());
         e
     }
+}
+
+/// A file this module writes: the partial one or a kept bundle.
+fn is_ours(name: &str) -> bool {
+    name == PARTIAL || (name.starts_with("bundle-") && name.ends_with(".raucb"))
 }
 
 fn io(e: std::io::Error) -> StreamError {
@@ -215,7 +232,7 @@ impl BundleStore for BundleStream {
             for e in entries.flatten() {
                 let name = e.file_name();
                 let name = name.to_string_lossy();
-                if name.starts_with("bundle-") && e.path() != path {
+                if name != PARTIAL && is_ours(&name) && e.path() != path {
                     let _ = fs::remove_file(e.path());
                 }
             }
@@ -263,6 +280,8 @@ mod tests {
         assert_eq!(s.begin(BUNDLE.len() as u64, sha(BUNDLE)), Ok(0));
         let mode = fs::metadata(s.partial()).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+        let dir_mode = fs::metadata(&s.dir).unwrap().permissions().mode();
+        assert_eq!(dir_mode & 0o777, 0o700);
         assert_eq!(s.chunk(0, &BUNDLE[..10]), Ok(10));
         assert_eq!(s.chunk(10, &BUNDLE[10..]), Ok(BUNDLE.len() as u64));
         let source = s.commit().unwrap();
@@ -371,8 +390,11 @@ mod tests {
         assert_eq!(s.begin(4, sha(b"abcd")), Ok(0));
         s.chunk(0, b"abcd").unwrap();
         let source = s.commit().unwrap();
+        fs::write(dir.join("not-ours"), b"kept").unwrap();
         s.clear();
         assert!(!BundleStream::resolve(&dir, &source).unwrap().exists());
+        // Only the stream's own files go.
+        assert!(dir.join("not-ours").exists());
     }
 
     #[test]
