@@ -185,6 +185,16 @@ mod tests {
                 url: "https://x/b.raucb".into(),
                 allow_older: false,
             },
+            Request::UpdateBegin {
+                size: 4,
+                sha256: [0; 32],
+            },
+            Request::UpdateChunk {
+                offset: 0,
+                bytes: vec![1],
+            },
+            Request::UpdateCommit { allow_older: true },
+            Request::UpdateAbort,
         ] {
             assert_eq!(
                 authorize(&g, &req, Some(WallTime(1))).map_err(|e| e.code()),

@@ -252,3 +252,108 @@ pub fn open_response(
     let plaintext = session.open(now, frame)?;
     Ok(Response::decode(&plaintext)?)
 }
+
+/// Sending a bundle in chunks, app side (issue 20): what to send next
+/// after each answer. The lock says the offset it wants, so a dropped
+/// connection resumes: a new session starts again with
+/// [`BundleUpload::begin`] and the lock answers where it stopped.
+///
+/// ```text
+///  begin ─► UpdateOffset{o} ─► chunk(o) ─► UpdateOffset{o'} … o == len ─► commit ─► Ok: done
+/// ```
+#[derive(Debug, Clone)]
+pub struct BundleUpload {
+    bytes: Vec<u8>,
+    sha256: [u8; 32],
+    allow_older: bool,
+    committed: bool,
+}
+
+/// The lock refused a step of the upload (its words), or answered out of
+/// turn.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UploadError {
+    #[error("the lock refused: {0}")]
+    Refused(String),
+    #[error("unexpected answer from the lock: {0}")]
+    Unexpected(String),
+}
+
+impl BundleUpload {
+    pub fn new(bytes: Vec<u8>, allow_older: bool) -> Self {
+        use sha2::Digest;
+        let sha256 = sha2::Sha256::digest(&bytes).into();
+        BundleUpload {
+            bytes,
+            sha256,
+            allow_older,
+            committed: false,
+        }
+    }
+
+    /// The first request of a session (also after a reconnect).
+    pub fn begin(&self) -> Request {
+        Request::UpdateBegin {
+            size: self.bytes.len() as u64,
+            sha256: self.sha256,
+        }
+    }
+
+    /// The request after `answer`; `Ok(None)` once the lock took the
+    /// commit.
+    pub fn next(&mut self, answer: &Response) -> Result<Option<Request>, UploadError> {
+        match answer {
+            Response::UpdateOffset { offset } if !self.committed => {
+                let len = self.bytes.len() as u64;
+                if *offset >= len {
+                    self.committed = true;
+                    return Ok(Some(Request::UpdateCommit {
+                        allow_older: self.allow_older,
+                    }));
+                }
+                let from = usize::try_from(*offset).unwrap_or(usize::MAX);
+                let to = from
+                    .saturating_add(super::codec::MAX_UPDATE_CHUNK)
+                    .min(self.bytes.len());
+                Ok(Some(Request::UpdateChunk {
+                    offset: *offset,
+                    bytes: self.bytes[from..to].to_vec(),
+                }))
+            }
+            Response::Ok if self.committed => Ok(None),
+            Response::Error { detail, .. } => Err(UploadError::Refused(detail.clone())),
+            other => Err(UploadError::Unexpected(format!("{other:?}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod upload_tests {
+    use super::*;
+    use crate::app::protocol::ErrorCode;
+
+    #[test]
+    fn an_upload_sends_chunks_from_the_offset_the_lock_asks_then_commits() {
+        let bytes: Vec<u8> = (0..9000u32).map(|i| i as u8).collect();
+        let mut u = BundleUpload::new(bytes.clone(), true);
+        let Request::UpdateBegin { size, .. } = u.begin() else {
+            panic!("begin first");
+        };
+        assert_eq!(size, 9000);
+        // The lock asks for 4100 (a resume): the chunk starts there.
+        let next = u.next(&Response::UpdateOffset { offset: 4100 }).unwrap();
+        assert_eq!(
+            next,
+            Some(Request::UpdateChunk {
+                offset: 4100,
+                bytes: bytes[4100..8100].to_vec()
+            })
+        );
+        let last = u.next(&Response::UpdateOffset { offset: 8100 }).unwrap();
+        assert!(matches!(last, Some(Request::UpdateChunk { bytes, .. }) if bytes.len() == 900));
+        let commit = u.next(&Response::UpdateOffset { offset: 9000 }).unwrap();
+        assert_eq!(commit, Some(Request::UpdateCommit { allow_older: true }));
+        assert_eq!(u.next(&Response::Ok), Ok(None));
+        assert!(u.next(&Response::error(ErrorCode::Refused, "no")).is_err());
+    }
+}

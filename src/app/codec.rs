@@ -39,6 +39,10 @@ pub const COMMAND_VERSION: u8 = 1;
 pub const MAX_LIST: usize = 64;
 /// Longest update URL on the wire (the engine's bound, `core::update`).
 pub const MAX_UPDATE_URL: usize = crate::core::update::MAX_SOURCE;
+/// The most bundle bytes in one `UpdateChunk`: the request (2 bytes of
+/// header, 8 of offset, 2 of length) stays within one sealed message
+/// ([`super::protocol::MAX_PLAINTEXT`]).
+pub const MAX_UPDATE_CHUNK: usize = 4000;
 
 /// A command could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -420,6 +424,10 @@ mod op {
     pub const SET_AWAY: u8 = 0x53;
     pub const TIME_SYNC: u8 = 0x60;
     pub const START_UPDATE: u8 = 0x70;
+    pub const UPDATE_BEGIN: u8 = 0x71;
+    pub const UPDATE_CHUNK: u8 = 0x72;
+    pub const UPDATE_COMMIT: u8 = 0x73;
+    pub const UPDATE_ABORT: u8 = 0x74;
 
     pub const R_OK: u8 = 0x80;
     pub const R_STATUS: u8 = 0x81;
@@ -433,6 +441,7 @@ mod op {
     pub const R_SETTINGS: u8 = 0x89;
     pub const R_NOTICE: u8 = 0x8A;
     pub const R_OWNER_KEYS: u8 = 0x8B;
+    pub const R_UPDATE_OFFSET: u8 = 0x8C;
     pub const R_ERROR: u8 = 0xFF;
 }
 
@@ -580,6 +589,26 @@ impl Request {
                 w.0.extend_from_slice(url);
                 w.0
             }
+            Request::UpdateBegin { size, sha256 } => {
+                let mut w = Writer::new(op::UPDATE_BEGIN);
+                w.u64(*size);
+                w.0.extend_from_slice(sha256);
+                w.0
+            }
+            Request::UpdateChunk { offset, bytes } => {
+                let mut w = Writer::new(op::UPDATE_CHUNK);
+                w.u64(*offset);
+                let bytes = &bytes[..bytes.len().min(MAX_UPDATE_CHUNK)];
+                w.u16(bytes.len() as u16);
+                w.0.extend_from_slice(bytes);
+                w.0
+            }
+            Request::UpdateCommit { allow_older } => {
+                let mut w = Writer::new(op::UPDATE_COMMIT);
+                w.bool(*allow_older);
+                w.0
+            }
+            Request::UpdateAbort => simple(op::UPDATE_ABORT),
         }
     }
 
@@ -719,6 +748,30 @@ impl Request {
                 })?;
                 Request::StartUpdate { url, allow_older }
             }
+            op::UPDATE_BEGIN => {
+                let size = r.u64("size")?;
+                let mut sha256 = [0u8; 32];
+                sha256.copy_from_slice(r.take(32, "sha256")?);
+                Request::UpdateBegin { size, sha256 }
+            }
+            op::UPDATE_CHUNK => {
+                let offset = r.u64("offset")?;
+                let n = usize::from(r.u16("chunk length")?);
+                if n == 0 || n > MAX_UPDATE_CHUNK {
+                    return Err(CommandError::BadValue {
+                        field: "chunk",
+                        why: "1 to 4000 bytes",
+                    });
+                }
+                Request::UpdateChunk {
+                    offset,
+                    bytes: r.take(n, "chunk")?.to_vec(),
+                }
+            }
+            op::UPDATE_COMMIT => Request::UpdateCommit {
+                allow_older: r.bool("allow_older")?,
+            },
+            op::UPDATE_ABORT => Request::UpdateAbort,
             other => return Err(CommandError::UnknownOpcode(other)),
         };
         r.finish()?;
@@ -827,6 +880,11 @@ impl Response {
     pub fn encode(&self) -> Vec<u8> {
         match self {
             Response::Ok => Writer::new(op::R_OK).0,
+            Response::UpdateOffset { offset } => {
+                let mut w = Writer::new(op::R_UPDATE_OFFSET);
+                w.u64(*offset);
+                w.0
+            }
             Response::Status(s) => {
                 let mut w = Writer::new(op::R_STATUS);
                 w.u8(index_of(&LOCK_STATES, &s.lock));
@@ -976,6 +1034,9 @@ impl Response {
         let (opcode, mut r) = header(bytes)?;
         let resp = match opcode {
             op::R_OK => Response::Ok,
+            op::R_UPDATE_OFFSET => Response::UpdateOffset {
+                offset: r.u64("offset")?,
+            },
             op::R_STATUS => {
                 let lock = r.enum_u8("lock state", &LOCK_STATES)?;
                 let door = r.enum_u8("door state", &DOOR_STATES)?;
@@ -1154,6 +1215,57 @@ impl Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bundle_stream_requests_round_trip_and_a_chunk_is_bounded() {
+        for req in [
+            Request::UpdateBegin {
+                size: 256 << 20,
+                sha256: [0xAB; 32],
+            },
+            Request::UpdateChunk {
+                offset: 12_000,
+                bytes: vec![7; MAX_UPDATE_CHUNK],
+            },
+            Request::UpdateCommit { allow_older: true },
+            Request::UpdateAbort,
+        ] {
+            let bytes = req.encode();
+            assert!(bytes.len() <= MAX_PLAINTEXT);
+            assert_eq!(Request::decode(&bytes), Ok(req));
+        }
+        let offset = Response::UpdateOffset { offset: 1 << 33 };
+        assert_eq!(Response::decode(&offset.encode()), Ok(offset));
+        // A frame claiming more than a chunk, or an empty one, is refused.
+        let mut long = Request::UpdateChunk {
+            offset: 0,
+            bytes: vec![7; MAX_UPDATE_CHUNK],
+        }
+        .encode();
+        long[10..12].copy_from_slice(&((MAX_UPDATE_CHUNK + 1) as u16).to_be_bytes());
+        long.push(7);
+        assert!(matches!(
+            Request::decode(&long),
+            Err(CommandError::BadValue { field: "chunk", .. })
+        ));
+        let empty = Request::UpdateChunk {
+            offset: 0,
+            bytes: Vec::new(),
+        }
+        .encode();
+        assert!(matches!(
+            Request::decode(&empty),
+            Err(CommandError::BadValue { field: "chunk", .. })
+        ));
+        // A short digest is malformed, not zero-padded.
+        let mut begin = Request::UpdateBegin {
+            size: 1,
+            sha256: [1; 32],
+        }
+        .encode();
+        begin.pop();
+        assert!(Request::decode(&begin).is_err());
+    }
 
     #[test]
     fn an_update_url_round_trips_up_to_its_bound_and_no_further() {

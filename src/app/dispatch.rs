@@ -46,6 +46,9 @@ pub async fn answer(
     rng: &mut (dyn CryptoRngCore + Send),
 ) -> Response {
     let principal = wire::engine_principal(key);
+    if let Some(r) = stream(link, via, principal, request).await {
+        return r;
+    }
     match request.engine_command() {
         Err(e) => return Response::error(e.code(), &e.to_string()),
         Ok(Some(cmd)) => return submit(link, via, principal, cmd).await,
@@ -97,6 +100,72 @@ pub async fn answer(
             ),
         ),
     }
+}
+
+/// A bundle streamed in chunks (`super::bundle`); `None` for any other
+/// request. BLE only: over the broker every chunk would be a stored and
+/// forwarded message (a 256 MiB bundle is 65 000 of them, each through
+/// the remote's rate limit and replay window) — the remote sends a URL.
+async fn stream(
+    link: &dyn LockLink,
+    via: Channel,
+    principal: crate::core::Principal,
+    request: &Request,
+) -> Option<Response> {
+    if !matches!(
+        request,
+        Request::UpdateBegin { .. }
+            | Request::UpdateChunk { .. }
+            | Request::UpdateCommit { .. }
+            | Request::UpdateAbort
+    ) {
+        return None;
+    }
+    if via != Channel::Ble {
+        return Some(Response::error(
+            ErrorCode::Refused,
+            "a bundle is streamed over BLE only; send a URL (StartUpdate) over this channel",
+        ));
+    }
+    // Guests are refused before this (`authz`) and again here: a stream
+    // writes to the lock's flash before the engine sees the commit (which
+    // checks the owner key once more).
+    if !matches!(principal, crate::core::Principal::Owner { .. }) {
+        return Some(response_of(&Err(AppError::Forbidden)));
+    }
+    let Some(bundles) = link.bundles() else {
+        return Some(response_of(&Err(AppError::UpdatesOff)));
+    };
+    let refused =
+        |e: super::bundle::StreamError| Response::error(ErrorCode::Refused, &e.to_string());
+    Some(match request {
+        Request::UpdateBegin { size, sha256 } => match bundles.begin(*size, *sha256) {
+            Ok(offset) => Response::UpdateOffset { offset },
+            Err(e) => refused(e),
+        },
+        Request::UpdateChunk { offset, bytes } => match bundles.chunk(*offset, bytes) {
+            Ok(offset) => Response::UpdateOffset { offset },
+            Err(e) => refused(e),
+        },
+        Request::UpdateCommit { allow_older } => match bundles.commit() {
+            Ok(source) => {
+                let cmd = AppCommand::StartUpdate {
+                    source: source.clone(),
+                    allow_older: *allow_older,
+                };
+                let r = submit(link, via, principal, cmd).await;
+                if r != Response::Ok {
+                    bundles.forget(&source);
+                }
+                r
+            }
+            Err(e) => refused(e),
+        },
+        _ => {
+            bundles.abort();
+            Response::Ok
+        }
+    })
 }
 
 fn store_error(e: &StorageError) -> Response {

@@ -84,4 +84,9 @@ pub trait LockLink: Send + Sync + 'static {
     fn identify(&self);
     /// Monotonic and wall-clock now, in the engine's terms.
     fn now(&self) -> (Instant, Option<WallTime>);
+    /// Where a bundle streamed over BLE goes (issue 20); `None` on a lock
+    /// without RAUC, which refuses the stream requests.
+    fn bundles(&self) -> Option<&dyn super::bundle::BundleStore> {
+        None
+    }
 }

@@ -37,11 +37,13 @@
 //!   `wire::Principal`, …) and the conversions from core.
 //! * [`connection`]: one BLE connection's state machine, lock side.
 //! * [`dispatch`]: what an authorised request does.
+//! * [`bundle`]: a RAUC bundle streamed in chunks (the store it goes to).
 //! * [`lock_link`]: the trait the running lock is reached through.
 //! * [`client`]: the app side of pairing and sessions (`latchctl`, tests).
 //!
 //! Wire formats, diagrams and the threat table: `docs/ble-protocol.md`.
 pub mod authz;
+pub mod bundle;
 pub mod client;
 pub mod codec;
 pub mod connection;

@@ -230,6 +230,18 @@ pub enum Request {
         /// Let a bundle that is not newer than the running version install.
         allow_older: bool,
     },
+    /// Start streaming a bundle of `size` bytes with this sha256 over the
+    /// BLE session (issue 20; owner only, BLE only). Answered with the
+    /// offset the lock wants next: 0, or where the same bundle stopped.
+    UpdateBegin { size: u64, sha256: [u8; 32] },
+    /// The bundle's bytes at `offset` (at most
+    /// [`super::codec::MAX_UPDATE_CHUNK`]). Answered with the next offset.
+    UpdateChunk { offset: u64, bytes: Vec<u8> },
+    /// The whole bundle is there: check its sha256 and install it when it
+    /// is safe, as `StartUpdate` does for a URL.
+    UpdateCommit { allow_older: bool },
+    /// Drop the streamed bundle.
+    UpdateAbort,
 }
 
 impl Request {
@@ -262,6 +274,10 @@ impl Request {
             Request::SetAway(_) => "set away mode",
             Request::TimeSync { .. } => "time sync",
             Request::StartUpdate { .. } => "start update",
+            Request::UpdateBegin { .. } => "update begin",
+            Request::UpdateChunk { .. } => "update chunk",
+            Request::UpdateCommit { .. } => "update commit",
+            Request::UpdateAbort => "update abort",
         }
     }
 }
@@ -359,7 +375,11 @@ impl Request {
             | Request::RevokeGuestKey { .. }
             | Request::Events { .. }
             | Request::GetSettings
-            | Request::TimeSync { .. } => return Ok(None),
+            | Request::TimeSync { .. }
+            | Request::UpdateBegin { .. }
+            | Request::UpdateChunk { .. }
+            | Request::UpdateCommit { .. }
+            | Request::UpdateAbort => return Ok(None),
         }))
     }
 }

@@ -124,6 +124,9 @@ pub enum Response {
     /// away). `cursor` is the newest logged event when it was sent (0:
     /// none); the log around it has the details.
     Notice(EventEntry),
+    /// The offset of the streamed bundle's next chunk (`UpdateBegin`,
+    /// `UpdateChunk`).
+    UpdateOffset { offset: u64 },
     /// The request was refused.
     Error {
         /// Code.

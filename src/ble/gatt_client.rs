@@ -62,6 +62,8 @@ pub enum GattClientError {
     Fragment(#[from] FragmentError),
     #[error(transparent)]
     Response(#[from] client::ClientError),
+    #[error("bundle upload: {0}")]
+    Upload(client::UploadError),
     #[error("Improv: the lock is not in pairing mode; hold SET on the back panel, then retry")]
     ImprovNotAuthorized,
     #[error("Improv: the lock could not join the network (error state {0:#04x}); check SSID and password")]
@@ -403,6 +405,40 @@ impl LockClient {
         let sealed = client::seal_request(&mut session, self.now(), request)?;
         let answer = self.exchange(&sealed).await?;
         Ok(client::open_response(&mut session, self.now(), &answer)?)
+    }
+
+    /// Send a RAUC bundle in chunks over one session, from where the lock
+    /// says it has it (issue 20); `progress(sent, total)` after each chunk.
+    /// The lock installs it when it is safe (the event log says how it went).
+    pub async fn send_bundle(
+        &mut self,
+        app: &StaticKeypair,
+        lock_public: [u8; KEY_LEN],
+        upload: &mut client::BundleUpload,
+        mut progress: impl FnMut(u64),
+    ) -> Result<(), GattClientError> {
+        let (start, init) = AppSessionStart::new(app, lock_public, &mut OsRng);
+        let accept = self.exchange(&init).await?;
+        let mut session = start.finish(
+            app,
+            &accept,
+            self.now(),
+            crate::app::protocol::DEFAULT_IDLE_TIMEOUT,
+        )?;
+        let mut req = upload.begin();
+        loop {
+            let sealed = client::seal_request(&mut session, self.now(), &req)?;
+            let answer = self.exchange(&sealed).await?;
+            let answer = client::open_response(&mut session, self.now(), &answer)?;
+            if let Response::UpdateOffset { offset } = answer {
+                progress(offset);
+            }
+            match upload.next(&answer) {
+                Ok(Some(next)) => req = next,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(GattClientError::Upload(e)),
+            }
+        }
     }
 
     /// Ask the lock to identify itself (Improv; no pairing mode needed):

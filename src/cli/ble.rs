@@ -84,12 +84,16 @@ pub enum BleCommand {
     },
     /// Set the lock's clock from this machine's clock (owner key).
     TimeSync,
-    /// Install the RAUC bundle at URL when the lock is safe (owner key);
-    /// progress and the result are in the event log. Not newer than the
-    /// running version: refused unless --allow-older.
+    /// Install the RAUC bundle at URL, or the bundle FILE sent over BLE in
+    /// chunks (resumed where the lock has it: run it again after a drop),
+    /// when the lock is safe (owner key); progress and the result are in
+    /// the event log. Not newer than the running version: refused unless
+    /// --allow-older.
     Update {
+        #[arg(long, required_unless_present = "file", conflicts_with = "file")]
+        url: Option<String>,
         #[arg(long)]
-        url: String,
+        file: Option<PathBuf>,
         #[arg(long)]
         allow_older: bool,
     },
@@ -340,6 +344,32 @@ mod imp {
                     .map_err(|e| BleCliError::Usage(format!("guest code: {e}")))?;
                 pair_and_save(&adapter, &args, &path, PairingSecret::Guest(code), out).await?;
             }
+            BleCommand::Update {
+                file: Some(file),
+                allow_older,
+                ..
+            } => {
+                // Read before connecting to the lock: a missing file costs no
+                // connection.
+                let bytes = std::fs::read(file)
+                    .map_err(|e| BleCliError::Usage(format!("{}: {e}", file.display())))?;
+                let total = bytes.len() as u64;
+                let mut upload = crate::app::client::BundleUpload::new(bytes, *allow_older);
+                let (app, lock_public, saved) = load(&path)?;
+                let addr = args.address.clone().unwrap_or(saved);
+                let mut c = connect(&adapter, Some(&addr)).await?;
+                let mut last = 0;
+                c.send_bundle(&app, lock_public, &mut upload, |sent| {
+                    // A line per 10 %: a progress report, not a flood.
+                    let step = sent * 10 / total.max(1);
+                    if step > last {
+                        last = step;
+                        eprintln!("sent {sent} of {total} bytes");
+                    }
+                })
+                .await?;
+                writeln!(out, "ok: the lock installs it when it is safe")?;
+            }
             BleCommand::Lock
             | BleCommand::Events { .. }
             | BleCommand::Invite { .. }
@@ -367,7 +397,11 @@ mod imp {
                         valid_until: WallTime(now.0 + i64::from(*hours).max(1) * 3600),
                     },
                     BleCommand::TimeSync => Request::TimeSync { now },
-                    BleCommand::Update { url, allow_older } => Request::StartUpdate {
+                    BleCommand::Update {
+                        url: Some(url),
+                        allow_older,
+                        ..
+                    } => Request::StartUpdate {
                         url: url.clone(),
                         allow_older: *allow_older,
                     },

@@ -348,6 +348,16 @@ pub enum Prompt {
     ChooseLanguage,
     /// The prompt language changed (said in the new language).
     LanguageSet,
+    /// Issue 20: RAUC starts writing the other slot (the lock is safe and
+    /// idle; the owner may not be at the door, whoever is hears why the
+    /// lock is busy).
+    UpdateInstalling,
+    /// Issue 20: the lock restarts into the updated software.
+    UpdateRestarting,
+    /// Issue 20: a bundle was refused (version rule, RAUC's verdict) or
+    /// its install failed; nothing changed. Said only when no one is in a
+    /// menu.
+    UpdateNotInstalled,
 }
 
 impl Prompt {

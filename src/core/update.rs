@@ -248,18 +248,29 @@ pub enum UpdateRefusal {
     NotNewer { installed: String, offered: String },
     #[error("the version {version:?} is not of the form 1.2.3 (optionally -suffix)")]
     BadVersion { version: String },
-    #[error("the bundle source must be an http:// or https:// URL of at most {max} bytes without spaces or control characters")]
+    #[error("the bundle source must be an http:// or https:// URL of at most {max} bytes without spaces or control characters, or a streamed bundle's stream:<sha256>")]
     BadSource { max: usize },
 }
 
 /// The longest bundle URL accepted.
 pub const MAX_SOURCE: usize = 1024;
 
+/// The source of a bundle streamed to the lock over BLE and checked
+/// against its sha256 (`app::bundle`): this prefix and the sha256 in hex.
+/// The update task resolves it to the file in its own directory; an app
+/// never names a path.
+pub const STREAM_SOURCE_PREFIX: &str = "stream:";
+
 /// The app gives a URL; RAUC fetches it (it would also take a local path,
-/// which an app has no business naming). Scheme checked case-sensitively:
-/// RAUC's streaming client is given exactly what was checked.
+/// which an app has no business naming), or a streamed bundle's
+/// `stream:<sha256>`. Scheme checked case-sensitively: RAUC's streaming
+/// client is given exactly what was checked.
 pub fn check_source(source: &str) -> Result<(), UpdateRefusal> {
     let bad = UpdateRefusal::BadSource { max: MAX_SOURCE };
+    if let Some(hex) = source.strip_prefix(STREAM_SOURCE_PREFIX) {
+        let digest = hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        return if digest { Ok(()) } else { Err(bad) };
+    }
     let rest = source
         .strip_prefix("https://")
         .or_else(|| source.strip_prefix("http://"))
@@ -344,7 +355,7 @@ pub fn version_rule(
 
 // ----- the engine's side -----
 
-use super::action::{Action, AppError, AppOk, AppResult, UpdateCmd};
+use super::action::{Action, AppError, AppOk, AppResult, Prompt, UpdateCmd};
 use super::engine::{Engine, Mode, Out};
 use super::event::EventKind;
 use super::input::{Channel, UpdateReport};
@@ -559,8 +570,18 @@ impl Engine {
     }
 
     fn end_update(&mut self, out: &mut Out, kind: EventKind) {
+        let refused = matches!(
+            kind,
+            EventKind::UpdateRefused { .. } | EventKind::UpdateFailed { .. }
+        );
         self.last_update = Some(kind.clone());
         self.log(out, kind);
+        // A refusal comes later than the request (RAUC's verdict), so the
+        // lock says it; never into someone's menu or enrolment, whose
+        // prompts it would break (the owner's app and the log have it).
+        if refused && matches!(self.mode, Mode::Idle) {
+            self.say(out, Prompt::UpdateNotInstalled);
+        }
     }
 
     fn proceed_update(&mut self, out: &mut Out) {
@@ -576,10 +597,17 @@ impl Engine {
                 let source = job.source.clone();
                 self.log(out, EventKind::UpdateInstalling { version });
                 out.push(Action::Update(UpdateCmd::Install { source }));
+                // Safe means idle too (no menu): whoever is at the door
+                // hears why the lock is busy.
+                self.say(out, Prompt::UpdateInstalling);
             }
             Phase::WaitingToRestart => {
                 job.phase = Phase::Restarting;
                 self.log(out, EventKind::UpdateRestarting { version });
+                // Said before the restart is asked for: the runtime applies
+                // actions in order, so the prompt plays before logind stops
+                // the daemon.
+                self.say(out, Prompt::UpdateRestarting);
                 out.push(Action::Update(UpdateCmd::Restart));
             }
             _ => {}
@@ -652,5 +680,15 @@ mod tests {
             assert!(check_source(bad).is_err(), "{bad:?}");
         }
         assert!(check_source(&format!("https://{}", "a".repeat(MAX_SOURCE))).is_err());
+        // A streamed bundle is named by its sha256 only, never by a path.
+        assert!(check_source(&format!("stream:{}", "0a".repeat(32))).is_ok());
+        for bad in [
+            "stream:",
+            "stream:../x",
+            "stream:0A",
+            &format!("stream:{}", "0A".repeat(32)),
+        ] {
+            assert!(check_source(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -116,6 +116,7 @@ impl Channels {
         store: StoreHandle,
         reads: StoreReads,
         default_language: crate::core::Language,
+        bundles: Option<Arc<dyn crate::app::bundle::BundleStore>>,
     ) -> Link {
         Link::new(LinkParts {
             inputs: self.inputs.clone(),
@@ -130,6 +131,7 @@ impl Channels {
             store,
             reads,
             default_language,
+            bundles,
         })
     }
 }

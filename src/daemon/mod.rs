@@ -40,7 +40,7 @@ use crate::config::Config;
 use crate::core::users::AppAccess;
 use crate::core::Engine;
 use crate::dbus::BusChoice;
-use crate::link::{Clock, InputSender, Published};
+use crate::link::{Clock, InputSender, Link, Published};
 use crate::store::{StoreError, StoreHandle, StoreReads, StoreThread};
 
 pub mod camera;
@@ -162,6 +162,9 @@ pub struct Running {
     pub health: crate::link::HealthBoard,
     /// The daemon's clock (tests play timedate's NTP flag).
     pub clock: Clock,
+    /// The link every channel gets: tests drive the app protocol's
+    /// dispatcher through it as BLE does, without a radio.
+    pub link: Link,
     /// The engine task; returns itself after finishing the motor move and
     /// draining what the devices reported.
     engine: JoinHandle<EngineTask>,
@@ -215,6 +218,8 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         // A factory reset: the Wi-Fi profiles the lock made go with the
         // household (issue 13 item 5), before the restart under a new key.
         services::forget_wifi(&config).await;
+        // And any bundle an owner streamed: it was theirs.
+        services::forget_streamed_bundles(&config, &state_dir);
         return Err(DaemonError::KeyRotation);
     }
     Ok(())
@@ -260,6 +265,7 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
         store.clone(),
         StoreReads::new(storage.reader),
         opts.config.prompts.language,
+        services::bundle_stream(&opts.config, &opts.state_dir),
     );
     let diagnostics = channels.diagnostics.subscribe();
     let mut systemd = notify::Systemd::from_env();
@@ -285,7 +291,7 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
     let video = services::video(&opts.config, camera, &link, &shutdown).await?;
     let timedate = services::timedate(&opts.config, link.clock(), &shutdown);
     let matter = services::matter(&opts.config, &state, &link, provisioning, &shutdown);
-    let update = services::update(&opts.config, &link, update_rx, &shutdown);
+    let update = services::update(&opts.config, &opts.state_dir, &link, update_rx, &shutdown);
 
     systemd.ready();
     tracing::info!(
@@ -301,6 +307,7 @@ pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running
         remote_stats: remote_stats.clone(),
         health: link.health().clone(),
         clock: link.clock().clone(),
+        link: link.clone(),
         engine,
         store: store_thread,
         front,

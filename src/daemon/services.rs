@@ -61,19 +61,52 @@ pub struct Services {
 /// Issue 20: the update task, when `[update] bus` names RAUC's bus.
 pub fn update(
     config: &Config,
+    state_dir: &std::path::Path,
     link: &Link,
     cmds: Option<tokio::sync::mpsc::UnboundedReceiver<crate::core::action::UpdateCmd>>,
     shutdown: &CancellationToken,
 ) -> Option<JoinHandle<()>> {
     let bus = config.update.bus()?;
     let cmds = cmds?;
+    let mut update = config.update.clone();
+    // The task resolves `stream:` sources in the same directory the link
+    // writes them to.
+    update.stream_dir = Some(update.stream_dir(state_dir));
     Some(crate::update::spawn(
-        config.update.clone(),
+        update,
         bus,
         link.clone(),
         cmds,
         shutdown.clone(),
     ))
+}
+
+/// Issue 20: where a bundle streamed over BLE goes, on a lock with RAUC.
+/// A directory that cannot be made leaves streaming off (said in the
+/// log); URL updates still work.
+pub fn bundle_stream(
+    config: &Config,
+    state_dir: &std::path::Path,
+) -> Option<Arc<dyn crate::app::bundle::BundleStore>> {
+    config.update.bus()?;
+    let dir = config.update.stream_dir(state_dir);
+    match crate::update::stream::BundleStream::open(
+        &dir,
+        config.update.stream_max_bytes(),
+        crate::store::StoreOptions::default().reserve_bytes,
+    ) {
+        Ok(s) => Some(Arc::new(s)),
+        Err(e) => {
+            tracing::error!(dir = %dir.display(), "update: no bundle streaming: {e}");
+            None
+        }
+    }
+}
+
+/// Factory reset: the streamed bundles go with the household (only the
+/// stream's own files: the directory may be a shared one).
+pub fn forget_streamed_bundles(config: &Config, state_dir: &std::path::Path) {
+    crate::update::stream::BundleStream::remove_files(&config.update.stream_dir(state_dir));
 }
 
 /// Issue 13 item 3: whether systemd says the system clock is

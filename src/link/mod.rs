@@ -99,6 +99,9 @@ pub struct LinkParts {
     /// `[prompts] language`: the prompt language while the store holds no
     /// choice (issue 17 item 4).
     pub default_language: crate::core::Language,
+    /// Where a bundle streamed over BLE goes (issue 20), on a lock with
+    /// RAUC.
+    pub bundles: Option<Arc<dyn crate::app::bundle::BundleStore>>,
 }
 
 /// The running lock as a channel sees it. Cheap to clone; every clone
@@ -420,6 +423,10 @@ impl LockLink for Link {
         }
     }
 
+    fn bundles(&self) -> Option<&dyn crate::app::bundle::BundleStore> {
+        self.p().bundles.as_deref()
+    }
+
     fn now(&self) -> (Instant, Option<WallTime>) {
         let n = self.clock().now();
         (n.mono, n.wall)
@@ -482,6 +489,7 @@ pub(crate) mod testing {
             store: handle,
             reads,
             default_language: crate::core::Language::En,
+            bundles: None,
         });
         let ends = Ends {
             inputs,

@@ -27,6 +27,12 @@ pub struct UpdateConfig {
     /// The self-test checks (`latchctl self-test` names) that must pass
     /// before a newly booted slot is marked good.
     pub health_checks: Vec<String>,
+    /// Where a bundle streamed over BLE is written (mode 0700; the file
+    /// 0600). Unset: `<state_dir>/update-stream`. Best on the partition
+    /// RAUC reads from and not a tmpfs (a bundle is large).
+    pub stream_dir: Option<std::path::PathBuf>,
+    /// The largest bundle streamed over BLE, in MiB. 1..=4096.
+    pub stream_max_mib: u32,
 }
 
 impl Default for UpdateConfig {
@@ -46,6 +52,8 @@ impl Default for UpdateConfig {
             ]
             .map(String::from)
             .to_vec(),
+            stream_dir: None,
+            stream_max_mib: 256,
         }
     }
 }
@@ -58,6 +66,18 @@ impl UpdateConfig {
             min_battery_percent: self.min_battery_percent,
             max_wait: Duration::from_secs(u64::from(self.max_wait_minutes) * 60),
         }
+    }
+
+    /// Where streamed bundles go, for a lock whose state is in `state_dir`.
+    pub fn stream_dir(&self, state_dir: &std::path::Path) -> std::path::PathBuf {
+        self.stream_dir
+            .clone()
+            .unwrap_or_else(|| state_dir.join("update-stream"))
+    }
+
+    /// The largest streamed bundle, in bytes.
+    pub fn stream_max_bytes(&self) -> u64 {
+        u64::from(self.stream_max_mib) << 20
     }
 
     /// The bus of `bus`, `None` when off.
@@ -96,6 +116,13 @@ impl UpdateConfig {
                 "update.health_timeout_s",
                 self.health_timeout_s.to_string(),
                 "must be between 1 and 3600",
+            ));
+        }
+        if !(1..=4096).contains(&self.stream_max_mib) {
+            return Err((
+                "update.stream_max_mib",
+                self.stream_max_mib.to_string(),
+                "must be between 1 and 4096",
             ));
         }
         if self.health_checks.is_empty() {

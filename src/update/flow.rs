@@ -37,7 +37,7 @@ pub fn spawn(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let boot = super::boot::confirm(&config, &bus, &link);
-        let serve = serve(&bus, &link, cmds);
+        let serve = serve(&bus, &link, &config, cmds);
         tokio::select! {
             _ = shutdown.cancelled() => {}
             _ = async { tokio::join!(boot, serve) } => {}
@@ -94,9 +94,17 @@ pub(super) async fn publish_slots(rauc: &Rauc, link: &Link) {
     }
 }
 
-async fn serve(bus: &BusChoice, link: &Link, mut cmds: mpsc::UnboundedReceiver<UpdateCmd>) {
+async fn serve(
+    bus: &BusChoice,
+    link: &Link,
+    config: &UpdateConfig,
+    mut cmds: mpsc::UnboundedReceiver<UpdateCmd>,
+) {
     while let Some(cmd) = cmds.recv().await {
-        let report = match perform(bus, link, &cmd).await {
+        let cmd = resolve(config, cmd);
+        let result = perform(bus, link, &cmd).await;
+        forget_streamed(config, &cmd, &result);
+        let report = match result {
             Ok(Some(r)) => r,
             Ok(None) => continue,
             Err(e) => {
@@ -113,6 +121,48 @@ async fn serve(bus: &BusChoice, link: &Link, mut cmds: mpsc::UnboundedReceiver<U
         }
         if !link.inputs().send(Input::Update(report)).await {
             return;
+        }
+    }
+}
+
+/// A streamed bundle's `stream:<sha256>` as the file RAUC reads (in
+/// `[update] stream_dir`); a URL as it is.
+fn resolve(config: &UpdateConfig, cmd: UpdateCmd) -> UpdateCmd {
+    let Some(dir) = config.stream_dir.as_deref() else {
+        return cmd;
+    };
+    let path = |source: String| match super::stream::BundleStream::resolve(dir, &source) {
+        Some(p) => p.to_string_lossy().into_owned(),
+        None => source,
+    };
+    match cmd {
+        UpdateCmd::Inspect { source } => UpdateCmd::Inspect {
+            source: path(source),
+        },
+        UpdateCmd::Install { source } => UpdateCmd::Install {
+            source: path(source),
+        },
+        other => other,
+    }
+}
+
+/// A streamed bundle is removed once RAUC has installed it, or refused
+/// or failed it: nothing will read it again (a new request streams it
+/// again).
+fn forget_streamed(
+    config: &UpdateConfig,
+    cmd: &UpdateCmd,
+    result: &Result<Option<UpdateReport>, RaucError>,
+) {
+    let (Some(dir), UpdateCmd::Inspect { source } | UpdateCmd::Install { source }) =
+        (config.stream_dir.as_deref(), cmd)
+    else {
+        return;
+    };
+    let done = matches!(cmd, UpdateCmd::Install { .. }) || result.is_err();
+    if done && std::path::Path::new(source).parent() == Some(dir) {
+        if let Err(e) = std::fs::remove_file(source) {
+            tracing::warn!(%source, "update: cannot remove the streamed bundle: {e}");
         }
     }
 }

@@ -20,6 +20,7 @@ mod boot;
 mod config;
 mod flow;
 pub mod rauc;
+pub mod stream;
 
 pub use config::UpdateConfig;
 pub use flow::spawn;

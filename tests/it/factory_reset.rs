@@ -183,11 +183,17 @@ fn sealed_values(db: &Path) -> Vec<(String, Vec<u8>)> {
             .expect("query");
         let rows: Vec<(String, Vec<u8>)> = stmt
             .query_map([], |r| {
-                let id: rusqlite::types::Value = r.get(0)?;
-                Ok((format!("{table}.{column} {id:?}"), r.get(1)?))
+                use rusqlite::types::Value;
+                let id: Value = r.get(0)?;
+                // Sealed values are blobs; store_meta also keeps plain
+                // numbers (the schema floor), which are no secret.
+                Ok(match r.get::<_, Value>(1)? {
+                    Value::Blob(b) => Some((format!("{table}.{column} {id:?}"), b)),
+                    _ => None,
+                })
             })
             .expect("rows")
-            .map(|r| r.expect("row"))
+            .filter_map(|r| r.expect("row"))
             .collect();
         out.extend(rows);
     }

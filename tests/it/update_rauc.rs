@@ -720,3 +720,90 @@ async fn a_new_version_that_fails_its_health_check_is_not_marked_good() {
         rig.boot_calls()
     );
 }
+
+/// Issue 20 item 1: a bundle streamed in chunks through the app layer —
+/// the dispatcher the BLE session hands every authenticated request to —
+/// refused over MQTT and for a guest, resumed after a dropped connection,
+/// then installed by RAUC from the streamed file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_streamed_in_chunks_through_the_app_layer_is_installed_by_rauc() {
+    use latchd::app::client::BundleUpload;
+    use latchd::app::dispatch::answer;
+    use latchd::app::{Request, Response};
+
+    let rig = Rig::start();
+    let (_state_dir, state, mut running) = fresh_lock(&rig).await;
+    let link = running.link.clone();
+    let key = |id, role| AppKey {
+        id,
+        role,
+        public_key: [id.0 as u8; 32],
+        validity: Validity::ALWAYS,
+        label: format!("key {}", id.0),
+    };
+    let owner_key = key(OWNER_KEY, AppKeyRole::Owner { admin: admin() });
+    let guest_key = key(GUEST_KEY, AppKeyRole::Guest);
+    let bytes = std::fs::read(rig.path("www/new.raucb")).expect("bundle");
+    let len = bytes.len() as u64;
+    let mut upload = BundleUpload::new(bytes, false);
+    let mut rng = rand_core::OsRng;
+
+    // Over the broker, and for a guest: refused, nothing written.
+    for (k, via) in [(&owner_key, Channel::Remote), (&guest_key, Channel::Ble)] {
+        let r = answer(&link, k, via, &upload.begin(), &mut rng).await;
+        assert!(matches!(r, Response::Error { .. }), "{via:?}: {r:?}");
+    }
+    let partial = state.join("update-stream").join("partial.raucb");
+    assert!(!partial.exists());
+
+    // Half the bundle, then the connection drops.
+    let mut req = upload.begin();
+    let stopped_at = loop {
+        let r = answer(&link, &owner_key, Channel::Ble, &req, &mut rng).await;
+        match r {
+            Response::UpdateOffset { offset } if offset > len / 2 => break offset,
+            _ => req = upload.next(&r).expect("accepted").expect("more"),
+        }
+    };
+    // A chunk at another offset writes nothing.
+    let wrong = Request::UpdateChunk {
+        offset: 0,
+        bytes: vec![0; 16],
+    };
+    let r = answer(&link, &owner_key, Channel::Ble, &wrong, &mut rng).await;
+    assert!(
+        matches!(&r, Response::Error { detail, .. } if detail.contains(&stopped_at.to_string())),
+        "{r:?}"
+    );
+    assert_eq!(
+        std::fs::metadata(&partial).expect("partial").len(),
+        stopped_at
+    );
+    // A new session: the lock answers where it stopped; the rest follows,
+    // then the commit (sha256 checked) starts the update.
+    let mut r = answer(&link, &owner_key, Channel::Ble, &upload.begin(), &mut rng).await;
+    assert_eq!(r, Response::UpdateOffset { offset: stopped_at });
+    while let Some(next) = upload.next(&r).expect("accepted") {
+        r = answer(&link, &owner_key, Channel::Ble, &next, &mut rng).await;
+    }
+    until(&mut running, "the end of the update", |s| {
+        s.update.is_none()
+    })
+    .await;
+    running.stop().await.expect("stops");
+    let log = logged(&state);
+    assert!(
+        log.iter().any(|k| matches!(k,
+            EventKind::UpdateInstalled { version } if version == "0.2.0")),
+        "{log:?}"
+    );
+    // RAUC wrote the other slot from the streamed file, which is gone.
+    assert!(rig.slot1_written());
+    assert_eq!(rig.primary(), "B");
+    let left: Vec<_> = std::fs::read_dir(state.join("update-stream"))
+        .expect("stream dir")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

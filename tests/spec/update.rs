@@ -3,6 +3,7 @@
 //! battery, no lockout or alarm), bounded waits, and no downgrade unless
 //! the owner allows one. The engine's side only: RAUC is driven by the
 //! update task (`tests/it/update_rauc.rs`).
+use latchd::core::action::Prompt;
 use latchd::core::action::UpdateCmd;
 use latchd::core::event::AlarmKind;
 use latchd::core::input::{BoltPosition, DoorPosition, PowerReading, TamperState, UpdateReport};
@@ -617,4 +618,95 @@ fn a_kept_update_of_another_running_version_is_forgotten() {
     assert_eq!(update_cmds(&s).len(), before);
     assert_eq!(s.engine.status().update, None);
     assert_eq!(s.store.pending_update, None);
+}
+
+/// Every prompt said since the start, in order.
+fn all_prompts(s: &Sim) -> Vec<Prompt> {
+    s.all
+        .iter()
+        .filter_map(|a| match a {
+            Action::Prompt(p, _) => Some(p.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_lock_says_when_an_update_installs_and_when_it_restarts() {
+    let (mut s, owner) = lock_with_owner();
+    start(&mut s, owner);
+    // RAUC only inspecting: nothing said yet.
+    assert!(!all_prompts(&s).contains(&Prompt::UpdateInstalling));
+    report(&mut s, inspect("0.2.0"));
+    s.expect_prompt(Prompt::UpdateInstalling);
+    report(&mut s, UpdateReport::Progress { percent: 50 });
+    s.expect_no_prompt(Prompt::UpdateInstalling);
+    report(&mut s, UpdateReport::Installed);
+    s.expect_prompt(Prompt::UpdateRestarting);
+    // Said before the restart is asked for: actions run in order.
+    let said = s
+        .last
+        .iter()
+        .position(|a| matches!(a, Action::Prompt(Prompt::UpdateRestarting, _)));
+    let restart = s
+        .last
+        .iter()
+        .position(|a| matches!(a, Action::Update(UpdateCmd::Restart)));
+    assert!(said.is_some() && restart.is_some() && said < restart);
+    assert!(!all_prompts(&s).contains(&Prompt::UpdateNotInstalled));
+}
+
+#[test]
+fn the_update_prompts_wait_with_the_update_until_the_menu_closes() {
+    let (mut s, owner) = lock_with_owner();
+    start(&mut s, owner);
+    s.enter_menu();
+    report(&mut s, inspect("0.2.0"));
+    assert!(!all_prompts(&s).contains(&Prompt::UpdateInstalling));
+    s.press("↩↩");
+    s.expect_prompt(Prompt::UpdateInstalling);
+    s.enter_menu();
+    report(&mut s, UpdateReport::Installed);
+    assert!(!all_prompts(&s).contains(&Prompt::UpdateRestarting));
+    s.press("↩↩");
+    s.expect_prompt(Prompt::UpdateRestarting);
+}
+
+#[test]
+fn a_refused_bundle_is_said_at_the_lock_but_never_into_a_menu() {
+    let (mut s, owner) = lock_with_owner();
+    // The version rule refuses an older bundle.
+    start(&mut s, owner);
+    report(&mut s, inspect("0.0.1"));
+    s.expect_prompt(Prompt::UpdateNotInstalled);
+    // RAUC refuses one while an administrator is in the menu: logged, not
+    // said (it would break the menu's prompts).
+    start(&mut s, owner);
+    s.enter_menu();
+    report(
+        &mut s,
+        UpdateReport::Failed {
+            error: "signature verification failed".into(),
+        },
+    );
+    s.expect_no_prompt(Prompt::UpdateNotInstalled);
+    assert!(ever_logged(
+        &s,
+        &EventKind::UpdateFailed {
+            phase: Phase::Inspecting,
+            error: "signature verification failed".into()
+        }
+    ));
+    // An install that fails on an idle lock is said.
+    s.press("↩↩");
+    start(&mut s, owner);
+    report(&mut s, inspect("0.2.0"));
+    report(
+        &mut s,
+        UpdateReport::Failed {
+            error: "no space".into(),
+        },
+    );
+    s.expect_prompt(Prompt::UpdateNotInstalled);
+    assert!(!all_prompts(&s).contains(&Prompt::UpdateRestarting));
 }

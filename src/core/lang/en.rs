@@ -104,5 +104,8 @@ pub(super) fn text(p: &Prompt) -> String {
         // This table's line of the language menu (key: Language::menu_key).
         ChooseLanguage => "For English, press 1.".into(),
         LanguageSet => "The lock now speaks English.".into(),
+        UpdateInstalling => "Installing a software update. The lock works as usual meanwhile.".into(),
+        UpdateRestarting => "Restarting for a software update.".into(),
+        UpdateNotInstalled => "The software update was not installed.".into(),
     }
 }

@@ -301,6 +301,9 @@ pub fn catalogue() -> Vec<Prompt> {
         DoorForcedOpen,
         ChooseLanguage,
         LanguageSet,
+        UpdateInstalling,
+        UpdateRestarting,
+        UpdateNotInstalled,
     ]);
     v
 }
@@ -364,7 +367,10 @@ fn in_catalogue(p: &Prompt) {
         | DoorAjar
         | DoorForcedOpen
         | ChooseLanguage
-        | LanguageSet => {}
+        | LanguageSet
+        | UpdateInstalling
+        | UpdateRestarting
+        | UpdateNotInstalled => {}
     }
 }
 

@@ -118,5 +118,8 @@ pub(super) fn text(p: &Prompt) -> String {
         // This table's line of the language menu (key: Language::menu_key).
         ChooseLanguage => "中文請按2。".into(),
         LanguageSet => "已切換為中文。".into(),
+        UpdateInstalling => "正在安裝軟體更新，門鎖可照常使用。".into(),
+        UpdateRestarting => "門鎖重新啟動以完成軟體更新。".into(),
+        UpdateNotInstalled => "軟體更新未安裝。".into(),
     }
 }
