@@ -387,6 +387,22 @@ impl LockClient {
         Ok(sent.on_done(&done)?)
     }
 
+    /// The sealed session with the lock: the app's init, the lock's accept.
+    async fn open_session(
+        &mut self,
+        app: &StaticKeypair,
+        lock_public: [u8; KEY_LEN],
+    ) -> Result<crate::app::protocol::SecureSession, GattClientError> {
+        let (start, init) = AppSessionStart::new(app, lock_public, &mut OsRng);
+        let accept = self.exchange(&init).await?;
+        Ok(start.finish(
+            app,
+            &accept,
+            self.now(),
+            crate::app::protocol::DEFAULT_IDLE_TIMEOUT,
+        )?)
+    }
+
     /// Open a session and run one request.
     pub async fn request(
         &mut self,
@@ -394,14 +410,7 @@ impl LockClient {
         lock_public: [u8; KEY_LEN],
         request: &Request,
     ) -> Result<Response, GattClientError> {
-        let (start, init) = AppSessionStart::new(app, lock_public, &mut OsRng);
-        let accept = self.exchange(&init).await?;
-        let mut session = start.finish(
-            app,
-            &accept,
-            self.now(),
-            crate::app::protocol::DEFAULT_IDLE_TIMEOUT,
-        )?;
+        let mut session = self.open_session(app, lock_public).await?;
         let sealed = client::seal_request(&mut session, self.now(), request)?;
         let answer = self.exchange(&sealed).await?;
         Ok(client::open_response(&mut session, self.now(), &answer)?)
@@ -417,14 +426,7 @@ impl LockClient {
         upload: &mut client::BundleUpload,
         mut progress: impl FnMut(u64),
     ) -> Result<(), GattClientError> {
-        let (start, init) = AppSessionStart::new(app, lock_public, &mut OsRng);
-        let accept = self.exchange(&init).await?;
-        let mut session = start.finish(
-            app,
-            &accept,
-            self.now(),
-            crate::app::protocol::DEFAULT_IDLE_TIMEOUT,
-        )?;
+        let mut session = self.open_session(app, lock_public).await?;
         let mut req = upload.begin();
         loop {
             let sealed = client::seal_request(&mut session, self.now(), &req)?;
