@@ -37,6 +37,7 @@ saw, errors included, and the test asserts.
 
 import argparse
 import asyncio
+import ctypes
 import json
 import os
 import shutil
@@ -57,6 +58,16 @@ def free_port() -> int:
         s.bind(("::1", 0))
         return s.getsockname()[1]
 
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent():
+    """In the forked server, before exec: SIGKILL when this script dies."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
 
 class Driver:
     def __init__(self, args):
@@ -103,7 +114,12 @@ class Driver:
             cmd += ["--primary-interface", self.args.primary_interface]
         if self.args.bluetooth_adapter is not None:
             cmd += ["--bluetooth-adapter", str(self.args.bluetooth_adapter)]
-        self.server = subprocess.Popen(cmd, stdout=log, stderr=log)
+        # The server dies with this script even when the test kills it
+        # (a panicking test drops the controller with SIGKILL, which this
+        # script cannot catch): without it one server outlived a failed run.
+        self.server = subprocess.Popen(
+            cmd, stdout=log, stderr=log, preexec_fn=die_with_parent
+        )
         self.session = aiohttp.ClientSession()
         url = f"ws://[::1]:{port}/ws"
         deadline = time.monotonic() + self.args.start_timeout
