@@ -91,6 +91,12 @@ pub struct LockConfig {
     /// owner synced it; until then time-windowed credentials are refused.
     /// Either way no reading behind the trusted-time floor is believed.
     pub trust_system_clock: bool,
+    /// The board's battery-backed RTC, by its kernel name (e.g. `rtc0`,
+    /// read from `/sys/class/rtc/rtc0`) at start
+    /// (issue 17 item 5): an owner's time sync is kept as an offset from
+    /// it and so survives reboots and power cuts; with
+    /// `trust_system_clock` its reading is the time. Empty (default): none.
+    pub rtc: String,
     /// A one-time visitor code made without an end ends this many hours
     /// after it was made (issue 13: every visitor code has an end).
     pub one_time_code_hours: u32,
@@ -101,6 +107,11 @@ pub struct LockConfig {
 }
 
 impl LockConfig {
+    /// The RTC of `rtc`, `None` when the board has none.
+    pub fn rtc(&self) -> Option<&str> {
+        (!self.rtc.is_empty()).then_some(self.rtc.as_str())
+    }
+
     /// The bus of `timedate_bus`, `None` when off.
     pub fn timedate_bus(&self) -> Option<crate::dbus::BusChoice> {
         match self.timedate_bus.as_str() {
@@ -214,6 +225,7 @@ impl Default for LockConfig {
             verification_code: String::new(),
             low_battery_percent: 20,
             trust_system_clock: false,
+            rtc: String::new(),
             one_time_code_hours: 24,
             timedate_bus: "system".into(),
         }
@@ -402,6 +414,13 @@ impl Config {
                 "lock.timedate_bus",
                 format!("{:?}", l.timedate_bus),
                 "use \"system\", \"off\" or a D-Bus address such as \"unix:path=/run/dbus/system_bus_socket\"",
+            );
+        }
+        if !l.rtc.is_empty() && !crate::link::rtc::valid_name(&l.rtc) {
+            return bad(
+                "lock.rtc",
+                format!("{:?}", l.rtc),
+                "name the RTC as the kernel does, such as \"rtc0\" (for /dev/rtc0), or leave it empty when the board has none",
             );
         }
         if !(1..=24 * 30).contains(&l.one_time_code_hours) {

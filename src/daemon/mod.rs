@@ -229,8 +229,16 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
 pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Running, DaemonError> {
     // 1. State, read once; the engine from what the store holds.
     let (state, storage) = state::State::open_off_runtime(&opts).await?;
-    let clock = Clock::new(opts.config.lock.trust_system_clock);
-    clock_sync::restore(state.owner_time_sync.as_ref(), &clock); // this boot's owner sync
+    // The board's RTC first (issue 17 item 5): a board that vouches for
+    // its RTC but whose RTC lost power has no time to trust, whatever the
+    // system clock says.
+    let rtc = clock_sync::read_rtc(opts.config.lock.rtc());
+    let trust_rtc = opts.config.lock.trust_system_clock;
+    let mut clock = Clock::new(trust_rtc && !matches!(rtc, Some(Err(_))));
+    if let Some(device) = opts.config.lock.rtc() {
+        clock = clock.with_rtc(device);
+    }
+    clock_sync::restore(state.owner_time_sync.as_ref(), &rtc, trust_rtc, &clock);
     let engine = Engine::new(
         state.engine_config.clone(),
         state.persisted.clone(),

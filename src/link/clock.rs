@@ -14,9 +14,10 @@ use crate::core::Now;
 /// `lock.trust_system_clock` (an RTC nobody outside can reach), or systemd
 /// reporting it NTP-synchronised (`daemon::timedate`). Otherwise it is
 /// unknown until an owner syncs the time from the app (`Action::SetClock`),
-/// after which it is kept as an offset from the system clock (and
-/// remembered across a daemon restart in the same boot,
-/// `daemon::clock_sync`). The engine checks every reading against its
+/// after which it is kept as an offset from the system clock (remembered
+/// across a daemon restart in the same boot, and across reboots from the
+/// board's RTC, `daemon::clock_sync`). A board whose RTC is trusted and
+/// read at start (`lock.rtc`) gives its time as another offset. The engine checks every reading against its
 /// trusted-time floor. Clones share the offset and the NTP flag.
 #[derive(Debug, Clone)]
 pub struct Clock {
@@ -27,6 +28,12 @@ pub struct Clock {
     /// Seconds to add to the system clock since an owner set the time;
     /// [`CLOCK_NOT_SET`] until then.
     offset: Arc<AtomicI64>,
+    /// Seconds to add to the system clock to read the trusted RTC as it
+    /// read at start ([`CLOCK_NOT_SET`]: none).
+    rtc: Arc<AtomicI64>,
+    /// The board's RTC (`lock.rtc`, e.g. `rtc0`), read at start and at
+    /// each owner's sync.
+    rtc_name: Option<Arc<str>>,
     /// systemd says the system clock is NTP-synchronised (a watch, so the
     /// diagnostics follow a change of time source, issue 22).
     ntp_synchronized: Arc<watch::Sender<bool>>,
@@ -36,11 +43,16 @@ pub struct Clock {
 /// `TimeSource`), in the order [`Clock::now`] prefers them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimeSource {
-    /// An owner synced the time from the app (this boot).
+    /// An owner synced the time from the app (this boot, or before a
+    /// reboot and carried by the RTC).
     OwnerSync,
     /// systemd reports the system clock NTP-synchronised.
     Ntp,
-    /// `lock.trust_system_clock`: an RTC nobody outside can reach.
+    /// `lock.trust_system_clock` with `lock.rtc`: the RTC itself, read at
+    /// start.
+    Rtc,
+    /// `lock.trust_system_clock` without an RTC to read: the system clock
+    /// as the kernel set it from one.
     RtcTrusted,
     /// No trusted source: the wall time is unknown.
     None,
@@ -52,6 +64,7 @@ impl TimeSource {
         match self {
             TimeSource::OwnerSync => "owner-sync",
             TimeSource::Ntp => "ntp",
+            TimeSource::Rtc => "rtc",
             TimeSource::RtcTrusted => "rtc-trusted",
             TimeSource::None => "none",
         }
@@ -67,8 +80,21 @@ impl Clock {
             origin: TokioInstant::now(),
             trust_wall,
             offset: Arc::new(AtomicI64::new(CLOCK_NOT_SET)),
+            rtc: Arc::new(AtomicI64::new(CLOCK_NOT_SET)),
+            rtc_name: None,
             ntp_synchronized: Arc::new(watch::Sender::new(false)),
         }
+    }
+
+    /// The board has the RTC `name` (`lock.rtc`).
+    pub fn with_rtc(mut self, name: &str) -> Self {
+        self.rtc_name = Some(Arc::from(name));
+        self
+    }
+
+    /// The board's RTC, if it has one.
+    pub fn rtc_name(&self) -> Option<&str> {
+        self.rtc_name.as_deref()
     }
 
     /// What `org.freedesktop.timedate1` says of NTP synchronisation.
@@ -92,6 +118,8 @@ impl Clock {
             TimeSource::OwnerSync
         } else if *self.ntp_synchronized.borrow() {
             TimeSource::Ntp
+        } else if self.rtc_offset().is_some() {
+            TimeSource::Rtc
         } else if self.trust_wall {
             TimeSource::RtcTrusted
         } else {
@@ -105,10 +133,29 @@ impl Clock {
         (o != CLOCK_NOT_SET).then_some(o)
     }
 
-    /// Take back an offset remembered from earlier in this boot.
+    /// Take back an owner's sync remembered from earlier in this boot (an
+    /// offset from the system clock).
     pub fn restore_owner_offset(&self, offset: i64) {
         self.offset
             .store(offset.max(CLOCK_NOT_SET + 1), Ordering::Relaxed);
+    }
+
+    /// Take back an owner's sync made before a reboot: the RTC carried it,
+    /// and it reads `wall` now.
+    pub fn restore_owner_time(&self, wall: i64) {
+        self.restore_owner_offset(wall.saturating_sub(system_seconds()));
+    }
+
+    /// The trusted RTC reads `rtc` now (at start).
+    pub fn adopt_rtc(&self, rtc: i64) {
+        let offset = rtc.saturating_sub(system_seconds());
+        self.rtc
+            .store(offset.max(CLOCK_NOT_SET + 1), Ordering::Relaxed);
+    }
+
+    fn rtc_offset(&self) -> Option<i64> {
+        let o = self.rtc.load(Ordering::Relaxed);
+        (o != CLOCK_NOT_SET).then_some(o)
     }
 
     pub fn now(&self) -> Now {
@@ -117,13 +164,15 @@ impl Clock {
             .duration_since(UNIX_EPOCH)
             .ok()
             .map(|d| d.as_secs() as i64);
-        let offset = self.offset.load(Ordering::Relaxed);
-        let wall = if offset != CLOCK_NOT_SET {
-            system.map(|s| s.saturating_add(offset))
-        } else if self.trust_wall || *self.ntp_synchronized.borrow() {
-            system
-        } else {
-            None
+        let wall = match self.source() {
+            TimeSource::OwnerSync => self
+                .owner_offset()
+                .and_then(|o| system.map(|s| s.saturating_add(o))),
+            TimeSource::Rtc => self
+                .rtc_offset()
+                .and_then(|o| system.map(|s| s.saturating_add(o))),
+            TimeSource::Ntp | TimeSource::RtcTrusted => system,
+            TimeSource::None => None,
         };
         Now::new(mono, wall)
     }
@@ -131,14 +180,8 @@ impl Clock {
     /// An owner set the time: from now on the wall clock reads `to` + the
     /// time elapsed since.
     pub fn set(&self, to: crate::core::WallTime) {
-        let system = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        let offset = to.0.saturating_sub(system);
         // The sentinel is reserved; an offset of i64::MIN is nonsense anyway.
-        self.offset
-            .store(offset.max(CLOCK_NOT_SET + 1), Ordering::Relaxed);
+        self.restore_owner_offset(to.0.saturating_sub(system_seconds()));
     }
 
     /// The tokio instant of an engine instant (a deadline to sleep until).
@@ -147,10 +190,20 @@ impl Clock {
     }
 }
 
+/// The system clock in whole seconds since the epoch (0 before it).
+fn system_seconds() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::core::WallTime;
+
+    const T: i64 = 1_900_000_000;
 
     /// Issue 15: stepping the wall clock a day either way (an owner's time
     /// sync here; NTP or `date -s` move `SystemTime` the same way) leaves
@@ -204,11 +257,33 @@ mod tests {
         let words: Vec<_> = [
             TimeSource::Ntp,
             TimeSource::OwnerSync,
+            TimeSource::Rtc,
             TimeSource::RtcTrusted,
             TimeSource::None,
         ]
         .map(TimeSource::word)
         .into();
-        assert_eq!(words, ["ntp", "owner-sync", "rtc-trusted", "none"]);
+        assert_eq!(words, ["ntp", "owner-sync", "rtc", "rtc-trusted", "none"]);
+    }
+
+    /// Issue 17 item 5: a trusted RTC read at start gives the wall time
+    /// (the system clock may still be at the build date), NTP takes over
+    /// once synchronised, and an owner's sync beats both.
+    #[tokio::test(start_paused = true)]
+    async fn a_trusted_rtc_gives_the_time_until_ntp_or_an_owner() {
+        let clock = Clock::new(false);
+        clock.adopt_rtc(T);
+        assert_eq!(clock.source(), TimeSource::Rtc);
+        let w = clock.now().wall.expect("the RTC's time").0;
+        assert!((w - T).abs() <= 1, "{w}");
+        clock.set_ntp_synchronized(true);
+        assert_eq!(clock.source(), TimeSource::Ntp);
+        let system = system_seconds();
+        assert!((clock.now().wall.unwrap().0 - system).abs() <= 1);
+        clock.set_ntp_synchronized(false);
+        clock.restore_owner_time(T + 3600);
+        assert_eq!(clock.source(), TimeSource::OwnerSync);
+        let w = clock.now().wall.unwrap().0;
+        assert!((w - (T + 3600)).abs() <= 1, "{w}");
     }
 }

@@ -47,6 +47,7 @@ pub mod health;
 pub mod input;
 pub mod limit;
 pub mod published;
+pub mod rtc;
 pub mod views;
 
 /// Which of the Matter node's sealed blobs (fabrics or the label secret).

@@ -26,6 +26,22 @@ fn out_of_range_value_names_the_key() {
     assert!(!dir.path().join("state").exists(), "nothing may be created");
 }
 
+/// Issue 17 item 5: the RTC is named as the kernel names it; a device
+/// path (or anything that could climb out of /sys/class/rtc) is refused.
+#[test]
+fn an_rtc_that_is_not_a_kernel_rtc_name_is_refused() {
+    for bad in ["/dev/rtc0", "rtc0/../../x", "clock"] {
+        let (out, dir) = run_with(&format!("[lock]\nrtc = \"{bad}\"\n"));
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("lock.rtc") && err.contains("rtc0"),
+            "{bad}: {err}"
+        );
+        assert!(!dir.path().join("state").exists(), "nothing may be created");
+    }
+}
+
 #[test]
 fn unknown_key_is_named() {
     let (out, _dir) = run_with("[lock]\nserail = \"X\"\n");

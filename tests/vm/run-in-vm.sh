@@ -254,7 +254,7 @@ command -v apt-get >/dev/null || die "apt-get not found: this rig needs a Debian
 
 PKGS=(qemu-system-x86_64:qemu-system-x86 /bin/busybox:busybox-static cpio:cpio depmod:kmod
     dpkg-deb:dpkg timeout:coreutils flock:util-linux xz:xz-utils
-    v4l2-ctl:v4l-utils aplay:alsa-utils gpioinfo:gpiod)
+    v4l2-ctl:v4l-utils aplay:alsa-utils gpioinfo:gpiod /sbin/hwclock:util-linux-extra)
 ((BLE)) && PKGS+=(btvirt:bluez-test-tools bluetoothctl:bluez btmgmt:bluez /usr/libexec/bluetooth/bluetoothd:bluez dbus-daemon:dbus)
 [[ -n "$GPIO_LINES" || "$ADC" == 1 ]] && PKGS+=(gcc-12:gcc-12 make:make)
 [[ -n "$DISK" ]] && PKGS+=(/usr/sbin/mkfs.ext4:e2fsprogs)
