@@ -13,5 +13,6 @@
 # figures: tests/vm/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+echo "== disk: $(df -Ph . | awk 'NR == 2 { print $4 }') free on $(df -P . | awk 'NR == 2 { print $6 }')"
 tests/vm/run-vm-tests.sh "$@"
 FUZZ_SEED="${FUZZ_SEED:-1}" scripts/fuzz.sh

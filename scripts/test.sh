@@ -45,6 +45,9 @@ fi
 # wheel) for tests/it/matter_controller.rs: a venv under target/, reused.
 scripts/matter-env.sh
 
+# A cold run fills about 4.5 GiB under target/ (the VM suite about 3 more);
+# say what there is, so a full disk reads as one.
+echo "== disk: $(df -Ph . | awk 'NR == 2 { print $4 }') free on $(df -P . | awk 'NR == 2 { print $6 }')"
 export CARGO_TERM_COLOR=never
 # A one-shot build gains nothing from incremental state, which costs gigabytes
 # across the test crates.

@@ -339,6 +339,8 @@ fn recipe_installs_a_config_for_the_real_board() {
     assert!(recipe.contains(r#"'s,^board = "sim"$,board = "linux",'"#));
     assert!(recipe.contains(r#"'s,^storage = "file"$,storage = "${LATCHD_KEY_STORAGE}",'"#));
     assert!(recipe.contains(r#"LATCHD_KEY_STORAGE ??= "tpm2""#));
+    assert!(recipe.contains(r#"'s,^rtc = ""$,rtc = "${LATCHD_RTC}",'"#));
+    assert!(recipe.contains(r#"LATCHD_RTC ??= "rtc0""#));
     let shipped = read("config/latchd.toml");
     assert!(shipped.lines().any(|l| l == r#"board = "sim""#));
     assert!(shipped
@@ -353,6 +355,7 @@ fn recipe_installs_a_config_for_the_real_board() {
                 r#"board_file = "/etc/latchd/board.toml""#.to_string()
             }
             r#"storage = "file""# => r#"storage = "tpm2""#.to_string(),
+            r#"rtc = """# => r#"rtc = "rtc0""#.to_string(),
             other => other.to_string(),
         })
         .collect::<Vec<_>>()
@@ -370,4 +373,5 @@ fn recipe_installs_a_config_for_the_real_board() {
         config.board_file.as_deref(),
         Some(std::path::Path::new("/etc/latchd/board.toml"))
     );
+    assert_eq!(config.lock.rtc(), Some("rtc0"));
 }

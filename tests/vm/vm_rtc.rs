@@ -73,7 +73,10 @@ mod guest {
 
     fn set_rtc(unix: i64) {
         let when = sh(&format!("date -u -d @{unix} '+%F %T'"));
-        sh(&format!("hwclock --set --utc --noadjfile --date '{}'", when.trim()));
+        sh(&format!(
+            "hwclock --set --utc --noadjfile --date '{}'",
+            when.trim()
+        ));
     }
 
     fn config(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {

@@ -53,6 +53,12 @@ LATCHD_BOARD ??= "example"
 # (development only: a plain key file a flash dump reveals).
 LATCHD_KEY_STORAGE ??= "tpm2"
 
+# The board's RTC by its kernel name ([lock] rtc): an owner's time sync is
+# kept as an offset from it and survives reboots. Safe on an RTC without a
+# battery: one that restarts behind its reading at the sync voids the sync.
+# "" for a board with none.
+LATCHD_RTC ??= "rtc0"
+
 # Cargo.toml says rust-version = "1.95": refuse early, with the way out,
 # rather than fail deep inside do_compile.
 # nooelint: oelint.task.noanonpython
@@ -81,6 +87,7 @@ do_install:append() {
     sed -e 's,^board = "sim"$,board = "linux",' \
         -e 's,^# board_file = ".*/latchd/board.toml"$,board_file = "${sysconfdir}/latchd/board.toml",' \
         -e 's,^storage = "file"$,storage = "${LATCHD_KEY_STORAGE}",' \
+        -e 's,^rtc = ""$,rtc = "${LATCHD_RTC}",' \
         ${S}/config/latchd.toml > ${D}${sysconfdir}/latchd/latchd.toml
     chmod 0644 ${D}${sysconfdir}/latchd/latchd.toml
     install -m 0644 ${S}/config/board-${LATCHD_BOARD}.toml ${D}${sysconfdir}/latchd/board.toml
