@@ -252,6 +252,29 @@ async fn fingerprint_faults(driver_end: impl Stream, module_end: impl Stream) {
     // The link recovers after every one of them.
     assert_eq!(fp.template_count().await.expect("count after faults"), 1);
 
+    // Issue 15 item 5: the answer to a matching search cut mid-frame (the
+    // cable, a brown-out) is no match — a timeout — and the half frame
+    // left in the driver does not poison the next answers.
+    ctl.place(1, 1);
+    fp.capture_image().await.expect("image");
+    fp.image_to_features(1).await.expect("features");
+    ctl.inject(FingerFault::Truncated);
+    let e = fp.search(1, 0, 200).await.expect_err("a cut answer is no match");
+    assert!(
+        matches!(
+            e,
+            FingerprintError::Timeout {
+                command: fingerprint::Command::Search,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(fp.template_count().await.expect("count after a cut"), 1);
+    let m = fp.identify().await.expect("identify after a cut");
+    assert_eq!(m.map(|m| m.slot), Some(0), "the same finger, read whole");
+    ctl.lift();
+
     // Each fault in the middle of an enrolment: a clear error, nothing stored.
     let expectations: [(FingerFault, ErrorCheck); 4] = [
         (FingerFault::Silence, |e| {

@@ -20,7 +20,10 @@
 //!   as 0xFE "command execution failure"), nothing executed;
 //! * [`FingerFault::Reset`] — the module restarts before executing the
 //!   command: image and character buffers are lost and the power-on byte
-//!   0x55 precedes the answer, as on a real R503.
+//!   0x55 precedes the answer, as on a real R503;
+//! * [`FingerFault::Truncated`] — the command is executed but only the
+//!   first half of the answer arrives (the cable cut or the module browned
+//!   out mid-frame), then nothing.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -45,6 +48,7 @@ pub enum FingerFault {
     BadChecksum,
     Busy,
     Reset,
+    Truncated,
 }
 
 /// Simulated module settings.
@@ -262,7 +266,7 @@ impl SimFingerprint {
                 state.restarts += 1;
                 prefix.push(POWER_ON_MARKER);
             }
-            Some(FingerFault::BadChecksum) | None => {}
+            Some(FingerFault::BadChecksum | FingerFault::Truncated) | None => {}
         }
         let payload = self.execute(&mut state, &packet.payload);
         let mut bytes = self.ack(payload).encode_lossless();
@@ -270,6 +274,9 @@ impl SimFingerprint {
             if let Some(last) = bytes.last_mut() {
                 *last ^= 0xA5;
             }
+        }
+        if fault == Some(FingerFault::Truncated) {
+            bytes.truncate(bytes.len() / 2);
         }
         prefix.extend(bytes);
         Some(prefix)
