@@ -517,6 +517,26 @@ async fn palm_faults(driver_end: impl Stream, module_end: impl Stream) {
     );
     assert_eq!(p.list_ids().await.expect("recovered"), BTreeSet::from([0]));
 
+    // Issue 15 item 5: the answer to a matching identify cut mid-frame is
+    // no match, and the next commands and identify work.
+    ctl.present(1);
+    ctl.inject(PalmFault::Truncated);
+    let r = p.identify().await;
+    assert!(
+        matches!(
+            r,
+            Err(PalmError::Timeout {
+                command: PalmCommand::Identify,
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    assert_eq!(p.list_ids().await.expect("after a cut"), BTreeSet::from([0]));
+    let m = p.identify().await.expect("identify after a cut");
+    assert_eq!(m.map(|m| m.id), Some(0), "the same palm, read whole");
+    ctl.withdraw();
+
     // Faults in the middle of an enrolment: clear error, nothing stored.
     let (r, steps) = palm_enroll(&mut p, &ctl, 5, 2, Some(PalmFault::Reset)).await;
     assert!(matches!(r, Err(PalmError::ModuleReset)), "{r:?}");

@@ -18,6 +18,8 @@
 //! * [`PalmFault::Silence`] — the next request is swallowed;
 //! * [`PalmFault::Busy`] — the next request is answered Busy, not executed;
 //! * [`PalmFault::BadCrc`] — the next frame the module sends has a bad CRC;
+//! * [`PalmFault::Truncated`] — only the first half of the next frame the
+//!   module sends arrives (a cable cut or a brown-out mid-frame);
 //! * [`PalmFault::Reset`] — the module restarts now: the operation in
 //!   progress and its captures are dropped, nothing is stored, and the
 //!   power-on note (cmd 0x00, seq 0) is sent.
@@ -41,6 +43,7 @@ pub enum PalmFault {
     Busy,
     BadCrc,
     Reset,
+    Truncated,
 }
 
 /// Simulated module settings.
@@ -69,6 +72,7 @@ struct State {
     library: BTreeMap<u16, u32>,
     request_faults: VecDeque<PalmFault>,
     corrupt_next: u32,
+    truncate_next: u32,
     reset_pending: bool,
     requests: u64,
     restarts: u64,
@@ -117,6 +121,7 @@ impl SimPalmControl {
             match fault {
                 PalmFault::Silence | PalmFault::Busy => s.request_faults.push_back(fault),
                 PalmFault::BadCrc => s.corrupt_next += 1,
+                PalmFault::Truncated => s.truncate_next += 1,
                 PalmFault::Reset => s.reset_pending = true,
             }
         }
@@ -272,6 +277,10 @@ impl SimPalm {
             };
             {
                 let mut s = lock(&self.shared);
+                if s.truncate_next > 0 {
+                    s.truncate_next -= 1;
+                    encoded.truncate(encoded.len() / 2);
+                }
                 if s.corrupt_next > 0 {
                     s.corrupt_next -= 1;
                     if let Some(last) = encoded.last_mut() {
