@@ -261,6 +261,9 @@ pub fn open_linux(
     }
     let ring = FrameRing::new();
     let camera = crate::board::linux::camera::V4l2Camera::start(&board_cfg.camera, ring.clone())?;
+    if face_enabled(config) {
+        tokio::spawn(report_camera_link(camera.link(), inputs.clone()));
+    }
     let liveness = linux_liveness(config, board_cfg);
     Ok(Some(with_readers(
         config,
@@ -271,6 +274,34 @@ pub fn open_linux(
         Box::new(camera),
         liveness,
     )))
+}
+
+/// Issue 15 item 5: the camera going away is a face-module outage for the
+/// engine (logged, said, the owner told within the outage noise budget),
+/// its return the outage's end — before anyone at the door finds out.
+/// Ends with the camera (its capture thread drops the sender).
+#[cfg(feature = "board-linux")]
+async fn report_camera_link(
+    mut link: watch::Receiver<crate::board::linux::camera::CameraLink>,
+    inputs: InputSender,
+) {
+    use crate::board::linux::camera::CameraLink;
+    use crate::core::input::ModuleReport;
+    use crate::core::types::Modality;
+    while link.changed().await.is_ok() {
+        let report = match link.borrow_and_update().clone() {
+            CameraLink::Lost(why) => ModuleReport::Fault {
+                modality: Modality::Face,
+                detail: format!("camera lost: {why}"),
+            },
+            CameraLink::Streaming => ModuleReport::Recovered {
+                modality: Modality::Face,
+            },
+        };
+        if !inputs.send(Input::Module(report)).await {
+            return;
+        }
+    }
 }
 
 /// The ring's readers the board holds: snapshots always, the face worker

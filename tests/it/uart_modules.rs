@@ -259,7 +259,10 @@ async fn fingerprint_faults(driver_end: impl Stream, module_end: impl Stream) {
     fp.capture_image().await.expect("image");
     fp.image_to_features(1).await.expect("features");
     ctl.inject(FingerFault::Truncated);
-    let e = fp.search(1, 0, 200).await.expect_err("a cut answer is no match");
+    let e = fp
+        .search(1, 0, 200)
+        .await
+        .expect_err("a cut answer is no match");
     assert!(
         matches!(
             e,
@@ -532,7 +535,10 @@ async fn palm_faults(driver_end: impl Stream, module_end: impl Stream) {
         ),
         "{r:?}"
     );
-    assert_eq!(p.list_ids().await.expect("after a cut"), BTreeSet::from([0]));
+    assert_eq!(
+        p.list_ids().await.expect("after a cut"),
+        BTreeSet::from([0])
+    );
     let m = p.identify().await.expect("identify after a cut");
     assert_eq!(m.map(|m| m.id), Some(0), "the same palm, read whole");
     ctl.withdraw();

@@ -8,18 +8,27 @@
 //!     ▼
 //!  capture thread: MmapStream (4 buffers), DQBUF ──copy bytesused──► FrameRing::publish
 //!                  (YUYV rows with padding are repacked to width×2 bytes)
+//!     │ ENODEV (unplugged), MAX_CONSECUTIVE_ERRORS failures or STALL_TIMEOUTS
+//!     ▼ empty waits in a row
+//!  lost: close every handle, link = Lost ─► reopen + renegotiate every REOPEN_INTERVAL
+//!        ─► link = Streaming, capture again (issue 15 item 5)
 //! ```
 //!
 //! The capture thread is a plain OS thread because `VIDIOC_DQBUF` blocks;
-//! it waits at most [`DQBUF_TIMEOUT`] at a time so it notices a stop, and
-//! gives up (logging why) after [`MAX_CONSECUTIVE_ERRORS`] failed
-//! dequeues in a row (camera unplugged). Consumers never wait on it: they
-//! read the ring.
+//! it waits at most [`DQBUF_TIMEOUT`] at a time so it notices a stop.
+//! A camera that goes away (a USB camera unplugged, a driver reset) is
+//! closed completely — a UVC device, like vivid's emulated disconnect,
+//! comes back only once every handle to the old one is closed — and
+//! reopened as it returns, without a restart; [`V4l2Camera::link`] says
+//! which of the two it is. Consumers never wait on it: they read the
+//! ring.
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+use tokio::sync::watch;
 
 use v4l::buffer::Type;
 use v4l::capability::Flags;
@@ -33,8 +42,13 @@ use crate::board::frames::{FrameRing, PixelFormat};
 
 /// Longest single wait for a frame before re-checking the stop flag.
 pub const DQBUF_TIMEOUT: Duration = Duration::from_secs(2);
-/// Failed dequeues in a row after which the capture thread stops.
+/// Failed dequeues in a row after which the camera counts as lost.
 pub const MAX_CONSECUTIVE_ERRORS: u32 = 10;
+/// Empty waits ([`DQBUF_TIMEOUT`] each) in a row after which a camera that
+/// stays open but sends nothing counts as lost (a wedged driver).
+pub const STALL_TIMEOUTS: u32 = 15;
+/// How often a lost camera is looked for again.
+pub const REOPEN_INTERVAL: Duration = Duration::from_secs(1);
 /// Buffers queued to the driver.
 const BUFFERS: u32 = 4;
 
@@ -73,12 +87,21 @@ pub struct Negotiated {
     pub format: PixelFormat,
 }
 
+/// Whether the camera is delivering frames.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CameraLink {
+    Streaming,
+    /// Lost, and why; being looked for again.
+    Lost(String),
+}
+
 /// A streaming camera; dropping it stops the capture thread.
 #[derive(Debug)]
 pub struct V4l2Camera {
     negotiated: Negotiated,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    link: watch::Receiver<CameraLink>,
 }
 
 impl Drop for V4l2Camera {
@@ -229,32 +252,24 @@ fn negotiate(
 impl V4l2Camera {
     /// Open, negotiate, and start streaming into `ring`.
     pub fn start(cfg: &config::Camera, ring: FrameRing) -> Result<Self, CameraError> {
-        let (dev, path, card) = open_device(cfg)?;
-        let (format, width, height, stride) = negotiate(&dev, &path, cfg.width, cfg.height)?;
+        let session = Session::open(cfg)?;
         // Create the stream here so a refusal (busy device, no memory) is
         // an error of `start`, not a log line from the thread.
-        let mut stream =
-            MmapStream::with_buffers(&dev, Type::VideoCapture, BUFFERS).map_err(|source| {
-                CameraError::Ioctl {
-                    path: path.clone(),
-                    what: "VIDIOC_REQBUFS/mmap",
-                    source,
-                }
-            })?;
-        stream.set_timeout(DQBUF_TIMEOUT);
-        drop(stream);
+        session.stream()?;
         let negotiated = Negotiated {
-            path: path.clone(),
-            card,
-            width,
-            height,
-            format,
+            path: session.path.clone(),
+            card: session.card.clone(),
+            width: session.width,
+            height: session.height,
+            format: session.format,
         };
         let stop = Arc::new(AtomicBool::new(false));
         let thread_stop = stop.clone();
+        let (link_tx, link) = watch::channel(CameraLink::Streaming);
+        let cfg = cfg.clone();
         let thread = std::thread::Builder::new()
             .name("latchd-camera".into())
-            .spawn(move || capture(dev, path, format, width, height, stride, ring, thread_stop))
+            .spawn(move || run(&cfg, session, &ring, &thread_stop, &link_tx))
             .map_err(|source| CameraError::Open {
                 path: negotiated.path.clone(),
                 source,
@@ -263,63 +278,165 @@ impl V4l2Camera {
             negotiated,
             stop,
             thread: Some(thread),
+            link,
         })
     }
 
+    /// What was agreed when the camera was first opened.
     pub fn negotiated(&self) -> &Negotiated {
         &self.negotiated
     }
+
+    /// Follows the camera going away and coming back.
+    pub fn link(&self) -> watch::Receiver<CameraLink> {
+        self.link.clone()
+    }
 }
 
-#[allow(clippy::too_many_arguments)] // one call site, the thread's entry
-fn capture(
+/// One opening of the device, with the format agreed.
+struct Session {
     dev: Device,
     path: PathBuf,
+    card: String,
     format: PixelFormat,
     width: u32,
     height: u32,
     stride: u32,
-    ring: FrameRing,
-    stop: Arc<AtomicBool>,
-) {
-    let mut stream = match MmapStream::with_buffers(&dev, Type::VideoCapture, BUFFERS) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(path = %path.display(), "camera stream: {e}");
-            return;
-        }
-    };
-    stream.set_timeout(DQBUF_TIMEOUT);
-    let row = width as usize * 2;
-    let mut errors = 0u32;
-    while !stop.load(Ordering::SeqCst) {
-        let (buf, meta) = match CaptureStream::next(&mut stream) {
-            Ok(x) => x,
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => continue,
-            Err(e) => {
-                errors += 1;
-                tracing::warn!(path = %path.display(), errors, "camera dequeue failed: {e}");
-                if errors >= MAX_CONSECUTIVE_ERRORS {
-                    tracing::error!(path = %path.display(), "camera stopped after {errors} failures in a row; check the cable");
-                    return;
-                }
-                continue;
-            }
-        };
-        errors = 0;
-        let used = (meta.bytesused as usize).min(buf.len());
-        let data = &buf[..used];
-        let bytes = match format {
-            PixelFormat::Yuyv if stride as usize > row => {
-                // Drop the per-row padding so the ring holds tight rows.
-                data.chunks(stride as usize)
-                    .take(height as usize)
-                    .flat_map(|r| &r[..row.min(r.len())])
-                    .copied()
-                    .collect()
-            }
-            _ => data.to_vec(),
-        };
-        ring.publish(width, height, format, bytes);
+}
+
+impl Session {
+    fn open(cfg: &config::Camera) -> Result<Self, CameraError> {
+        let (dev, path, card) = open_device(cfg)?;
+        let (format, width, height, stride) = negotiate(&dev, &path, cfg.width, cfg.height)?;
+        Ok(Session {
+            dev,
+            path,
+            card,
+            format,
+            width,
+            height,
+            stride,
+        })
     }
+
+    fn stream(&self) -> Result<MmapStream<'_>, CameraError> {
+        let mut stream =
+            MmapStream::with_buffers(&self.dev, Type::VideoCapture, BUFFERS).map_err(|source| {
+                CameraError::Ioctl {
+                    path: self.path.clone(),
+                    what: "VIDIOC_REQBUFS/mmap",
+                    source,
+                }
+            })?;
+        stream.set_timeout(DQBUF_TIMEOUT);
+        Ok(stream)
+    }
+
+    /// Capture into `ring` until `stop` (`None`) or the camera is lost
+    /// (why).
+    fn capture(&self, ring: &FrameRing, stop: &AtomicBool) -> Option<String> {
+        let mut stream = match self.stream() {
+            Ok(s) => s,
+            Err(e) => return Some(e.to_string()),
+        };
+        let row = self.width as usize * 2;
+        let (mut errors, mut empty) = (0u32, 0u32);
+        while !stop.load(Ordering::SeqCst) {
+            let (buf, meta) = match CaptureStream::next(&mut stream) {
+                Ok(x) => x,
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    empty += 1;
+                    if empty >= STALL_TIMEOUTS {
+                        return Some(format!("no frame in {:?}", DQBUF_TIMEOUT * STALL_TIMEOUTS));
+                    }
+                    continue;
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENODEV) => {
+                    return Some(format!("the device went away ({e})"));
+                }
+                Err(e) => {
+                    errors += 1;
+                    tracing::warn!(path = %self.path.display(), errors, "camera dequeue failed: {e}");
+                    if errors >= MAX_CONSECUTIVE_ERRORS {
+                        return Some(format!("{errors} failed dequeues in a row, the last: {e}"));
+                    }
+                    continue;
+                }
+            };
+            (errors, empty) = (0, 0);
+            let used = (meta.bytesused as usize).min(buf.len());
+            let data = &buf[..used];
+            let bytes = match self.format {
+                PixelFormat::Yuyv if self.stride as usize > row => {
+                    // Drop the per-row padding so the ring holds tight rows.
+                    data.chunks(self.stride as usize)
+                        .take(self.height as usize)
+                        .flat_map(|r| &r[..row.min(r.len())])
+                        .copied()
+                        .collect()
+                }
+                _ => data.to_vec(),
+            };
+            ring.publish(self.width, self.height, self.format, bytes);
+        }
+        None
+    }
+}
+
+/// The capture thread: capture, and when the camera is lost, close it and
+/// look for it again until it is back or `stop`.
+fn run(
+    cfg: &config::Camera,
+    mut session: Session,
+    ring: &FrameRing,
+    stop: &AtomicBool,
+    link: &watch::Sender<CameraLink>,
+) {
+    loop {
+        let Some(why) = session.capture(ring, stop) else {
+            return;
+        };
+        let path = session.path.clone();
+        // Every handle closed: the device can come back.
+        drop(session);
+        tracing::error!(path = %path.display(), "camera lost: {why}; looking for it every {REOPEN_INTERVAL:?}");
+        link.send_replace(CameraLink::Lost(why));
+        let mut last_error = String::new();
+        session = loop {
+            if sleep_unless_stopped(REOPEN_INTERVAL, stop) {
+                return;
+            }
+            match Session::open(cfg) {
+                Ok(s) => break s,
+                Err(e) => {
+                    let e = e.to_string();
+                    if e != last_error {
+                        tracing::warn!("camera not back yet: {e}");
+                        last_error = e;
+                    }
+                }
+            }
+        };
+        tracing::info!(
+            path = %session.path.display(),
+            size = %format!("{}x{}", session.width, session.height),
+            "camera back"
+        );
+        link.send_replace(CameraLink::Streaming);
+    }
+}
+
+/// Sleep `d` in short steps; true when `stop` was set meanwhile.
+fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) -> bool {
+    let step = Duration::from_millis(100);
+    let mut left = d;
+    while !left.is_zero() {
+        if stop.load(Ordering::SeqCst) {
+            return true;
+        }
+        let nap = left.min(step);
+        std::thread::sleep(nap);
+        left -= nap;
+    }
+    stop.load(Ordering::SeqCst)
 }
