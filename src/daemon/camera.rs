@@ -538,6 +538,41 @@ async fn primed_detector(ring: &FrameRing) -> crate::video::motion::MotionDetect
 mod tests {
     use super::*;
 
+    /// Issue 15 item 5: the camera's loss reaches the engine as one
+    /// face-module fault naming why, its return as the outage's end, and
+    /// the reporter ends with the camera.
+    #[cfg(feature = "board-linux")]
+    #[tokio::test]
+    async fn the_cameras_loss_and_return_are_a_face_outage_and_its_end() {
+        use crate::board::linux::camera::CameraLink;
+        use crate::core::input::ModuleReport;
+        use crate::core::types::Modality;
+        let (link, watched) = watch::channel(CameraLink::Streaming);
+        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+        let reporter = tokio::spawn(report_camera_link(watched, InputSender::new(tx)));
+        link.send_replace(CameraLink::Lost("the device went away".into()));
+        match rx.recv().await {
+            Some(Input::Module(ModuleReport::Fault { modality, detail })) => {
+                assert_eq!(modality, Modality::Face);
+                assert!(
+                    detail.contains("camera lost: the device went away"),
+                    "{detail}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        link.send_replace(CameraLink::Streaming);
+        assert!(matches!(
+            rx.recv().await,
+            Some(Input::Module(ModuleReport::Recovered {
+                modality: Modality::Face
+            }))
+        ));
+        drop(link);
+        reporter.await.expect("the reporter ends with the camera");
+        assert!(rx.try_recv().is_err(), "nothing more");
+    }
+
     /// The first change after priming is motion; without priming the
     /// same picture would only have been the detector's first sample.
     #[tokio::test]
