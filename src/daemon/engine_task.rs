@@ -344,9 +344,15 @@ impl EngineTask {
                     }
                     let result = self.store.apply(changes.clone()).await;
                     persisted = true;
-                    if let Err(e) = result {
-                        self.persist_failed(e, &changes).await;
-                        return;
+                    match result {
+                        Ok(()) => {}
+                        Err(StoreError::ReadOnly { detail }) if memory_will_do(&changes) => {
+                            self.count_in_memory(&detail);
+                        }
+                        Err(e) => {
+                            self.persist_failed(e, &changes).await;
+                            return;
+                        }
                     }
                     if changes.iter().any(AppAccess::touched_by) {
                         // Before any Reply that follows: a channel that
@@ -440,6 +446,21 @@ impl EngineTask {
                 detail: e.to_string(),
             }));
         }
+    }
+
+    /// Issue 15 item 5: on a read-only state partition an attempt's record
+    /// cannot be committed before the answer (the IP-Box rule), and
+    /// refusing every attempt would lock the family out of its own door.
+    /// The record stays in memory — the engine already holds it, so
+    /// strikes and lockouts go on within this boot — and the batch goes on.
+    fn count_in_memory(&mut self, detail: &str) {
+        if self.counters.memory_only_attempts == 0 {
+            tracing::error!(
+                "the state partition is read-only ({detail}): attempts are counted in memory only \
+                 and every change is refused until it is writable again"
+            );
+        }
+        self.counters.memory_only_attempts += 1;
     }
 
     /// A Persist failed: nothing after it in the batch happens (nothing
@@ -623,4 +644,20 @@ async fn recv_probe(probes: &mut Option<ProbeResponder>) -> Option<super::notify
         Some(p) => p.recv().await,
         None => std::future::pending().await,
     }
+}
+
+/// Whether a batch may live in memory only when the partition is
+/// read-only: attempt and lockout records and the trusted-time floor, which
+/// the next write carries whole. Never a revocation (it would come back
+/// after a restart: refused, so the administrator hears it failed), a spent
+/// one-time code (it would open again: refused, so the visitor's code does
+/// not open now) or an addition.
+fn memory_will_do(changes: &[Change]) -> bool {
+    !changes.is_empty()
+        && changes.iter().all(|c| {
+            matches!(
+                c,
+                Change::PutAttempt(_) | Change::PutLockout(_) | Change::PutTimeFloor(_)
+            )
+        })
 }

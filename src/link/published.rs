@@ -24,6 +24,9 @@ pub struct DaemonCounters {
     pub ticks: u64,
     /// Persist batches that failed and made the engine reload from the store.
     pub persist_failures: u64,
+    /// Attempt records kept in memory only: the state partition was
+    /// read-only when they were made.
+    pub memory_only_attempts: u64,
     /// Milliseconds until the engine's next deadline, when it has one.
     pub next_deadline_in_ms: Option<u64>,
 }

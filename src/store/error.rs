@@ -143,6 +143,15 @@ pub enum StoreError {
     )]
     Io { detail: String },
 
+    /// The state partition is mounted read-only (ext4 `errors=remount-ro`
+    /// after a flash error, or mounted so): nothing can be stored until it
+    /// is writable again. The failed transaction changed nothing.
+    #[error(
+        "the state partition is read-only ({detail}). Nothing of this change was stored; the flash \
+         may be failing: check the kernel log, then fsck and remount it read-write"
+    )]
+    ReadOnly { detail: String },
+
     /// The store thread has stopped (the daemon is shutting down) or did
     /// not finish a request; nothing of it is known to be stored.
     #[error("the store is not available: {detail}")]

@@ -364,10 +364,41 @@ impl Store {
         self.room_for(protective)?;
         let done = match f(self) {
             Err(StoreError::Full { .. }) if protective && self.reserve.release() => f(self),
+            // SQLite sees a write refused with EROFS as an I/O error; the
+            // file system's flags tell the two apart.
+            Err(StoreError::Io { detail }) if self.read_only() => {
+                Err(StoreError::ReadOnly { detail })
+            }
             r => r,
         }?;
         self.after_write();
         Ok(done)
+    }
+
+    /// The database's file system refuses writes now. Asked only after an
+    /// I/O error. The mount flags are not enough: ext4 since Linux 6.x
+    /// turns read-only after an error without setting them (findmnt shows
+    /// `emergency_ro`), so a file is also tried (and removed at once).
+    fn read_only(&self) -> bool {
+        let dir = self.db_path.parent().unwrap_or(Path::new("."));
+        if nix::sys::statvfs::statvfs(dir)
+            .is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
+        {
+            return true;
+        }
+        let probe = dir.join(".write-probe");
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&probe)
+        {
+            Ok(_) => {
+                let _ = std::fs::remove_file(&probe);
+                false
+            }
+            Err(e) => e.raw_os_error() == Some(libc::EROFS),
+        }
     }
 
     /// While the reserve is spent only protective writes are taken (and

@@ -73,7 +73,12 @@ fn users(d: &Daemon) -> serde_json::Value {
 fn unlock_and_relock(d: &Daemon, code: &str) {
     d.press(&format!("{code}✓"));
     d.settle();
-    assert_eq!(d.status()["engine"]["lock"], json!("unlocked"), "{code}");
+    assert_eq!(
+        d.status()["engine"]["lock"],
+        json!("unlocked"),
+        "{code}\n{}",
+        d.log_text()
+    );
     d.ok(json!({"cmd": "lock_button"}));
     d.settle();
     assert_eq!(d.status()["engine"]["lock"], json!("locked"));
@@ -146,4 +151,111 @@ fn a_full_file_system_keeps_opening_counting_and_revoking_then_recovers() {
     unlock_and_relock(&d, "507318");
     assert!(d.sigterm().success());
     assert_eq!(check_db(&state).0, 2);
+}
+
+/// An ext4 file system on a loop device, mounted `errors=remount-ro` as a
+/// lock's state partition would be, unmounted on drop.
+struct Ext4 {
+    dir: PathBuf,
+    _parent: tempfile::TempDir,
+}
+
+impl Ext4 {
+    fn mount(size_mib: u32) -> Ext4 {
+        let parent = tempfile::tempdir().expect("tmp");
+        let img = parent.path().join("state.img");
+        let dir = parent.path().join("fs");
+        std::fs::create_dir(&dir).expect("mount point");
+        let f = std::fs::File::create(&img).expect("image");
+        f.set_len(u64::from(size_mib) << 20).expect("size");
+        drop(f);
+        let run = |cmd: &mut Command| {
+            let out = cmd.output().expect("runs");
+            assert!(
+                out.status.success(),
+                "{cmd:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&img));
+        run(Command::new("mount")
+            .args(["-o", "loop,errors=remount-ro"])
+            .arg(&img)
+            .arg(&dir));
+        Ext4 {
+            dir,
+            _parent: parent,
+        }
+    }
+
+    /// What the kernel does when ext4 finds an error on the device: with
+    /// `errors=remount-ro` the file system turns read-only under every open
+    /// file (ext4's own test hook, `/sys/fs/ext4/<dev>/trigger_fs_error`).
+    fn fail(&self) {
+        let out = Command::new("findmnt")
+            .args(["-n", "-o", "SOURCE"])
+            .arg(&self.dir)
+            .output()
+            .expect("findmnt");
+        let source = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let dev = Path::new(&source)
+            .file_name()
+            .expect("a device")
+            .to_string_lossy()
+            .into_owned();
+        std::fs::write(format!("/sys/fs/ext4/{dev}/trigger_fs_error"), "1")
+            .expect("trigger an ext4 error");
+        let probe = std::fs::write(self.dir.join("probe"), b"x");
+        assert_eq!(
+            probe.map_err(|e| e.raw_os_error()),
+            Err(Some(libc::EROFS)),
+            "the file system is read-only now"
+        );
+    }
+}
+
+impl Drop for Ext4 {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
+
+/// Issue 15 item 5: the state partition turns read-only under the running
+/// lock (ext4 `errors=remount-ro` after a flash error). The family still
+/// gets in with the credentials it has — each attempt counted in memory,
+/// the lockout still working, since no record can reach the disk — every
+/// change is refused with a prompt, and the lock says what happened.
+#[test]
+fn a_state_partition_gone_read_only_keeps_opening_and_refuses_changes() {
+    let fs = Ext4::mount(32);
+    // The state directory is the file system's root, so the daemon's log
+    // (next to it, `<state>.log`) stays writable: on a lock the journal
+    // is elsewhere too.
+    std::fs::set_permissions(&fs.dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .expect("chmod");
+    let state = fs.dir.clone();
+    let d = Daemon::start(&state);
+    first_start(&d);
+    let prompts = add_user_with_code(&d, USER_CODE);
+    assert_eq!(users(&d), json!(2), "{prompts:?}");
+
+    fs.fail();
+    unlock_and_relock(&d, USER_CODE);
+    unlock_and_relock(&d, ADMIN_CODE);
+    // Wrong codes still count, toward the lockout too (B-7.1).
+    d.press("975318✓");
+    d.settle();
+    assert_eq!(d.status()["engine"]["strikes"], json!(1));
+    unlock_and_relock(&d, USER_CODE);
+    // A change is refused, and the lock keeps what it had.
+    let prompts = add_user_with_code(&d, "507318");
+    assert_eq!(
+        prompts.last().map(String::as_str),
+        Some("Operation failed."),
+        "{prompts:?}"
+    );
+    assert_eq!(users(&d), json!(2), "{prompts:?}");
+    unlock_and_relock(&d, USER_CODE);
+    let log = d.log_text();
+    assert!(log.contains("read-only"), "{log}");
 }
