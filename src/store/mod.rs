@@ -387,14 +387,14 @@ impl Store {
             return true;
         }
         let probe = dir.join(".write-probe");
-        match std::fs::OpenOptions::new()
+        match OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .open(&probe)
         {
             Ok(_) => {
-                let _ = std::fs::remove_file(&probe);
+                let _ = fs::remove_file(&probe);
                 false
             }
             Err(e) => e.raw_os_error() == Some(libc::EROFS),

@@ -36,6 +36,7 @@ mod vm_motor_failsafe;
 mod vm_power_cut;
 mod vm_power_cut_attempts;
 mod vm_rtc;
+mod vm_slow_disk;
 mod vm_smoke;
 mod vm_tpm;
 mod vm_wifi;
