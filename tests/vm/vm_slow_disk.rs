@@ -3,7 +3,9 @@
 //! [`WRITE_DELAY_MS`]), the real `latchd` on it.
 //!
 //! ```text
-//!  host disk.img ─► guest /dev/vda ─► dm-delay "slow" (writes +1 s) ─► ext4 ─► state dir
+//!  host disk.img ─► guest /dev/vda ─► dm "slow" ─► ext4 ─► state dir
+//!                                      linear; after the first start reloaded as
+//!                                      delay (writes +0.4 s) under the running lock
 //! ```
 //!
 //! Every verification commits its attempt before the answer (the IP-Box
@@ -22,7 +24,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// What dm-delay holds each write (and flush) for.
-const WRITE_DELAY_MS: u64 = 1000;
+const WRITE_DELAY_MS: u64 = 400;
 const DISK_MIB: u64 = 64;
 
 #[test]
@@ -68,35 +70,63 @@ mod guest {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// `/dev/mapper/slow`: /dev/vda with every write held.
-    fn slow_device() -> &'static str {
+    /// `/dev/mapper/slow`: /dev/vda through device-mapper, at full speed
+    /// until [`turn_slow`].
+    fn mapped_device() -> &'static str {
         let root = std::env::var("LATCHD_VM_MODPROBE_ROOT").expect("in the VM rig");
-        run_ok(Command::new("modprobe").args(["-d", &root, "dm_delay"]));
-        let sectors = run_ok(Command::new("blockdev").args(["--getsz", "/dev/vda"]));
-        // delay <dev> <offset> <read delay> <write dev> <offset> <write delay>
-        // (flushes follow the write delay without a third group).
-        let table = format!(
-            "0 {} delay /dev/vda 0 0 /dev/vda 0 {WRITE_DELAY_MS}",
-            sectors.trim()
-        );
-        run_ok(Command::new("dmsetup").args(["create", "slow", "--table", &table]));
+        for m in ["virtio_blk", "ext4", "dm_delay"] {
+            run_ok(Command::new("modprobe").args(["-d", &root, m]));
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !Path::new("/dev/vda").exists() {
+            assert!(
+                Instant::now() < deadline,
+                "no /dev/vda after loading virtio_blk"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // No udev in the guest: dmsetup makes the /dev/mapper node itself.
+        run_ok(Command::new("dmsetup").args([
+            "create",
+            "--noudevsync",
+            "--verifyudev",
+            "slow",
+            "--table",
+            &format!("0 {} linear /dev/vda 0", sectors()),
+        ]));
+        run_ok(Command::new("dmsetup").args(["mknodes", "slow"]));
         "/dev/mapper/slow"
     }
 
+    fn sectors() -> String {
+        run_ok(Command::new("blockdev").args(["--getsz", "/dev/vda"]))
+            .trim()
+            .to_owned()
+    }
+
+    /// The flash turns slow under the running lock: the same mapping,
+    /// reloaded with the `delay` target (reads at once; every write and
+    /// flush held [`WRITE_DELAY_MS`]).
+    fn turn_slow() {
+        let table = format!(
+            "0 {} delay /dev/vda 0 0 /dev/vda 0 {WRITE_DELAY_MS}",
+            sectors()
+        );
+        run_ok(Command::new("dmsetup").args(["suspend", "--noudevsync", "slow"]));
+        run_ok(Command::new("dmsetup").args(["reload", "slow", "--table", &table]));
+        run_ok(Command::new("dmsetup").args(["resume", "--noudevsync", "slow"]));
+    }
+
     pub fn run() {
-        let dev = slow_device();
+        let dev = mapped_device();
         run_ok(Command::new("mkfs.ext4").args(["-q", "-F", dev]));
         let mnt = Path::new("/tmp/slow");
         std::fs::create_dir_all(mnt).unwrap();
         run_ok(Command::new("mount").arg(dev).arg(mnt));
         std::fs::set_permissions(mnt, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-        let t0 = Instant::now();
         let d = Daemon::start(mnt);
         first_start(&d);
-        println!(
-            "start and first start on the slow flash: {:?}",
-            t0.elapsed()
-        );
+        turn_slow();
 
         // A wrong code: its commit is held by the device. Meanwhile the
         // status answers from what the engine published.
