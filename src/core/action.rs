@@ -293,6 +293,12 @@ pub enum Prompt {
     ChooseMethod,
     /// `ChooseMethod` for a stored user: "5" also sets a duress passcode.
     ChooseMethodOrDuress,
+    /// `ChooseMethodOrDuress` for a stored user who holds a credential:
+    /// "0" also deletes one (issue 17 item 1).
+    ChooseMethodOrDelete,
+    /// Issue 17 item 1: which of the user's credentials to delete, by the
+    /// method keys (only the kinds the user holds are lit).
+    ChooseCredentialToDelete,
     FacePose(FacePose),
     FaceFix(FaceFix),
     PlacePalm,

@@ -410,10 +410,10 @@ impl Engine {
         }
     }
 
-    /// Issue 17 item 1: remove `user`'s newest credential of `kind`.
-    /// Refused when it is the last credential any administrator holds:
-    /// the menu (B-4.1) would be out of everyone's reach, as deleting the
-    /// last administrator is refused (B-4.9).
+    /// Issue 17 item 1: remove `user`'s newest credential of `kind`, by
+    /// the rule the menu uses too (`remove_credential_of`: the last
+    /// credential that opens the menu for any administrator stays, as the
+    /// last administrator does, B-4.9). Refused while the keypad is in use.
     fn delete_credential_of(
         &mut self,
         out: &mut Out,
@@ -421,28 +421,8 @@ impl Engine {
         kind: CredentialKind,
     ) -> AppResult {
         self.not_busy()?;
-        if !self.dir.users.contains_key(&user) {
-            return Err(AppError::NoSuchUser);
-        }
-        let id = self
-            .dir
-            .credentials
-            .values()
-            .filter(|c| c.user == user && c.kind == kind)
-            .map(|c| c.id)
-            .max()
-            .ok_or(AppError::NotFound)?;
-        let admins: Vec<_> = self.dir.admins().map(|u| u.number).collect();
-        let admin_credentials = self
-            .dir
-            .credentials
-            .values()
-            .filter(|c| admins.contains(&c.user))
-            .count();
-        if admins.contains(&user) && admin_credentials <= 1 {
-            return Err(AppError::LastAdmin);
-        }
-        self.delete_credential(out, id)
+        self.remove_credential_of(out, user, kind)?;
+        Ok(AppOk::Done)
     }
 
     /// Lock from an app or a Matter controller.

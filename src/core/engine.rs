@@ -259,6 +259,9 @@ pub(super) enum Menu {
         first: Option<Redacted<Vec<u8>>>,
     },
     Delete,
+    /// Issue 17 item 1 ("0" in `ChooseMethod`): which of the user's
+    /// credentials to delete, one key per kind the user holds.
+    DeleteCredential(Target),
     /// Issue 17 item 4 (menu "6"): choosing the prompt language, one key
     /// per language (`Language::menu_key`).
     Language,
@@ -583,6 +586,7 @@ impl Engine {
                 Menu::Passcode { first: Some(_), .. } => "enrol.passcode.repeat",
                 Menu::Delete => "menu.delete",
                 Menu::Modify => "menu.modify",
+                Menu::DeleteCredential(_) => "menu.delete_credential",
                 Menu::Language => "menu.language",
             },
         }

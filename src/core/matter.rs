@@ -29,7 +29,7 @@ use core::time::Duration;
 
 use zeroize::Zeroizing;
 
-use super::action::{Action, AppError, AppOk, AppResult, ModuleCmd, Notice};
+use super::action::{Action, AppError, AppOk, AppResult, Notice};
 use super::app::limit_error;
 use super::engine::{Engine, Out};
 use super::event::{AlarmKind, EventKind, LockHow};
@@ -38,7 +38,7 @@ use super::passcode::{Passcode, PasscodeTarget};
 use super::redacted::Redacted;
 use super::time::Validity;
 use super::types::{
-    Change, Credential, CredentialId, CredentialKind, CredentialSecret, Method, Modality, Role,
+    Change, Credential, CredentialId, CredentialKind, CredentialSecret, Method, Role,
     SettingChange, User, UserNumber,
 };
 
@@ -291,37 +291,12 @@ impl Engine {
         Ok(AppOk::Done)
     }
 
-    /// Remove one credential; a module-held template leaves the module.
+    /// Remove one credential by the menu's and the app's rule
+    /// (`remove_credential`): a module-held template leaves the module, and
+    /// the last credential that opens the menu for an administrator stays.
     pub(super) fn delete_credential(&mut self, out: &mut Out, id: CredentialId) -> AppResult {
         self.not_busy()?;
-        let c = self
-            .dir
-            .credentials
-            .get(&id)
-            .cloned()
-            .ok_or(AppError::NotFound)?;
-        // The same templates `delete_user` removes for a whole user.
-        let slot = match (c.kind, &c.secret) {
-            (CredentialKind::Fingerprint, CredentialSecret::ModuleSlot(s)) => {
-                Some((Modality::Fingerprint, *s))
-            }
-            (CredentialKind::Palm, CredentialSecret::ModuleSlot(s)) => Some((Modality::Palm, *s)),
-            (CredentialKind::Face, CredentialSecret::FaceTemplate { slot, .. }) => {
-                Some((Modality::Face, *slot))
-            }
-            _ => None,
-        };
-        self.persist(out, vec![Change::DeleteCredential(id)]);
-        if let Some((modality, slot)) = slot {
-            out.push(Action::Module(ModuleCmd::Delete { modality, slot }));
-        }
-        self.log(
-            out,
-            EventKind::CredentialRemoved {
-                user: c.user,
-                kind: c.kind,
-            },
-        );
+        self.remove_credential(out, id)?;
         Ok(AppOk::Done)
     }
 }

@@ -7,7 +7,9 @@
 //!  Menu:  1 add admin ─┐                      ┌─ 1 face ─► module enrol ─┐
 //!         2 add user  ─┴► number shown ─► ChooseMethod ─ 2 palm ─► module enrol ─┼─► Persist ─► Success
 //!         3 delete ─► number ✓             ├─ 3 finger / 4 passcode ✓ repeat ✓ ─┘
-//!         5 add to user N ─► number ✓ ─► ChooseMethod (also 5 duress passcode, B-6.9)
+//!         5 modify user N ─► number ✓ ─► ChooseMethod (also 5 duress passcode, B-6.9)
+//!                                          └─ 0 delete a credential ─► 1…5, lit only for
+//!                                             the kinds N holds ─► Persist ─► Deleted ─► Menu
 //!         6 language ─► 1 English · 2 中文 ─► LanguageSet (in the new language) ─► Menu
 //!         4 re-pair the fingerprint module (lit only while one was refused, issue 13 item 7)
 //!         ✓ system information (↩ during it: back to the menu) · ↩ back
@@ -44,12 +46,44 @@ const DIGITS: [Key; 10] = [
     Key::Digit(0),
 ];
 
-/// What the method choice says: "5" (duress) is offered to stored users.
-fn choose_method_prompt(target: Target) -> Prompt {
-    if target.new {
-        Prompt::ChooseMethod
-    } else {
-        Prompt::ChooseMethodOrDuress
+/// The method keys of B-4.4 (and 5, the duress passcode of B-6.9): the
+/// same key picks a kind to add and, in the deletion step, one to delete.
+const METHOD_KEYS: [(u8, CredentialKind); 5] = [
+    (1, CredentialKind::Face),
+    (2, CredentialKind::Palm),
+    (3, CredentialKind::Fingerprint),
+    (4, CredentialKind::Passcode),
+    (5, CredentialKind::DuressPasscode),
+];
+
+/// The kind a method key stands for.
+fn kind_of_key(key: u8) -> Option<CredentialKind> {
+    METHOD_KEYS
+        .into_iter()
+        .find_map(|(k, kind)| (k == key).then_some(kind))
+}
+
+/// Why one credential was not deleted (issue 17 item 1), whoever asked:
+/// the app answers with the matching [`AppError`](super::action::AppError),
+/// the menu with a prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(super) enum DeleteRefusal {
+    #[error("no such user")]
+    NoSuchUser,
+    #[error("the user holds no credential of that kind")]
+    NotFound,
+    /// B-4.9 spirit: it is the last credential that opens the menu.
+    #[error("the last credential that opens the menu for an administrator cannot be deleted; add another one first")]
+    LastAdminCredential,
+}
+
+impl From<DeleteRefusal> for super::action::AppError {
+    fn from(r: DeleteRefusal) -> Self {
+        match r {
+            DeleteRefusal::NoSuchUser => Self::NoSuchUser,
+            DeleteRefusal::NotFound => Self::NotFound,
+            DeleteRefusal::LastAdminCredential => Self::LastAdmin,
+        }
     }
 }
 
@@ -113,6 +147,21 @@ impl Engine {
                     if !target.new {
                         lit.push(Key::Digit(5));
                     }
+                    // "0" (delete one, issue 17 item 1) only if there is
+                    // something to delete.
+                    if self.offers_delete(*target) {
+                        lit.push(Key::Digit(0));
+                    }
+                    lit.push(Key::Back);
+                }
+                Menu::DeleteCredential(target) => {
+                    // B-3.3: only the kinds the user holds.
+                    lit.extend(
+                        METHOD_KEYS
+                            .into_iter()
+                            .filter(|(_, kind)| self.dir.holds(target.user, *kind))
+                            .map(|(k, _)| Key::Digit(k)),
+                    );
                     lit.push(Key::Back);
                 }
                 Menu::Enrol { .. } => lit.push(Key::Back),
@@ -387,7 +436,23 @@ impl Engine {
                 match key {
                     Key::Digit(m @ 1..=4) => self.start_method(out, target, m),
                     Key::Digit(5) if !target.new => self.start_method(out, target, 5),
+                    Key::Digit(0) => {
+                        self.mode = Mode::Menu(Menu::DeleteCredential(target));
+                        self.say(out, Prompt::ChooseCredentialToDelete);
+                    }
                     Key::Back => self.menu_back_to_main(out),
+                    _ => {}
+                }
+            }
+            Menu::DeleteCredential(target) => {
+                let target = *target;
+                match key {
+                    Key::Digit(k) => {
+                        if let Some(kind) = kind_of_key(k) {
+                            self.delete_credential_step(out, target, kind);
+                        }
+                    }
+                    Key::Back => self.back_to_methods(out, target),
                     _ => {}
                 }
             }
@@ -474,7 +539,26 @@ impl Engine {
             return;
         }
         self.mode = Mode::Menu(Menu::ChooseMethod(target));
-        self.say(out, choose_method_prompt(target));
+        let p = self.choose_method_prompt(target);
+        self.say(out, p);
+    }
+
+    /// What the method choice says: "5" (duress) is offered to stored
+    /// users, "0" (delete one) to those who hold a credential.
+    fn choose_method_prompt(&self, target: Target) -> Prompt {
+        if target.new {
+            Prompt::ChooseMethod
+        } else if self.offers_delete(target) {
+            Prompt::ChooseMethodOrDelete
+        } else {
+            Prompt::ChooseMethodOrDuress
+        }
+    }
+
+    /// Issue 17 item 1: "0" in the method choice, for a stored user who
+    /// holds at least one credential.
+    fn offers_delete(&self, target: Target) -> bool {
+        !target.new && self.dir.credentials.values().any(|c| c.user == target.user)
     }
 
     fn show_number(&mut self, out: &mut Out, user: UserNumber) {
@@ -886,6 +970,98 @@ impl Engine {
             return Err(Prompt::Failure);
         }
         Ok(())
+    }
+
+    /// Issue 17 item 1: the administrator pressed the key of a kind the
+    /// user holds. Decision: no "✓" to confirm, as in the delete step
+    /// (B-4.9): the newest credential of that kind goes at once, then
+    /// "Deleted" and the menu. A refusal stays in the step ("↩" goes back).
+    fn delete_credential_step(&mut self, out: &mut Out, target: Target, kind: CredentialKind) {
+        match self.remove_credential_of(out, target.user, kind) {
+            Ok(()) => {
+                self.say(out, Prompt::Deleted);
+                self.mode = Mode::Menu(Menu::Main);
+            }
+            Err(DeleteRefusal::LastAdminCredential) => {
+                self.say(out, Prompt::CannotDeleteLastAdmin);
+            }
+            // Only lit kinds of a stored user get here, and no app command
+            // changes users while the menu is open: not expected.
+            Err(DeleteRefusal::NoSuchUser | DeleteRefusal::NotFound) => {
+                self.say(out, Prompt::Failure);
+            }
+        }
+    }
+
+    /// Issue 17 item 1: delete `user`'s newest credential of `kind` — the
+    /// one rule for the app (`DeleteCredentialOf`) and the menu. The
+    /// caller decides whether it may act now (the app waits while the
+    /// keypad is in use, `not_busy`; the menu is the keypad).
+    pub(super) fn remove_credential_of(
+        &mut self,
+        out: &mut Out,
+        user: UserNumber,
+        kind: CredentialKind,
+    ) -> Result<(), DeleteRefusal> {
+        if !self.dir.users.contains_key(&user) {
+            return Err(DeleteRefusal::NoSuchUser);
+        }
+        let id = self
+            .dir
+            .newest_credential(user, kind)
+            .ok_or(DeleteRefusal::NotFound)?;
+        self.remove_credential(out, id)
+    }
+
+    /// Delete one credential: refused if it is the last one that opens the
+    /// menu for any administrator; otherwise persisted, its module-held
+    /// template deleted from the module (as `delete_user` does for a whole
+    /// user), and logged. Also Matter's `ClearCredential`.
+    pub(super) fn remove_credential(
+        &mut self,
+        out: &mut Out,
+        id: CredentialId,
+    ) -> Result<(), DeleteRefusal> {
+        let c = self
+            .dir
+            .credentials
+            .get(&id)
+            .cloned()
+            .ok_or(DeleteRefusal::NotFound)?;
+        if self.opens_menu(&c)
+            && !self
+                .dir
+                .credentials
+                .values()
+                .any(|o| o.id != id && self.opens_menu(o))
+        {
+            return Err(DeleteRefusal::LastAdminCredential);
+        }
+        self.persist(out, vec![Change::DeleteCredential(id)]);
+        if let Some((modality, slot)) = super::users::module_slot_of(&c) {
+            out.push(Action::Module(ModuleCmd::Delete { modality, slot }));
+        }
+        self.log(
+            out,
+            EventKind::CredentialRemoved {
+                user: c.user,
+                kind: c.kind,
+            },
+        );
+        Ok(())
+    }
+
+    /// B-4.1: the menu opens with an administrator's credential; a duress
+    /// code unlocks but never opens it (`attempt`), so it does not keep the
+    /// menu reachable (B-4.9 spirit: neither may the last administrator's
+    /// last way in be deleted).
+    fn opens_menu(&self, c: &Credential) -> bool {
+        c.kind != CredentialKind::DuressPasscode
+            && self
+                .dir
+                .users
+                .get(&c.user)
+                .is_some_and(|u| u.role == Role::Admin)
     }
 
     /// Persist the deletion, then remove the module-held templates.

@@ -383,9 +383,35 @@ impl Directory {
         self.credentials
             .values()
             .filter(|c| c.user == user)
-            .filter_map(|c| Some((modality_of(c.kind)?, slot_of(&c.secret)?)))
+            .filter_map(module_slot_of)
             .collect()
     }
+
+    /// The user's newest credential of `kind` (the highest id: a new
+    /// credential gets one above every stored one), the one a deletion by
+    /// kind removes.
+    pub fn newest_credential(
+        &self,
+        user: UserNumber,
+        kind: CredentialKind,
+    ) -> Option<CredentialId> {
+        self.credentials
+            .values()
+            .filter(|c| c.user == user && c.kind == kind)
+            .map(|c| c.id)
+            .max()
+    }
+
+    /// Whether `user` holds a credential of `kind`.
+    pub fn holds(&self, user: UserNumber, kind: CredentialKind) -> bool {
+        self.count_for(user, kind) > 0
+    }
+}
+
+/// The module slot holding a credential's template (faces, palms,
+/// fingerprints), to delete it from the module with the credential.
+pub fn module_slot_of(c: &Credential) -> Option<(Modality, u16)> {
+    Some((modality_of(c.kind)?, slot_of(&c.secret)?))
 }
 
 #[cfg(test)]

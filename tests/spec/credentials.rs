@@ -1,6 +1,7 @@
 //! Issue 17 item 1: credentials for existing users — the menu path
 //! (modify user N → method, B-1.2 limits), the app's enrolment for user
-//! N (time-limited, ↩ cancels, owner only) and deleting one credential.
+//! N (time-limited, ↩ cancels, owner only) and deleting one credential,
+//! from the app and at the keypad (menu 5 → user N → 0 → kind).
 use latchd::core::action::ModuleCmd;
 use latchd::core::types::{CredentialKind, Modality, Role};
 use latchd::core::{AppCommand, AppError, AppOk, Channel, EventKind, Prompt};
@@ -17,7 +18,7 @@ fn b9_3_the_menu_adds_a_credential_to_an_existing_user() {
     s.press("9✓");
     s.expect_prompt(Prompt::NoSuchUser);
     s.press(&format!("{}✓", user.get()));
-    s.expect_prompt(Prompt::ChooseMethodOrDuress);
+    s.expect_prompt(Prompt::ChooseMethodOrDelete);
     s.press("3");
     s.complete_enrolment(Modality::Fingerprint);
     s.expect_prompt(Prompt::Success);
@@ -248,7 +249,7 @@ fn b6_9_an_administrator_sets_a_duress_passcode_at_the_lock() {
         s.enter_menu();
         s.press("5");
         s.press(&format!("{}✓", user.get()));
-        s.expect_prompt(Prompt::ChooseMethodOrDuress);
+        s.expect_prompt(Prompt::ChooseMethodOrDelete);
         s.press("5");
         s.expect_prompt(Prompt::EnterPasscode);
         s.press(&format!("{code}✓{code}✓"));
@@ -316,4 +317,226 @@ fn b6_9_a_duress_code_at_the_lock_must_differ_from_every_code() {
         .credentials
         .iter()
         .all(|c| c.kind != CredentialKind::DuressPasscode));
+}
+
+/// Menu 5 → user N → "0" → the kind: the credential-deletion step of
+/// `ChooseMethod`, for a stored user who holds something.
+fn open_delete_step(s: &mut Sim, user: latchd::core::types::UserNumber) {
+    s.enter_menu();
+    s.press("5");
+    s.press(&format!("{}✓", user.get()));
+    s.expect_prompt(Prompt::ChooseMethodOrDelete);
+    s.press("0");
+    s.expect_prompt(Prompt::ChooseCredentialToDelete);
+    assert_eq!(s.engine.status().step, "menu.delete_credential");
+}
+
+/// Issue 17 item 1 (B-4.2 menu, B-9.3 at the keypad): an administrator
+/// deletes one fingerprint of a user; the module drops its template, the
+/// change is stored before "Deleted" is said (B-4.11), the finger no longer
+/// opens and the user's passcode still does.
+#[test]
+fn b4_2_the_menu_deletes_one_fingerprint_of_a_user() {
+    use latchd::core::action::Action;
+    use latchd::core::types::{Change, Key};
+    let mut s = Sim::installed();
+    let user = s.add_passcode_user("2", "802469");
+    s.enter_menu();
+    s.press("5");
+    s.press(&format!("{}✓", user.get()));
+    s.press("3");
+    let slot = s.complete_enrolment(Modality::Fingerprint);
+    s.expect_prompt(Prompt::Success);
+    // Back in the method choice, "0" (delete) is offered now.
+    s.expect_prompt(Prompt::ChooseMethodOrDelete);
+    assert!(s.lit().contains(&Key::Digit(0)));
+    s.press("0");
+    s.expect_prompt(Prompt::ChooseCredentialToDelete);
+    // B-3.3: only the kinds this user holds are lit.
+    assert_eq!(s.lit(), vec![Key::Digit(3), Key::Digit(4), Key::Back]);
+    let id = s
+        .store
+        .credentials
+        .iter()
+        .find(|c| c.user == user && c.kind == CredentialKind::Fingerprint)
+        .map(|c| c.id)
+        .unwrap();
+    s.press("3");
+    s.expect_prompt(Prompt::Deleted);
+    assert_eq!(s.persisted(), vec![Change::DeleteCredential(id)]);
+    assert!(s.module_cmds().contains(&ModuleCmd::Delete {
+        modality: Modality::Fingerprint,
+        slot
+    }));
+    assert!(s.has_event(&EventKind::CredentialRemoved {
+        user,
+        kind: CredentialKind::Fingerprint
+    }));
+    let stored = s.position(|a| matches!(a, Action::Persist(_))).unwrap();
+    let said = s
+        .position(|a| matches!(a, Action::Prompt(Prompt::Deleted, _)))
+        .unwrap();
+    assert!(stored < said, "B-4.11: stored before it is reported");
+    // Back to the menu, as after deleting a user.
+    assert_eq!(s.engine.status().step, "menu");
+    s.press("↩");
+    s.advance(30);
+
+    s.present_finger(slot);
+    assert!(!s.unlocked(), "the deleted finger no longer opens");
+    s.input(latchd::core::Input::Touch);
+    s.press("802469✓");
+    assert!(s.unlocked(), "the passcode still does");
+}
+
+/// Issue 17 item 1, B-3.3: in the deletion step a kind the user does not
+/// hold is unlit and does nothing; "0" is unlit for a new user and for a
+/// stored user with no credential (made by the app), who is offered the
+/// plain method choice.
+#[test]
+fn b3_3_an_unlit_kind_deletes_nothing() {
+    use latchd::core::types::Key;
+    let mut s = Sim::installed();
+    let user = s.add_passcode_user("2", "802469");
+    open_delete_step(&mut s, user);
+    assert_eq!(s.lit(), vec![Key::Digit(4), Key::Back]);
+    for k in ["1", "2", "3", "5", "0", "✓"] {
+        s.press(k);
+        assert!(s.persisted().is_empty(), "{k}");
+        assert!(s.prompts().is_empty(), "{k}");
+        assert_eq!(s.engine.status().step, "menu.delete_credential", "{k}");
+    }
+    assert_eq!(s.store.credentials.len(), 2);
+    s.press("↩↩");
+
+    // A new user holds nothing: "0" is not offered.
+    s.press("2");
+    s.expect_prompt(Prompt::ChooseMethod);
+    assert!(!s.lit().contains(&Key::Digit(0)));
+    s.press("0");
+    assert_eq!(s.engine.status().step, "menu.choose_method");
+    s.press("↩↩");
+
+    // Nor for a stored user without a credential.
+    let owner = s.owner();
+    let Ok(AppOk::UserAdded(empty)) = s.app(
+        Channel::Ble,
+        owner,
+        AppCommand::AddUser {
+            role: Role::User,
+            validity: latchd::core::time::Validity::ALWAYS,
+        },
+    ) else {
+        panic!("user added")
+    };
+    s.advance(200);
+    s.enter_menu();
+    s.press("5");
+    s.press(&format!("{}✓", empty.get()));
+    s.expect_prompt(Prompt::ChooseMethodOrDuress);
+    assert!(!s.lit().contains(&Key::Digit(0)));
+    s.press("0");
+    assert_eq!(s.engine.status().step, "menu.choose_method");
+}
+
+/// Issue 17 item 1, B-4.9 spirit: the menu must stay reachable, so the
+/// last credential that opens it for any administrator (B-4.1) is kept,
+/// with the prompt of the last-administrator refusal. A duress code does
+/// not open the menu and does not count; once the administrator has a
+/// fingerprint too, the passcode may go.
+#[test]
+fn b4_9_the_last_administrator_credential_is_refused_at_the_keypad() {
+    use latchd::core::types::Key;
+    let mut s = Sim::installed();
+    open_delete_step(&mut s, n(1));
+    assert_eq!(s.lit(), vec![Key::Digit(4), Key::Back]);
+    s.press("4");
+    s.expect_prompt(Prompt::CannotDeleteLastAdmin);
+    assert!(s.persisted().is_empty());
+    assert_eq!(s.store.credentials.len(), 1);
+    // Still in the step: "↩" goes back.
+    assert_eq!(s.engine.status().step, "menu.delete_credential");
+    s.press("↩↩");
+    // A duress code for the administrator (menu 5 → 1 → 5).
+    s.press("5");
+    s.press("1✓5");
+    s.press("975319✓975319✓");
+    s.expect_prompt(Prompt::Success);
+    s.press("0");
+    assert_eq!(s.lit(), vec![Key::Digit(4), Key::Digit(5), Key::Back]);
+    s.press("4");
+    s.expect_prompt(Prompt::CannotDeleteLastAdmin);
+    assert!(s.persisted().is_empty());
+    // The app path runs the same rule.
+    s.press("↩↩↩");
+    let owner = s.owner();
+    s.advance(200);
+    assert_eq!(
+        s.app(
+            Channel::Ble,
+            owner,
+            AppCommand::DeleteCredentialOf {
+                user: n(1),
+                kind: CredentialKind::Passcode
+            }
+        ),
+        Err(AppError::LastAdmin)
+    );
+    // The administrator's menu still opens with the passcode; with a
+    // fingerprint added, the passcode may be deleted.
+    s.enter_menu();
+    s.press("5");
+    s.press("1✓3");
+    s.complete_enrolment(Modality::Fingerprint);
+    s.press("0");
+    s.press("4");
+    s.expect_prompt(Prompt::Deleted);
+    assert!(s.has_event(&EventKind::CredentialRemoved {
+        user: n(1),
+        kind: CredentialKind::Passcode
+    }));
+}
+
+/// Issue 17 item 1: "↩" in the deletion step goes back one step, to the
+/// method choice of the same user, and deletes nothing; "↩" again is the
+/// menu.
+#[test]
+fn b4_2_back_leaves_the_deletion_step_one_step_at_a_time() {
+    let mut s = Sim::installed();
+    let user = s.add_passcode_user("2", "802469");
+    open_delete_step(&mut s, user);
+    s.press("↩");
+    s.expect_prompt(Prompt::ChooseMethodOrDelete);
+    assert_eq!(s.engine.status().step, "menu.choose_method");
+    assert!(s.persisted().is_empty());
+    s.press("↩");
+    s.expect_prompt(Prompt::MenuMain);
+    assert_eq!(s.engine.status().step, "menu");
+    assert_eq!(s.store.credentials.len(), 2);
+}
+
+/// Issue 17 item 1: nothing is deleted from the app while the keypad is in
+/// the deletion step (the two cannot race; `Busy`, as for every change to
+/// users while the menu is open); once the menu is left the same command
+/// works.
+#[test]
+fn the_app_cannot_delete_while_the_keypad_deletes() {
+    let mut s = Sim::installed();
+    let user = s.add_passcode_user("2", "802469");
+    let owner = s.owner();
+    s.advance(200);
+    open_delete_step(&mut s, user);
+    let delete = AppCommand::DeleteCredentialOf {
+        user,
+        kind: CredentialKind::Passcode,
+    };
+    assert_eq!(
+        s.app(Channel::Ble, owner, delete.clone()),
+        Err(AppError::Busy)
+    );
+    assert!(s.persisted().is_empty());
+    assert_eq!(s.store.credentials.len(), 2);
+    s.press("↩↩↩");
+    assert_eq!(s.app(Channel::Ble, owner, delete), Ok(AppOk::Done));
+    assert_eq!(s.store.credentials.len(), 1);
 }

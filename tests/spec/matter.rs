@@ -360,6 +360,28 @@ fn deleting_a_fingerprint_over_matter_removes_it_from_the_module() {
     );
 }
 
+/// Issue 17 item 1 over Matter (B-4.9 spirit): ClearCredential runs the
+/// keypad's and the app's rule, so the administrator's only credential
+/// stays and the menu stays reachable.
+#[test]
+fn b4_9_matter_cannot_clear_the_last_administrator_credential() {
+    let mut s = Sim::installed();
+    let id = s
+        .store
+        .credentials
+        .iter()
+        .find(|c| c.user == n(1))
+        .map(|c| c.id)
+        .unwrap();
+    assert_eq!(
+        matter(&mut s, AppCommand::DeleteCredential(id)),
+        Err(AppError::LastAdmin)
+    );
+    assert!(s.persisted().is_empty());
+    assert_eq!(s.store.credentials.len(), 1);
+    s.enter_menu();
+}
+
 #[test]
 fn b7_2_a_matter_administrator_cannot_release_a_lockout_or_touch_app_keys() {
     let mut s = Sim::installed();

@@ -37,6 +37,8 @@ pub(super) fn text(p: &Prompt) -> String {
         MenuMain => "Press 1 to add an administrator, 2 to add a user, 3 to delete a user, 5 to add to a user, 6 for the language, confirm for system information.".into(),
         ChooseMethod => "Press 1 for face, 2 for palm vein, 3 for fingerprint, 4 for passcode.".into(),
         ChooseMethodOrDuress => "Press 1 for face, 2 for palm vein, 3 for fingerprint, 4 for passcode, 5 for a duress passcode.".into(),
+        ChooseMethodOrDelete => "Press 1 for face, 2 for palm vein, 3 for fingerprint, 4 for passcode, 5 for a duress passcode, 0 to delete a credential.".into(),
+        ChooseCredentialToDelete => "Press the number of the credential to delete: 1 face, 2 palm vein, 3 fingerprint, 4 passcode, 5 duress passcode.".into(),
         FacePose(p) => match p {
             input::FacePose::Straight => "Please look straight at the camera.".into(),
             input::FacePose::Up => "Raise your head slightly.".into(),

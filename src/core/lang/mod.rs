@@ -235,6 +235,8 @@ pub fn catalogue() -> Vec<Prompt> {
         MenuMain,
         ChooseMethod,
         ChooseMethodOrDuress,
+        ChooseMethodOrDelete,
+        ChooseCredentialToDelete,
     ];
     v.extend(
         [
@@ -329,6 +331,8 @@ fn in_catalogue(p: &Prompt) {
         | MenuMain
         | ChooseMethod
         | ChooseMethodOrDuress
+        | ChooseMethodOrDelete
+        | ChooseCredentialToDelete
         | FacePose(_)
         | FaceFix(_)
         | PlacePalm

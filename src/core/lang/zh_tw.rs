@@ -42,6 +42,8 @@ pub(super) fn text(p: &Prompt) -> String {
         MenuMain => "新增管理員請按1，新增用戶請按2，刪除用戶請按3，為用戶新增開鎖方式請按5，語言設定請按6，系統資訊請按確認鍵。".into(),
         ChooseMethod => "人臉請按1，掌靜脈請按2，指紋請按3，密碼請按4。".into(),
         ChooseMethodOrDuress => "人臉請按1，掌靜脈請按2，指紋請按3，密碼請按4，脅迫密碼請按5。".into(),
+        ChooseMethodOrDelete => "人臉請按1，掌靜脈請按2，指紋請按3，密碼請按4，脅迫密碼請按5，刪除開鎖方式請按0。".into(),
+        ChooseCredentialToDelete => "請選擇要刪除的開鎖方式：人臉請按1，掌靜脈請按2，指紋請按3，密碼請按4，脅迫密碼請按5。".into(),
         FacePose(p) => match p {
             input::FacePose::Straight => "請正視鏡頭。".into(),
             input::FacePose::Up => "請稍微抬頭。".into(),
