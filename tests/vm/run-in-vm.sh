@@ -257,7 +257,7 @@ PKGS=(qemu-system-x86_64:qemu-system-x86 /bin/busybox:busybox-static cpio:cpio d
     v4l2-ctl:v4l-utils aplay:alsa-utils gpioinfo:gpiod /sbin/hwclock:util-linux-extra)
 ((BLE)) && PKGS+=(btvirt:bluez-test-tools bluetoothctl:bluez btmgmt:bluez /usr/libexec/bluetooth/bluetoothd:bluez dbus-daemon:dbus)
 [[ -n "$GPIO_LINES" || "$ADC" == 1 ]] && PKGS+=(gcc-12:gcc-12 make:make)
-[[ -n "$DISK" ]] && PKGS+=(/usr/sbin/mkfs.ext4:e2fsprogs /usr/sbin/dmsetup:dmsetup)
+[[ -n "$DISK" ]] && PKGS+=(/usr/sbin/mkfs.ext4:e2fsprogs /usr/sbin/mkfs.f2fs:f2fs-tools /usr/sbin/dmsetup:dmsetup)
 # swtpm on the host; in the guest systemd-creds (systemd) dlopens the TSS2
 # libraries, and tpm2-tools is there for inspecting the TPM by hand.
 ((TPM)) && PKGS+=(swtpm:swtpm swtpm_setup:swtpm-tools tpm2_getcap:tpm2-tools systemd-creds:systemd

@@ -38,8 +38,12 @@ use std::time::{Duration, Instant};
 use crash_batches::*;
 use latchd::store::{EventId, Store};
 
-/// Power cuts; then one boot that only checks.
+/// Power cuts by default (`LATCHD_POWER_CUTS` for more); then one boot
+/// that only checks.
 const CUTS: u64 = 4;
+/// `LATCHD_POWER_CUT_FS`: `ext4` (default) or `f2fs` (a flash file
+/// system some boards use for the state partition).
+const FS_ENV: &str = "LATCHD_POWER_CUT_FS";
 const GEN_STRIDE: u64 = 1_000_000;
 const DISK_MIB: u64 = 64;
 const MOUNT: &str = "/tmp/disk";
@@ -60,13 +64,20 @@ fn power_cut_mid_write_keeps_every_acknowledged_batch_in_vm() {
     std::fs::File::create(&disk)
         .and_then(|f| f.set_len(DISK_MIB << 20))
         .expect("make the disk image");
+    let cuts: u64 = std::env::var("LATCHD_POWER_CUTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(CUTS);
+    let fs = std::env::var(FS_ENV).unwrap_or_else(|_| "ext4".into());
+    assert!(matches!(fs.as_str(), "ext4" | "f2fs"), "{FS_ENV}={fs}");
     // Cut delays, spread and reproducible.
-    let delays_ms = [150, 1350, 600, 950];
+    let delays_ms = [150, 1350, 600, 950, 300, 1100, 750, 450];
     let mut last_ack = 0u64;
     let mut acked_total = 0usize;
-    for round in 1..=CUTS + 1 {
-        let last = round == CUTS + 1;
+    for round in 1..=cuts + 1 {
+        let last = round == cuts + 1;
         let mut env = vec![
+            (FS_ENV.into(), fs.clone()),
             (ROUND_ENV.into(), round.to_string()),
             (LAST_ACK_ENV.into(), last_ack.to_string()),
             (
@@ -138,7 +149,7 @@ fn power_cut_mid_write_keeps_every_acknowledged_batch_in_vm() {
             gens.len()
         );
     }
-    println!("{CUTS} power cuts, {acked_total} acknowledged batches, none lost");
+    println!("{cuts} power cuts on {fs}, {acked_total} acknowledged batches, none lost");
 }
 
 /// The guest half: reopen and check what the last cut left, then (unless
@@ -155,12 +166,16 @@ fn guest_power_cut_round() {
     let out_dir = PathBuf::from(var("LATCHD_VM_OUT_DIR"));
     std::fs::create_dir_all(&out_dir).unwrap();
 
-    let dev = attach_disk();
+    let fs = std::env::var(FS_ENV).unwrap_or_else(|_| "ext4".into());
+    let dev = attach_disk(&fs);
     if round == 1 {
-        run("mkfs.ext4", &["-q", "-F", dev.to_str().unwrap()]);
+        match fs.as_str() {
+            "f2fs" => run("mkfs.f2fs", &["-q", "-f", dev.to_str().unwrap()]),
+            _ => run("mkfs.ext4", &["-q", "-F", dev.to_str().unwrap()]),
+        }
     }
     std::fs::create_dir_all(MOUNT).unwrap();
-    run("mount", &["-t", "ext4", dev.to_str().unwrap(), MOUNT]);
+    run("mount", &["-t", &fs, dev.to_str().unwrap(), MOUNT]);
     let state = Path::new(MOUNT).join("state");
 
     let (mut store, _key) = Store::open(&state, opts())
@@ -244,11 +259,11 @@ fn check_after_cut(store: &mut Store, round: u64, last_ack: u64) {
     );
 }
 
-/// Load virtio-blk and wait for the disk to appear.
-fn attach_disk() -> PathBuf {
+/// Load virtio-blk and the file system, and wait for the disk to appear.
+fn attach_disk(fs: &str) -> PathBuf {
     // The guest kernel's module tree (the rig tells where it is).
     let root = std::env::var("LATCHD_VM_MODPROBE_ROOT").expect("the rig's module tree");
-    for m in ["virtio_blk", "ext4"] {
+    for m in ["virtio_blk", fs] {
         run("modprobe", &["-d", &root, m]);
     }
     let dev = PathBuf::from("/dev/vda");
