@@ -1054,14 +1054,18 @@ impl Engine {
     /// B-4.1: the menu opens with an administrator's credential; a duress
     /// code unlocks but never opens it (`attempt`), so it does not keep the
     /// menu reachable (B-4.9 spirit: neither may the last administrator's
-    /// last way in be deleted).
+    /// last way in be deleted). Nor does a face yet: recognition starts
+    /// only on a touch of a sleeping keypad, never at SET (issue 17 item 6
+    /// is still open), so a face alone would leave the menu out of reach.
     fn opens_menu(&self, c: &Credential) -> bool {
-        c.kind != CredentialKind::DuressPasscode
-            && self
-                .dir
-                .users
-                .get(&c.user)
-                .is_some_and(|u| u.role == Role::Admin)
+        !matches!(
+            c.kind,
+            CredentialKind::DuressPasscode | CredentialKind::Face
+        ) && self
+            .dir
+            .users
+            .get(&c.user)
+            .is_some_and(|u| u.role == Role::Admin)
     }
 
     /// Persist the deletion, then remove the module-held templates.

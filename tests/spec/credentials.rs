@@ -3,7 +3,9 @@
 //! N (time-limited, ↩ cancels, owner only) and deleting one credential,
 //! from the app and at the keypad (menu 5 → user N → 0 → kind).
 use latchd::core::action::ModuleCmd;
-use latchd::core::types::{CredentialKind, Modality, Role};
+use latchd::core::types::{
+    Credential, CredentialId, CredentialKind, CredentialSecret, Modality, Role,
+};
 use latchd::core::{AppCommand, AppError, AppOk, Channel, EventKind, Prompt};
 
 use crate::harness::{n, Sim};
@@ -494,6 +496,35 @@ fn b4_9_the_last_administrator_credential_is_refused_at_the_keypad() {
     assert!(s.has_event(&EventKind::CredentialRemoved {
         user: n(1),
         kind: CredentialKind::Passcode
+    }));
+}
+
+/// Issue 17 item 1: a face cannot verify an administrator at SET yet
+/// (item 6), so an administrator's face does not keep the menu reachable:
+/// with a passcode and a face, the passcode stays.
+#[test]
+fn b4_9_an_administrators_face_does_not_keep_the_menu_reachable() {
+    let base = Sim::installed();
+    let mut store = base.store.clone();
+    store.credentials.push(Credential {
+        id: CredentialId(900),
+        user: n(1),
+        kind: CredentialKind::Face,
+        secret: CredentialSecret::FaceTemplate {
+            slot: 0,
+            template: vec![7; 128],
+        },
+    });
+    let mut s = Sim::with_store(store);
+    open_delete_step(&mut s, n(1));
+    s.press("4");
+    s.expect_prompt(Prompt::CannotDeleteLastAdmin);
+    assert!(s.persisted().is_empty());
+    s.press("1");
+    s.expect_prompt(Prompt::Deleted);
+    assert!(s.has_event(&EventKind::CredentialRemoved {
+        user: n(1),
+        kind: CredentialKind::Face
     }));
 }
 
