@@ -55,6 +55,9 @@ pub enum FaceTrigger {
     Manual,
     /// The camera saw someone approach: its own budget ([`super::auto_face::AutoFace`]).
     Automatic,
+    /// SET asked for an administrator's face (issue 17 item 6): its answer
+    /// counts only while the lock still waits for the administrator.
+    AtSet,
 }
 
 /// The face recognition in flight, if any.
@@ -484,6 +487,12 @@ impl Engine {
                 .map_or(FaceTrigger::Manual, |a| a.trigger),
             _ => FaceTrigger::Manual,
         };
+        // A face SET asked for, answered after the lock stopped waiting
+        // for the administrator (↩, the time-out): an administrator's face
+        // must not open the door by surprise.
+        if trigger == FaceTrigger::AtSet && !matches!(self.mode, Mode::VerifyAdmin) {
+            return;
+        }
         self.keypad.clear();
         match self.mode {
             Mode::Idle | Mode::VerifyAdmin => {}
@@ -625,6 +634,29 @@ impl Engine {
         if self.dir.count(CredentialKind::Face) > 0 && !self.lockout.is_locked(self.now.mono) {
             self.face_attempt = Some(FaceAttempt {
                 trigger: FaceTrigger::Manual,
+                asked: self.now.mono,
+            });
+            out.push(Action::Module(ModuleCmd::RecogniseFace));
+        }
+    }
+
+    /// Issue 17 item 6: SET also asks the camera for an administrator's
+    /// face (one recognition), when an administrator holds one — during a
+    /// lockout too, which an administrator may end (B-7.2). Its answer is
+    /// taken like a fingerprint at SET: an administrator opens the menu,
+    /// anyone else is refused.
+    pub(super) fn admin_face(&mut self, out: &mut Out) {
+        let admin_face = self.dir.credentials.values().any(|c| {
+            c.kind == CredentialKind::Face
+                && self
+                    .dir
+                    .users
+                    .get(&c.user)
+                    .is_some_and(|u| u.role == Role::Admin)
+        });
+        if admin_face {
+            self.face_attempt = Some(FaceAttempt {
+                trigger: FaceTrigger::AtSet,
                 asked: self.now.mono,
             });
             out.push(Action::Module(ModuleCmd::RecogniseFace));

@@ -971,6 +971,7 @@ impl Engine {
                     if self.dir.has_admin() {
                         self.mode = Mode::VerifyAdmin;
                         self.say(out, Prompt::VerifyAdmin);
+                        self.admin_face(out);
                     } else {
                         // Initial state: the keypad's "✓" starts the first
                         // administrator (B-2.2, B-4.1).

@@ -32,6 +32,65 @@ fn b4_1_an_administrator_fingerprint_opens_the_menu() {
     s.expect_prompt(Prompt::MenuMain);
 }
 
+/// Issue 17 item 6: SET asks the camera for an administrator's face, and
+/// an administrator's face opens the menu like a fingerprint does.
+#[test]
+fn b4_1_an_administrators_face_at_set_opens_the_menu() {
+    let mut s = Sim::installed();
+    s.enter_menu();
+    s.press("11");
+    let slot = s.complete_enrolment(Modality::Face);
+    s.press("↩↩");
+    s.advance(30);
+    s.input(Input::Set(SetPress::Short));
+    s.expect_prompt(Prompt::VerifyAdmin);
+    assert!(s.module_cmds().contains(&ModuleCmd::RecogniseFace));
+    s.present(Modality::Face, slot);
+    s.expect_prompt(Prompt::MenuMain);
+    assert!(s.has_event(&EventKind::MenuEntered { user: Some(n(2)) }));
+    assert!(!s.unlocked(), "opening the menu does not open the door");
+}
+
+/// Issue 17 item 6: a user's face at SET is refused (and does not open
+/// the door); with no administrator's face enrolled SET asks the camera
+/// for nothing.
+#[test]
+fn b4_1_at_set_a_users_face_is_refused_and_no_admin_face_asks_nothing() {
+    let mut s = Sim::installed();
+    s.enter_menu();
+    s.press("21");
+    let slot = s.complete_enrolment(Modality::Face);
+    s.press("↩↩");
+    s.advance(30);
+    s.input(Input::Set(SetPress::Short));
+    assert!(!s.module_cmds().contains(&ModuleCmd::RecogniseFace));
+    s.present(Modality::Face, slot);
+    s.expect_prompt(Prompt::VerifyFailed);
+    assert_eq!(s.engine.status().step, "verify_admin");
+    assert!(!s.unlocked());
+}
+
+/// Issue 17 item 6: the answer to SET's face request that comes after the
+/// lock stopped waiting for the administrator (↩) opens nothing — not the
+/// menu, and not the door.
+#[test]
+fn b4_1_a_late_answer_to_sets_face_request_opens_nothing() {
+    let mut s = Sim::installed();
+    s.enter_menu();
+    s.press("11");
+    let slot = s.complete_enrolment(Modality::Face);
+    s.press("↩↩");
+    s.advance(30);
+    s.input(Input::Set(SetPress::Short));
+    assert!(s.module_cmds().contains(&ModuleCmd::RecogniseFace));
+    s.press("↩");
+    assert_eq!(s.engine.status().step, "idle");
+    s.present(Modality::Face, slot);
+    assert!(!s.unlocked(), "a late face opened the door");
+    assert_eq!(s.engine.status().step, "idle");
+    assert!(!s.has_event(&EventKind::MenuEntered { user: Some(n(2)) }));
+}
+
 #[test]
 fn b4_1_a_failed_admin_verification_counts_towards_lockout() {
     let mut s = Sim::installed();
