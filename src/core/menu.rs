@@ -1054,9 +1054,9 @@ impl Engine {
     /// B-4.1: the menu opens with an administrator's credential; a duress
     /// code unlocks but never opens it (`attempt`), so it does not keep the
     /// menu reachable (B-4.9 spirit: neither may the last administrator's
-    /// last way in be deleted). Nor does a face yet: recognition starts
-    /// only on a touch of a sleeping keypad, never at SET (issue 17 item 6
-    /// is still open), so a face alone would leave the menu out of reach.
+    /// last way in be deleted). Nor does a face: it verifies at SET only
+    /// while the camera works (it may be turned off, dark or covered), so
+    /// a face alone could leave the menu out of reach.
     fn opens_menu(&self, c: &Credential) -> bool {
         !matches!(
             c.kind,

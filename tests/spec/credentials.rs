@@ -499,9 +499,9 @@ fn b4_9_the_last_administrator_credential_is_refused_at_the_keypad() {
     }));
 }
 
-/// Issue 17 item 1: a face cannot verify an administrator at SET yet
-/// (item 6), so an administrator's face does not keep the menu reachable:
-/// with a passcode and a face, the passcode stays.
+/// Issue 17 item 1: a face verifies an administrator at SET only while
+/// the camera works (item 6), so an administrator's face does not keep the
+/// menu reachable: with a passcode and a face, the passcode stays.
 #[test]
 fn b4_9_an_administrators_face_does_not_keep_the_menu_reachable() {
     let base = Sim::installed();
