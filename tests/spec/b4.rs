@@ -32,16 +32,22 @@ fn b4_1_an_administrator_fingerprint_opens_the_menu() {
     s.expect_prompt(Prompt::MenuMain);
 }
 
-/// Issue 17 item 6: SET asks the camera for an administrator's face, and
-/// an administrator's face opens the menu like a fingerprint does.
-#[test]
-fn b4_1_an_administrators_face_at_set_opens_the_menu() {
+/// A lock whose second administrator (002) enrolled a face: its slot.
+fn with_admin_face() -> (Sim, u16) {
     let mut s = Sim::installed();
     s.enter_menu();
     s.press("11");
     let slot = s.complete_enrolment(Modality::Face);
     s.press("↩↩");
     s.advance(30);
+    (s, slot)
+}
+
+/// Issue 17 item 6: SET asks the camera for an administrator's face, and
+/// an administrator's face opens the menu like a fingerprint does.
+#[test]
+fn b4_1_an_administrators_face_at_set_opens_the_menu() {
+    let (mut s, slot) = with_admin_face();
     s.input(Input::Set(SetPress::Short));
     s.expect_prompt(Prompt::VerifyAdmin);
     assert!(s.module_cmds().contains(&ModuleCmd::RecogniseFace));
@@ -75,12 +81,7 @@ fn b4_1_at_set_a_users_face_is_refused_and_no_admin_face_asks_nothing() {
 /// menu, and not the door.
 #[test]
 fn b4_1_a_late_answer_to_sets_face_request_opens_nothing() {
-    let mut s = Sim::installed();
-    s.enter_menu();
-    s.press("11");
-    let slot = s.complete_enrolment(Modality::Face);
-    s.press("↩↩");
-    s.advance(30);
+    let (mut s, slot) = with_admin_face();
     s.input(Input::Set(SetPress::Short));
     assert!(s.module_cmds().contains(&ModuleCmd::RecogniseFace));
     s.press("↩");
