@@ -373,6 +373,53 @@ pub fn run_argv<S: AsRef<str>>(opts: &VmOptions, argv: &[S]) -> Result<VmOutput,
     })
 }
 
+/// A sparse raw disk image of `mib` MiB for [`VmOptions::disk`], in a
+/// temporary directory under the target dir (not under /tmp: the guest has
+/// its own /tmp). The directory goes with the returned guard.
+pub fn scratch_disk(mib: u64) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("a directory for the disk");
+    let disk = dir.path().join("disk.img");
+    std::fs::File::create(&disk)
+        .and_then(|f| f.set_len(mib << 20))
+        .expect("make the disk image");
+    (dir, disk)
+}
+
+/// In the guest: load virtio-blk and `modules` from the rig's module tree
+/// and wait for the `--disk` image to appear as `/dev/vda`.
+pub fn attach_disk(modules: &[&str]) -> PathBuf {
+    let root = std::env::var("LATCHD_VM_MODPROBE_ROOT").expect("the rig's module tree");
+    for m in std::iter::once(&"virtio_blk").chain(modules) {
+        run_ok("modprobe", &["-d", &root, m]);
+    }
+    let dev = PathBuf::from("/dev/vda");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !dev.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no /dev/vda after loading virtio_blk"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    dev
+}
+
+/// Run a program (in the guest, usually); its standard output, or a panic
+/// with both outputs unless it succeeds.
+pub fn run_ok(cmd: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// The name libtest knows `test` of the module `module_path` (the
 /// caller's `module_path!()`) by: its path without the crate's name, e.g.
 /// `vm_power_cut::guest_power_cut_round`. What `--exact` needs.

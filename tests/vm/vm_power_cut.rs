@@ -32,7 +32,6 @@ mod crash_batches;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crash_batches::*;
@@ -58,12 +57,7 @@ fn power_cut_mid_write_keeps_every_acknowledged_batch_in_vm() {
     if !vm::enabled_or_skip("power_cut_mid_write_keeps_every_acknowledged_batch_in_vm") {
         return;
     }
-    // Not under /tmp: the guest has its own /tmp.
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let disk = dir.path().join("disk.img");
-    std::fs::File::create(&disk)
-        .and_then(|f| f.set_len(DISK_MIB << 20))
-        .expect("make the disk image");
+    let (_dir, disk) = vm::scratch_disk(DISK_MIB);
     let cuts: u64 = std::env::var("LATCHD_POWER_CUTS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -167,15 +161,15 @@ fn guest_power_cut_round() {
     std::fs::create_dir_all(&out_dir).unwrap();
 
     let fs = std::env::var(FS_ENV).unwrap_or_else(|_| "ext4".into());
-    let dev = attach_disk(&fs);
+    let dev = vm::attach_disk(&[&fs]);
     if round == 1 {
         match fs.as_str() {
-            "f2fs" => run("mkfs.f2fs", &["-q", "-f", dev.to_str().unwrap()]),
-            _ => run("mkfs.ext4", &["-q", "-F", dev.to_str().unwrap()]),
-        }
+            "f2fs" => vm::run_ok("mkfs.f2fs", &["-q", "-f", dev.to_str().unwrap()]),
+            _ => vm::run_ok("mkfs.ext4", &["-q", "-F", dev.to_str().unwrap()]),
+        };
     }
     std::fs::create_dir_all(MOUNT).unwrap();
-    run("mount", &["-t", &fs, dev.to_str().unwrap(), MOUNT]);
+    vm::run_ok("mount", &["-t", &fs, dev.to_str().unwrap(), MOUNT]);
     let state = Path::new(MOUNT).join("state");
 
     let (mut store, _key) = Store::open(&state, opts())
@@ -185,7 +179,7 @@ fn guest_power_cut_round() {
     }
     if std::env::var(FINAL_ENV).is_ok() {
         drop(store);
-        run("umount", &[MOUNT]);
+        vm::run_ok("umount", &[MOUNT]);
         println!("round {round}: checked after the last cut (newest acknowledged {last_ack})");
         return;
     }
@@ -256,37 +250,5 @@ fn check_after_cut(store: &mut Store, round: u64, last_ack: u64) {
     println!(
         "round {round}: integrity ok, {} users whole, counter {counter} ≥ acknowledged {last_ack}",
         gens.len()
-    );
-}
-
-/// Load virtio-blk and the file system, and wait for the disk to appear.
-fn attach_disk(fs: &str) -> PathBuf {
-    // The guest kernel's module tree (the rig tells where it is).
-    let root = std::env::var("LATCHD_VM_MODPROBE_ROOT").expect("the rig's module tree");
-    for m in ["virtio_blk", fs] {
-        run("modprobe", &["-d", &root, m]);
-    }
-    let dev = PathBuf::from("/dev/vda");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !dev.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "no /dev/vda after loading virtio_blk"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    dev
-}
-
-fn run(cmd: &str, args: &[&str]) {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
     );
 }

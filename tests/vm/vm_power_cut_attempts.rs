@@ -29,7 +29,6 @@ use crate::daemon_common;
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use daemon_common::*;
@@ -55,11 +54,7 @@ fn power_cut_after_a_wrong_code_keeps_the_failure_in_vm() {
     if !vm::enabled_or_skip("power_cut_after_a_wrong_code_keeps_the_failure_in_vm") {
         return;
     }
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let disk = dir.path().join("disk.img");
-    std::fs::File::create(&disk)
-        .and_then(|f| f.set_len(DISK_MIB << 20))
-        .expect("make the disk image");
+    let (_dir, disk) = vm::scratch_disk(DISK_MIB);
     let (mut min, mut max) = (0u64, 0u64);
     let mut answered = 0;
     for round in 1..=MODES.len() + 1 {
@@ -152,12 +147,12 @@ fn guest_attempt_cut_round() {
     let run_dir = PathBuf::from(var("LATCHD_VM_RUN_DIR"));
     std::fs::create_dir_all(&out_dir).unwrap();
 
-    let dev = attach_disk();
+    let dev = vm::attach_disk(&["ext4"]);
     if round == 1 {
-        run("mkfs.ext4", &["-q", "-F", dev.to_str().unwrap()]);
+        vm::run_ok("mkfs.ext4", &["-q", "-F", dev.to_str().unwrap()]);
     }
     std::fs::create_dir_all(MOUNT).unwrap();
-    run("mount", &["-t", "ext4", dev.to_str().unwrap(), MOUNT]);
+    vm::run_ok("mount", &["-t", "ext4", dev.to_str().unwrap(), MOUNT]);
     let state = Path::new(MOUNT).join("state");
     let exe = Path::new(env!("CARGO_BIN_EXE_latchd"));
     let d = Daemon::start_exe(exe, &state, &[]);
@@ -174,7 +169,7 @@ fn guest_attempt_cut_round() {
     if std::env::var(FINAL_ENV).is_ok() {
         assert!(d.sigterm().success());
         check_db(&state);
-        run("umount", &[MOUNT]);
+        vm::run_ok("umount", &[MOUNT]);
         println!("round {round}: checked after the last cut");
         return;
     }
@@ -218,35 +213,4 @@ fn guest_attempt_cut_round() {
     // The machine is gone; never reached.
     std::thread::sleep(Duration::from_secs(60));
     drop(d);
-}
-
-/// Load virtio-blk and wait for the disk to appear.
-fn attach_disk() -> PathBuf {
-    let root = std::env::var("LATCHD_VM_MODPROBE_ROOT").expect("the rig's module tree");
-    for m in ["virtio_blk", "ext4"] {
-        run("modprobe", &["-d", &root, m]);
-    }
-    let dev = PathBuf::from("/dev/vda");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !dev.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "no /dev/vda after loading virtio_blk"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    dev
-}
-
-fn run(cmd: &str, args: &[&str]) {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }

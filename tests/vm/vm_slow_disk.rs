@@ -20,7 +20,6 @@
 use crate::rig as vm;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// What dm-delay holds each write (and flush) for.
@@ -32,12 +31,7 @@ fn a_slow_flash_slows_only_the_answer_in_vm() {
     if !vm::enabled_or_skip("a_slow_flash_slows_only_the_answer_in_vm") {
         return;
     }
-    // Not under /tmp: the guest has its own /tmp.
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let disk = dir.path().join("disk.img");
-    std::fs::File::create(&disk)
-        .and_then(|f| f.set_len(DISK_MIB << 20))
-        .expect("make the disk image");
+    let (_dir, disk) = vm::scratch_disk(DISK_MIB);
     let opts = vm::VmOptions {
         disk: Some(disk),
         timeout: Some(Duration::from_secs(420)),
@@ -60,46 +54,28 @@ mod guest {
     use crate::daemon_common::{first_start, Daemon, ADMIN_CODE};
     use serde_json::json;
 
-    fn run_ok(cmd: &mut Command) -> String {
-        let out = cmd.output().expect("runs");
-        assert!(
-            out.status.success(),
-            "{cmd:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
     /// `/dev/mapper/slow`: /dev/vda through device-mapper, at full speed
     /// until [`turn_slow`].
     fn mapped_device() -> &'static str {
-        let root = std::env::var("LATCHD_VM_MODPROBE_ROOT").expect("in the VM rig");
-        for m in ["virtio_blk", "ext4", "dm_delay"] {
-            run_ok(Command::new("modprobe").args(["-d", &root, m]));
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !Path::new("/dev/vda").exists() {
-            assert!(
-                Instant::now() < deadline,
-                "no /dev/vda after loading virtio_blk"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        vm::attach_disk(&["ext4", "dm_delay"]);
         // No udev in the guest: dmsetup makes the /dev/mapper node itself.
-        run_ok(Command::new("dmsetup").args([
-            "create",
-            "--noudevsync",
-            "--verifyudev",
-            "slow",
-            "--table",
-            &format!("0 {} linear /dev/vda 0", sectors()),
-        ]));
-        run_ok(Command::new("dmsetup").args(["mknodes", "slow"]));
+        vm::run_ok(
+            "dmsetup",
+            &[
+                "create",
+                "--noudevsync",
+                "--verifyudev",
+                "slow",
+                "--table",
+                &format!("0 {} linear /dev/vda 0", sectors()),
+            ],
+        );
+        vm::run_ok("dmsetup", &["mknodes", "slow"]);
         "/dev/mapper/slow"
     }
 
     fn sectors() -> String {
-        run_ok(Command::new("blockdev").args(["--getsz", "/dev/vda"]))
+        vm::run_ok("blockdev", &["--getsz", "/dev/vda"])
             .trim()
             .to_owned()
     }
@@ -112,17 +88,17 @@ mod guest {
             "0 {} delay /dev/vda 0 0 /dev/vda 0 {WRITE_DELAY_MS}",
             sectors()
         );
-        run_ok(Command::new("dmsetup").args(["suspend", "--noudevsync", "slow"]));
-        run_ok(Command::new("dmsetup").args(["reload", "slow", "--table", &table]));
-        run_ok(Command::new("dmsetup").args(["resume", "--noudevsync", "slow"]));
+        vm::run_ok("dmsetup", &["suspend", "--noudevsync", "slow"]);
+        vm::run_ok("dmsetup", &["reload", "slow", "--table", &table]);
+        vm::run_ok("dmsetup", &["resume", "--noudevsync", "slow"]);
     }
 
     pub fn run() {
         let dev = mapped_device();
-        run_ok(Command::new("mkfs.ext4").args(["-q", "-F", dev]));
+        vm::run_ok("mkfs.ext4", &["-q", "-F", dev]);
         let mnt = Path::new("/tmp/slow");
         std::fs::create_dir_all(mnt).unwrap();
-        run_ok(Command::new("mount").arg(dev).arg(mnt));
+        vm::run_ok("mount", &[dev, "/tmp/slow"]);
         std::fs::set_permissions(mnt, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
         let d = Daemon::start(mnt);
         first_start(&d);
