@@ -348,6 +348,7 @@ impl EngineTask {
                         Ok(()) => {}
                         Err(StoreError::ReadOnly { detail }) if memory_will_do(&changes) => {
                             self.count_in_memory(&detail);
+                            self.refresh_storage().await;
                         }
                         Err(e) => {
                             self.persist_failed(e, &changes).await;

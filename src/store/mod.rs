@@ -187,6 +187,8 @@ pub struct Store {
     copy_live: bool,
     /// Room kept for protective writes on a full partition.
     reserve: reserve::Reserve,
+    /// The last write found the partition read-only (until one succeeds).
+    read_only_seen: bool,
 }
 
 impl core::fmt::Debug for Store {
@@ -367,10 +369,12 @@ impl Store {
             // SQLite sees a write refused with EROFS as an I/O error; the
             // file system's flags tell the two apart.
             Err(StoreError::Io { detail }) if self.read_only() => {
+                self.read_only_seen = true;
                 Err(StoreError::ReadOnly { detail })
             }
             r => r,
         }?;
+        self.read_only_seen = false;
         self.after_write();
         Ok(done)
     }
@@ -544,6 +548,14 @@ impl Store {
             Ok(((pages * page_size) as u64 + wal_bytes, events))
         };
         match sizes() {
+            Ok((db_bytes, events)) if self.read_only_seen => StorageHealth {
+                ok: false,
+                detail: "the state partition is read-only: nothing is stored, unlocking goes on \
+                         with attempts counted in memory; check the flash, fsck and remount"
+                    .into(),
+                db_bytes,
+                events,
+            },
             Ok((db_bytes, events)) if self.reserve.spent() => StorageHealth {
                 ok: false,
                 detail: "the state partition is full: only unlocking, lockouts and revocations \
@@ -856,6 +868,7 @@ fn open_db(
         last_check: check,
         copy_live,
         reserve,
+        read_only_seen: false,
     })))
 }
 

@@ -234,7 +234,13 @@ fn a_state_partition_gone_read_only_keeps_opening_and_refuses_changes() {
     std::fs::set_permissions(&fs.dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .expect("chmod");
     let state = fs.dir.clone();
-    let d = Daemon::start(&state);
+    // A private bus, for the diagnostics a technician reads.
+    let bus = crate::common::bus::TestBus::start();
+    let d = Daemon::start_with_env(
+        &state,
+        &["--dbus", &bus.address],
+        &[("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)],
+    );
     first_start(&d);
     let prompts = add_user_with_code(&d, USER_CODE);
     assert_eq!(users(&d), json!(2), "{prompts:?}");
@@ -258,4 +264,21 @@ fn a_state_partition_gone_read_only_keeps_opening_and_refuses_changes() {
     unlock_and_relock(&d, USER_CODE);
     let log = d.log_text();
     assert!(log.contains("read-only"), "{log}");
+    // The diagnostics say so (issue 22: never a healthy store that is not).
+    let out = Command::new("busctl")
+        .arg(format!("--address={}", bus.address))
+        .args(["--no-pager", "get-property"])
+        .args([
+            latchd::dbus::BUS_NAME,
+            latchd::dbus::OBJECT_PATH,
+            latchd::dbus::INTERFACE,
+            "StorageHealth",
+        ])
+        .output()
+        .expect("busctl (Debian package systemd)");
+    let health = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        health.contains("degraded: the state partition is read-only"),
+        "{health}"
+    );
 }
