@@ -19,12 +19,25 @@
 
 mod rig;
 
+// The Linux-board lock the guest halves start (board file, devices).
+#[cfg(feature = "board-linux")]
+mod linux_lock;
+// A PTY pair for the UART module simulators, and the shared test material.
+#[cfg(feature = "board-linux")]
+#[path = "../it/common/pty.rs"]
+mod pty;
+#[cfg(feature = "board-linux")]
+#[path = "../it/common/shared.rs"]
+mod shared;
+
 // The integration tests' daemon driver, shared by the modules that start
 // the real `latchd` (included once: a file may be one module only).
 #[path = "../it/common/daemon.rs"]
 mod daemon_common;
 
 mod vm_ble;
+#[cfg(feature = "board-linux")]
+mod vm_board_e2e;
 #[cfg(feature = "board-linux")]
 mod vm_board_linux;
 #[cfg(feature = "board-linux")]

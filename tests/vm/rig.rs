@@ -112,6 +112,10 @@ pub struct VmOptions {
     pub timeout: Option<Duration>,
     /// Guest memory in MiB; default 1024.
     pub mem_mib: Option<u32>,
+    /// QEMU CPU model; default `max` (or `$LATCHD_VM_CPU`). TCG emulates
+    /// AVX2/FMA slowly: tract's face models run ~10x faster on a model
+    /// without them (`Nehalem`, SSE4.2), where tract picks SSE kernels.
+    pub cpu: Option<&'static str>,
     /// A raw image file on the host as the guest's `/dev/vda` (virtio-blk;
     /// load `virtio_blk` in the guest). Not under `/tmp` (the guest hides it).
     pub disk: Option<PathBuf>,
@@ -582,6 +586,10 @@ pub fn option_args(opts: &VmOptions) -> Result<Vec<OsString>, VmError> {
     if let Some(m) = opts.mem_mib {
         a.push("--mem".into());
         a.push(m.to_string().into());
+    }
+    if let Some(cpu) = opts.cpu {
+        a.push("--cpu".into());
+        a.push(cpu.into());
     }
     Ok(a)
 }

@@ -81,6 +81,9 @@ guest:
   --timeout SECS     hard limit on the whole VM run (default 300)
   --mem MB           guest memory (default 1024)
   --smp N            guest CPUs (default: host CPUs, at most 4)
+  --cpu MODEL        QEMU CPU model (default: $LATCHD_VM_CPU or "max"); an
+                     older model without AVX (e.g. Nehalem) runs SIMD-heavy
+                     code such as the face models many times faster under TCG
 rig:
   --run-dir DIR      use DIR (must not exist yet) for this run's files
   --keep             keep the run dir (default: kept only on failure)
@@ -108,7 +111,7 @@ log() {
     return 0
 }
 
-VIDEO=0 SOUND=0 BLE=0 ADC=0 GPIO_LINES="" TIMEOUT=300 MEM=1024 SMP="" RUN_DIR="" KEEP=0
+VIDEO=0 SOUND=0 BLE=0 ADC=0 GPIO_LINES="" TIMEOUT=300 MEM=1024 SMP="" CPU="${LATCHD_VM_CPU:-max}" RUN_DIR="" KEEP=0
 PREPARE=0 VERBOSE=0 CWD="$PWD" BLUETOOTHD_ARGS="" BLE_CONTROLLERS=2 DISK="" TPM=0 TPM_STATE="" SYSTEMD=0
 ENVS=()
 while (($#)); do
@@ -171,6 +174,11 @@ while (($#)); do
     --smp)
         (($# >= 2)) && [[ "$2" =~ ^[1-9][0-9]*$ ]] || die "--smp needs a CPU count"
         SMP="$2"
+        shift
+        ;;
+    --cpu)
+        (($# >= 2)) && [[ "$2" =~ ^[A-Za-z0-9_.-]+$ ]] || die "--cpu needs a QEMU CPU model name"
+        CPU="$2"
         shift
         ;;
     --run-dir)
@@ -560,7 +568,7 @@ fi
 
 # TCG, not KVM: nested KVM hangs the guest on the machines this runs on.
 # shellcheck disable=SC2054 # the commas are QEMU's sub-option syntax
-QEMU=(qemu-system-x86_64 -accel tcg,thread=multi -cpu "${LATCHD_VM_CPU:-max}" -smp "$SMP" -m "$MEM"
+QEMU=(qemu-system-x86_64 -accel tcg,thread=multi -cpu "$CPU" -smp "$SMP" -m "$MEM"
     -nodefaults -no-user-config -display none -no-reboot -nic none
     "${SERIAL[@]}"
     -kernel "$VMLINUZ" -initrd "$INITRD" -append "$APPEND"

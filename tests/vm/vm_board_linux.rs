@@ -6,6 +6,7 @@
 //! Run: `scripts/test-vm.sh` (or `LATCHD_VM_TESTS=1 cargo test
 //! --all-features --test vm vm_board_linux:: -- --test-threads=1`).
 
+use crate::linux_lock::pull;
 use crate::rig as vm;
 
 use std::path::{Path, PathBuf};
@@ -55,21 +56,13 @@ fn inputs() -> Inputs {
     }
 }
 
-fn sim_dir() -> PathBuf {
-    PathBuf::from(std::env::var("LATCHD_VM_GPIO_SIM").expect("gpio-sim chip"))
-}
-
-fn pull(offset: usize, up: bool) {
-    let f = sim_dir().join(format!("sim_gpio{offset}/pull"));
-    std::fs::write(&f, if up { "pull-up" } else { "pull-down" })
-        .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
-}
-
 fn sim_value(offset: usize) -> String {
-    std::fs::read_to_string(sim_dir().join(format!("sim_gpio{offset}/value")))
-        .unwrap()
-        .trim()
-        .to_string()
+    if crate::linux_lock::value(offset) {
+        "1"
+    } else {
+        "0"
+    }
+    .to_string()
 }
 
 #[test]

@@ -21,36 +21,15 @@
 //! Run: `LATCHD_VM_TESTS=1 tests/vm/run-vm-tests.sh vm_motor_failsafe::`.
 
 use crate::daemon_common::{first_start, Daemon};
+use crate::linux_lock::{
+    board_file, energised, healthy_adc, keypad, lines, out_file, press_button, rest_inputs,
+    sigkill, start_latchd, value, BoardDevices, BOLT_RET, LOCK_BTN,
+};
 use crate::rig as vm;
 
-use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// Line names in gpio-sim offset order: the ten inputs, then the outputs.
-const LINES: [&str; 16] = [
-    "BOLT_EXT",
-    "BOLT_RET",
-    "DOOR",
-    "TAMPER",
-    "SET_BTN",
-    "LOCK_BTN",
-    "HANDLE_IN",
-    "KEY_CYL",
-    "PROX",
-    "USB_PWR",
-    "MOTOR_IN1",
-    "MOTOR_IN2",
-    "KP_LIGHT",
-    "IR_LED",
-    "BUZZER",
-    "LOWBAT_LED",
-];
-const BOLT_RET: usize = 1;
-const LOCK_BTN: usize = 5;
-const MOTOR_IN1: usize = 10;
-const MOTOR_IN2: usize = 11;
 
 /// The stated bound: from the coasting command's start to both lines low.
 const COAST_BOUND: Duration = Duration::from_secs(2);
@@ -61,7 +40,7 @@ fn motor_coasts_after_sigkill_and_on_a_corrupt_database() {
         return;
     }
     let opts = vm::VmOptions {
-        gpio_lines: LINES.iter().map(|s| s.to_string()).collect(),
+        gpio_lines: lines(),
         adc: true,
         sound: true,
         timeout: Some(Duration::from_secs(420)),
@@ -73,27 +52,6 @@ fn motor_coasts_after_sigkill_and_on_a_corrupt_database() {
             eprintln!("{f}: {}", String::from_utf8_lossy(v).trim());
         }
     }
-}
-
-fn sim_dir() -> PathBuf {
-    PathBuf::from(std::env::var("LATCHD_VM_GPIO_SIM").expect("gpio-sim chip"))
-}
-
-fn pull(offset: usize, up: bool) {
-    let f = sim_dir().join(format!("sim_gpio{offset}/pull"));
-    std::fs::write(&f, if up { "pull-up" } else { "pull-down" })
-        .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
-}
-
-fn value(offset: usize) -> bool {
-    std::fs::read_to_string(sim_dir().join(format!("sim_gpio{offset}/value")))
-        .unwrap()
-        .trim()
-        == "1"
-}
-
-fn energised() -> bool {
-    value(MOTOR_IN1) || value(MOTOR_IN2)
 }
 
 /// Poll until both bridge inputs read low; the time it took, or `None`
@@ -110,121 +68,10 @@ fn until_coasted(t0: Instant, limit: Duration) -> Option<Duration> {
     }
 }
 
-fn out_file(name: &str, text: &str) {
-    let dir = PathBuf::from(std::env::var("LATCHD_VM_OUT_DIR").expect("out dir"));
-    std::fs::write(dir.join(name), text).unwrap();
-}
-
-/// A uinput keypad (the board wants an evdev node); kept alive by the caller.
-fn keypad() -> (evdev::uinput::VirtualDevice, PathBuf) {
-    let root = std::env::var("LATCHD_VM_MODPROBE_ROOT").unwrap_or_default();
-    for module in ["uinput", "evdev"] {
-        let st = Command::new("modprobe")
-            .args(["-d", &root, module])
-            .status()
-            .unwrap();
-        assert!(st.success(), "modprobe {module}");
-    }
-    let mut keys = evdev::AttributeSet::<evdev::Key>::new();
-    keys.insert(evdev::Key::KEY_1);
-    let dev = evdev::uinput::VirtualDeviceBuilder::new()
-        .unwrap()
-        .name("latchd-failsafe-keypad")
-        .with_keys(&keys)
-        .unwrap()
-        .build()
-        .unwrap();
-    for _ in 0..50 {
-        if let Some((p, _)) =
-            evdev::enumerate().find(|(_, d)| d.name() == Some("latchd-failsafe-keypad"))
-        {
-            return (dev, p);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("the uinput keypad's event node did not appear");
-}
-
-/// The example board file, pointed at the rig's devices.
-fn board_file(dir: &Path, keypad: &Path) -> PathBuf {
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/board-example.toml");
-    let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/prompts");
-    let spidev = std::env::var("LATCHD_VM_SPIDEV").expect("the rig's spidev node");
-    let text = std::fs::read_to_string(example)
-        .unwrap()
-        .replace("\"/dev/spidev0.0\"", &format!("{spidev:?}"))
-        .replace(
-            "\"/dev/input/by-path/platform-keypad-event\"",
-            &format!("{:?}", keypad.display().to_string()),
-        )
-        .replace("pcm = \"default\"", "pcm = \"plughw:0,0\"")
-        .replace(
-            "\"/usr/share/latchd/prompts\"",
-            &format!("{:?}", assets.display().to_string()),
-        )
-        // No modules on this rig: they report a fault and the lock runs on.
-        .replace("\"/dev/ttyS1\"", "\"/dev/null\"")
-        .replace("\"/dev/ttyS2\"", "\"/dev/zero\"")
-        // A long move, so that it is surely under way when it is killed.
-        .replace("max_travel_ms = 1500", "max_travel_ms = 10000");
-    let path = dir.join("board.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-/// latchd on the Linux board, waiting for READY=1 on a private notify
-/// socket (a real lock serves no control socket).
-fn start_linux(config: &Path, state: &Path) -> Child {
-    let notify = state.with_extension("notify");
-    let _ = std::fs::remove_file(&notify);
-    let sock = UnixDatagram::bind(&notify).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(state.with_extension("log"))
-        .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_latchd"))
-        .arg("--config")
-        .arg(config)
-        .arg("--headless")
-        .arg("--state-dir")
-        .arg(state)
-        .env("RUST_LOG", "info")
-        .env("NOTIFY_SOCKET", &notify)
-        .env_remove("WATCHDOG_USEC")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap();
-    let mut child = child;
-    let mut buf = [0u8; 4096];
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(n) = sock.recv(&mut buf) {
-            if String::from_utf8_lossy(&buf[..n]).contains("READY=1") {
-                return child;
-            }
-        }
-        let exited = child.try_wait().unwrap();
-        if exited.is_some() || Instant::now() > deadline {
-            sigkill(&mut child);
-            panic!(
-                "no READY=1 from latchd ({exited:?}): {}",
-                std::fs::read_to_string(state.with_extension("log")).unwrap_or_default()
-            );
-        }
-    }
-}
-
 /// Press the back-panel lock button (active-low) and wait for the bridge
 /// to be driven.
 fn lock_button_starts_the_motor(state: &Path) {
-    pull(LOCK_BTN, false);
-    std::thread::sleep(Duration::from_millis(100));
-    pull(LOCK_BTN, true);
+    press_button(LOCK_BTN, Duration::from_millis(100));
     let t0 = Instant::now();
     while !energised() {
         assert!(
@@ -236,12 +83,6 @@ fn lock_button_starts_the_motor(state: &Path) {
     }
 }
 
-fn sigkill(child: &mut Child) {
-    // Ok when it has exited already.
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
 #[test]
 fn guest_motor_failsafe() {
     if !vm::in_guest_or_skip("guest_motor_failsafe") {
@@ -250,18 +91,9 @@ fn guest_motor_failsafe() {
     // A released line keeps its level, as on an SoC.
     std::fs::write("/sys/module/gpio_sim/parameters/keep_value_on_free", "1")
         .expect("the rig's gpio-sim has keep_value_on_free");
-    // Battery at about 7.7 V (channel 1, divider 4, 3.3 V reference), no
-    // motor current (channel 0).
-    let counts = std::env::var("LATCHD_VM_ADC_COUNTS").expect("the rig's ADC");
-    std::fs::write(&counts, "0,597,0,0,0,0,0,0").unwrap();
-    // Inputs: bolt retracted, door closed, panel in place, nothing
-    // pressed, no USB power.
-    for (i, name) in LINES.iter().enumerate().take(10) {
-        let asserted_low = !matches!(*name, "USB_PWR");
-        let asserted = matches!(*name, "BOLT_RET" | "DOOR" | "TAMPER");
-        // active-low: asserted = pulled down.
-        pull(i, if asserted_low { !asserted } else { asserted });
-    }
+    healthy_adc();
+    // Bolt retracted, door closed, panel in place, nothing pressed.
+    rest_inputs(false);
     assert!(!value(BOLT_RET));
 
     let dir = tempfile::tempdir().unwrap();
@@ -273,8 +105,18 @@ fn guest_motor_failsafe() {
         first_start(&d);
         assert!(d.sigterm().success());
     }
-    let (_keypad, node) = keypad();
-    let board = board_file(dir.path(), &node);
+    let (_keypad, node) = keypad("latchd-failsafe-keypad");
+    // No modules on this rig: they report a fault and the lock runs on. A
+    // long move, so that it is surely under way when it is killed.
+    let board = board_file(
+        dir.path(),
+        &BoardDevices {
+            keypad: &node,
+            fingerprint: "/dev/null",
+            palm: "/dev/zero",
+            max_travel_ms: 10_000,
+        },
+    );
     let config = dir.path().join("latchd.toml");
     std::fs::write(
         &config,
@@ -286,7 +128,7 @@ fn guest_motor_failsafe() {
     .unwrap();
 
     // 1. SIGKILL mid-move; the unit's ExecStopPost= runs latchd-coast.
-    let mut latchd = start_linux(&config, &state);
+    let mut latchd = start_latchd(&config, &state);
     assert!(!energised(), "coasted at start");
     lock_button_starts_the_motor(&state);
     sigkill(&mut latchd);
@@ -308,7 +150,7 @@ fn guest_motor_failsafe() {
 
     // 2. Killed mid-move again, then the database is corrupt at the next
     // start: latchd refuses to start, and coasts the motor before that.
-    let mut latchd = start_linux(&config, &state);
+    let mut latchd = start_latchd(&config, &state);
     lock_button_starts_the_motor(&state);
     sigkill(&mut latchd);
     std::thread::sleep(Duration::from_millis(300));

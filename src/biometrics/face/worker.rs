@@ -552,6 +552,17 @@ impl Worker {
                     continue;
                 }
             };
+            // A frame is nearly always waiting when looking at one takes
+            // longer than the camera's frame interval (a slow SoC, a loaded
+            // lock): the wait above then never reaches its deadline, so the
+            // time limit is checked here too.
+            if Instant::now() >= deadline {
+                self.report(ModuleReport::EnrolFailed {
+                    modality: Modality::Face,
+                    reason: EnrolFailure::Timeout,
+                });
+                return EnrolEnd::Finished;
+            }
             match enrolment.offer(&faces) {
                 FaceStep::Hold(_) => {}
                 FaceStep::NextPose(pose) => {
@@ -720,6 +731,71 @@ mod tests {
                 got: None
             }),
             FaceFix::WrongPose
+        );
+    }
+
+    /// Sees no face, and takes longer per frame than frames arrive.
+    struct SlowEmptyPipeline;
+
+    impl FacePipeline for SlowEmptyPipeline {
+        fn observe(&self, _frame: &RgbImage) -> Result<Vec<FaceObservation>, FaceError> {
+            std::thread::sleep(Duration::from_millis(40));
+            Ok(Vec::new())
+        }
+        fn threshold(&self) -> f32 {
+            0.35
+        }
+    }
+
+    /// Found in the VM rig's Linux-board scenario: under TCG every frame
+    /// took longer than the next one's arrival and a face enrolment never
+    /// ended. It ends at its time limit however slow the frames are.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_enrolment_ends_at_its_time_limit_while_frames_keep_coming() {
+        let (tx, mut rx) = mpsc::channel(64);
+        let reports = OrderedSender::spawn(crate::link::InputSender::new(tx));
+        let (_t, templates) = watch::channel(FaceTemplates::default());
+        let ring = FrameRing::new();
+        let mut cfg = FaceServiceConfig::new(PathBuf::from("/unused"));
+        cfg.enrol_timeout = Duration::from_millis(300);
+        let mut svc = FaceService::with_pipeline(
+            cfg,
+            Arc::new(SlowEmptyPipeline),
+            ring.clone(),
+            templates,
+            reports,
+        );
+        let camera = tokio::spawn(async move {
+            loop {
+                ring.publish(4, 4, crate::board::frames::PixelFormat::Rgb, vec![0; 48]);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        svc.command(&ModuleCmd::Enrol {
+            modality: Modality::Face,
+            slot: 3,
+        })
+        .expect("queued");
+        let mut fixes = 0;
+        let end = loop {
+            // A guard against a hang, not a timing assertion.
+            match tokio::time::timeout(Duration::from_secs(20), rx.recv()).await {
+                Ok(Some(Input::Module(ModuleReport::EnrolProgress {
+                    step: EnrolStep::FaceFix(FaceFix::NoFace),
+                    ..
+                }))) => fixes += 1,
+                Ok(Some(Input::Module(r))) => break r,
+                other => panic!("the enrolment did not end: {other:?}"),
+            }
+        };
+        camera.abort();
+        assert_eq!(fixes, 1, "'no face' is said once, not per frame");
+        assert_eq!(
+            end,
+            ModuleReport::EnrolFailed {
+                modality: Modality::Face,
+                reason: EnrolFailure::Timeout
+            }
         );
     }
 
