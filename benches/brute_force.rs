@@ -143,6 +143,7 @@ fn config() -> EngineConfig {
         weak_wifi_dbm: latchd::core::wifi_signal::DEFAULT_WEAK_DBM,
         update: latchd::core::update::UpdatePolicy::default(),
         default_language: latchd::core::Language::En,
+        time_zone: latchd::core::schedule::LocalZone::utc(),
     }
 }
 

@@ -85,6 +85,7 @@ fn engine() -> Engine {
         weak_wifi_dbm: latchd::core::wifi_signal::DEFAULT_WEAK_DBM,
         update: latchd::core::update::UpdatePolicy::default(),
         default_language: latchd::core::Language::En,
+        time_zone: latchd::core::schedule::LocalZone::utc(),
     };
     Engine::new(config, store, Now::new(0, Some(1_795_500_000)))
 }

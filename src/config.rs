@@ -104,6 +104,9 @@ pub struct LockConfig {
     /// (`org.freedesktop.timedate1`): `system` (default), `off`, or a
     /// D-Bus address.
     pub timedate_bus: String,
+    /// The lock's time zone for schedules (issue 17 item 2): an IANA name
+    /// from the image's `/usr/share/zoneinfo` (DST handled). Default "UTC".
+    pub time_zone: String,
 }
 
 impl LockConfig {
@@ -228,6 +231,7 @@ impl Default for LockConfig {
             rtc: String::new(),
             one_time_code_hours: 24,
             timedate_bus: "system".into(),
+            time_zone: "UTC".into(),
         }
     }
 }
@@ -421,6 +425,13 @@ impl Config {
                 "lock.rtc",
                 format!("{:?}", l.rtc),
                 "name the RTC as the kernel does, such as \"rtc0\" (for /dev/rtc0), or leave it empty when the board has none",
+            );
+        }
+        if crate::zone::load(&l.time_zone).is_err() {
+            return bad(
+                "lock.time_zone",
+                format!("{:?}", l.time_zone),
+                "name an IANA time zone that /usr/share/zoneinfo holds, such as \"Europe/Berlin\" or \"Asia/Taipei\" (default \"UTC\")",
             );
         }
         if !(1..=24 * 30).contains(&l.one_time_code_hours) {

@@ -47,3 +47,4 @@ pub mod store;
 pub mod update;
 pub mod video;
 pub mod wifi;
+pub mod zone;

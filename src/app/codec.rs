@@ -31,7 +31,9 @@ use super::wire::{
     Settings, SlotSummary, StatusReport, UnlockMethod, UpdateStep, UpdateSummary, WifiStatus,
     MAX_VERSION,
 };
+use crate::core::schedule::{Holder, Period, Schedule, ScheduleKind, WeekDay};
 use crate::core::time::{Validity, WallTime};
+use crate::core::types::{AppKeyId, OperatingMode, TempPasscodeId};
 
 /// Version byte at the start of every command and response.
 pub const COMMAND_VERSION: u8 = 1;
@@ -122,6 +124,56 @@ impl Writer {
     fn validity(&mut self, v: Validity) {
         self.opt(v.from, Self::time);
         self.opt(v.until, Self::time);
+    }
+    fn holder(&mut self, h: Holder) {
+        let (kind, id) = match h {
+            Holder::User(n) => (0, n.get()),
+            Holder::TempPasscode(id) => (1, u16::try_from(id.0).unwrap_or(u16::MAX)),
+            Holder::GuestKey(id) => (2, u16::try_from(id.0).unwrap_or(u16::MAX)),
+        };
+        self.u8(kind);
+        self.u16(id);
+    }
+    /// Issue 17 item 2: kind, then Matter's fields (`docs/ble-protocol.md`).
+    fn schedule(&mut self, s: &Schedule) {
+        match *s {
+            Schedule::WeekDay {
+                holder,
+                index,
+                window,
+            } => {
+                self.u8(0);
+                self.holder(holder);
+                self.u8(index);
+                self.u8(window.days);
+                let ((sh, sm), (eh, em)) = window.hm();
+                for b in [sh, sm, eh, em] {
+                    self.u8(b);
+                }
+            }
+            Schedule::YearDay {
+                holder,
+                index,
+                period,
+            } => {
+                self.u8(1);
+                self.holder(holder);
+                self.u8(index);
+                self.time(WallTime(period.start));
+                self.time(WallTime(period.end));
+            }
+            Schedule::Holiday {
+                index,
+                period,
+                mode,
+            } => {
+                self.u8(2);
+                self.u8(index);
+                self.time(WallTime(period.start));
+                self.time(WallTime(period.end));
+                self.u8(mode.code());
+            }
+        }
     }
     fn temp_kind(&mut self, k: TempPasscodeKind) {
         match k {
@@ -242,6 +294,66 @@ impl<'a> Reader<'a> {
             });
         }
         Ok((from, until))
+    }
+    fn holder(&mut self, _field: &'static str) -> Result<Holder, CommandError> {
+        let kind = self.u8("holder kind")?;
+        let id = self.u16("holder")?;
+        match kind {
+            0 => super::request::user_number(id).map(Holder::User),
+            1 => Ok(Holder::TempPasscode(TempPasscodeId(u32::from(id)))),
+            2 => Ok(Holder::GuestKey(AppKeyId(u32::from(id)))),
+            _ => Err(CommandError::BadValue {
+                field: "holder kind",
+                why: "must be 0 (user), 1 (visitor code) or 2 (guest key)",
+            }),
+        }
+    }
+    /// The shape only; the engine applies the rules (index range, a
+    /// window that ends after it starts) and answers with a typed error.
+    fn schedule(&mut self) -> Result<Schedule, CommandError> {
+        let hm = |r: &mut Self, field| -> Result<u16, CommandError> {
+            let (h, m) = (r.u8(field)?, r.u8(field)?);
+            if h >= 24 || m >= 60 {
+                return Err(CommandError::BadValue {
+                    field,
+                    why: "hours are 0-23 and minutes 0-59",
+                });
+            }
+            Ok(u16::from(h) * 60 + u16::from(m))
+        };
+        Ok(match self.u8("schedule kind")? {
+            0 => Schedule::WeekDay {
+                holder: self.holder("holder")?,
+                index: self.u8("index")?,
+                window: WeekDay {
+                    days: self.u8("days")?,
+                    start_minute: hm(self, "start")?,
+                    end_minute: hm(self, "end")?,
+                },
+            },
+            1 => Schedule::YearDay {
+                holder: self.holder("holder")?,
+                index: self.u8("index")?,
+                period: Period {
+                    start: self.time("start")?.0,
+                    end: self.time("end")?.0,
+                },
+            },
+            2 => Schedule::Holiday {
+                index: self.u8("index")?,
+                period: Period {
+                    start: self.time("start")?.0,
+                    end: self.time("end")?.0,
+                },
+                mode: read_mode(self)?,
+            },
+            _ => {
+                return Err(CommandError::BadValue {
+                    field: "schedule kind",
+                    why: "must be 0 (week-day), 1 (year-day) or 2 (holiday)",
+                })
+            }
+        })
     }
     fn temp_kind(&mut self) -> Result<TempPasscodeKind, CommandError> {
         match self.u8("passcode kind")? {
@@ -372,13 +484,11 @@ fn read_language(r: &mut Reader<'_>) -> Result<crate::core::Language, CommandErr
 
 /// An operating mode by its byte (Matter's `OperatingModeEnum` value); an
 /// unknown byte is refused, never read as Normal.
-fn read_mode(r: &mut Reader<'_>) -> Result<crate::core::types::OperatingMode, CommandError> {
-    crate::core::types::OperatingMode::from_code(r.u8("operating mode")?).ok_or(
-        CommandError::BadValue {
-            field: "operating mode",
-            why: "unknown operating mode (0 normal, 1 vacation, 2 privacy, 3 no remote, 4 passage)",
-        },
-    )
+fn read_mode(r: &mut Reader<'_>) -> Result<OperatingMode, CommandError> {
+    OperatingMode::from_code(r.u8("operating mode")?).ok_or(CommandError::BadValue {
+        field: "operating mode",
+        why: "unknown operating mode (0 normal, 1 vacation, 2 privacy, 3 no remote, 4 passage)",
+    })
 }
 
 fn unbits<const N: usize>(
@@ -423,6 +533,9 @@ mod op {
     pub const RELEASE_LOCKOUT: u8 = 0x52;
     pub const SET_AWAY: u8 = 0x53;
     pub const TIME_SYNC: u8 = 0x60;
+    pub const SET_SCHEDULE: u8 = 0x16;
+    pub const CLEAR_SCHEDULES: u8 = 0x17;
+    pub const LIST_SCHEDULES: u8 = 0x18;
     pub const START_UPDATE: u8 = 0x70;
     pub const UPDATE_BEGIN: u8 = 0x71;
     pub const UPDATE_CHUNK: u8 = 0x72;
@@ -442,6 +555,7 @@ mod op {
     pub const R_NOTICE: u8 = 0x8A;
     pub const R_OWNER_KEYS: u8 = 0x8B;
     pub const R_UPDATE_OFFSET: u8 = 0x8C;
+    pub const R_SCHEDULES: u8 = 0x8D;
     pub const R_ERROR: u8 = 0xFF;
 }
 
@@ -566,6 +680,31 @@ impl Request {
                         w.u8(m.code());
                     }
                 }
+                w.0
+            }
+            Request::SetSchedule(s) => {
+                let mut w = Writer::new(op::SET_SCHEDULE);
+                w.schedule(s);
+                w.0
+            }
+            Request::ClearSchedules {
+                kind,
+                holder,
+                index,
+            } => {
+                let mut w = Writer::new(op::CLEAR_SCHEDULES);
+                w.u8(match kind {
+                    ScheduleKind::WeekDay => 0,
+                    ScheduleKind::YearDay => 1,
+                    ScheduleKind::Holiday => 2,
+                });
+                w.opt(*holder, Writer::holder);
+                w.opt(*index, Writer::u8);
+                w.0
+            }
+            Request::ListSchedules { holder } => {
+                let mut w = Writer::new(op::LIST_SCHEDULES);
+                w.opt(*holder, Writer::holder);
                 w.0
             }
             Request::ReleaseLockout => simple(op::RELEASE_LOCKOUT),
@@ -726,6 +865,22 @@ impl Request {
                     })
                 }
             }),
+            op::SET_SCHEDULE => Request::SetSchedule(r.schedule()?),
+            op::CLEAR_SCHEDULES => Request::ClearSchedules {
+                kind: r.enum_u8(
+                    "schedule kind",
+                    &[
+                        ScheduleKind::WeekDay,
+                        ScheduleKind::YearDay,
+                        ScheduleKind::Holiday,
+                    ],
+                )?,
+                holder: r.opt("holder", Reader::holder)?,
+                index: r.opt("index", Reader::u8)?,
+            },
+            op::LIST_SCHEDULES => Request::ListSchedules {
+                holder: r.opt("holder", Reader::holder)?,
+            },
             op::RELEASE_LOCKOUT => Request::ReleaseLockout,
             op::SET_AWAY => Request::SetAway(r.bool("away")?),
             op::TIME_SYNC => Request::TimeSync {
@@ -966,6 +1121,11 @@ impl Response {
                 w.time(*code_expires_at);
                 w.0
             }
+            Response::Schedules(list) => {
+                let mut w = Writer::new(op::R_SCHEDULES);
+                w.list(list, |w, s| w.schedule(s));
+                w.0
+            }
             Response::OwnerKeys(list) => {
                 let mut w = Writer::new(op::R_OWNER_KEYS);
                 w.list(list, |w, k| {
@@ -1151,6 +1311,9 @@ impl Response {
                     code_expires_at: r.time("code expiry")?,
                 }
             }
+            op::R_SCHEDULES => {
+                Response::Schedules(r.list("schedules", MAX_LIST, Reader::schedule)?)
+            }
             op::R_OWNER_KEYS => Response::OwnerKeys(r.list("owner keys", MAX_LIST, |r| {
                 Ok(OwnerKeyEntry {
                     slot: r.u16("slot")?,
@@ -1324,7 +1487,7 @@ mod tests {
             wifi_enabled: true,
             door_ajar_secs: Some(60),
             language: crate::core::Language::En,
-            operating_mode: crate::core::types::OperatingMode::Passage,
+            operating_mode: OperatingMode::Passage,
         });
         assert_eq!(Response::decode(&s.encode()).expect("decodes"), s);
         for a in [AlarmKind::DoorAjar, AlarmKind::DoorForcedOpen] {
@@ -1357,7 +1520,7 @@ mod tests {
                 wifi_enabled: false,
                 door_ajar_secs: None,
                 language: l,
-                operating_mode: crate::core::types::OperatingMode::Normal,
+                operating_mode: OperatingMode::Normal,
             });
             let bytes = s.encode();
             assert_eq!(bytes[bytes.len() - 2], l.code());
@@ -1407,6 +1570,64 @@ mod tests {
         w.u8(5);
         let e = Request::decode(&w.0).unwrap_err();
         assert!(e.to_string().contains("operating mode"), "{e}");
+    }
+
+    /// Issue 17 item 2: the schedule requests and the listing round-trip;
+    /// a bad holder kind, hour or mode is refused by the codec.
+    #[test]
+    fn schedule_requests_round_trip() {
+        use crate::core::schedule::{Holder, Period, Schedule, ScheduleKind, WeekDay};
+        use crate::core::types::{AppKeyId, TempPasscodeId, UserNumber};
+        let list = vec![
+            Schedule::WeekDay {
+                holder: Holder::User(UserNumber::new(12).unwrap()),
+                index: 3,
+                window: WeekDay::new(0b0111_1110, (7, 5), (23, 59)).unwrap(),
+            },
+            Schedule::YearDay {
+                holder: Holder::TempPasscode(TempPasscodeId(9)),
+                index: 4,
+                period: Period::new(1_800_000_000, 1_800_086_400).unwrap(),
+            },
+            Schedule::Holiday {
+                index: 8,
+                period: Period::new(-5, 5).unwrap(),
+                mode: OperatingMode::Privacy,
+            },
+        ];
+        for s in &list {
+            let r = Request::SetSchedule(*s);
+            assert_eq!(Request::decode(&r.encode()), Ok(r));
+        }
+        for r in [
+            Request::ClearSchedules {
+                kind: ScheduleKind::WeekDay,
+                holder: Some(Holder::GuestKey(AppKeyId(7))),
+                index: Some(2),
+            },
+            Request::ClearSchedules {
+                kind: ScheduleKind::Holiday,
+                holder: None,
+                index: None,
+            },
+            Request::ListSchedules { holder: None },
+        ] {
+            assert_eq!(Request::decode(&r.encode()), Ok(r));
+        }
+        let resp = Response::Schedules(list);
+        assert_eq!(Response::decode(&resp.encode()).expect("decodes"), resp);
+        // Week-day: kind 0, holder kind 3 (unknown).
+        let mut w = Writer::new(op::SET_SCHEDULE);
+        for b in [0, 3, 0, 1, 1, 1, 8, 0, 9, 0] {
+            w.u8(b);
+        }
+        assert!(Request::decode(&w.0).is_err());
+        // Hour 24.
+        let mut w = Writer::new(op::SET_SCHEDULE);
+        for b in [0, 0, 0, 1, 1, 1, 24, 0, 9, 0] {
+            w.u8(b);
+        }
+        assert!(Request::decode(&w.0).is_err());
     }
 
     /// Issue 17 item 7: every event kind the app lists round-trips, and a

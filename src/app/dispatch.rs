@@ -195,6 +195,7 @@ pub fn response_of(result: &AppResult) -> Response {
         Ok(AppOk::TempPasscodeAdded(id)) => Response::PasscodeCreated {
             id: u16::try_from(id.0).unwrap_or(u16::MAX),
         },
+        Ok(AppOk::Schedules(list)) => Response::Schedules(list.clone()),
         Ok(AppOk::OwnerKeys(keys)) => Response::OwnerKeys(
             keys.iter()
                 .filter_map(|k| {

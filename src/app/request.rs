@@ -11,6 +11,7 @@
 use super::codec::CommandError;
 use super::wire::Role;
 use crate::core::input::AppCommand;
+use crate::core::schedule::{Holder, Schedule, ScheduleKind};
 use crate::core::time::{Validity, WallTime};
 use crate::core::types as core_types;
 
@@ -221,6 +222,25 @@ pub enum Request {
         /// Current UTC time.
         now: WallTime,
     },
+    /// Set (insert or replace) a week-day, year-day or holiday schedule
+    /// (issue 17 item 2; owner only). The engine checks the rules.
+    SetSchedule(Schedule),
+    /// Clear the schedules of `kind` for `holder` (`None` for holidays),
+    /// the one at `index` or (`None`) all of them.
+    ClearSchedules {
+        /// Week-day, year-day or holiday.
+        kind: ScheduleKind,
+        /// Whose (`None`: the lock's holidays).
+        holder: Option<Holder>,
+        /// Which one (`None`: all).
+        index: Option<u8>,
+    },
+    /// The schedules of `holder`, or (`None`) the lock's first
+    /// [`super::codec::MAX_LIST`] in order (holidays, then by holder).
+    ListSchedules {
+        /// Whose.
+        holder: Option<Holder>,
+    },
     /// Install the RAUC bundle at `url` when it is safe (issue 20; owner
     /// only). The answer only says the lock took the request: progress
     /// and the result are in the event log.
@@ -273,6 +293,9 @@ impl Request {
             Request::ReleaseLockout => "release lockout",
             Request::SetAway(_) => "set away mode",
             Request::TimeSync { .. } => "time sync",
+            Request::SetSchedule(_) => "set schedule",
+            Request::ClearSchedules { .. } => "clear schedules",
+            Request::ListSchedules { .. } => "list schedules",
             Request::StartUpdate { .. } => "start update",
             Request::UpdateBegin { .. } => "update begin",
             Request::UpdateChunk { .. } => "update chunk",
@@ -366,6 +389,17 @@ impl Request {
                 AppCommand::RevokeOwnerKey(core_types::AppKeyId(u32::from(*slot)))
             }
             Request::SetAway(on) => AppCommand::SetAway(*on),
+            Request::SetSchedule(s) => AppCommand::SetSchedule(*s),
+            Request::ClearSchedules {
+                kind,
+                holder,
+                index,
+            } => AppCommand::ClearSchedules {
+                kind: *kind,
+                holder: *holder,
+                index: *index,
+            },
+            Request::ListSchedules { holder } => AppCommand::ListSchedules { holder: *holder },
             Request::Status
             | Request::StatusWithUpdate
             | Request::ListUsers

@@ -110,6 +110,8 @@ pub enum Response {
     GuestKeys(Vec<GuestKeyEntry>),
     /// Owner keys.
     OwnerKeys(Vec<OwnerKeyEntry>),
+    /// Schedules (issue 17 item 2).
+    Schedules(Vec<crate::core::schedule::Schedule>),
     /// A page of events, newest first.
     Events {
         /// Events.

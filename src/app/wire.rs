@@ -799,6 +799,8 @@ pub fn event_entry(cursor: u64, event: &Event) -> Option<EventEntry> {
         | E::AutoFaceRefused { .. }
         | E::AutoFacePaused { .. }
         | E::OwnerKeysListed
+        | E::ScheduleSet { .. }
+        | E::SchedulesCleared { .. }
         | E::PairingCodeRotated { .. } => return None,
         // Software updates (issue 20): each step; the progress steps
         // (25/50/75 %) only on D-Bus and MQTT, where their number is.

@@ -188,6 +188,8 @@ pub enum AppOk {
     OwnerKeys(Vec<OwnerKeyEntry>),
     /// A guest invite now holds this slot.
     GuestInviteCreated(AppKeyId),
+    /// Every schedule of the lock (issue 17 item 2).
+    Schedules(Vec<super::schedule::Schedule>),
 }
 
 /// One owner key in a listing: never the key itself.
@@ -268,6 +270,9 @@ pub enum AppError {
     PrivacyMode,
     #[error("privacy mode needs the door locked first")]
     NotLocked,
+    /// Issue 17 item 2.
+    #[error("schedule refused: {0}")]
+    Schedule(super::schedule::ScheduleError),
 }
 
 /// Every voice prompt, as an id: its words in each language are

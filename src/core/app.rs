@@ -113,7 +113,7 @@ impl Engine {
                 if u.role != super::types::Role::Admin {
                     return Err(AppError::Forbidden);
                 }
-                if !k.validity.admits(wall) || !u.validity.admits(wall) {
+                if !k.validity.admits(wall) || !self.user_in_time(u) {
                     return Err(AppError::OutsideValidity);
                 }
                 Ok(Who::Owner { admin })
@@ -123,7 +123,11 @@ impl Engine {
                 if k.role != AppKeyRole::Guest {
                     return Err(AppError::Forbidden);
                 }
-                if !k.validity.admits(wall) || !validity.admits(wall) {
+                // Issue 17 item 2: and inside its schedules, if it has any.
+                if !k.validity.admits(wall)
+                    || !validity.admits(wall)
+                    || !self.schedule_admits(super::schedule::Holder::GuestKey(key))
+                {
                     return Err(AppError::OutsideValidity);
                 }
                 Ok(Who::Guest)
@@ -319,6 +323,18 @@ impl Engine {
                 );
                 Ok(AppOk::Done)
             }
+            AppCommand::SetSchedule(s) => self.set_schedule(out, s),
+            AppCommand::ClearSchedules {
+                kind,
+                holder,
+                index,
+            } => self.clear_schedules(out, kind, holder, index),
+            AppCommand::ListSchedules { holder } => Ok(AppOk::Schedules(
+                self.schedules()
+                    .into_iter()
+                    .filter(|s| holder.is_none() || s.key().holder() == holder)
+                    .collect(),
+            )),
             AppCommand::AddAppKey(key) => self.add_app_key(out, who, key),
             AppCommand::RevokeAppKey(id) => {
                 let change = if self.dir.app_keys.contains_key(&id) {
@@ -443,7 +459,7 @@ impl Engine {
         let method = match via {
             Channel::Ble => Method::Ble,
             Channel::Remote | Channel::Matter => {
-                if !(self.settings.remote_unlock && self.settings.wifi) {
+                if !(self.remote_unlock_on() && self.settings.wifi) {
                     return Err(AppError::RemoteUnlockDisabled);
                 }
                 if via == Channel::Matter {

@@ -39,6 +39,7 @@ use super::event::{AlarmKind, EventKind, ReleasedBy, SpoofSeen};
 use super::input::ModuleReport;
 use super::passcode::PasscodeTarget;
 use super::policy::{FailureOutcome, Lockout};
+use super::schedule::Holder;
 use super::time::Instant;
 use super::types::{
     limits, Change, CredentialKind, Method, Modality, Role, TempPasscodeId, UserNumber,
@@ -300,7 +301,9 @@ impl Engine {
                 let Some(u) = self.dir.users.get(&user) else {
                     return Verdict::Wrong;
                 };
-                if !u.validity.admits(wall) {
+                // Issue 17 item 2: outside the user's schedules is outside
+                // their window (`core::schedule`).
+                if !self.user_in_time(u) {
                     // A duress code is logged as a passcode too
                     // (`Method::as_logged`, issue 14 item 5).
                     return Verdict::OutsideValidity {
@@ -330,7 +333,10 @@ impl Engine {
                 };
                 // Every visitor code has an end (issue 13 item 3); one
                 // stored without one (before this rule) opens nothing.
-                if t.validity.until.is_none() || !t.validity.admits(wall) {
+                if t.validity.until.is_none()
+                    || !t.validity.admits(wall)
+                    || !self.schedule_admits(Holder::TempPasscode(id))
+                {
                     return Verdict::OutsideValidity {
                         method: Method::TempPasscode,
                         user: None,
@@ -498,14 +504,13 @@ impl Engine {
             Mode::Idle | Mode::VerifyAdmin => {}
             _ => return,
         }
-        let wall = self.now.wall;
         let user = holder.and_then(|u| self.dir.users.get(&u)).cloned();
         // Issue 18: a user the operating mode refuses at the door is
         // treated as outside their window; at SET the mode does not apply.
         let at_set = matches!(self.mode, Mode::VerifyAdmin);
         let valid = user
             .as_ref()
-            .filter(|u| u.validity.admits(wall) && (at_set || self.mode_admits_user(u.role)));
+            .filter(|u| self.user_in_time(u) && (at_set || self.mode_admits_user(u.role)));
         let admin = valid
             .filter(|u| u.role == Role::Admin && spoof.is_none())
             .map(|u| u.number);

@@ -85,6 +85,9 @@ pub struct EngineConfig {
     /// one (`[prompts] language`; issue 17 item 4), and again after a
     /// factory reset.
     pub default_language: Language,
+    /// The lock's time zone for schedules (`[lock] time_zone`, issue 17
+    /// item 2): the daemon builds it from the zone's TZif data.
+    pub time_zone: super::schedule::LocalZone,
 }
 
 impl core::fmt::Debug for EngineConfig {
@@ -120,6 +123,7 @@ impl EngineConfig {
             weak_wifi_dbm: super::wifi_signal::DEFAULT_WEAK_DBM,
             update: super::update::UpdatePolicy::default(),
             default_language: Language::En,
+            time_zone: super::schedule::LocalZone::utc(),
         }
     }
 }

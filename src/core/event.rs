@@ -233,6 +233,17 @@ pub enum EventKind {
         user: UserNumber,
         validity: Validity,
     },
+    /// An owner set a schedule (issue 17 item 2).
+    ScheduleSet {
+        schedule: super::schedule::Schedule,
+    },
+    /// An owner cleared schedules: of this kind, this holder (`None`: the
+    /// holidays) and this index (`None`: all of them).
+    SchedulesCleared {
+        kind: super::schedule::ScheduleKind,
+        holder: Option<super::schedule::Holder>,
+        index: Option<u8>,
+    },
     /// An owner made a visitor passcode (B-6.10): its id and window, never
     /// its digits.
     TempPasscodeCreated {

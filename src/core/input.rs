@@ -387,6 +387,21 @@ pub enum AppCommand {
         user: UserNumber,
         kind: super::types::CredentialKind,
     },
+    /// Issue 17 item 2: set (insert or replace) a week-day, year-day or
+    /// holiday schedule. Owners (and Matter administrators) only.
+    SetSchedule(super::schedule::Schedule),
+    /// Issue 17 item 2: clear schedules of `kind` for `holder` (`None`:
+    /// the holidays), the one at `index` or (`None`) all of them.
+    ClearSchedules {
+        kind: super::schedule::ScheduleKind,
+        holder: Option<super::schedule::Holder>,
+        index: Option<u8>,
+    },
+    /// Issue 17 item 2: the schedules of `holder`, or (`None`) every
+    /// schedule of the lock.
+    ListSchedules {
+        holder: Option<super::schedule::Holder>,
+    },
     /// Issue 20: install the RAUC bundle at `source` (an http(s) URL) when
     /// it is safe; owner keys only. `allow_older` lets a bundle that is
     /// not newer than the running version install (a deliberate downgrade).

@@ -131,7 +131,7 @@ impl Engine {
         relock_after: Option<Duration>,
     ) -> AppResult {
         // B-6.7: Matter is a remote channel.
-        if !(self.settings.remote_unlock && self.settings.wifi) {
+        if !(self.remote_unlock_on() && self.settings.wifi) {
             return Err(AppError::RemoteUnlockDisabled);
         }
         // Issue 18: Privacy refuses before any PIN is looked at (nothing
@@ -166,7 +166,7 @@ impl Engine {
             None => MatterPin::Wrong,
             Some(PasscodeTarget::User { user, duress, .. }) => match self.dir.users.get(&user) {
                 None => MatterPin::Wrong,
-                Some(u) if !u.validity.admits(wall) => MatterPin::OutsideValidity {
+                Some(u) if !self.user_in_time(u) => MatterPin::OutsideValidity {
                     method: if duress {
                         Method::DuressPasscode
                     } else {
@@ -184,7 +184,11 @@ impl Engine {
             Some(PasscodeTarget::Temp(id)) => match self.dir.temp_passcodes.get(&id) {
                 None => MatterPin::Wrong,
                 // Every visitor code has an end (issue 13 item 3).
-                Some(t) if t.validity.until.is_none() || !t.validity.admits(wall) => {
+                Some(t)
+                    if t.validity.until.is_none()
+                        || !t.validity.admits(wall)
+                        || !self.schedule_admits(super::schedule::Holder::TempPasscode(id)) =>
+                {
                     MatterPin::OutsideValidity {
                         method: Method::TempPasscode,
                         user: None,

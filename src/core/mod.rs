@@ -76,6 +76,7 @@ pub mod noise;
 pub mod passcode;
 pub mod policy;
 pub mod redacted;
+pub mod schedule;
 pub mod time;
 pub mod trusted_time;
 pub mod types;

@@ -10,6 +10,10 @@
 //!  (NoRemoteLockUnlock = Normal with remote unlock off: `Settings::operating_mode`)
 //! ```
 //!
+//! A running holiday schedule (`core::schedule`) decides who opens in
+//! place of the setting ([`Engine::door_mode`]); the bolt (Passage) stays
+//! the setting's.
+//!
 //! Every refusal goes through the path a credential outside its validity
 //! window already takes (B-9.4, issue 13 item 4): a code is counted and
 //! answered like a wrong code, so a guesser cannot tell a refused code from
@@ -41,7 +45,7 @@ impl Engine {
     /// Whether the mode lets a credential of a user with `role` open from
     /// outside (keypad, finger, palm, face).
     pub(super) fn mode_admits_user(&self, role: Role) -> bool {
-        match self.settings.mode {
+        match self.door_mode() {
             DoorMode::Normal | DoorMode::Passage => true,
             DoorMode::Vacation => role == Role::Admin,
             DoorMode::Privacy => false,
@@ -50,13 +54,13 @@ impl Engine {
 
     /// Whether the mode lets a visitor code or a guest key open.
     pub(super) fn mode_admits_visitor(&self) -> bool {
-        matches!(self.settings.mode, DoorMode::Normal | DoorMode::Passage)
+        matches!(self.door_mode(), DoorMode::Normal | DoorMode::Passage)
     }
 
     /// An unlock from an app or a controller: `owner` when it speaks for an
     /// administrator (an owner key, a Matter administrator without a PIN).
     pub(super) fn mode_admits_app(&self, owner: bool) -> Result<(), AppError> {
-        match self.settings.mode {
+        match self.door_mode() {
             DoorMode::Normal | DoorMode::Passage => Ok(()),
             DoorMode::Vacation if owner => Ok(()),
             DoorMode::Vacation => Err(AppError::VacationMode),

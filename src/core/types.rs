@@ -595,6 +595,9 @@ pub struct Persisted {
     /// the next start.
     #[serde(default)]
     pub pending_update: Option<super::update::PendingUpdate>,
+    /// Week-day, year-day and holiday schedules (issue 17 item 2).
+    #[serde(default)]
+    pub schedules: Vec<super::schedule::Schedule>,
 }
 
 /// One change to persistent state. An [`super::Action::Persist`] carries
@@ -633,6 +636,12 @@ pub enum Change {
     /// An update began (`Some`) or stopped (`None`) waiting for a safe
     /// moment (see `core::update::PendingUpdate`).
     PutPendingUpdate(Option<super::update::PendingUpdate>),
+    /// Insert or replace a schedule (issue 17 item 2).
+    PutSchedule(super::schedule::Schedule),
+    /// Remove a schedule. A holder's schedules also go with the holder
+    /// (`DeleteUser`, `DeleteTempPasscode`, `DeleteAppKey`) and all of them
+    /// with a `FactoryReset`.
+    DeleteSchedule(super::schedule::ScheduleKey),
     /// B-10.6 / B-1.5: erase users, credentials, temp passcodes, app keys,
     /// settings, lockout and the door handing. The event log is kept.
     FactoryReset,
@@ -664,6 +673,10 @@ impl Change {
             | Change::PutSettings(_)
             | Change::PutTempPasscode(_)
             | Change::PutAppKey(_)
+            // A schedule can narrow access or widen it (a second window,
+            // one removed): it waits for room like any other edit.
+            | Change::PutSchedule(_)
+            | Change::DeleteSchedule(_)
             // Bookkeeping of a waiting update: on a full partition it waits
             // for room like an addition (the engine puts it last in a batch).
             | Change::PutPendingUpdate(_) => false,

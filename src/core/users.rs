@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::passcode::{Macer, PasscodeIndex, PasscodeTarget};
+use super::schedule::{Holder, Schedules};
 use super::types::{
     limits, AppKey, AppKeyId, Change, Credential, CredentialId, CredentialKind, CredentialSecret,
     GuestInvite, Modality, Persisted, Role, TempPasscode, TempPasscodeId, User, UserNumber,
@@ -42,6 +43,8 @@ pub struct Directory {
     pub temp_passcodes: BTreeMap<TempPasscodeId, TempPasscode>,
     pub app_keys: BTreeMap<AppKeyId, AppKey>,
     pub guest_invites: BTreeMap<AppKeyId, GuestInvite>,
+    /// Week-day, year-day and holiday schedules (`core::schedule`).
+    pub schedules: Schedules,
     passcodes: PasscodeIndex,
     slots: HashMap<(Modality, u16), CredentialId>,
 }
@@ -186,6 +189,7 @@ impl Directory {
                 .iter()
                 .map(|i| (i.slot, i.clone()))
                 .collect(),
+            schedules: Schedules::load(&p.schedules),
             ..Directory::default()
         };
         d.reindex(macer);
@@ -231,6 +235,7 @@ impl Directory {
                 Change::DeleteUser(n) => {
                     self.users.remove(n);
                     self.credentials.retain(|_, c| c.user != *n);
+                    self.schedules.remove_holder(Holder::User(*n));
                 }
                 Change::PutCredential(cr) => {
                     self.credentials.insert(cr.id, cr.clone());
@@ -243,15 +248,21 @@ impl Directory {
                 }
                 Change::DeleteTempPasscode(id) => {
                     self.temp_passcodes.remove(id);
+                    self.schedules.remove_holder(Holder::TempPasscode(*id));
                 }
+                Change::DeleteAppKey(id) => {
+                    self.schedules.remove_holder(Holder::GuestKey(*id));
+                }
+                Change::PutSchedule(s) => self.schedules.put(*s),
+                Change::DeleteSchedule(k) => self.schedules.remove(k),
                 Change::FactoryReset => {
+                    self.schedules.clear();
                     self.users.clear();
                     self.credentials.clear();
                     self.temp_passcodes.clear();
                 }
                 // App keys and invites: `apply_app_change` above.
                 Change::PutAppKey(_)
-                | Change::DeleteAppKey(_)
                 | Change::PutGuestInvite(_)
                 | Change::DeleteGuestInvite(_)
                 | Change::SetHanding(_)

@@ -90,6 +90,8 @@ pub enum DaemonError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("config `lock.time_zone`: {0}")]
+    TimeZone(#[from] crate::zone::ZoneError),
     #[error("board `{0}` is not in this build: rebuild latchd with --features board-{0}, or use board = \"sim\"")]
     BoardUnavailable(&'static str),
     #[error("simulated board: {0}")]

@@ -131,6 +131,7 @@ impl State {
             weak_wifi_dbm: config.wifi.weak_signal_dbm,
             update: config.update.policy(),
             default_language: config.prompts.language,
+            time_zone: crate::zone::load(&config.lock.time_zone)?,
         };
         let persisted = store.load()?;
         let fingerprint_link = fingerprint_link(&mut store)?;

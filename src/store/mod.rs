@@ -1090,6 +1090,63 @@ mod tests {
         assert_eq!(schema::version(&store.conn).unwrap(), schema::LATEST);
     }
 
+    /// Issue 17 item 2: schedules are stored, survive a reopen, go with
+    /// their holder (the triggers) and with a factory reset.
+    #[test]
+    fn schedules_persist_follow_their_holder_and_a_reset() {
+        use crate::core::schedule::{Holder, Period, Schedule, WeekDay};
+        use crate::core::time::Validity;
+        use crate::core::types::{
+            OperatingMode, PasscodeMac, Role, TempPasscode, TempPasscodeId, User, UserNumber,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let u = UserNumber::new(2).unwrap();
+        let code = TempPasscodeId(3);
+        let week = |holder| Schedule::WeekDay {
+            holder,
+            index: 1,
+            window: WeekDay::new(0b10, (8, 0), (17, 0)).unwrap(),
+        };
+        let holiday = Schedule::Holiday {
+            index: 2,
+            period: Period::new(10, 20).unwrap(),
+            mode: OperatingMode::Vacation,
+        };
+        // A schedule for a holder that is not there is refused.
+        assert!(store
+            .apply(&[Change::PutSchedule(week(Holder::User(u)))])
+            .is_err());
+        store
+            .apply(&[
+                Change::PutUser(User {
+                    number: u,
+                    role: Role::User,
+                    validity: Validity::ALWAYS,
+                }),
+                Change::PutTempPasscode(TempPasscode {
+                    id: code,
+                    mac: PasscodeMac([7; 32]),
+                    validity: Validity::ALWAYS,
+                    one_time: false,
+                }),
+                Change::PutSchedule(week(Holder::User(u))),
+                Change::PutSchedule(week(Holder::TempPasscode(code))),
+                Change::PutSchedule(holiday),
+            ])
+            .unwrap();
+        drop(store);
+        let (mut store, _) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        assert_eq!(store.load().unwrap().schedules.len(), 3);
+        store.apply(&[Change::DeleteUser(u)]).unwrap();
+        store.apply(&[Change::DeleteTempPasscode(code)]).unwrap();
+        assert_eq!(store.load().unwrap().schedules, vec![holiday]);
+        store.apply(&[Change::FactoryReset]).unwrap();
+        drop(store);
+        let (store, _) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        assert!(store.load().unwrap().schedules.is_empty());
+    }
+
     /// Issue 13 item 7: the fingerprint module's password is sealed at
     /// rest and survives the factory reset's key rotation (the module
     /// keeps it in its flash; losing it would strand the module).

@@ -186,6 +186,37 @@ CREATE TABLE matter_blobs (
 ) WITHOUT ROWID;
 "#,
     },
+    Migration {
+        version: 5,
+        // A version-4 reset would leave the holidays (`lock` rows) behind.
+        additive: false,
+        sql: r#"
+-- Issue 17 item 2: week-day and year-day schedules of a user, a visitor
+-- code or a guest key, and the lock's holidays, as the engine's JSON
+-- (`core::schedule::Schedule`). A holder is one of three tables, so no
+-- foreign key: the triggers below take a holder's schedules with it,
+-- whatever code deletes the row. Not sealed: like validity windows,
+-- they are in clear.
+CREATE TABLE schedules (
+    kind        TEXT NOT NULL CHECK (kind IN ('week_day', 'year_day', 'holiday')),
+    holder_kind TEXT NOT NULL CHECK (holder_kind IN ('user', 'temp_passcode', 'guest_key', 'lock')),
+    holder      INTEGER NOT NULL CHECK (holder BETWEEN 0 AND 4294967295),
+    idx         INTEGER NOT NULL CHECK (idx BETWEEN 1 AND 255),
+    body        TEXT NOT NULL,
+    CHECK ((kind = 'holiday') = (holder_kind = 'lock')),
+    PRIMARY KEY (kind, holder_kind, holder, idx)
+) WITHOUT ROWID;
+CREATE TRIGGER schedules_follow_users AFTER DELETE ON users BEGIN
+    DELETE FROM schedules WHERE holder_kind = 'user' AND holder = OLD.number;
+END;
+CREATE TRIGGER schedules_follow_temp_passcodes AFTER DELETE ON temp_passcodes BEGIN
+    DELETE FROM schedules WHERE holder_kind = 'temp_passcode' AND holder = OLD.id;
+END;
+CREATE TRIGGER schedules_follow_app_keys AFTER DELETE ON app_keys BEGIN
+    DELETE FROM schedules WHERE holder_kind = 'guest_key' AND holder = OLD.id;
+END;
+"#,
+    },
 ];
 
 /// This build's schema steps.

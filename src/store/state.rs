@@ -14,6 +14,8 @@ use crate::core::types::{
     TempPasscode, TempPasscodeId, User, UserNumber,
 };
 
+use crate::core::schedule::{Holder, Schedule, ScheduleKey};
+
 use super::error::{SqlContext, StoreError};
 use super::key::{Binding, Sealer};
 
@@ -48,7 +50,47 @@ pub(crate) fn load(conn: &Connection, sealer: &Sealer) -> Result<Persisted, Stor
         time_floor: get_state::<WallTime>(conn, TIME_FLOOR)?,
         pairing_generation: get_state::<u32>(conn, PAIRING_GENERATION)?.unwrap_or(0),
         pending_update: load_pending_update(conn)?,
+        schedules: load_schedules(conn)?,
     })
+}
+
+/// The columns naming a schedule: kind, holder kind, holder, index.
+fn schedule_cols(k: &ScheduleKey) -> (&'static str, &'static str, i64, u8) {
+    let holder = |h: Holder| match h {
+        Holder::User(n) => ("user", i64::from(n.get())),
+        Holder::TempPasscode(id) => ("temp_passcode", i64::from(id.0)),
+        Holder::GuestKey(id) => ("guest_key", i64::from(id.0)),
+    };
+    match *k {
+        ScheduleKey::WeekDay { holder: h, index } => {
+            let (hk, id) = holder(h);
+            ("week_day", hk, id, index)
+        }
+        ScheduleKey::YearDay { holder: h, index } => {
+            let (hk, id) = holder(h);
+            ("year_day", hk, id, index)
+        }
+        ScheduleKey::Holiday { index } => ("holiday", "lock", 0, index),
+    }
+}
+
+fn load_schedules(conn: &Connection) -> Result<Vec<Schedule>, StoreError> {
+    let mut stmt = conn
+        .prepare("SELECT body FROM schedules ORDER BY kind, holder_kind, holder, idx")
+        .ctx("reading schedules")?;
+    let rows = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .ctx("reading schedules")?;
+    let mut out = Vec::new();
+    for row in rows {
+        let body = row.ctx("reading schedules")?;
+        let s: Schedule = serde_json::from_str(&body).map_err(|e| StoreError::Decode {
+            what: "a schedule".into(),
+            detail: e.to_string(),
+        })?;
+        out.push(s);
+    }
+    Ok(out)
 }
 
 /// The waiting update, if one was kept.
@@ -115,6 +157,8 @@ fn change_name(c: &Change) -> &'static str {
         Change::PutGuestInvite(_) => "PutGuestInvite",
         Change::DeleteGuestInvite(_) => "DeleteGuestInvite",
         Change::PutPendingUpdate(_) => "PutPendingUpdate",
+        Change::PutSchedule(_) => "PutSchedule",
+        Change::DeleteSchedule(_) => "DeleteSchedule",
         Change::FactoryReset => "FactoryReset",
     }
 }
@@ -318,6 +362,57 @@ fn apply_one(
                 .ctx("deleting a guest invite")?;
             Ok(())
         }
+        Change::PutSchedule(sch) => {
+            let exists = match sch.key().holder() {
+                None => true,
+                Some(Holder::User(n)) => user_exists(tx, n)?,
+                Some(Holder::TempPasscode(id)) => tx
+                    .query_row("SELECT 1 FROM temp_passcodes WHERE id = ?1", [id.0], |_| {
+                        Ok(())
+                    })
+                    .optional()
+                    .ctx("looking up a temporary passcode")?
+                    .is_some(),
+                Some(Holder::GuestKey(id)) => tx
+                    .query_row(
+                        "SELECT 1 FROM app_keys WHERE id = ?1 AND role = 'guest'",
+                        [id.0],
+                        |_| Ok(()),
+                    )
+                    .optional()
+                    .ctx("looking up a guest key")?
+                    .is_some(),
+            };
+            if !exists {
+                return Err(reject(format!(
+                    "the holder of {:?} does not exist",
+                    sch.key()
+                )));
+            }
+            let (kind, holder_kind, holder, idx) = schedule_cols(&sch.key());
+            let body = serde_json::to_string(sch).map_err(|e| StoreError::Decode {
+                what: "a schedule".into(),
+                detail: e.to_string(),
+            })?;
+            tx.execute(
+                "INSERT INTO schedules (kind, holder_kind, holder, idx, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(kind, holder_kind, holder, idx) DO UPDATE SET body = excluded.body",
+                params![kind, holder_kind, holder, idx, body],
+            )
+            .ctx("storing a schedule")?;
+            Ok(())
+        }
+        Change::DeleteSchedule(k) => {
+            let (kind, holder_kind, holder, idx) = schedule_cols(k);
+            tx.execute(
+                "DELETE FROM schedules
+                 WHERE kind = ?1 AND holder_kind = ?2 AND holder = ?3 AND idx = ?4",
+                params![kind, holder_kind, holder, idx],
+            )
+            .ctx("deleting a schedule")?;
+            Ok(())
+        }
         Change::FactoryReset => {
             // Children first is not needed with the cascades, but explicit
             // deletes keep the reset complete even for guest keys and temp
@@ -338,6 +433,7 @@ fn apply_one(
                 .ctx("erasing the event log (factory reset)")?;
             tx.execute_batch(
                 "DELETE FROM users;
+                 DELETE FROM schedules;
                  DELETE FROM lock_state WHERE name <> 'time_floor';
                  DELETE FROM service_meta WHERE name = 'engine.pending_update';
                  INSERT INTO store_meta (name, value) VALUES ('key_rotation_pending', x'01')

@@ -392,6 +392,7 @@ fn snapshot(
         update: latchd::core::update::UpdatePolicy::default(),
         matter_code: None,
         default_language: latchd::core::Language::En,
+        time_zone: latchd::core::schedule::LocalZone::utc(),
     };
     let now = Now::new(1_000, Some(WALL0));
     let mut engine = Engine::new(config, Persisted::default(), now);

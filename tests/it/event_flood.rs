@@ -98,6 +98,7 @@ impl Rig {
             update: latchd::core::update::UpdatePolicy::default(),
             matter_code: None,
             default_language: latchd::core::Language::En,
+            time_zone: latchd::core::schedule::LocalZone::utc(),
         };
         let persisted = store.load().expect("load");
         let mono = 1_000;

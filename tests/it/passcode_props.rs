@@ -52,6 +52,7 @@ fn engine_with_code(code: &[u8]) -> (Engine, u64) {
         weak_wifi_dbm: latchd::core::wifi_signal::DEFAULT_WEAK_DBM,
         update: latchd::core::update::UpdatePolicy::default(),
         default_language: latchd::core::Language::En,
+        time_zone: latchd::core::schedule::LocalZone::utc(),
     };
     let now = Now::new(0, None);
     let mut e = Engine::new(config, store, now);

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use latchd::core::event::{Event, EventKind, LockHow};
+use latchd::core::schedule::{Holder, Period, Schedule, WeekDay};
 use latchd::core::time::{Validity, WallTime};
 use latchd::core::types::{
     AppKey, AppKeyId, AppKeyRole, Change, Credential, CredentialId, CredentialKind,
@@ -192,6 +193,20 @@ fn everything() -> (Vec<Change>, Persisted) {
         Change::SetPairingGeneration(3),
         Change::PutPendingUpdate(Some(pending.clone())),
     ]);
+    // Issue 17 item 2: stored in (kind, holder, index) order.
+    let schedules = vec![
+        Schedule::Holiday {
+            index: 8,
+            period: Period::new(1_790_000_000, 1_790_086_400).unwrap(),
+            mode: latchd::core::types::OperatingMode::Vacation,
+        },
+        Schedule::WeekDay {
+            holder: Holder::User(n(42)),
+            index: 2,
+            window: WeekDay::new(0b0011_1110, (7, 30), (18, 0)).unwrap(),
+        },
+    ];
+    changes.extend(schedules.iter().rev().copied().map(Change::PutSchedule));
     let persisted = Persisted {
         handing: Some(Handing::LeftHand),
         users: vec![admin, visitor],
@@ -204,6 +219,7 @@ fn everything() -> (Vec<Change>, Persisted) {
         time_floor: Some(WallTime(1_790_000_000)),
         pairing_generation: 3,
         pending_update: Some(pending),
+        schedules,
     };
     (changes, persisted)
 }

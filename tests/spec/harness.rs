@@ -9,6 +9,7 @@ use latchd::core::action::{AlarmCmd, ModuleCmd, MotorCmd, Notice, Trace};
 use latchd::core::input::{
     BoltPosition, DoorPosition, EnrolStep, ModuleReport, MotorReport, SetPress,
 };
+use latchd::core::schedule::Holder;
 use latchd::core::types::{
     AppKey, AppKeyId, AppKeyRole, Change, Key, Modality, Persisted, Settings, UserNumber,
 };
@@ -35,6 +36,7 @@ pub fn config() -> EngineConfig {
         weak_wifi_dbm: latchd::core::wifi_signal::DEFAULT_WEAK_DBM,
         update: latchd::core::update::UpdatePolicy::default(),
         default_language: latchd::core::Language::En,
+        time_zone: latchd::core::schedule::LocalZone::utc(),
     }
 }
 
@@ -66,6 +68,9 @@ pub fn apply(store: &mut Persisted, c: &Change) {
             store
                 .app_keys
                 .retain(|k| k.role != AppKeyRole::Owner { admin: *n });
+            store
+                .schedules
+                .retain(|x| x.key().holder() != Some(Holder::User(*n)));
         }
         Change::PutCredential(cr) => {
             store.credentials.retain(|x| x.id != cr.id);
@@ -80,18 +85,33 @@ pub fn apply(store: &mut Persisted, c: &Change) {
             store.temp_passcodes.retain(|x| x.id != t.id);
             store.temp_passcodes.push(t.clone());
         }
-        Change::DeleteTempPasscode(id) => store.temp_passcodes.retain(|x| x.id != *id),
+        Change::DeleteTempPasscode(id) => {
+            store.temp_passcodes.retain(|x| x.id != *id);
+            store
+                .schedules
+                .retain(|x| x.key().holder() != Some(Holder::TempPasscode(*id)));
+        }
         Change::PutAppKey(k) => {
             store.app_keys.retain(|x| x.id != k.id);
             store.app_keys.push(k.clone());
         }
-        Change::DeleteAppKey(id) => store.app_keys.retain(|x| x.id != *id),
+        Change::DeleteAppKey(id) => {
+            store.app_keys.retain(|x| x.id != *id);
+            store
+                .schedules
+                .retain(|x| x.key().holder() != Some(Holder::GuestKey(*id)));
+        }
         Change::PutGuestInvite(i) => {
             store.guest_invites.retain(|x| x.slot != i.slot);
             store.guest_invites.push(i.clone());
         }
         Change::DeleteGuestInvite(id) => store.guest_invites.retain(|x| x.slot != *id),
         Change::PutPendingUpdate(p) => store.pending_update = p.clone(),
+        Change::PutSchedule(sch) => {
+            store.schedules.retain(|x| x.key() != sch.key());
+            store.schedules.push(*sch);
+        }
+        Change::DeleteSchedule(k) => store.schedules.retain(|x| x.key() != *k),
         Change::FactoryReset => {
             *store = Persisted {
                 settings: Settings::default(),
@@ -115,6 +135,8 @@ pub struct Sim {
     pub store: Persisted,
     /// `[prompts] language` of the config the engine is (re)built with.
     pub default_language: Language,
+    /// `[lock] time_zone` of the config the engine is (re)built with.
+    pub time_zone: latchd::core::schedule::LocalZone,
     /// The actions of the last call (or of the last helper's calls).
     pub last: Vec<Action>,
     /// Every action since the start.
@@ -140,6 +162,7 @@ impl Sim {
             wall_origin: WALL0,
             store,
             default_language: Language::En,
+            time_zone: latchd::core::schedule::LocalZone::utc(),
             last: Vec::new(),
             all: Vec::new(),
             next_req: 1,
@@ -250,12 +273,25 @@ impl Sim {
         self.mono = 500;
         let mut config = config();
         config.default_language = self.default_language;
+        config.time_zone = self.time_zone.clone();
         self.engine = Engine::new(config, self.store.clone(), self.now());
         self.input(Input::PowerUp { set_held: false });
         let first = std::mem::take(&mut self.last);
         self.input(Input::Door(DoorPosition::Closed));
         self.input(Input::Bolt(BoltPosition::Extended));
         self.last = first;
+    }
+
+    /// Set the wall clock to `t` (time flows on from there).
+    pub fn set_wall(&mut self, t: i64) {
+        self.wall_origin = t - (self.mono / 1000) as i64;
+        self.wall = Some(t);
+    }
+
+    /// A restart with `[lock] time_zone` set to `zone`.
+    pub fn restart_in_zone(&mut self, zone: latchd::core::schedule::LocalZone) {
+        self.time_zone = zone;
+        self.restart();
     }
 
     /// A restart with `[prompts] language = lang` in the config.

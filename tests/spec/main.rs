@@ -23,4 +23,5 @@ mod lang;
 mod matter;
 mod modes;
 mod robustness;
+mod schedules;
 mod update;
