@@ -2,6 +2,14 @@
 //! and HDSCH features), mapped against a small interface the engine will
 //! implement when it gets schedules (issue 17).
 //!
+//! Issue 17 item 2 gave the engine its schedules (`core::schedule`, the
+//! same model: `AppCommand::SetSchedule`/`ClearSchedules`/`ListSchedules`,
+//! index, days mask, hours and minutes, local epoch periods, a holiday's
+//! operating mode). Wiring the cluster's Set/Get/Clear*Schedule commands
+//! to those commands — and turning the feature bits on — is the separate
+//! Matter issue; the only conversion left is Matter's epoch (2000-01-01)
+//! to the engine's local seconds since 1970 (+946 684 800).
+//!
 //! Until then [`NoSchedules`] answers every call with
 //! [`ScheduleError::Unsupported`], the three feature bits stay off in the
 //! cluster's FeatureMap, and the schedule commands are left out of its
