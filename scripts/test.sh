@@ -21,12 +21,13 @@ cd "$(dirname "$0")/.."
 # key sealed to a TPM 2.0, tests/it/keystore.rs), rauc + squashfs-tools
 # (software updates against the real RAUC service, tests/it/update_rauc.rs),
 # e2fsprogs (an ext4 state partition on a loop device that turns read-only,
-# tests/it/storage_faults.rs).
+# tests/it/storage_faults.rs), tzdata (schedules in a real time zone with
+# DST, src/zone.rs, tests/spec/schedules.rs).
 packages=(
     pkg-config libdbus-1-dev libasound2-dev libclang-dev clang
     dbus systemd alsa-utils libasound2-plugins util-linux
     mosquitto mosquitto-clients openssl ffmpeg espeak-ng sox python3
-    rauc squashfs-tools e2fsprogs
+    rauc squashfs-tools e2fsprogs tzdata
     iproute2 libnl-3-200 libnl-route-3-200
     swtpm tpm2-tools libtss2-esys-3.0.2-0 libtss2-rc0 libtss2-mu0
     libtss2-tcti-swtpm0 libtss2-tcti-device0

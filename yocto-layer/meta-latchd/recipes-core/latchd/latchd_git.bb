@@ -151,7 +151,9 @@ FILES:${PN} += "\
 "
 CONFFILES:${PN} = "${sysconfdir}/latchd/latchd.toml ${sysconfdir}/latchd/board.toml"
 
-RDEPENDS:${PN} = "bluez5 dbus"
+# tzdata: `[lock] time_zone` reads /usr/share/zoneinfo (schedules in local
+# time, DST included).
+RDEPENDS:${PN} = "bluez5 dbus tzdata"
 # Wi-Fi provisioning talks to wpa_supplicant's D-Bus API (or NetworkManager's,
 # `[wifi] backend`); an image may choose either.
 RRECOMMENDS:${PN} = "wpa-supplicant"
