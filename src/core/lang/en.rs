@@ -34,7 +34,7 @@ pub(super) fn text(p: &Prompt) -> String {
             let d = n.digits();
             format!("User number {} {} {}.", d[0], d[1], d[2])
         }
-        MenuMain => "Press 1 to add an administrator, 2 to add a user, 3 to delete a user, 5 to add to a user, 6 for the language, confirm for system information.".into(),
+        MenuMain => "Press 1 to add an administrator, 2 to add a user, 3 to delete a user, 5 to add or delete a credential of a user, 6 for the language, confirm for system information.".into(),
         ChooseMethod => "Press 1 for face, 2 for palm vein, 3 for fingerprint, 4 for passcode.".into(),
         ChooseMethodOrDuress => "Press 1 for face, 2 for palm vein, 3 for fingerprint, 4 for passcode, 5 for a duress passcode.".into(),
         ChooseMethodOrDelete => "Press 1 for face, 2 for palm vein, 3 for fingerprint, 4 for passcode, 5 for a duress passcode, 0 to delete a credential.".into(),

@@ -39,7 +39,7 @@ pub(super) fn text(p: &Prompt) -> String {
             let d = n.digits().map(|d| w.digits[usize::from(d)]);
             format!("{} {} {} {}{}", w.user_number, d[0], d[1], d[2], w.stop)
         }
-        MenuMain => "新增管理員請按1，新增用戶請按2，刪除用戶請按3，為用戶新增開鎖方式請按5，語言設定請按6，系統資訊請按確認鍵。".into(),
+        MenuMain => "新增管理員請按1，新增用戶請按2，刪除用戶請按3，為用戶新增或刪除開鎖方式請按5，語言設定請按6，系統資訊請按確認鍵。".into(),
         ChooseMethod => "人臉請按1，掌靜脈請按2，指紋請按3，密碼請按4。".into(),
         ChooseMethodOrDuress => "人臉請按1，掌靜脈請按2，指紋請按3，密碼請按4，脅迫密碼請按5。".into(),
         ChooseMethodOrDelete => "人臉請按1，掌靜脈請按2，指紋請按3，密碼請按4，脅迫密碼請按5，刪除開鎖方式請按0。".into(),
