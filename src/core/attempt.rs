@@ -636,7 +636,13 @@ impl Engine {
 
     /// B-6.2 manual: touching the keypad starts one recognition.
     pub(super) fn manual_face(&mut self, out: &mut Out) {
-        if self.dir.count(CredentialKind::Face) > 0 && !self.lockout.is_locked(self.now.mono) {
+        let now = self.now.mono;
+        // One recognition at a time: a second touch while the camera is
+        // still looking asks for nothing more.
+        let in_flight = self
+            .face_attempt
+            .is_some_and(|a| now < a.asked + FACE_ATTEMPT_STALE);
+        if self.dir.count(CredentialKind::Face) > 0 && !self.lockout.is_locked(now) && !in_flight {
             self.face_attempt = Some(FaceAttempt {
                 trigger: FaceTrigger::Manual,
                 asked: self.now.mono,

@@ -947,6 +947,16 @@ impl Engine {
         let was_awake = self.keypad.awake;
         self.wake(out);
         if was_awake {
+            // Issue 17 item 6: the manual trigger works whenever the lock
+            // is idle, not only on a sleeping keypad — unless someone is
+            // typing (a touch between digits is not a request for a face).
+            if matches!(self.mode, Mode::Idle)
+                && self.keypad.buffer.is_empty()
+                && self.handing.is_some()
+                && self.dir.has_admin()
+            {
+                self.manual_face(out);
+            }
             return;
         }
         match self.mode {

@@ -53,6 +53,41 @@ fn b6_2_face_automatic_and_manual() {
     assert!(unlocked_by(&s, Method::Face));
 }
 
+/// Issue 17 item 6: the manual trigger works whenever the lock is idle —
+/// a touch of an awake keypad starts a recognition too, one at a time, and
+/// not while someone is typing a code.
+#[test]
+fn b6_2_manual_face_on_an_awake_keypad() {
+    let mut s = Sim::installed();
+    s.enter_menu();
+    s.press("11");
+    let slot = s.complete_enrolment(Modality::Face);
+    s.press("↩↩");
+    // A touch wakes the sleeping keypad and asks for a face (as before);
+    // nobody is recognised.
+    s.input(Input::Touch);
+    assert!(s.module_cmds().contains(&ModuleCmd::RecogniseFace));
+    s.present_unknown(Modality::Face);
+    assert!(s.engine.status().keypad.awake);
+    // The keypad is awake now: a touch asks again.
+    s.input(Input::Touch);
+    assert!(s.module_cmds().contains(&ModuleCmd::RecogniseFace));
+    // The camera is still looking: a second touch asks for nothing more.
+    s.input(Input::Touch);
+    assert!(!s.module_cmds().contains(&ModuleCmd::RecogniseFace));
+    s.present_unknown(Modality::Face);
+    // Someone typing: a touch between digits is not a face request.
+    s.press("12");
+    s.input(Input::Touch);
+    assert!(!s.module_cmds().contains(&ModuleCmd::RecogniseFace));
+    s.press("↩");
+    // Nothing typed any more: a touch asks again, and the face opens.
+    s.input(Input::Touch);
+    assert!(s.module_cmds().contains(&ModuleCmd::RecogniseFace));
+    s.present(Modality::Face, slot);
+    assert!(unlocked_by(&s, Method::Face));
+}
+
 #[test]
 fn b6_3_fingerprint_unlocks() {
     let mut s = Sim::installed();
