@@ -85,6 +85,18 @@ type Liveness = crate::biometrics::face::worker::LivenessSetup;
 #[derive(Debug, Clone, Copy)]
 struct Liveness;
 
+/// The board's light the face service lights while it looks (issue 17
+/// item 6); nothing without `face`.
+#[cfg(feature = "face")]
+type Light = Option<std::sync::Arc<dyn crate::biometrics::face::worker::CameraLight>>;
+#[cfg(not(feature = "face"))]
+type Light = ();
+
+/// A board without a light for the camera (the sim board).
+fn no_light() -> Light {
+    Light::default()
+}
+
 /// `[face] liveness = "ir"` on an enabled face feature.
 #[cfg(feature = "face")]
 fn wants_ir(config: &Config) -> bool {
@@ -129,36 +141,54 @@ fn sim_liveness(
     Ok(Liveness)
 }
 
-/// The V4L2 IR camera and the board's IR illuminator line. One that
-/// cannot be opened does not stop the lock: face unlock then refuses every
-/// matched face with a fault naming the problem (fail closed) and the
-/// other credentials keep working, as with a missing face model.
+/// The board's IR illuminator (requested once: the face attempts and the
+/// IR camera share it, `board::linux::illuminator`) and the V4L2 IR
+/// camera. One that cannot be opened does not stop the lock: face unlock
+/// then refuses every matched face with a fault naming the problem (fail
+/// closed) and the other credentials keep working, as with a missing face
+/// model; an illuminator that cannot be had leaves the attempts in the dark.
 #[cfg(all(feature = "face", feature = "board-linux"))]
-fn linux_liveness(
+fn linux_face_board(
     config: &Config,
     board_cfg: &crate::board::linux::config::BoardConfig,
-) -> Liveness {
-    use crate::biometrics::face::worker::LivenessSetup;
+) -> (Liveness, Light) {
+    use crate::biometrics::face::worker::{CameraLight, LivenessSetup};
     use crate::biometrics::face::IrLiveness;
     use crate::board::linux::gpio::GpioOutput;
+    use crate::board::linux::illuminator::Illuminator;
     use crate::board::linux::ir_camera::V4l2IrCamera;
     use std::sync::Arc;
-    if !wants_ir(config) {
-        return LivenessSetup::Off;
+    if !face_enabled(config) {
+        return (LivenessSetup::Off, None);
     }
-    let Some(path) = config.face.ir_camera.as_deref() else {
-        return LivenessSetup::Unavailable(
-            "`face.liveness` = \"ir\" needs `face.ir_camera` on this board".into(),
-        );
-    };
-    let opened = GpioOutput::request_with(
+    let lamp = GpioOutput::request_with(
         board_cfg.gpio_provider,
         "outputs.ir_illuminator",
         &board_cfg.outputs.ir_illuminator,
     )
-    .map_err(|e| format!("IR illuminator: {e}"))
-    .and_then(|led| V4l2IrCamera::open(path, Some(led)).map_err(|e| e.to_string()));
-    match opened {
+    .and_then(Illuminator::new)
+    .map_err(|e| format!("IR illuminator: {e}"));
+    if let Err(e) = &lamp {
+        tracing::error!("{e}; face attempts look in the dark");
+    }
+    let light = lamp
+        .as_ref()
+        .ok()
+        .map(|l| Arc::new(l.clone()) as Arc<dyn CameraLight>);
+    if !wants_ir(config) {
+        return (LivenessSetup::Off, light);
+    }
+    let Some(path) = config.face.ir_camera.as_deref() else {
+        return (
+            LivenessSetup::Unavailable(
+                "`face.liveness` = \"ir\" needs `face.ir_camera` on this board".into(),
+            ),
+            light,
+        );
+    };
+    let opened =
+        lamp.and_then(|led| V4l2IrCamera::open(path, Some(led)).map_err(|e| e.to_string()));
+    let liveness = match opened {
         Ok(ir) => {
             let (w, h, format) = ir.format();
             let name = format!("{} ({w}x{h} {format:?})", path.display());
@@ -170,15 +200,16 @@ fn linux_liveness(
         }
         // `face_worker` logs it with the face feature's start-up line.
         Err(e) => LivenessSetup::Unavailable(e),
-    }
+    };
+    (liveness, light)
 }
 
 #[cfg(all(not(feature = "face"), feature = "board-linux"))]
-fn linux_liveness(
+fn linux_face_board(
     _config: &Config,
     _board_cfg: &crate::board::linux::config::BoardConfig,
-) -> Liveness {
-    Liveness
+) -> (Liveness, Light) {
+    (Liveness, ())
 }
 
 /// What the camera gives the board as it is built, and the rig that keeps
@@ -240,6 +271,7 @@ pub fn open_sim(
         ring,
         Box::new(camera),
         liveness,
+        no_light(),
     );
     parts.scene = scene;
     Ok(Some(parts))
@@ -264,7 +296,7 @@ pub fn open_linux(
     if face_enabled(config) {
         tokio::spawn(report_camera_link(camera.link(), inputs.clone()));
     }
-    let liveness = linux_liveness(config, board_cfg);
+    let (liveness, light) = linux_face_board(config, board_cfg);
     Ok(Some(with_readers(
         config,
         state_dir,
@@ -273,6 +305,7 @@ pub fn open_linux(
         ring,
         Box::new(camera),
         liveness,
+        light,
     )))
 }
 
@@ -314,6 +347,7 @@ fn with_readers(
     ring: FrameRing,
     capture: Box<dyn std::any::Any + Send>,
     liveness: Liveness,
+    light: Light,
 ) -> CameraParts {
     let snapshots = RingCamera::new(
         ring.clone(),
@@ -321,7 +355,7 @@ fn with_readers(
     );
     let saved = snapshots.saved_sender();
     let face = face_enabled(config)
-        .then(|| face_worker(config, persisted, &ring, inputs, liveness))
+        .then(|| face_worker(config, persisted, &ring, inputs, liveness, light))
         .flatten();
     let (source, credentials_hook, motion_trigger) = match face {
         Some(f) => (Some(f.source), Some(f.hook), f.motion_trigger),
@@ -368,6 +402,7 @@ fn face_worker(
     ring: &FrameRing,
     inputs: &InputSender,
     liveness: Liveness,
+    light: Light,
 ) -> Option<FacePart> {
     use crate::biometrics::face::worker::{
         templates_from_credentials, FaceService, FaceServiceConfig, LivenessSetup,
@@ -383,6 +418,7 @@ fn face_worker(
             attempt_budget: Duration::from_millis(f.attempt_budget_ms),
             enrol_timeout: Duration::from_secs(f.enrol_timeout_s),
             liveness: liveness.clone(),
+            light,
         },
         ring.clone(),
         templates_rx,
@@ -430,6 +466,7 @@ fn face_worker(
     _ring: &FrameRing,
     _inputs: &InputSender,
     _liveness: Liveness,
+    _light: Light,
 ) -> Option<FacePart> {
     None
 }

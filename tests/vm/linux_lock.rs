@@ -35,6 +35,7 @@ pub const LOCK_BTN: usize = 5;
 pub const MOTOR_IN1: usize = 10;
 pub const MOTOR_IN2: usize = 11;
 pub const KP_LIGHT: usize = 12;
+pub const IR_LED: usize = 13;
 
 pub fn lines() -> Vec<String> {
     LINES.iter().map(|s| s.to_string()).collect()

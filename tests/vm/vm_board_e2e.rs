@@ -23,8 +23,8 @@
 use crate::daemon_common::{ADMIN_CODE, USER_CODE, USER_PERSON};
 use crate::linux_lock::{
     board_file, energised, healthy_adc, keypad, lines, out_file, press_button, pull, rest_inputs,
-    sigkill, start_latchd, value, BoardDevices, BOLT_EXT, BOLT_RET, KP_LIGHT, LOCK_BTN, MOTOR_IN1,
-    MOTOR_IN2, SET_BTN,
+    sigkill, start_latchd, value, BoardDevices, BOLT_EXT, BOLT_RET, IR_LED, KP_LIGHT, LOCK_BTN,
+    MOTOR_IN1, MOTOR_IN2, SET_BTN,
 };
 use crate::pty::open_pty;
 use crate::rig as vm;
@@ -46,6 +46,9 @@ const TRAVEL: Duration = Duration::from_millis(300);
 
 /// How long one step of the scenario may take under QEMU's TCG.
 const STEP: Duration = Duration::from_secs(60);
+
+/// How long a face step may take under TCG (models loading, frames).
+const FACE_STEP: Duration = Duration::from_secs(240);
 
 #[test]
 fn linux_board_end_to_end() {
@@ -210,6 +213,12 @@ impl Lock {
     /// past it; which one it was.
     #[track_caller]
     fn first_of(&mut self, texts: &[&str]) -> usize {
+        self.first_within(texts, STEP)
+    }
+
+    /// [`Lock::first_of`] with its own limit.
+    #[track_caller]
+    fn first_within(&mut self, texts: &[&str], limit: Duration) -> usize {
         let t0 = Instant::now();
         loop {
             let log = self.log();
@@ -226,8 +235,8 @@ impl Lock {
                 }
             }
             assert!(
-                t0.elapsed() < STEP,
-                "none of {texts:?} within {STEP:?}; prompts since: {:#?}\n--- log ---\n{log}",
+                t0.elapsed() < limit,
+                "none of {texts:?} within {limit:?}; prompts since: {:#?}\n--- log ---\n{log}",
                 self.new_prompts()
             );
             std::thread::sleep(Duration::from_millis(20));
@@ -274,6 +283,20 @@ impl Drop for Lock {
         if let Some(mut c) = self.child.take() {
             sigkill(&mut c);
         }
+    }
+}
+
+/// Waits until `cond` holds.
+#[track_caller]
+fn wait_for(what: &str, cond: impl Fn() -> bool, lock: &Lock) {
+    let t0 = Instant::now();
+    while !cond() {
+        assert!(
+            t0.elapsed() < STEP,
+            "{what}: not within {STEP:?}\n{}",
+            lock.log()
+        );
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -395,8 +418,17 @@ fn guest_linux_board_end_to_end() {
     lock.prompt("Press 1 for face");
     kp.keys("1");
     lock.prompt("Please look straight at the camera.");
-    lock.prompt("No face found.");
-    lock.prompt("Operation failed.");
+    // Issue 17 item 6: the IR illuminator is lit while the camera looks.
+    wait_for(
+        "the IR illuminator lit for the enrolment",
+        || value(IR_LED),
+        &lock,
+    );
+    // The models load in the background (seconds under TCG) and each
+    // frame takes seconds to look at there: a longer limit.
+    lock.first_within(&["No face found."], FACE_STEP);
+    lock.first_within(&["Operation failed."], FACE_STEP);
+    wait_for("the IR illuminator dark again", || !value(IR_LED), &lock);
     kp.keys("↩↩");
 
     // B-6.4 with anti-peep digits around the code.

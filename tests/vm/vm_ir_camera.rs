@@ -29,6 +29,7 @@ use latchd::board::frames::FrameRing;
 use latchd::board::linux::camera::V4l2Camera;
 use latchd::board::linux::config::{Camera, Line};
 use latchd::board::linux::gpio::GpioOutput;
+use latchd::board::linux::illuminator::Illuminator;
 use latchd::board::linux::ir_camera::{IrCameraError, IrFormat, V4l2IrCamera, WARMUP_FRAMES};
 
 const LED: &str = "IR_LED";
@@ -93,7 +94,8 @@ fn guest_v4l2_ir_camera_on_vivid() {
     };
     let led = GpioOutput::request("outputs.ir_illuminator", &led_line).expect("IR_LED line");
     let node = Path::new("/dev/video0");
-    let ir = V4l2IrCamera::open(node, Some(led)).expect("open vivid as the IR camera");
+    let lamp = Illuminator::new(led).expect("IR_LED off");
+    let ir = V4l2IrCamera::open(node, Some(lamp)).expect("open vivid as the IR camera");
     let (w, h, format) = ir.format();
     println!("IR camera: {w}x{h} {format:?}");
     assert_eq!(format, IrFormat::Grey, "vivid offers GREY");

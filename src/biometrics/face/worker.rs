@@ -199,8 +199,15 @@ enum Liveness {
     NoFrame(String),
 }
 
+/// The board's light for the camera (an IR illuminator): lit for as long
+/// as the returned value lives. A light that cannot be lit is the
+/// implementation's to log; the attempt goes on.
+pub trait CameraLight: Send + Sync + 'static {
+    fn light(&self) -> Box<dyn Send>;
+}
+
 /// Face service settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct FaceServiceConfig {
     /// Where the ONNX models are (see `biometrics::face`).
     pub models_dir: PathBuf,
@@ -211,6 +218,22 @@ pub struct FaceServiceConfig {
     pub enrol_timeout: Duration,
     /// The check a matched face must pass before it counts as recognised.
     pub liveness: LivenessSetup,
+    /// Lit while a recognition or an enrolment looks at frames (issue 17
+    /// item 6: a touch on a dark porch); `None` on a board without one.
+    pub light: Option<Arc<dyn CameraLight>>,
+}
+
+impl std::fmt::Debug for FaceServiceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaceServiceConfig")
+            .field("models_dir", &self.models_dir)
+            .field("threshold", &self.threshold)
+            .field("attempt_budget", &self.attempt_budget)
+            .field("enrol_timeout", &self.enrol_timeout)
+            .field("liveness", &self.liveness)
+            .field("light", &self.light.is_some())
+            .finish()
+    }
 }
 
 impl FaceServiceConfig {
@@ -221,6 +244,7 @@ impl FaceServiceConfig {
             attempt_budget: Duration::from_secs(3),
             enrol_timeout: Duration::from_secs(60),
             liveness: LivenessSetup::Off,
+            light: None,
         }
     }
 }
@@ -394,6 +418,7 @@ impl Worker {
     }
 
     async fn recognise(&mut self, pipeline: Arc<dyn FacePipeline>) {
+        let _lit = self.cfg.light.as_ref().map(|l| l.light());
         let deadline = Instant::now() + self.cfg.attempt_budget;
         let mut frames = self.ring.subscribe();
         // Frames looked at, and those with a face: one attempt reads many
@@ -508,6 +533,7 @@ impl Worker {
     }
 
     async fn enrol(&mut self, pipeline: Arc<dyn FacePipeline>, slot: u16) -> EnrolEnd {
+        let _lit = self.cfg.light.as_ref().map(|l| l.light());
         let deadline = Instant::now() + self.cfg.enrol_timeout;
         let mut frames = self.ring.subscribe();
         let mut enrolment = FaceEnrolment::new();
@@ -797,6 +823,83 @@ mod tests {
                 reason: EnrolFailure::Timeout
             }
         );
+    }
+
+    /// Counts the lights held now and the most ever held.
+    #[derive(Default)]
+    struct CountingLight {
+        lit: std::sync::Mutex<(u32, u32)>,
+    }
+
+    struct Lit(Arc<CountingLight>);
+
+    impl Drop for Lit {
+        fn drop(&mut self) {
+            self.0.lit.lock().unwrap().0 -= 1;
+        }
+    }
+
+    impl CameraLight for Arc<CountingLight> {
+        fn light(&self) -> Box<dyn Send> {
+            let mut l = self.lit.lock().unwrap();
+            l.0 += 1;
+            l.1 = l.1.max(l.0);
+            Box::new(Lit(self.clone()))
+        }
+    }
+
+    /// Issue 17 item 6: the board's light is on while a recognition (a
+    /// touch on a dark porch) or an enrolment looks, and off after.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn attempts_and_enrolments_light_the_camera_light() {
+        let (tx, mut rx) = mpsc::channel(64);
+        let reports = OrderedSender::spawn(crate::link::InputSender::new(tx));
+        let (_t, templates) = watch::channel(FaceTemplates::default());
+        let ring = FrameRing::new();
+        let light = Arc::new(CountingLight::default());
+        let mut cfg = FaceServiceConfig::new(PathBuf::from("/unused"));
+        cfg.enrol_timeout = Duration::from_millis(200);
+        cfg.attempt_budget = Duration::from_millis(200);
+        cfg.light = Some(Arc::new(light.clone()));
+        let mut svc = FaceService::with_pipeline(
+            cfg,
+            Arc::new(SlowEmptyPipeline),
+            ring.clone(),
+            templates,
+            reports,
+        );
+        let camera = tokio::spawn(async move {
+            loop {
+                ring.publish(4, 4, crate::board::frames::PixelFormat::Rgb, vec![0; 48]);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        for cmd in [
+            ModuleCmd::RecogniseFace,
+            ModuleCmd::Enrol {
+                modality: Modality::Face,
+                slot: 1,
+            },
+        ] {
+            svc.command(&cmd).expect("queued");
+            // Lit once, then dark again at the end (the recognition sees
+            // no face and reports nothing; the enrolment times out). The
+            // limit guards against a hang; it asserts no timing.
+            let t0 = std::time::Instant::now();
+            while *light.lit.lock().unwrap() != (0, 1) {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(20),
+                    "{cmd:?}: lights held now and at most: {:?}",
+                    light.lit.lock().unwrap()
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            while let Ok(r) = rx.try_recv() {
+                assert!(matches!(r, Input::Module(_)), "{r:?}");
+            }
+            light.lit.lock().unwrap().1 = 0;
+        }
+        camera.abort();
     }
 
     #[tokio::test]

@@ -39,6 +39,7 @@ use v4l::video::Capture;
 use v4l::FourCC;
 
 use super::gpio::{GpioError, GpioOutput};
+use super::illuminator::Illuminator;
 
 /// Frames dropped after STREAMON before the one that is judged.
 pub const WARMUP_FRAMES: u32 = 2;
@@ -114,7 +115,7 @@ pub struct V4l2IrCamera {
 
 struct Inner {
     dev: Device,
-    illuminator: Option<GpioOutput>,
+    illuminator: Option<Illuminator<GpioOutput>>,
 }
 
 impl std::fmt::Debug for V4l2IrCamera {
@@ -130,7 +131,10 @@ impl std::fmt::Debug for V4l2IrCamera {
 impl V4l2IrCamera {
     /// Open `path` and agree on GREY (else YUYV) at the driver's current
     /// frame size; `illuminator` is lit for each grab.
-    pub fn open(path: &Path, illuminator: Option<GpioOutput>) -> Result<Self, IrCameraError> {
+    pub fn open(
+        path: &Path,
+        illuminator: Option<Illuminator<GpioOutput>>,
+    ) -> Result<Self, IrCameraError> {
         let ioctl = |what| {
             let path = path.to_owned();
             move |source| IrCameraError::Ioctl { path, what, source }
@@ -211,19 +215,17 @@ impl V4l2IrCamera {
     /// Light the illuminator, stream just long enough for one settled
     /// frame, and return its luma; the illuminator is off again after.
     pub fn grab(&self) -> Result<GrayImage, IrCameraError> {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(led) = inner.illuminator.as_mut() {
-            led.set(true)?;
-        }
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        // Lit for this frame (already lit when a face attempt holds it);
+        // out again when the hold drops, unless the attempt still holds it.
+        let lit = inner
+            .illuminator
+            .as_ref()
+            .map(Illuminator::hold)
+            .transpose()?;
         let frame = self.capture(&inner.dev);
-        let off = inner.illuminator.as_mut().map(|led| led.set(false));
-        let frame = frame?;
-        // A frame taken is still judged, but an LED that stays on drains a
-        // battery: say so.
-        if let Some(Err(e)) = off {
-            tracing::error!("IR illuminator did not switch off: {e}");
-        }
-        Ok(frame)
+        drop(lit);
+        frame
     }
 
     fn capture(&self, dev: &Device) -> Result<GrayImage, IrCameraError> {

@@ -20,6 +20,7 @@ pub mod board;
 pub mod camera;
 pub mod config;
 pub mod gpio;
+pub mod illuminator;
 pub mod ir_camera;
 pub mod keypad;
 pub mod signals;
