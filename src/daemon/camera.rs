@@ -92,9 +92,11 @@ type Light = Option<std::sync::Arc<dyn crate::biometrics::face::worker::CameraLi
 #[cfg(not(feature = "face"))]
 type Light = ();
 
-/// A board without a light for the camera (the sim board).
-fn no_light() -> Light {
-    Light::default()
+/// What the board gives the face service besides frames.
+#[cfg_attr(not(feature = "face"), allow(dead_code))] // read by the face worker only
+struct FaceBoard {
+    liveness: Liveness,
+    light: Light,
 }
 
 /// `[face] liveness = "ir"` on an enabled face feature.
@@ -151,7 +153,7 @@ fn sim_liveness(
 fn linux_face_board(
     config: &Config,
     board_cfg: &crate::board::linux::config::BoardConfig,
-) -> (Liveness, Light) {
+) -> FaceBoard {
     use crate::biometrics::face::worker::{CameraLight, LivenessSetup};
     use crate::biometrics::face::IrLiveness;
     use crate::board::linux::gpio::GpioOutput;
@@ -159,7 +161,10 @@ fn linux_face_board(
     use crate::board::linux::ir_camera::V4l2IrCamera;
     use std::sync::Arc;
     if !face_enabled(config) {
-        return (LivenessSetup::Off, None);
+        return FaceBoard {
+            liveness: LivenessSetup::Off,
+            light: None,
+        };
     }
     let lamp = GpioOutput::request_with(
         board_cfg.gpio_provider,
@@ -176,15 +181,18 @@ fn linux_face_board(
         .ok()
         .map(|l| Arc::new(l.clone()) as Arc<dyn CameraLight>);
     if !wants_ir(config) {
-        return (LivenessSetup::Off, light);
+        return FaceBoard {
+            liveness: LivenessSetup::Off,
+            light,
+        };
     }
     let Some(path) = config.face.ir_camera.as_deref() else {
-        return (
-            LivenessSetup::Unavailable(
+        return FaceBoard {
+            liveness: LivenessSetup::Unavailable(
                 "`face.liveness` = \"ir\" needs `face.ir_camera` on this board".into(),
             ),
             light,
-        );
+        };
     };
     let opened =
         lamp.and_then(|led| V4l2IrCamera::open(path, Some(led)).map_err(|e| e.to_string()));
@@ -201,15 +209,18 @@ fn linux_face_board(
         // `face_worker` logs it with the face feature's start-up line.
         Err(e) => LivenessSetup::Unavailable(e),
     };
-    (liveness, light)
+    FaceBoard { liveness, light }
 }
 
 #[cfg(all(not(feature = "face"), feature = "board-linux"))]
 fn linux_face_board(
     _config: &Config,
     _board_cfg: &crate::board::linux::config::BoardConfig,
-) -> (Liveness, Light) {
-    (Liveness, ())
+) -> FaceBoard {
+    FaceBoard {
+        liveness: Liveness,
+        light: (),
+    }
 }
 
 /// What the camera gives the board as it is built, and the rig that keeps
@@ -270,8 +281,11 @@ pub fn open_sim(
         inputs,
         ring,
         Box::new(camera),
-        liveness,
-        no_light(),
+        FaceBoard {
+            liveness,
+            // No light on the sim board.
+            light: Light::default(),
+        },
     );
     parts.scene = scene;
     Ok(Some(parts))
@@ -296,7 +310,7 @@ pub fn open_linux(
     if face_enabled(config) {
         tokio::spawn(report_camera_link(camera.link(), inputs.clone()));
     }
-    let (liveness, light) = linux_face_board(config, board_cfg);
+    let face_board = linux_face_board(config, board_cfg);
     Ok(Some(with_readers(
         config,
         state_dir,
@@ -304,8 +318,7 @@ pub fn open_linux(
         inputs,
         ring,
         Box::new(camera),
-        liveness,
-        light,
+        face_board,
     )))
 }
 
@@ -346,8 +359,7 @@ fn with_readers(
     inputs: &InputSender,
     ring: FrameRing,
     capture: Box<dyn std::any::Any + Send>,
-    liveness: Liveness,
-    light: Light,
+    face_board: FaceBoard,
 ) -> CameraParts {
     let snapshots = RingCamera::new(
         ring.clone(),
@@ -355,7 +367,7 @@ fn with_readers(
     );
     let saved = snapshots.saved_sender();
     let face = face_enabled(config)
-        .then(|| face_worker(config, persisted, &ring, inputs, liveness, light))
+        .then(|| face_worker(config, persisted, &ring, inputs, face_board))
         .flatten();
     let (source, credentials_hook, motion_trigger) = match face {
         Some(f) => (Some(f.source), Some(f.hook), f.motion_trigger),
@@ -401,9 +413,9 @@ fn face_worker(
     persisted: &Persisted,
     ring: &FrameRing,
     inputs: &InputSender,
-    liveness: Liveness,
-    light: Light,
+    face_board: FaceBoard,
 ) -> Option<FacePart> {
+    let FaceBoard { liveness, light } = face_board;
     use crate::biometrics::face::worker::{
         templates_from_credentials, FaceService, FaceServiceConfig, LivenessSetup,
     };
@@ -465,8 +477,7 @@ fn face_worker(
     _persisted: &Persisted,
     _ring: &FrameRing,
     _inputs: &InputSender,
-    _liveness: Liveness,
-    _light: Light,
+    _face_board: FaceBoard,
 ) -> Option<FacePart> {
     None
 }
