@@ -21,10 +21,11 @@ use super::pairing::{GuestPairingCode, CODE_BYTES};
 use super::protocol::{ErrorCode, MAX_PLAINTEXT};
 use super::request::{
     CredentialMethod, PasscodeDigits, Request, Setting, TempPasscodeKind, MAX_EVENTS_PER_PAGE,
+    MAX_NOTICES_PER_REPLY,
 };
 use super::response::{
-    Credentials, GuestKeyEntry, OwnerKeyEntry, PasscodeEntry, Response, UserEntry, MAX_DETAIL,
-    MAX_LABEL,
+    Credentials, GuestKeyEntry, OwnerKeyEntry, PasscodeEntry, PendingNotice, Response, UserEntry,
+    MAX_DETAIL, MAX_LABEL,
 };
 use super::wire::{
     AlarmKind, Alarms, BoltState, DoorState, EventEntry, EventKind, LockState, LockoutChange, Role,
@@ -528,6 +529,8 @@ mod op {
     pub const LIST_OWNER_KEYS: u8 = 0x33;
     pub const REVOKE_OWNER_KEY: u8 = 0x34;
     pub const EVENTS: u8 = 0x40;
+    pub const PENDING_NOTICES: u8 = 0x41;
+    pub const ACK_NOTICES: u8 = 0x42;
     pub const GET_SETTINGS: u8 = 0x50;
     pub const SET_SETTING: u8 = 0x51;
     pub const RELEASE_LOCKOUT: u8 = 0x52;
@@ -556,6 +559,7 @@ mod op {
     pub const R_OWNER_KEYS: u8 = 0x8B;
     pub const R_UPDATE_OFFSET: u8 = 0x8C;
     pub const R_SCHEDULES: u8 = 0x8D;
+    pub const R_NOTICES: u8 = 0x8E;
     pub const R_ERROR: u8 = 0xFF;
 }
 
@@ -645,6 +649,12 @@ impl Request {
                 let mut w = Writer::new(op::EVENTS);
                 w.opt(*before, Writer::u64);
                 w.u8(*limit);
+                w.0
+            }
+            Request::PendingNotices => simple(op::PENDING_NOTICES),
+            Request::AckNotices { up_to } => {
+                let mut w = Writer::new(op::ACK_NOTICES);
+                w.u64(*up_to);
                 w.0
             }
             Request::GetSettings => simple(op::GET_SETTINGS),
@@ -831,6 +841,10 @@ impl Request {
                 }
                 Request::Events { before, limit }
             }
+            op::PENDING_NOTICES => Request::PendingNotices,
+            op::ACK_NOTICES => Request::AckNotices {
+                up_to: r.u64("up to")?,
+            },
             op::GET_SETTINGS => Request::GetSettings,
             op::SET_SETTING => Request::SetSetting(match r.u8("setting")? {
                 0 => {
@@ -1176,6 +1190,15 @@ impl Response {
                 write_event(&mut w, e);
                 w.0
             }
+            Response::Notices { notices, more } => {
+                let mut w = Writer::new(op::R_NOTICES);
+                w.list(notices, |w, n| {
+                    w.u64(n.id);
+                    write_event(w, &n.entry);
+                });
+                w.u16(*more);
+                w.0
+            }
             Response::Error { code, detail } => {
                 let mut w = Writer::new(op::R_ERROR);
                 w.u8(*code as u8);
@@ -1340,6 +1363,18 @@ impl Response {
                 }
             }
             op::R_NOTICE => Response::Notice(read_event(&mut r)?),
+            op::R_NOTICES => {
+                let notices = r.list("notices", MAX_NOTICES_PER_REPLY as usize, |r| {
+                    Ok(PendingNotice {
+                        id: r.u64("notice id")?,
+                        entry: read_event(r)?,
+                    })
+                })?;
+                Response::Notices {
+                    notices,
+                    more: r.u16("more")?,
+                }
+            }
             op::R_SETTINGS => {
                 let auto_lock_secs = r.opt("auto lock", Reader::u16)?;
                 let [lockout_protection, remote_unlock, wifi_enabled] =
@@ -1465,6 +1500,60 @@ mod tests {
         long.push(0);
         assert!(Response::decode(&long).is_err());
         assert!(Response::decode(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    /// Issue 17 item 8: the notice requests and the `Notices` reply round
+    /// trip; a reply longer than 20 notices, or truncated, is refused.
+    #[test]
+    fn pending_notices_and_their_ack_round_trip() {
+        for r in [
+            Request::PendingNotices,
+            Request::AckNotices { up_to: 0 },
+            Request::AckNotices { up_to: u64::MAX },
+        ] {
+            assert_eq!(Request::decode(&r.encode()), Ok(r));
+        }
+        assert_eq!(Request::PendingNotices.encode(), [COMMAND_VERSION, 0x41]);
+        assert_eq!(Request::AckNotices { up_to: 7 }.encode()[1], 0x42);
+        let entry = |cursor, kind, user| EventEntry {
+            cursor,
+            at: Some(WallTime(1_795_000_000)),
+            kind,
+            user,
+        };
+        let r = Response::Notices {
+            notices: vec![
+                PendingNotice {
+                    id: 3,
+                    entry: entry(40, EventKind::Doorbell, None),
+                },
+                PendingNotice {
+                    id: 4,
+                    entry: entry(41, EventKind::Alarm(AlarmKind::Duress), Some(2)),
+                },
+            ],
+            more: 5,
+        };
+        let bytes = r.encode();
+        assert_eq!(bytes[1], op::R_NOTICES);
+        assert_eq!(Response::decode(&bytes).expect("decodes"), r);
+        assert!(Response::decode(&bytes[..bytes.len() - 1]).is_err());
+        let full = Response::Notices {
+            notices: vec![
+                PendingNotice {
+                    id: 1,
+                    entry: entry(1, EventKind::Doorbell, None),
+                };
+                usize::from(MAX_NOTICES_PER_REPLY)
+            ],
+            more: 0,
+        };
+        let bytes = full.encode();
+        assert!(bytes.len() <= MAX_PLAINTEXT, "{} bytes", bytes.len());
+        assert_eq!(Response::decode(&bytes).expect("decodes"), full);
+        let mut long = bytes.clone();
+        long[2] += 1;
+        assert!(Response::decode(&long).is_err(), "21 notices are refused");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //!                                    ├─ Status          ─► published status
 //!                                    ├─ List*/Settings  ─► LockLink::persisted (store, async)
 //!                                    ├─ Events          ─► LockLink::events_before (store, async)
+//!                                    ├─ Pending/AckNotices ─► LockLink::pending_notices / ack_notices (owner only)
 //!                                    ├─ CreateGuestKey  ─► random code ─► CreateGuestInvite
 //!                                    ├─ RevokeGuestKey  ─► guest slot? (app keys snapshot)
 //!                                    │                     ─► RevokeAppKey
@@ -22,7 +23,7 @@ use rand_core::CryptoRngCore;
 use super::lock_link::{LockLink, StorageError};
 use super::pairing;
 use super::protocol::ErrorCode;
-use super::request::{Request, TempPasscodeKind, MAX_EVENTS_PER_PAGE};
+use super::request::{Request, TempPasscodeKind, MAX_EVENTS_PER_PAGE, MAX_NOTICES_PER_REPLY};
 use super::response::{
     Credentials, GuestKeyEntry, OwnerKeyEntry, PasscodeEntry, Response, UserEntry,
 };
@@ -85,6 +86,7 @@ pub async fn answer(
             Ok(r) => r,
             Err(e) => store_error(&e),
         },
+        Request::PendingNotices | Request::AckNotices { .. } => notices(link, key, request).await,
         Request::ListUsers
         | Request::ListPasscodes
         | Request::ListGuestKeys
@@ -99,6 +101,31 @@ pub async fn answer(
                 other.name()
             ),
         ),
+    }
+}
+
+/// Issue 17 item 8: the owner notices kept for this key's app, and its
+/// acknowledgement. Owner keys only — refused by `authz` before this, and
+/// here again: a guest never learns of a duress opening or a doorbell.
+async fn notices(link: &dyn LockLink, key: &AppKey, request: &Request) -> Response {
+    if !matches!(key.role, AppKeyRole::Owner { .. }) {
+        return response_of(&Err(AppError::Forbidden));
+    }
+    match request {
+        Request::AckNotices { up_to } => match link.ack_notices(key, *up_to).await {
+            Ok(()) => Response::Ok,
+            Err(e) => store_error(&e),
+        },
+        _ => match link
+            .pending_notices(key, usize::from(MAX_NOTICES_PER_REPLY))
+            .await
+        {
+            Ok((notices, more)) => Response::Notices {
+                notices,
+                more: u16::try_from(more).unwrap_or(u16::MAX),
+            },
+            Err(e) => store_error(&e),
+        },
     }
 }
 

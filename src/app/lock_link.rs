@@ -18,12 +18,17 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use super::response::PendingNotice;
 use super::wire::StatusReport;
 use crate::core::event::{AppRefusal, Event};
 use crate::core::time::{Instant, WallTime};
-use crate::core::types::Persisted;
+use crate::core::types::{AppKey, Persisted};
 use crate::core::users::AppAccess;
 use crate::core::{AppCommand, AppResult, Channel, Language, Principal};
+
+fn no_notices() -> StorageError {
+    StorageError("this lock keeps no owner notices".into())
+}
 
 /// Boxed future for [`LockLink`] (object-safe without a proc-macro).
 pub type LinkFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -67,6 +72,22 @@ pub trait LockLink: Send + Sync + 'static {
         before: Option<u64>,
         limit: usize,
     ) -> LinkFuture<'_, Result<Vec<LoggedEvent>, StorageError>>;
+    /// Issue 17 item 8: the owner notices `key` has not acknowledged,
+    /// oldest first, at most `limit`, and how many more wait. The default
+    /// (a lock that keeps none) fails closed.
+    fn pending_notices(
+        &self,
+        key: &AppKey,
+        limit: usize,
+    ) -> LinkFuture<'_, Result<(Vec<PendingNotice>, u64), StorageError>> {
+        let _ = (key, limit);
+        Box::pin(async { Err(no_notices()) })
+    }
+    /// Issue 17 item 8: `key`'s app has the notices up to `up_to`.
+    fn ack_notices(&self, key: &AppKey, up_to: u64) -> LinkFuture<'_, Result<(), StorageError>> {
+        let _ = (key, up_to);
+        Box::pin(async { Err(no_notices()) })
+    }
     /// Run an authenticated command; `None` if the engine has stopped.
     fn submit(
         &self,

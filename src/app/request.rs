@@ -17,6 +17,9 @@ use crate::core::types as core_types;
 
 /// Most events one page may return.
 pub const MAX_EVENTS_PER_PAGE: u8 = 32;
+/// The most notices in one `Notices` reply (issue 17 item 8); the reply
+/// counts the rest, which the app fetches after acknowledging these.
+pub const MAX_NOTICES_PER_REPLY: u8 = 20;
 
 /// How long a temporary passcode works (B-6.10).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,6 +212,18 @@ pub enum Request {
         /// Page size, 1..=[`MAX_EVENTS_PER_PAGE`].
         limit: u8,
     },
+    /// Issue 17 item 8: the owner notices this key has not acknowledged,
+    /// oldest first (at most [`MAX_NOTICES_PER_REPLY`]; the reply counts
+    /// the rest). Owner keys only. A BLE-only owner's app sends it right
+    /// after its session opens.
+    PendingNotices,
+    /// Issue 17 item 8: every notice up to and including id `up_to` (from
+    /// a `Notices` reply) reached this app; they are not offered to this
+    /// key again. Owner keys only.
+    AckNotices {
+        /// The newest notice id the app has shown.
+        up_to: u64,
+    },
     /// Read settings.
     GetSettings,
     /// Change one setting.
@@ -288,6 +303,8 @@ impl Request {
             Request::RevokeOwnerKey { .. } => "revoke owner key",
             Request::RevokeGuestKey { .. } => "revoke guest key",
             Request::Events { .. } => "events",
+            Request::PendingNotices => "pending notices",
+            Request::AckNotices { .. } => "ack notices",
             Request::GetSettings => "get settings",
             Request::SetSetting(_) => "set setting",
             Request::ReleaseLockout => "release lockout",
@@ -408,6 +425,8 @@ impl Request {
             | Request::ListGuestKeys
             | Request::RevokeGuestKey { .. }
             | Request::Events { .. }
+            | Request::PendingNotices
+            | Request::AckNotices { .. }
             | Request::GetSettings
             | Request::TimeSync { .. }
             | Request::UpdateBegin { .. }

@@ -76,6 +76,17 @@ pub struct GuestKeyEntry {
     pub redeemed: bool,
 }
 
+/// One owner notice kept for the apps that were not connected when it
+/// happened (issue 17 item 8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingNotice {
+    /// The notice's id (grows; acknowledge with `AckNotices { up_to }`).
+    pub id: u64,
+    /// What happened; `cursor` is the newest logged event at the time (a
+    /// doorbell's snapshot is stored under it).
+    pub entry: EventEntry,
+}
+
 /// A response from the lock.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Response {
@@ -126,6 +137,14 @@ pub enum Response {
     /// away). `cursor` is the newest logged event when it was sent (0:
     /// none); the log around it has the details.
     Notice(EventEntry),
+    /// Issue 17 item 8: the owner notices this key has not acknowledged,
+    /// oldest first, and how many more wait behind them.
+    Notices {
+        /// At most [`super::request::MAX_NOTICES_PER_REPLY`].
+        notices: Vec<PendingNotice>,
+        /// Notices newer than the last listed, not in this reply.
+        more: u16,
+    },
     /// The offset of the streamed bundle's next chunk (`UpdateBegin`,
     /// `UpdateChunk`).
     UpdateOffset { offset: u64 },

@@ -20,6 +20,7 @@
 //! whoever holds the phone (B-6.9). Importers write `wire::LockState`;
 //! the same names in `core` stay what the engine means.
 use super::crypto::KeyId;
+use crate::core::action::Notice;
 use crate::core::event::{self, Event};
 use crate::core::input::{BoltPosition, DoorPosition};
 use crate::core::lock;
@@ -735,6 +736,49 @@ pub fn alarm_kind(a: event::AlarmKind) -> AlarmKind {
         event::AlarmKind::DoorAjar => AlarmKind::DoorAjar,
         event::AlarmKind::DoorForcedOpen => AlarmKind::DoorForcedOpen,
     }
+}
+
+/// The one classification of the engine's notices (issue 17 item 8):
+/// what the owner's app is told of `notice`, if it is an owner notice —
+/// duress (B-6.9), an unlock while away (B-3.6), a lockout level (issue 13),
+/// the doorbell (B-3.5; its snapshot is stored under the event `cursor`),
+/// the alarms (tamper, forced door, …) and a module fault. `cursor`: the
+/// newest logged event when it was sent (0: none). The clock falling
+/// behind and a weak Wi-Fi are the technician's, not notices.
+///
+/// The broker seals only those [`sealed_on_broker`] says (the others go to
+/// its clear alert topic); BLE keeps every one for the owner's next
+/// session (`Request::PendingNotices`).
+pub fn notice_entry(notice: &Notice, cursor: u64, now: Option<WallTime>) -> Option<EventEntry> {
+    let at = |kind, user| {
+        Some(EventEntry {
+            cursor,
+            at: now,
+            kind,
+            user,
+        })
+    };
+    match notice {
+        Notice::Duress { user } => at(EventKind::Alarm(AlarmKind::Duress), Some(user.get())),
+        Notice::AwayUnlock { event } => event_entry(cursor, event),
+        Notice::Lockout { .. } => at(EventKind::Alarm(AlarmKind::Lockout), None),
+        Notice::Doorbell => at(EventKind::Doorbell, None),
+        // Duress and lockout raise an alarm too: their own notice (above,
+        // with the user, or the level) is the one the owner gets.
+        Notice::Alarm(event::AlarmKind::Duress | event::AlarmKind::Lockout) => None,
+        Notice::Alarm(a) => at(EventKind::Alarm(alarm_kind(*a)), None),
+        Notice::ModuleFault { .. } => at(EventKind::ModuleFault, None),
+        Notice::ClockBehind | Notice::WifiWeak { .. } => None,
+    }
+}
+
+/// The notices the broker seals to the owner keys (`Response::Notice` on
+/// `notify`); it publishes the others in clear on its alert topic.
+pub fn sealed_on_broker(notice: &Notice) -> bool {
+    matches!(
+        notice,
+        Notice::Duress { .. } | Notice::AwayUnlock { .. } | Notice::Lockout { .. }
+    )
 }
 
 /// A logged event (log id `cursor`) as the app sees it, if it is one the

@@ -64,6 +64,10 @@ pub enum BleCommand {
     Lock,
     /// Show the lock's status.
     Status,
+    /// List the owner notices this key has not acknowledged (owner key),
+    /// without acknowledging them. Every other command run with an owner
+    /// key prints them (`NOTICE …`) and acknowledges them first.
+    Notices,
     /// Show the newest events (owner key).
     Events {
         /// How many, 1..=32.
@@ -132,6 +136,32 @@ pub enum BleCommand {
         #[arg(long, default_value = "")]
         psk: String,
     },
+}
+
+/// One owner notice as `latchctl ble` prints it (issue 17 item 8):
+/// `NOTICE <kind> user <n> at <time>` (the time in seconds since the
+/// epoch, `-` when the lock's clock was not set; no user: `-`), then the
+/// notice id and the logged event it points at (a doorbell's snapshot).
+pub fn notice_line(n: &crate::app::response::PendingNotice, json: bool) -> String {
+    let e = &n.entry;
+    if json {
+        return serde_json::json!({
+            "notice": n.id,
+            "kind": e.kind.name(),
+            "user": e.user,
+            "at": e.at.map(|t| t.0),
+            "event": e.cursor,
+        })
+        .to_string();
+    }
+    format!(
+        "NOTICE {} user {} at {} (notice {}, event {})",
+        e.kind.name(),
+        e.user.map_or_else(|| "-".into(), |u| format!("{u:03}")),
+        e.at.map_or_else(|| "-".into(), |t| t.0.to_string()),
+        n.id,
+        e.cursor
+    )
 }
 
 /// Why `latchctl ble` failed.
@@ -273,6 +303,56 @@ mod imp {
             c.address,
             path.display()
         )?;
+        Ok(())
+    }
+
+    /// Issue 17 item 8: print the owner notices waiting for this key and,
+    /// with `ack`, acknowledge them (a page of 20 at a time, up to 4). A
+    /// guest key is refused the request: nothing is printed.
+    async fn notices(
+        c: &mut LockClient,
+        app: &StaticKeypair,
+        lock_public: [u8; 32],
+        ack: bool,
+        json: bool,
+        out: &mut impl std::io::Write,
+    ) -> Result<(), BleCliError> {
+        for _ in 0..4 {
+            let (list, more) = match c
+                .request(app, lock_public, &Request::PendingNotices)
+                .await?
+            {
+                Response::Notices { notices, more } => (notices, more),
+                // A guest key, or a lock from before issue 17 item 8.
+                _ => return Ok(()),
+            };
+            for n in &list {
+                writeln!(out, "{}", super::notice_line(n, json))?;
+            }
+            let Some(last) = list.last() else {
+                return Ok(());
+            };
+            if !ack {
+                if more > 0 {
+                    writeln!(out, "({more} more notices; acknowledge these to see them)")?;
+                }
+                return Ok(());
+            }
+            match c
+                .request(app, lock_public, &Request::AckNotices { up_to: last.id })
+                .await?
+            {
+                Response::Ok => {}
+                other => {
+                    return Err(BleCliError::Refused(format!(
+                        "notices not acknowledged: {other:?}"
+                    )))
+                }
+            }
+            if more == 0 {
+                return Ok(());
+            }
+        }
         Ok(())
     }
 
@@ -425,6 +505,7 @@ mod imp {
                 let (app, lock_public, saved) = load(&path)?;
                 let addr = args.address.clone().unwrap_or(saved);
                 let mut c = connect(&adapter, Some(&addr)).await?;
+                notices(&mut c, &app, lock_public, true, json, out).await?;
                 match c.request(&app, lock_public, &req).await? {
                     Response::Ok => writeln!(out, "ok")?,
                     Response::GuestKeyCreated {
@@ -513,10 +594,17 @@ mod imp {
                     }
                 }
             }
+            BleCommand::Notices => {
+                let (app, lock_public, saved) = load(&path)?;
+                let addr = args.address.clone().unwrap_or(saved);
+                let mut c = connect(&adapter, Some(&addr)).await?;
+                notices(&mut c, &app, lock_public, false, json, out).await?;
+            }
             BleCommand::Unlock | BleCommand::Status => {
                 let (app, lock_public, saved) = load(&path)?;
                 let addr = args.address.clone().unwrap_or(saved);
                 let mut c = connect(&adapter, Some(&addr)).await?;
+                notices(&mut c, &app, lock_public, true, json, out).await?;
                 let req = if matches!(args.command, BleCommand::Unlock) {
                     Request::Unlock
                 } else {

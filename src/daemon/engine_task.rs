@@ -393,6 +393,7 @@ impl EngineTask {
                     // Not traced: the journal is a surface technicians
                     // read, and a notice may be a duress alarm (issue 14
                     // item 5); the channels that deliver it log delivery.
+                    self.keep_notice(&notice, last_event).await;
                     let _ = self.notices.send(OwnerNotice { notice, last_event });
                 }
                 Action::Update(cmd) => {
@@ -558,6 +559,24 @@ impl EngineTask {
 
     /// Append `events`; returns the id of the last one stored (the event
     /// a snapshot that follows belongs to).
+    /// Issue 17 item 8: an owner notice is kept (sealed) for the owner
+    /// apps not connected now — a BLE-only owner asks for it at its next
+    /// session. Kept before it is broadcast, so an app that connects at
+    /// once finds it.
+    async fn keep_notice(&mut self, notice: &crate::core::action::Notice, last_event: Option<u64>) {
+        let now = self.clock.now().wall;
+        let Some(entry) = crate::app::wire::notice_entry(notice, last_event.unwrap_or(0), now)
+        else {
+            return;
+        };
+        let body = crate::app::Response::Notice(entry).encode();
+        match self.store.call(move |s| s.push_notice(&body)).await {
+            Ok(Ok(_)) => {}
+            // Not traced with its kind: it may be a duress alarm.
+            Ok(Err(e)) | Err(e) => tracing::error!("an owner notice was not kept: {e}"),
+        }
+    }
+
     async fn log_events(&mut self, events: Vec<Event>) -> Option<u64> {
         if events.is_empty() {
             return None;

@@ -33,11 +33,14 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
+use crate::app::crypto::KeyId;
 use crate::app::lock_link::{LinkFuture, LockLink, LoggedEvent, StorageError};
+use crate::app::response::PendingNotice;
 use crate::app::wire::{self, StatusReport};
+use crate::app::Response;
 use crate::core::event::AppRefusal;
 use crate::core::time::{Instant, WallTime};
-use crate::core::types::Persisted;
+use crate::core::types::{AppKey, Persisted};
 use crate::core::users::AppAccess;
 use crate::core::{AppCommand, AppRequest, AppResult, Channel, Input, Principal};
 use crate::store::{StoreError, StoreHandle, StoreReads};
@@ -362,6 +365,50 @@ impl LockLink for Link {
                     event: s.event,
                 })
                 .collect())
+        })
+    }
+
+    fn pending_notices(
+        &self,
+        key: &AppKey,
+        limit: usize,
+    ) -> LinkFuture<'_, Result<(Vec<PendingNotice>, u64), StorageError>> {
+        let slot = key.id.0;
+        let key_id = KeyId::of(&key.public_key).0;
+        Box::pin(async move {
+            let (rows, more) = self
+                .p()
+                .store
+                .call(move |s| s.pending_notices(slot, &key_id, limit))
+                .await
+                .and_then(|r| r)
+                .map_err(storage)?;
+            let notices = rows
+                .into_iter()
+                .filter_map(|(id, body)| match Response::decode(&body) {
+                    Ok(Response::Notice(entry)) => Some(PendingNotice { id, entry }),
+                    // Written by this code only; a body it cannot read is
+                    // skipped (it is acknowledged with the rest).
+                    _ => {
+                        tracing::warn!(id, "a stored notice does not decode");
+                        None
+                    }
+                })
+                .collect();
+            Ok((notices, more))
+        })
+    }
+
+    fn ack_notices(&self, key: &AppKey, up_to: u64) -> LinkFuture<'_, Result<(), StorageError>> {
+        let slot = key.id.0;
+        let key_id = KeyId::of(&key.public_key).0;
+        Box::pin(async move {
+            self.p()
+                .store
+                .call(move |s| s.ack_notices(slot, &key_id, up_to))
+                .await
+                .and_then(|r| r)
+                .map_err(storage)
         })
     }
 

@@ -81,7 +81,7 @@ use crate::app::dispatch;
 use crate::app::protocol::{seal_oneshot, ErrorCode, OneShotDirection};
 use crate::app::wire::{self, EventEntry};
 use crate::app::{LockLink, Request, Response};
-use crate::core::action::{Notice, SnapshotReason};
+use crate::core::action::SnapshotReason;
 use crate::core::event::{AlarmKind, AppRefusal};
 use crate::core::types::{AppKey, AppKeyRole};
 use crate::core::Channel;
@@ -905,33 +905,15 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     }
 }
 
-/// What the owner's app is told of a notice, if it is one for owners only
-/// (B-6.9 duress, B-3.6 an unlock while away); doorbell and the other
-/// alarms go to the clear alert topic instead.
+/// What the owner's app is told of a notice, if the broker seals it
+/// (B-6.9 duress, B-3.6 an unlock while away, a lockout); doorbell and the
+/// other alarms go to the clear alert topic instead. The classification is
+/// the app layer's, shared with BLE (`wire::notice_entry`).
 fn owner_entry(n: &OwnerNotice, now: Option<crate::core::WallTime>) -> Option<EventEntry> {
-    let cursor = n.last_event.unwrap_or(0);
-    match &n.notice {
-        Notice::Duress { user } => Some(EventEntry {
-            cursor,
-            at: now,
-            kind: wire::EventKind::Alarm(wire::AlarmKind::Duress),
-            user: Some(user.get()),
-        }),
-        Notice::AwayUnlock { event } => wire::event_entry(cursor, event),
-        // Issue 13: the owner hears of every lockout level, the first
-        // included, sealed to the app; queued while the broker is away.
-        Notice::Lockout { .. } => Some(EventEntry {
-            cursor,
-            at: now,
-            kind: wire::EventKind::Alarm(wire::AlarmKind::Lockout),
-            user: None,
-        }),
-        Notice::Doorbell
-        | Notice::Alarm(_)
-        | Notice::ClockBehind
-        | Notice::WifiWeak { .. }
-        | Notice::ModuleFault { .. } => None,
+    if !wire::sealed_on_broker(&n.notice) {
+        return None;
     }
+    wire::notice_entry(&n.notice, n.last_event.unwrap_or(0), now)
 }
 
 /// The next stored snapshot; never, when snapshots are not published.
@@ -978,6 +960,7 @@ fn log_lost(e: &ConnectionError, connected: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::action::Notice;
 
     /// Issue 13: the owner hears of a keypad lockout (the first included)
     /// as a sealed notice; the clock falling behind goes to the clear

@@ -93,6 +93,8 @@ mod key;
 pub mod keystore;
 mod matter;
 mod module_secret;
+mod notices;
+pub use notices::KEPT as NOTICES_KEPT;
 mod reader;
 mod reserve;
 mod schema;
@@ -455,6 +457,33 @@ impl Store {
     /// Oldest and newest event id in the log, if any.
     pub fn event_bounds(&self) -> Result<Option<(EventId, EventId)>, StoreError> {
         events::bounds(&self.conn)
+    }
+
+    /// Keep an owner notice (issue 17 item 8; `body`: the app's encoding
+    /// of it) for the apps not connected now; sealed, the newest
+    /// [`NOTICES_KEPT`] kept. Returns its id.
+    pub fn push_notice(&mut self, body: &[u8]) -> Result<u64, StoreError> {
+        self.write(false, |s| notices::push(&mut s.conn, &s.sealer, body))
+    }
+
+    /// The notices key `slot` (public key id `key_id`) has not
+    /// acknowledged, oldest first, at most `limit`, and how many more wait.
+    #[allow(clippy::type_complexity)]
+    pub fn pending_notices(
+        &self,
+        slot: u32,
+        key_id: &[u8],
+        limit: usize,
+    ) -> Result<(Vec<(u64, zeroize::Zeroizing<Vec<u8>>)>, u64), StoreError> {
+        let after = notices::acked(&self.conn, slot, key_id)?;
+        notices::after(&self.conn, &self.sealer, after, limit)
+    }
+
+    /// Key `slot` acknowledged the notices up to `up_to` (forward only).
+    pub fn ack_notices(&mut self, slot: u32, key_id: &[u8], up_to: u64) -> Result<(), StoreError> {
+        // Not protective: on a full partition the notices are offered
+        // again next time, the safe side of losing one.
+        self.write(false, |s| notices::ack(&mut s.conn, slot, key_id, up_to))
     }
 
     /// Store a service counter (e.g. a BLE or MQTT replay counter). It
@@ -1032,6 +1061,50 @@ mod tests {
         assert!(check_name("").is_err());
         assert!(check_name("has space").is_err());
         assert!(check_name(&"x".repeat(MAX_NAME_LEN + 1)).is_err());
+    }
+
+    /// Issue 17 item 8: notices are sealed (no body in clear in the file),
+    /// the newest 64 kept, acknowledged per key (forward only, never past
+    /// the newest), a reissued slot starts over, and a reset erases both.
+    #[test]
+    fn owner_notices_are_sealed_bounded_acknowledged_per_key_and_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let (a, b) = (b"key-a---", b"key-b---");
+        let ids: Vec<u64> = (0..NOTICES_KEPT + 6)
+            .map(|i| store.push_notice(format!("notice {i}").as_bytes()).unwrap())
+            .collect();
+        let raw: Vec<u8> = store
+            .conn
+            .query_row("SELECT sealed FROM owner_notices LIMIT 1", [], |r| r.get(0))
+            .unwrap();
+        assert!(!raw.windows(6).any(|w| w == b"notice"), "sealed");
+        let (page, more) = store.pending_notices(1, a, 20).unwrap();
+        assert_eq!(page.len(), 20);
+        assert_eq!(more as usize, NOTICES_KEPT - 20, "the oldest 6 were pruned");
+        assert_eq!(page[0].0, ids[6]);
+        assert_eq!(&page[0].1[..], b"notice 6");
+        store.ack_notices(1, a, page[19].0).unwrap();
+        store.ack_notices(1, a, 0).unwrap();
+        let (next, _) = store.pending_notices(1, a, 20).unwrap();
+        assert_eq!(next[0].0, page[19].0 + 1, "forward only");
+        assert_eq!(store.pending_notices(2, a, 1).unwrap().0[0].0, ids[6]);
+        assert_eq!(store.pending_notices(1, b, 1).unwrap().0[0].0, ids[6]);
+        store.ack_notices(1, a, u64::MAX).unwrap();
+        assert!(store.pending_notices(1, a, 20).unwrap().0.is_empty());
+        let later = store.push_notice(b"later").unwrap();
+        assert_eq!(
+            store.pending_notices(1, a, 20).unwrap().0[0].0,
+            later,
+            "an ack past the newest does not hide the next"
+        );
+        store.apply(&[Change::FactoryReset]).unwrap();
+        assert!(store.pending_notices(2, b, 20).unwrap().0.is_empty());
+        let acks: i64 = store
+            .conn
+            .query_row("SELECT count(*) FROM notice_acks", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(acks, 0);
     }
 
     #[test]

@@ -217,6 +217,28 @@ CREATE TRIGGER schedules_follow_app_keys AFTER DELETE ON app_keys BEGIN
 END;
 "#,
     },
+    Migration {
+        version: 6,
+        // Sealed rows a version-5 reset would leave behind.
+        additive: false,
+        sql: r#"
+-- Issue 17 item 8: the owner notices (duress, an unlock while away, a
+-- lockout, the doorbell, alarms) kept for an owner's app that was not
+-- connected, each sealed (a duress notice must not be readable from the
+-- log or the files), the newest 64 kept (`store::notices`).
+CREATE TABLE owner_notices (
+    id     INTEGER PRIMARY KEY AUTOINCREMENT,
+    sealed BLOB NOT NULL
+);
+-- Per app key slot, the newest notice its app acknowledged; `key_id`
+-- (a hash of the public key) tells a reissued slot from the old key.
+CREATE TABLE notice_acks (
+    slot   INTEGER PRIMARY KEY CHECK (slot BETWEEN 0 AND 4294967295),
+    key_id BLOB NOT NULL,
+    up_to  INTEGER NOT NULL
+);
+"#,
+    },
 ];
 
 /// This build's schema steps.

@@ -35,7 +35,9 @@ pub(crate) const SEALED_TABLES_ERASE: &str = "DELETE FROM credentials;
      DELETE FROM app_keys;
      DELETE FROM guest_invites;
      DELETE FROM temp_passcodes;
-     DELETE FROM matter_blobs;";
+     DELETE FROM matter_blobs;
+     DELETE FROM owner_notices;
+     DELETE FROM notice_acks;";
 
 pub(crate) fn load(conn: &Connection, sealer: &Sealer) -> Result<Persisted, StoreError> {
     Ok(Persisted {

@@ -25,6 +25,7 @@ mod common;
 
 #[cfg(feature = "board-linux")]
 mod alsa_voice;
+mod ble_notices;
 mod ble_protocol;
 mod board_modules;
 mod crash_random;
