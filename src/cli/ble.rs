@@ -356,6 +356,21 @@ mod imp {
         Ok(())
     }
 
+    /// After a command, the owner notices waiting for this key, on stderr
+    /// (stdout is the command's answer, which scripts and `--json` read),
+    /// acknowledged. After the command, so a door opens without waiting
+    /// for them; a failure here is said and does not fail the command.
+    async fn after_command_notices(
+        c: &mut LockClient,
+        app: &StaticKeypair,
+        lock_public: [u8; 32],
+        json: bool,
+    ) {
+        if let Err(e) = notices(c, app, lock_public, true, json, &mut std::io::stderr()).await {
+            eprintln!("owner notices: {e}");
+        }
+    }
+
     async fn connect(
         adapter: &bluer::Adapter,
         address: Option<&str>,
@@ -505,7 +520,6 @@ mod imp {
                 let (app, lock_public, saved) = load(&path)?;
                 let addr = args.address.clone().unwrap_or(saved);
                 let mut c = connect(&adapter, Some(&addr)).await?;
-                notices(&mut c, &app, lock_public, true, json, out).await?;
                 match c.request(&app, lock_public, &req).await? {
                     Response::Ok => writeln!(out, "ok")?,
                     Response::GuestKeyCreated {
@@ -593,6 +607,7 @@ mod imp {
                         return Err(BleCliError::Refused(format!("unexpected answer {other:?}")))
                     }
                 }
+                after_command_notices(&mut c, &app, lock_public, json).await;
             }
             BleCommand::Notices => {
                 let (app, lock_public, saved) = load(&path)?;
@@ -604,7 +619,6 @@ mod imp {
                 let (app, lock_public, saved) = load(&path)?;
                 let addr = args.address.clone().unwrap_or(saved);
                 let mut c = connect(&adapter, Some(&addr)).await?;
-                notices(&mut c, &app, lock_public, true, json, out).await?;
                 let req = if matches!(args.command, BleCommand::Unlock) {
                     Request::Unlock
                 } else {
@@ -639,6 +653,7 @@ mod imp {
                         return Err(BleCliError::Refused(format!("unexpected answer {other:?}")))
                     }
                 }
+                after_command_notices(&mut c, &app, lock_public, json).await;
             }
             BleCommand::Identify => {
                 let mut c = connect(&adapter, args.address.as_deref()).await?;
