@@ -202,6 +202,13 @@ pub enum ModuleHealth {
     Stopped(String),
 }
 
+/// The board's light for the camera (an IR illuminator): lit for as long
+/// as the returned value lives. A light that cannot be lit is the
+/// implementation's to log; the face attempt goes on in the dark.
+pub trait CameraLight: Send + Sync + 'static {
+    fn light(&self) -> Box<dyn Send>;
+}
+
 /// Face recognition: camera frames through the detector/embedder/matcher
 /// (real board) or simulated people (sim board). Takes face enrolment and
 /// `ModuleCmd::RecogniseFace`; results arrive as `Input::Module(..)`.

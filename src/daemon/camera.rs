@@ -88,7 +88,7 @@ struct Liveness;
 /// The board's light the face service lights while it looks (issue 17
 /// item 6); nothing without `face`.
 #[cfg(feature = "face")]
-type Light = Option<std::sync::Arc<dyn crate::biometrics::face::worker::CameraLight>>;
+type Light = Option<std::sync::Arc<dyn crate::board::CameraLight>>;
 #[cfg(not(feature = "face"))]
 type Light = ();
 
@@ -154,11 +154,12 @@ fn linux_face_board(
     config: &Config,
     board_cfg: &crate::board::linux::config::BoardConfig,
 ) -> FaceBoard {
-    use crate::biometrics::face::worker::{CameraLight, LivenessSetup};
+    use crate::biometrics::face::worker::LivenessSetup;
     use crate::biometrics::face::IrLiveness;
     use crate::board::linux::gpio::GpioOutput;
     use crate::board::linux::illuminator::Illuminator;
     use crate::board::linux::ir_camera::V4l2IrCamera;
+    use crate::board::CameraLight;
     use std::sync::Arc;
     if !face_enabled(config) {
         return FaceBoard {

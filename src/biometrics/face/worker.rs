@@ -60,7 +60,7 @@ use crate::biometrics::face::{
     SceneMemo, SpoofReason,
 };
 use crate::board::frames::{Frame, FrameRing};
-use crate::board::{DeviceError, FaceSource};
+use crate::board::{CameraLight, DeviceError, FaceSource};
 use crate::core::input::{EnrolFailure, EnrolStep, FaceFix, FacePose, ModuleReport};
 use crate::core::types::Modality;
 use crate::core::{Input, ModuleCmd};
@@ -197,13 +197,6 @@ enum Liveness {
     Spoof(SpoofReason),
     /// No IR frame to judge: fail closed with a fault.
     NoFrame(String),
-}
-
-/// The board's light for the camera (an IR illuminator): lit for as long
-/// as the returned value lives. A light that cannot be lit is the
-/// implementation's to log; the attempt goes on.
-pub trait CameraLight: Send + Sync + 'static {
-    fn light(&self) -> Box<dyn Send>;
 }
 
 /// Face service settings.

@@ -97,8 +97,7 @@ fn lock<P>(state: &Mutex<State<P>>) -> std::sync::MutexGuard<'_, State<P>> {
 /// A face attempt or enrolment lights the illuminator for as long as it
 /// looks at frames; a light that cannot be lit is logged and the attempt
 /// goes on in the dark.
-#[cfg(feature = "face")]
-impl<P: OutputPin + Send + 'static> crate::biometrics::face::worker::CameraLight for Illuminator<P>
+impl<P: OutputPin + Send + 'static> crate::board::CameraLight for Illuminator<P>
 where
     P::Error: Send,
 {
