@@ -203,6 +203,7 @@ impl RemoteClient {
             ));
         }
         let (client, mut el) = AsyncClient::new(o, 16);
+        super::no_delay(&mut el);
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             loop {

@@ -73,6 +73,18 @@ pub enum RemoteError {
     NoCaCertificate,
 }
 
+/// Turn off Nagle's algorithm on a connection's socket (rumqttc leaves it
+/// on). An MQTT request/answer is write-write-read on each side: the
+/// PUBACK of the command, then the reply. With Nagle the reply waits until
+/// the broker acknowledges the PUBACK, and Linux delays that ACK up to
+/// 40 ms — the soak (issue 15 item 4) measured ≈ 80 ms per app request
+/// over a loopback broker, nearly all of it these waits.
+pub fn no_delay(eventloop: &mut rumqttc::EventLoop) {
+    let mut n = eventloop.network_options();
+    n.set_tcp_nodelay(true);
+    eventloop.set_network_options(n);
+}
+
 /// A rustls client config with the *ring* provider (builds without cmake),
 /// the broker's CA and, when given, a client certificate.
 pub fn tls_config(m: &config::TlsMaterial) -> Result<Arc<rustls::ClientConfig>, RemoteError> {

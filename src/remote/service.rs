@@ -279,6 +279,7 @@ impl Service {
 
     async fn session(&mut self, shutdown: &CancellationToken) -> End {
         let (client, mut eventloop) = AsyncClient::new(self.options(), CLIENT_QUEUE);
+        super::no_delay(&mut eventloop);
         let mut tracker = Tracker::default();
         let mut connected = false;
         loop {
