@@ -59,6 +59,7 @@ mod matter_controller;
 mod packaging;
 mod passcode_props;
 mod remote_mqtt;
+mod soak_short;
 mod storage_faults;
 mod store;
 mod store_crash;

@@ -11,6 +11,7 @@ pub mod matter;
 pub mod ports;
 pub mod pty;
 pub mod shared;
+pub mod soak;
 pub mod wpa_double;
 
 /// The name libtest knows a test by, for re-running it alone in a child
