@@ -74,6 +74,9 @@ pub struct EngineTask {
     pub events: broadcast::Sender<EventRecord>,
     /// Answers to app requests, by request id (BLE/remote services).
     pub replies: broadcast::Sender<(u64, AppResult)>,
+    /// Answers of the step in progress, sent once it is done and its
+    /// status published ([`EngineTask::step`]).
+    pub replies_due: Vec<(u64, AppResult)>,
     /// Owner notifications (away unlock, duress, doorbell, alarms).
     pub notices: broadcast::Sender<OwnerNotice>,
     /// The app keys and guest invites, republished after every commit
@@ -187,6 +190,7 @@ pub async fn spawn(
         diagnostics,
         events,
         replies,
+        replies_due: Vec::new(),
         notices,
         app_access,
         probes: start.probes,
@@ -328,6 +332,15 @@ impl EngineTask {
             }
         }
         self.publish();
+        // Answers go out last: an app that hears "done" and asks again
+        // (status, events) finds the batch's events stored and its status
+        // published. Sent as soon as they were made, an owner's
+        // `ReleaseLockout` answered `Ok` while the status still said
+        // "locked out" (found by the soak, issue 15 item 4).
+        for reply in self.replies_due.drain(..) {
+            // No subscriber = the requester gave up; nothing to do.
+            let _ = self.replies.send(reply);
+        }
     }
 
     async fn apply(&mut self, actions: Vec<Action>) {
@@ -375,10 +388,7 @@ impl EngineTask {
                 }
                 Action::Log(event) => events.push(event),
                 Action::Trace(trace) => trace_line(&trace),
-                Action::Reply { id, result } => {
-                    // No subscriber = the requester gave up; nothing to do.
-                    let _ = self.replies.send((id, result));
-                }
+                Action::Reply { id, result } => self.replies_due.push((id, result)),
                 Action::SetClock(to) => {
                     tracing::info!(to = to.0, "wall clock set by an owner");
                     self.clock.set(to);

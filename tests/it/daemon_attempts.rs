@@ -151,3 +151,103 @@ fn a_failed_commit_never_unlocks_and_never_forgets() {
     assert_eq!(strikes(&d), 3, "all three reached the disk");
     assert!(d.sigterm().success());
 }
+
+/// An owner's `ReleaseLockout` answered `Ok` is in the status the app
+/// reads next. The soak (issue 15 item 4) found the answer ahead of the
+/// engine task's published status: the rest of the batch (its events'
+/// commit) ran after the answer went out and before the status was
+/// published, so an app asking for the status at once could still read
+/// "locked out". Five rounds, each a lockout by wrong codes, the release
+/// by the owner's key and the status read as soon as the answer arrived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answered_release_is_in_the_next_status() {
+    use latchd::app::crypto::StaticKeypair;
+    use latchd::app::LockLink;
+    use latchd::board::sim::parse_keys;
+    use latchd::config::{BoardKind, Config};
+    use latchd::core::passcode::{Macer, Passcode};
+    use latchd::core::time::Validity;
+    use latchd::core::types::{
+        AppKey, AppKeyId, AppKeyRole, Change, Credential, CredentialId, CredentialKind,
+        CredentialSecret, Handing, Role, User, UserNumber,
+    };
+    use latchd::core::{AppCommand, AppOk, Channel, Principal};
+    use latchd::daemon::{self, Options};
+    use latchd::store::{Store, StoreOptions};
+
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let admin = UserNumber::new(1).unwrap();
+    {
+        daemon::create_state_dir(&state).unwrap();
+        let (mut store, device) = Store::open(&state, StoreOptions::default()).unwrap();
+        let mac =
+            Macer::new(&device.passcode_key()).mac(Passcode::parse(ADMIN_CODE).unwrap().digits());
+        let owner = StaticKeypair::generate(&mut rand_core::OsRng);
+        store
+            .apply(&[
+                Change::SetHanding(Handing::RightHand),
+                Change::PutUser(User {
+                    number: admin,
+                    role: Role::Admin,
+                    validity: Validity::ALWAYS,
+                }),
+                Change::PutCredential(Credential {
+                    id: CredentialId(1),
+                    user: admin,
+                    kind: CredentialKind::Passcode,
+                    secret: CredentialSecret::Passcode(mac),
+                }),
+                Change::PutAppKey(AppKey {
+                    id: AppKeyId(1),
+                    role: AppKeyRole::Owner { admin },
+                    public_key: owner.public(),
+                    validity: Validity::ALWAYS,
+                    label: "owner".into(),
+                }),
+            ])
+            .unwrap();
+    }
+    let mut config = Config {
+        board: BoardKind::Sim,
+        ..Default::default()
+    };
+    config.lock.timedate_bus = "off".into();
+    let mut running = daemon::start(
+        Options {
+            config,
+            state_dir: state.clone(),
+            front_panel: false,
+            control_socket: None,
+            dbus: None,
+            set_held: false,
+        },
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .expect("daemon starts");
+    let sim = running.sim.clone().expect("sim board");
+    let owner = Principal::Owner {
+        key: AppKeyId(1),
+        admin,
+    };
+    for round in 0..5 {
+        for _ in 0..5 {
+            sim.touch().unwrap();
+            sim.press(&parse_keys(&format!("{WRONG}✓")).unwrap())
+                .unwrap();
+            running.barrier().await;
+        }
+        assert!(running.link.status().alarms.lockout, "round {round}");
+        let answer = running
+            .link
+            .submit(Channel::Remote, owner, AppCommand::ReleaseLockout)
+            .await;
+        assert_eq!(answer, Some(Ok(AppOk::Done)), "round {round}");
+        assert!(
+            !running.link.status().alarms.lockout,
+            "round {round}: the release was answered, the status still says locked out"
+        );
+    }
+    running.stop().await.expect("clean stop");
+}
