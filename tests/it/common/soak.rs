@@ -815,27 +815,23 @@ impl Rig {
     fn step(&mut self) {
         let t = Instant::now();
         self.tidy();
-        let op = self.rng.below(100);
+        let op = Op::pick(self.rng.below(Op::TOTAL));
         self.op(op);
-        let e = self.tally.op_time.entry(op_name(op)).or_default();
+        let e = self.tally.op_time.entry(op.name()).or_default();
         e.0 += 1;
         e.1 += t.elapsed();
     }
 
-    fn op(&mut self, op: u64) {
+    fn op(&mut self, op: Op) {
         match op {
-            // A resident's code at the keypad.
-            0..=17 => {
+            Op::KeypadCode => {
                 let (_, code) = self.resident();
                 self.press(&format!("{code}✓"));
                 self.walk_through();
             }
-            // Someone's wrong code (five make a lockout).
-            18..=27 => self.press(&format!("{WRONG_CODE}✓")),
-            // A code typed and cancelled.
-            28..=31 => self.press("4711↩"),
-            // A resident's finger, palm or face.
-            32..=43 => {
+            Op::WrongCode => self.press(&format!("{WRONG_CODE}✓")),
+            Op::Cancelled => self.press("4711↩"),
+            Op::Biometric => {
                 let (n, _) = self.resident();
                 let person = u32::from(n);
                 let cmd = ["finger", "palm", "face"][self.rng.below(3) as usize];
@@ -845,69 +841,61 @@ impl Rig {
                 }
                 self.walk_through();
             }
-            // A stranger's finger, palm or face.
-            44..=48 => {
+            Op::StrangerBiometric => {
                 let cmd = ["finger", "palm", "face"][self.rng.below(3) as usize];
                 self.act(json!({"cmd": cmd, "person": STRANGER}));
                 if cmd == "face" {
                     self.act(json!({"cmd": "face", "person": null}));
                 }
             }
-            // Leaving from inside: the handle, the door, the lock button.
-            49..=54 => {
+            Op::Handle => {
                 self.act(json!({"cmd": "handle"}));
                 self.walk_through();
             }
-            // The doorbell (noise in the log).
-            55..=57 => self.press("d"),
-            // The menu: system information, back, out.
-            58..=60 => {
+            Op::Doorbell => self.press("d"),
+            Op::MenuInfo => {
                 self.enter_menu();
                 self.press("✓");
                 self.press("↩");
                 self.press("↩");
             }
-            // The menu: the prompt language, back and forth.
-            61 => {
+            Op::MenuLanguage => {
                 self.enter_menu();
                 self.language_zh = !self.language_zh;
                 self.press(if self.language_zh { "62" } else { "61" });
                 self.press("↩");
             }
-            // User churn: add a user (passcode + fingerprint) at the
-            // keypad, or delete one (keypad or app).
-            62..=65 => {
+            Op::ChurnAddOrDelete => {
                 if self.churn_users.len() < 3 {
                     self.add_churn_user();
                 } else {
                     self.delete_churn_user();
                 }
             }
-            66..=67 => {
+            Op::ChurnDelete => {
                 if !self.churn_users.is_empty() {
                     self.delete_churn_user();
                 }
             }
-            // The owner's app.
-            68..=75 => {
+            Op::AppStatus => {
                 self.app(Request::Status);
             }
-            76..=79 => {
+            Op::AppUsers => {
                 self.app(Request::ListUsers);
             }
-            80..=82 => {
+            Op::AppPasscodes => {
                 self.app(Request::ListPasscodes);
             }
-            83..=84 => {
+            Op::AppTimeSync => {
                 self.app(Request::TimeSync { now: wall_now() });
             }
-            85..=86 => {
+            Op::AppEvents => {
                 self.app(Request::Events {
                     before: None,
                     limit: 10,
                 });
             }
-            87..=90 => {
+            Op::AppUnlockLock => {
                 if matches!(self.app(Request::Unlock), Response::Ok) {
                     self.settle();
                     self.tally.unlocks += 1;
@@ -915,9 +903,8 @@ impl Rig {
                 self.app(Request::Lock);
                 self.settle();
             }
-            // A one-time code: made, sometimes used at the door, revoked.
-            91..=95 => self.temp_code(),
-            _ => {
+            Op::AppOneTimeCode => self.temp_code(),
+            Op::AppSettings => {
                 self.app(Request::GetSettings);
             }
         }
@@ -1034,23 +1021,97 @@ impl Rig {
     }
 }
 
-/// The kind of operation `op` (0..100) picks in [`Rig::op`].
-fn op_name(op: u64) -> &'static str {
-    match op {
-        0..=17 => "keypad code",
-        18..=27 => "wrong code",
-        28..=31 => "typed and cancelled",
-        32..=43 => "finger/palm/face",
-        44..=48 => "stranger's biometric",
-        49..=54 => "handle, door, lock",
-        55..=57 => "doorbell",
-        58..=60 => "menu: system information",
-        61 => "menu: language",
-        62..=67 => "user churn",
-        68..=86 => "app: status/users/passcodes/time/events",
-        87..=90 => "app: unlock + lock",
-        91..=95 => "app: one-time code",
-        _ => "app: settings",
+/// The operations of the mix, each with its weight (out of
+/// [`Op::TOTAL`]) and its name in the summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    /// A resident's code at the keypad, then through the door.
+    KeypadCode,
+    /// Someone's wrong code (five strikes make a lockout).
+    WrongCode,
+    /// A code typed and cancelled.
+    Cancelled,
+    /// A resident's finger, palm or face, then through the door.
+    Biometric,
+    /// A stranger's finger, palm or face (a strike).
+    StrangerBiometric,
+    /// Leaving from inside: the handle, the door, the lock button.
+    Handle,
+    /// The doorbell (noise in the log).
+    Doorbell,
+    /// SET, the administrator's code, system information, back, out.
+    MenuInfo,
+    /// The prompt language, back and forth.
+    MenuLanguage,
+    /// Add a user (passcode + fingerprint) at the keypad, or delete one
+    /// when three are there.
+    ChurnAddOrDelete,
+    /// Delete a churned user (keypad or app).
+    ChurnDelete,
+    AppStatus,
+    AppUsers,
+    AppPasscodes,
+    AppTimeSync,
+    AppEvents,
+    /// Unlock and lock from the app.
+    AppUnlockLock,
+    /// A one-time code made, sometimes used at the door, revoked.
+    AppOneTimeCode,
+    AppSettings,
+}
+
+/// The mix: each operation and its weight.
+const MIX: [(Op, u64, &str); 19] = [
+    (Op::KeypadCode, 18, "keypad code"),
+    (Op::WrongCode, 10, "wrong code"),
+    (Op::Cancelled, 4, "typed and cancelled"),
+    (Op::Biometric, 12, "finger/palm/face"),
+    (Op::StrangerBiometric, 5, "stranger's biometric"),
+    (Op::Handle, 6, "handle, door, lock"),
+    (Op::Doorbell, 3, "doorbell"),
+    (Op::MenuInfo, 3, "menu: system information"),
+    (Op::MenuLanguage, 1, "menu: language"),
+    (Op::ChurnAddOrDelete, 4, "user churn: add (or delete)"),
+    (Op::ChurnDelete, 2, "user churn: delete"),
+    (Op::AppStatus, 8, "app: status"),
+    (Op::AppUsers, 4, "app: list users"),
+    (Op::AppPasscodes, 3, "app: list passcodes"),
+    (Op::AppTimeSync, 2, "app: time sync"),
+    (Op::AppEvents, 2, "app: events"),
+    (Op::AppUnlockLock, 4, "app: unlock + lock"),
+    (Op::AppOneTimeCode, 5, "app: one-time code"),
+    (Op::AppSettings, 4, "app: settings"),
+];
+
+const _: () = {
+    let (mut sum, mut i) = (0, 0);
+    while i < MIX.len() {
+        sum += MIX[i].1;
+        i += 1;
+    }
+    assert!(sum == Op::TOTAL, "the weights of MIX add up to Op::TOTAL");
+};
+
+impl Op {
+    /// The sum of the weights.
+    const TOTAL: u64 = 100;
+
+    /// The operation a roll in `0..TOTAL` lands on.
+    fn pick(roll: u64) -> Op {
+        let mut left = roll;
+        for (op, weight, _) in MIX {
+            if left < weight {
+                return op;
+            }
+            left -= weight;
+        }
+        Op::AppSettings
+    }
+
+    fn name(self) -> &'static str {
+        MIX.iter()
+            .find(|(op, _, _)| *op == self)
+            .map_or("?", |(_, _, name)| *name)
     }
 }
 
