@@ -15,21 +15,9 @@ use std::time::Duration;
 use latchd::board::linux::config::{Inputs, Line};
 use latchd::board::linux::gpio::{GpioInputs, GpioOutput, Signal};
 
-/// The line names, in gpio-sim offset order: ten inputs, then the motor.
-const LINES: [&str; 12] = [
-    "BOLT_EXT",
-    "BOLT_RET",
-    "DOOR",
-    "TAMPER",
-    "SET_BTN",
-    "LOCK_BTN",
-    "HANDLE_IN",
-    "KEY_CYL",
-    "PROX",
-    "USB_PWR",
-    "MOTOR_IN1",
-    "MOTOR_IN2",
-];
+/// The ten inputs and the motor lines of the example board, in gpio-sim
+/// offset order.
+const LINES: &[&str] = crate::linux_lock::LINES.split_at(12).0;
 
 fn line(name: &str) -> Line {
     Line {

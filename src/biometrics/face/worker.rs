@@ -766,18 +766,16 @@ mod tests {
         }
     }
 
-    /// Found in the VM rig's Linux-board scenario: under TCG every frame
-    /// took longer than the next one's arrival and a face enrolment never
-    /// ended. It ends at its time limit however slow the frames are.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn an_enrolment_ends_at_its_time_limit_while_frames_keep_coming() {
-        let (tx, mut rx) = mpsc::channel(64);
+    /// A service on [`SlowEmptyPipeline`], its reports, and a camera
+    /// publishing a frame every 5 ms (abort it at the end).
+    fn slow_service(
+        cfg: FaceServiceConfig,
+    ) -> (FaceService, mpsc::Receiver<Input>, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(64);
         let reports = OrderedSender::spawn(crate::link::InputSender::new(tx));
         let (_t, templates) = watch::channel(FaceTemplates::default());
         let ring = FrameRing::new();
-        let mut cfg = FaceServiceConfig::new(PathBuf::from("/unused"));
-        cfg.enrol_timeout = Duration::from_millis(300);
-        let mut svc = FaceService::with_pipeline(
+        let svc = FaceService::with_pipeline(
             cfg,
             Arc::new(SlowEmptyPipeline),
             ring.clone(),
@@ -790,6 +788,17 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         });
+        (svc, rx, camera)
+    }
+
+    /// Found in the VM rig's Linux-board scenario: under TCG every frame
+    /// took longer than the next one's arrival and a face enrolment never
+    /// ended. It ends at its time limit however slow the frames are.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_enrolment_ends_at_its_time_limit_while_frames_keep_coming() {
+        let mut cfg = FaceServiceConfig::new(PathBuf::from("/unused"));
+        cfg.enrol_timeout = Duration::from_millis(300);
+        let (mut svc, mut rx, camera) = slow_service(cfg);
         svc.command(&ModuleCmd::Enrol {
             modality: Modality::Face,
             slot: 3,
@@ -845,28 +854,12 @@ mod tests {
     /// touch on a dark porch) or an enrolment looks, and off after.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn attempts_and_enrolments_light_the_camera_light() {
-        let (tx, mut rx) = mpsc::channel(64);
-        let reports = OrderedSender::spawn(crate::link::InputSender::new(tx));
-        let (_t, templates) = watch::channel(FaceTemplates::default());
-        let ring = FrameRing::new();
         let light = Arc::new(CountingLight::default());
         let mut cfg = FaceServiceConfig::new(PathBuf::from("/unused"));
         cfg.enrol_timeout = Duration::from_millis(200);
         cfg.attempt_budget = Duration::from_millis(200);
         cfg.light = Some(Arc::new(light.clone()));
-        let mut svc = FaceService::with_pipeline(
-            cfg,
-            Arc::new(SlowEmptyPipeline),
-            ring.clone(),
-            templates,
-            reports,
-        );
-        let camera = tokio::spawn(async move {
-            loop {
-                ring.publish(4, 4, crate::board::frames::PixelFormat::Rgb, vec![0; 48]);
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        });
+        let (mut svc, mut rx, camera) = slow_service(cfg);
         for cmd in [
             ModuleCmd::RecogniseFace,
             ModuleCmd::Enrol {
