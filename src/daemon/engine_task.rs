@@ -567,8 +567,6 @@ impl EngineTask {
         }
     }
 
-    /// Append `events`; returns the id of the last one stored (the event
-    /// a snapshot that follows belongs to).
     /// Issue 17 item 8: an owner notice is kept (sealed) for the owner
     /// apps not connected now — a BLE-only owner asks for it at its next
     /// session. Kept before it is broadcast, so an app that connects at
@@ -587,6 +585,8 @@ impl EngineTask {
         }
     }
 
+    /// Append `events`; returns the id of the last one stored (the event
+    /// a snapshot that follows belongs to).
     async fn log_events(&mut self, events: Vec<Event>) -> Option<u64> {
         if events.is_empty() {
             return None;
