@@ -23,6 +23,8 @@
 
 #[path = "../tests/it/common/daemon.rs"]
 mod daemon;
+#[path = "../tests/it/common/mosquitto.rs"]
+mod mosquitto;
 #[path = "../tests/it/common/ports.rs"]
 mod ports;
 #[path = "../tests/it/common/soak.rs"]

@@ -26,11 +26,10 @@ use latchd::core::time::{Instant, Validity};
 use latchd::core::types::{
     AppKey, AppKeyId, AppKeyRole, Change, Handing, Key, Role, User, UserNumber,
 };
-use latchd::daemon::{self, Options, Running};
+use latchd::daemon::{self, Running};
 use latchd::link::Link;
 use latchd::store::{Store, StoreOptions};
 use rand_core::OsRng;
-use tokio_util::sync::CancellationToken;
 
 const MTU: u16 = 185;
 const NOW: Instant = Instant(1_000);
@@ -79,17 +78,7 @@ async fn start_lock(state: &Path) -> Running {
     config.lock.timedate_bus = "off".into();
     config.ble.enabled = false;
     config.sim.motor_travel_ms = 20;
-    let opts = Options {
-        config,
-        state_dir: state.to_owned(),
-        front_panel: false,
-        control_socket: None,
-        dbus: None,
-        set_held: false,
-    };
-    daemon::start(opts, CancellationToken::new())
-        .await
-        .expect("daemon starts")
+    crate::common::daemon::start_in_process(state, config, None).await
 }
 
 /// One BLE connection of a phone: the lock side as the GATT glue runs it,

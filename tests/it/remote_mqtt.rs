@@ -25,7 +25,7 @@ use latchd::core::types::Method;
 use latchd::core::types::SettingChange;
 use latchd::core::types::{AppKey, AppKeyId, AppKeyRole, Change, Handing, Role, User, UserNumber};
 use latchd::core::{AppCommand, AppRequest, Channel, Input, LockState, Principal};
-use latchd::daemon::{self, Options, Running};
+use latchd::daemon::{self, Running};
 use latchd::link::limit;
 use latchd::remote::config::TlsMaterial;
 use latchd::remote::envelope;
@@ -36,8 +36,8 @@ use rand_core::OsRng;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, Transport};
 use serde_json::Value;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
+use crate::common::mosquitto;
 use crate::common::ports::free_port;
 
 const SERIAL: &str = "LD-TEST1";
@@ -230,18 +230,7 @@ impl Broker {
             .append(true)
             .open(d.join(format!("mosquitto-{port}.log")))
             .expect("log");
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("mosquitto starts (apt-get install mosquitto)");
-        let deadline = Instant::now() + LIMIT;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "mosquitto did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let child = mosquitto::spawn(&conf, log, port, LIMIT);
         Broker { child }
     }
 
@@ -398,17 +387,7 @@ fn config(files: &BrokerFiles, port: u16) -> Config {
 }
 
 async fn start_lock(state: &Path, config: Config) -> Running {
-    let opts = Options {
-        config,
-        state_dir: state.to_owned(),
-        front_panel: false,
-        control_socket: None,
-        dbus: None,
-        set_held: false,
-    };
-    daemon::start(opts, CancellationToken::new())
-        .await
-        .expect("daemon starts")
+    crate::common::daemon::start_in_process(state, config, None).await
 }
 
 /// The test's MQTT client, logged in as `app`; every message it receives

@@ -29,9 +29,8 @@ use latchd::core::time::Validity;
 use latchd::core::types::{AppKey, AppKeyId, AppKeyRole, Change, Handing, Role, User, UserNumber};
 use latchd::core::update::{Blocker, Phase, UpdateRefusal};
 use latchd::core::{AppCommand, AppRequest, Channel, Input, Principal};
-use latchd::daemon::{self, Options, Running};
+use latchd::daemon::{self, Running};
 use latchd::store::{Store, StoreOptions};
-use tokio_util::sync::CancellationToken;
 
 use crate::common::bus::TestBus;
 
@@ -377,17 +376,7 @@ async fn start_lock(state: &Path, config: Config) -> Running {
     // The diagnostics interface on the same bus as RAUC: what a
     // technician reads there is checked below.
     let dbus = Some(latchd::dbus::BusChoice::Address(config.update.bus.clone()));
-    let opts = Options {
-        config,
-        state_dir: state.to_owned(),
-        front_panel: false,
-        control_socket: None,
-        dbus,
-        set_held: false,
-    };
-    daemon::start(opts, CancellationToken::new())
-        .await
-        .expect("daemon starts")
+    crate::common::daemon::start_in_process(state, config, dbus).await
 }
 
 async fn ask(running: &Running, principal: Principal, command: AppCommand) {

@@ -17,6 +17,26 @@ pub const USER_CODE: &str = "246801";
 /// Simulated person whose finger user 002 gets.
 pub const USER_PERSON: u32 = 2;
 
+/// latchd in this test's process (its channels reached directly), with no
+/// front panel and no control socket; `dbus` is the diagnostics bus.
+pub async fn start_in_process(
+    state: &Path,
+    config: latchd::config::Config,
+    dbus: Option<latchd::dbus::BusChoice>,
+) -> latchd::daemon::Running {
+    let opts = latchd::daemon::Options {
+        config,
+        state_dir: state.to_owned(),
+        front_panel: false,
+        control_socket: None,
+        dbus,
+        set_held: false,
+    };
+    latchd::daemon::start(opts, tokio_util::sync::CancellationToken::new())
+        .await
+        .expect("daemon starts")
+}
+
 pub struct Daemon {
     child: Option<Child>,
     pub state: PathBuf,

@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod face_seed;
 #[cfg(feature = "matter")]
 pub mod matter;
+pub mod mosquitto;
 pub mod ports;
 pub mod pty;
 pub mod shared;

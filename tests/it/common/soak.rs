@@ -38,7 +38,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use latchd::app::crypto::StaticKeypair;
@@ -421,18 +421,7 @@ impl Broker {
         )
         .expect("write mosquitto.conf");
         let log = std::fs::File::create(dir.join("mosquitto.log")).expect("log");
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("mosquitto starts (apt-get install mosquitto)");
-        let deadline = Instant::now() + LIMIT;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "mosquitto did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let child = super::mosquitto::spawn(&conf, log, port, LIMIT);
         Broker { child }
     }
 }
