@@ -27,6 +27,8 @@ mod daemon;
 mod mosquitto;
 #[path = "../tests/it/common/ports.rs"]
 mod ports;
+#[path = "../tests/it/common/shared.rs"]
+mod shared;
 #[path = "../tests/it/common/soak.rs"]
 mod soak;
 

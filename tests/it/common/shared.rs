@@ -27,7 +27,16 @@ pub fn photo(rel: &str) -> RgbImage {
 
 /// Resident set size in KiB, or 0 where /proc is unavailable.
 pub fn vm_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    rss_kib_at("/proc/self/status")
+}
+
+/// VmRSS of process `pid` in KiB, or 0 once it is gone.
+pub fn rss_kib(pid: u32) -> u64 {
+    rss_kib_at(&format!("/proc/{pid}/status"))
+}
+
+fn rss_kib_at(status: &str) -> u64 {
+    std::fs::read_to_string(status)
         .ok()
         .and_then(|s| {
             s.lines()

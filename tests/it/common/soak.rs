@@ -56,6 +56,7 @@ use serde_json::{json, Value};
 
 use super::daemon::Daemon;
 use super::ports::free_port;
+use super::shared::rss_kib;
 
 const SERIAL: &str = "LD-SOAK";
 const ADMIN_CODE: &str = "135792";
@@ -354,18 +355,6 @@ impl SoakReport {
         }
         out
     }
-}
-
-/// VmRSS of `pid` in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 fn fds(pid: u32) -> u64 {
