@@ -10,11 +10,14 @@
 #     scripts/fuzz.sh zfm_frame http_head    # only these
 #     FUZZ_SEED=1 scripts/fuzz.sh            # the slow suite's (CI's) regression run, see below
 #
-# cargo-fuzz is installed from crates.io when missing. The machine has one
-# (stable) toolchain, so libFuzzer's instrumentation flags are enabled with
-# RUSTC_BOOTSTRAP=1 and no sanitizer: the parsers are safe Rust, so ASan
-# would find nothing that a panic, an abort or an OOM (which libFuzzer
-# reports) would not. Each target starts from its committed seeds
+# The targets are built with cargo and the flags `cargo fuzz build
+# --sanitizer none` passes (cargo-fuzz 0.13's project.rs; libfuzzer-sys
+# builds libFuzzer itself), so a fresh machine does not compile cargo-fuzz
+# first (≈ 2 min of CI); `cargo fuzz` itself still works on the crate.
+# The machine has one (stable) toolchain, so the instrumentation flags are
+# enabled with RUSTC_BOOTSTRAP=1, and no sanitizer: the parsers are safe
+# Rust, so ASan would find nothing that a panic, an abort or an OOM (which
+# libFuzzer reports) would not. Each target starts from its committed seeds
 # (fuzz/seeds/<target>, written by fuzz/seeds.py) and keeps what it finds
 # in fuzz/corpus/<target> (not committed). Prints one summary line per
 # target: executions, executions per second, corpus size, peak memory.
@@ -26,10 +29,6 @@ all=(frame_parser improv_rpc remote_oneshot zfm_frame zfm_driver palm_frame palm
      http_head control_json config_files store_rows)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
-if ! cargo fuzz --version >/dev/null 2>&1; then
-    echo "installing cargo-fuzz from crates.io"
-    cargo install cargo-fuzz --locked --quiet
-fi
 # FUZZ_SEED alone (the slow suite sets 1) is the regression run: libFuzzer's
 # seed fixed, a fixed number of executions per target (≈ 5–15 s each on
 # these machines) from a fresh corpus of the committed seeds only, so every
@@ -51,8 +50,23 @@ if [ -n "${FUZZ_SEED:-}" ] && [ -z "$runs" ] && [ -z "${FUZZ_SECONDS:-}" ]; then
     regression=1
 fi
 cd fuzz
+triple="$(rustc -vV | sed -n 's/^host: //p')"
+# cargo-fuzz's coverage flags. One codegen unit per crate (cargo-fuzz's
+# release default: the sancov pass otherwise blocks ThinLTO's inlining,
+# "≈ 3× faster" says its source) builds the latchd crate on one core; the
+# regression run's fixed counts take about a minute either way, so it
+# builds with cargo's default units and the long runs with one.
+flags=(-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4
+       -Cllvm-args=-sanitizer-coverage-inline-8bit-counters
+       -Cllvm-args=-sanitizer-coverage-pc-table
+       -Cllvm-args=-sanitizer-coverage-trace-compares
+       -Cllvm-args=-simplifycfg-branch-fold-threshold=0
+       -Cllvm-args=-sanitizer-coverage-stack-depth --cfg fuzzing)
+[ -n "$regression" ] || flags+=(-Ccodegen-units=1)
 echo "== build ($(date -u +%T))"
-RUSTC_BOOTSTRAP=1 cargo fuzz build --sanitizer none
+RUSTC_BOOTSTRAP=1 RUSTFLAGS="${flags[*]}" cargo build --locked --release --target "$triple" \
+    --config 'profile.release.debug="line-tables-only"' --bins
+bin="${CARGO_TARGET_DIR:-target}/$triple/release"
 log="$(mktemp)"
 fresh="$(mktemp -d)"
 trap 'rm -rf "$log" "$fresh"' EXIT
@@ -72,7 +86,7 @@ for target in "${targets[@]}"; do
         limit+=(-seed="$FUZZ_SEED")
     fi
     status=0
-    RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none "$target" "$corpus" "seeds/$target" -- \
+    "$bin/$target" "$corpus" "seeds/$target" \
         "${limit[@]}" -rss_limit_mb=1024 -malloc_limit_mb=512 -print_final_stats=1 >"$log" 2>&1 || status=$?
     execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")"
     rate="$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")"
