@@ -252,7 +252,7 @@ fn bench_daemon_face_to_unlock() {
         seed_store(&dir.path().join("state"), &rec);
     }
     let mut config = latchd::config::Config::default();
-    config.face.enabled = true;
+    config.face.enabled = latchd::biometrics::face::FaceSwitch::On;
     config.face.liveness = latchd::biometrics::face::LivenessMode::Off;
     config.face.allow_without_liveness = true;
     config.face.models_dir = models;

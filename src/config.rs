@@ -66,8 +66,8 @@ pub struct Config {
     /// `[update]`: software updates through RAUC (off by default, see
     /// `docs/updates.md`).
     pub update: crate::update::UpdateConfig,
-    /// `[face]`: face unlock on the outdoor camera (off by default, see
-    /// `src/biometrics/face/config.rs`).
+    /// `[face]`: face unlock on the outdoor camera ("auto" by default: on
+    /// where the board can check liveness, see `src/biometrics/face/config.rs`).
     #[cfg(feature = "face")]
     pub face: crate::biometrics::face::config::FaceConfig,
 }

@@ -13,6 +13,8 @@
 //!     settings                  the lock's settings (owner)
 //!     language en|zh-TW         the prompt language (owner)
 //!     owner-keys                list the owner keys (owner)
+//!     schedules | schedule-week | schedule-year | holiday | clear-schedules
+//!                               as `latchctl remote` (owner; cli::schedule)
 //!     revoke-owner-key --slot N revoke one owner key (owner)
 //!     wifi --ssid X --psk Y     Improv Wi-Fi (lock in pairing mode)
 //!     wifi-scan                 networks the lock sees (lock in pairing mode)
@@ -68,6 +70,10 @@ pub enum BleCommand {
     /// without acknowledging them. Every other command run with an owner
     /// key prints them (`NOTICE …`) and acknowledges them first.
     Notices,
+    /// The schedules (issue 17 item 2; owner key), as `latchctl remote`:
+    /// schedules, schedule-week, schedule-year, holiday, clear-schedules.
+    #[command(flatten)]
+    Schedule(crate::cli::schedule::ScheduleCommand),
     /// Show the newest events (owner key).
     Events {
         /// How many, 1..=32.
@@ -474,6 +480,7 @@ mod imp {
             | BleCommand::Settings
             | BleCommand::Language { .. }
             | BleCommand::Mode { .. }
+            | BleCommand::Schedule(_)
             | BleCommand::RevokeOwnerKey { .. } => {
                 let now = WallTime(
                     std::time::SystemTime::now()
@@ -503,6 +510,7 @@ mod imp {
                     BleCommand::OwnerKeys => Request::ListOwnerKeys,
                     BleCommand::RevokeOwnerKey { slot } => Request::RevokeOwnerKey { slot: *slot },
                     BleCommand::Settings => Request::GetSettings,
+                    BleCommand::Schedule(c) => c.request().map_err(BleCliError::Usage)?,
                     BleCommand::Mode { name } => {
                         Request::SetSetting(crate::app::request::Setting::OperatingMode(
                             name.parse().map_err(BleCliError::Usage)?,
@@ -551,6 +559,14 @@ mod imp {
                         if json {
                             writeln!(out, "{value}")?;
                         } else {
+                            writeln!(out, "{text}")?;
+                        }
+                    }
+                    Response::Schedules(list) => {
+                        let (text, value) = crate::cli::schedule::schedules_text_json(&list);
+                        if json {
+                            writeln!(out, "{value}")?;
+                        } else if !text.is_empty() {
                             writeln!(out, "{text}")?;
                         }
                     }

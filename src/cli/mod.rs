@@ -37,6 +37,7 @@ pub mod diag;
 #[cfg(feature = "matter")]
 pub mod matter;
 pub mod remote;
+pub mod schedule;
 pub mod sim;
 
 /// Printed under `--help`.

@@ -11,6 +11,7 @@
 //!     invite [--hours H] | release-lockout | time-sync
 //!     enrol --user N --method <face|palm|fingerprint|passcode>   (the person enrols at the lock)
 //!     delete-credential --user N --method <…>                    (the user's newest of that kind)
+//!     schedules | schedule-week | schedule-year | holiday | clear-schedules   (cli::schedule)
 //!     events [-n N] [--follow]          newest N; then live events and owner notices
 //!                                       (sealed to the owner keys, opened with this key)
 //! ```
@@ -30,7 +31,7 @@ use zeroize::Zeroizing;
 use crate::app::crypto::StaticKeypair;
 use crate::app::request::Setting;
 use crate::app::{Request, Response};
-use crate::core::schedule::{Holder, Period, Schedule, ScheduleKind, WeekDay};
+use crate::cli::schedule::{schedules_text_json, ScheduleCommand};
 use crate::core::time::{Validity, WallTime};
 use crate::remote::client::{AppIdentity, ClientSettings, Push, RemoteClient, RemoteClientError};
 use crate::remote::config::{is_loopback_host, read_secret_file, TlsMaterial};
@@ -166,60 +167,10 @@ pub enum RemoteCommand {
         #[arg(long)]
         allow_older: bool,
     },
-    /// List the schedules (issue 17 item 2; owner key): the holder's with
-    /// --user/--code/--guest, else the lock's (holidays first).
-    Schedules {
-        #[command(flatten)]
-        holder: HolderArgs,
-    },
-    /// Set a week-day schedule: --days sun,mon,… (or all, weekdays),
-    /// --from HH:MM --to HH:MM local time, the same day (owner key).
-    ScheduleWeek {
-        #[command(flatten)]
-        holder: HolderArgs,
-        #[arg(long)]
-        index: u8,
-        #[arg(long)]
-        days: String,
-        #[arg(long)]
-        from: String,
-        #[arg(long)]
-        to: String,
-    },
-    /// Set a year-day schedule: --from/--to local time as seconds since
-    /// 1970 (Matter's localStartTime/localEndTime), [from, to) (owner key).
-    ScheduleYear {
-        #[command(flatten)]
-        holder: HolderArgs,
-        #[arg(long)]
-        index: u8,
-        #[arg(long)]
-        from: i64,
-        #[arg(long)]
-        to: i64,
-    },
-    /// Set a holiday: the lock's mode (normal, vacation, privacy,
-    /// no-remote) from --from to --to, local seconds since 1970 (owner).
-    Holiday {
-        #[arg(long)]
-        index: u8,
-        #[arg(long)]
-        from: i64,
-        #[arg(long)]
-        to: i64,
-        #[arg(long)]
-        mode: String,
-    },
-    /// Clear schedules of a kind (week-day, year-day, holiday) for a
-    /// holder, one --index or all (owner key).
-    ClearSchedules {
-        #[arg(long)]
-        kind: String,
-        #[command(flatten)]
-        holder: HolderArgs,
-        #[arg(long)]
-        index: Option<u8>,
-    },
+    /// The schedules (issue 17 item 2): schedules, schedule-week,
+    /// schedule-year, holiday, clear-schedules (`cli::schedule`).
+    #[command(flatten)]
+    Schedule(ScheduleCommand),
     /// The newest events (owner key); with --follow, then the live events
     /// and owner notices (duress, unlock while away, lockout), both sealed
     /// to each owner key and opened with this one, until interrupted.
@@ -231,114 +182,6 @@ pub enum RemoteCommand {
         #[arg(long)]
         follow: bool,
     },
-}
-
-/// Whose schedule: one of a user, a visitor code or a guest key.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct HolderArgs {
-    /// A user's number.
-    #[arg(long)]
-    pub user: Option<u16>,
-    /// A visitor code's id.
-    #[arg(long)]
-    pub code: Option<u16>,
-    /// A guest key's slot.
-    #[arg(long)]
-    pub guest: Option<u16>,
-}
-
-impl HolderArgs {
-    fn holder(&self) -> Result<Option<Holder>, RemoteCliError> {
-        use crate::core::types::{AppKeyId, TempPasscodeId, UserNumber};
-        Ok(match (self.user, self.code, self.guest) {
-            (None, None, None) => None,
-            (Some(u), None, None) => {
-                Some(Holder::User(UserNumber::new(u).ok_or_else(|| {
-                    RemoteCliError::Usage("users are 1..=999".into())
-                })?))
-            }
-            (None, Some(c), None) => Some(Holder::TempPasscode(TempPasscodeId(u32::from(c)))),
-            (None, None, Some(g)) => Some(Holder::GuestKey(AppKeyId(u32::from(g)))),
-            _ => {
-                return Err(RemoteCliError::Usage(
-                    "name one of --user, --code or --guest".into(),
-                ))
-            }
-        })
-    }
-
-    fn required(&self) -> Result<Holder, RemoteCliError> {
-        self.holder()?.ok_or_else(|| {
-            RemoteCliError::Usage("name the holder: --user, --code or --guest".into())
-        })
-    }
-}
-
-/// `sun,mon,…`, `all` or `weekdays` as Matter's days mask (bit 0 Sunday).
-fn days_mask(v: &str) -> Result<u8, RemoteCliError> {
-    const NAMES: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
-    match v {
-        "all" => return Ok(0x7f),
-        "weekdays" => return Ok(0x3e),
-        _ => {}
-    }
-    v.split(',').try_fold(0u8, |m, d| {
-        let i = NAMES
-            .iter()
-            .position(|n| n.eq_ignore_ascii_case(d.trim()))
-            .ok_or_else(|| RemoteCliError::Usage(format!("day `{d}`: sun, mon, … sat")))?;
-        Ok(m | 1 << i)
-    })
-}
-
-/// `HH:MM` as (hour, minute).
-fn hh_mm(v: &str) -> Result<(u8, u8), RemoteCliError> {
-    let bad = || RemoteCliError::Usage(format!("time `{v}`: HH:MM, 00:00 to 23:59"));
-    let (h, m) = v.split_once(':').ok_or_else(bad)?;
-    let (h, m): (u8, u8) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
-    (h < 24 && m < 60).then_some((h, m)).ok_or_else(bad)
-}
-
-fn schedule_text(s: &Schedule) -> String {
-    let holder = |h: &Holder| match h {
-        Holder::User(n) => format!("user {n}"),
-        Holder::TempPasscode(id) => format!("code {}", id.0),
-        Holder::GuestKey(id) => format!("guest {}", id.0),
-    };
-    match s {
-        Schedule::WeekDay {
-            holder: h,
-            index,
-            window,
-        } => {
-            let ((sh, sm), (eh, em)) = window.hm();
-            format!(
-                "week-day {index}  {}  days {:07b}  {sh:02}:{sm:02}-{eh:02}:{em:02}",
-                holder(h),
-                window.days
-            )
-        }
-        Schedule::YearDay {
-            holder: h,
-            index,
-            period,
-        } => format!(
-            "year-day {index}  {}  {}..{}",
-            holder(h),
-            period.start,
-            period.end
-        ),
-        Schedule::Holiday {
-            index,
-            period,
-            mode,
-        } => format!(
-            "holiday  {index}  {}  {}..{}",
-            mode.tag(),
-            period.start,
-            period.end
-        ),
-    }
 }
 
 /// Why `latchctl remote` failed.
@@ -540,71 +383,7 @@ fn request_of(cmd: &RemoteCommand) -> Result<Option<Request>, RemoteCliError> {
             method: method.method(),
         },
         RemoteCommand::TimeSync => Request::TimeSync { now: now() },
-        RemoteCommand::Schedules { holder } => Request::ListSchedules {
-            holder: holder.holder()?,
-        },
-        RemoteCommand::ScheduleWeek {
-            holder,
-            index,
-            days,
-            from,
-            to,
-        } => {
-            let ((sh, sm), (eh, em)) = (hh_mm(from)?, hh_mm(to)?);
-            Request::SetSchedule(Schedule::WeekDay {
-                holder: holder.required()?,
-                index: *index,
-                window: WeekDay {
-                    days: days_mask(days)?,
-                    start_minute: u16::from(sh) * 60 + u16::from(sm),
-                    end_minute: u16::from(eh) * 60 + u16::from(em),
-                },
-            })
-        }
-        RemoteCommand::ScheduleYear {
-            holder,
-            index,
-            from,
-            to,
-        } => Request::SetSchedule(Schedule::YearDay {
-            holder: holder.required()?,
-            index: *index,
-            period: Period {
-                start: *from,
-                end: *to,
-            },
-        }),
-        RemoteCommand::Holiday {
-            index,
-            from,
-            to,
-            mode,
-        } => Request::SetSchedule(Schedule::Holiday {
-            index: *index,
-            period: Period {
-                start: *from,
-                end: *to,
-            },
-            mode: mode.parse().map_err(RemoteCliError::Usage)?,
-        }),
-        RemoteCommand::ClearSchedules {
-            kind,
-            holder,
-            index,
-        } => Request::ClearSchedules {
-            kind: match kind.as_str() {
-                "week-day" => ScheduleKind::WeekDay,
-                "year-day" => ScheduleKind::YearDay,
-                "holiday" => ScheduleKind::Holiday,
-                other => {
-                    return Err(RemoteCliError::Usage(format!(
-                        "kind `{other}`: week-day, year-day or holiday"
-                    )))
-                }
-            },
-            holder: holder.holder()?,
-            index: *index,
-        },
+        RemoteCommand::Schedule(c) => c.request().map_err(RemoteCliError::Usage)?,
         RemoteCommand::Update { url, allow_older } => Request::StartUpdate {
             url: url.clone(),
             allow_older: *allow_older,
@@ -695,13 +474,7 @@ fn print(r: &Response, json: bool, out: &mut impl Write) -> Result<(), RemoteCli
                 .collect::<Vec<_>>()),
         ),
         Response::Settings(s) => settings_text_json(s),
-        Response::Schedules(list) => (
-            list.iter()
-                .map(schedule_text)
-                .collect::<Vec<_>>()
-                .join("\n"),
-            serde_json::to_value(list).unwrap_or_default(),
-        ),
+        Response::Schedules(list) => schedules_text_json(list),
         Response::GuestKeyCreated { .. } => (format!("{r:?}"), json!({"result": format!("{r:?}")})),
         Response::Events { events, .. } => (
             events

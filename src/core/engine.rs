@@ -211,6 +211,9 @@ pub struct Status {
     /// How the last update ended, or what the start-up check said of the
     /// booted slot (an `Update…` event kind; memory only).
     pub last_update: Option<EventKind>,
+    /// The schedules in force (issue 17 item 2).
+    #[serde(default)]
+    pub schedules: super::schedule::ScheduleStatus,
 }
 
 /// A target of an enrolment: the user being created or extended.
@@ -559,6 +562,7 @@ impl Engine {
             firmware: self.config.firmware.clone(),
             update: self.update.as_ref().map(|j| j.status()),
             last_update: self.last_update.clone(),
+            schedules: self.schedule_status(),
         }
     }
 

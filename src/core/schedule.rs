@@ -400,6 +400,34 @@ impl Schedules {
     }
 }
 
+/// What the status shows of the schedules (issue 17 item 2): how many of
+/// each kind, the holiday running now and the zone local time is read in.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ScheduleStatus {
+    pub week_day: usize,
+    pub year_day: usize,
+    pub holidays: usize,
+    /// The operating mode of the holiday running now, if any.
+    pub holiday_now: Option<OperatingMode>,
+    /// The lock's time zone (`[lock] time_zone`).
+    pub time_zone: String,
+}
+
+impl ScheduleStatus {
+    /// One line for the front panel and `latchctl status`.
+    pub fn text(&self) -> String {
+        format!(
+            "{} week-day, {} year-day, {} holiday{}; holiday now: {}; zone {}",
+            self.week_day,
+            self.year_day,
+            self.holidays,
+            if self.holidays == 1 { "" } else { "s" },
+            self.holiday_now.map_or("none", |m| m.tag()),
+            self.time_zone
+        )
+    }
+}
+
 // ----- the engine's side -----
 
 use super::action::{AppError, AppOk, AppResult};
@@ -418,6 +446,22 @@ impl Engine {
     /// A user's validity window and schedules both admit now.
     pub(super) fn user_in_time(&self, u: &super::types::User) -> bool {
         u.validity.admits(self.now.wall) && self.schedule_admits(Holder::User(u.number))
+    }
+
+    pub(super) fn schedule_status(&self) -> ScheduleStatus {
+        let mut st = ScheduleStatus {
+            holiday_now: self.holiday_mode(),
+            time_zone: self.config.time_zone.name().to_owned(),
+            ..ScheduleStatus::default()
+        };
+        for s in self.dir.schedules.all() {
+            match s.key().kind() {
+                ScheduleKind::WeekDay => st.week_day += 1,
+                ScheduleKind::YearDay => st.year_day += 1,
+                ScheduleKind::Holiday => st.holidays += 1,
+            }
+        }
+        st
     }
 
     /// The mode of the holiday running now, if any.

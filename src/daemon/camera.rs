@@ -5,7 +5,7 @@
 //!  sim: SimCamera (picture of the person SimControl::face put at the door)  ┐
 //!  linux: V4L2 (board file [camera])                                        ┴─► FrameRing
 //!      ├─► RingCamera ── Board.camera: doorbell/alarm JPEGs, <state>/snapshots/…-ev<N>-….jpg
-//!      ├─► FaceService ── Board.face ([face] enabled): recognise + enrol on the real pipeline
+//!      ├─► FaceService ── Board.face ([face] on, FaceConfig::resolve): recognise + enrol on the real pipeline
 //!      │       (biometrics::face::worker)
 //!      │       ▲ templates: watch, refreshed by the engine task after credential changes
 //!      │       ▲ [face] liveness = "ir": IR source grabbed per matched face
@@ -67,9 +67,14 @@ impl std::fmt::Debug for CameraRig {
     }
 }
 
+/// Whether face unlock runs: `[face] enabled`, with "auto" resolved for
+/// this board (`FaceConfig::resolve`).
 fn face_enabled(config: &Config) -> bool {
     #[cfg(feature = "face")]
-    return config.face.enabled;
+    return config
+        .face
+        .resolve(config.board == crate::config::BoardKind::Sim)
+        == crate::biometrics::face::FaceDecision::On;
     #[cfg(not(feature = "face"))]
     {
         let _ = config;
@@ -103,7 +108,21 @@ struct FaceBoard {
 #[cfg(feature = "face")]
 fn wants_ir(config: &Config) -> bool {
     use crate::biometrics::face::LivenessMode;
-    config.face.enabled && config.face.liveness == LivenessMode::Ir
+    face_enabled(config) && config.face.liveness == LivenessMode::Ir
+}
+
+/// Says once at start why face unlock is off when "auto" (or `false`)
+/// turned it off, so an installer who expected it knows what to add.
+fn log_face_decision(config: &Config) {
+    #[cfg(feature = "face")]
+    if let crate::biometrics::face::FaceDecision::Off(why) = config
+        .face
+        .resolve(config.board == crate::config::BoardKind::Sim)
+    {
+        tracing::info!("face unlock is off: {why}");
+    }
+    #[cfg(not(feature = "face"))]
+    let _ = config;
 }
 
 /// The sim board's IR pictures beside its camera. A bad IR directory
@@ -261,6 +280,7 @@ pub fn open_sim(
     inputs: &InputSender,
 ) -> Result<Option<CameraParts>, DaemonError> {
     use crate::board::sim::camera::{SimCamera, SimCameraConfig};
+    log_face_decision(config);
     if !wanted(config) {
         return Ok(None);
     }
@@ -303,6 +323,7 @@ pub fn open_linux(
     persisted: &Persisted,
     inputs: &InputSender,
 ) -> Result<Option<CameraParts>, DaemonError> {
+    log_face_decision(config);
     if !wanted(config) {
         return Ok(None);
     }

@@ -454,8 +454,14 @@ fn back_lines(s: &SimSnapshot, e: &crate::core::Status) -> Vec<String> {
         e.counts.faces,
         e.counts.passcodes
     ));
+    lines.push(schedule_line(e));
     lines.push(String::new());
     lines
+}
+
+/// The schedules in force and the holiday running now (issue 17 item 2).
+fn schedule_line(e: &crate::core::Status) -> String {
+    format!("   schedules: {}", e.schedules.text())
 }
 
 fn bolt_word(b: BoltPosition) -> &'static str {
@@ -479,6 +485,36 @@ mod tests {
     use super::*;
     use crate::board::sim::PromptRecord;
     use crate::core::{Language, Prompt};
+
+    /// Issue 17 item 2: the panel shows the schedules and a running
+    /// holiday's mode.
+    #[test]
+    fn the_panel_shows_the_schedules_and_the_holiday_now() {
+        use crate::core::schedule::ScheduleStatus;
+        use crate::core::types::OperatingMode;
+        use crate::core::{Engine, EngineConfig, Now};
+        let engine = Engine::new(
+            EngineConfig::for_tests("LD-1"),
+            crate::core::types::Persisted::default(),
+            Now::new(0, None),
+        );
+        let mut status = engine.status();
+        assert_eq!(
+            schedule_line(&status),
+            "   schedules: 0 week-day, 0 year-day, 0 holidays; holiday now: none; zone UTC"
+        );
+        status.schedules = ScheduleStatus {
+            week_day: 2,
+            year_day: 1,
+            holidays: 1,
+            holiday_now: Some(OperatingMode::Vacation),
+            time_zone: "Asia/Taipei".into(),
+        };
+        assert_eq!(
+            schedule_line(&status),
+            "   schedules: 2 week-day, 1 year-day, 1 holiday; holiday now: vacation; zone Asia/Taipei"
+        );
+    }
 
     /// Issue 17 item 4: the panel shows what the sim's voice logged, in the
     /// language it was said in, under the language in force.

@@ -147,12 +147,14 @@ fn seed_store(state: &Path, rec: &FaceRecognizer) {
     face_seed::seed_face_user(state, ADMIN_CODE, template);
 }
 
+/// `[face]` with the models and `liveness = "ir"`; `enabled` is left to
+/// its default ("auto") unless `face_extra` says it.
 fn write_config(dir: &Path, face_extra: &str) -> PathBuf {
     let config = dir.join("latchd.toml");
     std::fs::write(
         &config,
         format!(
-            "[face]\nenabled = true\nmodels_dir = \"{}\"\nliveness = \"ir\"\n{face_extra}",
+            "[face]\nmodels_dir = \"{}\"\nliveness = \"ir\"\n{face_extra}",
             models_dir().display(),
         ),
     )
@@ -213,6 +215,8 @@ fn log_lines(d: &Daemon, needle: &str) -> Vec<String> {
 /// The owner opens with a live IR picture; his face on a phone screen or
 /// a glossy print does not, and each such attempt is one failed
 /// verification (B-7.1); a missing IR frame never opens (fail closed).
+/// Face unlock is on by default ("auto", issue 17 item 6) because the
+/// board has its IR source: the table does not say `enabled`.
 #[test]
 fn ir_liveness_lets_a_live_face_in_and_refuses_a_screen_and_a_glossy_print() {
     let dir = tempfile::tempdir().unwrap();
@@ -235,6 +239,7 @@ fn ir_liveness_lets_a_live_face_in_and_refuses_a_screen_and_a_glossy_print() {
     assert_eq!(engine(&d)["counts"]["faces"], json!(1));
     let started = log_lines(&d, "face recognition on the camera");
     assert_eq!(started.len(), 1, "{started:?}");
+    assert!(log_lines(&d, "face unlock is off").is_empty());
     assert!(started[0].contains("liveness: ir"), "{started:?}");
     assert!(!started[0].contains("a photo may pass"), "{started:?}");
 
@@ -378,7 +383,8 @@ fn ir_liveness_without_an_ir_source_is_refused_at_start() {
 
     let none = dir.path().join("none");
     std::fs::create_dir_all(&none).unwrap();
-    let msg = refused_at_start(&none, &write_config(&none, &people_key));
+    let insist = format!("enabled = true\n{people_key}");
+    let msg = refused_at_start(&none, &write_config(&none, &insist));
     assert!(msg.contains("`face.liveness`"), "{msg}");
     assert!(msg.contains("face.sim_ir_dir"), "{msg}");
 
@@ -387,12 +393,32 @@ fn ir_liveness_without_an_ir_source_is_refused_at_start() {
     std::fs::create_dir_all(&wrong).unwrap();
     let msg = refused_at_start(
         &wrong,
-        &write_config(
-            &wrong,
-            &format!("{people_key}ir_camera = \"/dev/video2\"\n"),
-        ),
+        &write_config(&wrong, &format!("{insist}ir_camera = \"/dev/video2\"\n")),
     );
     assert!(msg.contains("`face.ir_camera`"), "{msg}");
     assert!(msg.contains("sim_ir_dir"), "{msg}");
     assert!(!dir.path().join("none/state/latchd.db").exists());
+}
+
+/// The default ("auto") on a board without its IR source: the lock starts
+/// with face unlock off and says why once, rather than refusing to start
+/// or running faces without the liveness check (issue 17 item 6).
+#[test]
+fn auto_without_an_ir_source_starts_with_face_off_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let people = dir.path().join("people");
+    std::fs::create_dir_all(&people).unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!("sim_people_dir = \"{}\"\n", people.display()),
+    );
+    let d = Daemon::start_with(
+        &dir.path().join("state"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let off = log_lines(&d, "face unlock is off");
+    assert_eq!(off.len(), 1, "{off:?}");
+    assert!(off[0].contains("face.sim_ir_dir"), "{off:?}");
+    assert!(log_lines(&d, "face recognition on the camera").is_empty());
+    assert!(d.sigterm().success());
 }

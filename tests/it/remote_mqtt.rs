@@ -2287,6 +2287,41 @@ async fn latchctl_remote_end_to_end() {
         (&["settings"][..], "mode vacation"),
         (&["set", "mode", "normal"][..], "ok"),
         (&["settings"][..], "remote unlock true"),
+        // Issue 17 item 2: schedules, the subcommands `latchctl ble` shares
+        // (on the guest key: one on the owner's administrator would shut
+        // the owner's own key out at night).
+        (
+            &[
+                "schedule-week",
+                "--guest",
+                "2",
+                "--index",
+                "1",
+                "--days",
+                "weekdays",
+                "--from",
+                "07:30",
+                "--to",
+                "19:00",
+            ][..],
+            "ok",
+        ),
+        (
+            &[
+                "holiday", "--index", "1", "--from", "100", "--to", "200", "--mode", "vacation",
+            ][..],
+            "ok",
+        ),
+        (
+            &["schedules", "--guest", "2"][..],
+            "week-day 1  guest 2  days 0111110  07:30-19:00",
+        ),
+        (&["schedules"][..], "holiday  1  vacation  100..200"),
+        (
+            &["clear-schedules", "--kind", "week-day", "--guest", "2"][..],
+            "ok",
+        ),
+        (&["clear-schedules", "--kind", "holiday"][..], "ok"),
     ] {
         let (code, out, err) = latchctl_out(files, port, &owner_key, args).await;
         assert_eq!(code, 0, "{args:?}: {err}");

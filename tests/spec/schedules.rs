@@ -80,6 +80,7 @@ fn schedules_week_day_outside_is_refused_like_a_wrong_code() {
         week_day(Holder::User(u), 2, TUE, (10, 0), (11, 0)),
     )
     .unwrap();
+    assert_eq!(s.engine.status().schedules.week_day, 2);
     // Tuesday 06:00: outside. Answered and counted like a wrong code;
     // only the owner's log says why.
     let strikes = s.engine.status().strikes;
@@ -257,9 +258,18 @@ fn schedules_holiday_vacation_refuses_ordinary_users_for_its_period() {
         schedule: holiday(1, OperatingMode::Vacation)
     }));
     assert!(opens(&mut s, USER_CODE), "before the holiday");
+    // The status (front panel, `latchctl status`) shows it, and when it runs.
+    let shown = s.engine.status().schedules;
+    assert_eq!((shown.holidays, shown.week_day, shown.year_day), (1, 0, 0));
+    assert_eq!(shown.holiday_now, None);
+    assert_eq!(shown.time_zone, "UTC");
     s.set_wall(WALL0 + H);
     let strikes = s.engine.status().strikes;
     assert!(!opens(&mut s, USER_CODE), "Vacation: administrators only");
+    assert_eq!(
+        s.engine.status().schedules.holiday_now,
+        Some(OperatingMode::Vacation)
+    );
     s.expect_prompt(Prompt::VerifyFailed);
     assert_eq!(s.engine.status().strikes, strikes + 1);
     assert!(opens(&mut s, ADMIN_CODE));
@@ -270,6 +280,7 @@ fn schedules_holiday_vacation_refuses_ordinary_users_for_its_period() {
     );
     s.set_wall(WALL0 + 2 * H);
     assert!(opens(&mut s, USER_CODE), "after the holiday");
+    assert_eq!(s.engine.status().schedules.holiday_now, None);
 }
 
 #[test]

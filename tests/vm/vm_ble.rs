@@ -957,6 +957,19 @@ mod guest {
         let (status, text) = latchctl(&["status"]).await;
         assert_eq!(status, Some(0), "{text}");
         assert!(text.starts_with("lock "), "{text}");
+        // Issue 17 item 2: schedules over BLE with the subcommands
+        // `latchctl remote` shares: set, read back, clear (a holiday: one
+        // on administrator 1 would shut this owner key out of hours).
+        let (status, text) = latchctl(&[
+            "holiday", "--index", "1", "--from", "100", "--to", "200", "--mode", "vacation",
+        ])
+        .await;
+        assert_eq!((status, text.trim()), (Some(0), "ok"));
+        let (status, text) = latchctl(&["schedules"]).await;
+        assert_eq!(status, Some(0), "{text}");
+        assert!(text.contains("holiday  1  vacation  100..200"), "{text}");
+        let (status, text) = latchctl(&["clear-schedules", "--kind", "holiday"]).await;
+        assert_eq!((status, text.trim()), (Some(0), "ok"));
     }
 }
 

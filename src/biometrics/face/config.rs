@@ -2,7 +2,7 @@
 //!
 //! ```toml
 //! [face]
-//! enabled = false                            # off by default
+//! enabled = "auto"                           # on where the board can check liveness (default); true | false
 //! models_dir = "/usr/share/latchd/models"    # yunet_n_320_320.onnx + mobilefacenet.onnx
 //! threshold = 0.35                           # cosine similarity to match
 //! attempt_budget_ms = 3000                   # one recognition attempt (B-6.2)
@@ -15,9 +15,16 @@
 //! # sim_ir_dir = "/path/to/ir"               # sim board: <N>.png|jpg = person N under IR
 //! ```
 //!
-//! Off by default so `cargo run` on a developer machine without the models
-//! still starts: the face feature is only loaded when asked for, and even
-//! then a missing model only turns face unlock off (the lock keeps working).
+//! `enabled = "auto"` (the default, issue 17 item 6) turns face unlock on
+//! wherever the board can run it safely: every board has the front
+//! panel's camera, so what decides is the liveness check — on when the
+//! board has its IR source (`ir_camera`, `sim_ir_dir`), or when the table
+//! knowingly runs without one; otherwise off, and the start-up log says
+//! why ([`FaceConfig::resolve`]). A lock never refuses to start over a
+//! feature it was not asked for, so `cargo run` on a developer machine
+//! (sim board, no IR pictures) starts with face off, as before; a missing
+//! model also only turns face unlock off (the lock keeps working).
+//! `enabled = true` insists: missing prerequisites are start-up errors.
 //!
 //! Liveness fails closed at every step: face unlock never runs without a
 //! liveness check unless the table says so twice (`liveness = "none"` and
@@ -31,17 +38,57 @@
 //! (see `biometrics::face::liveness`).
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use super::liveness::LivenessMode;
 use super::DEFAULT_MATCH_THRESHOLD;
+
+/// `[face] enabled`: `"auto"` (default), `true` or `false`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FaceSwitch {
+    /// On where the board can check liveness ([`FaceConfig::resolve`]).
+    #[default]
+    Auto,
+    /// On; what it needs and lacks is a start-up error.
+    On,
+    /// Off.
+    Off,
+}
+
+impl<'de> Deserialize<'de> for FaceSwitch {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Word(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bool(true) => Ok(FaceSwitch::On),
+            Raw::Bool(false) => Ok(FaceSwitch::Off),
+            Raw::Word(w) if w == "auto" => Ok(FaceSwitch::Auto),
+            Raw::Word(w) => Err(serde::de::Error::custom(format!(
+                "`enabled` = {w:?}: use true, false or \"auto\""
+            ))),
+        }
+    }
+}
+
+/// What `[face]` comes to on a board.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaceDecision {
+    On,
+    /// Off, and why (for the start-up log).
+    Off(&'static str),
+}
 
 /// Face settings (the `[face]` table of latchd.toml).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FaceConfig {
-    /// Face recognition and enrolment on the camera. Off by default.
-    pub enabled: bool,
+    /// Face recognition and enrolment on the camera: `"auto"` (default),
+    /// `true` or `false`.
+    pub enabled: FaceSwitch,
     /// Directory holding `yunet_n_320_320.onnx` and `mobilefacenet.onnx`.
     pub models_dir: PathBuf,
     /// Cosine similarity a probe must reach to match a template.
@@ -81,7 +128,7 @@ impl Eq for FaceConfig {}
 impl Default for FaceConfig {
     fn default() -> Self {
         FaceConfig {
-            enabled: false,
+            enabled: FaceSwitch::Auto,
             models_dir: PathBuf::from("/usr/share/latchd/models"),
             threshold: DEFAULT_MATCH_THRESHOLD,
             attempt_budget_ms: 3000,
@@ -138,19 +185,21 @@ impl FaceConfig {
                 return bad(key, "\"\"".into(), "name a path, or leave the key out");
             }
         }
-        if self.enabled {
+        if self.enabled != FaceSwitch::Off {
             let has_ir = self.ir_camera.is_some() || self.sim_ir_dir.is_some();
+            let insists = self.enabled == FaceSwitch::On;
             match self.liveness {
                 // Failing closed: accepting "ir" with no IR frames would
                 // either refuse every face or silently skip the check.
-                LivenessMode::Ir if !has_ir => {
+                // "auto" turns face off instead (`resolve`).
+                LivenessMode::Ir if !has_ir && insists => {
                     return bad(
                         "face.liveness",
                         "\"ir\"".into(),
                         "needs an IR source: set `face.ir_camera` (Linux board) or `face.sim_ir_dir` (sim board), or use \"none\" (a photo may pass)",
                     )
                 }
-                LivenessMode::Off if !has_ir && !self.allow_without_liveness => {
+                LivenessMode::Off if !has_ir && !self.allow_without_liveness && insists => {
                     return bad(
                         "face.liveness",
                         "\"none\"".into(),
@@ -193,9 +242,10 @@ impl FaceConfig {
     /// The board-specific half of the check (the daemon calls it when it
     /// starts the camera): with `liveness = "ir"` the board must have its
     /// kind of IR source, `ir_camera` on a real board, `sim_ir_dir` on the
-    /// sim board; the other board's key is refused, not ignored.
+    /// sim board (unless "auto" turns face off for want of it); the other
+    /// board's key is refused, not ignored.
     pub fn check_board(&self, sim_board: bool) -> Result<(), FaceConfigError> {
-        if !self.enabled || self.liveness != LivenessMode::Ir {
+        if self.enabled == FaceSwitch::Off || self.liveness != LivenessMode::Ir {
             return Ok(());
         }
         let path_value = |p: &PathBuf| format!("{:?}", p.display().to_string());
@@ -224,7 +274,7 @@ impl FaceConfig {
         } else {
             self.ir_camera.is_some()
         };
-        if !present {
+        if !present && self.enabled == FaceSwitch::On {
             return Err(FaceConfigError {
                 key: "face.liveness",
                 value: "\"ir\"".into(),
@@ -237,6 +287,31 @@ impl FaceConfig {
         }
         Ok(())
     }
+
+    /// Whether face unlock runs on this board (a table that passed
+    /// [`validate`](Self::validate) and [`check_board`](Self::check_board)):
+    /// `true` and `false` say it; `"auto"` is on when the liveness check
+    /// can run — the board's own IR source with `liveness = "ir"`, or
+    /// `liveness = "none"` with the explicit consent — and off otherwise.
+    pub fn resolve(&self, sim_board: bool) -> FaceDecision {
+        match self.enabled {
+            FaceSwitch::On => FaceDecision::On,
+            FaceSwitch::Off => FaceDecision::Off("`face.enabled` = false"),
+            FaceSwitch::Auto => match self.liveness {
+                LivenessMode::Ir if sim_board && self.sim_ir_dir.is_none() => FaceDecision::Off(
+                    "auto: the liveness check needs the sim board's IR pictures, `face.sim_ir_dir`",
+                ),
+                LivenessMode::Ir if !sim_board && self.ir_camera.is_none() => FaceDecision::Off(
+                    "auto: the liveness check needs the board's IR camera, `face.ir_camera`",
+                ),
+                LivenessMode::Ir => FaceDecision::On,
+                LivenessMode::Off if self.allow_without_liveness => FaceDecision::On,
+                LivenessMode::Off => FaceDecision::Off(
+                    "auto: `face.liveness` = \"none\" without `face.allow_without_liveness` = true",
+                ),
+            },
+        }
+    }
 }
 
 #[cfg(test)]
@@ -247,7 +322,12 @@ mod tests {
     fn defaults_are_safe_and_valid() {
         let c: FaceConfig = toml::from_str("").expect("empty table");
         assert_eq!(c, FaceConfig::default());
-        assert!(!c.enabled);
+        assert_eq!(c.enabled, FaceSwitch::Auto);
+        // Nothing to check liveness with on either board: off.
+        assert!(matches!(c.resolve(true), FaceDecision::Off(_)));
+        assert!(matches!(c.resolve(false), FaceDecision::Off(_)));
+        assert_eq!(c.check_board(true), Ok(()));
+        assert_eq!(c.check_board(false), Ok(()));
         assert_eq!(c.liveness, LivenessMode::Ir);
         assert!(!c.allow_without_liveness);
         assert_eq!(c.threshold, DEFAULT_MATCH_THRESHOLD);
@@ -341,8 +421,14 @@ mod tests {
         assert_eq!(e.key, "face.sim_ir_dir");
         // Without liveness (or with face off) the board has nothing to give.
         assert_eq!(FaceConfig::default().check_board(false), Ok(()));
-        let off = parse("liveness = \"ir\"\nsim_ir_dir = \"/tmp/ir\"");
+        let off = parse("enabled = false\nliveness = \"ir\"\nsim_ir_dir = \"/tmp/ir\"");
         assert_eq!(off.check_board(false), Ok(()));
+        // "auto" would use the key, so the wrong board's key is refused.
+        let auto = parse("liveness = \"ir\"\nsim_ir_dir = \"/tmp/ir\"");
+        assert_eq!(
+            auto.check_board(false).map_err(|e| e.key),
+            Err("face.sim_ir_dir")
+        );
         // Both keys set: the board's own one is used, the other refused.
         let both = parse(
             "enabled = true\nliveness = \"ir\"\nir_camera = \"/dev/video2\"\nsim_ir_dir = \"/tmp/ir\"",
@@ -355,5 +441,50 @@ mod tests {
             both.check_board(false).map_err(|e| e.key),
             Err("face.sim_ir_dir")
         );
+    }
+
+    #[test]
+    fn enabled_is_auto_true_or_false() {
+        let parse = |text: &str| toml::from_str::<FaceConfig>(text).map(|c| c.enabled);
+        assert_eq!(parse("enabled = \"auto\"").ok(), Some(FaceSwitch::Auto));
+        assert_eq!(parse("enabled = true").ok(), Some(FaceSwitch::On));
+        assert_eq!(parse("enabled = false").ok(), Some(FaceSwitch::Off));
+        for bad in ["enabled = \"yes\"", "enabled = 1"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// Issue 17 item 6: face is on by default wherever the board can check
+    /// liveness, and never on without the check unless the table says so
+    /// twice.
+    #[test]
+    fn auto_turns_face_on_only_where_liveness_can_run() {
+        let parse = |text: &str| -> FaceConfig { toml::from_str(text).expect(text) };
+        let on = |c: &FaceConfig, sim| c.resolve(sim) == FaceDecision::On;
+        let linux_ir = parse("ir_camera = \"/dev/video2\"");
+        assert_eq!(linux_ir.validate(), Ok(()));
+        assert_eq!(linux_ir.check_board(false), Ok(()));
+        assert!(on(&linux_ir, false));
+        let sim_ir = parse("sim_ir_dir = \"/tmp/ir\"");
+        assert_eq!(sim_ir.check_board(true), Ok(()));
+        assert!(on(&sim_ir, true));
+        // No IR source: off, and no start-up error either.
+        let plain = parse("");
+        for sim in [true, false] {
+            assert!(!on(&plain, sim));
+            assert_eq!(plain.check_board(sim), Ok(()));
+        }
+        // Without liveness only with the consent.
+        let unchecked = parse("liveness = \"none\"");
+        assert_eq!(unchecked.validate(), Ok(()));
+        assert!(!on(&unchecked, true) && !on(&unchecked, false));
+        let consented = parse("liveness = \"none\"\nallow_without_liveness = true");
+        assert!(on(&consented, true) && on(&consented, false));
+        // Explicit settings win.
+        assert!(!on(
+            &parse("enabled = false\nir_camera = \"/dev/video2\""),
+            false
+        ));
+        assert!(on(&parse("enabled = true\nsim_ir_dir = \"/tmp/ir\""), true));
     }
 }

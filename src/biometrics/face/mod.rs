@@ -59,7 +59,7 @@ use image::RgbImage;
 use tract_onnx::prelude::*;
 
 pub use align::{align_face, Point, Similarity, ALIGNED_SIZE, ARCFACE_TEMPLATE};
-pub use config::{FaceConfig, FaceConfigError};
+pub use config::{FaceConfig, FaceConfigError, FaceDecision, FaceSwitch};
 pub use detect::{nms, Detection, Detector, FaceBox, Placement, DETECTOR_INPUT, MAX_FACES};
 pub use embed::Embedder;
 pub use enrol::{EnrolConfig, EnrolStep, FaceEnrolment, Fix, Pose, PoseLimits, ENROL_POSES};
