@@ -48,8 +48,12 @@ set key off
 set grid
 set xlabel "inputs"
 set format x "%.0s%c"
-set title "VmRSS (MiB)"
-plot "$out/soak.csv" using 1:(\$3/1024) every ::1 with linespoints pt 7 ps 0.4
+set title "VmRSS, RssAnon (private), RssFile (mapped files) (MiB)"
+set key top left
+plot "$out/soak.csv" using 1:(\$3/1024) every ::1 with linespoints pt 7 ps 0.4 title "VmRSS", \\
+     "" using 1:(\$9/1024) every ::1 with linespoints pt 7 ps 0.4 title "RssAnon", \\
+     "" using 1:(\$10/1024) every ::1 with linespoints pt 7 ps 0.4 title "RssFile"
+set key off
 set title "open fds"
 plot "$out/soak.csv" using 1:4 every ::1 with linespoints pt 7 ps 0.4
 set title "latchd.db (KiB)"

@@ -131,6 +131,8 @@ pub struct StoreConfig {
     pub max_events: usize,
     /// Cap on the database size in bytes; 0 = no cap but the filesystem.
     pub max_db_bytes: u64,
+    /// SQLite's page cache per connection, KiB (64–65536).
+    pub cache_kib: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -241,6 +243,7 @@ impl Default for StoreConfig {
         StoreConfig {
             max_events: 10_000,
             max_db_bytes: 0,
+            cache_kib: crate::store::DEFAULT_CACHE_KIB,
         }
     }
 }
@@ -460,6 +463,13 @@ impl Config {
                 "store.max_events",
                 self.store.max_events.to_string(),
                 "keep at least 100 events",
+            );
+        }
+        if !(64..=65_536).contains(&self.store.cache_kib) {
+            return bad(
+                "store.cache_kib",
+                self.store.cache_kib.to_string(),
+                "must be between 64 and 65536 KiB",
             );
         }
         if self.store.max_db_bytes != 0 && self.store.max_db_bytes < 1 << 20 {

@@ -101,6 +101,7 @@ impl State {
             StoreOptions {
                 max_events: config.store.max_events,
                 max_db_bytes: (config.store.max_db_bytes != 0).then_some(config.store.max_db_bytes),
+                cache_kib: config.store.cache_kib,
                 ..StoreOptions::default()
             },
         )?;

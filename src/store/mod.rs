@@ -149,7 +149,17 @@ pub struct StoreOptions {
     /// Room kept back on the partition for protective writes (attempts,
     /// lockouts, revocations) when it fills up: `store::reserve`. 0: none.
     pub reserve_bytes: u64,
+    /// SQLite's page cache per connection, KiB (`PRAGMA cache_size`). The
+    /// caches fill as pages are read and stay full: with the writer and
+    /// each reader they are most of the daemon's private memory growth
+    /// after start (issue 15 item 4's soak), so they are bounded here.
+    pub cache_kib: u32,
 }
+
+/// [`StoreOptions::cache_kib`]'s default: a quarter of SQLite's 2000 KiB.
+/// The lock's database is about 1 MiB with a full event log, read a few
+/// rows at a time; the OS page cache holds the file anyway.
+pub const DEFAULT_CACHE_KIB: u32 = 512;
 
 impl Default for StoreOptions {
     fn default() -> Self {
@@ -157,6 +167,7 @@ impl Default for StoreOptions {
             max_events: 10_000,
             max_db_bytes: None,
             reserve_bytes: reserve::DEFAULT_RESERVE_BYTES,
+            cache_kib: DEFAULT_CACHE_KIB,
         }
     }
 }
@@ -621,7 +632,7 @@ impl Store {
     /// A read-only connection to this database for the channels' reads
     /// (see [`StoreReads`]).
     pub fn reader(&self) -> Result<StoreReader, StoreError> {
-        StoreReader::open(&self.db_path, self.sealer.clone())
+        StoreReader::open(&self.db_path, self.sealer.clone(), self.opts.cache_kib)
     }
 
     /// Path of the database file.
@@ -805,6 +816,7 @@ fn open_db(
     .ctx("opening the database")
     .map_err(at_open)?;
     schema::configure(&conn).map_err(at_open)?;
+    schema::set_cache(&conn, opts.cache_kib).map_err(at_open)?;
     if let Some(bytes) = opts.max_db_bytes {
         let page_size: i64 = conn
             .query_row("PRAGMA page_size", [], |r| r.get(0))
@@ -1105,6 +1117,26 @@ mod tests {
             .query_row("SELECT count(*) FROM notice_acks", [], |r| r.get(0))
             .unwrap();
         assert_eq!(acks, 0);
+    }
+
+    /// Issue 15 item 4: the writer's and a reader's page caches are
+    /// bounded by `cache_kib` (SQLite's own default would be 2000 KiB each).
+    #[test]
+    fn page_caches_are_bounded_by_the_option() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(
+            dir.path(),
+            StoreOptions {
+                cache_kib: 300,
+                ..StoreOptions::default()
+            },
+        )
+        .unwrap();
+        let cache =
+            |c: &Connection| -> i64 { c.query_row("PRAGMA cache_size", [], |r| r.get(0)).unwrap() };
+        assert_eq!(cache(&store.conn), -300);
+        assert_eq!(cache(&store.reader().unwrap().conn), -300);
+        assert_eq!(StoreOptions::default().cache_kib, DEFAULT_CACHE_KIB);
     }
 
     #[test]

@@ -29,7 +29,7 @@ use crate::core::types::Persisted;
 
 /// A read-only connection to the store's database.
 pub struct StoreReader {
-    conn: Connection,
+    pub(super) conn: Connection,
     sealer: Sealer,
 }
 
@@ -40,8 +40,9 @@ impl std::fmt::Debug for StoreReader {
 }
 
 impl StoreReader {
-    /// Open `db_path` read-only; `sealer` opens the sealed columns.
-    pub(crate) fn open(db_path: &Path, sealer: Sealer) -> Result<Self, StoreError> {
+    /// Open `db_path` read-only; `sealer` opens the sealed columns; its
+    /// page cache holds `cache_kib` KiB at most.
+    pub(crate) fn open(db_path: &Path, sealer: Sealer, cache_kib: u32) -> Result<Self, StoreError> {
         let conn = Connection::open_with_flags(
             db_path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -51,6 +52,7 @@ impl StoreReader {
             .ctx("setting the reader's pragmas")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .ctx("setting the reader's busy timeout")?;
+        super::schema::set_cache(&conn, cache_kib)?;
         Ok(StoreReader { conn, sealer })
     }
 

@@ -318,6 +318,13 @@ pub(crate) fn configure(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Bound this connection's page cache to `kib` KiB
+/// ([`super::StoreOptions::cache_kib`]).
+pub(crate) fn set_cache(conn: &Connection, kib: u32) -> Result<(), StoreError> {
+    conn.execute_batch(&format!("PRAGMA cache_size = -{}", kib.max(1)))
+        .ctx("setting the page cache size")
+}
+
 /// The database's schema version.
 pub(crate) fn version(conn: &Connection) -> Result<i64, StoreError> {
     conn.query_row("PRAGMA user_version", [], |r| r.get(0))

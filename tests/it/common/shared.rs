@@ -27,20 +27,31 @@ pub fn photo(rel: &str) -> RgbImage {
 
 /// Resident set size in KiB, or 0 where /proc is unavailable.
 pub fn vm_rss_kib() -> u64 {
-    rss_kib_at("/proc/self/status")
+    status_kib("/proc/self/status", "VmRSS:")
 }
 
 /// VmRSS of process `pid` in KiB, or 0 once it is gone.
 pub fn rss_kib(pid: u32) -> u64 {
-    rss_kib_at(&format!("/proc/{pid}/status"))
+    status_kib(&format!("/proc/{pid}/status"), "VmRSS:")
 }
 
-fn rss_kib_at(status: &str) -> u64 {
+/// VmRSS of process `pid` split as the kernel counts it: (RssAnon: heap,
+/// stacks and other private memory; RssFile: pages of mapped files, the
+/// binary's code among them), KiB; zeros once it is gone.
+pub fn rss_split_kib(pid: u32) -> (u64, u64) {
+    let status = format!("/proc/{pid}/status");
+    (
+        status_kib(&status, "RssAnon:"),
+        status_kib(&status, "RssFile:"),
+    )
+}
+
+fn status_kib(status: &str, field: &str) -> u64 {
     std::fs::read_to_string(status)
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .find_map(|l| l.strip_prefix(field))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or(0)

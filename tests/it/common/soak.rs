@@ -56,7 +56,7 @@ use serde_json::{json, Value};
 
 use super::daemon::Daemon;
 use super::ports::free_port;
-use super::shared::rss_kib;
+use super::shared::{rss_kib, rss_split_kib};
 
 const SERIAL: &str = "LD-SOAK";
 const ADMIN_CODE: &str = "135792";
@@ -99,6 +99,11 @@ pub struct Sample {
     pub inputs: u64,
     pub elapsed_s: f64,
     pub rss_kib: u64,
+    /// VmRSS split: private memory (heap, stacks) and mapped-file pages
+    /// (the binary's code as new paths run), to tell a leak from code
+    /// being paged in.
+    pub rss_anon_kib: u64,
+    pub rss_file_kib: u64,
     pub fds: u64,
     pub db_bytes: u64,
     pub wal_bytes: u64,
@@ -110,11 +115,11 @@ pub struct Sample {
 
 impl Sample {
     pub const CSV_HEADER: &'static str =
-        "inputs,elapsed_s,rss_kib,fds,db_bytes,wal_bytes,event_rows,processed";
+        "inputs,elapsed_s,rss_kib,fds,db_bytes,wal_bytes,event_rows,processed,rss_anon_kib,rss_file_kib";
 
     pub fn csv_row(&self) -> String {
         format!(
-            "{},{:.2},{},{},{},{},{},{}",
+            "{},{:.2},{},{},{},{},{},{},{},{}",
             self.inputs,
             self.elapsed_s,
             self.rss_kib,
@@ -122,7 +127,9 @@ impl Sample {
             self.db_bytes,
             self.wal_bytes,
             self.event_rows,
-            self.processed
+            self.processed,
+            self.rss_anon_kib,
+            self.rss_file_kib
         )
     }
 }
@@ -687,10 +694,13 @@ impl Rig {
     fn sample(&mut self, t0: Instant) -> Sample {
         let pid = self.pid();
         let processed = self.status()["daemon"]["processed"].as_u64().unwrap_or(0);
+        let (rss_anon_kib, rss_file_kib) = rss_split_kib(pid);
         Sample {
             inputs: self.inputs,
             elapsed_s: t0.elapsed().as_secs_f64(),
             rss_kib: rss_kib(pid),
+            rss_anon_kib,
+            rss_file_kib,
             fds: fds(pid),
             db_bytes: file_len(&self.state.join("latchd.db")),
             wal_bytes: file_len(&self.state.join("latchd.db-wal")),
