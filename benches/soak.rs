@@ -15,7 +15,8 @@
 //! Other knobs: `LATCHD_SOAK_MAX_EVENTS` (the lock's `[store] max_events`,
 //! default 10,000 as shipped), `LATCHD_SOAK_STATE_PARENT` (where the state
 //! directory goes; default the system's temporary directory),
-//! `LATCHD_SOAK_SEED`.
+//! `LATCHD_SOAK_SEED`, `LATCHD_SOAK_WRAPPER` (a command prefix latchd runs
+//! under, e.g. `heaptrack -o FILE` to find what the private memory is).
 //!
 //! Run: `scripts/soak.sh` (installs mosquitto and gnuplot, runs this,
 //! plots `target/soak/soak.png`), or
@@ -53,6 +54,11 @@ fn main() -> ExitCode {
         state_parent: std::env::var_os("LATCHD_SOAK_STATE_PARENT").map(PathBuf::from),
         seed: env_u64("LATCHD_SOAK_SEED", 0x5eed_50a6),
         progress: true,
+        wrapper: std::env::var("LATCHD_SOAK_WRAPPER")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect(),
     };
     let warm = env_u64("LATCHD_SOAK_WARMUP_PCT", 10) as f64 / 100.0;
     let csv = std::env::var_os("LATCHD_SOAK_CSV").map_or_else(

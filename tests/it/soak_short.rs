@@ -26,6 +26,7 @@ fn soak_short_keeps_fds_db_wal_and_event_log_bounded() {
         state_parent: Some(std::path::PathBuf::from("/dev/shm")).filter(|p| p.is_dir()),
         seed: 0x5eed_50a6,
         progress: false,
+        wrapper: Vec::new(),
     };
     let report = run(&cfg);
     let warm = 0.2;

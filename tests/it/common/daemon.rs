@@ -82,6 +82,52 @@ impl Daemon {
         Self::start_cmd(&[], exe, state, extra, &[])
     }
 
+    /// [`Daemon::start_wrapped`] with extra environment (the soak under a
+    /// profiler).
+    pub fn start_wrapped_with_env(
+        wrapper: &[String],
+        state: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        Self::start_cmd(
+            wrapper,
+            Path::new(env!("CARGO_BIN_EXE_latchd")),
+            state,
+            extra,
+            env,
+        )
+    }
+
+    /// The latchd process itself: the child, or under a wrapper (a
+    /// profiler's launcher) the first descendant running latchd's binary;
+    /// 0 once it is gone.
+    pub fn latchd_pid(&self) -> u32 {
+        let exe = std::fs::canonicalize(env!("CARGO_BIN_EXE_latchd")).unwrap_or_default();
+        let mut queue = vec![self.pid()];
+        while let Some(pid) = queue.pop() {
+            if pid == 0 {
+                continue;
+            }
+            if std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e == exe) {
+                return pid;
+            }
+            let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+                .into_iter()
+                .flatten();
+            for task in tasks.flatten() {
+                let children = std::fs::read_to_string(task.path().join("children"));
+                queue.extend(
+                    children
+                        .unwrap_or_default()
+                        .split_whitespace()
+                        .filter_map(|c| c.parse::<u32>().ok()),
+                );
+            }
+        }
+        0
+    }
+
     /// [`Daemon::start_with`] with extra environment (a private system
     /// bus: `DBUS_SYSTEM_BUS_ADDRESS`).
     pub fn start_with_env(state: &Path, extra: &[&str], env: &[(&str, &str)]) -> Daemon {

@@ -91,6 +91,9 @@ pub struct SoakConfig {
     pub seed: u64,
     /// Print a line per sample.
     pub progress: bool,
+    /// A command prefix latchd runs under (a heap profiler:
+    /// `heaptrack -o FILE`); the samples are of latchd itself.
+    pub wrapper: Vec<String>,
 }
 
 /// One sample of the daemon's resources.
@@ -613,7 +616,8 @@ impl Rig {
         )
         .expect("write latchd.toml");
         let config = config.display().to_string();
-        let daemon = Daemon::start_with_env(
+        let daemon = Daemon::start_wrapped_with_env(
+            &cfg.wrapper,
             &state,
             &["--config", &config],
             // Warnings only: an info line per event would make the log,
@@ -641,7 +645,7 @@ impl Rig {
     }
 
     fn pid(&self) -> u32 {
-        self.daemon.as_ref().map_or(0, |d| d.pid())
+        self.daemon.as_ref().map_or(0, |d| d.latchd_pid())
     }
 
     // ----- counted inputs -----
@@ -1153,7 +1157,15 @@ pub fn run(cfg: &SoakConfig) -> SoakReport {
     }
     let daemon = rig.daemon.take().expect("daemon");
     let log = daemon.log_text();
-    let status = daemon.sigterm();
+    // Under a wrapper latchd itself gets the SIGTERM; the wrapper then
+    // finishes (a profiler writes its file) and exits as latchd did.
+    let status = if cfg.wrapper.is_empty() {
+        daemon.sigterm()
+    } else {
+        let pid = nix::unistd::Pid::from_raw(daemon.latchd_pid() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        daemon.wait()
+    };
     assert!(status.success(), "latchd exited with {status}: {log}");
     SoakReport {
         samples,
