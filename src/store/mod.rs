@@ -478,7 +478,8 @@ impl Store {
     }
 
     /// The notices key `slot` (public key id `key_id`) has not
-    /// acknowledged, oldest first, at most `limit`, and how many more wait.
+    /// acknowledged and that were raised after it was added, oldest first,
+    /// at most `limit`, and how many more wait.
     #[allow(clippy::type_complexity)]
     pub fn pending_notices(
         &self,
@@ -486,7 +487,8 @@ impl Store {
         key_id: &[u8],
         limit: usize,
     ) -> Result<(Vec<(u64, zeroize::Zeroizing<Vec<u8>>)>, u64), StoreError> {
-        let after = notices::acked(&self.conn, slot, key_id)?;
+        let after =
+            notices::acked(&self.conn, slot, key_id)?.max(notices::floor(&self.conn, slot)?);
         notices::after(&self.conn, &self.sealer, after, limit)
     }
 
@@ -1117,6 +1119,63 @@ mod tests {
             .query_row("SELECT count(*) FROM notice_acks", [], |r| r.get(0))
             .unwrap();
         assert_eq!(acks, 0);
+    }
+
+    /// A phone paired today is not handed the household's old notices:
+    /// a new app key starts after the newest kept one; editing the key
+    /// (its label, its window) keeps where it started; a slot reissued to
+    /// a new key starts again from the newest.
+    #[test]
+    fn a_new_app_key_gets_the_notices_raised_after_it() {
+        use crate::core::time::Validity;
+        use crate::core::types::{AppKey, AppKeyId, AppKeyRole, Role, User, UserNumber};
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let admin = UserNumber::new(1).unwrap();
+        let key = |label: &str| AppKey {
+            id: AppKeyId(3),
+            role: AppKeyRole::Owner { admin },
+            public_key: [7; 32],
+            validity: Validity::ALWAYS,
+            label: label.into(),
+        };
+        store
+            .apply(&[Change::PutUser(User {
+                number: admin,
+                role: Role::Admin,
+                validity: Validity::ALWAYS,
+            })])
+            .unwrap();
+        for i in 0..5 {
+            store.push_notice(format!("old {i}").as_bytes()).unwrap();
+        }
+        store.apply(&[Change::PutAppKey(key("phone"))]).unwrap();
+        assert!(store
+            .pending_notices(3, b"key-3---", 20)
+            .unwrap()
+            .0
+            .is_empty());
+        let new = store.push_notice(b"new").unwrap();
+        store.apply(&[Change::PutAppKey(key("renamed"))]).unwrap();
+        let (page, more) = store.pending_notices(3, b"key-3---", 20).unwrap();
+        assert_eq!((page.len(), more), (1, 0));
+        assert_eq!(page[0].0, new, "an edit keeps the key's start");
+        store
+            .apply(&[
+                Change::DeleteAppKey(AppKeyId(3)),
+                Change::PutAppKey(key("next")),
+            ])
+            .unwrap();
+        assert!(store
+            .pending_notices(3, b"key-3'--", 20)
+            .unwrap()
+            .0
+            .is_empty());
+        // A slot without a key (an app the store does not know) starts at 0.
+        assert_eq!(
+            store.pending_notices(9, b"key-9---", 20).unwrap().0.len(),
+            6
+        );
     }
 
     /// Issue 15 item 4: the writer's and a reader's page caches are

@@ -89,6 +89,20 @@ pub(crate) fn after(
     Ok((out, more as u64))
 }
 
+/// The newest notice kept when key `slot` was added (it is not shown
+/// older ones); 0 for a slot without a key.
+pub(crate) fn floor(conn: &Connection, slot: u32) -> Result<u64, StoreError> {
+    let from: Option<i64> = conn
+        .query_row(
+            "SELECT notices_from FROM app_keys WHERE id = ?1",
+            [slot],
+            |r| r.get(0),
+        )
+        .optional()
+        .ctx("reading where a key's notices start")?;
+    Ok(from.unwrap_or(0).max(0) as u64)
+}
+
 /// The newest notice key `slot` (public key id `key_id`) acknowledged;
 /// 0: none.
 pub(crate) fn acked(conn: &Connection, slot: u32, key_id: &[u8]) -> Result<u64, StoreError> {

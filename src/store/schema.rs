@@ -239,6 +239,17 @@ CREATE TABLE notice_acks (
 );
 "#,
     },
+    Migration {
+        version: 7,
+        // A column with a default; a version-6 daemon's new keys get 0
+        // (every kept notice, as version 6 gave them).
+        additive: true,
+        sql: r#"
+-- The newest owner notice when the key was added: a phone paired today
+-- gets the notices raised from now on, not the household's last 64.
+ALTER TABLE app_keys ADD COLUMN notices_from INTEGER NOT NULL DEFAULT 0;
+"#,
+    },
 ];
 
 /// This build's schema steps.
@@ -438,11 +449,13 @@ mod tests {
             .is_err());
     }
 
-    /// Every released step is declared not additive (each adds sealed
-    /// rows or rebuilds a table), so today's floor is today's version.
+    /// Steps 1–6 are not additive (each adds sealed rows or rebuilds a
+    /// table); step 7 only adds a column with a default, so a version-6
+    /// daemon (a RAUC fall-back) still reads and writes the database.
     #[test]
     fn floors_follow_the_additive_steps() {
-        assert_eq!(floor(STEPS, LATEST), LATEST);
+        assert_eq!(LATEST, 7);
+        assert_eq!(floor(STEPS, LATEST), 6);
         let steps = [
             Migration {
                 version: 1,
@@ -469,7 +482,7 @@ mod tests {
         assert_eq!(floor(&steps, 4), 4);
         let mut conn = Connection::open_in_memory().unwrap();
         migrate(&mut conn).unwrap();
-        assert_eq!(declared_floor(&conn, LATEST).unwrap(), LATEST);
+        assert_eq!(declared_floor(&conn, LATEST).unwrap(), 6);
     }
 
     #[test]

@@ -314,8 +314,12 @@ fn apply_one(
             let sealed = sealer.seal(&app_key_binding(k.id, role, admin), &k.public_key)?;
             let (from, until) = validity_cols(&k.validity);
             tx.execute(
-                "INSERT INTO app_keys (id, role, admin, sealed_public_key, valid_from, valid_until, label)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                // A new key starts after the notices already kept; an
+                // update of a key keeps where it started.
+                "INSERT INTO app_keys
+                   (id, role, admin, sealed_public_key, valid_from, valid_until, label, notices_from)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7,
+                         (SELECT coalesce(max(id), 0) FROM owner_notices))
                  ON CONFLICT(id) DO UPDATE SET
                    role = excluded.role, admin = excluded.admin,
                    sealed_public_key = excluded.sealed_public_key,

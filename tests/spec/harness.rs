@@ -21,7 +21,7 @@ use latchd::core::{
 /// The first administrator's passcode in [`Sim::installed`].
 pub const ADMIN_CODE: &str = "135790";
 pub const KEY: [u8; 32] = [0x5a; 32];
-/// A wall clock that is known (2026-11-26 06:00 UTC).
+/// A wall clock that is known (Tuesday 2026-11-24 06:00 UTC).
 pub const WALL0: i64 = 1_795_500_000;
 
 pub fn config() -> EngineConfig {
