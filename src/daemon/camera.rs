@@ -67,14 +67,19 @@ impl std::fmt::Debug for CameraRig {
     }
 }
 
-/// Whether face unlock runs: `[face] enabled`, with "auto" resolved for
-/// this board (`FaceConfig::resolve`).
-fn face_enabled(config: &Config) -> bool {
-    #[cfg(feature = "face")]
-    return config
+/// `[face] enabled` with "auto" resolved for this board
+/// (`FaceConfig::resolve`).
+#[cfg(feature = "face")]
+fn face_decision(config: &Config) -> crate::biometrics::face::FaceDecision {
+    config
         .face
         .resolve(config.board == crate::config::BoardKind::Sim)
-        == crate::biometrics::face::FaceDecision::On;
+}
+
+/// Whether face unlock runs ([`face_decision`]).
+fn face_enabled(config: &Config) -> bool {
+    #[cfg(feature = "face")]
+    return face_decision(config) == crate::biometrics::face::FaceDecision::On;
     #[cfg(not(feature = "face"))]
     {
         let _ = config;
@@ -115,10 +120,7 @@ fn wants_ir(config: &Config) -> bool {
 /// turned it off, so an installer who expected it knows what to add.
 fn log_face_decision(config: &Config) {
     #[cfg(feature = "face")]
-    if let crate::biometrics::face::FaceDecision::Off(why) = config
-        .face
-        .resolve(config.board == crate::config::BoardKind::Sim)
-    {
+    if let crate::biometrics::face::FaceDecision::Off(why) = face_decision(config) {
         tracing::info!("face unlock is off: {why}");
     }
     #[cfg(not(feature = "face"))]
