@@ -152,6 +152,13 @@ write(
     '\x00[lock]\nverification_code = "ABCDEFGHIJKLMNOPQRSTUVWX"\n[remote]\nenabled = true\nhost = "localhost"\ntls = false\nusername = "lock"\npassword = "correct-horse-battery"\n',
 )
 
+# Found in CI's run: masking one secret spelled another ("line 5, c[secret]").
+write(
+    "config_files",
+    "masks-spell-a-secret.toml",
+    '\x00[lock]\nverification_code = "c[secret]"\n[remote]\npassword = "olumn"\n!\n',
+)
+
 # ── store rows (src/store/fuzzing.rs; see the target for the byte format) ─
 # user 1 admin; owner app key id 3 of admin 1 with a sealed 32-byte key;
 # a lock_state row; an event.
