@@ -18,6 +18,10 @@
 //!  Setting(auto-lock, remote unlock, require PIN, operating mode)
 //!                           the app's rules (`core::modes`: Privacy is not
 //!                           left from here)
+//!  SetSchedule / ClearSchedules
+//!                           a user's week-day and year-day schedules and the
+//!                           holidays, the app's rules (`core::schedule`);
+//!                           not those of visitor codes and guest keys
 //!  anything else            Forbidden (keys, invites, clock, lockout release)
 //! ```
 //!
@@ -119,6 +123,16 @@ impl Engine {
                 | SettingChange::RequirePinRemote(_)
                 | SettingChange::OperatingMode(_)),
             ) => self.change_setting(out, change),
+            // Issue 18: the users' schedules and the holidays. Visitor
+            // codes and guest keys are the owner's app's, schedules and all.
+            AppCommand::SetSchedule(s) if matter_may_schedule(s.key().holder()) => {
+                self.set_schedule(out, s)
+            }
+            AppCommand::ClearSchedules {
+                kind,
+                holder,
+                index,
+            } if matter_may_schedule(holder) => self.clear_schedules(out, kind, holder, index),
             _ => Err(AppError::Forbidden),
         }
     }
@@ -322,4 +336,10 @@ enum MatterPin {
         id: super::types::TempPasscodeId,
         one_time: bool,
     },
+}
+
+/// Whose schedules a Matter administrator may set: a user's, or the
+/// lock's holidays (`None`).
+fn matter_may_schedule(holder: Option<super::schedule::Holder>) -> bool {
+    matches!(holder, None | Some(super::schedule::Holder::User(_)))
 }

@@ -22,17 +22,17 @@ use core::time::Duration;
 use rs_matter::dm::clusters::decl::door_lock::{
     self, AttributeId, ClearCredentialRequest, ClearHolidayScheduleRequest, ClearUserRequest,
     ClearWeekDayScheduleRequest, ClearYearDayScheduleRequest, CommandId, CredentialRuleEnum,
-    CredentialTypeEnum, DataOperationTypeEnum, DlCredentialRuleMask, DlLockState, DlLockType,
-    DlStatus, DlSupportedOperatingModes, DoorLockAlarm, DoorStateChange, DoorStateEnum, Feature,
-    GetCredentialStatusRequest, GetCredentialStatusResponseBuilder, GetHolidayScheduleRequest,
-    GetHolidayScheduleResponseBuilder, GetUserRequest, GetUserResponseBuilder,
-    GetWeekDayScheduleRequest, GetWeekDayScheduleResponseBuilder, GetYearDayScheduleRequest,
-    GetYearDayScheduleResponseBuilder, LockDoorRequest, LockOperation, LockOperationError,
-    LockOperationTypeEnum, LockUserChange, OperatingModeEnum, OperationSourceEnum,
-    SetAliroReaderConfigRequest, SetCredentialRequest, SetCredentialResponseBuilder,
-    SetHolidayScheduleRequest, SetUserRequest, SetWeekDayScheduleRequest,
-    SetYearDayScheduleRequest, UnboltDoorRequest, UnlockDoorRequest, UnlockWithTimeoutRequest,
-    UserStatusEnum,
+    CredentialTypeEnum, DataOperationTypeEnum, DaysMaskMap, DlCredentialRuleMask, DlLockState,
+    DlLockType, DlStatus, DlSupportedOperatingModes, DoorLockAlarm, DoorStateChange, DoorStateEnum,
+    Feature, GetCredentialStatusRequest, GetCredentialStatusResponseBuilder,
+    GetHolidayScheduleRequest, GetHolidayScheduleResponseBuilder, GetUserRequest,
+    GetUserResponseBuilder, GetWeekDayScheduleRequest, GetWeekDayScheduleResponseBuilder,
+    GetYearDayScheduleRequest, GetYearDayScheduleResponseBuilder, LockDoorRequest, LockOperation,
+    LockOperationError, LockOperationTypeEnum, LockUserChange, OperatingModeEnum,
+    OperationSourceEnum, SetAliroReaderConfigRequest, SetCredentialRequest,
+    SetCredentialResponseBuilder, SetHolidayScheduleRequest, SetUserRequest,
+    SetWeekDayScheduleRequest, SetYearDayScheduleRequest, UnboltDoorRequest, UnlockDoorRequest,
+    UnlockWithTimeoutRequest, UserStatusEnum,
 };
 use rs_matter::dm::{
     Cluster, Dataver, EndptId, HandlerContext, InvokeContext, OperationContext, ReadContext,
@@ -46,7 +46,8 @@ use tokio::sync::{broadcast, watch};
 use super::labels::{Label, Labels, MAX_NAME};
 use super::mapping::{self, MatterEvent, Operation};
 use super::port::LockPort;
-use super::schedule::ScheduleRules;
+use super::schedule::{self, Found};
+use crate::core::schedule::{Schedule, ScheduleKind};
 use crate::core::types::{CredentialId, CredentialKind, Persisted, Role, UserNumber};
 use crate::core::{AppCommand, AppError, AppOk, AppResult, Principal, Status};
 
@@ -74,7 +75,6 @@ pub struct DoorLock<'a> {
     dataver: Dataver,
     endpoint: EndptId,
     port: &'a dyn LockPort,
-    schedules: &'a dyn ScheduleRules,
     status: watch::Receiver<Status>,
     labels: RefCell<Labels>,
     /// Who sent the last Matter command that reached the engine: the
@@ -91,7 +91,10 @@ impl<'a> DoorLock<'a> {
                 | Feature::DOOR_POSITION_SENSOR.bits()
                 | Feature::CREDENTIALS_OVER_THE_AIR_ACCESS.bits()
                 | Feature::FINGER_CREDENTIALS.bits()
-                | Feature::FACE_CREDENTIALS.bits(),
+                | Feature::FACE_CREDENTIALS.bits()
+                | Feature::WEEK_DAY_ACCESS_SCHEDULES.bits()
+                | Feature::YEAR_DAY_ACCESS_SCHEDULES.bits()
+                | Feature::HOLIDAY_SCHEDULES.bits(),
         )
         .with_attrs(with!(
             required;
@@ -106,6 +109,9 @@ impl<'a> DoorLock<'a> {
                 | AttributeId::WrongCodeEntryLimit
                 | AttributeId::UserCodeTemporaryDisableTime
                 | AttributeId::RequirePINforRemoteOperation
+                | AttributeId::NumberOfWeekDaySchedulesSupportedPerUser
+                | AttributeId::NumberOfYearDaySchedulesSupportedPerUser
+                | AttributeId::NumberOfHolidaySchedulesSupported
         ))
         .with_cmds(with!(
             CommandId::LockDoor
@@ -117,19 +123,22 @@ impl<'a> DoorLock<'a> {
                 | CommandId::SetCredential
                 | CommandId::GetCredentialStatus
                 | CommandId::ClearCredential
+                | CommandId::SetWeekDaySchedule
+                | CommandId::GetWeekDaySchedule
+                | CommandId::ClearWeekDaySchedule
+                | CommandId::SetYearDaySchedule
+                | CommandId::GetYearDaySchedule
+                | CommandId::ClearYearDaySchedule
+                | CommandId::SetHolidaySchedule
+                | CommandId::GetHolidaySchedule
+                | CommandId::ClearHolidaySchedule
         ));
 
-    pub fn new(
-        dataver: Dataver,
-        endpoint: EndptId,
-        port: &'a dyn LockPort,
-        schedules: &'a dyn ScheduleRules,
-    ) -> Self {
+    pub fn new(dataver: Dataver, endpoint: EndptId, port: &'a dyn LockPort) -> Self {
         DoorLock {
             dataver,
             endpoint,
             port,
-            schedules,
             status: port.status(),
             labels: RefCell::new(Labels::load(port)),
             last_matter: Cell::new(None),
@@ -172,6 +181,31 @@ impl<'a> DoorLock<'a> {
                 tracing::info!("Matter: command refused: {e}");
                 Err(mapping::command_error(&e).into())
             }
+        }
+    }
+
+    /// A schedule command: the engine's refusals as the cluster's statuses.
+    async fn schedule_command(
+        &self,
+        ctx: &impl InvokeContext,
+        command: AppCommand,
+    ) -> Result<(), Error> {
+        match self.submit(ctx, command).await? {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::info!("Matter: schedule command refused: {e}");
+                Err(schedule::command_error(&e).into())
+            }
+        }
+    }
+
+    /// Clearing the schedules of a user that does not exist is FAILURE
+    /// (the engine would clear none and say so).
+    fn user_must_exist(&self, user: UserNumber) -> Result<(), Error> {
+        if self.directory()?.users.iter().any(|u| u.number == user) {
+            Ok(())
+        } else {
+            Err(ErrorCode::Failure.into())
         }
     }
 
@@ -279,6 +313,21 @@ impl<'a> DoorLock<'a> {
                 MatterEvent::DoorState(state) => {
                     DoorStateChange::emit_for(ctx, self.endpoint, |b| b.door_state(state)?.end())
                 }
+                MatterEvent::ScheduleChange {
+                    data,
+                    op,
+                    user,
+                    index,
+                } => LockUserChange::emit_for(ctx, self.endpoint, |b| {
+                    b.lock_data_type(data)?
+                        .data_operation_type(op)?
+                        .operation_source(OperationSourceEnum::Unspecified)?
+                        .user_index(Nullable::new(user.map(UserNumber::get)))?
+                        .fabric_index(Nullable::none())?
+                        .source_node(Nullable::none())?
+                        .data_index(Nullable::some(u16::from(index)))?
+                        .end()
+                }),
                 MatterEvent::UserChange { data, op, user } => {
                     LockUserChange::emit_for(ctx, self.endpoint, |b| {
                         b.lock_data_type(data)?
@@ -505,6 +554,27 @@ impl door_lock::ClusterAsyncHandler for DoorLock<'_> {
         _ctx: impl ReadContext,
     ) -> Result<u8, Error> {
         Ok(CREDENTIALS_PER_USER)
+    }
+
+    async fn number_of_week_day_schedules_supported_per_user(
+        &self,
+        _ctx: impl ReadContext,
+    ) -> Result<u8, Error> {
+        Ok(crate::core::schedule::WEEK_DAY_PER_HOLDER)
+    }
+
+    async fn number_of_year_day_schedules_supported_per_user(
+        &self,
+        _ctx: impl ReadContext,
+    ) -> Result<u8, Error> {
+        Ok(crate::core::schedule::YEAR_DAY_PER_HOLDER)
+    }
+
+    async fn number_of_holiday_schedules_supported(
+        &self,
+        _ctx: impl ReadContext,
+    ) -> Result<u8, Error> {
+        Ok(crate::core::schedule::HOLIDAYS)
     }
 
     async fn auto_relock_time(&self, _ctx: impl ReadContext) -> Result<u32, Error> {
@@ -925,115 +995,156 @@ impl door_lock::ClusterAsyncHandler for DoorLock<'_> {
         Ok(())
     }
 
-    // The schedule features are off (see schedule.rs): these commands are
-    // not in CLUSTER's command list, so the Interaction Model answers
-    // UNSUPPORTED_COMMAND before they arrive. They still go through the
-    // interface so that turning the features on is the only change left.
+    // The schedules (WDSCH, YDSCH, HDSCH): `schedule.rs` converts, the
+    // engine decides.
 
     async fn handle_set_week_day_schedule(
         &self,
-        _ctx: impl InvokeContext,
+        ctx: impl InvokeContext,
         request: SetWeekDayScheduleRequest<'_>,
     ) -> Result<(), Error> {
-        let user = mapping::user_number(request.user_index()?).ok_or(ErrorCode::ConstraintError)?;
-        let w = super::schedule::WeekDay::new(
+        let command = schedule::set_week_day(
+            request.week_day_index()?,
+            request.user_index()?,
             request.days_mask()?.bits(),
             (request.start_hour()?, request.start_minute()?),
             (request.end_hour()?, request.end_minute()?),
-        )
-        .map_err(|e| Error::from(super::schedule::status(e)))?;
-        self.schedules
-            .set_week_day(user, request.week_day_index()?, w)
-            .map_err(|e| super::schedule::status(e).into())
+        )?;
+        self.schedule_command(&ctx, command).await
     }
 
     async fn handle_get_week_day_schedule<P: TLVBuilderParent>(
         &self,
         _ctx: impl InvokeContext,
         request: GetWeekDayScheduleRequest<'_>,
-        _response: GetWeekDayScheduleResponseBuilder<P>,
+        response: GetWeekDayScheduleResponseBuilder<P>,
     ) -> Result<P, Error> {
-        let user = mapping::user_number(request.user_index()?).ok_or(ErrorCode::ConstraintError)?;
-        match self.schedules.week_day(user, request.week_day_index()?) {
-            Err(e) => Err(super::schedule::status(e).into()),
-            // Unreachable until the engine has schedules (NoSchedules).
-            Ok(_) => Err(ErrorCode::CommandNotFound.into()),
+        let (index, user) = (request.week_day_index()?, request.user_index()?);
+        let found = schedule::get(&self.directory()?, ScheduleKind::WeekDay, index, Some(user));
+        let b = response.week_day_index(index)?.user_index(user)?;
+        match found {
+            Found::Schedule(Schedule::WeekDay { window, .. }) => {
+                let ((sh, sm), (eh, em)) = window.hm();
+                b.status(DlStatus::Success)?
+                    .days_mask(Some(DaysMaskMap::from_bits_retain(window.days)))?
+                    .start_hour(Some(sh))?
+                    .start_minute(Some(sm))?
+                    .end_hour(Some(eh))?
+                    .end_minute(Some(em))?
+                    .end()
+            }
+            other => b
+                .status(found_status(other))?
+                .days_mask(None)?
+                .start_hour(None)?
+                .start_minute(None)?
+                .end_hour(None)?
+                .end_minute(None)?
+                .end(),
         }
     }
 
     async fn handle_clear_week_day_schedule(
         &self,
-        _ctx: impl InvokeContext,
+        ctx: impl InvokeContext,
         request: ClearWeekDayScheduleRequest<'_>,
     ) -> Result<(), Error> {
-        let user = mapping::user_number(request.user_index()?).ok_or(ErrorCode::ConstraintError)?;
-        let index = request.week_day_index()?;
-        self.schedules
-            .clear_week_day(user, (index != 0xFE).then_some(index))
-            .map_err(|e| super::schedule::status(e).into())
+        let (user, command) = schedule::clear_for_user(
+            ScheduleKind::WeekDay,
+            request.week_day_index()?,
+            request.user_index()?,
+        )?;
+        self.user_must_exist(user)?;
+        self.schedule_command(&ctx, command).await
     }
 
     async fn handle_set_year_day_schedule(
         &self,
-        _ctx: impl InvokeContext,
+        ctx: impl InvokeContext,
         request: SetYearDayScheduleRequest<'_>,
     ) -> Result<(), Error> {
-        let user = mapping::user_number(request.user_index()?).ok_or(ErrorCode::ConstraintError)?;
-        let p =
-            super::schedule::Period::new(request.local_start_time()?, request.local_end_time()?)
-                .map_err(|e| Error::from(super::schedule::status(e)))?;
-        self.schedules
-            .set_year_day(user, request.year_day_index()?, p)
-            .map_err(|e| super::schedule::status(e).into())
+        let command = schedule::set_year_day(
+            request.year_day_index()?,
+            request.user_index()?,
+            request.local_start_time()?,
+            request.local_end_time()?,
+        )?;
+        self.schedule_command(&ctx, command).await
     }
 
     async fn handle_get_year_day_schedule<P: TLVBuilderParent>(
         &self,
         _ctx: impl InvokeContext,
         request: GetYearDayScheduleRequest<'_>,
-        _response: GetYearDayScheduleResponseBuilder<P>,
+        response: GetYearDayScheduleResponseBuilder<P>,
     ) -> Result<P, Error> {
-        let user = mapping::user_number(request.user_index()?).ok_or(ErrorCode::ConstraintError)?;
-        match self.schedules.year_day(user, request.year_day_index()?) {
-            Err(e) => Err(super::schedule::status(e).into()),
-            Ok(_) => Err(ErrorCode::CommandNotFound.into()),
+        let (index, user) = (request.year_day_index()?, request.user_index()?);
+        let found = schedule::get(&self.directory()?, ScheduleKind::YearDay, index, Some(user));
+        let b = response.year_day_index(index)?.user_index(user)?;
+        match found {
+            Found::Schedule(Schedule::YearDay { period, .. }) => b
+                .status(DlStatus::Success)?
+                .local_start_time(Some(schedule::to_matter(period.start)))?
+                .local_end_time(Some(schedule::to_matter(period.end)))?
+                .end(),
+            other => b
+                .status(found_status(other))?
+                .local_start_time(None)?
+                .local_end_time(None)?
+                .end(),
         }
     }
 
     async fn handle_clear_year_day_schedule(
         &self,
-        _ctx: impl InvokeContext,
+        ctx: impl InvokeContext,
         request: ClearYearDayScheduleRequest<'_>,
     ) -> Result<(), Error> {
-        let user = mapping::user_number(request.user_index()?).ok_or(ErrorCode::ConstraintError)?;
-        let index = request.year_day_index()?;
-        self.schedules
-            .clear_year_day(user, (index != 0xFE).then_some(index))
-            .map_err(|e| super::schedule::status(e).into())
+        let (user, command) = schedule::clear_for_user(
+            ScheduleKind::YearDay,
+            request.year_day_index()?,
+            request.user_index()?,
+        )?;
+        self.user_must_exist(user)?;
+        self.schedule_command(&ctx, command).await
     }
 
     async fn handle_set_holiday_schedule(
         &self,
-        _ctx: impl InvokeContext,
+        ctx: impl InvokeContext,
         request: SetHolidayScheduleRequest<'_>,
     ) -> Result<(), Error> {
-        let p =
-            super::schedule::Period::new(request.local_start_time()?, request.local_end_time()?)
-                .map_err(|e| Error::from(super::schedule::status(e)))?;
-        self.schedules
-            .set_holiday(request.holiday_index()?, p)
-            .map_err(|e| super::schedule::status(e).into())
+        let command = schedule::set_holiday(
+            request.holiday_index()?,
+            request.local_start_time()?,
+            request.local_end_time()?,
+            request.operating_mode()?,
+        )?;
+        self.schedule_command(&ctx, command).await
     }
 
     async fn handle_get_holiday_schedule<P: TLVBuilderParent>(
         &self,
         _ctx: impl InvokeContext,
         request: GetHolidayScheduleRequest<'_>,
-        _response: GetHolidayScheduleResponseBuilder<P>,
+        response: GetHolidayScheduleResponseBuilder<P>,
     ) -> Result<P, Error> {
-        match self.schedules.holiday(request.holiday_index()?) {
-            Err(e) => Err(super::schedule::status(e).into()),
-            Ok(_) => Err(ErrorCode::CommandNotFound.into()),
+        let index = request.holiday_index()?;
+        let found = schedule::get(&self.directory()?, ScheduleKind::Holiday, index, None);
+        let b = response.holiday_index(index)?;
+        match found {
+            Found::Schedule(Schedule::Holiday { period, mode, .. }) => b
+                .status(DlStatus::Success)?
+                .local_start_time(Some(schedule::to_matter(period.start)))?
+                .local_end_time(Some(schedule::to_matter(period.end)))?
+                .operating_mode(Some(mapping::matter_mode(mode)))?
+                .end(),
+            other => b
+                .status(found_status(other))?
+                .local_start_time(None)?
+                .local_end_time(None)?
+                .operating_mode(None)?
+                .end(),
         }
     }
 
@@ -1062,13 +1173,20 @@ impl door_lock::ClusterAsyncHandler for DoorLock<'_> {
 
     async fn handle_clear_holiday_schedule(
         &self,
-        _ctx: impl InvokeContext,
+        ctx: impl InvokeContext,
         request: ClearHolidayScheduleRequest<'_>,
     ) -> Result<(), Error> {
-        let index = request.holiday_index()?;
-        self.schedules
-            .clear_holiday((index != 0xFE).then_some(index))
-            .map_err(|e| super::schedule::status(e).into())
+        let command = schedule::clear_holiday(request.holiday_index()?)?;
+        self.schedule_command(&ctx, command).await
+    }
+}
+
+/// A Get's status when it found no schedule of its kind.
+fn found_status(found: Found) -> DlStatus {
+    match found {
+        Found::Status(s) => s,
+        // A key of one kind names a schedule of that kind only.
+        Found::Schedule(_) => DlStatus::Failure,
     }
 }
 

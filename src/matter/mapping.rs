@@ -20,6 +20,7 @@ use rs_matter::tlv::Nullable;
 
 use crate::core::event::{AlarmKind, EventKind, LockHow};
 use crate::core::input::DoorPosition;
+use crate::core::schedule::{Holder, Schedule, ScheduleKind};
 use crate::core::types::{
     CredentialKind, Method, OperatingMode, Role, SettingChange, Settings, UserNumber,
 };
@@ -58,7 +59,12 @@ pub fn door_state(d: Option<DoorPosition>) -> Nullable<DoorStateEnum> {
 /// `OperatingMode`: the engine's operating mode, one to one (Normal and
 /// NoRemoteLockUnlock are Normal with remote unlock on / off, B-6.7).
 pub fn operating_mode(s: &Settings) -> OperatingModeEnum {
-    match s.operating_mode() {
+    matter_mode(s.operating_mode())
+}
+
+/// The cluster's name for an engine operating mode.
+pub fn matter_mode(m: OperatingMode) -> OperatingModeEnum {
+    match m {
         OperatingMode::Normal => OperatingModeEnum::Normal,
         OperatingMode::Vacation => OperatingModeEnum::Vacation,
         OperatingMode::Privacy => OperatingModeEnum::Privacy,
@@ -67,16 +73,22 @@ pub fn operating_mode(s: &Settings) -> OperatingModeEnum {
     }
 }
 
-/// A write of `OperatingMode`: the setting change it asks for (the engine
-/// may still refuse it: [`command_error`] gives the status).
-pub fn operating_mode_change(m: OperatingModeEnum) -> SettingChange {
-    SettingChange::OperatingMode(match m {
+/// The engine's operating mode for the cluster's (a write of the
+/// attribute, a holiday's mode).
+pub fn engine_mode(m: OperatingModeEnum) -> OperatingMode {
+    match m {
         OperatingModeEnum::Normal => OperatingMode::Normal,
         OperatingModeEnum::Vacation => OperatingMode::Vacation,
         OperatingModeEnum::Privacy => OperatingMode::Privacy,
         OperatingModeEnum::NoRemoteLockUnlock => OperatingMode::NoRemoteLockUnlock,
         OperatingModeEnum::Passage => OperatingMode::Passage,
-    })
+    }
+}
+
+/// A write of `OperatingMode`: the setting change it asks for (the engine
+/// may still refuse it: [`command_error`] gives the status).
+pub fn operating_mode_change(m: OperatingModeEnum) -> SettingChange {
+    SettingChange::OperatingMode(engine_mode(m))
 }
 
 /// `AutoRelockTime` in seconds: the B-8.3 countdown, 0 when it is off.
@@ -213,6 +225,14 @@ pub enum MatterEvent {
         op: DataOperationTypeEnum,
         user: UserNumber,
     },
+    /// A schedule set or cleared: a user's (week-day, year-day) or the
+    /// lock's (holiday); `index` 0xFE is "all of them".
+    ScheduleChange {
+        data: LockDataTypeEnum,
+        op: DataOperationTypeEnum,
+        user: Option<UserNumber>,
+        index: u8,
+    },
 }
 
 /// The Matter events an engine event becomes. `locked` is whether the
@@ -291,9 +311,64 @@ pub fn events_of(kind: &EventKind, locked: bool) -> Vec<MatterEvent> {
                 user: *user,
             }))
         }
+        EventKind::ScheduleSet { schedule } => {
+            let (data, holder, index) = match *schedule {
+                Schedule::WeekDay { holder, index, .. } => {
+                    (LockDataTypeEnum::WeekDaySchedule, Some(holder), index)
+                }
+                Schedule::YearDay { holder, index, .. } => {
+                    (LockDataTypeEnum::YearDaySchedule, Some(holder), index)
+                }
+                Schedule::Holiday { index, .. } => (LockDataTypeEnum::HolidaySchedule, None, index),
+            };
+            out.extend(schedule_change(
+                data,
+                DataOperationTypeEnum::Add,
+                holder,
+                index,
+            ));
+        }
+        EventKind::SchedulesCleared {
+            kind,
+            holder,
+            index,
+        } => {
+            let data = match kind {
+                ScheduleKind::WeekDay => LockDataTypeEnum::WeekDaySchedule,
+                ScheduleKind::YearDay => LockDataTypeEnum::YearDaySchedule,
+                ScheduleKind::Holiday => LockDataTypeEnum::HolidaySchedule,
+            };
+            out.extend(schedule_change(
+                data,
+                DataOperationTypeEnum::Clear,
+                *holder,
+                index.unwrap_or(0xFE),
+            ));
+        }
         _ => {}
     }
     out
+}
+
+/// A schedule change Matter can see: a user's or a holiday, not those of
+/// visitor codes and guest keys (the owner's app's, see `schedule.rs`).
+fn schedule_change(
+    data: LockDataTypeEnum,
+    op: DataOperationTypeEnum,
+    holder: Option<Holder>,
+    index: u8,
+) -> Option<MatterEvent> {
+    let user = match holder {
+        None => None,
+        Some(Holder::User(u)) => Some(u),
+        Some(Holder::TempPasscode(_) | Holder::GuestKey(_)) => return None,
+    };
+    Some(MatterEvent::ScheduleChange {
+        data,
+        op,
+        user,
+        index,
+    })
 }
 
 /// The cluster's data type for a credential kind Matter can name. A palm
@@ -525,6 +600,67 @@ mod tests {
                 user: u
             }]
         );
+    }
+
+    /// LockUserChange for schedules: a user's (with its index) and the
+    /// holidays (no user); 0xFE for "all"; none for a visitor code's.
+    #[test]
+    fn schedule_changes_become_lock_user_changes() {
+        use crate::core::schedule::{Holder, Period, Schedule, ScheduleKind, WeekDay};
+        use crate::core::types::TempPasscodeId;
+        let u = UserNumber::new(2).unwrap();
+        let set = EventKind::ScheduleSet {
+            schedule: Schedule::WeekDay {
+                holder: Holder::User(u),
+                index: 3,
+                window: WeekDay::new(1, (9, 0), (10, 0)).unwrap(),
+            },
+        };
+        assert_eq!(
+            events_of(&set, false),
+            vec![MatterEvent::ScheduleChange {
+                data: LockDataTypeEnum::WeekDaySchedule,
+                op: DataOperationTypeEnum::Add,
+                user: Some(u),
+                index: 3
+            }]
+        );
+        let holiday = EventKind::ScheduleSet {
+            schedule: Schedule::Holiday {
+                index: 2,
+                period: Period::new(0, 10).unwrap(),
+                mode: OperatingMode::Vacation,
+            },
+        };
+        assert_eq!(
+            events_of(&holiday, false),
+            vec![MatterEvent::ScheduleChange {
+                data: LockDataTypeEnum::HolidaySchedule,
+                op: DataOperationTypeEnum::Add,
+                user: None,
+                index: 2
+            }]
+        );
+        let cleared = EventKind::SchedulesCleared {
+            kind: ScheduleKind::YearDay,
+            holder: Some(Holder::User(u)),
+            index: None,
+        };
+        assert_eq!(
+            events_of(&cleared, false),
+            vec![MatterEvent::ScheduleChange {
+                data: LockDataTypeEnum::YearDaySchedule,
+                op: DataOperationTypeEnum::Clear,
+                user: Some(u),
+                index: 0xFE
+            }]
+        );
+        let visitor = EventKind::SchedulesCleared {
+            kind: ScheduleKind::WeekDay,
+            holder: Some(Holder::TempPasscode(TempPasscodeId(1))),
+            index: None,
+        };
+        assert_eq!(events_of(&visitor, false), vec![]);
     }
 
     #[test]

@@ -58,7 +58,6 @@ use super::onboarding::Onboarding;
 use super::port::LockPort;
 use super::power;
 use super::running::MatterError;
-use super::schedule::NoSchedules;
 use super::wifi::LockWifi;
 use super::Radios;
 use crate::core::event::EventKind;
@@ -212,12 +211,7 @@ async fn serve(
     let crypto = default_crypto(rand_matter::rng(), dac_key);
     let mut rand = crypto.rand().map_err(MatterError::Stack)?;
 
-    let lock = DoorLock::new(
-        Dataver::new_rand(&mut rand),
-        LOCK_ENDPOINT,
-        port,
-        &NoSchedules,
-    );
+    let lock = DoorLock::new(Dataver::new_rand(&mut rand), LOCK_ENDPOINT, port);
     let identify = IdentifyHandler::new_with(Dataver::new_rand(&mut rand), LockIdentify(port));
     let battery = power::Battery::new(
         Dataver::new_rand(&mut rand),

@@ -9,7 +9,8 @@
 //! it on) with LockOperation events by subscription → SetUser + SetCredential
 //! a PIN, which then opens on the simulated keypad → OperatingMode Privacy
 //! refuses it, a controller cannot end Privacy, the inside handle does
-//! (issue 18 item 2) → a weak PIN refused
+//! (issue 18 item 2) → week-day, year-day and holiday schedules set, read
+//! back and cleared, a year-day period refusing the PIN → a weak PIN refused
 //! (B-2.3) → wrong PINs over Matter count towards the keypad's lockout
 //! (B-7.1, issue 13's shared budget; DoorLockAlarm WrongCodeEntryLimit)
 //! → a keypad-made user's palm shows as
@@ -374,6 +375,118 @@ fn home_assistants_controller_commissions_and_operates_the_lock() {
     d.press(&format!("{PIN}✓"));
     d.settle();
     assert_eq!(lock_state(&d), "unlocked");
+
+    // Issue 18 item 2: the schedules (WDSCH, YDSCH, HDSCH) are the engine's.
+    let features = c.read(node, "1/257/65532").as_u64().unwrap_or(0);
+    assert_eq!(features & 0xC10, 0xC10, "FeatureMap {features:#x}");
+    assert_eq!(c.read(node, "1/257/20"), json!(7), "week-day per user");
+    assert_eq!(c.read(node, "1/257/21"), json!(4), "year-day per user");
+    assert_eq!(c.read(node, "1/257/22"), json!(8), "holidays");
+    // A week-day window reads back as it was set, and clears.
+    let weekdays = json!({"weekDayIndex": 1, "userIndex": 2, "daysMask": 0x3e,
+                          "startHour": 8, "startMinute": 30, "endHour": 17, "endMinute": 0});
+    c.lock_cmd(node, "SetWeekDaySchedule", weekdays).unwrap();
+    c.event(
+        node,
+        USER_CHANGE,
+        json!({"lockDataType": 3, "dataOperationType": 0, "userIndex": 2, "dataIndex": 1}),
+    );
+    let got = c
+        .lock_cmd(
+            node,
+            "GetWeekDaySchedule",
+            json!({"weekDayIndex": 1, "userIndex": 2}),
+        )
+        .unwrap();
+    for (field, value) in [
+        ("status", 0),
+        ("daysMask", 0x3e),
+        ("startHour", 8),
+        ("startMinute", 30),
+        ("endHour", 17),
+        ("endMinute", 0),
+    ] {
+        assert_eq!(got["result"][field], json!(value), "{field}: {got}");
+    }
+    c.lock_cmd(
+        node,
+        "ClearWeekDaySchedule",
+        json!({"weekDayIndex": 0xFE, "userIndex": 2}),
+    )
+    .unwrap();
+    let gone = c
+        .lock_cmd(
+            node,
+            "GetWeekDaySchedule",
+            json!({"weekDayIndex": 1, "userIndex": 2}),
+        )
+        .unwrap();
+    assert_eq!(gone["result"]["status"], json!(0x8B), "NotFound: {gone}");
+    // A year-day period in January 2000 only: the PIN is refused today,
+    // like a wrong one; cleared, it opens again.
+    let year2000 =
+        json!({"yearDayIndex": 1, "userIndex": 2, "localStartTime": 1000, "localEndTime": 2000});
+    c.lock_cmd(node, "SetYearDaySchedule", year2000).unwrap();
+    let got = c
+        .lock_cmd(
+            node,
+            "GetYearDaySchedule",
+            json!({"yearDayIndex": 1, "userIndex": 2}),
+        )
+        .unwrap();
+    assert_eq!(got["result"]["localStartTime"], json!(1000), "{got}");
+    assert_eq!(got["result"]["localEndTime"], json!(2000), "{got}");
+    d.ok(json!({"cmd": "lock_button"}));
+    d.settle();
+    d.press(&format!("{PIN}✓"));
+    d.settle();
+    assert_eq!(lock_state(&d), "locked", "outside its year-day schedule");
+    c.lock_cmd(
+        node,
+        "ClearYearDaySchedule",
+        json!({"yearDayIndex": 0xFE, "userIndex": 2}),
+    )
+    .unwrap();
+    d.press(&format!("{PIN}✓"));
+    d.settle();
+    assert_eq!(lock_state(&d), "unlocked", "no schedule: unrestricted");
+    // Holidays: never Passage (a timetable that holds the door open); a
+    // Vacation one reads back and clears.
+    let passage = c.lock_cmd(
+        node,
+        "SetHolidaySchedule",
+        json!({"holidayIndex": 1, "localStartTime": 1000, "localEndTime": 2000, "operatingMode": 4}),
+    );
+    assert!(
+        passage
+            .as_ref()
+            .is_err_and(|e| e.contains("InvalidCommand")),
+        "{passage:?}"
+    );
+    c.lock_cmd(
+        node,
+        "SetHolidaySchedule",
+        json!({"holidayIndex": 1, "localStartTime": 1000, "localEndTime": 2000, "operatingMode": 1}),
+    )
+    .unwrap();
+    let got = c
+        .lock_cmd(node, "GetHolidaySchedule", json!({"holidayIndex": 1}))
+        .unwrap();
+    assert_eq!(got["result"]["operatingMode"], json!(1), "Vacation: {got}");
+    assert_eq!(got["result"]["localEndTime"], json!(2000), "{got}");
+    c.lock_cmd(node, "ClearHolidaySchedule", json!({"holidayIndex": 0xFE}))
+        .unwrap();
+    // A schedule for a user that does not exist: FAILURE.
+    let nobody = c.lock_cmd(
+        node,
+        "SetWeekDaySchedule",
+        json!({"weekDayIndex": 1, "userIndex": 9, "daysMask": 1,
+               "startHour": 8, "startMinute": 0, "endHour": 9, "endMinute": 0}),
+    );
+    assert!(
+        nobody.as_ref().is_err_and(|e| e.contains("Failure")),
+        "{nobody:?}"
+    );
 
     // B-2.3: a weak PIN gets the cluster's failure status and changes nothing.
     let weak = c

@@ -528,3 +528,137 @@ fn issue13_a_pin_outside_its_window_is_a_counted_wrong_code_over_matter() {
         user: Some(user)
     }));
 }
+
+/// Issue 18 item 2: the cluster's schedule commands are the engine's
+/// schedules — a user's week-day window set over Matter refuses that
+/// user's PIN outside it, holidays too — and Matter reaches only users'
+/// schedules and the holidays, not the owner app's visitor codes.
+#[test]
+fn schedules_from_matter_are_the_engines_for_users_and_holidays_only() {
+    use latchd::core::schedule::{Holder, Period, Schedule, ScheduleError, ScheduleKind, WeekDay};
+    use latchd::core::types::OperatingMode;
+    const USER_CODE: &str = "246813";
+    const H: i64 = 3600;
+    // WALL0 is a Tuesday, 06:00 UTC (the sim's zone).
+    let tue0 = super::harness::WALL0 - 6 * H;
+    let mut s = Sim::installed();
+    let u = s.add_passcode_user("2", USER_CODE);
+    let opens = |s: &mut Sim| {
+        s.advance(30);
+        s.input(Input::Touch);
+        s.press(&format!("{USER_CODE}✓"));
+        let opened = s.unlocked();
+        if opened {
+            s.finish_motor();
+            s.input(Input::LockButton);
+            s.finish_motor();
+        }
+        opened
+    };
+    assert!(opens(&mut s), "no schedule: unrestricted");
+    let tuesday_9_to_10 = Schedule::WeekDay {
+        holder: Holder::User(u),
+        index: 1,
+        window: WeekDay::new(1 << 2, (9, 0), (10, 0)).unwrap(),
+    };
+    assert_eq!(
+        matter(&mut s, AppCommand::SetSchedule(tuesday_9_to_10)),
+        Ok(AppOk::Done)
+    );
+    assert!(s.has_event(&EventKind::ScheduleSet {
+        schedule: tuesday_9_to_10
+    }));
+    assert!(!opens(&mut s), "06:00 is outside the window");
+    s.set_wall(tue0 + 9 * H + 30 * 60);
+    assert!(opens(&mut s), "09:30 is inside");
+
+    // A user that does not exist: the engine's refusal.
+    let nobody = Schedule::YearDay {
+        holder: Holder::User(n(77)),
+        index: 1,
+        period: Period::new(0, 10).unwrap(),
+    };
+    assert_eq!(
+        matter(&mut s, AppCommand::SetSchedule(nobody)),
+        Err(AppError::Schedule(ScheduleError::NoHolder))
+    );
+
+    // A holiday in Vacation from 09:00 for two hours: users are refused.
+    let nine = tue0 + 9 * H;
+    let vacation = Schedule::Holiday {
+        index: 1,
+        period: Period::new(nine, nine + 2 * H).unwrap(),
+        mode: OperatingMode::Vacation,
+    };
+    assert_eq!(
+        matter(&mut s, AppCommand::SetSchedule(vacation)),
+        Ok(AppOk::Done)
+    );
+    assert!(s.engine.status().schedules.holiday_now.is_some());
+    assert!(!opens(&mut s), "the holiday's Vacation refuses users");
+    assert_eq!(
+        matter(
+            &mut s,
+            AppCommand::ClearSchedules {
+                kind: ScheduleKind::Holiday,
+                holder: None,
+                index: None
+            }
+        ),
+        Ok(AppOk::Done)
+    );
+    assert!(opens(&mut s), "holiday cleared, window still open");
+
+    // Clearing the user's week-day schedules leaves the user unrestricted.
+    assert_eq!(
+        matter(
+            &mut s,
+            AppCommand::ClearSchedules {
+                kind: ScheduleKind::WeekDay,
+                holder: Some(Holder::User(u)),
+                index: Some(1)
+            }
+        ),
+        Ok(AppOk::Done)
+    );
+    assert_eq!(s.engine.status().schedules.week_day, 0);
+
+    // A visitor code's schedule is the owner's app's, not Matter's.
+    let owner = s.owner();
+    let Ok(AppOk::TempPasscodeAdded(code)) = s.app(
+        Channel::Ble,
+        owner,
+        AppCommand::AddTempPasscode {
+            digits: "470258".into(),
+            validity: super::harness::a_day(),
+            one_time: false,
+        },
+    ) else {
+        panic!("no visitor code")
+    };
+    let visitor = Schedule::WeekDay {
+        holder: Holder::TempPasscode(code),
+        index: 1,
+        window: WeekDay::new(1 << 2, (9, 0), (10, 0)).unwrap(),
+    };
+    assert_eq!(
+        matter(&mut s, AppCommand::SetSchedule(visitor)),
+        Err(AppError::Forbidden)
+    );
+    assert_eq!(
+        matter(
+            &mut s,
+            AppCommand::ClearSchedules {
+                kind: ScheduleKind::WeekDay,
+                holder: Some(Holder::TempPasscode(code)),
+                index: None
+            }
+        ),
+        Err(AppError::Forbidden)
+    );
+    assert_eq!(
+        s.app(Channel::Ble, owner, AppCommand::SetSchedule(visitor)),
+        Ok(AppOk::Done),
+        "the owner's app may"
+    );
+}
