@@ -6,7 +6,17 @@
 //! this vendor and product. The development DAC (VID 0xFFF1, PID 0x8001)
 //! chains to the CHIP "Matter Test PAA", which production controllers do
 //! not trust: a product installs its own (`docs/matter.md`).
-use std::path::Path;
+//!
+//! The DAC's private key is what makes the lock this product's genuine
+//! device: whoever reads it (a flash dump) can make clones that pass
+//! attestation. On a product it rests sealed to the TPM as a systemd
+//! credential (`[matter] dac_key_credential`), opened by systemd into the
+//! service's private ramfs; a plain `dac_key` file must be private to
+//! latchd (no group or other permission bits).
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use zeroize::Zeroizing;
 
 use rs_matter::crypto::{CanonPkcPublicKeyRef, CanonPkcSecretKeyRef};
 use rs_matter::dm::clusters::dev_att::DeviceAttestation;
@@ -34,6 +44,22 @@ pub enum AttestationError {
     Key { path: String },
     #[error("{path} is empty or larger than {max} bytes")]
     Size { path: String, max: usize },
+    #[error(
+        "the Matter DAC key {path} is readable by others (mode {mode:04o}): it is the product's \
+         identity; chmod 600 it, or seal it to the TPM ([matter] dac_key_credential, docs/matter.md)"
+    )]
+    Exposed { path: String, mode: u32 },
+    #[error(
+        "[matter] dac_key_credential = \"{name}\" but ${{CREDENTIALS_DIRECTORY}} is not set: latchd \
+         must run under latchd.service with LoadCredentialEncrypted={name}:<sealed file> \
+         (docs/matter.md)"
+    )]
+    NoCredentialsDirectory { name: String },
+    #[error(
+        "[matter] dac_key_credential = \"{name}\" but systemd did not pass it ({path} is missing): \
+         check LoadCredentialEncrypted={name}:<sealed file> in latchd.service's drop-in"
+    )]
+    CredentialNotLoaded { name: String, path: String },
 }
 
 /// A product's attestation, loaded from the files `[matter]` names.
@@ -41,14 +67,63 @@ pub struct FileAttestation {
     dac: Vec<u8>,
     pai: Vec<u8>,
     cd: Vec<u8>,
-    /// Private key (32 bytes) then the uncompressed public key (65 bytes).
-    key: [u8; 97],
+    /// Private key (32 bytes) then the uncompressed public key (65 bytes),
+    /// zeroed when the node stops.
+    key: Zeroizing<[u8; 97]>,
 }
 
 impl core::fmt::Debug for FileAttestation {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("FileAttestation").finish_non_exhaustive()
     }
+}
+
+/// Where the DAC key comes from (`[matter] dac_key` or `dac_key_credential`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    File(PathBuf),
+    Credential(String),
+}
+
+/// The SEC1 DER bytes of the DAC key from its source: a file that must be
+/// latchd's alone, or the credential systemd opened into
+/// `credentials` (`$CREDENTIALS_DIRECTORY`).
+fn read_key(
+    source: &KeySource,
+    credentials: Option<&Path>,
+) -> Result<(Zeroizing<Vec<u8>>, String), AttestationError> {
+    let path = match source {
+        KeySource::File(path) => {
+            let meta = std::fs::metadata(path).map_err(|source| AttestationError::Read {
+                path: path.display().to_string(),
+                source,
+            })?;
+            let mode = meta.permissions().mode() & 0o7777;
+            if mode & 0o077 != 0 {
+                return Err(AttestationError::Exposed {
+                    path: path.display().to_string(),
+                    mode,
+                });
+            }
+            path.clone()
+        }
+        KeySource::Credential(name) => {
+            let dir = credentials
+                .ok_or_else(|| AttestationError::NoCredentialsDirectory { name: name.clone() })?;
+            let path = dir.join(name);
+            if !path.exists() {
+                return Err(AttestationError::CredentialNotLoaded {
+                    name: name.clone(),
+                    path: path.display().to_string(),
+                });
+            }
+            path
+        }
+    };
+    Ok((
+        Zeroizing::new(read(&path, 1024)?),
+        path.display().to_string(),
+    ))
 }
 
 fn read(path: &Path, max: usize) -> Result<Vec<u8>, AttestationError> {
@@ -83,18 +158,35 @@ fn parse_key(der: &[u8]) -> Option<[u8; 97]> {
 }
 
 impl FileAttestation {
-    /// Load the four files; `None` when the config names none.
+    /// Load the four; `None` when the config names none. The credential,
+    /// if that is where the key rests, from `$CREDENTIALS_DIRECTORY`.
     pub fn load(c: &MatterConfig) -> Result<Option<FileAttestation>, AttestationError> {
+        let credentials = std::env::var_os(crate::store::keystore::CREDENTIALS_DIRECTORY)
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from);
+        Self::load_from(c, credentials.as_deref())
+    }
+
+    /// [`load`](Self::load) with the credentials directory given.
+    pub fn load_from(
+        c: &MatterConfig,
+        credentials: Option<&Path>,
+    ) -> Result<Option<FileAttestation>, AttestationError> {
+        let key = match (&c.dac_key, &c.dac_key_credential) {
+            (Some(path), _) => Some(KeySource::File(path.clone())),
+            (None, Some(name)) => Some(KeySource::Credential(name.clone())),
+            (None, None) => None,
+        };
         let (Some(dac), Some(key), Some(pai), Some(cd)) =
-            (&c.dac, &c.dac_key, &c.pai, &c.certification_declaration)
+            (&c.dac, key, &c.pai, &c.certification_declaration)
         else {
             return Ok(None);
         };
         // Matter caps certificates at 600 bytes and a CD at 400; allow slack.
-        let key_der = read(key, 1024)?;
-        let key = parse_key(&key_der).ok_or_else(|| AttestationError::Key {
-            path: key.display().to_string(),
-        })?;
+        let (key_der, key_path) = read_key(&key, credentials)?;
+        let key = parse_key(&key_der)
+            .map(Zeroizing::new)
+            .ok_or(AttestationError::Key { path: key_path })?;
         Ok(Some(FileAttestation {
             dac: read(dac, 1024)?,
             pai: read(pai, 1024)?,
@@ -137,8 +229,7 @@ impl DeviceAttestation for FileAttestation {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_sec1_der_key_parses_and_other_bytes_do_not() {
+    fn key_der() -> Vec<u8> {
         let mut der = Vec::new();
         der.extend_from_slice(&SEC1_PREFIX);
         der.extend_from_slice(&[7; 32]);
@@ -146,6 +237,90 @@ mod tests {
         der.extend_from_slice(&SEC1_PUBLIC);
         der.push(0x04);
         der.extend_from_slice(&[9; 64]);
+        der
+    }
+
+    /// The product's attestation from files, the key from a file or a
+    /// systemd credential.
+    fn product(dir: &Path, key: KeySource) -> MatterConfig {
+        for f in ["dac.der", "pai.der", "cd.der"] {
+            std::fs::write(dir.join(f), [0x30, 0x03, 0x02, 0x01, 0x01]).unwrap();
+        }
+        let (dac_key, dac_key_credential) = match key {
+            KeySource::File(p) => (Some(p), None),
+            KeySource::Credential(n) => (None, Some(n)),
+        };
+        MatterConfig {
+            dac: Some(dir.join("dac.der")),
+            dac_key,
+            dac_key_credential,
+            pai: Some(dir.join("pai.der")),
+            certification_declaration: Some(dir.join("cd.der")),
+            ..MatterConfig::default()
+        }
+    }
+
+    /// A flash dump must not find the DAC key readable by any user: a
+    /// plain key file is taken only when it is latchd's alone.
+    #[test]
+    fn a_dac_key_file_readable_by_others_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dac_key.der");
+        std::fs::write(&path, key_der()).unwrap();
+        let c = product(dir.path(), KeySource::File(path.clone()));
+        for mode in [0o644, 0o640, 0o604] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let e = FileAttestation::load_from(&c, None).unwrap_err();
+            assert!(
+                matches!(e, AttestationError::Exposed { .. }),
+                "{mode:o}: {e}"
+            );
+            assert!(e.to_string().contains("chmod 600"), "{e}");
+        }
+        for mode in [0o600, 0o400] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let att = FileAttestation::load_from(&c, None).unwrap().unwrap();
+            assert_eq!(att.secret_key().access(), &[7; 32]);
+        }
+    }
+
+    /// The sealed key comes from the directory systemd opened it into, and
+    /// its absence is an error that says which unit line is missing.
+    #[test]
+    fn a_dac_key_credential_is_read_from_the_credentials_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let creds = dir.path().join("creds");
+        std::fs::create_dir(&creds).unwrap();
+        let c = product(dir.path(), KeySource::Credential("matter-dac-key".into()));
+        let e = FileAttestation::load_from(&c, None).unwrap_err();
+        assert!(
+            matches!(e, AttestationError::NoCredentialsDirectory { .. }),
+            "{e}"
+        );
+        let e = FileAttestation::load_from(&c, Some(&creds)).unwrap_err();
+        assert!(
+            matches!(e, AttestationError::CredentialNotLoaded { .. }),
+            "{e}"
+        );
+        assert!(
+            e.to_string()
+                .contains("LoadCredentialEncrypted=matter-dac-key:"),
+            "{e}"
+        );
+        std::fs::write(creds.join("matter-dac-key"), key_der()).unwrap();
+        let att = FileAttestation::load_from(&c, Some(&creds))
+            .unwrap()
+            .unwrap();
+        assert_eq!(att.secret_key().access(), &[7; 32]);
+        assert_eq!(att.dac(), &[0x30, 0x03, 0x02, 0x01, 0x01]);
+        std::fs::write(creds.join("matter-dac-key"), b"not a key").unwrap();
+        let e = FileAttestation::load_from(&c, Some(&creds)).unwrap_err();
+        assert!(matches!(e, AttestationError::Key { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_sec1_der_key_parses_and_other_bytes_do_not() {
+        let mut der = key_der();
         let key = parse_key(&der).unwrap();
         assert_eq!(&key[..32], &[7; 32]);
         assert_eq!(key[32], 0x04);

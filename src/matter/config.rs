@@ -23,12 +23,20 @@ pub struct MatterConfig {
     pub vendor_name: String,
     pub product_name: String,
     /// A product's own attestation: the device attestation certificate
-    /// (DER), its private key (32 raw bytes, or a PEM/DER SEC1 or PKCS#8
-    /// EC key), the product attestation intermediate (DER) and the
-    /// certification declaration (DER). All four, or none for the
-    /// development attestation (test DAC/PAI, "Matter Test PAA").
+    /// (DER), its private key (a SEC1 DER P-256 key with its public key,
+    /// `openssl ec -outform DER`), the product attestation intermediate
+    /// (DER) and the certification declaration (DER). All four, or none for
+    /// the development attestation (test DAC/PAI, "Matter Test PAA").
     pub dac: Option<PathBuf>,
+    /// The DAC key as a plain file (0600 or 0400; development, or a board
+    /// without a TPM) …
     pub dac_key: Option<PathBuf>,
+    /// … or, on a product, the name of a systemd credential holding it,
+    /// sealed to the TPM (`systemd-creds encrypt --with-key=tpm2`) and
+    /// opened by systemd into `$CREDENTIALS_DIRECTORY`
+    /// (`LoadCredentialEncrypted=<name>:<file>` in a drop-in of
+    /// latchd.service, `docs/matter.md`). One of the two.
+    pub dac_key_credential: Option<String>,
     pub pai: Option<PathBuf>,
     pub certification_declaration: Option<PathBuf>,
 }
@@ -45,6 +53,7 @@ impl Default for MatterConfig {
             product_name: "latchd smart lock".into(),
             dac: None,
             dac_key: None,
+            dac_key_credential: None,
             pai: None,
             certification_declaration: None,
         }
@@ -54,14 +63,32 @@ impl Default for MatterConfig {
 impl MatterConfig {
     /// Checked at load.
     pub fn validate(&self) -> Result<(), &'static str> {
+        if self.dac_key.is_some() && self.dac_key_credential.is_some() {
+            return Err(
+                "set dac_key (a file) or dac_key_credential (a systemd credential), not both",
+            );
+        }
         let files = [
             self.dac.is_some(),
-            self.dac_key.is_some(),
+            self.dac_key.is_some() || self.dac_key_credential.is_some(),
             self.pai.is_some(),
             self.certification_declaration.is_some(),
         ];
         if files.iter().any(|f| *f) && !files.iter().all(|f| *f) {
-            return Err("set all four of dac, dac_key, pai and certification_declaration, or none (the development attestation)");
+            return Err("set all four of dac, dac_key (or dac_key_credential), pai and certification_declaration, or none (the development attestation)");
+        }
+        if let Some(name) = &self.dac_key_credential {
+            // systemd's credential names: a file name in the credentials
+            // directory, so no path separators and no dot-files.
+            let ok = !name.is_empty()
+                && name.len() <= 64
+                && !name.starts_with('.')
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+            if !ok {
+                return Err("dac_key_credential is a systemd credential name: letters, digits, '-', '_' and '.', at most 64, not starting with '.'");
+            }
         }
         if self.vendor_name.len() > 32 || self.product_name.len() > 32 {
             return Err("vendor_name and product_name are at most 32 bytes (Basic Information)");
@@ -96,5 +123,23 @@ mod tests {
             ..MatterConfig::default()
         };
         assert!(all.validate().is_ok());
+        let sealed = MatterConfig {
+            dac_key: None,
+            dac_key_credential: Some("matter-dac-key".into()),
+            ..all.clone()
+        };
+        assert!(sealed.validate().is_ok());
+        let both = MatterConfig {
+            dac_key_credential: Some("matter-dac-key".into()),
+            ..all
+        };
+        assert!(both.validate().is_err(), "a file and a credential");
+        for bad in ["", "../dac", "a/b", ".hidden", "x y"] {
+            let c = MatterConfig {
+                dac_key_credential: Some(bad.into()),
+                ..sealed.clone()
+            };
+            assert!(c.validate().is_err(), "{bad:?}");
+        }
     }
 }

@@ -56,6 +56,8 @@ mod factory_reset;
 mod keystore;
 #[cfg(feature = "matter")]
 mod matter_controller;
+#[cfg(feature = "matter")]
+mod matter_dac;
 mod packaging;
 mod passcode_props;
 mod remote_mqtt;

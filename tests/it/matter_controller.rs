@@ -29,7 +29,9 @@ use serde_json::json;
 
 use crate::common::bus::TestBus;
 use crate::common::daemon::{self as daemon_common, first_start, Daemon};
-use crate::common::matter::{lock_config, manual_code, wait_until, Controller, NetNs};
+use crate::common::matter::{
+    lock_config, manual_code, wait_for_diagnostics, wait_until, Controller, NetNs,
+};
 
 /// Door Lock events (cluster 257).
 const ALARM: u32 = 0;
@@ -61,35 +63,6 @@ fn start_lock(
     )
 }
 
-/// What a technician reads of the node (issue 22): `MatterState` and
-/// `MatterFabrics` with busctl, waited for (the node reports changes as
-/// they happen, from its own thread).
-fn wait_for_diagnostics(bus: &TestBus, state: &str, fabrics: u8) {
-    let read = |name: &str| {
-        let out = std::process::Command::new("busctl")
-            .arg(format!("--address={}", bus.address))
-            .args(["--no-pager", "get-property", "org.latchd"])
-            .args(["/org/latchd/Lock", "org.latchd.Diagnostics1", name])
-            .output()
-            .expect("busctl (Debian package systemd)");
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    };
-    let want = (format!("s \"{state}\""), format!("y {fabrics}"));
-    // Only hit when something is broken; never a timing assertion.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let got = (read("MatterState"), read("MatterFabrics"));
-        if got == want {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "waited 30 s for {want:?}; D-Bus still reads {got:?}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-}
-
 /// How many of rs-matter's fabric records (keys 0..=255 of the node
 /// scope) the lock's store holds.
 fn stored_fabrics(state: &std::path::Path) -> u32 {
@@ -115,7 +88,7 @@ fn home_assistants_controller_commissions_and_operates_the_lock() {
     let bus = TestBus::start();
     let d = start_lock(&ns, &bus, &state, &config);
     first_start(&d);
-    wait_for_diagnostics(&bus, "running", 0);
+    wait_for_diagnostics(&bus.address, "running", 0);
     let code = manual_code(&state, &config);
     assert_eq!(code.len(), 11, "{code}");
     // B-4.10: system information speaks the label's Matter code too.
@@ -138,7 +111,7 @@ fn home_assistants_controller_commissions_and_operates_the_lock() {
     );
 
     d.ok(json!({"cmd": "set", "long": true}));
-    wait_for_diagnostics(&bus, "commissioning", 0);
+    wait_for_diagnostics(&bus.address, "commissioning", 0);
     let done = c.ok("commission", json!({"code": code}));
     let node = done["node_id"].as_u64().unwrap();
     println!(
@@ -150,7 +123,7 @@ fn home_assistants_controller_commissions_and_operates_the_lock() {
         1,
         "the fabric is in the sealed store"
     );
-    wait_for_diagnostics(&bus, "running", 1);
+    wait_for_diagnostics(&bus.address, "running", 1);
 
     // Attributes (the lock is unlocked after its first start: bolt retracted).
     assert_eq!(c.read(node, "1/257/1"), json!(3), "LockType = Mortise");
@@ -615,7 +588,7 @@ fn home_assistants_controller_commissions_and_operates_the_lock() {
         .as_u64()
         .unwrap();
     assert_eq!(stored_fabrics(&state), 2, "two fabrics in the sealed store");
-    wait_for_diagnostics(&bus, "running", 2);
+    wait_for_diagnostics(&bus.address, "running", 2);
     let fabrics = c2.ok("fabrics", json!({"node": node2}));
     assert_eq!(fabrics.as_array().map(Vec::len), Some(2), "{fabrics}");
 
@@ -625,13 +598,13 @@ fn home_assistants_controller_commissions_and_operates_the_lock() {
     wait_until("the lock to forget the first fabric", || {
         stored_fabrics(&state) == 1
     });
-    wait_for_diagnostics(&bus, "running", 1);
+    wait_for_diagnostics(&bus.address, "running", 1);
     c2.lock_cmd(node2, "LockDoor", json!({})).unwrap();
     c2.ok("remove", json!({"node": node2}));
     wait_until("the lock to forget the second fabric", || {
         stored_fabrics(&state) == 0
     });
-    wait_for_diagnostics(&bus, "running", 0);
+    wait_for_diagnostics(&bus.address, "running", 0);
     c.stop();
     c2.stop();
     assert!(d.sigterm().success());

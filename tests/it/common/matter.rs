@@ -296,3 +296,32 @@ pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// What a technician reads of the node (issue 22): `MatterState` and
+/// `MatterFabrics` with busctl, waited for (the node reports changes as
+/// they happen, from its own thread).
+pub fn wait_for_diagnostics(bus_address: &str, state: &str, fabrics: u8) {
+    let read = |name: &str| {
+        let out = std::process::Command::new("busctl")
+            .arg(format!("--address={bus_address}"))
+            .args(["--no-pager", "get-property", "org.latchd"])
+            .args(["/org/latchd/Lock", "org.latchd.Diagnostics1", name])
+            .output()
+            .expect("busctl (Debian package systemd)");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let want = (format!("s \"{state}\""), format!("y {fabrics}"));
+    // Only hit when something is broken; never a timing assertion.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let got = (read("MatterState"), read("MatterFabrics"));
+        if got == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited 30 s for {want:?}; D-Bus still reads {got:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

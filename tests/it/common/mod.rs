@@ -13,6 +13,7 @@ pub mod ports;
 pub mod pty;
 pub mod shared;
 pub mod soak;
+pub mod swtpm;
 pub mod wpa_double;
 
 /// The name libtest knows a test by, for re-running it alone in a child
