@@ -37,6 +37,8 @@ pub mod attestation;
 #[cfg(feature = "matter")]
 pub mod ble;
 #[cfg(feature = "matter")]
+pub mod clock;
+#[cfg(feature = "matter")]
 pub mod door_lock;
 #[cfg(feature = "matter")]
 pub mod kv;

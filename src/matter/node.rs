@@ -23,7 +23,7 @@ use std::net::UdpSocket;
 use std::pin::pin;
 use std::sync::Arc;
 
-use embassy_futures::select::{select, select4, Either};
+use embassy_futures::select::{select, select3, select4, Either};
 use rs_matter::crypto::{default_crypto, Crypto};
 use rs_matter::dm::clusters::basic_info::{BasicInfoConfig, PairingHintFlags};
 use rs_matter::dm::clusters::decl::{door_lock, power_source};
@@ -50,6 +50,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::attestation::FileAttestation;
 use super::ble;
+use super::clock;
 use super::config::MatterConfig;
 use super::door_lock::DoorLock;
 use super::kv::PortKv;
@@ -322,13 +323,21 @@ async fn serve(
                 forgotten
             }));
             let mut ble = pin!(ble);
+            let mut clock = pin!(async {
+                clock::follow_wall_time(port.status(), |us| {
+                    matter.with_rtc(|rtc| rtc.set_utc_time(us, clock::GRANULARITY, clock::SOURCE, &()));
+                })
+                .await;
+                Ok(())
+            });
             let stack = select4(
                 &mut transport,
                 &mut mdns,
                 &mut respond,
-                select(
+                select3(
                     select4(&mut im_job, &mut window, &mut reset, &mut ble).coalesce(),
                     &mut reports,
+                    &mut clock,
                 )
                 .coalesce(),
             )

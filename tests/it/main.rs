@@ -58,6 +58,8 @@ mod keystore;
 mod matter_controller;
 #[cfg(feature = "matter")]
 mod matter_dac;
+#[cfg(feature = "matter")]
+mod matter_time;
 mod packaging;
 mod passcode_props;
 mod remote_mqtt;
