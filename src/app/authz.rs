@@ -140,7 +140,10 @@ pub fn seal_response(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::crypto::KeyId;
+    use crate::app::client::{open_response, seal_request, AppSessionStart};
+    use crate::app::crypto::{KeyId, StaticKeypair};
+    use crate::app::protocol::{accept_session, SessionInit, DEFAULT_IDLE_TIMEOUT};
+    use rand_core::OsRng;
 
     fn guest(from: i64, until: i64) -> Principal {
         Principal::Guest {
@@ -214,5 +217,56 @@ mod tests {
             Ok(())
         );
         assert_eq!(authorize(&o, &Request::Unlock, None), Ok(()));
+    }
+
+    /// A lock session and the app's end of it.
+    fn sessions(now: Instant) -> (SecureSession, SecureSession) {
+        let lock = StaticKeypair::generate(&mut OsRng);
+        let app = StaticKeypair::generate(&mut OsRng);
+        let (start, init) = AppSessionStart::new(&app, lock.public(), &mut OsRng);
+        let init = SessionInit::parse(&init).expect("init parses");
+        let (lock_s, accept) = accept_session(
+            &lock,
+            &init,
+            &app.public(),
+            &mut OsRng,
+            now,
+            DEFAULT_IDLE_TIMEOUT,
+        )
+        .expect("accept");
+        let app_s = start
+            .finish(&app, &accept, now, DEFAULT_IDLE_TIMEOUT)
+            .expect("finish");
+        (lock_s, app_s)
+    }
+
+    /// The lock's side of a request over a sealed session: a verified
+    /// frame reaches the engine only through the role check, and the
+    /// sealed answer opens on the app as that answer (an empty or junk
+    /// frame would leave the app without the result of its command).
+    #[test]
+    fn a_request_is_role_checked_and_its_answer_opens_on_the_app() {
+        let now = Instant::from_millis(1_000);
+        let (mut lock_s, mut app_s) = sessions(now);
+        let owner = Principal::Owner {
+            key_id: KeyId([2; 8]),
+            admin_user: 1,
+        };
+        let f = seal_request(&mut app_s, now, &Request::ListUsers).expect("seal");
+        assert_eq!(
+            open_request(&mut lock_s, &owner, now, None, &f),
+            Ok(Request::ListUsers)
+        );
+        let r = seal_response(&mut lock_s, now, &Response::Ok).expect("seal");
+        assert_eq!(open_response(&mut app_s, now, &r), Ok(Response::Ok));
+        let f = seal_request(&mut app_s, now, &Request::ListUsers).expect("seal");
+        assert_eq!(
+            open_request(&mut lock_s, &guest(0, i64::MAX), now, Some(WallTime(1)), &f),
+            Err(RequestError::Authz(AuthzError::Forbidden(
+                Request::ListUsers.name()
+            )))
+        );
+        let r = seal_response(&mut lock_s, now, &Response::Ok).expect("seal");
+        assert_eq!(open_response(&mut app_s, now, &r), Ok(Response::Ok));
     }
 }

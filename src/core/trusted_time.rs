@@ -265,4 +265,83 @@ mod tests {
         let mut fresh = TrustedTime::new(None);
         assert_eq!(fresh.check(at(0, Some(86_400))).wall, None);
     }
+
+    /// B-6.8: the rollback slack is a bound, not a tolerance of any size. A
+    /// reading exactly `ROLLBACK_SLACK` below the floor is believed (an NTP
+    /// step); one second further back is no reading and is reported.
+    #[test]
+    fn the_rollback_slack_ends_at_its_last_second() {
+        let slack = ROLLBACK_SLACK.as_secs() as i64;
+        let mut t = TrustedTime::new(Some(WallTime(T)));
+        assert_eq!(
+            t.check(at(0, Some(T - slack))).wall,
+            Some(WallTime(T - slack))
+        );
+        let mut t = TrustedTime::new(Some(WallTime(T)));
+        assert_eq!(
+            t.check(at(0, Some(T - slack - 1))),
+            Checked {
+                wall: None,
+                fell_behind: Some(FellBehind {
+                    reading: WallTime(T - slack - 1),
+                    floor: WallTime(T),
+                }),
+                persist: None,
+            }
+        );
+    }
+
+    /// An owner's sync moves the floor at most `ROLLBACK_SLACK` back (it
+    /// cannot reopen an expired window) and at most `MAX_SYNC_AHEAD` ahead:
+    /// a lock stored unpowered for a year is set right in one sync, but a
+    /// phone with a broken clock cannot push the floor further, where it
+    /// would refuse every windowed credential. Both bounds are inclusive.
+    #[test]
+    fn an_owner_sync_reaches_exactly_its_bounds() {
+        let slack = ROLLBACK_SLACK.as_secs() as i64;
+        let ahead = MAX_SYNC_AHEAD.as_secs() as i64;
+        let sync =
+            |to: i64| TrustedTime::new(Some(WallTime(T))).owner_sync(Instant(0), WallTime(to));
+        // Within the slack the floor stays where it was.
+        assert_eq!(sync(T - slack), Ok(WallTime(T)));
+        assert_eq!(
+            sync(T - slack - 1),
+            Err(SyncRefused::BehindFloor { floor: WallTime(T) })
+        );
+        let a_year = 365 * 86_400;
+        assert_eq!(sync(T + a_year), Ok(WallTime(T + a_year)));
+        assert_eq!(sync(T + ahead), Ok(WallTime(T + ahead)));
+        assert_eq!(sync(T + ahead + 1), Err(SyncRefused::OutOfRange));
+    }
+
+    /// While idle the floor keeps rising with the monotonic clock and is
+    /// stored once per `PERSIST_STEP`, so a power cut after a quiet day
+    /// leaves it at most an hour behind; with no floor known nothing is
+    /// stored (a made-up floor would refuse every windowed credential or
+    /// lower the stored one).
+    #[test]
+    fn an_idle_floor_is_stored_by_the_hour() {
+        let mut t = TrustedTime::new(None);
+        assert_eq!(t.checkpoint(Instant(3600 * 1000)), None);
+        assert_eq!(t.check(at(0, Some(T))).persist, Some(WallTime(T)));
+        assert_eq!(t.checkpoint(Instant(3599 * 1000)), None);
+        assert_eq!(t.checkpoint(Instant(3600 * 1000)), Some(WallTime(T + 3600)));
+        assert_eq!(t.checkpoint(Instant(3601 * 1000)), None);
+        assert_eq!(
+            TrustedTime::new(Some(WallTime(T + 3600))).floor(Instant(0)),
+            Some(WallTime(T + 3600))
+        );
+    }
+
+    /// An orderly shutdown stores the floor only if it rose since it was
+    /// last stored: a restart right after a restart writes nothing.
+    #[test]
+    fn a_shutdown_stores_the_floor_only_if_it_rose() {
+        let t = TrustedTime::new(Some(WallTime(T)));
+        assert_eq!(t.shutdown_record(Instant(3600 * 1000)), None);
+        let mut t = TrustedTime::new(Some(WallTime(T)));
+        assert_eq!(t.check(at(0, Some(T))).wall, Some(WallTime(T)));
+        assert_eq!(t.shutdown_record(Instant(0)), None);
+        assert_eq!(t.shutdown_record(Instant(1000)), Some(WallTime(T + 1)));
+    }
 }

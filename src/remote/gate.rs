@@ -423,6 +423,27 @@ mod tests {
         }
     }
 
+    /// The broker sees every refusal as the one bare error frame the app
+    /// recognises as "unauthenticated" (`remote::client` compares the
+    /// bytes): it names no key, counter or reason, and an app that gets
+    /// anything else waits out its timeout instead of reporting the
+    /// refusal.
+    #[test]
+    fn a_refusal_is_one_bare_unauthenticated_error_frame() {
+        let lock = StaticKeypair::generate(&mut OsRng);
+        let app = StaticKeypair::generate(&mut OsRng);
+        assert_eq!(
+            open_oneshot(
+                &app,
+                &lock.public(),
+                OneShotDirection::LockToApp,
+                None,
+                &refusal_frame(),
+            ),
+            Err(ChannelError::PeerError(ErrorCode::Unauthenticated))
+        );
+    }
+
     /// Issue 14 item 1: a command that verifies but answers no live
     /// challenge — none at all (an old app), one from before a reconnect,
     /// or one past the maximum age — is refused sealed with `Stale`, and
