@@ -22,7 +22,9 @@
 //! Binary sizes are not measured here (see the README's figures table:
 //! `cargo build --release`, `strip`, `ls -l`).
 //!
-//! Run: `cargo bench --bench startup`.
+//! Run: `cargo bench --bench startup`. `STARTUP_LATCHD=<path>` measures
+//! another build of the binary instead (e.g. one made with other profile
+//! settings, to compare them in one run of this bench).
 
 #[path = "common/lock_seed.rs"]
 mod lock_seed;
@@ -39,6 +41,13 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use lock_seed::{code_of, seed_lock};
+
+/// The binary measured: this build's, or `STARTUP_LATCHD`'s.
+fn latchd_exe() -> PathBuf {
+    std::env::var_os("STARTUP_LATCHD")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_latchd")))
+}
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -114,7 +123,7 @@ fn start(lock: &Lock) -> Started {
         .set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
     let t0 = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_latchd"))
+    let mut child = Command::new(latchd_exe())
         .arg("--headless")
         .arg("--config")
         .arg(&lock.config)

@@ -102,11 +102,6 @@ impl TrustedTime {
         carried.max(self.persisted)
     }
 
-    /// Whether the lock currently believes its wall clock.
-    pub fn is_behind(&self) -> bool {
-        self.behind
-    }
-
     /// Check the runtime's reading at `now`.
     pub fn check(&mut self, now: Now) -> Checked {
         let Some(reading) = now.wall else {

@@ -499,6 +499,22 @@ impl Sim {
         })
     }
 
+    /// A code at the door, after the keypad went back to sleep (30 s
+    /// pass): whether it opened (the bolt is thrown again after).
+    pub fn code_opens(&mut self, code: &str) -> bool {
+        self.advance(30);
+        self.all.clear();
+        self.input(Input::Touch);
+        self.press(&format!("{code}✓"));
+        let opened = self.unlocked();
+        if opened {
+            self.finish_motor();
+            self.input(Input::LockButton);
+            self.finish_motor();
+        }
+        opened
+    }
+
     pub fn unlocked(&self) -> bool {
         self.events()
             .iter()

@@ -543,18 +543,7 @@ fn schedules_from_matter_are_the_engines_for_users_and_holidays_only() {
     let tue0 = super::harness::WALL0 - 6 * H;
     let mut s = Sim::installed();
     let u = s.add_passcode_user("2", USER_CODE);
-    let opens = |s: &mut Sim| {
-        s.advance(30);
-        s.input(Input::Touch);
-        s.press(&format!("{USER_CODE}✓"));
-        let opened = s.unlocked();
-        if opened {
-            s.finish_motor();
-            s.input(Input::LockButton);
-            s.finish_motor();
-        }
-        opened
-    };
+    let opens = |s: &mut Sim| s.code_opens(USER_CODE);
     assert!(opens(&mut s), "no schedule: unrestricted");
     let tuesday_9_to_10 = Schedule::WeekDay {
         holder: Holder::User(u),

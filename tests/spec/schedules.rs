@@ -46,20 +46,8 @@ fn set(s: &mut Sim, owner: Principal, sch: Schedule) -> Result<AppOk, AppError> 
     s.app(Channel::Ble, owner, AppCommand::SetSchedule(sch))
 }
 
-/// A code at the door, after the keypad went back to sleep (30 s pass):
-/// whether it opened (the bolt is thrown again after).
 fn opens(s: &mut Sim, code: &str) -> bool {
-    s.advance(30);
-    s.all.clear();
-    s.input(Input::Touch);
-    s.press(&format!("{code}✓"));
-    let opened = s.unlocked();
-    if opened {
-        s.finish_motor();
-        s.input(Input::LockButton);
-        s.finish_motor();
-    }
-    opened
+    s.code_opens(code)
 }
 
 #[test]
