@@ -161,7 +161,8 @@ impl FileAttestation {
     /// Load the four; `None` when the config names none. The credential,
     /// if that is where the key rests, from `$CREDENTIALS_DIRECTORY`.
     pub fn load(c: &MatterConfig) -> Result<Option<FileAttestation>, AttestationError> {
-        let credentials = std::env::var_os(crate::store::keystore::CREDENTIALS_DIRECTORY)
+        // systemd's variable for `LoadCredential*=`.
+        let credentials = std::env::var_os("CREDENTIALS_DIRECTORY")
             .filter(|d| !d.is_empty())
             .map(PathBuf::from);
         Self::load_from(c, credentials.as_deref())
