@@ -311,6 +311,53 @@ mod tests {
     const MIN: u64 = 60_000;
     const P: Method = Method::Passcode;
 
+    /// B-7.1: a failure counts as recent (status, the engine's "recent
+    /// failures") for `FAILURE_WINDOW`, five minutes, and after a restart
+    /// for what was left of them, never longer. Found by mutants run 3:
+    /// nothing read the window's length or its resumption.
+    #[test]
+    fn a_failure_counts_as_recent_for_five_minutes_across_a_restart() {
+        let mut l = Lockout::default();
+        l.fail(Instant(0), 1, P, true);
+        assert_eq!(l.failures(Instant(5 * MIN - 1)), 1);
+        assert_eq!(l.failures(Instant(5 * MIN)), 0);
+        // Persisted two minutes in; resumed on another monotonic origin.
+        let record = l.record(Instant(2 * MIN));
+        let r = Lockout::resume(&record, Instant(100 * MIN));
+        assert_eq!(r.failures(Instant(103 * MIN - 1)), 1);
+        assert_eq!(r.failures(Instant(103 * MIN)), 0);
+    }
+
+    /// The record carries each recent failure with what is left of its
+    /// forgiveness window, and drops it once that ended: a restart keeps
+    /// a person's typos forgivable for exactly as long as without one.
+    #[test]
+    fn a_record_keeps_recent_failures_until_they_leave() {
+        let mut l = Lockout::default();
+        l.fail(Instant(0), 2, P, true);
+        let record = l.record(Instant(MIN));
+        assert_eq!(
+            record.recent,
+            vec![RecentFailure {
+                expires_in: FORGIVE_WINDOW - Duration::from_millis(MIN),
+                weight: 2,
+                method: Some(P),
+            }]
+        );
+        let window = FORGIVE_WINDOW.as_millis() as u64;
+        assert_eq!(l.record(Instant(window - 1)).recent.len(), 1);
+        assert_eq!(l.record(Instant(window)).recent, vec![]);
+    }
+
+    /// A record without strikes resumes with no leak pending (there is
+    /// nothing to forgive, so no wake-up is due for it).
+    #[test]
+    fn a_clean_record_resumes_with_no_leak_pending() {
+        let r = Lockout::resume(&LockoutRecord::default(), Instant(0));
+        assert_eq!(r.strikes(), 0);
+        assert_eq!(r.record(Instant(0)).leak_in, None);
+    }
+
     #[test]
     fn five_failures_lock_for_three_minutes() {
         let mut l = Lockout::default();
