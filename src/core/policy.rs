@@ -349,6 +349,25 @@ mod tests {
         assert_eq!(l.record(Instant(window)).recent, vec![]);
     }
 
+    /// A lockout's end is exact everywhere it is read: the time left is
+    /// none at its last instant's end, the engine's next deadline is that
+    /// instant (it wakes to end the lockout), and a record taken then
+    /// carries no lockout into a restart.
+    #[test]
+    fn a_lockout_ends_at_its_deadline_in_every_view() {
+        let mut l = Lockout::default();
+        for i in 0..5 {
+            l.fail(Instant(i), 1, P, true);
+        }
+        let end = Instant(4).after(LOCKOUT);
+        assert_eq!(l.deadline(), Some(end));
+        let before = Instant(end.0 - 1);
+        assert_eq!(l.remaining(before), Some(Duration::from_millis(1)));
+        assert_eq!(l.record(before).locked_for, Some(Duration::from_millis(1)));
+        assert_eq!(l.remaining(end), None);
+        assert_eq!(l.record(end).locked_for, None);
+    }
+
     /// A record without strikes resumes with no leak pending (there is
     /// nothing to forgive, so no wake-up is due for it).
     #[test]
