@@ -140,10 +140,9 @@ pub fn seal_response(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::client::{open_response, seal_request, AppSessionStart};
-    use crate::app::crypto::{KeyId, StaticKeypair};
-    use crate::app::protocol::{accept_session, SessionInit, DEFAULT_IDLE_TIMEOUT};
-    use rand_core::OsRng;
+    use crate::app::client::{open_response, seal_request};
+    use crate::app::crypto::KeyId;
+    use crate::app::protocol::tests::sessions;
 
     fn guest(from: i64, until: i64) -> Principal {
         Principal::Guest {
@@ -217,27 +216,6 @@ mod tests {
             Ok(())
         );
         assert_eq!(authorize(&o, &Request::Unlock, None), Ok(()));
-    }
-
-    /// A lock session and the app's end of it.
-    fn sessions(now: Instant) -> (SecureSession, SecureSession) {
-        let lock = StaticKeypair::generate(&mut OsRng);
-        let app = StaticKeypair::generate(&mut OsRng);
-        let (start, init) = AppSessionStart::new(&app, lock.public(), &mut OsRng);
-        let init = SessionInit::parse(&init).expect("init parses");
-        let (lock_s, accept) = accept_session(
-            &lock,
-            &init,
-            &app.public(),
-            &mut OsRng,
-            now,
-            DEFAULT_IDLE_TIMEOUT,
-        )
-        .expect("accept");
-        let app_s = start
-            .finish(&app, &accept, now, DEFAULT_IDLE_TIMEOUT)
-            .expect("finish");
-        (lock_s, app_s)
     }
 
     /// The lock's side of a request over a sealed session: a verified

@@ -1084,7 +1084,7 @@ pub fn open_oneshot(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::app::client::AppSessionStart;
     use rand_core::OsRng;
@@ -1096,7 +1096,9 @@ mod tests {
         )
     }
 
-    fn sessions(now: Instant) -> (SecureSession, SecureSession) {
+    /// A lock session and the app's end of it (also for other modules'
+    /// tests of what travels over one).
+    pub(crate) fn sessions(now: Instant) -> (SecureSession, SecureSession) {
         let (lock, app) = pair();
         let (start, init) = AppSessionStart::new(&app, lock.public(), &mut OsRng);
         let parsed = SessionInit::parse(&init).expect("init parses");

@@ -57,6 +57,15 @@ fn user(index: u16) -> Result<UserNumber, ErrorCode> {
     mapping::user_number(index).ok_or(ErrorCode::InvalidCommand)
 }
 
+/// How many schedules of a kind there may be (per user, or holidays).
+fn limit(kind: ScheduleKind) -> u8 {
+    match kind {
+        ScheduleKind::WeekDay => schedule::WEEK_DAY_PER_HOLDER,
+        ScheduleKind::YearDay => schedule::YEAR_DAY_PER_HOLDER,
+        ScheduleKind::Holiday => schedule::HOLIDAYS,
+    }
+}
+
 fn index(i: u8, limit: u8) -> Result<u8, ErrorCode> {
     if (1..=limit).contains(&i) {
         Ok(i)
@@ -93,7 +102,7 @@ pub fn set_week_day(
     end: (u8, u8),
 ) -> Result<AppCommand, ErrorCode> {
     let holder = Holder::User(user(user_index)?);
-    let index = index(i, schedule::WEEK_DAY_PER_HOLDER)?;
+    let index = index(i, limit(ScheduleKind::WeekDay))?;
     let window = WeekDay::new(days, start, end).map_err(rule)?;
     Ok(AppCommand::SetSchedule(Schedule::WeekDay {
         holder,
@@ -105,7 +114,7 @@ pub fn set_week_day(
 /// `SetYearDaySchedule` as the engine command.
 pub fn set_year_day(i: u8, user_index: u16, start: u32, end: u32) -> Result<AppCommand, ErrorCode> {
     let holder = Holder::User(user(user_index)?);
-    let index = index(i, schedule::YEAR_DAY_PER_HOLDER)?;
+    let index = index(i, limit(ScheduleKind::YearDay))?;
     let period = Period::new(from_matter(start), from_matter(end)).map_err(rule)?;
     Ok(AppCommand::SetSchedule(Schedule::YearDay {
         holder,
@@ -122,7 +131,7 @@ pub fn set_holiday(
     end: u32,
     mode: OperatingModeEnum,
 ) -> Result<AppCommand, ErrorCode> {
-    let index = index(i, schedule::HOLIDAYS)?;
+    let index = index(i, limit(ScheduleKind::Holiday))?;
     let period = Period::new(from_matter(start), from_matter(end)).map_err(rule)?;
     let s = Schedule::Holiday {
         index,
@@ -139,13 +148,11 @@ pub fn clear_for_user(
     i: u8,
     user_index: u16,
 ) -> Result<(UserNumber, AppCommand), ErrorCode> {
-    let limit = match kind {
-        ScheduleKind::WeekDay => schedule::WEEK_DAY_PER_HOLDER,
-        ScheduleKind::YearDay => schedule::YEAR_DAY_PER_HOLDER,
-        ScheduleKind::Holiday => return Err(ErrorCode::InvalidCommand),
-    };
+    if kind == ScheduleKind::Holiday {
+        return Err(ErrorCode::InvalidCommand);
+    }
     let u = user(user_index)?;
-    let index = clear_index(i, limit)?;
+    let index = clear_index(i, limit(kind))?;
     Ok((
         u,
         AppCommand::ClearSchedules {
@@ -161,7 +168,7 @@ pub fn clear_holiday(i: u8) -> Result<AppCommand, ErrorCode> {
     Ok(AppCommand::ClearSchedules {
         kind: ScheduleKind::Holiday,
         holder: None,
-        index: clear_index(i, schedule::HOLIDAYS)?,
+        index: clear_index(i, limit(ScheduleKind::Holiday))?,
     })
 }
 
@@ -175,11 +182,6 @@ pub fn command_error(e: &AppError) -> ErrorCode {
 
 /// What a Get command finds: the schedule, or the response's status.
 pub fn get(dir: &Persisted, kind: ScheduleKind, i: u8, user_index: Option<u16>) -> Found {
-    let limit = match kind {
-        ScheduleKind::WeekDay => schedule::WEEK_DAY_PER_HOLDER,
-        ScheduleKind::YearDay => schedule::YEAR_DAY_PER_HOLDER,
-        ScheduleKind::Holiday => schedule::HOLIDAYS,
-    };
     let holder = match user_index.map(mapping::user_number) {
         None => None,
         Some(None) => return Found::Status(DlStatus::InvalidField),
@@ -190,7 +192,7 @@ pub fn get(dir: &Persisted, kind: ScheduleKind, i: u8, user_index: Option<u16>) 
             Some(Holder::User(u))
         }
     };
-    if !(1..=limit).contains(&i) {
+    if !(1..=limit(kind)).contains(&i) {
         return Found::Status(DlStatus::InvalidField);
     }
     let key = match (kind, holder) {
