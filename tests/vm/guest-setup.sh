@@ -89,6 +89,9 @@ CONF
     dbus-daemon --config-file="$RUN/system-bus.conf" --fork --nopidfile --print-address=3 3>"$RUN/dbus.address" \
         >>"$RUN/dbus.log" 2>&1 || fail "dbus-daemon --system failed, see dbus.log"
     wait_for 10 "the system bus socket" test -S /run/dbus/system_bus_socket
+    # Every HCI command and event of every controller, for a BLE test that
+    # fails (LATCHD_VM_KEEP=1 keeps the run dir: btmon -r reads it back).
+    setsid btmon -w "$RUN/hci.btsnoop" >/dev/null 2>&1 </dev/null &
     # shellcheck disable=SC2086 # BLUETOOTHD_ARGS is a list of words
     setsid /usr/libexec/bluetooth/bluetoothd -n $BLUETOOTHD_ARGS >>"$RUN/bluetoothd.log" 2>&1 </dev/null &
     # shellcheck disable=SC2317 # called through poll
@@ -113,11 +116,11 @@ CONF
     # btvirt opens hci0 and then sets up hci1 before its main loop answers
     # anything; page-faulting its code in over 9p during that window is what
     # makes hci0's reset late. Read the binary once so it is in page cache.
-    cat /usr/bin/btvirt >/dev/null
-    btvirt --version >/dev/null 2>&1
+    cat "$(dirname "$BTVIRT")"/bin/* >/dev/null
+    "$BTVIRT" --version >/dev/null 2>&1
     ble_ok=0
     for attempt in 1 2 3; do
-        setsid btvirt -l"$BLE_CONTROLLERS" >>"$RUN/btvirt.log" 2>&1 </dev/null &
+        setsid "$BTVIRT" -l"$BLE_CONTROLLERS" >>"$RUN/btvirt.log" 2>&1 </dev/null &
         btvirt_pid=$!
         dmesg -C 2>/dev/null
         ble_state=""

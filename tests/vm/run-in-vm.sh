@@ -263,7 +263,7 @@ command -v apt-get >/dev/null || die "apt-get not found: this rig needs a Debian
 PKGS=(qemu-system-x86_64:qemu-system-x86 /bin/busybox:busybox-static cpio:cpio depmod:kmod
     dpkg-deb:dpkg timeout:coreutils flock:util-linux xz:xz-utils
     v4l2-ctl:v4l-utils aplay:alsa-utils gpioinfo:gpiod /sbin/hwclock:util-linux-extra)
-((BLE)) && PKGS+=(btvirt:bluez-test-tools bluetoothctl:bluez btmgmt:bluez /usr/libexec/bluetooth/bluetoothd:bluez dbus-daemon:dbus)
+((BLE)) && PKGS+=(bluetoothctl:bluez btmgmt:bluez /usr/libexec/bluetooth/bluetoothd:bluez dbus-daemon:dbus)
 [[ -n "$GPIO_LINES" || "$ADC" == 1 ]] && PKGS+=(gcc-12:gcc-12 make:make)
 [[ -n "$DISK" ]] && PKGS+=(/usr/sbin/mkfs.ext4:e2fsprogs /usr/sbin/mkfs.f2fs:f2fs-tools /usr/sbin/dmsetup:dmsetup)
 # swtpm on the host; in the guest systemd-creds (systemd) dlopens the TSS2
@@ -472,6 +472,11 @@ build_adc_sim() {
 if [[ "$ADC" == 1 && ! -s "$ADC_KO" ]]; then
     build_adc_sim
 fi
+# BlueZ ≥ 5.80's btvirt (Debian 12's drops adverts: tests/vm/btvirt.sh).
+BTVIRT=""
+if ((BLE)); then
+    BTVIRT="$(LATCHD_VM_CACHE="$CACHE" "$SCRIPT_DIR/btvirt.sh")" || die "no btvirt for the BLE rig (tests/vm/btvirt.sh)"
+fi
 flock -u 9
 
 if ((PREPARE)); then
@@ -528,6 +533,7 @@ trap cleanup EXIT
     echo "CMD_CWD=$(q "$CWD")"
     echo "BLUETOOTHD_ARGS=$(q "$BLUETOOTHD_ARGS")"
     echo "BLE_CONTROLLERS=$BLE_CONTROLLERS"
+    echo "BTVIRT=$(q "$BTVIRT")"
     echo "TPM=$TPM SYSTEMD=$SYSTEMD"
 } >"$RUN_DIR/options.sh"
 {
