@@ -178,9 +178,9 @@ pub async fn radios(
 }
 
 /// The Matter node (issue 18), when `[matter]` enables it: a third app
-/// channel beside BLE and MQTT, on the same [`Link`]. BLE commissioning
-/// needs an adapter handed over here; not wired yet (on-network
-/// commissioning only).
+/// channel beside BLE and MQTT, on the same [`Link`]. Commissioning over
+/// BLE (BTP) uses the `[ble]` adapter while pairing mode lasts, in builds
+/// that have BlueZ and with `[ble]` on; otherwise on the network only.
 pub fn matter(
     config: &Config,
     state: &State,
@@ -193,11 +193,17 @@ pub fn matter(
         link,
         &state.engine_config.serial,
         crate::matter::Radios {
-            ble_adapter: None,
+            ble_adapter: matter_ble_adapter(&config.ble),
             wifi,
         },
         shutdown.clone(),
     )
+}
+
+/// The adapter Matter's BLE commissioning advertises on: `[ble]`'s (empty:
+/// BlueZ's default adapter), only in builds with BlueZ and with `[ble]` on.
+fn matter_ble_adapter(ble: &crate::ble::config::BleConfig) -> Option<String> {
+    (cfg!(feature = "board-linux") && ble.enabled).then(|| ble.adapter.clone())
 }
 
 /// After a factory reset: delete the networks the lock configured

@@ -68,8 +68,8 @@ pub async fn serve_while_pairing(
 
 #[cfg(feature = "board-linux")]
 async fn peripheral(adapter: &str, adv: &AdvData, btp: &Btp) -> Result<(), Error> {
-    rs_matter::transport::network::btp::bluer::run_peripheral(Some(adapter), ADV_NAME, adv, btp)
-        .await
+    let adapter = (!adapter.is_empty()).then_some(adapter);
+    rs_matter::transport::network::btp::bluer::run_peripheral(adapter, ADV_NAME, adv, btp).await
 }
 
 /// Builds without BlueZ (the simulated lock) commission on the network only.

@@ -278,7 +278,11 @@ async fn serve(
                 port = config.port,
                 fabrics = matter.has_fabrics(),
                 wifi = radios.wifi.is_some(),
-                ble = radios.ble_adapter.as_deref().unwrap_or("off"),
+                ble = match radios.ble_adapter.as_deref() {
+                    None => "off",
+                    Some("") => "default adapter",
+                    Some(a) => a,
+                },
                 manual_code = %onboarding.manual_code_pretty(),
                 "Matter node running; hold SET for 3 s to open the commissioning window"
             );

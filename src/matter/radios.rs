@@ -8,8 +8,9 @@ use crate::wifi::WifiBackend;
 /// The lock's radios the node commissions over.
 #[derive(Clone, Default)]
 pub struct Radios {
-    /// The BlueZ adapter (e.g. `hci0`) that carries BLE commissioning
-    /// while pairing mode lasts; `None`: on-network commissioning only.
+    /// The BlueZ adapter (e.g. `hci0`; empty: BlueZ's default adapter)
+    /// that carries BLE commissioning while pairing mode lasts; `None`:
+    /// on-network commissioning only.
     pub ble_adapter: Option<String>,
     /// The lock's Wi-Fi backend: Network Commissioning is then Wi-Fi over
     /// it; `None`: the Ethernet variant (the lock's IP link as it is).

@@ -44,6 +44,7 @@ mod vm_board_linux;
 mod vm_camera;
 #[cfg(feature = "board-linux")]
 mod vm_ir_camera;
+mod vm_matter_ble;
 #[cfg(feature = "board-linux")]
 mod vm_motor_failsafe;
 mod vm_power_cut;
