@@ -43,8 +43,17 @@ mount -t tmpfs -o mode=1777 tmpfs /dev/shm || fail "mount /dev/shm"
 [ -e /dev/ptmx ] || ln -s pts/ptmx /dev/ptmx
 mount -t tmpfs -o mode=1777 tmpfs /var/tmp || fail "mount /var/tmp"
 mkdir -p /run/lock /run/user
-# A private, writable home: the host's /root is read-only here.
+# A private, writable home: the host's /root is read-only here. The host's
+# pyenv interpreters stay visible under it (read-only): the Matter
+# controller's venv (target/matter-venv, scripts/matter-env.sh) runs on a
+# Python ≥ 3.12 that Debian 12 does not ship, from /root/.pyenv here.
+if [ -d /root/.pyenv ]; then
+    mkdir -p /run/host-pyenv && mount --bind /root/.pyenv /run/host-pyenv || fail "bind /root/.pyenv"
+fi
 mount -t tmpfs -o mode=0700 tmpfs /root || fail "tmpfs /root"
+if mountpoint -q /run/host-pyenv 2>/dev/null; then
+    mkdir -p /root/.pyenv && mount --move /run/host-pyenv /root/.pyenv || fail "move /root/.pyenv"
+fi
 mkdir -p "$RUN/out"
 export HOME=/root LATCHD_VM_GUEST=1 LATCHD_VM_RUN_DIR="$RUN" LATCHD_VM_OUT_DIR="$RUN/out"
 # `modprobe -d "$LATCHD_VM_MODPROBE_ROOT" MODULE` loads any module of the

@@ -34,6 +34,10 @@ mod shared;
 // the real `latchd` (included once: a file may be one module only).
 #[path = "../it/common/daemon.rs"]
 mod daemon_common;
+// Home Assistant's Matter controller, for the Matter node over BLE.
+#[cfg(all(feature = "board-linux", feature = "matter"))]
+#[path = "../it/common/matter.rs"]
+mod matter_common;
 
 mod vm_ble;
 #[cfg(feature = "board-linux")]

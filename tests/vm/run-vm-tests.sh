@@ -30,6 +30,9 @@ tests/vm/run-in-vm.sh --prepare --video --sound --ble --gpio 1 --adc --tpm --sys
 # Home Assistant's Improv client for vm_ble::daemon_improv_client_in_vm
 # (python3-venv from Debian if missing, the libraries from PyPI; cached).
 tests/vm/improv-venv.sh >/dev/null
+# Home Assistant's Matter controller for vm_matter_ble (python-matter-server
+# and the CHIP wheel on Python ≥ 3.12, in target/matter-venv; cached).
+scripts/matter-env.sh
 
 export LATCHD_VM_TESTS=1
 # Asked to run: a VM test that would skip fails instead (tests/vm/rig.rs),

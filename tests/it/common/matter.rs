@@ -126,10 +126,44 @@ impl Controller {
     /// Start the controller (and its matter-server) in `ns`, storing its
     /// fabric and node data in `storage` (kept across restarts of the lock).
     pub fn start(ns: &NetNs, storage: &Path) -> Controller {
+        Self::spawn(
+            &ns.enter(),
+            storage,
+            &["--primary-interface", CONTROLLER_IF],
+        )
+    }
+
+    /// Start the controller in this network namespace (the VM guest's own:
+    /// a test there is root and has the machine to itself), on
+    /// `interface`, with its BLE side on `hci<bluetooth_adapter>`.
+    pub fn start_here(storage: &Path, interface: &str, bluetooth_adapter: u8) -> Controller {
+        let adapter = bluetooth_adapter.to_string();
+        Self::spawn(
+            &[],
+            storage,
+            &[
+                "--primary-interface",
+                interface,
+                "--bluetooth-adapter",
+                adapter.as_str(),
+            ],
+        )
+    }
+
+    /// `prefix` (a namespace entry, or nothing) + a private /data +
+    /// `controller.py` with `args`.
+    fn spawn(prefix: &[String], storage: &Path, args: &[&str]) -> Controller {
         let scratch = storage.join("private-root");
-        let mut cmd = Command::new(&ns.enter()[0]);
-        cmd.args(&ns.enter()[1..])
-            .args(["unshare", "--mount", "--propagation", "private", "--"])
+        let (program, prefix_args) = match prefix.split_first() {
+            Some((p, rest)) => (p.as_str(), rest),
+            None => ("unshare", &[][..]),
+        };
+        let mut cmd = Command::new(program);
+        cmd.args(prefix_args);
+        if !prefix.is_empty() {
+            cmd.arg("unshare");
+        }
+        cmd.args(["--mount", "--propagation", "private", "--"])
             .arg(repo().join("tests/matter/private-root.sh"))
             .arg(&scratch)
             .arg(venv_python())
@@ -138,8 +172,7 @@ impl Controller {
             .arg(storage)
             .arg("--paa")
             .arg(repo().join("tests/matter/Chip-Test-PAA-FFF1-Cert.der"))
-            .arg("--primary-interface")
-            .arg(CONTROLLER_IF)
+            .args(args)
             .arg("--sdk-log")
             .arg("progress")
             .stdin(Stdio::piped())
