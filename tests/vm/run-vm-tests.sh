@@ -14,8 +14,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 # run-in-vm.sh itself.
 missing=()
 # hostapd and wpasupplicant: the real Wi-Fi network of vm_wifi (the guest
-# runs the host's binaries on mac80211_hwsim radios).
-for p in pkg-config libasound2-dev libdbus-1-dev libclang-dev hostapd wpasupplicant; do
+# runs the host's binaries on mac80211_hwsim radios); iw and iproute2 move
+# its access point's radio into a network namespace, where mosquitto (TLS,
+# openssl's test certificates) and mosquitto-clients stand for the broker
+# the lock reaches over that radio.
+for p in pkg-config libasound2-dev libdbus-1-dev libclang-dev hostapd wpasupplicant \
+    iw iproute2 mosquitto mosquitto-clients openssl; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
 if ((${#missing[@]})); then

@@ -1278,6 +1278,16 @@ pub(crate) mod guest_daemon {
         dir: &std::path::Path,
         wifi_iface: &str,
     ) -> (Daemon, VerificationCode) {
+        start_daemon_with(dir, wifi_iface, "")
+    }
+
+    /// [`start_daemon`] with `extra` (whole TOML tables, e.g. `[remote]`)
+    /// appended to its configuration file, which stays mode 0600.
+    pub(crate) fn start_daemon_with(
+        dir: &std::path::Path,
+        wifi_iface: &str,
+        extra: &str,
+    ) -> (Daemon, VerificationCode) {
         let code = VerificationCode::generate(&mut OsRng);
         let state = dir.join("state");
         let config = dir.join("latchd.toml");
@@ -1289,7 +1299,8 @@ pub(crate) mod guest_daemon {
                  trust_system_clock = true\ntimedate_bus = \"off\"\n\
                  [sim]\nmotor_travel_ms = 100\n\
                  [ble]\nenabled = true\nadapter = \"hci0\"\n\
-                 [wifi]\nbackend = \"wpa_supplicant\"\ninterface = \"{wifi_iface}\"\nconnect_timeout_secs = 20\n",
+                 [wifi]\nbackend = \"wpa_supplicant\"\ninterface = \"{wifi_iface}\"\nconnect_timeout_secs = 20\n\
+                 {extra}",
                 code.display().as_str()
             ),
         )

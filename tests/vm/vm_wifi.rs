@@ -17,30 +17,55 @@
 //! stopped shows as disconnected (within the link monitor's 60 s period)
 //! and started again as connected.
 //!
+//! The lock's MQTT availability follows over the radio link itself: the
+//! WPA2 access point's radio sits in a network namespace of its own
+//! (`apns`, 10.77.0.1) with a real Mosquitto (TLS, 8883) behind it, the
+//! lock's `[remote]` points there, and a `mosquitto_sub` in that namespace
+//! sees the retained availability go `online` after the join, the lock's
+//! will `offline` when hostapd stops (keep-alive expiry) and `online` again
+//! after it restarts.
+//!
 //! Run: `LATCHD_VM_TESTS=1 cargo test --all-features --test vm vm_wifi:: -- --test-threads=1 --nocapture`
-//! (needs the Debian packages `hostapd` and `wpasupplicant` on the host:
+//! (needs the Debian packages `hostapd`, `wpasupplicant`, `iw`,
+//! `mosquitto`, `mosquitto-clients` and `openssl` on the host:
 //! `tests/vm/run-vm-tests.sh` installs them).
 use crate::rig as vm;
 
 /// The programs the guest runs from the host's root.
 const HOSTAPD: &str = "/usr/sbin/hostapd";
 const WPA_SUPPLICANT: &str = "/usr/sbin/wpa_supplicant";
+const IW: &str = "/usr/sbin/iw";
+const MOSQUITTO: &str = "/usr/sbin/mosquitto";
+const MOSQUITTO_SUB: &str = "/usr/bin/mosquitto_sub";
+const MOSQUITTO_PASSWD: &str = "/usr/bin/mosquitto_passwd";
+const OPENSSL: &str = "/usr/bin/openssl";
 
 #[test]
 fn wifi_join_in_vm() {
     if !vm::enabled_or_skip("wifi_join_in_vm") {
         return;
     }
-    for tool in [HOSTAPD, WPA_SUPPLICANT] {
+    for tool in [
+        HOSTAPD,
+        WPA_SUPPLICANT,
+        IW,
+        MOSQUITTO,
+        MOSQUITTO_SUB,
+        MOSQUITTO_PASSWD,
+        OPENSSL,
+    ] {
         assert!(
             std::path::Path::new(tool).exists(),
-            "{tool} missing: apt-get install hostapd wpasupplicant (tests/vm/run-vm-tests.sh does)"
+            "{tool} missing: apt-get install hostapd wpasupplicant iw mosquitto mosquitto-clients openssl \
+             (tests/vm/run-vm-tests.sh does)"
         );
     }
     let latchd = crate::vm_ble::pinned(env!("CARGO_BIN_EXE_latchd"), "vm-wifi");
     let opts = vm::VmOptions {
         ble: true,
-        timeout: Some(std::time::Duration::from_secs(600)),
+        // The MQTT waits (join, will, reconnect) add about a minute or two
+        // to the Wi-Fi ones under TCG.
+        timeout: Some(std::time::Duration::from_secs(900)),
         env: vec![("LATCHD_BIN".into(), latchd.display().to_string())],
         ..Default::default()
     };
@@ -68,9 +93,9 @@ mod guest {
     use serde_json::json;
     use zbus::zvariant::OwnedObjectPath;
 
-    use super::{HOSTAPD, WPA_SUPPLICANT};
+    use super::{HOSTAPD, IW, MOSQUITTO, MOSQUITTO_PASSWD, MOSQUITTO_SUB, OPENSSL, WPA_SUPPLICANT};
     use crate::daemon_common::Daemon;
-    use crate::vm_ble::guest_daemon::{find_lock, start_daemon};
+    use crate::vm_ble::guest_daemon::{find_lock, start_daemon_with};
 
     const WPA2_SSID: &str = "hwsim-wpa2";
     const OPEN_SSID: &str = "hwsim-open";
@@ -81,15 +106,52 @@ mod guest {
     /// reads the link every 60 s, so a change shows within about that.
     const LINK_DEADLINE: Duration = Duration::from_secs(150);
 
+    /// The WPA2 access point's radio (wlan0's phy) lives in this network
+    /// namespace, with the broker. Without it the AP's and the station's
+    /// addresses would both be local to one kernel, which routes packets
+    /// between its own interfaces over loopback: the MQTT session would
+    /// never cross the hwsim air and stopping hostapd would not touch it.
+    /// Across namespaces the only path is wlan2 ─ air ─ wlan0.
+    const AP_NETNS: &str = "apns";
+    /// Static addresses set by the test (no DHCP server or client: the
+    /// lock's IP configuration is the OS's business, not latchd's).
+    const AP_ADDR: &str = "10.77.0.1";
+    const LOCK_ADDR: &str = "10.77.0.2";
+    const MQTT_PORT: u16 = 8883;
+    /// The lock's serial (`start_daemon`) names its topics.
+    const AVAILABILITY: &str = "latchd/LD-00BE/availability";
+    /// The lock's MQTT keep-alive here (shipped default 30 s, minimum 5):
+    /// Mosquitto drops a silent client after 1.5 × this and publishes its
+    /// will, and rumqttc gives up on the session after about 2 × this.
+    const KEEP_ALIVE_S: u64 = 10;
+    /// The lock's reconnect back-off cap here (shipped default 60 s): the
+    /// lock retries the broker from its start, long before the join, so
+    /// with the default the figures would mostly measure where the
+    /// back-off happened to be.
+    const RECONNECT_MAX_MS: u64 = 5_000;
+    /// Only turns a hang into a failure with the logs: keep-alive expiry
+    /// (1.5 × keep-alive) or reconnect (back-off cap + TLS under TCG),
+    /// with a wide margin.
+    const MQTT_DEADLINE: Duration = Duration::from_secs(4 * KEEP_ALIVE_S + 60);
+
     /// One hostapd, killed when dropped.
     struct Ap {
         child: Child,
         conf: PathBuf,
         log: PathBuf,
+        netns: Option<&'static str>,
     }
 
     impl Ap {
-        fn start(dir: &Path, iface: &str, ssid: &str, psk: Option<&str>, channel: u8) -> Ap {
+        /// hostapd on `iface`, inside `netns` if given (where the radio is).
+        fn start(
+            dir: &Path,
+            netns: Option<&'static str>,
+            iface: &str,
+            ssid: &str,
+            psk: Option<&str>,
+            channel: u8,
+        ) -> Ap {
             let conf = dir.join(format!("hostapd-{iface}.conf"));
             let mut text = format!(
                 "interface={iface}\ndriver=nl80211\nssid={ssid}\nhw_mode=g\nchannel={channel}\n"
@@ -101,14 +163,19 @@ mod guest {
             }
             std::fs::write(&conf, text).unwrap();
             let log = dir.join(format!("hostapd-{iface}.log"));
-            let child = Self::spawn(&conf, &log);
-            let ap = Ap { child, conf, log };
+            let child = Self::spawn(netns, &conf, &log);
+            let ap = Ap {
+                child,
+                conf,
+                log,
+                netns,
+            };
             ap.wait_enabled();
             ap
         }
 
-        fn spawn(conf: &Path, log: &Path) -> Child {
-            Command::new(HOSTAPD)
+        fn spawn(netns: Option<&str>, conf: &Path, log: &Path) -> Child {
+            in_netns(netns, HOSTAPD)
                 .arg(conf)
                 .stdin(Stdio::null())
                 .stdout(std::fs::File::create(log).unwrap())
@@ -143,7 +210,7 @@ mod guest {
 
         fn restart(&mut self) {
             self.stop();
-            self.child = Self::spawn(&self.conf, &self.log);
+            self.child = Self::spawn(self.netns, &self.conf, &self.log);
             self.wait_enabled();
         }
     }
@@ -152,6 +219,236 @@ mod guest {
         fn drop(&mut self) {
             let _ = self.child.kill();
             let _ = self.child.wait();
+        }
+    }
+
+    /// `program`, inside `netns` if given. `ip netns exec` enters the
+    /// namespace and execs the program (no fork): the child's pid is the
+    /// program's, so SIGTERM reaches it.
+    fn in_netns(netns: Option<&str>, program: &str) -> Command {
+        match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, program]);
+                c
+            }
+            None => Command::new(program),
+        }
+    }
+
+    /// Run a setup command; panic with its stderr if it fails.
+    fn must(cmd: &mut Command) {
+        let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Move wlan0's radio into [`AP_NETNS`] and give the AP side its
+    /// address there (hostapd brings the interface up).
+    fn ap_netns() {
+        let phy =
+            std::fs::read_to_string("/sys/class/net/wlan0/phy80211/name").expect("wlan0's phy");
+        let phy = phy.trim();
+        must(Command::new("ip").args(["netns", "add", AP_NETNS]));
+        must(Command::new(IW).args(["phy", phy, "set", "netns", "name", AP_NETNS]));
+        assert!(
+            !Path::new("/sys/class/net/wlan0").exists(),
+            "wlan0 is still in the initial namespace"
+        );
+        must(Command::new("ip").args(["-n", AP_NETNS, "link", "set", "lo", "up"]));
+        must(Command::new("ip").args([
+            "-n",
+            AP_NETNS,
+            "addr",
+            "add",
+            &format!("{AP_ADDR}/24"),
+            "dev",
+            "wlan0",
+        ]));
+    }
+
+    /// A test CA and the broker's certificate for [`AP_ADDR`] (as in
+    /// `tests/it/remote_mqtt.rs`, whose helpers this crate cannot reach;
+    /// CN too, for mosquitto_sub's host check), the password file.
+    fn broker_files(dir: &Path) {
+        let p = |n: &str| dir.join(n);
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        must(
+            Command::new(OPENSSL)
+                .args(["req", "-x509"])
+                .args(ec)
+                .args(["-days", "2", "-subj", "/CN=latchd vm test CA"])
+                .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+                .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+                .arg("-keyout")
+                .arg(p("ca.key"))
+                .arg("-out")
+                .arg(p("ca.pem")),
+        );
+        must(
+            Command::new(OPENSSL)
+                .arg("req")
+                .args(ec)
+                .args(["-subj", &format!("/CN={AP_ADDR}")])
+                .arg("-keyout")
+                .arg(p("server.key"))
+                .arg("-out")
+                .arg(p("server.csr")),
+        );
+        std::fs::write(
+            p("ext.cnf"),
+            format!(
+                "subjectAltName=IP:{AP_ADDR}\nbasicConstraints=CA:FALSE\n\
+                 keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+            ),
+        )
+        .unwrap();
+        must(
+            Command::new(OPENSSL)
+                .args(["x509", "-req", "-days", "2", "-CAcreateserial", "-in"])
+                .arg(p("server.csr"))
+                .arg("-CA")
+                .arg(p("ca.pem"))
+                .arg("-CAkey")
+                .arg(p("ca.key"))
+                .arg("-out")
+                .arg(p("server.pem"))
+                .arg("-extfile")
+                .arg(p("ext.cnf")),
+        );
+        must(
+            Command::new(MOSQUITTO_PASSWD)
+                .args(["-b", "-c"])
+                .arg(p("passwd"))
+                .args(["lock", "lock-pw"]),
+        );
+        must(
+            Command::new(MOSQUITTO_PASSWD)
+                .arg("-b")
+                .arg(p("passwd"))
+                .args(["watch", "watch-pw"]),
+        );
+        std::fs::set_permissions(
+            p("passwd"),
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+        )
+        .unwrap();
+    }
+
+    /// A process killed when dropped.
+    struct Killed(Child);
+
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// Mosquitto in [`AP_NETNS`] on [`AP_ADDR`]:[`MQTT_PORT`], TLS, password
+    /// logins; returns once it runs.
+    fn start_broker(dir: &Path) -> Killed {
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "user root\nlistener {MQTT_PORT} {AP_ADDR}\n\
+                 cafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n\
+                 allow_anonymous false\npassword_file {d}/passwd\n",
+                d = dir.display()
+            ),
+        )
+        .unwrap();
+        let log = dir.join("mosquitto.log");
+        let child = in_netns(Some(AP_NETNS), MOSQUITTO)
+            .arg("-c")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start mosquitto");
+        let broker = Killed(child);
+        let deadline = StdInstant::now() + Duration::from_secs(60);
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains(" running") {
+                return broker;
+            }
+            assert!(
+                StdInstant::now() < deadline,
+                "mosquitto did not start:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// `mosquitto_sub -v` on the lock's availability, in [`AP_NETNS`]: each
+    /// message with the time it arrived.
+    struct Watch {
+        _child: Killed,
+        rx: std::sync::mpsc::Receiver<(StdInstant, String)>,
+    }
+
+    impl Watch {
+        fn start(dir: &Path) -> Watch {
+            let mut child = in_netns(Some(AP_NETNS), MOSQUITTO_SUB)
+                .args(["-h", AP_ADDR, "-p", &MQTT_PORT.to_string(), "--cafile"])
+                .arg(dir.join("ca.pem"))
+                .args(["-u", "watch", "-P", "watch-pw", "-i", "vm-watch", "-v"])
+                .args(["-t", AVAILABILITY])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(std::fs::File::create(dir.join("mosquitto_sub.log")).unwrap())
+                .spawn()
+                .expect("start mosquitto_sub");
+            let out = child.stdout.take().unwrap();
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(out).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send((StdInstant::now(), line)).is_err() {
+                        break;
+                    }
+                }
+            });
+            Watch {
+                _child: Killed(child),
+                rx,
+            }
+        }
+
+        /// Wait until the availability reads `value`; returns when that
+        /// message arrived. Messages before it are printed and skipped.
+        async fn wait(&self, value: &str, logs: &dyn Fn() -> String) -> StdInstant {
+            let want = format!("{AVAILABILITY} {value}");
+            let deadline = StdInstant::now() + MQTT_DEADLINE;
+            loop {
+                match self.rx.try_recv() {
+                    Ok((at, line)) if line == want => return at,
+                    Ok((_, line)) => println!("availability (skipped): {line}"),
+                    Err(std::sync::mpsc::TryRecvError::Empty) => {
+                        assert!(
+                            StdInstant::now() < deadline,
+                            "the lock's availability never became {value}\n{}",
+                            logs()
+                        );
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Err(e) => panic!("mosquitto_sub ended: {e}\n{}", logs()),
+                }
+            }
         }
     }
 
@@ -212,8 +509,16 @@ mod guest {
     pub async fn run() {
         let dir = tempfile::tempdir().unwrap();
         modprobe_hwsim();
-        let mut wpa2 = Ap::start(dir.path(), "wlan0", WPA2_SSID, Some(PSK), 1);
-        let _open = Ap::start(dir.path(), "wlan1", OPEN_SSID, None, 6);
+        ap_netns();
+        let mut wpa2 = Ap::start(dir.path(), Some(AP_NETNS), "wlan0", WPA2_SSID, Some(PSK), 1);
+        let _open = Ap::start(dir.path(), None, "wlan1", OPEN_SSID, None, 6);
+
+        // The broker behind the WPA2 access point, and a subscriber there.
+        let mqtt = dir.path().join("mqtt");
+        std::fs::create_dir(&mqtt).unwrap();
+        broker_files(&mqtt);
+        let _broker = start_broker(&mqtt);
+        let watch = Watch::start(&mqtt);
 
         // The real supplicant, D-Bus only (-u): latchd's backend creates
         // the station's interface through it.
@@ -240,7 +545,17 @@ mod guest {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
 
-        let (d, _code) = start_daemon(dir.path(), STATION);
+        // The lock's remote access goes to that broker (TLS with the test
+        // CA; the inline password is accepted because start_daemon's file
+        // is mode 0600). It tries from its start and fails (no route)
+        // until the join and the address.
+        let remote = format!(
+            "[remote]\nenabled = true\nhost = \"{AP_ADDR}\"\nport = {MQTT_PORT}\n\
+             ca_file = \"{}\"\nusername = \"lock\"\npassword = \"lock-pw\"\n\
+             keep_alive_s = {KEEP_ALIVE_S}\nreconnect_min_ms = 500\nreconnect_max_ms = {RECONNECT_MAX_MS}\n",
+            mqtt.join("ca.pem").display()
+        );
+        let (d, _code) = start_daemon_with(dir.path(), STATION, &remote);
         let logs = || {
             let tail = |p: &Path| {
                 let t = std::fs::read_to_string(p).unwrap_or_default();
@@ -248,10 +563,13 @@ mod guest {
                 lines[lines.len().saturating_sub(60)..].join("\n")
             };
             format!(
-                "daemon:\n{}\nwpa_supplicant (last 60 lines):\n{}\nhostapd wlan0:\n{}",
+                "daemon:\n{}\nwpa_supplicant (last 60 lines):\n{}\nhostapd wlan0:\n{}\n\
+                 mosquitto:\n{}\nmosquitto_sub:\n{}",
                 d.log_text(),
                 tail(&wpa_log),
-                tail(&dir.path().join("hostapd-wlan0.log"))
+                tail(&dir.path().join("hostapd-wlan0.log")),
+                tail(&mqtt.join("mosquitto.log")),
+                tail(&mqtt.join("mosquitto_sub.log"))
             )
         };
         assert_eq!(d.status()["engine"]["wifi_connected"], json!(false));
@@ -303,21 +621,62 @@ mod guest {
         c.improv_wifi(WPA2_SSID.as_bytes(), PSK.as_bytes())
             .await
             .unwrap_or_else(|e| panic!("join: {e}\n{}", logs()));
+        let joined = StdInstant::now();
         println!("joined {WPA2_SSID} in {:?}", t.elapsed());
         assert_eq!(stored_networks(&bus).await.len(), 1);
         wait_wifi(&d, true, &logs).await;
         c.disconnect().await;
 
-        // The access point goes away: offline; it comes back: online.
-        wpa2.stop();
-        let took = wait_wifi(&d, false, &logs).await;
-        println!("link loss seen by the engine after {took:?}");
-        wpa2.restart();
-        let took = wait_wifi(&d, true, &logs).await;
-        println!("link back in the engine after {took:?}");
+        // The station's address (static: no DHCP in this network), then
+        // the lock reaches the broker over the air and says `online`.
+        must(Command::new("ip").args(["addr", "add", &format!("{LOCK_ADDR}/24"), "dev", STATION]));
+        let online = watch.wait("online", &logs).await;
+        let broker_log = || std::fs::read_to_string(mqtt.join("mosquitto.log")).unwrap_or_default();
+        assert!(
+            broker_log().contains(&format!("New client connected from {LOCK_ADDR}:")),
+            "{}",
+            logs()
+        );
+        println!(
+            "MQTT online over the radio {:?} after the join (keep-alive {KEEP_ALIVE_S} s, \
+             reconnect back-off 500 ms … {RECONNECT_MAX_MS} ms)",
+            online.duration_since(joined)
+        );
 
+        // The access point goes away: the broker hears nothing more from
+        // the lock and publishes its will; the engine sees the link down.
+        wpa2.stop();
+        let stopped = StdInstant::now();
+        let offline = watch.wait("offline", &logs).await;
+        // The broker's keep-alive expiry published it, not a goodbye.
+        assert!(
+            broker_log().contains("Client LD-00BE has exceeded timeout"),
+            "{}",
+            logs()
+        );
+        println!(
+            "MQTT will `offline` {:?} after hostapd stopped (broker: 1.5 × keep-alive = {} s of silence)",
+            offline.duration_since(stopped),
+            KEEP_ALIVE_S * 3 / 2
+        );
+        wait_wifi(&d, false, &logs).await;
+        println!("link loss seen by the engine after {:?}", stopped.elapsed());
+
+        // It comes back: the station re-joins, the engine and MQTT follow.
+        wpa2.restart();
+        let restarted = StdInstant::now();
+        let online = watch.wait("online", &logs).await;
+        println!(
+            "MQTT online again {:?} after hostapd restarted",
+            online.duration_since(restarted)
+        );
+        wait_wifi(&d, true, &logs).await;
+        println!("link back in the engine after {:?}", restarted.elapsed());
+
+        // A clean stop says `offline` itself (the will is for a lost link).
         let status = d.sigterm();
         assert!(status.success(), "{status}");
+        watch.wait("offline", &broker_log).await;
         let _ = supplicant.kill();
         let _ = supplicant.wait();
     }
