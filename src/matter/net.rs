@@ -82,6 +82,36 @@ impl Interface {
     }
 }
 
+/// How often the node looks at its interface's addresses.
+pub const ADDRESS_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Interface {
+    /// The same addresses (an address added, removed or replaced is a
+    /// change; their order is not).
+    pub fn same_addresses(&self, other: &Interface) -> bool {
+        let sorted = |v: &[Ipv6Addr]| {
+            let mut v = v.to_vec();
+            v.sort();
+            v
+        };
+        self.index == other.index
+            && self.ipv4 == other.ipv4
+            && sorted(&self.ipv6) == sorted(&other.ipv6)
+    }
+}
+
+/// Returns when `iface` (by name) is gone, has lost its last IPv6 address,
+/// or its addresses changed; polled every [`ADDRESS_POLL`].
+pub async fn addresses_changed(iface: &Interface) {
+    loop {
+        tokio::time::sleep(ADDRESS_POLL).await;
+        match Interface::pick(&iface.name) {
+            Ok(now) if now.same_addresses(iface) => {}
+            _ => return,
+        }
+    }
+}
+
 /// The mDNS socket: port 5353 shared with any other responder on the host
 /// (SO_REUSEADDR), IPv6 and IPv4, joined to the groups on `iface`.
 pub fn mdns_socket(iface: &Interface) -> Result<async_io::Async<UdpSocket>, MatterError> {
@@ -139,6 +169,25 @@ mod tests {
         assert_eq!(hostname("LD-ABC12"), "LD-ABC12");
         assert_eq!(hostname("a b.c"), "a-b-c");
         assert_eq!(hostname(""), "latchd");
+    }
+
+    #[test]
+    fn an_address_added_removed_or_replaced_is_a_change_the_order_is_not() {
+        let a: Ipv6Addr = "fd00::1".parse().unwrap();
+        let b: Ipv6Addr = "fe80::1".parse().unwrap();
+        let iface = |ipv6: Vec<Ipv6Addr>| Interface {
+            name: "wlan0".into(),
+            index: 3,
+            ipv4: Ipv4Addr::UNSPECIFIED,
+            ipv6,
+        };
+        assert!(iface(vec![a, b]).same_addresses(&iface(vec![b, a])));
+        assert!(!iface(vec![b]).same_addresses(&iface(vec![a, b])));
+        assert!(!iface(vec![a, b]).same_addresses(&iface(vec![b])));
+        assert!(!iface(vec![a]).same_addresses(&iface(vec![b])));
+        let mut v4 = iface(vec![a]);
+        v4.ipv4 = Ipv4Addr::new(10, 0, 0, 2);
+        assert!(!v4.same_addresses(&iface(vec![a])));
     }
 
     #[test]

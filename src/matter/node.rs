@@ -169,7 +169,6 @@ async fn serve(
 ) -> Result<(), MatterError> {
     port.report(MatterHealth::Starting);
     let onboarding = Onboarding::load_or_create(port, &mut rand_core::OsRng)?;
-    let iface = Interface::pick(&config.interface)?;
     let file_att = FileAttestation::load(config)?;
     let firmware_number = firmware_number(&identity.firmware);
     let dev_det = BasicInfoConfig {
@@ -241,14 +240,7 @@ async fn serve(
         port: config.port,
         source,
     })?;
-    let mdns_socket = net::mdns_socket(&iface)?;
-    let v6: Vec<_> = iface.ipv6.iter().map(|a| a.octets().into()).collect();
     let hostname = net::hostname(&identity.serial);
-    let host = Host {
-        hostname: &hostname,
-        ip: iface.ipv4.octets().into(),
-        ipv6: &v6,
-    };
     // BTP beside UDP: PASE and commissioning over BLE while pairing mode
     // lasts, everything else on the network.
     let btp = Btp::new();
@@ -272,9 +264,8 @@ async fn serve(
             if let Err(e) = matter.persist_reboot_count(&kv) {
                 tracing::warn!("Matter: cannot store the reboot count: {e:?}");
             }
-            let mut mdns_responder = BuiltinMdns::new();
             tracing::info!(
-                interface = %iface.name,
+                interface = if config.interface.is_empty() { "(first usable)" } else { &config.interface },
                 port = config.port,
                 fabrics = matter.has_fabrics(),
                 wifi = radios.wifi.is_some(),
@@ -297,15 +288,7 @@ async fn serve(
                 ChainedNetwork::new(is_btp, &btp, &socket),
                 &socket,
             ));
-            let mut mdns = pin!(mdns_responder.run(
-                &mdns_socket,
-                &mdns_socket,
-                &host,
-                (!iface.ipv4.is_unspecified()).then_some(iface.ipv4.octets().into()),
-                Some(iface.index),
-                &matter,
-                &crypto,
-            ));
+            let mut mdns = pin!(publish(&config.interface, &hostname, &matter, &crypto));
             let mut window = pin!(follow_pairing_mode(
                 port.status().borrow().pairing_mode,
                 port.events(),
@@ -385,6 +368,71 @@ async fn serve(
             run_node!(InteractionModel::new_with_net_ctl(
                 &matter, &crypto, &*buffers, handler, &kv, &net_ctl, &*state
             ))
+        }
+    }
+}
+
+/// mDNS for the node on its interface, for as long as the node runs. The
+/// interface may have no IPv6 address yet — a lock whose Wi-Fi is not
+/// joined (every new lock commissioned over BLE), a cable not plugged, a
+/// driver still loading — and its addresses change (SLAAC, DHCP, another
+/// network): the responder starts when there is an address and again on
+/// every change. BTP and the node's UDP port need none of this, so the node
+/// runs (and commissions over BLE) meanwhile.
+async fn publish<C: Crypto>(
+    interface: &str,
+    hostname: &str,
+    matter: &Matter<'_>,
+    crypto: &C,
+) -> Result<(), Error> {
+    let mut said = false;
+    loop {
+        let iface = match Interface::pick(interface) {
+            Ok(iface) => iface,
+            Err(e) => {
+                if !said {
+                    tracing::warn!(
+                        "Matter: not on the network yet ({e}); commissioning over BLE works \
+                         meanwhile, mDNS starts when the interface has an address"
+                    );
+                    said = true;
+                }
+                tokio::time::sleep(net::ADDRESS_POLL).await;
+                continue;
+            }
+        };
+        let socket = match net::mdns_socket(&iface) {
+            Ok(socket) => socket,
+            Err(e) => {
+                tracing::warn!("Matter: {e}; trying again");
+                tokio::time::sleep(net::ADDRESS_POLL).await;
+                continue;
+            }
+        };
+        said = false;
+        tracing::info!(interface = %iface.name, ipv6 = ?iface.ipv6, "Matter: mDNS published");
+        let v6: Vec<_> = iface.ipv6.iter().map(|a| a.octets().into()).collect();
+        let host = Host {
+            hostname,
+            ip: iface.ipv4.octets().into(),
+            ipv6: &v6,
+        };
+        let mut responder = BuiltinMdns::new();
+        let run = responder.run(
+            &socket,
+            &socket,
+            &host,
+            (!iface.ipv4.is_unspecified()).then_some(iface.ipv4.octets().into()),
+            Some(iface.index),
+            matter,
+            crypto,
+        );
+        let outcome = select(pin!(run), pin!(net::addresses_changed(&iface))).await;
+        match outcome {
+            Either::First(r) => return r,
+            Either::Second(()) => {
+                tracing::info!(interface = %iface.name, "Matter: the interface's addresses changed")
+            }
         }
     }
 }

@@ -59,6 +59,8 @@ mod matter_controller;
 #[cfg(feature = "matter")]
 mod matter_dac;
 #[cfg(feature = "matter")]
+mod matter_late_network;
+#[cfg(feature = "matter")]
 mod matter_time;
 mod packaging;
 mod passcode_props;

@@ -106,6 +106,24 @@ impl NetNs {
     }
 }
 
+impl NetNs {
+    /// Run a shell script inside the namespace (its root may change the
+    /// interfaces there); panics when it fails.
+    pub fn sh(&self, script: &str) {
+        let enter = self.enter();
+        let out = Command::new(&enter[0])
+            .args(&enter[1..])
+            .args(["sh", "-c", script])
+            .output()
+            .expect("nsenter runs");
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 impl Drop for NetNs {
     fn drop(&mut self) {
         let _ = self.holder.kill();
