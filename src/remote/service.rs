@@ -162,11 +162,48 @@ pub async fn run(ctx: RemoteContext, shutdown: CancellationToken) {
                     backoff = svc.ctx.settings.reconnect_min;
                 }
                 tracing::info!("reconnecting to the broker in {} ms", backoff.as_millis());
-                tokio::select! {
+                let link_back = tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(backoff) => {}
+                    back = back_off(backoff, &mut svc.published, |p| p.engine.wifi_connected) => back,
+                };
+                backoff = if link_back {
+                    tracing::info!("Wi-Fi is back: reconnecting to the broker now");
+                    svc.ctx.settings.reconnect_min
+                } else {
+                    (backoff * 2).min(svc.ctx.settings.reconnect_max)
+                };
+            }
+        }
+    }
+}
+
+/// Wait `backoff` before trying the broker again, or less: when the lock's
+/// network link (`link_up`) comes back — down at the start or at any time
+/// during the wait, up now — the wait ends at once and says so (true). The
+/// broker was unreachable because the link was down, so the doubled
+/// back-off (up to `reconnect_max_ms`, a minute by default) would only keep
+/// the lock offline after its Wi-Fi returned.
+async fn back_off<T>(
+    backoff: Duration,
+    rx: &mut watch::Receiver<T>,
+    link_up: impl Fn(&T) -> bool,
+) -> bool {
+    let mut was_up = link_up(&rx.borrow_and_update());
+    let sleep = tokio::time::sleep(backoff);
+    tokio::pin!(sleep);
+    loop {
+        tokio::select! {
+            _ = &mut sleep => return false,
+            r = rx.changed() => {
+                if r.is_err() {
+                    sleep.await;
+                    return false;
                 }
-                backoff = (backoff * 2).min(svc.ctx.settings.reconnect_max);
+                let up = link_up(&rx.borrow_and_update());
+                if up && !was_up {
+                    return true;
+                }
+                was_up = up;
             }
         }
     }
@@ -962,6 +999,59 @@ fn log_lost(e: &ConnectionError, connected: bool) {
 mod tests {
     use super::*;
     use crate::core::action::Notice;
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    /// The link (Wi-Fi) coming back ends the back-off at once; a link that
+    /// stayed up, or other changes, do not.
+    #[tokio::test(start_paused = true)]
+    async fn the_link_coming_back_ends_the_back_off() {
+        let up = |v: &(bool, u8)| v.0;
+        // Down at the start, up after 3 s: cut short.
+        let (tx, mut rx) = watch::channel((false, 0u8));
+        let t = tokio::time::Instant::now();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            tx.send((true, 0)).unwrap();
+            tokio::time::sleep(MINUTE * 10).await;
+        });
+        assert!(back_off(MINUTE, &mut rx, up).await);
+        assert_eq!(t.elapsed(), Duration::from_secs(3));
+
+        // Up throughout (the broker is what is down), other fields
+        // changing: the whole back-off.
+        let (tx, mut rx) = watch::channel((true, 0u8));
+        let t = tokio::time::Instant::now();
+        tokio::spawn(async move {
+            for i in 1..=5 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                tx.send((true, i)).unwrap();
+            }
+            tokio::time::sleep(MINUTE * 10).await;
+        });
+        assert!(!back_off(MINUTE, &mut rx, up).await);
+        assert_eq!(t.elapsed(), MINUTE);
+
+        // Up, lost during the wait, back: cut short when it is back.
+        let (tx, mut rx) = watch::channel((true, 0u8));
+        let t = tokio::time::Instant::now();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            tx.send((false, 0)).unwrap();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            tx.send((true, 0)).unwrap();
+            tokio::time::sleep(MINUTE * 10).await;
+        });
+        assert!(back_off(MINUTE, &mut rx, up).await);
+        assert_eq!(t.elapsed(), Duration::from_secs(7));
+
+        // The engine gone (shutdown): the back-off still runs out.
+        let (tx, mut rx) = watch::channel((false, 0u8));
+        drop(tx);
+        let t = tokio::time::Instant::now();
+        assert!(!back_off(MINUTE, &mut rx, up).await);
+        assert_eq!(t.elapsed(), MINUTE);
+    }
 
     /// Issue 13: the owner hears of a keypad lockout (the first included)
     /// as a sealed notice; the clock falling behind goes to the clear
