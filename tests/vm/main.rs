@@ -57,4 +57,8 @@ mod vm_rtc;
 mod vm_slow_disk;
 mod vm_smoke;
 mod vm_tpm;
+#[cfg(feature = "board-linux")]
 mod vm_wifi;
+// The hwsim radios, hostapd and wpa_supplicant the Wi-Fi modules share.
+#[cfg(feature = "board-linux")]
+mod wifi_rig;

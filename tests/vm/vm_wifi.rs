@@ -30,11 +30,9 @@
 //! `mosquitto`, `mosquitto-clients` and `openssl` on the host:
 //! `tests/vm/run-vm-tests.sh` installs them).
 use crate::rig as vm;
+use crate::wifi_rig::{HOSTAPD, IW, WPA_SUPPLICANT};
 
-/// The programs the guest runs from the host's root.
-const HOSTAPD: &str = "/usr/sbin/hostapd";
-const WPA_SUPPLICANT: &str = "/usr/sbin/wpa_supplicant";
-const IW: &str = "/usr/sbin/iw";
+/// The broker's programs, run by the guest from the host's root.
 const MOSQUITTO: &str = "/usr/sbin/mosquitto";
 const MOSQUITTO_SUB: &str = "/usr/bin/mosquitto_sub";
 const MOSQUITTO_PASSWD: &str = "/usr/bin/mosquitto_passwd";
@@ -45,21 +43,18 @@ fn wifi_join_in_vm() {
     if !vm::enabled_or_skip("wifi_join_in_vm") {
         return;
     }
-    for tool in [
-        HOSTAPD,
-        WPA_SUPPLICANT,
-        IW,
-        MOSQUITTO,
-        MOSQUITTO_SUB,
-        MOSQUITTO_PASSWD,
-        OPENSSL,
-    ] {
-        assert!(
-            std::path::Path::new(tool).exists(),
-            "{tool} missing: apt-get install hostapd wpasupplicant iw mosquitto mosquitto-clients openssl \
-             (tests/vm/run-vm-tests.sh does)"
-        );
-    }
+    crate::wifi_rig::require_tools(
+        &[
+            HOSTAPD,
+            WPA_SUPPLICANT,
+            IW,
+            MOSQUITTO,
+            MOSQUITTO_SUB,
+            MOSQUITTO_PASSWD,
+            OPENSSL,
+        ],
+        "hostapd wpasupplicant iw mosquitto mosquitto-clients openssl",
+    );
     let latchd = crate::vm_ble::pinned(env!("CARGO_BIN_EXE_latchd"), "vm-wifi");
     let opts = vm::VmOptions {
         ble: true,
@@ -74,7 +69,6 @@ fn wifi_join_in_vm() {
     eprintln!("{}", result.unwrap().stdout);
 }
 
-#[cfg(feature = "board-linux")]
 #[test]
 fn guest_wifi_join() {
     if !vm::in_guest_or_skip("guest_wifi_join") {
@@ -83,40 +77,26 @@ fn guest_wifi_join() {
     crate::vm_ble::block_on(guest::run());
 }
 
-#[cfg(feature = "board-linux")]
 mod guest {
-    use std::path::{Path, PathBuf};
-    use std::process::{Child, Command, Stdio};
+    use std::path::Path;
+    use std::process::{Command, Stdio};
     use std::time::{Duration, Instant as StdInstant};
 
     use latchd::ble::gatt_client::{GattClientError, LockClient};
     use serde_json::json;
     use zbus::zvariant::OwnedObjectPath;
 
-    use super::{HOSTAPD, IW, MOSQUITTO, MOSQUITTO_PASSWD, MOSQUITTO_SUB, OPENSSL, WPA_SUPPLICANT};
+    use super::{MOSQUITTO, MOSQUITTO_PASSWD, MOSQUITTO_SUB, OPENSSL};
     use crate::daemon_common::Daemon;
     use crate::vm_ble::guest_daemon::{find_lock, start_daemon_with};
+    use crate::wifi_rig::{
+        ap_netns, in_netns, modprobe_hwsim, must, tail, wpa_supplicant, Ap, Killed, AP_ADDR,
+        AP_NETNS, LOCK_ADDR, OPEN_SSID, PSK, STATION, WPA2_SSID,
+    };
 
-    const WPA2_SSID: &str = "hwsim-wpa2";
-    const OPEN_SSID: &str = "hwsim-open";
-    const PSK: &str = "correct horse battery";
-    /// The station the lock uses (wlan0 and wlan1 are the access points).
-    const STATION: &str = "wlan2";
     /// Only turns a hang into a failure with the logs; the link monitor
     /// reads the link every 60 s, so a change shows within about that.
     const LINK_DEADLINE: Duration = Duration::from_secs(150);
-
-    /// The WPA2 access point's radio (wlan0's phy) lives in this network
-    /// namespace, with the broker. Without it the AP's and the station's
-    /// addresses would both be local to one kernel, which routes packets
-    /// between its own interfaces over loopback: the MQTT session would
-    /// never cross the hwsim air and stopping hostapd would not touch it.
-    /// Across namespaces the only path is wlan2 ─ air ─ wlan0.
-    const AP_NETNS: &str = "apns";
-    /// Static addresses set by the test (no DHCP server or client: the
-    /// lock's IP configuration is the OS's business, not latchd's).
-    const AP_ADDR: &str = "10.77.0.1";
-    const LOCK_ADDR: &str = "10.77.0.2";
     const MQTT_PORT: u16 = 8883;
     /// The lock's serial (`start_daemon`) names its topics.
     const AVAILABILITY: &str = "latchd/LD-00BE/availability";
@@ -133,143 +113,6 @@ mod guest {
     /// (1.5 × keep-alive) or reconnect (back-off cap + TLS under TCG),
     /// with a wide margin.
     const MQTT_DEADLINE: Duration = Duration::from_secs(4 * KEEP_ALIVE_S + 60);
-
-    /// One hostapd, killed when dropped.
-    struct Ap {
-        child: Child,
-        conf: PathBuf,
-        log: PathBuf,
-        netns: Option<&'static str>,
-    }
-
-    impl Ap {
-        /// hostapd on `iface`, inside `netns` if given (where the radio is).
-        fn start(
-            dir: &Path,
-            netns: Option<&'static str>,
-            iface: &str,
-            ssid: &str,
-            psk: Option<&str>,
-            channel: u8,
-        ) -> Ap {
-            let conf = dir.join(format!("hostapd-{iface}.conf"));
-            let mut text = format!(
-                "interface={iface}\ndriver=nl80211\nssid={ssid}\nhw_mode=g\nchannel={channel}\n"
-            );
-            if let Some(psk) = psk {
-                text.push_str(&format!(
-                    "wpa=2\nwpa_key_mgmt=WPA-PSK\nrsn_pairwise=CCMP\nwpa_passphrase={psk}\n"
-                ));
-            }
-            std::fs::write(&conf, text).unwrap();
-            let log = dir.join(format!("hostapd-{iface}.log"));
-            let child = Self::spawn(netns, &conf, &log);
-            let ap = Ap {
-                child,
-                conf,
-                log,
-                netns,
-            };
-            ap.wait_enabled();
-            ap
-        }
-
-        fn spawn(netns: Option<&str>, conf: &Path, log: &Path) -> Child {
-            in_netns(netns, HOSTAPD)
-                .arg(conf)
-                .stdin(Stdio::null())
-                .stdout(std::fs::File::create(log).unwrap())
-                .stderr(Stdio::from(
-                    std::fs::OpenOptions::new().append(true).open(log).unwrap(),
-                ))
-                .spawn()
-                .expect("start hostapd")
-        }
-
-        fn wait_enabled(&self) {
-            let deadline = StdInstant::now() + Duration::from_secs(60);
-            loop {
-                let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-                if text.contains("AP-ENABLED") {
-                    return;
-                }
-                assert!(
-                    StdInstant::now() < deadline,
-                    "hostapd did not start:\n{text}"
-                );
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        }
-
-        /// SIGTERM: hostapd deauthenticates its stations and exits.
-        fn stop(&mut self) {
-            let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-            let _ = self.child.wait();
-        }
-
-        fn restart(&mut self) {
-            self.stop();
-            self.child = Self::spawn(self.netns, &self.conf, &self.log);
-            self.wait_enabled();
-        }
-    }
-
-    impl Drop for Ap {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-
-    /// `program`, inside `netns` if given. `ip netns exec` enters the
-    /// namespace and execs the program (no fork): the child's pid is the
-    /// program's, so SIGTERM reaches it.
-    fn in_netns(netns: Option<&str>, program: &str) -> Command {
-        match netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, program]);
-                c
-            }
-            None => Command::new(program),
-        }
-    }
-
-    /// Run a setup command; panic with its stderr if it fails.
-    fn must(cmd: &mut Command) {
-        let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-        assert!(
-            out.status.success(),
-            "{cmd:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// Move wlan0's radio into [`AP_NETNS`] and give the AP side its
-    /// address there (hostapd brings the interface up).
-    fn ap_netns() {
-        let phy =
-            std::fs::read_to_string("/sys/class/net/wlan0/phy80211/name").expect("wlan0's phy");
-        let phy = phy.trim();
-        must(Command::new("ip").args(["netns", "add", AP_NETNS]));
-        must(Command::new(IW).args(["phy", phy, "set", "netns", "name", AP_NETNS]));
-        assert!(
-            !Path::new("/sys/class/net/wlan0").exists(),
-            "wlan0 is still in the initial namespace"
-        );
-        must(Command::new("ip").args(["-n", AP_NETNS, "link", "set", "lo", "up"]));
-        must(Command::new("ip").args([
-            "-n",
-            AP_NETNS,
-            "addr",
-            "add",
-            &format!("{AP_ADDR}/24"),
-            "dev",
-            "wlan0",
-        ]));
-    }
 
     /// A test CA and the broker's certificate for [`AP_ADDR`] (as in
     /// `tests/it/remote_mqtt.rs`, whose helpers this crate cannot reach;
@@ -343,16 +186,6 @@ mod guest {
             <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
         )
         .unwrap();
-    }
-
-    /// A process killed when dropped.
-    struct Killed(Child);
-
-    impl Drop for Killed {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
     }
 
     /// Mosquitto in [`AP_NETNS`] on [`AP_ADDR`]:[`MQTT_PORT`], TLS, password
@@ -452,24 +285,6 @@ mod guest {
         }
     }
 
-    fn modprobe_hwsim() {
-        let root = std::env::var("LATCHD_VM_MODPROBE_ROOT").expect("in the VM rig");
-        let out = Command::new("modprobe")
-            .args(["-d", &root, "mac80211_hwsim", "radios=3"])
-            .output()
-            .expect("run modprobe");
-        assert!(
-            out.status.success(),
-            "modprobe mac80211_hwsim: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let deadline = StdInstant::now() + Duration::from_secs(30);
-        while !Path::new(&format!("/sys/class/net/{STATION}")).exists() {
-            assert!(StdInstant::now() < deadline, "no {STATION} after modprobe");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
     /// The networks wpa_supplicant holds for the station.
     async fn stored_networks(bus: &zbus::Connection) -> Vec<OwnedObjectPath> {
         let root = zbus::Proxy::new(
@@ -523,27 +338,8 @@ mod guest {
         // The real supplicant, D-Bus only (-u): latchd's backend creates
         // the station's interface through it.
         let wpa_log = dir.path().join("wpa_supplicant.log");
-        let mut supplicant = Command::new(WPA_SUPPLICANT)
-            .args(["-u", "-dd"])
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&wpa_log).unwrap())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start wpa_supplicant");
+        let supplicant = wpa_supplicant(&wpa_log).await;
         let bus = zbus::Connection::system().await.unwrap();
-        let dbus = zbus::fdo::DBusProxy::new(&bus).await.unwrap();
-        let deadline = StdInstant::now() + Duration::from_secs(30);
-        while !dbus
-            .name_has_owner("fi.w1.wpa_supplicant1".try_into().unwrap())
-            .await
-            .unwrap()
-        {
-            assert!(
-                StdInstant::now() < deadline,
-                "wpa_supplicant never on the bus"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
 
         // The lock's remote access goes to that broker (TLS with the test
         // CA; the inline password is accepted because start_daemon's file
@@ -556,20 +352,16 @@ mod guest {
             mqtt.join("ca.pem").display()
         );
         let (d, _code) = start_daemon_with(dir.path(), STATION, &remote);
+        let wpa2_log = wpa2.log().to_path_buf();
         let logs = || {
-            let tail = |p: &Path| {
-                let t = std::fs::read_to_string(p).unwrap_or_default();
-                let lines: Vec<&str> = t.lines().collect();
-                lines[lines.len().saturating_sub(60)..].join("\n")
-            };
             format!(
                 "daemon:\n{}\nwpa_supplicant (last 60 lines):\n{}\nhostapd wlan0:\n{}\n\
                  mosquitto:\n{}\nmosquitto_sub:\n{}",
                 d.log_text(),
-                tail(&wpa_log),
-                tail(&dir.path().join("hostapd-wlan0.log")),
-                tail(&mqtt.join("mosquitto.log")),
-                tail(&mqtt.join("mosquitto_sub.log"))
+                tail(&wpa_log, 60),
+                tail(&wpa2_log, 60),
+                tail(&mqtt.join("mosquitto.log"), 60),
+                tail(&mqtt.join("mosquitto_sub.log"), 60)
             )
         };
         assert_eq!(d.status()["engine"]["wifi_connected"], json!(false));
@@ -677,7 +469,6 @@ mod guest {
         let status = d.sigterm();
         assert!(status.success(), "{status}");
         watch.wait("offline", &broker_log).await;
-        let _ = supplicant.kill();
-        let _ = supplicant.wait();
+        drop(supplicant);
     }
 }
