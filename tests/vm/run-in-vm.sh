@@ -531,7 +531,9 @@ trap cleanup EXIT
     echo "ADC=$ADC ADC_KO=$(q "$ADC_KO")"
     echo "GPIO_NAMES=($(for n in "${GPIO_NAMES[@]}"; do printf '%q ' "$n"; done))"
     echo "CMD_CWD=$(q "$CWD")"
-    echo "BLUETOOTHD_ARGS=$(q "$BLUETOOTHD_ARGS")"
+    # The product's BlueZ configuration (one ATT bearer, no EATT) first;
+    # --bluetoothd-args come after it.
+    echo "BLUETOOTHD_ARGS=$(q "-f $REPO_ROOT/yocto-layer/meta-latchd/recipes-connectivity/bluez5/files/main.conf $BLUETOOTHD_ARGS")"
     echo "BLE_CONTROLLERS=$BLE_CONTROLLERS"
     echo "BTVIRT=$(q "$BTVIRT")"
     echo "TPM=$TPM SYSTEMD=$SYSTEMD"

@@ -92,6 +92,51 @@ fn guest_matter_ble_commissioning() {
     crate::vm_ble::block_on(guest::commission_over_ble());
 }
 
+/// Issue 18: commissioning over BLE *with Wi-Fi network commissioning*:
+/// Home Assistant's controller hands the lock the credentials of a real
+/// WPA2 network (mac80211_hwsim + hostapd, `wifi_rig.rs`) over BTP; the
+/// lock joins it through its own Wi-Fi backend (the real wpa_supplicant)
+/// and the controller, on the access point's side of the air, finds and
+/// operates it there.
+#[test]
+fn matter_wifi_commissioning_over_ble_in_vm() {
+    if !vm::enabled_or_skip("matter_wifi_commissioning_over_ble_in_vm") {
+        return;
+    }
+    crate::wifi_rig::require_tools(
+        &[
+            crate::wifi_rig::HOSTAPD,
+            crate::wifi_rig::WPA_SUPPLICANT,
+            crate::wifi_rig::IW,
+        ],
+        "hostapd wpasupplicant iw",
+    );
+    let latchd = crate::vm_ble::pinned(env!("CARGO_BIN_EXE_latchd"), "vm-matter-wifi");
+    let latchctl = crate::vm_ble::pinned(env!("CARGO_BIN_EXE_latchctl"), "vm-matter-wifi");
+    let opts = vm::VmOptions {
+        ble: true,
+        timeout: Some(std::time::Duration::from_secs(600)),
+        env: vec![
+            ("LATCHD_BIN".into(), latchd.display().to_string()),
+            ("LATCHCTL".into(), latchctl.display().to_string()),
+        ],
+        ..Default::default()
+    };
+    let result = vm::run_test_in_guest(&opts, module_path!(), "guest_matter_wifi_commissioning");
+    let _ = std::fs::remove_file(&latchd);
+    let _ = std::fs::remove_file(&latchctl);
+    eprintln!("{}", result.unwrap().stdout);
+}
+
+#[cfg(all(feature = "board-linux", feature = "matter"))]
+#[test]
+fn guest_matter_wifi_commissioning() {
+    if !vm::in_guest_or_skip("guest_matter_wifi_commissioning") {
+        return;
+    }
+    crate::vm_ble::block_on(guest::commission_wifi_over_ble());
+}
+
 #[cfg(all(feature = "board-linux", feature = "matter"))]
 mod guest {
     use std::collections::HashMap;
@@ -131,6 +176,14 @@ mod guest {
     }
 
     fn start_daemon(dir: &Path) -> (Daemon, std::path::PathBuf, std::path::PathBuf, String) {
+        start_daemon_with(dir, "[matter]\nenabled = true\ninterface = \"mt0\"\n")
+    }
+
+    /// The daemon with `[ble]` on hci0 and `tables` (`[matter]`, `[wifi]`).
+    fn start_daemon_with(
+        dir: &Path,
+        tables: &str,
+    ) -> (Daemon, std::path::PathBuf, std::path::PathBuf, String) {
         let code = latchd::app::pairing::VerificationCode::generate(&mut rand_core::OsRng);
         let state = dir.join("state");
         let config = dir.join("latchd.toml");
@@ -141,8 +194,7 @@ mod guest {
                  [lock]\nserial = \"{SERIAL}\"\nverification_code = \"{}\"\n\
                  trust_system_clock = true\ntimedate_bus = \"off\"\n\
                  [sim]\nmotor_travel_ms = 100\n\
-                 [ble]\nenabled = true\nadapter = \"hci0\"\n\
-                 [matter]\nenabled = true\ninterface = \"mt0\"\n",
+                 [ble]\nenabled = true\nadapter = \"hci0\"\n{tables}",
                 code.display().as_str()
             ),
         )
@@ -372,6 +424,86 @@ mod guest {
         ctl.lock_cmd(node, "UnlockDoor", json!({}))
             .unwrap_or_else(|e| panic!("UnlockDoor: {e}\n{}", d.log_text()));
         ctl.wait_attribute(node, "1/257/0", json!(2));
+        ctl.stop();
+        let status = d.sigterm();
+        assert!(status.success(), "{status}");
+    }
+
+    /// The lock, off any network, is commissioned over BLE onto the hwsim
+    /// WPA2 network; the controller sits in the access point's namespace,
+    /// so it reaches the lock only over the air once the lock joined.
+    pub async fn commission_wifi_over_ble() {
+        use crate::wifi_rig::{self, Ap, AP_NETNS, PSK, STATION, WPA2_SSID};
+
+        sh("ip link set lo up");
+        wifi_rig::modprobe_hwsim();
+        wifi_rig::ap_netns();
+        let dir = tempfile::tempdir().unwrap();
+        let ap = Ap::start(dir.path(), Some(AP_NETNS), "wlan0", WPA2_SSID, Some(PSK), 1);
+        let wpa_log = dir.path().join("wpa_supplicant.log");
+        let _wpa = wifi_rig::wpa_supplicant(&wpa_log).await;
+        let (d, state, config, _code) = start_daemon_with(
+            dir.path(),
+            &format!(
+                "[wifi]\nbackend = \"wpa_supplicant\"\ninterface = \"{STATION}\"\n\
+                 connect_timeout_secs = 30\n\
+                 [matter]\nenabled = true\ninterface = \"{STATION}\"\n"
+            ),
+        );
+        wait_log(&d, "Matter node running").await;
+        // Off the network: the node runs and says so (the interface has
+        // no address before the join).
+        assert_eq!(d.status()["engine"]["wifi_connected"], json!(false));
+        let manual = label(&state, &config)["manual_code"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let logs = |storage: &Path| {
+            format!(
+                "daemon:\n{}\nmatter-server.log:\n{}\nwpa_supplicant (last 60):\n{}\nhostapd:\n{}",
+                d.log_text(),
+                server_log(storage),
+                wifi_rig::tail(&wpa_log, 60),
+                wifi_rig::tail(ap.log(), 30)
+            )
+        };
+
+        d.ok(json!({"cmd": "set", "long": true}));
+        wait_log(&d, "Matter: BLE commissioning advertised").await;
+        let storage = dir.path().join("controller");
+        // The controller's network is the access point's side of the air.
+        let mut ctl =
+            Controller::start_in(&["ip", "netns", "exec", AP_NETNS], &storage, "wlan0", 1);
+        ctl.ok("wifi", json!({"ssid": WPA2_SSID, "password": PSK}));
+        let t = StdInstant::now();
+        let commissioned = ctl
+            .call("commission", json!({"code": manual, "ble": true}))
+            .unwrap_or_else(|e| {
+                panic!("commissioning over BLE onto Wi-Fi: {e}\n{}", logs(&storage))
+            });
+        println!(
+            "commissioned over BLE onto {WPA2_SSID} in {:?} (the controller's own figure: {} s)",
+            t.elapsed(),
+            commissioned["seconds"]
+        );
+        assert_eq!(
+            d.status()["engine"]["wifi_connected"],
+            json!(true),
+            "{}",
+            logs(&storage)
+        );
+        let node = commissioned["node_id"].as_u64().unwrap();
+        // Operated over the air, through CASE.
+        assert_eq!(ctl.read(node, "1/257/0"), json!(1), "LockState: locked");
+        let networks = ctl.read(node, "0/49/1");
+        println!("Network Commissioning Networks: {networks}");
+        // NetworkInfoStruct by field tag: 0 NetworkID (the SSID, octets,
+        // base64 in the controller's JSON: "hwsim-wpa2"), 1 Connected.
+        assert_eq!(
+            networks,
+            json!([{"0": "aHdzaW0td3BhMg==", "1": true}]),
+            "the joined network, connected"
+        );
         ctl.stop();
         let status = d.sigterm();
         assert!(status.success(), "{status}");

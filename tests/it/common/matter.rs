@@ -155,9 +155,22 @@ impl Controller {
     /// a test there is root and has the machine to itself), on
     /// `interface`, with its BLE side on `hci<bluetooth_adapter>`.
     pub fn start_here(storage: &Path, interface: &str, bluetooth_adapter: u8) -> Controller {
+        Self::start_in(&[], storage, interface, bluetooth_adapter)
+    }
+
+    /// As [`Controller::start_here`], run through `prefix` (e.g. `ip netns
+    /// exec <ns>`: the controller on another network, its BLE side still
+    /// reaching BlueZ over the system bus).
+    pub fn start_in(
+        prefix: &[&str],
+        storage: &Path,
+        interface: &str,
+        bluetooth_adapter: u8,
+    ) -> Controller {
         let adapter = bluetooth_adapter.to_string();
+        let prefix: Vec<String> = prefix.iter().map(|s| s.to_string()).collect();
         Self::spawn(
-            &[],
+            &prefix,
             storage,
             &[
                 "--primary-interface",
