@@ -22,6 +22,15 @@
 //!   visible) commissions the lock over BTP from hci1 — the IP link between
 //!   them drops every packet until the controller is connected over BLE —
 //!   then operates it over CASE on the network.
+//! * `matter_wifi_commissioning_over_ble_in_vm`: the same controller hands
+//!   the lock, on no network yet, the credentials of a real WPA2 network
+//!   (hwsim + hostapd, `wifi_rig.rs`) over BTP; the lock joins through its
+//!   own wpa_supplicant backend and the controller, on the access point's
+//!   side of the air, finds and operates it there.
+//!
+//! The rig's bluetoothd runs with the lock's BlueZ configuration (no EATT:
+//! `yocto-layer/…/bluez5/files/main.conf`), without which BTP fragments
+//! arrived out of order.
 //!
 //! Run: `tests/vm/run-vm-tests.sh vm_matter_ble:: -- --nocapture`.
 use crate::rig as vm;
