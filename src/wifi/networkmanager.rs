@@ -10,7 +10,9 @@
 //!        <dev>, "/") ──► (<settings>, <active>)
 //!  <active>  org.freedesktop.NetworkManager.Connection.Active
 //!     StateChanged(state, reason): ACTIVATING(1) → ACTIVATED(2) ✔
-//!                                               └► DEACTIVATED(4), reason NO_SECRETS(9)/LOGIN_FAILED(10) = wrong key
+//!                                               └► DEACTIVATED(4), reason DEVICE_DISCONNECTED(3)
+//!  <dev>     org.freedesktop.NetworkManager.Device, just before that:
+//!     StateChanged(new, old, reason): NEED_AUTH(60) → FAILED(120), reason NO_SECRETS(7) = wrong key
 //!  status: Device.Wireless.ActiveAccessPoint → AccessPoint.Strength (%)
 //!  scan:   Device.Wireless.RequestScan({}) … LastScan changes   (Device.NotAllowed: busy → current list)
 //!          Device.Wireless.GetAllAccessPoints() ──► [<ap>]
@@ -19,6 +21,13 @@
 //!
 //! A failed activation deletes the connection profile it created, so a bad
 //! password is not stored and retried by NetworkManager.
+//!
+//! A wrong key shows on the device, not on the active connection: the real
+//! NetworkManager (1.42, `tests/vm/vm_wifi_nm.rs`) asks its secret agents
+//! for a new key when the 4-way handshake fails, has none on a lock, fails
+//! the device with NO_SECRETS and only then deactivates the active
+//! connection, always with DEVICE_DISCONNECTED. The active connection's
+//! own NO_SECRETS/LOGIN_FAILED are VPN reasons; they are taken too.
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -59,10 +68,14 @@ pub mod device_state {
     /// PREPARE (40) to SECONDARIES (90): an activation under way.
     pub const JOINING: std::ops::RangeInclusive<u32> = 40..=90;
     pub const ACTIVATED: u32 = 100;
+    pub const FAILED: u32 = 120;
 }
 
 pub const REASON_NO_SECRETS: u32 = 9;
 pub const REASON_LOGIN_FAILED: u32 = 10;
+/// `NMDeviceStateReason`: the secrets (the key) were refused and no agent
+/// gave new ones.
+pub const DEVICE_REASON_NO_SECRETS: u32 = 7;
 /// `NMDeviceType` of a Wi-Fi device.
 pub const DEVICE_TYPE_WIFI: u32 = 2;
 /// `NM80211ApFlags`: the network is encrypted (WEP or better).
@@ -233,12 +246,13 @@ impl NetworkManager {
         settings.insert("connection", connection);
         settings.insert("802-11-wireless", wireless);
 
-        // Subscribe to every active connection's StateChanged before the
-        // call: the activation may finish before its path is known to us.
+        // Subscribe to every StateChanged (active connections', devices')
+        // before the call: the activation may finish before its path is
+        // known to us. One stream keeps the bus's order: the device's
+        // failure comes before the active connection's end.
         let rule = zbus::MatchRule::builder()
             .msg_type(zbus::message::Type::Signal)
             .sender(SERVICE)
-            .and_then(|b| b.interface(ACTIVE_IFACE))
             .and_then(|b| b.member("StateChanged"))
             .map_err(bus_err)?
             .build();
@@ -275,19 +289,13 @@ impl NetworkManager {
                 state = active_state::ACTIVATING;
             }
             let mut reason = 0u32;
+            // The reason the device failed with, if it did (FAILED).
+            let mut device_failed: Option<u32> = None;
             loop {
                 match state {
                     active_state::ACTIVATED => return self.link(&dev).await,
                     active_state::DEACTIVATING | active_state::DEACTIVATED => {
-                        return Err(match reason {
-                            REASON_NO_SECRETS | REASON_LOGIN_FAILED => WifiError::WrongPassword {
-                                reason: reason as i32,
-                            },
-                            _ => WifiError::ConnectFailed {
-                                ssid: name.clone(),
-                                detail: format!("NetworkManager deactivated it, reason {reason}"),
-                            },
-                        });
+                        return Err(activation_error(&name, reason, device_failed));
                     }
                     _ => {}
                 }
@@ -301,12 +309,20 @@ impl NetworkManager {
                         })
                     }
                 };
-                if msg.header().path().map(|p| p.as_str()) != Some(active.as_str()) {
-                    continue;
-                }
-                if let Ok((s, r)) = msg.body().deserialize::<(u32, u32)>() {
-                    state = s;
-                    reason = r;
+                let header = msg.header();
+                let path = header.path().map(|p| p.as_str());
+                let iface = header.interface().map(|i| i.as_str());
+                if path == Some(active.as_str()) && iface == Some(ACTIVE_IFACE) {
+                    if let Ok((s, r)) = msg.body().deserialize::<(u32, u32)>() {
+                        state = s;
+                        reason = r;
+                    }
+                } else if path == Some(dev.as_str()) && iface == Some(DEVICE_IFACE) {
+                    if let Ok((new, _old, r)) = msg.body().deserialize::<(u32, u32, u32)>() {
+                        if new == device_state::FAILED {
+                            device_failed = Some(r);
+                        }
+                    }
                 }
             }
         };
@@ -324,6 +340,27 @@ impl NetworkManager {
             }
         }
         result
+    }
+}
+
+/// Why an activation ended before ACTIVATED: the active connection's
+/// `reason` and the device's failure reason, if the device failed.
+fn activation_error(ssid: &str, reason: u32, device_failed: Option<u32>) -> WifiError {
+    match (reason, device_failed) {
+        (REASON_NO_SECRETS | REASON_LOGIN_FAILED, _) => WifiError::WrongPassword {
+            reason: reason as i32,
+        },
+        (_, Some(DEVICE_REASON_NO_SECRETS)) => WifiError::WrongPassword {
+            reason: DEVICE_REASON_NO_SECRETS as i32,
+        },
+        (_, Some(d)) => WifiError::ConnectFailed {
+            ssid: ssid.to_owned(),
+            detail: format!("NetworkManager: the device failed, reason {d}"),
+        },
+        (_, None) => WifiError::ConnectFailed {
+            ssid: ssid.to_owned(),
+            detail: format!("NetworkManager deactivated it, reason {reason}"),
+        },
     }
 }
 
@@ -477,7 +514,24 @@ impl NetworkManager {
 
 #[cfg(test)]
 mod tests {
-    use super::strength_to_dbm;
+    use super::{activation_error, strength_to_dbm, WifiError};
+
+    #[test]
+    fn a_device_failed_for_secrets_is_a_wrong_password() {
+        // NetworkManager 1.42 on a refused key: device FAILED (NO_SECRETS),
+        // active connection DEACTIVATED (DEVICE_DISCONNECTED).
+        let e = activation_error("home", 3, Some(7));
+        assert!(matches!(e, WifiError::WrongPassword { reason: 7 }), "{e}");
+        // Another device failure (e.g. SUPPLICANT_TIMEOUT, 11) is not.
+        let e = activation_error("home", 3, Some(11));
+        assert!(matches!(e, WifiError::ConnectFailed { .. }), "{e}");
+        assert!(e.to_string().contains("reason 11"), "{e}");
+        // The active connection's own secrets reasons still count.
+        let e = activation_error("home", 10, None);
+        assert!(matches!(e, WifiError::WrongPassword { reason: 10 }), "{e}");
+        let e = activation_error("home", 3, None);
+        assert!(matches!(e, WifiError::ConnectFailed { .. }), "{e}");
+    }
 
     #[test]
     fn strength_maps_back_to_dbm() {

@@ -7,8 +7,10 @@
 //! `org.freedesktop.NetworkManager` — for the calls our backends make. They
 //! play the link scripted per password: the right one completes, a wrong
 //! one fails the way the real service reports it (wpa_supplicant: drop
-//! during the 4-way handshake; NetworkManager: DEACTIVATED with reason
-//! NO_SECRETS), a "silent" network never answers (time-out).
+//! during the 4-way handshake; NetworkManager: the device FAILED with
+//! reason NO_SECRETS, then the active connection DEACTIVATED with reason
+//! DEVICE_DISCONNECTED, as NetworkManager 1.42 does in
+//! `tests/vm/vm_wifi_nm.rs`), a "silent" network never answers (time-out).
 //!
 //! Needs the Debian package `dbus-daemon`.
 use std::collections::HashMap;
@@ -367,8 +369,12 @@ impl NmRoot {
     }
 }
 
-/// Play the activation, as NetworkManager would: ACTIVATED, or
-/// DEACTIVATED with reason NO_SECRETS for a key the AP refused.
+/// Play the activation, as NetworkManager would: ACTIVATED, or for a key
+/// the AP refused the device's signals as NetworkManager 1.42 sends them
+/// (seen with dbus-monitor in the VM): NEED_AUTH (reason
+/// SUPPLICANT_DISCONNECT), FAILED (reason NO_SECRETS: no agent has a new
+/// key), then the active connection DEACTIVATED with reason
+/// DEVICE_DISCONNECTED, then the device DISCONNECTED.
 async fn nm_play(conn: zbus::Connection, active: String, ssid: Vec<u8>, psk: Option<String>) {
     if ssid == SILENT_SSID {
         return;
@@ -376,8 +382,20 @@ async fn nm_play(conn: zbus::Connection, active: String, ssid: Vec<u8>, psk: Opt
     let (state, reason) = if psk.as_deref() == Some(GOOD_PSK) {
         (2u32, 1u32)
     } else {
-        (4, 9)
+        (4, 3)
     };
+    let device = conn
+        .object_server()
+        .interface::<_, NmDevice>(NM_DEVICE)
+        .await
+        .expect("device");
+    if state == 4 {
+        for (new, old, why) in [(60u32, 50u32, 8u32), (120, 60, 7)] {
+            NmDevice::state_changed_signal(device.signal_emitter(), new, old, why)
+                .await
+                .expect("emit Device.StateChanged");
+        }
+    }
     if state == 2 {
         let dev = conn
             .object_server()
@@ -395,6 +413,11 @@ async fn nm_play(conn: zbus::Connection, active: String, ssid: Vec<u8>, psk: Opt
     NmActive::state_changed_signal(a.signal_emitter(), state, reason)
         .await
         .expect("emit StateChanged");
+    if state == 4 {
+        NmDevice::state_changed_signal(device.signal_emitter(), 30, 120, 0)
+            .await
+            .expect("emit Device.StateChanged");
+    }
 }
 
 struct NmProfile {
@@ -482,6 +505,14 @@ impl NmDevice {
     async fn state(&self) -> u32 {
         30
     }
+
+    #[zbus(signal, name = "StateChanged")]
+    async fn state_changed_signal(
+        emitter: &SignalEmitter<'_>,
+        new_state: u32,
+        old_state: u32,
+        reason: u32,
+    ) -> zbus::Result<()>;
 }
 
 struct NmWireless {
@@ -668,8 +699,10 @@ async fn networkmanager_wrong_password_deletes_the_profile() {
     let err = guarded(wifi.apply(b"home", b"not the password"))
         .await
         .expect_err("must fail");
+    // The device's NO_SECRETS (7), not the active connection's
+    // DEVICE_DISCONNECTED (3), says the key was wrong.
     assert!(
-        matches!(err, WifiError::WrongPassword { reason: 9 }),
+        matches!(err, WifiError::WrongPassword { reason: 7 }),
         "{err}"
     );
     assert_eq!(

@@ -59,6 +59,8 @@ mod vm_smoke;
 mod vm_tpm;
 #[cfg(feature = "board-linux")]
 mod vm_wifi;
+#[cfg(feature = "board-linux")]
+mod vm_wifi_nm;
 // The hwsim radios, hostapd and wpa_supplicant the Wi-Fi modules share.
 #[cfg(feature = "board-linux")]
 mod wifi_rig;

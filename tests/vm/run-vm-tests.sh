@@ -17,14 +17,41 @@ missing=()
 # runs the host's binaries on mac80211_hwsim radios); iw and iproute2 move
 # its access point's radio into a network namespace, where mosquitto (TLS,
 # openssl's test certificates) and mosquitto-clients stand for the broker
-# the lock reaches over that radio.
+# the lock reaches over that radio. network-manager and udev: vm_wifi_nm runs
+# the real NetworkManager there (which manages only links udev initialised).
 for p in pkg-config libasound2-dev libdbus-1-dev libclang-dev hostapd wpasupplicant \
-    iw iproute2 mosquitto mosquitto-clients openssl; do
+    iw iproute2 mosquitto mosquitto-clients openssl network-manager udev; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
+apt_install() {
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@"
+}
 if ((${#missing[@]})); then
     [[ $EUID -eq 0 ]] || { echo "run-vm-tests: missing ${missing[*]}; run: sudo apt-get install -y ${missing[*]}" >&2; exit 1; }
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+    # The guest runs these programs; none of their services may start on
+    # this host (NetworkManager would take over its network interfaces,
+    # mosquitto would listen on 1883): policy-rc.d's 101 forbids starting
+    # them, unless the machine already has a policy of its own.
+    own_policy=0
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\n# run-vm-tests.sh, while it installs packages\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        own_policy=1
+        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
+    # As run-in-vm.sh does: a fresh machine's package lists may be missing
+    # or stale, so update them once if the first attempt fails.
+    status=0
+    apt_install "${missing[@]}" || { apt-get update && apt_install "${missing[@]}"; } || status=$?
+    if ((own_policy)); then
+        rm -f /usr/sbin/policy-rc.d
+        trap - EXIT
+    fi
+    ((status == 0)) || { echo "run-vm-tests: apt-get install ${missing[*]} failed" >&2; exit "$status"; }
+    # … nor at the next boot (installed just now, for the guest only).
+    if [[ " ${missing[*]} " == *" network-manager "* && -d /run/systemd/system ]]; then
+        systemctl disable NetworkManager.service NetworkManager-wait-online.service || true
+    fi
 fi
 
 # Every device option once, so all packages and cache entries exist before

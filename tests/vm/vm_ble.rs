@@ -1288,6 +1288,19 @@ pub(crate) mod guest_daemon {
         wifi_iface: &str,
         extra: &str,
     ) -> (Daemon, VerificationCode) {
+        let wifi = format!(
+            "backend = \"wpa_supplicant\"\ninterface = \"{wifi_iface}\"\nconnect_timeout_secs = 20\n"
+        );
+        start_daemon_wifi(dir, &wifi, extra)
+    }
+
+    /// [`start_daemon_with`] with `wifi` as the body of its `[wifi]` table
+    /// (backend, interface, timeout).
+    pub(crate) fn start_daemon_wifi(
+        dir: &std::path::Path,
+        wifi: &str,
+        extra: &str,
+    ) -> (Daemon, VerificationCode) {
         let code = VerificationCode::generate(&mut OsRng);
         let state = dir.join("state");
         let config = dir.join("latchd.toml");
@@ -1299,7 +1312,7 @@ pub(crate) mod guest_daemon {
                  trust_system_clock = true\ntimedate_bus = \"off\"\n\
                  [sim]\nmotor_travel_ms = 100\n\
                  [ble]\nenabled = true\nadapter = \"hci0\"\n\
-                 [wifi]\nbackend = \"wpa_supplicant\"\ninterface = \"{wifi_iface}\"\nconnect_timeout_secs = 20\n\
+                 [wifi]\n{wifi}\
                  {extra}",
                 code.display().as_str()
             ),
