@@ -533,7 +533,7 @@ trap cleanup EXIT
     echo "CMD_CWD=$(q "$CWD")"
     # The product's BlueZ configuration (one ATT bearer, no EATT) first;
     # --bluetoothd-args come after it.
-    echo "BLUETOOTHD_ARGS=$(q "-f $REPO_ROOT/yocto-layer/meta-latchd/recipes-connectivity/bluez5/files/main.conf $BLUETOOTHD_ARGS")"
+    echo "BLUETOOTHD_ARGS=$(q "-f $REPO_ROOT/config/bluetooth/main.conf $BLUETOOTHD_ARGS")"
     echo "BLE_CONTROLLERS=$BLE_CONTROLLERS"
     echo "BTVIRT=$(q "$BTVIRT")"
     echo "TPM=$TPM SYSTEMD=$SYSTEMD"

@@ -29,8 +29,9 @@
 //!   side of the air, finds and operates it there.
 //!
 //! The rig's bluetoothd runs with the lock's BlueZ configuration (no EATT:
-//! `yocto-layer/…/bluez5/files/main.conf`), without which BTP fragments
-//! arrived out of order.
+//! `config/bluetooth/main.conf`, which latchd's package installs with a
+//! `bluetooth.service` drop-in), without which BTP fragments arrived out
+//! of order.
 //!
 //! Run: `tests/vm/run-vm-tests.sh vm_matter_ble:: -- --nocapture`.
 use crate::rig as vm;

@@ -104,6 +104,15 @@ do_install:append() {
             > ${D}${systemd_system_unitdir}/latchd.service.d/key-file.conf
     fi
 
+    # The lock's BlueZ configuration and the drop-in that runs bluetoothd
+    # with it (no EATT: BTP and latchd's channel need ordered indications).
+    install -m 0644 ${S}/config/bluetooth/main.conf ${D}${sysconfdir}/latchd/bluetooth.conf
+    install -d ${D}${systemd_system_unitdir}/bluetooth.service.d
+    sed -e 's,/usr/libexec/,${libexecdir}/,g' -e 's,/etc/,${sysconfdir}/,g' \
+        ${S}/systemd/bluetooth.service.d/latchd.conf \
+        > ${D}${systemd_system_unitdir}/bluetooth.service.d/latchd.conf
+    chmod 0644 ${D}${systemd_system_unitdir}/bluetooth.service.d/latchd.conf
+
     install -d ${D}${nonarch_libdir}/tmpfiles.d
     install -m 0644 ${S}/systemd/latchd.tmpfiles ${D}${nonarch_libdir}/tmpfiles.d/latchd.conf
 
@@ -148,8 +157,9 @@ FILES:${PN} += "\
     ${nonarch_libdir}/sysusers.d/latchd.conf \
     ${nonarch_libdir}/tmpfiles.d/latchd.conf \
     ${systemd_system_unitdir}/latchd.service.d \
+    ${systemd_system_unitdir}/bluetooth.service.d \
 "
-CONFFILES:${PN} = "${sysconfdir}/latchd/latchd.toml ${sysconfdir}/latchd/board.toml"
+CONFFILES:${PN} = "${sysconfdir}/latchd/latchd.toml ${sysconfdir}/latchd/board.toml ${sysconfdir}/latchd/bluetooth.conf"
 
 # tzdata: `[lock] time_zone` reads /usr/share/zoneinfo (schedules in local
 # time, DST included).
