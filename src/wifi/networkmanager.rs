@@ -4,7 +4,7 @@
 //!  /org/freedesktop/NetworkManager   org.freedesktop.NetworkManager
 //!     GetDeviceByIpIface("wlan0") ──► <dev>       (UnknownDevice → InterfaceMissing)
 //!     AddAndActivateConnection(
-//!        {connection: {type: "802-11-wireless", id, autoconnect},
+//!        {connection: {type: "802-11-wireless", id, autoconnect, autoconnect-retries: 0},
 //!         802-11-wireless: {ssid: ay, mode: "infrastructure"},
 //!         802-11-wireless-security: {key-mgmt: "wpa-psk", psk}},   (absent: open network)
 //!        <dev>, "/") ──► (<settings>, <active>)
@@ -221,6 +221,10 @@ impl NetworkManager {
         connection.insert("type", Value::from("802-11-wireless"));
         connection.insert("id", Value::from(format!("{PROFILE_PREFIX}{name}")));
         connection.insert("autoconnect", Value::from(true));
+        // Retry forever: NetworkManager's default gives up after 4 failed
+        // attempts and blocks the profile for 5 minutes, so a lock whose
+        // router was off a while would stay offline that much longer.
+        connection.insert("autoconnect-retries", Value::from(0i32));
         let mut wireless: HashMap<&str, Value<'_>> = HashMap::new();
         wireless.insert("ssid", Value::from(ssid));
         wireless.insert("mode", Value::from("infrastructure"));

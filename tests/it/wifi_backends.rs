@@ -681,6 +681,11 @@ async fn networkmanager_joins_with_the_right_password() {
     let s = &log.added[0];
     let text = |sec: &str, key: &str| String::try_from(s[sec][key].clone()).unwrap();
     assert_eq!(text("connection", "type"), "802-11-wireless");
+    // Reconnects forever after an outage (NM's default gives up after 4).
+    assert_eq!(
+        i32::try_from(s["connection"]["autoconnect-retries"].clone()).unwrap(),
+        0
+    );
     assert_eq!(text("802-11-wireless", "mode"), "infrastructure");
     assert_eq!(
         Vec::<u8>::try_from(s["802-11-wireless"]["ssid"].clone()).unwrap(),
