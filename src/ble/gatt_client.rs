@@ -161,6 +161,31 @@ pub async fn scan(
     Ok(found)
 }
 
+/// The lock's GATT database changes while a client may be connected:
+/// Matter's BTP service is there only while pairing mode lasts. BlueZ (as
+/// the lock's server) then answers a client with Robust Caching once with
+/// ATT error 0x12, Database Out Of Sync, and takes the same request from it
+/// after that (`server_authorize`); the lock's own handles did not move,
+/// so the request is simply sent again, once.
+async fn in_sync<T, F, Fut>(op: F) -> bluer::Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bluer::Result<T>>,
+{
+    match op().await {
+        Err(e) if db_out_of_sync(&e) => {
+            tracing::debug!("the lock's GATT database changed (ATT 0x12); sending again");
+            op().await
+        }
+        r => r,
+    }
+}
+
+/// ATT error 0x12 (Database Out Of Sync), as bluer reports BlueZ's.
+fn db_out_of_sync(e: &bluer::Error) -> bool {
+    e.kind == bluer::ErrorKind::Failed && e.message.contains("ATT error: 0x12")
+}
+
 /// How often devices that did not look like a lock are looked at again
 /// during a scan.
 const RECHECK: Duration = Duration::from_millis(250);
@@ -341,7 +366,7 @@ impl LockClient {
             ..Default::default()
         };
         for part in fragment(frame, MIN_ATT_MTU)? {
-            self.rx.write_ext(&part, &req).await?;
+            in_sync(|| self.rx.write_ext(&part, &req)).await?;
         }
         let wait = async {
             loop {
@@ -450,8 +475,8 @@ impl LockClient {
         let Some(rpc) = self.improv_rpc.clone() else {
             return Err(GattClientError::MissingService("Improv Wi-Fi"));
         };
-        rpc.write(&improv::encode_packet(improv::cmd::IDENTIFY, &[]))
-            .await?;
+        let packet = improv::encode_packet(improv::cmd::IDENTIFY, &[]);
+        in_sync(|| rpc.write(&packet)).await?;
         Ok(())
     }
 
@@ -509,11 +534,12 @@ impl LockClient {
         if state.read().await?.first() == Some(&(improv::State::AuthorizationRequired as u8)) {
             return Err(GattClientError::ImprovNotAuthorized);
         }
-        rpc.write(&improv::encode_packet(
+        // It holds the Wi-Fi password: wiped when dropped.
+        let packet = zeroize::Zeroizing::new(improv::encode_packet(
             improv::cmd::WIFI_SETTINGS,
             &[ssid, psk],
-        ))
-        .await?;
+        ));
+        in_sync(|| rpc.write(&packet)).await?;
         let wait = async {
             loop {
                 tokio::select! {
@@ -536,5 +562,74 @@ impl LockClient {
         tokio::time::timeout(IMPROV_TIMEOUT, wait)
             .await
             .map_err(|_| GattClientError::Timeout(IMPROV_TIMEOUT))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    fn err(kind: bluer::ErrorKind, message: &str) -> bluer::Error {
+        bluer::Error {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// Database Out Of Sync is sent again once (BlueZ takes the second);
+    /// anything else, or a second refusal, is the caller's.
+    #[tokio::test]
+    async fn a_request_refused_as_out_of_sync_is_sent_again_once() {
+        let out_of_sync = || {
+            err(
+                bluer::ErrorKind::Failed,
+                "Operation failed with ATT error: 0x12",
+            )
+        };
+        assert!(db_out_of_sync(&out_of_sync()));
+        assert!(!db_out_of_sync(&err(
+            bluer::ErrorKind::Failed,
+            "Operation failed with ATT error: 0x13"
+        )));
+        assert!(!db_out_of_sync(&err(
+            bluer::ErrorKind::NotPermitted,
+            "0x12"
+        )));
+
+        let calls = AtomicU32::new(0);
+        let once_refused = || {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    Err(out_of_sync())
+                } else {
+                    Ok(n)
+                }
+            }
+        };
+        assert_eq!(in_sync(once_refused).await.unwrap(), 1);
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+        let calls = AtomicU32::new(0);
+        let always = || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async { Err::<(), _>(out_of_sync()) }
+        };
+        assert!(in_sync(always).await.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "sent again once only");
+
+        let calls = AtomicU32::new(0);
+        let other = || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async { Err::<(), _>(err(bluer::ErrorKind::NotPermitted, "no")) }
+        };
+        assert!(in_sync(other).await.is_err());
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "other errors are not retried"
+        );
     }
 }

@@ -1247,10 +1247,20 @@ pub(crate) mod guest_daemon {
         panic!("latchd-00BE is not advertising\n{}", d.log_text());
     }
 
+    /// Stop bluetoothd and start it again with the same command line (the
+    /// rig's: the lock's BlueZ config with `-f`; a bare restart would bring
+    /// BlueZ's defaults back, EATT included).
     fn restart_bluetoothd() {
+        let mut argv: Vec<String> = Vec::new();
         for entry in std::fs::read_dir("/proc").unwrap().flatten() {
             let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
             if comm.trim() == "bluetoothd" {
+                let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+                argv = cmdline
+                    .split(|b| *b == 0)
+                    .filter(|a| !a.is_empty())
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect();
                 let pid: i32 = entry.file_name().to_string_lossy().parse().unwrap();
                 nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid),
@@ -1259,10 +1269,15 @@ pub(crate) mod guest_daemon {
                 .unwrap();
             }
         }
+        assert!(
+            argv.iter().any(|a| a == "-f"),
+            "bluetoothd was not running with the lock's config: {argv:?}"
+        );
         std::thread::sleep(Duration::from_millis(500));
         // `setsid -f` forks: bluetoothd outlives the call, as at boot.
         let started = std::process::Command::new("setsid")
-            .args(["-f", "/usr/libexec/bluetooth/bluetoothd", "-n"])
+            .arg("-f")
+            .args(&argv)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

@@ -108,6 +108,7 @@ fn guest_matter_ble_commissioning() {
 /// lock joins it through its own Wi-Fi backend (the real wpa_supplicant)
 /// and the controller, on the access point's side of the air, finds and
 /// operates it there.
+#[cfg(feature = "board-linux")]
 #[test]
 fn matter_wifi_commissioning_over_ble_in_vm() {
     if !vm::enabled_or_skip("matter_wifi_commissioning_over_ble_in_vm") {
