@@ -746,6 +746,39 @@ pub(crate) fn pinned(built: &str, tag: &str) -> std::path::PathBuf {
     pinned
 }
 
+/// The host half of a guest test that starts the real daemon: `latchd` and
+/// `latchctl` pinned (a concurrent build cannot swap them mid-run) and
+/// named in `LATCHD_BIN` / `LATCHCTL` with `extra_env`, the BLE rig with
+/// `controllers` (None: two), the guest half `guest_test` of `module` run,
+/// the copies removed, its output printed.
+pub(crate) fn run_daemon_guest(
+    module: &str,
+    guest_test: &str,
+    controllers: Option<u8>,
+    timeout: std::time::Duration,
+    extra_env: Vec<(String, String)>,
+) {
+    let tag = format!("vm-{guest_test}");
+    let latchd = pinned(env!("CARGO_BIN_EXE_latchd"), &tag);
+    let latchctl = pinned(env!("CARGO_BIN_EXE_latchctl"), &tag);
+    let mut env = vec![
+        ("LATCHD_BIN".into(), latchd.display().to_string()),
+        ("LATCHCTL".into(), latchctl.display().to_string()),
+    ];
+    env.extend(extra_env);
+    let opts = vm::VmOptions {
+        ble: true,
+        ble_controllers: controllers,
+        timeout: Some(timeout),
+        env,
+        ..Default::default()
+    };
+    let result = vm::run_test_in_guest(&opts, module, guest_test);
+    let _ = std::fs::remove_file(&latchd);
+    let _ = std::fs::remove_file(&latchctl);
+    eprintln!("{}", result.unwrap().stdout);
+}
+
 /// Run a guest test's async body on a small runtime.
 #[cfg(feature = "board-linux")]
 pub(crate) fn block_on(body: impl std::future::Future<Output = ()>) {
@@ -1177,21 +1210,13 @@ fn daemon_ble_end_to_end_in_vm() {
     if !vm::enabled_or_skip("daemon_ble_end_to_end_in_vm") {
         return;
     }
-    let latchd = pinned(env!("CARGO_BIN_EXE_latchd"), "vm-daemon-ble");
-    let latchctl = pinned(env!("CARGO_BIN_EXE_latchctl"), "vm-daemon-ble");
-    let opts = vm::VmOptions {
-        ble: true,
-        timeout: Some(std::time::Duration::from_secs(480)),
-        env: vec![
-            ("LATCHD_BIN".into(), latchd.display().to_string()),
-            ("LATCHCTL".into(), latchctl.display().to_string()),
-        ],
-        ..Default::default()
-    };
-    let result = vm::run_test_in_guest(&opts, module_path!(), "guest_daemon_ble_end_to_end");
-    let _ = std::fs::remove_file(&latchd);
-    let _ = std::fs::remove_file(&latchctl);
-    eprintln!("{}", result.unwrap().stdout);
+    run_daemon_guest(
+        module_path!(),
+        "guest_daemon_ble_end_to_end",
+        None,
+        std::time::Duration::from_secs(480),
+        vec![],
+    );
 }
 
 #[cfg(feature = "board-linux")]
@@ -1694,22 +1719,16 @@ fn daemon_improv_client_in_vm() {
         return;
     }
     let venv = improv_venv();
-    let latchd = pinned(env!("CARGO_BIN_EXE_latchd"), "vm-improv");
-    let opts = vm::VmOptions {
-        ble: true,
-        timeout: Some(std::time::Duration::from_secs(480)),
-        env: vec![
-            ("LATCHD_BIN".into(), latchd.display().to_string()),
-            (
-                "IMPROV_PYTHON".into(),
-                venv.join("bin/python").display().to_string(),
-            ),
-        ],
-        ..Default::default()
-    };
-    let result = vm::run_test_in_guest(&opts, module_path!(), "guest_daemon_improv_client");
-    let _ = std::fs::remove_file(&latchd);
-    eprintln!("{}", result.unwrap().stdout);
+    run_daemon_guest(
+        module_path!(),
+        "guest_daemon_improv_client",
+        None,
+        std::time::Duration::from_secs(480),
+        vec![(
+            "IMPROV_PYTHON".into(),
+            venv.join("bin/python").display().to_string(),
+        )],
+    );
 }
 
 #[cfg(feature = "board-linux")]

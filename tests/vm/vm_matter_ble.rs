@@ -41,22 +41,13 @@ fn matter_ble_advertisement_in_vm() {
     if !vm::enabled_or_skip("matter_ble_advertisement_in_vm") {
         return;
     }
-    let latchd = crate::vm_ble::pinned(env!("CARGO_BIN_EXE_latchd"), "vm-matter-ble");
-    let latchctl = crate::vm_ble::pinned(env!("CARGO_BIN_EXE_latchctl"), "vm-matter-ble");
-    let opts = vm::VmOptions {
-        ble: true,
-        ble_controllers: Some(3),
-        timeout: Some(std::time::Duration::from_secs(480)),
-        env: vec![
-            ("LATCHD_BIN".into(), latchd.display().to_string()),
-            ("LATCHCTL".into(), latchctl.display().to_string()),
-        ],
-        ..Default::default()
-    };
-    let result = vm::run_test_in_guest(&opts, module_path!(), "guest_matter_ble_advertisement");
-    let _ = std::fs::remove_file(&latchd);
-    let _ = std::fs::remove_file(&latchctl);
-    eprintln!("{}", result.unwrap().stdout);
+    crate::vm_ble::run_daemon_guest(
+        module_path!(),
+        "guest_matter_ble_advertisement",
+        Some(3),
+        std::time::Duration::from_secs(480),
+        vec![],
+    );
 }
 
 #[cfg(all(feature = "board-linux", feature = "matter"))]
@@ -76,21 +67,13 @@ fn matter_ble_commissioning_in_vm() {
     if !vm::enabled_or_skip("matter_ble_commissioning_in_vm") {
         return;
     }
-    let latchd = crate::vm_ble::pinned(env!("CARGO_BIN_EXE_latchd"), "vm-matter-btp");
-    let latchctl = crate::vm_ble::pinned(env!("CARGO_BIN_EXE_latchctl"), "vm-matter-btp");
-    let opts = vm::VmOptions {
-        ble: true,
-        timeout: Some(std::time::Duration::from_secs(600)),
-        env: vec![
-            ("LATCHD_BIN".into(), latchd.display().to_string()),
-            ("LATCHCTL".into(), latchctl.display().to_string()),
-        ],
-        ..Default::default()
-    };
-    let result = vm::run_test_in_guest(&opts, module_path!(), "guest_matter_ble_commissioning");
-    let _ = std::fs::remove_file(&latchd);
-    let _ = std::fs::remove_file(&latchctl);
-    eprintln!("{}", result.unwrap().stdout);
+    crate::vm_ble::run_daemon_guest(
+        module_path!(),
+        "guest_matter_ble_commissioning",
+        None,
+        std::time::Duration::from_secs(600),
+        vec![],
+    );
 }
 
 #[cfg(all(feature = "board-linux", feature = "matter"))]
@@ -122,21 +105,13 @@ fn matter_wifi_commissioning_over_ble_in_vm() {
         ],
         "hostapd wpasupplicant iw",
     );
-    let latchd = crate::vm_ble::pinned(env!("CARGO_BIN_EXE_latchd"), "vm-matter-wifi");
-    let latchctl = crate::vm_ble::pinned(env!("CARGO_BIN_EXE_latchctl"), "vm-matter-wifi");
-    let opts = vm::VmOptions {
-        ble: true,
-        timeout: Some(std::time::Duration::from_secs(600)),
-        env: vec![
-            ("LATCHD_BIN".into(), latchd.display().to_string()),
-            ("LATCHCTL".into(), latchctl.display().to_string()),
-        ],
-        ..Default::default()
-    };
-    let result = vm::run_test_in_guest(&opts, module_path!(), "guest_matter_wifi_commissioning");
-    let _ = std::fs::remove_file(&latchd);
-    let _ = std::fs::remove_file(&latchctl);
-    eprintln!("{}", result.unwrap().stdout);
+    crate::vm_ble::run_daemon_guest(
+        module_path!(),
+        "guest_matter_wifi_commissioning",
+        None,
+        std::time::Duration::from_secs(600),
+        vec![],
+    );
 }
 
 #[cfg(all(feature = "board-linux", feature = "matter"))]

@@ -55,18 +55,15 @@ fn wifi_join_in_vm() {
         ],
         "hostapd wpasupplicant iw mosquitto mosquitto-clients openssl",
     );
-    let latchd = crate::vm_ble::pinned(env!("CARGO_BIN_EXE_latchd"), "vm-wifi");
-    let opts = vm::VmOptions {
-        ble: true,
-        // The MQTT waits (join, will, reconnect) add about a minute or two
-        // to the Wi-Fi ones under TCG.
-        timeout: Some(std::time::Duration::from_secs(900)),
-        env: vec![("LATCHD_BIN".into(), latchd.display().to_string())],
-        ..Default::default()
-    };
-    let result = vm::run_test_in_guest(&opts, module_path!(), "guest_wifi_join");
-    let _ = std::fs::remove_file(&latchd);
-    eprintln!("{}", result.unwrap().stdout);
+    // The MQTT waits (join, will, reconnect) add about a minute or two to
+    // the Wi-Fi ones under TCG.
+    crate::vm_ble::run_daemon_guest(
+        module_path!(),
+        "guest_wifi_join",
+        None,
+        std::time::Duration::from_secs(900),
+        vec![],
+    );
 }
 
 #[test]

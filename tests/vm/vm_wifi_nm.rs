@@ -76,16 +76,13 @@ fn wifi_networkmanager_in_vm() {
         ],
         "network-manager udev hostapd wpasupplicant iw busybox-static",
     );
-    let latchd = crate::vm_ble::pinned(env!("CARGO_BIN_EXE_latchd"), "vm-wifi-nm");
-    let opts = vm::VmOptions {
-        ble: true,
-        timeout: Some(std::time::Duration::from_secs(900)),
-        env: vec![("LATCHD_BIN".into(), latchd.display().to_string())],
-        ..Default::default()
-    };
-    let result = vm::run_test_in_guest(&opts, module_path!(), "guest_wifi_networkmanager");
-    let _ = std::fs::remove_file(&latchd);
-    eprintln!("{}", result.unwrap().stdout);
+    crate::vm_ble::run_daemon_guest(
+        module_path!(),
+        "guest_wifi_networkmanager",
+        None,
+        std::time::Duration::from_secs(900),
+        vec![],
+    );
 }
 
 #[test]
