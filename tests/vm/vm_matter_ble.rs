@@ -16,17 +16,19 @@
 //!   with the BTP service in the lock's GATT database beside the lock's
 //!   own; pairing the owner's app ends pairing mode, and with it the Matter
 //!   advertisement and service, while the lock's own advertisement stays.
-//! * `matter_ble_commissioning_in_vm`: Home Assistant's controller
-//!   (python-matter-server + the CHIP wheel, `scripts/matter-env.sh`; its
-//!   Python ≥ 3.12 comes from the host's pyenv, which guest-setup.sh keeps
-//!   visible) commissions the lock over BTP from hci1 — the IP link between
-//!   them drops every packet until the controller is connected over BLE —
-//!   then operates it over CASE on the network.
-//! * `matter_wifi_commissioning_over_ble_in_vm`: the same controller hands
-//!   the lock, on no network yet, the credentials of a real WPA2 network
+//! * `matter_wifi_commissioning_over_ble_in_vm`: Home Assistant's
+//!   controller (python-matter-server + the CHIP wheel,
+//!   `scripts/matter-env.sh`; its Python ≥ 3.12 comes from the host's
+//!   pyenv, which guest-setup.sh keeps visible) hands the lock, on no
+//!   network yet, the credentials of a real WPA2 network
 //!   (hwsim + hostapd, `wifi_rig.rs`) over BTP; the lock joins through its
 //!   own wpa_supplicant backend and the controller, on the access point's
-//!   side of the air, finds and operates it there.
+//!   side of the air, finds and operates it there. With no IP path before
+//!   the join, PASE and every commissioning step up to it run over BTP.
+//!   (An Ethernet-variant test over BLE was dropped: this CHIP controller
+//!   treats a device found over BLE as needing network setup and stops
+//!   with "Required network information not provided" when it has no Wi-Fi
+//!   or Thread; its passing runs had been won by on-network discovery.)
 //!
 //! The rig's bluetoothd runs with the lock's BlueZ configuration (no EATT:
 //! `config/bluetooth/main.conf`, which latchd's package installs with a
@@ -57,32 +59,6 @@ fn guest_matter_ble_advertisement() {
         return;
     }
     crate::vm_ble::block_on(guest::run());
-}
-
-/// Issue 18: Home Assistant's Matter controller commissions the real
-/// daemon over BLE (BTP) between the two virtual controllers: the
-/// controller's BLE side on hci1, latchd on hci0.
-#[test]
-fn matter_ble_commissioning_in_vm() {
-    if !vm::enabled_or_skip("matter_ble_commissioning_in_vm") {
-        return;
-    }
-    crate::vm_ble::run_daemon_guest(
-        module_path!(),
-        "guest_matter_ble_commissioning",
-        None,
-        std::time::Duration::from_secs(600),
-        vec![],
-    );
-}
-
-#[cfg(all(feature = "board-linux", feature = "matter"))]
-#[test]
-fn guest_matter_ble_commissioning() {
-    if !vm::in_guest_or_skip("guest_matter_ble_commissioning") {
-        return;
-    }
-    crate::vm_ble::block_on(guest::commission_over_ble());
 }
 
 /// Issue 18: commissioning over BLE *with Wi-Fi network commissioning*:
@@ -309,110 +285,6 @@ mod guest {
 
     fn server_log(storage: &Path) -> String {
         std::fs::read_to_string(storage.join("matter-server.log")).unwrap_or_default()
-    }
-
-    /// Home Assistant's controller (python-matter-server + the CHIP wheel)
-    /// commissions the lock with BLE as the only way in: until the
-    /// controller is connected over BLE, the IP link between them drops
-    /// every packet (netem), so it cannot find the lock on the network and
-    /// PASE runs over BTP. Then the link comes up for what Matter does on
-    /// the network after commissioning (operational discovery, CASE).
-    pub async fn commission_over_ble() {
-        // The controller talks to its own server over ::1.
-        sh(
-            "ip link set lo up && ip link add mt0 type veth peer name mt1 && \
-            sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 && \
-            ip -6 addr add fd4c:6174::1/64 dev mt0 nodad && \
-            ip -6 addr add fd4c:6174::2/64 dev mt1 nodad && \
-            ip link set mt0 up && ip link set mt1 up && \
-            tc qdisc add dev mt0 root netem loss 100% && \
-            tc qdisc add dev mt1 root netem loss 100%",
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let (d, state, config, _code) = start_daemon(dir.path());
-        wait_log(&d, "Matter node running").await;
-        let manual = label(&state, &config)["manual_code"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-
-        let session = bluer::Session::new().await.unwrap();
-        let lock_side = session.adapter("hci0").unwrap();
-        let controller_addr = session.adapter("hci1").unwrap().address().await.unwrap();
-
-        // Pairing mode opens the commissioning window and the BTP advert.
-        d.ok(json!({"cmd": "set", "long": true}));
-        wait_log(&d, "Matter: BLE commissioning advertised").await;
-        let storage = dir.path().join("controller");
-        let mut ctl = Controller::start_here(&storage, "mt1", 1);
-        let t = StdInstant::now();
-        let commissioning = std::thread::spawn(move || {
-            let r = ctl.call("commission", json!({"code": manual, "ble": true}));
-            (ctl, r)
-        });
-        // The controller found the lock over BLE and connected: open the
-        // IP link for what follows PASE.
-        loop {
-            let connected = match lock_side.device(controller_addr) {
-                Ok(dev) => dev.is_connected().await.unwrap_or(false),
-                Err(_) => false,
-            };
-            if connected {
-                break;
-            }
-            assert!(
-                t.elapsed() < HANG && !commissioning.is_finished(),
-                "the controller never connected over BLE:\n{}\nmatter-server.log:\n{}",
-                d.log_text(),
-                server_log(&storage)
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        println!(
-            "controller connected to the lock over BLE after {:?}",
-            t.elapsed()
-        );
-        sh("tc qdisc del dev mt0 root && tc qdisc del dev mt1 root");
-        let (mut ctl, result) = commissioning.join().unwrap();
-        let commissioned = result.unwrap_or_else(|e| {
-            panic!(
-                "commissioning over BLE failed: {e}\n{}\nmatter-server.log:\n{}",
-                d.log_text(),
-                server_log(&storage)
-            )
-        });
-        println!(
-            "commissioned over BLE in {:?} (the controller's own figure: {} s)",
-            t.elapsed(),
-            commissioned["seconds"]
-        );
-        let node = commissioned["node_id"].as_u64().unwrap();
-        // The lock is now operated on the network, through CASE.
-        assert_eq!(ctl.read(node, "1/257/0"), json!(1), "LockState: locked");
-        // The engine's rules hold for a fabric made over BLE: remote unlock
-        // is off until the owner turns it on (B-6.7; OperatingMode Normal).
-        let refused = ctl.lock_cmd(node, "UnlockDoor", json!({}));
-        assert!(
-            refused
-                .as_ref()
-                .is_err_and(|e| e.contains("UnsupportedAccess")),
-            "{refused:?}"
-        );
-        ctl.ok(
-            "write",
-            json!({"node": node, "path": "1/257/37", "value": 0}),
-        );
-        let deadline = StdInstant::now() + HANG;
-        while d.status()["engine"]["settings"]["remote_unlock"] != json!(true) {
-            assert!(StdInstant::now() < deadline, "remote unlock never on");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        ctl.lock_cmd(node, "UnlockDoor", json!({}))
-            .unwrap_or_else(|e| panic!("UnlockDoor: {e}\n{}", d.log_text()));
-        ctl.wait_attribute(node, "1/257/0", json!(2));
-        ctl.stop();
-        let status = d.sigterm();
-        assert!(status.success(), "{status}");
     }
 
     /// The lock, off any network, is commissioned over BLE onto the hwsim

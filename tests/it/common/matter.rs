@@ -151,16 +151,10 @@ impl Controller {
         )
     }
 
-    /// Start the controller in this network namespace (the VM guest's own:
-    /// a test there is root and has the machine to itself), on
-    /// `interface`, with its BLE side on `hci<bluetooth_adapter>`.
-    pub fn start_here(storage: &Path, interface: &str, bluetooth_adapter: u8) -> Controller {
-        Self::start_in(&[], storage, interface, bluetooth_adapter)
-    }
-
-    /// As [`Controller::start_here`], run through `prefix` (e.g. `ip netns
-    /// exec <ns>`: the controller on another network, its BLE side still
-    /// reaching BlueZ over the system bus).
+    /// Start the controller through `prefix` (e.g. `ip netns exec <ns>`:
+    /// the controller on that network, its BLE side reaching BlueZ over the
+    /// system bus) on `interface`, with its BLE side on
+    /// `hci<bluetooth_adapter>`.
     pub fn start_in(
         prefix: &[&str],
         storage: &Path,
