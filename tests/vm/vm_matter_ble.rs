@@ -110,10 +110,9 @@ mod guest {
     use futures_util::StreamExt;
     use serde_json::{json, Value};
 
-    use crate::daemon_common::{first_start, Daemon};
+    use crate::daemon_common::Daemon;
     use crate::matter_common::Controller;
 
-    const SERIAL: &str = "LD-0A77";
     /// Matter's BLE service (16-bit 0xFFF6) and BTP's two characteristics.
     const MATTER_SERVICE: Uuid = Uuid::from_u128(0x0000fff6_0000_1000_8000_00805f9b34fb);
     const BTP_C1: Uuid = Uuid::from_u128(0x18ee2ef5_263d_4559_959f_4f9c429f9d11);
@@ -138,43 +137,28 @@ mod guest {
     }
 
     fn start_daemon(dir: &Path) -> (Daemon, std::path::PathBuf, std::path::PathBuf, String) {
-        start_daemon_with(dir, "[matter]\nenabled = true\ninterface = \"mt0\"\n")
+        start_daemon_with(
+            dir,
+            "backend = \"none\"\n",
+            "[matter]\nenabled = true\ninterface = \"mt0\"\n",
+        )
     }
 
-    /// The daemon with `[ble]` on hci0 and `tables` (`[matter]`, `[wifi]`).
+    /// The daemon of the BLE tests (`vm_ble::guest_daemon`: `[ble]` on
+    /// hci0, past its first start) with `wifi` as its `[wifi]` table's body
+    /// and `tables` after it; its state dir, config file and label code.
     fn start_daemon_with(
         dir: &Path,
+        wifi: &str,
         tables: &str,
     ) -> (Daemon, std::path::PathBuf, std::path::PathBuf, String) {
-        let code = latchd::app::pairing::VerificationCode::generate(&mut rand_core::OsRng);
-        let state = dir.join("state");
-        let config = dir.join("latchd.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "board = \"sim\"\n\
-                 [lock]\nserial = \"{SERIAL}\"\nverification_code = \"{}\"\n\
-                 trust_system_clock = true\ntimedate_bus = \"off\"\n\
-                 [sim]\nmotor_travel_ms = 100\n\
-                 [ble]\nenabled = true\nadapter = \"hci0\"\n{tables}",
-                code.display().as_str()
-            ),
+        let (d, code) = crate::vm_ble::guest_daemon::start_daemon_wifi(dir, wifi, tables);
+        (
+            d,
+            dir.join("state"),
+            dir.join("latchd.toml"),
+            code.display().to_string(),
         )
-        .unwrap();
-        // It holds the verification code: latchd refuses it unless 0600.
-        std::fs::set_permissions(
-            &config,
-            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
-        )
-        .unwrap();
-        let exe = std::env::var("LATCHD_BIN").expect("LATCHD_BIN");
-        let d = Daemon::start_exe(
-            Path::new(&exe),
-            &state,
-            &["--config", config.to_str().unwrap()],
-        );
-        first_start(&d);
-        (d, state, config, code.display().to_string())
     }
 
     fn latchctl(args: &[&str]) -> (bool, String) {
@@ -303,10 +287,10 @@ mod guest {
         let (d, state, config, _code) = start_daemon_with(
             dir.path(),
             &format!(
-                "[wifi]\nbackend = \"wpa_supplicant\"\ninterface = \"{STATION}\"\n\
-                 connect_timeout_secs = 30\n\
-                 [matter]\nenabled = true\ninterface = \"{STATION}\"\n"
+                "backend = \"wpa_supplicant\"\ninterface = \"{STATION}\"\n\
+                 connect_timeout_secs = 30\n"
             ),
+            &format!("[matter]\nenabled = true\ninterface = \"{STATION}\"\n"),
         );
         wait_log(&d, "Matter node running").await;
         // Off the network: the node runs and says so (the interface has
