@@ -2,7 +2,8 @@
 //! `RecogniseFace` with an enrolled person in view to the `Recognised`
 //! report on the engine's input queue. This is everything between the
 //! engine asking and the engine hearing: the face service's queue, the wait
-//! for the next camera frame (sim camera at 15 frames/s, 640×480), RGB
+//! for the next camera frame (sim camera at 15 frames/s, 640×480; none when
+//! the frame in the ring is under `RECENT_FRAME` old), RGB
 //! conversion, YuNet + MobileFaceNet on the blocking pool, template match
 //! and the report's trip through the ordered sender. The engine's own
 //! handling and the motor's 0.6 s travel come after and are not included.
@@ -14,8 +15,9 @@
 //! board, `[face] enabled`, motion trigger on): from
 //! `SimControl::face(Some(n))` (the enrolled person appears in front of
 //! the camera) to the engine's unlock action (the published lock state
-//! leaves `Locked`: the motor is driven). That adds the motion detector's
-//! sampling (every 200 ms), the `Touch` it sends, the engine's
+//! leaves `Locked`: the motor is driven). That adds the wait for the
+//! camera's next frame, the motion detector's thumbnail of it (every
+//! frame), the `Motion` input it sends, the engine's
 //! `RecogniseFace` and its handling of `Recognised`. Median, p95, p99 and
 //! max over `FACE_UNLOCK_RUNS` runs (default 15; p99 means something from
 //! 100 runs), and the process's VmRSS before
@@ -23,8 +25,8 @@
 //! loaded and warmed).
 //!
 //! ```text
-//!  t0 face(Some(1)) ─► sim camera ─► FrameRing ─► motion (≤200 ms) ─► Touch ─► engine
-//!       ─► RecogniseFace ─► FaceService: next frame, YuNet + MobileFaceNet, match
+//!  t0 face(Some(1)) ─► sim camera (next frame) ─► FrameRing ─► motion ─► Motion ─► engine
+//!       ─► RecogniseFace ─► FaceService: that frame, YuNet + MobileFaceNet, match
 //!       ─► Recognised ─► engine: Unlocked, motor drive ─► published lock = moving  t1
 //! ```
 //!

@@ -23,6 +23,11 @@
 //! one frame per consumer still holding an `Arc`, whatever the number of
 //! slow clients.
 //!
+//! A reader that starts work because of what the camera just saw (a face
+//! attempt after the motion trigger) takes the frame already in the slot
+//! when it is recent ([`FrameRing::subscribe_recent`]) instead of waiting a
+//! whole frame period for the next one.
+//!
 //! Frames keep the camera's own encoding ([`PixelFormat`]); consumers
 //! convert on demand: [`Frame::to_rgb`] for the face pipeline,
 //! [`Frame::jpeg`] for the stream and snapshots (an MJPEG frame is passed
@@ -35,6 +40,7 @@ use std::sync::{Arc, OnceLock};
 use image::codecs::jpeg::JpegEncoder;
 use image::{ExtendedColorType, ImageFormat, RgbImage};
 use tokio::sync::watch;
+use tokio::time::{Duration, Instant};
 
 /// JPEG quality used when a frame has to be encoded (YUYV/RGB sources).
 pub const JPEG_QUALITY: u8 = 80;
@@ -79,6 +85,8 @@ pub enum FrameError {
 pub struct Frame {
     /// Position in the capture sequence, from 1; gaps are dropped frames.
     pub seq: u64,
+    /// When the frame was published (tokio's clock: paused in tests).
+    pub captured: Instant,
     pub width: u32,
     pub height: u32,
     pub format: PixelFormat,
@@ -91,6 +99,7 @@ impl Frame {
     pub fn new(width: u32, height: u32, format: PixelFormat, bytes: Vec<u8>) -> Self {
         Frame {
             seq: 0,
+            captured: Instant::now(),
             width,
             height,
             format,
@@ -134,7 +143,8 @@ impl Frame {
         }
     }
 
-    fn check_len(&self, expected: usize) -> Result<(), FrameError> {
+    /// The frame's byte count is `expected` (its format at its size).
+    pub(crate) fn check_len(&self, expected: usize) -> Result<(), FrameError> {
         if self.bytes.len() != expected {
             return Err(self.bad_len(expected));
         }
@@ -265,6 +275,22 @@ impl FrameRing {
         FrameStream { rx }
     }
 
+    /// A consumer whose first frame is the one in the slot if it was
+    /// published at most `max_age` ago, else the next one. For work that
+    /// a frame just seen started: the scene that triggered it is in the
+    /// slot already, and waiting for the next frame costs up to a frame
+    /// period.
+    pub fn subscribe_recent(&self, max_age: Duration) -> FrameStream {
+        let mut stream = self.subscribe();
+        let fresh = self
+            .latest()
+            .is_some_and(|f| f.captured.elapsed() <= max_age);
+        if fresh {
+            stream.rx.mark_changed();
+        }
+        stream
+    }
+
     /// How many frames have been published.
     pub fn published(&self) -> u64 {
         self.inner.seq.load(Ordering::SeqCst)
@@ -343,6 +369,35 @@ mod tests {
         ring.publish(2, 1, PixelFormat::Yuyv, vec![16, 128, 16, 128]);
         assert_eq!(s.next().await.expect("a frame").seq, 6);
         assert_eq!(ring.latest().expect("latest").seq, 6);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_recent_subscription_starts_with_the_frame_in_the_slot_only_while_it_is_fresh() {
+        let ring = FrameRing::new();
+        let max_age = Duration::from_millis(50);
+        // Nothing published yet: the first frame is the next one.
+        let mut empty = ring.subscribe_recent(max_age);
+        ring.publish(2, 1, PixelFormat::Yuyv, vec![16, 128, 16, 128]);
+        assert_eq!(empty.next().await.expect("a frame").seq, 1);
+
+        tokio::time::advance(max_age).await;
+        let mut fresh = ring.subscribe_recent(max_age);
+        let first = tokio::time::timeout(Duration::from_millis(1), fresh.next()).await;
+        assert_eq!(
+            first.expect("no wait").expect("a frame").seq,
+            1,
+            "the frame in the slot, at its age limit"
+        );
+
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let mut stale = ring.subscribe_recent(max_age);
+        let waited = tokio::time::timeout(Duration::from_millis(20), stale.next()).await;
+        assert!(
+            waited.is_err(),
+            "a frame past its age limit is not taken: the stream waits for the next"
+        );
+        ring.publish(2, 1, PixelFormat::Yuyv, vec![16, 128, 16, 128]);
+        assert_eq!(stale.next().await.expect("a frame").seq, 2);
     }
 
     #[tokio::test]

@@ -587,18 +587,18 @@ impl CameraRig {
 /// Waiting for one frame here also makes "motion trigger watching the
 /// camera" in the log mean what it says.
 async fn primed_detector(ring: &FrameRing) -> crate::video::motion::MotionDetector {
-    use crate::video::motion::{thumbnail, MotionConfig, MotionDetector};
+    use crate::video::motion::{frame_thumbnail, MotionConfig, MotionDetector};
     let cfg = MotionConfig::default();
     let mut detector = MotionDetector::new(cfg);
     let Some(frame) = ring.subscribe().next().await else {
         return detector;
     };
     let (w, h) = cfg.grid;
-    match tokio::task::spawn_blocking(move || frame.to_rgb().map(|rgb| thumbnail(&rgb, w, h))).await
-    {
+    let at = frame.captured;
+    match tokio::task::spawn_blocking(move || frame_thumbnail(&frame, w, h)).await {
         Ok(Ok(thumb)) => {
             // The first sample never triggers: there is nothing to compare.
-            let _ = detector.offer(thumb);
+            let _ = detector.offer(at, thumb);
         }
         Ok(Err(e)) => tracing::warn!("motion: first frame skipped: {e}"),
         Err(e) => tracing::warn!("motion: worker failed: {e}"),
@@ -676,7 +676,8 @@ mod tests {
             }
         }
         let (gw, gh) = MotionConfig::default().grid;
-        assert!(detector.offer(thumbnail(&arrival, gw, gh)));
+        let at = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+        assert!(detector.offer(at, thumbnail(&arrival, gw, gh)));
     }
 
     #[test]

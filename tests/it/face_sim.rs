@@ -96,6 +96,18 @@ impl Rig {
         }
     }
 
+    /// Put person `n` (or nobody) in front of the camera and wait until it
+    /// has taken a frame of them: an attempt may start on the frame
+    /// already in the ring (`RECENT_FRAME`), and "in view" means the
+    /// camera has seen them.
+    async fn show_person(&self, person: Option<u32>) {
+        self.camera.show_person(person).expect("a known person");
+        let shown = self.camera.ring().published();
+        while self.camera.ring().published() <= shown {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     fn set_pitch(&self, pitch: Option<f32>) {
         *self.pipeline.pitch.lock().expect("pitch lock") = pitch;
     }
@@ -158,7 +170,7 @@ async fn enrol_then_recognise_on_the_sim_camera() {
     let left = imageops::flip_horizontal(&right);
 
     // B-4.5: five poses.
-    rig.camera.show_person(Some(1)).expect("person 1");
+    rig.show_person(Some(1)).await;
     rig.send(ModuleCmd::Enrol {
         modality: Modality::Face,
         slot: 7,
@@ -186,7 +198,7 @@ async fn enrol_then_recognise_on_the_sim_camera() {
         .send_replace(decode_templates([(7u16, template.as_slice())]));
 
     // The same person: recognised.
-    rig.camera.show_person(Some(1)).expect("person 1");
+    rig.show_person(Some(1)).await;
     let t0 = Instant::now();
     rig.send(ModuleCmd::RecogniseFace);
     assert_eq!(
@@ -202,7 +214,7 @@ async fn enrol_then_recognise_on_the_sim_camera() {
     );
 
     // Someone else: one NotRecognised for the whole attempt.
-    rig.camera.show_person(Some(2)).expect("person 2");
+    rig.show_person(Some(2)).await;
     rig.send(ModuleCmd::RecogniseFace);
     assert_eq!(
         rig.report().await,
@@ -212,7 +224,7 @@ async fn enrol_then_recognise_on_the_sim_camera() {
     );
     // The worker handles commands in order, so had the attempt reported
     // per frame, those reports would come before this attempt's answer.
-    rig.camera.show_person(Some(1)).expect("person 1");
+    rig.show_person(Some(1)).await;
     rig.send(ModuleCmd::RecogniseFace);
     assert_eq!(
         rig.report().await,
@@ -231,7 +243,7 @@ async fn enrol_then_recognise_on_the_sim_camera() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelled_enrolment_reports_no_template() {
     let mut rig = rig();
-    rig.camera.show_person(Some(2)).expect("person 2");
+    rig.show_person(Some(2)).await;
     rig.send(ModuleCmd::Enrol {
         modality: Modality::Face,
         slot: 3,

@@ -66,6 +66,16 @@ use crate::core::types::Modality;
 use crate::core::{Input, ModuleCmd};
 use crate::link::OrderedSender;
 
+/// An attempt starts on the frame already in the ring when the camera took
+/// it at most this long ago, instead of waiting up to a frame period (67 ms
+/// at 15 frames/s) for the next one. The motion trigger's attempt comes a
+/// few milliseconds after the frame that showed the motion, so that frame
+/// is the one looked at first. Short on purpose: nobody leaves the camera's
+/// view and someone else steps in within 50 ms, so the frame shows who is
+/// at the door when the attempt begins (a longer window would let a frame
+/// of the owner, taken just before a stranger's touch, answer for it).
+pub const RECENT_FRAME: Duration = Duration::from_millis(50);
+
 /// The templates recognition matches against: `(slot, template)`.
 pub type FaceTemplates = Arc<Vec<(u16, FaceTemplate)>>;
 
@@ -413,7 +423,7 @@ impl Worker {
     async fn recognise(&mut self, pipeline: Arc<dyn FacePipeline>) {
         let _lit = self.cfg.light.as_ref().map(|l| l.light());
         let deadline = Instant::now() + self.cfg.attempt_budget;
-        let mut frames = self.ring.subscribe();
+        let mut frames = self.ring.subscribe_recent(RECENT_FRAME);
         // Frames looked at, and those with a face: one attempt reads many
         // frames but ends in one report (B-7.1 counts attempts).
         let (mut frames_seen, mut frames_with_face) = (0u32, 0u32);
@@ -824,6 +834,65 @@ mod tests {
                 modality: Modality::Face,
                 reason: EnrolFailure::Timeout
             }
+        );
+    }
+
+    /// Records the first byte of every frame it is shown (the test's
+    /// marker); sees no face.
+    #[derive(Default)]
+    struct RecordingPipeline(std::sync::Mutex<Vec<u8>>);
+
+    impl FacePipeline for RecordingPipeline {
+        fn observe(&self, frame: &RgbImage) -> Result<Vec<FaceObservation>, FaceError> {
+            self.0.lock().unwrap().push(frame.as_raw()[0]);
+            Ok(Vec::new())
+        }
+        fn threshold(&self) -> f32 {
+            0.35
+        }
+    }
+
+    /// Issue 19: an attempt the motion trigger started looks first at the
+    /// frame that showed the motion (it is in the ring already) instead of
+    /// waiting up to a frame period for the next one; a frame older than
+    /// [`RECENT_FRAME`] is never looked at.
+    #[tokio::test(start_paused = true)]
+    async fn an_attempt_starts_on_the_frame_the_camera_just_took() {
+        let seen = Arc::new(RecordingPipeline::default());
+        let (tx, _rx) = mpsc::channel(64);
+        let reports = OrderedSender::spawn(crate::link::InputSender::new(tx));
+        let (_t, templates) = watch::channel(FaceTemplates::default());
+        let ring = FrameRing::new();
+        let mut cfg = FaceServiceConfig::new(PathBuf::from("/unused"));
+        cfg.attempt_budget = Duration::from_millis(500);
+        let mut svc =
+            FaceService::with_pipeline(cfg, seen.clone(), ring.clone(), templates, reports);
+        let publish = |marker: u8| {
+            ring.publish(
+                4,
+                4,
+                crate::board::frames::PixelFormat::Rgb,
+                vec![marker; 48],
+            );
+        };
+
+        publish(1);
+        tokio::time::advance(RECENT_FRAME + Duration::from_millis(1)).await;
+        svc.command(&ModuleCmd::RecogniseFace).expect("queued");
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(
+            seen.0.lock().unwrap().is_empty(),
+            "a stale frame was looked at"
+        );
+
+        publish(2);
+        tokio::time::advance(RECENT_FRAME).await;
+        svc.command(&ModuleCmd::RecogniseFace).expect("queued");
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(
+            *seen.0.lock().unwrap(),
+            [2],
+            "the frame in the ring, without a new one"
         );
     }
 
