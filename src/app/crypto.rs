@@ -277,6 +277,21 @@ mod tests {
         assert_eq!(again.public(), a.public());
     }
 
+    /// The id is printed (logs, `latchctl`) as its 16 hex digits, and a
+    /// key pair's debug form shows only that id: never the secret half.
+    #[test]
+    fn a_key_prints_as_its_id_and_never_its_secret() {
+        let pair = StaticKeypair::from_secret_bytes([0x5a; KEY_LEN]);
+        let id = pair.key_id().to_string();
+        assert_eq!(id, hex::encode(pair.key_id().0));
+        assert_eq!(id.len(), 16);
+        let debug = format!("{pair:?}");
+        assert!(debug.starts_with("StaticKeypair"), "{debug}");
+        assert!(debug.contains(&format!("{:?}", pair.key_id())), "{debug}");
+        assert!(!debug.contains(&hex::encode([0x5a; KEY_LEN])), "{debug}");
+        assert!(!debug.contains("90, 90"), "the secret's bytes: {debug}");
+    }
+
     #[test]
     fn low_order_point_is_refused() {
         let a = StaticKeypair::generate(&mut OsRng);

@@ -53,6 +53,31 @@ fn b6_2_face_automatic_and_manual() {
     assert!(unlocked_by(&s, Method::Face));
 }
 
+/// A face attempt the camera ended with a fault is over: the next touch
+/// asks again at once instead of waiting out the attempt's 15 s guard
+/// (found by mutation testing, issue 23: nothing checked it).
+#[test]
+fn b6_2_a_face_attempt_ended_by_a_fault_lets_the_next_touch_ask_again() {
+    let mut s = Sim::installed();
+    s.enter_menu();
+    s.press("11");
+    s.complete_enrolment(Modality::Face);
+    s.press("↩↩");
+    s.advance(30);
+    s.input(Input::Touch);
+    assert!(s.module_cmds().contains(&ModuleCmd::RecogniseFace));
+    s.input(Input::Module(ModuleReport::Fault {
+        modality: Modality::Face,
+        detail: "the camera delivered no frame".into(),
+    }));
+    s.advance(1);
+    s.input(Input::Touch);
+    assert!(
+        s.module_cmds().contains(&ModuleCmd::RecogniseFace),
+        "the attempt the fault ended still counted as in flight"
+    );
+}
+
 /// Issue 17 item 6: the manual trigger works whenever the lock is idle —
 /// a touch of an awake keypad starts a recognition too, one at a time, and
 /// not while someone is typing a code.
@@ -289,6 +314,38 @@ fn b6_8_a_user_outside_the_validity_period_cannot_unlock() {
     s.input(Input::Touch);
     s.press("802468✓");
     assert!(s.unlocked());
+}
+
+/// B-6.8 for a biometric: a finger of a user outside their window is
+/// refused with its own prompt and not counted (a finger cannot be
+/// guessed); inside the window it opens. Found by mutation testing (issue
+/// 23): the window check on biometrics could be or-ed away with every
+/// test green.
+#[test]
+fn b6_8_a_fingerprint_outside_its_users_window_is_refused_and_not_counted() {
+    let mut s = Sim::installed();
+    s.enter_menu();
+    s.press("23");
+    let slot = s.complete_enrolment(Modality::Fingerprint);
+    s.press("↩↩");
+    let owner = s.owner();
+    let later = Validity {
+        from: Some(WallTime(WALL0 + 86_400)),
+        until: None,
+    };
+    s.app(Channel::Ble, owner, AppCommand::SetValidity(n(2), later))
+        .expect("validity");
+    s.present_finger(slot);
+    assert!(!s.unlocked());
+    s.expect_prompt(Prompt::UserNotValidNow);
+    assert!(s.has_event(&EventKind::OutsideValidity {
+        method: Method::Fingerprint,
+        user: Some(n(2))
+    }));
+    assert_eq!(s.engine.status().strikes, 0);
+    s.advance(86_400);
+    s.present_finger(slot);
+    assert!(unlocked_by(&s, Method::Fingerprint));
 }
 
 #[test]
