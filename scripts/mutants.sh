@@ -11,9 +11,11 @@
 # Not in scripts/test.sh or CI: each mutant rebuilds the crate. One mutant
 # at a time (-j 1), niced, in cargo-mutants' own copy of the tree (never
 # --in-place: the checkout is never modified). The tests run are the
-# library's unit tests (`cargo test --lib`): the protections below are
-# unit-tested where they live, and a run of them takes seconds, not the
-# integration suite's minutes. Results: target/mutants/mutants.out/
+# library's unit tests and the engine's scenario tests (`cargo test --lib
+# --test spec`): the protections below are tested there, and a run of them
+# takes seconds, not the integration suite's minutes. (The spec suite
+# matters: a --lib run reported `core::app::check_window` mutants as
+# missed that every spec test of validity windows catches.) Results: target/mutants/mutants.out/
 # (caught.txt, missed.txt, unviable.txt, timeout.txt, outcomes.json);
 # docs/mutants.md records each run and explains every survivor.
 set -euo pipefail
@@ -59,5 +61,6 @@ exec nice -n 10 cargo mutants \
     --test-tool cargo \
     --jobs 1 \
     --cargo-test-arg=--lib \
+    --cargo-test-arg=--test=spec \
     --output "${MUTANTS_OUT:-target/mutants}" \
     "${args[@]}" ${MUTANTS_ARGS:-}

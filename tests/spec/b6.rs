@@ -78,6 +78,44 @@ fn b6_2_a_face_attempt_ended_by_a_fault_lets_the_next_touch_ask_again() {
     );
 }
 
+/// A recognition the camera never answers (a lost command, a hung
+/// worker) stops counting as in flight after `FACE_ATTEMPT_STALE` (15 s)
+/// to the millisecond, for a touch and for the motion trigger alike: a lost
+/// answer must not disable face unlock. Found by mutation testing (issue
+/// 23): the bound could move with every test green.
+#[test]
+fn b6_2_an_unanswered_face_attempt_blocks_the_next_for_fifteen_seconds_exactly() {
+    use latchd::core::attempt::FACE_ATTEMPT_STALE;
+    let stale = FACE_ATTEMPT_STALE.as_millis() as u64;
+    let mut s = Sim::installed();
+    s.enter_menu();
+    s.press("11");
+    s.complete_enrolment(Modality::Face);
+    s.press("↩↩");
+    s.advance(30);
+    for trigger in [Input::Touch, Input::Motion] {
+        s.input(trigger.clone());
+        assert!(
+            s.module_cmds().contains(&ModuleCmd::RecogniseFace),
+            "{trigger:?}"
+        );
+        s.advance_ms(stale - 1);
+        s.input(trigger.clone());
+        assert!(
+            !s.module_cmds().contains(&ModuleCmd::RecogniseFace),
+            "{trigger:?}: one in flight"
+        );
+        s.advance_ms(1);
+        s.input(trigger.clone());
+        assert!(
+            s.module_cmds().contains(&ModuleCmd::RecogniseFace),
+            "{trigger:?}: the unanswered attempt still blocked at {stale} ms"
+        );
+        s.present_unknown(Modality::Face);
+        s.advance(30);
+    }
+}
+
 /// Issue 17 item 6: the manual trigger works whenever the lock is idle —
 /// a touch of an awake keypad starts a recognition too, one at a time, and
 /// not while someone is typing a code.
