@@ -116,6 +116,27 @@ fn b6_2_an_unanswered_face_attempt_blocks_the_next_for_fifteen_seconds_exactly()
     }
 }
 
+/// With no face enrolled, neither a touch nor motion asks the camera for
+/// a recognition (it would light the IR lamp and spend the battery for
+/// nobody). Found by mutation testing (issue 23).
+#[test]
+fn b6_2_with_no_face_enrolled_nothing_asks_the_camera() {
+    let mut s = Sim::installed();
+    s.enter_menu();
+    s.press("23");
+    s.complete_enrolment(Modality::Fingerprint);
+    s.press("↩↩");
+    s.advance(30);
+    for trigger in [Input::Touch, Input::Motion] {
+        s.input(trigger.clone());
+        assert!(
+            !s.module_cmds().contains(&ModuleCmd::RecogniseFace),
+            "{trigger:?}"
+        );
+        s.advance(30);
+    }
+}
+
 /// Issue 17 item 6: the manual trigger works whenever the lock is idle —
 /// a touch of an awake keypad starts a recognition too, one at a time, and
 /// not while someone is typing a code.
