@@ -804,6 +804,82 @@ fn b6_2_automatic_recognition_opens_for_an_enrolled_face() {
     assert!(s.unlocked());
 }
 
+/// B-6.2 automatic, its refusals one by one: motion asks the camera for
+/// nothing while a menu is open (a face there would not be for the door),
+/// while the bolt is open or the motor moves (an open door needs no face),
+/// or during a lockout (a passer-by's face cannot be a way round it); and
+/// asks again once each ends. Found by mutation testing (issue 23): every
+/// one of these conditions could be and-ed away with every test green.
+#[test]
+fn b6_2_motion_asks_nothing_in_a_menu_while_open_or_locked_out() {
+    let mut s = Sim::installed();
+    with_face(&mut s);
+    let asks = |s: &mut Sim| {
+        s.input(Input::Motion);
+        let asked = s.module_cmds().contains(&ModuleCmd::RecogniseFace);
+        if asked {
+            // End the attempt: nothing in flight for the next check.
+            s.input(Input::Module(ModuleReport::Fault {
+                modality: Modality::Face,
+                detail: "test".into(),
+            }));
+        }
+        asked
+    };
+
+    s.enter_menu();
+    // SET asked for an administrator's face: let that attempt go stale
+    // (the menu is still open), so only the menu refuses.
+    s.advance(16);
+    assert_ne!(s.engine.status().step, "idle", "the menu outlived the wait");
+    assert!(!asks(&mut s), "in the menu");
+    s.press("↩↩");
+    s.advance(30);
+    assert!(asks(&mut s), "idle again");
+
+    // Keys, not a touch: a touch would ask for a face itself, and an
+    // attempt in flight would hide the refusals below.
+    s.press(&format!("{ADMIN_CODE}✓"));
+    assert!(s.unlocked());
+    assert!(!asks(&mut s), "the motor is moving");
+    s.finish_motor();
+    assert!(!asks(&mut s), "the bolt is open");
+    s.input(Input::LockButton);
+    s.finish_motor();
+    s.advance(30);
+    assert!(asks(&mut s), "locked again");
+
+    for _ in 0..5 {
+        s.press("000000✓");
+    }
+    assert!(s.engine.status().lockout_active);
+    assert!(!asks(&mut s), "during a lockout");
+}
+
+/// B-6.2 automatic on a lock that is not set up: with no door handing
+/// (B-2 not done) or no administrator, motion asks the camera for nothing;
+/// the same lock set up asks. Found by mutation testing (issue 23).
+#[test]
+fn b6_2_motion_asks_nothing_on_a_lock_without_handing_or_administrator() {
+    let mut s = Sim::installed();
+    with_face(&mut s);
+    let motion_asks = |store: latchd::core::types::Persisted| {
+        let mut s = Sim::with_store(store);
+        s.advance(30);
+        s.input(Input::Motion);
+        s.module_cmds().contains(&ModuleCmd::RecogniseFace)
+    };
+    assert!(motion_asks(s.store.clone()), "set up");
+    let mut no_handing = s.store.clone();
+    no_handing.handing = None;
+    assert!(!motion_asks(no_handing), "no handing");
+    let mut no_admin = s.store.clone();
+    for u in &mut no_admin.users {
+        u.role = latchd::core::types::Role::User;
+    }
+    assert!(!motion_asks(no_admin), "no administrator");
+}
+
 /// Passers-by do not feed the keypad's lockout (they would start lockouts
 /// and the siren): automatic failures are silent, logged, and pause
 /// automatic recognition after three; a manual attempt (touch) still
