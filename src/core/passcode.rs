@@ -180,14 +180,6 @@ impl PasscodeIndex {
         self.map.insert(mac, target);
     }
 
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-
     /// B-6.4: the stored code found in `input`, preferring the longest
     /// window, then the earliest. Every window is MACed exactly once.
     pub fn find(&self, macer: &Macer, input: &[u8]) -> Option<PasscodeTarget> {
