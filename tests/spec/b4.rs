@@ -4,7 +4,7 @@ use latchd::core::input::{EnrolStep, FaceFix, FacePose, ModuleReport, SetPress};
 use latchd::core::types::{Change, CredentialKind, CredentialSecret, Key, Modality, Role};
 use latchd::core::{Action, EventKind, Input, Prompt};
 
-use crate::harness::{n, Sim, ADMIN_CODE};
+use crate::harness::{n, with_admin_face, Sim, ADMIN_CODE};
 
 #[test]
 fn b4_1_set_then_an_administrator_credential_opens_the_menu() {
@@ -30,17 +30,6 @@ fn b4_1_an_administrator_fingerprint_opens_the_menu() {
     s.input(Input::Set(SetPress::Short));
     s.present_finger(slot);
     s.expect_prompt(Prompt::MenuMain);
-}
-
-/// A lock whose second administrator (002) enrolled a face: its slot.
-fn with_admin_face() -> (Sim, u16) {
-    let mut s = Sim::installed();
-    s.enter_menu();
-    s.press("11");
-    let slot = s.complete_enrolment(Modality::Face);
-    s.press("↩↩");
-    s.advance(30);
-    (s, slot)
 }
 
 /// Issue 17 item 6: SET asks the camera for an administrator's face, and

@@ -11,7 +11,7 @@ use latchd::core::{
     Validity,
 };
 
-use crate::harness::{n, Sim, ADMIN_CODE, WALL0};
+use crate::harness::{n, with_admin_face, Sim, ADMIN_CODE, WALL0};
 
 fn unlocked_by(s: &Sim, method: Method) -> bool {
     s.events()
@@ -39,12 +39,7 @@ fn b6_1_unlock_drives_the_bolt_back() {
 
 #[test]
 fn b6_2_face_automatic_and_manual() {
-    let mut s = Sim::installed();
-    s.enter_menu();
-    s.press("11");
-    let slot = s.complete_enrolment(Modality::Face);
-    s.press("↩↩");
-    s.advance(30);
+    let (mut s, slot) = with_admin_face();
     // Manual: touching starts one recognition.
     s.input(Input::Touch);
     assert!(s.module_cmds().contains(&ModuleCmd::RecogniseFace));
@@ -58,12 +53,7 @@ fn b6_2_face_automatic_and_manual() {
 /// (found by mutation testing, issue 23: nothing checked it).
 #[test]
 fn b6_2_a_face_attempt_ended_by_a_fault_lets_the_next_touch_ask_again() {
-    let mut s = Sim::installed();
-    s.enter_menu();
-    s.press("11");
-    s.complete_enrolment(Modality::Face);
-    s.press("↩↩");
-    s.advance(30);
+    let (mut s, _) = with_admin_face();
     s.input(Input::Touch);
     assert!(s.module_cmds().contains(&ModuleCmd::RecogniseFace));
     s.input(Input::Module(ModuleReport::Fault {
@@ -87,12 +77,7 @@ fn b6_2_a_face_attempt_ended_by_a_fault_lets_the_next_touch_ask_again() {
 fn b6_2_an_unanswered_face_attempt_blocks_the_next_for_fifteen_seconds_exactly() {
     use latchd::core::attempt::FACE_ATTEMPT_STALE;
     let stale = FACE_ATTEMPT_STALE.as_millis() as u64;
-    let mut s = Sim::installed();
-    s.enter_menu();
-    s.press("11");
-    s.complete_enrolment(Modality::Face);
-    s.press("↩↩");
-    s.advance(30);
+    let (mut s, _) = with_admin_face();
     for trigger in [Input::Touch, Input::Motion] {
         s.input(trigger.clone());
         assert!(
@@ -783,12 +768,7 @@ fn only_an_owner_sets_the_clock() {
 /// face it showed and why it was refused, so the owner sees the attempt.
 #[test]
 fn b6_2_a_spoofed_face_is_a_logged_failure_that_counts_towards_lockout() {
-    let mut s = Sim::installed();
-    s.enter_menu();
-    s.press("11");
-    let slot = s.complete_enrolment(Modality::Face);
-    s.press("↩↩");
-    s.advance(30);
+    let (mut s, slot) = with_admin_face();
     let mut spoofs = Vec::new();
     for i in 0..5 {
         s.input(Input::Module(ModuleReport::SpoofRefused {

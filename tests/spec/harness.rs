@@ -575,6 +575,18 @@ impl Sim {
     }
 }
 
+/// An installed lock whose second administrator (002) enrolled a face
+/// (menu 1, 1), the keypad asleep again; and the face's slot.
+pub fn with_admin_face() -> (Sim, u16) {
+    let mut s = Sim::installed();
+    s.enter_menu();
+    s.press("11");
+    let slot = s.complete_enrolment(Modality::Face);
+    s.press("↩↩");
+    s.advance(30);
+    (s, slot)
+}
+
 /// A visitor code's window: from now for a day (every visitor code has an
 /// end, issue 13).
 pub fn a_day() -> Validity {
