@@ -278,6 +278,12 @@ fn b6_6_guest_ble_keys_unlock_inside_their_window_only() {
         s.app(Channel::Ble, guest, AppCommand::Unlock),
         Err(AppError::OutsideValidity)
     );
+    // The owner's log says who was refused and why (mutation testing,
+    // issue 23: nothing read this event).
+    assert!(s.has_event(&EventKind::AppRefused {
+        via: Channel::Ble,
+        reason: AppRefusal::OutsideValidity
+    }));
     // A revoked key is refused even inside a window the principal claims.
     assert_eq!(
         s.app(Channel::Ble, owner, AppCommand::RevokeAppKey(key)),
