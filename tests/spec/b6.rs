@@ -230,6 +230,58 @@ fn b6_6_ble_unlock_and_lock_from_the_app() {
     }));
 }
 
+/// The lock's own record of a key rules, not what the channel claims: a
+/// guest key whose stored window ended is refused even when the request
+/// claims a window that still admits; an owner key is refused while its
+/// administrator is outside their window, however valid the key. Found by
+/// mutation testing (issue 23): either check could be and-ed with the
+/// other and every test stayed green.
+#[test]
+fn b6_6_app_keys_are_refused_by_their_stored_window_and_their_administrators() {
+    let mut s = Sim::installed();
+    let owner = s.owner();
+    let hour = Validity {
+        from: Some(WallTime(WALL0)),
+        until: Some(WallTime(WALL0 + 3600)),
+    };
+    let r = s.app(
+        Channel::Ble,
+        owner,
+        AppCommand::AddAppKey(AppKey {
+            id: AppKeyId(0),
+            role: AppKeyRole::Guest,
+            public_key: [4; 32],
+            validity: hour,
+            label: "visitor".into(),
+        }),
+    );
+    let Ok(AppOk::AppKeyAdded(key)) = r else {
+        panic!("{r:?}")
+    };
+    s.advance(3600);
+    let claim = Principal::Guest {
+        key,
+        validity: Validity::ALWAYS,
+    };
+    assert_eq!(
+        s.app(Channel::Ble, claim, AppCommand::Unlock),
+        Err(AppError::OutsideValidity)
+    );
+
+    let later = Validity {
+        from: Some(WallTime(WALL0 + 2 * 86_400)),
+        until: None,
+    };
+    assert_eq!(
+        s.app(Channel::Ble, owner, AppCommand::SetValidity(n(1), later)),
+        Ok(AppOk::Done)
+    );
+    assert_eq!(
+        s.app(Channel::Ble, owner, AppCommand::Unlock),
+        Err(AppError::OutsideValidity)
+    );
+}
+
 #[test]
 fn b6_6_guest_ble_keys_unlock_inside_their_window_only() {
     let mut s = Sim::installed();
