@@ -272,4 +272,10 @@ fn modes_passage_never_holds_the_door_open_through_a_lockout() {
         set_mode(&mut s, Channel::Ble, owner, OperatingMode::Passage),
         Err(AppError::LockedOut)
     );
+    // The owner's log says why (mutation testing, issue 23: nothing read
+    // this event).
+    assert!(s.has_event(&EventKind::AppRefused {
+        via: Channel::Ble,
+        reason: latchd::core::event::AppRefusal::LockedOut
+    }));
 }
