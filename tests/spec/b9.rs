@@ -173,3 +173,25 @@ fn b9_6_validity_edits_and_visitor_codes_are_logged() {
     let logged = serde_json::to_string(&s.events()).unwrap();
     assert!(!logged.contains("470258"), "{logged}");
 }
+
+/// Away mode (the app's "away" switch) arms and disarms from the app, and
+/// only a change is logged. Found by mutation testing (issue 23): with
+/// the change check inverted the switch did nothing and every test stayed
+/// green.
+#[test]
+fn b9_away_mode_is_armed_and_disarmed_from_the_app_and_each_change_logged() {
+    let mut s = Sim::installed();
+    let owner = s.owner();
+    for (armed, logged) in [(true, true), (true, false), (false, true), (false, false)] {
+        assert_eq!(
+            s.app(Channel::Ble, owner, AppCommand::SetAway(armed)),
+            Ok(AppOk::Done)
+        );
+        assert_eq!(s.engine.status().away_armed, armed);
+        assert_eq!(
+            s.has_event(&EventKind::AwayMode { armed }),
+            logged,
+            "SetAway({armed}) logged"
+        );
+    }
+}
