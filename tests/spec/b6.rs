@@ -258,6 +258,11 @@ fn b6_6_app_keys_are_refused_by_their_stored_window_and_their_administrators() {
     let Ok(AppOk::AppKeyAdded(key)) = r else {
         panic!("{r:?}")
     };
+    // The log tells guest keys from owner keys.
+    assert!(s.has_event(&EventKind::AppKeyAdded {
+        slot: key.0,
+        guest: true
+    }));
     s.advance(3600);
     let claim = Principal::Guest {
         key,
