@@ -744,6 +744,32 @@ fn b6_6_invites_need_a_closed_window_and_can_be_revoked_by_slot() {
         Err(AppError::BadValidity),
         "a window already over"
     );
+    // Each bound alone (mutation testing, issue 23): a window that ends
+    // before it starts, and one already over whose code would still work.
+    for (from, until, code_until, why) in [
+        (
+            WALL0 + 2000,
+            WALL0 + 1000,
+            WALL0 + 1000,
+            "ends before it starts",
+        ),
+        (
+            WALL0 - 100,
+            WALL0 - 10,
+            WALL0 + 1000,
+            "over, the code still valid",
+        ),
+    ] {
+        assert_eq!(
+            s.app(
+                Channel::Ble,
+                owner,
+                AppCommand::CreateGuestInvite(invite(1, from, until, code_until))
+            ),
+            Err(AppError::BadValidity),
+            "{why}"
+        );
+    }
     let Ok(AppOk::GuestInviteCreated(slot)) = s.app(
         Channel::Ble,
         owner,
