@@ -444,20 +444,7 @@ fn windowed(s: &mut Sim) -> Windowed {
         },
     )
     .expect("visitor code");
-    let r = s.app(
-        Channel::Ble,
-        owner,
-        AppCommand::AddAppKey(AppKey {
-            id: AppKeyId(0),
-            role: AppKeyRole::Guest,
-            public_key: [4; 32],
-            validity: hour,
-            label: "visitor".into(),
-        }),
-    );
-    let Ok(AppOk::AppKeyAdded(key)) = r else {
-        panic!("{r:?}")
-    };
+    let key = s.add_guest_key(owner, hour, "visitor");
     Windowed {
         owner,
         guest: Principal::Guest {

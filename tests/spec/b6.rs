@@ -2,9 +2,7 @@
 use latchd::core::action::{AlarmCmd, ModuleCmd, MotorCmd, Notice};
 use latchd::core::event::{AlarmKind, AppRefusal, SpoofSeen};
 use latchd::core::input::{BoltPosition, ModuleReport};
-use latchd::core::types::{
-    AppKey, AppKeyId, AppKeyRole, GuestInvite, Method, Modality, SettingChange,
-};
+use latchd::core::types::{AppKeyId, AppKeyRole, GuestInvite, Method, Modality, SettingChange};
 use latchd::core::WallTime;
 use latchd::core::{
     Action, AppCommand, AppError, AppOk, AppRequest, Channel, EventKind, Input, Principal, Prompt,
@@ -244,20 +242,7 @@ fn b6_6_app_keys_are_refused_by_their_stored_window_and_their_administrators() {
         from: Some(WallTime(WALL0)),
         until: Some(WallTime(WALL0 + 3600)),
     };
-    let r = s.app(
-        Channel::Ble,
-        owner,
-        AppCommand::AddAppKey(AppKey {
-            id: AppKeyId(0),
-            role: AppKeyRole::Guest,
-            public_key: [4; 32],
-            validity: hour,
-            label: "visitor".into(),
-        }),
-    );
-    let Ok(AppOk::AppKeyAdded(key)) = r else {
-        panic!("{r:?}")
-    };
+    let key = s.add_guest_key(owner, hour, "visitor");
     // The log tells guest keys from owner keys.
     assert!(s.has_event(&EventKind::AppKeyAdded {
         slot: key.0,
@@ -295,20 +280,7 @@ fn b6_6_guest_ble_keys_unlock_inside_their_window_only() {
         from: Some(WallTime(WALL0)),
         until: Some(WallTime(WALL0 + 3600)),
     };
-    let r = s.app(
-        Channel::Ble,
-        owner,
-        AppCommand::AddAppKey(AppKey {
-            id: AppKeyId(0),
-            role: AppKeyRole::Guest,
-            public_key: [4; 32],
-            validity: window,
-            label: "visitor".into(),
-        }),
-    );
-    let Ok(AppOk::AppKeyAdded(key)) = r else {
-        panic!("{r:?}")
-    };
+    let key = s.add_guest_key(owner, window, "visitor");
     let guest = Principal::Guest {
         key,
         validity: window,

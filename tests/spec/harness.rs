@@ -410,6 +410,26 @@ impl Sim {
         Principal::Owner { key, admin: n(1) }
     }
 
+    /// The owner adds a guest key (public key `[4; 32]`) valid in
+    /// `validity`: its slot.
+    pub fn add_guest_key(&mut self, owner: Principal, validity: Validity, label: &str) -> AppKeyId {
+        let r = self.app(
+            Channel::Ble,
+            owner,
+            AppCommand::AddAppKey(AppKey {
+                id: AppKeyId(0),
+                role: AppKeyRole::Guest,
+                public_key: [4; 32],
+                validity,
+                label: label.into(),
+            }),
+        );
+        let Ok(latchd::core::AppOk::AppKeyAdded(key)) = r else {
+            panic!("adding a guest key failed: {r:?}")
+        };
+        key
+    }
+
     // ----- what came out -----
 
     /// Prompts spoken in the last batch.

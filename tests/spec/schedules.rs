@@ -7,7 +7,7 @@ use latchd::core::action::Prompt;
 use latchd::core::event::EventKind;
 use latchd::core::schedule::{Holder, Period, Schedule, ScheduleError, ScheduleKind, WeekDay};
 use latchd::core::time::{Validity, WallTime};
-use latchd::core::types::{AppKey, AppKeyId, AppKeyRole, Method, OperatingMode, UserNumber};
+use latchd::core::types::{AppKeyId, Method, OperatingMode, UserNumber};
 use latchd::core::{AppCommand, AppError, AppOk, Channel, Input, Principal};
 
 use super::harness::{a_day, n, Sim, ADMIN_CODE, WALL0};
@@ -468,19 +468,7 @@ fn schedules_for_visitor_codes_and_guest_keys() {
         from: Some(WallTime(WALL0)),
         until: Some(WallTime(WALL0 + 48 * H)),
     };
-    let Ok(AppOk::AppKeyAdded(key)) = s.app(
-        Channel::Ble,
-        owner,
-        AppCommand::AddAppKey(AppKey {
-            id: AppKeyId(0),
-            role: AppKeyRole::Guest,
-            public_key: [4; 32],
-            validity: window,
-            label: "cleaner".into(),
-        }),
-    ) else {
-        panic!()
-    };
+    let key = s.add_guest_key(owner, window, "cleaner");
     let guest = Principal::Guest {
         key,
         validity: window,

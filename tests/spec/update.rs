@@ -8,7 +8,6 @@ use latchd::core::action::UpdateCmd;
 use latchd::core::event::AlarmKind;
 use latchd::core::input::{BoltPosition, DoorPosition, PowerReading, TamperState, UpdateReport};
 use latchd::core::time::Validity;
-use latchd::core::types::{AppKey, AppKeyId, AppKeyRole};
 use latchd::core::update::{Blocker, Phase, UpdatePolicy, UpdateRefusal};
 use latchd::core::{Action, AppCommand, AppError, AppOk, Channel, EventKind, Input, Principal};
 
@@ -376,20 +375,7 @@ fn an_older_bundle_is_refused_unless_the_owner_allows_it() {
 #[test]
 fn guests_pairing_apps_and_matter_fabrics_cannot_start_an_update() {
     let (mut s, owner) = lock_with_owner();
-    let r = s.app(
-        Channel::Ble,
-        owner,
-        AppCommand::AddAppKey(AppKey {
-            id: AppKeyId(0),
-            role: AppKeyRole::Guest,
-            public_key: [4; 32],
-            validity: Validity::ALWAYS,
-            label: "visitor".into(),
-        }),
-    );
-    let Ok(AppOk::AppKeyAdded(key)) = r else {
-        panic!("{r:?}")
-    };
+    let key = s.add_guest_key(owner, Validity::ALWAYS, "visitor");
     let guest = Principal::Guest {
         key,
         validity: Validity::ALWAYS,
