@@ -2,7 +2,9 @@
 use latchd::core::action::{AlarmCmd, ModuleCmd, MotorCmd, Notice};
 use latchd::core::event::{AlarmKind, AppRefusal, SpoofSeen};
 use latchd::core::input::{BoltPosition, ModuleReport};
-use latchd::core::types::{AppKeyId, AppKeyRole, GuestInvite, Method, Modality, SettingChange};
+use latchd::core::types::{
+    AppKey, AppKeyId, AppKeyRole, CredentialKind, GuestInvite, Method, Modality, SettingChange,
+};
 use latchd::core::WallTime;
 use latchd::core::{
     Action, AppCommand, AppError, AppOk, AppRequest, Channel, EventKind, Input, Principal, Prompt,
@@ -771,6 +773,74 @@ fn b6_6_invites_need_a_closed_window_and_can_be_revoked_by_slot() {
         ),
         Err(AppError::InviteRefused)
     );
+}
+
+/// B-6.6 and the store's limits: at most 16 outstanding invites, and an
+/// invite takes one of the 64 app-key slots. Each limit alone refuses
+/// (mutation testing, issue 23: `invites full || slots full` → `&&` let a
+/// seventeenth invite through while the key slots had room).
+#[test]
+fn b6_6_invites_stop_at_sixteen_and_at_the_key_slots_each_alone() {
+    let mut s = Sim::installed();
+    let owner = s.owner();
+    let create = |s: &mut Sim, code_id: u16| {
+        s.app(
+            Channel::Ble,
+            owner,
+            AppCommand::CreateGuestInvite(invite(code_id, WALL0, WALL0 + 7200, WALL0 + 3600)),
+        )
+    };
+    for code_id in 0..16 {
+        assert!(
+            matches!(create(&mut s, code_id), Ok(AppOk::GuestInviteCreated(_))),
+            "invite {code_id}"
+        );
+    }
+    assert_eq!(
+        s.store.app_keys.len() + s.store.guest_invites.len(),
+        17,
+        "key slots left"
+    );
+    assert_eq!(
+        create(&mut s, 16),
+        Err(AppError::Limit(CredentialKind::Passcode)),
+        "a seventeenth invite"
+    );
+    assert_eq!(s.store.guest_invites.len(), 16);
+
+    // The key slots full with no invite outstanding: the owner key and
+    // 63 guest keys.
+    let mut s = Sim::installed();
+    let owner = s.owner();
+    let mut added = 1;
+    loop {
+        let r = s.app(
+            Channel::Ble,
+            owner,
+            AppCommand::AddAppKey(AppKey {
+                id: AppKeyId(0),
+                role: AppKeyRole::Guest,
+                public_key: [100 + added as u8; 32], // the owner's is [7; 32]
+                validity: Validity::default(),
+                label: format!("guest {added}"),
+            }),
+        );
+        match r {
+            Ok(AppOk::AppKeyAdded(_)) => added += 1,
+            other => {
+                assert_eq!(other, Err(AppError::Limit(CredentialKind::Passcode)));
+                break;
+            }
+        }
+    }
+    assert_eq!(added, 64, "64 app keys in all");
+    assert!(s.store.guest_invites.is_empty());
+    assert_eq!(
+        create(&mut s, 1),
+        Err(AppError::Limit(CredentialKind::Passcode)),
+        "an invite with every key slot taken"
+    );
+    assert!(s.store.guest_invites.is_empty());
 }
 
 #[test]
