@@ -1294,4 +1294,374 @@ pub(crate) mod tests {
             Err(ChannelError::Unauthenticated)
         );
     }
+
+    /// The frame types' bytes are the wire contract with every app in the
+    /// field: each parses back to its type, and no other byte parses.
+    #[test]
+    fn every_frame_type_has_its_wire_byte_and_no_other_byte_parses() {
+        let types = [
+            (FrameType::PairInit, 0x01),
+            (FrameType::PairReply, 0x02),
+            (FrameType::PairConfirm, 0x03),
+            (FrameType::PairDone, 0x04),
+            (FrameType::SessionInit, 0x10),
+            (FrameType::SessionAccept, 0x11),
+            (FrameType::Data, 0x20),
+            (FrameType::OneShot, 0x30),
+            (FrameType::Error, 0x7F),
+        ];
+        for (kind, byte) in types {
+            let frame = encode_plain(kind, &[0xAA]);
+            assert_eq!(frame[1], byte, "{kind:?}");
+            let parsed = Frame::parse(&frame).expect("parses");
+            assert_eq!((parsed.kind, parsed.body), (kind, &[0xAA][..]), "{kind:?}");
+        }
+        for byte in 0..=u8::MAX {
+            if types.iter().any(|&(_, b)| b == byte) {
+                continue;
+            }
+            let mut frame = encode_plain(FrameType::Data, &[0xAA]);
+            frame[1] = byte;
+            assert_eq!(
+                Frame::parse(&frame),
+                Err(ChannelError::UnexpectedFrame(byte)),
+                "byte {byte:#04x}"
+            );
+        }
+    }
+
+    /// Error codes are the other half of the wire contract: the byte of
+    /// each decodes to it, and a byte no code has decodes to nothing.
+    #[test]
+    fn every_error_code_round_trips_through_its_byte() {
+        use ErrorCode::*;
+        let codes = [
+            (MalformedFrame, 0x01),
+            (UnsupportedVersion, 0x02),
+            (UnexpectedFrame, 0x03),
+            (TooLarge, 0x04),
+            (Replay, 0x05),
+            (OutOfOrder, 0x06),
+            (Unauthenticated, 0x07),
+            (SessionClosed, 0x08),
+            (IdleTimeout, 0x09),
+            (CounterExhausted, 0x0A),
+            (BadFragment, 0x0B),
+            (PairingModeInactive, 0x10),
+            (UnknownKey, 0x12),
+            (CodeExpired, 0x13),
+            (CodeAttemptsExhausted, 0x14),
+            (CodeAlreadyRedeemed, 0x15),
+            (UnknownCode, 0x16),
+            (Forbidden, 0x20),
+            (OutsideValidity, 0x21),
+            (ClockUnknown, 0x22),
+            (MalformedCommand, 0x23),
+            (UnsupportedCommandVersion, 0x24),
+            (UnknownCommand, 0x25),
+            (Stale, 0x26),
+            (Refused, 0x30),
+        ];
+        for (code, byte) in codes {
+            assert_eq!(code as u8, byte, "{code:?}");
+            assert_eq!(ErrorCode::from_u8(byte), Some(code), "{byte:#04x}");
+            // As the app sees it: an error frame refusing a handshake.
+            assert_eq!(
+                Frame::parse_as(&error_frame(code), FrameType::PairReply),
+                Err(ChannelError::PeerError(code))
+            );
+        }
+        for byte in (0..=u8::MAX).filter(|b| codes.iter().all(|&(_, c)| c != *b)) {
+            assert_eq!(ErrorCode::from_u8(byte), None, "{byte:#04x}");
+        }
+    }
+
+    /// The largest message (4,096 bytes) sealed one-shot is the largest
+    /// frame (4,164 bytes, what the app and the reassembler size for); it
+    /// parses, crosses the air in fragments and opens. One byte more is
+    /// refused at each step, before any work.
+    #[test]
+    fn the_largest_message_fills_the_largest_frame_and_one_byte_more_is_refused() {
+        assert_eq!((MAX_BODY, MAX_FRAME), (4_152, 4_164));
+        let (lock, app) = pair();
+        let largest = vec![0x5A; MAX_PLAINTEXT];
+        let frame = seal_oneshot(
+            &app,
+            &lock.public(),
+            OneShotDirection::AppToLock,
+            1,
+            &largest,
+            &mut OsRng,
+        )
+        .expect("the largest message seals");
+        assert_eq!(frame.len(), MAX_FRAME);
+        assert_eq!(Frame::parse(&frame).expect("parses").body.len(), MAX_BODY);
+        for mtu in [MIN_ATT_MTU, MAX_ATT_MTU] {
+            let mut r = Reassembler::new(mtu).expect("mtu");
+            let mut whole = None;
+            for f in fragment(&frame, mtu).expect("fragments") {
+                whole = r.push(&f).expect("in order");
+            }
+            assert_eq!(whole.as_deref(), Some(&frame[..]), "mtu {mtu}");
+        }
+        let (_, opened) = open_oneshot(
+            &lock,
+            &app.public(),
+            OneShotDirection::AppToLock,
+            None,
+            &frame,
+        )
+        .expect("opens");
+        assert_eq!(opened.as_slice(), &largest[..]);
+
+        let too_large = vec![0x5A; MAX_PLAINTEXT + 1];
+        assert_eq!(
+            seal_oneshot(
+                &app,
+                &lock.public(),
+                OneShotDirection::AppToLock,
+                2,
+                &too_large,
+                &mut OsRng,
+            ),
+            Err(ChannelError::TooLarge {
+                what: "message",
+                got: MAX_PLAINTEXT + 1,
+                max: MAX_PLAINTEXT
+            })
+        );
+        let mut long = frame.clone();
+        long.push(0);
+        assert_eq!(
+            Frame::parse(&long),
+            Err(ChannelError::TooLarge {
+                what: "frame",
+                got: MAX_FRAME + 1,
+                max: MAX_FRAME
+            })
+        );
+        assert_eq!(
+            fragment(&long, MAX_ATT_MTU),
+            Err(FragmentError::TooLarge {
+                got: MAX_FRAME + 1,
+                max: MAX_FRAME
+            })
+        );
+
+        // In a session: the largest message seals and opens, one more not.
+        let now = Instant::from_millis(1_000);
+        let (mut lock_s, mut app_s) = sessions(now);
+        let sealed = app_s.seal(now, &largest).expect("seal");
+        assert_eq!(lock_s.open(now, &sealed).expect("open"), largest);
+        assert!(matches!(
+            app_s.seal(now, &too_large),
+            Err(ChannelError::TooLarge { .. })
+        ));
+    }
+
+    /// Each malformation alone is refused with its own error; a frame at
+    /// each bound parses.
+    #[test]
+    fn a_frame_is_refused_for_each_malformation_alone() {
+        let good = encode_plain(FrameType::PairInit, &[1, 2, 3]);
+        assert!(Frame::parse(&good).is_ok());
+        // The header alone is a frame with an empty body; one byte less is not.
+        let empty = encode_plain(FrameType::PairDone, &[]);
+        assert_eq!(empty.len(), HEADER_LEN);
+        assert_eq!(Frame::parse(&empty).expect("header only").body, b"");
+        assert!(matches!(
+            Frame::parse(&empty[..HEADER_LEN - 1]),
+            Err(ChannelError::Malformed { got: 11, .. })
+        ));
+        let mut v = good.clone();
+        v[0] = VERSION + 1;
+        assert_eq!(
+            Frame::parse(&v),
+            Err(ChannelError::UnsupportedVersion(VERSION + 1))
+        );
+        for delta in [-1i32, 1] {
+            let mut l = good.clone();
+            l[11] = (3 + delta) as u8;
+            assert!(
+                matches!(Frame::parse(&l), Err(ChannelError::Malformed { .. })),
+                "length field {delta:+}"
+            );
+        }
+        // A counter on a handshake frame is refused; on sealed frames it is
+        // what they carry.
+        let counted = |kind| {
+            let mut f = encode_plain(kind, &[0; 20]);
+            f[9] = 5;
+            f
+        };
+        for kind in [
+            FrameType::PairInit,
+            FrameType::SessionInit,
+            FrameType::Error,
+        ] {
+            assert!(
+                matches!(
+                    Frame::parse(&counted(kind)),
+                    Err(ChannelError::Malformed { .. })
+                ),
+                "{kind:?}"
+            );
+        }
+        for kind in [FrameType::Data, FrameType::OneShot] {
+            assert_eq!(Frame::parse(&counted(kind)).expect("sealed").counter, 5);
+        }
+        // parse_as: the wrong type, and error frames that are not one known code.
+        assert_eq!(
+            Frame::parse_as(&good, FrameType::SessionInit),
+            Err(ChannelError::UnexpectedFrame(0x01))
+        );
+        let two = encode_plain(FrameType::Error, &[0x07, 0x07]);
+        assert!(matches!(
+            Frame::parse_as(&two, FrameType::PairReply),
+            Err(ChannelError::Malformed { .. })
+        ));
+        let unknown = encode_plain(FrameType::Error, &[0x11]);
+        assert_eq!(
+            Frame::parse_as(&unknown, FrameType::PairReply),
+            Err(ChannelError::UnexpectedFrame(0x7F))
+        );
+        // Asked for an error frame, one is returned as a frame.
+        let refusal = error_frame(ErrorCode::Forbidden);
+        let f = Frame::parse_as(&refusal, FrameType::Error).expect("an error frame");
+        assert_eq!((f.kind, f.body), (FrameType::Error, &[0x20][..]));
+    }
+
+    /// The fragment layout on the air, and each broken fragment refused
+    /// alone with the partial frame dropped (the next frame reassembles).
+    #[test]
+    fn fragments_have_their_layout_and_each_broken_one_is_refused_alone() {
+        assert_eq!(fragment(&[1], 22), Err(FragmentError::BadMtu(22)));
+        assert_eq!(fragment(&[1], 518), Err(FragmentError::BadMtu(518)));
+        assert!(matches!(
+            Reassembler::new(518),
+            Err(FragmentError::BadMtu(518))
+        ));
+        assert_eq!(
+            fragment(&[], 23),
+            Err(FragmentError::TooLarge {
+                got: 0,
+                max: MAX_FRAME
+            })
+        );
+        // 100 bytes at MTU 23 (20 bytes an ATT write): 17 in the first
+        // after its flags and total, then 19 a fragment: 17 + 4 × 19 + 7.
+        let frame: Vec<u8> = (0..100u8).collect();
+        let frags = fragment(&frame, 23).expect("fragments");
+        let lens: Vec<usize> = frags.iter().map(Vec::len).collect();
+        assert_eq!(lens, [20, 20, 20, 20, 20, 8]);
+        assert_eq!(frags[0][..4], [0x80, 0, 100, 0]);
+        assert_eq!(frags[1][..2], [0x01, 17]);
+        assert_eq!(frags[5][..2], [0x40 | 5, 93]);
+        // One fragment only: first and last.
+        assert_eq!(fragment(&[9, 8], 23), Ok(vec![vec![0xC0, 0, 2, 9, 8]]));
+        // At the largest MTU a write carries 514 bytes.
+        let big = vec![7u8; 1_000];
+        let lens: Vec<usize> = fragment(&big, 517)
+            .expect("fragments")
+            .iter()
+            .map(Vec::len)
+            .collect();
+        assert_eq!(lens, [514, 490]); // 511 after the first's header, 489 + 1
+
+        let mut r = Reassembler::with_limit(23, 50).expect("mtu");
+        let mut refused = |r: &mut Reassembler, frag: &[u8], want: FragmentError| {
+            assert_eq!(r.push(frag), Err(want.clone()), "{frag:?}");
+            assert!(!r.in_progress(), "{want:?} dropped the partial frame");
+        };
+        refused(
+            &mut r,
+            &[0u8; 21],
+            FragmentError::FragmentTooLong { got: 21, max: 20 },
+        );
+        refused(&mut r, &[], FragmentError::Malformed("empty fragment"));
+        refused(
+            &mut r,
+            &[0x81, 0, 5, 1],
+            FragmentError::Sequence {
+                got: 1,
+                expected: 0,
+            },
+        );
+        refused(
+            &mut r,
+            &[0x80, 0],
+            FragmentError::Malformed("first fragment lacks the total length"),
+        );
+        refused(
+            &mut r,
+            &[0xC0, 0, 0],
+            FragmentError::Malformed("total length is zero"),
+        );
+        refused(
+            &mut r,
+            &[0x80, 0, 51, 1],
+            FragmentError::TooLarge { got: 51, max: 50 },
+        );
+        refused(
+            &mut r,
+            &[0x41, 1],
+            FragmentError::Malformed("continuation fragment without a first fragment"),
+        );
+        let first = [0x80, 0, 5, 1, 2];
+        assert_eq!(r.push(&first), Ok(None));
+        assert!(r.in_progress());
+        refused(
+            &mut r,
+            &first,
+            FragmentError::Malformed("a new frame started before the previous one ended"),
+        );
+        r.push(&first).expect("first");
+        refused(
+            &mut r,
+            &[0x42, 3],
+            FragmentError::Sequence {
+                got: 2,
+                expected: 1,
+            },
+        );
+        r.push(&first).expect("first");
+        refused(
+            &mut r,
+            &[0x01],
+            FragmentError::Malformed("empty middle fragment"),
+        );
+        r.push(&first).expect("first");
+        refused(
+            &mut r,
+            &[0x41, 3, 4, 5, 6],
+            FragmentError::Malformed("fragments exceed the announced total length"),
+        );
+        r.push(&first).expect("first");
+        refused(
+            &mut r,
+            &[0x41, 3],
+            FragmentError::Malformed("last fragment arrived before the announced length"),
+        );
+        // The largest frame the limit allows, in 3 fragments, then a frame
+        // whose last fragment is empty.
+        let fifty: Vec<u8> = (0..50).collect();
+        let mut out = None;
+        for f in fragment(&fifty, 23).expect("fragments") {
+            out = r.push(&f).expect("in order");
+        }
+        assert_eq!(out, Some(fifty));
+        assert_eq!(r.push(&[0x80, 0, 2, 1, 2]), Ok(None));
+        assert_eq!(r.push(&[0x41]), Ok(Some(vec![1, 2])));
+        assert!(!r.in_progress());
+        // A limit above the protocol's is the protocol's.
+        let mut r = Reassembler::with_limit(23, usize::MAX).expect("mtu");
+        let total = (MAX_FRAME + 1) as u16;
+        assert_eq!(
+            r.push(&[0x80, (total >> 8) as u8, total as u8, 0]),
+            Err(FragmentError::TooLarge {
+                got: MAX_FRAME + 1,
+                max: MAX_FRAME
+            })
+        );
+    }
 }
