@@ -29,6 +29,10 @@
 //! * `engine`: `Engine::handle` of the ✓ alone (same 50 codes, anti-peep
 //!   MAC over the input, the actions that drive the motor), no IO.
 //!
+//! * `loaded`: the tmpfs daemon beside one busy process per core, at the
+//!   default priority, at nice -5 and as SCHED_FIFO 1: how much of the
+//!   tail is the scheduler, and what a unit's priority would buy back.
+//!
 //! p50 / p99 / max per variant. Nothing is asserted on time.
 //!
 //! Run: `cargo bench --bench unlock_latency` (`UNLOCK_RUNS=N` to change
@@ -306,8 +310,103 @@ fn main() {
         report("  tmpfs: ✓ -> published unlock (step done)", published);
     }
 
+    if shm.is_dir() {
+        loaded_unlocks(shm, runs);
+    }
+
     report(
         "unlock_latency: engine only, Engine::handle(✓) with 50 codes",
         engine_unlocks(runs),
     );
+}
+
+/// The nice value tried beside the busy processes: a CFS weight of 3:1 over
+/// a default process.
+const RAISED_NICE: i32 = -5;
+
+/// One busy process per core at the default priority: what a lock's other
+/// work (an update installing, a log upload) does to the unlock path.
+struct BusyNeighbours(Vec<std::process::Child>);
+
+impl BusyNeighbours {
+    fn start() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        Self(
+            (0..cores)
+                .map(|_| {
+                    std::process::Command::new("sh")
+                        .args(["-c", "while :; do :; done"])
+                        .spawn()
+                        .expect("a busy neighbour")
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Drop for BusyNeighbours {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The calling thread's scheduling, inherited by the threads it creates
+/// after (the runtime, the store and motor threads): what a unit's `Nice=`
+/// or `CPUSchedulingPolicy=` would give the daemon.
+#[derive(Clone, Copy, Debug)]
+enum Sched {
+    Nice(i32),
+    Fifo(i32),
+}
+
+impl Sched {
+    fn apply(self) -> std::io::Result<()> {
+        // SAFETY: both calls act on the calling thread (0) and read only
+        // the parameter struct passed by reference.
+        let rc = unsafe {
+            match self {
+                Sched::Nice(n) => {
+                    let p = libc::sched_param { sched_priority: 0 };
+                    libc::sched_setscheduler(0, libc::SCHED_OTHER, &p);
+                    libc::setpriority(libc::PRIO_PROCESS, 0, n)
+                }
+                Sched::Fifo(prio) => {
+                    let p = libc::sched_param {
+                        sched_priority: prio,
+                    };
+                    libc::sched_setscheduler(0, libc::SCHED_FIFO, &p)
+                }
+            }
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+}
+
+/// The tmpfs daemon beside one busy process per core, at the default
+/// priority, at a raised nice value and as a real-time (SCHED_FIFO 1)
+/// process: how much of the tail is the scheduler, and what each would buy.
+/// Raising a priority needs CAP_SYS_NICE; without it a line says so.
+fn loaded_unlocks(shm: &Path, runs: usize) {
+    let neighbours = BusyNeighbours::start();
+    let n = neighbours.0.len();
+    for sched in [Sched::Nice(0), Sched::Nice(RAISED_NICE), Sched::Fifo(1)] {
+        if let Err(e) = sched.apply() {
+            println!("unlock_latency: {sched:?} skipped: {e} (needs CAP_SYS_NICE)");
+            continue;
+        }
+        let (motor, _) = daemon_unlocks(shm, runs);
+        println!("unlock_latency: tmpfs daemon as {sched:?} beside {n} busy processes (nice 0)");
+        report(&format!("  loaded, {sched:?}: ✓ -> motor driven"), motor);
+    }
+    Sched::Nice(0)
+        .apply()
+        .expect("back to the default scheduling");
+    drop(neighbours);
 }
