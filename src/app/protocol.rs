@@ -1664,4 +1664,130 @@ pub(crate) mod tests {
             })
         );
     }
+
+    /// The session handshake's frames have their exact sizes; a short or
+    /// long one, a tampered confirmation or an accept with a counter is
+    /// refused, each alone.
+    #[test]
+    fn session_handshake_frames_are_exact_and_each_bad_one_is_refused() {
+        let now = Instant::from_millis(1_000);
+        let (lock, app) = pair();
+        let (_, init) = AppSessionStart::new(&app, lock.public(), &mut OsRng);
+        assert_eq!(init.len(), HEADER_LEN + SESSION_INIT_BODY);
+        assert_eq!(SESSION_INIT_BODY, 40);
+        let parsed = SessionInit::parse(&init).expect("parses");
+        assert_eq!(parsed.key_id, app.key_id());
+        for body in [SESSION_INIT_BODY - 1, SESSION_INIT_BODY + 1] {
+            let f = encode_plain(FrameType::SessionInit, &vec![1; body]);
+            assert!(
+                matches!(SessionInit::parse(&f), Err(ChannelError::Malformed { .. })),
+                "{body}-byte body"
+            );
+        }
+        assert_eq!(
+            SessionInit::parse(&encode_plain(FrameType::PairInit, &[1; 40])),
+            Err(ChannelError::UnexpectedFrame(0x01))
+        );
+
+        // The app's end of one attempt; `finish` takes it.
+        let attempt = |accept_of: &dyn Fn(Vec<u8>) -> Vec<u8>| {
+            let (start, init) = AppSessionStart::new(&app, lock.public(), &mut OsRng);
+            let parsed = SessionInit::parse(&init).expect("parses");
+            let (_, accept) = accept_session(
+                &lock,
+                &parsed,
+                &app.public(),
+                &mut OsRng,
+                now,
+                DEFAULT_IDLE_TIMEOUT,
+            )
+            .expect("accept");
+            assert_eq!(accept.len(), HEADER_LEN + SESSION_ACCEPT_BODY);
+            start
+                .finish(&app, &accept_of(accept), now, DEFAULT_IDLE_TIMEOUT)
+                .map(|s| s.side())
+        };
+        assert_eq!(attempt(&|a| a), Ok(Side::App));
+        for at in [
+            HEADER_LEN,
+            HEADER_LEN + KEY_LEN,
+            HEADER_LEN + SESSION_ACCEPT_BODY - 1,
+        ] {
+            let r = attempt(&|mut a| {
+                a[at] ^= 1;
+                a
+            });
+            // A flipped bit of the lock's ephemeral key may make it a weak
+            // key; either way the session is refused.
+            assert!(
+                matches!(
+                    r,
+                    Err(ChannelError::Unauthenticated | ChannelError::WeakKey)
+                ),
+                "bit flipped at {at}: {r:?}"
+            );
+        }
+        let short = attempt(&|mut a| {
+            a.pop();
+            a[11] -= 1;
+            a
+        });
+        assert!(
+            matches!(short, Err(ChannelError::Malformed { .. })),
+            "{short:?}"
+        );
+        let long = attempt(&|mut a| {
+            a.push(0);
+            a[11] += 1;
+            a
+        });
+        assert!(
+            matches!(long, Err(ChannelError::Malformed { .. })),
+            "{long:?}"
+        );
+    }
+
+    /// A session's counters, sides, deadline and close, as its callers
+    /// (the connection's timer, the app) read them.
+    #[test]
+    fn a_session_keeps_its_counters_and_deadline_and_refuses_after_close() {
+        let t0 = Instant::from_millis(1_000);
+        let (mut lock, mut app) = sessions(t0);
+        assert_eq!((lock.side(), app.side()), (Side::Lock, Side::App));
+        assert_eq!(lock.deadline(), Some(t0 + DEFAULT_IDLE_TIMEOUT));
+        let t1 = t0 + Duration::from_secs(5);
+        let f = app.seal(t1, b"one").expect("seal");
+        assert_eq!((app.send_counter(), app.recv_counter()), (1, 0));
+        assert_eq!(app.deadline(), Some(t1 + DEFAULT_IDLE_TIMEOUT));
+        // A refused frame does not keep the session alive.
+        let mut forged = f.clone();
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        assert_eq!(lock.open(t1, &forged), Err(ChannelError::Unauthenticated));
+        assert_eq!(lock.deadline(), Some(t0 + DEFAULT_IDLE_TIMEOUT));
+        assert_eq!(lock.open(t1, &f).expect("open"), b"one");
+        assert_eq!((lock.send_counter(), lock.recv_counter()), (0, 1));
+        assert_eq!(lock.deadline(), Some(t1 + DEFAULT_IDLE_TIMEOUT));
+        // An empty message is a bare tag; a body shorter than a tag or
+        // longer than the largest message is malformed.
+        let empty = app.seal(t1, b"").expect("seal");
+        assert_eq!(empty.len(), HEADER_LEN + TAG_LEN);
+        assert_eq!(lock.open(t1, &empty).expect("open"), b"");
+        for body in [TAG_LEN - 1, MAX_PLAINTEXT + TAG_LEN + 1] {
+            let mut f = encode_plain(FrameType::Data, &vec![0; body]);
+            f[9] = 2;
+            assert!(
+                matches!(lock.open(t1, &f), Err(ChannelError::Malformed { .. })),
+                "{body}-byte body"
+            );
+        }
+        assert_eq!(lock.recv_counter(), 2);
+        assert!(!lock.is_closed());
+        lock.close();
+        assert!(lock.is_closed());
+        assert_eq!(lock.deadline(), None);
+        let g = app.seal(t1, b"two").expect("seal");
+        assert_eq!(lock.open(t1, &g), Err(ChannelError::SessionClosed));
+        assert_eq!(lock.seal(t1, b"x"), Err(ChannelError::SessionClosed));
+    }
 }
