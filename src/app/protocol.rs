@@ -1790,4 +1790,79 @@ pub(crate) mod tests {
         assert_eq!(lock.open(t1, &g), Err(ChannelError::SessionClosed));
         assert_eq!(lock.seal(t1, b"x"), Err(ChannelError::SessionClosed));
     }
+
+    /// A one-shot frame's layout (the broker sees the sender's key id and
+    /// nothing else in clear), each short or foreign frame refused, and the
+    /// counter compared with the last accepted one at its bound.
+    #[test]
+    fn a_oneshot_is_refused_when_short_foreign_or_not_above_the_last_counter() {
+        let (lock, app) = pair();
+        let seal = |counter, msg: &[u8]| {
+            seal_oneshot(
+                &app,
+                &lock.public(),
+                OneShotDirection::AppToLock,
+                counter,
+                msg,
+                &mut OsRng,
+            )
+            .expect("seal")
+        };
+        let open = |last, f: &[u8]| {
+            open_oneshot(&lock, &app.public(), OneShotDirection::AppToLock, last, f)
+        };
+        let f = seal(9, b"unlock");
+        assert_eq!(f.len(), HEADER_LEN + 8 + KEY_LEN + 6 + TAG_LEN);
+        assert_eq!(
+            f[..HEADER_LEN],
+            header(FrameType::OneShot, 9, f.len() - HEADER_LEN)
+        );
+        assert_eq!(f[HEADER_LEN..HEADER_LEN + 8], app.key_id().0);
+        // At the bound: the last accepted counter is refused, one below opens.
+        assert_eq!(
+            open(Some(9), &f),
+            Err(ChannelError::Replay {
+                got: 9,
+                expected: 10
+            })
+        );
+        assert_eq!(open(Some(8), &f).expect("opens"), (9, b"unlock".to_vec()));
+        assert_eq!(open(None, &f).expect("opens").0, 9);
+        // An empty message is the shortest frame; a byte less is malformed.
+        let empty = seal(10, b"");
+        assert_eq!(oneshot_sender(&empty), Ok(app.key_id()));
+        assert_eq!(open(Some(9), &empty).expect("opens"), (10, vec![]));
+        let mut short = empty.clone();
+        short.pop();
+        short[11] -= 1;
+        assert!(matches!(
+            oneshot_sender(&short),
+            Err(ChannelError::Malformed { .. })
+        ));
+        assert!(matches!(
+            open(None, &short),
+            Err(ChannelError::Malformed { .. })
+        ));
+        // Sealed by someone else's key for this lock: refused before any work.
+        let stranger = StaticKeypair::generate(&mut OsRng);
+        let foreign = seal_oneshot(
+            &stranger,
+            &lock.public(),
+            OneShotDirection::AppToLock,
+            11,
+            b"unlock",
+            &mut OsRng,
+        )
+        .expect("seal");
+        assert_eq!(open(None, &foreign), Err(ChannelError::Unauthenticated));
+        // The stranger's frame carrying the app's key id: the AEAD refuses.
+        let mut claimed = foreign.clone();
+        claimed[HEADER_LEN..HEADER_LEN + 8].copy_from_slice(&app.key_id().0);
+        assert_eq!(open(None, &claimed), Err(ChannelError::Unauthenticated));
+        // A session data frame is not a one-shot.
+        assert_eq!(
+            oneshot_sender(&encode_plain(FrameType::Data, &[0; 60])),
+            Err(ChannelError::UnexpectedFrame(0x20))
+        );
+    }
 }
