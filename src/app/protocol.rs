@@ -1688,6 +1688,21 @@ pub(crate) mod tests {
             SessionInit::parse(&encode_plain(FrameType::PairInit, &[1; 40])),
             Err(ChannelError::UnexpectedFrame(0x01))
         );
+        // A low-order ephemeral key (all zeros) would make the shared secret
+        // known to anyone: refused, and told to the app as unauthenticated.
+        let weak =
+            SessionInit::parse(&SessionInit::encode(&app.key_id(), &[0; KEY_LEN])).expect("parses");
+        let refused = accept_session(
+            &lock,
+            &weak,
+            &app.public(),
+            &mut OsRng,
+            now,
+            DEFAULT_IDLE_TIMEOUT,
+        )
+        .map(|_| ());
+        assert_eq!(refused, Err(ChannelError::WeakKey));
+        assert_eq!(ChannelError::WeakKey.code(), ErrorCode::Unauthenticated);
 
         // The app's end of one attempt; `finish` takes it.
         let attempt = |accept_of: &dyn Fn(Vec<u8>) -> Vec<u8>| {
@@ -1754,6 +1769,14 @@ pub(crate) mod tests {
         let t0 = Instant::from_millis(1_000);
         let (mut lock, mut app) = sessions(t0);
         assert_eq!((lock.side(), app.side()), (Side::Lock, Side::App));
+        // What a log shows of a session: its side and counters, no key.
+        let shown = format!("{lock:?}");
+        assert!(
+            shown
+                .starts_with("SecureSession { side: Lock, send_ctr: 0, recv_ctr: 0, closed: false"),
+            "{shown}"
+        );
+        assert!(!shown.contains("key"), "{shown}");
         assert_eq!(lock.deadline(), Some(t0 + DEFAULT_IDLE_TIMEOUT));
         let t1 = t0 + Duration::from_secs(5);
         let f = app.seal(t1, b"one").expect("seal");
