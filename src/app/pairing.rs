@@ -846,4 +846,73 @@ mod tests {
             Err(PairingError::CodeAttemptsExhausted)
         );
     }
+
+    /// The label's code is RFC 4648 base32 in groups of four: known answers
+    /// computed with Python's `base64.b32encode`, so a release that changed
+    /// the alphabet or the bit order could not pair with any printed label.
+    #[test]
+    fn codes_print_as_rfc4648_base32_known_answers() {
+        let cases: [([u8; CODE_BYTES], &str); 3] = [
+            (
+                core::array::from_fn(|i| i as u8),
+                "AAAQ-EAYE-AUDA-OCAJ-BIFQ-YDIO",
+            ),
+            ([0xFF; CODE_BYTES], "7777-7777-7777-7777-7777-7777"),
+            (
+                core::array::from_fn(|i| [0x12, 0x34][..].get(i).copied().unwrap_or(0xA5)),
+                "CI2K-LJNF-UWS2-LJNF-UWS2-LJNF",
+            ),
+        ];
+        for (bytes, text) in cases {
+            assert_eq!(VerificationCode::from_bytes(bytes).display().as_str(), text);
+            assert_eq!(
+                *VerificationCode::parse(text).expect("parses").to_bytes(),
+                bytes
+            );
+            let guest = GuestPairingCode::from_bytes(bytes);
+            assert_eq!(guest.display().as_str(), text);
+            assert_eq!(
+                *GuestPairingCode::parse(text).expect("parses").to_bytes(),
+                bytes
+            );
+        }
+        // Typed by a person: lower case, spaces, no dashes.
+        assert_eq!(
+            *VerificationCode::parse("ci2k ljnf uws2 ljnf uws2 ljnf")
+                .expect("parses")
+                .to_bytes(),
+            cases[2].0
+        );
+        assert_eq!(GuestPairingCode::from_bytes(cases[2].0).code_id(), 0x1234);
+        // One character short or long, and each character outside A–Z, 2–7.
+        assert_eq!(
+            VerificationCode::parse("AAAQEAYEAUDAOCAJBIFQYDI").map(|_| ()),
+            Err(CodeParseError::Length(23))
+        );
+        assert_eq!(
+            VerificationCode::parse("AAAQEAYEAUDAOCAJBIFQYDIOA").map(|_| ()),
+            Err(CodeParseError::Length(25))
+        );
+        for bad in ['0', '1', '8', '9', '=', 'É'] {
+            let text: String = std::iter::once(bad)
+                .chain("AAAQEAYEAUDAOCAJBIFQYDI".chars())
+                .collect();
+            assert_eq!(
+                VerificationCode::parse(&text).map(|_| ()),
+                Err(CodeParseError::Character(bad))
+            );
+        }
+    }
+
+    /// Neither code shows in a log: only the guest code's public id does.
+    #[test]
+    fn debug_forms_show_no_code() {
+        let code = VerificationCode::from_bytes([0xFF; CODE_BYTES]);
+        assert_eq!(format!("{code:?}"), "VerificationCode(..)");
+        assert_eq!(format!("{:?}", CurrentCode::new(code)), "CurrentCode(..)");
+        let guest = GuestPairingCode::from_bytes(core::array::from_fn(|i| {
+            [0x12, 0x34][..].get(i).copied().unwrap_or(0xA5)
+        }));
+        assert_eq!(format!("{guest:?}"), "GuestPairingCode(id 4660, ..)");
+    }
 }
