@@ -915,4 +915,100 @@ mod tests {
         }));
         assert_eq!(format!("{guest:?}"), "GuestPairingCode(id 4660, ..)");
     }
+
+    /// A pair-init names its kind in three bytes: owner `00 00 00`, guest
+    /// `01` and the code id; anything else is refused, as is a body of
+    /// another length.
+    #[test]
+    fn a_pair_init_is_read_by_its_kind_bytes_and_exact_length() {
+        let (s, e) = ([3; KEY_LEN], [4; KEY_LEN]);
+        let owner = PairRequest::encode(PairKind::Owner, &s, &e);
+        assert_eq!(owner.len(), 12 + PAIR_INIT_BODY);
+        assert_eq!(PAIR_INIT_BODY, 67);
+        assert_eq!(owner[12..15], [0, 0, 0]);
+        let r = PairRequest::parse(&owner).expect("parses");
+        assert_eq!((r.kind, r.app_public()), (PairKind::Owner, s));
+        let guest = PairRequest::encode(PairKind::Guest { code_id: 0x1234 }, &s, &e);
+        assert_eq!(guest[12..15], [1, 0x12, 0x34]);
+        assert_eq!(
+            PairRequest::parse(&guest).expect("parses").kind,
+            PairKind::Guest { code_id: 0x1234 }
+        );
+        let with_kind = |k: [u8; 3]| {
+            let mut f = owner.clone();
+            f[12..15].copy_from_slice(&k);
+            PairRequest::parse(&f).map(|r| r.kind)
+        };
+        assert_eq!(with_kind([0, 0, 1]), Err(PairingError::UnknownKind(0)));
+        assert_eq!(with_kind([2, 0, 0]), Err(PairingError::UnknownKind(2)));
+        assert_eq!(with_kind([1, 0, 0]), Ok(PairKind::Guest { code_id: 0 }));
+        for body in [PAIR_INIT_BODY - 1, PAIR_INIT_BODY + 1] {
+            let f = encode_plain(FrameType::PairInit, &vec![0; body]);
+            assert!(
+                matches!(
+                    PairRequest::parse(&f),
+                    Err(PairingError::Channel(ChannelError::Malformed { .. }))
+                ),
+                "{body}-byte body"
+            );
+        }
+    }
+
+    /// An invite's code lives 24 hours or to the end of the key's window,
+    /// whichever is first; it is refused once redeemed and at the attempt
+    /// limit, and its stored form carries everything back.
+    #[test]
+    fn an_invite_expires_is_spent_and_round_trips_through_its_record() {
+        let day = GUEST_CODE_TTL_SECS as i64;
+        assert_eq!(day, 86_400);
+        let (long, code) =
+            GuestInvite::create(7, WallTime(0), WallTime(10 * day), WallTime(50), &mut OsRng);
+        assert_eq!(long.code_expires_at, WallTime(50 + day));
+        assert_eq!(code.to_bytes()[2..], *long.secret_bytes());
+        assert_eq!(long.check_redeemable(Some(WallTime(50 + day - 1))), Ok(()));
+        let mut invite = long.clone();
+        invite.attempts = limits::GUEST_CODE_ATTEMPTS - 1;
+        assert_eq!(invite.check_redeemable(Some(WallTime(60))), Ok(()));
+        invite.redeemed = true;
+        assert_eq!(
+            invite.check_redeemable(Some(WallTime(60))),
+            Err(PairingError::CodeAlreadyRedeemed)
+        );
+        let stored = long.to_stored();
+        assert_eq!(stored.code_id, 7);
+        assert_eq!(stored.secret, *long.secret_bytes());
+        assert_eq!(
+            (stored.validity.from, stored.validity.until),
+            (Some(WallTime(0)), Some(WallTime(10 * day)))
+        );
+        assert_eq!(stored.code_expires_at, WallTime(50 + day));
+        // The engine counted this attempt before handing the record back.
+        let counted = crate::core::types::GuestInvite {
+            attempts: 3,
+            ..stored.clone()
+        };
+        let back = GuestInvite::from_counted(&counted).expect("a closed window");
+        assert_eq!((back.code_id, back.attempts, back.redeemed), (7, 2, false));
+        assert_eq!(*back.secret_bytes(), *long.secret_bytes());
+        assert_eq!(
+            (
+                back.key_valid_from,
+                back.key_valid_until,
+                back.code_expires_at
+            ),
+            (WallTime(0), WallTime(10 * day), WallTime(50 + day))
+        );
+        let open_ended = crate::core::types::GuestInvite {
+            validity: crate::core::time::Validity {
+                until: None,
+                ..stored.validity
+            },
+            ..stored
+        };
+        assert!(GuestInvite::from_counted(&open_ended).is_none());
+        // What a log shows: no secret.
+        let shown = format!("{long:?}");
+        assert!(shown.starts_with("GuestInvite { code_id: 7,"), "{shown}");
+        assert!(!shown.contains("secret"), "{shown}");
+    }
 }
