@@ -1011,4 +1011,209 @@ mod tests {
         assert!(shown.starts_with("GuestInvite { code_id: 7,"), "{shown}");
         assert!(!shown.contains("secret"), "{shown}");
     }
+
+    /// Owner pairing end to end in the library (the BLE tests drive it
+    /// over GATT): each refusal alone — outside pairing mode, a guest
+    /// request, a wrong code, a short or tampered confirmation — and the
+    /// key stored on success is the app's, under its own id.
+    #[test]
+    fn owner_pairing_refuses_each_fault_alone_and_stores_the_apps_key() {
+        use crate::app::client::{AppPairing, PairingSecret};
+        let lock = StaticKeypair::generate(&mut OsRng);
+        let app = StaticKeypair::generate(&mut OsRng);
+        let code = VerificationCode::generate(&mut OsRng);
+        let now = Instant::from_millis(5);
+        let start = |secret| AppPairing::start(&app, secret, &mut OsRng);
+
+        let (_, init) = start(PairingSecret::Owner(code.clone()));
+        let req = PairRequest::parse(&init).expect("parses");
+        assert_eq!(
+            LockPairing::respond_owner(&req, false, &code, &lock, &mut OsRng).map(|_| ()),
+            Err(PairingError::PairingModeInactive)
+        );
+        let guest_code = GuestPairingCode::from_bytes([1; CODE_BYTES]);
+        let (_, guest_init) = start(PairingSecret::Guest(guest_code));
+        let guest_req = PairRequest::parse(&guest_init).expect("parses");
+        assert_eq!(
+            LockPairing::respond_owner(&guest_req, true, &code, &lock, &mut OsRng).map(|_| ()),
+            Err(PairingError::KindMismatch {
+                got: PairKind::Guest { code_id: 0x0101 }
+            })
+        );
+
+        // The app holding the right code.
+        let (pairing, init) = start(PairingSecret::Owner(code.clone()));
+        let req = PairRequest::parse(&init).expect("parses");
+        let (lp, reply) =
+            LockPairing::respond_owner(&req, true, &code, &lock, &mut OsRng).expect("reply");
+        assert_eq!(reply.len(), 12 + PAIR_REPLY_BODY);
+        assert_eq!(reply[12..12 + KEY_LEN], lock.public());
+        let (sent, confirm) = pairing.on_reply(&app, &reply).expect("confirm");
+        let (paired, done) = lp.finish_owner(&confirm, now).expect("paired");
+        assert_eq!(
+            paired,
+            PairedKey {
+                kind: PairKind::Owner,
+                app_public: app.public(),
+                key_id: app.key_id(),
+                paired_at: now,
+            }
+        );
+        let mut forged_done = done.clone();
+        forged_done[20] ^= 1;
+        let mut short_done = done.clone();
+        short_done.pop();
+        short_done[11] -= 1;
+        let locked = sent.on_done(&done).expect("the app trusts the lock");
+        assert_eq!(locked.lock_public, lock.public());
+        assert_eq!(locked.lock_key_id, lock.key_id());
+
+        // The app's later attempts: the done frame forged or short.
+        for (bad, want_malformed) in [(forged_done, false), (short_done, true)] {
+            let (pairing, init) = start(PairingSecret::Owner(code.clone()));
+            let req = PairRequest::parse(&init).expect("parses");
+            let (lp, reply) =
+                LockPairing::respond_owner(&req, true, &code, &lock, &mut OsRng).expect("reply");
+            let (sent, confirm) = pairing.on_reply(&app, &reply).expect("confirm");
+            lp.finish_owner(&confirm, now).expect("paired");
+            let r = sent.on_done(&bad).map(|_| ());
+            if want_malformed {
+                assert!(
+                    matches!(
+                        r,
+                        Err(PairingError::Channel(ChannelError::Malformed { .. }))
+                    ),
+                    "{r:?}"
+                );
+            } else {
+                assert_eq!(r, Err(PairingError::ConfirmationFailed));
+            }
+        }
+
+        // A wrong code, a short confirmation: refused by the lock.
+        let other = VerificationCode::generate(&mut OsRng);
+        let (pairing, init) = start(PairingSecret::Owner(other));
+        let req = PairRequest::parse(&init).expect("parses");
+        let (lp, reply) =
+            LockPairing::respond_owner(&req, true, &code, &lock, &mut OsRng).expect("reply");
+        let (_, confirm) = pairing.on_reply(&app, &reply).expect("confirm");
+        assert_eq!(
+            lp.finish_owner(&confirm, now).map(|_| ()),
+            Err(PairingError::ConfirmationFailed)
+        );
+        let (pairing, init) = start(PairingSecret::Owner(code.clone()));
+        let req = PairRequest::parse(&init).expect("parses");
+        let (lp, reply) =
+            LockPairing::respond_owner(&req, true, &code, &lock, &mut OsRng).expect("reply");
+        let (_, mut confirm) = pairing.on_reply(&app, &reply).expect("confirm");
+        confirm.pop();
+        confirm[11] -= 1;
+        assert!(matches!(
+            lp.finish_owner(&confirm, now),
+            Err(PairingError::Channel(ChannelError::Malformed { .. }))
+        ));
+    }
+
+    /// Guest redemption: the invite's id, its attempts (one spent per
+    /// reply, none for a refusal), its expiry and its single use.
+    #[test]
+    fn guest_redemption_spends_one_attempt_per_reply_and_the_code_once() {
+        use crate::app::client::{AppPairing, PairingSecret};
+        let lock = StaticKeypair::generate(&mut OsRng);
+        let app = StaticKeypair::generate(&mut OsRng);
+        let now = Instant::from_millis(5);
+        let (mut invite, code) = GuestInvite::create(
+            0x0042,
+            WallTime(0),
+            WallTime(1_000),
+            WallTime(10),
+            &mut OsRng,
+        );
+        let (mut other, _) = GuestInvite::create(
+            0x0043,
+            WallTime(0),
+            WallTime(1_000),
+            WallTime(10),
+            &mut OsRng,
+        );
+        let start = || AppPairing::start(&app, PairingSecret::Guest(code.clone()), &mut OsRng);
+
+        let (_, init) = start();
+        let req = PairRequest::parse(&init).expect("parses");
+        assert_eq!(
+            LockPairing::respond_guest(&req, &mut other, Some(WallTime(20)), &lock, &mut OsRng)
+                .map(|_| ()),
+            Err(PairingError::WrongInvite {
+                got: 0x0042,
+                expected: 0x0043
+            })
+        );
+        assert_eq!(
+            LockPairing::respond_guest(&req, &mut invite, Some(WallTime(1_000)), &lock, &mut OsRng)
+                .map(|_| ()),
+            Err(PairingError::CodeExpired)
+        );
+        assert_eq!(
+            (invite.attempts, other.attempts),
+            (0, 0),
+            "refusals spend nothing"
+        );
+        let owner_req = PairRequest::parse(&PairRequest::encode(
+            PairKind::Owner,
+            &[3; KEY_LEN],
+            &[4; KEY_LEN],
+        ))
+        .expect("parses");
+        assert_eq!(
+            LockPairing::respond_guest(
+                &owner_req,
+                &mut invite,
+                Some(WallTime(20)),
+                &lock,
+                &mut OsRng
+            )
+            .map(|_| ()),
+            Err(PairingError::KindMismatch {
+                got: PairKind::Owner
+            })
+        );
+
+        let (pairing, init) = start();
+        let req = PairRequest::parse(&init).expect("parses");
+        let (lp, reply) =
+            LockPairing::respond_guest(&req, &mut invite, Some(WallTime(20)), &lock, &mut OsRng)
+                .expect("reply");
+        assert_eq!(invite.attempts, 1);
+        let (sent, confirm) = pairing.on_reply(&app, &reply).expect("confirm");
+        assert_eq!(
+            LockPairing::respond_guest(&req, &mut invite, Some(WallTime(20)), &lock, &mut OsRng)
+                .map(|(lp, _)| lp.finish_guest(&confirm, &mut other, now).map(|_| ())),
+            Ok(Err(PairingError::WrongInvite {
+                got: 0x0042,
+                expected: 0x0043
+            }))
+        );
+        assert_eq!(invite.attempts, 2);
+        let (paired, done) = lp
+            .finish_guest(&confirm, &mut invite, now)
+            .expect("redeemed");
+        assert!(invite.redeemed);
+        assert_eq!(paired.kind, PairKind::Guest { code_id: 0x0042 });
+        assert_eq!(paired.app_public, app.public());
+        sent.on_done(&done).expect("the guest trusts the lock");
+
+        // Spent: a reply made before the redemption cannot finish again.
+        let (pairing, init) = start();
+        let req = PairRequest::parse(&init).expect("parses");
+        invite.redeemed = false;
+        let (lp, reply) =
+            LockPairing::respond_guest(&req, &mut invite, Some(WallTime(20)), &lock, &mut OsRng)
+                .expect("reply");
+        invite.redeemed = true;
+        let (_, confirm) = pairing.on_reply(&app, &reply).expect("confirm");
+        assert_eq!(
+            lp.finish_guest(&confirm, &mut invite, now).map(|_| ()),
+            Err(PairingError::CodeAlreadyRedeemed)
+        );
+    }
 }
