@@ -1569,7 +1569,7 @@ pub(crate) mod tests {
         assert_eq!(lens, [514, 490]); // 511 after the first's header, 489 + 1
 
         let mut r = Reassembler::with_limit(23, 50).expect("mtu");
-        let mut refused = |r: &mut Reassembler, frag: &[u8], want: FragmentError| {
+        let refused = |r: &mut Reassembler, frag: &[u8], want: FragmentError| {
             assert_eq!(r.push(frag), Err(want.clone()), "{frag:?}");
             assert!(!r.in_progress(), "{want:?} dropped the partial frame");
         };
