@@ -1653,6 +1653,22 @@ pub(crate) mod tests {
         assert_eq!(r.push(&[0x80, 0, 2, 1, 2]), Ok(None));
         assert_eq!(r.push(&[0x41]), Ok(Some(vec![1, 2])));
         assert!(!r.in_progress());
+        // What the app is told for each: too large, or a broken fragment.
+        assert_eq!(
+            FragmentError::TooLarge { got: 51, max: 50 }.code(),
+            ErrorCode::TooLarge
+        );
+        for e in [
+            FragmentError::BadMtu(22),
+            FragmentError::FragmentTooLong { got: 21, max: 20 },
+            FragmentError::Malformed("empty fragment"),
+            FragmentError::Sequence {
+                got: 2,
+                expected: 1,
+            },
+        ] {
+            assert_eq!(e.code(), ErrorCode::BadFragment, "{e:?}");
+        }
         // A limit above the protocol's is the protocol's.
         let mut r = Reassembler::with_limit(23, usize::MAX).expect("mtu");
         let total = (MAX_FRAME + 1) as u16;
