@@ -475,6 +475,31 @@ mod tests {
         assert_eq!(l.strikes(), 0);
     }
 
+    /// Once every strike has leaked nothing is pending (no wake-up on an
+    /// idle lock), and the next failure leaks a whole period after itself,
+    /// not on the old schedule (mutation testing: `strikes > 0` → `>=`
+    /// kept the old schedule, so a strike made just before its tick leaked
+    /// at once).
+    #[test]
+    fn a_failure_after_a_full_leak_waits_a_whole_period_of_its_own() {
+        let hour = 60 * MIN;
+        let mut l = Lockout::default();
+        l.fail(Instant(0), 1, P, true);
+        l.settle(Instant(4 * hour));
+        assert_eq!(l.strikes(), 0);
+        assert_eq!(l.record(Instant(4 * hour)).leak_in, None, "nothing pending");
+        // 7 h 59 min: just before the old schedule's next tick.
+        let t = Instant(8 * hour - MIN);
+        l.fail(t, 1, P, true);
+        l.settle(Instant(8 * hour));
+        assert_eq!(l.strikes(), 1, "the old schedule's tick leaks nothing");
+        assert_eq!(l.record(t).leak_in, Some(LEAK_EVERY));
+        l.settle(t.after(LEAK_EVERY - Duration::from_millis(1)));
+        assert_eq!(l.strikes(), 1);
+        l.settle(t.after(LEAK_EVERY));
+        assert_eq!(l.strikes(), 0);
+    }
+
     #[test]
     fn a_success_forgives_a_few_recent_failures_of_its_own_method() {
         let mut l = Lockout::default();
