@@ -517,6 +517,33 @@ mod tests {
         assert_eq!(l.strikes(), 1);
     }
 
+    /// At most FORGIVE_MAX strikes are forgiven however many small typos
+    /// came before; what is left still leaks on its schedule, and a
+    /// forgiveness that clears every strike leaves nothing pending.
+    #[test]
+    fn a_success_forgives_five_strikes_at_most_and_the_rest_still_leak() {
+        let mut l = Lockout::default();
+        for i in 0..6 {
+            // Counted, not locked: the check of the strikes alone.
+            l.fail(Instant(i), 1, P, false);
+        }
+        assert_eq!(l.strikes(), 6);
+        assert!(l.succeeded(Instant(10), P));
+        assert_eq!(l.strikes(), 6 - FORGIVE_MAX);
+        assert_eq!(
+            l.record(Instant(10)).leak_in,
+            Some(LEAK_EVERY - Duration::from_millis(10))
+        );
+        l.settle(Instant(0).after(LEAK_EVERY));
+        assert_eq!(l.strikes(), 0, "the strike left leaked on time");
+
+        let mut l = Lockout::default();
+        l.fail(Instant(0), 2, P, true);
+        assert!(l.succeeded(Instant(1), P));
+        assert_eq!(l.strikes(), 0);
+        assert_eq!(l.record(Instant(1)).leak_in, None, "nothing pending");
+    }
+
     #[test]
     fn record_round_trips_across_a_restart() {
         let mut l = Lockout::default();
