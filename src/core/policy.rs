@@ -436,6 +436,21 @@ mod tests {
         assert_eq!(l.strikes(), 0);
     }
 
+    /// A release reports whether anything was in force — strikes alone
+    /// count (the caller persists the cleared record only then) — and a
+    /// clean record has nothing to release.
+    #[test]
+    fn a_release_of_strikes_alone_is_something_and_of_nothing_is_not() {
+        let mut l = Lockout::default();
+        assert!(!l.release(Instant(0)));
+        l.fail(Instant(0), 2, P, true);
+        assert!(!l.is_locked(Instant(1)) && !l.keypad_disabled());
+        assert!(l.release(Instant(1)), "two strikes were in force");
+        assert_eq!(l.strikes(), 0);
+        assert_eq!(l.record(Instant(1)).leak_in, None);
+        assert!(!l.release(Instant(2)));
+    }
+
     #[test]
     fn a_padded_input_pays_for_every_window() {
         let mut l = Lockout::default();
