@@ -449,6 +449,18 @@ mod tests {
         assert_eq!(l.strikes(), 0);
         assert_eq!(l.record(Instant(1)).leak_in, None);
         assert!(!l.release(Instant(2)));
+
+        // The keypad disabled long ago, its strikes since leaked away: the
+        // release still has the keypad to give back.
+        let mut l = Lockout::default();
+        l.fail(Instant(0), STRIKES_PER_LEVEL * DISABLE_LEVEL, P, true);
+        assert!(l.keypad_disabled());
+        let later = Instant(0).after(LEAK_EVERY * (STRIKES_PER_LEVEL * DISABLE_LEVEL));
+        l.settle(later);
+        assert_eq!(l.strikes(), 0);
+        assert!(!l.is_locked(later) && l.keypad_disabled());
+        assert!(l.release(later), "the keypad was disabled");
+        assert!(!l.keypad_disabled());
     }
 
     #[test]

@@ -95,6 +95,12 @@ fn b10_5_lockout_alarm() {
 fn b10_6_factory_reset_erases_and_asks_the_direction_again() {
     let mut s = Sim::installed();
     s.add_passcode_user("2", "802468");
+    // Strikes against the old household are forgotten with it.
+    for _ in 0..2 {
+        s.input(Input::Touch);
+        s.press("111111✓");
+    }
+    assert_eq!(s.engine.status().strikes, 2);
     s.input(Input::PowerUp { set_held: true });
     s.expect_prompt(Prompt::FactoryResetRelease);
     s.expect_prompt(Prompt::FactoryResetConfirm);
@@ -110,6 +116,11 @@ fn b10_6_factory_reset_erases_and_asks_the_direction_again() {
     let done = s.position(|a| matches!(a, Action::Prompt(Prompt::FactoryResetDone, _)));
     assert!(persist < done);
     assert!(s.store.users.is_empty() && s.store.handing.is_none());
+    assert_eq!(
+        s.engine.status().strikes,
+        0,
+        "the strikes went with the reset"
+    );
     // The old codes are gone.
     s.press("✓1");
     s.press("✓");
