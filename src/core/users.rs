@@ -511,6 +511,11 @@ mod tests {
             seen.push((access.keys.len(), access.invites.len()));
         }
         assert_eq!(seen, vec![(2, 1), (1, 1), (1, 0), (0, 0)]);
+        // A guest's redemption finds its invite by the code's public id
+        // (the app channel's lookup before it answers the handshake).
+        access.apply(&[Change::PutGuestInvite(invite.clone())]);
+        assert_eq!(access.invite(9), Some(&invite));
+        assert_eq!(access.invite(8), None);
         assert!(!AppAccess::touched_by(&Change::PutUser(user(
             4,
             Role::User
