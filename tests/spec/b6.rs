@@ -577,6 +577,48 @@ fn invite(code_id: u16, from: i64, until: i64, expires: i64) -> GuestInvite {
     }
 }
 
+/// What the owner's app made lives in the store, and the engine reads it
+/// back at every start: a temporary code and an outstanding invite work
+/// after a restart (mutation testing: dropping either from the loaded
+/// directory left every test green).
+#[test]
+fn b6_6_temporary_codes_and_invites_work_after_a_restart() {
+    let mut s = Sim::installed();
+    let owner = s.owner();
+    s.app(
+        Channel::Ble,
+        owner,
+        AppCommand::AddTempPasscode {
+            digits: "470258".into(),
+            validity: Validity {
+                from: None,
+                until: Some(WallTime(WALL0 + 3600)),
+            },
+            one_time: false,
+        },
+    )
+    .expect("temp code");
+    s.app(
+        Channel::Ble,
+        owner,
+        AppCommand::CreateGuestInvite(invite(0x4242, WALL0, WALL0 + 7200, WALL0 + 3600)),
+    )
+    .expect("invite");
+    s.restart();
+    s.input(Input::Touch);
+    s.press("470258✓");
+    assert!(s.unlocked(), "the temporary code after a restart");
+    assert_eq!(
+        s.app(
+            Channel::Ble,
+            Principal::Invitee { code_id: 0x4242 },
+            AppCommand::GuestRedeemAttempt
+        ),
+        Ok(AppOk::Done),
+        "the invite after a restart"
+    );
+}
+
 #[test]
 fn b6_6_a_guest_invite_becomes_a_guest_key_in_its_slot_once() {
     let mut s = Sim::installed();
