@@ -1100,10 +1100,23 @@ pub(crate) mod tests {
     /// tests of what travels over one).
     pub(crate) fn sessions(now: Instant) -> (SecureSession, SecureSession) {
         let (lock, app) = pair();
-        let (start, init) = AppSessionStart::new(&app, lock.public(), &mut OsRng);
+        let (lock_s, app_s) = handshake(&lock, &app, now, |accept| accept);
+        (lock_s, app_s.expect("finish"))
+    }
+
+    /// One session handshake between `lock` and `app`, the accept frame
+    /// passed through `on_air` on its way to the app: the lock's session
+    /// and what the app made of the (perhaps altered) accept.
+    fn handshake(
+        lock: &StaticKeypair,
+        app: &StaticKeypair,
+        now: Instant,
+        on_air: impl FnOnce(Vec<u8>) -> Vec<u8>,
+    ) -> (SecureSession, Result<SecureSession, ChannelError>) {
+        let (start, init) = AppSessionStart::new(app, lock.public(), &mut OsRng);
         let parsed = SessionInit::parse(&init).expect("init parses");
         let (lock_s, accept) = accept_session(
-            &lock,
+            lock,
             &parsed,
             &app.public(),
             &mut OsRng,
@@ -1111,9 +1124,7 @@ pub(crate) mod tests {
             DEFAULT_IDLE_TIMEOUT,
         )
         .expect("accept");
-        let app_s = start
-            .finish(&app, &accept, now, DEFAULT_IDLE_TIMEOUT)
-            .expect("finish");
+        let app_s = start.finish(app, &on_air(accept), now, DEFAULT_IDLE_TIMEOUT);
         (lock_s, app_s)
     }
 
@@ -1720,23 +1731,14 @@ pub(crate) mod tests {
         assert_eq!(refused, Err(ChannelError::WeakKey));
         assert_eq!(ChannelError::WeakKey.code(), ErrorCode::Unauthenticated);
 
-        // The app's end of one attempt; `finish` takes it.
-        let attempt = |accept_of: &dyn Fn(Vec<u8>) -> Vec<u8>| {
-            let (start, init) = AppSessionStart::new(&app, lock.public(), &mut OsRng);
-            let parsed = SessionInit::parse(&init).expect("parses");
-            let (_, accept) = accept_session(
-                &lock,
-                &parsed,
-                &app.public(),
-                &mut OsRng,
-                now,
-                DEFAULT_IDLE_TIMEOUT,
-            )
-            .expect("accept");
-            assert_eq!(accept.len(), HEADER_LEN + SESSION_ACCEPT_BODY);
-            start
-                .finish(&app, &accept_of(accept), now, DEFAULT_IDLE_TIMEOUT)
-                .map(|s| s.side())
+        // The app's end of one attempt, the accept altered on the air.
+        let attempt = |on_air: &dyn Fn(Vec<u8>) -> Vec<u8>| {
+            handshake(&lock, &app, now, |accept| {
+                assert_eq!(accept.len(), HEADER_LEN + SESSION_ACCEPT_BODY);
+                on_air(accept)
+            })
+            .1
+            .map(|s| s.side())
         };
         assert_eq!(attempt(&|a| a), Ok(Side::App));
         for at in [

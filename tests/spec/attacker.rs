@@ -390,16 +390,7 @@ fn b7_1_a_power_cut_before_the_answer_still_counts_the_attempt() {
 fn b6_10_a_one_time_code_is_spent_in_the_attempts_commit() {
     let mut s = Sim::installed();
     let owner = s.owner();
-    s.app(
-        Channel::Ble,
-        owner,
-        AppCommand::AddTempPasscode {
-            digits: "470258".into(),
-            validity: a_day(),
-            one_time: true,
-        },
-    )
-    .expect("code");
+    s.add_temp_passcode(owner, "470258", a_day(), true);
     s.input(Input::Touch);
     s.press("470258✓");
     assert!(s.unlocked());
@@ -434,16 +425,7 @@ fn windowed(s: &mut Sim) -> Windowed {
     let hour = window(WALL0 - 60, WALL0 + 3600);
     s.app(Channel::Ble, owner, AppCommand::SetValidity(u, hour))
         .expect("user window");
-    s.app(
-        Channel::Ble,
-        owner,
-        AppCommand::AddTempPasscode {
-            digits: "470258".into(),
-            validity: hour,
-            one_time: false,
-        },
-    )
-    .expect("visitor code");
+    s.add_temp_passcode(owner, "470258", hour, false);
     let key = s.add_guest_key(owner, hour, "visitor");
     Windowed {
         owner,
@@ -597,16 +579,7 @@ fn b6_10_every_visitor_code_has_an_end() {
         ),
         Err(AppError::BadValidity)
     );
-    s.app(
-        Channel::Ble,
-        owner,
-        AppCommand::AddTempPasscode {
-            digits: "470258".into(),
-            validity: Validity::ALWAYS,
-            one_time: true,
-        },
-    )
-    .expect("one-time code");
+    s.add_temp_passcode(owner, "470258", Validity::ALWAYS, true);
     let made = s.wall.expect("known");
     let stored = s.store.temp_passcodes[0].validity;
     assert_eq!(stored.until, Some(WallTime(made + 86_400)));
@@ -638,16 +611,7 @@ fn b6_10_every_visitor_code_has_an_end() {
 fn b6_10_a_visitor_code_outside_its_window_answers_like_a_wrong_one() {
     let mut s = Sim::installed();
     let owner = s.owner();
-    s.app(
-        Channel::Ble,
-        owner,
-        AppCommand::AddTempPasscode {
-            digits: "470258".into(),
-            validity: window(WALL0 + 3600, WALL0 + 7200),
-            one_time: false,
-        },
-    )
-    .expect("code");
+    s.add_temp_passcode(owner, "470258", window(WALL0 + 3600, WALL0 + 7200), false);
     s.input(Input::Touch);
     s.press("470258✓");
     let early = s.prompts();

@@ -9,16 +9,7 @@ fn b11_2_passcodes_are_never_stored_or_logged_in_plain_text() {
     let mut s = Sim::installed();
     s.add_passcode_user("2", "802468");
     let owner = s.owner();
-    s.app(
-        Channel::Ble,
-        owner,
-        AppCommand::AddTempPasscode {
-            digits: "470258".into(),
-            validity: crate::harness::a_day(),
-            one_time: false,
-        },
-    )
-    .expect("temp code");
+    s.add_temp_passcode(owner, "470258", crate::harness::a_day(), false);
     s.app(
         Channel::Ble,
         owner,

@@ -542,16 +542,7 @@ fn b6_10_a_reusable_temporary_passcode_ends_with_its_window() {
         from: None,
         until: Some(WallTime(WALL0 + 3600)),
     };
-    s.app(
-        Channel::Ble,
-        owner,
-        AppCommand::AddTempPasscode {
-            digits: "470258".into(),
-            validity: window,
-            one_time: false,
-        },
-    )
-    .expect("temp code");
+    s.add_temp_passcode(owner, "470258", window, false);
     s.input(Input::Touch);
     s.press("470258✓");
     assert!(s.unlocked());
@@ -585,19 +576,11 @@ fn invite(code_id: u16, from: i64, until: i64, expires: i64) -> GuestInvite {
 fn b6_6_temporary_codes_and_invites_work_after_a_restart() {
     let mut s = Sim::installed();
     let owner = s.owner();
-    s.app(
-        Channel::Ble,
-        owner,
-        AppCommand::AddTempPasscode {
-            digits: "470258".into(),
-            validity: Validity {
-                from: None,
-                until: Some(WallTime(WALL0 + 3600)),
-            },
-            one_time: false,
-        },
-    )
-    .expect("temp code");
+    let until_in_an_hour = Validity {
+        from: None,
+        until: Some(WallTime(WALL0 + 3600)),
+    };
+    s.add_temp_passcode(owner, "470258", until_in_an_hour, false);
     s.app(
         Channel::Ble,
         owner,

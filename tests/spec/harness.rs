@@ -410,6 +410,29 @@ impl Sim {
         Principal::Owner { key, admin: n(1) }
     }
 
+    /// A temporary code the owner's app adds (B-6.10); its id.
+    pub fn add_temp_passcode(
+        &mut self,
+        owner: Principal,
+        digits: &str,
+        validity: Validity,
+        one_time: bool,
+    ) -> latchd::core::types::TempPasscodeId {
+        let r = self.app(
+            Channel::Ble,
+            owner,
+            AppCommand::AddTempPasscode {
+                digits: digits.into(),
+                validity,
+                one_time,
+            },
+        );
+        let Ok(latchd::core::AppOk::TempPasscodeAdded(id)) = r else {
+            panic!("temporary code {digits}: {r:?}")
+        };
+        id
+    }
+
     /// The owner adds a guest key (public key `[4; 32]`) valid in
     /// `validity`: its slot.
     pub fn add_guest_key(&mut self, owner: Principal, validity: Validity, label: &str) -> AppKeyId {

@@ -84,16 +84,7 @@ fn modes_normal_and_no_remote_are_the_remote_unlock_setting() {
 #[test]
 fn modes_vacation_only_administrators_open_from_outside() {
     let (mut s, owner) = household();
-    s.app(
-        Channel::Ble,
-        owner,
-        AppCommand::AddTempPasscode {
-            digits: "470258".into(),
-            validity: a_day(),
-            one_time: false,
-        },
-    )
-    .expect("visitor code");
+    s.add_temp_passcode(owner, "470258", a_day(), false);
     set_mode(&mut s, Channel::Matter, MATTER, OperatingMode::Vacation).unwrap();
     // The user's own code: answered and counted like a wrong code.
     at_door(&mut s, USER_CODE);
