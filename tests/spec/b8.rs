@@ -106,6 +106,34 @@ fn b8_3_auto_lock_countdown() {
     assert!(s.has_event(&EventKind::Locked { how: LockHow::Auto }));
 }
 
+/// B-8.3: the countdown never drives against a hand: a bolt held half
+/// turned (key or thumb-turn between its ends) when the countdown runs out
+/// is left alone, and the countdown starts again once the bolt is back.
+#[test]
+fn b8_3_the_countdown_leaves_a_bolt_held_half_turned() {
+    let mut s = Sim::installed();
+    let owner = s.owner();
+    s.app(
+        Channel::Ble,
+        owner,
+        AppCommand::Setting(SettingChange::AutoLock(Some(crate::harness::secs(30)))),
+    )
+    .expect("setting");
+    s.input(Input::Touch);
+    s.press(&format!("{ADMIN_CODE}✓"));
+    s.finish_motor();
+    s.advance(10);
+    s.input(Input::Bolt(BoltPosition::Between));
+    s.advance(60);
+    assert_eq!(s.drive(), None, "the motor stays still");
+    assert!(!s.has_event(&EventKind::Locked { how: LockHow::Auto }));
+    s.input(Input::Bolt(BoltPosition::Retracted));
+    s.advance(29);
+    assert_eq!(s.drive(), None);
+    s.advance(1);
+    assert!(drives_out(&s));
+}
+
 #[test]
 fn b8_3_countdown_off_by_default() {
     let mut s = unlocked();
