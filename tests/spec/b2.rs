@@ -40,6 +40,19 @@ fn b2_1_first_start_asks_the_door_direction() {
     s.expect_prompt(Prompt::CreateAdmin);
 }
 
+/// B-2.1: the question waits for its answer: a touch on the keypad gone
+/// to sleep asks the door direction again (whoever missed the first prompt
+/// hears it), with only "✓" lit.
+#[test]
+fn b2_1_a_touch_asks_the_direction_again() {
+    let mut s = Sim::new();
+    s.advance(120);
+    assert!(!s.keypad().awake, "the keypad sleeps while nobody answers");
+    s.input(Input::Touch);
+    s.expect_prompt(Prompt::ChooseDirection);
+    assert_eq!(s.lit(), vec![Key::Confirm]);
+}
+
 #[test]
 fn b2_1_the_direction_decides_the_motor_direction() {
     // Right-hand door: retract counter-clockwise; left-hand: clockwise.
