@@ -74,6 +74,33 @@ fn b10_4_tamper_alarm_sounds_for_a_minute() {
     assert!(!s.engine.status().active_alarms.contains(&AlarmKind::Tamper));
 }
 
+/// B-10.4: the switch reporting the panel in place (as it does at every
+/// start) raises nothing; a switch bouncing open again while the alarm
+/// sounds neither raises it twice nor makes it last longer.
+#[test]
+fn b10_4_a_panel_in_place_raises_nothing_and_a_bounce_raises_once() {
+    let mut s = Sim::installed();
+    s.input(Input::Tamper(TamperState::Intact));
+    assert!(s.alarms().is_empty(), "{:?}", s.alarms());
+    assert!(!s.engine.status().active_alarms.contains(&AlarmKind::Tamper));
+    s.input(Input::Tamper(TamperState::Opened));
+    s.advance(10);
+    s.input(Input::Tamper(TamperState::Intact));
+    s.input(Input::Tamper(TamperState::Opened));
+    let raised = s
+        .all
+        .iter()
+        .filter(|a| {
+            matches!(a, Action::Log(e) if e.kind == EventKind::AlarmRaised { alarm: AlarmKind::Tamper })
+        })
+        .count();
+    assert_eq!(raised, 1);
+    s.advance(50);
+    assert!(s.has_event(&EventKind::AlarmCleared {
+        alarm: AlarmKind::Tamper
+    }));
+}
+
 #[test]
 fn b10_5_lockout_alarm() {
     let mut s = Sim::installed();

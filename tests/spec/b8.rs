@@ -134,6 +134,38 @@ fn b8_3_the_countdown_leaves_a_bolt_held_half_turned() {
     assert!(drives_out(&s));
 }
 
+/// B-8.3: a bolt retracted by hand (the key, the thumb-turn) starts the
+/// countdown as a motor unlock does; a bolt thrown by hand stops it.
+#[test]
+fn b8_3_a_bolt_retracted_by_hand_starts_the_countdown() {
+    let mut s = Sim::installed();
+    let owner = s.owner();
+    s.app(
+        Channel::Ble,
+        owner,
+        AppCommand::Setting(SettingChange::AutoLock(Some(crate::harness::secs(30)))),
+    )
+    .expect("setting");
+    s.input(Input::Bolt(BoltPosition::Extended));
+    s.input(Input::Bolt(BoltPosition::Retracted));
+    s.advance(29);
+    assert_eq!(s.drive(), None);
+    s.advance(1);
+    assert!(
+        drives_out(&s),
+        "the countdown locks a bolt turned back by hand"
+    );
+    s.finish_motor();
+    assert!(s.has_event(&EventKind::Locked { how: LockHow::Auto }));
+    // Retracted by hand, thrown by hand before the countdown ends: the
+    // countdown has nothing left to do.
+    s.input(Input::Bolt(BoltPosition::Retracted));
+    s.advance(10);
+    s.input(Input::Bolt(BoltPosition::Extended));
+    s.advance(60);
+    assert_eq!(s.drive(), None);
+}
+
 #[test]
 fn b8_3_countdown_off_by_default() {
     let mut s = unlocked();

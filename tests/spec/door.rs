@@ -363,3 +363,26 @@ fn the_apps_status_report_shows_door_alarms_and_the_jam() {
     }));
     assert!(report(&s).jam, "{:?}", report(&s));
 }
+
+/// The log has one entry per movement of the door: a sensor reporting the
+/// position it already reported (a bounce, a reading repeated) adds none.
+#[test]
+fn the_log_has_one_entry_per_door_movement() {
+    let mut s = Sim::installed();
+    let count = |s: &Sim, kind: EventKind| {
+        s.all
+            .iter()
+            .filter(|a| matches!(a, Action::Log(e) if e.kind == kind))
+            .count()
+    };
+    close(&mut s);
+    let closed = count(&s, EventKind::DoorClosed);
+    open(&mut s);
+    assert_eq!(count(&s, EventKind::DoorOpened), 1);
+    open(&mut s);
+    assert_eq!(count(&s, EventKind::DoorOpened), 1);
+    close(&mut s);
+    close(&mut s);
+    assert_eq!(count(&s, EventKind::DoorClosed), closed + 1);
+    assert_eq!(count(&s, EventKind::DoorOpened), 1);
+}
