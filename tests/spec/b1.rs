@@ -132,6 +132,43 @@ fn b1_1_fifty_passcodes_in_the_lock_at_most() {
     assert!(s.persisted().is_empty());
 }
 
+/// B-1.1: a duress passcode is a passcode: it draws from the lock's fifty
+/// like any other, so the fifty cannot be passed by way of duress codes.
+#[test]
+fn b1_1_duress_codes_draw_from_the_fifty_passcodes() {
+    use latchd::core::{AppCommand, AppError, Channel};
+    let mut s = Sim::installed();
+    let owner = s.owner();
+    s.app(
+        Channel::Ble,
+        owner,
+        AppCommand::SetDuressPasscode {
+            user: n(1),
+            digits: "975319".into(),
+        },
+    )
+    .expect("duress code");
+    // 1 admin passcode + 1 duress code + 48 visitor codes = 50 passcodes.
+    let add = |s: &mut Sim, i: u32| {
+        s.app(
+            Channel::Ble,
+            owner,
+            AppCommand::AddTempPasscode {
+                digits: format!("{:06}", 246_000 + i * 7 + 1).into(),
+                validity: crate::harness::a_day(),
+                one_time: false,
+            },
+        )
+    };
+    for i in 0..48u32 {
+        assert!(add(&mut s, i).is_ok(), "code {i}");
+    }
+    assert_eq!(
+        add(&mut s, 48),
+        Err(AppError::Limit(CredentialKind::Passcode))
+    );
+}
+
 #[test]
 fn b1_2_per_user_limits_are_enforced_in_the_menu() {
     let mut s = Sim::installed();

@@ -51,6 +51,15 @@ fn b2_1_a_touch_asks_the_direction_again() {
     s.input(Input::Touch);
     s.expect_prompt(Prompt::ChooseDirection);
     assert_eq!(s.lit(), vec![Key::Confirm]);
+    // So does the key that wakes it, and the key counts ("✓" continues);
+    // a key on the keypad awake answers without the question again.
+    s.advance(120);
+    s.press("✓");
+    s.expect_prompt(Prompt::ChooseDirection);
+    assert!(s.lit().contains(&Key::Digit(1)) && s.lit().contains(&Key::Digit(2)));
+    s.press("↩");
+    s.expect_no_prompt(Prompt::ChooseDirection);
+    assert_eq!(s.lit(), vec![Key::Confirm]);
 }
 
 #[test]

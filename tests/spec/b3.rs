@@ -95,6 +95,21 @@ fn b3_4_holding_zero_mutes_until_the_next_outside_unlock() {
     s.expect_prompt(Prompt::Doorbell);
 }
 
+/// B-3.4: only "0" held mutes, and only at the door: another key held, or
+/// "0" held in the administrator's menu, leaves the prompts on.
+#[test]
+fn b3_4_only_zero_held_at_the_door_mutes() {
+    let mut s = Sim::installed();
+    s.input(Input::Touch);
+    s.input(Input::KeyHeld(Key::Digit(5)));
+    assert!(!s.engine.status().muted);
+    assert!(s.keypad().flashing.is_empty());
+    s.enter_menu();
+    s.input(Input::KeyHeld(Key::Digit(0)));
+    assert!(!s.engine.status().muted);
+    assert_eq!(s.engine.status().step, "menu");
+}
+
 #[test]
 fn b3_4_fingerprint_unlock_ends_mute() {
     let mut s = Sim::installed();
