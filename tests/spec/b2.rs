@@ -69,6 +69,22 @@ fn b2_1_the_direction_decides_the_motor_direction() {
     assert_eq!(retract_direction("2"), MotorDirection::Clockwise);
 }
 
+/// B-2.2: "⏏" (the back key) leaves the offer to create the first
+/// administrator: the keypad sleeps, nothing is stored, and the next touch
+/// offers it again (B-2.4: the lock stays in its initial state).
+#[test]
+fn b2_2_exit_leaves_the_first_administrator_offer() {
+    let mut s = Sim::new();
+    s.press("✓1");
+    assert_eq!(s.lit(), vec![Key::Back, Key::Confirm]);
+    s.press("↩");
+    assert!(!s.keypad().awake, "the exit key puts the keypad to sleep");
+    assert_eq!(s.persisted(), Vec::new());
+    s.input(Input::Touch);
+    s.expect_prompt(Prompt::CreateAdmin);
+    assert_eq!(s.lit(), vec![Key::Back, Key::Confirm]);
+}
+
 #[test]
 fn b2_2_first_administrator_by_passcode_entered_twice() {
     let mut s = Sim::new();
