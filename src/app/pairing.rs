@@ -786,6 +786,19 @@ mod tests {
     use super::*;
     use rand_core::OsRng;
 
+    /// Issue 13 item 6: after an owner pairing the runtime moves the code;
+    /// every clone (the BLE service's, the D-Bus one's) sees the new code.
+    #[test]
+    fn the_current_code_moves_for_every_clone() {
+        let first = VerificationCode::from_bytes([1; CODE_BYTES]);
+        let next = VerificationCode::from_bytes([2; CODE_BYTES]);
+        let current = CurrentCode::new(first.clone());
+        let service = current.clone();
+        assert_eq!(*service.get().to_bytes(), *first.to_bytes());
+        current.set(next.clone());
+        assert_eq!(*service.get().to_bytes(), *next.to_bytes());
+    }
+
     #[test]
     fn code_text_round_trips_and_tolerates_formatting() {
         let code = VerificationCode::generate(&mut OsRng);

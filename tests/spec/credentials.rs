@@ -39,6 +39,22 @@ fn b9_3_the_menu_adds_a_credential_to_an_existing_user() {
     s.expect_prompt(Prompt::LimitReached);
 }
 
+/// Issue 17 item 1: the user number typed in menu 5 is read whole: "11"
+/// is user 011, not user 001 or any other one.
+#[test]
+fn b9_3_menu_5_reads_a_user_number_of_two_digits() {
+    let mut s = Sim::installed();
+    let users: Vec<_> = (0..10u32)
+        .map(|i| s.add_passcode_user("2", &format!("{:06}", 802_469 + i * 13)))
+        .collect();
+    assert_eq!(users.last(), Some(&n(11)));
+    s.enter_menu();
+    s.press("5");
+    s.press("11✓");
+    assert_eq!(s.shown_user(), Some(n(11)));
+    s.expect_prompt(Prompt::ChooseMethodOrDelete);
+}
+
 #[test]
 fn the_app_puts_the_lock_into_enrolment_for_user_n() {
     let mut s = Sim::installed();
