@@ -1127,6 +1127,41 @@ mod tests {
         ));
     }
 
+    /// The guest code's secret bits are what the handshake proves: a code
+    /// with the invite's id and any other secret is refused at the
+    /// confirmation (and spends an attempt); codes compare by every byte.
+    #[test]
+    fn a_guest_code_with_the_right_id_and_a_wrong_secret_is_refused() {
+        use crate::app::client::{AppPairing, PairingSecret};
+        let lock = StaticKeypair::generate(&mut OsRng);
+        let app = StaticKeypair::generate(&mut OsRng);
+        let (mut invite, code) = GuestInvite::create(
+            0x0042,
+            WallTime(0),
+            WallTime(1_000),
+            WallTime(10),
+            &mut OsRng,
+        );
+        let mut bytes = *code.to_bytes();
+        bytes[CODE_BYTES - 1] ^= 1;
+        let guessed = GuestPairingCode::from_bytes(bytes);
+        assert_eq!(guessed.code_id(), 0x0042);
+        assert!(guessed != code && code == code.clone());
+        let (pairing, init) = AppPairing::start(&app, PairingSecret::Guest(guessed), &mut OsRng);
+        let req = PairRequest::parse(&init).expect("parses");
+        let (lp, reply) =
+            LockPairing::respond_guest(&req, &mut invite, Some(WallTime(20)), &lock, &mut OsRng)
+                .expect("reply");
+        let (_, confirm) = pairing.on_reply(&app, &reply).expect("confirm");
+        assert_eq!(
+            lp.finish_guest(&confirm, &mut invite, Instant::from_millis(5))
+                .map(|_| ()),
+            Err(PairingError::ConfirmationFailed)
+        );
+        assert_eq!(invite.attempts, 1);
+        assert!(!invite.redeemed);
+    }
+
     /// Guest redemption: the invite's id, its attempts (one spent per
     /// reply, none for a refusal), its expiry and its single use.
     #[test]

@@ -941,6 +941,41 @@ fn a_swapped_fingerprint_module_is_a_fault_an_alarm_and_a_notice_until_re_paired
         .contains(&AlarmKind::ModuleSwap));
 }
 
+/// Issue 13 item 7 during an enrolment: the module found not the lock's
+/// own ends the enrolment with the same alarm; another module's end of an
+/// outage is logged; another module's progress is not this enrolment's.
+#[test]
+fn module_reports_during_an_enrolment_are_not_lost() {
+    use latchd::core::input::{EnrolStep, FacePose};
+    let mut s = Sim::installed();
+    s.enter_menu();
+    s.press("2");
+    s.press("3");
+    assert!(s.enrol_slot().is_some(), "a fingerprint enrolment runs");
+    s.input(Input::Module(ModuleReport::EnrolProgress {
+        modality: Modality::Face,
+        step: EnrolStep::FacePose(FacePose::Left),
+    }));
+    assert!(s.prompts().is_empty(), "{:?}", s.prompts());
+    s.input(Input::Module(ModuleReport::Recovered {
+        modality: Modality::Palm,
+    }));
+    assert!(s.has_event(&EventKind::ModuleRecovered {
+        detail: "Palm".into()
+    }));
+    s.input(Input::Module(ModuleReport::Untrusted {
+        modality: Modality::Fingerprint,
+        detail: "not this lock's module".into(),
+    }));
+    assert!(s
+        .engine
+        .status()
+        .active_alarms
+        .contains(&AlarmKind::ModuleSwap));
+    s.expect_prompt(Prompt::ModuleFault);
+    assert_eq!(s.engine.status().step, "menu.choose_method");
+}
+
 // ----- issue 14 item 4: noise cannot flood the log -----
 
 /// B-3.5 + issue 14 item 4: a doorbell flood rings every time, but only

@@ -39,6 +39,64 @@ fn b9_3_the_menu_adds_a_credential_to_an_existing_user() {
     s.expect_prompt(Prompt::LimitReached);
 }
 
+/// B-1.2 with B-6.9: a user's duress code lets a *new duress code*
+/// replace it past the limit, and nothing else: the user's one passcode
+/// stays one.
+#[test]
+fn b1_2_a_duress_code_opens_no_way_past_the_passcode_limit() {
+    let mut s = Sim::installed();
+    let owner = s.owner();
+    let user = s.add_passcode_user("2", "802469");
+    s.app(
+        Channel::Ble,
+        owner,
+        AppCommand::SetDuressPasscode {
+            user,
+            digits: "975319".into(),
+        },
+    )
+    .expect("duress code");
+    s.enter_menu();
+    s.press("5");
+    s.press(&format!("{}✓", user.get()));
+    s.press("4");
+    s.expect_prompt(Prompt::LimitReached);
+    assert_eq!(s.engine.status().step, "menu.choose_method");
+    // The duress code itself may be replaced.
+    s.press("5");
+    s.expect_prompt(Prompt::EnterPasscode);
+}
+
+/// A user made in the menu is stored with its first credential: from then
+/// on it is an existing user (a duress code is offered, B-6.9, and the
+/// next credential adds to it without making the user again).
+#[test]
+fn b4_4_a_new_user_is_an_existing_one_after_its_first_credential() {
+    let mut s = Sim::installed();
+    s.enter_menu();
+    s.press("2");
+    let user = s.shown_user().expect("a number");
+    assert!(!s.lit().contains(&latchd::core::types::Key::Digit(5)));
+    s.press("4");
+    s.press("802469✓802469✓");
+    s.expect_prompt(Prompt::Success);
+    assert!(s.has_event(&EventKind::UserAdded { user }));
+    assert!(s.lit().contains(&latchd::core::types::Key::Digit(5)));
+    s.press("3");
+    s.complete_enrolment(Modality::Fingerprint);
+    s.expect_prompt(Prompt::Success);
+    assert!(!s
+        .events()
+        .iter()
+        .any(|e| matches!(e.kind, EventKind::UserAdded { .. })));
+    let puts = s
+        .persisted()
+        .iter()
+        .filter(|c| matches!(c, latchd::core::types::Change::PutUser(_)))
+        .count();
+    assert_eq!(puts, 0, "the user is not written again");
+}
+
 /// Issue 17 item 1: the user number typed in menu 5 is read whole: "11"
 /// is user 011, not user 001 or any other one.
 #[test]
