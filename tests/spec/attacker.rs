@@ -946,7 +946,7 @@ fn a_swapped_fingerprint_module_is_a_fault_an_alarm_and_a_notice_until_re_paired
 /// outage is logged; another module's progress is not this enrolment's.
 #[test]
 fn module_reports_during_an_enrolment_are_not_lost() {
-    use latchd::core::input::{EnrolStep, FacePose};
+    use latchd::core::input::{EnrolFailure, EnrolStep, FacePose};
     let mut s = Sim::installed();
     s.enter_menu();
     s.press("2");
@@ -957,6 +957,21 @@ fn module_reports_during_an_enrolment_are_not_lost() {
         step: EnrolStep::FacePose(FacePose::Left),
     }));
     assert!(s.prompts().is_empty(), "{:?}", s.prompts());
+    // Another module's late end of an enrolment (same slot number, even):
+    // neither stored as this fingerprint nor ending this enrolment.
+    let slot = s.enrol_slot().expect("the fingerprint's slot");
+    s.input(Input::Module(ModuleReport::Enrolled {
+        modality: Modality::Face,
+        slot,
+        template: Some(vec![1, 2, 3, 4]),
+    }));
+    s.input(Input::Module(ModuleReport::EnrolFailed {
+        modality: Modality::Face,
+        reason: EnrolFailure::Timeout,
+    }));
+    assert!(s.prompts().is_empty(), "{:?}", s.prompts());
+    assert_eq!(s.persisted(), Vec::new());
+    assert_eq!(s.engine.status().step, "enrol.fingerprint");
     s.input(Input::Module(ModuleReport::Recovered {
         modality: Modality::Palm,
     }));
