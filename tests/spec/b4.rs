@@ -279,6 +279,64 @@ fn b4_9_delete_a_user_removes_its_module_templates() {
     assert!(s.store.credentials.iter().all(|c| c.user != n(2)));
 }
 
+/// B-4.9: the number typed is read whole: "11" deletes user 011 and no
+/// other (not user 001, not user 002).
+#[test]
+fn b4_9_delete_reads_a_user_number_of_two_digits() {
+    let mut s = Sim::installed();
+    for i in 0..10u32 {
+        s.add_passcode_user("2", &format!("{:06}", 802_469 + i * 13));
+    }
+    s.enter_menu();
+    s.press("3");
+    s.press("11✓");
+    assert_eq!(s.expect_persist(), vec![Change::DeleteUser(n(11))]);
+    s.expect_prompt(Prompt::Deleted);
+}
+
+/// B-1.3/B-4.5/B-4.7: a module's "enrolled" is stored only for the slot
+/// the lock asked for (and a face only with its template); anything else
+/// is a failure, nothing is stored, and the stray slot is wiped.
+#[test]
+fn b4_an_enrolment_ending_in_another_slot_or_without_a_template_stores_nothing() {
+    for (method, modality, template) in [
+        ("1", Modality::Face, Some(vec![1, 2, 3, 4])),
+        ("3", Modality::Fingerprint, None),
+        ("2", Modality::Palm, None),
+    ] {
+        let mut s = Sim::installed();
+        s.enter_menu();
+        s.press("2");
+        s.press(method);
+        let slot = s.enrol_slot().expect("an enrolment");
+        s.input(Input::Module(ModuleReport::Enrolled {
+            modality,
+            slot: slot + 7,
+            template: template.clone(),
+        }));
+        s.expect_prompt(Prompt::Failure);
+        assert_eq!(s.persisted(), Vec::new(), "{modality:?}");
+        assert!(s.module_cmds().contains(&ModuleCmd::Delete {
+            modality,
+            slot: slot + 7
+        }));
+        assert_eq!(s.engine.status().step, "menu.choose_method");
+    }
+    // A face in the right slot without a template: no face to match later.
+    let mut s = Sim::installed();
+    s.enter_menu();
+    s.press("2");
+    s.press("1");
+    let slot = s.enrol_slot().expect("an enrolment");
+    s.input(Input::Module(ModuleReport::Enrolled {
+        modality: Modality::Face,
+        slot,
+        template: Some(Vec::new()),
+    }));
+    s.expect_prompt(Prompt::Failure);
+    assert_eq!(s.persisted(), Vec::new());
+}
+
 #[test]
 fn b4_9_a_wrong_number_lights_its_digits_and_fails() {
     let mut s = Sim::installed();
