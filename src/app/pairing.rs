@@ -775,12 +775,6 @@ pub(crate) fn verify_done(keys: &PairKeys, done: &[u8]) -> Result<(), PairingErr
     }
 }
 
-/// Constant-time comparison of two public keys (used by callers that check
-/// a presented key against a stored one).
-pub fn keys_equal(a: &[u8; KEY_LEN], b: &[u8; KEY_LEN]) -> bool {
-    a.ct_eq(b).into()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -500,10 +500,12 @@ mod tests {
     #[test]
     fn reaching_the_limit_switch_finishes() {
         let mut m = MotorControl::new(params());
+        assert!(m.is_idle());
         assert_eq!(
             m.start(0, RETRACTED, CW, BoltPosition::Extended),
             Step::Set(Bridge::Turn(CW))
         );
+        assert!(!m.is_idle(), "a move in progress");
         assert_eq!(m.sample(10, 300, BETWEEN), Step::Set(Bridge::Turn(CW)));
         assert_eq!(
             m.sample(20, 300, RETRACTED),
@@ -559,6 +561,23 @@ mod tests {
         assert_eq!(m.sample(60, 100, BETWEEN), Step::Set(Bridge::Turn(CW)));
         assert_eq!(m.sample(90, 900, BETWEEN), Step::Set(Bridge::Turn(CW)));
         assert_eq!(m.sample(130, 900, BETWEEN), Step::Set(Bridge::Turn(CW)));
+    }
+
+    /// The stall current is a bound the motor may run at: only a current
+    /// above it, held, is a stall (a bolt turning stiffly at exactly the
+    /// bound ends at the travel timeout instead).
+    #[test]
+    fn the_stall_current_itself_is_not_a_stall() {
+        let mut m = MotorControl::new(params());
+        m.start(0, RETRACTED, CW, BETWEEN);
+        for t in (30..1000).step_by(10) {
+            assert_eq!(
+                m.sample(t, 500, BETWEEN),
+                Step::Set(Bridge::Turn(CW)),
+                "{t} ms"
+            );
+        }
+        assert_eq!(m.sample(1000, 500, BETWEEN), Step::Set(Bridge::Coast));
     }
 
     #[test]
