@@ -714,6 +714,34 @@ mod tests {
         assert_pins_done(d);
     }
 
+    /// A bridge dropped while turning (its driver torn down without
+    /// `release`) coasts: the motor never keeps the last drive it had.
+    #[test]
+    fn a_bridge_dropped_while_turning_coasts() {
+        let in1 = Pin::new(&[
+            T::set(State::High), // turn
+            T::set(State::Low),  // drop: coast
+        ]);
+        let in2 = Pin::new(&[T::set(State::Low), T::set(State::Low)]);
+        let (mut a, mut b) = (in1.clone(), in2.clone());
+        let mut bridge = HBridge::new(in1, in2);
+        bridge.set(Bridge::Turn(CW)).unwrap();
+        drop(bridge);
+        a.done();
+        b.done();
+    }
+
+    /// An idle driver asked to stop sets both inputs low.
+    #[test]
+    fn an_idle_driver_asked_to_coast_sets_both_inputs_low() {
+        let in1 = Pin::new(&[T::set(State::Low), T::set(State::Low), T::set(State::Low)]);
+        let in2 = Pin::new(&[T::set(State::Low), T::set(State::Low), T::set(State::Low)]);
+        let s = Script::new(vec![(0, BETWEEN)]);
+        let mut d = MotorDriver::new(HBridge::new(in1, in2), s.clone(), s, params());
+        d.coast().unwrap();
+        assert_pins_done(d);
+    }
+
     #[test]
     fn adc_failure_leaves_the_motor_coasting() {
         let (in1, in2) = one_turn_then_coast();
