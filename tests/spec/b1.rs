@@ -139,15 +139,7 @@ fn b1_1_duress_codes_draw_from_the_fifty_passcodes() {
     use latchd::core::{AppCommand, AppError, Channel};
     let mut s = Sim::installed();
     let owner = s.owner();
-    s.app(
-        Channel::Ble,
-        owner,
-        AppCommand::SetDuressPasscode {
-            user: n(1),
-            digits: "975319".into(),
-        },
-    )
-    .expect("duress code");
+    s.set_duress_passcode(owner, n(1), "975319");
     // 1 admin passcode + 1 duress code + 48 visitor codes = 50 passcodes.
     let add = |s: &mut Sim, i: u32| {
         s.app(

@@ -455,15 +455,7 @@ fn b6_8_an_unknown_wall_clock_refuses_windowed_credentials() {
 fn b6_9_duress_passcode_unlocks_and_silently_alarms() {
     let mut s = Sim::installed();
     let owner = s.owner();
-    s.app(
-        Channel::Ble,
-        owner,
-        AppCommand::SetDuressPasscode {
-            user: n(1),
-            digits: "975319".into(),
-        },
-    )
-    .expect("duress code");
+    s.set_duress_passcode(owner, n(1), "975319");
     s.input(Input::Touch);
     s.press("975319✓");
     // Issue 14 item 5: the log shows an ordinary passcode unlock and no

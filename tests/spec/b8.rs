@@ -17,6 +17,19 @@ fn unlocked() -> Sim {
     s
 }
 
+/// Installed, the countdown set to 30 s from the app (B-8.3).
+fn auto_lock_30s() -> Sim {
+    let mut s = Sim::installed();
+    let owner = s.owner();
+    s.app(
+        Channel::Ble,
+        owner,
+        AppCommand::Setting(SettingChange::AutoLock(Some(crate::harness::secs(30)))),
+    )
+    .expect("setting");
+    s
+}
+
 fn drives_out(s: &Sim) -> bool {
     matches!(
         s.drive(),
@@ -80,14 +93,7 @@ fn b8_2_a_door_opening_during_a_lock_move_stops_the_motor() {
 
 #[test]
 fn b8_3_auto_lock_countdown() {
-    let mut s = Sim::installed();
-    let owner = s.owner();
-    s.app(
-        Channel::Ble,
-        owner,
-        AppCommand::Setting(SettingChange::AutoLock(Some(crate::harness::secs(30)))),
-    )
-    .expect("setting");
+    let mut s = auto_lock_30s();
     s.input(Input::Touch);
     s.press(&format!("{ADMIN_CODE}✓"));
     s.finish_motor();
@@ -111,14 +117,7 @@ fn b8_3_auto_lock_countdown() {
 /// is left alone, and the countdown starts again once the bolt is back.
 #[test]
 fn b8_3_the_countdown_leaves_a_bolt_held_half_turned() {
-    let mut s = Sim::installed();
-    let owner = s.owner();
-    s.app(
-        Channel::Ble,
-        owner,
-        AppCommand::Setting(SettingChange::AutoLock(Some(crate::harness::secs(30)))),
-    )
-    .expect("setting");
+    let mut s = auto_lock_30s();
     s.input(Input::Touch);
     s.press(&format!("{ADMIN_CODE}✓"));
     s.finish_motor();
@@ -138,14 +137,7 @@ fn b8_3_the_countdown_leaves_a_bolt_held_half_turned() {
 /// countdown as a motor unlock does; a bolt thrown by hand stops it.
 #[test]
 fn b8_3_a_bolt_retracted_by_hand_starts_the_countdown() {
-    let mut s = Sim::installed();
-    let owner = s.owner();
-    s.app(
-        Channel::Ble,
-        owner,
-        AppCommand::Setting(SettingChange::AutoLock(Some(crate::harness::secs(30)))),
-    )
-    .expect("setting");
+    let mut s = auto_lock_30s();
     s.input(Input::Bolt(BoltPosition::Extended));
     s.input(Input::Bolt(BoltPosition::Retracted));
     s.advance(29);

@@ -47,15 +47,7 @@ fn b1_2_a_duress_code_opens_no_way_past_the_passcode_limit() {
     let mut s = Sim::installed();
     let owner = s.owner();
     let user = s.add_passcode_user("2", "802469");
-    s.app(
-        Channel::Ble,
-        owner,
-        AppCommand::SetDuressPasscode {
-            user,
-            digits: "975319".into(),
-        },
-    )
-    .expect("duress code");
+    s.set_duress_passcode(owner, user, "975319");
     s.enter_menu();
     s.press("5");
     s.press(&format!("{}✓", user.get()));

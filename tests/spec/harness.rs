@@ -410,6 +410,19 @@ impl Sim {
         Principal::Owner { key, admin: n(1) }
     }
 
+    /// The owner's app sets `user`'s duress passcode (B-6.9).
+    pub fn set_duress_passcode(&mut self, owner: Principal, user: UserNumber, digits: &str) {
+        self.app(
+            Channel::Ble,
+            owner,
+            AppCommand::SetDuressPasscode {
+                user,
+                digits: digits.into(),
+            },
+        )
+        .expect("duress code");
+    }
+
     /// A temporary code the owner's app adds (B-6.10); its id.
     pub fn add_temp_passcode(
         &mut self,
