@@ -1121,6 +1121,17 @@ mod tests {
         ));
     }
 
+    /// An invite made at 10 s for a key valid [0, 1000) s: redeemable at 20 s.
+    fn redeemable(code_id: u16) -> (GuestInvite, GuestPairingCode) {
+        GuestInvite::create(
+            code_id,
+            WallTime(0),
+            WallTime(1_000),
+            WallTime(10),
+            &mut OsRng,
+        )
+    }
+
     /// The guest code's secret bits are what the handshake proves: a code
     /// with the invite's id and any other secret is refused at the
     /// confirmation (and spends an attempt); codes compare by every byte.
@@ -1129,13 +1140,7 @@ mod tests {
         use crate::app::client::{AppPairing, PairingSecret};
         let lock = StaticKeypair::generate(&mut OsRng);
         let app = StaticKeypair::generate(&mut OsRng);
-        let (mut invite, code) = GuestInvite::create(
-            0x0042,
-            WallTime(0),
-            WallTime(1_000),
-            WallTime(10),
-            &mut OsRng,
-        );
+        let (mut invite, code) = redeemable(0x0042);
         let mut bytes = *code.to_bytes();
         bytes[CODE_BYTES - 1] ^= 1;
         let guessed = GuestPairingCode::from_bytes(bytes);
@@ -1164,20 +1169,8 @@ mod tests {
         let lock = StaticKeypair::generate(&mut OsRng);
         let app = StaticKeypair::generate(&mut OsRng);
         let now = Instant::from_millis(5);
-        let (mut invite, code) = GuestInvite::create(
-            0x0042,
-            WallTime(0),
-            WallTime(1_000),
-            WallTime(10),
-            &mut OsRng,
-        );
-        let (mut other, _) = GuestInvite::create(
-            0x0043,
-            WallTime(0),
-            WallTime(1_000),
-            WallTime(10),
-            &mut OsRng,
-        );
+        let (mut invite, code) = redeemable(0x0042);
+        let (mut other, _) = redeemable(0x0043);
         let start = || AppPairing::start(&app, PairingSecret::Guest(code.clone()), &mut OsRng);
 
         let (_, init) = start();
