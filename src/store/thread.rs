@@ -206,6 +206,8 @@ mod tests {
         let panicked = handle.call(|_| -> u8 { panic!("boom") }).await;
         assert!(matches!(panicked, Err(StoreError::Stopped { .. })));
         assert_eq!(handle.get_counter("t.count").await.unwrap(), Some(5));
+        handle.put_counter("t.count", 40).await.unwrap();
+        assert_eq!(handle.get_counter("t.count").await.unwrap(), Some(40));
         tokio::task::spawn_blocking(move || thread.stop())
             .await
             .unwrap();
@@ -215,6 +217,6 @@ mod tests {
         ));
         // Closed: a fresh open sees what was written.
         let (store, _key) = Store::open(dir.path(), StoreOptions::default()).unwrap();
-        assert_eq!(store.get_counter("t.count").unwrap(), Some(5));
+        assert_eq!(store.get_counter("t.count").unwrap(), Some(40));
     }
 }
