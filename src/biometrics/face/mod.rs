@@ -47,6 +47,7 @@ mod detect;
 mod embed;
 mod enrol;
 mod liveness;
+mod pool;
 mod quality;
 mod session;
 mod still;
@@ -153,7 +154,9 @@ fn parse_model(path: &Path) -> Result<InferenceModel, FaceError> {
 
 /// Fixes the input to f32 `input` and optimises for that concrete shape:
 /// every fact in the plan is then known, so a run resolves no symbol and
-/// tract picks its kernels once, here.
+/// tract picks its kernels once, here. Before tract's optimiser runs,
+/// 2×2 stride-2 max pools become our op (`pool.rs`: tract walks them
+/// scalar; the values are the same).
 fn optimise(
     path: &Path,
     model: InferenceModel,
@@ -163,7 +166,12 @@ fn optimise(
     // a layout error (wrong model), not an IO error.
     model
         .with_input_fact(0, f32::fact(input).into())
-        .and_then(|m| m.into_optimized())
+        .and_then(|m| m.into_typed())
+        .and_then(|m| m.into_decluttered())
+        .and_then(|mut m| {
+            pool::replace_max_pools(&mut m)?;
+            m.into_optimized()
+        })
         .and_then(|m| m.into_runnable())
         .map_err(|e| FaceError::ModelShape {
             path: path.to_path_buf(),
