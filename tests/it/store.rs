@@ -668,6 +668,34 @@ fn a_sealed_value_moved_to_another_row_does_not_open() {
 }
 
 #[test]
+fn a_passcode_relabelled_as_a_duress_code_or_back_does_not_open() {
+    // Someone with write access to the file (not the key) swaps the kind
+    // column: the administrator's code would raise the silent alarm, or
+    // the duress code (id 5) would open without it. The sealed MAC is
+    // bound to its kind, so neither row opens.
+    for (id, kind) in [(4, "duress_passcode"), (5, "passcode")] {
+        let tmp = set_up_lock();
+        {
+            let conn = rusqlite::Connection::open(tmp.path().join(DB_FILE)).unwrap();
+            let changed = conn
+                .execute(
+                    "UPDATE credentials SET kind = ?1 WHERE id = ?2",
+                    rusqlite::params![kind, id],
+                )
+                .unwrap();
+            assert_eq!(changed, 1);
+        }
+        let e = open(tmp.path())
+            .load()
+            .expect_err("a relabelled passcode must not load");
+        assert!(
+            matches!(e, StoreError::Unseal { .. }),
+            "credential {id}: {e}"
+        );
+    }
+}
+
+#[test]
 fn a_refused_change_leaves_the_whole_batch_out() {
     let tmp = tempfile::tempdir().unwrap();
     let mut store = open(tmp.path());
