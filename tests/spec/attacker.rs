@@ -108,11 +108,7 @@ fn b7_1_lockouts_escalate_and_the_fifth_level_disables_the_keypad() {
     // The timed lockout is over; the keypad stays disabled, says so, and
     // counts nothing (not even the right code opens).
     assert!(s.engine.status().keypad_disabled);
-    assert!(s
-        .engine
-        .status()
-        .active_alarms
-        .contains(&AlarmKind::Lockout));
+    assert!(s.alarm_active(AlarmKind::Lockout));
     s.input(Input::Touch);
     s.press(&format!("{ADMIN_CODE}✓"));
     assert!(!s.unlocked());
@@ -141,7 +137,7 @@ fn b7_1_lockouts_escalate_and_the_fifth_level_disables_the_keypad() {
     }));
     let st = s.engine.status();
     assert!(!st.keypad_disabled && st.strikes == 0 && st.lockout_level == 0);
-    assert!(!st.active_alarms.contains(&AlarmKind::Lockout));
+    assert!(!s.alarm_active(AlarmKind::Lockout));
     s.input(Input::Touch);
     s.press(&format!("{ADMIN_CODE}✓"));
     assert!(s.unlocked());
@@ -171,11 +167,7 @@ fn b7_1_escalation_and_the_disabled_keypad_survive_a_restart() {
     sit_out(&mut s);
     s.restart();
     assert!(s.engine.status().keypad_disabled);
-    assert!(s
-        .engine
-        .status()
-        .active_alarms
-        .contains(&AlarmKind::Lockout));
+    assert!(s.alarm_active(AlarmKind::Lockout));
     s.input(Input::Touch);
     s.press(&format!("{ADMIN_CODE}✓"));
     s.expect_prompt(Prompt::KeypadDisabled);
@@ -909,11 +901,7 @@ fn a_swapped_fingerprint_module_is_a_fault_an_alarm_and_a_notice_until_re_paired
         }
     )));
     assert!(s.notices().contains(&Notice::Alarm(AlarmKind::ModuleSwap)));
-    assert!(s
-        .engine
-        .status()
-        .active_alarms
-        .contains(&AlarmKind::ModuleSwap));
+    assert!(s.alarm_active(AlarmKind::ModuleSwap));
     s.expect_prompt(Prompt::ModuleFault);
 
     s.enter_menu();
@@ -922,11 +910,7 @@ fn a_swapped_fingerprint_module_is_a_fault_an_alarm_and_a_notice_until_re_paired
     assert!(s.module_cmds().contains(&ModuleCmd::Pair {
         modality: Modality::Fingerprint
     }));
-    assert!(!s
-        .engine
-        .status()
-        .active_alarms
-        .contains(&AlarmKind::ModuleSwap));
+    assert!(!s.alarm_active(AlarmKind::ModuleSwap));
     s.expect_prompt(Prompt::Success);
 
     // Refused again (the replacement is not factory-fresh): raised again.
@@ -934,11 +918,7 @@ fn a_swapped_fingerprint_module_is_a_fault_an_alarm_and_a_notice_until_re_paired
         modality: Modality::Fingerprint,
         detail,
     }));
-    assert!(s
-        .engine
-        .status()
-        .active_alarms
-        .contains(&AlarmKind::ModuleSwap));
+    assert!(s.alarm_active(AlarmKind::ModuleSwap));
 }
 
 /// Issue 13 item 7 during an enrolment: the module found not the lock's
@@ -982,11 +962,7 @@ fn module_reports_during_an_enrolment_are_not_lost() {
         modality: Modality::Fingerprint,
         detail: "not this lock's module".into(),
     }));
-    assert!(s
-        .engine
-        .status()
-        .active_alarms
-        .contains(&AlarmKind::ModuleSwap));
+    assert!(s.alarm_active(AlarmKind::ModuleSwap));
     s.expect_prompt(Prompt::ModuleFault);
     assert_eq!(s.engine.status().step, "menu.choose_method");
 }

@@ -181,12 +181,12 @@ fn b8_jam_raises_the_alarm_and_the_next_lock_retries() {
         }
     )));
     assert_eq!(s.engine.status().lock, LockState::Jammed);
-    assert!(s.engine.status().active_alarms.contains(&AlarmKind::Jam));
+    assert!(s.alarm_active(AlarmKind::Jam));
     s.input(Input::LockButton);
     assert!(drives_out(&s));
     s.finish_motor();
     assert_eq!(s.engine.status().lock, LockState::Locked);
-    assert!(!s.engine.status().active_alarms.contains(&AlarmKind::Jam));
+    assert!(!s.alarm_active(AlarmKind::Jam));
 }
 
 #[test]

@@ -47,10 +47,6 @@ fn never_retracted(s: &Sim) {
     );
 }
 
-fn active(s: &Sim, alarm: AlarmKind) -> bool {
-    s.engine.status().active_alarms.contains(&alarm)
-}
-
 #[test]
 fn door_forced_open_sounds_the_siren_tells_the_owner_and_logs() {
     let mut s = Sim::installed();
@@ -69,16 +65,16 @@ fn door_forced_open_sounds_the_siren_tells_the_owner_and_logs() {
         AlarmKind::DoorForcedOpen
     ))));
     s.expect_prompt(Prompt::DoorForcedOpen);
-    assert!(active(&s, AlarmKind::DoorForcedOpen));
+    assert!(s.alarm_active(AlarmKind::DoorForcedOpen));
     // The alarm state lasts while the door stays open, past the siren.
     s.advance(120);
-    assert!(active(&s, AlarmKind::DoorForcedOpen));
+    assert!(s.alarm_active(AlarmKind::DoorForcedOpen));
     // Closed for the settle time: the episode is over.
     close(&mut s);
     s.advance(9);
-    assert!(active(&s, AlarmKind::DoorForcedOpen));
+    assert!(s.alarm_active(AlarmKind::DoorForcedOpen));
     s.advance(1);
-    assert!(!active(&s, AlarmKind::DoorForcedOpen));
+    assert!(!s.alarm_active(AlarmKind::DoorForcedOpen));
     assert_eq!(cleared(&s, AlarmKind::DoorForcedOpen), 1);
     never_retracted(&s);
 }
@@ -128,8 +124,8 @@ fn a_chattering_door_sensor_raises_one_alarm_per_episode() {
     // the door stayed shut.
     close(&mut s);
     s.advance(60);
-    assert!(!active(&s, AlarmKind::DoorForcedOpen));
-    assert!(!active(&s, AlarmKind::DoorAjar));
+    assert!(!s.alarm_active(AlarmKind::DoorForcedOpen));
+    assert!(!s.alarm_active(AlarmKind::DoorAjar));
     // A new forcing after the episode is a new alarm.
     open(&mut s);
     assert_eq!(raised(&s, AlarmKind::DoorForcedOpen), 2);
@@ -152,7 +148,7 @@ fn a_door_forced_during_a_lockout_still_alarms() {
         kind: AlarmKind::DoorForcedOpen,
         duration: secs(60)
     }));
-    assert!(active(&s, AlarmKind::Lockout) && active(&s, AlarmKind::DoorForcedOpen));
+    assert!(s.alarm_active(AlarmKind::Lockout) && s.alarm_active(AlarmKind::DoorForcedOpen));
     never_retracted(&s);
 }
 
@@ -226,7 +222,7 @@ fn a_door_left_open_prompts_and_tells_the_owner_once() {
     // Closed: auto-lock as today (when set), and the alarm ends.
     close(&mut s);
     s.advance(10);
-    assert!(!active(&s, AlarmKind::DoorAjar));
+    assert!(!s.alarm_active(AlarmKind::DoorAjar));
     assert_eq!(cleared(&s, AlarmKind::DoorAjar), 1);
     // A door closed in time raises nothing.
     open(&mut s);
@@ -251,7 +247,7 @@ fn closing_the_door_still_auto_locks_during_a_door_alarm() {
     s.finish_motor();
     open(&mut s);
     s.advance(61);
-    assert!(active(&s, AlarmKind::DoorAjar));
+    assert!(s.alarm_active(AlarmKind::DoorAjar));
     close(&mut s);
     s.advance(30);
     assert!(matches!(
@@ -312,18 +308,18 @@ fn the_door_ajar_delay_is_a_setting_and_zero_is_off() {
     s.finish_motor();
     open(&mut s);
     s.advance(3600);
-    assert!(!active(&s, AlarmKind::DoorAjar));
+    assert!(!s.alarm_active(AlarmKind::DoorAjar));
 }
 
 #[test]
 fn a_factory_reset_ends_the_door_alarms() {
     let mut s = Sim::installed();
     open(&mut s);
-    assert!(active(&s, AlarmKind::DoorForcedOpen));
+    assert!(s.alarm_active(AlarmKind::DoorForcedOpen));
     s.input(Input::PowerUp { set_held: true });
     s.press("✓");
     s.expect_prompt(Prompt::FactoryResetDone);
-    assert!(!active(&s, AlarmKind::DoorForcedOpen));
+    assert!(!s.alarm_active(AlarmKind::DoorForcedOpen));
     never_retracted(&s);
 }
 

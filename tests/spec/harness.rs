@@ -14,8 +14,8 @@ use latchd::core::types::{
     AppKey, AppKeyId, AppKeyRole, Change, Key, Modality, Persisted, Settings, UserNumber,
 };
 use latchd::core::{
-    Action, AppCommand, AppRequest, AppResult, Channel, Engine, EngineConfig, Event, EventKind,
-    Input, KeypadView, Language, Now, PairingCodes, Principal, Prompt, Validity,
+    Action, AlarmKind, AppCommand, AppRequest, AppResult, Channel, Engine, EngineConfig, Event,
+    EventKind, Input, KeypadView, Language, Now, PairingCodes, Principal, Prompt, Validity,
 };
 
 /// The first administrator's passcode in [`Sim::installed`].
@@ -585,6 +585,11 @@ impl Sim {
                 _ => None,
             })
             .collect()
+    }
+
+    /// Whether the engine holds `alarm` active now.
+    pub fn alarm_active(&self, alarm: AlarmKind) -> bool {
+        self.engine.status().active_alarms.contains(&alarm)
     }
 
     pub fn alarms(&self) -> Vec<AlarmCmd> {

@@ -21,7 +21,7 @@ use tract_onnx::tract_core::ops::nn::DataFormat;
 
 /// Max pool, kernel 2×2, stride 2, no padding, no dilation, over an NCHW
 /// f32 tensor of rank 4.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct MaxPool2x2S2;
 
 impl MaxPool2x2S2 {
