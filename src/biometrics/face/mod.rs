@@ -169,7 +169,8 @@ fn optimise(
         .and_then(|m| m.into_typed())
         .and_then(|m| m.into_decluttered())
         .and_then(|mut m| {
-            pool::replace_max_pools(&mut m)?;
+            let pools = pool::replace_max_pools(&mut m)?;
+            tracing::debug!(model = %path.display(), pools, "max pools run by latchd's op");
             m.into_optimized()
         })
         .and_then(|m| m.into_runnable())
@@ -233,6 +234,12 @@ impl FaceRecognizer {
         if !(threshold > 0.0 && threshold < 1.0) {
             return Err(FaceError::BadThreshold(threshold));
         }
+        // One after the other on purpose: loading them on two threads made
+        // face unlock ready ≈ 45 ms sooner once per boot, but the idle
+        // daemon then held ≈ 4 MiB more for good (46.4 → 50.2 MiB median,
+        // mostly anonymous memory the load freed and the allocator kept),
+        // and start-up meets its goal without it (benches/startup.rs,
+        // issue 19).
         Ok(Self {
             detector: Detector::load(detector)?,
             embedder: Embedder::load(embedder)?,
@@ -348,6 +355,37 @@ mod tests {
             matches!(err, FaceError::ModelMissing { ref path } if path.ends_with(DETECTOR_FILE)),
             "{err}"
         );
+    }
+
+    /// The shared models (`LATCHD_SHARED`, else `../shared`, as the
+    /// integration tests find them).
+    fn shared_model(file: &str) -> PathBuf {
+        std::env::var_os("LATCHD_SHARED")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"))
+            .join("models")
+            .join(file)
+    }
+
+    /// How many of the plan's nodes run our max pool.
+    fn own_pools(file: &str, input: [usize; 4]) -> usize {
+        let path = shared_model(file);
+        let plan = optimise(&path, parse_model(&path).expect("parsed"), input).expect("planned");
+        plan.model()
+            .nodes()
+            .iter()
+            .filter(|n| n.op_is::<pool::MaxPool2x2S2>())
+            .count()
+    }
+
+    #[test]
+    fn yunets_four_max_pools_run_our_op() {
+        // If a later tract represented these pools differently, the swap
+        // would stop silently (the values would not change, only the
+        // time, issue 19): this says so.
+        let (detector, aligned) = (DETECTOR_INPUT as usize, ALIGNED_SIZE as usize);
+        assert_eq!(own_pools(DETECTOR_FILE, [1, 3, detector, detector]), 4);
+        assert_eq!(own_pools(EMBEDDER_FILE, [1, 3, aligned, aligned]), 0);
     }
 
     #[test]
