@@ -1,6 +1,9 @@
 //! Face pipeline cost per camera frame, one thread: detection (YuNet) +
 //! alignment + embedding (MobileFaceNet) on a 320×240 frame with one face,
-//! and the detector alone. Before the timings it prints the process's
+//! and the detector alone; the same on the frame at 640×480 (a camera's
+//! size: scaled down to the detector's first), and that scaling alone by
+//! the image crate and by latchd's `resize_triangle` (the same bytes).
+//! Before the timings it prints the process's
 //! resident memory (VmRSS from /proc/self/status) before loading the
 //! models, after loading, and after the first inference (tract allocates
 //! its scratch buffers then).
@@ -15,7 +18,8 @@ use shared::{bench_frame, shared_dir, vm_rss_kib};
 use std::hint::black_box;
 
 use criterion::Criterion;
-use latchd::biometrics::face::{FaceRecognizer, DEFAULT_MATCH_THRESHOLD};
+use image::imageops::{self, FilterType};
+use latchd::biometrics::face::{resize_triangle, FaceRecognizer, DEFAULT_MATCH_THRESHOLD};
 
 /// CPU time (user + system) this thread has used, in clock ticks
 /// (/proc/thread-self/stat fields 14 and 15), or 0 where unavailable.
@@ -68,6 +72,16 @@ fn main() {
     });
     c.bench_function("face/detect 320x240", |b| {
         b.iter(|| rec.detector().detect(black_box(&frame)))
+    });
+    let large = imageops::resize(&frame, 640, 480, FilterType::Triangle);
+    c.bench_function("face/observe 640x480 (scale+detect+align+embed)", |b| {
+        b.iter(|| rec.observe(black_box(&large)))
+    });
+    c.bench_function("face/scale 640x480 to 320x240, image crate", |b| {
+        b.iter(|| imageops::resize(black_box(&large), 320, 240, FilterType::Triangle))
+    });
+    c.bench_function("face/scale 640x480 to 320x240, latchd", |b| {
+        b.iter(|| resize_triangle(black_box(&large), 320, 240))
     });
     c.final_summary();
 }

@@ -49,6 +49,7 @@ mod enrol;
 mod liveness;
 mod pool;
 mod quality;
+mod resize;
 mod session;
 mod still;
 mod template;
@@ -71,6 +72,7 @@ pub use liveness::{
 pub use quality::{
     estimate_pose, face_fraction, region_contrast, sharpness, synthetic_landmarks, HeadPose,
 };
+pub use resize::resize_triangle;
 pub use still::{grey_thumbnail, SceneMemo, STILL_DELTA, STILL_GRID};
 pub use template::{
     Embedding, FaceTemplate, EMBEDDING_DIM, MAX_TEMPLATE_EMBEDDINGS, TEMPLATE_VERSION,
