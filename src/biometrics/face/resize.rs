@@ -202,7 +202,7 @@ mod tests {
     }
 
     #[test]
-    fn rounding_is_fs_round_for_every_value_near_a_half() {
+    fn rounding_matches_f32_round_near_every_half() {
         // Every f32 within a few ulps of each x.5 and x.0 in [0, 255],
         // and the ends and beyond.
         let mut values = vec![-1.0, -0.0, 0.0, 254.9, 255.0, 255.4, 255.5, 300.0];
