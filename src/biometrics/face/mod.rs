@@ -183,6 +183,18 @@ fn optimise(
         })
 }
 
+/// Deterministic pseudo-random words for this module's tests: the
+/// successive states of xorshift32 from `state` (which must not be 0).
+#[cfg(test)]
+fn xorshift(mut state: u32) -> impl Iterator<Item = u32> {
+    std::iter::repeat_with(move || {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        state
+    })
+}
+
 /// One face seen in a frame, with everything recognition and enrolment need.
 #[derive(Debug, Clone)]
 pub struct FaceObservation {

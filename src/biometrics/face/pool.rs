@@ -149,14 +149,9 @@ mod tests {
     /// Deterministic values with repeats, negatives, ±0 and large magnitudes.
     fn input(shape: [usize; 4]) -> Tensor {
         let len: usize = shape.iter().product();
-        let mut x: u32 = 0x9e37_79b9;
-        let values: Vec<f32> = (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                (x % 2001) as f32 / 7.0 - 140.0
-            })
+        let values: Vec<f32> = super::super::xorshift(0x9e37_79b9)
+            .take(len)
+            .map(|x| (x % 2001) as f32 / 7.0 - 140.0)
             .collect();
         tract_ndarray::Array::from_shape_vec(shape.to_vec(), values)
             .expect("the shape holds the values")

@@ -154,11 +154,9 @@ mod tests {
 
     /// Deterministic pixels with edges, flat areas and noise.
     fn frame(w: u32, h: u32, seed: u32) -> RgbImage {
-        let mut x = seed | 1;
+        let mut words = super::super::xorshift(seed | 1);
         RgbImage::from_fn(w, h, |px, py| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
+            let x = words.next().unwrap_or_default();
             let flat = ((px / 7 + py / 5) % 2) as u8 * 200;
             let noise = (x % 256) as u8;
             image::Rgb([noise, flat, flat.wrapping_add(noise / 4)])

@@ -200,14 +200,9 @@ mod tests {
 
     fn emb(seed: u32) -> Embedding {
         // A deterministic pseudo-random vector (xorshift), not a real face.
-        let mut s = seed.wrapping_mul(2_654_435_761).max(1);
-        let raw: Vec<f32> = (0..EMBEDDING_DIM)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s % 2000) as f32 / 1000.0 - 1.0
-            })
+        let raw: Vec<f32> = super::super::xorshift(seed.wrapping_mul(2_654_435_761).max(1))
+            .take(EMBEDDING_DIM)
+            .map(|s| (s % 2000) as f32 / 1000.0 - 1.0)
             .collect();
         Embedding::from_raw(&raw).expect("non-zero vector")
     }
