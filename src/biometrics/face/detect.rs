@@ -40,7 +40,7 @@
 //! scaled down with a triangle filter, which averages the pixels it drops
 //! (sampling bilinearly instead would alias, and change what the detector
 //! sees) — the image crate's filter, computed by `resize.rs` (the same
-//! bytes, several times faster).
+//! bytes, 2.4× faster: `cargo bench --bench face`).
 
 use std::path::Path;
 
