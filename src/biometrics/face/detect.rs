@@ -35,19 +35,22 @@
 //! (none across the threshold). The issue allows ±0.01, so the letterbox
 //! stays, and that test holds the detector to it. The plan is optimised
 //! once for the concrete 1×3×320×320 input, and a frame is written
-//! straight into the reused input tensor, BGR planes, with no allocation
-//! when it is already at the detector's scale; a larger one is first
-//! scaled down with a triangle filter, which averages the pixels it drops
-//! (sampling bilinearly instead would alias, and change what the detector
-//! sees) — the image crate's filter, computed by `resize.rs` (the same
-//! bytes, 2.4× faster: `cargo bench --bench face`).
+//! straight into the reused input tensor, BGR planes, with no allocation.
+//! A larger one is scaled down with a triangle filter, which averages the
+//! pixels it drops (sampling bilinearly instead would alias, and change
+//! what the detector sees): the image crate's filter, computed by
+//! `resize.rs` (the same bytes, 2.4× faster: `cargo bench --bench face`)
+//! row by row into the input tensor, with taps and row buffers kept
+//! between frames.
 
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 
 use image::RgbImage;
 use tract_onnx::prelude::*;
 
 use super::align::Point;
+use super::resize::Resizer;
 use super::session::Session;
 use super::FaceError;
 
@@ -157,6 +160,8 @@ impl Placement {
 pub struct Detector {
     /// The plan for the 320×320 canvas and the input it reuses.
     session: Session,
+    /// The frame scaling's taps and row buffers, kept between frames.
+    resizer: Mutex<Resizer>,
     score_threshold: f32,
 }
 
@@ -178,6 +183,7 @@ impl Detector {
         check_outputs(path, &plan, (DETECTOR_INPUT, DETECTOR_INPUT))?;
         Ok(Detector {
             session: Session::new(plan, shape),
+            resizer: Mutex::default(),
             score_threshold: DEFAULT_SCORE_THRESHOLD,
         })
     }
@@ -190,15 +196,13 @@ impl Detector {
             return Ok(Vec::new());
         }
         let place = Placement::for_frame(w, h);
-        let resized;
-        let src = if place.scaled == (w, h) {
-            frame
-        } else {
-            resized = super::resize::resize_triangle(frame, place.scaled.0, place.scaled.1);
-            &resized
-        };
         self.session.run(
-            |input| write_bgr_planes(src, place.canvas, input),
+            |input| {
+                // Held for the fill only. A poisoned lock is taken anyway:
+                // the resizer rebuilds any taps a panic left half made.
+                let mut resizer = self.resizer.lock().unwrap_or_else(PoisonError::into_inner);
+                write_bgr_canvas(&mut resizer, frame, place, input);
+            },
             |out| self.decode(out, place),
         )
     }
@@ -262,31 +266,36 @@ impl Detector {
     }
 }
 
-/// Writes `src` into the top-left of a `canvas`-sized NCHW input as BGR
-/// planes of raw 0–255 values, and zeroes (black) the rest. Every element
-/// is written: the buffer holds the previous frame.
-fn write_bgr_planes(src: &RgbImage, (cw, ch): (u32, u32), input: &mut [f32]) {
-    let (cw, ch) = (cw as usize, ch as usize);
+/// Writes `frame`, scaled as `place` says, into the top-left of the
+/// canvas-sized NCHW input as BGR planes of raw 0–255 values, and zeroes
+/// (black) the rest. Every element is written: the buffer holds the
+/// previous frame. The scaled rows go straight into the planes, one at a
+/// time, so no scaled frame is ever made.
+fn write_bgr_canvas(resizer: &mut Resizer, frame: &RgbImage, place: Placement, input: &mut [f32]) {
+    let (cw, ch) = (place.canvas.0 as usize, place.canvas.1 as usize);
     let plane = cw * ch;
-    let (sw, sh) = (src.width() as usize, src.height() as usize);
-    let raw = src.as_raw();
     let (b, rest) = input.split_at_mut(plane);
     let (g, r) = rest.split_at_mut(plane);
-    for y in 0..ch {
+    let mut drawn = 0;
+    resizer.for_each_row(frame, place.scaled.0, place.scaled.1, |y, px| {
+        if y >= ch {
+            return;
+        }
         let row = y * cw..(y + 1) * cw;
         let (b, g, r) = (&mut b[row.clone()], &mut g[row.clone()], &mut r[row]);
-        let width = if y < sh { sw.min(cw) } else { 0 };
-        if width > 0 {
-            let px = &raw[y * sw * 3..(y * sw + width) * 3];
-            for (x, p) in px.chunks_exact(3).enumerate() {
-                r[x] = f32::from(p[0]);
-                g[x] = f32::from(p[1]);
-                b[x] = f32::from(p[2]);
-            }
+        let width = (px.len() / 3).min(cw);
+        for (x, p) in px[..width * 3].chunks_exact(3).enumerate() {
+            r[x] = f32::from(p[0]);
+            g[x] = f32::from(p[1]);
+            b[x] = f32::from(p[2]);
         }
-        for plane in [&mut *b, &mut *g, &mut *r] {
+        for plane in [b, g, r] {
             plane[width..].fill(0.0);
         }
+        drawn = y + 1;
+    });
+    for plane in [b, g, r] {
+        plane[drawn * cw..].fill(0.0);
     }
 }
 
@@ -401,12 +410,50 @@ mod tests {
         let mut src = RgbImage::new(2, 1);
         src.put_pixel(0, 0, image::Rgb([1, 2, 3]));
         src.put_pixel(1, 0, image::Rgb([4, 5, 6]));
+        let place = Placement {
+            scale: 1.0,
+            scaled: (2, 1),
+            canvas: (4, 2),
+        };
         // A buffer left dirty by a previous frame.
         let mut input = vec![9.0f32; 3 * 4 * 2];
-        write_bgr_planes(&src, (4, 2), &mut input);
+        write_bgr_canvas(&mut Resizer::default(), &src, place, &mut input);
         let plane = |c: usize| &input[c * 8..(c + 1) * 8];
         assert_eq!(plane(0), &[3.0, 6.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
         assert_eq!(plane(1), &[2.0, 5.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
         assert_eq!(plane(2), &[1.0, 4.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn a_large_frame_lands_on_the_canvas_as_its_scaled_image() {
+        // The rows written straight into the planes are the scaled frame's
+        // pixels, and the canvas around them is black, however dirty.
+        let frame = RgbImage::from_fn(640, 480, |x, y| {
+            image::Rgb([
+                (x % 251) as u8,
+                (y % 241) as u8,
+                ((x * 7 + y * 3) % 256) as u8,
+            ])
+        });
+        let place = Placement::for_frame(640, 480);
+        let scaled = super::super::resize_triangle(&frame, place.scaled.0, place.scaled.1);
+        let (cw, ch) = (place.canvas.0 as usize, place.canvas.1 as usize);
+        let mut resizer = Resizer::default();
+        let mut input = vec![7.0f32; 3 * cw * ch];
+        for _ in 0..2 {
+            write_bgr_canvas(&mut resizer, &frame, place, &mut input);
+            for y in 0..ch {
+                for x in 0..cw {
+                    let want = if x < scaled.width() as usize && y < scaled.height() as usize {
+                        let p = scaled.get_pixel(x as u32, y as u32);
+                        [p[2], p[1], p[0]].map(f32::from)
+                    } else {
+                        [0.0; 3]
+                    };
+                    let got = [0, 1, 2].map(|c| input[c * cw * ch + y * cw + x]);
+                    assert_eq!(got, want, "({x}, {y})");
+                }
+            }
+        }
     }
 }

@@ -72,7 +72,7 @@ pub use liveness::{
 pub use quality::{
     estimate_pose, face_fraction, region_contrast, sharpness, synthetic_landmarks, HeadPose,
 };
-pub use resize::resize_triangle;
+pub use resize::{resize_triangle, Resizer};
 pub use still::{grey_thumbnail, SceneMemo, STILL_DELTA, STILL_GRID};
 pub use template::{
     Embedding, FaceTemplate, EMBEDDING_DIM, MAX_TEMPLATE_EMBEDDINGS, TEMPLATE_VERSION,
