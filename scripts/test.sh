@@ -57,6 +57,8 @@ export CARGO_TERM_COLOR=never
 export CARGO_INCREMENTAL=0
 echo "== layers (scripts/check-layers.sh)"
 scripts/check-layers.sh
+echo "== vendored tract-linalg is the published crate plus vzeroupper (scripts/vendor-tract-linalg.sh --check)"
+scripts/vendor-tract-linalg.sh --check
 echo "== format"
 cargo fmt --check
 echo "== clippy"

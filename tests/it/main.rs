@@ -52,6 +52,8 @@ mod face_accuracy;
 mod face_enrol;
 #[cfg(feature = "face")]
 mod face_sim;
+#[cfg(all(feature = "face", target_arch = "x86_64"))]
+mod face_vector_state;
 mod factory_reset;
 mod keystore;
 #[cfg(feature = "matter")]
