@@ -2,14 +2,8 @@
 # Rebuilds third_party/tract-linalg: tract-linalg as published on crates.io,
 # with one change — every x86-64 assembly kernel ends with `vzeroupper`.
 #
-# Why (issue 19; third_party/tract-linalg/LATCHD.md has the figures): the
-# published kernels return with the upper halves of the YMM/ZMM registers
-# dirty. Every later instruction of code compiled for x86-64's baseline (SSE,
-# which is all of latchd and most of tract outside its kernels) then pays a
-# false dependency on those halves: the frame scaling ran 3× slower after a
-# model run than before it, and the face pipeline ≈ 25 % slower. Intel's and
-# AMD's optimisation guides ask for `vzeroupper` before returning from AVX
-# code; compilers insert it, hand-written assembly must.
+# Why, and what else is left out: the LATCHD.md this script writes into the
+# copy (the heredoc below), with the figures in latchd's README (issue 19).
 #
 # Run: scripts/vendor-tract-linalg.sh          (fetches the crate with cargo)
 # Check only: scripts/vendor-tract-linalg.sh --check   (exit 1 on a difference)
