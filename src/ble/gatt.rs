@@ -57,10 +57,11 @@ use bluer::gatt::local::{
     ReqError, Service,
 };
 use bluer::{Address, Uuid};
-use futures_util::{FutureExt, StreamExt};
+use futures_util::FutureExt;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
+use super::bluez_owner::BluezOwner;
 use super::guard::{self, Admit, Guard, Limits};
 use super::improv::{self, DeviceInfo, Improv, Output, ScannedNetwork};
 use super::slot::Slot;
@@ -646,10 +647,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), GattError> {
     let system = zbus::Connection::system().await?;
-    let dbus = zbus::fdo::DBusProxy::new(&system).await?;
-    let mut owner_changes = dbus
-        .receive_name_owner_changed_with_args(&[(0, "org.bluez")])
-        .await?;
+    let mut bluez = BluezOwner::watch(&system).await?;
     // Right after start-up or a bluetoothd restart the adapter may take a
     // few seconds to come back: retry quickly a few times, then wait for
     // bluetoothd to change hands (or a slow retry) instead of polling.
@@ -658,14 +656,14 @@ pub async fn run(
         match serve_once(&config, &deps).await {
             Ok(handles) => {
                 tracing::info!(name = %config.local_name, "BLE: GATT application registered");
-                let registered_with = bluez_owner(&dbus).await;
+                let registered_with = bluez.current().await;
                 // Serve until bluetoothd changes hands (restart) or we stop.
                 tokio::select! {
                     _ = shutdown.cancelled() => {
                         drop(handles);
                         return Ok(());
                     }
-                    _ = next_restart(&mut owner_changes, registered_with.as_deref()) => {
+                    _ = bluez.next_restart(registered_with.as_deref()) => {
                         tracing::warn!("BLE: bluetoothd restarted or stopped; registering again");
                         drop(handles);
                         deps.health.set_ble(BleHealth::WaitingForBluetoothd(
@@ -680,7 +678,7 @@ pub async fn run(
                 }
             }
             Err(e) if quick > 0 => {
-                deps.health.set_ble(verdict(&dbus, &e).await);
+                deps.health.set_ble(verdict(&bluez, &e).await);
                 quick -= 1;
                 tracing::warn!("BLE: {e}; retrying in {} s", RETRY.as_secs());
                 tokio::select! {
@@ -689,14 +687,14 @@ pub async fn run(
                 }
             }
             Err(e) => {
-                deps.health.set_ble(verdict(&dbus, &e).await);
+                deps.health.set_ble(verdict(&bluez, &e).await);
                 tracing::warn!(
                     "BLE: {e}; waiting for bluetoothd (retry in {} s)",
                     IDLE_RETRY.as_secs()
                 );
                 tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),
-                    _ = owner_changes.next() => {
+                    _ = bluez.next_change() => {
                         quick = QUICK_RETRIES;
                         tokio::time::sleep(RETRY).await;
                     }
@@ -707,42 +705,11 @@ pub async fn run(
     }
 }
 
-/// The unique name owning `org.bluez` now, if any.
-async fn bluez_owner(dbus: &zbus::fdo::DBusProxy<'_>) -> Option<String> {
-    let name = zbus::names::BusName::try_from("org.bluez").ok()?;
-    dbus.get_name_owner(name).await.ok().map(|o| o.to_string())
-}
-
-/// The next change of `org.bluez`'s owner that is not the bluetoothd this
-/// registration was made with taking the name. That event is often queued
-/// from before the registration (the old bluetoothd left and the new one
-/// came up during the retry pause); acting on it dropped a working
-/// registration and left a window in which the lock was found but had no
-/// services. Returns when the stream ends too (treated as a restart).
-async fn next_restart(
-    changes: &mut zbus::fdo::NameOwnerChangedStream,
-    registered_with: Option<&str>,
-) {
-    while let Some(change) = changes.next().await {
-        let ours = change.args().ok().is_some_and(|a| {
-            a.new_owner().as_ref().map(|o| o.as_str()) == registered_with
-                && registered_with.is_some()
-        });
-        if !ours {
-            return;
-        }
-    }
-}
-
 /// What a failed registration means for `BleState`: bluetoothd absent
 /// from the bus (waiting for it), no adapter (unavailable), or a failure
 /// with bluetoothd there.
-async fn verdict(dbus: &zbus::fdo::DBusProxy<'_>, e: &GattError) -> BleHealth {
-    let bluez = zbus::names::BusName::try_from("org.bluez").ok();
-    let running = match bluez {
-        Some(name) => dbus.name_has_owner(name).await.unwrap_or(false),
-        None => false,
-    };
+async fn verdict(bluez: &BluezOwner, e: &GattError) -> BleHealth {
+    let running = bluez.running().await;
     match e {
         _ if !running => {
             BleHealth::WaitingForBluetoothd("org.bluez is not on the system bus".into())

@@ -5,6 +5,7 @@
 //!  pairing mode on ──► rs-matter's BlueZ peripheral (bluer): advertise the Matter
 //!                      service (discriminator, vendor, product), GATT C1/C2 ─► Btp
 //!  pairing mode off ─► the peripheral is dropped: advertisement and GATT service gone
+//!  bluetoothd restarts ► the peripheral is served again (pairing mode still on)
 //! ```
 //!
 //! The Btp is chained with the UDP socket in the node's transport, so PASE
@@ -49,8 +50,8 @@ pub async fn serve_while_pairing(
         tokio::select! {
             () = ended => {}
             r = peripheral => {
-                // BlueZ went away or refused the advertisement: commissioning
-                // on the network still works; try again next pairing mode.
+                // BlueZ kept refusing the advertisement: commissioning on
+                // the network still works; try again next pairing mode.
                 if let Err(e) = r {
                     tracing::warn!("Matter: BLE commissioning stopped: {e:?}");
                 }
@@ -66,10 +67,60 @@ pub async fn serve_while_pairing(
     }
 }
 
+/// Pause before serving again after bluetoothd went away or refused.
+#[cfg(feature = "board-linux")]
+const RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+/// Failures in a row, with no bluetoothd restart between them, before
+/// BLE commissioning waits for the next pairing mode.
+#[cfg(feature = "board-linux")]
+const TRIES: u32 = 5;
+
+/// rs-matter's peripheral, served again each time bluetoothd changes
+/// hands: its GATT service and advertisement lived in the old bluetoothd,
+/// and nothing on our side of them notices it is gone (the peripheral
+/// waits for a subscription that can no longer come). Without this a
+/// bluetoothd crash during pairing mode took the lock off the air for
+/// Matter until the owner held SET again.
 #[cfg(feature = "board-linux")]
 async fn peripheral(adapter: &str, adv: &AdvData, btp: &Btp) -> Result<(), Error> {
+    use crate::ble::bluez_owner::BluezOwner;
+    use rs_matter::transport::network::btp::bluer::run_peripheral;
+
     let adapter = (!adapter.is_empty()).then_some(adapter);
-    rs_matter::transport::network::btp::bluer::run_peripheral(adapter, ADV_NAME, adv, btp).await
+    let bluez = match zbus::Connection::system().await {
+        Ok(system) => BluezOwner::watch(&system).await.ok(),
+        Err(_) => None,
+    };
+    // No system bus to watch: bluer cannot reach BlueZ either, and says so.
+    let Some(mut bluez) = bluez else {
+        return run_peripheral(adapter, ADV_NAME, adv, btp).await;
+    };
+    let mut failures = 0;
+    loop {
+        let registered_with = bluez.current().await;
+        tokio::select! {
+            r = run_peripheral(adapter, ADV_NAME, adv, btp) => {
+                let e = match r {
+                    Ok(()) => return Ok(()),
+                    Err(e) => e,
+                };
+                failures += 1;
+                if failures >= TRIES {
+                    return Err(e);
+                }
+                tracing::warn!(
+                    "Matter: BLE commissioning failed ({e:?}); serving again in {} s",
+                    RETRY.as_secs()
+                );
+            }
+            () = bluez.next_restart(registered_with.as_deref()) => {
+                failures = 0;
+                tracing::warn!("Matter: bluetoothd restarted or stopped; advertising again");
+            }
+        }
+        btp.reset();
+        tokio::time::sleep(RETRY).await;
+    }
 }
 
 /// Builds without BlueZ (the simulated lock) commission on the network only.

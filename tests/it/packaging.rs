@@ -184,6 +184,58 @@ fn unit_has_the_required_service_settings() {
     assert!(!config(&stop_post).is_empty());
 }
 
+/// The `bluetooth.service` drop-in latchd installs: systemd reads it
+/// without a warning over a unit shaped like BlueZ's own, it runs
+/// bluetoothd with the lock's BlueZ config, and it brings a crashed
+/// bluetoothd back (BlueZ's unit does not) every time: no start limit a
+/// phone crashing it five times could use to switch BLE off for good.
+#[test]
+fn bluetooth_drop_in_verifies_and_restarts_bluetoothd() {
+    let drop_in = read("systemd/bluetooth.service.d/latchd.conf");
+    for (key, value) in [
+        ("Restart", "on-failure"),
+        ("RestartSec", "2"),
+        ("StartLimitIntervalSec", "0"),
+    ] {
+        assert_eq!(unit_value(&drop_in, key), value, "{key}=");
+    }
+    let exec: Vec<&str> = drop_in
+        .lines()
+        .filter_map(|l| l.strip_prefix("ExecStart="))
+        .collect();
+    assert_eq!(
+        exec,
+        [
+            "",
+            "/usr/libexec/bluetooth/bluetoothd -f /etc/latchd/bluetooth.conf"
+        ],
+        "the drop-in clears BlueZ's ExecStart and names the lock's config"
+    );
+
+    // verify loads drop-ins from `<unit>.d` beside the unit. BlueZ's unit
+    // (5.66's settings that matter here); ExecStart names a program that
+    // exists, as verify checks.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = "[Unit]\nDescription=Bluetooth service\n\n[Service]\nType=dbus\n\
+                BusName=org.bluez\nExecStart=/bin/true\nNotifyAccess=main\n\
+                LimitNPROC=1\n\n[Install]\nWantedBy=bluetooth.target\n";
+    std::fs::write(dir.path().join("bluetooth.service"), base).expect("write unit");
+    let d = dir.path().join("bluetooth.service.d");
+    std::fs::create_dir(&d).expect("drop-in dir");
+    std::fs::write(
+        d.join("latchd.conf"),
+        drop_in.replace(
+            "/usr/libexec/bluetooth/bluetoothd -f /etc/latchd/bluetooth.conf",
+            "/bin/true -f /etc/latchd/bluetooth.conf",
+        ),
+    )
+    .expect("write drop-in");
+    let unit = dir.path().join("bluetooth.service");
+    let (ok, stdout, stderr) = run("systemd-analyze", &["verify", unit.to_str().unwrap()]);
+    assert!(ok, "systemd-analyze verify failed:\n{stdout}{stderr}");
+    assert!(!stderr.contains("latchd.conf"), "warnings:\n{stderr}");
+}
+
 #[test]
 fn sysusers_creates_the_accounts_the_unit_and_policy_name() {
     let root = tempfile::tempdir().expect("tempdir");

@@ -101,8 +101,27 @@ CONF
     # Every HCI command and event of every controller, for a BLE test that
     # fails (LATCHD_VM_KEEP=1 keeps the run dir: btmon -r reads it back).
     setsid btmon -w "$RUN/hci.btsnoop" >/dev/null 2>&1 </dev/null &
-    # shellcheck disable=SC2086 # BLUETOOTHD_ARGS is a list of words
-    setsid /usr/libexec/bluetooth/bluetoothd -n $BLUETOOTHD_ARGS >>"$RUN/bluetoothd.log" 2>&1 </dev/null &
+    # bluetoothd as the lock's drop-in has systemd run it
+    # (systemd/bluetooth.service.d/latchd.conf: Restart=on-failure,
+    # RestartSec=2, no start limit): a crash is logged and bluetoothd starts
+    # again; a clean stop (status 0, or SIGTERM as vm_ble's restart sends)
+    # ends the loop.
+    # shellcheck disable=SC2317 # run through setsid bash -c
+    supervise_bluetoothd() {
+        local rc n=0
+        while :; do
+            # shellcheck disable=SC2086 # BLUETOOTHD_ARGS is a list of words
+            /usr/libexec/bluetooth/bluetoothd -n $BLUETOOTHD_ARGS
+            rc=$?
+            { [ "$rc" -eq 0 ] || [ "$rc" -eq 143 ]; } && break
+            n=$((n + 1))
+            echo "rig: bluetoothd exited with status $rc (failure $n); starting it again in 2 s"
+            sleep 2
+        done
+    }
+    export BLUETOOTHD_ARGS
+    export -f supervise_bluetoothd
+    setsid bash -c supervise_bluetoothd >>"$RUN/bluetoothd.log" 2>&1 </dev/null &
     # shellcheck disable=SC2317 # called through poll
     all_controllers() {
         [ "$(timeout 10 bluetoothctl list 2>/dev/null | grep -c '^Controller')" -ge "$BLE_CONTROLLERS" ]

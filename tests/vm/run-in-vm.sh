@@ -654,6 +654,12 @@ fi
 STATUS="$(cat "$RUN_DIR/status")"
 [[ "$STATUS" =~ ^[0-9]+$ ]] || die "guest wrote a malformed status '$STATUS'"
 
+# A failed BLE test: bluetoothd's own words (and the rig's line when it
+# crashed and was started again) go with the test's stderr, which the
+# Rust side reads back — a CI log has nothing else to show.
+if [[ "$STATUS" != 0 && -s "$RUN_DIR/bluetoothd.log" ]]; then
+    { echo "---- bluetoothd.log (last 20 lines) ----"; tail -n 20 "$RUN_DIR/bluetoothd.log"; } >>"$RUN_DIR/stderr"
+fi
 cat "$RUN_DIR/stdout" 2>/dev/null || true
 cat "$RUN_DIR/stderr" >&2 2>/dev/null || true
 log "status $STATUS, wall ${WALL}s, $(tr '\n' ' ' <"$RUN_DIR/guest-timing" 2>/dev/null)"

@@ -1272,27 +1272,48 @@ pub(crate) mod guest_daemon {
         panic!("latchd-00BE is not advertising\n{}", d.log_text());
     }
 
-    /// Stop bluetoothd and start it again with the same command line (the
-    /// rig's: the lock's BlueZ config with `-f`; a bare restart would bring
-    /// BlueZ's defaults back, EATT included).
-    fn restart_bluetoothd() {
-        let mut argv: Vec<String> = Vec::new();
+    /// The running bluetoothd processes: pid and command line.
+    fn bluetoothds() -> Vec<(i32, Vec<String>)> {
+        let mut found = Vec::new();
         for entry in std::fs::read_dir("/proc").unwrap().flatten() {
             let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
             if comm.trim() == "bluetoothd" {
                 let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-                argv = cmdline
+                let argv = cmdline
                     .split(|b| *b == 0)
                     .filter(|a| !a.is_empty())
                     .map(|a| String::from_utf8_lossy(a).into_owned())
                     .collect();
-                let pid: i32 = entry.file_name().to_string_lossy().parse().unwrap();
-                nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGTERM,
-                )
-                .unwrap();
+                found.push((pid, argv));
             }
+        }
+        found
+    }
+
+    /// The pid of the one bluetoothd running now, if there is exactly one.
+    pub(crate) fn bluetoothd_pid() -> Option<i32> {
+        match bluetoothds()[..] {
+            [(pid, _)] => Some(pid),
+            _ => None,
+        }
+    }
+
+    fn signal(pid: i32, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).unwrap();
+    }
+
+    /// Stop bluetoothd and start it again with the same command line (the
+    /// rig's: the lock's BlueZ config with `-f`; a bare restart would bring
+    /// BlueZ's defaults back, EATT included). SIGTERM is a clean stop: the
+    /// rig's supervisor (guest-setup.sh) lets it go, as systemd would.
+    fn restart_bluetoothd() {
+        let mut argv: Vec<String> = Vec::new();
+        for (pid, cmdline) in bluetoothds() {
+            argv = cmdline;
+            signal(pid, nix::sys::signal::Signal::SIGTERM);
         }
         assert!(
             argv.iter().any(|a| a == "-f"),
@@ -1309,6 +1330,23 @@ pub(crate) mod guest_daemon {
             .status()
             .expect("bluetoothd starts again");
         assert!(started.success());
+    }
+
+    /// Crash bluetoothd (SIGSEGV, as a bug in it would) and wait until the
+    /// rig has started it again — guest-setup.sh does what the lock's
+    /// drop-in has systemd do (`Restart=on-failure`, `RestartSec=2`).
+    pub(crate) fn crash_bluetoothd() {
+        let old = bluetoothd_pid().expect("one bluetoothd before the crash");
+        signal(old, nix::sys::signal::Signal::SIGSEGV);
+        let deadline = StdInstant::now() + Duration::from_secs(30);
+        while bluetoothd_pid().is_none_or(|pid| pid == old) {
+            assert!(
+                StdInstant::now() < deadline,
+                "bluetoothd did not come back after the crash: {:?}",
+                bluetoothds()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// The real `latchd` (sim board, `[ble]` on hci0, wpa_supplicant

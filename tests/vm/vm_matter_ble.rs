@@ -14,7 +14,10 @@
 //!   (opcode 0, the lock's discriminator and advertisement version 0,
 //!   vendor and product: what a controller matches against the QR code)
 //!   with the BTP service in the lock's GATT database beside the lock's
-//!   own; pairing the owner's app ends pairing mode, and with it the Matter
+//!   own; bluetoothd crashing then (SIGSEGV; the rig starts it again, as
+//!   the lock's `bluetooth.service` drop-in has systemd do) leaves the lock
+//!   advertising Matter and serving both services again by itself;
+//!   pairing the owner's app ends pairing mode, and with it the Matter
 //!   advertisement and service, while the lock's own advertisement stays.
 //! * `matter_wifi_commissioning_over_ble_in_vm`: Home Assistant's
 //!   controller (python-matter-server + the CHIP wheel,
@@ -112,6 +115,7 @@ mod guest {
 
     use crate::daemon_common::Daemon;
     use crate::matter_common::Controller;
+    use crate::vm_ble::guest_daemon::{bluetoothd_pid, crash_bluetoothd};
 
     /// Matter's BLE service (16-bit 0xFFF6) and BTP's two characteristics.
     const MATTER_SERVICE: Uuid = Uuid::from_u128(0x0000fff6_0000_1000_8000_00805f9b34fb);
@@ -220,25 +224,82 @@ mod guest {
         }
     }
 
-    async fn gatt_services(observer: &Adapter, lock: Address) -> Vec<(Uuid, Vec<Uuid>)> {
-        let dev = observer.device(lock).unwrap();
+    /// The lock's GATT services and their characteristics, as `observer`
+    /// discovers them. Once in CI bluetoothd (Debian 12's 5.66) dropped
+    /// off the bus in the middle of this discovery ("NoReply: recipient
+    /// disconnected"): the rig starts it again as the lock's drop-in has
+    /// systemd do, and the lock registers again. So a discovery that fails
+    /// *because bluetoothd was replaced* is made once more, after the lock
+    /// advertises `uuid` again, as a phone would; any other failure fails.
+    async fn gatt_services(
+        session: &bluer::Session,
+        observer: &Adapter,
+        lock: Address,
+        uuid: Uuid,
+    ) -> Vec<(Uuid, Vec<Uuid>)> {
+        let before = bluetoothd_pid();
+        let e = match discover(observer, lock).await {
+            Ok(all) => return all,
+            Err(e) => e,
+        };
+        // A bluetoothd that just dropped off the bus may not be reaped yet.
+        let t = StdInstant::now();
+        let mut now = bluetoothd_pid();
+        while now == before && t.elapsed() < Duration::from_secs(3) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            now = bluetoothd_pid();
+        }
+        assert!(
+            before.is_some() && now != before,
+            "GATT discovery failed with bluetoothd still running ({before:?}): {e}"
+        );
+        println!("GATT discovery failed: bluetoothd was replaced ({before:?} → {now:?}): {e}");
+        let observer = adapter_back(session, "hci2").await;
+        until_advertised(&observer, lock, uuid).await;
+        discover(&observer, lock)
+            .await
+            .unwrap_or_else(|e| panic!("GATT discovery after bluetoothd came back: {e}"))
+    }
+
+    async fn discover(observer: &Adapter, lock: Address) -> bluer::Result<Vec<(Uuid, Vec<Uuid>)>> {
+        let dev = observer.device(lock)?;
         let mut tries = 0;
         while let Err(e) = dev.connect().await {
             tries += 1;
-            assert!(tries < 3, "the observer cannot connect to the lock: {e}");
+            if tries >= 3 {
+                return Err(e);
+            }
         }
         let mut all = Vec::new();
-        for s in dev.services().await.unwrap() {
+        for s in dev.services().await? {
             let mut chars = Vec::new();
-            for c in s.characteristics().await.unwrap() {
-                chars.push(c.uuid().await.unwrap());
+            for c in s.characteristics().await? {
+                chars.push(c.uuid().await?);
             }
-            all.push((s.uuid().await.unwrap(), chars));
+            all.push((s.uuid().await?, chars));
         }
         let _ = dev.disconnect().await;
         // bluetoothd caches the attribute table: forget it for the next look.
         let _ = observer.remove_device(lock).await;
-        all
+        Ok(all)
+    }
+
+    /// Adapter `name` on `session` once a restarted bluetoothd has it
+    /// back, powered (the session's bus connection outlives bluetoothd).
+    async fn adapter_back(session: &bluer::Session, name: &str) -> Adapter {
+        let t = StdInstant::now();
+        loop {
+            if let Ok(a) = session.adapter(name) {
+                if a.set_powered(true).await.is_ok() {
+                    return a;
+                }
+            }
+            assert!(
+                t.elapsed() < HANG,
+                "{name} did not come back after bluetoothd restarted"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     fn label(state: &Path, config: &Path) -> Value {
@@ -403,7 +464,7 @@ mod guest {
         assert_eq!(word >> 12, 0, "advertisement version");
         assert_eq!(u16::from_le_bytes([matter[3], matter[4]]), vendor);
         assert_eq!(u16::from_le_bytes([matter[5], matter[6]]), product);
-        let services = gatt_services(&observer, lock).await;
+        let services = gatt_services(&session, &observer, lock, MATTER_SERVICE).await;
         let btp = services
             .iter()
             .find(|(s, _)| *s == MATTER_SERVICE)
@@ -420,6 +481,38 @@ mod guest {
                 .any(|(s, _)| *s == latchd::ble::gatt::CHANNEL_SERVICE_UUID),
             "the lock's own service beside it: {services:?}"
         );
+
+        // bluetoothd crashes in pairing mode (SIGSEGV; the rig starts it
+        // again two seconds later, as the lock's drop-in has systemd do): the
+        // new bluetoothd knows nothing of the lock, which must advertise
+        // Matter again by itself while pairing mode lasts, and its own
+        // application too.
+        let t = StdInstant::now();
+        crash_bluetoothd();
+        let observer = adapter_back(&session, "hci2").await;
+        let (took, again) = until_advertised(&observer, lock, MATTER_SERVICE).await;
+        println!(
+            "Matter advertised again {took:?} after bluetoothd came back ({:?} after the crash)",
+            t.elapsed()
+        );
+        assert_eq!(again, matter, "the same commissionable advertisement");
+        wait_log(
+            &d,
+            "Matter: bluetoothd restarted or stopped; advertising again",
+        )
+        .await;
+        wait_log(
+            &d,
+            "BLE: bluetoothd restarted or stopped; registering again",
+        )
+        .await;
+        let services = gatt_services(&session, &observer, lock, MATTER_SERVICE).await;
+        for service in [MATTER_SERVICE, latchd::ble::gatt::CHANNEL_SERVICE_UUID] {
+            assert!(
+                services.iter().any(|(s, _)| *s == service),
+                "{service} after bluetoothd came back: {services:?}"
+            );
+        }
 
         // The owner pairs the app from hci1: pairing mode ends, and with it
         // Matter's advertisement and service; the lock's own stay. By
@@ -466,7 +559,7 @@ mod guest {
             !data.contains_key(&MATTER_SERVICE),
             "Matter still advertised after pairing mode: {data:?}"
         );
-        let services = gatt_services(&observer, lock).await;
+        let services = gatt_services(&session, &observer, lock, IMPROV_DATA).await;
         assert!(
             !services.iter().any(|(s, _)| *s == MATTER_SERVICE),
             "Matter's GATT service outlived pairing mode: {services:?}"
