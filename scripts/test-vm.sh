@@ -14,5 +14,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "== disk: $(df -Ph . | awk 'NR == 2 { print $4 }') free on $(df -P . | awk 'NR == 2 { print $6 }')"
+# Phase headers say when each began (seconds since this script started).
+trap 'echo "== scripts/test-vm.sh ended [${SECONDS} s]"' EXIT
+echo "== VM tests (tests/vm/run-vm-tests.sh) [${SECONDS} s]"
 tests/vm/run-vm-tests.sh "$@"
+echo "== bounded fuzzing (scripts/fuzz.sh) [${SECONDS} s]"
 FUZZ_SEED="${FUZZ_SEED:-1}" scripts/fuzz.sh

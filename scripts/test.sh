@@ -55,19 +55,23 @@ export CARGO_TERM_COLOR=never
 # A one-shot build gains nothing from incremental state, which costs gigabytes
 # across the test crates.
 export CARGO_INCREMENTAL=0
-echo "== layers (scripts/check-layers.sh)"
+# Each phase's header says when it began (seconds since the script
+# started): a CI log then shows where the minutes went.
+phase() { echo "== $* [${SECONDS} s]"; }
+trap 'echo "== scripts/test.sh ended [${SECONDS} s]"' EXIT
+phase "layers (scripts/check-layers.sh)"
 scripts/check-layers.sh
-echo "== vendored tract-linalg is the published crate plus vzeroupper (scripts/vendor-tract-linalg.sh --check)"
+phase "vendored tract-linalg is the published crate plus vzeroupper (scripts/vendor-tract-linalg.sh --check)"
 scripts/vendor-tract-linalg.sh --check
-echo "== format"
+phase "format"
 cargo fmt --check
-echo "== clippy"
+phase "clippy"
 cargo clippy --all-targets --all-features --locked -- -D warnings
 # The default features compile (sim board, no system packages needed).
 # Checked, not built: the all-features build below links every binary, and
 # building the default set too cost CI a third codegen pass; the newcomer's
 # `cargo run --release` is the default build.
-echo "== default features (cargo check)"
+phase "default features (cargo check)"
 cargo check --locked
-echo "== tests"
+phase "tests"
 cargo test --all-features --locked
