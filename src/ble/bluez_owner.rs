@@ -29,11 +29,6 @@ impl BluezOwner {
         Ok(Self { dbus, changes })
     }
 
-    /// The bus itself, for other questions to it.
-    pub fn dbus(&self) -> &zbus::fdo::DBusProxy<'static> {
-        &self.dbus
-    }
-
     /// The unique name owning `org.bluez` now, if any.
     pub async fn current(&self) -> Option<String> {
         let name = zbus::names::BusName::try_from(BLUEZ).ok()?;
