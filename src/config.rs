@@ -451,6 +451,14 @@ impl Config {
                 "must be between -100 and -30 (dBm)",
             );
         }
+        let wpa_config = &self.wifi.wpa_supplicant_config;
+        if !wpa_config.is_empty() && !Path::new(wpa_config).is_absolute() {
+            return bad(
+                "wifi.wpa_supplicant_config",
+                wpa_config.clone(),
+                "must be an absolute path (wpa_supplicant opens it, from its own directory)",
+            );
+        }
         if !(1..=99).contains(&l.low_battery_percent) {
             return bad(
                 "lock.low_battery_percent",
@@ -762,6 +770,16 @@ mod tests {
             .to_string();
         assert!(e.contains("wifi.weak_signal_dbm"), "{e}");
         assert!(parse("[wifi]\nweak_signal_dbm = -70\n").is_ok());
+    }
+
+    #[test]
+    fn a_relative_wpa_supplicant_config_is_named() {
+        let e = parse("[wifi]\nwpa_supplicant_config = \"latchd.conf\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("wifi.wpa_supplicant_config"), "{e}");
+        let ok = parse("[wifi]\nwpa_supplicant_config = \"/etc/latchd/wpa_supplicant.conf\"\n");
+        assert!(ok.is_ok());
     }
 
     #[test]

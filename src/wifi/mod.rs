@@ -254,6 +254,10 @@ pub struct WifiConfig {
     /// B-10.7: a connected signal below this (dBm) for 5 minutes is
     /// reported weak (event, owner notice, status). -100 to -30.
     pub weak_signal_dbm: i16,
+    /// wpa_supplicant only: the configuration file (absolute path, root's,
+    /// with `update_config=1`) the interface is created with, where the
+    /// joined network is saved to outlast a restart. Empty: memory only.
+    pub wpa_supplicant_config: String,
 }
 
 impl Default for WifiConfig {
@@ -263,6 +267,7 @@ impl Default for WifiConfig {
             interface: "wlan0".into(),
             connect_timeout_secs: DEFAULT_CONNECT_TIMEOUT.as_secs(),
             weak_signal_dbm: crate::core::wifi_signal::DEFAULT_WEAK_DBM,
+            wpa_supplicant_config: String::new(),
         }
     }
 }
@@ -299,11 +304,13 @@ pub fn from_config(config: &WifiConfig, bus: zbus::Connection) -> Box<dyn WifiBa
     let timeout = Duration::from_secs(config.connect_timeout_secs.max(1));
     match config.backend {
         BackendKind::None => Box::new(NoWifi),
-        BackendKind::WpaSupplicant => Box::new(wpa_supplicant::WpaSupplicant::new(
-            bus,
-            &config.interface,
-            timeout,
-        )),
+        BackendKind::WpaSupplicant => {
+            let wpa = wpa_supplicant::WpaSupplicant::new(bus, &config.interface, timeout);
+            Box::new(match config.wpa_supplicant_config.as_str() {
+                "" => wpa,
+                file => wpa.with_config_file(file.into()),
+            })
+        }
         BackendKind::NetworkManager => Box::new(networkmanager::NetworkManager::new(
             bus,
             &config.interface,

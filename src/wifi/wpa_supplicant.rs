@@ -3,13 +3,14 @@
 //!
 //! ```text
 //!  /fi/w1/wpa_supplicant1  fi.w1.wpa_supplicant1
-//!     GetInterface("wlan0") ──► o   (InterfaceUnknown → CreateInterface({Ifname}))
+//!     GetInterface("wlan0") ──► o   (InterfaceUnknown → CreateInterface({Ifname, ConfigFile}))
 //!  <iface>  fi.w1.wpa_supplicant1.Interface
 //!     RemoveAllNetworks()                 the lock keeps exactly one network
 //!     AddNetwork({ssid: ay, psk, key_mgmt}) ──► <net>
 //!     SelectNetwork(<net>)
 //!     State (PropertiesChanged):  scanning → associating → 4way_handshake → completed ✔
 //!                                                          └─► disconnected  = wrong key
+//!     SaveConfig()                        after a join and after forgetting (ConfigFile set)
 //!     SignalPoll() ──► {rssi: i}
 //!     Scan({Type: "active"}) … ScanDone(success: b)   (Interface.ScanError: busy → current list)
 //!     BSSs ──► [<bss>]
@@ -22,7 +23,17 @@
 //! raw PSK); a passphrase goes as a string (wpa_supplicant quotes it).
 //! wpa_supplicant itself flags a wrong key when the link drops during the
 //! 4-way handshake (its `WRONG_KEY` heuristic); we apply the same rule.
+//!
+//! A network added over D-Bus lives in wpa_supplicant's memory: a lock
+//! whose battery was changed, or whose wpa_supplicant restarted, would be
+//! off its network until the owner set it up again. With
+//! `[wifi] wpa_supplicant_config` the interface is created with that file
+//! as its configuration (`update_config=1` in it, root's): the joined
+//! network is saved there and read back whenever wpa_supplicant takes the
+//! interface again, which latchd's next status poll asks for. Forgetting
+//! saves too, so a forgotten network does not come back at the next boot.
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -58,6 +69,8 @@ pub struct WpaSupplicant {
     bus: zbus::Connection,
     interface: String,
     timeout: Duration,
+    /// The interface's configuration file, where joined networks are saved.
+    config_file: Option<PathBuf>,
 }
 
 fn call_err(call: &'static str) -> impl FnOnce(zbus::Error) -> WifiError {
@@ -83,6 +96,48 @@ impl WpaSupplicant {
             bus,
             interface: interface.to_owned(),
             timeout,
+            config_file: None,
+        }
+    }
+
+    /// Create the interface with `file` as its configuration and save the
+    /// lock's network there (module docs).
+    pub fn with_config_file(mut self, file: PathBuf) -> Self {
+        self.config_file = Some(file);
+        self
+    }
+
+    /// `SaveConfig`: the interface's networks into its configuration file.
+    async fn save(&self, iface: &zbus::Proxy<'_>) -> Result<(), WifiError> {
+        iface
+            .call::<_, _, ()>("SaveConfig", &())
+            .await
+            .map_err(call_err("SaveConfig"))
+    }
+
+    /// After a join: saved, or a warning that it will not outlast a
+    /// restart (the join itself stands either way).
+    async fn keep(&self, iface: &zbus::Proxy<'_>, ssid: &[u8]) {
+        match &self.config_file {
+            None => tracing::warn!(
+                ssid = %ssid_text(ssid),
+                "wpa_supplicant: the network is held in memory only and is lost when \
+                 wpa_supplicant restarts (a reboot, a battery change); set \
+                 [wifi] wpa_supplicant_config to keep it"
+            ),
+            Some(file) => match self.save(iface).await {
+                Ok(()) => tracing::info!(
+                    ssid = %ssid_text(ssid),
+                    file = %file.display(),
+                    "wpa_supplicant: network saved"
+                ),
+                Err(e) => tracing::warn!(
+                    ssid = %ssid_text(ssid),
+                    file = %file.display(),
+                    "wpa_supplicant: the network could not be saved and is lost when \
+                     wpa_supplicant restarts ({e}); the file needs update_config=1"
+                ),
+            },
         }
     }
 
@@ -106,6 +161,13 @@ impl WpaSupplicant {
             Err(e) if error_name(&e) == Some("fi.w1.wpa_supplicant1.InterfaceUnknown") => {
                 let mut args: HashMap<&str, Value<'_>> = HashMap::new();
                 args.insert("Ifname", Value::from(self.interface.as_str()));
+                let config = self
+                    .config_file
+                    .as_ref()
+                    .map(|f| f.to_string_lossy().into_owned());
+                if let Some(file) = &config {
+                    args.insert("ConfigFile", Value::from(file.as_str()));
+                }
                 root.call::<_, _, OwnedObjectPath>("CreateInterface", &(args,))
                     .await
                     .map_err(|e| match error_name(&e) {
@@ -236,10 +298,14 @@ impl WpaSupplicant {
             Ok(r) => r,
             Err(_) => Err(WifiError::Timeout(self.timeout)),
         };
-        if result.is_err() {
+        match &result {
+            Ok(_) => self.keep(&iface, ssid).await,
             // Leave nothing half-configured behind: a failed network would
-            // otherwise keep retrying with the bad key.
-            let _ = iface.call::<_, _, ()>("RemoveNetwork", &(&network,)).await;
+            // otherwise keep retrying with the bad key. Not saved: the file
+            // keeps the last network that worked.
+            Err(_) => {
+                let _ = iface.call::<_, _, ()>("RemoveNetwork", &(&network,)).await;
+            }
         }
         result
     }
@@ -382,7 +448,9 @@ impl WifiBackend for WpaSupplicant {
 
     /// The lock keeps exactly one network (`apply` removes all others
     /// first), so every configured network is the lock's: `Networks`
-    /// counts them, `RemoveAllNetworks` drops them and disconnects.
+    /// counts them, `RemoveAllNetworks` drops them and disconnects, and
+    /// with a configuration file the empty list is saved — or the
+    /// forgetting fails: the network would come back at the next boot.
     fn forget(&self) -> WifiFuture<'_, Result<usize, WifiError>> {
         Box::pin(async move {
             let path = self.interface_path().await?;
@@ -395,6 +463,9 @@ impl WifiBackend for WpaSupplicant {
                 .call::<_, _, ()>("RemoveAllNetworks", &())
                 .await
                 .map_err(call_err("RemoveAllNetworks"))?;
+            if self.config_file.is_some() {
+                self.save(&iface).await?;
+            }
             Ok(networks.len())
         })
     }

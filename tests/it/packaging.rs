@@ -184,6 +184,55 @@ fn unit_has_the_required_service_settings() {
     assert!(!config(&stop_post).is_empty());
 }
 
+/// Where wpa_supplicant saves the lock's Wi-Fi network: tmpfiles copies
+/// the template (`update_config=1`) once into a root-only directory on the
+/// persistent partition and never over a saved network; the installed
+/// latchd.toml points `[wifi] wpa_supplicant_config` at that copy.
+#[test]
+fn the_wifi_configuration_is_copied_once_and_kept_private() {
+    let template = read("config/wpa_supplicant/latchd.conf");
+    assert!(template.lines().any(|l| l == "update_config=1"));
+    let root = tempfile::tempdir().expect("tempdir");
+    let share = root.path().join("usr/share/latchd");
+    std::fs::create_dir_all(&share).expect("datadir");
+    std::fs::write(share.join("wpa_supplicant.conf"), &template).expect("template");
+    let tmpfiles = repo("systemd/latchd.tmpfiles");
+    let create = || {
+        let (ok, stdout, stderr) = run(
+            "systemd-tmpfiles",
+            &[
+                "--create",
+                &format!("--root={}", root.path().display()),
+                "--prefix=/var/lib/latchd-wifi",
+                tmpfiles.to_str().unwrap(),
+            ],
+        );
+        assert!(ok, "systemd-tmpfiles:\n{stdout}{stderr}");
+    };
+    create();
+    let dir = root.path().join("var/lib/latchd-wifi");
+    let copy = dir.join("wpa_supplicant.conf");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&copy), 0o600);
+    assert_eq!(std::fs::read_to_string(&copy).unwrap(), template);
+    // A saved network survives the next boot's tmpfiles run.
+    let saved = format!("{template}network={{\n\tssid=\"home\"\n}}\n");
+    std::fs::write(&copy, &saved).unwrap();
+    create();
+    assert_eq!(std::fs::read_to_string(&copy).unwrap(), saved);
+
+    let recipe = read("yocto-layer/meta-latchd/recipes-core/latchd/latchd_git.bb");
+    assert!(
+        recipe.contains(
+            "-e 's,^wpa_supplicant_config = \"\"$,wpa_supplicant_config = \"${localstatedir}/lib/latchd-wifi/wpa_supplicant.conf\",'"
+        ),
+        "the recipe points latchd.toml at the copy"
+    );
+    assert!(read("config/latchd.toml").contains("\nwpa_supplicant_config = \"\"\n"));
+}
+
 /// The `bluetooth.service` drop-in latchd installs: systemd reads it
 /// without a warning over a unit shaped like BlueZ's own, it runs
 /// bluetoothd with the lock's BlueZ config, and it brings a crashed

@@ -13,9 +13,12 @@
 //!
 //! The scan lists both networks with their security; a wrong passphrase is
 //! Improv's "unable to connect" and leaves no network in wpa_supplicant;
-//! the right one joins and the engine's status says connected; hostapd
-//! stopped shows as disconnected (within the link monitor's 60 s period)
-//! and started again as connected.
+//! the right one joins, is saved to wpa_supplicant's file for the station
+//! (`[wifi] wpa_supplicant_config`), and the engine's status says
+//! connected; hostapd stopped shows as disconnected (within the link
+//! monitor's 60 s period); wpa_supplicant restarted meanwhile forgets what
+//! it held in memory, and hostapd started again shows as connected: the
+//! lock's next poll had the station created again with its file.
 //!
 //! The lock's MQTT availability follows over the radio link itself: the
 //! WPA2 access point's radio sits in a network namespace of its own
@@ -85,7 +88,7 @@ mod guest {
 
     use super::{MOSQUITTO, MOSQUITTO_PASSWD, MOSQUITTO_SUB, OPENSSL};
     use crate::daemon_common::Daemon;
-    use crate::vm_ble::guest_daemon::{find_lock, start_daemon_with};
+    use crate::vm_ble::guest_daemon::{find_lock, start_daemon_wifi};
     use crate::wifi_rig::{
         ap_netns, in_netns, modprobe_hwsim, must, tail, wpa_supplicant, Ap, Killed, AP_ADDR,
         AP_NETNS, LOCK_ADDR, OPEN_SSID, PSK, STATION, WPA2_SSID,
@@ -262,8 +265,18 @@ mod guest {
         /// Wait until the availability reads `value`; returns when that
         /// message arrived. Messages before it are printed and skipped.
         async fn wait(&self, value: &str, logs: &dyn Fn() -> String) -> StdInstant {
+            self.wait_within(value, MQTT_DEADLINE, logs).await
+        }
+
+        /// [`Self::wait`] with its own bound.
+        async fn wait_within(
+            &self,
+            value: &str,
+            limit: Duration,
+            logs: &dyn Fn() -> String,
+        ) -> StdInstant {
             let want = format!("{AVAILABILITY} {value}");
-            let deadline = StdInstant::now() + MQTT_DEADLINE;
+            let deadline = StdInstant::now() + limit;
             loop {
                 match self.rx.try_recv() {
                     Ok((at, line)) if line == want => return at,
@@ -348,7 +361,17 @@ mod guest {
              keep_alive_s = {KEEP_ALIVE_S}\nreconnect_min_ms = 500\nreconnect_max_ms = {RECONNECT_MAX_MS}\n",
             mqtt.join("ca.pem").display()
         );
-        let (d, _code) = start_daemon_with(dir.path(), STATION, &remote);
+        // wpa_supplicant's file for the station (the image's template):
+        // the joined network is saved there and read back after a restart.
+        let wpa_conf = dir.path().join("wpa_supplicant.conf");
+        std::fs::write(&wpa_conf, "update_config=1\n").unwrap();
+        let saved = || std::fs::read_to_string(&wpa_conf).unwrap();
+        let wifi = format!(
+            "backend = \"wpa_supplicant\"\ninterface = \"{STATION}\"\nconnect_timeout_secs = 20\n\
+             wpa_supplicant_config = \"{}\"\n",
+            wpa_conf.display()
+        );
+        let (d, _code) = start_daemon_wifi(dir.path(), &wifi, &remote);
         let wpa2_log = wpa2.log().to_path_buf();
         let logs = || {
             format!(
@@ -403,6 +426,7 @@ mod guest {
         println!("wrong passphrase refused in {:?}: {e}", t.elapsed());
         assert!(matches!(e, GattClientError::ImprovFailed(0x03)), "{e}");
         assert_eq!(stored_networks(&bus).await, vec![], "{}", logs());
+        assert!(!saved().contains("network="), "nothing saved: {}", saved());
         assert_eq!(d.status()["engine"]["wifi_connected"], json!(false));
 
         // The right one joins; the engine's status follows at once.
@@ -413,6 +437,12 @@ mod guest {
         let joined = StdInstant::now();
         println!("joined {WPA2_SSID} in {:?}", t.elapsed());
         assert_eq!(stored_networks(&bus).await.len(), 1);
+        assert!(
+            saved().contains(&format!("ssid=\"{WPA2_SSID}\"")),
+            "the network saved: {}\n{}",
+            saved(),
+            logs()
+        );
         wait_wifi(&d, true, &logs).await;
         c.disconnect().await;
 
@@ -451,10 +481,21 @@ mod guest {
         wait_wifi(&d, false, &logs).await;
         println!("link loss seen by the engine after {:?}", stopped.elapsed());
 
-        // It comes back: the station re-joins, the engine and MQTT follow.
+        // wpa_supplicant restarts meanwhile (a reboot, a crash): what it
+        // held in memory is gone, and the interface with it.
+        drop(supplicant);
+        let supplicant = wpa_supplicant(&wpa_log).await;
+
+        // The access point comes back: the lock's next link poll has the
+        // station created again with its file, the saved network rejoined;
+        // the engine and MQTT follow. (Without the file the lock stayed
+        // off its network until set up again.)
         wpa2.restart();
         let restarted = StdInstant::now();
-        let online = watch.wait("online", &logs).await;
+        let online = watch
+            .wait_within("online", MQTT_DEADLINE + Duration::from_secs(60), &logs)
+            .await;
+        assert_eq!(stored_networks(&bus).await.len(), 1, "{}", logs());
         println!(
             "MQTT online again {:?} after hostapd restarted",
             online.duration_since(restarted)

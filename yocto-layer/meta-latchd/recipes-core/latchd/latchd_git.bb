@@ -88,6 +88,7 @@ do_install:append() {
         -e 's,^# board_file = ".*/latchd/board.toml"$,board_file = "${sysconfdir}/latchd/board.toml",' \
         -e 's,^storage = "file"$,storage = "${LATCHD_KEY_STORAGE}",' \
         -e 's,^rtc = ""$,rtc = "${LATCHD_RTC}",' \
+        -e 's,^wpa_supplicant_config = ""$,wpa_supplicant_config = "${localstatedir}/lib/latchd-wifi/wpa_supplicant.conf",' \
         ${S}/config/latchd.toml > ${D}${sysconfdir}/latchd/latchd.toml
     chmod 0644 ${D}${sysconfdir}/latchd/latchd.toml
     install -m 0644 ${S}/config/board-${LATCHD_BOARD}.toml ${D}${sysconfdir}/latchd/board.toml
@@ -114,7 +115,13 @@ do_install:append() {
     chmod 0644 ${D}${systemd_system_unitdir}/bluetooth.service.d/latchd.conf
 
     install -d ${D}${nonarch_libdir}/tmpfiles.d
-    install -m 0644 ${S}/systemd/latchd.tmpfiles ${D}${nonarch_libdir}/tmpfiles.d/latchd.conf
+    sed -e 's,/usr/share/,${datadir}/,g' -e 's,/var/,${localstatedir}/,g' \
+        ${S}/systemd/latchd.tmpfiles > ${D}${nonarch_libdir}/tmpfiles.d/latchd.conf
+    chmod 0644 ${D}${nonarch_libdir}/tmpfiles.d/latchd.conf
+    # The template of wpa_supplicant's configuration for the lock's Wi-Fi
+    # (update_config=1); tmpfiles copies it to the persistent partition.
+    install -d ${D}${datadir}/latchd
+    install -m 0644 ${S}/config/wpa_supplicant/latchd.conf ${D}${datadir}/latchd/wpa_supplicant.conf
 
     install -d ${D}${nonarch_libdir}/sysusers.d
     install -m 0644 ${S}/systemd/latchd.sysusers ${D}${nonarch_libdir}/sysusers.d/latchd.conf
