@@ -61,13 +61,13 @@ use futures_util::FutureExt;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use super::bluez_owner::BluezOwner;
 use super::guard::{self, Admit, Guard, Limits};
 use super::improv::{self, DeviceInfo, Improv, Output, ScannedNetwork};
 use super::slot::Slot;
 use crate::app::crypto::StaticKeypair;
 use crate::app::pairing::CurrentCode;
 use crate::app::LockLink;
+use crate::link::bus_name::{NameWatch, BLUEZ};
 use crate::link::{BleHealth, HealthBoard};
 use crate::wifi::WifiBackend;
 
@@ -647,7 +647,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), GattError> {
     let system = zbus::Connection::system().await?;
-    let mut bluez = BluezOwner::watch(&system).await?;
+    let mut bluez = NameWatch::watch(&system, BLUEZ).await?;
     // Right after start-up or a bluetoothd restart the adapter may take a
     // few seconds to come back: retry quickly a few times, then wait for
     // bluetoothd to change hands (or a slow retry) instead of polling.
@@ -708,7 +708,7 @@ pub async fn run(
 /// What a failed registration means for `BleState`: bluetoothd absent
 /// from the bus (waiting for it), no adapter (unavailable), or a failure
 /// with bluetoothd there.
-async fn verdict(bluez: &BluezOwner, e: &GattError) -> BleHealth {
+async fn verdict(bluez: &NameWatch, e: &GattError) -> BleHealth {
     let running = bluez.running().await;
     match e {
         _ if !running => {

@@ -20,13 +20,8 @@
 //! * `gatt` / `gatt_client` (behind `board-linux`): the BlueZ glue, lock
 //!   side and app side. They only move bytes between characteristics and
 //!   the sans-IO state machines, which every build has.
-//! * `bluez_owner` (behind `board-linux`): when bluetoothd restarts, so
-//!   that whoever registered with it (the GATT application, Matter's BLE
-//!   commissioning) registers again.
 //!
 //! Wire formats, diagrams and the threat table: `docs/ble-protocol.md`.
-#[cfg(feature = "board-linux")]
-pub mod bluez_owner;
 pub mod config;
 #[cfg(feature = "board-linux")]
 pub mod gatt;

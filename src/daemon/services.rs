@@ -31,6 +31,7 @@ use super::state::State;
 use super::DaemonError;
 use crate::config::Config;
 use crate::dbus::{BusChoice, DbusHandle, Diagnostics, LockBackend};
+use crate::link::bus_name::NameWatch;
 use crate::link::{BleHealth, Clock, Link, Published};
 use crate::remote::{RemoteContext, RemoteStats};
 use crate::wifi::monitor::{self, Reporter, Reporting};
@@ -154,16 +155,21 @@ pub async fn radios(
 ) {
     let reporter = Reporter::new(link.inputs().clone()).with_health(link.health().clone());
     let backend = wifi_backend(config).await;
-    let wifi = (config.wifi.backend != BackendKind::None).then(|| {
-        tokio::spawn(monitor::run(
-            backend.clone(),
-            reporter.clone(),
-            link.published(),
-            |p: &Published| p.engine.wifi_enabled,
-            monitor::DEFAULT_PERIOD,
-            shutdown.clone(),
-        ))
-    });
+    let wifi = match config.wifi.backend.service_name() {
+        Some(service) => {
+            let arrivals = arrivals_of(service, shutdown.clone()).await;
+            Some(tokio::spawn(monitor::run(
+                backend.clone(),
+                reporter.clone(),
+                link.published(),
+                |p: &Published| p.engine.wifi_enabled,
+                monitor::DEFAULT_PERIOD,
+                arrivals,
+                shutdown.clone(),
+            )))
+        }
+        None => None,
+    };
     let provisioning: Arc<dyn WifiBackend> = Arc::new(Reporting {
         inner: backend,
         reporter,
@@ -223,6 +229,42 @@ pub async fn forget_wifi(config: &Config) {
 }
 
 /// The configured Wi-Fi backend on the system bus, or none.
+/// A message each time `service` takes its name on the system bus (the
+/// Wi-Fi service started or restarted), for the monitor to read the link
+/// at once. None without a system bus: the monitor's period still runs.
+async fn arrivals_of(
+    service: &'static str,
+    shutdown: CancellationToken,
+) -> Option<tokio::sync::mpsc::Receiver<()>> {
+    let watch = match zbus::Connection::system().await {
+        Ok(bus) => NameWatch::watch(&bus, service).await,
+        Err(e) => Err(e),
+    };
+    let mut watch = match watch {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!("Wi-Fi: cannot watch {service} on the system bus: {e}");
+            return None;
+        }
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                arrived = watch.next_arrival() => {
+                    // A full channel already holds a poll to come.
+                    if !arrived || tx.is_closed() {
+                        return;
+                    }
+                    let _ = tx.try_send(());
+                }
+            }
+        }
+    });
+    Some(rx)
+}
+
 async fn wifi_backend(config: &Config) -> Arc<dyn WifiBackend> {
     if config.wifi.backend == BackendKind::None {
         return Arc::new(NoWifi);

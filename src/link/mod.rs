@@ -28,6 +28,8 @@
 //!   [`TaskRequest`].
 //! * [`views`]: [`EventRecord`] / [`event_record`], [`DeviceCheck`].
 //! * [`limit`]: [`RefusalLimiter`], the rate limit on refused frames.
+//! * [`bus_name`]: [`bus_name::NameWatch`], a system service restarting
+//!   (bluetoothd, wpa_supplicant) seen on the bus.
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -45,6 +47,7 @@ use crate::core::users::AppAccess;
 use crate::core::{AppCommand, AppRequest, AppResult, Channel, Input, Principal};
 use crate::store::{StoreError, StoreHandle, StoreReads};
 
+pub mod bus_name;
 pub mod clock;
 pub mod health;
 pub mod input;

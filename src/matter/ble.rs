@@ -83,12 +83,12 @@ const TRIES: u32 = 5;
 /// Matter until the owner held SET again.
 #[cfg(feature = "board-linux")]
 async fn peripheral(adapter: &str, adv: &AdvData, btp: &Btp) -> Result<(), Error> {
-    use crate::ble::bluez_owner::BluezOwner;
+    use crate::link::bus_name::{NameWatch, BLUEZ};
     use rs_matter::transport::network::btp::bluer::run_peripheral;
 
     let adapter = (!adapter.is_empty()).then_some(adapter);
     let bluez = match zbus::Connection::system().await {
-        Ok(system) => BluezOwner::watch(&system).await.ok(),
+        Ok(system) => NameWatch::watch(&system, BLUEZ).await.ok(),
         Err(_) => None,
     };
     // No system bus to watch: bluer cannot reach BlueZ either, and says so.

@@ -242,6 +242,17 @@ pub enum BackendKind {
     NetworkManager,
 }
 
+impl BackendKind {
+    /// The service's well-known name on the system bus (None: no service).
+    pub fn service_name(self) -> Option<&'static str> {
+        match self {
+            BackendKind::None => None,
+            BackendKind::WpaSupplicant => Some(wpa_supplicant::SERVICE),
+            BackendKind::NetworkManager => Some(networkmanager::SERVICE),
+        }
+    }
+}
+
 /// The `[wifi]` table of the board config.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]

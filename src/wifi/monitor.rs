@@ -4,6 +4,8 @@
 //! ```text
 //!   engine settings.wifi (published) ──changed──► backend.set_enabled(on)
 //!   every `period`, after a setting change,   ──► backend.status()
+//!   at once when the Wi-Fi service (re)starts      │
+//!   (then FOLLOW_UPS until connected),             │
 //!   and after every Improv join (Reporting)        │ differs from the last sent?
 //!                                                   ▼
 //!                                          Input::Wifi{connected, rssi} ─► engine
@@ -18,7 +20,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{WifiBackend, WifiError, WifiFuture, WifiStatus};
@@ -28,6 +30,18 @@ use crate::link::{HealthBoard, InputSender};
 
 /// How often the link is read by default.
 pub const DEFAULT_PERIOD: Duration = Duration::from_secs(60);
+
+/// After the Wi-Fi service (re)started: the pauses between the polls that
+/// follow the first, until one finds the link up. A new wpa_supplicant
+/// manages no interface until a poll has it created, and then needs a
+/// scan and a join: the engine hears of the link in seconds, not at the
+/// next period.
+pub const FOLLOW_UPS: [Duration; 4] = [
+    Duration::from_secs(5),
+    Duration::from_secs(10),
+    Duration::from_secs(20),
+    Duration::from_secs(40),
+];
 
 /// The engine's view of a link reading.
 pub fn to_core(s: &WifiStatus) -> CoreWifi {
@@ -145,19 +159,23 @@ impl WifiBackend for Reporting {
 
 /// Run until `shutdown`: follow the Wi-Fi setting (`wanted` picks it
 /// out of what the engine publishes) and report the link. Publications
-/// that leave the setting as it was do not cost a poll.
+/// that leave the setting as it was do not cost a poll. Each message on
+/// `arrivals` (the Wi-Fi service took its bus name: a start or a restart)
+/// polls at once, then after each of [`FOLLOW_UPS`] until the link is up.
 pub async fn run<T, F>(
     backend: Arc<dyn WifiBackend>,
     reporter: Reporter,
     mut published: watch::Receiver<T>,
     wanted: F,
     period: Duration,
+    mut arrivals: Option<mpsc::Receiver<()>>,
     shutdown: CancellationToken,
 ) where
     T: Send + Sync + 'static,
     F: Fn(&T) -> bool + Send + 'static,
 {
     let mut applied: Option<bool> = None;
+    let mut follow_ups: &[Duration] = &[];
     loop {
         let on = wanted(&published.borrow_and_update());
         if applied != Some(on) {
@@ -167,16 +185,45 @@ pub async fn run<T, F>(
                 Err(e) => tracing::warn!(on, "Wi-Fi: cannot apply the setting: {e}"),
             }
         }
-        match backend.status().await {
+        let up = match backend.status().await {
             Ok(s) => {
                 reporter.report(&s).await;
+                s.enabled && s.connected
             }
-            Err(e) => tracing::warn!("Wi-Fi: cannot read the link state: {e}"),
-        }
-        let next_poll = tokio::time::Instant::now() + period;
+            Err(e) => {
+                tracing::warn!("Wi-Fi: cannot read the link state: {e}");
+                false
+            }
+        };
+        let wait = match follow_ups.split_first() {
+            Some((next, rest)) if !up => {
+                follow_ups = rest;
+                *next
+            }
+            _ => {
+                follow_ups = &[];
+                period
+            }
+        };
+        let next_poll = tokio::time::Instant::now() + wait;
         loop {
+            let arrival = async {
+                match arrivals.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => return,
+                arrived = arrival => match arrived {
+                    Some(()) => {
+                        tracing::info!("Wi-Fi: the Wi-Fi service started; reading the link now");
+                        follow_ups = &FOLLOW_UPS;
+                        break;
+                    }
+                    // Nobody watches the service any more: polls only.
+                    None => arrivals = None,
+                },
                 changed = published.changed() => {
                     if changed.is_err() {
                         return; // the engine has stopped
@@ -194,13 +241,13 @@ pub async fn run<T, F>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use tokio::sync::mpsc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     /// A network service whose link the test sets.
     struct Link {
         status: Mutex<WifiStatus>,
         enabled: AtomicBool,
+        polls: AtomicUsize,
     }
 
     impl WifiBackend for Link {
@@ -218,6 +265,7 @@ mod tests {
             })
         }
         fn status(&self) -> WifiFuture<'_, Result<WifiStatus, WifiError>> {
+            self.polls.fetch_add(1, Ordering::SeqCst);
             Box::pin(async move {
                 let mut s = self.status.lock().unwrap().clone();
                 s.enabled = self.enabled.load(Ordering::SeqCst);
@@ -253,6 +301,7 @@ mod tests {
                 rssi_dbm: Some(-60),
             }),
             enabled: AtomicBool::new(false),
+            polls: AtomicUsize::new(0),
         });
         let (tx, mut rx) = mpsc::channel(16);
         let reporter = Reporter::new(InputSender::new(tx));
@@ -264,6 +313,7 @@ mod tests {
             setting,
             |on: &bool| *on,
             Duration::from_secs(60),
+            None,
             stop.clone(),
         ));
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -292,11 +342,106 @@ mod tests {
         task.await.unwrap();
     }
 
+    /// wpa_supplicant restarted: it manages no interface until a poll has
+    /// it created, then scans and joins. The monitor polls at once and
+    /// follows up until the link is up, then goes back to its period.
+    #[tokio::test(start_paused = true)]
+    async fn a_restarted_wifi_service_is_read_at_once_and_followed_until_the_link_is_up() {
+        let link = Arc::new(Link {
+            status: Mutex::new(WifiStatus {
+                enabled: true,
+                ..WifiStatus::default()
+            }),
+            enabled: AtomicBool::new(true),
+            polls: AtomicUsize::new(0),
+        });
+        let (tx, mut rx) = mpsc::channel(16);
+        let (_setting_tx, setting) = watch::channel(true);
+        let (arrive, arrivals) = mpsc::channel(4);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(run(
+            link.clone(),
+            Reporter::new(InputSender::new(tx)),
+            setting,
+            |on: &bool| *on,
+            Duration::from_secs(60),
+            Some(arrivals),
+            stop.clone(),
+        ));
+        let polls = || link.polls.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(polls(), 1, "the first poll at start");
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert_eq!(polls(), 1, "then the period");
+
+        arrive.send(()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(polls(), 2, "at once when the service arrives");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(polls(), 3, "5 s later");
+        // The join completes before the next follow-up (10 s later).
+        link.status.lock().unwrap().connected = true;
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(polls(), 4, "10 s later: the link is up");
+        assert_eq!(wifi(&mut rx).map(|w| w.connected), Some(false));
+        assert_eq!(wifi(&mut rx).map(|w| w.connected), Some(true));
+        // Up: back to the period, no more follow-ups.
+        tokio::time::sleep(Duration::from_secs(59)).await;
+        assert_eq!(polls(), 4);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(polls(), 5);
+
+        // Nobody watches the service any more: the period goes on.
+        drop(arrive);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(polls(), 6);
+        stop.cancel();
+        task.await.unwrap();
+    }
+
+    /// Without a link, the follow-ups end and the period takes over.
+    #[tokio::test(start_paused = true)]
+    async fn the_follow_ups_end_when_the_link_stays_down() {
+        let link = Arc::new(Link {
+            status: Mutex::new(WifiStatus::default()),
+            enabled: AtomicBool::new(true),
+            polls: AtomicUsize::new(0),
+        });
+        let (tx, _rx) = mpsc::channel(16);
+        let (_setting_tx, setting) = watch::channel(true);
+        let (arrive, arrivals) = mpsc::channel(4);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(run(
+            link.clone(),
+            Reporter::new(InputSender::new(tx)),
+            setting,
+            |on: &bool| *on,
+            Duration::from_secs(60),
+            Some(arrivals),
+            stop.clone(),
+        ));
+        let polls = || link.polls.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        arrive.send(()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(polls(), 2);
+        // 5 + 10 + 20 + 40 s of follow-ups, then the 60 s period.
+        tokio::time::sleep(Duration::from_secs(75)).await;
+        assert_eq!(polls(), 6);
+        tokio::time::sleep(Duration::from_secs(59)).await;
+        assert_eq!(polls(), 6);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(polls(), 7);
+        stop.cancel();
+        task.await.unwrap();
+    }
+
     #[tokio::test]
     async fn a_join_over_improv_is_reported_at_once() {
         let link = Arc::new(Link {
             status: Mutex::new(WifiStatus::default()),
             enabled: AtomicBool::new(true),
+            polls: AtomicUsize::new(0),
         });
         let (tx, mut rx) = mpsc::channel(16);
         let reporting = Reporting {

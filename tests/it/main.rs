@@ -27,9 +27,8 @@ mod common;
 mod alsa_voice;
 mod ble_notices;
 mod ble_protocol;
-#[cfg(feature = "board-linux")]
-mod bluez_owner;
 mod board_modules;
+mod bus_name;
 mod crash_random;
 mod daemon_attempts;
 mod daemon_config;
