@@ -5,7 +5,7 @@
 //!   engine settings.wifi (published) ──changed──► backend.set_enabled(on)
 //!   every `period`, after a setting change,   ──► backend.status()
 //!   at once when the Wi-Fi service (re)starts      │
-//!   (then FOLLOW_UPS until connected),             │
+//!   (then, as at start, FOLLOW_UPS until up),      │
 //!   and after every Improv join (Reporting)        │ differs from the last sent?
 //!                                                   ▼
 //!                                          Input::Wifi{connected, rssi} ─► engine
@@ -31,8 +31,8 @@ use crate::link::{HealthBoard, InputSender};
 /// How often the link is read by default.
 pub const DEFAULT_PERIOD: Duration = Duration::from_secs(60);
 
-/// After the Wi-Fi service (re)started: the pauses between the polls that
-/// follow the first, until one finds the link up. A new wpa_supplicant
+/// At start and after the Wi-Fi service (re)started: the pauses between
+/// the polls that follow the first, until one finds the link up. A new wpa_supplicant
 /// manages no interface until a poll has it created, and then needs a
 /// scan and a join: the engine hears of the link in seconds, not at the
 /// next period.
@@ -161,7 +161,8 @@ impl WifiBackend for Reporting {
 /// out of what the engine publishes) and report the link. Publications
 /// that leave the setting as it was do not cost a poll. Each message on
 /// `arrivals` (the Wi-Fi service took its bus name: a start or a restart)
-/// polls at once, then after each of [`FOLLOW_UPS`] until the link is up.
+/// polls at once; after it, as after the first poll, the next polls come
+/// after each of [`FOLLOW_UPS`] until the link is up.
 pub async fn run<T, F>(
     backend: Arc<dyn WifiBackend>,
     reporter: Reporter,
@@ -175,7 +176,9 @@ pub async fn run<T, F>(
     F: Fn(&T) -> bool + Send + 'static,
 {
     let mut applied: Option<bool> = None;
-    let mut follow_ups: &[Duration] = &[];
+    // At start too: after a boot the first poll may be what has the
+    // interface created, and the join comes seconds after it.
+    let mut follow_ups: &[Duration] = &FOLLOW_UPS;
     loop {
         let on = wanted(&published.borrow_and_update());
         if applied != Some(on) {
@@ -342,21 +345,21 @@ mod tests {
         task.await.unwrap();
     }
 
-    /// wpa_supplicant restarted: it manages no interface until a poll has
-    /// it created, then scans and joins. The monitor polls at once and
-    /// follows up until the link is up, then goes back to its period.
-    #[tokio::test(start_paused = true)]
-    async fn a_restarted_wifi_service_is_read_at_once_and_followed_until_the_link_is_up() {
-        let link = Arc::new(Link {
-            status: Mutex::new(WifiStatus {
-                enabled: true,
-                ..WifiStatus::default()
-            }),
-            enabled: AtomicBool::new(true),
-            polls: AtomicUsize::new(0),
-        });
-        let (tx, mut rx) = mpsc::channel(16);
-        let (_setting_tx, setting) = watch::channel(true);
+    /// A monitor on `link` with an arrivals channel, and its ends.
+    struct Watched {
+        /// What reached the engine.
+        rx: mpsc::Receiver<Input>,
+        /// The Wi-Fi service took its bus name.
+        arrive: mpsc::Sender<()>,
+        stop: CancellationToken,
+        task: tokio::task::JoinHandle<()>,
+        /// The engine's setting (on); dropping it would stop the monitor.
+        _setting: watch::Sender<bool>,
+    }
+
+    fn watched(link: &Arc<Link>) -> Watched {
+        let (tx, rx) = mpsc::channel(16);
+        let (setting_tx, setting) = watch::channel(true);
         let (arrive, arrivals) = mpsc::channel(4);
         let stop = CancellationToken::new();
         let task = tokio::spawn(run(
@@ -368,12 +371,49 @@ mod tests {
             Some(arrivals),
             stop.clone(),
         ));
+        Watched {
+            rx,
+            arrive,
+            stop,
+            task,
+            _setting: setting_tx,
+        }
+    }
+
+    fn link(connected: bool) -> Arc<Link> {
+        Arc::new(Link {
+            status: Mutex::new(WifiStatus {
+                enabled: true,
+                connected,
+                ..WifiStatus::default()
+            }),
+            enabled: AtomicBool::new(true),
+            polls: AtomicUsize::new(0),
+        })
+    }
+
+    /// wpa_supplicant restarted: it manages no interface until a poll has
+    /// it created, then scans and joins. The monitor polls at once and
+    /// follows up until the link is up, then goes back to its period.
+    #[tokio::test(start_paused = true)]
+    async fn a_restarted_wifi_service_is_read_at_once_and_followed_until_the_link_is_up() {
+        let link = link(true);
+        let Watched {
+            mut rx,
+            arrive,
+            stop,
+            task,
+            _setting,
+        } = watched(&link);
         let polls = || link.polls.load(Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(1)).await;
         assert_eq!(polls(), 1, "the first poll at start");
         tokio::time::sleep(Duration::from_secs(30)).await;
-        assert_eq!(polls(), 1, "then the period");
+        assert_eq!(polls(), 1, "up: then the period");
+        assert_eq!(wifi(&mut rx).map(|w| w.connected), Some(true));
 
+        // The service restarts: the link is down until it joined again.
+        link.status.lock().unwrap().connected = false;
         arrive.send(()).await.unwrap();
         tokio::time::sleep(Duration::from_millis(1)).await;
         assert_eq!(polls(), 2, "at once when the service arrives");
@@ -399,41 +439,27 @@ mod tests {
         task.await.unwrap();
     }
 
-    /// Without a link, the follow-ups end and the period takes over.
+    /// At start (a boot: the join comes seconds after the first poll) the
+    /// link is followed too; without a link the follow-ups end and the
+    /// period takes over.
     #[tokio::test(start_paused = true)]
-    async fn the_follow_ups_end_when_the_link_stays_down() {
-        let link = Arc::new(Link {
-            status: Mutex::new(WifiStatus::default()),
-            enabled: AtomicBool::new(true),
-            polls: AtomicUsize::new(0),
-        });
-        let (tx, _rx) = mpsc::channel(16);
-        let (_setting_tx, setting) = watch::channel(true);
-        let (arrive, arrivals) = mpsc::channel(4);
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(run(
-            link.clone(),
-            Reporter::new(InputSender::new(tx)),
-            setting,
-            |on: &bool| *on,
-            Duration::from_secs(60),
-            Some(arrivals),
-            stop.clone(),
-        ));
+    async fn at_start_the_link_is_followed_and_the_follow_ups_end_when_it_stays_down() {
+        let link = link(false);
+        let w = watched(&link);
         let polls = || link.polls.load(Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(1)).await;
-        arrive.send(()).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(1)).await;
-        assert_eq!(polls(), 2);
+        assert_eq!(polls(), 1);
         // 5 + 10 + 20 + 40 s of follow-ups, then the 60 s period.
-        tokio::time::sleep(Duration::from_secs(75)).await;
-        assert_eq!(polls(), 6);
+        for (after, count) in [(5, 2), (10, 3), (20, 4), (40, 5)] {
+            tokio::time::sleep(Duration::from_secs(after)).await;
+            assert_eq!(polls(), count, "{after} s later");
+        }
         tokio::time::sleep(Duration::from_secs(59)).await;
-        assert_eq!(polls(), 6);
+        assert_eq!(polls(), 5);
         tokio::time::sleep(Duration::from_secs(2)).await;
-        assert_eq!(polls(), 7);
-        stop.cancel();
-        task.await.unwrap();
+        assert_eq!(polls(), 6);
+        w.stop.cancel();
+        w.task.await.unwrap();
     }
 
     #[tokio::test]
