@@ -176,6 +176,10 @@ impl NetworkManager {
             .map_err(call_err("Get(WirelessEnabled)"))
     }
 
+    /// Joined only once the device is ACTIVATED: during an activation
+    /// (a join, also one with a key the AP will refuse) the device already
+    /// has its access point, and a poll then read "connected" — the engine
+    /// kept it until the next poll.
     async fn link(&self, dev: &OwnedObjectPath) -> Result<WifiStatus, WifiError> {
         let enabled = self.wireless_enabled().await?;
         let ap: OwnedObjectPath = self
@@ -184,13 +188,13 @@ impl NetworkManager {
             .get_property("ActiveAccessPoint")
             .await
             .map_err(call_err("Get(ActiveAccessPoint)"))?;
-        if ap.as_str() == "/" {
-            let state: u32 = self
-                .proxy(dev.as_str(), DEVICE_IFACE)
-                .await?
-                .get_property("State")
-                .await
-                .map_err(call_err("Get(State)"))?;
+        let state: u32 = self
+            .proxy(dev.as_str(), DEVICE_IFACE)
+            .await?
+            .get_property("State")
+            .await
+            .map_err(call_err("Get(State)"))?;
+        if ap.as_str() == "/" || state != device_state::ACTIVATED {
             return Ok(WifiStatus {
                 enabled,
                 connected: false,

@@ -403,6 +403,7 @@ async fn nm_play(conn: zbus::Connection, active: String, ssid: Vec<u8>, psk: Opt
             .await
             .expect("device");
         dev.get_mut().await.active_access_point = NM_AP.into();
+        device.get_mut().await.state = 100;
     }
     let a = conn
         .object_server()
@@ -491,7 +492,11 @@ impl NmActive {
     ) -> zbus::Result<()>;
 }
 
-struct NmDevice;
+/// The device: DISCONNECTED (30) until an activation succeeds, then
+/// ACTIVATED (100).
+struct NmDevice {
+    state: u32,
+}
 
 #[zbus::interface(name = "org.freedesktop.NetworkManager.Device")]
 impl NmDevice {
@@ -499,11 +504,9 @@ impl NmDevice {
     async fn device_type(&self) -> u32 {
         2
     }
-    /// NM_DEVICE_STATE_DISCONNECTED: read only while no access point is
-    /// active.
     #[zbus(property)]
     async fn state(&self) -> u32 {
-        30
+        self.state
     }
 
     #[zbus(signal, name = "StateChanged")]
@@ -630,7 +633,7 @@ async fn serve_nm(bus: &TestBus) -> (zbus::Connection, Arc<Mutex<NmLog>>) {
             },
         )
         .expect("root")
-        .serve_at(NM_DEVICE, NmDevice)
+        .serve_at(NM_DEVICE, NmDevice { state: 30 })
         .expect("device")
         .serve_at(
             "/org/freedesktop/NetworkManager/Settings",
@@ -694,6 +697,38 @@ async fn networkmanager_joins_with_the_right_password() {
     assert_eq!(text("802-11-wireless-security", "key-mgmt"), "wpa-psk");
     assert_eq!(text("802-11-wireless-security", "psk"), GOOD_PSK);
     assert!(log.deleted.is_empty());
+}
+
+/// During an activation the device already has its access point (also for
+/// a key the AP will refuse): that is a join under way, not a link. A
+/// poll there read "connected", and the engine kept it until the next poll
+/// (found by the VM's NetworkManager test once the monitor polled more
+/// often).
+#[tokio::test]
+async fn networkmanager_an_access_point_during_activation_is_not_a_link() {
+    let bus = TestBus::start();
+    let (srv, _log) = serve_nm(&bus).await;
+    let wifi = NetworkManager::new(bus.connect().await, "wlan0", HANG_GUARD);
+    let server = srv.object_server();
+    server
+        .interface::<_, NmWireless>(NM_DEVICE)
+        .await
+        .expect("wireless")
+        .get_mut()
+        .await
+        .active_access_point = NM_AP.into();
+    let device = server
+        .interface::<_, NmDevice>(NM_DEVICE)
+        .await
+        .expect("device");
+    device.get_mut().await.state = 50; // CONFIG: associating
+    let s = guarded(wifi.status()).await.expect("status");
+    assert!(!s.connected && s.connecting, "{s:?}");
+    assert_eq!(s.rssi_dbm, None);
+    device.get_mut().await.state = 100; // ACTIVATED
+    let s = guarded(wifi.status()).await.expect("status");
+    assert!(s.connected && !s.connecting, "{s:?}");
+    assert!(s.rssi_dbm.is_some());
 }
 
 #[tokio::test]
