@@ -154,10 +154,11 @@ pub async fn radios(
     Option<Arc<dyn WifiBackend>>,
 ) {
     let reporter = Reporter::new(link.inputs().clone()).with_health(link.health().clone());
-    let backend = wifi_backend(config).await;
-    let wifi = match config.wifi.backend.service_name() {
-        Some(service) => {
-            let arrivals = arrivals_of(service, shutdown.clone()).await;
+    let bus = wifi_bus(config).await;
+    let backend = wifi_backend(config, bus.as_ref());
+    let wifi = match (config.wifi.backend.service_name(), &bus) {
+        (Some(service), Some(bus)) => {
+            let arrivals = arrivals_of(bus, service, shutdown.clone()).await;
             Some(tokio::spawn(monitor::run(
                 backend.clone(),
                 reporter.clone(),
@@ -168,7 +169,7 @@ pub async fn radios(
                 shutdown.clone(),
             )))
         }
-        None => None,
+        _ => None,
     };
     let provisioning: Arc<dyn WifiBackend> = Arc::new(Reporting {
         inner: backend,
@@ -219,7 +220,8 @@ pub async fn forget_wifi(config: &Config) {
     if config.wifi.backend == BackendKind::None {
         return;
     }
-    match wifi_backend(config).await.forget().await {
+    let bus = wifi_bus(config).await;
+    match wifi_backend(config, bus.as_ref()).forget().await {
         Ok(n) => tracing::info!(networks = n, "factory reset: Wi-Fi networks forgotten"),
         Err(e) => tracing::error!(
             "factory reset: cannot forget the Wi-Fi networks: {e}; delete the lock's \
@@ -228,19 +230,15 @@ pub async fn forget_wifi(config: &Config) {
     }
 }
 
-/// The configured Wi-Fi backend on the system bus, or none.
-/// A message each time `service` takes its name on the system bus (the
-/// Wi-Fi service started or restarted), for the monitor to read the link
-/// at once. None without a system bus: the monitor's period still runs.
+/// A message each time `service` takes its name on `bus` (the Wi-Fi
+/// service started or restarted), for the monitor to read the link at
+/// once. None if the bus cannot be watched: the monitor's period still runs.
 async fn arrivals_of(
+    bus: &zbus::Connection,
     service: &'static str,
     shutdown: CancellationToken,
 ) -> Option<tokio::sync::mpsc::Receiver<()>> {
-    let watch = match zbus::Connection::system().await {
-        Ok(bus) => NameWatch::watch(&bus, service).await,
-        Err(e) => Err(e),
-    };
-    let mut watch = match watch {
+    let mut watch = match NameWatch::watch(bus, service).await {
         Ok(w) => w,
         Err(e) => {
             tracing::warn!("Wi-Fi: cannot watch {service} on the system bus: {e}");
@@ -265,19 +263,27 @@ async fn arrivals_of(
     Some(rx)
 }
 
-async fn wifi_backend(config: &Config) -> Arc<dyn WifiBackend> {
-    if config.wifi.backend == BackendKind::None {
-        return Arc::new(NoWifi);
-    }
+/// The system bus for the configured Wi-Fi backend, or none (no backend,
+/// or no bus: said once, Wi-Fi is off).
+async fn wifi_bus(config: &Config) -> Option<zbus::Connection> {
+    config.wifi.backend.service_name()?;
     match zbus::Connection::system().await {
-        Ok(bus) => Arc::from(crate::wifi::from_config(&config.wifi, bus)),
+        Ok(bus) => Some(bus),
         Err(e) => {
             tracing::error!(
                 "Wi-Fi: cannot reach the system bus for {:?}: {e}; Wi-Fi state and provisioning are off",
                 config.wifi.backend
             );
-            Arc::new(NoWifi)
+            None
         }
+    }
+}
+
+/// The configured Wi-Fi backend on `bus`, or none.
+fn wifi_backend(config: &Config, bus: Option<&zbus::Connection>) -> Arc<dyn WifiBackend> {
+    match bus {
+        Some(bus) => Arc::from(crate::wifi::from_config(&config.wifi, bus.clone())),
+        None => Arc::new(NoWifi),
     }
 }
 

@@ -319,7 +319,7 @@ pub fn from_config(config: &WifiConfig, bus: zbus::Connection) -> Box<dyn WifiBa
             let wpa = wpa_supplicant::WpaSupplicant::new(bus, &config.interface, timeout);
             Box::new(match config.wpa_supplicant_config.as_str() {
                 "" => wpa,
-                file => wpa.with_config_file(file.into()),
+                file => wpa.with_config_file(file.to_owned()),
             })
         }
         BackendKind::NetworkManager => Box::new(networkmanager::NetworkManager::new(

@@ -33,7 +33,6 @@
 //! interface again, which latchd's next status poll asks for. Forgetting
 //! saves too, so a forgotten network does not come back at the next boot.
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -70,7 +69,7 @@ pub struct WpaSupplicant {
     interface: String,
     timeout: Duration,
     /// The interface's configuration file, where joined networks are saved.
-    config_file: Option<PathBuf>,
+    config_file: Option<String>,
 }
 
 fn call_err(call: &'static str) -> impl FnOnce(zbus::Error) -> WifiError {
@@ -102,7 +101,7 @@ impl WpaSupplicant {
 
     /// Create the interface with `file` as its configuration and save the
     /// lock's network there (module docs).
-    pub fn with_config_file(mut self, file: PathBuf) -> Self {
+    pub fn with_config_file(mut self, file: String) -> Self {
         self.config_file = Some(file);
         self
     }
@@ -128,12 +127,12 @@ impl WpaSupplicant {
             Some(file) => match self.save(iface).await {
                 Ok(()) => tracing::info!(
                     ssid = %ssid_text(ssid),
-                    file = %file.display(),
+                    file,
                     "wpa_supplicant: network saved"
                 ),
                 Err(e) => tracing::warn!(
                     ssid = %ssid_text(ssid),
-                    file = %file.display(),
+                    file,
                     "wpa_supplicant: the network could not be saved and is lost when \
                      wpa_supplicant restarts ({e}); the file needs update_config=1"
                 ),
@@ -161,11 +160,7 @@ impl WpaSupplicant {
             Err(e) if error_name(&e) == Some("fi.w1.wpa_supplicant1.InterfaceUnknown") => {
                 let mut args: HashMap<&str, Value<'_>> = HashMap::new();
                 args.insert("Ifname", Value::from(self.interface.as_str()));
-                let config = self
-                    .config_file
-                    .as_ref()
-                    .map(|f| f.to_string_lossy().into_owned());
-                if let Some(file) = &config {
+                if let Some(file) = &self.config_file {
                     args.insert("ConfigFile", Value::from(file.as_str()));
                 }
                 root.call::<_, _, OwnedObjectPath>("CreateInterface", &(args,))
