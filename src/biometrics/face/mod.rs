@@ -43,6 +43,7 @@
 
 mod align;
 pub mod config;
+mod depthwise;
 mod detect;
 mod embed;
 mod enrol;
@@ -157,8 +158,9 @@ fn parse_model(path: &Path) -> Result<InferenceModel, FaceError> {
 /// Fixes the input to f32 `input` and optimises for that concrete shape:
 /// every fact in the plan is then known, so a run resolves no symbol and
 /// tract picks its kernels once, here. Before tract's optimiser runs,
-/// 2×2 stride-2 max pools become our op (`pool.rs`: tract walks them
-/// scalar; the values are the same).
+/// 2×2 stride-2 max pools and 3×3 depthwise convolutions (with the clamp
+/// after them) become our ops (`pool.rs`, `depthwise.rs`: tract walks
+/// them scalar or in SSE2; the values are the same).
 fn optimise(
     path: &Path,
     model: InferenceModel,
@@ -172,7 +174,15 @@ fn optimise(
         .and_then(|m| m.into_decluttered())
         .and_then(|mut m| {
             let pools = pool::replace_max_pools(&mut m)?;
-            tracing::debug!(model = %path.display(), pools, "max pools run by latchd's op");
+            let depthwise = depthwise::replace_depthwise(&mut m)?;
+            let clamps = depthwise::fuse_clamps(&mut m)?;
+            tracing::debug!(
+                model = %path.display(),
+                pools,
+                depthwise,
+                clamps,
+                "ops run by latchd's own code"
+            );
             m.into_optimized()
         })
         .and_then(|m| m.into_runnable())

@@ -1,0 +1,675 @@
+//! The models' 3×3 depthwise convolutions, run by our own op instead of
+//! tract's.
+//!
+//! Why: per-op timing of both plans (issue 19, session s40; tract's
+//! `run_plan_with_eval` around every node) put tract 0.23.9's depthwise
+//! convolution at 3.0 of the embedder's 9.8 ms and 2.9 of the detector's
+//! 11.1 ms — 6 to 7 GFLOP/s, a tenth of what the same core does in its
+//! matrix products. Its NCHW path walks every border zone scalar, takes its
+//! AVX kernel only for stride 1 and only for whole rows of 8, and the rest
+//! of it is compiled for x86-64's baseline (SSE2).
+//!
+//! Here a channel's plane is copied once into a zero-bordered scratch plane
+//! (for stride 2 also split into its even and odd columns), so every output
+//! row is nine contiguous slices of the same length and one plain loop; the
+//! loop is compiled for the vector unit found at run time (`pulp`: AVX-512
+//! or AVX2 on x86-64, NEON on aarch64), in safe code.
+//!
+//! The arithmetic is tract's, in tract's order: the bias, then the nine
+//! taps row by row, each a multiply then an add (no fused multiply-add), so
+//! the values are tract's. A tap in the padding adds `k × 0`, which tract
+//! skips: that can only change the sign of a zero sum. The tests hold the
+//! op to tract's (equal values) on every shape the two models use; only
+//! convolutions of exactly this kind are replaced ([`replace_depthwise`]).
+
+use pulp::{Arch, Simd, WithSimd};
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::binary::TypedBinOp;
+use tract_onnx::tract_core::ops::cnn::conv::{Conv, KernelFormat};
+use tract_onnx::tract_core::ops::nn::DataFormat;
+
+const TAPS: usize = 9;
+
+/// Where the input sits in the zero-bordered plane and what comes out: the
+/// concrete shape the plan was optimised for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Geometry {
+    channels: usize,
+    /// Input plane.
+    h: usize,
+    w: usize,
+    /// Output plane.
+    oh: usize,
+    ow: usize,
+    /// 1 or 2, both axes.
+    stride: usize,
+    /// Padding above and left of the input.
+    top: usize,
+    left: usize,
+}
+
+impl Geometry {
+    /// The padded plane every output reads from: (oh − 1)·s + 3 rows of
+    /// (ow − 1)·s + 3.
+    fn padded(&self) -> (usize, usize) {
+        (
+            (self.oh - 1) * self.stride + 3,
+            (self.ow - 1) * self.stride + 3,
+        )
+    }
+}
+
+/// Depthwise convolution, kernel 3×3, stride 1 or 2 on both axes, no
+/// dilation, explicit padding, NCHW f32, weights and bias constant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Depthwise3x3 {
+    geometry: Geometry,
+    /// `channels × 9`, each channel's taps row by row.
+    kernel: Arc<Tensor>,
+    /// `channels`.
+    bias: Arc<Tensor>,
+    /// A clamp folded in from the graph (`f32` bits; see [`fuse_clamps`]):
+    /// the output's `max(low)`, then its `min(high)`.
+    low: Option<u32>,
+    high: Option<u32>,
+}
+
+impl Depthwise3x3 {
+    /// Our op for `conv` over an input of `input` shape, with the constant
+    /// `kernel` and `bias` — or `None` when it computes something else.
+    fn replacing(
+        conv: &Conv,
+        input: &[usize],
+        kernel: &Tensor,
+        bias: Option<&Tensor>,
+    ) -> Option<Self> {
+        let spec = &conv.pool_spec;
+        // tract's decluttering drops a batch of one: CHW is NCHW with N = 1.
+        let (channels, h, w) = match (spec.data_format, input) {
+            (DataFormat::NCHW, &[_, c, h, w]) | (DataFormat::CHW, &[c, h, w]) => (c, h, w),
+            _ => return None,
+        };
+        let stride = spec.strides();
+        if conv.q_params.is_some()
+            || conv.kernel_fmt != KernelFormat::OIHW
+            || spec.kernel_shape[..] != [3, 3]
+            || spec.dilations()[..] != [1, 1]
+            || stride[0] != stride[1]
+            || !(1..=2).contains(&stride[0])
+            || conv.group != channels
+            || spec.input_channels != channels
+            || spec.output_channels != channels
+            || kernel.datum_type() != f32::datum_type()
+            || kernel.shape() != [channels, 1, 3, 3]
+        {
+            return None;
+        }
+        let bias = match bias {
+            Some(b) if b.datum_type() == f32::datum_type() && b.len() == channels => {
+                b.clone().into_shape(&[channels]).ok()?
+            }
+            Some(b) if b.datum_type() == f32::datum_type() && b.len() == 1 => {
+                let v = *b.try_as_plain_ram().ok()?.as_slice::<f32>().ok()?.first()?;
+                tract_ndarray::Array1::from_elem(channels, v).into_tensor()
+            }
+            Some(_) => return None,
+            None => Tensor::zero::<f32>(&[channels]).ok()?,
+        };
+        let padding = spec.computed_padding(&[h, w]);
+        let (top, left) = (padding[0].pad_before, padding[1].pad_before);
+        let (oh, ow) = (padding[0].convoluted, padding[1].convoluted);
+        // Every tap of every output inside the padded plane.
+        if oh == 0 || ow == 0 || top > 2 || left > 2 {
+            return None;
+        }
+        let geometry = Geometry {
+            channels,
+            h,
+            w,
+            oh,
+            ow,
+            stride: stride[0],
+            top,
+            left,
+        };
+        Some(Depthwise3x3 {
+            geometry,
+            kernel: Arc::new(kernel.clone().into_shape(&[channels, TAPS]).ok()?),
+            bias: Arc::new(bias),
+            low: None,
+            high: None,
+        })
+    }
+}
+
+/// One evaluation: every channel of every image.
+struct Planes<'a> {
+    g: Geometry,
+    input: &'a [f32],
+    output: &'a mut [f32],
+    kernel: &'a [f32],
+    bias: &'a [f32],
+    low: Option<f32>,
+    high: Option<f32>,
+}
+
+impl WithSimd for Planes<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _simd: S) {
+        convolve(self);
+    }
+}
+
+/// Inlined into [`WithSimd::with_simd`], so compiled once per vector unit.
+#[inline(always)]
+fn convolve(p: Planes<'_>) {
+    let g = p.g;
+    let (ph, pw) = g.padded();
+    // The border stays zero: each channel overwrites the same interior.
+    let mut padded = vec![0f32; ph * pw];
+    let (pe, po) = (pw.div_ceil(2), pw / 2);
+    let mut even = vec![0f32; if g.stride == 2 { ph * pe } else { 0 }];
+    let mut odd = vec![0f32; if g.stride == 2 { ph * po } else { 0 }];
+    let rows = g.h.min(ph - g.top);
+    let cols = g.w.min(pw - g.left);
+    for ((plane, out), (k, &b)) in p
+        .input
+        .chunks_exact(g.h * g.w)
+        .zip(p.output.chunks_exact_mut(g.oh * g.ow))
+        .zip(
+            p.kernel
+                .chunks_exact(TAPS)
+                .cycle()
+                .zip(p.bias.iter().cycle()),
+        )
+    {
+        for (y, row) in plane.chunks_exact(g.w).take(rows).enumerate() {
+            let at = (y + g.top) * pw + g.left;
+            padded[at..at + cols].copy_from_slice(&row[..cols]);
+        }
+        let k: [f32; TAPS] = std::array::from_fn(|t| k[t]);
+        if g.stride == 1 {
+            for (oy, out_row) in out.chunks_exact_mut(g.ow).enumerate() {
+                let r = |dy: usize, dx: usize| &padded[(oy + dy) * pw + dx..][..g.ow];
+                row_taps(
+                    out_row,
+                    [
+                        r(0, 0),
+                        r(0, 1),
+                        r(0, 2),
+                        r(1, 0),
+                        r(1, 1),
+                        r(1, 2),
+                        r(2, 0),
+                        r(2, 1),
+                        r(2, 2),
+                    ],
+                    &k,
+                    b,
+                );
+                clamp(out_row, p.low, p.high);
+            }
+        } else {
+            for ((row, e), o) in padded
+                .chunks_exact(pw)
+                .zip(even.chunks_exact_mut(pe))
+                .zip(odd.chunks_exact_mut(po))
+            {
+                for (j, pair) in row.chunks_exact(2).enumerate() {
+                    e[j] = pair[0];
+                    o[j] = pair[1];
+                }
+                if pw % 2 == 1 {
+                    e[pe - 1] = row[pw - 1];
+                }
+            }
+            for (oy, out_row) in out.chunks_exact_mut(g.ow).enumerate() {
+                // Input column 2·ox + dx: even[ox], odd[ox], even[ox + 1].
+                let e = |dy: usize, dx: usize| &even[(2 * oy + dy) * pe + dx..][..g.ow];
+                let o = |dy: usize| &odd[(2 * oy + dy) * po..][..g.ow];
+                row_taps(
+                    out_row,
+                    [
+                        e(0, 0),
+                        o(0),
+                        e(0, 1),
+                        e(1, 0),
+                        o(1),
+                        e(1, 1),
+                        e(2, 0),
+                        o(2),
+                        e(2, 1),
+                    ],
+                    &k,
+                    b,
+                );
+                clamp(out_row, p.low, p.high);
+            }
+        }
+    }
+}
+
+/// Tract's Clip: a `max`, then a `min`, each over a row still in cache.
+#[inline(always)]
+fn clamp(out: &mut [f32], low: Option<f32>, high: Option<f32>) {
+    if let Some(low) = low {
+        out.iter_mut().for_each(|v| *v = v.max(low));
+    }
+    if let Some(high) = high {
+        out.iter_mut().for_each(|v| *v = v.min(high));
+    }
+}
+
+/// `out[i] = b + k0·t0[i] + … + k8·t8[i]`, summed in that order.
+#[inline(always)]
+fn row_taps(out: &mut [f32], t: [&[f32]; TAPS], k: &[f32; TAPS], b: f32) {
+    let n = out.len();
+    let [t0, t1, t2, t3, t4, t5, t6, t7, t8] = t.map(|s| &s[..n]);
+    for i in 0..n {
+        let mut s = b;
+        s += k[0] * t0[i];
+        s += k[1] * t1[i];
+        s += k[2] * t2[i];
+        s += k[3] * t3[i];
+        s += k[4] * t4[i];
+        s += k[5] * t5[i];
+        s += k[6] * t6[i];
+        s += k[7] * t7[i];
+        s += k[8] * t8[i];
+        out[i] = s;
+    }
+}
+
+impl Op for Depthwise3x3 {
+    fn name(&self) -> StaticName {
+        "LatchdDepthwise3x3".into()
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for Depthwise3x3 {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext<'_>, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = args_1!(inputs);
+        let g = self.geometry;
+        let (n, c, h, w) = match *input.shape() {
+            [n, c, h, w] => (n, c, h, w),
+            [c, h, w] => (1, c, h, w),
+            _ => bail!(
+                "depthwise 3×3 wants an (N)CHW input, got {:?}",
+                input.shape()
+            ),
+        };
+        if (c, h, w) != (g.channels, g.h, g.w) {
+            bail!(
+                "depthwise 3×3 was planned for {}×{}×{}, got {:?}",
+                g.channels,
+                g.h,
+                g.w,
+                input.shape()
+            );
+        }
+        let mut output = if input.rank() == 4 {
+            Tensor::zero::<f32>(&[n, c, g.oh, g.ow])?
+        } else {
+            Tensor::zero::<f32>(&[c, g.oh, g.ow])?
+        };
+        {
+            let plain = input.try_as_plain_ram()?;
+            let mut out = output.try_as_plain_ram_mut()?;
+            let kernel = self.kernel.try_as_plain_ram()?;
+            let bias = self.bias.try_as_plain_ram()?;
+            Arch::new().dispatch(Planes {
+                g,
+                input: plain.as_slice::<f32>()?,
+                output: out.as_slice_mut::<f32>()?,
+                kernel: kernel.as_slice::<f32>()?,
+                bias: bias.as_slice::<f32>()?,
+                low: self.low.map(f32::from_bits),
+                high: self.high.map(f32::from_bits),
+            });
+        }
+        Ok(tvec!(output.into_tvalue()))
+    }
+}
+
+impl TypedOp for Depthwise3x3 {
+    as_op!();
+
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let input = inputs[0];
+        let g = self.geometry;
+        let mut shape: TVec<TDim> = input.shape.iter().cloned().collect();
+        if input.datum_type != f32::datum_type() || !(3..=4).contains(&shape.len()) {
+            bail!("depthwise 3×3 wants a rank-3 or rank-4 f32 input, got {input:?}");
+        }
+        let rank = shape.len();
+        shape[rank - 2] = g.oh.to_dim();
+        shape[rank - 1] = g.ow.to_dim();
+        Ok(tvec!(f32::fact(shape)))
+    }
+}
+
+/// Replaces every convolution of `model` that [`Depthwise3x3`] computes
+/// with it; returns how many it replaced. The input shape must be concrete
+/// (the plan is optimised for one shape).
+pub(super) fn replace_depthwise(model: &mut TypedModel) -> TractResult<usize> {
+    let mut replaced = 0;
+    for id in model.eval_order()? {
+        let node = model.node(id);
+        let Some(conv) = node.op_as::<Conv>() else {
+            continue;
+        };
+        let input = model.outlet_fact(node.inputs[0])?;
+        let Some(shape) = input.shape.as_concrete() else {
+            continue;
+        };
+        if input.datum_type != f32::datum_type() || node.inputs.len() < 2 {
+            continue;
+        }
+        let Some(kernel) = model.outlet_fact(node.inputs[1])?.konst.clone() else {
+            continue;
+        };
+        let bias = match node.inputs.get(2) {
+            Some(&b) => match model.outlet_fact(b)?.konst.clone() {
+                Some(t) => Some(t),
+                None => continue,
+            },
+            None => None,
+        };
+        let Some(op) = Depthwise3x3::replacing(conv, shape, &kernel, bias.as_deref()) else {
+            continue;
+        };
+        let node = node.clone();
+        TypedModelPatch::replace_single_op(model, &node, &node.inputs[..1], op)?.apply(model)?;
+        replaced += 1;
+    }
+    Ok(replaced)
+}
+
+/// Folds the clamps that follow a depthwise op into it — ONNX's `Relu` and
+/// `Clip` reach the typed graph as a `Max` and a `Min` by a constant — so
+/// its output is clamped while it is still in cache, not in one more pass
+/// each over the whole tensor. Returns how many clamps it folded.
+pub(super) fn fuse_clamps(model: &mut TypedModel) -> TractResult<usize> {
+    let mut fused = 0;
+    while let Some((node, op)) = next_clamp(model)? {
+        TypedModelPatch::fuse_with_next(model, &node, op)?.apply(model)?;
+        fused += 1;
+    }
+    Ok(fused)
+}
+
+/// A depthwise node whose only successor is a clamp it can take, with the
+/// op that does both.
+fn next_clamp(model: &TypedModel) -> TractResult<Option<(TypedNode, Depthwise3x3)>> {
+    for node in model.nodes() {
+        let Some(op) = node.op_as::<Depthwise3x3>() else {
+            continue;
+        };
+        let Some(succ) = model.single_succ(node.id)? else {
+            continue;
+        };
+        let Some(bin) = succ.op_as::<TypedBinOp>() else {
+            continue;
+        };
+        let ours = OutletId::new(node.id, 0);
+        let [a, b] = succ.inputs[..] else {
+            continue;
+        };
+        let other = if a == ours { b } else { a };
+        if (a == ours) == (b == ours)
+            || model.outlet_fact(succ.id.into())?.shape != model.outlet_fact(ours)?.shape
+        {
+            continue;
+        }
+        let Some(bound) = model.outlet_fact(other)?.konst.clone() else {
+            continue;
+        };
+        let bound = match bound
+            .try_as_plain_ram()
+            .and_then(|v| v.as_slice::<f32>().map(<[f32]>::to_vec))
+        {
+            Ok(v) if v.len() == 1 => v[0].to_bits(),
+            _ => continue,
+        };
+        let mut fused = op.clone();
+        // Clip's order, a Max then a Min; anything else stays tract's.
+        match bin.0.name() {
+            "Max" if op.low.is_none() && op.high.is_none() => fused.low = Some(bound),
+            "Min" if op.high.is_none() => fused.high = Some(bound),
+            _ => continue,
+        }
+        return Ok(Some((node.clone(), fused)));
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tract_onnx::tract_core::ops::cnn::{PaddingSpec, PoolSpec};
+
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        super::super::xorshift(seed)
+            .take(len)
+            .map(|x| (x % 2001) as f32 / 500.0 - 2.0)
+            .collect()
+    }
+
+    fn tensor(shape: &[usize], seed: u32) -> Tensor {
+        tract_ndarray::Array::from_shape_vec(shape.to_vec(), values(shape.iter().product(), seed))
+            .expect("the shape holds the values")
+            .into_tensor()
+    }
+
+    fn conv(channels: usize, stride: usize, before: usize, after: usize) -> Conv {
+        Conv {
+            pool_spec: PoolSpec {
+                data_format: DataFormat::NCHW,
+                kernel_shape: tvec![3, 3],
+                padding: PaddingSpec::Explicit(tvec![before, before], tvec![after, after]),
+                dilations: None,
+                strides: Some(tvec![stride, stride]),
+                input_channels: channels,
+                output_channels: channels,
+            },
+            kernel_fmt: KernelFormat::OIHW,
+            group: channels,
+            q_params: None,
+        }
+    }
+
+    /// The model: input → depthwise conv (constant kernel and bias).
+    fn model(conv: Conv, shape: [usize; 4]) -> TypedModel {
+        let c = shape[1];
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact(shape)).expect("a source");
+        let k = model
+            .add_const("k", tensor(&[c, 1, 3, 3], 0x1234_5678))
+            .expect("a kernel");
+        let b = model
+            .add_const("b", tensor(&[c], 0x0bad_cafe))
+            .expect("a bias");
+        let out = model.wire_node("dw", conv, &[x, k, b]).expect("wired");
+        model.select_output_outlets(&out).expect("an output");
+        model
+    }
+
+    fn run(model: TypedModel, input: &Tensor) -> (Vec<usize>, Vec<f32>) {
+        let plan = model
+            .into_optimized()
+            .and_then(|m| m.into_runnable())
+            .expect("a plan");
+        let result = plan.run(tvec!(input.clone().into())).expect("a run");
+        let out = result[0].try_as_plain_ram().expect("plain");
+        (
+            result[0].shape().to_vec(),
+            out.as_slice::<f32>().expect("f32").to_vec(),
+        )
+    }
+
+    #[test]
+    fn the_op_gives_tracts_values_on_every_shape_the_models_use() {
+        // (shape, stride): MobileFaceNet's and YuNet's depthwise layers at
+        // the sizes latchd runs them, and odd sizes.
+        let cases = [
+            ([1, 64, 56, 56], 1),
+            ([1, 128, 56, 56], 2),
+            ([1, 128, 28, 28], 1),
+            ([1, 256, 28, 28], 2),
+            ([1, 256, 14, 14], 1),
+            ([1, 512, 14, 14], 2),
+            ([1, 512, 7, 7], 1),
+            ([1, 16, 160, 160], 1),
+            ([1, 64, 80, 80], 1),
+            ([1, 64, 20, 20], 1),
+            ([2, 3, 7, 9], 1),
+            ([2, 3, 7, 9], 2),
+            ([1, 2, 2, 3], 2),
+            ([1, 1, 1, 1], 1),
+        ];
+        for (shape, stride) in cases {
+            let x = tensor(&shape, 0x9e37_79b9);
+            let mut ours = model(conv(shape[1], stride, 1, 1), shape);
+            assert_eq!(replace_depthwise(&mut ours).expect("patched"), 1);
+            let (our_shape, our_values) = run(ours, &x);
+            let (their_shape, their_values) = run(model(conv(shape[1], stride, 1, 1), shape), &x);
+            assert_eq!(our_shape, their_shape, "{shape:?} stride {stride}");
+            // Equal values (a zero's sign may differ: see the module docs).
+            let differ = our_values
+                .iter()
+                .zip(&their_values)
+                .position(|(a, b)| a != b);
+            assert_eq!(differ, None, "{shape:?} stride {stride}: first difference");
+        }
+    }
+
+    #[test]
+    fn asymmetric_and_valid_padding_give_tracts_values() {
+        for (before, after, stride) in [(0, 0, 1), (0, 0, 2), (0, 1, 2), (1, 0, 1), (2, 2, 1)] {
+            let shape = [1, 4, 11, 10];
+            let x = tensor(&shape, 0x2545_f491);
+            let mut ours = model(conv(4, stride, before, after), shape);
+            assert_eq!(replace_depthwise(&mut ours).expect("patched"), 1);
+            let (our_shape, our_values) = run(ours, &x);
+            let (their_shape, their_values) = run(model(conv(4, stride, before, after), shape), &x);
+            assert_eq!(
+                our_shape, their_shape,
+                "pads {before}/{after} stride {stride}"
+            );
+            assert_eq!(
+                our_values, their_values,
+                "pads {before}/{after} stride {stride}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_three_by_three_depthwise_convolutions_are_replaced() {
+        let shape = [1, 4, 16, 16];
+        let stride_three = conv(4, 3, 1, 1);
+        let mut dilated = conv(4, 1, 1, 1);
+        dilated.pool_spec.dilations = Some(tvec![2, 2]);
+        let mut grouped = conv(4, 1, 1, 1);
+        grouped.group = 2;
+        let mut nhwc = conv(4, 1, 1, 1);
+        nhwc.pool_spec.data_format = DataFormat::NHWC;
+        for (name, op) in [
+            ("stride 3", stride_three),
+            ("dilated", dilated),
+            ("two groups", grouped),
+            ("nhwc", nhwc),
+        ] {
+            let mut m = TypedModel::default();
+            let x = m.add_source("x", f32::fact(shape)).expect("a source");
+            let k = m
+                .add_const("k", tensor(&[4, 1, 3, 3], 1))
+                .expect("a kernel");
+            let b = m.add_const("b", tensor(&[4], 2)).expect("a bias");
+            if m.wire_node("dw", op, &[x, k, b]).is_ok() {
+                assert_eq!(replace_depthwise(&mut m).expect("patched"), 0, "{name}");
+            }
+        }
+        let mut m = model(conv(4, 1, 1, 1), shape);
+        assert_eq!(replace_depthwise(&mut m).expect("patched"), 1);
+        let out = m.output_outlets().expect("an output")[0];
+        assert!(m.node(out.node).op_is::<Depthwise3x3>());
+    }
+
+    /// input → depthwise → one bin op by a constant per `(name, bound)`.
+    fn clamped(clamps: &[(&str, f32)], shape: [usize; 4]) -> TypedModel {
+        use tract_onnx::tract_core::ops::math;
+        let mut model = model(conv(shape[1], 1, 1, 1), shape);
+        let mut wire = model.output_outlets().expect("an output")[0];
+        for (i, &(name, bound)) in clamps.iter().enumerate() {
+            let c = model
+                .add_const(format!("bound{i}"), tensor_of(bound))
+                .expect("a bound");
+            let op = if name == "max" {
+                math::max()
+            } else {
+                math::min()
+            };
+            wire = model
+                .wire_node(format!("clamp{i}"), op, &[wire, c])
+                .expect("wired")[0];
+        }
+        model.select_output_outlets(&[wire]).expect("an output");
+        model
+    }
+
+    fn tensor_of(v: f32) -> Tensor {
+        tract_ndarray::Array::from_elem(vec![1, 1, 1, 1], v).into_tensor()
+    }
+
+    #[test]
+    fn clip_and_relu_are_folded_in_with_tracts_values() {
+        let shape = [1, 8, 12, 12];
+        let x = tensor(&shape, 0x7f4a_7c15);
+        for (clamps, folded) in [
+            (&[("max", 0.0), ("min", 0.5)][..], 2),
+            (&[("max", 0.0)][..], 1),
+            (&[("min", 0.5)][..], 1),
+            // A Min before a Max is not Clip's order: only the Min folds.
+            (&[("min", 0.5), ("max", 0.0)][..], 1),
+        ] {
+            let mut ours = clamped(clamps, shape);
+            replace_depthwise(&mut ours).expect("replaced");
+            assert_eq!(fuse_clamps(&mut ours).expect("fused"), folded, "{clamps:?}");
+            let (_, our_values) = run(ours, &x);
+            let (_, their_values) = run(clamped(clamps, shape), &x);
+            assert_eq!(our_values, their_values, "{clamps:?}");
+        }
+    }
+
+    #[test]
+    fn a_batch_of_one_laid_out_chw_gives_tracts_values() {
+        // tract's decluttering turns NCHW with N = 1 into CHW.
+        let shape = [16, 20, 20];
+        let x = tensor(&shape, 0x3c6e_f372);
+        let chw = |stride| {
+            let mut op = conv(16, stride, 1, 1);
+            op.pool_spec.data_format = DataFormat::CHW;
+            let mut model = TypedModel::default();
+            let x = model.add_source("x", f32::fact(shape)).expect("a source");
+            let k = model
+                .add_const("k", tensor(&[16, 1, 3, 3], 3))
+                .expect("a kernel");
+            let b = model.add_const("b", tensor(&[16], 4)).expect("a bias");
+            let out = model.wire_node("dw", op, &[x, k, b]).expect("wired");
+            model.select_output_outlets(&out).expect("an output");
+            model
+        };
+        for stride in [1, 2] {
+            let mut ours = chw(stride);
+            assert_eq!(replace_depthwise(&mut ours).expect("patched"), 1);
+            assert_eq!(run(ours, &x), run(chw(stride), &x), "stride {stride}");
+        }
+    }
+}
