@@ -9,11 +9,16 @@
 //! AVX kernel only for stride 1 and only for whole rows of 8, and the rest
 //! of it is compiled for x86-64's baseline (SSE2).
 //!
-//! Here a channel's plane is copied once into a zero-bordered scratch plane
-//! (for stride 2 also split into its even and odd columns), so every output
-//! row is nine contiguous slices of the same length and one plain loop; the
-//! loop is compiled for the vector unit found at run time (`pulp`: AVX-512
-//! or AVX2 on x86-64, NEON on aarch64), in safe code.
+//! Here a channel's plane is copied once into a zero-bordered scratch plane.
+//! At stride 1, rows of a whole number of vectors are summed row by row;
+//! other planes are one run: the outputs are computed on the padded
+//! plane's grid (two wasted columns per row), each a sum over nine slices
+//! of the scratch at fixed offsets, and the rows copied out — so the
+//! embedder's 14- and 7-wide rows are not each a vector tail. At stride 2 the scratch rows are split into even and odd columns and each
+//! output row is nine contiguous slices. The loop is compiled for the
+//! vector unit found at run time (`pulp`: AVX-512 or AVX2 on x86-64, NEON
+//! on aarch64), in safe code. A `Relu` or `Clip` after the convolution is
+//! folded into the same loop ([`fuse_clamps`]).
 //!
 //! The arithmetic is tract's, in tract's order: the bias, then the nine
 //! taps row by row, each a multiply then an add (no fused multiply-add), so
@@ -168,11 +173,22 @@ impl WithSimd for Planes<'_> {
 fn convolve(p: Planes<'_>) {
     let g = p.g;
     let (ph, pw) = g.padded();
+    let (low, high) = (p.low, p.high);
     // The border stays zero: each channel overwrites the same interior.
     let mut padded = vec![0f32; ph * pw];
     let (pe, po) = (pw.div_ceil(2), pw / 2);
-    let mut even = vec![0f32; if g.stride == 2 { ph * pe } else { 0 }];
-    let mut odd = vec![0f32; if g.stride == 2 { ph * po } else { 0 }];
+    let stride_two = g.stride == 2;
+    let mut even = vec![0f32; if stride_two { ph * pe } else { 0 }];
+    let mut odd = vec![0f32; if stride_two { ph * po } else { 0 }];
+    // Stride 1, rows a whole number of 16-lane vectors (YuNet's 160 and
+    // 80): row by row, straight into the output. Other widths (the
+    // embedder's 56 to 7, YuNet's 40 and 20): the outputs computed on the
+    // padded plane's grid, one run per plane (two columns per row wasted),
+    // then their rows copied out — which measured faster than a vector
+    // tail on every row (A/B in the closing note of s40).
+    let whole_rows = g.ow.is_multiple_of(16);
+    let run = (g.oh - 1) * pw + g.ow;
+    let mut flat = vec![0f32; if stride_two || whole_rows { 0 } else { run }];
     let rows = g.h.min(ph - g.top);
     let cols = g.w.min(pw - g.left);
     for ((plane, out), (k, &b)) in p
@@ -191,26 +207,40 @@ fn convolve(p: Planes<'_>) {
             padded[at..at + cols].copy_from_slice(&row[..cols]);
         }
         let k: [f32; TAPS] = std::array::from_fn(|t| k[t]);
-        if g.stride == 1 {
+        if !stride_two && !whole_rows {
+            // Output (oy, ox) sits at oy·pw + ox; its tap (dy, dx) at
+            // dy·pw + dx further on.
+            let t = |dy: usize, dx: usize| &padded[dy * pw + dx..][..run];
+            let taps_at = [
+                t(0, 0),
+                t(0, 1),
+                t(0, 2),
+                t(1, 0),
+                t(1, 1),
+                t(1, 2),
+                t(2, 0),
+                t(2, 1),
+                t(2, 2),
+            ];
+            taps(&mut flat, taps_at, &k, b, low, high);
+            for (oy, out_row) in out.chunks_exact_mut(g.ow).enumerate() {
+                out_row.copy_from_slice(&flat[oy * pw..][..g.ow]);
+            }
+        } else if !stride_two {
             for (oy, out_row) in out.chunks_exact_mut(g.ow).enumerate() {
                 let r = |dy: usize, dx: usize| &padded[(oy + dy) * pw + dx..][..g.ow];
-                row_taps(
-                    out_row,
-                    [
-                        r(0, 0),
-                        r(0, 1),
-                        r(0, 2),
-                        r(1, 0),
-                        r(1, 1),
-                        r(1, 2),
-                        r(2, 0),
-                        r(2, 1),
-                        r(2, 2),
-                    ],
-                    &k,
-                    b,
-                );
-                clamp(out_row, p.low, p.high);
+                let taps_at = [
+                    r(0, 0),
+                    r(0, 1),
+                    r(0, 2),
+                    r(1, 0),
+                    r(1, 1),
+                    r(1, 2),
+                    r(2, 0),
+                    r(2, 1),
+                    r(2, 2),
+                ];
+                taps(out_row, taps_at, &k, b, low, high);
             }
         } else {
             for ((row, e), o) in padded
@@ -230,42 +260,36 @@ fn convolve(p: Planes<'_>) {
                 // Input column 2·ox + dx: even[ox], odd[ox], even[ox + 1].
                 let e = |dy: usize, dx: usize| &even[(2 * oy + dy) * pe + dx..][..g.ow];
                 let o = |dy: usize| &odd[(2 * oy + dy) * po..][..g.ow];
-                row_taps(
-                    out_row,
-                    [
-                        e(0, 0),
-                        o(0),
-                        e(0, 1),
-                        e(1, 0),
-                        o(1),
-                        e(1, 1),
-                        e(2, 0),
-                        o(2),
-                        e(2, 1),
-                    ],
-                    &k,
-                    b,
-                );
-                clamp(out_row, p.low, p.high);
+                let taps_at = [
+                    e(0, 0),
+                    o(0),
+                    e(0, 1),
+                    e(1, 0),
+                    o(1),
+                    e(1, 1),
+                    e(2, 0),
+                    o(2),
+                    e(2, 1),
+                ];
+                taps(out_row, taps_at, &k, b, low, high);
             }
         }
     }
 }
 
-/// Tract's Clip: a `max`, then a `min`, each over a row still in cache.
+/// `out[i] = b + k0·t0[i] + … + k8·t8[i]`, summed in that order, then
+/// tract's Clip, `max(low)` then `min(high)`, as a second pass over `out`
+/// while it is in cache: inside the sum it would lengthen the chain of
+/// dependent adds the loop waits on (measured slower, s40).
 #[inline(always)]
-fn clamp(out: &mut [f32], low: Option<f32>, high: Option<f32>) {
-    if let Some(low) = low {
-        out.iter_mut().for_each(|v| *v = v.max(low));
-    }
-    if let Some(high) = high {
-        out.iter_mut().for_each(|v| *v = v.min(high));
-    }
-}
-
-/// `out[i] = b + k0·t0[i] + … + k8·t8[i]`, summed in that order.
-#[inline(always)]
-fn row_taps(out: &mut [f32], t: [&[f32]; TAPS], k: &[f32; TAPS], b: f32) {
+fn taps(
+    out: &mut [f32],
+    t: [&[f32]; TAPS],
+    k: &[f32; TAPS],
+    b: f32,
+    low: Option<f32>,
+    high: Option<f32>,
+) {
     let n = out.len();
     let [t0, t1, t2, t3, t4, t5, t6, t7, t8] = t.map(|s| &s[..n]);
     for i in 0..n {
@@ -280,6 +304,16 @@ fn row_taps(out: &mut [f32], t: [&[f32]; TAPS], k: &[f32; TAPS], b: f32) {
         s += k[7] * t7[i];
         s += k[8] * t8[i];
         out[i] = s;
+    }
+    // Each bound written as the comparison x86's `maxps`/`minps` make (a
+    // NaN stays NaN): one instruction, not the NaN-aware `f32::max`.
+    if let Some(low) = low {
+        out.iter_mut()
+            .for_each(|v| *v = if low > *v { low } else { *v });
+    }
+    if let Some(high) = high {
+        out.iter_mut()
+            .for_each(|v| *v = if high < *v { high } else { *v });
     }
 }
 
@@ -630,21 +664,23 @@ mod tests {
 
     #[test]
     fn clip_and_relu_are_folded_in_with_tracts_values() {
-        let shape = [1, 8, 12, 12];
-        let x = tensor(&shape, 0x7f4a_7c15);
-        for (clamps, folded) in [
-            (&[("max", 0.0), ("min", 0.5)][..], 2),
-            (&[("max", 0.0)][..], 1),
-            (&[("min", 0.5)][..], 1),
-            // A Min before a Max is not Clip's order: only the Min folds.
-            (&[("min", 0.5), ("max", 0.0)][..], 1),
-        ] {
-            let mut ours = clamped(clamps, shape);
-            replace_depthwise(&mut ours).expect("replaced");
-            assert_eq!(fuse_clamps(&mut ours).expect("fused"), folded, "{clamps:?}");
-            let (_, our_values) = run(ours, &x);
-            let (_, their_values) = run(clamped(clamps, shape), &x);
-            assert_eq!(our_values, their_values, "{clamps:?}");
+        // One plane as one run (12 wide), and row by row (16 wide).
+        for shape in [[1, 8, 12, 12], [1, 4, 16, 16]] {
+            let x = tensor(&shape, 0x7f4a_7c15);
+            for (clamps, folded) in [
+                (&[("max", 0.0), ("min", 0.5)][..], 2),
+                (&[("max", 0.0)][..], 1),
+                (&[("min", 0.5)][..], 1),
+                // A Min before a Max is not Clip's order: only the Min folds.
+                (&[("min", 0.5), ("max", 0.0)][..], 1),
+            ] {
+                let mut ours = clamped(clamps, shape);
+                replace_depthwise(&mut ours).expect("replaced");
+                assert_eq!(fuse_clamps(&mut ours).expect("fused"), folded, "{clamps:?}");
+                let (_, our_values) = run(ours, &x);
+                let (_, their_values) = run(clamped(clamps, shape), &x);
+                assert_eq!(our_values, their_values, "{shape:?} {clamps:?}");
+            }
         }
     }
 
@@ -670,6 +706,53 @@ mod tests {
             let mut ours = chw(stride);
             assert_eq!(replace_depthwise(&mut ours).expect("patched"), 1);
             assert_eq!(run(ours, &x), run(chw(stride), &x), "stride {stride}");
+        }
+    }
+
+    #[test]
+    fn every_vector_unit_gives_the_same_values() {
+        // The plan runs on whatever unit `Arch::new()` finds; the build
+        // machine's is only one of them. Each path pulp has here, forced.
+        let g = Geometry {
+            channels: 6,
+            h: 21,
+            w: 37,
+            oh: 21,
+            ow: 37,
+            stride: 1,
+            top: 1,
+            left: 1,
+        };
+        let strided = Geometry {
+            oh: 11,
+            ow: 19,
+            stride: 2,
+            ..g
+        };
+        let whole = Geometry { w: 32, ow: 32, ..g };
+        for g in [g, strided, whole] {
+            let input = values(g.channels * g.h * g.w, 11);
+            let kernel = values(g.channels * TAPS, 12);
+            let bias = values(g.channels, 13);
+            let run_on = |unit: &dyn Fn(Planes<'_>)| {
+                let mut out = vec![0f32; g.channels * g.oh * g.ow];
+                unit(Planes {
+                    g,
+                    input: &input,
+                    output: &mut out,
+                    kernel: &kernel,
+                    bias: &bias,
+                    low: Some(-0.5),
+                    high: Some(1.5),
+                });
+                out
+            };
+            let scalar = run_on(&|p| Simd::vectorize(pulp::Scalar::new(), p));
+            assert_eq!(run_on(&|p| Arch::new().dispatch(p)), scalar, "{g:?}");
+            #[cfg(target_arch = "x86_64")]
+            if let Some(v3) = pulp::x86::V3::try_new() {
+                assert_eq!(run_on(&|p| Simd::vectorize(v3, p)), scalar, "{g:?}");
+            }
         }
     }
 }
