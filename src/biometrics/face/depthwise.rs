@@ -66,7 +66,8 @@ impl Geometry {
 }
 
 /// Depthwise convolution, kernel 3×3, stride 1 or 2 on both axes, no
-/// dilation, explicit padding, NCHW f32, weights and bias constant.
+/// dilation, padding of at most 2 before, (N)CHW f32, weights and bias
+/// constant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Depthwise3x3 {
     geometry: Geometry,
@@ -124,7 +125,7 @@ impl Depthwise3x3 {
         let padding = spec.computed_padding(&[h, w]);
         let (top, left) = (padding[0].pad_before, padding[1].pad_before);
         let (oh, ow) = (padding[0].convoluted, padding[1].convoluted);
-        // Every tap of every output inside the padded plane.
+        // More padding before than the kernel reaches is not a model's.
         if oh == 0 || ow == 0 || top > 2 || left > 2 {
             return None;
         }
@@ -185,7 +186,7 @@ fn convolve(p: Planes<'_>) {
     // embedder's 56 to 7, YuNet's 40 and 20): the outputs computed on the
     // padded plane's grid, one run per plane (two columns per row wasted),
     // then their rows copied out — which measured faster than a vector
-    // tail on every row (A/B in the closing note of s40).
+    // tail on every row (README figures, s40).
     let whole_rows = g.ow.is_multiple_of(16);
     let run = (g.oh - 1) * pw + g.ow;
     let mut flat = vec![0f32; if stride_two || whole_rows { 0 } else { run }];
