@@ -521,8 +521,9 @@ mod tests {
     }
 
     /// The model: input → depthwise conv (constant kernel and bias).
-    fn model(conv: Conv, shape: [usize; 4]) -> TypedModel {
-        let c = shape[1];
+    fn model(conv: Conv, shape: &[usize]) -> TypedModel {
+        // The channel axis: N C H W, or C H W.
+        let c = shape[shape.len() - 3];
         let mut model = TypedModel::default();
         let x = model.add_source("x", f32::fact(shape)).expect("a source");
         let k = model
@@ -571,10 +572,10 @@ mod tests {
         ];
         for (shape, stride) in cases {
             let x = tensor(&shape, 0x9e37_79b9);
-            let mut ours = model(conv(shape[1], stride, 1, 1), shape);
+            let mut ours = model(conv(shape[1], stride, 1, 1), &shape);
             assert_eq!(replace_depthwise(&mut ours).expect("patched"), 1);
             let (our_shape, our_values) = run(ours, &x);
-            let (their_shape, their_values) = run(model(conv(shape[1], stride, 1, 1), shape), &x);
+            let (their_shape, their_values) = run(model(conv(shape[1], stride, 1, 1), &shape), &x);
             assert_eq!(our_shape, their_shape, "{shape:?} stride {stride}");
             // Equal values (a zero's sign may differ: see the module docs).
             let differ = our_values
@@ -590,10 +591,11 @@ mod tests {
         for (before, after, stride) in [(0, 0, 1), (0, 0, 2), (0, 1, 2), (1, 0, 1), (2, 2, 1)] {
             let shape = [1, 4, 11, 10];
             let x = tensor(&shape, 0x2545_f491);
-            let mut ours = model(conv(4, stride, before, after), shape);
+            let mut ours = model(conv(4, stride, before, after), &shape);
             assert_eq!(replace_depthwise(&mut ours).expect("patched"), 1);
             let (our_shape, our_values) = run(ours, &x);
-            let (their_shape, their_values) = run(model(conv(4, stride, before, after), shape), &x);
+            let (their_shape, their_values) =
+                run(model(conv(4, stride, before, after), &shape), &x);
             assert_eq!(
                 our_shape, their_shape,
                 "pads {before}/{after} stride {stride}"
@@ -631,7 +633,7 @@ mod tests {
                 assert_eq!(replace_depthwise(&mut m).expect("patched"), 0, "{name}");
             }
         }
-        let mut m = model(conv(4, 1, 1, 1), shape);
+        let mut m = model(conv(4, 1, 1, 1), &shape);
         assert_eq!(replace_depthwise(&mut m).expect("patched"), 1);
         let out = m.output_outlets().expect("an output")[0];
         assert!(m.node(out.node).op_is::<Depthwise3x3>());
@@ -640,7 +642,7 @@ mod tests {
     /// input → depthwise → one bin op by a constant per `(name, bound)`.
     fn clamped(clamps: &[(&str, f32)], shape: [usize; 4]) -> TypedModel {
         use tract_onnx::tract_core::ops::math;
-        let mut model = model(conv(shape[1], 1, 1, 1), shape);
+        let mut model = model(conv(shape[1], 1, 1, 1), &shape);
         let mut wire = model.output_outlets().expect("an output")[0];
         for (i, &(name, bound)) in clamps.iter().enumerate() {
             let c = model
@@ -693,15 +695,7 @@ mod tests {
         let chw = |stride| {
             let mut op = conv(16, stride, 1, 1);
             op.pool_spec.data_format = DataFormat::CHW;
-            let mut model = TypedModel::default();
-            let x = model.add_source("x", f32::fact(shape)).expect("a source");
-            let k = model
-                .add_const("k", tensor(&[16, 1, 3, 3], 3))
-                .expect("a kernel");
-            let b = model.add_const("b", tensor(&[16], 4)).expect("a bias");
-            let out = model.wire_node("dw", op, &[x, k, b]).expect("wired");
-            model.select_output_outlets(&out).expect("an output");
-            model
+            model(op, &shape)
         };
         for stride in [1, 2] {
             let mut ours = chw(stride);
