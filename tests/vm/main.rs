@@ -1,8 +1,8 @@
 //! The VM tests, one crate: each module boots QEMU guests with kernel
 //! virtual devices through the rig (`rig.rs`, `run-in-vm.sh`) and runs
 //! latchd's real Linux backends there. They run only with
-//! `LATCHD_VM_TESTS=1` (otherwise every test prints "skipped" and passes)
-//! and one at a time, each test booting its own VM:
+//! `LATCHD_VM_TESTS=1` (otherwise every test prints "skipped" and passes),
+//! each test booting its own VM (the script runs two at a time):
 //!
 //! ```text
 //! tests/vm/run-vm-tests.sh                 # all of them (installs what is missing)

@@ -120,16 +120,19 @@ fn hung_guest_is_killed_at_the_timeout() {
     if !vm::enabled_or_skip("hung_guest_is_killed_at_the_timeout") {
         return;
     }
+    // The bound is the rig's, not the guest's: whether the guest is still
+    // booting or already asleep when it expires, it is killed, so a short
+    // one proves as much as a long one and costs the suite less.
     let opts = VmOptions {
-        timeout: Some(Duration::from_secs(30)),
+        timeout: Some(Duration::from_secs(10)),
         ..Default::default()
     };
     let started = Instant::now();
     let err = vm::run(&opts, "sleep 100000").expect_err("a sleeping guest cannot finish");
-    assert!(matches!(err, VmError::Timeout { secs: 30, .. }), "{err}");
+    assert!(matches!(err, VmError::Timeout { secs: 10, .. }), "{err}");
     // timeout(1) sends KILL 5 s after TERM; leave slack for a loaded host.
     assert!(
-        started.elapsed() < Duration::from_secs(90),
+        started.elapsed() < Duration::from_secs(60),
         "{:?}",
         started.elapsed()
     );

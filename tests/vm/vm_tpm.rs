@@ -32,6 +32,7 @@ use crate::rig as vm;
 
 use crate::daemon_common;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -84,14 +85,22 @@ fn tpm_key_scenarios_in_vm() {
             .filter(|(name, _)| name.starts_with(&format!("{dir}/")))
             .collect();
         assert!(!files.is_empty(), "no files in {dir}");
-        let mut tried = 0usize;
+        // Every 32-byte window is a candidate, but most windows of a
+        // database, its WAL and the space reserve repeat (zero pages):
+        // each distinct window is tried once, where it first occurs. The
+        // same candidates as trying them all, in a second instead of 40
+        // (a MAC per window in a debug build).
+        let mut seen = HashSet::new();
+        let mut windows = 0usize;
         let mut found = Vec::new();
         for (name, bytes) in &files {
-            for offset in 0..bytes.len().saturating_sub(31) {
-                let mut k = [0u8; 32];
-                k.copy_from_slice(&bytes[offset..offset + 32]);
+            for (offset, window) in bytes.windows(32).enumerate() {
+                windows += 1;
+                let k: [u8; 32] = window.try_into().expect("a 32-byte window");
+                if !seen.insert(k) {
+                    continue;
+                }
                 let key = DeviceKey::from_bytes(k);
-                tried += 1;
                 if Macer::new(&key.passcode_key()).mac(code.digits()).0[..] == reference[..] {
                     found.push(format!("{name} at byte {offset}"));
                 }
@@ -102,9 +111,10 @@ fn tpm_key_scenarios_in_vm() {
             );
         }
         println!(
-            "flash dump [{dir}]: {} files, {tried} candidate keys, MAC of the administrator's \
-             code matched by: {}",
+            "flash dump [{dir}]: {} files, {windows} windows, {} distinct candidate keys, MAC of \
+             the administrator's code matched by: {}",
             files.len(),
+            seen.len(),
             if found.is_empty() {
                 "none".to_string()
             } else {
