@@ -746,6 +746,23 @@ pub(crate) fn pinned(built: &str, tag: &str) -> std::path::PathBuf {
     pinned
 }
 
+/// `cmd`'s output, run again while the kernel answers ETXTBSY. A copy just
+/// made by [`pinned`] is "busy" while a child that another test thread
+/// spawned during the copy still holds the copy's write descriptor (until
+/// that child's exec closes it): with two VM tests at a time, one test's
+/// first run of its pinned `latchctl` met the other's spawn.
+fn output_once_not_busy(cmd: &mut std::process::Command) -> std::process::Output {
+    for _ in 0..100 {
+        match cmd.output() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other.expect("run latchctl"),
+        }
+    }
+    panic!("{cmd:?}: still ETXTBSY after 2 s");
+}
+
 /// The host half of a guest test that starts the real daemon: `latchd` and
 /// `latchctl` pinned (a concurrent build cannot swap them mid-run) and
 /// named in `LATCHD_BIN` / `LATCHCTL` with `extra_env`, the BLE rig with
@@ -796,10 +813,14 @@ fn ble_end_to_end_in_vm() {
         return;
     }
     let pinned = pinned(env!("CARGO_BIN_EXE_latchctl"), "vm-ble");
-    let probe = std::process::Command::new(&pinned)
-        .args(["ble", "--adapter", "none", "scan", "--seconds", "0"])
-        .output()
-        .expect("run latchctl");
+    let probe = output_once_not_busy(std::process::Command::new(&pinned).args([
+        "ble",
+        "--adapter",
+        "none",
+        "scan",
+        "--seconds",
+        "0",
+    ]));
     assert!(
         !String::from_utf8_lossy(&probe.stderr).contains("without Bluetooth support"),
         "target/debug/latchctl was rebuilt without board-linux by a concurrent build; run again"
