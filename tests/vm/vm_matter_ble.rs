@@ -379,11 +379,40 @@ mod guest {
             Controller::start_in(&["ip", "netns", "exec", AP_NETNS], &storage, "wlan0", 1);
         ctl.ok("wifi", json!({"ssid": WPA2_SSID, "password": PSK}));
         let t = StdInstant::now();
-        let commissioned = ctl
-            .call("commission", json!({"code": manual, "ble": true}))
-            .unwrap_or_else(|e| {
-                panic!("commissioning over BLE onto Wi-Fi: {e}\n{}", logs(&storage))
-            });
+        let mut commissioned = ctl.call("commission", json!({"code": manual, "ble": true}));
+        // CHIP's Linux central sometimes looks for the Matter service among
+        // its BlueZ objects right after connecting and finds none ("CHIP
+        // service (…fff6…) not found", "BLE device doesn't seem to support
+        // chip"), though the lock had registered and advertised it a minute
+        // before (3 of 6 runs on one machine; cause not established, the
+        // lock's side looked right); its commissioning then gives up after
+        // a 30 s discovery timeout. A person taps "try again": so does the
+        // test, at most twice, and says so. Before each try the central
+        // forgets the lock (as a phone's Bluetooth settings would): a retry
+        // on the stale device object failed in CHIP's own Connect
+        // ("UnknownObject"). The lock's pairing mode is still on.
+        for attempt in 2..=3 {
+            let log = server_log(&storage);
+            if commissioned.is_ok()
+                || !(log.contains("doesn't seem to support chip")
+                    || log.contains("Device connection failed"))
+            {
+                break;
+            }
+            println!(
+                "commissioning: CHIP's central missed the lock's Matter service ({:?} in); \
+                 attempt {attempt}",
+                t.elapsed()
+            );
+            let session = bluer::Session::new().await.unwrap();
+            let lock = session.adapter("hci0").unwrap().address().await.unwrap();
+            let _ = session.adapter("hci1").unwrap().remove_device(lock).await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            commissioned = ctl.call("commission", json!({"code": manual, "ble": true}));
+        }
+        let commissioned = commissioned.unwrap_or_else(|e| {
+            panic!("commissioning over BLE onto Wi-Fi: {e}\n{}", logs(&storage))
+        });
         println!(
             "commissioned over BLE onto {WPA2_SSID} in {:?} (the controller's own figure: {} s)",
             t.elapsed(),
