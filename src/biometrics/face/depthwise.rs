@@ -14,8 +14,9 @@
 //! other planes are one run: the outputs are computed on the padded
 //! plane's grid (two wasted columns per row), each a sum over nine slices
 //! of the scratch at fixed offsets, and the rows copied out — so the
-//! embedder's 14- and 7-wide rows are not each a vector tail. At stride 2 the scratch rows are split into even and odd columns and each
-//! output row is nine contiguous slices. The loop is compiled for the
+//! embedder's 14- and 7-wide rows are not each a vector tail. At stride 2
+//! the scratch rows are split into even and odd columns and each output
+//! row is nine contiguous slices. The loop is compiled for the
 //! vector unit found at run time (`pulp`: AVX-512 or AVX2 on x86-64, NEON
 //! on aarch64), in safe code. A `Relu` or `Clip` after the convolution is
 //! folded into the same loop ([`fuse_clamps`]).
@@ -211,36 +212,14 @@ fn convolve(p: Planes<'_>) {
         if !stride_two && !whole_rows {
             // Output (oy, ox) sits at oy·pw + ox; its tap (dy, dx) at
             // dy·pw + dx further on.
-            let t = |dy: usize, dx: usize| &padded[dy * pw + dx..][..run];
-            let taps_at = [
-                t(0, 0),
-                t(0, 1),
-                t(0, 2),
-                t(1, 0),
-                t(1, 1),
-                t(1, 2),
-                t(2, 0),
-                t(2, 1),
-                t(2, 2),
-            ];
+            let taps_at = tap_grid(|dy, dx| &padded[dy * pw + dx..][..run]);
             taps(&mut flat, taps_at, &k, b, low, high);
             for (oy, out_row) in out.chunks_exact_mut(g.ow).enumerate() {
                 out_row.copy_from_slice(&flat[oy * pw..][..g.ow]);
             }
         } else if !stride_two {
             for (oy, out_row) in out.chunks_exact_mut(g.ow).enumerate() {
-                let r = |dy: usize, dx: usize| &padded[(oy + dy) * pw + dx..][..g.ow];
-                let taps_at = [
-                    r(0, 0),
-                    r(0, 1),
-                    r(0, 2),
-                    r(1, 0),
-                    r(1, 1),
-                    r(1, 2),
-                    r(2, 0),
-                    r(2, 1),
-                    r(2, 2),
-                ];
+                let taps_at = tap_grid(|dy, dx| &padded[(oy + dy) * pw + dx..][..g.ow]);
                 taps(out_row, taps_at, &k, b, low, high);
             }
         } else {
@@ -261,21 +240,22 @@ fn convolve(p: Planes<'_>) {
                 // Input column 2·ox + dx: even[ox], odd[ox], even[ox + 1].
                 let e = |dy: usize, dx: usize| &even[(2 * oy + dy) * pe + dx..][..g.ow];
                 let o = |dy: usize| &odd[(2 * oy + dy) * po..][..g.ow];
-                let taps_at = [
-                    e(0, 0),
-                    o(0),
-                    e(0, 1),
-                    e(1, 0),
-                    o(1),
-                    e(1, 1),
-                    e(2, 0),
-                    o(2),
-                    e(2, 1),
-                ];
+                let taps_at = tap_grid(|dy, dx| match dx {
+                    0 => e(dy, 0),
+                    1 => o(dy),
+                    _ => e(dy, 1),
+                });
                 taps(out_row, taps_at, &k, b, low, high);
             }
         }
     }
+}
+
+/// The nine taps in tract's order, kernel row by kernel row: `at(dy, dx)`
+/// for dy, dx in 0..3.
+#[inline(always)]
+fn tap_grid<'a>(at: impl Fn(usize, usize) -> &'a [f32]) -> [&'a [f32]; TAPS] {
+    std::array::from_fn(|i| at(i / 3, i % 3))
 }
 
 /// `out[i] = b + k0·t0[i] + … + k8·t8[i]`, summed in that order, then
