@@ -9,17 +9,18 @@
 //! AVX kernel only for stride 1 and only for whole rows of 8, and the rest
 //! of it is compiled for x86-64's baseline (SSE2).
 //!
-//! Here a channel's plane is copied once into a zero-bordered scratch plane.
+//! Here a channel's plane is copied once into a zero-bordered scratch plane
+//! (at stride 2, straight into its even and odd columns: `planes.rs`).
 //! At stride 1, rows of a whole number of vectors are summed row by row;
 //! other planes are one run: the outputs are computed on the padded
 //! plane's grid (two wasted columns per row), each a sum over nine slices
 //! of the scratch at fixed offsets, and the rows copied out — so the
 //! embedder's 14- and 7-wide rows are not each a vector tail. At stride 2
-//! the scratch rows are split into even and odd columns and each output
-//! row is nine contiguous slices. The loop is compiled for the
+//! each output row is nine contiguous slices of the even and odd columns.
+//! The loop is compiled for the
 //! vector unit found at run time (`pulp`: AVX-512 or AVX2 on x86-64, NEON
 //! on aarch64), in safe code. A `Relu` or `Clip` after the convolution is
-//! folded into the same loop ([`fuse_clamps`]).
+//! folded into the same loop (`rewrite.rs`).
 //!
 //! The arithmetic is tract's, in tract's order: the bias, then the nine
 //! taps row by row, each a multiply then an add (no fused multiply-add), so
@@ -29,9 +30,11 @@
 //! convolutions of exactly this kind are replaced ([`replace_depthwise`]).
 
 use pulp::{Arch, Simd, WithSimd};
+
+use super::planes::{copy_row, split_row};
+use super::rewrite::{bias_per_channel, replace_convs, ClampFold};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
-use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::cnn::conv::{Conv, KernelFormat};
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
@@ -76,7 +79,7 @@ pub(super) struct Depthwise3x3 {
     kernel: Arc<Tensor>,
     /// `channels`.
     bias: Arc<Tensor>,
-    /// A clamp folded in from the graph (`f32` bits; see [`fuse_clamps`]):
+    /// A clamp folded in from the graph (`f32` bits; see `rewrite.rs`):
     /// the output's `max(low)`, then its `min(high)`.
     low: Option<u32>,
     high: Option<u32>,
@@ -112,17 +115,7 @@ impl Depthwise3x3 {
         {
             return None;
         }
-        let bias = match bias {
-            Some(b) if b.datum_type() == f32::datum_type() && b.len() == channels => {
-                b.clone().into_shape(&[channels]).ok()?
-            }
-            Some(b) if b.datum_type() == f32::datum_type() && b.len() == 1 => {
-                let v = *b.try_as_plain_ram().ok()?.as_slice::<f32>().ok()?.first()?;
-                tract_ndarray::Array1::from_elem(channels, v).into_tensor()
-            }
-            Some(_) => return None,
-            None => Tensor::zero::<f32>(&[channels]).ok()?,
-        };
+        let bias = bias_per_channel(bias, channels)?;
         let padding = spec.computed_padding(&[h, w]);
         let (top, left) = (padding[0].pad_before, padding[1].pad_before);
         let (oh, ow) = (padding[0].convoluted, padding[1].convoluted);
@@ -176,10 +169,11 @@ fn convolve(p: Planes<'_>) {
     let g = p.g;
     let (ph, pw) = g.padded();
     let (low, high) = (p.low, p.high);
-    // The border stays zero: each channel overwrites the same interior.
-    let mut padded = vec![0f32; ph * pw];
-    let (pe, po) = (pw.div_ceil(2), pw / 2);
+    // The border stays zero: each channel overwrites the same interior, of
+    // the whole plane at stride 1, of its even and odd columns at stride 2.
     let stride_two = g.stride == 2;
+    let mut padded = vec![0f32; if stride_two { 0 } else { ph * pw }];
+    let (pe, po) = (pw.div_ceil(2), pw / 2);
     let mut even = vec![0f32; if stride_two { ph * pe } else { 0 }];
     let mut odd = vec![0f32; if stride_two { ph * po } else { 0 }];
     // Stride 1, rows a whole number of 16-lane vectors (YuNet's 160 and
@@ -204,18 +198,23 @@ fn convolve(p: Planes<'_>) {
                 .zip(p.bias.iter().cycle()),
         )
     {
+        let k: [f32; TAPS] = [k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8]];
         for (y, row) in plane.chunks_exact(g.w).take(rows).enumerate() {
-            let at = (y + g.top) * pw + g.left;
-            padded[at..at + cols].copy_from_slice(&row[..cols]);
+            let py = y + g.top;
+            if stride_two {
+                let (e, o) = (&mut even[py * pe..][..pe], &mut odd[py * po..][..po]);
+                split_row(&row[..cols], g.left, e, o);
+            } else {
+                copy_row(&mut padded[py * pw + g.left..][..cols], &row[..cols]);
+            }
         }
-        let k: [f32; TAPS] = std::array::from_fn(|t| k[t]);
         if !stride_two && !whole_rows {
             // Output (oy, ox) sits at oy·pw + ox; its tap (dy, dx) at
             // dy·pw + dx further on.
             let taps_at = tap_grid(|dy, dx| &padded[dy * pw + dx..][..run]);
             taps(&mut flat, taps_at, &k, b, low, high);
             for (oy, out_row) in out.chunks_exact_mut(g.ow).enumerate() {
-                out_row.copy_from_slice(&flat[oy * pw..][..g.ow]);
+                copy_row(out_row, &flat[oy * pw..][..g.ow]);
             }
         } else if !stride_two {
             for (oy, out_row) in out.chunks_exact_mut(g.ow).enumerate() {
@@ -223,19 +222,6 @@ fn convolve(p: Planes<'_>) {
                 taps(out_row, taps_at, &k, b, low, high);
             }
         } else {
-            for ((row, e), o) in padded
-                .chunks_exact(pw)
-                .zip(even.chunks_exact_mut(pe))
-                .zip(odd.chunks_exact_mut(po))
-            {
-                for (j, pair) in row.chunks_exact(2).enumerate() {
-                    e[j] = pair[0];
-                    o[j] = pair[1];
-                }
-                if pw % 2 == 1 {
-                    e[pe - 1] = row[pw - 1];
-                }
-            }
             for (oy, out_row) in out.chunks_exact_mut(g.ow).enumerate() {
                 // Input column 2·ox + dx: even[ox], odd[ox], even[ox + 1].
                 let e = |dy: usize, dx: usize| &even[(2 * oy + dy) * pe + dx..][..g.ow];
@@ -255,7 +241,18 @@ fn convolve(p: Planes<'_>) {
 /// for dy, dx in 0..3.
 #[inline(always)]
 fn tap_grid<'a>(at: impl Fn(usize, usize) -> &'a [f32]) -> [&'a [f32]; TAPS] {
-    std::array::from_fn(|i| at(i / 3, i % 3))
+    // Written out: `array::from_fn` stayed a call (measured, s42).
+    [
+        at(0, 0),
+        at(0, 1),
+        at(0, 2),
+        at(1, 0),
+        at(1, 1),
+        at(1, 2),
+        at(2, 0),
+        at(2, 1),
+        at(2, 2),
+    ]
 }
 
 /// `out[i] = b + k0·t0[i] + … + k8·t8[i]`, summed in that order, then
@@ -374,99 +371,26 @@ impl TypedOp for Depthwise3x3 {
 /// with it; returns how many it replaced. The input shape must be concrete
 /// (the plan is optimised for one shape).
 pub(super) fn replace_depthwise(model: &mut TypedModel) -> TractResult<usize> {
-    let mut replaced = 0;
-    for id in model.eval_order()? {
-        let node = model.node(id);
-        let Some(conv) = node.op_as::<Conv>() else {
-            continue;
-        };
-        let input = model.outlet_fact(node.inputs[0])?;
-        let Some(shape) = input.shape.as_concrete() else {
-            continue;
-        };
-        if input.datum_type != f32::datum_type() || node.inputs.len() < 2 {
-            continue;
-        }
-        let Some(kernel) = model.outlet_fact(node.inputs[1])?.konst.clone() else {
-            continue;
-        };
-        let bias = match node.inputs.get(2) {
-            Some(&b) => match model.outlet_fact(b)?.konst.clone() {
-                Some(t) => Some(t),
-                None => continue,
-            },
-            None => None,
-        };
-        let Some(op) = Depthwise3x3::replacing(conv, shape, &kernel, bias.as_deref()) else {
-            continue;
-        };
-        let node = node.clone();
-        TypedModelPatch::replace_single_op(model, &node, &node.inputs[..1], op)?.apply(model)?;
-        replaced += 1;
-    }
-    Ok(replaced)
+    replace_convs(model, Depthwise3x3::replacing)
 }
 
-/// Folds the clamps that follow a depthwise op into it — ONNX's `Relu` and
-/// `Clip` reach the typed graph as a `Max` and a `Min` by a constant — so
-/// its output is clamped while it is still in cache, not in one more pass
-/// each over the whole tensor. Returns how many clamps it folded.
-pub(super) fn fuse_clamps(model: &mut TypedModel) -> TractResult<usize> {
-    let mut fused = 0;
-    while let Some((node, op)) = next_clamp(model)? {
-        TypedModelPatch::fuse_with_next(model, &node, op)?.apply(model)?;
-        fused += 1;
+impl ClampFold for Depthwise3x3 {
+    fn bounds(&self) -> (Option<u32>, Option<u32>) {
+        (self.low, self.high)
     }
-    Ok(fused)
-}
 
-/// A depthwise node whose only successor is a clamp it can take, with the
-/// op that does both.
-fn next_clamp(model: &TypedModel) -> TractResult<Option<(TypedNode, Depthwise3x3)>> {
-    for node in model.nodes() {
-        let Some(op) = node.op_as::<Depthwise3x3>() else {
-            continue;
-        };
-        let Some(succ) = model.single_succ(node.id)? else {
-            continue;
-        };
-        let Some(bin) = succ.op_as::<TypedBinOp>() else {
-            continue;
-        };
-        let ours = OutletId::new(node.id, 0);
-        let [a, b] = succ.inputs[..] else {
-            continue;
-        };
-        let other = if a == ours { b } else { a };
-        if (a == ours) == (b == ours)
-            || model.outlet_fact(succ.id.into())?.shape != model.outlet_fact(ours)?.shape
-        {
-            continue;
+    fn with_bounds(&self, low: Option<u32>, high: Option<u32>) -> Self {
+        Depthwise3x3 {
+            low,
+            high,
+            ..self.clone()
         }
-        let Some(bound) = model.outlet_fact(other)?.konst.clone() else {
-            continue;
-        };
-        let bound = match bound
-            .try_as_plain_ram()
-            .and_then(|v| v.as_slice::<f32>().map(<[f32]>::to_vec))
-        {
-            Ok(v) if v.len() == 1 => v[0].to_bits(),
-            _ => continue,
-        };
-        let mut fused = op.clone();
-        // Clip's order, a Max then a Min; anything else stays tract's.
-        match bin.0.name() {
-            "Max" if op.low.is_none() && op.high.is_none() => fused.low = Some(bound),
-            "Min" if op.high.is_none() => fused.high = Some(bound),
-            _ => continue,
-        }
-        return Ok(Some((node.clone(), fused)));
     }
-    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::rewrite::fuse_clamps;
     use super::*;
     use tract_onnx::tract_core::ops::cnn::{PaddingSpec, PoolSpec};
 
@@ -659,7 +583,11 @@ mod tests {
             ] {
                 let mut ours = clamped(clamps, shape);
                 replace_depthwise(&mut ours).expect("replaced");
-                assert_eq!(fuse_clamps(&mut ours).expect("fused"), folded, "{clamps:?}");
+                assert_eq!(
+                    fuse_clamps::<Depthwise3x3>(&mut ours).expect("fused"),
+                    folded,
+                    "{clamps:?}"
+                );
                 let (_, our_values) = run(ours, &x);
                 let (_, their_values) = run(clamped(clamps, shape), &x);
                 assert_eq!(our_values, their_values, "{shape:?} {clamps:?}");

@@ -43,14 +43,18 @@
 
 mod align;
 pub mod config;
+mod conv3x3s2;
 mod depthwise;
 mod detect;
 mod embed;
 mod enrol;
 mod liveness;
+mod planes;
+mod pointwise;
 mod pool;
 mod quality;
 mod resize;
+mod rewrite;
 mod session;
 mod still;
 mod template;
@@ -158,9 +162,10 @@ fn parse_model(path: &Path) -> Result<InferenceModel, FaceError> {
 /// Fixes the input to f32 `input` and optimises for that concrete shape:
 /// every fact in the plan is then known, so a run resolves no symbol and
 /// tract picks its kernels once, here. Before tract's optimiser runs,
-/// 2×2 stride-2 max pools and 3×3 depthwise convolutions (with the clamp
-/// after them) become our ops (`pool.rs`, `depthwise.rs`: tract walks
-/// them scalar or in SSE2; the values are the same).
+/// 2×2 stride-2 max pools, the first 3×3 stride-2 convolution and 3×3
+/// depthwise convolutions (with the clamp after them) become our ops
+/// (`pool.rs`, `conv3x3s2.rs`, `depthwise.rs`: tract walks them scalar, in
+/// SSE2 or through im2col; the values are tract's, or within rounding).
 fn optimise(
     path: &Path,
     model: InferenceModel,
@@ -174,12 +179,18 @@ fn optimise(
         .and_then(|m| m.into_decluttered())
         .and_then(|mut m| {
             let pools = pool::replace_max_pools(&mut m)?;
+            let first = conv3x3s2::replace_first_convs(&mut m)?;
             let depthwise = depthwise::replace_depthwise(&mut m)?;
-            let clamps = depthwise::fuse_clamps(&mut m)?;
+            let pointwise = pointwise::replace_pointwise(&mut m)?;
+            let clamps = rewrite::fuse_clamps::<conv3x3s2::Conv3x3S2>(&mut m)?
+                + rewrite::fuse_clamps::<depthwise::Depthwise3x3>(&mut m)?
+                + rewrite::fuse_clamps::<pointwise::Pointwise>(&mut m)?;
             tracing::debug!(
                 model = %path.display(),
                 pools,
+                first,
                 depthwise,
+                pointwise,
                 clamps,
                 "ops run by latchd's own code"
             );
@@ -391,25 +402,96 @@ mod tests {
             .join(file)
     }
 
-    /// How many of the plan's nodes run our max pool.
-    fn own_pools(file: &str, input: [usize; 4]) -> usize {
+    /// The plan latchd runs for a shared model file, at the input size it
+    /// runs it.
+    fn planned(file: &str) -> Arc<TypedRunnableModel> {
         let path = shared_model(file);
-        let plan = optimise(&path, parse_model(&path).expect("parsed"), input).expect("planned");
+        optimise(&path, parse_model(&path).expect("parsed"), input_of(file)).expect("planned")
+    }
+
+    fn input_of(file: &str) -> [usize; 4] {
+        let side = if file == DETECTOR_FILE {
+            DETECTOR_INPUT
+        } else {
+            ALIGNED_SIZE
+        };
+        [1, 3, side as usize, side as usize]
+    }
+
+    /// How many of the plan's nodes run our op `T`.
+    fn own<T: TypedOp>(plan: &TypedRunnableModel) -> usize {
         plan.model()
             .nodes()
             .iter()
-            .filter(|n| n.op_is::<pool::MaxPool2x2S2>())
+            .filter(|n| n.op_is::<T>())
             .count()
     }
 
     #[test]
-    fn yunets_four_max_pools_run_our_op() {
-        // If a later tract represented these pools differently, the swap
+    fn the_models_layers_run_our_ops() {
+        // If a later tract represented these layers differently, a swap
         // would stop silently (the values would not change, only the
-        // time, issue 19): this says so.
-        let (detector, aligned) = (DETECTOR_INPUT as usize, ALIGNED_SIZE as usize);
-        assert_eq!(own_pools(DETECTOR_FILE, [1, 3, detector, detector]), 4);
-        assert_eq!(own_pools(EMBEDDER_FILE, [1, 3, aligned, aligned]), 0);
+        // time, issue 19): this says so. Pointwise: every 1×1 layer but
+        // YuNet's twelve NHWC heads (4 or 10 channels, or one per pixel)
+        // and the embedder's last (one pixel).
+        let detector = planned(DETECTOR_FILE);
+        let embedder = planned(EMBEDDER_FILE);
+        let counts = |plan: &TypedRunnableModel| {
+            (
+                own::<pool::MaxPool2x2S2>(plan),
+                own::<conv3x3s2::Conv3x3S2>(plan),
+                own::<depthwise::Depthwise3x3>(plan),
+                own::<pointwise::Pointwise>(plan),
+            )
+        };
+        assert_eq!(counts(&detector), (4, 1, 17, 17), "detector");
+        assert_eq!(counts(&embedder), (0, 1, 16, 32), "embedder");
+    }
+
+    #[test]
+    fn our_plans_give_tracts_outputs_on_the_real_models() {
+        // The same input through latchd's plan and through tract's own
+        // (no op of ours): the depthwise, pointwise and pooling ops give
+        // tract's values exactly; the first convolution rounds once per
+        // multiply-add where tract may round twice. Pixel-like inputs.
+        for (file, scale, offset) in [(DETECTOR_FILE, 255.0, 0.0), (EMBEDDER_FILE, 2.0, -1.0)] {
+            let shape = input_of(file);
+            let len = shape.iter().product();
+            let values: Vec<f32> = xorshift(0x1234_5679)
+                .take(len)
+                .map(|x| (x % 256) as f32 / 255.0 * scale + offset)
+                .collect();
+            let input: TValue = tract_ndarray::Array::from_shape_vec(shape.to_vec(), values)
+                .expect("shaped")
+                .into_tensor()
+                .into();
+            let path = shared_model(file);
+            let theirs = parse_model(&path)
+                .and_then(|m| {
+                    m.with_input_fact(0, f32::fact(shape).into())
+                        .and_then(|m| m.into_optimized())
+                        .and_then(|m| m.into_runnable())
+                        .map_err(FaceError::inference)
+                })
+                .expect("tract's plan");
+            let ours = planned(file).run(tvec!(input.clone())).expect("our run");
+            let theirs = theirs.run(tvec!(input)).expect("tract's run");
+            assert_eq!(ours.len(), theirs.len(), "{file}");
+            for (n, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+                let a = a.try_as_plain_ram().expect("plain");
+                let b = b.try_as_plain_ram().expect("plain");
+                let (a, b) = (
+                    a.as_slice::<f32>().expect("f32"),
+                    b.as_slice::<f32>().expect("f32"),
+                );
+                let scale = b.iter().fold(1f32, |m, v| m.max(v.abs()));
+                let worst = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+                assert!(
+                    worst <= 1e-4 * scale,
+                    "{file} output {n}: off by {worst} of a largest value {scale}"
+                );
+            }
+        }
     }
 
     #[test]

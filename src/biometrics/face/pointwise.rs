@@ -1,0 +1,583 @@
+//! The models' pointwise (1×1) convolutions, run by our own op instead of
+//! tract's matrix products.
+//!
+//! Why: both models are mostly 1×1 convolutions. tract 0.23.9 runs each as
+//! a matrix product whose activations it first packs into panels for its
+//! kernel (an `OptMatMulPack` per layer: 1.4 of the two models' 12 ms in
+//! s42's per-op timing), and its kernel puts output channels along the
+//! vector lanes, so a layer of a few hundred pixels and channels ran at 40
+//! to 55 GMAC/s where the core does twice that.
+//!
+//! Here the activations are read where they lie: (C)HW f32 puts each input
+//! channel's pixels in one contiguous row, so pixels go along the lanes. A
+//! tile of 8 output channels × 3 vectors of pixels is 24 accumulators in
+//! registers; for each input channel it loads three vectors of that row and
+//! broadcasts the tile's 8 weights, packed once at load time so that they
+//! are contiguous. A row's last part vector is computed as the whole
+//! vector ending at the row's end (recomputing, with the same values, the
+//! outputs before it), so no lane is masked. The loop is compiled per
+//! vector unit and picked at run time (`pulp`), in safe code.
+//!
+//! The arithmetic is tract's, in tract's order: each output a sum from zero
+//! of fused multiply-adds over the input channels in order, then the bias
+//! (the `Add` tract's decluttering puts after the product, folded in here),
+//! then the clamp (`rewrite.rs`). The tests hold the op to tract's values.
+//!
+//! What is replaced: an `EinSum` `IHW,OI->OHW` (or with a batch axis of one
+//! on either side), constant f32 weights, a number of output channels that
+//! is a whole number of tiles, and at least one vector of pixels. Anything
+//! else (YuNet's NHWC heads, the embedder's last 1×1 layer) stays tract's.
+
+use pulp::{Arch, Simd, WithSimd};
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::binary::TypedBinOp;
+use tract_onnx::tract_core::ops::einsum::EinSum;
+
+use super::rewrite::ClampFold;
+
+/// Output channels per tile.
+const TILE: usize = 8;
+/// The widest vector unit's lanes: a layer narrower than one vector stays
+/// tract's on every machine, so a plan does not depend on the CPU.
+const MAX_LANES: usize = 16;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Geometry {
+    inputs: usize,
+    outputs: usize,
+    /// Pixels per channel: H·W.
+    pixels: usize,
+}
+
+/// A 1×1 convolution: `out[o][p] = Σ_i w[o][i]·x[i][p]`, plus a bias and a
+/// clamp when folded in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Pointwise {
+    geometry: Geometry,
+    /// The output's shape: `[O, H, W]` or `[1, O, H, W]`, as the einsum's.
+    shape: TVec<usize>,
+    /// Per tile of [`TILE`] output channels, per input channel, the tile's
+    /// weights: `outputs / TILE × inputs × TILE`.
+    weights: Arc<Tensor>,
+    /// `outputs`, when an `Add` of a constant was folded in.
+    bias: Option<Arc<Tensor>>,
+    /// A clamp folded in from the graph (`f32` bits; see `rewrite.rs`).
+    low: Option<u32>,
+    high: Option<u32>,
+}
+
+impl Pointwise {
+    /// Our op for `einsum` over an input of `input` shape with the constant
+    /// `weights`, or `None` when it computes something else.
+    fn replacing(einsum: &EinSum, input: &[usize], weights: &Tensor) -> Option<Self> {
+        let axes = einsum.axes.to_string();
+        let (inputs, h, w) = match (axes.split_once("->")?, input) {
+            (("IHW,OI", _), &[c, h, w]) | (("NIHW,OI", _), &[1, c, h, w]) => (c, h, w),
+            _ => return None,
+        };
+        let outputs = *weights.shape().first()?;
+        let shape: TVec<usize> = match axes.split_once("->")?.1 {
+            "OHW" => tvec![outputs, h, w],
+            "NOHW" => tvec![1, outputs, h, w],
+            _ => return None,
+        };
+        if einsum.q_params.is_some()
+            || einsum.operating_dt != f32::datum_type()
+            || weights.datum_type() != f32::datum_type()
+            || weights.shape() != [outputs, inputs]
+            || outputs == 0
+            || !outputs.is_multiple_of(TILE)
+            || inputs == 0
+            || h * w < MAX_LANES
+        {
+            return None;
+        }
+        let plain = weights.try_as_plain_ram().ok()?;
+        let by_output = plain.as_slice::<f32>().ok()?;
+        let mut packed = Vec::with_capacity(outputs * inputs);
+        for tile in 0..outputs / TILE {
+            for i in 0..inputs {
+                packed.extend((0..TILE).map(|r| by_output[(tile * TILE + r) * inputs + i]));
+            }
+        }
+        Some(Pointwise {
+            geometry: Geometry {
+                inputs,
+                outputs,
+                pixels: h * w,
+            },
+            shape,
+            weights: Arc::new(tract_ndarray::Array1::from_vec(packed).into_tensor()),
+            bias: None,
+            low: None,
+            high: None,
+        })
+    }
+}
+
+/// One evaluation.
+struct Layer<'a> {
+    g: Geometry,
+    input: &'a [f32],
+    output: &'a mut [f32],
+    weights: &'a [f32],
+    bias: Option<&'a [f32]>,
+    low: Option<f32>,
+    high: Option<f32>,
+}
+
+impl WithSimd for Layer<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        multiply(simd, self);
+    }
+}
+
+/// Inlined into [`WithSimd::with_simd`], so compiled once per vector unit.
+#[inline(always)]
+fn multiply<S: Simd>(simd: S, mut l: Layer<'_>) {
+    let lanes = S::F32_LANES;
+    let p = l.g.pixels;
+    let vectors = p.div_ceil(lanes);
+    let start = |v: usize| (v * lanes).min(p - lanes);
+    // Three vectors of pixels at a time, every tile of output channels over
+    // them: those pixels of every input channel stay in the first-level
+    // cache while each tile's weights stream past.
+    let mut v = 0;
+    while v < vectors {
+        match vectors - v {
+            1 => tiles::<S, 1>(simd, &mut l, [start(v)]),
+            2 => tiles::<S, 2>(simd, &mut l, [start(v), start(v + 1)]),
+            _ => tiles::<S, 3>(simd, &mut l, [start(v), start(v + 1), start(v + 2)]),
+        }
+        v += 3;
+    }
+}
+
+/// Every tile of output channels over the `N` vectors of pixels at `at`.
+#[inline(always)]
+fn tiles<S: Simd, const N: usize>(simd: S, l: &mut Layer<'_>, at: [usize; N]) {
+    let lanes = S::F32_LANES;
+    let g = l.g;
+    let zero = simd.splat_f32s(0.0);
+    let clamp = |v: S::f32s| {
+        let v = match l.low {
+            Some(low) => simd.max_f32s(v, simd.splat_f32s(low)),
+            None => v,
+        };
+        match l.high {
+            Some(high) => simd.min_f32s(v, simd.splat_f32s(high)),
+            None => v,
+        }
+    };
+    for (t, (weights, out)) in l
+        .weights
+        .chunks_exact(g.inputs * TILE)
+        .zip(l.output.chunks_exact_mut(TILE * g.pixels))
+        .enumerate()
+    {
+        let mut acc = [[zero; N]; TILE];
+        for (row, w) in l
+            .input
+            .chunks_exact(g.pixels)
+            .zip(weights.chunks_exact(TILE))
+        {
+            let x: [S::f32s; N] =
+                std::array::from_fn(|j| S::as_simd_f32s(&row[at[j]..at[j] + lanes]).0[0]);
+            for (acc, &w) in acc.iter_mut().zip(w) {
+                let w = simd.splat_f32s(w);
+                for (a, &x) in acc.iter_mut().zip(&x) {
+                    // Fused on every unit (a call on the scalar one): the
+                    // values do not depend on the machine.
+                    *a = simd.mul_add_f32s(w, x, *a);
+                }
+            }
+        }
+        for (r, (acc, out)) in acc.iter().zip(out.chunks_exact_mut(g.pixels)).enumerate() {
+            let bias = l.bias.map(|b| simd.splat_f32s(b[t * TILE + r]));
+            for (&a, &j) in acc.iter().zip(&at) {
+                let v = match bias {
+                    Some(b) => simd.add_f32s(a, b),
+                    None => a,
+                };
+                S::as_mut_simd_f32s(&mut out[j..j + lanes]).0[0] = clamp(v);
+            }
+        }
+    }
+}
+
+impl Op for Pointwise {
+    fn name(&self) -> StaticName {
+        "LatchdPointwise".into()
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for Pointwise {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext<'_>, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = args_1!(inputs);
+        let g = self.geometry;
+        if input.len() != g.inputs * g.pixels || input.datum_type() != f32::datum_type() {
+            bail!(
+                "pointwise convolution was planned for {} f32 channels of {} pixels, got {:?} {:?}",
+                g.inputs,
+                g.pixels,
+                input.datum_type(),
+                input.shape()
+            );
+        }
+        let mut output = Tensor::zero::<f32>(&self.shape)?;
+        {
+            let plain = input.try_as_plain_ram()?;
+            let mut out = output.try_as_plain_ram_mut()?;
+            let weights = self.weights.try_as_plain_ram()?;
+            let bias = self
+                .bias
+                .as_ref()
+                .map(|b| b.try_as_plain_ram())
+                .transpose()?;
+            Arch::new().dispatch(Layer {
+                g,
+                input: plain.as_slice::<f32>()?,
+                output: out.as_slice_mut::<f32>()?,
+                weights: weights.as_slice::<f32>()?,
+                bias: bias.as_ref().map(|b| b.as_slice::<f32>()).transpose()?,
+                low: self.low.map(f32::from_bits),
+                high: self.high.map(f32::from_bits),
+            });
+        }
+        Ok(tvec!(output.into_tvalue()))
+    }
+}
+
+impl TypedOp for Pointwise {
+    as_op!();
+
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        if inputs[0].datum_type != f32::datum_type() {
+            bail!("pointwise convolution wants f32, got {:?}", inputs[0]);
+        }
+        Ok(tvec!(f32::fact(&*self.shape)))
+    }
+}
+
+impl ClampFold for Pointwise {
+    fn bounds(&self) -> (Option<u32>, Option<u32>) {
+        (self.low, self.high)
+    }
+
+    fn with_bounds(&self, low: Option<u32>, high: Option<u32>) -> Self {
+        Pointwise {
+            low,
+            high,
+            ..self.clone()
+        }
+    }
+}
+
+/// Replaces every einsum of `model` that [`Pointwise`] computes with it,
+/// then folds into each the `Add` of a constant per output channel that
+/// follows it (the convolution's bias); returns how many it replaced.
+pub(super) fn replace_pointwise(model: &mut TypedModel) -> TractResult<usize> {
+    let mut replaced = 0;
+    for id in model.eval_order()? {
+        let node = model.node(id);
+        let Some(einsum) = node.op_as::<EinSum>() else {
+            continue;
+        };
+        let [x, w] = node.inputs[..] else {
+            continue;
+        };
+        let input = model.outlet_fact(x)?;
+        let Some(shape) = input.shape.as_concrete() else {
+            continue;
+        };
+        if input.datum_type != f32::datum_type() {
+            continue;
+        }
+        let Some(weights) = model.outlet_fact(w)?.konst.clone() else {
+            continue;
+        };
+        let Some(op) = Pointwise::replacing(einsum, shape, &weights) else {
+            continue;
+        };
+        let node = node.clone();
+        TypedModelPatch::replace_single_op(model, &node, &[x], op)?.apply(model)?;
+        replaced += 1;
+    }
+    while let Some((node, op)) = next_bias(model)? {
+        TypedModelPatch::fuse_with_next(model, &node, op)?.apply(model)?;
+    }
+    Ok(replaced)
+}
+
+/// A pointwise node with no bias yet whose only successor adds a constant
+/// per output channel (or one for all), with the op that does both.
+fn next_bias(model: &TypedModel) -> TractResult<Option<(TypedNode, Pointwise)>> {
+    for node in model.nodes() {
+        let Some(op) = node.op_as::<Pointwise>() else {
+            continue;
+        };
+        if op.bias.is_some() || op.low.is_some() || op.high.is_some() {
+            continue;
+        }
+        let Some(succ) = model.single_succ(node.id)? else {
+            continue;
+        };
+        let Some(bin) = succ.op_as::<TypedBinOp>() else {
+            continue;
+        };
+        let ours = OutletId::new(node.id, 0);
+        let [a, b] = succ.inputs[..] else {
+            continue;
+        };
+        if bin.0.name() != "Add"
+            || (a == ours) == (b == ours)
+            || model.outlet_fact(succ.id.into())?.shape != model.outlet_fact(ours)?.shape
+        {
+            continue;
+        }
+        let other = if a == ours { b } else { a };
+        let Some(constant) = model.outlet_fact(other)?.konst.clone() else {
+            continue;
+        };
+        let outputs = op.geometry.outputs;
+        // Per channel: [O, 1, 1] against OHW, [1, O, 1, 1] against NOHW;
+        // or one value for all.
+        let rank = op.shape.len();
+        let mut per_channel: TVec<usize> = tvec![1; rank];
+        per_channel[rank - 3] = outputs;
+        let bias = if constant.datum_type() != f32::datum_type() {
+            continue;
+        } else if constant.shape() == &*per_channel {
+            constant.into_tensor().into_shape(&[outputs])?
+        } else if constant.len() == 1 && constant.rank() <= rank {
+            let v = constant.try_as_plain_ram()?.as_slice::<f32>()?[0];
+            tract_ndarray::Array1::from_elem(outputs, v).into_tensor()
+        } else {
+            continue;
+        };
+        let fused = Pointwise {
+            bias: Some(Arc::new(bias)),
+            ..op.clone()
+        };
+        return Ok(Some((node.clone(), fused)));
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::rewrite::fuse_clamps;
+    use super::*;
+    use tract_onnx::tract_core::ops::cnn::conv::{Conv, KernelFormat};
+    use tract_onnx::tract_core::ops::cnn::{PaddingSpec, PoolSpec};
+    use tract_onnx::tract_core::ops::math;
+    use tract_onnx::tract_core::ops::nn::DataFormat;
+
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        super::super::xorshift(seed)
+            .take(len)
+            .map(|x| (x % 2001) as f32 / 1000.0 - 1.0)
+            .collect()
+    }
+
+    fn tensor(shape: &[usize], seed: u32) -> Tensor {
+        tract_ndarray::Array::from_shape_vec(shape.to_vec(), values(shape.iter().product(), seed))
+            .expect("the shape holds the values")
+            .into_tensor()
+    }
+
+    /// input → 1×1 convolution (constant kernel, and bias if `bias`) → one
+    /// bin op by a constant per `(name, bound)`, decluttered: the einsum
+    /// and `Add` the models' layers become.
+    fn model(shape: &[usize], outputs: usize, bias: bool, clamps: &[(&str, f32)]) -> TypedModel {
+        let (format, inputs) = match *shape {
+            [_, c, _, _] => (DataFormat::NCHW, c),
+            [c, _, _] => (DataFormat::CHW, c),
+            _ => unreachable!("(N)CHW"),
+        };
+        let conv = Conv {
+            pool_spec: PoolSpec {
+                data_format: format,
+                kernel_shape: tvec![1, 1],
+                padding: PaddingSpec::Valid,
+                dilations: None,
+                strides: None,
+                input_channels: inputs,
+                output_channels: outputs,
+            },
+            kernel_fmt: KernelFormat::OIHW,
+            group: 1,
+            q_params: None,
+        };
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact(shape)).expect("a source");
+        let k = model
+            .add_const("k", tensor(&[outputs, inputs, 1, 1], 0x1234_5678))
+            .expect("a kernel");
+        let b = if bias {
+            tensor(&[outputs], 0x0bad_cafe)
+        } else {
+            Tensor::zero::<f32>(&[outputs]).expect("zeros")
+        };
+        let b = model.add_const("b", b).expect("a bias");
+        let mut wire = model.wire_node("conv", conv, &[x, k, b]).expect("wired")[0];
+        let rank = shape.len();
+        for (n, &(name, bound)) in clamps.iter().enumerate() {
+            let c = model
+                .add_const(
+                    format!("bound{n}"),
+                    tract_ndarray::Array::from_elem(vec![1; rank], bound).into_tensor(),
+                )
+                .expect("a bound");
+            let op = if name == "max" {
+                math::max()
+            } else {
+                math::min()
+            };
+            wire = model
+                .wire_node(format!("clamp{n}"), op, &[wire, c])
+                .expect("wired")[0];
+        }
+        model.select_output_outlets(&[wire]).expect("an output");
+        model.into_decluttered().expect("decluttered")
+    }
+
+    fn run(model: TypedModel, input: &Tensor) -> (Vec<usize>, Vec<f32>) {
+        let plan = model
+            .into_optimized()
+            .and_then(|m| m.into_runnable())
+            .expect("a plan");
+        let result = plan.run(tvec!(input.clone().into())).expect("a run");
+        let out = result[0].try_as_plain_ram().expect("plain");
+        (
+            result[0].shape().to_vec(),
+            out.as_slice::<f32>().expect("f32").to_vec(),
+        )
+    }
+
+    #[test]
+    fn the_op_gives_tracts_values_on_the_models_layers_and_odd_shapes() {
+        // (input, outputs): layers of both models at the sizes latchd runs
+        // them (whole blocks of pixels, a part vector, under one block),
+        // and odd sizes.
+        let cases: [(&[usize], usize); 9] = [
+            (&[64, 56, 56], 128),
+            (&[128, 28, 28], 64),
+            (&[256, 14, 14], 128),
+            (&[128, 7, 7], 512),
+            (&[1, 16, 160, 160], 16),
+            (&[1, 64, 20, 20], 64),
+            (&[64, 10, 10], 64),
+            (&[3, 4, 4], 8),
+            (&[1, 5, 3, 7], 24),
+        ];
+        for (shape, outputs) in cases {
+            let x = tensor(shape, 0x9e37_79b9);
+            let mut ours = model(shape, outputs, true, &[]);
+            assert_eq!(
+                replace_pointwise(&mut ours).expect("patched"),
+                1,
+                "{shape:?}"
+            );
+            let (our_shape, our_values) = run(ours, &x);
+            let (their_shape, their_values) = run(model(shape, outputs, true, &[]), &x);
+            assert_eq!(our_shape, their_shape, "{shape:?}");
+            let differ = our_values
+                .iter()
+                .zip(&their_values)
+                .position(|(a, b)| a != b);
+            assert_eq!(differ, None, "{shape:?}: first difference");
+        }
+    }
+
+    #[test]
+    fn the_bias_and_the_clamps_after_it_are_folded_in() {
+        let shape = [32, 9, 9];
+        let x = tensor(&shape, 0x7f4a_7c15);
+        for (bias, clamps, folded) in [
+            (true, &[("max", 0.0), ("min", 0.5)][..], 2),
+            (true, &[("max", 0.0)][..], 1),
+            (false, &[("max", 0.0)][..], 1),
+            (true, &[("min", 0.5), ("max", 0.0)][..], 1),
+        ] {
+            let mut ours = model(&shape, 16, bias, clamps);
+            assert_eq!(replace_pointwise(&mut ours).expect("replaced"), 1);
+            assert_eq!(
+                fuse_clamps::<Pointwise>(&mut ours).expect("fused"),
+                folded,
+                "{clamps:?}"
+            );
+            // Nothing of tract's left between the input and the output
+            // but what does not fold.
+            let left = ours.nodes().len();
+            let (_, our_values) = run(ours, &x);
+            let (_, their_values) = run(model(&shape, 16, bias, clamps), &x);
+            assert_eq!(
+                our_values, their_values,
+                "bias {bias}, {clamps:?} ({left} nodes)"
+            );
+        }
+    }
+
+    #[test]
+    fn only_layers_of_whole_tiles_and_vectors_are_replaced() {
+        // Four output channels (not a tile); three by three pixels (under
+        // a vector).
+        for (shape, outputs) in [(&[16usize, 8, 8][..], 4), (&[16, 3, 3][..], 16)] {
+            let mut m = model(shape, outputs, true, &[]);
+            assert_eq!(replace_pointwise(&mut m).expect("patched"), 0, "{shape:?}");
+        }
+    }
+
+    #[test]
+    fn every_vector_unit_gives_the_same_values() {
+        // Each path pulp has here, forced, against the scalar one: whole
+        // blocks of three vectors, a part vector, and a block of one.
+        for pixels in [96, 100, 20] {
+            let g = Geometry {
+                inputs: 5,
+                outputs: 16,
+                pixels,
+            };
+            let input = values(g.inputs * g.pixels, 11);
+            let weights = values(g.outputs * g.inputs, 12);
+            let bias = values(g.outputs, 13);
+            let run_on = |unit: &dyn Fn(Layer<'_>)| {
+                let mut out = vec![0f32; g.outputs * g.pixels];
+                unit(Layer {
+                    g,
+                    input: &input,
+                    output: &mut out,
+                    weights: &weights,
+                    bias: Some(&bias),
+                    low: Some(-0.5),
+                    high: Some(1.5),
+                });
+                out
+            };
+            let scalar = run_on(&|p| Simd::vectorize(pulp::Scalar::new(), p));
+            let first_difference = |v: Vec<f32>| v.iter().zip(&scalar).position(|(a, b)| a != b);
+            assert_eq!(
+                first_difference(run_on(&|p| Arch::new().dispatch(p))),
+                None,
+                "{g:?}"
+            );
+            #[cfg(target_arch = "x86_64")]
+            if let Some(v3) = pulp::x86::V3::try_new() {
+                assert_eq!(
+                    first_difference(run_on(&|p| Simd::vectorize(v3, p))),
+                    None,
+                    "{g:?}"
+                );
+            }
+        }
+    }
+}
