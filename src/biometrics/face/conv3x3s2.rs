@@ -31,6 +31,7 @@ use tract_onnx::tract_core::ops::nn::DataFormat;
 
 use super::planes::split_row;
 use super::rewrite::{bias_per_channel, replace_convs, ClampFold};
+use super::scratch::{Scratch, ScratchState, UsesScratch};
 
 const TAPS: usize = 9;
 /// More input channels than this is not a first layer: the split planes
@@ -60,6 +61,12 @@ impl Geometry {
     fn split(&self) -> (usize, usize, usize) {
         let pw = (self.ow - 1) * 2 + 3;
         ((self.oh - 1) * 2 + 3, pw.div_ceil(2), pw / 2)
+    }
+
+    /// Floats of every input channel's split plane.
+    fn split_len(&self) -> usize {
+        let (ph, pe, po) = self.split();
+        self.inputs * ph * (pe + po)
     }
 }
 
@@ -142,6 +149,9 @@ struct Images<'a> {
     bias: &'a [f32],
     low: Option<f32>,
     high: Option<f32>,
+    /// Every input channel's split plane: `inputs ×` [`Geometry::split`]'s
+    /// rows × (even + odd width) floats, zero where the padding is.
+    split: &'a mut [f32],
 }
 
 impl WithSimd for Images<'_> {
@@ -161,7 +171,7 @@ fn convolve<S: Simd>(simd: S, p: Images<'_>) {
     // Per input channel, its even then its odd columns; the border stays
     // zero, as each image overwrites the same interior.
     let plane = ph * (pe + po);
-    let mut split = vec![0f32; g.inputs * plane];
+    let split = p.split;
     let rows = g.h.min(ph - g.top);
     let cols = g.w.min(pe + po - g.left);
     let image = g.inputs * g.h * g.w;
@@ -323,6 +333,16 @@ impl EvalOp for Conv3x3S2 {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext<'_>, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        self.eval_with(&mut Scratch::default(), inputs)
+    }
+
+    fn state(&self, _ctx: &EvalContext<'_>) -> TractResult<Option<Box<dyn OpState>>> {
+        Ok(Some(Box::new(ScratchState::<Self>::new())))
+    }
+}
+
+impl UsesScratch for Conv3x3S2 {
+    fn eval_with(&self, scratch: &mut Scratch, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = args_1!(inputs);
         let g = self.geometry;
         let (n, c, h, w) = match *input.shape() {
@@ -342,11 +362,12 @@ impl EvalOp for Conv3x3S2 {
                 input.shape()
             );
         }
-        let mut output = if input.rank() == 4 {
-            Tensor::zero::<f32>(&[n, g.outputs, g.oh, g.ow])?
+        let shape: TVec<usize> = if input.rank() == 4 {
+            tvec![n, g.outputs, g.oh, g.ow]
         } else {
-            Tensor::zero::<f32>(&[g.outputs, g.oh, g.ow])?
+            tvec![g.outputs, g.oh, g.ow]
         };
+        let mut output = Tensor::zero::<f32>(&shape)?;
         {
             let plain = input.try_as_plain_ram()?;
             let mut out = output.try_as_plain_ram_mut()?;
@@ -360,6 +381,7 @@ impl EvalOp for Conv3x3S2 {
                 bias: bias.as_slice::<f32>()?,
                 low: self.low.map(f32::from_bits),
                 high: self.high.map(f32::from_bits),
+                split: scratch.planes(g.split_len()),
             });
         }
         Ok(tvec!(output.into_tvalue()))
@@ -613,6 +635,7 @@ mod tests {
                     bias: &bias,
                     low: Some(-0.5),
                     high: Some(1.5),
+                    split: &mut vec![0f32; g.split_len()],
                 });
                 out
             };

@@ -33,6 +33,7 @@ use pulp::{Arch, Simd, WithSimd};
 
 use super::planes::{copy_row, split_row};
 use super::rewrite::{bias_per_channel, replace_convs, ClampFold};
+use super::scratch::{Scratch, ScratchState, UsesScratch};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::cnn::conv::{Conv, KernelFormat};
@@ -66,6 +67,29 @@ impl Geometry {
             (self.oh - 1) * self.stride + 3,
             (self.ow - 1) * self.stride + 3,
         )
+    }
+
+    /// Stride 1, rows a whole number of 16-lane vectors (YuNet's 160 and
+    /// 80): summed row by row, straight into the output. Other widths (the
+    /// embedder's 56 to 7, YuNet's 40 and 20): the outputs computed on the
+    /// padded plane's grid, one run per plane (two columns per row wasted),
+    /// then their rows copied out — which measured faster than a vector
+    /// tail on every row (README figures, s40).
+    fn whole_rows(&self) -> bool {
+        self.stride == 1 && self.ow.is_multiple_of(16)
+    }
+
+    /// The scratch a channel is convolved in: the padded plane (at stride
+    /// 2 as its even and odd columns), then the run of outputs on its grid
+    /// when there is one.
+    fn scratch_len(&self) -> usize {
+        let (ph, pw) = self.padded();
+        let run = if self.stride == 2 || self.whole_rows() {
+            0
+        } else {
+            (self.oh - 1) * pw + self.ow
+        };
+        ph * pw + run
     }
 }
 
@@ -152,6 +176,8 @@ struct Planes<'a> {
     bias: &'a [f32],
     low: Option<f32>,
     high: Option<f32>,
+    /// [`Geometry::scratch_len`] floats, zero where the padding is.
+    scratch: &'a mut [f32],
 }
 
 impl WithSimd for Planes<'_> {
@@ -172,19 +198,12 @@ fn convolve(p: Planes<'_>) {
     // The border stays zero: each channel overwrites the same interior, of
     // the whole plane at stride 1, of its even and odd columns at stride 2.
     let stride_two = g.stride == 2;
-    let mut padded = vec![0f32; if stride_two { 0 } else { ph * pw }];
     let (pe, po) = (pw.div_ceil(2), pw / 2);
-    let mut even = vec![0f32; if stride_two { ph * pe } else { 0 }];
-    let mut odd = vec![0f32; if stride_two { ph * po } else { 0 }];
-    // Stride 1, rows a whole number of 16-lane vectors (YuNet's 160 and
-    // 80): row by row, straight into the output. Other widths (the
-    // embedder's 56 to 7, YuNet's 40 and 20): the outputs computed on the
-    // padded plane's grid, one run per plane (two columns per row wasted),
-    // then their rows copied out — which measured faster than a vector
-    // tail on every row (README figures, s40).
-    let whole_rows = g.ow.is_multiple_of(16);
+    let whole_rows = g.whole_rows();
     let run = (g.oh - 1) * pw + g.ow;
-    let mut flat = vec![0f32; if stride_two || whole_rows { 0 } else { run }];
+    let (grid, flat) = p.scratch.split_at_mut(ph * pw);
+    let (padded, split) = grid.split_at_mut(if stride_two { 0 } else { ph * pw });
+    let (even, odd) = split.split_at_mut(if stride_two { ph * pe } else { 0 });
     let rows = g.h.min(ph - g.top);
     let cols = g.w.min(pw - g.left);
     for ((plane, out), (k, &b)) in p
@@ -212,7 +231,7 @@ fn convolve(p: Planes<'_>) {
             // Output (oy, ox) sits at oy·pw + ox; its tap (dy, dx) at
             // dy·pw + dx further on.
             let taps_at = tap_grid(|dy, dx| &padded[dy * pw + dx..][..run]);
-            taps(&mut flat, taps_at, &k, b, low, high);
+            taps(&mut flat[..run], taps_at, &k, b, low, high);
             for (oy, out_row) in out.chunks_exact_mut(g.ow).enumerate() {
                 copy_row(out_row, &flat[oy * pw..][..g.ow]);
             }
@@ -307,6 +326,16 @@ impl EvalOp for Depthwise3x3 {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext<'_>, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        self.eval_with(&mut Scratch::default(), inputs)
+    }
+
+    fn state(&self, _ctx: &EvalContext<'_>) -> TractResult<Option<Box<dyn OpState>>> {
+        Ok(Some(Box::new(ScratchState::<Self>::new())))
+    }
+}
+
+impl UsesScratch for Depthwise3x3 {
+    fn eval_with(&self, scratch: &mut Scratch, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = args_1!(inputs);
         let g = self.geometry;
         let (n, c, h, w) = match *input.shape() {
@@ -326,11 +355,12 @@ impl EvalOp for Depthwise3x3 {
                 input.shape()
             );
         }
-        let mut output = if input.rank() == 4 {
-            Tensor::zero::<f32>(&[n, c, g.oh, g.ow])?
+        let shape: TVec<usize> = if input.rank() == 4 {
+            tvec![n, c, g.oh, g.ow]
         } else {
-            Tensor::zero::<f32>(&[c, g.oh, g.ow])?
+            tvec![c, g.oh, g.ow]
         };
+        let mut output = Tensor::zero::<f32>(&shape)?;
         {
             let plain = input.try_as_plain_ram()?;
             let mut out = output.try_as_plain_ram_mut()?;
@@ -344,6 +374,7 @@ impl EvalOp for Depthwise3x3 {
                 bias: bias.as_slice::<f32>()?,
                 low: self.low.map(f32::from_bits),
                 high: self.high.map(f32::from_bits),
+                scratch: scratch.planes(g.scratch_len()),
             });
         }
         Ok(tvec!(output.into_tvalue()))
@@ -647,6 +678,7 @@ mod tests {
                     bias: &bias,
                     low: Some(-0.5),
                     high: Some(1.5),
+                    scratch: &mut vec![0f32; g.scratch_len()],
                 });
                 out
             };
