@@ -29,7 +29,7 @@ use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::cnn::conv::{Conv, KernelFormat};
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
-use super::planes::split_row;
+use super::planes::{batch, output_fact, output_shape, split_row};
 use super::rewrite::{bias_per_channel, replace_convs, ClampFold};
 use super::scratch::{Scratch, ScratchState, UsesScratch};
 
@@ -345,28 +345,8 @@ impl UsesScratch for Conv3x3S2 {
     fn eval_with(&self, scratch: &mut Scratch, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = args_1!(inputs);
         let g = self.geometry;
-        let (n, c, h, w) = match *input.shape() {
-            [n, c, h, w] => (n, c, h, w),
-            [c, h, w] => (1, c, h, w),
-            _ => bail!(
-                "3×3 stride-2 convolution wants an (N)CHW input, got {:?}",
-                input.shape()
-            ),
-        };
-        if (c, h, w) != (g.inputs, g.h, g.w) {
-            bail!(
-                "3×3 stride-2 convolution was planned for {}×{}×{}, got {:?}",
-                g.inputs,
-                g.h,
-                g.w,
-                input.shape()
-            );
-        }
-        let shape: TVec<usize> = if input.rank() == 4 {
-            tvec![n, g.outputs, g.oh, g.ow]
-        } else {
-            tvec![g.outputs, g.oh, g.ow]
-        };
+        let n = batch(&input, "3×3 stride-2 convolution", [g.inputs, g.h, g.w])?;
+        let shape = output_shape(input.rank(), n, [g.outputs, g.oh, g.ow]);
         let mut output = Tensor::zero::<f32>(&shape)?;
         {
             let plain = input.try_as_plain_ram()?;
@@ -392,17 +372,12 @@ impl TypedOp for Conv3x3S2 {
     as_op!();
 
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        let input = inputs[0];
         let g = self.geometry;
-        let mut shape: TVec<TDim> = input.shape.iter().cloned().collect();
-        if input.datum_type != f32::datum_type() || !(3..=4).contains(&shape.len()) {
-            bail!("3×3 stride-2 convolution wants a rank-3 or rank-4 f32 input, got {input:?}");
-        }
-        let rank = shape.len();
-        shape[rank - 3] = g.outputs.to_dim();
-        shape[rank - 2] = g.oh.to_dim();
-        shape[rank - 1] = g.ow.to_dim();
-        Ok(tvec!(f32::fact(shape)))
+        Ok(tvec!(output_fact(
+            inputs[0],
+            "3×3 stride-2 convolution",
+            [g.outputs, g.oh, g.ow]
+        )?))
     }
 }
 
@@ -429,22 +404,9 @@ pub(super) fn replace_first_convs(model: &mut TypedModel) -> TractResult<usize> 
 #[cfg(test)]
 mod tests {
     use super::super::rewrite::fuse_clamps;
+    use super::super::test_graphs::{self, run, tensor, values};
     use super::*;
     use tract_onnx::tract_core::ops::cnn::{PaddingSpec, PoolSpec};
-    use tract_onnx::tract_core::ops::math;
-
-    fn values(len: usize, seed: u32) -> Vec<f32> {
-        super::super::xorshift(seed)
-            .take(len)
-            .map(|x| (x % 2001) as f32 / 500.0 - 2.0)
-            .collect()
-    }
-
-    fn tensor(shape: &[usize], seed: u32) -> Tensor {
-        tract_ndarray::Array::from_shape_vec(shape.to_vec(), values(shape.iter().product(), seed))
-            .expect("the shape holds the values")
-            .into_tensor()
-    }
 
     fn conv(inputs: usize, outputs: usize, stride: usize, before: usize, after: usize) -> Conv {
         Conv {
@@ -478,38 +440,10 @@ mod tests {
         let b = model
             .add_const("b", tensor(&[o], 0x0bad_cafe))
             .expect("a bias");
-        let mut wire = model.wire_node("conv", conv, &[x, k, b]).expect("wired")[0];
-        for (n, &(name, bound)) in clamps.iter().enumerate() {
-            let c = model
-                .add_const(
-                    format!("bound{n}"),
-                    tract_ndarray::Array::from_elem(vec![1, 1, 1, 1], bound).into_tensor(),
-                )
-                .expect("a bound");
-            let op = if name == "max" {
-                math::max()
-            } else {
-                math::min()
-            };
-            wire = model
-                .wire_node(format!("clamp{n}"), op, &[wire, c])
-                .expect("wired")[0];
-        }
+        let wire = model.wire_node("conv", conv, &[x, k, b]).expect("wired")[0];
+        let wire = test_graphs::clamps(&mut model, wire, clamps, 4);
         model.select_output_outlets(&[wire]).expect("an output");
         model
-    }
-
-    fn run(model: TypedModel, input: &Tensor) -> (Vec<usize>, Vec<f32>) {
-        let plan = model
-            .into_optimized()
-            .and_then(|m| m.into_runnable())
-            .expect("a plan");
-        let result = plan.run(tvec!(input.clone().into())).expect("a run");
-        let out = result[0].try_as_plain_ram().expect("plain");
-        (
-            result[0].shape().to_vec(),
-            out.as_slice::<f32>().expect("f32").to_vec(),
-        )
     }
 
     /// The largest difference from tract's values, relative to the sum of

@@ -31,7 +31,7 @@
 
 use pulp::{Arch, Simd, WithSimd};
 
-use super::planes::{copy_row, split_row};
+use super::planes::{batch, copy_row, output_fact, output_shape, split_row};
 use super::rewrite::{bias_per_channel, replace_convs, ClampFold};
 use super::scratch::{Scratch, ScratchState, UsesScratch};
 use tract_onnx::prelude::*;
@@ -338,28 +338,8 @@ impl UsesScratch for Depthwise3x3 {
     fn eval_with(&self, scratch: &mut Scratch, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = args_1!(inputs);
         let g = self.geometry;
-        let (n, c, h, w) = match *input.shape() {
-            [n, c, h, w] => (n, c, h, w),
-            [c, h, w] => (1, c, h, w),
-            _ => bail!(
-                "depthwise 3×3 wants an (N)CHW input, got {:?}",
-                input.shape()
-            ),
-        };
-        if (c, h, w) != (g.channels, g.h, g.w) {
-            bail!(
-                "depthwise 3×3 was planned for {}×{}×{}, got {:?}",
-                g.channels,
-                g.h,
-                g.w,
-                input.shape()
-            );
-        }
-        let shape: TVec<usize> = if input.rank() == 4 {
-            tvec![n, c, g.oh, g.ow]
-        } else {
-            tvec![c, g.oh, g.ow]
-        };
+        let n = batch(&input, "depthwise 3×3", [g.channels, g.h, g.w])?;
+        let shape = output_shape(input.rank(), n, [g.channels, g.oh, g.ow]);
         let mut output = Tensor::zero::<f32>(&shape)?;
         {
             let plain = input.try_as_plain_ram()?;
@@ -385,16 +365,12 @@ impl TypedOp for Depthwise3x3 {
     as_op!();
 
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        let input = inputs[0];
         let g = self.geometry;
-        let mut shape: TVec<TDim> = input.shape.iter().cloned().collect();
-        if input.datum_type != f32::datum_type() || !(3..=4).contains(&shape.len()) {
-            bail!("depthwise 3×3 wants a rank-3 or rank-4 f32 input, got {input:?}");
-        }
-        let rank = shape.len();
-        shape[rank - 2] = g.oh.to_dim();
-        shape[rank - 1] = g.ow.to_dim();
-        Ok(tvec!(f32::fact(shape)))
+        Ok(tvec!(output_fact(
+            inputs[0],
+            "depthwise 3×3",
+            [g.channels, g.oh, g.ow]
+        )?))
     }
 }
 
@@ -422,21 +398,9 @@ impl ClampFold for Depthwise3x3 {
 #[cfg(test)]
 mod tests {
     use super::super::rewrite::fuse_clamps;
+    use super::super::test_graphs::{self, run, tensor, values};
     use super::*;
     use tract_onnx::tract_core::ops::cnn::{PaddingSpec, PoolSpec};
-
-    fn values(len: usize, seed: u32) -> Vec<f32> {
-        super::super::xorshift(seed)
-            .take(len)
-            .map(|x| (x % 2001) as f32 / 500.0 - 2.0)
-            .collect()
-    }
-
-    fn tensor(shape: &[usize], seed: u32) -> Tensor {
-        tract_ndarray::Array::from_shape_vec(shape.to_vec(), values(shape.iter().product(), seed))
-            .expect("the shape holds the values")
-            .into_tensor()
-    }
 
     fn conv(channels: usize, stride: usize, before: usize, after: usize) -> Conv {
         Conv {
@@ -470,19 +434,6 @@ mod tests {
         let out = model.wire_node("dw", conv, &[x, k, b]).expect("wired");
         model.select_output_outlets(&out).expect("an output");
         model
-    }
-
-    fn run(model: TypedModel, input: &Tensor) -> (Vec<usize>, Vec<f32>) {
-        let plan = model
-            .into_optimized()
-            .and_then(|m| m.into_runnable())
-            .expect("a plan");
-        let result = plan.run(tvec!(input.clone().into())).expect("a run");
-        let out = result[0].try_as_plain_ram().expect("plain");
-        (
-            result[0].shape().to_vec(),
-            out.as_slice::<f32>().expect("f32").to_vec(),
-        )
     }
 
     #[test]
@@ -576,28 +527,11 @@ mod tests {
 
     /// input → depthwise → one bin op by a constant per `(name, bound)`.
     fn clamped(clamps: &[(&str, f32)], shape: [usize; 4]) -> TypedModel {
-        use tract_onnx::tract_core::ops::math;
         let mut model = model(conv(shape[1], 1, 1, 1), &shape);
-        let mut wire = model.output_outlets().expect("an output")[0];
-        for (i, &(name, bound)) in clamps.iter().enumerate() {
-            let c = model
-                .add_const(format!("bound{i}"), tensor_of(bound))
-                .expect("a bound");
-            let op = if name == "max" {
-                math::max()
-            } else {
-                math::min()
-            };
-            wire = model
-                .wire_node(format!("clamp{i}"), op, &[wire, c])
-                .expect("wired")[0];
-        }
+        let wire = model.output_outlets().expect("an output")[0];
+        let wire = test_graphs::clamps(&mut model, wire, clamps, 4);
         model.select_output_outlets(&[wire]).expect("an output");
         model
-    }
-
-    fn tensor_of(v: f32) -> Tensor {
-        tract_ndarray::Array::from_elem(vec![1, 1, 1, 1], v).into_tensor()
     }
 
     #[test]

@@ -59,6 +59,8 @@ mod scratch;
 mod session;
 mod still;
 mod template;
+#[cfg(test)]
+mod test_graphs;
 pub mod worker;
 
 use std::path::{Path, PathBuf};

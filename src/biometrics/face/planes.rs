@@ -1,12 +1,62 @@
 //! Rows of an input plane written into the zero-bordered planes our
 //! convolutions read (`depthwise.rs`, `conv3x3s2.rs`): whole, or split into
-//! even and odd columns for a stride of 2.
+//! even and odd columns for a stride of 2; and the (N)CHW shapes those
+//! convolutions take and give.
 //!
 //! Both are inlined into the per-vector-unit loops that call them, and
 //! neither calls `memmove`: a `copy_from_slice` whose length is only known
 //! at run time is a call, which costs more than the copy itself for the
 //! embedder's 7- to 56-wide rows (measured, s42: the calls were a fifth of
 //! the depthwise op's time).
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
+
+/// The batch size of `input`, (N)CHW, checked against the channels, height
+/// and width the op was `planned` for; `what` names the op in errors.
+pub(super) fn batch(input: &Tensor, what: &str, planned: [usize; 3]) -> TractResult<usize> {
+    let (n, chw) = match *input.shape() {
+        [n, c, h, w] => (n, [c, h, w]),
+        [c, h, w] => (1, [c, h, w]),
+        _ => bail!("{what} wants an (N)CHW input, got {:?}", input.shape()),
+    };
+    if chw != planned {
+        bail!(
+            "{what} was planned for {}×{}×{}, got {:?}",
+            planned[0],
+            planned[1],
+            planned[2],
+            input.shape()
+        );
+    }
+    Ok(n)
+}
+
+/// The output shape for an input of `rank` 3 (CHW) or 4 (NCHW).
+pub(super) fn output_shape(rank: usize, n: usize, chw: [usize; 3]) -> TVec<usize> {
+    if rank == 4 {
+        tvec![n, chw[0], chw[1], chw[2]]
+    } else {
+        chw.into_iter().collect()
+    }
+}
+
+/// The output fact for `input`, (N)CHW f32: its batch axis, `chw` after it.
+pub(super) fn output_fact(
+    input: &TypedFact,
+    what: &str,
+    chw: [usize; 3],
+) -> TractResult<TypedFact> {
+    let mut shape: TVec<TDim> = input.shape.iter().cloned().collect();
+    if input.datum_type != f32::datum_type() || !(3..=4).contains(&shape.len()) {
+        bail!("{what} wants a rank-3 or rank-4 f32 input, got {input:?}");
+    }
+    let rank = shape.len();
+    for (axis, d) in shape[rank - 3..].iter_mut().zip(chw) {
+        *axis = d.to_dim();
+    }
+    Ok(f32::fact(shape))
+}
 
 /// Copies `src` into the start of `dst`: 16 floats at a time, then 8, 4
 /// and the last few one by one.

@@ -33,10 +33,9 @@
 use pulp::{Arch, Simd, WithSimd};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
-use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::einsum::EinSum;
 
-use super::rewrite::ClampFold;
+use super::rewrite::{next_constant, ClampFold};
 
 /// Output channels per tile.
 const TILE: usize = 8;
@@ -331,26 +330,12 @@ fn next_bias(model: &TypedModel) -> TractResult<Option<(TypedNode, Pointwise)>> 
         if op.bias.is_some() || op.low.is_some() || op.high.is_some() {
             continue;
         }
-        let Some(succ) = model.single_succ(node.id)? else {
+        let Some((name, constant)) = next_constant(model, node)? else {
             continue;
         };
-        let Some(bin) = succ.op_as::<TypedBinOp>() else {
-            continue;
-        };
-        let ours = OutletId::new(node.id, 0);
-        let [a, b] = succ.inputs[..] else {
-            continue;
-        };
-        if bin.0.name() != "Add"
-            || (a == ours) == (b == ours)
-            || model.outlet_fact(succ.id.into())?.shape != model.outlet_fact(ours)?.shape
-        {
+        if name != "Add" {
             continue;
         }
-        let other = if a == ours { b } else { a };
-        let Some(constant) = model.outlet_fact(other)?.konst.clone() else {
-            continue;
-        };
         let outputs = op.geometry.outputs;
         // Per channel: [O, 1, 1] against OHW, [1, O, 1, 1] against NOHW;
         // or one value for all.
@@ -379,24 +364,11 @@ fn next_bias(model: &TypedModel) -> TractResult<Option<(TypedNode, Pointwise)>> 
 #[cfg(test)]
 mod tests {
     use super::super::rewrite::fuse_clamps;
+    use super::super::test_graphs::{self, run, tensor, values};
     use super::*;
     use tract_onnx::tract_core::ops::cnn::conv::{Conv, KernelFormat};
     use tract_onnx::tract_core::ops::cnn::{PaddingSpec, PoolSpec};
-    use tract_onnx::tract_core::ops::math;
     use tract_onnx::tract_core::ops::nn::DataFormat;
-
-    fn values(len: usize, seed: u32) -> Vec<f32> {
-        super::super::xorshift(seed)
-            .take(len)
-            .map(|x| (x % 2001) as f32 / 1000.0 - 1.0)
-            .collect()
-    }
-
-    fn tensor(shape: &[usize], seed: u32) -> Tensor {
-        tract_ndarray::Array::from_shape_vec(shape.to_vec(), values(shape.iter().product(), seed))
-            .expect("the shape holds the values")
-            .into_tensor()
-    }
 
     /// input → 1×1 convolution (constant kernel, and bias if `bias`) → one
     /// bin op by a constant per `(name, bound)`, decluttered: the einsum
@@ -432,39 +404,10 @@ mod tests {
             Tensor::zero::<f32>(&[outputs]).expect("zeros")
         };
         let b = model.add_const("b", b).expect("a bias");
-        let mut wire = model.wire_node("conv", conv, &[x, k, b]).expect("wired")[0];
-        let rank = shape.len();
-        for (n, &(name, bound)) in clamps.iter().enumerate() {
-            let c = model
-                .add_const(
-                    format!("bound{n}"),
-                    tract_ndarray::Array::from_elem(vec![1; rank], bound).into_tensor(),
-                )
-                .expect("a bound");
-            let op = if name == "max" {
-                math::max()
-            } else {
-                math::min()
-            };
-            wire = model
-                .wire_node(format!("clamp{n}"), op, &[wire, c])
-                .expect("wired")[0];
-        }
+        let wire = model.wire_node("conv", conv, &[x, k, b]).expect("wired")[0];
+        let wire = test_graphs::clamps(&mut model, wire, clamps, shape.len());
         model.select_output_outlets(&[wire]).expect("an output");
         model.into_decluttered().expect("decluttered")
-    }
-
-    fn run(model: TypedModel, input: &Tensor) -> (Vec<usize>, Vec<f32>) {
-        let plan = model
-            .into_optimized()
-            .and_then(|m| m.into_runnable())
-            .expect("a plan");
-        let result = plan.run(tvec!(input.clone().into())).expect("a run");
-        let out = result[0].try_as_plain_ram().expect("plain");
-        (
-            result[0].shape().to_vec(),
-            out.as_slice::<f32>().expect("f32").to_vec(),
-        )
     }
 
     #[test]

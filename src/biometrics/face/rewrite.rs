@@ -12,6 +12,7 @@
 //! `Max` then a `Min`, folds: anything else stays tract's.
 
 use tract_onnx::prelude::*;
+
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::cnn::conv::Conv;
 
@@ -96,23 +97,7 @@ fn next_clamp<T: ClampFold>(model: &TypedModel) -> TractResult<Option<(TypedNode
         let Some(op) = node.op_as::<T>() else {
             continue;
         };
-        let Some(succ) = model.single_succ(node.id)? else {
-            continue;
-        };
-        let Some(bin) = succ.op_as::<TypedBinOp>() else {
-            continue;
-        };
-        let ours = OutletId::new(node.id, 0);
-        let [a, b] = succ.inputs[..] else {
-            continue;
-        };
-        let other = if a == ours { b } else { a };
-        if (a == ours) == (b == ours)
-            || model.outlet_fact(succ.id.into())?.shape != model.outlet_fact(ours)?.shape
-        {
-            continue;
-        }
-        let Some(bound) = model.outlet_fact(other)?.konst.clone() else {
+        let Some((name, bound)) = next_constant(model, node)? else {
             continue;
         };
         let bound = match bound
@@ -123,7 +108,7 @@ fn next_clamp<T: ClampFold>(model: &TypedModel) -> TractResult<Option<(TypedNode
             _ => continue,
         };
         let (low, high) = op.bounds();
-        let fused = match bin.0.name() {
+        let fused = match &*name {
             "Max" if low.is_none() && high.is_none() => op.with_bounds(Some(bound), None),
             "Min" if high.is_none() => op.with_bounds(low, Some(bound)),
             _ => continue,
@@ -131,4 +116,34 @@ fn next_clamp<T: ClampFold>(model: &TypedModel) -> TractResult<Option<(TypedNode
         return Ok(Some((node.clone(), fused)));
     }
     Ok(None)
+}
+
+/// When `node`'s only successor is a binary op of its output and a
+/// constant that keeps its output's shape: that op's name and the
+/// constant. What an op of ours can fold in (a bias, a clamp) looks so.
+pub(super) fn next_constant(
+    model: &TypedModel,
+    node: &TypedNode,
+) -> TractResult<Option<(String, Arc<Tensor>)>> {
+    let Some(succ) = model.single_succ(node.id)? else {
+        return Ok(None);
+    };
+    let Some(bin) = succ.op_as::<TypedBinOp>() else {
+        return Ok(None);
+    };
+    let ours = OutletId::new(node.id, 0);
+    let [a, b] = succ.inputs[..] else {
+        return Ok(None);
+    };
+    if (a == ours) == (b == ours)
+        || model.outlet_fact(succ.id.into())?.shape != model.outlet_fact(ours)?.shape
+    {
+        return Ok(None);
+    }
+    let other = if a == ours { b } else { a };
+    Ok(model
+        .outlet_fact(other)?
+        .konst
+        .clone()
+        .map(|k| (bin.0.name().to_string(), k)))
 }
