@@ -131,43 +131,83 @@ pub fn align_face(frame: &RgbImage, landmarks: &[Point; 5]) -> Option<RgbImage> 
 
 /// Fills an `w`×`h` image with `src` sampled at `inv(u, v)` (bilinear;
 /// black outside the source).
+///
+/// Written for speed with the arithmetic of the plain version kept in the
+/// tests (`reference_warp`, same bytes): the floor and the rounding by
+/// integer conversion (`f32::floor`/`round` are libm calls on x86-64's
+/// baseline), the four neighbours read without bounds tests where all are
+/// inside, and the pixels walked row by row.
 pub fn warp(src: &RgbImage, inv: &Similarity, w: u32, h: u32) -> RgbImage {
     let (sw, sh) = (src.width() as i64, src.height() as i64);
     let raw = src.as_raw();
-    let px = |x: i64, y: i64| -> [f32; 3] {
-        if x < 0 || y < 0 || x >= sw || y >= sh {
-            return [0.0; 3];
-        }
-        // In bounds: both coordinates are non-negative and below the size.
-        let i = ((y * sw + x) * 3) as usize;
+    let at = |i: usize| -> [f32; 3] {
         [
             f32::from(raw[i]),
             f32::from(raw[i + 1]),
             f32::from(raw[i + 2]),
         ]
     };
-    let mut out = RgbImage::new(w, h);
-    for (u, v, o) in out.enumerate_pixels_mut() {
-        let p = inv.apply(Point::new(u as f32, v as f32));
-        if !(p.x > -1.0 && p.y > -1.0 && p.x < sw as f32 && p.y < sh as f32) {
-            continue;
+    let px = |x: i64, y: i64| -> [f32; 3] {
+        if x < 0 || y < 0 || x >= sw || y >= sh {
+            return [0.0; 3];
         }
-        let (x0, y0) = (p.x.floor(), p.y.floor());
-        let (fx, fy) = (p.x - x0, p.y - y0);
-        let (x0, y0) = (x0 as i64, y0 as i64);
-        let (c00, c10, c01, c11) = (
-            px(x0, y0),
-            px(x0 + 1, y0),
-            px(x0, y0 + 1),
-            px(x0 + 1, y0 + 1),
-        );
-        for c in 0..3 {
+        // In bounds: both coordinates are non-negative and below the size.
+        at(((y * sw + x) * 3) as usize)
+    };
+    let sample = |o: &mut [u8], p: Point| {
+        if !(p.x > -1.0 && p.y > -1.0 && p.x < sw as f32 && p.y < sh as f32) {
+            return;
+        }
+        let (x0, y0) = (floor(p.x), floor(p.y));
+        let (fx, fy) = (p.x - x0 as f32, p.y - y0 as f32);
+        let (c00, c10, c01, c11) = if x0 >= 0 && y0 >= 0 && x0 + 1 < sw && y0 + 1 < sh {
+            let i = ((y0 * sw + x0) * 3) as usize;
+            let j = i + (sw * 3) as usize;
+            (at(i), at(i + 3), at(j), at(j + 3))
+        } else {
+            (
+                px(x0, y0),
+                px(x0 + 1, y0),
+                px(x0, y0 + 1),
+                px(x0 + 1, y0 + 1),
+            )
+        };
+        for (c, o) in o.iter_mut().enumerate() {
             let top = c00[c] * (1.0 - fx) + c10[c] * fx;
             let bottom = c01[c] * (1.0 - fx) + c11[c] * fx;
-            o.0[c] = (top * (1.0 - fy) + bottom * fy).round().clamp(0.0, 255.0) as u8;
+            *o = round_to_u8(top * (1.0 - fy) + bottom * fy);
+        }
+    };
+    let mut out = RgbImage::new(w, h);
+    // Rows, then pixels: the image crate's pixel enumeration divides by the
+    // width for every pixel's coordinates.
+    for (v, row) in out.chunks_exact_mut(3 * w as usize).enumerate() {
+        for (u, o) in (0..w).zip(row.chunks_exact_mut(3)) {
+            sample(o, inv.apply(Point::new(u as f32, v as f32)));
         }
     }
     out
+}
+
+/// `x.floor()` for `x` in (−1, 2⁶³): truncation, one down when it rounded
+/// up (negative `x`).
+#[inline]
+fn floor(x: f32) -> i64 {
+    let t = x as i64;
+    if t as f32 > x {
+        t - 1
+    } else {
+        t
+    }
+}
+
+/// `v.round().clamp(0.0, 255.0) as u8` for a bilinear mix of bytes
+/// (`v ≥ 0`): half away from zero, by the exact fractional part.
+#[inline]
+fn round_to_u8(v: f32) -> u8 {
+    let t = v as i32;
+    let r = t + i32::from(v - t as f32 >= 0.5);
+    r.clamp(0, 255) as u8
 }
 
 #[cfg(test)]
@@ -223,6 +263,106 @@ mod tests {
         let mut nan = ARCFACE_TEMPLATE;
         nan[2].x = f32::NAN;
         assert!(Similarity::estimate(&nan, &ARCFACE_TEMPLATE).is_none());
+    }
+
+    /// The warp as first written (`floor`, `round`, every neighbour
+    /// bounds-tested): what [`warp`] must equal byte for byte.
+    fn reference_warp(src: &RgbImage, inv: &Similarity, w: u32, h: u32) -> RgbImage {
+        let (sw, sh) = (src.width() as i64, src.height() as i64);
+        let raw = src.as_raw();
+        let px = |x: i64, y: i64| -> [f32; 3] {
+            if x < 0 || y < 0 || x >= sw || y >= sh {
+                return [0.0; 3];
+            }
+            let i = ((y * sw + x) * 3) as usize;
+            [
+                f32::from(raw[i]),
+                f32::from(raw[i + 1]),
+                f32::from(raw[i + 2]),
+            ]
+        };
+        let mut out = RgbImage::new(w, h);
+        for (u, v, o) in out.enumerate_pixels_mut() {
+            let p = inv.apply(Point::new(u as f32, v as f32));
+            if !(p.x > -1.0 && p.y > -1.0 && p.x < sw as f32 && p.y < sh as f32) {
+                continue;
+            }
+            let (x0, y0) = (p.x.floor(), p.y.floor());
+            let (fx, fy) = (p.x - x0, p.y - y0);
+            let (x0, y0) = (x0 as i64, y0 as i64);
+            let (c00, c10, c01, c11) = (
+                px(x0, y0),
+                px(x0 + 1, y0),
+                px(x0, y0 + 1),
+                px(x0 + 1, y0 + 1),
+            );
+            for c in 0..3 {
+                let top = c00[c] * (1.0 - fx) + c10[c] * fx;
+                let bottom = c01[c] * (1.0 - fx) + c11[c] * fx;
+                o.0[c] = (top * (1.0 - fy) + bottom * fy).round().clamp(0.0, 255.0) as u8;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_fast_warp_gives_the_plain_warps_bytes() {
+        // A noise image and transforms that scale, rotate and cross every
+        // border (the bounds-tested path) and sample inside (the fast one).
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let src = RgbImage::from_fn(97, 61, |_, _| {
+            let r = next();
+            image::Rgb([r as u8, (r >> 8) as u8, (r >> 16) as u8])
+        });
+        let mut compared = 0;
+        for k in 0..40 {
+            let angle = k as f32 * 0.37 - 3.0;
+            let scale = 0.3 + (k % 7) as f32 * 0.35;
+            let inv = Similarity {
+                a: scale * angle.cos(),
+                b: scale * angle.sin(),
+                tx: (k % 5) as f32 * 23.3 - 30.0,
+                ty: (k % 3) as f32 * 19.7 - 12.25,
+            };
+            let (fast, plain) = (
+                warp(&src, &inv, 112, 112),
+                reference_warp(&src, &inv, 112, 112),
+            );
+            assert_eq!(fast, plain, "transform {inv:?}");
+            compared += fast.as_raw().iter().filter(|&&b| b != 0).count();
+        }
+        assert!(
+            compared > 100_000,
+            "the transforms sampled the image: {compared}"
+        );
+    }
+
+    #[test]
+    fn rounding_and_floor_match_the_float_functions() {
+        for v in [
+            0.0f32, 0.49999997, 0.5, 1.5, 2.5, 254.49998, 254.5, 255.0, 255.2, 300.0,
+        ] {
+            assert_eq!(round_to_u8(v), v.round().clamp(0.0, 255.0) as u8, "{v}");
+        }
+        for x in [
+            -0.999_999_9f32,
+            -0.5,
+            -1e-9,
+            -0.0,
+            0.0,
+            0.3,
+            1.0,
+            41.999_996,
+            1e7,
+        ] {
+            assert_eq!(floor(x), x.floor() as i64, "{x}");
+        }
     }
 
     #[test]

@@ -206,118 +206,147 @@ fn convolve<S: Simd>(simd: S, p: Images<'_>) {
                     sources.push(&even[r * pe + 1..][..g.ow]);
                 }
             }
-            for ((out, k), &b) in output
-                .chunks_exact_mut(g.oh * g.ow)
-                .zip(p.kernel.chunks_exact(g.inputs * TAPS))
-                .zip(p.bias)
+            // Four output channels at a time: each source vector loaded
+            // once for all four (loads were the loop's limit at one
+            // channel, s43).
+            let plane_out = g.oh * g.ow;
+            let taps = g.inputs * TAPS;
+            let rows = Rows {
+                sources: &sources,
+                row: oy * g.ow,
+                plane: plane_out,
+                taps,
+                low: p.low,
+                high: p.high,
+            };
+            let whole = g.outputs / 4 * 4;
+            let (four, ones) = output.split_at_mut(whole * plane_out);
+            let (k4, k1) = p.kernel.split_at(whole * taps);
+            let (b4, b1) = p.bias.split_at(whole);
+            for ((tile, k), b) in four
+                .chunks_exact_mut(4 * plane_out)
+                .zip(k4.chunks_exact(4 * taps))
+                .zip(b4.chunks_exact(4))
             {
-                let row = &mut out[oy * g.ow..][..g.ow];
-                sum_row(simd, row, &sources, k, b, p.low, p.high);
+                sum_rows::<S, 4>(simd, &rows, tile, k, b, g.ow);
+            }
+            for ((tile, k), b) in ones
+                .chunks_exact_mut(plane_out)
+                .zip(k1.chunks_exact(taps))
+                .zip(b1.chunks_exact(1))
+            {
+                sum_rows::<S, 1>(simd, &rows, tile, k, b, g.ow);
             }
         }
     }
 }
 
-/// `out[i] = clamp(b + Σ k[t]·sources[t][i])`, summed in the order of
-/// `sources`.
-#[inline(always)]
-fn sum_row<S: Simd>(
-    simd: S,
-    out: &mut [f32],
-    sources: &[&[f32]],
-    k: &[f32],
-    b: f32,
+/// What every output channel's row `row` reads, and where it goes.
+struct Rows<'a> {
+    /// The input row slices in tract's order (input channel, kernel row,
+    /// kernel column).
+    sources: &'a [&'a [f32]],
+    /// The row's offset in an output plane.
+    row: usize,
+    /// An output plane's length.
+    plane: usize,
+    /// Weights per output channel (`sources.len()`).
+    taps: usize,
     low: Option<f32>,
     high: Option<f32>,
+}
+
+/// Row `r.row` of the `C` output planes in `tile`:
+/// `out[c][i] = clamp(b[c] + Σ k[c][t]·sources[t][i])`, summed in the
+/// order of the sources.
+#[inline(always)]
+fn sum_rows<S: Simd, const C: usize>(
+    simd: S,
+    r: &Rows<'_>,
+    tile: &mut [f32],
+    k: &[f32],
+    b: &[f32],
+    n: usize,
 ) {
     let lanes = S::F32_LANES;
-    let n = out.len();
-    let bias = simd.splat_f32s(b);
     let clamp = |v: S::f32s| {
-        let v = match low {
+        let v = match r.low {
             Some(l) => simd.max_f32s(v, simd.splat_f32s(l)),
             None => v,
         };
-        match high {
+        match r.high {
             Some(h) => simd.min_f32s(v, simd.splat_f32s(h)),
             None => v,
         }
     };
     if n < lanes {
-        let mut acc = bias;
-        for (s, &kt) in sources.iter().zip(k) {
-            let x = simd.partial_load_f32s(&s[..n]);
-            acc = simd.mul_add_e_f32s(simd.splat_f32s(kt), x, acc);
+        for c in 0..C {
+            let mut acc = simd.splat_f32s(b[c]);
+            for (s, &kt) in r.sources.iter().zip(&k[c * r.taps..][..r.taps]) {
+                let x = simd.partial_load_f32s(&s[..n]);
+                acc = simd.mul_add_e_f32s(simd.splat_f32s(kt), x, acc);
+            }
+            let out = &mut tile[c * r.plane + r.row..][..n];
+            simd.partial_store_f32s(out, clamp(acc));
         }
-        simd.partial_store_f32s(out, clamp(acc));
         return;
     }
-    // Whole vectors, four at a time in registers (each tap's weight loaded
-    // once for four); a row's last part vector is computed as the whole
-    // vector ending at the row's end, which rewrites the outputs before it
-    // with the same values — no masked loads (pulp makes them out-of-line
-    // calls).
+    // Whole vectors, three at a time in registers (with four channels, 12
+    // accumulators: within AVX2's 16 registers); a row's last part vector
+    // is computed as the whole vector ending at the row's end, which
+    // rewrites the outputs before it with the same values — no masked
+    // loads (pulp makes them out-of-line calls). Four left are two blocks
+    // of two.
     let vectors = n.div_ceil(lanes);
     let start = |v: usize| (v * lanes).min(n - lanes);
     let mut v = 0;
     while v < vectors {
         match vectors - v {
-            1 => block::<S, 1>(simd, out, sources, k, bias, [start(v)], &clamp),
-            2 => block::<S, 2>(
+            1 => block::<S, C, 1>(simd, r, tile, k, b, [start(v)], &clamp),
+            2 | 4 => block::<S, C, 2>(simd, r, tile, k, b, [start(v), start(v + 1)], &clamp),
+            _ => block::<S, C, 3>(
                 simd,
-                out,
-                sources,
+                r,
+                tile,
                 k,
-                bias,
-                [start(v), start(v + 1)],
-                &clamp,
-            ),
-            3 => block::<S, 3>(
-                simd,
-                out,
-                sources,
-                k,
-                bias,
-                std::array::from_fn(|j| start(v + j)),
-                &clamp,
-            ),
-            _ => block::<S, 4>(
-                simd,
-                out,
-                sources,
-                k,
-                bias,
-                std::array::from_fn(|j| start(v + j)),
+                b,
+                [start(v), start(v + 1), start(v + 2)],
                 &clamp,
             ),
         }
-        v += 4;
+        v += if vectors - v == 4 { 2 } else { 3 };
     }
 }
 
-/// `N` vectors of one output row, starting at `at`, summed in registers.
+/// `N` vectors of `C` output rows, starting at `at`, summed in registers.
 #[inline(always)]
-fn block<S: Simd, const N: usize>(
+fn block<S: Simd, const C: usize, const N: usize>(
     simd: S,
-    out: &mut [f32],
-    sources: &[&[f32]],
+    r: &Rows<'_>,
+    tile: &mut [f32],
     k: &[f32],
-    bias: S::f32s,
+    b: &[f32],
     at: [usize; N],
     clamp: &impl Fn(S::f32s) -> S::f32s,
 ) {
     let lanes = S::F32_LANES;
-    let mut acc = [bias; N];
-    for (s, &kt) in sources.iter().zip(k) {
-        let kv = simd.splat_f32s(kt);
-        for j in 0..N {
-            let (x, _) = S::as_simd_f32s(&s[at[j]..at[j] + lanes]);
-            acc[j] = simd.mul_add_e_f32s(kv, x[0], acc[j]);
+    let mut acc: [[S::f32s; N]; C] = std::array::from_fn(|c| [simd.splat_f32s(b[c]); N]);
+    let k: [&[f32]; C] = std::array::from_fn(|c| &k[c * r.taps..][..r.sources.len()]);
+    for (t, s) in r.sources.iter().enumerate() {
+        let x: [S::f32s; N] =
+            std::array::from_fn(|j| S::as_simd_f32s(&s[at[j]..at[j] + lanes]).0[0]);
+        for (acc, k) in acc.iter_mut().zip(&k) {
+            let kv = simd.splat_f32s(k[t]);
+            for (a, &x) in acc.iter_mut().zip(&x) {
+                *a = simd.mul_add_e_f32s(kv, x, *a);
+            }
         }
     }
-    for j in 0..N {
-        let (dst, _) = S::as_mut_simd_f32s(&mut out[at[j]..at[j] + lanes]);
-        dst[0] = clamp(acc[j]);
+    for (c, acc) in acc.iter().enumerate() {
+        let out = &mut tile[c * r.plane + r.row..];
+        for (&a, &j) in acc.iter().zip(&at) {
+            S::as_mut_simd_f32s(&mut out[j..j + lanes]).0[0] = clamp(a);
+        }
     }
 }
 

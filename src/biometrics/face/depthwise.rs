@@ -79,17 +79,41 @@ impl Geometry {
         self.stride == 1 && self.ow.is_multiple_of(16)
     }
 
-    /// The scratch a channel is convolved in: the padded plane (at stride
-    /// 2 as its even and odd columns), then the run of outputs on its grid
-    /// when there is one.
-    fn scratch_len(&self) -> usize {
+    /// At stride 2, the padded plane's even and odd columns, each `ph` rows
+    /// of this pitch (the odd plane's last column unused when the padded
+    /// width is odd: one pitch lets one run read both).
+    fn split_pitch(&self) -> usize {
+        self.padded().1.div_ceil(2)
+    }
+
+    /// The padded plane, or at stride 2 its even and odd planes.
+    fn grid_len(&self) -> usize {
         let (ph, pw) = self.padded();
-        let run = if self.stride == 2 || self.whole_rows() {
-            0
-        } else {
-            (self.oh - 1) * pw + self.ow
+        match self.stride {
+            2 => 2 * ph * self.split_pitch(),
+            _ => ph * pw,
+        }
+    }
+
+    /// The run of outputs computed on the grid's pitch, when the outputs
+    /// are computed so: at stride 1, rows not whole vectors; at stride 2,
+    /// rows narrower than a vector (the embedder's 14 and 7), whose row by
+    /// row sums would be all scalar tail. Output (oy, ox) sits at
+    /// oy·pitch + ox, where the pitch is a padded row at stride 1 and two
+    /// of the split planes' rows at stride 2.
+    fn run_len(&self) -> Option<usize> {
+        let pitch = match self.stride {
+            2 if self.ow < 16 => 2 * self.split_pitch(),
+            2 => return None,
+            _ if self.whole_rows() => return None,
+            _ => self.padded().1,
         };
-        ph * pw + run
+        Some((self.oh - 1) * pitch + self.ow)
+    }
+
+    /// The scratch a channel is convolved in: the grid, then the run.
+    fn scratch_len(&self) -> usize {
+        self.grid_len() + self.run_len().unwrap_or(0)
     }
 }
 
@@ -167,11 +191,44 @@ impl Depthwise3x3 {
     }
 }
 
+impl Depthwise3x3 {
+    /// Convolves every plane of `data` on the vector unit found at run time.
+    fn run(&self, data: Data<'_>, scratch: &mut Scratch) -> TractResult<()> {
+        let g = self.geometry;
+        let kernel = self.kernel.try_as_plain_ram()?;
+        let bias = self.bias.try_as_plain_ram()?;
+        Arch::new().dispatch(Planes {
+            g,
+            data,
+            kernel: kernel.as_slice::<f32>()?,
+            bias: bias.as_slice::<f32>()?,
+            low: self.low.map(f32::from_bits),
+            high: self.high.map(f32::from_bits),
+            scratch: scratch.planes(g.scratch_len()),
+        });
+        Ok(())
+    }
+}
+
+/// Where an evaluation reads and writes.
+enum Data<'a> {
+    /// A fresh output tensor.
+    Apart {
+        input: &'a [f32],
+        output: &'a mut [f32],
+    },
+    /// The outputs over the input's planes (same shape, and the plan held
+    /// no other reference to the input): each channel's plane is copied
+    /// into the scratch before its outputs are written over it, so nothing
+    /// still to be read is overwritten — and no output tensor is allocated
+    /// and zero-filled (the fills were a tenth of a frame, s43).
+    InPlace(&'a mut [f32]),
+}
+
 /// One evaluation: every channel of every image.
 struct Planes<'a> {
     g: Geometry,
-    input: &'a [f32],
-    output: &'a mut [f32],
+    data: Data<'a>,
     kernel: &'a [f32],
     bias: &'a [f32],
     low: Option<f32>,
@@ -184,73 +241,101 @@ impl WithSimd for Planes<'_> {
     type Output = ();
 
     #[inline(always)]
-    fn with_simd<S: Simd>(self, _simd: S) {
-        convolve(self);
+    fn with_simd<S: Simd>(self, simd: S) {
+        convolve(simd, self);
     }
 }
 
 /// Inlined into [`WithSimd::with_simd`], so compiled once per vector unit.
 #[inline(always)]
-fn convolve(p: Planes<'_>) {
+fn convolve<S: Simd>(simd: S, p: Planes<'_>) {
     let g = p.g;
     let (ph, pw) = g.padded();
     let (low, high) = (p.low, p.high);
     // The border stays zero: each channel overwrites the same interior, of
     // the whole plane at stride 1, of its even and odd columns at stride 2.
     let stride_two = g.stride == 2;
-    let (pe, po) = (pw.div_ceil(2), pw / 2);
-    let whole_rows = g.whole_rows();
-    let run = (g.oh - 1) * pw + g.ow;
-    let (grid, flat) = p.scratch.split_at_mut(ph * pw);
+    let (pe, po) = (g.split_pitch(), pw / 2);
+    let (grid, flat) = p.scratch.split_at_mut(g.grid_len());
     let (padded, split) = grid.split_at_mut(if stride_two { 0 } else { ph * pw });
     let (even, odd) = split.split_at_mut(if stride_two { ph * pe } else { 0 });
     let rows = g.h.min(ph - g.top);
     let cols = g.w.min(pw - g.left);
-    for ((plane, out), (k, &b)) in p
-        .input
-        .chunks_exact(g.h * g.w)
-        .zip(p.output.chunks_exact_mut(g.oh * g.ow))
-        .zip(
-            p.kernel
-                .chunks_exact(TAPS)
-                .cycle()
-                .zip(p.bias.iter().cycle()),
-        )
-    {
+    let (plane_len, out_len) = (g.h * g.w, g.oh * g.ow);
+    let mut data = p.data;
+    let planes = match &data {
+        Data::Apart { input, .. } => input.len() / plane_len,
+        Data::InPlace(both) => both.len() / plane_len,
+    };
+    for (i, (k, &b)) in (0..planes).zip(
+        p.kernel
+            .chunks_exact(TAPS)
+            .cycle()
+            .zip(p.bias.iter().cycle()),
+    ) {
         let k: [f32; TAPS] = [k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8]];
+        let plane = match &data {
+            Data::Apart { input, .. } => &input[i * plane_len..][..plane_len],
+            Data::InPlace(both) => &both[i * plane_len..][..plane_len],
+        };
         for (y, row) in plane.chunks_exact(g.w).take(rows).enumerate() {
             let py = y + g.top;
             if stride_two {
-                let (e, o) = (&mut even[py * pe..][..pe], &mut odd[py * po..][..po]);
+                let (e, o) = (&mut even[py * pe..][..pe], &mut odd[py * pe..][..po]);
                 split_row(&row[..cols], g.left, e, o);
             } else {
                 copy_row(&mut padded[py * pw + g.left..][..cols], &row[..cols]);
             }
         }
-        if !stride_two && !whole_rows {
-            // Output (oy, ox) sits at oy·pw + ox; its tap (dy, dx) at
-            // dy·pw + dx further on.
-            let taps_at = tap_grid(|dy, dx| &padded[dy * pw + dx..][..run]);
-            taps(&mut flat[..run], taps_at, &k, b, low, high);
-            for (oy, out_row) in out.chunks_exact_mut(g.ow).enumerate() {
-                copy_row(out_row, &flat[oy * pw..][..g.ow]);
+        // The plane is in the scratch: in place, its outputs may land on it.
+        let out = match &mut data {
+            Data::Apart { output, .. } => &mut output[i * out_len..][..out_len],
+            Data::InPlace(both) => &mut both[i * out_len..][..out_len],
+        };
+        match g.run_len() {
+            Some(run) if !stride_two => {
+                // Output (oy, ox) sits at oy·pw + ox; its tap (dy, dx) at
+                // dy·pw + dx further on.
+                let taps_at = tap_grid(|dy, dx| &padded[dy * pw + dx..][..run]);
+                taps(simd, &mut flat[..run], taps_at, &k, b, low, high);
+                for (oy, out_row) in out.chunks_exact_mut(g.ow).enumerate() {
+                    copy_row(out_row, &flat[oy * pw..][..g.ow]);
+                }
+                continue;
             }
-        } else if !stride_two {
+            Some(run) => {
+                // Output (oy, ox) sits at oy·2pe + ox; its tap (dy, dx) in
+                // input row 2·oy + dy, column 2·ox + dx: even[ox],
+                // odd[ox], even[ox + 1] of that row, dy·pe further on.
+                let taps_at = tap_grid(|dy, dx| match dx {
+                    0 => &even[dy * pe..][..run],
+                    1 => &odd[dy * pe..][..run],
+                    _ => &even[dy * pe + 1..][..run],
+                });
+                taps(simd, &mut flat[..run], taps_at, &k, b, low, high);
+                for (oy, out_row) in out.chunks_exact_mut(g.ow).enumerate() {
+                    copy_row(out_row, &flat[oy * 2 * pe..][..g.ow]);
+                }
+                continue;
+            }
+            None => {}
+        }
+        if !stride_two {
             for (oy, out_row) in out.chunks_exact_mut(g.ow).enumerate() {
                 let taps_at = tap_grid(|dy, dx| &padded[(oy + dy) * pw + dx..][..g.ow]);
-                taps(out_row, taps_at, &k, b, low, high);
+                taps(simd, out_row, taps_at, &k, b, low, high);
             }
         } else {
             for (oy, out_row) in out.chunks_exact_mut(g.ow).enumerate() {
                 // Input column 2·ox + dx: even[ox], odd[ox], even[ox + 1].
                 let e = |dy: usize, dx: usize| &even[(2 * oy + dy) * pe + dx..][..g.ow];
-                let o = |dy: usize| &odd[(2 * oy + dy) * po..][..g.ow];
+                let o = |dy: usize| &odd[(2 * oy + dy) * pe..][..g.ow];
                 let taps_at = tap_grid(|dy, dx| match dx {
                     0 => e(dy, 0),
                     1 => o(dy),
                     _ => e(dy, 1),
                 });
-                taps(out_row, taps_at, &k, b, low, high);
+                taps(simd, out_row, taps_at, &k, b, low, high);
             }
         }
     }
@@ -274,12 +359,15 @@ fn tap_grid<'a>(at: impl Fn(usize, usize) -> &'a [f32]) -> [&'a [f32]; TAPS] {
     ]
 }
 
-/// `out[i] = b + k0·t0[i] + … + k8·t8[i]`, summed in that order, then
-/// tract's Clip, `max(low)` then `min(high)`, as a second pass over `out`
-/// while it is in cache: inside the sum it would lengthen the chain of
-/// dependent adds the loop waits on (measured slower, s40).
+/// `out[i] = b + k0·t0[i] + … + k8·t8[i]`, summed in that order (a
+/// multiply then an add per tap, as tract), then tract's Clip, `max(low)`
+/// then `min(high)`. Written in the unit's vectors: left to the compiler,
+/// the loop over a row of 80 was one unrolled block of 64 and a scalar
+/// tail of 16 (s43). A row's last part vector is the whole vector ending
+/// at its end, recomputing outputs before it with the same values.
 #[inline(always)]
-fn taps(
+fn taps<S: Simd>(
+    simd: S,
     out: &mut [f32],
     t: [&[f32]; TAPS],
     k: &[f32; TAPS],
@@ -287,31 +375,52 @@ fn taps(
     low: Option<f32>,
     high: Option<f32>,
 ) {
+    let lanes = S::F32_LANES;
     let n = out.len();
-    let [t0, t1, t2, t3, t4, t5, t6, t7, t8] = t.map(|s| &s[..n]);
-    for i in 0..n {
-        let mut s = b;
-        s += k[0] * t0[i];
-        s += k[1] * t1[i];
-        s += k[2] * t2[i];
-        s += k[3] * t3[i];
-        s += k[4] * t4[i];
-        s += k[5] * t5[i];
-        s += k[6] * t6[i];
-        s += k[7] * t7[i];
-        s += k[8] * t8[i];
-        out[i] = s;
+    let t = t.map(|s| &s[..n]);
+    if n < lanes {
+        for i in 0..n {
+            let mut s = b;
+            for (k, t) in k.iter().zip(&t) {
+                s += k * t[i];
+            }
+            out[i] = clamp(s, low, high);
+        }
+        return;
     }
-    // Each bound written as the comparison x86's `maxps`/`minps` make (a
-    // NaN stays NaN): one instruction, not the NaN-aware `f32::max`.
-    if let Some(low) = low {
-        out.iter_mut()
-            .for_each(|v| *v = if low > *v { low } else { *v });
+    let kv = k.map(|w| simd.splat_f32s(w));
+    let (bv, lv, hv) = (
+        simd.splat_f32s(b),
+        low.map(|v| simd.splat_f32s(v)),
+        high.map(|v| simd.splat_f32s(v)),
+    );
+    let load = |s: &[f32], i: usize| S::as_simd_f32s(&s[i..i + lanes]).0[0];
+    let mut i = 0;
+    loop {
+        let at = i.min(n - lanes);
+        let mut s = bv;
+        for (k, t) in kv.iter().zip(&t) {
+            s = simd.add_f32s(s, simd.mul_f32s(*k, load(t, at)));
+        }
+        if let Some(l) = lv {
+            s = simd.max_f32s(s, l);
+        }
+        if let Some(h) = hv {
+            s = simd.min_f32s(s, h);
+        }
+        S::as_mut_simd_f32s(&mut out[at..at + lanes]).0[0] = s;
+        if at + lanes == n {
+            break;
+        }
+        i += lanes;
     }
-    if let Some(high) = high {
-        out.iter_mut()
-            .for_each(|v| *v = if high < *v { high } else { *v });
-    }
+}
+
+/// tract's Clip on one value: `max(low)` then `min(high)`.
+#[inline(always)]
+fn clamp(v: f32, low: Option<f32>, high: Option<f32>) -> f32 {
+    let v = low.map_or(v, |low| v.max(low));
+    high.map_or(v, |high| v.min(high))
 }
 
 impl Op for Depthwise3x3 {
@@ -339,23 +448,29 @@ impl UsesScratch for Depthwise3x3 {
         let input = args_1!(inputs);
         let g = self.geometry;
         let n = batch(&input, "depthwise 3×3", [g.channels, g.h, g.w])?;
+        let same_shape = (g.oh, g.ow) == (g.h, g.w);
+        // tract hands its last consumer the only reference to a value.
+        let input = match Arc::try_unwrap(input.into_arc_tensor()) {
+            Ok(mut both) if same_shape => {
+                {
+                    let mut view = both.try_as_plain_ram_mut()?;
+                    self.run(Data::InPlace(view.as_slice_mut::<f32>()?), scratch)?;
+                }
+                return Ok(tvec!(both.into_tvalue()));
+            }
+            Ok(alone) => Arc::new(alone),
+            Err(shared) => shared,
+        };
         let shape = output_shape(input.rank(), n, [g.channels, g.oh, g.ow]);
         let mut output = Tensor::zero::<f32>(&shape)?;
         {
             let plain = input.try_as_plain_ram()?;
             let mut out = output.try_as_plain_ram_mut()?;
-            let kernel = self.kernel.try_as_plain_ram()?;
-            let bias = self.bias.try_as_plain_ram()?;
-            Arch::new().dispatch(Planes {
-                g,
+            let data = Data::Apart {
                 input: plain.as_slice::<f32>()?,
                 output: out.as_slice_mut::<f32>()?,
-                kernel: kernel.as_slice::<f32>()?,
-                bias: bias.as_slice::<f32>()?,
-                low: self.low.map(f32::from_bits),
-                high: self.high.map(f32::from_bits),
-                scratch: scratch.planes(g.scratch_len()),
-            });
+            };
+            self.run(data, scratch)?;
         }
         Ok(tvec!(output.into_tvalue()))
     }
@@ -470,6 +585,73 @@ mod tests {
                 .position(|(a, b)| a != b);
             assert_eq!(differ, None, "{shape:?} stride {stride}: first difference");
         }
+    }
+
+    #[test]
+    fn an_input_the_plan_still_holds_is_left_as_it_was() {
+        // The depthwise output is written over its input only when the op
+        // holds the input's one reference. Here the input is also the
+        // model's second output, so the op must write elsewhere.
+        for (shape, stride) in [([1, 8, 12, 12], 1), ([1, 4, 16, 16], 1), ([1, 4, 9, 9], 2)] {
+            let x = tensor(&shape, 0x1b87_3593);
+            let both = |replace: bool| {
+                let mut m = model(conv(shape[1], stride, 1, 1), &shape);
+                let dw = m.output_outlets().expect("an output")[0];
+                m.select_output_outlets(&[dw, m.input_outlets().expect("an input")[0]])
+                    .expect("two outputs");
+                if replace {
+                    assert_eq!(replace_depthwise(&mut m).expect("patched"), 1);
+                }
+                let plan = m
+                    .into_optimized()
+                    .and_then(|m| m.into_runnable())
+                    .expect("a plan");
+                let out = plan.run(tvec!(x.clone().into())).expect("a run");
+                (out[0].clone().into_tensor(), out[1].clone().into_tensor())
+            };
+            let (ours, kept) = both(true);
+            assert_eq!(kept, x, "{shape:?}: the input was overwritten");
+            assert_eq!(ours, both(false).0, "{shape:?}: tract's values");
+        }
+    }
+
+    #[test]
+    fn the_in_place_path_writes_over_an_input_no_one_else_holds() {
+        // What the models do: the input's last reader is the op, so its
+        // tensor becomes the output (same buffer, no allocation).
+        let g = Geometry {
+            channels: 3,
+            h: 5,
+            w: 7,
+            oh: 5,
+            ow: 7,
+            stride: 1,
+            top: 1,
+            left: 1,
+        };
+        let input = values(2 * g.channels * g.h * g.w, 21);
+        let kernel = values(g.channels * TAPS, 22);
+        let bias = values(g.channels, 23);
+        let convolve = |data| {
+            Arch::new().dispatch(Planes {
+                g,
+                data,
+                kernel: &kernel,
+                bias: &bias,
+                low: None,
+                high: None,
+                scratch: &mut vec![0f32; g.scratch_len()],
+            })
+        };
+        let mut apart = vec![0f32; input.len()];
+        convolve(Data::Apart {
+            input: &input,
+            output: &mut apart,
+        });
+        let mut in_place = input.clone();
+        convolve(Data::InPlace(&mut in_place));
+        assert_eq!(in_place, apart);
+        assert_ne!(in_place, input);
     }
 
     #[test]
@@ -598,7 +780,15 @@ mod tests {
             ..g
         };
         let whole = Geometry { w: 32, ow: 32, ..g };
-        for g in [g, strided, whole] {
+        let narrow = Geometry {
+            h: 13,
+            w: 11,
+            oh: 7,
+            ow: 6,
+            stride: 2,
+            ..g
+        };
+        for g in [g, strided, whole, narrow] {
             let input = values(g.channels * g.h * g.w, 11);
             let kernel = values(g.channels * TAPS, 12);
             let bias = values(g.channels, 13);
@@ -606,8 +796,10 @@ mod tests {
                 let mut out = vec![0f32; g.channels * g.oh * g.ow];
                 unit(Planes {
                     g,
-                    input: &input,
-                    output: &mut out,
+                    data: Data::Apart {
+                        input: &input,
+                        output: &mut out,
+                    },
                     kernel: &kernel,
                     bias: &bias,
                     low: Some(-0.5),

@@ -229,6 +229,7 @@ fn replace_with_ours(path: &Path, m: &mut TypedModel) -> TractResult<()> {
     let clamps = rewrite::fuse_clamps::<conv3x3s2::Conv3x3S2>(m)?
         + rewrite::fuse_clamps::<depthwise::Depthwise3x3>(m)?
         + rewrite::fuse_clamps::<pointwise::Pointwise>(m)?;
+    let residuals = pointwise::fuse_residuals(m)?;
     tracing::debug!(
         model = %path.display(),
         pools,
@@ -236,6 +237,7 @@ fn replace_with_ours(path: &Path, m: &mut TypedModel) -> TractResult<()> {
         depthwise,
         pointwise,
         clamps,
+        residuals,
         "ops run by latchd's own code"
     );
     Ok(())
@@ -482,7 +484,8 @@ mod tests {
         // would stop silently (the values would not change, only the
         // time, issue 19): this says so. Pointwise: every 1×1 layer but
         // YuNet's twelve NHWC heads (4 or 10 channels, or one per pixel)
-        // and the embedder's last (one pixel).
+        // and the embedder's last (one pixel). Residuals: every `Add` of the
+        // embedder's bottleneck blocks.
         if !vector_unit() {
             return;
         }
@@ -494,10 +497,16 @@ mod tests {
                 own::<conv3x3s2::Conv3x3S2>(plan),
                 own::<depthwise::Depthwise3x3>(plan),
                 own::<pointwise::Pointwise>(plan),
+                // Those adding a residual (a second input).
+                plan.model()
+                    .nodes()
+                    .iter()
+                    .filter(|n| n.op_is::<pointwise::Pointwise>() && n.inputs.len() == 2)
+                    .count(),
             )
         };
-        assert_eq!(counts(&detector), (4, 1, 17, 17), "detector");
-        assert_eq!(counts(&embedder), (0, 1, 16, 32), "embedder");
+        assert_eq!(counts(&detector), (4, 1, 17, 17, 0), "detector");
+        assert_eq!(counts(&embedder), (0, 1, 16, 32, 12), "embedder");
     }
 
     #[test]

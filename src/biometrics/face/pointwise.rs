@@ -23,7 +23,12 @@
 //! without them, as on x86-64 before AVX2, a multiply then an add), then
 //! the bias
 //! (the `Add` tract's decluttering puts after the product, folded in here),
-//! then the clamp (`rewrite.rs`). The tests hold the op to tract's values.
+//! then the clamp (`rewrite.rs`), then — where an `Add` of another
+//! activation of the same shape follows, the embedder's residual
+//! connections — that activation, added into its own buffer when the plan
+//! holds no other reference to it (no output tensor allocated and
+//! zero-filled, and no pass of tract's `Add`). The tests hold the op to
+//! tract's values.
 //!
 //! What is replaced: an `EinSum` `IHW,OI->OHW` (or with a batch axis of one
 //! on either side), constant f32 weights, a number of output channels that
@@ -33,6 +38,7 @@
 use pulp::{Arch, Simd, WithSimd};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::einsum::EinSum;
 
 use super::rewrite::{next_constant, ClampFold};
@@ -66,6 +72,8 @@ pub(super) struct Pointwise {
     /// A clamp folded in from the graph (`f32` bits; see `rewrite.rs`).
     low: Option<u32>,
     high: Option<u32>,
+    /// The op's second input is added to its output, after the clamp.
+    residual: bool,
 }
 
 impl Pointwise {
@@ -113,19 +121,48 @@ impl Pointwise {
             bias: None,
             low: None,
             high: None,
+            residual: false,
         })
     }
 }
 
-/// One evaluation.
+/// One evaluation: what every output is computed from, and where the
+/// outputs go.
 struct Layer<'a> {
+    kernel: Kernel<'a>,
+    data: Data<'a>,
+    /// `Data::Apart`'s output holds a residual the outputs are added to.
+    accumulate: bool,
+}
+
+/// The layer's constants.
+#[derive(Clone, Copy)]
+struct Kernel<'a> {
     g: Geometry,
-    input: &'a [f32],
-    output: &'a mut [f32],
     weights: &'a [f32],
     bias: Option<&'a [f32]>,
     low: Option<f32>,
     high: Option<f32>,
+}
+
+/// Where a layer reads and writes.
+enum Data<'a> {
+    /// A fresh output (or the residual, with `accumulate`).
+    Apart {
+        input: &'a [f32],
+        output: &'a mut [f32],
+    },
+    /// The outputs over the input: same shape, and the plan held no other
+    /// reference to it. Each output pixel depends on that pixel alone, so
+    /// a block's outputs are gathered in `block` (every output channel ×
+    /// three vectors) until every tile has read the block's pixels, then
+    /// written over them. No output tensor is allocated and zero-filled,
+    /// and half as many rows stream through the caches (s43: YuNet's
+    /// 64-channel 80×80 layers, 1.6 MB each way, are most of its time).
+    InPlace {
+        both: &'a mut [f32],
+        block: &'a mut [f32],
+    },
 }
 
 impl WithSimd for Layer<'_> {
@@ -141,51 +178,95 @@ impl WithSimd for Layer<'_> {
 #[inline(always)]
 fn multiply<S: Simd>(simd: S, mut l: Layer<'_>) {
     let lanes = S::F32_LANES;
-    let p = l.g.pixels;
+    let p = l.kernel.g.pixels;
     let vectors = p.div_ceil(lanes);
     let start = |v: usize| (v * lanes).min(p - lanes);
     // Three vectors of pixels at a time, every tile of output channels over
     // them: those pixels of every input channel stay in the first-level
-    // cache while each tile's weights stream past.
+    // cache while each tile's weights stream past. Four left are two
+    // blocks of two, so the last vector — which overlaps the one before
+    // it when the row is not whole vectors — never sits in a block of its
+    // own: a block reads all it needs (its pixels, a residual) before it
+    // writes, and the overlap then gets the same value twice.
     let mut v = 0;
     while v < vectors {
         match vectors - v {
             1 => tiles::<S, 1>(simd, &mut l, [start(v)]),
-            2 => tiles::<S, 2>(simd, &mut l, [start(v), start(v + 1)]),
+            2 | 4 => tiles::<S, 2>(simd, &mut l, [start(v), start(v + 1)]),
             _ => tiles::<S, 3>(simd, &mut l, [start(v), start(v + 1), start(v + 2)]),
         }
-        v += 3;
+        v += if vectors - v == 4 { 2 } else { 3 };
     }
 }
 
-/// Every tile of output channels over the `N` vectors of pixels at `at`.
+/// Every output channel over the `N` vectors of pixels at `at`, written
+/// where `l.data` says.
 #[inline(always)]
 fn tiles<S: Simd, const N: usize>(simd: S, l: &mut Layer<'_>, at: [usize; N]) {
     let lanes = S::F32_LANES;
-    let g = l.g;
+    let k = l.kernel;
+    let p = k.g.pixels;
+    let load = |row: &[f32], j: usize| S::as_simd_f32s(&row[j..j + lanes]).0[0];
+    match &mut l.data {
+        Data::Apart { input, output } => {
+            let accumulate = l.accumulate;
+            sums(simd, k, input, at, |channel, values| {
+                let out = &mut output[channel * p..][..p];
+                // A residual's vectors, all read before any is written.
+                let residual: Option<[S::f32s; N]> =
+                    accumulate.then(|| std::array::from_fn(|v| load(out, at[v])));
+                for (v, (&value, &j)) in values.iter().zip(&at).enumerate() {
+                    S::as_mut_simd_f32s(&mut out[j..j + lanes]).0[0] = match residual {
+                        Some(r) => simd.add_f32s(value, r[v]),
+                        None => value,
+                    };
+                }
+            });
+        }
+        Data::InPlace { both, block } => {
+            sums(simd, k, both, at, |channel, values| {
+                for (v, &value) in values.iter().enumerate() {
+                    let at = (channel * N + v) * lanes;
+                    S::as_mut_simd_f32s(&mut block[at..at + lanes]).0[0] = value;
+                }
+            });
+            let gathered = block.chunks_exact(N * lanes);
+            for (out, gathered) in both.chunks_exact_mut(p).zip(gathered) {
+                for (&j, value) in at.iter().zip(gathered.chunks_exact(lanes)) {
+                    S::as_mut_simd_f32s(&mut out[j..j + lanes]).0[0] = load(value, 0);
+                }
+            }
+        }
+    }
+}
+
+/// Every tile of output channels over the `N` vectors of pixels at `at` of
+/// `input`: hands `put` each output channel's `N` vectors, biased and
+/// clamped.
+#[inline(always)]
+fn sums<S: Simd, const N: usize>(
+    simd: S,
+    k: Kernel<'_>,
+    input: &[f32],
+    at: [usize; N],
+    mut put: impl FnMut(usize, [S::f32s; N]),
+) {
+    let lanes = S::F32_LANES;
+    let g = k.g;
     let zero = simd.splat_f32s(0.0);
     let clamp = |v: S::f32s| {
-        let v = match l.low {
+        let v = match k.low {
             Some(low) => simd.max_f32s(v, simd.splat_f32s(low)),
             None => v,
         };
-        match l.high {
+        match k.high {
             Some(high) => simd.min_f32s(v, simd.splat_f32s(high)),
             None => v,
         }
     };
-    for (t, (weights, out)) in l
-        .weights
-        .chunks_exact(g.inputs * TILE)
-        .zip(l.output.chunks_exact_mut(TILE * g.pixels))
-        .enumerate()
-    {
+    for (t, weights) in k.weights.chunks_exact(g.inputs * TILE).enumerate() {
         let mut acc = [[zero; N]; TILE];
-        for (row, w) in l
-            .input
-            .chunks_exact(g.pixels)
-            .zip(weights.chunks_exact(TILE))
-        {
+        for (row, w) in input.chunks_exact(g.pixels).zip(weights.chunks_exact(TILE)) {
             let x: [S::f32s; N] =
                 std::array::from_fn(|j| S::as_simd_f32s(&row[at[j]..at[j] + lanes]).0[0]);
             for (acc, &w) in acc.iter_mut().zip(w) {
@@ -199,15 +280,18 @@ fn tiles<S: Simd, const N: usize>(simd: S, l: &mut Layer<'_>, at: [usize; N]) {
                 }
             }
         }
-        for (r, (acc, out)) in acc.iter().zip(out.chunks_exact_mut(g.pixels)).enumerate() {
-            let bias = l.bias.map(|b| simd.splat_f32s(b[t * TILE + r]));
-            for (&a, &j) in acc.iter().zip(&at) {
-                let v = match bias {
-                    Some(b) => simd.add_f32s(a, b),
-                    None => a,
-                };
-                S::as_mut_simd_f32s(&mut out[j..j + lanes]).0[0] = clamp(v);
-            }
+        for (r, acc) in acc.iter().enumerate() {
+            let channel = t * TILE + r;
+            let bias = k.bias.map(|b| simd.splat_f32s(b[channel]));
+            put(
+                channel,
+                std::array::from_fn(|v| {
+                    clamp(match bias {
+                        Some(b) => simd.add_f32s(acc[v], b),
+                        None => acc[v],
+                    })
+                }),
+            );
         }
     }
 }
@@ -223,7 +307,23 @@ impl Op for Pointwise {
 impl EvalOp for Pointwise {
     op_out_of_plan!();
 
-    fn eval(&self, _ctx: &EvalContext<'_>, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+    fn eval(&self, _ctx: &EvalContext<'_>, mut inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let residual = if self.residual {
+            let r = inputs
+                .pop()
+                .context("pointwise convolution: no residual input")?;
+            if r.shape() != &*self.shape || r.datum_type() != f32::datum_type() {
+                bail!(
+                    "pointwise convolution was planned for a residual of f32 {:?}, got {:?} {:?}",
+                    self.shape,
+                    r.datum_type(),
+                    r.shape()
+                );
+            }
+            Some(r)
+        } else {
+            None
+        };
         let input = args_1!(inputs);
         let g = self.geometry;
         if input.len() != g.inputs * g.pixels || input.datum_type() != f32::datum_type() {
@@ -235,24 +335,75 @@ impl EvalOp for Pointwise {
                 input.shape()
             );
         }
+        let weights = self.weights.try_as_plain_ram()?;
+        let bias = self
+            .bias
+            .as_ref()
+            .map(|b| b.try_as_plain_ram())
+            .transpose()?;
+        let kernel = Kernel {
+            g,
+            weights: weights.as_slice::<f32>()?,
+            bias: bias.as_ref().map(|b| b.as_slice::<f32>()).transpose()?,
+            low: self.low.map(f32::from_bits),
+            high: self.high.map(f32::from_bits),
+        };
+        // tract hands its last consumer the only reference to a value: the
+        // residual's buffer becomes the output (a copy of it when shared);
+        // without one, an input of the output's shape does.
+        let input = match residual {
+            Some(r) => {
+                let mut output =
+                    Arc::try_unwrap(r.into_arc_tensor()).unwrap_or_else(|r| (*r).clone());
+                {
+                    let plain = input.try_as_plain_ram()?;
+                    let mut out = output.try_as_plain_ram_mut()?;
+                    let data = Data::Apart {
+                        input: plain.as_slice::<f32>()?,
+                        output: out.as_slice_mut::<f32>()?,
+                    };
+                    Arch::new().dispatch(Layer {
+                        kernel,
+                        data,
+                        accumulate: true,
+                    });
+                }
+                return Ok(tvec!(output.into_tvalue()));
+            }
+            None => match Arc::try_unwrap(input.into_arc_tensor()) {
+                Ok(mut both) if g.inputs == g.outputs => {
+                    {
+                        let mut view = both.try_as_plain_ram_mut()?;
+                        let mut block = vec![0f32; g.outputs * 3 * MAX_LANES];
+                        let data = Data::InPlace {
+                            both: view.as_slice_mut::<f32>()?,
+                            block: &mut block,
+                        };
+                        Arch::new().dispatch(Layer {
+                            kernel,
+                            data,
+                            accumulate: false,
+                        });
+                    }
+                    both.set_shape(&self.shape)?;
+                    return Ok(tvec!(both.into_tvalue()));
+                }
+                Ok(alone) => Arc::new(alone),
+                Err(shared) => shared,
+            },
+        };
         let mut output = Tensor::zero::<f32>(&self.shape)?;
         {
             let plain = input.try_as_plain_ram()?;
             let mut out = output.try_as_plain_ram_mut()?;
-            let weights = self.weights.try_as_plain_ram()?;
-            let bias = self
-                .bias
-                .as_ref()
-                .map(|b| b.try_as_plain_ram())
-                .transpose()?;
-            Arch::new().dispatch(Layer {
-                g,
+            let data = Data::Apart {
                 input: plain.as_slice::<f32>()?,
                 output: out.as_slice_mut::<f32>()?,
-                weights: weights.as_slice::<f32>()?,
-                bias: bias.as_ref().map(|b| b.as_slice::<f32>()).transpose()?,
-                low: self.low.map(f32::from_bits),
-                high: self.high.map(f32::from_bits),
+            };
+            Arch::new().dispatch(Layer {
+                kernel,
+                data,
+                accumulate: false,
             });
         }
         Ok(tvec!(output.into_tvalue()))
@@ -263,8 +414,8 @@ impl TypedOp for Pointwise {
     as_op!();
 
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        if inputs[0].datum_type != f32::datum_type() {
-            bail!("pointwise convolution wants f32, got {:?}", inputs[0]);
+        if inputs.iter().any(|i| i.datum_type != f32::datum_type()) {
+            bail!("pointwise convolution wants f32, got {inputs:?}");
         }
         Ok(tvec!(f32::fact(&*self.shape)))
     }
@@ -273,6 +424,11 @@ impl TypedOp for Pointwise {
 impl ClampFold for Pointwise {
     fn bounds(&self) -> (Option<u32>, Option<u32>) {
         (self.low, self.high)
+    }
+
+    /// A clamp after the residual's `Add` is not one this op applies.
+    fn takes_clamps(&self) -> bool {
+        !self.residual
     }
 
     fn with_bounds(&self, low: Option<u32>, high: Option<u32>) -> Self {
@@ -327,7 +483,7 @@ fn next_bias(model: &TypedModel) -> TractResult<Option<(TypedNode, Pointwise)>> 
         let Some(op) = node.op_as::<Pointwise>() else {
             continue;
         };
-        if op.bias.is_some() || op.low.is_some() || op.high.is_some() {
+        if op.bias.is_some() || op.low.is_some() || op.high.is_some() || op.residual {
             continue;
         }
         let Some((name, constant)) = next_constant(model, node)? else {
@@ -361,6 +517,71 @@ fn next_bias(model: &TypedModel) -> TractResult<Option<(TypedNode, Pointwise)>> 
     Ok(None)
 }
 
+/// Folds into each pointwise node the `Add` of another activation of its
+/// output's shape that is its only successor (a residual connection);
+/// returns how many it folded. Run after the bias and clamps are folded:
+/// the residual is added last.
+pub(super) fn fuse_residuals(model: &mut TypedModel) -> TractResult<usize> {
+    let mut fused = 0;
+    while let Some((node, add, residual, op)) = next_residual(model)? {
+        let mut patch = TypedModelPatch::default();
+        let x = patch.tap_model(model, node.inputs[0])?;
+        let r = patch.tap_model(model, residual)?;
+        let out = patch.wire_node(&node.name, op, &[x, r])?[0];
+        patch.shunt_outside(model, OutletId::new(add, 0), out)?;
+        patch.apply(model)?;
+        fused += 1;
+    }
+    Ok(fused)
+}
+
+/// A pointwise node with no residual yet whose only successor is an `Add`
+/// of it and a non-constant f32 activation of the same shape: the node,
+/// the `Add`'s id, the activation, and the op that does both.
+fn next_residual(
+    model: &TypedModel,
+) -> TractResult<Option<(TypedNode, usize, OutletId, Pointwise)>> {
+    for node in model.nodes() {
+        let Some(op) = node.op_as::<Pointwise>() else {
+            continue;
+        };
+        if op.residual {
+            continue;
+        }
+        let Some(succ) = model.single_succ(node.id)? else {
+            continue;
+        };
+        let Some(bin) = succ.op_as::<TypedBinOp>() else {
+            continue;
+        };
+        let ours = OutletId::new(node.id, 0);
+        let [a, b] = succ.inputs[..] else {
+            continue;
+        };
+        if bin.0.name() != "Add" || (a == ours) == (b == ours) {
+            continue;
+        }
+        let other = if a == ours { b } else { a };
+        let (fact, added) = (
+            model.outlet_fact(other)?,
+            model.outlet_fact(succ.id.into())?,
+        );
+        if fact.konst.is_some()
+            || fact.datum_type != f32::datum_type()
+            || fact.shape != model.outlet_fact(ours)?.shape
+            || added.shape != fact.shape
+        {
+            continue;
+        }
+        let fused = Pointwise {
+            residual: true,
+            ..op.clone()
+        };
+        return Ok(Some((node.clone(), succ.id, other, fused)));
+    }
+    Ok(None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::rewrite::fuse_clamps;
@@ -368,12 +589,31 @@ mod tests {
     use super::*;
     use tract_onnx::tract_core::ops::cnn::conv::{Conv, KernelFormat};
     use tract_onnx::tract_core::ops::cnn::{PaddingSpec, PoolSpec};
+    use tract_onnx::tract_core::ops::math;
     use tract_onnx::tract_core::ops::nn::DataFormat;
 
     /// input → 1×1 convolution (constant kernel, and bias if `bias`) → one
     /// bin op by a constant per `(name, bound)`, decluttered: the einsum
     /// and `Add` the models' layers become.
     fn model(shape: &[usize], outputs: usize, bias: bool, clamps: &[(&str, f32)]) -> TypedModel {
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact(shape)).expect("a source");
+        let wire = conv1x1(&mut model, "conv", x, shape, outputs, bias);
+        let wire = test_graphs::clamps(&mut model, wire, clamps, shape.len());
+        model.select_output_outlets(&[wire]).expect("an output");
+        model.into_decluttered().expect("decluttered")
+    }
+
+    /// Wires a 1×1 convolution of `input` (of `shape`) to `outputs`
+    /// channels, constant kernel, and bias if `bias`.
+    fn conv1x1(
+        model: &mut TypedModel,
+        name: &str,
+        input: OutletId,
+        shape: &[usize],
+        outputs: usize,
+        bias: bool,
+    ) -> OutletId {
         let (format, inputs) = match *shape {
             [_, c, _, _] => (DataFormat::NCHW, c),
             [c, _, _] => (DataFormat::CHW, c),
@@ -393,21 +633,132 @@ mod tests {
             group: 1,
             q_params: None,
         };
-        let mut model = TypedModel::default();
-        let x = model.add_source("x", f32::fact(shape)).expect("a source");
+        let seed = name
+            .bytes()
+            .fold(0x1234_5678u32, |h, c| h.rotate_left(5) ^ u32::from(c));
         let k = model
-            .add_const("k", tensor(&[outputs, inputs, 1, 1], 0x1234_5678))
+            .add_const(format!("{name}.k"), tensor(&[outputs, inputs, 1, 1], seed))
             .expect("a kernel");
         let b = if bias {
-            tensor(&[outputs], 0x0bad_cafe)
+            tensor(&[outputs], seed ^ 0x0bad_cafe)
         } else {
             Tensor::zero::<f32>(&[outputs]).expect("zeros")
         };
-        let b = model.add_const("b", b).expect("a bias");
-        let wire = model.wire_node("conv", conv, &[x, k, b]).expect("wired")[0];
-        let wire = test_graphs::clamps(&mut model, wire, clamps, shape.len());
-        model.select_output_outlets(&[wire]).expect("an output");
+        let b = model.add_const(format!("{name}.b"), b).expect("a bias");
+        model.wire_node(name, conv, &[input, k, b]).expect("wired")[0]
+    }
+
+    /// A residual block as the embedder's: x → 1×1 to twice the channels
+    /// (with a `Relu` if `relu`) → 1×1 back → `Add` of x → the clamps in
+    /// `after`. With `keep_x`, x is also the model's second output (the
+    /// plan then holds a reference to it).
+    fn residual_block(
+        shape: &[usize],
+        relu: bool,
+        keep_x: bool,
+        after: &[(&str, f32)],
+    ) -> TypedModel {
+        let channels = shape[shape.len() - 3];
+        let mut wide = shape.to_vec();
+        wide[shape.len() - 3] = 2 * channels;
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact(shape)).expect("a source");
+        let e = conv1x1(&mut model, "expand", x, shape, 2 * channels, true);
+        let e = if relu {
+            let zero = model
+                .add_const(
+                    "zero",
+                    tract_ndarray::Array::from_elem(vec![1; shape.len()], 0f32).into_tensor(),
+                )
+                .expect("a bound");
+            model
+                .wire_node("relu", math::max(), &[e, zero])
+                .expect("wired")[0]
+        } else {
+            e
+        };
+        let p = conv1x1(&mut model, "project", e, &wide, channels, true);
+        let sum = model
+            .wire_node("residual", math::add(), &[p, x])
+            .expect("wired")[0];
+        let out = test_graphs::clamps(&mut model, sum, after, shape.len());
+        let outputs = if keep_x { vec![out, x] } else { vec![out] };
+        model.select_output_outlets(&outputs).expect("outputs");
         model.into_decluttered().expect("decluttered")
+    }
+
+    /// `model` with our ops, folded as `replace_with_ours` folds them: how
+    /// many residuals were folded, and the plan's outputs on `x`.
+    fn ours_with_residuals(mut model: TypedModel, x: &Tensor) -> (usize, TVec<TValue>) {
+        assert_eq!(replace_pointwise(&mut model).expect("patched"), 2);
+        fuse_clamps::<Pointwise>(&mut model).expect("clamps");
+        let folded = fuse_residuals(&mut model).expect("residuals");
+        // Nothing folds into an op after its residual.
+        assert_eq!(fuse_clamps::<Pointwise>(&mut model).expect("clamps"), 0);
+        (folded, plan_run(model, x))
+    }
+
+    fn plan_run(model: TypedModel, x: &Tensor) -> TVec<TValue> {
+        let plan = model
+            .into_optimized()
+            .and_then(|m| m.into_runnable())
+            .expect("a plan");
+        plan.run(tvec!(x.clone().into())).expect("a run")
+    }
+
+    #[test]
+    fn a_residual_add_is_folded_in_with_tracts_values() {
+        // Pixels: whole vectors, a part vector after blocks of three (49,
+        // 196: the embedder's 7×7 and 14×14), a single vector, and counts
+        // whose last block is two of two vectors (25, 100 at 16 and 8 lanes).
+        let shapes: [&[usize]; 7] = [
+            &[8, 8, 8],
+            &[16, 7, 7],
+            &[8, 14, 14],
+            &[1, 8, 4, 4],
+            &[8, 5, 5],
+            &[8, 10, 10],
+            &[1, 16, 9, 9],
+        ];
+        for shape in shapes {
+            let x = tensor(shape, 0x9e37_79b9);
+            for relu in [false, true] {
+                let theirs = plan_run(residual_block(shape, relu, false, &[]), &x);
+                let (folded, ours) =
+                    ours_with_residuals(residual_block(shape, relu, false, &[]), &x);
+                assert_eq!(folded, 1, "{shape:?}");
+                assert_eq!(ours[0], theirs[0], "{shape:?} relu {relu}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_residual_the_plan_still_holds_is_left_as_it_was() {
+        // The sum goes into the residual's buffer only when the op holds
+        // its one reference: here x is also an output of the model.
+        for shape in [&[16usize, 7, 7][..], &[8, 8, 8]] {
+            let x = tensor(shape, 0x1b87_3593);
+            let theirs = plan_run(residual_block(shape, true, true, &[]), &x);
+            let (folded, ours) = ours_with_residuals(residual_block(shape, true, true, &[]), &x);
+            assert_eq!(folded, 1);
+            assert_eq!(
+                ours[1].clone().into_tensor(),
+                x,
+                "{shape:?}: x was overwritten"
+            );
+            assert_eq!(ours[0], theirs[0], "{shape:?}");
+        }
+    }
+
+    #[test]
+    fn a_clamp_after_the_residual_stays_tracts() {
+        let shape = [16, 7, 7];
+        let x = tensor(&shape, 0x7f4a_7c15);
+        let after = [("max", 0.0), ("min", 0.5)];
+        let theirs = plan_run(residual_block(&shape, true, false, &after), &x);
+        let (folded, ours) = ours_with_residuals(residual_block(&shape, true, false, &after), &x);
+        assert_eq!(folded, 1);
+        assert_eq!(ours[0], theirs[0]);
     }
 
     #[test]
@@ -487,44 +838,127 @@ mod tests {
     #[test]
     fn every_vector_unit_gives_the_same_values() {
         // Each path pulp has here, forced: whole blocks of three vectors, a
-        // part vector, and a block of one.
-        for pixels in [96, 100, 20] {
-            let g = Geometry {
-                inputs: 5,
-                outputs: 16,
-                pixels,
-            };
-            let input = values(g.inputs * g.pixels, 11);
-            let weights = values(g.outputs * g.inputs, 12);
-            let bias = values(g.outputs, 13);
-            let run_on = |unit: &dyn Fn(Layer<'_>)| {
-                let mut out = vec![0f32; g.outputs * g.pixels];
-                unit(Layer {
-                    g,
-                    input: &input,
-                    output: &mut out,
-                    weights: &weights,
-                    bias: Some(&bias),
-                    low: Some(-0.5),
-                    high: Some(1.5),
-                });
-                out
-            };
-            // The vector units fuse their multiply-adds: equal values. The
-            // scalar fallback rounds twice: within rounding of them.
-            let best = run_on(&|p| Arch::new().dispatch(p));
-            let scalar = run_on(&|p| Simd::vectorize(pulp::Scalar::new(), p));
-            let worst = best
-                .iter()
-                .zip(&scalar)
-                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-            assert!(worst <= 1e-5, "{g:?}: scalar off by {worst}");
-            #[cfg(target_arch = "x86_64")]
-            if let Some(v3) = pulp::x86::V3::try_new() {
-                let v3 = run_on(&|p| Simd::vectorize(v3, p));
-                let differ = v3.iter().zip(&best).position(|(a, b)| a != b);
-                assert_eq!(differ, None, "{g:?}");
+        // part vector, blocks of two, and a block of one; into a fresh
+        // output, onto a residual, and over the input.
+        for pixels in [96, 100, 20, 16, 25] {
+            for mode in ["fresh", "residual", "in place"] {
+                let g = Geometry {
+                    inputs: 16,
+                    outputs: 16,
+                    pixels,
+                };
+                let input = values(g.inputs * g.pixels, 11);
+                let weights = values(g.outputs * g.inputs, 12);
+                let bias = values(g.outputs, 13);
+                let residual = values(g.outputs * g.pixels, 14);
+                let run_on = |unit: &dyn Fn(Layer<'_>)| {
+                    let kernel = Kernel {
+                        g,
+                        weights: &weights,
+                        bias: Some(&bias),
+                        low: Some(-0.5),
+                        high: Some(1.5),
+                    };
+                    let mut out = if mode == "residual" {
+                        residual.clone()
+                    } else {
+                        vec![0f32; g.outputs * g.pixels]
+                    };
+                    let mut both = input.clone();
+                    let mut block = vec![0f32; g.outputs * 3 * MAX_LANES];
+                    let data = if mode == "in place" {
+                        Data::InPlace {
+                            both: &mut both,
+                            block: &mut block,
+                        }
+                    } else {
+                        Data::Apart {
+                            input: &input,
+                            output: &mut out,
+                        }
+                    };
+                    unit(Layer {
+                        kernel,
+                        data,
+                        accumulate: mode == "residual",
+                    });
+                    if mode == "in place" {
+                        both
+                    } else {
+                        out
+                    }
+                };
+                // The vector units fuse their multiply-adds: equal values.
+                // The scalar fallback rounds twice: within rounding of them.
+                let best = run_on(&|p| Arch::new().dispatch(p));
+                let scalar = run_on(&|p| Simd::vectorize(pulp::Scalar::new(), p));
+                let worst = best
+                    .iter()
+                    .zip(&scalar)
+                    .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+                assert!(worst <= 1e-5, "{g:?} {mode}: scalar off by {worst}");
+                #[cfg(target_arch = "x86_64")]
+                if let Some(v3) = pulp::x86::V3::try_new() {
+                    let v3 = run_on(&|p| Simd::vectorize(v3, p));
+                    let differ = v3.iter().zip(&best).position(|(a, b)| a != b);
+                    assert_eq!(differ, None, "{g:?} {mode}");
+                }
+                if mode == "fresh" {
+                    continue;
+                }
+                // Against the fresh output (plus the residual): the same
+                // values.
+                let fresh = {
+                    let mut out = vec![0f32; g.outputs * g.pixels];
+                    let kernel = Kernel {
+                        g,
+                        weights: &weights,
+                        bias: Some(&bias),
+                        low: Some(-0.5),
+                        high: Some(1.5),
+                    };
+                    Arch::new().dispatch(Layer {
+                        kernel,
+                        data: Data::Apart {
+                            input: &input,
+                            output: &mut out,
+                        },
+                        accumulate: false,
+                    });
+                    if mode == "residual" {
+                        out.iter_mut().zip(&residual).for_each(|(o, r)| *o += r);
+                    }
+                    out
+                };
+                assert_eq!(best, fresh, "{g:?} {mode}");
             }
+        }
+    }
+
+    #[test]
+    fn an_input_the_plan_still_holds_is_left_as_it_was() {
+        // A layer of as many outputs as inputs writes over its input only
+        // when it holds the input's one reference: here the input is also
+        // the model's second output.
+        for shape in [&[16usize, 7, 7][..], &[1, 16, 10, 10], &[8, 8, 8]] {
+            let x = tensor(shape, 0x1b87_3593);
+            let both = |replace: bool| {
+                let mut m = model(shape, shape[shape.len() - 3], true, &[]);
+                let out = m.output_outlets().expect("an output")[0];
+                m.select_output_outlets(&[out, m.input_outlets().expect("an input")[0]])
+                    .expect("two outputs");
+                if replace {
+                    assert_eq!(replace_pointwise(&mut m).expect("patched"), 1);
+                }
+                plan_run(m, &x)
+            };
+            let ours = both(true);
+            assert_eq!(
+                ours[1].clone().into_tensor(),
+                x,
+                "{shape:?}: the input was overwritten"
+            );
+            assert_eq!(ours[0], both(false)[0], "{shape:?}: tract's values");
         }
     }
 }

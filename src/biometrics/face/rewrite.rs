@@ -77,6 +77,10 @@ pub(super) fn bias_per_channel(bias: Option<&Tensor>, channels: usize) -> Option
 pub(super) trait ClampFold: TypedOp + Clone {
     fn bounds(&self) -> (Option<u32>, Option<u32>);
     fn with_bounds(&self, low: Option<u32>, high: Option<u32>) -> Self;
+    /// Whether a clamp on the op's output is still one it can apply.
+    fn takes_clamps(&self) -> bool {
+        true
+    }
 }
 
 /// Folds every clamp that follows an op of type `T` into it; returns how
@@ -94,7 +98,7 @@ pub(super) fn fuse_clamps<T: ClampFold>(model: &mut TypedModel) -> TractResult<u
 /// does both.
 fn next_clamp<T: ClampFold>(model: &TypedModel) -> TractResult<Option<(TypedNode, T)>> {
     for node in model.nodes() {
-        let Some(op) = node.op_as::<T>() else {
+        let Some(op) = node.op_as::<T>().filter(|op| op.takes_clamps()) else {
             continue;
         };
         let Some((name, bound)) = next_constant(model, node)? else {
