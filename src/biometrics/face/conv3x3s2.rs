@@ -194,7 +194,14 @@ fn convolve<S: Simd>(simd: S, p: Images<'_>) {
         }
         // Output row by output row, every output channel: the few input
         // rows it reads stay in the first-level cache.
-        let mut sources: Vec<&[f32]> = Vec::with_capacity(g.inputs * TAPS);
+        // Four output channels at a time: each source vector loaded once
+        // for all four (loads were the loop's limit at one channel, s43).
+        let (plane_out, taps) = (g.oh * g.ow, g.inputs * TAPS);
+        let whole = g.outputs / 4 * 4;
+        let (four, ones) = output.split_at_mut(whole * plane_out);
+        let (k4, k1) = p.kernel.split_at(whole * taps);
+        let (b4, b1) = p.bias.split_at(whole);
+        let mut sources: Vec<&[f32]> = Vec::with_capacity(taps);
         for oy in 0..g.oh {
             sources.clear();
             for s in split.chunks_exact(plane) {
@@ -206,23 +213,13 @@ fn convolve<S: Simd>(simd: S, p: Images<'_>) {
                     sources.push(&even[r * pe + 1..][..g.ow]);
                 }
             }
-            // Four output channels at a time: each source vector loaded
-            // once for all four (loads were the loop's limit at one
-            // channel, s43).
-            let plane_out = g.oh * g.ow;
-            let taps = g.inputs * TAPS;
             let rows = Rows {
                 sources: &sources,
                 row: oy * g.ow,
                 plane: plane_out,
-                taps,
                 low: p.low,
                 high: p.high,
             };
-            let whole = g.outputs / 4 * 4;
-            let (four, ones) = output.split_at_mut(whole * plane_out);
-            let (k4, k1) = p.kernel.split_at(whole * taps);
-            let (b4, b1) = p.bias.split_at(whole);
             for ((tile, k), b) in four
                 .chunks_exact_mut(4 * plane_out)
                 .zip(k4.chunks_exact(4 * taps))
@@ -250,8 +247,6 @@ struct Rows<'a> {
     row: usize,
     /// An output plane's length.
     plane: usize,
-    /// Weights per output channel (`sources.len()`).
-    taps: usize,
     low: Option<f32>,
     high: Option<f32>,
 }
@@ -282,7 +277,8 @@ fn sum_rows<S: Simd, const C: usize>(
     if n < lanes {
         for c in 0..C {
             let mut acc = simd.splat_f32s(b[c]);
-            for (s, &kt) in r.sources.iter().zip(&k[c * r.taps..][..r.taps]) {
+            let taps = r.sources.len();
+            for (s, &kt) in r.sources.iter().zip(&k[c * taps..][..taps]) {
                 let x = simd.partial_load_f32s(&s[..n]);
                 acc = simd.mul_add_e_f32s(simd.splat_f32s(kt), x, acc);
             }
@@ -331,7 +327,8 @@ fn block<S: Simd, const C: usize, const N: usize>(
 ) {
     let lanes = S::F32_LANES;
     let mut acc: [[S::f32s; N]; C] = std::array::from_fn(|c| [simd.splat_f32s(b[c]); N]);
-    let k: [&[f32]; C] = std::array::from_fn(|c| &k[c * r.taps..][..r.sources.len()]);
+    let taps = r.sources.len();
+    let k: [&[f32]; C] = std::array::from_fn(|c| &k[c * taps..][..taps]);
     for (t, s) in r.sources.iter().enumerate() {
         let x: [S::f32s; N] =
             std::array::from_fn(|j| S::as_simd_f32s(&s[at[j]..at[j] + lanes]).0[0]);

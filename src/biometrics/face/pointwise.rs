@@ -351,24 +351,10 @@ impl EvalOp for Pointwise {
         // tract hands its last consumer the only reference to a value: the
         // residual's buffer becomes the output (a copy of it when shared);
         // without one, an input of the output's shape does.
-        let input = match residual {
+        let (input, mut output, accumulate) = match residual {
             Some(r) => {
-                let mut output =
-                    Arc::try_unwrap(r.into_arc_tensor()).unwrap_or_else(|r| (*r).clone());
-                {
-                    let plain = input.try_as_plain_ram()?;
-                    let mut out = output.try_as_plain_ram_mut()?;
-                    let data = Data::Apart {
-                        input: plain.as_slice::<f32>()?,
-                        output: out.as_slice_mut::<f32>()?,
-                    };
-                    Arch::new().dispatch(Layer {
-                        kernel,
-                        data,
-                        accumulate: true,
-                    });
-                }
-                return Ok(tvec!(output.into_tvalue()));
+                let r = Arc::try_unwrap(r.into_arc_tensor()).unwrap_or_else(|r| (*r).clone());
+                (input.into_arc_tensor(), r, true)
             }
             None => match Arc::try_unwrap(input.into_arc_tensor()) {
                 Ok(mut both) if g.inputs == g.outputs => {
@@ -388,11 +374,10 @@ impl EvalOp for Pointwise {
                     both.set_shape(&self.shape)?;
                     return Ok(tvec!(both.into_tvalue()));
                 }
-                Ok(alone) => Arc::new(alone),
-                Err(shared) => shared,
+                Ok(alone) => (Arc::new(alone), Tensor::zero::<f32>(&self.shape)?, false),
+                Err(shared) => (shared, Tensor::zero::<f32>(&self.shape)?, false),
             },
         };
-        let mut output = Tensor::zero::<f32>(&self.shape)?;
         {
             let plain = input.try_as_plain_ram()?;
             let mut out = output.try_as_plain_ram_mut()?;
@@ -403,7 +388,7 @@ impl EvalOp for Pointwise {
             Arch::new().dispatch(Layer {
                 kernel,
                 data,
-                accumulate: false,
+                accumulate,
             });
         }
         Ok(tvec!(output.into_tvalue()))
