@@ -171,6 +171,11 @@ impl Controller {
                 interface,
                 "--bluetooth-adapter",
                 adapter.as_str(),
+                // In a VM guest under QEMU's TCG the Python server takes
+                // tens of seconds to import the Matter SDK and listen; on a
+                // loaded host (s43) more than the default 60 s.
+                "--start-timeout",
+                "180",
             ],
         )
     }
