@@ -602,11 +602,7 @@ mod tests {
                 if replace {
                     assert_eq!(replace_depthwise(&mut m).expect("patched"), 1);
                 }
-                let plan = m
-                    .into_optimized()
-                    .and_then(|m| m.into_runnable())
-                    .expect("a plan");
-                let out = plan.run(tvec!(x.clone().into())).expect("a run");
+                let out = test_graphs::plan_run(m, &x);
                 (out[0].clone().into_tensor(), out[1].clone().into_tensor())
             };
             let (ours, kept) = both(true);

@@ -570,7 +570,7 @@ fn next_residual(
 #[cfg(test)]
 mod tests {
     use super::super::rewrite::fuse_clamps;
-    use super::super::test_graphs::{self, run, tensor, values};
+    use super::super::test_graphs::{self, plan_run, run, tensor, values};
     use super::*;
     use tract_onnx::tract_core::ops::cnn::conv::{Conv, KernelFormat};
     use tract_onnx::tract_core::ops::cnn::{PaddingSpec, PoolSpec};
@@ -681,14 +681,6 @@ mod tests {
         // Nothing folds into an op after its residual.
         assert_eq!(fuse_clamps::<Pointwise>(&mut model).expect("clamps"), 0);
         (folded, plan_run(model, x))
-    }
-
-    fn plan_run(model: TypedModel, x: &Tensor) -> TVec<TValue> {
-        let plan = model
-            .into_optimized()
-            .and_then(|m| m.into_runnable())
-            .expect("a plan");
-        plan.run(tvec!(x.clone().into())).expect("a run")
     }
 
     #[test]

@@ -48,14 +48,19 @@ pub(super) fn clamps(
     wire
 }
 
-/// `model` optimised by tract and run on `input`: the output's shape and
-/// values.
-pub(super) fn run(model: TypedModel, input: &Tensor) -> (Vec<usize>, Vec<f32>) {
+/// `model` optimised by tract and run on `input`: every output.
+pub(super) fn plan_run(model: TypedModel, input: &Tensor) -> TVec<TValue> {
     let plan = model
         .into_optimized()
         .and_then(|m| m.into_runnable())
         .expect("a plan");
-    let result = plan.run(tvec!(input.clone().into())).expect("a run");
+    plan.run(tvec!(input.clone().into())).expect("a run")
+}
+
+/// `model` optimised by tract and run on `input`: the output's shape and
+/// values.
+pub(super) fn run(model: TypedModel, input: &Tensor) -> (Vec<usize>, Vec<f32>) {
+    let result = plan_run(model, input);
     let out = result[0].try_as_plain_ram().expect("plain");
     (
         result[0].shape().to_vec(),
